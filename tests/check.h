@@ -1,0 +1,56 @@
+// Minimal test harness: every check prints what it compared on failure and is counted;
+// a test program ends with `return check_done();` which prints "N passed, M failed".
+#ifndef LLAVA_TESTS_CHECK_H
+#define LLAVA_TESTS_CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_pass_count, check_fail_count;
+
+#define CHECK(cond, ...)                                                  \
+    do {                                                                  \
+        if (cond) {                                                       \
+            check_pass_count++;                                           \
+        } else {                                                          \
+            check_fail_count++;                                           \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                 \
+            fprintf(stderr, "\n");                                        \
+        }                                                                 \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b) CHECK((long long)(a) == (long long)(b), "%lld != %lld", (long long)(a), (long long)(b))
+#define CHECK_EQ_STR(a, b) CHECK(strcmp((a), (b)) == 0, "\"%s\" != \"%s\"", (a), (b))
+#define CHECK_NEAR(a, b, tol) \
+    CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (|diff| %.3g > %.3g)", (double)(a), (double)(b), fabs((double)(a) - (double)(b)), (double)(tol))
+// The error message of the last failed call contains `needle`.
+#define CHECK_ERR_HAS(needle) CHECK(strstr(llava_errmsg(), (needle)) != NULL, "error \"%s\" lacks \"%s\"", llava_errmsg(), (needle))
+
+static inline int check_done(void) {
+    printf("%d passed, %d failed\n", check_pass_count, check_fail_count);
+    return check_fail_count ? 1 : 0;
+}
+
+// A temporary directory for files a test writes; removed by the caller with rm_rf.
+static inline char *check_tmpdir(void) {
+    char tmpl[] = "/tmp/llava_test_XXXXXX";
+    char *d = mkdtemp(tmpl);
+    if (!d) {
+        perror("mkdtemp");
+        exit(2);
+    }
+    char *out = malloc(strlen(d) + 1);
+    strcpy(out, d);
+    return out;
+}
+
+static inline void check_rm_rf(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+#endif

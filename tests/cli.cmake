@@ -1,0 +1,33 @@
+# Tests that run the `llava` executable and check what it prints.
+add_test(NAME cli_help COMMAND llava help)
+set_tests_properties(cli_help PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "inspect.*config.*demo")
+
+add_test(NAME cli_unknown_command COMMAND llava frobnicate)
+set_tests_properties(cli_unknown_command PROPERTIES LABELS cpu WILL_FAIL TRUE)
+
+add_test(NAME cli_inspect_vicuna7b COMMAND llava inspect tests/data/hf/vicuna-7b-v1.5/config.json
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_inspect_vicuna7b PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "lm +6,738,415,616")
+
+add_test(NAME cli_inspect_clip336 COMMAND llava inspect tests/data/hf/clip-vit-large-patch14-336
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_inspect_clip336 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "vision +303,507,456")
+
+add_test(NAME cli_inspect_llava7b COMMAND llava inspect tests/data/hf/llava-1.5-7b-hf
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_inspect_llava7b PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "projector +20,979,712")
+
+add_test(NAME cli_inspect_missing COMMAND llava inspect tests/data/hf/no-such-model
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_inspect_missing PROPERTIES LABELS cpu WILL_FAIL TRUE)
+
+add_test(NAME cli_config_stage2 COMMAND llava config configs/llava15-7b-stage2.json --set train.learning_rate=3e-5
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_config_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "\"learning_rate\":[ \t]*3e-05")
+
+add_test(NAME cli_config_typo COMMAND llava config configs/llava15-7b-stage2.json --set train.lr=1
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_config_typo PROPERTIES LABELS cpu WILL_FAIL TRUE)
+
+add_test(NAME cli_demo COMMAND llava demo)
+set_tests_properties(cli_demo PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "LLaVA-1.5 recipe in miniature")

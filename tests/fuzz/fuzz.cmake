@@ -1,0 +1,26 @@
+# libFuzzer targets, compiled with clang (-fsanitize=fuzzer,address,undefined) by a custom command
+# so the main build keeps its own compiler. Each runs briefly in the test suite (label "fuzz").
+set(LLAVA_FUZZ_SECONDS 20 CACHE STRING "seconds each fuzz target runs in ctest")
+
+function(llava_fuzz_target name corpus)
+  set(srcs ${ARGN})
+  set(out ${CMAKE_BINARY_DIR}/${name})
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${LLAVA_CLANG} -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
+            -fno-sanitize-recover=undefined -I${CMAKE_SOURCE_DIR} ${CJSON_CFLAGS} ${srcs}
+            ${CJSON_LDFLAGS} -lm -o ${out}
+    DEPENDS ${srcs}
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
+    COMMENT "fuzz target ${name}")
+  add_custom_target(${name}_build ALL DEPENDS ${out})
+  add_test(NAME ${name} COMMAND sh ${CMAKE_SOURCE_DIR}/tests/fuzz/run_fuzz.sh ${out}
+           ${CMAKE_SOURCE_DIR}/${corpus} ${LLAVA_FUZZ_SECONDS})
+  set_tests_properties(${name} PROPERTIES LABELS "cpu;fuzz" FAIL_REGULAR_EXPRESSION "ERROR: |SUMMARY: ")
+endfunction()
+
+llava_fuzz_target(fuzz_safetensors tests/fuzz/corpus/safetensors
+  ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_safetensors.c
+  ${CMAKE_SOURCE_DIR}/train/io/safetensors.c
+  ${CMAKE_SOURCE_DIR}/common/util.c
+  ${CMAKE_SOURCE_DIR}/common/dtype.c)

@@ -1,0 +1,16 @@
+// Subcommands of the `llava` executable. Each lives in its own cmd_<name>.c.
+#ifndef LLAVA_CLI_COMMANDS_H
+#define LLAVA_CLI_COMMANDS_H
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);  // argv[0] is the subcommand name
+    const char *usage;                  // one line: arguments
+    const char *summary;                // one line: what it does
+} llava_command;
+
+int cmd_inspect(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

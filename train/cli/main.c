@@ -1,0 +1,49 @@
+// llava: one executable, many subcommands. `llava help` lists them.
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static int cmd_help(int argc, char **argv);
+
+static const llava_command COMMANDS[] = {
+    {"help", cmd_help, "[COMMAND]", "list the commands, or show one command's usage"},
+    {"inspect", cmd_inspect, "PATH...", "describe a model folder, config.json or safetensors file: architecture, parameter counts, dtypes, missing/unexpected tensors"},
+    {"config", cmd_config, "[PRESET.json] [--set key=value ...] [--keys]", "print a training preset fully resolved (defaults, base presets, overrides), or every key"},
+    {"demo", cmd_demo, "[--out DIR]", "the whole recipe in miniature on the CPU, nothing downloaded"},
+};
+static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
+
+static void usage(FILE *f) {
+    fprintf(f, "llava.c: LLaVA-1.5 training and fine-tuning in C\n\nusage: llava COMMAND [ARGS]\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\n`llava help COMMAND` shows a command's arguments.\n");
+}
+
+static int cmd_help(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(COMMANDS[i].name, argv[1]) == 0) {
+            printf("usage: llava %s %s\n  %s\n", COMMANDS[i].name, COMMANDS[i].usage, COMMANDS[i].summary);
+            return 0;
+        }
+    }
+    fprintf(stderr, "llava: no command \"%s\"\n", argv[1]);
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (strcmp(COMMANDS[i].name, argv[1]) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "llava: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,419 @@
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+// One row per key. The LLaVA flag each key mirrors is named in its help text
+// (spec/llava15-recipe.md §1); keys for features that land later are here already so that presets
+// are complete and stable.
+const cfg_key CFG_SCHEMA[] = {
+    // ---- model
+    {"model.llm", CFG_STR, "null", NULL, "language model folder (HF LlamaForCausalLM, e.g. vicuna-7b-v1.5) [model_name_or_path]"},
+    {"model.vision_tower", CFG_STR, "null", NULL, "CLIP vision tower folder (clip-vit-large-patch14-336) [vision_tower]"},
+    {"model.init", CFG_STR, "null", NULL, "a whole LLaVA model to start from instead of llm+vision_tower (llava-hf or original layout) [finetune_task.sh model_name_or_path]"},
+    {"model.tokenizer", CFG_STR, "null", NULL, "tokenizer.model path; null: the one in model.llm (or model.init)"},
+    {"model.mm_projector_type", CFG_ENUM, "\"mlp2x_gelu\"", "mlp2x_gelu|linear", "projector architecture [mm_projector_type]"},
+    {"model.mm_vision_select_layer", CFG_INT, "-2", NULL, "vision hidden state fed to the projector; -2 = output of the second-to-last layer [mm_vision_select_layer]"},
+    {"model.mm_vision_select_feature", CFG_ENUM, "\"patch\"", "patch|cls_patch", "patch drops the CLS token [mm_vision_select_feature]"},
+    {"model.mm_use_im_start_end", CFG_BOOL, "false", NULL, "wrap images in start/end tokens (false in LLaVA-1.5; true is not supported) [mm_use_im_start_end]"},
+    {"model.mm_use_im_patch_token", CFG_BOOL, "false", NULL, "add an image patch token (false in LLaVA-1.5) [mm_use_im_patch_token]"},
+    {"model.pretrain_mm_mlp_adapter", CFG_STR, "null", NULL, "stage-1 projector (mm_projector.safetensors) to start stage 2 from [pretrain_mm_mlp_adapter]"},
+    // ---- data
+    {"data.data_path", CFG_STR, "null", NULL, "LLaVA JSON array, or an HDF5 file written by `llava prep` [data_path]"},
+    {"data.image_folder", CFG_STR, "null", NULL, "folder that the samples' image paths are relative to [image_folder]"},
+    {"data.template", CFG_ENUM, "\"plain\"", "plain|vicuna_v1", "conversation template: plain (stage 1) or vicuna_v1 (stage 2) [version: plain / v1]"},
+    {"data.tokenizer_mode", CFG_ENUM, "\"hf431\"", "hf431|hf437|legacy", "slow-tokenizer rules: hf431 = transformers 4.31 as the released checkpoints were trained, hf437 = LLaVA HEAD, legacy = legacy=True"},
+    {"data.image_aspect_ratio", CFG_ENUM, "\"square\"", "square|pad", "square: resize shortest side + center crop; pad: expand to square with the mean colour first [image_aspect_ratio]"},
+    {"data.model_max_length", CFG_INT, "2048", NULL, "truncate sequences (image features included) to this many positions [model_max_length]"},
+    {"data.group_by_modality_length", CFG_BOOL, "false", NULL, "LLaVA's modality-grouped length sampler [group_by_modality_length]"},
+    {"data.dataloader_num_workers", CFG_INT, "4", NULL, "loader threads [dataloader_num_workers]"},
+    {"data.lazy_preprocess", CFG_BOOL, "true", NULL, "accepted for parity with LLaVA's flag, which nothing reads [lazy_preprocess]"},
+    {"data.strict", CFG_BOOL, "false", NULL, "fail on a bad sample instead of counting and skipping it"},
+    // ---- optimisation
+    {"train.stage", CFG_INT, "1", NULL, "1: projector pretraining, 2: instruction tuning (selects defaults and what is saved)"},
+    {"train.trainable", CFG_STRLIST, "[\"projector\"]", "vision|projector|lm|lora", "modules that receive updates; the rest are frozen [tune_mm_mlp_adapter / freeze_backbone / lora_enable]"},
+    {"train.num_train_epochs", CFG_FLOAT, "1", NULL, "[num_train_epochs]"},
+    {"train.max_steps", CFG_INT, "-1", NULL, "stop after this many optimizer steps; -1: run the epochs [max_steps]"},
+    {"train.per_device_train_batch_size", CFG_INT, "16", NULL, "samples per rank per micro-batch [per_device_train_batch_size]"},
+    {"train.per_device_eval_batch_size", CFG_INT, "4", NULL, "[per_device_eval_batch_size]"},
+    {"train.gradient_accumulation_steps", CFG_INT, "1", NULL, "micro-batches per optimizer step [gradient_accumulation_steps]"},
+    {"train.global_batch_size", CFG_INT, "0", NULL, "if set, the global batch the run must have (per_device x accumulation x ranks); a run on fewer ranks raises accumulation to keep it"},
+    {"train.learning_rate", CFG_FLOAT, "2e-5", NULL, "peak learning rate [learning_rate]"},
+    {"train.mm_projector_lr", CFG_FLOAT, "null", NULL, "separate peak learning rate for the projector; null: learning_rate [mm_projector_lr]"},
+    {"train.weight_decay", CFG_FLOAT, "0", NULL, "decoupled weight decay; biases and norm weights never decay [weight_decay]"},
+    {"train.adam_beta1", CFG_FLOAT, "0.9", NULL, "[adam_beta1]"},
+    {"train.adam_beta2", CFG_FLOAT, "0.999", NULL, "[adam_beta2]"},
+    {"train.adam_epsilon", CFG_FLOAT, "1e-8", NULL, "[adam_epsilon]"},
+    {"train.optim", CFG_ENUM, "\"adamw_torch\"", "adamw_torch", "optimizer: torch.optim.AdamW semantics [optim]"},
+    {"train.lr_scheduler_type", CFG_ENUM, "\"cosine\"", "cosine|linear|constant|constant_with_warmup", "[lr_scheduler_type]"},
+    {"train.warmup_ratio", CFG_FLOAT, "0.03", NULL, "warmup steps = ceil(ratio x total steps) [warmup_ratio]"},
+    {"train.warmup_steps", CFG_INT, "0", NULL, "if > 0, overrides warmup_ratio [warmup_steps]"},
+    {"train.max_grad_norm", CFG_FLOAT, "0", NULL, "global gradient-norm clip; 0 = off, as in the official runs (DeepSpeed ignored HF's 1.0) [max_grad_norm]"},
+    {"train.loss_normalization", CFG_ENUM, "\"llava\"", "llava|global_tokens", "llava: mean over ranks of each micro-batch's token mean; global_tokens: sum over all tokens of the step / their count"},
+    {"train.seed", CFG_INT, "42", NULL, "[seed]"},
+    {"train.bf16", CFG_BOOL, "true", NULL, "bf16 weights and activations on the GPU (fp32 master weights and optimizer) [bf16]"},
+    {"train.tf32", CFG_BOOL, "true", NULL, "allow TF32 in fp32 GEMMs on the GPU [tf32]"},
+    {"train.gradient_checkpointing", CFG_BOOL, "true", NULL, "recompute each decoder layer's activations in backward [gradient_checkpointing]"},
+    {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too [deepspeed zero2.json / zero3.json]"},
+    {"train.device", CFG_ENUM, "\"cuda\"", "cpu|cuda", "backend"},
+    {"train.max_nonfinite_steps", CFG_INT, "10", NULL, "stop after this many consecutive steps with non-finite loss or gradients (each is skipped)"},
+    {"train.nccl_timeout_s", CFG_INT, "1800", NULL, "a collective that takes longer fails the run on every rank"},
+    // ---- LoRA
+    {"lora.enabled", CFG_BOOL, "false", NULL, "[lora_enable]"},
+    {"lora.r", CFG_INT, "128", NULL, "[lora_r]"},
+    {"lora.alpha", CFG_FLOAT, "256", NULL, "scaling = alpha / r [lora_alpha]"},
+    {"lora.dropout", CFG_FLOAT, "0.05", NULL, "[lora_dropout]"},
+    {"lora.bias", CFG_ENUM, "\"none\"", "none", "[lora_bias]"},
+    {"lora.target_modules", CFG_STRLIST, "[\"q_proj\",\"k_proj\",\"v_proj\",\"o_proj\",\"gate_proj\",\"up_proj\",\"down_proj\"]",
+     "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj", "LM linears that get adapters (find_all_linear_names)"},
+    // ---- checkpoints and logs
+    {"checkpoint.output_dir", CFG_STR, "\"./checkpoints/run\"", NULL, "[output_dir]"},
+    {"checkpoint.save_strategy", CFG_ENUM, "\"steps\"", "steps|no", "[save_strategy]"},
+    {"checkpoint.save_steps", CFG_INT, "500", NULL, "write a resumable checkpoint every N optimizer steps [save_steps]"},
+    {"checkpoint.save_total_limit", CFG_INT, "2", NULL, "keep the newest K complete checkpoints [save_total_limit]"},
+    {"log.logging_steps", CFG_INT, "1", NULL, "[logging_steps]"},
+    {"log.report_to", CFG_ENUM, "\"jsonl\"", "jsonl|none", "metrics.jsonl in output_dir (LLaVA reports to wandb) [report_to]"},
+    {"eval.evaluation_strategy", CFG_ENUM, "\"no\"", "no", "[evaluation_strategy]"},
+};
+const int CFG_SCHEMA_LEN = (int)(sizeof CFG_SCHEMA / sizeof CFG_SCHEMA[0]);
+
+static const cfg_key *schema_find(const char *key) {
+    for (int i = 0; i < CFG_SCHEMA_LEN; i++)
+        if (strcmp(CFG_SCHEMA[i].key, key) == 0) return &CFG_SCHEMA[i];
+    return NULL;
+}
+
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64) return 99;
+    int prev[65], cur[65];
+    for (size_t j = 0; j <= m; j++) prev[j] = (int)j;
+    for (size_t i = 1; i <= n; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= m; j++) {
+            int c = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < c) c = prev[j] + 1;
+            if (cur[j - 1] + 1 < c) c = cur[j - 1] + 1;
+            cur[j] = c;
+        }
+        memcpy(prev, cur, sizeof(int) * (m + 1));
+    }
+    return prev[m];
+}
+
+static int unknown_key(const char *where, const char *key) {
+    const char *best = NULL;
+    int bd = 1 << 30;
+    const char *leaf = strrchr(key, '.');
+    leaf = leaf ? leaf + 1 : key;
+    for (int i = 0; i < CFG_SCHEMA_LEN; i++) {
+        int d = edit_distance(key, CFG_SCHEMA[i].key);
+        const char *sl = strrchr(CFG_SCHEMA[i].key, '.') + 1;
+        if (strcmp(sl, leaf) == 0) d = 0;  // right name, wrong section
+        if (d < bd) {
+            bd = d;
+            best = CFG_SCHEMA[i].key;
+        }
+    }
+    if (best && bd <= 4) return llava_fail("%s: unknown key \"%s\" (did you mean \"%s\"?)", where, key, best);
+    return llava_fail("%s: unknown key \"%s\" (`llava config --keys` lists them)", where, key);
+}
+
+// Walks the dotted path, creating objects; returns the parent object and the leaf name.
+static cJSON *parent_of(cJSON *root, const char *key, const char **leaf) {
+    cJSON *o = root;
+    const char *p = key;
+    const char *dot;
+    while ((dot = strchr(p, '.'))) {
+        char part[64];
+        size_t n = (size_t)(dot - p);
+        if (n >= sizeof part) n = sizeof part - 1;
+        memcpy(part, p, n);
+        part[n] = 0;
+        cJSON *child = cJSON_GetObjectItemCaseSensitive(o, part);
+        if (!child) child = cJSON_AddObjectToObject(o, part);
+        o = child;
+        p = dot + 1;
+    }
+    *leaf = p;
+    return o;
+}
+
+static const cJSON *lookup(const train_config *c, const char *key) {
+    const cJSON *o = c->root;
+    const char *p = key;
+    const char *dot;
+    while (o && (dot = strchr(p, '.'))) {
+        char part[64];
+        size_t n = (size_t)(dot - p);
+        if (n >= sizeof part) n = sizeof part - 1;
+        memcpy(part, p, n);
+        part[n] = 0;
+        o = cJSON_GetObjectItemCaseSensitive(o, part);
+        p = dot + 1;
+    }
+    return o ? cJSON_GetObjectItemCaseSensitive(o, p) : NULL;
+}
+
+static int choice_ok(const char *choices, const char *v) {
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, v, n) == 0) return 1;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return 0;
+}
+
+// Checks a JSON value against a key's type.
+static int check_value(const char *where, const cfg_key *k, const cJSON *v) {
+    switch (k->type) {
+    case CFG_INT:
+        if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble || fabs(v->valuedouble) > 2147483647.0)
+            return llava_fail("%s: \"%s\" must be an integer", where, k->key);
+        return 0;
+    case CFG_FLOAT:
+        if (!cJSON_IsNumber(v) && !(cJSON_IsNull(v) && strcmp(k->def, "null") == 0))
+            return llava_fail("%s: \"%s\" must be a number", where, k->key);
+        return 0;
+    case CFG_BOOL:
+        if (!cJSON_IsBool(v)) return llava_fail("%s: \"%s\" must be true or false", where, k->key);
+        return 0;
+    case CFG_STR:
+        if (!cJSON_IsString(v) && !cJSON_IsNull(v)) return llava_fail("%s: \"%s\" must be a string or null", where, k->key);
+        return 0;
+    case CFG_ENUM:
+        if (!cJSON_IsString(v) || !choice_ok(k->choices, v->valuestring))
+            return llava_fail("%s: \"%s\" must be one of %s", where, k->key, k->choices);
+        return 0;
+    case CFG_STRLIST:
+        if (!cJSON_IsArray(v)) return llava_fail("%s: \"%s\" must be a list of strings", where, k->key);
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (!cJSON_IsString(e)) return llava_fail("%s: \"%s\" must be a list of strings", where, k->key);
+            if (k->choices && !choice_ok(k->choices, e->valuestring))
+                return llava_fail("%s: \"%s\" item \"%s\" is not one of %s", where, k->key, e->valuestring, k->choices);
+        }
+        return 0;
+    }
+    return -1;
+}
+
+static void put(train_config *c, const char *key, cJSON *v) {
+    const char *leaf;
+    cJSON *parent = parent_of(c->root, key, &leaf);
+    if (cJSON_GetObjectItemCaseSensitive(parent, leaf)) cJSON_ReplaceItemInObjectCaseSensitive(parent, leaf, v);
+    else cJSON_AddItemToObject(parent, leaf, v);
+}
+
+void cfg_init_defaults(train_config *c) {
+    c->root = cJSON_CreateObject();
+    c->source = xstrdup("(defaults)");
+    for (int i = 0; i < CFG_SCHEMA_LEN; i++) {
+        cJSON *v = cJSON_Parse(CFG_SCHEMA[i].def);
+        if (!v) {
+            fprintf(stderr, "config schema: bad default for %s\n", CFG_SCHEMA[i].key);
+            abort();
+        }
+        put(c, CFG_SCHEMA[i].key, v);
+    }
+}
+
+void cfg_free(train_config *c) {
+    cJSON_Delete(c->root);
+    free(c->source);
+    c->root = NULL;
+    c->source = NULL;
+}
+
+// Overlays the keys of a preset object onto the config.
+static int overlay(train_config *c, const cJSON *obj, const char *prefix, const char *where) {
+    for (const cJSON *e = obj->child; e; e = e->next) {
+        if (e->string[0] == '_') continue;  // comment
+        if (!prefix[0] && strcmp(e->string, "base") == 0) continue;
+        char key[160];
+        snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", e->string);
+        const cfg_key *k = schema_find(key);
+        if (!k) {
+            if (cJSON_IsObject(e)) {
+                // A section name ("train") or a typo in one.
+                int section = 0;
+                size_t n = strlen(key);
+                for (int i = 0; i < CFG_SCHEMA_LEN && !section; i++)
+                    section = strncmp(CFG_SCHEMA[i].key, key, n) == 0 && CFG_SCHEMA[i].key[n] == '.';
+                if (section) {
+                    if (overlay(c, e, key, where) != 0) return -1;
+                    continue;
+                }
+            }
+            return unknown_key(where, key);
+        }
+        if (check_value(where, k, e) != 0) return -1;
+        put(c, key, cJSON_Duplicate(e, 1));
+    }
+    return 0;
+}
+
+static int load_rec(train_config *c, const char *path, int depth) {
+    if (depth > 8) return llava_fail("%s: \"base\" chain is deeper than 8 (a cycle?)", path);
+    size_t len;
+    char *text = read_file(path, 4u << 20, &len);
+    if (!text) return -1;
+    cJSON *obj = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!obj) return llava_fail("%s: not valid JSON (near: %.40s)", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+    if (!cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        return llava_fail("%s: not a JSON object", path);
+    }
+    int rc = 0;
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(obj, "base");
+    if (base) {
+        if (!cJSON_IsString(base)) rc = llava_fail("%s: \"base\" must be a file name", path);
+        else {
+            char *dir = path_dirname(path);
+            char *bp = base->valuestring[0] == '/' ? xstrdup(base->valuestring) : path_join(dir, base->valuestring);
+            rc = load_rec(c, bp, depth + 1);
+            free(bp);
+            free(dir);
+        }
+    }
+    if (rc == 0) rc = overlay(c, obj, "", path);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+int cfg_load(train_config *c, const char *path) {
+    if (load_rec(c, path, 0) != 0) return -1;
+    free(c->source);
+    c->source = xstrdup(path);
+    return 0;
+}
+
+int cfg_set(train_config *c, const char *assignment) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment) return llava_fail("--set %s: expected key=value", assignment);
+    char key[160];
+    size_t n = (size_t)(eq - assignment);
+    if (n >= sizeof key) return llava_fail("--set: key too long");
+    memcpy(key, assignment, n);
+    key[n] = 0;
+    const char *val = eq + 1;
+    const cfg_key *k = schema_find(key);
+    char where[200];
+    snprintf(where, sizeof where, "--set %s", key);
+    if (!k) return unknown_key("--set", key);
+    cJSON *v = NULL;
+    if (k->type == CFG_STR || k->type == CFG_ENUM) {
+        // Strings need no quotes on a command line; "null" means null, a JSON-quoted string is unquoted.
+        if (strcmp(val, "null") == 0 && k->type == CFG_STR) v = cJSON_CreateNull();
+        else if (val[0] == '"') v = cJSON_Parse(val);
+        else v = cJSON_CreateString(val);
+    } else if (k->type == CFG_STRLIST && val[0] != '[') {
+        v = cJSON_CreateArray();
+        const char *p = val;
+        while (*p) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            char *item = xmalloc(len + 1);
+            memcpy(item, p, len);
+            item[len] = 0;
+            if (len) cJSON_AddItemToArray(v, cJSON_CreateString(item));
+            free(item);
+            if (!comma) break;
+            p = comma + 1;
+        }
+    } else {
+        v = cJSON_Parse(val);
+    }
+    if (!v) return llava_fail("%s: cannot parse value \"%s\"", where, val);
+    if (check_value("--set", k, v) != 0) {
+        cJSON_Delete(v);
+        return -1;
+    }
+    put(c, key, v);
+    return 0;
+}
+
+static const cJSON *get_checked(const train_config *c, const char *key, cfg_type t) {
+    const cfg_key *k = schema_find(key);
+    if (!k || (k->type != t && !(t == CFG_STR && k->type == CFG_ENUM))) {
+        fprintf(stderr, "config: internal error: key %s asked as the wrong type or not in the schema\n", key);
+        abort();
+    }
+    return lookup(c, key);
+}
+
+int cfg_int(const train_config *c, const char *key) { return (int)get_checked(c, key, CFG_INT)->valuedouble; }
+
+double cfg_float(const train_config *c, const char *key) {
+    const cJSON *v = get_checked(c, key, CFG_FLOAT);
+    return cJSON_IsNull(v) ? NAN : v->valuedouble;
+}
+
+int cfg_bool(const train_config *c, const char *key) { return cJSON_IsTrue(get_checked(c, key, CFG_BOOL)); }
+
+const char *cfg_str(const train_config *c, const char *key) {
+    const cJSON *v = get_checked(c, key, CFG_STR);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int cfg_list_len(const train_config *c, const char *key) { return cJSON_GetArraySize(get_checked(c, key, CFG_STRLIST)); }
+
+const char *cfg_list_item(const train_config *c, const char *key, int i) {
+    const cJSON *e = cJSON_GetArrayItem(get_checked(c, key, CFG_STRLIST), i);
+    return e ? e->valuestring : NULL;
+}
+
+int cfg_list_has(const train_config *c, const char *key, const char *item) {
+    for (const cJSON *e = get_checked(c, key, CFG_STRLIST)->child; e; e = e->next)
+        if (strcmp(e->valuestring, item) == 0) return 1;
+    return 0;
+}
+
+char *cfg_to_json(const train_config *c) { return cJSON_Print(c->root); }
+
+int cfg_validate(const train_config *c) {
+    const char *src = c->source;
+    const char *positive[] = {"train.per_device_train_batch_size", "train.per_device_eval_batch_size",
+                              "train.gradient_accumulation_steps", "data.model_max_length", "log.logging_steps",
+                              "checkpoint.save_steps", "checkpoint.save_total_limit", "lora.r",
+                              "train.max_nonfinite_steps", "train.nccl_timeout_s"};
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+        if (cfg_int(c, positive[i]) <= 0) return llava_fail("%s: \"%s\" must be positive", src, positive[i]);
+    int stage = cfg_int(c, "train.stage");
+    if (stage != 1 && stage != 2) return llava_fail("%s: \"train.stage\" must be 1 or 2", src);
+    if (cfg_int(c, "data.dataloader_num_workers") < 0) return llava_fail("%s: \"data.dataloader_num_workers\" must be >= 0", src);
+    if (cfg_int(c, "train.global_batch_size") < 0) return llava_fail("%s: \"train.global_batch_size\" must be >= 0", src);
+    int zs = cfg_int(c, "train.zero_stage");
+    if (zs < 0 || zs > 2) return llava_fail("%s: \"train.zero_stage\" must be 0, 1 or 2 (ZeRO-3 is not implemented)", src);
+    if (!(cfg_float(c, "train.learning_rate") >= 0)) return llava_fail("%s: \"train.learning_rate\" must be >= 0", src);
+    double wr = cfg_float(c, "train.warmup_ratio");
+    if (!(wr >= 0 && wr <= 1)) return llava_fail("%s: \"train.warmup_ratio\" must be in [0, 1]", src);
+    double b1 = cfg_float(c, "train.adam_beta1"), b2 = cfg_float(c, "train.adam_beta2");
+    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) return llava_fail("%s: Adam betas must be in [0, 1)", src);
+    if (!(cfg_float(c, "train.adam_epsilon") > 0)) return llava_fail("%s: \"train.adam_epsilon\" must be positive", src);
+    if (!(cfg_float(c, "train.max_grad_norm") >= 0)) return llava_fail("%s: \"train.max_grad_norm\" must be >= 0", src);
+    if (!(cfg_float(c, "train.num_train_epochs") > 0) && cfg_int(c, "train.max_steps") <= 0)
+        return llava_fail("%s: set \"train.num_train_epochs\" > 0 or \"train.max_steps\" > 0", src);
+    if (cfg_list_len(c, "train.trainable") == 0) return llava_fail("%s: \"train.trainable\" is empty: nothing to train", src);
+    int lora = cfg_bool(c, "lora.enabled");
+    if (lora != cfg_list_has(c, "train.trainable", "lora"))
+        return llava_fail("%s: \"lora.enabled\" and \"lora\" in \"train.trainable\" must agree", src);
+    if (lora && cfg_list_has(c, "train.trainable", "lm"))
+        return llava_fail("%s: \"train.trainable\" has both lm and lora: LoRA trains adapters on a frozen LM", src);
+    if (cfg_bool(c, "model.mm_use_im_start_end"))
+        return llava_fail("%s: \"model.mm_use_im_start_end\" = true is not supported (LLaVA-1.5 uses false)", src);
+    if (cfg_bool(c, "model.mm_use_im_patch_token"))
+        return llava_fail("%s: \"model.mm_use_im_patch_token\" = true is not supported (LLaVA-1.5 uses false)", src);
+    if (!cfg_str(c, "model.init") && !(cfg_str(c, "model.llm") && cfg_str(c, "model.vision_tower")))
+        return llava_fail("%s: set \"model.llm\" and \"model.vision_tower\", or \"model.init\"", src);
+    if (!cfg_str(c, "data.data_path")) return llava_fail("%s: \"data.data_path\" is not set", src);
+    return 0;
+}

@@ -1,0 +1,92 @@
+// Model configuration read from Hugging Face config.json files, with each class's defaults applied
+// for missing keys (HF writes configs as a diff against the class defaults).
+#ifndef LLAVA_MODEL_CONFIG_H
+#define LLAVA_MODEL_CONFIG_H
+
+#include <stddef.h>
+
+// LlamaConfig (vicuna v1.5 is a LlamaForCausalLM).
+typedef struct {
+    int vocab_size;
+    int hidden_size;
+    int intermediate_size;
+    int num_hidden_layers;
+    int num_attention_heads;
+    int num_key_value_heads;
+    int head_dim;
+    int max_position_embeddings;
+    float rms_norm_eps;
+    double rope_theta;
+    char hidden_act[24];
+    int tie_word_embeddings;
+    int attention_bias;
+    int mlp_bias;
+    int bos_token_id, eos_token_id, pad_token_id;  // -1 when the config has none
+    int has_rope_scaling;                          // rope_scaling is not null: not supported by the model
+} llama_config;
+
+// CLIPVisionConfig.
+typedef struct {
+    int hidden_size;
+    int intermediate_size;
+    int num_hidden_layers;
+    int num_attention_heads;
+    int num_channels;
+    int image_size;
+    int patch_size;
+    int projection_dim;
+    char hidden_act[24];
+    float layer_norm_eps;
+} clip_vision_config;
+
+typedef enum { PROJ_MLP2X_GELU = 0, PROJ_LINEAR = 1 } projector_type;
+
+// The LLaVA glue: which vision layer feeds the projector, the projector's shape, the image token.
+typedef struct {
+    int image_token_index;               // llava-hf: 32000; original LLaVA splices at -200 instead
+    char projector_hidden_act[24];       // "gelu" (exact erf)
+    projector_type projector;
+    int projector_bias;
+    int vision_feature_layer;            // -2 for LLaVA-1.5: hidden_states[-2]
+    int drop_cls;                        // select strategy "default" / select feature "patch"
+    int image_seq_length;                // 576 for 336 px / patch 14
+    int pad_token_id;                    // top-level pad id (llava-hf: 32001), -1 when absent
+} llava_glue_config;
+
+typedef enum {
+    HF_LLAMA = 0,          // LlamaForCausalLM (vicuna)
+    HF_CLIP,               // CLIPModel (vision_config inside)
+    HF_CLIP_VISION,        // CLIPVisionModel
+    HF_LLAVA_HF,           // LlavaForConditionalGeneration (llava-hf)
+    HF_LLAVA_ORIGINAL,     // haotian-liu LlavaLlamaForCausalLM (model_type llava / llava_llama)
+} hf_kind;
+
+typedef struct {
+    hf_kind kind;
+    char model_type[32];
+    char architecture[64];
+    int has_text, has_vision, has_projector;
+    llama_config text;
+    clip_vision_config vision;
+    llava_glue_config glue;
+    int vision_from_name;          // original LLaVA: vision config taken from the mm_vision_tower name
+    char vision_tower_name[256];   // original LLaVA's mm_vision_tower
+} model_config;
+
+void llama_config_defaults(llama_config *c);
+void clip_vision_config_defaults(clip_vision_config *c);
+// LlavaConfig's vision config when none is given: CLIP ViT-L/14 at 336 px.
+void clip_vision_config_llava_default(clip_vision_config *c);
+
+// Parses a config.json. `path` names the file in messages.
+int model_config_parse(const char *text, size_t len, const char *path, model_config *out);
+// `path` is a config.json file or a folder holding one.
+int model_config_load(const char *path, model_config *out);
+
+const char *hf_kind_name(hf_kind k);
+
+// The vision layer count actually computed: hidden_states[L] is the output of layer L-1, and a
+// negative index counts from the end of the 25 (for 24 layers) hidden states.
+int llava_vision_layers_used(const model_config *mc);
+
+#endif
