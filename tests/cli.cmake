@@ -31,3 +31,12 @@ set_tests_properties(cli_config_typo PROPERTIES LABELS cpu WILL_FAIL TRUE)
 
 add_test(NAME cli_demo COMMAND llava demo)
 set_tests_properties(cli_demo PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "LLaVA-1.5 recipe in miniature")
+
+# llava forward on a folder written by transformers' save_pretrained, without conversion.
+# 6.3803539 is the loss transformers computed on these inputs (tests/data/golden/model/README.md).
+add_test(NAME cli_forward_tiny64
+         COMMAND llava forward --model tests/data/golden/model/tiny64/model
+                 --inputs tests/data/golden/model/tiny64/inputs.safetensors
+                 --out ${CMAKE_BINARY_DIR}/forward_tiny64.safetensors --grads projector+lm
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_forward_tiny64 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "loss 6\\.38035[3-4]")

@@ -15,3 +15,7 @@ int llava_cuda_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
     (void)src, (void)dst, (void)n;
     return llava_fail("CUDA backend not built");
 }
+
+#include "../ops.h"
+
+const llava_ops *ops_cuda(void) { return NULL; }

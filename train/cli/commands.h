@@ -12,5 +12,6 @@ typedef struct {
 int cmd_inspect(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
 
 #endif

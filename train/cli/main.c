@@ -10,6 +10,8 @@ static const llava_command COMMANDS[] = {
     {"help", cmd_help, "[COMMAND]", "list the commands, or show one command's usage"},
     {"inspect", cmd_inspect, "PATH...", "describe a model folder, config.json or safetensors file: architecture, parameter counts, dtypes, missing/unexpected tensors"},
     {"config", cmd_config, "[PRESET.json] [--set key=value ...] [--keys]", "print a training preset fully resolved (defaults, base presets, overrides), or every key"},
+    {"forward", cmd_forward, "--model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--grads projector|projector+lm]",
+     "one forward (and backward) pass: logits, loss and gradients under Hugging Face names"},
     {"demo", cmd_demo, "[--out DIR]", "the whole recipe in miniature on the CPU, nothing downloaded"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);

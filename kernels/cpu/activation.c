@@ -1,0 +1,78 @@
+// Elementwise activations: CLIP's quick_gelu, the projector's exact GELU and LLaMA's SwiGLU product.
+// Each value is computed in fp64 and rounded once to fp32, so the final rounding is the only error
+// that shows (HF's fp32 kernels land within an ulp or so of these values).
+// Every element is read before its output is written, so outputs may alias inputs index for index.
+#include <math.h>
+
+#include "cpu.h"
+
+static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+// x * sigmoid(1.702 x) (spec §1.1)
+void cpu_quick_gelu_forward(void *out_, const void *x_, size_t n) {
+    float *out = out_;    // (n)
+    const float *x = x_;  // (n)
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[i];
+        out[i] = (float)(xi * sigmoid(1.702 * xi));
+    }
+}
+
+void cpu_quick_gelu_backward(void *dx_, const void *dout_, const void *x_, size_t n) {
+    float *dx = dx_;            // (n)
+    const float *dout = dout_;  // (n)
+    const float *x = x_;        // (n)
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[i], s = sigmoid(1.702 * xi);
+        dx[i] = (float)(dout[i] * (s + 1.702 * xi * s * (1.0 - s)));
+    }
+}
+
+// 0.5 x (1 + erf(x / sqrt 2)), written with erfc: for x below about -3, 1 + erf(...) cancels to a
+// few significant bits while erfc(-x / sqrt 2) keeps full relative precision.
+void cpu_gelu_forward(void *out_, const void *x_, size_t n) {
+    float *out = out_;    // (n)
+    const float *x = x_;  // (n)
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[i];
+        out[i] = (float)(0.5 * xi * erfc(-xi * M_SQRT1_2));
+    }
+}
+
+// d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi and phi the standard normal CDF and density.
+void cpu_gelu_backward(void *dx_, const void *dout_, const void *x_, size_t n) {
+    float *dx = dx_;            // (n)
+    const float *dout = dout_;  // (n)
+    const float *x = x_;        // (n)
+    const double inv_sqrt_2pi = 0.5 * M_2_SQRTPI * M_SQRT1_2;
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[i];
+        double cdf = 0.5 * erfc(-xi * M_SQRT1_2), pdf = inv_sqrt_2pi * exp(-0.5 * xi * xi);
+        dx[i] = (float)(dout[i] * (cdf + xi * pdf));
+    }
+}
+
+// silu(gate) * up, silu(x) = x sigmoid(x) (spec §2.5)
+void cpu_silu_mul_forward(void *out_, const void *gate_, const void *up_, size_t n) {
+    float *out = out_;          // (n)
+    const float *gate = gate_;  // (n)
+    const float *up = up_;      // (n)
+    for (size_t i = 0; i < n; i++) {
+        double g = gate[i];
+        out[i] = (float)(g * sigmoid(g) * up[i]);
+    }
+}
+
+void cpu_silu_mul_backward(void *dgate_, void *dup_, const void *dout_, const void *gate_, const void *up_,
+                           size_t n) {
+    float *dgate = dgate_;      // (n)
+    float *dup = dup_;          // (n)
+    const float *dout = dout_;  // (n)
+    const float *gate = gate_;  // (n)
+    const float *up = up_;      // (n)
+    for (size_t i = 0; i < n; i++) {
+        double g = gate[i], u = up[i], d = dout[i], s = sigmoid(g);
+        dgate[i] = (float)(d * u * s * (1.0 + g * (1.0 - s)));
+        dup[i] = (float)(d * g * s);
+    }
+}

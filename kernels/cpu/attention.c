@@ -1,0 +1,121 @@
+// Attention over packed sequences, one (sequence, query head) block at a time: the full (L, L)
+// score matrix through sgemm, an exact softmax with fp64 sums, and sgemm again for P V. This is the
+// reference the tiled CUDA kernel is checked against, so it materialises what FlashAttention avoids.
+// Expects 0 = cu_seqlens[0] <= ... <= cu_seqlens[n_seq] = T; rows outside every sequence are not written.
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/util.h"
+#include "cpu.h"
+
+static int longest_sequence(const int32_t *cu_seqlens, int n_seq) {
+    int longest = 0;
+    for (int s = 0; s < n_seq; s++)
+        if (cu_seqlens[s + 1] - cu_seqlens[s] > longest) longest = cu_seqlens[s + 1] - cu_seqlens[s];
+    return longest;
+}
+
+// Keys a query row may see: all L of its sequence, or the first i+1 under the causal mask. HF's
+// eager mask adds finfo.min, whose exp underflows to exactly the 0 that skipping the keys gives.
+static int visible_keys(int i, int L, int causal) { return causal ? i + 1 : L; }
+
+void cpu_attention_forward(void *out_, float *lse, const void *q_, const void *k_, const void *v_,
+                           const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
+                           int causal) {
+    float *out = out_;    // (T, Hq*D); lse (Hq, T)
+    const float *q = q_;  // (T, Hq*D)
+    const float *k = k_;  // (T, Hkv*D)
+    const float *v = v_;  // (T, Hkv*D); cu_seqlens (n_seq + 1)
+    int group = Hq / Hkv, qs = Hq * D, ks = Hkv * D;  // query heads per kv head; row strides
+    int longest = longest_sequence(cu_seqlens, n_seq);
+    float *P = xmalloc((size_t)longest * longest * sizeof(float));  // (L, L) scores, then probabilities
+    for (int s = 0; s < n_seq; s++) {
+        int start = cu_seqlens[s], L = cu_seqlens[s + 1] - start;
+        if (L <= 0) continue;
+        for (int h = 0; h < Hq; h++) {
+            // This block's rows of q and out are (L, D) at qoff with row stride qs; of k and v, at koff
+            // with stride ks.
+            size_t qoff = (size_t)start * qs + (size_t)h * D, koff = (size_t)start * ks + (size_t)(h / group) * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, scale, q + qoff, qs, k + koff, ks, 0.0f,
+                        P, L);
+            for (int i = 0; i < L; i++) {
+                float *row = P + (size_t)i * L;
+                int n = visible_keys(i, L, causal);
+                float m = row[0];
+                for (int j = 1; j < n; j++) m = row[j] > m ? row[j] : m;
+                double sum = 0.0;
+                for (int j = 0; j < n; j++) sum += exp((double)row[j] - m);
+                double row_lse = m + log(sum);
+                for (int j = 0; j < n; j++) row[j] = (float)exp((double)row[j] - row_lse);
+                for (int j = n; j < L; j++) row[j] = 0.0f;
+                lse[(size_t)h * T + start + i] = (float)row_lse;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, D, L, 1.0f, P, L, v + koff, ks, 0.0f,
+                        out + qoff, qs);
+        }
+    }
+    free(P);
+}
+
+// Per block, with P recomputed from the saved lse (spec §2.4):
+//   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - delta),  dQ = scale dS K,  dK += scale dS^T Q,
+// where delta_i = rowsum(dP * P)_i = rowsum(dO * O)_i, the cheaper (D instead of L terms) form.
+// dK and dV sum over the query heads that share a kv head, in head order.
+void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_, const void *k_,
+                            const void *v_, const void *out_, const float *lse, const int32_t *cu_seqlens, int n_seq,
+                            int T, int Hq, int Hkv, int D, float scale, int causal) {
+    float *dq = dq_;            // (T, Hq*D)
+    float *dk = dk_;            // (T, Hkv*D)
+    float *dv = dv_;            // (T, Hkv*D)
+    const float *dout = dout_;  // (T, Hq*D)
+    const float *q = q_;        // (T, Hq*D)
+    const float *k = k_;        // (T, Hkv*D)
+    const float *v = v_;        // (T, Hkv*D)
+    const float *out = out_;    // (T, Hq*D); lse (Hq, T); cu_seqlens (n_seq + 1)
+    int group = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
+    int longest = longest_sequence(cu_seqlens, n_seq);
+    size_t block = (size_t)longest * longest;
+    float *P = xmalloc(block * sizeof(float));   // (L, L)
+    float *dS = xmalloc(block * sizeof(float));  // (L, L): dP, then dS in place
+    double *delta = xmalloc((size_t)longest * sizeof(double));  // (L)
+    memset(dk, 0, (size_t)T * ks * sizeof(float));
+    memset(dv, 0, (size_t)T * ks * sizeof(float));
+    for (int s = 0; s < n_seq; s++) {
+        int start = cu_seqlens[s], L = cu_seqlens[s + 1] - start;
+        if (L <= 0) continue;
+        for (int h = 0; h < Hq; h++) {
+            size_t qoff = (size_t)start * qs + (size_t)h * D, koff = (size_t)start * ks + (size_t)(h / group) * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, scale, q + qoff, qs, k + koff, ks, 0.0f,
+                        P, L);
+            for (int i = 0; i < L; i++) {
+                float *row = P + (size_t)i * L;
+                int n = visible_keys(i, L, causal);
+                double row_lse = lse[(size_t)h * T + start + i];
+                for (int j = 0; j < n; j++) row[j] = (float)exp((double)row[j] - row_lse);
+                for (int j = n; j < L; j++) row[j] = 0.0f;
+                const float *o = out + qoff + (size_t)i * qs, *g = dout + qoff + (size_t)i * qs;
+                double d = 0.0;
+                for (int c = 0; c < D; c++) d += (double)o[c] * g[c];
+                delta[i] = d;
+            }
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, L, 1.0f, P, L, dout + qoff, qs, 1.0f,
+                        dv + koff, ks);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, 1.0f, dout + qoff, qs, v + koff, ks, 0.0f,
+                        dS, L);
+            for (int i = 0; i < L; i++) {
+                float *ds = dS + (size_t)i * L;
+                const float *p = P + (size_t)i * L;
+                for (int j = 0; j < L; j++) ds[j] = (float)(p[j] * (ds[j] - delta[i]));
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, D, L, scale, dS, L, k + koff, ks, 0.0f,
+                        dq + qoff, qs);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, L, scale, dS, L, q + qoff, qs, 1.0f,
+                        dk + koff, ks);
+        }
+    }
+    free(delta);
+    free(dS);
+    free(P);
+}

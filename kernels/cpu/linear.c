@@ -1,0 +1,54 @@
+// nn.Linear on the CPU: every product is one OpenBLAS sgemm on row-major data. OpenBLAS splits work
+// over output blocks, not over the reduction, so results are the same bits for a given thread count.
+// K is ops.h's I (input features): <complex.h>, which cblas.h includes, defines I as a macro.
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/util.h"
+#include "cpu.h"
+
+void cpu_linear_forward(void *out_, const void *x_, const void *W_, const void *bias_, int N, int K, int O) {
+    float *out = out_;          // (N, O)
+    const float *x = x_;        // (N, K)
+    const float *W = W_;        // (O, K)
+    const float *bias = bias_;  // (O) or NULL
+    // N = 0 happens (a batch without images gives the projector no rows); BLAS rejects it.
+    if (N <= 0) return;
+    // Seeding out with the bias and letting sgemm add x W^T (beta = 1) adds the bias without a
+    // second pass over the output.
+    float beta = 0.0f;
+    if (bias) {
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * O, bias, (size_t)O * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, K, 1.0f, x, K, W, K, beta, out, O);
+}
+
+void cpu_linear_backward_input(void *dx_, const void *dout_, const void *W_, int N, int K, int O) {
+    float *dx = dx_;             // (N, K)
+    const float *dout = dout_;   // (N, O)
+    const float *W = W_;         // (O, K)
+    if (N <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, O, 1.0f, dout, O, W, K, 0.0f, dx, K);
+}
+
+void cpu_linear_backward_weight(float *dW, const void *dout_, const void *x_, int N, int K, int O) {
+    const float *dout = dout_;  // (N, O)
+    const float *x = x_;        // (N, K); dW (O, K) accumulated
+    if (N <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, x, K, 1.0f, dW, K);
+}
+
+void cpu_linear_backward_bias(float *db, const void *dout_, int N, int O) {
+    const float *dout = dout_;  // (N, O); db (O) accumulated
+    // The sum runs over every token of the batch (thousands of rows); fp64 keeps its rounding error
+    // far below fp32's.
+    double *acc = xcalloc((size_t)O, sizeof(double));  // (O)
+    for (int n = 0; n < N; n++) {
+        const float *row = dout + (size_t)n * O;
+        for (int o = 0; o < O; o++) acc[o] += row[o];
+    }
+    for (int o = 0; o < O; o++) db[o] = (float)((double)db[o] + acc[o]);
+    free(acc);
+}

@@ -1,0 +1,51 @@
+// Rotary position embedding, HF half-split convention: feature i pairs with i + D/2 (spec §2.4).
+// The angles follow HF's fp32 steps exactly, because in fp32 they decide the result at large
+// positions: pos * inv_freq at pos 4000 has an absolute error of ~1e-4 rad either way, and only
+// doing the same roundings as HF gives the same cos/sin.
+#include <math.h>
+#include <stdlib.h>
+
+#include "../../common/util.h"
+#include "cpu.h"
+
+// inv_freq[i] = 1 / theta^(fp32(2i) / D), every step in fp32 as _compute_default_rope_parameters.
+static float *rope_inv_freq(int D, float theta) {
+    float *f = xmalloc((size_t)(D / 2) * sizeof(float));  // (D/2)
+    for (int i = 0; i < D / 2; i++) f[i] = 1.0f / powf(theta, (float)(2 * i) / (float)D);
+    return f;
+}
+
+// Applies the rotation by +angle (forward) or -angle (backward: the transpose of a rotation is the
+// rotation back, which is spec §2.4's dx = g*cos - rotate_half(g*sin)).
+static void rope_rotate(float *x, const int32_t *pos, int T, int H, int D, float theta, float sign) {
+    int half = D / 2;
+    float *inv_freq = rope_inv_freq(D, theta);
+    float *cs = xmalloc((size_t)D * sizeof(float));  // (D): cos in [0, half), sin in [half, D)
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            float angle = (float)pos[t] * inv_freq[i];
+            cs[i] = cosf(angle);
+            cs[half + i] = sign * sinf(angle);
+        }
+        for (int h = 0; h < H; h++) {
+            float *v = x + ((size_t)t * H + h) * D;  // one head's (D) features
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half], c = cs[i], s = cs[half + i];
+                // q'[i] = q[i] c - q[i+half] s, q'[i+half] = q[i+half] c + q[i] s; HF's fp32 order
+                // (each product rounded, then the sum).
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+    free(cs);
+    free(inv_freq);
+}
+
+void cpu_rope_forward(void *x, const int32_t *pos, int T, int H, int D, float theta) {
+    rope_rotate(x, pos, T, H, D, theta, 1.0f);  // x (T, H*D); pos (T)
+}
+
+void cpu_rope_backward(void *dx, const int32_t *pos, int T, int H, int D, float theta) {
+    rope_rotate(dx, pos, T, H, D, theta, -1.0f);  // dx (T, H*D); pos (T)
+}

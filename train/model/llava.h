@@ -1,0 +1,80 @@
+// The LLaVA model, written once for every backend: CLIP vision tower (frozen, forward only, up to
+// the feature layer), projector (Linear-GELU-Linear), LLaMA decoder, the splice of image features
+// into a packed token stream, and the shifted cross-entropy. All arithmetic goes through the
+// llava_ops table (kernels/ops.h).
+#ifndef LLAVA_MODEL_LLAVA_H
+#define LLAVA_MODEL_LLAVA_H
+
+#include <stdint.h>
+
+#include "../../kernels/ops.h"
+#include "config.h"
+#include "params.h"
+
+// A packed batch: samples concatenated into one stream of T tokens (ARCHITECTURE.md decision 2).
+// Every array is on the host; the model uploads what it needs.
+typedef struct {
+    int T;                 // tokens over all sequences, image features included
+    int n_seq;
+    int32_t *cu_seqlens;   // (n_seq + 1) sequence s spans [cu[s], cu[s+1])
+    int32_t *ids;          // (T) token ids; -1 at image-feature positions
+    int32_t *targets;      // (T) the token each position predicts (labels shifted by one inside its
+                           //     sequence), -100 where nothing is predicted
+    int32_t *pos;          // (T) position ids, restarting at 0 for each sequence
+    int n_img;
+    int img_h, img_w;
+    float *pixels;         // (n_img, 3, img_h, img_w) normalised pixel values
+    int32_t *img_rows;     // (n_img * tokens_per_image) stream positions of the image features,
+                           //     in (image, feature) order
+    int n_targets;         // positions with targets >= 0
+} llava_batch;
+
+void llava_batch_free(llava_batch *b);
+
+// What receives gradients. Stage 1 trains the projector (gradients flow through the frozen LM);
+// stage 2 trains the projector and the LM. The vision tower is always frozen in LLaVA.
+typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2 } trainable_set;
+
+struct llava_layer_ptrs;
+
+typedef struct {
+    const llava_ops *ops;
+    model_config cfg;
+    param_table pt;                 // names, shapes, offsets (host storage freed after upload)
+    void *params[N_GROUPS];         // PARAM buffers on the backend, one per group
+    float *grads[N_GROUPS];         // GRAD buffers for trainable groups, NULL for frozen ones
+    trainable_set trainable;
+    weight_layout layout;           // the layout the weights were loaded from
+    int tokens_per_image;           // patches after dropping CLS
+    int vision_layers;              // layers actually run
+    int padding_idx;                // embed_tokens row that never gets a gradient (-1: none)
+    struct llava_layer_ptrs *ptrs;  // resolved views
+} llava_model;
+
+// Loads a model folder (config.json + safetensors, any supported layout) onto `ops`.
+// Missing tensors are an error; tensors of vision layers past the feature layer are skipped.
+int llava_model_load(llava_model *m, const char *dir, const llava_ops *ops);
+// Allocates gradient buffers for the groups `t` trains (and frees the others).
+void llava_model_set_trainable(llava_model *m, trainable_set t);
+void llava_model_free(llava_model *m);
+void llava_model_zero_grads(llava_model *m);
+
+// One forward (and, with `backward`, backward) pass over a packed batch. The loss is the mean of
+// the per-token cross-entropy over the batch's targets (what Hugging Face's loss gives for the
+// same samples padded into one batch) times `loss_scale`; gradients of loss * loss_scale are
+// accumulated into m->grads. `logits_out` (T, V) host, if not NULL, receives the logits.
+// Returns the mean loss (without loss_scale), or NAN with an error when the batch is malformed.
+float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out);
+
+// Builds a packed batch from Hugging Face-style inputs: input_ids (B, S) with the image token
+// repeated once per image feature, attention_mask (B, S) right-padded (NULL: all real), labels
+// (B, S) with -100 ignored (NULL: no targets), pixel_values (n_img, 3, H, W) for the images in
+// row-major order of their tokens.
+int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W);
+
+// The same from a safetensors file holding input_ids, and optionally attention_mask, labels and
+// pixel_values (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
+int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B, int *S);
+
+#endif
