@@ -122,6 +122,20 @@ struct llava_ops {
     void (*cross_entropy)(float *losses, void *dlogits, const void *logits, const int32_t *targets, int T, int V,
                           float grad_scale);
 
+    // ---- optimizer. One AdamW step with torch.optim.AdamW's arithmetic over n parameters:
+    //   p *= 1 - lr*wd;  m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g*g;
+    //   p -= (lr / (1-b1^step)) * m / (sqrt(v) / sqrt(1-b2^step) + eps)
+    // with g = grad * grad_scale. master (n) F32 holds the fp32 weights where `param` is a lower-
+    // precision copy (CUDA), and is NULL where `param` itself is fp32 (CPU); param is rewritten from
+    // master after the update. m, v (n) F32. step counts from 1.
+    // Hyperparameters are doubles, as torch holds them (Python floats); each scalar reaches the fp32
+    // arithmetic rounded once, as torch's tensor-scalar ops round it.
+    void (*adamw)(void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int step, float grad_scale);
+    // Sum of squares of a GRAD buffer, accumulated in fp64, returned to the host (for the global
+    // gradient norm and the non-finite check: a NaN or inf anywhere makes the result non-finite).
+    double (*grad_sq_sum)(const float *grad, size_t n);
+
     // ---- elementwise arithmetic over n elements of ACT.
     void (*add)(void *out, const void *a, const void *b, size_t n);  // out may alias a or b
     void (*add_inplace)(void *acc, const void *x, size_t n);          // acc += x

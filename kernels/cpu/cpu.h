@@ -70,4 +70,9 @@ void cpu_cross_entropy(float *losses, void *dlogits, const void *logits, const i
 void cpu_add(void *out, const void *a, const void *b, size_t n);
 void cpu_add_inplace(void *acc, const void *x, size_t n);
 
+// optim.c
+void cpu_adamw(void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
+               double beta2, double eps, double weight_decay, int step, float grad_scale);
+double cpu_grad_sq_sum(const float *grad, size_t n);
+
 #endif

@@ -41,6 +41,8 @@ static const llava_ops cpu_table = {
     .cross_entropy = cpu_cross_entropy,
     .add = cpu_add,
     .add_inplace = cpu_add_inplace,
+    .adamw = cpu_adamw,
+    .grad_sq_sum = cpu_grad_sq_sum,
 };
 
 const llava_ops *ops_cpu(void) { return &cpu_table; }
