@@ -8,7 +8,7 @@ pkgs=(
   libcjson-dev                           # configs, safetensors headers, LLaVA JSON
   libhdf5-dev                            # prepared datasets (llava prep)
   libopenblas-dev                        # GEMMs on the CPU backend
-  libjpeg62-turbo-dev libpng-dev libgif-dev   # image decoding
+  libjpeg62-turbo-dev libpng-dev          # image decoding (GIF is decoded by data/image_gif.c)
   libopenmpi-dev openmpi-bin             # data-parallel tests on the CPU
   clang libclang-rt-14-dev               # libFuzzer targets run in the test suite
 )

@@ -2,14 +2,16 @@
 # so the main build keeps its own compiler. Each runs briefly in the test suite (label "fuzz").
 set(LLAVA_FUZZ_SECONDS 20 CACHE STRING "seconds each fuzz target runs in ctest")
 
+# llava_fuzz_target(NAME CORPUS SOURCE... [LIBS LIBRARY...]): LIBS are extra libraries to link.
 function(llava_fuzz_target name corpus)
-  set(srcs ${ARGN})
+  cmake_parse_arguments(PARSE_ARGV 2 FZ "" "" "LIBS")
+  set(srcs ${FZ_UNPARSED_ARGUMENTS})
   set(out ${CMAKE_BINARY_DIR}/${name})
   add_custom_command(
     OUTPUT ${out}
     COMMAND ${LLAVA_CLANG} -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
             -fno-sanitize-recover=undefined -I${CMAKE_SOURCE_DIR} ${CJSON_CFLAGS} ${srcs}
-            ${CJSON_LDFLAGS} -lm -o ${out}
+            ${CJSON_LDFLAGS} ${FZ_LIBS} -lm -o ${out}
     DEPENDS ${srcs}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
     COMMENT "fuzz target ${name}")
@@ -24,3 +26,4 @@ llava_fuzz_target(fuzz_safetensors tests/fuzz/corpus/safetensors
   ${CMAKE_SOURCE_DIR}/train/io/safetensors.c
   ${CMAKE_SOURCE_DIR}/common/util.c
   ${CMAKE_SOURCE_DIR}/common/dtype.c)
+llava_fuzz_target(fuzz_image tests/fuzz/corpus/image ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_image.c ${CMAKE_SOURCE_DIR}/data/image.c ${CMAKE_SOURCE_DIR}/data/image_jpeg.c ${CMAKE_SOURCE_DIR}/data/image_png.c ${CMAKE_SOURCE_DIR}/data/image_gif.c ${CMAKE_SOURCE_DIR}/common/util.c LIBS ${JPEG_LIBRARIES} ${PNG_LIBRARIES})
