@@ -17,7 +17,7 @@ function(llava_fuzz_target name corpus)
     COMMENT "fuzz target ${name}")
   add_custom_target(${name}_build ALL DEPENDS ${out})
   add_test(NAME ${name} COMMAND sh ${CMAKE_SOURCE_DIR}/tests/fuzz/run_fuzz.sh ${out}
-           ${CMAKE_SOURCE_DIR}/${corpus} ${LLAVA_FUZZ_SECONDS})
+           ${CMAKE_SOURCE_DIR}/${corpus} ${LLAVA_FUZZ_SECONDS} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(${name} PROPERTIES LABELS "cpu;fuzz" FAIL_REGULAR_EXPRESSION "ERROR: |SUMMARY: ")
 endfunction()
 
@@ -27,3 +27,4 @@ llava_fuzz_target(fuzz_safetensors tests/fuzz/corpus/safetensors
   ${CMAKE_SOURCE_DIR}/common/util.c
   ${CMAKE_SOURCE_DIR}/common/dtype.c)
 llava_fuzz_target(fuzz_image tests/fuzz/corpus/image ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_image.c ${CMAKE_SOURCE_DIR}/data/image.c ${CMAKE_SOURCE_DIR}/data/image_jpeg.c ${CMAKE_SOURCE_DIR}/data/image_png.c ${CMAKE_SOURCE_DIR}/data/image_gif.c ${CMAKE_SOURCE_DIR}/common/util.c LIBS ${JPEG_LIBRARIES} ${PNG_LIBRARIES})
+llava_fuzz_target(fuzz_tokenizer tests/fuzz/corpus/tokenizer ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_tokenizer.c ${CMAKE_SOURCE_DIR}/data/tokenizer.c ${CMAKE_SOURCE_DIR}/common/util.c)

@@ -13,6 +13,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 
 #endif

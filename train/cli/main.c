@@ -12,6 +12,8 @@ static const llava_command COMMANDS[] = {
     {"config", cmd_config, "[PRESET.json] [--set key=value ...] [--keys]", "print a training preset fully resolved (defaults, base presets, overrides), or every key"},
     {"forward", cmd_forward, "--model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--grads projector|projector+lm]",
      "one forward (and backward) pass: logits, loss and gradients under Hugging Face names"},
+    {"tokenize", cmd_tokenize, "--tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces] [--decode] [--template NAME [--data FILE]] [--bench FILE]",
+     "token ids (or pieces) of JSON Lines strings on stdin, as LLaVA-1.5's tokenizer makes them; label masks with --template"},
     {"image", cmd_image, "[--aspect square|pad] [--size S] IN --out OUT.safetensors [--with-decoded] | --bench N FILE...",
      "decode an image (JPEG/PNG/GIF by content) and preprocess it as LLaVA-1.5 does: pixels_u8 and pixel_values"},
     {"demo", cmd_demo, "[--out DIR]", "the whole recipe in miniature on the CPU, nothing downloaded"},
