@@ -15,5 +15,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_prep(int argc, char **argv);
+int cmd_show(int argc, char **argv);
 
 #endif

@@ -16,6 +16,10 @@ static const llava_command COMMANDS[] = {
      "token ids (or pieces) of JSON Lines strings on stdin, as LLaVA-1.5's tokenizer makes them; label masks with --template"},
     {"image", cmd_image, "[--aspect square|pad] [--size S] IN --out OUT.safetensors [--with-decoded] | --bench N FILE...",
      "decode an image (JPEG/PNG/GIF by content) and preprocess it as LLaVA-1.5 does: pixels_u8 and pixel_values"},
+    {"prep", cmd_prep, "--data FILE.json --image-folder DIR --tokenizer tokenizer.model --template plain|vicuna_v1 --out DATA.h5 [...]",
+     "LLaVA JSON + images -> HDF5 of token ids, labels, modality lengths and images, with a report of every bad sample"},
+    {"show", cmd_show, "DATA.h5 [--index I | --id ID] [--json] [--tokenizer PATH]",
+     "print a prepared sample as LLaVA's preprocess returns it, supervised spans marked"},
     {"demo", cmd_demo, "[--out DIR]", "the whole recipe in miniature on the CPU, nothing downloaded"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../common/util.h"
+#include "../../data/sampler.h"
 #include "../io/safetensors.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -107,53 +108,98 @@ static float *G(const llava_model *m, const param_view *v) {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-int llava_model_load(llava_model *m, const char *dir, const llava_ops *ops) {
+int llava_model_create(llava_model *m, const model_config *cfg, const llava_ops *ops) {
     memset(m, 0, sizeof *m);
     m->ops = ops;
-    if (model_config_load(dir, &m->cfg) != 0) return -1;
+    m->cfg = *cfg;
     const model_config *c = &m->cfg;
-    if (c->kind != HF_LLAVA_HF && c->kind != HF_LLAVA_ORIGINAL)
-        return llava_fail("%s: a %s folder is not a whole LLaVA model", dir, hf_kind_name(c->kind));
-    if (!c->has_vision) return llava_fail("%s: the vision tower's shape is unknown", dir);
+    if (!c->has_vision || !c->has_text || !c->has_projector)
+        return llava_fail("model config: a LLaVA model needs a vision tower, a projector and a language model");
     if (strcmp(c->text.hidden_act, "silu") != 0)
-        return llava_fail("%s: language model hidden_act \"%s\" is not supported (silu)", dir, c->text.hidden_act);
+        return llava_fail("model config: language model hidden_act \"%s\" is not supported (silu)", c->text.hidden_act);
     if (strcmp(c->vision.hidden_act, "quick_gelu") != 0)
-        return llava_fail("%s: vision hidden_act \"%s\" is not supported (quick_gelu)", dir, c->vision.hidden_act);
-    if (c->text.has_rope_scaling) return llava_fail("%s: rope_scaling is not supported", dir);
-    if (c->vision.num_channels != 3) return llava_fail("%s: vision num_channels %d (3 expected)", dir, c->vision.num_channels);
+        return llava_fail("model config: vision hidden_act \"%s\" is not supported (quick_gelu)", c->vision.hidden_act);
+    if (c->text.has_rope_scaling) return llava_fail("model config: rope_scaling is not supported");
+    if (c->vision.num_channels != 3) return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
     if (param_table_build(c, &m->pt) != 0) return -1;
     int grid = c->vision.image_size / c->vision.patch_size;
     m->tokens_per_image = grid * grid + (c->glue.drop_cls ? 0 : 1);
     m->vision_layers = llava_vision_layers_used(c);
     m->padding_idx = (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
-
-    st_set s;
-    if (st_set_open(&s, dir) != 0) {
-        param_table_free(&m->pt);
-        return -1;
-    }
+    m->layout = LAYOUT_UNKNOWN;
     param_alloc(&m->pt);
+    m->filled = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
+    return 0;
+}
+
+int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded) {
+    st_set s;
+    if (st_set_open(&s, path) != 0) return -1;
     load_report rep;
-    int rc = param_load(&m->pt, &s, 1, &rep);
-    if (rc == 0 && (rep.n_missing || rep.n_mismatched)) {
-        rc = llava_fail("%s: %d tensors missing (first: %s), %d with the wrong shape (first: %s)", dir, rep.n_missing,
-                        rep.n_missing ? rep.missing[0] : "-", rep.n_mismatched, rep.n_mismatched ? rep.mismatched[0] : "-");
-    }
-    m->layout = rep.layout;
+    int rc = param_load_groups(&m->pt, &s, 1, group_mask, m->filled, &rep);
+    if (rc == 0 && rep.n_mismatched)
+        rc = llava_fail("%s: %d tensors have the wrong shape for this model (first: %s)", path, rep.n_mismatched,
+                        rep.mismatched[0]);
+    if (rc == 0 && m->layout == LAYOUT_UNKNOWN) m->layout = rep.layout;
+    if (n_loaded) *n_loaded = rep.n_loaded;
     load_report_free(&rep);
     st_set_close(&s);
-    if (rc != 0) {
-        param_table_free(&m->pt);
-        return -1;
+    return rc;
+}
+
+void llava_model_init_projector(llava_model *m, uint64_t seed) {
+    // nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in) (kaiming_uniform with a=sqrt(5)).
+    torch_rng r;
+    torch_rng_seed(&r, seed);
+    for (int i = 0; i < m->pt.n_views; i++) {
+        const param_view *v = &m->pt.views[i];
+        if (v->group != GROUP_PROJECTOR) continue;
+        const param_view *w = v;
+        if (v->ndim == 1) {  // a bias takes its weight's fan_in
+            char wname[128];
+            snprintf(wname, sizeof wname, "%.*sweight", (int)(strlen(v->name) - 4), v->name);
+            w = param_find(&m->pt, wname);
+        }
+        float bound = 1.0f / sqrtf((float)w->shape[1]);
+        float *p = param_ptr(&m->pt, v);
+        for (size_t k = 0; k < v->numel; k++) p[k] = bound * (2.0f * (float)((torch_rng_next(&r) >> 8) * (1.0 / 16777216.0)) - 1.0f);
+        m->filled[i] = 1;
     }
+}
+
+int llava_model_finish(llava_model *m) {
+    int n_missing = 0;
+    const char *first = NULL;
+    for (int i = 0; i < m->pt.n_views; i++)
+        if (m->pt.views[i].used && !m->filled[i]) {
+            if (!first) first = m->pt.views[i].name;
+            n_missing++;
+        }
+    if (n_missing) return llava_fail("model: %d tensors were in no weight file (first: %s)", n_missing, first);
     for (int g = 0; g < N_GROUPS; g++) {
         if (!m->pt.group_numel[g]) continue;
-        m->params[g] = ops->alloc(BUF_PARAM, m->pt.group_numel[g]);
-        ops->upload(BUF_PARAM, m->params[g], m->pt.data[g], m->pt.group_numel[g]);
+        m->params[g] = m->ops->alloc(BUF_PARAM, m->pt.group_numel[g]);
+        m->ops->upload(BUF_PARAM, m->params[g], m->pt.data[g], m->pt.group_numel[g]);
         free(m->pt.data[g]);
         m->pt.data[g] = NULL;
     }
+    free(m->filled);
+    m->filled = NULL;
     return resolve(m);
+}
+
+int llava_model_load(llava_model *m, const char *dir, const llava_ops *ops) {
+    model_config cfg;
+    if (model_config_load(dir, &cfg) != 0) return -1;
+    if (cfg.kind != HF_LLAVA_HF && cfg.kind != HF_LLAVA_ORIGINAL)
+        return llava_fail("%s: a %s folder is not a whole LLaVA model", dir, hf_kind_name(cfg.kind));
+    if (llava_model_create(m, &cfg, ops) != 0 || llava_model_add_weights(m, dir, (1 << N_GROUPS) - 1, NULL) != 0 ||
+        llava_model_finish(m) != 0) {
+        llava_fail_ctx("%s", dir);
+        llava_model_free(m);
+        return -1;
+    }
+    return 0;
 }
 
 void llava_model_set_trainable(llava_model *m, trainable_set t) {
@@ -183,19 +229,11 @@ void llava_model_free(llava_model *m) {
         free(m->ptrs->lm);
         free(m->ptrs);
     }
+    free(m->filled);
     param_table_free(&m->pt);
     memset(m, 0, sizeof *m);
 }
 
-void llava_batch_free(llava_batch *b) {
-    free(b->cu_seqlens);
-    free(b->ids);
-    free(b->targets);
-    free(b->pos);
-    free(b->pixels);
-    free(b->img_rows);
-    memset(b, 0, sizeof *b);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Batches

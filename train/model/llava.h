@@ -7,29 +7,10 @@
 
 #include <stdint.h>
 
+#include "../../data/batch.h"
 #include "../../kernels/ops.h"
 #include "config.h"
 #include "params.h"
-
-// A packed batch: samples concatenated into one stream of T tokens (ARCHITECTURE.md decision 2).
-// Every array is on the host; the model uploads what it needs.
-typedef struct {
-    int T;                 // tokens over all sequences, image features included
-    int n_seq;
-    int32_t *cu_seqlens;   // (n_seq + 1) sequence s spans [cu[s], cu[s+1])
-    int32_t *ids;          // (T) token ids; -1 at image-feature positions
-    int32_t *targets;      // (T) the token each position predicts (labels shifted by one inside its
-                           //     sequence), -100 where nothing is predicted
-    int32_t *pos;          // (T) position ids, restarting at 0 for each sequence
-    int n_img;
-    int img_h, img_w;
-    float *pixels;         // (n_img, 3, img_h, img_w) normalised pixel values
-    int32_t *img_rows;     // (n_img * tokens_per_image) stream positions of the image features,
-                           //     in (image, feature) order
-    int n_targets;         // positions with targets >= 0
-} llava_batch;
-
-void llava_batch_free(llava_batch *b);
 
 // What receives gradients. Stage 1 trains the projector (gradients flow through the frozen LM);
 // stage 2 trains the projector and the LM. The vision tower is always frozen in LLaVA.
@@ -49,11 +30,22 @@ typedef struct {
     int vision_layers;              // layers actually run
     int padding_idx;                // embed_tokens row that never gets a gradient (-1: none)
     struct llava_layer_ptrs *ptrs;  // resolved views
+    char *filled;                   // while building: which views have weights
 } llava_model;
 
 // Loads a model folder (config.json + safetensors, any supported layout) onto `ops`.
 // Missing tensors are an error; tensors of vision layers past the feature layer are skipped.
 int llava_model_load(llava_model *m, const char *dir, const llava_ops *ops);
+
+// The same in steps, for a model put together from several folders (vicuna + CLIP + a projector
+// file): create from a config, add the weights of each source for the groups it provides (bit g
+// of group_mask for group g), initialise what no file has, then finish (which fails when a tensor
+// is still missing, and uploads the weights to the backend).
+int llava_model_create(llava_model *m, const model_config *cfg, const llava_ops *ops);
+int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded);
+// The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.
+void llava_model_init_projector(llava_model *m, uint64_t seed);
+int llava_model_finish(llava_model *m);
 // Allocates gradient buffers for the groups `t` trains (and frees the others).
 void llava_model_set_trainable(llava_model *m, trainable_set t);
 void llava_model_free(llava_model *m);

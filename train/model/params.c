@@ -204,10 +204,14 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
 }
 
 int param_load(param_table *pt, const st_set *s, int copy, load_report *rep) {
+    return param_load_groups(pt, s, copy, (1 << N_GROUPS) - 1, NULL, rep);
+}
+
+int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask, char *filled, load_report *rep) {
     memset(rep, 0, sizeof *rep);
     rep->layout = LAYOUT_UNKNOWN;
     int saw_original_only = 0, saw_lm_plain = 0;
-    char *found = xcalloc((size_t)(pt->n_views ? pt->n_views : 1), 1);
+    char *found = filled ? filled : xcalloc((size_t)(pt->n_views ? pt->n_views : 1), 1);
     for (int i = 0; i < s->n_entries; i++) {
         const st_tensor *t = s->entries[i];
         const st_file *f = &s->files[s->file_of[i]];
@@ -222,6 +226,10 @@ int param_load(param_table *pt, const st_set *s, int copy, load_report *rep) {
         if (st == NAME_UNKNOWN) {
             push(&rep->unexpected, &rep->n_unexpected, xstrdup(t->name));
             continue;
+        }
+        if (!(group_mask & (1 << name_group_of(internal)))) {
+            free(internal);
+            continue;  // another source provides this group
         }
         if (lay == LAYOUT_LLAVA_ORIGINAL) saw_original_only = 1;
         else if (lay == LAYOUT_UNKNOWN) saw_lm_plain = 1;
@@ -248,20 +256,17 @@ int param_load(param_table *pt, const st_set *s, int copy, load_report *rep) {
         }
         if (copy) {
             float *dst = param_ptr(pt, v);
-            if (!dst) {
-                free(found);
-                return llava_fail("param_load: storage for %s is not allocated", v->name);
-            }
-            if (st_tensor_to_f32(f, t, dst) != 0) {
-                free(found);
-                return -1;
+            if (!dst || st_tensor_to_f32(f, t, dst) != 0) {
+                if (!filled) free(found);
+                return dst ? -1 : llava_fail("param_load: storage for %s is not allocated", v->name);
             }
         }
         rep->n_loaded++;
     }
     for (int i = 0; i < pt->n_views; i++)
-        if (!found[i] && pt->views[i].used) push(&rep->missing, &rep->n_missing, xstrdup(pt->views[i].name));
-    free(found);
+        if (!found[i] && pt->views[i].used && (group_mask & (1 << pt->views[i].group)))
+            push(&rep->missing, &rep->n_missing, xstrdup(pt->views[i].name));
+    if (!filled) free(found);
     if (rep->layout == LAYOUT_UNKNOWN) {
         if (saw_original_only) rep->layout = LAYOUT_LLAVA_ORIGINAL;
         else if (saw_lm_plain) rep->layout = LAYOUT_LLAMA;

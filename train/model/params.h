@@ -62,6 +62,10 @@ typedef struct {
 // Compares the files' tensors with the table. With `copy` set (and storage allocated) the tensors
 // are converted to fp32 into the table; shape mismatches are reported, never copied.
 int param_load(param_table *pt, const st_set *s, int copy, load_report *rep);
+// The same for the groups in `group_mask` (bit g for group g) only: tensors of other groups are
+// passed over, and `filled` (n_views bytes, may be NULL) marks every view that was found. Missing
+// views are those of the masked groups that neither this set nor an earlier call filled.
+int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask, char *filled, load_report *rep);
 void load_report_free(load_report *rep);
 
 #endif

@@ -1,0 +1,436 @@
+#include "loader.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/util.h"
+
+#define IMAGE_TOKEN (-200)
+
+// One prepared step: its samples and, for image samples, their normalised pixels.
+typedef struct {
+    loader_pos pos;
+    int used;             // scheduled and not yet handed out
+    int64_t *samples;     // (accum * batch) sample indices; -1 past a short batch
+    int *count;           // (accum) samples in each micro-batch
+    float **pixels;       // (accum * batch) (3, S, S) or NULL for text-only / dropped
+    char **error;         // (accum * batch) why a sample was dropped, or NULL
+    int pending;          // image jobs not done yet
+} slot;
+
+typedef struct {
+    slot *s;
+    int k;  // index into s->samples
+} job;
+
+struct loader {
+    loader_config c;
+    sampler_config sc;
+    int64_t steps_per_epoch;
+    int64_t *order[2];    // the sample order of epochs order_epoch[0..1]
+    int order_epoch[2];
+    loader_pos next;      // what loader_next returns next
+    loader_pos sched;     // the next step to schedule
+    slot *slots;          // (prefetch + 1) ring
+    int n_slots;
+    // worker pool
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    job *queue;
+    int q_head, q_tail, q_cap;
+    int stop;
+    pthread_mutex_t h5;   // the HDF5 library is not thread-safe
+    int64_t dropped;
+    char *last_dropped;
+    double wait_s;        // time loader_next spent waiting for images
+};
+
+static const int64_t *order_for(loader *l, int epoch) {
+    for (int i = 0; i < 2; i++)
+        if (l->order[i] && l->order_epoch[i] == epoch) return l->order[i];
+    // Replace the older of the two cached epochs.
+    int victim = (!l->order[0] || (l->order[1] && l->order_epoch[0] < l->order_epoch[1])) ? 0 : 1;
+    if (!l->order[victim]) l->order[victim] = xmalloc(sizeof(int64_t) * (size_t)l->sc.n);
+    if (sampler_epoch_order(&l->sc, epoch, l->order[victim]) != 0) {
+        fprintf(stderr, "loader: %s\n", llava_errmsg());
+        abort();  // validated in loader_create: cannot happen for a dataset that opened
+    }
+    l->order_epoch[victim] = epoch;
+    return l->order[victim];
+}
+
+// Decodes and preprocesses sample k of a slot. Runs on a worker (or the caller without workers).
+static void run_job(loader *l, slot *s, int k) {
+    int64_t i = s->samples[k];
+    const llava_dataset *ds = l->c.ds;
+    int S = l->c.image_size;
+    float *px = xmalloc(sizeof(float) * 3 * (size_t)S * S);
+    uint8_t *u8 = xmalloc((size_t)S * S * 3);
+    char *err = NULL;
+    if (ds->pixel_index && ds->pixel_index[i] >= 0) {
+        pthread_mutex_lock(&l->h5);
+        int rc = dataset_read_pixels(ds, i, u8);
+        if (rc != 0) err = xstrdup(llava_errmsg());
+        pthread_mutex_unlock(&l->h5);
+        if (!err) image_normalize(u8, S, S, px);
+    } else {
+        const char *folder = l->c.image_folder ? l->c.image_folder : (ds->image_folder ? ds->image_folder : ".");
+        char *path = path_join(folder, ds->image_paths[i]);
+        image_u8 im = {0};
+        if (image_load_file(path, &im) != 0 || image_preprocess(&im, S, l->c.aspect, u8, px) != 0)
+            err = xstrdup(llava_errmsg());
+        image_free(&im);
+        free(path);
+    }
+    free(u8);
+    if (err) {
+        free(px);
+        px = NULL;
+    }
+    pthread_mutex_lock(&l->mu);
+    s->pixels[k] = px;
+    s->error[k] = err;
+    s->pending--;
+    pthread_cond_broadcast(&l->done);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void *worker(void *arg) {
+    loader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->stop && l->q_head == l->q_tail) pthread_cond_wait(&l->work, &l->mu);
+        if (l->stop) break;
+        job j = l->queue[l->q_head % l->q_cap];
+        l->q_head++;
+        pthread_mutex_unlock(&l->mu);
+        run_job(l, j.s, j.k);
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void push_job(loader *l, slot *s, int k) {
+    // Called with l->mu held. The queue never holds more than the slots' image samples.
+    l->queue[l->q_tail % l->q_cap] = (job){s, k};
+    l->q_tail++;
+    pthread_cond_signal(&l->work);
+}
+
+// Fills the next free slot with the step at l->sched and queues its images.
+static void schedule(loader *l) {
+    slot *s = NULL;
+    for (int i = 0; i < l->n_slots; i++)
+        if (!l->slots[i].used) {
+            s = &l->slots[i];
+            break;
+        }
+    if (!s) return;
+    const int64_t *order = order_for(l, l->sched.epoch);
+    int B = l->c.batch;
+    s->pos = l->sched;
+    s->used = 1;
+    s->pending = 0;
+    for (int m = 0; m < l->c.accum; m++) {
+        int v = m * l->c.world + l->c.rank;
+        int n = sampler_rank_batch(&l->sc, order, l->sched.step, v, s->samples + (size_t)m * B);
+        s->count[m] = n;
+        for (int k = n; k < B; k++) s->samples[(size_t)m * B + k] = -1;
+    }
+    pthread_mutex_lock(&l->mu);
+    for (int k = 0; k < l->c.accum * B; k++) {
+        s->pixels[k] = NULL;
+        s->error[k] = NULL;
+        int64_t i = s->samples[k];
+        if (i >= 0 && l->c.ds->image_paths[i]) {
+            s->pending++;
+            if (l->threads) push_job(l, s, k);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (!l->threads)
+        for (int k = 0; k < l->c.accum * B; k++)
+            if (s->samples[k] >= 0 && l->c.ds->image_paths[s->samples[k]]) run_job(l, s, k);
+    if (++l->sched.step == l->steps_per_epoch) {
+        l->sched.step = 0;
+        l->sched.epoch++;
+    }
+}
+
+loader *loader_create(const loader_config *c, loader_pos start) {
+    if (!c->ds || c->ds->n <= 0) {
+        llava_fail("loader: empty dataset");
+        return NULL;
+    }
+    if (c->batch <= 0 || c->world <= 0 || c->accum <= 0 || c->rank < 0 || c->rank >= c->world || c->tokens_per_image <= 0 ||
+        c->image_size <= 0) {
+        llava_fail("loader: bad batch, world, rank, accumulation, tokens per image or image size");
+        return NULL;
+    }
+    if (c->ds->pixel_index && c->ds->image_size != c->image_size) {
+        llava_fail("loader: the dataset stores %dx%d pixels but the model takes %d", c->ds->image_size, c->ds->image_size,
+                   c->image_size);
+        return NULL;
+    }
+    loader *l = xcalloc(1, sizeof *l);
+    l->c = *c;
+    l->sc = (sampler_config){.n = c->ds->n,
+                             .modality_len = c->group_by_modality ? c->ds->modality_len : NULL,
+                             .batch = c->batch,
+                             .virtual_ranks = c->world * c->accum,
+                             .seed = c->seed,
+                             .inner_seed = c->inner_seed};
+    // Every step takes one batch from each virtual rank (accumulation included).
+    l->steps_per_epoch = sampler_batches_per_rank(&l->sc);
+    // Validate the sampler once (a zero modality length, say) so order_for cannot fail later.
+    int64_t *probe = xmalloc(sizeof(int64_t) * (size_t)l->sc.n);
+    if (sampler_epoch_order(&l->sc, 0, probe) != 0) {
+        free(probe);
+        free(l);
+        return NULL;
+    }
+    l->order[0] = probe;
+    l->order_epoch[0] = 0;
+    l->next = l->sched = start;
+    l->n_slots = (c->prefetch > 0 ? c->prefetch : 0) + 1;
+    l->slots = xcalloc((size_t)l->n_slots, sizeof(slot));
+    size_t per = (size_t)c->accum * c->batch;
+    for (int i = 0; i < l->n_slots; i++) {
+        l->slots[i].samples = xmalloc(sizeof(int64_t) * per);
+        l->slots[i].count = xmalloc(sizeof(int) * (size_t)c->accum);
+        l->slots[i].pixels = xcalloc(per, sizeof(float *));
+        l->slots[i].error = xcalloc(per, sizeof(char *));
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->h5, NULL);
+    pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->done, NULL);
+    l->q_cap = (int)(per * (size_t)l->n_slots) + 1;
+    l->queue = xmalloc(sizeof(job) * (size_t)l->q_cap);
+    if (c->threads > 0) {
+        l->threads = xmalloc(sizeof(pthread_t) * (size_t)c->threads);
+        for (int t = 0; t < c->threads; t++) pthread_create(&l->threads[t], NULL, worker, l);
+    }
+    for (int i = 0; i < l->n_slots; i++) schedule(l);
+    return l;
+}
+
+static void slot_release(slot *s, int per) {
+    for (int k = 0; k < per; k++) {
+        free(s->pixels[k]);
+        free(s->error[k]);
+        s->pixels[k] = NULL;
+        s->error[k] = NULL;
+    }
+    s->used = 0;
+}
+
+void loader_free(loader *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->mu);
+    for (int t = 0; l->threads && t < l->c.threads; t++) pthread_join(l->threads[t], NULL);
+    int per = l->c.accum * l->c.batch;
+    for (int i = 0; i < l->n_slots; i++) {
+        slot_release(&l->slots[i], per);
+        free(l->slots[i].samples);
+        free(l->slots[i].count);
+        free(l->slots[i].pixels);
+        free(l->slots[i].error);
+    }
+    free(l->slots);
+    free(l->queue);
+    free(l->threads);
+    free(l->order[0]);
+    free(l->order[1]);
+    free(l->last_dropped);
+    pthread_mutex_destroy(&l->mu);
+    pthread_mutex_destroy(&l->h5);
+    pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->done);
+    free(l);
+}
+
+int64_t loader_steps_per_epoch(const loader *l) { return l->steps_per_epoch; }
+loader_pos loader_position(const loader *l) { return l->next; }
+
+double loader_wait_seconds(const loader *l) { return l->wait_s; }
+
+int64_t loader_dropped(const loader *l, const char **last_id) {
+    if (last_id) *last_id = l->last_dropped;
+    return l->dropped;
+}
+
+// Expanded length of sample i: the image placeholder becomes tokens_per_image positions.
+static int sample_shape(const loader *l, int64_t i, int *n_img, int *len) {
+    const llava_dataset *ds = l->c.ds;
+    int n = (int)(ds->offsets[i + 1] - ds->offsets[i]), imgs = 0;
+    for (int t = 0; t < n; t++) imgs += ds->input_ids[ds->offsets[i] + t] == IMAGE_TOKEN;
+    *n_img = imgs;
+    *len = n + imgs * (l->c.tokens_per_image - 1);
+    return n;
+}
+
+static void drop(loader *l, int64_t i, const char *why) {
+    l->dropped++;
+    free(l->last_dropped);
+    l->last_dropped = xstrdup(l->c.ds->sample_ids[i]);
+    fprintf(stderr, "loader: dropping sample %s (index %lld): %s\n", l->c.ds->sample_ids[i], (long long)i, why);
+}
+
+// Packs samples [from, to) of a list into one llava_batch.
+static void pack(const loader *l, const int64_t *samples, float *const *pixels, int n, llava_batch *b) {
+    const llava_dataset *ds = l->c.ds;
+    int tpi = l->c.tokens_per_image, S = l->c.image_size, cap = l->c.max_len_after_splice;
+    int T = 0, n_img = 0;
+    for (int k = 0; k < n; k++) {
+        int imgs, len;
+        sample_shape(l, samples[k], &imgs, &len);
+        T += (cap > 0 && len > cap) ? cap : len;
+        n_img += imgs;
+    }
+    memset(b, 0, sizeof *b);
+    b->T = T;
+    b->n_seq = n;
+    b->cu_seqlens = xmalloc(sizeof(int32_t) * (size_t)(n + 1));
+    b->ids = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->targets = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->pos = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->img_rows = xmalloc(sizeof(int32_t) * (size_t)(n_img * tpi + 1));
+    b->n_img = n_img;
+    b->img_h = b->img_w = S;
+    b->pixels = n_img ? xmalloc(sizeof(float) * (size_t)n_img * 3 * S * S) : NULL;
+    int k_tok = 0, k_img = 0, k_row = 0;
+    int32_t *labels = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->cu_seqlens[0] = 0;
+    for (int k = 0; k < n; k++) {
+        int64_t i = samples[k];
+        int imgs, len;
+        int raw = sample_shape(l, i, &imgs, &len);
+        int keep = (cap > 0 && len > cap) ? cap : len;
+        int start = k_tok, p = 0;
+        for (int t = 0; t < raw && p < keep; t++) {
+            int32_t id = ds->input_ids[ds->offsets[i] + t], y = ds->labels[ds->offsets[i] + t];
+            if (id == IMAGE_TOKEN) {
+                for (int f = 0; f < tpi && p < keep; f++, p++) {
+                    b->ids[start + p] = -1;
+                    labels[start + p] = -100;
+                    b->img_rows[k_row++] = start + p;
+                }
+            } else {
+                b->ids[start + p] = id;
+                labels[start + p] = y;
+                p++;
+            }
+        }
+        for (int t = 0; t < keep; t++) {
+            b->pos[start + t] = t;
+            int32_t y = t + 1 < keep ? labels[start + t + 1] : -100;  // position t predicts label t+1
+            b->targets[start + t] = y < 0 ? -100 : y;
+            b->n_targets += y >= 0;
+        }
+        if (imgs) memcpy(b->pixels + (size_t)k_img++ * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S);
+        k_tok += keep;
+        b->cu_seqlens[k + 1] = k_tok;
+    }
+    free(labels);
+}
+
+int loader_next(loader *l, loader_step *out) {
+    slot *s = NULL;
+    for (int i = 0; i < l->n_slots; i++)
+        if (l->slots[i].used && l->slots[i].pos.epoch == l->next.epoch && l->slots[i].pos.step == l->next.step)
+            s = &l->slots[i];
+    if (!s) return llava_fail("loader: step %d/%lld was not scheduled", l->next.epoch, (long long)l->next.step);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_mutex_lock(&l->mu);
+    while (s->pending > 0) pthread_cond_wait(&l->done, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    l->wait_s += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+
+    memset(out, 0, sizeof *out);
+    out->accum = l->c.accum;
+    out->pos = s->pos;
+    out->micro = xcalloc((size_t)l->c.accum, sizeof(loader_micro));
+    int B = l->c.batch;
+    int64_t *keep = xmalloc(sizeof(int64_t) * (size_t)B);
+    float **px = xmalloc(sizeof(float *) * (size_t)B);
+    for (int m = 0; m < l->c.accum; m++) {
+        loader_micro *mb = &out->micro[m];
+        int n = 0;
+        for (int k = 0; k < s->count[m]; k++) {
+            int idx = m * B + k;
+            int64_t i = s->samples[idx];
+            int imgs, len;
+            sample_shape(l, i, &imgs, &len);
+            int has_path = l->c.ds->image_paths[i] != NULL;
+            const char *why = NULL;
+            if (s->error[idx]) why = s->error[idx];
+            else if (imgs > 1) why = "more than one <image> in the sample";
+            else if (imgs != has_path) why = imgs ? "an <image> token but no image file" : "an image but no <image> token";
+            else if (imgs && l->c.max_len_after_splice > 0) {
+                int first = 0;  // position of the image in the expanded sequence
+                while (l->c.ds->input_ids[l->c.ds->offsets[i] + first] != IMAGE_TOKEN) first++;
+                if (first + l->c.tokens_per_image > l->c.max_len_after_splice) why = "truncation would cut the image";
+            }
+            if (why) {
+                drop(l, i, why);
+                mb->n_dropped++;
+                continue;
+            }
+            keep[n] = i;
+            px[n] = s->pixels[idx];
+            n++;
+        }
+        mb->n_samples = n;
+        mb->samples = xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+        memcpy(mb->samples, keep, sizeof(int64_t) * (size_t)n);
+        // Chunks of at most token_budget tokens, split at sample boundaries.
+        int from = 0;
+        while (from < n) {
+            int to = from, tokens = 0;
+            while (to < n) {
+                int imgs, len;
+                sample_shape(l, keep[to], &imgs, &len);
+                if (l->c.max_len_after_splice > 0 && len > l->c.max_len_after_splice) len = l->c.max_len_after_splice;
+                if (l->c.token_budget > 0 && to > from && tokens + len > l->c.token_budget) break;
+                tokens += len;
+                to++;
+            }
+            mb->chunks = xrealloc(mb->chunks, sizeof(llava_batch) * (size_t)(mb->n_chunks + 1));
+            pack(l, keep + from, px + from, to - from, &mb->chunks[mb->n_chunks]);
+            mb->n_tokens += mb->chunks[mb->n_chunks].T;
+            mb->n_targets += mb->chunks[mb->n_chunks].n_targets;
+            mb->n_chunks++;
+            from = to;
+        }
+    }
+    free(keep);
+    free(px);
+    slot_release(s, l->c.accum * B);
+    if (++l->next.step == l->steps_per_epoch) {
+        l->next.step = 0;
+        l->next.epoch++;
+    }
+    schedule(l);
+    return 0;
+}
+
+void loader_step_free(loader_step *s) {
+    for (int m = 0; s->micro && m < s->accum; m++) {
+        for (int c = 0; c < s->micro[m].n_chunks; c++) llava_batch_free(&s->micro[m].chunks[c]);
+        free(s->micro[m].chunks);
+        free(s->micro[m].samples);
+    }
+    free(s->micro);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,74 @@
+// The loader: a prepared dataset in, packed batches out, one optimizer step at a time.
+//
+// Each step gives this rank its `accum` micro-batches (virtual ranks rank, rank + world, ...; see
+// data/sampler.h). Worker threads decode and preprocess the images of the next `prefetch` steps
+// while the current one trains. The position (epoch, step) is all the state there is: a resumed
+// run recomputes the same sample order and sees exactly the batches an uninterrupted one would.
+// A sample whose image cannot be read at training time is dropped from its batch, counted and
+// reported by id; it never stops the run.
+#ifndef LLAVA_DATA_LOADER_H
+#define LLAVA_DATA_LOADER_H
+
+#include <stdint.h>
+
+#include "batch.h"
+#include "dataset.h"
+#include "image.h"
+#include "sampler.h"
+
+typedef struct {
+    const llava_dataset *ds;
+    int batch;                  // per-device batch (samples per micro-batch)
+    int world, rank, accum;     // ranks and gradient accumulation: virtual ranks = world * accum
+    int group_by_modality;      // LLaVA's grouped sampler (else the random one)
+    uint64_t seed;              // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
+    uint64_t inner_seed;        // the global generator of the grouped sampler (LLaVA: the run's seed)
+    int tokens_per_image;       // image features spliced in per image (576 for CLIP-L/336)
+    int image_size;             // side of the square input (336)
+    image_aspect aspect;        // square (stage 1) or pad (stage 2)
+    const char *image_folder;   // images' paths are relative to it (NULL: the dataset's)
+    int max_len_after_splice;   // > 0: truncate each sequence after the image is spliced in (LLaVA HEAD)
+    int token_budget;           // > 0: split a micro-batch into chunks of at most this many tokens
+    int threads;                // image workers (0: none, decode on the calling thread)
+    int prefetch;               // steps prepared ahead
+} loader_config;
+
+typedef struct {
+    int epoch;
+    int64_t step;  // the next step within the epoch
+} loader_pos;
+
+// One micro-batch, possibly in several chunks (token budget). Its loss is the token mean over all
+// its chunks: scale chunk c's mean loss by chunks[c].n_targets / n_targets.
+typedef struct {
+    llava_batch *chunks;
+    int n_chunks;
+    int n_samples;        // samples in the micro-batch after dropping unreadable ones
+    int64_t *samples;     // (n_samples) their dataset indices, in stream order
+    int n_dropped;
+    int64_t n_tokens;
+    int64_t n_targets;
+} loader_micro;
+
+typedef struct {
+    loader_micro *micro;  // (accum)
+    int accum;
+    loader_pos pos;       // which step this is
+} loader_step;
+
+typedef struct loader loader;
+
+loader *loader_create(const loader_config *c, loader_pos start);
+void loader_free(loader *l);
+int64_t loader_steps_per_epoch(const loader *l);
+// The position of the next step loader_next returns: what a checkpoint stores.
+loader_pos loader_position(const loader *l);
+// Fills *s with the next step and advances (rolling into the next epoch at the end of one).
+int loader_next(loader *l, loader_step *s);
+void loader_step_free(loader_step *s);
+// Seconds loader_next has spent waiting for image workers: near 0 when prefetching keeps up.
+double loader_wait_seconds(const loader *l);
+// Samples dropped so far (unreadable images), and the id of the last one.
+int64_t loader_dropped(const loader *l, const char **last_id);
+
+#endif

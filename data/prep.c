@@ -1,0 +1,802 @@
+// llava prep (see prep.h): the sample pipeline, the thread pool, progress and the report.
+#include "prep.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "json_stream.h"
+#include "jsonl.h"
+#include "prep_h5.h"
+#include "strbuf.h"
+#include "template.h"
+
+void prep_options_default(prep_options *o) {
+    memset(o, 0, sizeof *o);
+    o->template_name = "plain";
+    o->mode = TOK_MODE_DEFAULT;
+    o->model_max_length = 2048;
+    o->aspect = IMAGE_ASPECT_SQUARE;
+    o->image_size = IMAGE_CLIP_SIZE;
+    o->check_images = 1;
+    o->compress = 1;
+}
+
+const char *prep_kind_name(int kind) {
+    static const char *names[PREP_N_KINDS] = {"missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated"};
+    return kind >= 0 && kind < PREP_N_KINDS ? names[kind] : "?";
+}
+
+char *prep_report_path(const char *out) {
+    size_t n = strlen(out);
+    if (n > 3 && strcmp(out + n - 3, ".h5") == 0) n -= 3;
+    else if (n > 5 && strcmp(out + n - 5, ".hdf5") == 0) n -= 5;
+    return xasprintf("%.*s.report.json", (int)n, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Words and paths
+
+// Python's str.isspace() for one code point (Py_UNICODE_ISSPACE, which str.split() uses).
+static int py_isspace(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+int64_t prep_word_count(const char *s, size_t n) {
+    const uint8_t *u = (const uint8_t *)s;
+    int64_t words = 0;
+    int in_word = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t c = u[i];
+        size_t l = 1;
+        if (c >= 0x80) {
+            l = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 1;
+            if (l > 1 && i + l <= n && utf8_valid(u + i, l)) {
+                c &= 0xff >> (l + 1);
+                for (size_t k = 1; k < l; k++) c = (c << 6) | (u[i + k] & 0x3f);
+            } else {
+                l = 1;
+                c = 0xffffffffu;  // a stray byte: never whitespace
+            }
+        }
+        int sp = py_isspace(c);
+        if (!sp && !in_word) words++;
+        in_word = !sp;
+        i += l;
+    }
+    return words;
+}
+
+int prep_check_image_path(const char *path, const char **why) {
+    if (!path[0]) {
+        *why = "an empty image path";
+        return -1;
+    }
+    if (path[0] == '/') {
+        *why = "an absolute image path (image paths are relative to the image folder)";
+        return -1;
+    }
+    for (const char *p = path; *p;) {
+        const char *e = strchr(p, '/');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == 2 && p[0] == '.' && p[1] == '.') {
+            *why = "a \"..\" component in the image path (it would leave the image folder)";
+            return -1;
+        }
+        p += l;
+        while (*p == '/') p++;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text of tokens (llava show)
+
+char *prep_render_text(const tokenizer *t, const int32_t *ids, const int32_t *labels, size_t n, const char *open,
+                       const char *close, size_t *len) {
+    strbuf o = {0};
+    sb_put(&o, "", 0);
+    int in_sup = 0, bos = tok_bos_id(t);
+    for (size_t k = 0; k < n; k++) {
+        int sup = labels && labels[k] != IGNORE_INDEX;
+        if (open && sup != in_sup) {
+            sb_puts(&o, sup ? open : close);
+            in_sup = sup;
+        }
+        int id = ids[k];
+        if (id == IMAGE_TOKEN_INDEX) {
+            sb_puts(&o, DEFAULT_IMAGE_TOKEN);
+            continue;
+        }
+        size_t pl;
+        const char *p = tok_id_to_piece(t, id, &pl);
+        if (!p) {
+            free(o.p);
+            llava_fail("token %zu: id %d is not in the tokenizer's vocabulary of %d pieces", k, id, tok_n_pieces(t));
+            return NULL;
+        }
+        int type = tok_piece_type(t, id);
+        unsigned byte;
+        if (type == TOK_BYTE && pl == 6 && sscanf(p, "<0x%2X>", &byte) == 1) {
+            unsigned char b = (unsigned char)byte;
+            sb_put(&o, &b, 1);
+            continue;
+        }
+        if (type == TOK_CONTROL || type == TOK_UNKNOWN || type == TOK_BYTE) {
+            sb_put(&o, p, pl);
+            continue;
+        }
+        // A chunk's first piece carries SentencePiece's dummy-prefix "▁", which is not in the text.
+        int chunk_start = k == 0 || ids[k - 1] == bos || ids[k - 1] == IMAGE_TOKEN_INDEX;
+        size_t i = 0;
+        if (chunk_start && pl >= 3 && memcmp(p, "\xe2\x96\x81", 3) == 0) i = 3;
+        while (i < pl) {
+            if (i + 3 <= pl && memcmp(p + i, "\xe2\x96\x81", 3) == 0) {
+                sb_put(&o, " ", 1);
+                i += 3;
+            } else {
+                sb_put(&o, p + i, 1);
+                i++;
+            }
+        }
+    }
+    if (open && in_sup) sb_puts(&o, close);
+    if (len) *len = o.n;
+    return o.p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One sample
+
+enum { KIND_OK = -1 };
+
+typedef struct {
+    char *json;             // the record's bytes, NUL-terminated
+    size_t json_len;
+    uint64_t index;         // position in the JSON array
+    int kind;               // KIND_OK, or the PREP_KIND_* that keeps it out of the file
+    char *id;               // "" when the record has none
+    char *image;            // NULL: text-only
+    char *reason;
+    prep_result r;
+    int32_t modality_len;
+    uint8_t *pixels;        // S*S*3 with store_pixels
+} prep_item;
+
+typedef struct {
+    const prep_options *o;
+    prep_config cfg;
+} work_ctx;
+
+static void item_clear(prep_item *it) {
+    free(it->json);
+    free(it->id);
+    free(it->image);
+    free(it->reason);
+    free(it->pixels);
+    prep_result_free(&it->r);
+    memset(it, 0, sizeof *it);
+}
+
+// Python's json keeps the last of repeated keys.
+static const cJSON *get_last(const cJSON *obj, const char *key) {
+    const cJSON *found = NULL;
+    for (const cJSON *e = obj->child; e; e = e->next)
+        if (e->string && strcmp(e->string, key) == 0) found = e;
+    return found;
+}
+
+static char *id_text(const cJSON *v) {
+    if (!v || cJSON_IsNull(v)) return xstrdup("");
+    if (cJSON_IsString(v)) return xstrdup(v->valuestring);
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == floor(d) && fabs(d) < 9007199254740992.0) return xasprintf("%.0f", d);
+        return xasprintf("%.17g", d);
+    }
+    char *s = cJSON_PrintUnformatted(v);
+    char *r = xstrdup(s ? s : "");
+    free(s);
+    return r;
+}
+
+static int skip(prep_item *it, int kind, const char *reason) {
+    it->kind = kind;
+    it->reason = xstrdup(reason);
+    return -1;
+}
+
+// Reads and decodes one image file. *missing tells a file that is not there from one that does not decode.
+static int load_image(const char *path, image_u8 *im, int *missing) {
+    *missing = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        *missing = errno == ENOENT || errno == ENOTDIR;
+        return llava_fail("%s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return llava_fail("%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > IMAGE_MAX_FILE_BYTES) {
+        close(fd);
+        return llava_fail("%s: %lld bytes, more than the %llu an image may have", path, (long long)st.st_size,
+                          (unsigned long long)IMAGE_MAX_FILE_BYTES);
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    uint8_t *buf = xmalloc(n ? n : 1);
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    int rc = got == n ? image_decode(buf, n, path, im) : llava_fail("%s: short read", path);
+    free(buf);
+    return rc;
+}
+
+static void process(const work_ctx *w, prep_item *it) {
+    const prep_options *o = w->o;
+    char label[64];
+    it->kind = KIND_OK;
+    cJSON *rec = cJSON_ParseWithLengthOpts(it->json, it->json_len + 1, NULL, 1);
+    conv_turn *turns = NULL;
+    if (!rec) {
+        it->id = xstrdup("");
+        skip(it, PREP_KIND_MALFORMED, "not valid JSON");
+        goto done;
+    }
+    if (!cJSON_IsObject(rec)) {
+        it->id = xstrdup("");
+        skip(it, PREP_KIND_MALFORMED, "not a JSON object");
+        goto done;
+    }
+    it->id = id_text(get_last(rec, "id"));
+    if (it->id[0]) snprintf(label, sizeof label, "%.60s", it->id);
+    else snprintf(label, sizeof label, "#%llu", (unsigned long long)it->index);
+    const cJSON *conv = get_last(rec, "conversations");
+    if (!cJSON_IsArray(conv)) {
+        skip(it, PREP_KIND_MALFORMED, "no \"conversations\" list");
+        goto done;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(conv), k = 0;
+    turns = xcalloc(n + 1, sizeof *turns);
+    int64_t words = 0;
+    for (const cJSON *e = conv->child; e; e = e->next, k++) {
+        const cJSON *f = cJSON_IsObject(e) ? get_last(e, "from") : NULL, *v = cJSON_IsObject(e) ? get_last(e, "value") : NULL;
+        if (!cJSON_IsString(f) || !cJSON_IsString(v)) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "turn %zu is not an object with string \"from\" and \"value\"", k);
+            skip(it, PREP_KIND_MALFORMED, msg);
+            goto done;
+        }
+        turns[k] = (conv_turn){f->valuestring, v->valuestring, strlen(v->valuestring)};
+        words += prep_word_count(turns[k].value, turns[k].value_len);
+    }
+    // LLaVA decides modality by the key alone ('image' in sample).
+    const cJSON *img = get_last(rec, "image");
+    int has_image = img != NULL;
+    if (has_image && !cJSON_IsString(img)) {
+        skip(it, PREP_KIND_MALFORMED, "\"image\" is not a string");
+        goto done;
+    }
+    if (words == 0) {
+        skip(it, PREP_KIND_MALFORMED, "no words in the conversation (LLaVA's length-grouped sampler asserts a non-zero length)");
+        goto done;
+    }
+    it->modality_len = (int32_t)(words > INT32_MAX ? INT32_MAX : words) * (has_image ? 1 : -1);
+    if (has_image) {
+        it->image = xstrdup(img->valuestring);
+        const char *why;
+        if (prep_check_image_path(it->image, &why)) {
+            skip(it, PREP_KIND_PATH_REFUSED, why);
+            goto done;
+        }
+    }
+    if (prep_sample(&w->cfg, label, turns, n, has_image, &it->r)) {
+        skip(it, PREP_KIND_MALFORMED, llava_errmsg());
+        goto done;
+    }
+    if (has_image && (o->check_images || o->store_pixels)) {
+        char *full = path_join(o->image_folder, it->image);
+        image_u8 im = {0};
+        int missing;
+        if (load_image(full, &im, &missing)) {
+            skip(it, missing ? PREP_KIND_MISSING_IMAGE : PREP_KIND_UNREADABLE_IMAGE, llava_errmsg());
+        } else if (o->store_pixels) {
+            size_t S = (size_t)o->image_size;
+            it->pixels = xmalloc(S * S * 3);
+            if (image_preprocess(&im, o->image_size, o->aspect, it->pixels, NULL))
+                skip(it, PREP_KIND_UNREADABLE_IMAGE, llava_errmsg());
+        }
+        image_free(&im);
+        free(full);
+        if (it->kind != KIND_OK) prep_result_free(&it->r);
+    }
+done:
+    free(turns);
+    cJSON_Delete(rec);
+    free(it->json);  // the bytes are no longer needed
+    it->json = NULL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocks and the thread pool: the main thread reads block k+1 and writes block k while the workers
+// process; items are handed out one at a time in input order.
+
+typedef struct block {
+    prep_item *items;
+    size_t n, next, done;
+    struct block *qnext;
+} block;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    block *head, *tail;
+    int quit, cancel;
+    work_ctx *ctx;
+} pool;
+
+static void *worker(void *arg) {
+    pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && !p->head) pthread_cond_wait(&p->work, &p->mu);
+        if (p->quit) break;
+        block *b = p->head;
+        size_t i = b->next++;
+        if (b->next == b->n) {
+            p->head = b->qnext;
+            if (!p->head) p->tail = NULL;
+        }
+        int cancel = p->cancel;
+        pthread_mutex_unlock(&p->mu);
+        if (!cancel) process(p->ctx, &b->items[i]);
+        pthread_mutex_lock(&p->mu);
+        if (++b->done == b->n) pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void pool_submit(pool *p, block *b) {
+    if (b->n == 0) return;
+    pthread_mutex_lock(&p->mu);
+    b->qnext = NULL;
+    if (p->tail) p->tail->qnext = b;
+    else p->head = b;
+    p->tail = b;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void pool_wait(pool *p, block *b) {
+    pthread_mutex_lock(&p->mu);
+    while (b->done < b->n) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void block_free(block *b) {
+    if (!b) return;
+    for (size_t i = 0; i < b->n; i++) item_clear(&b->items[i]);
+    free(b->items);
+    free(b);
+}
+
+// Reads up to `max_items` records (and about 64 MiB of JSON). *end is set when the array is done.
+// Returns NULL with an error, or a block (possibly empty at the end).
+static block *read_block(json_stream *js, size_t max_items, int *end) {
+    block *b = xcalloc(1, sizeof *b);
+    b->items = xcalloc(max_items, sizeof *b->items);
+    size_t bytes = 0;
+    while (b->n < max_items && bytes < ((size_t)64 << 20)) {
+        const char *e;
+        size_t len;
+        uint64_t index = json_stream_count(js);
+        int r = json_stream_next(js, &e, &len);
+        if (r < 0) {
+            block_free(b);
+            return NULL;
+        }
+        if (r == 0) {
+            *end = 1;
+            break;
+        }
+        prep_item *it = &b->items[b->n++];
+        it->json = xmalloc(len + 1);
+        memcpy(it->json, e, len);
+        it->json[len] = 0;
+        it->json_len = len;
+        it->index = index;
+        bytes += len;
+    }
+    return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report and progress
+
+// The entries of one kind go to an anonymous temporary file as they come, so that memory does not grow
+// with the number of reported samples either; the report is assembled from them at the end.
+typedef struct {
+    FILE *f;
+    uint64_t n;
+} report_list;
+
+static void report_add(report_list *l, const prep_item *it, int64_t row, const char *reason) {
+    if (!l->f) l->f = tmpfile();
+    if (!l->f) return;  // counted anyway; write_report says the list is incomplete
+    strbuf s = {0};
+    char b[96];
+    int m = snprintf(b, sizeof b, "%s\n      {\"index\": %llu, ", l->n ? "," : "", (unsigned long long)it->index);
+    sb_put(&s, b, (size_t)m);
+    if (row >= 0) {
+        m = snprintf(b, sizeof b, "\"row\": %lld, ", (long long)row);
+        sb_put(&s, b, (size_t)m);
+    }
+    sb_puts(&s, "\"id\": ");
+    const char *id = it->id ? it->id : "";
+    json_string_encode(id, strlen(id), &s);
+    sb_puts(&s, ", \"reason\": ");
+    json_string_encode(reason, strlen(reason), &s);
+    sb_puts(&s, "}");
+    fwrite(s.p, 1, s.n, l->f);
+    free(s.p);
+    l->n++;
+}
+
+static void fput_u64(FILE *f, const char *key, uint64_t v) { fprintf(f, "  \"%s\": %llu,\n", key, (unsigned long long)v); }
+
+static void fput_jstr(FILE *f, const char *s) {
+    strbuf b = {0};
+    json_string_encode(s, strlen(s), &b);
+    fwrite(b.p, 1, b.n, f);
+    free(b.p);
+}
+
+// Streams the report to a temporary file beside `path`, then renames it into place.
+static int write_report(const char *path, const prep_options *o, const prep_counts *c, report_list lists[PREP_N_KINDS]) {
+    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        llava_fail("%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    fputs("{\n  \"source\": ", f);
+    fput_jstr(f, o->data_path);
+    fputs(",\n  \"out\": ", f);
+    fput_jstr(f, o->out_path);
+    fputs(",\n", f);
+    fput_u64(f, "records", c->records);
+    fput_u64(f, "written", c->written);
+    fput_u64(f, "with_image", c->with_image);
+    fput_u64(f, "text_only", c->text_only);
+    fput_u64(f, "tokens", c->tokens);
+    for (int k = 0; k < PREP_N_KINDS; k++) fput_u64(f, prep_kind_name(k), c->kind[k]);
+    fputs("  \"samples\": {\n", f);
+    int rc = 0;
+    for (int k = 0; k < PREP_N_KINDS; k++) {
+        fprintf(f, "    \"%s\": [", prep_kind_name(k));
+        if (lists[k].n && !lists[k].f) rc = llava_fail("%s: the %s list was lost (no temporary file)", path, prep_kind_name(k));
+        if (lists[k].f) {
+            char buf[1 << 16];
+            size_t got;
+            if (fflush(lists[k].f) != 0 || fseek(lists[k].f, 0, SEEK_SET) != 0) rc = llava_fail("%s: temporary list: %s", path, strerror(errno));
+            while (rc == 0 && (got = fread(buf, 1, sizeof buf, lists[k].f)) > 0) fwrite(buf, 1, got, f);
+            if (ferror(lists[k].f)) rc = llava_fail("%s: temporary list: read error", path);
+        }
+        fputs(lists[k].n ? "\n    ]" : "]", f);
+        fputs(k + 1 < PREP_N_KINDS ? ",\n" : "\n", f);
+    }
+    fputs("  }\n}\n", f);
+    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) rc = rc ? rc : llava_fail("%s: write failed: %s", tmp, strerror(errno));
+    fclose(f);
+    if (rc == 0 && rename(tmp, path) != 0) rc = llava_fail("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    if (rc) unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fmt_duration(double s, char *b, size_t cap) {
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(b, cap, "?");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(b, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(b, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(b, cap, "%lds", t);
+}
+
+typedef struct {
+    int on, tty, shown;
+    double t0, last;
+} progress;
+
+static void progress_show(progress *p, const json_stream *js, uint64_t records, uint64_t written, int final) {
+    if (!p->on) return;
+    double t = now_s();
+    // On a terminal a bar redrawn 5 times a second; in a log a line every 30 s (and a last one if any was).
+    if (!final && t - p->last < (p->tty ? 0.2 : 30.0)) return;
+    if (final && !p->shown) return;
+    p->last = t;
+    p->shown = 1;
+    double el = t - p->t0, frac = json_stream_size(js) ? (double)json_stream_offset(js) / (double)json_stream_size(js) : 0;
+    double rate = el > 0 ? (double)records / el : 0;
+    char eta[32], elapsed[32], cb[32], wb[32];
+    fmt_duration(frac > 0 ? el * (1 - frac) / frac : -1, eta, sizeof eta);
+    fmt_duration(el, elapsed, sizeof elapsed);
+    fmt_count(records, cb);
+    fmt_count(written, wb);
+    if (p->tty) {
+        char bar[31];
+        int fill = (int)(frac * 30 + 0.5);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\rllava prep [%s] %5.1f%%  %s records (%s written)  %.0f/s  %s  ETA %s \033[K", bar, 100 * frac, cb, wb,
+                rate, elapsed, final ? "0s" : eta);
+        if (final) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "llava prep: %5.1f%%, %s records (%s written), %.0f/s, %s elapsed, ETA %s\n", 100 * frac, cb, wb, rate,
+                elapsed, final ? "0s" : eta);
+    }
+    fflush(stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+static int count_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void md5_cb(void *ctx, const void *bytes, size_t n) { prep_md5_update(ctx, bytes, n); }
+
+static int file_md5(const char *path, char hex[33], uint64_t *size) {
+    size_t n;
+    char *data = read_file(path, (size_t)1 << 30, &n);
+    if (!data) return -1;
+    prep_md5 m;
+    prep_md5_init(&m);
+    prep_md5_update(&m, data, n);
+    prep_md5_hex(&m, hex);
+    *size = n;
+    free(data);
+    return 0;
+}
+
+static int fsync_path(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return llava_fail("%s: cannot open: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    return rc ? llava_fail("%s: fsync failed: %s", path, strerror(errno)) : 0;
+}
+
+// Writes one finished item; counts and reports it. Fails under strict for a sample LLaVA would not train on.
+static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep_counts *c, report_list *lists) {
+    c->records++;
+    if (it->kind != KIND_OK) {
+        c->kind[it->kind]++;
+        report_add(&lists[it->kind], it, -1, it->reason);
+        if (o->strict)
+            return llava_fail("sample %s (record %llu): %s: %s (--strict)", it->id && it->id[0] ? it->id : "without id",
+                              (unsigned long long)it->index, prep_kind_name(it->kind), it->reason);
+        return 0;
+    }
+    int64_t row = (int64_t)c->written;
+    char reason[160];
+    if (it->r.flags & PREP_MISMATCH) {
+        snprintf(reason, sizeof reason, "tokenization mismatch: %d vs. %d (every label masked, as LLaVA does)", it->r.cur_len,
+                 it->r.total_len);
+        c->kind[PREP_KIND_MISMATCH]++;
+        report_add(&lists[PREP_KIND_MISMATCH], it, row, reason);
+        if (o->strict)
+            return llava_fail("sample %s (record %llu): %s (--strict)", it->id[0] ? it->id : "without id",
+                              (unsigned long long)it->index, reason);
+    }
+    if (it->r.flags & PREP_TRUNCATED) {
+        snprintf(reason, sizeof reason, "%zu tokens, cut to model_max_length %d", it->r.full_len, o->model_max_length);
+        c->kind[PREP_KIND_TRUNCATED]++;
+        report_add(&lists[PREP_KIND_TRUNCATED], it, row, reason);
+    }
+    prep_writer_sample s = {
+        .ids = it->r.ids.v,
+        .labels = it->r.labels.v,
+        .n_tokens = it->r.ids.n,
+        .modality_len = it->modality_len,
+        .flags = (uint8_t)it->r.flags,
+        .source_index = (int64_t)it->index,
+        .id = it->id,
+        .image = it->image,
+        .pixels = it->pixels,
+    };
+    if (prep_writer_add(w, &s)) return -1;
+    c->written++;
+    c->tokens += it->r.ids.n;
+    if (it->image) c->with_image++;
+    else c->text_only++;
+    if (it->pixels) c->pixels++;
+    return 0;
+}
+
+int prep_run(const prep_options *o, prep_counts *out_counts) {
+    double t0 = now_s();
+    prep_counts c = {0};
+    if (!o->data_path || !o->tokenizer_path || !o->template_name || !o->out_path)
+        return llava_fail("the data, tokenizer, template and output paths are all required");
+    if ((o->check_images || o->store_pixels) && !o->image_folder)
+        return llava_fail("no image folder: one is needed to %s (or do not check the images)",
+                          o->store_pixels ? "store the pixels" : "check the images");
+    if ((o->check_images || o->store_pixels) && !dir_exists(o->image_folder))
+        return llava_fail("image folder %s is not a directory", o->image_folder);
+    if (o->store_pixels && (o->image_size <= 0 || o->image_size > 4096))
+        return llava_fail("image size %d is out of range (1..4096)", o->image_size);
+    if (o->compress < 0 || o->compress > 9) return llava_fail("compression level %d is not 0..9", o->compress);
+    if (o->model_max_length < 0) return llava_fail("model_max_length %d is negative", o->model_max_length);
+
+    const conv_template *tmpl = conv_template_builtin(o->template_name);
+    conv_template *loaded = NULL;
+    if (!tmpl) {
+        tmpl = loaded = conv_template_load(o->template_name);
+        if (!tmpl)
+            return llava_fail_ctx("no template \"%s\" (built in: plain, vicuna_v1; or a template JSON file)", o->template_name);
+    }
+    char tok_md5[33];
+    uint64_t tok_size = 0;
+    tokenizer *tok = tok_load(o->tokenizer_path);
+    if (!tok || file_md5(o->tokenizer_path, tok_md5, &tok_size)) {
+        tok_free(tok);
+        conv_template_free(loaded);
+        return -1;
+    }
+    json_stream *js = json_stream_open(o->data_path);
+    if (!js) {
+        tok_free(tok);
+        conv_template_free(loaded);
+        return -1;
+    }
+    prep_md5 src_md5;
+    prep_md5_init(&src_md5);
+    json_stream_on_read(js, md5_cb, &src_md5);
+
+    char *tmp = xasprintf("%s.tmp.%d", o->out_path, (int)getpid());
+    char *report = o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
+    prep_writer *w = prep_writer_create(tmp, o->store_pixels ? o->image_size : 0, o->compress);
+    if (!w) {
+        free(tmp);
+        free(report);
+        json_stream_close(js);
+        tok_free(tok);
+        conv_template_free(loaded);
+        return -1;
+    }
+
+    int threads = o->threads > 0 ? o->threads : count_cpus();
+    if (threads > 256) threads = 256;
+    c.threads = threads;
+    size_t max_items = o->block ? o->block : (size_t)threads * (o->store_pixels ? 8 : 32);
+    if (max_items < 16) max_items = 16;
+    work_ctx ctx = {.o = o, .cfg = {.tok = tok, .mode = o->mode, .tmpl = tmpl, .model_max_length = o->model_max_length}};
+    pool p = {.ctx = &ctx};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.work, NULL);
+    pthread_cond_init(&p.done, NULL);
+    pthread_t *tids = xcalloc((size_t)threads, sizeof *tids);
+    int started = 0;
+    for (; started < threads; started++)
+        if (pthread_create(&tids[started], NULL, worker, &p) != 0) break;
+    report_list lists[PREP_N_KINDS] = {{0}};
+    progress pr = {.on = o->progress, .tty = isatty(2), .t0 = t0, .last = t0};
+    int rc = 0, end = 0;
+    if (started == 0) rc = llava_fail("cannot start threads");
+
+    block *cur = rc ? NULL : read_block(js, max_items, &end);
+    if (!cur && !rc) rc = -1;
+    if (cur) pool_submit(&p, cur);
+    while (cur) {
+        block *next = NULL;
+        if (!end && rc == 0) {
+            next = read_block(js, max_items, &end);
+            if (!next) rc = -1;
+            else pool_submit(&p, next);
+        }
+        if (rc) {  // stop: let the workers drain what was handed out without processing it
+            pthread_mutex_lock(&p.mu);
+            p.cancel = 1;
+            pthread_mutex_unlock(&p.mu);
+        }
+        pool_wait(&p, cur);
+        for (size_t i = 0; i < cur->n && rc == 0; i++) {
+            rc = write_item(w, o, &cur->items[i], &c, lists);
+            item_clear(&cur->items[i]);
+        }
+        block_free(cur);
+        progress_show(&pr, js, c.records, c.written, 0);
+        cur = next;
+    }
+    pthread_mutex_lock(&p.mu);
+    p.quit = 1;
+    pthread_cond_broadcast(&p.work);
+    pthread_mutex_unlock(&p.mu);
+    for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
+    free(tids);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.work);
+    pthread_cond_destroy(&p.done);
+
+    if (rc == 0) {
+        progress_show(&pr, js, c.records, c.written, 1);
+        char src_hex[33];
+        prep_md5_hex(&src_md5, src_hex);
+        static const char *aspects[] = {"square", "pad"};
+        rc = prep_writer_attr_str(w, "format", PREP_FORMAT) || prep_writer_attr_int(w, "format_version", PREP_FORMAT_VERSION) ||
+             prep_writer_attr_str(w, "template", tmpl->name) || prep_writer_attr_str(w, "template_source", o->template_name) ||
+             prep_writer_attr_str(w, "tokenizer", o->tokenizer_path) || prep_writer_attr_str(w, "tokenizer_md5", tok_md5) ||
+             prep_writer_attr_int(w, "tokenizer_bytes", (int64_t)tok_size) ||
+             prep_writer_attr_str(w, "tokenizer_mode", tok_mode_name(o->mode)) ||
+             prep_writer_attr_str(w, "aspect", aspects[o->aspect == IMAGE_ASPECT_PAD]) ||
+             prep_writer_attr_int(w, "image_size", o->image_size) ||
+             prep_writer_attr_int(w, "model_max_length", o->model_max_length) ||
+             prep_writer_attr_str(w, "image_folder", o->image_folder ? o->image_folder : "") ||
+             prep_writer_attr_str(w, "source", o->data_path) ||
+             prep_writer_attr_int(w, "source_bytes", (int64_t)json_stream_offset(js)) ||
+             prep_writer_attr_str(w, "source_md5", src_hex) || prep_writer_attr_int(w, "checked_images", o->check_images || o->store_pixels) ||
+             prep_writer_attr_int(w, "records", (int64_t)c.records) || prep_writer_attr_int(w, "samples", (int64_t)c.written);
+        for (int k = 0; k < PREP_N_KINDS && rc == 0; k++) rc = prep_writer_attr_int(w, prep_kind_name(k), (int64_t)c.kind[k]);
+        rc = rc ? -1 : 0;
+        rc = prep_writer_close(w) || rc ? -1 : 0;
+        w = NULL;
+        if (rc == 0) rc = fsync_path(tmp);
+        if (rc == 0 && rename(tmp, o->out_path) != 0)
+            rc = llava_fail("%s: cannot rename to %s: %s", tmp, o->out_path, strerror(errno));
+        if (rc == 0) {
+            char *dir = path_dirname(o->out_path);
+            rc = fsync_dir(dir);
+            free(dir);
+        }
+        if (rc == 0) rc = write_report(report, o, &c, lists);
+    } else {
+        if (pr.on && pr.tty && pr.shown) fputc('\n', stderr);
+    }
+    if (w) prep_writer_abort(w);
+    if (rc) unlink(tmp);
+    for (int k = 0; k < PREP_N_KINDS; k++)
+        if (lists[k].f) fclose(lists[k].f);
+    c.seconds = now_s() - t0;
+    if (out_counts) *out_counts = c;
+    free(tmp);
+    free(report);
+    json_stream_close(js);
+    tok_free(tok);
+    conv_template_free(loaded);
+    return rc;
+}

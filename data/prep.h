@@ -1,0 +1,128 @@
+// llava prep: LLaVA's JSON array and image folder in, one HDF5 file out (data/dataset.h is its reader).
+//
+// The JSON is streamed (data/json_stream.h): memory is bounded by a few blocks of records, never by the file.
+// A block of records is read in order, processed on all cores (parse, template and masks of data/template.h,
+// LLaVA's modality length, image path checks, image decode and optionally preprocessing), and written in
+// input order, so the file does not depend on the number of threads. Every HDF5 write is a whole chunk in
+// a sequence that depends only on the data, and object timestamps are off: the same inputs give the same
+// bytes.
+//
+// What happens to a sample (ARCHITECTURE.md decision 7), each kind counted and listed by id in the report:
+//   written          tokens, labels, modality length, image path, id (and pixels with store_pixels)
+//     mismatch       written with every label IGNORE_INDEX, as LLaVA trains on it (flag PREP_MISMATCH)
+//     truncated      written cut at model_max_length, as LLaVA's collator cuts it (flag PREP_TRUNCATED)
+//   missing_image    not written: the image file does not exist
+//   unreadable_image not written: the image does not decode (corrupt, truncated, unsupported, too large)
+//   path_refused     not written: the image path is absolute, empty, or has a ".." component
+//   malformed        not written: not a JSON object, no "conversations" list of {"from","value"} strings,
+//                    an "image" that is not a string, a conversation the template refuses, or no words at all
+//                    (LLaVA's length-grouped sampler asserts a non-zero length)
+// With `strict`, the first sample that is not written or is masked for a mismatch fails the run instead.
+//
+// HDF5 layout (format_version 1), all 1-D unless noted, n = samples written, T = total tokens:
+//   /input_ids int32 (T), /labels int32 (T)     sample i is [offsets[i], offsets[i+1]); -200 image, -100 ignored
+//   /offsets int64 (n+1)
+//   /modality_lengths int32 (n)                 sum over turns of len(value.split()); negative for text-only
+//   /flags uint8 (n)                            PREP_TRUNCATED | PREP_MISMATCH (data/template.h)
+//   /source_index int64 (n)                     the sample's position in the JSON array
+//   /sample_id_chars uint8, /sample_id_offsets int64 (n+1)    id i is chars[off[i]:off[i+1]] (UTF-8)
+//   /image_path_chars uint8, /image_path_offsets int64 (n+1)  likewise; empty = text-only
+//   /pixels uint8 (n_pixels, S, S, 3), /pixel_index int32 (n) only with store_pixels; row or -1 (text-only)
+//   root attributes: format, format_version, template, template_source, tokenizer, tokenizer_md5,
+//   tokenizer_mode, aspect, image_size, model_max_length, image_folder, source, source_bytes, source_md5,
+//   checked_images, and the counts (records, samples, missing_image, ...).
+// Strings are stored as bytes plus offsets rather than HDF5 variable-length strings: their global heap can
+// carry uninitialised bytes into the file, which would break byte-identical re-runs. In h5py:
+//   ids = f["sample_id_chars"][:].tobytes(); off = f["sample_id_offsets"][:]; ids[off[i]:off[i+1]].decode()
+#ifndef LLAVA_DATA_PREP_H
+#define LLAVA_DATA_PREP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image.h"
+#include "tokenizer.h"
+
+#define PREP_FORMAT "llava.c prepared dataset"
+#define PREP_FORMAT_VERSION 1
+
+typedef struct {
+    const char *data_path;       // LLaVA's JSON array
+    const char *image_folder;    // required unless check_images and store_pixels are both 0
+    const char *tokenizer_path;  // tokenizer.model
+    const char *template_name;   // "plain", "vicuna_v1" (alias "v1"), or a template JSON file
+    const char *out_path;        // the HDF5 file
+    const char *report_path;     // NULL: out_path less ".h5"/".hdf5", plus ".report.json"
+    tok_mode mode;
+    int model_max_length;        // 0 = no limit
+    image_aspect aspect;
+    int image_size;              // S of the stored pixels (336)
+    int store_pixels;
+    int check_images;            // decode every image to find unreadable ones (on by default)
+    int threads;                 // 0: every core this process may use
+    int strict;
+    int progress;                // a progress bar (or, off a terminal, a line now and then) on stderr
+    int compress;                // deflate level (0-9) of the token and per-sample datasets; pixels are stored raw
+    size_t block;                // records per block (0: chosen from the thread count)
+} prep_options;
+
+void prep_options_default(prep_options *o);
+
+// Kinds of samples, as counted and reported (index into prep_counts.kind).
+enum {
+    PREP_KIND_MISSING_IMAGE,
+    PREP_KIND_UNREADABLE_IMAGE,
+    PREP_KIND_PATH_REFUSED,
+    PREP_KIND_MALFORMED,
+    PREP_KIND_MISMATCH,
+    PREP_KIND_TRUNCATED,
+    PREP_N_KINDS
+};
+// "missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated"
+const char *prep_kind_name(int kind);
+
+typedef struct {
+    uint64_t records;        // elements of the JSON array
+    uint64_t written;        // samples in the file
+    uint64_t with_image, text_only;  // of those written
+    uint64_t tokens;         // total input ids written
+    uint64_t pixels;         // pixel rows written
+    uint64_t kind[PREP_N_KINDS];
+    double seconds;
+    int threads;
+} prep_counts;
+
+// Runs the whole preparation. The HDF5 file appears (atomically) only when the run succeeds; the report
+// (JSON: the counts and, per kind, every sample's index, id and reason) is written beside it.
+// Returns 0, or -1 with llava_errmsg(). *counts may be NULL.
+int prep_run(const prep_options *o, prep_counts *counts);
+
+// The report path for an output path (malloc'd): "x.h5" -> "x.report.json".
+char *prep_report_path(const char *out_path);
+
+// len(s.split()) in Python: the number of runs of non-whitespace (str.isspace) characters. Bytes that are
+// not valid UTF-8 count as non-space.
+int64_t prep_word_count(const char *s, size_t n);
+
+// Whether an image path may be joined to the image folder: 0, or -1 with *why set ("an absolute path", ...).
+int prep_check_image_path(const char *path, const char **why);
+
+// The text a sample's tokens stand for, piece by piece as the model sees them: "▁" becomes a space, byte
+// pieces are reassembled, "<s>" and "</s>" are shown, IMAGE_TOKEN_INDEX is "<image>", and the dummy-prefix
+// space that starts each tokenized chunk (after "<s>" or an image) is dropped. Supervised tokens (labels not
+// IGNORE_INDEX) are wrapped in `open` ... `close` (NULL: not marked). Returns a malloc'd NUL-terminated string
+// (its length in *len), or NULL with an error for an id out of the tokenizer's range.
+char *prep_render_text(const tokenizer *t, const int32_t *ids, const int32_t *labels, size_t n, const char *open,
+                       const char *close, size_t *len);
+
+// MD5 (RFC 1321), for provenance attributes: the tokenizer file's and the source JSON's.
+typedef struct {
+    uint32_t h[4];
+    uint64_t n;
+    uint8_t buf[64];
+} prep_md5;
+void prep_md5_init(prep_md5 *m);
+void prep_md5_update(prep_md5 *m, const void *data, size_t n);
+void prep_md5_hex(prep_md5 *m, char out[33]);  // finishes and writes 32 hex digits and a NUL
+
+#endif

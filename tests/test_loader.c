@@ -1,0 +1,267 @@
+// The loader on an in-memory dataset: packing (the image placeholder expanded, labels shifted into
+// targets inside each sequence, positions restarting), every sample dealt once per epoch, pixels as
+// image_preprocess makes them, unreadable images dropped and counted, token-budget chunks, virtual
+// ranks, worker threads changing nothing, and resume from any position giving the same batches.
+#include <math.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../data/loader.h"
+#include "check.h"
+
+#define N 23
+#define TPI 5  // image features per image
+#define S 24   // image side
+
+static llava_dataset ds;
+static const char *IMAGES[] = {"astronaut_tiny40x30.png", "astronaut_p256.png", "geom_1x1.png"};
+
+// Sample i: "1 <image>? w w w ..." with labels on the second half; every 4th sample is text-only,
+// sample 6's image is missing.
+static void build_dataset(void) {
+    ds.n = N;
+    ds.offsets = xmalloc(sizeof(int64_t) * (N + 1));
+    ds.modality_len = xmalloc(sizeof(int32_t) * N);
+    ds.sample_ids = xmalloc(sizeof(char *) * N);
+    ds.image_paths = xmalloc(sizeof(char *) * N);
+    int64_t total = 0;
+    for (int i = 0; i < N; i++) total += 3 + i % 7;
+    ds.input_ids = xmalloc(sizeof(int32_t) * (size_t)total);
+    ds.labels = xmalloc(sizeof(int32_t) * (size_t)total);
+    int64_t k = 0;
+    for (int i = 0; i < N; i++) {
+        int len = 3 + i % 7, text_only = i % 4 == 3;
+        ds.offsets[i] = k;
+        for (int t = 0; t < len; t++, k++) {
+            ds.input_ids[k] = (t == 1 && !text_only) ? -200 : 10 + (i * 13 + t) % 50;
+            ds.labels[k] = (t >= len / 2 && ds.input_ids[k] != -200) ? ds.input_ids[k] : -100;
+        }
+        ds.modality_len[i] = text_only ? -(1 + i) : 1 + i % 5;
+        ds.sample_ids[i] = xasprintf("s%02d", i);
+        ds.image_paths[i] = text_only ? NULL : xstrdup(i == 6 ? "missing.png" : IMAGES[i % 3]);
+    }
+    ds.offsets[N] = k;
+    ds.image_folder = xstrdup("tests/data/images/src");
+}
+
+static loader_config base_config(void) {
+    return (loader_config){.ds = &ds, .batch = 3, .world = 1, .rank = 0, .accum = 2, .group_by_modality = 1,
+                           .seed = TORCH_DEFAULT_SEED, .inner_seed = 42, .tokens_per_image = TPI, .image_size = S,
+                           .aspect = IMAGE_ASPECT_PAD, .threads = 2, .prefetch = 2};
+}
+
+// A fingerprint of a step: every array of every chunk.
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t step_hash(const loader_step *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (int m = 0; m < s->accum; m++)
+        for (int c = 0; c < s->micro[m].n_chunks; c++) {
+            const llava_batch *b = &s->micro[m].chunks[c];
+            h = fnv(h, b->ids, sizeof(int32_t) * (size_t)b->T);
+            h = fnv(h, b->targets, sizeof(int32_t) * (size_t)b->T);
+            h = fnv(h, b->cu_seqlens, sizeof(int32_t) * (size_t)(b->n_seq + 1));
+            if (b->n_img) h = fnv(h, b->pixels, sizeof(float) * (size_t)b->n_img * 3 * S * S);
+        }
+    return h;
+}
+
+static void test_packing(void) {
+    loader_config c = base_config();
+    c.group_by_modality = 0;
+    c.threads = 0;
+    loader *l = loader_create(&c, (loader_pos){0, 0});
+    CHECK(l != NULL, "%s", llava_errmsg());
+    if (!l) return;
+    int seen[N] = {0};
+    int64_t steps = loader_steps_per_epoch(l);
+    // 23 samples in batches of 3 on 2 virtual ranks (accumulation 2): 8 batches, so 4 steps that
+    // each take one batch per virtual rank.
+    CHECK_EQ_INT(steps, 4);
+    for (int64_t st = 0; st < steps; st++) {
+        loader_step s;
+        CHECK(loader_next(l, &s) == 0, "%s", llava_errmsg());
+        CHECK(s.pos.epoch == 0 && s.pos.step == st, "position %d/%lld", s.pos.epoch, (long long)s.pos.step);
+        for (int m = 0; m < s.accum; m++) {
+            const llava_batch *b = &s.micro[m].chunks[0];
+            CHECK_EQ_INT(s.micro[m].n_chunks, 1);
+            int img = 0, targets = 0;
+            for (int q = 0; q < b->n_seq; q++) {
+                int start = b->cu_seqlens[q], len = b->cu_seqlens[q + 1] - start;
+                // Recover the sample from its first token and length (ids differ per sample).
+                int found = -1;
+                for (int i = 0; i < N && found < 0; i++) {
+                    int raw = (int)(ds.offsets[i + 1] - ds.offsets[i]);
+                    int has = ds.image_paths[i] != NULL;
+                    if (ds.input_ids[ds.offsets[i]] == b->ids[start] && raw + has * (TPI - 1) == len) found = i;
+                }
+                CHECK(found >= 0, "sequence %d not matched to a sample", q);
+                if (found < 0) continue;
+                seen[found]++;
+                int has = ds.image_paths[found] != NULL;
+                for (int t = 0; t < len; t++) {
+                    CHECK_EQ_INT(b->pos[start + t], t);
+                    int raw_t = (has && t >= 1) ? (t < 1 + TPI ? -1 : t - TPI + 1) : t;  // index into the sample
+                    int want_id = raw_t < 0 ? -1 : ds.input_ids[ds.offsets[found] + raw_t];
+                    CHECK_EQ_INT(b->ids[start + t], want_id);
+                    int next = t + 1;
+                    int raw_n = (has && next >= 1) ? (next < 1 + TPI ? -1 : next - TPI + 1) : next;
+                    int want_y = (next >= len || raw_n < 0) ? -100 : ds.labels[ds.offsets[found] + raw_n];
+                    CHECK_EQ_INT(b->targets[start + t], want_y < 0 ? -100 : want_y);
+                    targets += want_y >= 0;
+                }
+                if (has) {
+                    for (int f = 0; f < TPI; f++) CHECK_EQ_INT(b->img_rows[img * TPI + f], start + 1 + f);
+                    // Pixels as image_preprocess makes them.
+                    char *path = path_join("tests/data/images/src", ds.image_paths[found]);
+                    image_u8 im = {0};
+                    float *want = xmalloc(sizeof(float) * 3 * S * S);
+                    uint8_t *u8 = xmalloc(S * S * 3);
+                    CHECK(image_load_file(path, &im) == 0 && image_preprocess(&im, S, IMAGE_ASPECT_PAD, u8, want) == 0, "%s",
+                          llava_errmsg());
+                    CHECK(memcmp(b->pixels + (size_t)img * 3 * S * S, want, sizeof(float) * 3 * S * S) == 0, "pixels of %s",
+                          ds.sample_ids[found]);
+                    image_free(&im);
+                    free(want);
+                    free(u8);
+                    free(path);
+                    img++;
+                }
+            }
+            CHECK_EQ_INT(img, b->n_img);
+            CHECK_EQ_INT(targets, b->n_targets);
+            CHECK_EQ_INT(s.micro[m].n_targets, b->n_targets);
+        }
+        loader_step_free(&s);
+    }
+    // Every sample once, sample 6 dropped (its image is missing), one recycled: 24 slots, 23 samples.
+    int total = 0, twice = 0;
+    for (int i = 0; i < N; i++) {
+        total += seen[i];
+        twice += seen[i] == 2;
+        if (i != 6) CHECK(seen[i] >= 1, "sample %d never seen", i);
+    }
+    CHECK_EQ_INT(seen[6], 0);
+    const char *last = NULL;
+    CHECK_EQ_INT(loader_dropped(l, &last), 1);
+    CHECK(last && strcmp(last, "s06") == 0, "dropped id %s", last ? last : "(none)");
+    CHECK(total == 23 && twice == 1, "total %d, twice %d", total, twice);
+    loader_free(l);
+}
+
+static void run(const loader_config *c, loader_pos start, int n_steps, uint64_t *hashes) {
+    loader *l = loader_create(c, start);
+    CHECK(l != NULL, "%s", llava_errmsg());
+    if (!l) return;
+    for (int i = 0; i < n_steps; i++) {
+        loader_step s;
+        CHECK(loader_next(l, &s) == 0, "%s", llava_errmsg());
+        hashes[i] = step_hash(&s);
+        loader_step_free(&s);
+    }
+    loader_free(l);
+}
+
+static void test_resume_and_threads(void) {
+    loader_config c = base_config();
+    enum { STEPS = 10 };  // two and a half epochs of the grouped sampler (4 steps each)
+    uint64_t ref[STEPS], other[STEPS];
+    run(&c, (loader_pos){0, 0}, STEPS, ref);
+    // Workers and prefetch depth change nothing.
+    loader_config c0 = c;
+    c0.threads = 0;
+    c0.prefetch = 0;
+    run(&c0, (loader_pos){0, 0}, STEPS, other);
+    CHECK(memcmp(ref, other, sizeof ref) == 0, "threads 0 vs 2 differ");
+    // Resuming at any step (also across epochs) gives the same continuation.
+    for (int k = 1; k < STEPS; k++) {
+        run(&c, (loader_pos){k / 4, k % 4}, STEPS - k, other);
+        CHECK(memcmp(ref + k, other, sizeof(uint64_t) * (size_t)(STEPS - k)) == 0, "resume at step %d differs", k);
+    }
+    // Epochs differ (the generators continue).
+    CHECK(ref[0] != ref[4] || ref[1] != ref[5], "epoch 1 repeats epoch 0");
+}
+
+static void test_virtual_ranks_and_budget(void) {
+    // world 2 x accumulation 2 deals the same 4 batches per step as world 1 x accumulation 4.
+    loader_config a = base_config(), b0 = base_config(), b1 = base_config();
+    a.accum = 4;
+    b0.world = b1.world = 2;
+    b1.rank = 1;
+    a.threads = b0.threads = b1.threads = 0;
+    loader *la = loader_create(&a, (loader_pos){0, 0}), *l0 = loader_create(&b0, (loader_pos){0, 0}),
+           *l1 = loader_create(&b1, (loader_pos){0, 0});
+    loader_step sa, s0, s1;
+    CHECK(loader_next(la, &sa) == 0 && loader_next(l0, &s0) == 0 && loader_next(l1, &s1) == 0, "%s", llava_errmsg());
+    // virtual rank v = micro * world + rank
+    const llava_batch *want[4] = {&sa.micro[0].chunks[0], &sa.micro[1].chunks[0], &sa.micro[2].chunks[0],
+                                  &sa.micro[3].chunks[0]};
+    const llava_batch *got[4] = {&s0.micro[0].chunks[0], &s1.micro[0].chunks[0], &s0.micro[1].chunks[0],
+                                 &s1.micro[1].chunks[0]};
+    for (int v = 0; v < 4; v++)
+        CHECK(want[v]->T == got[v]->T && memcmp(want[v]->ids, got[v]->ids, sizeof(int32_t) * (size_t)got[v]->T) == 0,
+              "virtual rank %d", v);
+    loader_step_free(&sa);
+    loader_step_free(&s0);
+    loader_step_free(&s1);
+    loader_free(la);
+    loader_free(l0);
+    loader_free(l1);
+    // A token budget splits micro-batches at sample boundaries without changing their content.
+    loader_config c = base_config(), cb = base_config();
+    cb.token_budget = 12;
+    loader *l = loader_create(&c, (loader_pos){0, 0}), *lb = loader_create(&cb, (loader_pos){0, 0});
+    int split = 0;
+    for (int st = 0; st < 2; st++) {
+        loader_step x, y;
+        CHECK(loader_next(l, &x) == 0 && loader_next(lb, &y) == 0, "%s", llava_errmsg());
+        for (int m = 0; m < x.accum; m++) {
+            CHECK_EQ_INT(x.micro[m].n_targets, y.micro[m].n_targets);
+            CHECK_EQ_INT(x.micro[m].n_tokens, y.micro[m].n_tokens);
+            int64_t off = 0;
+            for (int ch = 0; ch < y.micro[m].n_chunks; ch++) {
+                const llava_batch *b = &y.micro[m].chunks[ch];
+                CHECK(b->T <= 12 || b->n_seq == 1, "chunk of %d tokens over the budget", b->T);
+                CHECK(memcmp(b->ids, x.micro[m].chunks[0].ids + off, sizeof(int32_t) * (size_t)b->T) == 0, "chunk content");
+                off += b->T;
+            }
+            split += y.micro[m].n_chunks > 1;
+        }
+        loader_step_free(&x);
+        loader_step_free(&y);
+    }
+    CHECK(split > 0, "the budget split no micro-batch");
+    loader_free(l);
+    loader_free(lb);
+    // Truncation after the splice (LLaVA HEAD): sequences capped, a cap inside an image drops the sample.
+    loader_config ct = base_config();
+    ct.max_len_after_splice = 9;
+    ct.threads = 0;
+    l = loader_create(&ct, (loader_pos){0, 0});
+    loader_step x;
+    CHECK(loader_next(l, &x) == 0, "%s", llava_errmsg());
+    for (int m = 0; m < x.accum; m++)
+        for (int q = 0; q < x.micro[m].chunks[0].n_seq; q++)
+            CHECK(x.micro[m].chunks[0].cu_seqlens[q + 1] - x.micro[m].chunks[0].cu_seqlens[q] <= 9, "capped");
+    loader_step_free(&x);
+    loader_free(l);
+    ct.max_len_after_splice = 4;  // the image spans positions 1..5
+    l = loader_create(&ct, (loader_pos){0, 0});
+    CHECK(loader_next(l, &x) == 0, "%s", llava_errmsg());
+    for (int m = 0; m < x.accum; m++) CHECK_EQ_INT(x.micro[m].chunks ? x.micro[m].chunks[0].n_img : 0, 0);
+    CHECK(loader_dropped(l, NULL) > 0, "image samples dropped when the cap cuts the image");
+    loader_step_free(&x);
+    loader_free(l);
+}
+
+int main(void) {
+    build_dataset();
+    test_packing();
+    test_resume_and_threads();
+    test_virtual_ranks_and_budget();
+    return check_done();
+}

@@ -1,0 +1,123 @@
+// `llava prep` and `llava show` end to end on tests/data/prep/ with the small tokenizer: the summary prep
+// prints, and `llava show --json` of one sample equal to prep_sample's tokens and labels, with the text the
+// tokens stand for ("<s>" and the conversation string) and its supervised span; the human view with the span
+// marked; --id; an index out of range. Runs the executable named by $LLAVA_BIN (set by CMake), else build/llava.
+#include <sys/wait.h>
+
+#include "../data/prep.h"
+#include "tokenizer_golden.h"
+
+#define PREP_DIR "tests/data/prep/"
+#define TOK GOLDEN_DIR "tiny.model"
+
+static char *dir;
+
+static const char *bin(void) {
+    const char *b = getenv("LLAVA_BIN");
+    return b && *b ? b : "build/llava";
+}
+
+static char *tmp_path(const char *name) { return xasprintf("%s/%s", dir, name); }
+
+// prep_sample on record `index` of data.json (vicuna_v1, hf431, model_max_length 96).
+static int expected(const cJSON *arr, int index, prep_result *r) {
+    const cJSON *s = cJSON_GetArrayItem(arr, index);
+    const cJSON *conv = cJSON_GetObjectItemCaseSensitive(s, "conversations");
+    conv_turn turns[8];
+    int n = 0;
+    for (const cJSON *e = conv->child; e && n < 8; e = e->next, n++) {
+        const char *v = cJSON_GetObjectItemCaseSensitive(e, "value")->valuestring;
+        turns[n] = (conv_turn){cJSON_GetObjectItemCaseSensitive(e, "from")->valuestring, v, strlen(v)};
+    }
+    tokenizer *t = tok_load(TOK);
+    prep_config c = {.tok = t, .mode = TOK_HF431, .tmpl = conv_template_builtin("vicuna_v1"), .model_max_length = 96};
+    int rc = prep_sample(&c, "x", turns, (size_t)n, cJSON_GetObjectItemCaseSensitive(s, "image") != NULL, r);
+    tok_free(t);
+    return rc;
+}
+
+// Runs `llava ARGS`; stdout in *out. Shows stderr when the command fails unexpectedly.
+static int run_cmd(const char *args, char **out, int expect_fail) {
+    char *o = tmp_path("cmd.out"), *e = tmp_path("cmd.err");
+    char *cmd = xasprintf("'%s' %s > '%s' 2> '%s'", bin(), args, o, e);
+    int st = system(cmd);
+    *out = read_file(o, 1 << 24, NULL);
+    if (!*out) *out = xstrdup("");
+    char *err = read_file(e, 1 << 24, NULL);
+    if (err && *err && !expect_fail && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) fprintf(stderr, "%s: %s", args, err);
+    free(err);
+    free(cmd);
+    free(o);
+    free(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(const cJSON *arr) {
+    char *out = tmp_path("cli.h5"), *text;
+    char *args = xasprintf("prep --data %sdata.json --image-folder %simages --tokenizer %s --template vicuna_v1 --model-max-length 96 "
+                           "--threads 2 --out '%s'", PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "19 records -> 8 samples") != NULL, "prep said: %s", text);
+    CHECK(strstr(text, "left out, image path refused             3") != NULL, "prep said: %s", text);
+    free(text);
+    free(args);
+
+    // --json of row 1 (record 1: "<image>\nWhat is shown?..." -> "Noise")
+    prep_result r;
+    CHECK(expected(arr, 1, &r) == 0, "%s", llava_errmsg());
+    strbuf want = {0};
+    sb_puts(&want, "{\"index\": 1, \"id\": \"665k-vqa\", \"image\": \"coco/000000000002.jpg\", \"source_index\": 1, \"flags\": [], "
+                   "\"modality_length\": 14, \"input_ids\": [");
+    for (size_t k = 0; k < r.ids.n; k++) {
+        char b[16];
+        snprintf(b, sizeof b, "%s%d", k ? ", " : "", r.ids.v[k]);
+        sb_puts(&want, b);
+    }
+    sb_puts(&want, "], \"labels\": [");
+    for (size_t k = 0; k < r.labels.n; k++) {
+        char b[16];
+        snprintf(b, sizeof b, "%s%d", k ? ", " : "", r.labels.v[k]);
+        sb_puts(&want, b);
+    }
+    // The text is "<s>" and the conversation string prep tokenized; the supervised span is the answer and its </s>.
+    char *full = xasprintf("<s>%s", r.prompt);
+    sb_puts(&want, "], \"text\": ");
+    json_string_encode(full, strlen(full), &want);
+    sb_puts(&want, ", \"supervised\": [\" Noise</s>\"]}\n");
+    args = xasprintf("show '%s' --index 1 --json", out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strcmp(text, want.p) == 0, "show --json:\n%s\nexpected:\n%s", text, want.p);
+    free(text);
+    free(args);
+    // The human view marks the supervised span; --id finds the same sample.
+    args = xasprintf("show '%s' --id 665k-vqa --color never", out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "ASSISTANT:\xe2\x9f\xa6 Noise</s>\xe2\x9f\xa7") != NULL, "show: %s", text);
+    CHECK(strstr(text, "USER: <image>\nWhat is shown?") != NULL, "show: %s", text);
+    free(text);
+    free(args);
+    args = xasprintf("show '%s' --index 8", out);
+    CHECK(run_cmd(args, &text, 1) != 0, "an index out of range");
+    free(text);
+    free(args);
+    free(full);
+    free(want.p);
+    prep_result_free(&r);
+    free(out);
+}
+
+int main(void) {
+    dir = check_tmpdir();
+    char *data = read_file(PREP_DIR "data.json", 1 << 20, NULL);
+    cJSON *arr = data ? cJSON_Parse(data) : NULL;
+    free(data);
+    if (!arr) {
+        fprintf(stderr, "cannot read %sdata.json (run from the repository root)\n", PREP_DIR);
+        return 1;
+    }
+    test_cli(arr);
+    cJSON_Delete(arr);
+    check_rm_rf(dir);
+    free(dir);
+    return check_done();
+}
