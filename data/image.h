@@ -54,6 +54,8 @@ int image_decode(const uint8_t *bytes, size_t len, const char *name, image_u8 *o
 int image_decode_ex(const uint8_t *bytes, size_t len, const char *name, const image_limits *lim, image_u8 *out);
 int image_load_file(const char *path, image_u8 *out);
 void image_free(image_u8 *im);
+// Writes 8-bit RGB as PNG (the demo's synthetic images).
+int image_write_png(const char *path, const image_u8 *im);
 
 // The single decoders (image_decode dispatches on image_sniff). max_pixels is already resolved.
 int image_decode_jpeg(const uint8_t *bytes, size_t len, const char *name, uint64_t max_pixels, image_u8 *out);

@@ -191,3 +191,32 @@ int image_decode_png(const uint8_t *bytes, size_t len, const char *name, uint64_
     out->rgb = rgb;
     return 0;
 }
+
+// Writing: 8-bit RGB PNG (the demo's synthetic images). Written to a temporary name and renamed.
+int image_write_png(const char *path, const image_u8 *im) {
+    char *tmp = xasprintf("%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(tmp);
+        return llava_fail("%s: cannot create", path);
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    int rc = 0;
+    if (!png || !info || setjmp(png_jmpbuf(png))) {
+        rc = llava_fail("%s: PNG encoding failed", path);
+    } else {
+        png_init_io(png, f);
+        png_set_IHDR(png, info, (png_uint_32)im->w, (png_uint_32)im->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+        png_write_info(png, info);
+        for (int y = 0; y < im->h; y++) png_write_row(png, im->rgb + (size_t)y * im->w * 3);
+        png_write_end(png, NULL);
+    }
+    png_destroy_write_struct(&png, &info);
+    if (fclose(f) != 0 && rc == 0) rc = llava_fail("%s: write failed", path);
+    if (rc == 0 && rename(tmp, path) != 0) rc = llava_fail("%s: rename failed", path);
+    if (rc != 0) remove(tmp);
+    free(tmp);
+    return rc;
+}

@@ -145,6 +145,9 @@ enum { BUF_ACT = 0, BUF_PARAM = 1, BUF_GRAD = 2, BUF_F32 = 3, BUF_I32 = 4 };
 
 // The CPU reference backend (kernels/cpu/): fp32 everywhere, GEMMs through OpenBLAS.
 const llava_ops *ops_cpu(void);
+// Threads the CPU backend's GEMMs use (OpenBLAS). Results are deterministic for a given count;
+// different counts sum in different orders. Small models run fastest on one.
+void ops_cpu_set_threads(int n);
 // The CUDA backend, or NULL when this build or machine has none.
 const llava_ops *ops_cuda(void);
 

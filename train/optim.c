@@ -76,7 +76,7 @@ double grad_global_norm(const llava_model *m) {
     return sqrt(sq);
 }
 
-double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale) {
+double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {
     double norm = grad_global_norm(m) * grad_scale;
     if (!isfinite(norm)) {
         s->n_skipped++;
@@ -88,19 +88,19 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
         double coef = c->max_grad_norm / (norm + 1e-6);
         if (coef < 1.0) scale = (float)(grad_scale * coef);
     }
-    int k = s->step + 1;
+    int t = s->step + 1;  // AdamW's own count of applied updates (bias correction)
     const llava_ops *ops = m->ops;
     for (int i = 0; i < m->pt.n_views; i++) {
         const param_view *v = &m->pt.views[i];
         int g = v->group;
-        if (!v->used || !m->grads[g]) continue;
+        if (!v->used || llava_model_is_frozen(m, v)) continue;
         double lr = lr_at_update(c, k, g == GROUP_PROJECTOR);
         double wd = param_decays(v->name) ? c->weight_decay : 0.0;
         void *param = (char *)m->params[g] + v->offset * ops->act_bytes;
         float *master = s->master[g] ? s->master[g] + v->offset : NULL;
         ops->adamw(param, master, m->grads[g] + v->offset, s->m[g] + v->offset, s->v[g] + v->offset, v->numel, lr,
-                   c->beta1, c->beta2, c->eps, wd, k, scale);
+                   c->beta1, c->beta2, c->eps, wd, t, scale);
     }
-    s->step = k;
+    s->step = t;
     return norm;
 }

@@ -47,9 +47,10 @@ void optim_free(optim_state *s, const llava_model *m);
 // The global L2 norm of all gradients (NaN/inf when any is non-finite).
 double grad_global_norm(const llava_model *m);
 
-// One update: global norm, optional clipping, then AdamW per view at this update's lr. Gradients
-// are scaled by `grad_scale` first (1 / accumulation, say). Returns the norm before clipping.
-// A non-finite norm skips the update (nothing changes, n_skipped counts it) and returns the norm.
-double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale);
+// One update: global norm, optional clipping, then AdamW per view at the lr of schedule update
+// `k` (1-based; the run's step, which keeps counting over skipped updates). Gradients are scaled by
+// `grad_scale` first. Returns the norm before clipping. A non-finite norm skips the update (nothing
+// changes, n_skipped counts it) and returns the norm.
+double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k);
 
 #endif

@@ -46,3 +46,7 @@ static const llava_ops cpu_table = {
 };
 
 const llava_ops *ops_cpu(void) { return &cpu_table; }
+
+void openblas_set_num_threads(int num_threads);  // OpenBLAS's own entry point (not in cblas.h)
+
+void ops_cpu_set_threads(int n) { openblas_set_num_threads(n > 0 ? n : 1); }

@@ -1,18 +1,25 @@
+// llava demo [--out DIR] [--fast] [--check]
 #include <stdio.h>
+#include <string.h>
 
+#include "../../common/util.h"
+#include "../demo.h"
 #include "commands.h"
 
-// The demo grows with the project: each stage below runs once the piece behind it lands.
 int cmd_demo(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    printf("llava demo: the LLaVA-1.5 recipe in miniature on the CPU, with nothing downloaded.\n"
-           "When complete it will:\n"
-           "  1. generate a synthetic image dataset (coloured shapes at positions) in LLaVA's JSON format,\n"
-           "  2. build tiny CLIP / projector / LLaMA models from an embedded config,\n"
-           "  3. run stage 1 (projector only, plain template) and stage 2 (projector + LM, vicuna_v1),\n"
-           "  4. save checkpoints, resume, and plot the loss curve.\n"
-           "Built so far: safetensors I/O, Hugging Face config and weight-name mapping, training presets.\n"
-           "Try: llava inspect <model folder>   llava config configs/llava15-7b-stage1.json\n");
+    demo_options o = {.out_dir = "demo-run"};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) o.out_dir = argv[++i];
+        else if (strcmp(argv[i], "--fast") == 0) o.fast = 1;
+        else if (strcmp(argv[i], "--check") == 0) o.check = 1;
+        else {
+            fprintf(stderr, "usage: llava demo [--out DIR] [--fast] [--check]\n");
+            return 2;
+        }
+    }
+    if (demo_run(&o) != 0) {
+        fprintf(stderr, "llava demo: %s\n", llava_errmsg());
+        return 1;
+    }
     return 0;
 }

@@ -31,8 +31,6 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
     int rc = st_writer_add(&w, "logits", DT_F32, 3, lshape, logits);
     if (rc == 0) rc = st_writer_add(&w, "loss", DT_F32, 0, NULL, &loss);
     float *host[N_GROUPS] = {0};
-    char **names = NULL;
-    int n_names = 0;
     for (int g = 0; g < N_GROUPS && rc == 0; g++) {
         if (!m->grads[g]) continue;
         host[g] = xmalloc(sizeof(float) * m->pt.group_numel[g]);
@@ -44,16 +42,13 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
             char *hf = name_from_internal(v->name, lay, m->pt.linear_projector);
             char *key = xasprintf("grad.%s", hf ? hf : v->name);
             free(hf);
-            names = xrealloc(names, sizeof(char *) * (size_t)(n_names + 1));
-            names[n_names++] = key;
-            rc = st_writer_add(&w, key, DT_F32, v->ndim, v->shape, host[g] + v->offset);
+            rc = st_writer_add(&w, key, DT_F32, v->ndim, v->shape, host[g] + v->offset);  // copies the name
+            free(key);
         }
     }
     st_writer_meta(&w, "format", "pt");
     if (rc == 0) rc = st_writer_save(&w, out);
     st_writer_free(&w);
-    for (int i = 0; i < n_names; i++) free(names[i]);
-    free(names);
     for (int g = 0; g < N_GROUPS; g++) free(host[g]);
     free(logits);
     return rc;

@@ -15,6 +15,8 @@ int cmd_demo(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 

@@ -1,4 +1,5 @@
 // llava: one executable, many subcommands. `llava help` lists them.
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +21,10 @@ static const llava_command COMMANDS[] = {
      "LLaVA JSON + images -> HDF5 of token ids, labels, modality lengths and images, with a report of every bad sample"},
     {"show", cmd_show, "DATA.h5 [--index I | --id ID] [--json] [--tokenizer PATH]",
      "print a prepared sample as LLaVA's preprocess returns it, supervised spans marked"},
-    {"demo", cmd_demo, "[--out DIR]", "the whole recipe in miniature on the CPU, nothing downloaded"},
+    {"train", cmd_train, "CONFIG.json [--set key=value ...] [--resume]",
+     "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, metrics.jsonl"},
+    {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]", "draw a run's metrics.jsonl (loss and learning rate) as an SVG picture"},
+    {"demo", cmd_demo, "[--out DIR] [--fast] [--check]", "the whole recipe in miniature on the CPU, nothing downloaded"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 
@@ -46,6 +50,10 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    // The CPU backend allocates each step's activations afresh; keeping freed memory in the heap
+    // (instead of returning every large block to the kernel) saves a page fault per touched page.
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -102,7 +102,8 @@ static void *P(const llava_model *m, const param_view *v) {
 }
 
 static float *G(const llava_model *m, const param_view *v) {
-    return (v && m->grads[v->group]) ? m->grads[v->group] + v->offset : NULL;
+    if (!v || !m->grads[v->group] || (m->frozen && m->frozen[v - m->pt.views])) return NULL;
+    return m->grads[v->group] + v->offset;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,6 +215,23 @@ void llava_model_set_trainable(llava_model *m, trainable_set t) {
     m->trainable = t;
 }
 
+int llava_model_freeze(llava_model *m, const char *prefix) {
+    if (!m->frozen) m->frozen = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
+    size_t n = strlen(prefix);
+    int hits = 0;
+    for (int i = 0; i < m->pt.n_views; i++)
+        if (m->pt.views[i].used && strncmp(m->pt.views[i].name, prefix, n) == 0) {
+            m->frozen[i] = 1;
+            hits++;
+        }
+    if (!hits) return llava_fail("freeze \"%s\": no parameter name starts with it (names: `llava inspect`)", prefix);
+    return hits;
+}
+
+int llava_model_is_frozen(const llava_model *m, const param_view *v) {
+    return !m->grads[v->group] || (m->frozen && m->frozen[v - m->pt.views]);
+}
+
 void llava_model_zero_grads(llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++)
         if (m->grads[g]) m->ops->zero(BUF_GRAD, m->grads[g], m->pt.group_numel[g]);
@@ -230,6 +248,7 @@ void llava_model_free(llava_model *m) {
         free(m->ptrs);
     }
     free(m->filled);
+    free(m->frozen);
     param_table_free(&m->pt);
     memset(m, 0, sizeof *m);
 }

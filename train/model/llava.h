@@ -31,6 +31,7 @@ typedef struct {
     int padding_idx;                // embed_tokens row that never gets a gradient (-1: none)
     struct llava_layer_ptrs *ptrs;  // resolved views
     char *filled;                   // while building: which views have weights
+    char *frozen;                   // per view: frozen inside a trainable group (NULL: none)
 } llava_model;
 
 // Loads a model folder (config.json + safetensors, any supported layout) onto `ops`.
@@ -50,6 +51,12 @@ int llava_model_finish(llava_model *m);
 void llava_model_set_trainable(llava_model *m, trainable_set t);
 void llava_model_free(llava_model *m);
 void llava_model_zero_grads(llava_model *m);
+// Freezes every parameter whose internal name starts with `prefix` (e.g. "lm.model.embed_tokens",
+// "lm.model.layers.0.", "projector."): no weight gradient is computed for it and the optimizer
+// leaves it alone. Returns how many parameters matched, or -1 (with an error) for none.
+int llava_model_freeze(llava_model *m, const char *prefix);
+// 1 when a parameter receives no updates (its group is frozen, or it was frozen by name).
+int llava_model_is_frozen(const llava_model *m, const param_view *v);
 
 // One forward (and, with `backward`, backward) pass over a packed batch. The loss is the mean of
 // the per-token cross-entropy over the batch's targets (what Hugging Face's loss gives for the

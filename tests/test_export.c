@@ -1,0 +1,96 @@
+// The llava-hf export of a model put together the way training puts it together (a vicuna-style
+// LM without an image token, a CLIP tower, a fresh projector): the folder is byte-identical to the
+// one in tests/data/export/model, which transformers 4.46.3 loaded (tools/reference/check_export.py)
+// to compute the logits and loss stored beside it; our forward on our export matches them.
+// With LLAVA_UPDATE_GOLDEN=1 the test writes the folder instead (then rerun check_export.py).
+#include <math.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../kernels/ops.h"
+#include "../train/config.h"
+#include "../train/demo.h"
+#include "../train/export.h"
+#include "../train/io/safetensors.h"
+#include "../train/model/llava.h"
+#include "../train/trainer.h"
+#include "check.h"
+
+#define GOLDEN "tests/data/export"
+
+static int same_file(const char *a, const char *b) {
+    size_t la, lb;
+    char *x = read_file(a, 64u << 20, &la), *y = read_file(b, 64u << 20, &lb);
+    int same = x && y && la == lb && memcmp(x, y, la) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+int main(void) {
+    char *world = check_tmpdir();
+    CHECK(demo_make_world(world, 4, 0, 1, NULL) == 0, "%s", llava_errmsg());
+    char *preset = path_join(world, "stage1.json");
+    train_config c;
+    cfg_init_defaults(&c);
+    CHECK(cfg_load(&c, preset) == 0, "%s", llava_errmsg());
+    llava_model m;
+    CHECK(train_build_model(&c, ops_cpu(), &m) == 0, "%s", llava_errmsg());
+    int V = m.cfg.text.vocab_size;
+    const char *update = getenv("LLAVA_UPDATE_GOLDEN");
+    char *out = (update && *update == '1') ? xstrdup(GOLDEN "/model") : path_join(world, "export");
+    CHECK(export_llava_hf(&m, out, DT_F32) == 0, "%s", llava_errmsg());
+    llava_model_free(&m);
+    if (update && *update == '1') {
+        printf("wrote %s; now run tools/reference/check_export.py\n", out);
+        free(out);
+        return check_done();
+    }
+    // Byte-identical to the folder transformers checked.
+    char *a = path_join(out, "model.safetensors"), *b = path_join(out, "config.json");
+    CHECK(same_file(a, GOLDEN "/model/model.safetensors"), "model.safetensors differs from the checked export");
+    CHECK(same_file(b, GOLDEN "/model/config.json"), "config.json differs from the checked export");
+    free(a);
+    free(b);
+    // The export reloads; its vocabulary grew by <image> and <pad> to a multiple of 64.
+    llava_model e;
+    CHECK(llava_model_load(&e, out, ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(e.cfg.text.vocab_size == (V + 2 + 63) / 64 * 64, "vocab %d from %d", e.cfg.text.vocab_size, V);
+    CHECK(e.cfg.glue.image_token_index == V, "image token %d", e.cfg.glue.image_token_index);
+    // Our logits and loss on transformers' inputs, against transformers' own.
+    llava_batch bt;
+    int B = 0, S = 0;
+    CHECK(llava_batch_from_file(&bt, &e, GOLDEN "/inputs.safetensors", &B, &S) == 0, "%s", llava_errmsg());
+    int Vo = e.cfg.text.vocab_size;
+    float *logits = xmalloc(sizeof(float) * (size_t)bt.T * Vo);
+    float loss = llava_forward_backward(&e, &bt, 0, 1.0f, logits);
+    st_file ref;
+    CHECK(st_open(&ref, GOLDEN "/hf_outputs.safetensors") == 0, "%s", llava_errmsg());
+    const st_tensor *rl = st_find(&ref, "logits"), *rs = st_find(&ref, "loss");
+    float ref_loss = 0;
+    float *want = xmalloc(sizeof(float) * rl->numel);
+    st_tensor_to_f32(&ref, rl, want);
+    st_tensor_to_f32(&ref, rs, &ref_loss);
+    double maxd = 0;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < bt.cu_seqlens[r + 1] - bt.cu_seqlens[r]; t++)
+            for (int v = 0; v < Vo; v++) {
+                double d = fabs((double)logits[(size_t)(bt.cu_seqlens[r] + t) * Vo + v] - want[((size_t)r * S + t) * Vo + v]);
+                if (d > maxd) maxd = d;
+            }
+    // fp32 on both sides (different summation orders): the tolerance of the model parity test.
+    CHECK(maxd <= 1e-4, "logits differ from transformers by %.3g", maxd);
+    CHECK(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "loss %.7f vs transformers %.7f", (double)loss, (double)ref_loss);
+    printf("export vs transformers 4.46.3: logits max |diff| %.2e, loss %.7f vs %.7f\n", maxd, (double)loss, (double)ref_loss);
+    free(want);
+    free(logits);
+    st_close(&ref);
+    llava_batch_free(&bt);
+    llava_model_free(&e);
+    cfg_free(&c);
+    free(preset);
+    free(out);
+    check_rm_rf(world);
+    free(world);
+    return check_done();
+}

@@ -1,0 +1,380 @@
+// `llava train` end to end on a small world from the demo generator: resume reproduces the
+// uninterrupted loss curve bit for bit (also after SIGKILL at many points, in and out of checkpoint
+// writes), stage 1 changes only the projector, the two loss normalisations, non-finite steps, clear
+// errors for misconfiguration, and the llava-hf export reloading with the same logits.
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../kernels/ops.h"
+#include "../train/config.h"
+#include "../train/demo.h"
+#include "../train/export.h"
+#include "../train/io/safetensors.h"
+#include "../train/model/llava.h"
+#include "../train/optim.h"
+#include "../train/plot.h"
+#include "../train/trainer.h"
+#include "check.h"
+
+static char *world;
+
+// Runs a stage-2 style training in `out` with extra overrides; returns train_run's result.
+static int train(const char *preset, const char *out, const char *const *sets, int n, int resume, int stop_after) {
+    char *p = path_join(world, preset);
+    train_config c;
+    cfg_init_defaults(&c);
+    int rc = cfg_load(&c, p);
+    char *o = xasprintf("checkpoint.output_dir=%s", out);
+    if (rc == 0) rc = cfg_set(&c, o);
+    for (int i = 0; i < n && rc == 0; i++) rc = cfg_set(&c, sets[i]);
+    if (rc == 0) rc = cfg_validate(&c);
+    train_options opt = {.resume = resume, .quiet = 1, .stop_after = stop_after};
+    if (rc == 0) rc = train_run(&c, &opt);
+    free(o);
+    free(p);
+    cfg_free(&c);
+    return rc;
+}
+
+// metrics.jsonl without the timing fields: step, loss, lr, grad_norm per line.
+static char *curve(const char *out) {
+    char *p = path_join(out, "metrics.jsonl");
+    size_t len;
+    char *text = read_file(p, 1 << 24, &len);
+    free(p);
+    if (!text) return xstrdup("");
+    char *res = xcalloc(len + 1, 1);
+    size_t k = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *cut = strstr(line, ",\"tokens\"");
+        if (cut) *cut = 0;
+        k += (size_t)sprintf(res + k, "%s\n", line);
+    }
+    free(text);
+    return res;
+}
+
+static const char *STAGE2_SETS[] = {"train.num_train_epochs=1", "train.per_device_train_batch_size=4",
+                                    "train.gradient_accumulation_steps=2", "checkpoint.save_steps=2",
+                                    "checkpoint.save_total_limit=2", "model.pretrain_mm_mlp_adapter=null"};
+
+static void test_resume(void) {
+    char *full = path_join(world, "run_full"), *part = path_join(world, "run_part");
+    CHECK(train("stage2.json", full, STAGE2_SETS, 6, 0, 0) == 0, "%s", llava_errmsg());
+    char *a = curve(full);
+    int steps = 0;
+    for (char *c = a; *c; c++) steps += *c == '\n';
+    CHECK(steps == 8, "64 samples / (4 x 2) = 8 steps, metrics has %d lines", steps);
+    // Stop after 3 steps (a checkpoint exists at step 2), resume, stop again after 2, resume to the end.
+    CHECK(train("stage2.json", part, STAGE2_SETS, 6, 0, 3) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, STAGE2_SETS, 6, 1, 2) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, STAGE2_SETS, 6, 1, 0) == 0, "%s", llava_errmsg());
+    char *b = curve(part);
+    CHECK(strcmp(a, b) == 0, "resumed curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    // Only the newest checkpoints are kept, each complete.
+    char *ck8 = path_join(full, "checkpoint-8/COMPLETE"), *ck6 = path_join(full, "checkpoint-6/COMPLETE");
+    char *ck4 = path_join(full, "checkpoint-4");
+    CHECK(file_exists(ck8) && file_exists(ck6) && !dir_exists(ck4), "save_total_limit 2 keeps checkpoints 6 and 8");
+    // The final model and projector are written; the model reloads.
+    char *model = path_join(full, "model"), *proj = path_join(full, "mm_projector.safetensors");
+    llava_model m;
+    CHECK(llava_model_load(&m, model, ops_cpu()) == 0, "exported model: %s", llava_errmsg());
+    CHECK(m.cfg.text.vocab_size % 64 == 0, "vocabulary padded to a multiple of 64 (%d)", m.cfg.text.vocab_size);
+    llava_model_free(&m);
+    st_file f;
+    CHECK(st_open(&f, proj) == 0 && st_find(&f, "model.mm_projector.0.weight") && st_find(&f, "model.mm_projector.2.bias"),
+          "mm_projector.safetensors with LLaVA's names");
+    st_close(&f);
+    // The picture of the curve: one polyline point per logged step.
+    char *svg = path_join(full, "loss.svg");
+    int n_points = 0;
+    CHECK(plot_metrics(full, svg, &n_points) == 0 && n_points == 8, "plot: %d points (%s)", n_points, llava_errmsg());
+    size_t svg_len;
+    char *svg_text = read_file(svg, 1 << 20, &svg_len);
+    int commas = 0;
+    const char *pl = svg_text ? strstr(svg_text, "<polyline") : NULL;
+    for (const char *q = pl ? strstr(pl, "points=\"") + 8 : NULL; q && *q && *q != '"'; q++) commas += *q == ',';
+    CHECK(commas == 8, "the loss polyline has %d points", commas);
+    free(svg_text);
+    free(svg);
+    free(a);
+    free(b);
+    free(ck8);
+    free(ck6);
+    free(ck4);
+    free(model);
+    free(proj);
+    free(full);
+    free(part);
+}
+
+// A kill that left a checkpoint half-written: a temporary folder, or a folder without its marker.
+static int partial_checkpoint_left(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && !found) {
+        if (!strncmp(e->d_name, ".tmp-checkpoint-", 16)) found = 1;
+        else if (!strncmp(e->d_name, "checkpoint-", 11)) {
+            char *m = xasprintf("%s/%s/COMPLETE", dir, e->d_name);
+            found = !file_exists(m);
+            free(m);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+// SIGKILL a real `llava train` process at many moments (checkpoints every step, so many kills land
+// inside a checkpoint write), resume each time; the final curve equals the uninterrupted one.
+static void test_sigkill(void) {
+    const char *bin = getenv("LLAVA_BIN");
+    CHECK(bin != NULL, "LLAVA_BIN not set (run through ctest)");
+    if (!bin) return;
+    char *ref = path_join(world, "kill_ref"), *run = path_join(world, "kill_run");
+    const char *sets[] = {"train.num_train_epochs=2", "train.per_device_train_batch_size=2", "checkpoint.save_steps=1",
+                          "checkpoint.save_total_limit=2", "model.pretrain_mm_mlp_adapter=null"};
+    CHECK(train("stage2.json", ref, sets, 5, 0, 0) == 0, "%s", llava_errmsg());
+    char *want = curve(ref);
+    char *preset = path_join(world, "stage2.json");
+    // Bit-identical needs the same summation order: the same GEMM thread count as the reference run.
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    int kills = 0, finished = 0, torn = 0;
+    for (int attempt = 0; attempt < 40 && !finished; attempt++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            char o[512];
+            snprintf(o, sizeof o, "checkpoint.output_dir=%s", run);
+            execl(bin, bin, "train", preset, "--set", o, "--set", sets[0], "--set", sets[1], "--set", sets[2], "--set",
+                  sets[3], "--set", sets[4], "--resume", "--quiet", (char *)NULL);
+            perror("exec llava");
+            _exit(127);
+        }
+        // Kill after a varying delay; the later attempts get longer so the run finishes.
+        int delay = attempt < 30 ? 60 + (attempt * 37) % 400 : 100000;
+        int status = 0, done = 0;
+        for (int waited = 0; waited < delay; waited += 5) {
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                done = 1;
+                break;
+            }
+            sleep_ms(5);
+        }
+        if (!done) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            kills++;
+            torn += partial_checkpoint_left(run);
+        } else {
+            finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            CHECK(finished, "train exited with status %d", status);
+        }
+    }
+    CHECK(finished && kills >= 3, "finished %d after %d kills", finished, kills);
+    char *got = curve(run);
+    CHECK(strcmp(want, got) == 0, "curve after %d kills differs:\n%s\nvs\n%s", kills, got, want);
+    // Kills land in checkpoint writes often (one per step here); the resume ignored what they left.
+    CHECK(torn >= 1, "no kill landed inside a checkpoint write (%d kills)", kills);
+    printf("sigkill: %d kills, %d inside a checkpoint write, curve identical: %s\n", kills, torn,
+           strcmp(want, got) == 0 ? "yes" : "no");
+    free(want);
+    free(got);
+    free(preset);
+    free(ref);
+    free(run);
+}
+
+// Stage 1 trains the projector through the frozen LM: the LM and vision weights stay bit-identical.
+static void test_stage1_freezing(void) {
+    llava_model m;
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", ops_cpu()) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR);
+    llava_batch b;
+    CHECK(llava_batch_from_file(&b, &m, "tests/data/golden/model/tiny64/inputs.safetensors", NULL, NULL) == 0, "%s",
+          llava_errmsg());
+    size_t n[N_GROUPS];
+    float *before[N_GROUPS], *after[N_GROUPS];
+    for (int g = 0; g < N_GROUPS; g++) {
+        n[g] = m.pt.group_numel[g];
+        before[g] = xmalloc(sizeof(float) * n[g]);
+        after[g] = xmalloc(sizeof(float) * n[g]);
+        m.ops->download(BUF_PARAM, before[g], m.params[g], n[g]);
+    }
+    CHECK(m.grads[GROUP_LM] == NULL && m.grads[GROUP_VISION] == NULL, "no gradient buffers for frozen groups");
+    optim_state os;
+    optim_init(&os, &m);
+    optim_config oc = {.lr = 1e-2, .projector_lr = NAN, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .schedule = SCHED_CONSTANT,
+                       .total_steps = 3, .warmup_steps = 0};
+    for (int s = 1; s <= 3; s++) {
+        llava_model_zero_grads(&m);
+        llava_forward_backward(&m, &b, 1, 1.0f, NULL);
+        optim_step(&os, &m, &oc, 1.0f, s);
+    }
+    for (int g = 0; g < N_GROUPS; g++) m.ops->download(BUF_PARAM, after[g], m.params[g], n[g]);
+    CHECK(memcmp(before[GROUP_LM], after[GROUP_LM], sizeof(float) * n[GROUP_LM]) == 0, "LM weights changed in stage 1");
+    CHECK(memcmp(before[GROUP_VISION], after[GROUP_VISION], sizeof(float) * n[GROUP_VISION]) == 0, "vision weights changed");
+    size_t changed = 0;
+    for (size_t i = 0; i < n[GROUP_PROJECTOR]; i++) changed += before[GROUP_PROJECTOR][i] != after[GROUP_PROJECTOR][i];
+    CHECK(changed > n[GROUP_PROJECTOR] / 2, "only %zu of %zu projector values changed", changed, n[GROUP_PROJECTOR]);
+    for (int g = 0; g < N_GROUPS; g++) {
+        free(before[g]);
+        free(after[g]);
+    }
+    optim_free(&os, &m);
+    llava_batch_free(&b);
+    llava_model_free(&m);
+    // And a stage-1 run's checkpoint holds projector tensors only.
+    char *out = path_join(world, "run_stage1");
+    const char *sets[] = {"train.max_steps=2", "train.per_device_train_batch_size=4", "checkpoint.save_steps=2"};
+    CHECK(train("stage1.json", out, sets, 3, 0, 0) == 0, "%s", llava_errmsg());
+    char *w = path_join(out, "checkpoint-2/weights.safetensors");
+    st_file f;
+    CHECK(st_open(&f, w) == 0, "%s", llava_errmsg());
+    int others = 0;
+    for (int i = 0; i < f.n_tensors; i++) others += strncmp(f.tensors[i].name, "projector.", 10) != 0;
+    CHECK(f.n_tensors == 4 && others == 0, "stage-1 checkpoint: %d tensors, %d not the projector's", f.n_tensors, others);
+    st_close(&f);
+    free(w);
+    free(out);
+}
+
+static int tensors_equal(const char *fa, const char *na, const char *fb, const char *nb, size_t n_bytes) {
+    st_file a, b;
+    if (st_open(&a, fa) != 0) return -1;
+    if (st_open(&b, fb) != 0) {
+        st_close(&a);
+        return -1;
+    }
+    const st_tensor *x = st_find(&a, na), *y = st_find(&b, nb);
+    int eq = x && y ? memcmp(x->data, y->data, n_bytes ? n_bytes : (size_t)(x->end - x->begin)) == 0 : -1;
+    st_close(&a);
+    st_close(&b);
+    return eq;
+}
+
+// Freezing by name inside a trainable module: the named parameters keep their initial values.
+static void test_freeze_by_name(void) {
+    char *out = path_join(world, "run_freeze");
+    const char *sets[] = {"train.max_steps=3", "train.per_device_train_batch_size=4", "model.pretrain_mm_mlp_adapter=null",
+                          "train.freeze=lm.model.embed_tokens,lm.model.layers.0."};
+    CHECK(train("stage2.json", out, sets, 4, 0, 0) == 0, "%s", llava_errmsg());
+    char *init = path_join(world, "lm/model.safetensors"), *done = path_join(out, "model/model.safetensors");
+    st_file f;
+    size_t embed_bytes = 0;
+    if (st_open(&f, init) == 0) {
+        const st_tensor *t = st_find(&f, "model.embed_tokens.weight");
+        embed_bytes = t ? (size_t)(t->end - t->begin) : 0;  // the export appends rows for <image> and <pad>
+        st_close(&f);
+    }
+    CHECK(tensors_equal(init, "model.embed_tokens.weight", done, "language_model.model.embed_tokens.weight", embed_bytes) == 1,
+          "frozen embed_tokens changed");
+    CHECK(tensors_equal(init, "model.layers.0.mlp.up_proj.weight", done, "language_model.model.layers.0.mlp.up_proj.weight", 0) == 1,
+          "frozen layer 0 changed");
+    CHECK(tensors_equal(init, "model.layers.1.mlp.up_proj.weight", done, "language_model.model.layers.1.mlp.up_proj.weight", 0) == 0,
+          "layer 1 did not train");
+    const char *bad[] = {"train.max_steps=1", "model.pretrain_mm_mlp_adapter=null", "train.freeze=lm.model.nothing"};
+    CHECK(train("stage2.json", out, bad, 3, 0, 0) != 0, "an unknown freeze prefix was accepted");
+    CHECK_ERR_HAS("lm.model.nothing");
+    free(init);
+    free(done);
+    free(out);
+}
+
+static double first_loss(const char *out) {
+    char *c = curve(out);
+    char *p = strstr(c, "\"loss\":");
+    double v = p ? atof(p + 7) : NAN;
+    free(c);
+    return v;
+}
+
+// LLaVA's normalisation averages each micro-batch's token mean; global_tokens takes one mean over
+// the step's tokens. The same four samples (one- and four-question conversations, so their target
+// counts differ) as one micro-batch of 4 or four of 1: under global_tokens the step loss is the
+// same; under LLaVA's it is the mean of the four means.
+static void test_loss_normalisation(void) {
+    const char *g1[] = {"train.max_steps=1", "train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=1",
+                        "train.loss_normalization=global_tokens", "model.pretrain_mm_mlp_adapter=null",
+                        "data.group_by_modality_length=false"};
+    const char *g2[] = {"train.max_steps=1", "train.per_device_train_batch_size=1", "train.gradient_accumulation_steps=4",
+                        "train.loss_normalization=global_tokens", "model.pretrain_mm_mlp_adapter=null",
+                        "data.group_by_modality_length=false"};
+    const char *l2[] = {"train.max_steps=1", "train.per_device_train_batch_size=1", "train.gradient_accumulation_steps=4",
+                        "train.loss_normalization=llava", "model.pretrain_mm_mlp_adapter=null",
+                        "data.group_by_modality_length=false"};
+    char *o1 = path_join(world, "norm_g1"), *o2 = path_join(world, "norm_g2"), *o3 = path_join(world, "norm_l2");
+    CHECK(train("stage2.json", o1, g1, 6, 0, 0) == 0 && train("stage2.json", o2, g2, 6, 0, 0) == 0 &&
+              train("stage2.json", o3, l2, 6, 0, 0) == 0,
+          "%s", llava_errmsg());
+    double a = first_loss(o1), b = first_loss(o2), c = first_loss(o3);
+    CHECK(fabs(a - b) <= 1e-6 * fabs(a), "global_tokens: %.9g as one micro-batch, %.9g as two", a, b);
+    CHECK(fabs(a - c) > 1e-4, "LLaVA's normalisation gives the mean of means (%.9g), not the token mean (%.9g)", c, a);
+    free(o1);
+    free(o2);
+    free(o3);
+}
+
+static void test_errors(void) {
+    char *out = path_join(world, "run_err");
+    // Non-finite steps are skipped and counted; enough in a row stop the run with a clear message.
+    const char *nan_sets[] = {"train.learning_rate=1e30", "train.max_steps=8", "train.max_nonfinite_steps=2",
+                              "train.per_device_train_batch_size=4", "model.pretrain_mm_mlp_adapter=null"};
+    CHECK(train("stage2.json", out, nan_sets, 5, 0, 0) != 0, "a diverging run did not stop");
+    CHECK_ERR_HAS("max_nonfinite_steps");
+    // A missing model folder names itself.
+    const char *missing[] = {"model.llm=/nonexistent/vicuna"};
+    CHECK(train("stage2.json", out, missing, 1, 0, 0) != 0, "missing llm accepted");
+    CHECK_ERR_HAS("/nonexistent/vicuna");
+    // A projector whose shape does not fit the LM.
+    char *bad = path_join(world, "bad_projector.safetensors");
+    float z[6] = {0};
+    int64_t shape[2] = {2, 3};
+    st_writer w;
+    st_writer_init(&w);
+    st_writer_add_f32(&w, "model.mm_projector.0.weight", DT_F32, 2, shape, z);
+    st_writer_save(&w, bad);
+    st_writer_free(&w);
+    char *adapter = xasprintf("model.pretrain_mm_mlp_adapter=%s", bad);
+    const char *mismatch[] = {adapter};
+    CHECK(train("stage2.json", out, mismatch, 1, 0, 0) != 0, "mismatched projector accepted");
+    CHECK_ERR_HAS("wrong shape");
+    // A dataset prepared with another template.
+    char *prepared = path_join(world, "run_stage1/dataset.h5");
+    char *data = xasprintf("data.data_path=%s", prepared);
+    const char *other[] = {data, "model.pretrain_mm_mlp_adapter=null"};
+    CHECK(train("stage2.json", out, other, 2, 0, 0) != 0, "plain-template dataset accepted for vicuna_v1");
+    CHECK_ERR_HAS("template");
+    free(adapter);
+    free(bad);
+    free(data);
+    free(prepared);
+    free(out);
+}
+
+int main(void) {
+    ops_cpu_set_threads(1);
+    world = check_tmpdir();
+    CHECK(demo_make_world(world, 64, 0, 1, NULL) == 0, "%s", llava_errmsg());
+    test_resume();
+    test_stage1_freezing();
+    test_loss_normalisation();
+    test_freeze_by_name();
+    test_errors();
+    test_sigkill();
+    check_rm_rf(world);
+    free(world);
+    return check_done();
+}

@@ -1,0 +1,20 @@
+// `llava demo`: the whole recipe in miniature on the CPU (see demo.c).
+#ifndef LLAVA_TRAIN_DEMO_H
+#define LLAVA_TRAIN_DEMO_H
+
+typedef struct {
+    const char *out_dir;
+    int fast;   // the CI variant: less data, fewer epochs
+    int check;  // fail unless the accuracy targets are met
+} demo_options;
+
+int demo_run(const demo_options *o);
+
+#define DEMO_IMAGE_SIZE 48
+// Writes the demo's world into out: data/ (train_captions.json, train_qa.json, and with n_eval > 0
+// eval_qa.json, PNG images), tokenizer.model, lm/ and clip/ (random models), stage1.json and
+// stage2.json (presets with output under out/checkpoints/). qtypes (n_eval) receives each held-out
+// question's type. Tests build small training setups with it.
+int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes);
+
+#endif
