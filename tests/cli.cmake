@@ -44,3 +44,7 @@ set_tests_properties(cli_forward_tiny64 PROPERTIES LABELS cpu PASS_REGULAR_EXPRE
 add_test(NAME demo_fast COMMAND llava demo --fast --check --out ${CMAKE_BINARY_DIR}/demo-fast)
 # --check makes the exit status the verdict (a pass regex would override it).
 set_tests_properties(demo_fast PROPERTIES LABELS "cpu;demo" TIMEOUT 900)
+
+# The step benchmark's harness on the CPU (tiny model): it runs and reports a rate.
+add_test(NAME cli_bench_step_cpu COMMAND llava bench-step --device cpu --steps 2)
+set_tests_properties(cli_bench_step_cpu PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "bench-step: [0-9]+ tokens/s")

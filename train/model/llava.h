@@ -46,6 +46,9 @@ int llava_model_create(llava_model *m, const model_config *cfg, const llava_ops 
 int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded);
 // The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.
 void llava_model_init_projector(llava_model *m, uint64_t seed);
+// Every weight random (matrices and embeddings N(0, std^2), norm weights 1, biases 0): for
+// benchmarks and tests that need a model of a given shape and no file.
+void llava_model_init_random(llava_model *m, float std, uint64_t seed);
 int llava_model_finish(llava_model *m);
 // Allocates gradient buffers for the groups `t` trains (and frees the others).
 void llava_model_set_trainable(llava_model *m, trainable_set t);

@@ -1,0 +1,124 @@
+"""The stack users would otherwise run, measured beside `llava bench-step` on the same GPU.
+
+PyTorch + transformers LlavaForConditionalGeneration in bf16 with SDPA attention, LLaVA-1.5 7B
+layer shapes (CLIP ViT-L/14-336 frozen, the 2-layer GELU projector, LLaMA-7B decoder layers
+truncated to --layers so it fits one GPU), trained on batches of LLaVA-1.5's length mix padded as
+the HF collator pads them (94% image samples with 40-500 text tokens, 6% text-only of 600-2048).
+AdamW (torch, fused) over projector + LM as in stage 2. Prints tokens/s (real tokens, image
+features included, as llava.c counts them), samples/s and model TFLOP/s on the same FLOP count.
+
+Also times torch's SDPA attention (flash backend where it applies) forward+backward at the
+attention shapes of one packed micro-batch, for comparison with `llava bench-kernels`.
+
+Run on the GPU machine (its image has torch and transformers):
+    python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 --steps 5
+"""
+import argparse
+import time
+
+import torch
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+
+def length_mix(batch, gen, tpi=576, max_len=2048):
+    out = []
+    for _ in range(batch):
+        image = int(torch.randint(0, 100, (1,), generator=gen)) >= 6
+        if image:
+            n = 40 + int(torch.randint(0, 461, (1,), generator=gen)) + tpi
+        else:
+            n = 600 + int(torch.randint(0, 1449, (1,), generator=gen))
+        out.append((min(n, max_len), image))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--peak-tflops", type=float, default=0)
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=args.layers, num_attention_heads=32,
+                       vocab_size=32064, rms_norm_eps=1e-5, max_position_embeddings=4096)
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                              image_size=336, patch_size=14, projection_dim=768)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000, vision_feature_layer=-2,
+                      image_seq_length=576)
+    cfg._attn_implementation = "sdpa"
+    model = LlavaForConditionalGeneration(cfg).to(dev, torch.bfloat16)
+    for p in model.vision_tower.parameters():  # frozen, as in LLaVA
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
+    gen = torch.Generator().manual_seed(7)
+    d, I, L, V = 4096, 11008, args.layers, 32064
+    per_tok_lm = 2.0 * (L * (4 * d * d + 3 * d * I) + d * V)
+    dv, Lv, Nv = 1024, 23, 577
+    per_img = 2.0 * Nv * (Lv * (4 * dv * dv + 2 * dv * 4096) + 3 * 14 * 14 * dv) + Lv * 4.0 * Nv * Nv * dv + \
+        2.0 * 576 * 4096 * (dv + d)
+    times, toks, flops, samples = 0.0, 0, 0.0, 0
+    for step in range(args.warmup + args.steps):
+        mix = length_mix(args.batch, gen)
+        T = max(n for n, _ in mix)
+        ids = torch.randint(3, 32000, (args.batch, T), generator=gen)
+        mask = torch.zeros((args.batch, T), dtype=torch.long)
+        labels = torch.full((args.batch, T), -100, dtype=torch.long)
+        for i, (n, image) in enumerate(mix):
+            mask[i, :n] = 1
+            if image:
+                ids[i, 1:577] = 32000
+            labels[i, n // 2:n] = ids[i, n // 2:n]
+            labels[i, 1:577] = -100 if image else labels[i, 1:577]
+        n_img = sum(1 for _, im in mix if im)
+        pix = torch.randn((n_img, 3, 336, 336), generator=gen)
+        ids, mask, labels, pix = ids.to(dev), mask.to(dev), labels.to(dev), pix.to(dev, torch.bfloat16)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = model(input_ids=ids, attention_mask=mask, pixel_values=pix if n_img else None, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        real = sum(n for n, _ in mix)
+        attn = sum(2.0 * n * n * d * L for n, _ in mix)
+        f = 3.0 * (per_tok_lm * real + attn) + per_img * n_img
+        print(f"  step {step + 1}: {real} real tokens (padded to {args.batch}x{T}), {n_img} images, "
+              f"loss {out.loss.item():.4f}, {dt * 1e3:.1f} ms{' (warm-up)' if step < args.warmup else ''}")
+        if step >= args.warmup:
+            times += dt
+            toks += real
+            flops += f
+            samples += args.batch
+    tf = flops / times / 1e12
+    line = f"torch-step: {toks / times:.0f} tokens/s, {samples / times:.1f} samples/s, {tf:.1f} model TFLOP/s"
+    if args.peak_tflops:
+        line += f", MFU {100 * tf / args.peak_tflops:.1f}% of {args.peak_tflops:.0f} TFLOP/s"
+    print(line)
+
+    # torch's attention at our shapes: one packed micro-batch of LLaVA-mix sequences, 32 heads x 128.
+    F = torch.nn.functional
+    lens = [n for n, _ in length_mix(args.batch, gen)]
+    q = [torch.randn((1, 32, n, 128), device=dev, dtype=torch.bfloat16, requires_grad=True) for n in lens]
+    for _ in range(2):
+        for x in q:
+            F.scaled_dot_product_attention(x, x, x, is_causal=True).sum().backward()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        for x in q:
+            F.scaled_dot_product_attention(x, x, x, is_causal=True).sum().backward()
+    torch.cuda.synchronize()
+    dt = (time.perf_counter() - t0) / reps
+    af = sum(3.0 * 2.0 * n * n * 128 * 32 for n in lens)  # causal fwd (QK^T + PV) x 3 for fwd+bwd
+    print(f"torch-attention: {len(lens)} causal sequences ({sum(lens)} tokens, 32x128 heads) fwd+bwd {dt * 1e3:.2f} ms, "
+          f"{af / dt / 1e12:.1f} TFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
