@@ -63,19 +63,20 @@ static char *curve(const char *out) {
 
 static const char *STAGE2_SETS[] = {"train.num_train_epochs=1", "train.per_device_train_batch_size=4",
                                     "train.gradient_accumulation_steps=2", "checkpoint.save_steps=2",
-                                    "checkpoint.save_total_limit=2", "model.pretrain_mm_mlp_adapter=null"};
+                                    "checkpoint.save_total_limit=2", "model.pretrain_mm_mlp_adapter=null",
+                                    "train.gradient_checkpointing=true"};
 
 static void test_resume(void) {
     char *full = path_join(world, "run_full"), *part = path_join(world, "run_part");
-    CHECK(train("stage2.json", full, STAGE2_SETS, 6, 0, 0) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", full, STAGE2_SETS, 7, 0, 0) == 0, "%s", llava_errmsg());
     char *a = curve(full);
     int steps = 0;
     for (char *c = a; *c; c++) steps += *c == '\n';
     CHECK(steps == 8, "64 samples / (4 x 2) = 8 steps, metrics has %d lines", steps);
     // Stop after 3 steps (a checkpoint exists at step 2), resume, stop again after 2, resume to the end.
-    CHECK(train("stage2.json", part, STAGE2_SETS, 6, 0, 3) == 0, "%s", llava_errmsg());
-    CHECK(train("stage2.json", part, STAGE2_SETS, 6, 1, 2) == 0, "%s", llava_errmsg());
-    CHECK(train("stage2.json", part, STAGE2_SETS, 6, 1, 0) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, STAGE2_SETS, 7, 0, 3) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, STAGE2_SETS, 7, 1, 2) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, STAGE2_SETS, 7, 1, 0) == 0, "%s", llava_errmsg());
     char *b = curve(part);
     CHECK(strcmp(a, b) == 0, "resumed curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
     // Only the newest checkpoints are kept, each complete.

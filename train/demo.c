@@ -447,7 +447,8 @@ int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs,
              " \"data\": {\"data_path\": \"%s/train_captions.json\", \"image_folder\": \"%s\", \"template\": \"plain\",\n"
              "          \"image_aspect_ratio\": \"square\", \"model_max_length\": 256, \"dataloader_num_workers\": 1},\n"
              " \"train\": {\"stage\": 1, \"trainable\": [\"projector\"], \"device\": \"cpu\", \"per_device_train_batch_size\": 16,\n"
-             "           \"learning_rate\": 2e-3, \"num_train_epochs\": 1, \"warmup_ratio\": 0.03},\n"
+             "           \"learning_rate\": 2e-3, \"num_train_epochs\": 1, \"warmup_ratio\": 0.03,\n"
+             "           \"gradient_checkpointing\": false},\n"
              " \"checkpoint\": {\"output_dir\": \"%s\", \"save_steps\": 1000000, \"save_total_limit\": 1}}\n",
              lm, clip, tok, data, data, ck1);
     if (rc == 0) rc = write_file_atomic(s1, buf, strlen(buf));

@@ -187,6 +187,7 @@ int train_run(const train_config *c, const train_options *opt) {
     llava_model m;
     if (train_build_model(c, ops, &m) != 0) return -1;
     llava_model_set_trainable(&m, ts);
+    m.checkpoint_layers = cfg_bool(c, "train.gradient_checkpointing");
     int rcf = want_p ? 0 : llava_model_freeze(&m, "projector.");
     for (int i = 0; i < cfg_list_len(c, "train.freeze") && rcf >= 0; i++) rcf = llava_model_freeze(&m, cfg_list_item(c, "train.freeze", i));
     if (rcf < 0) {

@@ -483,6 +483,60 @@ typedef struct {
     float *rstd1, *rstd2, *lse;                                // F32
 } lm_saved;
 
+// The shapes one decoder layer works with.
+typedef struct {
+    int T, d, qd, kvd, I, Hq, Hkv, D, n_seq;
+    float eps, theta, scale;
+    const int32_t *pos, *cu;  // (T) and (n_seq + 1) on the backend
+} lm_dims;
+
+static void lm_saved_alloc(const llava_ops *ops, lm_saved *s, const lm_dims *z) {
+    size_t T = (size_t)z->T;
+    s->n1 = ops->alloc(BUF_ACT, T * z->d);
+    s->q = ops->alloc(BUF_ACT, T * z->qd);
+    s->k = ops->alloc(BUF_ACT, T * z->kvd);
+    s->v = ops->alloc(BUF_ACT, T * z->kvd);
+    s->att = ops->alloc(BUF_ACT, T * z->qd);
+    s->h_mid = ops->alloc(BUF_ACT, T * z->d);
+    s->n2 = ops->alloc(BUF_ACT, T * z->d);
+    s->gate = ops->alloc(BUF_ACT, T * z->I);
+    s->up = ops->alloc(BUF_ACT, T * z->I);
+    s->s = ops->alloc(BUF_ACT, T * z->I);
+    s->rstd1 = ops->alloc(BUF_F32, T);
+    s->rstd2 = ops->alloc(BUF_F32, T);
+    s->lse = ops->alloc(BUF_F32, (size_t)z->Hq * T);
+}
+
+static void lm_saved_free(const llava_ops *ops, lm_saved *s) {
+    void *bufs[] = {s->n1, s->q, s->k, s->v, s->att, s->h_mid, s->n2, s->gate, s->up, s->s, s->rstd1, s->rstd2, s->lse};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(bufs[i]);
+    memset(s, 0, sizeof *s);
+}
+
+// Decoder layer l: h_out = h_in + attention + MLP, keeping in *s what its backward reads.
+// tmp (T, d) is scratch.
+static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void *h_out, lm_saved *s, const lm_dims *z,
+                             void *tmp) {
+    const llava_ops *ops = m->ops;
+    const lm_layer_views *c = &m->ptrs->lm[l];
+    int T = z->T, d = z->d, qd = z->qd, kvd = z->kvd, I = z->I;
+    ops->rmsnorm_forward(s->n1, s->rstd1, h_in, P(m, c->in_norm), T, d, z->eps);
+    ops->linear_forward(s->q, s->n1, P(m, c->q), P(m, c->q_b), T, d, qd);
+    ops->linear_forward(s->k, s->n1, P(m, c->k), P(m, c->k_b), T, d, kvd);
+    ops->linear_forward(s->v, s->n1, P(m, c->v), P(m, c->v_b), T, d, kvd);
+    ops->rope_forward(s->q, z->pos, T, z->Hq, z->D, z->theta);
+    ops->rope_forward(s->k, z->pos, T, z->Hkv, z->D, z->theta);
+    ops->attention_forward(s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale, 1);
+    ops->linear_forward(tmp, s->att, P(m, c->o), P(m, c->o_b), T, qd, d);
+    ops->add(s->h_mid, h_in, tmp, (size_t)T * d);
+    ops->rmsnorm_forward(s->n2, s->rstd2, s->h_mid, P(m, c->post_norm), T, d, z->eps);
+    ops->linear_forward(s->gate, s->n2, P(m, c->gate), P(m, c->gate_b), T, d, I);
+    ops->linear_forward(s->up, s->n2, P(m, c->up), P(m, c->up_b), T, d, I);
+    ops->silu_mul_forward(s->s, s->gate, s->up, (size_t)T * I);
+    ops->linear_forward(tmp, s->s, P(m, c->down), P(m, c->down_b), T, I, d);
+    ops->add(h_out, s->h_mid, tmp, (size_t)T * d);
+}
+
 float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
     const llava_ops *ops = m->ops;
     const struct llava_layer_ptrs *p = m->ptrs;
@@ -537,39 +591,15 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
     ops->embedding_forward(hs[0], ids, P(m, p->embed), T, d, V);
     if (M) ops->scatter_rows(hs[0], f, img_rows, M, d);
     lm_saved *sv = xcalloc((size_t)(L ? L : 1), sizeof(lm_saved));
-    float scale = 1.0f / sqrtf((float)D);
+    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), pos, cu};
     void *tmp_d = ops->alloc(BUF_ACT, (size_t)T * d);
+    // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
+    // in backward: the same ops on the same inputs, so the same bits.
+    int keep = backward && !m->checkpoint_layers;
     for (int l = 0; l < L; l++) {
-        const lm_layer_views *c = &p->lm[l];
-        lm_saved *s = &sv[l];
-        s->n1 = ops->alloc(BUF_ACT, (size_t)T * d);
-        s->q = ops->alloc(BUF_ACT, (size_t)T * qd);
-        s->k = ops->alloc(BUF_ACT, (size_t)T * kvd);
-        s->v = ops->alloc(BUF_ACT, (size_t)T * kvd);
-        s->att = ops->alloc(BUF_ACT, (size_t)T * qd);
-        s->h_mid = ops->alloc(BUF_ACT, (size_t)T * d);
-        s->n2 = ops->alloc(BUF_ACT, (size_t)T * d);
-        s->gate = ops->alloc(BUF_ACT, (size_t)T * I);
-        s->up = ops->alloc(BUF_ACT, (size_t)T * I);
-        s->s = ops->alloc(BUF_ACT, (size_t)T * I);
-        s->rstd1 = ops->alloc(BUF_F32, (size_t)T);
-        s->rstd2 = ops->alloc(BUF_F32, (size_t)T);
-        s->lse = ops->alloc(BUF_F32, (size_t)Hq * T);
-        ops->rmsnorm_forward(s->n1, s->rstd1, hs[l], P(m, c->in_norm), T, d, eps);
-        ops->linear_forward(s->q, s->n1, P(m, c->q), P(m, c->q_b), T, d, qd);
-        ops->linear_forward(s->k, s->n1, P(m, c->k), P(m, c->k_b), T, d, kvd);
-        ops->linear_forward(s->v, s->n1, P(m, c->v), P(m, c->v_b), T, d, kvd);
-        ops->rope_forward(s->q, pos, T, Hq, D, theta);
-        ops->rope_forward(s->k, pos, T, Hkv, D, theta);
-        ops->attention_forward(s->att, s->lse, s->q, s->k, s->v, cu, b->n_seq, T, Hq, Hkv, D, scale, 1);
-        ops->linear_forward(tmp_d, s->att, P(m, c->o), P(m, c->o_b), T, qd, d);
-        ops->add(s->h_mid, hs[l], tmp_d, (size_t)T * d);
-        ops->rmsnorm_forward(s->n2, s->rstd2, s->h_mid, P(m, c->post_norm), T, d, eps);
-        ops->linear_forward(s->gate, s->n2, P(m, c->gate), P(m, c->gate_b), T, d, I);
-        ops->linear_forward(s->up, s->n2, P(m, c->up), P(m, c->up_b), T, d, I);
-        ops->silu_mul_forward(s->s, s->gate, s->up, (size_t)T * I);
-        ops->linear_forward(tmp_d, s->s, P(m, c->down), P(m, c->down_b), T, I, d);
-        ops->add(hs[l + 1], s->h_mid, tmp_d, (size_t)T * d);
+        lm_saved_alloc(ops, &sv[l], &z);
+        lm_layer_forward(m, l, hs[l], hs[l + 1], &sv[l], &z, tmp_d);
+        if (!keep) lm_saved_free(ops, &sv[l]);
     }
     void *hn = ops->alloc(BUF_ACT, (size_t)T * d);
     float *rstd_f = ops->alloc(BUF_F32, (size_t)T);
@@ -602,6 +632,10 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
         for (int l = L - 1; l >= 0; l--) {
             const lm_layer_views *c = &p->lm[l];
             lm_saved *s = &sv[l];
+            if (!keep) {
+                lm_saved_alloc(ops, s, &z);
+                lm_layer_forward(m, l, hs[l], tmp_d, s, &z, dx);  // recompute; the output is not needed
+            }
             // MLP: hs[l+1] = h_mid + down(silu(gate(n2)) * up(n2))
             linear_bwd(m, ds, dh, s->s, c->down, c->down_b, T, I, d);
             ops->silu_mul_backward(dgate, dup, ds, s->gate, s->up, (size_t)T * I);
@@ -613,7 +647,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
             // Attention: h_mid = hs[l] + o(attn(rope(q(n1)), rope(k(n1)), v(n1)))
             linear_bwd(m, datt, dh, s->att, c->o, c->o_b, T, qd, d);
             ops->attention_backward(dq, dk, dv, datt, s->q, s->k, s->v, s->att, s->lse, cu, b->n_seq, T, Hq, Hkv, D,
-                                    scale, 1);
+                                    z.scale, 1);
             ops->rope_backward(dq, pos, T, Hq, D, theta);
             ops->rope_backward(dk, pos, T, Hkv, D, theta);
             linear_bwd(m, dhn, dq, s->n1, c->q, c->q_b, T, d, qd);
@@ -623,6 +657,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
             ops->add_inplace(dhn, dx, (size_t)T * d);
             ops->rmsnorm_backward(dx, G(m, c->in_norm), dhn, hs[l], P(m, c->in_norm), s->rstd1, T, d);
             ops->add_inplace(dh, dx, (size_t)T * d);  // dh = d loss / d hs[l]
+            if (!keep) lm_saved_free(ops, s);
         }
         // Embeddings: image positions hold ids of -1, so their rows get no gradient (masked_scatter).
         float *gembed = G(m, p->embed);
@@ -644,11 +679,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(bufs[i]);
     }
 
-    for (int l = 0; l < L; l++) {
-        lm_saved *s = &sv[l];
-        void *bufs[] = {s->n1, s->q, s->k, s->v, s->att, s->h_mid, s->n2, s->gate, s->up, s->s, s->rstd1, s->rstd2, s->lse};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(bufs[i]);
-    }
+    for (int l = 0; l < L; l++) lm_saved_free(ops, &sv[l]);  // (already freed when not kept)
     free(sv);
     for (int l = 0; l <= L; l++) ops->free(hs[l]);
     free(hs);

@@ -32,6 +32,8 @@ typedef struct {
     struct llava_layer_ptrs *ptrs;  // resolved views
     char *filled;                   // while building: which views have weights
     char *frozen;                   // per view: frozen inside a trainable group (NULL: none)
+    int checkpoint_layers;          // recompute each decoder layer in backward instead of keeping
+                                    // its activations (less memory, one more forward)
 } llava_model;
 
 // Loads a model folder (config.json + safetensors, any supported layout) onto `ops`.
