@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../common/util.h"
+#include "../../kernels/cuda/cuda.h"
 #include "../io/safetensors.h"
 #include "../model/llava.h"
 #include "commands.h"
@@ -75,7 +76,7 @@ int cmd_forward(int argc, char **argv) {
     else if (strcmp(device, "cuda") == 0) {
         ops = ops_cuda();
         if (!ops) {
-            fprintf(stderr, "llava forward: --device cuda: no CUDA op table in this build yet\n");
+            fprintf(stderr, "llava forward: --device cuda: %s\n", llava_cuda_describe());
             return 1;
         }
     } else return usage();

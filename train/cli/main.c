@@ -24,6 +24,8 @@ static const llava_command COMMANDS[] = {
     {"train", cmd_train, "CONFIG.json [--set key=value ...] [--resume]",
      "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, metrics.jsonl"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]", "draw a run's metrics.jsonl (loss and learning rate) as an SVG picture"},
+    {"bench-kernels", cmd_bench_kernels, "[--reps N] [--only SUBSTRING] [--no-attention]",
+     "time every CUDA kernel at LLaVA-1.5-7B shapes against the device's measured peaks"},
     {"bench-step", cmd_bench_step, "[--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] [--peak-tflops P]",
      "training steps of a LLaVA-7B-shaped model (LM truncated) on LLaVA's length mix: tokens/s, TFLOP/s, MFU"},
     {"demo", cmd_demo, "[--out DIR] [--fast] [--check]", "the whole recipe in miniature on the CPU, nothing downloaded"},

@@ -36,8 +36,11 @@ static void add_view(builder *b, int group, int layer, int used, const char *nam
     va_end(ap);
     pt->group_numel_all[group] += v->numel;
     if (used) {
-        v->offset = pt->group_numel[group];
-        pt->group_numel[group] += v->numel;
+        // Each view starts on a multiple of PARAM_ALIGN elements (16 bytes in bf16): GEMM libraries
+        // and vector loads want aligned matrices, and odd-sized views would misalign the rest.
+        size_t start = (pt->group_numel[group] + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+        v->offset = start;
+        pt->group_numel[group] = start + v->numel;
     } else {
         v->offset = (size_t)-1;
     }

@@ -18,6 +18,7 @@ enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, N_GROUPS = 3 };
 extern const char *const GROUP_NAMES[N_GROUPS];
 
 #define PARAM_MAX_DIMS 4
+#define PARAM_ALIGN 8  // views start at multiples of 8 elements
 
 typedef struct {
     char *name;     // internal name (names.h)
@@ -27,14 +28,14 @@ typedef struct {
     int ndim;
     int64_t shape[PARAM_MAX_DIMS];
     size_t numel;
-    size_t offset;  // element offset inside the group buffer (used views only)
+    size_t offset;  // element offset inside the group buffer (used views only), a multiple of PARAM_ALIGN
 } param_view;
 
 typedef struct {
     param_view *views;  // group-major, then the order the model consumes them
     int n_views;
     int *sorted;        // view indices sorted by name, for lookup
-    size_t group_numel[N_GROUPS];        // storage: used views only
+    size_t group_numel[N_GROUPS];        // storage: used views only, with alignment padding
     uint64_t group_numel_all[N_GROUPS];  // every view, as the checkpoint format counts them
     float *data[N_GROUPS];               // fp32 storage (CPU backend); NULL until allocated
     int linear_projector;
