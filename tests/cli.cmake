@@ -48,3 +48,10 @@ set_tests_properties(demo_fast PROPERTIES LABELS "cpu;demo" TIMEOUT 900)
 # The step benchmark's harness on the CPU (tiny model): it runs and reports a rate.
 add_test(NAME cli_bench_step_cpu COMMAND llava bench-step --device cpu --steps 2)
 set_tests_properties(cli_bench_step_cpu PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "bench-step: [0-9]+ tokens/s")
+
+# The memory plan of LLaVA-1.5 7B stage 2 on 8 ranks with ZeRO-2 (hand-checked in tests/test_dist.c).
+add_test(NAME cli_plan_7b_stage2
+         COMMAND llava plan configs/llava15-7b-stage2.json --world 8 --set model.llm=tests/data/hf/vicuna-7b-v1.5
+                 --set model.vision_tower=tests/data/hf/clip-vit-large-patch14-336
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_plan_7b_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "total +71.37 GiB")

@@ -34,21 +34,50 @@ static int rm_rf(const char *path) {
     return unlink(path);
 }
 
-// Host fp32 copies of a trainable group's weights and moments.
+// Host fp32 copies of a trainable group's weights and moments, whole (on the writing rank).
 typedef struct {
     float *w, *m, *v;
 } group_host;
 
-static void download_group(const llava_model *m, const optim_state *o, int g, group_host *h) {
+// Assembles group g's weights and moments on rank 0 (h filled there only). Every rank takes part:
+// with ZeRO-1/2 each bucket's slices are gathered from their owners.
+static void gather_group(const llava_model *m, const optim_state *o, int g, group_host *h) {
+    int root = dist_rank(o->d) == 0;
     size_t n = m->pt.group_numel[g];
-    h->w = xmalloc(sizeof(float) * n);
-    h->m = xmalloc(sizeof(float) * n);
-    h->v = xmalloc(sizeof(float) * n);
-    // The fp32 masters where the working copy is narrower; otherwise the parameters themselves.
-    if (o->master[g]) m->ops->download(BUF_F32, h->w, o->master[g], n);
-    else m->ops->download(BUF_PARAM, h->w, m->params[g], n);
-    m->ops->download(BUF_F32, h->m, o->m[g], n);
-    m->ops->download(BUF_F32, h->v, o->v[g], n);
+    const llava_ops *ops = m->ops;
+    if (o->zero == 0) {
+        if (!root) return;  // every rank holds the same state: rank 0 writes its own
+        h->w = xmalloc(sizeof(float) * n);
+        h->m = xmalloc(sizeof(float) * n);
+        h->v = xmalloc(sizeof(float) * n);
+        // The fp32 masters where the working copy is narrower; otherwise the parameters themselves.
+        if (o->master[g]) ops->download(BUF_F32, h->w, o->master[g], n);
+        else ops->download(BUF_PARAM, h->w, m->params[g], n);
+        ops->download(BUF_F32, h->m, o->m[g], n);
+        ops->download(BUF_F32, h->v, o->v[g], n);
+        return;
+    }
+    if (root) {
+        // Every rank holds all parameters after the all-gather; the masters (GPU) and the moments
+        // are sharded. Frozen views keep zero moments, as on one rank.
+        h->w = xmalloc(sizeof(float) * n);
+        h->m = xcalloc(n, sizeof(float));
+        h->v = xcalloc(n, sizeof(float));
+        ops->download(BUF_PARAM, h->w, m->params[g], n);
+    }
+    for (int b = 0; b < o->n_buckets; b++) {
+        const grad_bucket *k = &o->buckets[b];
+        if (k->group != g) continue;
+        float *slice = xmalloc(sizeof(float) * (k->own_n ? k->own_n : 1));
+        float *srcs[3] = {o->m[g], o->v[g], o->master[g]};
+        float *dsts[3] = {root ? h->m + k->lo : NULL, root ? h->v + k->lo : NULL, root ? h->w + k->lo : NULL};
+        for (int j = 0; j < 3; j++) {
+            if (!srcs[j]) continue;
+            if (k->own_n) ops->download(BUF_F32, slice, srcs[j] + k->state_off, k->own_n);
+            dist_gather_host_f32(o->d, slice, k->n, dsts[j], 0, "checkpoint: gather optimizer state");
+        }
+        free(slice);
+    }
 }
 
 static char *state_json(const ckpt_state *st) {
@@ -140,7 +169,8 @@ char *ckpt_latest(const char *out_dir) {
     return r;
 }
 
-int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, const ckpt_state *st, int keep) {
+// Rank 0 writes the files; the others only contribute their shards. The result is rank 0's.
+static int save_files(const char *out_dir, const llava_model *m, group_host *h, const ckpt_state *st, int keep) {
     if (mkdir_p(out_dir) != 0) return -1;
     char name[64];
     snprintf(name, sizeof name, ".tmp-checkpoint-%d-%d", st->step, (int)getpid());
@@ -149,13 +179,11 @@ int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, c
     char *final = path_join(out_dir, name);
     rm_rf(tmp);
     int rc = mkdir_p(tmp);
-    group_host h[N_GROUPS] = {0};
     st_writer ww, wo;
     st_writer_init(&ww);
     st_writer_init(&wo);
     for (int g = 0; g < N_GROUPS && rc == 0; g++) {
         if (!m->grads[g]) continue;
-        download_group(m, o, g, &h[g]);
         for (int i = 0; i < m->pt.n_views && rc == 0; i++) {
             const param_view *v = &m->pt.views[i];
             if (v->group != g || !v->used) continue;
@@ -190,11 +218,6 @@ int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, c
     if (rc != 0) rm_rf(tmp);
     st_writer_free(&ww);
     st_writer_free(&wo);
-    for (int g = 0; g < N_GROUPS; g++) {
-        free(h[g].w);
-        free(h[g].m);
-        free(h[g].v);
-    }
     free(wpath);
     free(opath);
     free(spath);
@@ -212,6 +235,24 @@ int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, c
     }
     free(steps);
     return 0;
+}
+
+int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, const ckpt_state *st, int keep) {
+    group_host h[N_GROUPS] = {0};
+    for (int g = 0; g < N_GROUPS; g++)
+        if (m->grads[g]) gather_group(m, o, g, &h[g]);
+    int rc = dist_rank(o->d) == 0 ? save_files(out_dir, m, h, st, keep) : 0;
+    for (int g = 0; g < N_GROUPS; g++) {
+        free(h[g].w);
+        free(h[g].m);
+        free(h[g].v);
+    }
+    // Every rank learns whether the checkpoint was written (and fails with rank 0 if not).
+    double ok = rc == 0 ? 1.0 : 0.0;
+    if (dist_rank(o->d) != 0) ok = 0.0;
+    dist_allreduce_host_f64(o->d, &ok, 1, "checkpoint: result");
+    if (ok != 1.0 && rc == 0) rc = llava_fail("checkpoint-%d: rank 0 could not write it", st->step);
+    return rc;
 }
 
 static int restore_tensor(const st_file *f, const char *key, const param_view *v, float *dst) {
@@ -274,10 +315,21 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
             if (rc == 0) rc = restore_tensor(&fo, kv, v, vv + v->offset);
         }
         if (rc == 0) {
+            // Rank-agnostic: every rank reads the whole file and keeps its own slices.
             m->ops->upload(BUF_PARAM, m->params[g], w, n);
-            if (o->master[g]) m->ops->upload(BUF_F32, o->master[g], w, n);
-            m->ops->upload(BUF_F32, o->m[g], mm, n);
-            m->ops->upload(BUF_F32, o->v[g], vv, n);
+            if (o->zero == 0) {
+                if (o->master[g]) m->ops->upload(BUF_F32, o->master[g], w, n);
+                m->ops->upload(BUF_F32, o->m[g], mm, n);
+                m->ops->upload(BUF_F32, o->v[g], vv, n);
+            } else {
+                for (int b = 0; b < o->n_buckets; b++) {
+                    const grad_bucket *k = &o->buckets[b];
+                    if (k->group != g || !k->own_n) continue;
+                    if (o->master[g]) m->ops->upload(BUF_F32, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
+                    m->ops->upload(BUF_F32, o->m[g] + k->state_off, mm + k->own_lo, k->own_n);
+                    m->ops->upload(BUF_F32, o->v[g] + k->state_off, vv + k->own_lo, k->own_n);
+                }
+            }
         }
         free(w);
         free(mm);

@@ -6,6 +6,11 @@
 // A checkpoint holds: the trainable groups' fp32 weights (weights.safetensors, internal names),
 // AdamW's moments (optimizer.safetensors), and state.json (step, loader position, counters, the
 // resolved training config).
+//
+// Rank-agnostic: whatever the rank count and ZeRO stage, the files hold whole tensors. Saving
+// gathers each rank's slices of the optimizer state (and fp32 masters) to rank 0, which alone
+// writes; loading has every rank read the files and keep its own slices. A run saved on N ranks
+// resumes on M (the loader position is a global step, the same on every rank count).
 #ifndef LLAVA_TRAIN_CHECKPOINT_H
 #define LLAVA_TRAIN_CHECKPOINT_H
 
@@ -25,11 +30,13 @@ typedef struct {
     char *config_json;        // the resolved training config (malloc'd; may be NULL)
 } ckpt_state;
 
-// Writes checkpoint-<state->step> under out_dir and prunes to `keep` complete checkpoints.
+// Writes checkpoint-<state->step> under out_dir and prunes to `keep` complete checkpoints. Every
+// rank of o->d calls it (the gathers are collectives); every rank returns rank 0's result.
 int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, const ckpt_state *st, int keep);
 // The newest complete checkpoint's folder (malloc'd), or NULL when there is none.
 char *ckpt_latest(const char *out_dir);
-// Restores weights and optimizer state into an initialised model and optimizer; fills *st.
+// Restores weights and optimizer state into an initialised model and optimizer (each rank its own
+// shards, as o's layout says); fills *st.
 int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st);
 void ckpt_state_free(ckpt_state *st);
 // Removes temporary folders a killed run left behind.

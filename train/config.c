@@ -67,7 +67,9 @@ const cfg_key CFG_SCHEMA[] = {
     {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too [deepspeed zero2.json / zero3.json]"},
     {"train.device", CFG_ENUM, "\"cuda\"", "cpu|cuda", "backend"},
     {"train.max_nonfinite_steps", CFG_INT, "10", NULL, "stop after this many consecutive steps with non-finite loss or gradients (each is skipped)"},
-    {"train.nccl_timeout_s", CFG_INT, "1800", NULL, "a collective that takes longer fails the run on every rank"},
+    {"train.collective_timeout_s", CFG_INT, "1800", NULL, "a collective (NCCL or MPI) that takes longer than this many seconds fails the run on every rank with a message naming it: a rank that died or hangs never leaves the others waiting forever"},
+    {"train.init_timeout_s", CFG_INT, "3600", NULL, "the same deadline during start-up: the ranks' rendezvous, and the wait while rank 0 prepares the dataset and every rank loads its weights (then train.collective_timeout_s applies)"},
+    {"train.nccl_timeout_s", CFG_INT, "0", NULL, "older name of train.collective_timeout_s: when > 0 it is used instead"},
     // ---- LoRA
     {"lora.enabled", CFG_BOOL, "false", NULL, "[lora_enable]"},
     {"lora.r", CFG_INT, "128", NULL, "[lora_r]"},
@@ -389,13 +391,15 @@ int cfg_validate(const train_config *c) {
     const char *positive[] = {"train.per_device_train_batch_size", "train.per_device_eval_batch_size",
                               "train.gradient_accumulation_steps", "data.model_max_length", "log.logging_steps",
                               "checkpoint.save_steps", "checkpoint.save_total_limit", "lora.r",
-                              "train.max_nonfinite_steps", "train.nccl_timeout_s"};
+                              "train.max_nonfinite_steps", "train.collective_timeout_s",
+                              "train.init_timeout_s"};
     for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
         if (cfg_int(c, positive[i]) <= 0) return llava_fail("%s: \"%s\" must be positive", src, positive[i]);
     int stage = cfg_int(c, "train.stage");
     if (stage != 1 && stage != 2) return llava_fail("%s: \"train.stage\" must be 1 or 2", src);
     if (cfg_int(c, "data.dataloader_num_workers") < 0) return llava_fail("%s: \"data.dataloader_num_workers\" must be >= 0", src);
     if (cfg_int(c, "train.global_batch_size") < 0) return llava_fail("%s: \"train.global_batch_size\" must be >= 0", src);
+    if (cfg_int(c, "train.nccl_timeout_s") < 0) return llava_fail("%s: \"train.nccl_timeout_s\" must be >= 0", src);
     int zs = cfg_int(c, "train.zero_stage");
     if (zs < 0 || zs > 2) return llava_fail("%s: \"train.zero_stage\" must be 0, 1 or 2 (ZeRO-3 is not implemented)", src);
     if (!(cfg_float(c, "train.learning_rate") >= 0)) return llava_fail("%s: \"train.learning_rate\" must be >= 0", src);

@@ -41,31 +41,97 @@ int param_decays(const char *name) {
     return strstr(name, "bias") == NULL && strstr(name, "norm") == NULL && strstr(name, "layrnorm") == NULL;
 }
 
-void optim_init(optim_state *s, const llava_model *m) {
+// The buckets of every trainable group, in table order.
+static void build_buckets(optim_state *s, const llava_model *m) {
+    int world = dist_world(s->d), rank = dist_rank(s->d);
+    grad_bucket *cur = NULL;
+    for (int i = 0; i < m->pt.n_views; i++) {
+        const param_view *v = &m->pt.views[i];
+        if (!v->used || v->numel == 0 || llava_model_is_frozen(m, v)) {
+            cur = NULL;
+            continue;
+        }
+        // Views follow each other with at most PARAM_ALIGN - 1 elements of padding between them; a
+        // bucket spans the padding too (its gradients are zero and no update touches it).
+        if (!cur || cur->group != v->group || cur->layer != v->layer || v->offset < cur->lo + cur->n ||
+            v->offset - (cur->lo + cur->n) >= PARAM_ALIGN || v->offset + v->numel - cur->lo > OPTIM_BUCKET_MAX) {
+            s->buckets = xrealloc(s->buckets, sizeof(grad_bucket) * (size_t)(s->n_buckets + 1));
+            cur = &s->buckets[s->n_buckets++];
+            memset(cur, 0, sizeof *cur);
+            cur->group = v->group;
+            cur->layer = v->layer;
+            cur->view_first = i;
+            cur->lo = v->offset;
+        }
+        cur->view_last = i;
+        cur->n = v->offset + v->numel - cur->lo;
+    }
+    for (int b = 0; b < s->n_buckets; b++) {
+        grad_bucket *k = &s->buckets[b];
+        if (s->zero == 0) {
+            k->own_lo = k->lo;
+            k->own_n = k->n;
+            k->state_off = k->lo;
+        } else {
+            k->own_lo = k->lo + dist_shard_begin(k->n, world, rank);
+            k->own_n = dist_shard_count(k->n, world, rank);
+            k->state_off = s->state_numel[k->group];
+            s->state_numel[k->group] += k->own_n;
+        }
+    }
+    if (s->zero == 0)
+        for (int g = 0; g < N_GROUPS; g++) s->state_numel[g] = m->grads[g] ? m->pt.group_numel[g] : 0;
+}
+
+void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage) {
     memset(s, 0, sizeof *s);
+    s->d = d;
+    if (!s->d) {
+        s->d = dist_single();
+        s->own_dist = 1;
+    }
+    // One process never shards. A group of one (mpirun -np 1, a 1-GPU NCCL run) goes through the
+    // same collectives as many ranks would: the way to check them against the one-process path.
+    s->zero = dist_kind(s->d) == DIST_SINGLE ? 0 : zero_stage;
+    build_buckets(s, m);
     const llava_ops *ops = m->ops;
     for (int g = 0; g < N_GROUPS; g++) {
         if (!m->grads[g]) continue;
-        size_t n = m->pt.group_numel[g];
-        s->m[g] = ops->alloc(BUF_F32, n);
-        s->v[g] = ops->alloc(BUF_F32, n);
+        size_t n = s->state_numel[g];
+        // A rank may own nothing of a small group: keep one element so every pointer is real.
+        s->m[g] = ops->alloc(BUF_F32, n ? n : 1);
+        s->v[g] = ops->alloc(BUF_F32, n ? n : 1);
+        if (s->zero > 0) s->grad_shard[g] = ops->alloc(BUF_GRAD, n ? n : 1);
         if (ops->act_bytes != sizeof(float)) {
             // The masters start as the working weights widened: the model holds no other copy.
-            s->master[g] = ops->alloc(BUF_F32, n);
-            float *host = xmalloc(sizeof(float) * n);
-            ops->download(BUF_PARAM, host, m->params[g], n);
-            ops->upload(BUF_F32, s->master[g], host, n);
+            s->master[g] = ops->alloc(BUF_F32, n ? n : 1);
+            size_t gn = m->pt.group_numel[g];
+            float *host = xmalloc(sizeof(float) * gn);
+            ops->download(BUF_PARAM, host, m->params[g], gn);
+            if (s->zero == 0) {
+                ops->upload(BUF_F32, s->master[g], host, gn);
+            } else {
+                for (int b = 0; b < s->n_buckets; b++) {
+                    const grad_bucket *k = &s->buckets[b];
+                    if (k->group == g && k->own_n) ops->upload(BUF_F32, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
+                }
+            }
             free(host);
         }
     }
 }
+
+void optim_init(optim_state *s, const llava_model *m) { optim_init_dist(s, m, NULL, 0); }
 
 void optim_free(optim_state *s, const llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++) {
         if (s->m[g]) m->ops->free(s->m[g]);
         if (s->v[g]) m->ops->free(s->v[g]);
         if (s->master[g]) m->ops->free(s->master[g]);
+        if (s->grad_shard[g]) m->ops->free(s->grad_shard[g]);
     }
+    free(s->buckets);
+    if (s->own_dist) dist_finalize(s->d);
     memset(s, 0, sizeof *s);
 }
 
@@ -76,8 +142,50 @@ double grad_global_norm(const llava_model *m) {
     return sqrt(sq);
 }
 
+static void reduce_scatter_all(optim_state *s, llava_model *m, const char *what) {
+    for (int b = 0; b < s->n_buckets; b++) {
+        const grad_bucket *k = &s->buckets[b];
+        int g = k->group;
+        dist_reduce_scatter_f32(s->d, m->grads[g] + k->lo, k->n, s->grad_shard[g] + k->state_off, what);
+    }
+}
+
+void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
+    if (s->zero != 2 || micro == 0) return;
+    llava_model_zero_grads(m);
+    for (int b = 0; b < s->n_buckets; b++) {
+        const grad_bucket *k = &s->buckets[b];
+        if (k->own_n) m->ops->copy(BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off, k->own_n);
+    }
+}
+
+void optim_micro_end(optim_state *s, llava_model *m) {
+    if (s->zero == 2) reduce_scatter_all(s, m, "reduce-scatter gradients (micro-batch)");
+}
+
+void optim_reduce(optim_state *s, llava_model *m) {
+    if (s->zero == 1) {
+        reduce_scatter_all(s, m, "reduce-scatter gradients");
+    } else if (s->zero == 0 && dist_kind(s->d) != DIST_SINGLE) {
+        for (int b = 0; b < s->n_buckets; b++) {
+            const grad_bucket *k = &s->buckets[b];
+            dist_allreduce_f32(s->d, m->grads[k->group] + k->lo, k->n, "all-reduce gradients");
+        }
+    }
+}
+
 double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {
-    double norm = grad_global_norm(m) * grad_scale;
+    const llava_ops *ops = m->ops;
+    double norm;
+    if (s->zero == 0) {
+        norm = grad_global_norm(m) * grad_scale;  // every rank holds the summed gradient
+    } else {
+        double sq = 0.0;
+        for (int g = 0; g < N_GROUPS; g++)
+            if (s->grad_shard[g] && s->state_numel[g]) sq += ops->grad_sq_sum(s->grad_shard[g], s->state_numel[g]);
+        dist_allreduce_host_f64(s->d, &sq, 1, "gradient norm");
+        norm = sqrt(sq) * grad_scale;
+    }
     if (!isfinite(norm)) {
         s->n_skipped++;
         return norm;
@@ -89,18 +197,30 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
         if (coef < 1.0) scale = (float)(grad_scale * coef);
     }
     int t = s->step + 1;  // AdamW's own count of applied updates (bias correction)
-    const llava_ops *ops = m->ops;
-    for (int i = 0; i < m->pt.n_views; i++) {
-        const param_view *v = &m->pt.views[i];
-        int g = v->group;
-        if (!v->used || llava_model_is_frozen(m, v)) continue;
-        double lr = lr_at_update(c, k, g == GROUP_PROJECTOR);
-        double wd = param_decays(v->name) ? c->weight_decay : 0.0;
-        void *param = (char *)m->params[g] + v->offset * ops->act_bytes;
-        float *master = s->master[g] ? s->master[g] + v->offset : NULL;
-        ops->adamw(param, master, m->grads[g] + v->offset, s->m[g] + v->offset, s->v[g] + v->offset, v->numel, lr,
-                   c->beta1, c->beta2, c->eps, wd, t, scale);
+    for (int b = 0; b < s->n_buckets; b++) {
+        const grad_bucket *bk = &s->buckets[b];
+        int g = bk->group;
+        size_t own_hi = bk->own_lo + bk->own_n;
+        for (int i = bk->view_first; i <= bk->view_last; i++) {
+            const param_view *v = &m->pt.views[i];
+            size_t a = v->offset > bk->own_lo ? v->offset : bk->own_lo;
+            size_t e = v->offset + v->numel < own_hi ? v->offset + v->numel : own_hi;
+            if (a >= e) continue;
+            size_t si = bk->state_off + (a - bk->own_lo);  // ZeRO-0: si == a
+            double lr = lr_at_update(c, k, g == GROUP_PROJECTOR);
+            double wd = param_decays(v->name) ? c->weight_decay : 0.0;
+            void *param = (char *)m->params[g] + a * ops->act_bytes;
+            float *master = s->master[g] ? s->master[g] + si : NULL;
+            const float *grad = s->zero == 0 ? m->grads[g] + a : s->grad_shard[g] + si;
+            ops->adamw(param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
+        }
     }
+    if (s->zero > 0)
+        for (int b = 0; b < s->n_buckets; b++) {
+            const grad_bucket *bk = &s->buckets[b];
+            dist_allgather(s->d, (char *)m->params[bk->group] + bk->lo * ops->act_bytes, bk->n, ops->act_bytes,
+                           "all-gather parameters");
+        }
     s->step = t;
     return norm;
 }

@@ -3,6 +3,7 @@
 #ifndef LLAVA_TRAIN_OPTIM_H
 #define LLAVA_TRAIN_OPTIM_H
 
+#include "dist.h"
 #include "model/llava.h"
 
 typedef enum { SCHED_COSINE = 0, SCHED_LINEAR, SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP } sched_type;
@@ -33,24 +34,70 @@ int total_update_steps(long n_samples, int per_device_batch, int world, int grad
 // Names that LLaVA keeps out of weight decay: biases and LayerNorm / RMSNorm weights.
 int param_decays(const char *internal_name);
 
+// Gradient buckets: the unit of reduction and of sharding. A bucket is a contiguous run of
+// trainable views (used, not frozen) of one group within one layer (split further past
+// OPTIM_BUCKET_MAX elements), so frozen parameters are never reduced, and on the GPU a layer's
+// bucket can be reduced as soon as its backward is done. Each bucket is cut into `world` slices
+// (dist.h's layout: n / world each, the last rank also takes the n % world left over); a rank keeps
+// the optimizer state (m, v, fp32 master) of its slices only (ZeRO-1 and 2), and the reduced
+// gradient of its slices only (its `grad_shard`).
+#define OPTIM_BUCKET_MAX ((size_t)1 << 28)
+
 typedef struct {
-    float *m[N_GROUPS], *v[N_GROUPS];  // F32 on the backend, for trainable groups
-    float *master[N_GROUPS];           // fp32 masters where PARAM is not fp32 (NULL on the CPU)
-    int step;                          // updates applied so far
-    long n_skipped;                    // updates skipped for non-finite gradients
+    int group, layer;
+    int view_first, view_last;  // the views it holds (table order, inclusive)
+    size_t lo, n;               // elements [lo, lo + n) of the group's flat buffer
+    size_t own_lo, own_n;       // this rank's slice (offsets in the group buffer); the whole bucket on ZeRO-0
+    size_t state_off;           // where that slice starts in the group's state arrays
+} grad_bucket;
+
+typedef struct {
+    // F32 on the backend, for trainable groups. ZeRO-0: the group's whole length, indexed like the
+    // group buffer (frozen views' entries stay 0). ZeRO-1/2: this rank's slices back to back.
+    float *m[N_GROUPS], *v[N_GROUPS];
+    float *master[N_GROUPS];      // fp32 masters where PARAM is not fp32 (NULL on the CPU), same layout
+    float *grad_shard[N_GROUPS];  // ZeRO-1/2: the reduced gradient of this rank's slices, same layout
+    size_t state_numel[N_GROUPS];
+    grad_bucket *buckets;
+    int n_buckets;
+    int zero;                     // the ZeRO stage in effect: 0 for the single backend
+    dist *d;                      // the process group (a one-process one when none was given)
+    int own_dist;
+    int step;                     // updates applied so far
+    long n_skipped;               // updates skipped for non-finite gradients
 } optim_state;
 
-// Allocates state for every group that has gradients.
+// Allocates state for every group that has gradients, on one process.
 void optim_init(optim_state *s, const llava_model *m);
+// The same on the ranks of `d` (NULL: one process) with ZeRO stage 0, 1 or 2. A one-process group
+// (the single backend) never shards: its arithmetic is exactly the one-process path. A group of one
+// rank of MPI or NCCL runs the stage asked for (each collective is then a copy).
+void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage);
 void optim_free(optim_state *s, const llava_model *m);
 
-// The global L2 norm of all gradients (NaN/inf when any is non-finite).
+// The global L2 norm of all gradients (NaN/inf when any is non-finite), from this process's full
+// gradient buffers.
 double grad_global_norm(const llava_model *m);
 
-// One update: global norm, optional clipping, then AdamW per view at the lr of schedule update
-// `k` (1-based; the run's step, which keeps counting over skipped updates). Gradients are scaled by
-// `grad_scale` first. Returns the norm before clipping. A non-finite norm skips the update (nothing
-// changes, n_skipped counts it) and returns the norm.
+// Gradient reduction over the ranks, called by the step loop around each micro-batch's backward
+// (the model's GRAD buffers are zeroed once at the start of the step, as on one process):
+//   optim_micro_begin(s, m, i)   before micro-batch i's backward. ZeRO-2, i > 0: zeroes the GRAD
+//                                buffers and puts this rank's accumulated slices back into them, so
+//                                the next reduce-scatter adds to what is there.
+//   optim_micro_end(s, m)        after it. ZeRO-2: reduce-scatter of every bucket into grad_shard.
+//   optim_reduce(s, m)           after the last one. ZeRO-0: all-reduce of every bucket (then every
+//                                rank holds the summed gradient); ZeRO-1: reduce-scatter of every
+//                                bucket into grad_shard; ZeRO-2: nothing left to do.
+// The callers scale their losses so that the SUM over ranks is the step's gradient.
+void optim_micro_begin(optim_state *s, llava_model *m, int micro);
+void optim_micro_end(optim_state *s, llava_model *m);
+void optim_reduce(optim_state *s, llava_model *m);
+
+// One update: global norm, optional clipping, then AdamW per view (ZeRO-1/2: per view and slice)
+// at the lr of schedule update `k` (1-based; the run's step, which keeps counting over skipped
+// updates); ZeRO-1/2 then all-gather the updated parameters. Gradients are scaled by `grad_scale`
+// first. Returns the norm before clipping. A non-finite norm skips the update on every rank
+// (nothing changes, n_skipped counts it) and returns the norm.
 double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k);
 
 #endif

@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,12 +9,15 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../kernels/cuda/cuda.h"
 #include "../data/dataset.h"
 #include "../data/loader.h"
 #include "../data/prep.h"
 #include "../data/tokenizer.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "export.h"
+#include "memplan.h"
 #include "model/llava.h"
 #include "optim.h"
 
@@ -169,53 +173,92 @@ static int truncate_metrics(const char *path, int step) {
     return rc;
 }
 
+// LLAVA_DEBUG_FAULT=RANK:STEP:exit|kill|hang makes rank RANK exit (without saying goodbye to its
+// peers), die of SIGKILL, or hang at the start of step STEP: how the tests check that the other
+// ranks stop within the collective timeout instead of waiting forever.
+static void debug_fault(int rank, int step) {
+    const char *f = getenv("LLAVA_DEBUG_FAULT");
+    int r, s;
+    char mode[8] = "";
+    if (!f || sscanf(f, "%d:%d:%7s", &r, &s, mode) != 3 || r != rank || s != step) return;
+    fprintf(stderr, "\nllava: rank %d: LLAVA_DEBUG_FAULT: %s at step %d\n", rank, mode, step);
+    fflush(stderr);
+    if (strcmp(mode, "hang") == 0)
+        for (;;) pause();
+    if (strcmp(mode, "kill") == 0) raise(SIGKILL);
+    _exit(3);
+}
+
 int train_run(const train_config *c, const train_options *opt) {
+    dist *d = opt->dist ? opt->dist : dist_single();
+    int rank = dist_rank(d), world = dist_world(d), lead = rank == 0;
+    // Collective deadlines: start-up (prep, weights, the first step) gets the long one, the steps
+    // after it the collective timeout (train.nccl_timeout_s is its older name), and waits on rank
+    // 0's writes (checkpoints, the final export) the longer of the two.
+    int coll_timeout = cfg_int(c, "train.nccl_timeout_s") > 0 ? cfg_int(c, "train.nccl_timeout_s")
+                                                              : cfg_int(c, "train.collective_timeout_s");
+    int init_timeout = cfg_int(c, "train.init_timeout_s");
+    double write_timeout = init_timeout > coll_timeout ? init_timeout : coll_timeout;
+    dist_set_timeout(d, init_timeout);
+    int rc = 0;
+    llava_model m = {0};
+    llava_dataset ds = {0};
+    optim_state os = {0};
+    loader *ld = NULL;
+    char *metrics_path = NULL, *config_json = NULL;
+    int have_model = 0, have_ds = 0, have_os = 0;
+    FILE *mf = NULL;
+
     const char *out_dir = cfg_str(c, "checkpoint.output_dir");
-    if (mkdir_p(out_dir) != 0) return -1;
     const char *device = cfg_str(c, "train.device");
     const llava_ops *ops = strcmp(device, "cpu") == 0 ? ops_cpu() : ops_cuda();
-    if (!ops) return llava_fail("train.device cuda: this build has no CUDA op table yet (use train.device=cpu)");
     trainable_set ts;
     int want_p = cfg_list_has(c, "train.trainable", "projector"), want_lm = cfg_list_has(c, "train.trainable", "lm");
-    if (cfg_list_has(c, "train.trainable", "vision")) return llava_fail("train.trainable: training the vision tower is not supported");
-    if (cfg_list_has(c, "train.trainable", "lora")) return llava_fail("train.trainable: LoRA is not implemented yet");
     // The LM trains with the projector's gradient buffers too (its backward runs through them); a
     // frozen projector is then frozen by name.
     ts = want_lm ? TRAIN_PROJECTOR_LM : TRAIN_PROJECTOR;
-    if (!want_p && !want_lm) return llava_fail("train.trainable: nothing to train");
+    if (mkdir_p(out_dir) != 0) rc = -1;
+    else if (!ops) rc = llava_fail("train.device cuda: this build has no CUDA op table yet (use train.device=cpu)");
+    else if (cfg_list_has(c, "train.trainable", "vision")) rc = llava_fail("train.trainable: training the vision tower is not supported");
+    else if (cfg_list_has(c, "train.trainable", "lora")) rc = llava_fail("train.trainable: LoRA is not implemented yet");
+    else if (!want_p && !want_lm) rc = llava_fail("train.trainable: nothing to train");
+    if (rc != 0) goto done;
 
-    llava_model m;
-    if (train_build_model(c, ops, &m) != 0) return -1;
+    if (train_build_model(c, ops, &m) != 0) {
+        rc = -1;
+        goto done;
+    }
+    have_model = 1;
     llava_model_set_trainable(&m, ts);
     m.checkpoint_layers = cfg_bool(c, "train.gradient_checkpointing");
     int rcf = want_p ? 0 : llava_model_freeze(&m, "projector.");
     for (int i = 0; i < cfg_list_len(c, "train.freeze") && rcf >= 0; i++) rcf = llava_model_freeze(&m, cfg_list_item(c, "train.freeze", i));
     if (rcf < 0) {
-        llava_model_free(&m);
-        return -1;
+        rc = -1;
+        goto done;
     }
-    llava_dataset ds;
-    if (open_dataset(c, out_dir, &ds) != 0) {
-        llava_model_free(&m);
-        return -1;
-    }
+    // Rank 0 prepares the dataset (when data_path is LLaVA JSON) while the others wait for it; then
+    // every rank opens the prepared file.
+    if (lead) rc = open_dataset(c, out_dir, &ds);
+    int lead_rc = rc;
+    dist_broadcast_host(d, &lead_rc, sizeof lead_rc, 0, "start-up: rank 0 prepares the dataset");
+    if (!lead) rc = lead_rc != 0 ? llava_fail("rank 0 could not open or prepare the dataset") : open_dataset(c, out_dir, &ds);
+    if (rc != 0) goto done;
+    have_ds = 1;
     for (int64_t i = 0; i < ds.offsets[ds.n]; i++)
         if (ds.input_ids[i] >= m.cfg.text.vocab_size) {
-            llava_fail("the dataset has token id %d but the language model's vocabulary has %d: wrong tokenizer?",
-                       ds.input_ids[i], m.cfg.text.vocab_size);
-            dataset_close(&ds);
-            llava_model_free(&m);
-            return -1;
+            rc = llava_fail("the dataset has token id %d but the language model's vocabulary has %d: wrong tokenizer?",
+                            ds.input_ids[i], m.cfg.text.vocab_size);
+            goto done;
         }
 
-    int world = 1, per_device = cfg_int(c, "train.per_device_train_batch_size");
+    int per_device = cfg_int(c, "train.per_device_train_batch_size");
     int accum = cfg_int(c, "train.gradient_accumulation_steps"), global = cfg_int(c, "train.global_batch_size");
     if (global > 0) {
         if (global % (per_device * world) != 0) {
-            dataset_close(&ds);
-            llava_model_free(&m);
-            return llava_fail("train.global_batch_size %d is not a multiple of per-device batch %d x %d ranks", global,
-                              per_device, world);
+            rc = llava_fail("train.global_batch_size %d is not a multiple of per-device batch %d x %d ranks", global,
+                            per_device, world);
+            goto done;
         }
         accum = global / (per_device * world);
     }
@@ -223,7 +266,7 @@ int train_run(const train_config *c, const train_options *opt) {
     loader_config lc = {.ds = &ds,
                         .batch = per_device,
                         .world = world,
-                        .rank = 0,
+                        .rank = rank,
                         .accum = accum,
                         .group_by_modality = cfg_bool(c, "data.group_by_modality_length"),
                         .seed = sampler_seed < 0 ? TORCH_DEFAULT_SEED : (uint64_t)sampler_seed,
@@ -237,47 +280,53 @@ int train_run(const train_config *c, const train_options *opt) {
                         .threads = cfg_int(c, "data.dataloader_num_workers"),
                         .prefetch = cfg_int(c, "data.prefetch")};
 
-    // Where to start: the newest complete checkpoint when resuming.
-    optim_state os;
-    optim_init(&os, &m);
+    // Where to start: the newest complete checkpoint when resuming. Rank 0 picks it and every rank
+    // loads that one (each keeps its own shards of the optimizer state).
+    optim_init_dist(&os, &m, d, cfg_int(c, "train.zero_stage"));
+    have_os = 1;
     ckpt_state st = {0};
     int step = 0;
     loader_pos start = {0, 0};
     long tokens_seen = 0;
     int consecutive = 0;
-    char *metrics_path = path_join(out_dir, "metrics.jsonl");
-    ckpt_clean_partial(out_dir);
+    metrics_path = path_join(out_dir, "metrics.jsonl");
+    if (lead) ckpt_clean_partial(out_dir);
     if (opt->resume) {
-        char *latest = ckpt_latest(out_dir);
-        if (latest) {
+        double found = -1;
+        if (lead) {
+            char *latest = ckpt_latest(out_dir);
+            if (latest) found = atoi(strrchr(latest, '-') + 1);
+            free(latest);
+        }
+        dist_broadcast_host(d, &found, sizeof found, 0, "resume: the checkpoint to load");
+        if (found >= 0) {
+            char name[64];
+            snprintf(name, sizeof name, "checkpoint-%d", (int)found);
+            char *latest = path_join(out_dir, name);
             if (ckpt_load(latest, &m, &os, &st) != 0) {
                 free(latest);
-                free(metrics_path);
-                optim_free(&os, &m);
-                dataset_close(&ds);
-                llava_model_free(&m);
-                return -1;
+                rc = -1;
+                goto done;
             }
             step = st.step;
             start = (loader_pos){st.epoch, st.loader_step};
             tokens_seen = (long)st.tokens_seen;
             consecutive = st.consecutive_skipped;
-            fprintf(stderr, "train: resuming from %s (step %d)\n", latest, step);
+            if (lead)
+                fprintf(stderr, "train: resuming from %s (step %d, written by %d rank%s)\n", latest, step, st.world,
+                        st.world == 1 ? "" : "s");
             free(latest);
             ckpt_state_free(&st);
-        } else {
+        } else if (lead) {
             fprintf(stderr, "train: no complete checkpoint in %s; starting from the beginning\n", out_dir);
         }
     }
-    truncate_metrics(metrics_path, step);
+    if (lead) truncate_metrics(metrics_path, step);
 
-    loader *ld = loader_create(&lc, start);
+    ld = loader_create(&lc, start);
     if (!ld) {
-        free(metrics_path);
-        optim_free(&os, &m);
-        dataset_close(&ds);
-        llava_model_free(&m);
-        return -1;
+        rc = -1;
+        goto done;
     }
     int64_t per_epoch = loader_steps_per_epoch(ld);
     int total = cfg_int(c, "train.max_steps") > 0 ? cfg_int(c, "train.max_steps")
@@ -301,55 +350,74 @@ int train_run(const train_config *c, const train_options *opt) {
     int keep = cfg_int(c, "checkpoint.save_total_limit"), log_every = cfg_int(c, "log.logging_steps");
     int max_bad = cfg_int(c, "train.max_nonfinite_steps");
     int jsonl = strcmp(cfg_str(c, "log.report_to"), "jsonl") == 0;
-    char *config_json = cfg_to_json(c);
-    fprintf(stderr, "train: %s backend, %d steps (%lld per epoch), warmup %d, %d x %d samples per step, trainable: %s\n",
-            ops->name, total, (long long)per_epoch, oc.warmup_steps, accum, per_device,
-            ts == TRAIN_PROJECTOR ? "projector" : "projector + language model");
+    config_json = cfg_to_json(c);
+    int V = accum * world;  // virtual ranks: micro-batches per step over all ranks
+    if (lead) {
+        fprintf(stderr, "train: %s backend, %d steps (%lld per epoch), warmup %d, %d x %d samples per step, trainable: %s\n",
+                ops->name, total, (long long)per_epoch, oc.warmup_steps, V, per_device,
+                ts == TRAIN_PROJECTOR ? "projector" : "projector + language model");
+        if (world > 1)
+            fprintf(stderr, "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets\n",
+                    world, dist_backend_name(dist_kind(d)), accum, accum == 1 ? "" : "es", os.zero, os.n_buckets);
+        mem_plan mp;
+        if (!opt->quiet && mem_plan_make(c, &m.cfg, world, &mp) == 0)
+            mem_plan_print(&mp, strcmp(device, "cuda") == 0 ? MEM_PLAN_GPU_BYTES : 0, stderr);
+    }
 
-    FILE *mf = jsonl ? fopen(metrics_path, "a") : NULL;
-    int rc = 0, ran = 0;
+    mf = lead && jsonl ? fopen(metrics_path, "a") : NULL;
+    int ran = 0;
     double t_start = now_s();
     while (step < total && rc == 0) {
+        debug_fault(rank, step + 1);
         loader_step ls;
         double t0 = now_s();
         if (loader_next(ld, &ls) != 0) {
             rc = -1;
             break;
         }
-        int64_t step_targets = 0, step_tokens = 0;
-        int step_samples = 0, n_micro_nonempty = 0;
+        // The step's counts over every rank (global_tokens needs the target count before the backward).
+        double cnt[4] = {0, 0, 0, 0};  // targets, tokens, samples, non-empty micro-batches
         for (int mi = 0; mi < ls.accum; mi++) {
-            step_targets += ls.micro[mi].n_targets;
-            step_tokens += ls.micro[mi].n_tokens;
-            step_samples += ls.micro[mi].n_samples;
-            n_micro_nonempty += ls.micro[mi].n_targets > 0;
+            cnt[0] += (double)ls.micro[mi].n_targets;
+            cnt[1] += (double)ls.micro[mi].n_tokens;
+            cnt[2] += ls.micro[mi].n_samples;
+            cnt[3] += ls.micro[mi].n_targets > 0;
         }
+        dist_allreduce_host_f64(d, cnt, 4, "step counts");
+        double step_targets = cnt[0], n_micro_nonempty = cnt[3];
+        int64_t step_tokens = (int64_t)cnt[1];
+        int step_samples = (int)cnt[2];
         llava_model_zero_grads(&m);
-        double loss_sum = 0;  // the step's loss under the configured normalisation
+        double loss_sum = 0;  // the step's loss under the configured normalisation (this rank's part)
         for (int mi = 0; mi < ls.accum && rc == 0; mi++) {
             const loader_micro *mb = &ls.micro[mi];
-            if (mb->n_targets == 0) continue;  // a fully masked micro-batch has no loss to learn from
-            for (int ch = 0; ch < mb->n_chunks; ch++) {
+            optim_micro_begin(&os, &m, mi);
+            // A fully masked micro-batch has no loss to learn from (but its rank still takes part
+            // in the reduction).
+            for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0; ch++) {
                 const llava_batch *b = &mb->chunks[ch];
                 if (b->n_targets == 0) continue;
-                // LLaVA: each micro-batch's token mean, averaged over micro-batches (and ranks);
-                // global_tokens: one mean over every target of the step.
-                double w = global_tokens ? (double)b->n_targets / (double)step_targets
-                                         : (double)b->n_targets / (double)mb->n_targets / (double)ls.accum;
+                // LLaVA: each micro-batch's token mean, averaged over micro-batches and ranks;
+                // global_tokens: one mean over every target of the step. The reduction sums ranks.
+                double w = global_tokens ? (double)b->n_targets / step_targets
+                                         : (double)b->n_targets / (double)mb->n_targets / (double)V;
                 float l = llava_forward_backward(&m, b, 1, (float)w, NULL);
                 loss_sum += (double)l * w;
             }
+            optim_micro_end(&os, &m);
         }
+        optim_reduce(&os, &m);
+        dist_allreduce_host_f64(d, &loss_sum, 1, "step loss");
         // With LLaVA's normalisation a micro-batch without targets contributes nothing, so the
         // mean runs over the others (LLaVA would get NaN from it).
-        double loss = global_tokens ? loss_sum : (n_micro_nonempty ? loss_sum * ls.accum / n_micro_nonempty : NAN);
+        double loss = global_tokens ? loss_sum : (n_micro_nonempty > 0 ? loss_sum * V / n_micro_nonempty : NAN);
         double lr = lr_at_update(&oc, step + 1, 0), gnorm = NAN;
         int skipped = 0;
-        if (!isfinite(loss)) {
+        if (!isfinite(loss)) {  // the same verdict on every rank: the loss is the global one
             skipped = 1;
             os.n_skipped++;
         } else {
-            float scale = global_tokens || n_micro_nonempty == ls.accum ? 1.0f : (float)ls.accum / (float)n_micro_nonempty;
+            float scale = global_tokens || n_micro_nonempty == V ? 1.0f : (float)V / (float)n_micro_nonempty;
             gnorm = optim_step(&os, &m, &oc, scale, step + 1);
             skipped = !isfinite(gnorm);
         }
@@ -357,6 +425,7 @@ int train_run(const train_config *c, const train_options *opt) {
         step++;
         ran++;
         tokens_seen += (long)step_tokens;
+        if (ran == 1) dist_set_timeout(d, coll_timeout);  // start-up is over
         double dt = now_s() - t0;
         if (mf && (step % log_every == 0 || step == total)) {
             // JSON has no NaN: a skipped step's loss or norm is null.
@@ -370,7 +439,7 @@ int train_run(const train_config *c, const train_options *opt) {
                     skipped, os.n_skipped);
             fflush(mf);
         }
-        if (!opt->quiet) {
+        if (!opt->quiet && lead) {
             double el = now_s() - t_start, eta = el / ran * (total - step);
             fprintf(stderr, "\rstep %d/%d | loss %.4f | lr %.3g | %.0f tok/s | %.1f samples/s | ETA %dm%02ds   ", step, total,
                     loss, lr, (double)step_tokens / dt, step_samples / dt, (int)(eta / 60), (int)eta % 60);
@@ -386,19 +455,27 @@ int train_run(const train_config *c, const train_options *opt) {
                              .consecutive_skipped = consecutive, .tokens_seen = tokens_seen, .world = world,
                              .config_json = config_json};
             if (mf) fsync(fileno(mf));
+            double t = dist_timeout(d);
+            dist_set_timeout(d, write_timeout);
             if (rc == 0 && ckpt_save(out_dir, &m, &os, &cs, keep) != 0) rc = -1;
+            dist_set_timeout(d, t);
         }
         if (opt->stop_after > 0 && ran >= opt->stop_after) break;
     }
-    if (!opt->quiet) fprintf(stderr, "\n");
-    if (mf) fclose(mf);
+    if (!opt->quiet && lead) fprintf(stderr, "\n");
     const char *last_drop = NULL;
-    int64_t dropped = loader_dropped(ld, &last_drop);
-    if (dropped) fprintf(stderr, "train: %lld samples were dropped for unreadable images (last: %s)\n", (long long)dropped, last_drop);
-    if (ran) fprintf(stderr, "train: waited %.1f s for images over %d steps (%.1f s of training)\n", loader_wait_seconds(ld), ran,
-                     now_s() - t_start);
-    if (rc == 0 && step == total) {
+    double dropped = (double)loader_dropped(ld, &last_drop);
+    if (rc == 0) dist_allreduce_host_f64(d, &dropped, 1, "samples dropped");
+    if (lead && dropped > 0)
+        fprintf(stderr, "train: %.0f samples were dropped for unreadable images (rank 0's last: %s)\n", dropped,
+                last_drop ? last_drop : "-");
+    if (lead && ran)
+        fprintf(stderr, "train: waited %.1f s for images over %d steps (%.1f s of training)\n", loader_wait_seconds(ld), ran,
+                now_s() - t_start);
+    int finished = rc == 0 && step == total;
+    if (finished && lead) {
         // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model.
+        // Every rank holds all parameters, so rank 0 writes them.
         char *pp = path_join(out_dir, "mm_projector.safetensors");
         rc = export_projector(&m, pp, DT_F32);
         free(pp);
@@ -409,11 +486,22 @@ int train_run(const train_config *c, const train_options *opt) {
         }
         if (rc == 0) fprintf(stderr, "train: done, %d steps, %ld skipped; results in %s\n", step, os.n_skipped, out_dir);
     }
+    if (finished && world > 1) {
+        // Every rank ends with rank 0's verdict on the export.
+        dist_set_timeout(d, write_timeout);
+        double ok = lead && rc == 0 ? 1.0 : 0.0;
+        dist_allreduce_host_f64(d, &ok, 1, "final result");
+        if (ok != 1.0 && rc == 0) rc = llava_fail("rank 0 failed to write the results");
+    }
+
+done:
+    if (mf) fclose(mf);
     free(config_json);
     free(metrics_path);
-    loader_free(ld);
-    optim_free(&os, &m);
-    dataset_close(&ds);
-    llava_model_free(&m);
+    if (ld) loader_free(ld);
+    if (have_os) optim_free(&os, &m);
+    if (have_ds) dataset_close(&ds);
+    if (have_model) llava_model_free(&m);
+    if (!opt->dist) dist_finalize(d);
     return rc;
 }

@@ -11,13 +11,20 @@
 #include "model/config.h"
 #include "model/llava.h"
 
+struct dist;
+
 typedef struct {
+    struct dist *dist;  // the process group this rank belongs to (NULL: one process)
     int resume;         // continue from the newest complete checkpoint in output_dir
     int quiet;          // no progress line
     int stop_after;     // > 0: return after this many steps of this invocation (tests)
 } train_options;
 
-// Runs the whole configured training. Returns 0, or -1 with llava_errmsg().
+// Runs the whole configured training on this rank. Every rank of opt->dist calls it with the same
+// config: each trains on its share of every global batch (data/loader.h), gradients are reduced
+// and the optimizer state sharded as train.zero_stage says (train/optim.h), and rank 0 alone writes
+// metrics, checkpoints and results. Returns 0, or -1 with llava_errmsg(); a rank that fails should
+// end the job (dist_abort), since the others would wait for it in their next collective.
 int train_run(const train_config *c, const train_options *opt);
 
 // The model config a training run builds: from model.init, or from model.llm (a LLaMA folder)

@@ -5,6 +5,7 @@
 
 #include "../../common/util.h"
 #include "../config.h"
+#include "../dist.h"
 #include "../trainer.h"
 #include "commands.h"
 
@@ -33,8 +34,26 @@ int cmd_train(int argc, char **argv) {
     }
     if (rc == 0 && !preset) rc = llava_fail("usage: llava train CONFIG.json [--set key=value ...] [--resume]");
     if (rc == 0) rc = cfg_validate(&c);
+    // The process group from how this process was launched (mpirun, srun, torchrun-style
+    // variables, or nothing: one process). See docs/distributed.md.
+    dist *d = NULL;
+    if (rc == 0) {
+        dist_options o = {.cuda = strcmp(cfg_str(&c, "train.device"), "cuda") == 0,
+                          .timeout_s = cfg_int(&c, "train.init_timeout_s")};
+        d = dist_init(&o);
+        if (!d) rc = -1;
+    }
+    opt.dist = d;
     if (rc == 0) rc = train_run(&c, &opt);
-    if (rc != 0) fprintf(stderr, "llava train: %s\n", llava_errmsg());
+    if (rc != 0) {
+        if (dist_world(d) > 1) {
+            // The other ranks would wait for this one in their next collective: end them all now.
+            fprintf(stderr, "llava train: rank %d of %d: %s\n", dist_rank(d), dist_world(d), llava_errmsg());
+            dist_abort(d, 1);
+        }
+        fprintf(stderr, "llava train: %s\n", llava_errmsg());
+    }
+    dist_finalize(d);
     cfg_free(&c);
     return rc == 0 ? 0 : 1;
 }

@@ -1,0 +1,364 @@
+// train/dist.h, the optimizer's buckets and shards, and the memory plan, in one process:
+//   - the sharding layout (contiguous slices, the leftover on the last rank, ranks with nothing);
+//   - the one-process backend and launch detection from the environment;
+//   - the TCP rendezvous of torchrun-style launches (forked ranks on localhost), and its deadline
+//     when a rank never comes or rank 0 is not there;
+//   - gradient buckets: trainable views only (frozen ones never reduced), one layer at most, and
+//     every rank's slices partitioning each bucket;
+//   - the sampler giving every rank a disjoint share of each global batch, with LLaVA's tail
+//     (accelerate's even_batches) at the end of the epoch;
+//   - the memory plan of the 7B and 13B presets against hand-computed numbers.
+// The multi-rank runs themselves (mpirun) are tests/dist/test_dist_mpi.c.
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../data/sampler.h"
+#include "../kernels/ops.h"
+#include "../train/config.h"
+#include "../train/dist.h"
+#include "../train/memplan.h"
+#include "../train/model/llava.h"
+#include "../train/optim.h"
+#include "../train/trainer.h"
+#include "check.h"
+
+static void test_layout(void) {
+    const size_t ns[] = {0, 1, 3, 7, 8, 9, 1000, 1001, 1007};
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+        for (int w = 1; w <= 8; w++) {
+            size_t n = ns[i], next = 0;
+            int ok = 1;
+            for (int r = 0; r < w; r++) {
+                ok &= dist_shard_begin(n, w, r) == next;  // contiguous, in rank order
+                next += dist_shard_count(n, w, r);
+                if (r < w - 1) ok &= dist_shard_count(n, w, r) == n / (size_t)w;
+            }
+            CHECK(ok && next == n, "n %zu on %d ranks: slices do not tile the buffer", n, w);
+        }
+    // The leftover goes to the last rank; with fewer elements than ranks it holds them all.
+    CHECK_EQ_INT(dist_shard_count(1007, 8, 7), 125 + 7);
+    CHECK_EQ_INT(dist_shard_count(3, 8, 0), 0);
+    CHECK_EQ_INT(dist_shard_count(3, 8, 7), 3);
+}
+
+static void test_single(void) {
+    dist *d = dist_single();
+    CHECK(dist_rank(d) == 0 && dist_world(d) == 1 && dist_kind(d) == DIST_SINGLE, "one-process group");
+    float x[5] = {1, 2, 3, 4, 5}, y[5] = {0};
+    double h[2] = {1.5, -2};
+    CHECK(dist_allreduce_f32(d, x, 5, "t") == 0 && x[4] == 5, "all-reduce over one rank is the identity");
+    CHECK(dist_reduce_scatter_f32(d, x, 5, y, "t") == 0 && memcmp(x, y, sizeof x) == 0, "reduce-scatter: the whole buffer");
+    CHECK(dist_allreduce_host_f64(d, h, 2, "t") == 0 && h[0] == 1.5 && h[1] == -2, "host all-reduce");
+    memset(y, 0, sizeof y);
+    CHECK(dist_gather_host_f32(d, x, 5, y, 0, "t") == 0 && memcmp(x, y, sizeof x) == 0, "gather");
+    CHECK(dist_allgather(d, x, 5, 4, "t") == 0 && dist_barrier(d, "t") == 0, "all-gather, barrier");
+    dist_finalize(d);
+
+    // From the environment: nothing set means one process; torchrun-style variables on the CPU ask
+    // for MPI, and say so.
+    unsetenv("RANK");
+    unsetenv("WORLD_SIZE");
+    dist_options o = {.cuda = 0, .timeout_s = 5};
+    d = dist_init(&o);
+    CHECK(d && dist_world(d) == 1, "no launcher: one process");
+    dist_finalize(d);
+    setenv("RANK", "0", 1);
+    setenv("WORLD_SIZE", "2", 1);
+    d = dist_init(&o);
+    CHECK(d == NULL, "WORLD_SIZE=2 on the CPU without MPI accepted");
+    CHECK_ERR_HAS("mpirun");
+    setenv("RANK", "2", 1);
+    o.cuda = 1;
+    d = dist_init(&o);
+    CHECK(d == NULL, "RANK >= WORLD_SIZE accepted");
+    CHECK_ERR_HAS("WORLD_SIZE");
+    unsetenv("RANK");
+    unsetenv("WORLD_SIZE");
+}
+
+// A port that was free a moment ago.
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void fill(unsigned char *b, size_t n, unsigned seed) {
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(seed * 131 + i * 7);
+}
+
+// Ranks 1.. (forked) and rank 0 (this process) meet on localhost; the children exit 0 when they
+// got rank 0's blob. Returns how many children failed; *rc0 is rank 0's result.
+static int rendezvous(int world, int present, double timeout, int *rc0) {
+    int port = free_port();
+    pid_t kids[16];
+    int n = 0;
+    for (int r = 1; r < present; r++) {
+        pid_t p = fork();
+        if (p == 0) {
+            unsigned char got[128] = {0}, want[128];
+            fill(want, sizeof want, 77);
+            int rc = dist_tcp_rendezvous("127.0.0.1", port, r, world, got, sizeof got, timeout);
+            _exit(rc == 0 && memcmp(got, want, sizeof got) == 0 ? 0 : 1);
+        }
+        kids[n++] = p;
+    }
+    unsigned char blob[128];
+    fill(blob, sizeof blob, 77);
+    *rc0 = dist_tcp_rendezvous("127.0.0.1", port, 0, world, blob, sizeof blob, timeout);
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        int st;
+        waitpid(kids[i], &st, 0);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    return failed;
+}
+
+static void test_rendezvous(void) {
+    int rc0;
+    int failed = rendezvous(4, 4, 20, &rc0);
+    CHECK(rc0 == 0 && failed == 0, "4 ranks on localhost: rank 0 %d, %d others failed (%s)", rc0, failed, llava_errmsg());
+    // Rank 3 never comes: rank 0 gives up at the deadline and names it; the others fail too.
+    double t0 = (double)time(NULL);
+    failed = rendezvous(4, 3, 1.5, &rc0);
+    CHECK(rc0 != 0 && failed == 2, "a missing rank: rank 0 %d, %d of 2 others failed", rc0, failed);
+    CHECK_ERR_HAS("missing: 3");
+    CHECK((double)time(NULL) - t0 < 10, "the rendezvous deadline was not kept");
+    // No rank 0 at all: a rank retries until its deadline, then says where it tried.
+    unsigned char b[16];
+    int rc = dist_tcp_rendezvous("127.0.0.1", free_port(), 1, 2, b, sizeof b, 1.0);
+    CHECK(rc != 0, "no rank 0, yet the rendezvous succeeded");
+    CHECK_ERR_HAS("could not reach rank 0");
+}
+
+// The tiny golden model with the LM trainable and its layer 0 frozen by name, on a pretend world of
+// 3 ranks (layouts only: no collective runs in optim_init_dist on the CPU).
+static void test_buckets(void) {
+    llava_model m;
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", ops_cpu()) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
+    CHECK(llava_model_freeze(&m, "lm.model.layers.0.") > 0, "%s", llava_errmsg());
+    size_t trainable = 0;
+    for (int i = 0; i < m.pt.n_views; i++)
+        if (m.pt.views[i].used && !llava_model_is_frozen(&m, &m.pt.views[i])) trainable += m.pt.views[i].numel;
+    size_t state_sum[N_GROUPS] = {0};
+    int n_buckets = 0;
+    for (int r = 0; r < 3; r++) {
+        dist *d = dist_single();  // a pretend rank r of 3 (its collectives would be the identity)
+        d->kind = DIST_MPI;
+        d->world = 3;
+        d->rank = r;
+        optim_state s;
+        optim_init_dist(&s, &m, d, 2);
+        CHECK(s.zero == 2 && s.n_buckets > 2, "ZeRO-2 with %d buckets", s.n_buckets);
+        size_t covered = 0;
+        int bad = 0;
+        for (int b = 0; b < s.n_buckets; b++) {
+            const grad_bucket *k = &s.buckets[b];
+            size_t n = 0;
+            for (int i = k->view_first; i <= k->view_last; i++) {
+                const param_view *v = &m.pt.views[i];
+                bad += llava_model_is_frozen(&m, v) || v->group != k->group || v->layer != k->layer ||
+                       v->offset != k->lo + n;
+                n += v->numel;
+            }
+            bad += n != k->n;
+            covered += k->n;
+            // This rank's slice is the layout's.
+            bad += k->own_lo != k->lo + dist_shard_begin(k->n, 3, r) || k->own_n != dist_shard_count(k->n, 3, r);
+        }
+        CHECK(bad == 0, "rank %d: %d bucket inconsistencies (frozen view, mixed layers, gaps, wrong slice)", r, bad);
+        CHECK(covered == trainable, "buckets cover %zu of %zu trainable parameters", covered, trainable);
+        for (int g = 0; g < N_GROUPS; g++) state_sum[g] += s.state_numel[g];
+        CHECK(s.grad_shard[GROUP_LM] != NULL && s.grad_shard[GROUP_VISION] == NULL, "gradient shards for trainable groups only");
+        n_buckets = s.n_buckets;
+        optim_free(&s, &m);
+        dist_finalize(d);
+    }
+    CHECK(state_sum[GROUP_PROJECTOR] + state_sum[GROUP_LM] == trainable && state_sum[GROUP_VISION] == 0,
+          "the ranks' optimizer state adds up to the trainable parameters (%zu + %zu vs %zu)", state_sum[GROUP_PROJECTOR],
+          state_sum[GROUP_LM], trainable);
+    // One rank: ZeRO is off whatever the config says, and the state is the groups' full length.
+    optim_state s;
+    optim_init_dist(&s, &m, NULL, 2);
+    CHECK(s.zero == 0 && s.n_buckets == n_buckets && s.state_numel[GROUP_LM] == m.pt.group_numel[GROUP_LM],
+          "one rank: ZeRO-0 layout");
+    optim_free(&s, &m);
+    llava_model_free(&m);
+}
+
+// accelerate's BatchSamplerShard over virtual ranks: rank r's micro-batch i is virtual rank
+// i * world + r (data/loader.h). Every step's shares are disjoint and together make the same global
+// batch as one rank with all the accumulation.
+static void test_sampler_shares(void) {
+    const int64_t N = 103;
+    const int B = 3, V = 8;
+    sampler_config sc = {.n = N, .batch = B, .virtual_ranks = V, .seed = TORCH_DEFAULT_SEED};
+    int64_t *order = xmalloc(sizeof(int64_t) * (size_t)N);
+    sampler_epoch_order(&sc, 0, order);
+    int64_t steps = sampler_batches_per_rank(&sc);
+    CHECK_EQ_INT(steps, 5);  // ceil(103 / 3) = 35 batches over 8 ranks: 5 rounds, the last padded
+    int64_t *seen = xcalloc((size_t)N, sizeof(int64_t));
+    int ok = 1;
+    for (int world = 1; world <= 8; world *= 2) {
+        int accum = V / world;
+        memset(seen, 0, sizeof(int64_t) * (size_t)N);
+        for (int64_t s = 0; s < steps; s++) {
+            int64_t step_seen[103] = {0}, total = 0;
+            for (int r = 0; r < world; r++)
+                for (int i = 0; i < accum; i++) {
+                    int64_t got[3];
+                    int k = sampler_rank_batch(&sc, order, s, i * world + r, got);
+                    for (int j = 0; j < k; j++) {
+                        ok &= step_seen[got[j]]++ == 0;  // disjoint within the step
+                        seen[got[j]]++;
+                        total++;
+                    }
+                }
+            ok &= total == (int64_t)B * V;  // the tail round is padded to a full global batch
+        }
+        int64_t dup = 0;
+        for (int64_t i = 0; i < N; i++) {
+            ok &= seen[i] >= 1;
+            dup += seen[i] - 1;
+        }
+        // 5 x 24 = 120 samples seen: the 103 plus 17 taken again from the start of the epoch order.
+        ok &= dup == 120 - N;
+        for (int64_t i = 0; i < 120 - N; i++) ok &= seen[order[i]] == 2;
+    }
+    CHECK(ok, "every rank's share of each step is disjoint, the epoch covers every sample, the tail recycles the first");
+    free(seen);
+    free(order);
+
+    // LLaVA stage 2 on 8 GPUs (spec §1.3): 665,298 samples in batches of 16 make 41,582 batches, the
+    // last holding 2; the final step gives ranks 0-4 full batches, rank 5 those 2 plus 14 recycled
+    // from the start of the epoch, ranks 6 and 7 recycled batches of 16.
+    sampler_config big = {.n = 665298, .batch = 16, .virtual_ranks = 8, .seed = TORCH_DEFAULT_SEED};
+    order = xmalloc(sizeof(int64_t) * 665298);
+    sampler_epoch_order(&big, 0, order);
+    int64_t last = sampler_batches_per_rank(&big) - 1;
+    CHECK_EQ_INT(last + 1, 5198);
+    int64_t got[16];
+    int fresh[8] = {0}, tail_ok = 1;
+    for (int v = 0; v < 8; v++) {
+        int k = sampler_rank_batch(&big, order, last, v, got);
+        tail_ok &= k == 16;
+        for (int j = 0; j < k; j++) {
+            int64_t pos = (int64_t)(last * 8 + v) * 16 + j;  // where it would sit in the epoch order
+            if (pos < 665298) {
+                tail_ok &= got[j] == order[pos];
+                fresh[v]++;
+            } else {
+                tail_ok &= got[j] == order[pos - 665298];  // recycled from the start
+            }
+        }
+    }
+    CHECK(tail_ok && fresh[4] == 16 && fresh[5] == 2 && fresh[6] == 0 && fresh[7] == 0,
+          "stage-2 tail: ranks 4..7 got %d, %d, %d, %d fresh samples", fresh[4], fresh[5], fresh[6], fresh[7]);
+    free(order);
+}
+
+// Plans against hand-computed numbers. Parameter counts (config.json of vicuna and CLIP-L/336):
+//   vision, 23 of 24 layers used: 1,193,984 + 2,048 + 23 x 12,596,224 = 290,909,184
+//   7B:  LM 2 x 32000 x 4096 + 32 x (4 x 4096^2 + 3 x 4096 x 11008 + 2 x 4096) + 4096 = 6,738,415,616
+//        projector 1024 x 4096 + 4096 + 4096^2 + 4096 = 20,979,712
+//   13B: LM 13,015,864,320, projector 31,467,520
+// Every bucket (embeddings, each layer or part of one, norm + head, the projector) has a multiple
+// of 8 elements, so 8 ranks hold exactly 1/8 of the trainable parameters each.
+static void test_plan(void) {
+    struct {
+        const char *preset, *llm;
+        uint64_t params, grads, state, act, total;
+    } want[] = {
+        // 7B stage 2, ZeRO-2, 8 ranks, 16 x 2048 tokens: params 7,050,304,512 x 2 bf16; grads
+        // 6,759,395,328 x 4; state 6,759,395,328 / 8 = 844,924,416 elements (x 4 bytes for each of
+        // grad shard, master, m, v); activations 19,829,526,528 (8,858,370,048 of them the 33 layer
+        // inputs, 4,047,765,504 one recomputed layer, 2,097,152,000 the logits); reserve 2 GiB:
+        // total 76,633,991,168 bytes = 71.37 GiB, which fits 80 GiB.
+        {"configs/llava15-7b-stage2.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 27037581312ull, 844924416ull,
+         19829526528ull, 76633991168ull},
+        // 7B stage 1 (projector only, 32 x 2048 tokens): 52.18 GiB.
+        {"configs/llava15-7b-stage1.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 83918848ull, 2622464ull,
+         39659053056ull, 56033024000ull},
+        // 13B stage 2 with ZeRO-2: 124.87 GiB, over 80: the fp32 gradient buffers alone are
+        // 48.6 GiB. LLaVA runs this stage under ZeRO-3.
+        {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 52189327360ull, 1630916480ull,
+         26967183360ull, 134075140096ull},
+        // 13B stage 1: 77.25 GiB, fits (barely, at the worst case of 2048 tokens per sample).
+        {"configs/llava15-13b-stage1.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 125870080ull, 3933440ull,
+         53934366720ull, 82947137536ull},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        train_config c;
+        cfg_init_defaults(&c);
+        char *llm = xasprintf("model.llm=%s", want[i].llm);
+        int rc = cfg_load(&c, want[i].preset);
+        if (rc == 0) rc = cfg_set(&c, llm);
+        if (rc == 0) rc = cfg_set(&c, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336");
+        model_config mc;
+        mem_plan p;
+        if (rc == 0) rc = train_model_config(&c, &mc);
+        if (rc == 0) rc = mem_plan_make(&c, &mc, 8, &p);
+        CHECK(rc == 0, "%s: %s", want[i].preset, llava_errmsg());
+        if (rc == 0) {
+            CHECK(p.params == want[i].params && p.grads == want[i].grads && p.state_per_rank == want[i].state &&
+                      p.adam_m == 4 * want[i].state && p.grad_shard == 4 * want[i].state &&
+                      p.master == 4 * want[i].state && p.activations == want[i].act && p.total == want[i].total,
+                  "%s: params %llu grads %llu state %llu activations %llu total %llu", want[i].preset,
+                  (unsigned long long)p.params, (unsigned long long)p.grads, (unsigned long long)p.state_per_rank,
+                  (unsigned long long)p.activations, (unsigned long long)p.total);
+            mem_plan_print(&p, MEM_PLAN_GPU_BYTES, stdout);
+        }
+        free(llm);
+        cfg_free(&c);
+    }
+    CHECK(76633991168ull <= MEM_PLAN_GPU_BYTES && 134075140096ull > MEM_PLAN_GPU_BYTES, "7B stage 2 fits, 13B does not");
+    // Without activation checkpointing the 7B stage-2 micro-batch keeps all 32 layers' activations.
+    train_config c;
+    cfg_init_defaults(&c);
+    model_config mc;
+    cfg_load(&c, "configs/llava15-7b-stage2.json");
+    cfg_set(&c, "model.llm=tests/data/hf/vicuna-7b-v1.5");
+    cfg_set(&c, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336");
+    CHECK(train_model_config(&c, &mc) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(mem_plan_activations(&mc, 16, 2048, 2, 0), 19829526528ull + 31ull * 4047765504ull);
+    cfg_free(&c);
+}
+
+static void test_timeout_keys(void) {
+    train_config c;
+    cfg_init_defaults(&c);
+    CHECK(cfg_int(&c, "train.collective_timeout_s") == 1800 && cfg_int(&c, "train.nccl_timeout_s") == 0,
+          "collective timeout 1800 s by default, the old key unset");
+    CHECK(cfg_set(&c, "train.collective_timeout_s=0") == 0 && cfg_set(&c, "model.llm=x") == 0 &&
+              cfg_set(&c, "model.vision_tower=y") == 0 && cfg_set(&c, "data.data_path=z") == 0 && cfg_validate(&c) != 0,
+          "a zero collective timeout validated");
+    CHECK_ERR_HAS("collective_timeout_s");
+    cfg_free(&c);
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    test_layout();
+    test_single();
+    test_rendezvous();
+    test_buckets();
+    test_sampler_shares();
+    test_plan();
+    test_timeout_keys();
+    return check_done();
+}

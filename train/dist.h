@@ -1,0 +1,144 @@
+// Collectives for data-parallel training (ARCHITECTURE.md decision 9): one interface, three
+// backends.
+//
+//   single  one process; every collective is the identity.
+//   mpi     CPU tensors over MPI (OpenMPI, MPICH): what CI runs, so every data-parallel code path is
+//           tested on the CPU backend with 2-4 ranks.
+//   nccl    GPU tensors over NCCL, bootstrapped through MPI (the NCCL unique id is broadcast with
+//           MPI) or through the torchrun-style environment (the id is handed out over TCP by
+//           rank 0 on MASTER_ADDR:MASTER_PORT).
+//
+// Which one a process gets follows from how it was launched (dist_init) and the device:
+//   mpirun / srun with PMIx / PMI   (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK) -> MPI is initialised;
+//                                   device cpu: mpi; device cuda: nccl with the id sent over MPI
+//   RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (torchrun, or set by hand) -> nccl, id over TCP
+//                                   (rank 0 listens on MASTER_PORT; under torchrun, whose agent
+//                                   holds that port, on MASTER_PORT + 1; LLAVA_RENDEZVOUS_PORT
+//                                   overrides); srun without an MPI plugin: SLURM_PROCID /
+//                                   SLURM_NTASKS / SLURM_LOCALID stand in when MASTER_ADDR is set
+//   nothing                         -> single
+// There is no shared-file bootstrap, so no stale file from an earlier run can be picked up.
+//
+// Memory: "backend memory" is where the op table keeps tensors: host memory for the CPU backend
+// (mpi, single), device memory for CUDA (nccl). Host variants take host memory on every backend.
+//
+// Timeouts: every collective has a deadline (dist_set_timeout). A rank that reaches it prints
+// which collective, its sequence number and the deadline to stderr and brings the whole job down
+// (MPI_Abort; ncclCommAbort and exit(1)), so a rank that hangs or dies never leaves the others
+// waiting forever. Collectives therefore only return on success.
+//
+// Sharding layout used by every "shard" operation: an n-element buffer is cut into `world` slices
+// of n / world elements, in rank order; the last rank's slice also takes the n % world left over.
+// Slices are contiguous, and the collectives over them are the backends' equal-count ones plus,
+// for the few leftover elements, one small extra reduce / broadcast.
+#ifndef LLAVA_TRAIN_DIST_H
+#define LLAVA_TRAIN_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DIST_SINGLE = 0, DIST_MPI = 1, DIST_NCCL = 2 } dist_backend;
+
+typedef struct dist dist;
+
+typedef struct {
+    int cuda;              // tensors live on the GPU (train.device cuda): the nccl backend
+    double timeout_s;      // deadline of the bootstrap and of every collective until dist_set_timeout
+} dist_options;
+
+// Sets up the process group from the environment (see above). Returns NULL with llava_errmsg() when
+// the environment asks for something this build lacks or the rendezvous fails within the timeout.
+dist *dist_init(const dist_options *o);
+// A one-process group (no environment read): what a test or an in-process run uses.
+dist *dist_single(void);
+// Finishes the group (MPI_Finalize, ncclCommDestroy) and frees it. NULL is fine.
+void dist_finalize(dist *d);
+// Ends every rank of the job now with `code` (MPI_Abort / ncclCommAbort + exit): the way out when
+// one rank fails and the others would wait for it in their next collective.
+void dist_abort(dist *d, int code) __attribute__((noreturn));
+
+int dist_rank(const dist *d);
+int dist_world(const dist *d);
+int dist_local_rank(const dist *d);   // rank within the node: the GPU it uses
+dist_backend dist_kind(const dist *d);
+const char *dist_backend_name(dist_backend b);
+// The deadline for each following collective, in seconds (two phases: a long one for start-up,
+// then the run's collective timeout).
+void dist_set_timeout(dist *d, double seconds);
+double dist_timeout(const dist *d);
+
+// ---- the sharding layout
+size_t dist_shard_begin(size_t n, int world, int rank);
+size_t dist_shard_count(size_t n, int world, int rank);
+
+// ---- collectives on backend memory. `what` names the operation in a timeout message.
+// buf (n) += over ranks, in place.
+int dist_allreduce_f32(dist *d, float *buf, size_t n, const char *what);
+// The sum over ranks of buf (n) restricted to this rank's slice, written to out
+// (dist_shard_count(n, world, rank)). buf is not changed.
+int dist_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *out, const char *what);
+// In place: each rank's slice of buf (n elements of elem_bytes) goes to every rank.
+int dist_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what);
+// bytes from `root` to every rank.
+int dist_broadcast(dist *d, void *buf, size_t bytes, int root, const char *what);
+
+// ---- collectives on host memory (any backend)
+int dist_allreduce_host_f64(dist *d, double *x, int n, const char *what);
+int dist_broadcast_host(dist *d, void *buf, size_t bytes, int root, const char *what);
+// Every rank's slice of an n-element array (this rank's in `slice`) assembled in full (n) on
+// `root`; `full` is ignored elsewhere.
+int dist_gather_host_f32(dist *d, const float *slice, size_t n, float *full, int root, const char *what);
+int dist_barrier(dist *d, const char *what);
+
+// ---- the TCP rendezvous of the torchrun-style launch (used by the nccl backend; exposed for
+// tests). Rank 0 listens on port `port`, accepts the other world - 1 ranks (each says its rank and
+// the world size it expects: a mismatch or a duplicate fails the run) and sends each of them
+// `blob` (len bytes); the others connect to addr:port, retrying until the deadline, and receive
+// the blob. Returns 0, or -1 with a message naming what was missing when the deadline passed.
+int dist_tcp_rendezvous(const char *addr, int port, int rank, int world, void *blob, size_t len, double timeout_s);
+
+// ---- backend internals (dist_mpi.c, dist_nccl.c)
+typedef struct {
+    int (*allreduce_f32)(dist *d, float *buf, size_t n, const char *what);
+    int (*reduce_scatter_f32)(dist *d, const float *buf, size_t n, float *out, const char *what);
+    int (*allgather)(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what);
+    int (*broadcast)(dist *d, void *buf, size_t bytes, int root, const char *what);
+    int (*allreduce_host_f64)(dist *d, double *x, int n, const char *what);
+    int (*broadcast_host)(dist *d, void *buf, size_t bytes, int root, const char *what);
+    int (*gather_host_f32)(dist *d, const float *slice, size_t n, float *full, int root, const char *what);
+    int (*barrier)(dist *d, const char *what);
+    void (*abort)(dist *d, int code);
+    void (*finalize)(dist *d);
+} dist_impl;
+
+struct dist {
+    dist_backend kind;
+    int rank, world, local_rank;
+    double timeout_s;
+    uint64_t seq;          // collectives issued so far (named in timeout messages)
+    const dist_impl *impl;
+    void *state;           // the backend's own
+};
+
+// Fails the job after a collective passed its deadline (prints, then the backend's abort).
+void dist_timeout_fail(dist *d, const char *what) __attribute__((noreturn));
+double dist_now(void);
+// Sleep between polls of an unfinished collective: short at first, longer as the wait goes on.
+void dist_poll_pause(int iteration);
+
+#ifdef LLAVA_HAVE_MPI
+// dist_mpi.c: MPI_Init, then the CPU collectives (cuda = 0), or the NCCL communicator with its
+// unique id broadcast over MPI (cuda = 1; MPI stays initialised for finalize and abort).
+int dist_mpi_init(dist *d, const dist_options *o);
+int dist_mpi_bootstrap_bcast(dist *d, void *buf, size_t bytes);
+void dist_mpi_finalize_only(void);
+void dist_mpi_abort_only(int code);
+#endif
+#ifdef LLAVA_HAVE_NCCL
+// dist_nccl.c: the communicator from a unique id that rank 0 made and every rank now holds.
+int dist_nccl_get_unique_id(void *id, size_t len);
+int dist_nccl_init(dist *d, const void *id, size_t len, int bootstrap_mpi);
+size_t dist_nccl_id_bytes(void);
+#endif
+
+#endif

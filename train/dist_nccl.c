@@ -1,0 +1,276 @@
+// The NCCL backend: GPU tensors (device memory) over NCCL on a communications stream of its own.
+//
+// Every collective waits for the device to finish what came before (cudaDeviceSynchronize), is
+// enqueued on the communicator (non-blocking: ncclCommInitRankConfig with blocking = 0), and is then
+// polled (ncclCommGetAsyncError and an event on the stream) against the collective deadline. Past
+// the deadline, or on an asynchronous NCCL error, the rank names the collective, aborts the
+// communicator (ncclCommAbort, which unblocks the kernels stuck waiting for a dead peer) and exits
+// non-zero: each rank runs this watchdog itself, so a dead or hung rank stops every other one.
+//
+// Not done yet (the collectives block the host): overlapping the per-layer gradient reduction with
+// the backward of the next layer. The per-layer buckets exist (train/optim.h); what is missing is
+// issuing their reduce-scatter from the backward on this stream with events ordering it after the
+// layer's weight-gradient GEMMs.
+#ifdef LLAVA_HAVE_NCCL
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "dist.h"
+
+#define STAGE_BYTES ((size_t)64 << 20)  // device staging for host-memory collectives
+
+typedef struct {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    cudaEvent_t done;
+    void *scratch;  // (STAGE_BYTES) device
+    int mpi;        // bootstrapped through MPI: finalize and abort MPI too
+} nccl_state;
+
+static void nccl_fatal(dist *d, const char *what, const char *why) __attribute__((noreturn));
+static void nccl_fatal(dist *d, const char *what, const char *why) {
+    fprintf(stderr, "\nllava: rank %d of %d: collective #%llu (%s, nccl) failed: %s. Stopping.\n", d->rank, d->world,
+            (unsigned long long)d->seq, what ? what : "?", why);
+    fflush(stderr);
+    d->impl->abort(d, 1);
+    _exit(1);
+}
+
+static void ck_cuda(dist *d, cudaError_t e, const char *what) {
+    if (e != cudaSuccess) nccl_fatal(d, what, cudaGetErrorString(e));
+}
+
+static void ck_nccl(dist *d, ncclResult_t r, const char *what) {
+    if (r != ncclSuccess && r != ncclInProgress) nccl_fatal(d, what, ncclGetErrorString(r));
+}
+
+// Before a collective: everything the compute stream wrote is complete.
+static void nccl_begin(dist *d, const char *what) { ck_cuda(d, cudaDeviceSynchronize(), what); }
+
+// After enqueueing: waits until the communicator has issued the work and the stream has run it.
+static int nccl_wait(dist *d, const char *what) {
+    nccl_state *s = d->state;
+    double deadline = dist_now() + d->timeout_s;
+    d->seq++;
+    ncclResult_t ae = ncclInProgress;
+    for (int it = 0;; it++) {
+        ck_nccl(d, ncclCommGetAsyncError(s->comm, &ae), what);
+        if (ae == ncclSuccess) break;
+        if (ae != ncclInProgress) nccl_fatal(d, what, ncclGetErrorString(ae));
+        if (dist_now() > deadline) dist_timeout_fail(d, what);
+        dist_poll_pause(it);
+    }
+    ck_cuda(d, cudaEventRecord(s->done, s->stream), what);
+    for (int it = 0;; it++) {
+        cudaError_t e = cudaEventQuery(s->done);
+        if (e == cudaSuccess) return 0;
+        if (e != cudaErrorNotReady) nccl_fatal(d, what, cudaGetErrorString(e));
+        ck_nccl(d, ncclCommGetAsyncError(s->comm, &ae), what);
+        if (ae != ncclSuccess && ae != ncclInProgress) nccl_fatal(d, what, ncclGetErrorString(ae));
+        if (dist_now() > deadline) dist_timeout_fail(d, what);
+        dist_poll_pause(it);
+    }
+}
+
+static int nccl_allreduce_f32(dist *d, float *buf, size_t n, const char *what) {
+    nccl_state *s = d->state;
+    nccl_begin(d, what);
+    ck_nccl(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, s->comm, s->stream), what);
+    return nccl_wait(d, what);
+}
+
+static int nccl_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *out, const char *what) {
+    nccl_state *s = d->state;
+    size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
+    nccl_begin(d, what);
+    ck_nccl(d, ncclGroupStart(), what);
+    if (per) ck_nccl(d, ncclReduceScatter(buf, out, per, ncclFloat, ncclSum, s->comm, s->stream), what);
+    // The n % world left over belong to the last rank.
+    if (tail) ck_nccl(d, ncclReduce(buf + per * (size_t)d->world, out + per, tail, ncclFloat, ncclSum, d->world - 1, s->comm, s->stream), what);
+    ck_nccl(d, ncclGroupEnd(), what);
+    return nccl_wait(d, what);
+}
+
+static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
+    nccl_state *s = d->state;
+    size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
+    char *b = buf;
+    nccl_begin(d, what);
+    ck_nccl(d, ncclGroupStart(), what);
+    if (per)  // in place: this rank's slice sits at its offset in the output
+        ck_nccl(d, ncclAllGather(b + (size_t)d->rank * per * elem_bytes, b, per * elem_bytes, ncclUint8, s->comm, s->stream), what);
+    if (tail) {
+        char *t = b + per * (size_t)d->world * elem_bytes;
+        ck_nccl(d, ncclBroadcast(t, t, tail * elem_bytes, ncclUint8, d->world - 1, s->comm, s->stream), what);
+    }
+    ck_nccl(d, ncclGroupEnd(), what);
+    return nccl_wait(d, what);
+}
+
+static int nccl_broadcast(dist *d, void *buf, size_t bytes, int root, const char *what) {
+    nccl_state *s = d->state;
+    nccl_begin(d, what);
+    ck_nccl(d, ncclBroadcast(buf, buf, bytes, ncclUint8, root, s->comm, s->stream), what);
+    return nccl_wait(d, what);
+}
+
+static int nccl_allreduce_host_f64(dist *d, double *x, int n, const char *what) {
+    nccl_state *s = d->state;
+    size_t bytes = sizeof(double) * (size_t)n;
+    if (bytes > STAGE_BYTES) nccl_fatal(d, what, "too many host values for the staging buffer");
+    ck_cuda(d, cudaMemcpy(s->scratch, x, bytes, cudaMemcpyHostToDevice), what);
+    ck_nccl(d, ncclAllReduce(s->scratch, s->scratch, (size_t)n, ncclDouble, ncclSum, s->comm, s->stream), what);
+    nccl_wait(d, what);
+    ck_cuda(d, cudaMemcpy(x, s->scratch, bytes, cudaMemcpyDeviceToHost), what);
+    return 0;
+}
+
+static int nccl_broadcast_host(dist *d, void *buf, size_t bytes, int root, const char *what) {
+    nccl_state *s = d->state;
+    for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
+        size_t k = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
+        if (d->rank == root) ck_cuda(d, cudaMemcpy(s->scratch, (char *)buf + off, k, cudaMemcpyHostToDevice), what);
+        ck_nccl(d, ncclBroadcast(s->scratch, s->scratch, k, ncclUint8, root, s->comm, s->stream), what);
+        nccl_wait(d, what);
+        if (d->rank != root) ck_cuda(d, cudaMemcpy((char *)buf + off, s->scratch, k, cudaMemcpyDeviceToHost), what);
+    }
+    return 0;
+}
+
+// Rank by rank, in staging-sized pieces, point to point: the root never holds more than one piece
+// on the device (a 7B model's Adam moments would not fit there whole).
+static int nccl_gather_host_f32(dist *d, const float *slice, size_t n, float *full, int root, const char *what) {
+    nccl_state *s = d->state;
+    const size_t chunk = STAGE_BYTES / sizeof(float);
+    for (int r = 0; r < d->world; r++) {
+        size_t cnt = dist_shard_count(n, d->world, r), beg = dist_shard_begin(n, d->world, r);
+        if (r == root) {
+            if (d->rank == root) memmove(full + beg, slice, sizeof(float) * cnt);
+            continue;
+        }
+        if (d->rank != r && d->rank != root) continue;
+        for (size_t off = 0; off < cnt; off += chunk) {
+            size_t k = cnt - off < chunk ? cnt - off : chunk;
+            if (d->rank == r) {
+                ck_cuda(d, cudaMemcpy(s->scratch, slice + off, sizeof(float) * k, cudaMemcpyHostToDevice), what);
+                ck_nccl(d, ncclSend(s->scratch, k, ncclFloat, root, s->comm, s->stream), what);
+                nccl_wait(d, what);
+            } else {
+                ck_nccl(d, ncclRecv(s->scratch, k, ncclFloat, r, s->comm, s->stream), what);
+                nccl_wait(d, what);
+                ck_cuda(d, cudaMemcpy(full + beg + off, s->scratch, sizeof(float) * k, cudaMemcpyDeviceToHost), what);
+            }
+        }
+    }
+    return 0;
+}
+
+static int nccl_barrier(dist *d, const char *what) {
+    nccl_state *s = d->state;
+    nccl_begin(d, what);
+    ck_nccl(d, ncclAllReduce(s->scratch, s->scratch, 1, ncclFloat, ncclSum, s->comm, s->stream), what);
+    return nccl_wait(d, what);
+}
+
+static void nccl_abort(dist *d, int code) {
+    nccl_state *s = d->state;
+    fflush(stdout);
+    fflush(stderr);
+    if (s && s->comm) ncclCommAbort(s->comm);
+#ifdef LLAVA_HAVE_MPI
+    if (s && s->mpi) dist_mpi_abort_only(code);
+#endif
+    exit(code);
+}
+
+static void nccl_finalize(dist *d) {
+    nccl_state *s = d->state;
+    if (!s) return;
+    cudaDeviceSynchronize();
+    ncclCommDestroy(s->comm);
+    cudaFree(s->scratch);
+    cudaEventDestroy(s->done);
+    cudaStreamDestroy(s->stream);
+#ifdef LLAVA_HAVE_MPI
+    if (s->mpi) dist_mpi_finalize_only();
+#endif
+    free(s);
+    d->state = NULL;
+}
+
+static const dist_impl NCCL_IMPL = {nccl_allreduce_f32, nccl_reduce_scatter_f32, nccl_allgather, nccl_broadcast,
+                                    nccl_allreduce_host_f64, nccl_broadcast_host, nccl_gather_host_f32,
+                                    nccl_barrier, nccl_abort, nccl_finalize};
+
+size_t dist_nccl_id_bytes(void) { return sizeof(ncclUniqueId); }
+
+int dist_nccl_get_unique_id(void *id, size_t len) {
+    ncclUniqueId u;
+    ncclResult_t r = ncclGetUniqueId(&u);
+    if (r != ncclSuccess) return llava_fail("ncclGetUniqueId: %s", ncclGetErrorString(r));
+    memcpy(id, &u, len < sizeof u ? len : sizeof u);
+    return 0;
+}
+
+int dist_nccl_init(dist *d, const void *id, size_t len, int bootstrap_mpi) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0)
+        return llava_fail("rank %d: the NCCL backend needs a GPU and none is visible", d->rank);
+    // GPU = local rank; a launcher that shows each rank one GPU (srun --gpus-per-task=1) leaves it
+    // device 0. The GPU is chosen before anything allocates on it (the CUDA backend uses the current
+    // device).
+    int dev = ndev == 1 ? 0 : d->local_rank;
+    if (dev >= ndev)
+        return llava_fail("rank %d: local rank %d but only %d GPUs are visible on this node", d->rank, d->local_rank, ndev);
+    if (cudaSetDevice(dev) != cudaSuccess) return llava_fail("rank %d: cudaSetDevice(%d) failed", d->rank, dev);
+    nccl_state *s = xcalloc(1, sizeof *s);
+    s->mpi = bootstrap_mpi;
+    if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess ||
+        cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming) != cudaSuccess ||
+        cudaMalloc(&s->scratch, STAGE_BYTES) != cudaSuccess) {
+        free(s);
+        return llava_fail("rank %d: cannot create the NCCL stream or staging buffer", d->rank);
+    }
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;  // init and collectives return at once; nccl_wait polls them against the deadline
+    ncclUniqueId u;
+    memset(&u, 0, sizeof u);
+    memcpy(&u, id, len < sizeof u ? len : sizeof u);
+    ncclResult_t r = ncclCommInitRankConfig(&s->comm, d->world, u, d->rank, &cfg);
+    if (r != ncclSuccess && r != ncclInProgress) {
+        free(s);
+        return llava_fail("rank %d: ncclCommInitRank: %s", d->rank, ncclGetErrorString(r));
+    }
+    double deadline = dist_now() + d->timeout_s;
+    ncclResult_t ae = ncclInProgress;
+    for (int it = 0; ae == ncclInProgress; it++) {
+        ncclCommGetAsyncError(s->comm, &ae);
+        if (ae != ncclInProgress) break;
+        if (dist_now() > deadline) {
+            ncclCommAbort(s->comm);
+            free(s);
+            return llava_fail("rank %d of %d: the NCCL communicator was not ready within %.0f s (is a rank missing?)", d->rank,
+                              d->world, d->timeout_s);
+        }
+        dist_poll_pause(it);
+    }
+    if (ae != ncclSuccess) {
+        ncclCommAbort(s->comm);
+        free(s);
+        return llava_fail("rank %d: NCCL communicator: %s", d->rank, ncclGetErrorString(ae));
+    }
+    d->kind = DIST_NCCL;
+    d->impl = &NCCL_IMPL;
+    d->state = s;
+    return 0;
+}
+
+#else
+typedef int dist_nccl_unused;  // this build has no NCCL
+#endif

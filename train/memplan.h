@@ -1,0 +1,51 @@
+// The memory plan of a training run: bytes per rank per kind of buffer, from the model config and
+// the training config, as the code allocates them (`llava train` prints it at start; `llava plan`
+// prints it for any rank count).
+//
+// Kinds, and their element sizes on the CUDA backend (CPU: 4 bytes everywhere):
+//   params       PARAM, every group (frozen vision tower included), bf16, replicated on every rank
+//   grads        GRAD, fp32, the whole of every trainable group: the buffers the backward
+//                accumulates into. Full size on every rank with any ZeRO stage: the per-layer
+//                bucket release that would shrink them under ZeRO-2 is not implemented.
+//   grad shard   ZeRO-1/2: the reduced gradient of this rank's slices, fp32
+//   master       fp32 masters of the trainable groups (CUDA only), sharded with ZeRO-1/2
+//   adam m, v    fp32, sharded with ZeRO-1/2
+//   activations  the peak of one micro-batch's forward + backward: per_device_batch samples of
+//                model_max_length tokens each (the worst case; LLaVA's batches are shorter), one
+//                image each; with activation checkpointing every decoder layer keeps only its input
+//                and one layer's activations are live at a time; the logits (T, V) in ACT.
+//   reserve      CUDA context, cuBLAS workspace and NCCL buffers: a fixed 2 GiB on the GPU
+// The sharded kinds count the last rank, which holds the most (it takes each bucket's leftover).
+#ifndef LLAVA_TRAIN_MEMPLAN_H
+#define LLAVA_TRAIN_MEMPLAN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "model/config.h"
+#include "model/params.h"
+
+typedef struct {
+    // the run
+    int world, zero_stage, cuda, checkpointing;
+    int per_device_batch, seq_len;
+    int act_bytes;                  // 2 (bf16) on CUDA, 4 on the CPU
+    int grad_groups;                // bit g: group g has gradient buffers
+    uint64_t numel[N_GROUPS];       // parameters stored per group (vision: layers up to the feature layer)
+    uint64_t trainable;             // parameters the optimizer updates
+    uint64_t state_per_rank;        // optimizer-state elements of the rank holding the most
+    // bytes per rank
+    uint64_t params, grads, grad_shard, master, adam_m, adam_v, activations, reserve, total;
+} mem_plan;
+
+// The plan of the run `c` describes on `world` ranks (its ZeRO stage, device, batch, model).
+int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_plan *p);
+// Activation bytes of one micro-batch (the formula above), exposed for tests.
+uint64_t mem_plan_activations(const model_config *mc, int per_device_batch, int seq_len, int act_bytes, int checkpointing);
+// A table of the kinds with their bytes and a verdict against `capacity_bytes` (0: none).
+void mem_plan_print(const mem_plan *p, uint64_t capacity_bytes, FILE *out);
+
+#define MEM_PLAN_GPU_BYTES ((uint64_t)80 << 30)  // an 80 GB A100 / H100: 80 GiB
+
+#endif
