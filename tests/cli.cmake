@@ -55,3 +55,7 @@ add_test(NAME cli_plan_7b_stage2
                  --set model.vision_tower=tests/data/hf/clip-vit-large-patch14-336
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_plan_7b_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "total +71.37 GiB")
+
+# The demo recipe on the CUDA backend (skipped, exit 77, without a GPU).
+add_test(NAME gpu_demo_fast COMMAND llava demo --fast --check --device cuda --out ${CMAKE_BINARY_DIR}/demo-fast-cuda)
+set_tests_properties(gpu_demo_fast PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 600)

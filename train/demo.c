@@ -330,10 +330,10 @@ static int write_random_model(const char *dir, const char *config_json, weight_l
 // ---------------------------------------------------------------------------------------------
 // Evaluation: the first answer token of every held-out sample, with its image and with a blank one
 
-static int evaluate(const char *model_dir, const char *data_h5, const char *image_folder, int S, const int *qtypes,
-                    double *acc_img, double *acc_blind, double *chance) {
+static int evaluate(const llava_ops *ops, const char *model_dir, const char *data_h5, const char *image_folder, int S,
+                    const int *qtypes, double *acc_img, double *acc_blind, double *chance) {
     llava_model m;
-    if (llava_model_load(&m, model_dir, ops_cpu()) != 0) return -1;
+    if (llava_model_load(&m, model_dir, ops) != 0) return -1;
     llava_dataset ds;
     if (dataset_open(&ds, data_h5) != 0) {
         llava_model_free(&m);
@@ -415,6 +415,10 @@ static int run_stage(const char *preset, const char *const *sets, int n_sets) {
 }
 
 int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes) {
+    return demo_make_world_on(out, n_train, n_eval, stage2_epochs, qtypes, "cpu");
+}
+
+int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device) {
     const int S = DEMO_IMAGE_SIZE, PATCH = 8;
     if (mkdir_p(out) != 0) return -1;
     char *data = path_join(out, "data");
@@ -446,11 +450,11 @@ int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs,
              "{\"model\": {\"llm\": \"%s\", \"vision_tower\": \"%s\", \"tokenizer\": \"%s\"},\n"
              " \"data\": {\"data_path\": \"%s/train_captions.json\", \"image_folder\": \"%s\", \"template\": \"plain\",\n"
              "          \"image_aspect_ratio\": \"square\", \"model_max_length\": 256, \"dataloader_num_workers\": 1},\n"
-             " \"train\": {\"stage\": 1, \"trainable\": [\"projector\"], \"device\": \"cpu\", \"per_device_train_batch_size\": 16,\n"
+             " \"train\": {\"stage\": 1, \"trainable\": [\"projector\"], \"device\": \"%s\", \"per_device_train_batch_size\": 16,\n"
              "           \"learning_rate\": 2e-3, \"num_train_epochs\": 1, \"warmup_ratio\": 0.03,\n"
              "           \"gradient_checkpointing\": false},\n"
              " \"checkpoint\": {\"output_dir\": \"%s\", \"save_steps\": 1000000, \"save_total_limit\": 1}}\n",
-             lm, clip, tok, data, data, ck1);
+             lm, clip, tok, data, data, device, ck1);
     if (rc == 0) rc = write_file_atomic(s1, buf, strlen(buf));
     snprintf(buf, sizeof buf,
              "{\"base\": \"stage1.json\",\n"
@@ -481,7 +485,13 @@ int demo_run(const demo_options *o) {
     int *qtypes = xmalloc(sizeof(int) * (size_t)n_eval);
     printf("demo: writing %d training and %d held-out images with captions and questions to %s\n", n_train, n_eval, out);
     fflush(stdout);
-    int rc = demo_make_world(out, n_train, n_eval, 4, qtypes);
+    const char *device = o->device ? o->device : "cpu";
+    const llava_ops *ops = strcmp(device, "cuda") == 0 ? ops_cuda() : ops_cpu();
+    if (!ops) {
+        free(qtypes);
+        return llava_fail("demo: --device %s: no such backend here", device);
+    }
+    int rc = demo_make_world_on(out, n_train, n_eval, 4, qtypes, device);
     char *data = path_join(out, "data"), *tok = path_join(out, "tokenizer.model");
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck2 = path_join(out, "checkpoints/stage2");
@@ -514,7 +524,7 @@ int demo_run(const demo_options *o) {
     }
     double a = 0, b = 0, chance = 0;
     char *model = path_join(ck2, "model");
-    if (rc == 0) rc = evaluate(model, eval_h5, data, S, qtypes, &a, &b, &chance);
+    if (rc == 0) rc = evaluate(ops, model, eval_h5, data, S, qtypes, &a, &b, &chance);
     if (rc == 0) {
         printf("demo: %d held-out questions; chance is %.2f; %.0f s of CPU time\n", n_eval, chance,
                ((double)clock() - t0) / CLOCKS_PER_SEC);

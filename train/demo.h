@@ -6,6 +6,7 @@ typedef struct {
     const char *out_dir;
     int fast;   // the CI variant: less data, fewer epochs
     int check;  // fail unless the accuracy targets are met
+    const char *device;  // "cpu" (default) or "cuda"
 } demo_options;
 
 int demo_run(const demo_options *o);
@@ -16,5 +17,7 @@ int demo_run(const demo_options *o);
 // stage2.json (presets with output under out/checkpoints/). qtypes (n_eval) receives each held-out
 // question's type. Tests build small training setups with it.
 int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes);
+// The same with the presets' train.device set to `device`.
+int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device);
 
 #endif

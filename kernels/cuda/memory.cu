@@ -46,21 +46,81 @@ void *cuda_scratch(size_t bytes) {
 
 // ---------------------------------------------------------------------------------------------
 
+// A caching allocator. The model allocates each step's activations afresh and frees them at the
+// end of the step; cudaMalloc and cudaFree each synchronise the device, so freed blocks are kept
+// and handed out again. All work runs on one stream, so a block freed by the host after kernels
+// that use it were enqueued can be reused by kernels enqueued later: stream order keeps them
+// apart, as in PyTorch's allocator. A request takes the smallest free block that holds it and is
+// at most twice its size; when cudaMalloc runs out of memory, the free blocks are released and it
+// is tried once more.
+typedef struct {
+    void *p;
+    size_t bytes;
+} mem_block;
+
+static mem_block *live_blocks, *free_blocks;
+static int n_live, cap_live, n_free, cap_free;
+
+static void push_block(mem_block **arr, int *n, int *cap, mem_block b) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 256;
+        *arr = (mem_block *)realloc(*arr, sizeof(mem_block) * (size_t)*cap);
+        if (!*arr) {
+            fprintf(stderr, "llava: out of host memory in the CUDA allocator\n");
+            exit(1);
+        }
+    }
+    (*arr)[(*n)++] = b;
+}
+
+static void release_free_blocks(void) {
+    for (int i = 0; i < n_free; i++) CUDA_CHECK(cudaFree(free_blocks[i].p));
+    n_free = 0;
+}
+
 extern "C" void *cuda_alloc(int kind, size_t n) {
     // cudaMalloc(0) gives NULL, which callers would take for failure; a zero-length buffer gets a
-    // minimal allocation instead. 16 bytes keeps every buffer start 16-byte aligned in any case.
+    // minimal allocation instead. Sizes round up to 512 bytes, which keeps every buffer 16-byte
+    // aligned and lets blocks of nearby sizes serve each other.
     size_t bytes = n * cuda_kind_bytes(kind);
-    if (bytes < 16) bytes = 16;
-    void *p = NULL;
-    CUDA_CHECK(cudaMalloc(&p, bytes));
-    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, llava_stream()));
-    return p;
+    bytes = (bytes + 511) / 512 * 512;
+    if (bytes == 0) bytes = 512;
+    int best = -1;
+    for (int i = 0; i < n_free; i++)
+        if (free_blocks[i].bytes >= bytes && free_blocks[i].bytes <= 2 * bytes &&
+            (best < 0 || free_blocks[i].bytes < free_blocks[best].bytes))
+            best = i;
+    mem_block b;
+    if (best >= 0) {
+        b = free_blocks[best];
+        free_blocks[best] = free_blocks[--n_free];
+    } else {
+        b.bytes = bytes;
+        b.p = NULL;
+        cudaError_t err = cudaMalloc(&b.p, bytes);
+        if (err == cudaErrorMemoryAllocation) {
+            cudaGetLastError();
+            CUDA_CHECK(cudaStreamSynchronize(llava_stream()));
+            release_free_blocks();
+            err = cudaMalloc(&b.p, bytes);
+        }
+        CUDA_CHECK(err);
+    }
+    push_block(&live_blocks, &n_live, &cap_live, b);
+    CUDA_CHECK(cudaMemsetAsync(b.p, 0, b.bytes, llava_stream()));
+    return b.p;
 }
 
 extern "C" void cuda_free(void *p) {
     if (!p) return;
-    // cudaFree waits for the device to stop using the memory (it synchronises the device).
-    CUDA_CHECK(cudaFree(p));
+    for (int i = n_live - 1; i >= 0; i--)
+        if (live_blocks[i].p == p) {
+            push_block(&free_blocks, &n_free, &cap_free, live_blocks[i]);
+            live_blocks[i] = live_blocks[--n_live];
+            return;
+        }
+    fprintf(stderr, "llava: cuda_free of a pointer the allocator did not give out (%p)\n", p);
+    exit(1);
 }
 
 extern "C" void cuda_zero(int kind, void *p, size_t n) {

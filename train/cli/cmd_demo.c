@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "../../common/util.h"
+#include "../../kernels/cuda/cuda.h"
+#include "../../kernels/ops.h"
 #include "../demo.h"
 #include "commands.h"
 
@@ -12,10 +14,15 @@ int cmd_demo(int argc, char **argv) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) o.out_dir = argv[++i];
         else if (strcmp(argv[i], "--fast") == 0) o.fast = 1;
         else if (strcmp(argv[i], "--check") == 0) o.check = 1;
+        else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else {
-            fprintf(stderr, "usage: llava demo [--out DIR] [--fast] [--check]\n");
+            fprintf(stderr, "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda]\n");
             return 2;
         }
+    }
+    if (o.device && strcmp(o.device, "cuda") == 0 && !ops_cuda()) {
+        printf("skipped: %s\n", llava_cuda_describe());
+        return 77;  // what ctest reports as skipped
     }
     if (demo_run(&o) != 0) {
         fprintf(stderr, "llava demo: %s\n", llava_errmsg());

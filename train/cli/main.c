@@ -30,7 +30,7 @@ static const llava_command COMMANDS[] = {
      "time every CUDA kernel at LLaVA-1.5-7B shapes against the device's measured peaks"},
     {"bench-step", cmd_bench_step, "[--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] [--peak-tflops P]",
      "training steps of a LLaVA-7B-shaped model (LM truncated) on LLaVA's length mix: tokens/s, TFLOP/s, MFU"},
-    {"demo", cmd_demo, "[--out DIR] [--fast] [--check]", "the whole recipe in miniature on the CPU, nothing downloaded"},
+    {"demo", cmd_demo, "[--out DIR] [--fast] [--check] [--device cpu|cuda]", "the whole recipe in miniature on the CPU, nothing downloaded"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 
