@@ -17,6 +17,11 @@
 
 static double worst_logit, worst_loss, worst_grad;
 
+// tests/data/golden/model/<cfg>/<what>
+static void golden(const char *cfg, const char *what, char out[256]) {
+    snprintf(out, 256, "tests/data/golden/model/%s/%s", cfg, what);
+}
+
 static double rel_l2(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
@@ -29,9 +34,9 @@ static double rel_l2(const float *a, const float *b, size_t n) {
 
 static void parity(const char *cfg) {
     char dir[256], inputs[256], outputs[256];
-    snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
-    snprintf(inputs, sizeof inputs, "tests/data/golden/model/%s/inputs.safetensors", cfg);
-    snprintf(outputs, sizeof outputs, "tests/data/golden/model/%s/outputs.safetensors", cfg);
+    golden(cfg, "model", dir);
+    golden(cfg, "inputs.safetensors", inputs);
+    golden(cfg, "outputs.safetensors", outputs);
     llava_model m;
     CHECK(llava_model_load(&m, dir, ops_cpu()) == 0, "%s", llava_errmsg());
     st_file ref;
@@ -113,8 +118,8 @@ static void parity(const char *cfg) {
 // sum to the batch's (the batch loss is the mean over all its targets).
 static void packing(const char *cfg) {
     char dir[256], inputs[256];
-    snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
-    snprintf(inputs, sizeof inputs, "tests/data/golden/model/%s/inputs.safetensors", cfg);
+    golden(cfg, "model", dir);
+    golden(cfg, "inputs.safetensors", inputs);
     llava_model m;
     CHECK(llava_model_load(&m, dir, ops_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
@@ -196,8 +201,8 @@ static void packing(const char *cfg) {
 // inputs: the loss and every gradient are bit-identical to keeping the activations.
 static void checkpointing(const char *cfg) {
     char dir[256], inputs[256];
-    snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
-    snprintf(inputs, sizeof inputs, "tests/data/golden/model/%s/inputs.safetensors", cfg);
+    golden(cfg, "model", dir);
+    golden(cfg, "inputs.safetensors", inputs);
     llava_model m;
     CHECK(llava_model_load(&m, dir, ops_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);

@@ -280,12 +280,6 @@ static int write_tokenizer(const char *path) {
     return rc;
 }
 
-static float normal(torch_rng *r) {
-    // Box-Muller on two uniform draws in (0, 1].
-    double u1 = ((torch_rng_next(r) >> 8) + 1.0) / 16777217.0, u2 = (torch_rng_next(r) >> 8) / 16777216.0;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-}
-
 // A folder with config.json and random weights for every tensor the config implies: linear and
 // embedding weights N(0, std^2), norms 1, biases and the rest 0.
 static int write_random_model(const char *dir, const char *config_json, weight_layout layout, float std, uint64_t seed) {
@@ -298,31 +292,20 @@ static int write_random_model(const char *dir, const char *config_json, weight_l
     param_table pt;
     if (rc == 0) rc = param_table_build(&mc, &pt);
     if (rc != 0) return -1;
-    torch_rng r;
-    torch_rng_seed(&r, seed);
+    param_alloc(&pt);
+    param_init_random(&pt, std, seed);
     st_writer w;
     st_writer_init(&w);
-    float **bufs = xcalloc((size_t)pt.n_views, sizeof(float *));
-    char **names = xcalloc((size_t)pt.n_views, sizeof(char *));
     for (int i = 0; i < pt.n_views && rc == 0; i++) {
         const param_view *v = &pt.views[i];
-        bufs[i] = xmalloc(sizeof(float) * (v->numel ? v->numel : 1));
-        int is_norm = strstr(v->name, "norm") && strstr(v->name, ".weight");
-        int random = v->ndim >= 2 || strstr(v->name, "class_embedding");
-        for (size_t k = 0; k < v->numel; k++) bufs[i][k] = is_norm ? 1.0f : random ? std * normal(&r) : 0.0f;
-        names[i] = name_from_internal(v->name, layout, 0);
-        rc = st_writer_add_f32(&w, names[i], DT_F32, v->ndim, v->shape, bufs[i]);
+        char *name = name_from_internal(v->name, layout, 0);
+        rc = st_writer_add_f32(&w, name, DT_F32, v->ndim, v->shape, param_ptr(&pt, v));  // copies the name
+        free(name);
     }
     char *wp = path_join(dir, "model.safetensors");
     if (rc == 0) rc = st_writer_save(&w, wp);
     free(wp);
     st_writer_free(&w);
-    for (int i = 0; i < pt.n_views; i++) {
-        free(bufs[i]);
-        free(names[i]);
-    }
-    free(bufs);
-    free(names);
     param_table_free(&pt);
     return rc;
 }

@@ -169,25 +169,9 @@ void llava_model_init_projector(llava_model *m, uint64_t seed) {
 }
 
 void llava_model_init_random(llava_model *m, float std, uint64_t seed) {
-    torch_rng r;
-    torch_rng_seed(&r, seed);
-    for (int i = 0; i < m->pt.n_views; i++) {
-        const param_view *v = &m->pt.views[i];
-        float *p = param_ptr(&m->pt, v);
-        if (!p) continue;
-        int is_norm = strstr(v->name, "norm") != NULL && strstr(v->name, ".weight") != NULL;
-        int matrix = v->ndim >= 2 || strstr(v->name, "class_embedding") != NULL;
-        for (size_t k = 0; k < v->numel; k++) {
-            if (is_norm) p[k] = 1.0f;
-            else if (!matrix) p[k] = 0.0f;
-            else {
-                // Box-Muller on two 24-bit uniforms.
-                double u1 = ((torch_rng_next(&r) >> 8) + 1.0) / 16777217.0, u2 = (torch_rng_next(&r) >> 8) / 16777216.0;
-                p[k] = std * (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-            }
-        }
-        m->filled[i] = 1;
-    }
+    param_init_random(&m->pt, std, seed);
+    for (int i = 0; i < m->pt.n_views; i++)
+        if (param_ptr(&m->pt, &m->pt.views[i])) m->filled[i] = 1;
 }
 
 int llava_model_finish(llava_model *m) {

@@ -1,10 +1,12 @@
 #include "params.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/util.h"
+#include "../../data/sampler.h"
 
 const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm"};
 
@@ -193,6 +195,27 @@ int param_alloc(param_table *pt) {
 
 float *param_ptr(const param_table *pt, const param_view *v) {
     return (v->used && pt->data[v->group]) ? pt->data[v->group] + v->offset : NULL;
+}
+
+void param_init_random(param_table *pt, float std, uint64_t seed) {
+    torch_rng r;
+    torch_rng_seed(&r, seed);
+    for (int i = 0; i < pt->n_views; i++) {
+        const param_view *v = &pt->views[i];
+        float *p = param_ptr(pt, v);
+        if (!p) continue;
+        int is_norm = strstr(v->name, "norm") != NULL && strstr(v->name, ".weight") != NULL;
+        int matrix = v->ndim >= 2 || strstr(v->name, "class_embedding") != NULL;
+        for (size_t k = 0; k < v->numel; k++) {
+            if (is_norm) p[k] = 1.0f;
+            else if (!matrix) p[k] = 0.0f;
+            else {
+                // Box-Muller on two 24-bit uniforms.
+                double u1 = ((torch_rng_next(&r) >> 8) + 1.0) / 16777217.0, u2 = (torch_rng_next(&r) >> 8) / 16777216.0;
+                p[k] = std * (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+            }
+        }
+    }
 }
 
 static void push(char ***list, int *n, char *s) {

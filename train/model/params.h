@@ -47,6 +47,9 @@ void param_table_free(param_table *pt);
 const param_view *param_find(const param_table *pt, const char *internal);
 int param_alloc(param_table *pt);  // zeroed fp32 storage for every group
 float *param_ptr(const param_table *pt, const param_view *v);
+// Fills every allocated view: matrices and embeddings N(0, std^2) (Box-Muller on torch_rng draws
+// from `seed`, in table order), norm weights 1, biases 0. For models with no weight file.
+void param_init_random(param_table *pt, float std, uint64_t seed);
 
 // What loading a set of safetensors files onto a table found.
 typedef struct {
