@@ -1,72 +1,102 @@
 #!/usr/bin/env bash
-# The GPU check, one call on a machine with an NVIDIA GPU: build for its architecture, run the GPU
-# tests, the kernel benchmark, the training-step benchmark and the PyTorch baseline beside it, then
-# print a short table. Every log goes to OUTDIR. Meant to finish in under 8 minutes on one H100.
+# The GPU check, one call on a machine with an NVIDIA GPU: the GPU tests (ctest -L gpu), the kernel
+# benchmark, the training-step benchmark and the PyTorch baseline beside it, compute-sanitizer if
+# time is left, then a short table. Every log goes to OUTDIR (at most 8 files). Meant to finish in
+# about 7 minutes on one H100.
 #
 #   tools/gpu_check.sh OUTDIR
 #
-# Libraries the build needs (cJSON, HDF5, OpenBLAS, libjpeg, libpng) come from the system, or, on a
-# machine with no package registry, from Debian packages carried in .deps/debs (tools/gpu_deps.sh
-# downloads them on a machine that has one); they are unpacked into .deps/root.
+# Binaries: from .deps/gpu-bundle.tar.xz when it exists (tools/gpu_bundle.sh builds it on a machine
+# with the build's libraries: nothing is compiled on the GPU machine, which may have no package
+# registry), else built here for the local GPU's architecture (the libraries then come from the
+# system). The bundle's test list holds absolute paths of the machine that built it (/work/main):
+# when this checkout lives elsewhere, /work/main is made a link to it.
+#
+# LLAVA_GPU_CHECK_BUDGET (seconds, default 420) bounds the optional steps at the end.
 set -uo pipefail
 OUT=${1:?usage: tools/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
+REPO=$PWD
+BUDGET=${LLAVA_GPU_CHECK_BUDGET:-420}
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 start=$(date +%s)
-echo "== gpu_check: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) on $(hostname)"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
-ARCH=${ARCH:-90}
+elapsed() { echo $(( $(date +%s) - start )); }
+echo "== gpu_check: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) on $(hostname), $(date -u +%FT%TZ)"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader || true
+grep -E '^PRETTY_NAME' /etc/os-release 2>/dev/null || true
+command -v nvcc >/dev/null && nvcc --version | tail -2 | head -1
+ORIG_LD=${LD_LIBRARY_PATH:-}
 
-if [ -d .deps/debs ] && ! pkg-config --exists libcjson 2>/dev/null; then
-  echo "== unpacking carried packages into .deps/root"
-  mkdir -p .deps/root
-  for f in .deps/debs/*.deb; do dpkg -x "$f" .deps/root; done
-  R=$PWD/.deps/root
-  export CMAKE_PREFIX_PATH="$R/usr:${CMAKE_PREFIX_PATH:-}"
-  export PKG_CONFIG_PATH="$R/usr/lib/x86_64-linux-gnu/pkgconfig:$R/usr/share/pkgconfig:$R/usr/lib/x86_64-linux-gnu/openblas-pthread/pkgconfig:${PKG_CONFIG_PATH:-}"
-  export PKG_CONFIG_SYSROOT_DIR=""
-  export CPATH="$R/usr/include:$R/usr/include/hdf5/serial:$R/usr/include/x86_64-linux-gnu:${CPATH:-}"
-  export LIBRARY_PATH="$R/usr/lib/x86_64-linux-gnu:$R/usr/lib/x86_64-linux-gnu/hdf5/serial:$R/usr/lib/x86_64-linux-gnu/openblas-pthread:${LIBRARY_PATH:-}"
-  export LD_LIBRARY_PATH="$LIBRARY_PATH:${LD_LIBRARY_PATH:-}"
-  HDF5_HINT="-DHDF5_ROOT=$R/usr -DHDF5_INCLUDE_DIRS=$R/usr/include/hdf5/serial"
-  # pkg-config files carry absolute /usr prefixes: point them at the unpacked tree.
-  for pc in $(find "$R" -name '*.pc'); do sed -i "s|^prefix=/usr|prefix=$R/usr|" "$pc"; done
+if [ -f .deps/gpu-bundle.tar.xz ]; then
+  rm -rf .deps/bundle && mkdir -p .deps/bundle
+  tar -C .deps/bundle -xJf .deps/gpu-bundle.tar.xz || { echo "gpu_check: cannot unpack the bundle"; exit 1; }
+  echo "== bundle: $(cat .deps/bundle/BUNDLE)"
+  B=$(cd .deps/bundle && ls -d build-sm* | head -1)
+  if [ "$REPO" != /work/main ]; then
+    if [ -e /work/main ]; then echo "gpu_check: /work/main exists and is not this checkout: ctest paths will be wrong"
+    else mkdir -p /work && ln -s "$REPO" /work/main && echo "   /work/main -> $REPO"; fi
+  fi
+  rm -rf "$B" && cp -r ".deps/bundle/$B" "$B"
+  export LD_LIBRARY_PATH="$REPO/.deps/bundle/lib${ORIG_LD:+:$ORIG_LD}"
+  # CUDA's libraries come from this machine: find the ones the loader does not see yet.
+  for lib in $(ldd "$B/llava" "$B/gpu_test_dist_nccl" | awk '/not found/ {print $1}' | sort -u); do
+    p=$(find /usr/local /usr/lib /opt -name "$lib" 2>/dev/null | head -1)
+    if [ -n "$p" ]; then export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$p")"; echo "   $lib: $p"
+    else echo "   $lib: not found on this machine"; fi
+  done
+  ldd "$B/llava" | grep -E "cudart|cublas|nccl|not found"
+else
+  B=build-gpu
+  ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+  ARCH=${ARCH:-90}
+  echo "== build (sm_$ARCH)"
+  cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DLLAVA_CUDA_ARCHS="$ARCH" -DLLAVA_FUZZ=OFF -DLLAVA_MPI=OFF \
+    > "$OUT/build.log" 2>&1 && cmake --build "$B" -j "$(nproc)" >> "$OUT/build.log" 2>&1 ||
+    { grep -E "error|Error" "$OUT/build.log" | head -30; echo "gpu_check: build failed"; exit 1; }
 fi
-
-echo "== build (sm_$ARCH)"
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DLLAVA_CUDA_ARCHS="$ARCH" -DLLAVA_FUZZ=OFF ${HDF5_HINT:-} \
-  > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; echo "gpu_check: configure failed"; exit 1; }
-cmake --build build-gpu -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -30; echo "gpu_check: build failed"; exit 1; }
-echo "   built in $(( $(date +%s) - start )) s"
+echo "   ready after $(elapsed) s"
 
 echo "== GPU tests (ctest -L gpu)"
-(cd build-gpu && timeout 300 ctest -L gpu --output-on-failure) > "$OUT/ctest-gpu.log" 2>&1
+(cd "$B" && timeout 210 ctest -L gpu --timeout 100 --output-on-failure) > "$OUT/ctest-gpu.log" 2>&1
 ctest_rc=$?
-grep -E "Test +#|tests passed|FAIL|err" "$OUT/ctest-gpu.log" | head -40
+grep -E "Test +#|tests passed|tests failed" "$OUT/ctest-gpu.log"
+if [ $ctest_rc -ne 0 ]; then  # the first failures of each test, for the reply's tail
+  grep -E "FAIL|error|Error|mismatch|max|CUDA|cuBLAS|NCCL" "$OUT/ctest-gpu.log" | grep -v "Test +#" | head -40
+fi
 
-echo "== kernel benchmark"
-timeout 180 build-gpu/llava bench-kernels > "$OUT/bench-kernels.log" 2>&1
-cat "$OUT/bench-kernels.log" | tail -40
-PEAK=$(grep -oE "peak[^0-9]*[0-9.]+ TFLOP/s" "$OUT/bench-kernels.log" | grep -oE "[0-9.]+" | tail -1)
+echo "== kernel benchmark ($(elapsed) s)"
+timeout 90 "$B/llava" bench-kernels --reps 10 > "$OUT/bench-kernels.log" 2>&1
+echo "   rc $?"; tail -45 "$OUT/bench-kernels.log"
+PEAK=$(grep -E "^peaks measured" "$OUT/bench-kernels.log" | grep -oE "= [0-9.]+ TFLOP/s" | grep -oE "[0-9.]+" | head -1)
 
-echo "== training step, llava.c"
-timeout 180 build-gpu/llava bench-step --device cuda --layers 4 --batch 16 --steps 5 ${PEAK:+--peak-tflops $PEAK} \
+echo "== training step, llava.c ($(elapsed) s)"
+timeout 90 "$B/llava" bench-step --device cuda --layers 4 --batch 16 --steps 5 ${PEAK:+--peak-tflops $PEAK} \
   > "$OUT/bench-step.log" 2>&1
-tail -8 "$OUT/bench-step.log"
+echo "   rc $?"; tail -10 "$OUT/bench-step.log"
 
-echo "== training step, PyTorch + transformers (bf16, SDPA), same shapes and length mix"
-timeout 240 python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 --steps 5 ${PEAK:+--peak-tflops $PEAK} \
-  > "$OUT/torch-step.log" 2>&1
-tail -8 "$OUT/torch-step.log"
+echo "== training step, PyTorch + transformers (bf16, SDPA), same shapes and length mix ($(elapsed) s)"
+LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 \
+  --steps 5 ${PEAK:+--peak-tflops $PEAK} > "$OUT/torch-step.log" 2>&1
+echo "   rc $?"; tail -10 "$OUT/torch-step.log"
+
+left=$(( BUDGET - $(elapsed) ))
+if command -v compute-sanitizer >/dev/null && [ $left -gt 45 ]; then
+  echo "== compute-sanitizer memcheck, attention tests, quick set (${left} s left)"
+  LLAVA_TEST_QUICK=1 timeout $(( left - 15 )) compute-sanitizer --tool memcheck --error-exitcode 9 \
+    "$B/gpu_test_cuda_attention" > "$OUT/sanitizer.log" 2>&1
+  echo "   rc $? (9: errors found, 124: ran out of time)"; grep -E "ERROR SUMMARY|Invalid|out of bounds" "$OUT/sanitizer.log" | head -8
+fi
 
 echo
-echo "== summary ($(( $(date +%s) - start )) s)"
+echo "== summary ($(elapsed) s)"
 printf "%-28s %s\n" "GPU tests" "$(grep -E 'tests passed' "$OUT/ctest-gpu.log" || echo "did not finish (rc $ctest_rc)")"
+grep -E "^ *[0-9]+/[0-9]+ Test" "$OUT/ctest-gpu.log" | sed 's/^/  /'
 printf "%-28s %s\n" "llava.c step" "$(grep -E '^bench-step:' "$OUT/bench-step.log" | tail -1 || echo n/a)"
 printf "%-28s %s\n" "PyTorch step" "$(grep -E '^torch-step:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
 printf "%-28s %s\n" "PyTorch attention" "$(grep -E '^torch-attention:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
+printf "%-28s %s\n" "llava.c attention" "$(grep -iE 'attention' "$OUT/bench-kernels.log" | head -2 | tr -s ' ' | paste -sd'|')"
 ours=$(grep -oE '^bench-step: [0-9]+' "$OUT/bench-step.log" | grep -oE '[0-9]+$')
 theirs=$(grep -oE '^torch-step: [0-9]+' "$OUT/torch-step.log" | grep -oE '[0-9]+$')
 if [ -n "${ours:-}" ] && [ -n "${theirs:-}" ]; then

@@ -12,11 +12,18 @@ attention shapes of one packed micro-batch, for comparison with `llava bench-ker
 
 Run on the GPU machine (its image has torch and transformers):
     python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 --steps 5
+A smoke test of the script itself on a CPU (tiny shapes, numbers meaningless):
+    python3 tools/bench/torch_llava_step.py --device cpu --tiny --batch 2 --steps 1 --warmup 0
+The attention timing runs first and the model step after it, each reporting its own failure, so
+that one broken half (a transformers API change, say) does not lose the other's number.
 """
 import argparse
 import time
 
+import sys
+
 import torch
+import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 
@@ -32,19 +39,14 @@ def length_mix(batch, gen, tpi=576, max_len=2048):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--peak-tflops", type=float, default=0)
-    args = ap.parse_args()
-    dev = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    text = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=args.layers, num_attention_heads=32,
-                       vocab_size=32064, rms_norm_eps=1e-5, max_position_embeddings=4096)
-    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+def step_benchmark(args, dev, gen):
+    d, I, L, V = 4096, 11008, args.layers, 32064
+    dv, Lv = 1024, 23
+    if args.tiny:
+        d, I, V, dv = 256, 512, 32064, 128
+    text = LlamaConfig(hidden_size=d, intermediate_size=I, num_hidden_layers=L, num_attention_heads=d // 128,
+                       vocab_size=V, rms_norm_eps=1e-5, max_position_embeddings=4096)
+    vision = CLIPVisionConfig(hidden_size=dv, intermediate_size=4 * dv, num_hidden_layers=24, num_attention_heads=dv // 64,
                               image_size=336, patch_size=14, projection_dim=768)
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=32000, vision_feature_layer=-2,
                       image_seq_length=576)
@@ -53,11 +55,9 @@ def main():
     for p in model.vision_tower.parameters():  # frozen, as in LLaVA
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
-    gen = torch.Generator().manual_seed(7)
-    d, I, L, V = 4096, 11008, args.layers, 32064
+    opt = torch.optim.AdamW(params, lr=1e-5, fused=dev.type == "cuda")
     per_tok_lm = 2.0 * (L * (4 * d * d + 3 * d * I) + d * V)
-    dv, Lv, Nv = 1024, 23, 577
+    Nv = 577
     per_img = 2.0 * Nv * (Lv * (4 * dv * dv + 2 * dv * 4096) + 3 * 14 * 14 * dv) + Lv * 4.0 * Nv * Nv * dv + \
         2.0 * 576 * 4096 * (dv + d)
     times, toks, flops, samples = 0.0, 0, 0.0, 0
@@ -76,13 +76,13 @@ def main():
         n_img = sum(1 for _, im in mix if im)
         pix = torch.randn((n_img, 3, 336, 336), generator=gen)
         ids, mask, labels, pix = ids.to(dev), mask.to(dev), labels.to(dev), pix.to(dev, torch.bfloat16)
-        torch.cuda.synchronize()
+        sync(dev)
         t0 = time.perf_counter()
         out = model(input_ids=ids, attention_mask=mask, pixel_values=pix if n_img else None, labels=labels)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
+        sync(dev)
         dt = time.perf_counter() - t0
         real = sum(n for n, _ in mix)
         attn = sum(2.0 * n * n * d * L for n, _ in mix)
@@ -98,27 +98,60 @@ def main():
     line = f"torch-step: {toks / times:.0f} tokens/s, {samples / times:.1f} samples/s, {tf:.1f} model TFLOP/s"
     if args.peak_tflops:
         line += f", MFU {100 * tf / args.peak_tflops:.1f}% of {args.peak_tflops:.0f} TFLOP/s"
-    print(line)
+    print(line, flush=True)
 
-    # torch's attention at our shapes: one packed micro-batch of LLaVA-mix sequences, 32 heads x 128.
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def attention_benchmark(args, dev, gen):
+    """torch's attention at our shapes: one packed micro-batch of LLaVA-mix sequences, 32 heads x 128."""
     F = torch.nn.functional
     lens = [n for n, _ in length_mix(args.batch, gen)]
+    if args.tiny:
+        lens = [min(n, 64) for n in lens]
     q = [torch.randn((1, 32, n, 128), device=dev, dtype=torch.bfloat16, requires_grad=True) for n in lens]
     for _ in range(2):
         for x in q:
             F.scaled_dot_product_attention(x, x, x, is_causal=True).sum().backward()
-    torch.cuda.synchronize()
+    sync(dev)
     t0 = time.perf_counter()
     reps = 5
     for _ in range(reps):
         for x in q:
             F.scaled_dot_product_attention(x, x, x, is_causal=True).sum().backward()
-    torch.cuda.synchronize()
+    sync(dev)
     dt = (time.perf_counter() - t0) / reps
     af = sum(3.0 * 2.0 * n * n * 128 * 32 for n in lens)  # causal fwd (QK^T + PV) x 3 for fwd+bwd
     print(f"torch-attention: {len(lens)} causal sequences ({sum(lens)} tokens, 32x128 heads) fwd+bwd {dt * 1e3:.2f} ms, "
-          f"{af / dt / 1e12:.1f} TFLOP/s")
+          f"{af / dt / 1e12:.1f} TFLOP/s", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--peak-tflops", type=float, default=0)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--tiny", action="store_true", help="small widths, for checking the script on a CPU")
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"{torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}", flush=True)
+    rc = 0
+    for name, fn in (("attention", attention_benchmark), ("step", step_benchmark)):
+        try:
+            fn(args, dev, torch.Generator().manual_seed(7))
+        except Exception as e:  # report and go on to the other half
+            print(f"torch-{name}: FAILED: {type(e).__name__}: {e}", flush=True)
+            rc = 1
+    return rc
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
