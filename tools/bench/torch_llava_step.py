@@ -52,7 +52,8 @@ def step_benchmark(args, dev, gen):
                       image_seq_length=576)
     cfg._attn_implementation = "sdpa"
     model = LlavaForConditionalGeneration(cfg).to(dev, torch.bfloat16)
-    for p in model.vision_tower.parameters():  # frozen, as in LLaVA
+    tower = model.vision_tower if hasattr(model, "vision_tower") else model.model.vision_tower  # transformers 5
+    for p in tower.parameters():  # frozen, as in LLaVA
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=dev.type == "cuda")
@@ -125,8 +126,51 @@ def attention_benchmark(args, dev, gen):
     sync(dev)
     dt = (time.perf_counter() - t0) / reps
     af = sum(3.0 * 2.0 * n * n * 128 * 32 for n in lens)  # causal fwd (QK^T + PV) x 3 for fwd+bwd
-    print(f"torch-attention: {len(lens)} causal sequences ({sum(lens)} tokens, 32x128 heads) fwd+bwd {dt * 1e3:.2f} ms, "
+    print(f"torch-attention-mix: {len(lens)} causal sequences ({sum(lens)} tokens, 32x128 heads) fwd+bwd {dt * 1e3:.2f} ms, "
           f"{af / dt / 1e12:.1f} TFLOP/s", flush=True)
+
+
+def attention_shapes(args, dev, gen):
+    """SDPA at the shapes `llava bench-kernels` times, with CUDA events (median of 20 after 5 warm-ups):
+    the LM's causal 1x2048 tokens, 32 heads x 128, and CLIP's 16 images x 577 tokens, 16 heads x 64.
+    FLOPs counted as bench-kernels counts them (causal: half the square)."""
+    F = torch.nn.functional
+    for name, (B, H, N, D, causal) in (("lm causal 1x2048 H=32 D=128", (1, 32, 2048, 128, True)),
+                                       ("clip 16x577 H=16 D=64", (16, 16, 577, 64, False))):
+        if args.tiny:
+            N = 64
+        q, k, v = (torch.randn((B, H, N, D), device=dev, dtype=torch.bfloat16, generator=None, requires_grad=True)
+                   for _ in range(3))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        do = torch.randn_like(o)
+
+        def fwd():
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+        def bwd():
+            torch.autograd.grad(o, (q, k, v), do, retain_graph=True)
+
+        res = []
+        for fn in (fwd, bwd):
+            for _ in range(5):
+                fn()
+            ms = []
+            for _ in range(20):
+                if dev.type == "cuda":
+                    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    a.record()
+                    fn()
+                    b.record()
+                    b.synchronize()
+                    ms.append(a.elapsed_time(b))
+                else:
+                    t0 = time.perf_counter()
+                    fn()
+                    ms.append((time.perf_counter() - t0) * 1e3)
+            res.append(sorted(ms)[len(ms) // 2])
+        f = 4.0 * B * H * N * N * D * (0.5 if causal else 1.0)
+        print(f"torch-attention {name}: forward {res[0]:.4f} ms {f / res[0] / 1e9:.1f} TFLOP/s, "
+              f"backward {res[1]:.4f} ms {2.5 * f / res[1] / 1e9:.1f} TFLOP/s (2.5x forward FLOPs)", flush=True)
 
 
 def main():
@@ -144,7 +188,8 @@ def main():
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}", flush=True)
     rc = 0
-    for name, fn in (("attention", attention_benchmark), ("step", step_benchmark)):
+    for name, fn in (("attention", attention_shapes), ("attention-mix", attention_benchmark),
+                     ("step", step_benchmark)):
         try:
             fn(args, dev, torch.Generator().manual_seed(7))
         except Exception as e:  # report and go on to the other half

@@ -111,9 +111,11 @@ int cmd_bench_step(int argc, char **argv) {
     }
     mc.text.num_hidden_layers = layers > 0 ? layers : (gpu ? 4 : 2);
     if (batch <= 0) batch = gpu ? 16 : 4;
+    setvbuf(stdout, NULL, _IOLBF, 0);  // each line out at once, also when a time limit stops the run
+    double t_setup = now_s();
     llava_model m;
     if (llava_model_create(&m, &mc, ops) != 0) goto fail;
-    llava_model_init_random(&m, 0.02f, 1);
+    llava_model_init_random_fast(&m, 0.02f, 1);
     if (llava_model_finish(&m) != 0) goto fail;
     llava_model_set_trainable(&m, stage == 1 ? TRAIN_PROJECTOR : TRAIN_PROJECTOR_LM);
     optim_state os;
@@ -130,8 +132,10 @@ int cmd_bench_step(int argc, char **argv) {
     Nv = Nv * Nv + 1;
     double per_img = 2.0 * Nv * (Lv * (4.0 * dv * dv + 2.0 * dv * v->intermediate_size) + 3.0 * v->patch_size * v->patch_size * dv) +
                      Lv * 4.0 * Nv * Nv * dv + 2.0 * (mc.text.hidden_size * m.tokens_per_image) * (dv + d);
-    printf("bench-step: %s, LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d, %d samples per step\n", ops->name,
-           t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)", Lv, stage, batch);
+    ops->sync();
+    printf("bench-step: %s, LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d, %d samples per step "
+           "(model and optimizer set up in %.1f s)\n", ops->name, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)",
+           Lv, stage, batch, now_s() - t_setup);
     double total_time = 0, total_tokens = 0, total_flops = 0;
     int total_samples = 0;
     for (int s = 0; s < warmup + steps; s++) {

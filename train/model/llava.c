@@ -168,10 +168,19 @@ void llava_model_init_projector(llava_model *m, uint64_t seed) {
     }
 }
 
-void llava_model_init_random(llava_model *m, float std, uint64_t seed) {
-    param_init_random(&m->pt, std, seed);
+static void mark_all_filled(llava_model *m) {
     for (int i = 0; i < m->pt.n_views; i++)
         if (param_ptr(&m->pt, &m->pt.views[i])) m->filled[i] = 1;
+}
+
+void llava_model_init_random(llava_model *m, float std, uint64_t seed) {
+    param_init_random(&m->pt, std, seed);
+    mark_all_filled(m);
+}
+
+void llava_model_init_random_fast(llava_model *m, float std, uint64_t seed) {
+    param_init_random_fast(&m->pt, std, seed);
+    mark_all_filled(m);
 }
 
 int llava_model_finish(llava_model *m) {

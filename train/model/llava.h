@@ -51,6 +51,7 @@ void llava_model_init_projector(llava_model *m, uint64_t seed);
 // Every weight random (matrices and embeddings N(0, std^2), norm weights 1, biases 0): for
 // benchmarks and tests that need a model of a given shape and no file.
 void llava_model_init_random(llava_model *m, float std, uint64_t seed);
+void llava_model_init_random_fast(llava_model *m, float std, uint64_t seed);  // benchmarks: param_init_random_fast
 int llava_model_finish(llava_model *m);
 // Allocates gradient buffers for the groups `t` trains (and frees the others).
 void llava_model_set_trainable(llava_model *m, trainable_set t);

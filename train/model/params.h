@@ -50,6 +50,9 @@ float *param_ptr(const param_table *pt, const param_view *v);
 // Fills every allocated view: matrices and embeddings N(0, std^2) (Box-Muller on torch_rng draws
 // from `seed`, in table order), norm weights 1, biases 0. For models with no weight file.
 void param_init_random(param_table *pt, float std, uint64_t seed);
+// The same layout of values, but matrices uniform with standard deviation std from a hash of each
+// element's index: for benchmarks, where only the scale matters and a 7B-shaped table must fill fast.
+void param_init_random_fast(param_table *pt, float std, uint64_t seed);
 
 // What loading a set of safetensors files onto a table found.
 typedef struct {
