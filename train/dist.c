@@ -93,7 +93,7 @@ static void single_finalize(dist *d) {}
 
 static const dist_impl SINGLE_IMPL = {single_allreduce_f32, single_reduce_scatter_f32, single_allgather, single_broadcast,
                                       single_allreduce_host_f64, single_broadcast_host, single_gather_host_f32,
-                                      single_barrier, single_abort, single_finalize};
+                                      single_barrier, single_abort, single_finalize, NULL, NULL, NULL};
 
 dist *dist_single(void) {
     dist *d = xcalloc(1, sizeof *d);
@@ -111,6 +111,14 @@ int dist_allreduce_f32(dist *d, float *buf, size_t n, const char *what) {
 int dist_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *out, const char *what) {
     return d->impl->reduce_scatter_f32(d, buf, n, out, what);
 }
+int dist_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what) {
+    return d->impl->allreduce_f32_async ? d->impl->allreduce_f32_async(d, buf, n, what) : d->impl->allreduce_f32(d, buf, n, what);
+}
+int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what) {
+    return d->impl->reduce_scatter_f32_async ? d->impl->reduce_scatter_f32_async(d, buf, n, out, what)
+                                             : d->impl->reduce_scatter_f32(d, buf, n, out, what);
+}
+int dist_wait_async(dist *d, const char *what) { return d->impl->wait_async ? d->impl->wait_async(d, what) : 0; }
 int dist_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
     return d->impl->allgather(d, buf, n, elem_bytes, what);
 }

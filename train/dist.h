@@ -82,6 +82,16 @@ int dist_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *
 // bytes from `root` to every rank.
 int dist_broadcast(dist *d, void *buf, size_t bytes, int root, const char *what);
 
+// ---- the same two reductions, issued without waiting: what lets the gradient reduction of one
+// layer run while the backward of the next one computes. The nccl backend orders each after the
+// work already queued on the compute stream (an event) and runs it on its communication stream;
+// the other backends run it at once, blocking. Buffers must stay untouched until dist_wait_async.
+// Every blocking collective waits for the outstanding ones first (under the deadline).
+int dist_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what);
+int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what);
+// Returns when every collective issued so far is complete (the deadline applies, as to any).
+int dist_wait_async(dist *d, const char *what);
+
 // ---- collectives on host memory (any backend)
 int dist_allreduce_host_f64(dist *d, double *x, int n, const char *what);
 int dist_broadcast_host(dist *d, void *buf, size_t bytes, int root, const char *what);
@@ -109,6 +119,10 @@ typedef struct {
     int (*barrier)(dist *d, const char *what);
     void (*abort)(dist *d, int code);
     void (*finalize)(dist *d);
+    // Optional (NULL: the blocking versions above, run at once).
+    int (*allreduce_f32_async)(dist *d, float *buf, size_t n, const char *what);
+    int (*reduce_scatter_f32_async)(dist *d, const float *buf, size_t n, float *out, const char *what);
+    int (*wait_async)(dist *d, const char *what);
 } dist_impl;
 
 struct dist {

@@ -7,10 +7,11 @@
 // communicator (ncclCommAbort, which unblocks the kernels stuck waiting for a dead peer) and exits
 // non-zero: each rank runs this watchdog itself, so a dead or hung rank stops every other one.
 //
-// Not done yet (the collectives block the host): overlapping the per-layer gradient reduction with
-// the backward of the next layer. The per-layer buckets exist (train/optim.h); what is missing is
-// issuing their reduce-scatter from the backward on this stream with events ordering it after the
-// layer's weight-gradient GEMMs.
+// The gradient reductions also come in an asynchronous form (dist_*_async): an event recorded on
+// the compute stream orders the collective after the layer's weight-gradient kernels, the
+// collective runs on this backend's stream while the compute stream goes on with the next layer's
+// backward, and nothing waits on the host until dist_wait_async (or the next blocking collective),
+// which polls them all against the deadline like any other.
 #ifdef LLAVA_HAVE_NCCL
 
 #include <cuda_runtime.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../kernels/cuda/cuda_ops.h"
 #include "dist.h"
 
 #define STAGE_BYTES ((size_t)64 << 20)  // device staging for host-memory collectives
@@ -29,6 +31,8 @@ typedef struct {
     ncclComm_t comm;
     cudaStream_t stream;
     cudaEvent_t done;
+    cudaEvent_t ready;  // recorded on the compute stream before an asynchronous collective
+    int pending;        // asynchronous collectives issued and not yet waited for
     void *scratch;  // (STAGE_BYTES) device
     int mpi;        // bootstrapped through MPI: finalize and abort MPI too
 } nccl_state;
@@ -50,22 +54,42 @@ static void ck_nccl(dist *d, ncclResult_t r, const char *what) {
     if (r != ncclSuccess && r != ncclInProgress) nccl_fatal(d, what, ncclGetErrorString(r));
 }
 
-// Before a collective: everything the compute stream wrote is complete.
-static void nccl_begin(dist *d, const char *what) { ck_cuda(d, cudaDeviceSynchronize(), what); }
+static int nccl_wait_done(dist *d, const char *what, double deadline);
 
-// After enqueueing: waits until the communicator has issued the work and the stream has run it.
-static int nccl_wait(dist *d, const char *what) {
+// Before a blocking collective: the outstanding asynchronous ones are complete (under their
+// deadline), then everything the compute stream wrote.
+static void nccl_begin(dist *d, const char *what) {
     nccl_state *s = d->state;
-    double deadline = dist_now() + d->timeout_s;
+    if (s->pending) nccl_wait_done(d, what, dist_now() + d->timeout_s);
+    ck_cuda(d, cudaDeviceSynchronize(), what);
+}
+
+// After enqueueing on the non-blocking communicator: polls until NCCL has issued the work.
+static void nccl_issued(dist *d, const char *what, double deadline) {
+    nccl_state *s = d->state;
     d->seq++;
     ncclResult_t ae = ncclInProgress;
     for (int it = 0;; it++) {
         ck_nccl(d, ncclCommGetAsyncError(s->comm, &ae), what);
-        if (ae == ncclSuccess) break;
+        if (ae == ncclSuccess) return;
         if (ae != ncclInProgress) nccl_fatal(d, what, ncclGetErrorString(ae));
         if (dist_now() > deadline) dist_timeout_fail(d, what);
         dist_poll_pause(it);
     }
+}
+
+// Waits until the communicator has issued the work and the stream has run it.
+static int nccl_wait(dist *d, const char *what) {
+    double deadline = dist_now() + d->timeout_s;
+    nccl_issued(d, what, deadline);
+    return nccl_wait_done(d, what, deadline);
+}
+
+// Until everything queued on this backend's stream so far has run.
+static int nccl_wait_done(dist *d, const char *what, double deadline) {
+    nccl_state *s = d->state;
+    ncclResult_t ae;
+    s->pending = 0;
     ck_cuda(d, cudaEventRecord(s->done, s->stream), what);
     for (int it = 0;; it++) {
         cudaError_t e = cudaEventQuery(s->done);
@@ -97,6 +121,40 @@ static int nccl_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *o
     return nccl_wait(d, what);
 }
 
+// The asynchronous reductions: after what the compute stream has queued, without waiting.
+static void nccl_async_begin(dist *d, const char *what) {
+    nccl_state *s = d->state;
+    ck_cuda(d, cudaEventRecord(s->ready, (cudaStream_t)cuda_stream()), what);
+    ck_cuda(d, cudaStreamWaitEvent(s->stream, s->ready, 0), what);
+}
+
+static int nccl_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what) {
+    nccl_state *s = d->state;
+    nccl_async_begin(d, what);
+    ck_nccl(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, s->comm, s->stream), what);
+    nccl_issued(d, what, dist_now() + d->timeout_s);
+    s->pending++;
+    return 0;
+}
+
+static int nccl_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what) {
+    nccl_state *s = d->state;
+    size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
+    nccl_async_begin(d, what);
+    ck_nccl(d, ncclGroupStart(), what);
+    if (per) ck_nccl(d, ncclReduceScatter(buf, out, per, ncclFloat, ncclSum, s->comm, s->stream), what);
+    if (tail) ck_nccl(d, ncclReduce(buf + per * (size_t)d->world, out + per, tail, ncclFloat, ncclSum, d->world - 1, s->comm, s->stream), what);
+    ck_nccl(d, ncclGroupEnd(), what);
+    nccl_issued(d, what, dist_now() + d->timeout_s);
+    s->pending++;
+    return 0;
+}
+
+static int nccl_wait_async(dist *d, const char *what) {
+    nccl_state *s = d->state;
+    return s->pending ? nccl_wait_done(d, what, dist_now() + d->timeout_s) : 0;
+}
+
 static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
     nccl_state *s = d->state;
     size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
@@ -124,6 +182,7 @@ static int nccl_allreduce_host_f64(dist *d, double *x, int n, const char *what) 
     nccl_state *s = d->state;
     size_t bytes = sizeof(double) * (size_t)n;
     if (bytes > STAGE_BYTES) nccl_fatal(d, what, "too many host values for the staging buffer");
+    nccl_begin(d, what);
     ck_cuda(d, cudaMemcpy(s->scratch, x, bytes, cudaMemcpyHostToDevice), what);
     ck_nccl(d, ncclAllReduce(s->scratch, s->scratch, (size_t)n, ncclDouble, ncclSum, s->comm, s->stream), what);
     nccl_wait(d, what);
@@ -133,6 +192,7 @@ static int nccl_allreduce_host_f64(dist *d, double *x, int n, const char *what) 
 
 static int nccl_broadcast_host(dist *d, void *buf, size_t bytes, int root, const char *what) {
     nccl_state *s = d->state;
+    nccl_begin(d, what);
     for (size_t off = 0; off < bytes; off += STAGE_BYTES) {
         size_t k = bytes - off < STAGE_BYTES ? bytes - off : STAGE_BYTES;
         if (d->rank == root) ck_cuda(d, cudaMemcpy(s->scratch, (char *)buf + off, k, cudaMemcpyHostToDevice), what);
@@ -148,6 +208,7 @@ static int nccl_broadcast_host(dist *d, void *buf, size_t bytes, int root, const
 static int nccl_gather_host_f32(dist *d, const float *slice, size_t n, float *full, int root, const char *what) {
     nccl_state *s = d->state;
     const size_t chunk = STAGE_BYTES / sizeof(float);
+    nccl_begin(d, what);
     for (int r = 0; r < d->world; r++) {
         size_t cnt = dist_shard_count(n, d->world, r), beg = dist_shard_begin(n, d->world, r);
         if (r == root) {
@@ -196,6 +257,7 @@ static void nccl_finalize(dist *d) {
     ncclCommDestroy(s->comm);
     cudaFree(s->scratch);
     cudaEventDestroy(s->done);
+    cudaEventDestroy(s->ready);
     cudaStreamDestroy(s->stream);
 #ifdef LLAVA_HAVE_MPI
     if (s->mpi) dist_mpi_finalize_only();
@@ -206,7 +268,8 @@ static void nccl_finalize(dist *d) {
 
 static const dist_impl NCCL_IMPL = {nccl_allreduce_f32, nccl_reduce_scatter_f32, nccl_allgather, nccl_broadcast,
                                     nccl_allreduce_host_f64, nccl_broadcast_host, nccl_gather_host_f32,
-                                    nccl_barrier, nccl_abort, nccl_finalize};
+                                    nccl_barrier, nccl_abort, nccl_finalize, nccl_allreduce_f32_async,
+                                    nccl_reduce_scatter_f32_async, nccl_wait_async};
 
 size_t dist_nccl_id_bytes(void) { return sizeof(ncclUniqueId); }
 
@@ -233,6 +296,7 @@ int dist_nccl_init(dist *d, const void *id, size_t len, int bootstrap_mpi) {
     s->mpi = bootstrap_mpi;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess ||
         cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming) != cudaSuccess ||
         cudaMalloc(&s->scratch, STAGE_BYTES) != cudaSuccess) {
         free(s);
         return llava_fail("rank %d: cannot create the NCCL stream or staging buffer", d->rank);

@@ -1,6 +1,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,11 @@ static void build_buckets(optim_state *s, const llava_model *m) {
     }
     if (s->zero == 0)
         for (int g = 0; g < N_GROUPS; g++) s->state_numel[g] = m->grads[g] ? m->pt.group_numel[g] : 0;
+    s->view_bucket = xmalloc(sizeof(int) * (size_t)(m->pt.n_views ? m->pt.n_views : 1));
+    for (int i = 0; i < m->pt.n_views; i++) s->view_bucket[i] = -1;
+    for (int b = 0; b < s->n_buckets; b++)
+        for (int i = s->buckets[b].view_first; i <= s->buckets[b].view_last; i++) s->view_bucket[i] = b;
+    s->left = xcalloc((size_t)(s->n_buckets ? s->n_buckets : 1), sizeof(int));
 }
 
 void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage) {
@@ -123,6 +129,53 @@ void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_sta
 
 void optim_init(optim_state *s, const llava_model *m) { optim_init_dist(s, m, NULL, 0); }
 
+// Issues bucket b's reduction without waiting.
+static void issue(optim_state *s, llava_model *m, int b) {
+    const grad_bucket *k = &s->buckets[b];
+    int g = k->group;
+    if (s->zero == 0) dist_allreduce_f32_async(s->d, m->grads[g] + k->lo, k->n, "all-reduce gradients");
+    else dist_reduce_scatter_f32_async(s->d, m->grads[g] + k->lo, k->n, s->grad_shard[g] + k->state_off, "reduce-scatter gradients");
+    s->issued_total++;
+}
+
+static void on_grad_final(void *ctx, int view) {
+    optim_state *s = ctx;
+    int b = s->view_bucket[view];
+    if (b < 0 || !s->armed || s->left[b] <= 0) return;
+    s->left[b]--;
+    llava_model *m = (llava_model *)s->armed_model;
+    while (s->next >= 0 && s->left[s->next] == 0) {
+        issue(s, m, s->next--);
+        s->issued_in_backward++;
+    }
+}
+
+static int reduces(const optim_state *s) { return dist_kind(s->d) != DIST_SINGLE; }
+
+void optim_arm(optim_state *s, llava_model *m, int final_pass) {
+    if (s->armed) {  // a pass after the armed one, before its reduction: its gradients would be sent early
+        fprintf(stderr, "llava: internal error: optim_arm called again before the reduction of the armed pass\n");
+        abort();
+    }
+    s->armed = final_pass && reduces(s) && s->n_buckets > 0;
+    m->grad_final = s->armed ? on_grad_final : NULL;
+    m->grad_final_ctx = s->armed ? s : NULL;
+    s->armed_model = m;
+    if (!s->armed) return;
+    for (int b = 0; b < s->n_buckets; b++) s->left[b] = s->buckets[b].view_last - s->buckets[b].view_first + 1;
+    s->next = s->n_buckets - 1;
+}
+
+// Issues what the backward has not, in the same order, then waits for all of it.
+static void reduce_all(optim_state *s, llava_model *m, const char *what) {
+    if (!s->armed) s->next = s->n_buckets - 1;
+    while (s->next >= 0) issue(s, m, s->next--);
+    dist_wait_async(s->d, what);
+    s->armed = 0;
+    m->grad_final = NULL;
+    m->grad_final_ctx = NULL;
+}
+
 void optim_free(optim_state *s, const llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++) {
         if (s->m[g]) m->ops->free(s->m[g]);
@@ -131,6 +184,8 @@ void optim_free(optim_state *s, const llava_model *m) {
         if (s->grad_shard[g]) m->ops->free(s->grad_shard[g]);
     }
     free(s->buckets);
+    free(s->view_bucket);
+    free(s->left);
     if (s->own_dist) dist_finalize(s->d);
     memset(s, 0, sizeof *s);
 }
@@ -140,14 +195,6 @@ double grad_global_norm(const llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++)
         if (m->grads[g]) sq += m->ops->grad_sq_sum(m->grads[g], m->pt.group_numel[g]);
     return sqrt(sq);
-}
-
-static void reduce_scatter_all(optim_state *s, llava_model *m, const char *what) {
-    for (int b = 0; b < s->n_buckets; b++) {
-        const grad_bucket *k = &s->buckets[b];
-        int g = k->group;
-        dist_reduce_scatter_f32(s->d, m->grads[g] + k->lo, k->n, s->grad_shard[g] + k->state_off, what);
-    }
 }
 
 void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
@@ -160,18 +207,12 @@ void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
 }
 
 void optim_micro_end(optim_state *s, llava_model *m) {
-    if (s->zero == 2) reduce_scatter_all(s, m, "reduce-scatter gradients (micro-batch)");
+    if (s->zero == 2) reduce_all(s, m, "reduce-scatter gradients (micro-batch)");
 }
 
 void optim_reduce(optim_state *s, llava_model *m) {
-    if (s->zero == 1) {
-        reduce_scatter_all(s, m, "reduce-scatter gradients");
-    } else if (s->zero == 0 && dist_kind(s->d) != DIST_SINGLE) {
-        for (int b = 0; b < s->n_buckets; b++) {
-            const grad_bucket *k = &s->buckets[b];
-            dist_allreduce_f32(s->d, m->grads[k->group] + k->lo, k->n, "all-reduce gradients");
-        }
-    }
+    if (s->zero == 1) reduce_all(s, m, "reduce-scatter gradients");
+    else if (s->zero == 0 && reduces(s)) reduce_all(s, m, "all-reduce gradients");
 }
 
 double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {

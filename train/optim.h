@@ -65,6 +65,14 @@ typedef struct {
     int own_dist;
     int step;                     // updates applied so far
     long n_skipped;               // updates skipped for non-finite gradients
+    // The reduction overlapped with the backward (optim_arm): per view its bucket (-1: none), per
+    // bucket its views not yet final, the next bucket to issue (buckets go out from the last one
+    // down, the order the backward finishes them, so every rank issues them in the same order).
+    int *view_bucket, *left;
+    int next;
+    int armed;
+    void *armed_model;            // the llava_model the hook reports on
+    long issued_in_backward, issued_total;  // counts, for the log and the tests
 } optim_state;
 
 // Allocates state for every group that has gradients, on one process.
@@ -89,6 +97,16 @@ double grad_global_norm(const llava_model *m);
 //                                rank holds the summed gradient); ZeRO-1: reduce-scatter of every
 //                                bucket into grad_shard; ZeRO-2: nothing left to do.
 // The callers scale their losses so that the SUM over ranks is the step's gradient.
+//
+// Overlap: optim_arm(s, m, 1) before the pass whose backward ends the gradients that the next
+// reduction (optim_micro_end on ZeRO-2, optim_reduce on ZeRO-0/1) sends: the last forward/backward
+// before it. The model then reports each view as its gradient becomes final, and each bucket's
+// reduction is issued (dist_*_async) as soon as its views are done and the buckets after it have
+// gone, while the backward goes on; the reduction call issues whatever is left and waits for all.
+// optim_arm(s, m, 0) (or no call) before other passes: nothing is issued during them. Only the
+// nccl backend runs the issued collectives concurrently; MPI runs each at once (the same order, so
+// CI checks the bookkeeping).
+void optim_arm(optim_state *s, llava_model *m, int final_pass);
 void optim_micro_begin(optim_state *s, llava_model *m, int micro);
 void optim_micro_end(optim_state *s, llava_model *m);
 void optim_reduce(optim_state *s, llava_model *m);

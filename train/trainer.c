@@ -392,11 +392,17 @@ int train_run(const train_config *c, const train_options *opt) {
         for (int mi = 0; mi < ls.accum && rc == 0; mi++) {
             const loader_micro *mb = &ls.micro[mi];
             optim_micro_begin(&os, &m, mi);
+            // The reduction starts inside the last backward before it (optim_arm).
+            int last_chunk = -1;
+            for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0; ch++)
+                if (mb->chunks[ch].n_targets) last_chunk = ch;
+            int reduce_after = os.zero == 2 || mi == ls.accum - 1;
             // A fully masked micro-batch has no loss to learn from (but its rank still takes part
             // in the reduction).
             for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0; ch++) {
                 const llava_batch *b = &mb->chunks[ch];
                 if (b->n_targets == 0) continue;
+                optim_arm(&os, &m, reduce_after && ch == last_chunk);
                 // LLaVA: each micro-batch's token mean, averaged over micro-batches and ranks;
                 // global_tokens: one mean over every target of the step. The reduction sums ranks.
                 double w = global_tokens ? (double)b->n_targets / step_targets
@@ -485,6 +491,9 @@ int train_run(const train_config *c, const train_options *opt) {
             free(md);
         }
         if (rc == 0) fprintf(stderr, "train: done, %d steps, %ld skipped; results in %s\n", step, os.n_skipped, out_dir);
+        if (rc == 0 && world > 1)
+            fprintf(stderr, "train: rank 0 issued %ld bucket reductions, %ld of them during the backward\n", os.issued_total,
+                    os.issued_in_backward);
     }
     if (finished && world > 1) {
         // Every rank ends with rank 0's verdict on the export.

@@ -1,9 +1,9 @@
 // The NCCL backend of train/dist.h on one GPU, bootstrapped the torchrun way (RANK=0,
 // WORLD_SIZE=1, MASTER_ADDR/MASTER_PORT): every collective on device buffers gives what one rank
 // must (the sums over one rank are the inputs), and three training steps of the tiny golden model
-// through the NCCL group with ZeRO-0, 1 and 2 (gradients through ncclAllReduce or ncclReduceScatter,
-// parameters through ncclAllGather) end with the same parameters, bit for bit, as the one-process
-// path. Skipped (77) without a GPU or without NCCL in the build.
+// through the NCCL group with ZeRO-0, 1 and 2 (gradients through ncclAllReduce or ncclReduceScatter
+// issued from inside the backward on the NCCL stream, parameters through ncclAllGather) end with the
+// same parameters, bit for bit, as the one-process path. Skipped (77) without a GPU or without NCCL in the build.
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,9 +62,12 @@ static void test_collectives(dist *d, const llava_ops *ops) {
     free(y);
 }
 
-// Three AdamW steps on the golden tiny model (head dim 64, which the CUDA attention takes). Returns
-// the LM group's parameters (host, malloc'd) and their count.
-static float *three_steps(const llava_ops *ops, dist *d, int zero, size_t *n_out) {
+// Three AdamW steps on the golden tiny model (head dim 64, which the CUDA attention takes), each of
+// two micro-batches, called as the trainer calls the reduction: armed before the backward that
+// ends the gradients it sends, so the buckets go out on the NCCL stream while the backward runs.
+// Returns the LM group's parameters (host, malloc'd) and their count; `issued` gets the number of
+// bucket reductions issued inside backward passes and in all.
+static float *three_steps(const llava_ops *ops, dist *d, int zero, size_t *n_out, long issued[2], int *n_buckets) {
     llava_model m;
     if (llava_model_load(&m, "tests/data/golden/model/tiny64/model", ops) != 0) return NULL;
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
@@ -79,12 +82,18 @@ static float *three_steps(const llava_ops *ops, dist *d, int zero, size_t *n_out
                        .schedule = SCHED_CONSTANT, .total_steps = 3};
     for (int s = 1; s <= 3; s++) {
         llava_model_zero_grads(&m);
-        optim_micro_begin(&os, &m, 0);
-        llava_forward_backward(&m, &b, 1, 1.0f, NULL);
-        optim_micro_end(&os, &m);
+        for (int mi = 0; mi < 2; mi++) {
+            optim_micro_begin(&os, &m, mi);
+            optim_arm(&os, &m, os.zero == 2 || mi == 1);
+            llava_forward_backward(&m, &b, 1, 0.5f, NULL);
+            optim_micro_end(&os, &m);
+        }
         optim_reduce(&os, &m);
         optim_step(&os, &m, &oc, 1.0f, s);
     }
+    issued[0] = os.issued_in_backward;
+    issued[1] = os.issued_total;
+    *n_buckets = os.n_buckets;
     size_t n = m.pt.group_numel[GROUP_LM];
     float *w = xmalloc(sizeof(float) * n);
     ops->download(BUF_PARAM, w, m.params[GROUP_LM], n);
@@ -119,14 +128,23 @@ int main(void) {
     if (!d) return check_done();
     test_collectives(d, ops);
     size_t n1 = 0;
-    float *a = three_steps(ops, NULL, 0, &n1);
+    long issued[2];
+    int nb = 0;
+    float *a = three_steps(ops, NULL, 0, &n1, issued, &nb);
     CHECK(a != NULL, "one-process training steps: %s", llava_errmsg());
     // ZeRO-0 (gradients through ncclAllReduce), ZeRO-1 and 2 (ncclReduceScatter, then the
     // parameters through ncclAllGather): on one GPU every collective is a copy.
     for (int zero = 0; zero <= 2 && a; zero++) {
         size_t n2 = 0;
-        float *b = three_steps(ops, d, zero, &n2);
+        float *b = three_steps(ops, d, zero, &n2, issued, &nb);
         CHECK(b && n1 == n2, "NCCL training steps: %s", llava_errmsg());
+        // Every bucket's reduction went out from inside the backward (the batch has images, so the
+        // projector's too): ZeRO-2 after each micro-batch, ZeRO-0/1 after the last one.
+        long want = 3L * (zero == 2 ? 2 : 1) * nb;
+        CHECK(issued[1] == want && issued[0] == want, "ZeRO-%d: %ld of %ld reductions issued in the backward, %ld in all",
+              zero, issued[0], want, issued[1]);
+        printf("1-GPU NCCL run, ZeRO-%d: %ld bucket reductions, %ld of them issued during the backward\n", zero, issued[1],
+               issued[0]);
         if (b && n1 == n2) {
             size_t differ = 0;
             for (size_t i = 0; i < n1; i++) differ += memcmp(&a[i], &b[i], sizeof(float)) != 0;

@@ -409,6 +409,14 @@ static void linear_bwd(const llava_model *m, void *dx, const void *dout, const v
     if (gb) ops->linear_backward_bias(gb, dout, N, O);
 }
 
+// Tells m->grad_final that these views' gradients are final for this pass (views without a
+// gradient, frozen or absent, are left out).
+static void grads_final(const llava_model *m, const param_view *const *v, size_t n) {
+    if (!m->grad_final) return;
+    for (size_t i = 0; i < n; i++)
+        if (G(m, v[i])) m->grad_final(m->grad_final_ctx, (int)(v[i] - m->pt.views));
+}
+
 // CLIP up to the feature layer, forward only (the tower is frozen: nothing is kept for backward).
 // Returns feat (n_img * tokens_per_image, Dv) ACT.
 static void *vision_forward(const llava_model *m, const llava_batch *b) {
@@ -618,6 +626,8 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
         void *dx = ops->alloc(BUF_ACT, (size_t)T * d);
         linear_bwd(m, dhn, logits, hn, p->head, NULL, T, d, V);
         ops->rmsnorm_backward(dh, G(m, p->norm), dhn, hs[L], P(m, p->norm), rstd_f, T, d);
+        const param_view *top[] = {p->norm, p->head != p->embed ? p->head : NULL};  // tied: the embeddings' turn
+        grads_final(m, top, 2);
         void *ds = ops->alloc(BUF_ACT, (size_t)T * I), *dgate = ops->alloc(BUF_ACT, (size_t)T * I);
         void *dup = ops->alloc(BUF_ACT, (size_t)T * I);
         void *dq = ops->alloc(BUF_ACT, (size_t)T * qd), *datt = ops->alloc(BUF_ACT, (size_t)T * qd);
@@ -651,10 +661,13 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
             ops->rmsnorm_backward(dx, G(m, c->in_norm), dhn, hs[l], P(m, c->in_norm), s->rstd1, T, d);
             ops->add_inplace(dh, dx, (size_t)T * d);  // dh = d loss / d hs[l]
             if (!keep) lm_saved_free(ops, s);
+            // lm_layer_views holds nothing but view pointers: the layer's views, as an array.
+            grads_final(m, (const param_view *const *)c, sizeof *c / sizeof(const param_view *));
         }
         // Embeddings: image positions hold ids of -1, so their rows get no gradient (masked_scatter).
         float *gembed = G(m, p->embed);
         if (gembed) ops->embedding_backward(gembed, dh, ids, T, d, V, m->padding_idx);
+        grads_final(m, &p->embed, 1);
         // ---- projector backward from the image positions' gradient
         if (M && m->grads[GROUP_PROJECTOR]) {
             void *df = ops->alloc(BUF_ACT, (size_t)M * d);
@@ -667,6 +680,8 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
             }
             linear_bwd(m, NULL, df, feat, p->p1_w, p->p1_b, M, Dv, d);
             ops->free(df);
+            const param_view *proj[] = {p->p1_w, p->p1_b, p->p2_w, p->p2_b};
+            grads_final(m, proj, 4);
         }
         void *bufs[] = {dhn, dh, dx, ds, dgate, dup, dq, datt, dk, dv};
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(bufs[i]);

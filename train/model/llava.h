@@ -34,6 +34,12 @@ typedef struct {
     char *frozen;                   // per view: frozen inside a trainable group (NULL: none)
     int checkpoint_layers;          // recompute each decoder layer in backward instead of keeping
                                     // its activations (less memory, one more forward)
+    // Called in the backward as soon as a trainable view's gradient is final for this pass (its
+    // index in pt.views), in the order the backward finishes them: the LM head and final norm, the
+    // decoder layers from the last, the embeddings, the projector. NULL: nothing is called. The
+    // data-parallel reduction starts each bucket from it (optim_arm).
+    void (*grad_final)(void *ctx, int view);
+    void *grad_final_ctx;
 } llava_model;
 
 // Loads a model folder (config.json + safetensors, any supported layout) onto `ops`.
