@@ -13,7 +13,7 @@
 # when this checkout lives elsewhere, /work/main is made a link to it.
 #
 # LLAVA_GPU_CHECK_BUDGET (seconds, default 420) bounds the optional steps at the end;
-# LLAVA_GPU_CHECK_SKIP="kernels sanitizer" leaves those steps out (a rerun that needs only some);
+# LLAVA_GPU_CHECK_SKIP="kernels step torch sanitizer" leaves those steps out (a rerun that needs only some);
 # LLAVA_GPU_CHECK_KERNEL_ARGS adds arguments to bench-kernels (--only attention, say);
 # LLAVA_PEAK_TFLOPS gives the bf16 peak for MFU when the kernel benchmark (which measures it) is skipped.
 set -uo pipefail
@@ -78,15 +78,19 @@ if ! skip kernels; then
   PEAK=$(grep -E "^peaks measured" "$OUT/bench-kernels.log" | grep -oE "= [0-9.]+ TFLOP/s" | grep -oE "[0-9.]+" | head -1)
 fi
 
-echo "== training step, llava.c ($(elapsed) s)"
-timeout 90 "$B/llava" bench-step --device cuda --layers 4 --batch 16 --steps 5 ${PEAK:+--peak-tflops $PEAK} \
-  > "$OUT/bench-step.log" 2>&1
-echo "   rc $?"; tail -10 "$OUT/bench-step.log"
+if ! skip step; then
+  echo "== training step, llava.c ($(elapsed) s)"
+  timeout 90 "$B/llava" bench-step --device cuda --layers 4 --batch 16 --steps 5 ${PEAK:+--peak-tflops $PEAK} \
+    > "$OUT/bench-step.log" 2>&1
+  echo "   rc $?"; tail -10 "$OUT/bench-step.log"
+fi
 
-echo "== training step, PyTorch + transformers (bf16, SDPA), same shapes and length mix ($(elapsed) s)"
-LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 \
-  --steps 5 ${PEAK:+--peak-tflops $PEAK} > "$OUT/torch-step.log" 2>&1
-echo "   rc $?"; tail -10 "$OUT/torch-step.log"
+if ! skip torch; then
+  echo "== training step, PyTorch + transformers (bf16, SDPA), same shapes and length mix ($(elapsed) s)"
+  LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 \
+    --steps 5 ${PEAK:+--peak-tflops $PEAK} > "$OUT/torch-step.log" 2>&1
+  echo "   rc $?"; tail -10 "$OUT/torch-step.log"
+fi
 
 left=$(( BUDGET - $(elapsed) ))
 if ! skip sanitizer && command -v compute-sanitizer >/dev/null && [ $left -gt 45 ]; then
@@ -100,12 +104,12 @@ echo
 echo "== summary ($(elapsed) s)"
 printf "%-28s %s\n" "GPU tests" "$(grep -E 'tests passed' "$OUT/ctest-gpu.log" || echo "did not finish (rc $ctest_rc)")"
 grep -E "^ *[0-9]+/[0-9]+ Test" "$OUT/ctest-gpu.log" | sed 's/^/  /'
-printf "%-28s %s\n" "llava.c step" "$(grep -E '^bench-step:' "$OUT/bench-step.log" | tail -1 || echo n/a)"
-printf "%-28s %s\n" "PyTorch step" "$(grep -E '^torch-step:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
-grep -E '^torch-attention' "$OUT/torch-step.log" | sed 's/^/  /'
+printf "%-28s %s\n" "llava.c step" "$(grep -sE '^bench-step:' "$OUT/bench-step.log" | tail -1 || echo n/a)"
+printf "%-28s %s\n" "PyTorch step" "$(grep -sE '^torch-step:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
+grep -sE '^torch-attention' "$OUT/torch-step.log" | sed 's/^/  /'
 [ -f "$OUT/bench-kernels.log" ] && grep -E '^attention' "$OUT/bench-kernels.log" | tr -s ' ' | sed 's/^/  llava.c /'
-ours=$(grep -oE '^bench-step: [0-9]+' "$OUT/bench-step.log" | grep -oE '[0-9]+$')
-theirs=$(grep -oE '^torch-step: [0-9]+' "$OUT/torch-step.log" | grep -oE '[0-9]+$')
+ours=$(grep -soE '^bench-step: [0-9]+' "$OUT/bench-step.log" | grep -oE '[0-9]+$')
+theirs=$(grep -soE '^torch-step: [0-9]+' "$OUT/torch-step.log" | grep -oE '[0-9]+$')
 if [ -n "${ours:-}" ] && [ -n "${theirs:-}" ]; then
   printf "%-28s %s\n" "tokens/s ratio (ours/torch)" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN{printf "%.2f", a/b}')"
 fi
