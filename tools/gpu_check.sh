@@ -13,7 +13,7 @@
 # when this checkout lives elsewhere, /work/main is made a link to it.
 #
 # LLAVA_GPU_CHECK_BUDGET (seconds, default 420) bounds the optional steps at the end;
-# LLAVA_GPU_CHECK_SKIP="kernels step torch sanitizer" leaves those steps out (a rerun that needs only some);
+# LLAVA_GPU_CHECK_SKIP="tests kernels step torch sanitizer" leaves those steps out (a rerun that needs only some);
 # LLAVA_GPU_CHECK_KERNEL_ARGS adds arguments to bench-kernels (--only attention, say);
 # LLAVA_PEAK_TFLOPS gives the bf16 peak for MFU when the kernel benchmark (which measures it) is skipped.
 set -uo pipefail
@@ -62,12 +62,15 @@ else
 fi
 echo "   ready after $(elapsed) s"
 
+ctest_rc=0
+if ! skip tests; then
 echo "== GPU tests (ctest -L gpu)"
 (cd "$B" && timeout 210 ctest -L gpu --timeout 100 -V) > "$OUT/ctest-gpu.log" 2>&1
 ctest_rc=$?
 grep -E "Test +#|tests passed|tests failed|passed, [0-9]+ failed" "$OUT/ctest-gpu.log"
 if [ $ctest_rc -ne 0 ]; then  # the failures, for the reply's tail
   grep -E "FAIL|rror" "$OUT/ctest-gpu.log" | grep -v "Test +#" | head -40
+fi
 fi
 
 PEAK=${LLAVA_PEAK_TFLOPS:-}
@@ -92,18 +95,31 @@ if ! skip torch; then
   echo "   rc $?"; tail -10 "$OUT/torch-step.log"
 fi
 
-left=$(( BUDGET - $(elapsed) ))
-if ! skip sanitizer && command -v compute-sanitizer >/dev/null && [ $left -gt 45 ]; then
-  echo "== compute-sanitizer memcheck, attention tests, quick set (${left} s left)"
-  LLAVA_TEST_QUICK=1 timeout $(( left - 15 )) compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$B/gpu_test_cuda_attention" > "$OUT/sanitizer.log" 2>&1
-  echo "   rc $? (9: errors found, 124: ran out of time)"; grep -E "ERROR SUMMARY|Invalid|out of bounds" "$OUT/sanitizer.log" | head -8
+# compute-sanitizer, as far as the budget goes: memcheck of the whole model and of a short training
+# run, then racecheck (shared memory) and memcheck of the attention kernels on their quick set.
+if ! skip sanitizer && command -v compute-sanitizer >/dev/null; then
+  : > "$OUT/sanitizer.log"
+  while read -r tool name cmd; do
+    left=$(( BUDGET - $(elapsed) ))
+    if [ $left -lt 45 ]; then echo "== sanitizer: no time left for $tool $name"; continue; fi
+    echo "== compute-sanitizer $tool: $name (${left} s left)"
+    echo "#### $tool $name" >> "$OUT/sanitizer.log"
+    LLAVA_TEST_QUICK=1 timeout $(( left - 15 )) compute-sanitizer --tool "$tool" --error-exitcode 9 $cmd \
+      >> "$OUT/sanitizer.log" 2>&1 < /dev/null
+    echo "   rc $? (9: errors found, 124: ran out of time)"
+    tail -3 "$OUT/sanitizer.log" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY" || true
+  done <<LIST
+memcheck model $B/gpu_test_cuda_model
+memcheck demo-fast $B/llava demo --fast --check --device cuda --out /tmp/demo-sanitized
+racecheck attention-quick $B/gpu_test_cuda_attention
+memcheck attention-quick $B/gpu_test_cuda_attention
+LIST
 fi
 
 echo
 echo "== summary ($(elapsed) s)"
-printf "%-28s %s\n" "GPU tests" "$(grep -E 'tests passed' "$OUT/ctest-gpu.log" || echo "did not finish (rc $ctest_rc)")"
-grep -E "^ *[0-9]+/[0-9]+ Test" "$OUT/ctest-gpu.log" | sed 's/^/  /'
+printf "%-28s %s\n" "GPU tests" "$(grep -sE 'tests passed' "$OUT/ctest-gpu.log" || echo "not run or did not finish (rc $ctest_rc)")"
+grep -sE "^ *[0-9]+/[0-9]+ Test" "$OUT/ctest-gpu.log" | sed 's/^/  /'
 printf "%-28s %s\n" "llava.c step" "$(grep -sE '^bench-step:' "$OUT/bench-step.log" | tail -1 || echo n/a)"
 printf "%-28s %s\n" "PyTorch step" "$(grep -sE '^torch-step:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
 grep -sE '^torch-attention' "$OUT/torch-step.log" | sed 's/^/  /'
