@@ -284,20 +284,26 @@ static void test_plan(void) {
         const char *preset, *llm;
         uint64_t params, grads, state, act, total;
     } want[] = {
-        // 7B stage 2, ZeRO-2, 8 ranks, 16 x 2048 tokens: params 7,050,304,512 x 2 bf16; grads
-        // 6,759,395,328 x 4; state 6,759,395,328 / 8 = 844,924,416 elements (x 4 bytes for each of
-        // grad shard, master, m, v); activations 19,829,526,528 (8,858,370,048 of them the 33 layer
-        // inputs, 4,047,765,504 one recomputed layer, 2,097,152,000 the logits); reserve 2 GiB:
-        // total 76,633,991,168 bytes = 71.37 GiB, which fits 80 GiB.
-        {"configs/llava15-7b-stage2.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 27037581312ull, 844924416ull,
-         19829526528ull, 76633991168ull},
+        // 7B stage 2, ZeRO-2, 8 ranks, 16 x 2048 tokens: params 7,050,304,512 x 2 bf16; grads: the
+        // projector's 20,979,712 and 3 slots of the largest LM bucket, a decoder layer of
+        // 4 x 4096^2 + 3 x 4096 x 11008 + 2 x 4096 = 202,383,360, all x 4 = 2,512,519,168 (a whole
+        // LM buffer would be 27,037,581,312); state 6,759,395,328 / 8 = 844,924,416 elements (x 4
+        // bytes for each of grad shard, master, m, v); activations 19,829,526,528 (8,858,370,048 of
+        // them the 33 layer inputs, 4,047,765,504 one recomputed layer, 2,097,152,000 the logits);
+        // reserve 2 GiB: total 52,108,929,024 bytes = 48.53 GiB, which fits 80 GiB.
+        {"configs/llava15-7b-stage2.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 2512519168ull, 844924416ull,
+         19829526528ull, 52108929024ull},
         // 7B stage 1 (projector only, 32 x 2048 tokens): 52.18 GiB.
         {"configs/llava15-7b-stage1.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 83918848ull, 2622464ull,
          39659053056ull, 56033024000ull},
-        // 13B stage 2 with ZeRO-2: 124.87 GiB, over 80: the fp32 gradient buffers alone are
-        // 48.6 GiB. LLaVA runs this stage under ZeRO-3.
-        {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 52189327360ull, 1630916480ull,
-         26967183360ull, 134075140096ull},
+        // 13B stage 2 with ZeRO-2: a layer (4 x 5120^2 + 3 x 5120 x 13824 + 2 x 5120 = 317,204,480)
+        // is over the 2^28 bucket limit, so its largest bucket ends before down_proj: 5120 + 4 x
+        // 5120^2 + 5120 + 2 x 5120 x 13824 = 246,425,600. grads 31,467,520 (projector) + 3 x
+        // 246,425,600, x 4 = 3,082,977,280: total 84,968,790,016 bytes = 79.13 GiB, inside 80 GiB at
+        // the worst case of 2048 tokens per sample (with whole gradient buffers: 124.87 GiB). LLaVA
+        // runs this stage under ZeRO-3.
+        {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 3082977280ull, 1630916480ull,
+         26967183360ull, 84968790016ull},
         // 13B stage 1: 77.25 GiB, fits (barely, at the worst case of 2048 tokens per sample).
         {"configs/llava15-13b-stage1.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 125870080ull, 3933440ull,
          53934366720ull, 82947137536ull},
@@ -326,7 +332,7 @@ static void test_plan(void) {
         free(llm);
         cfg_free(&c);
     }
-    CHECK(76633991168ull <= MEM_PLAN_GPU_BYTES && 134075140096ull > MEM_PLAN_GPU_BYTES, "7B stage 2 fits, 13B does not");
+    CHECK(52108929024ull <= MEM_PLAN_GPU_BYTES && 84968790016ull <= MEM_PLAN_GPU_BYTES, "7B and 13B stage 2 fit (ZeRO-2, slots)");
     // Without activation checkpointing the 7B stage-2 micro-batch keeps all 32 layers' activations.
     train_config c;
     cfg_init_defaults(&c);
@@ -336,6 +342,11 @@ static void test_plan(void) {
     cfg_set(&c, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336");
     CHECK(train_model_config(&c, &mc) == 0, "%s", llava_errmsg());
     CHECK_EQ_INT(mem_plan_activations(&mc, 16, 2048, 2, 0), 19829526528ull + 31ull * 4047765504ull);
+    // With a token budget a micro-batch runs in several passes and the LM keeps its whole buffer.
+    mem_plan p;
+    CHECK(cfg_set(&c, "data.token_budget=4096") == 0 && mem_plan_make(&c, &mc, 8, &p) == 0, "%s", llava_errmsg());
+    CHECK(!p.grad_slots && p.grads == 27037581312ull && p.total == 76633991168ull,
+          "7B stage 2 with a token budget: grads %llu, total %llu", (unsigned long long)p.grads, (unsigned long long)p.total);
     cfg_free(&c);
 }
 

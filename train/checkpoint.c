@@ -183,7 +183,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     st_writer_init(&ww);
     st_writer_init(&wo);
     for (int g = 0; g < N_GROUPS && rc == 0; g++) {
-        if (!m->grads[g]) continue;
+        if (!llava_model_trains(m, g)) continue;
         for (int i = 0; i < m->pt.n_views && rc == 0; i++) {
             const param_view *v = &m->pt.views[i];
             if (v->group != g || !v->used) continue;
@@ -240,7 +240,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
 int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, const ckpt_state *st, int keep) {
     group_host h[N_GROUPS] = {0};
     for (int g = 0; g < N_GROUPS; g++)
-        if (m->grads[g]) gather_group(m, o, g, &h[g]);
+        if (llava_model_trains(m, g)) gather_group(m, o, g, &h[g]);
     int rc = dist_rank(o->d) == 0 ? save_files(out_dir, m, h, st, keep) : 0;
     for (int g = 0; g < N_GROUPS; g++) {
         free(h[g].w);
@@ -301,7 +301,7 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
     free(opath);
     if (rc != 0) return rc;
     for (int g = 0; g < N_GROUPS && rc == 0; g++) {
-        if (!m->grads[g]) continue;
+        if (!llava_model_trains(m, g)) continue;
         size_t n = m->pt.group_numel[g];
         float *w = xmalloc(sizeof(float) * n), *mm = xmalloc(sizeof(float) * n), *vv = xmalloc(sizeof(float) * n);
         for (int i = 0; i < m->pt.n_views && rc == 0; i++) {

@@ -93,7 +93,7 @@ static void single_finalize(dist *d) {}
 
 static const dist_impl SINGLE_IMPL = {single_allreduce_f32, single_reduce_scatter_f32, single_allgather, single_broadcast,
                                       single_allreduce_host_f64, single_broadcast_host, single_gather_host_f32,
-                                      single_barrier, single_abort, single_finalize, NULL, NULL, NULL};
+                                      single_barrier, single_abort, single_finalize, NULL, NULL, NULL, NULL, NULL};
 
 dist *dist_single(void) {
     dist *d = xcalloc(1, sizeof *d);
@@ -119,6 +119,10 @@ int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *ou
                                              : d->impl->reduce_scatter_f32(d, buf, n, out, what);
 }
 int dist_wait_async(dist *d, const char *what) { return d->impl->wait_async ? d->impl->wait_async(d, what) : 0; }
+uint64_t dist_async_mark(dist *d) { return d->impl->async_mark ? d->impl->async_mark(d) : 0; }
+void dist_compute_after(dist *d, uint64_t mark, const char *what) {
+    if (d->impl->compute_after) d->impl->compute_after(d, mark, what);
+}
 int dist_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
     return d->impl->allgather(d, buf, n, elem_bytes, what);
 }

@@ -91,6 +91,12 @@ int dist_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what);
 int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what);
 // Returns when every collective issued so far is complete (the deadline applies, as to any).
 int dist_wait_async(dist *d, const char *what);
+// A mark after the asynchronous collectives issued so far, and a wait for it on the compute stream
+// (not the host): the work queued after dist_compute_after(d, mark) runs once they are done. How
+// the reduction reuses a gradient buffer while later collectives are still running. The blocking
+// backends return 0 and wait for nothing (their collectives are done when issued).
+uint64_t dist_async_mark(dist *d);
+void dist_compute_after(dist *d, uint64_t mark, const char *what);
 
 // ---- collectives on host memory (any backend)
 int dist_allreduce_host_f64(dist *d, double *x, int n, const char *what);
@@ -123,6 +129,8 @@ typedef struct {
     int (*allreduce_f32_async)(dist *d, float *buf, size_t n, const char *what);
     int (*reduce_scatter_f32_async)(dist *d, const float *buf, size_t n, float *out, const char *what);
     int (*wait_async)(dist *d, const char *what);
+    uint64_t (*async_mark)(dist *d);
+    void (*compute_after)(dist *d, uint64_t mark, const char *what);
 } dist_impl;
 
 struct dist {

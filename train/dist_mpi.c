@@ -123,7 +123,7 @@ static void mpi_finalize(dist *d) { MPI_Finalize(); }
 
 static const dist_impl MPI_IMPL = {mpi_allreduce_f32, mpi_reduce_scatter_f32, mpi_allgather, mpi_broadcast,
                                    mpi_allreduce_host_f64, mpi_broadcast, mpi_gather_host_f32,
-                                   mpi_barrier, mpi_abort, mpi_finalize, NULL, NULL, NULL};
+                                   mpi_barrier, mpi_abort, mpi_finalize, NULL, NULL, NULL, NULL, NULL};
 
 int dist_mpi_init(dist *d, const dist_options *o) {
     int provided = 0;

@@ -33,6 +33,12 @@ typedef struct {
     cudaEvent_t done;
     cudaEvent_t ready;  // recorded on the compute stream before an asynchronous collective
     int pending;        // asynchronous collectives issued and not yet waited for
+    // Marks (dist_async_mark): event k % N_MARKS recorded on this stream after the collectives
+    // issued before mark k. A mark older than N_MARKS has had its event recorded again later: waiting
+    // for the later point is still correct, only later than needed.
+#define N_MARKS 64
+    cudaEvent_t marks[N_MARKS];
+    uint64_t n_marks;
     void *scratch;  // (STAGE_BYTES) device
     int mpi;        // bootstrapped through MPI: finalize and abort MPI too
 } nccl_state;
@@ -150,6 +156,19 @@ static int nccl_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, fl
     return 0;
 }
 
+static uint64_t nccl_async_mark(dist *d) {
+    nccl_state *s = d->state;
+    uint64_t k = ++s->n_marks;
+    ck_cuda(d, cudaEventRecord(s->marks[k % N_MARKS], s->stream), "mark");
+    return k;
+}
+
+static void nccl_compute_after(dist *d, uint64_t mark, const char *what) {
+    nccl_state *s = d->state;
+    if (mark == 0 || mark > s->n_marks) return;
+    ck_cuda(d, cudaStreamWaitEvent((cudaStream_t)cuda_stream(), s->marks[mark % N_MARKS], 0), what);
+}
+
 static int nccl_wait_async(dist *d, const char *what) {
     nccl_state *s = d->state;
     return s->pending ? nccl_wait_done(d, what, dist_now() + d->timeout_s) : 0;
@@ -258,6 +277,7 @@ static void nccl_finalize(dist *d) {
     cudaFree(s->scratch);
     cudaEventDestroy(s->done);
     cudaEventDestroy(s->ready);
+    for (int k = 0; k < N_MARKS; k++) cudaEventDestroy(s->marks[k]);
     cudaStreamDestroy(s->stream);
 #ifdef LLAVA_HAVE_MPI
     if (s->mpi) dist_mpi_finalize_only();
@@ -269,7 +289,8 @@ static void nccl_finalize(dist *d) {
 static const dist_impl NCCL_IMPL = {nccl_allreduce_f32, nccl_reduce_scatter_f32, nccl_allgather, nccl_broadcast,
                                     nccl_allreduce_host_f64, nccl_broadcast_host, nccl_gather_host_f32,
                                     nccl_barrier, nccl_abort, nccl_finalize, nccl_allreduce_f32_async,
-                                    nccl_reduce_scatter_f32_async, nccl_wait_async};
+                                    nccl_reduce_scatter_f32_async, nccl_wait_async, nccl_async_mark,
+                                    nccl_compute_after};
 
 size_t dist_nccl_id_bytes(void) { return sizeof(ncclUniqueId); }
 
@@ -278,6 +299,12 @@ int dist_nccl_get_unique_id(void *id, size_t len) {
     ncclResult_t r = ncclGetUniqueId(&u);
     if (r != ncclSuccess) return llava_fail("ncclGetUniqueId: %s", ncclGetErrorString(r));
     memcpy(id, &u, len < sizeof u ? len : sizeof u);
+    return 0;
+}
+
+static int create_marks(nccl_state *s) {
+    for (int k = 0; k < N_MARKS; k++)
+        if (cudaEventCreateWithFlags(&s->marks[k], cudaEventDisableTiming) != cudaSuccess) return -1;
     return 0;
 }
 
@@ -296,7 +323,7 @@ int dist_nccl_init(dist *d, const void *id, size_t len, int bootstrap_mpi) {
     s->mpi = bootstrap_mpi;
     if (cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking) != cudaSuccess ||
         cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming) != cudaSuccess ||
-        cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming) != cudaSuccess || create_marks(s) != 0 ||
         cudaMalloc(&s->scratch, STAGE_BYTES) != cudaSuccess) {
         free(s);
         return llava_fail("rank %d: cannot create the NCCL stream or staging buffer", d->rank);

@@ -51,7 +51,7 @@ int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_
     // The optimizer's buckets, as optim.c builds them, to count the state the fullest rank keeps.
     int cur_group = -1, cur_layer = -2;
     size_t cur_end = 0, cur_n = 0;
-    uint64_t state = 0;
+    uint64_t state = 0, max_lm_bucket = 0;
     for (int i = 0; i <= pt.n_views; i++) {
         const param_view *v = i < pt.n_views ? &pt.views[i] : NULL;
         int trainable = 0;
@@ -66,6 +66,7 @@ int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_
                    cur_n + v->numel <= OPTIM_BUCKET_MAX;
         if (!cont && cur_n) {  // close the bucket
             state += p->zero_stage ? dist_shard_count(cur_n, world, world - 1) : 0;
+            if (cur_group == GROUP_LM && cur_n > max_lm_bucket) max_lm_bucket = cur_n;
             cur_n = 0;
         }
         if (!trainable) continue;
@@ -89,6 +90,10 @@ int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_
     }
     p->params = all * (uint64_t)p->act_bytes;
     p->grads = grad_numel * 4;
+    // ZeRO-2 without a token budget: the LM's gradients live in OPTIM_GRAD_SLOTS slots of its
+    // largest bucket (optim_use_grad_slots), not in a buffer of the whole group.
+    p->grad_slots = p->zero_stage == 2 && want_lm && max_lm_bucket && cfg_int(c, "data.token_budget") == 0;
+    if (p->grad_slots) p->grads = (grad_numel - pt.group_numel[GROUP_LM] + OPTIM_GRAD_SLOTS * max_lm_bucket) * 4;
     p->grad_shard = p->zero_stage ? state * 4 : 0;
     p->master = p->act_bytes != 4 ? state * 4 : 0;
     p->adam_m = p->adam_v = state * 4;
@@ -114,7 +119,9 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
     char note[96];
     snprintf(note, sizeof note, "%s, every group, replicated", pd);
     row(out, "params", p->params, note);
-    row(out, "grads", p->grads, "fp32, whole trainable groups (the backward accumulates into them)");
+    row(out, "grads", p->grads,
+        p->grad_slots ? "fp32, the projector's, and the LM's in 3 slots of its largest bucket (ZeRO-2)"
+                      : "fp32, whole trainable groups (the backward accumulates into them)");
     if (p->zero_stage) row(out, "grad shard", p->grad_shard, "fp32, this rank's reduced slices");
     if (p->master) row(out, "master", p->master, p->zero_stage ? "fp32, sharded" : "fp32");
     row(out, "adam m", p->adam_m, p->zero_stage ? "fp32, sharded" : "fp32");

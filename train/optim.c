@@ -87,6 +87,7 @@ static void build_buckets(optim_state *s, const llava_model *m) {
     for (int b = 0; b < s->n_buckets; b++)
         for (int i = s->buckets[b].view_first; i <= s->buckets[b].view_last; i++) s->view_bucket[i] = b;
     s->left = xcalloc((size_t)(s->n_buckets ? s->n_buckets : 1), sizeof(int));
+    s->issued = xcalloc((size_t)(s->n_buckets ? s->n_buckets : 1), 1);
 }
 
 void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage) {
@@ -129,12 +130,84 @@ void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_sta
 
 void optim_init(optim_state *s, const llava_model *m) { optim_init_dist(s, m, NULL, 0); }
 
+static void fatal(const char *msg) {
+    fprintf(stderr, "llava: internal error: %s\n", msg);
+    abort();
+}
+
+// Gives bucket b a slot for this pass: the next one round the ring whose bucket has been sent off
+// (the compute stream waits until that reduce-scatter is done), zeroed, or holding this rank's
+// accumulated slice after the step's first reduction (the next reduce-scatter then returns the
+// running sum, as the full-buffer path does).
+static void acquire(optim_state *s, const llava_model *m, int b) {
+    int i = -1;
+    for (int t = 0; t < OPTIM_GRAD_SLOTS && i < 0; t++) {
+        int c = (s->slot_next + t) % OPTIM_GRAD_SLOTS, o = s->slot_bucket[c];
+        if (o < 0 || s->issued[o]) i = c;
+    }
+    if (i < 0) fatal("every gradient slot holds a bucket that is not final (was the pass armed? optim_arm)");
+    s->slot_next = (i + 1) % OPTIM_GRAD_SLOTS;
+    int o = s->slot_bucket[i];
+    if (o >= 0) {
+        dist_compute_after(s->d, s->slot_mark[i], "reuse of a gradient slot");
+        s->bucket_slot[o] = -1;
+    }
+    s->slot_bucket[i] = b;
+    s->bucket_slot[b] = i;
+    const grad_bucket *k = &s->buckets[b];
+    m->ops->zero(BUF_GRAD, s->slots[i], k->n);
+    if (s->passes > 0 && k->own_n)
+        m->ops->copy(BUF_GRAD, s->slots[i] + (k->own_lo - k->lo), s->grad_shard[k->group] + k->state_off, k->own_n);
+}
+
+static float *slot_of(void *ctx, int view) {
+    optim_state *s = ctx;
+    const llava_model *m = s->armed_model;
+    int b = s->view_bucket[view];
+    if (b < 0) return NULL;
+    if (s->issued[b]) fatal("a gradient written after its bucket was sent off");
+    if (s->bucket_slot[b] < 0) acquire(s, m, b);
+    return s->slots[s->bucket_slot[b]] + (m->pt.views[view].offset - s->buckets[b].lo);
+}
+
+int optim_use_grad_slots(optim_state *s, llava_model *m) {
+    const int g = GROUP_LM;
+    if (s->zero != 2 || !m->grads[g]) return 0;
+    size_t mx = 0;
+    for (int b = 0; b < s->n_buckets; b++)
+        if (s->buckets[b].group == g && s->buckets[b].n > mx) mx = s->buckets[b].n;
+    if (!mx) return 0;
+    s->slot_n = mx;
+    for (int i = 0; i < OPTIM_GRAD_SLOTS; i++) {
+        s->slots[i] = m->ops->alloc(BUF_GRAD, mx);
+        s->slot_bucket[i] = -1;
+        s->slot_mark[i] = 0;
+    }
+    s->bucket_slot = xmalloc(sizeof(int) * (size_t)s->n_buckets);
+    for (int b = 0; b < s->n_buckets; b++) s->bucket_slot[b] = -1;
+    m->ops->free(m->grads[g]);
+    m->grads[g] = NULL;
+    m->grad_slotted[g] = 1;
+    m->grad_slot = slot_of;
+    m->grad_slot_ctx = s;
+    s->armed_model = m;
+    s->slotted = 1;
+    return 1;
+}
+
 // Issues bucket b's reduction without waiting.
 static void issue(optim_state *s, llava_model *m, int b) {
     const grad_bucket *k = &s->buckets[b];
     int g = k->group;
-    if (s->zero == 0) dist_allreduce_f32_async(s->d, m->grads[g] + k->lo, k->n, "all-reduce gradients");
-    else dist_reduce_scatter_f32_async(s->d, m->grads[g] + k->lo, k->n, s->grad_shard[g] + k->state_off, "reduce-scatter gradients");
+    float *src = m->grads[g] ? m->grads[g] + k->lo : NULL;
+    if (m->grad_slotted[g]) {
+        if (s->bucket_slot[b] < 0) acquire(s, m, b);  // nothing written in this pass: zeros or the running sum
+        src = s->slots[s->bucket_slot[b]];
+    }
+    if (s->zero == 0) dist_allreduce_f32_async(s->d, src, k->n, "all-reduce gradients");
+    else dist_reduce_scatter_f32_async(s->d, src, k->n, s->grad_shard[g] + k->state_off, "reduce-scatter gradients");
+    if (m->grad_slotted[g]) s->slot_mark[s->bucket_slot[b]] = dist_async_mark(s->d);
+    s->issued[b] = 1;
     s->issued_total++;
 }
 
@@ -153,10 +226,9 @@ static void on_grad_final(void *ctx, int view) {
 static int reduces(const optim_state *s) { return dist_kind(s->d) != DIST_SINGLE; }
 
 void optim_arm(optim_state *s, llava_model *m, int final_pass) {
-    if (s->armed) {  // a pass after the armed one, before its reduction: its gradients would be sent early
-        fprintf(stderr, "llava: internal error: optim_arm called again before the reduction of the armed pass\n");
-        abort();
-    }
+    if (s->armed)  // a pass after the armed one, before its reduction: its gradients would be sent early
+        fatal("optim_arm called again before the reduction of the armed pass");
+    if (s->slotted && !final_pass) fatal("with gradient slots every backward pass is followed by its reduction");
     s->armed = final_pass && reduces(s) && s->n_buckets > 0;
     m->grad_final = s->armed ? on_grad_final : NULL;
     m->grad_final_ctx = s->armed ? s : NULL;
@@ -174,6 +246,12 @@ static void reduce_all(optim_state *s, llava_model *m, const char *what) {
     s->armed = 0;
     m->grad_final = NULL;
     m->grad_final_ctx = NULL;
+    memset(s->issued, 0, (size_t)(s->n_buckets ? s->n_buckets : 1));
+    if (s->slotted) {  // every slot is free again
+        for (int i = 0; i < OPTIM_GRAD_SLOTS; i++) s->slot_bucket[i] = -1;
+        for (int b = 0; b < s->n_buckets; b++) s->bucket_slot[b] = -1;
+    }
+    s->passes++;
 }
 
 void optim_free(optim_state *s, const llava_model *m) {
@@ -186,6 +264,10 @@ void optim_free(optim_state *s, const llava_model *m) {
     free(s->buckets);
     free(s->view_bucket);
     free(s->left);
+    free(s->issued);
+    free(s->bucket_slot);
+    for (int i = 0; i < OPTIM_GRAD_SLOTS; i++)
+        if (s->slots[i]) m->ops->free(s->slots[i]);
     if (s->own_dist) dist_finalize(s->d);
     memset(s, 0, sizeof *s);
 }
@@ -198,11 +280,13 @@ double grad_global_norm(const llava_model *m) {
 }
 
 void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
+    if (micro == 0) s->passes = 0;
     if (s->zero != 2 || micro == 0) return;
     llava_model_zero_grads(m);
-    for (int b = 0; b < s->n_buckets; b++) {
+    for (int b = 0; b < s->n_buckets; b++) {  // slotted groups load their slices when a slot is taken
         const grad_bucket *k = &s->buckets[b];
-        if (k->own_n) m->ops->copy(BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off, k->own_n);
+        if (k->own_n && m->grads[k->group])
+            m->ops->copy(BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off, k->own_n);
     }
 }
 

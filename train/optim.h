@@ -42,6 +42,9 @@ int param_decays(const char *internal_name);
 // the optimizer state (m, v, fp32 master) of its slices only (ZeRO-1 and 2), and the reduced
 // gradient of its slices only (its `grad_shard`).
 #define OPTIM_BUCKET_MAX ((size_t)1 << 28)
+// ZeRO-2 gradient slots (optim_use_grad_slots): buffers of the largest LM bucket's size that the
+// backward's buckets take in turn. Three: one being filled, one or two still being reduced.
+#define OPTIM_GRAD_SLOTS 3
 
 typedef struct {
     int group, layer;
@@ -73,6 +76,17 @@ typedef struct {
     int armed;
     void *armed_model;            // the llava_model the hook reports on
     long issued_in_backward, issued_total;  // counts, for the log and the tests
+    char *issued;                 // per bucket: its reduction went out in this pass
+    // ZeRO-2 gradient slots: the LM group has no GRAD buffer; per bucket the slot it holds in this
+    // pass (-1: none), per slot its bucket (-1: free) and the mark after that bucket's reduction.
+    int slotted;
+    float *slots[OPTIM_GRAD_SLOTS];
+    size_t slot_n;
+    int *bucket_slot;
+    int slot_bucket[OPTIM_GRAD_SLOTS];
+    uint64_t slot_mark[OPTIM_GRAD_SLOTS];
+    int slot_next;
+    int passes;                   // reductions done in this step so far (ZeRO-2)
 } optim_state;
 
 // Allocates state for every group that has gradients, on one process.
@@ -82,6 +96,14 @@ void optim_init(optim_state *s, const llava_model *m);
 // rank of MPI or NCCL runs the stage asked for (each collective is then a copy).
 void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage);
 void optim_free(optim_state *s, const llava_model *m);
+// ZeRO-2 without the LM's full-size GRAD buffer: frees it and has the backward accumulate each
+// bucket into one of OPTIM_GRAD_SLOTS slots, zeroed (or, after the step's first reduction, loaded
+// with this rank's accumulated slice) when the bucket is first written, sent off by reduce-scatter
+// when the bucket is final, and reused once that reduce-scatter is done. Needs one backward pass
+// per reduction, every pass armed (no token budget: chunks of one micro-batch would have to keep
+// every bucket between passes). Returns 1 when slots are in use, 0 when the state does not allow
+// them (not ZeRO-2, or the LM does not train).
+int optim_use_grad_slots(optim_state *s, llava_model *m);
 
 // The global L2 norm of all gradients (NaN/inf when any is non-finite), from this process's full
 // gradient buffers.

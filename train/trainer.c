@@ -284,6 +284,9 @@ int train_run(const train_config *c, const train_options *opt) {
     // loads that one (each keeps its own shards of the optimizer state).
     optim_init_dist(&os, &m, d, cfg_int(c, "train.zero_stage"));
     have_os = 1;
+    // ZeRO-2 keeps no full-size LM gradient buffer: per-layer slots instead (one pass per
+    // micro-batch, so not with a token budget).
+    if (cfg_int(c, "data.token_budget") == 0) optim_use_grad_slots(&os, &m);
     ckpt_state st = {0};
     int step = 0;
     loader_pos start = {0, 0};
@@ -357,8 +360,12 @@ int train_run(const train_config *c, const train_options *opt) {
                 ops->name, total, (long long)per_epoch, oc.warmup_steps, V, per_device,
                 ts == TRAIN_PROJECTOR ? "projector" : "projector + language model");
         if (world > 1)
-            fprintf(stderr, "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets\n",
-                    world, dist_backend_name(dist_kind(d)), accum, accum == 1 ? "" : "es", os.zero, os.n_buckets);
+            fprintf(stderr, "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets%s\n",
+                    world, dist_backend_name(dist_kind(d)), accum, accum == 1 ? "" : "es", os.zero, os.n_buckets,
+                    os.slotted ? ", LM gradients in slots" : "");
+        if (world > 1 && os.slotted)
+            fprintf(stderr, "train: LM gradients: %d slots of %zu elements instead of a buffer of %zu\n", OPTIM_GRAD_SLOTS,
+                    os.slot_n, (size_t)m.pt.group_numel[GROUP_LM]);
         mem_plan mp;
         if (!opt->quiet && mem_plan_make(c, &m.cfg, world, &mp) == 0)
             mem_plan_print(&mp, strcmp(device, "cuda") == 0 ? MEM_PLAN_GPU_BYTES : 0, stderr);

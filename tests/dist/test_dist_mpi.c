@@ -222,6 +222,10 @@ static void test_equivalence(int stage, double *worst_out) {
                   np, total, want, nb);
             CHECK(stage == 1 ? in_bwd == total : (in_bwd > 0 && in_bwd <= total),
                   "stage %d ZeRO-%d %d ranks: %ld of %ld reductions issued during the backward", stage, zero, np, in_bwd, total);
+            // Stage 2 on ZeRO-2 keeps no full-size LM gradient buffer (optim_use_grad_slots).
+            int slotted = strstr(lg, "LM gradients: 3 slots of ") != NULL;
+            CHECK(slotted == (stage == 2 && zero == 2), "stage %d ZeRO-%d %d ranks: LM gradient slots %s", stage, zero, np,
+                  slotted ? "in use" : "not in use");
             free(lg);
             printf("stage %d ZeRO-%d %d ranks: %d tensors, max |diff| %.3g, max relative %.3g, %ld of %ld bucket reductions "
                    "issued in the backward (%.1f s)\n", stage, zero, np, nt, max_abs, rel, in_bwd, total, t);

@@ -3,7 +3,8 @@
 // must (the sums over one rank are the inputs), and three training steps of the tiny golden model
 // through the NCCL group with ZeRO-0, 1 and 2 (gradients through ncclAllReduce or ncclReduceScatter
 // issued from inside the backward on the NCCL stream, parameters through ncclAllGather) end with the
-// same parameters, bit for bit, as the one-process path. Skipped (77) without a GPU or without NCCL in the build.
+// same parameters, bit for bit, as the one-process path; ZeRO-2 with the LM's gradients in
+// per-layer slots reused after their reduce-scatter (ordered by events on the compute stream). Skipped (77) without a GPU or without NCCL in the build.
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,10 @@ static float *three_steps(const llava_ops *ops, dist *d, int zero, size_t *n_out
     }
     optim_state os;
     optim_init_dist(&os, &m, d, zero);
+    if (d && zero == 2) {  // ZeRO-2 as the trainer runs it: no full LM gradient buffer, per-layer slots
+        int on = optim_use_grad_slots(&os, &m);
+        CHECK(on == 1 && m.grads[GROUP_LM] == NULL, "ZeRO-2 gradient slots not in use");
+    }
     optim_config oc = {.lr = 1e-3, .projector_lr = NAN, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                        .schedule = SCHED_CONSTANT, .total_steps = 3};
     for (int s = 1; s <= 3; s++) {

@@ -102,9 +102,12 @@ static void *P(const llava_model *m, const param_view *v) {
 }
 
 static float *G(const llava_model *m, const param_view *v) {
-    if (!v || !m->grads[v->group] || (m->frozen && m->frozen[v - m->pt.views])) return NULL;
-    return m->grads[v->group] + v->offset;
+    if (!v || (m->frozen && m->frozen[v - m->pt.views])) return NULL;
+    if (m->grad_slotted[v->group]) return m->grad_slot(m->grad_slot_ctx, (int)(v - m->pt.views));
+    return m->grads[v->group] ? m->grads[v->group] + v->offset : NULL;
 }
+
+int llava_model_trains(const llava_model *m, int g) { return m->grads[g] != NULL || m->grad_slotted[g]; }
 
 // ---------------------------------------------------------------------------------------------
 // Loading
@@ -244,7 +247,7 @@ int llava_model_freeze(llava_model *m, const char *prefix) {
 }
 
 int llava_model_is_frozen(const llava_model *m, const param_view *v) {
-    return !m->grads[v->group] || (m->frozen && m->frozen[v - m->pt.views]);
+    return !llava_model_trains(m, v->group) || (m->frozen && m->frozen[v - m->pt.views]);
 }
 
 void llava_model_zero_grads(llava_model *m) {
@@ -557,7 +560,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
     }
     // Nothing to do backward when no target exists, or when only the projector trains and the batch
     // holds no image (text-only samples carry no projector gradient).
-    backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 && (m->grads[GROUP_LM] || M > 0);
+    backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 && (llava_model_trains(m, GROUP_LM) || M > 0);
 
     // ---- device copies of the batch's integer arrays
     int32_t *ids = ops->alloc(BUF_I32, (size_t)T), *targets = ops->alloc(BUF_I32, (size_t)T);
@@ -669,7 +672,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
         if (gembed) ops->embedding_backward(gembed, dh, ids, T, d, V, m->padding_idx);
         grads_final(m, &p->embed, 1);
         // ---- projector backward from the image positions' gradient
-        if (M && m->grads[GROUP_PROJECTOR]) {
+        if (M && llava_model_trains(m, GROUP_PROJECTOR)) {
             void *df = ops->alloc(BUF_ACT, (size_t)M * d);
             ops->gather_rows(df, dh, img_rows, M, d);
             if (mlp2) {

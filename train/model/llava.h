@@ -40,7 +40,17 @@ typedef struct {
     // data-parallel reduction starts each bucket from it (optim_arm).
     void (*grad_final)(void *ctx, int view);
     void *grad_final_ctx;
+    // ZeRO-2 without full gradient buffers: a group marked here has no GRAD buffer (grads[g] is
+    // NULL); the optimizer hands out, per bucket and pass, a zeroed slot that the backward
+    // accumulates into, and sends it off when the bucket is final. grad_slot(ctx, view) is where
+    // view's gradient goes in this pass.
+    char grad_slotted[N_GROUPS];
+    float *(*grad_slot)(void *ctx, int view);
+    void *grad_slot_ctx;
 } llava_model;
+
+// 1 when group g receives gradients (its GRAD buffer, or slots handed out by the optimizer).
+int llava_model_trains(const llava_model *m, int g);
 
 // Loads a model folder (config.json + safetensors, any supported layout) onto `ops`.
 // Missing tensors are an error; tensors of vision layers past the feature layer are skipped.
