@@ -27,7 +27,8 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 skip() { [[ " ${LLAVA_GPU_CHECK_SKIP:-} " == *" $1 "* ]]; }
-echo "== gpu_check: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) on $(hostname), $(date -u +%FT%TZ)"
+# (The commit that counts is the bundle's, printed below: a copied checkout's git may be stale.)
+echo "== gpu_check on $(hostname), $(date -u +%FT%TZ); checkout $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader || true
 grep -E '^PRETTY_NAME' /etc/os-release 2>/dev/null || true
 command -v nvcc >/dev/null && nvcc --version | tail -2 | head -1
