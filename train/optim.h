@@ -111,9 +111,10 @@ double grad_global_norm(const llava_model *m);
 
 // Gradient reduction over the ranks, called by the step loop around each micro-batch's backward
 // (the model's GRAD buffers are zeroed once at the start of the step, as on one process):
-//   optim_micro_begin(s, m, i)   before micro-batch i's backward. ZeRO-2, i > 0: zeroes the GRAD
-//                                buffers and puts this rank's accumulated slices back into them, so
-//                                the next reduce-scatter adds to what is there.
+//   optim_micro_begin(s, m, i)   before micro-batch i's backward (i = 0 starts the step). ZeRO-2,
+//                                i > 0: zeroes the GRAD buffers and puts this rank's accumulated
+//                                slices back into them, so the next reduce-scatter adds to what is
+//                                there (gradient slots do the same when a bucket takes a slot).
 //   optim_micro_end(s, m)        after it. ZeRO-2: reduce-scatter of every bucket into grad_shard.
 //   optim_reduce(s, m)           after the last one. ZeRO-0: all-reduce of every bucket (then every
 //                                rank holds the summed gradient); ZeRO-1: reduce-scatter of every

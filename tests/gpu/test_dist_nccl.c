@@ -4,7 +4,8 @@
 // through the NCCL group with ZeRO-0, 1 and 2 (gradients through ncclAllReduce or ncclReduceScatter
 // issued from inside the backward on the NCCL stream, parameters through ncclAllGather) end with the
 // same parameters, bit for bit, as the one-process path; ZeRO-2 with the LM's gradients in
-// per-layer slots reused after their reduce-scatter (ordered by events on the compute stream). Skipped (77) without a GPU or without NCCL in the build.
+// per-layer slots reused after their reduce-scatter (ordered by events on the compute stream).
+// Skipped (77) without a GPU or without NCCL in the build.
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
