@@ -22,7 +22,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"model.mm_vision_select_feature", CFG_ENUM, "\"patch\"", "patch|cls_patch", "patch drops the CLS token [mm_vision_select_feature]"},
     {"model.mm_use_im_start_end", CFG_BOOL, "false", NULL, "wrap images in start/end tokens (false in LLaVA-1.5; true is not supported) [mm_use_im_start_end]"},
     {"model.mm_use_im_patch_token", CFG_BOOL, "false", NULL, "add an image patch token (false in LLaVA-1.5) [mm_use_im_patch_token]"},
-    {"model.pretrain_mm_mlp_adapter", CFG_STR, "null", NULL, "stage-1 projector (mm_projector.safetensors) to start stage 2 from [pretrain_mm_mlp_adapter]"},
+    {"model.pretrain_mm_mlp_adapter", CFG_STR, "null", NULL, "stage-1 projector to start stage 2 from: our mm_projector.safetensors or LLaVA's mm_projector.bin [pretrain_mm_mlp_adapter]"},
     // ---- data
     {"data.data_path", CFG_STR, "null", NULL, "LLaVA JSON array, or an HDF5 file written by `llava prep` [data_path]"},
     {"data.image_folder", CFG_STR, "null", NULL, "folder that the samples' image paths are relative to [image_folder]"},

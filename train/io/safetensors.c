@@ -1,4 +1,5 @@
 #include "safetensors.h"
+#include "torchbin.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -244,6 +245,10 @@ int st_open(st_file *f, const char *path) {
     }
     close(fd);
     static const uint8_t empty[1];
+    if (map && tb_is_zip(map, len)) {  // a PyTorch checkpoint (pytorch_model.bin): torchbin.h
+        munmap(map, len);
+        return tb_open(f, path);
+    }
     if (st_parse_buffer(path, map ? map : empty, len, f) != 0) {
         if (map) munmap(map, len);
         return -1;
@@ -316,11 +321,25 @@ static int list_safetensors(const char *dir, char ***names_out) {
     return n;
 }
 
+// PyTorch checkpoints of a folder that has no safetensors: the index, else the single file.
+static char *torch_weights(const char *dir) {
+    const char *names[] = {"pytorch_model.bin.index.json", "pytorch_model.bin"};
+    for (int i = 0; i < 2; i++) {
+        char *p = path_join(dir, names[i]);
+        if (file_exists(p)) return p;
+        free(p);
+    }
+    return NULL;
+}
+
 int st_dir_has_weights(const char *dir) {
     char *idx = path_join(dir, "model.safetensors.index.json");
     int has = file_exists(idx);
     free(idx);
     if (has) return 1;
+    char *tw = torch_weights(dir);
+    free(tw);
+    if (tw) return 1;
     char **names = NULL;
     int n = list_safetensors(dir, &names);
     for (int i = 0; i < n; i++) free(names[i]);
@@ -369,7 +388,8 @@ static int open_files(st_set *s, const char *dir, char **names, int n) {
 
 // Shard names come from an untrusted index: plain file names only, nothing that leaves the folder.
 static int shard_name_ok(const char *name) {
-    return name[0] && name[0] != '.' && !strchr(name, '/') && !strchr(name, '\\') && ends_with(name, ".safetensors");
+    return name[0] && name[0] != '.' && !strchr(name, '/') && !strchr(name, '\\') &&
+           (ends_with(name, ".safetensors") || ends_with(name, ".bin"));
 }
 
 static int open_index(st_set *s, const char *index_path) {
@@ -392,8 +412,8 @@ static int open_index(st_set *s, const char *index_path) {
             break;
         }
         if (!shard_name_ok(e->valuestring)) {
-            rc = llava_fail("safetensors index: %s: tensor \"%s\" maps to \"%s\", which is not a .safetensors file name "
-                            "inside the folder",
+            rc = llava_fail("safetensors index: %s: tensor \"%s\" maps to \"%s\", which is not a .safetensors or .bin "
+                            "file name inside the folder",
                             index_path, e->string, e->valuestring);
             break;
         }
@@ -442,9 +462,14 @@ int st_set_open(st_set *s, const char *path) {
         } else {
             char **names = NULL;
             int n = list_safetensors(path, &names);
+            char *tw = n == 0 ? torch_weights(path) : NULL;
             if (n < 0) rc = -1;
-            else if (n == 0) rc = llava_fail("%s: no *.safetensors files and no model.safetensors.index.json", path);
+            else if (tw && ends_with(tw, ".index.json")) rc = open_index(s, tw);
+            else if (tw) rc = open_files(s, NULL, &tw, 1) == 0 ? build_entries(s) : -1;
+            else if (n == 0)
+                rc = llava_fail("%s: no *.safetensors files, no model.safetensors.index.json and no pytorch_model.bin", path);
             else rc = open_files(s, path, names, n) == 0 ? build_entries(s) : -1;
+            free(tw);
             for (int i = 0; i < n; i++) free(names[i]);
             free(names);
         }
