@@ -44,6 +44,7 @@ static void same_as_safetensors(const char *bin, const char *st, int extra) {
 
 static void test_small(void) {
     same_as_safetensors(D "small.bin", D "small.safetensors", 0);
+    same_as_safetensors(D "small_zip64.bin", D "small.safetensors", 0);  // ZIP64 records (Info-ZIP -fz)
     st_file f;
     if (tb_open(&f, D "small.bin") != 0) return;
     const st_tensor *whole = st_find(&f, "k.view_whole"), *row = st_find(&f, "l.view_row3"), *s = st_find(&f, "f.scalar");

@@ -11,6 +11,8 @@ same tensors (written by the safetensors library), so that the test compares the
     tests/data/torchbin/evil.bin                           a data.pkl that names os.system (must be
         refused without running anything)
     tests/data/torchbin/compressed.bin                     a deflated entry (must be refused)
+    tests/data/torchbin/small_zip64.bin                    small.bin's entries re-zipped with ZIP64
+        records forced (Info-ZIP zip 3.0, `zip -0 -fz`)
     tests/data/torchbin/tiny64/                            the golden tiny64 model in fp16 as two
         shards and a pytorch_model.bin.index.json, as transformers' save_pretrained wrote them
     tests/data/torchbin/mm_projector.bin                   its projector in bf16 under LLaVA's
@@ -25,6 +27,8 @@ import json
 import pathlib
 import pickle
 import shutil
+import subprocess
+import tempfile
 import zipfile
 
 import torch
@@ -85,6 +89,14 @@ def main():
     with zipfile.ZipFile(OUT / "compressed.bin", "w", zipfile.ZIP_DEFLATED) as z:
         for info in src.infolist():
             z.writestr(info.filename, src.read(info.filename))
+
+    # The small checkpoint's entries re-zipped by Info-ZIP's zip 3.0 with ZIP64 records forced
+    # (-fz): the structures a checkpoint over 4 GiB has, in a small file.
+    tmp = pathlib.Path(tempfile.mkdtemp())
+    src.extractall(tmp)
+    subprocess.run(["zip", "-q", "-0", "-fz", "-X", "-r", str((OUT / "small_zip64.bin").resolve()), "small"], cwd=tmp,
+                   check=True)
+    shutil.rmtree(tmp)
 
     # The golden tiny64 model, fp16, in two shards with the index transformers writes.
     model = load_file("tests/data/golden/model/tiny64/model/model.safetensors")
