@@ -15,6 +15,7 @@
 # LLAVA_GPU_CHECK_BUDGET (seconds, default 420) bounds the optional steps at the end;
 # LLAVA_GPU_CHECK_SKIP="tests kernels step torch sanitizer" leaves those steps out (a rerun that needs only some);
 # LLAVA_GPU_CHECK_KERNEL_ARGS adds arguments to bench-kernels (--only attention, say);
+# LLAVA_GPU_CHECK_STAGE=1 runs both training-step benchmarks as stage 1 (projector only, captions);
 # LLAVA_PEAK_TFLOPS gives the bf16 peak for MFU when the kernel benchmark (which measures it) is skipped.
 set -uo pipefail
 OUT=${1:?usage: tools/gpu_check.sh OUTDIR}
@@ -75,6 +76,8 @@ fi
 fi
 
 PEAK=${LLAVA_PEAK_TFLOPS:-}
+STAGE=${LLAVA_GPU_CHECK_STAGE:-2}  # the training-step benchmarks: 2 (665K mix, 16 per step) or 1 (captions, 32)
+SB=$([ "$STAGE" = 1 ] && echo 32 || echo 16)
 if ! skip kernels; then
   echo "== kernel benchmark ($(elapsed) s)"
   timeout 90 "$B/llava" bench-kernels --reps 10 ${LLAVA_GPU_CHECK_KERNEL_ARGS:-} > "$OUT/bench-kernels.log" 2>&1
@@ -84,15 +87,15 @@ fi
 
 if ! skip step; then
   echo "== training step, llava.c ($(elapsed) s)"
-  timeout 90 "$B/llava" bench-step --device cuda --layers 4 --batch 16 --steps 5 ${PEAK:+--peak-tflops $PEAK} \
-    > "$OUT/bench-step.log" 2>&1
+  timeout 90 "$B/llava" bench-step --device cuda --stage "$STAGE" --layers 4 --batch "$SB" --steps 5 \
+    ${PEAK:+--peak-tflops $PEAK} > "$OUT/bench-step.log" 2>&1
   echo "   rc $?"; tail -10 "$OUT/bench-step.log"
 fi
 
 if ! skip torch; then
   echo "== training step, PyTorch + transformers (bf16, SDPA), same shapes and length mix ($(elapsed) s)"
-  LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/torch_llava_step.py --layers 4 --batch 16 \
-    --steps 5 ${PEAK:+--peak-tflops $PEAK} > "$OUT/torch-step.log" 2>&1
+  LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/torch_llava_step.py --stage "$STAGE" \
+    --layers 4 --batch "$SB" --steps 5 ${PEAK:+--peak-tflops $PEAK} > "$OUT/torch-step.log" 2>&1
   echo "   rc $?"; tail -10 "$OUT/torch-step.log"
 fi
 

@@ -4,8 +4,10 @@ PyTorch + transformers LlavaForConditionalGeneration in bf16 with SDPA attention
 layer shapes (CLIP ViT-L/14-336 frozen, the 2-layer GELU projector, LLaMA-7B decoder layers
 truncated to --layers so it fits one GPU), trained on batches of LLaVA-1.5's length mix padded as
 the HF collator pads them (94% image samples with 40-500 text tokens, 6% text-only of 600-2048).
-AdamW (torch, fused) over projector + LM as in stage 2. Prints tokens/s (real tokens, image
-features included, as llava.c counts them), samples/s and model TFLOP/s on the same FLOP count.
+AdamW (torch, fused) over projector + LM as in stage 2, or with --stage 1 over the projector
+alone on caption lengths (every sample an image and 20-80 tokens), as `llava bench-step --stage 1`.
+Prints tokens/s (real tokens, image features included, as llava.c counts them), samples/s and
+model TFLOP/s on the same FLOP count.
 
 Also times torch's SDPA attention (flash backend where it applies) forward+backward at the
 attention shapes of one packed micro-batch, for comparison with `llava bench-kernels`.
@@ -27,9 +29,12 @@ import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 
-def length_mix(batch, gen, tpi=576, max_len=2048):
+def length_mix(batch, gen, tpi=576, max_len=2048, captions=False):
     out = []
     for _ in range(batch):
+        if captions:  # stage 1: LLaVA's 558K captions, every sample an image and 20-80 caption tokens
+            out.append((1 + tpi + 20 + int(torch.randint(0, 61, (1,), generator=gen)), True))
+            continue
         image = int(torch.randint(0, 100, (1,), generator=gen)) >= 6
         if image:
             n = 40 + int(torch.randint(0, 461, (1,), generator=gen)) + tpi
@@ -55,6 +60,12 @@ def step_benchmark(args, dev, gen):
     tower = model.vision_tower if hasattr(model, "vision_tower") else model.model.vision_tower  # transformers 5
     for p in tower.parameters():  # frozen, as in LLaVA
         p.requires_grad_(False)
+    if args.stage == 1:  # the projector alone trains
+        proj = model.multi_modal_projector if hasattr(model, "multi_modal_projector") else model.model.multi_modal_projector
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in proj.parameters():
+            p.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=dev.type == "cuda")
     per_tok_lm = 2.0 * (L * (4 * d * d + 3 * d * I) + d * V)
@@ -63,7 +74,7 @@ def step_benchmark(args, dev, gen):
         2.0 * 576 * 4096 * (dv + d)
     times, toks, flops, samples = 0.0, 0, 0.0, 0
     for step in range(args.warmup + args.steps):
-        mix = length_mix(args.batch, gen)
+        mix = length_mix(args.batch, gen, captions=args.stage == 1)
         T = max(n for n, _ in mix)
         ids = torch.randint(3, 32000, (args.batch, T), generator=gen)
         mask = torch.zeros((args.batch, T), dtype=torch.long)
@@ -87,7 +98,7 @@ def step_benchmark(args, dev, gen):
         dt = time.perf_counter() - t0
         real = sum(n for n, _ in mix)
         attn = sum(2.0 * n * n * d * L for n, _ in mix)
-        f = 3.0 * (per_tok_lm * real + attn) + per_img * n_img
+        f = (2.0 if args.stage == 1 else 3.0) * (per_tok_lm * real + attn) + per_img * n_img  # as bench-step counts
         print(f"  step {step + 1}: {real} real tokens (padded to {args.batch}x{T}), {n_img} images, "
               f"loss {out.loss.item():.4f}, {dt * 1e3:.1f} ms{' (warm-up)' if step < args.warmup else ''}")
         if step >= args.warmup:
@@ -181,6 +192,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--peak-tflops", type=float, default=0)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--stage", type=int, default=2, choices=(1, 2),
+                    help="1: projector only on caption lengths (LLaVA's stage 1); 2: projector + LM on the 665K mix")
     ap.add_argument("--tiny", action="store_true", help="small widths, for checking the script on a CPU")
     args = ap.parse_args()
     dev = torch.device(args.device)

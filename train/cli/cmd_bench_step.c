@@ -3,7 +3,8 @@
 //
 // Defaults on CUDA: LLaVA-1.5 7B shapes (LLaMA hidden 4096, 32 heads x 128, MLP 11008, vocab
 // 32000; CLIP ViT-L/14-336 with its 23 computed layers; the 2-layer GELU projector) with the LM
-// truncated to --layers decoder layers so it fits one GPU, stage 2 (projector + LM train).
+// truncated to --layers decoder layers so it fits one GPU, stage 2 (projector + LM train) on the
+// 665K mix's lengths, or with --stage 1 the projector alone on caption lengths, 32 per step.
 // On the CPU the defaults are a tiny model, to check the harness itself.
 #include <math.h>
 #include <stdio.h>
@@ -23,16 +24,19 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// LLaVA-1.5's 665K mix in lengths: 94% image samples (their text 40-500 tokens, plus the image's
-// features), 6% text-only conversations of 600-2048 tokens. Samples are added until the
-// micro-batch holds `batch` samples.
-static void make_batch(llava_batch *b, const llava_model *m, int batch, int max_len, torch_rng *r) {
+// LLaVA-1.5's 665K mix in lengths (stage 2): 94% image samples (their text 40-500 tokens, plus the
+// image's features), 6% text-only conversations of 600-2048 tokens. Stage 1's 558K captions: every
+// sample an image and a caption of 20-80 tokens. Samples are added until the micro-batch holds
+// `batch` samples.
+static void make_batch(llava_batch *b, const llava_model *m, int batch, int max_len, torch_rng *r, int captions) {
     int tpi = m->tokens_per_image, V = m->cfg.text.vocab_size, S = m->cfg.vision.image_size;
     int *len = xmalloc(sizeof(int) * (size_t)batch), *img = xmalloc(sizeof(int) * (size_t)batch);
     int T = 0, n_img = 0;
     for (int i = 0; i < batch; i++) {
-        img[i] = torch_rng_next(r) % 100 >= 6;
-        len[i] = img[i] ? 40 + (int)(torch_rng_next(r) % 461) + tpi : 600 + (int)(torch_rng_next(r) % 1449);
+        img[i] = captions || torch_rng_next(r) % 100 >= 6;
+        len[i] = captions ? 1 + tpi + 20 + (int)(torch_rng_next(r) % 61)
+                 : img[i] ? 40 + (int)(torch_rng_next(r) % 461) + tpi
+                          : 600 + (int)(torch_rng_next(r) % 1449);
         if (len[i] > max_len) len[i] = max_len;
         if (img[i] && len[i] < tpi + 2) len[i] = tpi + 2;
         T += len[i];
@@ -110,7 +114,7 @@ int cmd_bench_step(int argc, char **argv) {
         mc.vision.num_attention_heads = 2, mc.vision.image_size = 56;
     }
     mc.text.num_hidden_layers = layers > 0 ? layers : (gpu ? 4 : 2);
-    if (batch <= 0) batch = gpu ? 16 : 4;
+    if (batch <= 0) batch = gpu ? (stage == 1 ? 32 : 16) : 4;  // LLaVA's per-device batches
     setvbuf(stdout, NULL, _IOLBF, 0);  // each line out at once, also when a time limit stops the run
     double t_setup = now_s();
     llava_model m;
@@ -140,7 +144,7 @@ int cmd_bench_step(int argc, char **argv) {
     int total_samples = 0;
     for (int s = 0; s < warmup + steps; s++) {
         llava_batch b;
-        make_batch(&b, &m, batch, 2048, &r);
+        make_batch(&b, &m, batch, 2048, &r, stage == 1);
         double attn = 0;
         for (int q = 0; q < b.n_seq; q++) {
             double n = b.cu_seqlens[q + 1] - b.cu_seqlens[q];
