@@ -99,6 +99,25 @@ if ! skip torch; then
   echo "   rc $?"; tail -10 "$OUT/torch-step.log"
 fi
 
+# Nsight Compute on the attention kernels (LLAVA_GPU_CHECK_PROFILE=1): the first forward, dK/dV
+# and dQ launches of the LM shape (12 launches), with the sections that say why a kernel is slow. Clocks are left
+# as they are (--clock-control none).
+if [ "${LLAVA_GPU_CHECK_PROFILE:-0}" = 1 ]; then
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  if [ -n "$NCU" ]; then
+    echo "== ncu: attention kernels ($(elapsed) s)"
+    timeout 120 "$NCU" --clock-control none -k 'regex:attn_(fwd|bwd_dkdv|bwd_dq)_kernel' --launch-count 12 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section SourceCounters \
+      "$B/llava" bench-kernels --only "lm causal" --reps 1 > "$OUT/ncu-attention.txt" 2>&1
+    echo "   rc $?"
+    grep -E "attn_|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Theoretical Occ|Issue Slots Busy|Block Limit" \
+      "$OUT/ncu-attention.txt" | head -40
+  else
+    echo "== ncu: not found"
+  fi
+fi
+
 # compute-sanitizer, as far as the budget goes: memcheck of the whole model and of a short training
 # run, then racecheck (shared memory) and memcheck of the attention kernels on their quick set.
 if ! skip sanitizer && command -v compute-sanitizer >/dev/null; then
