@@ -106,7 +106,7 @@ if [ "${LLAVA_GPU_CHECK_PROFILE:-0}" = 1 ]; then
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   if [ -n "$NCU" ]; then
     echo "== ncu: attention kernels ($(elapsed) s)"
-    timeout 120 "$NCU" --clock-control none -k 'regex:attn_(fwd|bwd_dkdv|bwd_dq)_kernel' --launch-count 12 \
+    timeout 70 "$NCU" --clock-control none -k 'regex:attn_(fwd|bwd_dkdv|bwd_dq)_kernel' --launch-count 12 \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
       --section MemoryWorkloadAnalysis --section WarpStateStats --section SourceCounters \
       "$B/llava" bench-kernels --only "lm causal" --reps 1 > "$OUT/ncu-attention.txt" 2>&1
