@@ -1,5 +1,6 @@
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -241,4 +242,23 @@ int utf8_valid(const uint8_t *s, size_t n) {
         i += (size_t)len;
     }
     return 1;
+}
+
+int remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) return -1;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = path_join(path, e->d_name);
+            remove_tree(p);
+            free(p);
+        }
+        closedir(d);
+        return rmdir(path);
+    }
+    return unlink(path);
 }

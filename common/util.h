@@ -28,6 +28,8 @@ char *read_file(const char *path, size_t max_bytes, size_t *len);
 int file_exists(const char *path);
 int dir_exists(const char *path);
 int mkdir_p(const char *path);
+// Removes a file or a whole directory tree (rm -rf); a missing path is fine. 0 or -1.
+int remove_tree(const char *path);
 // Joins a directory and a file name with exactly one '/'.
 char *path_join(const char *dir, const char *name);
 // The directory part of a path ("a/b/c.json" -> "a/b", "c.json" -> ".").

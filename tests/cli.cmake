@@ -44,6 +44,22 @@ set_tests_properties(cli_forward_tiny64 PROPERTIES LABELS cpu PASS_REGULAR_EXPRE
 add_test(NAME demo_fast COMMAND llava demo --fast --check --out ${CMAKE_BINARY_DIR}/demo-fast)
 # --check makes the exit status the verdict (a pass regex would override it).
 set_tests_properties(demo_fast PROPERTIES LABELS "cpu;demo" TIMEOUT 900)
+set_tests_properties(demo_fast PROPERTIES FIXTURES_SETUP demo_model)
+# `llava generate` on the demo's trained model: LLaVA's prompt, the image, greedy decoding. Held-out
+# image 0 is yellow and held-out image 1 a square (the demo's data are deterministic).
+foreach(q "color:What color is the shape?:yellow" "shape:What is the shape?:square")
+  string(REPLACE ":" ";" parts "${q}")
+  list(GET parts 0 name)
+  list(GET parts 1 question)
+  list(GET parts 2 answer)
+  add_test(NAME cli_generate_${name}
+           COMMAND llava generate --model ${CMAKE_BINARY_DIR}/demo-fast/checkpoints/stage2/model
+                   --tokenizer ${CMAKE_BINARY_DIR}/demo-fast/tokenizer.model --max-new-tokens 8
+                   --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_0000$<IF:$<STREQUAL:${name},color>,0,1>.png
+                   --prompt "${question}")
+  set_tests_properties(cli_generate_${name} PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                       PASS_REGULAR_EXPRESSION "^${answer}\n")
+endforeach()
 
 # The step benchmark's harness on the CPU (tiny model): it runs and reports a rate.
 add_test(NAME cli_bench_step_cpu COMMAND llava bench-step --device cpu --steps 2)

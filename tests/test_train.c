@@ -79,6 +79,16 @@ static void test_resume(void) {
     CHECK(train("stage2.json", part, STAGE2_SETS, 7, 1, 0) == 0, "%s", llava_errmsg());
     char *b = curve(part);
     CHECK(strcmp(a, b) == 0, "resumed curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    // A fresh run into a folder with an earlier run's checkpoints is refused and changes nothing
+    // (resuming or rotating would otherwise mix the two runs).
+    char *metrics = path_join(full, "metrics.jsonl");
+    size_t ml0 = 0, ml1 = 0;
+    free(read_file(metrics, 1 << 20, &ml0));
+    CHECK(train("stage2.json", full, STAGE2_SETS, 7, 0, 0) != 0, "a fresh run over an earlier run's checkpoints");
+    CHECK_ERR_HAS("already holds checkpoint-8 from an earlier run: continue it with --resume");
+    free(read_file(metrics, 1 << 20, &ml1));
+    CHECK(ml0 == ml1 && ml0 > 0, "the refused run changed metrics.jsonl (%zu -> %zu bytes)", ml0, ml1);
+    free(metrics);
     // Only the newest checkpoints are kept, each complete.
     char *ck8 = path_join(full, "checkpoint-8/COMPLETE"), *ck6 = path_join(full, "checkpoint-6/COMPLETE");
     char *ck4 = path_join(full, "checkpoint-4");

@@ -15,24 +15,6 @@
 
 #define MARKER "COMPLETE"
 
-static int rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d) return -1;
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = path_join(path, e->d_name);
-            rm_rf(p);
-            free(p);
-        }
-        closedir(d);
-        return rmdir(path);
-    }
-    return unlink(path);
-}
 
 // Host fp32 copies of a trainable group's weights and moments, whole (on the writing rank).
 typedef struct {
@@ -122,7 +104,7 @@ void ckpt_clean_partial(const char *out_dir) {
     while ((e = readdir(d))) {
         if (strncmp(e->d_name, ".tmp-checkpoint-", 16) != 0) continue;
         char *p = path_join(out_dir, e->d_name);
-        rm_rf(p);
+        remove_tree(p);
         free(p);
     }
     closedir(d);
@@ -177,7 +159,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     char *tmp = path_join(out_dir, name);
     snprintf(name, sizeof name, "checkpoint-%d", st->step);
     char *final = path_join(out_dir, name);
-    rm_rf(tmp);
+    remove_tree(tmp);
     int rc = mkdir_p(tmp);
     st_writer ww, wo;
     st_writer_init(&ww);
@@ -207,7 +189,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     if (rc == 0) rc = fsync_dir(tmp);
     // A folder of this name can only be a leftover without its marker (a run killed between the
     // rename and the marker): it is replaced.
-    if (rc == 0 && dir_exists(final)) rm_rf(final);
+    if (rc == 0 && dir_exists(final)) remove_tree(final);
     if (rc == 0 && rename(tmp, final) != 0) rc = llava_fail("checkpoint: rename %s -> %s: %s", tmp, final, strerror(errno));
     if (rc == 0) rc = fsync_dir(out_dir);
     if (rc == 0) {
@@ -215,7 +197,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
         rc = write_file_atomic(marker, "ok\n", 3);  // fsyncs the marker and the folder
         free(marker);
     }
-    if (rc != 0) rm_rf(tmp);
+    if (rc != 0) remove_tree(tmp);
     st_writer_free(&ww);
     st_writer_free(&wo);
     free(wpath);
@@ -230,7 +212,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     for (int i = 0; i < n - keep; i++) {
         snprintf(name, sizeof name, "checkpoint-%d", steps[i]);
         char *p = path_join(out_dir, name);
-        rm_rf(p);
+        remove_tree(p);
         free(p);
     }
     free(steps);

@@ -478,6 +478,11 @@ int demo_run(const demo_options *o) {
     char *data = path_join(out, "data"), *tok = path_join(out, "tokenizer.model");
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck2 = path_join(out, "checkpoints/stage2");
+    if (rc == 0) {  // the demo's own runs start afresh: an earlier demo's checkpoints go
+        char *ck = path_join(out, "checkpoints");
+        rc = remove_tree(ck) == 0 ? 0 : llava_fail("demo: cannot clear %s", ck);
+        free(ck);
+    }
     if (rc == 0) {
         printf("demo: stage 1 (projector only, plain template, square images)\n");
         fflush(stdout);

@@ -293,6 +293,21 @@ int train_run(const train_config *c, const train_options *opt) {
     long tokens_seen = 0;
     int consecutive = 0;
     metrics_path = path_join(out_dir, "metrics.jsonl");
+    // A fresh run never mixes with an earlier one's checkpoints: resuming (or rotating) would pick
+    // theirs up. Nothing is deleted; the user says which they want.
+    if (!opt->resume) {
+        double earlier = 0;
+        char *latest = lead ? ckpt_latest(out_dir) : NULL;
+        if (latest) earlier = 1;
+        dist_broadcast_host(d, &earlier, sizeof earlier, 0, "fresh run: earlier checkpoints");
+        if (earlier) {
+            rc = llava_fail("%s already holds %s from an earlier run: continue it with --resume, or give another "
+                            "checkpoint.output_dir (nothing was changed)",
+                            out_dir, latest ? strrchr(latest, '/') + 1 : "checkpoints");
+            free(latest);
+            goto done;
+        }
+    }
     if (lead) ckpt_clean_partial(out_dir);
     if (opt->resume) {
         double found = -1;

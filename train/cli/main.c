@@ -23,6 +23,8 @@ static const llava_command COMMANDS[] = {
      "print a prepared sample as LLaVA's preprocess returns it, supervised spans marked"},
     {"train", cmd_train, "CONFIG.json [--set key=value ...] [--resume]",
      "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, metrics.jsonl"},
+    {"generate", cmd_generate, "--model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template NAME] [--max-new-tokens N] [--device cpu|cuda] [--ids]",
+     "answer a question (about an image) with a trained model: LLaVA's prompt, greedy decoding"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]", "draw a run's metrics.jsonl (loss and learning rate) as an SVG picture"},
