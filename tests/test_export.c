@@ -1,7 +1,8 @@
 // The llava-hf export of a model put together the way training puts it together (a vicuna-style
 // LM without an image token, a CLIP tower, a fresh projector): the folder is byte-identical to the
 // one in tests/data/export/model, which transformers 4.46.3 loaded (tools/reference/check_export.py)
-// to compute the logits and loss stored beside it; our forward on our export matches them.
+// to compute the logits and loss stored beside it; our forward on our export matches them. The
+// export holds the whole CLIP tower, the layers LLaVA never runs included.
 // With LLAVA_UPDATE_GOLDEN=1 the test writes the folder instead (then rerun check_export.py).
 #include <math.h>
 #include <string.h>
@@ -45,6 +46,30 @@ int main(void) {
         printf("wrote %s; now run tools/reference/check_export.py\n", out);
         free(out);
         return check_done();
+    }
+    // The whole CLIP tower is in the export, the layer past the feature layer and post_layernorm
+    // included (copied from the tower's file; transformers then loads every weight, none "newly
+    // initialised").
+    {
+        char *clip = path_join(world, "clip/model.safetensors"), *ex = path_join(out, "model.safetensors");
+        st_file a, b;
+        int n_src = 0, n_out = 0;
+        if (st_open(&a, clip) == 0 && st_open(&b, ex) == 0) {
+            for (int i = 0; i < a.n_tensors; i++) {
+                if (strncmp(a.tensors[i].name, "vision_model.", 13) != 0) continue;
+                n_src++;
+                char *name = xasprintf("vision_tower.%s", a.tensors[i].name);
+                const st_tensor *t = st_find(&b, name);
+                n_out += t && t->numel == a.tensors[i].numel &&
+                         memcmp(t->data, a.tensors[i].data, t->end - t->begin) == 0 && t->dtype == a.tensors[i].dtype;
+                free(name);
+            }
+            st_close(&a);
+            st_close(&b);
+        }
+        CHECK(n_src > 0 && n_out == n_src, "%d of the tower's %d tensors in the export, identical", n_out, n_src);
+        free(clip);
+        free(ex);
     }
     // Byte-identical to the folder transformers checked.
     char *a = path_join(out, "model.safetensors"), *b = path_join(out, "config.json");

@@ -7,6 +7,7 @@
 #include "../common/util.h"
 #include "io/names.h"
 #include "io/safetensors.h"
+#include "model/params.h"
 
 // Host fp32 copies of every group (working weights).
 static void download_all(const llava_model *m, float *host[N_GROUPS]) {
@@ -118,11 +119,40 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
         rc = st_writer_add_f32(&w, ext, dtype, v->ndim, shape, src);
         free(ext);
     }
+    // The tower's layers past the feature layer (and post_layernorm) are not part of the trained
+    // model, but a complete CLIP tower makes a folder every loader takes without "newly initialised"
+    // weights: copied from the file the tower came from, when it has them.
+    float **extra = NULL;
+    int n_extra = 0;
+    st_set vs;
+    int have_vs = rc == 0 && m->vision_source && st_set_open(&vs, m->vision_source) == 0;
+    if (m->vision_source && !have_vs) llava_clear_error();  // the tower's file is gone: export without them
+    for (int e = 0; have_vs && e < vs.n_entries && rc == 0; e++) {
+        const st_tensor *t = vs.entries[e];
+        char *internal = NULL;
+        weight_layout lay;
+        if (name_to_internal(t->name, &internal, &lay) != NAME_MAPPED || !internal) {
+            free(internal);
+            continue;
+        }
+        const param_view *v = param_find(&m->pt, internal);
+        free(internal);
+        if (!v || v->used || v->group != GROUP_VISION || t->numel != v->numel) continue;
+        extra = xrealloc(extra, sizeof(float *) * (size_t)(n_extra + 1));
+        float *buf = extra[n_extra++] = xmalloc(sizeof(float) * (size_t)(t->numel ? t->numel : 1));
+        rc = st_tensor_to_f32(&vs.files[vs.file_of[e]], t, buf);
+        char *ext = name_from_internal(v->name, LAYOUT_LLAVA_HF_LEGACY, 0);
+        if (rc == 0) rc = st_writer_add_f32(&w, ext, dtype, v->ndim, v->shape, buf);
+        free(ext);
+    }
     st_writer_meta(&w, "format", "pt");
     char *wpath = path_join(dir, "model.safetensors");
     if (rc == 0) rc = st_writer_save(&w, wpath);
     free(wpath);
     st_writer_free(&w);
+    if (have_vs) st_set_close(&vs);
+    for (int k = 0; k < n_extra; k++) free(extra[k]);
+    free(extra);
     free(embed);
     free(head);
     for (int g = 0; g < N_GROUPS; g++) free(host[g]);

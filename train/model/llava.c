@@ -145,6 +145,10 @@ int llava_model_add_weights(llava_model *m, const char *path, int group_mask, in
         rc = llava_fail("%s: %d tensors have the wrong shape for this model (first: %s)", path, rep.n_mismatched,
                         rep.mismatched[0]);
     if (rc == 0 && m->layout == LAYOUT_UNKNOWN) m->layout = rep.layout;
+    if (rc == 0 && (group_mask >> GROUP_VISION & 1) && rep.n_loaded) {
+        free(m->vision_source);
+        m->vision_source = xstrdup(path);
+    }
     if (n_loaded) *n_loaded = rep.n_loaded;
     load_report_free(&rep);
     st_set_close(&s);
@@ -256,6 +260,7 @@ void llava_model_zero_grads(llava_model *m) {
 }
 
 void llava_model_free(llava_model *m) {
+    free(m->vision_source);
     for (int g = 0; g < N_GROUPS; g++) {
         if (m->params[g]) m->ops->free(m->params[g]);
         if (m->grads[g]) m->ops->free(m->grads[g]);

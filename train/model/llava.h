@@ -44,6 +44,9 @@ typedef struct {
     // NULL); the optimizer hands out, per bucket and pass, a zeroed slot that the backward
     // accumulates into, and sends it off when the bucket is final. grad_slot(ctx, view) is where
     // view's gradient goes in this pass.
+    // The weights the vision tower came from (a folder or file; NULL: none): where the export finds
+    // the tower's layers that LLaVA never runs and the model does not keep.
+    char *vision_source;
     char grad_slotted[N_GROUPS];
     float *(*grad_slot)(void *ctx, int view);
     void *grad_slot_ctx;
