@@ -218,7 +218,7 @@ int train_run(const train_config *c, const train_options *opt) {
     // frozen projector is then frozen by name.
     ts = want_lm ? TRAIN_PROJECTOR_LM : TRAIN_PROJECTOR;
     if (mkdir_p(out_dir) != 0) rc = -1;
-    else if (!ops) rc = llava_fail("train.device cuda: this build has no CUDA op table yet (use train.device=cpu)");
+    else if (!ops) rc = llava_fail("train.device cuda: %s (or use train.device=cpu)", llava_cuda_describe());
     else if (cfg_list_has(c, "train.trainable", "vision")) rc = llava_fail("train.trainable: training the vision tower is not supported");
     else if (cfg_list_has(c, "train.trainable", "lora")) rc = llava_fail("train.trainable: LoRA is not implemented yet");
     else if (!want_p && !want_lm) rc = llava_fail("train.trainable: nothing to train");

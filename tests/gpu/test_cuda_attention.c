@@ -352,7 +352,7 @@ int main(void) {
     }
     const llava_ops *gpu = ops_cuda();
     if (!gpu || !gpu->attention_forward || !gpu->attention_backward) {
-        printf("skipped: no CUDA device: this build has no CUDA op table yet\n");
+        printf("skipped: %s\n", llava_cuda_describe());
         return 77;
     }
     printf("device: %s\n", llava_cuda_describe());
