@@ -10,6 +10,7 @@
 #include "../../data/image.h"
 #include "../../data/template.h"
 #include "../../data/tokenizer.h"
+#include "../../kernels/cuda/cuda.h"
 #include "../../kernels/ops.h"
 #include "../generate.h"
 #include "../model/llava.h"
@@ -44,7 +45,7 @@ int cmd_generate(int argc, char **argv) {
     }
     const llava_ops *ops = !strcmp(device, "cuda") ? ops_cuda() : ops_cpu();
     if (!ops) {
-        fprintf(stderr, "llava generate: no CUDA device or no CUDA backend in this build\n");
+        fprintf(stderr, "llava generate: --device cuda: %s\n", llava_cuda_describe());
         return 1;
     }
     char *own_tok = tok_path ? NULL : path_join(model, "tokenizer.model");
@@ -76,7 +77,13 @@ int cmd_generate(int argc, char **argv) {
     prep_config pc = {.tok = tok, .mode = mode, .tmpl = tmpl, .model_max_length = 0, .strict = 0};
     if (prep_sample(&pc, "prompt", turns, 2, image != NULL, &r) != 0) goto fail;
     // The image's place becomes one image token per feature, as transformers' processor writes it.
-    int tpi = m.tokens_per_image, n = 0;
+    int tpi = m.tokens_per_image, n = 0, marks = 0;
+    for (size_t i = 0; i < r.ids.n; i++) marks += r.ids.v[i] == IMAGE_TOKEN_INDEX;
+    if (marks != (image ? 1 : 0)) {
+        llava_fail("the prompt holds %d image places for %d image%s (write no \"%s\" in --prompt: --image puts it)", marks,
+                   image ? 1 : 0, image ? "" : "s", DEFAULT_IMAGE_TOKEN);
+        goto fail;
+    }
     ids = xmalloc(sizeof(int64_t) * (r.ids.n + (size_t)tpi));
     for (size_t i = 0; i < r.ids.n; i++) {
         if (r.ids.v[i] == IMAGE_TOKEN_INDEX)
