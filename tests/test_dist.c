@@ -28,6 +28,7 @@
 #include "../train/optim.h"
 #include "../train/trainer.h"
 #include "check.h"
+#include "free_port.h"
 
 static void test_layout(void) {
     const size_t ns[] = {0, 1, 3, 7, 8, 9, 1000, 1001, 1007};
@@ -84,18 +85,6 @@ static void test_single(void) {
 }
 
 // A port that was free a moment ago.
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void fill(unsigned char *b, size_t n, unsigned seed) {
     for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(seed * 131 + i * 7);
 }

@@ -115,15 +115,20 @@ static int nccl_allreduce_f32(dist *d, float *buf, size_t n, const char *what) {
     return nccl_wait(d, what);
 }
 
-static int nccl_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *out, const char *what) {
+// Enqueues the reduce-scatter of dist.h's layout on this backend's stream.
+static void enqueue_reduce_scatter(dist *d, const float *buf, size_t n, float *out, const char *what) {
     nccl_state *s = d->state;
     size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
-    nccl_begin(d, what);
     ck_nccl(d, ncclGroupStart(), what);
     if (per) ck_nccl(d, ncclReduceScatter(buf, out, per, ncclFloat, ncclSum, s->comm, s->stream), what);
     // The n % world left over belong to the last rank.
     if (tail) ck_nccl(d, ncclReduce(buf + per * (size_t)d->world, out + per, tail, ncclFloat, ncclSum, d->world - 1, s->comm, s->stream), what);
     ck_nccl(d, ncclGroupEnd(), what);
+}
+
+static int nccl_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *out, const char *what) {
+    nccl_begin(d, what);
+    enqueue_reduce_scatter(d, buf, n, out, what);
     return nccl_wait(d, what);
 }
 
@@ -145,12 +150,8 @@ static int nccl_allreduce_f32_async(dist *d, float *buf, size_t n, const char *w
 
 static int nccl_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what) {
     nccl_state *s = d->state;
-    size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
     nccl_async_begin(d, what);
-    ck_nccl(d, ncclGroupStart(), what);
-    if (per) ck_nccl(d, ncclReduceScatter(buf, out, per, ncclFloat, ncclSum, s->comm, s->stream), what);
-    if (tail) ck_nccl(d, ncclReduce(buf + per * (size_t)d->world, out + per, tail, ncclFloat, ncclSum, d->world - 1, s->comm, s->stream), what);
-    ck_nccl(d, ncclGroupEnd(), what);
+    enqueue_reduce_scatter(d, buf, n, out, what);
     nccl_issued(d, what, dist_now() + d->timeout_s);
     s->pending++;
     return 0;

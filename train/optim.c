@@ -216,7 +216,7 @@ static void on_grad_final(void *ctx, int view) {
     int b = s->view_bucket[view];
     if (b < 0 || !s->armed || s->left[b] <= 0) return;
     s->left[b]--;
-    llava_model *m = (llava_model *)s->armed_model;
+    llava_model *m = s->armed_model;
     while (s->next >= 0 && s->left[s->next] == 0) {
         issue(s, m, s->next--);
         s->issued_in_backward++;

@@ -74,7 +74,7 @@ typedef struct {
     int *view_bucket, *left;
     int next;
     int armed;
-    void *armed_model;            // the llava_model the hook reports on
+    llava_model *armed_model;     // the model the hooks report on
     long issued_in_backward, issued_total;  // counts, for the log and the tests
     char *issued;                 // per bucket: its reduction went out in this pass
     // ZeRO-2 gradient slots: the LM group has no GRAD buffer; per bucket the slot it holds in this

@@ -165,12 +165,6 @@ static const tol_t TOL_STAT = {1e-5, 1e-4, 1e-5};
 
 // Element bounds scale with |ref_i|, or with scale[i] where given: a sum whose terms cancel (a GEMM
 // result plus its bias) carries the rounding of its largest intermediate, not of the result.
-static void cmp_scaled(const char *what, const float *got, const float *ref, const float *scale, size_t n, tol_t t);
-
-static void cmp(const char *what, const float *got, const float *ref, size_t n, tol_t t) {
-    cmp_scaled(what, got, ref, NULL, n, t);
-}
-
 static void cmp_scaled(const char *what, const float *got, const float *ref, const float *scale, size_t n, tol_t t) {
     double num = 0.0, den = 0.0;
     size_t nonfinite = 0;
@@ -200,6 +194,10 @@ static void cmp_scaled(const char *what, const float *got, const float *ref, con
     CHECK(rel <= t.norm, "%s: relative error %.3e > %.0e", what, rel, t.norm);
     CHECK(worst <= 1.0, "%s: element %zu: %.9g vs %.9g exceeds its bound (%.2f x)", what, wi, (double)got[wi],
           (double)ref[wi], worst);
+}
+
+static void cmp(const char *what, const float *got, const float *ref, size_t n, tol_t t) {
+    cmp_scaled(what, got, ref, NULL, n, t);
 }
 
 // got must equal want bit for bit.

@@ -20,20 +20,9 @@
 #include "../../train/model/llava.h"
 #include "../../train/optim.h"
 #include "../check.h"
+#include "../free_port.h"
 
 #ifdef LLAVA_HAVE_NCCL
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void test_collectives(dist *d, const llava_ops *ops) {
     const size_t n = 1001;
     float *x = xmalloc(sizeof(float) * n), *y = xmalloc(sizeof(float) * n);

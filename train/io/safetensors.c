@@ -245,11 +245,9 @@ int st_open(st_file *f, const char *path) {
     }
     close(fd);
     static const uint8_t empty[1];
-    if (map && tb_is_zip(map, len)) {  // a PyTorch checkpoint (pytorch_model.bin): torchbin.h
-        munmap(map, len);
-        return tb_open(f, path);
-    }
-    if (st_parse_buffer(path, map ? map : empty, len, f) != 0) {
+    // A PyTorch checkpoint (pytorch_model.bin, by its zip signature) or a safetensors file.
+    int torch = map && tb_is_zip(map, len);
+    if ((torch ? tb_parse_buffer(path, map, len, f) : st_parse_buffer(path, map ? map : empty, len, f)) != 0) {
         if (map) munmap(map, len);
         return -1;
     }

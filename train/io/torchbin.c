@@ -1,13 +1,8 @@
 #include "torchbin.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../../common/dtype.h"
 #include "../../common/util.h"
@@ -690,28 +685,5 @@ int tb_parse_buffer(const char *path, const uint8_t *buf, size_t len, st_file *o
     }
     out->tensors = ts;
     out->n_tensors = made;
-    return 0;
-}
-
-int tb_open(st_file *f, const char *path) {
-    memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return llava_fail("torch checkpoint: %s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
-        close(fd);
-        return llava_fail("torch checkpoint: %s: not a regular, non-empty file", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return llava_fail("torch checkpoint: %s: mmap failed: %s", path, strerror(errno));
-    if (tb_parse_buffer(path, map, len, f) != 0) {
-        munmap(map, len);
-        return -1;
-    }
-    f->map = map;
-    f->map_len = len;
-    f->path = xstrdup(path);
     return 0;
 }

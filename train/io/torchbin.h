@@ -22,8 +22,7 @@
 // 1 when the bytes start like a zip file (what torch.save writes since PyTorch 1.6).
 int tb_is_zip(const uint8_t *buf, size_t len);
 // Parses a whole checkpoint held in memory; tensors point into `buf`. `path` names it in messages.
+// Files go through st_open, which maps them and takes a zip for a checkpoint.
 int tb_parse_buffer(const char *path, const uint8_t *buf, size_t len, st_file *out);
-// Maps and parses a checkpoint file (st_close releases it).
-int tb_open(st_file *f, const char *path);
 
 #endif
