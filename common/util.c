@@ -262,3 +262,15 @@ int remove_tree(const char *path) {
     }
     return unlink(path);
 }
+
+void llava_require_failed(const char *file, int line, const char *cond, const char *fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "%s:%d: precondition failed: %s: ", file, line, cond);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}

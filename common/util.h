@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Errors are values (ARCHITECTURE.md decision 7): a failing function records one message for its
 // thread and returns -1 (or NULL). The caller that decides to give up prints llava_errmsg().
 #define LLAVA_ERRMSG_MAX 1024
@@ -14,6 +18,16 @@ int llava_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int llava_fail_ctx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *llava_errmsg(void);
 void llava_clear_error(void);
+
+// A precondition of a function whose callers are code, not input (an op's shapes): checked on every
+// build (NDEBUG does not remove it), and a violation is a bug, so it prints where and what, and
+// aborts. Input errors are values (above), never this.
+#define LLAVA_REQUIRE(cond, ...)                                                         \
+    do {                                                                                 \
+        if (!(cond)) llava_require_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);       \
+    } while (0)
+void llava_require_failed(const char *file, int line, const char *cond, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
 
 // Allocation failures are the one thing we do not turn into values: print and exit.
 void *xmalloc(size_t n);
@@ -48,5 +62,9 @@ const char *fmt_count(uint64_t n, char buf[32]);
 
 // 1 when [s, s+n) is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
 int utf8_valid(const uint8_t *s, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

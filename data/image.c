@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 const double IMAGE_CLIP_MEAN[3] = {0.48145466, 0.4578275, 0.40821073};
 const double IMAGE_CLIP_STD[3] = {0.26862954, 0.26130258, 0.27577711};

@@ -11,7 +11,7 @@
 #include <jerror.h>
 #include <jpeglib.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "image.h"
 
 typedef struct {

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #define CHUNK ((size_t)1 << 20)
 

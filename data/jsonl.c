@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 static int hex4(const char *p, uint32_t *v) {
     uint32_t x = 0;

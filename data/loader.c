@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 #define IMAGE_TOKEN (-200)
 

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "json_stream.h"
 #include "jsonl.h"
 #include "prep_h5.h"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "prep.h"
 
 // A growing 1-D dataset written one whole chunk at a time.

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 typedef struct {
     char *p;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 #include "strbuf.h"
 
 #define TOK_MAX_FILE ((size_t)64 << 20)

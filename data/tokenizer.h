@@ -73,8 +73,4 @@ int tok_encode(const tokenizer *t, tok_mode mode, const char *text, size_t len, 
 // *out is NUL-terminated (and may contain NULs: use *out_len). Returns -1 for an id out of range.
 int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len);
 
-// Writes a SentencePiece BPE model file (identity normalizer, dummy prefix, byte fallback, unk/bos/eos
-// at 0/1/2): the demo builds its tokenizer with it. Returns 0, or -1 with an error.
-int tok_write_model(const char *path, const char *const *pieces, const float *scores, const int *types, int n);
-
 #endif

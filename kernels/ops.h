@@ -1,6 +1,7 @@
 // Every numerical op the model needs, one signature each, backend-neutral (ARCHITECTURE.md
-// decision 1). train/model/ calls these through a `llava_ops` table and never touches the memory
-// behind the pointers: on the CPU backend it is host fp32, on the CUDA backend device memory.
+// decision 1). model/ calls these through a `llava_ops` table and never touches the memory behind
+// the pointers: on the CPU backend it is host fp32, on the CUDA backend device memory. Every op takes
+// the backend context it runs in first (kernels/backend.h: device, stream, handles, allocator).
 //
 // Buffer kinds, which fix each pointer's element type per backend:
 //   ACT    activations and activation gradients   CPU: float   CUDA: bf16
@@ -25,101 +26,127 @@ extern "C" {
 #endif
 
 typedef struct llava_ops llava_ops;
+typedef struct llava_backend llava_backend;  // the context every op runs in (kernels/backend.h)
+
+// Op families, for llava_backend_supports() and the op-case registry (tests/ops/): forward and
+// backward of a family share their size limits. The sizes in llava_op_shape.n, per family:
+typedef enum {
+    LLAVA_OP_LINEAR = 0,     // N, I, O
+    LLAVA_OP_PATCH_UNFOLD,   // B, Cin, H, W, P
+    LLAVA_OP_CLIP_EMBED,     // B, N, C
+    LLAVA_OP_LAYERNORM,      // N, C
+    LLAVA_OP_RMSNORM,        // N, C
+    LLAVA_OP_ELEMENTWISE,    // n (activations, the SwiGLU product, adds)
+    LLAVA_OP_ROPE,           // T, H, D
+    LLAVA_OP_ATTENTION,      // T, Hq, Hkv, D, n_seq
+    LLAVA_OP_EMBEDDING,      // T, C, V
+    LLAVA_OP_ROWS,           // n, C (gather / scatter)
+    LLAVA_OP_CROSS_ENTROPY,  // T, V
+    LLAVA_OP_ADAMW,          // n, has_master (1 when an fp32 master copy is given)
+    LLAVA_OP_COUNT
+} llava_op_family;
+
+typedef struct {
+    int op;          // llava_op_family
+    int64_t n[6];    // sizes, in the order listed above
+} llava_op_shape;
+
+extern const char *const LLAVA_OP_NAMES[LLAVA_OP_COUNT];
 
 struct llava_ops {
     const char *name;  // "cpu" or "cuda"
     size_t act_bytes;  // bytes per ACT / PARAM element (4 on the CPU, 2 for bf16 on CUDA)
 
     // ---- memory. `kind` is one of the buffer kinds above; sizes are element counts.
-    void *(*alloc)(int kind, size_t n);  // zero-filled
-    void (*free)(void *p);
-    void (*zero)(int kind, void *p, size_t n);
-    void (*copy)(int kind, void *dst, const void *src, size_t n);
+    void *(*alloc)(llava_backend *be, int kind, size_t n);  // zero-filled
+    void (*free)(llava_backend *be, void *p);
+    void (*zero)(llava_backend *be, int kind, void *p, size_t n);
+    void (*copy)(llava_backend *be, int kind, void *dst, const void *src, size_t n);
     // Host fp32 <-> buffer of `kind` (converting to/from bf16 where the kind is bf16).
-    void (*upload)(int kind, void *dst, const float *src, size_t n);
-    void (*download)(int kind, float *dst, const void *src, size_t n);
-    void (*upload_i32)(int32_t *dst, const int32_t *src, size_t n);
-    void (*sync)(void);
+    void (*upload)(llava_backend *be, int kind, void *dst, const float *src, size_t n);
+    void (*download)(llava_backend *be, int kind, float *dst, const void *src, size_t n);
+    void (*upload_i32)(llava_backend *be, int32_t *dst, const int32_t *src, size_t n);
+    void (*sync)(llava_backend *be);
 
     // ---- linear layers: y = x W^T + b, W (O, I) as nn.Linear stores it.
     // out (N, O) ACT; x (N, I) ACT; W (O, I) PARAM; bias (O) PARAM or NULL.
-    void (*linear_forward)(void *out, const void *x, const void *W, const void *bias, int N, int I, int O);
+    void (*linear_forward)(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I, int O);
     // dx (N, I) = dout (N, O) W. Separate entry points so a frozen weight skips its GEMM.
-    void (*linear_backward_input)(void *dx, const void *dout, const void *W, int N, int I, int O);
+    void (*linear_backward_input)(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I, int O);
     // dW (O, I) += dout^T x
-    void (*linear_backward_weight)(float *dW, const void *dout, const void *x, int N, int I, int O);
+    void (*linear_backward_weight)(llava_backend *be, float *dW, const void *dout, const void *x, int N, int I, int O);
     // db (O) += sum over rows of dout
-    void (*linear_backward_bias)(float *db, const void *dout, int N, int O);
+    void (*linear_backward_bias)(llava_backend *be, float *db, const void *dout, int N, int O);
 
     // ---- patch embedding as a GEMM: unfold non-overlapping P x P patches of `pix`
     // (B, Cin, H, W) F32 into rows (B * (H/P) * (W/P), Cin*P*P) ACT, row index = b*G*G + r*G + c,
     // column index = (ch*P + i)*P + j, which is Conv2d's weight layout flattened.
-    void (*patch_unfold)(void *out, const float *pix, int B, int Cin, int H, int W, int P);
+    void (*patch_unfold)(llava_backend *be, void *out, const float *pix, int B, int Cin, int H, int W, int P);
 
     // ---- CLIP embeddings: out (B*(N+1), C): row b*(N+1) = cls + pos[0], row b*(N+1)+1+n =
     // patches[b*N+n] + pos[1+n]. cls (C) and pos (N+1, C) PARAM.
-    void (*clip_embed)(void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C);
+    void (*clip_embed)(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C);
 
     // ---- LayerNorm over C: out = (x - mean) * rstd * w + b. mean, rstd (N) F32 saved for backward.
-    void (*layernorm_forward)(void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N,
+    void (*layernorm_forward)(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N,
                               int C, float eps);
     // dx (N, C) overwritten; dw, db (C) accumulated; either may be NULL (frozen).
-    void (*layernorm_backward)(void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
+    void (*layernorm_backward)(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
                                const float *mean, const float *rstd, int N, int C);
 
     // ---- RMSNorm, Hugging Face semantics: out = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps).
-    void (*rmsnorm_forward)(void *out, float *rstd, const void *x, const void *w, int N, int C, float eps);
-    void (*rmsnorm_backward)(void *dx, float *dw, const void *dout, const void *x, const void *w, const float *rstd,
+    void (*rmsnorm_forward)(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps);
+    void (*rmsnorm_backward)(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w, const float *rstd,
                              int N, int C);
 
     // ---- elementwise activations over n elements.
-    void (*quick_gelu_forward)(void *out, const void *x, size_t n);       // x * sigmoid(1.702 x)
-    void (*quick_gelu_backward)(void *dx, const void *dout, const void *x, size_t n);
-    void (*gelu_forward)(void *out, const void *x, size_t n);             // exact: 0.5 x (1 + erf(x / sqrt 2))
-    void (*gelu_backward)(void *dx, const void *dout, const void *x, size_t n);
+    void (*quick_gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);       // x * sigmoid(1.702 x)
+    void (*quick_gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
+    void (*gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);             // exact: 0.5 x (1 + erf(x / sqrt 2))
+    void (*gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
     // SwiGLU product: out = silu(gate) * up.
-    void (*silu_mul_forward)(void *out, const void *gate, const void *up, size_t n);
-    void (*silu_mul_backward)(void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
+    void (*silu_mul_forward)(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
+    void (*silu_mul_backward)(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
 
     // ---- rotary embedding (HF half-split: pairs (i, i + D/2)), in place on x (T, H*D) ACT.
     // pos (T) I32 gives each token's position (restarting at 0 for each packed sequence).
     // inv_freq[i] = 1 / theta^(2i/D) in fp32; angles and cos/sin are fp32.
-    void (*rope_forward)(void *x, const int32_t *pos, int T, int H, int D, float theta);
+    void (*rope_forward)(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta);
     // The transpose: dx = g*cos - rotate_half(g*sin), in place on the gradient.
-    void (*rope_backward)(void *dx, const int32_t *pos, int T, int H, int D, float theta);
+    void (*rope_backward)(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta);
 
     // ---- attention over packed sequences. q (T, Hq*D), k and v (T, Hkv*D) ACT, head-major
     // features (head h owns columns [h*D, (h+1)*D)); Hq a multiple of Hkv (grouped queries).
     // cu_seqlens (n_seq + 1) I32: sequence s spans rows [cu[s], cu[s+1]); attention never crosses
     // sequences. causal: key j <= query i only. out (T, Hq*D) ACT; lse (Hq, T) F32 saved for backward
     // (log-sum-exp of the scaled scores of each query row).
-    void (*attention_forward)(void *out, float *lse, const void *q, const void *k, const void *v,
+    void (*attention_forward)(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                               int causal);
     // dq, dk, dv overwritten (same shapes as q, k, v); probabilities recomputed from lse.
-    void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+    void (*attention_backward)(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                                const void *v, const void *out, const float *lse, const int32_t *cu_seqlens, int n_seq,
                                int T, int Hq, int Hkv, int D, float scale, int causal);
 
     // ---- embeddings. out (T, C) = table[ids[t]]; ids outside [0, V) give a zero row (the image
     // positions, which the splice overwrites).
-    void (*embedding_forward)(void *out, const int32_t *ids, const void *table, int T, int C, int V);
+    void (*embedding_forward)(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V);
     // dtable[ids[t]] += dout[t] for ids in [0, V) except `padding_idx` (pass -1 for none), whose row
     // nn.Embedding never updates. Deterministic (no atomics whose order varies).
-    void (*embedding_backward)(float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
+    void (*embedding_backward)(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
                                int padding_idx);
 
     // ---- row gather/scatter: dst[idx[i]] = src[i] (scatter) and dst[i] = src[idx[i]] (gather), rows of C.
     // The splice of image features into the token stream, and its backward.
-    void (*scatter_rows)(void *dst, const void *src, const int32_t *idx, int n, int C);
-    void (*gather_rows)(void *dst, const void *src, const int32_t *idx, int n, int C);
+    void (*scatter_rows)(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
+    void (*gather_rows)(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 
     // ---- cross-entropy over V classes with ignore index (targets < 0 are ignored).
     // losses (T) F32: -log softmax(logits[t])[targets[t]], 0 where ignored.
     // With dlogits != NULL also writes dlogits (T, V) ACT = (softmax - onehot) * grad_scale (0 on
     // ignored rows); dlogits may alias logits. Works through the vocabulary in chunks: no buffer of
     // probabilities larger than one chunk per row is ever made.
-    void (*cross_entropy)(float *losses, void *dlogits, const void *logits, const int32_t *targets, int T, int V,
+    void (*cross_entropy)(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets, int T, int V,
                           float grad_scale);
 
     // ---- optimizer. One AdamW step with torch.optim.AdamW's arithmetic over n parameters:
@@ -130,26 +157,18 @@ struct llava_ops {
     // master after the update. m, v (n) F32. step counts from 1.
     // Hyperparameters are doubles, as torch holds them (Python floats); each scalar reaches the fp32
     // arithmetic rounded once, as torch's tensor-scalar ops round it.
-    void (*adamw)(void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
+    void (*adamw)(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
                   double beta2, double eps, double weight_decay, int step, float grad_scale);
     // Sum of squares of a GRAD buffer, accumulated in fp64, returned to the host (for the global
     // gradient norm and the non-finite check: a NaN or inf anywhere makes the result non-finite).
-    double (*grad_sq_sum)(const float *grad, size_t n);
+    double (*grad_sq_sum)(llava_backend *be, const float *grad, size_t n);
 
     // ---- elementwise arithmetic over n elements of ACT.
-    void (*add)(void *out, const void *a, const void *b, size_t n);  // out may alias a or b
-    void (*add_inplace)(void *acc, const void *x, size_t n);          // acc += x
+    void (*add)(llava_backend *be, void *out, const void *a, const void *b, size_t n);  // out may alias a or b
+    void (*add_inplace)(llava_backend *be, void *acc, const void *x, size_t n);          // acc += x
 };
 
 enum { BUF_ACT = 0, BUF_PARAM = 1, BUF_GRAD = 2, BUF_F32 = 3, BUF_I32 = 4 };
-
-// The CPU reference backend (kernels/cpu/): fp32 everywhere, GEMMs through OpenBLAS.
-const llava_ops *ops_cpu(void);
-// Threads the CPU backend's GEMMs use (OpenBLAS). Results are deterministic for a given count;
-// different counts sum in different orders. Small models run fastest on one.
-void ops_cpu_set_threads(int n);
-// The CUDA backend, or NULL when this build or machine has none.
-const llava_ops *ops_cuda(void);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
+#include "kernels/backend.h"
+
 static int check_pass_count, check_fail_count;
 
 #define CHECK(cond, ...)                                                  \
@@ -51,6 +54,35 @@ static inline void check_rm_rf(const char *dir) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+// The CUDA backend context of a GPU test, opened on first use. Without a usable device (or without
+// a CUDA build) the program reports itself skipped (exit 77, ctest's SKIP_RETURN_CODE); a device
+// that is there but cannot be opened is a failure.
+static inline llava_backend *test_cuda(void) {
+    static llava_backend *be;
+    if (be) return be;
+    char why[256];
+    if (!llava_backend_available("cuda", why, sizeof why)) {
+        printf("skipped: %s\n", why);
+        exit(77);
+    }
+    be = llava_backend_open("cuda", NULL);
+    if (!be) {
+        fprintf(stderr, "FAIL: a CUDA device is present but the backend does not open: %s\n", llava_errmsg());
+        exit(1);
+    }
+    llava_backend_info info;
+    llava_backend_describe(be, &info);
+    printf("device: %s\n", info.device);
+    return be;
+}
+
+// The CPU backend context of a test program, opened on first use and kept to the end.
+static inline llava_backend *test_cpu(void) {
+    static llava_backend *be;
+    if (!be) be = llava_backend_open("cpu", NULL);
+    return be;
 }
 
 #endif

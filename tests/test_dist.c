@@ -18,15 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/util.h"
-#include "../data/sampler.h"
-#include "../kernels/ops.h"
-#include "../train/config.h"
-#include "../train/dist.h"
-#include "../train/memplan.h"
-#include "../train/model/llava.h"
-#include "../train/optim.h"
-#include "../train/trainer.h"
+#include "common/util.h"
+#include "data/sampler.h"
+#include "kernels/ops.h"
+#include "train/config.h"
+#include "train/dist/dist.h"
+#include "train/memplan.h"
+#include "model/llava.h"
+#include "train/optim.h"
+#include "train/trainer.h"
 #include "check.h"
 #include "free_port.h"
 
@@ -138,7 +138,7 @@ static void test_rendezvous(void) {
 // 3 ranks (layouts only: no collective runs in optim_init_dist on the CPU).
 static void test_buckets(void) {
     llava_model m;
-    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
     CHECK(llava_model_freeze(&m, "lm.model.layers.0.") > 0, "%s", llava_errmsg());
     size_t trainable = 0;
@@ -147,10 +147,7 @@ static void test_buckets(void) {
     size_t state_sum[N_GROUPS] = {0};
     int n_buckets = 0;
     for (int r = 0; r < 3; r++) {
-        dist *d = dist_single();  // a pretend rank r of 3 (its collectives would be the identity)
-        d->kind = DIST_MPI;
-        d->world = 3;
-        d->rank = r;
+        dist *d = dist_layout_only(r, 3);  // a pretend rank r of 3 (its collectives would be the identity)
         optim_state s;
         optim_init_dist(&s, &m, d, 2);
         CHECK(s.zero == 2 && s.n_buckets > 2, "ZeRO-2 with %d buckets", s.n_buckets);

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../common/dtype.h"
+#include "common/dtype.h"
 #include "check.h"
 
 static uint32_t bits(float f) {

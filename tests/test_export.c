@@ -7,14 +7,14 @@
 #include <math.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../kernels/ops.h"
-#include "../train/config.h"
-#include "../train/demo.h"
-#include "../train/export.h"
-#include "../train/io/safetensors.h"
-#include "../train/model/llava.h"
-#include "../train/trainer.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "train/config.h"
+#include "app/demo.h"
+#include "model/io/export.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
+#include "train/trainer.h"
 #include "check.h"
 
 #define GOLDEN "tests/data/export"
@@ -36,7 +36,7 @@ int main(void) {
     cfg_init_defaults(&c);
     CHECK(cfg_load(&c, preset) == 0, "%s", llava_errmsg());
     llava_model m;
-    CHECK(train_build_model(&c, ops_cpu(), &m) == 0, "%s", llava_errmsg());
+    CHECK(train_build_model(&c, test_cpu(), &m) == 0, "%s", llava_errmsg());
     int V = m.cfg.text.vocab_size;
     const char *update = getenv("LLAVA_UPDATE_GOLDEN");
     char *out = (update && *update == '1') ? xstrdup(GOLDEN "/model") : path_join(world, "export");
@@ -79,7 +79,7 @@ int main(void) {
     free(b);
     // The export reloads; its vocabulary grew by <image> and <pad> to a multiple of 64.
     llava_model e;
-    CHECK(llava_model_load(&e, out, ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&e, out, test_cpu()) == 0, "%s", llava_errmsg());
     CHECK(e.cfg.text.vocab_size == (V + 2 + 63) / 64 * 64, "vocab %d from %d", e.cfg.text.vocab_size, V);
     CHECK(e.cfg.glue.image_token_index == V, "image token %d", e.cfg.glue.image_token_index);
     // Our logits and loss on transformers' inputs, against transformers' own.

@@ -8,18 +8,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../kernels/ops.h"
-#include "../train/generate.h"
-#include "../train/io/safetensors.h"
-#include "../train/model/llava.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "infer/generate.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
 #include "check.h"
 
 #define DIR "tests/data/golden/model/tiny64"
 
 int main(void) {
     llava_model m;
-    if (llava_model_load(&m, DIR "/model", ops_cpu()) != 0) {
+    if (llava_model_load(&m, DIR "/model", test_cpu()) != 0) {
         CHECK(0, "%s", llava_errmsg());
         return check_done();
     }

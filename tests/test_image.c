@@ -7,9 +7,9 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "../common/util.h"
-#include "../data/image.h"
-#include "../train/io/safetensors.h"
+#include "common/util.h"
+#include "data/image.h"
+#include "model/io/safetensors.h"
 #include "check.h"
 
 #define DIR "tests/data/images"

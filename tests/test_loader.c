@@ -5,8 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../data/loader.h"
+#include "common/util.h"
+#include "data/loader.h"
 #include "check.h"
 
 #define N 23

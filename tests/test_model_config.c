@@ -2,12 +2,12 @@
 // checkpoints, tensor-name mapping for every layout, and loading weights onto the flat tables.
 #include <string.h>
 
-#include "../common/util.h"
-#include "../train/inspect.h"
-#include "../train/io/names.h"
-#include "../train/io/safetensors.h"
-#include "../train/model/config.h"
-#include "../train/model/params.h"
+#include "common/util.h"
+#include "model/io/inspect.h"
+#include "model/io/names.h"
+#include "model/io/safetensors.h"
+#include "model/config.h"
+#include "model/params.h"
 #include "check.h"
 
 static int parse(const char *json, model_config *mc) { return model_config_parse(json, strlen(json), "test.json", mc); }

@@ -10,9 +10,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../train/io/safetensors.h"
-#include "../train/model/llava.h"
+#include "common/util.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
 #include "check.h"
 
 static double worst_logit, worst_loss, worst_grad;
@@ -38,7 +38,7 @@ static void parity(const char *cfg) {
     golden(cfg, "inputs.safetensors", inputs);
     golden(cfg, "outputs.safetensors", outputs);
     llava_model m;
-    CHECK(llava_model_load(&m, dir, ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, dir, test_cpu()) == 0, "%s", llava_errmsg());
     st_file ref;
     CHECK(st_open(&ref, outputs) == 0, "%s", llava_errmsg());
     const st_tensor *rl = st_find(&ref, "logits"), *rloss = st_find(&ref, "loss");
@@ -77,7 +77,7 @@ static void parity(const char *cfg) {
         for (int g = 0; g < N_GROUPS; g++) {
             if (!m.grads[g]) continue;
             float *host = xmalloc(sizeof(float) * m.pt.group_numel[g]);
-            m.ops->download(BUF_GRAD, host, m.grads[g], m.pt.group_numel[g]);
+            m.ops->download(m.be, BUF_GRAD, host, m.grads[g], m.pt.group_numel[g]);
             for (int i = 0; i < m.pt.n_views; i++) {
                 const param_view *v = &m.pt.views[i];
                 if (v->group != g || !v->used) continue;
@@ -121,7 +121,7 @@ static void packing(const char *cfg) {
     golden(cfg, "model", dir);
     golden(cfg, "inputs.safetensors", inputs);
     llava_model m;
-    CHECK(llava_model_load(&m, dir, ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, dir, test_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
     llava_batch all;
     int B, S;
@@ -132,8 +132,8 @@ static void packing(const char *cfg) {
     float loss_all = llava_forward_backward(&m, &all, 1, 1.0f, logits_all);
     size_t nP = m.pt.group_numel[GROUP_PROJECTOR], nL = m.pt.group_numel[GROUP_LM];
     float *g_all_p = xmalloc(sizeof(float) * nP), *g_all_l = xmalloc(sizeof(float) * nL);
-    m.ops->download(BUF_GRAD, g_all_p, m.grads[GROUP_PROJECTOR], nP);
-    m.ops->download(BUF_GRAD, g_all_l, m.grads[GROUP_LM], nL);
+    m.ops->download(m.be, BUF_GRAD, g_all_p, m.grads[GROUP_PROJECTOR], nP);
+    m.ops->download(m.be, BUF_GRAD, g_all_l, m.grads[GROUP_LM], nL);
 
     // One sample at a time, accumulating gradients scaled by n_i / N into the same buffers.
     llava_model_zero_grads(&m);
@@ -182,8 +182,8 @@ static void packing(const char *cfg) {
     CHECK(fabs(loss_one - loss_all) <= 1e-6 * fabs(loss_all), "%s loss %.8f packed vs %.8f one by one", cfg, (double)loss_all,
           loss_one);
     float *g_p = xmalloc(sizeof(float) * nP), *g_l = xmalloc(sizeof(float) * nL);
-    m.ops->download(BUF_GRAD, g_p, m.grads[GROUP_PROJECTOR], nP);
-    m.ops->download(BUF_GRAD, g_l, m.grads[GROUP_LM], nL);
+    m.ops->download(m.be, BUF_GRAD, g_p, m.grads[GROUP_PROJECTOR], nP);
+    m.ops->download(m.be, BUF_GRAD, g_l, m.grads[GROUP_LM], nL);
     double ep = rel_l2(g_p, g_all_p, nP), el = rel_l2(g_l, g_all_l, nL);
     CHECK(ep <= 1e-5 && el <= 1e-5, "%s packed vs one-by-one gradients: projector %.3g, lm %.3g", cfg, ep, el);
     printf("%s packing: logits %.2e, loss rel %.2e, grads projector %.2e lm %.2e\n", cfg, max_logit_diff,
@@ -204,7 +204,7 @@ static void checkpointing(const char *cfg) {
     golden(cfg, "model", dir);
     golden(cfg, "inputs.safetensors", inputs);
     llava_model m;
-    CHECK(llava_model_load(&m, dir, ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, dir, test_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
     llava_batch b;
     CHECK(llava_batch_from_file(&b, &m, inputs, NULL, NULL) == 0, "%s", llava_errmsg());
@@ -217,7 +217,7 @@ static void checkpointing(const char *cfg) {
         for (int gi = 0; gi < N_GROUPS; gi++) {
             if (!m.grads[gi]) continue;
             g[ck][gi] = xmalloc(sizeof(float) * m.pt.group_numel[gi]);
-            m.ops->download(BUF_GRAD, g[ck][gi], m.grads[gi], m.pt.group_numel[gi]);
+            m.ops->download(m.be, BUF_GRAD, g[ck][gi], m.grads[gi], m.pt.group_numel[gi]);
         }
     }
     CHECK(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "%s: loss %.9g vs %.9g with checkpointing", cfg, (double)loss[0],

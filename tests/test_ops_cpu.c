@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../kernels/ops.h"
+#include "common/util.h"
+#include "kernels/ops.h"
 #include "check.h"
 
 #define TOL_FWD 1e-6
@@ -28,6 +28,7 @@
 #define TOL_ULP 1.2e-7
 #define FD_H 1e-5
 
+static llava_backend *be;
 static const llava_ops *ops;
 
 // ---------------------------------------------------------------------------------------------
@@ -156,29 +157,29 @@ static void fd_free(fd_problem *p) {
 
 static void test_memory(void) {
     enum { n = 1031 };
-    float *a = ops->alloc(BUF_ACT, n);
+    float *a = ops->alloc(be, BUF_ACT, n);
     int zeros = 0;
     for (int i = 0; i < n; i++) zeros += a[i] == 0.0f;
     CHECK_EQ_INT(zeros, n);
     float *src = rand_f(n, -1, 1), *back = nan_f(n);
-    ops->upload(BUF_ACT, a, src, n);
-    ops->download(BUF_ACT, back, a, n);
+    ops->upload(be, BUF_ACT, a, src, n);
+    ops->download(be, BUF_ACT, back, a, n);
     CHECK(same_bits(back, src, n), "upload/download round trip changed values");
-    float *b = ops->alloc(BUF_PARAM, n);
-    ops->copy(BUF_PARAM, b, a, n);
+    float *b = ops->alloc(be, BUF_PARAM, n);
+    ops->copy(be, BUF_PARAM, b, a, n);
     CHECK(same_bits(b, src, n), "copy");
-    ops->zero(BUF_ACT, a, n);
+    ops->zero(be, BUF_ACT, a, n);
     zeros = 0;
     for (int i = 0; i < n; i++) zeros += a[i] == 0.0f;
     CHECK_EQ_INT(zeros, n);
-    int32_t ids[5] = {3, -100, 32000, 0, 7}, *di = ops->alloc(BUF_I32, 5);
-    ops->upload_i32(di, ids, 5);
-    ops->sync();
+    int32_t ids[5] = {3, -100, 32000, 0, 7}, *di = ops->alloc(be, BUF_I32, 5);
+    ops->upload_i32(be, di, ids, 5);
+    ops->sync(be);
     CHECK(memcmp(di, ids, sizeof ids) == 0, "upload_i32");
     printf("  %-22s %-44s exact\n", "memory", "alloc zeroed, up/download, copy, zero");
-    ops->free(a);
-    ops->free(b);
-    ops->free(di);
+    ops->free(be, a);
+    ops->free(be, b);
+    ops->free(be, di);
     free(src);
     free(back);
 }
@@ -212,15 +213,15 @@ static void test_linear(void) {
         enum { N = 131, K = 257, O = 67 };
         float *x = rand_f(N * K, -1, 1), *W = rand_f(O * K, -1, 1), *b = rand_f(O, -1, 1), *y = nan_f(N * O);
         double *xd = to_d(x, N * K), *Wd = to_d(W, O * K), *bd = to_d(b, O), *yd = xmalloc(N * O * sizeof(double));
-        ops->linear_forward(y, x, W, b, N, K, O);
+        ops->linear_forward(be, y, x, W, b, N, K, O);
         ref_linear(yd, xd, Wd, bd, N, K, O);
         report("linear_forward", "131x257 -> 67, bias", rel_err(y, yd, N * O), TOL_FWD);
-        ops->linear_forward(y, x, W, NULL, N, K, O);
+        ops->linear_forward(be, y, x, W, NULL, N, K, O);
         ref_linear(yd, xd, Wd, NULL, N, K, O);
         report("linear_forward", "131x257 -> 67, no bias", rel_err(y, yd, N * O), TOL_FWD);
         // No rows (a batch without images reaches the projector with N = 0): nothing is written.
         float *before = copy_f(y, N * O);
-        ops->linear_forward(y, x, W, b, 0, K, O);
+        ops->linear_forward(be, y, x, W, b, 0, K, O);
         CHECK(same_bits(y, before, N * O), "linear_forward with N = 0 wrote output");
         free(before);
         free(x), free(W), free(b), free(y), free(xd), free(Wd), free(bd), free(yd);
@@ -230,22 +231,22 @@ static void test_linear(void) {
     linear_problem lp = {.x = to_d(x, N * K), .W = to_d(W, O * K), .b = to_d(b, O), .N = N, .K = K, .O = O};
     fd_init(&lp.p, linear_fd_forward, N * O, &dout);
     float *y = nan_f(N * O);
-    ops->linear_forward(y, x, W, b, N, K, O);
+    ops->linear_forward(be, y, x, W, b, N, K, O);
     linear_fd_forward(&lp.p, lp.p.y);
     report("linear_forward", "7x37 -> 29, bias", rel_err(y, lp.p.y, N * O), TOL_FWD);
 
     double *gx = fd_grad(&lp.p, lp.x, N * K), *gW = fd_grad(&lp.p, lp.W, O * K), *gb = fd_grad(&lp.p, lp.b, O);
-    float *dx = nan_f(N * K), *dW = ops->alloc(BUF_GRAD, O * K), *db = ops->alloc(BUF_GRAD, O);
-    ops->linear_backward_input(dx, dout, W, N, K, O);
-    ops->linear_backward_weight(dW, dout, x, N, K, O);
-    ops->linear_backward_bias(db, dout, N, O);
+    float *dx = nan_f(N * K), *dW = ops->alloc(be, BUF_GRAD, O * K), *db = ops->alloc(be, BUF_GRAD, O);
+    ops->linear_backward_input(be, dx, dout, W, N, K, O);
+    ops->linear_backward_weight(be, dW, dout, x, N, K, O);
+    ops->linear_backward_bias(be, db, dout, N, O);
     report("linear_backward_input", "dx vs finite differences", rel_err(dx, gx, N * K), TOL_BWD);
     report("linear_backward_weight", "dW vs finite differences", rel_err(dW, gW, O * K), TOL_BWD);
     report("linear_backward_bias", "db vs finite differences", rel_err(db, gb, O), TOL_BWD);
     // GRAD outputs accumulate: a second call doubles them; dx is overwritten, so it stays.
-    ops->linear_backward_input(dx, dout, W, N, K, O);
-    ops->linear_backward_weight(dW, dout, x, N, K, O);
-    ops->linear_backward_bias(db, dout, N, O);
+    ops->linear_backward_input(be, dx, dout, W, N, K, O);
+    ops->linear_backward_weight(be, dW, dout, x, N, K, O);
+    ops->linear_backward_bias(be, db, dout, N, O);
     for (int i = 0; i < O * K; i++) gW[i] *= 2;
     for (int i = 0; i < O; i++) gb[i] *= 2;
     report("linear_backward_input", "dx after a second call (overwrite)", rel_err(dx, gx, N * K), TOL_BWD);
@@ -254,7 +255,7 @@ static void test_linear(void) {
     fd_free(&lp.p);
     free(x), free(W), free(b), free(dout), free(y), free(dx), free(gx), free(gW), free(gb);
     free(lp.x), free(lp.W), free(lp.b);
-    ops->free(dW), ops->free(db);
+    ops->free(be, dW), ops->free(be, db);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ static void test_patch_unfold(int B, int Cin, int H, int W, int P) {
                     size_t col = ((size_t)ch * P + yy % P) * P + xx % P;
                     want[row * K + col] = pix[(((size_t)b * Cin + ch) * H + yy) * W + xx];
                 }
-    ops->patch_unfold(out, pix, B, Cin, H, W, P);
+    ops->patch_unfold(be, out, pix, B, Cin, H, W, P);
     char what[64];
     snprintf(what, sizeof what, "B=%d Cin=%d %dx%d P=%d", B, Cin, H, W, P);
     CHECK(same_bits(out, want, nout), "patch_unfold %s differs from the Conv2d layout", what);
@@ -291,7 +292,7 @@ static void test_clip_embed(void) {
                 float src = n == 0 ? cls[c] : patches[((size_t)b * N + n - 1) * C + c];
                 want[((size_t)b * (N + 1) + n) * C + c] = src + pos[(size_t)n * C + c];
             }
-    ops->clip_embed(out, patches, cls, pos, B, N, C);
+    ops->clip_embed(be, out, patches, cls, pos, B, N, C);
     CHECK(same_bits(out, want, B * (N + 1) * C), "clip_embed");
     printf("  %-22s %-44s exact\n", "clip_embed", "B=2 N=5 C=37");
     free(patches), free(cls), free(pos), free(out), free(want);
@@ -351,20 +352,20 @@ static void test_layernorm(void) {
     fd_init(&np.p, norm_fd_forward, N * C, &dout);
     float *y = nan_f(N * C), *mean = nan_f(N), *rstd = nan_f(N);
     double mean_d[N], rstd_d[N];
-    ops->layernorm_forward(y, mean, rstd, x, w, b, N, C, eps);
+    ops->layernorm_forward(be, y, mean, rstd, x, w, b, N, C, eps);
     ref_layernorm(np.p.y, mean_d, rstd_d, np.x, np.w, np.b, N, C, eps);
     report("layernorm_forward", "out, N=7 C=37, mean 3", rel_err(y, np.p.y, N * C), TOL_FWD);
     report("layernorm_forward", "mean", max_rel_err(mean, mean_d, N, 0), TOL_FWD);
     report("layernorm_forward", "rstd", max_rel_err(rstd, rstd_d, N, 0), TOL_FWD);
 
     double *gx = fd_grad(&np.p, np.x, N * C), *gw = fd_grad(&np.p, np.w, C), *gb = fd_grad(&np.p, np.b, C);
-    float *dx = nan_f(N * C), *dw = ops->alloc(BUF_GRAD, C), *db = ops->alloc(BUF_GRAD, C);
-    ops->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+    float *dx = nan_f(N * C), *dw = ops->alloc(be, BUF_GRAD, C), *db = ops->alloc(be, BUF_GRAD, C);
+    ops->layernorm_backward(be, dx, dw, db, dout, x, w, mean, rstd, N, C);
     report("layernorm_backward", "dx vs finite differences", rel_err(dx, gx, N * C), TOL_BWD);
     report("layernorm_backward", "dw vs finite differences", rel_err(dw, gw, C), TOL_BWD);
     report("layernorm_backward", "db vs finite differences", rel_err(db, gb, C), TOL_BWD);
     float *dx_first = copy_f(dx, N * C);
-    ops->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+    ops->layernorm_backward(be, dx, dw, db, dout, x, w, mean, rstd, N, C);
     for (int c = 0; c < C; c++) {
         gw[c] *= 2;
         gb[c] *= 2;
@@ -374,13 +375,13 @@ static void test_layernorm(void) {
     CHECK(same_bits(dx, dx_first, N * C), "layernorm dx is not overwritten identically");
     // A frozen LayerNorm passes NULL for dw and db: dx must not change.
     float *dx_frozen = nan_f(N * C);
-    ops->layernorm_backward(dx_frozen, NULL, NULL, dout, x, w, mean, rstd, N, C);
+    ops->layernorm_backward(be, dx_frozen, NULL, NULL, dout, x, w, mean, rstd, N, C);
     CHECK(same_bits(dx_frozen, dx_first, N * C), "layernorm dx differs when dw, db are NULL");
 
     fd_free(&np.p);
     free(x), free(w), free(b), free(dout), free(y), free(mean), free(rstd), free(dx), free(dx_first), free(dx_frozen);
     free(gx), free(gw), free(gb), free(np.x), free(np.w), free(np.b);
-    ops->free(dw), ops->free(db);
+    ops->free(be, dw), ops->free(be, db);
 }
 
 static void test_rmsnorm(void) {
@@ -391,7 +392,7 @@ static void test_rmsnorm(void) {
     fd_init(&np.p, norm_fd_forward, N * C, &dout);
     float *y = nan_f(N * C), *rstd = nan_f(N);
     double rstd_d[N];
-    ops->rmsnorm_forward(y, rstd, x, w, N, C, eps);
+    ops->rmsnorm_forward(be, y, rstd, x, w, N, C, eps);
     ref_rmsnorm(np.p.y, rstd_d, np.x, np.w, N, C, eps);
     report("rmsnorm_forward", "out, N=7 C=37", rel_err(y, np.p.y, N * C), TOL_FWD);
     report("rmsnorm_forward", "rstd", max_rel_err(rstd, rstd_d, N, 0), TOL_FWD);
@@ -405,23 +406,23 @@ static void test_rmsnorm(void) {
     CHECK(hf_order, "rmsnorm output is not w * fp32(x * rstd)");
 
     double *gx = fd_grad(&np.p, np.x, N * C), *gw = fd_grad(&np.p, np.w, C);
-    float *dx = nan_f(N * C), *dw = ops->alloc(BUF_GRAD, C);
-    ops->rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
+    float *dx = nan_f(N * C), *dw = ops->alloc(be, BUF_GRAD, C);
+    ops->rmsnorm_backward(be, dx, dw, dout, x, w, rstd, N, C);
     report("rmsnorm_backward", "dx vs finite differences", rel_err(dx, gx, N * C), TOL_BWD);
     report("rmsnorm_backward", "dw vs finite differences", rel_err(dw, gw, C), TOL_BWD);
     float *dx_first = copy_f(dx, N * C);
-    ops->rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
+    ops->rmsnorm_backward(be, dx, dw, dout, x, w, rstd, N, C);
     for (int c = 0; c < C; c++) gw[c] *= 2;
     report("rmsnorm_backward", "dw after a second call (accumulate)", rel_err(dw, gw, C), TOL_BWD);
     CHECK(same_bits(dx, dx_first, N * C), "rmsnorm dx is not overwritten identically");
     float *dx_frozen = nan_f(N * C);
-    ops->rmsnorm_backward(dx_frozen, NULL, dout, x, w, rstd, N, C);
+    ops->rmsnorm_backward(be, dx_frozen, NULL, dout, x, w, rstd, N, C);
     CHECK(same_bits(dx_frozen, dx_first, N * C), "rmsnorm dx differs when dw is NULL");
 
     fd_free(&np.p);
     free(x), free(w), free(dout), free(y), free(rstd), free(dx), free(dx_first), free(dx_frozen);
     free(gx), free(gw), free(np.x), free(np.w);
-    ops->free(dw);
+    ops->free(be, dw);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,24 +462,24 @@ static void test_activation(int kind) {
     act_problem ap = {.kind = kind, .x = to_d(x, n), .up = to_d(up, n)};
     fd_init(&ap.p, act_fd_forward, n, &dout);
     float *y = nan_f(n);
-    if (kind == ACT_QUICK_GELU) ops->quick_gelu_forward(y, x, n);
-    if (kind == ACT_GELU) ops->gelu_forward(y, x, n);
-    if (kind == ACT_SILU_MUL) ops->silu_mul_forward(y, x, up, n);
+    if (kind == ACT_QUICK_GELU) ops->quick_gelu_forward(be, y, x, n);
+    if (kind == ACT_GELU) ops->gelu_forward(be, y, x, n);
+    if (kind == ACT_SILU_MUL) ops->silu_mul_forward(be, y, x, up, n);
     act_fd_forward(&ap.p, ap.p.y);
     report(fwd, "max relative error per element, n=1031", max_rel_err(y, ap.p.y, n, 1e-30), TOL_ULP);
 
     double *gx = fd_grad(&ap.p, ap.x, n);
     float *dx = nan_f(n);
-    if (kind == ACT_QUICK_GELU) ops->quick_gelu_backward(dx, dout, x, n);
-    if (kind == ACT_GELU) ops->gelu_backward(dx, dout, x, n);
+    if (kind == ACT_QUICK_GELU) ops->quick_gelu_backward(be, dx, dout, x, n);
+    if (kind == ACT_GELU) ops->gelu_backward(be, dx, dout, x, n);
     if (kind == ACT_SILU_MUL) {
         float *dup = nan_f(n);
         double *gup = fd_grad(&ap.p, ap.up, n);
-        ops->silu_mul_backward(dx, dup, dout, x, up, n);
+        ops->silu_mul_backward(be, dx, dup, dout, x, up, n);
         report(bwd, "dup vs finite differences", rel_err(dup, gup, n), TOL_BWD);
         // In place: dgate over gate and dup over up give the same bits.
         float *g2 = copy_f(x, n), *u2 = copy_f(up, n);
-        ops->silu_mul_backward(g2, u2, dout, g2, u2, n);
+        ops->silu_mul_backward(be, g2, u2, dout, g2, u2, n);
         CHECK(same_bits(g2, dx, n) && same_bits(u2, dup, n), "silu_mul_backward in place differs");
         free(dup), free(gup), free(g2), free(u2);
     }
@@ -536,7 +537,7 @@ static void test_rope(int D) {
     rope_problem rp = {.x = to_d(x, n), .pos = pos, .T = T, .H = H, .D = D, .theta = theta};
     fd_init(&rp.p, rope_fd_forward, n, &dout);
     float *y = copy_f(x, n);
-    ops->rope_forward(y, pos, T, H, D, theta);
+    ops->rope_forward(be, y, pos, T, H, D, theta);
     rope_fd_forward(&rp.p, rp.p.y);
     char what[64];
     snprintf(what, sizeof what, "D=%d H=3, positions to 4095", D);
@@ -548,11 +549,11 @@ static void test_rope(int D) {
 
     double *gx = fd_grad(&rp.p, rp.x, n);
     float *dx = copy_f(dout, n);
-    ops->rope_backward(dx, pos, T, H, D, theta);
+    ops->rope_backward(be, dx, pos, T, H, D, theta);
     report("rope_backward", "dx vs finite differences", rel_err(dx, gx, n), TOL_BWD);
     // A rotation's transpose is its inverse: backward(forward(x)) = x.
     double *xd = to_d(x, n);
-    ops->rope_backward(y, pos, T, H, D, theta);
+    ops->rope_backward(be, y, pos, T, H, D, theta);
     report("rope_backward", "backward(forward(x)) = x", rel_err(y, xd, n), TOL_FWD);
     fd_free(&rp.p);
     free(x), free(dout), free(y), free(dx), free(gx), free(xd), free(rp.x);
@@ -562,13 +563,13 @@ static void test_rope(int D) {
 // of unit vectors: row i holds e_i, so out[i] = cos(inv_freq[i]) and out[i + 64] = sin(...).
 static void test_rope_inv_freq(void) {
     enum { D = 128, half = 64 };
-    float *x = ops->alloc(BUF_ACT, (size_t)half * D);
+    float *x = ops->alloc(be, BUF_ACT, (size_t)half * D);
     int32_t pos[half];
     for (int i = 0; i < half; i++) {
         x[i * D + i] = 1.0f;
         pos[i] = 1;
     }
-    ops->rope_forward(x, pos, half, 1, D, 10000.0f);
+    ops->rope_forward(be, x, pos, half, 1, D, 10000.0f);
     double f[half];
     for (int i = 0; i < half; i++) f[i] = atan2(x[i * D + i + half], x[i * D + i]);
     // Spec values have 7-8 significant digits; fp32 inv_freq carries ~6e-8 relative.
@@ -577,7 +578,7 @@ static void test_rope_inv_freq(void) {
     CHECK_NEAR(f[2], 0.7498942, 1e-7);
     CHECK_NEAR(f[63] / 1.1547820e-4, 1.0, 1e-6);
     printf("  %-22s %-44s %.7f %.7f %.7e\n", "rope_forward", "inv_freq[1], [2], [63] (spec 2.4)", f[1], f[2], f[63]);
-    ops->free(x);
+    ops->free(be, x);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,7 +629,7 @@ static void attn_fd_forward(const fd_problem *p, double *y) { ref_attention(y, N
 
 static void attention_forward_f(float *out, float *lse, const float *q, const float *k, const float *v,
                                 const attn_problem *a) {
-    ops->attention_forward(out, lse, q, k, v, a->cu, a->n_seq, a->T, a->Hq, a->Hkv, a->D, (float)a->scale,
+    ops->attention_forward(be, out, lse, q, k, v, a->cu, a->n_seq, a->T, a->Hq, a->Hkv, a->D, (float)a->scale,
                            a->causal);
 }
 
@@ -696,13 +697,13 @@ static void test_attention(const int32_t *cu, int n_seq, int Hq, int Hkv, int D,
     if (with_fd) {
         double *gq = fd_grad(&ap.p, ap.q, nq), *gk = fd_grad(&ap.p, ap.k, nk), *gv = fd_grad(&ap.p, ap.v, nk);
         float *dq = nan_f(nq), *dk = nan_f(nk), *dv = nan_f(nk);
-        ops->attention_backward(dq, dk, dv, dout, q, k, v, out, lse, cu, n_seq, T, Hq, Hkv, D, scale, causal);
+        ops->attention_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu, n_seq, T, Hq, Hkv, D, scale, causal);
         report("attention_backward", "dq vs finite differences", rel_err(dq, gq, nq), TOL_BWD);
         report("attention_backward", "dk vs finite differences", rel_err(dk, gk, nk), TOL_BWD);
         report("attention_backward", "dv vs finite differences", rel_err(dv, gv, nk), TOL_BWD);
         // Overwrite, not accumulate, and the same bits on a second call.
         float *dq2 = copy_f(dq, nq), *dk2 = copy_f(dk, nk), *dv2 = copy_f(dv, nk);
-        ops->attention_backward(dq2, dk2, dv2, dout, q, k, v, out, lse, cu, n_seq, T, Hq, Hkv, D, scale, causal);
+        ops->attention_backward(be, dq2, dk2, dv2, dout, q, k, v, out, lse, cu, n_seq, T, Hq, Hkv, D, scale, causal);
         CHECK(same_bits(dq2, dq, nq) && same_bits(dk2, dk, nk) && same_bits(dv2, dv, nk),
               "attention_backward is not a deterministic overwrite");
         free(gq), free(gk), free(gv), free(dq), free(dk), free(dv), free(dq2), free(dk2), free(dv2);
@@ -736,7 +737,7 @@ static void test_embedding(void) {
     embed_problem ep = {.table = to_d(table, V * C), .ids = ids, .T = T, .C = C, .V = V};
     fd_init(&ep.p, embed_fd_forward, T * C, &dout);
     float *out = nan_f(T * C);
-    ops->embedding_forward(out, ids, table, T, C, V);
+    ops->embedding_forward(be, out, ids, table, T, C, V);
     embed_fd_forward(&ep.p, ep.p.y);
     int exact = 1;
     for (int i = 0; i < T * C; i++) exact &= out[i] == (float)ep.p.y[i];
@@ -745,37 +746,37 @@ static void test_embedding(void) {
     // Gradient: finite differences see the padding row used, but nn.Embedding never updates it.
     double *gt = fd_grad(&ep.p, ep.table, V * C);
     for (int c = 0; c < C; c++) gt[PAD * C + c] = 0.0;
-    float *init = rand_f(V * C, -1, 1), *dtable = copy_f(init, V * C), *d2 = ops->alloc(BUF_GRAD, V * C);
-    ops->embedding_backward(d2, dout, ids, T, C, V, PAD);
+    float *init = rand_f(V * C, -1, 1), *dtable = copy_f(init, V * C), *d2 = ops->alloc(be, BUF_GRAD, V * C);
+    ops->embedding_backward(be, d2, dout, ids, T, C, V, PAD);
     report("embedding_backward", "dtable vs finite differences", rel_err(d2, gt, V * C), TOL_BWD);
     // Accumulates onto what is there; the padding row keeps its bits.
-    ops->embedding_backward(dtable, dout, ids, T, C, V, PAD);
-    ops->embedding_backward(dtable, dout, ids, T, C, V, PAD);
+    ops->embedding_backward(be, dtable, dout, ids, T, C, V, PAD);
+    ops->embedding_backward(be, dtable, dout, ids, T, C, V, PAD);
     double *want = xmalloc(V * C * sizeof(double));
     for (int i = 0; i < V * C; i++) want[i] = init[i] + 2 * gt[i];
     report("embedding_backward", "twice onto random contents (accumulate)", rel_err(dtable, want, V * C), TOL_BWD);
     CHECK(same_bits(dtable + PAD * C, init + PAD * C, C), "the padding row changed");
     // Without a padding index that row gets its gradient.
-    ops->zero(BUF_GRAD, d2, V * C);
-    ops->embedding_backward(d2, dout, ids, T, C, V, -1);
+    ops->zero(be, BUF_GRAD, d2, V * C);
+    ops->embedding_backward(be, d2, dout, ids, T, C, V, -1);
     double *row = xmalloc(C * sizeof(double));
     for (int c = 0; c < C; c++) row[c] = dout[2 * C + c] + (double)dout[9 * C + c];
     report("embedding_backward", "row 1 with padding_idx = -1", rel_err(d2 + PAD * C, row, C), TOL_FWD);
     fd_free(&ep.p);
     free(table), free(dout), free(out), free(gt), free(init), free(dtable), free(want), free(row), free(ep.table);
-    ops->free(d2);
+    ops->free(be, d2);
 }
 
 static void test_gather_scatter(void) {
     enum { rows = 13, n = 5, C = 37 };
     int32_t idx[n] = {12, 0, 7, 3, 8};
     float *src = rand_f(rows * C, -1, 1), *g = nan_f(n * C);
-    ops->gather_rows(g, src, idx, n, C);
+    ops->gather_rows(be, g, src, idx, n, C);
     int ok = 1;
     for (int i = 0; i < n; i++) ok &= same_bits(g + i * C, src + idx[i] * C, C);
     CHECK(ok, "gather_rows");
     float *dst = rand_f(rows * C, -1, 1), *dst0 = copy_f(dst, rows * C);
-    ops->scatter_rows(dst, g, idx, n, C);
+    ops->scatter_rows(be, dst, g, idx, n, C);
     int hit[rows] = {0};
     ok = 1;
     for (int i = 0; i < n; i++) hit[idx[i]] = 1;
@@ -832,7 +833,7 @@ static void test_cross_entropy_chunks(void) {
         for (int j = 0; j < V; j++) dz_d[(size_t)t * V + j] = y < 0 ? 0.0 : (exp(zr[j] - lse) - (j == y)) * scale;
     }
     float *losses = nan_f(T), *dz = nan_f((size_t)T * V);
-    ops->cross_entropy(losses, dz, z, targets, T, V, scale);
+    ops->cross_entropy(be, losses, dz, z, targets, T, V, scale);
     report("cross_entropy", "losses, V=4099 (3 chunks), offsets to 1000", max_rel_err(losses, loss_d, T, 0), TOL_FWD);
     CHECK(losses[3] == 0.0f && losses[5] == 0.0f, "ignored rows must have loss 0");
     report("cross_entropy", "dlogits vs (softmax - onehot) * scale", rel_err(dz, dz_d, (size_t)T * V), TOL_FWD);
@@ -842,14 +843,14 @@ static void test_cross_entropy_chunks(void) {
 
     // dlogits over the logits themselves: the same bits as into a separate buffer.
     float *alias = copy_f(z, (size_t)T * V), *losses2 = nan_f(T);
-    ops->cross_entropy(losses2, alias, alias, targets, T, V, scale);
+    ops->cross_entropy(be, losses2, alias, alias, targets, T, V, scale);
     CHECK(same_bits(alias, dz, (size_t)T * V) && same_bits(losses2, losses, T), "dlogits aliasing logits differs");
     // Losses only.
-    ops->cross_entropy(losses2, NULL, z, targets, T, V, scale);
+    ops->cross_entropy(be, losses2, NULL, z, targets, T, V, scale);
     CHECK(same_bits(losses2, losses, T), "losses differ without dlogits");
     // A target past the vocabulary poisons the loss instead of reading out of bounds.
     int32_t bad[1] = {V};
-    ops->cross_entropy(losses2, NULL, z, bad, 1, V, scale);
+    ops->cross_entropy(be, losses2, NULL, z, bad, 1, V, scale);
     CHECK(isnan(losses2[0]), "target >= V must give a NaN loss, got %g", losses2[0]);
     free(z), free(zd), free(dz_d), free(losses), free(dz), free(alias), free(losses2);
 }
@@ -863,7 +864,7 @@ static void test_cross_entropy_fd(void) {
     cp.p.dout[0] = 1.0;
     double *g = fd_grad(&cp.p, cp.logits, (size_t)T * V);
     float *losses = nan_f(T), *dz = nan_f((size_t)T * V);
-    ops->cross_entropy(losses, dz, z, targets, T, V, 1.0f / 3);
+    ops->cross_entropy(be, losses, dz, z, targets, T, V, 1.0f / 3);
     report("cross_entropy", "dlogits vs finite differences, V=1031", rel_err(dz, g, (size_t)T * V), TOL_BWD);
     fd_free(&cp.p);
     free(z), free(dout_unused), free(g), free(losses), free(dz), free(cp.logits);
@@ -875,20 +876,21 @@ static void test_add(void) {
     enum { n = 1031 };
     float *a = rand_f(n, -1, 1), *b = rand_f(n, -1, 1), *out = nan_f(n), *want = nan_f(n);
     for (int i = 0; i < n; i++) want[i] = a[i] + b[i];
-    ops->add(out, a, b, n);
+    ops->add(be, out, a, b, n);
     CHECK(same_bits(out, want, n), "add");
     float *acc = copy_f(a, n);
-    ops->add_inplace(acc, b, n);
+    ops->add_inplace(be, acc, b, n);
     CHECK(same_bits(acc, want, n), "add_inplace");
     float *al = copy_f(a, n);
-    ops->add(al, al, b, n);
+    ops->add(be, al, al, b, n);
     CHECK(same_bits(al, want, n), "add with out aliasing a");
     printf("  %-22s %-44s exact\n", "add/add_inplace", "n=1031, out aliasing a");
     free(a), free(b), free(out), free(want), free(acc), free(al);
 }
 
 int main(void) {
-    ops = ops_cpu();
+    be = test_cpu();
+    ops = be->ops;
     CHECK_EQ_STR(ops->name, "cpu");
     printf("  %-22s %-44s %-9s  %s\n", "op", "check", "error", "tolerance");
     test_memory();

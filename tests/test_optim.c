@@ -5,9 +5,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../kernels/ops.h"
-#include "../train/optim.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "train/optim.h"
 #include "check.h"
 
 static void to_floats(const cJSON *arr, float *out) {
@@ -16,7 +16,8 @@ static void to_floats(const cJSON *arr, float *out) {
 }
 
 static void test_adamw(const cJSON *root) {
-    const llava_ops *ops = ops_cpu();
+    llava_backend *be = test_cpu();
+    const llava_ops *ops = be->ops;
     const cJSON *ad = cJSON_GetObjectItem(root, "adamw");
     float a[37], b[15], ma[37] = {0}, va[37] = {0}, mb[15] = {0}, vb[15] = {0}, ga[37], gb[15], want_a[37], want_b[15];
     to_floats(cJSON_GetObjectItem(ad, "a0"), a);
@@ -33,8 +34,8 @@ static void test_adamw(const cJSON *root) {
         to_floats(cJSON_GetObjectItem(s, "grad_b"), gb);
         to_floats(cJSON_GetObjectItem(s, "a"), want_a);
         to_floats(cJSON_GetObjectItem(s, "b"), want_b);
-        ops->adamw(a, NULL, ga, ma, va, 37, lr, 0.9, 0.999, eps, wda, step, 1.0f);
-        ops->adamw(b, NULL, gb, mb, vb, 15, lr, 0.9, 0.999, eps, wdb, step, 1.0f);
+        ops->adamw(be, a, NULL, ga, ma, va, 37, lr, 0.9, 0.999, eps, wda, step, 1.0f);
+        ops->adamw(be, b, NULL, gb, mb, vb, 15, lr, 0.9, 0.999, eps, wdb, step, 1.0f);
         // fp32 on both sides with the same order of operations; torch's vectorised kernels may
         // fuse a multiply-add, so allow a few ulps relative to the parameter's magnitude.
         for (int i = 0; i < 37; i++) {
@@ -51,7 +52,7 @@ static void test_adamw(const cJSON *root) {
     printf("AdamW vs torch.optim.AdamW over %d steps: worst relative difference %.2e\n", step, worst);
     // The first update of LLaVA's schedule runs at lr 0: weights unchanged, moments advance.
     float p[3] = {1, 2, 3}, g[3] = {0.5f, -1, 2}, m[3] = {0}, v[3] = {0};
-    ops->adamw(p, NULL, g, m, v, 3, 0.0, 0.9, 0.999, 1e-8, 0.1, 1, 1.0f);
+    ops->adamw(be, p, NULL, g, m, v, 3, 0.0, 0.9, 0.999, 1e-8, 0.1, 1, 1.0f);
     CHECK(p[0] == 1 && p[1] == 2 && p[2] == 3, "lr 0 leaves weights");
     CHECK(m[1] != 0 && v[2] != 0, "lr 0 still advances m and v");
 }
@@ -62,7 +63,7 @@ static void test_clip(const cJSON *root) {
     to_floats(cJSON_GetObjectItem(c, "grad_before"), before);
     to_floats(cJSON_GetObjectItem(c, "grad_after"), after);
     double want_norm = cJSON_GetObjectItem(c, "norm")->valuedouble;
-    double norm = sqrt(ops_cpu()->grad_sq_sum(before, 11));
+    double norm = sqrt(test_cpu()->ops->grad_sq_sum(test_cpu(), before, 11));
     CHECK(fabs(norm - want_norm) <= 1e-6 * want_norm, "norm %.9g vs torch %.9g", norm, want_norm);
     // Clipping as optim_step applies it: AdamW sees grad * max_norm / (norm + 1e-6).
     float coef = (float)(1.0 / (norm + 1e-6));

@@ -6,10 +6,10 @@
 // The command lines (llava prep, llava show) are tested by test_prep_cli.c.
 #include <unistd.h>
 
-#include "../data/dataset.h"
-#include "../data/image.h"
-#include "../data/json_stream.h"
-#include "../data/prep.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "data/json_stream.h"
+#include "data/prep.h"
 #include "tokenizer_golden.h"
 
 #define PREP_DIR "tests/data/prep/"

@@ -4,7 +4,7 @@
 // marked; --id; an index out of range. Runs the executable named by $LLAVA_BIN (set by CMake), else build/llava.
 #include <sys/wait.h>
 
-#include "../data/prep.h"
+#include "data/prep.h"
 #include "tokenizer_golden.h"
 
 #define PREP_DIR "tests/data/prep/"

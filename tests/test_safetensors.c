@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/dtype.h"
-#include "../common/util.h"
-#include "../train/io/safetensors.h"
+#include "common/dtype.h"
+#include "common/util.h"
+#include "model/io/safetensors.h"
 #include "check.h"
 
 #define REF "tests/data/safetensors/reference.safetensors"

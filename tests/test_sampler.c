@@ -5,8 +5,8 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../data/sampler.h"
+#include "common/util.h"
+#include "data/sampler.h"
 #include "check.h"
 
 static int64_t *ints(const cJSON *arr, int64_t *n) {

@@ -8,14 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/dtype.h"
-#include "../common/util.h"
-#include "../kernels/ops.h"
-#include "../train/io/safetensors.h"
-#include "../train/io/torchbin.h"
-#include "../train/config.h"
-#include "../train/model/llava.h"
-#include "../train/trainer.h"
+#include "common/dtype.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "model/io/safetensors.h"
+#include "model/io/torchbin.h"
+#include "train/config.h"
+#include "model/llava.h"
+#include "train/trainer.h"
 #include "check.h"
 
 #define D "tests/data/torchbin/"
@@ -123,7 +123,7 @@ static void test_sharded_model(void) {
 
     // The folder loads as a model (config.json + the .bin shards).
     llava_model m;
-    rc = llava_model_load(&m, D "tiny64", ops_cpu());
+    rc = llava_model_load(&m, D "tiny64", test_cpu());
     CHECK(rc == 0, "llava_model_load on .bin shards: %s", llava_errmsg());
     if (rc == 0) llava_model_free(&m);
 }
@@ -136,7 +136,7 @@ static void test_projector_adapter(void) {
               cfg_set(&c, "model.pretrain_mm_mlp_adapter=" D "mm_projector.bin") == 0,
           "%s", llava_errmsg());
     llava_model m;
-    int rc = train_build_model(&c, ops_cpu(), &m);
+    int rc = train_build_model(&c, test_cpu(), &m);
     CHECK(rc == 0, "model with the projector from mm_projector.bin: %s", llava_errmsg());
     st_file g;
     if (rc == 0 && st_open(&g, "tests/data/golden/model/tiny64/model/model.safetensors") == 0) {
@@ -155,7 +155,7 @@ static void test_projector_adapter(void) {
             st_tensor_to_f32(&g, t, ref);
             convert_from_f32(DT_BF16, ref, b16, t->numel);  // torch's .to(bfloat16): round to nearest even
             convert_to_f32(DT_BF16, b16, ref, t->numel);
-            m.ops->download(BUF_PARAM, got, (const float *)m.params[GROUP_PROJECTOR] + v->offset, t->numel);
+            m.ops->download(m.be, BUF_PARAM, got, (const float *)m.params[GROUP_PROJECTOR] + v->offset, t->numel);
             for (uint64_t k = 0; k < t->numel; k++) bad += memcmp(&got[k], &ref[k], sizeof(float)) != 0;
             total += t->numel;
             free(ref), free(got), free(b16);

@@ -11,16 +11,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/util.h"
-#include "../kernels/ops.h"
-#include "../train/config.h"
-#include "../train/demo.h"
-#include "../train/export.h"
-#include "../train/io/safetensors.h"
-#include "../train/model/llava.h"
-#include "../train/optim.h"
-#include "../train/plot.h"
-#include "../train/trainer.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "train/config.h"
+#include "app/demo.h"
+#include "model/io/export.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
+#include "train/optim.h"
+#include "app/plot.h"
+#include "train/trainer.h"
 #include "check.h"
 
 static char *world;
@@ -96,7 +96,7 @@ static void test_resume(void) {
     // The final model and projector are written; the model reloads.
     char *model = path_join(full, "model"), *proj = path_join(full, "mm_projector.safetensors");
     llava_model m;
-    CHECK(llava_model_load(&m, model, ops_cpu()) == 0, "exported model: %s", llava_errmsg());
+    CHECK(llava_model_load(&m, model, test_cpu()) == 0, "exported model: %s", llava_errmsg());
     CHECK(m.cfg.text.vocab_size % 64 == 0, "vocabulary padded to a multiple of 64 (%d)", m.cfg.text.vocab_size);
     llava_model_free(&m);
     st_file f;
@@ -211,7 +211,7 @@ static void test_sigkill(void) {
 // Stage 1 trains the projector through the frozen LM: the LM and vision weights stay bit-identical.
 static void test_stage1_freezing(void) {
     llava_model m;
-    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR);
     llava_batch b;
     CHECK(llava_batch_from_file(&b, &m, "tests/data/golden/model/tiny64/inputs.safetensors", NULL, NULL) == 0, "%s",
@@ -222,7 +222,7 @@ static void test_stage1_freezing(void) {
         n[g] = m.pt.group_numel[g];
         before[g] = xmalloc(sizeof(float) * n[g]);
         after[g] = xmalloc(sizeof(float) * n[g]);
-        m.ops->download(BUF_PARAM, before[g], m.params[g], n[g]);
+        m.ops->download(m.be, BUF_PARAM, before[g], m.params[g], n[g]);
     }
     CHECK(m.grads[GROUP_LM] == NULL && m.grads[GROUP_VISION] == NULL, "no gradient buffers for frozen groups");
     optim_state os;
@@ -234,7 +234,7 @@ static void test_stage1_freezing(void) {
         llava_forward_backward(&m, &b, 1, 1.0f, NULL);
         optim_step(&os, &m, &oc, 1.0f, s);
     }
-    for (int g = 0; g < N_GROUPS; g++) m.ops->download(BUF_PARAM, after[g], m.params[g], n[g]);
+    for (int g = 0; g < N_GROUPS; g++) m.ops->download(m.be, BUF_PARAM, after[g], m.params[g], n[g]);
     CHECK(memcmp(before[GROUP_LM], after[GROUP_LM], sizeof(float) * n[GROUP_LM]) == 0, "LM weights changed in stage 1");
     CHECK(memcmp(before[GROUP_VISION], after[GROUP_VISION], sizeof(float) * n[GROUP_VISION]) == 0, "vision weights changed");
     size_t changed = 0;
@@ -376,7 +376,7 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    ops_cpu_set_threads(1);
+    llava_cpu_set_threads(1);
     world = check_tmpdir();
     CHECK(demo_make_world(world, 64, 0, 1, NULL) == 0, "%s", llava_errmsg());
     test_resume();

@@ -3,8 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../train/config.h"
+#include "common/util.h"
+#include "train/config.h"
 #include "check.h"
 
 static int load(train_config *c, const char *path) {

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 #include <cjson/cJSON.h>
 
-#include "../data/jsonl.h"
-#include "../data/template.h"
-#include "../data/tokenizer.h"
+#include "data/jsonl.h"
+#include "data/template.h"
+#include "data/tokenizer.h"
 #include "check.h"
 
 #define GOLDEN_DIR "tests/data/tokenizer/"

@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/json.h"
-#include "../common/util.h"
-#include "io/safetensors.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "model/io/safetensors.h"
 
 #define MARKER "COMPLETE"
 
@@ -26,17 +26,18 @@ typedef struct {
 static void gather_group(const llava_model *m, const optim_state *o, int g, group_host *h) {
     int root = dist_rank(o->d) == 0;
     size_t n = m->pt.group_numel[g];
-    const llava_ops *ops = m->ops;
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
     if (o->zero == 0) {
         if (!root) return;  // every rank holds the same state: rank 0 writes its own
         h->w = xmalloc(sizeof(float) * n);
         h->m = xmalloc(sizeof(float) * n);
         h->v = xmalloc(sizeof(float) * n);
         // The fp32 masters where the working copy is narrower; otherwise the parameters themselves.
-        if (o->master[g]) ops->download(BUF_F32, h->w, o->master[g], n);
-        else ops->download(BUF_PARAM, h->w, m->params[g], n);
-        ops->download(BUF_F32, h->m, o->m[g], n);
-        ops->download(BUF_F32, h->v, o->v[g], n);
+        if (o->master[g]) ops->download(be, BUF_F32, h->w, o->master[g], n);
+        else ops->download(be, BUF_PARAM, h->w, m->params[g], n);
+        ops->download(be, BUF_F32, h->m, o->m[g], n);
+        ops->download(be, BUF_F32, h->v, o->v[g], n);
         return;
     }
     if (root) {
@@ -45,7 +46,7 @@ static void gather_group(const llava_model *m, const optim_state *o, int g, grou
         h->w = xmalloc(sizeof(float) * n);
         h->m = xcalloc(n, sizeof(float));
         h->v = xcalloc(n, sizeof(float));
-        ops->download(BUF_PARAM, h->w, m->params[g], n);
+        ops->download(be, BUF_PARAM, h->w, m->params[g], n);
     }
     for (int b = 0; b < o->n_buckets; b++) {
         const grad_bucket *k = &o->buckets[b];
@@ -55,7 +56,7 @@ static void gather_group(const llava_model *m, const optim_state *o, int g, grou
         float *dsts[3] = {root ? h->m + k->lo : NULL, root ? h->v + k->lo : NULL, root ? h->w + k->lo : NULL};
         for (int j = 0; j < 3; j++) {
             if (!srcs[j]) continue;
-            if (k->own_n) ops->download(BUF_F32, slice, srcs[j] + k->state_off, k->own_n);
+            if (k->own_n) ops->download(be, BUF_F32, slice, srcs[j] + k->state_off, k->own_n);
             dist_gather_host_f32(o->d, slice, k->n, dsts[j], 0, "checkpoint: gather optimizer state");
         }
         free(slice);
@@ -298,18 +299,18 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
         }
         if (rc == 0) {
             // Rank-agnostic: every rank reads the whole file and keeps its own slices.
-            m->ops->upload(BUF_PARAM, m->params[g], w, n);
+            m->ops->upload(m->be, BUF_PARAM, m->params[g], w, n);
             if (o->zero == 0) {
-                if (o->master[g]) m->ops->upload(BUF_F32, o->master[g], w, n);
-                m->ops->upload(BUF_F32, o->m[g], mm, n);
-                m->ops->upload(BUF_F32, o->v[g], vv, n);
+                if (o->master[g]) m->ops->upload(m->be, BUF_F32, o->master[g], w, n);
+                m->ops->upload(m->be, BUF_F32, o->m[g], mm, n);
+                m->ops->upload(m->be, BUF_F32, o->v[g], vv, n);
             } else {
                 for (int b = 0; b < o->n_buckets; b++) {
                     const grad_bucket *k = &o->buckets[b];
                     if (k->group != g || !k->own_n) continue;
-                    if (o->master[g]) m->ops->upload(BUF_F32, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
-                    m->ops->upload(BUF_F32, o->m[g] + k->state_off, mm + k->own_lo, k->own_n);
-                    m->ops->upload(BUF_F32, o->v[g] + k->state_off, vv + k->own_lo, k->own_n);
+                    if (o->master[g]) m->ops->upload(m->be, BUF_F32, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
+                    m->ops->upload(m->be, BUF_F32, o->m[g] + k->state_off, mm + k->own_lo, k->own_n);
+                    m->ops->upload(m->be, BUF_F32, o->v[g] + k->state_off, vv + k->own_lo, k->own_n);
                 }
             }
         }

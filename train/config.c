@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 // One row per key. The LLaVA flag each key mirrors is named in its help text
 // (spec/llava15-recipe.md §1); keys for features that land later are here already so that presets

@@ -2,8 +2,8 @@
 
 #include <string.h>
 
-#include "../common/util.h"
-#include "dist.h"
+#include "common/util.h"
+#include "train/dist/dist.h"
 #include "optim.h"
 
 // The buffers train/model/llava.c holds at the peak of llava_forward_backward: inside the LM

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
+#include "common/util.h"
 
 double lr_lambda(sched_type t, int s, int warmup, int total) {
     if (t == SCHED_CONSTANT) return 1.0;
@@ -101,26 +101,27 @@ void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_sta
     // same collectives as many ranks would: the way to check them against the one-process path.
     s->zero = dist_kind(s->d) == DIST_SINGLE ? 0 : zero_stage;
     build_buckets(s, m);
-    const llava_ops *ops = m->ops;
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
     for (int g = 0; g < N_GROUPS; g++) {
         if (!m->grads[g]) continue;
         size_t n = s->state_numel[g];
         // A rank may own nothing of a small group: keep one element so every pointer is real.
-        s->m[g] = ops->alloc(BUF_F32, n ? n : 1);
-        s->v[g] = ops->alloc(BUF_F32, n ? n : 1);
-        if (s->zero > 0) s->grad_shard[g] = ops->alloc(BUF_GRAD, n ? n : 1);
+        s->m[g] = ops->alloc(be, BUF_F32, n ? n : 1);
+        s->v[g] = ops->alloc(be, BUF_F32, n ? n : 1);
+        if (s->zero > 0) s->grad_shard[g] = ops->alloc(be, BUF_GRAD, n ? n : 1);
         if (ops->act_bytes != sizeof(float)) {
             // The masters start as the working weights widened: the model holds no other copy.
-            s->master[g] = ops->alloc(BUF_F32, n ? n : 1);
+            s->master[g] = ops->alloc(be, BUF_F32, n ? n : 1);
             size_t gn = m->pt.group_numel[g];
             float *host = xmalloc(sizeof(float) * gn);
-            ops->download(BUF_PARAM, host, m->params[g], gn);
+            ops->download(be, BUF_PARAM, host, m->params[g], gn);
             if (s->zero == 0) {
-                ops->upload(BUF_F32, s->master[g], host, gn);
+                ops->upload(be, BUF_F32, s->master[g], host, gn);
             } else {
                 for (int b = 0; b < s->n_buckets; b++) {
                     const grad_bucket *k = &s->buckets[b];
-                    if (k->group == g && k->own_n) ops->upload(BUF_F32, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
+                    if (k->group == g && k->own_n) ops->upload(be, BUF_F32, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
                 }
             }
             free(host);
@@ -155,9 +156,9 @@ static void acquire(optim_state *s, const llava_model *m, int b) {
     s->slot_bucket[i] = b;
     s->bucket_slot[b] = i;
     const grad_bucket *k = &s->buckets[b];
-    m->ops->zero(BUF_GRAD, s->slots[i], k->n);
+    m->ops->zero(m->be, BUF_GRAD, s->slots[i], k->n);
     if (s->passes > 0 && k->own_n)
-        m->ops->copy(BUF_GRAD, s->slots[i] + (k->own_lo - k->lo), s->grad_shard[k->group] + k->state_off, k->own_n);
+        m->ops->copy(m->be, BUF_GRAD, s->slots[i] + (k->own_lo - k->lo), s->grad_shard[k->group] + k->state_off, k->own_n);
 }
 
 static float *slot_of(void *ctx, int view) {
@@ -179,13 +180,13 @@ int optim_use_grad_slots(optim_state *s, llava_model *m) {
     if (!mx) return 0;
     s->slot_n = mx;
     for (int i = 0; i < OPTIM_GRAD_SLOTS; i++) {
-        s->slots[i] = m->ops->alloc(BUF_GRAD, mx);
+        s->slots[i] = m->ops->alloc(m->be, BUF_GRAD, mx);
         s->slot_bucket[i] = -1;
         s->slot_mark[i] = 0;
     }
     s->bucket_slot = xmalloc(sizeof(int) * (size_t)s->n_buckets);
     for (int b = 0; b < s->n_buckets; b++) s->bucket_slot[b] = -1;
-    m->ops->free(m->grads[g]);
+    m->ops->free(m->be, m->grads[g]);
     m->grads[g] = NULL;
     m->grad_slotted[g] = 1;
     m->grad_slot = slot_of;
@@ -256,10 +257,10 @@ static void reduce_all(optim_state *s, llava_model *m, const char *what) {
 
 void optim_free(optim_state *s, const llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++) {
-        if (s->m[g]) m->ops->free(s->m[g]);
-        if (s->v[g]) m->ops->free(s->v[g]);
-        if (s->master[g]) m->ops->free(s->master[g]);
-        if (s->grad_shard[g]) m->ops->free(s->grad_shard[g]);
+        if (s->m[g]) m->ops->free(m->be, s->m[g]);
+        if (s->v[g]) m->ops->free(m->be, s->v[g]);
+        if (s->master[g]) m->ops->free(m->be, s->master[g]);
+        if (s->grad_shard[g]) m->ops->free(m->be, s->grad_shard[g]);
     }
     free(s->buckets);
     free(s->view_bucket);
@@ -267,7 +268,7 @@ void optim_free(optim_state *s, const llava_model *m) {
     free(s->issued);
     free(s->bucket_slot);
     for (int i = 0; i < OPTIM_GRAD_SLOTS; i++)
-        if (s->slots[i]) m->ops->free(s->slots[i]);
+        if (s->slots[i]) m->ops->free(m->be, s->slots[i]);
     if (s->own_dist) dist_finalize(s->d);
     memset(s, 0, sizeof *s);
 }
@@ -275,7 +276,7 @@ void optim_free(optim_state *s, const llava_model *m) {
 double grad_global_norm(const llava_model *m) {
     double sq = 0.0;
     for (int g = 0; g < N_GROUPS; g++)
-        if (m->grads[g]) sq += m->ops->grad_sq_sum(m->grads[g], m->pt.group_numel[g]);
+        if (m->grads[g]) sq += m->ops->grad_sq_sum(m->be, m->grads[g], m->pt.group_numel[g]);
     return sqrt(sq);
 }
 
@@ -286,7 +287,7 @@ void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
     for (int b = 0; b < s->n_buckets; b++) {  // slotted groups load their slices when a slot is taken
         const grad_bucket *k = &s->buckets[b];
         if (k->own_n && m->grads[k->group])
-            m->ops->copy(BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off, k->own_n);
+            m->ops->copy(m->be, BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off, k->own_n);
     }
 }
 
@@ -300,14 +301,15 @@ void optim_reduce(optim_state *s, llava_model *m) {
 }
 
 double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {
-    const llava_ops *ops = m->ops;
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
     double norm;
     if (s->zero == 0) {
         norm = grad_global_norm(m) * grad_scale;  // every rank holds the summed gradient
     } else {
         double sq = 0.0;
         for (int g = 0; g < N_GROUPS; g++)
-            if (s->grad_shard[g] && s->state_numel[g]) sq += ops->grad_sq_sum(s->grad_shard[g], s->state_numel[g]);
+            if (s->grad_shard[g] && s->state_numel[g]) sq += ops->grad_sq_sum(be, s->grad_shard[g], s->state_numel[g]);
         dist_allreduce_host_f64(s->d, &sq, 1, "gradient norm");
         norm = sqrt(sq) * grad_scale;
     }
@@ -337,7 +339,7 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
             void *param = (char *)m->params[g] + a * ops->act_bytes;
             float *master = s->master[g] ? s->master[g] + si : NULL;
             const float *grad = s->zero == 0 ? m->grads[g] + a : s->grad_shard[g] + si;
-            ops->adamw(param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
+            ops->adamw(be, param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
         }
     }
     if (s->zero > 0)

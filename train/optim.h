@@ -3,7 +3,7 @@
 #ifndef LLAVA_TRAIN_OPTIM_H
 #define LLAVA_TRAIN_OPTIM_H
 
-#include "dist.h"
+#include "train/dist/dist.h"
 #include "model/llava.h"
 
 typedef enum { SCHED_COSINE = 0, SCHED_LINEAR, SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP } sched_type;

@@ -8,15 +8,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/util.h"
-#include "../kernels/cuda/cuda.h"
-#include "../data/dataset.h"
-#include "../data/loader.h"
-#include "../data/prep.h"
-#include "../data/tokenizer.h"
+#include "common/util.h"
+#include "kernels/backend.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/prep.h"
+#include "data/tokenizer.h"
 #include "checkpoint.h"
-#include "dist.h"
-#include "export.h"
+#include "train/dist/dist.h"
+#include "model/io/export.h"
 #include "memplan.h"
 #include "model/llava.h"
 #include "optim.h"
@@ -66,10 +66,10 @@ int train_model_config(const train_config *c, model_config *out) {
     return 0;
 }
 
-int train_build_model(const train_config *c, const llava_ops *ops, llava_model *m) {
+int train_build_model(const train_config *c, llava_backend *be, llava_model *m) {
     model_config mc;
     if (train_model_config(c, &mc) != 0) return -1;
-    if (llava_model_create(m, &mc, ops) != 0) return -1;
+    if (llava_model_create(m, &mc, be) != 0) return -1;
     const int ALL = (1 << N_GROUPS) - 1, PROJ = 1 << GROUP_PROJECTOR;
     const char *init = cfg_str(c, "model.init"), *adapter = cfg_str(c, "model.pretrain_mm_mlp_adapter");
     int rc = 0;
@@ -211,24 +211,29 @@ int train_run(const train_config *c, const train_options *opt) {
 
     const char *out_dir = cfg_str(c, "checkpoint.output_dir");
     const char *device = cfg_str(c, "train.device");
-    const llava_ops *ops = strcmp(device, "cpu") == 0 ? ops_cpu() : ops_cuda();
+    llava_backend *be = NULL;
     trainable_set ts;
     int want_p = cfg_list_has(c, "train.trainable", "projector"), want_lm = cfg_list_has(c, "train.trainable", "lm");
     // The LM trains with the projector's gradient buffers too (its backward runs through them); a
     // frozen projector is then frozen by name.
     ts = want_lm ? TRAIN_PROJECTOR_LM : TRAIN_PROJECTOR;
     if (mkdir_p(out_dir) != 0) rc = -1;
-    else if (!ops) rc = llava_fail("train.device cuda: %s (or use train.device=cpu)", llava_cuda_describe());
+    else if (!(be = llava_backend_open(device, NULL))) {
+        char why[LLAVA_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", llava_errmsg());
+        rc = llava_fail("train.device %s: %s (or use train.device=cpu)", device, why);
+    }
     else if (cfg_list_has(c, "train.trainable", "vision")) rc = llava_fail("train.trainable: training the vision tower is not supported");
     else if (cfg_list_has(c, "train.trainable", "lora")) rc = llava_fail("train.trainable: LoRA is not implemented yet");
     else if (!want_p && !want_lm) rc = llava_fail("train.trainable: nothing to train");
     if (rc != 0) goto done;
 
-    if (train_build_model(c, ops, &m) != 0) {
+    if (train_build_model(c, be, &m) != 0) {
         rc = -1;
         goto done;
     }
     have_model = 1;
+    dist_bind_backend(d, be);  // the NCCL collectives order themselves after the ops on its stream
     llava_model_set_trainable(&m, ts);
     m.checkpoint_layers = cfg_bool(c, "train.gradient_checkpointing");
     int rcf = want_p ? 0 : llava_model_freeze(&m, "projector.");
@@ -372,7 +377,7 @@ int train_run(const train_config *c, const train_options *opt) {
     int V = accum * world;  // virtual ranks: micro-batches per step over all ranks
     if (lead) {
         fprintf(stderr, "train: %s backend, %d steps (%lld per epoch), warmup %d, %d x %d samples per step, trainable: %s\n",
-                ops->name, total, (long long)per_epoch, oc.warmup_steps, V, per_device,
+                be->ops->name, total, (long long)per_epoch, oc.warmup_steps, V, per_device,
                 ts == TRAIN_PROJECTOR ? "projector" : "projector + language model");
         if (world > 1)
             fprintf(stderr, "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets%s\n",
@@ -534,5 +539,7 @@ done:
     if (have_ds) dataset_close(&ds);
     if (have_model) llava_model_free(&m);
     if (!opt->dist) dist_finalize(d);
+    else dist_bind_backend(d, NULL);
+    llava_backend_close(be);
     return rc;
 }

@@ -33,6 +33,6 @@ int train_model_config(const train_config *c, model_config *out);
 
 // The model a run trains, with its weights from the configured sources: model.init, or model.llm +
 // model.vision_tower, and model.pretrain_mm_mlp_adapter or a freshly initialised projector.
-int train_build_model(const train_config *c, const llava_ops *ops, llava_model *m);
+int train_build_model(const train_config *c, llava_backend *be, llava_model *m);
 
 #endif

@@ -9,7 +9,7 @@
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 // x * sigmoid(1.702 x) (spec §1.1)
-void cpu_quick_gelu_forward(void *out_, const void *x_, size_t n) {
+void cpu_quick_gelu_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
     float *out = out_;    // (n)
     const float *x = x_;  // (n)
     for (size_t i = 0; i < n; i++) {
@@ -18,7 +18,7 @@ void cpu_quick_gelu_forward(void *out_, const void *x_, size_t n) {
     }
 }
 
-void cpu_quick_gelu_backward(void *dx_, const void *dout_, const void *x_, size_t n) {
+void cpu_quick_gelu_backward(llava_backend *be, void *dx_, const void *dout_, const void *x_, size_t n) {
     float *dx = dx_;            // (n)
     const float *dout = dout_;  // (n)
     const float *x = x_;        // (n)
@@ -30,7 +30,7 @@ void cpu_quick_gelu_backward(void *dx_, const void *dout_, const void *x_, size_
 
 // 0.5 x (1 + erf(x / sqrt 2)), written with erfc: for x below about -3, 1 + erf(...) cancels to a
 // few significant bits while erfc(-x / sqrt 2) keeps full relative precision.
-void cpu_gelu_forward(void *out_, const void *x_, size_t n) {
+void cpu_gelu_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
     float *out = out_;    // (n)
     const float *x = x_;  // (n)
     for (size_t i = 0; i < n; i++) {
@@ -40,7 +40,7 @@ void cpu_gelu_forward(void *out_, const void *x_, size_t n) {
 }
 
 // d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi and phi the standard normal CDF and density.
-void cpu_gelu_backward(void *dx_, const void *dout_, const void *x_, size_t n) {
+void cpu_gelu_backward(llava_backend *be, void *dx_, const void *dout_, const void *x_, size_t n) {
     float *dx = dx_;            // (n)
     const float *dout = dout_;  // (n)
     const float *x = x_;        // (n)
@@ -53,7 +53,7 @@ void cpu_gelu_backward(void *dx_, const void *dout_, const void *x_, size_t n) {
 }
 
 // silu(gate) * up, silu(x) = x sigmoid(x) (spec §2.5)
-void cpu_silu_mul_forward(void *out_, const void *gate_, const void *up_, size_t n) {
+void cpu_silu_mul_forward(llava_backend *be, void *out_, const void *gate_, const void *up_, size_t n) {
     float *out = out_;          // (n)
     const float *gate = gate_;  // (n)
     const float *up = up_;      // (n)
@@ -63,7 +63,7 @@ void cpu_silu_mul_forward(void *out_, const void *gate_, const void *up_, size_t
     }
 }
 
-void cpu_silu_mul_backward(void *dgate_, void *dup_, const void *dout_, const void *gate_, const void *up_,
+void cpu_silu_mul_backward(llava_backend *be, void *dgate_, void *dup_, const void *dout_, const void *gate_, const void *up_,
                            size_t n) {
     float *dgate = dgate_;      // (n)
     float *dup = dup_;          // (n)

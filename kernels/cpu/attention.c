@@ -2,13 +2,16 @@
 // score matrix through sgemm, an exact softmax with fp64 sums, and sgemm again for P V. This is the
 // reference the tiled CUDA kernel is checked against, so it materialises what FlashAttention avoids.
 // Expects 0 = cu_seqlens[0] <= ... <= cu_seqlens[n_seq] = T; rows outside every sequence are not written.
+// cpu.h (and through it ops.h, whose prototypes name a parameter I) before cblas.h, whose
+// <complex.h> defines I as a macro.
+#include "cpu.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../common/util.h"
-#include "cpu.h"
+#include "common/util.h"
 
 static int longest_sequence(const int32_t *cu_seqlens, int n_seq) {
     int longest = 0;
@@ -21,7 +24,7 @@ static int longest_sequence(const int32_t *cu_seqlens, int n_seq) {
 // eager mask adds finfo.min, whose exp underflows to exactly the 0 that skipping the keys gives.
 static int visible_keys(int i, int L, int causal) { return causal ? i + 1 : L; }
 
-void cpu_attention_forward(void *out_, float *lse, const void *q_, const void *k_, const void *v_,
+void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void *q_, const void *k_, const void *v_,
                            const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                            int causal) {
     float *out = out_;    // (T, Hq*D); lse (Hq, T)
@@ -63,7 +66,7 @@ void cpu_attention_forward(void *out_, float *lse, const void *q_, const void *k
 //   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - delta),  dQ = scale dS K,  dK += scale dS^T Q,
 // where delta_i = rowsum(dP * P)_i = rowsum(dO * O)_i, the cheaper (D instead of L terms) form.
 // dK and dV sum over the query heads that share a kv head, in head order.
-void cpu_attention_backward(void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_, const void *k_,
+void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_, const void *k_,
                             const void *v_, const void *out_, const float *lse, const int32_t *cu_seqlens, int n_seq,
                             int T, int Hq, int Hkv, int D, float scale, int causal) {
     float *dq = dq_;            // (T, Hq*D)

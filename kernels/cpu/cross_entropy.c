@@ -10,7 +10,7 @@
 
 enum { CE_CHUNK = 2048 };  // columns per chunk: the max of a chunk is taken before its exps
 
-void cpu_cross_entropy(float *losses, void *dlogits_, const void *logits_, const int32_t *targets, int T, int V,
+void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits_, const void *logits_, const int32_t *targets, int T, int V,
                        float grad_scale) {
     float *dlogits = dlogits_;      // (T, V) or NULL; may equal logits
     const float *logits = logits_;  // (T, V); losses (T); targets (T)

@@ -1,14 +1,14 @@
 // Residual adds. Index-for-index reads before writes, so out may alias a or b.
 #include "cpu.h"
 
-void cpu_add(void *out_, const void *a_, const void *b_, size_t n) {
+void cpu_add(llava_backend *be, void *out_, const void *a_, const void *b_, size_t n) {
     float *out = out_;    // (n)
     const float *a = a_;  // (n)
     const float *b = b_;  // (n)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-void cpu_add_inplace(void *acc_, const void *x_, size_t n) {
+void cpu_add_inplace(llava_backend *be, void *acc_, const void *x_, size_t n) {
     float *acc = acc_;    // (n)
     const float *x = x_;  // (n)
     for (size_t i = 0; i < n; i++) acc[i] += x[i];

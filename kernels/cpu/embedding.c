@@ -5,7 +5,7 @@
 
 #include "cpu.h"
 
-void cpu_patch_unfold(void *out_, const float *pix, int B, int Cin, int H, int W, int P) {
+void cpu_patch_unfold(llava_backend *be, void *out_, const float *pix, int B, int Cin, int H, int W, int P) {
     float *out = out_;  // (B * (H/P) * (W/P), Cin*P*P); pix (B, Cin, H, W)
     int gh = H / P, gw = W / P, K = Cin * P * P;
     for (int b = 0; b < B; b++)
@@ -20,7 +20,7 @@ void cpu_patch_unfold(void *out_, const float *pix, int B, int Cin, int H, int W
             }
 }
 
-void cpu_clip_embed(void *out_, const void *patches_, const void *cls_, const void *pos_, int B, int N, int C) {
+void cpu_clip_embed(llava_backend *be, void *out_, const void *patches_, const void *cls_, const void *pos_, int B, int N, int C) {
     float *out = out_;                // (B*(N+1), C)
     const float *patches = patches_;  // (B*N, C)
     const float *cls = cls_;          // (C)
@@ -37,7 +37,7 @@ void cpu_clip_embed(void *out_, const void *patches_, const void *cls_, const vo
     }
 }
 
-void cpu_embedding_forward(void *out_, const int32_t *ids, const void *table_, int T, int C, int V) {
+void cpu_embedding_forward(llava_backend *be, void *out_, const int32_t *ids, const void *table_, int T, int C, int V) {
     float *out = out_;            // (T, C)
     const float *table = table_;  // (V, C); ids (T)
     for (int t = 0; t < T; t++) {
@@ -49,7 +49,7 @@ void cpu_embedding_forward(void *out_, const int32_t *ids, const void *table_, i
     }
 }
 
-void cpu_embedding_backward(float *dtable, const void *dout_, const int32_t *ids, int T, int C, int V,
+void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout_, const int32_t *ids, int T, int C, int V,
                             int padding_idx) {
     const float *dout = dout_;  // (T, C); dtable (V, C) accumulated; ids (T)
     // Tokens in order: a row that appears many times sums its gradients in the same order every run.
@@ -62,13 +62,13 @@ void cpu_embedding_backward(float *dtable, const void *dout_, const int32_t *ids
     }
 }
 
-void cpu_scatter_rows(void *dst_, const void *src_, const int32_t *idx, int n, int C) {
+void cpu_scatter_rows(llava_backend *be, void *dst_, const void *src_, const int32_t *idx, int n, int C) {
     float *dst = dst_;        // (>= max idx + 1, C)
     const float *src = src_;  // (n, C); idx (n)
     for (int i = 0; i < n; i++) memcpy(dst + (size_t)idx[i] * C, src + (size_t)i * C, (size_t)C * sizeof(float));
 }
 
-void cpu_gather_rows(void *dst_, const void *src_, const int32_t *idx, int n, int C) {
+void cpu_gather_rows(llava_backend *be, void *dst_, const void *src_, const int32_t *idx, int n, int C) {
     float *dst = dst_;        // (n, C); idx (n)
     const float *src = src_;  // (>= max idx + 1, C)
     for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * C, src + (size_t)idx[i] * C, (size_t)C * sizeof(float));

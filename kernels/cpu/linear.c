@@ -1,14 +1,17 @@
 // nn.Linear on the CPU: every product is one OpenBLAS sgemm on row-major data. OpenBLAS splits work
 // over output blocks, not over the reduction, so results are the same bits for a given thread count.
 // K is ops.h's I (input features): <complex.h>, which cblas.h includes, defines I as a macro.
+// cpu.h (and through it ops.h, whose prototypes name a parameter I) before cblas.h, whose
+// <complex.h> defines I as a macro.
+#include "cpu.h"
+
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../common/util.h"
-#include "cpu.h"
+#include "common/util.h"
 
-void cpu_linear_forward(void *out_, const void *x_, const void *W_, const void *bias_, int N, int K, int O) {
+void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const void *W_, const void *bias_, int N, int K, int O) {
     float *out = out_;          // (N, O)
     const float *x = x_;        // (N, K)
     const float *W = W_;        // (O, K)
@@ -25,7 +28,7 @@ void cpu_linear_forward(void *out_, const void *x_, const void *W_, const void *
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, K, 1.0f, x, K, W, K, beta, out, O);
 }
 
-void cpu_linear_backward_input(void *dx_, const void *dout_, const void *W_, int N, int K, int O) {
+void cpu_linear_backward_input(llava_backend *be, void *dx_, const void *dout_, const void *W_, int N, int K, int O) {
     float *dx = dx_;             // (N, K)
     const float *dout = dout_;   // (N, O)
     const float *W = W_;         // (O, K)
@@ -33,14 +36,14 @@ void cpu_linear_backward_input(void *dx_, const void *dout_, const void *W_, int
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, O, 1.0f, dout, O, W, K, 0.0f, dx, K);
 }
 
-void cpu_linear_backward_weight(float *dW, const void *dout_, const void *x_, int N, int K, int O) {
+void cpu_linear_backward_weight(llava_backend *be, float *dW, const void *dout_, const void *x_, int N, int K, int O) {
     const float *dout = dout_;  // (N, O)
     const float *x = x_;        // (N, K); dW (O, K) accumulated
     if (N <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, x, K, 1.0f, dW, K);
 }
 
-void cpu_linear_backward_bias(float *db, const void *dout_, int N, int O) {
+void cpu_linear_backward_bias(llava_backend *be, float *db, const void *dout_, int N, int O) {
     const float *dout = dout_;  // (N, O); db (O) accumulated
     // The sum runs over every token of the batch (thousands of rows); fp64 keeps its rounding error
     // far below fp32's.

@@ -5,10 +5,10 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../../common/util.h"
+#include "common/util.h"
 #include "cpu.h"
 
-void cpu_layernorm_forward(void *out_, float *mean, float *rstd, const void *x_, const void *w_, const void *b_,
+void cpu_layernorm_forward(llava_backend *be, void *out_, float *mean, float *rstd, const void *x_, const void *w_, const void *b_,
                            int N, int C, float eps) {
     float *out = out_;      // (N, C); mean, rstd (N)
     const float *x = x_;    // (N, C)
@@ -31,7 +31,7 @@ void cpu_layernorm_forward(void *out_, float *mean, float *rstd, const void *x_,
     }
 }
 
-void cpu_layernorm_backward(void *dx_, float *dw, float *db, const void *dout_, const void *x_, const void *w_,
+void cpu_layernorm_backward(llava_backend *be, void *dx_, float *dw, float *db, const void *dout_, const void *x_, const void *w_,
                             const float *mean, const float *rstd, int N, int C) {
     float *dx = dx_;            // (N, C) overwritten; dw, db (C) accumulated or NULL
     const float *dout = dout_;  // (N, C)
@@ -65,7 +65,7 @@ void cpu_layernorm_backward(void *dx_, float *dw, float *db, const void *dout_, 
     free(db_acc);
 }
 
-void cpu_rmsnorm_forward(void *out_, float *rstd, const void *x_, const void *w_, int N, int C, float eps) {
+void cpu_rmsnorm_forward(llava_backend *be, void *out_, float *rstd, const void *x_, const void *w_, int N, int C, float eps) {
     float *out = out_;    // (N, C); rstd (N)
     const float *x = x_;  // (N, C)
     const float *w = w_;  // (C)
@@ -85,7 +85,7 @@ void cpu_rmsnorm_forward(void *out_, float *rstd, const void *x_, const void *w_
     }
 }
 
-void cpu_rmsnorm_backward(void *dx_, float *dw, const void *dout_, const void *x_, const void *w_, const float *rstd,
+void cpu_rmsnorm_backward(llava_backend *be, void *dx_, float *dw, const void *dout_, const void *x_, const void *w_, const float *rstd,
                           int N, int C) {
     float *dx = dx_;            // (N, C) overwritten; dw (C) accumulated or NULL
     const float *dout = dout_;  // (N, C)

@@ -6,7 +6,7 @@
 
 #include "cpu.h"
 
-void cpu_adamw(void *param_, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
+void cpu_adamw(llava_backend *be, void *param_, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
                double beta2, double eps, double weight_decay, int step, float grad_scale) {
     float *p = master ? master : param_;  // (n) the fp32 weights being updated
     const float decay = (float)(1.0 - lr * weight_decay);
@@ -28,7 +28,7 @@ void cpu_adamw(void *param_, float *master, const float *grad, float *m, float *
     }
 }
 
-double cpu_grad_sq_sum(const float *grad, size_t n) {
+double cpu_grad_sq_sum(llava_backend *be, const float *grad, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)grad[i] * grad[i];
     return s;

@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "../../common/util.h"
+#include "common/util.h"
 #include "cpu.h"
 
 // inv_freq[i] = 1 / theta^(fp32(2i) / D), every step in fp32 as _compute_default_rope_parameters.
@@ -42,10 +42,10 @@ static void rope_rotate(float *x, const int32_t *pos, int T, int H, int D, float
     free(inv_freq);
 }
 
-void cpu_rope_forward(void *x, const int32_t *pos, int T, int H, int D, float theta) {
+void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta) {
     rope_rotate(x, pos, T, H, D, theta, 1.0f);  // x (T, H*D); pos (T)
 }
 
-void cpu_rope_backward(void *dx, const int32_t *pos, int T, int H, int D, float theta) {
+void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta) {
     rope_rotate(dx, pos, T, H, D, theta, -1.0f);  // dx (T, H*D); pos (T)
 }

@@ -125,61 +125,61 @@ __global__ void add_kernel(uint16_t *out, const uint16_t *a, const uint16_t *b, 
 // ---------------------------------------------------------------------------------------------
 // Host entry points (cuda_ops.h).
 
-extern "C" void cuda_quick_gelu_forward(void *out, const void *x, size_t n) {
+extern "C" void cuda_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(x);
-    quick_gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>((uint16_t *)out, (const uint16_t *)x, n,
+    quick_gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n,
                                                                                vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_quick_gelu_backward(void *dx, const void *dout, const void *x, size_t n) {
+extern "C" void cuda_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x);
-    quick_gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>(
+    quick_gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>(
         (uint16_t *)dx, (const uint16_t *)dout, (const uint16_t *)x, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_gelu_forward(void *out, const void *x, size_t n) {
+extern "C" void cuda_gelu_forward(llava_backend *be, void *out, const void *x, size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(x);
-    gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>((uint16_t *)out, (const uint16_t *)x, n, vec);
+    gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_gelu_backward(void *dx, const void *dout, const void *x, size_t n) {
+extern "C" void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x);
-    gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>((uint16_t *)dx, (const uint16_t *)dout,
+    gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)dx, (const uint16_t *)dout,
                                                                           (const uint16_t *)x, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_silu_mul_forward(void *out, const void *gate, const void *up, size_t n) {
+extern "C" void cuda_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(gate) && is_aligned16(up);
-    silu_mul_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>((uint16_t *)out, (const uint16_t *)gate,
+    silu_mul_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)gate,
                                                                              (const uint16_t *)up, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_silu_mul_backward(void *dgate, void *dup, const void *dout, const void *gate, const void *up,
+extern "C" void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up,
                                        size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(dgate) && is_aligned16(dup) && is_aligned16(dout) && is_aligned16(gate) && is_aligned16(up);
-    silu_mul_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>(
+    silu_mul_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>(
         (uint16_t *)dgate, (uint16_t *)dup, (const uint16_t *)dout, (const uint16_t *)gate, (const uint16_t *)up, n,
         vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_add(void *out, const void *a, const void *b, size_t n) {
+extern "C" void cuda_add(llava_backend *be, void *out, const void *a, const void *b, size_t n) {
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(a) && is_aligned16(b);
-    add_kernel<<<ew_blocks(n), EW_THREADS, 0, llava_stream()>>>((uint16_t *)out, (const uint16_t *)a,
+    add_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)a,
                                                                 (const uint16_t *)b, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_add_inplace(void *acc, const void *x, size_t n) { cuda_add(acc, acc, x, n); }
+extern "C" void cuda_add_inplace(llava_backend *be, void *acc, const void *x, size_t n) { cuda_add(be, acc, acc, x, n); }

@@ -761,12 +761,12 @@ void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, c
 
 }  // namespace
 
-extern "C" void cuda_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
+extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                                        const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                                        int causal) {
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
-    cudaStream_t st = llava_stream();
+    cudaStream_t st = cuda_stream_of(be);
     float scale_log2 = scale * ATT_LOG2E;
     bf16 *o = (bf16 *)out;
     const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v;
@@ -782,18 +782,18 @@ extern "C" void cuda_attention_forward(void *out, float *lse, const void *q, con
     }
 }
 
-extern "C" void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                                         const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
                                         int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal) {
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
-    cudaStream_t st = llava_stream();
+    cudaStream_t st = cuda_stream_of(be);
     float scale_log2 = scale * ATT_LOG2E;
     bf16 *dqb = (bf16 *)dq, *dkb = (bf16 *)dk, *dvb = (bf16 *)dv;
     const bf16 *gb = (const bf16 *)dout, *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v;
 
     // delta (Hq, T) fp32 in the shared scratch buffer (common.cuh): ours until the next op.
-    float *delta = (float *)cuda_scratch((size_t)Hq * T * sizeof(float));
+    float *delta = (float *)cuda_scratch(be, (size_t)Hq * T * sizeof(float));
     attn_bwd_delta_kernel<<<warp_grid((size_t)T * Hq), kThreads, 0, st>>>(delta, gb, (const bf16 *)out, T, Hq, D);
     CUDA_CHECK_LAUNCH();
 

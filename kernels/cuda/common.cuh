@@ -1,5 +1,5 @@
-// Shared by the CUDA backend's op files (not part of the ops interface): error checking, the
-// stream, the scratch workspace, bf16 packs of 8 and the deterministic block reductions.
+// Shared by the CUDA backend's op files (not part of the ops interface): the context's state, error
+// checking, the scratch workspace, bf16 packs of 8 and the deterministic block reductions.
 //
 // bf16 values are handled as their raw 16 bits (uint16_t) in kernels: widening is a shift
 // (exact), narrowing is __float2bfloat16_rn (round to nearest even, the same bits as
@@ -15,8 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../ops.h"
+#include "common/util.h"
 #include "cuda_ops.h"
+#include "kernels/backend.h"
 
 // Prints "file:line: what: why" and exits: after a device fault the training loop cannot go on
 // (memory.cu).
@@ -30,25 +31,49 @@ __attribute__((noreturn)) void cuda_fatal(const char *file, int line, const char
 // After every kernel launch: catches bad launch configurations at once (asynchronous faults
 // surface at the next synchronising call, which is checked too).
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
-#define CUDA_REQUIRE(cond, msg)                                       \
-    do {                                                              \
-        if (!(cond)) cuda_fatal(__FILE__, __LINE__, #cond, (msg));    \
-    } while (0)
+// An op's precondition (common/util.h's LLAVA_REQUIRE: checked on every build, aborts with the op
+// and the condition).
+#define CUDA_REQUIRE(cond, msg) LLAVA_REQUIRE(cond, "%s", (msg))
 
-static inline cudaStream_t llava_stream(void) { return (cudaStream_t)cuda_stream(); }
+// A block of device memory the allocator handed out or keeps for reuse (memory.cu).
+typedef struct {
+    void *p;
+    size_t bytes;
+} cuda_block;
 
-// A device buffer of at least `bytes`, reused by every op that needs temporary space (partial
-// sums of the column reductions). Valid until the next call: all ops run in order on one stream,
-// so one op's kernels are done with it before the next op's kernels start (memory.cu).
-void *cuda_scratch(size_t bytes);
+struct cuda_gemm_cache;  // linear.cu: the cuBLASLt handle, its workspace and the plans
+
+// Everything one CUDA context holds (backend.h): nothing of the backend lives in globals, so two
+// contexts (on one device or two) never share a stream, a cache or a buffer.
+typedef struct {
+    int device;                     // the device ordinal this context runs on
+    cudaStream_t stream;            // every op of the context, in order
+    void *scratch;                  // cuda_scratch's buffer, and its size
+    size_t scratch_bytes;
+    float *stage;                   // the fp32 staging buffer of converting transfers (memory.cu)
+    cuda_block *live, *pool;        // the caching allocator: blocks handed out, and freed ones kept
+    int n_live, cap_live, n_pool, cap_pool;
+    struct cuda_gemm_cache *gemm;   // created on the first GEMM
+} cuda_ctx;
+
+static inline cuda_ctx *cuda_cx(llava_backend *be) { return (cuda_ctx *)be->impl; }
+static inline cudaStream_t cuda_stream_of(llava_backend *be) { return cuda_cx(be)->stream; }
+
+// A device buffer of at least `bytes`, reused by every op of the context that needs temporary
+// space (partial sums of the column reductions). Valid until the next call: all ops run in order
+// on the context's stream, so one op's kernels are done with it before the next op's start.
+void *cuda_scratch(llava_backend *be, size_t bytes);
+// Frees what memory.cu and linear.cu keep in the context (backend_cuda.cu's close).
+void cuda_memory_release(llava_backend *be);
+void cuda_gemm_release(llava_backend *be);
 
 // Deterministic column sums over the N rows of a (N, C) bf16 matrix g, accumulated (+=) into fp32
 // GRAD vectors (norm.cu): COLSUM_PLAIN: dst0 += sum of g (bias gradients); COLSUM_RMS_DW: dst0 +=
 // sum of g * x * rstd[row]; COLSUM_LN_DW_DB: dst0 += sum of g * (x - mean[row]) * rstd[row] and
 // dst1 += sum of g. dst0 or dst1 may be NULL (that sum is skipped).
 enum { COLSUM_PLAIN = 0, COLSUM_RMS_DW = 1, COLSUM_LN_DW_DB = 2 };
-void cuda_colsum(int mode, float *dst0, float *dst1, const void *g, const void *x, const float *mean, const float *rstd,
-                 int N, int C);
+void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const void *g, const void *x, const float *mean,
+                 const float *rstd, int N, int C);
 
 // Element size of a buffer kind on this backend.
 static inline size_t cuda_kind_bytes(int kind) { return (kind == BUF_ACT || kind == BUF_PARAM) ? 2 : 4; }

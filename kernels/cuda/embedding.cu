@@ -24,10 +24,10 @@ __global__ void patch_unfold_kernel(uint16_t *out, const float *pix, int B, int 
     out[idx] = f_to_bf16(pix[src]);
 }
 
-extern "C" void cuda_patch_unfold(void *out, const float *pix, int B, int Cin, int H, int W, int P) {
+extern "C" void cuda_patch_unfold(llava_backend *be, void *out, const float *pix, int B, int Cin, int H, int W, int P) {
     if (B <= 0 || Cin <= 0 || P <= 0 || H < P || W < P) return;
     size_t total = (size_t)B * (H / P) * (W / P) * Cin * P * P;
-    patch_unfold_kernel<<<grid_for(total, 256), 256, 0, llava_stream()>>>((uint16_t *)out, pix, B, Cin, H, W, P);
+    patch_unfold_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)out, pix, B, Cin, H, W, P);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -48,10 +48,10 @@ __global__ void clip_embed_kernel(uint16_t *out, const uint16_t *patches, const 
     out[idx] = f_to_bf16(v + e);
 }
 
-extern "C" void cuda_clip_embed(void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C) {
+extern "C" void cuda_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C) {
     if (B <= 0 || C <= 0 || N < 0) return;
     size_t total = (size_t)B * (N + 1) * C;
-    clip_embed_kernel<<<grid_for(total, 256), 256, 0, llava_stream()>>>(
+    clip_embed_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>(
         (uint16_t *)out, (const uint16_t *)patches, (const uint16_t *)cls, (const uint16_t *)pos, B, N, C);
     CUDA_CHECK_LAUNCH();
 }
@@ -89,26 +89,26 @@ __global__ void copy_rows_kernel(uint16_t *dst, const uint16_t *src, const int32
     }
 }
 
-static void copy_rows(void *dst, const void *src, const int32_t *idx, int n, int C, int V, int mode) {
+static void copy_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C, int V, int mode) {
     if (n <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dst) && is_aligned16(src);
-    copy_rows_kernel<<<(unsigned)n, 128, 0, llava_stream()>>>((uint16_t *)dst, (const uint16_t *)src, idx, C, V, mode,
+    copy_rows_kernel<<<(unsigned)n, 128, 0, cuda_stream_of(be)>>>((uint16_t *)dst, (const uint16_t *)src, idx, C, V, mode,
                                                               vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_embedding_forward(void *out, const int32_t *ids, const void *table, int T, int C, int V) {
-    copy_rows(out, table, ids, T, C, V, ROW_EMBED);
+extern "C" void cuda_embedding_forward(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V) {
+    copy_rows(be, out, table, ids, T, C, V, ROW_EMBED);
 }
 
 // Rows are assumed in range and, for scatter, distinct (as the splice produces them); with
 // repeated destinations which copy lands is unspecified (the CPU backend keeps the last).
-extern "C" void cuda_gather_rows(void *dst, const void *src, const int32_t *idx, int n, int C) {
-    copy_rows(dst, src, idx, n, C, 0, ROW_GATHER);
+extern "C" void cuda_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C) {
+    copy_rows(be, dst, src, idx, n, C, 0, ROW_GATHER);
 }
 
-extern "C" void cuda_scatter_rows(void *dst, const void *src, const int32_t *idx, int n, int C) {
-    copy_rows(dst, src, idx, n, C, 0, ROW_SCATTER);
+extern "C" void cuda_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C) {
+    copy_rows(be, dst, src, idx, n, C, 0, ROW_SCATTER);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,11 +164,11 @@ __global__ void embedding_rows_kernel(float *dtable, const uint16_t *dout, const
     row[c] = acc;
 }
 
-extern "C" void cuda_embedding_backward(float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
+extern "C" void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
                                         int padding_idx) {
     if (T <= 0 || C <= 0 || V <= 0) return;
-    int32_t *owner = (int32_t *)cuda_scratch(2 * (size_t)T * sizeof(int32_t)), *next = owner + T;
-    cudaStream_t st = llava_stream();
+    int32_t *owner = (int32_t *)cuda_scratch(be, 2 * (size_t)T * sizeof(int32_t)), *next = owner + T;
+    cudaStream_t st = cuda_stream_of(be);
     embedding_links_kernel<<<(unsigned)T, EMB_BWD_THREADS, 0, st>>>(owner, next, ids, T, V, padding_idx);
     CUDA_CHECK_LAUNCH();
     dim3 grid((unsigned)T, grid_for((size_t)C, EMB_BWD_THREADS));

@@ -14,7 +14,7 @@
 // Plans (descriptors, layouts and the chosen algorithm) are cached by (kind, shape, pointer
 // alignments, bias), so one shape always runs the same algorithm: cuBLASLt is deterministic for a
 // fixed algorithm on a given GPU (its split-K reductions are ordered), hence so are these ops.
-// One 32 MiB workspace serves every GEMM (they run in order on one stream).
+// One 32 MiB workspace per context serves its GEMMs (they run in order on its stream).
 #include <cublasLt.h>
 #include <string.h>
 
@@ -42,15 +42,6 @@ static const char *cublas_status_name(cublasStatus_t s) {
 
 static const size_t WORKSPACE_BYTES = (size_t)32 << 20;
 
-static cublasLtHandle_t g_lt;
-static void *g_workspace;
-
-static void lt_init(void) {
-    if (g_lt) return;
-    CUBLAS_CHECK(cublasLtCreate(&g_lt));
-    CUDA_CHECK(cudaMalloc(&g_workspace, WORKSPACE_BYTES));
-}
-
 enum { GEMM_FORWARD = 0, GEMM_BACKWARD_INPUT = 1, GEMM_BACKWARD_WEIGHT = 2 };
 
 typedef struct {
@@ -70,8 +61,26 @@ typedef struct {
 } gemm_plan;
 
 enum { MAX_PLANS = 128 };
-static gemm_plan g_plans[MAX_PLANS];
-static int g_next_evict;
+
+// A context's cuBLASLt state (common.cuh's cuda_ctx.gemm), made on its first GEMM.
+struct cuda_gemm_cache {
+    cublasLtHandle_t lt;
+    void *workspace;  // WORKSPACE_BYTES
+    gemm_plan plans[MAX_PLANS];
+    int next_evict;
+};
+
+static cuda_gemm_cache *gemm_cache(llava_backend *be) {
+    cuda_ctx *cx = cuda_cx(be);
+    if (!cx->gemm) {
+        cuda_gemm_cache *g = (cuda_gemm_cache *)calloc(1, sizeof *g);
+        if (!g) cuda_fatal(__FILE__, __LINE__, "calloc", "out of host memory");
+        CUBLAS_CHECK(cublasLtCreate(&g->lt));
+        CUDA_CHECK(cudaMalloc(&g->workspace, WORKSPACE_BYTES));
+        cx->gemm = g;
+    }
+    return cx->gemm;
+}
 
 static unsigned ptr_align(const void *p) {
     uintptr_t a = (uintptr_t)p;
@@ -97,16 +106,17 @@ static void set_op(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t att
 
 // The plan for `key`, built on first use. `bias` is the bias pointer (the heuristic reads its
 // alignment from the descriptor).
-static gemm_plan *plan_get(const gemm_key *key, const void *bias) {
+static gemm_plan *plan_get(cuda_gemm_cache *g, const gemm_key *key, const void *bias) {
+    gemm_plan *plans = g->plans;
     for (int i = 0; i < MAX_PLANS; i++)
-        if (g_plans[i].used && memcmp(&g_plans[i].key, key, sizeof *key) == 0) return &g_plans[i];
+        if (plans[i].used && memcmp(&plans[i].key, key, sizeof *key) == 0) return &plans[i];
 
     gemm_plan *p = NULL;
     for (int i = 0; i < MAX_PLANS && !p; i++)
-        if (!g_plans[i].used) p = &g_plans[i];
+        if (!plans[i].used) p = &plans[i];
     if (!p) {  // full: replace the plans round-robin (a run uses a few dozen shapes at most)
-        p = &g_plans[g_next_evict];
-        g_next_evict = (g_next_evict + 1) % MAX_PLANS;
+        p = &plans[g->next_evict];
+        g->next_evict = (g->next_evict + 1) % MAX_PLANS;
         plan_destroy(p);
     }
     memset(p, 0, sizeof *p);
@@ -164,14 +174,14 @@ static gemm_plan *plan_get(const gemm_key *key, const void *bias) {
     cublasLtMatmulHeuristicResult_t result;
     int found = 0;
     memset(&result, 0, sizeof result);
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g_lt, p->desc, p->a, p->b, p->c, p->d, pref, 1, &result, &found));
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g->lt, p->desc, p->a, p->b, p->c, p->d, pref, 1, &result, &found));
     if (found == 0 && key->bias) {
         // Fallback (not expected for bf16): plain GEMM, then bias_add_kernel. The output is then
         // rounded to bf16 twice (GEMM, then + bias) instead of once.
         uint32_t epi = CUBLASLT_EPILOGUE_DEFAULT;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
         p->bias_kernel = 1;
-        CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g_lt, p->desc, p->a, p->b, p->c, p->d, pref, 1, &result, &found));
+        CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(g->lt, p->desc, p->a, p->b, p->c, p->d, pref, 1, &result, &found));
     }
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     if (found == 0) {
@@ -191,8 +201,8 @@ __global__ void bias_add_kernel(uint16_t *out, const uint16_t *bias, size_t tota
     if (i < total) out[i] = f_to_bf16(bf16_to_f(out[i]) + bf16_to_f(bias[i % O]));
 }
 
-static void gemm(int kind, void *D, const void *A, const void *B, const void *bias, int N, int I, int O, float beta) {
-    lt_init();
+static void gemm(llava_backend *be, int kind, void *D, const void *A, const void *B, const void *bias, int N, int I, int O, float beta) {
+    cuda_gemm_cache *g = gemm_cache(be);
     gemm_key key;
     memset(&key, 0, sizeof key);  // padding included: keys are compared with memcmp
     key.kind = kind;
@@ -205,15 +215,15 @@ static void gemm(int kind, void *D, const void *A, const void *B, const void *bi
     key.align[2] = ptr_align(D);  // C is D (in place)
     key.align[3] = ptr_align(D);
     key.align[4] = bias ? ptr_align(bias) : 0;
-    gemm_plan *p = plan_get(&key, bias);
+    gemm_plan *p = plan_get(g, &key, bias);
     if (bias && !p->bias_kernel)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     const float alpha = 1.0f;
-    CUBLAS_CHECK(cublasLtMatmul(g_lt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->c, D, p->d, &p->algo,
-                                g_workspace, WORKSPACE_BYTES, llava_stream()));
+    CUBLAS_CHECK(cublasLtMatmul(g->lt, p->desc, &alpha, A, p->a, B, p->b, &beta, D, p->c, D, p->d, &p->algo,
+                                g->workspace, WORKSPACE_BYTES, cuda_stream_of(be)));
     if (bias && p->bias_kernel) {
         size_t total = (size_t)N * O;
-        bias_add_kernel<<<grid_for(total, 256), 256, 0, llava_stream()>>>((uint16_t *)D, (const uint16_t *)bias, total,
+        bias_add_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)D, (const uint16_t *)bias, total,
                                                                           O);
         CUDA_CHECK_LAUNCH();
     }
@@ -222,25 +232,36 @@ static void gemm(int kind, void *D, const void *A, const void *B, const void *bi
 // ---------------------------------------------------------------------------------------------
 // Host entry points (cuda_ops.h).
 
-extern "C" void cuda_linear_forward(void *out, const void *x, const void *W, const void *bias, int N, int I, int O) {
+extern "C" void cuda_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I, int O) {
     if (N <= 0 || O <= 0) return;  // no rows: nothing to compute (a batch without images)
     if (I <= 0) {
         CUDA_REQUIRE(0, "linear_forward: zero input features");
     }
-    gemm(GEMM_FORWARD, out, W, x, bias, N, I, O, 0.0f);
+    gemm(be, GEMM_FORWARD, out, W, x, bias, N, I, O, 0.0f);
 }
 
-extern "C" void cuda_linear_backward_input(void *dx, const void *dout, const void *W, int N, int I, int O) {
+extern "C" void cuda_linear_backward_input(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I, int O) {
     if (N <= 0 || I <= 0) return;
     CUDA_REQUIRE(O > 0, "linear_backward_input: zero output features");
-    gemm(GEMM_BACKWARD_INPUT, dx, W, dout, NULL, N, I, O, 0.0f);
+    gemm(be, GEMM_BACKWARD_INPUT, dx, W, dout, NULL, N, I, O, 0.0f);
 }
 
-extern "C" void cuda_linear_backward_weight(float *dW, const void *dout, const void *x, int N, int I, int O) {
+extern "C" void cuda_linear_backward_weight(llava_backend *be, float *dW, const void *dout, const void *x, int N, int I, int O) {
     if (N <= 0 || I <= 0 || O <= 0) return;  // nothing to add
-    gemm(GEMM_BACKWARD_WEIGHT, dW, x, dout, NULL, N, I, O, 1.0f);
+    gemm(be, GEMM_BACKWARD_WEIGHT, dW, x, dout, NULL, N, I, O, 1.0f);
 }
 
-extern "C" void cuda_linear_backward_bias(float *db, const void *dout, int N, int O) {
-    cuda_colsum(COLSUM_PLAIN, db, NULL, dout, NULL, NULL, NULL, N, O);
+extern "C" void cuda_linear_backward_bias(llava_backend *be, float *db, const void *dout, int N, int O) {
+    cuda_colsum(be, COLSUM_PLAIN, db, NULL, dout, NULL, NULL, NULL, N, O);
+}
+
+void cuda_gemm_release(llava_backend *be) {
+    cuda_ctx *cx = cuda_cx(be);
+    cuda_gemm_cache *g = cx->gemm;
+    if (!g) return;
+    for (int i = 0; i < MAX_PLANS; i++) plan_destroy(&g->plans[i]);
+    cublasLtDestroy(g->lt);
+    cudaFree(g->workspace);
+    free(g);
+    cx->gemm = NULL;
 }

@@ -1,4 +1,4 @@
-// Device memory, host transfers and the stream (kernels/ops.h "memory"). ACT and PARAM buffers are
+// Device memory and host transfers of a context (kernels/ops.h "memory"). ACT and PARAM buffers are
 // bf16 on this backend, so their uploads round fp32 to bf16 (nearest even, the bits of
 // common/dtype.c's f32_to_bf16) and their downloads widen exactly; GRAD, F32 and I32 buffers move
 // as they are. Conversions run on the device through a staging buffer, in chunks, so a 7B-parameter
@@ -11,60 +11,38 @@ void cuda_fatal(const char *file, int line, const char *what, const char *why) {
     exit(1);
 }
 
-// One blocking stream (it orders itself with the legacy default stream, so a stray synchronous
-// cudaMemcpy elsewhere cannot race our kernels). Created on first use, on the current device: a
-// multi-GPU run selects its device before the first op.
-static cudaStream_t g_stream;
-static int g_stream_ready;
-
-extern "C" void *cuda_stream(void) {
-    if (!g_stream_ready) {
-        CUDA_CHECK(cudaStreamCreate(&g_stream));
-        g_stream_ready = 1;
-    }
-    return (void *)g_stream;
-}
-
 // ---------------------------------------------------------------------------------------------
-// Scratch space shared by the ops (common.cuh). It only grows; before replacing it the stream is
-// drained, since queued kernels may still read the old buffer.
-static void *g_scratch;
-static size_t g_scratch_bytes;
-
-void *cuda_scratch(size_t bytes) {
-    if (bytes <= g_scratch_bytes) return g_scratch;
-    if (g_scratch) {
-        CUDA_CHECK(cudaStreamSynchronize(llava_stream()));
-        CUDA_CHECK(cudaFree(g_scratch));
-        g_scratch = NULL;
+// Scratch space shared by the context's ops (common.cuh). It only grows; before replacing it the
+// stream is drained, since queued kernels may still read the old buffer. Its size settles within
+// the first step (the largest column reduction, the attention backward's delta).
+void *cuda_scratch(llava_backend *be, size_t bytes) {
+    cuda_ctx *cx = cuda_cx(be);
+    if (bytes <= cx->scratch_bytes) return cx->scratch;
+    if (cx->scratch) {
+        CUDA_CHECK(cudaStreamSynchronize(cx->stream));
+        CUDA_CHECK(cudaFree(cx->scratch));
+        cx->scratch = NULL;
     }
     size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;  // at least 1 MiB: few regrowths
-    CUDA_CHECK(cudaMalloc(&g_scratch, want));
-    g_scratch_bytes = want;
-    return g_scratch;
+    CUDA_CHECK(cudaMalloc(&cx->scratch, want));
+    cx->scratch_bytes = want;
+    return cx->scratch;
 }
 
 // ---------------------------------------------------------------------------------------------
 
-// A caching allocator. The model allocates each step's activations afresh and frees them at the
-// end of the step; cudaMalloc and cudaFree each synchronise the device, so freed blocks are kept
-// and handed out again. All work runs on one stream, so a block freed by the host after kernels
-// that use it were enqueued can be reused by kernels enqueued later: stream order keeps them
-// apart, as in PyTorch's allocator. A request takes the smallest free block that holds it and is
-// at most twice its size; when cudaMalloc runs out of memory, the free blocks are released and it
-// is tried once more.
-typedef struct {
-    void *p;
-    size_t bytes;
-} mem_block;
+// A caching allocator, one per context. cudaMalloc and cudaFree each synchronise the device, so
+// freed blocks are kept and handed out again. All work of a context runs on its one stream, so a
+// block freed by the host after kernels that use it were enqueued can be reused by kernels
+// enqueued later: stream order keeps them apart, as in PyTorch's allocator. A request takes the
+// smallest free block that holds it and is at most twice its size; when cudaMalloc runs out of
+// memory, the free blocks are released and it is tried once more. The model plans its activations
+// into a few arenas (model/acts.c), so after the first step nothing here calls cudaMalloc.
 
-static mem_block *live_blocks, *free_blocks;
-static int n_live, cap_live, n_free, cap_free;
-
-static void push_block(mem_block **arr, int *n, int *cap, mem_block b) {
+static void push_block(cuda_block **arr, int *n, int *cap, cuda_block b) {
     if (*n == *cap) {
         *cap = *cap ? 2 * *cap : 256;
-        *arr = (mem_block *)realloc(*arr, sizeof(mem_block) * (size_t)*cap);
+        *arr = (cuda_block *)realloc(*arr, sizeof(cuda_block) * (size_t)*cap);
         if (!*arr) {
             fprintf(stderr, "llava: out of host memory in the CUDA allocator\n");
             exit(1);
@@ -73,12 +51,13 @@ static void push_block(mem_block **arr, int *n, int *cap, mem_block b) {
     (*arr)[(*n)++] = b;
 }
 
-static void release_free_blocks(void) {
-    for (int i = 0; i < n_free; i++) CUDA_CHECK(cudaFree(free_blocks[i].p));
-    n_free = 0;
+static void release_pool(cuda_ctx *cx) {
+    for (int i = 0; i < cx->n_pool; i++) CUDA_CHECK(cudaFree(cx->pool[i].p));
+    cx->n_pool = 0;
 }
 
-extern "C" void *cuda_alloc(int kind, size_t n) {
+extern "C" void *cuda_alloc(llava_backend *be, int kind, size_t n) {
+    cuda_ctx *cx = cuda_cx(be);
     // cudaMalloc(0) gives NULL, which callers would take for failure; a zero-length buffer gets a
     // minimal allocation instead. Sizes round up to 512 bytes, which keeps every buffer 16-byte
     // aligned and lets blocks of nearby sizes serve each other.
@@ -86,61 +65,84 @@ extern "C" void *cuda_alloc(int kind, size_t n) {
     bytes = (bytes + 511) / 512 * 512;
     if (bytes == 0) bytes = 512;
     int best = -1;
-    for (int i = 0; i < n_free; i++)
-        if (free_blocks[i].bytes >= bytes && free_blocks[i].bytes <= 2 * bytes &&
-            (best < 0 || free_blocks[i].bytes < free_blocks[best].bytes))
+    for (int i = 0; i < cx->n_pool; i++)
+        if (cx->pool[i].bytes >= bytes && cx->pool[i].bytes <= 2 * bytes &&
+            (best < 0 || cx->pool[i].bytes < cx->pool[best].bytes))
             best = i;
-    mem_block b;
+    cuda_block b;
     if (best >= 0) {
-        b = free_blocks[best];
-        free_blocks[best] = free_blocks[--n_free];
+        b = cx->pool[best];
+        cx->pool[best] = cx->pool[--cx->n_pool];
     } else {
         b.bytes = bytes;
         b.p = NULL;
         cudaError_t err = cudaMalloc(&b.p, bytes);
         if (err == cudaErrorMemoryAllocation) {
             cudaGetLastError();
-            CUDA_CHECK(cudaStreamSynchronize(llava_stream()));
-            release_free_blocks();
+            CUDA_CHECK(cudaStreamSynchronize(cx->stream));
+            release_pool(cx);
             err = cudaMalloc(&b.p, bytes);
         }
         CUDA_CHECK(err);
     }
-    push_block(&live_blocks, &n_live, &cap_live, b);
-    CUDA_CHECK(cudaMemsetAsync(b.p, 0, b.bytes, llava_stream()));
+    push_block(&cx->live, &cx->n_live, &cx->cap_live, b);
+    be->bytes_in_use += b.bytes;
+    if (be->bytes_in_use > be->bytes_peak) be->bytes_peak = be->bytes_in_use;
+    CUDA_CHECK(cudaMemsetAsync(b.p, 0, b.bytes, cx->stream));
     return b.p;
 }
 
-extern "C" void cuda_free(void *p) {
+extern "C" void cuda_free(llava_backend *be, void *p) {
     if (!p) return;
-    for (int i = n_live - 1; i >= 0; i--)
-        if (live_blocks[i].p == p) {
-            push_block(&free_blocks, &n_free, &cap_free, live_blocks[i]);
-            live_blocks[i] = live_blocks[--n_live];
+    cuda_ctx *cx = cuda_cx(be);
+    for (int i = cx->n_live - 1; i >= 0; i--)
+        if (cx->live[i].p == p) {
+            be->bytes_in_use -= cx->live[i].bytes;
+            push_block(&cx->pool, &cx->n_pool, &cx->cap_pool, cx->live[i]);
+            cx->live[i] = cx->live[--cx->n_live];
             return;
         }
-    fprintf(stderr, "llava: cuda_free of a pointer the allocator did not give out (%p)\n", p);
+    fprintf(stderr, "llava: cuda_free of a pointer this context's allocator did not give out (%p)\n", p);
     exit(1);
 }
 
-extern "C" void cuda_zero(int kind, void *p, size_t n) {
-    if (n == 0) return;
-    CUDA_CHECK(cudaMemsetAsync(p, 0, n * cuda_kind_bytes(kind), llava_stream()));
+// Everything the context's memory functions hold: live blocks (a context closed with buffers still
+// allocated frees them), the pool, the scratch and the staging buffer.
+void cuda_memory_release(llava_backend *be) {
+    cuda_ctx *cx = cuda_cx(be);
+    cudaStreamSynchronize(cx->stream);
+    for (int i = 0; i < cx->n_live; i++) cudaFree(cx->live[i].p);
+    for (int i = 0; i < cx->n_pool; i++) cudaFree(cx->pool[i].p);
+    free(cx->live);
+    free(cx->pool);
+    cx->live = cx->pool = NULL;
+    cx->n_live = cx->n_pool = cx->cap_live = cx->cap_pool = 0;
+    be->bytes_in_use = 0;
+    if (cx->scratch) cudaFree(cx->scratch);
+    if (cx->stage) cudaFree(cx->stage);
+    cx->scratch = NULL;
+    cx->stage = NULL;
+    cx->scratch_bytes = 0;
 }
 
-extern "C" void cuda_copy(int kind, void *dst, const void *src, size_t n) {
+extern "C" void cuda_zero(llava_backend *be, int kind, void *p, size_t n) {
+    if (n == 0) return;
+    CUDA_CHECK(cudaMemsetAsync(p, 0, n * cuda_kind_bytes(kind), cuda_stream_of(be)));
+}
+
+extern "C" void cuda_copy(llava_backend *be, int kind, void *dst, const void *src, size_t n) {
     size_t bytes = n * cuda_kind_bytes(kind);
     if (bytes == 0 || dst == src) return;
     const char *d = (const char *)dst, *s = (const char *)src;
     if (d < s + bytes && s < d + bytes) {
         // Overlapping ranges (memmove semantics, as the CPU backend has): cudaMemcpy leaves them
         // undefined, so go through a temporary copy.
-        void *tmp = cuda_scratch(bytes);
-        CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, llava_stream()));
-        CUDA_CHECK(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, llava_stream()));
+        void *tmp = cuda_scratch(be, bytes);
+        CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, cuda_stream_of(be)));
+        CUDA_CHECK(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, cuda_stream_of(be)));
         return;
     }
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, llava_stream()));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_stream_of(be)));
 }
 
 __global__ void upload_f32_to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
@@ -155,20 +157,19 @@ __global__ void download_bf16_to_f32_kernel(float *dst, const uint16_t *src, siz
 
 // Staging for the converting transfers: 16M floats (64 MiB) per chunk.
 static const size_t STAGE_ELEMS = (size_t)1 << 24;
-static float *g_stage;
-
-static float *stage_buffer(void) {
-    if (!g_stage) CUDA_CHECK(cudaMalloc(&g_stage, STAGE_ELEMS * sizeof(float)));
-    return g_stage;
+static float *stage_buffer(llava_backend *be) {
+    cuda_ctx *cx = cuda_cx(be);
+    if (!cx->stage) CUDA_CHECK(cudaMalloc(&cx->stage, STAGE_ELEMS * sizeof(float)));
+    return cx->stage;
 }
 
 // Transfers synchronise before returning: the host buffer is free for reuse at once (a pageable
 // source must not change under a queued copy), and a download's values are there to read.
-extern "C" void cuda_upload(int kind, void *dst, const float *src, size_t n) {
+extern "C" void cuda_upload(llava_backend *be, int kind, void *dst, const float *src, size_t n) {
     if (n == 0) return;
-    cudaStream_t st = llava_stream();
+    cudaStream_t st = cuda_stream_of(be);
     if (kind == BUF_ACT || kind == BUF_PARAM) {
-        float *stage = stage_buffer();
+        float *stage = stage_buffer(be);
         for (size_t off = 0; off < n; off += STAGE_ELEMS) {
             size_t len = n - off < STAGE_ELEMS ? n - off : STAGE_ELEMS;
             // The stream orders this chunk's copy after the previous chunk's kernel has read stage.
@@ -182,11 +183,11 @@ extern "C" void cuda_upload(int kind, void *dst, const float *src, size_t n) {
     CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
-extern "C" void cuda_download(int kind, float *dst, const void *src, size_t n) {
+extern "C" void cuda_download(llava_backend *be, int kind, float *dst, const void *src, size_t n) {
     if (n == 0) return;
-    cudaStream_t st = llava_stream();
+    cudaStream_t st = cuda_stream_of(be);
     if (kind == BUF_ACT || kind == BUF_PARAM) {
-        float *stage = stage_buffer();
+        float *stage = stage_buffer(be);
         for (size_t off = 0; off < n; off += STAGE_ELEMS) {
             size_t len = n - off < STAGE_ELEMS ? n - off : STAGE_ELEMS;
             download_bf16_to_f32_kernel<<<grid_for(len, 256), 256, 0, st>>>(stage, (const uint16_t *)src + off, len);
@@ -200,13 +201,13 @@ extern "C" void cuda_download(int kind, float *dst, const void *src, size_t n) {
     CUDA_CHECK(cudaStreamSynchronize(st));
 }
 
-extern "C" void cuda_upload_i32(int32_t *dst, const int32_t *src, size_t n) {
+extern "C" void cuda_upload_i32(llava_backend *be, int32_t *dst, const int32_t *src, size_t n) {
     if (n == 0) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyHostToDevice, llava_stream()));
-    CUDA_CHECK(cudaStreamSynchronize(llava_stream()));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyHostToDevice, cuda_stream_of(be)));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(be)));
 }
 
-extern "C" void cuda_sync(void) {
-    CUDA_CHECK(cudaStreamSynchronize(llava_stream()));
+extern "C" void cuda_sync(llava_backend *be) {
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(be)));
     CUDA_CHECK(cudaGetLastError());
 }

@@ -204,15 +204,15 @@ __global__ void colsum_finalize_kernel(float *dst, const float *part, int chunks
     dst[c] += s;
 }
 
-void cuda_colsum(int mode, float *dst0, float *dst1, const void *g, const void *x, const float *mean, const float *rstd,
+void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const void *g, const void *x, const float *mean, const float *rstd,
                  int N, int C) {
     if (N <= 0 || C <= 0 || (!dst0 && !dst1)) return;
     int chunks = N < COLSUM_MAX_CHUNKS ? N : COLSUM_MAX_CHUNKS;
     int rows_per_chunk = (N + chunks - 1) / chunks;
     chunks = (N + rows_per_chunk - 1) / rows_per_chunk;  // no empty chunk
     size_t nsum = mode == COLSUM_LN_DW_DB ? 2 : 1;
-    float *part = (float *)cuda_scratch(nsum * (size_t)chunks * C * sizeof(float));
-    cudaStream_t st = llava_stream();
+    float *part = (float *)cuda_scratch(be, nsum * (size_t)chunks * C * sizeof(float));
+    cudaStream_t st = cuda_stream_of(be);
     dim3 grid(grid_for((size_t)C, COLSUM_THREADS), (unsigned)chunks);
     colsum_partial_kernel<<<grid, COLSUM_THREADS, 0, st>>>(part, mode, (const uint16_t *)g, (const uint16_t *)x, mean,
                                                             rstd, N, C, rows_per_chunk, chunks);
@@ -231,40 +231,40 @@ void cuda_colsum(int mode, float *dst0, float *dst1, const void *g, const void *
 // ---------------------------------------------------------------------------------------------
 // Host entry points (cuda_ops.h).
 
-extern "C" void cuda_layernorm_forward(void *out, float *mean, float *rstd, const void *x, const void *w, const void *b,
+extern "C" void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b,
                                        int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(x) && is_aligned16(w) && is_aligned16(b);
-    layernorm_forward_kernel<<<(unsigned)N, row_threads(C), 0, llava_stream()>>>(
+    layernorm_forward_kernel<<<(unsigned)N, row_threads(C), 0, cuda_stream_of(be)>>>(
         (uint16_t *)out, mean, rstd, (const uint16_t *)x, (const uint16_t *)w, (const uint16_t *)b, C, eps, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_layernorm_backward(void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
+extern "C" void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
                                         const float *mean, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x) && is_aligned16(w);
     // Weight gradients first: they read dout and x, which dx may alias.
-    cuda_colsum(COLSUM_LN_DW_DB, dw, db, dout, x, mean, rstd, N, C);
-    layernorm_backward_dx_kernel<<<(unsigned)N, row_threads(C), 0, llava_stream()>>>(
+    cuda_colsum(be, COLSUM_LN_DW_DB, dw, db, dout, x, mean, rstd, N, C);
+    layernorm_backward_dx_kernel<<<(unsigned)N, row_threads(C), 0, cuda_stream_of(be)>>>(
         (uint16_t *)dx, (const uint16_t *)dout, (const uint16_t *)x, (const uint16_t *)w, mean, rstd, C, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_rmsnorm_forward(void *out, float *rstd, const void *x, const void *w, int N, int C, float eps) {
+extern "C" void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps) {
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(x) && is_aligned16(w);
-    rmsnorm_forward_kernel<<<(unsigned)N, row_threads(C), 0, llava_stream()>>>(
+    rmsnorm_forward_kernel<<<(unsigned)N, row_threads(C), 0, cuda_stream_of(be)>>>(
         (uint16_t *)out, rstd, (const uint16_t *)x, (const uint16_t *)w, C, eps, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_rmsnorm_backward(void *dx, float *dw, const void *dout, const void *x, const void *w,
+extern "C" void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
                                       const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x) && is_aligned16(w);
-    cuda_colsum(COLSUM_RMS_DW, dw, NULL, dout, x, NULL, rstd, N, C);  // before dx, which may alias dout or x
-    rmsnorm_backward_dx_kernel<<<(unsigned)N, row_threads(C), 0, llava_stream()>>>(
+    cuda_colsum(be, COLSUM_RMS_DW, dw, NULL, dout, x, NULL, rstd, N, C);  // before dx, which may alias dout or x
+    rmsnorm_backward_dx_kernel<<<(unsigned)N, row_threads(C), 0, cuda_stream_of(be)>>>(
         (uint16_t *)dx, (const uint16_t *)dout, (const uint16_t *)x, (const uint16_t *)w, rstd, C, vec);
     CUDA_CHECK_LAUNCH();
 }

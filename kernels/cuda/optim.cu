@@ -33,7 +33,7 @@ __global__ void adamw_kernel(uint16_t *param, float *master, const float *grad, 
     param[i] = f_to_bf16(p);
 }
 
-extern "C" void cuda_adamw(void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr,
+extern "C" void cuda_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr,
                            double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale) {
     CUDA_REQUIRE(master != NULL, "adamw: the CUDA backend keeps fp32 masters; master must not be NULL");
     if (n == 0) return;
@@ -42,7 +42,7 @@ extern "C" void cuda_adamw(void *param, float *master, const float *grad, float 
     const float w1 = (float)(1.0 - beta1), b2 = (float)beta2, w2 = (float)(1.0 - beta2);
     const double bc1 = 1.0 - pow(beta1, step), bc2_sqrt = sqrt(1.0 - pow(beta2, step));
     const float neg_step_size = (float)(-(lr / bc1)), bc2s = (float)bc2_sqrt, feps = (float)eps;
-    adamw_kernel<<<grid_for(n, 256), 256, 0, llava_stream()>>>((uint16_t *)param, master, grad, m, v, n, decay, w1, b2,
+    adamw_kernel<<<grid_for(n, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)param, master, grad, m, v, n, decay, w1, b2,
                                                                w2, neg_step_size, bc2s, feps, grad_scale);
     CUDA_CHECK_LAUNCH();
 }
@@ -78,10 +78,10 @@ __global__ void grad_sq_final_kernel(double *out, const double *part, int nparts
     if (threadIdx.x == 0) *out = s;
 }
 
-extern "C" double cuda_grad_sq_sum(const float *grad, size_t n) {
+extern "C" double cuda_grad_sq_sum(llava_backend *be, const float *grad, size_t n) {
     if (n == 0) return 0.0;
-    double *part = (double *)cuda_scratch((GSS_BLOCKS + 1) * sizeof(double));  // (GSS_BLOCKS) + the total
-    cudaStream_t st = llava_stream();
+    double *part = (double *)cuda_scratch(be, (GSS_BLOCKS + 1) * sizeof(double));  // (GSS_BLOCKS) + the total
+    cudaStream_t st = cuda_stream_of(be);
     grad_sq_partial_kernel<<<GSS_BLOCKS, GSS_THREADS, 0, st>>>(part, grad, n, is_aligned16(grad));
     CUDA_CHECK_LAUNCH();
     grad_sq_final_kernel<<<1, GSS_THREADS, 0, st>>>(part + GSS_BLOCKS, part, GSS_BLOCKS);

@@ -1,21 +1,17 @@
-// The CUDA backend's entry points in a build without nvcc.
-#include "cuda.h"
+// The CUDA backend's entry points in a build without nvcc: opening it names why it is not there.
+#include <stdio.h>
 
-#include "../../common/util.h"
+#include "common/util.h"
+#include "kernels/backend.h"
+#include "kernels/backend_impl.h"
 
-int llava_cuda_device_count(void) { return 0; }
-const char *llava_cuda_describe(void) { return "this build has no CUDA backend (nvcc was not found)"; }
-
-int llava_cuda_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
-    (void)src, (void)dst, (void)n;
-    return llava_fail("CUDA backend not built");
+int llava_backend_cuda_available(char *why, size_t cap) {
+    snprintf(why, cap, "this build has no CUDA backend (nvcc was not found)");
+    return 0;
 }
 
-int llava_cuda_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
-    (void)src, (void)dst, (void)n;
-    return llava_fail("CUDA backend not built");
+llava_backend *llava_backend_open_cuda(const llava_backend_options *o) {
+    (void)o;
+    llava_fail("this build has no CUDA backend (nvcc was not found)");
+    return NULL;
 }
-
-#include "../ops.h"
-
-const llava_ops *ops_cuda(void) { return NULL; }

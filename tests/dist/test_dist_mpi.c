@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../common/util.h"
-#include "../../train/demo.h"
-#include "../../train/io/safetensors.h"
+#include "common/util.h"
+#include "app/demo.h"
+#include "model/io/safetensors.h"
 #include "../check.h"
 
 static char *world;

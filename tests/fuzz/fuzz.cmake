@@ -23,14 +23,14 @@ endfunction()
 
 llava_fuzz_target(fuzz_safetensors tests/fuzz/corpus/safetensors
   ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_safetensors.c
-  ${CMAKE_SOURCE_DIR}/train/io/safetensors.c
-  ${CMAKE_SOURCE_DIR}/train/io/torchbin.c
+  ${CMAKE_SOURCE_DIR}/model/io/safetensors.c
+  ${CMAKE_SOURCE_DIR}/model/io/torchbin.c
   ${CMAKE_SOURCE_DIR}/common/util.c
   ${CMAKE_SOURCE_DIR}/common/dtype.c)
 llava_fuzz_target(fuzz_torchbin tests/fuzz/corpus/torchbin
   ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_torchbin.c
-  ${CMAKE_SOURCE_DIR}/train/io/torchbin.c
-  ${CMAKE_SOURCE_DIR}/train/io/safetensors.c
+  ${CMAKE_SOURCE_DIR}/model/io/torchbin.c
+  ${CMAKE_SOURCE_DIR}/model/io/safetensors.c
   ${CMAKE_SOURCE_DIR}/common/util.c
   ${CMAKE_SOURCE_DIR}/common/dtype.c)
 llava_fuzz_target(fuzz_image tests/fuzz/corpus/image ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_image.c ${CMAKE_SOURCE_DIR}/data/image.c ${CMAKE_SOURCE_DIR}/data/image_jpeg.c ${CMAKE_SOURCE_DIR}/data/image_png.c ${CMAKE_SOURCE_DIR}/data/image_gif.c ${CMAKE_SOURCE_DIR}/common/util.c LIBS ${JPEG_LIBRARIES} ${PNG_LIBRARIES})

@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../common/util.h"
-#include "../../data/image.h"
+#include "common/util.h"
+#include "data/image.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     image_limits lim = {1u << 22};

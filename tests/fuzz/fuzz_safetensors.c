@@ -3,8 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../common/util.h"
-#include "../../train/io/safetensors.h"
+#include "common/util.h"
+#include "model/io/safetensors.h"
 #include "touch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../../data/tokenizer.h"
+#include "data/tokenizer.h"
 
 static tokenizer *small_model(void) {
     static tokenizer *t;

@@ -4,8 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../../common/util.h"
-#include "../../train/io/torchbin.h"
+#include "common/util.h"
+#include "model/io/torchbin.h"
 #include "touch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

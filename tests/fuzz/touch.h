@@ -3,7 +3,7 @@
 #ifndef LLAVA_FUZZ_TOUCH_H
 #define LLAVA_FUZZ_TOUCH_H
 
-#include "../../train/io/safetensors.h"
+#include "model/io/safetensors.h"
 
 static void fuzz_touch_tensors(const st_file *f) {
     volatile uint8_t sink = 0;

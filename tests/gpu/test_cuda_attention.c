@@ -28,10 +28,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../common/dtype.h"
-#include "../../common/util.h"
-#include "../../kernels/cuda/cuda.h"
-#include "../../kernels/ops.h"
+#include "common/dtype.h"
+#include "common/util.h"
+#include "kernels/ops.h"
 #include "../check.h"
 
 #define TOL_REL 1e-2
@@ -74,6 +73,7 @@ typedef struct {
 
 // The GPU side of one case: device buffers and the outputs last downloaded.
 typedef struct {
+    llava_backend *be;
     const llava_ops *ops;
     int T, n_seq, Hq, Hkv, D, causal;
     float scale;
@@ -101,34 +101,34 @@ static void results_free(results *r) {
 }
 
 static void gpu_upload_inputs(gpu_ctx *g, const float *q, const float *k, const float *v, const float *dout) {
-    g->ops->upload(BUF_ACT, g->q, q, g->nq);
-    g->ops->upload(BUF_ACT, g->k, k, g->nk);
-    g->ops->upload(BUF_ACT, g->v, v, g->nk);
-    g->ops->upload(BUF_ACT, g->dout, dout, g->nq);
+    g->ops->upload(g->be, BUF_ACT, g->q, q, g->nq);
+    g->ops->upload(g->be, BUF_ACT, g->k, k, g->nk);
+    g->ops->upload(g->be, BUF_ACT, g->v, v, g->nk);
+    g->ops->upload(g->be, BUF_ACT, g->dout, dout, g->nq);
 }
 
 static void gpu_forward(gpu_ctx *g) {
-    g->ops->upload(BUF_ACT, g->out, g->nan_buf, g->nq);
-    g->ops->upload(BUF_F32, g->lse, g->nan_buf, g->nl);
-    g->ops->attention_forward(g->out, g->lse, g->q, g->k, g->v, g->cu, g->n_seq, g->T, g->Hq, g->Hkv, g->D, g->scale,
+    g->ops->upload(g->be, BUF_ACT, g->out, g->nan_buf, g->nq);
+    g->ops->upload(g->be, BUF_F32, g->lse, g->nan_buf, g->nl);
+    g->ops->attention_forward(g->be, g->out, g->lse, g->q, g->k, g->v, g->cu, g->n_seq, g->T, g->Hq, g->Hkv, g->D, g->scale,
                               g->causal);
 }
 
 // Backward from the given out and lse (device buffers).
 static void gpu_backward(gpu_ctx *g, const void *out, const float *lse) {
-    g->ops->upload(BUF_ACT, g->dq, g->nan_buf, g->nq);
-    g->ops->upload(BUF_ACT, g->dk, g->nan_buf, g->nk);
-    g->ops->upload(BUF_ACT, g->dv, g->nan_buf, g->nk);
-    g->ops->attention_backward(g->dq, g->dk, g->dv, g->dout, g->q, g->k, g->v, out, lse, g->cu, g->n_seq, g->T, g->Hq,
+    g->ops->upload(g->be, BUF_ACT, g->dq, g->nan_buf, g->nq);
+    g->ops->upload(g->be, BUF_ACT, g->dk, g->nan_buf, g->nk);
+    g->ops->upload(g->be, BUF_ACT, g->dv, g->nan_buf, g->nk);
+    g->ops->attention_backward(g->be, g->dq, g->dk, g->dv, g->dout, g->q, g->k, g->v, out, lse, g->cu, g->n_seq, g->T, g->Hq,
                                g->Hkv, g->D, g->scale, g->causal);
 }
 
 static void gpu_download(gpu_ctx *g, results *r) {
-    g->ops->download(BUF_ACT, r->out, g->out, g->nq);
-    g->ops->download(BUF_F32, r->lse, g->lse, g->nl);
-    g->ops->download(BUF_ACT, r->dq, g->dq, g->nq);
-    g->ops->download(BUF_ACT, r->dk, g->dk, g->nk);
-    g->ops->download(BUF_ACT, r->dv, g->dv, g->nk);
+    g->ops->download(g->be, BUF_ACT, r->out, g->out, g->nq);
+    g->ops->download(g->be, BUF_F32, r->lse, g->lse, g->nl);
+    g->ops->download(g->be, BUF_ACT, r->dq, g->dq, g->nq);
+    g->ops->download(g->be, BUF_ACT, r->dk, g->dk, g->nk);
+    g->ops->download(g->be, BUF_ACT, r->dv, g->dv, g->nk);
 }
 
 static size_t count_nan(const float *x, size_t n) {
@@ -211,13 +211,14 @@ static void isolation_check(gpu_ctx *g, const char *what, const results *base, f
     results_free(&r);
 }
 
-static void run_case(const llava_ops *gpu, const attn_case *c) {
-    const llava_ops *cpu = ops_cpu();
+static void run_case(llava_backend *gbe, const attn_case *c) {
+    llava_backend *cbe = test_cpu();
+    const llava_ops *cpu = cbe->ops, *gpu = gbe->ops;
     int cu[9];
     cu[0] = 0;
     for (int s = 0; s < c->n_seq; s++) cu[s + 1] = cu[s] + c->lens[s];
     int T = cu[c->n_seq];
-    gpu_ctx g = {.ops = gpu, .T = T, .n_seq = c->n_seq, .Hq = c->Hq, .Hkv = c->Hkv, .D = c->D};
+    gpu_ctx g = {.be = gbe, .ops = gpu, .T = T, .n_seq = c->n_seq, .Hq = c->Hq, .Hkv = c->Hkv, .D = c->D};
     g.causal = c->causal, g.scale = 1.0f / sqrtf((float)c->D);
     g.nq = (size_t)T * c->Hq * c->D, g.nk = (size_t)T * c->Hkv * c->D, g.nl = (size_t)c->Hq * T;
     printf("%s: %d sequence(s), T=%d, Hq=%d, Hkv=%d, D=%d, %s\n", c->name, c->n_seq, T, c->Hq, c->Hkv, c->D,
@@ -230,27 +231,27 @@ static void run_case(const llava_ops *gpu, const attn_case *c) {
     results ref;
     results_alloc(&ref, &g);
     double t0 = seconds();
-    cpu->attention_forward(ref.out, ref.lse, q, k, v, cu, c->n_seq, T, c->Hq, c->Hkv, c->D, g.scale, c->causal);
+    cpu->attention_forward(cbe, ref.out, ref.lse, q, k, v, cu, c->n_seq, T, c->Hq, c->Hkv, c->D, g.scale, c->causal);
     float *out_b = xmalloc(g.nq * sizeof(float));  // the backward's `out`: the reference's, in bf16
     for (size_t i = 0; i < g.nq; i++) out_b[i] = bf16_to_f32(f32_to_bf16(ref.out[i]));
-    cpu->attention_backward(ref.dq, ref.dk, ref.dv, dout, q, k, v, out_b, ref.lse, cu, c->n_seq, T, c->Hq, c->Hkv,
+    cpu->attention_backward(cbe, ref.dq, ref.dk, ref.dv, dout, q, k, v, out_b, ref.lse, cu, c->n_seq, T, c->Hq, c->Hkv,
                             c->D, g.scale, c->causal);
     double t_cpu = seconds() - t0;
 
     // Device buffers.
-    g.q = gpu->alloc(BUF_ACT, g.nq), g.k = gpu->alloc(BUF_ACT, g.nk), g.v = gpu->alloc(BUF_ACT, g.nk);
-    g.dout = gpu->alloc(BUF_ACT, g.nq), g.out = gpu->alloc(BUF_ACT, g.nq), g.out_in = gpu->alloc(BUF_ACT, g.nq);
-    g.dq = gpu->alloc(BUF_ACT, g.nq), g.dk = gpu->alloc(BUF_ACT, g.nk), g.dv = gpu->alloc(BUF_ACT, g.nk);
-    g.lse = gpu->alloc(BUF_F32, g.nl), g.lse_in = gpu->alloc(BUF_F32, g.nl);
-    g.cu = gpu->alloc(BUF_I32, (size_t)c->n_seq + 1);
-    gpu->upload_i32(g.cu, cu, (size_t)c->n_seq + 1);
+    g.q = gpu->alloc(gbe, BUF_ACT, g.nq), g.k = gpu->alloc(gbe, BUF_ACT, g.nk), g.v = gpu->alloc(gbe, BUF_ACT, g.nk);
+    g.dout = gpu->alloc(gbe, BUF_ACT, g.nq), g.out = gpu->alloc(gbe, BUF_ACT, g.nq), g.out_in = gpu->alloc(gbe, BUF_ACT, g.nq);
+    g.dq = gpu->alloc(gbe, BUF_ACT, g.nq), g.dk = gpu->alloc(gbe, BUF_ACT, g.nk), g.dv = gpu->alloc(gbe, BUF_ACT, g.nk);
+    g.lse = gpu->alloc(gbe, BUF_F32, g.nl), g.lse_in = gpu->alloc(gbe, BUF_F32, g.nl);
+    g.cu = gpu->alloc(gbe, BUF_I32, (size_t)c->n_seq + 1);
+    gpu->upload_i32(gbe, g.cu, cu, (size_t)c->n_seq + 1);
     g.nan_buf = xmalloc(g.nq * sizeof(float));
     for (size_t i = 0; i < g.nq; i++) g.nan_buf[i] = NAN;
 
     // Accuracy, with every output poisoned first.
     gpu_upload_inputs(&g, q, k, v, dout);
-    gpu->upload(BUF_ACT, g.out_in, out_b, g.nq);
-    gpu->upload(BUF_F32, g.lse_in, ref.lse, g.nl);
+    gpu->upload(gbe, BUF_ACT, g.out_in, out_b, g.nq);
+    gpu->upload(gbe, BUF_F32, g.lse_in, ref.lse, g.nl);
     results r1, r2;
     results_alloc(&r1, &g), results_alloc(&r2, &g);
     gpu_forward(&g);
@@ -286,17 +287,17 @@ static void run_case(const llava_ops *gpu, const attn_case *c) {
 
     if (c->timing) {  // host clock around synchronised batches of calls, after the warm-up runs above
         const int reps = 5;
-        gpu->sync();
+        gpu->sync(gbe);
         double tf = seconds();
         for (int i = 0; i < reps; i++)
-            gpu->attention_forward(g.out, g.lse, g.q, g.k, g.v, g.cu, g.n_seq, T, g.Hq, g.Hkv, g.D, g.scale, g.causal);
-        gpu->sync();
+            gpu->attention_forward(gbe, g.out, g.lse, g.q, g.k, g.v, g.cu, g.n_seq, T, g.Hq, g.Hkv, g.D, g.scale, g.causal);
+        gpu->sync(gbe);
         tf = (seconds() - tf) / reps;
         double tb = seconds();
         for (int i = 0; i < reps; i++)
-            gpu->attention_backward(g.dq, g.dk, g.dv, g.dout, g.q, g.k, g.v, g.out_in, g.lse_in, g.cu, g.n_seq, T, g.Hq,
+            gpu->attention_backward(gbe, g.dq, g.dk, g.dv, g.dout, g.q, g.k, g.v, g.out_in, g.lse_in, g.cu, g.n_seq, T, g.Hq,
                                     g.Hkv, g.D, g.scale, g.causal);
-        gpu->sync();
+        gpu->sync(gbe);
         tb = (seconds() - tb) / reps;
         double pairs = 0.0;  // (query, key) pairs computed
         for (int s = 0; s < c->n_seq; s++)
@@ -342,20 +343,11 @@ static void run_case(const llava_ops *gpu, const attn_case *c) {
     results_free(&r1), results_free(&r2), results_free(&ref);
     free(q), free(k), free(v), free(dout), free(out_b), free(g.nan_buf);
     void *bufs[] = {g.q, g.k, g.v, g.dout, g.out, g.out_in, g.dq, g.dk, g.dv, g.lse, g.lse_in, g.cu};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->free(gbe, bufs[i]);
 }
 
 int main(void) {
-    if (llava_cuda_device_count() == 0) {
-        printf("skipped: no CUDA device (%s)\n", llava_cuda_describe());
-        return 77;
-    }
-    const llava_ops *gpu = ops_cuda();
-    if (!gpu || !gpu->attention_forward || !gpu->attention_backward) {
-        printf("skipped: %s\n", llava_cuda_describe());
-        return 77;
-    }
-    printf("device: %s\n", llava_cuda_describe());
+    llava_backend *gpu = test_cuda();
 
     // Packs of odd lengths: 1 token, tile edges (64, 65), more than two tiles (130), a short one (5).
     const attn_case cases[] = {

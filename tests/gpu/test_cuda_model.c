@@ -5,9 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../common/util.h"
-#include "../../kernels/cuda/cuda.h"
-#include "../../train/model/llava.h"
+#include "common/util.h"
+#include "model/llava.h"
 #include "../check.h"
 
 static double rel_l2(const float *a, const float *b, size_t n) {
@@ -27,13 +26,14 @@ typedef struct {
     size_t T, V;
 } result;
 
-static void run(const char *cfg, const llava_ops *ops, trainable_set ts, result *r) {
+static void run(const char *cfg, llava_backend *be, trainable_set ts, result *r) {
+    const llava_ops *ops = be->ops;
     char dir[256], inputs[256];
     snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
     snprintf(inputs, sizeof inputs, "tests/data/golden/model/%s/inputs.safetensors", cfg);
     memset(r, 0, sizeof *r);
     llava_model m;
-    CHECK(llava_model_load(&m, dir, ops) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, dir, be) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, ts);
     llava_model_zero_grads(&m);
     llava_batch b;
@@ -45,25 +45,21 @@ static void run(const char *cfg, const llava_ops *ops, trainable_set ts, result 
     for (int g = 0; g < N_GROUPS; g++) {
         if (!m.grads[g]) continue;
         r->grads[g] = xmalloc(sizeof(float) * m.pt.group_numel[g]);
-        ops->download(BUF_GRAD, r->grads[g], m.grads[g], m.pt.group_numel[g]);
+        ops->download(be, BUF_GRAD, r->grads[g], m.grads[g], m.pt.group_numel[g]);
     }
     llava_batch_free(&b);
     llava_model_free(&m);
 }
 
 int main(void) {
-    if (llava_cuda_device_count() == 0 || !ops_cuda()) {
-        printf("skipped: %s\n", llava_cuda_describe());
-        return 77;
-    }
-    printf("device: %s\n", llava_cuda_describe());
+    test_cuda();
     const char *cfgs[2] = {"tiny64", "tiny128"};
     trainable_set sets[2] = {TRAIN_PROJECTOR, TRAIN_PROJECTOR_LM};
     for (int c = 0; c < 2; c++)
         for (int s = 0; s < 2; s++) {
             result cpu, gpu;
-            run(cfgs[c], ops_cpu(), sets[s], &cpu);
-            run(cfgs[c], ops_cuda(), sets[s], &gpu);
+            run(cfgs[c], test_cpu(), sets[s], &cpu);
+            run(cfgs[c], test_cuda(), sets[s], &gpu);
             double el = rel_l2(gpu.logits, cpu.logits, cpu.T * cpu.V);
             CHECK(el <= 2e-2, "%s set %d: logits ||diff||/||ref|| %.3g", cfgs[c], s, el);
             CHECK(fabs(gpu.loss - cpu.loss) <= 1e-2, "%s set %d: loss %.5f vs %.5f", cfgs[c], s, (double)gpu.loss,

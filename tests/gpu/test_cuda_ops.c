@@ -43,12 +43,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../common/dtype.h"
-#include "../../common/util.h"
-#include "../../kernels/cuda/cuda.h"
-#include "../../kernels/ops.h"
+#include "common/dtype.h"
+#include "common/util.h"
+#include "kernels/backend.h"
 #include "../check.h"
 
+static llava_backend *cbe, *gbe;
 static const llava_ops *cpu, *gpu;
 
 // ---------------------------------------------------------------------------------------------
@@ -120,8 +120,8 @@ static float *diff_f(const float *a, const float *b, size_t n) {  // a - b
 // Device buffers
 
 static void *dev_up(int kind, const float *h, size_t n) {
-    void *d = gpu->alloc(kind, n);
-    gpu->upload(kind, d, h, n);
+    void *d = gpu->alloc(gbe, kind, n);
+    gpu->upload(gbe, kind, d, h, n);
     return d;
 }
 
@@ -134,19 +134,19 @@ static void *dev_nan(int kind, size_t n) {
 
 static void dev_poison(int kind, void *d, size_t n) {
     float *h = nan_f(n);
-    gpu->upload(kind, d, h, n);
+    gpu->upload(gbe, kind, d, h, n);
     free(h);
 }
 
 static float *dev_down(int kind, const void *d, size_t n) {
     float *h = xmalloc((n ? n : 1) * sizeof(float));
-    gpu->download(kind, h, d, n);
+    gpu->download(gbe, kind, h, d, n);
     return h;
 }
 
 static int32_t *dev_i32(const int32_t *h, size_t n) {
-    int32_t *d = gpu->alloc(BUF_I32, n);
-    gpu->upload_i32(d, h, n);
+    int32_t *d = gpu->alloc(gbe, BUF_I32, n);
+    gpu->upload_i32(gbe, d, h, n);
     return d;
 }
 
@@ -226,7 +226,7 @@ static void test_table(void) {
     printf("table\n");
     CHECK_EQ_STR(gpu->name, "cuda");
     CHECK_EQ_INT(gpu->act_bytes, 2);
-#define HAS(f) CHECK(gpu->f != NULL, "ops_cuda()->" #f " is NULL")
+#define HAS(f) CHECK(gpu->f != NULL, "the CUDA op table's " #f " is NULL")
     HAS(alloc); HAS(free); HAS(zero); HAS(copy); HAS(upload); HAS(download); HAS(upload_i32); HAS(sync);
     HAS(linear_forward); HAS(linear_backward_input); HAS(linear_backward_weight); HAS(linear_backward_bias);
     HAS(patch_unfold); HAS(clip_embed); HAS(layernorm_forward); HAS(layernorm_backward);
@@ -244,15 +244,15 @@ static void test_memory(void) {
     // alloc is zero-filled, for every kind
     int kinds[4] = {BUF_ACT, BUF_PARAM, BUF_GRAD, BUF_F32};
     for (int k = 0; k < 4; k++) {
-        void *d = gpu->alloc(kinds[k], n);
+        void *d = gpu->alloc(gbe, kinds[k], n);
         float *h = dev_down(kinds[k], d, n);
         size_t nz = 0;
         for (size_t i = 0; i < n; i++) nz += h[i] != 0.0f || signbit(h[i]);
         CHECK(nz == 0, "alloc(kind %d) not zero-filled: %zu nonzero", kinds[k], nz);
         free(h);
-        gpu->free(d);
+        gpu->free(gbe, d);
     }
-    gpu->free(NULL);  // must be accepted
+    gpu->free(gbe, NULL);  // must be accepted
 
     // upload rounds to bf16 (nearest even) for ACT/PARAM, exactly as common/dtype.c; values of every
     // magnitude, including ties (bit patterns with the low 16 bits 0x8000).
@@ -270,7 +270,7 @@ static void test_memory(void) {
         cmp_exact(k == 0 ? "upload/download ACT = bf16 round to nearest even" : "upload/download PARAM = bf16 RNE", h,
                   want, n);
         free(h);
-        gpu->free(d);
+        gpu->free(gbe, d);
     }
     // GRAD and F32 are fp32: exact round trip
     for (int k = 2; k < 4; k++) {
@@ -278,7 +278,7 @@ static void test_memory(void) {
         float *h = dev_down(kinds[k], d, n);
         cmp_exact(k == 2 ? "upload/download GRAD exact" : "upload/download F32 exact", h, src, n);
         free(h);
-        gpu->free(d);
+        gpu->free(gbe, d);
     }
     // A transfer longer than one staging chunk (16M elements) and not a multiple of it.
     {
@@ -289,25 +289,25 @@ static void test_memory(void) {
         cmp_exact("upload/download ACT across staging chunks (16M+12345)", h, b, big);
         free(h);
         free(b);
-        gpu->free(d);
+        gpu->free(gbe, d);
     }
     // zero and copy, including an overlapping copy (memmove semantics, as the CPU backend)
     {
         float *a = rand_bf(n, -2, 2);
         void *d = dev_up(BUF_ACT, a, n);
-        gpu->zero(BUF_ACT, (uint16_t *)d + 10, 1000);
+        gpu->zero(gbe, BUF_ACT, (uint16_t *)d + 10, 1000);
         float *h = dev_down(BUF_ACT, d, n);
         float *w = dup_f(a, n);
         for (int i = 10; i < 1010; i++) w[i] = 0.0f;
         cmp_exact("zero(ACT) of a sub-range", h, w, n);
         free(h);
-        void *e = gpu->alloc(BUF_ACT, n);
-        gpu->copy(BUF_ACT, e, d, n);
+        void *e = gpu->alloc(gbe, BUF_ACT, n);
+        gpu->copy(gbe, BUF_ACT, e, d, n);
         h = dev_down(BUF_ACT, e, n);
         cmp_exact("copy(ACT)", h, w, n);
         free(h);
         // overlapping: shift the first n-5 elements up by 5
-        gpu->copy(BUF_ACT, (uint16_t *)e + 5, e, n - 5);
+        gpu->copy(gbe, BUF_ACT, (uint16_t *)e + 5, e, n - 5);
         h = dev_down(BUF_ACT, e, n);
         float *w2 = dup_f(w, n);
         memmove(w2 + 5, w, (n - 5) * sizeof(float));
@@ -316,8 +316,8 @@ static void test_memory(void) {
         free(w2);
         free(w);
         free(a);
-        gpu->free(d);
-        gpu->free(e);
+        gpu->free(gbe, d);
+        gpu->free(gbe, e);
     }
     free(src);
     free(want);
@@ -337,16 +337,16 @@ static void test_linear_case(int N, int I, int O, int with_bias, int misalign, i
 
     // forward
     float *ref = xmalloc(no * sizeof(float));
-    cpu->linear_forward(ref, x, W, with_bias ? b : NULL, N, I, O);
-    uint16_t *gx_buf = gpu->alloc(BUF_ACT, nx + off), *gW_buf = gpu->alloc(BUF_PARAM, nw + off);
-    uint16_t *gb_buf = gpu->alloc(BUF_PARAM, (size_t)O + off), *gW = gW_buf + off, *gbias = gb_buf + off;
-    gpu->upload(BUF_ACT, gx_buf + off, x, nx);
-    gpu->upload(BUF_PARAM, gW, W, nw);
-    gpu->upload(BUF_PARAM, gbias, b, O);
-    uint16_t *dout_buf = gpu->alloc(BUF_ACT, no + off);
-    gpu->upload(BUF_ACT, dout_buf + off, dout, no);
+    cpu->linear_forward(cbe, ref, x, W, with_bias ? b : NULL, N, I, O);
+    uint16_t *gx_buf = gpu->alloc(gbe, BUF_ACT, nx + off), *gW_buf = gpu->alloc(gbe, BUF_PARAM, nw + off);
+    uint16_t *gb_buf = gpu->alloc(gbe, BUF_PARAM, (size_t)O + off), *gW = gW_buf + off, *gbias = gb_buf + off;
+    gpu->upload(gbe, BUF_ACT, gx_buf + off, x, nx);
+    gpu->upload(gbe, BUF_PARAM, gW, W, nw);
+    gpu->upload(gbe, BUF_PARAM, gbias, b, O);
+    uint16_t *dout_buf = gpu->alloc(gbe, BUF_ACT, no + off);
+    gpu->upload(gbe, BUF_ACT, dout_buf + off, dout, no);
     uint16_t *out_buf = dev_nan(BUF_ACT, no + off);
-    gpu->linear_forward(out_buf + off, gx_buf + off, gW, with_bias ? gbias : NULL, N, I, O);
+    gpu->linear_forward(gbe, out_buf + off, gx_buf + off, gW, with_bias ? gbias : NULL, N, I, O);
     float *got = dev_down(BUF_ACT, out_buf + off, no);
     snprintf(name, sizeof name, "linear_forward %dx%dx%d%s", N, I, O, with_bias ? " +bias" : "");
     float *scale = NULL;
@@ -355,7 +355,7 @@ static void test_linear_case(int N, int I, int O, int with_bias, int misalign, i
         // 0.02832 vs 0.02929 where x W^T = -0.22 and b = 0.25, one bf16 step at 0.22): each element's
         // bound scales with |x W^T| + |b|, the magnitudes rounded on the way.
         scale = xmalloc(no * sizeof(float));
-        cpu->linear_forward(scale, x, W, NULL, N, I, O);
+        cpu->linear_forward(cbe, scale, x, W, NULL, N, I, O);
         for (size_t i = 0; i < no; i++) scale[i] = fabsf(scale[i]) + fabsf(b[i % (size_t)O]);
     }
     cmp_scaled(name, got, ref, scale, no, TOL_GEMM);
@@ -365,31 +365,31 @@ static void test_linear_case(int N, int I, int O, int with_bias, int misalign, i
     if (do_backward) {
         // backward_input: dx poisoned, overwritten
         float *dx_ref = xmalloc(nx * sizeof(float));
-        cpu->linear_backward_input(dx_ref, dout, W, N, I, O);
+        cpu->linear_backward_input(cbe, dx_ref, dout, W, N, I, O);
         uint16_t *gdx = dev_nan(BUF_ACT, nx + off);
-        gpu->linear_backward_input(gdx + off, dout_buf + off, gW, N, I, O);
+        gpu->linear_backward_input(gbe, gdx + off, dout_buf + off, gW, N, I, O);
         got = dev_down(BUF_ACT, gdx + off, nx);
         snprintf(name, sizeof name, "linear_backward_input %dx%dx%d", N, I, O);
         cmp(name, got, dx_ref, nx, TOL_GEMM);
         free(got);
         free(dx_ref);
-        gpu->free(gdx);
+        gpu->free(gbe, gdx);
 
         // backward_weight: dW accumulates onto a random start
         float *g0 = rand_fl(nw, -0.01, 0.01);
         float *gref = dup_f(g0, nw);
-        cpu->linear_backward_weight(gref, dout, x, N, I, O);
+        cpu->linear_backward_weight(cbe, gref, dout, x, N, I, O);
         float *gdW = dev_up(BUF_GRAD, g0, nw);
-        gpu->linear_backward_weight(gdW, dout_buf + off, gx_buf + off, N, I, O);
+        gpu->linear_backward_weight(gbe, gdW, dout_buf + off, gx_buf + off, N, I, O);
         got = dev_down(BUF_GRAD, gdW, nw);
         float *d_got = diff_f(got, g0, nw), *d_ref = diff_f(gref, g0, nw);
         snprintf(name, sizeof name, "linear_backward_weight (+=) %dx%dx%d", N, I, O);
         cmp(name, d_got, d_ref, nw, TOL_GEMM_F32);
         free(got), free(d_got), free(d_ref), free(gref), free(g0);
-        gpu->free(gdW);
+        gpu->free(gbe, gdW);
     }
     free(x), free(W), free(b), free(dout), free(ref);
-    gpu->free(gx_buf), gpu->free(gW_buf), gpu->free(gb_buf), gpu->free(dout_buf), gpu->free(out_buf);
+    gpu->free(gbe, gx_buf), gpu->free(gbe, gW_buf), gpu->free(gbe, gb_buf), gpu->free(gbe, dout_buf), gpu->free(gbe, out_buf);
 }
 
 static void test_linear_bias_grad(int N, int O) {
@@ -397,20 +397,20 @@ static void test_linear_bias_grad(int N, int O) {
     size_t no = (size_t)N * O;
     float *dout = rand_bf(no, -1, 1), *g0 = rand_fl((size_t)O, -1, 1);
     float *ref = dup_f(g0, O);
-    cpu->linear_backward_bias(ref, dout, N, O);
+    cpu->linear_backward_bias(cbe, ref, dout, N, O);
     void *gd = dev_up(BUF_ACT, dout, no);
     float *gb = dev_up(BUF_GRAD, g0, O);
-    gpu->linear_backward_bias(gb, gd, N, O);
+    gpu->linear_backward_bias(gbe, gb, gd, N, O);
     float *got = dev_down(BUF_GRAD, gb, O);
     float *d_got = diff_f(got, g0, O), *d_ref = diff_f(ref, g0, O);
     snprintf(name, sizeof name, "linear_backward_bias (+=) N=%d O=%d", N, O);
     cmp(name, d_got, d_ref, O, TOL_SUM);
-    gpu->upload(BUF_GRAD, gb, g0, O);
-    gpu->linear_backward_bias(gb, gd, N, O);
+    gpu->upload(gbe, BUF_GRAD, gb, g0, O);
+    gpu->linear_backward_bias(gbe, gb, gd, N, O);
     float *again = dev_down(BUF_GRAD, gb, O);
     check_same_bits("  linear_backward_bias run to run", got, again, O);
     free(dout), free(g0), free(ref), free(got), free(d_got), free(d_ref), free(again);
-    gpu->free(gd), gpu->free(gb);
+    gpu->free(gbe, gd), gpu->free(gbe, gb);
 }
 
 static void test_linear(void) {
@@ -426,14 +426,14 @@ static void test_linear(void) {
 
     printf("linear with N = 0 (no rows: must write nothing)\n");
     {
-        uint16_t *out = dev_nan(BUF_ACT, 16), *x = gpu->alloc(BUF_ACT, 16), *W = gpu->alloc(BUF_PARAM, 64);
+        uint16_t *out = dev_nan(BUF_ACT, 16), *x = gpu->alloc(gbe, BUF_ACT, 16), *W = gpu->alloc(gbe, BUF_PARAM, 64);
         float *g0 = rand_fl(64, -1, 1);
         float *dW = dev_up(BUF_GRAD, g0, 64), *db = dev_up(BUF_GRAD, g0, 8);
-        gpu->linear_forward(out, x, W, NULL, 0, 8, 8);
-        gpu->linear_backward_input(out, x, W, 0, 8, 8);
-        gpu->linear_backward_weight(dW, x, x, 0, 8, 8);
-        gpu->linear_backward_bias(db, x, 0, 8);
-        gpu->sync();
+        gpu->linear_forward(gbe, out, x, W, NULL, 0, 8, 8);
+        gpu->linear_backward_input(gbe, out, x, W, 0, 8, 8);
+        gpu->linear_backward_weight(gbe, dW, x, x, 0, 8, 8);
+        gpu->linear_backward_bias(gbe, db, x, 0, 8);
+        gpu->sync(gbe);
         float *h = dev_down(BUF_ACT, out, 16), *hw = dev_down(BUF_GRAD, dW, 64), *hb = dev_down(BUF_GRAD, db, 8);
         size_t touched = 0;
         for (int i = 0; i < 16; i++) touched += !isnan(h[i]);
@@ -441,7 +441,7 @@ static void test_linear(void) {
         cmp_exact("N=0 linear_backward_weight leaves dW", hw, g0, 64);
         cmp_exact("N=0 linear_backward_bias leaves db", hb, g0, 8);
         free(h), free(hw), free(hb), free(g0);
-        gpu->free(out), gpu->free(x), gpu->free(W), gpu->free(dW), gpu->free(db);
+        gpu->free(gbe, out), gpu->free(gbe, x), gpu->free(gbe, W), gpu->free(gbe, dW), gpu->free(gbe, db);
     }
 }
 
@@ -456,12 +456,12 @@ static void test_layernorm_case(int N, int C) {
     // A mean well away from zero (x in [-1, 3)) so that the two-pass variance matters.
     float *x = rand_bf(n, -1, 3), *w = rand_bf(C, 0.5, 1.5), *b = rand_bf(C, -0.5, 0.5), *dout = rand_bf(n, -1, 1);
     float *out = xmalloc(n * sizeof(float)), *mean = xmalloc(N * sizeof(float)), *rstd = xmalloc(N * sizeof(float));
-    cpu->layernorm_forward(out, mean, rstd, x, w, b, N, C, eps);
+    cpu->layernorm_forward(cbe, out, mean, rstd, x, w, b, N, C, eps);
 
     void *gx = dev_up(BUF_ACT, x, n), *gw = dev_up(BUF_PARAM, w, C), *gb = dev_up(BUF_PARAM, b, C);
     void *gout = dev_nan(BUF_ACT, n);
     float *gmean = dev_nan(BUF_F32, N), *grstd = dev_nan(BUF_F32, N);
-    gpu->layernorm_forward(gout, gmean, grstd, gx, gw, gb, N, C, eps);
+    gpu->layernorm_forward(gbe, gout, gmean, grstd, gx, gw, gb, N, C, eps);
     float *h = dev_down(BUF_ACT, gout, n);
     snprintf(name, sizeof name, "layernorm_forward out %dx%d", N, C);
     cmp(name, h, out, n, TOL_BF16);
@@ -474,14 +474,14 @@ static void test_layernorm_case(int N, int C) {
     free(h);
 
     // backward from the CPU's statistics (uploaded exactly) so that it is checked on its own
-    gpu->upload(BUF_F32, gmean, mean, N);
-    gpu->upload(BUF_F32, grstd, rstd, N);
+    gpu->upload(gbe, BUF_F32, gmean, mean, N);
+    gpu->upload(gbe, BUF_F32, grstd, rstd, N);
     float *dw0 = rand_fl(C, -1, 1), *db0 = rand_fl(C, -1, 1);
     float *dx = xmalloc(n * sizeof(float)), *dw = dup_f(dw0, C), *db = dup_f(db0, C);
-    cpu->layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, C);
+    cpu->layernorm_backward(cbe, dx, dw, db, dout, x, w, mean, rstd, N, C);
     void *gdout = dev_up(BUF_ACT, dout, n), *gdx = dev_nan(BUF_ACT, n);
     float *gdw = dev_up(BUF_GRAD, dw0, C), *gdb = dev_up(BUF_GRAD, db0, C);
-    gpu->layernorm_backward(gdx, gdw, gdb, gdout, gx, gw, gmean, grstd, N, C);
+    gpu->layernorm_backward(gbe, gdx, gdw, gdb, gdout, gx, gw, gmean, grstd, N, C);
     h = dev_down(BUF_ACT, gdx, n);
     snprintf(name, sizeof name, "layernorm_backward dx %dx%d", N, C);
     cmp(name, h, dx, n, TOL_BF16);
@@ -494,23 +494,23 @@ static void test_layernorm_case(int N, int C) {
     cmp("  db (+=)", a, r, C, TOL_SUM);
     free(a), free(r);
     // run to run, and the frozen variants (dw, db NULL) still give dx
-    gpu->upload(BUF_GRAD, gdw, dw0, C);
-    gpu->upload(BUF_GRAD, gdb, db0, C);
+    gpu->upload(gbe, BUF_GRAD, gdw, dw0, C);
+    gpu->upload(gbe, BUF_GRAD, gdb, db0, C);
     dev_poison(BUF_ACT, gdx, n);
-    gpu->layernorm_backward(gdx, gdw, gdb, gdout, gx, gw, gmean, grstd, N, C);
+    gpu->layernorm_backward(gbe, gdx, gdw, gdb, gdout, gx, gw, gmean, grstd, N, C);
     float *hw2 = dev_down(BUF_GRAD, gdw, C), *hb2 = dev_down(BUF_GRAD, gdb, C);
     check_same_bits("  dw run to run", hw, hw2, C);
     check_same_bits("  db run to run", hb, hb2, C);
     dev_poison(BUF_ACT, gdx, n);
-    gpu->layernorm_backward(gdx, NULL, NULL, gdout, gx, gw, gmean, grstd, N, C);
+    gpu->layernorm_backward(gbe, gdx, NULL, NULL, gdout, gx, gw, gmean, grstd, N, C);
     h = dev_down(BUF_ACT, gdx, n);
     cmp("  dx with dw = db = NULL (frozen)", h, dx, n, TOL_BF16);
     free(h);
     free(hw), free(hb), free(hw2), free(hb2);
     free(x), free(w), free(b), free(dout), free(out), free(mean), free(rstd), free(dw0), free(db0), free(dx), free(dw),
         free(db);
-    gpu->free(gx), gpu->free(gw), gpu->free(gb), gpu->free(gout), gpu->free(gmean), gpu->free(grstd);
-    gpu->free(gdout), gpu->free(gdx), gpu->free(gdw), gpu->free(gdb);
+    gpu->free(gbe, gx), gpu->free(gbe, gw), gpu->free(gbe, gb), gpu->free(gbe, gout), gpu->free(gbe, gmean), gpu->free(gbe, grstd);
+    gpu->free(gbe, gdout), gpu->free(gbe, gdx), gpu->free(gbe, gdw), gpu->free(gbe, gdb);
 }
 
 static void test_rmsnorm_case(int N, int C) {
@@ -520,10 +520,10 @@ static void test_rmsnorm_case(int N, int C) {
     const float eps = 1e-6f;
     float *x = rand_bf(n, -2, 2), *w = rand_bf(C, 0.5, 1.5), *dout = rand_bf(n, -1, 1);
     float *out = xmalloc(n * sizeof(float)), *rstd = xmalloc(N * sizeof(float));
-    cpu->rmsnorm_forward(out, rstd, x, w, N, C, eps);
+    cpu->rmsnorm_forward(cbe, out, rstd, x, w, N, C, eps);
     void *gx = dev_up(BUF_ACT, x, n), *gw = dev_up(BUF_PARAM, w, C), *gout = dev_nan(BUF_ACT, n);
     float *grstd = dev_nan(BUF_F32, N);
-    gpu->rmsnorm_forward(gout, grstd, gx, gw, N, C, eps);
+    gpu->rmsnorm_forward(gbe, gout, grstd, gx, gw, N, C, eps);
     float *h = dev_down(BUF_ACT, gout, n);
     snprintf(name, sizeof name, "rmsnorm_forward out %dx%d", N, C);
     cmp(name, h, out, n, TOL_BF16);
@@ -532,12 +532,12 @@ static void test_rmsnorm_case(int N, int C) {
     cmp("  rstd", h, rstd, N, TOL_STAT);
     free(h);
 
-    gpu->upload(BUF_F32, grstd, rstd, N);
+    gpu->upload(gbe, BUF_F32, grstd, rstd, N);
     float *dw0 = rand_fl(C, -1, 1), *dx = xmalloc(n * sizeof(float)), *dw = dup_f(dw0, C);
-    cpu->rmsnorm_backward(dx, dw, dout, x, w, rstd, N, C);
+    cpu->rmsnorm_backward(cbe, dx, dw, dout, x, w, rstd, N, C);
     void *gdout = dev_up(BUF_ACT, dout, n), *gdx = dev_nan(BUF_ACT, n);
     float *gdw = dev_up(BUF_GRAD, dw0, C);
-    gpu->rmsnorm_backward(gdx, gdw, gdout, gx, gw, grstd, N, C);
+    gpu->rmsnorm_backward(gbe, gdx, gdw, gdout, gx, gw, grstd, N, C);
     h = dev_down(BUF_ACT, gdx, n);
     snprintf(name, sizeof name, "rmsnorm_backward dx %dx%d", N, C);
     cmp(name, h, dx, n, TOL_BF16);
@@ -546,18 +546,18 @@ static void test_rmsnorm_case(int N, int C) {
     float *a = diff_f(hw, dw0, C), *r = diff_f(dw, dw0, C);
     cmp("  dw (+=)", a, r, C, TOL_SUM);
     free(a), free(r);
-    gpu->upload(BUF_GRAD, gdw, dw0, C);
-    gpu->rmsnorm_backward(gdx, gdw, gdout, gx, gw, grstd, N, C);
+    gpu->upload(gbe, BUF_GRAD, gdw, dw0, C);
+    gpu->rmsnorm_backward(gbe, gdx, gdw, gdout, gx, gw, grstd, N, C);
     float *hw2 = dev_down(BUF_GRAD, gdw, C);
     check_same_bits("  dw run to run", hw, hw2, C);
     dev_poison(BUF_ACT, gdx, n);
-    gpu->rmsnorm_backward(gdx, NULL, gdout, gx, gw, grstd, N, C);
+    gpu->rmsnorm_backward(gbe, gdx, NULL, gdout, gx, gw, grstd, N, C);
     h = dev_down(BUF_ACT, gdx, n);
     cmp("  dx with dw = NULL (frozen)", h, dx, n, TOL_BF16);
     free(h);
     free(hw), free(hw2);
     free(x), free(w), free(dout), free(out), free(rstd), free(dw0), free(dx), free(dw);
-    gpu->free(gx), gpu->free(gw), gpu->free(gout), gpu->free(grstd), gpu->free(gdout), gpu->free(gdx), gpu->free(gdw);
+    gpu->free(gbe, gx), gpu->free(gbe, gw), gpu->free(gbe, gout), gpu->free(gbe, grstd), gpu->free(gbe, gdout), gpu->free(gbe, gdx), gpu->free(gbe, gdw);
 }
 
 static void test_norms(void) {
@@ -579,35 +579,35 @@ static void test_activation_case(int which, size_t n, int off, int alias) {
     char name[160];
     float *x = rand_bf(n, -6, 6), *y = rand_bf(n, -3, 3), *g = rand_bf(n, -1, 1);
     float *ref = xmalloc(n * sizeof(float)), *ref2 = xmalloc(n * sizeof(float)), *ref3 = xmalloc(n * sizeof(float));
-    uint16_t *dx_ = gpu->alloc(BUF_ACT, n + off), *dy_ = gpu->alloc(BUF_ACT, n + off);
-    uint16_t *dg_ = gpu->alloc(BUF_ACT, n + off);
-    gpu->upload(BUF_ACT, dx_ + off, x, n);
-    gpu->upload(BUF_ACT, dy_ + off, y, n);
-    gpu->upload(BUF_ACT, dg_ + off, g, n);
+    uint16_t *dx_ = gpu->alloc(gbe, BUF_ACT, n + off), *dy_ = gpu->alloc(gbe, BUF_ACT, n + off);
+    uint16_t *dg_ = gpu->alloc(gbe, BUF_ACT, n + off);
+    gpu->upload(gbe, BUF_ACT, dx_ + off, x, n);
+    gpu->upload(gbe, BUF_ACT, dy_ + off, y, n);
+    gpu->upload(gbe, BUF_ACT, dg_ + off, g, n);
     uint16_t *o1 = dev_nan(BUF_ACT, n + off), *o2 = dev_nan(BUF_ACT, n + off);
     const char *tag = alias ? " (in place)" : off ? " (unaligned)" : "";
 
     // forward
-    if (which == ACT_QGELU) cpu->quick_gelu_forward(ref, x, n);
-    if (which == ACT_GELU) cpu->gelu_forward(ref, x, n);
-    if (which == ACT_SILU_MUL) cpu->silu_mul_forward(ref, x, y, n);
+    if (which == ACT_QGELU) cpu->quick_gelu_forward(cbe, ref, x, n);
+    if (which == ACT_GELU) cpu->gelu_forward(cbe, ref, x, n);
+    if (which == ACT_SILU_MUL) cpu->silu_mul_forward(cbe, ref, x, y, n);
     uint16_t *out = alias ? dx_ + off : o1 + off;
-    if (which == ACT_QGELU) gpu->quick_gelu_forward(out, dx_ + off, n);
-    if (which == ACT_GELU) gpu->gelu_forward(out, dx_ + off, n);
-    if (which == ACT_SILU_MUL) gpu->silu_mul_forward(out, dx_ + off, dy_ + off, n);
+    if (which == ACT_QGELU) gpu->quick_gelu_forward(gbe, out, dx_ + off, n);
+    if (which == ACT_GELU) gpu->gelu_forward(gbe, out, dx_ + off, n);
+    if (which == ACT_SILU_MUL) gpu->silu_mul_forward(gbe, out, dx_ + off, dy_ + off, n);
     float *h = dev_down(BUF_ACT, out, n);
     snprintf(name, sizeof name, "%s_forward n=%zu%s", act_names[which], n, tag);
     cmp(name, h, ref, n, TOL_BF16);
     free(h);
-    if (alias) gpu->upload(BUF_ACT, dx_ + off, x, n);  // restore the input
+    if (alias) gpu->upload(gbe, BUF_ACT, dx_ + off, x, n);  // restore the input
 
     // backward
-    if (which == ACT_QGELU) cpu->quick_gelu_backward(ref, g, x, n);
-    if (which == ACT_GELU) cpu->gelu_backward(ref, g, x, n);
-    if (which == ACT_SILU_MUL) cpu->silu_mul_backward(ref2, ref3, g, x, y, n);
+    if (which == ACT_QGELU) cpu->quick_gelu_backward(cbe, ref, g, x, n);
+    if (which == ACT_GELU) cpu->gelu_backward(cbe, ref, g, x, n);
+    if (which == ACT_SILU_MUL) cpu->silu_mul_backward(cbe, ref2, ref3, g, x, y, n);
     if (which == ACT_SILU_MUL) {
         uint16_t *dgate = alias ? dx_ + off : o1 + off, *dup = alias ? dy_ + off : o2 + off;
-        gpu->silu_mul_backward(dgate, dup, dg_ + off, dx_ + off, dy_ + off, n);
+        gpu->silu_mul_backward(gbe, dgate, dup, dg_ + off, dx_ + off, dy_ + off, n);
         h = dev_down(BUF_ACT, dgate, n);
         snprintf(name, sizeof name, "silu_mul_backward dgate n=%zu%s", n, tag);
         cmp(name, h, ref2, n, TOL_BF16);
@@ -618,41 +618,41 @@ static void test_activation_case(int which, size_t n, int off, int alias) {
         free(h);
     } else {
         uint16_t *dx = alias ? dg_ + off : o1 + off;  // in place over dout
-        if (which == ACT_QGELU) gpu->quick_gelu_backward(dx, dg_ + off, dx_ + off, n);
-        if (which == ACT_GELU) gpu->gelu_backward(dx, dg_ + off, dx_ + off, n);
+        if (which == ACT_QGELU) gpu->quick_gelu_backward(gbe, dx, dg_ + off, dx_ + off, n);
+        if (which == ACT_GELU) gpu->gelu_backward(gbe, dx, dg_ + off, dx_ + off, n);
         h = dev_down(BUF_ACT, dx, n);
         snprintf(name, sizeof name, "%s_backward n=%zu%s", act_names[which], n, tag);
         cmp(name, h, ref, n, TOL_BF16);
         free(h);
     }
     free(x), free(y), free(g), free(ref), free(ref2), free(ref3);
-    gpu->free(dx_), gpu->free(dy_), gpu->free(dg_), gpu->free(o1), gpu->free(o2);
+    gpu->free(gbe, dx_), gpu->free(gbe, dy_), gpu->free(gbe, dg_), gpu->free(gbe, o1), gpu->free(gbe, o2);
 }
 
 static void test_add_case(size_t n, int off) {
     char name[128];
     float *a = rand_bf(n, -4, 4), *b = rand_bf(n, -4, 4), *ref = xmalloc(n * sizeof(float));
-    cpu->add(ref, a, b, n);
+    cpu->add(cbe, ref, a, b, n);
     float *want = bf16_of(ref, n);  // one fp32 add rounded once: exactly bf16(CPU's value)
-    uint16_t *ga = gpu->alloc(BUF_ACT, n + off), *gb = gpu->alloc(BUF_ACT, n + off), *go = dev_nan(BUF_ACT, n + off);
-    gpu->upload(BUF_ACT, ga + off, a, n);
-    gpu->upload(BUF_ACT, gb + off, b, n);
-    gpu->add(go + off, ga + off, gb + off, n);
+    uint16_t *ga = gpu->alloc(gbe, BUF_ACT, n + off), *gb = gpu->alloc(gbe, BUF_ACT, n + off), *go = dev_nan(BUF_ACT, n + off);
+    gpu->upload(gbe, BUF_ACT, ga + off, a, n);
+    gpu->upload(gbe, BUF_ACT, gb + off, b, n);
+    gpu->add(gbe, go + off, ga + off, gb + off, n);
     float *h = dev_down(BUF_ACT, go + off, n);
     snprintf(name, sizeof name, "add n=%zu%s", n, off ? " (unaligned)" : "");
     cmp_exact(name, h, want, n);
     free(h);
-    gpu->add(ga + off, ga + off, gb + off, n);  // out aliases a
+    gpu->add(gbe, ga + off, ga + off, gb + off, n);  // out aliases a
     h = dev_down(BUF_ACT, ga + off, n);
     cmp_exact("  add with out = a", h, want, n);
     free(h);
-    gpu->upload(BUF_ACT, ga + off, a, n);
-    gpu->add_inplace(ga + off, gb + off, n);
+    gpu->upload(gbe, BUF_ACT, ga + off, a, n);
+    gpu->add_inplace(gbe, ga + off, gb + off, n);
     h = dev_down(BUF_ACT, ga + off, n);
     cmp_exact("  add_inplace", h, want, n);
     free(h);
     free(a), free(b), free(ref), free(want);
-    gpu->free(ga), gpu->free(gb), gpu->free(go);
+    gpu->free(gbe, ga), gpu->free(gbe, gb), gpu->free(gbe, go);
 }
 
 static void test_elementwise(void) {
@@ -684,18 +684,18 @@ static void test_rope_case(int T, int H, int D, float theta) {
         pos[t] = (t >= T / 2) ? 4096 - T + t : p++;
     }
     float *ref = dup_f(x, n);
-    cpu->rope_forward(ref, pos, T, H, D, theta);
+    cpu->rope_forward(cbe, ref, pos, T, H, D, theta);
     void *gx = dev_up(BUF_ACT, x, n);
     int32_t *gpos = dev_i32(pos, T);
-    gpu->rope_forward(gx, gpos, T, H, D, theta);
+    gpu->rope_forward(gbe, gx, gpos, T, H, D, theta);
     float *h = dev_down(BUF_ACT, gx, n);
     snprintf(name, sizeof name, "rope_forward T=%d H=%d D=%d", T, H, D);
     cmp(name, h, ref, n, TOL_BF16);
     free(h);
     memcpy(ref, x, n * sizeof(float));
-    cpu->rope_backward(ref, pos, T, H, D, theta);
-    gpu->upload(BUF_ACT, gx, x, n);
-    gpu->rope_backward(gx, gpos, T, H, D, theta);
+    cpu->rope_backward(cbe, ref, pos, T, H, D, theta);
+    gpu->upload(gbe, BUF_ACT, gx, x, n);
+    gpu->rope_backward(gbe, gx, gpos, T, H, D, theta);
     h = dev_down(BUF_ACT, gx, n);
     snprintf(name, sizeof name, "rope_backward T=%d H=%d D=%d", T, H, D);
     cmp(name, h, ref, n, TOL_BF16);
@@ -703,15 +703,15 @@ static void test_rope_case(int T, int H, int D, float theta) {
     // backward undoes forward (a rotation and its transpose), up to two bf16 roundings: the
     // intermediate values reach |a| + |b| ~ 2.8, whose half ulp (2^-8 = 4e-3) lands, rotated back,
     // on small elements too (seen: 0.8 of a 6e-3 rms bound); hence the absolute term 1e-2 rms.
-    gpu->upload(BUF_ACT, gx, x, n);
-    gpu->rope_forward(gx, gpos, T, H, D, theta);
-    gpu->rope_backward(gx, gpos, T, H, D, theta);
+    gpu->upload(gbe, BUF_ACT, gx, x, n);
+    gpu->rope_forward(gbe, gx, gpos, T, H, D, theta);
+    gpu->rope_backward(gbe, gx, gpos, T, H, D, theta);
     h = dev_down(BUF_ACT, gx, n);
     tol_t two = {8e-3, 0x1p-6, 1e-2};
     cmp("  rope_backward(rope_forward(x)) = x", h, x, n, two);
     free(h);
     free(x), free(pos), free(ref);
-    gpu->free(gx), gpu->free(gpos);
+    gpu->free(gbe, gx), gpu->free(gbe, gpos);
 }
 
 static void test_rope(void) {
@@ -744,30 +744,30 @@ static void test_embedding_case(int T, int C, int V, int padding_idx) {
     float *table = rand_bf(nt, -1, 1), *dout = rand_bf(no, -1, 1);
     int32_t *ids = make_ids(T, V, padding_idx);
     float *ref = xmalloc(no * sizeof(float));
-    cpu->embedding_forward(ref, ids, table, T, C, V);
+    cpu->embedding_forward(cbe, ref, ids, table, T, C, V);
     void *gt = dev_up(BUF_PARAM, table, nt), *go = dev_nan(BUF_ACT, no);
     int32_t *gids = dev_i32(ids, T);
-    gpu->embedding_forward(go, gids, gt, T, C, V);
+    gpu->embedding_forward(gbe, go, gids, gt, T, C, V);
     float *h = dev_down(BUF_ACT, go, no);
     snprintf(name, sizeof name, "embedding_forward T=%d C=%d", T, C);
     cmp_exact(name, h, ref, no);
     free(h);
 
     float *d0 = rand_fl(nt, -1, 1), *dref = dup_f(d0, nt);
-    cpu->embedding_backward(dref, dout, ids, T, C, V, padding_idx);
+    cpu->embedding_backward(cbe, dref, dout, ids, T, C, V, padding_idx);
     void *gd = dev_up(BUF_ACT, dout, no);
     float *gdt = dev_up(BUF_GRAD, d0, nt);
-    gpu->embedding_backward(gdt, gd, gids, T, C, V, padding_idx);
+    gpu->embedding_backward(gbe, gdt, gd, gids, T, C, V, padding_idx);
     h = dev_down(BUF_GRAD, gdt, nt);
     snprintf(name, sizeof name, "embedding_backward (+=, CPU's bits) T=%d C=%d", T, C);
     cmp_exact(name, h, dref, nt);
-    gpu->upload(BUF_GRAD, gdt, d0, nt);
-    gpu->embedding_backward(gdt, gd, gids, T, C, V, padding_idx);
+    gpu->upload(gbe, BUF_GRAD, gdt, d0, nt);
+    gpu->embedding_backward(gbe, gdt, gd, gids, T, C, V, padding_idx);
     float *h2 = dev_down(BUF_GRAD, gdt, nt);
     check_same_bits("  embedding_backward run to run", h, h2, nt);
     free(h), free(h2);
     free(table), free(dout), free(ids), free(ref), free(d0), free(dref);
-    gpu->free(gt), gpu->free(go), gpu->free(gids), gpu->free(gd), gpu->free(gdt);
+    gpu->free(gbe, gt), gpu->free(gbe, go), gpu->free(gbe, gids), gpu->free(gbe, gd), gpu->free(gbe, gdt);
 }
 
 static void test_patch_unfold_case(int B, int Cin, int H, int W, int P) {
@@ -775,16 +775,16 @@ static void test_patch_unfold_case(int B, int Cin, int H, int W, int P) {
     int gh = H / P, gw = W / P;
     size_t np = (size_t)B * Cin * H * W, no = (size_t)B * gh * gw * Cin * P * P;
     float *pix = rand_fl(np, -2, 2), *ref = xmalloc(no * sizeof(float));  // fp32 pixels: the op rounds
-    cpu->patch_unfold(ref, pix, B, Cin, H, W, P);
+    cpu->patch_unfold(cbe, ref, pix, B, Cin, H, W, P);
     float *want = bf16_of(ref, no);
     float *gp = dev_up(BUF_F32, pix, np);
     void *go = dev_nan(BUF_ACT, no);
-    gpu->patch_unfold(go, gp, B, Cin, H, W, P);
+    gpu->patch_unfold(gbe, go, gp, B, Cin, H, W, P);
     float *h = dev_down(BUF_ACT, go, no);
     snprintf(name, sizeof name, "patch_unfold B=%d Cin=%d %dx%d P=%d", B, Cin, H, W, P);
     cmp_exact(name, h, want, no);
     free(h), free(pix), free(ref), free(want);
-    gpu->free(gp), gpu->free(go);
+    gpu->free(gbe, gp), gpu->free(gbe, go);
 }
 
 static void test_clip_embed_case(int B, int N, int C) {
@@ -792,16 +792,16 @@ static void test_clip_embed_case(int B, int N, int C) {
     size_t np = (size_t)B * N * C, no = (size_t)B * (N + 1) * C;
     float *patches = rand_bf(np, -1, 1), *cls = rand_bf(C, -1, 1), *pos = rand_bf((size_t)(N + 1) * C, -1, 1);
     float *ref = xmalloc(no * sizeof(float));
-    cpu->clip_embed(ref, patches, cls, pos, B, N, C);
+    cpu->clip_embed(cbe, ref, patches, cls, pos, B, N, C);
     float *want = bf16_of(ref, no);
     void *gpatch = dev_up(BUF_ACT, patches, np), *gcls = dev_up(BUF_PARAM, cls, C);
     void *gpos = dev_up(BUF_PARAM, pos, (size_t)(N + 1) * C), *go = dev_nan(BUF_ACT, no);
-    gpu->clip_embed(go, gpatch, gcls, gpos, B, N, C);
+    gpu->clip_embed(gbe, go, gpatch, gcls, gpos, B, N, C);
     float *h = dev_down(BUF_ACT, go, no);
     snprintf(name, sizeof name, "clip_embed B=%d N=%d C=%d", B, N, C);
     cmp_exact(name, h, want, no);
     free(h), free(patches), free(cls), free(pos), free(ref), free(want);
-    gpu->free(gpatch), gpu->free(gcls), gpu->free(gpos), gpu->free(go);
+    gpu->free(gbe, gpatch), gpu->free(gbe, gcls), gpu->free(gbe, gpos), gpu->free(gbe, go);
 }
 
 static void test_rows_case(int n, int rows, int C, int off) {
@@ -816,26 +816,26 @@ static void test_rows_case(int n, int rows, int C, int off) {
     size_t ns = (size_t)n * C, nd = (size_t)rows * C;
     float *src = rand_bf(ns, -1, 1), *dst0 = rand_bf(nd, -1, 1);
     float *ref = dup_f(dst0, nd);
-    cpu->scatter_rows(ref, src, perm, n, C);
-    uint16_t *gsrc = gpu->alloc(BUF_ACT, ns + off), *gdst = gpu->alloc(BUF_ACT, nd + off);
-    gpu->upload(BUF_ACT, gsrc + off, src, ns);
-    gpu->upload(BUF_ACT, gdst + off, dst0, nd);
+    cpu->scatter_rows(cbe, ref, src, perm, n, C);
+    uint16_t *gsrc = gpu->alloc(gbe, BUF_ACT, ns + off), *gdst = gpu->alloc(gbe, BUF_ACT, nd + off);
+    gpu->upload(gbe, BUF_ACT, gsrc + off, src, ns);
+    gpu->upload(gbe, BUF_ACT, gdst + off, dst0, nd);
     int32_t *gidx = dev_i32(perm, n);
-    gpu->scatter_rows(gdst + off, gsrc + off, gidx, n, C);
+    gpu->scatter_rows(gbe, gdst + off, gsrc + off, gidx, n, C);
     float *h = dev_down(BUF_ACT, gdst + off, nd);
     snprintf(name, sizeof name, "scatter_rows n=%d of %d, C=%d%s", n, rows, C, off ? " (unaligned)" : "");
     cmp_exact(name, h, ref, nd);
     free(h);
     // gather back: dst[i] = big[idx[i]]
     float *gref = xmalloc(ns * sizeof(float));
-    cpu->gather_rows(gref, ref, perm, n, C);
+    cpu->gather_rows(cbe, gref, ref, perm, n, C);
     dev_poison(BUF_ACT, gsrc + off, ns);
-    gpu->gather_rows(gsrc + off, gdst + off, gidx, n, C);
+    gpu->gather_rows(gbe, gsrc + off, gdst + off, gidx, n, C);
     h = dev_down(BUF_ACT, gsrc + off, ns);
     snprintf(name, sizeof name, "gather_rows n=%d of %d, C=%d%s", n, rows, C, off ? " (unaligned)" : "");
     cmp_exact(name, h, gref, ns);
     free(h), free(gref), free(perm), free(src), free(dst0), free(ref);
-    gpu->free(gsrc), gpu->free(gdst), gpu->free(gidx);
+    gpu->free(gbe, gsrc), gpu->free(gbe, gdst), gpu->free(gbe, gidx);
 }
 
 static void test_embeddings(void) {
@@ -870,12 +870,12 @@ static void test_cross_entropy_case(int T, int V, float grad_scale) {
     // Every 7th row has one very large logit (a peaky softmax).
     for (int t = 0; t < T; t += 7) z[(size_t)t * V + rand_int(0, V)] = 30.0f;
     float *loss = xmalloc(T * sizeof(float)), *dz = xmalloc(n * sizeof(float));
-    cpu->cross_entropy(loss, dz, z, y, T, V, grad_scale);
+    cpu->cross_entropy(cbe, loss, dz, z, y, T, V, grad_scale);
 
     void *gz = dev_up(BUF_ACT, z, n), *gdz = dev_nan(BUF_ACT, n);
     float *gl = dev_nan(BUF_F32, T);
     int32_t *gy = dev_i32(y, T);
-    gpu->cross_entropy(gl, gdz, gz, gy, T, V, grad_scale);
+    gpu->cross_entropy(gbe, gl, gdz, gz, gy, T, V, grad_scale);
     float *h = dev_down(BUF_F32, gl, T);
     snprintf(name, sizeof name, "cross_entropy losses T=%d V=%d", T, V);
     cmp(name, h, loss, T, TOL_STAT);
@@ -885,13 +885,13 @@ static void test_cross_entropy_case(int T, int V, float grad_scale) {
     free(h);
     // losses only
     dev_poison(BUF_F32, gl, T);
-    gpu->cross_entropy(gl, NULL, gz, gy, T, V, grad_scale);
+    gpu->cross_entropy(gbe, gl, NULL, gz, gy, T, V, grad_scale);
     h = dev_down(BUF_F32, gl, T);
     cmp("  losses with dlogits = NULL", h, loss, T, TOL_STAT);
     free(h);
     // dlogits over logits (the training loop's way)
     dev_poison(BUF_F32, gl, T);
-    gpu->cross_entropy(gl, gz, gz, gy, T, V, grad_scale);
+    gpu->cross_entropy(gbe, gl, gz, gz, gy, T, V, grad_scale);
     h = dev_down(BUF_F32, gl, T);
     cmp("  losses with dlogits = logits", h, loss, T, TOL_STAT);
     free(h);
@@ -899,7 +899,7 @@ static void test_cross_entropy_case(int T, int V, float grad_scale) {
     cmp("  dlogits written over logits", h, dz, n, TOL_BF16);
     free(h);
     free(z), free(y), free(loss), free(dz);
-    gpu->free(gz), gpu->free(gdz), gpu->free(gl), gpu->free(gy);
+    gpu->free(gbe, gz), gpu->free(gbe, gdz), gpu->free(gbe, gl), gpu->free(gbe, gy);
 }
 
 // A target past the vocabulary gives NaN (loss and that row's gradient), the other rows are normal.
@@ -908,11 +908,11 @@ static void test_cross_entropy_bad_target(void) {
     int32_t y[5] = {3, -1, 37, 0, 36};
     size_t n = (size_t)T * V;
     float *z = rand_bf(n, -3, 3), *loss = xmalloc(T * sizeof(float)), *dz = xmalloc(n * sizeof(float));
-    cpu->cross_entropy(loss, dz, z, y, T, V, 1.0f);
+    cpu->cross_entropy(cbe, loss, dz, z, y, T, V, 1.0f);
     void *gz = dev_up(BUF_ACT, z, n), *gdz = dev_nan(BUF_ACT, n);
     float *gl = dev_nan(BUF_F32, T);
     int32_t *gy = dev_i32(y, T);
-    gpu->cross_entropy(gl, gdz, gz, gy, T, V, 1.0f);
+    gpu->cross_entropy(gbe, gl, gdz, gz, gy, T, V, 1.0f);
     float *hl = dev_down(BUF_F32, gl, T), *hd = dev_down(BUF_ACT, gdz, n);
     size_t row_nan = 0, other_nan = 0;
     for (int t = 0; t < T; t++)
@@ -931,7 +931,7 @@ static void test_cross_entropy_bad_target(void) {
     for (int t = 0; t < T; t++)
         if (t != 2) CHECK_NEAR(hl[t], loss[t], 1e-4 * (1.0 + fabs(loss[t])));
     free(z), free(loss), free(dz), free(hl), free(hd);
-    gpu->free(gz), gpu->free(gdz), gpu->free(gl), gpu->free(gy);
+    gpu->free(gbe, gz), gpu->free(gbe, gdz), gpu->free(gbe, gl), gpu->free(gbe, gy);
 }
 
 static void test_cross_entropy(void) {
@@ -949,18 +949,18 @@ static void test_adamw(void) {
     float *p0 = rand_fl(n, -0.1, 0.1);
     // Masters are fp32; the bf16 working copy must be their rounding. The CPU updates p in place.
     float *p_cpu = dup_f(p0, n), *m_cpu = xcalloc(n, sizeof(float)), *v_cpu = xcalloc(n, sizeof(float));
-    float *gmaster = dev_up(BUF_F32, p0, n), *gm = gpu->alloc(BUF_F32, n), *gv = gpu->alloc(BUF_F32, n);
+    float *gmaster = dev_up(BUF_F32, p0, n), *gm = gpu->alloc(gbe, BUF_F32, n), *gv = gpu->alloc(gbe, BUF_F32, n);
     void *gparam = dev_nan(BUF_PARAM, n);
     float *grad = NULL;
-    float *ggrad = gpu->alloc(BUF_GRAD, n);
+    float *ggrad = gpu->alloc(gbe, BUF_GRAD, n);
     for (int step = 1; step <= 3; step++) {
         free(grad);
         grad = rand_fl(n, -3, 3);
-        gpu->upload(BUF_GRAD, ggrad, grad, n);
+        gpu->upload(gbe, BUF_GRAD, ggrad, grad, n);
         double lr = 2e-3 * step, wd = step == 2 ? 0.0 : 0.1;
         float scale = 1.0f / (float)(step + 2);
-        cpu->adamw(p_cpu, NULL, grad, m_cpu, v_cpu, n, lr, 0.9, 0.999, 1e-8, wd, step, scale);
-        gpu->adamw(gparam, gmaster, ggrad, gm, gv, n, lr, 0.9, 0.999, 1e-8, wd, step, scale);
+        cpu->adamw(cbe, p_cpu, NULL, grad, m_cpu, v_cpu, n, lr, 0.9, 0.999, 1e-8, wd, step, scale);
+        gpu->adamw(gbe, gparam, gmaster, ggrad, gm, gv, n, lr, 0.9, 0.999, 1e-8, wd, step, scale);
         float *hm = dev_down(BUF_F32, gmaster, n), *hmm = dev_down(BUF_F32, gm, n), *hv = dev_down(BUF_F32, gv, n);
         float *hp = dev_down(BUF_PARAM, gparam, n);
         char name[96];
@@ -973,7 +973,7 @@ static void test_adamw(void) {
         free(want), free(hm), free(hmm), free(hv), free(hp);
     }
     free(grad), free(p0), free(p_cpu), free(m_cpu), free(v_cpu);
-    gpu->free(gmaster), gpu->free(gm), gpu->free(gv), gpu->free(gparam), gpu->free(ggrad);
+    gpu->free(gbe, gmaster), gpu->free(gbe, gm), gpu->free(gbe, gv), gpu->free(gbe, gparam), gpu->free(gbe, ggrad);
 }
 
 static void test_grad_sq_sum(void) {
@@ -982,11 +982,11 @@ static void test_grad_sq_sum(void) {
     for (int k = 0; k < 4; k++) {
         size_t n = sizes[k];
         float *g = rand_fl(n, -2, 2);
-        double ref = cpu->grad_sq_sum(g, n);
+        double ref = cpu->grad_sq_sum(cbe, g, n);
         float *gg = dev_up(BUF_GRAD, g, n);
-        double a = gpu->grad_sq_sum(gg, n), b = gpu->grad_sq_sum(gg, n);
+        double a = gpu->grad_sq_sum(gbe, gg, n), b = gpu->grad_sq_sum(gbe, gg, n);
         // an unaligned view (4 bytes off 16): the scalar path
-        double c = n > 1 ? gpu->grad_sq_sum(gg + 1, n - 1) : 0.0, cref = n > 1 ? cpu->grad_sq_sum(g + 1, n - 1) : 0.0;
+        double c = n > 1 ? gpu->grad_sq_sum(gbe, gg + 1, n - 1) : 0.0, cref = n > 1 ? cpu->grad_sq_sum(cbe, g + 1, n - 1) : 0.0;
         double rel = fabs(a - ref) / ref, relc = n > 1 ? fabs(c - cref) / cref : 0.0;
         char name[64];
         snprintf(name, sizeof name, "grad_sq_sum n=%zu", n);
@@ -996,31 +996,26 @@ static void test_grad_sq_sum(void) {
         CHECK(memcmp(&a, &b, sizeof a) == 0, "grad_sq_sum n=%zu not bit-identical run to run", n);
         if (n > 100) {
             float bad = NAN;
-            gpu->upload(BUF_GRAD, gg + n / 2, &bad, 1);
-            double r = gpu->grad_sq_sum(gg, n);
+            gpu->upload(gbe, BUF_GRAD, gg + n / 2, &bad, 1);
+            double r = gpu->grad_sq_sum(gbe, gg, n);
             CHECK(isnan(r), "a NaN gradient gives %g, want NaN", r);
             bad = INFINITY;
-            gpu->upload(BUF_GRAD, gg + n - 1, &bad, 1);
-            gpu->upload(BUF_GRAD, gg + n / 2, g + n / 2, 1);
-            r = gpu->grad_sq_sum(gg, n);
+            gpu->upload(gbe, BUF_GRAD, gg + n - 1, &bad, 1);
+            gpu->upload(gbe, BUF_GRAD, gg + n / 2, g + n / 2, 1);
+            r = gpu->grad_sq_sum(gbe, gg, n);
             CHECK(isinf(r), "an inf gradient gives %g, want inf", r);
         }
         free(g);
-        gpu->free(gg);
+        gpu->free(gbe, gg);
     }
-    CHECK(gpu->grad_sq_sum(NULL, 0) == 0.0, "grad_sq_sum of nothing");
+    CHECK(gpu->grad_sq_sum(gbe, NULL, 0) == 0.0, "grad_sq_sum of nothing");
 }
 
 int main(void) {
-    if (llava_cuda_device_count() == 0) {
-        printf("skipped: no CUDA device (%s)\n", llava_cuda_describe());
-        return 77;
-    }
-    printf("device: %s\n", llava_cuda_describe());
-    cpu = ops_cpu();
-    gpu = ops_cuda();
-    CHECK(gpu != NULL, "ops_cuda() is NULL with a device present");
-    if (!gpu) return check_done();
+    gbe = test_cuda();
+    cbe = test_cpu();
+    cpu = cbe->ops;
+    gpu = gbe->ops;
     test_table();
     test_memory();
     test_linear();
@@ -1034,6 +1029,6 @@ int main(void) {
     // Last, because a cuBLASLt without an algorithm for 2-byte-aligned bf16 would end the program
     // (linear.cu reports it and exits): every pointer 2 bytes off 16-byte alignment.
     test_linear_case(37, 104, 72, 1, 1, 1);
-    gpu->sync();
+    gpu->sync(gbe);
     return check_done();
 }

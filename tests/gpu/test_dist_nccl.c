@@ -13,30 +13,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../common/util.h"
-#include "../../kernels/cuda/cuda.h"
-#include "../../kernels/ops.h"
-#include "../../train/dist.h"
-#include "../../train/model/llava.h"
-#include "../../train/optim.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "train/dist/dist.h"
+#include "model/llava.h"
+#include "train/optim.h"
 #include "../check.h"
 #include "../free_port.h"
 
 #ifdef LLAVA_HAVE_NCCL
-static void test_collectives(dist *d, const llava_ops *ops) {
+static void test_collectives(dist *d, llava_backend *be) {
+    const llava_ops *ops = be->ops;
     const size_t n = 1001;
     float *x = xmalloc(sizeof(float) * n), *y = xmalloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) x[i] = 0.5f * (float)i - 7.0f;
-    float *g = ops->alloc(BUF_GRAD, n), *o = ops->alloc(BUF_GRAD, n);
-    ops->upload(BUF_GRAD, g, x, n);
+    float *g = ops->alloc(be, BUF_GRAD, n), *o = ops->alloc(be, BUF_GRAD, n);
+    ops->upload(be, BUF_GRAD, g, x, n);
     dist_allreduce_f32(d, g, n, "test all-reduce");
-    ops->download(BUF_GRAD, y, g, n);
+    ops->download(be, BUF_GRAD, y, g, n);
     CHECK(memcmp(x, y, sizeof(float) * n) == 0, "all-reduce over one GPU changed the data");
     dist_reduce_scatter_f32(d, g, n, o, "test reduce-scatter");
-    ops->download(BUF_GRAD, y, o, n);
+    ops->download(be, BUF_GRAD, y, o, n);
     CHECK(memcmp(x, y, sizeof(float) * n) == 0, "reduce-scatter over one GPU: not the whole buffer");
     dist_allgather(d, g, n, sizeof(float), "test all-gather");
-    ops->download(BUF_GRAD, y, g, n);
+    ops->download(be, BUF_GRAD, y, g, n);
     CHECK(memcmp(x, y, sizeof(float) * n) == 0, "all-gather over one GPU changed the data");
     double h[3] = {1.25, -2, 3e10};
     dist_allreduce_host_f64(d, h, 3, "test host all-reduce");
@@ -47,8 +47,8 @@ static void test_collectives(dist *d, const llava_ops *ops) {
     int v = 42;
     dist_broadcast_host(d, &v, sizeof v, 0, "test broadcast");
     CHECK(v == 42 && dist_barrier(d, "test barrier") == 0, "broadcast, barrier");
-    ops->free(g);
-    ops->free(o);
+    ops->free(be, g);
+    ops->free(be, o);
     free(x);
     free(y);
 }
@@ -58,9 +58,11 @@ static void test_collectives(dist *d, const llava_ops *ops) {
 // ends the gradients it sends, so the buckets go out on the NCCL stream while the backward runs.
 // Returns the LM group's parameters (host, malloc'd) and their count; `issued` gets the number of
 // bucket reductions issued inside backward passes and in all.
-static float *three_steps(const llava_ops *ops, dist *d, int zero, size_t *n_out, long issued[2], int *n_buckets) {
+static float *three_steps(llava_backend *be, dist *d, int zero, size_t *n_out, long issued[2], int *n_buckets) {
+    const llava_ops *ops = be->ops;
     llava_model m;
-    if (llava_model_load(&m, "tests/data/golden/model/tiny64/model", ops) != 0) return NULL;
+    if (llava_model_load(&m, "tests/data/golden/model/tiny64/model", be) != 0) return NULL;
+    dist_bind_backend(d, be);  // the collectives follow the ops on the backend's stream
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
     llava_batch b;
     if (llava_batch_from_file(&b, &m, "tests/data/golden/model/tiny64/inputs.safetensors", NULL, NULL) != 0) {
@@ -91,7 +93,7 @@ static float *three_steps(const llava_ops *ops, dist *d, int zero, size_t *n_out
     *n_buckets = os.n_buckets;
     size_t n = m.pt.group_numel[GROUP_LM];
     float *w = xmalloc(sizeof(float) * n);
-    ops->download(BUF_PARAM, w, m.params[GROUP_LM], n);
+    ops->download(be, BUF_PARAM, w, m.params[GROUP_LM], n);
     *n_out = n;
     optim_free(&os, &m);
     llava_batch_free(&b);
@@ -105,11 +107,11 @@ int main(void) {
     printf("this build has no NCCL: skipped\n");
     return 77;
 #else
-    if (llava_cuda_device_count() == 0 || !ops_cuda()) {
-        printf("no GPU: skipped (%s)\n", llava_cuda_describe());
+    char why[256];
+    if (!llava_backend_available("cuda", why, sizeof why)) {
+        printf("skipped: %s\n", why);
         return 77;
     }
-    const llava_ops *ops = ops_cuda();
     char port[16];
     snprintf(port, sizeof port, "%d", free_port());
     setenv("RANK", "0", 1);
@@ -121,17 +123,19 @@ int main(void) {
     dist *d = dist_init(&o);
     CHECK(d && dist_kind(d) == DIST_NCCL && dist_world(d) == 1, "NCCL group of one: %s", d ? "wrong kind" : llava_errmsg());
     if (!d) return check_done();
-    test_collectives(d, ops);
+    llava_backend *be = test_cuda();  // opened on the device the NCCL group chose
+    dist_bind_backend(d, be);
+    test_collectives(d, be);
     size_t n1 = 0;
     long issued[2];
     int nb = 0;
-    float *a = three_steps(ops, NULL, 0, &n1, issued, &nb);
+    float *a = three_steps(be, NULL, 0, &n1, issued, &nb);
     CHECK(a != NULL, "one-process training steps: %s", llava_errmsg());
     // ZeRO-0 (gradients through ncclAllReduce), ZeRO-1 and 2 (ncclReduceScatter, then the
     // parameters through ncclAllGather): on one GPU every collective is a copy.
     for (int zero = 0; zero <= 2 && a; zero++) {
         size_t n2 = 0;
-        float *b = three_steps(ops, d, zero, &n2, issued, &nb);
+        float *b = three_steps(be, d, zero, &n2, issued, &nb);
         CHECK(b && n1 == n2, "NCCL training steps: %s", llava_errmsg());
         // Every bucket's reduction went out from inside the backward (the batch has images, so the
         // projector's too): ZeRO-2 after each micro-batch, ZeRO-0/1 after the last one.
@@ -149,6 +153,7 @@ int main(void) {
         free(b);
     }
     free(a);
+    dist_bind_backend(d, NULL);
     dist_finalize(d);
     return check_done();
 #endif

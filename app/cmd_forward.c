@@ -1,0 +1,112 @@
+// llava forward: one forward (and optionally backward) pass of a model folder on given inputs,
+// written to a safetensors file. The tool to compare checkpoints and implementations.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "kernels/backend.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
+#include "commands.h"
+
+static int usage(void) {
+    fprintf(stderr, "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
+                    "                     [--grads projector|projector+lm]\n");
+    return 2;
+}
+
+// Writes logits (B, S, V) with zeros at padding positions, the loss and the gradients.
+static int write_outputs(const llava_model *m, const llava_batch *b, int B, int S, const float *logits_packed,
+                         float loss, const char *out) {
+    int V = m->cfg.text.vocab_size;
+    float *logits = xcalloc((size_t)B * S * V, sizeof(float));
+    for (int r = 0; r < B; r++) {
+        int start = b->cu_seqlens[r], len = b->cu_seqlens[r + 1] - start;
+        memcpy(logits + (size_t)r * S * V, logits_packed + (size_t)start * V, sizeof(float) * (size_t)len * V);
+    }
+    st_writer w;
+    st_writer_init(&w);
+    int64_t lshape[3] = {B, S, V};
+    int rc = st_writer_add(&w, "logits", DT_F32, 3, lshape, logits);
+    if (rc == 0) rc = st_writer_add(&w, "loss", DT_F32, 0, NULL, &loss);
+    float *host[N_GROUPS] = {0};
+    for (int g = 0; g < N_GROUPS && rc == 0; g++) {
+        if (!m->grads[g]) continue;
+        host[g] = xmalloc(sizeof(float) * m->pt.group_numel[g]);
+        m->ops->download(m->be, BUF_GRAD, host[g], m->grads[g], m->pt.group_numel[g]);
+        for (int i = 0; i < m->pt.n_views && rc == 0; i++) {
+            const param_view *v = &m->pt.views[i];
+            if (v->group != g || !v->used) continue;
+            weight_layout lay = m->layout == LAYOUT_UNKNOWN ? LAYOUT_LLAVA_HF_LEGACY : m->layout;
+            char *hf = name_from_internal(v->name, lay, m->pt.linear_projector);
+            char *key = xasprintf("grad.%s", hf ? hf : v->name);
+            free(hf);
+            rc = st_writer_add(&w, key, DT_F32, v->ndim, v->shape, host[g] + v->offset);  // copies the name
+            free(key);
+        }
+    }
+    st_writer_meta(&w, "format", "pt");
+    if (rc == 0) rc = st_writer_save(&w, out);
+    st_writer_free(&w);
+    for (int g = 0; g < N_GROUPS; g++) free(host[g]);
+    free(logits);
+    return rc;
+}
+
+int cmd_forward(int argc, char **argv) {
+    const char *model = NULL, *inputs = NULL, *out = NULL, *device = "cpu", *grads = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc) return usage();
+        if (strcmp(argv[i], "--model") == 0) model = argv[++i];
+        else if (strcmp(argv[i], "--inputs") == 0) inputs = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0) out = argv[++i];
+        else if (strcmp(argv[i], "--device") == 0) device = argv[++i];
+        else if (strcmp(argv[i], "--grads") == 0) grads = argv[++i];
+        else return usage();
+    }
+    if (!model || !inputs || !out) return usage();
+    trainable_set t = TRAIN_NONE;
+    if (grads && strcmp(grads, "projector") == 0) t = TRAIN_PROJECTOR;
+    else if (grads && strcmp(grads, "projector+lm") == 0) t = TRAIN_PROJECTOR_LM;
+    else if (grads) return usage();
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) return usage();
+    llava_backend *be = llava_backend_open(device, NULL);
+    if (!be) {
+        fprintf(stderr, "llava forward: --device %s: %s\n", device, llava_errmsg());
+        return 1;
+    }
+    llava_model m;
+    if (llava_model_load(&m, model, be) != 0) {
+        fprintf(stderr, "llava forward: %s\n", llava_errmsg());
+        llava_backend_close(be);
+        return 1;
+    }
+    llava_model_set_trainable(&m, t);
+    llava_batch b;
+    int B = 0, S = 0;
+    if (llava_batch_from_file(&b, &m, inputs, &B, &S) != 0) {
+        fprintf(stderr, "llava forward: %s: %s\n", inputs, llava_errmsg());
+        llava_model_free(&m);
+        llava_backend_close(be);
+        return 1;
+    }
+    float *logits = xmalloc(sizeof(float) * (size_t)b.T * m.cfg.text.vocab_size);
+    float loss = llava_forward_backward(&m, &b, t != TRAIN_NONE, 1.0f, logits);
+    int rc = 0;
+    if (isnan(loss) && b.n_targets > 0) {
+        fprintf(stderr, "llava forward: %s\n", llava_errmsg());
+        rc = 1;
+    } else if (write_outputs(&m, &b, B, S, logits, loss, out) != 0) {
+        fprintf(stderr, "llava forward: %s\n", llava_errmsg());
+        rc = 1;
+    } else {
+        printf("loss %.7f over %d targets, %d tokens, %d images -> %s\n", (double)loss, b.n_targets, b.T, b.n_img, out);
+    }
+    free(logits);
+    llava_batch_free(&b);
+    llava_model_free(&m);
+    llava_backend_close(be);
+    return rc;
+}

@@ -1,0 +1,59 @@
+// llava train CONFIG.json [--set key=value ...] [--resume]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "train/config.h"
+#include "train/dist/dist.h"
+#include "train/trainer.h"
+#include "commands.h"
+
+int cmd_train(int argc, char **argv) {
+    train_config c;
+    cfg_init_defaults(&c);
+    train_options opt = {0};
+    const char *preset = NULL;
+    int rc = 0;
+    for (int i = 1; i < argc && rc == 0; i++) {
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            if (!preset) rc = llava_fail("give the preset before --set");
+            else rc = cfg_set(&c, argv[++i]);
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            opt.resume = 1;
+        } else if (strcmp(argv[i], "--quiet") == 0) {
+            opt.quiet = 1;
+        } else if (strcmp(argv[i], "--stop-after") == 0 && i + 1 < argc) {
+            opt.stop_after = atoi(argv[++i]);
+        } else if (argv[i][0] != '-' && !preset) {
+            preset = argv[i];
+            rc = cfg_load(&c, preset);
+        } else {
+            rc = llava_fail("unknown argument %s (usage: llava train CONFIG.json [--set key=value ...] [--resume])", argv[i]);
+        }
+    }
+    if (rc == 0 && !preset) rc = llava_fail("usage: llava train CONFIG.json [--set key=value ...] [--resume]");
+    if (rc == 0) rc = cfg_validate(&c);
+    // The process group from how this process was launched (mpirun, srun, torchrun-style
+    // variables, or nothing: one process). See docs/distributed.md.
+    dist *d = NULL;
+    if (rc == 0) {
+        dist_options o = {.cuda = strcmp(cfg_str(&c, "train.device"), "cuda") == 0,
+                          .timeout_s = cfg_int(&c, "train.init_timeout_s")};
+        d = dist_init(&o);
+        if (!d) rc = -1;
+    }
+    opt.dist = d;
+    if (rc == 0) rc = train_run(&c, &opt);
+    if (rc != 0) {
+        if (dist_world(d) > 1) {
+            // The other ranks would wait for this one in their next collective: end them all now.
+            fprintf(stderr, "llava train: rank %d of %d: %s\n", dist_rank(d), dist_world(d), llava_errmsg());
+            dist_abort(d, 1);
+        }
+        fprintf(stderr, "llava train: %s\n", llava_errmsg());
+    }
+    dist_finalize(d);
+    cfg_free(&c);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,540 @@
+// `llava demo`: the LLaVA-1.5 recipe in miniature on the CPU, with nothing downloaded.
+//
+// It makes a world of coloured shapes, writes it in LLaVA's JSON format with PNG images (captions
+// for stage 1, question-answer conversations for stage 2, a held-out set for evaluation), builds a
+// SentencePiece tokenizer for its words, a random frozen CLIP tower and a random LLaMA, then runs
+// `llava prep` and `llava train` exactly as a user would on real data: stage 1 trains the projector
+// through the frozen LM, stage 2 the projector and the LM from the stage-1 projector. Finally it
+// asks the held-out questions twice: with each image, and with a blank one. A model that learned
+// to see answers the first well and the second no better than chance.
+//
+// The LM needs no text pretraining: every answer is one word after a fixed prompt, which stage 2
+// teaches from scratch.
+#include "demo.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/util.h"
+#include "data/dataset.h"
+#include "data/image.h"
+#include "data/loader.h"
+#include "data/prep.h"
+#include "data/sampler.h"
+#include "data/template.h"
+#include "data/tokenizer.h"
+#include "train/config.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
+#include "train/trainer.h"
+
+// ---------------------------------------------------------------------------------------------
+// The world
+
+static const char *COLORS[] = {"red", "green", "blue", "yellow"};
+static const uint8_t RGB[4][3] = {{220, 40, 40}, {40, 190, 60}, {50, 80, 230}, {235, 215, 40}};
+static const char *SHAPES[] = {"square", "circle", "triangle"};
+static const char *PLACES[] = {"left", "right", "top", "bottom"};
+static const char *COUNTS[] = {"one", "two", "three"};
+enum { N_COLORS = 4, N_SHAPES = 3, N_PLACES = 4, N_COUNTS = 3 };
+
+typedef struct {
+    int n;                  // shapes in the image (1..3)
+    int color[3], shape[3];
+    int place;              // for one shape: where it is
+} scene;
+
+static uint32_t rnd(torch_rng *r, uint32_t n) { return torch_rng_next(r) % n; }
+
+// Draws a scene into an S x S image: a grey background and the shapes, each about S/3 across.
+static void render(const scene *s, int S, torch_rng *r, image_u8 *im) {
+    im->w = im->h = S;
+    im->rgb = xmalloc((size_t)S * S * 3);
+    for (int i = 0; i < S * S; i++) im->rgb[3 * i] = im->rgb[3 * i + 1] = im->rgb[3 * i + 2] = 90;
+    int size = S / 3;
+    int rot = (int)rnd(r, 3);  // which of the three places a scene of several shapes leaves empty
+    for (int k = 0; k < s->n; k++) {
+        int cx, cy;
+        if (s->n == 1) {
+            // The named side, jittered along the other axis.
+            int j = (int)rnd(r, (uint32_t)(S / 4)) - S / 8;
+            int near = size / 2 + 2, far = S - size / 2 - 3;
+            cx = s->place == 0 ? near : s->place == 1 ? far : S / 2 + j;
+            cy = s->place == 2 ? near : s->place == 3 ? far : S / 2 + j;
+        } else {
+            // Several shapes in distinct cells of a 3 x 3 grid.
+            static const int cells[3][2] = {{0, 0}, {2, 1}, {1, 2}};
+            cx = size / 2 + cells[(k + rot) % 3][0] * size + 1;
+            cy = size / 2 + cells[(k + rot) % 3][1] * size + 1;
+        }
+        const uint8_t *c = RGB[s->color[k]];
+        int h = size / 2;
+        for (int y = cy - h; y <= cy + h; y++)
+            for (int x = cx - h; x <= cx + h; x++) {
+                if (x < 0 || y < 0 || x >= S || y >= S) continue;
+                int dx = x - cx, dy = y - cy, in;
+                if (s->shape[k] == 0) in = 1;                                   // square
+                else if (s->shape[k] == 1) in = dx * dx + dy * dy <= h * h;     // circle
+                else in = dy >= -h && 2 * abs(dx) <= (dy + h);                  // triangle, apex up
+                if (in) memcpy(im->rgb + 3 * ((size_t)y * S + x), c, 3);
+            }
+    }
+}
+
+static void random_scene(torch_rng *r, int allow_many, scene *s) {
+    memset(s, 0, sizeof *s);
+    s->n = allow_many && rnd(r, 2) ? 2 + (int)rnd(r, 2) : 1;
+    if (allow_many == 2) s->n = 1 + (int)rnd(r, 3);  // counts balanced for count questions
+    for (int k = 0; k < s->n; k++) {
+        s->color[k] = (int)rnd(r, N_COLORS);
+        s->shape[k] = (int)rnd(r, N_SHAPES);
+    }
+    s->place = (int)rnd(r, N_PLACES);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files: images, LLaVA JSON, tokenizer, models
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text;
+
+static void tput(text *t, const char *s) {
+    size_t n = strlen(s);
+    if (t->len + n + 1 > t->cap) {
+        t->cap = (t->len + n + 1) * 2;
+        t->buf = xrealloc(t->buf, t->cap);
+    }
+    memcpy(t->buf + t->len, s, n + 1);
+    t->len += n;
+}
+
+static void sample_json(text *t, int first, const char *id, const char *image, const char *const *turns, int n_turns) {
+    char line[512];
+    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"image\": \"%s\", \"conversations\": [", first ? "" : ",", id, image);
+    tput(t, line);
+    for (int i = 0; i < n_turns; i++) {
+        snprintf(line, sizeof line, "%s{\"from\": \"%s\", \"value\": \"%s\"}", i ? ", " : "", i % 2 ? "gpt" : "human", turns[i]);
+        tput(t, line);
+    }
+    tput(t, "]}");
+}
+
+typedef enum { Q_COLOR = 0, Q_SHAPE, Q_PLACE, Q_COUNT, N_QTYPES } qtype;
+static const char *QUESTIONS[N_QTYPES] = {"What color is the shape?", "What is the shape?", "Where is the shape?",
+                                          "How many shapes are there?"};
+static const int N_OPTIONS[N_QTYPES] = {N_COLORS, N_SHAPES, N_PLACES, N_COUNTS};
+
+static const char *answer(const scene *s, qtype q) {
+    switch (q) {
+    case Q_COLOR: return COLORS[s->color[0]];
+    case Q_SHAPE: return SHAPES[s->shape[0]];
+    case Q_PLACE: return PLACES[s->place];
+    default: return COUNTS[s->n - 1];
+    }
+}
+
+// Writes n images and, per image, a caption sample (stage 1) and a question sample (stage 2 and
+// evaluation). Training conversations ask every question that has one answer about the image, in
+// a random order (one shape: colour, shape, position and count; several: the count). Held-out
+// samples ask one question each, the types in rotation and every answer equally likely, so a
+// blind model can do no better than chance. qtypes receives each held-out sample's question type.
+static int write_split(const char *dir, const char *name, int n, int S, uint64_t seed, int held_out, int *qtypes) {
+    torch_rng r;
+    torch_rng_seed(&r, seed);
+    char *img_dir = path_join(dir, "images");
+    if (mkdir_p(img_dir) != 0) return -1;
+    text cap = {0}, qa = {0};
+    tput(&cap, "[");
+    tput(&qa, "[");
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        qtype q = (qtype)(i % N_QTYPES);
+        scene s;
+        random_scene(&r, held_out ? (q == Q_COUNT ? 2 : 0) : 1, &s);
+        image_u8 im;
+        render(&s, S, &r, &im);
+        char rel[64], id[64];
+        snprintf(rel, sizeof rel, "%s_%05d.png", name, i);
+        snprintf(id, sizeof id, "%s-%05d", name, i);
+        char *path = path_join(img_dir, rel);
+        rc = image_write_png(path, &im);
+        free(path);
+        image_free(&im);
+        char relpath[80], caption[160], human[N_QTYPES][160];
+        snprintf(relpath, sizeof relpath, "images/%s", rel);
+        if (s.n == 1)
+            snprintf(caption, sizeof caption, "a %s %s on the %s", COLORS[s.color[0]], SHAPES[s.shape[0]], PLACES[s.place]);
+        else
+            snprintf(caption, sizeof caption, "%s shapes, one is a %s %s", COUNTS[s.n - 1], COLORS[s.color[0]],
+                     SHAPES[s.shape[0]]);
+        const char *ct[2] = {"Describe the image.\\n<image>", caption};
+        sample_json(&cap, i == 0, id, relpath, ct, 2);
+        const char *turns[2 * N_QTYPES];
+        int nt = 0;
+        if (held_out) {
+            qtypes[i] = q;
+            snprintf(human[0], sizeof human[0], "<image>\\n%s", QUESTIONS[q]);
+            turns[nt++] = human[0];
+            turns[nt++] = answer(&s, q);
+        } else {
+            // One-shape images are half the set; asking their count only half the time makes the
+            // count answers one, two and three equally common.
+            int order[N_QTYPES] = {0, 1, 2, 3}, k = s.n == 1 ? N_QTYPES - (int)rnd(&r, 2) : 1;
+            if (s.n > 1) order[0] = Q_COUNT;
+            for (int a = k - 1; a > 0; a--) {  // shuffle the questions
+                int b = (int)rnd(&r, (uint32_t)a + 1), tmp = order[a];
+                order[a] = order[b];
+                order[b] = tmp;
+            }
+            for (int a = 0; a < k; a++) {
+                snprintf(human[a], sizeof human[a], "%s%s", a == 0 ? "<image>\\n" : "", QUESTIONS[order[a]]);
+                turns[nt++] = human[a];
+                turns[nt++] = answer(&s, (qtype)order[a]);
+            }
+        }
+        sample_json(&qa, i == 0, id, relpath, turns, nt);
+    }
+    tput(&cap, "\n]\n");
+    tput(&qa, "\n]\n");
+    char fn[64];
+    snprintf(fn, sizeof fn, "%s_captions.json", name);
+    char *p = path_join(dir, fn);
+    if (rc == 0) rc = write_file_atomic(p, cap.buf, cap.len);
+    free(p);
+    snprintf(fn, sizeof fn, "%s_qa.json", name);
+    p = path_join(dir, fn);
+    if (rc == 0) rc = write_file_atomic(p, qa.buf, qa.len);
+    free(p);
+    free(cap.buf);
+    free(qa.buf);
+    free(img_dir);
+    return rc;
+}
+
+// The tokenizer: specials, the 256 byte pieces, every character of the corpus, and every word as
+// "▁word" and "word" with all their prefixes, scored so that BPE merges each word whole.
+static int write_tokenizer(const char *path) {
+    const char *system = conv_template_builtin("vicuna_v1")->system;
+    text corpus = {0};
+    tput(&corpus, system);
+    tput(&corpus, " USER ASSISTANT Describe the image. a on the shapes, one is ");
+    for (int i = 0; i < N_QTYPES; i++) tput(&corpus, " "), tput(&corpus, QUESTIONS[i]);
+    const char *const *lists[4] = {COLORS, SHAPES, PLACES, COUNTS};
+    int sizes[4] = {N_COLORS, N_SHAPES, N_PLACES, N_COUNTS};
+    for (int l = 0; l < 4; l++)
+        for (int i = 0; i < sizes[l]; i++) tput(&corpus, " "), tput(&corpus, lists[l][i]);
+    int cap = 4096, n = 0;
+    char **pieces = xmalloc(sizeof(char *) * (size_t)cap);
+    float *scores = xmalloc(sizeof(float) * (size_t)cap);
+    int *types = xmalloc(sizeof(int) * (size_t)cap);
+    const char *special[3] = {"<unk>", "<s>", "</s>"};
+    int special_type[3] = {TOK_UNKNOWN, TOK_CONTROL, TOK_CONTROL};
+    for (int i = 0; i < 3; i++) pieces[n] = xstrdup(special[i]), scores[n] = 0, types[n++] = special_type[i];
+    for (int b = 0; b < 256; b++) pieces[n] = xasprintf("<0x%02X>", b), scores[n] = 0, types[n++] = TOK_BYTE;
+#define ADD_PIECE(str, score)                                                \
+    do {                                                                     \
+        int dup = 0;                                                         \
+        for (int q = 259; q < n && !dup; q++) dup = !strcmp(pieces[q], str); \
+        if (!dup && n < cap) {                                               \
+            pieces[n] = xstrdup(str);                                        \
+            scores[n] = (score);                                             \
+            types[n++] = TOK_NORMAL;                                         \
+        }                                                                    \
+    } while (0)
+    // Single characters (and "▁") first: the alphabet BPE starts from.
+    ADD_PIECE("\xe2\x96\x81", -1000.0f);
+    for (const char *c = corpus.buf; *c; c++) {
+        if (*c == ' ') continue;
+        char one[2] = {*c, 0};
+        ADD_PIECE(one, -1000.0f);
+    }
+    // Words and their prefixes; longer prefixes score higher so merges grow left to right.
+    char *copy = xstrdup(corpus.buf);
+    for (char *w = strtok(copy, " "); w; w = strtok(NULL, " ")) {
+        // Split trailing punctuation off, as the pieces "." "," "?" exist on their own.
+        size_t len = strlen(w);
+        while (len > 1 && strchr(".,?'", w[len - 1])) w[--len] = 0;
+        char buf[96];
+        for (size_t k = 2; k <= len && k < 60; k++) {
+            snprintf(buf, sizeof buf, "%.*s", (int)k, w);
+            ADD_PIECE(buf, -(float)(100 - k));
+            snprintf(buf, sizeof buf, "\xe2\x96\x81%.*s", (int)k - 1, w);
+            ADD_PIECE(buf, -(float)(100 - k));
+        }
+        snprintf(buf, sizeof buf, "\xe2\x96\x81%s", w);
+        ADD_PIECE(buf, -(float)(100 - len - 1));
+    }
+#undef ADD_PIECE
+    free(copy);
+    free(corpus.buf);
+    int rc = tok_write_model(path, (const char *const *)pieces, scores, types, n);
+    for (int i = 0; i < n; i++) free(pieces[i]);
+    free(pieces);
+    free(scores);
+    free(types);
+    return rc;
+}
+
+// A folder with config.json and random weights for every tensor the config implies: linear and
+// embedding weights N(0, std^2), norms 1, biases and the rest 0.
+static int write_random_model(const char *dir, const char *config_json, weight_layout layout, float std, uint64_t seed) {
+    if (mkdir_p(dir) != 0) return -1;
+    char *cp = path_join(dir, "config.json");
+    int rc = write_file_atomic(cp, config_json, strlen(config_json));
+    free(cp);
+    model_config mc;
+    if (rc == 0) rc = model_config_parse(config_json, strlen(config_json), dir, &mc);
+    param_table pt;
+    if (rc == 0) rc = param_table_build(&mc, &pt);
+    if (rc != 0) return -1;
+    param_alloc(&pt);
+    param_init_random(&pt, std, seed);
+    st_writer w;
+    st_writer_init(&w);
+    for (int i = 0; i < pt.n_views && rc == 0; i++) {
+        const param_view *v = &pt.views[i];
+        char *name = name_from_internal(v->name, layout, 0);
+        rc = st_writer_add_f32(&w, name, DT_F32, v->ndim, v->shape, param_ptr(&pt, v));  // copies the name
+        free(name);
+    }
+    char *wp = path_join(dir, "model.safetensors");
+    if (rc == 0) rc = st_writer_save(&w, wp);
+    free(wp);
+    st_writer_free(&w);
+    param_table_free(&pt);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation: the first answer token of every held-out sample, with its image and with a blank one
+
+static int evaluate(const char *device, const char *model_dir, const char *data_h5, const char *image_folder, int S,
+                    const int *qtypes, double *acc_img, double *acc_blind, double *chance) {
+    llava_backend *be = llava_backend_open(device, NULL);
+    if (!be) return -1;
+    llava_model m;
+    if (llava_model_load(&m, model_dir, be) != 0) {
+        llava_backend_close(be);
+        return -1;
+    }
+    llava_dataset ds;
+    if (dataset_open(&ds, data_h5) != 0) {
+        llava_model_free(&m);
+        llava_backend_close(be);
+        return -1;
+    }
+    loader_config lc = {.ds = &ds, .batch = 8, .world = 1, .rank = 0, .accum = 1, .seed = 1, .inner_seed = 1,
+                        .tokens_per_image = m.tokens_per_image, .image_size = S, .aspect = IMAGE_ASPECT_PAD,
+                        .image_folder = image_folder, .threads = 0, .prefetch = 0};
+    loader *ld = loader_create(&lc, (loader_pos){0, 0});
+    if (!ld) {
+        dataset_close(&ds);
+        llava_model_free(&m);
+        llava_backend_close(be);
+        return -1;
+    }
+    int V = m.cfg.text.vocab_size;
+    float *blank = xmalloc(sizeof(float) * 3 * (size_t)S * S);
+    uint8_t *black = xcalloc((size_t)S * S * 3, 1);
+    image_normalize(black, S, S, blank);
+    free(black);
+    int64_t steps = loader_steps_per_epoch(ld), seen = 0;
+    int right[2] = {0, 0}, type_n[N_QTYPES] = {0}, type_right[2][N_QTYPES] = {{0}};
+    double chance_sum = 0;
+    for (int64_t st = 0; st < steps; st++) {
+        loader_step s;
+        if (loader_next(ld, &s) != 0) break;
+        llava_batch *b = &s.micro[0].chunks[0];
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1)
+                for (int i = 0; i < b->n_img; i++) memcpy(b->pixels + (size_t)i * 3 * S * S, blank, sizeof(float) * 3 * S * S);
+            float *logits = xmalloc(sizeof(float) * (size_t)b->T * V);
+            llava_forward_backward(&m, b, 0, 1.0f, logits);
+            for (int q = 0; q < b->n_seq; q++) {
+                int t0 = b->cu_seqlens[q], t1 = b->cu_seqlens[q + 1];
+                int t = t0;
+                while (t < t1 && b->targets[t] < 0) t++;  // the position that predicts the first answer token
+                if (t == t1) continue;
+                const float *row = logits + (size_t)t * V;
+                int best = 0;
+                for (int v = 1; v < V; v++)
+                    if (row[v] > row[best]) best = v;
+                int ok = best == b->targets[t], qt = qtypes[s.micro[0].samples[q]];
+                right[pass] += ok;
+                type_right[pass][qt] += ok;
+                type_n[qt] += pass == 0;
+            }
+            free(logits);
+        }
+        seen += b->n_seq;  // the held-out set is a multiple of the batch: no sample repeats
+        loader_step_free(&s);
+    }
+    for (int64_t i = 0; i < ds.n; i++) chance_sum += 1.0 / N_OPTIONS[qtypes[i]];
+    static const char *names[N_QTYPES] = {"color", "shape", "position", "count"};
+    for (int q = 0; q < N_QTYPES; q++)
+        printf("demo:   %-8s questions: %3d, with image %.2f, blind %.2f, chance %.2f\n", names[q], type_n[q],
+               type_n[q] ? (double)type_right[0][q] / type_n[q] : 0, type_n[q] ? (double)type_right[1][q] / type_n[q] : 0,
+               1.0 / N_OPTIONS[q]);
+    *acc_img = seen ? (double)right[0] / (double)seen : 0;
+    *acc_blind = seen ? (double)right[1] / (double)seen : 0;
+    *chance = chance_sum / (double)ds.n;
+    free(blank);
+    loader_free(ld);
+    dataset_close(&ds);
+    llava_model_free(&m);
+    llava_backend_close(be);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static int run_stage(const char *preset, const char *const *sets, int n_sets) {
+    train_config c;
+    cfg_init_defaults(&c);
+    int rc = cfg_load(&c, preset);
+    for (int i = 0; i < n_sets && rc == 0; i++) rc = cfg_set(&c, sets[i]);
+    if (rc == 0) rc = cfg_validate(&c);
+    train_options opt = {.quiet = 1};
+    if (rc == 0) rc = train_run(&c, &opt);
+    cfg_free(&c);
+    return rc;
+}
+
+int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes) {
+    return demo_make_world_on(out, n_train, n_eval, stage2_epochs, qtypes, "cpu");
+}
+
+int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device) {
+    const int S = DEMO_IMAGE_SIZE, PATCH = 8;
+    if (mkdir_p(out) != 0) return -1;
+    char *data = path_join(out, "data");
+    int rc = write_split(data, "train", n_train, S, 11, 0, NULL);
+    if (rc == 0 && n_eval > 0) rc = write_split(data, "eval", n_eval, S, 12, 1, qtypes);
+    char *tok = path_join(out, "tokenizer.model"), *lm = path_join(out, "lm"), *clip = path_join(out, "clip");
+    if (rc == 0) rc = write_tokenizer(tok);
+    tokenizer *t = rc == 0 ? tok_load(tok) : NULL;
+    if (!t) rc = -1;
+    int V = t ? tok_n_pieces(t) : 0;
+    tok_free(t);
+    char lm_cfg[1024], clip_cfg[512];
+    snprintf(lm_cfg, sizeof lm_cfg,
+             "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": 96, "
+             "\"intermediate_size\": 192, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"max_position_embeddings\": 256, "
+             "\"rms_norm_eps\": 1e-5, \"pad_token_id\": 0}",
+             V);
+    snprintf(clip_cfg, sizeof clip_cfg,
+             "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, "
+             "\"num_attention_heads\": 2, \"image_size\": %d, \"patch_size\": %d}",
+             S, PATCH);
+    if (rc == 0) rc = write_random_model(lm, lm_cfg, LAYOUT_LLAMA, 0.02f, 21);
+    if (rc == 0) rc = write_random_model(clip, clip_cfg, LAYOUT_CLIP, 0.05f, 22);
+    // The two stages, with presets written like the LLaVA-1.5 ones.
+    char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
+    char *ck1 = path_join(out, "checkpoints/stage1"), *ck2 = path_join(out, "checkpoints/stage2");
+    char buf[4096];
+    snprintf(buf, sizeof buf,
+             "{\"model\": {\"llm\": \"%s\", \"vision_tower\": \"%s\", \"tokenizer\": \"%s\"},\n"
+             " \"data\": {\"data_path\": \"%s/train_captions.json\", \"image_folder\": \"%s\", \"template\": \"plain\",\n"
+             "          \"image_aspect_ratio\": \"square\", \"model_max_length\": 256, \"dataloader_num_workers\": 1},\n"
+             " \"train\": {\"stage\": 1, \"trainable\": [\"projector\"], \"device\": \"%s\", \"per_device_train_batch_size\": 16,\n"
+             "           \"learning_rate\": 2e-3, \"num_train_epochs\": 1, \"warmup_ratio\": 0.03,\n"
+             "           \"gradient_checkpointing\": false},\n"
+             " \"checkpoint\": {\"output_dir\": \"%s\", \"save_steps\": 1000000, \"save_total_limit\": 1}}\n",
+             lm, clip, tok, data, data, device, ck1);
+    if (rc == 0) rc = write_file_atomic(s1, buf, strlen(buf));
+    snprintf(buf, sizeof buf,
+             "{\"base\": \"stage1.json\",\n"
+             " \"model\": {\"pretrain_mm_mlp_adapter\": \"%s/mm_projector.safetensors\"},\n"
+             " \"data\": {\"data_path\": \"%s/train_qa.json\", \"template\": \"vicuna_v1\", \"image_aspect_ratio\": \"pad\"},\n"
+             " \"train\": {\"stage\": 2, \"trainable\": [\"projector\", \"lm\"], \"learning_rate\": 1e-3, \"num_train_epochs\": %d},\n"
+             " \"checkpoint\": {\"output_dir\": \"%s\"}}\n",
+             ck1, data, stage2_epochs, ck2);
+    if (rc == 0) rc = write_file_atomic(s2, buf, strlen(buf));
+    free(data);
+    free(tok);
+    free(lm);
+    free(clip);
+    free(s1);
+    free(s2);
+    free(ck1);
+    free(ck2);
+    return rc;
+}
+
+int demo_run(const demo_options *o) {
+    double t0 = (double)clock();
+    // Tiny GEMMs run fastest single-threaded, and one thread makes the result the same on any machine.
+    llava_cpu_set_threads(1);
+    const char *out = o->out_dir;
+    const int S = DEMO_IMAGE_SIZE;
+    int n_train = o->fast ? 2400 : 4800, n_eval = 200;
+    int *qtypes = xmalloc(sizeof(int) * (size_t)n_eval);
+    printf("demo: writing %d training and %d held-out images with captions and questions to %s\n", n_train, n_eval, out);
+    fflush(stdout);
+    const char *device = o->device ? o->device : "cpu";
+    char why[256];
+    if (!llava_backend_available(device, why, sizeof why)) {
+        free(qtypes);
+        return llava_fail("demo: --device %s: %s", device, why);
+    }
+    int rc = demo_make_world_on(out, n_train, n_eval, 4, qtypes, device);
+    char *data = path_join(out, "data"), *tok = path_join(out, "tokenizer.model");
+    char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
+    char *ck2 = path_join(out, "checkpoints/stage2");
+    if (rc == 0) {  // the demo's own runs start afresh: an earlier demo's checkpoints go
+        char *ck = path_join(out, "checkpoints");
+        rc = remove_tree(ck) == 0 ? 0 : llava_fail("demo: cannot clear %s", ck);
+        free(ck);
+    }
+    if (rc == 0) {
+        printf("demo: stage 1 (projector only, plain template, square images)\n");
+        fflush(stdout);
+        rc = run_stage(s1, NULL, 0);
+    }
+    if (rc == 0) {
+        printf("demo: stage 2 (projector + language model, vicuna_v1 template, padded images)\n");
+        fflush(stdout);
+        rc = run_stage(s2, NULL, 0);
+    }
+    // Held-out questions through the same preparation.
+    char *eval_h5 = path_join(out, "eval.h5");
+    if (rc == 0) {
+        prep_options po;
+        prep_options_default(&po);
+        char *ej = path_join(data, "eval_qa.json");
+        po.data_path = ej;
+        po.image_folder = data;
+        po.tokenizer_path = tok;
+        po.template_name = "vicuna_v1";
+        po.out_path = eval_h5;
+        po.model_max_length = 256;
+        po.aspect = IMAGE_ASPECT_PAD;
+        po.image_size = S;
+        rc = prep_run(&po, NULL);
+        free(ej);
+    }
+    double a = 0, b = 0, chance = 0;
+    char *model = path_join(ck2, "model");
+    if (rc == 0) rc = evaluate(device, model, eval_h5, data, S, qtypes, &a, &b, &chance);
+    if (rc == 0) {
+        printf("demo: %d held-out questions; chance is %.2f; %.0f s of CPU time\n", n_eval, chance,
+               ((double)clock() - t0) / CLOCKS_PER_SEC);
+        printf("demo: accuracy_with_image=%.3f accuracy_blind=%.3f\n", a, b);
+        if (o->check && !(a >= 0.90 && b <= chance + 0.10))
+            rc = llava_fail("demo: targets missed (want accuracy_with_image >= 0.90 and accuracy_blind <= %.2f)", chance + 0.10);
+    }
+    free(qtypes);
+    free(data);
+    free(tok);
+    free(s1);
+    free(s2);
+    free(ck2);
+    free(eval_h5);
+    free(model);
+    return rc;
+}

@@ -1,0 +1,27 @@
+// `llava demo`: the whole recipe in miniature on the CPU (see demo.c).
+#ifndef LLAVA_APP_DEMO_H
+#define LLAVA_APP_DEMO_H
+
+typedef struct {
+    const char *out_dir;
+    int fast;   // the CI variant: less data, fewer epochs
+    int check;  // fail unless the accuracy targets are met
+    const char *device;  // "cpu" (default) or "cuda"
+} demo_options;
+
+int demo_run(const demo_options *o);
+
+#define DEMO_IMAGE_SIZE 48
+// Writes the demo's world into out: data/ (train_captions.json, train_qa.json, and with n_eval > 0
+// eval_qa.json, PNG images), tokenizer.model, lm/ and clip/ (random models), stage1.json and
+// stage2.json (presets with output under out/checkpoints/). qtypes (n_eval) receives each held-out
+// question's type. Tests build small training setups with it.
+int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes);
+// The same with the presets' train.device set to `device`.
+int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device);
+
+// Writes a SentencePiece BPE model file (identity normalizer, dummy prefix, byte fallback, unk/bos/eos
+// at 0/1/2): the demo builds its tokenizer with it (demo_tokenizer.c). Returns 0, or -1 with an error.
+int tok_write_model(const char *path, const char *const *pieces, const float *scores, const int *types, int n);
+
+#endif

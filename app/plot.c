@@ -1,0 +1,116 @@
+// `llava plot OUT_DIR`: metrics.jsonl drawn as an SVG (loss and learning rate against the step)
+// that any browser opens. Non-finite losses (skipped steps) are left out of the line and marked.
+#include "plot.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+typedef struct {
+    double *step, *loss, *lr;
+    int n, cap;
+} series;
+
+static int read_metrics(const char *path, series *s) {
+    size_t len;
+    char *text = read_file(path, (size_t)1 << 31, &len);
+    if (!text) return -1;
+    memset(s, 0, sizeof *s);
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j) continue;  // a torn last line
+        const cJSON *st = cJSON_GetObjectItem(j, "step"), *lo = cJSON_GetObjectItem(j, "loss"),
+                    *lr = cJSON_GetObjectItem(j, "lr");
+        if (cJSON_IsNumber(st)) {
+            if (s->n == s->cap) {
+                s->cap = s->cap ? 2 * s->cap : 256;
+                s->step = xrealloc(s->step, sizeof(double) * (size_t)s->cap);
+                s->loss = xrealloc(s->loss, sizeof(double) * (size_t)s->cap);
+                s->lr = xrealloc(s->lr, sizeof(double) * (size_t)s->cap);
+            }
+            s->step[s->n] = st->valuedouble;
+            // A skipped step's loss is null.
+            s->loss[s->n] = cJSON_IsNumber(lo) ? lo->valuedouble : NAN;
+            s->lr[s->n] = cJSON_IsNumber(lr) ? lr->valuedouble : NAN;
+            s->n++;
+        }
+        cJSON_Delete(j);
+    }
+    free(text);
+    if (s->n == 0) return llava_fail("%s: no metrics lines", path);
+    return 0;
+}
+
+static void range(const double *v, int n, double *lo, double *hi) {
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            if (v[i] < *lo) *lo = v[i];
+            if (v[i] > *hi) *hi = v[i];
+        }
+    if (!isfinite(*lo)) *lo = 0, *hi = 1;
+    if (*hi - *lo < 1e-12) *hi = *lo + (fabs(*lo) > 0 ? fabs(*lo) * 0.1 : 1.0);
+}
+
+// One panel: a frame, tick labels at min/mid/max, and the polyline.
+static void panel(FILE *f, const char *title, const series *s, const double *v, int y0, const char *color) {
+    const int x0 = 70, w = 620, h = 200;
+    double smin, smax, vmin, vmax;
+    range(s->step, s->n, &smin, &smax);
+    range(v, s->n, &vmin, &vmax);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">%s</text>\n", x0, y0 - 8, title);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", x0, y0, w, h);
+    for (int k = 0; k <= 2; k++) {
+        double val = vmin + (vmax - vmin) * k / 2.0;
+        int y = y0 + h - (int)lround(h * k / 2.0);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">%.4g</text>\n", x0 - 6, y + 4, val);
+        double st = smin + (smax - smin) * k / 2.0;
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%.0f</text>\n",
+                x0 + (int)lround(w * k / 2.0), y0 + h + 16, st);
+    }
+    fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", color);
+    for (int i = 0; i < s->n; i++) {
+        if (!isfinite(v[i])) continue;
+        double x = x0 + w * (s->step[i] - smin) / (smax - smin), y = y0 + h - h * (v[i] - vmin) / (vmax - vmin);
+        fprintf(f, "%.2f,%.2f ", x, y);
+    }
+    fprintf(f, "\"/>\n");
+    for (int i = 0; i < s->n; i++)
+        if (!isfinite(v[i]))
+            fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#d33\" stroke-dasharray=\"2,2\"/>\n",
+                    x0 + w * (s->step[i] - smin) / (smax - smin), y0, x0 + w * (s->step[i] - smin) / (smax - smin), y0 + h);
+}
+
+int plot_metrics(const char *out_dir, const char *svg_path, int *n_points) {
+    char *mp = path_join(out_dir, "metrics.jsonl");
+    series s;
+    int rc = read_metrics(mp, &s);
+    free(mp);
+    if (rc != 0) return -1;
+    char *tmp = xasprintf("%s.tmp", svg_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(tmp);
+        free(s.step), free(s.loss), free(s.lr);
+        return llava_fail("%s: cannot create", svg_path);
+    }
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"540\" font-family=\"sans-serif\">\n");
+    fprintf(f, "<rect width=\"720\" height=\"540\" fill=\"white\"/>\n");
+    panel(f, "training loss", &s, s.loss, 40, "#1f6fd1");
+    panel(f, "learning rate", &s, s.lr, 300, "#d1801f");
+    fprintf(f, "<text x=\"380\" y=\"530\" font-size=\"12\" text-anchor=\"middle\">optimizer step (%d logged)</text>\n", s.n);
+    fprintf(f, "</svg>\n");
+    rc = fclose(f) == 0 ? 0 : llava_fail("%s: write failed", svg_path);
+    if (rc == 0 && rename(tmp, svg_path) != 0) rc = llava_fail("%s: rename failed", svg_path);
+    if (n_points) *n_points = s.n;
+    free(tmp);
+    free(s.step);
+    free(s.loss);
+    free(s.lr);
+    return rc;
+}

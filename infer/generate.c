@@ -1,0 +1,42 @@
+#include "generate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+int llava_generate_greedy(llava_model *m, const int64_t *prompt, int n_prompt, const float *pixels, int n_img, int H,
+                          int W, int max_new, int eos, int64_t *out) {
+    if (n_prompt < 1 || max_new < 0) return llava_fail("generate: an empty prompt");
+    const int V = m->cfg.text.vocab_size;
+    int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)(n_prompt + max_new));
+    memcpy(ids, prompt, sizeof(int64_t) * (size_t)n_prompt);
+    float *logits = xmalloc(sizeof(float) * (size_t)(n_prompt + max_new) * (size_t)V);
+    int n = 0, rc = 0;
+    while (n < max_new) {
+        llava_batch b;
+        if (llava_batch_from_hf(&b, m, ids, NULL, NULL, 1, n_prompt + n, pixels, n_img, H, W) != 0) {
+            rc = -1;
+            break;
+        }
+        int T = b.T;
+        float *row = logits + (size_t)(T - 1) * (size_t)V;
+        row[0] = NAN;  // the loss is NaN here (no targets): a forward that failed leaves this unwritten
+        llava_forward_backward(m, &b, 0, 1.0f, logits);
+        llava_batch_free(&b);
+        if (isnan(row[0])) {
+            rc = llava_fail("generate: the forward pass gave no logits at step %d", n + 1);
+            break;
+        }
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (row[v] > row[best]) best = v;  // the first of equal maxima, as torch.argmax
+        ids[n_prompt + n] = best;
+        out[n++] = best;
+        if (best == eos) break;
+    }
+    free(ids);
+    free(logits);
+    return rc ? -1 : n;
+}

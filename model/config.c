@@ -1,0 +1,330 @@
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/util.h"
+
+// LlamaConfig.__init__ defaults (configuration_llama.py).
+void llama_config_defaults(llama_config *c) {
+    memset(c, 0, sizeof *c);
+    c->vocab_size = 32000;
+    c->hidden_size = 4096;
+    c->intermediate_size = 11008;
+    c->num_hidden_layers = 32;
+    c->num_attention_heads = 32;
+    c->num_key_value_heads = 0;  // None: same as heads, resolved after parsing
+    c->head_dim = 0;             // None: hidden / heads
+    c->max_position_embeddings = 2048;
+    c->rms_norm_eps = 1e-6f;
+    c->rope_theta = 10000.0;
+    strcpy(c->hidden_act, "silu");
+    c->bos_token_id = 1;
+    c->eos_token_id = 2;
+    c->pad_token_id = -1;
+}
+
+// CLIPVisionConfig.__init__ defaults (configuration_clip.py).
+void clip_vision_config_defaults(clip_vision_config *c) {
+    memset(c, 0, sizeof *c);
+    c->hidden_size = 768;
+    c->intermediate_size = 3072;
+    c->projection_dim = 512;
+    c->num_hidden_layers = 12;
+    c->num_attention_heads = 12;
+    c->num_channels = 3;
+    c->image_size = 224;
+    c->patch_size = 32;
+    strcpy(c->hidden_act, "quick_gelu");
+    c->layer_norm_eps = 1e-5f;
+}
+
+void clip_vision_config_llava_default(clip_vision_config *c) {
+    clip_vision_config_defaults(c);
+    c->intermediate_size = 4096;
+    c->hidden_size = 1024;
+    c->patch_size = 14;
+    c->image_size = 336;
+    c->num_hidden_layers = 24;
+    c->num_attention_heads = 16;
+    c->projection_dim = 768;
+}
+
+const char *hf_kind_name(hf_kind k) {
+    switch (k) {
+    case HF_LLAMA: return "LlamaForCausalLM";
+    case HF_CLIP: return "CLIPModel";
+    case HF_CLIP_VISION: return "CLIPVisionModel";
+    case HF_LLAVA_HF: return "LlavaForConditionalGeneration (llava-hf)";
+    case HF_LLAVA_ORIGINAL: return "LlavaLlamaForCausalLM (original LLaVA)";
+    }
+    return "?";
+}
+
+#define TRY(x)                 \
+    do {                       \
+        if ((x) < 0) return -1; \
+    } while (0)
+
+static int parse_llama(const cJSON *o, const char *where, llama_config *c) {
+    llama_config_defaults(c);
+    TRY(json_int(o, "vocab_size", &c->vocab_size, where));
+    TRY(json_int(o, "hidden_size", &c->hidden_size, where));
+    TRY(json_int(o, "intermediate_size", &c->intermediate_size, where));
+    TRY(json_int(o, "num_hidden_layers", &c->num_hidden_layers, where));
+    TRY(json_int(o, "num_attention_heads", &c->num_attention_heads, where));
+    TRY(json_int(o, "num_key_value_heads", &c->num_key_value_heads, where));
+    TRY(json_int(o, "head_dim", &c->head_dim, where));
+    TRY(json_int(o, "max_position_embeddings", &c->max_position_embeddings, where));
+    TRY(json_float(o, "rms_norm_eps", &c->rms_norm_eps, where));
+    TRY(json_double(o, "rope_theta", &c->rope_theta, where));
+    TRY(json_str(o, "hidden_act", c->hidden_act, sizeof c->hidden_act, where));
+    TRY(json_bool(o, "tie_word_embeddings", &c->tie_word_embeddings, where));
+    TRY(json_bool(o, "attention_bias", &c->attention_bias, where));
+    TRY(json_bool(o, "mlp_bias", &c->mlp_bias, where));
+    TRY(json_int(o, "bos_token_id", &c->bos_token_id, where));
+    TRY(json_int(o, "eos_token_id", &c->eos_token_id, where));
+    TRY(json_int(o, "pad_token_id", &c->pad_token_id, where));
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
+    c->has_rope_scaling = rs && !cJSON_IsNull(rs);
+    if (c->num_attention_heads <= 0 || c->hidden_size <= 0 || c->num_hidden_layers < 0 || c->vocab_size <= 0 ||
+        c->intermediate_size <= 0)
+        return llava_fail("%s: language model sizes must be positive", where);
+    if (c->num_key_value_heads == 0) c->num_key_value_heads = c->num_attention_heads;
+    if (c->head_dim == 0) {
+        if (c->hidden_size % c->num_attention_heads != 0)
+            return llava_fail("%s: hidden_size %d is not divisible by num_attention_heads %d", where, c->hidden_size,
+                              c->num_attention_heads);
+        c->head_dim = c->hidden_size / c->num_attention_heads;
+    }
+    if (c->num_key_value_heads <= 0 || c->num_attention_heads % c->num_key_value_heads != 0)
+        return llava_fail("%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", where,
+                          c->num_attention_heads, c->num_key_value_heads);
+    return 0;
+}
+
+static int parse_clip_vision(const cJSON *o, const char *where, clip_vision_config *c) {
+    TRY(json_int(o, "hidden_size", &c->hidden_size, where));
+    TRY(json_int(o, "intermediate_size", &c->intermediate_size, where));
+    TRY(json_int(o, "num_hidden_layers", &c->num_hidden_layers, where));
+    TRY(json_int(o, "num_attention_heads", &c->num_attention_heads, where));
+    TRY(json_int(o, "num_channels", &c->num_channels, where));
+    TRY(json_int(o, "image_size", &c->image_size, where));
+    TRY(json_int(o, "patch_size", &c->patch_size, where));
+    TRY(json_int(o, "projection_dim", &c->projection_dim, where));
+    TRY(json_str(o, "hidden_act", c->hidden_act, sizeof c->hidden_act, where));
+    TRY(json_float(o, "layer_norm_eps", &c->layer_norm_eps, where));
+    if (c->hidden_size <= 0 || c->num_attention_heads <= 0 || c->hidden_size % c->num_attention_heads != 0)
+        return llava_fail("%s: vision hidden_size %d must be a positive multiple of num_attention_heads %d", where,
+                          c->hidden_size, c->num_attention_heads);
+    if (c->patch_size <= 0 || c->image_size <= 0 || c->image_size % c->patch_size != 0)
+        return llava_fail("%s: vision image_size %d is not a multiple of patch_size %d", where, c->image_size,
+                          c->patch_size);
+    if (c->num_hidden_layers <= 0 || c->intermediate_size <= 0 || c->num_channels <= 0)
+        return llava_fail("%s: vision sizes must be positive", where);
+    return 0;
+}
+
+// Vision towers that original-LLaVA configs name by hub id. Their shapes are facts of the
+// published checkpoints, so a config alone can be inspected without the tower's folder.
+static int vision_from_known_name(const char *name, clip_vision_config *c) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strcmp(base, "clip-vit-large-patch14-336") == 0) {
+        clip_vision_config_llava_default(c);
+        return 1;
+    }
+    if (strcmp(base, "clip-vit-large-patch14") == 0) {
+        clip_vision_config_llava_default(c);
+        c->image_size = 224;
+        return 1;
+    }
+    return 0;
+}
+
+static void glue_defaults(llava_glue_config *g) {
+    memset(g, 0, sizeof *g);
+    g->image_token_index = 32000;
+    strcpy(g->projector_hidden_act, "gelu");
+    g->projector = PROJ_MLP2X_GELU;
+    g->projector_bias = 1;
+    g->vision_feature_layer = -2;
+    g->drop_cls = 1;
+    g->image_seq_length = 576;
+    g->pad_token_id = -1;
+}
+
+static int parse_original_glue(const cJSON *o, const char *where, model_config *mc) {
+    llava_glue_config *g = &mc->glue;
+    glue_defaults(g);
+    g->image_token_index = -200;  // IMAGE_TOKEN_INDEX: a sentinel spliced out, never embedded
+    char ptype[32] = "linear";    // build_vision_projector's default
+    TRY(json_str(o, "mm_projector_type", ptype, sizeof ptype, where));
+    if (strcmp(ptype, "mlp2x_gelu") == 0) g->projector = PROJ_MLP2X_GELU;
+    else if (strcmp(ptype, "linear") == 0) g->projector = PROJ_LINEAR;
+    else return llava_fail("%s: mm_projector_type \"%s\" is not supported (mlp2x_gelu, linear)", where, ptype);
+    TRY(json_int(o, "mm_vision_select_layer", &g->vision_feature_layer, where));
+    char feat[32] = "patch";
+    TRY(json_str(o, "mm_vision_select_feature", feat, sizeof feat, where));
+    if (strcmp(feat, "patch") == 0) g->drop_cls = 1;
+    else if (strcmp(feat, "cls_patch") == 0) g->drop_cls = 0;
+    else return llava_fail("%s: mm_vision_select_feature \"%s\" is not patch or cls_patch", where, feat);
+    int flag = 0;
+    TRY(json_bool(o, "mm_use_im_start_end", &flag, where));
+    if (flag) return llava_fail("%s: mm_use_im_start_end=true is not supported (LLaVA-1.5 uses false)", where);
+    TRY(json_str(o, "mm_vision_tower", mc->vision_tower_name, sizeof mc->vision_tower_name, where));
+    if (!mc->vision_tower_name[0]) TRY(json_str(o, "vision_tower", mc->vision_tower_name, sizeof mc->vision_tower_name, where));
+    clip_vision_config_llava_default(&mc->vision);
+    if (mc->vision_tower_name[0] && vision_from_known_name(mc->vision_tower_name, &mc->vision)) {
+        mc->has_vision = 1;
+        mc->vision_from_name = 1;
+    }
+    int mm_hidden = 0;
+    TRY(json_int(o, "mm_hidden_size", &mm_hidden, where));
+    if (mc->has_vision && mm_hidden && mm_hidden != mc->vision.hidden_size)
+        return llava_fail("%s: mm_hidden_size %d does not match the vision tower %s (hidden %d)", where, mm_hidden,
+                          mc->vision_tower_name, mc->vision.hidden_size);
+    if (mc->has_vision) {
+        int g_side = mc->vision.image_size / mc->vision.patch_size;
+        g->image_seq_length = g_side * g_side + (g->drop_cls ? 0 : 1);
+    }
+    mc->has_projector = 1;
+    return 0;
+}
+
+static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
+    llava_glue_config *g = &mc->glue;
+    glue_defaults(g);
+    TRY(json_int(o, "image_token_index", &g->image_token_index, where));
+    TRY(json_int(o, "image_token_id", &g->image_token_index, where));
+    TRY(json_str(o, "projector_hidden_act", g->projector_hidden_act, sizeof g->projector_hidden_act, where));
+    if (strcmp(g->projector_hidden_act, "gelu") != 0)
+        return llava_fail("%s: projector_hidden_act \"%s\" is not supported (gelu)", where, g->projector_hidden_act);
+    const cJSON *vfl = cJSON_GetObjectItemCaseSensitive(o, "vision_feature_layer");
+    if (cJSON_IsArray(vfl)) return llava_fail("%s: a list of vision_feature_layer values is not supported", where);
+    TRY(json_int(o, "vision_feature_layer", &g->vision_feature_layer, where));
+    char strat[32] = "default";
+    TRY(json_str(o, "vision_feature_select_strategy", strat, sizeof strat, where));
+    if (strcmp(strat, "default") == 0) g->drop_cls = 1;
+    else if (strcmp(strat, "full") == 0) g->drop_cls = 0;
+    else return llava_fail("%s: vision_feature_select_strategy \"%s\" is not default or full", where, strat);
+    TRY(json_int(o, "image_seq_length", &g->image_seq_length, where));
+    TRY(json_bool(o, "multimodal_projector_bias", &g->projector_bias, where));
+    TRY(json_int(o, "pad_token_id", &g->pad_token_id, where));
+
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(o, "text_config");
+    if (tc && !cJSON_IsNull(tc)) {
+        if (!cJSON_IsObject(tc)) return llava_fail("%s: text_config is not an object", where);
+        char mt[32] = "llama";
+        TRY(json_str(tc, "model_type", mt, sizeof mt, where));
+        if (strcmp(mt, "llama") != 0)
+            return llava_fail("%s: text_config model_type \"%s\" is not supported (llama)", where, mt);
+        char *w = xasprintf("%s: text_config", where);
+        int rc = parse_llama(tc, w, &mc->text);
+        free(w);
+        TRY(rc);
+    } else {
+        llama_config_defaults(&mc->text);
+        mc->text.num_key_value_heads = mc->text.num_attention_heads;
+        mc->text.head_dim = mc->text.hidden_size / mc->text.num_attention_heads;
+    }
+    const cJSON *vc = cJSON_GetObjectItemCaseSensitive(o, "vision_config");
+    if (vc && !cJSON_IsNull(vc)) {
+        if (!cJSON_IsObject(vc)) return llava_fail("%s: vision_config is not an object", where);
+        char mt[32] = "clip_vision_model";
+        TRY(json_str(vc, "model_type", mt, sizeof mt, where));
+        if (strcmp(mt, "clip_vision_model") != 0)
+            return llava_fail("%s: vision_config model_type \"%s\" is not supported (clip_vision_model)", where, mt);
+        clip_vision_config_defaults(&mc->vision);
+        char *w = xasprintf("%s: vision_config", where);
+        int rc = parse_clip_vision(vc, w, &mc->vision);
+        free(w);
+        TRY(rc);
+    } else {
+        clip_vision_config_llava_default(&mc->vision);
+    }
+    mc->has_text = mc->has_vision = mc->has_projector = 1;
+    return 0;
+}
+
+int model_config_parse(const char *text, size_t len, const char *path, model_config *out) {
+    memset(out, 0, sizeof *out);
+    cJSON *o = cJSON_ParseWithLength(text, len);
+    if (!o) return llava_fail("%s: not valid JSON", path);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return llava_fail("%s: not a JSON object", path);
+    }
+    int rc = json_str(o, "model_type", out->model_type, sizeof out->model_type, path);
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures");
+    if (cJSON_IsArray(arch) && cJSON_IsString(arch->child)) {
+        snprintf(out->architecture, sizeof out->architecture, "%s", arch->child->valuestring);
+    }
+    const char *mt = out->model_type;
+    int has_mm = cJSON_GetObjectItemCaseSensitive(o, "mm_vision_tower") != NULL ||
+                 cJSON_GetObjectItemCaseSensitive(o, "mm_projector_type") != NULL ||
+                 strcmp(out->architecture, "LlavaLlamaForCausalLM") == 0;
+    if (rc < 0) {
+        // already failed
+    } else if ((strcmp(mt, "llava") == 0 || strcmp(mt, "llava_llama") == 0) && has_mm) {
+        // The released LLaVA-1.5 configs say model_type "llava" but are LlamaConfig plus mm_* keys.
+        out->kind = HF_LLAVA_ORIGINAL;
+        rc = parse_llama(o, path, &out->text);
+        if (rc == 0) rc = parse_original_glue(o, path, out);
+        out->has_text = 1;
+    } else if (strcmp(mt, "llava") == 0) {
+        out->kind = HF_LLAVA_HF;
+        rc = parse_llava_hf(o, path, out);
+    } else if (strcmp(mt, "llama") == 0) {
+        out->kind = HF_LLAMA;
+        rc = parse_llama(o, path, &out->text);
+        out->has_text = 1;
+    } else if (strcmp(mt, "clip") == 0) {
+        out->kind = HF_CLIP;
+        clip_vision_config_defaults(&out->vision);
+        const cJSON *vc = cJSON_GetObjectItemCaseSensitive(o, "vision_config");
+        if (vc && !cJSON_IsNull(vc) && !cJSON_IsObject(vc)) rc = llava_fail("%s: vision_config is not an object", path);
+        else {
+            char *w = xasprintf("%s: vision_config", path);
+            rc = parse_clip_vision(vc && cJSON_IsObject(vc) ? vc : o, w, &out->vision);
+            free(w);
+        }
+        out->has_vision = 1;
+    } else if (strcmp(mt, "clip_vision_model") == 0) {
+        out->kind = HF_CLIP_VISION;
+        clip_vision_config_defaults(&out->vision);
+        rc = parse_clip_vision(o, path, &out->vision);
+        out->has_vision = 1;
+    } else if (!mt[0]) {
+        rc = llava_fail("%s: no \"model_type\"", path);
+    } else {
+        rc = llava_fail("%s: model_type \"%s\" is not supported (llama, clip, clip_vision_model, llava, llava_llama)", path, mt);
+    }
+    cJSON_Delete(o);
+    if (rc == 0 && out->has_vision && out->has_projector) {
+        int n_hidden = out->vision.num_hidden_layers + 1;
+        int fl = out->glue.vision_feature_layer;
+        if (fl < -n_hidden || fl >= n_hidden)
+            rc = llava_fail("%s: vision_feature_layer %d is outside the %d hidden states", path, fl, n_hidden);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int model_config_load(const char *path, model_config *out) {
+    char *file = dir_exists(path) ? path_join(path, "config.json") : xstrdup(path);
+    size_t len;
+    char *text = read_file(file, 16u << 20, &len);
+    int rc = text ? model_config_parse(text, len, file, out) : -1;
+    free(text);
+    free(file);
+    return rc;
+}
+
+int llava_vision_layers_used(const model_config *mc) {
+    int n_hidden = mc->vision.num_hidden_layers + 1;
+    int fl = mc->glue.vision_feature_layer;
+    int idx = fl < 0 ? n_hidden + fl : fl;  // index into hidden_states
+    return idx;                             // hidden_states[idx] is the output of layer idx-1: idx layers run
+}

@@ -1,0 +1,720 @@
+#include "llava.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "data/sampler.h"
+#include "model/io/safetensors.h"
+
+// ---------------------------------------------------------------------------------------------
+// Resolved parameter views, so the step loop never looks names up.
+
+typedef struct {
+    const param_view *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    const param_view *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} clip_layer_views;
+
+typedef struct {
+    const param_view *in_norm, *q, *k, *v, *o, *q_b, *k_b, *v_b, *o_b;
+    const param_view *post_norm, *gate, *up, *down, *gate_b, *up_b, *down_b;
+} lm_layer_views;
+
+struct llava_layer_ptrs {
+    const param_view *patch_w, *cls, *pos_emb, *pre_w, *pre_b;
+    clip_layer_views *clip;
+    const param_view *p1_w, *p1_b, *p2_w, *p2_b;
+    const param_view *embed, *norm, *head;
+    lm_layer_views *lm;
+};
+
+// The view "<prefix><layer><suffix>", or NULL when the model has no such tensor (e.g. biases).
+static const param_view *view(const param_table *pt, const char *prefix, int layer, const char *suffix) {
+    char name[192];
+    snprintf(name, sizeof name, "%s%d%s", prefix, layer, suffix);
+    return param_find(pt, name);
+}
+
+static int resolve(llava_model *m) {
+    const param_table *pt = &m->pt;
+    struct llava_layer_ptrs *p = xcalloc(1, sizeof *p);
+    m->ptrs = p;
+    p->patch_w = param_find(pt, "vision.embeddings.patch_embedding.weight");
+    p->cls = param_find(pt, "vision.embeddings.class_embedding");
+    p->pos_emb = param_find(pt, "vision.embeddings.position_embedding.weight");
+    p->pre_w = param_find(pt, "vision.pre_layrnorm.weight");
+    p->pre_b = param_find(pt, "vision.pre_layrnorm.bias");
+    p->clip = xcalloc((size_t)(m->vision_layers ? m->vision_layers : 1), sizeof(clip_layer_views));
+    for (int l = 0; l < m->vision_layers; l++) {
+        clip_layer_views *c = &p->clip[l];
+        c->ln1_w = view(pt, "vision.encoder.layers.", l, ".layer_norm1.weight");
+        c->ln1_b = view(pt, "vision.encoder.layers.", l, ".layer_norm1.bias");
+        c->q_w = view(pt, "vision.encoder.layers.", l, ".self_attn.q_proj.weight");
+        c->q_b = view(pt, "vision.encoder.layers.", l, ".self_attn.q_proj.bias");
+        c->k_w = view(pt, "vision.encoder.layers.", l, ".self_attn.k_proj.weight");
+        c->k_b = view(pt, "vision.encoder.layers.", l, ".self_attn.k_proj.bias");
+        c->v_w = view(pt, "vision.encoder.layers.", l, ".self_attn.v_proj.weight");
+        c->v_b = view(pt, "vision.encoder.layers.", l, ".self_attn.v_proj.bias");
+        c->o_w = view(pt, "vision.encoder.layers.", l, ".self_attn.out_proj.weight");
+        c->o_b = view(pt, "vision.encoder.layers.", l, ".self_attn.out_proj.bias");
+        c->ln2_w = view(pt, "vision.encoder.layers.", l, ".layer_norm2.weight");
+        c->ln2_b = view(pt, "vision.encoder.layers.", l, ".layer_norm2.bias");
+        c->fc1_w = view(pt, "vision.encoder.layers.", l, ".mlp.fc1.weight");
+        c->fc1_b = view(pt, "vision.encoder.layers.", l, ".mlp.fc1.bias");
+        c->fc2_w = view(pt, "vision.encoder.layers.", l, ".mlp.fc2.weight");
+        c->fc2_b = view(pt, "vision.encoder.layers.", l, ".mlp.fc2.bias");
+    }
+    p->p1_w = param_find(pt, "projector.linear_1.weight");
+    p->p1_b = param_find(pt, "projector.linear_1.bias");
+    p->p2_w = param_find(pt, "projector.linear_2.weight");
+    p->p2_b = param_find(pt, "projector.linear_2.bias");
+    p->embed = param_find(pt, "lm.model.embed_tokens.weight");
+    p->norm = param_find(pt, "lm.model.norm.weight");
+    p->head = param_find(pt, m->cfg.text.tie_word_embeddings ? "lm.model.embed_tokens.weight" : "lm.lm_head.weight");
+    int L = m->cfg.text.num_hidden_layers;
+    p->lm = xcalloc((size_t)(L ? L : 1), sizeof(lm_layer_views));
+    for (int l = 0; l < L; l++) {
+        lm_layer_views *c = &p->lm[l];
+        c->in_norm = view(pt, "lm.model.layers.", l, ".input_layernorm.weight");
+        c->q = view(pt, "lm.model.layers.", l, ".self_attn.q_proj.weight");
+        c->k = view(pt, "lm.model.layers.", l, ".self_attn.k_proj.weight");
+        c->v = view(pt, "lm.model.layers.", l, ".self_attn.v_proj.weight");
+        c->o = view(pt, "lm.model.layers.", l, ".self_attn.o_proj.weight");
+        c->q_b = view(pt, "lm.model.layers.", l, ".self_attn.q_proj.bias");
+        c->k_b = view(pt, "lm.model.layers.", l, ".self_attn.k_proj.bias");
+        c->v_b = view(pt, "lm.model.layers.", l, ".self_attn.v_proj.bias");
+        c->o_b = view(pt, "lm.model.layers.", l, ".self_attn.o_proj.bias");
+        c->post_norm = view(pt, "lm.model.layers.", l, ".post_attention_layernorm.weight");
+        c->gate = view(pt, "lm.model.layers.", l, ".mlp.gate_proj.weight");
+        c->up = view(pt, "lm.model.layers.", l, ".mlp.up_proj.weight");
+        c->down = view(pt, "lm.model.layers.", l, ".mlp.down_proj.weight");
+        c->gate_b = view(pt, "lm.model.layers.", l, ".mlp.gate_proj.bias");
+        c->up_b = view(pt, "lm.model.layers.", l, ".mlp.up_proj.bias");
+        c->down_b = view(pt, "lm.model.layers.", l, ".mlp.down_proj.bias");
+    }
+    return 0;
+}
+
+// Device pointer of a parameter view, and of its gradient (NULL when its group is frozen).
+static void *P(const llava_model *m, const param_view *v) {
+    return v ? (char *)m->params[v->group] + v->offset * m->ops->act_bytes : NULL;
+}
+
+static float *G(const llava_model *m, const param_view *v) {
+    if (!v || (m->frozen && m->frozen[v - m->pt.views])) return NULL;
+    if (m->grad_slotted[v->group]) return m->grad_slot(m->grad_slot_ctx, (int)(v - m->pt.views));
+    return m->grads[v->group] ? m->grads[v->group] + v->offset : NULL;
+}
+
+int llava_model_trains(const llava_model *m, int g) { return m->grads[g] != NULL || m->grad_slotted[g]; }
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *be) {
+    memset(m, 0, sizeof *m);
+    m->be = be;
+    m->ops = be->ops;
+    m->cfg = *cfg;
+    const model_config *c = &m->cfg;
+    if (!c->has_vision || !c->has_text || !c->has_projector)
+        return llava_fail("model config: a LLaVA model needs a vision tower, a projector and a language model");
+    if (strcmp(c->text.hidden_act, "silu") != 0)
+        return llava_fail("model config: language model hidden_act \"%s\" is not supported (silu)", c->text.hidden_act);
+    if (strcmp(c->vision.hidden_act, "quick_gelu") != 0)
+        return llava_fail("model config: vision hidden_act \"%s\" is not supported (quick_gelu)", c->vision.hidden_act);
+    if (c->text.has_rope_scaling) return llava_fail("model config: rope_scaling is not supported");
+    if (c->vision.num_channels != 3) return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
+    if (param_table_build(c, &m->pt) != 0) return -1;
+    int grid = c->vision.image_size / c->vision.patch_size;
+    m->tokens_per_image = grid * grid + (c->glue.drop_cls ? 0 : 1);
+    m->vision_layers = llava_vision_layers_used(c);
+    m->padding_idx = (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
+    m->layout = LAYOUT_UNKNOWN;
+    param_alloc(&m->pt);
+    m->filled = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
+    return 0;
+}
+
+int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded) {
+    st_set s;
+    if (st_set_open(&s, path) != 0) return -1;
+    load_report rep;
+    int rc = param_load_groups(&m->pt, &s, 1, group_mask, m->filled, &rep);
+    if (rc == 0 && rep.n_mismatched)
+        rc = llava_fail("%s: %d tensors have the wrong shape for this model (first: %s)", path, rep.n_mismatched,
+                        rep.mismatched[0]);
+    if (rc == 0 && m->layout == LAYOUT_UNKNOWN) m->layout = rep.layout;
+    if (rc == 0 && (group_mask >> GROUP_VISION & 1) && rep.n_loaded) {
+        free(m->vision_source);
+        m->vision_source = xstrdup(path);
+    }
+    if (n_loaded) *n_loaded = rep.n_loaded;
+    load_report_free(&rep);
+    st_set_close(&s);
+    return rc;
+}
+
+void llava_model_init_projector(llava_model *m, uint64_t seed) {
+    // nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in) (kaiming_uniform with a=sqrt(5)).
+    torch_rng r;
+    torch_rng_seed(&r, seed);
+    for (int i = 0; i < m->pt.n_views; i++) {
+        const param_view *v = &m->pt.views[i];
+        if (v->group != GROUP_PROJECTOR) continue;
+        const param_view *w = v;
+        if (v->ndim == 1) {  // a bias takes its weight's fan_in
+            char wname[128];
+            snprintf(wname, sizeof wname, "%.*sweight", (int)(strlen(v->name) - 4), v->name);
+            w = param_find(&m->pt, wname);
+        }
+        float bound = 1.0f / sqrtf((float)w->shape[1]);
+        float *p = param_ptr(&m->pt, v);
+        for (size_t k = 0; k < v->numel; k++) p[k] = bound * (2.0f * (float)((torch_rng_next(&r) >> 8) * (1.0 / 16777216.0)) - 1.0f);
+        m->filled[i] = 1;
+    }
+}
+
+static void mark_all_filled(llava_model *m) {
+    for (int i = 0; i < m->pt.n_views; i++)
+        if (param_ptr(&m->pt, &m->pt.views[i])) m->filled[i] = 1;
+}
+
+void llava_model_init_random(llava_model *m, float std, uint64_t seed) {
+    param_init_random(&m->pt, std, seed);
+    mark_all_filled(m);
+}
+
+void llava_model_init_random_fast(llava_model *m, float std, uint64_t seed) {
+    param_init_random_fast(&m->pt, std, seed);
+    mark_all_filled(m);
+}
+
+int llava_model_finish(llava_model *m) {
+    int n_missing = 0;
+    const char *first = NULL;
+    for (int i = 0; i < m->pt.n_views; i++)
+        if (m->pt.views[i].used && !m->filled[i]) {
+            if (!first) first = m->pt.views[i].name;
+            n_missing++;
+        }
+    if (n_missing) return llava_fail("model: %d tensors were in no weight file (first: %s)", n_missing, first);
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (!m->pt.group_numel[g]) continue;
+        m->params[g] = m->ops->alloc(m->be, BUF_PARAM, m->pt.group_numel[g]);
+        m->ops->upload(m->be, BUF_PARAM, m->params[g], m->pt.data[g], m->pt.group_numel[g]);
+        free(m->pt.data[g]);
+        m->pt.data[g] = NULL;
+    }
+    free(m->filled);
+    m->filled = NULL;
+    return resolve(m);
+}
+
+int llava_model_load(llava_model *m, const char *dir, llava_backend *be) {
+    model_config cfg;
+    if (model_config_load(dir, &cfg) != 0) return -1;
+    if (cfg.kind != HF_LLAVA_HF && cfg.kind != HF_LLAVA_ORIGINAL)
+        return llava_fail("%s: a %s folder is not a whole LLaVA model", dir, hf_kind_name(cfg.kind));
+    if (llava_model_create(m, &cfg, be) != 0 || llava_model_add_weights(m, dir, (1 << N_GROUPS) - 1, NULL) != 0 ||
+        llava_model_finish(m) != 0) {
+        llava_fail_ctx("%s", dir);
+        llava_model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+void llava_model_set_trainable(llava_model *m, trainable_set t) {
+    int want[N_GROUPS] = {0, t >= TRAIN_PROJECTOR, t >= TRAIN_PROJECTOR_LM};
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (want[g] && !m->grads[g] && m->pt.group_numel[g]) m->grads[g] = m->ops->alloc(m->be, BUF_GRAD, m->pt.group_numel[g]);
+        if (!want[g] && m->grads[g]) {
+            m->ops->free(m->be, m->grads[g]);
+            m->grads[g] = NULL;
+        }
+    }
+    m->trainable = t;
+}
+
+int llava_model_freeze(llava_model *m, const char *prefix) {
+    if (!m->frozen) m->frozen = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
+    size_t n = strlen(prefix);
+    int hits = 0;
+    for (int i = 0; i < m->pt.n_views; i++)
+        if (m->pt.views[i].used && strncmp(m->pt.views[i].name, prefix, n) == 0) {
+            m->frozen[i] = 1;
+            hits++;
+        }
+    if (!hits) return llava_fail("freeze \"%s\": no parameter name starts with it (names: `llava inspect`)", prefix);
+    return hits;
+}
+
+int llava_model_is_frozen(const llava_model *m, const param_view *v) {
+    return !llava_model_trains(m, v->group) || (m->frozen && m->frozen[v - m->pt.views]);
+}
+
+void llava_model_zero_grads(llava_model *m) {
+    for (int g = 0; g < N_GROUPS; g++)
+        if (m->grads[g]) m->ops->zero(m->be, BUF_GRAD, m->grads[g], m->pt.group_numel[g]);
+}
+
+void llava_model_free(llava_model *m) {
+    free(m->vision_source);
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (m->params[g]) m->ops->free(m->be, m->params[g]);
+        if (m->grads[g]) m->ops->free(m->be, m->grads[g]);
+    }
+    if (m->ptrs) {
+        free(m->ptrs->clip);
+        free(m->ptrs->lm);
+        free(m->ptrs);
+    }
+    free(m->filled);
+    free(m->frozen);
+    param_table_free(&m->pt);
+    memset(m, 0, sizeof *m);
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Batches
+
+int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
+    memset(b, 0, sizeof *b);
+    int image_id = m->cfg.glue.image_token_index;
+    int V = m->cfg.text.vocab_size;
+    int *len = xcalloc((size_t)B, sizeof(int));
+    int T = 0, n_feat = 0;
+    for (int r = 0; r < B; r++) {
+        int L = S;
+        if (attention_mask) {
+            L = 0;
+            while (L < S && attention_mask[(size_t)r * S + L]) L++;
+            for (int t = L; t < S; t++)
+                if (attention_mask[(size_t)r * S + t]) {
+                    free(len);
+                    return llava_fail("batch row %d: attention_mask is not right-padded (1 after 0 at %d)", r, t);
+                }
+        }
+        len[r] = L;
+        T += L;
+        for (int t = 0; t < L; t++) n_feat += input_ids[(size_t)r * S + t] == image_id;
+    }
+    if (n_feat != n_img * m->tokens_per_image) {
+        free(len);
+        return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img, m->tokens_per_image);
+    }
+    b->T = T;
+    b->n_seq = B;
+    b->cu_seqlens = xmalloc(sizeof(int32_t) * (size_t)(B + 1));
+    b->ids = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->targets = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->pos = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->img_rows = xmalloc(sizeof(int32_t) * (size_t)(n_feat ? n_feat : 1));
+    int k = 0, f = 0;
+    b->cu_seqlens[0] = 0;
+    for (int r = 0; r < B; r++) {
+        for (int t = 0; t < len[r]; t++, k++) {
+            int64_t id = input_ids[(size_t)r * S + t];
+            if (id == image_id) {
+                b->ids[k] = -1;
+                b->img_rows[f++] = k;
+            } else if (id < 0 || id >= V) {
+                llava_batch_free(b);
+                free(len);
+                return llava_fail("batch row %d position %d: token id %lld outside the vocabulary of %d", r, t, (long long)id, V);
+            } else {
+                b->ids[k] = (int32_t)id;
+            }
+            b->pos[k] = t;
+            // Position t predicts the label of t+1 in the same row; the last real token predicts nothing.
+            int64_t y = (labels && t + 1 < len[r]) ? labels[(size_t)r * S + t + 1] : -100;
+            b->targets[k] = y < 0 ? -100 : (int32_t)y;
+            if (y >= V) {
+                llava_batch_free(b);
+                free(len);
+                return llava_fail("batch row %d position %d: label %lld outside the vocabulary of %d", r, t + 1, (long long)y, V);
+            }
+            b->n_targets += y >= 0;
+        }
+        b->cu_seqlens[r + 1] = k;
+    }
+    free(len);
+    b->n_img = n_img;
+    b->img_h = H;
+    b->img_w = W;
+    if (n_img) {
+        size_t np = (size_t)n_img * 3 * H * W;
+        b->pixels = xmalloc(sizeof(float) * np);
+        memcpy(b->pixels, pixels, sizeof(float) * np);
+    }
+    return 0;
+}
+
+static int read_i64(const st_file *f, const char *name, int64_t **out, int want_dims, int64_t *shape) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return 0;
+    if (t->dtype != DT_I64 || t->ndim != want_dims)
+        return llava_fail("%s: \"%s\" must be I64 with %d dimensions", f->path, name, want_dims);
+    *out = xmalloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
+    memcpy(*out, t->data, sizeof(int64_t) * (size_t)t->numel);
+    for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
+    return 1;
+}
+
+int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B_out, int *S_out) {
+    st_file f;
+    if (st_open(&f, path) != 0) return -1;
+    int64_t *ids = NULL, *mask = NULL, *labels = NULL;
+    int64_t s_ids[2] = {0}, s_mask[2] = {0}, s_lab[2] = {0};
+    int rc = read_i64(&f, "input_ids", &ids, 2, s_ids);
+    if (rc == 0) rc = llava_fail("%s: no \"input_ids\" tensor", path);
+    if (rc > 0) rc = read_i64(&f, "attention_mask", &mask, 2, s_mask);
+    if (rc >= 0) rc = read_i64(&f, "labels", &labels, 2, s_lab);
+    if (rc >= 0 && ((mask && (s_mask[0] != s_ids[0] || s_mask[1] != s_ids[1])) ||
+                    (labels && (s_lab[0] != s_ids[0] || s_lab[1] != s_ids[1]))))
+        rc = llava_fail("%s: attention_mask and labels must have input_ids' shape", path);
+    float *pix = NULL;
+    int n_img = 0, H = 0, W = 0;
+    const st_tensor *pt = st_find(&f, "pixel_values");
+    if (rc >= 0 && pt) {
+        if (pt->ndim != 4 || pt->shape[1] != 3) rc = llava_fail("%s: pixel_values must be (n, 3, H, W)", path);
+        else {
+            n_img = (int)pt->shape[0];
+            H = (int)pt->shape[2];
+            W = (int)pt->shape[3];
+            pix = xmalloc(sizeof(float) * (size_t)(pt->numel ? pt->numel : 1));
+            if (st_tensor_to_f32(&f, pt, pix) != 0) rc = -1;
+        }
+    }
+    if (rc >= 0) rc = llava_batch_from_hf(b, m, ids, mask, labels, (int)s_ids[0], (int)s_ids[1], pix, n_img, H, W);
+    if (rc >= 0) {
+        if (B_out) *B_out = (int)s_ids[0];
+        if (S_out) *S_out = (int)s_ids[1];
+    }
+    free(ids);
+    free(mask);
+    free(labels);
+    free(pix);
+    st_close(&f);
+    return rc < 0 ? -1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward and backward
+
+// Linear backward with frozen-weight skipping: the weight GEMM runs only when the weight has a
+// gradient buffer; the input gradient only when asked for.
+static void linear_bwd(const llava_model *m, void *dx, const void *dout, const void *x, const param_view *w,
+                       const param_view *bias, int N, int I, int O) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    if (dx) ops->linear_backward_input(be, dx, dout, P(m, w), N, I, O);
+    float *gw = G(m, w);
+    if (gw) ops->linear_backward_weight(be, gw, dout, x, N, I, O);
+    float *gb = G(m, bias);
+    if (gb) ops->linear_backward_bias(be, gb, dout, N, O);
+}
+
+// Tells m->grad_final that these views' gradients are final for this pass (views without a
+// gradient, frozen or absent, are left out).
+static void grads_final(const llava_model *m, const param_view *const *v, size_t n) {
+    if (!m->grad_final) return;
+    for (size_t i = 0; i < n; i++)
+        if (G(m, v[i])) m->grad_final(m->grad_final_ctx, (int)(v[i] - m->pt.views));
+}
+
+// CLIP up to the feature layer, forward only (the tower is frozen: nothing is kept for backward).
+// Returns feat (n_img * tokens_per_image, Dv) ACT.
+static void *vision_forward(const llava_model *m, const llava_batch *b) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const clip_vision_config *vc = &m->cfg.vision;
+    const struct llava_layer_ptrs *p = m->ptrs;
+    int Dv = vc->hidden_size, Iv = vc->intermediate_size, Hv = vc->num_attention_heads, Dh = Dv / Hv;
+    int Pz = vc->patch_size, G = b->img_h / Pz, N = G * G, R = b->n_img * (N + 1), K = 3 * Pz * Pz;
+    float eps = vc->layer_norm_eps;
+    float *pix = ops->alloc(be, BUF_F32, (size_t)b->n_img * 3 * b->img_h * b->img_w);
+    ops->upload(be, BUF_F32, pix, b->pixels, (size_t)b->n_img * 3 * b->img_h * b->img_w);
+    void *patches = ops->alloc(be, BUF_ACT, (size_t)b->n_img * N * K);  // (n_img*N, 3*P*P)
+    ops->patch_unfold(be, patches, pix, b->n_img, 3, b->img_h, b->img_w, Pz);
+    void *pe = ops->alloc(be, BUF_ACT, (size_t)b->n_img * N * Dv);  // (n_img*N, Dv)
+    ops->linear_forward(be, pe, patches, P(m, p->patch_w), NULL, b->n_img * N, K, Dv);
+    void *h = ops->alloc(be, BUF_ACT, (size_t)R * Dv);  // (R, Dv) residual stream
+    ops->clip_embed(be, h, pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, N, Dv);
+    void *x = ops->alloc(be, BUF_ACT, (size_t)R * Dv);
+    float *mean = ops->alloc(be, BUF_F32, (size_t)R), *rstd = ops->alloc(be, BUF_F32, (size_t)R);
+    ops->layernorm_forward(be, x, mean, rstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, eps);
+    ops->copy(be, BUF_ACT, h, x, (size_t)R * Dv);  // hidden_states[0] is the pre-layernorm output
+    void *q = ops->alloc(be, BUF_ACT, (size_t)R * Dv), *k = ops->alloc(be, BUF_ACT, (size_t)R * Dv);
+    void *v = ops->alloc(be, BUF_ACT, (size_t)R * Dv), *att = ops->alloc(be, BUF_ACT, (size_t)R * Dv);
+    void *mid = ops->alloc(be, BUF_ACT, (size_t)R * Iv), *act = ops->alloc(be, BUF_ACT, (size_t)R * Iv);
+    float *lse = ops->alloc(be, BUF_F32, (size_t)Hv * R);
+    int32_t *cu_host = xmalloc(sizeof(int32_t) * (size_t)(b->n_img + 1));
+    for (int i = 0; i <= b->n_img; i++) cu_host[i] = i * (N + 1);  // each image attends within itself
+    int32_t *cu = ops->alloc(be, BUF_I32, (size_t)b->n_img + 1);
+    ops->upload_i32(be, cu, cu_host, (size_t)b->n_img + 1);
+    free(cu_host);
+    float scale = 1.0f / sqrtf((float)Dh);
+    for (int l = 0; l < m->vision_layers; l++) {
+        const clip_layer_views *c = &p->clip[l];
+        ops->layernorm_forward(be, x, mean, rstd, h, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, eps);
+        ops->linear_forward(be, q, x, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
+        ops->linear_forward(be, k, x, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
+        ops->linear_forward(be, v, x, P(m, c->v_w), P(m, c->v_b), R, Dv, Dv);
+        ops->attention_forward(be, att, lse, q, k, v, cu, b->n_img, R, Hv, Hv, Dh, scale, 0);
+        ops->linear_forward(be, x, att, P(m, c->o_w), P(m, c->o_b), R, Dv, Dv);
+        ops->add_inplace(be, h, x, (size_t)R * Dv);
+        ops->layernorm_forward(be, x, mean, rstd, h, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, eps);
+        ops->linear_forward(be, mid, x, P(m, c->fc1_w), P(m, c->fc1_b), R, Dv, Iv);
+        ops->quick_gelu_forward(be, act, mid, (size_t)R * Iv);
+        ops->linear_forward(be, x, act, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
+        ops->add_inplace(be, h, x, (size_t)R * Dv);
+    }
+    // Select the features: drop each image's CLS row unless the config keeps it.
+    int tpi = m->tokens_per_image;
+    int32_t *rows_host = xmalloc(sizeof(int32_t) * (size_t)b->n_img * tpi);
+    for (int i = 0; i < b->n_img; i++)
+        for (int n = 0; n < tpi; n++) rows_host[i * tpi + n] = i * (N + 1) + n + (m->cfg.glue.drop_cls ? 1 : 0);
+    int32_t *rows = ops->alloc(be, BUF_I32, (size_t)b->n_img * tpi);
+    ops->upload_i32(be, rows, rows_host, (size_t)b->n_img * tpi);
+    free(rows_host);
+    void *feat = ops->alloc(be, BUF_ACT, (size_t)b->n_img * tpi * Dv);
+    ops->gather_rows(be, feat, h, rows, b->n_img * tpi, Dv);
+    void *tmp[] = {pix, patches, pe, h, x, mean, rstd, q, k, v, att, mid, act, lse, cu, rows};
+    for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) ops->free(be, tmp[i]);
+    return feat;
+}
+
+// Activations of one decoder layer that backward needs.
+typedef struct {
+    void *n1, *q, *k, *v, *att, *h_mid, *n2, *gate, *up, *s;  // ACT
+    float *rstd1, *rstd2, *lse;                                // F32
+} lm_saved;
+
+// The shapes one decoder layer works with.
+typedef struct {
+    int T, d, qd, kvd, I, Hq, Hkv, D, n_seq;
+    float eps, theta, scale;
+    const int32_t *pos, *cu;  // (T) and (n_seq + 1) on the backend
+} lm_dims;
+
+static void lm_saved_alloc(llava_backend *be, lm_saved *s, const lm_dims *z) {
+    const llava_ops *ops = be->ops;
+    size_t T = (size_t)z->T;
+    s->n1 = ops->alloc(be, BUF_ACT, T * z->d);
+    s->q = ops->alloc(be, BUF_ACT, T * z->qd);
+    s->k = ops->alloc(be, BUF_ACT, T * z->kvd);
+    s->v = ops->alloc(be, BUF_ACT, T * z->kvd);
+    s->att = ops->alloc(be, BUF_ACT, T * z->qd);
+    s->h_mid = ops->alloc(be, BUF_ACT, T * z->d);
+    s->n2 = ops->alloc(be, BUF_ACT, T * z->d);
+    s->gate = ops->alloc(be, BUF_ACT, T * z->I);
+    s->up = ops->alloc(be, BUF_ACT, T * z->I);
+    s->s = ops->alloc(be, BUF_ACT, T * z->I);
+    s->rstd1 = ops->alloc(be, BUF_F32, T);
+    s->rstd2 = ops->alloc(be, BUF_F32, T);
+    s->lse = ops->alloc(be, BUF_F32, (size_t)z->Hq * T);
+}
+
+static void lm_saved_free(llava_backend *be, lm_saved *s) {
+    const llava_ops *ops = be->ops;
+    void *bufs[] = {s->n1, s->q, s->k, s->v, s->att, s->h_mid, s->n2, s->gate, s->up, s->s, s->rstd1, s->rstd2, s->lse};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(be, bufs[i]);
+    memset(s, 0, sizeof *s);
+}
+
+// Decoder layer l: h_out = h_in + attention + MLP, keeping in *s what its backward reads.
+// tmp (T, d) is scratch.
+static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void *h_out, lm_saved *s, const lm_dims *z,
+                             void *tmp) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const lm_layer_views *c = &m->ptrs->lm[l];
+    int T = z->T, d = z->d, qd = z->qd, kvd = z->kvd, I = z->I;
+    ops->rmsnorm_forward(be, s->n1, s->rstd1, h_in, P(m, c->in_norm), T, d, z->eps);
+    ops->linear_forward(be, s->q, s->n1, P(m, c->q), P(m, c->q_b), T, d, qd);
+    ops->linear_forward(be, s->k, s->n1, P(m, c->k), P(m, c->k_b), T, d, kvd);
+    ops->linear_forward(be, s->v, s->n1, P(m, c->v), P(m, c->v_b), T, d, kvd);
+    ops->rope_forward(be, s->q, z->pos, T, z->Hq, z->D, z->theta);
+    ops->rope_forward(be, s->k, z->pos, T, z->Hkv, z->D, z->theta);
+    ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale, 1);
+    ops->linear_forward(be, tmp, s->att, P(m, c->o), P(m, c->o_b), T, qd, d);
+    ops->add(be, s->h_mid, h_in, tmp, (size_t)T * d);
+    ops->rmsnorm_forward(be, s->n2, s->rstd2, s->h_mid, P(m, c->post_norm), T, d, z->eps);
+    ops->linear_forward(be, s->gate, s->n2, P(m, c->gate), P(m, c->gate_b), T, d, I);
+    ops->linear_forward(be, s->up, s->n2, P(m, c->up), P(m, c->up_b), T, d, I);
+    ops->silu_mul_forward(be, s->s, s->gate, s->up, (size_t)T * I);
+    ops->linear_forward(be, tmp, s->s, P(m, c->down), P(m, c->down_b), T, I, d);
+    ops->add(be, h_out, s->h_mid, tmp, (size_t)T * d);
+}
+
+float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const struct llava_layer_ptrs *p = m->ptrs;
+    const llama_config *tc = &m->cfg.text;
+    int T = b->T, d = tc->hidden_size, V = tc->vocab_size, L = tc->num_hidden_layers, I = tc->intermediate_size;
+    int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim;
+    int qd = Hq * D, kvd = Hkv * D, M = b->n_img * m->tokens_per_image, Dv = m->cfg.vision.hidden_size;
+    float eps = tc->rms_norm_eps, theta = (float)tc->rope_theta;
+    if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size)) {
+        llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w, m->cfg.vision.image_size,
+                   m->cfg.vision.image_size);
+        return NAN;
+    }
+    if (T == 0) {
+        llava_fail("empty batch");
+        return NAN;
+    }
+    // Nothing to do backward when no target exists, or when only the projector trains and the batch
+    // holds no image (text-only samples carry no projector gradient).
+    backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 && (llava_model_trains(m, GROUP_LM) || M > 0);
+
+    // ---- device copies of the batch's integer arrays
+    int32_t *ids = ops->alloc(be, BUF_I32, (size_t)T), *targets = ops->alloc(be, BUF_I32, (size_t)T);
+    int32_t *pos = ops->alloc(be, BUF_I32, (size_t)T), *cu = ops->alloc(be, BUF_I32, (size_t)b->n_seq + 1);
+    int32_t *img_rows = ops->alloc(be, BUF_I32, (size_t)(M ? M : 1));
+    ops->upload_i32(be, ids, b->ids, (size_t)T);
+    ops->upload_i32(be, targets, b->targets, (size_t)T);
+    ops->upload_i32(be, pos, b->pos, (size_t)T);
+    ops->upload_i32(be, cu, b->cu_seqlens, (size_t)b->n_seq + 1);
+    if (M) ops->upload_i32(be, img_rows, b->img_rows, (size_t)M);
+
+    // ---- vision tower and projector: f (M, d)
+    void *feat = NULL, *a1 = NULL, *g1 = NULL, *f = NULL;
+    int mlp2 = m->cfg.glue.projector == PROJ_MLP2X_GELU;
+    if (M) {
+        feat = vision_forward(m, b);  // (M, Dv)
+        a1 = ops->alloc(be, BUF_ACT, (size_t)M * d);
+        ops->linear_forward(be, a1, feat, P(m, p->p1_w), P(m, p->p1_b), M, Dv, d);
+        if (mlp2) {
+            g1 = ops->alloc(be, BUF_ACT, (size_t)M * d);
+            f = ops->alloc(be, BUF_ACT, (size_t)M * d);
+            ops->gelu_forward(be, g1, a1, (size_t)M * d);
+            ops->linear_forward(be, f, g1, P(m, p->p2_w), P(m, p->p2_b), M, d, d);
+        } else {
+            f = a1;
+        }
+    }
+
+    // ---- language model. hs[l] (T, d) is the input of layer l; hs[L] the final residual stream.
+    void **hs = xcalloc((size_t)L + 1, sizeof(void *));
+    for (int l = 0; l <= L; l++) hs[l] = ops->alloc(be, BUF_ACT, (size_t)T * d);
+    ops->embedding_forward(be, hs[0], ids, P(m, p->embed), T, d, V);
+    if (M) ops->scatter_rows(be, hs[0], f, img_rows, M, d);
+    lm_saved *sv = xcalloc((size_t)(L ? L : 1), sizeof(lm_saved));
+    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), pos, cu};
+    void *tmp_d = ops->alloc(be, BUF_ACT, (size_t)T * d);
+    // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
+    // in backward: the same ops on the same inputs, so the same bits.
+    int keep = backward && !m->checkpoint_layers;
+    for (int l = 0; l < L; l++) {
+        lm_saved_alloc(be, &sv[l], &z);
+        lm_layer_forward(m, l, hs[l], hs[l + 1], &sv[l], &z, tmp_d);
+        if (!keep) lm_saved_free(be, &sv[l]);
+    }
+    void *hn = ops->alloc(be, BUF_ACT, (size_t)T * d);
+    float *rstd_f = ops->alloc(be, BUF_F32, (size_t)T);
+    ops->rmsnorm_forward(be, hn, rstd_f, hs[L], P(m, p->norm), T, d, eps);
+    void *logits = ops->alloc(be, BUF_ACT, (size_t)T * V);  // (T, V); becomes dlogits in place
+    ops->linear_forward(be, logits, hn, P(m, p->head), NULL, T, d, V);
+    if (logits_out) ops->download(be, BUF_ACT, logits_out, logits, (size_t)T * V);
+
+    // ---- loss: mean over the batch's targets
+    float *losses = ops->alloc(be, BUF_F32, (size_t)T);
+    float grad_scale = b->n_targets ? loss_scale / (float)b->n_targets : 0.0f;
+    ops->cross_entropy(be, losses, backward ? logits : NULL, logits, targets, T, V, grad_scale);
+    float *loss_host = xmalloc(sizeof(float) * (size_t)T);
+    ops->download(be, BUF_F32, loss_host, losses, (size_t)T);
+    double sum = 0;
+    for (int t = 0; t < T; t++) sum += loss_host[t];
+    free(loss_host);
+    float loss = b->n_targets ? (float)(sum / b->n_targets) : NAN;
+
+    if (backward) {
+        // ---- LM backward. dh (T, d) carries d loss / d hs[l+1] down the stack.
+        void *dhn = ops->alloc(be, BUF_ACT, (size_t)T * d), *dh = ops->alloc(be, BUF_ACT, (size_t)T * d);
+        void *dx = ops->alloc(be, BUF_ACT, (size_t)T * d);
+        linear_bwd(m, dhn, logits, hn, p->head, NULL, T, d, V);
+        ops->rmsnorm_backward(be, dh, G(m, p->norm), dhn, hs[L], P(m, p->norm), rstd_f, T, d);
+        const param_view *top[] = {p->norm, p->head != p->embed ? p->head : NULL};  // tied: the embeddings' turn
+        grads_final(m, top, 2);
+        void *ds = ops->alloc(be, BUF_ACT, (size_t)T * I), *dgate = ops->alloc(be, BUF_ACT, (size_t)T * I);
+        void *dup = ops->alloc(be, BUF_ACT, (size_t)T * I);
+        void *dq = ops->alloc(be, BUF_ACT, (size_t)T * qd), *datt = ops->alloc(be, BUF_ACT, (size_t)T * qd);
+        void *dk = ops->alloc(be, BUF_ACT, (size_t)T * kvd), *dv = ops->alloc(be, BUF_ACT, (size_t)T * kvd);
+        for (int l = L - 1; l >= 0; l--) {
+            const lm_layer_views *c = &p->lm[l];
+            lm_saved *s = &sv[l];
+            if (!keep) {
+                lm_saved_alloc(be, s, &z);
+                lm_layer_forward(m, l, hs[l], tmp_d, s, &z, dx);  // recompute; the output is not needed
+            }
+            // MLP: hs[l+1] = h_mid + down(silu(gate(n2)) * up(n2))
+            linear_bwd(m, ds, dh, s->s, c->down, c->down_b, T, I, d);
+            ops->silu_mul_backward(be, dgate, dup, ds, s->gate, s->up, (size_t)T * I);
+            linear_bwd(m, dhn, dgate, s->n2, c->gate, c->gate_b, T, d, I);
+            linear_bwd(m, dx, dup, s->n2, c->up, c->up_b, T, d, I);
+            ops->add_inplace(be, dhn, dx, (size_t)T * d);
+            ops->rmsnorm_backward(be, dx, G(m, c->post_norm), dhn, s->h_mid, P(m, c->post_norm), s->rstd2, T, d);
+            ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d h_mid
+            // Attention: h_mid = hs[l] + o(attn(rope(q(n1)), rope(k(n1)), v(n1)))
+            linear_bwd(m, datt, dh, s->att, c->o, c->o_b, T, qd, d);
+            ops->attention_backward(be, dq, dk, dv, datt, s->q, s->k, s->v, s->att, s->lse, cu, b->n_seq, T, Hq, Hkv, D,
+                                    z.scale, 1);
+            ops->rope_backward(be, dq, pos, T, Hq, D, theta);
+            ops->rope_backward(be, dk, pos, T, Hkv, D, theta);
+            linear_bwd(m, dhn, dq, s->n1, c->q, c->q_b, T, d, qd);
+            linear_bwd(m, dx, dk, s->n1, c->k, c->k_b, T, d, kvd);
+            ops->add_inplace(be, dhn, dx, (size_t)T * d);
+            linear_bwd(m, dx, dv, s->n1, c->v, c->v_b, T, d, kvd);
+            ops->add_inplace(be, dhn, dx, (size_t)T * d);
+            ops->rmsnorm_backward(be, dx, G(m, c->in_norm), dhn, hs[l], P(m, c->in_norm), s->rstd1, T, d);
+            ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d hs[l]
+            if (!keep) lm_saved_free(be, s);
+            // lm_layer_views holds nothing but view pointers: the layer's views, as an array.
+            grads_final(m, (const param_view *const *)c, sizeof *c / sizeof(const param_view *));
+        }
+        // Embeddings: image positions hold ids of -1, so their rows get no gradient (masked_scatter).
+        float *gembed = G(m, p->embed);
+        if (gembed) ops->embedding_backward(be, gembed, dh, ids, T, d, V, m->padding_idx);
+        grads_final(m, &p->embed, 1);
+        // ---- projector backward from the image positions' gradient
+        if (M && llava_model_trains(m, GROUP_PROJECTOR)) {
+            void *df = ops->alloc(be, BUF_ACT, (size_t)M * d);
+            ops->gather_rows(be, df, dh, img_rows, M, d);
+            if (mlp2) {
+                void *dg1 = ops->alloc(be, BUF_ACT, (size_t)M * d);
+                linear_bwd(m, dg1, df, g1, p->p2_w, p->p2_b, M, d, d);
+                ops->gelu_backward(be, df, dg1, a1, (size_t)M * d);
+                ops->free(be, dg1);
+            }
+            linear_bwd(m, NULL, df, feat, p->p1_w, p->p1_b, M, Dv, d);
+            ops->free(be, df);
+            const param_view *proj[] = {p->p1_w, p->p1_b, p->p2_w, p->p2_b};
+            grads_final(m, proj, 4);
+        }
+        void *bufs[] = {dhn, dh, dx, ds, dgate, dup, dq, datt, dk, dv};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(be, bufs[i]);
+    }
+
+    for (int l = 0; l < L; l++) lm_saved_free(be, &sv[l]);  // (already freed when not kept)
+    free(sv);
+    for (int l = 0; l <= L; l++) ops->free(be, hs[l]);
+    free(hs);
+    void *rest[] = {tmp_d, hn, rstd_f, logits, losses, ids, targets, pos, cu, img_rows};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) ops->free(be, rest[i]);
+    if (M) {
+        ops->free(be, feat);
+        ops->free(be, a1);
+        if (mlp2) {
+            ops->free(be, g1);
+            ops->free(be, f);
+        }
+    }
+    return loss;
+}

@@ -1,0 +1,105 @@
+// The LLaVA model, written once for every backend: CLIP vision tower (frozen, forward only, up to
+// the feature layer), projector (Linear-GELU-Linear), LLaMA decoder, the splice of image features
+// into a packed token stream, and the shifted cross-entropy. All arithmetic goes through the
+// llava_ops table (kernels/ops.h).
+#ifndef LLAVA_MODEL_LLAVA_H
+#define LLAVA_MODEL_LLAVA_H
+
+#include <stdint.h>
+
+#include "data/batch.h"
+#include "kernels/backend.h"
+#include "config.h"
+#include "params.h"
+
+// What receives gradients. Stage 1 trains the projector (gradients flow through the frozen LM);
+// stage 2 trains the projector and the LM. The vision tower is always frozen in LLaVA.
+typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2 } trainable_set;
+
+struct llava_layer_ptrs;
+
+typedef struct {
+    llava_backend *be;              // the context every op runs in (not owned)
+    const llava_ops *ops;           // be->ops
+    model_config cfg;
+    param_table pt;                 // names, shapes, offsets (host storage freed after upload)
+    void *params[N_GROUPS];         // PARAM buffers on the backend, one per group
+    float *grads[N_GROUPS];         // GRAD buffers for trainable groups, NULL for frozen ones
+    trainable_set trainable;
+    weight_layout layout;           // the layout the weights were loaded from
+    int tokens_per_image;           // patches after dropping CLS
+    int vision_layers;              // layers actually run
+    int padding_idx;                // embed_tokens row that never gets a gradient (-1: none)
+    struct llava_layer_ptrs *ptrs;  // resolved views
+    char *filled;                   // while building: which views have weights
+    char *frozen;                   // per view: frozen inside a trainable group (NULL: none)
+    int checkpoint_layers;          // recompute each decoder layer in backward instead of keeping
+                                    // its activations (less memory, one more forward)
+    // Called in the backward as soon as a trainable view's gradient is final for this pass (its
+    // index in pt.views), in the order the backward finishes them: the LM head and final norm, the
+    // decoder layers from the last, the embeddings, the projector. NULL: nothing is called. The
+    // data-parallel reduction starts each bucket from it (optim_arm).
+    void (*grad_final)(void *ctx, int view);
+    void *grad_final_ctx;
+    // ZeRO-2 without full gradient buffers: a group marked here has no GRAD buffer (grads[g] is
+    // NULL); the optimizer hands out, per bucket and pass, a zeroed slot that the backward
+    // accumulates into, and sends it off when the bucket is final. grad_slot(ctx, view) is where
+    // view's gradient goes in this pass.
+    // The weights the vision tower came from (a folder or file; NULL: none): where the export finds
+    // the tower's layers that LLaVA never runs and the model does not keep.
+    char *vision_source;
+    char grad_slotted[N_GROUPS];
+    float *(*grad_slot)(void *ctx, int view);
+    void *grad_slot_ctx;
+} llava_model;
+
+// 1 when group g receives gradients (its GRAD buffer, or slots handed out by the optimizer).
+int llava_model_trains(const llava_model *m, int g);
+
+// Loads a model folder (config.json + safetensors, any supported layout) onto backend `be`.
+// Missing tensors are an error; tensors of vision layers past the feature layer are skipped.
+int llava_model_load(llava_model *m, const char *dir, llava_backend *be);
+
+// The same in steps, for a model put together from several folders (vicuna + CLIP + a projector
+// file): create from a config, add the weights of each source for the groups it provides (bit g
+// of group_mask for group g), initialise what no file has, then finish (which fails when a tensor
+// is still missing, and uploads the weights to the backend).
+int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *be);
+int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded);
+// The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.
+void llava_model_init_projector(llava_model *m, uint64_t seed);
+// Every weight random (matrices and embeddings N(0, std^2), norm weights 1, biases 0): for
+// benchmarks and tests that need a model of a given shape and no file.
+void llava_model_init_random(llava_model *m, float std, uint64_t seed);
+void llava_model_init_random_fast(llava_model *m, float std, uint64_t seed);  // benchmarks: param_init_random_fast
+int llava_model_finish(llava_model *m);
+// Allocates gradient buffers for the groups `t` trains (and frees the others).
+void llava_model_set_trainable(llava_model *m, trainable_set t);
+void llava_model_free(llava_model *m);
+void llava_model_zero_grads(llava_model *m);
+// Freezes every parameter whose internal name starts with `prefix` (e.g. "lm.model.embed_tokens",
+// "lm.model.layers.0.", "projector."): no weight gradient is computed for it and the optimizer
+// leaves it alone. Returns how many parameters matched, or -1 (with an error) for none.
+int llava_model_freeze(llava_model *m, const char *prefix);
+// 1 when a parameter receives no updates (its group is frozen, or it was frozen by name).
+int llava_model_is_frozen(const llava_model *m, const param_view *v);
+
+// One forward (and, with `backward`, backward) pass over a packed batch. The loss is the mean of
+// the per-token cross-entropy over the batch's targets (what Hugging Face's loss gives for the
+// same samples padded into one batch) times `loss_scale`; gradients of loss * loss_scale are
+// accumulated into m->grads. `logits_out` (T, V) host, if not NULL, receives the logits.
+// Returns the mean loss (without loss_scale), or NAN with an error when the batch is malformed.
+float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out);
+
+// Builds a packed batch from Hugging Face-style inputs: input_ids (B, S) with the image token
+// repeated once per image feature, attention_mask (B, S) right-padded (NULL: all real), labels
+// (B, S) with -100 ignored (NULL: no targets), pixel_values (n_img, 3, H, W) for the images in
+// row-major order of their tokens.
+int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W);
+
+// The same from a safetensors file holding input_ids, and optionally attention_mask, labels and
+// pixel_values (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
+int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B, int *S);
+
+#endif

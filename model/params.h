@@ -1,0 +1,78 @@
+// Parameters in flat per-group buffers with named views (ARCHITECTURE.md decision 3).
+//
+// Three groups: the vision tower (frozen in LLaVA), the projector, and the language model. Each
+// group is one contiguous allocation; a view is a named (offset, shape) inside it. The table lists
+// every tensor the checkpoint format has, including vision layers LLaVA never runs (the layer after
+// the selected feature layer, post_layernorm): those views are marked unused and take no storage.
+#ifndef LLAVA_MODEL_PARAMS_H
+#define LLAVA_MODEL_PARAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/io/names.h"
+#include "model/io/safetensors.h"
+#include "config.h"
+
+enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, N_GROUPS = 3 };
+extern const char *const GROUP_NAMES[N_GROUPS];
+
+#define PARAM_MAX_DIMS 4
+#define PARAM_ALIGN 8  // views start at multiples of 8 elements
+
+typedef struct {
+    char *name;     // internal name (names.h)
+    int group;
+    int layer;      // encoder / decoder layer index, -1 outside the layer stack
+    int used;       // 0: in the checkpoint format but never computed (no storage)
+    int ndim;
+    int64_t shape[PARAM_MAX_DIMS];
+    size_t numel;
+    size_t offset;  // element offset inside the group buffer (used views only), a multiple of PARAM_ALIGN
+} param_view;
+
+typedef struct {
+    param_view *views;  // group-major, then the order the model consumes them
+    int n_views;
+    int *sorted;        // view indices sorted by name, for lookup
+    size_t group_numel[N_GROUPS];        // storage: used views only, with alignment padding
+    uint64_t group_numel_all[N_GROUPS];  // every view, as the checkpoint format counts them
+    float *data[N_GROUPS];               // fp32 storage (CPU backend); NULL until allocated
+    int linear_projector;
+} param_table;
+
+// Builds the table implied by a model config. No storage is allocated.
+int param_table_build(const model_config *mc, param_table *pt);
+void param_table_free(param_table *pt);
+const param_view *param_find(const param_table *pt, const char *internal);
+int param_alloc(param_table *pt);  // zeroed fp32 storage for every group
+float *param_ptr(const param_table *pt, const param_view *v);
+// Fills every allocated view: matrices and embeddings N(0, std^2) (Box-Muller on torch_rng draws
+// from `seed`, in table order), norm weights 1, biases 0. For models with no weight file.
+void param_init_random(param_table *pt, float std, uint64_t seed);
+// The same layout of values, but matrices uniform with standard deviation std from a hash of each
+// element's index: for benchmarks, where only the scale matters and a 7B-shaped table must fill fast.
+void param_init_random_fast(param_table *pt, float std, uint64_t seed);
+
+// What loading a set of safetensors files onto a table found.
+typedef struct {
+    int n_loaded;                 // tensors copied into the table
+    int n_ignored;                // known tensors nobody uses (inv_freq, CLIP text tower, ...)
+    int n_unused;                 // tensors of views that are not computed (vision layers past the selected one)
+    char **missing; int n_missing;        // used views no file provides
+    char **unexpected; int n_unexpected;  // file tensors that map to nothing in the table
+    char **mismatched; int n_mismatched;  // "name: file shape [..] vs model [..]"
+    int dtype_count[DT_COUNT];
+    weight_layout layout;         // the layout the names indicate
+} load_report;
+
+// Compares the files' tensors with the table. With `copy` set (and storage allocated) the tensors
+// are converted to fp32 into the table; shape mismatches are reported, never copied.
+int param_load(param_table *pt, const st_set *s, int copy, load_report *rep);
+// The same for the groups in `group_mask` (bit g for group g) only: tensors of other groups are
+// passed over, and `filled` (n_views bytes, may be NULL) marks every view that was found. Missing
+// views are those of the masked groups that neither this set nor an earlier call filled.
+int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask, char *filled, load_report *rep);
+void load_report_free(load_report *rep);
+
+#endif

@@ -1,0 +1,2 @@
+// Must not compile: common/ sits below every room.
+#include "kernels/ops.h"

@@ -1,0 +1,2 @@
+// Must not compile: infer/ sits below train/.
+#include "train/trainer.h"

@@ -1,0 +1,2 @@
+// Must not compile: kernels/ knows nothing of data/.
+#include "data/batch.h"

@@ -1,0 +1,2 @@
+// Must not compile: model/ sits below train/.
+#include "train/optim.h"

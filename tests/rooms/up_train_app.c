@@ -1,0 +1,2 @@
+// Must not compile: nothing uses app/.
+#include "app/demo.h"

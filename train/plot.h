@@ -1,8 +1,0 @@
-// `llava plot`: a run's metrics.jsonl as an SVG picture of loss and learning rate.
-#ifndef LLAVA_TRAIN_PLOT_H
-#define LLAVA_TRAIN_PLOT_H
-
-// Reads out_dir/metrics.jsonl and writes svg_path. *n_points (may be NULL) gets the lines plotted.
-int plot_metrics(const char *out_dir, const char *svg_path, int *n_points);
-
-#endif
