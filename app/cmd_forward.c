@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "model/io/safetensors.h"
+#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "commands.h"
 

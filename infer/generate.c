@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "model/batch_hf.h"
 
 int llava_generate_greedy(llava_model *m, const int64_t *prompt, int n_prompt, const float *pixels, int n_img, int H,
                           int W, int max_new, int eos, int64_t *out) {

@@ -5,96 +5,8 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "data/sampler.h"
+#include "common/torch_rng.h"
 #include "model/io/safetensors.h"
-
-// ---------------------------------------------------------------------------------------------
-// Resolved parameter views, so the step loop never looks names up.
-
-typedef struct {
-    const param_view *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
-    const param_view *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-} clip_layer_views;
-
-typedef struct {
-    const param_view *in_norm, *q, *k, *v, *o, *q_b, *k_b, *v_b, *o_b;
-    const param_view *post_norm, *gate, *up, *down, *gate_b, *up_b, *down_b;
-} lm_layer_views;
-
-struct llava_layer_ptrs {
-    const param_view *patch_w, *cls, *pos_emb, *pre_w, *pre_b;
-    clip_layer_views *clip;
-    const param_view *p1_w, *p1_b, *p2_w, *p2_b;
-    const param_view *embed, *norm, *head;
-    lm_layer_views *lm;
-};
-
-// The view "<prefix><layer><suffix>", or NULL when the model has no such tensor (e.g. biases).
-static const param_view *view(const param_table *pt, const char *prefix, int layer, const char *suffix) {
-    char name[192];
-    snprintf(name, sizeof name, "%s%d%s", prefix, layer, suffix);
-    return param_find(pt, name);
-}
-
-static int resolve(llava_model *m) {
-    const param_table *pt = &m->pt;
-    struct llava_layer_ptrs *p = xcalloc(1, sizeof *p);
-    m->ptrs = p;
-    p->patch_w = param_find(pt, "vision.embeddings.patch_embedding.weight");
-    p->cls = param_find(pt, "vision.embeddings.class_embedding");
-    p->pos_emb = param_find(pt, "vision.embeddings.position_embedding.weight");
-    p->pre_w = param_find(pt, "vision.pre_layrnorm.weight");
-    p->pre_b = param_find(pt, "vision.pre_layrnorm.bias");
-    p->clip = xcalloc((size_t)(m->vision_layers ? m->vision_layers : 1), sizeof(clip_layer_views));
-    for (int l = 0; l < m->vision_layers; l++) {
-        clip_layer_views *c = &p->clip[l];
-        c->ln1_w = view(pt, "vision.encoder.layers.", l, ".layer_norm1.weight");
-        c->ln1_b = view(pt, "vision.encoder.layers.", l, ".layer_norm1.bias");
-        c->q_w = view(pt, "vision.encoder.layers.", l, ".self_attn.q_proj.weight");
-        c->q_b = view(pt, "vision.encoder.layers.", l, ".self_attn.q_proj.bias");
-        c->k_w = view(pt, "vision.encoder.layers.", l, ".self_attn.k_proj.weight");
-        c->k_b = view(pt, "vision.encoder.layers.", l, ".self_attn.k_proj.bias");
-        c->v_w = view(pt, "vision.encoder.layers.", l, ".self_attn.v_proj.weight");
-        c->v_b = view(pt, "vision.encoder.layers.", l, ".self_attn.v_proj.bias");
-        c->o_w = view(pt, "vision.encoder.layers.", l, ".self_attn.out_proj.weight");
-        c->o_b = view(pt, "vision.encoder.layers.", l, ".self_attn.out_proj.bias");
-        c->ln2_w = view(pt, "vision.encoder.layers.", l, ".layer_norm2.weight");
-        c->ln2_b = view(pt, "vision.encoder.layers.", l, ".layer_norm2.bias");
-        c->fc1_w = view(pt, "vision.encoder.layers.", l, ".mlp.fc1.weight");
-        c->fc1_b = view(pt, "vision.encoder.layers.", l, ".mlp.fc1.bias");
-        c->fc2_w = view(pt, "vision.encoder.layers.", l, ".mlp.fc2.weight");
-        c->fc2_b = view(pt, "vision.encoder.layers.", l, ".mlp.fc2.bias");
-    }
-    p->p1_w = param_find(pt, "projector.linear_1.weight");
-    p->p1_b = param_find(pt, "projector.linear_1.bias");
-    p->p2_w = param_find(pt, "projector.linear_2.weight");
-    p->p2_b = param_find(pt, "projector.linear_2.bias");
-    p->embed = param_find(pt, "lm.model.embed_tokens.weight");
-    p->norm = param_find(pt, "lm.model.norm.weight");
-    p->head = param_find(pt, m->cfg.text.tie_word_embeddings ? "lm.model.embed_tokens.weight" : "lm.lm_head.weight");
-    int L = m->cfg.text.num_hidden_layers;
-    p->lm = xcalloc((size_t)(L ? L : 1), sizeof(lm_layer_views));
-    for (int l = 0; l < L; l++) {
-        lm_layer_views *c = &p->lm[l];
-        c->in_norm = view(pt, "lm.model.layers.", l, ".input_layernorm.weight");
-        c->q = view(pt, "lm.model.layers.", l, ".self_attn.q_proj.weight");
-        c->k = view(pt, "lm.model.layers.", l, ".self_attn.k_proj.weight");
-        c->v = view(pt, "lm.model.layers.", l, ".self_attn.v_proj.weight");
-        c->o = view(pt, "lm.model.layers.", l, ".self_attn.o_proj.weight");
-        c->q_b = view(pt, "lm.model.layers.", l, ".self_attn.q_proj.bias");
-        c->k_b = view(pt, "lm.model.layers.", l, ".self_attn.k_proj.bias");
-        c->v_b = view(pt, "lm.model.layers.", l, ".self_attn.v_proj.bias");
-        c->o_b = view(pt, "lm.model.layers.", l, ".self_attn.o_proj.bias");
-        c->post_norm = view(pt, "lm.model.layers.", l, ".post_attention_layernorm.weight");
-        c->gate = view(pt, "lm.model.layers.", l, ".mlp.gate_proj.weight");
-        c->up = view(pt, "lm.model.layers.", l, ".mlp.up_proj.weight");
-        c->down = view(pt, "lm.model.layers.", l, ".mlp.down_proj.weight");
-        c->gate_b = view(pt, "lm.model.layers.", l, ".mlp.gate_proj.bias");
-        c->up_b = view(pt, "lm.model.layers.", l, ".mlp.up_proj.bias");
-        c->down_b = view(pt, "lm.model.layers.", l, ".mlp.down_proj.bias");
-    }
-    return 0;
-}
 
 // Device pointer of a parameter view, and of its gradient (NULL when its group is frozen).
 static void *P(const llava_model *m, const param_view *v) {
@@ -157,22 +69,19 @@ int llava_model_add_weights(llava_model *m, const char *path, int group_mask, in
 }
 
 void llava_model_init_projector(llava_model *m, uint64_t seed) {
-    // nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in) (kaiming_uniform with a=sqrt(5)).
+    // nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in) (kaiming_uniform with a=sqrt(5)),
+    // drawn in table order (weight, bias, next layer), as nn.Sequential initialises them.
     torch_rng r;
     torch_rng_seed(&r, seed);
-    for (int i = 0; i < m->pt.n_views; i++) {
-        const param_view *v = &m->pt.views[i];
-        if (v->group != GROUP_PROJECTOR) continue;
-        const param_view *w = v;
-        if (v->ndim == 1) {  // a bias takes its weight's fan_in
-            char wname[128];
-            snprintf(wname, sizeof wname, "%.*sweight", (int)(strlen(v->name) - 4), v->name);
-            w = param_find(&m->pt, wname);
-        }
-        float bound = 1.0f / sqrtf((float)w->shape[1]);
+    const llava_params *w = &m->pt.w;
+    const param_view *order[4][2] = {{w->p1_w, w->p1_w}, {w->p1_b, w->p1_w}, {w->p2_w, w->p2_w}, {w->p2_b, w->p2_w}};
+    for (int i = 0; i < 4; i++) {
+        const param_view *v = order[i][0], *weight = order[i][1];  // a bias takes its weight's fan_in
+        if (!v) continue;
+        float bound = 1.0f / sqrtf((float)weight->shape[1]);
         float *p = param_ptr(&m->pt, v);
         for (size_t k = 0; k < v->numel; k++) p[k] = bound * (2.0f * (float)((torch_rng_next(&r) >> 8) * (1.0 / 16777216.0)) - 1.0f);
-        m->filled[i] = 1;
+        m->filled[v - m->pt.views] = 1;
     }
 }
 
@@ -209,7 +118,7 @@ int llava_model_finish(llava_model *m) {
     }
     free(m->filled);
     m->filled = NULL;
-    return resolve(m);
+    return 0;
 }
 
 int llava_model_load(llava_model *m, const char *dir, llava_backend *be) {
@@ -266,142 +175,12 @@ void llava_model_free(llava_model *m) {
         if (m->params[g]) m->ops->free(m->be, m->params[g]);
         if (m->grads[g]) m->ops->free(m->be, m->grads[g]);
     }
-    if (m->ptrs) {
-        free(m->ptrs->clip);
-        free(m->ptrs->lm);
-        free(m->ptrs);
-    }
     free(m->filled);
     free(m->frozen);
     param_table_free(&m->pt);
     memset(m, 0, sizeof *m);
 }
 
-
-// ---------------------------------------------------------------------------------------------
-// Batches
-
-int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
-                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
-    memset(b, 0, sizeof *b);
-    int image_id = m->cfg.glue.image_token_index;
-    int V = m->cfg.text.vocab_size;
-    int *len = xcalloc((size_t)B, sizeof(int));
-    int T = 0, n_feat = 0;
-    for (int r = 0; r < B; r++) {
-        int L = S;
-        if (attention_mask) {
-            L = 0;
-            while (L < S && attention_mask[(size_t)r * S + L]) L++;
-            for (int t = L; t < S; t++)
-                if (attention_mask[(size_t)r * S + t]) {
-                    free(len);
-                    return llava_fail("batch row %d: attention_mask is not right-padded (1 after 0 at %d)", r, t);
-                }
-        }
-        len[r] = L;
-        T += L;
-        for (int t = 0; t < L; t++) n_feat += input_ids[(size_t)r * S + t] == image_id;
-    }
-    if (n_feat != n_img * m->tokens_per_image) {
-        free(len);
-        return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img, m->tokens_per_image);
-    }
-    b->T = T;
-    b->n_seq = B;
-    b->cu_seqlens = xmalloc(sizeof(int32_t) * (size_t)(B + 1));
-    b->ids = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
-    b->targets = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
-    b->pos = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
-    b->img_rows = xmalloc(sizeof(int32_t) * (size_t)(n_feat ? n_feat : 1));
-    int k = 0, f = 0;
-    b->cu_seqlens[0] = 0;
-    for (int r = 0; r < B; r++) {
-        for (int t = 0; t < len[r]; t++, k++) {
-            int64_t id = input_ids[(size_t)r * S + t];
-            if (id == image_id) {
-                b->ids[k] = -1;
-                b->img_rows[f++] = k;
-            } else if (id < 0 || id >= V) {
-                llava_batch_free(b);
-                free(len);
-                return llava_fail("batch row %d position %d: token id %lld outside the vocabulary of %d", r, t, (long long)id, V);
-            } else {
-                b->ids[k] = (int32_t)id;
-            }
-            b->pos[k] = t;
-            // Position t predicts the label of t+1 in the same row; the last real token predicts nothing.
-            int64_t y = (labels && t + 1 < len[r]) ? labels[(size_t)r * S + t + 1] : -100;
-            b->targets[k] = y < 0 ? -100 : (int32_t)y;
-            if (y >= V) {
-                llava_batch_free(b);
-                free(len);
-                return llava_fail("batch row %d position %d: label %lld outside the vocabulary of %d", r, t + 1, (long long)y, V);
-            }
-            b->n_targets += y >= 0;
-        }
-        b->cu_seqlens[r + 1] = k;
-    }
-    free(len);
-    b->n_img = n_img;
-    b->img_h = H;
-    b->img_w = W;
-    if (n_img) {
-        size_t np = (size_t)n_img * 3 * H * W;
-        b->pixels = xmalloc(sizeof(float) * np);
-        memcpy(b->pixels, pixels, sizeof(float) * np);
-    }
-    return 0;
-}
-
-static int read_i64(const st_file *f, const char *name, int64_t **out, int want_dims, int64_t *shape) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) return 0;
-    if (t->dtype != DT_I64 || t->ndim != want_dims)
-        return llava_fail("%s: \"%s\" must be I64 with %d dimensions", f->path, name, want_dims);
-    *out = xmalloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
-    memcpy(*out, t->data, sizeof(int64_t) * (size_t)t->numel);
-    for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
-    return 1;
-}
-
-int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B_out, int *S_out) {
-    st_file f;
-    if (st_open(&f, path) != 0) return -1;
-    int64_t *ids = NULL, *mask = NULL, *labels = NULL;
-    int64_t s_ids[2] = {0}, s_mask[2] = {0}, s_lab[2] = {0};
-    int rc = read_i64(&f, "input_ids", &ids, 2, s_ids);
-    if (rc == 0) rc = llava_fail("%s: no \"input_ids\" tensor", path);
-    if (rc > 0) rc = read_i64(&f, "attention_mask", &mask, 2, s_mask);
-    if (rc >= 0) rc = read_i64(&f, "labels", &labels, 2, s_lab);
-    if (rc >= 0 && ((mask && (s_mask[0] != s_ids[0] || s_mask[1] != s_ids[1])) ||
-                    (labels && (s_lab[0] != s_ids[0] || s_lab[1] != s_ids[1]))))
-        rc = llava_fail("%s: attention_mask and labels must have input_ids' shape", path);
-    float *pix = NULL;
-    int n_img = 0, H = 0, W = 0;
-    const st_tensor *pt = st_find(&f, "pixel_values");
-    if (rc >= 0 && pt) {
-        if (pt->ndim != 4 || pt->shape[1] != 3) rc = llava_fail("%s: pixel_values must be (n, 3, H, W)", path);
-        else {
-            n_img = (int)pt->shape[0];
-            H = (int)pt->shape[2];
-            W = (int)pt->shape[3];
-            pix = xmalloc(sizeof(float) * (size_t)(pt->numel ? pt->numel : 1));
-            if (st_tensor_to_f32(&f, pt, pix) != 0) rc = -1;
-        }
-    }
-    if (rc >= 0) rc = llava_batch_from_hf(b, m, ids, mask, labels, (int)s_ids[0], (int)s_ids[1], pix, n_img, H, W);
-    if (rc >= 0) {
-        if (B_out) *B_out = (int)s_ids[0];
-        if (S_out) *S_out = (int)s_ids[1];
-    }
-    free(ids);
-    free(mask);
-    free(labels);
-    free(pix);
-    st_close(&f);
-    return rc < 0 ? -1 : 0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Forward and backward
@@ -433,7 +212,7 @@ static void *vision_forward(const llava_model *m, const llava_batch *b) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const clip_vision_config *vc = &m->cfg.vision;
-    const struct llava_layer_ptrs *p = m->ptrs;
+    const llava_params *p = &m->pt.w;
     int Dv = vc->hidden_size, Iv = vc->intermediate_size, Hv = vc->num_attention_heads, Dh = Dv / Hv;
     int Pz = vc->patch_size, G = b->img_h / Pz, N = G * G, R = b->n_img * (N + 1), K = 3 * Pz * Pz;
     float eps = vc->layer_norm_eps;
@@ -460,7 +239,7 @@ static void *vision_forward(const llava_model *m, const llava_batch *b) {
     free(cu_host);
     float scale = 1.0f / sqrtf((float)Dh);
     for (int l = 0; l < m->vision_layers; l++) {
-        const clip_layer_views *c = &p->clip[l];
+        const clip_layer_params *c = &p->clip[l];
         ops->layernorm_forward(be, x, mean, rstd, h, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, eps);
         ops->linear_forward(be, q, x, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
         ops->linear_forward(be, k, x, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
@@ -533,7 +312,7 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
                              void *tmp) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
-    const lm_layer_views *c = &m->ptrs->lm[l];
+    const lm_layer_params *c = &m->pt.w.lm[l];
     int T = z->T, d = z->d, qd = z->qd, kvd = z->kvd, I = z->I;
     ops->rmsnorm_forward(be, s->n1, s->rstd1, h_in, P(m, c->in_norm), T, d, z->eps);
     ops->linear_forward(be, s->q, s->n1, P(m, c->q), P(m, c->q_b), T, d, qd);
@@ -555,7 +334,7 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
 float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
-    const struct llava_layer_ptrs *p = m->ptrs;
+    const llava_params *p = &m->pt.w;
     const llama_config *tc = &m->cfg.text;
     int T = b->T, d = tc->hidden_size, V = tc->vocab_size, L = tc->num_hidden_layers, I = tc->intermediate_size;
     int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim;
@@ -648,7 +427,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
         void *dq = ops->alloc(be, BUF_ACT, (size_t)T * qd), *datt = ops->alloc(be, BUF_ACT, (size_t)T * qd);
         void *dk = ops->alloc(be, BUF_ACT, (size_t)T * kvd), *dv = ops->alloc(be, BUF_ACT, (size_t)T * kvd);
         for (int l = L - 1; l >= 0; l--) {
-            const lm_layer_views *c = &p->lm[l];
+            const lm_layer_params *c = &p->lm[l];
             lm_saved *s = &sv[l];
             if (!keep) {
                 lm_saved_alloc(be, s, &z);
@@ -676,7 +455,7 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
             ops->rmsnorm_backward(be, dx, G(m, c->in_norm), dhn, hs[l], P(m, c->in_norm), s->rstd1, T, d);
             ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d hs[l]
             if (!keep) lm_saved_free(be, s);
-            // lm_layer_views holds nothing but view pointers: the layer's views, as an array.
+            // lm_layer_params holds nothing but view pointers: the layer's views, as an array.
             grads_final(m, (const param_view *const *)c, sizeof *c / sizeof(const param_view *));
         }
         // Embeddings: image positions hold ids of -1, so their rows get no gradient (masked_scatter).

@@ -16,8 +16,6 @@
 // stage 2 trains the projector and the LM. The vision tower is always frozen in LLaVA.
 typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2 } trainable_set;
 
-struct llava_layer_ptrs;
-
 typedef struct {
     llava_backend *be;              // the context every op runs in (not owned)
     const llava_ops *ops;           // be->ops
@@ -30,7 +28,6 @@ typedef struct {
     int tokens_per_image;           // patches after dropping CLS
     int vision_layers;              // layers actually run
     int padding_idx;                // embed_tokens row that never gets a gradient (-1: none)
-    struct llava_layer_ptrs *ptrs;  // resolved views
     char *filled;                   // while building: which views have weights
     char *frozen;                   // per view: frozen inside a trainable group (NULL: none)
     int checkpoint_layers;          // recompute each decoder layer in backward instead of keeping
@@ -90,16 +87,5 @@ int llava_model_is_frozen(const llava_model *m, const param_view *v);
 // accumulated into m->grads. `logits_out` (T, V) host, if not NULL, receives the logits.
 // Returns the mean loss (without loss_scale), or NAN with an error when the batch is malformed.
 float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out);
-
-// Builds a packed batch from Hugging Face-style inputs: input_ids (B, S) with the image token
-// repeated once per image feature, attention_mask (B, S) right-padded (NULL: all real), labels
-// (B, S) with -100 ignored (NULL: no targets), pixel_values (n_img, 3, H, W) for the images in
-// row-major order of their tokens.
-int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
-                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W);
-
-// The same from a safetensors file holding input_ids, and optionally attention_mask, labels and
-// pixel_values (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
-int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B, int *S);
 
 #endif

@@ -1,27 +1,149 @@
 #include "params.h"
 
 #include <math.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
-#include "data/sampler.h"
+#include "common/torch_rng.h"
 
 const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm"};
+
+// The builder: views are appended to a growing array, so the fields of pt->w receive their view's
+// index while building and the pointers once the array has its final place (fix-ups).
+typedef struct {
+    const param_view **slot;
+    int view;
+} fixup;
 
 typedef struct {
     param_table *pt;
     int cap;
+    fixup *fix;
+    int n_fix, cap_fix;
 } builder;
 
-static void add_view(builder *b, int group, int layer, int used, const char *name, int ndim, ...) {
+// Dimension names of the shapes in the spec tables below, resolved against the config.
+enum { D_NONE = 0, D_DV, D_IV, D_CIN, D_PATCH, D_NPOS, D_DT, D_IT, D_QD, D_KVD, D_VOCAB };
+
+typedef struct {
+    int64_t dv, iv, cin, patch, npos, dt, it, qd, kvd, vocab;
+} dims;
+
+static int64_t dim_of(const dims *z, int d) {
+    switch (d) {
+    case D_DV: return z->dv;
+    case D_IV: return z->iv;
+    case D_CIN: return z->cin;
+    case D_PATCH: return z->patch;
+    case D_NPOS: return z->npos;
+    case D_DT: return z->dt;
+    case D_IT: return z->it;
+    case D_QD: return z->qd;
+    case D_KVD: return z->kvd;
+    case D_VOCAB: return z->vocab;
+    }
+    return 0;
+}
+
+// When a tensor exists.
+enum { ALWAYS = 0, IF_ATTN_BIAS, IF_MLP_BIAS, IF_PROJ_BIAS, IF_MLP2, IF_MLP2_BIAS, IF_UNTIED };
+
+// One tensor: its name (after the prefix of its part: "vision.encoder.layers.<l>." and so on), the
+// field of the part's struct it lands in, its shape in named dimensions, and when it exists.
+typedef struct {
+    const char *name;
+    size_t field;  // offsetof in clip_layer_params, lm_layer_params or llava_params
+    int shape[4];
+    int when;
+} view_spec;
+
+#define CL(f) offsetof(clip_layer_params, f)
+#define LM(f) offsetof(lm_layer_params, f)
+#define TOP(f) offsetof(llava_params, f)
+
+// In checkpoint order, which fixes each view's place in its group's flat buffer.
+static const view_spec VISION_EMBED[] = {
+    {"vision.embeddings.class_embedding", TOP(cls), {D_DV}, ALWAYS},
+    {"vision.embeddings.patch_embedding.weight", TOP(patch_w), {D_DV, D_CIN, D_PATCH, D_PATCH}, ALWAYS},
+    {"vision.embeddings.position_embedding.weight", TOP(pos_emb), {D_NPOS, D_DV}, ALWAYS},
+    {"vision.pre_layrnorm.weight", TOP(pre_w), {D_DV}, ALWAYS},
+    {"vision.pre_layrnorm.bias", TOP(pre_b), {D_DV}, ALWAYS},
+};
+static const view_spec CLIP_LAYER[] = {
+    {"layer_norm1.weight", CL(ln1_w), {D_DV}, ALWAYS},
+    {"layer_norm1.bias", CL(ln1_b), {D_DV}, ALWAYS},
+    {"self_attn.q_proj.weight", CL(q_w), {D_DV, D_DV}, ALWAYS},
+    {"self_attn.q_proj.bias", CL(q_b), {D_DV}, ALWAYS},
+    {"self_attn.k_proj.weight", CL(k_w), {D_DV, D_DV}, ALWAYS},
+    {"self_attn.k_proj.bias", CL(k_b), {D_DV}, ALWAYS},
+    {"self_attn.v_proj.weight", CL(v_w), {D_DV, D_DV}, ALWAYS},
+    {"self_attn.v_proj.bias", CL(v_b), {D_DV}, ALWAYS},
+    {"self_attn.out_proj.weight", CL(o_w), {D_DV, D_DV}, ALWAYS},
+    {"self_attn.out_proj.bias", CL(o_b), {D_DV}, ALWAYS},
+    {"layer_norm2.weight", CL(ln2_w), {D_DV}, ALWAYS},
+    {"layer_norm2.bias", CL(ln2_b), {D_DV}, ALWAYS},
+    {"mlp.fc1.weight", CL(fc1_w), {D_IV, D_DV}, ALWAYS},
+    {"mlp.fc1.bias", CL(fc1_b), {D_IV}, ALWAYS},
+    {"mlp.fc2.weight", CL(fc2_w), {D_DV, D_IV}, ALWAYS},
+    {"mlp.fc2.bias", CL(fc2_b), {D_DV}, ALWAYS},
+};
+static const view_spec VISION_POST[] = {
+    {"vision.post_layernorm.weight", TOP(post_w), {D_DV}, ALWAYS},
+    {"vision.post_layernorm.bias", TOP(post_b), {D_DV}, ALWAYS},
+};
+static const view_spec PROJECTOR[] = {
+    {"projector.linear_1.weight", TOP(p1_w), {D_DT, D_DV}, ALWAYS},
+    {"projector.linear_1.bias", TOP(p1_b), {D_DT}, IF_PROJ_BIAS},
+    {"projector.linear_2.weight", TOP(p2_w), {D_DT, D_DT}, IF_MLP2},
+    {"projector.linear_2.bias", TOP(p2_b), {D_DT}, IF_MLP2_BIAS},
+};
+static const view_spec LM_EMBED[] = {
+    {"lm.model.embed_tokens.weight", TOP(embed), {D_VOCAB, D_DT}, ALWAYS},
+};
+static const view_spec LM_LAYER[] = {
+    {"input_layernorm.weight", LM(in_norm), {D_DT}, ALWAYS},
+    {"self_attn.q_proj.weight", LM(q), {D_QD, D_DT}, ALWAYS},
+    {"self_attn.q_proj.bias", LM(q_b), {D_QD}, IF_ATTN_BIAS},
+    {"self_attn.k_proj.weight", LM(k), {D_KVD, D_DT}, ALWAYS},
+    {"self_attn.k_proj.bias", LM(k_b), {D_KVD}, IF_ATTN_BIAS},
+    {"self_attn.v_proj.weight", LM(v), {D_KVD, D_DT}, ALWAYS},
+    {"self_attn.v_proj.bias", LM(v_b), {D_KVD}, IF_ATTN_BIAS},
+    {"self_attn.o_proj.weight", LM(o), {D_DT, D_QD}, ALWAYS},
+    {"self_attn.o_proj.bias", LM(o_b), {D_DT}, IF_ATTN_BIAS},
+    {"post_attention_layernorm.weight", LM(post_norm), {D_DT}, ALWAYS},
+    {"mlp.gate_proj.weight", LM(gate), {D_IT, D_DT}, ALWAYS},
+    {"mlp.gate_proj.bias", LM(gate_b), {D_IT}, IF_MLP_BIAS},
+    {"mlp.up_proj.weight", LM(up), {D_IT, D_DT}, ALWAYS},
+    {"mlp.up_proj.bias", LM(up_b), {D_IT}, IF_MLP_BIAS},
+    {"mlp.down_proj.weight", LM(down), {D_DT, D_IT}, ALWAYS},
+    {"mlp.down_proj.bias", LM(down_b), {D_DT}, IF_MLP_BIAS},
+};
+static const view_spec LM_TOP[] = {
+    {"lm.model.norm.weight", TOP(norm), {D_DT}, ALWAYS},
+    {"lm.lm_head.weight", TOP(head), {D_VOCAB, D_DT}, IF_UNTIED},
+};
+
+static int spec_exists(const view_spec *s, const model_config *mc) {
+    switch (s->when) {
+    case IF_ATTN_BIAS: return mc->text.attention_bias;
+    case IF_MLP_BIAS: return mc->text.mlp_bias;
+    case IF_PROJ_BIAS: return mc->glue.projector_bias;
+    case IF_MLP2: return mc->glue.projector == PROJ_MLP2X_GELU;
+    case IF_MLP2_BIAS: return mc->glue.projector == PROJ_MLP2X_GELU && mc->glue.projector_bias;
+    case IF_UNTIED: return !mc->text.tie_word_embeddings;
+    }
+    return 1;
+}
+
+static int add_view(builder *b, int group, int layer, int used, const char *name, int ndim, const int64_t *shape) {
     param_table *pt = b->pt;
     if (pt->n_views == b->cap) {
         b->cap = b->cap ? 2 * b->cap : 256;
         pt->views = xrealloc(pt->views, sizeof(param_view) * (size_t)b->cap);
     }
-    param_view *v = &pt->views[pt->n_views++];
+    param_view *v = &pt->views[pt->n_views];
     memset(v, 0, sizeof *v);
     v->name = xstrdup(name);
     v->group = group;
@@ -29,13 +151,10 @@ static void add_view(builder *b, int group, int layer, int used, const char *nam
     v->used = used;
     v->ndim = ndim;
     v->numel = 1;
-    va_list ap;
-    va_start(ap, ndim);
     for (int i = 0; i < ndim; i++) {
-        v->shape[i] = va_arg(ap, int64_t);
-        v->numel *= (size_t)v->shape[i];
+        v->shape[i] = shape[i];
+        v->numel *= (size_t)shape[i];
     }
-    va_end(ap);
     pt->group_numel_all[group] += v->numel;
     if (used) {
         // Each view starts on a multiple of PARAM_ALIGN elements (16 bytes in bf16): GEMM libraries
@@ -46,100 +165,67 @@ static void add_view(builder *b, int group, int layer, int used, const char *nam
     } else {
         v->offset = (size_t)-1;
     }
+    return pt->n_views++;
 }
 
-#define I64(x) ((int64_t)(x))
+// Adds the views of `specs` (n of them) named prefix + spec name, and has each land in the field
+// of `part` (a clip_layer_params, lm_layer_params or the llava_params itself).
+static void add_specs(builder *b, const model_config *mc, const dims *z, const view_spec *specs, int n, int group,
+                      int layer, int used, const char *prefix, void *part) {
+    for (int i = 0; i < n; i++) {
+        const view_spec *s = &specs[i];
+        if (!spec_exists(s, mc)) continue;
+        int64_t shape[PARAM_MAX_DIMS];
+        int ndim = 0;
+        while (ndim < PARAM_MAX_DIMS && s->shape[ndim] != D_NONE) {
+            shape[ndim] = dim_of(z, s->shape[ndim]);
+            ndim++;
+        }
+        char name[192];
+        snprintf(name, sizeof name, "%s%s", prefix, s->name);
+        int idx = add_view(b, group, layer, used, name, ndim, shape);
+        if (b->n_fix == b->cap_fix) {
+            b->cap_fix = b->cap_fix ? 2 * b->cap_fix : 256;
+            b->fix = xrealloc(b->fix, sizeof(fixup) * (size_t)b->cap_fix);
+        }
+        b->fix[b->n_fix++] = (fixup){(const param_view **)((char *)part + s->field), idx};
+    }
+}
 
-static void build_vision(builder *b, const model_config *mc) {
+#define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static void build_vision(builder *b, const model_config *mc, const dims *z) {
     const clip_vision_config *c = &mc->vision;
-    int64_t D = c->hidden_size, I = c->intermediate_size, P = c->patch_size, C = c->num_channels;
-    int64_t G = c->image_size / c->patch_size;
+    llava_params *w = &b->pt->w;
     // A bare CLIP tower runs every layer; inside LLaVA only those up to the feature layer.
     int run = mc->has_projector ? llava_vision_layers_used(mc) : c->num_hidden_layers;
-    int post_used = !mc->has_projector;
-    char n[160];
-    const int g = GROUP_VISION;
-    add_view(b, g, -1, 1, "vision.embeddings.class_embedding", 1, D);
-    add_view(b, g, -1, 1, "vision.embeddings.patch_embedding.weight", 4, D, C, P, P);
-    add_view(b, g, -1, 1, "vision.embeddings.position_embedding.weight", 2, G * G + 1, D);
-    add_view(b, g, -1, 1, "vision.pre_layrnorm.weight", 1, D);
-    add_view(b, g, -1, 1, "vision.pre_layrnorm.bias", 1, D);
+    add_specs(b, mc, z, VISION_EMBED, N_OF(VISION_EMBED), GROUP_VISION, -1, 1, "", w);
+    w->n_clip = c->num_hidden_layers;
+    w->clip = xcalloc((size_t)(w->n_clip ? w->n_clip : 1), sizeof(clip_layer_params));
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        int u = l < run;
-        static const char *const proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.layer_norm1.weight", l);
-        add_view(b, g, l, u, n, 1, D);
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.layer_norm1.bias", l);
-        add_view(b, g, l, u, n, 1, D);
-        for (int k = 0; k < 4; k++) {
-            snprintf(n, sizeof n, "vision.encoder.layers.%d.self_attn.%s.weight", l, proj[k]);
-            add_view(b, g, l, u, n, 2, D, D);
-            snprintf(n, sizeof n, "vision.encoder.layers.%d.self_attn.%s.bias", l, proj[k]);
-            add_view(b, g, l, u, n, 1, D);
-        }
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.layer_norm2.weight", l);
-        add_view(b, g, l, u, n, 1, D);
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.layer_norm2.bias", l);
-        add_view(b, g, l, u, n, 1, D);
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.mlp.fc1.weight", l);
-        add_view(b, g, l, u, n, 2, I, D);
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.mlp.fc1.bias", l);
-        add_view(b, g, l, u, n, 1, I);
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.mlp.fc2.weight", l);
-        add_view(b, g, l, u, n, 2, D, I);
-        snprintf(n, sizeof n, "vision.encoder.layers.%d.mlp.fc2.bias", l);
-        add_view(b, g, l, u, n, 1, D);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "vision.encoder.layers.%d.", l);
+        add_specs(b, mc, z, CLIP_LAYER, N_OF(CLIP_LAYER), GROUP_VISION, l, l < run, prefix, &w->clip[l]);
     }
-    add_view(b, g, -1, post_used, "vision.post_layernorm.weight", 1, D);
-    add_view(b, g, -1, post_used, "vision.post_layernorm.bias", 1, D);
+    // The post-layernorm exists in every checkpoint; only a bare tower computes with it.
+    add_specs(b, mc, z, VISION_POST, N_OF(VISION_POST), GROUP_VISION, -1, !mc->has_projector, "", w);
 }
 
-static void build_projector(builder *b, const model_config *mc) {
-    int64_t Dv = mc->vision.hidden_size, d = mc->text.hidden_size;
-    const int g = GROUP_PROJECTOR;
-    add_view(b, g, -1, 1, "projector.linear_1.weight", 2, d, Dv);
-    if (mc->glue.projector_bias) add_view(b, g, -1, 1, "projector.linear_1.bias", 1, d);
-    if (mc->glue.projector == PROJ_MLP2X_GELU) {
-        add_view(b, g, -1, 1, "projector.linear_2.weight", 2, d, d);
-        if (mc->glue.projector_bias) add_view(b, g, -1, 1, "projector.linear_2.bias", 1, d);
-    }
+static void build_projector(builder *b, const model_config *mc, const dims *z) {
+    add_specs(b, mc, z, PROJECTOR, N_OF(PROJECTOR), GROUP_PROJECTOR, -1, 1, "", &b->pt->w);
 }
 
-static void build_lm(builder *b, const model_config *mc) {
-    const llama_config *c = &mc->text;
-    int64_t d = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
-    int64_t qd = I64(c->num_attention_heads) * c->head_dim, kvd = I64(c->num_key_value_heads) * c->head_dim;
-    char n[160];
-    const int g = GROUP_LM;
-    add_view(b, g, -1, 1, "lm.model.embed_tokens.weight", 2, V, d);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        snprintf(n, sizeof n, "lm.model.layers.%d.input_layernorm.weight", l);
-        add_view(b, g, l, 1, n, 1, d);
-        const char *names[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
-        int64_t out[4] = {qd, kvd, kvd, d}, in[4] = {d, d, d, qd};
-        for (int k = 0; k < 4; k++) {
-            snprintf(n, sizeof n, "lm.model.layers.%d.self_attn.%s.weight", l, names[k]);
-            add_view(b, g, l, 1, n, 2, out[k], in[k]);
-            if (c->attention_bias) {
-                snprintf(n, sizeof n, "lm.model.layers.%d.self_attn.%s.bias", l, names[k]);
-                add_view(b, g, l, 1, n, 1, out[k]);
-            }
-        }
-        snprintf(n, sizeof n, "lm.model.layers.%d.post_attention_layernorm.weight", l);
-        add_view(b, g, l, 1, n, 1, d);
-        const char *mlp[3] = {"gate_proj", "up_proj", "down_proj"};
-        int64_t mo[3] = {I, I, d}, mi[3] = {d, d, I};
-        for (int k = 0; k < 3; k++) {
-            snprintf(n, sizeof n, "lm.model.layers.%d.mlp.%s.weight", l, mlp[k]);
-            add_view(b, g, l, 1, n, 2, mo[k], mi[k]);
-            if (c->mlp_bias) {
-                snprintf(n, sizeof n, "lm.model.layers.%d.mlp.%s.bias", l, mlp[k]);
-                add_view(b, g, l, 1, n, 1, mo[k]);
-            }
-        }
+static void build_lm(builder *b, const model_config *mc, const dims *z) {
+    llava_params *w = &b->pt->w;
+    add_specs(b, mc, z, LM_EMBED, N_OF(LM_EMBED), GROUP_LM, -1, 1, "", w);
+    w->n_lm = mc->text.num_hidden_layers;
+    w->lm = xcalloc((size_t)(w->n_lm ? w->n_lm : 1), sizeof(lm_layer_params));
+    for (int l = 0; l < w->n_lm; l++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "lm.model.layers.%d.", l);
+        add_specs(b, mc, z, LM_LAYER, N_OF(LM_LAYER), GROUP_LM, l, 1, prefix, &w->lm[l]);
     }
-    add_view(b, g, -1, 1, "lm.model.norm.weight", 1, d);
-    if (!c->tie_word_embeddings) add_view(b, g, -1, 1, "lm.lm_head.weight", 2, V, d);
+    add_specs(b, mc, z, LM_TOP, N_OF(LM_TOP), GROUP_LM, -1, 1, "", w);
 }
 
 static int cmp_view_idx(const void *a, const void *b, void *ctx) {
@@ -149,14 +235,24 @@ static int cmp_view_idx(const void *a, const void *b, void *ctx) {
 
 int param_table_build(const model_config *mc, param_table *pt) {
     memset(pt, 0, sizeof *pt);
-    builder b = {pt, 0};
+    builder b = {pt, 0, NULL, 0, 0};
     if (mc->has_projector && !(mc->has_vision && mc->has_text))
         return llava_fail("model config: the vision tower config is unknown (original LLaVA config naming \"%s\"); "
                           "give the tower's folder",
                           mc->vision_tower_name);
-    if (mc->has_vision) build_vision(&b, mc);
-    if (mc->has_projector) build_projector(&b, mc);
-    if (mc->has_text) build_lm(&b, mc);
+    const clip_vision_config *vc = &mc->vision;
+    const llama_config *tc = &mc->text;
+    int64_t grid = vc->patch_size ? vc->image_size / vc->patch_size : 0;
+    dims z = {.dv = vc->hidden_size, .iv = vc->intermediate_size, .cin = vc->num_channels, .patch = vc->patch_size,
+              .npos = grid * grid + 1, .dt = tc->hidden_size, .it = tc->intermediate_size,
+              .qd = (int64_t)tc->num_attention_heads * tc->head_dim, .kvd = (int64_t)tc->num_key_value_heads * tc->head_dim,
+              .vocab = tc->vocab_size};
+    if (mc->has_vision) build_vision(&b, mc, &z);
+    if (mc->has_projector) build_projector(&b, mc, &z);
+    if (mc->has_text) build_lm(&b, mc, &z);
+    for (int i = 0; i < b.n_fix; i++) *b.fix[i].slot = &pt->views[b.fix[i].view];
+    free(b.fix);
+    if (mc->has_text) pt->w.head = tc->tie_word_embeddings ? pt->w.embed : pt->w.head;
     pt->linear_projector = mc->has_projector && mc->glue.projector == PROJ_LINEAR;
     pt->sorted = xmalloc(sizeof(int) * (size_t)(pt->n_views ? pt->n_views : 1));
     for (int i = 0; i < pt->n_views; i++) pt->sorted[i] = i;
@@ -165,6 +261,8 @@ int param_table_build(const model_config *mc, param_table *pt) {
 }
 
 void param_table_free(param_table *pt) {
+    free(pt->w.clip);
+    free(pt->w.lm);
     for (int i = 0; i < pt->n_views; i++) free(pt->views[i].name);
     free(pt->views);
     free(pt->sorted);

@@ -31,6 +31,34 @@ typedef struct {
     size_t offset;  // element offset inside the group buffer (used views only), a multiple of PARAM_ALIGN
 } param_view;
 
+// The views each part of the model computes with, set as the table is built (params.c declares each
+// tensor once: its name, shape and the field it lands in). Every field is a view pointer, so a
+// layer's views can be walked as an array (the backward reports them as its gradients are final).
+// NULL: the model has no such tensor (a bias the config leaves out).
+typedef struct {
+    const param_view *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    const param_view *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} clip_layer_params;
+
+typedef struct {
+    const param_view *in_norm, *q, *q_b, *k, *k_b, *v, *v_b, *o, *o_b;
+    const param_view *post_norm, *gate, *gate_b, *up, *up_b, *down, *down_b;
+} lm_layer_params;
+
+typedef struct {
+    // vision tower: embeddings, pre-layernorm, every layer of the checkpoint (those past the feature
+    // layer are views with used = 0), post-layernorm
+    const param_view *patch_w, *cls, *pos_emb, *pre_w, *pre_b, *post_w, *post_b;
+    clip_layer_params *clip;
+    int n_clip;
+    // projector: linear_1 (and linear_2 for mlp2x_gelu)
+    const param_view *p1_w, *p1_b, *p2_w, *p2_b;
+    // language model: embeddings, layers, final norm, head (the embeddings when tied)
+    const param_view *embed, *norm, *head;
+    lm_layer_params *lm;
+    int n_lm;
+} llava_params;
+
 typedef struct {
     param_view *views;  // group-major, then the order the model consumes them
     int n_views;
@@ -39,11 +67,14 @@ typedef struct {
     uint64_t group_numel_all[N_GROUPS];  // every view, as the checkpoint format counts them
     float *data[N_GROUPS];               // fp32 storage (CPU backend); NULL until allocated
     int linear_projector;
+    llava_params w;                      // the views by their place in the model
 } param_table;
 
 // Builds the table implied by a model config. No storage is allocated.
 int param_table_build(const model_config *mc, param_table *pt);
 void param_table_free(param_table *pt);
+// A view by its internal name (names.h), for the formats that name tensors (checkpoints, exports);
+// the model itself reads pt->w.
 const param_view *param_find(const param_table *pt, const char *internal);
 int param_alloc(param_table *pt);  // zeroed fp32 storage for every group
 float *param_ptr(const param_table *pt, const param_view *v);

@@ -24,6 +24,7 @@
 #include "train/config.h"
 #include "train/dist/dist.h"
 #include "train/memplan.h"
+#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "train/optim.h"
 #include "train/trainer.h"

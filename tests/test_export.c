@@ -13,6 +13,7 @@
 #include "app/demo.h"
 #include "model/io/export.h"
 #include "model/io/safetensors.h"
+#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "train/trainer.h"
 #include "check.h"

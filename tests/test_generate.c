@@ -1,4 +1,4 @@
-// Greedy generation (train/generate.h) against transformers 4.46.3's generate(do_sample=False) on
+// Greedy generation (infer/generate.h) against transformers 4.46.3's generate(do_sample=False) on
 // the golden tiny64 model (tools/reference/make_generate_golden.py): the same new token ids, to
 // the last one, for a prompt with an image in front, one with the image inside the text, and a
 // text-only one. The reference's smallest gap between the two best logits is 0.011, far above our

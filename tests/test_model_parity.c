@@ -12,6 +12,7 @@
 
 #include "common/util.h"
 #include "model/io/safetensors.h"
+#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "check.h"
 

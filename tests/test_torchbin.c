@@ -1,4 +1,4 @@
-// PyTorch checkpoints (train/io/torchbin.h) against files written by torch 2.5.1's torch.save, each
+// PyTorch checkpoints (model/io/torchbin.h) against files written by torch 2.5.1's torch.save, each
 // beside the same tensors written by the safetensors library (tools/reference/
 // make_torchbin_goldens.py): the two readers must give the same dtypes, shapes and bytes. Also:
 // views sharing one storage, a state_dict with _metadata, refused inputs (a transposed tensor, a

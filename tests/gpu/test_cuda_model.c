@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "../check.h"
 

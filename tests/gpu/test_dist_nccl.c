@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "kernels/ops.h"
 #include "train/dist/dist.h"
+#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "train/optim.h"
 #include "../check.h"

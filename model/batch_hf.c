@@ -1,0 +1,131 @@
+// Packed batches from Hugging Face-style padded inputs (input_ids, attention_mask, labels,
+// pixel_values): what `llava forward` reads and what the tests compare with transformers.
+#include "batch_hf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "model/io/safetensors.h"
+
+int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
+    memset(b, 0, sizeof *b);
+    int image_id = m->cfg.glue.image_token_index;
+    int V = m->cfg.text.vocab_size;
+    int *len = xcalloc((size_t)B, sizeof(int));
+    int T = 0, n_feat = 0;
+    for (int r = 0; r < B; r++) {
+        int L = S;
+        if (attention_mask) {
+            L = 0;
+            while (L < S && attention_mask[(size_t)r * S + L]) L++;
+            for (int t = L; t < S; t++)
+                if (attention_mask[(size_t)r * S + t]) {
+                    free(len);
+                    return llava_fail("batch row %d: attention_mask is not right-padded (1 after 0 at %d)", r, t);
+                }
+        }
+        len[r] = L;
+        T += L;
+        for (int t = 0; t < L; t++) n_feat += input_ids[(size_t)r * S + t] == image_id;
+    }
+    if (n_feat != n_img * m->tokens_per_image) {
+        free(len);
+        return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img, m->tokens_per_image);
+    }
+    b->T = T;
+    b->n_seq = B;
+    b->cu_seqlens = xmalloc(sizeof(int32_t) * (size_t)(B + 1));
+    b->ids = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->targets = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->pos = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    b->img_rows = xmalloc(sizeof(int32_t) * (size_t)(n_feat ? n_feat : 1));
+    int k = 0, f = 0;
+    b->cu_seqlens[0] = 0;
+    for (int r = 0; r < B; r++) {
+        for (int t = 0; t < len[r]; t++, k++) {
+            int64_t id = input_ids[(size_t)r * S + t];
+            if (id == image_id) {
+                b->ids[k] = -1;
+                b->img_rows[f++] = k;
+            } else if (id < 0 || id >= V) {
+                llava_batch_free(b);
+                free(len);
+                return llava_fail("batch row %d position %d: token id %lld outside the vocabulary of %d", r, t, (long long)id, V);
+            } else {
+                b->ids[k] = (int32_t)id;
+            }
+            b->pos[k] = t;
+            // Position t predicts the label of t+1 in the same row; the last real token predicts nothing.
+            int64_t y = (labels && t + 1 < len[r]) ? labels[(size_t)r * S + t + 1] : -100;
+            b->targets[k] = y < 0 ? -100 : (int32_t)y;
+            if (y >= V) {
+                llava_batch_free(b);
+                free(len);
+                return llava_fail("batch row %d position %d: label %lld outside the vocabulary of %d", r, t + 1, (long long)y, V);
+            }
+            b->n_targets += y >= 0;
+        }
+        b->cu_seqlens[r + 1] = k;
+    }
+    free(len);
+    b->n_img = n_img;
+    b->img_h = H;
+    b->img_w = W;
+    if (n_img) {
+        size_t np = (size_t)n_img * 3 * H * W;
+        b->pixels = xmalloc(sizeof(float) * np);
+        memcpy(b->pixels, pixels, sizeof(float) * np);
+    }
+    return 0;
+}
+
+static int read_i64(const st_file *f, const char *name, int64_t **out, int want_dims, int64_t *shape) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return 0;
+    if (t->dtype != DT_I64 || t->ndim != want_dims)
+        return llava_fail("%s: \"%s\" must be I64 with %d dimensions", f->path, name, want_dims);
+    *out = xmalloc(sizeof(int64_t) * (size_t)(t->numel ? t->numel : 1));
+    memcpy(*out, t->data, sizeof(int64_t) * (size_t)t->numel);
+    for (int i = 0; i < t->ndim; i++) shape[i] = t->shape[i];
+    return 1;
+}
+
+int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B_out, int *S_out) {
+    st_file f;
+    if (st_open(&f, path) != 0) return -1;
+    int64_t *ids = NULL, *mask = NULL, *labels = NULL;
+    int64_t s_ids[2] = {0}, s_mask[2] = {0}, s_lab[2] = {0};
+    int rc = read_i64(&f, "input_ids", &ids, 2, s_ids);
+    if (rc == 0) rc = llava_fail("%s: no \"input_ids\" tensor", path);
+    if (rc > 0) rc = read_i64(&f, "attention_mask", &mask, 2, s_mask);
+    if (rc >= 0) rc = read_i64(&f, "labels", &labels, 2, s_lab);
+    if (rc >= 0 && ((mask && (s_mask[0] != s_ids[0] || s_mask[1] != s_ids[1])) ||
+                    (labels && (s_lab[0] != s_ids[0] || s_lab[1] != s_ids[1]))))
+        rc = llava_fail("%s: attention_mask and labels must have input_ids' shape", path);
+    float *pix = NULL;
+    int n_img = 0, H = 0, W = 0;
+    const st_tensor *pt = st_find(&f, "pixel_values");
+    if (rc >= 0 && pt) {
+        if (pt->ndim != 4 || pt->shape[1] != 3) rc = llava_fail("%s: pixel_values must be (n, 3, H, W)", path);
+        else {
+            n_img = (int)pt->shape[0];
+            H = (int)pt->shape[2];
+            W = (int)pt->shape[3];
+            pix = xmalloc(sizeof(float) * (size_t)(pt->numel ? pt->numel : 1));
+            if (st_tensor_to_f32(&f, pt, pix) != 0) rc = -1;
+        }
+    }
+    if (rc >= 0) rc = llava_batch_from_hf(b, m, ids, mask, labels, (int)s_ids[0], (int)s_ids[1], pix, n_img, H, W);
+    if (rc >= 0) {
+        if (B_out) *B_out = (int)s_ids[0];
+        if (S_out) *S_out = (int)s_ids[1];
+    }
+    free(ids);
+    free(mask);
+    free(labels);
+    free(pix);
+    st_close(&f);
+    return rc < 0 ? -1 : 0;
+}

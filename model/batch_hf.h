@@ -1,0 +1,21 @@
+// Packed batches (data/batch.h) from the padded inputs a Hugging Face model takes, with the image
+// token repeated once per image feature, as transformers' LlavaProcessor writes it.
+#ifndef LLAVA_MODEL_BATCH_HF_H
+#define LLAVA_MODEL_BATCH_HF_H
+
+#include <stdint.h>
+
+#include "llava.h"
+
+// Builds a packed batch from Hugging Face-style inputs: input_ids (B, S) with the image token
+// repeated once per image feature, attention_mask (B, S) right-padded (NULL: all real), labels
+// (B, S) with -100 ignored (NULL: no targets), pixel_values (n_img, 3, H, W) for the images in
+// row-major order of their tokens.
+int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W);
+
+// The same from a safetensors file holding input_ids, and optionally attention_mask, labels and
+// pixel_values (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
+int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B, int *S);
+
+#endif
