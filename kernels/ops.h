@@ -66,6 +66,10 @@ struct llava_ops {
     void (*upload)(llava_backend *be, int kind, void *dst, const float *src, size_t n);
     void (*download)(llava_backend *be, int kind, float *dst, const void *src, size_t n);
     void (*upload_i32)(llava_backend *be, int32_t *dst, const int32_t *src, size_t n);
+    // `bytes` of host memory into a buffer of any kind, as they are (no conversion), without the
+    // host waiting for the copy: src may be reused as soon as this returns (the CUDA backend copies
+    // it into pinned staging first). How a pass sends its batch.
+    void (*stage)(llava_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(llava_backend *be);
 
     // ---- linear layers: y = x W^T + b, W (O, I) as nn.Linear stores it.

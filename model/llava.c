@@ -171,6 +171,11 @@ void llava_model_zero_grads(llava_model *m) {
 
 void llava_model_free(llava_model *m) {
     free(m->vision_source);
+    for (int k = 0; k < 3; k++)
+        if (m->arena[k]) m->ops->free(m->be, m->arena[k]);
+    if (m->ledger) m->ops->free(m->be, m->ledger);
+    act_bind_free(&m->acts);
+    act_plan_free(&m->acts_plan);
     for (int g = 0; g < N_GROUPS; g++) {
         if (m->params[g]) m->ops->free(m->be, m->params[g]);
         if (m->grads[g]) m->ops->free(m->be, m->grads[g]);
@@ -207,8 +212,8 @@ static void grads_final(const llava_model *m, const param_view *const *v, size_t
 }
 
 // CLIP up to the feature layer, forward only (the tower is frozen: nothing is kept for backward).
-// Returns feat (n_img * tokens_per_image, Dv) ACT.
-static void *vision_forward(const llava_model *m, const llava_batch *b) {
+// Writes the features a->feat (n_img * tokens_per_image, Dv).
+static void vision_forward(const llava_model *m, const llava_batch *b, const llava_acts *a) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const clip_vision_config *vc = &m->cfg.vision;
@@ -216,41 +221,31 @@ static void *vision_forward(const llava_model *m, const llava_batch *b) {
     int Dv = vc->hidden_size, Iv = vc->intermediate_size, Hv = vc->num_attention_heads, Dh = Dv / Hv;
     int Pz = vc->patch_size, G = b->img_h / Pz, N = G * G, R = b->n_img * (N + 1), K = 3 * Pz * Pz;
     float eps = vc->layer_norm_eps;
-    float *pix = ops->alloc(be, BUF_F32, (size_t)b->n_img * 3 * b->img_h * b->img_w);
-    ops->upload(be, BUF_F32, pix, b->pixels, (size_t)b->n_img * 3 * b->img_h * b->img_w);
-    void *patches = ops->alloc(be, BUF_ACT, (size_t)b->n_img * N * K);  // (n_img*N, 3*P*P)
-    ops->patch_unfold(be, patches, pix, b->n_img, 3, b->img_h, b->img_w, Pz);
-    void *pe = ops->alloc(be, BUF_ACT, (size_t)b->n_img * N * Dv);  // (n_img*N, Dv)
-    ops->linear_forward(be, pe, patches, P(m, p->patch_w), NULL, b->n_img * N, K, Dv);
-    void *h = ops->alloc(be, BUF_ACT, (size_t)R * Dv);  // (R, Dv) residual stream
-    ops->clip_embed(be, h, pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, N, Dv);
-    void *x = ops->alloc(be, BUF_ACT, (size_t)R * Dv);
-    float *mean = ops->alloc(be, BUF_F32, (size_t)R), *rstd = ops->alloc(be, BUF_F32, (size_t)R);
-    ops->layernorm_forward(be, x, mean, rstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, eps);
+    ops->stage(be, a->pix, b->pixels, sizeof(float) * (size_t)b->n_img * 3 * b->img_h * b->img_w);
+    ops->patch_unfold(be, a->patches, a->pix, b->n_img, 3, b->img_h, b->img_w, Pz);  // (n_img*N, 3*P*P)
+    ops->linear_forward(be, a->pe, a->patches, P(m, p->patch_w), NULL, b->n_img * N, K, Dv);
+    void *h = a->vh, *x = a->vx;  // (R, Dv) residual stream and scratch
+    ops->clip_embed(be, h, a->pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, N, Dv);
+    ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, eps);
     ops->copy(be, BUF_ACT, h, x, (size_t)R * Dv);  // hidden_states[0] is the pre-layernorm output
-    void *q = ops->alloc(be, BUF_ACT, (size_t)R * Dv), *k = ops->alloc(be, BUF_ACT, (size_t)R * Dv);
-    void *v = ops->alloc(be, BUF_ACT, (size_t)R * Dv), *att = ops->alloc(be, BUF_ACT, (size_t)R * Dv);
-    void *mid = ops->alloc(be, BUF_ACT, (size_t)R * Iv), *act = ops->alloc(be, BUF_ACT, (size_t)R * Iv);
-    float *lse = ops->alloc(be, BUF_F32, (size_t)Hv * R);
     int32_t *cu_host = xmalloc(sizeof(int32_t) * (size_t)(b->n_img + 1));
     for (int i = 0; i <= b->n_img; i++) cu_host[i] = i * (N + 1);  // each image attends within itself
-    int32_t *cu = ops->alloc(be, BUF_I32, (size_t)b->n_img + 1);
-    ops->upload_i32(be, cu, cu_host, (size_t)b->n_img + 1);
+    ops->stage(be, a->vcu, cu_host, sizeof(int32_t) * (size_t)(b->n_img + 1));
     free(cu_host);
     float scale = 1.0f / sqrtf((float)Dh);
     for (int l = 0; l < m->vision_layers; l++) {
         const clip_layer_params *c = &p->clip[l];
-        ops->layernorm_forward(be, x, mean, rstd, h, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, eps);
-        ops->linear_forward(be, q, x, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
-        ops->linear_forward(be, k, x, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
-        ops->linear_forward(be, v, x, P(m, c->v_w), P(m, c->v_b), R, Dv, Dv);
-        ops->attention_forward(be, att, lse, q, k, v, cu, b->n_img, R, Hv, Hv, Dh, scale, 0);
-        ops->linear_forward(be, x, att, P(m, c->o_w), P(m, c->o_b), R, Dv, Dv);
+        ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, eps);
+        ops->linear_forward(be, a->vq, x, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
+        ops->linear_forward(be, a->vk, x, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
+        ops->linear_forward(be, a->vv, x, P(m, c->v_w), P(m, c->v_b), R, Dv, Dv);
+        ops->attention_forward(be, a->vatt, a->vlse, a->vq, a->vk, a->vv, a->vcu, b->n_img, R, Hv, Hv, Dh, scale, 0);
+        ops->linear_forward(be, x, a->vatt, P(m, c->o_w), P(m, c->o_b), R, Dv, Dv);
         ops->add_inplace(be, h, x, (size_t)R * Dv);
-        ops->layernorm_forward(be, x, mean, rstd, h, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, eps);
-        ops->linear_forward(be, mid, x, P(m, c->fc1_w), P(m, c->fc1_b), R, Dv, Iv);
-        ops->quick_gelu_forward(be, act, mid, (size_t)R * Iv);
-        ops->linear_forward(be, x, act, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
+        ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, eps);
+        ops->linear_forward(be, a->vmid, x, P(m, c->fc1_w), P(m, c->fc1_b), R, Dv, Iv);
+        ops->quick_gelu_forward(be, a->vact, a->vmid, (size_t)R * Iv);
+        ops->linear_forward(be, x, a->vact, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
         ops->add_inplace(be, h, x, (size_t)R * Dv);
     }
     // Select the features: drop each image's CLS row unless the config keeps it.
@@ -258,21 +253,10 @@ static void *vision_forward(const llava_model *m, const llava_batch *b) {
     int32_t *rows_host = xmalloc(sizeof(int32_t) * (size_t)b->n_img * tpi);
     for (int i = 0; i < b->n_img; i++)
         for (int n = 0; n < tpi; n++) rows_host[i * tpi + n] = i * (N + 1) + n + (m->cfg.glue.drop_cls ? 1 : 0);
-    int32_t *rows = ops->alloc(be, BUF_I32, (size_t)b->n_img * tpi);
-    ops->upload_i32(be, rows, rows_host, (size_t)b->n_img * tpi);
+    ops->stage(be, a->vrows, rows_host, sizeof(int32_t) * (size_t)b->n_img * tpi);
     free(rows_host);
-    void *feat = ops->alloc(be, BUF_ACT, (size_t)b->n_img * tpi * Dv);
-    ops->gather_rows(be, feat, h, rows, b->n_img * tpi, Dv);
-    void *tmp[] = {pix, patches, pe, h, x, mean, rstd, q, k, v, att, mid, act, lse, cu, rows};
-    for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) ops->free(be, tmp[i]);
-    return feat;
+    ops->gather_rows(be, a->feat, h, a->vrows, b->n_img * tpi, Dv);
 }
-
-// Activations of one decoder layer that backward needs.
-typedef struct {
-    void *n1, *q, *k, *v, *att, *h_mid, *n2, *gate, *up, *s;  // ACT
-    float *rstd1, *rstd2, *lse;                                // F32
-} lm_saved;
 
 // The shapes one decoder layer works with.
 typedef struct {
@@ -281,35 +265,10 @@ typedef struct {
     const int32_t *pos, *cu;  // (T) and (n_seq + 1) on the backend
 } lm_dims;
 
-static void lm_saved_alloc(llava_backend *be, lm_saved *s, const lm_dims *z) {
-    const llava_ops *ops = be->ops;
-    size_t T = (size_t)z->T;
-    s->n1 = ops->alloc(be, BUF_ACT, T * z->d);
-    s->q = ops->alloc(be, BUF_ACT, T * z->qd);
-    s->k = ops->alloc(be, BUF_ACT, T * z->kvd);
-    s->v = ops->alloc(be, BUF_ACT, T * z->kvd);
-    s->att = ops->alloc(be, BUF_ACT, T * z->qd);
-    s->h_mid = ops->alloc(be, BUF_ACT, T * z->d);
-    s->n2 = ops->alloc(be, BUF_ACT, T * z->d);
-    s->gate = ops->alloc(be, BUF_ACT, T * z->I);
-    s->up = ops->alloc(be, BUF_ACT, T * z->I);
-    s->s = ops->alloc(be, BUF_ACT, T * z->I);
-    s->rstd1 = ops->alloc(be, BUF_F32, T);
-    s->rstd2 = ops->alloc(be, BUF_F32, T);
-    s->lse = ops->alloc(be, BUF_F32, (size_t)z->Hq * T);
-}
-
-static void lm_saved_free(llava_backend *be, lm_saved *s) {
-    const llava_ops *ops = be->ops;
-    void *bufs[] = {s->n1, s->q, s->k, s->v, s->att, s->h_mid, s->n2, s->gate, s->up, s->s, s->rstd1, s->rstd2, s->lse};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(be, bufs[i]);
-    memset(s, 0, sizeof *s);
-}
-
 // Decoder layer l: h_out = h_in + attention + MLP, keeping in *s what its backward reads.
 // tmp (T, d) is scratch.
-static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void *h_out, lm_saved *s, const lm_dims *z,
-                             void *tmp) {
+static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void *h_out, const lm_saved *s,
+                             const lm_dims *z, void *tmp) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const lm_layer_params *c = &m->pt.w.lm[l];
@@ -331,7 +290,78 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     ops->add(be, h_out, s->h_mid, tmp, (size_t)T * d);
 }
 
-float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
+// ---------------------------------------------------------------------------------------------
+// The activation arenas and the loss ledger
+
+int llava_model_reserve(llava_model *m, const act_shape *s) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    if (m->acts_plan.bufs && act_plan_holds(&m->acts_plan, s)) return 0;
+    act_shape want = *s;
+    if (m->acts_plan.bufs) {  // grow to hold both what the plan held and this pass
+        const act_shape *h = &m->acts_plan.shape;
+        want.T = want.T > h->T ? want.T : h->T;
+        want.n_seq = want.n_seq > h->n_seq ? want.n_seq : h->n_seq;
+        want.n_img = want.n_img > h->n_img ? want.n_img : h->n_img;
+        want.backward = want.backward || h->backward;
+        want.checkpointing = want.checkpointing && h->checkpointing;
+    }
+    act_plan plan;
+    if (act_plan_make(&m->cfg, &want, (int)ops->act_bytes, &plan) != 0) return -1;
+    static const int kinds[3] = {BUF_ACT, BUF_F32, BUF_I32};
+    for (int k = 0; k < 3; k++) {
+        if (m->arena[k]) ops->free(be, m->arena[k]);
+        size_t elem = kinds[k] == BUF_ACT ? ops->act_bytes : 4;
+        m->arena[k] = ops->alloc(be, kinds[k], plan.arena_bytes[k] / elem);
+    }
+    act_plan_free(&m->acts_plan);
+    act_bind_free(&m->acts);
+    m->acts_plan = plan;
+    act_bind(&m->acts_plan, m->arena, &m->cfg, &m->acts);
+    return 0;
+}
+
+void llava_model_losses_reset(llava_model *m) { m->ledger_used = 0; }
+
+// Room in the ledger for `n` more per-token losses (grown, keeping what it holds, when short).
+static float *ledger_take(llava_model *m, size_t n) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    if (m->ledger_used + n > m->ledger_cap) {
+        size_t cap = m->ledger_cap ? m->ledger_cap : 4096;
+        while (cap < m->ledger_used + n) cap *= 2;
+        float *grown = ops->alloc(be, BUF_F32, cap);
+        if (m->ledger_used) ops->copy(be, BUF_F32, grown, m->ledger, m->ledger_used);
+        if (m->ledger) ops->free(be, m->ledger);
+        m->ledger = grown;
+        m->ledger_cap = cap;
+    }
+    float *at = m->ledger + m->ledger_used;
+    m->ledger_used += n;
+    return at;
+}
+
+void llava_model_reserve_losses(llava_model *m, size_t n) {
+    size_t used = m->ledger_used;
+    ledger_take(m, n);
+    m->ledger_used = used;
+}
+
+size_t llava_model_losses_read(llava_model *m, float *out) {
+    if (m->ledger_used) m->ops->download(m->be, BUF_F32, out, m->ledger, m->ledger_used);
+    return m->ledger_used;
+}
+
+double llava_pass_loss(const float *losses, const llava_batch *b) {
+    double sum = 0;
+    for (int t = 0; t < b->T; t++) sum += losses[t];
+    return b->n_targets ? (double)(float)(sum / b->n_targets) : NAN;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One pass
+
+int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const llava_params *p = &m->pt.w;
@@ -340,160 +370,113 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
     int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim;
     int qd = Hq * D, kvd = Hkv * D, M = b->n_img * m->tokens_per_image, Dv = m->cfg.vision.hidden_size;
     float eps = tc->rms_norm_eps, theta = (float)tc->rope_theta;
-    if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size)) {
-        llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w, m->cfg.vision.image_size,
-                   m->cfg.vision.image_size);
-        return NAN;
-    }
-    if (T == 0) {
-        llava_fail("empty batch");
-        return NAN;
-    }
+    if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size))
+        return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
+                          m->cfg.vision.image_size, m->cfg.vision.image_size);
+    if (T == 0) return llava_fail("empty batch");
     // Nothing to do backward when no target exists, or when only the projector trains and the batch
     // holds no image (text-only samples carry no projector gradient).
     backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 && (llava_model_trains(m, GROUP_LM) || M > 0);
+    // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
+    // in backward: the same ops on the same inputs, so the same bits.
+    int keep = backward && !m->checkpoint_layers;
+    act_shape shape = {T, b->n_seq, b->n_img, backward, m->checkpoint_layers};
+    if (llava_model_reserve(m, &shape) != 0) return -1;
+    const llava_acts *a = &m->acts;
 
-    // ---- device copies of the batch's integer arrays
-    int32_t *ids = ops->alloc(be, BUF_I32, (size_t)T), *targets = ops->alloc(be, BUF_I32, (size_t)T);
-    int32_t *pos = ops->alloc(be, BUF_I32, (size_t)T), *cu = ops->alloc(be, BUF_I32, (size_t)b->n_seq + 1);
-    int32_t *img_rows = ops->alloc(be, BUF_I32, (size_t)(M ? M : 1));
-    ops->upload_i32(be, ids, b->ids, (size_t)T);
-    ops->upload_i32(be, targets, b->targets, (size_t)T);
-    ops->upload_i32(be, pos, b->pos, (size_t)T);
-    ops->upload_i32(be, cu, b->cu_seqlens, (size_t)b->n_seq + 1);
-    if (M) ops->upload_i32(be, img_rows, b->img_rows, (size_t)M);
+    // ---- the batch's integer arrays
+    ops->stage(be, a->ids, b->ids, sizeof(int32_t) * (size_t)T);
+    ops->stage(be, a->targets, b->targets, sizeof(int32_t) * (size_t)T);
+    ops->stage(be, a->pos, b->pos, sizeof(int32_t) * (size_t)T);
+    ops->stage(be, a->cu, b->cu_seqlens, sizeof(int32_t) * ((size_t)b->n_seq + 1));
+    if (M) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)M);
 
     // ---- vision tower and projector: f (M, d)
-    void *feat = NULL, *a1 = NULL, *g1 = NULL, *f = NULL;
     int mlp2 = m->cfg.glue.projector == PROJ_MLP2X_GELU;
     if (M) {
-        feat = vision_forward(m, b);  // (M, Dv)
-        a1 = ops->alloc(be, BUF_ACT, (size_t)M * d);
-        ops->linear_forward(be, a1, feat, P(m, p->p1_w), P(m, p->p1_b), M, Dv, d);
+        vision_forward(m, b, a);  // feat (M, Dv)
+        ops->linear_forward(be, a->a1, a->feat, P(m, p->p1_w), P(m, p->p1_b), M, Dv, d);
         if (mlp2) {
-            g1 = ops->alloc(be, BUF_ACT, (size_t)M * d);
-            f = ops->alloc(be, BUF_ACT, (size_t)M * d);
-            ops->gelu_forward(be, g1, a1, (size_t)M * d);
-            ops->linear_forward(be, f, g1, P(m, p->p2_w), P(m, p->p2_b), M, d, d);
-        } else {
-            f = a1;
+            ops->gelu_forward(be, a->g1, a->a1, (size_t)M * d);
+            ops->linear_forward(be, a->f, a->g1, P(m, p->p2_w), P(m, p->p2_b), M, d, d);
         }
     }
 
     // ---- language model. hs[l] (T, d) is the input of layer l; hs[L] the final residual stream.
-    void **hs = xcalloc((size_t)L + 1, sizeof(void *));
-    for (int l = 0; l <= L; l++) hs[l] = ops->alloc(be, BUF_ACT, (size_t)T * d);
-    ops->embedding_forward(be, hs[0], ids, P(m, p->embed), T, d, V);
-    if (M) ops->scatter_rows(be, hs[0], f, img_rows, M, d);
-    lm_saved *sv = xcalloc((size_t)(L ? L : 1), sizeof(lm_saved));
-    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), pos, cu};
-    void *tmp_d = ops->alloc(be, BUF_ACT, (size_t)T * d);
-    // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
-    // in backward: the same ops on the same inputs, so the same bits.
-    int keep = backward && !m->checkpoint_layers;
-    for (int l = 0; l < L; l++) {
-        lm_saved_alloc(be, &sv[l], &z);
-        lm_layer_forward(m, l, hs[l], hs[l + 1], &sv[l], &z, tmp_d);
-        if (!keep) lm_saved_free(be, &sv[l]);
-    }
-    void *hn = ops->alloc(be, BUF_ACT, (size_t)T * d);
-    float *rstd_f = ops->alloc(be, BUF_F32, (size_t)T);
-    ops->rmsnorm_forward(be, hn, rstd_f, hs[L], P(m, p->norm), T, d, eps);
-    void *logits = ops->alloc(be, BUF_ACT, (size_t)T * V);  // (T, V); becomes dlogits in place
-    ops->linear_forward(be, logits, hn, P(m, p->head), NULL, T, d, V);
-    if (logits_out) ops->download(be, BUF_ACT, logits_out, logits, (size_t)T * V);
+    void **hs = a->hs;
+    ops->embedding_forward(be, hs[0], a->ids, P(m, p->embed), T, d, V);
+    if (M) ops->scatter_rows(be, hs[0], a->f, a->img_rows, M, d);
+    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), a->pos, a->cu};
+    for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l], hs[l + 1], &a->saved[keep ? l : 0], &z, a->tmp);
+    ops->rmsnorm_forward(be, a->hn, a->rstd_f, hs[L], P(m, p->norm), T, d, eps);
+    ops->linear_forward(be, a->logits, a->hn, P(m, p->head), NULL, T, d, V);  // (T, V); dlogits in place
+    if (logits_out) ops->download(be, BUF_ACT, logits_out, a->logits, (size_t)T * V);
 
-    // ---- loss: mean over the batch's targets
-    float *losses = ops->alloc(be, BUF_F32, (size_t)T);
+    // ---- loss: per-token losses into the ledger; the mean over the batch's targets scales the gradient
+    float *losses = ledger_take(m, (size_t)T);
     float grad_scale = b->n_targets ? loss_scale / (float)b->n_targets : 0.0f;
-    ops->cross_entropy(be, losses, backward ? logits : NULL, logits, targets, T, V, grad_scale);
-    float *loss_host = xmalloc(sizeof(float) * (size_t)T);
-    ops->download(be, BUF_F32, loss_host, losses, (size_t)T);
-    double sum = 0;
-    for (int t = 0; t < T; t++) sum += loss_host[t];
-    free(loss_host);
-    float loss = b->n_targets ? (float)(sum / b->n_targets) : NAN;
+    ops->cross_entropy(be, losses, backward ? a->logits : NULL, a->logits, a->targets, T, V, grad_scale);
 
     if (backward) {
         // ---- LM backward. dh (T, d) carries d loss / d hs[l+1] down the stack.
-        void *dhn = ops->alloc(be, BUF_ACT, (size_t)T * d), *dh = ops->alloc(be, BUF_ACT, (size_t)T * d);
-        void *dx = ops->alloc(be, BUF_ACT, (size_t)T * d);
-        linear_bwd(m, dhn, logits, hn, p->head, NULL, T, d, V);
-        ops->rmsnorm_backward(be, dh, G(m, p->norm), dhn, hs[L], P(m, p->norm), rstd_f, T, d);
+        void *dhn = a->dhn, *dh = a->dh, *dx = a->dx;
+        linear_bwd(m, dhn, a->logits, a->hn, p->head, NULL, T, d, V);
+        ops->rmsnorm_backward(be, dh, G(m, p->norm), dhn, hs[L], P(m, p->norm), a->rstd_f, T, d);
         const param_view *top[] = {p->norm, p->head != p->embed ? p->head : NULL};  // tied: the embeddings' turn
         grads_final(m, top, 2);
-        void *ds = ops->alloc(be, BUF_ACT, (size_t)T * I), *dgate = ops->alloc(be, BUF_ACT, (size_t)T * I);
-        void *dup = ops->alloc(be, BUF_ACT, (size_t)T * I);
-        void *dq = ops->alloc(be, BUF_ACT, (size_t)T * qd), *datt = ops->alloc(be, BUF_ACT, (size_t)T * qd);
-        void *dk = ops->alloc(be, BUF_ACT, (size_t)T * kvd), *dv = ops->alloc(be, BUF_ACT, (size_t)T * kvd);
         for (int l = L - 1; l >= 0; l--) {
             const lm_layer_params *c = &p->lm[l];
-            lm_saved *s = &sv[l];
-            if (!keep) {
-                lm_saved_alloc(be, s, &z);
-                lm_layer_forward(m, l, hs[l], tmp_d, s, &z, dx);  // recompute; the output is not needed
-            }
+            const lm_saved *s = &a->saved[keep ? l : 0];
+            if (!keep) lm_layer_forward(m, l, hs[l], a->tmp, s, &z, dx);  // recompute; the output is not needed
             // MLP: hs[l+1] = h_mid + down(silu(gate(n2)) * up(n2))
-            linear_bwd(m, ds, dh, s->s, c->down, c->down_b, T, I, d);
-            ops->silu_mul_backward(be, dgate, dup, ds, s->gate, s->up, (size_t)T * I);
-            linear_bwd(m, dhn, dgate, s->n2, c->gate, c->gate_b, T, d, I);
-            linear_bwd(m, dx, dup, s->n2, c->up, c->up_b, T, d, I);
+            linear_bwd(m, a->ds, dh, s->s, c->down, c->down_b, T, I, d);
+            ops->silu_mul_backward(be, a->dgate, a->dup, a->ds, s->gate, s->up, (size_t)T * I);
+            linear_bwd(m, dhn, a->dgate, s->n2, c->gate, c->gate_b, T, d, I);
+            linear_bwd(m, dx, a->dup, s->n2, c->up, c->up_b, T, d, I);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
             ops->rmsnorm_backward(be, dx, G(m, c->post_norm), dhn, s->h_mid, P(m, c->post_norm), s->rstd2, T, d);
             ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d h_mid
             // Attention: h_mid = hs[l] + o(attn(rope(q(n1)), rope(k(n1)), v(n1)))
-            linear_bwd(m, datt, dh, s->att, c->o, c->o_b, T, qd, d);
-            ops->attention_backward(be, dq, dk, dv, datt, s->q, s->k, s->v, s->att, s->lse, cu, b->n_seq, T, Hq, Hkv, D,
-                                    z.scale, 1);
-            ops->rope_backward(be, dq, pos, T, Hq, D, theta);
-            ops->rope_backward(be, dk, pos, T, Hkv, D, theta);
-            linear_bwd(m, dhn, dq, s->n1, c->q, c->q_b, T, d, qd);
-            linear_bwd(m, dx, dk, s->n1, c->k, c->k_b, T, d, kvd);
+            linear_bwd(m, a->datt, dh, s->att, c->o, c->o_b, T, qd, d);
+            ops->attention_backward(be, a->dq, a->dk, a->dv, a->datt, s->q, s->k, s->v, s->att, s->lse, a->cu, b->n_seq, T,
+                                    Hq, Hkv, D, z.scale, 1);
+            ops->rope_backward(be, a->dq, a->pos, T, Hq, D, theta);
+            ops->rope_backward(be, a->dk, a->pos, T, Hkv, D, theta);
+            linear_bwd(m, dhn, a->dq, s->n1, c->q, c->q_b, T, d, qd);
+            linear_bwd(m, dx, a->dk, s->n1, c->k, c->k_b, T, d, kvd);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
-            linear_bwd(m, dx, dv, s->n1, c->v, c->v_b, T, d, kvd);
+            linear_bwd(m, dx, a->dv, s->n1, c->v, c->v_b, T, d, kvd);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
             ops->rmsnorm_backward(be, dx, G(m, c->in_norm), dhn, hs[l], P(m, c->in_norm), s->rstd1, T, d);
             ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d hs[l]
-            if (!keep) lm_saved_free(be, s);
             // lm_layer_params holds nothing but view pointers: the layer's views, as an array.
             grads_final(m, (const param_view *const *)c, sizeof *c / sizeof(const param_view *));
         }
         // Embeddings: image positions hold ids of -1, so their rows get no gradient (masked_scatter).
         float *gembed = G(m, p->embed);
-        if (gembed) ops->embedding_backward(be, gembed, dh, ids, T, d, V, m->padding_idx);
+        if (gembed) ops->embedding_backward(be, gembed, dh, a->ids, T, d, V, m->padding_idx);
         grads_final(m, &p->embed, 1);
         // ---- projector backward from the image positions' gradient
         if (M && llava_model_trains(m, GROUP_PROJECTOR)) {
-            void *df = ops->alloc(be, BUF_ACT, (size_t)M * d);
-            ops->gather_rows(be, df, dh, img_rows, M, d);
+            ops->gather_rows(be, a->df, dh, a->img_rows, M, d);
             if (mlp2) {
-                void *dg1 = ops->alloc(be, BUF_ACT, (size_t)M * d);
-                linear_bwd(m, dg1, df, g1, p->p2_w, p->p2_b, M, d, d);
-                ops->gelu_backward(be, df, dg1, a1, (size_t)M * d);
-                ops->free(be, dg1);
+                linear_bwd(m, a->dg1, a->df, a->g1, p->p2_w, p->p2_b, M, d, d);
+                ops->gelu_backward(be, a->df, a->dg1, a->a1, (size_t)M * d);
             }
-            linear_bwd(m, NULL, df, feat, p->p1_w, p->p1_b, M, Dv, d);
-            ops->free(be, df);
+            linear_bwd(m, NULL, a->df, a->feat, p->p1_w, p->p1_b, M, Dv, d);
             const param_view *proj[] = {p->p1_w, p->p1_b, p->p2_w, p->p2_b};
             grads_final(m, proj, 4);
         }
-        void *bufs[] = {dhn, dh, dx, ds, dgate, dup, dq, datt, dk, dv};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops->free(be, bufs[i]);
     }
+    return 0;
+}
 
-    for (int l = 0; l < L; l++) lm_saved_free(be, &sv[l]);  // (already freed when not kept)
-    free(sv);
-    for (int l = 0; l <= L; l++) ops->free(be, hs[l]);
-    free(hs);
-    void *rest[] = {tmp_d, hn, rstd_f, logits, losses, ids, targets, pos, cu, img_rows};
-    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) ops->free(be, rest[i]);
-    if (M) {
-        ops->free(be, feat);
-        ops->free(be, a1);
-        if (mlp2) {
-            ops->free(be, g1);
-            ops->free(be, f);
-        }
-    }
-    return loss;
+float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
+    llava_model_losses_reset(m);
+    if (llava_pass(m, b, backward, loss_scale, logits_out) != 0) return NAN;
+    float *losses = xmalloc(sizeof(float) * (size_t)(b->T ? b->T : 1));
+    llava_model_losses_read(m, losses);
+    double loss = llava_pass_loss(losses, b);
+    free(losses);
+    return (float)loss;
 }

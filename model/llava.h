@@ -9,6 +9,7 @@
 
 #include "data/batch.h"
 #include "kernels/backend.h"
+#include "acts.h"
 #include "config.h"
 #include "params.h"
 
@@ -48,6 +49,15 @@ typedef struct {
     char grad_slotted[N_GROUPS];
     float *(*grad_slot)(void *ctx, int view);
     void *grad_slot_ctx;
+    // The activations (model/acts.h): the plan, its three arenas on the backend (ACT, F32, I32) and
+    // where each buffer is in them. Planned on the first pass, or ahead by llava_model_reserve.
+    act_plan acts_plan;
+    void *arena[3];
+    llava_acts acts;
+    // The loss ledger: every pass's per-token losses (F32 on the backend) since the last reset, read
+    // back once (llava_model_losses_read) instead of after every pass.
+    float *ledger;
+    size_t ledger_cap, ledger_used;
 } llava_model;
 
 // 1 when group g receives gradients (its GRAD buffer, or slots handed out by the optimizer).
@@ -80,6 +90,28 @@ void llava_model_zero_grads(llava_model *m);
 int llava_model_freeze(llava_model *m, const char *prefix);
 // 1 when a parameter receives no updates (its group is frozen, or it was frozen by name).
 int llava_model_is_frozen(const llava_model *m, const param_view *v);
+
+// Plans the activation arenas for passes up to `s` (model/acts.h) and allocates them, so that no
+// pass of a run allocates: the trainer reserves its largest micro-batch before the first step. A
+// pass larger than the plan grows it (one reallocation). 0, or -1 with llava_errmsg().
+int llava_model_reserve(llava_model *m, const act_shape *s);
+// Makes room in the loss ledger for n per-token losses (a step's tokens), so no pass grows it.
+void llava_model_reserve_losses(llava_model *m, size_t n);
+
+// One forward (and, with `backward`, backward) pass over a packed batch, enqueued on the backend:
+// nothing waits for the device. Its per-token losses (b->T of them, 0 where no target) are appended
+// to the model's loss ledger; gradients of loss * loss_scale are accumulated into m->grads as
+// below. `logits_out` (T, V) host, if not NULL, receives the logits (that waits). Returns 0, or -1
+// with llava_errmsg() when the batch is malformed.
+int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out);
+// Empties the ledger (before a step's passes).
+void llava_model_losses_reset(llava_model *m);
+// Copies the ledger's losses to host `out` (the sum of the passes' T since the reset) and returns
+// their count: the one wait of a step.
+size_t llava_model_losses_read(llava_model *m, float *out);
+// The mean loss of a pass over its targets from its per-token losses (NaN without targets), summed
+// in fp64 and rounded to fp32 as llava_forward_backward reports it.
+double llava_pass_loss(const float *losses, const llava_batch *b);
 
 // One forward (and, with `backward`, backward) pass over a packed batch. The loss is the mean of
 // the per-token cross-entropy over the batch's targets (what Hugging Face's loss gives for the

@@ -20,6 +20,7 @@ static const llava_ops cpu_table = {
     .upload = cpu_upload,
     .download = cpu_download,
     .upload_i32 = cpu_upload_i32,
+    .stage = cpu_stage,
     .sync = cpu_sync,
     .linear_forward = cpu_linear_forward,
     .linear_backward_input = cpu_linear_backward_input,

@@ -41,5 +41,7 @@ void cpu_download(llava_backend *be, int kind, float *dst, const void *src, size
 
 void cpu_upload_i32(llava_backend *be, int32_t *dst, const int32_t *src, size_t n) { memcpy(dst, src, n * 4); }
 
+void cpu_stage(llava_backend *be, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+
 // Every op has finished when it returns.
 void cpu_sync(llava_backend *be) {}

@@ -17,6 +17,7 @@ static void fill_table(llava_ops *t) {
     t->upload = cuda_upload;
     t->download = cuda_download;
     t->upload_i32 = cuda_upload_i32;
+    t->stage = cuda_stage;
     t->sync = cuda_sync;
     t->linear_forward = cuda_linear_forward;
     t->linear_backward_input = cuda_linear_backward_input;

@@ -54,7 +54,13 @@ typedef struct {
     cuda_block *live, *pool;        // the caching allocator: blocks handed out, and freed ones kept
     int n_live, cap_live, n_pool, cap_pool;
     struct cuda_gemm_cache *gemm;   // created on the first GEMM
+    char *pinned;                   // stage(): two pinned halves of CUDA_PIN_HALF bytes, used in turn
+    cudaEvent_t pin_done[2];        // recorded after the last copy out of each half
+    size_t pin_used[2];
+    int pin_cur;
 } cuda_ctx;
+
+#define CUDA_PIN_HALF ((size_t)32 << 20)
 
 static inline cuda_ctx *cuda_cx(llava_backend *be) { return (cuda_ctx *)be->impl; }
 static inline cudaStream_t cuda_stream_of(llava_backend *be) { return cuda_cx(be)->stream; }

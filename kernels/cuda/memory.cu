@@ -3,6 +3,8 @@
 // common/dtype.c's f32_to_bf16) and their downloads widen exactly; GRAD, F32 and I32 buffers move
 // as they are. Conversions run on the device through a staging buffer, in chunks, so a 7B-parameter
 // upload needs no host-side loop and no second full-size allocation.
+#include <string.h>
+
 #include "common.cuh"
 
 void cuda_fatal(const char *file, int line, const char *what, const char *why) {
@@ -120,6 +122,12 @@ void cuda_memory_release(llava_backend *be) {
     be->bytes_in_use = 0;
     if (cx->scratch) cudaFree(cx->scratch);
     if (cx->stage) cudaFree(cx->stage);
+    if (cx->pinned) {
+        cudaFreeHost(cx->pinned);
+        cudaEventDestroy(cx->pin_done[0]);
+        cudaEventDestroy(cx->pin_done[1]);
+        cx->pinned = NULL;
+    }
     cx->scratch = NULL;
     cx->stage = NULL;
     cx->scratch_bytes = 0;
@@ -205,6 +213,39 @@ extern "C" void cuda_upload_i32(llava_backend *be, int32_t *dst, const int32_t *
     if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyHostToDevice, cuda_stream_of(be)));
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(be)));
+}
+
+// stage(): host bytes through pinned memory, so the copy runs asynchronously and the host buffer
+// is free at once. The two halves of the pinned buffer are used in turn: a request goes after what
+// the current half holds; when it does not fit, the other half becomes current once the copies out
+// of it are done (its event, recorded after each of them: copies issued a half ago, finished long
+// since in a training loop). A request larger than a half goes straight to cudaMemcpyAsync and
+// waits (a 7B micro-batch's arrays and 16 images are about 22 MiB, inside a half).
+extern "C" void cuda_stage(llava_backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes == 0) return;
+    cuda_ctx *cx = cuda_cx(be);
+    if (bytes > CUDA_PIN_HALF) {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cx->stream));
+        CUDA_CHECK(cudaStreamSynchronize(cx->stream));
+        return;
+    }
+    if (!cx->pinned) {
+        CUDA_CHECK(cudaHostAlloc((void **)&cx->pinned, 2 * CUDA_PIN_HALF, cudaHostAllocDefault));
+        CUDA_CHECK(cudaEventCreateWithFlags(&cx->pin_done[0], cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&cx->pin_done[1], cudaEventDisableTiming));
+    }
+    int h = cx->pin_cur;
+    if (cx->pin_used[h] + bytes > CUDA_PIN_HALF) {
+        h ^= 1;
+        CUDA_CHECK(cudaEventSynchronize(cx->pin_done[h]));  // a never-recorded event is complete
+        cx->pin_used[h] = 0;
+        cx->pin_cur = h;
+    }
+    char *slot = cx->pinned + (size_t)h * CUDA_PIN_HALF + cx->pin_used[h];
+    memcpy(slot, src, bytes);
+    CUDA_CHECK(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, cx->stream));
+    CUDA_CHECK(cudaEventRecord(cx->pin_done[h], cx->stream));
+    cx->pin_used[h] += (bytes + 255) / 256 * 256;
 }
 
 extern "C" void cuda_sync(llava_backend *be) {

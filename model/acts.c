@@ -1,0 +1,285 @@
+// The activation table and its plan (acts.h).
+//
+// Each row of ACTS is one buffer: its name, kind, where its pointer lands (a field of llava_acts or,
+// per decoder layer, of lm_saved), its shape in the pass's sizes, its lifetime in phases and when
+// it exists. Planning turns the rows into buffers for the largest pass and gives each an offset in
+// its kind's arena: largest first, each at the lowest 256-byte aligned offset where no buffer whose
+// lifetime meets its own lies (first fit). The vision tower's buffers thus reuse the memory of the
+// backward's scratch, and the projector's backward that of the decoder layers' backward.
+#include "acts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "kernels/ops.h"
+
+enum { ALIGN = 256 };
+
+// Sizes a row's shape is written in.
+enum {
+    Z_ONE = 0, Z_T, Z_NSEQ1, Z_M, Z_NIMG1, Z_R, Z_NP, Z_PIX, Z_D, Z_I, Z_QD, Z_KVD, Z_V, Z_HQ, Z_DV, Z_IV, Z_HV, Z_K,
+    Z_COUNT
+};
+
+// How many buffers a row stands for.
+enum { PER_PASS = 0, PER_LAYER_INPUT, PER_SAVED };
+// When a row exists.
+enum { ALWAYS = 0, IF_MLP2, IF_BACKWARD, IF_BACKWARD_MLP2 };
+
+typedef struct {
+    const char *name;
+    int kind;
+    size_t field;  // offsetof in llava_acts (PER_PASS), lm_saved (PER_SAVED); unused for PER_LAYER_INPUT
+    int rows, cols;
+    int first, last;
+    int per, when;
+} act_spec;
+
+#define A(f) offsetof(llava_acts, f)
+#define S(f) offsetof(lm_saved, f)
+
+enum { IN = ACT_PHASE_INPUT, VIS = ACT_PHASE_VISION, PROJ = ACT_PHASE_PROJECTOR, LM = ACT_PHASE_LM,
+       LMB = ACT_PHASE_LM_BACKWARD, EMB = ACT_PHASE_EMBED_BACKWARD, PJB = ACT_PHASE_PROJECTOR_BACKWARD };
+
+static const act_spec ACTS[] = {
+    // the batch: targets feed the loss only; positions and boundaries serve the layers' backward;
+    // ids the embeddings' backward; image rows the splice and its backward
+    {"ids", BUF_I32, A(ids), Z_T, Z_ONE, IN, EMB, PER_PASS, ALWAYS},
+    {"targets", BUF_I32, A(targets), Z_T, Z_ONE, IN, LM, PER_PASS, ALWAYS},
+    {"pos", BUF_I32, A(pos), Z_T, Z_ONE, IN, LMB, PER_PASS, ALWAYS},
+    {"cu_seqlens", BUF_I32, A(cu), Z_NSEQ1, Z_ONE, IN, LMB, PER_PASS, ALWAYS},
+    {"img_rows", BUF_I32, A(img_rows), Z_M, Z_ONE, IN, PJB, PER_PASS, ALWAYS},
+    // the vision tower, forward only: nothing of it outlives its phase but the features
+    {"vision.pixels", BUF_F32, A(pix), Z_PIX, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.patches", BUF_ACT, A(patches), Z_NP, Z_K, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.patch_embeds", BUF_ACT, A(pe), Z_NP, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.residual", BUF_ACT, A(vh), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.x", BUF_ACT, A(vx), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.q", BUF_ACT, A(vq), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.k", BUF_ACT, A(vk), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.v", BUF_ACT, A(vv), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.attn", BUF_ACT, A(vatt), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.mlp", BUF_ACT, A(vmid), Z_R, Z_IV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.mlp_act", BUF_ACT, A(vact), Z_R, Z_IV, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.ln_mean", BUF_F32, A(vmean), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.ln_rstd", BUF_F32, A(vrstd), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.lse", BUF_F32, A(vlse), Z_HV, Z_R, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.cu_seqlens", BUF_I32, A(vcu), Z_NIMG1, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    {"vision.feature_rows", BUF_I32, A(vrows), Z_M, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    // the projector: the features feed linear_1's weight gradient; a1 the GELU's backward; g1
+    // linear_2's weight gradient; f only the splice (a linear projector's f is a1 itself)
+    {"features", BUF_ACT, A(feat), Z_M, Z_DV, VIS, PJB, PER_PASS, ALWAYS},
+    {"projector.a1", BUF_ACT, A(a1), Z_M, Z_D, PROJ, PJB, PER_PASS, ALWAYS},
+    {"projector.g1", BUF_ACT, A(g1), Z_M, Z_D, PROJ, PJB, PER_PASS, IF_MLP2},
+    {"projector.out", BUF_ACT, A(f), Z_M, Z_D, PROJ, LM, PER_PASS, IF_MLP2},
+    // the language model
+    {"hs", BUF_ACT, 0, Z_T, Z_D, LM, LMB, PER_LAYER_INPUT, ALWAYS},
+    {"saved.n1", BUF_ACT, S(n1), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.q", BUF_ACT, S(q), Z_T, Z_QD, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.k", BUF_ACT, S(k), Z_T, Z_KVD, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.v", BUF_ACT, S(v), Z_T, Z_KVD, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.attn", BUF_ACT, S(att), Z_T, Z_QD, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.h_mid", BUF_ACT, S(h_mid), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.n2", BUF_ACT, S(n2), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.gate", BUF_ACT, S(gate), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.up", BUF_ACT, S(up), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.silu_up", BUF_ACT, S(s), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.rstd1", BUF_F32, S(rstd1), Z_T, Z_ONE, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.rstd2", BUF_F32, S(rstd2), Z_T, Z_ONE, LM, LMB, PER_SAVED, ALWAYS},
+    {"saved.lse", BUF_F32, S(lse), Z_HQ, Z_T, LM, LMB, PER_SAVED, ALWAYS},
+    {"lm.tmp", BUF_ACT, A(tmp), Z_T, Z_D, LM, LMB, PER_PASS, ALWAYS},
+    {"lm.final_norm", BUF_ACT, A(hn), Z_T, Z_D, LM, LMB, PER_PASS, ALWAYS},
+    {"lm.final_rstd", BUF_F32, A(rstd_f), Z_T, Z_ONE, LM, LMB, PER_PASS, ALWAYS},
+    {"logits", BUF_ACT, A(logits), Z_T, Z_V, LM, LMB, PER_PASS, ALWAYS},
+    // backward scratch: dh carries the gradient down the stack and on to the embeddings and the
+    // splice; the rest serves the decoder layers only
+    {"grad.hidden", BUF_ACT, A(dh), Z_T, Z_D, LMB, PJB, PER_PASS, IF_BACKWARD},
+    {"grad.norm_in", BUF_ACT, A(dhn), Z_T, Z_D, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.x", BUF_ACT, A(dx), Z_T, Z_D, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.silu_up", BUF_ACT, A(ds), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.gate", BUF_ACT, A(dgate), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.up", BUF_ACT, A(dup), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.q", BUF_ACT, A(dq), Z_T, Z_QD, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.attn", BUF_ACT, A(datt), Z_T, Z_QD, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.k", BUF_ACT, A(dk), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.v", BUF_ACT, A(dv), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
+    {"grad.features", BUF_ACT, A(df), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD},
+    {"grad.projector_g1", BUF_ACT, A(dg1), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD_MLP2},
+};
+enum { N_ACTS = sizeof ACTS / sizeof ACTS[0] };
+
+int act_kind_slot(int kind) { return kind == BUF_ACT ? 0 : kind == BUF_F32 ? 1 : 2; }
+
+static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COUNT]) {
+    const llama_config *t = &mc->text;
+    const clip_vision_config *v = &mc->vision;
+    int grid = v->patch_size ? v->image_size / v->patch_size : 0, np = grid * grid;
+    int tpi = np + (mc->glue.drop_cls ? 0 : 1);
+    memset(z, 0, sizeof(int64_t) * Z_COUNT);
+    z[Z_ONE] = 1;
+    z[Z_T] = s->T;
+    z[Z_NSEQ1] = (int64_t)s->n_seq + 1;
+    z[Z_M] = (int64_t)s->n_img * tpi;
+    z[Z_NIMG1] = (int64_t)s->n_img + 1;
+    z[Z_R] = (int64_t)s->n_img * (np + 1);
+    z[Z_NP] = (int64_t)s->n_img * np;
+    z[Z_PIX] = (int64_t)s->n_img * v->num_channels * v->image_size * v->image_size;
+    z[Z_D] = t->hidden_size;
+    z[Z_I] = t->intermediate_size;
+    z[Z_QD] = (int64_t)t->num_attention_heads * t->head_dim;
+    z[Z_KVD] = (int64_t)t->num_key_value_heads * t->head_dim;
+    z[Z_V] = t->vocab_size;
+    z[Z_HQ] = t->num_attention_heads;
+    z[Z_DV] = v->hidden_size;
+    z[Z_IV] = v->intermediate_size;
+    z[Z_HV] = v->num_attention_heads;
+    z[Z_K] = (int64_t)v->num_channels * v->patch_size * v->patch_size;
+}
+
+static int exists(const act_spec *a, const model_config *mc, const act_shape *s) {
+    int mlp2 = mc->glue.projector == PROJ_MLP2X_GELU;
+    switch (a->when) {
+    case IF_MLP2: return mlp2;
+    case IF_BACKWARD: return s->backward;
+    case IF_BACKWARD_MLP2: return s->backward && mlp2;
+    }
+    return 1;
+}
+
+// Decoder layers whose activations a pass keeps at once: all of them when the backward reads them
+// as the forward left them, one set (reused layer after layer) when they are recomputed or no
+// backward runs.
+static int saved_sets(const model_config *mc, const act_shape *s) {
+    int L = mc->text.num_hidden_layers;
+    if (L == 0) return 0;
+    return s->backward && !s->checkpointing ? L : 1;
+}
+
+static int cmp_size_desc(const void *x, const void *y) {
+    const act_buf *a = *(const act_buf *const *)x, *b = *(const act_buf *const *)y;
+    if (a->bytes != b->bytes) return a->bytes > b->bytes ? -1 : 1;
+    return a < b ? -1 : a > b;  // the table's order among equals: a stable plan
+}
+
+static int lifetimes_meet(const act_buf *a, const act_buf *b) { return a->first <= b->last && b->first <= a->last; }
+
+// First fit: the lowest aligned offset where `b` overlaps none of the placed buffers of its kind
+// whose lifetime meets its own.
+static size_t place(const act_buf *const *placed, int n_placed, const act_buf *b) {
+    size_t off = 0;
+    for (;;) {
+        int moved = 0;
+        for (int i = 0; i < n_placed; i++) {
+            const act_buf *o = placed[i];
+            if (o->kind != b->kind || !lifetimes_meet(o, b) || o->bytes == 0) continue;
+            if (off < o->offset + o->bytes && o->offset < off + b->bytes) {
+                off = (o->offset + o->bytes + ALIGN - 1) / ALIGN * ALIGN;
+                moved = 1;
+            }
+        }
+        if (!moved) return off;
+    }
+}
+
+int act_plan_make(const model_config *mc, const act_shape *s, int act_bytes, act_plan *p) {
+    memset(p, 0, sizeof *p);
+    if (s->T < 0 || s->n_seq < 0 || s->n_img < 0) return llava_fail("activation plan: negative sizes");
+    p->shape = *s;
+    p->act_bytes = act_bytes;
+    int64_t z[Z_COUNT];
+    sizes_of(mc, s, z);
+    int L = mc->text.num_hidden_layers, sets = saved_sets(mc, s);
+    int cap = 0;
+    for (int i = 0; i < N_ACTS; i++) {
+        const act_spec *a = &ACTS[i];
+        if (!exists(a, mc, s)) continue;
+        int count = a->per == PER_LAYER_INPUT ? L + 1 : a->per == PER_SAVED ? sets : 1;
+        size_t elem = a->kind == BUF_ACT ? (size_t)act_bytes : 4;
+        for (int k = 0; k < count; k++) {
+            if (p->n_bufs == cap) {
+                cap = cap ? 2 * cap : 128;
+                p->bufs = xrealloc(p->bufs, sizeof(act_buf) * (size_t)cap);
+            }
+            act_buf *b = &p->bufs[p->n_bufs++];
+            *b = (act_buf){a->name, i, k, a->kind, (size_t)(z[a->rows] * z[a->cols]) * elem, 0, a->first, a->last};
+        }
+    }
+    // Largest first, first fit.
+    act_buf **order = xmalloc(sizeof(act_buf *) * (size_t)(p->n_bufs ? p->n_bufs : 1));
+    for (int i = 0; i < p->n_bufs; i++) order[i] = &p->bufs[i];
+    qsort(order, (size_t)p->n_bufs, sizeof *order, cmp_size_desc);
+    for (int i = 0; i < p->n_bufs; i++) {
+        act_buf *b = order[i];
+        b->offset = place((const act_buf *const *)order, i, b);
+        size_t *arena = &p->arena_bytes[act_kind_slot(b->kind)];
+        size_t end = (b->offset + b->bytes + ALIGN - 1) / ALIGN * ALIGN;
+        if (end > *arena) *arena = end;
+    }
+    free(order);
+    p->total_bytes = (uint64_t)p->arena_bytes[0] + p->arena_bytes[1] + p->arena_bytes[2];
+    for (int ph = 0; ph < ACT_N_PHASES; ph++) {
+        uint64_t live = 0;
+        for (int i = 0; i < p->n_bufs; i++)
+            if (p->bufs[i].first <= ph && ph <= p->bufs[i].last) live += (p->bufs[i].bytes + ALIGN - 1) / ALIGN * ALIGN;
+        if (live > p->peak_live) p->peak_live = live;
+    }
+    return 0;
+}
+
+void act_plan_free(act_plan *p) {
+    free(p->bufs);
+    memset(p, 0, sizeof *p);
+}
+
+int act_plan_holds(const act_plan *p, const act_shape *s) {
+    const act_shape *h = &p->shape;
+    if (!p->bufs) return 0;
+    if (s->T > h->T || s->n_seq > h->n_seq || s->n_img > h->n_img) return 0;
+    if (s->backward && !h->backward) return 0;
+    // A plan that recomputes keeps one saved set: a backward that keeps every layer needs more.
+    if (s->backward && !s->checkpointing && h->checkpointing) return 0;
+    return 1;
+}
+
+void act_bind(const act_plan *p, void *const base[3], const model_config *mc, llava_acts *a) {
+    memset(a, 0, sizeof *a);
+    int L = mc->text.num_hidden_layers;
+    a->hs = xcalloc((size_t)L + 1, sizeof(void *));
+    a->n_saved = saved_sets(mc, &p->shape);
+    a->saved = xcalloc((size_t)(a->n_saved ? a->n_saved : 1), sizeof(lm_saved));
+    for (int i = 0; i < p->n_bufs; i++) {
+        const act_buf *b = &p->bufs[i];
+        void *ptr = (char *)base[act_kind_slot(b->kind)] + b->offset;
+        const act_spec *spec = &ACTS[b->row];
+        if (spec->per == PER_LAYER_INPUT) a->hs[b->index] = ptr;
+        else if (spec->per == PER_SAVED) *(void **)((char *)&a->saved[b->index] + spec->field) = ptr;
+        else *(void **)((char *)a + spec->field) = ptr;
+    }
+    // A linear projector's output is linear_1's.
+    if (!a->f) a->f = a->a1;
+}
+
+void act_bind_free(llava_acts *a) {
+    free(a->hs);
+    free(a->saved);
+    memset(a, 0, sizeof *a);
+}
+
+void act_plan_print(const act_plan *p, FILE *out) {
+    static const char *const phase[ACT_N_PHASES] = {"input", "vision", "projector", "lm", "lm-backward",
+                                                    "embed-backward", "projector-backward"};
+    static const char *const kind[3] = {"act", "f32", "i32"};
+    fprintf(out, "activations of a pass of %d tokens, %d sequences, %d images%s%s: %d buffers\n", p->shape.T,
+            p->shape.n_seq, p->shape.n_img, p->shape.backward ? ", with backward" : "",
+            p->shape.checkpointing ? ", checkpointing" : "", p->n_bufs);
+    for (int k = 0; k < 3; k++)
+        fprintf(out, "  arena %-4s %14llu bytes\n", kind[k], (unsigned long long)p->arena_bytes[k]);
+    for (int ph = 0; ph < ACT_N_PHASES; ph++) {
+        uint64_t live = 0;
+        for (int i = 0; i < p->n_bufs; i++)
+            if (p->bufs[i].first <= ph && ph <= p->bufs[i].last) live += p->bufs[i].bytes;
+        fprintf(out, "  alive in %-18s %14llu bytes\n", phase[ph], (unsigned long long)live);
+    }
+}
