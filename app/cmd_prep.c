@@ -7,6 +7,7 @@
 #include "common/util.h"
 #include "data/prep.h"
 #include "train/config.h"
+#include "train/settings.h"
 #include "commands.h"
 
 static const char USAGE[] =
@@ -87,6 +88,7 @@ int cmd_prep(int argc, char **argv) {
     }
     // A preset supplies what the flags leave unset.
     train_config cfg;
+    run_settings rs;
     int have_cfg = 0;
     char *tok_from_cfg = NULL;
     int explicit_template = 0;
@@ -96,22 +98,23 @@ int cmd_prep(int argc, char **argv) {
         have_cfg = 1;
         if (config) rc = cfg_load(&cfg, config);
         for (int i = 0; i < n_sets && rc == 0; i++) rc = cfg_set(&cfg, sets[i]);
+        if (rc == 0) rc = settings_from_config(&cfg, &rs);
+        cfg_free(&cfg);
         if (rc) {
             fprintf(stderr, "llava prep: %s\n", llava_errmsg());
-            cfg_free(&cfg);
             free(sets);
             return 2;
         }
-        if (!o.data_path) o.data_path = cfg_str(&cfg, "data.data_path");
-        if (!o.image_folder) o.image_folder = cfg_str(&cfg, "data.image_folder");
-        if (!explicit_template) o.template_name = cfg_str(&cfg, "data.template");
-        if (!mode) mode = cfg_str(&cfg, "data.tokenizer_mode");
-        if (!aspect) aspect = cfg_str(&cfg, "data.image_aspect_ratio");
-        if (max_len < 0) max_len = cfg_int(&cfg, "data.model_max_length");
-        strict |= cfg_bool(&cfg, "data.strict");
+        if (!o.data_path) o.data_path = rs.data.data_path;
+        if (!o.image_folder) o.image_folder = rs.data.image_folder;
+        if (!explicit_template) o.template_name = rs.data.template_name;
+        if (!mode) mode = rs.data.tokenizer_mode_name;
+        if (!aspect) aspect = rs.data.aspect_name;
+        if (max_len < 0) max_len = rs.data.model_max_length;
+        strict |= rs.data.strict;
         if (!o.tokenizer_path) {
-            const char *t = cfg_str(&cfg, "model.tokenizer");
-            const char *dir = cfg_str(&cfg, "model.llm") ? cfg_str(&cfg, "model.llm") : cfg_str(&cfg, "model.init");
+            const char *t = rs.model.tokenizer;
+            const char *dir = rs.model.llm ? rs.model.llm : rs.model.init;
             if (t) o.tokenizer_path = t;
             else if (dir) o.tokenizer_path = tok_from_cfg = path_join(dir, "tokenizer.model");
         }
@@ -132,7 +135,7 @@ int cmd_prep(int argc, char **argv) {
     }
     if (aspect && strcmp(aspect, "pad") == 0) o.aspect = IMAGE_ASPECT_PAD;
     if (rc) {
-        if (have_cfg) cfg_free(&cfg);
+        if (have_cfg) settings_free(&rs);
         free(tok_from_cfg);
         return rc;
     }
@@ -156,7 +159,7 @@ int cmd_prep(int argc, char **argv) {
         printf("  report (ids of each kind): %s\n", report);
         free(report);
     }
-    if (have_cfg) cfg_free(&cfg);
+    if (have_cfg) settings_free(&rs);
     free(tok_from_cfg);
     return rc ? 1 : 0;
 }

@@ -276,6 +276,8 @@ void act_plan_print(const act_plan *p, FILE *out) {
             p->shape.checkpointing ? ", checkpointing" : "", p->n_bufs);
     for (int k = 0; k < 3; k++)
         fprintf(out, "  arena %-4s %14llu bytes\n", kind[k], (unsigned long long)p->arena_bytes[k]);
+    fprintf(out, "  arenas     %14llu bytes; the most alive in one phase %llu\n", (unsigned long long)p->total_bytes,
+            (unsigned long long)p->peak_live);
     for (int ph = 0; ph < ACT_N_PHASES; ph++) {
         uint64_t live = 0;
         for (int i = 0; i < p->n_bufs; i++)

@@ -275,33 +275,47 @@ static void test_plan(void) {
         // projector's 20,979,712 and 3 slots of the largest LM bucket, a decoder layer of
         // 4 x 4096^2 + 3 x 4096 x 11008 + 2 x 4096 = 202,383,360, all x 4 = 2,512,519,168 (a whole
         // LM buffer would be 27,037,581,312); state 6,759,395,328 / 8 = 844,924,416 elements (x 4
-        // bytes for each of grad shard, master, m, v); activations 19,829,526,528 (8,858,370,048 of
-        // them the 33 layer inputs, 4,047,765,504 one recomputed layer, 2,097,152,000 the logits);
-        // reserve 2 GiB: total 52,108,929,024 bytes = 48.53 GiB, which fits 80 GiB.
+        // bytes for each of grad shard, master, m, v); activations 19,771,820,032: the three arenas
+        // of model/acts.c, each the most its kind holds in one phase, and the loss ledger:
+        //   ACT, in the layers' backward (T = 32,768 tokens, M = 9,216 image features, bf16):
+        //     features M x 1024 and projector a1, g1 M x 4096 each    169,869,312
+        //     the 33 layer inputs T x 4096                          8,858,370,048
+        //     one recomputed layer T x (3 x 4096 + 2 x 4096 + 2 x 4096 + 3 x 11008)  4,043,309,056
+        //     scratch and the final norm's output T x 4096 x 2        536,870,912
+        //     the logits T x 32000                                  2,097,152,000
+        //     the backward's scratch (as one layer's)               4,043,309,056   = 19,748,880,384
+        //   F32, in the vision tower: pixels 16 x 3 x 336^2, LayerNorm mean and rstd of 16 x 577
+        //     rows (36,928 bytes each, 37,120 aligned to 256), the attention's lse 16 heads x 9,232
+        //     rows: 21,676,032 + 2 x 37,120 + 590,848                                = 22,341,120
+        //   I32, in the vision tower: ids, targets, positions (T each), sequence bounds (256
+        //     aligned), image rows (M), the tower's bounds (256) and feature rows (M)   = 467,456
+        //   the ledger: T fp32 losses                                                   = 131,072
+        // (projector.out, M x 4096, is dead by the backward: its lifetime ends with the splice);
+        // reserve 2 GiB: total 52,051,222,528 bytes = 48.48 GiB, which fits 80 GiB.
         {"configs/llava15-7b-stage2.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 2512519168ull, 844924416ull,
-         19829526528ull, 52108929024ull},
-        // 7B stage 1 (projector only, 32 x 2048 tokens): 52.18 GiB.
+         19771820032ull, 52051222528ull},
+        // 7B stage 1 (projector only, 32 x 2048 tokens): 52.08 GiB.
         {"configs/llava15-7b-stage1.json", "tests/data/hf/vicuna-7b-v1.5", 14100609024ull, 83918848ull, 2622464ull,
-         39659053056ull, 56033024000ull},
+         39543639040ull, 55917609984ull},
         // 13B stage 2 with ZeRO-2: a layer (4 x 5120^2 + 3 x 5120 x 13824 + 2 x 5120 = 317,204,480)
         // is over the 2^28 bucket limit, so its largest bucket ends before down_proj: 5120 + 4 x
         // 5120^2 + 5120 + 2 x 5120 x 13824 = 246,425,600. grads 31,467,520 (projector) + 3 x
-        // 246,425,600, x 4 = 3,082,977,280: total 84,968,790,016 bytes = 79.13 GiB, inside 80 GiB at
-        // the worst case of 2048 tokens per sample (with whole gradient buffers: 124.87 GiB). LLaVA
-        // runs this stage under ZeRO-3.
+        // 246,425,600, x 4 = 3,082,977,280; activations: ACT 207,618,048 + 41 x 335,544,320 +
+        // 2 x 5,066,719,232 + 671,088,640 + 2,097,152,000 = 26,866,614,272, F32 22,341,120 and I32
+        // 467,456 as for 7B, ledger 131,072: total 84,891,160,576 bytes = 79.06 GiB, inside 80 GiB
+        // at the worst case of 2048 tokens per sample (with whole gradient buffers: 124.80 GiB).
+        // LLaVA runs this stage under ZeRO-3.
         {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 3082977280ull, 1630916480ull,
-         26967183360ull, 84968790016ull},
-        // 13B stage 1: 77.25 GiB, fits (barely, at the worst case of 2048 tokens per sample).
+         26889553920ull, 84891160576ull},
+        // 13B stage 1: 77.11 GiB, fits (barely, at the worst case of 2048 tokens per sample).
         {"configs/llava15-13b-stage1.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 125870080ull, 3933440ull,
-         53934366720ull, 82947137536ull},
+         53779106816ull, 82791877632ull},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        train_config c;
-        cfg_init_defaults(&c);
         char *llm = xasprintf("model.llm=%s", want[i].llm);
-        int rc = cfg_load(&c, want[i].preset);
-        if (rc == 0) rc = cfg_set(&c, llm);
-        if (rc == 0) rc = cfg_set(&c, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336");
+        const char *sets[] = {llm, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336"};
+        run_settings c;
+        int rc = settings_load(want[i].preset, sets, 2, &c);
         model_config mc;
         mem_plan p;
         if (rc == 0) rc = train_model_config(&c, &mc);
@@ -317,24 +331,30 @@ static void test_plan(void) {
             mem_plan_print(&p, MEM_PLAN_GPU_BYTES, stdout);
         }
         free(llm);
-        cfg_free(&c);
+        if (rc == 0) settings_free(&c);
     }
-    CHECK(52108929024ull <= MEM_PLAN_GPU_BYTES && 84968790016ull <= MEM_PLAN_GPU_BYTES, "7B and 13B stage 2 fit (ZeRO-2, slots)");
-    // Without activation checkpointing the 7B stage-2 micro-batch keeps all 32 layers' activations.
-    train_config c;
-    cfg_init_defaults(&c);
+    CHECK(52051222528ull <= MEM_PLAN_GPU_BYTES && 84891160576ull <= MEM_PLAN_GPU_BYTES, "7B and 13B stage 2 fit (ZeRO-2, slots)");
+    // Without activation checkpointing the 7B stage-2 micro-batch keeps all 32 layers' activations:
+    // 31 more sets of ACT 4,043,309,056, and the F32 arena is then the layers' statistics (32 x
+    // (2 x T + 32 x T) x 4 + the final norm's T x 4 = 142,737,408) rather than the pixels.
+    run_settings c;
+    const char *sets[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5", "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336",
+                          "data.token_budget=4096"};
+    CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 2, &c) == 0, "%s", llava_errmsg());
     model_config mc;
-    cfg_load(&c, "configs/llava15-7b-stage2.json");
-    cfg_set(&c, "model.llm=tests/data/hf/vicuna-7b-v1.5");
-    cfg_set(&c, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336");
     CHECK(train_model_config(&c, &mc) == 0, "%s", llava_errmsg());
-    CHECK_EQ_INT(mem_plan_activations(&mc, 16, 2048, 2, 0), 19829526528ull + 31ull * 4047765504ull);
+    act_shape keep_all = {16 * 2048, 16, 16, 1, 0};
+    CHECK_EQ_INT(mem_plan_activations(&mc, &keep_all, 2, 1),
+                 19748880384ull + 31ull * 4043309056ull + 142737408ull + 467456ull + 131072ull);
+    settings_free(&c);
     // With a token budget a micro-batch runs in several passes and the LM keeps its whole buffer.
     mem_plan p;
-    CHECK(cfg_set(&c, "data.token_budget=4096") == 0 && mem_plan_make(&c, &mc, 8, &p) == 0, "%s", llava_errmsg());
-    CHECK(!p.grad_slots && p.grads == 27037581312ull && p.total == 76633991168ull,
+    CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 3, &c) == 0 && train_model_config(&c, &mc) == 0 &&
+              mem_plan_make(&c, &mc, 8, &p) == 0,
+          "%s", llava_errmsg());
+    CHECK(!p.grad_slots && p.grads == 27037581312ull && p.total == 76576284672ull,
           "7B stage 2 with a token budget: grads %llu, total %llu", (unsigned long long)p.grads, (unsigned long long)p.total);
-    cfg_free(&c);
+    settings_free(&c);
 }
 
 static void test_timeout_keys(void) {

@@ -33,11 +33,11 @@ int main(void) {
     char *world = check_tmpdir();
     CHECK(demo_make_world(world, 4, 0, 1, NULL) == 0, "%s", llava_errmsg());
     char *preset = path_join(world, "stage1.json");
-    train_config c;
-    cfg_init_defaults(&c);
-    CHECK(cfg_load(&c, preset) == 0, "%s", llava_errmsg());
+    run_settings c;
+    CHECK(settings_load(preset, NULL, 0, &c) == 0, "%s", llava_errmsg());
     llava_model m;
     CHECK(train_build_model(&c, test_cpu(), &m) == 0, "%s", llava_errmsg());
+    settings_free(&c);
     int V = m.cfg.text.vocab_size;
     const char *update = getenv("LLAVA_UPDATE_GOLDEN");
     char *out = (update && *update == '1') ? xstrdup(GOLDEN "/model") : path_join(world, "export");
@@ -113,7 +113,6 @@ int main(void) {
     st_close(&ref);
     llava_batch_free(&bt);
     llava_model_free(&e);
-    cfg_free(&c);
     free(preset);
     free(out);
     check_rm_rf(world);

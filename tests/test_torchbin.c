@@ -130,13 +130,17 @@ static void test_sharded_model(void) {
 
 // LLaVA's stage-1 output (mm_projector.bin: original names, bf16) as the start of stage 2.
 static void test_projector_adapter(void) {
-    train_config c;
-    cfg_init_defaults(&c);
-    CHECK(cfg_set(&c, "model.init=tests/data/golden/model/tiny64/model") == 0 &&
-              cfg_set(&c, "model.pretrain_mm_mlp_adapter=" D "mm_projector.bin") == 0,
+    train_config cfg;
+    cfg_init_defaults(&cfg);
+    CHECK(cfg_set(&cfg, "model.init=tests/data/golden/model/tiny64/model") == 0 &&
+              cfg_set(&cfg, "model.pretrain_mm_mlp_adapter=" D "mm_projector.bin") == 0,
           "%s", llava_errmsg());
+    run_settings c;
+    CHECK(settings_from_config(&cfg, &c) == 0, "%s", llava_errmsg());
+    cfg_free(&cfg);
     llava_model m;
     int rc = train_build_model(&c, test_cpu(), &m);
+    settings_free(&c);
     CHECK(rc == 0, "model with the projector from mm_projector.bin: %s", llava_errmsg());
     st_file g;
     if (rc == 0 && st_open(&g, "tests/data/golden/model/tiny64/model/model.safetensors") == 0) {
@@ -165,7 +169,6 @@ static void test_projector_adapter(void) {
         st_close(&g);
     }
     if (rc == 0) llava_model_free(&m);
-    cfg_free(&c);
 }
 
 int main(void) {

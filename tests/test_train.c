@@ -376,6 +376,47 @@ static void test_errors(void) {
     free(out);
 }
 
+// `llava plan` against what a run really holds: the CPU backend counts every byte its allocator
+// hands out (parameters, gradients, AdamW's moments, the activation arenas, the loss ledger), and
+// its peak over a run must agree with the plan's total within 5% (the plan is what decides whether a
+// run fits a GPU). Stage 1 and stage 2 of the demo world, with and without activation
+// checkpointing, two steps each.
+static void test_plan_vs_peak(void) {
+    const struct {
+        const char *preset, *ckpt;
+    } runs[] = {{"stage1.json", "train.gradient_checkpointing=true"},
+                {"stage2.json", "train.gradient_checkpointing=true"},
+                {"stage2.json", "train.gradient_checkpointing=false"}};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char *out = xasprintf("%s/plan%zu", world, i);
+        char *p = path_join(world, runs[i].preset);
+        char *o = xasprintf("checkpoint.output_dir=%s", out);
+        const char *sets[] = {o, runs[i].ckpt, "train.max_steps=2", "train.device=cpu", "model.pretrain_mm_mlp_adapter=null"};
+        train_config c;
+        cfg_init_defaults(&c);
+        int rc = cfg_load(&c, p);
+        for (int k = 0; k < 5 && rc == 0; k++) rc = cfg_set(&c, sets[k]);
+        if (rc == 0) rc = cfg_validate(&c);
+        train_stats st;
+        train_options opt = {.quiet = 1, .stats = &st};
+        if (rc == 0) rc = train_run(&c, &opt);
+        CHECK(rc == 0, "%s: %s", runs[i].preset, llava_errmsg());
+        if (rc == 0) {
+            double rel = fabs((double)st.backend_peak_bytes - (double)st.plan_total_bytes) / (double)st.plan_total_bytes;
+            CHECK(st.steps == 2 && st.plan_activation_bytes > 0 && rel <= 0.05,
+                  "%s, %s: plan %llu bytes, measured peak %llu (%.2f%% apart)", runs[i].preset, runs[i].ckpt,
+                  (unsigned long long)st.plan_total_bytes, (unsigned long long)st.backend_peak_bytes, 100 * rel);
+            printf("plan vs measured, %s, %s: plan %llu bytes (activations %llu), backend peak %llu: %.3f%% apart\n",
+                   runs[i].preset, runs[i].ckpt, (unsigned long long)st.plan_total_bytes,
+                   (unsigned long long)st.plan_activation_bytes, (unsigned long long)st.backend_peak_bytes, 100 * rel);
+        }
+        cfg_free(&c);
+        free(o);
+        free(p);
+        free(out);
+    }
+}
+
 int main(void) {
     llava_cpu_set_threads(1);
     world = check_tmpdir();
@@ -385,6 +426,7 @@ int main(void) {
     test_loss_normalisation();
     test_freeze_by_name();
     test_errors();
+    test_plan_vs_peak();
     test_sigkill();
     check_rm_rf(world);
     free(world);

@@ -3,46 +3,42 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "model/acts.h"
 #include "train/dist/dist.h"
 #include "optim.h"
 
-// The buffers train/model/llava.c holds at the peak of llava_forward_backward: inside the LM
-// backward's layer loop (the vision tower's forward buffers are gone by then). T tokens, M image
-// features, e bytes per ACT element; F32 statistics are 4 bytes and I32 index arrays 4 bytes.
-uint64_t mem_plan_activations(const model_config *mc, int per_device_batch, int seq_len, int act_bytes, int checkpointing) {
-    const llama_config *t = &mc->text;
-    uint64_t T = (uint64_t)per_device_batch * (uint64_t)seq_len, e = (uint64_t)act_bytes;
-    uint64_t M = (uint64_t)per_device_batch * (uint64_t)mc->glue.image_seq_length;
-    uint64_t d = (uint64_t)t->hidden_size, I = (uint64_t)t->intermediate_size, V = (uint64_t)t->vocab_size;
-    uint64_t L = (uint64_t)t->num_hidden_layers, Hq = (uint64_t)t->num_attention_heads;
-    uint64_t qd = Hq * (uint64_t)t->head_dim, kvd = (uint64_t)t->num_key_value_heads * (uint64_t)t->head_dim;
-    uint64_t Dv = (uint64_t)mc->vision.hidden_size;
-    int mlp2 = mc->glue.projector == PROJ_MLP2X_GELU;
-    uint64_t b = 0;
-    b += 3 * T * 4 + M * 4;                        // ids, targets, positions; image rows
-    b += M * Dv * e + (mlp2 ? 3 : 1) * M * d * e;  // vision features; projector a1 (g1, f)
-    b += (L + 1) * T * d * e;                      // hs[0..L]: every layer's input (the checkpoints)
-    b += 2 * T * d * e + 2 * T * 4;                // tmp, final norm output; its rstd, per-token losses
-    b += T * V * e;                                // logits, turned into dlogits in place
-    b += 3 * T * d * e + 3 * T * I * e + 2 * T * qd * e + 2 * T * kvd * e;  // backward scratch
-    // One layer's saved activations (n1, h_mid, n2, q, att, k, v, gate, up, silu*up; rstd x2, lse):
-    uint64_t layer = T * (3 * d + 2 * qd + 2 * kvd + 3 * I) * e + T * 4 * (2 + Hq);
-    b += checkpointing ? layer : L * layer;
-    return b;
+act_shape mem_plan_act_shape(const run_settings *s) {
+    int B = s->train.per_device_batch, S = s->data.model_max_length;
+    act_shape a = {B * S, B, B, 1, s->train.gradient_checkpointing};
+    return a;
 }
 
-int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_plan *p) {
+int mem_plan_accum(const run_settings *s, int world) {
+    int B = s->train.per_device_batch;
+    return s->train.global_batch > 0 ? s->train.global_batch / (B * world) : s->train.grad_accum;
+}
+
+uint64_t mem_plan_activations(const model_config *mc, const act_shape *shape, int act_bytes, int accum) {
+    act_plan ap;
+    if (act_plan_make(mc, shape, act_bytes, &ap) != 0) return 0;
+    // The arenas as the model allocates them, and the loss ledger: one step's per-token losses (F32).
+    uint64_t bytes = ap.total_bytes + (uint64_t)accum * (uint64_t)shape->T * 4;
+    act_plan_free(&ap);
+    return bytes;
+}
+
+int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_plan *p) {
     memset(p, 0, sizeof *p);
     param_table pt;
     if (param_table_build(mc, &pt) != 0) return -1;
     p->world = world;
-    p->zero_stage = world > 1 ? cfg_int(c, "train.zero_stage") : 0;
-    p->cuda = strcmp(cfg_str(c, "train.device"), "cuda") == 0;
-    p->checkpointing = cfg_bool(c, "train.gradient_checkpointing");
-    p->per_device_batch = cfg_int(c, "train.per_device_train_batch_size");
-    p->seq_len = cfg_int(c, "data.model_max_length");
+    p->zero_stage = world > 1 ? s->train.zero_stage : 0;
+    p->cuda = strcmp(s->train.device, "cuda") == 0;
+    p->checkpointing = s->train.gradient_checkpointing;
+    p->per_device_batch = s->train.per_device_batch;
+    p->seq_len = s->data.model_max_length;
     p->act_bytes = p->cuda ? 2 : 4;
-    int want_p = cfg_list_has(c, "train.trainable", "projector"), want_lm = cfg_list_has(c, "train.trainable", "lm");
+    int want_p = s->train.projector, want_lm = s->train.lm;
     // As the trainer sets it up: the projector group always has gradient buffers (the LM's backward
     // runs through them), the LM group when the LM trains.
     p->grad_groups = 1 << GROUP_PROJECTOR | (want_lm ? 1 << GROUP_LM : 0);
@@ -57,8 +53,8 @@ int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_
         int trainable = 0;
         if (v && v->used && v->numel && (p->grad_groups >> v->group & 1)) {
             trainable = v->group != GROUP_PROJECTOR || want_p;
-            for (int f = 0; f < cfg_list_len(c, "train.freeze") && trainable; f++) {
-                const char *pre = cfg_list_item(c, "train.freeze", f);
+            for (int f = 0; f < s->train.n_freeze && trainable; f++) {
+                const char *pre = s->train.freeze[f];
                 if (strncmp(v->name, pre, strlen(pre)) == 0) trainable = 0;
             }
         }
@@ -92,12 +88,13 @@ int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_
     p->grads = grad_numel * 4;
     // ZeRO-2 without a token budget: the LM's gradients live in OPTIM_GRAD_SLOTS slots of its
     // largest bucket (optim_use_grad_slots), not in a buffer of the whole group.
-    p->grad_slots = p->zero_stage == 2 && want_lm && max_lm_bucket && cfg_int(c, "data.token_budget") == 0;
+    p->grad_slots = p->zero_stage == 2 && want_lm && max_lm_bucket && s->data.token_budget == 0;
     if (p->grad_slots) p->grads = (grad_numel - pt.group_numel[GROUP_LM] + OPTIM_GRAD_SLOTS * max_lm_bucket) * 4;
     p->grad_shard = p->zero_stage ? state * 4 : 0;
     p->master = p->act_bytes != 4 ? state * 4 : 0;
     p->adam_m = p->adam_v = state * 4;
-    p->activations = mem_plan_activations(mc, p->per_device_batch, p->seq_len, p->act_bytes, p->checkpointing);
+    act_shape shape = mem_plan_act_shape(s);
+    p->activations = mem_plan_activations(mc, &shape, p->act_bytes, mem_plan_accum(s, world));
     p->reserve = p->cuda ? (uint64_t)2 << 30 : 0;
     p->total = p->params + p->grads + p->grad_shard + p->master + p->adam_m + p->adam_v + p->activations + p->reserve;
     param_table_free(&pt);

@@ -5,15 +5,16 @@
 // Kinds, and their element sizes on the CUDA backend (CPU: 4 bytes everywhere):
 //   params       PARAM, every group (frozen vision tower included), bf16, replicated on every rank
 //   grads        GRAD, fp32, the whole of every trainable group: the buffers the backward
-//                accumulates into. Full size on every rank with any ZeRO stage: the per-layer
-//                bucket release that would shrink them under ZeRO-2 is not implemented.
+//                accumulates into; under ZeRO-2 (no token budget) the LM's are OPTIM_GRAD_SLOTS
+//                slots of its largest bucket instead.
 //   grad shard   ZeRO-1/2: the reduced gradient of this rank's slices, fp32
 //   master       fp32 masters of the trainable groups (CUDA only), sharded with ZeRO-1/2
 //   adam m, v    fp32, sharded with ZeRO-1/2
-//   activations  the peak of one micro-batch's forward + backward: per_device_batch samples of
-//                model_max_length tokens each (the worst case; LLaVA's batches are shorter), one
-//                image each; with activation checkpointing every decoder layer keeps only its input
-//                and one layer's activations are live at a time; the logits (T, V) in ACT.
+//   activations  the model's activation arenas, planned by model/acts.c's table for the largest
+//                micro-batch: per_device_batch samples of model_max_length tokens each (the worst
+//                case; LLaVA's batches are shorter), one image each; with activation checkpointing
+//                every decoder layer keeps only its input and one layer's activations; plus the
+//                loss ledger of a step (fp32 per token). The same plan the model allocates.
 //   reserve      CUDA context, cuBLAS workspace and NCCL buffers: a fixed 2 GiB on the GPU
 // The sharded kinds count the last rank, which holds the most (it takes each bucket's leftover).
 #ifndef LLAVA_TRAIN_MEMPLAN_H
@@ -22,7 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "config.h"
+#include "model/acts.h"
+#include "settings.h"
 #include "model/config.h"
 #include "model/params.h"
 
@@ -41,9 +43,15 @@ typedef struct {
 } mem_plan;
 
 // The plan of the run `c` describes on `world` ranks (its ZeRO stage, device, batch, model).
-int mem_plan_make(const train_config *c, const model_config *mc, int world, mem_plan *p);
-// Activation bytes of one micro-batch (the formula above), exposed for tests.
-uint64_t mem_plan_activations(const model_config *mc, int per_device_batch, int seq_len, int act_bytes, int checkpointing);
+int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_plan *p);
+// The largest pass of a run (per_device_batch samples of model_max_length tokens, one image each):
+// what the trainer reserves before its first step and what the plan counts.
+act_shape mem_plan_act_shape(const run_settings *s);
+// Micro-batches per rank per step (train.global_batch_size fixes it when set).
+int mem_plan_accum(const run_settings *s, int world);
+// Activation bytes of a run: the arenas of model/acts.c's plan for `shape` and the loss ledger of
+// a step of `accum` micro-batches.
+uint64_t mem_plan_activations(const model_config *mc, const act_shape *shape, int act_bytes, int accum);
 // A table of the kinds with their bytes and a verdict against `capacity_bytes` (0: none).
 void mem_plan_print(const mem_plan *p, uint64_t capacity_bytes, FILE *out);
 

@@ -1,12 +1,13 @@
-// AdamW over the model's flat parameter groups, the learning-rate schedule with LLaVA's step
-// accounting, and the global gradient norm.
+// The optimizer over the model's flat parameter groups, in two halves: the reduction of gradients
+// over ranks with ZeRO sharding, slots and overlap (reduce.c), and the update: the global gradient
+// norm, clipping and AdamW at the schedule's learning rate (adamw.c). The schedule itself is
+// schedule.h.
 #ifndef LLAVA_TRAIN_OPTIM_H
 #define LLAVA_TRAIN_OPTIM_H
 
-#include "train/dist/dist.h"
 #include "model/llava.h"
-
-typedef enum { SCHED_COSINE = 0, SCHED_LINEAR, SCHED_CONSTANT, SCHED_CONSTANT_WITH_WARMUP } sched_type;
+#include "train/dist/dist.h"
+#include "train/schedule.h"
 
 typedef struct {
     double lr;             // peak learning rate
@@ -18,19 +19,8 @@ typedef struct {
     int warmup_steps;
 } optim_config;
 
-// Hugging Face's LambdaLR multiplier at scheduler step s (get_cosine_schedule_with_warmup and
-// friends). Update k (1-based) uses lambda(k - 1): the first update runs at lr 0, and the logged lr
-// after update k is lambda(k).
-double lr_lambda(sched_type t, int s, int warmup, int total);
 // Learning rate of update k (1-based) for the projector or the rest.
 double lr_at_update(const optim_config *c, int k, int projector);
-// HF's warmup: warmup_steps if > 0, else ceil(ratio * total).
-int warmup_steps_for(int total, double ratio, int warmup_steps);
-// Optimizer updates in a run, as HF + accelerate count them on `world` ranks: the sampler's
-// samples cut into per-device batches, dealt to ranks with the last round padded, then
-// grouped by gradient accumulation; times epochs (rounded up).
-int total_update_steps(long n_samples, int per_device_batch, int world, int grad_accum, double epochs);
-
 // Names that LLaVA keeps out of weight decay: biases and LayerNorm / RMSNorm weights.
 int param_decays(const char *internal_name);
 

@@ -1,46 +1,12 @@
-#include "optim.h"
-
+// The reduction half of the optimizer (optim.h): gradient buckets and their sharding (ZeRO-1/2),
+// the ZeRO-2 gradient slots, and the overlap of each bucket's collective with the backward.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
-
-double lr_lambda(sched_type t, int s, int warmup, int total) {
-    if (t == SCHED_CONSTANT) return 1.0;
-    if (s < warmup) return (double)s / (double)(warmup > 1 ? warmup : 1);
-    if (t == SCHED_CONSTANT_WITH_WARMUP) return 1.0;
-    int span = total - warmup > 1 ? total - warmup : 1;
-    if (t == SCHED_LINEAR) {
-        double r = (double)(total - s) / (double)span;
-        return r > 0 ? r : 0.0;
-    }
-    double progress = (double)(s - warmup) / (double)span;
-    double r = 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress));  // num_cycles 0.5
-    return r > 0 ? r : 0.0;
-}
-
-double lr_at_update(const optim_config *c, int k, int projector) {
-    double peak = (projector && !isnan(c->projector_lr)) ? c->projector_lr : c->lr;
-    return peak * lr_lambda(c->schedule, k - 1, c->warmup_steps, c->total_steps);
-}
-
-int warmup_steps_for(int total, double ratio, int warmup_steps) {
-    return warmup_steps > 0 ? warmup_steps : (int)ceil((double)total * ratio);
-}
-
-int total_update_steps(long n_samples, int per_device_batch, int world, int grad_accum, double epochs) {
-    long batches = (n_samples + per_device_batch - 1) / per_device_batch;  // the sampler cut into batches
-    long per_rank = (batches + world - 1) / world;                         // even_batches pads the last round
-    long per_epoch = per_rank / grad_accum;
-    if (per_epoch < 1) per_epoch = 1;
-    return (int)ceil(epochs * (double)per_epoch);
-}
-
-int param_decays(const char *name) {
-    return strstr(name, "bias") == NULL && strstr(name, "norm") == NULL && strstr(name, "layrnorm") == NULL;
-}
+#include "optim.h"
 
 // The buckets of every trainable group, in table order.
 static void build_buckets(optim_state *s, const llava_model *m) {
@@ -273,13 +239,6 @@ void optim_free(optim_state *s, const llava_model *m) {
     memset(s, 0, sizeof *s);
 }
 
-double grad_global_norm(const llava_model *m) {
-    double sq = 0.0;
-    for (int g = 0; g < N_GROUPS; g++)
-        if (m->grads[g]) sq += m->ops->grad_sq_sum(m->be, m->grads[g], m->pt.group_numel[g]);
-    return sqrt(sq);
-}
-
 void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
     if (micro == 0) s->passes = 0;
     if (s->zero != 2 || micro == 0) return;
@@ -298,56 +257,4 @@ void optim_micro_end(optim_state *s, llava_model *m) {
 void optim_reduce(optim_state *s, llava_model *m) {
     if (s->zero == 1) reduce_all(s, m, "reduce-scatter gradients");
     else if (s->zero == 0 && reduces(s)) reduce_all(s, m, "all-reduce gradients");
-}
-
-double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {
-    llava_backend *be = m->be;
-    const llava_ops *ops = be->ops;
-    double norm;
-    if (s->zero == 0) {
-        norm = grad_global_norm(m) * grad_scale;  // every rank holds the summed gradient
-    } else {
-        double sq = 0.0;
-        for (int g = 0; g < N_GROUPS; g++)
-            if (s->grad_shard[g] && s->state_numel[g]) sq += ops->grad_sq_sum(be, s->grad_shard[g], s->state_numel[g]);
-        dist_allreduce_host_f64(s->d, &sq, 1, "gradient norm");
-        norm = sqrt(sq) * grad_scale;
-    }
-    if (!isfinite(norm)) {
-        s->n_skipped++;
-        return norm;
-    }
-    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
-    float scale = grad_scale;
-    if (c->max_grad_norm > 0) {
-        double coef = c->max_grad_norm / (norm + 1e-6);
-        if (coef < 1.0) scale = (float)(grad_scale * coef);
-    }
-    int t = s->step + 1;  // AdamW's own count of applied updates (bias correction)
-    for (int b = 0; b < s->n_buckets; b++) {
-        const grad_bucket *bk = &s->buckets[b];
-        int g = bk->group;
-        size_t own_hi = bk->own_lo + bk->own_n;
-        for (int i = bk->view_first; i <= bk->view_last; i++) {
-            const param_view *v = &m->pt.views[i];
-            size_t a = v->offset > bk->own_lo ? v->offset : bk->own_lo;
-            size_t e = v->offset + v->numel < own_hi ? v->offset + v->numel : own_hi;
-            if (a >= e) continue;
-            size_t si = bk->state_off + (a - bk->own_lo);  // ZeRO-0: si == a
-            double lr = lr_at_update(c, k, g == GROUP_PROJECTOR);
-            double wd = param_decays(v->name) ? c->weight_decay : 0.0;
-            void *param = (char *)m->params[g] + a * ops->act_bytes;
-            float *master = s->master[g] ? s->master[g] + si : NULL;
-            const float *grad = s->zero == 0 ? m->grads[g] + a : s->grad_shard[g] + si;
-            ops->adamw(be, param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
-        }
-    }
-    if (s->zero > 0)
-        for (int b = 0; b < s->n_buckets; b++) {
-            const grad_bucket *bk = &s->buckets[b];
-            dist_allgather(s->d, (char *)m->params[bk->group] + bk->lo * ops->act_bytes, bk->n, ops->act_bytes,
-                           "all-gather parameters");
-        }
-    s->step = t;
-    return norm;
 }

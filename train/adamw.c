@@ -1,0 +1,77 @@
+// The update half of the optimizer (optim.h): the global gradient norm, torch's clipping, and
+// AdamW view by view (over this rank's slices under ZeRO-1/2) at the schedule's learning rate.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "optim.h"
+
+double lr_at_update(const optim_config *c, int k, int projector) {
+    double peak = (projector && !isnan(c->projector_lr)) ? c->projector_lr : c->lr;
+    return peak * lr_lambda(c->schedule, k - 1, c->warmup_steps, c->total_steps);
+}
+
+int param_decays(const char *name) {
+    return strstr(name, "bias") == NULL && strstr(name, "norm") == NULL && strstr(name, "layrnorm") == NULL;
+}
+
+double grad_global_norm(const llava_model *m) {
+    double sq = 0.0;
+    for (int g = 0; g < N_GROUPS; g++)
+        if (m->grads[g]) sq += m->ops->grad_sq_sum(m->be, m->grads[g], m->pt.group_numel[g]);
+    return sqrt(sq);
+}
+
+double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    double norm;
+    if (s->zero == 0) {
+        norm = grad_global_norm(m) * grad_scale;  // every rank holds the summed gradient
+    } else {
+        double sq = 0.0;
+        for (int g = 0; g < N_GROUPS; g++)
+            if (s->grad_shard[g] && s->state_numel[g]) sq += ops->grad_sq_sum(be, s->grad_shard[g], s->state_numel[g]);
+        dist_allreduce_host_f64(s->d, &sq, 1, "gradient norm");
+        norm = sqrt(sq) * grad_scale;
+    }
+    if (!isfinite(norm)) {
+        s->n_skipped++;
+        return norm;
+    }
+    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+    float scale = grad_scale;
+    if (c->max_grad_norm > 0) {
+        double coef = c->max_grad_norm / (norm + 1e-6);
+        if (coef < 1.0) scale = (float)(grad_scale * coef);
+    }
+    int t = s->step + 1;  // AdamW's own count of applied updates (bias correction)
+    for (int b = 0; b < s->n_buckets; b++) {
+        const grad_bucket *bk = &s->buckets[b];
+        int g = bk->group;
+        size_t own_hi = bk->own_lo + bk->own_n;
+        for (int i = bk->view_first; i <= bk->view_last; i++) {
+            const param_view *v = &m->pt.views[i];
+            size_t a = v->offset > bk->own_lo ? v->offset : bk->own_lo;
+            size_t e = v->offset + v->numel < own_hi ? v->offset + v->numel : own_hi;
+            if (a >= e) continue;
+            size_t si = bk->state_off + (a - bk->own_lo);  // ZeRO-0: si == a
+            double lr = lr_at_update(c, k, g == GROUP_PROJECTOR);
+            double wd = param_decays(v->name) ? c->weight_decay : 0.0;
+            void *param = (char *)m->params[g] + a * ops->act_bytes;
+            float *master = s->master[g] ? s->master[g] + si : NULL;
+            const float *grad = s->zero == 0 ? m->grads[g] + a : s->grad_shard[g] + si;
+            ops->adamw(be, param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
+        }
+    }
+    if (s->zero > 0)
+        for (int b = 0; b < s->n_buckets; b++) {
+            const grad_bucket *bk = &s->buckets[b];
+            dist_allgather(s->d, (char *)m->params[bk->group] + bk->lo * ops->act_bytes, bk->n, ops->act_bytes,
+                           "all-gather parameters");
+        }
+    s->step = t;
+    return norm;
+}

@@ -1,0 +1,131 @@
+// What a run is built from: the model config it implies, the model with its weights from the
+// configured sources, and the prepared dataset (trainer.h).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "data/prep.h"
+#include "trainer.h"
+
+int train_model_config(const run_settings *s, model_config *out) {
+    const model_settings *ms = &s->model;
+    if (ms->init) {
+        if (model_config_load(ms->init, out) != 0) return -1;
+        if (out->kind != HF_LLAVA_HF && out->kind != HF_LLAVA_ORIGINAL)
+            return llava_fail("model.init %s: a %s folder, not a whole LLaVA model", ms->init, hf_kind_name(out->kind));
+        return 0;
+    }
+    model_config lm, vis;
+    const char *llm = ms->llm, *vt = ms->vision_tower;
+    if (model_config_load(llm, &lm) != 0) return llava_fail_ctx("model.llm");
+    if (lm.kind != HF_LLAMA) return llava_fail("model.llm %s: a %s folder, not a LlamaForCausalLM", llm, hf_kind_name(lm.kind));
+    if (model_config_load(vt, &vis) != 0) return llava_fail_ctx("model.vision_tower");
+    if (vis.kind != HF_CLIP && vis.kind != HF_CLIP_VISION)
+        return llava_fail("model.vision_tower %s: a %s folder, not CLIP", vt, hf_kind_name(vis.kind));
+    memset(out, 0, sizeof *out);
+    out->kind = HF_LLAVA_ORIGINAL;
+    strcpy(out->model_type, "llava");
+    strcpy(out->architecture, "LlavaLlamaForCausalLM");
+    out->has_text = out->has_vision = out->has_projector = 1;
+    out->text = lm.text;
+    out->vision = vis.vision;
+    llava_glue_config *g = &out->glue;
+    g->image_token_index = -200;
+    strcpy(g->projector_hidden_act, "gelu");
+    g->projector = ms->projector;
+    g->projector_bias = 1;
+    g->vision_feature_layer = ms->vision_select_layer;
+    g->drop_cls = ms->drop_cls;
+    int grid = out->vision.image_size / out->vision.patch_size;
+    g->image_seq_length = grid * grid + (g->drop_cls ? 0 : 1);
+    g->pad_token_id = -1;
+    int n_hidden = out->vision.num_hidden_layers + 1;
+    if (g->vision_feature_layer < -n_hidden || g->vision_feature_layer >= n_hidden)
+        return llava_fail("model.mm_vision_select_layer %d is outside the tower's %d hidden states", g->vision_feature_layer,
+                          n_hidden);
+    return 0;
+}
+
+int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) {
+    const model_settings *ms = &s->model;
+    model_config mc;
+    if (train_model_config(s, &mc) != 0) return -1;
+    if (llava_model_create(m, &mc, be) != 0) return -1;
+    const int ALL = (1 << N_GROUPS) - 1, PROJ = 1 << GROUP_PROJECTOR;
+    const char *adapter = ms->pretrain_mm_mlp_adapter;
+    int rc = 0;
+    if (ms->init) {
+        rc = llava_model_add_weights(m, ms->init, adapter ? ALL & ~PROJ : ALL, NULL);
+    } else {
+        rc = llava_model_add_weights(m, ms->llm, 1 << GROUP_LM, NULL);
+        if (rc == 0) rc = llava_model_add_weights(m, ms->vision_tower, 1 << GROUP_VISION, NULL);
+    }
+    if (rc == 0 && adapter) {
+        int n = 0;
+        rc = llava_model_add_weights(m, adapter, PROJ, &n);
+        if (rc == 0 && n == 0) rc = llava_fail("model.pretrain_mm_mlp_adapter %s holds no projector tensors", adapter);
+    } else if (rc == 0 && !ms->init) {
+        llava_model_init_projector(m, (uint64_t)s->train.seed);
+    }
+    if (rc == 0) rc = llava_model_finish(m);
+    if (rc != 0) llava_model_free(m);
+    return rc;
+}
+
+// model.tokenizer, else the tokenizer.model beside the LM's (or the whole model's) weights.
+static char *tokenizer_path(const run_settings *s) {
+    if (s->model.tokenizer) return xstrdup(s->model.tokenizer);
+    return path_join(s->model.init ? s->model.init : s->model.llm, "tokenizer.model");
+}
+
+int train_open_dataset(const run_settings *s, llava_dataset *ds) {
+    const data_settings *dd = &s->data;
+    const char *data = dd->data_path;
+    size_t n = strlen(data);
+    int is_json = n > 5 && strcmp(data + n - 5, ".json") == 0;
+    char *h5 = NULL;
+    if (is_json) {
+        h5 = path_join(s->checkpoint.output_dir, "dataset.h5");
+        if (!file_exists(h5)) {
+            char *tok = tokenizer_path(s);
+            prep_options o;
+            prep_options_default(&o);
+            o.data_path = data;
+            o.image_folder = dd->image_folder;
+            o.tokenizer_path = tok;
+            o.template_name = dd->template_name;
+            o.out_path = h5;
+            o.mode = dd->tokenizer_mode;
+            o.model_max_length = dd->model_max_length;
+            o.aspect = dd->aspect;
+            o.strict = dd->strict;
+            fprintf(stderr, "train: preparing %s into %s\n", data, h5);
+            int rc = prep_run(&o, NULL);
+            free(tok);
+            if (rc != 0) {
+                free(h5);
+                return -1;
+            }
+        }
+        data = h5;
+    }
+    int rc = dataset_open(ds, data);
+    if (rc != 0) {
+        free(h5);
+        return -1;
+    }
+    // A dataset prepared with other settings would train on other tokens: refuse it.
+    const char *want_t = dd->template_name, *want_m = dd->tokenizer_mode_name, *want_a = dd->aspect_name;
+    int same_t = ds->template_name && (!strcmp(ds->template_name, want_t) ||
+                                       (!strcmp(want_t, "vicuna_v1") && !strcmp(ds->template_name, "v1")));
+    if (!same_t || !ds->tokenizer_mode || strcmp(ds->tokenizer_mode, want_m) != 0)
+        rc = llava_fail("%s was prepared with template %s / tokenizer mode %s, the config asks for %s / %s", data,
+                        ds->template_name ? ds->template_name : "?", ds->tokenizer_mode ? ds->tokenizer_mode : "?", want_t,
+                        want_m);
+    else if (ds->aspect && strcmp(ds->aspect, want_a) != 0 && ds->pixel_index)
+        rc = llava_fail("%s stores %s-mode pixels, the config asks for %s", data, ds->aspect, want_a);
+    free(h5);
+    if (rc != 0) dataset_close(ds);
+    return rc;
+}

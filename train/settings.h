@@ -1,0 +1,97 @@
+// The resolved configuration as typed values: train/config.h's JSON tree (presets, `--set`
+// overrides, schema checks) is read here once, and nothing below this layer looks a key up by
+// its string. Each section of the schema has its struct; strings are copies owned by the settings.
+#ifndef LLAVA_TRAIN_SETTINGS_H
+#define LLAVA_TRAIN_SETTINGS_H
+
+#include "config.h"
+#include "data/image.h"
+#include "data/tokenizer.h"
+#include "model/config.h"
+#include "schedule.h"
+
+typedef struct {
+    char *llm, *vision_tower, *init, *tokenizer, *pretrain_mm_mlp_adapter;  // NULL: not set
+    projector_type projector;
+    int vision_select_layer;  // mm_vision_select_layer
+    int drop_cls;             // mm_vision_select_feature == "patch"
+} model_settings;
+
+typedef struct {
+    char *data_path, *image_folder;
+    char *template_name;      // "plain" or "vicuna_v1"
+    char *tokenizer_mode_name;
+    tok_mode tokenizer_mode;
+    char *aspect_name;        // "square" or "pad"
+    image_aspect aspect;
+    int model_max_length;
+    int group_by_modality_length;
+    int num_workers;
+    int truncate_after_splice;
+    int sampler_seed;         // -1: torch's default generator seed
+    int prefetch;
+    int token_budget;         // 0: one pass per micro-batch
+    int strict;
+} data_settings;
+
+typedef struct {
+    int stage;
+    int projector, lm, vision, lora;  // what train.trainable names
+    char **freeze;                    // name prefixes kept frozen
+    int n_freeze;
+    double num_train_epochs;
+    int max_steps;                    // <= 0: run the epochs
+    int per_device_batch, per_device_eval_batch, grad_accum, global_batch;
+    double learning_rate, projector_lr;  // projector_lr NaN: learning_rate
+    double weight_decay, beta1, beta2, eps, max_grad_norm;
+    sched_type schedule;
+    double warmup_ratio;
+    int warmup_steps;
+    int loss_global_tokens;           // loss_normalization == "global_tokens"
+    int seed;
+    int bf16, tf32, gradient_checkpointing;
+    int zero_stage;
+    char *device;                     // "cpu" or "cuda"
+    int max_nonfinite_steps;
+    int collective_timeout_s;         // train.nccl_timeout_s when set, else train.collective_timeout_s
+    int init_timeout_s;
+} train_settings;
+
+typedef struct {
+    int enabled, r;
+    double alpha, dropout;
+    char **target_modules;
+    int n_target_modules;
+} lora_settings;
+
+typedef struct {
+    char *output_dir;
+    int save_steps;        // 0: no checkpoints but the last
+    int save_total_limit;
+} checkpoint_settings;
+
+typedef struct {
+    int logging_steps;
+    int jsonl;             // report_to == "jsonl": metrics.jsonl in the output folder
+} log_settings;
+
+typedef struct {
+    model_settings model;
+    data_settings data;
+    train_settings train;
+    lora_settings lora;
+    checkpoint_settings checkpoint;
+    log_settings log;
+    char *source;          // the preset it came from
+    char *config_json;     // the resolved configuration as JSON (what checkpoints record)
+} run_settings;
+
+// Reads every key of a resolved, validated config. 0, or -1 with llava_errmsg() (a value the
+// schema allows but the settings cannot represent).
+int settings_from_config(const train_config *c, run_settings *s);
+void settings_free(run_settings *s);
+// The same from a preset path and `--set` overrides (what tests and tools use): load, set,
+// validate, read. 0 or -1.
+int settings_load(const char *preset, const char *const *sets, int n_sets, run_settings *s);
+
+#endif
