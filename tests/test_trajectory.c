@@ -1,0 +1,299 @@
+// Ten training steps of the tiny64 golden model on the CPU backend against the same ten steps in Hugging Face
+// transformers + torch.optim.AdamW (tools/reference/make_trajectory_golden.py, tests/data/golden/trajectory/):
+// stage 2 (projector + LM trainable, vision frozen), one batch repeated, clipping at 3.6 (steps 1-5 clip, 6-10 do
+// not), weight decay 0.1 off biases and norms, cosine schedule with 2 warmup updates (update 1 at lr 0). Every step
+// compares the loss, the gradient norm before clipping, the lr and the clip decision, and per trainable tensor
+// (d = p_k - p_0, C = this run, T = torch fp32):
+//   norm_rel   | ||dC|| - ||dT|| | / ||dT||
+//   max_rel    | max|dC| - max|dT| | / max|dT|
+//   mean_shift | sum pC - sum pT | / (sqrt(n) ||dT||)   (the mean difference in units of the rms update)
+// and after updates 1, 2 and 10 every element: after update 1 (lr 0) the weights must equal the model file bit for
+// bit; after 2 and 10, with S_k = the sum of the lrs so far (about the furthest a weight can move):
+//   outliers   elements with |pC - pT| > 1e-3 S_k, counted over the model
+//   rel_l2     ||pC - pT|| / ||dT|| over the other elements, per tensor
+//   max_abs    max |pC - pT| / S_k
+//
+// Why outliers are counted apart. On one repeated batch AdamW's update is about lr * sign(g) per element, whatever
+// |g| is, as long as |g| >> eps. A handful of elements (6-11 of 318k here) have |g| ~ 1e-8, at the level of eps and
+// of the rounding error of a gradient summed from terms ~1e-2: their sign and size are noise, and two correct fp32
+// implementations move them by different fractions of lr (torch fp32 vs fp64: up to 0.39 S_2 apart). One such
+// element alone would set a per-tensor rel L2 of ~4e-3 and the max abs, so those two alone could not be tight.
+// Counting them, and holding the rest to rel L2, keeps the bound tight for every other element; max_abs only
+// bounds the outliers. Of the per-step statistics, norm_rel and max_rel hardly see them (an outlier moved by x S_k
+// changes ||d|| by ~x^2 / 2n of itself); mean_shift does, linearly: x / (n rms(d) / S_k), which for a full flip
+// (x = 2) in a 16384-element matrix (rms(d) ~ 0.5-1 S_k) is 1.2-2.4e-4, hence its bound of 3e-4 (torch fp32 vs
+// fp64: 2.4e-5, from one outlier of 0.39 S_2 in layers.1.v_proj).
+//
+// Tolerances. Both sides are fp32 with different summation orders (OpenBLAS vs MKL GEMMs, fp64-accumulated norms
+// here), and the difference grows along the trajectory as the weights feed the next gradient. The script ran torch's
+// own fp32 trajectory against fp64 and measured it in exactly these metrics (meta.json, drift_fp32_vs_fp64; worst
+// over the 10 steps): loss rel 4.4e-7, grad norm rel 7.9e-7, norm_rel 2.0e-5, max_rel 9.1e-5, mean_shift 2.4e-5,
+// rel_l2 1.7e-4 (the embedding's decay-only rows: a move of 1e-4 p per update is a few ulps of p), outliers 11,
+// max_abs 0.39. A correct fp32 implementation with other summation orders sits about that far from fp64, so up to
+// about twice that from torch's fp32; the bounds are ~5x the fp64 drift (mean_shift: see above; max_abs: 2, a sign
+// flipped at every update). This run is 5-150x inside them (its AdamW follows torch op for op; the "worst" line):
+// loss 1.3e-7, norm 5.5e-7, norm_rel 2.7e-6, max_rel 4.0e-5, mean_shift 4.4e-6, rel_l2 6.5e-6, outliers 10, max_abs
+// 0.044.
+//
+// What fails it (bugs planted one at a time in a scratch copy of train/optim.c and kernels/cpu/optim.c): no bias
+// correction (norm_rel 3.5), no bias correction of v only (21), eps dropped (NaN from the zero-gradient embedding
+// rows), eps inside the sqrt (norm_rel 6e-2), L2 penalty instead of decoupled decay (2.5), no weight decay (7e-2),
+// decay on the norm weights (norm_rel 3.7e-2, mean_shift 0.13), decay on the projector biases (norm_rel 9.7e-4,
+// 222 outliers), decay at the peak lr (weights move in update 1), no clipping (loss rel 3.3e-2, outliers 2.8e5),
+// Adam's step count off by one (0.22), the schedule off by one (lr). Not caught, as it should not be: clipping by
+// max_norm / norm without clip_grad_norm_'s + 1e-6 (a 3e-7 change of scale that AdamW all but normalises away).
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../train/io/names.h"
+#include "../train/io/safetensors.h"
+#include "../train/model/llava.h"
+#include "../train/optim.h"
+#include "check.h"
+
+#define TRAJ_DIR "tests/data/golden/trajectory/"
+#define MODEL_DIR "tests/data/golden/model/tiny64/"
+#define STEPS 10
+
+#define TOL_LOSS_REL 2e-6
+#define TOL_NORM_REL 4e-6
+#define TOL_LR_REL 1e-14  // the same formula in double on both sides
+#define TOL_DNORM_REL 1e-4
+#define TOL_DMAX_REL 5e-4
+#define TOL_MEAN_SHIFT 3e-4
+#define OUTLIER_FRAC 1e-3
+#define MAX_OUTLIERS 50
+#define TOL_REL_L2 1e-3
+#define TOL_MAX_ABS 2.0
+
+typedef struct {
+    double loss_rel, norm_rel, dnorm_rel, dmax_rel, mean_shift, rel_l2, max_abs;
+    int outliers;
+    const char *w_dnorm, *w_dmax, *w_mean, *w_rel;
+} worst_t;
+
+static worst_t all_steps;
+
+static const char *nm(const char *s) { return s ? s : "-"; }
+
+static void worse(double *slot, const char **who, double v, const char *name) {
+    if (v > *slot) {
+        *slot = v;
+        if (who) *who = name;
+    }
+}
+
+// A tensor stored as F64 with n elements (safetensors is little-endian, as every host this builds on).
+static int read_f64(const st_file *f, const char *name, double *out, size_t n) {
+    const st_tensor *t = st_find(f, name);
+    CHECK(t != NULL, "golden lacks %s", name);
+    if (!t) return -1;
+    CHECK(t->dtype == DT_F64 && t->numel == n, "%s: want F64 with %zu elements", name, n);
+    if (t->dtype != DT_F64 || t->numel != n) return -1;
+    memcpy(out, t->data, sizeof(double) * n);
+    return 0;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    CHECK(cJSON_IsNumber(v), "meta.json lacks hyperparameters.%s", key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+// The trainable tensors, with their HF names and their weights before update 1.
+typedef struct {
+    const param_view *v;
+    char *hf;
+    const float *p0;  // into p0 of its group
+} tensor_t;
+
+int main(void) {
+    // ---- the golden and its hyperparameters
+    size_t len;
+    char *text = read_file(TRAJ_DIR "meta.json", 1 << 20, &len);
+    cJSON *meta = text ? cJSON_Parse(text) : NULL;
+    CHECK(meta != NULL, "cannot read " TRAJ_DIR "meta.json");
+    if (!meta) return check_done();
+    const cJSON *hp = cJSON_GetObjectItem(meta, "hyperparameters");
+    optim_config oc = {.lr = num(hp, "lr"), .projector_lr = NAN, .beta1 = num(hp, "beta1"), .beta2 = num(hp, "beta2"),
+                       .eps = num(hp, "eps"), .weight_decay = num(hp, "weight_decay"),
+                       .max_grad_norm = num(hp, "max_grad_norm"), .schedule = SCHED_COSINE,
+                       .total_steps = (int)num(hp, "total_steps"), .warmup_steps = (int)num(hp, "warmup_steps")};
+    CHECK_EQ_INT(oc.total_steps, STEPS);
+    st_file gold, model_file;
+    CHECK(st_open(&gold, TRAJ_DIR "trajectory.safetensors") == 0, "%s", llava_errmsg());
+    CHECK(st_open(&model_file, MODEL_DIR "model/model.safetensors") == 0, "%s", llava_errmsg());
+    float ref_loss[STEPS];
+    double ref_norm[STEPS], ref_lr[STEPS];
+    const st_tensor *tl = st_find(&gold, "loss");
+    CHECK(tl && tl->numel == STEPS, "golden loss");
+    st_tensor_to_f32(&gold, tl, ref_loss);
+    read_f64(&gold, "grad_norm", ref_norm, STEPS);
+    read_f64(&gold, "lr", ref_lr, STEPS);
+
+    // ---- the model, as the trainer sets it up for stage 2
+    llava_model m;
+    CHECK(llava_model_load(&m, MODEL_DIR "model", ops_cpu()) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
+    llava_batch b;
+    CHECK(llava_batch_from_file(&b, &m, MODEL_DIR "inputs.safetensors", NULL, NULL) == 0, "%s", llava_errmsg());
+    optim_state os;
+    optim_init(&os, &m);
+    const int groups[2] = {GROUP_PROJECTOR, GROUP_LM};
+    float *p0[N_GROUPS] = {0}, *pk[N_GROUPS] = {0};
+    for (int gi = 0; gi < 2; gi++) {
+        int g = groups[gi];
+        p0[g] = xmalloc(sizeof(float) * m.pt.group_numel[g]);
+        pk[g] = xmalloc(sizeof(float) * m.pt.group_numel[g]);
+        m.ops->download(BUF_PARAM, p0[g], m.params[g], m.pt.group_numel[g]);
+    }
+    tensor_t *ts = xmalloc(sizeof(tensor_t) * (size_t)m.pt.n_views);
+    int nt = 0;
+    for (int i = 0; i < m.pt.n_views; i++) {
+        const param_view *v = &m.pt.views[i];
+        if (!v->used || (v->group != GROUP_PROJECTOR && v->group != GROUP_LM) || llava_model_is_frozen(&m, v)) continue;
+        ts[nt] = (tensor_t){v, name_from_internal(v->name, LAYOUT_LLAVA_HF_LEGACY, 0), p0[v->group] + v->offset};
+        nt++;
+    }
+    int n_stats = 0;
+    for (int i = 0; i < gold.n_tensors; i++) n_stats += strncmp(gold.tensors[i].name, "stats.", 6) == 0;
+    CHECK(nt == n_stats && nt > 0, "%d trainable tensors here, the golden has %d", nt, n_stats);
+    size_t n_elems = 0;
+    for (int t = 0; t < nt; t++) n_elems += ts[t].v->numel;
+
+    printf("step  lr         loss (C)   loss rel  norm rel  clip | worst per tensor: norm_rel  max_rel   mean_shift"
+           " | full: rel_l2   outliers max_abs/S\n");
+    double S = 0;  // sum of the lrs so far
+    for (int k = 1; k <= STEPS; k++) {
+        // ---- one training step, as the trainer does it
+        llava_model_zero_grads(&m);
+        float loss = llava_forward_backward(&m, &b, 1, 1.0f, NULL);
+        double lr = lr_at_update(&oc, k, 0);
+        double norm = optim_step(&os, &m, &oc, 1.0f, k);
+        S += lr;
+        for (int gi = 0; gi < 2; gi++)
+            m.ops->download(BUF_PARAM, pk[groups[gi]], m.params[groups[gi]], m.pt.group_numel[groups[gi]]);
+
+        // ---- scalars
+        double loss_rel = fabs((double)loss - ref_loss[k - 1]) / ref_loss[k - 1];
+        double norm_rel = fabs(norm - ref_norm[k - 1]) / ref_norm[k - 1];
+        CHECK(loss_rel <= TOL_LOSS_REL, "step %d loss %.8f vs torch %.8f (rel %.2e)", k, (double)loss,
+              (double)ref_loss[k - 1], loss_rel);
+        CHECK(norm_rel <= TOL_NORM_REL, "step %d grad norm %.8f vs torch %.8f (rel %.2e)", k, norm, ref_norm[k - 1],
+              norm_rel);
+        CHECK(fabs(lr - ref_lr[k - 1]) <= TOL_LR_REL * oc.lr, "step %d lr %.17g vs torch %.17g", k, lr, ref_lr[k - 1]);
+        // clip_grad_norm_'s decision (the script keeps every norm >= 1% away from max_grad_norm).
+        int clip_c = oc.max_grad_norm / (norm + 1e-6) < 1.0, clip_t = oc.max_grad_norm / (ref_norm[k - 1] + 1e-6) < 1.0;
+        CHECK(clip_c == clip_t, "step %d: clipped here %d, in torch %d", k, clip_c, clip_t);
+        worse(&all_steps.loss_rel, NULL, loss_rel, NULL);
+        worse(&all_steps.norm_rel, NULL, norm_rel, NULL);
+
+        // ---- per-tensor statistics against torch's (every step)
+        worst_t w = {0};
+        for (int t = 0; t < nt; t++) {
+            const param_view *v = ts[t].v;
+            const float *p = pk[v->group] + v->offset, *q0 = ts[t].p0;
+            char key[320];
+            snprintf(key, sizeof key, "stats.%s", ts[t].hf);
+            double st[STEPS * 3];
+            if (read_f64(&gold, key, st, STEPS * 3) != 0) continue;
+            const double *r = st + 3 * (k - 1);  // torch: max|d|, sum p, ||d||
+            double dmax = 0, sum = 0, sq = 0;
+            for (size_t i = 0; i < v->numel; i++) {
+                double d = (double)p[i] - q0[i];
+                if (fabs(d) > dmax) dmax = fabs(d);
+                sum += p[i];
+                sq += d * d;
+            }
+            double dn = sqrt(sq);
+            if (k == 1) {  // lr 0: nothing moves, in torch (checked by the script) and here
+                CHECK(dmax == 0 && r[0] == 0 && r[2] == 0, "%s moved in update 1 (lr 0): %.3g here, %.3g in torch",
+                      ts[t].hf, dmax, r[0]);
+                continue;
+            }
+            worse(&w.dnorm_rel, &w.w_dnorm, fabs(dn - r[2]) / r[2], ts[t].hf);
+            worse(&w.dmax_rel, &w.w_dmax, fabs(dmax - r[0]) / r[0], ts[t].hf);
+            worse(&w.mean_shift, &w.w_mean, fabs(sum - r[1]) / (sqrt((double)v->numel) * r[2]), ts[t].hf);
+        }
+        CHECK(w.dnorm_rel <= TOL_DNORM_REL, "step %d: ||p_k - p_0|| differs by %.3g (rel) in %s", k, w.dnorm_rel,
+              w.w_dnorm);
+        CHECK(w.dmax_rel <= TOL_DMAX_REL, "step %d: max |p_k - p_0| differs by %.3g (rel) in %s", k, w.dmax_rel,
+              w.w_dmax);
+        CHECK(w.mean_shift <= TOL_MEAN_SHIFT, "step %d: mean of p_k differs by %.3g rms updates in %s", k,
+              w.mean_shift, w.w_mean);
+
+        // ---- every element, after updates 1 (the model file), 2 and 10
+        int full = k == 1 || k == 2 || k == STEPS;
+        if (full) {
+            for (int t = 0; t < nt; t++) {
+                const param_view *v = ts[t].v;
+                const float *p = pk[v->group] + v->offset, *q0 = ts[t].p0;
+                char key[320];
+                if (k == 1) snprintf(key, sizeof key, "%s", ts[t].hf);
+                else snprintf(key, sizeof key, "params.step%d.%s", k, ts[t].hf);
+                const st_file *f = k == 1 ? &model_file : &gold;
+                const st_tensor *rt = st_find(f, key);
+                CHECK(rt && rt->dtype == DT_F32 && rt->numel == v->numel, "golden lacks F32 %s [%zu]", key, v->numel);
+                if (!rt || rt->dtype != DT_F32 || rt->numel != v->numel) continue;
+                float *want = xmalloc(sizeof(float) * v->numel);
+                st_tensor_to_f32(f, rt, want);
+                if (k == 1) {
+                    CHECK(memcmp(p, want, sizeof(float) * v->numel) == 0, "%s after update 1 differs from the model",
+                          ts[t].hf);
+                    free(want);
+                    continue;
+                }
+                double num2 = 0, den2 = 0, mx = 0;
+                for (size_t i = 0; i < v->numel; i++) {
+                    double e = fabs((double)p[i] - want[i]), d = (double)want[i] - q0[i];
+                    den2 += d * d;
+                    if (e > mx) mx = e;
+                    if (e > OUTLIER_FRAC * S) w.outliers++;
+                    else num2 += e * e;
+                }
+                worse(&w.rel_l2, &w.w_rel, sqrt(num2 / den2), ts[t].hf);
+                worse(&w.max_abs, NULL, mx / S, NULL);
+                free(want);
+            }
+            if (k > 1) {
+                CHECK(w.rel_l2 <= TOL_REL_L2, "step %d: ||p_C - p_torch|| / ||p_torch - p_0|| = %.3g in %s", k,
+                      w.rel_l2, w.w_rel);
+                CHECK(w.outliers <= MAX_OUTLIERS, "step %d: %d of %zu weights differ by more than %.0e S", k,
+                      w.outliers, n_elems, OUTLIER_FRAC);
+                CHECK(w.max_abs <= TOL_MAX_ABS, "step %d: a weight differs by %.3g S", k, w.max_abs);
+            }
+        }
+        printf("%4d  %.3e  %.6f  %.1e   %.1e   %-4s |                   %.1e   %.1e   %.1e", k, lr, (double)loss,
+               loss_rel, norm_rel, clip_c ? "yes" : "no", w.dnorm_rel, w.dmax_rel, w.mean_shift);
+        if (full && k > 1) printf("    |       %.1e   %-8d %.1e", w.rel_l2, w.outliers, w.max_abs);
+        printf("\n");
+        worse(&all_steps.dnorm_rel, &all_steps.w_dnorm, w.dnorm_rel, w.w_dnorm);
+        worse(&all_steps.dmax_rel, &all_steps.w_dmax, w.dmax_rel, w.w_dmax);
+        worse(&all_steps.mean_shift, &all_steps.w_mean, w.mean_shift, w.w_mean);
+        worse(&all_steps.rel_l2, &all_steps.w_rel, w.rel_l2, w.w_rel);
+        worse(&all_steps.max_abs, NULL, w.max_abs, NULL);
+        if (w.outliers > all_steps.outliers) all_steps.outliers = w.outliers;
+    }
+    worst_t *a = &all_steps;
+    printf("worst vs torch over %d steps: loss rel %.2e, grad norm rel %.2e, norm_rel %.2e (%s), max_rel %.2e (%s), "
+           "mean_shift %.2e (%s), rel_l2 %.2e (%s), outliers %d of %zu, max_abs %.2e S\n",
+           STEPS, a->loss_rel, a->norm_rel, a->dnorm_rel, nm(a->w_dnorm), a->dmax_rel, nm(a->w_dmax), a->mean_shift,
+           nm(a->w_mean), a->rel_l2, nm(a->w_rel), a->outliers, n_elems, a->max_abs);
+
+    for (int t = 0; t < nt; t++) free(ts[t].hf);
+    free(ts);
+    for (int gi = 0; gi < 2; gi++) {
+        free(p0[groups[gi]]);
+        free(pk[groups[gi]]);
+    }
+    optim_free(&os, &m);
+    llava_batch_free(&b);
+    llava_model_free(&m);
+    st_close(&gold);
+    st_close(&model_file);
+    cJSON_Delete(meta);
+    free(text);
+    return check_done();
+}
