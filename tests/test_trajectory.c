@@ -46,11 +46,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "../train/io/names.h"
-#include "../train/io/safetensors.h"
-#include "../train/model/llava.h"
-#include "../train/optim.h"
+#include "common/util.h"
+#include "model/io/names.h"
+#include "model/io/safetensors.h"
+#include "model/batch_hf.h"
+#include "model/llava.h"
+#include "train/optim.h"
 #include "check.h"
 
 #define TRAJ_DIR "tests/data/golden/trajectory/"
@@ -135,7 +136,7 @@ int main(void) {
 
     // ---- the model, as the trainer sets it up for stage 2
     llava_model m;
-    CHECK(llava_model_load(&m, MODEL_DIR "model", ops_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&m, MODEL_DIR "model", test_cpu()) == 0, "%s", llava_errmsg());
     llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
     llava_batch b;
     CHECK(llava_batch_from_file(&b, &m, MODEL_DIR "inputs.safetensors", NULL, NULL) == 0, "%s", llava_errmsg());
@@ -147,7 +148,7 @@ int main(void) {
         int g = groups[gi];
         p0[g] = xmalloc(sizeof(float) * m.pt.group_numel[g]);
         pk[g] = xmalloc(sizeof(float) * m.pt.group_numel[g]);
-        m.ops->download(BUF_PARAM, p0[g], m.params[g], m.pt.group_numel[g]);
+        m.ops->download(m.be, BUF_PARAM, p0[g], m.params[g], m.pt.group_numel[g]);
     }
     tensor_t *ts = xmalloc(sizeof(tensor_t) * (size_t)m.pt.n_views);
     int nt = 0;
@@ -174,7 +175,7 @@ int main(void) {
         double norm = optim_step(&os, &m, &oc, 1.0f, k);
         S += lr;
         for (int gi = 0; gi < 2; gi++)
-            m.ops->download(BUF_PARAM, pk[groups[gi]], m.params[groups[gi]], m.pt.group_numel[groups[gi]]);
+            m.ops->download(m.be, BUF_PARAM, pk[groups[gi]], m.params[groups[gi]], m.pt.group_numel[groups[gi]]);
 
         // ---- scalars
         double loss_rel = fabs((double)loss - ref_loss[k - 1]) / ref_loss[k - 1];
