@@ -108,13 +108,20 @@ static inline void ids_report(const char *what, size_t line, const tok_ids *got,
     fprintf(stderr, "\n");
 }
 
-// The path of the real LLaMA tokenizer: $LLAVA_TEST_TOKENIZER, else ../shared/testdata/llama/tokenizer.model.
-// NULL when neither exists.
+// The real LLaMA / Vicuna tokenizer (32,000 pieces): $LLAVA_TEST_TOKENIZER, else the copy committed
+// as tests/data/tokenizer/llama.model (sha256 9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347,
+// the tokenizer.model of meta-llama / lmsys/vicuna-7b-v1.5), which the goldens were made with. A
+// missing file is a failure naming it, never a skip: CPU tests do not skip.
+#define GOLDEN_LLAMA_MODEL GOLDEN_DIR "llama.model"
 static inline const char *golden_llama_path(void) {
     const char *env = getenv("LLAVA_TEST_TOKENIZER");
-    if (env && *env) return file_exists(env) ? env : NULL;
-    const char *def = "../shared/testdata/llama/tokenizer.model";
-    return file_exists(def) ? def : NULL;
+    const char *path = env && *env ? env : GOLDEN_LLAMA_MODEL;
+    if (!file_exists(path)) {
+        fprintf(stderr, "FAIL: the LLaMA tokenizer %s is missing (it is committed in the repository as %s; "
+                        "LLAVA_TEST_TOKENIZER may name another copy)\n", path, GOLDEN_LLAMA_MODEL);
+        exit(1);
+    }
+    return path;
 }
 
 // Checks tok_sp_encode, tok_encode in every mode and tok_decode against the goldens of one model

@@ -40,7 +40,7 @@ from contextlib import redirect_stdout
 from io import StringIO
 
 OUT = "tests/data/tokenizer"
-LLAMA_DEFAULT = "../shared/testdata/llama/tokenizer.model"
+LLAMA_DEFAULT = "tests/data/tokenizer/llama.model"
 TINY = os.path.join(OUT, "tiny.model")
 
 # The release and HEAD commits of haotian-liu/LLaVA (spec llava15-recipe.md §0).

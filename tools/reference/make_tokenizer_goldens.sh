@@ -1,10 +1,10 @@
 #!/bin/sh
 # Regenerates tests/data/tokenizer/ (see make_tokenizer_goldens.py). Run from the repository root.
-#   LLAMA      the LLaMA/Vicuna tokenizer.model   (default ../shared/testdata/llama/tokenizer.model)
+#   LLAMA      the LLaMA/Vicuna tokenizer.model   (default tests/data/tokenizer/llama.model)
 #   LLAVA      a git clone of haotian-liu/LLaVA holding commits 44e0562 and c121f04
 #   TORCH_SITE a site-packages folder with torch, when the pinned environments lack it (optional)
 set -eu
-LLAMA=${LLAMA:-../shared/testdata/llama/tokenizer.model}
+LLAMA=${LLAMA:-tests/data/tokenizer/llama.model}
 LLAVA=${LLAVA:?set LLAVA to a clone of https://github.com/haotian-liu/LLaVA}
 VENV=${VENV:-/tmp/llava-tok}
 for v in 431 437; do
