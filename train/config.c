@@ -273,8 +273,12 @@ static int load_rec(train_config *c, const char *path, int depth) {
     char *text = read_file(path, 4u << 20, &len);
     if (!text) return -1;
     cJSON *obj = cJSON_ParseWithLength(text, len);
+    if (!obj) {  // the error position points into text: report it before text is freed
+        int rc = llava_fail("%s: not valid JSON (near: %.40s)", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
+        free(text);
+        return rc;
+    }
     free(text);
-    if (!obj) return llava_fail("%s: not valid JSON (near: %.40s)", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
     if (!cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return llava_fail("%s: not a JSON object", path);
