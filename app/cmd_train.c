@@ -34,17 +34,19 @@ int cmd_train(int argc, char **argv) {
     }
     if (rc == 0 && !preset) rc = llava_fail("usage: llava train CONFIG.json [--set key=value ...] [--resume]");
     if (rc == 0) rc = cfg_validate(&c);
+    run_settings s;
+    int have_s = rc == 0 && settings_from_config(&c, &s) == 0;
+    if (rc == 0 && !have_s) rc = -1;
     // The process group from how this process was launched (mpirun, srun, torchrun-style
     // variables, or nothing: one process). See docs/distributed.md.
     dist *d = NULL;
     if (rc == 0) {
-        dist_options o = {.cuda = strcmp(cfg_str(&c, "train.device"), "cuda") == 0,
-                          .timeout_s = cfg_int(&c, "train.init_timeout_s")};
+        dist_options o = {.cuda = strcmp(s.train.device, "cuda") == 0, .timeout_s = s.train.init_timeout_s};
         d = dist_init(&o);
         if (!d) rc = -1;
     }
     opt.dist = d;
-    if (rc == 0) rc = train_run(&c, &opt);
+    if (rc == 0) rc = train_run_settings(&s, &opt);
     if (rc != 0) {
         if (dist_world(d) > 1) {
             // The other ranks would wait for this one in their next collective: end them all now.
@@ -54,6 +56,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "llava train: %s\n", llava_errmsg());
     }
     dist_finalize(d);
+    if (have_s) settings_free(&s);
     cfg_free(&c);
     return rc == 0 ? 0 : 1;
 }
