@@ -25,7 +25,7 @@ static const llava_command COMMANDS[] = {
      "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, metrics.jsonl"},
     {"generate", cmd_generate, "--model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template NAME] [--max-new-tokens N] [--device cpu|cuda] [--ids]",
      "answer a question (about an image) with a trained model: LLaVA's prompt, greedy decoding"},
-    {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--set key=value ...]",
+    {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]", "draw a run's metrics.jsonl (loss and learning rate) as an SVG picture"},
     {"bench-kernels", cmd_bench_kernels, "[--reps N] [--only SUBSTRING] [--no-attention]",
@@ -67,8 +67,20 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
+    // `llava COMMAND --help`: the commands with a longer usage of their own print it; the others
+    // answer with their line of the table.
+    static const char *const own_help[] = {"prep", "show", "tokenize", "image"};
+    int wants_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     for (int i = 0; i < N_COMMANDS; i++)
-        if (strcmp(COMMANDS[i].name, argv[1]) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+        if (strcmp(COMMANDS[i].name, argv[1]) == 0) {
+            int own = 0;
+            for (size_t k = 0; k < sizeof own_help / sizeof own_help[0]; k++) own |= strcmp(own_help[k], argv[1]) == 0;
+            if (wants_help && !own) {
+                char *help_argv[] = {"help", argv[1], NULL};
+                return cmd_help(2, help_argv);
+            }
+            return COMMANDS[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "llava: unknown command \"%s\"\n\n", argv[1]);
     usage(stderr);
     return 2;

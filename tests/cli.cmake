@@ -2,6 +2,12 @@
 add_test(NAME cli_help COMMAND llava help)
 set_tests_properties(cli_help PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "inspect.*config.*train.*demo")
 
+# Every command answers --help with its usage and exit status 0.
+foreach(cmd help inspect config forward tokenize image prep show train generate plan plot bench-kernels bench-step demo)
+  add_test(NAME cli_help_${cmd} COMMAND llava ${cmd} --help)
+  set_tests_properties(cli_help_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage: llava")
+endforeach()
+
 add_test(NAME cli_unknown_command COMMAND llava frobnicate)
 set_tests_properties(cli_unknown_command PROPERTIES LABELS cpu WILL_FAIL TRUE)
 
@@ -71,6 +77,13 @@ add_test(NAME cli_plan_7b_stage2
                  --set model.vision_tower=tests/data/hf/clip-vit-large-patch14-336
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_plan_7b_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "total +48.48 GiB")
+# Its activation arenas (--acts), as tests/test_dist.c computes them by hand.
+add_test(NAME cli_plan_7b_stage2_acts
+         COMMAND llava plan configs/llava15-7b-stage2.json --world 8 --acts --set model.llm=tests/data/hf/vicuna-7b-v1.5
+                 --set model.vision_tower=tests/data/hf/clip-vit-large-patch14-336
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_plan_7b_stage2_acts PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "arena act +19748880384 bytes.*arena f32 +22341120 bytes.*arena i32 +467456 bytes")
 
 # The demo recipe on the CUDA backend (skipped, exit 77, without a GPU).
 add_test(NAME gpu_demo_fast COMMAND llava demo --fast --check --device cuda --out ${CMAKE_BINARY_DIR}/demo-fast-cuda)
