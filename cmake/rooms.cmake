@@ -9,4 +9,4 @@ set(LLAVA_ROOM_USES_infer model data kernels common)
 set(LLAVA_ROOM_USES_train infer model data kernels common)
 set(LLAVA_ROOM_USES_app train infer model data kernels common)
 # kernels/ shows these headers to the rooms above it; cpu/, cuda/ and the rest stay its own.
-set(LLAVA_KERNELS_PUBLIC_HEADERS ops.h backend.h device.h)
+set(LLAVA_KERNELS_PUBLIC_HEADERS ops.h backend.h device.h opcheck.h)

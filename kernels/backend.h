@@ -9,8 +9,9 @@
 //   be->ops->linear_forward(be, out, x, W, b, N, I, O);          // every op takes its context first
 //   llava_backend_close(be);
 //
-// Every op checks its preconditions on every build (LLAVA_REQUIRE, common/util.h): a wrong shape
-// stops the program with the op's name and the condition, never reads out of bounds.
+// Every op checks its preconditions on every build (LLAVA_REQUIRE, common/util.h; the checks both
+// backends share are kernels/op_require.c's): a wrong shape, a negative size or a missing buffer stops
+// the program with the op's name, the backend and the condition, never reads out of bounds.
 #ifndef LLAVA_KERNELS_BACKEND_H
 #define LLAVA_KERNELS_BACKEND_H
 

@@ -28,7 +28,7 @@ extern "C" {
 typedef struct llava_ops llava_ops;
 typedef struct llava_backend llava_backend;  // the context every op runs in (kernels/backend.h)
 
-// Op families, for llava_backend_supports() and the op-case registry (tests/ops/): forward and
+// Op families, for llava_backend_supports() and the op-case registry (kernels/opcheck.h): forward and
 // backward of a family share their size limits. The sizes in llava_op_shape.n, per family:
 typedef enum {
     LLAVA_OP_LINEAR = 0,     // N, I, O

@@ -5,11 +5,13 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "kernels/op_require.h"
 
 static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 // x * sigmoid(1.702 x) (spec §1.1)
 void cpu_quick_gelu_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
+    req_elementwise(be, "quick_gelu_forward", n, "out x", out_, x_, NULL, NULL, NULL);
     float *out = out_;    // (n)
     const float *x = x_;  // (n)
     for (size_t i = 0; i < n; i++) {
@@ -19,6 +21,7 @@ void cpu_quick_gelu_forward(llava_backend *be, void *out_, const void *x_, size_
 }
 
 void cpu_quick_gelu_backward(llava_backend *be, void *dx_, const void *dout_, const void *x_, size_t n) {
+    req_elementwise(be, "quick_gelu_backward", n, "dx dout x", dx_, dout_, x_, NULL, NULL);
     float *dx = dx_;            // (n)
     const float *dout = dout_;  // (n)
     const float *x = x_;        // (n)
@@ -31,6 +34,7 @@ void cpu_quick_gelu_backward(llava_backend *be, void *dx_, const void *dout_, co
 // 0.5 x (1 + erf(x / sqrt 2)), written with erfc: for x below about -3, 1 + erf(...) cancels to a
 // few significant bits while erfc(-x / sqrt 2) keeps full relative precision.
 void cpu_gelu_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
+    req_elementwise(be, "gelu_forward", n, "out x", out_, x_, NULL, NULL, NULL);
     float *out = out_;    // (n)
     const float *x = x_;  // (n)
     for (size_t i = 0; i < n; i++) {
@@ -41,6 +45,7 @@ void cpu_gelu_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
 
 // d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi and phi the standard normal CDF and density.
 void cpu_gelu_backward(llava_backend *be, void *dx_, const void *dout_, const void *x_, size_t n) {
+    req_elementwise(be, "gelu_backward", n, "dx dout x", dx_, dout_, x_, NULL, NULL);
     float *dx = dx_;            // (n)
     const float *dout = dout_;  // (n)
     const float *x = x_;        // (n)
@@ -54,6 +59,7 @@ void cpu_gelu_backward(llava_backend *be, void *dx_, const void *dout_, const vo
 
 // silu(gate) * up, silu(x) = x sigmoid(x) (spec §2.5)
 void cpu_silu_mul_forward(llava_backend *be, void *out_, const void *gate_, const void *up_, size_t n) {
+    req_elementwise(be, "silu_mul_forward", n, "out gate up", out_, gate_, up_, NULL, NULL);
     float *out = out_;          // (n)
     const float *gate = gate_;  // (n)
     const float *up = up_;      // (n)
@@ -65,6 +71,7 @@ void cpu_silu_mul_forward(llava_backend *be, void *out_, const void *gate_, cons
 
 void cpu_silu_mul_backward(llava_backend *be, void *dgate_, void *dup_, const void *dout_, const void *gate_, const void *up_,
                            size_t n) {
+    req_elementwise(be, "silu_mul_backward", n, "dgate dup dout gate up", dgate_, dup_, dout_, gate_, up_);
     float *dgate = dgate_;      // (n)
     float *dup = dup_;          // (n)
     const float *dout = dout_;  // (n)

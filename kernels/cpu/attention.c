@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "kernels/op_require.h"
 
 static int longest_sequence(const int32_t *cu_seqlens, int n_seq) {
     int longest = 0;
@@ -27,6 +28,8 @@ static int visible_keys(int i, int L, int causal) { return causal ? i + 1 : L; }
 void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void *q_, const void *k_, const void *v_,
                            const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                            int causal) {
+    req_attention_forward(be, out_, lse, q_, k_, v_, cu_seqlens, n_seq, T, Hq, Hkv, D);
+    req_cu_seqlens(be, "attention_forward", cu_seqlens, n_seq, T);
     float *out = out_;    // (T, Hq*D); lse (Hq, T)
     const float *q = q_;  // (T, Hq*D)
     const float *k = k_;  // (T, Hkv*D)
@@ -69,6 +72,8 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
 void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_, const void *k_,
                             const void *v_, const void *out_, const float *lse, const int32_t *cu_seqlens, int n_seq,
                             int T, int Hq, int Hkv, int D, float scale, int causal) {
+    req_attention_backward(be, dq_, dk_, dv_, dout_, q_, k_, v_, out_, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
+    req_cu_seqlens(be, "attention_backward", cu_seqlens, n_seq, T);
     float *dq = dq_;            // (T, Hq*D)
     float *dk = dk_;            // (T, Hkv*D)
     float *dv = dv_;            // (T, Hkv*D)

@@ -1,7 +1,9 @@
 // Residual adds. Index-for-index reads before writes, so out may alias a or b.
 #include "cpu.h"
+#include "kernels/op_require.h"
 
 void cpu_add(llava_backend *be, void *out_, const void *a_, const void *b_, size_t n) {
+    req_elementwise(be, "add", n, "out a b", out_, a_, b_, NULL, NULL);
     float *out = out_;    // (n)
     const float *a = a_;  // (n)
     const float *b = b_;  // (n)
@@ -9,6 +11,7 @@ void cpu_add(llava_backend *be, void *out_, const void *a_, const void *b_, size
 }
 
 void cpu_add_inplace(llava_backend *be, void *acc_, const void *x_, size_t n) {
+    req_elementwise(be, "add_inplace", n, "acc x", acc_, x_, NULL, NULL, NULL);
     float *acc = acc_;    // (n)
     const float *x = x_;  // (n)
     for (size_t i = 0; i < n; i++) acc[i] += x[i];

@@ -4,8 +4,10 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "kernels/op_require.h"
 
 void cpu_patch_unfold(llava_backend *be, void *out_, const float *pix, int B, int Cin, int H, int W, int P) {
+    req_patch_unfold(be, out_, pix, B, Cin, H, W, P);
     float *out = out_;  // (B * (H/P) * (W/P), Cin*P*P); pix (B, Cin, H, W)
     int gh = H / P, gw = W / P, K = Cin * P * P;
     for (int b = 0; b < B; b++)
@@ -21,6 +23,7 @@ void cpu_patch_unfold(llava_backend *be, void *out_, const float *pix, int B, in
 }
 
 void cpu_clip_embed(llava_backend *be, void *out_, const void *patches_, const void *cls_, const void *pos_, int B, int N, int C) {
+    req_clip_embed(be, out_, patches_, cls_, pos_, B, N, C);
     float *out = out_;                // (B*(N+1), C)
     const float *patches = patches_;  // (B*N, C)
     const float *cls = cls_;          // (C)
@@ -38,6 +41,7 @@ void cpu_clip_embed(llava_backend *be, void *out_, const void *patches_, const v
 }
 
 void cpu_embedding_forward(llava_backend *be, void *out_, const int32_t *ids, const void *table_, int T, int C, int V) {
+    req_embedding_forward(be, out_, ids, table_, T, C, V);
     float *out = out_;            // (T, C)
     const float *table = table_;  // (V, C); ids (T)
     for (int t = 0; t < T; t++) {
@@ -51,6 +55,7 @@ void cpu_embedding_forward(llava_backend *be, void *out_, const int32_t *ids, co
 
 void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout_, const int32_t *ids, int T, int C, int V,
                             int padding_idx) {
+    req_embedding_backward(be, dtable, dout_, ids, T, C, V);
     const float *dout = dout_;  // (T, C); dtable (V, C) accumulated; ids (T)
     // Tokens in order: a row that appears many times sums its gradients in the same order every run.
     for (int t = 0; t < T; t++) {
@@ -63,12 +68,16 @@ void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout_,
 }
 
 void cpu_scatter_rows(llava_backend *be, void *dst_, const void *src_, const int32_t *idx, int n, int C) {
+    req_rows(be, "scatter_rows", dst_, src_, idx, n, C);
+    req_row_indices(be, "scatter_rows", idx, n);
     float *dst = dst_;        // (>= max idx + 1, C)
     const float *src = src_;  // (n, C); idx (n)
     for (int i = 0; i < n; i++) memcpy(dst + (size_t)idx[i] * C, src + (size_t)i * C, (size_t)C * sizeof(float));
 }
 
 void cpu_gather_rows(llava_backend *be, void *dst_, const void *src_, const int32_t *idx, int n, int C) {
+    req_rows(be, "gather_rows", dst_, src_, idx, n, C);
+    req_row_indices(be, "gather_rows", idx, n);
     float *dst = dst_;        // (n, C); idx (n)
     const float *src = src_;  // (>= max idx + 1, C)
     for (int i = 0; i < n; i++) memcpy(dst + (size_t)i * C, src + (size_t)idx[i] * C, (size_t)C * sizeof(float));

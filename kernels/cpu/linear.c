@@ -10,8 +10,10 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "kernels/op_require.h"
 
 void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const void *W_, const void *bias_, int N, int K, int O) {
+    req_linear_forward(be, out_, x_, W_, N, K, O);
     float *out = out_;          // (N, O)
     const float *x = x_;        // (N, K)
     const float *W = W_;        // (O, K)
@@ -29,6 +31,7 @@ void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const voi
 }
 
 void cpu_linear_backward_input(llava_backend *be, void *dx_, const void *dout_, const void *W_, int N, int K, int O) {
+    req_linear_backward_input(be, dx_, dout_, W_, N, K, O);
     float *dx = dx_;             // (N, K)
     const float *dout = dout_;   // (N, O)
     const float *W = W_;         // (O, K)
@@ -37,6 +40,7 @@ void cpu_linear_backward_input(llava_backend *be, void *dx_, const void *dout_, 
 }
 
 void cpu_linear_backward_weight(llava_backend *be, float *dW, const void *dout_, const void *x_, int N, int K, int O) {
+    req_linear_backward_weight(be, dW, dout_, x_, N, K, O);
     const float *dout = dout_;  // (N, O)
     const float *x = x_;        // (N, K); dW (O, K) accumulated
     if (N <= 0) return;
@@ -44,6 +48,7 @@ void cpu_linear_backward_weight(llava_backend *be, float *dW, const void *dout_,
 }
 
 void cpu_linear_backward_bias(llava_backend *be, float *db, const void *dout_, int N, int O) {
+    req_linear_backward_bias(be, db, dout_, N, O);
     const float *dout = dout_;  // (N, O); db (O) accumulated
     // The sum runs over every token of the batch (thousands of rows); fp64 keeps its rounding error
     // far below fp32's.

@@ -7,9 +7,11 @@
 
 #include "common/util.h"
 #include "cpu.h"
+#include "kernels/op_require.h"
 
 void cpu_layernorm_forward(llava_backend *be, void *out_, float *mean, float *rstd, const void *x_, const void *w_, const void *b_,
                            int N, int C, float eps) {
+    req_layernorm_forward(be, out_, mean, rstd, x_, w_, b_, N, C);
     float *out = out_;      // (N, C); mean, rstd (N)
     const float *x = x_;    // (N, C)
     const float *w = w_;    // (C)
@@ -33,6 +35,7 @@ void cpu_layernorm_forward(llava_backend *be, void *out_, float *mean, float *rs
 
 void cpu_layernorm_backward(llava_backend *be, void *dx_, float *dw, float *db, const void *dout_, const void *x_, const void *w_,
                             const float *mean, const float *rstd, int N, int C) {
+    req_layernorm_backward(be, dx_, dout_, x_, w_, mean, rstd, N, C);
     float *dx = dx_;            // (N, C) overwritten; dw, db (C) accumulated or NULL
     const float *dout = dout_;  // (N, C)
     const float *x = x_;        // (N, C)
@@ -66,6 +69,7 @@ void cpu_layernorm_backward(llava_backend *be, void *dx_, float *dw, float *db, 
 }
 
 void cpu_rmsnorm_forward(llava_backend *be, void *out_, float *rstd, const void *x_, const void *w_, int N, int C, float eps) {
+    req_rmsnorm_forward(be, out_, rstd, x_, w_, N, C);
     float *out = out_;    // (N, C); rstd (N)
     const float *x = x_;  // (N, C)
     const float *w = w_;  // (C)
@@ -87,6 +91,7 @@ void cpu_rmsnorm_forward(llava_backend *be, void *out_, float *rstd, const void 
 
 void cpu_rmsnorm_backward(llava_backend *be, void *dx_, float *dw, const void *dout_, const void *x_, const void *w_, const float *rstd,
                           int N, int C) {
+    req_rmsnorm_backward(be, dx_, dout_, x_, w_, rstd, N, C);
     float *dx = dx_;            // (N, C) overwritten; dw (C) accumulated or NULL
     const float *dout = dout_;  // (N, C)
     const float *x = x_;        // (N, C)

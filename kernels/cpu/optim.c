@@ -5,9 +5,11 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "kernels/op_require.h"
 
 void cpu_adamw(llava_backend *be, void *param_, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
                double beta2, double eps, double weight_decay, int step, float grad_scale) {
+    req_adamw(be, param_, grad, m, v, n, step);
     float *p = master ? master : param_;  // (n) the fp32 weights being updated
     const float decay = (float)(1.0 - lr * weight_decay);
     const float w1 = (float)(1.0 - beta1), b2 = (float)beta2, w2 = (float)(1.0 - beta2);
@@ -29,6 +31,7 @@ void cpu_adamw(llava_backend *be, void *param_, float *master, const float *grad
 }
 
 double cpu_grad_sq_sum(llava_backend *be, const float *grad, size_t n) {
+    req_elementwise(be, "grad_sq_sum", n, "grad", grad, NULL, NULL, NULL, NULL);
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)grad[i] * grad[i];
     return s;

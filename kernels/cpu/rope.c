@@ -7,6 +7,7 @@
 
 #include "common/util.h"
 #include "cpu.h"
+#include "kernels/op_require.h"
 
 // inv_freq[i] = 1 / theta^(fp32(2i) / D), every step in fp32 as _compute_default_rope_parameters.
 static float *rope_inv_freq(int D, float theta) {
@@ -43,9 +44,11 @@ static void rope_rotate(float *x, const int32_t *pos, int T, int H, int D, float
 }
 
 void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta) {
+    req_rope(be, "rope_forward", x, pos, T, H, D);
     rope_rotate(x, pos, T, H, D, theta, 1.0f);  // x (T, H*D); pos (T)
 }
 
 void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta) {
+    req_rope(be, "rope_backward", dx, pos, T, H, D);
     rope_rotate(dx, pos, T, H, D, theta, -1.0f);  // dx (T, H*D); pos (T)
 }

@@ -126,6 +126,7 @@ __global__ void add_kernel(uint16_t *out, const uint16_t *a, const uint16_t *b, 
 // Host entry points (cuda_ops.h).
 
 extern "C" void cuda_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t n) {
+    req_elementwise(be, "quick_gelu_forward", n, "out x", out, x, NULL, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(x);
     quick_gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n,
@@ -134,6 +135,7 @@ extern "C" void cuda_quick_gelu_forward(llava_backend *be, void *out, const void
 }
 
 extern "C" void cuda_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n) {
+    req_elementwise(be, "quick_gelu_backward", n, "dx dout x", dx, dout, x, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x);
     quick_gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>(
@@ -142,6 +144,7 @@ extern "C" void cuda_quick_gelu_backward(llava_backend *be, void *dx, const void
 }
 
 extern "C" void cuda_gelu_forward(llava_backend *be, void *out, const void *x, size_t n) {
+    req_elementwise(be, "gelu_forward", n, "out x", out, x, NULL, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(x);
     gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n, vec);
@@ -149,6 +152,7 @@ extern "C" void cuda_gelu_forward(llava_backend *be, void *out, const void *x, s
 }
 
 extern "C" void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n) {
+    req_elementwise(be, "gelu_backward", n, "dx dout x", dx, dout, x, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x);
     gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)dx, (const uint16_t *)dout,
@@ -157,6 +161,7 @@ extern "C" void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout
 }
 
 extern "C" void cuda_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n) {
+    req_elementwise(be, "silu_mul_forward", n, "out gate up", out, gate, up, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(gate) && is_aligned16(up);
     silu_mul_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)gate,
@@ -166,6 +171,7 @@ extern "C" void cuda_silu_mul_forward(llava_backend *be, void *out, const void *
 
 extern "C" void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up,
                                        size_t n) {
+    req_elementwise(be, "silu_mul_backward", n, "dgate dup dout gate up", dgate, dup, dout, gate, up);
     if (n == 0) return;
     int vec = is_aligned16(dgate) && is_aligned16(dup) && is_aligned16(dout) && is_aligned16(gate) && is_aligned16(up);
     silu_mul_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>(
@@ -175,6 +181,7 @@ extern "C" void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup
 }
 
 extern "C" void cuda_add(llava_backend *be, void *out, const void *a, const void *b, size_t n) {
+    req_elementwise(be, "add", n, "out a b", out, a, b, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(a) && is_aligned16(b);
     add_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)a,
@@ -182,4 +189,7 @@ extern "C" void cuda_add(llava_backend *be, void *out, const void *a, const void
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_add_inplace(llava_backend *be, void *acc, const void *x, size_t n) { cuda_add(be, acc, acc, x, n); }
+extern "C" void cuda_add_inplace(llava_backend *be, void *acc, const void *x, size_t n) {
+    req_elementwise(be, "add_inplace", n, "acc x", acc, x, NULL, NULL, NULL);
+    cuda_add(be, acc, acc, x, n);
+}

@@ -764,6 +764,7 @@ void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, c
 extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                                        const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                                        int causal) {
+    req_attention_forward(be, out, lse, q, k, v, cu_seqlens, n_seq, T, Hq, Hkv, D);
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
     cudaStream_t st = cuda_stream_of(be);
@@ -785,6 +786,7 @@ extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse,
 extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                                         const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
                                         int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal) {
+    req_attention_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
     cudaStream_t st = cuda_stream_of(be);

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "cuda_ops.h"
 #include "kernels/backend.h"
+#include "kernels/op_require.h"
 
 // Prints "file:line: what: why" and exits: after a device fault the training loop cannot go on
 // (memory.cu).
@@ -32,7 +33,8 @@ __attribute__((noreturn)) void cuda_fatal(const char *file, int line, const char
 // surface at the next synchronising call, which is checked too).
 #define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
 // An op's precondition (common/util.h's LLAVA_REQUIRE: checked on every build, aborts with the op
-// and the condition).
+// and the condition). The preconditions both backends share are kernels/op_require.h's, called first
+// in every op; CUDA_REQUIRE holds the limits of this backend's kernels.
 #define CUDA_REQUIRE(cond, msg) LLAVA_REQUIRE(cond, "%s", (msg))
 
 // A block of device memory the allocator handed out or keeps for reuse (memory.cu).

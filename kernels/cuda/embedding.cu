@@ -25,6 +25,7 @@ __global__ void patch_unfold_kernel(uint16_t *out, const float *pix, int B, int 
 }
 
 extern "C" void cuda_patch_unfold(llava_backend *be, void *out, const float *pix, int B, int Cin, int H, int W, int P) {
+    req_patch_unfold(be, out, pix, B, Cin, H, W, P);
     if (B <= 0 || Cin <= 0 || P <= 0 || H < P || W < P) return;
     size_t total = (size_t)B * (H / P) * (W / P) * Cin * P * P;
     patch_unfold_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)out, pix, B, Cin, H, W, P);
@@ -49,6 +50,7 @@ __global__ void clip_embed_kernel(uint16_t *out, const uint16_t *patches, const 
 }
 
 extern "C" void cuda_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C) {
+    req_clip_embed(be, out, patches, cls, pos, B, N, C);
     if (B <= 0 || C <= 0 || N < 0) return;
     size_t total = (size_t)B * (N + 1) * C;
     clip_embed_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>(
@@ -98,16 +100,19 @@ static void copy_rows(llava_backend *be, void *dst, const void *src, const int32
 }
 
 extern "C" void cuda_embedding_forward(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V) {
+    req_embedding_forward(be, out, ids, table, T, C, V);
     copy_rows(be, out, table, ids, T, C, V, ROW_EMBED);
 }
 
 // Rows are assumed in range and, for scatter, distinct (as the splice produces them); with
 // repeated destinations which copy lands is unspecified (the CPU backend keeps the last).
 extern "C" void cuda_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C) {
+    req_rows(be, "gather_rows", dst, src, idx, n, C);
     copy_rows(be, dst, src, idx, n, C, 0, ROW_GATHER);
 }
 
 extern "C" void cuda_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C) {
+    req_rows(be, "scatter_rows", dst, src, idx, n, C);
     copy_rows(be, dst, src, idx, n, C, 0, ROW_SCATTER);
 }
 
@@ -166,6 +171,7 @@ __global__ void embedding_rows_kernel(float *dtable, const uint16_t *dout, const
 
 extern "C" void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
                                         int padding_idx) {
+    req_embedding_backward(be, dtable, dout, ids, T, C, V);
     if (T <= 0 || C <= 0 || V <= 0) return;
     int32_t *owner = (int32_t *)cuda_scratch(be, 2 * (size_t)T * sizeof(int32_t)), *next = owner + T;
     cudaStream_t st = cuda_stream_of(be);

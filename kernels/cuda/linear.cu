@@ -233,6 +233,7 @@ static void gemm(llava_backend *be, int kind, void *D, const void *A, const void
 // Host entry points (cuda_ops.h).
 
 extern "C" void cuda_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I, int O) {
+    req_linear_forward(be, out, x, W, N, I, O);
     if (N <= 0 || O <= 0) return;  // no rows: nothing to compute (a batch without images)
     if (I <= 0) {
         CUDA_REQUIRE(0, "linear_forward: zero input features");
@@ -241,17 +242,20 @@ extern "C" void cuda_linear_forward(llava_backend *be, void *out, const void *x,
 }
 
 extern "C" void cuda_linear_backward_input(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I, int O) {
+    req_linear_backward_input(be, dx, dout, W, N, I, O);
     if (N <= 0 || I <= 0) return;
     CUDA_REQUIRE(O > 0, "linear_backward_input: zero output features");
     gemm(be, GEMM_BACKWARD_INPUT, dx, W, dout, NULL, N, I, O, 0.0f);
 }
 
 extern "C" void cuda_linear_backward_weight(llava_backend *be, float *dW, const void *dout, const void *x, int N, int I, int O) {
+    req_linear_backward_weight(be, dW, dout, x, N, I, O);
     if (N <= 0 || I <= 0 || O <= 0) return;  // nothing to add
     gemm(be, GEMM_BACKWARD_WEIGHT, dW, x, dout, NULL, N, I, O, 1.0f);
 }
 
 extern "C" void cuda_linear_backward_bias(llava_backend *be, float *db, const void *dout, int N, int O) {
+    req_linear_backward_bias(be, db, dout, N, O);
     cuda_colsum(be, COLSUM_PLAIN, db, NULL, dout, NULL, NULL, NULL, N, O);
 }
 

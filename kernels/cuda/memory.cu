@@ -59,6 +59,7 @@ static void release_pool(cuda_ctx *cx) {
 }
 
 extern "C" void *cuda_alloc(llava_backend *be, int kind, size_t n) {
+    req_kind(be, "alloc", kind);
     cuda_ctx *cx = cuda_cx(be);
     // cudaMalloc(0) gives NULL, which callers would take for failure; a zero-length buffer gets a
     // minimal allocation instead. Sizes round up to 512 bytes, which keeps every buffer 16-byte
@@ -134,11 +135,13 @@ void cuda_memory_release(llava_backend *be) {
 }
 
 extern "C" void cuda_zero(llava_backend *be, int kind, void *p, size_t n) {
+    req_transfer(be, "zero", kind, p, p, n);
     if (n == 0) return;
     CUDA_CHECK(cudaMemsetAsync(p, 0, n * cuda_kind_bytes(kind), cuda_stream_of(be)));
 }
 
 extern "C" void cuda_copy(llava_backend *be, int kind, void *dst, const void *src, size_t n) {
+    req_transfer(be, "copy", kind, dst, src, n);
     size_t bytes = n * cuda_kind_bytes(kind);
     if (bytes == 0 || dst == src) return;
     const char *d = (const char *)dst, *s = (const char *)src;
@@ -174,6 +177,7 @@ static float *stage_buffer(llava_backend *be) {
 // Transfers synchronise before returning: the host buffer is free for reuse at once (a pageable
 // source must not change under a queued copy), and a download's values are there to read.
 extern "C" void cuda_upload(llava_backend *be, int kind, void *dst, const float *src, size_t n) {
+    req_transfer(be, "upload", kind, dst, src, n);
     if (n == 0) return;
     cudaStream_t st = cuda_stream_of(be);
     if (kind == BUF_ACT || kind == BUF_PARAM) {
@@ -192,6 +196,7 @@ extern "C" void cuda_upload(llava_backend *be, int kind, void *dst, const float 
 }
 
 extern "C" void cuda_download(llava_backend *be, int kind, float *dst, const void *src, size_t n) {
+    req_transfer(be, "download", kind, dst, src, n);
     if (n == 0) return;
     cudaStream_t st = cuda_stream_of(be);
     if (kind == BUF_ACT || kind == BUF_PARAM) {
@@ -210,6 +215,7 @@ extern "C" void cuda_download(llava_backend *be, int kind, float *dst, const voi
 }
 
 extern "C" void cuda_upload_i32(llava_backend *be, int32_t *dst, const int32_t *src, size_t n) {
+    req_transfer(be, "upload_i32", BUF_I32, dst, src, n);
     if (n == 0) return;
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int32_t), cudaMemcpyHostToDevice, cuda_stream_of(be)));
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(be)));
@@ -222,6 +228,7 @@ extern "C" void cuda_upload_i32(llava_backend *be, int32_t *dst, const int32_t *
 // since in a training loop). A request larger than a half goes straight to cudaMemcpyAsync and
 // waits (a 7B micro-batch's arrays and 16 images are about 22 MiB, inside a half).
 extern "C" void cuda_stage(llava_backend *be, void *dst, const void *src, size_t bytes) {
+    req_elementwise(be, "stage", bytes, "dst src", dst, src, NULL, NULL, NULL);
     if (bytes == 0) return;
     cuda_ctx *cx = cuda_cx(be);
     if (bytes > CUDA_PIN_HALF) {

@@ -233,6 +233,7 @@ void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const vo
 
 extern "C" void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b,
                                        int N, int C, float eps) {
+    req_layernorm_forward(be, out, mean, rstd, x, w, b, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(x) && is_aligned16(w) && is_aligned16(b);
     layernorm_forward_kernel<<<(unsigned)N, row_threads(C), 0, cuda_stream_of(be)>>>(
@@ -242,6 +243,7 @@ extern "C" void cuda_layernorm_forward(llava_backend *be, void *out, float *mean
 
 extern "C" void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
                                         const float *mean, const float *rstd, int N, int C) {
+    req_layernorm_backward(be, dx, dout, x, w, mean, rstd, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x) && is_aligned16(w);
     // Weight gradients first: they read dout and x, which dx may alias.
@@ -252,6 +254,7 @@ extern "C" void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, 
 }
 
 extern "C" void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps) {
+    req_rmsnorm_forward(be, out, rstd, x, w, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(x) && is_aligned16(w);
     rmsnorm_forward_kernel<<<(unsigned)N, row_threads(C), 0, cuda_stream_of(be)>>>(
@@ -261,6 +264,7 @@ extern "C" void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, 
 
 extern "C" void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
                                       const float *rstd, int N, int C) {
+    req_rmsnorm_backward(be, dx, dout, x, w, rstd, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x) && is_aligned16(w);
     cuda_colsum(be, COLSUM_RMS_DW, dw, NULL, dout, x, NULL, rstd, N, C);  // before dx, which may alias dout or x

@@ -35,6 +35,7 @@ __global__ void adamw_kernel(uint16_t *param, float *master, const float *grad, 
 
 extern "C" void cuda_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr,
                            double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale) {
+    req_adamw(be, param, grad, m, v, n, step);
     CUDA_REQUIRE(master != NULL, "adamw: the CUDA backend keeps fp32 masters; master must not be NULL");
     if (n == 0) return;
     // The CPU reference's scalars, expression for expression.
@@ -79,6 +80,7 @@ __global__ void grad_sq_final_kernel(double *out, const double *part, int nparts
 }
 
 extern "C" double cuda_grad_sq_sum(llava_backend *be, const float *grad, size_t n) {
+    req_elementwise(be, "grad_sq_sum", n, "grad", grad, NULL, NULL, NULL, NULL);
     if (n == 0) return 0.0;
     double *part = (double *)cuda_scratch(be, (GSS_BLOCKS + 1) * sizeof(double));  // (GSS_BLOCKS) + the total
     cudaStream_t st = cuda_stream_of(be);

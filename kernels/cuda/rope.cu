@@ -47,9 +47,11 @@ static void rope_launch(llava_backend *be, void *x, const int32_t *pos, int T, i
 }
 
 extern "C" void cuda_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta) {
+    req_rope(be, "rope_forward", x, pos, T, H, D);
     rope_launch(be, x, pos, T, H, D, theta, 1.0f);
 }
 
 extern "C" void cuda_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta) {
+    req_rope(be, "rope_backward", dx, pos, T, H, D);
     rope_launch(be, dx, pos, T, H, D, theta, -1.0f);
 }
