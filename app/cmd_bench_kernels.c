@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "kernels/device.h"
 #include "kernels/opcheck.h"
-#include "commands.h"
 
 #ifdef LLAVA_HAVE_CUDA
 #include <cuda_runtime_api.h>

@@ -12,11 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "data/sampler.h"
 #include "model/llava.h"
 #include "train/optim.h"
-#include "commands.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -53,7 +53,8 @@ static void make_batch(llava_batch *b, const llava_model *m, int batch, int max_
     b->n_img = n_img;
     b->img_h = b->img_w = S;
     b->pixels = xmalloc(sizeof(float) * (size_t)(n_img ? n_img : 1) * 3 * S * S);
-    for (size_t i = 0; i < (size_t)n_img * 3 * S * S; i++) b->pixels[i] = (float)(torch_rng_next(r) % 2001) / 1000.0f - 1.0f;
+    for (size_t i = 0; i < (size_t)n_img * 3 * S * S; i++)
+        b->pixels[i] = (float)(torch_rng_next(r) % 2001) / 1000.0f - 1.0f;
     int k = 0, rows = 0;
     b->cu_seqlens[0] = 0;
     for (int i = 0; i < batch; i++) {
@@ -109,8 +110,13 @@ int cmd_bench_step(int argc, char **argv) {
     mc.text.head_dim = mc.text.hidden_size / mc.text.num_attention_heads;
     mc.text.rms_norm_eps = 1e-5f;
     clip_vision_config_llava_default(&mc.vision);  // CLIP ViT-L/14-336
-    mc.glue = (llava_glue_config){.image_token_index = -200, .projector = PROJ_MLP2X_GELU, .projector_bias = 1,
-                                  .vision_feature_layer = -2, .drop_cls = 1, .image_seq_length = 576, .pad_token_id = -1};
+    mc.glue = (llava_glue_config){.image_token_index = -200,
+                                  .projector = PROJ_MLP2X_GELU,
+                                  .projector_bias = 1,
+                                  .vision_feature_layer = -2,
+                                  .drop_cls = 1,
+                                  .image_seq_length = 576,
+                                  .pad_token_id = -1};
     strcpy(mc.glue.projector_hidden_act, "gelu");
     if (!gpu) {  // a tiny model: the harness, not a measurement
         mc.text.hidden_size = 128, mc.text.intermediate_size = 344, mc.text.num_attention_heads = 4;
@@ -129,8 +135,13 @@ int cmd_bench_step(int argc, char **argv) {
     llava_model_set_trainable(&m, stage == 1 ? TRAIN_PROJECTOR : TRAIN_PROJECTOR_LM);
     optim_state os;
     optim_init(&os, &m);
-    optim_config oc = {.lr = 1e-5, .projector_lr = NAN, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                       .schedule = SCHED_CONSTANT, .total_steps = steps + warmup};
+    optim_config oc = {.lr = 1e-5,
+                       .projector_lr = NAN,
+                       .beta1 = 0.9,
+                       .beta2 = 0.999,
+                       .eps = 1e-8,
+                       .schedule = SCHED_CONSTANT,
+                       .total_steps = steps + warmup};
     torch_rng r;
     torch_rng_seed(&r, 7);
     const llama_config *t = &mc.text;
@@ -139,12 +150,15 @@ int cmd_bench_step(int argc, char **argv) {
     double per_tok_lm = 2.0 * (L * (4.0 * d * d + 3.0 * d * I) + d * Vv);  // forward matmul FLOPs per token
     double dv = v->hidden_size, Lv = llava_vision_layers_used(&mc), Nv = (v->image_size / v->patch_size);
     Nv = Nv * Nv + 1;
-    double per_img = 2.0 * Nv * (Lv * (4.0 * dv * dv + 2.0 * dv * v->intermediate_size) + 3.0 * v->patch_size * v->patch_size * dv) +
-                     Lv * 4.0 * Nv * Nv * dv + 2.0 * (mc.text.hidden_size * m.tokens_per_image) * (dv + d);
+    double per_img =
+        2.0 * Nv * (Lv * (4.0 * dv * dv + 2.0 * dv * v->intermediate_size) + 3.0 * v->patch_size * v->patch_size * dv) +
+        Lv * 4.0 * Nv * Nv * dv + 2.0 * (mc.text.hidden_size * m.tokens_per_image) * (dv + d);
     ops->sync(be);
-    printf("bench-step: %s (%s), LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d, %d samples per step "
-           "(model and optimizer set up in %.1f s)\n", ops->name, info.device, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)",
-           Lv, stage, batch, now_s() - t_setup);
+    printf(
+        "bench-step: %s (%s), LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d, %d samples per step "
+        "(model and optimizer set up in %.1f s)\n",
+        ops->name, info.device, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)", Lv, stage, batch,
+        now_s() - t_setup);
     double total_time = 0, total_tokens = 0, total_flops = 0;
     int total_samples = 0;
     for (int s = 0; s < warmup + steps; s++) {
@@ -190,7 +204,8 @@ fail:
     llava_backend_close(be);
     return 1;
 usage:
-    fprintf(stderr, "usage: llava bench-step [--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] "
-                    "[--peak-tflops P]\n");
+    fprintf(stderr,
+            "usage: llava bench-step [--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] "
+            "[--peak-tflops P]\n");
     return 2;
 }

@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "train/config.h"
-#include "commands.h"
 
 static const char *type_name(cfg_type t) {
     switch (t) {

@@ -2,10 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/util.h"
-#include "kernels/backend.h"
-#include "demo.h"
 #include "commands.h"
+#include "common/util.h"
+#include "demo.h"
+#include "kernels/backend.h"
 
 int cmd_demo(int argc, char **argv) {
     demo_options o = {.out_dir = "demo-run"};

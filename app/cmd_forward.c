@@ -5,16 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "kernels/backend.h"
-#include "model/io/safetensors.h"
 #include "model/batch_hf.h"
+#include "model/io/safetensors.h"
 #include "model/llava.h"
-#include "commands.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
-                    "                     [--grads projector|projector+lm]\n");
+    fprintf(stderr,
+            "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
+            "                     [--grads projector|projector+lm]\n");
     return 2;
 }
 

@@ -6,14 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "data/image.h"
 #include "data/template.h"
 #include "data/tokenizer.h"
-#include "kernels/backend.h"
 #include "infer/generate.h"
+#include "kernels/backend.h"
 #include "model/llava.h"
-#include "commands.h"
 
 int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *image = NULL, *prompt = NULL, *tmpl_name = "vicuna_v1";
@@ -79,8 +79,8 @@ int cmd_generate(int argc, char **argv) {
     int tpi = m.tokens_per_image, n = 0, marks = 0;
     for (size_t i = 0; i < r.ids.n; i++) marks += r.ids.v[i] == IMAGE_TOKEN_INDEX;
     if (marks != (image ? 1 : 0)) {
-        llava_fail("the prompt holds %d image places for %d image%s (write no \"%s\" in --prompt: --image puts it)", marks,
-                   image ? 1 : 0, image ? "" : "s", DEFAULT_IMAGE_TOKEN);
+        llava_fail("the prompt holds %d image places for %d image%s (write no \"%s\" in --prompt: --image puts it)",
+                   marks, image ? 1 : 0, image ? "" : "s", DEFAULT_IMAGE_TOKEN);
         goto fail;
     }
     ids = xmalloc(sizeof(int64_t) * (r.ids.n + (size_t)tpi));
@@ -124,8 +124,9 @@ fail:
     free(own_tok);
     return rc;
 usage:
-    fprintf(stderr, "usage: llava generate --model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template "
-                    "vicuna_v1|plain] [--aspect pad|square] [--max-new-tokens N] [--device cpu|cuda] [--mode "
-                    "legacy|hf431|hf437] [--ids]\n");
+    fprintf(stderr,
+            "usage: llava generate --model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template "
+            "vicuna_v1|plain] [--aspect pad|square] [--max-new-tokens N] [--device cpu|cuda] [--mode "
+            "legacy|hf431|hf437] [--ids]\n");
     return 2;
 }

@@ -5,10 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "data/image.h"
 #include "model/io/safetensors.h"
-#include "commands.h"
 
 static void image_usage(void) {
     fprintf(stderr,

@@ -1,8 +1,8 @@
 #include <stdio.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "model/io/inspect.h"
-#include "commands.h"
 
 int cmd_inspect(int argc, char **argv) {
     if (argc < 2) {

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "train/config.h"
 #include "train/memplan.h"
 #include "train/trainer.h"
-#include "commands.h"
 
 #define PLAN_USAGE "usage: llava plan CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]"
 
@@ -59,7 +59,8 @@ int cmd_plan(int argc, char **argv) {
     } else {
         fprintf(stderr, "llava plan: %s\n", llava_errmsg());
         if (strstr(llava_errmsg(), "model.llm") || strstr(llava_errmsg(), "vision_tower"))
-            fprintf(stderr, "  (the plan reads the models' config.json: --set model.llm=DIR --set model.vision_tower=DIR)\n");
+            fprintf(stderr,
+                    "  (the plan reads the models' config.json: --set model.llm=DIR --set model.vision_tower=DIR)\n");
     }
     if (have_s) settings_free(&s);
     cfg_free(&c);

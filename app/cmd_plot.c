@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "plot.h"
-#include "commands.h"
 
 int cmd_plot(int argc, char **argv) {
     const char *dir = NULL, *out = NULL;

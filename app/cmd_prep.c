@@ -4,16 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "data/prep.h"
 #include "train/config.h"
 #include "train/settings.h"
-#include "commands.h"
 
 static const char USAGE[] =
-    "usage: llava prep --data FILE.json --image-folder DIR --tokenizer tokenizer.model --template plain|vicuna_v1|FILE.json\n"
+    "usage: llava prep --data FILE.json --image-folder DIR --tokenizer tokenizer.model --template "
+    "plain|vicuna_v1|FILE.json\n"
     "                  --out DATA.h5 [--mode hf431|hf437|legacy] [--model-max-length N] [--aspect square|pad]\n"
-    "                  [--store-pixels [--image-size S]] [--no-check-images] [--threads N] [--strict] [--compress 0-9]\n"
+    "                  [--store-pixels [--image-size S]] [--no-check-images] [--threads N] [--strict] [--compress "
+    "0-9]\n"
     "                  [--report PATH] [--quiet]\n"
     "       llava prep --config PRESET.json [--set key=value ...] --out DATA.h5 [any flag above, which wins]\n"
     "\n"
@@ -130,7 +132,8 @@ int cmd_prep(int argc, char **argv) {
         fprintf(stderr, "llava prep: --aspect must be square or pad, not %s\n", aspect);
         rc = 2;
     } else if (!o.data_path || !o.tokenizer_path || !o.out_path) {
-        fprintf(stderr, "llava prep: --data, --tokenizer and --out are required (or --config for the first two)\n\n%s", USAGE);
+        fprintf(stderr, "llava prep: --data, --tokenizer and --out are required (or --config for the first two)\n\n%s",
+                USAGE);
         rc = 2;
     }
     if (aspect && strcmp(aspect, "pad") == 0) o.aspect = IMAGE_ASPECT_PAD;
@@ -145,16 +148,21 @@ int cmd_prep(int argc, char **argv) {
         fprintf(stderr, "llava prep: %s\n", llava_errmsg());
     } else {
         char b1[32], b2[32], b3[32], b4[32], b5[32];
-        printf("llava prep: %s records -> %s samples in %s (%s with an image, %s text-only; %s tokens)\n", fmt_count(c.records, b1),
-               fmt_count(c.written, b2), o.out_path, fmt_count(c.with_image, b3), fmt_count(c.text_only, b4),
-               fmt_count(c.tokens, b5));
-        printf("  %.2f s on %d threads: %.0f records/s\n", c.seconds, c.threads, c.seconds > 0 ? (double)c.records / c.seconds : 0);
-        static const char *what[PREP_N_KINDS] = {"left out, image missing", "left out, image unreadable", "left out, image path refused",
-                                                 "left out, malformed record", "written masked (tokenization mismatch)",
+        printf("llava prep: %s records -> %s samples in %s (%s with an image, %s text-only; %s tokens)\n",
+               fmt_count(c.records, b1), fmt_count(c.written, b2), o.out_path, fmt_count(c.with_image, b3),
+               fmt_count(c.text_only, b4), fmt_count(c.tokens, b5));
+        printf("  %.2f s on %d threads: %.0f records/s\n", c.seconds, c.threads,
+               c.seconds > 0 ? (double)c.records / c.seconds : 0);
+        static const char *what[PREP_N_KINDS] = {"left out, image missing",
+                                                 "left out, image unreadable",
+                                                 "left out, image path refused",
+                                                 "left out, malformed record",
+                                                 "written masked (tokenization mismatch)",
                                                  "written truncated to model_max_length"};
         for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", what[k], fmt_count(c.kind[k], b1));
-        if (o.store_pixels) printf("  %s images stored preprocessed (%dx%d, %s)\n", fmt_count(c.pixels, b1), o.image_size,
-                                   o.image_size, o.aspect == IMAGE_ASPECT_PAD ? "pad" : "square");
+        if (o.store_pixels)
+            printf("  %s images stored preprocessed (%dx%d, %s)\n", fmt_count(c.pixels, b1), o.image_size, o.image_size,
+                   o.aspect == IMAGE_ASPECT_PAD ? "pad" : "square");
         char *report = o.report_path ? xstrdup(o.report_path) : prep_report_path(o.out_path);
         printf("  report (ids of each kind): %s\n", report);
         free(report);

@@ -6,21 +6,24 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "data/dataset.h"
 #include "data/jsonl.h"
 #include "data/prep.h"
 #include "data/template.h"
-#include "commands.h"
 
 static const char USAGE[] =
     "usage: llava show DATA.h5 [--index I | --id ID] [--json] [--tokenizer PATH] [--color auto|always|never]\n"
     "\n"
     "Prints sample I (default 0) of a dataset written by `llava prep`: its id, image, input_ids (-200 = the image),\n"
-    "labels (-100 = not supervised) and the text the tokens stand for, with the supervised spans in \xe2\x9f\xa6 \xe2\x9f\xa7\n"
+    "labels (-100 = not supervised) and the text the tokens stand for, with the supervised spans in \xe2\x9f\xa6 "
+    "\xe2\x9f\xa7\n"
     "(in colour on a terminal). --json prints one object: {\"index\", \"id\", \"image\", \"source_index\", \"flags\",\n"
-    "\"modality_length\", \"input_ids\", \"labels\", \"text\", \"supervised\"}, where \"text\" is unmarked and \"supervised\"\n"
-    "lists the text of each supervised span. The tokenizer is the one prep used (its path is stored), or --tokenizer.\n";
+    "\"modality_length\", \"input_ids\", \"labels\", \"text\", \"supervised\"}, where \"text\" is unmarked and "
+    "\"supervised\"\n"
+    "lists the text of each supervised span. The tokenizer is the one prep used (its path is stored), or "
+    "--tokenizer.\n";
 
 static const char OPEN[] = "\xe2\x9f\xa6", CLOSE[] = "\xe2\x9f\xa7";  // ⟦ ⟧
 
@@ -89,8 +92,8 @@ int cmd_show(int argc, char **argv) {
         const char *tp = tok_path ? tok_path : d.tokenizer_path;
         t = tp ? tok_load(tp) : NULL;
         if (!t) {
-            fprintf(stderr, "llava show: cannot load the tokenizer %s (%s); pass --tokenizer PATH\n", tp ? tp : "(none stored)",
-                    tp ? llava_errmsg() : "");
+            fprintf(stderr, "llava show: cannot load the tokenizer %s (%s); pass --tokenizer PATH\n",
+                    tp ? tp : "(none stored)", tp ? llava_errmsg() : "");
             rc = 1;
         } else if (tok_path && d.tokenizer_md5) {
             size_t n;
@@ -102,8 +105,10 @@ int cmd_show(int argc, char **argv) {
                 prep_md5_update(&m, bytes, n);
                 prep_md5_hex(&m, hex);
                 if (strcmp(hex, d.tokenizer_md5) != 0)
-                    fprintf(stderr, "llava show: warning: %s (md5 %s) is not the tokenizer the dataset was made with (md5 %s)\n",
-                            tok_path, hex, d.tokenizer_md5);
+                    fprintf(
+                        stderr,
+                        "llava show: warning: %s (md5 %s) is not the tokenizer the dataset was made with (md5 %s)\n",
+                        tok_path, hex, d.tokenizer_md5);
                 free(bytes);
             }
         }
@@ -121,8 +126,14 @@ int cmd_show(int argc, char **argv) {
     strbuf o = {0};
     sb_put(&o, "", 0);
     size_t tl;
-    char *text = prep_render_text(t, ids, labels, n, json ? NULL : use_color ? "\033[1;32m" : OPEN,
-                                  json ? NULL : use_color ? "\033[0m" : CLOSE, &tl);
+    char *text = prep_render_text(t, ids, labels, n,
+                                  json        ? NULL
+                                  : use_color ? "\033[1;32m"
+                                              : OPEN,
+                                  json        ? NULL
+                                  : use_color ? "\033[0m"
+                                              : CLOSE,
+                                  &tl);
     if (!text) {
         fprintf(stderr, "llava show: sample %lld: %s\n", (long long)i, llava_errmsg());
         rc = 1;
@@ -133,7 +144,8 @@ int cmd_show(int argc, char **argv) {
         sb_jstr(&o, d.sample_ids[i]);
         sb_puts(&o, ", \"image\": ");
         sb_jstr(&o, d.image_paths[i]);
-        snprintf(buf, sizeof buf, ", \"source_index\": %lld, \"flags\": [%s%s%s], \"modality_length\": %d, \"input_ids\": [",
+        snprintf(buf, sizeof buf,
+                 ", \"source_index\": %lld, \"flags\": [%s%s%s], \"modality_length\": %d, \"input_ids\": [",
                  (long long)d.source_index[i], d.flags[i] & PREP_TRUNCATED ? "\"truncated\"" : "",
                  (d.flags[i] & PREP_TRUNCATED) && (d.flags[i] & PREP_MISMATCH) ? ", " : "",
                  d.flags[i] & PREP_MISMATCH ? "\"mismatch\"" : "", d.modality_len[i]);
@@ -166,10 +178,13 @@ int cmd_show(int argc, char **argv) {
         sb_puts(&o, "]}\n");
     } else {
         char b1[32];
-        printf("%s: %s samples, template %s, tokenizer %s (%s), aspect %s, model_max_length %d%s\n", path, fmt_count((uint64_t)d.n, b1),
-               d.template_name ? d.template_name : "?", d.tokenizer_mode ? d.tokenizer_mode : "?",
-               tok_path ? tok_path : d.tokenizer_path ? d.tokenizer_path : "?", d.aspect ? d.aspect : "?", d.model_max_length,
-               d.pixel_index ? ", pixels stored" : "");
+        printf("%s: %s samples, template %s, tokenizer %s (%s), aspect %s, model_max_length %d%s\n", path,
+               fmt_count((uint64_t)d.n, b1), d.template_name ? d.template_name : "?",
+               d.tokenizer_mode ? d.tokenizer_mode : "?",
+               tok_path           ? tok_path
+               : d.tokenizer_path ? d.tokenizer_path
+                                  : "?",
+               d.aspect ? d.aspect : "?", d.model_max_length, d.pixel_index ? ", pixels stored" : "");
         printf("sample %lld: id %s, record %lld of %s\n", (long long)i, d.sample_ids[i][0] ? d.sample_ids[i] : "(none)",
                (long long)d.source_index[i], d.source ? d.source : "?");
         printf("  image: %s\n", d.image_paths[i] ? d.image_paths[i] : "(none: text-only)");
@@ -180,7 +195,8 @@ int cmd_show(int argc, char **argv) {
         sb_ids(&o, ids, n, " ");
         sb_puts(&o, "\nlabels:    ");
         sb_ids(&o, labels, n, " ");
-        sb_puts(&o, use_color ? "\ntext (supervised in green):\n" : "\ntext (supervised in \xe2\x9f\xa6 \xe2\x9f\xa7):\n");
+        sb_puts(&o,
+                use_color ? "\ntext (supervised in green):\n" : "\ntext (supervised in \xe2\x9f\xa6 \xe2\x9f\xa7):\n");
         sb_put(&o, text, tl);
         sb_puts(&o, "\n");
     }

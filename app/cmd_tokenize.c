@@ -5,16 +5,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "data/jsonl.h"
 #include "data/template.h"
 #include "data/tokenizer.h"
-#include "commands.h"
 
 static const char USAGE[] =
     "usage: llava tokenize --tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces]\n"
     "       llava tokenize --tokenizer PATH --decode\n"
-    "       llava tokenize --tokenizer PATH --template NAME|FILE.json [--data FILE.json] [--strict] [--max-length N] [--quiet]\n"
+    "       llava tokenize --tokenizer PATH --template NAME|FILE.json [--data FILE.json] [--strict] [--max-length N] "
+    "[--quiet]\n"
     "       llava tokenize --tokenizer PATH --bench FILE [--mode M | --sp] [--seconds S]\n"
     "\n"
     "Reads JSON Lines on stdin, one JSON string per line, and prints one line per input:\n"
@@ -126,10 +127,12 @@ static int run_bench(const tokenizer *t, int sp, tok_mode mode, const char *path
     } while (rc == 0 && cpu < min_seconds);
     if (rc == 0) {
         double c = (double)chars * (double)passes, b = (double)bytes * (double)passes;
-        printf("tokenizer bench: %s, %zu lines, %zu characters, %zu bytes, %zu passes\n", sp ? "sentencepiece" : tok_mode_name(mode),
-               n_lines, chars, bytes, passes);
-        printf("  %.3f s of CPU (%.3f s wall), %.0f tokens/pass: %.3g characters/s, %.3g MB/s, %.3g tokens/s on one core\n",
-               cpu, el, (double)tokens / (double)passes, c / cpu, b / cpu / 1e6, (double)tokens / cpu);
+        printf("tokenizer bench: %s, %zu lines, %zu characters, %zu bytes, %zu passes\n",
+               sp ? "sentencepiece" : tok_mode_name(mode), n_lines, chars, bytes, passes);
+        printf(
+            "  %.3f s of CPU (%.3f s wall), %.0f tokens/pass: %.3g characters/s, %.3g MB/s, %.3g tokens/s on one "
+            "core\n",
+            cpu, el, (double)tokens / (double)passes, c / cpu, b / cpu / 1e6, (double)tokens / cpu);
     }
     for (size_t i = 0; i < n_lines; i++) free(line[i]);
     free(line);
@@ -354,7 +357,9 @@ int cmd_tokenize(int argc, char **argv) {
     }
     fflush(stdout);
     if (tmpl) {
-        fprintf(stderr, "llava tokenize: %zu samples, template %s, mode %s: %zu truncated at %d, %zu masked for a tokenization mismatch",
+        fprintf(stderr,
+                "llava tokenize: %zu samples, template %s, mode %s: %zu truncated at %d, %zu masked for a tokenization "
+                "mismatch",
                 stats.samples, tmpl->name, tok_mode_name(mode), stats.truncated, max_length, stats.mismatched);
         for (size_t i = 0; i < stats.n_ids; i++) fprintf(stderr, "%s%s", i ? ", " : ": ", stats.mismatch_ids[i]);
         fprintf(stderr, "\n");

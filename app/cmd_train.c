@@ -3,11 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands.h"
 #include "common/util.h"
 #include "train/config.h"
 #include "train/dist/dist.h"
 #include "train/trainer.h"
-#include "commands.h"
 
 int cmd_train(int argc, char **argv) {
     train_config c;
@@ -29,7 +29,8 @@ int cmd_train(int argc, char **argv) {
             preset = argv[i];
             rc = cfg_load(&c, preset);
         } else {
-            rc = llava_fail("unknown argument %s (usage: llava train CONFIG.json [--set key=value ...] [--resume])", argv[i]);
+            rc = llava_fail("unknown argument %s (usage: llava train CONFIG.json [--set key=value ...] [--resume])",
+                            argv[i]);
         }
     }
     if (rc == 0 && !preset) rc = llava_fail("usage: llava train CONFIG.json [--set key=value ...] [--resume]");

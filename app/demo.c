@@ -26,9 +26,9 @@
 #include "data/sampler.h"
 #include "data/template.h"
 #include "data/tokenizer.h"
-#include "train/config.h"
 #include "model/io/safetensors.h"
 #include "model/llava.h"
+#include "train/config.h"
 #include "train/trainer.h"
 
 // ---------------------------------------------------------------------------------------------
@@ -42,9 +42,9 @@ static const char *COUNTS[] = {"one", "two", "three"};
 enum { N_COLORS = 4, N_SHAPES = 3, N_PLACES = 4, N_COUNTS = 3 };
 
 typedef struct {
-    int n;                  // shapes in the image (1..3)
+    int n;  // shapes in the image (1..3)
     int color[3], shape[3];
-    int place;              // for one shape: where it is
+    int place;  // for one shape: where it is
 } scene;
 
 static uint32_t rnd(torch_rng *r, uint32_t n) { return torch_rng_next(r) % n; }
@@ -76,9 +76,9 @@ static void render(const scene *s, int S, torch_rng *r, image_u8 *im) {
             for (int x = cx - h; x <= cx + h; x++) {
                 if (x < 0 || y < 0 || x >= S || y >= S) continue;
                 int dx = x - cx, dy = y - cy, in;
-                if (s->shape[k] == 0) in = 1;                                   // square
-                else if (s->shape[k] == 1) in = dx * dx + dy * dy <= h * h;     // circle
-                else in = dy >= -h && 2 * abs(dx) <= (dy + h);                  // triangle, apex up
+                if (s->shape[k] == 0) in = 1;                                // square
+                else if (s->shape[k] == 1) in = dx * dx + dy * dy <= h * h;  // circle
+                else in = dy >= -h && 2 * abs(dx) <= (dy + h);               // triangle, apex up
                 if (in) memcpy(im->rgb + 3 * ((size_t)y * S + x), c, 3);
             }
     }
@@ -115,10 +115,12 @@ static void tput(text *t, const char *s) {
 
 static void sample_json(text *t, int first, const char *id, const char *image, const char *const *turns, int n_turns) {
     char line[512];
-    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"image\": \"%s\", \"conversations\": [", first ? "" : ",", id, image);
+    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"image\": \"%s\", \"conversations\": [", first ? "" : ",", id,
+             image);
     tput(t, line);
     for (int i = 0; i < n_turns; i++) {
-        snprintf(line, sizeof line, "%s{\"from\": \"%s\", \"value\": \"%s\"}", i ? ", " : "", i % 2 ? "gpt" : "human", turns[i]);
+        snprintf(line, sizeof line, "%s{\"from\": \"%s\", \"value\": \"%s\"}", i ? ", " : "", i % 2 ? "gpt" : "human",
+                 turns[i]);
         tput(t, line);
     }
     tput(t, "]}");
@@ -168,7 +170,8 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
         char relpath[80], caption[160], human[N_QTYPES][160];
         snprintf(relpath, sizeof relpath, "images/%s", rel);
         if (s.n == 1)
-            snprintf(caption, sizeof caption, "a %s %s on the %s", COLORS[s.color[0]], SHAPES[s.shape[0]], PLACES[s.place]);
+            snprintf(caption, sizeof caption, "a %s %s on the %s", COLORS[s.color[0]], SHAPES[s.shape[0]],
+                     PLACES[s.place]);
         else
             snprintf(caption, sizeof caption, "%s shapes, one is a %s %s", COUNTS[s.n - 1], COLORS[s.color[0]],
                      SHAPES[s.shape[0]]);
@@ -236,15 +239,15 @@ static int write_tokenizer(const char *path) {
     int special_type[3] = {TOK_UNKNOWN, TOK_CONTROL, TOK_CONTROL};
     for (int i = 0; i < 3; i++) pieces[n] = xstrdup(special[i]), scores[n] = 0, types[n++] = special_type[i];
     for (int b = 0; b < 256; b++) pieces[n] = xasprintf("<0x%02X>", b), scores[n] = 0, types[n++] = TOK_BYTE;
-#define ADD_PIECE(str, score)                                                \
-    do {                                                                     \
-        int dup = 0;                                                         \
-        for (int q = 259; q < n && !dup; q++) dup = !strcmp(pieces[q], str); \
-        if (!dup && n < cap) {                                               \
-            pieces[n] = xstrdup(str);                                        \
-            scores[n] = (score);                                             \
-            types[n++] = TOK_NORMAL;                                         \
-        }                                                                    \
+#define ADD_PIECE(str, score)                                                                                          \
+    do {                                                                                                               \
+        int dup = 0;                                                                                                   \
+        for (int q = 259; q < n && !dup; q++) dup = !strcmp(pieces[q], str);                                           \
+        if (!dup && n < cap) {                                                                                         \
+            pieces[n] = xstrdup(str);                                                                                  \
+            scores[n] = (score);                                                                                       \
+            types[n++] = TOK_NORMAL;                                                                                   \
+        }                                                                                                              \
     } while (0)
     // Single characters (and "▁") first: the alphabet BPE starts from.
     ADD_PIECE("\xe2\x96\x81", -1000.0f);
@@ -282,7 +285,8 @@ static int write_tokenizer(const char *path) {
 
 // A folder with config.json and random weights for every tensor the config implies: linear and
 // embedding weights N(0, std^2), norms 1, biases and the rest 0.
-static int write_random_model(const char *dir, const char *config_json, weight_layout layout, float std, uint64_t seed) {
+static int write_random_model(const char *dir, const char *config_json, weight_layout layout, float std,
+                              uint64_t seed) {
     if (mkdir_p(dir) != 0) return -1;
     char *cp = path_join(dir, "config.json");
     int rc = write_file_atomic(cp, config_json, strlen(config_json));
@@ -328,9 +332,19 @@ static int evaluate(const char *device, const char *model_dir, const char *data_
         llava_backend_close(be);
         return -1;
     }
-    loader_config lc = {.ds = &ds, .batch = 8, .world = 1, .rank = 0, .accum = 1, .seed = 1, .inner_seed = 1,
-                        .tokens_per_image = m.tokens_per_image, .image_size = S, .aspect = IMAGE_ASPECT_PAD,
-                        .image_folder = image_folder, .threads = 0, .prefetch = 0};
+    loader_config lc = {.ds = &ds,
+                        .batch = 8,
+                        .world = 1,
+                        .rank = 0,
+                        .accum = 1,
+                        .seed = 1,
+                        .inner_seed = 1,
+                        .tokens_per_image = m.tokens_per_image,
+                        .image_size = S,
+                        .aspect = IMAGE_ASPECT_PAD,
+                        .image_folder = image_folder,
+                        .threads = 0,
+                        .prefetch = 0};
     loader *ld = loader_create(&lc, (loader_pos){0, 0});
     if (!ld) {
         dataset_close(&ds);
@@ -352,7 +366,8 @@ static int evaluate(const char *device, const char *model_dir, const char *data_
         llava_batch *b = &s.micro[0].chunks[0];
         for (int pass = 0; pass < 2; pass++) {
             if (pass == 1)
-                for (int i = 0; i < b->n_img; i++) memcpy(b->pixels + (size_t)i * 3 * S * S, blank, sizeof(float) * 3 * S * S);
+                for (int i = 0; i < b->n_img; i++)
+                    memcpy(b->pixels + (size_t)i * 3 * S * S, blank, sizeof(float) * 3 * S * S);
             float *logits = xmalloc(sizeof(float) * (size_t)b->T * V);
             llava_forward_backward(&m, b, 0, 1.0f, logits);
             for (int q = 0; q < b->n_seq; q++) {
@@ -378,8 +393,8 @@ static int evaluate(const char *device, const char *model_dir, const char *data_
     static const char *names[N_QTYPES] = {"color", "shape", "position", "count"};
     for (int q = 0; q < N_QTYPES; q++)
         printf("demo:   %-8s questions: %3d, with image %.2f, blind %.2f, chance %.2f\n", names[q], type_n[q],
-               type_n[q] ? (double)type_right[0][q] / type_n[q] : 0, type_n[q] ? (double)type_right[1][q] / type_n[q] : 0,
-               1.0 / N_OPTIONS[q]);
+               type_n[q] ? (double)type_right[0][q] / type_n[q] : 0,
+               type_n[q] ? (double)type_right[1][q] / type_n[q] : 0, 1.0 / N_OPTIONS[q]);
     *acc_img = seen ? (double)right[0] / (double)seen : 0;
     *acc_blind = seen ? (double)right[1] / (double)seen : 0;
     *chance = chance_sum / (double)ds.n;
@@ -423,12 +438,15 @@ int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epoc
     tok_free(t);
     char lm_cfg[1024], clip_cfg[512];
     snprintf(lm_cfg, sizeof lm_cfg,
-             "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, \"hidden_size\": 96, "
-             "\"intermediate_size\": 192, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"max_position_embeddings\": 256, "
+             "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, "
+             "\"hidden_size\": 96, "
+             "\"intermediate_size\": 192, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+             "\"max_position_embeddings\": 256, "
              "\"rms_norm_eps\": 1e-5, \"pad_token_id\": 0}",
              V);
     snprintf(clip_cfg, sizeof clip_cfg,
-             "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2, "
+             "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, \"intermediate_size\": 128, "
+             "\"num_hidden_layers\": 2, "
              "\"num_attention_heads\": 2, \"image_size\": %d, \"patch_size\": %d}",
              S, PATCH);
     if (rc == 0) rc = write_random_model(lm, lm_cfg, LAYOUT_LLAMA, 0.02f, 21);
@@ -437,21 +455,25 @@ int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epoc
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck1 = path_join(out, "checkpoints/stage1"), *ck2 = path_join(out, "checkpoints/stage2");
     char buf[4096];
-    snprintf(buf, sizeof buf,
-             "{\"model\": {\"llm\": \"%s\", \"vision_tower\": \"%s\", \"tokenizer\": \"%s\"},\n"
-             " \"data\": {\"data_path\": \"%s/train_captions.json\", \"image_folder\": \"%s\", \"template\": \"plain\",\n"
-             "          \"image_aspect_ratio\": \"square\", \"model_max_length\": 256, \"dataloader_num_workers\": 1},\n"
-             " \"train\": {\"stage\": 1, \"trainable\": [\"projector\"], \"device\": \"%s\", \"per_device_train_batch_size\": 16,\n"
-             "           \"learning_rate\": 2e-3, \"num_train_epochs\": 1, \"warmup_ratio\": 0.03,\n"
-             "           \"gradient_checkpointing\": false},\n"
-             " \"checkpoint\": {\"output_dir\": \"%s\", \"save_steps\": 1000000, \"save_total_limit\": 1}}\n",
-             lm, clip, tok, data, data, device, ck1);
+    snprintf(
+        buf, sizeof buf,
+        "{\"model\": {\"llm\": \"%s\", \"vision_tower\": \"%s\", \"tokenizer\": \"%s\"},\n"
+        " \"data\": {\"data_path\": \"%s/train_captions.json\", \"image_folder\": \"%s\", \"template\": \"plain\",\n"
+        "          \"image_aspect_ratio\": \"square\", \"model_max_length\": 256, \"dataloader_num_workers\": 1},\n"
+        " \"train\": {\"stage\": 1, \"trainable\": [\"projector\"], \"device\": \"%s\", "
+        "\"per_device_train_batch_size\": 16,\n"
+        "           \"learning_rate\": 2e-3, \"num_train_epochs\": 1, \"warmup_ratio\": 0.03,\n"
+        "           \"gradient_checkpointing\": false},\n"
+        " \"checkpoint\": {\"output_dir\": \"%s\", \"save_steps\": 1000000, \"save_total_limit\": 1}}\n",
+        lm, clip, tok, data, data, device, ck1);
     if (rc == 0) rc = write_file_atomic(s1, buf, strlen(buf));
     snprintf(buf, sizeof buf,
              "{\"base\": \"stage1.json\",\n"
              " \"model\": {\"pretrain_mm_mlp_adapter\": \"%s/mm_projector.safetensors\"},\n"
-             " \"data\": {\"data_path\": \"%s/train_qa.json\", \"template\": \"vicuna_v1\", \"image_aspect_ratio\": \"pad\"},\n"
-             " \"train\": {\"stage\": 2, \"trainable\": [\"projector\", \"lm\"], \"learning_rate\": 1e-3, \"num_train_epochs\": %d},\n"
+             " \"data\": {\"data_path\": \"%s/train_qa.json\", \"template\": \"vicuna_v1\", \"image_aspect_ratio\": "
+             "\"pad\"},\n"
+             " \"train\": {\"stage\": 2, \"trainable\": [\"projector\", \"lm\"], \"learning_rate\": 1e-3, "
+             "\"num_train_epochs\": %d},\n"
              " \"checkpoint\": {\"output_dir\": \"%s\"}}\n",
              ck1, data, stage2_epochs, ck2);
     if (rc == 0) rc = write_file_atomic(s2, buf, strlen(buf));
@@ -474,7 +496,8 @@ int demo_run(const demo_options *o) {
     const int S = DEMO_IMAGE_SIZE;
     int n_train = o->fast ? 2400 : 4800, n_eval = 200;
     int *qtypes = xmalloc(sizeof(int) * (size_t)n_eval);
-    printf("demo: writing %d training and %d held-out images with captions and questions to %s\n", n_train, n_eval, out);
+    printf("demo: writing %d training and %d held-out images with captions and questions to %s\n", n_train, n_eval,
+           out);
     fflush(stdout);
     const char *device = o->device ? o->device : "cpu";
     char why[256];
@@ -526,7 +549,8 @@ int demo_run(const demo_options *o) {
                ((double)clock() - t0) / CLOCKS_PER_SEC);
         printf("demo: accuracy_with_image=%.3f accuracy_blind=%.3f\n", a, b);
         if (o->check && !(a >= 0.90 && b <= chance + 0.10))
-            rc = llava_fail("demo: targets missed (want accuracy_with_image >= 0.90 and accuracy_blind <= %.2f)", chance + 0.10);
+            rc = llava_fail("demo: targets missed (want accuracy_with_image >= 0.90 and accuracy_blind <= %.2f)",
+                            chance + 0.10);
     }
     free(qtypes);
     free(data);

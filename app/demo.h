@@ -4,8 +4,8 @@
 
 typedef struct {
     const char *out_dir;
-    int fast;   // the CI variant: less data, fewer epochs
-    int check;  // fail unless the accuracy targets are met
+    int fast;            // the CI variant: less data, fewer epochs
+    int check;           // fail unless the accuracy targets are met
     const char *device;  // "cpu" (default) or "cuda"
 } demo_options;
 

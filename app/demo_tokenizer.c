@@ -52,14 +52,14 @@ int tok_write_model(const char *path, const char *const *pieces, const float *sc
         field_varint(&sub, 3, types[i]);
         field_bytes(&m, 1, sub.b, sub.n);
     }
-    sub.n = 0;  // TrainerSpec
-    field_varint(&sub, 3, 2);   // model_type BPE
-    field_varint(&sub, 4, n);   // vocab_size
-    field_varint(&sub, 35, 1);  // byte_fallback
-    field_varint(&sub, 40, 0);  // unk_id
-    field_varint(&sub, 41, 1);  // bos_id
-    field_varint(&sub, 42, 2);  // eos_id
-    field_varint(&sub, 43, -1); // pad_id (sign-extended to ten bytes, as protobuf writes int32 -1)
+    sub.n = 0;                   // TrainerSpec
+    field_varint(&sub, 3, 2);    // model_type BPE
+    field_varint(&sub, 4, n);    // vocab_size
+    field_varint(&sub, 35, 1);   // byte_fallback
+    field_varint(&sub, 40, 0);   // unk_id
+    field_varint(&sub, 41, 1);   // bos_id
+    field_varint(&sub, 42, 2);   // eos_id
+    field_varint(&sub, 43, -1);  // pad_id (sign-extended to ten bytes, as protobuf writes int32 -1)
     field_bytes(&m, 2, sub.b, sub.n);
     sub.n = 0;  // NormalizerSpec
     field_bytes(&sub, 1, "identity", 8);

@@ -9,30 +9,46 @@ static int cmd_help(int argc, char **argv);
 
 static const llava_command COMMANDS[] = {
     {"help", cmd_help, "[COMMAND]", "list the commands, or show one command's usage"},
-    {"inspect", cmd_inspect, "PATH...", "describe a model folder, config.json or safetensors file: architecture, parameter counts, dtypes, missing/unexpected tensors"},
-    {"config", cmd_config, "[PRESET.json] [--set key=value ...] [--keys]", "print a training preset fully resolved (defaults, base presets, overrides), or every key"},
-    {"forward", cmd_forward, "--model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--grads projector|projector+lm]",
+    {"inspect", cmd_inspect, "PATH...",
+     "describe a model folder, config.json or safetensors file: architecture, parameter counts, dtypes, "
+     "missing/unexpected tensors"},
+    {"config", cmd_config, "[PRESET.json] [--set key=value ...] [--keys]",
+     "print a training preset fully resolved (defaults, base presets, overrides), or every key"},
+    {"forward", cmd_forward,
+     "--model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--grads projector|projector+lm]",
      "one forward (and backward) pass: logits, loss and gradients under Hugging Face names"},
-    {"tokenize", cmd_tokenize, "--tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces] [--decode] [--template NAME [--data FILE]] [--bench FILE]",
-     "token ids (or pieces) of JSON Lines strings on stdin, as LLaVA-1.5's tokenizer makes them; label masks with --template"},
-    {"image", cmd_image, "[--aspect square|pad] [--size S] IN --out OUT.safetensors [--with-decoded] | --bench N FILE...",
+    {"tokenize", cmd_tokenize,
+     "--tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces] [--decode] [--template NAME [--data FILE]] "
+     "[--bench FILE]",
+     "token ids (or pieces) of JSON Lines strings on stdin, as LLaVA-1.5's tokenizer makes them; label masks with "
+     "--template"},
+    {"image", cmd_image,
+     "[--aspect square|pad] [--size S] IN --out OUT.safetensors [--with-decoded] | --bench N FILE...",
      "decode an image (JPEG/PNG/GIF by content) and preprocess it as LLaVA-1.5 does: pixels_u8 and pixel_values"},
-    {"prep", cmd_prep, "--data FILE.json --image-folder DIR --tokenizer tokenizer.model --template plain|vicuna_v1 --out DATA.h5 [...]",
-     "LLaVA JSON + images -> HDF5 of token ids, labels, modality lengths and images, with a report of every bad sample"},
+    {"prep", cmd_prep,
+     "--data FILE.json --image-folder DIR --tokenizer tokenizer.model --template plain|vicuna_v1 --out DATA.h5 [...]",
+     "LLaVA JSON + images -> HDF5 of token ids, labels, modality lengths and images, with a report of every bad "
+     "sample"},
     {"show", cmd_show, "DATA.h5 [--index I | --id ID] [--json] [--tokenizer PATH]",
      "print a prepared sample as LLaVA's preprocess returns it, supervised spans marked"},
     {"train", cmd_train, "CONFIG.json [--set key=value ...] [--resume]",
-     "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, metrics.jsonl"},
-    {"generate", cmd_generate, "--model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template NAME] [--max-new-tokens N] [--device cpu|cuda] [--ids]",
+     "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, "
+     "metrics.jsonl"},
+    {"generate", cmd_generate,
+     "--model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template NAME] [--max-new-tokens N] [--device "
+     "cpu|cuda] [--ids]",
      "answer a question (about an image) with a trained model: LLaVA's prompt, greedy decoding"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
-    {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]", "draw a run's metrics.jsonl (loss and learning rate) as an SVG picture"},
+    {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]",
+     "draw a run's metrics.jsonl (loss and learning rate) as an SVG picture"},
     {"bench-kernels", cmd_bench_kernels, "[--reps N] [--only SUBSTRING] [--no-attention]",
      "time every CUDA kernel at LLaVA-1.5-7B shapes against the device's measured peaks"},
-    {"bench-step", cmd_bench_step, "[--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] [--peak-tflops P]",
+    {"bench-step", cmd_bench_step,
+     "[--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] [--peak-tflops P]",
      "training steps of a LLaVA-7B-shaped model (LM truncated) on LLaVA's length mix: tokens/s, TFLOP/s, MFU"},
-    {"demo", cmd_demo, "[--out DIR] [--fast] [--check] [--device cpu|cuda]", "the whole recipe in miniature on the CPU, nothing downloaded"},
+    {"demo", cmd_demo, "[--out DIR] [--fast] [--check] [--device cpu|cuda]",
+     "the whole recipe in miniature on the CPU, nothing downloaded"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

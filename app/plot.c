@@ -83,7 +83,8 @@ static void panel(FILE *f, const char *title, const series *s, const double *v, 
     for (int i = 0; i < s->n; i++)
         if (!isfinite(v[i]))
             fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#d33\" stroke-dasharray=\"2,2\"/>\n",
-                    x0 + w * (s->step[i] - smin) / (smax - smin), y0, x0 + w * (s->step[i] - smin) / (smax - smin), y0 + h);
+                    x0 + w * (s->step[i] - smin) / (smax - smin), y0, x0 + w * (s->step[i] - smin) / (smax - smin),
+                    y0 + h);
 }
 
 int plot_metrics(const char *out_dir, const char *svg_path, int *n_points) {
@@ -103,7 +104,8 @@ int plot_metrics(const char *out_dir, const char *svg_path, int *n_points) {
     fprintf(f, "<rect width=\"720\" height=\"540\" fill=\"white\"/>\n");
     panel(f, "training loss", &s, s.loss, 40, "#1f6fd1");
     panel(f, "learning rate", &s, s.lr, 300, "#d1801f");
-    fprintf(f, "<text x=\"380\" y=\"530\" font-size=\"12\" text-anchor=\"middle\">optimizer step (%d logged)</text>\n", s.n);
+    fprintf(f, "<text x=\"380\" y=\"530\" font-size=\"12\" text-anchor=\"middle\">optimizer step (%d logged)</text>\n",
+            s.n);
     fprintf(f, "</svg>\n");
     rc = fclose(f) == 0 ? 0 : llava_fail("%s: write failed", svg_path);
     if (rc == 0 && rename(tmp, svg_path) != 0) rc = llava_fail("%s: rename failed", svg_path);

@@ -43,9 +43,10 @@ dtype_t dtype_from_name(const char *name) {
 unsigned dtype_bits(dtype_t t) { return (t > DT_INVALID && t < DT_COUNT) ? DTYPES[t].bits : 0; }
 
 int dtype_rank(dtype_t t) {
-    static const dtype_t order[] = {DT_BOOL, DT_F4, DT_F6_E2M3, DT_F6_E3M2, DT_U8, DT_I8, DT_F8_E5M2, DT_F8_E4M3,
-                                    DT_F8_E8M0, DT_F8_E4M3FNUZ, DT_F8_E5M2FNUZ, DT_I16, DT_U16, DT_F16, DT_BF16,
-                                    DT_I32, DT_U32, DT_F32, DT_C64, DT_F64, DT_I64, DT_U64};
+    static const dtype_t order[] = {DT_BOOL,    DT_F4,      DT_F6_E2M3, DT_F6_E3M2,     DT_U8,          DT_I8,
+                                    DT_F8_E5M2, DT_F8_E4M3, DT_F8_E8M0, DT_F8_E4M3FNUZ, DT_F8_E5M2FNUZ, DT_I16,
+                                    DT_U16,     DT_F16,     DT_BF16,    DT_I32,         DT_U32,         DT_F32,
+                                    DT_C64,     DT_F64,     DT_I64,     DT_U64};
     for (int i = 0; i < (int)(sizeof order / sizeof order[0]); i++)
         if (order[i] == t) return i;
     return -1;
@@ -53,12 +54,20 @@ int dtype_rank(dtype_t t) {
 
 int dtype_is_convertible(dtype_t t) {
     switch (t) {
-    case DT_F32: case DT_F16: case DT_BF16: case DT_F64:
-    case DT_U8: case DT_I8: case DT_I16: case DT_U16: case DT_I32: case DT_U32: case DT_I64: case DT_U64:
-    case DT_BOOL:
-        return 1;
-    default:
-        return 0;
+    case DT_F32:
+    case DT_F16:
+    case DT_BF16:
+    case DT_F64:
+    case DT_U8:
+    case DT_I8:
+    case DT_I16:
+    case DT_U16:
+    case DT_I32:
+    case DT_U32:
+    case DT_I64:
+    case DT_U64:
+    case DT_BOOL: return 1;
+    default: return 0;
     }
 }
 
@@ -79,7 +88,7 @@ float bf16_to_f32(uint16_t b) { return bits_f32((uint32_t)b << 16); }
 uint16_t f32_to_bf16(float f) {
     uint32_t u = f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
-    u += 0x7fffu + ((u >> 16) & 1u);                      // round to nearest even
+    u += 0x7fffu + ((u >> 16) & 1u);                     // round to nearest even
     return (uint16_t)(u >> 16);
 }
 
@@ -101,8 +110,8 @@ uint16_t f32_to_f16(float f) {
     uint32_t u = f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u;  // NaN
-    if (a >= 0x477ff000u) return sign | 0x7c00u; // rounds to >= 65520: inf
+    if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN
+    if (a >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
     if (a < 0x38800000u) {
         // Result is subnormal or zero: value / 2^-24, rounded to nearest even.
         if (a < 0x33000000u) return sign;  // below half the smallest subnormal (ties handled below)
@@ -126,9 +135,7 @@ uint16_t f32_to_f16(float f) {
 int convert_to_f32(dtype_t t, const void *src, float *dst, size_t n) {
     const uint8_t *s = src;
     switch (t) {
-    case DT_F32:
-        memcpy(dst, s, n * 4);
-        return 0;
+    case DT_F32: memcpy(dst, s, n * 4); return 0;
     case DT_F16:
         for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
         return 0;
@@ -142,13 +149,13 @@ int convert_to_f32(dtype_t t, const void *src, float *dst, size_t n) {
             dst[i] = (float)d;
         }
         return 0;
-#define INT_CASE(T, CT)                         \
-    case T:                                     \
-        for (size_t i = 0; i < n; i++) {        \
-            CT v;                               \
-            memcpy(&v, s + sizeof(CT) * i, sizeof(CT)); \
-            dst[i] = (float)v;                  \
-        }                                       \
+#define INT_CASE(T, CT)                                                                                                \
+    case T:                                                                                                            \
+        for (size_t i = 0; i < n; i++) {                                                                               \
+            CT v;                                                                                                      \
+            memcpy(&v, s + sizeof(CT) * i, sizeof(CT));                                                                \
+            dst[i] = (float)v;                                                                                         \
+        }                                                                                                              \
         return 0;
         INT_CASE(DT_U8, uint8_t)
         INT_CASE(DT_BOOL, uint8_t)
@@ -160,17 +167,14 @@ int convert_to_f32(dtype_t t, const void *src, float *dst, size_t n) {
         INT_CASE(DT_I64, int64_t)
         INT_CASE(DT_U64, uint64_t)
 #undef INT_CASE
-    default:
-        return -1;
+    default: return -1;
     }
 }
 
 int convert_from_f32(dtype_t t, const float *src, void *dst, size_t n) {
     uint8_t *d = dst;
     switch (t) {
-    case DT_F32:
-        memcpy(d, src, n * 4);
-        return 0;
+    case DT_F32: memcpy(d, src, n * 4); return 0;
     case DT_F16:
         for (size_t i = 0; i < n; i++) {
             uint16_t h = f32_to_f16(src[i]);
@@ -191,7 +195,6 @@ int convert_from_f32(dtype_t t, const float *src, void *dst, size_t n) {
             memcpy(d + 8 * i, &v, 8);
         }
         return 0;
-    default:
-        return -1;
+    default: return -1;
     }
 }

@@ -7,11 +7,30 @@
 
 typedef enum {
     DT_INVALID = 0,
-    DT_BOOL, DT_U8, DT_I8, DT_I16, DT_U16, DT_F16, DT_BF16, DT_I32, DT_U32, DT_F32, DT_F64, DT_I64, DT_U64,
+    DT_BOOL,
+    DT_U8,
+    DT_I8,
+    DT_I16,
+    DT_U16,
+    DT_F16,
+    DT_BF16,
+    DT_I32,
+    DT_U32,
+    DT_F32,
+    DT_F64,
+    DT_I64,
+    DT_U64,
     DT_C64,
     // fp8 and sub-byte types are recognised (so a file holding them is described, not rejected as
     // corrupt) but never converted.
-    DT_F8_E5M2, DT_F8_E4M3, DT_F8_E8M0, DT_F8_E4M3FNUZ, DT_F8_E5M2FNUZ, DT_F4, DT_F6_E2M3, DT_F6_E3M2,
+    DT_F8_E5M2,
+    DT_F8_E4M3,
+    DT_F8_E8M0,
+    DT_F8_E4M3FNUZ,
+    DT_F8_E5M2FNUZ,
+    DT_F4,
+    DT_F6_E2M3,
+    DT_F6_E3M2,
     DT_COUNT
 } dtype_t;
 

@@ -46,7 +46,8 @@ int json_str(const cJSON *obj, const char *key, char *out, size_t cap, const cha
     const cJSON *v = present(obj, key);
     if (!v) return 0;
     if (!cJSON_IsString(v)) return llava_fail("%s: \"%s\" must be a string", where, key);
-    if (strlen(v->valuestring) >= cap) return llava_fail("%s: \"%s\" is longer than %zu characters", where, key, cap - 1);
+    if (strlen(v->valuestring) >= cap)
+        return llava_fail("%s: \"%s\" is longer than %zu characters", where, key, cap - 1);
     memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
     return 1;
 }

@@ -22,9 +22,9 @@ void llava_clear_error(void);
 // A precondition of a function whose callers are code, not input (an op's shapes): checked on every
 // build (NDEBUG does not remove it), and a violation is a bug, so it prints where and what, and
 // aborts. Input errors are values (above), never this.
-#define LLAVA_REQUIRE(cond, ...)                                                         \
-    do {                                                                                 \
-        if (!(cond)) llava_require_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);       \
+#define LLAVA_REQUIRE(cond, ...)                                                                                       \
+    do {                                                                                                               \
+        if (!(cond)) llava_require_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);                                     \
     } while (0)
 void llava_require_failed(const char *file, int line, const char *cond, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));

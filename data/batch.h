@@ -6,19 +6,19 @@
 #include <stdint.h>
 
 typedef struct {
-    int T;                 // tokens over all sequences, image features included
+    int T;  // tokens over all sequences, image features included
     int n_seq;
-    int32_t *cu_seqlens;   // (n_seq + 1) sequence s spans [cu[s], cu[s+1])
-    int32_t *ids;          // (T) token ids; -1 at image-feature positions
-    int32_t *targets;      // (T) the token each position predicts (labels shifted by one inside its
-                           //     sequence), -100 where nothing is predicted
-    int32_t *pos;          // (T) position ids, restarting at 0 for each sequence
+    int32_t *cu_seqlens;  // (n_seq + 1) sequence s spans [cu[s], cu[s+1])
+    int32_t *ids;         // (T) token ids; -1 at image-feature positions
+    int32_t *targets;     // (T) the token each position predicts (labels shifted by one inside its
+                          //     sequence), -100 where nothing is predicted
+    int32_t *pos;         // (T) position ids, restarting at 0 for each sequence
     int n_img;
     int img_h, img_w;
-    float *pixels;         // (n_img, 3, img_h, img_w) normalised pixel values
-    int32_t *img_rows;     // (n_img * tokens_per_image) stream positions of the image features,
-                           //     in (image, feature) order
-    int n_targets;         // positions with targets >= 0
+    float *pixels;      // (n_img, 3, img_h, img_w) normalised pixel values
+    int32_t *img_rows;  // (n_img * tokens_per_image) stream positions of the image features,
+                        //     in (image, feature) order
+    int n_targets;      // positions with targets >= 0
 } llava_batch;
 
 void llava_batch_free(llava_batch *b);

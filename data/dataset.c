@@ -22,7 +22,8 @@ typedef struct {
 
 // Reads a whole 1-D dataset of `type` (elem bytes each); *count its length. NULL (with an error) when it is
 // missing or not 1-D, unless `optional` and missing (then NULL with *count = 0 and no error).
-static void *read_1d(hid_t file, const char *path, const char *name, hid_t type, size_t elem, uint64_t *count, int optional) {
+static void *read_1d(hid_t file, const char *path, const char *name, hid_t type, size_t elem, uint64_t *count,
+                     int optional) {
     *count = 0;
     if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
         if (!optional) llava_fail("%s: no dataset \"%s\" (not written by llava prep?)", path, name);
@@ -95,8 +96,8 @@ static int attr_int(hid_t file, const char *name, int64_t *out) {
 
 // Splits chars by offsets (n+1, checked) into n NUL-terminated strings inside one block; an empty string
 // becomes NULL when empty_null. The block goes to *block.
-static char **split_strings(const char *path, const char *what, const uint8_t *chars, uint64_t n_chars, const int64_t *off,
-                            uint64_t n_off, int64_t n, int empty_null, char **block) {
+static char **split_strings(const char *path, const char *what, const uint8_t *chars, uint64_t n_chars,
+                            const int64_t *off, uint64_t n_off, int64_t n, int empty_null, char **block) {
     if (n_off != (uint64_t)n + 1 || off[0] != 0 || (uint64_t)off[n] != n_chars) {
         llava_fail("%s: the %s offsets do not match the samples", path, what);
         return NULL;
@@ -141,9 +142,12 @@ static int open_locked(llava_dataset *d, const char *path) {
     int64_t version = 0;
     int ok = format && strcmp(format, PREP_FORMAT) == 0;
     free(format);
-    if (!ok) return llava_fail("%s: not a dataset written by llava prep (no \"format\" attribute \"%s\")", path, PREP_FORMAT);
+    if (!ok)
+        return llava_fail("%s: not a dataset written by llava prep (no \"format\" attribute \"%s\")", path,
+                          PREP_FORMAT);
     if (attr_int(f, "format_version", &version) || version != PREP_FORMAT_VERSION)
-        return llava_fail("%s: format version %lld, this build reads %d", path, (long long)version, PREP_FORMAT_VERSION);
+        return llava_fail("%s: format version %lld, this build reads %d", path, (long long)version,
+                          PREP_FORMAT_VERSION);
 
     uint64_t n_off, n_ids, n_lab, n_mod, n_flags, n_src, n_idc, n_ido, n_imc, n_imo;
     d->offsets = read_1d(f, path, "offsets", H5T_NATIVE_INT64, 8, &n_off, 0);
@@ -152,14 +156,15 @@ static int open_locked(llava_dataset *d, const char *path) {
     int64_t n = (int64_t)n_off - 1;
     d->n = n;
     for (int64_t i = 0; i < n; i++)
-        if (d->offsets[i + 1] < d->offsets[i]) return llava_fail("%s: \"offsets\" decrease at sample %lld", path, (long long)i);
+        if (d->offsets[i + 1] < d->offsets[i])
+            return llava_fail("%s: \"offsets\" decrease at sample %lld", path, (long long)i);
     d->input_ids = read_1d(f, path, "input_ids", H5T_NATIVE_INT32, 4, &n_ids, 0);
     if (!d->input_ids) return -1;
     d->labels = read_1d(f, path, "labels", H5T_NATIVE_INT32, 4, &n_lab, 0);
     if (!d->labels) return -1;
     if (n_ids != (uint64_t)d->offsets[n] || n_lab != n_ids)
-        return llava_fail("%s: %llu input ids and %llu labels for offsets that end at %lld", path, (unsigned long long)n_ids,
-                          (unsigned long long)n_lab, (long long)d->offsets[n]);
+        return llava_fail("%s: %llu input ids and %llu labels for offsets that end at %lld", path,
+                          (unsigned long long)n_ids, (unsigned long long)n_lab, (long long)d->offsets[n]);
     d->modality_len = read_1d(f, path, "modality_lengths", H5T_NATIVE_INT32, 4, &n_mod, 0);
     if (!d->modality_len) return -1;
     d->flags = read_1d(f, path, "flags", H5T_NATIVE_UINT8, 1, &n_flags, 0);
@@ -203,9 +208,11 @@ static int open_locked(llava_dataset *d, const char *path) {
         d->pixel_index = read_1d(f, path, "pixel_index", H5T_NATIVE_INT32, 4, &n_pi, 0);
         if (!d->pixel_index) return -1;
         if (n_pi != (uint64_t)n)
-            return llava_fail("%s: \"pixel_index\" has %llu rows for %lld samples", path, (unsigned long long)n_pi, (long long)n);
+            return llava_fail("%s: \"pixel_index\" has %llu rows for %lld samples", path, (unsigned long long)n_pi,
+                              (long long)n);
         hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-        if (dapl >= 0) H5Pset_chunk_cache(dapl, 0, 0, 1.0);  // one whole chunk per read, straight into the caller's buffer
+        if (dapl >= 0)
+            H5Pset_chunk_cache(dapl, 0, 0, 1.0);  // one whole chunk per read, straight into the caller's buffer
         im->pixels = H5Dopen2(f, "pixels", dapl >= 0 ? dapl : H5P_DEFAULT);
         if (dapl >= 0) H5Pclose(dapl);
         if (im->pixels < 0) return llava_fail("%s: cannot open dataset \"pixels\"", path);
@@ -245,7 +252,8 @@ int dataset_open(llava_dataset *d, const char *path) {
 
 int dataset_read_pixels(const llava_dataset *d, int64_t i, uint8_t *out) {
     const impl *im = d->impl;
-    if (i < 0 || i >= d->n) return llava_fail("dataset: sample %lld out of range (%lld samples)", (long long)i, (long long)d->n);
+    if (i < 0 || i >= d->n)
+        return llava_fail("dataset: sample %lld out of range (%lld samples)", (long long)i, (long long)d->n);
     if (!im || im->pixels < 0 || !d->pixel_index || d->pixel_index[i] < 0)
         return llava_fail("dataset: sample %lld has no stored pixels", (long long)i);
     hsize_t S = (hsize_t)d->image_size;

@@ -9,31 +9,31 @@
 #include <stdint.h>
 
 typedef struct {
-    int64_t n;                // samples
-    int64_t *offsets;         // (n + 1) sample i's tokens are [offsets[i], offsets[i+1])
-    int32_t *input_ids;       // (offsets[n]) token ids, -200 at an image
-    int32_t *labels;          // (offsets[n]) -100 where not supervised
-    int32_t *modality_len;    // (n) sum of whitespace-split word counts over turns; < 0 for text-only
-    char **sample_ids;        // (n) the JSON "id" of each sample
-    char **image_paths;       // (n) relative path, or NULL for a text-only sample
-    uint8_t *flags;           // (n) PREP_TRUNCATED | PREP_MISMATCH (data/template.h)
+    int64_t n;              // samples
+    int64_t *offsets;       // (n + 1) sample i's tokens are [offsets[i], offsets[i+1])
+    int32_t *input_ids;     // (offsets[n]) token ids, -200 at an image
+    int32_t *labels;        // (offsets[n]) -100 where not supervised
+    int32_t *modality_len;  // (n) sum of whitespace-split word counts over turns; < 0 for text-only
+    char **sample_ids;      // (n) the JSON "id" of each sample
+    char **image_paths;     // (n) relative path, or NULL for a text-only sample
+    uint8_t *flags;         // (n) PREP_TRUNCATED | PREP_MISMATCH (data/template.h)
     // Preprocessed pixels, when prep stored them: (n_pixels, S, S, 3) uint8 after resize and crop;
     // pixel_index[i] is sample i's row, or -1. image_size = S. NULL / 0 when not stored.
     int32_t *pixel_index;
     int image_size;
     // Attributes recorded at prep time, so a run can refuse a dataset made with other settings.
-    char *image_folder;       // as given to prep (may be NULL)
-    char *template_name;      // "plain", "vicuna_v1", ...
-    char *tokenizer_mode;     // "hf431", ...
-    char *aspect;             // "square" or "pad"
+    char *image_folder;    // as given to prep (may be NULL)
+    char *template_name;   // "plain", "vicuna_v1", ...
+    char *tokenizer_mode;  // "hf431", ...
+    char *aspect;          // "square" or "pad"
     int model_max_length;
-    void *impl;               // the open HDF5 file (for pixel reads)
+    void *impl;  // the open HDF5 file (for pixel reads)
     // Added by `llava prep`'s reader (data/dataset.c); the layout is described in data/prep.h.
-    int64_t *source_index;    // (n) the sample's position in the source JSON array
-    char *tokenizer_path;     // the tokenizer.model prep used (as given to it), and its md5
+    int64_t *source_index;  // (n) the sample's position in the source JSON array
+    char *tokenizer_path;   // the tokenizer.model prep used (as given to it), and its md5
     char *tokenizer_md5;
-    char *source;             // the source JSON (as given to prep)
-    int prep_image_size;      // the image size and checks prep ran with (image_size is 0 without pixels)
+    char *source;         // the source JSON (as given to prep)
+    int prep_image_size;  // the image size and checks prep ran with (image_size is 0 without pixels)
     int checked_images;
 } llava_dataset;
 

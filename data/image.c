@@ -187,10 +187,8 @@ static int precompute_coeffs(int in_size, int out_size, int first, int n, coeffs
         for (; x < ksize; x++) k[x] = 0;
         int32_t *kq = c->kk + (size_t)i * (size_t)ksize;
         for (x = 0; x < ksize; x++) {
-            if (k[x] < 0)
-                kq[x] = (int32_t)(int)(-0.5 + k[x] * (1 << PRECISION_BITS));
-            else
-                kq[x] = (int32_t)(int)(0.5 + k[x] * (1 << PRECISION_BITS));
+            if (k[x] < 0) kq[x] = (int32_t)(int)(-0.5 + k[x] * (1 << PRECISION_BITS));
+            else kq[x] = (int32_t)(int)(0.5 + k[x] * (1 << PRECISION_BITS));
         }
         c->bounds[i * 2 + 0] = xmin;
         c->bounds[i * 2 + 1] = xmax;

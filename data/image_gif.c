@@ -79,9 +79,20 @@ static int newline(lzw *z) {
     z->y += z->step;
     while (z->y >= z->ysize) {
         switch (z->interlace) {
-        case 1: z->y = 4; z->interlace = 2; break;
-        case 2: z->step = 4; z->y = 2; z->interlace = 3; break;
-        case 3: z->step = 2; z->y = 1; z->interlace = 0; break;
+        case 1:
+            z->y = 4;
+            z->interlace = 2;
+            break;
+        case 2:
+            z->step = 4;
+            z->y = 2;
+            z->interlace = 3;
+            break;
+        case 3:
+            z->step = 2;
+            z->y = 1;
+            z->interlace = 0;
+            break;
         default: return 1;
         }
     }

@@ -21,9 +21,9 @@ struct json_stream {
     const uint8_t *mem;
     size_t mem_len, mem_pos;
     char *buf;
-    size_t cap, end, pos;  // buf[0..end) holds input bytes; pos is where scanning continues
+    size_t cap, end, pos;          // buf[0..end) holds input bytes; pos is where scanning continues
     size_t elem_start, elem_last;  // the current element: its first byte, and one past its last non-space byte
-    uint64_t base;         // the input offset of buf[0]
+    uint64_t base;                 // the input offset of buf[0]
     uint64_t size, count;
     size_t max_elem, chunk;
     int state, first, eof, done, bom;
@@ -267,7 +267,8 @@ int json_stream_next(json_stream *s, const char **elem, size_t *len) {
         }
         s->pos = p;
         if (s->pos - s->elem_start > s->max_elem)
-            return fail(s, "the element is larger than %zu bytes (a record this large is not a LLaVA sample)", s->max_elem);
+            return fail(s, "the element is larger than %zu bytes (a record this large is not a LLaVA sample)",
+                        s->max_elem);
         if (!ended) continue;  // refill and go on
         *elem = b + s->elem_start;
         *len = s->elem_last - s->elem_start;

@@ -10,7 +10,10 @@ static int hex4(const char *p, uint32_t *v) {
     uint32_t x = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0) return -1;
         x = x * 16 + (uint32_t)d;
     }
@@ -93,7 +96,8 @@ int json_string_decode(const char *s, size_t n, char **out, size_t *out_len) {
             i += 4;
             if (u >= 0xd800 && u <= 0xdbff) {
                 uint32_t lo;
-                if (i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u' && hex4(s + i + 2, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
+                if (i + 6 <= n && s[i] == '\\' && s[i + 1] == 'u' && hex4(s + i + 2, &lo) == 0 && lo >= 0xdc00 &&
+                    lo <= 0xdfff) {
                     i += 6;
                     k += put_utf8(0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00), o + k);
                 } else {
@@ -110,9 +114,7 @@ int json_string_decode(const char *s, size_t n, char **out, size_t *out_len) {
             }
             break;
         }
-        default:
-            free(o);
-            return llava_fail("offset %zu: unknown escape \\%c", i - 2, e);
+        default: free(o); return llava_fail("offset %zu: unknown escape \\%c", i - 2, e);
         }
     }
     while (i < n && is_ws(s[i])) i++;

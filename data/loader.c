@@ -13,12 +13,12 @@
 // One prepared step: its samples and, for image samples, their normalised pixels.
 typedef struct {
     loader_pos pos;
-    int used;             // scheduled and not yet handed out
-    int64_t *samples;     // (accum * batch) sample indices; -1 past a short batch
-    int *count;           // (accum) samples in each micro-batch
-    float **pixels;       // (accum * batch) (3, S, S) or NULL for text-only / dropped
-    char **error;         // (accum * batch) why a sample was dropped, or NULL
-    int pending;          // image jobs not done yet
+    int used;          // scheduled and not yet handed out
+    int64_t *samples;  // (accum * batch) sample indices; -1 past a short batch
+    int *count;        // (accum) samples in each micro-batch
+    float **pixels;    // (accum * batch) (3, S, S) or NULL for text-only / dropped
+    char **error;      // (accum * batch) why a sample was dropped, or NULL
+    int pending;       // image jobs not done yet
 } slot;
 
 typedef struct {
@@ -30,11 +30,11 @@ struct loader {
     loader_config c;
     sampler_config sc;
     int64_t steps_per_epoch;
-    int64_t *order[2];    // the sample order of epochs order_epoch[0..1]
+    int64_t *order[2];  // the sample order of epochs order_epoch[0..1]
     int order_epoch[2];
-    loader_pos next;      // what loader_next returns next
-    loader_pos sched;     // the next step to schedule
-    slot *slots;          // (prefetch + 1) ring
+    loader_pos next;   // what loader_next returns next
+    loader_pos sched;  // the next step to schedule
+    slot *slots;       // (prefetch + 1) ring
     int n_slots;
     // worker pool
     pthread_t *threads;
@@ -43,10 +43,10 @@ struct loader {
     job *queue;
     int q_head, q_tail, q_cap;
     int stop;
-    pthread_mutex_t h5;   // the HDF5 library is not thread-safe
+    pthread_mutex_t h5;  // the HDF5 library is not thread-safe
     int64_t dropped;
     char *last_dropped;
-    double wait_s;        // time loader_next spent waiting for images
+    double wait_s;  // time loader_next spent waiting for images
 };
 
 static const int64_t *order_for(loader *l, int epoch) {
@@ -167,14 +167,14 @@ loader *loader_create(const loader_config *c, loader_pos start) {
         llava_fail("loader: empty dataset");
         return NULL;
     }
-    if (c->batch <= 0 || c->world <= 0 || c->accum <= 0 || c->rank < 0 || c->rank >= c->world || c->tokens_per_image <= 0 ||
-        c->image_size <= 0) {
+    if (c->batch <= 0 || c->world <= 0 || c->accum <= 0 || c->rank < 0 || c->rank >= c->world ||
+        c->tokens_per_image <= 0 || c->image_size <= 0) {
         llava_fail("loader: bad batch, world, rank, accumulation, tokens per image or image size");
         return NULL;
     }
     if (c->ds->pixel_index && c->ds->image_size != c->image_size) {
-        llava_fail("loader: the dataset stores %dx%d pixels but the model takes %d", c->ds->image_size, c->ds->image_size,
-                   c->image_size);
+        llava_fail("loader: the dataset stores %dx%d pixels but the model takes %d", c->ds->image_size,
+                   c->ds->image_size, c->image_size);
         return NULL;
     }
     loader *l = xcalloc(1, sizeof *l);
@@ -376,7 +376,8 @@ int loader_next(loader *l, loader_step *out) {
             const char *why = NULL;
             if (s->error[idx]) why = s->error[idx];
             else if (imgs > 1) why = "more than one <image> in the sample";
-            else if (imgs != has_path) why = imgs ? "an <image> token but no image file" : "an image but no <image> token";
+            else if (imgs != has_path)
+                why = imgs ? "an <image> token but no image file" : "an image but no <image> token";
             else if (imgs && l->c.max_len_after_splice > 0) {
                 int first = 0;  // position of the image in the expanded sequence
                 while (l->c.ds->input_ids[l->c.ds->offsets[i] + first] != IMAGE_TOKEN) first++;

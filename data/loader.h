@@ -18,19 +18,19 @@
 
 typedef struct {
     const llava_dataset *ds;
-    int batch;                  // per-device batch (samples per micro-batch)
-    int world, rank, accum;     // ranks and gradient accumulation: virtual ranks = world * accum
-    int group_by_modality;      // LLaVA's grouped sampler (else the random one)
-    uint64_t seed;              // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
-    uint64_t inner_seed;        // the global generator of the grouped sampler (LLaVA: the run's seed)
-    int tokens_per_image;       // image features spliced in per image (576 for CLIP-L/336)
-    int image_size;             // side of the square input (336)
-    image_aspect aspect;        // square (stage 1) or pad (stage 2)
-    const char *image_folder;   // images' paths are relative to it (NULL: the dataset's)
-    int max_len_after_splice;   // > 0: truncate each sequence after the image is spliced in (LLaVA HEAD)
-    int token_budget;           // > 0: split a micro-batch into chunks of at most this many tokens
-    int threads;                // image workers (0: none, decode on the calling thread)
-    int prefetch;               // steps prepared ahead
+    int batch;                 // per-device batch (samples per micro-batch)
+    int world, rank, accum;    // ranks and gradient accumulation: virtual ranks = world * accum
+    int group_by_modality;     // LLaVA's grouped sampler (else the random one)
+    uint64_t seed;             // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
+    uint64_t inner_seed;       // the global generator of the grouped sampler (LLaVA: the run's seed)
+    int tokens_per_image;      // image features spliced in per image (576 for CLIP-L/336)
+    int image_size;            // side of the square input (336)
+    image_aspect aspect;       // square (stage 1) or pad (stage 2)
+    const char *image_folder;  // images' paths are relative to it (NULL: the dataset's)
+    int max_len_after_splice;  // > 0: truncate each sequence after the image is spliced in (LLaVA HEAD)
+    int token_budget;          // > 0: split a micro-batch into chunks of at most this many tokens
+    int threads;               // image workers (0: none, decode on the calling thread)
+    int prefetch;              // steps prepared ahead
 } loader_config;
 
 typedef struct {
@@ -43,8 +43,8 @@ typedef struct {
 typedef struct {
     llava_batch *chunks;
     int n_chunks;
-    int n_samples;        // samples in the micro-batch after dropping unreadable ones
-    int64_t *samples;     // (n_samples) their dataset indices, in stream order
+    int n_samples;     // samples in the micro-batch after dropping unreadable ones
+    int64_t *samples;  // (n_samples) their dataset indices, in stream order
     int n_dropped;
     int64_t n_tokens;
     int64_t n_targets;
@@ -53,7 +53,7 @@ typedef struct {
 typedef struct {
     loader_micro *micro;  // (accum)
     int accum;
-    loader_pos pos;       // which step this is
+    loader_pos pos;  // which step this is
 } loader_step;
 
 typedef struct loader loader;

@@ -33,7 +33,8 @@ void prep_options_default(prep_options *o) {
 }
 
 const char *prep_kind_name(int kind) {
-    static const char *names[PREP_N_KINDS] = {"missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated"};
+    static const char *names[PREP_N_KINDS] = {"missing_image", "unreadable_image", "path_refused",
+                                              "malformed",     "mismatch",         "truncated"};
     return kind >= 0 && kind < PREP_N_KINDS ? names[kind] : "?";
 }
 
@@ -162,16 +163,16 @@ char *prep_render_text(const tokenizer *t, const int32_t *ids, const int32_t *la
 enum { KIND_OK = -1 };
 
 typedef struct {
-    char *json;             // the record's bytes, NUL-terminated
+    char *json;  // the record's bytes, NUL-terminated
     size_t json_len;
-    uint64_t index;         // position in the JSON array
-    int kind;               // KIND_OK, or the PREP_KIND_* that keeps it out of the file
-    char *id;               // "" when the record has none
-    char *image;            // NULL: text-only
+    uint64_t index;  // position in the JSON array
+    int kind;        // KIND_OK, or the PREP_KIND_* that keeps it out of the file
+    char *id;        // "" when the record has none
+    char *image;     // NULL: text-only
     char *reason;
     prep_result r;
     int32_t modality_len;
-    uint8_t *pixels;        // S*S*3 with store_pixels
+    uint8_t *pixels;  // S*S*3 with store_pixels
 } prep_item;
 
 typedef struct {
@@ -277,7 +278,8 @@ static void process(const work_ctx *w, prep_item *it) {
     turns = xcalloc(n + 1, sizeof *turns);
     int64_t words = 0;
     for (const cJSON *e = conv->child; e; e = e->next, k++) {
-        const cJSON *f = cJSON_IsObject(e) ? get_last(e, "from") : NULL, *v = cJSON_IsObject(e) ? get_last(e, "value") : NULL;
+        const cJSON *f = cJSON_IsObject(e) ? get_last(e, "from") : NULL,
+                    *v = cJSON_IsObject(e) ? get_last(e, "value") : NULL;
         if (!cJSON_IsString(f) || !cJSON_IsString(v)) {
             char msg[96];
             snprintf(msg, sizeof msg, "turn %zu is not an object with string \"from\" and \"value\"", k);
@@ -295,7 +297,8 @@ static void process(const work_ctx *w, prep_item *it) {
         goto done;
     }
     if (words == 0) {
-        skip(it, PREP_KIND_MALFORMED, "no words in the conversation (LLaVA's length-grouped sampler asserts a non-zero length)");
+        skip(it, PREP_KIND_MALFORMED,
+             "no words in the conversation (LLaVA's length-grouped sampler asserts a non-zero length)");
         goto done;
     }
     it->modality_len = (int32_t)(words > INT32_MAX ? INT32_MAX : words) * (has_image ? 1 : -1);
@@ -460,7 +463,9 @@ static void report_add(report_list *l, const prep_item *it, int64_t row, const c
     l->n++;
 }
 
-static void fput_u64(FILE *f, const char *key, uint64_t v) { fprintf(f, "  \"%s\": %llu,\n", key, (unsigned long long)v); }
+static void fput_u64(FILE *f, const char *key, uint64_t v) {
+    fprintf(f, "  \"%s\": %llu,\n", key, (unsigned long long)v);
+}
 
 static void fput_jstr(FILE *f, const char *s) {
     strbuf b = {0};
@@ -470,7 +475,8 @@ static void fput_jstr(FILE *f, const char *s) {
 }
 
 // Streams the report to a temporary file beside `path`, then renames it into place.
-static int write_report(const char *path, const prep_options *o, const prep_counts *c, report_list lists[PREP_N_KINDS]) {
+static int write_report(const char *path, const prep_options *o, const prep_counts *c,
+                        report_list lists[PREP_N_KINDS]) {
     char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) {
@@ -493,11 +499,13 @@ static int write_report(const char *path, const prep_options *o, const prep_coun
     int rc = 0;
     for (int k = 0; k < PREP_N_KINDS; k++) {
         fprintf(f, "    \"%s\": [", prep_kind_name(k));
-        if (lists[k].n && !lists[k].f) rc = llava_fail("%s: the %s list was lost (no temporary file)", path, prep_kind_name(k));
+        if (lists[k].n && !lists[k].f)
+            rc = llava_fail("%s: the %s list was lost (no temporary file)", path, prep_kind_name(k));
         if (lists[k].f) {
             char buf[1 << 16];
             size_t got;
-            if (fflush(lists[k].f) != 0 || fseek(lists[k].f, 0, SEEK_SET) != 0) rc = llava_fail("%s: temporary list: %s", path, strerror(errno));
+            if (fflush(lists[k].f) != 0 || fseek(lists[k].f, 0, SEEK_SET) != 0)
+                rc = llava_fail("%s: temporary list: %s", path, strerror(errno));
             while (rc == 0 && (got = fread(buf, 1, sizeof buf, lists[k].f)) > 0) fwrite(buf, 1, got, f);
             if (ferror(lists[k].f)) rc = llava_fail("%s: temporary list: read error", path);
         }
@@ -505,7 +513,8 @@ static int write_report(const char *path, const prep_options *o, const prep_coun
         fputs(k + 1 < PREP_N_KINDS ? ",\n" : "\n", f);
     }
     fputs("  }\n}\n", f);
-    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) rc = rc ? rc : llava_fail("%s: write failed: %s", tmp, strerror(errno));
+    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)
+        rc = rc ? rc : llava_fail("%s: write failed: %s", tmp, strerror(errno));
     fclose(f);
     if (rc == 0 && rename(tmp, path) != 0) rc = llava_fail("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     if (rc) unlink(tmp);
@@ -543,7 +552,8 @@ static void progress_show(progress *p, const json_stream *js, uint64_t records, 
     if (final && !p->shown) return;
     p->last = t;
     p->shown = 1;
-    double el = t - p->t0, frac = json_stream_size(js) ? (double)json_stream_offset(js) / (double)json_stream_size(js) : 0;
+    double el = t - p->t0,
+           frac = json_stream_size(js) ? (double)json_stream_offset(js) / (double)json_stream_size(js) : 0;
     double rate = el > 0 ? (double)records / el : 0;
     char eta[32], elapsed[32], cb[32], wb[32];
     fmt_duration(frac > 0 ? el * (1 - frac) / frac : -1, eta, sizeof eta);
@@ -555,12 +565,12 @@ static void progress_show(progress *p, const json_stream *js, uint64_t records, 
         int fill = (int)(frac * 30 + 0.5);
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        fprintf(stderr, "\rllava prep [%s] %5.1f%%  %s records (%s written)  %.0f/s  %s  ETA %s \033[K", bar, 100 * frac, cb, wb,
-                rate, elapsed, final ? "0s" : eta);
+        fprintf(stderr, "\rllava prep [%s] %5.1f%%  %s records (%s written)  %.0f/s  %s  ETA %s \033[K", bar,
+                100 * frac, cb, wb, rate, elapsed, final ? "0s" : eta);
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "llava prep: %5.1f%%, %s records (%s written), %.0f/s, %s elapsed, ETA %s\n", 100 * frac, cb, wb, rate,
-                elapsed, final ? "0s" : eta);
+        fprintf(stderr, "llava prep: %5.1f%%, %s records (%s written), %.0f/s, %s elapsed, ETA %s\n", 100 * frac, cb,
+                wb, rate, elapsed, final ? "0s" : eta);
     }
     fflush(stderr);
 }
@@ -615,8 +625,8 @@ static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep
     int64_t row = (int64_t)c->written;
     char reason[160];
     if (it->r.flags & PREP_MISMATCH) {
-        snprintf(reason, sizeof reason, "tokenization mismatch: %d vs. %d (every label masked, as LLaVA does)", it->r.cur_len,
-                 it->r.total_len);
+        snprintf(reason, sizeof reason, "tokenization mismatch: %d vs. %d (every label masked, as LLaVA does)",
+                 it->r.cur_len, it->r.total_len);
         c->kind[PREP_KIND_MISMATCH]++;
         report_add(&lists[PREP_KIND_MISMATCH], it, row, reason);
         if (o->strict)
@@ -668,7 +678,8 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (!tmpl) {
         tmpl = loaded = conv_template_load(o->template_name);
         if (!tmpl)
-            return llava_fail_ctx("no template \"%s\" (built in: plain, vicuna_v1; or a template JSON file)", o->template_name);
+            return llava_fail_ctx("no template \"%s\" (built in: plain, vicuna_v1; or a template JSON file)",
+                                  o->template_name);
     }
     char tok_md5[33];
     uint64_t tok_size = 0;
@@ -705,7 +716,8 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     c.threads = threads;
     size_t max_items = o->block ? o->block : (size_t)threads * (o->store_pixels ? 8 : 32);
     if (max_items < 16) max_items = 16;
-    work_ctx ctx = {.o = o, .cfg = {.tok = tok, .mode = o->mode, .tmpl = tmpl, .model_max_length = o->model_max_length}};
+    work_ctx ctx = {.o = o,
+                    .cfg = {.tok = tok, .mode = o->mode, .tmpl = tmpl, .model_max_length = o->model_max_length}};
     pool p = {.ctx = &ctx};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.work, NULL);
@@ -758,9 +770,12 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
         char src_hex[33];
         prep_md5_hex(&src_md5, src_hex);
         static const char *aspects[] = {"square", "pad"};
-        rc = prep_writer_attr_str(w, "format", PREP_FORMAT) || prep_writer_attr_int(w, "format_version", PREP_FORMAT_VERSION) ||
-             prep_writer_attr_str(w, "template", tmpl->name) || prep_writer_attr_str(w, "template_source", o->template_name) ||
-             prep_writer_attr_str(w, "tokenizer", o->tokenizer_path) || prep_writer_attr_str(w, "tokenizer_md5", tok_md5) ||
+        rc = prep_writer_attr_str(w, "format", PREP_FORMAT) ||
+             prep_writer_attr_int(w, "format_version", PREP_FORMAT_VERSION) ||
+             prep_writer_attr_str(w, "template", tmpl->name) ||
+             prep_writer_attr_str(w, "template_source", o->template_name) ||
+             prep_writer_attr_str(w, "tokenizer", o->tokenizer_path) ||
+             prep_writer_attr_str(w, "tokenizer_md5", tok_md5) ||
              prep_writer_attr_int(w, "tokenizer_bytes", (int64_t)tok_size) ||
              prep_writer_attr_str(w, "tokenizer_mode", tok_mode_name(o->mode)) ||
              prep_writer_attr_str(w, "aspect", aspects[o->aspect == IMAGE_ASPECT_PAD]) ||
@@ -769,9 +784,12 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
              prep_writer_attr_str(w, "image_folder", o->image_folder ? o->image_folder : "") ||
              prep_writer_attr_str(w, "source", o->data_path) ||
              prep_writer_attr_int(w, "source_bytes", (int64_t)json_stream_offset(js)) ||
-             prep_writer_attr_str(w, "source_md5", src_hex) || prep_writer_attr_int(w, "checked_images", o->check_images || o->store_pixels) ||
-             prep_writer_attr_int(w, "records", (int64_t)c.records) || prep_writer_attr_int(w, "samples", (int64_t)c.written);
-        for (int k = 0; k < PREP_N_KINDS && rc == 0; k++) rc = prep_writer_attr_int(w, prep_kind_name(k), (int64_t)c.kind[k]);
+             prep_writer_attr_str(w, "source_md5", src_hex) ||
+             prep_writer_attr_int(w, "checked_images", o->check_images || o->store_pixels) ||
+             prep_writer_attr_int(w, "records", (int64_t)c.records) ||
+             prep_writer_attr_int(w, "samples", (int64_t)c.written);
+        for (int k = 0; k < PREP_N_KINDS && rc == 0; k++)
+            rc = prep_writer_attr_int(w, prep_kind_name(k), (int64_t)c.kind[k]);
         rc = rc ? -1 : 0;
         rc = prep_writer_close(w) || rc ? -1 : 0;
         w = NULL;

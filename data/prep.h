@@ -54,16 +54,16 @@ typedef struct {
     const char *out_path;        // the HDF5 file
     const char *report_path;     // NULL: out_path less ".h5"/".hdf5", plus ".report.json"
     tok_mode mode;
-    int model_max_length;        // 0 = no limit
+    int model_max_length;  // 0 = no limit
     image_aspect aspect;
-    int image_size;              // S of the stored pixels (336)
+    int image_size;  // S of the stored pixels (336)
     int store_pixels;
-    int check_images;            // decode every image to find unreadable ones (on by default)
-    int threads;                 // 0: every core this process may use
+    int check_images;  // decode every image to find unreadable ones (on by default)
+    int threads;       // 0: every core this process may use
     int strict;
-    int progress;                // a progress bar (or, off a terminal, a line now and then) on stderr
-    int compress;                // deflate level (0-9) of the token and per-sample datasets; pixels are stored raw
-    size_t block;                // records per block (0: chosen from the thread count)
+    int progress;  // a progress bar (or, off a terminal, a line now and then) on stderr
+    int compress;  // deflate level (0-9) of the token and per-sample datasets; pixels are stored raw
+    size_t block;  // records per block (0: chosen from the thread count)
 } prep_options;
 
 void prep_options_default(prep_options *o);
@@ -82,11 +82,11 @@ enum {
 const char *prep_kind_name(int kind);
 
 typedef struct {
-    uint64_t records;        // elements of the JSON array
-    uint64_t written;        // samples in the file
+    uint64_t records;                // elements of the JSON array
+    uint64_t written;                // samples in the file
     uint64_t with_image, text_only;  // of those written
-    uint64_t tokens;         // total input ids written
-    uint64_t pixels;         // pixel rows written
+    uint64_t tokens;                 // total input ids written
+    uint64_t pixels;                 // pixel rows written
     uint64_t kind[PREP_N_KINDS];
     double seconds;
     int threads;

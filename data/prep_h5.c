@@ -25,7 +25,7 @@ struct prep_writer {
     column col[N_COLS];
     int n_cols;
     int image_size;
-    hid_t pix;          // /pixels, or -1
+    hid_t pix;  // /pixels, or -1
     uint64_t n_pix;
     int64_t tokens, id_bytes, img_bytes;
     int failed;
@@ -52,7 +52,8 @@ static hid_t make_dcpl(int rank, const hsize_t *chunk, int compress, size_t elem
     return dcpl;
 }
 
-static int col_create(prep_writer *w, column *c, const char *name, hid_t type, size_t elem, size_t chunk, int compress) {
+static int col_create(prep_writer *w, column *c, const char *name, hid_t type, size_t elem, size_t chunk,
+                      int compress) {
     memset(c, 0, sizeof *c);
     c->name = name;
     c->type = type;
@@ -164,7 +165,8 @@ prep_writer *prep_writer_create(const char *path, int image_size, int compress) 
         hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
         // No chunk cache: every write is a whole chunk and goes straight to the file.
         if (dapl >= 0) H5Pset_chunk_cache(dapl, 0, 0, 1.0);
-        if (space >= 0 && dcpl >= 0 && dapl >= 0) w->pix = H5Dcreate2(w->file, "pixels", H5T_NATIVE_UINT8, space, H5P_DEFAULT, dcpl, dapl);
+        if (space >= 0 && dcpl >= 0 && dapl >= 0)
+            w->pix = H5Dcreate2(w->file, "pixels", H5T_NATIVE_UINT8, space, H5P_DEFAULT, dcpl, dapl);
         if (space >= 0) H5Sclose(space);
         if (dcpl >= 0) H5Pclose(dcpl);
         if (dapl >= 0) H5Pclose(dapl);

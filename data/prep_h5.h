@@ -21,9 +21,9 @@ typedef struct {
     int32_t modality_len;
     uint8_t flags;
     int64_t source_index;
-    const char *id;           // "" when the record had none
-    const char *image;        // NULL: text-only
-    const uint8_t *pixels;    // S*S*3, or NULL
+    const char *id;         // "" when the record had none
+    const char *image;      // NULL: text-only
+    const uint8_t *pixels;  // S*S*3, or NULL
 } prep_writer_sample;
 
 int prep_writer_add(prep_writer *w, const prep_writer_sample *s);

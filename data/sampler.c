@@ -144,7 +144,8 @@ static int modality_grouped(const sampler_config *c, torch_rng *g, torch_rng *in
 }
 
 int sampler_epoch_order(const sampler_config *c, int epoch, int64_t *out) {
-    if (c->n <= 0 || c->batch <= 0 || c->virtual_ranks <= 0) return llava_fail("sampler: empty dataset or bad batch/ranks");
+    if (c->n <= 0 || c->batch <= 0 || c->virtual_ranks <= 0)
+        return llava_fail("sampler: empty dataset or bad batch/ranks");
     if (c->n >= ((int64_t)1 << 32)) return llava_fail("sampler: more than 2^32 samples");
     torch_rng g, inner;
     torch_rng_seed(&g, c->seed);
@@ -171,8 +172,8 @@ int64_t sampler_batches_per_rank(const sampler_config *c) {
 
 int sampler_rank_batch(const sampler_config *c, const int64_t *order, int64_t step, int v, int64_t *out) {
     int64_t n = c->n, B = c->batch, W = c->virtual_ranks;
-    int64_t nb = (n + B - 1) / B;       // batches cut from the order; the last may be short
-    int64_t j = step * W + v;           // this batch's index in the dealt sequence
+    int64_t nb = (n + B - 1) / B;  // batches cut from the order; the last may be short
+    int64_t j = step * W + v;      // this batch's index in the dealt sequence
     int64_t last_len = n - (nb - 1) * B;
     if (j < nb && (j < nb - 1 || last_len == B)) {
         memcpy(out, order + j * B, sizeof(int64_t) * (size_t)B);

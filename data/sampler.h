@@ -13,13 +13,13 @@
 #include "common/torch_rng.h"
 
 typedef struct {
-    int64_t n;                   // samples in the dataset
-    const int32_t *modality_len; // (n) LLaVA's modality lengths (< 0 text-only); NULL: random sampler
-    int batch;                   // per-device batch size
-    int virtual_ranks;           // world size x gradient accumulation
-    uint64_t seed;               // the sampler's generator (accelerate's; TORCH_DEFAULT_SEED for LLaVA)
-    uint64_t inner_seed;         // the global torch RNG drawn by the grouped sampler's inner shuffles (42)
-    int inner_skip;              // 32-bit draws the global RNG made before the sampler runs
+    int64_t n;                    // samples in the dataset
+    const int32_t *modality_len;  // (n) LLaVA's modality lengths (< 0 text-only); NULL: random sampler
+    int batch;                    // per-device batch size
+    int virtual_ranks;            // world size x gradient accumulation
+    uint64_t seed;                // the sampler's generator (accelerate's; TORCH_DEFAULT_SEED for LLaVA)
+    uint64_t inner_seed;          // the global torch RNG drawn by the grouped sampler's inner shuffles (42)
+    int inner_skip;               // 32-bit draws the global RNG made before the sampler runs
 } sampler_config;
 
 // The sampler's order of all n samples for `epoch` (0-based). Generators continue across epochs as

@@ -34,11 +34,11 @@ static conv_template BUILTIN[] = {
         .system = VICUNA_SYSTEM,
         .roles = {"USER", "ASSISTANT"},
         .from = {"human", "gpt"},
-        .prefix = "{system} ",  // system + sep
+        .prefix = "{system} ",                                    // system + sep
         .turn = {"{role}: {message} ", "{role}: {message}</s>"},  // role + ": " + message + [sep, sep2][i % 2]
         .empty_turn = {"{role}:", "{role}:"},
-        .round_sep = "</s>",             // sep2
-        .answer_sep = " ASSISTANT: ",    // sep + roles[1] + ": "
+        .round_sep = "</s>",           // sep2
+        .answer_sep = " ASSISTANT: ",  // sep + roles[1] + ": "
         .instr_trim = 2,
         .later_round_fix = -1,
     },
@@ -85,7 +85,8 @@ static int jpair(const cJSON *o, const char *key, char *out[2], int required) {
         if (required) return llava_fail("template: \"%s\" is missing", key);
         return 0;
     }
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2) return llava_fail("template: \"%s\" must be an array of two strings", key);
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2)
+        return llava_fail("template: \"%s\" must be an array of two strings", key);
     for (int i = 0; i < 2; i++) {
         const cJSON *e = cJSON_GetArrayItem(v, i);
         if (!cJSON_IsString(e)) return llava_fail("template: \"%s\" must be an array of two strings", key);
@@ -116,8 +117,9 @@ conv_template *conv_template_parse(const char *json, size_t len) {
     }
     conv_template *t = xcalloc(1, sizeof *t);
     int rc = jstr(o, "name", &t->name, 1) || jstr(o, "system", &t->system, 0) || jpair(o, "roles", t->roles, 0) ||
-             jpair(o, "from", t->from, 0) || jstr(o, "prefix", &t->prefix, 0) || jstr(o, "first_turn", &t->first_turn, 0) ||
-             jpair(o, "turn", t->turn, 1) || jpair(o, "empty_turn", t->empty_turn, 0) || jint(o, "plain", &t->plain) ||
+             jpair(o, "from", t->from, 0) || jstr(o, "prefix", &t->prefix, 0) ||
+             jstr(o, "first_turn", &t->first_turn, 0) || jpair(o, "turn", t->turn, 1) ||
+             jpair(o, "empty_turn", t->empty_turn, 0) || jint(o, "plain", &t->plain) ||
              jstr(o, "round_sep", &t->round_sep, 0) || jstr(o, "answer_sep", &t->answer_sep, 0) ||
              jint(o, "instr_trim", &t->instr_trim) || jint(o, "later_round_fix", &t->later_round_fix);
     cJSON_Delete(o);
@@ -191,7 +193,11 @@ static int py_isspace(uint32_t c) {
 
 // Decodes the code point at s (valid UTF-8), or returns 0 with *len = 1 for a byte that is not.
 static uint32_t cp_at(const uint8_t *s, size_t n, size_t *len) {
-    size_t l = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+    size_t l = s[0] < 0x80                    ? 1
+               : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
+               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
     if (l == 0 || l > n || !utf8_valid(s, l)) {
         *len = 1;
         return 0xffffffffu;
@@ -365,7 +371,8 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
             goto done;
         }
         if (role_of(tp, turns[0].from) < 0) {
-            rc = llava_fail("sample %s: turn 0 is from \"%s\", neither \"%s\" nor \"%s\"", id, turns[0].from, tp->from[0], tp->from[1]);
+            rc = llava_fail("sample %s: turn 0 is from \"%s\", neither \"%s\" nor \"%s\"", id, turns[0].from,
+                            tp->from[0], tp->from[1]);
             goto done;
         }
         if (role_of(tp, turns[0].from) != 0) start = 1;
@@ -373,12 +380,14 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
         for (size_t j = start; j < n_turns; j++) {
             int role = role_of(tp, turns[j].from);
             if (role < 0) {
-                rc = llava_fail("sample %s: turn %zu is from \"%s\", neither \"%s\" nor \"%s\"", id, j, turns[j].from, tp->from[0], tp->from[1]);
+                rc = llava_fail("sample %s: turn %zu is from \"%s\", neither \"%s\" nor \"%s\"", id, j, turns[j].from,
+                                tp->from[0], tp->from[1]);
                 goto done;
             }
             if (role != (int)((j - start) % 2)) {
-                rc = llava_fail("sample %s: turn %zu is from \"%s\" where the conversation needs \"%s\" (turns must alternate)",
-                                id, j, turns[j].from, tp->from[(j - start) % 2]);
+                rc = llava_fail(
+                    "sample %s: turn %zu is from \"%s\" where the conversation needs \"%s\" (turns must alternate)", id,
+                    j, turns[j].from, tp->from[(j - start) % 2]);
                 goto done;
             }
             const char *fmt = val[j].n ? tp->turn[role] : tp->empty_turn[role];
@@ -412,7 +421,7 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
         const char *rs = tp->round_sep, *as = tp->answer_sep;
         size_t rsl = strlen(rs), asl = strlen(as);
         strbuf part = {0};
-        for (const char *p = prompt.p, *end = prompt.p + prompt.n;; ) {
+        for (const char *p = prompt.p, *end = prompt.p + prompt.n;;) {
             const char *q = find(p, (size_t)(end - p), rs, rsl);
             size_t rl = q ? (size_t)(q - p) : (size_t)(end - p);
             if (rl == 0) break;  // `if rou == "": break`
@@ -422,7 +431,8 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
             part.n = 0;
             sb_put(&part, p, (size_t)(a - p) + asl);  // parts[0] + sep
             long round_len, instr_len;
-            if (count_tokens(c, has_image, p, rl, &round_len) || count_tokens(c, has_image, part.p, part.n, &instr_len)) {
+            if (count_tokens(c, has_image, p, rl, &round_len) ||
+                count_tokens(c, has_image, part.p, part.n, &instr_len)) {
                 free(part.p);
                 goto fail;
             }
@@ -442,8 +452,10 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
         r->total_len = (int)total;
         if ((c->model_max_length <= 0 || cur < c->model_max_length) && cur != total) {
             if (c->strict) {
-                rc = llava_fail("sample %s: tokenization mismatch: %ld vs. %ld (the rounds do not add up to the "
-                                "conversation; LLaVA would train on it with every label masked)", id, cur, total);
+                rc = llava_fail(
+                    "sample %s: tokenization mismatch: %ld vs. %ld (the rounds do not add up to the "
+                    "conversation; LLaVA would train on it with every label masked)",
+                    id, cur, total);
                 goto done;
             }
             mask_slice(&r->labels, 0, (long)r->labels.n);

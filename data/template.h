@@ -13,20 +13,20 @@
 
 #include "tokenizer.h"
 
-#define IGNORE_INDEX (-100)        // labels that do not count in the loss (llava/constants.py)
-#define IMAGE_TOKEN_INDEX (-200)   // the input id that stands for an image's features
+#define IGNORE_INDEX (-100)       // labels that do not count in the loss (llava/constants.py)
+#define IMAGE_TOKEN_INDEX (-200)  // the input id that stands for an image's features
 #define DEFAULT_IMAGE_TOKEN "<image>"
 
 // Format strings expand "{system}", "{role}" and "{message}"; any other text is copied as is.
 typedef struct {
     char *name;
     char *system;
-    char *roles[2];        // what {role} becomes for the user (0) and the assistant (1): "USER", "ASSISTANT"
-    char *from[2];         // the data's "from" values of the two roles: "human", "gpt"
-    char *prefix;          // the start of the conversation ("{system} ")
-    char *first_turn;      // the first user turn when it differs from turn[0] (llama-2 wraps the system in it); or NULL
-    char *turn[2];         // a turn with a message ("{role}: {message} ", "{role}: {message}</s>")
-    char *empty_turn[2];   // a turn whose message is "" (Python's `if message:` is false there): "{role}:"
+    char *roles[2];       // what {role} becomes for the user (0) and the assistant (1): "USER", "ASSISTANT"
+    char *from[2];        // the data's "from" values of the two roles: "human", "gpt"
+    char *prefix;         // the start of the conversation ("{system} ")
+    char *first_turn;     // the first user turn when it differs from turn[0] (llama-2 wraps the system in it); or NULL
+    char *turn[2];        // a turn with a message ("{role}: {message} ", "{role}: {message}</s>")
+    char *empty_turn[2];  // a turn whose message is "" (Python's `if message:` is false there): "{role}:"
     // Stage-1 style (preprocess_plain): exactly two turns whose roles are not checked; the first must contain
     // "<image>" and is replaced by it; the tokens of the first turn are masked; no length check.
     int plain;
@@ -67,12 +67,12 @@ enum {
 };
 
 typedef struct {
-    tok_ids ids;      // input_ids: IMAGE_TOKEN_INDEX where an image goes
-    tok_ids labels;   // same length: the id where supervised, IGNORE_INDEX elsewhere
-    int flags;        // PREP_TRUNCATED | PREP_MISMATCH
+    tok_ids ids;             // input_ids: IMAGE_TOKEN_INDEX where an image goes
+    tok_ids labels;          // same length: the id where supervised, IGNORE_INDEX elsewhere
+    int flags;               // PREP_TRUNCATED | PREP_MISMATCH
     int cur_len, total_len;  // LLaVA's counters of the length check (rounds templates)
-    size_t full_len;  // the length before truncation
-    char *prompt;     // the conversation string that was tokenized
+    size_t full_len;         // the length before truncation
+    char *prompt;            // the conversation string that was tokenized
     size_t prompt_len;
 } prep_result;
 

@@ -16,8 +16,8 @@
 #define TOK_MAX_FILE ((size_t)64 << 20)
 #define TOK_MAX_PIECES (1 << 22)
 
-static const char SPACE_SYM[] = "\xe2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK, sentencepiece's space
-static const char REPLACEMENT[] = "\xef\xbf\xbd";  // U+FFFD
+static const char SPACE_SYM[] = "\xe2\x96\x81";              // U+2581 LOWER ONE EIGHTH BLOCK, sentencepiece's space
+static const char REPLACEMENT[] = "\xef\xbf\xbd";            // U+FFFD
 static const char DEFAULT_UNK_SURFACE[] = " \xe2\x81\x87 ";  // " ⁇ "
 
 const char *tok_mode_name(tok_mode m) {
@@ -63,20 +63,18 @@ static size_t sp_utf8_len(const uint8_t *s, size_t n) {
         if ((s[1] & 0xc0) == 0x80 && cp >= 0x80) return 2;
     } else if (n >= 3 && (c & 0xf0) == 0xe0) {
         uint32_t cp = ((uint32_t)(c & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
-        if ((s[1] & 0xc0) == 0x80 && (s[2] & 0xc0) == 0x80 && cp >= 0x800 && (cp < 0xd800 || cp >= 0xe000))
-            return 3;
+        if ((s[1] & 0xc0) == 0x80 && (s[2] & 0xc0) == 0x80 && cp >= 0x800 && (cp < 0xd800 || cp >= 0xe000)) return 3;
     } else if (n >= 4 && (c & 0xf8) == 0xf0) {
-        uint32_t cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3f) << 12) |
-                      ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
-        if ((s[1] & 0xc0) == 0x80 && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 && cp >= 0x10000 &&
-            cp <= 0x10ffff)
+        uint32_t cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3f) << 12) | ((uint32_t)(s[2] & 0x3f) << 6) |
+                      (s[3] & 0x3f);
+        if ((s[1] & 0xc0) == 0x80 && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 && cp >= 0x10000 && cp <= 0x10ffff)
             return 4;
     }
     return 0;
 }
 
 // string_util::OneCharLen: the length a lead byte announces, without validation.
-static size_t one_char_len(uint8_t c) { return (size_t)"\1\1\1\1\1\1\1\1\1\1\1\1\2\2\3\4"[c >> 4]; }
+static size_t one_char_len(uint8_t c) { return (size_t) "\1\1\1\1\1\1\1\1\1\1\1\1\2\2\3\4"[c >> 4]; }
 
 // ---------------------------------------------------------------------------------------------
 // Hash tables from piece strings to ids
@@ -122,9 +120,9 @@ struct tokenizer {
     struct pslot {
         uint64_t key;  // (left + 1) << 32 | (right + 1); 0 = empty
         int32_t id;
-    } *pair;
+    } * pair;
     uint64_t pair_mask;
-    int32_t *normal_out;       // a normal piece's id as PieceToId sees it (a reserved piece of the same text wins)
+    int32_t *normal_out;        // a normal piece's id as PieceToId sees it (a reserved piece of the same text wins)
     int32_t byte_char_id[256];  // the normal piece of a one-byte character, or -1
     uint32_t *rank;             // dense rank of each piece's score, 0 = highest
     int unk_id;
@@ -327,7 +325,8 @@ static int pb_varint(pbuf *b, uint64_t *out) {
 static int pb_next(pbuf *b, pfield *f) {
     uint64_t key = 0;
     if (pb_varint(b, &key)) return -1;
-    if ((key >> 3) == 0 || (key >> 3) > 536870911u) return llava_fail("invalid field number %llu", (unsigned long long)(key >> 3));
+    if ((key >> 3) == 0 || (key >> 3) > 536870911u)
+        return llava_fail("invalid field number %llu", (unsigned long long)(key >> 3));
     f->field = (uint32_t)(key >> 3);
     f->wt = (int)(key & 7);
     size_t left = (size_t)(b->end - b->p);
@@ -406,7 +405,10 @@ static int parse_trainer(const uint8_t *d, size_t n, trainer_spec *ts) {
         case 47: {
             static const char *names[] = {"unk_surface", "unk_piece", "bos_piece", "eos_piece"};
             if (pb_want(&f, 2, names[f.field - 44])) return -1;
-            pstr *s = f.field == 44 ? &ts->unk_surface : f.field == 45 ? &ts->unk_piece : f.field == 46 ? &ts->bos_piece : &ts->eos_piece;
+            pstr *s = f.field == 44   ? &ts->unk_surface
+                      : f.field == 45 ? &ts->unk_piece
+                      : f.field == 46 ? &ts->bos_piece
+                                      : &ts->eos_piece;
             s->s = f.data;
             s->len = f.len;
             s->set = 1;
@@ -710,25 +712,25 @@ typedef struct {
         uint32_t off, len;
         int32_t id;  // the normal piece this symbol is, or -1
         uint8_t freeze;
-    } *sym;
+    } * sym;
     size_t nsym, capsym;
     struct pair {
         uint64_t key;  // rank of the merged piece's score << 32 | left symbol: the smallest key merges first
         uint32_t size;
-        int32_t id;    // the piece the pair merges into
-    } *heap;
+        int32_t id;  // the piece the pair merges into
+    } * heap;
     size_t nheap, capheap;
     struct rev {
         int32_t id;
         uint32_t left_len;
-    } *rev;  // resegmentation of UNUSED pieces (bpe_model.cc rev_merge), keyed by piece id
+    } * rev;  // resegmentation of UNUSED pieces (bpe_model.cc rev_merge), keyed by piece id
     size_t nrev, caprev;
     // Output pieces: a span of `norm` (kind 0) or the vocabulary string of `id` (kind 1, byte pieces).
     struct opiece {
         int32_t id;
         uint32_t off, len;
         uint8_t kind;
-    } *out;
+    } * out;
     size_t nout, capout;
     struct opiece *raw;  // BPE output before byte fallback
     size_t capraw;
@@ -754,7 +756,6 @@ static size_t user_match(const tokenizer *t, const uint8_t *s, size_t n) {
     }
     return best;
 }
-
 
 // normalizer.cc Normalize with an empty character map.
 static void normalize(const tokenizer *t, const uint8_t *s, size_t n, int add_dummy, strbuf *o) {
@@ -992,7 +993,8 @@ static int sp_encode_into(const tokenizer *t, const char *text, size_t len, int 
         int is_unk = ty == TOK_UNKNOWN;
         if (ty == TOK_CONTROL) {
             // sentencepiece leaves such a symbol's text unconsumed and fails the same way.
-            return llava_fail("text symbol \"%.*s\" maps to control piece %d", (int)raw[k].len, e->norm.p + raw[k].off, id);
+            return llava_fail("text symbol \"%.*s\" maps to control piece %d", (int)raw[k].len, e->norm.p + raw[k].off,
+                              id);
         }
         if (is_unk && t->byte_fallback) {
             for (uint32_t b = 0; b < raw[k].len; b++) {
@@ -1069,8 +1071,8 @@ static int is_special_str(const tokenizer *t, const char *s, size_t n) {
 // What transformers 4.37's tokenize() looks at after the split: the first two tokens of the first chunk.
 typedef struct {
     size_t n_tokens;
-    int first_is_space;      // tokens[0] == "▁"
-    int second_is_special;   // tokens[1] (a piece of the same chunk) is one of the special strings
+    int first_is_space;     // tokens[0] == "▁"
+    int second_is_special;  // tokens[1] (a piece of the same chunk) is one of the special strings
 } chunk_info;
 
 // One text chunk of PreTrainedTokenizer.tokenize: LlamaTokenizer._tokenize, then convert_tokens_to_ids

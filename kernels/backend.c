@@ -10,10 +10,9 @@
 #include "device.h"
 
 const char *const LLAVA_OP_NAMES[LLAVA_OP_COUNT] = {
-    "linear", "patch_unfold", "clip_embed", "layernorm", "rmsnorm", "elementwise",
+    "linear", "patch_unfold", "clip_embed", "layernorm", "rmsnorm",       "elementwise",
     "rope",   "attention",    "embedding",  "rows",      "cross_entropy", "adamw",
 };
-
 
 llava_backend *llava_backend_open(const char *name, const llava_backend_options *o) {
     if (strcmp(name, "cpu") == 0) return llava_backend_open_cpu(o);

@@ -31,13 +31,13 @@ typedef struct {
 
 // What a backend is and what its device can do.
 typedef struct {
-    char name[16];             // "cpu" or "cuda"
-    char device[160];          // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" / "x86-64 CPU, OpenBLAS, 2 threads"
-    int ordinal;               // CUDA device ordinal (-1 on the CPU)
-    uint64_t memory_total;     // bytes of device memory (CPU: MemTotal of /proc/meminfo)
-    uint64_t memory_free;      // bytes free now (CPU: MemAvailable)
-    double peak_bf16_tflops;   // nominal dense bf16 peak (H100/H200 989.4, A100 312), 0 when unknown
-    double peak_bandwidth_gbs; // nominal memory bandwidth, 0 when unknown
+    char name[16];              // "cpu" or "cuda"
+    char device[160];           // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs" / "x86-64 CPU, OpenBLAS, 2 threads"
+    int ordinal;                // CUDA device ordinal (-1 on the CPU)
+    uint64_t memory_total;      // bytes of device memory (CPU: MemTotal of /proc/meminfo)
+    uint64_t memory_free;       // bytes free now (CPU: MemAvailable)
+    double peak_bf16_tflops;    // nominal dense bf16 peak (H100/H200 989.4, A100 312), 0 when unknown
+    double peak_bandwidth_gbs;  // nominal memory bandwidth, 0 when unknown
 } llava_backend_info;
 
 // Functions of the context itself (not ops). A backend fills what it has; NULL entries mean the
@@ -47,9 +47,9 @@ typedef struct llava_backend_iface {
     void (*describe)(const llava_backend *be, llava_backend_info *info);
     // 1 when the op runs on this backend with these sizes, else 0 with why (see llava_op_shape).
     int (*supports)(const llava_backend *be, const llava_op_shape *s, char *why, size_t cap);
-    void *(*stream)(llava_backend *be);                // the stream every op is enqueued on
-    void (*record)(llava_backend *be, void *event);    // the event completes once the ops enqueued so far have
-    void (*wait)(llava_backend *be, void *event);      // the ops enqueued after this wait for the event
+    void *(*stream)(llava_backend *be);              // the stream every op is enqueued on
+    void (*record)(llava_backend *be, void *event);  // the event completes once the ops enqueued so far have
+    void (*wait)(llava_backend *be, void *event);    // the ops enqueued after this wait for the event
 } llava_backend_iface;
 
 struct llava_backend {

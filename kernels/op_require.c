@@ -17,10 +17,10 @@ static void given(llava_backend *be, const char *op, int work, const char *name,
     REQ(!work || p != NULL, "%s is NULL", name);
 }
 
-#define SIZES(...)                                                                            \
-    do {                                                                                      \
-        const int v_[] = {__VA_ARGS__};                                                       \
-        sizes(be, op, (int)(sizeof v_ / sizeof v_[0]), names_, v_);                           \
+#define SIZES(...)                                                                                                     \
+    do {                                                                                                               \
+        const int v_[] = {__VA_ARGS__};                                                                                \
+        sizes(be, op, (int)(sizeof v_ / sizeof v_[0]), names_, v_);                                                    \
     } while (0)
 
 void req_kind(llava_backend *be, const char *op, int kind) {

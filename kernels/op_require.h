@@ -27,8 +27,7 @@ void req_kind(llava_backend *be, const char *op, int kind);
 void req_transfer(llava_backend *be, const char *op, int kind, const void *dst, const void *src, size_t n);
 
 void req_linear_forward(llava_backend *be, const void *out, const void *x, const void *W, int N, int K, int O);
-void req_linear_backward_input(llava_backend *be, const void *dx, const void *dout, const void *W, int N, int K,
-                               int O);
+void req_linear_backward_input(llava_backend *be, const void *dx, const void *dout, const void *W, int N, int K, int O);
 void req_linear_backward_weight(llava_backend *be, const void *dW, const void *dout, const void *x, int N, int K,
                                 int O);
 void req_linear_backward_bias(llava_backend *be, const void *db, const void *dout, int N, int O);

@@ -26,10 +26,8 @@ int opcheck_op_family(int op) { return op >= 0 && op < OPCHECK_N_OPS ? OPCHECK_O
 int opcheck_op_aliases(int op) { return op >= 0 && op < OPCHECK_N_OPS && OPCHECK_OPS[op].alias[0][0] >= 0; }
 
 void opcheck_case_name(const opcheck_case *c, char *buf, size_t cap) {
-    if (c->label && c->label[0])
-        snprintf(buf, cap, "%s %s", opcheck_op_name(c->op), c->label);
-    else
-        snprintf(buf, cap, "%s", opcheck_op_name(c->op));
+    if (c->label && c->label[0]) snprintf(buf, cap, "%s %s", opcheck_op_name(c->op), c->label);
+    else snprintf(buf, cap, "%s", opcheck_op_name(c->op));
 }
 
 void opcheck_case_shape(const opcheck_case *c, char *buf, size_t cap) { OPCHECK_OPS[c->op].shape(c, buf, cap); }
@@ -42,18 +40,24 @@ void opcheck_case_op_shape(const opcheck_case *c, llava_op_shape *s) {
     case OPCHECK_LINEAR_BACKWARD_BIAS:  // (N, I, O) with I unknown to the op: any positive width
         s->n[0] = n[0], s->n[1] = 1, s->n[2] = n[1];
         break;
-    case OPCHECK_QUICK_GELU_FORWARD: case OPCHECK_QUICK_GELU_BACKWARD: case OPCHECK_GELU_FORWARD:
-    case OPCHECK_GELU_BACKWARD: case OPCHECK_SILU_MUL_FORWARD: case OPCHECK_SILU_MUL_BACKWARD: case OPCHECK_ADD:
-    case OPCHECK_ADD_INPLACE:
-        s->n[0] = n[0] * (n[1] ? n[1] : 1);
-        break;
-    case OPCHECK_ATTENTION_FORWARD: case OPCHECK_ATTENTION_BACKWARD:  // T, Hq, Hkv, D, n_seq
+    case OPCHECK_QUICK_GELU_FORWARD:
+    case OPCHECK_QUICK_GELU_BACKWARD:
+    case OPCHECK_GELU_FORWARD:
+    case OPCHECK_GELU_BACKWARD:
+    case OPCHECK_SILU_MUL_FORWARD:
+    case OPCHECK_SILU_MUL_BACKWARD:
+    case OPCHECK_ADD:
+    case OPCHECK_ADD_INPLACE: s->n[0] = n[0] * (n[1] ? n[1] : 1); break;
+    case OPCHECK_ATTENTION_FORWARD:
+    case OPCHECK_ATTENTION_BACKWARD:  // T, Hq, Hkv, D, n_seq
         for (int i = 0; i < 5; i++) s->n[i] = n[i];
         break;
-    case OPCHECK_EMBEDDING_FORWARD: case OPCHECK_EMBEDDING_BACKWARD:  // T, C, V (not the padding index)
+    case OPCHECK_EMBEDDING_FORWARD:
+    case OPCHECK_EMBEDDING_BACKWARD:  // T, C, V (not the padding index)
         s->n[0] = n[0], s->n[1] = n[1], s->n[2] = n[2];
         break;
-    case OPCHECK_SCATTER_ROWS: case OPCHECK_GATHER_ROWS:  // n, C
+    case OPCHECK_SCATTER_ROWS:
+    case OPCHECK_GATHER_ROWS:  // n, C
         s->n[0] = n[0], s->n[1] = n[1];
         break;
     case OPCHECK_ADAMW:  // n, has_master: the registry always passes an fp32 master
@@ -127,7 +131,7 @@ int opcheck_add_buf_flags(opcheck_data *d, const char *name, int kind, int role,
                   OPCHECK_MAX_BUFS);
     int i = d->nbuf++;
     d->buf[i] = (opcheck_buf){name, kind, role, (flags & OPCHECK_BUF_OPTIONAL) != 0, (flags & OPCHECK_BUF_DERIVED) != 0,
-                              n, lo, hi};
+                              n,    lo,   hi};
     if (role != OPCHECK_IN) {
         LLAVA_REQUIRE(d->nout < OPCHECK_MAX_OUTS, "opcheck: %s has more than %d outputs", opcheck_op_name(d->c->op),
                       OPCHECK_MAX_OUTS);
@@ -241,10 +245,8 @@ static void upload_body(opcheck_run *r, int i) {
     const opcheck_buf *b = &r->d->buf[i];
     const llava_ops *o = r->be->ops;
     if (b->n == 0) return;
-    if (b->kind == BUF_I32)
-        o->upload_i32(r->be, r->ptr[i], r->d->host[i], b->n);
-    else
-        o->upload(r->be, b->kind, r->ptr[i], r->d->host[i], b->n);
+    if (b->kind == BUF_I32) o->upload_i32(r->be, r->ptr[i], r->d->host[i], b->n);
+    else o->upload(r->be, b->kind, r->ptr[i], r->d->host[i], b->n);
 }
 
 opcheck_run *opcheck_setup(llava_backend *be, const opcheck_data *d, int mode) {
@@ -358,10 +360,8 @@ void opcheck_compare_ref(const char *what, const opcheck_ref_tol *t, const float
         }
         v->err = (double)bad;
         v->ok = bad == 0;
-        if (bad == 0)
-            snprintf(v->line, sizeof v->line, "  %-68s exact", what);
-        else
-            snprintf(v->line, sizeof v->line, "  %-68s %zu of %zu differ", what, bad, n);
+        if (bad == 0) snprintf(v->line, sizeof v->line, "  %-68s exact", what);
+        else snprintf(v->line, sizeof v->line, "  %-68s %zu of %zu differ", what, bad, n);
         if (!v->ok)
             snprintf(v->why, sizeof v->why, "%s: %zu of %zu elements differ, first at %zu: %.9g vs %.9g", what, bad, n,
                      first, (double)got[first], want[first]);
@@ -402,8 +402,7 @@ void opcheck_compare_ref(const char *what, const opcheck_ref_tol *t, const float
     else if (!v->ok && t->metric == OPCHECK_MAXREL && n)
         snprintf(v->why, sizeof v->why, "%s: error %.3e above %.1e (element %zu: %.9g vs %.9g)", what, err, t->tol, wi,
                  (double)got[wi], want[wi]);
-    else if (!v->ok)
-        snprintf(v->why, sizeof v->why, "%s: error %.3e above %.1e", what, err, t->tol);
+    else if (!v->ok) snprintf(v->why, sizeof v->why, "%s: error %.3e above %.1e", what, err, t->tol);
 }
 
 void opcheck_compare_dev(const char *what, const opcheck_dev_tol *t, const float *got, const float *cpu,
@@ -453,8 +452,7 @@ void opcheck_compare_dev(const char *what, const opcheck_dev_tol *t, const float
              rel, t->norm, worst, wi, n ? (double)got[wi] : 0.0, n ? (double)cpu[wi] : 0.0);
     if (nonfinite)
         snprintf(v->why, sizeof v->why, "%s: %zu of %zu outputs not finite (unwritten?)", what, nonfinite, n);
-    else if (rel > t->norm)
-        snprintf(v->why, sizeof v->why, "%s: relative error %.3e > %.0e", what, rel, t->norm);
+    else if (rel > t->norm) snprintf(v->why, sizeof v->why, "%s: relative error %.3e > %.0e", what, rel, t->norm);
     else if (!v->ok)
         snprintf(v->why, sizeof v->why, "%s: element %zu: %.9g vs %.9g exceeds its bound (%.2f x)", what, wi,
                  (double)got[wi], (double)cpu[wi], worst);

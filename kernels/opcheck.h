@@ -112,9 +112,9 @@ enum {
 
 // Metrics of the CPU check against fp64.
 enum {
-    OPCHECK_REL = 0,   // ||got - want|| / ||want|| <= tol
-    OPCHECK_MAXREL,    // max over elements with |want| > floor of |got - want| / |want| <= tol
-    OPCHECK_EXACT,     // got == (float)want, bit for bit
+    OPCHECK_REL = 0,  // ||got - want|| / ||want|| <= tol
+    OPCHECK_MAXREL,   // max over elements with |want| > floor of |got - want| / |want| <= tol
+    OPCHECK_EXACT,    // got == (float)want, bit for bit
 };
 
 typedef struct {
@@ -141,18 +141,18 @@ typedef struct {
 enum { OPCHECK_MAX_BUFS = 12, OPCHECK_MAX_OUTS = 4, OPCHECK_GUARD = 1031 };
 
 typedef struct opcheck_case {
-    int op;                                  // OPCHECK_<OP>
-    unsigned flags;                          // OPCHECK_CPU | OPCHECK_GPU | OPCHECK_BENCH ...
-    const char *label;                       // what the case is ("lm_head", "GQA causal"); may be NULL
-    int64_t n[6];                            // sizes, per op (above)
-    double f;                                // the op's scalar (eps, theta, scale, grad_scale)
-    int pattern;                             // OPCHECK_PAT_*
-    const int32_t *ints;                     // the I32 input as given (positions, ids, rows, targets,
-                                             // cu_seqlens), or NULL: drawn as `gen` says
-    int gen;                                 // OPCHECK_GEN_*
-    opcheck_range range[OPCHECK_MAX_BUFS];   // per buffer (in the op's order), for drawn ones
-    opcheck_ref_tol ref[OPCHECK_MAX_OUTS];   // per output: the CPU check against fp64
-    opcheck_dev_tol dev[OPCHECK_MAX_OUTS];   // per output: the GPU check against the CPU
+    int op;                                 // OPCHECK_<OP>
+    unsigned flags;                         // OPCHECK_CPU | OPCHECK_GPU | OPCHECK_BENCH ...
+    const char *label;                      // what the case is ("lm_head", "GQA causal"); may be NULL
+    int64_t n[6];                           // sizes, per op (above)
+    double f;                               // the op's scalar (eps, theta, scale, grad_scale)
+    int pattern;                            // OPCHECK_PAT_*
+    const int32_t *ints;                    // the I32 input as given (positions, ids, rows, targets,
+                                            // cu_seqlens), or NULL: drawn as `gen` says
+    int gen;                                // OPCHECK_GEN_*
+    opcheck_range range[OPCHECK_MAX_BUFS];  // per buffer (in the op's order), for drawn ones
+    opcheck_ref_tol ref[OPCHECK_MAX_OUTS];  // per output: the CPU check against fp64
+    opcheck_dev_tol dev[OPCHECK_MAX_OUTS];  // per output: the GPU check against the CPU
 } opcheck_case;
 
 extern const opcheck_case OPCHECK_CASES[];
@@ -178,8 +178,8 @@ typedef struct {
     void *host[OPCHECK_MAX_BUFS];
 } opcheck_data;
 
-const char *opcheck_op_name(int op);    // the llava_ops entry: "linear_forward"
-int opcheck_op_family(int op);          // llava_op_family
+const char *opcheck_op_name(int op);  // the llava_ops entry: "linear_forward"
+int opcheck_op_family(int op);        // llava_op_family
 // "linear_forward lm_head" (the benchmark's kernel column); the op's name alone without a label.
 void opcheck_case_name(const opcheck_case *c, char *buf, size_t cap);
 // The sizes as a person reads them: "N=2048 I=4096 O=32000".
@@ -216,9 +216,9 @@ enum {
 typedef struct opcheck_run opcheck_run;
 // Allocates every buffer with its guard region and uploads the initial contents and sentinels.
 opcheck_run *opcheck_setup(llava_backend *be, const opcheck_data *d, int mode);
-void opcheck_exec(opcheck_run *r);                  // runs the op once (asynchronously on a GPU)
-void opcheck_reset(opcheck_run *r);                 // uploads the initial contents again
-void *opcheck_ptr(const opcheck_run *r, int buf);   // the pointer the op gets for a buffer
+void opcheck_exec(opcheck_run *r);                 // runs the op once (asynchronously on a GPU)
+void opcheck_reset(opcheck_run *r);                // uploads the initial contents again
+void *opcheck_ptr(const opcheck_run *r, int buf);  // the pointer the op gets for a buffer
 // Output k as host floats (malloc'd), or NULL where the run passed NULL (frozen).
 float *opcheck_fetch(opcheck_run *r, int k);
 // 1 when every guard region holds its sentinel; else 0 with "<op>: wrote past the end of <buffer>
@@ -230,10 +230,10 @@ void opcheck_finish(opcheck_run *r);
 // with a line to print (`what` names the output).
 typedef struct {
     int ok;
-    double err;       // REL, MAXREL: the error; EXACT: the number of differing elements
-    double worst;     // GPU: the worst element's error as a fraction of its bound
-    char line[320];   // one line for the log
-    char why[320];    // what failed, when !ok
+    double err;      // REL, MAXREL: the error; EXACT: the number of differing elements
+    double worst;    // GPU: the worst element's error as a fraction of its bound
+    char line[320];  // one line for the log
+    char why[320];   // what failed, when !ok
 } opcheck_verdict;
 void opcheck_compare_ref(const char *what, const opcheck_ref_tol *t, const float *got, const double *want, size_t n,
                          opcheck_verdict *v);

@@ -66,10 +66,8 @@ static void add_into(double *want, const double *g, size_t n) {
 // Elementwise shapes and costs shared by several ops
 
 static void shape_rows_cols(const opcheck_case *c, char *buf, size_t cap) {
-    if (c->n[1] > 1)
-        snprintf(buf, cap, "%dx%d", dim(c, 0), dim(c, 1));
-    else
-        snprintf(buf, cap, "n=%zu", ew_n(c));
+    if (c->n[1] > 1) snprintf(buf, cap, "%dx%d", dim(c, 0), dim(c, 1));
+    else snprintf(buf, cap, "n=%zu", ew_n(c));
 }
 
 static void shape_n(const opcheck_case *c, char *buf, size_t cap) { snprintf(buf, cap, "n=%d", dim(c, 0)); }
@@ -315,10 +313,8 @@ static void ref_rmsnorm(double *y, double *rstd, const double *x, const double *
 
 static void norm_f(const void *ctx, double *y) {
     const norm_ctx *l = ctx;
-    if (l->b)
-        ref_layernorm(y, NULL, NULL, l->x, l->w, l->b, l->N, l->C, l->eps);
-    else
-        ref_rmsnorm(y, NULL, l->x, l->w, l->N, l->C, l->eps);
+    if (l->b) ref_layernorm(y, NULL, NULL, l->x, l->w, l->b, l->N, l->C, l->eps);
+    else ref_rmsnorm(y, NULL, l->x, l->w, l->N, l->C, l->eps);
 }
 
 // The ops take eps as a float: the reference uses that float's value.
@@ -487,8 +483,8 @@ static void act_f(const void *ctx, double *y) {
 
 static int act_kind(int op) {
     return op == OPCHECK_QUICK_GELU_FORWARD || op == OPCHECK_QUICK_GELU_BACKWARD ? ACT_QUICK_GELU
-           : op == OPCHECK_GELU_FORWARD || op == OPCHECK_GELU_BACKWARD       ? ACT_GELU
-                                                                             : ACT_SILU_MUL;
+           : op == OPCHECK_GELU_FORWARD || op == OPCHECK_GELU_BACKWARD           ? ACT_GELU
+                                                                                 : ACT_SILU_MUL;
 }
 
 static int act_is_forward(int op) {
@@ -557,10 +553,8 @@ static void act_ref(const opcheck_data *d, double **want) {
 static void act_cost(const opcheck_case *c, double *flops, double *bytes) {
     double n = (double)ew_n(c);
     int silu = act_kind(c->op) == ACT_SILU_MUL;
-    if (act_is_forward(c->op))
-        *bytes = (silu ? 6.0 : 4.0) * n;
-    else
-        *bytes = (silu ? 10.0 : 6.0) * n;
+    if (act_is_forward(c->op)) *bytes = (silu ? 6.0 : 4.0) * n;
+    else *bytes = (silu ? 10.0 : 6.0) * n;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -629,8 +623,7 @@ static void rope_prepare(opcheck_data *d, uint64_t *rng, int bench) {
 static void rope_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     if (c->op == OPCHECK_ROPE_FORWARD)
         be->ops->rope_forward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f);
-    else
-        be->ops->rope_backward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f);
+    else be->ops->rope_backward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f);
 }
 
 static void rope_ref(const opcheck_data *d, double **want) {
@@ -729,16 +722,15 @@ static void attn_layout(const opcheck_case *c, opcheck_data *d) {
 
 static attn_ctx attn_ctx_of(const opcheck_data *d, const double *q, const double *k, const double *v) {
     const opcheck_case *c = d->c;
-    return (attn_ctx){q, k, v, d->host[d->nbuf - 1], dim(c, 4), dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 5),
-                      (double)(float)c->f};
+    return (attn_ctx){q,         k,         v,         d->host[d->nbuf - 1], dim(c, 4), dim(c, 0), dim(c, 1),
+                      dim(c, 2), dim(c, 3), dim(c, 5), (double)(float)c->f};
 }
 
 static void attn_prepare(opcheck_data *d, uint64_t *rng, int bench) {
     const opcheck_case *c = d->c;
     int T = dim(c, 0), n_seq = dim(c, 4);
     int32_t *cu = d->host[d->nbuf - 1];
-    if (c->ints)
-        memcpy(cu, c->ints, (size_t)(n_seq + 1) * sizeof(int32_t));
+    if (c->ints) memcpy(cu, c->ints, (size_t)(n_seq + 1) * sizeof(int32_t));
     else
         for (int s = 0; s <= n_seq; s++) cu[s] = (int32_t)((int64_t)T * s / n_seq);
     LLAVA_REQUIRE(cu[0] == 0 && cu[n_seq] == T, "opcheck: attention case: cu_seqlens must run from 0 to T = %d", T);
@@ -803,8 +795,7 @@ static void attn_shape(const opcheck_case *c, char *buf, size_t cap) {
     int n_seq = dim(c, 4), len = n_seq ? dim(c, 0) / n_seq : 0;
     if (c->n[1] != c->n[2])
         snprintf(buf, cap, "%dx%d tok Hq=%d Hkv=%d D=%d", n_seq, len, dim(c, 1), dim(c, 2), dim(c, 3));
-    else
-        snprintf(buf, cap, "%dx%d tok H=%d D=%d", n_seq, len, dim(c, 1), dim(c, 3));
+    else snprintf(buf, cap, "%dx%d tok H=%d D=%d", n_seq, len, dim(c, 1), dim(c, 3));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -942,10 +933,8 @@ static void rows_prepare(opcheck_data *d, uint64_t *rng, int bench) {
 }
 
 static void rows_run(llava_backend *be, const opcheck_case *c, void *const *p) {
-    if (c->op == OPCHECK_SCATTER_ROWS)
-        be->ops->scatter_rows(be, p[0], p[1], p[2], dim(c, 0), dim(c, 1));
-    else
-        be->ops->gather_rows(be, p[0], p[1], p[2], dim(c, 0), dim(c, 1));
+    if (c->op == OPCHECK_SCATTER_ROWS) be->ops->scatter_rows(be, p[0], p[1], p[2], dim(c, 0), dim(c, 1));
+    else be->ops->gather_rows(be, p[0], p[1], p[2], dim(c, 0), dim(c, 1));
 }
 
 static void rows_ref(const opcheck_data *d, double **want) {
@@ -955,10 +944,8 @@ static void rows_ref(const opcheck_data *d, double **want) {
     const float *src = F(d, 1);
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < C; ch++) {
-            if (c->op == OPCHECK_SCATTER_ROWS)
-                want[0][(size_t)idx[i] * C + ch] = src[(size_t)i * C + ch];
-            else
-                want[0][(size_t)i * C + ch] = src[(size_t)idx[i] * C + ch];
+            if (c->op == OPCHECK_SCATTER_ROWS) want[0][(size_t)idx[i] * C + ch] = src[(size_t)i * C + ch];
+            else want[0][(size_t)i * C + ch] = src[(size_t)idx[i] * C + ch];
         }
 }
 
@@ -1104,10 +1091,8 @@ static void add_layout(const opcheck_case *c, opcheck_data *d) {
 }
 
 static void add_run(llava_backend *be, const opcheck_case *c, void *const *p) {
-    if (c->op == OPCHECK_ADD)
-        be->ops->add(be, p[0], p[1], p[2], ew_n(c));
-    else
-        be->ops->add_inplace(be, p[0], p[1], ew_n(c));
+    if (c->op == OPCHECK_ADD) be->ops->add(be, p[0], p[1], p[2], ew_n(c));
+    else be->ops->add_inplace(be, p[0], p[1], ew_n(c));
 }
 
 // One fp32 add: the sum of two floats is exact in fp64, so its rounding is the fp32 add's.
@@ -1121,7 +1106,10 @@ static void add_cost(const opcheck_case *c, double *flops, double *bytes) { *byt
 
 // ---------------------------------------------------------------------------------------------
 
-#define NO_ALIAS {{-1, -1}, {-1, -1}}
+#define NO_ALIAS                                                                                                       \
+    {                                                                                                                  \
+        {-1, -1}, { -1, -1 }                                                                                           \
+    }
 
 const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
     [OPCHECK_LINEAR_FORWARD] = {"linear_forward", LLAVA_OP_LINEAR, linear_fwd_layout, NULL, linear_fwd_run,
@@ -1137,31 +1125,73 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                               patch_cost, patch_shape, NO_ALIAS},
     [OPCHECK_CLIP_EMBED] = {"clip_embed", LLAVA_OP_CLIP_EMBED, clip_layout, NULL, clip_run, clip_ref, clip_cost,
                             clip_shape, NO_ALIAS},
-    [OPCHECK_LAYERNORM_FORWARD] = {"layernorm_forward", LLAVA_OP_LAYERNORM, ln_fwd_layout, NULL, ln_fwd_run,
-                                   ln_fwd_ref, norm_fwd_cost, norm_shape, NO_ALIAS},
-    [OPCHECK_LAYERNORM_BACKWARD] = {"layernorm_backward", LLAVA_OP_LAYERNORM, ln_bwd_layout, ln_bwd_prepare,
-                                    ln_bwd_run, ln_bwd_ref, norm_bwd_cost, norm_shape, NO_ALIAS},
+    [OPCHECK_LAYERNORM_FORWARD] = {"layernorm_forward", LLAVA_OP_LAYERNORM, ln_fwd_layout, NULL, ln_fwd_run, ln_fwd_ref,
+                                   norm_fwd_cost, norm_shape, NO_ALIAS},
+    [OPCHECK_LAYERNORM_BACKWARD] = {"layernorm_backward", LLAVA_OP_LAYERNORM, ln_bwd_layout, ln_bwd_prepare, ln_bwd_run,
+                                    ln_bwd_ref, norm_bwd_cost, norm_shape, NO_ALIAS},
     [OPCHECK_RMSNORM_FORWARD] = {"rmsnorm_forward", LLAVA_OP_RMSNORM, rms_fwd_layout, NULL, rms_fwd_run, rms_fwd_ref,
                                  norm_fwd_cost, norm_shape, NO_ALIAS},
     [OPCHECK_RMSNORM_BACKWARD] = {"rmsnorm_backward", LLAVA_OP_RMSNORM, rms_bwd_layout, rms_bwd_prepare, rms_bwd_run,
                                   rms_bwd_ref, norm_bwd_cost, norm_shape, NO_ALIAS},
     // In place, as ops.h allows elementwise ops: out over x; dx over dout; dgate over gate, dup over up.
-    [OPCHECK_QUICK_GELU_FORWARD] = {"quick_gelu_forward", LLAVA_OP_ELEMENTWISE, act_layout, act_prepare, act_run,
-                                    act_ref, act_cost, shape_rows_cols, {{0, 1}, {-1, -1}}},
-    [OPCHECK_QUICK_GELU_BACKWARD] = {"quick_gelu_backward", LLAVA_OP_ELEMENTWISE, act_layout, act_prepare, act_run,
-                                     act_ref, act_cost, shape_rows_cols, {{0, 1}, {-1, -1}}},
-    [OPCHECK_GELU_FORWARD] = {"gelu_forward", LLAVA_OP_ELEMENTWISE, act_layout, act_prepare, act_run, act_ref,
-                              act_cost, shape_rows_cols, {{0, 1}, {-1, -1}}},
-    [OPCHECK_GELU_BACKWARD] = {"gelu_backward", LLAVA_OP_ELEMENTWISE, act_layout, act_prepare, act_run, act_ref,
-                               act_cost, shape_rows_cols, {{0, 1}, {-1, -1}}},
-    [OPCHECK_SILU_MUL_FORWARD] = {"silu_mul_forward", LLAVA_OP_ELEMENTWISE, act_layout, act_prepare, act_run,
-                                  act_ref, act_cost, shape_rows_cols, {{0, 1}, {-1, -1}}},
-    [OPCHECK_SILU_MUL_BACKWARD] = {"silu_mul_backward", LLAVA_OP_ELEMENTWISE, act_layout, act_prepare, act_run,
-                                   act_ref, act_cost, shape_rows_cols, {{0, 3}, {1, 4}}},
+    [OPCHECK_QUICK_GELU_FORWARD] = {"quick_gelu_forward",
+                                    LLAVA_OP_ELEMENTWISE,
+                                    act_layout,
+                                    act_prepare,
+                                    act_run,
+                                    act_ref,
+                                    act_cost,
+                                    shape_rows_cols,
+                                    {{0, 1}, {-1, -1}}},
+    [OPCHECK_QUICK_GELU_BACKWARD] = {"quick_gelu_backward",
+                                     LLAVA_OP_ELEMENTWISE,
+                                     act_layout,
+                                     act_prepare,
+                                     act_run,
+                                     act_ref,
+                                     act_cost,
+                                     shape_rows_cols,
+                                     {{0, 1}, {-1, -1}}},
+    [OPCHECK_GELU_FORWARD] = {"gelu_forward",
+                              LLAVA_OP_ELEMENTWISE,
+                              act_layout,
+                              act_prepare,
+                              act_run,
+                              act_ref,
+                              act_cost,
+                              shape_rows_cols,
+                              {{0, 1}, {-1, -1}}},
+    [OPCHECK_GELU_BACKWARD] = {"gelu_backward",
+                               LLAVA_OP_ELEMENTWISE,
+                               act_layout,
+                               act_prepare,
+                               act_run,
+                               act_ref,
+                               act_cost,
+                               shape_rows_cols,
+                               {{0, 1}, {-1, -1}}},
+    [OPCHECK_SILU_MUL_FORWARD] = {"silu_mul_forward",
+                                  LLAVA_OP_ELEMENTWISE,
+                                  act_layout,
+                                  act_prepare,
+                                  act_run,
+                                  act_ref,
+                                  act_cost,
+                                  shape_rows_cols,
+                                  {{0, 1}, {-1, -1}}},
+    [OPCHECK_SILU_MUL_BACKWARD] = {"silu_mul_backward",
+                                   LLAVA_OP_ELEMENTWISE,
+                                   act_layout,
+                                   act_prepare,
+                                   act_run,
+                                   act_ref,
+                                   act_cost,
+                                   shape_rows_cols,
+                                   {{0, 3}, {1, 4}}},
     [OPCHECK_ROPE_FORWARD] = {"rope_forward", LLAVA_OP_ROPE, rope_layout, rope_prepare, rope_run, rope_ref, rope_cost,
                               rope_shape, NO_ALIAS},
-    [OPCHECK_ROPE_BACKWARD] = {"rope_backward", LLAVA_OP_ROPE, rope_layout, rope_prepare, rope_run, rope_ref,
-                               rope_cost, rope_shape, NO_ALIAS},
+    [OPCHECK_ROPE_BACKWARD] = {"rope_backward", LLAVA_OP_ROPE, rope_layout, rope_prepare, rope_run, rope_ref, rope_cost,
+                               rope_shape, NO_ALIAS},
     [OPCHECK_ATTENTION_FORWARD] = {"attention_forward", LLAVA_OP_ATTENTION, attn_layout, attn_prepare, attn_run,
                                    attn_ref, attn_cost, attn_shape, NO_ALIAS},
     [OPCHECK_ATTENTION_BACKWARD] = {"attention_backward", LLAVA_OP_ATTENTION, attn_layout, attn_prepare, attn_run,
@@ -1175,12 +1205,26 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
     [OPCHECK_GATHER_ROWS] = {"gather_rows", LLAVA_OP_ROWS, rows_layout, rows_prepare, rows_run, rows_ref, rows_cost,
                              rows_shape, NO_ALIAS},
     // dlogits over the logits: the training loop's way.
-    [OPCHECK_CROSS_ENTROPY] = {"cross_entropy", LLAVA_OP_CROSS_ENTROPY, ce_layout, ce_prepare, ce_run, ce_ref,
-                               ce_cost, ce_shape, {{1, 2}, {-1, -1}}},
+    [OPCHECK_CROSS_ENTROPY] = {"cross_entropy",
+                               LLAVA_OP_CROSS_ENTROPY,
+                               ce_layout,
+                               ce_prepare,
+                               ce_run,
+                               ce_ref,
+                               ce_cost,
+                               ce_shape,
+                               {{1, 2}, {-1, -1}}},
     [OPCHECK_ADAMW] = {"adamw", LLAVA_OP_ADAMW, adamw_layout, NULL, adamw_run, NULL, adamw_cost, shape_n, NO_ALIAS},
     [OPCHECK_GRAD_SQ_SUM] = {"grad_sq_sum", LLAVA_OP_ADAMW, gss_layout, NULL, gss_run, NULL, gss_cost, shape_n,
                              NO_ALIAS},
-    [OPCHECK_ADD] = {"add", LLAVA_OP_ELEMENTWISE, add_layout, NULL, add_run, add_ref, add_cost, shape_rows_cols,
+    [OPCHECK_ADD] = {"add",
+                     LLAVA_OP_ELEMENTWISE,
+                     add_layout,
+                     NULL,
+                     add_run,
+                     add_ref,
+                     add_cost,
+                     shape_rows_cols,
                      {{0, 1}, {-1, -1}}},
     [OPCHECK_ADD_INPLACE] = {"add_inplace", LLAVA_OP_ELEMENTWISE, add_layout, NULL, add_run, add_ref, add_cost,
                              shape_rows_cols, NO_ALIAS},

@@ -47,8 +47,8 @@ typedef enum {
 } llava_op_family;
 
 typedef struct {
-    int op;          // llava_op_family
-    int64_t n[6];    // sizes, in the order listed above
+    int op;        // llava_op_family
+    int64_t n[6];  // sizes, in the order listed above
 } llava_op_shape;
 
 extern const char *const LLAVA_OP_NAMES[LLAVA_OP_COUNT];
@@ -74,7 +74,8 @@ struct llava_ops {
 
     // ---- linear layers: y = x W^T + b, W (O, I) as nn.Linear stores it.
     // out (N, O) ACT; x (N, I) ACT; W (O, I) PARAM; bias (O) PARAM or NULL.
-    void (*linear_forward)(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I, int O);
+    void (*linear_forward)(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I,
+                           int O);
     // dx (N, I) = dout (N, O) W. Separate entry points so a frozen weight skips its GEMM.
     void (*linear_backward_input)(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I, int O);
     // dW (O, I) += dout^T x
@@ -89,28 +90,31 @@ struct llava_ops {
 
     // ---- CLIP embeddings: out (B*(N+1), C): row b*(N+1) = cls + pos[0], row b*(N+1)+1+n =
     // patches[b*N+n] + pos[1+n]. cls (C) and pos (N+1, C) PARAM.
-    void (*clip_embed)(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C);
+    void (*clip_embed)(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B,
+                       int N, int C);
 
     // ---- LayerNorm over C: out = (x - mean) * rstd * w + b. mean, rstd (N) F32 saved for backward.
-    void (*layernorm_forward)(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N,
-                              int C, float eps);
+    void (*layernorm_forward)(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,
+                              const void *b, int N, int C, float eps);
     // dx (N, C) overwritten; dw, db (C) accumulated; either may be NULL (frozen).
-    void (*layernorm_backward)(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
-                               const float *mean, const float *rstd, int N, int C);
+    void (*layernorm_backward)(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x,
+                               const void *w, const float *mean, const float *rstd, int N, int C);
 
     // ---- RMSNorm, Hugging Face semantics: out = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps).
-    void (*rmsnorm_forward)(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps);
-    void (*rmsnorm_backward)(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w, const float *rstd,
-                             int N, int C);
+    void (*rmsnorm_forward)(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C,
+                            float eps);
+    void (*rmsnorm_backward)(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
+                             const float *rstd, int N, int C);
 
     // ---- elementwise activations over n elements.
-    void (*quick_gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);       // x * sigmoid(1.702 x)
+    void (*quick_gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);  // x * sigmoid(1.702 x)
     void (*quick_gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
-    void (*gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);             // exact: 0.5 x (1 + erf(x / sqrt 2))
+    void (*gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);  // exact: 0.5 x (1 + erf(x / sqrt 2))
     void (*gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
     // SwiGLU product: out = silu(gate) * up.
     void (*silu_mul_forward)(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
-    void (*silu_mul_backward)(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
+    void (*silu_mul_backward)(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                              const void *up, size_t n);
 
     // ---- rotary embedding (HF half-split: pairs (i, i + D/2)), in place on x (T, H*D) ACT.
     // pos (T) I32 gives each token's position (restarting at 0 for each packed sequence).
@@ -128,17 +132,18 @@ struct llava_ops {
                               const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                               int causal);
     // dq, dk, dv overwritten (same shapes as q, k, v); probabilities recomputed from lse.
-    void (*attention_backward)(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
-                               const void *v, const void *out, const float *lse, const int32_t *cu_seqlens, int n_seq,
-                               int T, int Hq, int Hkv, int D, float scale, int causal);
+    void (*attention_backward)(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                               const void *k, const void *v, const void *out, const float *lse,
+                               const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
+                               int causal);
 
     // ---- embeddings. out (T, C) = table[ids[t]]; ids outside [0, V) give a zero row (the image
     // positions, which the splice overwrites).
     void (*embedding_forward)(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V);
     // dtable[ids[t]] += dout[t] for ids in [0, V) except `padding_idx` (pass -1 for none), whose row
     // nn.Embedding never updates. Deterministic (no atomics whose order varies).
-    void (*embedding_backward)(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
-                               int padding_idx);
+    void (*embedding_backward)(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C,
+                               int V, int padding_idx);
 
     // ---- row gather/scatter: dst[idx[i]] = src[i] (scatter) and dst[i] = src[idx[i]] (gather), rows of C.
     // The splice of image features into the token stream, and its backward.
@@ -150,8 +155,8 @@ struct llava_ops {
     // With dlogits != NULL also writes dlogits (T, V) ACT = (softmax - onehot) * grad_scale (0 on
     // ignored rows); dlogits may alias logits. Works through the vocabulary in chunks: no buffer of
     // probabilities larger than one chunk per row is ever made.
-    void (*cross_entropy)(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets, int T, int V,
-                          float grad_scale);
+    void (*cross_entropy)(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets,
+                          int T, int V, float grad_scale);
 
     // ---- optimizer. One AdamW step with torch.optim.AdamW's arithmetic over n parameters:
     //   p *= 1 - lr*wd;  m = lerp(m, g, 1-b1);  v = b2*v + (1-b2)*g*g;
@@ -161,15 +166,15 @@ struct llava_ops {
     // master after the update. m, v (n) F32. step counts from 1.
     // Hyperparameters are doubles, as torch holds them (Python floats); each scalar reaches the fp32
     // arithmetic rounded once, as torch's tensor-scalar ops round it.
-    void (*adamw)(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int step, float grad_scale);
+    void (*adamw)(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n,
+                  double lr, double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale);
     // Sum of squares of a GRAD buffer, accumulated in fp64, returned to the host (for the global
     // gradient norm and the non-finite check: a NaN or inf anywhere makes the result non-finite).
     double (*grad_sq_sum)(llava_backend *be, const float *grad, size_t n);
 
     // ---- elementwise arithmetic over n elements of ACT.
     void (*add)(llava_backend *be, void *out, const void *a, const void *b, size_t n);  // out may alias a or b
-    void (*add_inplace)(llava_backend *be, void *acc, const void *x, size_t n);          // acc += x
+    void (*add_inplace)(llava_backend *be, void *acc, const void *x, size_t n);         // acc += x
 };
 
 enum { BUF_ACT = 0, BUF_PARAM = 1, BUF_GRAD = 2, BUF_F32 = 3, BUF_I32 = 4 };

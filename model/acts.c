@@ -19,7 +19,24 @@ enum { ALIGN = 256 };
 
 // Sizes a row's shape is written in.
 enum {
-    Z_ONE = 0, Z_T, Z_NSEQ1, Z_M, Z_NIMG1, Z_R, Z_NP, Z_PIX, Z_D, Z_I, Z_QD, Z_KVD, Z_V, Z_HQ, Z_DV, Z_IV, Z_HV, Z_K,
+    Z_ONE = 0,
+    Z_T,
+    Z_NSEQ1,
+    Z_M,
+    Z_NIMG1,
+    Z_R,
+    Z_NP,
+    Z_PIX,
+    Z_D,
+    Z_I,
+    Z_QD,
+    Z_KVD,
+    Z_V,
+    Z_HQ,
+    Z_DV,
+    Z_IV,
+    Z_HV,
+    Z_K,
     Z_COUNT
 };
 
@@ -40,8 +57,15 @@ typedef struct {
 #define A(f) offsetof(llava_acts, f)
 #define S(f) offsetof(lm_saved, f)
 
-enum { IN = ACT_PHASE_INPUT, VIS = ACT_PHASE_VISION, PROJ = ACT_PHASE_PROJECTOR, LM = ACT_PHASE_LM,
-       LMB = ACT_PHASE_LM_BACKWARD, EMB = ACT_PHASE_EMBED_BACKWARD, PJB = ACT_PHASE_PROJECTOR_BACKWARD };
+enum {
+    IN = ACT_PHASE_INPUT,
+    VIS = ACT_PHASE_VISION,
+    PROJ = ACT_PHASE_PROJECTOR,
+    LM = ACT_PHASE_LM,
+    LMB = ACT_PHASE_LM_BACKWARD,
+    EMB = ACT_PHASE_EMBED_BACKWARD,
+    PJB = ACT_PHASE_PROJECTOR_BACKWARD
+};
 
 static const act_spec ACTS[] = {
     // the batch: targets feed the loss only; positions and boundaries serve the layers' backward;
@@ -268,8 +292,8 @@ void act_bind_free(llava_acts *a) {
 }
 
 void act_plan_print(const act_plan *p, FILE *out) {
-    static const char *const phase[ACT_N_PHASES] = {"input", "vision", "projector", "lm", "lm-backward",
-                                                    "embed-backward", "projector-backward"};
+    static const char *const phase[ACT_N_PHASES] = {"input",       "vision",         "projector",         "lm",
+                                                    "lm-backward", "embed-backward", "projector-backward"};
     static const char *const kind[3] = {"act", "f32", "i32"};
     fprintf(out, "activations of a pass of %d tokens, %d sequences, %d images%s%s: %d buffers\n", p->shape.T,
             p->shape.n_seq, p->shape.n_img, p->shape.backward ? ", with backward" : "",

@@ -38,7 +38,7 @@ typedef struct {
 // One decoder layer's activations that its backward reads.
 typedef struct {
     void *n1, *q, *k, *v, *att, *h_mid, *n2, *gate, *up, *s;  // ACT
-    float *rstd1, *rstd2, *lse;                                // F32
+    float *rstd1, *rstd2, *lse;                               // F32
 } lm_saved;
 
 // Where each activation of a pass is (pointers into the arenas); what model/llava.c computes with.
@@ -79,7 +79,7 @@ typedef struct {
 
 typedef struct {
     act_shape shape;
-    int act_bytes;          // bytes per ACT element on the backend planned for (2 bf16, 4 fp32)
+    int act_bytes;  // bytes per ACT element on the backend planned for (2 bf16, 4 fp32)
     act_buf *bufs;
     int n_bufs;
     size_t arena_bytes[3];  // per kind: ACT, F32, I32 (index kind_slot)

@@ -32,7 +32,8 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
     }
     if (n_feat != n_img * m->tokens_per_image) {
         free(len);
-        return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img, m->tokens_per_image);
+        return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img,
+                          m->tokens_per_image);
     }
     b->T = T;
     b->n_seq = B;
@@ -52,7 +53,8 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
             } else if (id < 0 || id >= V) {
                 llava_batch_free(b);
                 free(len);
-                return llava_fail("batch row %d position %d: token id %lld outside the vocabulary of %d", r, t, (long long)id, V);
+                return llava_fail("batch row %d position %d: token id %lld outside the vocabulary of %d", r, t,
+                                  (long long)id, V);
             } else {
                 b->ids[k] = (int32_t)id;
             }
@@ -63,7 +65,8 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
             if (y >= V) {
                 llava_batch_free(b);
                 free(len);
-                return llava_fail("batch row %d position %d: label %lld outside the vocabulary of %d", r, t + 1, (long long)y, V);
+                return llava_fail("batch row %d position %d: label %lld outside the vocabulary of %d", r, t + 1,
+                                  (long long)y, V);
             }
             b->n_targets += y >= 0;
         }

@@ -63,9 +63,9 @@ const char *hf_kind_name(hf_kind k) {
     return "?";
 }
 
-#define TRY(x)                 \
-    do {                       \
-        if ((x) < 0) return -1; \
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        if ((x) < 0) return -1;                                                                                        \
     } while (0)
 
 static int parse_llama(const cJSON *o, const char *where, llama_config *c) {
@@ -175,7 +175,8 @@ static int parse_original_glue(const cJSON *o, const char *where, model_config *
     TRY(json_bool(o, "mm_use_im_start_end", &flag, where));
     if (flag) return llava_fail("%s: mm_use_im_start_end=true is not supported (LLaVA-1.5 uses false)", where);
     TRY(json_str(o, "mm_vision_tower", mc->vision_tower_name, sizeof mc->vision_tower_name, where));
-    if (!mc->vision_tower_name[0]) TRY(json_str(o, "vision_tower", mc->vision_tower_name, sizeof mc->vision_tower_name, where));
+    if (!mc->vision_tower_name[0])
+        TRY(json_str(o, "vision_tower", mc->vision_tower_name, sizeof mc->vision_tower_name, where));
     clip_vision_config_llava_default(&mc->vision);
     if (mc->vision_tower_name[0] && vision_from_known_name(mc->vision_tower_name, &mc->vision)) {
         mc->has_vision = 1;
@@ -300,7 +301,8 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
     } else if (!mt[0]) {
         rc = llava_fail("%s: no \"model_type\"", path);
     } else {
-        rc = llava_fail("%s: model_type \"%s\" is not supported (llama, clip, clip_vision_model, llava, llava_llama)", path, mt);
+        rc = llava_fail("%s: model_type \"%s\" is not supported (llama, clip, clip_vision_model, llava, llava_llama)",
+                        path, mt);
     }
     cJSON_Delete(o);
     if (rc == 0 && out->has_vision && out->has_projector) {

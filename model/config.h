@@ -43,22 +43,22 @@ typedef enum { PROJ_MLP2X_GELU = 0, PROJ_LINEAR = 1 } projector_type;
 
 // The LLaVA glue: which vision layer feeds the projector, the projector's shape, the image token.
 typedef struct {
-    int image_token_index;               // llava-hf: 32000; original LLaVA splices at -200 instead
-    char projector_hidden_act[24];       // "gelu" (exact erf)
+    int image_token_index;          // llava-hf: 32000; original LLaVA splices at -200 instead
+    char projector_hidden_act[24];  // "gelu" (exact erf)
     projector_type projector;
     int projector_bias;
-    int vision_feature_layer;            // -2 for LLaVA-1.5: hidden_states[-2]
-    int drop_cls;                        // select strategy "default" / select feature "patch"
-    int image_seq_length;                // 576 for 336 px / patch 14
-    int pad_token_id;                    // top-level pad id (llava-hf: 32001), -1 when absent
+    int vision_feature_layer;  // -2 for LLaVA-1.5: hidden_states[-2]
+    int drop_cls;              // select strategy "default" / select feature "patch"
+    int image_seq_length;      // 576 for 336 px / patch 14
+    int pad_token_id;          // top-level pad id (llava-hf: 32001), -1 when absent
 } llava_glue_config;
 
 typedef enum {
-    HF_LLAMA = 0,          // LlamaForCausalLM (vicuna)
-    HF_CLIP,               // CLIPModel (vision_config inside)
-    HF_CLIP_VISION,        // CLIPVisionModel
-    HF_LLAVA_HF,           // LlavaForConditionalGeneration (llava-hf)
-    HF_LLAVA_ORIGINAL,     // haotian-liu LlavaLlamaForCausalLM (model_type llava / llava_llama)
+    HF_LLAMA = 0,       // LlamaForCausalLM (vicuna)
+    HF_CLIP,            // CLIPModel (vision_config inside)
+    HF_CLIP_VISION,     // CLIPVisionModel
+    HF_LLAVA_HF,        // LlavaForConditionalGeneration (llava-hf)
+    HF_LLAVA_ORIGINAL,  // haotian-liu LlavaLlamaForCausalLM (model_type llava / llava_llama)
 } hf_kind;
 
 typedef struct {
@@ -69,8 +69,8 @@ typedef struct {
     llama_config text;
     clip_vision_config vision;
     llava_glue_config glue;
-    int vision_from_name;          // original LLaVA: vision config taken from the mm_vision_tower name
-    char vision_tower_name[256];   // original LLaVA's mm_vision_tower
+    int vision_from_name;         // original LLaVA: vision config taken from the mm_vision_tower name
+    char vision_tower_name[256];  // original LLaVA's mm_vision_tower
 } model_config;
 
 void llama_config_defaults(llama_config *c);

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/util.h"
 #include "common/torch_rng.h"
+#include "common/util.h"
 #include "model/io/safetensors.h"
 
 // Device pointer of a parameter view, and of its gradient (NULL when its group is frozen).
@@ -37,12 +37,14 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
     if (strcmp(c->vision.hidden_act, "quick_gelu") != 0)
         return llava_fail("model config: vision hidden_act \"%s\" is not supported (quick_gelu)", c->vision.hidden_act);
     if (c->text.has_rope_scaling) return llava_fail("model config: rope_scaling is not supported");
-    if (c->vision.num_channels != 3) return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
+    if (c->vision.num_channels != 3)
+        return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
     if (param_table_build(c, &m->pt) != 0) return -1;
     int grid = c->vision.image_size / c->vision.patch_size;
     m->tokens_per_image = grid * grid + (c->glue.drop_cls ? 0 : 1);
     m->vision_layers = llava_vision_layers_used(c);
-    m->padding_idx = (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
+    m->padding_idx =
+        (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
     m->layout = LAYOUT_UNKNOWN;
     param_alloc(&m->pt);
     m->filled = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
@@ -80,7 +82,8 @@ void llava_model_init_projector(llava_model *m, uint64_t seed) {
         if (!v) continue;
         float bound = 1.0f / sqrtf((float)weight->shape[1]);
         float *p = param_ptr(&m->pt, v);
-        for (size_t k = 0; k < v->numel; k++) p[k] = bound * (2.0f * (float)((torch_rng_next(&r) >> 8) * (1.0 / 16777216.0)) - 1.0f);
+        for (size_t k = 0; k < v->numel; k++)
+            p[k] = bound * (2.0f * (float)((torch_rng_next(&r) >> 8) * (1.0 / 16777216.0)) - 1.0f);
         m->filled[v - m->pt.views] = 1;
     }
 }
@@ -138,7 +141,8 @@ int llava_model_load(llava_model *m, const char *dir, llava_backend *be) {
 void llava_model_set_trainable(llava_model *m, trainable_set t) {
     int want[N_GROUPS] = {0, t >= TRAIN_PROJECTOR, t >= TRAIN_PROJECTOR_LM};
     for (int g = 0; g < N_GROUPS; g++) {
-        if (want[g] && !m->grads[g] && m->pt.group_numel[g]) m->grads[g] = m->ops->alloc(m->be, BUF_GRAD, m->pt.group_numel[g]);
+        if (want[g] && !m->grads[g] && m->pt.group_numel[g])
+            m->grads[g] = m->ops->alloc(m->be, BUF_GRAD, m->pt.group_numel[g]);
         if (!want[g] && m->grads[g]) {
             m->ops->free(m->be, m->grads[g]);
             m->grads[g] = NULL;
@@ -185,7 +189,6 @@ void llava_model_free(llava_model *m) {
     param_table_free(&m->pt);
     memset(m, 0, sizeof *m);
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Forward and backward
@@ -438,8 +441,8 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
             ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d h_mid
             // Attention: h_mid = hs[l] + o(attn(rope(q(n1)), rope(k(n1)), v(n1)))
             linear_bwd(m, a->datt, dh, s->att, c->o, c->o_b, T, qd, d);
-            ops->attention_backward(be, a->dq, a->dk, a->dv, a->datt, s->q, s->k, s->v, s->att, s->lse, a->cu, b->n_seq, T,
-                                    Hq, Hkv, D, z.scale, 1);
+            ops->attention_backward(be, a->dq, a->dk, a->dv, a->datt, s->q, s->k, s->v, s->att, s->lse, a->cu, b->n_seq,
+                                    T, Hq, Hkv, D, z.scale, 1);
             ops->rope_backward(be, a->dq, a->pos, T, Hq, D, theta);
             ops->rope_backward(be, a->dk, a->pos, T, Hkv, D, theta);
             linear_bwd(m, dhn, a->dq, s->n1, c->q, c->q_b, T, d, qd);

@@ -7,10 +7,10 @@
 
 #include <stdint.h>
 
-#include "data/batch.h"
-#include "kernels/backend.h"
 #include "acts.h"
 #include "config.h"
+#include "data/batch.h"
+#include "kernels/backend.h"
 #include "params.h"
 
 // What receives gradients. Stage 1 trains the projector (gradients flow through the frozen LM);
@@ -18,21 +18,21 @@
 typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2 } trainable_set;
 
 typedef struct {
-    llava_backend *be;              // the context every op runs in (not owned)
-    const llava_ops *ops;           // be->ops
+    llava_backend *be;     // the context every op runs in (not owned)
+    const llava_ops *ops;  // be->ops
     model_config cfg;
-    param_table pt;                 // names, shapes, offsets (host storage freed after upload)
-    void *params[N_GROUPS];         // PARAM buffers on the backend, one per group
-    float *grads[N_GROUPS];         // GRAD buffers for trainable groups, NULL for frozen ones
+    param_table pt;          // names, shapes, offsets (host storage freed after upload)
+    void *params[N_GROUPS];  // PARAM buffers on the backend, one per group
+    float *grads[N_GROUPS];  // GRAD buffers for trainable groups, NULL for frozen ones
     trainable_set trainable;
-    weight_layout layout;           // the layout the weights were loaded from
-    int tokens_per_image;           // patches after dropping CLS
-    int vision_layers;              // layers actually run
-    int padding_idx;                // embed_tokens row that never gets a gradient (-1: none)
-    char *filled;                   // while building: which views have weights
-    char *frozen;                   // per view: frozen inside a trainable group (NULL: none)
-    int checkpoint_layers;          // recompute each decoder layer in backward instead of keeping
-                                    // its activations (less memory, one more forward)
+    weight_layout layout;   // the layout the weights were loaded from
+    int tokens_per_image;   // patches after dropping CLS
+    int vision_layers;      // layers actually run
+    int padding_idx;        // embed_tokens row that never gets a gradient (-1: none)
+    char *filled;           // while building: which views have weights
+    char *frozen;           // per view: frozen inside a trainable group (NULL: none)
+    int checkpoint_layers;  // recompute each decoder layer in backward instead of keeping
+                            // its activations (less memory, one more forward)
     // Called in the backward as soon as a trainable view's gradient is final for this pass (its
     // index in pt.views), in the order the backward finishes them: the LM head and final norm, the
     // decoder layers from the last, the embeddings, the projector. NULL: nothing is called. The

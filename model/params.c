@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/util.h"
 #include "common/torch_rng.h"
+#include "common/util.h"
 
 const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm"};
 
@@ -237,15 +237,22 @@ int param_table_build(const model_config *mc, param_table *pt) {
     memset(pt, 0, sizeof *pt);
     builder b = {pt, 0, NULL, 0, 0};
     if (mc->has_projector && !(mc->has_vision && mc->has_text))
-        return llava_fail("model config: the vision tower config is unknown (original LLaVA config naming \"%s\"); "
-                          "give the tower's folder",
-                          mc->vision_tower_name);
+        return llava_fail(
+            "model config: the vision tower config is unknown (original LLaVA config naming \"%s\"); "
+            "give the tower's folder",
+            mc->vision_tower_name);
     const clip_vision_config *vc = &mc->vision;
     const llama_config *tc = &mc->text;
     int64_t grid = vc->patch_size ? vc->image_size / vc->patch_size : 0;
-    dims z = {.dv = vc->hidden_size, .iv = vc->intermediate_size, .cin = vc->num_channels, .patch = vc->patch_size,
-              .npos = grid * grid + 1, .dt = tc->hidden_size, .it = tc->intermediate_size,
-              .qd = (int64_t)tc->num_attention_heads * tc->head_dim, .kvd = (int64_t)tc->num_key_value_heads * tc->head_dim,
+    dims z = {.dv = vc->hidden_size,
+              .iv = vc->intermediate_size,
+              .cin = vc->num_channels,
+              .patch = vc->patch_size,
+              .npos = grid * grid + 1,
+              .dt = tc->hidden_size,
+              .it = tc->intermediate_size,
+              .qd = (int64_t)tc->num_attention_heads * tc->head_dim,
+              .kvd = (int64_t)tc->num_key_value_heads * tc->head_dim,
               .vocab = tc->vocab_size};
     if (mc->has_vision) build_vision(&b, mc, &z);
     if (mc->has_projector) build_projector(&b, mc, &z);
@@ -339,7 +346,8 @@ static void push(char ***list, int *n, char *s) {
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t k = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && k < cap; i++) k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    for (int i = 0; i < ndim && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 

@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "model/io/names.h"
 #include "model/io/safetensors.h"
-#include "config.h"
 
 enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, N_GROUPS = 3 };
 extern const char *const GROUP_NAMES[N_GROUPS];
@@ -21,10 +21,10 @@ extern const char *const GROUP_NAMES[N_GROUPS];
 #define PARAM_ALIGN 8  // views start at multiples of 8 elements
 
 typedef struct {
-    char *name;     // internal name (names.h)
+    char *name;  // internal name (names.h)
     int group;
-    int layer;      // encoder / decoder layer index, -1 outside the layer stack
-    int used;       // 0: in the checkpoint format but never computed (no storage)
+    int layer;  // encoder / decoder layer index, -1 outside the layer stack
+    int used;   // 0: in the checkpoint format but never computed (no storage)
     int ndim;
     int64_t shape[PARAM_MAX_DIMS];
     size_t numel;
@@ -62,12 +62,12 @@ typedef struct {
 typedef struct {
     param_view *views;  // group-major, then the order the model consumes them
     int n_views;
-    int *sorted;        // view indices sorted by name, for lookup
+    int *sorted;                         // view indices sorted by name, for lookup
     size_t group_numel[N_GROUPS];        // storage: used views only, with alignment padding
     uint64_t group_numel_all[N_GROUPS];  // every view, as the checkpoint format counts them
     float *data[N_GROUPS];               // fp32 storage (CPU backend); NULL until allocated
     int linear_projector;
-    llava_params w;                      // the views by their place in the model
+    llava_params w;  // the views by their place in the model
 } param_table;
 
 // Builds the table implied by a model config. No storage is allocated.
@@ -87,14 +87,17 @@ void param_init_random_fast(param_table *pt, float std, uint64_t seed);
 
 // What loading a set of safetensors files onto a table found.
 typedef struct {
-    int n_loaded;                 // tensors copied into the table
-    int n_ignored;                // known tensors nobody uses (inv_freq, CLIP text tower, ...)
-    int n_unused;                 // tensors of views that are not computed (vision layers past the selected one)
-    char **missing; int n_missing;        // used views no file provides
-    char **unexpected; int n_unexpected;  // file tensors that map to nothing in the table
-    char **mismatched; int n_mismatched;  // "name: file shape [..] vs model [..]"
+    int n_loaded;   // tensors copied into the table
+    int n_ignored;  // known tensors nobody uses (inv_freq, CLIP text tower, ...)
+    int n_unused;   // tensors of views that are not computed (vision layers past the selected one)
+    char **missing;
+    int n_missing;  // used views no file provides
+    char **unexpected;
+    int n_unexpected;  // file tensors that map to nothing in the table
+    char **mismatched;
+    int n_mismatched;  // "name: file shape [..] vs model [..]"
     int dtype_count[DT_COUNT];
-    weight_layout layout;         // the layout the names indicate
+    weight_layout layout;  // the layout the names indicate
 } load_report;
 
 // Compares the files' tensors with the table. With `copy` set (and storage allocated) the tensors

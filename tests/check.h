@@ -13,24 +13,26 @@
 
 static int check_pass_count, check_fail_count;
 
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (cond) {                                                       \
-            check_pass_count++;                                           \
-        } else {                                                          \
-            check_fail_count++;                                           \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, "\n");                                        \
-        }                                                                 \
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (cond) {                                                                                                    \
+            check_pass_count++;                                                                                        \
+        } else {                                                                                                       \
+            check_fail_count++;                                                                                        \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                            \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fprintf(stderr, "\n");                                                                                     \
+        }                                                                                                              \
     } while (0)
 
 #define CHECK_EQ_INT(a, b) CHECK((long long)(a) == (long long)(b), "%lld != %lld", (long long)(a), (long long)(b))
 #define CHECK_EQ_STR(a, b) CHECK(strcmp((a), (b)) == 0, "\"%s\" != \"%s\"", (a), (b))
-#define CHECK_NEAR(a, b, tol) \
-    CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (|diff| %.3g > %.3g)", (double)(a), (double)(b), fabs((double)(a) - (double)(b)), (double)(tol))
+#define CHECK_NEAR(a, b, tol)                                                                                          \
+    CHECK(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (|diff| %.3g > %.3g)", (double)(a), (double)(b),     \
+          fabs((double)(a) - (double)(b)), (double)(tol))
 // The error message of the last failed call contains `needle`.
-#define CHECK_ERR_HAS(needle) CHECK(strstr(llava_errmsg(), (needle)) != NULL, "error \"%s\" lacks \"%s\"", llava_errmsg(), (needle))
+#define CHECK_ERR_HAS(needle)                                                                                          \
+    CHECK(strstr(llava_errmsg(), (needle)) != NULL, "error \"%s\" lacks \"%s\"", llava_errmsg(), (needle))
 
 static inline int check_done(void) {
     printf("%d passed, %d failed\n", check_pass_count, check_fail_count);

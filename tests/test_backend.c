@@ -5,10 +5,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "kernels/device.h"
-#include "check.h"
 
 // y = x W^T + b on a context, returned on the host (N x O).
 static float *linear_on(llava_backend *be, const float *x, const float *w, const float *b, int N, int I, int O) {
@@ -62,13 +62,14 @@ static void test_describe_supports(void) {
     llava_backend_describe(be, &info);
     CHECK_EQ_STR(info.name, "cpu");
     CHECK(strstr(info.device, "OpenBLAS") != NULL, "device \"%s\"", info.device);
-    CHECK(info.ordinal == -1 && info.memory_total > 0 && info.memory_free <= info.memory_total,
-          "memory %llu of %llu", (unsigned long long)info.memory_free, (unsigned long long)info.memory_total);
+    CHECK(info.ordinal == -1 && info.memory_total > 0 && info.memory_free <= info.memory_total, "memory %llu of %llu",
+          (unsigned long long)info.memory_free, (unsigned long long)info.memory_total);
     char why[128];
     llava_op_shape attn = {LLAVA_OP_ATTENTION, {100, 8, 2, 80, 3, 0}};
     CHECK(llava_backend_supports(be, &attn, why, sizeof why) == 1, "CPU attention with head dim 80: %s", why);
     llava_op_shape neg = {LLAVA_OP_LINEAR, {-1, 4, 4, 0, 0, 0}};
-    CHECK(llava_backend_supports(be, &neg, why, sizeof why) == 0 && strstr(why, "linear"), "negative size: \"%s\"", why);
+    CHECK(llava_backend_supports(be, &neg, why, sizeof why) == 0 && strstr(why, "linear"), "negative size: \"%s\"",
+          why);
     llava_op_shape bad = {LLAVA_OP_COUNT, {0}};
     CHECK(llava_backend_supports(be, &bad, why, sizeof why) == 0, "an unknown op is not supported");
     CHECK(llava_device_stream(be) == NULL, "the CPU has no stream");

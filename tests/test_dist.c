@@ -18,18 +18,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "data/sampler.h"
+#include "free_port.h"
 #include "kernels/ops.h"
+#include "model/batch_hf.h"
+#include "model/llava.h"
 #include "train/config.h"
 #include "train/dist/dist.h"
 #include "train/memplan.h"
-#include "model/batch_hf.h"
-#include "model/llava.h"
 #include "train/optim.h"
 #include "train/trainer.h"
-#include "check.h"
-#include "free_port.h"
 
 static void test_layout(void) {
     const size_t ns[] = {0, 1, 3, 7, 8, 9, 1000, 1001, 1007};
@@ -56,7 +56,8 @@ static void test_single(void) {
     float x[5] = {1, 2, 3, 4, 5}, y[5] = {0};
     double h[2] = {1.5, -2};
     CHECK(dist_allreduce_f32(d, x, 5, "t") == 0 && x[4] == 5, "all-reduce over one rank is the identity");
-    CHECK(dist_reduce_scatter_f32(d, x, 5, y, "t") == 0 && memcmp(x, y, sizeof x) == 0, "reduce-scatter: the whole buffer");
+    CHECK(dist_reduce_scatter_f32(d, x, 5, y, "t") == 0 && memcmp(x, y, sizeof x) == 0,
+          "reduce-scatter: the whole buffer");
     CHECK(dist_allreduce_host_f64(d, h, 2, "t") == 0 && h[0] == 1.5 && h[1] == -2, "host all-reduce");
     memset(y, 0, sizeof y);
     CHECK(dist_gather_host_f32(d, x, 5, y, 0, "t") == 0 && memcmp(x, y, sizeof x) == 0, "gather");
@@ -121,7 +122,8 @@ static int rendezvous(int world, int present, double timeout, int *rc0) {
 static void test_rendezvous(void) {
     int rc0;
     int failed = rendezvous(4, 4, 20, &rc0);
-    CHECK(rc0 == 0 && failed == 0, "4 ranks on localhost: rank 0 %d, %d others failed (%s)", rc0, failed, llava_errmsg());
+    CHECK(rc0 == 0 && failed == 0, "4 ranks on localhost: rank 0 %d, %d others failed (%s)", rc0, failed,
+          llava_errmsg());
     // Rank 3 never comes: rank 0 gives up at the deadline and names it; the others fail too.
     double t0 = (double)time(NULL);
     failed = rendezvous(4, 3, 1.5, &rc0);
@@ -171,14 +173,15 @@ static void test_buckets(void) {
         CHECK(bad == 0, "rank %d: %d bucket inconsistencies (frozen view, mixed layers, gaps, wrong slice)", r, bad);
         CHECK(covered == trainable, "buckets cover %zu of %zu trainable parameters", covered, trainable);
         for (int g = 0; g < N_GROUPS; g++) state_sum[g] += s.state_numel[g];
-        CHECK(s.grad_shard[GROUP_LM] != NULL && s.grad_shard[GROUP_VISION] == NULL, "gradient shards for trainable groups only");
+        CHECK(s.grad_shard[GROUP_LM] != NULL && s.grad_shard[GROUP_VISION] == NULL,
+              "gradient shards for trainable groups only");
         n_buckets = s.n_buckets;
         optim_free(&s, &m);
         dist_finalize(d);
     }
     CHECK(state_sum[GROUP_PROJECTOR] + state_sum[GROUP_LM] == trainable && state_sum[GROUP_VISION] == 0,
-          "the ranks' optimizer state adds up to the trainable parameters (%zu + %zu vs %zu)", state_sum[GROUP_PROJECTOR],
-          state_sum[GROUP_LM], trainable);
+          "the ranks' optimizer state adds up to the trainable parameters (%zu + %zu vs %zu)",
+          state_sum[GROUP_PROJECTOR], state_sum[GROUP_LM], trainable);
     // One rank: ZeRO is off whatever the config says, and the state is the groups' full length.
     optim_state s;
     optim_init_dist(&s, &m, NULL, 2);
@@ -227,7 +230,8 @@ static void test_sampler_shares(void) {
         ok &= dup == 120 - N;
         for (int64_t i = 0; i < 120 - N; i++) ok &= seen[order[i]] == 2;
     }
-    CHECK(ok, "every rank's share of each step is disjoint, the epoch covers every sample, the tail recycles the first");
+    CHECK(ok,
+          "every rank's share of each step is disjoint, the epoch covers every sample, the tail recycles the first");
     free(seen);
     free(order);
 
@@ -305,8 +309,8 @@ static void test_plan(void) {
         // 467,456 as for 7B, ledger 131,072: total 84,891,160,576 bytes = 79.06 GiB, inside 80 GiB
         // at the worst case of 2048 tokens per sample (with whole gradient buffers: 124.80 GiB).
         // LLaVA runs this stage under ZeRO-3.
-        {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 3082977280ull, 1630916480ull,
-         26889553920ull, 84891160576ull},
+        {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 3082977280ull,
+         1630916480ull, 26889553920ull, 84891160576ull},
         // 13B stage 1: 77.11 GiB, fits (barely, at the worst case of 2048 tokens per sample).
         {"configs/llava15-13b-stage1.json", "tests/data/hf/vicuna-13b-v1.5", 26676482048ull, 125870080ull, 3933440ull,
          53779106816ull, 82791877632ull},
@@ -333,13 +337,14 @@ static void test_plan(void) {
         free(llm);
         if (rc == 0) settings_free(&c);
     }
-    CHECK(52051222528ull <= MEM_PLAN_GPU_BYTES && 84891160576ull <= MEM_PLAN_GPU_BYTES, "7B and 13B stage 2 fit (ZeRO-2, slots)");
+    CHECK(52051222528ull <= MEM_PLAN_GPU_BYTES && 84891160576ull <= MEM_PLAN_GPU_BYTES,
+          "7B and 13B stage 2 fit (ZeRO-2, slots)");
     // Without activation checkpointing the 7B stage-2 micro-batch keeps all 32 layers' activations:
     // 31 more sets of ACT 4,043,309,056, and the F32 arena is then the layers' statistics (32 x
     // (2 x T + 32 x T) x 4 + the final norm's T x 4 = 142,737,408) rather than the pixels.
     run_settings c;
-    const char *sets[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5", "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336",
-                          "data.token_budget=4096"};
+    const char *sets[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5",
+                          "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336", "data.token_budget=4096"};
     CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 2, &c) == 0, "%s", llava_errmsg());
     model_config mc;
     CHECK(train_model_config(&c, &mc) == 0, "%s", llava_errmsg());
@@ -353,7 +358,8 @@ static void test_plan(void) {
               mem_plan_make(&c, &mc, 8, &p) == 0,
           "%s", llava_errmsg());
     CHECK(!p.grad_slots && p.grads == 27037581312ull && p.total == 76576284672ull,
-          "7B stage 2 with a token budget: grads %llu, total %llu", (unsigned long long)p.grads, (unsigned long long)p.total);
+          "7B stage 2 with a token budget: grads %llu, total %llu", (unsigned long long)p.grads,
+          (unsigned long long)p.total);
     settings_free(&c);
 }
 

@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/dtype.h"
 #include "check.h"
+#include "common/dtype.h"
 
 static uint32_t bits(float f) {
     uint32_t u;
@@ -49,11 +49,11 @@ int main(void) {
     }
     CHECK(bad == 0, "%d of %ld floats round differently from _Float16", bad, tested);
     // Exact ties: halfway between two halves rounds to the even one.
-    CHECK_EQ_INT(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);          // tie, 1.0 is even
-    CHECK_EQ_INT(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);          // tie, rounds up to even
-    CHECK_EQ_INT(f32_to_f16(65504.0f), 0x7bff);                    // largest half
-    CHECK_EQ_INT(f32_to_f16(65520.0f), 0x7c00);                    // rounds to inf
-    CHECK_EQ_INT(f32_to_f16(5.9604644775390625e-8f), 0x0001);      // smallest subnormal
+    CHECK_EQ_INT(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);      // tie, 1.0 is even
+    CHECK_EQ_INT(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);      // tie, rounds up to even
+    CHECK_EQ_INT(f32_to_f16(65504.0f), 0x7bff);                // largest half
+    CHECK_EQ_INT(f32_to_f16(65520.0f), 0x7c00);                // rounds to inf
+    CHECK_EQ_INT(f32_to_f16(5.9604644775390625e-8f), 0x0001);  // smallest subnormal
 
     // bf16: the upper half of the fp32 bits after round-to-nearest-even.
     CHECK_EQ_INT(f32_to_bf16(1.0f), 0x3f80);

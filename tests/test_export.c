@@ -7,16 +7,16 @@
 #include <math.h>
 #include <string.h>
 
+#include "app/demo.h"
+#include "check.h"
 #include "common/util.h"
 #include "kernels/ops.h"
-#include "train/config.h"
-#include "app/demo.h"
+#include "model/batch_hf.h"
 #include "model/io/export.h"
 #include "model/io/safetensors.h"
-#include "model/batch_hf.h"
 #include "model/llava.h"
+#include "train/config.h"
 #include "train/trainer.h"
-#include "check.h"
 
 #define GOLDEN "tests/data/export"
 
@@ -101,13 +101,16 @@ int main(void) {
     for (int r = 0; r < B; r++)
         for (int t = 0; t < bt.cu_seqlens[r + 1] - bt.cu_seqlens[r]; t++)
             for (int v = 0; v < Vo; v++) {
-                double d = fabs((double)logits[(size_t)(bt.cu_seqlens[r] + t) * Vo + v] - want[((size_t)r * S + t) * Vo + v]);
+                double d =
+                    fabs((double)logits[(size_t)(bt.cu_seqlens[r] + t) * Vo + v] - want[((size_t)r * S + t) * Vo + v]);
                 if (d > maxd) maxd = d;
             }
     // fp32 on both sides (different summation orders): the tolerance of the model parity test.
     CHECK(maxd <= 1e-4, "logits differ from transformers by %.3g", maxd);
-    CHECK(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "loss %.7f vs transformers %.7f", (double)loss, (double)ref_loss);
-    printf("export vs transformers 4.46.3: logits max |diff| %.2e, loss %.7f vs %.7f\n", maxd, (double)loss, (double)ref_loss);
+    CHECK(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "loss %.7f vs transformers %.7f", (double)loss,
+          (double)ref_loss);
+    printf("export vs transformers 4.46.3: logits max |diff| %.2e, loss %.7f vs %.7f\n", maxd, (double)loss,
+           (double)ref_loss);
     free(want);
     free(logits);
     st_close(&ref);

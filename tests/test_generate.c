@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
-#include "kernels/ops.h"
 #include "infer/generate.h"
+#include "kernels/ops.h"
 #include "model/io/safetensors.h"
 #include "model/llava.h"
-#include "check.h"
 
 #define DIR "tests/data/golden/model/tiny64"
 
@@ -34,7 +34,8 @@ int main(void) {
     st_tensor_to_f32(&in, pt, pix);
     int H = (int)pt->shape[2], W = (int)pt->shape[3];
     size_t per_image = (size_t)3 * H * W;
-    int max_new = cJSON_GetObjectItem(root, "max_new_tokens")->valueint, eos = cJSON_GetObjectItem(root, "eos")->valueint;
+    int max_new = cJSON_GetObjectItem(root, "max_new_tokens")->valueint,
+        eos = cJSON_GetObjectItem(root, "eos")->valueint;
     const cJSON *rows = cJSON_GetObjectItem(root, "rows"), *row;
     int r = 0, all = 0, same = 0;
     cJSON_ArrayForEach(row, rows) {
@@ -48,8 +49,8 @@ int main(void) {
         for (int i = 0; match && i < got; i++) match = out[i] == (int64_t)cJSON_GetArrayItem(nw, i)->valuedouble;
         CHECK(match, "row %d: %d tokens generated (%s), transformers made %d", r, got, got < 0 ? llava_errmsg() : "",
               want);
-        printf("row %d (%d prompt tokens, %s): %d new tokens, %s transformers'\n", r, n, img >= 0 ? "image" : "text only",
-               got, match ? "identical to" : "DIFFERENT from");
+        printf("row %d (%d prompt tokens, %s): %d new tokens, %s transformers'\n", r, n,
+               img >= 0 ? "image" : "text only", got, match ? "identical to" : "DIFFERENT from");
         all++;
         same += match;
         free(ids);

@@ -7,10 +7,10 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "data/image.h"
 #include "model/io/safetensors.h"
-#include "check.h"
 
 #define DIR "tests/data/images"
 #define S 336
@@ -254,8 +254,8 @@ static void test_mangled(void) {
                 if (image_decode(c, cuts[i], "mangled", &im) == 0) {
                     decoded++;
                     CHECK(im.w > 0 && im.h > 0 && im.rgb, "%s cut at %zu: empty image", r.f[0], cuts[i]);
-                    CHECK(image_preprocess(&im, 24, IMAGE_ASPECT_PAD, u8, NULL) == 0 || im.w != im.h,
-                          "%s cut: %s", r.f[0], llava_errmsg());
+                    CHECK(image_preprocess(&im, 24, IMAGE_ASPECT_PAD, u8, NULL) == 0 || im.w != im.h, "%s cut: %s",
+                          r.f[0], llava_errmsg());
                     image_free(&im);
                 } else {
                     CHECK(strstr(llava_errmsg(), "mangled") != NULL, "error names the input: %s", llava_errmsg());
@@ -296,8 +296,8 @@ static void test_headers(void) {
     CHECK_ERR_HAS("two.jpg");
 
     // GIF: a 65535x65535 logical screen (4.3G pixels) in 30 bytes.
-    const uint8_t gif[] = {'G', 'I', 'F', '8', '9', 'a', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, ',', 0, 0, 0, 0, 1, 0, 1, 0,
-                           0, 2, 2, 0x44, 0x01, 0, ';'};
+    const uint8_t gif[] = {'G', 'I', 'F', '8', '9', 'a', 0xff, 0xff, 0xff, 0xff, 0,    0,    0, ',', 0,
+                           0,   0,   0,   1,   0,   1,   0,    0,    2,    2,    0x44, 0x01, 0, ';'};
     CHECK(image_decode(gif, sizeof gif, "bomb.gif", &im) != 0, "GIF bomb");
     CHECK_ERR_HAS("limit");
     // The same with a screen of 0x0 and a 1x1 frame: the canvas grows to the frame, like Pillow.
@@ -469,9 +469,10 @@ int main(void) {
     test_headers();
     test_geometry();
     test_cli();
-    printf("agreement with Pillow/transformers: %llu pixels_u8 values, %.5f%% identical, max diff %d; "
-           "pixel_values max diff %.3g (%.1f s)\n",
-           (unsigned long long)agg.values, agg.values ? 100.0 * agg.same / agg.values : 0, agg.max_diff, agg.pv_max,
-           (double)(clock() - t0) / CLOCKS_PER_SEC);
+    printf(
+        "agreement with Pillow/transformers: %llu pixels_u8 values, %.5f%% identical, max diff %d; "
+        "pixel_values max diff %.3g (%.1f s)\n",
+        (unsigned long long)agg.values, agg.values ? 100.0 * agg.same / agg.values : 0, agg.max_diff, agg.pv_max,
+        (double)(clock() - t0) / CLOCKS_PER_SEC);
     return check_done();
 }

@@ -5,9 +5,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "data/loader.h"
-#include "check.h"
 
 #define N 23
 #define TPI 5  // image features per image
@@ -45,9 +45,19 @@ static void build_dataset(void) {
 }
 
 static loader_config base_config(void) {
-    return (loader_config){.ds = &ds, .batch = 3, .world = 1, .rank = 0, .accum = 2, .group_by_modality = 1,
-                           .seed = TORCH_DEFAULT_SEED, .inner_seed = 42, .tokens_per_image = TPI, .image_size = S,
-                           .aspect = IMAGE_ASPECT_PAD, .threads = 2, .prefetch = 2};
+    return (loader_config){.ds = &ds,
+                           .batch = 3,
+                           .world = 1,
+                           .rank = 0,
+                           .accum = 2,
+                           .group_by_modality = 1,
+                           .seed = TORCH_DEFAULT_SEED,
+                           .inner_seed = 42,
+                           .tokens_per_image = TPI,
+                           .image_size = S,
+                           .aspect = IMAGE_ASPECT_PAD,
+                           .threads = 2,
+                           .prefetch = 2};
 }
 
 // A fingerprint of a step: every array of every chunk.
@@ -121,10 +131,10 @@ static void test_packing(void) {
                     image_u8 im = {0};
                     float *want = xmalloc(sizeof(float) * 3 * S * S);
                     uint8_t *u8 = xmalloc(S * S * 3);
-                    CHECK(image_load_file(path, &im) == 0 && image_preprocess(&im, S, IMAGE_ASPECT_PAD, u8, want) == 0, "%s",
-                          llava_errmsg());
-                    CHECK(memcmp(b->pixels + (size_t)img * 3 * S * S, want, sizeof(float) * 3 * S * S) == 0, "pixels of %s",
-                          ds.sample_ids[found]);
+                    CHECK(image_load_file(path, &im) == 0 && image_preprocess(&im, S, IMAGE_ASPECT_PAD, u8, want) == 0,
+                          "%s", llava_errmsg());
+                    CHECK(memcmp(b->pixels + (size_t)img * 3 * S * S, want, sizeof(float) * 3 * S * S) == 0,
+                          "pixels of %s", ds.sample_ids[found]);
                     image_free(&im);
                     free(want);
                     free(u8);
@@ -226,7 +236,8 @@ static void test_virtual_ranks_and_budget(void) {
             for (int ch = 0; ch < y.micro[m].n_chunks; ch++) {
                 const llava_batch *b = &y.micro[m].chunks[ch];
                 CHECK(b->T <= 12 || b->n_seq == 1, "chunk of %d tokens over the budget", b->T);
-                CHECK(memcmp(b->ids, x.micro[m].chunks[0].ids + off, sizeof(int32_t) * (size_t)b->T) == 0, "chunk content");
+                CHECK(memcmp(b->ids, x.micro[m].chunks[0].ids + off, sizeof(int32_t) * (size_t)b->T) == 0,
+                      "chunk content");
                 off += b->T;
             }
             split += y.micro[m].n_chunks > 1;

@@ -2,13 +2,13 @@
 // checkpoints, tensor-name mapping for every layout, and loading weights onto the flat tables.
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
+#include "model/config.h"
 #include "model/io/inspect.h"
 #include "model/io/names.h"
 #include "model/io/safetensors.h"
-#include "model/config.h"
 #include "model/params.h"
-#include "check.h"
 
 static int parse(const char *json, model_config *mc) { return model_config_parse(json, strlen(json), "test.json", mc); }
 
@@ -45,7 +45,9 @@ static void test_defaults(void) {
     CHECK_EQ_INT(llava_vision_layers_used(&mc), 23);
     CHECK_EQ_INT(mc.text.head_dim, 128);
     // The alias image_token_id and a "full" select strategy.
-    CHECK(parse("{\"model_type\":\"llava\",\"image_token_id\":7,\"vision_feature_select_strategy\":\"full\"}", &mc) == 0, "alias");
+    CHECK(
+        parse("{\"model_type\":\"llava\",\"image_token_id\":7,\"vision_feature_select_strategy\":\"full\"}", &mc) == 0,
+        "alias");
     CHECK_EQ_INT(mc.glue.image_token_index, 7);
     CHECK_EQ_INT(mc.glue.drop_cls, 0);
 }
@@ -62,12 +64,14 @@ static void test_errors(void) {
     CHECK_ERR_HAS("vision_feature_layer");
     CHECK(parse("{\"model_type\":\"llava\",\"vision_feature_layer\":-30}", &mc) != 0, "layer -30 accepted");
     CHECK_ERR_HAS("outside");
-    CHECK(parse("{\"model_type\":\"llama\",\"hidden_size\":100,\"num_attention_heads\":3}", &mc) != 0, "100/3 accepted");
+    CHECK(parse("{\"model_type\":\"llama\",\"hidden_size\":100,\"num_attention_heads\":3}", &mc) != 0,
+          "100/3 accepted");
     CHECK_ERR_HAS("divisible");
     CHECK(parse("{\"model_type\":\"llava\",\"text_config\":{\"model_type\":\"mistral\"}}", &mc) != 0, "mistral text");
     CHECK_ERR_HAS("text_config");
     CHECK(parse("[1]", &mc) != 0, "array accepted");
-    CHECK(parse("{\"model_type\":\"llava\",\"mm_vision_tower\":\"x\",\"mm_projector_type\":\"qformer\"}", &mc) != 0, "qformer");
+    CHECK(parse("{\"model_type\":\"llava\",\"mm_vision_tower\":\"x\",\"mm_projector_type\":\"qformer\"}", &mc) != 0,
+          "qformer");
     CHECK_ERR_HAS("qformer");
     CHECK(model_config_load("tests/data/does-not-exist", &mc) != 0, "missing folder");
     CHECK_ERR_HAS("does-not-exist");
@@ -118,9 +122,11 @@ static void test_names(void) {
         const char *ext, *internal;
         weight_layout layout;
     } cases[] = {
-        {"language_model.model.layers.3.mlp.up_proj.weight", "lm.model.layers.3.mlp.up_proj.weight", LAYOUT_LLAVA_HF_LEGACY},
+        {"language_model.model.layers.3.mlp.up_proj.weight", "lm.model.layers.3.mlp.up_proj.weight",
+         LAYOUT_LLAVA_HF_LEGACY},
         {"language_model.lm_head.weight", "lm.lm_head.weight", LAYOUT_LLAVA_HF_LEGACY},
-        {"vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.bias", "vision.encoder.layers.0.self_attn.q_proj.bias", LAYOUT_LLAVA_HF_LEGACY},
+        {"vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.bias",
+         "vision.encoder.layers.0.self_attn.q_proj.bias", LAYOUT_LLAVA_HF_LEGACY},
         {"multi_modal_projector.linear_2.weight", "projector.linear_2.weight", LAYOUT_LLAVA_HF_LEGACY},
         {"model.language_model.embed_tokens.weight", "lm.model.embed_tokens.weight", LAYOUT_LLAVA_HF},
         {"model.vision_tower.vision_model.pre_layrnorm.weight", "vision.pre_layrnorm.weight", LAYOUT_LLAVA_HF},
@@ -128,7 +134,8 @@ static void test_names(void) {
         {"model.mm_projector.0.weight", "projector.linear_1.weight", LAYOUT_LLAVA_ORIGINAL},
         {"model.mm_projector.2.bias", "projector.linear_2.bias", LAYOUT_LLAVA_ORIGINAL},
         {"base_model.model.model.mm_projector.2.weight", "projector.linear_2.weight", LAYOUT_LLAVA_ORIGINAL},
-        {"model.vision_tower.vision_tower.vision_model.post_layernorm.bias", "vision.post_layernorm.bias", LAYOUT_LLAVA_ORIGINAL},
+        {"model.vision_tower.vision_tower.vision_model.post_layernorm.bias", "vision.post_layernorm.bias",
+         LAYOUT_LLAVA_ORIGINAL},
         {"model.layers.31.self_attn.o_proj.weight", "lm.model.layers.31.self_attn.o_proj.weight", LAYOUT_UNKNOWN},
         {"lm_head.weight", "lm.lm_head.weight", LAYOUT_UNKNOWN},
         {"vision_model.embeddings.class_embedding", "vision.embeddings.class_embedding", LAYOUT_CLIP},
@@ -137,12 +144,16 @@ static void test_names(void) {
         char *in = NULL;
         weight_layout l;
         name_status s = name_to_internal(cases[i].ext, &in, &l);
-        CHECK(s == NAME_MAPPED && in && strcmp(in, cases[i].internal) == 0, "%s -> %s", cases[i].ext, in ? in : "(none)");
+        CHECK(s == NAME_MAPPED && in && strcmp(in, cases[i].internal) == 0, "%s -> %s", cases[i].ext,
+              in ? in : "(none)");
         CHECK(l == cases[i].layout, "%s layout %d", cases[i].ext, l);
         free(in);
     }
-    const char *ignored[] = {"model.layers.0.self_attn.rotary_emb.inv_freq", "vision_model.embeddings.position_ids",
-                             "text_model.encoder.layers.0.mlp.fc1.weight", "logit_scale", "visual_projection.weight",
+    const char *ignored[] = {"model.layers.0.self_attn.rotary_emb.inv_freq",
+                             "vision_model.embeddings.position_ids",
+                             "text_model.encoder.layers.0.mlp.fc1.weight",
+                             "logit_scale",
+                             "visual_projection.weight",
                              "text_projection.weight"};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) {
         char *in = NULL;
@@ -166,13 +177,15 @@ static void test_names(void) {
         {"lm.lm_head.weight", LAYOUT_LLAVA_HF, "lm_head.weight"},
         {"vision.pre_layrnorm.bias", LAYOUT_LLAVA_HF, "model.vision_tower.vision_model.pre_layrnorm.bias"},
         {"projector.linear_2.weight", LAYOUT_LLAVA_ORIGINAL, "model.mm_projector.2.weight"},
-        {"vision.pre_layrnorm.bias", LAYOUT_LLAVA_ORIGINAL, "model.vision_tower.vision_tower.vision_model.pre_layrnorm.bias"},
+        {"vision.pre_layrnorm.bias", LAYOUT_LLAVA_ORIGINAL,
+         "model.vision_tower.vision_tower.vision_model.pre_layrnorm.bias"},
         {"lm.model.embed_tokens.weight", LAYOUT_LLAMA, "model.embed_tokens.weight"},
         {"vision.post_layernorm.weight", LAYOUT_CLIP, "vision_model.post_layernorm.weight"},
     };
     for (size_t i = 0; i < sizeof back / sizeof back[0]; i++) {
         char *e = name_from_internal(back[i].internal, back[i].layout, 0);
-        CHECK(e && strcmp(e, back[i].ext) == 0, "%s in %s -> %s", back[i].internal, layout_name(back[i].layout), e ? e : "(none)");
+        CHECK(e && strcmp(e, back[i].ext) == 0, "%s in %s -> %s", back[i].internal, layout_name(back[i].layout),
+              e ? e : "(none)");
         free(e);
     }
     char *e = name_from_internal("projector.linear_1.weight", LAYOUT_LLAMA, 0);
@@ -185,7 +198,8 @@ static void test_names(void) {
 // A small llava-hf config whose every size differs, so a transposed shape cannot pass.
 static const char *TINY =
     "{\"model_type\":\"llava\",\"image_token_index\":60,\"text_config\":{\"model_type\":\"llama\",\"hidden_size\":24,"
-    "\"intermediate_size\":40,\"num_hidden_layers\":2,\"num_attention_heads\":3,\"vocab_size\":64,\"rms_norm_eps\":1e-5},"
+    "\"intermediate_size\":40,\"num_hidden_layers\":2,\"num_attention_heads\":3,\"vocab_size\":64,\"rms_norm_eps\":1e-"
+    "5},"
     "\"vision_config\":{\"hidden_size\":16,\"intermediate_size\":20,\"num_hidden_layers\":3,\"num_attention_heads\":2,"
     "\"image_size\":12,\"patch_size\":4}}";
 
@@ -238,7 +252,8 @@ static void test_load_layouts(void) {
         for (int i = 0; i < pt.n_views; i++)
             if (pt.views[i].group == g && pt.views[i].used) {
                 size_t want = (end + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
-                CHECK(pt.views[i].offset == want, "%s offset %zu, want %zu", pt.views[i].name, pt.views[i].offset, want);
+                CHECK(pt.views[i].offset == want, "%s offset %zu, want %zu", pt.views[i].name, pt.views[i].offset,
+                      want);
                 end = pt.views[i].offset + pt.views[i].numel;
             }
         CHECK_EQ_INT(end, pt.group_numel[g]);
@@ -253,8 +268,9 @@ static void test_load_layouts(void) {
         param_alloc(&pt);
         load_report rep;
         CHECK(param_load(&pt, &s, 1, &rep) == 0, "%s", llava_errmsg());
-        CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_mismatched == 0, "%s: %d missing %d unexpected %d mismatched",
-              layout_name(layouts[li]), rep.n_missing, rep.n_unexpected, rep.n_mismatched);
+        CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_mismatched == 0,
+              "%s: %d missing %d unexpected %d mismatched", layout_name(layouts[li]), rep.n_missing, rep.n_unexpected,
+              rep.n_mismatched);
         CHECK(rep.layout == layouts[li], "detected %s, wrote %s", layout_name(rep.layout), layout_name(layouts[li]));
         CHECK_EQ_INT(rep.n_unused, 16 + 2);  // vision layer 2 (16 tensors) and post_layernorm
         // Each view got its own data.
@@ -272,22 +288,26 @@ static void test_load_layouts(void) {
     }
     // Reporting: a missing tensor, an unexpected one and a wrong shape.
     char *p = path_join(dir, "model.safetensors");
-    write_layout(&pt, LAYOUT_LLAVA_HF_LEGACY, p, "lm.model.norm.weight", "language_model.model.layers.0.mystery.weight");
+    write_layout(&pt, LAYOUT_LLAVA_HF_LEGACY, p, "lm.model.norm.weight",
+                 "language_model.model.layers.0.mystery.weight");
     st_set s;
     CHECK(st_set_open(&s, p) == 0, "%s", llava_errmsg());
     load_report rep;
     param_load(&pt, &s, 0, &rep);
-    CHECK(rep.n_missing == 1 && strcmp(rep.missing[0], "lm.model.norm.weight") == 0, "missing norm (%d)", rep.n_missing);
+    CHECK(rep.n_missing == 1 && strcmp(rep.missing[0], "lm.model.norm.weight") == 0, "missing norm (%d)",
+          rep.n_missing);
     CHECK(rep.n_unexpected == 1 && strcmp(rep.unexpected[0], "language_model.model.layers.0.mystery.weight") == 0,
           "unexpected mystery (%d)", rep.n_unexpected);
     load_report_free(&rep);
     st_set_close(&s);
     model_config wide;
-    CHECK(parse("{\"model_type\":\"llava\",\"image_token_index\":60,\"text_config\":{\"model_type\":\"llama\",\"hidden_size\":24,"
+    CHECK(parse("{\"model_type\":\"llava\",\"image_token_index\":60,\"text_config\":{\"model_type\":\"llama\",\"hidden_"
+                "size\":24,"
                 "\"intermediate_size\":40,\"num_hidden_layers\":2,\"num_attention_heads\":3,\"vocab_size\":65},"
                 "\"vision_config\":{\"hidden_size\":16,\"intermediate_size\":20,\"num_hidden_layers\":3,"
                 "\"num_attention_heads\":2,\"image_size\":12,\"patch_size\":4}}",
-                &wide) == 0, "wide");
+                &wide) == 0,
+          "wide");
     param_table pw;
     param_table_build(&wide, &pw);
     write_layout(&pt, LAYOUT_LLAVA_HF_LEGACY, p, NULL, NULL);
@@ -304,7 +324,8 @@ static void test_load_layouts(void) {
     CHECK(write_file_atomic(cfgp, TINY, strlen(TINY)) == 0, "config");
     inspect_result r;
     CHECK(inspect_path(dir, NULL, &r) == 0, "%s", llava_errmsg());
-    CHECK(r.has_weights && r.n_missing == 0 && r.n_unexpected == 0 && r.layout == LAYOUT_LLAVA_HF_LEGACY, "inspect tiny");
+    CHECK(r.has_weights && r.n_missing == 0 && r.n_unexpected == 0 && r.layout == LAYOUT_LLAVA_HF_LEGACY,
+          "inspect tiny");
     CHECK_EQ_INT(r.n_tensors, pt.n_views);
     CHECK_EQ_INT(r.dtype_count[DT_F32], pt.n_views);
     free(cfgp);
@@ -313,25 +334,31 @@ static void test_load_layouts(void) {
 
     // Vicuna alone and CLIP alone (with its text tower, which is ignored).
     CHECK(parse("{\"model_type\":\"llama\",\"hidden_size\":24,\"intermediate_size\":40,\"num_hidden_layers\":1,"
-                "\"num_attention_heads\":3,\"vocab_size\":64}", &mc) == 0, "llama");
+                "\"num_attention_heads\":3,\"vocab_size\":64}",
+                &mc) == 0,
+          "llama");
     param_table_build(&mc, &pt);
     p = path_join(dir, "vicuna.safetensors");
     write_layout(&pt, LAYOUT_LLAMA, p, NULL, "model.layers.0.self_attn.rotary_emb.inv_freq");
     CHECK(st_set_open(&s, p) == 0, "%s", llava_errmsg());
     param_load(&pt, &s, 0, &rep);
-    CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_ignored == 1 && rep.layout == LAYOUT_LLAMA, "vicuna layout");
+    CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_ignored == 1 && rep.layout == LAYOUT_LLAMA,
+          "vicuna layout");
     load_report_free(&rep);
     st_set_close(&s);
     param_table_free(&pt);
     free(p);
     CHECK(parse("{\"model_type\":\"clip\",\"vision_config\":{\"hidden_size\":16,\"intermediate_size\":20,"
-                "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"image_size\":8,\"patch_size\":4}}", &mc) == 0, "clip");
+                "\"num_hidden_layers\":2,\"num_attention_heads\":2,\"image_size\":8,\"patch_size\":4}}",
+                &mc) == 0,
+          "clip");
     param_table_build(&mc, &pt);
     p = path_join(dir, "clip.safetensors");
     write_layout(&pt, LAYOUT_CLIP, p, NULL, "text_model.embeddings.token_embedding.weight");
     CHECK(st_set_open(&s, p) == 0, "%s", llava_errmsg());
     param_load(&pt, &s, 0, &rep);
-    CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_ignored == 1 && rep.n_unused == 0 && rep.layout == LAYOUT_CLIP,
+    CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_ignored == 1 && rep.n_unused == 0 &&
+              rep.layout == LAYOUT_CLIP,
           "clip layout: %d %d %d %d", rep.n_missing, rep.n_unexpected, rep.n_ignored, rep.n_unused);
     load_report_free(&rep);
     st_set_close(&s);
@@ -355,8 +382,8 @@ static void test_save_pretrained_folders(void) {
         param_alloc(&pt);
         load_report rep;
         CHECK(param_load(&pt, &s, 1, &rep) == 0, "%s", llava_errmsg());
-        CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_mismatched == 0, "%s: %d/%d/%d", dirs[d], rep.n_missing,
-              rep.n_unexpected, rep.n_mismatched);
+        CHECK(rep.n_missing == 0 && rep.n_unexpected == 0 && rep.n_mismatched == 0, "%s: %d/%d/%d", dirs[d],
+              rep.n_missing, rep.n_unexpected, rep.n_mismatched);
         CHECK(rep.layout == LAYOUT_LLAVA_HF_LEGACY, "%s layout %s", dirs[d], layout_name(rep.layout));
         CHECK_EQ_INT(rep.n_unused, 18);  // the last vision layer (16 tensors) and post_layernorm
         const st_file *f;
@@ -365,7 +392,8 @@ static void test_save_pretrained_folders(void) {
         CHECK(t && v && memcmp(t->data, param_ptr(&pt, v), v->numel * 4) == 0, "down_proj values");
         t = st_set_find(&s, "vision_tower.vision_model.embeddings.patch_embedding.weight", &f);
         v = param_find(&pt, "vision.embeddings.patch_embedding.weight");
-        CHECK(t && v && v->ndim == 4 && memcmp(t->data, param_ptr(&pt, v), v->numel * 4) == 0, "patch_embedding values");
+        CHECK(t && v && v->ndim == 4 && memcmp(t->data, param_ptr(&pt, v), v->numel * 4) == 0,
+              "patch_embedding values");
         load_report_free(&rep);
         st_set_close(&s);
         param_table_free(&pt);

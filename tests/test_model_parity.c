@@ -10,11 +10,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "common/util.h"
-#include "model/io/safetensors.h"
-#include "model/batch_hf.h"
-#include "model/llava.h"
 #include "check.h"
+#include "common/util.h"
+#include "model/batch_hf.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
 
 static double worst_logit, worst_loss, worst_grad;
 
@@ -60,7 +60,8 @@ static void parity(const char *cfg) {
         float *logits = xmalloc(sizeof(float) * (size_t)b.T * V);
         float loss = llava_forward_backward(&m, &b, 1, 1.0f, logits);
         double rel_loss = fabs((double)loss - ref_loss) / fabs(ref_loss);
-        CHECK(rel_loss <= 1e-5, "%s/%s loss %.8f vs %.8f (rel %.2e)", cfg, sets[si], (double)loss, (double)ref_loss, rel_loss);
+        CHECK(rel_loss <= 1e-5, "%s/%s loss %.8f vs %.8f (rel %.2e)", cfg, sets[si], (double)loss, (double)ref_loss,
+              rel_loss);
         if (rel_loss > worst_loss) worst_loss = rel_loss;
         // Logits at every real (non-padding) position.
         double maxd = 0;
@@ -180,8 +181,8 @@ static void packing(const char *cfg) {
     // Same code path, different GEMM shapes: only summation order differs (fp32 rounding).
     CHECK(max_logit_diff <= 1e-5, "%s packed vs one-by-one logits differ by %.3g", cfg, max_logit_diff);
     double loss_one = loss_sum / all.n_targets;
-    CHECK(fabs(loss_one - loss_all) <= 1e-6 * fabs(loss_all), "%s loss %.8f packed vs %.8f one by one", cfg, (double)loss_all,
-          loss_one);
+    CHECK(fabs(loss_one - loss_all) <= 1e-6 * fabs(loss_all), "%s loss %.8f packed vs %.8f one by one", cfg,
+          (double)loss_all, loss_one);
     float *g_p = xmalloc(sizeof(float) * nP), *g_l = xmalloc(sizeof(float) * nL);
     m.ops->download(m.be, BUF_GRAD, g_p, m.grads[GROUP_PROJECTOR], nP);
     m.ops->download(m.be, BUF_GRAD, g_l, m.grads[GROUP_LM], nL);
@@ -221,12 +222,12 @@ static void checkpointing(const char *cfg) {
             m.ops->download(m.be, BUF_GRAD, g[ck][gi], m.grads[gi], m.pt.group_numel[gi]);
         }
     }
-    CHECK(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "%s: loss %.9g vs %.9g with checkpointing", cfg, (double)loss[0],
-          (double)loss[1]);
+    CHECK(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "%s: loss %.9g vs %.9g with checkpointing", cfg,
+          (double)loss[0], (double)loss[1]);
     for (int gi = 0; gi < N_GROUPS; gi++) {
         if (!g[0][gi]) continue;
-        CHECK(memcmp(g[0][gi], g[1][gi], sizeof(float) * m.pt.group_numel[gi]) == 0, "%s: %s gradients differ with checkpointing",
-              cfg, GROUP_NAMES[gi]);
+        CHECK(memcmp(g[0][gi], g[1][gi], sizeof(float) * m.pt.group_numel[gi]) == 0,
+              "%s: %s gradients differ with checkpointing", cfg, GROUP_NAMES[gi]);
         free(g[0][gi]);
         free(g[1][gi]);
     }

@@ -14,9 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "kernels/backend.h"
-#include "check.h"
 
 // Host buffers large enough for every call below (the CPU backend's buffers are host memory).
 static float A[4096], B[4096], C[4096], D[4096];
@@ -70,7 +70,9 @@ static const violation CASES[] = {
     {"silu_mul_forward with up NULL", "cpu", v_silu_null, {"silu_mul_forward", "up is NULL"}},
     {"rope_forward with D = 63", "cpu", v_rope_odd, {"rope_forward", "D = 63"}},
     {"attention_forward with Hq = 3, Hkv = 2", "cpu", v_attention_heads, {"attention_forward", "Hkv = 2"}},
-    {"attention_backward with decreasing cu_seqlens", "cpu", v_attention_cu,
+    {"attention_backward with decreasing cu_seqlens",
+     "cpu",
+     v_attention_cu,
      {"attention_backward", "cu_seqlens[2] = 4"}},
     {"embedding_forward with T = -5", "cpu", v_embedding_negative, {"embedding_forward", "T = -5"}},
     {"gather_rows with row -1", "cpu", v_gather_negative_row, {"gather_rows", "idx[1] = -1"}},

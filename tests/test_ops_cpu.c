@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "kernels/opcheck.h"
 #include "kernels/ops.h"
-#include "check.h"
 
 static llava_backend *be;
 static const llava_ops *ops;
@@ -160,8 +160,8 @@ static void test_registry(void) {
                 CHECK(c->dev[k].exact || c->dev[k].norm > 0, "case %d (%s): no GPU bound for %s", i,
                       opcheck_op_name(c->op), d.buf[d.out[k]].name);
         }
-        if (c->flags & OPCHECK_ALIAS) CHECK(opcheck_op_aliases(c->op), "case %d: %s has no in-place form", i,
-                                            opcheck_op_name(c->op));
+        if (c->flags & OPCHECK_ALIAS)
+            CHECK(opcheck_op_aliases(c->op), "case %d: %s has no in-place form", i, opcheck_op_name(c->op));
         cpu_cases += (c->flags & OPCHECK_CPU) != 0;
         gpu_cases += (c->flags & OPCHECK_GPU) != 0;
         has_cpu[c->op] |= (c->flags & OPCHECK_CPU) != 0;

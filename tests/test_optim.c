@@ -5,10 +5,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "kernels/ops.h"
 #include "train/optim.h"
-#include "check.h"
 
 static void to_floats(const cJSON *arr, float *out) {
     int i = 0;
@@ -92,19 +92,21 @@ static void test_schedule(const cJSON *root) {
         for (const cJSON *e = cJSON_GetObjectItem(sch, cases[i].key)->child; e; e = e->next) {
             int s = atoi(e->string);
             double got = lr_lambda(cases[i].t, s, cases[i].warmup, cases[i].total);
-            CHECK(fabs(got - e->valuedouble) <= 1e-12, "%s lambda(%d) = %.15g, transformers %.15g", cases[i].key, s, got,
-                  e->valuedouble);
+            CHECK(fabs(got - e->valuedouble) <= 1e-12, "%s lambda(%d) = %.15g, transformers %.15g", cases[i].key, s,
+                  got, e->valuedouble);
             n++;
         }
     }
     CHECK(n == 27, "27 schedule points in the golden, saw %d", n);
     // Update 1 uses lr 0; issue #601's log shows lr 2.8205128e-06 after update 22 (= what update 23 uses).
-    optim_config c = {.lr = 2e-5, .projector_lr = NAN, .schedule = SCHED_COSINE, .total_steps = 5198, .warmup_steps = 156};
+    optim_config c = {
+        .lr = 2e-5, .projector_lr = NAN, .schedule = SCHED_COSINE, .total_steps = 5198, .warmup_steps = 156};
     CHECK(lr_at_update(&c, 1, 0) == 0.0, "first update at lr 0");
     CHECK(fabs(lr_at_update(&c, 23, 0) - 2.8205128e-06) < 1e-13, "lr %.10g", lr_at_update(&c, 23, 0));
     CHECK(lr_at_update(&c, 5198, 0) > 0, "the last update's lr is small but positive");
     c.projector_lr = 2e-6;
-    CHECK(fabs(lr_at_update(&c, 157, 1) - 2e-6) < 1e-18 && fabs(lr_at_update(&c, 157, 0) - 2e-5) < 1e-18, "projector lr");
+    CHECK(fabs(lr_at_update(&c, 157, 1) - 2e-6) < 1e-18 && fabs(lr_at_update(&c, 157, 0) - 2e-5) < 1e-18,
+          "projector lr");
     // No-decay names: biases and norm weights.
     CHECK(param_decays("lm.model.layers.0.mlp.up_proj.weight"), "linear weight decays");
     CHECK(!param_decays("lm.model.layers.0.input_layernorm.weight"), "RMSNorm weight");

@@ -41,9 +41,13 @@ static void test_word_count(void) {
         {" a  b\tc\nd ", 4},
         {"<image>\nWhat is shown?", 4},
         {"What\xc2\xa0is\xe3\x80\x80written here?\xe2\x80\x8bnow", 4},  // U+00A0, U+3000 split; U+200B does not
-        {"a\x1c" "b\x1f" "c\xc2\x85" "d", 4},                            // \x1c-\x1f and U+0085 are str.isspace()
-        {"x\xff y", 2},                                                   // a stray byte is part of a word
-        {"\xe2\x80\xa8\xe2\x80\xa9", 0},                                  // U+2028, U+2029
+        {"a\x1c"
+         "b\x1f"
+         "c\xc2\x85"
+         "d",
+         4},                              // \x1c-\x1f and U+0085 are str.isspace()
+        {"x\xff y", 2},                   // a stray byte is part of a word
+        {"\xe2\x80\xa8\xe2\x80\xa9", 0},  // U+2028, U+2029
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         CHECK(prep_word_count(cases[i].s, strlen(cases[i].s)) == cases[i].n, "word count case %zu: %lld", i,
@@ -69,7 +73,8 @@ static void test_md5(void) {
         {"", "d41d8cd98f00b204e9800998ecf8427e"},
         {"abc", "900150983cd24fb0d6963f7d28e17f72"},
         {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
-        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890", "57edf4a22be3c955ac49da2e2107b67a"},
+        {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+         "57edf4a22be3c955ac49da2e2107b67a"},
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         prep_md5 m;
@@ -118,7 +123,8 @@ static void md5_update_cb(void *ctx, const void *bytes, size_t n) { prep_md5_upd
 static void test_json_stream_texts(void) {
     char *e[8];
     size_t n;
-    static const char ok[] = "\xef\xbb\xbf \n[ {\"a\": \"x]},[\\\"{\", \"b\": [1, {\"c\": []}]} ,\n 42,\"s\\\\\" , [ ] ,{}\n]\n\t";
+    static const char ok[] =
+        "\xef\xbb\xbf \n[ {\"a\": \"x]},[\\\"{\", \"b\": [1, {\"c\": []}]} ,\n 42,\"s\\\\\" , [ ] ,{}\n]\n\t";
     CHECK(stream_all(ok, strlen(ok), 0, e, &n, 8) == 0, "%s", llava_errmsg());
     CHECK_EQ_INT(n, 5);
     if (n == 5) {
@@ -251,7 +257,10 @@ static int expected(const cJSON *arr, int index, const prep_options *o, prep_res
         turns[n] = (conv_turn){cJSON_GetObjectItemCaseSensitive(e, "from")->valuestring, v, strlen(v)};
     }
     tokenizer *t = tok_load(o->tokenizer_path);
-    prep_config c = {.tok = t, .mode = o->mode, .tmpl = conv_template_builtin(o->template_name), .model_max_length = o->model_max_length};
+    prep_config c = {.tok = t,
+                     .mode = o->mode,
+                     .tmpl = conv_template_builtin(o->template_name),
+                     .model_max_length = o->model_max_length};
     int rc = prep_sample(&c, "x", turns, (size_t)n, cJSON_GetObjectItemCaseSensitive(s, "image") != NULL, r);
     tok_free(t);
     return rc;
@@ -274,8 +283,8 @@ static void check_report(const char *path, const uint64_t counts[PREP_N_KINDS], 
         int i = 0;
         for (const cJSON *e = list ? list->child : NULL; e && ids[k] && ids[k][i]; e = e->next, i++) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
-            CHECK(cJSON_IsString(id) && strcmp(id->valuestring, ids[k][i]) == 0, "report %s[%d] id %s, expected %s", prep_kind_name(k),
-                  i, cJSON_IsString(id) ? id->valuestring : "?", ids[k][i]);
+            CHECK(cJSON_IsString(id) && strcmp(id->valuestring, ids[k][i]) == 0, "report %s[%d] id %s, expected %s",
+                  prep_kind_name(k), i, cJSON_IsString(id) ? id->valuestring : "?", ids[k][i]);
             CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "reason")), "a reason");
         }
     }
@@ -302,15 +311,17 @@ static void test_stage2(const cJSON *arr) {
     CHECK_EQ_INT(c.with_image, 5);
     CHECK_EQ_INT(c.text_only, 3);
     CHECK_EQ_INT(c.pixels, 5);
-    static const uint64_t want[PREP_N_KINDS] = {[PREP_KIND_MISSING_IMAGE] = 1, [PREP_KIND_UNREADABLE_IMAGE] = 2, [PREP_KIND_PATH_REFUSED] = 3,
-                                                [PREP_KIND_MALFORMED] = 5, [PREP_KIND_MISMATCH] = 1, [PREP_KIND_TRUNCATED] = 2};
+    static const uint64_t want[PREP_N_KINDS] = {
+        [PREP_KIND_MISSING_IMAGE] = 1, [PREP_KIND_UNREADABLE_IMAGE] = 2, [PREP_KIND_PATH_REFUSED] = 3,
+        [PREP_KIND_MALFORMED] = 5,     [PREP_KIND_MISMATCH] = 1,         [PREP_KIND_TRUNCATED] = 2};
     for (int k = 0; k < PREP_N_KINDS; k++)
         CHECK(c.kind[k] == want[k], "%s: %llu, expected %llu", prep_kind_name(k), (unsigned long long)c.kind[k],
               (unsigned long long)want[k]);
     static const char *const missing[] = {"missing-1", NULL}, *const unreadable[] = {"broken-1", "dir-1", NULL},
                              *const refused[] = {"abs-1", "escape-1", "empty-path", NULL},
                              *const malformed[] = {"bad-conv", "", "bad-role", "no-words", "image-null", NULL},
-                             *const mismatch[] = {"665k-multi", NULL}, *const truncated[] = {"long-image", "long-text", NULL};
+                             *const mismatch[] = {"665k-multi", NULL},
+                             *const truncated[] = {"long-image", "long-text", NULL};
     const char *const *ids[PREP_N_KINDS] = {missing, unreadable, refused, malformed, mismatch, truncated};
     char *report = prep_report_path(out);
     CHECK(strstr(report, "v1.report.json") != NULL, "report path %s", report);
@@ -327,25 +338,34 @@ static void test_stage2(const cJSON *arr) {
     CHECK_EQ_INT(d.n, 8);
     // rows: the records written, in input order
     static const int src[8] = {0, 1, 2, 3, 14, 15, 16, 17};
-    static const char *const sid[8] = {"558k-000", "665k-vqa", "665k-multi", "sharegpt-1", "12345", "long-image", "long-text", ""};
-    static const char *const img[8] = {"coco/000000000001.png", "coco/000000000002.jpg", "ocr_vqa/images/0001.jpg", NULL,
-                                       "textvqa/strip.jpg", "coco/000000000001.png", NULL, NULL};
+    static const char *const sid[8] = {"558k-000", "665k-vqa",   "665k-multi", "sharegpt-1",
+                                       "12345",    "long-image", "long-text",  ""};
+    static const char *const img[8] = {"coco/000000000001.png",
+                                       "coco/000000000002.jpg",
+                                       "ocr_vqa/images/0001.jpg",
+                                       NULL,
+                                       "textvqa/strip.jpg",
+                                       "coco/000000000001.png",
+                                       NULL,
+                                       NULL};
     // sum(len(turn["value"].split())), negative without an image (computed by Python on data.json)
     static const int modlen[8] = {16, 14, 15, -9, 8, 78, -112, -4};
     static const int flags[8] = {0, 0, PREP_MISMATCH, 0, 0, PREP_TRUNCATED, PREP_TRUNCATED, 0};
     for (int i = 0; i < 8 && i < d.n; i++) {
         CHECK_EQ_INT(d.source_index[i], src[i]);
         CHECK_EQ_STR(d.sample_ids[i], sid[i]);
-        CHECK(img[i] ? d.image_paths[i] && strcmp(d.image_paths[i], img[i]) == 0 : d.image_paths[i] == NULL, "row %d image %s", i,
-              d.image_paths[i] ? d.image_paths[i] : "(null)");
+        CHECK(img[i] ? d.image_paths[i] && strcmp(d.image_paths[i], img[i]) == 0 : d.image_paths[i] == NULL,
+              "row %d image %s", i, d.image_paths[i] ? d.image_paths[i] : "(null)");
         CHECK_EQ_INT(d.modality_len[i], modlen[i]);
         CHECK_EQ_INT(d.flags[i], flags[i]);
         prep_result r;
         CHECK(expected(arr, src[i], &o, &r) == 0, "prep_sample %s", llava_errmsg());
         int64_t a = d.offsets[i], n = d.offsets[i + 1] - a;
         CHECK(n == (int64_t)r.ids.n, "row %d: %lld tokens, prep_sample %zu", i, (long long)n, r.ids.n);
-        CHECK(n == (int64_t)r.ids.n && memcmp(d.input_ids + a, r.ids.v, sizeof(int32_t) * r.ids.n) == 0, "row %d input_ids", i);
-        CHECK(n == (int64_t)r.labels.n && memcmp(d.labels + a, r.labels.v, sizeof(int32_t) * r.labels.n) == 0, "row %d labels", i);
+        CHECK(n == (int64_t)r.ids.n && memcmp(d.input_ids + a, r.ids.v, sizeof(int32_t) * r.ids.n) == 0,
+              "row %d input_ids", i);
+        CHECK(n == (int64_t)r.labels.n && memcmp(d.labels + a, r.labels.v, sizeof(int32_t) * r.labels.n) == 0,
+              "row %d labels", i);
         CHECK_EQ_INT(r.flags, flags[i]);
         prep_result_free(&r);
         if (flags[i] & PREP_TRUNCATED) CHECK_EQ_INT(n, 96);
@@ -374,7 +394,8 @@ static void test_stage2(const cJSON *arr) {
         row++;
         char *p = path_join(PREP_DIR "images", img[i]);
         image_u8 im;
-        CHECK(image_load_file(p, &im) == 0 && image_preprocess(&im, 336, IMAGE_ASPECT_PAD, want_px, NULL) == 0, "%s", llava_errmsg());
+        CHECK(image_load_file(p, &im) == 0 && image_preprocess(&im, 336, IMAGE_ASPECT_PAD, want_px, NULL) == 0, "%s",
+              llava_errmsg());
         image_free(&im);
         free(p);
         CHECK(dataset_read_pixels(&d, i, got) == 0, "%s", llava_errmsg());
@@ -470,8 +491,9 @@ static void test_options_and_failures(void) {
 
     // A broken array is fatal (its boundaries cannot be trusted): error, no file.
     char *json = tmp_path("broken.json");
-    static const char text[] = "[{\"id\": \"a\", \"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}, "
-                               "{\"from\": \"gpt\", \"value\": \"yo\"}]},]";
+    static const char text[] =
+        "[{\"id\": \"a\", \"conversations\": [{\"from\": \"human\", \"value\": \"hi\"}, "
+        "{\"from\": \"gpt\", \"value\": \"yo\"}]},]";
     write_file_atomic(json, text, strlen(text));
     out = tmp_path("broken.h5");
     o = base_options(out);
@@ -501,17 +523,22 @@ static void test_many(void) {
     char *json = tmp_path("many.json");
     strbuf s = {0};
     sb_puts(&s, "[\n");
-    static const char *imgs[] = {"coco/000000000001.png", "coco/000000000002.jpg", "ocr_vqa/images/0001.jpg", "textvqa/strip.jpg",
-                                 "gqa/images/broken.jpg"};
+    static const char *imgs[] = {"coco/000000000001.png", "coco/000000000002.jpg", "ocr_vqa/images/0001.jpg",
+                                 "textvqa/strip.jpg", "gqa/images/broken.jpg"};
     for (int i = 0; i < 1500; i++) {
         char b[512];
         if (i % 3 == 0)
-            snprintf(b, sizeof b, "{\"id\": \"t%d\", \"conversations\": [{\"from\": \"human\", \"value\": \"Question number %d about cats?\"}, "
-                     "{\"from\": \"gpt\", \"value\": \"Answer %d: cats sleep a lot.\"}]}", i, i, i);
+            snprintf(b, sizeof b,
+                     "{\"id\": \"t%d\", \"conversations\": [{\"from\": \"human\", \"value\": \"Question number %d "
+                     "about cats?\"}, "
+                     "{\"from\": \"gpt\", \"value\": \"Answer %d: cats sleep a lot.\"}]}",
+                     i, i, i);
         else
-            snprintf(b, sizeof b, "{\"id\": \"i%d\", \"image\": \"%s\", \"conversations\": "
+            snprintf(b, sizeof b,
+                     "{\"id\": \"i%d\", \"image\": \"%s\", \"conversations\": "
                      "[{\"from\": \"human\", \"value\": \"<image>\\nWhat is in picture %d?\"}, "
-                     "{\"from\": \"gpt\", \"value\": \"Picture %d shows %s things.\"}]}", i, imgs[i % 5], i, i, i % 2 ? "many" : "few");
+                     "{\"from\": \"gpt\", \"value\": \"Picture %d shows %s things.\"}]}",
+                     i, imgs[i % 5], i, i, i % 2 ? "many" : "few");
         sb_puts(&s, b);
         sb_puts(&s, i + 1 < 1500 ? ",\n" : "\n]\n");
     }

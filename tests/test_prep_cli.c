@@ -54,8 +54,10 @@ static int run_cmd(const char *args, char **out, int expect_fail) {
 
 static void test_cli(const cJSON *arr) {
     char *out = tmp_path("cli.h5"), *text;
-    char *args = xasprintf("prep --data %sdata.json --image-folder %simages --tokenizer %s --template vicuna_v1 --model-max-length 96 "
-                           "--threads 2 --out '%s'", PREP_DIR, PREP_DIR, TOK, out);
+    char *args = xasprintf(
+        "prep --data %sdata.json --image-folder %simages --tokenizer %s --template vicuna_v1 --model-max-length 96 "
+        "--threads 2 --out '%s'",
+        PREP_DIR, PREP_DIR, TOK, out);
     CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
     CHECK(strstr(text, "19 records -> 8 samples") != NULL, "prep said: %s", text);
     CHECK(strstr(text, "left out, image path refused             3") != NULL, "prep said: %s", text);
@@ -66,8 +68,10 @@ static void test_cli(const cJSON *arr) {
     prep_result r;
     CHECK(expected(arr, 1, &r) == 0, "%s", llava_errmsg());
     strbuf want = {0};
-    sb_puts(&want, "{\"index\": 1, \"id\": \"665k-vqa\", \"image\": \"coco/000000000002.jpg\", \"source_index\": 1, \"flags\": [], "
-                   "\"modality_length\": 14, \"input_ids\": [");
+    sb_puts(&want,
+            "{\"index\": 1, \"id\": \"665k-vqa\", \"image\": \"coco/000000000002.jpg\", \"source_index\": 1, "
+            "\"flags\": [], "
+            "\"modality_length\": 14, \"input_ids\": [");
     for (size_t k = 0; k < r.ids.n; k++) {
         char b[16];
         snprintf(b, sizeof b, "%s%d", k ? ", " : "", r.ids.v[k]);

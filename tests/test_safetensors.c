@@ -6,10 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "model/io/safetensors.h"
-#include "check.h"
 
 #define REF "tests/data/safetensors/reference.safetensors"
 
@@ -39,7 +39,8 @@ static void test_reference_read(void) {
         k = 0;
         // The library's values converted to fp32 must be ours exactly (I64 1<<40 is exact in fp32).
         for (const cJSON *v = vals->child; v; v = v->next, k++)
-            CHECK(got[k] == (float)v->valuedouble, "%s[%d] = %.9g, want %.9g", e->string, k, (double)got[k], v->valuedouble);
+            CHECK(got[k] == (float)v->valuedouble, "%s[%d] = %.9g, want %.9g", e->string, k, (double)got[k],
+                  v->valuedouble);
         free(got);
     }
     cJSON_Delete(exp);
@@ -133,15 +134,19 @@ static void expect_bad_n(const char *what, const char *header, size_t hlen, size
     CHECK(rc != 0, "%s: accepted", what);
     if (rc == 0) st_close(&f);
     else {
-        CHECK(strstr(llava_errmsg(), "bad.safetensors") != NULL, "%s: message lacks the file: %s", what, llava_errmsg());
-        CHECK(strstr(llava_errmsg(), needle1) != NULL, "%s: message \"%s\" lacks \"%s\"", what, llava_errmsg(), needle1);
+        CHECK(strstr(llava_errmsg(), "bad.safetensors") != NULL, "%s: message lacks the file: %s", what,
+              llava_errmsg());
+        CHECK(strstr(llava_errmsg(), needle1) != NULL, "%s: message \"%s\" lacks \"%s\"", what, llava_errmsg(),
+              needle1);
         if (needle2)
-            CHECK(strstr(llava_errmsg(), needle2) != NULL, "%s: message \"%s\" lacks \"%s\"", what, llava_errmsg(), needle2);
+            CHECK(strstr(llava_errmsg(), needle2) != NULL, "%s: message \"%s\" lacks \"%s\"", what, llava_errmsg(),
+                  needle2);
     }
     free(b);
 }
 
-static void expect_bad(const char *what, const char *header, size_t data_len, const char *needle1, const char *needle2) {
+static void expect_bad(const char *what, const char *header, size_t data_len, const char *needle1,
+                       const char *needle2) {
     expect_bad_n(what, header, strlen(header), data_len, needle1, needle2);
 }
 
@@ -168,18 +173,25 @@ static void test_malformed(void) {
     expect_bad("entry not object", "{\"w\":3}", 0, "\"w\"", "not an object");
     expect_bad("missing dtype", "{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\"w\"", "dtype");
     expect_bad("unknown dtype", "{\"w\":{\"dtype\":\"F17\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "\"w\"", "F17");
-    expect_bad("negative dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "\"w\"", "shape[0]");
-    expect_bad("fractional dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4, "\"w\"", "shape[0]");
-    expect_bad("string dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4, "\"w\"", "shape[0]");
+    expect_bad("negative dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "\"w\"",
+               "shape[0]");
+    expect_bad("fractional dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4, "\"w\"",
+               "shape[0]");
+    expect_bad("string dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4, "\"w\"",
+               "shape[0]");
     expect_bad("shape overflow",
                "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,4]}}", 4,
                "\"w\"", "overflow");
     expect_bad("too many dims", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
                "\"w\"", "dimensions");
-    expect_bad("three offsets", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, "\"w\"", "exactly 2");
-    expect_bad("end before begin", "{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4, "\"w\"", "end before");
-    expect_bad("byte length", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 12, "\"w\"", "needs 16");
-    expect_bad("sub-byte partial", "{\"w\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, "\"w\"", "whole bytes");
+    expect_bad("three offsets", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 4, "\"w\"",
+               "exactly 2");
+    expect_bad("end before begin", "{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4, "\"w\"",
+               "end before");
+    expect_bad("byte length", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", 12, "\"w\"",
+               "needs 16");
+    expect_bad("sub-byte partial", "{\"w\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, "\"w\"",
+               "whole bytes");
     expect_bad("overlap",
                "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
@@ -188,16 +200,19 @@ static void test_malformed(void) {
                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
                12, "\"b\"", "hole");
-    expect_bad("not starting at 0", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "\"a\"", "hole");
-    expect_bad("past end of file", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "\"a\"", "past the end");
-    expect_bad("trailing data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8, "holds 8 data bytes", NULL);
+    expect_bad("not starting at 0", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "\"a\"",
+               "hole");
+    expect_bad("past end of file", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "\"a\"",
+               "past the end");
+    expect_bad("trailing data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+               "holds 8 data bytes", NULL);
     expect_bad("duplicate name",
                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
                8, "\"a\"", "twice");
     expect_bad("empty name", "{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "empty name", NULL);
-    expect_bad("offset beyond 2^53", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1e300,1e300]}}", 0, "\"a\"",
-               "data_offsets");
+    expect_bad("offset beyond 2^53", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1e300,1e300]}}", 0,
+               "\"a\"", "data_offsets");
     expect_bad("metadata value", "{\"__metadata__\":{\"k\":1}}", 0, "__metadata__", "\"k\"");
     expect_bad("metadata twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, "__metadata__", "twice");
     // Accepted edge cases: leading whitespace, padding spaces, an empty header, rank-0 tensors.
@@ -243,11 +258,12 @@ static void test_sharded(void) {
     write_shard(p1, s1, 2, 0.0f);
     write_shard(p2, s2, 2, 10.0f);
     char *idx = path_join(dir, "model.safetensors.index.json");
-    write_text(idx, "{\"metadata\":{\"total_size\":32},\"weight_map\":{"
-                    "\"model.layers.0.w\":\"model-00001-of-00002.safetensors\","
-                    "\"model.embed\":\"model-00001-of-00002.safetensors\","
-                    "\"model.layers.1.w\":\"model-00002-of-00002.safetensors\","
-                    "\"lm_head.weight\":\"model-00002-of-00002.safetensors\"}}");
+    write_text(idx,
+               "{\"metadata\":{\"total_size\":32},\"weight_map\":{"
+               "\"model.layers.0.w\":\"model-00001-of-00002.safetensors\","
+               "\"model.embed\":\"model-00001-of-00002.safetensors\","
+               "\"model.layers.1.w\":\"model-00002-of-00002.safetensors\","
+               "\"lm_head.weight\":\"model-00002-of-00002.safetensors\"}}");
     st_set s;
     CHECK(st_set_open(&s, dir) == 0, "%s", llava_errmsg());
     CHECK_EQ_INT(s.n_files, 2);
@@ -255,7 +271,8 @@ static void test_sharded(void) {
     const st_file *f = NULL;
     const st_tensor *t = st_set_find(&s, "lm_head.weight", &f);
     float v[4];
-    CHECK(t && f && strstr(f->path, "00002") && st_tensor_to_f32(f, t, v) == 0 && v[3] == 11.75f, "lm_head from shard 2");
+    CHECK(t && f && strstr(f->path, "00002") && st_tensor_to_f32(f, t, v) == 0 && v[3] == 11.75f,
+          "lm_head from shard 2");
     t = st_set_find(&s, "model.embed", &f);
     CHECK(t && strstr(f->path, "00001") && st_tensor_to_f32(f, t, v) == 0 && v[0] == 1.0f, "embed from shard 1");
     CHECK(st_set_find(&s, "model.nothing", NULL) == NULL, "absent");
@@ -266,14 +283,16 @@ static void test_sharded(void) {
     st_set_close(&s);
 
     // The index names a tensor that its shard lacks.
-    write_text(idx, "{\"weight_map\":{\"model.layers.0.w\":\"model-00001-of-00002.safetensors\","
-                    "\"model.ghost\":\"model-00001-of-00002.safetensors\"}}");
+    write_text(idx,
+               "{\"weight_map\":{\"model.layers.0.w\":\"model-00001-of-00002.safetensors\","
+               "\"model.ghost\":\"model-00001-of-00002.safetensors\"}}");
     CHECK(st_set_open(&s, dir) != 0, "ghost tensor accepted");
     CHECK_ERR_HAS("model.ghost");
     CHECK_ERR_HAS("does not hold it");
     // The index puts a tensor in the wrong shard.
-    write_text(idx, "{\"weight_map\":{\"model.layers.0.w\":\"model-00002-of-00002.safetensors\","
-                    "\"model.embed\":\"model-00001-of-00002.safetensors\"}}");
+    write_text(idx,
+               "{\"weight_map\":{\"model.layers.0.w\":\"model-00002-of-00002.safetensors\","
+               "\"model.embed\":\"model-00001-of-00002.safetensors\"}}");
     CHECK(st_set_open(&s, dir) != 0, "wrong shard accepted");
     CHECK_ERR_HAS("found in model-00001");
     // The index escapes the folder.

@@ -5,9 +5,9 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "data/sampler.h"
-#include "check.h"
 
 static int64_t *ints(const cJSON *arr, int64_t *n) {
     *n = cJSON_GetArraySize(arr);
@@ -40,7 +40,8 @@ static void check_case(const cJSON *c) {
     int64_t *got = xmalloc(sizeof(int64_t) * (size_t)sc.batch);
     int epoch = 0;
     const cJSON *rb_epochs = cJSON_GetObjectItem(c, "rank_batches")->child;
-    for (const cJSON *o = cJSON_GetObjectItem(c, "orders")->child; o; o = o->next, epoch++, rb_epochs = rb_epochs->next) {
+    for (const cJSON *o = cJSON_GetObjectItem(c, "orders")->child; o;
+         o = o->next, epoch++, rb_epochs = rb_epochs->next) {
         CHECK(sampler_epoch_order(&sc, epoch, order) == 0, "%s: %s", name, llava_errmsg());
         int64_t n;
         int64_t *want = ints(o, &n);
@@ -102,12 +103,13 @@ int main(void) {
     // of 98 + 112 = 210 samples sorted by index.
     int64_t N = 665298;
     int32_t *ml = xmalloc(sizeof(int32_t) * (size_t)N);
-    for (int64_t i = 0; i < N; i++) ml[i] = (i % 16 == 5 && i / 16 < 40688) ? -(int32_t)(1 + i % 300) : (int32_t)(1 + i % 500);
+    for (int64_t i = 0; i < N; i++)
+        ml[i] = (i % 16 == 5 && i / 16 < 40688) ? -(int32_t)(1 + i % 300) : (int32_t)(1 + i % 500);
     int64_t n_text = 0;
     for (int64_t i = 0; i < N; i++) n_text += ml[i] < 0;
     CHECK_EQ_INT(n_text, 40688);
-    sampler_config big = {.n = N, .modality_len = ml, .batch = 16, .virtual_ranks = 8, .seed = TORCH_DEFAULT_SEED,
-                          .inner_seed = 42};
+    sampler_config big = {
+        .n = N, .modality_len = ml, .batch = 16, .virtual_ranks = 8, .seed = TORCH_DEFAULT_SEED, .inner_seed = 42};
     int64_t *order = xmalloc(sizeof(int64_t) * (size_t)N);
     CHECK(sampler_epoch_order(&big, 0, order) == 0, "%s", llava_errmsg());
     int64_t mixed = 0;
@@ -123,7 +125,8 @@ int main(void) {
         tail_text += ml[order[i]] < 0;
         if (i > tail && order[i] < order[i - 1]) sorted = 0;
     }
-    CHECK(tail_text == 112 && sorted, "final megabatch: %lld text samples, sorted %d", (long long)tail_text, (int)sorted);
+    CHECK(tail_text == 112 && sorted, "final megabatch: %lld text samples, sorted %d", (long long)tail_text,
+          (int)sorted);
     CHECK_EQ_INT(sampler_batches_per_rank(&big), 5198);  // the 5,198 steps of spec §1.3
     free(order);
     free(ml);

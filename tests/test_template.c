@@ -4,8 +4,8 @@
 // strip, the errors a malformed conversation gives, strict mode and the counts.
 #include "tokenizer_golden.h"
 
-static int run(const tokenizer *t, tok_mode mode, const conv_template *tp, int strict, const char *id, const char *const *from,
-               const char *const *value, size_t n, int image, prep_result *r) {
+static int run(const tokenizer *t, tok_mode mode, const conv_template *tp, int strict, const char *id,
+               const char *const *from, const char *const *value, size_t n, int image, prep_result *r) {
     conv_turn turns[16];
     for (size_t i = 0; i < n; i++) turns[i] = (conv_turn){from[i], value[i], strlen(value[i])};
     prep_config c = {.tok = t, .mode = mode, .tmpl = tp, .model_max_length = 2048, .strict = strict};
@@ -17,14 +17,29 @@ static void test_strip(void) {
         const char *in, *out;
     } cases[] = {
         {"  a b  ", "a b"},
-        {"\t\n\r\x0b\x0c" "x" "\x1c\x1d\x1e\x1f", "x"},
-        {"\xc2\xa0" "x" "\xe3\x80\x80", "x"},          // U+00A0, U+3000
-        {"\xe2\x80\xa8" "x" "\xe2\x80\x89", "x"},      // U+2028, U+2009
-        {"\xe2\x80\x8b" "x", "\xe2\x80\x8b" "x"},      // U+200B is not whitespace for Python
-        {"\xc2\x85" "x" "\xe1\x9a\x80", "x"},          // U+0085, U+1680
+        {"\t\n\r\x0b\x0c"
+         "x"
+         "\x1c\x1d\x1e\x1f",
+         "x"},
+        {"\xc2\xa0"
+         "x"
+         "\xe3\x80\x80",
+         "x"},  // U+00A0, U+3000
+        {"\xe2\x80\xa8"
+         "x"
+         "\xe2\x80\x89",
+         "x"},  // U+2028, U+2009
+        {"\xe2\x80\x8b"
+         "x",
+         "\xe2\x80\x8b"
+         "x"},  // U+200B is not whitespace for Python
+        {"\xc2\x85"
+         "x"
+         "\xe1\x9a\x80",
+         "x"},  // U+0085, U+1680
         {"   ", ""},
         {"", ""},
-        {"x\xff ", "x\xff"},                           // a stray byte is never whitespace
+        {"x\xff ", "x\xff"},  // a stray byte is never whitespace
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n;
@@ -45,9 +60,10 @@ static void test_templates(const tokenizer *t) {
     // (legacy mode: under hf431 this small vocabulary has no piece "US", so round 2's "USER" starts with <unk>, which
     // is the pad id: LLaVA then masks the sample for a length mismatch, and so do we; the goldens cover that.)
     CHECK(run(t, TOK_LEGACY, v1, 0, "a2", from, val, 4, 1, &r) == 0, "%s", llava_errmsg());
-    static const char want[] = "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
-                               "helpful, detailed, and polite answers to the user's questions. USER: <image>\nWhat is shown? "
-                               "ASSISTANT: A cat.</s>USER: What color is it? ASSISTANT: Black.</s>";
+    static const char want[] =
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+        "helpful, detailed, and polite answers to the user's questions. USER: <image>\nWhat is shown? "
+        "ASSISTANT: A cat.</s>USER: What color is it? ASSISTANT: Black.</s>";
     CHECK(r.prompt && strcmp(r.prompt, want) == 0, "prompt \"%s\"", r.prompt ? r.prompt : "");
     int images = 0;
     for (size_t k = 0; k < r.ids.n; k++) images += r.ids.v[k] == IMAGE_TOKEN_INDEX;
@@ -59,13 +75,15 @@ static void test_templates(const tokenizer *t) {
     prep_result_free(&r);
     // The same without an image: "<image>" stays text and nothing moves.
     CHECK(run(t, TOK_HF431, v1, 0, "txt", from, val, 4, 0, &r) == 0, "%s", llava_errmsg());
-    CHECK(r.prompt && strstr(r.prompt, "USER: What is shown?\n<image> ASSISTANT:") != NULL, "text-only keeps <image> in place");
+    CHECK(r.prompt && strstr(r.prompt, "USER: What is shown?\n<image> ASSISTANT:") != NULL,
+          "text-only keeps <image> in place");
     for (size_t k = 0; k < r.ids.n; k++) CHECK(r.ids.v[k] >= 0, "no image index in a text-only sample");
     prep_result_free(&r);
     // An empty answer: "ASSISTANT:" with no space and no </s> (Python's `if message:`).
     static const char *val2[] = {"Hi", "", "Again", "Ok"};
     CHECK(run(t, TOK_HF431, v1, 0, "empty", from, val2, 4, 0, &r) == 0, "%s", llava_errmsg());
-    CHECK(r.prompt && strstr(r.prompt, "USER: Hi ASSISTANT:USER: Again ASSISTANT: Ok</s>") != NULL, "prompt \"%s\"", r.prompt);
+    CHECK(r.prompt && strstr(r.prompt, "USER: Hi ASSISTANT:USER: Again ASSISTANT: Ok</s>") != NULL, "prompt \"%s\"",
+          r.prompt);
     prep_result_free(&r);
     // A first turn from the assistant is dropped.
     static const char *from3[] = {"gpt", "human", "gpt"};
@@ -91,9 +109,11 @@ static void test_templates(const tokenizer *t) {
     // Plain: "<image>" + caption + "\n"; the instruction is dropped, the first two positions masked.
     static const char *cap[] = {"Describe this.\n<image>", "a dog on a beach"};
     CHECK(run(t, TOK_HF431, plain, 0, "p1", from, cap, 2, 1, &r) == 0, "%s", llava_errmsg());
-    CHECK(r.prompt && strcmp(r.prompt, "<image>a dog on a beach\n") == 0, "plain prompt \"%s\"", r.prompt ? r.prompt : "");
+    CHECK(r.prompt && strcmp(r.prompt, "<image>a dog on a beach\n") == 0, "plain prompt \"%s\"",
+          r.prompt ? r.prompt : "");
     CHECK(r.ids.n > 3 && r.ids.v[0] == tok_bos_id(t) && r.ids.v[1] == IMAGE_TOKEN_INDEX, "plain ids start <s> IMG");
-    CHECK(r.labels.v[0] == IGNORE_INDEX && r.labels.v[1] == IGNORE_INDEX && r.labels.v[2] == r.ids.v[2], "plain labels");
+    CHECK(r.labels.v[0] == IGNORE_INDEX && r.labels.v[1] == IGNORE_INDEX && r.labels.v[2] == r.ids.v[2],
+          "plain labels");
     prep_result_free(&r);
 
     // A length mismatch: "<unk>" in an answer is id 0 = the pad id, which total_len does not count.
@@ -132,21 +152,25 @@ static void test_templates(const tokenizer *t) {
     }
 
     // Templates as data.
-    static const char js[] = "{\"name\": \"mine\", \"system\": \"S\", \"roles\": [\"U\", \"A\"], \"prefix\": \"{system}\\n\","
-                             " \"turn\": [\"{role}> {message}\\n\", \"{role}> {message}</s>\"], \"round_sep\": \"</s>\","
-                             " \"answer_sep\": \"\\nA> \", \"instr_trim\": 2}";
+    static const char js[] =
+        "{\"name\": \"mine\", \"system\": \"S\", \"roles\": [\"U\", \"A\"], \"prefix\": \"{system}\\n\","
+        " \"turn\": [\"{role}> {message}\\n\", \"{role}> {message}</s>\"], \"round_sep\": \"</s>\","
+        " \"answer_sep\": \"\\nA> \", \"instr_trim\": 2}";
     conv_template *mine = conv_template_parse(js, strlen(js));
     CHECK(mine != NULL, "%s", llava_errmsg());
     if (mine) {
         CHECK(run(t, TOK_HF431, mine, 0, "m", from, val, 4, 0, &r) == 0, "%s", llava_errmsg());
-        CHECK(r.prompt && strcmp(r.prompt, "S\nU> What is shown?\n<image>\nA> A cat.</s>U> What color is it?\nA> Black.</s>") == 0,
+        CHECK(r.prompt &&
+                  strcmp(r.prompt, "S\nU> What is shown?\n<image>\nA> A cat.</s>U> What color is it?\nA> Black.</s>") ==
+                      0,
               "data template prompt \"%s\"", r.prompt ? r.prompt : "");
         prep_result_free(&r);
         conv_template_free(mine);
     }
-    static const char *bad_js[] = {"[]", "{\"name\": \"x\"}", "{\"name\": \"x\", \"turn\": [\"a\"]}",
-                                   "{\"name\": \"x\", \"turn\": [\"a\", \"b\"]}",
-                                   "{\"name\": \"x\", \"turn\": [\"a\", \"b\"], \"round_sep\": \"</s>\", \"answer_sep\": 3}"};
+    static const char *bad_js[] = {
+        "[]", "{\"name\": \"x\"}", "{\"name\": \"x\", \"turn\": [\"a\"]}",
+        "{\"name\": \"x\", \"turn\": [\"a\", \"b\"]}",
+        "{\"name\": \"x\", \"turn\": [\"a\", \"b\"], \"round_sep\": \"</s>\", \"answer_sep\": 3}"};
     for (size_t i = 0; i < sizeof bad_js / sizeof bad_js[0]; i++) {
         conv_template *x = conv_template_parse(bad_js[i], strlen(bad_js[i]));
         CHECK(x == NULL, "bad template %zu accepted", i);
@@ -159,9 +183,11 @@ static void test_templates(const tokenizer *t) {
     // tokenizer_image_token.
     tok_ids ids = {0};
     CHECK(tok_encode_with_images(t, TOK_HF431, "<image>", 7, &ids) == 0 && ids.n == 2 && ids.v[0] == tok_bos_id(t) &&
-              ids.v[1] == IMAGE_TOKEN_INDEX, "<image> alone is <s> IMG");
+              ids.v[1] == IMAGE_TOKEN_INDEX,
+          "<image> alone is <s> IMG");
     ids.n = 0;
-    CHECK(tok_encode_with_images(t, TOK_HF431, "<image><image>", 14, &ids) == 0 && ids.n == 3 && ids.v[2] == IMAGE_TOKEN_INDEX,
+    CHECK(tok_encode_with_images(t, TOK_HF431, "<image><image>", 14, &ids) == 0 && ids.n == 3 &&
+              ids.v[2] == IMAGE_TOKEN_INDEX,
           "two images");
     tok_ids_free(&ids);
 }

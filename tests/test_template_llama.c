@@ -15,8 +15,8 @@ static void expect(const char *what, const tok_ids *got, const int32_t *want, si
     tok_ids_free(&w);
 }
 
-static int run(const tokenizer *t, tok_mode mode, const conv_template *tp, const char *const *from, const char *const *value,
-               size_t n, int image, prep_result *r) {
+static int run(const tokenizer *t, tok_mode mode, const conv_template *tp, const char *const *from,
+               const char *const *value, size_t n, int image, prep_result *r) {
     conv_turn turns[8];
     for (size_t i = 0; i < n; i++) turns[i] = (conv_turn){from[i], value[i], strlen(value[i])};
     prep_config c = {.tok = t, .mode = mode, .tmpl = tp, .model_max_length = 2048};
@@ -29,10 +29,10 @@ static const char *FROM[] = {"human", "gpt", "human", "gpt"};
 static void a1(const tokenizer *t) {
     static const char *v[] = {"Render a clear and concise summary of the photo.\n<image>",
                               "select luxury furniture 3 - inch gel memory foam mattress topper"};
-    static const int32_t ids[] = {1, IMG, 1831, 21684, 2857, 15252, 17252, 29871, 29941, 448, 297, 305, 9127, 3370, 1701, 314,
-                                  1775, 509, 404, 304, 2496, 13};
-    static const int32_t labels[] = {X, X, 1831, 21684, 2857, 15252, 17252, 29871, 29941, 448, 297, 305, 9127, 3370, 1701, 314,
-                                     1775, 509, 404, 304, 2496, 13};
+    static const int32_t ids[] = {1,   IMG,  1831, 21684, 2857, 15252, 17252, 29871, 29941, 448,  297,
+                                  305, 9127, 3370, 1701,  314,  1775,  509,   404,   304,   2496, 13};
+    static const int32_t labels[] = {X,   X,    1831, 21684, 2857, 15252, 17252, 29871, 29941, 448,  297,
+                                     305, 9127, 3370, 1701,  314,  1775,  509,   404,   304,   2496, 13};
     for (int m = 0; m < 3; m++) {
         prep_result r;
         CHECK(run(t, (tok_mode)m, conv_template_builtin("plain"), FROM, v, 2, 1, &r) == 0, "%s", llava_errmsg());
@@ -46,13 +46,17 @@ static void a1(const tokenizer *t) {
 // round 2's "USER" (3148 1001).
 static void a2(const tokenizer *t) {
     static const char *v[] = {"<image>\nWhat is shown?", "A cat.", "What color is it?", "Black."};
-    static const int32_t head[] = {1, 319, 13563, 1546, 263, 12758, 1404, 322, 385, 23116, 21082, 20255, 29889, 450, 20255,
-                                   4076, 8444, 29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 1404, 29915, 29879, 5155,
-                                   29889, 3148, 1001, 29901, 29871, IMG, 29871, 13, 5618, 338, 4318, 29973, 319, 1799, 9047,
-                                   13566, 29901, 319, 6635, 29889, 2};
-    static const int32_t tail31[] = {3308, 1001, 29901, 1724, 2927, 338, 372, 29973, 319, 1799, 9047, 13566, 29901, 6054, 29889, 2};
-    static const int32_t tail37[] = {11889, 29901, 1724, 2927, 338, 372, 29973, 319, 1799, 9047, 13566, 29901, 6054, 29889, 2};
-    static const int32_t tail_legacy[] = {3148, 1001, 29901, 1724, 2927, 338, 372, 29973, 319, 1799, 9047, 13566, 29901, 6054, 29889, 2};
+    static const int32_t head[] = {1,     319,   13563, 1546,  263,  12758, 1404,  322,   385,   23116, 21082,
+                                   20255, 29889, 450,   20255, 4076, 8444,  29892, 13173, 29892, 322,   1248,
+                                   568,   6089,  304,   278,   1404, 29915, 29879, 5155,  29889, 3148,  1001,
+                                   29901, 29871, IMG,   29871, 13,   5618,  338,   4318,  29973, 319,   1799,
+                                   9047,  13566, 29901, 319,   6635, 29889, 2};
+    static const int32_t tail31[] = {3308, 1001, 29901, 1724,  2927,  338,  372,   29973,
+                                     319,  1799, 9047,  13566, 29901, 6054, 29889, 2};
+    static const int32_t tail37[] = {11889, 29901, 1724,  2927,  338,  372,   29973, 319,
+                                     1799,  9047,  13566, 29901, 6054, 29889, 2};
+    static const int32_t tail_legacy[] = {3148, 1001, 29901, 1724,  2927,  338,  372,   29973,
+                                          319,  1799, 9047,  13566, 29901, 6054, 29889, 2};
     const size_t nh = sizeof head / sizeof head[0];
     struct {
         tok_mode m;
@@ -94,8 +98,9 @@ static void a3(const tokenizer *t) {
         prep_result r;
         CHECK(run(t, (tok_mode)m, conv_template_builtin("vicuna_v1"), FROM, v, 4, 0, &r) == 0, "%s", llava_errmsg());
         CHECK_EQ_INT(r.flags, 0);
-        CHECK(r.ids.n > 36 && r.ids.v[31] == 3148 && r.ids.v[32] == 1001 && r.ids.v[33] == 29901 && r.ids.v[34] == 15043,
-              "\"USER: Hello\" is 3148 1001 29901 15043");
+        CHECK(
+            r.ids.n > 36 && r.ids.v[31] == 3148 && r.ids.v[32] == 1001 && r.ids.v[33] == 29901 && r.ids.v[34] == 15043,
+            "\"USER: Hello\" is 3148 1001 29901 15043");
         CHECK(r.ids.v[0] == 1 && r.ids.v[r.ids.n - 1] == 2, "<s> ... </s>");
         prep_result_free(&r);
     }

@@ -83,7 +83,8 @@ int main(void) {
     tok_ids ids = {0};
     tok_sp_encode(t, "<s>", 3, &ids);
     line[0] = 0;
-    for (size_t k = 0; k < ids.n; k++) snprintf(line + strlen(line), sizeof line - strlen(line), "%s%d", k ? " " : "", ids.v[k]);
+    for (size_t k = 0; k < ids.n; k++)
+        snprintf(line + strlen(line), sizeof line - strlen(line), "%s%d", k ? " " : "", ids.v[k]);
     tok_ids_free(&ids);
     strcat(line, "\n");
     CHECK_EQ_STR(out, line);
@@ -93,18 +94,24 @@ int main(void) {
     snprintf(args, sizeof args, "%s --decode", model);
     snprintf(want, sizeof want, "%s\n%d %d\n", line, tok_piece_to_id(t, "<0xFF>", 6), tok_piece_to_id(t, "<0x41>", 6));
     CHECK_EQ_INT(tokenize(args, want, &out, &err), 0);
-    CHECK(strcmp(out, "\"<s>\"\n\"\xef\xbf\xbd" "A\"\n") == 0, "decode \"%s\" (%s)", out, err);
+    CHECK(strcmp(out,
+                 "\"<s>\"\n\"\xef\xbf\xbd"
+                 "A\"\n") == 0,
+          "decode \"%s\" (%s)", out, err);
     free(out);
     free(err);
 
     // Templates: one JSON object per line; the summary names the mismatched sample.
     static const char samples[] =
-        "{\"id\": \"s1\", \"image\": \"x.jpg\", \"conversations\": [{\"from\": \"human\", \"value\": \"Q?\\n<image>\"}, "
+        "{\"id\": \"s1\", \"image\": \"x.jpg\", \"conversations\": [{\"from\": \"human\", \"value\": "
+        "\"Q?\\n<image>\"}, "
         "{\"from\": \"gpt\", \"value\": \"A.\"}]}\n"
-        "{\"id\": \"s2\", \"conversations\": [{\"from\": \"human\", \"value\": \"Q\"}, {\"from\": \"gpt\", \"value\": \"it is <unk>\"}]}\n";
+        "{\"id\": \"s2\", \"conversations\": [{\"from\": \"human\", \"value\": \"Q\"}, {\"from\": \"gpt\", \"value\": "
+        "\"it is <unk>\"}]}\n";
     snprintf(args, sizeof args, "%s --template vicuna_v1", model);
     CHECK_EQ_INT(tokenize(args, samples, &out, &err), 0);
-    CHECK(strstr(out, "{\"id\": \"s1\", \"input_ids\": [1, ") != NULL && strstr(out, "-200") != NULL, "template output \"%s\"", out);
+    CHECK(strstr(out, "{\"id\": \"s1\", \"input_ids\": [1, ") != NULL && strstr(out, "-200") != NULL,
+          "template output \"%s\"", out);
     CHECK(strstr(out, "\"mismatch\": [") != NULL, "mismatch reported in the output");
     CHECK(strstr(err, "2 samples") && strstr(err, "1 masked for a tokenization mismatch: s2"), "summary \"%s\"", err);
     free(out);
@@ -118,8 +125,10 @@ int main(void) {
     char data_path[512];
     snprintf(data_path, sizeof data_path, "%s/data.json", dir);
     FILE *f = fopen(data_path, "w");
-    fprintf(f, "[{\"id\": \"p1\", \"image\": \"a.jpg\", \"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nDescribe.\"}, "
-               "{\"from\": \"gpt\", \"value\": \"a dog\"}]}]\n");
+    fprintf(f,
+            "[{\"id\": \"p1\", \"image\": \"a.jpg\", \"conversations\": [{\"from\": \"human\", \"value\": "
+            "\"<image>\\nDescribe.\"}, "
+            "{\"from\": \"gpt\", \"value\": \"a dog\"}]}]\n");
     fclose(f);
     snprintf(args, sizeof args, "%s --template plain --data '%s' --quiet", model, data_path);
     CHECK_EQ_INT(tokenize(args, "", &out, &err), 0);

@@ -62,7 +62,8 @@ static void add_piece(pb *m, const char *s, float score, int type) {
 
 // Options of a crafted model; the defaults give a valid byte-fallback BPE model.
 typedef struct {
-    int model_type, byte_fallback, no_unk, two_unk, skip_byte, dup, empty_piece, nan_score, charsmap, ws_suffix, bad_type;
+    int model_type, byte_fallback, no_unk, two_unk, skip_byte, dup, empty_piece, nan_score, charsmap, ws_suffix,
+        bad_type;
     int no_dummy, extra_ws;
 } craft;
 
@@ -78,7 +79,23 @@ static pb make_model(craft c) {
         snprintf(s, sizeof s, "<0x%02X>", b);
         add_piece(&m, s, 0, TOK_BYTE);
     }
-    static const char *pieces[] = {"\xe2\x96\x81", "a", "b", "c", "ab", "\xe2\x96\x81" "a", "abc", "\xe2\x96\x81" "ab", "<", ">", "s", "/", "u", "n", "k"};
+    static const char *pieces[] = {"\xe2\x96\x81",
+                                   "a",
+                                   "b",
+                                   "c",
+                                   "ab",
+                                   "\xe2\x96\x81"
+                                   "a",
+                                   "abc",
+                                   "\xe2\x96\x81"
+                                   "ab",
+                                   "<",
+                                   ">",
+                                   "s",
+                                   "/",
+                                   "u",
+                                   "n",
+                                   "k"};
     for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) add_piece(&m, pieces[i], -(float)i, TOK_NORMAL);
     if (c.dup) add_piece(&m, "ab", -20, TOK_NORMAL);
     if (c.empty_piece) add_piece(&m, "", -21, TOK_NORMAL);
@@ -130,7 +147,10 @@ static void test_crafted(void) {
         CHECK(tok_sp_encode(t, "ab c", 4, &ids) == 0, "%s", llava_errmsg());
         CHECK_EQ_INT(ids.n, 3);
         if (ids.n == 3) {
-            CHECK_EQ_INT(ids.v[0], tok_piece_to_id(t, "\xe2\x96\x81" "ab", 5));
+            CHECK_EQ_INT(ids.v[0], tok_piece_to_id(t,
+                                                   "\xe2\x96\x81"
+                                                   "ab",
+                                                   5));
             CHECK_EQ_INT(ids.v[1], tok_piece_to_id(t, "\xe2\x96\x81", 3));
             CHECK_EQ_INT(ids.v[2], tok_piece_to_id(t, "c", 1));
         }
@@ -167,7 +187,8 @@ static void test_crafted(void) {
     CHECK(t != NULL, "%s", llava_errmsg());
     if (t) {
         tok_ids a = {0}, b = {0};
-        CHECK(tok_sp_encode(t, "  ab   c  ", 10, &a) == 0 && tok_sp_encode(t, "ab c", 4, &b) == 0, "%s", llava_errmsg());
+        CHECK(tok_sp_encode(t, "  ab   c  ", 10, &a) == 0 && tok_sp_encode(t, "ab c", 4, &b) == 0, "%s",
+              llava_errmsg());
         CHECK(ids_equal(&a, &b), "extra spaces are removed");
         a.n = 0;
         CHECK(tok_sp_encode(t, "   ", 3, &a) == 0 && a.n == 0, "only spaces: %zu ids", a.n);
@@ -272,20 +293,23 @@ static void test_json_strings(void) {
         char *s = NULL;
         size_t n = 0;
         int rc = json_string_decode(ok[i].json, strlen(ok[i].json), &s, &n);
-        CHECK(rc == 0 && n == ok[i].n && memcmp(s, ok[i].bytes, n) == 0, "json %zu (%s): %s", i, ok[i].json, rc ? llava_errmsg() : "wrong bytes");
+        CHECK(rc == 0 && n == ok[i].n && memcmp(s, ok[i].bytes, n) == 0, "json %zu (%s): %s", i, ok[i].json,
+              rc ? llava_errmsg() : "wrong bytes");
         // And back: encoding then decoding gives the same bytes.
         strbuf enc = {0};
         char *dec = NULL;
         size_t dl = 0;
         if (rc == 0) {
             json_string_encode(s, n, &enc);
-            CHECK(json_string_decode(enc.p, enc.n, &dec, &dl) == 0 && dl == n && memcmp(dec, s, n) == 0, "round trip %zu: %s", i, enc.p);
+            CHECK(json_string_decode(enc.p, enc.n, &dec, &dl) == 0 && dl == n && memcmp(dec, s, n) == 0,
+                  "round trip %zu: %s", i, enc.p);
         }
         free(s);
         free(enc.p);
         free(dec);
     }
-    static const char *bad[] = {"abc", "\"abc", "\"a\" x", "\"\\x\"", "\"\\u12\"", "\"\\ud83d\"", "\"\\ude00\"", "\"a\nb\"", "\"\\"};
+    static const char *bad[] = {"abc",         "\"abc",       "\"a\" x",  "\"\\x\"", "\"\\u12\"",
+                                "\"\\ud83d\"", "\"\\ude00\"", "\"a\nb\"", "\"\\"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *s = NULL;
         CHECK(json_string_decode(bad[i], strlen(bad[i]), &s, NULL) != 0, "bad json %zu accepted", i);
@@ -307,7 +331,8 @@ static void *encode_all(void *arg) {
     tok_ids got = {0};
     for (size_t i = 0; i < j->corpus->n; i++) {
         got.n = 0;
-        if (tok_encode(j->t, TOK_HF437, j->corpus->line[i], j->corpus->len[i], &got) || !ids_equal(&got, &j->want[i])) j->bad++;
+        if (tok_encode(j->t, TOK_HF437, j->corpus->line[i], j->corpus->len[i], &got) || !ids_equal(&got, &j->want[i]))
+            j->bad++;
     }
     tok_ids_free(&got);
     return NULL;
@@ -389,7 +414,9 @@ int main(void) {
     golden_lines corpus = golden_read_jsonl(GOLDEN_DIR "corpus.jsonl");
     size_t bad = 0, tried = 0;
     for (size_t i = 0; i < corpus.n; i++) {
-        if (!utf8_valid((const uint8_t *)corpus.line[i], corpus.len[i]) || memmem(corpus.line[i], corpus.len[i], "\xe2\x96\x81", 3)) continue;
+        if (!utf8_valid((const uint8_t *)corpus.line[i], corpus.len[i]) ||
+            memmem(corpus.line[i], corpus.len[i], "\xe2\x96\x81", 3))
+            continue;
         tok_ids v = {0};
         char *s = NULL;
         size_t sl = 0;

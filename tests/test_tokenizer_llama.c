@@ -15,10 +15,10 @@ static void expect_ids(const tokenizer *t, tok_mode m, const char *text, const i
     tok_ids_free(&w);
 }
 
-#define EXPECT(t, m, text, ...)                                                           \
-    do {                                                                                  \
-        static const int32_t want_[] = {__VA_ARGS__};                                     \
-        expect_ids(t, m, text, want_, sizeof want_ / sizeof want_[0]);                    \
+#define EXPECT(t, m, text, ...)                                                                                        \
+    do {                                                                                                               \
+        static const int32_t want_[] = {__VA_ARGS__};                                                                  \
+        expect_ids(t, m, text, want_, sizeof want_ / sizeof want_[0]);                                                 \
     } while (0)
 
 int main(void) {
@@ -31,10 +31,15 @@ int main(void) {
     CHECK_EQ_INT(tok_bos_id(t), 1);
     CHECK_EQ_INT(tok_eos_id(t), 2);
     CHECK_EQ_INT(tok_piece_to_id(t, "\xe2\x96\x81\xe2\x96\x81", 6), 259);
-    CHECK_EQ_INT(tok_piece_to_id(t, "\xe2\x96\x81" "Hello", 8), 15043);
+    CHECK_EQ_INT(tok_piece_to_id(t,
+                                 "\xe2\x96\x81"
+                                 "Hello",
+                                 8),
+                 15043);
 
     size_t n = golden_check_model(t, "llama");
-    printf("llama: %zu lines and id sequences compared with sentencepiece 0.1.99 and transformers 4.31.0 / 4.37.2\n", n);
+    printf("llama: %zu lines and id sequences compared with sentencepiece 0.1.99 and transformers 4.31.0 / 4.37.2\n",
+           n);
 
     // spec model-and-formats.md §5.6: "Hello <s>." in the legacy and non-legacy modes.
     EXPECT(t, TOK_LEGACY, "Hello <s>.", 1, 15043, 29871, 1, 869);
@@ -55,18 +60,21 @@ int main(void) {
     EXPECT(t, TOK_HF437, "", 1);
     EXPECT(t, TOK_HF437, "<s>hi", 1, 1, 2918);
     // The system prompt of vicuna_v1 plus the first role, identical in every mode (spec §4.4).
-    static const char sys[] = "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
-                              "helpful, detailed, and polite answers to the user's questions. USER:";
+    static const char sys[] =
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+        "helpful, detailed, and polite answers to the user's questions. USER:";
     for (int m = 0; m < 3; m++)
-        EXPECT(t, (tok_mode)m, sys, 1, 319, 13563, 1546, 263, 12758, 1404, 322, 385, 23116, 21082, 20255, 29889, 450, 20255,
-               4076, 8444, 29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 1404, 29915, 29879, 5155, 29889, 3148, 1001,
-               29901);
+        EXPECT(t, (tok_mode)m, sys, 1, 319, 13563, 1546, 263, 12758, 1404, 322, 385, 23116, 21082, 20255, 29889, 450,
+               20255, 4076, 8444, 29892, 13173, 29892, 322, 1248, 568, 6089, 304, 278, 1404, 29915, 29879, 5155, 29889,
+               3148, 1001, 29901);
 
     // Decoding inverts encoding for valid text without "▁".
     golden_lines corpus = golden_read_jsonl(GOLDEN_DIR "corpus.jsonl");
     size_t bad = 0, tried = 0;
     for (size_t i = 0; i < corpus.n; i++) {
-        if (!utf8_valid((const uint8_t *)corpus.line[i], corpus.len[i]) || memmem(corpus.line[i], corpus.len[i], "\xe2\x96\x81", 3)) continue;
+        if (!utf8_valid((const uint8_t *)corpus.line[i], corpus.len[i]) ||
+            memmem(corpus.line[i], corpus.len[i], "\xe2\x96\x81", 3))
+            continue;
         tok_ids v = {0};
         char *s = NULL;
         size_t sl = 0;

@@ -8,15 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "kernels/ops.h"
 #include "model/io/safetensors.h"
 #include "model/io/torchbin.h"
-#include "train/config.h"
 #include "model/llava.h"
+#include "train/config.h"
 #include "train/trainer.h"
-#include "check.h"
 
 #define D "tests/data/torchbin/"
 
@@ -47,7 +47,8 @@ static void test_small(void) {
     same_as_safetensors(D "small_zip64.bin", D "small.safetensors", 0);  // ZIP64 records (Info-ZIP -fz)
     st_file f;
     if (st_open(&f, D "small.bin") != 0) return;
-    const st_tensor *whole = st_find(&f, "k.view_whole"), *row = st_find(&f, "l.view_row3"), *s = st_find(&f, "f.scalar");
+    const st_tensor *whole = st_find(&f, "k.view_whole"), *row = st_find(&f, "l.view_row3"),
+                    *s = st_find(&f, "f.scalar");
     CHECK(whole && row && row->data == whole->data + 3 * 8 * 4 && row->ndim == 1 && row->shape[0] == 8,
           "a view at an offset into a shared storage");
     CHECK(s && s->ndim == 0 && s->numel == 1 && s->dtype == DT_F32 && *(const float *)s->data == 1.5f, "0-d tensor");

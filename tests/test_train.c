@@ -11,18 +11,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/demo.h"
+#include "app/plot.h"
+#include "check.h"
 #include "common/util.h"
 #include "kernels/ops.h"
-#include "train/config.h"
-#include "app/demo.h"
+#include "model/batch_hf.h"
 #include "model/io/export.h"
 #include "model/io/safetensors.h"
-#include "model/batch_hf.h"
 #include "model/llava.h"
+#include "train/config.h"
 #include "train/optim.h"
-#include "app/plot.h"
 #include "train/trainer.h"
-#include "check.h"
 
 static char *world;
 
@@ -62,10 +62,10 @@ static char *curve(const char *out) {
     return res;
 }
 
-static const char *STAGE2_SETS[] = {"train.num_train_epochs=1", "train.per_device_train_batch_size=4",
-                                    "train.gradient_accumulation_steps=2", "checkpoint.save_steps=2",
-                                    "checkpoint.save_total_limit=2", "model.pretrain_mm_mlp_adapter=null",
-                                    "train.gradient_checkpointing=true"};
+static const char *STAGE2_SETS[] = {
+    "train.num_train_epochs=1",         "train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=2",
+    "checkpoint.save_steps=2",          "checkpoint.save_total_limit=2",       "model.pretrain_mm_mlp_adapter=null",
+    "train.gradient_checkpointing=true"};
 
 static void test_resume(void) {
     char *full = path_join(world, "run_full"), *part = path_join(world, "run_part");
@@ -101,7 +101,8 @@ static void test_resume(void) {
     CHECK(m.cfg.text.vocab_size % 64 == 0, "vocabulary padded to a multiple of 64 (%d)", m.cfg.text.vocab_size);
     llava_model_free(&m);
     st_file f;
-    CHECK(st_open(&f, proj) == 0 && st_find(&f, "model.mm_projector.0.weight") && st_find(&f, "model.mm_projector.2.bias"),
+    CHECK(st_open(&f, proj) == 0 && st_find(&f, "model.mm_projector.0.weight") &&
+              st_find(&f, "model.mm_projector.2.bias"),
           "mm_projector.safetensors with LLaVA's names");
     st_close(&f);
     // The picture of the curve: one polyline point per logged step.
@@ -228,8 +229,14 @@ static void test_stage1_freezing(void) {
     CHECK(m.grads[GROUP_LM] == NULL && m.grads[GROUP_VISION] == NULL, "no gradient buffers for frozen groups");
     optim_state os;
     optim_init(&os, &m);
-    optim_config oc = {.lr = 1e-2, .projector_lr = NAN, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .schedule = SCHED_CONSTANT,
-                       .total_steps = 3, .warmup_steps = 0};
+    optim_config oc = {.lr = 1e-2,
+                       .projector_lr = NAN,
+                       .beta1 = 0.9,
+                       .beta2 = 0.999,
+                       .eps = 1e-8,
+                       .schedule = SCHED_CONSTANT,
+                       .total_steps = 3,
+                       .warmup_steps = 0};
     for (int s = 1; s <= 3; s++) {
         llava_model_zero_grads(&m);
         llava_forward_backward(&m, &b, 1, 1.0f, NULL);
@@ -237,7 +244,8 @@ static void test_stage1_freezing(void) {
     }
     for (int g = 0; g < N_GROUPS; g++) m.ops->download(m.be, BUF_PARAM, after[g], m.params[g], n[g]);
     CHECK(memcmp(before[GROUP_LM], after[GROUP_LM], sizeof(float) * n[GROUP_LM]) == 0, "LM weights changed in stage 1");
-    CHECK(memcmp(before[GROUP_VISION], after[GROUP_VISION], sizeof(float) * n[GROUP_VISION]) == 0, "vision weights changed");
+    CHECK(memcmp(before[GROUP_VISION], after[GROUP_VISION], sizeof(float) * n[GROUP_VISION]) == 0,
+          "vision weights changed");
     size_t changed = 0;
     for (size_t i = 0; i < n[GROUP_PROJECTOR]; i++) changed += before[GROUP_PROJECTOR][i] != after[GROUP_PROJECTOR][i];
     CHECK(changed > n[GROUP_PROJECTOR] / 2, "only %zu of %zu projector values changed", changed, n[GROUP_PROJECTOR]);
@@ -257,7 +265,8 @@ static void test_stage1_freezing(void) {
     CHECK(st_open(&f, w) == 0, "%s", llava_errmsg());
     int others = 0;
     for (int i = 0; i < f.n_tensors; i++) others += strncmp(f.tensors[i].name, "projector.", 10) != 0;
-    CHECK(f.n_tensors == 4 && others == 0, "stage-1 checkpoint: %d tensors, %d not the projector's", f.n_tensors, others);
+    CHECK(f.n_tensors == 4 && others == 0, "stage-1 checkpoint: %d tensors, %d not the projector's", f.n_tensors,
+          others);
     st_close(&f);
     free(w);
     free(out);
@@ -280,7 +289,8 @@ static int tensors_equal(const char *fa, const char *na, const char *fb, const c
 // Freezing by name inside a trainable module: the named parameters keep their initial values.
 static void test_freeze_by_name(void) {
     char *out = path_join(world, "run_freeze");
-    const char *sets[] = {"train.max_steps=3", "train.per_device_train_batch_size=4", "model.pretrain_mm_mlp_adapter=null",
+    const char *sets[] = {"train.max_steps=3", "train.per_device_train_batch_size=4",
+                          "model.pretrain_mm_mlp_adapter=null",
                           "train.freeze=lm.model.embed_tokens,lm.model.layers.0."};
     CHECK(train("stage2.json", out, sets, 4, 0, 0) == 0, "%s", llava_errmsg());
     char *init = path_join(world, "lm/model.safetensors"), *done = path_join(out, "model/model.safetensors");
@@ -291,11 +301,14 @@ static void test_freeze_by_name(void) {
         embed_bytes = t ? (size_t)(t->end - t->begin) : 0;  // the export appends rows for <image> and <pad>
         st_close(&f);
     }
-    CHECK(tensors_equal(init, "model.embed_tokens.weight", done, "language_model.model.embed_tokens.weight", embed_bytes) == 1,
+    CHECK(tensors_equal(init, "model.embed_tokens.weight", done, "language_model.model.embed_tokens.weight",
+                        embed_bytes) == 1,
           "frozen embed_tokens changed");
-    CHECK(tensors_equal(init, "model.layers.0.mlp.up_proj.weight", done, "language_model.model.layers.0.mlp.up_proj.weight", 0) == 1,
+    CHECK(tensors_equal(init, "model.layers.0.mlp.up_proj.weight", done,
+                        "language_model.model.layers.0.mlp.up_proj.weight", 0) == 1,
           "frozen layer 0 changed");
-    CHECK(tensors_equal(init, "model.layers.1.mlp.up_proj.weight", done, "language_model.model.layers.1.mlp.up_proj.weight", 0) == 0,
+    CHECK(tensors_equal(init, "model.layers.1.mlp.up_proj.weight", done,
+                        "language_model.model.layers.1.mlp.up_proj.weight", 0) == 0,
           "layer 1 did not train");
     const char *bad[] = {"train.max_steps=1", "model.pretrain_mm_mlp_adapter=null", "train.freeze=lm.model.nothing"};
     CHECK(train("stage2.json", out, bad, 3, 0, 0) != 0, "an unknown freeze prefix was accepted");
@@ -318,14 +331,23 @@ static double first_loss(const char *out) {
 // counts differ) as one micro-batch of 4 or four of 1: under global_tokens the step loss is the
 // same; under LLaVA's it is the mean of the four means.
 static void test_loss_normalisation(void) {
-    const char *g1[] = {"train.max_steps=1", "train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=1",
-                        "train.loss_normalization=global_tokens", "model.pretrain_mm_mlp_adapter=null",
+    const char *g1[] = {"train.max_steps=1",
+                        "train.per_device_train_batch_size=4",
+                        "train.gradient_accumulation_steps=1",
+                        "train.loss_normalization=global_tokens",
+                        "model.pretrain_mm_mlp_adapter=null",
                         "data.group_by_modality_length=false"};
-    const char *g2[] = {"train.max_steps=1", "train.per_device_train_batch_size=1", "train.gradient_accumulation_steps=4",
-                        "train.loss_normalization=global_tokens", "model.pretrain_mm_mlp_adapter=null",
+    const char *g2[] = {"train.max_steps=1",
+                        "train.per_device_train_batch_size=1",
+                        "train.gradient_accumulation_steps=4",
+                        "train.loss_normalization=global_tokens",
+                        "model.pretrain_mm_mlp_adapter=null",
                         "data.group_by_modality_length=false"};
-    const char *l2[] = {"train.max_steps=1", "train.per_device_train_batch_size=1", "train.gradient_accumulation_steps=4",
-                        "train.loss_normalization=llava", "model.pretrain_mm_mlp_adapter=null",
+    const char *l2[] = {"train.max_steps=1",
+                        "train.per_device_train_batch_size=1",
+                        "train.gradient_accumulation_steps=4",
+                        "train.loss_normalization=llava",
+                        "model.pretrain_mm_mlp_adapter=null",
                         "data.group_by_modality_length=false"};
     char *o1 = path_join(world, "norm_g1"), *o2 = path_join(world, "norm_g2"), *o3 = path_join(world, "norm_l2");
     CHECK(train("stage2.json", o1, g1, 6, 0, 0) == 0 && train("stage2.json", o2, g2, 6, 0, 0) == 0 &&
@@ -391,7 +413,8 @@ static void test_plan_vs_peak(void) {
         char *out = xasprintf("%s/plan%zu", world, i);
         char *p = path_join(world, runs[i].preset);
         char *o = xasprintf("checkpoint.output_dir=%s", out);
-        const char *sets[] = {o, runs[i].ckpt, "train.max_steps=2", "train.device=cpu", "model.pretrain_mm_mlp_adapter=null"};
+        const char *sets[] = {o, runs[i].ckpt, "train.max_steps=2", "train.device=cpu",
+                              "model.pretrain_mm_mlp_adapter=null"};
         train_config c;
         cfg_init_defaults(&c);
         int rc = cfg_load(&c, p);
@@ -402,7 +425,8 @@ static void test_plan_vs_peak(void) {
         if (rc == 0) rc = train_run(&c, &opt);
         CHECK(rc == 0, "%s: %s", runs[i].preset, llava_errmsg());
         if (rc == 0) {
-            double rel = fabs((double)st.backend_peak_bytes - (double)st.plan_total_bytes) / (double)st.plan_total_bytes;
+            double rel =
+                fabs((double)st.backend_peak_bytes - (double)st.plan_total_bytes) / (double)st.plan_total_bytes;
             CHECK(st.steps == 2 && st.plan_activation_bytes > 0 && rel <= 0.05,
                   "%s, %s: plan %llu bytes, measured peak %llu (%.2f%% apart)", runs[i].preset, runs[i].ckpt,
                   (unsigned long long)st.plan_total_bytes, (unsigned long long)st.backend_peak_bytes, 100 * rel);

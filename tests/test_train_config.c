@@ -3,9 +3,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
 #include "train/config.h"
-#include "check.h"
 
 static int load(train_config *c, const char *path) {
     cfg_init_defaults(c);
@@ -29,11 +29,13 @@ static void test_presets(void) {
     CHECK(cfg_float(&c, "train.max_grad_norm") == 0.0, "no clipping in the official runs");
     CHECK(cfg_float(&c, "train.adam_epsilon") == 1e-8, "eps");
     CHECK_EQ_STR(cfg_str(&c, "train.lr_scheduler_type"), "cosine");
-    CHECK(cfg_list_len(&c, "train.trainable") == 1 && cfg_list_has(&c, "train.trainable", "projector"), "projector only");
+    CHECK(cfg_list_len(&c, "train.trainable") == 1 && cfg_list_has(&c, "train.trainable", "projector"),
+          "projector only");
     CHECK_EQ_INT(cfg_int(&c, "data.model_max_length"), 2048);
     CHECK_EQ_INT(cfg_int(&c, "model.mm_vision_select_layer"), -2);
     CHECK_EQ_INT(cfg_int(&c, "train.seed"), 42);
-    CHECK(cfg_bool(&c, "train.gradient_checkpointing") && cfg_bool(&c, "train.bf16") && cfg_bool(&c, "train.tf32"), "flags");
+    CHECK(cfg_bool(&c, "train.gradient_checkpointing") && cfg_bool(&c, "train.bf16") && cfg_bool(&c, "train.tf32"),
+          "flags");
     CHECK(!cfg_bool(&c, "data.group_by_modality_length"), "no grouping in stage 1");
     CHECK(cfg_str(&c, "model.pretrain_mm_mlp_adapter") == NULL, "no adapter in stage 1");
     CHECK(isnan(cfg_float(&c, "train.mm_projector_lr")), "no projector lr");
@@ -47,8 +49,10 @@ static void test_presets(void) {
     CHECK_EQ_INT(cfg_int(&c, "train.global_batch_size"), 128);
     CHECK(cfg_float(&c, "train.learning_rate") == 2e-5, "stage-2 lr");
     CHECK(cfg_bool(&c, "data.group_by_modality_length"), "grouping");
-    CHECK(cfg_list_has(&c, "train.trainable", "lm") && cfg_list_has(&c, "train.trainable", "projector"), "projector+lm");
-    CHECK_EQ_STR(cfg_str(&c, "model.pretrain_mm_mlp_adapter"), "./checkpoints/llava-v1.5-7b-pretrain/mm_projector.safetensors");
+    CHECK(cfg_list_has(&c, "train.trainable", "lm") && cfg_list_has(&c, "train.trainable", "projector"),
+          "projector+lm");
+    CHECK_EQ_STR(cfg_str(&c, "model.pretrain_mm_mlp_adapter"),
+                 "./checkpoints/llava-v1.5-7b-pretrain/mm_projector.safetensors");
     CHECK_EQ_STR(cfg_str(&c, "model.llm"), "./models/vicuna-7b-v1.5");  // inherited
     cfg_free(&c);
     // LoRA (finetune_lora.sh).
@@ -71,9 +75,11 @@ static void test_presets(void) {
         train_config a, b;
         CHECK(load(&a, p7) == 0, "%s: %s", p7, llava_errmsg());
         CHECK(load(&b, p13) == 0, "%s: %s", p13, llava_errmsg());
-        const char *same[] = {"train.learning_rate", "train.warmup_ratio", "train.weight_decay", "train.num_train_epochs"};
+        const char *same[] = {"train.learning_rate", "train.warmup_ratio", "train.weight_decay",
+                              "train.num_train_epochs"};
         for (int k = 0; k < 4; k++) CHECK(cfg_float(&a, same[k]) == cfg_float(&b, same[k]), "%s %s", p13, same[k]);
-        CHECK_EQ_INT(cfg_int(&a, "train.per_device_train_batch_size"), cfg_int(&b, "train.per_device_train_batch_size"));
+        CHECK_EQ_INT(cfg_int(&a, "train.per_device_train_batch_size"),
+                     cfg_int(&b, "train.per_device_train_batch_size"));
         const char *m13 = cfg_str(&b, "model.init") ? cfg_str(&b, "model.init") : cfg_str(&b, "model.llm");
         CHECK(strstr(m13, "13b") != NULL, "%s model %s", p13, m13);
         CHECK(strstr(cfg_str(&b, "checkpoint.output_dir"), "13b") != NULL, "%s output", p13);
@@ -98,8 +104,10 @@ static void test_overrides_and_errors(void) {
     CHECK(cfg_list_len(&c, "train.trainable") == 2 && cfg_list_has(&c, "train.trainable", "lm"), "list override");
     CHECK(cfg_set(&c, "train.trainable=[\"projector\"]") == 0, "JSON list");
     CHECK_EQ_INT(cfg_list_len(&c, "train.trainable"), 1);
-    CHECK(cfg_set(&c, "model.pretrain_mm_mlp_adapter=null") == 0 && !cfg_str(&c, "model.pretrain_mm_mlp_adapter"), "null");
-    CHECK(cfg_set(&c, "train.gradient_checkpointing=false") == 0 && !cfg_bool(&c, "train.gradient_checkpointing"), "bool");
+    CHECK(cfg_set(&c, "model.pretrain_mm_mlp_adapter=null") == 0 && !cfg_str(&c, "model.pretrain_mm_mlp_adapter"),
+          "null");
+    CHECK(cfg_set(&c, "train.gradient_checkpointing=false") == 0 && !cfg_bool(&c, "train.gradient_checkpointing"),
+          "bool");
     // Mistakes.
     CHECK(cfg_set(&c, "train.lerning_rate=1") != 0, "typo accepted");
     CHECK_ERR_HAS("did you mean \"train.learning_rate\"");
@@ -148,7 +156,8 @@ static void test_overrides_and_errors(void) {
         write_file_atomic(p, bad[i][0], strlen(bad[i][0]));
         cfg_init_defaults(&c);
         CHECK(cfg_load(&c, p) != 0, "bad preset %d accepted", i);
-        CHECK(strstr(llava_errmsg(), bad[i][1]) != NULL, "preset %d: \"%s\" lacks \"%s\"", i, llava_errmsg(), bad[i][1]);
+        CHECK(strstr(llava_errmsg(), bad[i][1]) != NULL, "preset %d: \"%s\" lacks \"%s\"", i, llava_errmsg(),
+              bad[i][1]);
         CHECK(strstr(llava_errmsg(), "resolved.json") != NULL || i == 3, "preset %d error names the file", i);
         cfg_free(&c);
     }

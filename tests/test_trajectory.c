@@ -46,13 +46,13 @@
 #include <math.h>
 #include <string.h>
 
+#include "check.h"
 #include "common/util.h"
+#include "model/batch_hf.h"
 #include "model/io/names.h"
 #include "model/io/safetensors.h"
-#include "model/batch_hf.h"
 #include "model/llava.h"
 #include "train/optim.h"
-#include "check.h"
 
 #define TRAJ_DIR "tests/data/golden/trajectory/"
 #define MODEL_DIR "tests/data/golden/model/tiny64/"
@@ -118,10 +118,16 @@ int main(void) {
     CHECK(meta != NULL, "cannot read " TRAJ_DIR "meta.json");
     if (!meta) return check_done();
     const cJSON *hp = cJSON_GetObjectItem(meta, "hyperparameters");
-    optim_config oc = {.lr = num(hp, "lr"), .projector_lr = NAN, .beta1 = num(hp, "beta1"), .beta2 = num(hp, "beta2"),
-                       .eps = num(hp, "eps"), .weight_decay = num(hp, "weight_decay"),
-                       .max_grad_norm = num(hp, "max_grad_norm"), .schedule = SCHED_COSINE,
-                       .total_steps = (int)num(hp, "total_steps"), .warmup_steps = (int)num(hp, "warmup_steps")};
+    optim_config oc = {.lr = num(hp, "lr"),
+                       .projector_lr = NAN,
+                       .beta1 = num(hp, "beta1"),
+                       .beta2 = num(hp, "beta2"),
+                       .eps = num(hp, "eps"),
+                       .weight_decay = num(hp, "weight_decay"),
+                       .max_grad_norm = num(hp, "max_grad_norm"),
+                       .schedule = SCHED_COSINE,
+                       .total_steps = (int)num(hp, "total_steps"),
+                       .warmup_steps = (int)num(hp, "warmup_steps")};
     CHECK_EQ_INT(oc.total_steps, STEPS);
     st_file gold, model_file;
     CHECK(st_open(&gold, TRAJ_DIR "trajectory.safetensors") == 0, "%s", llava_errmsg());
@@ -164,8 +170,9 @@ int main(void) {
     size_t n_elems = 0;
     for (int t = 0; t < nt; t++) n_elems += ts[t].v->numel;
 
-    printf("step  lr         loss (C)   loss rel  norm rel  clip | worst per tensor: norm_rel  max_rel   mean_shift"
-           " | full: rel_l2   outliers max_abs/S\n");
+    printf(
+        "step  lr         loss (C)   loss rel  norm rel  clip | worst per tensor: norm_rel  max_rel   mean_shift"
+        " | full: rel_l2   outliers max_abs/S\n");
     double S = 0;  // sum of the lrs so far
     for (int k = 1; k <= STEPS; k++) {
         // ---- one training step, as the trainer does it
@@ -222,8 +229,8 @@ int main(void) {
               w.w_dnorm);
         CHECK(w.dmax_rel <= TOL_DMAX_REL, "step %d: max |p_k - p_0| differs by %.3g (rel) in %s", k, w.dmax_rel,
               w.w_dmax);
-        CHECK(w.mean_shift <= TOL_MEAN_SHIFT, "step %d: mean of p_k differs by %.3g rms updates in %s", k,
-              w.mean_shift, w.w_mean);
+        CHECK(w.mean_shift <= TOL_MEAN_SHIFT, "step %d: mean of p_k differs by %.3g rms updates in %s", k, w.mean_shift,
+              w.w_mean);
 
         // ---- every element, after updates 1 (the model file), 2 and 10
         int full = k == 1 || k == 2 || k == STEPS;
@@ -278,10 +285,11 @@ int main(void) {
         if (w.outliers > all_steps.outliers) all_steps.outliers = w.outliers;
     }
     worst_t *a = &all_steps;
-    printf("worst vs torch over %d steps: loss rel %.2e, grad norm rel %.2e, norm_rel %.2e (%s), max_rel %.2e (%s), "
-           "mean_shift %.2e (%s), rel_l2 %.2e (%s), outliers %d of %zu, max_abs %.2e S\n",
-           STEPS, a->loss_rel, a->norm_rel, a->dnorm_rel, nm(a->w_dnorm), a->dmax_rel, nm(a->w_dmax), a->mean_shift,
-           nm(a->w_mean), a->rel_l2, nm(a->w_rel), a->outliers, n_elems, a->max_abs);
+    printf(
+        "worst vs torch over %d steps: loss rel %.2e, grad norm rel %.2e, norm_rel %.2e (%s), max_rel %.2e (%s), "
+        "mean_shift %.2e (%s), rel_l2 %.2e (%s), outliers %d of %zu, max_abs %.2e S\n",
+        STEPS, a->loss_rel, a->norm_rel, a->dnorm_rel, nm(a->w_dnorm), a->dmax_rel, nm(a->w_dmax), a->mean_shift,
+        nm(a->w_mean), a->rel_l2, nm(a->w_rel), a->outliers, n_elems, a->max_abs);
 
     for (int t = 0; t < nt; t++) free(ts[t].hf);
     free(ts);

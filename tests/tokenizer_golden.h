@@ -8,13 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/util.h"
 #include <cjson/cJSON.h>
+#include "common/util.h"
 
+#include "check.h"
 #include "data/jsonl.h"
 #include "data/template.h"
 #include "data/tokenizer.h"
-#include "check.h"
 
 #define GOLDEN_DIR "tests/data/tokenizer/"
 
@@ -101,7 +101,8 @@ static inline int ids_equal(const tok_ids *a, const tok_ids *b) {
 static inline void ids_report(const char *what, size_t line, const tok_ids *got, const tok_ids *want) {
     size_t k = 0;
     while (k < got->n && k < want->n && got->v[k] == want->v[k]) k++;
-    fprintf(stderr, "  %s line %zu: %zu ids vs %zu expected, first difference at %zu: got", what, line, got->n, want->n, k);
+    fprintf(stderr, "  %s line %zu: %zu ids vs %zu expected, first difference at %zu: got", what, line, got->n, want->n,
+            k);
     for (size_t j = k; j < got->n && j < k + 6; j++) fprintf(stderr, " %d", got->v[j]);
     fprintf(stderr, " / want");
     for (size_t j = k; j < want->n && j < k + 6; j++) fprintf(stderr, " %d", want->v[j]);
@@ -117,8 +118,10 @@ static inline const char *golden_llama_path(void) {
     const char *env = getenv("LLAVA_TEST_TOKENIZER");
     const char *path = env && *env ? env : GOLDEN_LLAMA_MODEL;
     if (!file_exists(path)) {
-        fprintf(stderr, "FAIL: the LLaMA tokenizer %s is missing (it is committed in the repository as %s; "
-                        "LLAVA_TEST_TOKENIZER may name another copy)\n", path, GOLDEN_LLAMA_MODEL);
+        fprintf(stderr,
+                "FAIL: the LLaMA tokenizer %s is missing (it is committed in the repository as %s; "
+                "LLAVA_TEST_TOKENIZER may name another copy)\n",
+                path, GOLDEN_LLAMA_MODEL);
         exit(1);
     }
     return path;
@@ -176,8 +179,8 @@ static inline size_t golden_check_model(const tokenizer *t, const char *name) {
             size_t len = i < corpus.n ? corpus.len[i] : prompts.len[i - corpus.n];
             int rc = tok_encode(t, modes[m], text, len, &got);
             int ok = rc == 0 && ids_equal(&got, &want);
-            CHECK(ok, "%s %s ids differ on %s line %zu", name, tok_mode_name(modes[m]), i < corpus.n ? "corpus" : "prompt",
-                  i < corpus.n ? i + 1 : i - corpus.n + 1);
+            CHECK(ok, "%s %s ids differ on %s line %zu", name, tok_mode_name(modes[m]),
+                  i < corpus.n ? "corpus" : "prompt", i < corpus.n ? i + 1 : i - corpus.n + 1);
             if (!ok && bad++ < 5) ids_report(tok_mode_name(modes[m]), i + 1, &got, &want);
             compared++;
             if (modes[m] == TOK_LEGACY) legacy[i] = want;
@@ -266,7 +269,8 @@ static inline size_t golden_check_prep(const tokenizer *t, const char *name) {
             int rc = prep_sample(&cfg, id, turns, nt, cJSON_GetObjectItem(s, "image") != NULL, &r);
             const cJSON *err = cJSON_GetObjectItem(g, "error");
             if (err) {
-                CHECK(rc != 0, "%s %s sample %s: LLaVA fails (%s), we do not", name, tok_mode_name(modes[m]), id, err->valuestring);
+                CHECK(rc != 0, "%s %s sample %s: LLaVA fails (%s), we do not", name, tok_mode_name(modes[m]), id,
+                      err->valuestring);
                 if (rc == 0) prep_result_free(&r);
             } else if (rc != 0) {
                 CHECK(0, "%s %s sample %s: %s", name, tok_mode_name(modes[m]), id, llava_errmsg());

@@ -63,7 +63,8 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
             void *param = (char *)m->params[g] + a * ops->act_bytes;
             float *master = s->master[g] ? s->master[g] + si : NULL;
             const float *grad = s->zero == 0 ? m->grads[g] + a : s->grad_shard[g] + si;
-            ops->adamw(be, param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
+            ops->adamw(be, param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd,
+                       t, scale);
         }
     }
     if (s->zero > 0)

@@ -19,7 +19,8 @@ int train_model_config(const run_settings *s, model_config *out) {
     model_config lm, vis;
     const char *llm = ms->llm, *vt = ms->vision_tower;
     if (model_config_load(llm, &lm) != 0) return llava_fail_ctx("model.llm");
-    if (lm.kind != HF_LLAMA) return llava_fail("model.llm %s: a %s folder, not a LlamaForCausalLM", llm, hf_kind_name(lm.kind));
+    if (lm.kind != HF_LLAMA)
+        return llava_fail("model.llm %s: a %s folder, not a LlamaForCausalLM", llm, hf_kind_name(lm.kind));
     if (model_config_load(vt, &vis) != 0) return llava_fail_ctx("model.vision_tower");
     if (vis.kind != HF_CLIP && vis.kind != HF_CLIP_VISION)
         return llava_fail("model.vision_tower %s: a %s folder, not CLIP", vt, hf_kind_name(vis.kind));
@@ -42,8 +43,8 @@ int train_model_config(const run_settings *s, model_config *out) {
     g->pad_token_id = -1;
     int n_hidden = out->vision.num_hidden_layers + 1;
     if (g->vision_feature_layer < -n_hidden || g->vision_feature_layer >= n_hidden)
-        return llava_fail("model.mm_vision_select_layer %d is outside the tower's %d hidden states", g->vision_feature_layer,
-                          n_hidden);
+        return llava_fail("model.mm_vision_select_layer %d is outside the tower's %d hidden states",
+                          g->vision_feature_layer, n_hidden);
     return 0;
 }
 
@@ -121,8 +122,8 @@ int train_open_dataset(const run_settings *s, llava_dataset *ds) {
                                        (!strcmp(want_t, "vicuna_v1") && !strcmp(ds->template_name, "v1")));
     if (!same_t || !ds->tokenizer_mode || strcmp(ds->tokenizer_mode, want_m) != 0)
         rc = llava_fail("%s was prepared with template %s / tokenizer mode %s, the config asks for %s / %s", data,
-                        ds->template_name ? ds->template_name : "?", ds->tokenizer_mode ? ds->tokenizer_mode : "?", want_t,
-                        want_m);
+                        ds->template_name ? ds->template_name : "?", ds->tokenizer_mode ? ds->tokenizer_mode : "?",
+                        want_t, want_m);
     else if (ds->aspect && strcmp(ds->aspect, want_a) != 0 && ds->pixel_index)
         rc = llava_fail("%s stores %s-mode pixels, the config asks for %s", data, ds->aspect, want_a);
     free(h5);

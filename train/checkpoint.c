@@ -15,7 +15,6 @@
 
 #define MARKER "COMPLETE"
 
-
 // Host fp32 copies of a trainable group's weights and moments, whole (on the writing rank).
 typedef struct {
     float *w, *m, *v;
@@ -191,7 +190,8 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     // A folder of this name can only be a leftover without its marker (a run killed between the
     // rename and the marker): it is replaced.
     if (rc == 0 && dir_exists(final)) remove_tree(final);
-    if (rc == 0 && rename(tmp, final) != 0) rc = llava_fail("checkpoint: rename %s -> %s: %s", tmp, final, strerror(errno));
+    if (rc == 0 && rename(tmp, final) != 0)
+        rc = llava_fail("checkpoint: rename %s -> %s: %s", tmp, final, strerror(errno));
     if (rc == 0) rc = fsync_dir(out_dir);
     if (rc == 0) {
         char *marker = path_join(final, MARKER);
@@ -308,7 +308,8 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
                 for (int b = 0; b < o->n_buckets; b++) {
                     const grad_bucket *k = &o->buckets[b];
                     if (k->group != g || !k->own_n) continue;
-                    if (o->master[g]) m->ops->upload(m->be, BUF_F32, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
+                    if (o->master[g])
+                        m->ops->upload(m->be, BUF_F32, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
                     m->ops->upload(m->be, BUF_F32, o->m[g] + k->state_off, mm + k->own_lo, k->own_n);
                     m->ops->upload(m->be, BUF_F32, o->v[g] + k->state_off, vv + k->own_lo, k->own_n);
                 }

@@ -20,14 +20,14 @@
 #include "optim.h"
 
 typedef struct {
-    int step;                 // optimizer updates applied
-    int epoch;                // loader position: the next step's epoch and step within it
+    int step;   // optimizer updates applied
+    int epoch;  // loader position: the next step's epoch and step within it
     int64_t loader_step;
-    long n_skipped;           // non-finite updates skipped so far
+    long n_skipped;  // non-finite updates skipped so far
     int consecutive_skipped;
     int64_t tokens_seen;
-    int world;                // ranks that wrote it (informational: checkpoints are rank-agnostic)
-    char *config_json;        // the resolved training config (malloc'd; may be NULL)
+    int world;          // ranks that wrote it (informational: checkpoints are rank-agnostic)
+    char *config_json;  // the resolved training config (malloc'd; may be NULL)
 } ckpt_state;
 
 // Writes checkpoint-<state->step> under out_dir and prunes to `keep` complete checkpoints. Every

@@ -11,6 +11,8 @@
 // One row per key. The LLaVA flag each key mirrors is named in its help text
 // (spec/llava15-recipe.md §1); keys for features that land later are here already so that presets
 // are complete and stable.
+// One key per line, however long its help:
+// clang-format off
 const cfg_key CFG_SCHEMA[] = {
     // ---- model
     {"model.llm", CFG_STR, "null", NULL, "language model folder (HF LlamaForCausalLM, e.g. vicuna-7b-v1.5) [model_name_or_path]"},
@@ -87,6 +89,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"log.report_to", CFG_ENUM, "\"jsonl\"", "jsonl|none", "metrics.jsonl in output_dir (LLaVA reports to wandb) [report_to]"},
     {"eval.evaluation_strategy", CFG_ENUM, "\"no\"", "no", "[evaluation_strategy]"},
 };
+// clang-format on
 const int CFG_SCHEMA_LEN = (int)(sizeof CFG_SCHEMA / sizeof CFG_SCHEMA[0]);
 
 static const cfg_key *schema_find(const char *key) {
@@ -194,7 +197,8 @@ static int check_value(const char *where, const cfg_key *k, const cJSON *v) {
         if (!cJSON_IsBool(v)) return llava_fail("%s: \"%s\" must be true or false", where, k->key);
         return 0;
     case CFG_STR:
-        if (!cJSON_IsString(v) && !cJSON_IsNull(v)) return llava_fail("%s: \"%s\" must be a string or null", where, k->key);
+        if (!cJSON_IsString(v) && !cJSON_IsNull(v))
+            return llava_fail("%s: \"%s\" must be a string or null", where, k->key);
         return 0;
     case CFG_ENUM:
         if (!cJSON_IsString(v) || !choice_ok(k->choices, v->valuestring))
@@ -375,7 +379,9 @@ const char *cfg_str(const train_config *c, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-int cfg_list_len(const train_config *c, const char *key) { return cJSON_GetArraySize(get_checked(c, key, CFG_STRLIST)); }
+int cfg_list_len(const train_config *c, const char *key) {
+    return cJSON_GetArraySize(get_checked(c, key, CFG_STRLIST));
+}
 
 const char *cfg_list_item(const train_config *c, const char *key, int i) {
     const cJSON *e = cJSON_GetArrayItem(get_checked(c, key, CFG_STRLIST), i);
@@ -392,30 +398,41 @@ char *cfg_to_json(const train_config *c) { return cJSON_Print(c->root); }
 
 int cfg_validate(const train_config *c) {
     const char *src = c->source;
-    const char *positive[] = {"train.per_device_train_batch_size", "train.per_device_eval_batch_size",
-                              "train.gradient_accumulation_steps", "data.model_max_length", "log.logging_steps",
-                              "checkpoint.save_steps", "checkpoint.save_total_limit", "lora.r",
-                              "train.max_nonfinite_steps", "train.collective_timeout_s",
+    const char *positive[] = {"train.per_device_train_batch_size",
+                              "train.per_device_eval_batch_size",
+                              "train.gradient_accumulation_steps",
+                              "data.model_max_length",
+                              "log.logging_steps",
+                              "checkpoint.save_steps",
+                              "checkpoint.save_total_limit",
+                              "lora.r",
+                              "train.max_nonfinite_steps",
+                              "train.collective_timeout_s",
                               "train.init_timeout_s"};
     for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
         if (cfg_int(c, positive[i]) <= 0) return llava_fail("%s: \"%s\" must be positive", src, positive[i]);
     int stage = cfg_int(c, "train.stage");
     if (stage != 1 && stage != 2) return llava_fail("%s: \"train.stage\" must be 1 or 2", src);
-    if (cfg_int(c, "data.dataloader_num_workers") < 0) return llava_fail("%s: \"data.dataloader_num_workers\" must be >= 0", src);
-    if (cfg_int(c, "train.global_batch_size") < 0) return llava_fail("%s: \"train.global_batch_size\" must be >= 0", src);
+    if (cfg_int(c, "data.dataloader_num_workers") < 0)
+        return llava_fail("%s: \"data.dataloader_num_workers\" must be >= 0", src);
+    if (cfg_int(c, "train.global_batch_size") < 0)
+        return llava_fail("%s: \"train.global_batch_size\" must be >= 0", src);
     if (cfg_int(c, "train.nccl_timeout_s") < 0) return llava_fail("%s: \"train.nccl_timeout_s\" must be >= 0", src);
     int zs = cfg_int(c, "train.zero_stage");
-    if (zs < 0 || zs > 2) return llava_fail("%s: \"train.zero_stage\" must be 0, 1 or 2 (ZeRO-3 is not implemented)", src);
+    if (zs < 0 || zs > 2)
+        return llava_fail("%s: \"train.zero_stage\" must be 0, 1 or 2 (ZeRO-3 is not implemented)", src);
     if (!(cfg_float(c, "train.learning_rate") >= 0)) return llava_fail("%s: \"train.learning_rate\" must be >= 0", src);
     double wr = cfg_float(c, "train.warmup_ratio");
     if (!(wr >= 0 && wr <= 1)) return llava_fail("%s: \"train.warmup_ratio\" must be in [0, 1]", src);
     double b1 = cfg_float(c, "train.adam_beta1"), b2 = cfg_float(c, "train.adam_beta2");
     if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) return llava_fail("%s: Adam betas must be in [0, 1)", src);
-    if (!(cfg_float(c, "train.adam_epsilon") > 0)) return llava_fail("%s: \"train.adam_epsilon\" must be positive", src);
+    if (!(cfg_float(c, "train.adam_epsilon") > 0))
+        return llava_fail("%s: \"train.adam_epsilon\" must be positive", src);
     if (!(cfg_float(c, "train.max_grad_norm") >= 0)) return llava_fail("%s: \"train.max_grad_norm\" must be >= 0", src);
     if (!(cfg_float(c, "train.num_train_epochs") > 0) && cfg_int(c, "train.max_steps") <= 0)
         return llava_fail("%s: set \"train.num_train_epochs\" > 0 or \"train.max_steps\" > 0", src);
-    if (cfg_list_len(c, "train.trainable") == 0) return llava_fail("%s: \"train.trainable\" is empty: nothing to train", src);
+    if (cfg_list_len(c, "train.trainable") == 0)
+        return llava_fail("%s: \"train.trainable\" is empty: nothing to train", src);
     int lora = cfg_bool(c, "lora.enabled");
     if (lora != cfg_list_has(c, "train.trainable", "lora"))
         return llava_fail("%s: \"lora.enabled\" and \"lora\" in \"train.trainable\" must agree", src);

@@ -11,19 +11,19 @@
 typedef enum { CFG_INT, CFG_FLOAT, CFG_BOOL, CFG_STR, CFG_ENUM, CFG_STRLIST } cfg_type;
 
 typedef struct {
-    const char *key;       // dotted path, e.g. "train.learning_rate"
+    const char *key;  // dotted path, e.g. "train.learning_rate"
     cfg_type type;
-    const char *def;       // default as JSON text ("null" allowed for CFG_STR, CFG_FLOAT)
-    const char *choices;   // CFG_ENUM: "a|b|c"; CFG_STRLIST: allowed items or NULL for any
-    const char *help;      // what it means, and the LLaVA flag it mirrors
+    const char *def;      // default as JSON text ("null" allowed for CFG_STR, CFG_FLOAT)
+    const char *choices;  // CFG_ENUM: "a|b|c"; CFG_STRLIST: allowed items or NULL for any
+    const char *help;     // what it means, and the LLaVA flag it mirrors
 } cfg_key;
 
 extern const cfg_key CFG_SCHEMA[];
 extern const int CFG_SCHEMA_LEN;
 
 typedef struct {
-    cJSON *root;           // resolved tree: every schema key present
-    char *source;          // the preset file, or "(defaults)"
+    cJSON *root;   // resolved tree: every schema key present
+    char *source;  // the preset file, or "(defaults)"
 } train_config;
 
 void cfg_init_defaults(train_config *c);

@@ -4,8 +4,8 @@
 
 #include "common/util.h"
 #include "model/acts.h"
-#include "train/dist/dist.h"
 #include "optim.h"
+#include "train/dist/dist.h"
 
 act_shape mem_plan_act_shape(const run_settings *s) {
     int B = s->train.per_device_batch, S = s->data.model_max_length;
@@ -108,11 +108,15 @@ static void row(FILE *out, const char *kind, uint64_t bytes, const char *note) {
 void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
     char a[32], b[32], c3[32];
     const char *pd = p->act_bytes == 2 ? "bf16" : "fp32";
-    fprintf(out, "memory plan per rank: %d rank%s, ZeRO-%d, %s, %d x %d tokens per micro-batch, activation checkpointing %s\n",
-            p->world, p->world == 1 ? "" : "s", p->zero_stage, p->cuda ? "cuda (bf16 params and activations)" : "cpu (fp32)",
-            p->per_device_batch, p->seq_len, p->checkpointing ? "on" : "off");
+    fprintf(
+        out,
+        "memory plan per rank: %d rank%s, ZeRO-%d, %s, %d x %d tokens per micro-batch, activation checkpointing %s\n",
+        p->world, p->world == 1 ? "" : "s", p->zero_stage,
+        p->cuda ? "cuda (bf16 params and activations)" : "cpu (fp32)", p->per_device_batch, p->seq_len,
+        p->checkpointing ? "on" : "off");
     fprintf(out, "  parameters %s stored, %s trained; optimizer state of the fullest rank: %s elements\n",
-            fmt_count(p->numel[0] + p->numel[1] + p->numel[2], a), fmt_count(p->trainable, b), fmt_count(p->state_per_rank, c3));
+            fmt_count(p->numel[0] + p->numel[1] + p->numel[2], a), fmt_count(p->trainable, b),
+            fmt_count(p->state_per_rank, c3));
     char note[96];
     snprintf(note, sizeof note, "%s, every group, replicated", pd);
     row(out, "params", p->params, note);

@@ -24,20 +24,20 @@
 #include <stdio.h>
 
 #include "model/acts.h"
-#include "settings.h"
 #include "model/config.h"
 #include "model/params.h"
+#include "settings.h"
 
 typedef struct {
     // the run
     int world, zero_stage, cuda, checkpointing;
     int per_device_batch, seq_len;
-    int act_bytes;                  // 2 (bf16) on CUDA, 4 on the CPU
-    int grad_groups;                // bit g: group g has gradient buffers
-    int grad_slots;                 // ZeRO-2: the LM's gradients in OPTIM_GRAD_SLOTS per-layer slots
-    uint64_t numel[N_GROUPS];       // parameters stored per group (vision: layers up to the feature layer)
-    uint64_t trainable;             // parameters the optimizer updates
-    uint64_t state_per_rank;        // optimizer-state elements of the rank holding the most
+    int act_bytes;             // 2 (bf16) on CUDA, 4 on the CPU
+    int grad_groups;           // bit g: group g has gradient buffers
+    int grad_slots;            // ZeRO-2: the LM's gradients in OPTIM_GRAD_SLOTS per-layer slots
+    uint64_t numel[N_GROUPS];  // parameters stored per group (vision: layers up to the feature layer)
+    uint64_t trainable;        // parameters the optimizer updates
+    uint64_t state_per_rank;   // optimizer-state elements of the rank holding the most
     // bytes per rank
     uint64_t params, grads, grad_shard, master, adam_m, adam_v, activations, reserve, total;
 } mem_plan;

@@ -10,12 +10,12 @@
 #include "train/schedule.h"
 
 typedef struct {
-    double lr;             // peak learning rate
-    double projector_lr;   // the projector's peak (LLaVA's mm_projector_lr); NaN: lr
+    double lr;            // peak learning rate
+    double projector_lr;  // the projector's peak (LLaVA's mm_projector_lr); NaN: lr
     double beta1, beta2, eps, weight_decay;
     double max_grad_norm;  // 0: no clipping
     sched_type schedule;
-    int total_steps;       // optimizer updates in the run
+    int total_steps;  // optimizer updates in the run
     int warmup_steps;
 } optim_config;
 
@@ -53,20 +53,20 @@ typedef struct {
     size_t state_numel[N_GROUPS];
     grad_bucket *buckets;
     int n_buckets;
-    int zero;                     // the ZeRO stage in effect: 0 for the single backend
-    dist *d;                      // the process group (a one-process one when none was given)
+    int zero;  // the ZeRO stage in effect: 0 for the single backend
+    dist *d;   // the process group (a one-process one when none was given)
     int own_dist;
-    int step;                     // updates applied so far
-    long n_skipped;               // updates skipped for non-finite gradients
+    int step;        // updates applied so far
+    long n_skipped;  // updates skipped for non-finite gradients
     // The reduction overlapped with the backward (optim_arm): per view its bucket (-1: none), per
     // bucket its views not yet final, the next bucket to issue (buckets go out from the last one
     // down, the order the backward finishes them, so every rank issues them in the same order).
     int *view_bucket, *left;
     int next;
     int armed;
-    llava_model *armed_model;     // the model the hooks report on
+    llava_model *armed_model;               // the model the hooks report on
     long issued_in_backward, issued_total;  // counts, for the log and the tests
-    char *issued;                 // per bucket: its reduction went out in this pass
+    char *issued;                           // per bucket: its reduction went out in this pass
     // ZeRO-2 gradient slots: the LM group has no GRAD buffer; per bucket the slot it holds in this
     // pass (-1: none), per slot its bucket (-1: free) and the mark after that bucket's reduction.
     int slotted;
@@ -76,7 +76,7 @@ typedef struct {
     int slot_bucket[OPTIM_GRAD_SLOTS];
     uint64_t slot_mark[OPTIM_GRAD_SLOTS];
     int slot_next;
-    int passes;                   // reductions done in this step so far (ZeRO-2)
+    int passes;  // reductions done in this step so far (ZeRO-2)
 } optim_state;
 
 // Allocates state for every group that has gradients, on one process.

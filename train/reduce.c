@@ -87,7 +87,8 @@ void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_sta
             } else {
                 for (int b = 0; b < s->n_buckets; b++) {
                     const grad_bucket *k = &s->buckets[b];
-                    if (k->group == g && k->own_n) ops->upload(be, BUF_F32, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
+                    if (k->group == g && k->own_n)
+                        ops->upload(be, BUF_F32, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
                 }
             }
             free(host);
@@ -124,7 +125,8 @@ static void acquire(optim_state *s, const llava_model *m, int b) {
     const grad_bucket *k = &s->buckets[b];
     m->ops->zero(m->be, BUF_GRAD, s->slots[i], k->n);
     if (s->passes > 0 && k->own_n)
-        m->ops->copy(m->be, BUF_GRAD, s->slots[i] + (k->own_lo - k->lo), s->grad_shard[k->group] + k->state_off, k->own_n);
+        m->ops->copy(m->be, BUF_GRAD, s->slots[i] + (k->own_lo - k->lo), s->grad_shard[k->group] + k->state_off,
+                     k->own_n);
 }
 
 static float *slot_of(void *ctx, int view) {
@@ -246,7 +248,8 @@ void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
     for (int b = 0; b < s->n_buckets; b++) {  // slotted groups load their slices when a slot is taken
         const grad_bucket *k = &s->buckets[b];
         if (k->own_n && m->grads[k->group])
-            m->ops->copy(m->be, BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off, k->own_n);
+            m->ops->copy(m->be, BUF_GRAD, m->grads[k->group] + k->own_lo, s->grad_shard[k->group] + k->state_off,
+                         k->own_n);
     }
 }
 

@@ -90,7 +90,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     t->max_nonfinite_steps = cfg_int(c, "train.max_nonfinite_steps");
     // train.nccl_timeout_s is the older name of the collective timeout: when set it wins.
     t->collective_timeout_s = cfg_int(c, "train.nccl_timeout_s") > 0 ? cfg_int(c, "train.nccl_timeout_s")
-                                                                      : cfg_int(c, "train.collective_timeout_s");
+                                                                     : cfg_int(c, "train.collective_timeout_s");
     t->init_timeout_s = cfg_int(c, "train.init_timeout_s");
 
     lora_settings *l = &s->lora;
@@ -102,7 +102,8 @@ int settings_from_config(const train_config *c, run_settings *s) {
 
     checkpoint_settings *k = &s->checkpoint;
     k->output_dir = xstrdup(cfg_str(c, "checkpoint.output_dir"));
-    k->save_steps = strcmp(cfg_str(c, "checkpoint.save_strategy"), "steps") == 0 ? cfg_int(c, "checkpoint.save_steps") : 0;
+    k->save_steps =
+        strcmp(cfg_str(c, "checkpoint.save_strategy"), "steps") == 0 ? cfg_int(c, "checkpoint.save_steps") : 0;
     k->save_total_limit = cfg_int(c, "checkpoint.save_total_limit");
 
     s->log.logging_steps = cfg_int(c, "log.logging_steps");
@@ -119,7 +120,8 @@ void settings_free(run_settings *s) {
     model_settings *m = &s->model;
     free(m->llm), free(m->vision_tower), free(m->init), free(m->tokenizer), free(m->pretrain_mm_mlp_adapter);
     data_settings *d = &s->data;
-    free(d->data_path), free(d->image_folder), free(d->template_name), free(d->tokenizer_mode_name), free(d->aspect_name);
+    free(d->data_path), free(d->image_folder), free(d->template_name), free(d->tokenizer_mode_name),
+        free(d->aspect_name);
     free_list(s->train.freeze, s->train.n_freeze);
     free(s->train.device);
     free_list(s->lora.target_modules, s->lora.n_target_modules);

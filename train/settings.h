@@ -19,18 +19,18 @@ typedef struct {
 
 typedef struct {
     char *data_path, *image_folder;
-    char *template_name;      // "plain" or "vicuna_v1"
+    char *template_name;  // "plain" or "vicuna_v1"
     char *tokenizer_mode_name;
     tok_mode tokenizer_mode;
-    char *aspect_name;        // "square" or "pad"
+    char *aspect_name;  // "square" or "pad"
     image_aspect aspect;
     int model_max_length;
     int group_by_modality_length;
     int num_workers;
     int truncate_after_splice;
-    int sampler_seed;         // -1: torch's default generator seed
+    int sampler_seed;  // -1: torch's default generator seed
     int prefetch;
-    int token_budget;         // 0: one pass per micro-batch
+    int token_budget;  // 0: one pass per micro-batch
     int strict;
 } data_settings;
 
@@ -40,20 +40,20 @@ typedef struct {
     char **freeze;                    // name prefixes kept frozen
     int n_freeze;
     double num_train_epochs;
-    int max_steps;                    // <= 0: run the epochs
+    int max_steps;  // <= 0: run the epochs
     int per_device_batch, per_device_eval_batch, grad_accum, global_batch;
     double learning_rate, projector_lr;  // projector_lr NaN: learning_rate
     double weight_decay, beta1, beta2, eps, max_grad_norm;
     sched_type schedule;
     double warmup_ratio;
     int warmup_steps;
-    int loss_global_tokens;           // loss_normalization == "global_tokens"
+    int loss_global_tokens;  // loss_normalization == "global_tokens"
     int seed;
     int bf16, tf32, gradient_checkpointing;
     int zero_stage;
-    char *device;                     // "cpu" or "cuda"
+    char *device;  // "cpu" or "cuda"
     int max_nonfinite_steps;
-    int collective_timeout_s;         // train.nccl_timeout_s when set, else train.collective_timeout_s
+    int collective_timeout_s;  // train.nccl_timeout_s when set, else train.collective_timeout_s
     int init_timeout_s;
 } train_settings;
 
@@ -66,13 +66,13 @@ typedef struct {
 
 typedef struct {
     char *output_dir;
-    int save_steps;        // 0: no checkpoints but the last
+    int save_steps;  // 0: no checkpoints but the last
     int save_total_limit;
 } checkpoint_settings;
 
 typedef struct {
     int logging_steps;
-    int jsonl;             // report_to == "jsonl": metrics.jsonl in the output folder
+    int jsonl;  // report_to == "jsonl": metrics.jsonl in the output folder
 } log_settings;
 
 typedef struct {
@@ -82,8 +82,8 @@ typedef struct {
     lora_settings lora;
     checkpoint_settings checkpoint;
     log_settings log;
-    char *source;          // the preset it came from
-    char *config_json;     // the resolved configuration as JSON (what checkpoints record)
+    char *source;       // the preset it came from
+    char *config_json;  // the resolved configuration as JSON (what checkpoints record)
 } run_settings;
 
 // Reads every key of a resolved, validated config. 0, or -1 with llava_errmsg() (a value the

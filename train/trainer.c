@@ -49,8 +49,8 @@ typedef struct {
     double t_start;
     char *metrics_path;
     FILE *mf;
-    uint64_t device_used;      // the device's memory in use after the first step
-    float *losses;             // the ledger read back: per-token losses of a step's passes (host)
+    uint64_t device_used;  // the device's memory in use after the first step
+    float *losses;         // the ledger read back: per-token losses of a step's passes (host)
     size_t losses_cap;
 } trainer;
 
@@ -59,7 +59,7 @@ typedef struct {
     double loss, lr, gnorm, seconds;
     int skipped, epoch, samples;
     int64_t tokens;
-    loader_pos next;           // the loader's position after the step (what a checkpoint records)
+    loader_pos next;  // the loader's position after the step (what a checkpoint records)
 } step_report;
 
 // Drops metrics lines past `step` so a resumed run's log continues where the checkpoint left it.
@@ -134,13 +134,15 @@ static int open_data(trainer *t) {
     int rc = t->lead ? train_open_dataset(s, &t->ds) : 0;
     int lead_rc = rc;
     dist_broadcast_host(t->d, &lead_rc, sizeof lead_rc, 0, "start-up: rank 0 prepares the dataset");
-    if (!t->lead) rc = lead_rc != 0 ? llava_fail("rank 0 could not open or prepare the dataset") : train_open_dataset(s, &t->ds);
+    if (!t->lead)
+        rc = lead_rc != 0 ? llava_fail("rank 0 could not open or prepare the dataset") : train_open_dataset(s, &t->ds);
     if (rc != 0) return -1;
     t->have_ds = 1;
     for (int64_t i = 0; i < t->ds.offsets[t->ds.n]; i++)
         if (t->ds.input_ids[i] >= t->m.cfg.text.vocab_size)
-            return llava_fail("the dataset has token id %d but the language model's vocabulary has %d: wrong tokenizer?",
-                              t->ds.input_ids[i], t->m.cfg.text.vocab_size);
+            return llava_fail(
+                "the dataset has token id %d but the language model's vocabulary has %d: wrong tokenizer?",
+                t->ds.input_ids[i], t->m.cfg.text.vocab_size);
     t->per_device = s->train.per_device_batch;
     t->accum = s->train.grad_accum;
     int global = s->train.global_batch;
@@ -189,9 +191,10 @@ static int open_start(trainer *t, loader_pos *start) {
         if (latest) earlier = 1;
         dist_broadcast_host(t->d, &earlier, sizeof earlier, 0, "fresh run: earlier checkpoints");
         if (earlier) {
-            int rc = llava_fail("%s already holds %s from an earlier run: continue it with --resume, or give another "
-                                "checkpoint.output_dir (nothing was changed)",
-                                out_dir, latest ? strrchr(latest, '/') + 1 : "checkpoints");
+            int rc = llava_fail(
+                "%s already holds %s from an earlier run: continue it with --resume, or give another "
+                "checkpoint.output_dir (nothing was changed)",
+                out_dir, latest ? strrchr(latest, '/') + 1 : "checkpoints");
             free(latest);
             return rc;
         }
@@ -232,13 +235,16 @@ static int open_start(trainer *t, loader_pos *start) {
 
 static void print_start(const trainer *t) {
     const run_settings *s = t->s;
-    fprintf(stderr, "train: %s backend, %d steps (%lld per epoch), warmup %d, %d x %d samples per step, trainable: %s\n",
+    fprintf(stderr,
+            "train: %s backend, %d steps (%lld per epoch), warmup %d, %d x %d samples per step, trainable: %s\n",
             t->be->ops->name, t->total, (long long)t->per_epoch, t->oc.warmup_steps, t->V, t->per_device,
             t->ts == TRAIN_PROJECTOR ? "projector" : "projector + language model");
     if (t->world > 1)
-        fprintf(stderr, "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets%s\n",
-                t->world, dist_backend_name(dist_kind(t->d)), t->accum, t->accum == 1 ? "" : "es", t->os.zero,
-                t->os.n_buckets, t->os.slotted ? ", LM gradients in slots" : "");
+        fprintf(
+            stderr,
+            "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets%s\n",
+            t->world, dist_backend_name(dist_kind(t->d)), t->accum, t->accum == 1 ? "" : "es", t->os.zero,
+            t->os.n_buckets, t->os.slotted ? ", LM gradients in slots" : "");
     if (t->world > 1 && t->os.slotted)
         fprintf(stderr, "train: LM gradients: %d slots of %zu elements instead of a buffer of %zu\n", OPTIM_GRAD_SLOTS,
                 t->os.slot_n, (size_t)t->m.pt.group_numel[GROUP_LM]);
@@ -276,7 +282,8 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
     t->ld = loader_create(&lc, start);
     if (!t->ld) return -1;
     t->per_epoch = loader_steps_per_epoch(t->ld);
-    t->total = s->train.max_steps > 0 ? s->train.max_steps : (int)ceil(s->train.num_train_epochs * (double)t->per_epoch);
+    t->total =
+        s->train.max_steps > 0 ? s->train.max_steps : (int)ceil(s->train.num_train_epochs * (double)t->per_epoch);
     t->oc = (optim_config){.lr = s->train.learning_rate,
                            .projector_lr = s->train.projector_lr,
                            .beta1 = s->train.beta1,
@@ -398,8 +405,10 @@ static int trainer_step(trainer *t, step_report *r) {
     r->next = loader_position(t->ld);
     loader_step_free(&ls);
     if (rc == 0 && t->consecutive >= s->train.max_nonfinite_steps)
-        rc = llava_fail("train: %d steps in a row had a non-finite loss or gradient (step %d); stopping "
-                        "(train.max_nonfinite_steps)", t->consecutive, t->step);
+        rc = llava_fail(
+            "train: %d steps in a row had a non-finite loss or gradient (step %d); stopping "
+            "(train.max_nonfinite_steps)",
+            t->consecutive, t->step);
     return rc;
 }
 
@@ -433,8 +442,13 @@ static void trainer_log(trainer *t, const step_report *r) {
 static int trainer_checkpoint(trainer *t, const step_report *r) {
     int save_steps = t->s->checkpoint.save_steps;
     if (!((save_steps > 0 && t->step % save_steps == 0) || t->step == t->total)) return 0;
-    ckpt_state cs = {.step = t->step, .epoch = r->next.epoch, .loader_step = r->next.step, .n_skipped = t->os.n_skipped,
-                     .consecutive_skipped = t->consecutive, .tokens_seen = t->tokens_seen, .world = t->world,
+    ckpt_state cs = {.step = t->step,
+                     .epoch = r->next.epoch,
+                     .loader_step = r->next.step,
+                     .n_skipped = t->os.n_skipped,
+                     .consecutive_skipped = t->consecutive,
+                     .tokens_seen = t->tokens_seen,
+                     .world = t->world,
                      .config_json = t->s->config_json};
     if (t->mf) fsync(fileno(t->mf));
     double before = dist_timeout(t->d);
@@ -457,8 +471,8 @@ static int trainer_finish(trainer *t, int rc) {
         fprintf(stderr, "train: %.0f samples were dropped for unreadable images (rank 0's last: %s)\n", dropped,
                 last_drop ? last_drop : "-");
     if (t->lead && t->ran)
-        fprintf(stderr, "train: waited %.1f s for images over %d steps (%.1f s of training)\n", loader_wait_seconds(t->ld),
-                t->ran, now_s() - t->t_start);
+        fprintf(stderr, "train: waited %.1f s for images over %d steps (%.1f s of training)\n",
+                loader_wait_seconds(t->ld), t->ran, now_s() - t->t_start);
     int finished = rc == 0 && t->step == t->total;
     if (finished && t->lead) {
         // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model.
@@ -471,7 +485,8 @@ static int trainer_finish(trainer *t, int rc) {
             rc = export_llava_hf(&t->m, md, DT_F32);
             free(md);
         }
-        if (rc == 0) fprintf(stderr, "train: done, %d steps, %ld skipped; results in %s\n", t->step, t->os.n_skipped, out_dir);
+        if (rc == 0)
+            fprintf(stderr, "train: done, %d steps, %ld skipped; results in %s\n", t->step, t->os.n_skipped, out_dir);
         if (rc == 0 && t->world > 1)
             fprintf(stderr, "train: rank 0 issued %ld bucket reductions, %ld of them during the backward\n",
                     t->os.issued_total, t->os.issued_in_backward);

@@ -69,8 +69,8 @@ void cpu_silu_mul_forward(llava_backend *be, void *out_, const void *gate_, cons
     }
 }
 
-void cpu_silu_mul_backward(llava_backend *be, void *dgate_, void *dup_, const void *dout_, const void *gate_, const void *up_,
-                           size_t n) {
+void cpu_silu_mul_backward(llava_backend *be, void *dgate_, void *dup_, const void *dout_, const void *gate_,
+                           const void *up_, size_t n) {
     req_elementwise(be, "silu_mul_backward", n, "dgate dup dout gate up", dgate_, dup_, dout_, gate_, up_);
     float *dgate = dgate_;      // (n)
     float *dup = dup_;          // (n)

@@ -30,10 +30,10 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
                            int causal) {
     req_attention_forward(be, out_, lse, q_, k_, v_, cu_seqlens, n_seq, T, Hq, Hkv, D);
     req_cu_seqlens(be, "attention_forward", cu_seqlens, n_seq, T);
-    float *out = out_;    // (T, Hq*D); lse (Hq, T)
-    const float *q = q_;  // (T, Hq*D)
-    const float *k = k_;  // (T, Hkv*D)
-    const float *v = v_;  // (T, Hkv*D); cu_seqlens (n_seq + 1)
+    float *out = out_;                                // (T, Hq*D); lse (Hq, T)
+    const float *q = q_;                              // (T, Hq*D)
+    const float *k = k_;                              // (T, Hkv*D)
+    const float *v = v_;                              // (T, Hkv*D); cu_seqlens (n_seq + 1)
     int group = Hq / Hkv, qs = Hq * D, ks = Hkv * D;  // query heads per kv head; row strides
     int longest = longest_sequence(cu_seqlens, n_seq);
     float *P = xmalloc((size_t)longest * longest * sizeof(float));  // (L, L) scores, then probabilities
@@ -44,8 +44,8 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
             // This block's rows of q and out are (L, D) at qoff with row stride qs; of k and v, at koff
             // with stride ks.
             size_t qoff = (size_t)start * qs + (size_t)h * D, koff = (size_t)start * ks + (size_t)(h / group) * D;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, scale, q + qoff, qs, k + koff, ks, 0.0f,
-                        P, L);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, scale, q + qoff, qs, k + koff, ks, 0.0f, P,
+                        L);
             for (int i = 0; i < L; i++) {
                 float *row = P + (size_t)i * L;
                 int n = visible_keys(i, L, causal);
@@ -58,8 +58,8 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
                 for (int j = n; j < L; j++) row[j] = 0.0f;
                 lse[(size_t)h * T + start + i] = (float)row_lse;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, D, L, 1.0f, P, L, v + koff, ks, 0.0f,
-                        out + qoff, qs);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, D, L, 1.0f, P, L, v + koff, ks, 0.0f, out + qoff,
+                        qs);
         }
     }
     free(P);
@@ -69,9 +69,10 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
 //   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - delta),  dQ = scale dS K,  dK += scale dS^T Q,
 // where delta_i = rowsum(dP * P)_i = rowsum(dO * O)_i, the cheaper (D instead of L terms) form.
 // dK and dV sum over the query heads that share a kv head, in head order.
-void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_, const void *k_,
-                            const void *v_, const void *out_, const float *lse, const int32_t *cu_seqlens, int n_seq,
-                            int T, int Hq, int Hkv, int D, float scale, int causal) {
+void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_,
+                            const void *k_, const void *v_, const void *out_, const float *lse,
+                            const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
+                            int causal) {
     req_attention_backward(be, dq_, dk_, dv_, dout_, q_, k_, v_, out_, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
     req_cu_seqlens(be, "attention_backward", cu_seqlens, n_seq, T);
     float *dq = dq_;            // (T, Hq*D)
@@ -85,8 +86,8 @@ void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, 
     int group = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
     int longest = longest_sequence(cu_seqlens, n_seq);
     size_t block = (size_t)longest * longest;
-    float *P = xmalloc(block * sizeof(float));   // (L, L)
-    float *dS = xmalloc(block * sizeof(float));  // (L, L): dP, then dS in place
+    float *P = xmalloc(block * sizeof(float));                  // (L, L)
+    float *dS = xmalloc(block * sizeof(float));                 // (L, L): dP, then dS in place
     double *delta = xmalloc((size_t)longest * sizeof(double));  // (L)
     memset(dk, 0, (size_t)T * ks * sizeof(float));
     memset(dv, 0, (size_t)T * ks * sizeof(float));
@@ -95,8 +96,8 @@ void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, 
         if (L <= 0) continue;
         for (int h = 0; h < Hq; h++) {
             size_t qoff = (size_t)start * qs + (size_t)h * D, koff = (size_t)start * ks + (size_t)(h / group) * D;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, scale, q + qoff, qs, k + koff, ks, 0.0f,
-                        P, L);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, scale, q + qoff, qs, k + koff, ks, 0.0f, P,
+                        L);
             for (int i = 0; i < L; i++) {
                 float *row = P + (size_t)i * L;
                 int n = visible_keys(i, L, causal);
@@ -108,19 +109,19 @@ void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, 
                 for (int c = 0; c < D; c++) d += (double)o[c] * g[c];
                 delta[i] = d;
             }
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, L, 1.0f, P, L, dout + qoff, qs, 1.0f,
-                        dv + koff, ks);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, 1.0f, dout + qoff, qs, v + koff, ks, 0.0f,
-                        dS, L);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, L, 1.0f, P, L, dout + qoff, qs, 1.0f, dv + koff,
+                        ks);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, D, 1.0f, dout + qoff, qs, v + koff, ks, 0.0f, dS,
+                        L);
             for (int i = 0; i < L; i++) {
                 float *ds = dS + (size_t)i * L;
                 const float *p = P + (size_t)i * L;
                 for (int j = 0; j < L; j++) ds[j] = (float)(p[j] * (ds[j] - delta[i]));
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, D, L, scale, dS, L, k + koff, ks, 0.0f,
-                        dq + qoff, qs);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, L, scale, dS, L, q + qoff, qs, 1.0f,
-                        dk + koff, ks);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, D, L, scale, dS, L, k + koff, ks, 0.0f, dq + qoff,
+                        qs);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, D, L, scale, dS, L, q + qoff, qs, 1.0f, dk + koff,
+                        ks);
         }
     }
     free(delta);

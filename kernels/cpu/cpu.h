@@ -23,14 +23,16 @@ void cpu_stage(llava_backend *be, void *dst, const void *src, size_t bytes);
 void cpu_sync(llava_backend *be);
 
 // linear.c (ops.h's I, the input features, is K here: <complex.h>, which cblas.h includes, defines I)
-void cpu_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int K, int O);
+void cpu_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int K,
+                        int O);
 void cpu_linear_backward_input(llava_backend *be, void *dx, const void *dout, const void *W, int N, int K, int O);
 void cpu_linear_backward_weight(llava_backend *be, float *dW, const void *dout, const void *x, int N, int K, int O);
 void cpu_linear_backward_bias(llava_backend *be, float *db, const void *dout, int N, int O);
 
 // embedding.c (token embeddings, CLIP patches and embeddings, row gather/scatter)
 void cpu_patch_unfold(llava_backend *be, void *out, const float *pix, int B, int Cin, int H, int W, int P);
-void cpu_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C);
+void cpu_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N,
+                    int C);
 void cpu_embedding_forward(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V);
 void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
                             int padding_idx);
@@ -38,13 +40,14 @@ void cpu_scatter_rows(llava_backend *be, void *dst, const void *src, const int32
 void cpu_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 
 // norm.c
-void cpu_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N,
-                           int C, float eps);
-void cpu_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
-                            const float *mean, const float *rstd, int N, int C);
-void cpu_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps);
-void cpu_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w, const float *rstd,
-                          int N, int C);
+void cpu_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,
+                           const void *b, int N, int C, float eps);
+void cpu_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x,
+                            const void *w, const float *mean, const float *rstd, int N, int C);
+void cpu_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C,
+                         float eps);
+void cpu_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
+                          const float *rstd, int N, int C);
 
 // activation.c
 void cpu_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
@@ -52,7 +55,8 @@ void cpu_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, cons
 void cpu_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
 void cpu_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cpu_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
-void cpu_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
+void cpu_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                           const void *up, size_t n);
 
 // rope.c
 void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta);
@@ -62,21 +66,21 @@ void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, i
 void cpu_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                            const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                            int causal);
-void cpu_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
-                            const void *v, const void *out, const float *lse, const int32_t *cu_seqlens, int n_seq,
-                            int T, int Hq, int Hkv, int D, float scale, int causal);
+void cpu_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                            const void *k, const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
+                            int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
 
 // cross_entropy.c
-void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets, int T, int V,
-                       float grad_scale);
+void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets,
+                       int T, int V, float grad_scale);
 
 // elementwise.c
 void cpu_add(llava_backend *be, void *out, const void *a, const void *b, size_t n);
 void cpu_add_inplace(llava_backend *be, void *acc, const void *x, size_t n);
 
 // optim.c
-void cpu_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
-               double beta2, double eps, double weight_decay, int step, float grad_scale);
+void cpu_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n,
+               double lr, double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale);
 double cpu_grad_sq_sum(llava_backend *be, const float *grad, size_t n);
 
 #endif

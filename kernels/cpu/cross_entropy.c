@@ -11,8 +11,8 @@
 
 enum { CE_CHUNK = 2048 };  // columns per chunk: the max of a chunk is taken before its exps
 
-void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits_, const void *logits_, const int32_t *targets, int T, int V,
-                       float grad_scale) {
+void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits_, const void *logits_, const int32_t *targets,
+                       int T, int V, float grad_scale) {
     req_cross_entropy(be, losses, logits_, targets, T, V);
     float *dlogits = dlogits_;      // (T, V) or NULL; may equal logits
     const float *logits = logits_;  // (T, V); losses (T); targets (T)

@@ -22,7 +22,8 @@ void cpu_patch_unfold(llava_backend *be, void *out_, const float *pix, int B, in
             }
 }
 
-void cpu_clip_embed(llava_backend *be, void *out_, const void *patches_, const void *cls_, const void *pos_, int B, int N, int C) {
+void cpu_clip_embed(llava_backend *be, void *out_, const void *patches_, const void *cls_, const void *pos_, int B,
+                    int N, int C) {
     req_clip_embed(be, out_, patches_, cls_, pos_, B, N, C);
     float *out = out_;                // (B*(N+1), C)
     const float *patches = patches_;  // (B*N, C)
@@ -46,15 +47,13 @@ void cpu_embedding_forward(llava_backend *be, void *out_, const int32_t *ids, co
     const float *table = table_;  // (V, C); ids (T)
     for (int t = 0; t < T; t++) {
         float *row = out + (size_t)t * C;
-        if (ids[t] >= 0 && ids[t] < V)
-            memcpy(row, table + (size_t)ids[t] * C, (size_t)C * sizeof(float));
-        else
-            memset(row, 0, (size_t)C * sizeof(float));
+        if (ids[t] >= 0 && ids[t] < V) memcpy(row, table + (size_t)ids[t] * C, (size_t)C * sizeof(float));
+        else memset(row, 0, (size_t)C * sizeof(float));
     }
 }
 
-void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout_, const int32_t *ids, int T, int C, int V,
-                            int padding_idx) {
+void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout_, const int32_t *ids, int T, int C,
+                            int V, int padding_idx) {
     req_embedding_backward(be, dtable, dout_, ids, T, C, V);
     const float *dout = dout_;  // (T, C); dtable (V, C) accumulated; ids (T)
     // Tokens in order: a row that appears many times sums its gradients in the same order every run.

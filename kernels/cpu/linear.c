@@ -12,7 +12,8 @@
 #include "common/util.h"
 #include "kernels/op_require.h"
 
-void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const void *W_, const void *bias_, int N, int K, int O) {
+void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const void *W_, const void *bias_, int N, int K,
+                        int O) {
     req_linear_forward(be, out_, x_, W_, N, K, O);
     float *out = out_;          // (N, O)
     const float *x = x_;        // (N, K)
@@ -32,9 +33,9 @@ void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const voi
 
 void cpu_linear_backward_input(llava_backend *be, void *dx_, const void *dout_, const void *W_, int N, int K, int O) {
     req_linear_backward_input(be, dx_, dout_, W_, N, K, O);
-    float *dx = dx_;             // (N, K)
-    const float *dout = dout_;   // (N, O)
-    const float *W = W_;         // (O, K)
+    float *dx = dx_;            // (N, K)
+    const float *dout = dout_;  // (N, O)
+    const float *W = W_;        // (O, K)
     if (N <= 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, O, 1.0f, dout, O, W, K, 0.0f, dx, K);
 }

@@ -9,13 +9,13 @@
 #include "cpu.h"
 #include "kernels/op_require.h"
 
-void cpu_layernorm_forward(llava_backend *be, void *out_, float *mean, float *rstd, const void *x_, const void *w_, const void *b_,
-                           int N, int C, float eps) {
+void cpu_layernorm_forward(llava_backend *be, void *out_, float *mean, float *rstd, const void *x_, const void *w_,
+                           const void *b_, int N, int C, float eps) {
     req_layernorm_forward(be, out_, mean, rstd, x_, w_, b_, N, C);
-    float *out = out_;      // (N, C); mean, rstd (N)
-    const float *x = x_;    // (N, C)
-    const float *w = w_;    // (C)
-    const float *b = b_;    // (C)
+    float *out = out_;    // (N, C); mean, rstd (N)
+    const float *x = x_;  // (N, C)
+    const float *w = w_;  // (C)
+    const float *b = b_;  // (C)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *orow = out + (size_t)n * C;
@@ -33,8 +33,8 @@ void cpu_layernorm_forward(llava_backend *be, void *out_, float *mean, float *rs
     }
 }
 
-void cpu_layernorm_backward(llava_backend *be, void *dx_, float *dw, float *db, const void *dout_, const void *x_, const void *w_,
-                            const float *mean, const float *rstd, int N, int C) {
+void cpu_layernorm_backward(llava_backend *be, void *dx_, float *dw, float *db, const void *dout_, const void *x_,
+                            const void *w_, const float *mean, const float *rstd, int N, int C) {
     req_layernorm_backward(be, dx_, dout_, x_, w_, mean, rstd, N, C);
     float *dx = dx_;            // (N, C) overwritten; dw, db (C) accumulated or NULL
     const float *dout = dout_;  // (N, C)
@@ -68,7 +68,8 @@ void cpu_layernorm_backward(llava_backend *be, void *dx_, float *dw, float *db, 
     free(db_acc);
 }
 
-void cpu_rmsnorm_forward(llava_backend *be, void *out_, float *rstd, const void *x_, const void *w_, int N, int C, float eps) {
+void cpu_rmsnorm_forward(llava_backend *be, void *out_, float *rstd, const void *x_, const void *w_, int N, int C,
+                         float eps) {
     req_rmsnorm_forward(be, out_, rstd, x_, w_, N, C);
     float *out = out_;    // (N, C); rstd (N)
     const float *x = x_;  // (N, C)
@@ -89,13 +90,13 @@ void cpu_rmsnorm_forward(llava_backend *be, void *out_, float *rstd, const void 
     }
 }
 
-void cpu_rmsnorm_backward(llava_backend *be, void *dx_, float *dw, const void *dout_, const void *x_, const void *w_, const float *rstd,
-                          int N, int C) {
+void cpu_rmsnorm_backward(llava_backend *be, void *dx_, float *dw, const void *dout_, const void *x_, const void *w_,
+                          const float *rstd, int N, int C) {
     req_rmsnorm_backward(be, dx_, dout_, x_, w_, rstd, N, C);
-    float *dx = dx_;            // (N, C) overwritten; dw (C) accumulated or NULL
-    const float *dout = dout_;  // (N, C)
-    const float *x = x_;        // (N, C)
-    const float *w = w_;        // (C); rstd (N)
+    float *dx = dx_;                                                  // (N, C) overwritten; dw (C) accumulated or NULL
+    const float *dout = dout_;                                        // (N, C)
+    const float *x = x_;                                              // (N, C)
+    const float *w = w_;                                              // (C); rstd (N)
     double *dw_acc = dw ? xcalloc((size_t)C, sizeof(double)) : NULL;  // (C)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C, *g = dout + (size_t)n * C;

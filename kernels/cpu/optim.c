@@ -7,8 +7,8 @@
 #include "cpu.h"
 #include "kernels/op_require.h"
 
-void cpu_adamw(llava_backend *be, void *param_, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
-               double beta2, double eps, double weight_decay, int step, float grad_scale) {
+void cpu_adamw(llava_backend *be, void *param_, float *master, const float *grad, float *m, float *v, size_t n,
+               double lr, double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale) {
     req_adamw(be, param_, grad, m, v, n, step);
     float *p = master ? master : param_;  // (n) the fp32 weights being updated
     const float decay = (float)(1.0 - lr * weight_decay);

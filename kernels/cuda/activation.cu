@@ -129,8 +129,8 @@ extern "C" void cuda_quick_gelu_forward(llava_backend *be, void *out, const void
     req_elementwise(be, "quick_gelu_forward", n, "out x", out, x, NULL, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(x);
-    quick_gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n,
-                                                                               vec);
+    quick_gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x,
+                                                                                   n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -147,7 +147,8 @@ extern "C" void cuda_gelu_forward(llava_backend *be, void *out, const void *x, s
     req_elementwise(be, "gelu_forward", n, "out x", out, x, NULL, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(x);
-    gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n, vec);
+    gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n,
+                                                                             vec);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -156,7 +157,7 @@ extern "C" void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout
     if (n == 0) return;
     int vec = is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x);
     gelu_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)dx, (const uint16_t *)dout,
-                                                                          (const uint16_t *)x, n, vec);
+                                                                              (const uint16_t *)x, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -164,13 +165,13 @@ extern "C" void cuda_silu_mul_forward(llava_backend *be, void *out, const void *
     req_elementwise(be, "silu_mul_forward", n, "out gate up", out, gate, up, NULL, NULL);
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(gate) && is_aligned16(up);
-    silu_mul_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)gate,
-                                                                             (const uint16_t *)up, n, vec);
+    silu_mul_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>(
+        (uint16_t *)out, (const uint16_t *)gate, (const uint16_t *)up, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up,
-                                       size_t n) {
+extern "C" void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                                       const void *up, size_t n) {
     req_elementwise(be, "silu_mul_backward", n, "dgate dup dout gate up", dgate, dup, dout, gate, up);
     if (n == 0) return;
     int vec = is_aligned16(dgate) && is_aligned16(dup) && is_aligned16(dout) && is_aligned16(gate) && is_aligned16(up);
@@ -185,7 +186,7 @@ extern "C" void cuda_add(llava_backend *be, void *out, const void *a, const void
     if (n == 0) return;
     int vec = is_aligned16(out) && is_aligned16(a) && is_aligned16(b);
     add_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)a,
-                                                                (const uint16_t *)b, n, vec);
+                                                                    (const uint16_t *)b, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -183,10 +183,8 @@ __device__ __forceinline__ void load_tile(bf16 *s, const bf16 *g, size_t ld, int
     for (int c = threadIdx.x; c < ROWS * chunks; c += kThreads) {
         int r = c / chunks, col = (c % chunks) * 8;
         bf16 *dst = s + r * (D + 8) + col;
-        if (r < valid)
-            cp_async16(dst, g + (size_t)r * ld + col);
-        else
-            *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
+        if (r < valid) cp_async16(dst, g + (size_t)r * ld + col);
+        else *reinterpret_cast<uint4 *>(dst) = make_uint4(0u, 0u, 0u, 0u);
     }
 }
 
@@ -364,10 +362,10 @@ __global__ void __launch_bounds__(kThreads, 2)
                          int n_seq, int T, int Hq, int Hkv, float scale, float scale_log2, int causal) {
     constexpr int LDS = D + 8, LDB = LDS * 2;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *sK = reinterpret_cast<bf16 *>(smem);  // (64, D+8)
-    bf16 *sV = sK + kCols * LDS;                // (64, D+8)
-    bf16 *sQ = sV + kCols * LDS;                // 2 x (64, D+8)
-    bf16 *sO = sQ + 2 * kRows * LDS;            // 2 x (64, D+8): dO
+    bf16 *sK = reinterpret_cast<bf16 *>(smem);                    // (64, D+8)
+    bf16 *sV = sK + kCols * LDS;                                  // (64, D+8)
+    bf16 *sQ = sV + kCols * LDS;                                  // 2 x (64, D+8)
+    bf16 *sO = sQ + 2 * kRows * LDS;                              // 2 x (64, D+8): dO
     float *sL = reinterpret_cast<float *>(sO + 2 * kRows * LDS);  // 2 x (64): lse * log2(e)
     float *sD = sL + 2 * kRows;                                   // 2 x (64): delta
 
@@ -401,7 +399,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     cp_async_commit();
 
     const int key[2] = {k0 + warp * 16 + gq, k0 + warp * 16 + gq + 8};  // this thread's two keys
-    float dka[D / 8][4], dva[D / 8][4];  // (16, D) accumulators of the warp's keys
+    float dka[D / 8][4], dva[D / 8][4];                                 // (16, D) accumulators of the warp's keys
     zero_acc(dka);
     zero_acc(dva);
 
@@ -576,10 +574,8 @@ __device__ __forceinline__ int seq_of_row(const int32_t *cu, int n_seq, int t, i
     if (n_seq <= 0 || t < cu[0] || t >= cu[n_seq]) return 0;
     while (hi - lo > 1) {
         int mid = (lo + hi) / 2;
-        if (cu[mid] <= t)
-            lo = mid;
-        else
-            hi = mid;
+        if (cu[mid] <= t) lo = mid;
+        else hi = mid;
     }
     *start = cu[lo], *len = cu[lo + 1] - cu[lo];
     return 1;
@@ -744,8 +740,8 @@ void launch_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 
 
 template <int D>
 void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
-                const float *lse, const float *delta, const int32_t *cu, int n_seq, int T, int Hq, int Hkv,
-                float scale, float scale_log2, int causal, cudaStream_t st) {
+                const float *lse, const float *delta, const int32_t *cu, int n_seq, int T, int Hq, int Hkv, float scale,
+                float scale_log2, int causal, cudaStream_t st) {
     size_t smem = bwd_smem<D>();
     CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -761,9 +757,9 @@ void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, c
 
 }  // namespace
 
-extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                                       const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                                       int causal) {
+extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k,
+                                       const void *v, const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv,
+                                       int D, float scale, int causal) {
     req_attention_forward(be, out, lse, q, k, v, cu_seqlens, n_seq, T, Hq, Hkv, D);
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
@@ -783,9 +779,10 @@ extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse,
     }
 }
 
-extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
-                                        const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
-                                        int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal) {
+extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout,
+                                        const void *q, const void *k, const void *v, const void *out, const float *lse,
+                                        const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D,
+                                        float scale, int causal) {
     req_attention_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;

@@ -132,8 +132,8 @@ static int cuda_supports(const llava_backend *be, const llava_op_shape *s, char 
         return 1;
     case LLAVA_OP_ATTENTION:  // T, Hq, Hkv, D, n_seq
         if (n[1] <= 0 || n[2] <= 0 || n[1] % n[2] != 0) {
-            snprintf(why, cap, "attention: %lld query heads are not a multiple of %lld key/value heads", (long long)n[1],
-                     (long long)n[2]);
+            snprintf(why, cap, "attention: %lld query heads are not a multiple of %lld key/value heads",
+                     (long long)n[1], (long long)n[2]);
             return 0;
         }
         if (n[1] > 65535) {
@@ -141,7 +141,8 @@ static int cuda_supports(const llava_backend *be, const llava_op_shape *s, char 
             return 0;
         }
         if (n[3] <= 0 || n[3] > 256) {
-            snprintf(why, cap, "attention: head dim %lld (1 to 256; the tiled kernels take 64 and 128)", (long long)n[3]);
+            snprintf(why, cap, "attention: head dim %lld (1 to 256; the tiled kernels take 64 and 128)",
+                     (long long)n[3]);
             return 0;
         }
         return 1;

@@ -24,10 +24,10 @@
 // (memory.cu).
 __attribute__((noreturn)) void cuda_fatal(const char *file, int line, const char *what, const char *why);
 
-#define CUDA_CHECK(call)                                                                  \
-    do {                                                                                  \
-        cudaError_t err_ = (call);                                                        \
-        if (err_ != cudaSuccess) cuda_fatal(__FILE__, __LINE__, #call, cudaGetErrorString(err_)); \
+#define CUDA_CHECK(call)                                                                                               \
+    do {                                                                                                               \
+        cudaError_t err_ = (call);                                                                                     \
+        if (err_ != cudaSuccess) cuda_fatal(__FILE__, __LINE__, #call, cudaGetErrorString(err_));                      \
     } while (0)
 // After every kernel launch: catches bad launch configurations at once (asynchronous faults
 // surface at the next synchronising call, which is checked too).
@@ -48,16 +48,16 @@ struct cuda_gemm_cache;  // linear.cu: the cuBLASLt handle, its workspace and th
 // Everything one CUDA context holds (backend.h): nothing of the backend lives in globals, so two
 // contexts (on one device or two) never share a stream, a cache or a buffer.
 typedef struct {
-    int device;                     // the device ordinal this context runs on
-    cudaStream_t stream;            // every op of the context, in order
-    void *scratch;                  // cuda_scratch's buffer, and its size
+    int device;           // the device ordinal this context runs on
+    cudaStream_t stream;  // every op of the context, in order
+    void *scratch;        // cuda_scratch's buffer, and its size
     size_t scratch_bytes;
-    float *stage;                   // the fp32 staging buffer of converting transfers (memory.cu)
-    cuda_block *live, *pool;        // the caching allocator: blocks handed out, and freed ones kept
+    float *stage;             // the fp32 staging buffer of converting transfers (memory.cu)
+    cuda_block *live, *pool;  // the caching allocator: blocks handed out, and freed ones kept
     int n_live, cap_live, n_pool, cap_pool;
-    struct cuda_gemm_cache *gemm;   // created on the first GEMM
-    char *pinned;                   // stage(): two pinned halves of CUDA_PIN_HALF bytes, used in turn
-    cudaEvent_t pin_done[2];        // recorded after the last copy out of each half
+    struct cuda_gemm_cache *gemm;  // created on the first GEMM
+    char *pinned;                  // stage(): two pinned halves of CUDA_PIN_HALF bytes, used in turn
+    cudaEvent_t pin_done[2];       // recorded after the last copy out of each half
     size_t pin_used[2];
     int pin_cur;
 } cuda_ctx;
@@ -110,7 +110,7 @@ __device__ __forceinline__ void load8(const uint16_t *p, size_t i0, size_t n, in
         uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            v[2 * k] = __uint_as_float(w[k] << 16);            // low half: the lower address
+            v[2 * k] = __uint_as_float(w[k] << 16);  // low half: the lower address
             v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
         }
     } else {

@@ -95,8 +95,8 @@ __global__ void cross_entropy_kernel(float *losses, uint16_t *dlogits, const uin
     }
 }
 
-extern "C" void cuda_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets, int T,
-                                   int V, float grad_scale) {
+extern "C" void cuda_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits,
+                                   const int32_t *targets, int T, int V, float grad_scale) {
     req_cross_entropy(be, losses, logits, targets, T, V);
     if (T <= 0 || V <= 0) return;
     int vec = V % 8 == 0 && is_aligned16(logits) && (!dlogits || is_aligned16(dlogits));

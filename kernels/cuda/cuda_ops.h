@@ -30,7 +30,8 @@ void cuda_stage(llava_backend *be, void *dst, const void *src, size_t bytes);
 void cuda_sync(llava_backend *be);
 
 // linear.cu: cuBLASLt GEMMs (bf16 inputs, fp32 accumulation; descriptors and algorithms cached).
-void cuda_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I, int O);
+void cuda_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I,
+                         int O);
 void cuda_linear_backward_input(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I, int O);
 void cuda_linear_backward_weight(llava_backend *be, float *dW, const void *dout, const void *x, int N, int I, int O);
 void cuda_linear_backward_bias(llava_backend *be, float *db, const void *dout, int N, int O);
@@ -38,20 +39,23 @@ void cuda_linear_backward_bias(llava_backend *be, float *db, const void *dout, i
 // embedding.cu: patch unfold, CLIP embeddings, token embeddings (deterministic backward), row
 // gather/scatter.
 void cuda_patch_unfold(llava_backend *be, void *out, const float *pix, int B, int Cin, int H, int W, int P);
-void cuda_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C);
+void cuda_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N,
+                     int C);
 void cuda_embedding_forward(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V);
-void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V, int padding_idx);
+void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C,
+                             int V, int padding_idx);
 void cuda_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 void cuda_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 
 // norm.cu
-void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b, int N, int C,
-                            float eps);
-void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
-                             const float *mean, const float *rstd, int N, int C);
-void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps);
-void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w, const float *rstd, int N,
-                           int C);
+void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,
+                            const void *b, int N, int C, float eps);
+void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x,
+                             const void *w, const float *mean, const float *rstd, int N, int C);
+void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C,
+                          float eps);
+void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
+                           const float *rstd, int N, int C);
 
 // activation.cu: elementwise activations, the SwiGLU product, adds.
 void cuda_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
@@ -59,7 +63,8 @@ void cuda_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, con
 void cuda_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
 void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cuda_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
-void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate, const void *up, size_t n);
+void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
+                            const void *up, size_t n);
 void cuda_add(llava_backend *be, void *out, const void *a, const void *b, size_t n);
 void cuda_add_inplace(llava_backend *be, void *acc, const void *x, size_t n);
 
@@ -69,19 +74,20 @@ void cuda_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, 
 
 // attention.cu: flash-attention style (tiled, online softmax, mma.sync bf16 on sm_80+), packed
 // variable-length sequences, causal and bidirectional, grouped queries, head dims 64 and 128.
-void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v, const int32_t *cu_seqlens,
-                            int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
-void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k, const void *v,
-                             const void *out, const float *lse, const int32_t *cu_seqlens, int n_seq, int T, int Hq,
-                             int Hkv, int D, float scale, int causal);
+void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
+                            const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
+                            int causal);
+void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
+                             const void *k, const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
+                             int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
 
 // cross_entropy.cu: fused with the softmax over the vocabulary in chunks.
-void cuda_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets, int T, int V,
-                        float grad_scale);
+void cuda_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets,
+                        int T, int V, float grad_scale);
 
 // optim.cu: AdamW over flat buffers (fp32 master, bf16 working copy) and the gradient norm.
-void cuda_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr, double beta1,
-                double beta2, double eps, double weight_decay, int step, float grad_scale);
+void cuda_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n,
+                double lr, double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale);
 double cuda_grad_sq_sum(llava_backend *be, const float *grad, size_t n);
 
 #ifdef __cplusplus

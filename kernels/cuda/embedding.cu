@@ -49,7 +49,8 @@ __global__ void clip_embed_kernel(uint16_t *out, const uint16_t *patches, const 
     out[idx] = f_to_bf16(v + e);
 }
 
-extern "C" void cuda_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos, int B, int N, int C) {
+extern "C" void cuda_clip_embed(llava_backend *be, void *out, const void *patches, const void *cls, const void *pos,
+                                int B, int N, int C) {
     req_clip_embed(be, out, patches, cls, pos, B, N, C);
     if (B <= 0 || C <= 0 || N < 0) return;
     size_t total = (size_t)B * (N + 1) * C;
@@ -91,15 +92,17 @@ __global__ void copy_rows_kernel(uint16_t *dst, const uint16_t *src, const int32
     }
 }
 
-static void copy_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C, int V, int mode) {
+static void copy_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C, int V,
+                      int mode) {
     if (n <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dst) && is_aligned16(src);
-    copy_rows_kernel<<<(unsigned)n, 128, 0, cuda_stream_of(be)>>>((uint16_t *)dst, (const uint16_t *)src, idx, C, V, mode,
-                                                              vec);
+    copy_rows_kernel<<<(unsigned)n, 128, 0, cuda_stream_of(be)>>>((uint16_t *)dst, (const uint16_t *)src, idx, C, V,
+                                                                  mode, vec);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_embedding_forward(llava_backend *be, void *out, const int32_t *ids, const void *table, int T, int C, int V) {
+extern "C" void cuda_embedding_forward(llava_backend *be, void *out, const int32_t *ids, const void *table, int T,
+                                       int C, int V) {
     req_embedding_forward(be, out, ids, table, T, C, V);
     copy_rows(be, out, table, ids, T, C, V, ROW_EMBED);
 }
@@ -147,7 +150,7 @@ __global__ void embedding_links_kernel(int32_t *owner, int32_t *next, const int3
     for (int base = t + 1; base < T; base += blockDim.x) {
         int u = base + threadIdx.x;
         int match = u < T && ids[u] == id;
-        if (match) atomicMin(&s_next, u);  // a minimum: the same result in any order
+        if (match) atomicMin(&s_next, u);    // a minimum: the same result in any order
         if (__syncthreads_or(match)) break;  // uniform: every thread sees the same predicate
     }
     __syncthreads();
@@ -169,8 +172,8 @@ __global__ void embedding_rows_kernel(float *dtable, const uint16_t *dout, const
     row[c] = acc;
 }
 
-extern "C" void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T, int C, int V,
-                                        int padding_idx) {
+extern "C" void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout, const int32_t *ids, int T,
+                                        int C, int V, int padding_idx) {
     req_embedding_backward(be, dtable, dout, ids, T, C, V);
     if (T <= 0 || C <= 0 || V <= 0) return;
     int32_t *owner = (int32_t *)cuda_scratch(be, 2 * (size_t)T * sizeof(int32_t)), *next = owner + T;

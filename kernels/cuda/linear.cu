@@ -20,10 +20,10 @@
 
 #include "common.cuh"
 
-#define CUBLAS_CHECK(call)                                                                               \
-    do {                                                                                                 \
-        cublasStatus_t st_ = (call);                                                                     \
-        if (st_ != CUBLAS_STATUS_SUCCESS) cuda_fatal(__FILE__, __LINE__, #call, cublas_status_name(st_)); \
+#define CUBLAS_CHECK(call)                                                                                             \
+    do {                                                                                                               \
+        cublasStatus_t st_ = (call);                                                                                   \
+        if (st_ != CUBLAS_STATUS_SUCCESS) cuda_fatal(__FILE__, __LINE__, #call, cublas_status_name(st_));              \
     } while (0)
 
 static const char *cublas_status_name(cublasStatus_t s) {
@@ -45,10 +45,10 @@ static const size_t WORKSPACE_BYTES = (size_t)32 << 20;
 enum { GEMM_FORWARD = 0, GEMM_BACKWARD_INPUT = 1, GEMM_BACKWARD_WEIGHT = 2 };
 
 typedef struct {
-    int kind;                 // GEMM_*
-    int N, I, O;              // the op's shape
-    int bias;                 // forward with the bias epilogue
-    unsigned align[5];        // A, B, C, D, bias pointer alignments (bytes, capped at 256)
+    int kind;           // GEMM_*
+    int N, I, O;        // the op's shape
+    int bias;           // forward with the bias epilogue
+    unsigned align[5];  // A, B, C, D, bias pointer alignments (bytes, capped at 256)
 } gemm_key;
 
 typedef struct {
@@ -201,7 +201,8 @@ __global__ void bias_add_kernel(uint16_t *out, const uint16_t *bias, size_t tota
     if (i < total) out[i] = f_to_bf16(bf16_to_f(out[i]) + bf16_to_f(bias[i % O]));
 }
 
-static void gemm(llava_backend *be, int kind, void *D, const void *A, const void *B, const void *bias, int N, int I, int O, float beta) {
+static void gemm(llava_backend *be, int kind, void *D, const void *A, const void *B, const void *bias, int N, int I,
+                 int O, float beta) {
     cuda_gemm_cache *g = gemm_cache(be);
     gemm_key key;
     memset(&key, 0, sizeof key);  // padding included: keys are compared with memcmp
@@ -223,8 +224,8 @@ static void gemm(llava_backend *be, int kind, void *D, const void *A, const void
                                 g->workspace, WORKSPACE_BYTES, cuda_stream_of(be)));
     if (bias && p->bias_kernel) {
         size_t total = (size_t)N * O;
-        bias_add_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)D, (const uint16_t *)bias, total,
-                                                                          O);
+        bias_add_kernel<<<grid_for(total, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)D, (const uint16_t *)bias,
+                                                                              total, O);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -232,7 +233,8 @@ static void gemm(llava_backend *be, int kind, void *D, const void *A, const void
 // ---------------------------------------------------------------------------------------------
 // Host entry points (cuda_ops.h).
 
-extern "C" void cuda_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N, int I, int O) {
+extern "C" void cuda_linear_forward(llava_backend *be, void *out, const void *x, const void *W, const void *bias, int N,
+                                    int I, int O) {
     req_linear_forward(be, out, x, W, N, I, O);
     if (N <= 0 || O <= 0) return;  // no rows: nothing to compute (a batch without images)
     if (I <= 0) {
@@ -241,14 +243,16 @@ extern "C" void cuda_linear_forward(llava_backend *be, void *out, const void *x,
     gemm(be, GEMM_FORWARD, out, W, x, bias, N, I, O, 0.0f);
 }
 
-extern "C" void cuda_linear_backward_input(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I, int O) {
+extern "C" void cuda_linear_backward_input(llava_backend *be, void *dx, const void *dout, const void *W, int N, int I,
+                                           int O) {
     req_linear_backward_input(be, dx, dout, W, N, I, O);
     if (N <= 0 || I <= 0) return;
     CUDA_REQUIRE(O > 0, "linear_backward_input: zero output features");
     gemm(be, GEMM_BACKWARD_INPUT, dx, W, dout, NULL, N, I, O, 0.0f);
 }
 
-extern "C" void cuda_linear_backward_weight(llava_backend *be, float *dW, const void *dout, const void *x, int N, int I, int O) {
+extern "C" void cuda_linear_backward_weight(llava_backend *be, float *dW, const void *dout, const void *x, int N, int I,
+                                            int O) {
     req_linear_backward_weight(be, dW, dout, x, N, I, O);
     if (N <= 0 || I <= 0 || O <= 0) return;  // nothing to add
     gemm(be, GEMM_BACKWARD_WEIGHT, dW, x, dout, NULL, N, I, O, 1.0f);

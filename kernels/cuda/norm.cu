@@ -204,8 +204,8 @@ __global__ void colsum_finalize_kernel(float *dst, const float *part, int chunks
     dst[c] += s;
 }
 
-void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const void *g, const void *x, const float *mean, const float *rstd,
-                 int N, int C) {
+void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const void *g, const void *x, const float *mean,
+                 const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0 || (!dst0 && !dst1)) return;
     int chunks = N < COLSUM_MAX_CHUNKS ? N : COLSUM_MAX_CHUNKS;
     int rows_per_chunk = (N + chunks - 1) / chunks;
@@ -215,7 +215,7 @@ void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const vo
     cudaStream_t st = cuda_stream_of(be);
     dim3 grid(grid_for((size_t)C, COLSUM_THREADS), (unsigned)chunks);
     colsum_partial_kernel<<<grid, COLSUM_THREADS, 0, st>>>(part, mode, (const uint16_t *)g, (const uint16_t *)x, mean,
-                                                            rstd, N, C, rows_per_chunk, chunks);
+                                                           rstd, N, C, rows_per_chunk, chunks);
     CUDA_CHECK_LAUNCH();
     if (dst0) {
         colsum_finalize_kernel<<<grid_for((size_t)C, COLSUM_THREADS), COLSUM_THREADS, 0, st>>>(dst0, part, chunks, C);
@@ -231,8 +231,8 @@ void cuda_colsum(llava_backend *be, int mode, float *dst0, float *dst1, const vo
 // ---------------------------------------------------------------------------------------------
 // Host entry points (cuda_ops.h).
 
-extern "C" void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w, const void *b,
-                                       int N, int C, float eps) {
+extern "C" void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x,
+                                       const void *w, const void *b, int N, int C, float eps) {
     req_layernorm_forward(be, out, mean, rstd, x, w, b, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(x) && is_aligned16(w) && is_aligned16(b);
@@ -241,8 +241,9 @@ extern "C" void cuda_layernorm_forward(llava_backend *be, void *out, float *mean
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
-                                        const float *mean, const float *rstd, int N, int C) {
+extern "C" void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, float *db, const void *dout,
+                                        const void *x, const void *w, const float *mean, const float *rstd, int N,
+                                        int C) {
     req_layernorm_backward(be, dx, dout, x, w, mean, rstd, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x) && is_aligned16(w);
@@ -253,7 +254,8 @@ extern "C" void cuda_layernorm_backward(llava_backend *be, void *dx, float *dw, 
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N, int C, float eps) {
+extern "C" void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, const void *x, const void *w, int N,
+                                     int C, float eps) {
     req_rmsnorm_forward(be, out, rstd, x, w, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(x) && is_aligned16(w);
@@ -262,8 +264,8 @@ extern "C" void cuda_rmsnorm_forward(llava_backend *be, void *out, float *rstd, 
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x, const void *w,
-                                      const float *rstd, int N, int C) {
+extern "C" void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *dout, const void *x,
+                                      const void *w, const float *rstd, int N, int C) {
     req_rmsnorm_backward(be, dx, dout, x, w, rstd, N, C);
     if (N <= 0 || C <= 0) return;
     int vec = C % 8 == 0 && is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x) && is_aligned16(w);

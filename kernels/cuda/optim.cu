@@ -22,9 +22,9 @@ __global__ void adamw_kernel(uint16_t *param, float *master, const float *grad, 
     float g = __fmul_rn(grad[i], grad_scale);
     float p = __fmul_rn(master[i], decay);
     float mi = m[i], vi = v[i];
-    mi = __fadd_rn(mi, __fmul_rn(w1, __fsub_rn(g, mi)));        // exp_avg.lerp_(grad, 1 - beta1)
-    vi = __fmul_rn(vi, b2);                                     // exp_avg_sq.mul_(beta2)
-    vi = __fadd_rn(vi, __fmul_rn(__fmul_rn(w2, g), g));         // .addcmul_(grad, grad, 1 - beta2)
+    mi = __fadd_rn(mi, __fmul_rn(w1, __fsub_rn(g, mi)));  // exp_avg.lerp_(grad, 1 - beta1)
+    vi = __fmul_rn(vi, b2);                               // exp_avg_sq.mul_(beta2)
+    vi = __fadd_rn(vi, __fmul_rn(__fmul_rn(w2, g), g));   // .addcmul_(grad, grad, 1 - beta2)
     float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2s), feps);
     p = __fadd_rn(p, __fdiv_rn(__fmul_rn(neg_step_size, mi), denom));  // addcdiv_(m, denom, -step_size)
     m[i] = mi;
@@ -33,8 +33,9 @@ __global__ void adamw_kernel(uint16_t *param, float *master, const float *grad, 
     param[i] = f_to_bf16(p);
 }
 
-extern "C" void cuda_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n, double lr,
-                           double beta1, double beta2, double eps, double weight_decay, int step, float grad_scale) {
+extern "C" void cuda_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v,
+                           size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int step,
+                           float grad_scale) {
     req_adamw(be, param, grad, m, v, n, step);
     CUDA_REQUIRE(master != NULL, "adamw: the CUDA backend keeps fp32 masters; master must not be NULL");
     if (n == 0) return;
@@ -43,8 +44,8 @@ extern "C" void cuda_adamw(llava_backend *be, void *param, float *master, const 
     const float w1 = (float)(1.0 - beta1), b2 = (float)beta2, w2 = (float)(1.0 - beta2);
     const double bc1 = 1.0 - pow(beta1, step), bc2_sqrt = sqrt(1.0 - pow(beta2, step));
     const float neg_step_size = (float)(-(lr / bc1)), bc2s = (float)bc2_sqrt, feps = (float)eps;
-    adamw_kernel<<<grid_for(n, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)param, master, grad, m, v, n, decay, w1, b2,
-                                                               w2, neg_step_size, bc2s, feps, grad_scale);
+    adamw_kernel<<<grid_for(n, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)param, master, grad, m, v, n, decay, w1,
+                                                                   b2, w2, neg_step_size, bc2s, feps, grad_scale);
     CUDA_CHECK_LAUNCH();
 }
 

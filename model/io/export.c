@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "model/params.h"
 #include "names.h"
 #include "safetensors.h"
-#include "model/params.h"
 
 // Host fp32 copies of every group (working weights).
 static void download_all(const llava_model *m, float *host[N_GROUPS]) {
@@ -29,7 +29,8 @@ int export_projector(const llava_model *m, const char *path, dtype_t dtype) {
         const param_view *v = &m->pt.views[i];
         if (v->group != GROUP_PROJECTOR) continue;
         char *ext = name_from_internal(v->name, LAYOUT_LLAVA_ORIGINAL, m->pt.linear_projector);
-        rc = st_writer_add_f32(&w, ext, dtype, v->ndim, v->shape, host[GROUP_PROJECTOR] + v->offset);  // copies the name
+        rc =
+            st_writer_add_f32(&w, ext, dtype, v->ndim, v->shape, host[GROUP_PROJECTOR] + v->offset);  // copies the name
         free(ext);
     }
     st_writer_meta(&w, "format", "pt");
@@ -100,7 +101,8 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
         const float *src = host[v->group] + v->offset;
         int64_t shape[PARAM_MAX_DIMS];
         memcpy(shape, v->shape, sizeof shape);
-        int is_embed = !strcmp(v->name, "lm.model.embed_tokens.weight"), is_head = !strcmp(v->name, "lm.lm_head.weight");
+        int is_embed = !strcmp(v->name, "lm.model.embed_tokens.weight"),
+            is_head = !strcmp(v->name, "lm.lm_head.weight");
         if ((is_embed || is_head) && V_out != V) {
             float *grown = xmalloc(sizeof(float) * (size_t)V_out * d);
             memcpy(grown, src, sizeof(float) * (size_t)V * d);

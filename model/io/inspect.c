@@ -22,15 +22,17 @@ static void print_config(FILE *out, const model_config *mc) {
     fprintf(out, "architecture: %s (model_type \"%s\")\n", hf_kind_name(mc->kind), mc->model_type);
     if (mc->has_text) {
         const llama_config *t = &mc->text;
-        fprintf(out, "language model: llama, hidden %d, layers %d, heads %d (kv %d), head_dim %d, mlp %d, vocab %d,\n"
-                     "  rms_norm_eps %g, rope_theta %g, max_position_embeddings %d, act %s%s\n",
+        fprintf(out,
+                "language model: llama, hidden %d, layers %d, heads %d (kv %d), head_dim %d, mlp %d, vocab %d,\n"
+                "  rms_norm_eps %g, rope_theta %g, max_position_embeddings %d, act %s%s\n",
                 t->hidden_size, t->num_hidden_layers, t->num_attention_heads, t->num_key_value_heads, t->head_dim,
                 t->intermediate_size, t->vocab_size, (double)t->rms_norm_eps, t->rope_theta, t->max_position_embeddings,
                 t->hidden_act, t->tie_word_embeddings ? ", tied embeddings" : "");
     }
     if (mc->has_vision) {
         const clip_vision_config *v = &mc->vision;
-        fprintf(out, "vision tower: clip%s, image %d, patch %d, hidden %d, layers %d, heads %d, mlp %d, act %s, eps %g\n",
+        fprintf(out,
+                "vision tower: clip%s, image %d, patch %d, hidden %d, layers %d, heads %d, mlp %d, act %s, eps %g\n",
                 mc->vision_from_name ? " (shape from the tower's name)" : "", v->image_size, v->patch_size,
                 v->hidden_size, v->num_hidden_layers, v->num_attention_heads, v->intermediate_size, v->hidden_act,
                 (double)v->layer_norm_eps);
@@ -43,8 +45,7 @@ static void print_config(FILE *out, const model_config *mc) {
         if (g->projector == PROJ_MLP2X_GELU)
             fprintf(out, "projector: mlp2x_gelu %d -> %d -> gelu -> %d", mc->vision.hidden_size, mc->text.hidden_size,
                     mc->text.hidden_size);
-        else
-            fprintf(out, "projector: linear %d -> %d", mc->vision.hidden_size, mc->text.hidden_size);
+        else fprintf(out, "projector: linear %d -> %d", mc->vision.hidden_size, mc->text.hidden_size);
         fprintf(out, "; features: hidden_states[%d] (%d of %d vision layers run), %s, %d tokens per image\n",
                 g->vision_feature_layer, run, mc->vision.num_hidden_layers, g->drop_cls ? "CLS dropped" : "CLS kept",
                 g->image_seq_length);

@@ -39,7 +39,7 @@ static const struct {
     {"model.multi_modal_projector.", "projector.", LAYOUT_LLAVA_HF},
     {"model.vision_tower.vision_tower.vision_model.", "vision.", LAYOUT_LLAVA_ORIGINAL},
     {"vision_model.", "vision.", LAYOUT_CLIP},
-    {"model.", "lm.model.", LAYOUT_UNKNOWN},  // vicuna or original LLaVA
+    {"model.", "lm.model.", LAYOUT_UNKNOWN},      // vicuna or original LLaVA
     {"lm_head.", "lm.lm_head.", LAYOUT_UNKNOWN},  // vicuna, original LLaVA or new llava-hf
 };
 
@@ -113,12 +113,9 @@ char *name_from_internal(const char *internal, weight_layout layout, int linear_
             return xasprintf("model.mm_projector.%c.%s", starts(rest, "linear_1.") ? '0' : '2', param);
         }
         return xstrdup(rest);
-    case LAYOUT_LLAMA:
-        return g == NAME_GROUP_LM ? xstrdup(rest) : NULL;
-    case LAYOUT_CLIP:
-        return g == NAME_GROUP_VISION ? xasprintf("vision_model.%s", rest) : NULL;
-    case LAYOUT_UNKNOWN:
-        return NULL;
+    case LAYOUT_LLAMA: return g == NAME_GROUP_LM ? xstrdup(rest) : NULL;
+    case LAYOUT_CLIP: return g == NAME_GROUP_VISION ? xasprintf("vision_model.%s", rest) : NULL;
+    case LAYOUT_UNKNOWN: return NULL;
     }
     return NULL;
 }

@@ -57,15 +57,19 @@ static int parse_tensor(const char *path, const cJSON *item, st_tensor *t) {
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *jo = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-    if (!cJSON_IsString(jd)) return llava_fail("safetensors: %s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
-    if (!cJSON_IsArray(js)) return llava_fail("safetensors: %s: tensor \"%s\": missing or non-array \"shape\"", path, name);
-    if (!cJSON_IsArray(jo)) return llava_fail("safetensors: %s: tensor \"%s\": missing or non-array \"data_offsets\"", path, name);
+    if (!cJSON_IsString(jd))
+        return llava_fail("safetensors: %s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
+    if (!cJSON_IsArray(js))
+        return llava_fail("safetensors: %s: tensor \"%s\": missing or non-array \"shape\"", path, name);
+    if (!cJSON_IsArray(jo))
+        return llava_fail("safetensors: %s: tensor \"%s\": missing or non-array \"data_offsets\"", path, name);
     t->dtype = dtype_from_name(jd->valuestring);
     if (t->dtype == DT_INVALID)
         return llava_fail("safetensors: %s: tensor \"%s\": unknown dtype \"%.32s\"", path, name, jd->valuestring);
     int nd = cJSON_GetArraySize(js);
     if (nd > ST_MAX_DIMS)
-        return llava_fail("safetensors: %s: tensor \"%s\": %d dimensions (at most %d supported)", path, name, nd, ST_MAX_DIMS);
+        return llava_fail("safetensors: %s: tensor \"%s\": %d dimensions (at most %d supported)", path, name, nd,
+                          ST_MAX_DIMS);
     t->ndim = nd;
     uint64_t numel = 1;
     int k = 0;
@@ -92,11 +96,12 @@ static int parse_tensor(const char *path, const cJSON *item, st_tensor *t) {
         return llava_fail("safetensors: %s: tensor \"%s\": %llu elements of %s do not fill whole bytes", path, name,
                           (unsigned long long)numel, dtype_name(t->dtype));
     if (t->end - t->begin != bits / 8)
-        return llava_fail("safetensors: %s: tensor \"%s\": data_offsets [%llu, %llu) hold %llu bytes but %s with %llu "
-                          "elements needs %llu",
-                          path, name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                          (unsigned long long)(t->end - t->begin), dtype_name(t->dtype), (unsigned long long)numel,
-                          (unsigned long long)(bits / 8));
+        return llava_fail(
+            "safetensors: %s: tensor \"%s\": data_offsets [%llu, %llu) hold %llu bytes but %s with %llu "
+            "elements needs %llu",
+            path, name, (unsigned long long)t->begin, (unsigned long long)t->end,
+            (unsigned long long)(t->end - t->begin), dtype_name(t->dtype), (unsigned long long)numel,
+            (unsigned long long)(bits / 8));
     return 0;
 }
 
@@ -122,7 +127,8 @@ int st_parse_header(const char *path, const uint8_t *header, size_t header_len, 
                           (unsigned long long)ST_MAX_HEADER);
     if (!utf8_valid(header, header_len)) return llava_fail("safetensors: %s: header is not valid UTF-8", path);
     size_t start = 0;
-    while (start < header_len && (header[start] == ' ' || header[start] == '\t' || header[start] == '\n' || header[start] == '\r'))
+    while (start < header_len &&
+           (header[start] == ' ' || header[start] == '\t' || header[start] == '\n' || header[start] == '\r'))
         start++;
     if (start == header_len || header[start] != '{')
         return llava_fail("safetensors: %s: header does not start with a JSON object", path);
@@ -130,8 +136,9 @@ int st_parse_header(const char *path, const uint8_t *header, size_t header_len, 
     if (memchr(header, 0, header_len)) return llava_fail("safetensors: %s: header contains a NUL byte", path);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)header + start, header_len - start, &end, 0);
-    if (!root) return llava_fail("safetensors: %s: header is not valid JSON (near byte %td)", path,
-                                 cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - (const char *)header : (ptrdiff_t)-1);
+    if (!root)
+        return llava_fail("safetensors: %s: header is not valid JSON (near byte %td)", path,
+                          cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - (const char *)header : (ptrdiff_t)-1);
     for (const char *p = end; p < (const char *)header + header_len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             cJSON_Delete(root);
@@ -186,18 +193,20 @@ int st_parse_header(const char *path, const uint8_t *header, size_t header_len, 
     for (int i = 0; i < out->n_tensors && rc == 0; i++) {
         const st_tensor *t = by_off[i];
         if (t->begin < pos)
-            rc = llava_fail("safetensors: %s: tensor \"%s\" at [%llu, %llu) overlaps the previous tensor (which ends at %llu)",
-                            path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)pos);
+            rc = llava_fail(
+                "safetensors: %s: tensor \"%s\" at [%llu, %llu) overlaps the previous tensor (which ends at %llu)",
+                path, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)pos);
         else if (t->begin > pos)
-            rc = llava_fail("safetensors: %s: tensor \"%s\" at [%llu, %llu) leaves a hole after offset %llu", path, t->name,
-                            (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)pos);
+            rc = llava_fail("safetensors: %s: tensor \"%s\" at [%llu, %llu) leaves a hole after offset %llu", path,
+                            t->name, (unsigned long long)t->begin, (unsigned long long)t->end, (unsigned long long)pos);
         pos = t->end;
     }
     if (rc == 0 && pos != data_len) {
         if (pos > data_len) {
             const st_tensor *last = by_off[out->n_tensors - 1];
-            rc = llava_fail("safetensors: %s: tensor \"%s\" ends at data offset %llu, past the end of the file's %llu data bytes",
-                            path, last->name, (unsigned long long)pos, (unsigned long long)data_len);
+            rc = llava_fail(
+                "safetensors: %s: tensor \"%s\" ends at data offset %llu, past the end of the file's %llu data bytes",
+                path, last->name, (unsigned long long)pos, (unsigned long long)data_len);
         } else {
             rc = llava_fail("safetensors: %s: tensors end at data offset %llu but the file holds %llu data bytes", path,
                             (unsigned long long)pos, (unsigned long long)data_len);
@@ -410,9 +419,10 @@ static int open_index(st_set *s, const char *index_path) {
             break;
         }
         if (!shard_name_ok(e->valuestring)) {
-            rc = llava_fail("safetensors index: %s: tensor \"%s\" maps to \"%s\", which is not a .safetensors or .bin "
-                            "file name inside the folder",
-                            index_path, e->string, e->valuestring);
+            rc = llava_fail(
+                "safetensors index: %s: tensor \"%s\" maps to \"%s\", which is not a .safetensors or .bin "
+                "file name inside the folder",
+                index_path, e->string, e->valuestring);
             break;
         }
         int found = 0;
@@ -465,7 +475,8 @@ int st_set_open(st_set *s, const char *path) {
             else if (tw && ends_with(tw, ".index.json")) rc = open_index(s, tw);
             else if (tw) rc = open_files(s, NULL, &tw, 1) == 0 ? build_entries(s) : -1;
             else if (n == 0)
-                rc = llava_fail("%s: no *.safetensors files, no model.safetensors.index.json and no pytorch_model.bin", path);
+                rc = llava_fail("%s: no *.safetensors files, no model.safetensors.index.json and no pytorch_model.bin",
+                                path);
             else rc = open_files(s, path, names, n) == 0 ? build_entries(s) : -1;
             free(tw);
             for (int i = 0; i < n; i++) free(names[i]);
@@ -513,10 +524,12 @@ void st_writer_init(st_writer *w) { memset(w, 0, sizeof *w); }
 
 static int writer_add(st_writer *w, const char *name, dtype_t dtype, dtype_t src, int ndim, const int64_t *shape,
                       const void *data) {
-    if (ndim < 0 || ndim > ST_MAX_DIMS) return llava_fail("safetensors writer: tensor \"%s\": %d dimensions", name, ndim);
+    if (ndim < 0 || ndim > ST_MAX_DIMS)
+        return llava_fail("safetensors writer: tensor \"%s\": %d dimensions", name, ndim);
     if (!name[0]) return llava_fail("safetensors writer: empty tensor name");
     for (int i = 0; i < w->n; i++)
-        if (strcmp(w->entries[i].name, name) == 0) return llava_fail("safetensors writer: tensor \"%s\" added twice", name);
+        if (strcmp(w->entries[i].name, name) == 0)
+            return llava_fail("safetensors writer: tensor \"%s\" added twice", name);
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 64;
         w->entries = xrealloc(w->entries, sizeof(st_wentry) * (size_t)w->cap);
@@ -542,11 +555,13 @@ static int writer_add(st_writer *w, const char *name, dtype_t dtype, dtype_t src
 }
 
 int st_writer_add(st_writer *w, const char *name, dtype_t dtype, int ndim, const int64_t *shape, const void *data) {
-    if (dtype_bits(dtype) % 8 != 0) return llava_fail("safetensors writer: tensor \"%s\": sub-byte dtypes not written", name);
+    if (dtype_bits(dtype) % 8 != 0)
+        return llava_fail("safetensors writer: tensor \"%s\": sub-byte dtypes not written", name);
     return writer_add(w, name, dtype, dtype, ndim, shape, data);
 }
 
-int st_writer_add_f32(st_writer *w, const char *name, dtype_t dtype, int ndim, const int64_t *shape, const float *data) {
+int st_writer_add_f32(st_writer *w, const char *name, dtype_t dtype, int ndim, const int64_t *shape,
+                      const float *data) {
     if (dtype != DT_F32 && dtype != DT_F16 && dtype != DT_BF16 && dtype != DT_F64)
         return llava_fail("safetensors writer: tensor \"%s\": cannot store fp32 data as %s", name, dtype_name(dtype));
     return writer_add(w, name, dtype, DT_F32, ndim, shape, data);
@@ -698,8 +713,10 @@ int st_writer_save(st_writer *w, const char *path) {
         rc = write_all(fd, len8, 8, tmp_path);
         if (rc == 0) rc = write_all(fd, h.buf, h.len, tmp_path);
         for (int i = 0; i < w->n && rc == 0; i++) rc = write_entry_data(fd, &w->entries[i], tmp_path);
-        if (rc == 0 && fsync(fd) != 0) rc = llava_fail("safetensors writer: %s: fsync failed: %s", tmp_path, strerror(errno));
-        if (close(fd) != 0 && rc == 0) rc = llava_fail("safetensors writer: %s: close failed: %s", tmp_path, strerror(errno));
+        if (rc == 0 && fsync(fd) != 0)
+            rc = llava_fail("safetensors writer: %s: fsync failed: %s", tmp_path, strerror(errno));
+        if (close(fd) != 0 && rc == 0)
+            rc = llava_fail("safetensors writer: %s: close failed: %s", tmp_path, strerror(errno));
         if (rc == 0 && rename(tmp_path, path) != 0)
             rc = llava_fail("safetensors writer: rename %s -> %s failed: %s", tmp_path, path, strerror(errno));
         if (rc != 0) unlink(tmp_path);

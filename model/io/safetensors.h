@@ -21,8 +21,8 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     uint64_t numel;
-    uint64_t begin, end;   // byte range within the data section
-    const uint8_t *data;   // points into the mapping; NULL for a header parsed without data
+    uint64_t begin, end;  // byte range within the data section
+    const uint8_t *data;  // points into the mapping; NULL for a header parsed without data
 } st_tensor;
 
 typedef struct {
@@ -30,7 +30,7 @@ typedef struct {
     void *map;
     size_t map_len;
     uint64_t header_len;
-    st_tensor *tensors;    // sorted by name
+    st_tensor *tensors;  // sorted by name
     int n_tensors;
     char **meta_keys, **meta_vals;
     int n_meta;
@@ -73,8 +73,8 @@ int st_dir_has_weights(const char *dir);
 // and renames it into place. Data pointers are borrowed until st_writer_save returns.
 typedef struct {
     char *name;
-    dtype_t dtype;       // stored type
-    dtype_t src_dtype;   // type of *data (converted while writing when it differs)
+    dtype_t dtype;      // stored type
+    dtype_t src_dtype;  // type of *data (converted while writing when it differs)
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     uint64_t numel;

@@ -11,7 +11,9 @@
 // Little-endian reads (bounds are checked by the callers)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 int tb_is_zip(const uint8_t *buf, size_t len) { return len >= 4 && rd32(buf) == 0x04034b50u; }
@@ -58,13 +60,15 @@ static int zip_read(const char *path, const uint8_t *b, size_t len, zentry **out
     for (uint64_t k = 0; k < n; k++) {
         if (end - p < 46 || rd32(p) != 0x02014b50u) {
             free(es);
-            return llava_fail("torch checkpoint: %s: central directory entry %llu is damaged", path, (unsigned long long)k);
+            return llava_fail("torch checkpoint: %s: central directory entry %llu is damaged", path,
+                              (unsigned long long)k);
         }
         uint16_t method = rd16(p + 10), nlen = rd16(p + 28), xlen = rd16(p + 30), clen = rd16(p + 32);
         uint64_t csize = rd32(p + 20), usize = rd32(p + 24), lho = rd32(p + 42);
         if ((size_t)(end - p) < 46u + nlen + xlen + clen) {
             free(es);
-            return llava_fail("torch checkpoint: %s: central directory entry %llu is damaged", path, (unsigned long long)k);
+            return llava_fail("torch checkpoint: %s: central directory entry %llu is damaged", path,
+                              (unsigned long long)k);
         }
         const uint8_t *x = p + 46 + nlen, *xe = x + xlen;
         while (xe - x >= 4) {  // the ZIP64 extra field: 8-byte values for the fields that overflowed
@@ -81,9 +85,10 @@ static int zip_read(const char *path, const uint8_t *b, size_t len, zentry **out
         es[k].name = (const char *)(p + 46);
         es[k].name_len = nlen;
         if (method != 0 || csize != usize) {
-            int r = llava_fail("torch checkpoint: %s: entry \"%.*s\" is compressed (method %u); torch.save stores "
-                               "entries uncompressed",
-                               path, (int)nlen, (const char *)(p + 46), method);
+            int r = llava_fail(
+                "torch checkpoint: %s: entry \"%.*s\" is compressed (method %u); torch.save stores "
+                "entries uncompressed",
+                path, (int)nlen, (const char *)(p + 46), method);
             free(es);
             return r;
         }
@@ -112,7 +117,8 @@ static int zip_read(const char *path, const uint8_t *b, size_t len, zentry **out
 static const zentry *zip_find(const zentry *es, int n, const char *prefix, size_t plen, const char *rest) {
     size_t rlen = strlen(rest);
     for (int i = 0; i < n; i++)
-        if (es[i].name_len == plen + rlen && memcmp(es[i].name, prefix, plen) == 0 && memcmp(es[i].name + plen, rest, rlen) == 0)
+        if (es[i].name_len == plen + rlen && memcmp(es[i].name, prefix, plen) == 0 &&
+            memcmp(es[i].name + plen, rest, rlen) == 0)
             return &es[i];
     return NULL;
 }
@@ -125,15 +131,15 @@ enum { V_MARK, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_TUPLE, V_LIST, V_DICT, V
 typedef struct val val;
 struct val {
     int kind;
-    int64_t i;          // INT, BOOL
-    double f;           // FLOAT
-    char *s;            // STR, GLOBAL ("module.name"), STORAGE (its key)
-    val **items;        // TUPLE, LIST; DICT: key, value, key, value, ...
+    int64_t i;    // INT, BOOL
+    double f;     // FLOAT
+    char *s;      // STR, GLOBAL ("module.name"), STORAGE (its key)
+    val **items;  // TUPLE, LIST; DICT: key, value, key, value, ...
     int n, cap;
-    dtype_t dtype;      // STORAGE
-    uint64_t numel;     // STORAGE: elements
-    val *storage;       // TENSOR
-    int64_t offset;     // TENSOR: elements into the storage
+    dtype_t dtype;   // STORAGE
+    uint64_t numel;  // STORAGE: elements
+    val *storage;    // TENSOR
+    int64_t offset;  // TENSOR: elements into the storage
     int ndim;
     int64_t shape[ST_MAX_DIMS], stride[ST_MAX_DIMS];
 };
@@ -197,8 +203,8 @@ static void vm_free(vm *m) {
 }
 
 static const char *kind_name(int k) {
-    static const char *names[] = {"mark", "None", "bool", "int", "float", "str", "tuple", "list", "dict", "class",
-                                  "storage", "tensor"};
+    static const char *names[] = {"mark",  "None", "bool", "int",   "float",   "str",
+                                  "tuple", "list", "dict", "class", "storage", "tensor"};
     return k >= 0 && k <= V_TENSOR ? names[k] : "?";
 }
 
@@ -258,7 +264,8 @@ static val *reduce(vm *m, const val *fn, const val *args) {
         val *t = mk(m, V_TENSOR);
         int ns = 0, nst = 0;
         if (args->n < 4 || args->items[0]->kind != V_STORAGE || int_arg(args->items[1], &t->offset) != 0 ||
-            int_tuple(args->items[2], t->shape, &ns) != 0 || int_tuple(args->items[3], t->stride, &nst) != 0 || ns != nst) {
+            int_tuple(args->items[2], t->shape, &ns) != 0 || int_tuple(args->items[3], t->stride, &nst) != 0 ||
+            ns != nst) {
             llava_fail("torch checkpoint: %s: a tensor with arguments this reader does not understand", m->path);
             return NULL;
         }
@@ -266,16 +273,18 @@ static val *reduce(vm *m, const val *fn, const val *args) {
         t->ndim = ns;
         return t;
     }
-    if (strcmp(fn->s, "torch._utils._rebuild_parameter") == 0 || strcmp(fn->s, "torch._utils._rebuild_parameter_with_state") == 0) {
+    if (strcmp(fn->s, "torch._utils._rebuild_parameter") == 0 ||
+        strcmp(fn->s, "torch._utils._rebuild_parameter_with_state") == 0) {
         if (args->n < 1 || args->items[0]->kind != V_TENSOR) {
             llava_fail("torch checkpoint: %s: a parameter that holds no tensor", m->path);
             return NULL;
         }
         return args->items[0];
     }
-    llava_fail("torch checkpoint: %s: the pickle calls %s, which a checkpoint of tensors does not need: refused "
-               "(nothing was run)",
-               m->path, fn->s);
+    llava_fail(
+        "torch checkpoint: %s: the pickle calls %s, which a checkpoint of tensors does not need: refused "
+        "(nothing was run)",
+        m->path, fn->s);
     return NULL;
 }
 
@@ -289,7 +298,8 @@ static val *reduce(vm *m, const val *fn, const val *args) {
 #define POP(v)                                                                                                         \
     do {                                                                                                               \
         if (m->sp == 0 || m->stack[m->sp - 1] == &MARK_VAL) {                                                          \
-            llava_fail("torch checkpoint: %s: data.pkl pops an empty stack (opcode 0x%02x at byte %zu)", m->path, op, at); \
+            llava_fail("torch checkpoint: %s: data.pkl pops an empty stack (opcode 0x%02x at byte %zu)", m->path, op,  \
+                       at);                                                                                            \
             return NULL;                                                                                               \
         }                                                                                                              \
         (v) = m->stack[--m->sp];                                                                                       \
@@ -308,7 +318,8 @@ static val *mk_str(vm *m, int kind, const uint8_t *s, size_t n) {
 }
 
 static int memo_put(vm *m, uint64_t k, val *v) {
-    if (k >= VM_MAX_MEMO) return llava_fail("torch checkpoint: %s: pickle memo index %llu too large", m->path, (unsigned long long)k);
+    if (k >= VM_MAX_MEMO)
+        return llava_fail("torch checkpoint: %s: pickle memo index %llu too large", m->path, (unsigned long long)k);
     if (k >= m->n_memo) {
         size_t nn = m->n_memo ? m->n_memo : 64;
         while (nn <= k) nn *= 2;
@@ -399,12 +410,12 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
             PUSH(a);
             break;
         }
-        case 'X':  // BINUNICODE
-        case 'T':  // BINSTRING
-        case 'B':  // BINBYTES
-        case 0x8c:  // SHORT_BINUNICODE
-        case 'U':  // SHORT_BINSTRING
-        case 'C':  // SHORT_BINBYTES
+        case 'X':     // BINUNICODE
+        case 'T':     // BINSTRING
+        case 'B':     // BINBYTES
+        case 0x8c:    // SHORT_BINUNICODE
+        case 'U':     // SHORT_BINSTRING
+        case 'C':     // SHORT_BINBYTES
         case 0x8d: {  // BINUNICODE8
             size_t w = op == 0x8c || op == 'U' || op == 'C' ? 1 : op == 0x8d ? 8 : 4;
             NEED(w);
@@ -461,7 +472,8 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
             uint64_t k = op == 'h' ? p[0] : rd32(p);
             p += op == 'h' ? 1 : 4;
             if (k >= m->n_memo || !m->memo[k]) {
-                llava_fail("torch checkpoint: %s: pickle reads memo %llu, never stored", m->path, (unsigned long long)k);
+                llava_fail("torch checkpoint: %s: pickle reads memo %llu, never stored", m->path,
+                           (unsigned long long)k);
                 return NULL;
             }
             PUSH(m->memo[k]);
@@ -495,9 +507,9 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
             break;
         case 'Q': {  // BINPERSID: ('storage', storage class, key, location, numel)
             POP(a);
-            if (a->kind != V_TUPLE || a->n < 5 || a->items[0]->kind != V_STR || strcmp(a->items[0]->s, "storage") != 0 ||
-                a->items[1]->kind != V_GLOBAL || a->items[2]->kind != V_STR || a->items[4]->kind != V_INT ||
-                a->items[4]->i < 0) {
+            if (a->kind != V_TUPLE || a->n < 5 || a->items[0]->kind != V_STR ||
+                strcmp(a->items[0]->s, "storage") != 0 || a->items[1]->kind != V_GLOBAL || a->items[2]->kind != V_STR ||
+                a->items[4]->kind != V_INT || a->items[4]->i < 0) {
                 llava_fail("torch checkpoint: %s: a persistent id that is not a storage", m->path);
                 return NULL;
             }
@@ -516,7 +528,8 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
             POP(b);
             POP(a);
             if (m->sp == 0 || m->stack[m->sp - 1]->kind != V_DICT) {
-                llava_fail("torch checkpoint: %s: SETITEM on a %s", m->path, m->sp ? kind_name(m->stack[m->sp - 1]->kind) : "nothing");
+                llava_fail("torch checkpoint: %s: SETITEM on a %s", m->path,
+                           m->sp ? kind_name(m->stack[m->sp - 1]->kind) : "nothing");
                 return NULL;
             }
             push_item(m->stack[m->sp - 1], a);
@@ -527,7 +540,8 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
             val *items = pop_mark(m, V_LIST);
             if (!items || m->sp == 0 || m->stack[m->sp - 1]->kind != (op == 'u' ? V_DICT : V_LIST) ||
                 (op == 'u' && items->n % 2)) {
-                llava_fail("torch checkpoint: %s: %s on the wrong kind of object", m->path, op == 'u' ? "SETITEMS" : "APPENDS");
+                llava_fail("torch checkpoint: %s: %s on the wrong kind of object", m->path,
+                           op == 'u' ? "SETITEMS" : "APPENDS");
                 return NULL;
             }
             for (int i = 0; i < items->n; i++) push_item(m->stack[m->sp - 1], items->items[i]);
@@ -544,7 +558,8 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
         case 'b':  // BUILD: a state_dict's _metadata on its OrderedDict; nothing a tensor needs
             POP(a);
             if (m->sp == 0 || m->stack[m->sp - 1]->kind != V_DICT) {
-                llava_fail("torch checkpoint: %s: BUILD on a %s", m->path, m->sp ? kind_name(m->stack[m->sp - 1]->kind) : "nothing");
+                llava_fail("torch checkpoint: %s: BUILD on a %s", m->path,
+                           m->sp ? kind_name(m->stack[m->sp - 1]->kind) : "nothing");
                 return NULL;
             }
             break;
@@ -555,7 +570,8 @@ static val *run(vm *m, const uint8_t *p, size_t len) {
             POP(a);
             return a;
         default:
-            llava_fail("torch checkpoint: %s: pickle opcode 0x%02x at byte %zu is not one torch.save writes", m->path, op, at);
+            llava_fail("torch checkpoint: %s: pickle opcode 0x%02x at byte %zu is not one torch.save writes", m->path,
+                       op, at);
             return NULL;
         }
     }
@@ -573,9 +589,10 @@ int tb_parse_buffer(const char *path, const uint8_t *buf, size_t len, st_file *o
     memset(out, 0, sizeof *out);
     if (!tb_is_zip(buf, len)) {
         if (len >= 2 && buf[0] == 0x80)
-            return llava_fail("torch checkpoint: %s: the legacy format of PyTorch before 1.6; re-save it with a newer "
-                              "torch or convert it to safetensors",
-                              path);
+            return llava_fail(
+                "torch checkpoint: %s: the legacy format of PyTorch before 1.6; re-save it with a newer "
+                "torch or convert it to safetensors",
+                path);
         return llava_fail("torch checkpoint: %s: not a zip file", path);
     }
     zentry *es;
@@ -629,18 +646,21 @@ int tb_parse_buffer(const char *path, const uint8_t *buf, size_t len, st_file *o
         snprintf(rest, sizeof rest, "data/%s", sg->s);
         const zentry *de = zip_find(es, ne, pkl->name, plen, rest);
         if (!de) {
-            rc = llava_fail("torch checkpoint: %s: tensor \"%s\": storage %s is not in the archive", path, key->s, sg->s);
+            rc = llava_fail("torch checkpoint: %s: tensor \"%s\": storage %s is not in the archive", path, key->s,
+                            sg->s);
             break;
         }
         uint64_t sbytes;
         if (mul_overflow_u64(sg->numel, es_bytes, &sbytes) || sbytes != de->size) {
-            rc = llava_fail("torch checkpoint: %s: tensor \"%s\": storage %s holds %llu bytes, not %llu elements of %zu",
-                            path, key->s, sg->s, (unsigned long long)de->size, (unsigned long long)sg->numel, es_bytes);
+            rc =
+                llava_fail("torch checkpoint: %s: tensor \"%s\": storage %s holds %llu bytes, not %llu elements of %zu",
+                           path, key->s, sg->s, (unsigned long long)de->size, (unsigned long long)sg->numel, es_bytes);
             break;
         }
         uint64_t numel = 1;
         int bad = t->offset < 0;
-        for (int d = 0; d < t->ndim && !bad; d++) bad = t->shape[d] < 0 || mul_overflow_u64(numel, (uint64_t)t->shape[d], &numel);
+        for (int d = 0; d < t->ndim && !bad; d++)
+            bad = t->shape[d] < 0 || mul_overflow_u64(numel, (uint64_t)t->shape[d], &numel);
         if (bad) {
             rc = llava_fail("torch checkpoint: %s: tensor \"%s\": bad shape or offset", path, key->s);
             break;
@@ -652,9 +672,10 @@ int tb_parse_buffer(const char *path, const uint8_t *buf, size_t len, st_file *o
             want *= t->shape[d] ? t->shape[d] : 1;
         }
         if (bad && numel > 0) {
-            rc = llava_fail("torch checkpoint: %s: tensor \"%s\" is not contiguous (a transposed or strided view); save "
-                            "it with .contiguous()",
-                            path, key->s);
+            rc = llava_fail(
+                "torch checkpoint: %s: tensor \"%s\" is not contiguous (a transposed or strided view); save "
+                "it with .contiguous()",
+                path, key->s);
             break;
         }
         if ((uint64_t)t->offset > sg->numel || numel > sg->numel - (uint64_t)t->offset) {
@@ -676,7 +697,8 @@ int tb_parse_buffer(const char *path, const uint8_t *buf, size_t len, st_file *o
     if (rc == 0 && made > 1) {
         qsort(ts, (size_t)made, sizeof(st_tensor), cmp_tensor);
         for (int i = 1; i < made && rc == 0; i++)
-            if (strcmp(ts[i - 1].name, ts[i].name) == 0) rc = llava_fail("torch checkpoint: %s: tensor \"%s\" twice", path, ts[i].name);
+            if (strcmp(ts[i - 1].name, ts[i].name) == 0)
+                rc = llava_fail("torch checkpoint: %s: tensor \"%s\" twice", path, ts[i].name);
     }
     if (rc != 0) {
         for (int i = 0; i < made; i++) free(ts[i].name);

@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/util.h"
-#include "app/demo.h"
-#include "model/io/safetensors.h"
 #include "../check.h"
+#include "app/demo.h"
+#include "common/util.h"
+#include "model/io/safetensors.h"
 
 static char *world;
 static const char *bin, *mpiexec;
@@ -40,8 +40,7 @@ static int train(int np, const char *preset, const char *out, const char *const 
     k += (size_t)snprintf(cmd + k, sizeof cmd - k, "timeout -k 5 240 ");
     if (np > 0)
         k += (size_t)snprintf(cmd + k, sizeof cmd - k,
-                              "%s --oversubscribe --bind-to none -np %d -x OPENBLAS_NUM_THREADS ",
-                              mpiexec, np);
+                              "%s --oversubscribe --bind-to none -np %d -x OPENBLAS_NUM_THREADS ", mpiexec, np);
     k += (size_t)snprintf(cmd + k, sizeof cmd - k, "%s train %s/%s --quiet --set checkpoint.output_dir=%s", bin, world,
                           preset, out);
     for (int i = 0; i < n; i++) k += (size_t)snprintf(cmd + k, sizeof cmd - k, " --set %s", sets[i]);
@@ -165,8 +164,13 @@ static void test_equivalence(int stage, double *worst_out) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", stage == 1 ? h5_stage1 : h5_stage2);
     char *ref = xasprintf("%s/s%d_ref", world, stage);
-    const char *base[] = {data, "train.max_steps=10", "train.per_device_train_batch_size=2", "train.global_batch_size=8",
-                          "checkpoint.save_steps=10", "data.dataloader_num_workers=0", "model.pretrain_mm_mlp_adapter=null",
+    const char *base[] = {data,
+                          "train.max_steps=10",
+                          "train.per_device_train_batch_size=2",
+                          "train.global_batch_size=8",
+                          "checkpoint.save_steps=10",
+                          "data.dataloader_num_workers=0",
+                          "model.pretrain_mm_mlp_adapter=null",
                           "train.zero_stage=0"};
     double t;
     CHECK(train(0, preset, ref, base, 8, NULL, &t) == 0, "stage %d reference run failed:\n%s", stage, log_of(ref));
@@ -199,11 +203,14 @@ static void test_equivalence(int stage, double *worst_out) {
             double max_abs;
             int nt;
             double rel = weights_diff(ref, out, 10, &max_abs, &nt);
-            CHECK(rel >= 0 && rel <= EQUIV_BOUND, "stage %d ZeRO-%d %d ranks vs 1: max relative difference %.3g (bound %.1g)",
-                  stage, zero, np, rel, EQUIV_BOUND);
-            CHECK(count_lines(out, "metrics.jsonl") == 10, "metrics.jsonl of %s has %d lines", out, count_lines(out, "metrics.jsonl"));
+            CHECK(rel >= 0 && rel <= EQUIV_BOUND,
+                  "stage %d ZeRO-%d %d ranks vs 1: max relative difference %.3g (bound %.1g)", stage, zero, np, rel,
+                  EQUIV_BOUND);
+            CHECK(count_lines(out, "metrics.jsonl") == 10, "metrics.jsonl of %s has %d lines", out,
+                  count_lines(out, "metrics.jsonl"));
             double md = metrics_diff(ref, out, EQUIV_BOUND);
-            CHECK(md >= 0, "stage %d ZeRO-%d %d ranks: metrics differ from 1 rank's (%.3g; tokens and samples must be equal)",
+            CHECK(md >= 0,
+                  "stage %d ZeRO-%d %d ranks: metrics differ from 1 rank's (%.3g; tokens and samples must be equal)",
                   stage, zero, np, md);
             // The reduction started inside the backward (optim_arm): stage 1's micro-batches all
             // have images, so every bucket went out from there; stage 2's text-only ones leave the
@@ -218,17 +225,21 @@ static void test_equivalence(int stage, double *worst_out) {
             if (r) sscanf(r, "train: rank 0 issued %ld bucket reductions, %ld of them", &total, &in_bwd);
             int accum = 8 / (2 * np);
             long want = 10L * (zero == 2 ? accum : 1) * nb;
-            CHECK(nb > 0 && total == want, "stage %d ZeRO-%d %d ranks: %ld bucket reductions, want %ld (%d buckets)", stage, zero,
-                  np, total, want, nb);
+            CHECK(nb > 0 && total == want, "stage %d ZeRO-%d %d ranks: %ld bucket reductions, want %ld (%d buckets)",
+                  stage, zero, np, total, want, nb);
             CHECK(stage == 1 ? in_bwd == total : (in_bwd > 0 && in_bwd <= total),
-                  "stage %d ZeRO-%d %d ranks: %ld of %ld reductions issued during the backward", stage, zero, np, in_bwd, total);
+                  "stage %d ZeRO-%d %d ranks: %ld of %ld reductions issued during the backward", stage, zero, np,
+                  in_bwd, total);
             // Stage 2 on ZeRO-2 keeps no full-size LM gradient buffer (optim_use_grad_slots).
             int slotted = strstr(lg, "LM gradients: 3 slots of ") != NULL;
-            CHECK(slotted == (stage == 2 && zero == 2), "stage %d ZeRO-%d %d ranks: LM gradient slots %s", stage, zero, np,
-                  slotted ? "in use" : "not in use");
+            CHECK(slotted == (stage == 2 && zero == 2), "stage %d ZeRO-%d %d ranks: LM gradient slots %s", stage, zero,
+                  np, slotted ? "in use" : "not in use");
             free(lg);
-            printf("stage %d ZeRO-%d %d ranks: %d tensors, max |diff| %.3g, max relative %.3g, %ld of %ld bucket reductions "
-                   "issued in the backward (%.1f s)\n", stage, zero, np, nt, max_abs, rel, in_bwd, total, t);
+            printf(
+                "stage %d ZeRO-%d %d ranks: %d tensors, max |diff| %.3g, max relative %.3g, %ld of %ld bucket "
+                "reductions "
+                "issued in the backward (%.1f s)\n",
+                stage, zero, np, nt, max_abs, rel, in_bwd, total, t);
             if (rel > worst) worst = rel;
             free(out);
         }
@@ -241,9 +252,16 @@ static void test_equivalence(int stage, double *worst_out) {
 static void test_global_tokens_and_freeze(void) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
-    const char *sets[] = {data, "train.max_steps=10", "train.per_device_train_batch_size=2", "train.global_batch_size=8",
-                          "checkpoint.save_steps=10", "data.dataloader_num_workers=0", "model.pretrain_mm_mlp_adapter=null",
-                          "train.loss_normalization=global_tokens", "train.freeze=lm.model.layers.0.", "train.zero_stage=2"};
+    const char *sets[] = {data,
+                          "train.max_steps=10",
+                          "train.per_device_train_batch_size=2",
+                          "train.global_batch_size=8",
+                          "checkpoint.save_steps=10",
+                          "data.dataloader_num_workers=0",
+                          "model.pretrain_mm_mlp_adapter=null",
+                          "train.loss_normalization=global_tokens",
+                          "train.freeze=lm.model.layers.0.",
+                          "train.zero_stage=2"};
     char *ref = xasprintf("%s/gt_ref", world), *out = xasprintf("%s/gt_np4", world);
     CHECK(train(0, "stage2.json", ref, sets, 10, NULL, NULL) == 0, "%s", log_of(ref));
     CHECK(train(4, "stage2.json", out, sets, 10, NULL, NULL) == 0, "%s", log_of(out));
@@ -251,7 +269,8 @@ static void test_global_tokens_and_freeze(void) {
     int nt;
     double rel = weights_diff_prefix(ref, out, 10, &max_abs, &nt, "lm.model.layers.0.", &frozen);
     double md = metrics_diff(ref, out, EQUIV_BOUND);
-    CHECK(rel >= 0 && rel <= EQUIV_BOUND && md >= 0, "global_tokens, 4 ranks vs 1: weights %.3g, metrics %.3g", rel, md);
+    CHECK(rel >= 0 && rel <= EQUIV_BOUND && md >= 0, "global_tokens, 4 ranks vs 1: weights %.3g, metrics %.3g", rel,
+          md);
     CHECK(frozen == 0, "frozen layer 0 differs by %.3g between 1 and 4 ranks", frozen);
     // ... and is still the initial weight (the LM's file), bit for bit.
     char *init = path_join(world, "lm/model.safetensors"), *ck = path_join(out, "checkpoint-10/weights.safetensors");
@@ -259,14 +278,17 @@ static void test_global_tokens_and_freeze(void) {
     int same = -1;
     if (st_open(&a, init) == 0) {
         if (st_open(&b, ck) == 0) {
-            const st_tensor *x = st_find(&a, "model.layers.0.mlp.up_proj.weight"), *y = st_find(&b, "lm.model.layers.0.mlp.up_proj.weight");
+            const st_tensor *x = st_find(&a, "model.layers.0.mlp.up_proj.weight"),
+                            *y = st_find(&b, "lm.model.layers.0.mlp.up_proj.weight");
             same = x && y && x->numel == y->numel && x->dtype == DT_F32 && memcmp(x->data, y->data, 4 * x->numel) == 0;
             st_close(&b);
         }
         st_close(&a);
     }
     CHECK(same == 1, "frozen lm.model.layers.0.mlp.up_proj.weight changed on 4 ranks (%d)", same);
-    printf("global_tokens + frozen layer 0, ZeRO-2 4 ranks: max relative %.3g, metrics %.3g, frozen tensors identical\n", rel, md);
+    printf(
+        "global_tokens + frozen layer 0, ZeRO-2 4 ranks: max relative %.3g, metrics %.3g, frozen tensors identical\n",
+        rel, md);
     free(init);
     free(ck);
     free(ref);
@@ -278,8 +300,13 @@ static void test_global_tokens_and_freeze(void) {
 static void test_resume_across_world(void) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
-    const char *sets[] = {data, "train.max_steps=10", "train.per_device_train_batch_size=2", "train.global_batch_size=8",
-                          "checkpoint.save_steps=5", "data.dataloader_num_workers=0", "model.pretrain_mm_mlp_adapter=null",
+    const char *sets[] = {data,
+                          "train.max_steps=10",
+                          "train.per_device_train_batch_size=2",
+                          "train.global_batch_size=8",
+                          "checkpoint.save_steps=5",
+                          "data.dataloader_num_workers=0",
+                          "model.pretrain_mm_mlp_adapter=null",
                           "train.zero_stage=2"};
     char *ref = xasprintf("%s/s2_ref", world);
     const int from[2] = {2, 0}, to[2] = {0, 2};
@@ -288,17 +315,19 @@ static void test_resume_across_world(void) {
         int rc1 = train(from[c], "stage2.json", out, sets, 8, "--stop-after 5", NULL);
         int rc2 = train(to[c], "stage2.json", out, sets, 8, "--resume", NULL);
         char *lg = log_of(out);
-        CHECK(rc1 == 0 && rc2 == 0, "resume %d -> %d ranks: exits %d, %d\n%s", from[c] ? from[c] : 1, to[c] ? to[c] : 1, rc1,
-              rc2, lg);
+        CHECK(rc1 == 0 && rc2 == 0, "resume %d -> %d ranks: exits %d, %d\n%s", from[c] ? from[c] : 1, to[c] ? to[c] : 1,
+              rc1, rc2, lg);
         CHECK(strstr(lg, "resuming from") != NULL, "the second run did not resume:\n%s", lg);
         double max_abs;
         int nt;
         double rel = weights_diff(ref, out, 10, &max_abs, &nt);
-        CHECK(rel >= 0 && rel <= EQUIV_BOUND, "resume %d -> %d ranks vs 1 rank throughout: max relative difference %.3g",
-              from[c] ? from[c] : 1, to[c] ? to[c] : 1, rel);
-        CHECK(count_lines(out, "metrics.jsonl") == 10, "resumed metrics.jsonl has %d lines", count_lines(out, "metrics.jsonl"));
-        printf("resume %d -> %d ranks: max |diff| %.3g, max relative %.3g vs 1 rank throughout\n", from[c] ? from[c] : 1,
-               to[c] ? to[c] : 1, max_abs, rel);
+        CHECK(rel >= 0 && rel <= EQUIV_BOUND,
+              "resume %d -> %d ranks vs 1 rank throughout: max relative difference %.3g", from[c] ? from[c] : 1,
+              to[c] ? to[c] : 1, rel);
+        CHECK(count_lines(out, "metrics.jsonl") == 10, "resumed metrics.jsonl has %d lines",
+              count_lines(out, "metrics.jsonl"));
+        printf("resume %d -> %d ranks: max |diff| %.3g, max relative %.3g vs 1 rank throughout\n",
+               from[c] ? from[c] : 1, to[c] ? to[c] : 1, max_abs, rel);
         free(lg);
         free(out);
     }
@@ -310,9 +339,14 @@ static void test_resume_across_world(void) {
 static void test_rank_failure(void) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
-    const char *sets[] = {data, "train.max_steps=10", "train.per_device_train_batch_size=2", "train.global_batch_size=8",
-                          "data.dataloader_num_workers=0", "model.pretrain_mm_mlp_adapter=null",
-                          "train.collective_timeout_s=5", "train.zero_stage=2"};
+    const char *sets[] = {data,
+                          "train.max_steps=10",
+                          "train.per_device_train_batch_size=2",
+                          "train.global_batch_size=8",
+                          "data.dataloader_num_workers=0",
+                          "model.pretrain_mm_mlp_adapter=null",
+                          "train.collective_timeout_s=5",
+                          "train.zero_stage=2"};
     const char *modes[2] = {"kill", "hang"};
     for (int i = 0; i < 2; i++) {
         char fault[64];
@@ -323,13 +357,14 @@ static void test_rank_failure(void) {
         int rc = train(2, "stage2.json", out, sets, 8, NULL, &t);
         unsetenv("LLAVA_DEBUG_FAULT");
         char *lg = log_of(out);
-        CHECK(rc != 0 && rc != 124, "rank 1 %s at step 3: mpirun exited %d (124: stopped by the test's timeout)\n%s", modes[i],
-              rc, lg);
+        CHECK(rc != 0 && rc != 124, "rank 1 %s at step 3: mpirun exited %d (124: stopped by the test's timeout)\n%s",
+              modes[i], rc, lg);
         CHECK(t < 60, "rank 1 %s: the job took %.1f s to stop", modes[i], t);
         CHECK(strstr(lg, "LLAVA_DEBUG_FAULT") != NULL, "the fault was not injected:\n%s", lg);
         if (i == 1)
             CHECK(strstr(lg, "did not finish within 5 s") != NULL, "no timeout message naming the collective:\n%s", lg);
-        CHECK(count_lines(out, "metrics.jsonl") == 2, "%d steps logged before the fault at step 3", count_lines(out, "metrics.jsonl"));
+        CHECK(count_lines(out, "metrics.jsonl") == 2, "%d steps logged before the fault at step 3",
+              count_lines(out, "metrics.jsonl"));
         printf("rank 1 %s at step 3: every rank stopped after %.1f s, exit %d\n", modes[i], t, rc);
         free(lg);
         free(out);
@@ -358,7 +393,8 @@ int main(void) {
     world = check_tmpdir();
     CHECK(demo_make_world(world, 64, 0, 1, NULL) == 0, "%s", llava_errmsg());
     // Prepare the two datasets once (llava prep through a one-rank run), then every run reads them.
-    const char *prep[] = {"train.max_steps=1", "train.per_device_train_batch_size=2", "model.pretrain_mm_mlp_adapter=null"};
+    const char *prep[] = {"train.max_steps=1", "train.per_device_train_batch_size=2",
+                          "model.pretrain_mm_mlp_adapter=null"};
     char *p1 = xasprintf("%s/prep1", world), *p2 = xasprintf("%s/prep2", world);
     CHECK(train(0, "stage1.json", p1, prep, 3, NULL, NULL) == 0, "%s", log_of(p1));
     CHECK(train(0, "stage2.json", p2, prep, 3, NULL, NULL) == 0, "%s", log_of(p2));
@@ -370,8 +406,8 @@ int main(void) {
     test_global_tokens_and_freeze();
     test_resume_across_world();
     test_rank_failure();
-    printf("largest relative parameter difference vs 1 rank after 10 steps: stage 1 %.3g, stage 2 %.3g (bound %.1g)\n", w1,
-           w2, EQUIV_BOUND);
+    printf("largest relative parameter difference vs 1 rank after 10 steps: stage 1 %.3g, stage 2 %.3g (bound %.1g)\n",
+           w1, w2, EQUIV_BOUND);
     printf("test_dist_mpi: %.1f s\n", now_s() - t0);
     if (getenv("LLAVA_KEEP_TMP")) printf("kept %s\n", world);  // for a look at the runs' logs
     else check_rm_rf(world);

@@ -28,10 +28,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "../check.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "kernels/ops.h"
-#include "../check.h"
 
 #define TOL_REL 1e-2
 #define TOL_LSE 1e-3
@@ -96,9 +96,7 @@ static void results_alloc(results *r, const gpu_ctx *g) {
     r->dv = xmalloc(g->nk * sizeof(float));
 }
 
-static void results_free(results *r) {
-    free(r->out), free(r->lse), free(r->dq), free(r->dk), free(r->dv);
-}
+static void results_free(results *r) { free(r->out), free(r->lse), free(r->dq), free(r->dk), free(r->dv); }
 
 static void gpu_upload_inputs(gpu_ctx *g, const float *q, const float *k, const float *v, const float *dout) {
     g->ops->upload(g->be, BUF_ACT, g->q, q, g->nq);
@@ -110,8 +108,8 @@ static void gpu_upload_inputs(gpu_ctx *g, const float *q, const float *k, const 
 static void gpu_forward(gpu_ctx *g) {
     g->ops->upload(g->be, BUF_ACT, g->out, g->nan_buf, g->nq);
     g->ops->upload(g->be, BUF_F32, g->lse, g->nan_buf, g->nl);
-    g->ops->attention_forward(g->be, g->out, g->lse, g->q, g->k, g->v, g->cu, g->n_seq, g->T, g->Hq, g->Hkv, g->D, g->scale,
-                              g->causal);
+    g->ops->attention_forward(g->be, g->out, g->lse, g->q, g->k, g->v, g->cu, g->n_seq, g->T, g->Hq, g->Hkv, g->D,
+                              g->scale, g->causal);
 }
 
 // Backward from the given out and lse (device buffers).
@@ -119,8 +117,8 @@ static void gpu_backward(gpu_ctx *g, const void *out, const float *lse) {
     g->ops->upload(g->be, BUF_ACT, g->dq, g->nan_buf, g->nq);
     g->ops->upload(g->be, BUF_ACT, g->dk, g->nan_buf, g->nk);
     g->ops->upload(g->be, BUF_ACT, g->dv, g->nan_buf, g->nk);
-    g->ops->attention_backward(g->be, g->dq, g->dk, g->dv, g->dout, g->q, g->k, g->v, out, lse, g->cu, g->n_seq, g->T, g->Hq,
-                               g->Hkv, g->D, g->scale, g->causal);
+    g->ops->attention_backward(g->be, g->dq, g->dk, g->dv, g->dout, g->q, g->k, g->v, out, lse, g->cu, g->n_seq, g->T,
+                               g->Hq, g->Hkv, g->D, g->scale, g->causal);
 }
 
 static void gpu_download(gpu_ctx *g, results *r) {
@@ -240,7 +238,8 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
 
     // Device buffers.
     g.q = gpu->alloc(gbe, BUF_ACT, g.nq), g.k = gpu->alloc(gbe, BUF_ACT, g.nk), g.v = gpu->alloc(gbe, BUF_ACT, g.nk);
-    g.dout = gpu->alloc(gbe, BUF_ACT, g.nq), g.out = gpu->alloc(gbe, BUF_ACT, g.nq), g.out_in = gpu->alloc(gbe, BUF_ACT, g.nq);
+    g.dout = gpu->alloc(gbe, BUF_ACT, g.nq), g.out = gpu->alloc(gbe, BUF_ACT, g.nq),
+    g.out_in = gpu->alloc(gbe, BUF_ACT, g.nq);
     g.dq = gpu->alloc(gbe, BUF_ACT, g.nq), g.dk = gpu->alloc(gbe, BUF_ACT, g.nk), g.dv = gpu->alloc(gbe, BUF_ACT, g.nk);
     g.lse = gpu->alloc(gbe, BUF_F32, g.nl), g.lse_in = gpu->alloc(gbe, BUF_F32, g.nl);
     g.cu = gpu->alloc(gbe, BUF_I32, (size_t)c->n_seq + 1);
@@ -290,21 +289,22 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
         gpu->sync(gbe);
         double tf = seconds();
         for (int i = 0; i < reps; i++)
-            gpu->attention_forward(gbe, g.out, g.lse, g.q, g.k, g.v, g.cu, g.n_seq, T, g.Hq, g.Hkv, g.D, g.scale, g.causal);
+            gpu->attention_forward(gbe, g.out, g.lse, g.q, g.k, g.v, g.cu, g.n_seq, T, g.Hq, g.Hkv, g.D, g.scale,
+                                   g.causal);
         gpu->sync(gbe);
         tf = (seconds() - tf) / reps;
         double tb = seconds();
         for (int i = 0; i < reps; i++)
-            gpu->attention_backward(gbe, g.dq, g.dk, g.dv, g.dout, g.q, g.k, g.v, g.out_in, g.lse_in, g.cu, g.n_seq, T, g.Hq,
-                                    g.Hkv, g.D, g.scale, g.causal);
+            gpu->attention_backward(gbe, g.dq, g.dk, g.dv, g.dout, g.q, g.k, g.v, g.out_in, g.lse_in, g.cu, g.n_seq, T,
+                                    g.Hq, g.Hkv, g.D, g.scale, g.causal);
         gpu->sync(gbe);
         tb = (seconds() - tb) / reps;
         double pairs = 0.0;  // (query, key) pairs computed
         for (int s = 0; s < c->n_seq; s++)
             pairs += c->causal ? 0.5 * (double)c->lens[s] * (c->lens[s] + 1) : (double)c->lens[s] * c->lens[s];
         double fl = 4.0 * pairs * c->D * c->Hq;  // forward: two GEMMs; backward counted as 2.5x (FA convention)
-        printf("    time: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n",
-               tf * 1e3, fl / tf * 1e-12, tb * 1e3, 2.5 * fl / tb * 1e-12);
+        printf("    time: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n", tf * 1e3, fl / tf * 1e-12,
+               tb * 1e3, 2.5 * fl / tb * 1e-12);
     }
 
     if (c->isolate) {

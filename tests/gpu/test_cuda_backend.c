@@ -5,10 +5,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "../check.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "kernels/device.h"
-#include "../check.h"
 
 static float *linear_on(llava_backend *be, const float *x, const float *w, int N, int I, int O) {
     const llava_ops *ops = be->ops;
@@ -28,7 +28,8 @@ int main(void) {
     llava_backend *b = llava_backend_open("cuda", NULL);
     CHECK(b != NULL && b != a, "a second CUDA context: %s", llava_errmsg());
     if (!b) return check_done();
-    CHECK(llava_device_stream(a) != NULL && llava_device_stream(a) != llava_device_stream(b), "each context its own stream");
+    CHECK(llava_device_stream(a) != NULL && llava_device_stream(a) != llava_device_stream(b),
+          "each context its own stream");
     const int N = 64, I = 96, O = 80;
     float *x = xmalloc(sizeof(float) * N * I), *w = xmalloc(sizeof(float) * O * I);
     for (int i = 0; i < N * I; i++) x[i] = (float)((i * 37) % 23) / 23.0f - 0.5f;
@@ -58,10 +59,12 @@ int main(void) {
            (double)info.memory_free / (1 << 30), (double)info.memory_total / (1 << 30), info.peak_bf16_tflops,
            info.peak_bandwidth_gbs);
     char why[128];
-    llava_op_shape ok = {LLAVA_OP_ATTENTION, {2048, 32, 32, 128, 1, 0}}, big = {LLAVA_OP_ATTENTION, {16, 4, 4, 320, 1, 0}};
+    llava_op_shape ok = {LLAVA_OP_ATTENTION, {2048, 32, 32, 128, 1, 0}},
+                   big = {LLAVA_OP_ATTENTION, {16, 4, 4, 320, 1, 0}};
     llava_op_shape gqa = {LLAVA_OP_ATTENTION, {16, 6, 4, 64, 1, 0}}, adam = {LLAVA_OP_ADAMW, {100, 0}};
     CHECK(llava_backend_supports(a, &ok, why, sizeof why) == 1, "LLaVA-7B attention: %s", why);
-    CHECK(llava_backend_supports(a, &big, why, sizeof why) == 0 && strstr(why, "head dim"), "head dim 320: \"%s\"", why);
+    CHECK(llava_backend_supports(a, &big, why, sizeof why) == 0 && strstr(why, "head dim"), "head dim 320: \"%s\"",
+          why);
     CHECK(llava_backend_supports(a, &gqa, why, sizeof why) == 0, "6 query heads over 4 key/value heads");
     CHECK(llava_backend_supports(a, &adam, why, sizeof why) == 0 && strstr(why, "master"), "AdamW without masters");
     free(x), free(w), free(ya), free(yb), free(yc), free(ya2);

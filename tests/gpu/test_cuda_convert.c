@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "kernels/backend.h"
-#include "../check.h"
 
 int main(void) {
     llava_backend *be = test_cuda();

@@ -5,10 +5,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "../check.h"
 #include "common/util.h"
 #include "model/batch_hf.h"
 #include "model/llava.h"
-#include "../check.h"
 
 static double rel_l2(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
@@ -65,8 +65,8 @@ int main(void) {
             CHECK(el <= 2e-2, "%s set %d: logits ||diff||/||ref|| %.3g", cfgs[c], s, el);
             CHECK(fabs(gpu.loss - cpu.loss) <= 1e-2, "%s set %d: loss %.5f vs %.5f", cfgs[c], s, (double)gpu.loss,
                   (double)cpu.loss);
-            printf("%s %s: logits %.2e, loss %.5f vs %.5f", cfgs[c], s ? "projector+lm" : "projector", el, (double)gpu.loss,
-                   (double)cpu.loss);
+            printf("%s %s: logits %.2e, loss %.5f vs %.5f", cfgs[c], s ? "projector+lm" : "projector", el,
+                   (double)gpu.loss, (double)cpu.loss);
             // Group-level gradient agreement (every trainable group).
             model_config mc;
             char dir[256];

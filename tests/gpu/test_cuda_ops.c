@@ -29,11 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check.h"
 #include "common/dtype.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "kernels/opcheck.h"
-#include "../check.h"
 
 static llava_backend *cbe, *gbe;
 static const llava_ops *cpu, *gpu;
@@ -266,14 +266,43 @@ static void test_table(void) {
     CHECK_EQ_STR(gpu->name, "cuda");
     CHECK_EQ_INT(gpu->act_bytes, 2);
 #define HAS(f) CHECK(gpu->f != NULL, "the CUDA op table's " #f " is NULL")
-    HAS(alloc); HAS(free); HAS(zero); HAS(copy); HAS(upload); HAS(download); HAS(upload_i32); HAS(sync);
-    HAS(linear_forward); HAS(linear_backward_input); HAS(linear_backward_weight); HAS(linear_backward_bias);
-    HAS(patch_unfold); HAS(clip_embed); HAS(layernorm_forward); HAS(layernorm_backward);
-    HAS(rmsnorm_forward); HAS(rmsnorm_backward); HAS(quick_gelu_forward); HAS(quick_gelu_backward);
-    HAS(gelu_forward); HAS(gelu_backward); HAS(silu_mul_forward); HAS(silu_mul_backward);
-    HAS(rope_forward); HAS(rope_backward); HAS(attention_forward); HAS(attention_backward);
-    HAS(embedding_forward); HAS(embedding_backward); HAS(scatter_rows); HAS(gather_rows);
-    HAS(cross_entropy); HAS(adamw); HAS(grad_sq_sum); HAS(add); HAS(add_inplace);
+    HAS(alloc);
+    HAS(free);
+    HAS(zero);
+    HAS(copy);
+    HAS(upload);
+    HAS(download);
+    HAS(upload_i32);
+    HAS(sync);
+    HAS(linear_forward);
+    HAS(linear_backward_input);
+    HAS(linear_backward_weight);
+    HAS(linear_backward_bias);
+    HAS(patch_unfold);
+    HAS(clip_embed);
+    HAS(layernorm_forward);
+    HAS(layernorm_backward);
+    HAS(rmsnorm_forward);
+    HAS(rmsnorm_backward);
+    HAS(quick_gelu_forward);
+    HAS(quick_gelu_backward);
+    HAS(gelu_forward);
+    HAS(gelu_backward);
+    HAS(silu_mul_forward);
+    HAS(silu_mul_backward);
+    HAS(rope_forward);
+    HAS(rope_backward);
+    HAS(attention_forward);
+    HAS(attention_backward);
+    HAS(embedding_forward);
+    HAS(embedding_backward);
+    HAS(scatter_rows);
+    HAS(gather_rows);
+    HAS(cross_entropy);
+    HAS(adamw);
+    HAS(grad_sq_sum);
+    HAS(add);
+    HAS(add_inplace);
 #undef HAS
 }
 
@@ -299,7 +328,7 @@ static void test_memory(void) {
     for (size_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)(uni() * 4294967296.0);
         if ((u & 0x7f800000u) == 0x7f800000u) u &= 0xbfffffffu;  // no inf/NaN
-        if (i % 7 == 0) u = (u & 0xffff0000u) | 0x8000u;           // a tie
+        if (i % 7 == 0) u = (u & 0xffff0000u) | 0x8000u;         // a tie
         memcpy(&src[i], &u, 4);
     }
     float *want = bf16_of(src, n);

@@ -8,11 +8,11 @@
 #include <math.h>
 #include <string.h>
 
+#include "../check.h"
 #include "app/demo.h"
 #include "common/util.h"
 #include "train/config.h"
 #include "train/trainer.h"
-#include "../check.h"
 
 int main(void) {
     llava_backend *be = test_cuda();  // skips without a device
@@ -38,13 +38,15 @@ int main(void) {
         if (rc == 0) {
             double want = (double)st.plan_total_bytes - 2.0 * (1u << 30);
             double rel = fabs((double)st.backend_peak_bytes - want) / want;
-            CHECK(st.steps == 2 && want > 0 && rel <= 0.05, "%s: plan less reserve %.0f bytes, allocator peak %llu (%.2f%%)",
-                  ckpt[i], want, (unsigned long long)st.backend_peak_bytes, 100 * rel);
-            printf("%s: plan less reserve %.0f bytes, allocator peak %llu: %.3f%% apart; device memory in use %llu "
-                   "before the run, %llu after its first step (cudaMemGetInfo)\n",
-                   ckpt[i], want, (unsigned long long)st.backend_peak_bytes, 100 * rel,
-                   (unsigned long long)(before.memory_total - before.memory_free),
-                   (unsigned long long)st.device_used_bytes);
+            CHECK(st.steps == 2 && want > 0 && rel <= 0.05,
+                  "%s: plan less reserve %.0f bytes, allocator peak %llu (%.2f%%)", ckpt[i], want,
+                  (unsigned long long)st.backend_peak_bytes, 100 * rel);
+            printf(
+                "%s: plan less reserve %.0f bytes, allocator peak %llu: %.3f%% apart; device memory in use %llu "
+                "before the run, %llu after its first step (cudaMemGetInfo)\n",
+                ckpt[i], want, (unsigned long long)st.backend_peak_bytes, 100 * rel,
+                (unsigned long long)(before.memory_total - before.memory_free),
+                (unsigned long long)st.device_used_bytes);
         }
         cfg_free(&c);
         free(o);

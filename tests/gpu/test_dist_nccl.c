@@ -13,14 +13,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/util.h"
-#include "kernels/ops.h"
-#include "train/dist/dist.h"
-#include "model/batch_hf.h"
-#include "model/llava.h"
-#include "train/optim.h"
 #include "../check.h"
 #include "../free_port.h"
+#include "common/util.h"
+#include "kernels/ops.h"
+#include "model/batch_hf.h"
+#include "model/llava.h"
+#include "train/dist/dist.h"
+#include "train/optim.h"
 
 #ifdef LLAVA_HAVE_NCCL
 static void test_collectives(dist *d, llava_backend *be) {
@@ -76,8 +76,13 @@ static float *three_steps(llava_backend *be, dist *d, int zero, size_t *n_out, l
         int on = optim_use_grad_slots(&os, &m);
         CHECK(on == 1 && m.grads[GROUP_LM] == NULL, "ZeRO-2 gradient slots not in use");
     }
-    optim_config oc = {.lr = 1e-3, .projector_lr = NAN, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                       .schedule = SCHED_CONSTANT, .total_steps = 3};
+    optim_config oc = {.lr = 1e-3,
+                       .projector_lr = NAN,
+                       .beta1 = 0.9,
+                       .beta2 = 0.999,
+                       .eps = 1e-8,
+                       .schedule = SCHED_CONSTANT,
+                       .total_steps = 3};
     for (int s = 1; s <= 3; s++) {
         llava_model_zero_grads(&m);
         for (int mi = 0; mi < 2; mi++) {
@@ -122,7 +127,8 @@ int main(void) {
     setenv("MASTER_PORT", port, 1);
     dist_options o = {.cuda = 1, .timeout_s = 60};
     dist *d = dist_init(&o);
-    CHECK(d && dist_kind(d) == DIST_NCCL && dist_world(d) == 1, "NCCL group of one: %s", d ? "wrong kind" : llava_errmsg());
+    CHECK(d && dist_kind(d) == DIST_NCCL && dist_world(d) == 1, "NCCL group of one: %s",
+          d ? "wrong kind" : llava_errmsg());
     if (!d) return check_done();
     llava_backend *be = test_cuda();  // opened on the device the NCCL group chose
     dist_bind_backend(d, be);
@@ -141,15 +147,17 @@ int main(void) {
         // Every bucket's reduction went out from inside the backward (the batch has images, so the
         // projector's too): ZeRO-2 after each micro-batch, ZeRO-0/1 after the last one.
         long want = 3L * (zero == 2 ? 2 : 1) * nb;
-        CHECK(issued[1] == want && issued[0] == want, "ZeRO-%d: %ld of %ld reductions issued in the backward, %ld in all",
-              zero, issued[0], want, issued[1]);
-        printf("1-GPU NCCL run, ZeRO-%d: %ld bucket reductions, %ld of them issued during the backward\n", zero, issued[1],
-               issued[0]);
+        CHECK(issued[1] == want && issued[0] == want,
+              "ZeRO-%d: %ld of %ld reductions issued in the backward, %ld in all", zero, issued[0], want, issued[1]);
+        printf("1-GPU NCCL run, ZeRO-%d: %ld bucket reductions, %ld of them issued during the backward\n", zero,
+               issued[1], issued[0]);
         if (b && n1 == n2) {
             size_t differ = 0;
             for (size_t i = 0; i < n1; i++) differ += memcmp(&a[i], &b[i], sizeof(float)) != 0;
-            CHECK(differ == 0, "1-GPU NCCL ZeRO-%d vs one process: %zu of %zu LM parameters differ after 3 steps", zero, differ, n1);
-            printf("1-GPU NCCL run, ZeRO-%d, vs one process, 3 steps: %zu of %zu LM parameters differ\n", zero, differ, n1);
+            CHECK(differ == 0, "1-GPU NCCL ZeRO-%d vs one process: %zu of %zu LM parameters differ after 3 steps", zero,
+                  differ, n1);
+            printf("1-GPU NCCL run, ZeRO-%d, vs one process, 3 steps: %zu of %zu LM parameters differ\n", zero, differ,
+                   n1);
         }
         free(b);
     }

@@ -29,7 +29,8 @@ void dist_poll_pause(int iteration) {
 
 void dist_timeout_fail(dist *d, const char *what) {
     fprintf(stderr,
-            "\nllava: rank %d of %d: collective #%llu (%s, %s) did not finish within %.0f s: another rank has died or hangs. "
+            "\nllava: rank %d of %d: collective #%llu (%s, %s) did not finish within %.0f s: another rank has died or "
+            "hangs. "
             "Stopping every rank (the deadline is train.collective_timeout_s; start-up uses train.init_timeout_s).\n",
             d->rank, d->world, (unsigned long long)d->seq, what ? what : "?", dist_backend_name(d->kind), d->timeout_s);
     fflush(stderr);
@@ -70,7 +71,8 @@ int dist_reduce_scatter_f32(dist *d, const float *buf, size_t n, float *out, con
     return d->impl->reduce_scatter_f32(d, buf, n, out, what);
 }
 int dist_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what) {
-    return d->impl->allreduce_f32_async ? d->impl->allreduce_f32_async(d, buf, n, what) : d->impl->allreduce_f32(d, buf, n, what);
+    return d->impl->allreduce_f32_async ? d->impl->allreduce_f32_async(d, buf, n, what)
+                                        : d->impl->allreduce_f32(d, buf, n, what);
 }
 int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what) {
     return d->impl->reduce_scatter_f32_async ? d->impl->reduce_scatter_f32_async(d, buf, n, out, what)

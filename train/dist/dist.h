@@ -48,8 +48,8 @@ typedef enum { DIST_SINGLE = 0, DIST_MPI = 1, DIST_NCCL = 2 } dist_backend;
 typedef struct dist dist;
 
 typedef struct {
-    int cuda;              // tensors live on the GPU (train.device cuda): the nccl backend
-    double timeout_s;      // deadline of the bootstrap and of every collective until dist_set_timeout
+    int cuda;          // tensors live on the GPU (train.device cuda): the nccl backend
+    double timeout_s;  // deadline of the bootstrap and of every collective until dist_set_timeout
 } dist_options;
 
 // Sets up the process group from the environment (see above). Returns NULL with llava_errmsg() when
@@ -69,7 +69,7 @@ void dist_abort(dist *d, int code) __attribute__((noreturn));
 
 int dist_rank(const dist *d);
 int dist_world(const dist *d);
-int dist_local_rank(const dist *d);   // rank within the node: the GPU it uses
+int dist_local_rank(const dist *d);  // rank within the node: the GPU it uses
 dist_backend dist_kind(const dist *d);
 const char *dist_backend_name(dist_backend b);
 // The deadline for each following collective, in seconds (two phases: a long one for start-up,

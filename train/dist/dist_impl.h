@@ -28,10 +28,10 @@ struct dist {
     dist_backend kind;
     int rank, world, local_rank;
     double timeout_s;
-    uint64_t seq;          // collectives issued so far (named in timeout messages)
+    uint64_t seq;  // collectives issued so far (named in timeout messages)
     const dist_impl *impl;
-    void *state;           // the backend's own
-    llava_backend *be;     // the compute backend the collectives follow (dist_bind_backend), or NULL
+    void *state;        // the backend's own
+    llava_backend *be;  // the compute backend the collectives follow (dist_bind_backend), or NULL
 };
 
 // Fails the job after a collective passed its deadline (prints, then the backend's abort).

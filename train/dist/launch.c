@@ -23,7 +23,8 @@ static int env_int(const char *name, int *out) {
 }
 
 static int launched_by_mpi(void) {
-    return env("OMPI_COMM_WORLD_SIZE") || env("PMIX_RANK") || env("PMI_RANK") || env("PMI_SIZE") || env("MPI_LOCALNRANKS");
+    return env("OMPI_COMM_WORLD_SIZE") || env("PMIX_RANK") || env("PMI_RANK") || env("PMI_SIZE") ||
+           env("MPI_LOCALNRANKS");
 }
 
 #ifdef LLAVA_HAVE_NCCL
@@ -70,8 +71,9 @@ dist *dist_init(const dist_options *o) {
         dist_abort(d, 1);
 #endif
 #else
-        llava_fail("this process was started by an MPI launcher (mpirun / srun), but llava was built without MPI "
-                   "(install libopenmpi-dev and rebuild)");
+        llava_fail(
+            "this process was started by an MPI launcher (mpirun / srun), but llava was built without MPI "
+            "(install libopenmpi-dev and rebuild)");
         return NULL;
 #endif
     }
@@ -98,8 +100,10 @@ dist *dist_init(const dist_options *o) {
     // one-process run); on the CPU it needs nothing.
     if (world == 1 && !o->cuda) return dist_single();
     if (!o->cuda) {
-        llava_fail("WORLD_SIZE=%d without an MPI launcher: the CPU backend's collectives need MPI (launch with mpirun or "
-                   "srun --mpi=pmix); torchrun-style variables serve the NCCL backend (train.device=cuda)", world);
+        llava_fail(
+            "WORLD_SIZE=%d without an MPI launcher: the CPU backend's collectives need MPI (launch with mpirun or "
+            "srun --mpi=pmix); torchrun-style variables serve the NCCL backend (train.device=cuda)",
+            world);
         return NULL;
     }
 #ifdef LLAVA_HAVE_NCCL

@@ -40,7 +40,8 @@ static int mpi_allreduce_f32(dist *d, float *buf, size_t n, const char *what) {
 
 // The layout's per-rank counts and displacements (in elements), checked against int.
 static int layout(const dist *d, size_t n, int *counts, int *displs, const char *what) {
-    if (n > (size_t)INT_MAX) return llava_fail("%s: %zu elements in one sharded collective exceed MPI's int counts", what, n);
+    if (n > (size_t)INT_MAX)
+        return llava_fail("%s: %zu elements in one sharded collective exceed MPI's int counts", what, n);
     for (int r = 0; r < d->world; r++) {
         counts[r] = (int)dist_shard_count(n, d->world, r);
         displs[r] = (int)dist_shard_begin(n, d->world, r);
@@ -122,14 +123,27 @@ static void mpi_abort(dist *d, int code) {
 
 static void mpi_finalize(dist *d) { MPI_Finalize(); }
 
-static const dist_impl MPI_IMPL = {mpi_allreduce_f32, mpi_reduce_scatter_f32, mpi_allgather, mpi_broadcast,
-                                   mpi_allreduce_host_f64, mpi_broadcast, mpi_gather_host_f32,
-                                   mpi_barrier, mpi_abort, mpi_finalize, NULL, NULL, NULL, NULL, NULL};
+static const dist_impl MPI_IMPL = {mpi_allreduce_f32,
+                                   mpi_reduce_scatter_f32,
+                                   mpi_allgather,
+                                   mpi_broadcast,
+                                   mpi_allreduce_host_f64,
+                                   mpi_broadcast,
+                                   mpi_gather_host_f32,
+                                   mpi_barrier,
+                                   mpi_abort,
+                                   mpi_finalize,
+                                   NULL,
+                                   NULL,
+                                   NULL,
+                                   NULL,
+                                   NULL};
 
 int dist_mpi_start(dist *d) {
     int provided = 0;
     // Loader threads never call MPI: only the main thread does.
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) return llava_fail("MPI_Init failed");
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return llava_fail("MPI_Init failed");
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
     MPI_Comm node;

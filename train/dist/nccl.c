@@ -122,7 +122,11 @@ static void enqueue_reduce_scatter(dist *d, const float *buf, size_t n, float *o
     ck_nccl(d, ncclGroupStart(), what);
     if (per) ck_nccl(d, ncclReduceScatter(buf, out, per, ncclFloat, ncclSum, s->comm, s->stream), what);
     // The n % world left over belong to the last rank.
-    if (tail) ck_nccl(d, ncclReduce(buf + per * (size_t)d->world, out + per, tail, ncclFloat, ncclSum, d->world - 1, s->comm, s->stream), what);
+    if (tail)
+        ck_nccl(d,
+                ncclReduce(buf + per * (size_t)d->world, out + per, tail, ncclFloat, ncclSum, d->world - 1, s->comm,
+                           s->stream),
+                what);
     ck_nccl(d, ncclGroupEnd(), what);
 }
 
@@ -184,7 +188,10 @@ static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const
     nccl_begin(d, what);
     ck_nccl(d, ncclGroupStart(), what);
     if (per)  // in place: this rank's slice sits at its offset in the output
-        ck_nccl(d, ncclAllGather(b + (size_t)d->rank * per * elem_bytes, b, per * elem_bytes, ncclUint8, s->comm, s->stream), what);
+        ck_nccl(
+            d,
+            ncclAllGather(b + (size_t)d->rank * per * elem_bytes, b, per * elem_bytes, ncclUint8, s->comm, s->stream),
+            what);
     if (tail) {
         char *t = b + per * (size_t)d->world * elem_bytes;
         ck_nccl(d, ncclBroadcast(t, t, tail * elem_bytes, ncclUint8, d->world - 1, s->comm, s->stream), what);
@@ -286,11 +293,10 @@ static void nccl_finalize(dist *d) {
     dist_finalize(boot);
 }
 
-static const dist_impl NCCL_IMPL = {nccl_allreduce_f32, nccl_reduce_scatter_f32, nccl_allgather, nccl_broadcast,
-                                    nccl_allreduce_host_f64, nccl_broadcast_host, nccl_gather_host_f32,
-                                    nccl_barrier, nccl_abort, nccl_finalize, nccl_allreduce_f32_async,
-                                    nccl_reduce_scatter_f32_async, nccl_wait_async, nccl_async_mark,
-                                    nccl_compute_after};
+static const dist_impl NCCL_IMPL = {
+    nccl_allreduce_f32,       nccl_reduce_scatter_f32,       nccl_allgather,  nccl_broadcast,  nccl_allreduce_host_f64,
+    nccl_broadcast_host,      nccl_gather_host_f32,          nccl_barrier,    nccl_abort,      nccl_finalize,
+    nccl_allreduce_f32_async, nccl_reduce_scatter_f32_async, nccl_wait_async, nccl_async_mark, nccl_compute_after};
 
 size_t dist_nccl_id_bytes(void) { return sizeof(ncclUniqueId); }
 
@@ -317,7 +323,8 @@ int dist_nccl_start(dist *d, const void *id, size_t len, dist *boot) {
     // device).
     int dev = ndev == 1 ? 0 : d->local_rank;
     if (dev >= ndev)
-        return llava_fail("rank %d: local rank %d but only %d GPUs are visible on this node", d->rank, d->local_rank, ndev);
+        return llava_fail("rank %d: local rank %d but only %d GPUs are visible on this node", d->rank, d->local_rank,
+                          ndev);
     if (cudaSetDevice(dev) != cudaSuccess) return llava_fail("rank %d: cudaSetDevice(%d) failed", d->rank, dev);
     nccl_state *s = xcalloc(1, sizeof *s);
     s->boot = boot;
@@ -346,8 +353,8 @@ int dist_nccl_start(dist *d, const void *id, size_t len, dist *boot) {
         if (dist_now() > deadline) {
             ncclCommAbort(s->comm);
             free(s);
-            return llava_fail("rank %d of %d: the NCCL communicator was not ready within %.0f s (is a rank missing?)", d->rank,
-                              d->world, d->timeout_s);
+            return llava_fail("rank %d of %d: the NCCL communicator was not ready within %.0f s (is a rank missing?)",
+                              d->rank, d->world, d->timeout_s);
         }
         dist_poll_pause(it);
     }

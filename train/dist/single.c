@@ -23,9 +23,21 @@ static int single_barrier(dist *d, const char *what) { return 0; }
 static void single_abort(dist *d, int code) { exit(code); }
 static void single_finalize(dist *d) {}
 
-static const dist_impl SINGLE_IMPL = {single_allreduce_f32, single_reduce_scatter_f32, single_allgather, single_broadcast,
-                                      single_allreduce_host_f64, single_broadcast_host, single_gather_host_f32,
-                                      single_barrier, single_abort, single_finalize, NULL, NULL, NULL, NULL, NULL};
+static const dist_impl SINGLE_IMPL = {single_allreduce_f32,
+                                      single_reduce_scatter_f32,
+                                      single_allgather,
+                                      single_broadcast,
+                                      single_allreduce_host_f64,
+                                      single_broadcast_host,
+                                      single_gather_host_f32,
+                                      single_barrier,
+                                      single_abort,
+                                      single_finalize,
+                                      NULL,
+                                      NULL,
+                                      NULL,
+                                      NULL,
+                                      NULL};
 
 void dist_single_start(dist *d) {
     d->kind = DIST_SINGLE;

@@ -133,8 +133,9 @@ int dist_tcp_rendezvous(const char *addr, int port, int rank, int world, void *b
                 size_t k = 0;
                 for (int r = 1; r < world && k + 12 < sizeof missing; r++)
                     if (!cfd[r]) k += (size_t)snprintf(missing + k, sizeof missing - k, "%s%d", k ? ", " : "", r);
-                rc = llava_fail("rendezvous: rank 0 waited %.0f s on port %d and %d of %d ranks never came (missing: %s)",
-                                timeout_s, port, world - 1 - joined, world - 1, missing);
+                rc = llava_fail(
+                    "rendezvous: rank 0 waited %.0f s on port %d and %d of %d ranks never came (missing: %s)",
+                    timeout_s, port, world - 1 - joined, world - 1, missing);
                 break;
             }
             int fd = accept(lfd, NULL, NULL);
@@ -147,8 +148,9 @@ int dist_tcp_rendezvous(const char *addr, int port, int rank, int world, void *b
             }
             int r = (int)hello[2];
             if ((int)hello[1] != world || hello[3] != (uint32_t)len || r <= 0 || r >= world || cfd[r]) {
-                rc = llava_fail("rendezvous: a rank %d expecting WORLD_SIZE %u joined rank 0, whose WORLD_SIZE is %d%s", r,
-                                hello[1], world, r > 0 && r < world && cfd[r] ? " (and that rank had joined already)" : "");
+                rc = llava_fail("rendezvous: a rank %d expecting WORLD_SIZE %u joined rank 0, whose WORLD_SIZE is %d%s",
+                                r, hello[1], world,
+                                r > 0 && r < world && cfd[r] ? " (and that rank had joined already)" : "");
                 close(fd);
                 break;
             }
@@ -171,8 +173,8 @@ int dist_tcp_rendezvous(const char *addr, int port, int rank, int world, void *b
         tries++;
         if (fd >= 0) break;
         if (dist_now() >= deadline)
-            return llava_fail("rendezvous: rank %d could not reach rank 0 at %s:%d within %.0f s (%d tries; last: %s)", rank,
-                              addr, port, timeout_s, tries, strerror(err));
+            return llava_fail("rendezvous: rank %d could not reach rank 0 at %s:%d within %.0f s (%d tries; last: %s)",
+                              rank, addr, port, timeout_s, tries, strerror(err));
         struct timespec ts = {0, 200000000L};
         nanosleep(&ts, NULL);
     }
@@ -180,8 +182,10 @@ int dist_tcp_rendezvous(const char *addr, int port, int rank, int world, void *b
     int rc = 0;
     if (io_all(fd, hello, sizeof hello, 1, deadline) != 1 || io_all(fd, head, sizeof head, 0, deadline) != 1 ||
         head[0] != RDV_MAGIC || head[1] != (uint32_t)len || io_all(fd, blob, len, 0, deadline) != 1)
-        rc = llava_fail("rendezvous: rank %d reached %s:%d but got no id from rank 0 within %.0f s (rank 0 waits for every "
-                        "rank; is one missing, or WORLD_SIZE different?)", rank, addr, port, timeout_s);
+        rc = llava_fail(
+            "rendezvous: rank %d reached %s:%d but got no id from rank 0 within %.0f s (rank 0 waits for every "
+            "rank; is one missing, or WORLD_SIZE different?)",
+            rank, addr, port, timeout_s);
     close(fd);
     return rc;
 }
