@@ -415,14 +415,11 @@ static void test_plan_vs_peak(void) {
         char *o = xasprintf("checkpoint.output_dir=%s", out);
         const char *sets[] = {o, runs[i].ckpt, "train.max_steps=2", "train.device=cpu",
                               "model.pretrain_mm_mlp_adapter=null"};
-        train_config c;
-        cfg_init_defaults(&c);
-        int rc = cfg_load(&c, p);
-        for (int k = 0; k < 5 && rc == 0; k++) rc = cfg_set(&c, sets[k]);
-        if (rc == 0) rc = cfg_validate(&c);
+        run_settings c;
+        int rc = settings_load(p, sets, 5, &c), loaded = rc == 0;
         train_stats st;
         train_options opt = {.quiet = 1, .stats = &st};
-        if (rc == 0) rc = train_run(&c, &opt);
+        if (rc == 0) rc = train_run_settings(&c, &opt);
         CHECK(rc == 0, "%s: %s", runs[i].preset, llava_errmsg());
         if (rc == 0) {
             double rel =
@@ -434,7 +431,7 @@ static void test_plan_vs_peak(void) {
                    runs[i].preset, runs[i].ckpt, (unsigned long long)st.plan_total_bytes,
                    (unsigned long long)st.plan_activation_bytes, (unsigned long long)st.backend_peak_bytes, 100 * rel);
         }
-        cfg_free(&c);
+        if (loaded) settings_free(&c);
         free(o);
         free(p);
         free(out);

@@ -26,14 +26,11 @@ int main(void) {
         char *p = path_join(world, "stage2.json");
         char *o = xasprintf("checkpoint.output_dir=%s", out);
         const char *sets[] = {o, ckpt[i], "train.max_steps=2", "model.pretrain_mm_mlp_adapter=null"};
-        train_config c;
-        cfg_init_defaults(&c);
-        int rc = cfg_load(&c, p);
-        for (int k = 0; k < 4 && rc == 0; k++) rc = cfg_set(&c, sets[k]);
-        if (rc == 0) rc = cfg_validate(&c);
+        run_settings c;
+        int rc = settings_load(p, sets, 4, &c), loaded = rc == 0;
         train_stats st;
         train_options opt = {.quiet = 1, .stats = &st};
-        if (rc == 0) rc = train_run(&c, &opt);
+        if (rc == 0) rc = train_run_settings(&c, &opt);
         CHECK(rc == 0, "%s: %s", ckpt[i], llava_errmsg());
         if (rc == 0) {
             double want = (double)st.plan_total_bytes - 2.0 * (1u << 30);
@@ -48,7 +45,7 @@ int main(void) {
                 (unsigned long long)(before.memory_total - before.memory_free),
                 (unsigned long long)st.device_used_bytes);
         }
-        cfg_free(&c);
+        if (loaded) settings_free(&c);
         free(o);
         free(p);
         free(out);
