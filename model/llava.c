@@ -303,7 +303,10 @@ int llava_model_reserve(llava_model *m, const act_shape *s) {
     act_shape want = *s;
     if (m->acts_plan.bufs) {  // grow to hold both what the plan held and this pass
         const act_shape *h = &m->acts_plan.shape;
-        want.T = want.T > h->T ? want.T : h->T;
+        // Tokens grow by half at least: generation adds one token per pass, and one reallocation
+        // per token would be one cudaMalloc per token.
+        int grown = h->T + h->T / 2;
+        want.T = want.T > h->T ? (want.T > grown ? want.T : grown) : h->T;
         want.n_seq = want.n_seq > h->n_seq ? want.n_seq : h->n_seq;
         want.n_img = want.n_img > h->n_img ? want.n_img : h->n_img;
         want.backward = want.backward || h->backward;
