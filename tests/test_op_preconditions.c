@@ -118,9 +118,18 @@ static int run_child(const violation *v, char *err, size_t cap) {
     return status;
 }
 
-int main(void) {
+// `test_op_preconditions` runs the CPU backend's cases (label cpu); `test_op_preconditions cuda` the
+// CUDA backend's (registered as gpu_test_op_preconditions, label gpu: skipped, 77, without a device).
+int main(int argc, char **argv) {
+    const char *backend = argc > 1 ? argv[1] : "cpu";
+    char why[256];
+    if (strcmp(backend, "cuda") == 0 && !llava_backend_available("cuda", why, sizeof why)) {
+        printf("skipped: %s\n", why);
+        return 77;
+    }
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
         const violation *v = &CASES[i];
+        if (strcmp(v->backend, backend) != 0) continue;
         char err[4096];
         int status = run_child(v, err, sizeof err);
         CHECK(status != -1, "%s: the child did not run", v->name);

@@ -15,7 +15,7 @@ cmake --build "$B" -j "$(nproc)" >/dev/null
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/$B" "$stage/lib"
-cp "$B/llava" "$B"/gpu_test_* "$B/CTestTestfile.cmake" "$stage/$B/"
+cp "$B/llava" "$B"/gpu_test_* "$B/test_op_preconditions" "$B/CTestTestfile.cmake" "$stage/$B/"
 strip --strip-debug "$stage/$B"/* 2>/dev/null || true
 ldd "$B/llava" "$B"/gpu_test_* | awk '/=>/ {print $3}' | sort -u |
   grep -vE '/(libc|libm|libdl|libpthread|librt|libresolv|ld-linux[^/]*|libstdc\+\+|libgcc_s|libcudart|libcublas|libcublasLt|libnccl)\.so' |
