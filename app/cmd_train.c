@@ -1,4 +1,6 @@
 // llava train CONFIG.json [--set key=value ...] [--resume]
+// Exit status: 0 done; 1 failed; 75 stopped by SIGTERM / SIGINT after a step and its checkpoint
+// (continue with --resume); 128 + signal when a second signal ended it at once.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,12 @@ int cmd_train(int argc, char **argv) {
     }
     opt.dist = d;
     if (rc == 0) rc = train_run_settings(&s, &opt);
+    if (rc == TRAIN_STOPPED) {  // a signal: every rank stopped after the same step, with its checkpoint
+        dist_finalize(d);
+        settings_free(&s);
+        cfg_free(&c);
+        return TRAIN_STOPPED;
+    }
     if (rc != 0) {
         if (dist_world(d) > 1) {
             // The other ranks would wait for this one in their next collective: end them all now.

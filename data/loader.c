@@ -45,6 +45,7 @@ struct loader {
     int stop;
     pthread_mutex_t h5;  // the HDF5 library is not thread-safe
     int64_t dropped;
+    int64_t dropped_by[LOADER_N_DROP];
     char *last_dropped;
     double wait_s;  // time loader_next spent waiting for images
 };
@@ -263,8 +264,13 @@ loader_pos loader_position(const loader *l) { return l->next; }
 
 double loader_wait_seconds(const loader *l) { return l->wait_s; }
 
-int64_t loader_dropped(const loader *l, const char **last_id) {
+const char *const LOADER_DROP_NAMES[LOADER_N_DROP] = {"image unreadable", "more than one <image>",
+                                                      "an image but no <image> token", "an <image> token but no image",
+                                                      "truncation would cut the image"};
+
+int64_t loader_dropped(const loader *l, const char **last_id, int64_t *by_reason) {
     if (last_id) *last_id = l->last_dropped;
+    if (by_reason) memcpy(by_reason, l->dropped_by, sizeof l->dropped_by);
     return l->dropped;
 }
 
@@ -278,8 +284,9 @@ static int sample_shape(const loader *l, int64_t i, int *n_img, int *len) {
     return n;
 }
 
-static void drop(loader *l, int64_t i, const char *why) {
+static void drop(loader *l, int64_t i, loader_drop reason, const char *why) {
     l->dropped++;
+    l->dropped_by[reason]++;
     free(l->last_dropped);
     l->last_dropped = xstrdup(l->c.ds->sample_ids[i]);
     fprintf(stderr, "loader: dropping sample %s (index %lld): %s\n", l->c.ds->sample_ids[i], (long long)i, why);
@@ -374,17 +381,19 @@ int loader_next(loader *l, loader_step *out) {
             sample_shape(l, i, &imgs, &len);
             int has_path = l->c.ds->image_paths[i] != NULL;
             const char *why = NULL;
+            loader_drop reason = LOADER_DROP_IMAGE_UNREADABLE;
             if (s->error[idx]) why = s->error[idx];
-            else if (imgs > 1) why = "more than one <image> in the sample";
-            else if (imgs != has_path)
-                why = imgs ? "an <image> token but no image file" : "an image but no <image> token";
+            else if (imgs > 1) why = "more than one <image> in the sample", reason = LOADER_DROP_TOO_MANY_IMAGES;
+            else if (imgs && !has_path) why = "an <image> token but no image file", reason = LOADER_DROP_TOKEN_NO_IMAGE;
+            else if (!imgs && has_path) why = "an image but no <image> token", reason = LOADER_DROP_IMAGE_NO_TOKEN;
             else if (imgs && l->c.max_len_after_splice > 0) {
                 int first = 0;  // position of the image in the expanded sequence
                 while (l->c.ds->input_ids[l->c.ds->offsets[i] + first] != IMAGE_TOKEN) first++;
-                if (first + l->c.tokens_per_image > l->c.max_len_after_splice) why = "truncation would cut the image";
+                if (first + l->c.tokens_per_image > l->c.max_len_after_splice)
+                    why = "truncation would cut the image", reason = LOADER_DROP_IMAGE_CUT;
             }
             if (why) {
-                drop(l, i, why);
+                drop(l, i, reason, why);
                 mb->n_dropped++;
                 continue;
             }

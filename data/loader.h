@@ -68,7 +68,20 @@ int loader_next(loader *l, loader_step *s);
 void loader_step_free(loader_step *s);
 // Seconds loader_next has spent waiting for image workers: near 0 when prefetching keeps up.
 double loader_wait_seconds(const loader *l);
-// Samples dropped so far (unreadable images), and the id of the last one.
-int64_t loader_dropped(const loader *l, const char **last_id);
+// Why the loader leaves a sample out of its micro-batch, each counted apart (the trainer reports them
+// by name). `llava prep` keeps most of these out of its file already; at train time they remain
+// possible when an image file changed after prep, or with a dataset prepared by hand.
+typedef enum {
+    LOADER_DROP_IMAGE_UNREADABLE = 0,  // the image could not be read or decoded
+    LOADER_DROP_TOO_MANY_IMAGES,       // more than one <image> in the sample
+    LOADER_DROP_IMAGE_NO_TOKEN,        // an image file but no <image> in the text
+    LOADER_DROP_TOKEN_NO_IMAGE,        // an <image> in the text but no image file
+    LOADER_DROP_IMAGE_CUT,             // truncation after the splice would cut the image
+    LOADER_N_DROP
+} loader_drop;
+extern const char *const LOADER_DROP_NAMES[LOADER_N_DROP];
+// Samples dropped so far, and the id of the last one; by_reason (LOADER_N_DROP, may be NULL)
+// receives the counts per reason.
+int64_t loader_dropped(const loader *l, const char **last_id, int64_t *by_reason);
 
 #endif

@@ -157,7 +157,10 @@ static void test_packing(void) {
     }
     CHECK_EQ_INT(seen[6], 0);
     const char *last = NULL;
-    CHECK_EQ_INT(loader_dropped(l, &last), 1);
+    int64_t by[LOADER_N_DROP];
+    CHECK_EQ_INT(loader_dropped(l, &last, by), 1);
+    CHECK(by[LOADER_DROP_IMAGE_UNREADABLE] == 1, "the missing image counted as unreadable, not as %s",
+          by[LOADER_DROP_IMAGE_NO_TOKEN] ? "no <image> token" : "something else");
     CHECK(last && strcmp(last, "s06") == 0, "dropped id %s", last ? last : "(none)");
     CHECK(total == 23 && twice == 1, "total %d, twice %d", total, twice);
     loader_free(l);
@@ -264,7 +267,10 @@ static void test_virtual_ranks_and_budget(void) {
     l = loader_create(&ct, (loader_pos){0, 0});
     CHECK(loader_next(l, &x) == 0, "%s", llava_errmsg());
     for (int m = 0; m < x.accum; m++) CHECK_EQ_INT(x.micro[m].chunks ? x.micro[m].chunks[0].n_img : 0, 0);
-    CHECK(loader_dropped(l, NULL) > 0, "image samples dropped when the cap cuts the image");
+    int64_t cut[LOADER_N_DROP];
+    int64_t n_cut = loader_dropped(l, NULL, cut);
+    CHECK(n_cut > 0 && cut[LOADER_DROP_IMAGE_CUT] == n_cut,
+          "image samples dropped when the cap cuts the image, as such");
     loader_step_free(&x);
     loader_free(l);
 }

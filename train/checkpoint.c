@@ -9,10 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "model/io/safetensors.h"
 
+// The manifest, written last: its presence makes a checkpoint complete.
 #define MARKER "COMPLETE"
 
 // Host fp32 copies of a trainable group's weights and moments, whole (on the writing rank).
@@ -72,6 +74,15 @@ static char *state_json(const ckpt_state *st) {
     cJSON_AddNumberToObject(j, "consecutive_skipped", st->consecutive_skipped);
     cJSON_AddNumberToObject(j, "tokens_seen", (double)st->tokens_seen);
     cJSON_AddNumberToObject(j, "world", st->world);
+    if (st->n_loss_window > 0) {
+        cJSON *w = cJSON_CreateArray();
+        for (int i = 0; i < st->n_loss_window; i++) cJSON_AddItemToArray(w, cJSON_CreateNumber(st->loss_window[i]));
+        cJSON_AddItemToObject(j, "loss_window", w);
+    }
+    if (st->dataset_json) {
+        cJSON *ds = cJSON_Parse(st->dataset_json);
+        if (ds) cJSON_AddItemToObject(j, "dataset", ds);
+    }
     if (st->config_json) {
         cJSON *cfg = cJSON_Parse(st->config_json);
         if (cfg) cJSON_AddItemToObject(j, "config", cfg);
@@ -95,6 +106,126 @@ static int has_marker(const char *dir) {
     int ok = file_exists(p);
     free(p);
     return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The manifest: COMPLETE, written last, lists every file of the checkpoint with its length and its
+// CRC-32C as computed from memory while the file was written. Format 1 checkpoints (before
+// checksums) hold "ok" there and can only be taken on trust.
+
+typedef struct {
+    const char *name;
+    uint64_t bytes;
+    uint32_t crc;
+} manifest_file;
+
+static char *manifest_json(int step, const manifest_file *f, int n) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "format", 2);
+    cJSON_AddNumberToObject(j, "step", step);
+    cJSON *arr = cJSON_AddArrayToObject(j, "files");
+    for (int i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        char crc[16];
+        snprintf(crc, sizeof crc, "%08x", f[i].crc);
+        cJSON_AddStringToObject(e, "name", f[i].name);
+        cJSON_AddNumberToObject(e, "bytes", (double)f[i].bytes);
+        cJSON_AddStringToObject(e, "crc32c", crc);
+        cJSON_AddItemToArray(arr, e);
+    }
+    char *out = cJSON_Print(j);
+    cJSON_Delete(j);
+    size_t n_out = strlen(out);
+    out = xrealloc(out, n_out + 2);
+    strcpy(out + n_out, "\n");
+    return out;
+}
+
+int ckpt_verify(const char *dir, char *why, size_t cap) {
+    char *mpath = path_join(dir, MARKER);
+    size_t len = 0;
+    char *text = read_file(mpath, 1 << 20, &len);
+    free(mpath);
+    if (!text) {
+        snprintf(why, cap, "%s has no %s manifest: it was never finished", dir, MARKER);
+        return 0;
+    }
+    if (len <= 3 && strncmp(text, "ok", 2) == 0) {  // format 1: no checksums to compare
+        free(text);
+        return 2;
+    }
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *files = j ? cJSON_GetObjectItemCaseSensitive(j, "files") : NULL;
+    if (!cJSON_IsArray(files) || cJSON_GetArraySize(files) == 0) {
+        snprintf(why, cap, "%s: its %s manifest is damaged", dir, MARKER);
+        cJSON_Delete(j);
+        return 0;
+    }
+    int good = 1;
+    for (const cJSON *e = files->child; e && good; e = e->next) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name"),
+                    *bytes = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+        const cJSON *crc = cJSON_GetObjectItemCaseSensitive(e, "crc32c");
+        if (!cJSON_IsString(name) || !cJSON_IsNumber(bytes) || !cJSON_IsString(crc) || strchr(name->valuestring, '/')) {
+            snprintf(why, cap, "%s: its %s manifest is damaged", dir, MARKER);
+            good = 0;
+            break;
+        }
+        char *path = path_join(dir, name->valuestring);
+        uint32_t got = 0;
+        uint64_t got_bytes = 0;
+        if (crc32c_file(path, &got, &got_bytes) != 0) {
+            snprintf(why, cap, "%s: %s", dir, llava_errmsg());
+            good = 0;
+        } else if (got_bytes != (uint64_t)bytes->valuedouble) {
+            snprintf(why, cap, "%s: %s has %llu bytes, its manifest says %llu", dir, name->valuestring,
+                     (unsigned long long)got_bytes, (unsigned long long)bytes->valuedouble);
+            good = 0;
+        } else {
+            char hex[16];
+            snprintf(hex, sizeof hex, "%08x", got);
+            if (strcmp(hex, crc->valuestring) != 0) {
+                snprintf(why, cap, "%s: %s is damaged (crc32c %s, its manifest says %s)", dir, name->valuestring, hex,
+                         crc->valuestring);
+                good = 0;
+            }
+        }
+        free(path);
+    }
+    cJSON_Delete(j);
+    return good;
+}
+
+void ckpt_verified_free(ckpt_verified *v) {
+    free(v->steps);
+    memset(v, 0, sizeof *v);
+}
+
+static int verified_has(const ckpt_verified *v, int step) {
+    for (int i = 0; v && i < v->n; i++)
+        if (v->steps[i] == step) return 1;
+    return 0;
+}
+
+static void verified_add(ckpt_verified *v, int step) {
+    if (!v || verified_has(v, step)) return;
+    v->steps = xrealloc(v->steps, sizeof(int) * (size_t)(v->n + 1));
+    v->steps[v->n++] = step;
+}
+
+// A damaged checkpoint is set aside (renamed damaged-checkpoint-<step>), never deleted: a person may
+// want to look at it, and it no longer counts as complete.
+static void set_aside(const char *out_dir, int step, const char *why) {
+    char name[64], aside[80];
+    snprintf(name, sizeof name, "checkpoint-%d", step);
+    snprintf(aside, sizeof aside, "damaged-checkpoint-%d", step);
+    char *from = path_join(out_dir, name), *to = path_join(out_dir, aside);
+    remove_tree(to);
+    if (rename(from, to) == 0) fprintf(stderr, "checkpoint: %s: set aside as %s\n", why, to);
+    else fprintf(stderr, "checkpoint: %s (it could not be set aside: %s)\n", why, strerror(errno));
+    free(from);
+    free(to);
 }
 
 void ckpt_clean_partial(const char *out_dir) {
@@ -151,8 +282,32 @@ char *ckpt_latest(const char *out_dir) {
     return r;
 }
 
+char *ckpt_latest_good(const char *out_dir, ckpt_verified *v) {
+    int *steps;
+    int n = list_complete(out_dir, &steps);
+    char *r = NULL;
+    for (int i = n - 1; i >= 0 && !r; i--) {
+        char name[64], why[512];
+        snprintf(name, sizeof name, "checkpoint-%d", steps[i]);
+        char *dir = path_join(out_dir, name);
+        int ok = ckpt_verify(dir, why, sizeof why);
+        if (ok == 0) {
+            set_aside(out_dir, steps[i], why);
+            free(dir);
+            continue;
+        }
+        if (ok == 2)
+            fprintf(stderr, "checkpoint: %s was written before checkpoints had checksums: taken as it is\n", dir);
+        verified_add(v, steps[i]);
+        r = dir;
+    }
+    free(steps);
+    return r;
+}
+
 // Rank 0 writes the files; the others only contribute their shards. The result is rank 0's.
-static int save_files(const char *out_dir, const llava_model *m, group_host *h, const ckpt_state *st, int keep) {
+static int save_files(const char *out_dir, const llava_model *m, group_host *h, const ckpt_state *st, int keep,
+                      ckpt_verified *verified) {
     if (mkdir_p(out_dir) != 0) return -1;
     char name[64];
     snprintf(name, sizeof name, ".tmp-checkpoint-%d-%d", st->step, (int)getpid());
@@ -179,14 +334,32 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     }
     char *wpath = path_join(tmp, "weights.safetensors"), *opath = path_join(tmp, "optimizer.safetensors");
     char *spath = path_join(tmp, "state.json");
+    manifest_file files[3] = {{"weights.safetensors", 0, 0}, {"optimizer.safetensors", 0, 0}, {"state.json", 0, 0}};
     if (rc == 0) rc = st_writer_save(&ww, wpath);  // each file is fsynced before it is renamed into place
+    files[0].bytes = ww.bytes, files[0].crc = ww.crc32c;
     if (rc == 0) rc = st_writer_save(&wo, opath);
+    files[1].bytes = wo.bytes, files[1].crc = wo.crc32c;
     if (rc == 0) {
         char *js = state_json(st);
+        files[2].bytes = strlen(js), files[2].crc = crc32c(0, js, strlen(js));
         rc = write_file_atomic(spath, js, strlen(js));
         free(js);
     }
     if (rc == 0) rc = fsync_dir(tmp);
+    // What reached the disk must be what was computed: read every file back before the checkpoint
+    // can count as complete (and before rotation deletes an older one because of it).
+    const char *paths[3] = {wpath, opath, spath};
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        uint32_t crc = 0;
+        uint64_t bytes = 0;
+        rc = crc32c_file(paths[i], &crc, &bytes);
+        if (rc == 0 && (crc != files[i].crc || bytes != files[i].bytes))
+            rc = llava_fail(
+                "checkpoint-%d: %s reads back as %llu bytes with crc32c %08x, written as %llu bytes with "
+                "%08x: the storage changed it",
+                st->step, files[i].name, (unsigned long long)bytes, crc, (unsigned long long)files[i].bytes,
+                files[i].crc);
+    }
     // A folder of this name can only be a leftover without its marker (a run killed between the
     // rename and the marker): it is replaced.
     if (rc == 0 && dir_exists(final)) remove_tree(final);
@@ -194,9 +367,10 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
         rc = llava_fail("checkpoint: rename %s -> %s: %s", tmp, final, strerror(errno));
     if (rc == 0) rc = fsync_dir(out_dir);
     if (rc == 0) {
-        char *marker = path_join(final, MARKER);
-        rc = write_file_atomic(marker, "ok\n", 3);  // fsyncs the marker and the folder
+        char *marker = path_join(final, MARKER), *man = manifest_json(st->step, files, 3);
+        rc = write_file_atomic(marker, man, strlen(man));  // fsyncs the manifest and the folder
         free(marker);
+        free(man);
     }
     if (rc != 0) remove_tree(tmp);
     st_writer_free(&ww);
@@ -207,24 +381,39 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     free(tmp);
     free(final);
     if (rc != 0) return rc;
-    // Prune: only complete checkpoints count, and only after this one is complete.
+    verified_add(verified, st->step);
+    // Prune, newest first: the newest `keep` checkpoints known to be good stay. One not verified in
+    // this process yet is verified before it is counted; a damaged one is set aside and counts for
+    // nothing, so a good checkpoint is never deleted because of a damaged one.
     int *steps;
-    int n = list_complete(out_dir, &steps);
-    for (int i = 0; i < n - keep; i++) {
+    int n = list_complete(out_dir, &steps), kept = 0;
+    for (int i = n - 1; i >= 0; i--) {
         snprintf(name, sizeof name, "checkpoint-%d", steps[i]);
         char *p = path_join(out_dir, name);
-        remove_tree(p);
+        if (kept < keep) {
+            char why[512];
+            int ok = verified_has(verified, steps[i]) ? 1 : ckpt_verify(p, why, sizeof why);
+            if (ok == 0) {
+                set_aside(out_dir, steps[i], why);
+            } else {
+                if (ok == 1) verified_add(verified, steps[i]);
+                kept++;
+            }
+        } else {
+            remove_tree(p);
+        }
         free(p);
     }
     free(steps);
     return 0;
 }
 
-int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, const ckpt_state *st, int keep) {
+int ckpt_save(const char *out_dir, const llava_model *m, const optim_state *o, const ckpt_state *st, int keep,
+              ckpt_verified *verified) {
     group_host h[N_GROUPS] = {0};
     for (int g = 0; g < N_GROUPS; g++)
         if (llava_model_trains(m, g)) gather_group(m, o, g, &h[g]);
-    int rc = dist_rank(o->d) == 0 ? save_files(out_dir, m, h, st, keep) : 0;
+    int rc = dist_rank(o->d) == 0 ? save_files(out_dir, m, h, st, keep, verified) : 0;
     for (int g = 0; g < N_GROUPS; g++) {
         free(h[g].w);
         free(h[g].m);
@@ -268,6 +457,13 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
     if (rc == 0 && json_double(j, "tokens_seen", &d, dir) == 1) st->tokens_seen = (int64_t)d;
     if (rc == 0) json_int(j, "consecutive_skipped", &st->consecutive_skipped, dir);
     if (rc == 0) json_int(j, "world", &st->world, dir);
+    const cJSON *lw = cJSON_GetObjectItemCaseSensitive(j, "loss_window");
+    if (rc == 0 && cJSON_IsArray(lw)) {
+        int n = cJSON_GetArraySize(lw);
+        st->loss_window = xcalloc((size_t)(n ? n : 1), sizeof(double));
+        for (const cJSON *e = lw->child; e; e = e->next)
+            if (cJSON_IsNumber(e)) st->loss_window[st->n_loss_window++] = e->valuedouble;
+    }
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
     if (cfg) st->config_json = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(j);
@@ -330,5 +526,8 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
 
 void ckpt_state_free(ckpt_state *st) {
     free(st->config_json);
+    free(st->loss_window);
     st->config_json = NULL;
+    st->loss_window = NULL;
+    st->n_loss_window = 0;
 }

@@ -68,7 +68,9 @@ const cfg_key CFG_SCHEMA[] = {
     {"train.gradient_checkpointing", CFG_BOOL, "true", NULL, "recompute each decoder layer's activations in backward [gradient_checkpointing]"},
     {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too [deepspeed zero2.json / zero3.json]"},
     {"train.device", CFG_ENUM, "\"cuda\"", "cpu|cuda", "backend"},
-    {"train.max_nonfinite_steps", CFG_INT, "10", NULL, "stop after this many consecutive steps with non-finite loss or gradients (each is skipped)"},
+    {"train.ignore_memory_plan", CFG_BOOL, "false", NULL, "run even when `llava plan`'s total exceeds the memory there is (CPU: MemAvailable per rank; GPU: the device's memory)"},
+    {"train.max_nonfinite_steps", CFG_INT, "10", NULL, "stop after this many consecutive steps with non-finite loss or gradients, or loss spikes (each is skipped)"},
+    {"train.loss_spike_factor", CFG_FLOAT, "1000", NULL, "a step whose loss exceeds this many times the mean of the last 32 accepted losses (at least 1) is skipped like a non-finite one; 0: off"},
     {"train.collective_timeout_s", CFG_INT, "1800", NULL, "a collective (NCCL or MPI) that takes longer than this many seconds fails the run on every rank with a message naming it: a rank that died or hangs never leaves the others waiting forever"},
     {"train.init_timeout_s", CFG_INT, "3600", NULL, "the same deadline during start-up: the ranks' rendezvous, and the wait while rank 0 prepares the dataset and every rank loads its weights (then train.collective_timeout_s applies)"},
     {"train.nccl_timeout_s", CFG_INT, "0", NULL, "older name of train.collective_timeout_s: when > 0 it is used instead"},
@@ -429,6 +431,9 @@ int cfg_validate(const train_config *c) {
     if (!(cfg_float(c, "train.adam_epsilon") > 0))
         return llava_fail("%s: \"train.adam_epsilon\" must be positive", src);
     if (!(cfg_float(c, "train.max_grad_norm") >= 0)) return llava_fail("%s: \"train.max_grad_norm\" must be >= 0", src);
+    double spike = cfg_float(c, "train.loss_spike_factor");
+    if (!(spike == 0 || spike > 1))
+        return llava_fail("%s: \"train.loss_spike_factor\" must be 0 (off) or above 1", src);
     if (!(cfg_float(c, "train.num_train_epochs") > 0) && cfg_int(c, "train.max_steps") <= 0)
         return llava_fail("%s: set \"train.num_train_epochs\" > 0 or \"train.max_steps\" > 0", src);
     if (cfg_list_len(c, "train.trainable") == 0)

@@ -88,6 +88,8 @@ int settings_from_config(const train_config *c, run_settings *s) {
     t->zero_stage = cfg_int(c, "train.zero_stage");
     t->device = xstrdup(cfg_str(c, "train.device"));
     t->max_nonfinite_steps = cfg_int(c, "train.max_nonfinite_steps");
+    t->loss_spike_factor = cfg_float(c, "train.loss_spike_factor");
+    t->ignore_memory_plan = cfg_bool(c, "train.ignore_memory_plan");
     // train.nccl_timeout_s is the older name of the collective timeout: when set it wins.
     t->collective_timeout_s = cfg_int(c, "train.nccl_timeout_s") > 0 ? cfg_int(c, "train.nccl_timeout_s")
                                                                      : cfg_int(c, "train.collective_timeout_s");

@@ -53,6 +53,8 @@ typedef struct {
     int zero_stage;
     char *device;  // "cpu" or "cuda"
     int max_nonfinite_steps;
+    double loss_spike_factor;  // 0: off
+    int ignore_memory_plan;
     int collective_timeout_s;  // train.nccl_timeout_s when set, else train.collective_timeout_s
     int init_timeout_s;
 } train_settings;

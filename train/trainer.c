@@ -17,12 +17,27 @@
 #include "model/io/export.h"
 #include "model/llava.h"
 #include "optim.h"
+#include "runlock.h"
 #include "train/dist/dist.h"
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// The losses a step's loss is compared with to call it a spike (train.loss_spike_factor).
+#define LOSS_WINDOW 32
+
+// Preemption (SIGTERM from Slurm or Kubernetes, SIGINT from a person): the first signal asks the
+// run to stop after the step in progress, with a checkpoint; the step's loss all-reduce carries the
+// request to every rank, so they stop together. A second signal ends the process at once. The
+// handler only sets a flag (a process has one set of signal handlers, hence a global).
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) _exit(128 + sig);
+    stop_signal = sig;
 }
 
 // Everything a run holds between its parts.
@@ -52,12 +67,19 @@ typedef struct {
     uint64_t device_used;  // the device's memory in use after the first step
     float *losses;         // the ledger read back: per-token losses of a step's passes (host)
     size_t losses_cap;
+    run_lock lock;                    // rank 0: the output folder's (runlock.h)
+    int handlers;                     // the signal handlers are installed
+    ckpt_verified verified;           // checkpoints known good in this process
+    double loss_window[LOSS_WINDOW];  // the last accepted losses, oldest first (the spike check)
+    int n_window;
+    int stop;  // every rank agreed to stop after this step (a signal)
+    struct sigaction old_term, old_int;
 } trainer;
 
 // What one step did.
 typedef struct {
     double loss, lr, gnorm, seconds;
-    int skipped, epoch, samples;
+    int skipped, spike, epoch, samples;
     int64_t tokens;
     loader_pos next;  // the loader's position after the step (what a checkpoint records)
 } step_report;
@@ -83,9 +105,10 @@ static int truncate_metrics(const char *path, int step) {
     return rc;
 }
 
-// LLAVA_DEBUG_FAULT=RANK:STEP:exit|kill|hang makes rank RANK exit (without saying goodbye to its
-// peers), die of SIGKILL, or hang at the start of step STEP: how the tests check that the other
-// ranks stop within the collective timeout instead of waiting forever.
+// LLAVA_DEBUG_FAULT=RANK:STEP:exit|kill|hang|term makes rank RANK exit (without saying goodbye to
+// its peers), die of SIGKILL, hang, or receive SIGTERM at the start of step STEP: how the tests check
+// that the other ranks stop within the collective timeout instead of waiting forever, and that a
+// signal to one rank stops every rank after the same step, with a checkpoint.
 static void debug_fault(int rank, int step) {
     const char *f = getenv("LLAVA_DEBUG_FAULT");
     int r, s;
@@ -93,6 +116,10 @@ static void debug_fault(int rank, int step) {
     if (!f || sscanf(f, "%d:%d:%7s", &r, &s, mode) != 3 || r != rank || s != step) return;
     fprintf(stderr, "\nllava: rank %d: LLAVA_DEBUG_FAULT: %s at step %d\n", rank, mode, step);
     fflush(stderr);
+    if (strcmp(mode, "term") == 0) {
+        raise(SIGTERM);
+        return;
+    }
     if (strcmp(mode, "hang") == 0)
         for (;;) pause();
     if (strcmp(mode, "kill") == 0) raise(SIGKILL);
@@ -101,6 +128,36 @@ static void debug_fault(int rank, int step) {
 
 // ---------------------------------------------------------------------------------------------
 // open: the backend, the model, the dataset, the loader, the optimizer, where to start.
+
+// The memory plan against the machine, before anything large is allocated: a run that cannot fit
+// is refused with the plan and the limit instead of being killed by the OOM killer a minute in.
+// The CPU's limit is MemAvailable (per rank: ranks sharing a machine each need their plan), the
+// GPU's the device's memory. train.ignore_memory_plan runs anyway.
+static int check_memory(trainer *t) {
+    const run_settings *s = t->s;
+    model_config mc;
+    mem_plan mp;
+    if (train_model_config(s, &mc) != 0 || mem_plan_make(s, &mc, t->world, &mp) != 0) return -1;
+    llava_backend_info info;
+    llava_backend_describe(t->be, &info);
+    int cuda = strcmp(s->train.device, "cuda") == 0;
+    uint64_t limit = cuda ? info.memory_total : info.memory_free;
+    if (limit == 0 || mp.total <= limit) return 0;
+    const double gib = (double)(1ull << 30);
+    const char *what = cuda ? "the device has" : "the machine has available";
+    if (s->train.ignore_memory_plan) {
+        if (t->lead)
+            fprintf(stderr, "train: the memory plan needs %.2f GiB per rank, %s %.2f GiB (train.ignore_memory_plan)\n",
+                    (double)mp.total / gib, what, (double)limit / gib);
+        return 0;
+    }
+    if (t->lead) mem_plan_print(&mp, limit, stderr);
+    return llava_fail(
+        "the memory plan needs %.2f GiB per rank but %s %.2f GiB (%s): lower "
+        "train.per_device_train_batch_size or data.model_max_length, turn on "
+        "train.gradient_checkpointing, or set train.ignore_memory_plan=true to run anyway",
+        (double)mp.total / gib, what, (double)limit / gib, cuda ? info.device : "MemAvailable");
+}
 
 static int open_model(trainer *t) {
     const run_settings *s = t->s;
@@ -117,6 +174,7 @@ static int open_model(trainer *t) {
     // The LM trains with the projector's gradient buffers too (its backward runs through them); a
     // frozen projector is then frozen by name.
     t->ts = s->train.lm ? TRAIN_PROJECTOR_LM : TRAIN_PROJECTOR;
+    if (check_memory(t) != 0) return -1;
     if (train_build_model(s, t->be, &t->m) != 0) return -1;
     t->have_model = 1;
     dist_bind_backend(t->d, t->be);  // the NCCL collectives order themselves after the ops on its stream
@@ -153,6 +211,12 @@ static int open_data(trainer *t) {
         t->accum = global / (t->per_device * t->world);
     }
     t->V = t->accum * t->world;
+    int64_t step_samples = (int64_t)t->per_device * t->V;
+    if (step_samples > t->ds.n)
+        return llava_fail(
+            "one step takes %lld samples (%d per device x %d micro-batches x %d ranks) but the dataset has "
+            "%lld: lower train.per_device_train_batch_size or the accumulation",
+            (long long)step_samples, t->per_device, t->accum, t->world, (long long)t->ds.n);
     return 0;
 }
 
@@ -203,7 +267,8 @@ static int open_start(trainer *t, loader_pos *start) {
     if (t->opt->resume) {
         double found = -1;
         if (t->lead) {
-            char *latest = ckpt_latest(out_dir);
+            // The newest checkpoint whose files match their manifest (damaged ones are set aside).
+            char *latest = ckpt_latest_good(out_dir, &t->verified);
             if (latest) found = atoi(strrchr(latest, '-') + 1);
             free(latest);
         }
@@ -221,6 +286,10 @@ static int open_start(trainer *t, loader_pos *start) {
             *start = (loader_pos){st.epoch, st.loader_step};
             t->tokens_seen = (long)st.tokens_seen;
             t->consecutive = st.consecutive_skipped;
+            t->n_window = st.n_loss_window < LOSS_WINDOW ? st.n_loss_window : LOSS_WINDOW;
+            if (t->n_window)
+                memcpy(t->loss_window, st.loss_window + (st.n_loss_window - t->n_window),
+                       sizeof(double) * (size_t)t->n_window);
             if (t->lead)
                 fprintf(stderr, "train: resuming from %s (step %d, written by %d rank%s)\n", latest, t->step, st.world,
                         st.world == 1 ? "" : "s");
@@ -255,6 +324,7 @@ static void print_start(const trainer *t) {
 
 static int trainer_open(trainer *t, const run_settings *s, const train_options *opt) {
     memset(t, 0, sizeof *t);
+    t->lock.fd = -1;
     t->s = s;
     t->opt = opt;
     t->d = opt->dist ? opt->dist : dist_single();
@@ -266,6 +336,21 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
     int init_timeout = s->train.init_timeout_s;
     t->write_timeout = init_timeout > t->coll_timeout ? init_timeout : t->coll_timeout;
     dist_set_timeout(t->d, init_timeout);
+    // The signal handlers first: once the lock shows this run, a signal is already a clean stop.
+    stop_signal = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &t->old_term);
+    sigaction(SIGINT, &sa, &t->old_int);
+    t->handlers = 1;
+    // One run per output folder: rank 0 holds its lock for the whole run; every rank fails with it.
+    int lock_rc = t->lead ? run_lock_take(&t->lock, s->checkpoint.output_dir) : 0;
+    double lock_ok = lock_rc == 0;
+    dist_broadcast_host(t->d, &lock_ok, sizeof lock_ok, 0, "start-up: the output folder's lock");
+    if (lock_rc != 0) return -1;
+    if (lock_ok != 1.0) return llava_fail("rank 0 could not lock %s", s->checkpoint.output_dir);
     if (open_model(t) != 0 || open_data(t) != 0) return -1;
 
     optim_init_dist(&t->os, &t->m, t->d, s->train.zero_stage);
@@ -377,19 +462,38 @@ static int trainer_step(trainer *t, step_report *r) {
     for (int i = 0, off = 0; i < n_passes; off += passes[i].b->T, i++)
         loss_sum += (double)(float)llava_pass_loss(t->losses + off, passes[i].b) * passes[i].w;
     free(passes);
-    dist_allreduce_host_f64(t->d, &loss_sum, 1, "step loss");
+    // The step's loss, and whether any rank was asked to stop (a signal): every rank stops together.
+    double reduced[2] = {loss_sum, stop_signal ? 1.0 : 0.0};
+    dist_allreduce_host_f64(t->d, reduced, 2, "step loss");
+    loss_sum = reduced[0];
+    t->stop = reduced[1] > 0;
     // With LLaVA's normalisation a micro-batch without targets contributes nothing, so the mean
     // runs over the others (LLaVA would get NaN from it).
     r->loss = global_tokens ? loss_sum : (n_micro_nonempty > 0 ? loss_sum * V / n_micro_nonempty : NAN);
     r->lr = lr_at_update(&t->oc, t->step + 1, 0);
     r->gnorm = NAN;
-    if (!isfinite(r->loss)) {  // the same verdict on every rank: the loss is the global one
+    // A finite loss many orders of magnitude over the recent ones (broken weights or data) is no
+    // more to learn from than a NaN: skipped and counted the same way.
+    double mean = 0;
+    for (int i = 0; i < t->n_window; i++) mean += t->loss_window[i];
+    mean = t->n_window ? mean / t->n_window : 0;
+    double factor = s->train.loss_spike_factor;
+    r->spike = isfinite(r->loss) && factor > 0 && t->n_window > 0 && r->loss > factor * (mean > 1.0 ? mean : 1.0);
+    if (!isfinite(r->loss) || r->spike) {  // the same verdict on every rank: the loss is the global one
         r->skipped = 1;
         os->n_skipped++;
+        if (r->spike && t->lead)
+            fprintf(stderr, "\ntrain: step %d: loss %.6g is over %g x the recent mean %.6g: skipped\n", t->step + 1,
+                    r->loss, factor, mean);
     } else {
         float scale = global_tokens || n_micro_nonempty == V ? 1.0f : (float)V / (float)n_micro_nonempty;
         r->gnorm = optim_step(os, m, &t->oc, scale, t->step + 1);
         r->skipped = !isfinite(r->gnorm);
+    }
+    if (!r->skipped) {  // the window of accepted losses, oldest first
+        if (t->n_window == LOSS_WINDOW) memmove(t->loss_window, t->loss_window + 1, sizeof(double) * (LOSS_WINDOW - 1));
+        else t->n_window++;
+        t->loss_window[t->n_window - 1] = r->loss;
     }
     t->consecutive = r->skipped ? t->consecutive + 1 : 0;
     t->step++;
@@ -406,7 +510,7 @@ static int trainer_step(trainer *t, step_report *r) {
     loader_step_free(&ls);
     if (rc == 0 && t->consecutive >= s->train.max_nonfinite_steps)
         rc = llava_fail(
-            "train: %d steps in a row had a non-finite loss or gradient (step %d); stopping "
+            "train: %d steps in a row had a non-finite loss or gradient, or a loss spike (step %d); stopping "
             "(train.max_nonfinite_steps)",
             t->consecutive, t->step);
     return rc;
@@ -441,7 +545,7 @@ static void trainer_log(trainer *t, const step_report *r) {
 
 static int trainer_checkpoint(trainer *t, const step_report *r) {
     int save_steps = t->s->checkpoint.save_steps;
-    if (!((save_steps > 0 && t->step % save_steps == 0) || t->step == t->total)) return 0;
+    if (!((save_steps > 0 && t->step % save_steps == 0) || t->step == t->total || t->stop)) return 0;
     ckpt_state cs = {.step = t->step,
                      .epoch = r->next.epoch,
                      .loader_step = r->next.step,
@@ -449,11 +553,14 @@ static int trainer_checkpoint(trainer *t, const step_report *r) {
                      .consecutive_skipped = t->consecutive,
                      .tokens_seen = t->tokens_seen,
                      .world = t->world,
-                     .config_json = t->s->config_json};
+                     .config_json = t->s->config_json,
+                     .loss_window = t->loss_window,
+                     .n_loss_window = t->n_window};
     if (t->mf) fsync(fileno(t->mf));
     double before = dist_timeout(t->d);
     dist_set_timeout(t->d, t->write_timeout);
-    int rc = ckpt_save(t->s->checkpoint.output_dir, &t->m, &t->os, &cs, t->s->checkpoint.save_total_limit);
+    int rc =
+        ckpt_save(t->s->checkpoint.output_dir, &t->m, &t->os, &cs, t->s->checkpoint.save_total_limit, &t->verified);
     dist_set_timeout(t->d, before);
     return rc;
 }
@@ -465,15 +572,37 @@ static int trainer_finish(trainer *t, int rc) {
     const char *out_dir = t->s->checkpoint.output_dir;
     if (!t->opt->quiet && t->lead) fprintf(stderr, "\n");
     const char *last_drop = NULL;
-    double dropped = (double)loader_dropped(t->ld, &last_drop);
-    if (rc == 0) dist_allreduce_host_f64(t->d, &dropped, 1, "samples dropped");
-    if (t->lead && dropped > 0)
-        fprintf(stderr, "train: %.0f samples were dropped for unreadable images (rank 0's last: %s)\n", dropped,
+    int64_t by[LOADER_N_DROP];
+    double dropped[LOADER_N_DROP + 1];
+    dropped[LOADER_N_DROP] = (double)loader_dropped(t->ld, &last_drop, by);
+    for (int k = 0; k < LOADER_N_DROP; k++) dropped[k] = (double)by[k];
+    if (rc == 0) dist_allreduce_host_f64(t->d, dropped, LOADER_N_DROP + 1, "samples dropped");
+    if (t->lead && dropped[LOADER_N_DROP] > 0) {
+        fprintf(stderr, "train: %.0f samples were dropped (rank 0's last: %s):", dropped[LOADER_N_DROP],
                 last_drop ? last_drop : "-");
+        for (int k = 0; k < LOADER_N_DROP; k++)
+            if (dropped[k] > 0) fprintf(stderr, " %.0f %s;", dropped[k], LOADER_DROP_NAMES[k]);
+        fprintf(stderr, "\n");
+    }
     if (t->lead && t->ran)
         fprintf(stderr, "train: waited %.1f s for images over %d steps (%.1f s of training)\n",
                 loader_wait_seconds(t->ld), t->ran, now_s() - t->t_start);
-    int finished = rc == 0 && t->step == t->total;
+    // A resumed run whose checkpoint is already at (or past: a lower train.max_steps) its last step
+    // trains nothing; it still writes the results when none are there yet.
+    int finished = rc == 0 && !t->stop && t->step >= t->total;
+    if (finished && t->ran == 0) {
+        if (t->lead && t->step > t->total)
+            fprintf(stderr,
+                    "train: the checkpoint is at step %d, past the run's %d steps (train.max_steps or the "
+                    "epochs): nothing to train\n",
+                    t->step, t->total);
+        char *pp = path_join(out_dir, "mm_projector.safetensors"), *md = path_join(out_dir, "model");
+        int exported = file_exists(pp) && (t->ts != TRAIN_PROJECTOR_LM || dir_exists(md));
+        if (exported && t->lead) fprintf(stderr, "train: the results in %s are there already\n", out_dir);
+        finished = !exported;
+        free(pp);
+        free(md);
+    }
     if (finished && t->lead) {
         // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model.
         // Every rank holds all parameters, so rank 0 writes them.
@@ -502,6 +631,12 @@ static int trainer_finish(trainer *t, int rc) {
 }
 
 static void trainer_close(trainer *t) {
+    run_lock_release(&t->lock);
+    ckpt_verified_free(&t->verified);
+    if (t->handlers) {
+        sigaction(SIGTERM, &t->old_term, NULL);
+        sigaction(SIGINT, &t->old_int, NULL);
+    }
     train_stats *st = t->opt->stats;
     if (st) {
         memset(st, 0, sizeof *st);
@@ -539,9 +674,18 @@ int train_run_settings(const run_settings *s, const train_options *opt) {
             if (t.ran == ran) break;  // the loader failed: no step ran
             trainer_log(&t, &r);
             if (rc == 0) rc = trainer_checkpoint(&t, &r);  // not after a run of non-finite steps
+            if (rc == 0 && t.stop) {
+                if (t.lead)
+                    fprintf(stderr,
+                            "\ntrain: stopped by a signal after step %d, with its checkpoint; continue with "
+                            "--resume\n",
+                            t.step);
+                break;
+            }
             if (opt->stop_after > 0 && t.ran >= opt->stop_after) break;
         }
         rc = trainer_finish(&t, rc);
+        if (rc == 0 && t.stop) rc = TRAIN_STOPPED;
     }
     trainer_close(&t);
     return rc;

@@ -44,6 +44,10 @@ typedef struct train_stats {
 // train_run reads the config into settings (settings.h) and runs train_run_settings.
 int train_run(const train_config *c, const train_options *opt);
 int train_run_settings(const run_settings *s, const train_options *opt);
+// What train_run returns when a signal (SIGTERM, SIGINT) stopped the run after a step and its
+// checkpoint, on every rank: `llava train` exits with this status (EX_TEMPFAIL, "try again"), and
+// `--resume` continues bit for bit. A second signal ends the process at once (status 128 + signal).
+#define TRAIN_STOPPED 75
 
 // The model config a training run builds: from model.init, or from model.llm (a LLaMA folder)
 // plus model.vision_tower (a CLIP folder) and the mm_* keys (build.c).

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/util.h"
 
 // Largest integer a JSON number (a double in cJSON) holds exactly.
@@ -632,7 +633,10 @@ static int cmp_wentry(const void *a, const void *b) {
     return strcmp(x->name, y->name);
 }
 
-static int write_all(int fd, const void *data, size_t n, const char *path) {
+// Writes n bytes and extends the writer's running CRC over them.
+static int write_all(st_writer *wr, int fd, const void *data, size_t n, const char *path) {
+    wr->crc32c = crc32c(wr->crc32c, data, n);
+    wr->bytes += n;
     const char *p = data;
     while (n > 0) {
         ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
@@ -646,9 +650,9 @@ static int write_all(int fd, const void *data, size_t n, const char *path) {
     return 0;
 }
 
-static int write_entry_data(int fd, const st_wentry *e, const char *path) {
+static int write_entry_data(st_writer *wr, int fd, const st_wentry *e, const char *path) {
     uint64_t nbytes = e->numel * dtype_bits(e->dtype) / 8;
-    if (e->src_dtype == e->dtype) return write_all(fd, e->data, (size_t)nbytes, path);
+    if (e->src_dtype == e->dtype) return write_all(wr, fd, e->data, (size_t)nbytes, path);
     // Convert in chunks so that a 7B model never needs a second full copy in memory.
     enum { CHUNK = 1 << 20 };
     size_t esz = dtype_bits(e->dtype) / 8;
@@ -658,7 +662,7 @@ static int write_entry_data(int fd, const st_wentry *e, const char *path) {
     for (uint64_t i = 0; i < e->numel && rc == 0; i += CHUNK) {
         size_t n = (size_t)(e->numel - i < CHUNK ? e->numel - i : CHUNK);
         convert_from_f32(e->dtype, src + i, tmp, n);
-        rc = write_all(fd, tmp, n * esz, path);
+        rc = write_all(wr, fd, tmp, n * esz, path);
     }
     free(tmp);
     return rc;
@@ -710,9 +714,11 @@ int st_writer_save(st_writer *w, const char *path) {
     } else {
         uint8_t len8[8];
         for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
-        rc = write_all(fd, len8, 8, tmp_path);
-        if (rc == 0) rc = write_all(fd, h.buf, h.len, tmp_path);
-        for (int i = 0; i < w->n && rc == 0; i++) rc = write_entry_data(fd, &w->entries[i], tmp_path);
+        w->crc32c = 0;
+        w->bytes = 0;
+        rc = write_all(w, fd, len8, 8, tmp_path);
+        if (rc == 0) rc = write_all(w, fd, h.buf, h.len, tmp_path);
+        for (int i = 0; i < w->n && rc == 0; i++) rc = write_entry_data(w, fd, &w->entries[i], tmp_path);
         if (rc == 0 && fsync(fd) != 0)
             rc = llava_fail("safetensors writer: %s: fsync failed: %s", tmp_path, strerror(errno));
         if (close(fd) != 0 && rc == 0)

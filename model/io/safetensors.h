@@ -86,6 +86,10 @@ typedef struct {
     int n, cap;
     char **meta_keys, **meta_vals;
     int n_meta;
+    // After st_writer_save: the CRC-32C (common/crc32c.h) and length of the bytes it wrote, computed
+    // from memory as they went out, so a later read of the file can be checked against them.
+    uint32_t crc32c;
+    uint64_t bytes;
 } st_writer;
 
 void st_writer_init(st_writer *w);

@@ -334,6 +334,49 @@ static void test_resume_across_world(void) {
     free(ref);
 }
 
+// Preemption: rank 1 alone receives SIGTERM at the start of step 3. Every rank finishes step 3,
+// the checkpoint of step 3 is written (collectively), and every rank exits with 75; resumed on 2
+// ranks, the run ends where the uninterrupted 1-rank run does (within the equivalence bound).
+static void test_preemption(void) {
+    char data[600];
+    snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
+    const char *sets[] = {data,
+                          "train.max_steps=10",
+                          "train.per_device_train_batch_size=2",
+                          "train.global_batch_size=8",
+                          "checkpoint.save_steps=5",
+                          "data.dataloader_num_workers=0",
+                          "model.pretrain_mm_mlp_adapter=null",
+                          "train.zero_stage=2"};
+    char *out = xasprintf("%s/preempt", world), *ref = xasprintf("%s/s2_ref", world);
+    setenv("LLAVA_DEBUG_FAULT", "1:3:term", 1);
+    int rc1 = train(2, "stage2.json", out, sets, 8, NULL, NULL);
+    unsetenv("LLAVA_DEBUG_FAULT");
+    char *ck = path_join(out, "checkpoint-3/COMPLETE");
+    char *lg = log_of(out);
+    CHECK(rc1 == 75, "SIGTERM to rank 1: mpirun exited %d, want 75\n%s", rc1, lg);
+    CHECK(file_exists(ck) && count_lines(out, "metrics.jsonl") == 3,
+          "after the signal: checkpoint-3 %s, %d steps logged", file_exists(ck) ? "written" : "missing",
+          count_lines(out, "metrics.jsonl"));
+    CHECK(strstr(lg, "stopped by a signal after step 3") != NULL, "no stop message:\n%s", lg);
+    int rc2 = train(2, "stage2.json", out, sets, 8, "--resume", NULL);
+    free(lg);
+    lg = log_of(out);
+    double max_abs;
+    int nt;
+    double rel = weights_diff(ref, out, 10, &max_abs, &nt);
+    CHECK(rc2 == 0 && rel >= 0 && rel <= EQUIV_BOUND,
+          "resumed after the signal: exit %d, max relative difference %.3g vs the uninterrupted run\n%s", rc2, rel, lg);
+    printf(
+        "SIGTERM to rank 1 of 2 at step 3: both ranks stopped after step 3 (exit 75), resumed: max relative "
+        "%.3g vs 1 rank throughout\n",
+        rel);
+    free(lg);
+    free(ck);
+    free(ref);
+    free(out);
+}
+
 // Rank 1 is killed (SIGKILL) at step 3, or hangs there: every rank stops with an error within the
 // collective timeout (5 s here), never waiting forever.
 static void test_rank_failure(void) {
@@ -405,6 +448,7 @@ int main(void) {
     test_equivalence(2, &w2);
     test_global_tokens_and_freeze();
     test_resume_across_world();
+    test_preemption();
     test_rank_failure();
     printf("largest relative parameter difference vs 1 rank after 10 steps: stage 1 %.3g, stage 2 %.3g (bound %.1g)\n",
            w1, w2, EQUIV_BOUND);

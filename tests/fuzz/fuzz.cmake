@@ -11,7 +11,7 @@ function(llava_fuzz_target name corpus)
     OUTPUT ${out}
     COMMAND ${LLAVA_CLANG} -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
             -fno-sanitize-recover=undefined -I${CMAKE_SOURCE_DIR} ${CJSON_CFLAGS} ${srcs}
-            ${CJSON_LDFLAGS} ${FZ_LIBS} -lm -o ${out}
+            ${CJSON_LDFLAGS} ${FZ_LIBS} -lm -lpthread -o ${out}
     DEPENDS ${srcs}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
     COMMENT "fuzz target ${name}")
@@ -26,12 +26,14 @@ llava_fuzz_target(fuzz_safetensors tests/fuzz/corpus/safetensors
   ${CMAKE_SOURCE_DIR}/model/io/safetensors.c
   ${CMAKE_SOURCE_DIR}/model/io/torchbin.c
   ${CMAKE_SOURCE_DIR}/common/util.c
+  ${CMAKE_SOURCE_DIR}/common/crc32c.c
   ${CMAKE_SOURCE_DIR}/common/dtype.c)
 llava_fuzz_target(fuzz_torchbin tests/fuzz/corpus/torchbin
   ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_torchbin.c
   ${CMAKE_SOURCE_DIR}/model/io/torchbin.c
   ${CMAKE_SOURCE_DIR}/model/io/safetensors.c
   ${CMAKE_SOURCE_DIR}/common/util.c
+  ${CMAKE_SOURCE_DIR}/common/crc32c.c
   ${CMAKE_SOURCE_DIR}/common/dtype.c)
 llava_fuzz_target(fuzz_image tests/fuzz/corpus/image ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_image.c ${CMAKE_SOURCE_DIR}/data/image.c ${CMAKE_SOURCE_DIR}/data/image_jpeg.c ${CMAKE_SOURCE_DIR}/data/image_png.c ${CMAKE_SOURCE_DIR}/data/image_gif.c ${CMAKE_SOURCE_DIR}/common/util.c LIBS ${JPEG_LIBRARIES} ${PNG_LIBRARIES})
 llava_fuzz_target(fuzz_tokenizer tests/fuzz/corpus/tokenizer ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_tokenizer.c ${CMAKE_SOURCE_DIR}/data/tokenizer.c ${CMAKE_SOURCE_DIR}/common/util.c)
