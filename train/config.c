@@ -313,26 +313,26 @@ static int overlay(train_config *c, const cJSON *obj, const char *prefix, const 
     return 0;
 }
 
-static int load_rec(train_config *c, const char *path, int depth) {
-    if (depth > 8) return llava_fail("%s: \"base\" chain is deeper than 8 (a cycle?)", path);
-    size_t len;
-    char *text = read_file(path, 4u << 20, &len);
-    if (!text) return -1;
+static int load_rec(train_config *c, const char *path, int depth);
+
+// How much of the text from `at` an error quotes: 40 bytes at most, never past `end`.
+static int near_len(const char *at, const char *end) { return end - at < 40 ? (int)(end - at) : 40; }
+
+// A preset's text (`path` names it in messages, and its folder is where "base" is found).
+static int load_text(train_config *c, const char *text, size_t len, const char *path, int depth) {
     const char *rest = NULL;
     cJSON *obj = parse_value(text, len, &rest);
-    if (!obj) {  // the error position points into text: report it before text is freed
-        int rc = llava_fail("%s: not valid JSON (near: %.40s)", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
-        free(text);
-        return rc;
+    if (!obj) {  // the error position points into text, which need not end in a NUL
+        const char *at = cJSON_GetErrorPtr();
+        if (!at || at < text || at > text + len) at = text + len;
+        return llava_fail("%s: not valid JSON at byte %zu (near: %.*s)", path, (size_t)(at - text),
+                          near_len(at, text + len), at);
     }
     if (rest != text + len) {
-        int rc =
-            llava_fail("%s: text after the JSON object at byte %zu (near: %.40s)", path, (size_t)(rest - text), rest);
         cJSON_Delete(obj);
-        free(text);
-        return rc;
+        return llava_fail("%s: text after the JSON object at byte %zu (near: %.*s)", path, (size_t)(rest - text),
+                          near_len(rest, text + len), rest);
     }
-    free(text);
     if (!cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return llava_fail("%s: not a JSON object", path);
@@ -354,8 +354,25 @@ static int load_rec(train_config *c, const char *path, int depth) {
     return rc;
 }
 
+static int load_rec(train_config *c, const char *path, int depth) {
+    if (depth > 8) return llava_fail("%s: \"base\" chain is deeper than 8 (a cycle?)", path);
+    size_t len;
+    char *text = read_file(path, 4u << 20, &len);
+    if (!text) return -1;
+    int rc = load_text(c, text, len, path, depth);
+    free(text);
+    return rc;
+}
+
 int cfg_load(train_config *c, const char *path) {
     if (load_rec(c, path, 0) != 0) return -1;
+    free(c->source);
+    c->source = xstrdup(path);
+    return 0;
+}
+
+int cfg_load_text(train_config *c, const char *text, size_t len, const char *path) {
+    if (load_text(c, text, len, path, 0) != 0) return -1;
     free(c->source);
     c->source = xstrdup(path);
     return 0;
