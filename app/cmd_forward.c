@@ -15,7 +15,9 @@
 static int usage(void) {
     fprintf(stderr,
             "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
-            "                     [--grads projector|projector+lm]\n");
+            "                     [--grads projector|projector+lm] [--ignore-unexpected]\n"
+            "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place\n"
+            "                       for (skipped; without it they are an error naming them)\n");
     return 2;
 }
 
@@ -59,7 +61,12 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *device = "cpu", *grads = NULL;
+    llava_load_options lo = {0};
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--ignore-unexpected") == 0) {
+            lo.ignore_unexpected = 1;
+            continue;
+        }
         if (i + 1 >= argc) return usage();
         if (strcmp(argv[i], "--model") == 0) model = argv[++i];
         else if (strcmp(argv[i], "--inputs") == 0) inputs = argv[++i];
@@ -80,11 +87,14 @@ int cmd_forward(int argc, char **argv) {
         return 1;
     }
     llava_model m;
-    if (llava_model_load(&m, model, be) != 0) {
+    if (llava_model_load_opts(&m, model, be, &lo) != 0) {
         fprintf(stderr, "llava forward: %s\n", llava_errmsg());
         llava_backend_close(be);
         return 1;
     }
+    if (m.n_unexpected_ignored)
+        fprintf(stderr, "llava forward: %s: %d tensors of the weights are not in the model's config (ignored)\n", model,
+                m.n_unexpected_ignored);
     llava_model_set_trainable(&m, t);
     llava_batch b;
     int B = 0, S = 0;

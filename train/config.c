@@ -24,6 +24,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"model.mm_vision_select_feature", CFG_ENUM, "\"patch\"", "patch|cls_patch", "patch drops the CLS token [mm_vision_select_feature]"},
     {"model.mm_use_im_start_end", CFG_BOOL, "false", NULL, "wrap images in start/end tokens (false in LLaVA-1.5; true is not supported) [mm_use_im_start_end]"},
     {"model.mm_use_im_patch_token", CFG_BOOL, "false", NULL, "add an image patch token (false in LLaVA-1.5) [mm_use_im_patch_token]"},
+    {"model.ignore_unexpected_weights", CFG_BOOL, "false", NULL, "load weights although the files hold tensors the model config has no place for (skipped); false: such tensors are an error naming them (a config declaring fewer layers than the weights hold)"},
     {"model.pretrain_mm_mlp_adapter", CFG_STR, "null", NULL, "stage-1 projector to start stage 2 from: our mm_projector.safetensors or LLaVA's mm_projector.bin [pretrain_mm_mlp_adapter]"},
     // ---- data
     {"data.data_path", CFG_STR, "null", NULL, "LLaVA JSON array, or an HDF5 file written by `llava prep` [data_path]"},
