@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "common/dtype.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "model/batch_hf.h"
@@ -105,10 +106,23 @@ int cmd_forward(int argc, char **argv) {
         return 1;
     }
     float *logits = xmalloc(sizeof(float) * (size_t)b.T * m.cfg.text.vocab_size);
-    float loss = llava_forward_backward(&m, &b, t != TRAIN_NONE, 1.0f, logits);
-    int rc = 0;
-    if (isnan(loss) && b.n_targets > 0) {
+    llava_model_losses_reset(&m);
+    int rc = llava_pass(&m, &b, t != TRAIN_NONE, 1.0f, logits) != 0;
+    float loss = NAN;
+    if (!rc) {
+        float *losses = xmalloc(sizeof(float) * (size_t)b.T);
+        llava_model_losses_read(&m, losses);
+        loss = (float)llava_pass_loss(losses, &b);
+        free(losses);
+    }
+    if (rc) {
         fprintf(stderr, "llava forward: %s\n", llava_errmsg());
+    } else if (!isfinite(loss) && b.n_targets > 0) {
+        // The loader and the batch refuse NaN and infinite weights and pixels: this one is the pass's own.
+        fprintf(stderr,
+                "llava forward: the loss is %s over %d targets although the weights and inputs are finite (the "
+                "forward pass overflowed)\n",
+                f32_nonfinite_name(loss), b.n_targets);
         rc = 1;
     } else if (write_outputs(&m, &b, B, S, logits, loss, out) != 0) {
         fprintf(stderr, "llava forward: %s\n", llava_errmsg());

@@ -3,8 +3,12 @@
 // - tensors the config has no place for (a config.json that declares fewer layers than the weights
 //   hold would run a smaller model and give other answers), unless asked to ignore them
 //   (llava_load_options, `--ignore-unexpected`, model.ignore_unexpected_weights);
+// - weights that are NaN or infinite (named by their file and their name in it), and pixel values
+//   that are (named by the input), where `llava forward` / `llava generate` said "unknown error" or
+//   "no logits";
 // while every model folder the repository ships still loads as it is.
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,8 @@
 #include "check.h"
 #include "common/util.h"
 #include "infer/generate.h"
+#include "model/batch_hf.h"
+#include "model/io/safetensors.h"
 #include "model/llava.h"
 #include "train/settings.h"
 #include "train/trainer.h"
@@ -172,11 +178,123 @@ static void test_fewer_vision_layers(void) {
     free(dir);
 }
 
+// Writes `value` over element `elem` of the F32 tensor `name` in the safetensors file `path`.
+static void plant(const char *path, const char *name, size_t elem, float value) {
+    st_file f;
+    CHECK(st_open(&f, path) == 0, "%s", llava_errmsg());
+    const st_tensor *t = st_find(&f, name);
+    CHECK(t && t->dtype == DT_F32 && elem < t->numel, "%s: no F32 tensor %s with element %zu", path, name, elem);
+    long at = t ? (long)(8 + f.header_len + t->begin + 4 * elem) : 0;
+    st_close(&f);
+    FILE *w = fopen(path, "r+b");
+    CHECK(w && fseek(w, at, SEEK_SET) == 0 && fwrite(&value, 4, 1, w) == 1, "writing %s", path);
+    if (w) fclose(w);
+}
+
+// One NaN in a named tensor: loading fails, naming the file, the tensor as the file names it, the
+// value and where it is. Training refuses the model too, and so do llava forward and generate.
+static void test_nonfinite_weights(void) {
+    const char *up = "language_model.model.layers.0.mlp.up_proj.weight";
+    char *dir = golden_copy("nan", NULL, NULL, 0);
+    char *file = path_join(dir, "model.safetensors");
+    plant(file, up, 17, NAN);
+    llava_model m;
+    CHECK(llava_model_load(&m, dir, test_cpu()) != 0, "a model with a NaN weight loaded");
+    CHECK_ERR_HAS(file);
+    CHECK_ERR_HAS("\"language_model.model.layers.0.mlp.up_proj.weight\"");
+    CHECK_ERR_HAS("1 value that is not finite (NaN at element 17 of 12800)");
+    char *init = xasprintf("model.init=%s", dir);
+    const char *sets[] = {init, "data.data_path=unused.json", "train.device=cpu"};
+    run_settings s;
+    CHECK(settings_load(NULL, sets, 3, &s) == 0, "%s", llava_errmsg());
+    CHECK(train_build_model(&s, test_cpu(), &m) != 0, "training built a model with a NaN weight");
+    CHECK_ERR_HAS("\"language_model.model.layers.0.mlp.up_proj.weight\"");
+    settings_free(&s);
+    free(init);
+    char *err = NULL;
+    char *args =
+        xasprintf("forward --model '%s' --inputs " GOLDEN "inputs.safetensors --out '%s/out.safetensors'", dir, tmp);
+    CHECK(run_llava(args, &err) == 1, "llava forward on a NaN weight: %s", err);
+    CHECK(strstr(err, up) && strstr(err, "NaN at element 17") && strstr(err, file) && !strstr(err, "unknown error"),
+          "llava forward: \"%s\"", err);
+    free(err);
+    free(args);
+    args = xasprintf("generate --model '%s' --tokenizer tests/data/tokenizer/tiny.model --prompt hi", dir);
+    CHECK(run_llava(args, &err) == 1, "llava generate on a NaN weight: %s", err);
+    CHECK(strstr(err, up) && strstr(err, "NaN at element 17") && !strstr(err, "no logits"), "llava generate: \"%s\"",
+          err);
+    free(err);
+    free(args);
+    // Infinities, several, in the vision tower: the count and the first.
+    const char *q = "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight";
+    plant(file, up, 17, 0.5f);
+    plant(file, q, 3, -INFINITY);
+    plant(file, q, 200, INFINITY);
+    CHECK(llava_model_load(&m, dir, test_cpu()) != 0, "a model with infinite weights loaded");
+    CHECK_ERR_HAS("\"vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight\"");
+    CHECK_ERR_HAS("2 values that are not finite (-inf at element 3 of 16384)");
+    // A vision layer past the feature layer is never computed nor copied: it does not matter.
+    plant(file, q, 3, 0.0f);
+    plant(file, q, 200, 0.0f);
+    plant(file, "vision_tower.vision_model.encoder.layers.2.self_attn.q_proj.weight", 0, NAN);
+    int ok = llava_model_load(&m, dir, test_cpu()) == 0;
+    CHECK(ok, "a NaN in a layer the model never runs: %s", llava_errmsg());
+    if (ok) llava_model_free(&m);
+    free(file);
+    free(dir);
+}
+
+// An infinite pixel value in the inputs: llava forward names the input and where the value is;
+// the batch builder and generation refuse such pixels too.
+static void test_nonfinite_pixels(void) {
+    char *in = xasprintf("%s/inputs_inf.safetensors", tmp);
+    char *cmd = xasprintf("cp " GOLDEN "inputs.safetensors '%s'", in);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    free(cmd);
+    // Image 1, channel 2, row 5, column 7 of (2, 3, 16, 16).
+    plant(in, "pixel_values", ((size_t)(1 * 3 + 2) * 16 + 5) * 16 + 7, INFINITY);
+    char *err = NULL;
+    char *args = xasprintf("forward --model " GOLDEN "model --inputs '%s' --out '%s/out.safetensors'", in, tmp);
+    CHECK(run_llava(args, &err) == 1, "llava forward on an inf pixel: %s", err);
+    CHECK(strstr(err, in) && strstr(err, "pixel_values") && strstr(err, "inf at image 1, channel 2, row 5, column 7") &&
+              !strstr(err, "unknown error"),
+          "llava forward: \"%s\"", err);
+    free(err);
+    free(args);
+    free(in);
+
+    llava_model m;
+    if (llava_model_load(&m, GOLDEN "model", test_cpu()) != 0) {
+        CHECK(0, "%s", llava_errmsg());
+        return;
+    }
+    int n = m.tokens_per_image + 2, S = m.cfg.vision.image_size;
+    int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)n), out[2];
+    ids[0] = 1;
+    for (int i = 1; i < n - 1; i++) ids[i] = m.cfg.glue.image_token_index;
+    ids[n - 1] = 5;
+    float *pix = xcalloc((size_t)3 * S * S, sizeof(float));
+    pix[(size_t)S * S + 3] = NAN;  // channel 1, row 0, column 3
+    llava_batch b;
+    CHECK(llava_batch_from_hf(&b, &m, ids, NULL, NULL, 1, n, pix, 1, S, S) != 0, "a NaN pixel made a batch");
+    CHECK_ERR_HAS("pixel_values");
+    CHECK_ERR_HAS("NaN at image 0, channel 1, row 0, column 3");
+    CHECK(llava_generate_greedy(&m, ids, n, pix, 1, S, S, 2, -1, out) < 0, "generation on a NaN pixel");
+    CHECK_ERR_HAS("NaN at image 0, channel 1, row 0, column 3");
+    pix[(size_t)S * S + 3] = 0.25f;
+    CHECK(llava_generate_greedy(&m, ids, n, pix, 1, S, S, 2, -1, out) == 2, "%s", llava_errmsg());
+    free(pix);
+    free(ids);
+    llava_model_free(&m);
+}
+
 int main(void) {
     tmp = check_tmpdir();
     test_shipped_models_load();
     test_fewer_lm_layers();
     test_fewer_vision_layers();
+    test_nonfinite_weights();
+    test_nonfinite_pixels();
     check_rm_rf(tmp);
     free(tmp);
     return check_done();
