@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "common/dtype.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "model/batch_hf.h"
@@ -15,7 +16,9 @@
 static int usage(void) {
     fprintf(stderr,
             "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
-            "                     [--grads projector|projector+lm]\n");
+            "                     [--grads projector|projector+lm] [--ignore-unexpected]\n"
+            "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place\n"
+            "                       for (skipped; without it they are an error naming them)\n");
     return 2;
 }
 
@@ -59,7 +62,12 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *device = "cpu", *grads = NULL;
+    llava_load_options lo = {0};
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--ignore-unexpected") == 0) {
+            lo.ignore_unexpected = 1;
+            continue;
+        }
         if (i + 1 >= argc) return usage();
         if (strcmp(argv[i], "--model") == 0) model = argv[++i];
         else if (strcmp(argv[i], "--inputs") == 0) inputs = argv[++i];
@@ -80,11 +88,14 @@ int cmd_forward(int argc, char **argv) {
         return 1;
     }
     llava_model m;
-    if (llava_model_load(&m, model, be) != 0) {
+    if (llava_model_load_opts(&m, model, be, &lo) != 0) {
         fprintf(stderr, "llava forward: %s\n", llava_errmsg());
         llava_backend_close(be);
         return 1;
     }
+    if (m.n_unexpected_ignored)
+        fprintf(stderr, "llava forward: %s: %d tensors of the weights are not in the model's config (ignored)\n", model,
+                m.n_unexpected_ignored);
     llava_model_set_trainable(&m, t);
     llava_batch b;
     int B = 0, S = 0;
@@ -95,10 +106,23 @@ int cmd_forward(int argc, char **argv) {
         return 1;
     }
     float *logits = xmalloc(sizeof(float) * (size_t)b.T * m.cfg.text.vocab_size);
-    float loss = llava_forward_backward(&m, &b, t != TRAIN_NONE, 1.0f, logits);
-    int rc = 0;
-    if (isnan(loss) && b.n_targets > 0) {
+    llava_model_losses_reset(&m);
+    int rc = llava_pass(&m, &b, t != TRAIN_NONE, 1.0f, logits) != 0;
+    float loss = NAN;
+    if (!rc) {
+        float *losses = xmalloc(sizeof(float) * (size_t)b.T);
+        llava_model_losses_read(&m, losses);
+        loss = (float)llava_pass_loss(losses, &b);
+        free(losses);
+    }
+    if (rc) {
         fprintf(stderr, "llava forward: %s\n", llava_errmsg());
+    } else if (!isfinite(loss) && b.n_targets > 0) {
+        // The loader and the batch refuse NaN and infinite weights and pixels: this one is the pass's own.
+        fprintf(stderr,
+                "llava forward: the loss is %s over %d targets although the weights and inputs are finite (the "
+                "forward pass overflowed)\n",
+                f32_nonfinite_name(loss), b.n_targets);
         rc = 1;
     } else if (write_outputs(&m, &b, B, S, logits, loss, out) != 0) {
         fprintf(stderr, "llava forward: %s\n", llava_errmsg());

@@ -19,9 +19,11 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *image = NULL, *prompt = NULL, *tmpl_name = "vicuna_v1";
     const char *aspect = "pad", *device = "cpu", *mode_name = NULL;
     int max_new = 256, print_ids = 0;
+    llava_load_options lo = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--ids")) print_ids = 1;
+        else if (!strcmp(a, "--ignore-unexpected")) lo.ignore_unexpected = 1;
         else if (i + 1 >= argc) goto usage;
         else if (!strcmp(a, "--model")) model = argv[++i];
         else if (!strcmp(a, "--tokenizer")) tok_path = argv[++i];
@@ -57,8 +59,11 @@ int cmd_generate(int argc, char **argv) {
     prep_result r;
     memset(&r, 0, sizeof r);
     if (!tok) goto fail;
-    if (llava_model_load(&m, model, be) != 0) goto fail;
+    if (llava_model_load_opts(&m, model, be, &lo) != 0) goto fail;
     loaded = 1;
+    if (m.n_unexpected_ignored)
+        fprintf(stderr, "llava generate: %s: %d tensors of the weights are not in the model's config (ignored)\n",
+                model, m.n_unexpected_ignored);
     int S = m.cfg.vision.image_size;
     if (image) {
         image_u8 im;
@@ -127,6 +132,8 @@ usage:
     fprintf(stderr,
             "usage: llava generate --model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template "
             "vicuna_v1|plain] [--aspect pad|square] [--max-new-tokens N] [--device cpu|cuda] [--mode "
-            "legacy|hf431|hf437] [--ids]\n");
+            "legacy|hf431|hf437] [--ids] [--ignore-unexpected]\n"
+            "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place\n"
+            "                       for (skipped; without it they are an error naming them)\n");
     return 2;
 }

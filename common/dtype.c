@@ -132,6 +132,28 @@ uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
+size_t f32_first_nonfinite(const float *x, size_t n, size_t *count) {
+    // An exponent of all ones is NaN or infinity. The OR over the bits vectorises; the second pass
+    // runs only when something was found.
+    uint32_t any = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        any |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    size_t first = n, k = 0;
+    if (any)
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i])) {
+                if (first == n) first = i;
+                k++;
+            }
+    if (count) *count = k;
+    return first;
+}
+
+const char *f32_nonfinite_name(float v) { return isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf"; }
+
 int convert_to_f32(dtype_t t, const void *src, float *dst, size_t n) {
     const uint8_t *s = src;
     switch (t) {

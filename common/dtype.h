@@ -49,6 +49,12 @@ uint16_t f32_to_f16(float f);
 float bf16_to_f32(uint16_t b);
 uint16_t f32_to_bf16(float f);
 
+// The index of the first of x[0, n) that is NaN or infinite, or n when all are finite; *count (may
+// be NULL) receives how many are not finite. One pass over the bits when all are (the usual case).
+size_t f32_first_nonfinite(const float *x, size_t n, size_t *count);
+// "NaN", "inf" or "-inf": how messages name a value that is not finite.
+const char *f32_nonfinite_name(float v);
+
 // Converts n elements of type `src_t` (little-endian bytes, any alignment) to fp32.
 // Returns -1 for a type that has no float conversion.
 int convert_to_f32(dtype_t src_t, const void *src, float *dst, size_t n);

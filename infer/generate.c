@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/util.h"
 #include "model/batch_hf.h"
 
@@ -23,11 +24,21 @@ int llava_generate_greedy(llava_model *m, const int64_t *prompt, int n_prompt, c
         }
         int T = b.T;
         float *row = logits + (size_t)(T - 1) * (size_t)V;
-        row[0] = NAN;  // the loss is NaN here (no targets): a forward that failed leaves this unwritten
-        llava_forward_backward(m, &b, 0, 1.0f, logits);
+        llava_model_losses_reset(m);
+        int e = llava_pass(m, &b, 0, 1.0f, logits);
         llava_batch_free(&b);
-        if (isnan(row[0])) {
-            rc = llava_fail("generate: the forward pass gave no logits at step %d", n + 1);
+        if (e != 0) {
+            rc = llava_fail_ctx("generate: step %d", n + 1);
+            break;
+        }
+        // The weights and pixels are finite (the loader and the batch check them): a NaN here is the
+        // forward pass's own (an overflow), and argmax over it would answer anything.
+        size_t bad = 0, at = f32_first_nonfinite(row, (size_t)V, &bad);
+        if (bad) {
+            rc = llava_fail(
+                "generate: step %d: %zu of the %d logits are not finite (%s for token %zu): the forward "
+                "pass overflowed",
+                n + 1, bad, V, f32_nonfinite_name(row[at]), at);
             break;
         }
         int best = 0;

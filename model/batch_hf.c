@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/util.h"
 #include "model/io/safetensors.h"
 
@@ -73,6 +74,18 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
         b->cu_seqlens[r + 1] = k;
     }
     free(len);
+    if (n_img) {  // a NaN or infinity would only show as a NaN loss or no answer
+        size_t np = (size_t)n_img * 3 * H * W, bad = 0, at = f32_first_nonfinite(pixels, np, &bad);
+        if (bad) {
+            llava_batch_free(b);
+            size_t plane = (size_t)H * W;
+            return llava_fail(
+                "pixel_values holds %zu value%s that %s not finite (%s at image %zu, channel %zu, row %zu, "
+                "column %zu)",
+                bad, bad == 1 ? "" : "s", bad == 1 ? "is" : "are", f32_nonfinite_name(pixels[at]), at / (3 * plane),
+                at / plane % 3, at % plane / (size_t)W, at % (size_t)W);
+        }
+    }
     b->n_img = n_img;
     b->img_h = H;
     b->img_w = W;

@@ -51,6 +51,22 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
     return 0;
 }
 
+// The error for tensors the config has no place for: their count and the first three, in the files'
+// (sorted) order, which shows the part that is larger in the files than in the config.
+static int unexpected_error(const char *path, const load_report *rep) {
+    int n = rep->n_unexpected;
+    char names[640];
+    size_t k = 0;
+    for (int i = 0; i < n && i < 3 && k < sizeof names; i++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", rep->unexpected[i]);
+    if (n > 3 && k < sizeof names) snprintf(names + k, sizeof names - k, " and %d more", n - 3);
+    return llava_fail(
+        "%s: %d tensor%s in the weights %s no place in this model's config (does config.json declare "
+        "fewer layers than the weights hold?): %s. The loader's ignore_unexpected option skips them "
+        "(--ignore-unexpected, model.ignore_unexpected_weights)",
+        path, n, n == 1 ? "" : "s", n == 1 ? "has" : "have", names);
+}
+
 int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded) {
     st_set s;
     if (st_set_open(&s, path) != 0) return -1;
@@ -59,6 +75,10 @@ int llava_model_add_weights(llava_model *m, const char *path, int group_mask, in
     if (rc == 0 && rep.n_mismatched)
         rc = llava_fail("%s: %d tensors have the wrong shape for this model (first: %s)", path, rep.n_mismatched,
                         rep.mismatched[0]);
+    if (rc == 0 && rep.n_unexpected) {
+        if (m->load_opts.ignore_unexpected) m->n_unexpected_ignored += rep.n_unexpected;
+        else rc = unexpected_error(path, &rep);
+    }
     if (rc == 0 && m->layout == LAYOUT_UNKNOWN) m->layout = rep.layout;
     if (rc == 0 && (group_mask >> GROUP_VISION & 1) && rep.n_loaded) {
         free(m->vision_source);
@@ -125,13 +145,18 @@ int llava_model_finish(llava_model *m) {
 }
 
 int llava_model_load(llava_model *m, const char *dir, llava_backend *be) {
+    return llava_model_load_opts(m, dir, be, NULL);
+}
+
+int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, const llava_load_options *o) {
     model_config cfg;
     if (model_config_load(dir, &cfg) != 0) return -1;
     if (cfg.kind != HF_LLAVA_HF && cfg.kind != HF_LLAVA_ORIGINAL)
         return llava_fail("%s: a %s folder is not a whole LLaVA model", dir, hf_kind_name(cfg.kind));
-    if (llava_model_create(m, &cfg, be) != 0 || llava_model_add_weights(m, dir, (1 << N_GROUPS) - 1, NULL) != 0 ||
-        llava_model_finish(m) != 0) {
-        llava_fail_ctx("%s", dir);
+    int rc = llava_model_create(m, &cfg, be);
+    if (rc == 0 && o) m->load_opts = *o;
+    if (rc != 0 || llava_model_add_weights(m, dir, (1 << N_GROUPS) - 1, NULL) != 0 || llava_model_finish(m) != 0) {
+        if (strncmp(llava_errmsg(), dir, strlen(dir)) != 0) llava_fail_ctx("%s", dir);  // not twice
         llava_model_free(m);
         return -1;
     }

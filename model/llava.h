@@ -17,6 +17,16 @@
 // stage 2 trains the projector and the LM. The vision tower is always frozen in LLaVA.
 typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2 } trainable_set;
 
+// How the loader treats what the weight files hold beyond this model's config.
+typedef struct {
+    // 0 (the default): a tensor the config has no place for is an error naming it (the first few and
+    // the count): a config.json that declares fewer layers than the weights hold would otherwise run a
+    // smaller model and give other answers. 1: such tensors are skipped and counted
+    // (llava_model.n_unexpected_ignored). Tensors the loader ignores on purpose (rotary inv_freq,
+    // position_ids, CLIP's text tower, vision layers past the feature layer) are never unexpected.
+    int ignore_unexpected;
+} llava_load_options;
+
 typedef struct {
     llava_backend *be;     // the context every op runs in (not owned)
     const llava_ops *ops;  // be->ops
@@ -33,6 +43,10 @@ typedef struct {
     char *frozen;           // per view: frozen inside a trainable group (NULL: none)
     int checkpoint_layers;  // recompute each decoder layer in backward instead of keeping
                             // its activations (less memory, one more forward)
+    // The loader's options (set between llava_model_create and the first llava_model_add_weights),
+    // and how many tensors of the files it skipped under load_opts.ignore_unexpected.
+    llava_load_options load_opts;
+    int n_unexpected_ignored;
     // Called in the backward as soon as a trainable view's gradient is final for this pass (its
     // index in pt.views), in the order the backward finishes them: the LM head and final norm, the
     // decoder layers from the last, the embeddings, the projector. NULL: nothing is called. The
@@ -64,13 +78,17 @@ typedef struct {
 int llava_model_trains(const llava_model *m, int g);
 
 // Loads a model folder (config.json + safetensors, any supported layout) onto backend `be`.
-// Missing tensors are an error; tensors of vision layers past the feature layer are skipped.
+// Missing tensors are an error, and so are tensors the config has no place for (see
+// llava_load_options); tensors of vision layers past the feature layer are skipped.
 int llava_model_load(llava_model *m, const char *dir, llava_backend *be);
+// The same with options (NULL: the defaults).
+int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, const llava_load_options *o);
 
 // The same in steps, for a model put together from several folders (vicuna + CLIP + a projector
 // file): create from a config, add the weights of each source for the groups it provides (bit g
 // of group_mask for group g), initialise what no file has, then finish (which fails when a tensor
-// is still missing, and uploads the weights to the backend).
+// is still missing, and uploads the weights to the backend). Set m->load_opts between create and
+// the first add_weights.
 int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *be);
 int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded);
 // The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/torch_rng.h"
 #include "common/util.h"
 
@@ -407,6 +408,14 @@ int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask
             if (!dst || st_tensor_to_f32(f, t, dst) != 0) {
                 if (!filled) free(found);
                 return dst ? -1 : llava_fail("param_load: storage for %s is not allocated", v->name);
+            }
+            // A NaN or infinity would only show as a NaN loss or no answer, far from its cause.
+            size_t bad = 0, at = f32_first_nonfinite(dst, v->numel, &bad);
+            if (bad) {
+                if (!filled) free(found);
+                return llava_fail("%s: tensor \"%s\" holds %zu value%s that %s not finite (%s at element %zu of %zu%s)",
+                                  f->path, t->name, bad, bad == 1 ? "" : "s", bad == 1 ? "is" : "are",
+                                  f32_nonfinite_name(dst[at]), at, v->numel, t->dtype == DT_F32 ? "" : ", as fp32");
             }
         }
         rep->n_loaded++;

@@ -34,6 +34,12 @@ set_tests_properties(cli_config_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRES
 add_test(NAME cli_config_typo COMMAND llava config configs/llava15-7b-stage2.json --set train.lr=1
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_config_typo PROPERTIES LABELS cpu WILL_FAIL TRUE)
+# A value is read whole: "1,000" is an error naming the key and the text, never 1.
+add_test(NAME cli_config_trailing_garbage
+         COMMAND llava config configs/llava15-7b-stage2.json --set train.max_steps=1,000
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_config_trailing_garbage PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "--set train\\.max_steps: cannot read \"1,000\" as an integer")
 
 
 # llava forward on a folder written by transformers' save_pretrained, without conversion.

@@ -172,8 +172,119 @@ static void test_overrides_and_errors(void) {
     free(dir);
 }
 
+// A --set that fails must name the key and the text, and leave the config as it was.
+static void expect_set_fails(train_config *c, const char *assignment, const char *key, const char *text) {
+    char *before = cfg_to_json(c);
+    CHECK(cfg_set(c, assignment) != 0, "\"%s\" accepted", assignment);
+    CHECK(strstr(llava_errmsg(), key) != NULL, "\"%s\": error \"%s\" lacks the key \"%s\"", assignment, llava_errmsg(),
+          key);
+    CHECK(strstr(llava_errmsg(), text) != NULL, "\"%s\": error \"%s\" lacks the text \"%s\"", assignment,
+          llava_errmsg(), text);
+    char *after = cfg_to_json(c);
+    CHECK(strcmp(before, after) == 0, "\"%s\" changed the config although it failed", assignment);
+    free(before);
+    free(after);
+}
+
+// Values are read whole: a value followed by anything but whitespace is an error, never its prefix.
+static void test_strict_values(void) {
+    train_config c;
+    cfg_init_defaults(&c);
+    // Numbers with something after them.
+    expect_set_fails(&c, "train.max_steps=1,000", "train.max_steps", "\"1,000\"");
+    CHECK_ERR_HAS("integer");
+    expect_set_fails(&c, "train.learning_rate=1/1000", "train.learning_rate", "\"1/1000\"");
+    CHECK_ERR_HAS("number");
+    expect_set_fails(&c, "train.max_steps=0x10", "train.max_steps", "\"0x10\"");
+    expect_set_fails(&c, "train.max_steps=16abc", "train.max_steps", "\"16abc\"");
+    expect_set_fails(&c, "train.max_steps=1.5.3", "train.max_steps", "\"1.5.3\"");
+    expect_set_fails(&c, "train.learning_rate=2e-5x", "train.learning_rate", "\"2e-5x\"");
+    expect_set_fails(&c, "train.learning_rate=", "train.learning_rate", "\"\"");
+    expect_set_fails(&c, "train.max_steps=1 2", "train.max_steps", "\"1 2\"");
+    // Numbers out of range or not finite.
+    expect_set_fails(&c, "train.learning_rate=1e999", "train.learning_rate", "finite");
+    expect_set_fails(&c, "train.max_steps=1e10", "train.max_steps", "integer");
+    expect_set_fails(&c, "train.max_steps=1.5", "train.max_steps", "1.5");
+    // Booleans, null, strings and lists with something after them.
+    expect_set_fails(&c, "train.bf16=true1", "train.bf16", "\"true1\"");
+    expect_set_fails(&c, "train.bf16=falsey", "train.bf16", "\"falsey\"");
+    expect_set_fails(&c, "train.bf16=1", "train.bf16", "true or false");
+    expect_set_fails(&c, "train.bf16=null", "train.bf16", "true or false");
+    expect_set_fails(&c, "train.mm_projector_lr=nullx", "train.mm_projector_lr", "\"nullx\"");
+    expect_set_fails(&c, "train.max_steps=null", "train.max_steps", "integer");  // null is not an integer
+    expect_set_fails(&c, "model.llm=\"a\"b", "model.llm", "\"a\"b");
+    expect_set_fails(&c, "train.trainable=[\"projector\"]x", "train.trainable", "[\"projector\"]x");
+    expect_set_fails(&c, "train.trainable=[\"projector\",]", "train.trainable", "[\"projector\",]");
+    expect_set_fails(&c, "train.trainable=[\"projector\"][\"lm\"]", "train.trainable", "[\"projector\"][\"lm\"]");
+    expect_set_fails(&c, "train.trainable=[1]", "train.trainable", "list of strings");
+    expect_set_fails(&c, "train.trainable=projector,,lm", "train.trainable", "projector,,lm");
+    CHECK_ERR_HAS("empty item");
+    expect_set_fails(&c, "train.trainable=projector,", "train.trainable", "projector,");
+
+    // Valid values, read exactly.
+    CHECK(cfg_set(&c, "train.learning_rate=1e-5") == 0, "%s", llava_errmsg());
+    CHECK(cfg_float(&c, "train.learning_rate") == 1e-5, "1e-5 read as %.17g", cfg_float(&c, "train.learning_rate"));
+    CHECK(cfg_set(&c, "train.learning_rate=0.001") == 0 && cfg_float(&c, "train.learning_rate") == 0.001, "0.001");
+    CHECK(cfg_set(&c, "model.mm_vision_select_layer=-2") == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(cfg_int(&c, "model.mm_vision_select_layer"), -2);
+    CHECK(cfg_set(&c, "data.model_max_length=2048") == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(cfg_int(&c, "data.model_max_length"), 2048);
+    CHECK(cfg_set(&c, "train.max_steps= 7 ") == 0, "surrounding whitespace: %s", llava_errmsg());
+    CHECK_EQ_INT(cfg_int(&c, "train.max_steps"), 7);
+    CHECK(cfg_set(&c, "train.max_steps=1e3") == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(cfg_int(&c, "train.max_steps"), 1000);
+    CHECK(cfg_set(&c, "train.bf16=false") == 0 && !cfg_bool(&c, "train.bf16"), "false");
+    CHECK(cfg_set(&c, "train.bf16=true") == 0 && cfg_bool(&c, "train.bf16"), "true");
+    CHECK(cfg_set(&c, "train.mm_projector_lr=3e-5") == 0 && cfg_float(&c, "train.mm_projector_lr") == 3e-5, "lr");
+    CHECK(cfg_set(&c, "train.mm_projector_lr=null") == 0 && isnan(cfg_float(&c, "train.mm_projector_lr")), "null");
+    CHECK(cfg_set(&c, "model.llm=null") == 0 && cfg_str(&c, "model.llm") == NULL, "null string");
+    CHECK(cfg_set(&c, "model.llm=\"a b\"") == 0, "%s", llava_errmsg());
+    CHECK_EQ_STR(cfg_str(&c, "model.llm"), "a b");
+    CHECK(cfg_set(&c, "model.llm=1,000") == 0, "a string takes any text: %s", llava_errmsg());
+    CHECK_EQ_STR(cfg_str(&c, "model.llm"), "1,000");
+    CHECK(cfg_set(&c, "train.trainable=[\"projector\", \"lm\"] ") == 0, "%s", llava_errmsg());
+    CHECK(cfg_list_len(&c, "train.trainable") == 2 && cfg_list_has(&c, "train.trainable", "lm"), "JSON list");
+    CHECK(cfg_set(&c, "train.trainable=vision,projector") == 0, "%s", llava_errmsg());
+    CHECK(cfg_list_len(&c, "train.trainable") == 2 && cfg_list_has(&c, "train.trainable", "vision"), "comma list");
+    CHECK(cfg_set(&c, "train.freeze=") == 0 && cfg_list_len(&c, "train.freeze") == 0, "empty list");
+    CHECK(cfg_set(&c, "train.freeze=[]") == 0 && cfg_list_len(&c, "train.freeze") == 0, "[]");
+    cfg_free(&c);
+
+    // Preset files: the JSON object and nothing after it but whitespace; each key once.
+    char *dir = check_tmpdir();
+    char *p = path_join(dir, "preset.json");
+    const char *ok = "{\"train\": {\"max_steps\": 5}}\n \t\r\n";
+    write_file_atomic(p, ok, strlen(ok));
+    cfg_init_defaults(&c);
+    CHECK(cfg_load(&c, p) == 0, "trailing whitespace: %s", llava_errmsg());
+    CHECK_EQ_INT(cfg_int(&c, "train.max_steps"), 5);
+    cfg_free(&c);
+    const char *bad[][2] = {
+        {"{\"train\": {\"max_steps\": 5}} junk", "junk"},
+        {"{\"train\": {\"max_steps\": 5}}}", "}"},
+        {"{\"train\": {\"max_steps\": 5}}{\"train\": {\"max_steps\": 6}}", "{\"train\""},
+        {"{\"train\": {\"max_steps\": 5}}\n,", ","},
+        {"{\"train\": {\"max_steps\": 5, \"max_steps\": 6}}", "train.max_steps"},
+        {"{\"train\": {\"max_steps\": 5}, \"train\": {\"seed\": 1}}", "\"train\""},
+    };
+    for (int i = 0; i < 6; i++) {
+        write_file_atomic(p, bad[i][0], strlen(bad[i][0]));
+        cfg_init_defaults(&c);
+        CHECK(cfg_load(&c, p) != 0, "preset %d accepted: %s", i, bad[i][0]);
+        CHECK(strstr(llava_errmsg(), "preset.json") != NULL, "preset %d: error \"%s\" does not name the file", i,
+              llava_errmsg());
+        CHECK(strstr(llava_errmsg(), bad[i][1]) != NULL, "preset %d: error \"%s\" lacks \"%s\"", i, llava_errmsg(),
+              bad[i][1]);
+        cfg_free(&c);
+    }
+    free(p);
+    check_rm_rf(dir);
+    free(dir);
+}
+
 int main(void) {
     test_presets();
     test_overrides_and_errors();
+    test_strict_values();
     return check_done();
 }

@@ -53,6 +53,7 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     model_config mc;
     if (train_model_config(s, &mc) != 0) return -1;
     if (llava_model_create(m, &mc, be) != 0) return -1;
+    m->load_opts.ignore_unexpected = ms->ignore_unexpected_weights;
     const int ALL = (1 << N_GROUPS) - 1, PROJ = 1 << GROUP_PROJECTOR;
     const char *adapter = ms->pretrain_mm_mlp_adapter;
     int rc = 0;

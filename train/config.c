@@ -24,6 +24,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"model.mm_vision_select_feature", CFG_ENUM, "\"patch\"", "patch|cls_patch", "patch drops the CLS token [mm_vision_select_feature]"},
     {"model.mm_use_im_start_end", CFG_BOOL, "false", NULL, "wrap images in start/end tokens (false in LLaVA-1.5; true is not supported) [mm_use_im_start_end]"},
     {"model.mm_use_im_patch_token", CFG_BOOL, "false", NULL, "add an image patch token (false in LLaVA-1.5) [mm_use_im_patch_token]"},
+    {"model.ignore_unexpected_weights", CFG_BOOL, "false", NULL, "load weights although the files hold tensors the model config has no place for (skipped); false: such tensors are an error naming them (a config declaring fewer layers than the weights hold)"},
     {"model.pretrain_mm_mlp_adapter", CFG_STR, "null", NULL, "stage-1 projector to start stage 2 from: our mm_projector.safetensors or LLaVA's mm_projector.bin [pretrain_mm_mlp_adapter]"},
     // ---- data
     {"data.data_path", CFG_STR, "null", NULL, "LLaVA JSON array, or an HDF5 file written by `llava prep` [data_path]"},
@@ -184,38 +185,77 @@ static int choice_ok(const char *choices, const char *v) {
     return 0;
 }
 
-// Checks a JSON value against a key's type.
-static int check_value(const char *where, const cfg_key *k, const cJSON *v) {
+// What a value of k's type is, for messages.
+static const char *type_words(const cfg_key *k) {
+    switch (k->type) {
+    case CFG_INT: return "an integer";
+    case CFG_FLOAT: return strcmp(k->def, "null") == 0 ? "a number or null" : "a number";
+    case CFG_BOOL: return "true or false";
+    case CFG_STR: return "a string or null";
+    case CFG_ENUM: return "a string";
+    case CFG_STRLIST: return "a list of strings";
+    }
+    return "a value";
+}
+
+// Checks a JSON value against a key's type. `text` is the value as the user wrote it (a --set),
+// or NULL to quote the value as JSON (a preset).
+static int check_value(const char *where, const cfg_key *k, const cJSON *v, const char *text) {
+    char *json = text ? NULL : cJSON_PrintUnformatted(v);
+    const char *shown = text ? text : json ? json : "?";
+    int rc = 0;
     switch (k->type) {
     case CFG_INT:
         if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble || fabs(v->valuedouble) > 2147483647.0)
-            return llava_fail("%s: \"%s\" must be an integer", where, k->key);
-        return 0;
+            rc = llava_fail("%s: \"%s\" must be an integer (32-bit), not %.60s", where, k->key, shown);
+        break;
     case CFG_FLOAT:
         if (!cJSON_IsNumber(v) && !(cJSON_IsNull(v) && strcmp(k->def, "null") == 0))
-            return llava_fail("%s: \"%s\" must be a number", where, k->key);
-        return 0;
+            rc = llava_fail("%s: \"%s\" must be %s, not %.60s", where, k->key, type_words(k), shown);
+        else if (cJSON_IsNumber(v) && !isfinite(v->valuedouble))
+            rc = llava_fail("%s: \"%s\" must be a finite number%s%.60s", where, k->key, text ? ", not " : "",
+                            text ? text : "");
+        break;
     case CFG_BOOL:
-        if (!cJSON_IsBool(v)) return llava_fail("%s: \"%s\" must be true or false", where, k->key);
-        return 0;
+        if (!cJSON_IsBool(v)) rc = llava_fail("%s: \"%s\" must be true or false, not %.60s", where, k->key, shown);
+        break;
     case CFG_STR:
         if (!cJSON_IsString(v) && !cJSON_IsNull(v))
-            return llava_fail("%s: \"%s\" must be a string or null", where, k->key);
-        return 0;
+            rc = llava_fail("%s: \"%s\" must be a string or null, not %.60s", where, k->key, shown);
+        break;
     case CFG_ENUM:
         if (!cJSON_IsString(v) || !choice_ok(k->choices, v->valuestring))
-            return llava_fail("%s: \"%s\" must be one of %s", where, k->key, k->choices);
-        return 0;
+            rc = llava_fail("%s: \"%s\" must be one of %s, not %.60s", where, k->key, k->choices, shown);
+        break;
     case CFG_STRLIST:
-        if (!cJSON_IsArray(v)) return llava_fail("%s: \"%s\" must be a list of strings", where, k->key);
-        for (const cJSON *e = v->child; e; e = e->next) {
-            if (!cJSON_IsString(e)) return llava_fail("%s: \"%s\" must be a list of strings", where, k->key);
-            if (k->choices && !choice_ok(k->choices, e->valuestring))
-                return llava_fail("%s: \"%s\" item \"%s\" is not one of %s", where, k->key, e->valuestring, k->choices);
+        if (!cJSON_IsArray(v)) {
+            rc = llava_fail("%s: \"%s\" must be a list of strings, not %.60s", where, k->key, shown);
+            break;
         }
-        return 0;
+        for (const cJSON *e = v->child; e && rc == 0; e = e->next) {
+            if (!cJSON_IsString(e))
+                rc = llava_fail("%s: \"%s\" must be a list of strings, not %.60s", where, k->key, shown);
+            else if (k->choices && !choice_ok(k->choices, e->valuestring))
+                rc = llava_fail("%s: \"%s\" item \"%s\" is not one of %s", where, k->key, e->valuestring, k->choices);
+        }
+        break;
     }
-    return -1;
+    free(json);
+    return rc;
+}
+
+static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
+
+// Parses text[0, len) as one JSON value. Returns it, with *rest at the first character after it
+// that is not whitespace (text + len when the value is all there is); NULL when the text does not
+// start with a JSON value. The caller decides what text after the value means: always an error.
+static cJSON *parse_value(const char *text, size_t len, const char **rest) {
+    const char *end = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(text, len, &end, 0);  // len 0 fails, and sets the error position
+    if (!v) return NULL;
+    while (end < text + len && is_space(*end)) end++;
+    *rest = end;
+    return v;
 }
 
 static void put(train_config *c, const char *key, cJSON *v) {
@@ -249,9 +289,12 @@ void cfg_free(train_config *c) {
 static int overlay(train_config *c, const cJSON *obj, const char *prefix, const char *where) {
     for (const cJSON *e = obj->child; e; e = e->next) {
         if (e->string[0] == '_') continue;  // comment
-        if (!prefix[0] && strcmp(e->string, "base") == 0) continue;
         char key[160];
         snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] ? "." : "", e->string);
+        // JSON leaves a repeated key to the reader; here the second would silently win.
+        for (const cJSON *before = obj->child; before != e; before = before->next)
+            if (strcmp(before->string, e->string) == 0) return llava_fail("%s: \"%s\" is given twice", where, key);
+        if (!prefix[0] && strcmp(e->string, "base") == 0) continue;
         const cfg_key *k = schema_find(key);
         if (!k) {
             if (cJSON_IsObject(e)) {
@@ -267,24 +310,32 @@ static int overlay(train_config *c, const cJSON *obj, const char *prefix, const 
             }
             return unknown_key(where, key);
         }
-        if (check_value(where, k, e) != 0) return -1;
+        if (check_value(where, k, e, NULL) != 0) return -1;
         put(c, key, cJSON_Duplicate(e, 1));
     }
     return 0;
 }
 
-static int load_rec(train_config *c, const char *path, int depth) {
-    if (depth > 8) return llava_fail("%s: \"base\" chain is deeper than 8 (a cycle?)", path);
-    size_t len;
-    char *text = read_file(path, 4u << 20, &len);
-    if (!text) return -1;
-    cJSON *obj = cJSON_ParseWithLength(text, len);
-    if (!obj) {  // the error position points into text: report it before text is freed
-        int rc = llava_fail("%s: not valid JSON (near: %.40s)", path, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "?");
-        free(text);
-        return rc;
+static int load_rec(train_config *c, const char *path, int depth);
+
+// How much of the text from `at` an error quotes: 40 bytes at most, never past `end`.
+static int near_len(const char *at, const char *end) { return end - at < 40 ? (int)(end - at) : 40; }
+
+// A preset's text (`path` names it in messages, and its folder is where "base" is found).
+static int load_text(train_config *c, const char *text, size_t len, const char *path, int depth) {
+    const char *rest = NULL;
+    cJSON *obj = parse_value(text, len, &rest);
+    if (!obj) {  // the error position points into text, which need not end in a NUL
+        const char *at = cJSON_GetErrorPtr();
+        if (!at || at < text || at > text + len) at = text + len;
+        return llava_fail("%s: not valid JSON at byte %zu (near: %.*s)", path, (size_t)(at - text),
+                          near_len(at, text + len), at);
     }
-    free(text);
+    if (rest != text + len) {
+        cJSON_Delete(obj);
+        return llava_fail("%s: text after the JSON object at byte %zu (near: %.*s)", path, (size_t)(rest - text),
+                          near_len(rest, text + len), rest);
+    }
     if (!cJSON_IsObject(obj)) {
         cJSON_Delete(obj);
         return llava_fail("%s: not a JSON object", path);
@@ -306,11 +357,56 @@ static int load_rec(train_config *c, const char *path, int depth) {
     return rc;
 }
 
+static int load_rec(train_config *c, const char *path, int depth) {
+    if (depth > 8) return llava_fail("%s: \"base\" chain is deeper than 8 (a cycle?)", path);
+    size_t len;
+    char *text = read_file(path, 4u << 20, &len);
+    if (!text) return -1;
+    int rc = load_text(c, text, len, path, depth);
+    free(text);
+    return rc;
+}
+
 int cfg_load(train_config *c, const char *path) {
     if (load_rec(c, path, 0) != 0) return -1;
     free(c->source);
     c->source = xstrdup(path);
     return 0;
+}
+
+int cfg_load_text(train_config *c, const char *text, size_t len, const char *path) {
+    if (load_text(c, text, len, path, 0) != 0) return -1;
+    free(c->source);
+    c->source = xstrdup(path);
+    return 0;
+}
+
+// A comma-separated list ("projector,lm") as a JSON array of its items, each trimmed of surrounding
+// whitespace. An empty text is the empty list; an empty item ("a,,b", "a,") is an error.
+static cJSON *comma_list(const char *where, const char *val) {
+    cJSON *v = cJSON_CreateArray();
+    const char *p = val;
+    while (*p && is_space(*p)) p++;
+    if (!*p) return v;
+    p = val;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *e = comma ? comma : p + strlen(p);
+        while (p < e && is_space(*p)) p++;
+        while (e > p && is_space(e[-1])) e--;
+        if (e == p) {
+            cJSON_Delete(v);
+            llava_fail("%s: empty item in the list \"%s\"", where, val);
+            return NULL;
+        }
+        char *item = xmalloc((size_t)(e - p) + 1);
+        memcpy(item, p, (size_t)(e - p));
+        item[e - p] = 0;
+        cJSON_AddItemToArray(v, cJSON_CreateString(item));
+        free(item);
+        if (!comma) return v;
+        p = comma + 1;
+    }
 }
 
 int cfg_set(train_config *c, const char *assignment) {
@@ -327,30 +423,30 @@ int cfg_set(train_config *c, const char *assignment) {
     snprintf(where, sizeof where, "--set %s", key);
     if (!k) return unknown_key("--set", key);
     cJSON *v = NULL;
+    int json = 1;  // the value is JSON text, read whole
     if (k->type == CFG_STR || k->type == CFG_ENUM) {
         // Strings need no quotes on a command line; "null" means null, a JSON-quoted string is unquoted.
+        json = val[0] == '"';
         if (strcmp(val, "null") == 0 && k->type == CFG_STR) v = cJSON_CreateNull();
-        else if (val[0] == '"') v = cJSON_Parse(val);
-        else v = cJSON_CreateString(val);
-    } else if (k->type == CFG_STRLIST && val[0] != '[') {
-        v = cJSON_CreateArray();
-        const char *p = val;
-        while (*p) {
-            const char *comma = strchr(p, ',');
-            size_t len = comma ? (size_t)(comma - p) : strlen(p);
-            char *item = xmalloc(len + 1);
-            memcpy(item, p, len);
-            item[len] = 0;
-            if (len) cJSON_AddItemToArray(v, cJSON_CreateString(item));
-            free(item);
-            if (!comma) break;
-            p = comma + 1;
-        }
-    } else {
-        v = cJSON_Parse(val);
+        else if (!json) v = cJSON_CreateString(val);
+    } else if (k->type == CFG_STRLIST && val[strspn(val, " \t\r\n")] != '[') {
+        json = 0;
+        v = comma_list(where, val);
+        if (!v) return -1;
     }
-    if (!v) return llava_fail("%s: cannot parse value \"%s\"", where, val);
-    if (check_value("--set", k, v) != 0) {
+    if (json && !v) {
+        const char *rest = NULL;
+        size_t len = strlen(val);
+        v = parse_value(val, len, &rest);
+        if (!v) return llava_fail("%s: cannot read \"%s\" as %s", where, val, type_words(k));
+        if (rest != val + len) {
+            int rc =
+                llava_fail("%s: cannot read \"%s\" as %s (\"%s\" follows the value)", where, val, type_words(k), rest);
+            cJSON_Delete(v);
+            return rc;
+        }
+    }
+    if (check_value("--set", k, v, val) != 0) {
         cJSON_Delete(v);
         return -1;
     }

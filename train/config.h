@@ -7,6 +7,7 @@
 #define LLAVA_TRAIN_CONFIG_H
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 
 typedef enum { CFG_INT, CFG_FLOAT, CFG_BOOL, CFG_STR, CFG_ENUM, CFG_STRLIST } cfg_type;
 
@@ -27,10 +28,16 @@ typedef struct {
 } train_config;
 
 void cfg_init_defaults(train_config *c);
-// Loads a preset (following "base") over the defaults.
+// Loads a preset (following "base") over the defaults. The file is one JSON object, with nothing
+// but whitespace after it, and no key given twice.
 int cfg_load(train_config *c, const char *path);
+// The same from a preset's text in memory (what the fuzz target calls): `path` names it in
+// messages, and its folder is where a "base" is looked for.
+int cfg_load_text(train_config *c, const char *text, size_t len, const char *path);
 // Applies one "key=value" override. The value is parsed by the key's type: numbers, true/false,
-// null, strings as-is (or JSON-quoted), lists as a JSON array or comma-separated.
+// null, strings as-is (or JSON-quoted), lists as a JSON array or comma-separated. A value is read
+// whole: "1,000", "16abc" or "true1" are errors naming the key and the text, never a prefix of it.
+// On an error the config is unchanged.
 int cfg_set(train_config *c, const char *assignment);
 // Cross-key checks (positive sizes, known stage, ...), run after all overrides.
 int cfg_validate(const train_config *c);

@@ -36,6 +36,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     m->projector = strcmp(cfg_str(c, "model.mm_projector_type"), "linear") == 0 ? PROJ_LINEAR : PROJ_MLP2X_GELU;
     m->vision_select_layer = cfg_int(c, "model.mm_vision_select_layer");
     m->drop_cls = strcmp(cfg_str(c, "model.mm_vision_select_feature"), "patch") == 0;
+    m->ignore_unexpected_weights = cfg_bool(c, "model.ignore_unexpected_weights");
 
     data_settings *d = &s->data;
     d->data_path = dup_or_null(cfg_str(c, "data.data_path"));

@@ -15,6 +15,8 @@ typedef struct {
     projector_type projector;
     int vision_select_layer;  // mm_vision_select_layer
     int drop_cls;             // mm_vision_select_feature == "patch"
+    // model.ignore_unexpected_weights: skip tensors the model config has no place for (else an error)
+    int ignore_unexpected_weights;
 } model_settings;
 
 typedef struct {
