@@ -31,10 +31,10 @@
 
 static char *world;
 
-static const char *BASE_SETS[] = {"train.num_train_epochs=1",         "train.per_device_train_batch_size=4",
-                                  "train.gradient_accumulation_steps=2", "checkpoint.save_steps=2",
-                                  "checkpoint.save_total_limit=2",       "model.pretrain_mm_mlp_adapter=null",
-                                  "data.dataloader_num_workers=0"};
+static const char *BASE_SETS[] = {
+    "train.num_train_epochs=1",     "train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=2",
+    "checkpoint.save_steps=2",      "checkpoint.save_total_limit=2",       "model.pretrain_mm_mlp_adapter=null",
+    "data.dataloader_num_workers=0"};
 enum { N_BASE = sizeof BASE_SETS / sizeof BASE_SETS[0] };
 
 // A stage-2 run in `out` with the base settings and `extra` ones; returns train_run's result.
@@ -119,6 +119,49 @@ static void rewrite_manifest(const char *dir) {
     cJSON_Delete(j);
 }
 
+// Rewrites tensor `name` of checkpoint dir's weights: every value times `scale`, and with `nan` the
+// first one NaN; then a manifest that matches the new file.
+static void edit_weights(const char *dir, const char *name, float scale, int nan) {
+    char *wp = path_join(dir, "weights.safetensors"), *tmp = path_join(dir, "weights.new");
+    st_file f;
+    CHECK(st_open(&f, wp) == 0, "%s", llava_errmsg());
+    CHECK(st_find(&f, name) != NULL, "the checkpoint holds %s", name);
+    st_writer wr;
+    st_writer_init(&wr);
+    float **bufs = xcalloc((size_t)f.n_tensors, sizeof(float *));
+    for (int i = 0; i < f.n_tensors; i++) {
+        const st_tensor *t = &f.tensors[i];
+        bufs[i] = xmalloc(sizeof(float) * t->numel);
+        memcpy(bufs[i], t->data, sizeof(float) * t->numel);
+        if (strcmp(t->name, name) == 0) {
+            for (uint64_t k = 0; k < t->numel; k++) bufs[i][k] *= scale;
+            if (nan) bufs[i][0] = NAN;
+        }
+        st_writer_add(&wr, t->name, DT_F32, t->ndim, t->shape, bufs[i]);
+    }
+    CHECK(st_writer_save(&wr, tmp) == 0 && rename(tmp, wp) == 0, "rewrite the weights: %s", llava_errmsg());
+    int n = f.n_tensors;
+    st_close(&f);
+    st_writer_free(&wr);
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(wp);
+    free(tmp);
+    rewrite_manifest(dir);
+}
+
+// A NaN behind a valid manifest: resume refuses the checkpoint by the tensor's name.
+static void test_nan_checkpoint(void) {
+    char *run = path_join(world, "nan");
+    const char *every[] = {"checkpoint.save_steps=1"};
+    CHECK(train(run, every, 1, 0, 2) == 0, "%s", llava_errmsg());
+    char *ck = path_join(run, "checkpoint-2");
+    edit_weights(ck, "projector.linear_1.weight", 1.0f, 1);
+    CHECK(train(run, every, 1, 1, 0) != 0, "a checkpoint with a NaN weight is refused");
+    CHECK_ERR_HAS("tensor \"projector.linear_1.weight\" holds 1 values that are not finite (the first at element 0)");
+    free(ck), free(run);
+}
+
 static void test_damaged_checkpoint(void) {
     char *full = path_join(world, "dmg_full"), *part = path_join(world, "dmg_part");
     CHECK(train(full, NULL, 0, 0, 0) == 0, "%s", llava_errmsg());
@@ -139,7 +182,8 @@ static void test_damaged_checkpoint(void) {
     CHECK(ckpt_verify(copy, why, sizeof why) == 1, "restored: %s", why);
     char *o = path_join(copy, "optimizer.safetensors");
     CHECK(truncate(o, 1000) == 0, "truncate");
-    CHECK(ckpt_verify(copy, why, sizeof why) == 0 && strstr(why, "optimizer.safetensors has 1000 bytes, its manifest says"),
+    CHECK(ckpt_verify(copy, why, sizeof why) == 0 &&
+              strstr(why, "optimizer.safetensors has 1000 bytes, its manifest says"),
           "a truncated optimizer state: \"%s\"", why);
     char *mark = path_join(copy, "COMPLETE");
     unlink(mark);
@@ -152,7 +196,8 @@ static void test_damaged_checkpoint(void) {
     CHECK(train(part, NULL, 0, 1, 0) == 0, "resume past a damaged checkpoint: %s", llava_errmsg());
     char *aside = path_join(part, "damaged-checkpoint-6/optimizer.safetensors"), *got = curve(part);
     CHECK(file_exists(aside), "the damaged checkpoint is set aside, not deleted");
-    CHECK(strcmp(want, got) == 0, "resumed from checkpoint-4 after the damaged 6: curve differs\n%s\nvs\n%s", got, want);
+    CHECK(strcmp(want, got) == 0, "resumed from checkpoint-4 after the damaged 6: curve differs\n%s\nvs\n%s", got,
+          want);
     printf("damaged checkpoint-6 set aside; resumed from checkpoint-4: curve identical to the uninterrupted run\n");
     free(want), free(got), free(ck8), free(copy), free(cmd), free(w), free(o), free(mark), free(opt6), free(aside);
     free(full), free(part);
@@ -164,27 +209,8 @@ static void test_loss_spike(void) {
     CHECK(train(run, every, 2, 0, 3) == 0, "%s", llava_errmsg());
     // Checkpoint 3 with its LM head scaled by 1e6 and a manifest that matches: a bad number that
     // verification cannot see, as a buggy writer or a bad GPU would leave it.
-    char *ck = path_join(run, "checkpoint-3"), *wp = path_join(ck, "weights.safetensors");
-    st_file f;
-    CHECK(st_open(&f, wp) == 0, "%s", llava_errmsg());
-    st_writer wr;
-    st_writer_init(&wr);
-    float **bufs = xcalloc((size_t)f.n_tensors, sizeof(float *));
-    for (int i = 0; i < f.n_tensors; i++) {
-        const st_tensor *t = &f.tensors[i];
-        bufs[i] = xmalloc(sizeof(float) * t->numel);
-        memcpy(bufs[i], t->data, sizeof(float) * t->numel);
-        if (strcmp(t->name, "lm.lm_head.weight") == 0)
-            for (uint64_t k = 0; k < t->numel; k++) bufs[i][k] *= 1e6f;
-        st_writer_add(&wr, t->name, DT_F32, t->ndim, t->shape, bufs[i]);
-    }
-    CHECK(st_find(&f, "lm.lm_head.weight") != NULL, "the checkpoint holds the LM head");
-    char *tmp = path_join(ck, "weights.new");
-    CHECK(st_writer_save(&wr, tmp) == 0 && rename(tmp, wp) == 0, "rewrite the weights: %s", llava_errmsg());
-    st_close(&f);
-    st_writer_free(&wr);
-    for (int i = 0; i < f.n_tensors; i++) free(bufs[i]);
-    free(bufs);
+    char *ck = path_join(run, "checkpoint-3");
+    edit_weights(ck, "lm.lm_head.weight", 1e6f, 0);
     rewrite_manifest(ck);
     int rc = train(run, every, 2, 1, 0);
     CHECK(rc != 0, "a run whose loss jumps by orders of magnitude stops");
@@ -193,11 +219,12 @@ static void test_loss_spike(void) {
     size_t len = 0;
     char *c = read_file(mp, 1 << 20, &len);
     const char *s4 = c ? strstr(c, "{\"step\":4,") : NULL, *s5 = c ? strstr(c, "{\"step\":5,") : NULL;
-    CHECK(c && count_lines(c) == 5 && s4 && s5 && strstr(s4, "\"skipped\":1,") && strstr(s5, "\"skipped\":1,\"skipped_total\":2"),
+    CHECK(c && count_lines(c) == 5 && s4 && s5 && strstr(s4, "\"skipped\":1,") &&
+              strstr(s5, "\"skipped\":1,\"skipped_total\":2"),
           "steps 4 and 5 logged as skipped:\n%s", c ? c : "(no metrics)");
     free(mp);
     printf("loss spike after a checkpoint with a scaled LM head: steps 4 and 5 skipped, run stopped\n");
-    free(c), free(ck), free(wp), free(tmp), free(run);
+    free(c), free(ck), free(run);
 }
 
 static void test_run_lock(void) {
@@ -264,11 +291,12 @@ static pid_t start_run(const char *bin, const char *run, int *ended) {
     if (pid == 0) {
         char o[512];
         snprintf(o, sizeof o, "checkpoint.output_dir=%s", run);
-        const char *argv[40] = {bin,   "train", preset, "--set", o, "--set", "checkpoint.save_steps=1",
-                                "--set", "train.num_train_epochs=6"};
+        const char *argv[40] = {
+            bin, "train", preset, "--set", o, "--set", "checkpoint.save_steps=1", "--set", "train.num_train_epochs=6"};
         int k = 9;
         for (int i = 0; i < N_BASE; i++)
-            if (strncmp(BASE_SETS[i], "checkpoint.save_steps", 21) != 0 && strncmp(BASE_SETS[i], "train.num_train", 15) != 0) {
+            if (strncmp(BASE_SETS[i], "checkpoint.save_steps", 21) != 0 &&
+                strncmp(BASE_SETS[i], "train.num_train", 15) != 0) {
                 argv[k++] = "--set";
                 argv[k++] = BASE_SETS[i];
             }
@@ -354,9 +382,10 @@ static void test_sigterm(void) {
           stopped, lost, status_bad);
     CHECK(twice, "a second SIGTERM did not end the run at once (exit 143)");
     CHECK(strcmp(want, got) == 0, "the curve after %d stops differs:\n%s\nvs\n%s", stopped, got, want);
-    printf("SIGTERM: %d stops, each after a step with its checkpoint (exit 75), a second signal exits at once; "
-           "curve identical: %s\n",
-           stopped, strcmp(want, got) == 0 ? "yes" : "no");
+    printf(
+        "SIGTERM: %d stops, each after a step with its checkpoint (exit 75), a second signal exits at once; "
+        "curve identical: %s\n",
+        stopped, strcmp(want, got) == 0 ? "yes" : "no");
     free(want), free(got), free(ref), free(run);
 }
 
@@ -366,6 +395,7 @@ int main(void) {
     CHECK(demo_make_world(world, 64, 0, 1, NULL) == 0, "%s", llava_errmsg());
     test_damaged_checkpoint();
     test_loss_spike();
+    test_nan_checkpoint();
     test_run_lock();
     test_refusals();
     test_resume_past_end();

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/dtype.h"
 #include "common/json.h"
 #include "common/util.h"
 #include "model/io/safetensors.h"
@@ -434,6 +435,13 @@ static int restore_tensor(const st_file *f, const char *key, const param_view *v
         return llava_fail("checkpoint %s: tensor \"%s\" has %llu elements, the model %zu", f->path, key,
                           (unsigned long long)t->numel, v->numel);
     memcpy(dst, t->data, sizeof(float) * v->numel);
+    // Steps with a non-finite gradient are skipped, so a good run never saves one: a NaN here
+    // is damage the manifest could not see (or a checkpoint from elsewhere). Refuse it by name.
+    size_t bad = 0, at = f32_first_nonfinite(dst, v->numel, &bad);
+    if (bad)
+        return llava_fail(
+            "checkpoint %s: tensor \"%s\" holds %zu values that are not finite (the first at element %zu)", f->path,
+            key, bad, at);
     return 0;
 }
 

@@ -39,15 +39,16 @@ int run_lock_take(run_lock *l, const char *dir) {
         read_holder(fd, holder, sizeof holder);
         close(fd);
         int rc = e == EWOULDBLOCK
-                     ? llava_fail("%s is in use by another llava train (%s; lock %s): one run per output folder",
-                                  dir, holder[0] ? holder : "holder unknown", path)
+                     ? llava_fail("%s is in use by another llava train (%s; lock %s): one run per output folder", dir,
+                                  holder[0] ? holder : "holder unknown", path)
                      : llava_fail("%s: cannot lock: %s", path, strerror(e));
         free(path);
         return rc;
     }
     read_holder(fd, holder, sizeof holder);
     if (holder[0])
-        fprintf(stderr, "train: %s was left locked by a run that no longer holds it (%s); taking it over\n", dir, holder);
+        fprintf(stderr, "train: %s was left locked by a run that no longer holds it (%s); taking it over\n", dir,
+                holder);
     char host[128] = "?";
     gethostname(host, sizeof host - 1);
     char text[320];

@@ -8,7 +8,7 @@
 #define LLAVA_TRAIN_RUNLOCK_H
 
 typedef struct {
-    int fd;      // -1: not held
+    int fd;  // -1: not held
     char *path;
 } run_lock;
 
