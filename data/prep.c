@@ -1,10 +1,8 @@
 // llava prep (see prep.h): the sample pipeline, the thread pool, progress and the report.
 #include "prep.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -18,6 +16,7 @@
 #include "json_stream.h"
 #include "jsonl.h"
 #include "prep_h5.h"
+#include "prep_record.h"
 #include "strbuf.h"
 #include "template.h"
 
@@ -43,62 +42,6 @@ char *prep_report_path(const char *out) {
     if (n > 3 && strcmp(out + n - 3, ".h5") == 0) n -= 3;
     else if (n > 5 && strcmp(out + n - 5, ".hdf5") == 0) n -= 5;
     return xasprintf("%.*s.report.json", (int)n, out);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Words and paths
-
-// Python's str.isspace() for one code point (Py_UNICODE_ISSPACE, which str.split() uses).
-static int py_isspace(uint32_t c) {
-    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
-}
-
-int64_t prep_word_count(const char *s, size_t n) {
-    const uint8_t *u = (const uint8_t *)s;
-    int64_t words = 0;
-    int in_word = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t c = u[i];
-        size_t l = 1;
-        if (c >= 0x80) {
-            l = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 1;
-            if (l > 1 && i + l <= n && utf8_valid(u + i, l)) {
-                c &= 0xff >> (l + 1);
-                for (size_t k = 1; k < l; k++) c = (c << 6) | (u[i + k] & 0x3f);
-            } else {
-                l = 1;
-                c = 0xffffffffu;  // a stray byte: never whitespace
-            }
-        }
-        int sp = py_isspace(c);
-        if (!sp && !in_word) words++;
-        in_word = !sp;
-        i += l;
-    }
-    return words;
-}
-
-int prep_check_image_path(const char *path, const char **why) {
-    if (!path[0]) {
-        *why = "an empty image path";
-        return -1;
-    }
-    if (path[0] == '/') {
-        *why = "an absolute image path (image paths are relative to the image folder)";
-        return -1;
-    }
-    for (const char *p = path; *p;) {
-        const char *e = strchr(p, '/');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == 2 && p[0] == '.' && p[1] == '.') {
-            *why = "a \"..\" component in the image path (it would leave the image folder)";
-            return -1;
-        }
-        p += l;
-        while (*p == '/') p++;
-    }
-    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -190,28 +133,6 @@ static void item_clear(prep_item *it) {
     memset(it, 0, sizeof *it);
 }
 
-// Python's json keeps the last of repeated keys.
-static const cJSON *get_last(const cJSON *obj, const char *key) {
-    const cJSON *found = NULL;
-    for (const cJSON *e = obj->child; e; e = e->next)
-        if (e->string && strcmp(e->string, key) == 0) found = e;
-    return found;
-}
-
-static char *id_text(const cJSON *v) {
-    if (!v || cJSON_IsNull(v)) return xstrdup("");
-    if (cJSON_IsString(v)) return xstrdup(v->valuestring);
-    if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) return xasprintf("%.0f", d);
-        return xasprintf("%.17g", d);
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    char *r = xstrdup(s ? s : "");
-    free(s);
-    return r;
-}
-
 static int skip(prep_item *it, int kind, const char *reason) {
     it->kind = kind;
     it->reason = xstrdup(reason);
@@ -254,63 +175,21 @@ static void process(const work_ctx *w, prep_item *it) {
     const prep_options *o = w->o;
     char label[64];
     it->kind = KIND_OK;
-    cJSON *rec = cJSON_ParseWithLengthOpts(it->json, it->json_len + 1, NULL, 1);
-    conv_turn *turns = NULL;
-    if (!rec) {
-        it->id = xstrdup("");
-        skip(it, PREP_KIND_MALFORMED, "not valid JSON");
+    prep_record rec;
+    int rc = prep_record_parse(it->json, it->json_len, &rec);
+    it->id = rec.id;
+    rec.id = NULL;
+    it->image = rec.image;
+    rec.image = NULL;
+    if (rc) {
+        skip(it, rec.kind, rec.reason);
         goto done;
     }
-    if (!cJSON_IsObject(rec)) {
-        it->id = xstrdup("");
-        skip(it, PREP_KIND_MALFORMED, "not a JSON object");
-        goto done;
-    }
-    it->id = id_text(get_last(rec, "id"));
     if (it->id[0]) snprintf(label, sizeof label, "%.60s", it->id);
     else snprintf(label, sizeof label, "#%llu", (unsigned long long)it->index);
-    const cJSON *conv = get_last(rec, "conversations");
-    if (!cJSON_IsArray(conv)) {
-        skip(it, PREP_KIND_MALFORMED, "no \"conversations\" list");
-        goto done;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(conv), k = 0;
-    turns = xcalloc(n + 1, sizeof *turns);
-    int64_t words = 0;
-    for (const cJSON *e = conv->child; e; e = e->next, k++) {
-        const cJSON *f = cJSON_IsObject(e) ? get_last(e, "from") : NULL,
-                    *v = cJSON_IsObject(e) ? get_last(e, "value") : NULL;
-        if (!cJSON_IsString(f) || !cJSON_IsString(v)) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "turn %zu is not an object with string \"from\" and \"value\"", k);
-            skip(it, PREP_KIND_MALFORMED, msg);
-            goto done;
-        }
-        turns[k] = (conv_turn){f->valuestring, v->valuestring, strlen(v->valuestring)};
-        words += prep_word_count(turns[k].value, turns[k].value_len);
-    }
-    // LLaVA decides modality by the key alone ('image' in sample).
-    const cJSON *img = get_last(rec, "image");
-    int has_image = img != NULL;
-    if (has_image && !cJSON_IsString(img)) {
-        skip(it, PREP_KIND_MALFORMED, "\"image\" is not a string");
-        goto done;
-    }
-    if (words == 0) {
-        skip(it, PREP_KIND_MALFORMED,
-             "no words in the conversation (LLaVA's length-grouped sampler asserts a non-zero length)");
-        goto done;
-    }
-    it->modality_len = (int32_t)(words > INT32_MAX ? INT32_MAX : words) * (has_image ? 1 : -1);
-    if (has_image) {
-        it->image = xstrdup(img->valuestring);
-        const char *why;
-        if (prep_check_image_path(it->image, &why)) {
-            skip(it, PREP_KIND_PATH_REFUSED, why);
-            goto done;
-        }
-    }
-    if (prep_sample(&w->cfg, label, turns, n, has_image, &it->r)) {
+    int has_image = it->image != NULL;
+    it->modality_len = (int32_t)(rec.words > INT32_MAX ? INT32_MAX : rec.words) * (has_image ? 1 : -1);
+    if (prep_sample(&w->cfg, label, rec.turns, rec.n_turns, has_image, &it->r)) {
         skip(it, PREP_KIND_MALFORMED, llava_errmsg());
         goto done;
     }
@@ -331,8 +210,7 @@ static void process(const work_ctx *w, prep_item *it) {
         if (it->kind != KIND_OK) prep_result_free(&it->r);
     }
 done:
-    free(turns);
-    cJSON_Delete(rec);
+    prep_record_free(&rec);
     free(it->json);  // the bytes are no longer needed
     it->json = NULL;
 }
