@@ -13,10 +13,12 @@
 //     truncated      written cut at model_max_length, as LLaVA's collator cuts it (flag PREP_TRUNCATED)
 //   missing_image    not written: the image file does not exist
 //   unreadable_image not written: the image does not decode (corrupt, truncated, unsupported, too large)
-//   path_refused     not written: the image path is absolute, empty, or has a ".." component
+//   path_refused     not written: the image path is absolute, empty, has a ".." component, or holds a NUL
+//                    character (JSON "\u0000": cJSON's copy would end there and open another file)
 //   malformed        not written: not a JSON object, no "conversations" list of {"from","value"} strings,
-//                    an "image" that is not a string, a conversation the template refuses, or no words at all
-//                    (LLaVA's length-grouped sampler asserts a non-zero length)
+//                    an "image" that is not a string, a conversation the template refuses, no words at all
+//                    (LLaVA's length-grouped sampler asserts a non-zero length), or a NUL character in the id, a
+//                    "from" or a "value" (data/prep_record.h)
 // With `strict`, the first sample that is not written or is masked for a mismatch fails the run instead.
 //
 // HDF5 layout (format_version 1), all 1-D unless noted, n = samples written, T = total tokens:

@@ -292,6 +292,28 @@ static void check_report(const char *path, const uint64_t counts[PREP_N_KINDS], 
     free(text);
 }
 
+// The id and reason of entry i of a kind's list in a report (malloc'd "id\treason"), or NULL.
+static char *report_entry(const char *path, const char *kind, int i) {
+    char *text = read_file(path, 1 << 20, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "samples"), kind);
+    const cJSON *e = cJSON_GetArrayItem(list, i);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id"), *why = cJSON_GetObjectItemCaseSensitive(e, "reason");
+    char *out =
+        cJSON_IsString(id) && cJSON_IsString(why) ? xasprintf("%s\t%s", id->valuestring, why->valuestring) : NULL;
+    cJSON_Delete(j);
+    return out;
+}
+
+#define CHECK_ENTRY(report, kind, i, want)                                                                             \
+    do {                                                                                                               \
+        char *got_ = report_entry((report), (kind), (i));                                                              \
+        CHECK(got_ &&strcmp(got_, (want)) == 0, "report %s[%d]: \"%s\", expected \"%s\"", (kind), (i),                 \
+              got_ ? got_ : "(none)", (want));                                                                         \
+        free(got_);                                                                                                    \
+    } while (0)
+
 // The stage-2 run: vicuna_v1, pad, pixels at 336.
 static void test_stage2(const cJSON *arr) {
     char *out = tmp_path("v1.h5");
@@ -518,6 +540,83 @@ static void test_options_and_failures(void) {
     CHECK(dataset_open(&d, PREP_DIR "none.h5") == -1, "a missing file opened");
 }
 
+// Writes a JSON text to the temporary folder (its length given, so that it may hold a raw NUL byte).
+static char *write_json(const char *name, const char *text, size_t len) {
+    char *path = tmp_path(name);
+    CHECK(write_file_atomic(path, text, len) == 0, "%s", llava_errmsg());
+    return path;
+}
+
+#define CONV_IMG                                                                                                       \
+    "\"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWhat?\"}, {\"from\": \"gpt\", \"value\": "       \
+    "\"A.\"}]"
+#define CONV_TXT                                                                                                       \
+    "\"conversations\": [{\"from\": \"human\", \"value\": \"Hi?\"}, {\"from\": \"gpt\", \"value\": \"Yo.\"}]"
+
+// A NUL character inside a string (JSON "\u0000", or a raw 0 byte) is not the end of that string: an image path,
+// id, "from" or "value" holding one refuses the sample (cJSON would silently keep what comes before it); a key
+// holding one is a different key (Python's json), and an escaped backslash before "u0000" is no NUL at all.
+static void test_nul(void) {
+    static const char text[] =
+        "[\n"
+        "{\"id\": \"nul-path\", \"image\": \"coco/000000000001.png\\u0000evil\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"raw-nul\", \"image\": \"coco/000000000001.png\0evil\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"nul-value\", \"conversations\": [{\"from\": \"human\", \"value\": \"Hi\\u0000there\"}, "
+        "{\"from\": \"gpt\", \"value\": \"Yo.\"}]},\n"
+        "{\"id\": \"nul-from\", \"conversations\": [{\"from\": \"human\\u0000x\", \"value\": \"Hi\"}, "
+        "{\"from\": \"gpt\", \"value\": \"Yo.\"}]},\n"
+        "{\"id\": \"nul\\u0000id\", " CONV_TXT
+        "},\n"
+        "{\"id\": \"nul-key\", \"image\\u0000\": \"coco/000000000001.png\", " CONV_TXT
+        "},\n"
+        "{\"id\": \"escaped\", \"image\": \"coco/000000000001.png\\\\u0000\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"dup\", \"image\": \"x\\u0000y\", \"image\": \"coco/000000000001.png\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"ok\", \"image\": \"coco/000000000001.png\", " CONV_IMG
+        "}\n"
+        "]\n";
+    char *json = write_json("nul.json", text, sizeof text - 1);
+    char *out = tmp_path("nul.h5");
+    prep_options o = base_options(out);
+    o.data_path = json;
+    prep_counts c;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.records, 9);
+    CHECK_EQ_INT(c.written, 3);  // nul-key (text-only: its key is not "image"), dup (the last "image" wins), ok
+    CHECK_EQ_INT(c.with_image, 2);
+    CHECK_EQ_INT(c.kind[PREP_KIND_PATH_REFUSED], 2);
+    CHECK_EQ_INT(c.kind[PREP_KIND_MALFORMED], 3);
+    CHECK_EQ_INT(c.kind[PREP_KIND_MISSING_IMAGE], 1);  // "coco/000000000001.png\\u0000": a backslash, no NUL
+    char *report = prep_report_path(out);
+    CHECK_ENTRY(report, "path_refused", 0,
+                "nul-path\ta NUL character (\\u0000) in the image path, after \"coco/000000000001.png\"");
+    CHECK_ENTRY(report, "path_refused", 1,
+                "raw-nul\ta NUL character (\\u0000) in the image path, after \"coco/000000000001.png\"");
+    CHECK_ENTRY(report, "malformed", 0, "nul-value\ta NUL character (\\u0000) in turn 0's \"value\", after \"Hi\"");
+    CHECK_ENTRY(report, "malformed", 1, "nul-from\ta NUL character (\\u0000) in turn 0's \"from\", after \"human\"");
+    CHECK_ENTRY(report, "malformed", 2, "nul\ta NUL character (\\u0000) in the id, after \"nul\"");
+    CHECK_ENTRY(report, "missing_image", 0,
+                "escaped\ttests/data/prep/images/coco/000000000001.png\\u0000: No such file or directory");
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_INT(d.n, 3);
+        CHECK_EQ_STR(d.sample_ids[0], "nul-key");
+        CHECK(d.image_paths[0] == NULL, "nul-key is text-only");
+        CHECK_EQ_STR(d.sample_ids[1], "dup");
+        CHECK_EQ_STR(d.image_paths[1], "coco/000000000001.png");
+        CHECK_EQ_STR(d.sample_ids[2], "ok");
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    free(report);
+    free(out);
+    free(json);
+}
+
 // Many samples (more than one HDF5 chunk of tokens, many blocks): 1 and 3 threads give the same bytes.
 static void test_many(void) {
     char *json = tmp_path("many.json");
@@ -591,6 +690,7 @@ int main(void) {
     test_stage2(arr);
     test_stage1();
     test_options_and_failures();
+    test_nul();
     test_many();
     cJSON_Delete(arr);
     check_rm_rf(dir);
