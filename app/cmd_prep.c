@@ -33,7 +33,8 @@ static const char USAGE[] =
     "  --compress          deflate level of the token datasets (1; 0 = none)\n"
     "  --report            where the report goes (default: DATA.report.json): the counts, and per kind the index,\n"
     "                      id and reason of every sample left out (missing_image, unreadable_image, path_refused,\n"
-    "                      malformed) or written masked (mismatch) or cut (truncated)\n"
+    "                      malformed, no_image_token, extra_image_token) or written masked (mismatch), cut\n"
+    "                      (truncated) or with its <image> in an answer (image_in_answer)\n"
     "  --config            take data.* (and model.tokenizer / model.llm for the tokenizer) from a training preset\n";
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -158,7 +159,10 @@ int cmd_prep(int argc, char **argv) {
                                                  "left out, image path refused",
                                                  "left out, malformed record",
                                                  "written masked (tokenization mismatch)",
-                                                 "written truncated to model_max_length"};
+                                                 "written truncated to model_max_length",
+                                                 "left out, an image but no <image> token",
+                                                 "left out, extra <image> tokens",
+                                                 "written with the <image> in an answer"};
         for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", what[k], fmt_count(c.kind[k], b1));
         if (o.store_pixels)
             printf("  %s images stored preprocessed (%dx%d, %s)\n", fmt_count(c.pixels, b1), o.image_size, o.image_size,

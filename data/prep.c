@@ -32,8 +32,9 @@ void prep_options_default(prep_options *o) {
 }
 
 const char *prep_kind_name(int kind) {
-    static const char *names[PREP_N_KINDS] = {"missing_image", "unreadable_image", "path_refused",
-                                              "malformed",     "mismatch",         "truncated"};
+    static const char *names[PREP_N_KINDS] = {"missing_image",  "unreadable_image",  "path_refused",
+                                              "malformed",      "mismatch",          "truncated",
+                                              "no_image_token", "extra_image_token", "image_in_answer"};
     return kind >= 0 && kind < PREP_N_KINDS ? names[kind] : "?";
 }
 
@@ -115,7 +116,8 @@ typedef struct {
     char *reason;
     prep_result r;
     int32_t modality_len;
-    uint8_t *pixels;  // S*S*3 with store_pixels
+    uint8_t *pixels;     // S*S*3 with store_pixels
+    char *answer_image;  // written, but listed as image_in_answer: why
 } prep_item;
 
 typedef struct {
@@ -129,6 +131,7 @@ static void item_clear(prep_item *it) {
     free(it->image);
     free(it->reason);
     free(it->pixels);
+    free(it->answer_image);
     prep_result_free(&it->r);
     memset(it, 0, sizeof *it);
 }
@@ -171,6 +174,60 @@ static int load_image(const char *path, image_u8 *im, int *missing) {
     return rc;
 }
 
+// The <image> tokens of a tokenized sample against its one image (or none), as the loader (data/loader.c) and
+// LLaVA-1.5's prepare_inputs_labels_for_multimodal pair them: exactly one token for an image, none without. A
+// sample that does not pair is left out here with its true reason (prep.h: no_image_token, extra_image_token),
+// so training never meets it; a single <image> in an answer is written (LLaVA trains on it) and noted.
+static int check_image_tokens(const work_ctx *w, const prep_record *rec, int has_image, prep_item *it) {
+    const conv_template *tp = w->cfg.tmpl;
+    size_t n_img = 0;
+    for (size_t k = 0; k < it->r.ids.n; k++) n_img += it->r.ids.v[k] == IMAGE_TOKEN_INDEX;
+    // The turns in the prompt: a rounds template (preprocess_v1) drops a first turn that is not the user's.
+    size_t start = !tp->plain && strcmp(rec->turns[0].from, tp->from[0]) != 0, first = rec->n_turns, any = 0;
+    for (size_t k = 0; k < rec->n_turns; k++) {
+        any += rec->turn_image[k];
+        if (k >= start && rec->turn_image[k] && first == rec->n_turns) first = k;
+    }
+    if (n_img == (size_t)(has_image != 0)) {
+        if (n_img && !tp->plain && first < rec->n_turns && strcmp(rec->turns[first].from, tp->from[1]) == 0)
+            it->answer_image = xasprintf(
+                "the <image> is in turn %zu, an answer (\"%s\"): written, as LLaVA-1.5 trains on it (the image comes "
+                "after the question)",
+                first, tp->from[1]);
+        return 0;
+    }
+    static const char unused[] = "LLaVA-1.5 would train on the text alone, the image loaded and unused";
+    char msg[320];
+    int kind = PREP_KIND_EXTRA_IMAGE_TOKEN;
+    if (!has_image) {
+        snprintf(msg, sizeof msg,
+                 "an <image> in a sample without an \"image\" (LLaVA-1.5 would pair it with a blank "
+                 "image)");
+    } else if (n_img > 1) {
+        char turns[160] = "";
+        size_t at = 0, listed = 0;
+        for (size_t k = start; k < rec->n_turns && listed < n_img && at < sizeof turns - 24; k++)
+            if (rec->turn_image[k] || (tp->plain && k == 0))
+                at += (size_t)snprintf(turns + at, sizeof turns - at, "%s%zu", listed++ ? ", " : "", k);
+        snprintf(msg, sizeof msg,
+                 "<image> in %zu turns (%s) for one image: LLaVA-1.5 takes one image per sample (more <image> tokens "
+                 "than images misalign a batch's images, LLaVA issue #732)",
+                 n_img, turns);
+    } else {
+        kind = PREP_KIND_NO_IMAGE_TOKEN;
+        if (!any) snprintf(msg, sizeof msg, "an \"image\" but no <image> in the conversation (%s)", unused);
+        else if (first == rec->n_turns)
+            snprintf(msg, sizeof msg,
+                     "the only <image> is in turn 0, which the %s template drops (a conversation starts with the user)",
+                     tp->name);
+        else
+            snprintf(msg, sizeof msg, "the <image> of turn %zu lies beyond model_max_length %d and is cut off (%s)",
+                     first, w->cfg.model_max_length, unused);
+    }
+    prep_result_free(&it->r);
+    return skip(it, kind, msg);
+}
+
 static void process(const work_ctx *w, prep_item *it) {
     const prep_options *o = w->o;
     char label[64];
@@ -193,6 +250,7 @@ static void process(const work_ctx *w, prep_item *it) {
         skip(it, PREP_KIND_MALFORMED, llava_errmsg());
         goto done;
     }
+    if (check_image_tokens(w, &rec, has_image, it)) goto done;
     if (has_image && (o->check_images || o->store_pixels)) {
         char *full = path_join(o->image_folder, it->image);
         image_u8 im = {0};
@@ -515,6 +573,10 @@ static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep
         snprintf(reason, sizeof reason, "%zu tokens, cut to model_max_length %d", it->r.full_len, o->model_max_length);
         c->kind[PREP_KIND_TRUNCATED]++;
         report_add(&lists[PREP_KIND_TRUNCATED], it, row, reason);
+    }
+    if (it->answer_image) {
+        c->kind[PREP_KIND_IMAGE_IN_ANSWER]++;
+        report_add(&lists[PREP_KIND_IMAGE_IN_ANSWER], it, row, it->answer_image);
     }
     prep_writer_sample s = {
         .ids = it->r.ids.v,

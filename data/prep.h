@@ -19,6 +19,18 @@
 //                    an "image" that is not a string, a conversation the template refuses, no words at all
 //                    (LLaVA's length-grouped sampler asserts a non-zero length), or a NUL character in the id, a
 //                    "from" or a "value" (data/prep_record.h)
+//   no_image_token   not written: an "image" but no <image> token: none in the conversation, only in a first
+//                    turn the template drops, or cut off by model_max_length. LLaVA-1.5 loads the image and
+//                    trains on the text alone (prepare_inputs_labels_for_multimodal splices a zero-length slice
+//                    of its features); the loader cannot pair an image with no token, and the image is almost
+//                    surely what the answer is about, so the sample is left out with that reason.
+//   extra_image_token not written: more <image> tokens than images: <image> in several turns (each turn's are
+//                    merged into one by preprocess_multimodal), or an <image> in a sample without an "image"
+//                    (the plain template tokenizes it; LLaVA would pair it with a blank image). LLaVA-1.5 takes
+//                    one image per sample: extra tokens take the next sample's image or fail (issue #732).
+//   image_in_answer  written (flag none), listed: the one <image> is in an answer. LLaVA-1.5 trains on it as
+//                    it is (the image spliced into the answer, its positions unsupervised), and so does the
+//                    loader; it is listed because the question is then asked before the image is seen.
 // With `strict`, the first sample that is not written or is masked for a mismatch fails the run instead.
 //
 // HDF5 layout (format_version 1), all 1-D unless noted, n = samples written, T = total tokens:
@@ -78,9 +90,13 @@ enum {
     PREP_KIND_MALFORMED,
     PREP_KIND_MISMATCH,
     PREP_KIND_TRUNCATED,
+    PREP_KIND_NO_IMAGE_TOKEN,
+    PREP_KIND_EXTRA_IMAGE_TOKEN,
+    PREP_KIND_IMAGE_IN_ANSWER,
     PREP_N_KINDS
 };
-// "missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated"
+// "missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated", "no_image_token",
+// "extra_image_token", "image_in_answer"
 const char *prep_kind_name(int kind);
 
 typedef struct {

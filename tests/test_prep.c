@@ -306,6 +306,17 @@ static char *report_entry(const char *path, const char *kind, int i) {
     return out;
 }
 
+// A count in a report (by its key), or -1.
+static long long report_count(const char *path, const char *key) {
+    char *text = read_file(path, 1 << 20, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, key);
+    long long v = cJSON_IsNumber(c) ? (long long)c->valuedouble : -1;
+    cJSON_Delete(j);
+    return v;
+}
+
 #define CHECK_ENTRY(report, kind, i, want)                                                                             \
     do {                                                                                                               \
         char *got_ = report_entry((report), (kind), (i));                                                              \
@@ -617,6 +628,98 @@ static void test_nul(void) {
     free(json);
 }
 
+#define TURN(from, value) "{\"from\": \"" from "\", \"value\": \"" value "\"}"
+#define IMG1 "\"image\": \"coco/000000000001.png\", "
+
+// Samples whose <image> tokens do not fit their one image are classified at prep, with their true reason, instead
+// of being written for the loader to drop: an image and no <image> (none in the conversation, or cut off by
+// model_max_length), <image> in several turns. A single <image> in an answer is what LLaVA trains on as it is:
+// written, and listed.
+static void test_image_tokens(void) {
+    static const char text[] =
+        "[\n"
+        "{\"id\": \"no-token\", " IMG1 "\"conversations\": [" TURN("human", "What is it?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"two-turns\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") ", " TURN(
+            "human", "And <image>?") ", " TURN("gpt", "B.") "]},\n"
+        "{\"id\": \"human-and-gpt\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN(
+            "gpt", "<image> A.") "]},\n"
+        "{\"id\": \"gpt-only\", " IMG1 "\"conversations\": [" TURN("human", "What?") ", " TURN(
+            "gpt", "Look: <image>") "]},\n"
+        "{\"id\": \"dropped\", " IMG1 "\"conversations\": [" TURN("gpt", "<image>\\nHello.") ", " TURN(
+            "human", "What?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"cut\", " IMG1 "\"conversations\": [" TURN(
+            "human",
+            "Tell me a long story about a cat who learns to fly a kite on a windy day. Tell me a long story about a cat "
+            "who learns to fly a kite on a windy day. Tell me a long story about a cat who learns to fly a kite.") ", " TURN("gpt", "No.") ", " TURN("human", "<image>\\nAnd this?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"ok\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]}\n"
+        "]\n";
+    char *json = write_json("tokens.json", text, sizeof text - 1);
+    char *out = tmp_path("tokens.h5");
+    prep_options o = base_options(out);
+    o.data_path = json;
+    prep_counts c;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.records, 7);
+    CHECK_EQ_INT(c.written, 2);  // gpt-only and ok
+    char *report = prep_report_path(out);
+    CHECK_EQ_INT(report_count(report, "no_image_token"), 3);
+    CHECK_EQ_INT(report_count(report, "extra_image_token"), 2);
+    CHECK_EQ_INT(report_count(report, "image_in_answer"), 1);
+    CHECK_EQ_INT(report_count(report, "malformed"), 0);
+    CHECK_ENTRY(report, "no_image_token", 0,
+                "no-token\tan \"image\" but no <image> in the conversation (LLaVA-1.5 would train on the text alone, "
+                "the image loaded and unused)");
+    CHECK_ENTRY(
+        report, "no_image_token", 1,
+        "dropped\tthe only <image> is in turn 0, which the vicuna_v1 template drops (a conversation starts with "
+        "the user)");
+    CHECK_ENTRY(report, "no_image_token", 2,
+                "cut\tthe <image> of turn 2 lies beyond model_max_length 96 and is cut off (LLaVA-1.5 would train on "
+                "the text alone, the image loaded and unused)");
+    CHECK_ENTRY(report, "extra_image_token", 0,
+                "two-turns\t<image> in 2 turns (0, 2) for one image: LLaVA-1.5 takes one image per sample (more "
+                "<image> tokens than images misalign a batch's images, LLaVA issue #732)");
+    CHECK_ENTRY(report, "extra_image_token", 1,
+                "human-and-gpt\t<image> in 2 turns (0, 1) for one image: LLaVA-1.5 takes one image per sample (more "
+                "<image> tokens than images misalign a batch's images, LLaVA issue #732)");
+    CHECK_ENTRY(report, "image_in_answer", 0,
+                "gpt-only\tthe <image> is in turn 1, an answer (\"gpt\"): written, as LLaVA-1.5 trains on it (the "
+                "image comes after the question)");
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_INT(d.n, 2);
+        CHECK_EQ_STR(d.sample_ids[0], "gpt-only");
+        CHECK_EQ_STR(d.sample_ids[1], "ok");
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    // The plain template (stage 1): an <image> in a text-only record would get a blank image in LLaVA; an <image>
+    // in the caption as well makes two.
+    static const char plain[] =
+        "[\n"
+        "{\"id\": \"text-image\", \"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"caption-image\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN(
+            "gpt", "A <image>.") "]},\n"
+        "{\"id\": \"ok\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]}\n"
+        "]\n";
+    char *pj = write_json("plain-tokens.json", plain, sizeof plain - 1);
+    o.data_path = pj;
+    o.template_name = "plain";
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.written, 1);
+    CHECK_EQ_INT(report_count(report, "extra_image_token"), 2);
+    CHECK_ENTRY(report, "extra_image_token", 0,
+                "text-image\tan <image> in a sample without an \"image\" (LLaVA-1.5 would pair it with a blank image)");
+    CHECK_ENTRY(report, "extra_image_token", 1,
+                "caption-image\t<image> in 2 turns (0, 1) for one image: LLaVA-1.5 takes one image per sample (more "
+                "<image> tokens than images misalign a batch's images, LLaVA issue #732)");
+    free(pj);
+    free(report);
+    free(out);
+    free(json);
+}
+
 // Many samples (more than one HDF5 chunk of tokens, many blocks): 1 and 3 threads give the same bytes.
 static void test_many(void) {
     char *json = tmp_path("many.json");
@@ -691,6 +794,7 @@ int main(void) {
     test_stage1();
     test_options_and_failures();
     test_nul();
+    test_image_tokens();
     test_many();
     cJSON_Delete(arr);
     check_rm_rf(dir);
