@@ -23,7 +23,8 @@ static const char USAGE[] =
     "does not grow with the file) on every core, and writes an HDF5 file that `llava train` reads and `llava show`\n"
     "prints. The same inputs give the same bytes, whatever the thread count.\n"
     "\n"
-    "  --template          plain (stage 1), vicuna_v1 (stage 2) or a template JSON file (docs/tokenizer.md)\n"
+    "  --template          plain (stage 1), vicuna_v1 (stage 2) or a template JSON file (docs/tokenizer.md); no\n"
+    "                      default: required unless a --config preset (or --set) sets data.template\n"
     "  --mode              tokenizer rules: hf431 = the released checkpoints (default), hf437 = LLaVA HEAD, legacy\n"
     "  --model-max-length  LLaVA's truncation (2048; 0 = none)\n"
     "  --store-pixels      also store each image preprocessed (--aspect: square = stage 1, pad = stage 2) as uint8\n"
@@ -96,11 +97,17 @@ int cmd_prep(int argc, char **argv) {
     char *tok_from_cfg = NULL;
     int explicit_template = 0;
     for (int i = 1; i < argc; i++) explicit_template |= strcmp(argv[i], "--template") == 0;
+    int cfg_template = 0;  // whether the preset or a --set names data.template (the schema's default does not)
     if (config || n_sets) {
         cfg_init_defaults(&cfg);
         have_cfg = 1;
+        cJSON *sec = cJSON_GetObjectItemCaseSensitive(cfg.root, "data");
+        cJSON *def = cJSON_DetachItemFromObjectCaseSensitive(sec, "template");
         if (config) rc = cfg_load(&cfg, config);
         for (int i = 0; i < n_sets && rc == 0; i++) rc = cfg_set(&cfg, sets[i]);
+        cfg_template = cJSON_GetObjectItemCaseSensitive(sec, "template") != NULL;
+        if (cfg_template) cJSON_Delete(def);
+        else cJSON_AddItemToObject(sec, "template", def);
         if (rc == 0) rc = settings_from_config(&cfg, &rs);
         cfg_free(&cfg);
         if (rc) {
@@ -110,7 +117,7 @@ int cmd_prep(int argc, char **argv) {
         }
         if (!o.data_path) o.data_path = rs.data.data_path;
         if (!o.image_folder) o.image_folder = rs.data.image_folder;
-        if (!explicit_template) o.template_name = rs.data.template_name;
+        if (!explicit_template && cfg_template) o.template_name = rs.data.template_name;
         if (!mode) mode = rs.data.tokenizer_mode_name;
         if (!aspect) aspect = rs.data.aspect_name;
         if (max_len < 0) max_len = rs.data.model_max_length;
@@ -131,6 +138,12 @@ int cmd_prep(int argc, char **argv) {
         rc = 2;
     } else if (aspect && strcmp(aspect, "square") != 0 && strcmp(aspect, "pad") != 0) {
         fprintf(stderr, "llava prep: --aspect must be square or pad, not %s\n", aspect);
+        rc = 2;
+    } else if (!o.template_name) {
+        // No default: the template decides every label, and stage 1 (plain) and stage 2 (vicuna_v1) differ.
+        fprintf(stderr,
+                "llava prep: no template: give --template plain|vicuna_v1|FILE.json (or --config with a preset "
+                "that sets data.template)\n");
         rc = 2;
     } else if (!o.data_path || !o.tokenizer_path || !o.out_path) {
         fprintf(stderr, "llava prep: --data, --tokenizer and --out are required (or --config for the first two)\n\n%s",

@@ -21,8 +21,7 @@
 #include "template.h"
 
 void prep_options_default(prep_options *o) {
-    memset(o, 0, sizeof *o);
-    o->template_name = "plain";
+    memset(o, 0, sizeof *o);  // template_name NULL: no default, the caller names it
     o->mode = TOK_MODE_DEFAULT;
     o->model_max_length = 2048;
     o->aspect = IMAGE_ASPECT_SQUARE;

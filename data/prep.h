@@ -64,7 +64,7 @@ typedef struct {
     const char *data_path;       // LLaVA's JSON array
     const char *image_folder;    // required unless check_images and store_pixels are both 0
     const char *tokenizer_path;  // tokenizer.model
-    const char *template_name;   // "plain", "vicuna_v1" (alias "v1"), or a template JSON file
+    const char *template_name;   // "plain", "vicuna_v1" (alias "v1"), or a template JSON file (no default)
     const char *out_path;        // the HDF5 file
     const char *report_path;     // NULL: out_path less ".h5"/".hdf5", plus ".report.json"
     tok_mode mode;

@@ -3,7 +3,9 @@
 // tokens stand for ("<s>" and the conversation string) and its supervised span; the human view with the span
 // marked; --id; an index out of range. Runs the executable named by $LLAVA_BIN (set by CMake), else build/llava.
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "data/dataset.h"
 #include "data/prep.h"
 #include "tokenizer_golden.h"
 
@@ -110,6 +112,72 @@ static void test_cli(const cJSON *arr) {
     free(out);
 }
 
+// Reads a run's stderr (kept by run_cmd in cmd.err).
+static char *last_err(void) {
+    char *e = tmp_path("cmd.err");
+    char *t = read_file(e, 1 << 24, NULL);
+    free(e);
+    return t ? t : xstrdup("");
+}
+
+// The template decides every label: prep has no default for it. --template, or a --config preset that sets
+// data.template (or --set data.template=...), must name it.
+static void test_template_required(void) {
+    char *out = tmp_path("notemplate.h5"), *text;
+    char *args = xasprintf("prep --data %sdata.json --image-folder %simages --tokenizer %s --out '%s' --quiet",
+                           PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 1), 2);
+    char *err = last_err();
+    CHECK(strstr(err,
+                 "llava prep: no template: give --template plain|vicuna_v1|FILE.json (or --config with a "
+                 "preset that sets data.template)\n") == err,
+          "stderr: %s", err);
+    CHECK(!file_exists(out), "%s was written without a template", out);
+    free(err);
+    free(text);
+    free(args);
+    // A preset without data.template supplies none either (the schema's default is no choice).
+    unlink(out);
+    char *preset = tmp_path("preset.json");
+    static const char pj[] = "{\"data\": {\"model_max_length\": 96}}";
+    write_file_atomic(preset, pj, strlen(pj));
+    args = xasprintf("prep --config '%s' --data %sdata.json --image-folder %simages --tokenizer %s --out '%s' --quiet",
+                     preset, PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 1), 2);
+    err = last_err();
+    CHECK(strstr(err, "no template") != NULL, "stderr: %s", err);
+    CHECK(!file_exists(out), "%s was written without a template", out);
+    free(err);
+    free(text);
+    free(args);
+    // The stage-2 preset sets vicuna_v1; so does --set.
+    args = xasprintf(
+        "prep --config configs/llava15-7b-stage2.json --data %sdata.json --image-folder %simages "
+        "--tokenizer %s --model-max-length 96 --out '%s' --quiet",
+        PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "19 records -> 8 samples") != NULL, "prep said: %s", text);
+    free(text);
+    free(args);
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_STR(d.template_name, "vicuna_v1");
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    args = xasprintf(
+        "prep --set data.template=plain --data %sdata.json --image-folder %simages --tokenizer %s --out "
+        "'%s' --quiet",
+        PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "19 records -> 4 samples") != NULL, "prep said: %s", text);
+    free(text);
+    free(args);
+    free(preset);
+    free(out);
+}
+
 int main(void) {
     dir = check_tmpdir();
     char *data = read_file(PREP_DIR "data.json", 1 << 20, NULL);
@@ -120,6 +188,7 @@ int main(void) {
         return 1;
     }
     test_cli(arr);
+    test_template_required();
     cJSON_Delete(arr);
     check_rm_rf(dir);
     free(dir);
