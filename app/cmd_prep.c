@@ -16,7 +16,7 @@ static const char USAGE[] =
     "                  --out DATA.h5 [--mode hf431|hf437|legacy] [--model-max-length N] [--aspect square|pad]\n"
     "                  [--store-pixels [--image-size S]] [--no-check-images] [--threads N] [--strict] [--compress "
     "0-9]\n"
-    "                  [--report PATH] [--quiet]\n"
+    "                  [--report PATH] [--force] [--quiet]\n"
     "       llava prep --config PRESET.json [--set key=value ...] --out DATA.h5 [any flag above, which wins]\n"
     "\n"
     "Applies LLaVA-1.5's template, tokenizer and label masks to every sample of LLaVA's JSON array (streamed: memory\n"
@@ -36,6 +36,7 @@ static const char USAGE[] =
     "                      id and reason of every sample left out (missing_image, unreadable_image, path_refused,\n"
     "                      malformed, no_image_token, extra_image_token) or written masked (mismatch), cut\n"
     "                      (truncated) or with its <image> in an answer (image_in_answer)\n"
+    "  --force             write over an existing --out (or --report) that prep did not write; never over --data\n"
     "  --config            take data.* (and model.tokenizer / model.llm for the tokenizer) from a training preset\n";
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -70,6 +71,7 @@ int cmd_prep(int argc, char **argv) {
         else if (strcmp(a, "--store-pixels") == 0) o.store_pixels = 1;
         else if (strcmp(a, "--no-check-images") == 0) o.check_images = 0;
         else if (strcmp(a, "--strict") == 0) strict = 1;
+        else if (strcmp(a, "--force") == 0) o.force = 1;
         else if (strcmp(a, "--quiet") == 0) quiet = 1;
         else if (strcmp(a, "--model-max-length") == 0 && v) rc = parse_int(argv[++i], 0, 1 << 30, &max_len);
         else if (strcmp(a, "--image-size") == 0 && v) rc = parse_int(argv[++i], 1, 4096, &o.image_size);

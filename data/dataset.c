@@ -277,6 +277,23 @@ int64_t dataset_find_id(const llava_dataset *d, const char *id) {
     return -1;
 }
 
+int dataset_is_prep_file(const char *path) {
+    pthread_mutex_lock(&h5_mu);
+    prep_h5_quiet();
+    int yes = 0;
+    if (file_exists(path) && H5Fis_hdf5(path) > 0) {
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f >= 0) {
+            char *format = attr_str(f, "format");
+            yes = format && strcmp(format, PREP_FORMAT) == 0;
+            free(format);
+            H5Fclose(f);
+        }
+    }
+    pthread_mutex_unlock(&h5_mu);
+    return yes;
+}
+
 void dataset_close(llava_dataset *d) {
     impl *im = d->impl;
     if (im) {

@@ -46,5 +46,7 @@ int dataset_read_pixels(const llava_dataset *d, int64_t i, uint8_t *out);
 // The row of the sample with this JSON id (the first), or -1.
 int64_t dataset_find_id(const llava_dataset *d, const char *id);
 void dataset_close(llava_dataset *d);
+// Whether `path` is an HDF5 file written by `llava prep` (its "format" attribute; any format version): 1 or 0.
+int dataset_is_prep_file(const char *path);
 
 #endif

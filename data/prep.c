@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "dataset.h"
 #include "json_stream.h"
 #include "jsonl.h"
 #include "prep_h5.h"
@@ -409,6 +410,8 @@ static void fput_jstr(FILE *f, const char *s) {
     free(b.p);
 }
 
+static const char REPORT_HEAD[] = "{\n  \"source\": ";  // how every report begins
+
 // Streams the report to a temporary file beside `path`, then renames it into place.
 static int write_report(const char *path, const prep_options *o, const prep_counts *c,
                         report_list lists[PREP_N_KINDS]) {
@@ -419,7 +422,7 @@ static int write_report(const char *path, const prep_options *o, const prep_coun
         free(tmp);
         return -1;
     }
-    fputs("{\n  \"source\": ", f);
+    fputs(REPORT_HEAD, f);
     fput_jstr(f, o->data_path);
     fputs(",\n  \"out\": ", f);
     fput_jstr(f, o->out_path);
@@ -525,19 +528,6 @@ static int count_cpus(void) {
 
 static void md5_cb(void *ctx, const void *bytes, size_t n) { prep_md5_update(ctx, bytes, n); }
 
-static int file_md5(const char *path, char hex[33], uint64_t *size) {
-    size_t n;
-    char *data = read_file(path, (size_t)1 << 30, &n);
-    if (!data) return -1;
-    prep_md5 m;
-    prep_md5_init(&m);
-    prep_md5_update(&m, data, n);
-    prep_md5_hex(&m, hex);
-    *size = n;
-    free(data);
-    return 0;
-}
-
 static int fsync_path(const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return llava_fail("%s: cannot open: %s", path, strerror(errno));
@@ -597,6 +587,50 @@ static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep
     return 0;
 }
 
+// Whether two paths name the same file (device and inode, through any spelling, symlink or hard link).
+static int same_file(const struct stat *a, const char *path) {
+    struct stat b;
+    return stat(path, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
+}
+
+// Whether an existing file begins as the reports write_report writes.
+static int is_prep_report(const char *path) {
+    char head[sizeof REPORT_HEAD - 1];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int yes = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, REPORT_HEAD, sizeof head) == 0;
+    fclose(f);
+    return yes;
+}
+
+// What prep writes must not be what it reads, nor a file it did not write (unless force).
+static int check_out_paths(const prep_options *o, const char *report) {
+    struct stat in;
+    if (stat(o->data_path, &in) != 0) return llava_fail("%s: cannot open: %s", o->data_path, strerror(errno));
+    const char *what[2] = {"", "the report "}, *path[2] = {o->out_path, report};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (stat(path[i], &st) != 0) continue;  // not there (or a dangling symlink, which rename replaces)
+        if (same_file(&in, path[i]))
+            return llava_fail("%s%s is the input %s: refusing to write over it", what[i], path[i], o->data_path);
+        if (S_ISDIR(st.st_mode)) return llava_fail("%s%s is a directory", what[i], path[i]);
+        if (i == 1 && same_file(&st, o->out_path))
+            return llava_fail("the report %s is the output %s: give another --report", report, o->out_path);
+        if (o->force) continue;
+        if (i == 0 && !dataset_is_prep_file(path[i]))
+            return llava_fail(
+                "%s exists and is not a dataset written by llava prep: refusing to write over it "
+                "(--force does)",
+                path[i]);
+        if (i == 1 && !is_prep_report(path[i]))
+            return llava_fail(
+                "the report %s exists and is not a llava prep report: refusing to write over it "
+                "(--force does)",
+                path[i]);
+    }
+    return 0;
+}
+
 int prep_run(const prep_options *o, prep_counts *out_counts) {
     double t0 = now_s();
     prep_counts c = {0};
@@ -612,24 +646,28 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (o->compress < 0 || o->compress > 9) return llava_fail("compression level %d is not 0..9", o->compress);
     if (o->model_max_length < 0) return llava_fail("model_max_length %d is negative", o->model_max_length);
 
+    char *report = o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
+    if (check_out_paths(o, report)) {
+        free(report);
+        return -1;
+    }
     const conv_template *tmpl = conv_template_builtin(o->template_name);
     conv_template *loaded = NULL;
     if (!tmpl) {
         tmpl = loaded = conv_template_load(o->template_name);
-        if (!tmpl)
+        if (!tmpl) {
+            free(report);
             return llava_fail_ctx("no template \"%s\" (built in: plain, vicuna_v1; or a template JSON file)",
                                   o->template_name);
+        }
     }
     char tok_md5[33];
     uint64_t tok_size = 0;
     tokenizer *tok = tok_load(o->tokenizer_path);
-    if (!tok || file_md5(o->tokenizer_path, tok_md5, &tok_size)) {
-        tok_free(tok);
-        conv_template_free(loaded);
-        return -1;
-    }
-    json_stream *js = json_stream_open(o->data_path);
+    json_stream *js = NULL;
+    if (tok && prep_file_md5(o->tokenizer_path, tok_md5, &tok_size) == 0) js = json_stream_open(o->data_path);
     if (!js) {
+        free(report);
         tok_free(tok);
         conv_template_free(loaded);
         return -1;
@@ -639,7 +677,6 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     json_stream_on_read(js, md5_cb, &src_md5);
 
     char *tmp = xasprintf("%s.tmp.%d", o->out_path, (int)getpid());
-    char *report = o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
     prep_writer *w = prep_writer_create(tmp, o->store_pixels ? o->image_size : 0, o->compress);
     if (!w) {
         free(tmp);

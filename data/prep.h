@@ -75,6 +75,7 @@ typedef struct {
     int check_images;  // decode every image to find unreadable ones (on by default)
     int threads;       // 0: every core this process may use
     int strict;
+    int force;     // write over an existing out_path (or report) that prep did not write; never over the input
     int progress;  // a progress bar (or, off a terminal, a line now and then) on stderr
     int compress;  // deflate level (0-9) of the token and per-sample datasets; pixels are stored raw
     size_t block;  // records per block (0: chosen from the thread count)
@@ -111,7 +112,9 @@ typedef struct {
 } prep_counts;
 
 // Runs the whole preparation. The HDF5 file appears (atomically) only when the run succeeds; the report
-// (JSON: the counts and, per kind, every sample's index, id and reason) is written beside it.
+// (JSON: the counts and, per kind, every sample's index, id and reason) is written beside it. Neither is ever
+// written over the input JSON (the same file, however its path is spelled), and an existing file in their place
+// must be one prep wrote (a dataset; a report), unless `force`.
 // Returns 0, or -1 with llava_errmsg(). *counts may be NULL.
 int prep_run(const prep_options *o, prep_counts *counts);
 
@@ -142,5 +145,7 @@ typedef struct {
 void prep_md5_init(prep_md5 *m);
 void prep_md5_update(prep_md5 *m, const void *data, size_t n);
 void prep_md5_hex(prep_md5 *m, char out[33]);  // finishes and writes 32 hex digits and a NUL
+// A whole file's md5 (read in pieces) and size (*size may be NULL). 0, or -1 with an error naming the file.
+int prep_file_md5(const char *path, char hex[33], uint64_t *size);
 
 #endif

@@ -178,6 +178,97 @@ static void test_template_required(void) {
     free(out);
 }
 
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, 1 << 24, &na), *y = read_file(b, 1 << 24, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+// Runs prep on `data` into `out` (extra flags after), expecting exit status `want`; returns its stderr.
+static char *prep_into(const char *data, const char *out, const char *extra, int want) {
+    char *text, *args = xasprintf(
+                    "prep --data '%s' --image-folder %simages --tokenizer %s --template vicuna_v1 "
+                    "--model-max-length 96 --out '%s' --quiet %s",
+                    data, PREP_DIR, TOK, out, extra);
+    CHECK(run_cmd(args, &text, want != 0) == want, "%s: expected exit %d", args, want);
+    free(text);
+    free(args);
+    return last_err();
+}
+
+// prep never writes over its input (the same file however it is spelled: another path, a symlink, a hard link),
+// nor over a file it did not write unless --force.
+static void test_out_paths(void) {
+    char *in = tmp_path("in.json"), *orig = xasprintf("%sdata.json", PREP_DIR);
+    size_t n;
+    char *json = read_file(orig, 1 << 20, &n);
+    write_file_atomic(in, json, n);
+    free(json);
+    char *sub = tmp_path("sub"), *spelled = tmp_path("sub/../in.json"), *sym = tmp_path("link.h5"),
+         *hard = tmp_path("hard.h5");
+    mkdir_p(sub);
+    CHECK(symlink(in, sym) == 0 && link(in, hard) == 0, "cannot link");
+    const char *outs[] = {in, spelled, sym, hard};
+    for (int i = 0; i < 4; i++) {
+        for (int force = 0; force < 2; force++) {
+            if (!same_bytes(in, orig)) {  // put it back in place (same inode: the links still point at it)
+                FILE *f = fopen(in, "wb");
+                char *j = read_file(orig, 1 << 20, &n);
+                if (f && j) fwrite(j, 1, n, f);
+                if (f) fclose(f);
+                free(j);
+            }
+            char *err = prep_into(in, outs[i], force ? "--force" : "", 1);
+            char *want = xasprintf("llava prep: %s is the input %s: refusing to write over it\n", outs[i], in);
+            CHECK(strcmp(err, want) == 0, "stderr: %s\nexpected: %s", err, want);
+            free(want);
+            free(err);
+            CHECK(same_bytes(in, orig), "the input was changed (out %s, force %d)", outs[i], force);
+        }
+    }
+    // The report, too, is never the input.
+    char *out = tmp_path("ok.h5"), *rep = xasprintf("--report '%s'", in);
+    char *err = prep_into(in, out, rep, 1);
+    char *want = xasprintf("llava prep: the report %s is the input %s: refusing to write over it\n", in, in);
+    CHECK(strcmp(err, want) == 0, "stderr: %s", err);
+    CHECK(same_bytes(in, orig), "the input was changed by the report");
+    free(want);
+    free(err);
+    free(rep);
+    // An existing file prep did not write: refused, unless --force.
+    char *notes = tmp_path("notes.txt");
+    write_file_atomic(notes, "my notes\n", 9);
+    err = prep_into(in, notes, "", 1);
+    want = xasprintf(
+        "llava prep: %s exists and is not a dataset written by llava prep: refusing to write over it "
+        "(--force does)\n",
+        notes);
+    CHECK(strcmp(err, want) == 0, "stderr: %s\nexpected: %s", err, want);
+    char *txt = read_file(notes, 1 << 10, NULL);
+    CHECK(txt && strcmp(txt, "my notes\n") == 0, "notes.txt was changed");
+    free(txt);
+    free(want);
+    free(err);
+    free(prep_into(in, notes, "--force", 0));
+    llava_dataset d;
+    CHECK(dataset_open(&d, notes) == 0, "--force did not write a dataset: %s", llava_errmsg());
+    if (d.n) dataset_close(&d);
+    // A dataset prep wrote is overwritten as before (a re-run).
+    free(prep_into(in, out, "", 0));
+    free(prep_into(in, out, "", 0));
+    free(notes);
+    free(out);
+    free(sub);
+    free(spelled);
+    free(sym);
+    free(hard);
+    free(orig);
+    free(in);
+}
+
 int main(void) {
     dir = check_tmpdir();
     char *data = read_file(PREP_DIR "data.json", 1 << 20, NULL);
@@ -189,6 +280,7 @@ int main(void) {
     }
     test_cli(arr);
     test_template_required();
+    test_out_paths();
     cJSON_Delete(arr);
     check_rm_rf(dir);
     free(dir);
