@@ -1,5 +1,7 @@
 // llava prep: LLaVA's JSON and image folder -> one HDF5 file of token ids, labels, modality lengths, image
 // paths and optionally pixels (data/prep.h), with a report of every sample left out or masked.
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,11 @@ static const char USAGE[] =
     "                      (truncated) or with its <image> in an answer (image_in_answer)\n"
     "  --force             write over an existing --out (or --report) that prep did not write; never over --data\n"
     "  --config            take data.* (and model.tokenizer / model.llm for the tokenizer) from a training preset\n";
+
+// SIGTERM, SIGINT, SIGHUP while prep runs: the handler only records the signal; prep_run sees it, stops its
+// workers and removes its temporary file, and the command exits with 128 + the signal.
+static atomic_int stop_signal;
+static void on_signal(int sig) { atomic_store_explicit(&stop_signal, sig, memory_order_relaxed); }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
@@ -159,9 +166,25 @@ int cmd_prep(int argc, char **argv) {
         return rc;
     }
     prep_counts c;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction sa, old[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;  // reads and writes go on; the flag stops the run
+    sigemptyset(&sa.sa_mask);
+    atomic_store(&stop_signal, 0);
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old[i]);
+    o.stop = &stop_signal;
     rc = prep_run(&o, &c);
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old[i], NULL);
+    int sig = atomic_load(&stop_signal);
     if (rc) {
         fprintf(stderr, "llava prep: %s\n", llava_errmsg());
+        if (sig) {
+            if (have_cfg) settings_free(&rs);
+            free(tok_from_cfg);
+            return 128 + sig;
+        }
     } else {
         char b1[32], b2[32], b3[32], b4[32], b5[32];
         printf("llava prep: %s records -> %s samples in %s (%s with an image, %s text-only; %s tokens)\n",

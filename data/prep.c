@@ -289,7 +289,10 @@ typedef struct {
     block *head, *tail;
     int quit, cancel;
     work_ctx *ctx;
+    const atomic_int *stop;  // prep_options.stop
 } pool;
+
+static int stopped(const atomic_int *stop) { return stop ? atomic_load_explicit(stop, memory_order_relaxed) : 0; }
 
 static void *worker(void *arg) {
     pool *p = arg;
@@ -305,7 +308,7 @@ static void *worker(void *arg) {
         }
         int cancel = p->cancel;
         pthread_mutex_unlock(&p->mu);
-        if (!cancel) process(p->ctx, &b->items[i]);
+        if (!cancel && !stopped(p->stop)) process(p->ctx, &b->items[i]);  // (skipped items are never written)
         pthread_mutex_lock(&p->mu);
         if (++b->done == b->n) pthread_cond_broadcast(&p->done);
     }
@@ -631,6 +634,11 @@ static int check_out_paths(const prep_options *o, const char *report) {
     return 0;
 }
 
+static int interrupted(const atomic_int *stop, const char *tmp) {
+    int sig = stopped(stop);
+    return llava_fail("interrupted by signal %d (%s): nothing written (%s removed)", sig, strsignal(sig), tmp);
+}
+
 int prep_run(const prep_options *o, prep_counts *out_counts) {
     double t0 = now_s();
     prep_counts c = {0};
@@ -694,7 +702,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (max_items < 16) max_items = 16;
     work_ctx ctx = {.o = o,
                     .cfg = {.tok = tok, .mode = o->mode, .tmpl = tmpl, .model_max_length = o->model_max_length}};
-    pool p = {.ctx = &ctx};
+    pool p = {.ctx = &ctx, .stop = o->stop};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.work, NULL);
     pthread_cond_init(&p.done, NULL);
@@ -723,6 +731,9 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
             pthread_mutex_unlock(&p.mu);
         }
         pool_wait(&p, cur);
+        // A stop seen by a worker (which then skipped items) is seen here too: it was stored before that worker
+        // released the pool's mutex, which pool_wait took since.
+        if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);
         for (size_t i = 0; i < cur->n && rc == 0; i++) {
             rc = write_item(w, o, &cur->items[i], &c, lists);
             item_clear(&cur->items[i]);
@@ -741,6 +752,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     pthread_cond_destroy(&p.work);
     pthread_cond_destroy(&p.done);
 
+    if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);
     if (rc == 0) {
         progress_show(&pr, js, c.records, c.written, 1);
         char src_hex[33];
@@ -770,6 +782,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
         rc = prep_writer_close(w) || rc ? -1 : 0;
         w = NULL;
         if (rc == 0) rc = fsync_path(tmp);
+        if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);  // the last moment nothing is in place
         if (rc == 0 && rename(tmp, o->out_path) != 0)
             rc = llava_fail("%s: cannot rename to %s: %s", tmp, o->out_path, strerror(errno));
         if (rc == 0) {

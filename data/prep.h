@@ -51,6 +51,7 @@
 #ifndef LLAVA_DATA_PREP_H
 #define LLAVA_DATA_PREP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,10 @@ typedef struct {
     int progress;  // a progress bar (or, off a terminal, a line now and then) on stderr
     int compress;  // deflate level (0-9) of the token and per-sample datasets; pixels are stored raw
     size_t block;  // records per block (0: chosen from the thread count)
+    // A signal handler's flag (NULL: none): once it holds a signal number the workers stop taking samples, and
+    // prep_run removes its temporary file and fails with "interrupted by signal N" (unless the output was
+    // already in place). The caller's handler only stores into it (atomic_int is lock-free: signal-safe).
+    const atomic_int *stop;
 } prep_options;
 
 void prep_options_default(prep_options *o);

@@ -2,6 +2,9 @@
 // prints, and `llava show --json` of one sample equal to prep_sample's tokens and labels, with the text the
 // tokens stand for ("<s>" and the conversation string) and its supervised span; the human view with the span
 // marked; --id; an index out of range. Runs the executable named by $LLAVA_BIN (set by CMake), else build/llava.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -269,6 +272,79 @@ static void test_out_paths(void) {
     free(in);
 }
 
+// Whether a folder holds a file whose name contains `part`.
+static int dir_has(const char *path, const char *part) {
+    DIR *d = opendir(path);
+    int found = 0;
+    for (struct dirent *e; d && (e = readdir(d));) found |= strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return found;
+}
+
+// SIGTERM while prep runs: the temporary file is removed, no output or report appears, and the exit status is
+// 128 + SIGTERM (the handler only sets a flag; the main thread stops the workers and cleans up).
+static void test_sigterm(void) {
+    char *json = tmp_path("big.json"), *sig = tmp_path("sig"), *out = tmp_path("sig/out.h5");
+    char *log = tmp_path("sig.log"), *report = tmp_path("sig/out.report.json");
+    mkdir_p(sig);
+    FILE *f = fopen(json, "wb");
+    const int N = 150000;  // seconds of work on one thread
+    fputs("[\n", f);
+    for (int i = 0; i < N; i++)
+        fprintf(f,
+                "{\"id\": \"s%d\", \"image\": \"coco/000000000001.png\", \"conversations\": [{\"from\": \"human\", "
+                "\"value\": \"<image>\\nWhat is in picture %d?\"}, {\"from\": \"gpt\", \"value\": \"It shows %d "
+                "things.\"}]}%s\n",
+                i, i, i, i + 1 < N ? "," : "");
+    fputs("]\n", f);
+    fclose(f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(bin(), "llava", "prep", "--data", json, "--image-folder", PREP_DIR "images", "--tokenizer", TOK,
+              "--template", "vicuna_v1", "--threads", "1", "--out", out, "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    CHECK(pid > 0, "fork failed");
+    if (pid <= 0) return;
+    // Wait until prep is writing (its temporary file exists), then ask it to stop.
+    int st = 0, done = 0;
+    for (int t = 0; t < 30000 && !dir_has(sig, ".tmp") && !done; t += 5) {
+        usleep(5000);
+        done = waitpid(pid, &st, WNOHANG) == pid;
+    }
+    CHECK(!done, "prep ended before the signal (status %d)", st);
+    CHECK(dir_has(sig, ".tmp"), "no temporary file appeared");
+    kill(pid, SIGTERM);
+    for (int t = 0; t < 30000 && !done; t += 10) {
+        done = waitpid(pid, &st, WNOHANG) == pid;
+        if (!done) usleep(10000);
+    }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        CHECK(0, "prep did not stop within 30 s of SIGTERM");
+    }
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM, "status: exited %d (%d), signalled %d (%d)", WIFEXITED(st),
+          WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st), WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    CHECK(!dir_has(sig, ".tmp"), "a temporary file was left in %s", sig);
+    CHECK(!file_exists(out) && !file_exists(report), "an output appeared");
+    char *text = read_file(log, 1 << 20, NULL);
+    char *want = xasprintf("llava prep: interrupted by signal %d (Terminated): nothing written (%s.tmp.%d removed)\n",
+                           SIGTERM, out, (int)pid);
+    CHECK(text && strcmp(text, want) == 0, "prep said: %s\nexpected: %s", text ? text : "", want);
+    free(want);
+    free(text);
+    unlink(json);
+    free(json);
+    free(sig);
+    free(out);
+    free(log);
+    free(report);
+}
+
 int main(void) {
     dir = check_tmpdir();
     char *data = read_file(PREP_DIR "data.json", 1 << 20, NULL);
@@ -281,6 +357,7 @@ int main(void) {
     test_cli(arr);
     test_template_required();
     test_out_paths();
+    test_sigterm();
     cJSON_Delete(arr);
     check_rm_rf(dir);
     free(dir);
