@@ -2,8 +2,10 @@
 // single and multi-turn, text-only, missing/corrupt images, a directory for an image, absolute/escaping/empty
 // paths, malformed records, a tokenization mismatch and two truncations), with the small tokenizer:
 // the report counts, modality lengths, tokens and labels equal to prep_sample's, stored pixels equal to
-// image_preprocess's, byte-identical re-runs whatever the thread count, --strict, and the streaming JSON reader.
-// The command lines (llava prep, llava show) are tested by test_prep_cli.c.
+// image_preprocess's, byte-identical re-runs whatever the thread count, --strict, and the streaming JSON reader;
+// NUL characters in strings (test_nul) and <image> tokens that do not pair with the image (test_image_tokens),
+// each with the exact reason in the report. The command lines (llava prep, llava show) are tested by
+// test_prep_cli.c.
 #include <unistd.h>
 
 #include "data/dataset.h"

@@ -1,7 +1,9 @@
 // `llava prep` and `llava show` end to end on tests/data/prep/ with the small tokenizer: the summary prep
 // prints, and `llava show --json` of one sample equal to prep_sample's tokens and labels, with the text the
 // tokens stand for ("<s>" and the conversation string) and its supervised span; the human view with the span
-// marked; --id; an index out of range. Runs the executable named by $LLAVA_BIN (set by CMake), else build/llava.
+// marked; --id; an index out of range; no default template; never writing over the input or, without --force,
+// over a file prep did not write; SIGTERM mid-run (no temporary file left, exit 128 + 15). Runs the executable
+// named by $LLAVA_BIN (set by CMake), else build/llava.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
