@@ -1,5 +1,7 @@
 // llava prep: LLaVA's JSON and image folder -> one HDF5 file of token ids, labels, modality lengths, image
 // paths and optionally pixels (data/prep.h), with a report of every sample left out or masked.
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,14 +18,15 @@ static const char USAGE[] =
     "                  --out DATA.h5 [--mode hf431|hf437|legacy] [--model-max-length N] [--aspect square|pad]\n"
     "                  [--store-pixels [--image-size S]] [--no-check-images] [--threads N] [--strict] [--compress "
     "0-9]\n"
-    "                  [--report PATH] [--quiet]\n"
+    "                  [--report PATH] [--force] [--quiet]\n"
     "       llava prep --config PRESET.json [--set key=value ...] --out DATA.h5 [any flag above, which wins]\n"
     "\n"
     "Applies LLaVA-1.5's template, tokenizer and label masks to every sample of LLaVA's JSON array (streamed: memory\n"
     "does not grow with the file) on every core, and writes an HDF5 file that `llava train` reads and `llava show`\n"
     "prints. The same inputs give the same bytes, whatever the thread count.\n"
     "\n"
-    "  --template          plain (stage 1), vicuna_v1 (stage 2) or a template JSON file (docs/tokenizer.md)\n"
+    "  --template          plain (stage 1), vicuna_v1 (stage 2) or a template JSON file (docs/tokenizer.md); no\n"
+    "                      default: required unless a --config preset (or --set) sets data.template\n"
     "  --mode              tokenizer rules: hf431 = the released checkpoints (default), hf437 = LLaVA HEAD, legacy\n"
     "  --model-max-length  LLaVA's truncation (2048; 0 = none)\n"
     "  --store-pixels      also store each image preprocessed (--aspect: square = stage 1, pad = stage 2) as uint8\n"
@@ -33,8 +36,15 @@ static const char USAGE[] =
     "  --compress          deflate level of the token datasets (1; 0 = none)\n"
     "  --report            where the report goes (default: DATA.report.json): the counts, and per kind the index,\n"
     "                      id and reason of every sample left out (missing_image, unreadable_image, path_refused,\n"
-    "                      malformed) or written masked (mismatch) or cut (truncated)\n"
+    "                      malformed, no_image_token, extra_image_token) or written masked (mismatch), cut\n"
+    "                      (truncated) or with its <image> in an answer (image_in_answer)\n"
+    "  --force             write over an existing --out (or --report) that prep did not write; never over --data\n"
     "  --config            take data.* (and model.tokenizer / model.llm for the tokenizer) from a training preset\n";
+
+// SIGTERM, SIGINT, SIGHUP while prep runs: the handler only records the signal; prep_run sees it, stops its
+// workers and removes its temporary file, and the command exits with 128 + the signal.
+static atomic_int stop_signal;
+static void on_signal(int sig) { atomic_store_explicit(&stop_signal, sig, memory_order_relaxed); }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
@@ -68,6 +78,7 @@ int cmd_prep(int argc, char **argv) {
         else if (strcmp(a, "--store-pixels") == 0) o.store_pixels = 1;
         else if (strcmp(a, "--no-check-images") == 0) o.check_images = 0;
         else if (strcmp(a, "--strict") == 0) strict = 1;
+        else if (strcmp(a, "--force") == 0) o.force = 1;
         else if (strcmp(a, "--quiet") == 0) quiet = 1;
         else if (strcmp(a, "--model-max-length") == 0 && v) rc = parse_int(argv[++i], 0, 1 << 30, &max_len);
         else if (strcmp(a, "--image-size") == 0 && v) rc = parse_int(argv[++i], 1, 4096, &o.image_size);
@@ -95,11 +106,17 @@ int cmd_prep(int argc, char **argv) {
     char *tok_from_cfg = NULL;
     int explicit_template = 0;
     for (int i = 1; i < argc; i++) explicit_template |= strcmp(argv[i], "--template") == 0;
+    int cfg_template = 0;  // whether the preset or a --set names data.template (the schema's default does not)
     if (config || n_sets) {
         cfg_init_defaults(&cfg);
         have_cfg = 1;
+        cJSON *sec = cJSON_GetObjectItemCaseSensitive(cfg.root, "data");
+        cJSON *def = cJSON_DetachItemFromObjectCaseSensitive(sec, "template");
         if (config) rc = cfg_load(&cfg, config);
         for (int i = 0; i < n_sets && rc == 0; i++) rc = cfg_set(&cfg, sets[i]);
+        cfg_template = cJSON_GetObjectItemCaseSensitive(sec, "template") != NULL;
+        if (cfg_template) cJSON_Delete(def);
+        else cJSON_AddItemToObject(sec, "template", def);
         if (rc == 0) rc = settings_from_config(&cfg, &rs);
         cfg_free(&cfg);
         if (rc) {
@@ -109,7 +126,7 @@ int cmd_prep(int argc, char **argv) {
         }
         if (!o.data_path) o.data_path = rs.data.data_path;
         if (!o.image_folder) o.image_folder = rs.data.image_folder;
-        if (!explicit_template) o.template_name = rs.data.template_name;
+        if (!explicit_template && cfg_template) o.template_name = rs.data.template_name;
         if (!mode) mode = rs.data.tokenizer_mode_name;
         if (!aspect) aspect = rs.data.aspect_name;
         if (max_len < 0) max_len = rs.data.model_max_length;
@@ -131,6 +148,12 @@ int cmd_prep(int argc, char **argv) {
     } else if (aspect && strcmp(aspect, "square") != 0 && strcmp(aspect, "pad") != 0) {
         fprintf(stderr, "llava prep: --aspect must be square or pad, not %s\n", aspect);
         rc = 2;
+    } else if (!o.template_name) {
+        // No default: the template decides every label, and stage 1 (plain) and stage 2 (vicuna_v1) differ.
+        fprintf(stderr,
+                "llava prep: no template: give --template plain|vicuna_v1|FILE.json (or --config with a preset "
+                "that sets data.template)\n");
+        rc = 2;
     } else if (!o.data_path || !o.tokenizer_path || !o.out_path) {
         fprintf(stderr, "llava prep: --data, --tokenizer and --out are required (or --config for the first two)\n\n%s",
                 USAGE);
@@ -143,9 +166,25 @@ int cmd_prep(int argc, char **argv) {
         return rc;
     }
     prep_counts c;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    struct sigaction sa, old[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;  // reads and writes go on; the flag stops the run
+    sigemptyset(&sa.sa_mask);
+    atomic_store(&stop_signal, 0);
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &sa, &old[i]);
+    o.stop = &stop_signal;
     rc = prep_run(&o, &c);
+    for (int i = 0; i < 3; i++) sigaction(sigs[i], &old[i], NULL);
+    int sig = atomic_load(&stop_signal);
     if (rc) {
         fprintf(stderr, "llava prep: %s\n", llava_errmsg());
+        if (sig) {
+            if (have_cfg) settings_free(&rs);
+            free(tok_from_cfg);
+            return 128 + sig;
+        }
     } else {
         char b1[32], b2[32], b3[32], b4[32], b5[32];
         printf("llava prep: %s records -> %s samples in %s (%s with an image, %s text-only; %s tokens)\n",
@@ -158,7 +197,10 @@ int cmd_prep(int argc, char **argv) {
                                                  "left out, image path refused",
                                                  "left out, malformed record",
                                                  "written masked (tokenization mismatch)",
-                                                 "written truncated to model_max_length"};
+                                                 "written truncated to model_max_length",
+                                                 "left out, an image but no <image> token",
+                                                 "left out, extra <image> tokens",
+                                                 "written with the <image> in an answer"};
         for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", what[k], fmt_count(c.kind[k], b1));
         if (o.store_pixels)
             printf("  %s images stored preprocessed (%dx%d, %s)\n", fmt_count(c.pixels, b1), o.image_size, o.image_size,

@@ -199,6 +199,10 @@ static int open_locked(llava_dataset *d, const char *path) {
     d->tokenizer_path = attr_str(f, "tokenizer");
     d->tokenizer_md5 = attr_str(f, "tokenizer_md5");
     d->source = attr_str(f, "source");
+    d->source_md5 = attr_str(f, "source_md5");
+    d->template_source = attr_str(f, "template_source");
+    d->source_bytes = attr_int(f, "source_bytes", &v) == 0 ? v : -1;
+    d->records = attr_int(f, "records", &v) == 0 ? v : -1;
     if (attr_int(f, "model_max_length", &v) == 0) d->model_max_length = (int)v;
     if (attr_int(f, "image_size", &v) == 0) d->prep_image_size = (int)v;
     if (attr_int(f, "checked_images", &v) == 0) d->checked_images = (int)v;
@@ -238,6 +242,7 @@ static int open_locked(llava_dataset *d, const char *path) {
 
 int dataset_open(llava_dataset *d, const char *path) {
     memset(d, 0, sizeof *d);
+    d->path = xstrdup(path);
     pthread_mutex_lock(&h5_mu);
     int rc = open_locked(d, path);
     pthread_mutex_unlock(&h5_mu);
@@ -277,6 +282,23 @@ int64_t dataset_find_id(const llava_dataset *d, const char *id) {
     return -1;
 }
 
+int dataset_is_prep_file(const char *path) {
+    pthread_mutex_lock(&h5_mu);
+    prep_h5_quiet();
+    int yes = 0;
+    if (file_exists(path) && H5Fis_hdf5(path) > 0) {
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f >= 0) {
+            char *format = attr_str(f, "format");
+            yes = format && strcmp(format, PREP_FORMAT) == 0;
+            free(format);
+            H5Fclose(f);
+        }
+    }
+    pthread_mutex_unlock(&h5_mu);
+    return yes;
+}
+
 void dataset_close(llava_dataset *d) {
     impl *im = d->impl;
     if (im) {
@@ -304,5 +326,8 @@ void dataset_close(llava_dataset *d) {
     free(d->tokenizer_path);
     free(d->tokenizer_md5);
     free(d->source);
+    free(d->path);
+    free(d->source_md5);
+    free(d->template_source);
     memset(d, 0, sizeof *d);
 }

@@ -35,6 +35,14 @@ typedef struct {
     char *source;         // the source JSON (as given to prep)
     int prep_image_size;  // the image size and checks prep ran with (image_size is 0 without pixels)
     int checked_images;
+    // Provenance: where this dataset came from, as prep recorded it, for a run to check it against what it asks
+    // (train/build.c, train_open_dataset) and to write beside its checkpoints (state.json). With `source`,
+    // `tokenizer_md5`, `template_name`, `tokenizer_mode`, `aspect`, `model_max_length` and `image_folder` above:
+    char *path;             // the HDF5 file this was read from (as given to dataset_open)
+    int64_t source_bytes;   // the source JSON's size in bytes (-1: not recorded)
+    char *source_md5;       // its md5, 32 hex digits
+    char *template_source;  // the template as given to prep: a built-in name, or the template JSON file
+    int64_t records;        // elements of the source JSON array (-1: not recorded); n of them were written
 } llava_dataset;
 
 // Opens a dataset file written by `llava prep`; everything but the pixels is read into memory.
@@ -46,5 +54,7 @@ int dataset_read_pixels(const llava_dataset *d, int64_t i, uint8_t *out);
 // The row of the sample with this JSON id (the first), or -1.
 int64_t dataset_find_id(const llava_dataset *d, const char *id);
 void dataset_close(llava_dataset *d);
+// Whether `path` is an HDF5 file written by `llava prep` (its "format" attribute; any format version): 1 or 0.
+int dataset_is_prep_file(const char *path);
 
 #endif

@@ -1,10 +1,8 @@
 // llava prep (see prep.h): the sample pipeline, the thread pool, progress and the report.
 #include "prep.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -15,15 +13,16 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "dataset.h"
 #include "json_stream.h"
 #include "jsonl.h"
 #include "prep_h5.h"
+#include "prep_record.h"
 #include "strbuf.h"
 #include "template.h"
 
 void prep_options_default(prep_options *o) {
-    memset(o, 0, sizeof *o);
-    o->template_name = "plain";
+    memset(o, 0, sizeof *o);  // template_name NULL: no default, the caller names it
     o->mode = TOK_MODE_DEFAULT;
     o->model_max_length = 2048;
     o->aspect = IMAGE_ASPECT_SQUARE;
@@ -33,8 +32,9 @@ void prep_options_default(prep_options *o) {
 }
 
 const char *prep_kind_name(int kind) {
-    static const char *names[PREP_N_KINDS] = {"missing_image", "unreadable_image", "path_refused",
-                                              "malformed",     "mismatch",         "truncated"};
+    static const char *names[PREP_N_KINDS] = {"missing_image",  "unreadable_image",  "path_refused",
+                                              "malformed",      "mismatch",          "truncated",
+                                              "no_image_token", "extra_image_token", "image_in_answer"};
     return kind >= 0 && kind < PREP_N_KINDS ? names[kind] : "?";
 }
 
@@ -43,62 +43,6 @@ char *prep_report_path(const char *out) {
     if (n > 3 && strcmp(out + n - 3, ".h5") == 0) n -= 3;
     else if (n > 5 && strcmp(out + n - 5, ".hdf5") == 0) n -= 5;
     return xasprintf("%.*s.report.json", (int)n, out);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Words and paths
-
-// Python's str.isspace() for one code point (Py_UNICODE_ISSPACE, which str.split() uses).
-static int py_isspace(uint32_t c) {
-    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
-}
-
-int64_t prep_word_count(const char *s, size_t n) {
-    const uint8_t *u = (const uint8_t *)s;
-    int64_t words = 0;
-    int in_word = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t c = u[i];
-        size_t l = 1;
-        if (c >= 0x80) {
-            l = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 1;
-            if (l > 1 && i + l <= n && utf8_valid(u + i, l)) {
-                c &= 0xff >> (l + 1);
-                for (size_t k = 1; k < l; k++) c = (c << 6) | (u[i + k] & 0x3f);
-            } else {
-                l = 1;
-                c = 0xffffffffu;  // a stray byte: never whitespace
-            }
-        }
-        int sp = py_isspace(c);
-        if (!sp && !in_word) words++;
-        in_word = !sp;
-        i += l;
-    }
-    return words;
-}
-
-int prep_check_image_path(const char *path, const char **why) {
-    if (!path[0]) {
-        *why = "an empty image path";
-        return -1;
-    }
-    if (path[0] == '/') {
-        *why = "an absolute image path (image paths are relative to the image folder)";
-        return -1;
-    }
-    for (const char *p = path; *p;) {
-        const char *e = strchr(p, '/');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == 2 && p[0] == '.' && p[1] == '.') {
-            *why = "a \"..\" component in the image path (it would leave the image folder)";
-            return -1;
-        }
-        p += l;
-        while (*p == '/') p++;
-    }
-    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,7 +116,8 @@ typedef struct {
     char *reason;
     prep_result r;
     int32_t modality_len;
-    uint8_t *pixels;  // S*S*3 with store_pixels
+    uint8_t *pixels;     // S*S*3 with store_pixels
+    char *answer_image;  // written, but listed as image_in_answer: why
 } prep_item;
 
 typedef struct {
@@ -186,30 +131,9 @@ static void item_clear(prep_item *it) {
     free(it->image);
     free(it->reason);
     free(it->pixels);
+    free(it->answer_image);
     prep_result_free(&it->r);
     memset(it, 0, sizeof *it);
-}
-
-// Python's json keeps the last of repeated keys.
-static const cJSON *get_last(const cJSON *obj, const char *key) {
-    const cJSON *found = NULL;
-    for (const cJSON *e = obj->child; e; e = e->next)
-        if (e->string && strcmp(e->string, key) == 0) found = e;
-    return found;
-}
-
-static char *id_text(const cJSON *v) {
-    if (!v || cJSON_IsNull(v)) return xstrdup("");
-    if (cJSON_IsString(v)) return xstrdup(v->valuestring);
-    if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) return xasprintf("%.0f", d);
-        return xasprintf("%.17g", d);
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    char *r = xstrdup(s ? s : "");
-    free(s);
-    return r;
 }
 
 static int skip(prep_item *it, int kind, const char *reason) {
@@ -250,70 +174,83 @@ static int load_image(const char *path, image_u8 *im, int *missing) {
     return rc;
 }
 
+// The <image> tokens of a tokenized sample against its one image (or none), as the loader (data/loader.c) and
+// LLaVA-1.5's prepare_inputs_labels_for_multimodal pair them: exactly one token for an image, none without. A
+// sample that does not pair is left out here with its true reason (prep.h: no_image_token, extra_image_token),
+// so training never meets it; a single <image> in an answer is written (LLaVA trains on it) and noted.
+static int check_image_tokens(const work_ctx *w, const prep_record *rec, int has_image, prep_item *it) {
+    const conv_template *tp = w->cfg.tmpl;
+    size_t n_img = 0;
+    for (size_t k = 0; k < it->r.ids.n; k++) n_img += it->r.ids.v[k] == IMAGE_TOKEN_INDEX;
+    // The turns in the prompt: a rounds template (preprocess_v1) drops a first turn that is not the user's.
+    size_t start = !tp->plain && strcmp(rec->turns[0].from, tp->from[0]) != 0, first = rec->n_turns, any = 0;
+    for (size_t k = 0; k < rec->n_turns; k++) {
+        any += rec->turn_image[k];
+        if (k >= start && rec->turn_image[k] && first == rec->n_turns) first = k;
+    }
+    if (n_img == (size_t)(has_image != 0)) {
+        if (n_img && !tp->plain && first < rec->n_turns && strcmp(rec->turns[first].from, tp->from[1]) == 0)
+            it->answer_image = xasprintf(
+                "the <image> is in turn %zu, an answer (\"%s\"): written, as LLaVA-1.5 trains on it (the image comes "
+                "after the question)",
+                first, tp->from[1]);
+        return 0;
+    }
+    static const char unused[] = "LLaVA-1.5 would train on the text alone, the image loaded and unused";
+    char msg[320];
+    int kind = PREP_KIND_EXTRA_IMAGE_TOKEN;
+    if (!has_image) {
+        snprintf(msg, sizeof msg,
+                 "an <image> in a sample without an \"image\" (LLaVA-1.5 would pair it with a blank "
+                 "image)");
+    } else if (n_img > 1) {
+        char turns[160] = "";
+        size_t at = 0, listed = 0;
+        for (size_t k = start; k < rec->n_turns && listed < n_img && at < sizeof turns - 24; k++)
+            if (rec->turn_image[k] || (tp->plain && k == 0))
+                at += (size_t)snprintf(turns + at, sizeof turns - at, "%s%zu", listed++ ? ", " : "", k);
+        snprintf(msg, sizeof msg,
+                 "<image> in %zu turns (%s) for one image: LLaVA-1.5 takes one image per sample (more <image> tokens "
+                 "than images misalign a batch's images, LLaVA issue #732)",
+                 n_img, turns);
+    } else {
+        kind = PREP_KIND_NO_IMAGE_TOKEN;
+        if (!any) snprintf(msg, sizeof msg, "an \"image\" but no <image> in the conversation (%s)", unused);
+        else if (first == rec->n_turns)
+            snprintf(msg, sizeof msg,
+                     "the only <image> is in turn 0, which the %s template drops (a conversation starts with the user)",
+                     tp->name);
+        else
+            snprintf(msg, sizeof msg, "the <image> of turn %zu lies beyond model_max_length %d and is cut off (%s)",
+                     first, w->cfg.model_max_length, unused);
+    }
+    prep_result_free(&it->r);
+    return skip(it, kind, msg);
+}
+
 static void process(const work_ctx *w, prep_item *it) {
     const prep_options *o = w->o;
     char label[64];
     it->kind = KIND_OK;
-    cJSON *rec = cJSON_ParseWithLengthOpts(it->json, it->json_len + 1, NULL, 1);
-    conv_turn *turns = NULL;
-    if (!rec) {
-        it->id = xstrdup("");
-        skip(it, PREP_KIND_MALFORMED, "not valid JSON");
+    prep_record rec;
+    int rc = prep_record_parse(it->json, it->json_len, &rec);
+    it->id = rec.id;
+    rec.id = NULL;
+    it->image = rec.image;
+    rec.image = NULL;
+    if (rc) {
+        skip(it, rec.kind, rec.reason);
         goto done;
     }
-    if (!cJSON_IsObject(rec)) {
-        it->id = xstrdup("");
-        skip(it, PREP_KIND_MALFORMED, "not a JSON object");
-        goto done;
-    }
-    it->id = id_text(get_last(rec, "id"));
     if (it->id[0]) snprintf(label, sizeof label, "%.60s", it->id);
     else snprintf(label, sizeof label, "#%llu", (unsigned long long)it->index);
-    const cJSON *conv = get_last(rec, "conversations");
-    if (!cJSON_IsArray(conv)) {
-        skip(it, PREP_KIND_MALFORMED, "no \"conversations\" list");
-        goto done;
-    }
-    size_t n = (size_t)cJSON_GetArraySize(conv), k = 0;
-    turns = xcalloc(n + 1, sizeof *turns);
-    int64_t words = 0;
-    for (const cJSON *e = conv->child; e; e = e->next, k++) {
-        const cJSON *f = cJSON_IsObject(e) ? get_last(e, "from") : NULL,
-                    *v = cJSON_IsObject(e) ? get_last(e, "value") : NULL;
-        if (!cJSON_IsString(f) || !cJSON_IsString(v)) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "turn %zu is not an object with string \"from\" and \"value\"", k);
-            skip(it, PREP_KIND_MALFORMED, msg);
-            goto done;
-        }
-        turns[k] = (conv_turn){f->valuestring, v->valuestring, strlen(v->valuestring)};
-        words += prep_word_count(turns[k].value, turns[k].value_len);
-    }
-    // LLaVA decides modality by the key alone ('image' in sample).
-    const cJSON *img = get_last(rec, "image");
-    int has_image = img != NULL;
-    if (has_image && !cJSON_IsString(img)) {
-        skip(it, PREP_KIND_MALFORMED, "\"image\" is not a string");
-        goto done;
-    }
-    if (words == 0) {
-        skip(it, PREP_KIND_MALFORMED,
-             "no words in the conversation (LLaVA's length-grouped sampler asserts a non-zero length)");
-        goto done;
-    }
-    it->modality_len = (int32_t)(words > INT32_MAX ? INT32_MAX : words) * (has_image ? 1 : -1);
-    if (has_image) {
-        it->image = xstrdup(img->valuestring);
-        const char *why;
-        if (prep_check_image_path(it->image, &why)) {
-            skip(it, PREP_KIND_PATH_REFUSED, why);
-            goto done;
-        }
-    }
-    if (prep_sample(&w->cfg, label, turns, n, has_image, &it->r)) {
+    int has_image = it->image != NULL;
+    it->modality_len = (int32_t)(rec.words > INT32_MAX ? INT32_MAX : rec.words) * (has_image ? 1 : -1);
+    if (prep_sample(&w->cfg, label, rec.turns, rec.n_turns, has_image, &it->r)) {
         skip(it, PREP_KIND_MALFORMED, llava_errmsg());
         goto done;
     }
+    if (check_image_tokens(w, &rec, has_image, it)) goto done;
     if (has_image && (o->check_images || o->store_pixels)) {
         char *full = path_join(o->image_folder, it->image);
         image_u8 im = {0};
@@ -331,8 +268,7 @@ static void process(const work_ctx *w, prep_item *it) {
         if (it->kind != KIND_OK) prep_result_free(&it->r);
     }
 done:
-    free(turns);
-    cJSON_Delete(rec);
+    prep_record_free(&rec);
     free(it->json);  // the bytes are no longer needed
     it->json = NULL;
 }
@@ -353,7 +289,10 @@ typedef struct {
     block *head, *tail;
     int quit, cancel;
     work_ctx *ctx;
+    const atomic_int *stop;  // prep_options.stop
 } pool;
+
+static int stopped(const atomic_int *stop) { return stop ? atomic_load_explicit(stop, memory_order_relaxed) : 0; }
 
 static void *worker(void *arg) {
     pool *p = arg;
@@ -369,7 +308,7 @@ static void *worker(void *arg) {
         }
         int cancel = p->cancel;
         pthread_mutex_unlock(&p->mu);
-        if (!cancel) process(p->ctx, &b->items[i]);
+        if (!cancel && !stopped(p->stop)) process(p->ctx, &b->items[i]);  // (skipped items are never written)
         pthread_mutex_lock(&p->mu);
         if (++b->done == b->n) pthread_cond_broadcast(&p->done);
     }
@@ -474,6 +413,8 @@ static void fput_jstr(FILE *f, const char *s) {
     free(b.p);
 }
 
+static const char REPORT_HEAD[] = "{\n  \"source\": ";  // how every report begins
+
 // Streams the report to a temporary file beside `path`, then renames it into place.
 static int write_report(const char *path, const prep_options *o, const prep_counts *c,
                         report_list lists[PREP_N_KINDS]) {
@@ -484,7 +425,7 @@ static int write_report(const char *path, const prep_options *o, const prep_coun
         free(tmp);
         return -1;
     }
-    fputs("{\n  \"source\": ", f);
+    fputs(REPORT_HEAD, f);
     fput_jstr(f, o->data_path);
     fputs(",\n  \"out\": ", f);
     fput_jstr(f, o->out_path);
@@ -590,19 +531,6 @@ static int count_cpus(void) {
 
 static void md5_cb(void *ctx, const void *bytes, size_t n) { prep_md5_update(ctx, bytes, n); }
 
-static int file_md5(const char *path, char hex[33], uint64_t *size) {
-    size_t n;
-    char *data = read_file(path, (size_t)1 << 30, &n);
-    if (!data) return -1;
-    prep_md5 m;
-    prep_md5_init(&m);
-    prep_md5_update(&m, data, n);
-    prep_md5_hex(&m, hex);
-    *size = n;
-    free(data);
-    return 0;
-}
-
 static int fsync_path(const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return llava_fail("%s: cannot open: %s", path, strerror(errno));
@@ -638,6 +566,10 @@ static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep
         c->kind[PREP_KIND_TRUNCATED]++;
         report_add(&lists[PREP_KIND_TRUNCATED], it, row, reason);
     }
+    if (it->answer_image) {
+        c->kind[PREP_KIND_IMAGE_IN_ANSWER]++;
+        report_add(&lists[PREP_KIND_IMAGE_IN_ANSWER], it, row, it->answer_image);
+    }
     prep_writer_sample s = {
         .ids = it->r.ids.v,
         .labels = it->r.labels.v,
@@ -658,6 +590,55 @@ static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep
     return 0;
 }
 
+// Whether two paths name the same file (device and inode, through any spelling, symlink or hard link).
+static int same_file(const struct stat *a, const char *path) {
+    struct stat b;
+    return stat(path, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
+}
+
+// Whether an existing file begins as the reports write_report writes.
+static int is_prep_report(const char *path) {
+    char head[sizeof REPORT_HEAD - 1];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int yes = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, REPORT_HEAD, sizeof head) == 0;
+    fclose(f);
+    return yes;
+}
+
+// What prep writes must not be what it reads, nor a file it did not write (unless force).
+static int check_out_paths(const prep_options *o, const char *report) {
+    struct stat in;
+    if (stat(o->data_path, &in) != 0) return llava_fail("%s: cannot open: %s", o->data_path, strerror(errno));
+    const char *what[2] = {"", "the report "}, *path[2] = {o->out_path, report};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (stat(path[i], &st) != 0) continue;  // not there (or a dangling symlink, which rename replaces)
+        if (same_file(&in, path[i]))
+            return llava_fail("%s%s is the input %s: refusing to write over it", what[i], path[i], o->data_path);
+        if (S_ISDIR(st.st_mode)) return llava_fail("%s%s is a directory", what[i], path[i]);
+        if (i == 1 && same_file(&st, o->out_path))
+            return llava_fail("the report %s is the output %s: give another --report", report, o->out_path);
+        if (o->force) continue;
+        if (i == 0 && !dataset_is_prep_file(path[i]))
+            return llava_fail(
+                "%s exists and is not a dataset written by llava prep: refusing to write over it "
+                "(--force does)",
+                path[i]);
+        if (i == 1 && !is_prep_report(path[i]))
+            return llava_fail(
+                "the report %s exists and is not a llava prep report: refusing to write over it "
+                "(--force does)",
+                path[i]);
+    }
+    return 0;
+}
+
+static int interrupted(const atomic_int *stop, const char *tmp) {
+    int sig = stopped(stop);
+    return llava_fail("interrupted by signal %d (%s): nothing written (%s removed)", sig, strsignal(sig), tmp);
+}
+
 int prep_run(const prep_options *o, prep_counts *out_counts) {
     double t0 = now_s();
     prep_counts c = {0};
@@ -673,24 +654,28 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (o->compress < 0 || o->compress > 9) return llava_fail("compression level %d is not 0..9", o->compress);
     if (o->model_max_length < 0) return llava_fail("model_max_length %d is negative", o->model_max_length);
 
+    char *report = o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
+    if (check_out_paths(o, report)) {
+        free(report);
+        return -1;
+    }
     const conv_template *tmpl = conv_template_builtin(o->template_name);
     conv_template *loaded = NULL;
     if (!tmpl) {
         tmpl = loaded = conv_template_load(o->template_name);
-        if (!tmpl)
+        if (!tmpl) {
+            free(report);
             return llava_fail_ctx("no template \"%s\" (built in: plain, vicuna_v1; or a template JSON file)",
                                   o->template_name);
+        }
     }
     char tok_md5[33];
     uint64_t tok_size = 0;
     tokenizer *tok = tok_load(o->tokenizer_path);
-    if (!tok || file_md5(o->tokenizer_path, tok_md5, &tok_size)) {
-        tok_free(tok);
-        conv_template_free(loaded);
-        return -1;
-    }
-    json_stream *js = json_stream_open(o->data_path);
+    json_stream *js = NULL;
+    if (tok && prep_file_md5(o->tokenizer_path, tok_md5, &tok_size) == 0) js = json_stream_open(o->data_path);
     if (!js) {
+        free(report);
         tok_free(tok);
         conv_template_free(loaded);
         return -1;
@@ -700,7 +685,6 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     json_stream_on_read(js, md5_cb, &src_md5);
 
     char *tmp = xasprintf("%s.tmp.%d", o->out_path, (int)getpid());
-    char *report = o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
     prep_writer *w = prep_writer_create(tmp, o->store_pixels ? o->image_size : 0, o->compress);
     if (!w) {
         free(tmp);
@@ -718,7 +702,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (max_items < 16) max_items = 16;
     work_ctx ctx = {.o = o,
                     .cfg = {.tok = tok, .mode = o->mode, .tmpl = tmpl, .model_max_length = o->model_max_length}};
-    pool p = {.ctx = &ctx};
+    pool p = {.ctx = &ctx, .stop = o->stop};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.work, NULL);
     pthread_cond_init(&p.done, NULL);
@@ -747,6 +731,9 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
             pthread_mutex_unlock(&p.mu);
         }
         pool_wait(&p, cur);
+        // A stop seen by a worker (which then skipped items) is seen here too: it was stored before that worker
+        // released the pool's mutex, which pool_wait took since.
+        if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);
         for (size_t i = 0; i < cur->n && rc == 0; i++) {
             rc = write_item(w, o, &cur->items[i], &c, lists);
             item_clear(&cur->items[i]);
@@ -765,6 +752,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     pthread_cond_destroy(&p.work);
     pthread_cond_destroy(&p.done);
 
+    if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);
     if (rc == 0) {
         progress_show(&pr, js, c.records, c.written, 1);
         char src_hex[33];
@@ -794,6 +782,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
         rc = prep_writer_close(w) || rc ? -1 : 0;
         w = NULL;
         if (rc == 0) rc = fsync_path(tmp);
+        if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);  // the last moment nothing is in place
         if (rc == 0 && rename(tmp, o->out_path) != 0)
             rc = llava_fail("%s: cannot rename to %s: %s", tmp, o->out_path, strerror(errno));
         if (rc == 0) {

@@ -13,10 +13,24 @@
 //     truncated      written cut at model_max_length, as LLaVA's collator cuts it (flag PREP_TRUNCATED)
 //   missing_image    not written: the image file does not exist
 //   unreadable_image not written: the image does not decode (corrupt, truncated, unsupported, too large)
-//   path_refused     not written: the image path is absolute, empty, or has a ".." component
+//   path_refused     not written: the image path is absolute, empty, has a ".." component, or holds a NUL
+//                    character (JSON "\u0000": cJSON's copy would end there and open another file)
 //   malformed        not written: not a JSON object, no "conversations" list of {"from","value"} strings,
-//                    an "image" that is not a string, a conversation the template refuses, or no words at all
-//                    (LLaVA's length-grouped sampler asserts a non-zero length)
+//                    an "image" that is not a string, a conversation the template refuses, no words at all
+//                    (LLaVA's length-grouped sampler asserts a non-zero length), or a NUL character in the id, a
+//                    "from" or a "value" (data/prep_record.h)
+//   no_image_token   not written: an "image" but no <image> token: none in the conversation, only in a first
+//                    turn the template drops, or cut off by model_max_length. LLaVA-1.5 loads the image and
+//                    trains on the text alone (prepare_inputs_labels_for_multimodal splices a zero-length slice
+//                    of its features); the loader cannot pair an image with no token, and the image is almost
+//                    surely what the answer is about, so the sample is left out with that reason.
+//   extra_image_token not written: more <image> tokens than images: <image> in several turns (each turn's are
+//                    merged into one by preprocess_multimodal), or an <image> in a sample without an "image"
+//                    (the plain template tokenizes it; LLaVA would pair it with a blank image). LLaVA-1.5 takes
+//                    one image per sample: extra tokens take the next sample's image or fail (issue #732).
+//   image_in_answer  written (flag none), listed: the one <image> is in an answer. LLaVA-1.5 trains on it as
+//                    it is (the image spliced into the answer, its positions unsupervised), and so does the
+//                    loader; it is listed because the question is then asked before the image is seen.
 // With `strict`, the first sample that is not written or is masked for a mismatch fails the run instead.
 //
 // HDF5 layout (format_version 1), all 1-D unless noted, n = samples written, T = total tokens:
@@ -37,6 +51,7 @@
 #ifndef LLAVA_DATA_PREP_H
 #define LLAVA_DATA_PREP_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,7 +65,7 @@ typedef struct {
     const char *data_path;       // LLaVA's JSON array
     const char *image_folder;    // required unless check_images and store_pixels are both 0
     const char *tokenizer_path;  // tokenizer.model
-    const char *template_name;   // "plain", "vicuna_v1" (alias "v1"), or a template JSON file
+    const char *template_name;   // "plain", "vicuna_v1" (alias "v1"), or a template JSON file (no default)
     const char *out_path;        // the HDF5 file
     const char *report_path;     // NULL: out_path less ".h5"/".hdf5", plus ".report.json"
     tok_mode mode;
@@ -61,9 +76,14 @@ typedef struct {
     int check_images;  // decode every image to find unreadable ones (on by default)
     int threads;       // 0: every core this process may use
     int strict;
+    int force;     // write over an existing out_path (or report) that prep did not write; never over the input
     int progress;  // a progress bar (or, off a terminal, a line now and then) on stderr
     int compress;  // deflate level (0-9) of the token and per-sample datasets; pixels are stored raw
     size_t block;  // records per block (0: chosen from the thread count)
+    // A signal handler's flag (NULL: none): once it holds a signal number the workers stop taking samples, and
+    // prep_run removes its temporary file and fails with "interrupted by signal N" (unless the output was
+    // already in place). The caller's handler only stores into it (atomic_int is lock-free: signal-safe).
+    const atomic_int *stop;
 } prep_options;
 
 void prep_options_default(prep_options *o);
@@ -76,9 +96,13 @@ enum {
     PREP_KIND_MALFORMED,
     PREP_KIND_MISMATCH,
     PREP_KIND_TRUNCATED,
+    PREP_KIND_NO_IMAGE_TOKEN,
+    PREP_KIND_EXTRA_IMAGE_TOKEN,
+    PREP_KIND_IMAGE_IN_ANSWER,
     PREP_N_KINDS
 };
-// "missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated"
+// "missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated", "no_image_token",
+// "extra_image_token", "image_in_answer"
 const char *prep_kind_name(int kind);
 
 typedef struct {
@@ -93,7 +117,9 @@ typedef struct {
 } prep_counts;
 
 // Runs the whole preparation. The HDF5 file appears (atomically) only when the run succeeds; the report
-// (JSON: the counts and, per kind, every sample's index, id and reason) is written beside it.
+// (JSON: the counts and, per kind, every sample's index, id and reason) is written beside it. Neither is ever
+// written over the input JSON (the same file, however its path is spelled), and an existing file in their place
+// must be one prep wrote (a dataset; a report), unless `force`.
 // Returns 0, or -1 with llava_errmsg(). *counts may be NULL.
 int prep_run(const prep_options *o, prep_counts *counts);
 
@@ -124,5 +150,7 @@ typedef struct {
 void prep_md5_init(prep_md5 *m);
 void prep_md5_update(prep_md5 *m, const void *data, size_t n);
 void prep_md5_hex(prep_md5 *m, char out[33]);  // finishes and writes 32 hex digits and a NUL
+// A whole file's md5 (read in pieces) and size (*size may be NULL). 0, or -1 with an error naming the file.
+int prep_file_md5(const char *path, char hex[33], uint64_t *size);
 
 #endif

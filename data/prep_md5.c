@@ -1,7 +1,11 @@
 // MD5 (RFC 1321) for the provenance attributes of `llava prep`: which tokenizer file and which JSON made a
 // dataset (spec llava15-recipe.md §4 names the LLaMA tokenizer by its md5). Not for security.
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "common/util.h"
 
 #include "prep.h"
 
@@ -89,4 +93,27 @@ void prep_md5_hex(prep_md5 *m, char out[33]) {
     prep_md5_update(m, len, 8);
     for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", (unsigned)(m->h[i / 4] >> (8 * (i % 4))) & 0xff);
     out[32] = 0;
+}
+
+int prep_file_md5(const char *path, char hex[33], uint64_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return llava_fail("%s: cannot open: %s", path, strerror(errno));
+    static const size_t PIECE = (size_t)1 << 20;
+    uint8_t *buf = xmalloc(PIECE);
+    prep_md5 m;
+    prep_md5_init(&m);
+    uint64_t n = 0;
+    size_t got;
+    while ((got = fread(buf, 1, PIECE, f)) > 0) {
+        prep_md5_update(&m, buf, got);
+        n += got;
+    }
+    int rc = ferror(f) ? llava_fail("%s: read error", path) : 0;
+    fclose(f);
+    free(buf);
+    if (rc == 0) {
+        prep_md5_hex(&m, hex);
+        if (size) *size = n;
+    }
+    return rc;
 }

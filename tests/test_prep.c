@@ -2,8 +2,10 @@
 // single and multi-turn, text-only, missing/corrupt images, a directory for an image, absolute/escaping/empty
 // paths, malformed records, a tokenization mismatch and two truncations), with the small tokenizer:
 // the report counts, modality lengths, tokens and labels equal to prep_sample's, stored pixels equal to
-// image_preprocess's, byte-identical re-runs whatever the thread count, --strict, and the streaming JSON reader.
-// The command lines (llava prep, llava show) are tested by test_prep_cli.c.
+// image_preprocess's, byte-identical re-runs whatever the thread count, --strict, and the streaming JSON reader;
+// NUL characters in strings (test_nul) and <image> tokens that do not pair with the image (test_image_tokens),
+// each with the exact reason in the report. The command lines (llava prep, llava show) are tested by
+// test_prep_cli.c.
 #include <unistd.h>
 
 #include "data/dataset.h"
@@ -292,6 +294,39 @@ static void check_report(const char *path, const uint64_t counts[PREP_N_KINDS], 
     free(text);
 }
 
+// The id and reason of entry i of a kind's list in a report (malloc'd "id\treason"), or NULL.
+static char *report_entry(const char *path, const char *kind, int i) {
+    char *text = read_file(path, 1 << 20, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "samples"), kind);
+    const cJSON *e = cJSON_GetArrayItem(list, i);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id"), *why = cJSON_GetObjectItemCaseSensitive(e, "reason");
+    char *out =
+        cJSON_IsString(id) && cJSON_IsString(why) ? xasprintf("%s\t%s", id->valuestring, why->valuestring) : NULL;
+    cJSON_Delete(j);
+    return out;
+}
+
+// A count in a report (by its key), or -1.
+static long long report_count(const char *path, const char *key) {
+    char *text = read_file(path, 1 << 20, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, key);
+    long long v = cJSON_IsNumber(c) ? (long long)c->valuedouble : -1;
+    cJSON_Delete(j);
+    return v;
+}
+
+#define CHECK_ENTRY(report, kind, i, want)                                                                             \
+    do {                                                                                                               \
+        char *got_ = report_entry((report), (kind), (i));                                                              \
+        CHECK(got_ &&strcmp(got_, (want)) == 0, "report %s[%d]: \"%s\", expected \"%s\"", (kind), (i),                 \
+              got_ ? got_ : "(none)", (want));                                                                         \
+        free(got_);                                                                                                    \
+    } while (0)
+
 // The stage-2 run: vicuna_v1, pad, pixels at 336.
 static void test_stage2(const cJSON *arr) {
     char *out = tmp_path("v1.h5");
@@ -518,6 +553,175 @@ static void test_options_and_failures(void) {
     CHECK(dataset_open(&d, PREP_DIR "none.h5") == -1, "a missing file opened");
 }
 
+// Writes a JSON text to the temporary folder (its length given, so that it may hold a raw NUL byte).
+static char *write_json(const char *name, const char *text, size_t len) {
+    char *path = tmp_path(name);
+    CHECK(write_file_atomic(path, text, len) == 0, "%s", llava_errmsg());
+    return path;
+}
+
+#define CONV_IMG                                                                                                       \
+    "\"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWhat?\"}, {\"from\": \"gpt\", \"value\": "       \
+    "\"A.\"}]"
+#define CONV_TXT                                                                                                       \
+    "\"conversations\": [{\"from\": \"human\", \"value\": \"Hi?\"}, {\"from\": \"gpt\", \"value\": \"Yo.\"}]"
+
+// A NUL character inside a string (JSON "\u0000", or a raw 0 byte) is not the end of that string: an image path,
+// id, "from" or "value" holding one refuses the sample (cJSON would silently keep what comes before it); a key
+// holding one is a different key (Python's json), and an escaped backslash before "u0000" is no NUL at all.
+static void test_nul(void) {
+    static const char text[] =
+        "[\n"
+        "{\"id\": \"nul-path\", \"image\": \"coco/000000000001.png\\u0000evil\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"raw-nul\", \"image\": \"coco/000000000001.png\0evil\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"nul-value\", \"conversations\": [{\"from\": \"human\", \"value\": \"Hi\\u0000there\"}, "
+        "{\"from\": \"gpt\", \"value\": \"Yo.\"}]},\n"
+        "{\"id\": \"nul-from\", \"conversations\": [{\"from\": \"human\\u0000x\", \"value\": \"Hi\"}, "
+        "{\"from\": \"gpt\", \"value\": \"Yo.\"}]},\n"
+        "{\"id\": \"nul\\u0000id\", " CONV_TXT
+        "},\n"
+        "{\"id\": \"nul-key\", \"image\\u0000\": \"coco/000000000001.png\", " CONV_TXT
+        "},\n"
+        "{\"id\": \"escaped\", \"image\": \"coco/000000000001.png\\\\u0000\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"dup\", \"image\": \"x\\u0000y\", \"image\": \"coco/000000000001.png\", " CONV_IMG
+        "},\n"
+        "{\"id\": \"ok\", \"image\": \"coco/000000000001.png\", " CONV_IMG
+        "}\n"
+        "]\n";
+    char *json = write_json("nul.json", text, sizeof text - 1);
+    char *out = tmp_path("nul.h5");
+    prep_options o = base_options(out);
+    o.data_path = json;
+    prep_counts c;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.records, 9);
+    CHECK_EQ_INT(c.written, 3);  // nul-key (text-only: its key is not "image"), dup (the last "image" wins), ok
+    CHECK_EQ_INT(c.with_image, 2);
+    CHECK_EQ_INT(c.kind[PREP_KIND_PATH_REFUSED], 2);
+    CHECK_EQ_INT(c.kind[PREP_KIND_MALFORMED], 3);
+    CHECK_EQ_INT(c.kind[PREP_KIND_MISSING_IMAGE], 1);  // "coco/000000000001.png\\u0000": a backslash, no NUL
+    char *report = prep_report_path(out);
+    CHECK_ENTRY(report, "path_refused", 0,
+                "nul-path\ta NUL character (\\u0000) in the image path, after \"coco/000000000001.png\"");
+    CHECK_ENTRY(report, "path_refused", 1,
+                "raw-nul\ta NUL character (\\u0000) in the image path, after \"coco/000000000001.png\"");
+    CHECK_ENTRY(report, "malformed", 0, "nul-value\ta NUL character (\\u0000) in turn 0's \"value\", after \"Hi\"");
+    CHECK_ENTRY(report, "malformed", 1, "nul-from\ta NUL character (\\u0000) in turn 0's \"from\", after \"human\"");
+    CHECK_ENTRY(report, "malformed", 2, "nul\ta NUL character (\\u0000) in the id, after \"nul\"");
+    CHECK_ENTRY(report, "missing_image", 0,
+                "escaped\ttests/data/prep/images/coco/000000000001.png\\u0000: No such file or directory");
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_INT(d.n, 3);
+        CHECK_EQ_STR(d.sample_ids[0], "nul-key");
+        CHECK(d.image_paths[0] == NULL, "nul-key is text-only");
+        CHECK_EQ_STR(d.sample_ids[1], "dup");
+        CHECK_EQ_STR(d.image_paths[1], "coco/000000000001.png");
+        CHECK_EQ_STR(d.sample_ids[2], "ok");
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    free(report);
+    free(out);
+    free(json);
+}
+
+#define TURN(from, value) "{\"from\": \"" from "\", \"value\": \"" value "\"}"
+#define IMG1 "\"image\": \"coco/000000000001.png\", "
+
+// Samples whose <image> tokens do not fit their one image are classified at prep, with their true reason, instead
+// of being written for the loader to drop: an image and no <image> (none in the conversation, or cut off by
+// model_max_length), <image> in several turns. A single <image> in an answer is what LLaVA trains on as it is:
+// written, and listed.
+static void test_image_tokens(void) {
+    static const char text[] =
+        "[\n"
+        "{\"id\": \"no-token\", " IMG1 "\"conversations\": [" TURN("human", "What is it?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"two-turns\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") ", " TURN(
+            "human", "And <image>?") ", " TURN("gpt", "B.") "]},\n"
+        "{\"id\": \"human-and-gpt\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN(
+            "gpt", "<image> A.") "]},\n"
+        "{\"id\": \"gpt-only\", " IMG1 "\"conversations\": [" TURN("human", "What?") ", " TURN(
+            "gpt", "Look: <image>") "]},\n"
+        "{\"id\": \"dropped\", " IMG1 "\"conversations\": [" TURN("gpt", "<image>\\nHello.") ", " TURN(
+            "human", "What?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"cut\", " IMG1 "\"conversations\": [" TURN(
+            "human",
+            "Tell me a long story about a cat who learns to fly a kite on a windy day. Tell me a long story about a cat "
+            "who learns to fly a kite on a windy day. Tell me a long story about a cat who learns to fly a kite.") ", " TURN("gpt", "No.") ", " TURN("human", "<image>\\nAnd this?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"ok\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]}\n"
+        "]\n";
+    char *json = write_json("tokens.json", text, sizeof text - 1);
+    char *out = tmp_path("tokens.h5");
+    prep_options o = base_options(out);
+    o.data_path = json;
+    prep_counts c;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.records, 7);
+    CHECK_EQ_INT(c.written, 2);  // gpt-only and ok
+    char *report = prep_report_path(out);
+    CHECK_EQ_INT(report_count(report, "no_image_token"), 3);
+    CHECK_EQ_INT(report_count(report, "extra_image_token"), 2);
+    CHECK_EQ_INT(report_count(report, "image_in_answer"), 1);
+    CHECK_EQ_INT(report_count(report, "malformed"), 0);
+    CHECK_ENTRY(report, "no_image_token", 0,
+                "no-token\tan \"image\" but no <image> in the conversation (LLaVA-1.5 would train on the text alone, "
+                "the image loaded and unused)");
+    CHECK_ENTRY(
+        report, "no_image_token", 1,
+        "dropped\tthe only <image> is in turn 0, which the vicuna_v1 template drops (a conversation starts with "
+        "the user)");
+    CHECK_ENTRY(report, "no_image_token", 2,
+                "cut\tthe <image> of turn 2 lies beyond model_max_length 96 and is cut off (LLaVA-1.5 would train on "
+                "the text alone, the image loaded and unused)");
+    CHECK_ENTRY(report, "extra_image_token", 0,
+                "two-turns\t<image> in 2 turns (0, 2) for one image: LLaVA-1.5 takes one image per sample (more "
+                "<image> tokens than images misalign a batch's images, LLaVA issue #732)");
+    CHECK_ENTRY(report, "extra_image_token", 1,
+                "human-and-gpt\t<image> in 2 turns (0, 1) for one image: LLaVA-1.5 takes one image per sample (more "
+                "<image> tokens than images misalign a batch's images, LLaVA issue #732)");
+    CHECK_ENTRY(report, "image_in_answer", 0,
+                "gpt-only\tthe <image> is in turn 1, an answer (\"gpt\"): written, as LLaVA-1.5 trains on it (the "
+                "image comes after the question)");
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_INT(d.n, 2);
+        CHECK_EQ_STR(d.sample_ids[0], "gpt-only");
+        CHECK_EQ_STR(d.sample_ids[1], "ok");
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    // The plain template (stage 1): an <image> in a text-only record would get a blank image in LLaVA; an <image>
+    // in the caption as well makes two.
+    static const char plain[] =
+        "[\n"
+        "{\"id\": \"text-image\", \"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"caption-image\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN(
+            "gpt", "A <image>.") "]},\n"
+        "{\"id\": \"ok\", " IMG1 "\"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]}\n"
+        "]\n";
+    char *pj = write_json("plain-tokens.json", plain, sizeof plain - 1);
+    o.data_path = pj;
+    o.template_name = "plain";
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.written, 1);
+    CHECK_EQ_INT(report_count(report, "extra_image_token"), 2);
+    CHECK_ENTRY(report, "extra_image_token", 0,
+                "text-image\tan <image> in a sample without an \"image\" (LLaVA-1.5 would pair it with a blank image)");
+    CHECK_ENTRY(report, "extra_image_token", 1,
+                "caption-image\t<image> in 2 turns (0, 1) for one image: LLaVA-1.5 takes one image per sample (more "
+                "<image> tokens than images misalign a batch's images, LLaVA issue #732)");
+    free(pj);
+    free(report);
+    free(out);
+    free(json);
+}
+
 // Many samples (more than one HDF5 chunk of tokens, many blocks): 1 and 3 threads give the same bytes.
 static void test_many(void) {
     char *json = tmp_path("many.json");
@@ -591,6 +795,8 @@ int main(void) {
     test_stage2(arr);
     test_stage1();
     test_options_and_failures();
+    test_nul();
+    test_image_tokens();
     test_many();
     cJSON_Delete(arr);
     check_rm_rf(dir);

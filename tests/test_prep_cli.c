@@ -1,9 +1,16 @@
 // `llava prep` and `llava show` end to end on tests/data/prep/ with the small tokenizer: the summary prep
 // prints, and `llava show --json` of one sample equal to prep_sample's tokens and labels, with the text the
 // tokens stand for ("<s>" and the conversation string) and its supervised span; the human view with the span
-// marked; --id; an index out of range. Runs the executable named by $LLAVA_BIN (set by CMake), else build/llava.
+// marked; --id; an index out of range; no default template; never writing over the input or, without --force,
+// over a file prep did not write; SIGTERM mid-run (no temporary file left, exit 128 + 15). Runs the executable
+// named by $LLAVA_BIN (set by CMake), else build/llava.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "data/dataset.h"
 #include "data/prep.h"
 #include "tokenizer_golden.h"
 
@@ -110,6 +117,236 @@ static void test_cli(const cJSON *arr) {
     free(out);
 }
 
+// Reads a run's stderr (kept by run_cmd in cmd.err).
+static char *last_err(void) {
+    char *e = tmp_path("cmd.err");
+    char *t = read_file(e, 1 << 24, NULL);
+    free(e);
+    return t ? t : xstrdup("");
+}
+
+// The template decides every label: prep has no default for it. --template, or a --config preset that sets
+// data.template (or --set data.template=...), must name it.
+static void test_template_required(void) {
+    char *out = tmp_path("notemplate.h5"), *text;
+    char *args = xasprintf("prep --data %sdata.json --image-folder %simages --tokenizer %s --out '%s' --quiet",
+                           PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 1), 2);
+    char *err = last_err();
+    CHECK(strstr(err,
+                 "llava prep: no template: give --template plain|vicuna_v1|FILE.json (or --config with a "
+                 "preset that sets data.template)\n") == err,
+          "stderr: %s", err);
+    CHECK(!file_exists(out), "%s was written without a template", out);
+    free(err);
+    free(text);
+    free(args);
+    // A preset without data.template supplies none either (the schema's default is no choice).
+    unlink(out);
+    char *preset = tmp_path("preset.json");
+    static const char pj[] = "{\"data\": {\"model_max_length\": 96}}";
+    write_file_atomic(preset, pj, strlen(pj));
+    args = xasprintf("prep --config '%s' --data %sdata.json --image-folder %simages --tokenizer %s --out '%s' --quiet",
+                     preset, PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 1), 2);
+    err = last_err();
+    CHECK(strstr(err, "no template") != NULL, "stderr: %s", err);
+    CHECK(!file_exists(out), "%s was written without a template", out);
+    free(err);
+    free(text);
+    free(args);
+    // The stage-2 preset sets vicuna_v1; so does --set.
+    args = xasprintf(
+        "prep --config configs/llava15-7b-stage2.json --data %sdata.json --image-folder %simages "
+        "--tokenizer %s --model-max-length 96 --out '%s' --quiet",
+        PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "19 records -> 8 samples") != NULL, "prep said: %s", text);
+    free(text);
+    free(args);
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_STR(d.template_name, "vicuna_v1");
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    args = xasprintf(
+        "prep --set data.template=plain --data %sdata.json --image-folder %simages --tokenizer %s --out "
+        "'%s' --quiet",
+        PREP_DIR, PREP_DIR, TOK, out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "19 records -> 4 samples") != NULL, "prep said: %s", text);
+    free(text);
+    free(args);
+    free(preset);
+    free(out);
+}
+
+static int same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = read_file(a, 1 << 24, &na), *y = read_file(b, 1 << 24, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+// Runs prep on `data` into `out` (extra flags after), expecting exit status `want`; returns its stderr.
+static char *prep_into(const char *data, const char *out, const char *extra, int want) {
+    char *text, *args = xasprintf(
+                    "prep --data '%s' --image-folder %simages --tokenizer %s --template vicuna_v1 "
+                    "--model-max-length 96 --out '%s' --quiet %s",
+                    data, PREP_DIR, TOK, out, extra);
+    CHECK(run_cmd(args, &text, want != 0) == want, "%s: expected exit %d", args, want);
+    free(text);
+    free(args);
+    return last_err();
+}
+
+// prep never writes over its input (the same file however it is spelled: another path, a symlink, a hard link),
+// nor over a file it did not write unless --force.
+static void test_out_paths(void) {
+    char *in = tmp_path("in.json"), *orig = xasprintf("%sdata.json", PREP_DIR);
+    size_t n;
+    char *json = read_file(orig, 1 << 20, &n);
+    write_file_atomic(in, json, n);
+    free(json);
+    char *sub = tmp_path("sub"), *spelled = tmp_path("sub/../in.json"), *sym = tmp_path("link.h5"),
+         *hard = tmp_path("hard.h5");
+    mkdir_p(sub);
+    CHECK(symlink(in, sym) == 0 && link(in, hard) == 0, "cannot link");
+    const char *outs[] = {in, spelled, sym, hard};
+    for (int i = 0; i < 4; i++) {
+        for (int force = 0; force < 2; force++) {
+            if (!same_bytes(in, orig)) {  // put it back in place (same inode: the links still point at it)
+                FILE *f = fopen(in, "wb");
+                char *j = read_file(orig, 1 << 20, &n);
+                if (f && j) fwrite(j, 1, n, f);
+                if (f) fclose(f);
+                free(j);
+            }
+            char *err = prep_into(in, outs[i], force ? "--force" : "", 1);
+            char *want = xasprintf("llava prep: %s is the input %s: refusing to write over it\n", outs[i], in);
+            CHECK(strcmp(err, want) == 0, "stderr: %s\nexpected: %s", err, want);
+            free(want);
+            free(err);
+            CHECK(same_bytes(in, orig), "the input was changed (out %s, force %d)", outs[i], force);
+        }
+    }
+    // The report, too, is never the input.
+    char *out = tmp_path("ok.h5"), *rep = xasprintf("--report '%s'", in);
+    char *err = prep_into(in, out, rep, 1);
+    char *want = xasprintf("llava prep: the report %s is the input %s: refusing to write over it\n", in, in);
+    CHECK(strcmp(err, want) == 0, "stderr: %s", err);
+    CHECK(same_bytes(in, orig), "the input was changed by the report");
+    free(want);
+    free(err);
+    free(rep);
+    // An existing file prep did not write: refused, unless --force.
+    char *notes = tmp_path("notes.txt");
+    write_file_atomic(notes, "my notes\n", 9);
+    err = prep_into(in, notes, "", 1);
+    want = xasprintf(
+        "llava prep: %s exists and is not a dataset written by llava prep: refusing to write over it "
+        "(--force does)\n",
+        notes);
+    CHECK(strcmp(err, want) == 0, "stderr: %s\nexpected: %s", err, want);
+    char *txt = read_file(notes, 1 << 10, NULL);
+    CHECK(txt && strcmp(txt, "my notes\n") == 0, "notes.txt was changed");
+    free(txt);
+    free(want);
+    free(err);
+    free(prep_into(in, notes, "--force", 0));
+    llava_dataset d;
+    CHECK(dataset_open(&d, notes) == 0, "--force did not write a dataset: %s", llava_errmsg());
+    if (d.n) dataset_close(&d);
+    // A dataset prep wrote is overwritten as before (a re-run).
+    free(prep_into(in, out, "", 0));
+    free(prep_into(in, out, "", 0));
+    free(notes);
+    free(out);
+    free(sub);
+    free(spelled);
+    free(sym);
+    free(hard);
+    free(orig);
+    free(in);
+}
+
+// Whether a folder holds a file whose name contains `part`.
+static int dir_has(const char *path, const char *part) {
+    DIR *d = opendir(path);
+    int found = 0;
+    for (struct dirent *e; d && (e = readdir(d));) found |= strstr(e->d_name, part) != NULL;
+    if (d) closedir(d);
+    return found;
+}
+
+// SIGTERM while prep runs: the temporary file is removed, no output or report appears, and the exit status is
+// 128 + SIGTERM (the handler only sets a flag; the main thread stops the workers and cleans up).
+static void test_sigterm(void) {
+    char *json = tmp_path("big.json"), *sig = tmp_path("sig"), *out = tmp_path("sig/out.h5");
+    char *log = tmp_path("sig.log"), *report = tmp_path("sig/out.report.json");
+    mkdir_p(sig);
+    FILE *f = fopen(json, "wb");
+    const int N = 150000;  // seconds of work on one thread
+    fputs("[\n", f);
+    for (int i = 0; i < N; i++)
+        fprintf(f,
+                "{\"id\": \"s%d\", \"image\": \"coco/000000000001.png\", \"conversations\": [{\"from\": \"human\", "
+                "\"value\": \"<image>\\nWhat is in picture %d?\"}, {\"from\": \"gpt\", \"value\": \"It shows %d "
+                "things.\"}]}%s\n",
+                i, i, i, i + 1 < N ? "," : "");
+    fputs("]\n", f);
+    fclose(f);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(bin(), "llava", "prep", "--data", json, "--image-folder", PREP_DIR "images", "--tokenizer", TOK,
+              "--template", "vicuna_v1", "--threads", "1", "--out", out, "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    CHECK(pid > 0, "fork failed");
+    if (pid <= 0) return;
+    // Wait until prep is writing (its temporary file exists), then ask it to stop.
+    int st = 0, done = 0;
+    for (int t = 0; t < 30000 && !dir_has(sig, ".tmp") && !done; t += 5) {
+        usleep(5000);
+        done = waitpid(pid, &st, WNOHANG) == pid;
+    }
+    CHECK(!done, "prep ended before the signal (status %d)", st);
+    CHECK(dir_has(sig, ".tmp"), "no temporary file appeared");
+    kill(pid, SIGTERM);
+    for (int t = 0; t < 30000 && !done; t += 10) {
+        done = waitpid(pid, &st, WNOHANG) == pid;
+        if (!done) usleep(10000);
+    }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        CHECK(0, "prep did not stop within 30 s of SIGTERM");
+    }
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM, "status: exited %d (%d), signalled %d (%d)", WIFEXITED(st),
+          WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st), WIFSIGNALED(st) ? WTERMSIG(st) : -1);
+    CHECK(!dir_has(sig, ".tmp"), "a temporary file was left in %s", sig);
+    CHECK(!file_exists(out) && !file_exists(report), "an output appeared");
+    char *text = read_file(log, 1 << 20, NULL);
+    char *want = xasprintf("llava prep: interrupted by signal %d (Terminated): nothing written (%s.tmp.%d removed)\n",
+                           SIGTERM, out, (int)pid);
+    CHECK(text && strcmp(text, want) == 0, "prep said: %s\nexpected: %s", text ? text : "", want);
+    free(want);
+    free(text);
+    unlink(json);
+    free(json);
+    free(sig);
+    free(out);
+    free(log);
+    free(report);
+}
+
 int main(void) {
     dir = check_tmpdir();
     char *data = read_file(PREP_DIR "data.json", 1 << 20, NULL);
@@ -120,6 +357,9 @@ int main(void) {
         return 1;
     }
     test_cli(arr);
+    test_template_required();
+    test_out_paths();
+    test_sigterm();
     cJSON_Delete(arr);
     check_rm_rf(dir);
     free(dir);

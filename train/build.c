@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
+#include "data/dataset.h"
 #include "data/prep.h"
 #include "trainer.h"
 
@@ -81,16 +83,81 @@ static char *tokenizer_path(const run_settings *s) {
     return path_join(s->model.init ? s->model.init : s->model.llm, "tokenizer.model");
 }
 
+// Whether two paths name the same file: equal strings, or the same resolved path.
+static int same_path(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return 1;
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    int same = ra && rb && strcmp(ra, rb) == 0;
+    free(ra);
+    free(rb);
+    return same;
+}
+
+// The template a config names against the one a file was prepared with ("v1" is vicuna_v1).
+static int same_template(const char *recorded, const char *want) {
+    return recorded && (!strcmp(recorded, want) || (!strcmp(want, "vicuna_v1") && !strcmp(recorded, "v1")));
+}
+
+// What differs between the inputs a prepared dataset records and those the run asks for (malloc'd), or NULL
+// when it was prepared from exactly these: the JSON (path, size, md5), the tokenizer (md5), the template, the
+// tokenizer mode, the image aspect, model_max_length and the image folder (whose files prep checked).
+static char *stale_reason(const data_settings *dd, const char *tok, const llava_dataset *ds) {
+    const char *data = dd->data_path;
+    struct stat st;
+    char hex[33];
+    if (!ds->source || !same_path(ds->source, data))
+        return xasprintf("prepared from %s, the run asks for %s", ds->source ? ds->source : "?", data);
+    if (stat(data, &st) != 0 || (int64_t)st.st_size != ds->source_bytes)
+        return xasprintf("%s has %lld bytes, %lld when it was prepared", data, (long long)st.st_size,
+                         (long long)ds->source_bytes);
+    if (prep_file_md5(data, hex, NULL) != 0) return xasprintf("%s: %s", data, llava_errmsg());
+    if (!ds->source_md5 || strcmp(hex, ds->source_md5) != 0)
+        return xasprintf("%s changed since it was prepared (md5 %s, then %s)", data, hex,
+                         ds->source_md5 ? ds->source_md5 : "?");
+    if (prep_file_md5(tok, hex, NULL) != 0) return xasprintf("%s: %s", tok, llava_errmsg());
+    if (!ds->tokenizer_md5 || strcmp(hex, ds->tokenizer_md5) != 0)
+        return xasprintf("the tokenizer %s (md5 %s) is not the one it was prepared with (md5 %s)", tok, hex,
+                         ds->tokenizer_md5 ? ds->tokenizer_md5 : "?");
+    if (!same_template(ds->template_name, dd->template_name))
+        return xasprintf("template %s, the run asks for %s", ds->template_name ? ds->template_name : "?",
+                         dd->template_name);
+    if (!ds->tokenizer_mode || strcmp(ds->tokenizer_mode, dd->tokenizer_mode_name) != 0)
+        return xasprintf("tokenizer mode %s, the run asks for %s", ds->tokenizer_mode ? ds->tokenizer_mode : "?",
+                         dd->tokenizer_mode_name);
+    if (!ds->aspect || strcmp(ds->aspect, dd->aspect_name) != 0)
+        return xasprintf("image aspect %s, the run asks for %s", ds->aspect ? ds->aspect : "?", dd->aspect_name);
+    if (ds->model_max_length != dd->model_max_length)
+        return xasprintf("model_max_length %d, the run asks for %d", ds->model_max_length, dd->model_max_length);
+    const char *f0 = ds->image_folder ? ds->image_folder : "", *f1 = dd->image_folder ? dd->image_folder : "";
+    if (strcmp(f0, f1) != 0) return xasprintf("image folder %s, the run asks for %s", f0, f1);
+    return NULL;
+}
+
 int train_open_dataset(const run_settings *s, llava_dataset *ds) {
     const data_settings *dd = &s->data;
     const char *data = dd->data_path;
+    memset(ds, 0, sizeof *ds);
+    if (!data) return llava_fail("no data.data_path");
+    if (!file_exists(data)) return llava_fail("data.data_path %s: no such file", data);
     size_t n = strlen(data);
     int is_json = n > 5 && strcmp(data + n - 5, ".json") == 0;
     char *h5 = NULL;
+    int rc = 0;
     if (is_json) {
+        // output_dir/dataset.h5 is ours: used again only while prepared from what this run asks, else prepared
+        // again (prep writes a temporary file and renames it over the old one).
         h5 = path_join(s->checkpoint.output_dir, "dataset.h5");
+        char *tok = tokenizer_path(s), *why = NULL;
         if (!file_exists(h5)) {
-            char *tok = tokenizer_path(s);
+            why = xstrdup("");
+        } else if (dataset_open(ds, h5) != 0) {
+            why = xasprintf("it does not open: %s", llava_errmsg());
+        } else {
+            why = stale_reason(dd, tok, ds);
+            if (why) dataset_close(ds);
+        }
+        if (why) {
+            if (why[0]) fprintf(stderr, "train: %s is stale (%s): preparing it again\n", h5, why);
             prep_options o;
             prep_options_default(&o);
             o.data_path = data;
@@ -103,25 +170,23 @@ int train_open_dataset(const run_settings *s, llava_dataset *ds) {
             o.aspect = dd->aspect;
             o.strict = dd->strict;
             fprintf(stderr, "train: preparing %s into %s\n", data, h5);
-            int rc = prep_run(&o, NULL);
-            free(tok);
-            if (rc != 0) {
-                free(h5);
-                return -1;
-            }
+            rc = mkdir_p(s->checkpoint.output_dir);
+            if (rc == 0) rc = prep_run(&o, NULL);
+            if (rc == 0) rc = dataset_open(ds, h5);
         }
+        free(why);
+        free(tok);
         data = h5;
+    } else {
+        rc = dataset_open(ds, data);  // an HDF5 file given as it is (prepared by hand): used as it is
     }
-    int rc = dataset_open(ds, data);
     if (rc != 0) {
         free(h5);
         return -1;
     }
     // A dataset prepared with other settings would train on other tokens: refuse it.
     const char *want_t = dd->template_name, *want_m = dd->tokenizer_mode_name, *want_a = dd->aspect_name;
-    int same_t = ds->template_name && (!strcmp(ds->template_name, want_t) ||
-                                       (!strcmp(want_t, "vicuna_v1") && !strcmp(ds->template_name, "v1")));
-    if (!same_t || !ds->tokenizer_mode || strcmp(ds->tokenizer_mode, want_m) != 0)
+    if (!same_template(ds->template_name, want_t) || !ds->tokenizer_mode || strcmp(ds->tokenizer_mode, want_m) != 0)
         rc = llava_fail("%s was prepared with template %s / tokenizer mode %s, the config asks for %s / %s", data,
                         ds->template_name ? ds->template_name : "?", ds->tokenizer_mode ? ds->tokenizer_mode : "?",
                         want_t, want_m);

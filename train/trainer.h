@@ -57,9 +57,12 @@ int train_model_config(const run_settings *s, model_config *out);
 // model.vision_tower, and model.pretrain_mm_mlp_adapter or a freshly initialised projector.
 int train_build_model(const run_settings *s, llava_backend *be, llava_model *m);
 
-// The prepared dataset: data.data_path if it is one, else `llava prep` of that JSON into
-// output_dir/dataset.h5 first. Refuses a file prepared with another template, tokenizer mode or
-// image aspect.
+// The prepared dataset. A data.data_path that does not exist is refused by name. A LLaVA JSON (".json") is
+// prepared into output_dir/dataset.h5, which is used again only while it records the same inputs as the run
+// asks (the JSON's path, size and md5, the tokenizer's md5, template, tokenizer mode, image aspect,
+// model_max_length and image folder); otherwise it is prepared again (a temporary file renamed over it). An
+// HDF5 file given as data.data_path is used as it is. Either way a file prepared with another template or
+// tokenizer mode, or storing pixels of another aspect, is refused. What prep recorded is in *ds (dataset.h).
 int train_open_dataset(const run_settings *s, llava_dataset *ds);
 
 #endif
