@@ -167,6 +167,21 @@ static void test_damaged_checkpoint(void) {
     CHECK(train(full, NULL, 0, 0, 0) == 0, "%s", llava_errmsg());
     char *want = curve(full);
     CHECK(count_lines(want) == 8, "64 samples / (4 x 2): 8 steps, %d logged", count_lines(want));
+    // state.json records what the dataset was prepared from and the recent losses of the spike check.
+    char *sp = path_join(full, "checkpoint-8/state.json");
+    size_t slen = 0;
+    char *stext = read_file(sp, 1 << 20, &slen);
+    cJSON *sj = stext ? cJSON_Parse(stext) : NULL;
+    const cJSON *dsj = cJSON_GetObjectItemCaseSensitive(sj, "dataset");
+    const cJSON *md5 = cJSON_GetObjectItemCaseSensitive(dsj, "source_md5"),
+                *ns = cJSON_GetObjectItemCaseSensitive(dsj, "samples");
+    const cJSON *lw = cJSON_GetObjectItemCaseSensitive(sj, "loss_window");
+    CHECK(cJSON_IsString(md5) && strlen(md5->valuestring) == 32 && cJSON_IsNumber(ns) && ns->valuedouble == 64 &&
+              cJSON_GetArraySize(lw) == 8,
+          "state.json: dataset source and 8 recent losses:\n%s", stext ? stext : "(none)");
+    cJSON_Delete(sj);
+    free(stext);
+    free(sp);
     // ckpt_verify on a good checkpoint, then on each kind of damage (on copies).
     char why[512];
     char *ck8 = path_join(full, "checkpoint-8");

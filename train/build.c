@@ -1,5 +1,6 @@
 // What a run is built from: the model config it implies, the model with its weights from the
 // configured sources, and the prepared dataset (trainer.h).
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,7 +134,9 @@ static char *stale_reason(const data_settings *dd, const char *tok, const llava_
     return NULL;
 }
 
-int train_open_dataset(const run_settings *s, llava_dataset *ds) {
+int train_open_dataset(const run_settings *s, llava_dataset *ds) { return train_open_dataset_as(s, ds, 1); }
+
+int train_open_dataset_as(const run_settings *s, llava_dataset *ds, int check_source) {
     const data_settings *dd = &s->data;
     const char *data = dd->data_path;
     memset(ds, 0, sizeof *ds);
@@ -152,7 +155,7 @@ int train_open_dataset(const run_settings *s, llava_dataset *ds) {
             why = xstrdup("");
         } else if (dataset_open(ds, h5) != 0) {
             why = xasprintf("it does not open: %s", llava_errmsg());
-        } else {
+        } else if (check_source) {  // the other ranks open what rank 0 has just checked (or prepared)
             why = stale_reason(dd, tok, ds);
             if (why) dataset_close(ds);
         }
@@ -195,4 +198,26 @@ int train_open_dataset(const run_settings *s, llava_dataset *ds) {
     free(h5);
     if (rc != 0) dataset_close(ds);
     return rc;
+}
+
+char *train_dataset_json(const llava_dataset *ds) {
+    cJSON *j = cJSON_CreateObject();
+    const char *strs[][2] = {{"file", ds->path},
+                             {"source", ds->source},
+                             {"source_md5", ds->source_md5},
+                             {"tokenizer", ds->tokenizer_path},
+                             {"tokenizer_md5", ds->tokenizer_md5},
+                             {"template", ds->template_source ? ds->template_source : ds->template_name},
+                             {"tokenizer_mode", ds->tokenizer_mode},
+                             {"image_aspect_ratio", ds->aspect},
+                             {"image_folder", ds->image_folder}};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strs[i][1]) cJSON_AddStringToObject(j, strs[i][0], strs[i][1]);
+    if (ds->source_bytes >= 0) cJSON_AddNumberToObject(j, "source_bytes", (double)ds->source_bytes);
+    if (ds->records >= 0) cJSON_AddNumberToObject(j, "records", (double)ds->records);
+    cJSON_AddNumberToObject(j, "samples", (double)ds->n);
+    cJSON_AddNumberToObject(j, "model_max_length", ds->model_max_length);
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return out;
 }

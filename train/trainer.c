@@ -72,7 +72,8 @@ typedef struct {
     ckpt_verified verified;           // checkpoints known good in this process
     double loss_window[LOSS_WINDOW];  // the last accepted losses, oldest first (the spike check)
     int n_window;
-    int stop;  // every rank agreed to stop after this step (a signal)
+    int stop;            // every rank agreed to stop after this step (a signal)
+    char *dataset_json;  // what the dataset was prepared from (state.json records it)
     struct sigaction old_term, old_int;
 } trainer;
 
@@ -189,11 +190,12 @@ static int open_data(trainer *t) {
     const run_settings *s = t->s;
     // Rank 0 prepares the dataset (when data_path is LLaVA JSON) while the others wait for it; then
     // every rank opens the prepared file.
-    int rc = t->lead ? train_open_dataset(s, &t->ds) : 0;
+    int rc = t->lead ? train_open_dataset_as(s, &t->ds, 1) : 0;
     int lead_rc = rc;
     dist_broadcast_host(t->d, &lead_rc, sizeof lead_rc, 0, "start-up: rank 0 prepares the dataset");
     if (!t->lead)
-        rc = lead_rc != 0 ? llava_fail("rank 0 could not open or prepare the dataset") : train_open_dataset(s, &t->ds);
+        rc = lead_rc != 0 ? llava_fail("rank 0 could not open or prepare the dataset")
+                          : train_open_dataset_as(s, &t->ds, 0);
     if (rc != 0) return -1;
     t->have_ds = 1;
     for (int64_t i = 0; i < t->ds.offsets[t->ds.n]; i++)
@@ -211,6 +213,7 @@ static int open_data(trainer *t) {
         t->accum = global / (t->per_device * t->world);
     }
     t->V = t->accum * t->world;
+    t->dataset_json = train_dataset_json(&t->ds);
     int64_t step_samples = (int64_t)t->per_device * t->V;
     if (step_samples > t->ds.n)
         return llava_fail(
@@ -555,7 +558,8 @@ static int trainer_checkpoint(trainer *t, const step_report *r) {
                      .world = t->world,
                      .config_json = t->s->config_json,
                      .loss_window = t->loss_window,
-                     .n_loss_window = t->n_window};
+                     .n_loss_window = t->n_window,
+                     .dataset_json = t->dataset_json};
     if (t->mf) fsync(fileno(t->mf));
     double before = dist_timeout(t->d);
     dist_set_timeout(t->d, t->write_timeout);
@@ -633,6 +637,7 @@ static int trainer_finish(trainer *t, int rc) {
 static void trainer_close(trainer *t) {
     run_lock_release(&t->lock);
     ckpt_verified_free(&t->verified);
+    free(t->dataset_json);
     if (t->handlers) {
         sigaction(SIGTERM, &t->old_term, NULL);
         sigaction(SIGINT, &t->old_int, NULL);

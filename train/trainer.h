@@ -64,5 +64,10 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m);
 // HDF5 file given as data.data_path is used as it is. Either way a file prepared with another template or
 // tokenizer mode, or storing pixels of another aspect, is refused. What prep recorded is in *ds (dataset.h).
 int train_open_dataset(const run_settings *s, llava_dataset *ds);
+// The same where check_source = 0 skips comparing the file with its source (the other ranks of a
+// run, once rank 0 has checked or prepared it).
+int train_open_dataset_as(const run_settings *s, llava_dataset *ds, int check_source);
+// What a dataset was prepared from, as JSON (malloc'd): what a checkpoint's state.json records.
+char *train_dataset_json(const llava_dataset *ds);
 
 #endif
