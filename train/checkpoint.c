@@ -475,7 +475,10 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(j, "config");
     if (cfg) st->config_json = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(j);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        ckpt_state_free(st);
+        return rc;
+    }
 
     char *wpath = path_join(dir, "weights.safetensors"), *opath = path_join(dir, "optimizer.safetensors");
     st_file fw, fo;
@@ -486,7 +489,10 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
     }
     free(wpath);
     free(opath);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        ckpt_state_free(st);
+        return rc;
+    }
     for (int g = 0; g < N_GROUPS && rc == 0; g++) {
         if (!llava_model_trains(m, g)) continue;
         size_t n = m->pt.group_numel[g];
@@ -528,6 +534,8 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
     if (rc == 0) {
         o->step = st->step;
         o->n_skipped = st->n_skipped;
+    } else {
+        ckpt_state_free(st);  // a refused checkpoint leaves nothing behind
     }
     return rc;
 }
