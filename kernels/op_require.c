@@ -187,6 +187,42 @@ void req_attention_forward(llava_backend *be, const void *out, const void *lse, 
     given(be, op, work, "v", v);
 }
 
+void req_attention_decode(llava_backend *be, const void *out, const void *q, const void *k_cache, const void *v_cache,
+                          const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
+                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D) {
+    const char *op = "attention_decode", *names_[] = {"T", "n_seq", "max_blocks", "n_blocks"};
+    SIZES(T, n_seq, max_blocks, n_blocks);
+    REQ(Hq > 0 && Hkv > 0 && Hq % Hkv == 0, "Hq = %d query heads must be a positive multiple of Hkv = %d", Hq, Hkv);
+    REQ(D > 0, "head dim D = %d must be positive", D);
+    REQ(block_size > 0, "block_size = %d must be positive", block_size);
+    REQ(T == 0 || (n_seq > 0 && max_blocks > 0 && n_blocks > 0),
+        "%d query rows need sequences and blocks (n_seq = %d, "
+        "max_blocks = %d, n_blocks = %d)",
+        T, n_seq, max_blocks, n_blocks);
+    int work = T > 0;
+    given(be, op, work, "out", out);
+    given(be, op, work, "q", q);
+    given(be, op, work, "k_cache", k_cache);
+    given(be, op, work, "v_cache", v_cache);
+    given(be, op, work, "block_table", block_table);
+    given(be, op, work, "seq", seq);
+    given(be, op, work, "pos", pos);
+}
+
+void req_decode_tables(llava_backend *be, const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T,
+                       int n_seq, int max_blocks, int block_size, int n_blocks) {
+    const char *op = "attention_decode";
+    for (int t = 0; t < T; t++) {
+        REQ(seq[t] >= 0 && seq[t] < n_seq, "query %d: sequence %d outside [0, %d)", t, seq[t], n_seq);
+        REQ(pos[t] >= 0 && (int64_t)pos[t] < (int64_t)max_blocks * block_size,
+            "query %d: position %d outside the %d blocks of %d a sequence may hold", t, pos[t], max_blocks, block_size);
+        const int32_t *bt = block_table + (size_t)seq[t] * max_blocks;
+        for (int b = 0; b <= pos[t] / block_size; b++)
+            REQ(bt[b] >= 0 && bt[b] < n_blocks, "query %d: block %d of sequence %d is %d, outside [0, %d)", t, b,
+                seq[t], bt[b], n_blocks);
+    }
+}
+
 void req_attention_backward(llava_backend *be, const void *dq, const void *dk, const void *dv, const void *dout,
                             const void *q, const void *k, const void *v, const void *out, const void *lse,
                             const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D) {

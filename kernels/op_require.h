@@ -52,6 +52,13 @@ void req_attention_forward(llava_backend *be, const void *out, const void *lse, 
 void req_attention_backward(llava_backend *be, const void *dq, const void *dk, const void *dv, const void *dout,
                             const void *q, const void *k, const void *v, const void *out, const void *lse,
                             const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D);
+void req_attention_decode(llava_backend *be, const void *out, const void *q, const void *k_cache, const void *v_cache,
+                          const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
+                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D);
+// The CPU's: every query's sequence in [0, n_seq), position in [0, max_blocks * block_size), and every
+// block its position reaches in [0, n_blocks).
+void req_decode_tables(llava_backend *be, const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T,
+                       int n_seq, int max_blocks, int block_size, int n_blocks);
 // The CPU's: 0 <= cu[0] <= ... <= cu[n_seq] <= T (a sequence outside [0, T) would be read out of bounds).
 void req_cu_seqlens(llava_backend *be, const char *op, const int32_t *cu_seqlens, int n_seq, int T);
 void req_embedding_forward(llava_backend *be, const void *out, const int32_t *ids, const void *table, int T, int C,

@@ -31,18 +31,19 @@ typedef struct llava_backend llava_backend;  // the context every op runs in (ke
 // Op families, for llava_backend_supports() and the op-case registry (kernels/opcheck.h): forward and
 // backward of a family share their size limits. The sizes in llava_op_shape.n, per family:
 typedef enum {
-    LLAVA_OP_LINEAR = 0,     // N, I, O
-    LLAVA_OP_PATCH_UNFOLD,   // B, Cin, H, W, P
-    LLAVA_OP_CLIP_EMBED,     // B, N, C
-    LLAVA_OP_LAYERNORM,      // N, C
-    LLAVA_OP_RMSNORM,        // N, C
-    LLAVA_OP_ELEMENTWISE,    // n (activations, the SwiGLU product, adds)
-    LLAVA_OP_ROPE,           // T, H, D
-    LLAVA_OP_ATTENTION,      // T, Hq, Hkv, D, n_seq
-    LLAVA_OP_EMBEDDING,      // T, C, V
-    LLAVA_OP_ROWS,           // n, C (gather / scatter)
-    LLAVA_OP_CROSS_ENTROPY,  // T, V
-    LLAVA_OP_ADAMW,          // n, has_master (1 when an fp32 master copy is given)
+    LLAVA_OP_LINEAR = 0,        // N, I, O
+    LLAVA_OP_PATCH_UNFOLD,      // B, Cin, H, W, P
+    LLAVA_OP_CLIP_EMBED,        // B, N, C
+    LLAVA_OP_LAYERNORM,         // N, C
+    LLAVA_OP_RMSNORM,           // N, C
+    LLAVA_OP_ELEMENTWISE,       // n (activations, the SwiGLU product, adds)
+    LLAVA_OP_ROPE,              // T, H, D
+    LLAVA_OP_ATTENTION,         // T, Hq, Hkv, D, n_seq
+    LLAVA_OP_EMBEDDING,         // T, C, V
+    LLAVA_OP_ROWS,              // n, C (gather / scatter)
+    LLAVA_OP_CROSS_ENTROPY,     // T, V
+    LLAVA_OP_ADAMW,             // n, has_master (1 when an fp32 master copy is given)
+    LLAVA_OP_ATTENTION_DECODE,  // T, Hq, Hkv, D, context (the longest pos + 1), block_size
     LLAVA_OP_COUNT
 } llava_op_family;
 
@@ -136,6 +137,19 @@ struct llava_ops {
                                const void *k, const void *v, const void *out, const float *lse,
                                const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
                                int causal);
+
+    // ---- attention of query rows against a paged KV cache (generation: each sequence's new token,
+    // or a few). k_cache and v_cache (n_blocks * block_size, Hkv*D) ACT hold the keys and values of
+    // every sequence in blocks of block_size rows; block_table (n_seq, max_blocks) I32 lists each
+    // sequence's blocks in order, so position j of sequence s is cache row
+    //     block_table[s * max_blocks + j / block_size] * block_size + j % block_size.
+    // Query row t of q (T, Hq*D) ACT belongs to sequence seq[t] and sits at position pos[t] (both
+    // (T) I32): it attends to positions 0..pos[t] of its sequence (causal; its own key is already in
+    // the cache). out (T, Hq*D) ACT. Each query row is computed on its own: the result for a row does
+    // not depend on the other rows of the call (a batch's composition changes no answer).
+    void (*attention_decode)(llava_backend *be, void *out, const void *q, const void *k_cache, const void *v_cache,
+                             const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
+                             int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale);
 
     // ---- embeddings. out (T, C) = table[ids[t]]; ids outside [0, V) give a zero row (the image
     // positions, which the splice overwrites).

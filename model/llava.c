@@ -286,11 +286,22 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
     ops->gather_rows(be, a->feat, h, a->vrows, b->n_img * tpi, Dv);
 }
 
+// Where an inference pass keeps keys and values: the cache, each token's row in it, and for
+// attention against the cache (decode) each query's sequence and the pass's block table.
+typedef struct {
+    const llava_kv *kv;
+    const int32_t *rows;   // (T) I32: cache row of each token of the pass
+    int decode;            // 1: attention_decode over the cache; 0: attention_forward over the pass
+    const int32_t *seq;    // (T) I32: each query's sequence in the pass (decode)
+    const int32_t *table;  // (n_seq, kv->max_blocks) I32 (decode)
+} lm_cache;
+
 // The shapes one decoder layer works with.
 typedef struct {
     int T, d, qd, kvd, I, Hq, Hkv, D, n_seq;
     float eps, theta, scale;
     const int32_t *pos, *cu;  // (T) and (n_seq + 1) on the backend
+    const lm_cache *cache;    // NULL but in inference passes
 } lm_dims;
 
 // Decoder layer l: h_out = h_in + attention + MLP, keeping in *s what its backward reads.
@@ -307,7 +318,17 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     ops->linear_forward(be, s->v, s->n1, P(m, c->v), P(m, c->v_b), T, d, kvd);
     ops->rope_forward(be, s->q, z->pos, T, z->Hq, z->D, z->theta);
     ops->rope_forward(be, s->k, z->pos, T, z->Hkv, z->D, z->theta);
-    ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale, 1);
+    const lm_cache *kc = z->cache;
+    if (kc) {  // generation: this pass's keys and values join the cache
+        ops->scatter_rows(be, kc->kv->k[l], s->k, kc->rows, T, kvd);
+        ops->scatter_rows(be, kc->kv->v[l], s->v, kc->rows, T, kvd);
+    }
+    if (kc && kc->decode)
+        ops->attention_decode(be, s->att, s->q, kc->kv->k[l], kc->kv->v[l], kc->table, kc->seq, z->pos, T, z->n_seq,
+                              kc->kv->max_blocks, kc->kv->block_size, kc->kv->n_blocks, z->Hq, z->Hkv, z->D, z->scale);
+    else
+        ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale,
+                               1);
     ops->linear_forward(be, tmp, s->att, P(m, c->o), P(m, c->o_b), T, qd, d);
     ops->add(be, s->h_mid, h_in, tmp, (size_t)T * d);
     ops->rmsnorm_forward(be, s->n2, s->rstd2, s->h_mid, P(m, c->post_norm), T, d, z->eps);
@@ -392,6 +413,32 @@ double llava_pass_loss(const float *losses, const llava_batch *b) {
 // ---------------------------------------------------------------------------------------------
 // One pass
 
+// The start of every pass: the batch's integer arrays to the backend (targets only for a pass with
+// a loss), the vision tower and the projector over its images (f, M rows), and hs[0], the token
+// embeddings with the image features spliced in at their rows.
+static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_acts *a, int targets) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const llava_params *p = &m->pt.w;
+    int T = b->T, d = m->cfg.text.hidden_size, V = m->cfg.text.vocab_size, M = b->n_img * m->tokens_per_image;
+    int Dv = m->cfg.vision.hidden_size;
+    ops->stage(be, a->ids, b->ids, sizeof(int32_t) * (size_t)T);
+    if (targets) ops->stage(be, a->targets, b->targets, sizeof(int32_t) * (size_t)T);
+    ops->stage(be, a->pos, b->pos, sizeof(int32_t) * (size_t)T);
+    ops->stage(be, a->cu, b->cu_seqlens, sizeof(int32_t) * ((size_t)b->n_seq + 1));
+    if (M) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)M);
+    if (M) {
+        vision_forward(m, b, a);  // feat (M, Dv)
+        ops->linear_forward(be, a->a1, a->feat, P(m, p->p1_w), P(m, p->p1_b), M, Dv, d);
+        if (m->cfg.glue.projector == PROJ_MLP2X_GELU) {
+            ops->gelu_forward(be, a->g1, a->a1, (size_t)M * d);
+            ops->linear_forward(be, a->f, a->g1, P(m, p->p2_w), P(m, p->p2_b), M, d, d);
+        }
+    }
+    ops->embedding_forward(be, a->hs[0], a->ids, P(m, p->embed), T, d, V);
+    if (M) ops->scatter_rows(be, a->hs[0], a->f, a->img_rows, M, d);
+}
+
 int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
@@ -415,29 +462,11 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     if (llava_model_reserve(m, &shape) != 0) return -1;
     const llava_acts *a = &m->acts;
 
-    // ---- the batch's integer arrays
-    ops->stage(be, a->ids, b->ids, sizeof(int32_t) * (size_t)T);
-    ops->stage(be, a->targets, b->targets, sizeof(int32_t) * (size_t)T);
-    ops->stage(be, a->pos, b->pos, sizeof(int32_t) * (size_t)T);
-    ops->stage(be, a->cu, b->cu_seqlens, sizeof(int32_t) * ((size_t)b->n_seq + 1));
-    if (M) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)M);
-
-    // ---- vision tower and projector: f (M, d)
+    pass_inputs(m, b, a, 1);  // hs[0]: the embeddings with the image features spliced in
     int mlp2 = m->cfg.glue.projector == PROJ_MLP2X_GELU;
-    if (M) {
-        vision_forward(m, b, a);  // feat (M, Dv)
-        ops->linear_forward(be, a->a1, a->feat, P(m, p->p1_w), P(m, p->p1_b), M, Dv, d);
-        if (mlp2) {
-            ops->gelu_forward(be, a->g1, a->a1, (size_t)M * d);
-            ops->linear_forward(be, a->f, a->g1, P(m, p->p2_w), P(m, p->p2_b), M, d, d);
-        }
-    }
-
     // ---- language model. hs[l] (T, d) is the input of layer l; hs[L] the final residual stream.
     void **hs = a->hs;
-    ops->embedding_forward(be, hs[0], a->ids, P(m, p->embed), T, d, V);
-    if (M) ops->scatter_rows(be, hs[0], a->f, a->img_rows, M, d);
-    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), a->pos, a->cu};
+    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), a->pos, a->cu, NULL};
     for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l], hs[l + 1], &a->saved[keep ? l : 0], &z, a->tmp);
     ops->rmsnorm_forward(be, a->hn, a->rstd_f, hs[L], P(m, p->norm), T, d, eps);
     ops->linear_forward(be, a->logits, a->hn, P(m, p->head), NULL, T, d, V);  // (T, V); dlogits in place
@@ -510,4 +539,171 @@ float llava_forward_backward(llava_model *m, const llava_batch *b, int backward,
     double loss = llava_pass_loss(losses, b);
     free(losses);
     return (float)loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference: the paged KV cache and the pass that extends sequences in it
+
+size_t llava_kv_token_bytes(const llava_model *m) {
+    const llama_config *t = &m->cfg.text;
+    return 2 * (size_t)t->num_hidden_layers * (size_t)t->num_key_value_heads * (size_t)t->head_dim * m->ops->act_bytes;
+}
+
+int llava_kv_init(llava_kv *kv, llava_model *m, int n_blocks, int block_size, int max_seqs, int max_context) {
+    memset(kv, 0, sizeof *kv);
+    if (n_blocks < 1 || block_size < 1 || max_seqs < 1 || max_context < 1)
+        return llava_fail(
+            "kv cache: %d blocks of %d tokens for %d sequences of up to %d tokens: every size must be "
+            "positive",
+            n_blocks, block_size, max_seqs, max_context);
+    const llama_config *t = &m->cfg.text;
+    kv->n_layers = t->num_hidden_layers;
+    kv->kvd = t->num_key_value_heads * t->head_dim;
+    kv->block_size = block_size;
+    kv->n_blocks = n_blocks;
+    kv->max_seqs = max_seqs;
+    kv->max_blocks = (max_context + block_size - 1) / block_size;
+    size_t rows = (size_t)n_blocks * (size_t)block_size;
+    kv->k = xcalloc((size_t)kv->n_layers, sizeof(void *));
+    kv->v = xcalloc((size_t)kv->n_layers, sizeof(void *));
+    for (int l = 0; l < kv->n_layers; l++) {
+        kv->k[l] = m->ops->alloc(m->be, BUF_ACT, rows * (size_t)kv->kvd);
+        kv->v[l] = m->ops->alloc(m->be, BUF_ACT, rows * (size_t)kv->kvd);
+    }
+    kv->table = xmalloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)kv->max_blocks);
+    for (size_t i = 0; i < (size_t)max_seqs * (size_t)kv->max_blocks; i++) kv->table[i] = -1;
+    kv->len = xcalloc((size_t)max_seqs, sizeof(int));
+    kv->held = xcalloc((size_t)max_seqs, sizeof(int));
+    kv->open = xcalloc((size_t)max_seqs, 1);
+    kv->free_list = xmalloc(sizeof(int32_t) * (size_t)n_blocks);
+    // Lowest blocks on top of the stack: a fresh cache hands out blocks 0, 1, 2, ...
+    for (int i = 0; i < n_blocks; i++) kv->free_list[i] = n_blocks - 1 - i;
+    kv->n_free = n_blocks;
+    return 0;
+}
+
+void llava_kv_free(llava_kv *kv, llava_model *m) {
+    for (int l = 0; l < kv->n_layers; l++) {
+        if (kv->k && kv->k[l]) m->ops->free(m->be, kv->k[l]);
+        if (kv->v && kv->v[l]) m->ops->free(m->be, kv->v[l]);
+    }
+    if (kv->d_idx) m->ops->free(m->be, kv->d_idx);
+    free(kv->k);
+    free(kv->v);
+    free(kv->table);
+    free(kv->len);
+    free(kv->held);
+    free(kv->open);
+    free(kv->free_list);
+    memset(kv, 0, sizeof *kv);
+}
+
+int llava_kv_open(llava_kv *kv) {
+    for (int s = 0; s < kv->max_seqs; s++)
+        if (!kv->open[s]) {
+            kv->open[s] = 1;
+            kv->len[s] = 0;
+            return s;
+        }
+    return -1;
+}
+
+void llava_kv_close(llava_kv *kv, int slot) {
+    if (slot < 0 || slot >= kv->max_seqs || !kv->open[slot]) return;
+    int32_t *bt = kv->table + (size_t)slot * kv->max_blocks;
+    for (int b = kv->held[slot] - 1; b >= 0; b--) {
+        kv->free_list[kv->n_free++] = bt[b];
+        bt[b] = -1;
+    }
+    kv->held[slot] = 0;
+    kv->len[slot] = 0;
+    kv->open[slot] = 0;
+}
+
+int llava_kv_blocks_for(const llava_kv *kv, int n_tokens) { return (n_tokens + kv->block_size - 1) / kv->block_size; }
+
+int llava_kv_grow(llava_kv *kv, int slot, int n_tokens) {
+    int need = llava_kv_blocks_for(kv, n_tokens);
+    if (need > kv->max_blocks)
+        return llava_fail("kv cache: %d tokens are more than a sequence may hold (%d)", n_tokens,
+                          kv->max_blocks * kv->block_size);
+    if (need - kv->held[slot] > kv->n_free)
+        return llava_fail("kv cache: %d more blocks wanted, %d free", need - kv->held[slot], kv->n_free);
+    int32_t *bt = kv->table + (size_t)slot * kv->max_blocks;
+    while (kv->held[slot] < need) bt[kv->held[slot]++] = kv->free_list[--kv->n_free];
+    return 0;
+}
+
+int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const int *slots, float *logits) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const llava_params *p = &m->pt.w;
+    const llama_config *tc = &m->cfg.text;
+    int T = b->T, d = tc->hidden_size, V = tc->vocab_size, L = tc->num_hidden_layers, I = tc->intermediate_size;
+    int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim, n = b->n_seq;
+    float eps = tc->rms_norm_eps;
+    if (T == 0 || n == 0) return llava_fail("inference pass: an empty batch");
+    if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size))
+        return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
+                          m->cfg.vision.image_size, m->cfg.vision.image_size);
+    // Every sequence continues its slot where the slot ends, inside the blocks the slot holds.
+    int prefill = 1;
+    for (int s = 0; s < n; s++) {
+        int sl = slots[s], start = b->cu_seqlens[s], len = b->cu_seqlens[s + 1] - start;
+        if (sl < 0 || sl >= kv->max_seqs || !kv->open[sl]) return llava_fail("inference pass: slot %d is not open", sl);
+        for (int r = 0; r < s; r++)
+            if (slots[r] == sl) return llava_fail("inference pass: slot %d twice in one pass", sl);
+        if (len <= 0) return llava_fail("inference pass: sequence %d is empty", s);
+        for (int i = 0; i < len; i++)
+            if (b->pos[start + i] != kv->len[sl] + i)
+                return llava_fail("inference pass: sequence %d token %d has position %d; its slot holds %d tokens", s,
+                                  i, b->pos[start + i], kv->len[sl]);
+        if (kv->len[sl] + len > kv->held[sl] * kv->block_size)
+            return llava_fail("inference pass: slot %d holds blocks for %d tokens, not %d", sl,
+                              kv->held[sl] * kv->block_size, kv->len[sl] + len);
+        if (kv->len[sl]) prefill = 0;
+    }
+    if (!ops->attention_decode && !prefill)
+        return llava_fail("the %s backend has no attention_decode: it cannot continue a cached sequence", ops->name);
+    act_shape shape = {T, n, b->n_img, 0, 0};
+    if (llava_model_reserve(m, &shape) != 0) return -1;
+    const llava_acts *a = &m->acts;
+    pass_inputs(m, b, a, 0);
+
+    // The pass's index arrays, staged as one: each token's cache row (T), each query's sequence in
+    // the pass (T), each sequence's last token (n), and the pass's block table (n, max_blocks).
+    size_t mb = (size_t)kv->max_blocks, n_idx = 2 * (size_t)T + (size_t)n + (size_t)n * mb;
+    int32_t *idx = xmalloc(sizeof(int32_t) * n_idx);
+    int32_t *rows = idx, *seq = idx + T, *last = seq + T, *table = last + n;
+    for (int s = 0; s < n; s++) {
+        const int32_t *bt = kv->table + (size_t)slots[s] * mb;
+        memcpy(table + (size_t)s * mb, bt, sizeof(int32_t) * mb);
+        for (int t = b->cu_seqlens[s]; t < b->cu_seqlens[s + 1]; t++) {
+            int j = b->pos[t];
+            rows[t] = bt[j / kv->block_size] * kv->block_size + j % kv->block_size;
+            seq[t] = s;
+        }
+        last[s] = b->cu_seqlens[s + 1] - 1;
+    }
+    if (n_idx > kv->cap_idx) {
+        if (kv->d_idx) ops->free(be, kv->d_idx);
+        kv->cap_idx = n_idx + n_idx / 2;
+        kv->d_idx = ops->alloc(be, BUF_I32, kv->cap_idx);
+    }
+    ops->stage(be, kv->d_idx, idx, sizeof(int32_t) * n_idx);
+    free(idx);
+    const int32_t *d_rows = kv->d_idx, *d_seq = d_rows + T, *d_last = d_seq + T, *d_table = d_last + n;
+    lm_cache cache = {kv, d_rows, !prefill, d_seq, d_table};
+
+    void **hs = a->hs;
+    lm_dims z = {T,      d,     Hq * D, Hkv * D, I, Hq, Hkv, D, n, eps, (float)tc->rope_theta, 1.0f / sqrtf((float)D),
+                 a->pos, a->cu, &cache};
+    for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l], hs[l + 1], &a->saved[0], &z, a->tmp);
+    // The head on each sequence's last token only: those rows of hs[L] gathered into tmp.
+    ops->gather_rows(be, a->tmp, hs[L], d_last, n, d);
+    ops->rmsnorm_forward(be, a->hn, a->rstd_f, a->tmp, P(m, p->norm), n, d, eps);
+    ops->linear_forward(be, a->logits, a->hn, P(m, p->head), NULL, n, d, V);
+    ops->download(be, BUF_ACT, logits, a->logits, (size_t)n * V);
+    for (int s = 0; s < n; s++) kv->len[slots[s]] += b->cu_seqlens[s + 1] - b->cu_seqlens[s];
+    return 0;
 }

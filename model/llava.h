@@ -138,4 +138,55 @@ double llava_pass_loss(const float *losses, const llava_batch *b);
 // Returns the mean loss (without loss_scale), or NAN with an error when the batch is malformed.
 float llava_forward_backward(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out);
 
+// ---------------------------------------------------------------------------------------------
+// Inference: a paged KV cache, and passes that extend sequences held in it.
+//
+// The cache keeps every layer's keys and values (ACT: fp32 on the CPU, bf16 on CUDA) in blocks of
+// block_size token rows shared by all sequences; a sequence (a slot) owns a list of blocks, taken
+// from the free list as it grows and given back when it ends, so finished sequences free their
+// memory at once and no sequence needs its worst-case length reserved in one piece.
+typedef struct {
+    int n_layers, kvd;   // layers; key/value features per token (Hkv * head_dim)
+    int block_size;      // token rows per block
+    int n_blocks;        // blocks in the pool
+    int max_seqs;        // slots
+    int max_blocks;      // blocks a slot may hold (max_context / block_size, rounded up)
+    void **k, **v;       // per layer (n_blocks * block_size, kvd) ACT on the backend
+    int32_t *table;      // host (max_seqs, max_blocks): each slot's blocks in order, -1 past its end
+    int *len;            // host (max_seqs): tokens cached per slot
+    int *held;           // host (max_seqs): blocks held per slot
+    char *open;          // host (max_seqs): slot in use
+    int32_t *free_list;  // host: the free blocks (a stack)
+    int n_free;
+    // I32 on the backend for one pass's index arrays (cache rows, sequences, last tokens, block
+    // table), grown as passes need
+    int32_t *d_idx;
+    size_t cap_idx;
+} llava_kv;
+
+// A cache of n_blocks blocks of block_size tokens for up to max_seqs sequences of up to max_context
+// tokens each, on the model's backend. 0, or -1 with llava_errmsg().
+int llava_kv_init(llava_kv *kv, llava_model *m, int n_blocks, int block_size, int max_seqs, int max_context);
+void llava_kv_free(llava_kv *kv, llava_model *m);
+// Bytes of keys and values one cached token takes (all layers).
+size_t llava_kv_token_bytes(const llava_model *m);
+// A free slot (its length 0), or -1 when all are open.
+int llava_kv_open(llava_kv *kv);
+// Ends a slot: its blocks go back to the pool.
+void llava_kv_close(llava_kv *kv, int slot);
+// Blocks a slot needs to hold n tokens, and makes sure it holds them (taking blocks from the pool).
+// 0, or -1 when the pool or the slot's table is short (nothing is taken then).
+int llava_kv_blocks_for(const llava_kv *kv, int n_tokens);
+int llava_kv_grow(llava_kv *kv, int slot, int n_tokens);
+
+// One inference pass (forward only, no loss). Sequence s of batch b continues slot slots[s]: its
+// tokens take positions kv->len[slot] onwards (b->pos must say so), their keys and values are
+// written to the cache, and the slot's length grows by their count. The slots must hold blocks for
+// the new length (llava_kv_grow). `logits` (n_seq, V) host receives the logits of each sequence's
+// last token. When every sequence starts at position 0 (a prefill), attention runs over the batch's
+// own keys exactly as in training (attention_forward), so its logits are the bits of llava_pass's;
+// otherwise every query attends to its slot's cache (attention_decode). Enqueued on the backend;
+// the logits' download waits. 0, or -1 with llava_errmsg().
+int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const int *slots, float *logits);
+
 #endif

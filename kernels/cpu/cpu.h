@@ -69,6 +69,9 @@ void cpu_attention_forward(llava_backend *be, void *out, float *lse, const void 
 void cpu_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                             const void *k, const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
                             int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
+void cpu_attention_decode(llava_backend *be, void *out, const void *q, const void *k_cache, const void *v_cache,
+                          const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
+                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale);
 
 // cross_entropy.c
 void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets,
