@@ -47,6 +47,8 @@ static const llava_command COMMANDS[] = {
     {"bench-step", cmd_bench_step,
      "[--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] [--peak-tflops P]",
      "training steps of a LLaVA-7B-shaped model (LM truncated) on LLaVA's length mix: tokens/s, TFLOP/s, MFU"},
+    {"serve", cmd_serve, "--model DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--allow-local-files DIR] [...]",
+     "an OpenAI-compatible HTTP server (chat completions, streamed or not, with images) over the generation engine"},
     {"demo", cmd_demo, "[--out DIR] [--fast] [--check] [--device cpu|cuda]",
      "the whole recipe in miniature on the CPU, nothing downloaded"},
 };
@@ -85,7 +87,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
     // `llava COMMAND --help`: the commands with a longer usage of their own print it; the others
     // answer with their line of the table.
-    static const char *const own_help[] = {"prep", "show", "tokenize", "image"};
+    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "serve"};
     int wants_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) {
