@@ -1,139 +1,748 @@
-// llava generate: a question (and an image) through a trained model, greedy answer printed. The
-// prompt is built exactly as LLaVA-1.5's evaluation builds it: the conversation template with the
-// question as the user's turn and an empty assistant turn ("... USER: <image>\nQUESTION
-// ASSISTANT:"), tokenized with tokenizer_image_token; the image preprocessed as in training.
+// llava generate: answers from a trained model through the generation engine (infer/engine.h).
+//
+// One question: --prompt (and --image) becomes LLaVA-1.5's evaluation prompt (the conversation
+// template with the question as the user's turn, "<image>\n" before it when there is an image, an
+// empty assistant turn), and the answer is printed (or, with --json, one JSON object with the timing).
+//
+// A question file: --questions Q.jsonl --image-folder D --answers A.jsonl reads LLaVA's question
+// format ({"question_id", "image", "text"} per line) and writes LLaVA's answer format as
+// model_vqa_loader.py does ({"question_id", "prompt", "text", "answer_id", "model_id", "metadata"},
+// the text stripped), in the order of the questions. The questions run batched (the engine batches
+// whatever is in flight); every answer is appended to the answers file the moment it is known, so
+// a run that is stopped loses nothing, and a rerun skips the question_ids the file already holds; at
+// the end the file is rewritten, atomically, in question order.
+//
+// --no-cache answers with the reference path instead (one full forward pass per token, greedy):
+// what the KV cache is checked against.
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "common/util.h"
 #include "data/image.h"
+#include "data/strbuf.h"
 #include "data/template.h"
 #include "data/tokenizer.h"
+#include "infer/engine.h"
 #include "infer/generate.h"
 #include "kernels/backend.h"
 #include "model/llava.h"
 
-int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *tok_path = NULL, *image = NULL, *prompt = NULL, *tmpl_name = "vicuna_v1";
-    const char *aspect = "pad", *device = "cpu", *mode_name = NULL;
-    int max_new = 256, print_ids = 0;
-    llava_load_options lo = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--ids")) print_ids = 1;
-        else if (!strcmp(a, "--ignore-unexpected")) lo.ignore_unexpected = 1;
-        else if (i + 1 >= argc) goto usage;
-        else if (!strcmp(a, "--model")) model = argv[++i];
-        else if (!strcmp(a, "--tokenizer")) tok_path = argv[++i];
-        else if (!strcmp(a, "--image")) image = argv[++i];
-        else if (!strcmp(a, "--prompt")) prompt = argv[++i];
-        else if (!strcmp(a, "--template")) tmpl_name = argv[++i];
-        else if (!strcmp(a, "--aspect")) aspect = argv[++i];
-        else if (!strcmp(a, "--device")) device = argv[++i];
-        else if (!strcmp(a, "--mode")) mode_name = argv[++i];
-        else if (!strcmp(a, "--max-new-tokens")) max_new = atoi(argv[++i]);
-        else goto usage;
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+// Python's str.strip() of the answer, as model_vqa_loader.py applies it.
+static char *stripped(const char *s, size_t n) {
+    size_t len = 0;
+    const char *p = py_strip(s, n, &len);
+    return strndup(p, len);
+}
+
+// LLaVA's get_model_name_from_path: the folder's name, or "PARENT_checkpoint-N" for a checkpoint.
+static char *model_name_from_path(const char *path) {
+    char *p = xstrdup(path);
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') p[--n] = 0;
+    char *last = strrchr(p, '/');
+    char *name = last ? last + 1 : p;
+    char *out;
+    if (strncmp(name, "checkpoint-", 11) == 0 && last) {
+        *last = 0;
+        char *prev = strrchr(p, '/');
+        out = xasprintf("%s_%s", prev ? prev + 1 : p, name);
+    } else {
+        out = xstrdup(name);
     }
-    if (!model || !prompt || max_new < 1) goto usage;
-    tok_mode mode = TOK_MODE_DEFAULT;
-    if (mode_name && tok_mode_parse(mode_name, &mode)) goto usage;
-    const conv_template *tmpl = conv_template_builtin(tmpl_name);
-    if (!tmpl) {
-        fprintf(stderr, "llava generate: unknown template \"%s\" (plain, vicuna_v1)\n", tmpl_name);
-        return 2;
+    free(p);
+    return out;
+}
+
+// A shortuuid-style id: 22 characters of shortuuid's 57-letter alphabet, from /dev/urandom.
+static void answer_id(char out[23]) {
+    static const char ALPHA[] = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    unsigned char r[22];
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(r, 1, sizeof r, f) : 0;
+    if (f) fclose(f);
+    for (size_t i = got; i < sizeof r; i++) r[i] = (unsigned char)(rand() & 0xff);
+    for (int i = 0; i < 22; i++) out[i] = ALPHA[r[i] % 57];
+    out[22] = 0;
+}
+
+// A string as Python's json.dumps writes it (ensure_ascii: every non-ASCII character as \uXXXX, a
+// surrogate pair above U+FFFF), so an answers line is byte for byte what model_vqa_loader.py writes.
+static void sb_putc(strbuf *o, char c) { sb_put(o, &c, 1); }
+
+static void sb_hex4(strbuf *o, unsigned u) {
+    char b[8];
+    snprintf(b, sizeof b, "\\u%04x", u & 0xffff);
+    sb_puts(o, b);
+}
+
+static void py_json_string(strbuf *o, const char *s) {
+    sb_putc(o, '"');
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        if (c == '"' || c == '\\') {
+            sb_putc(o, '\\');
+            sb_putc(o, (char)c);
+            p++;
+        } else if (c < 0x20) {
+            const char *esc = c == '\n'   ? "\\n"
+                              : c == '\r' ? "\\r"
+                              : c == '\t' ? "\\t"
+                              : c == '\b' ? "\\b"
+                              : c == '\f' ? "\\f"
+                                          : NULL;
+            if (esc) sb_puts(o, esc);
+            else sb_hex4(o, c);
+            p++;
+        } else if (c < 0x80) {
+            sb_putc(o, (char)c);
+            p++;
+        } else {
+            // UTF-8 to a code point (the decoder's text is valid UTF-8: bad bytes became U+FFFD)
+            unsigned cp, n;
+            if (c >= 0xF0) cp = c & 0x07, n = 3;
+            else if (c >= 0xE0) cp = c & 0x0F, n = 2;
+            else cp = c & 0x1F, n = 1;
+            p++;
+            for (unsigned k = 0; k < n && (*p & 0xC0) == 0x80; k++) cp = cp << 6 | (*p++ & 0x3F);
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                sb_hex4(o, 0xD800 + (cp >> 10));
+                sb_hex4(o, 0xDC00 + (cp & 0x3FF));
+            } else {
+                sb_hex4(o, cp);
+            }
+        }
     }
-    llava_backend *be = llava_backend_open(!strcmp(device, "cuda") ? "cuda" : "cpu", NULL);
+    sb_putc(o, '"');
+}
+
+// ---------------------------------------------------------------------------------------------
+// One question
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int finish;
+    char *text;
+    size_t len;
+    int n_tokens, prompt_tokens;
+    int32_t *tokens;
+    double ttft_ms, tokens_per_s;
+    char *error;
+    int stream;  // print text as it comes
+} one_result;
+
+static void one_text(void *ctx, int id, const char *t, size_t n) {
+    (void)id;
+    one_result *r = ctx;
+    if (r->stream) {
+        fwrite(t, 1, n, stdout);
+        fflush(stdout);
+    }
+}
+
+static void one_done(void *ctx, const engine_result *res) {
+    one_result *r = ctx;
+    r->finish = res->finish;
+    r->text = strndup(res->text, res->text_len);
+    r->len = res->text_len;
+    r->n_tokens = res->n_tokens;
+    r->tokens = xmalloc(sizeof(int32_t) * (size_t)(res->n_tokens ? res->n_tokens : 1));
+    memcpy(r->tokens, res->tokens, sizeof(int32_t) * (size_t)res->n_tokens);
+    r->prompt_tokens = res->prompt_tokens;
+    r->ttft_ms = res->ttft_ms;
+    r->tokens_per_s = res->tokens_per_s;
+    r->error = res->error ? xstrdup(res->error) : NULL;
+    r->done = 1;
+}
+
+typedef struct {
+    engine_options eo;
+    gen_params gp;
+    const char *image, *prompt, *questions, *image_folder, *answers;
+    int json, print_ids, no_cache, stream, window;
+} gen_args;
+
+// The reference path: LLaVA's prompt, then one full forward pass per token, greedy.
+static int answer_no_cache(const gen_args *a, const engine_chat *chat) {
+    fprintf(stderr, "llava generate: --no-cache runs one full pass per token (slow, greedy only)\n");
+    llava_backend *be = llava_backend_open(a->eo.device ? a->eo.device : "cpu", NULL);
     if (!be) {
-        fprintf(stderr, "llava generate: --device %s: %s\n", device, llava_errmsg());
+        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
         return 1;
     }
-    char *own_tok = tok_path ? NULL : path_join(model, "tokenizer.model");
-    tokenizer *tok = tok_load(tok_path ? tok_path : own_tok);
+    llava_backend_set_batch_invariant(be, 1);
     llava_model m;
-    int loaded = 0, rc = 1;
-    float *pix = NULL;
-    int64_t *ids = NULL, *out = NULL;
-    char *question = NULL;
+    llava_load_options lo = {.ignore_unexpected = a->eo.ignore_unexpected};
+    if (llava_model_load_opts(&m, a->eo.model_dir, be, &lo) != 0) {
+        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+        llava_backend_close(be);
+        return 1;
+    }
+    char *tp = a->eo.tokenizer ? xstrdup(a->eo.tokenizer) : path_join(a->eo.model_dir, "tokenizer.model");
+    tokenizer *tok = tok_load(tp);
+    free(tp);
+    int rc = 1;
     prep_result r;
     memset(&r, 0, sizeof r);
-    if (!tok) goto fail;
-    if (llava_model_load_opts(&m, model, be, &lo) != 0) goto fail;
-    loaded = 1;
-    if (m.n_unexpected_ignored)
-        fprintf(stderr, "llava generate: %s: %d tensors of the weights are not in the model's config (ignored)\n",
-                model, m.n_unexpected_ignored);
-    int S = m.cfg.vision.image_size;
-    if (image) {
-        image_u8 im;
-        if (image_load_file(image, &im) != 0) goto fail;
-        pix = xmalloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
-        uint8_t *u8 = xmalloc((size_t)S * (size_t)S * 3);
-        int e = image_preprocess(&im, S, !strcmp(aspect, "square") ? IMAGE_ASPECT_SQUARE : IMAGE_ASPECT_PAD, u8, pix);
-        free(u8);
-        image_free(&im);
-        if (e != 0) goto fail;
+    const conv_template *tm = conv_template_builtin(a->eo.template_name ? a->eo.template_name : "vicuna_v1");
+    float *pix = NULL;
+    int64_t *ids = NULL, *out = NULL;
+    if (!tok || !tm) {
+        fprintf(stderr, "llava generate: --no-cache: %s\n", tok ? "a built-in template only" : llava_errmsg());
+        goto done;
     }
-    // The question as the user's turn, "<image>\n" first when there is an image (LLaVA's eval).
-    question = image ? xasprintf("%s\n%s", DEFAULT_IMAGE_TOKEN, prompt) : xstrdup(prompt);
-    conv_turn turns[2] = {{tmpl->from[0], question, strlen(question)}, {tmpl->from[1], "", 0}};
-    prep_config pc = {.tok = tok, .mode = mode, .tmpl = tmpl, .model_max_length = 0, .strict = 0};
-    if (prep_sample(&pc, "prompt", turns, 2, image != NULL, &r) != 0) goto fail;
-    // The image's place becomes one image token per feature, as transformers' processor writes it.
-    int tpi = m.tokens_per_image, n = 0, marks = 0;
-    for (size_t i = 0; i < r.ids.n; i++) marks += r.ids.v[i] == IMAGE_TOKEN_INDEX;
-    if (marks != (image ? 1 : 0)) {
-        llava_fail("the prompt holds %d image places for %d image%s (write no \"%s\" in --prompt: --image puts it)",
-                   marks, image ? 1 : 0, image ? "" : "s", DEFAULT_IMAGE_TOKEN);
-        goto fail;
-    }
+    char *q = chat->n_images
+                  ? xasprintf("%s\n%.*s", DEFAULT_IMAGE_TOKEN, (int)chat->messages[0].text_len, chat->messages[0].text)
+                  : strndup(chat->messages[0].text, chat->messages[0].text_len);
+    conv_turn turns[2] = {{tm->from[0], q, strlen(q)}, {tm->from[1], "", 0}};
+    prep_config pc = {.tok = tok, .mode = TOK_MODE_DEFAULT, .tmpl = tm};
+    int e1 = prep_sample(&pc, "prompt", turns, 2, chat->n_images > 0, &r);
+    free(q);
+    if (e1 != 0) goto done;
+    int tpi = m.tokens_per_image, n = 0, S = m.cfg.vision.image_size;
     ids = xmalloc(sizeof(int64_t) * (r.ids.n + (size_t)tpi));
     for (size_t i = 0; i < r.ids.n; i++) {
         if (r.ids.v[i] == IMAGE_TOKEN_INDEX)
             for (int k = 0; k < tpi; k++) ids[n++] = m.cfg.glue.image_token_index;
         else ids[n++] = r.ids.v[i];
     }
+    if (chat->n_images) {
+        pix = xmalloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
+        uint8_t *u8 = xmalloc(3 * (size_t)S * (size_t)S);
+        const char *asp = a->eo.aspect ? a->eo.aspect : "pad";
+        int e2 = image_preprocess(&chat->images[0], S,
+                                  strcmp(asp, "square") == 0 ? IMAGE_ASPECT_SQUARE : IMAGE_ASPECT_PAD, u8, pix);
+        free(u8);
+        if (e2 != 0) goto done;
+    }
+    int max_new = a->gp.max_new_tokens ? a->gp.max_new_tokens : 256;
     out = xmalloc(sizeof(int64_t) * (size_t)max_new);
     int eos = tok_eos_id(tok);
-    int got = llava_generate_greedy(&m, ids, n, pix, image ? 1 : 0, S, S, max_new, eos, out);
-    if (got < 0) goto fail;
+    int got = llava_generate_greedy(&m, ids, n, pix, chat->n_images, S, S, max_new, eos, out);
+    if (got < 0) goto done;
     int keep = got > 0 && out[got - 1] == eos ? got - 1 : got;
     int32_t *o32 = xmalloc(sizeof(int32_t) * (size_t)(keep ? keep : 1));
     for (int i = 0; i < keep; i++) o32[i] = (int32_t)out[i];
-    char *text = NULL;
+    char *txt = NULL;
     size_t tl = 0;
-    if (tok_decode(tok, o32, (size_t)keep, &text, &tl) != 0) {
-        free(o32);
-        goto fail;
+    if (tok_decode(tok, o32, (size_t)keep, &txt, &tl) == 0) {
+        printf("%.*s\n", (int)tl, txt);
+        if (a->print_ids) {
+            printf("ids:");
+            for (int i = 0; i < got; i++) printf(" %lld", (long long)out[i]);
+            printf("\n");
+        }
+        rc = 0;
     }
-    printf("%.*s\n", (int)tl, text);
-    if (print_ids) {
-        printf("ids:");
-        for (int i = 0; i < got; i++) printf(" %lld", (long long)out[i]);
-        printf("\n");
-    }
-    free(text);
+    free(txt);
     free(o32);
-    rc = 0;
-fail:
+done:
     if (rc) fprintf(stderr, "llava generate: %s\n", llava_errmsg());
     prep_result_free(&r);
-    free(question);
     free(ids);
     free(out);
     free(pix);
-    if (loaded) llava_model_free(&m);
-    llava_backend_close(be);
     if (tok) tok_free(tok);
-    free(own_tok);
+    llava_model_free(&m);
+    llava_backend_close(be);
     return rc;
-usage:
+}
+
+static void note_ignored(llava_engine *e, const char *dir) {
+    int n = engine_get_info(e)->unexpected_ignored;
+    if (n)
+        fprintf(stderr, "llava generate: %s: %d tensors of the weights are not in the model's config (ignored)\n", dir,
+                n);
+}
+
+static int answer_one(const gen_args *a) {
+    image_u8 im;
+    int have_image = 0;
+    if (a->image) {
+        if (image_load_file(a->image, &im) != 0) {
+            fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+            return 1;
+        }
+        have_image = 1;
+    }
+    engine_message msg = {"user", a->prompt, strlen(a->prompt), have_image};
+    engine_chat chat = {&msg, 1, have_image ? &im : NULL, have_image};
+    int rc = 1;
+    if (a->no_cache) {
+        rc = answer_no_cache(a, &chat);
+        if (have_image) image_free(&im);
+        return rc;
+    }
+    engine_options eo = a->eo;
+    eo.max_batch = 1;
+    llava_engine *e = engine_open(&eo);
+    if (!e) {
+        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+        if (have_image) image_free(&im);
+        return 1;
+    }
+    note_ignored(e, a->eo.model_dir);
+    one_result r;
+    memset(&r, 0, sizeof r);
+    r.stream = a->stream && !a->json;
+    engine_callbacks cb = {one_text, one_done, &r};
+    char err[512];
+    int id = engine_submit_chat(e, &chat, &a->gp, &cb, err, sizeof err);
+    if (have_image) image_free(&im);
+    if (id < 0) {
+        fprintf(stderr, "llava generate: %s\n", err);
+        engine_close(e);
+        return 1;
+    }
+    engine_run_until_idle(e);
+    if (r.finish == FINISH_ERROR) {
+        fprintf(stderr, "llava generate: %s\n", r.error ? r.error : "the model failed");
+    } else if (a->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", r.text);
+        cJSON_AddNumberToObject(o, "tokens", r.n_tokens);
+        cJSON_AddNumberToObject(o, "prompt_tokens", r.prompt_tokens);
+        cJSON_AddNumberToObject(o, "ttft_ms", r.ttft_ms);
+        cJSON_AddNumberToObject(o, "tokens_per_s", r.tokens_per_s);
+        cJSON_AddStringToObject(o, "finish_reason", finish_reason_name((finish_reason)r.finish));
+        if (a->print_ids) {
+            cJSON *ids = cJSON_AddArrayToObject(o, "ids");
+            for (int i = 0; i < r.n_tokens; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r.tokens[i]));
+        }
+        char *s = cJSON_PrintUnformatted(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+        rc = 0;
+    } else {
+        if (r.stream) printf("\n");
+        else printf("%.*s\n", (int)r.len, r.text);
+        if (a->print_ids) {
+            printf("ids:");
+            for (int i = 0; i < r.n_tokens; i++) printf(" %d", r.tokens[i]);
+            printf("\n");
+        }
+        rc = 0;
+    }
+    free(r.text);
+    free(r.tokens);
+    free(r.error);
+    engine_close(e);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A question file
+
+typedef struct {
+    char *qid;     // the question_id as JSON (a number or a string), the key of the answers
+    cJSON *qid_v;  // the value itself
+    char *image;   // relative to the image folder, or NULL
+    char *text;    // the question as the file has it (LLaVA's "prompt" field of the answer)
+    char *answer;  // the answer line (JSON) once known
+} question;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    question *q;
+    int in_flight, answered, failed;
+    FILE *out;  // the answers file, appended as answers come
+    const char *model_id;
+    double t0;
+    int total, todo;
+} batch_run;
+
+static void q_text(void *ctx, int id, const char *t, size_t n) { (void)ctx, (void)id, (void)t, (void)n; }
+
+// A request's callback context: its run and its question.
+typedef struct {
+    batch_run *b;
+    int qi;
+} q_ctx;
+
+static void q_done(void *ctx, const engine_result *res) {
+    batch_run *b = ((q_ctx *)ctx)->b;
+    question *q = &b->q[((q_ctx *)ctx)->qi];
+    char *line = NULL;
+    if (res->finish == FINISH_ERROR) {
+        fprintf(stderr, "llava generate: question %s: %s (no answer written; a rerun retries it)\n", q->qid,
+                res->error ? res->error : "the model failed");
+    } else {
+        char *txt = stripped(res->text, res->text_len), aid[23];
+        answer_id(aid);
+        // {"question_id": ..., "prompt": ..., "text": ..., "answer_id": ..., "model_id": ..., "metadata": {}}
+        strbuf o = {0};
+        sb_puts(&o, "{\"question_id\": ");
+        if (cJSON_IsString(q->qid_v)) py_json_string(&o, q->qid_v->valuestring);
+        else sb_puts(&o, q->qid);
+        sb_puts(&o, ", \"prompt\": ");
+        py_json_string(&o, q->text);
+        sb_puts(&o, ", \"text\": ");
+        py_json_string(&o, txt);
+        sb_puts(&o, ", \"answer_id\": ");
+        py_json_string(&o, aid);
+        sb_puts(&o, ", \"model_id\": ");
+        py_json_string(&o, b->model_id);
+        sb_puts(&o, ", \"metadata\": {}}");
+        line = o.p;
+        free(txt);
+    }
+    pthread_mutex_lock(&b->mu);
+    if (line) {
+        q->answer = line;
+        fprintf(b->out, "%s\n", line);
+        fflush(b->out);
+        b->answered++;
+    } else {
+        b->failed++;
+    }
+    b->in_flight--;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void *engine_thread(void *arg) {
+    static int rc;
+    rc = engine_run(arg);
+    return &rc;
+}
+
+static void progress(batch_run *b, int final) {
+    static double last;
+    if (!final && now_s() - last < 1.0) return;
+    last = now_s();
+    double t = now_s() - b->t0;
+    int done = b->answered + b->failed;
+    double rate = t > 0 ? done / t : 0;
+    int eta = rate > 0 ? (int)((b->todo - done) / rate) : 0;
+    char failed[48] = "";
+    if (b->failed) snprintf(failed, sizeof failed, " (%d failed)", b->failed);
+    int tty = isatty(2);
+    fprintf(stderr, "%sllava generate: %d/%d answered%s, %.2f questions/s, ETA %dm%02ds%s", tty ? "\r" : "",
+            b->total - b->todo + b->answered, b->total, failed, rate, eta / 60, eta % 60, final || !tty ? "\n" : "");
+}
+
+// Reads a JSON Lines file of questions. Returns the count, or -1 with an error naming the line.
+static int read_questions(const char *path, question **out) {
+    size_t len;
+    char *text = read_file(path, (size_t)1 << 32, &len);
+    if (!text) return -1;
+    int n = 0, cap = 0, lineno = 0;
+    question *qs = NULL;
+    for (char *p = text; p < text + len;) {
+        char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        size_t L = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
+        lineno++;
+        char *line = p;
+        p += L + (nl ? 1 : 0);
+        size_t k = 0;
+        while (k < L && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r')) k++;
+        if (k == L) continue;
+        cJSON *o = cJSON_ParseWithLength(line, L);
+        const cJSON *qid = o ? cJSON_GetObjectItemCaseSensitive(o, "question_id") : NULL;
+        const cJSON *tx = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
+        const cJSON *im = o ? cJSON_GetObjectItemCaseSensitive(o, "image") : NULL;
+        if (!o || !qid || !(cJSON_IsNumber(qid) || cJSON_IsString(qid)) || !cJSON_IsString(tx) ||
+            (im && !cJSON_IsString(im) && !cJSON_IsNull(im))) {
+            llava_fail("%s line %d: %s", path, lineno,
+                       !o                    ? "not JSON"
+                       : !qid                ? "no question_id"
+                       : !cJSON_IsString(tx) ? "\"text\" is not a string"
+                                             : "question_id must be a number or a string, image a string");
+            cJSON_Delete(o);
+            free(text);
+            for (int i = 0; i < n; i++) {
+                free(qs[i].qid);
+                cJSON_Delete(qs[i].qid_v);
+                free(qs[i].image);
+                free(qs[i].text);
+            }
+            free(qs);
+            return -1;
+        }
+        if (n == cap) qs = xrealloc(qs, sizeof *qs * (size_t)(cap = cap ? 2 * cap : 256));
+        memset(&qs[n], 0, sizeof qs[n]);
+        qs[n].qid_v = cJSON_Duplicate(qid, 1);
+        qs[n].qid = cJSON_PrintUnformatted(qid);
+        qs[n].image = cJSON_IsString(im) ? xstrdup(im->valuestring) : NULL;
+        qs[n].text = xstrdup(tx->valuestring);
+        n++;
+        cJSON_Delete(o);
+    }
+    free(text);
+    *out = qs;
+    return n;
+}
+
+static int answer_file(const gen_args *a) {
+    question *qs = NULL;
+    int nq = read_questions(a->questions, &qs);
+    if (nq < 0) {
+        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+        return 1;
+    }
+    // What an earlier run already answered: kept, keyed by question_id.
+    int kept = 0;
+    if (file_exists(a->answers)) {
+        size_t len;
+        char *text = read_file(a->answers, (size_t)1 << 32, &len);
+        for (char *p = text; text && p < text + len;) {
+            char *nl = memchr(p, '\n', (size_t)(text + len - p));
+            size_t L = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
+            cJSON *o = cJSON_ParseWithLength(p, L);
+            const cJSON *qid = o ? cJSON_GetObjectItemCaseSensitive(o, "question_id") : NULL;
+            if (qid) {
+                char *key = cJSON_PrintUnformatted(qid);
+                for (int i = 0; i < nq; i++)
+                    if (!qs[i].answer && strcmp(qs[i].qid, key) == 0) {
+                        qs[i].answer = strndup(p, L);
+                        kept++;
+                        break;
+                    }
+                free(key);
+            }
+            cJSON_Delete(o);  // a torn last line (a killed run) is simply not an answer
+            p += L + (nl ? 1 : 0);
+        }
+        free(text);
+    }
+    // Duplicated question_ids in the input: answered once, written once (the first).
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < i && !qs[i].answer; j++)
+            if (strcmp(qs[i].qid, qs[j].qid) == 0) qs[i].answer = xstrdup("");
+    llava_engine *e = engine_open(&a->eo);
+    if (!e) {
+        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+        return 1;
+    }
+    note_ignored(e, a->eo.model_dir);
+    char *model_id = a->eo.model_id ? xstrdup(a->eo.model_id) : model_name_from_path(a->eo.model_dir);
+    batch_run b = {0};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    b.q = qs;
+    b.model_id = model_id;
+    b.total = nq;
+    for (int i = 0; i < nq; i++) b.todo += !qs[i].answer;
+    b.out = fopen(a->answers, "a");
+    if (!b.out) {
+        fprintf(stderr, "llava generate: %s: %s\n", a->answers, strerror(errno));
+        engine_close(e);
+        return 1;
+    }
+    if (kept)
+        fprintf(stderr, "llava generate: %s holds %d of the %d answers; %d to go\n", a->answers, kept, nq, b.todo);
+    q_ctx *ctxs = xmalloc(sizeof(q_ctx) * (size_t)(nq ? nq : 1));
+    b.t0 = now_s();
+    pthread_t th;
+    pthread_create(&th, NULL, engine_thread, e);
+    int window = a->window > 0 ? a->window : 2 * engine_get_info(e)->max_batch;
+    int submitted = 0, refused = 0;
+    for (int i = 0; i < nq; i++) {
+        if (qs[i].answer) continue;
+        image_u8 im;
+        int has = 0;
+        char err[512] = "";
+        if (qs[i].image) {
+            char *path = a->image_folder ? path_join(a->image_folder, qs[i].image) : xstrdup(qs[i].image);
+            if (image_load_file(path, &im) == 0) has = 1;
+            else snprintf(err, sizeof err, "%s", llava_errmsg());
+            free(path);
+        }
+        if (qs[i].image && !has) {
+            fprintf(stderr, "llava generate: question %s: %s (skipped)\n", qs[i].qid, err);
+            refused++;
+            pthread_mutex_lock(&b.mu);
+            b.failed++;
+            pthread_mutex_unlock(&b.mu);
+            continue;
+        }
+        engine_message msg = {"user", qs[i].text, strlen(qs[i].text), has};
+        engine_chat chat = {&msg, 1, has ? &im : NULL, has};
+        pthread_mutex_lock(&b.mu);
+        while (b.in_flight >= window) pthread_cond_wait(&b.cv, &b.mu);
+        b.in_flight++;
+        pthread_mutex_unlock(&b.mu);
+        ctxs[i] = (q_ctx){&b, i};
+        engine_callbacks cb = {q_text, q_done, &ctxs[i]};
+        int id = engine_submit_chat(e, &chat, &a->gp, &cb, err, sizeof err);
+        if (id >= 0) {
+            submitted++;
+        } else {
+            pthread_mutex_lock(&b.mu);
+            b.in_flight--;
+            b.failed++;
+            pthread_mutex_unlock(&b.mu);
+            refused++;
+        }
+        if (has) image_free(&im);
+        if (id < 0) fprintf(stderr, "\nllava generate: question %s: %s (skipped)\n", qs[i].qid, err);
+        pthread_mutex_lock(&b.mu);
+        progress(&b, 0);
+        pthread_mutex_unlock(&b.mu);
+    }
+    pthread_mutex_lock(&b.mu);
+    while (b.in_flight > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&b.cv, &b.mu, &ts);
+        progress(&b, 0);
+    }
+    progress(&b, 1);
+    pthread_mutex_unlock(&b.mu);
+    engine_shutdown(e);
+    pthread_join(th, NULL);
+    fclose(b.out);
+    // The file in question order, atomically: the earlier run's answers and this run's.
+    size_t cap = 1 << 16, n = 0;
+    char *all = xmalloc(cap);
+    int written = 0;
+    for (int i = 0; i < nq; i++) {
+        if (!qs[i].answer || !qs[i].answer[0]) continue;
+        size_t L = strlen(qs[i].answer);
+        while (n + L + 2 > cap) all = xrealloc(all, cap *= 2);
+        memcpy(all + n, qs[i].answer, L);
+        n += L;
+        all[n++] = '\n';
+        written++;
+    }
+    int rc = write_file_atomic(a->answers, all, n) == 0 ? 0 : 1;
+    if (rc) fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+    double t = now_s() - b.t0;
+    fprintf(stderr, "llava generate: %d answers in %s (%d new in %.1f s, %.2f questions/s)%s\n", written, a->answers,
+            b.answered, t, t > 0 ? b.answered / t : 0.0, b.failed ? "; some questions failed: see above" : "");
+    free(all);
+    for (int i = 0; i < nq; i++) {
+        free(qs[i].qid);
+        cJSON_Delete(qs[i].qid_v);
+        free(qs[i].image);
+        free(qs[i].text);
+        free(qs[i].answer);
+    }
+    free(qs);
+    free(ctxs);
+    free(model_id);
+    engine_close(e);
+    (void)refused;
+    (void)submitted;
+    return rc ? rc : (b.failed ? 3 : 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static int usage(void) {
     fprintf(stderr,
-            "usage: llava generate --model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template "
-            "vicuna_v1|plain] [--aspect pad|square] [--max-new-tokens N] [--device cpu|cuda] [--mode "
-            "legacy|hf431|hf437] [--ids] [--ignore-unexpected]\n"
-            "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place\n"
-            "                       for (skipped; without it they are an error naming them)\n");
+            "usage: llava generate --model DIR --prompt TEXT [--image FILE] [decoding] [--json] [--ids]\n"
+            "       llava generate --model DIR --questions Q.jsonl --image-folder DIR --answers A.jsonl [decoding]\n"
+            "  model:    --tokenizer PATH (default DIR/tokenizer.model)  --template vicuna_v1|plain|FILE.json\n"
+            "            --mode legacy|hf431|hf437  --aspect pad|square (default: the model's, else pad)\n"
+            "            --device cpu|cuda  --threads N  --ignore-unexpected  --model-id NAME\n"
+            "  decoding: --max-new-tokens N (256; 128 with --questions, as LLaVA's model_vqa_loader)\n"
+            "            --temperature T (0: greedy, LLaVA's evaluation)  --top-p P  --top-k K  --seed S\n"
+            "            --stop STRING (up to 4)  --no-cache (reference path: a full pass per token, greedy)\n"
+            "  engine:   --max-batch N (64)  --max-context N  --kv-tokens N  --window N (questions in flight)\n"
+            "  output:   --json prints {\"text\", \"tokens\", \"prompt_tokens\", \"ttft_ms\", \"tokens_per_s\",\n"
+            "            \"finish_reason\"}; --stream prints the answer as it is made; --ids the token ids\n"
+            "  Questions are LLaVA's format (question_id, image, text per line); answers are written as\n"
+            "  model_vqa_loader.py writes them, in question order; a rerun skips answered question_ids.\n");
     return 2;
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_args a;
+    memset(&a, 0, sizeof a);
+    gen_params_default(&a.gp);
+    a.gp.max_new_tokens = -1;
+    const char *stops[4];
+    int n_stop = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            usage();
+            return 0;
+        } else if (!strcmp(s, "--ids")) a.print_ids = 1;
+        else if (!strcmp(s, "--json")) a.json = 1;
+        else if (!strcmp(s, "--stream")) a.stream = 1;
+        else if (!strcmp(s, "--no-cache")) a.no_cache = 1;
+        else if (!strcmp(s, "--ignore-unexpected")) a.eo.ignore_unexpected = 1;
+        else if (i + 1 >= argc) return usage();
+        else if (!strcmp(s, "--model")) a.eo.model_dir = argv[++i];
+        else if (!strcmp(s, "--tokenizer")) a.eo.tokenizer = argv[++i];
+        else if (!strcmp(s, "--template")) a.eo.template_name = argv[++i];
+        else if (!strcmp(s, "--mode")) a.eo.tokenizer_mode = argv[++i];
+        else if (!strcmp(s, "--aspect")) a.eo.aspect = argv[++i];
+        else if (!strcmp(s, "--device")) a.eo.device = argv[++i];
+        else if (!strcmp(s, "--model-id")) a.eo.model_id = argv[++i];
+        else if (!strcmp(s, "--image")) a.image = argv[++i];
+        else if (!strcmp(s, "--prompt")) a.prompt = argv[++i];
+        else if (!strcmp(s, "--questions")) a.questions = argv[++i];
+        else if (!strcmp(s, "--image-folder")) a.image_folder = argv[++i];
+        else if (!strcmp(s, "--answers")) a.answers = argv[++i];
+        else if (!strcmp(s, "--stop")) {
+            if (n_stop == 4) {
+                fprintf(stderr, "llava generate: at most 4 --stop strings\n");
+                return 2;
+            }
+            stops[n_stop++] = argv[++i];
+        } else {
+            // Numbers: read whole, an error names the flag.
+            const char *v = argv[++i];
+            char *end = NULL;
+            errno = 0;
+            double x = strtod(v, &end);
+            if (errno || end == v || *end) {
+                fprintf(stderr, "llava generate: %s: cannot read \"%s\" as a number\n", s, v);
+                return 2;
+            }
+            if (!strcmp(s, "--max-new-tokens")) a.gp.max_new_tokens = (int)x;
+            else if (!strcmp(s, "--temperature")) a.gp.sample.temperature = (float)x;
+            else if (!strcmp(s, "--top-p")) a.gp.sample.top_p = (float)x;
+            else if (!strcmp(s, "--top-k")) a.gp.sample.top_k = (int)x;
+            else if (!strcmp(s, "--seed")) {
+                a.gp.seed = (uint64_t)x;
+                a.gp.has_seed = 1;
+            } else if (!strcmp(s, "--max-batch")) a.eo.max_batch = (int)x;
+            else if (!strcmp(s, "--max-context")) a.eo.max_context = (int)x;
+            else if (!strcmp(s, "--kv-tokens")) a.eo.kv_tokens = (int)x;
+            else if (!strcmp(s, "--threads")) a.eo.threads = (int)x;
+            else if (!strcmp(s, "--window")) a.window = (int)x;
+            else return usage();
+        }
+    }
+    if (!a.eo.model_dir) return usage();
+    int file_mode = a.questions || a.answers || a.image_folder;
+    if (file_mode ? (!a.questions || !a.answers || a.prompt || a.image) : !a.prompt) return usage();
+    if (a.gp.max_new_tokens == -1) {  // the default budget, cut to what the context leaves
+        a.gp.max_new_tokens = file_mode ? 128 : 256;
+        a.gp.clamp_to_context = 1;
+    }
+    if (a.gp.max_new_tokens < 1) {
+        fprintf(stderr, "llava generate: --max-new-tokens %d must be at least 1\n", a.gp.max_new_tokens);
+        return 2;
+    }
+    a.gp.stop = stops;
+    a.gp.n_stop = n_stop;
+    if (a.no_cache && (file_mode || a.gp.sample.temperature != 0 || n_stop)) {
+        fprintf(stderr, "llava generate: --no-cache answers one --prompt greedily, without --stop\n");
+        return 2;
+    }
+    return file_mode ? answer_file(&a) : answer_one(&a);
 }

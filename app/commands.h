@@ -19,6 +19,7 @@ int cmd_train(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_bench_step(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_bench_generate(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_prep(int argc, char **argv);

@@ -35,9 +35,9 @@ static const llava_command COMMANDS[] = {
      "train: stage 1 (projector), stage 2 (projector + LM) or your own freezing policy; checkpoints, resume, "
      "metrics.jsonl"},
     {"generate", cmd_generate,
-     "--model DIR --prompt TEXT [--image FILE] [--tokenizer PATH] [--template NAME] [--max-new-tokens N] [--device "
-     "cpu|cuda] [--ids]",
-     "answer a question (about an image) with a trained model: LLaVA's prompt, greedy decoding"},
+     "--model DIR (--prompt TEXT [--image FILE] | --questions Q.jsonl --image-folder DIR --answers A.jsonl) "
+     "[--temperature T --top-p P --top-k K --seed S --max-new-tokens N --stop S] [--json]",
+     "answer questions (about images) with a trained model: LLaVA's prompt, KV-cached batched decoding"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]",
@@ -47,6 +47,11 @@ static const llava_command COMMANDS[] = {
     {"bench-step", cmd_bench_step,
      "[--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] [--peak-tflops P]",
      "training steps of a LLaVA-7B-shaped model (LM truncated) on LLaVA's length mix: tokens/s, TFLOP/s, MFU"},
+    {"bench-generate", cmd_bench_generate,
+     "[--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] [--batch B] [--prompt-tokens P] "
+     "[--new-tokens N] [--no-cache-tokens K] [--json]",
+     "generation speed: time to first token, decode tokens/s at batch 1 and B, the bandwidth bound, the KV cache's "
+     "speed-up"},
     {"serve", cmd_serve, "--model DIR [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--allow-local-files DIR] [...]",
      "an OpenAI-compatible HTTP server (chat completions, streamed or not, with images) over the generation engine"},
     {"demo", cmd_demo, "[--out DIR] [--fast] [--check] [--device cpu|cuda]",
@@ -87,7 +92,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
     // `llava COMMAND --help`: the commands with a longer usage of their own print it; the others
     // answer with their line of the table.
-    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "serve"};
+    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "generate", "serve"};
     int wants_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) {

@@ -24,30 +24,34 @@
 #include <stdint.h>
 
 #include "data/image.h"
+#include "data/tokenizer.h"
 #include "infer/sample.h"
+#include "model/llava.h"
 
 typedef struct llava_engine llava_engine;
 
 typedef struct {
-    const char *model_dir;      // a model folder (config.json + safetensors)
-    const char *tokenizer;      // NULL: model_dir/tokenizer.model
-    const char *device;         // "cpu" (NULL) or "cuda"
-    const char *template_name;  // NULL: "vicuna_v1" (LLaVA-1.5's conv_mode); or a template JSON file
-    const char *aspect;         // "pad" or "square"; NULL: the model's image_aspect_ratio, else "pad"
-    const char *model_id;       // the name answers carry (OpenAI's "model"); NULL: model_dir's last part
-    int max_batch;              // sequences decoded together; 0: 64
-    int max_context;            // prompt + answer tokens per sequence; 0: the LM's max_position_embeddings
-    int max_prefill_tokens;     // prompt tokens per prefill pass; 0: 4096 (at least max_context)
-    int kv_tokens;              // tokens the KV cache holds over all sequences; 0: max_batch * max_context
-    int block_size;             // tokens per cache block; 0: 16
-    int max_images;             // images per request; 0: 1 (LLaVA-1.5 is trained with one)
-    int ignore_unexpected;      // load weights that hold tensors the config has no place for
-    int threads;                // CPU threads; 0: the backend's default
+    const char *model_dir;       // a model folder (config.json + safetensors)
+    const char *tokenizer;       // NULL: model_dir/tokenizer.model
+    const char *device;          // "cpu" (NULL) or "cuda"
+    const char *template_name;   // NULL: "vicuna_v1" (LLaVA-1.5's conv_mode); or a template JSON file
+    const char *tokenizer_mode;  // NULL: the default; "legacy", "hf431", "hf437" (data/tokenizer.h)
+    const char *aspect;          // "pad" or "square"; NULL: the model's image_aspect_ratio, else "pad"
+    const char *model_id;        // the name answers carry (OpenAI's "model"); NULL: model_dir's last part
+    int max_batch;               // sequences decoded together; 0: 64
+    int max_context;             // prompt + answer tokens per sequence; 0: the LM's max_position_embeddings
+    int max_prefill_tokens;      // prompt tokens per prefill pass; 0: 4096 (at least max_context)
+    int kv_tokens;               // tokens the KV cache holds over all sequences; 0: max_batch * max_context
+    int block_size;              // tokens per cache block; 0: 16
+    int max_images;              // images per request; 0: 1 (LLaVA-1.5 is trained with one)
+    int ignore_unexpected;       // load weights that hold tensors the config has no place for
+    int threads;                 // CPU threads; 0: the backend's default
 } engine_options;
 
 // Decoding parameters of one request.
 typedef struct {
-    int max_new_tokens;  // the answer's token budget; 0: up to the context
+    int max_new_tokens;    // the answer's token budget; 0: up to the context
+    int clamp_to_context;  // 1: a budget past the context is cut to it; 0: such a request is refused
     sample_params sample;
     uint64_t seed;  // sampling's generator (ignored when greedy)
     int has_seed;   // 0: a seed from the clock and the request's number
@@ -119,6 +123,11 @@ typedef enum {
 
 // Loads the model and tokenizer and plans the cache. NULL, with llava_errmsg(), when it cannot.
 llava_engine *engine_open(const engine_options *o);
+// The same over a model already built (benchmarks: random weights of a given shape), which the
+// engine takes over (*m is emptied; its backend stays the caller's to close after engine_close),
+// and a tokenizer it takes too, or NULL: answers are then tokens without text. o->model_dir,
+// tokenizer, device and ignore_unexpected are not used.
+llava_engine *engine_open_model(const engine_options *o, llava_model *m, tokenizer *tok);
 void engine_close(llava_engine *e);
 
 typedef struct {
@@ -131,7 +140,8 @@ typedef struct {
     int image_size;
     int vocab_size;
     int eos;
-    size_t kv_tokens;  // the cache's capacity in tokens
+    size_t kv_tokens;        // the cache's capacity in tokens
+    int unexpected_ignored;  // tensors of the weights skipped under ignore_unexpected
 } engine_info;
 const engine_info *engine_get_info(const llava_engine *e);
 
@@ -163,6 +173,7 @@ void engine_shutdown(llava_engine *e);
 typedef struct {
     uint64_t requests_done, prompt_tokens, generated_tokens, prefill_passes, decode_passes;
     int running, queued;
+    int kv_blocks, kv_blocks_free;  // the cache's pool, and what of it no sequence holds
 } engine_stats;
 void engine_get_stats(llava_engine *e, engine_stats *s);
 

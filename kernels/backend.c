@@ -52,6 +52,8 @@ int llava_backend_supports(const llava_backend *be, const llava_op_shape *s, cha
 
 void llava_backend_reset_peak(llava_backend *be) { be->bytes_peak = be->bytes_in_use; }
 
+void llava_backend_set_batch_invariant(llava_backend *be, int on) { be->batch_invariant = on != 0; }
+
 void *llava_device_stream(llava_backend *be) { return be->iface->stream ? be->iface->stream(be) : NULL; }
 
 void llava_device_record(llava_backend *be, void *event) {

@@ -60,6 +60,8 @@ struct llava_backend {
     // as allocated: the CUDA allocator's rounding included). Library workspaces and staging buffers
     // the backend keeps for itself are not counted (llava_backend_info has the device's totals).
     uint64_t bytes_in_use, bytes_peak;
+    // Batch-invariant arithmetic (llava_backend_set_batch_invariant): 0 by default.
+    int batch_invariant;
 };
 
 // Opens a backend by name ("cpu", "cuda"). NULL with llava_errmsg() when this build or machine has
@@ -75,6 +77,15 @@ int llava_backend_supports(const llava_backend *be, const llava_op_shape *s, cha
 // not per context. Results are deterministic for a given count; different counts sum in different
 // orders. Small models run fastest on one.
 void llava_cpu_set_threads(int n);
+// Batch-invariant arithmetic: with `on`, every row of an op's result is computed the same way
+// whatever other rows the call holds, so a sequence's logits do not depend on what it is batched
+// with (generation: greedy answers independent of the batch). The CPU backend then runs each
+// linear layer in fixed chunks of LLAVA_INVARIANT_ROWS rows (OpenBLAS picks its kernels by the
+// matrix sizes, so a row's dot products would otherwise be summed differently in a GEMM of another
+// height); every other CPU op already works row by row. The CUDA backend does not honour it yet
+// (cuBLAS chooses algorithms by size): on CUDA, a batch may change a near-tied greedy choice.
+#define LLAVA_INVARIANT_ROWS 8
+void llava_backend_set_batch_invariant(llava_backend *be, int on);
 // Starts the peak count again from the bytes in use now (a measurement of one phase).
 void llava_backend_reset_peak(llava_backend *be);
 

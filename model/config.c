@@ -171,6 +171,7 @@ static int parse_original_glue(const cJSON *o, const char *where, model_config *
     if (strcmp(feat, "patch") == 0) g->drop_cls = 1;
     else if (strcmp(feat, "cls_patch") == 0) g->drop_cls = 0;
     else return llava_fail("%s: mm_vision_select_feature \"%s\" is not patch or cls_patch", where, feat);
+    TRY(json_str(o, "image_aspect_ratio", g->image_aspect_ratio, sizeof g->image_aspect_ratio, where));
     int flag = 0;
     TRY(json_bool(o, "mm_use_im_start_end", &flag, where));
     if (flag) return llava_fail("%s: mm_use_im_start_end=true is not supported (LLaVA-1.5 uses false)", where);
@@ -214,6 +215,7 @@ static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
     TRY(json_int(o, "image_seq_length", &g->image_seq_length, where));
     TRY(json_bool(o, "multimodal_projector_bias", &g->projector_bias, where));
     TRY(json_int(o, "pad_token_id", &g->pad_token_id, where));
+    TRY(json_str(o, "image_aspect_ratio", g->image_aspect_ratio, sizeof g->image_aspect_ratio, where));
 
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(o, "text_config");
     if (tc && !cJSON_IsNull(tc)) {

@@ -51,6 +51,9 @@ typedef struct {
     int drop_cls;              // select strategy "default" / select feature "patch"
     int image_seq_length;      // 576 for 336 px / patch 14
     int pad_token_id;          // top-level pad id (llava-hf: 32001), -1 when absent
+    // Original LLaVA's image_aspect_ratio ("pad" for LLaVA-1.5, "square", ...), "" when the config has
+    // none (llava-hf configs: the processor decides).
+    char image_aspect_ratio[16];
 } llava_glue_config;
 
 typedef enum {

@@ -3,7 +3,7 @@ add_test(NAME cli_help COMMAND llava help)
 set_tests_properties(cli_help PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "inspect.*config.*train.*demo")
 
 # Every command answers --help with its usage and exit status 0.
-foreach(cmd help inspect config forward tokenize image prep show train generate plan plot bench-kernels bench-step demo serve)
+foreach(cmd help inspect config forward tokenize image prep show train generate plan plot bench-kernels bench-step bench-generate demo serve)
   add_test(NAME cli_help_${cmd} COMMAND llava ${cmd} --help)
   set_tests_properties(cli_help_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage: llava")
 endforeach()

@@ -21,6 +21,34 @@ void cpu_linear_forward(llava_backend *be, void *out_, const void *x_, const voi
     const float *bias = bias_;  // (O) or NULL
     // N = 0 happens (a batch without images gives the projector no rows); BLAS rejects it.
     if (N <= 0) return;
+    if (be->batch_invariant) {
+        // Fixed chunks of R rows, the last one padded with zero rows in scratch: every GEMM has the
+        // same height, so each row is summed the same way whatever else the call holds.
+        enum { R = LLAVA_INVARIANT_ROWS };
+        float *xp = NULL, *op = NULL;
+        for (int n0 = 0; n0 < N; n0 += R) {
+            int rows = N - n0 < R ? N - n0 : R;
+            const float *xs = x + (size_t)n0 * K;
+            float *os = out + (size_t)n0 * O;
+            if (rows < R) {
+                xp = xcalloc((size_t)R * K, sizeof(float));
+                op = xcalloc((size_t)R * O, sizeof(float));
+                memcpy(xp, xs, sizeof(float) * (size_t)rows * K);
+                xs = xp;
+                os = op;
+            }
+            float beta = 0.0f;
+            if (bias) {
+                for (int n = 0; n < R; n++) memcpy(os + (size_t)n * O, bias, (size_t)O * sizeof(float));
+                beta = 1.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, O, K, 1.0f, xs, K, W, K, beta, os, O);
+            if (rows < R) memcpy(out + (size_t)n0 * O, op, sizeof(float) * (size_t)rows * O);
+        }
+        free(xp);
+        free(op);
+        return;
+    }
     // Seeding out with the bias and letting sgemm add x W^T (beta = 1) adds the bias without a
     // second pass over the output.
     float beta = 0.0f;

@@ -1,0 +1,406 @@
+// The generation engine (infer/engine.h) on the golden tiny64 model (transformers-made weights) with
+// the LLaMA tokenizer for text (its eos, 2, is the golden's; ids below 300 decode to byte pieces and
+// a few merges, which exercises the held-back partial characters).
+//
+//   - greedy tokens equal transformers 4.46.3's generate(do_sample=False) (tiny64/generate.json,
+//     tools/reference/make_generate_golden.py) for each golden prompt alone, all together, one at a
+//     time (max_batch 1), joining a running batch as others leave (max_batch 2), in reversed order,
+//     and with a cache so small that requests wait for blocks;
+//   - the cached engine equals the no-cache path (llava_generate_greedy: a full pass per token),
+//     token for token, on prompts with and without an image;
+//   - seeded sampling: the same seed gives the same tokens, alone or in a batch; another seed differs;
+//   - text: every request's on_text pieces add up to its result text; a stop string ends the answer
+//     right before it; eos is not part of the text;
+//   - requests the engine must refuse (too long, over the context, image tokens without an image,
+//     after shutdown) get ENGINE_BAD_REQUEST / ENGINE_CLOSED and a message; a cancelled request ends
+//     FINISH_CANCELLED; the loop on its own thread (engine_run) drains and returns after shutdown;
+//   - afterwards every cache block is free.
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/util.h"
+#include "infer/engine.h"
+#include "infer/generate.h"
+#include "model/io/safetensors.h"
+#include "model/llava.h"
+
+#define DIR "tests/data/golden/model/tiny64"
+#define TOK "tests/data/tokenizer/llama.model"
+enum { MAXR = 16, MAXT = 64 };
+
+// What a test keeps of each request.
+typedef struct {
+    int done, finish, n_tok, prompt_tokens;
+    int32_t tok[MAXT];
+    char text[1024], streamed[1024];
+    size_t text_len, streamed_len;
+    char error[256];
+} outcome;
+
+typedef struct {
+    outcome o[MAXR];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n_done;
+} board;
+
+static board B;
+
+static void on_text(void *ctx, int id, const char *t, size_t n) {
+    outcome *o = &((board *)ctx)->o[id % MAXR];
+    if (o->streamed_len + n < sizeof o->streamed) memcpy(o->streamed + o->streamed_len, t, n);
+    o->streamed_len += n;
+}
+
+static void on_done(void *ctx, const engine_result *r) {
+    board *b = ctx;
+    outcome *o = &b->o[r->id % MAXR];
+    pthread_mutex_lock(&b->mu);
+    o->done = 1;
+    o->finish = r->finish;
+    o->n_tok = r->n_tokens < MAXT ? r->n_tokens : MAXT;
+    memcpy(o->tok, r->tokens, sizeof(int32_t) * (size_t)o->n_tok);
+    o->text_len = r->text_len;
+    if (r->text_len < sizeof o->text) memcpy(o->text, r->text, r->text_len);
+    o->prompt_tokens = r->prompt_tokens;
+    snprintf(o->error, sizeof o->error, "%s", r->error ? r->error : "");
+    b->n_done++;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static const engine_callbacks CB = {on_text, on_done, &B};
+
+static void board_reset(void) { memset(B.o, 0, sizeof B.o), B.n_done = 0; }
+
+// The golden prompts and what transformers made.
+typedef struct {
+    int n_rows, max_new, eos;
+    int64_t prompt[3][64];
+    int n_prompt[3], image[3];
+    int32_t want[3][16];
+    int n_want[3];
+    float *pix;
+    int H;
+} golden;
+
+static int golden_load(golden *g) {
+    size_t len;
+    char *text = read_file(DIR "/generate.json", 1 << 20, &len);
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    if (!root) return llava_fail("%s/generate.json unreadable", DIR);
+    g->max_new = cJSON_GetObjectItem(root, "max_new_tokens")->valueint;
+    g->eos = cJSON_GetObjectItem(root, "eos")->valueint;
+    const cJSON *row;
+    g->n_rows = 0;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(root, "rows")) {
+        int r = g->n_rows++;
+        const cJSON *p = cJSON_GetObjectItem(row, "prompt"), *nw = cJSON_GetObjectItem(row, "new");
+        g->n_prompt[r] = cJSON_GetArraySize(p);
+        for (int i = 0; i < g->n_prompt[r]; i++) g->prompt[r][i] = (int64_t)cJSON_GetArrayItem(p, i)->valuedouble;
+        g->n_want[r] = cJSON_GetArraySize(nw);
+        for (int i = 0; i < g->n_want[r]; i++) g->want[r][i] = (int32_t)cJSON_GetArrayItem(nw, i)->valuedouble;
+        g->image[r] = cJSON_GetObjectItem(row, "image")->valueint;
+    }
+    cJSON_Delete(root);
+    st_file in;
+    if (st_open(&in, DIR "/inputs.safetensors") != 0) return -1;
+    const st_tensor *pt = st_find(&in, "pixel_values");
+    g->pix = xmalloc(sizeof(float) * pt->numel);
+    st_tensor_to_f32(&in, pt, g->pix);
+    g->H = (int)pt->shape[2];
+    st_close(&in);
+    return 0;
+}
+
+static const float *golden_pix(const golden *g, int r) {
+    return g->image[r] >= 0 ? g->pix + (size_t)g->image[r] * 3 * g->H * g->H : NULL;
+}
+
+static llava_engine *open_engine_ctx(int max_batch, int kv_tokens, int max_context) {
+    engine_options o = {.model_dir = DIR "/model",
+                        .tokenizer = TOK,
+                        .max_batch = max_batch,
+                        .kv_tokens = kv_tokens,
+                        .max_context = max_context};
+    llava_engine *e = engine_open(&o);
+    CHECK(e != NULL, "engine_open: %s", llava_errmsg());
+    return e;
+}
+
+static llava_engine *open_engine(int max_batch, int kv_tokens) { return open_engine_ctx(max_batch, kv_tokens, 0); }
+
+// Submits the golden rows in `order` and runs until idle; ids[r] receives row r's request id.
+static void run_golden(llava_engine *e, const golden *g, const int *order, int n, int *ids) {
+    gen_params p;
+    gen_params_default(&p);
+    p.max_new_tokens = g->max_new;
+    char err[256];
+    for (int k = 0; k < n; k++) {
+        int r = order[k];
+        ids[r] = engine_submit_ids(e, g->prompt[r], g->n_prompt[r], golden_pix(g, r), g->image[r] >= 0, &p, &CB, err,
+                                   sizeof err);
+        CHECK(ids[r] >= 0, "submit row %d: %s", r, err);
+    }
+    CHECK(engine_run_until_idle(e) == 0, "run");
+}
+
+static int same_as_golden(const golden *g, int r, const outcome *o) {
+    if (!o->done || o->n_tok != g->n_want[r]) return 0;
+    return memcmp(o->tok, g->want[r], sizeof(int32_t) * (size_t)o->n_tok) == 0;
+}
+
+static void check_golden(const golden *g, const char *how, int max_batch, int kv_tokens, int ctx, const int *order) {
+    llava_engine *e = open_engine_ctx(max_batch, kv_tokens, ctx);
+    if (!e) return;
+    board_reset();
+    int ids[3];
+    run_golden(e, g, order, g->n_rows, ids);
+    int ok = 0;
+    for (int r = 0; r < g->n_rows; r++) {
+        const outcome *o = &B.o[ids[r] % MAXR];
+        int same = same_as_golden(g, r, o);
+        ok += same;
+        CHECK(same, "%s: row %d: %d tokens, not transformers' %d (first %d vs %d)", how, r, o->n_tok, g->n_want[r],
+              o->n_tok ? o->tok[0] : -1, g->want[r][0]);
+        CHECK(o->streamed_len == o->text_len && memcmp(o->streamed, o->text, o->text_len) == 0,
+              "%s: row %d: streamed text (%zu bytes) is not the result text (%zu)", how, r, o->streamed_len,
+              o->text_len);
+        int eos_end = o->n_tok && o->tok[o->n_tok - 1] == g->eos;
+        CHECK(o->finish == (eos_end ? FINISH_STOP : FINISH_LENGTH), "%s: row %d finished %s", how, r,
+              finish_reason_name(o->finish));
+    }
+    engine_stats s;
+    engine_get_stats(e, &s);
+    CHECK(s.kv_blocks_free == s.kv_blocks && s.running == 0 && s.queued == 0, "%s: %d of %d blocks free, %d running",
+          how, s.kv_blocks_free, s.kv_blocks, s.running);
+    printf("%-44s %d of %d rows identical to transformers (%llu prefill, %llu decode passes)\n", how, ok, g->n_rows,
+           (unsigned long long)s.prefill_passes, (unsigned long long)s.decode_passes);
+    engine_close(e);
+}
+
+// The cached engine against llava_generate_greedy (a full pass per token) on fresh prompts.
+static void check_no_cache(const golden *g) {
+    llava_model m;
+    if (llava_model_load(&m, DIR "/model", test_cpu()) != 0) {
+        CHECK(0, "%s", llava_errmsg());
+        return;
+    }
+    llava_backend_set_batch_invariant(test_cpu(), 1);
+    llava_engine *e = open_engine(8, 0);
+    if (!e) return;
+    int tpi = m.tokens_per_image, img = m.cfg.glue.image_token_index, same = 0, total = 0;
+    board_reset();
+    int ids[4];
+    int64_t prompts[4][64];
+    int n[4];
+    int32_t ref[4][24];
+    int n_ref[4];
+    for (int q = 0; q < 4; q++) {
+        // q 0, 2: an image after a few tokens; 1, 3: text only. Lengths 9 + 16 features, 5, 21, 30.
+        int k = 0, text = (int[]){9, 5, 21, 30}[q];
+        prompts[q][k++] = 1;
+        for (int i = 0; i < text; i++) {
+            if (q % 2 == 0 && i == 3)
+                for (int f = 0; f < tpi; f++) prompts[q][k++] = img;
+            prompts[q][k++] = 3 + (37 * (q + 1) + 11 * i) % 290;
+        }
+        n[q] = k;
+        int64_t out[24];
+        const float *pix = q % 2 == 0 ? g->pix : NULL;
+        n_ref[q] = llava_generate_greedy(&m, prompts[q], k, pix, q % 2 == 0, g->H, g->H, 24, -1, out);
+        for (int i = 0; i < n_ref[q]; i++) ref[q][i] = (int32_t)out[i];
+        gen_params p;
+        gen_params_default(&p);
+        p.max_new_tokens = 24;
+        p.ignore_eos = 1;
+        char err[256];
+        ids[q] = engine_submit_ids(e, prompts[q], k, pix, q % 2 == 0, &p, &CB, err, sizeof err);
+        CHECK(ids[q] >= 0, "%s", err);
+    }
+    engine_run_until_idle(e);
+    for (int q = 0; q < 4; q++) {
+        const outcome *o = &B.o[ids[q] % MAXR];
+        int eq = o->n_tok == n_ref[q] && memcmp(o->tok, ref[q], sizeof(int32_t) * (size_t)n_ref[q]) == 0;
+        CHECK(eq, "prompt %d (%d tokens): the cached engine's %d tokens differ from the no-cache path's %d", q, n[q],
+              o->n_tok, n_ref[q]);
+        same += eq;
+        total++;
+    }
+    printf("KV cache vs no cache (a full pass per token): %d of %d prompts identical, 24 tokens each\n", same, total);
+    engine_close(e);
+    llava_model_free(&m);
+}
+
+// Seeded sampling: reproducible, independent of the batch, different for another seed.
+static void check_sampling(const golden *g) {
+    gen_params p;
+    gen_params_default(&p);
+    p.max_new_tokens = 16;
+    p.ignore_eos = 1;
+    p.sample = (sample_params){0.9f, 40, 0.95f};
+    p.has_seed = 1;
+    char err[256];
+    int32_t first[16];
+    int runs = 0, same = 0;
+    for (int how = 0; how < 3; how++) {
+        llava_engine *e = open_engine(4, 0);
+        if (!e) return;
+        board_reset();
+        gen_params q = p;
+        q.seed = how == 2 ? 4321 : 1234;
+        if (how == 1)  // with the other rows beside it
+            for (int r = 1; r < 3; r++)
+                engine_submit_ids(e, g->prompt[r], g->n_prompt[r], golden_pix(g, r), g->image[r] >= 0, &q, &CB, err,
+                                  sizeof err);
+        int id = engine_submit_ids(e, g->prompt[0], g->n_prompt[0], golden_pix(g, 0), 1, &q, &CB, err, sizeof err);
+        engine_run_until_idle(e);
+        const outcome *o = &B.o[id % MAXR];
+        CHECK(o->n_tok == 16, "sampling run %d: %d tokens", how, o->n_tok);
+        if (how == 0) memcpy(first, o->tok, sizeof first);
+        else if (how == 1) {
+            CHECK(memcmp(first, o->tok, sizeof first) == 0, "seed 1234 in a batch gave other tokens than alone");
+            same += memcmp(first, o->tok, sizeof first) == 0;
+        } else {
+            CHECK(memcmp(first, o->tok, sizeof first) != 0, "seeds 1234 and 4321 gave the same 16 tokens");
+        }
+        runs++;
+        engine_close(e);
+    }
+    printf("seeded sampling (T 0.9, top-k 40, top-p 0.95): alone and batched %s; another seed differs\n",
+           same ? "identical" : "DIFFERENT");
+}
+
+// Stop strings: the answer ends right before the stop; streaming holds back its possible start.
+static void check_stop(const golden *g) {
+    llava_engine *e = open_engine(4, 0);
+    if (!e) return;
+    gen_params p;
+    gen_params_default(&p);
+    p.max_new_tokens = 40;
+    p.ignore_eos = 1;
+    char err[256];
+    board_reset();
+    int id = engine_submit_ids(e, g->prompt[1], g->n_prompt[1], NULL, 0, &p, &CB, err, sizeof err);
+    engine_run_until_idle(e);
+    outcome full = B.o[id % MAXR];
+    CHECK(full.text_len > 8, "the answer is %zu bytes", full.text_len);
+    // A stop string from the middle of the answer: 2 bytes of ASCII if there are any, else 3 bytes.
+    size_t at = full.text_len / 2, L = 3;
+    for (size_t i = 2; i + 2 < full.text_len; i++)
+        if (full.text[i] > 32 && full.text[i] < 127 && full.text[i + 1] > 32 && full.text[i + 1] < 127) {
+            at = i;
+            L = 2;
+            break;
+        }
+    char stop[4] = {0};
+    memcpy(stop, full.text + at, L);
+    size_t first = (size_t)((char *)memmem(full.text, full.text_len, stop, L) - full.text);
+    const char *stops[] = {"never in any answer \x01", stop};
+    p.stop = stops;
+    p.n_stop = 2;
+    board_reset();
+    id = engine_submit_ids(e, g->prompt[1], g->n_prompt[1], NULL, 0, &p, &CB, err, sizeof err);
+    engine_run_until_idle(e);
+    const outcome *o = &B.o[id % MAXR];
+    CHECK(o->finish == FINISH_STOP, "finish %s", finish_reason_name(o->finish));
+    CHECK(o->text_len == first && memcmp(o->text, full.text, first) == 0,
+          "with stop \"%s\" the answer is %zu bytes; the unstopped answer has it at byte %zu", stop, o->text_len, first);
+    CHECK(o->streamed_len == o->text_len && memcmp(o->streamed, o->text, o->text_len) == 0,
+          "streamed %zu bytes, result %zu", o->streamed_len, o->text_len);
+    printf("stop string at byte %zu of a %zu-byte answer: answer cut there, streamed text identical\n", first,
+           full.text_len);
+    engine_close(e);
+}
+
+static void *run_thread(void *arg) {
+    static int rc;
+    rc = engine_run(arg);
+    return &rc;
+}
+
+// Refusals, cancel, and the server-style loop on its own thread.
+static void check_requests(const golden *g) {
+    llava_engine *e = open_engine(4, 0);
+    if (!e) return;
+    const engine_info *in = engine_get_info(e);
+    CHECK(in->max_context == 128 && in->tokens_per_image == 16, "context %d, %d features per image", in->max_context,
+          in->tokens_per_image);
+    gen_params p;
+    gen_params_default(&p);
+    char err[256];
+    int64_t ids[200];
+    for (int i = 0; i < 200; i++) ids[i] = 5;
+    CHECK(engine_submit_ids(e, ids, 128, NULL, 0, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST, "128 tokens taken");
+    CHECK(strstr(err, "the prompt is 128 tokens") != NULL, "%s", err);
+    p.max_new_tokens = 100;
+    CHECK(engine_submit_ids(e, ids, 40, NULL, 0, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST, "over the context");
+    CHECK(strstr(err, "max_tokens 100 with a prompt of 40 tokens exceeds the context of 128 tokens (at most 88") != NULL,
+          "%s", err);
+    p.max_new_tokens = 8;
+    CHECK(engine_submit_ids(e, g->prompt[0], g->n_prompt[0], NULL, 0, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST,
+          "image tokens without an image taken");
+    CHECK(strstr(err, "16 image tokens for 0 images") != NULL, "%s", err);
+    p.sample.top_p = 0;
+    CHECK(engine_submit_ids(e, ids, 4, NULL, 0, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST, "top_p 0 taken");
+    p.sample.top_p = 1;
+
+    // The loop on its own thread: a long request cancelled, a short one answered, then shutdown.
+    board_reset();
+    pthread_t th;
+    pthread_create(&th, NULL, run_thread, e);
+    p.max_new_tokens = 80;
+    p.ignore_eos = 1;
+    int long_id = engine_submit_ids(e, ids, 20, NULL, 0, &p, &CB, err, sizeof err);
+    p.max_new_tokens = 5;
+    int short_id = engine_submit_ids(e, g->prompt[1], g->n_prompt[1], NULL, 0, &p, &CB, err, sizeof err);
+    pthread_mutex_lock(&B.mu);
+    while (!B.o[short_id % MAXR].done) pthread_cond_wait(&B.cv, &B.mu);
+    pthread_mutex_unlock(&B.mu);
+    engine_cancel(e, long_id);
+    engine_shutdown(e);
+    CHECK(engine_submit_ids(e, ids, 4, NULL, 0, &p, &CB, err, sizeof err) == ENGINE_CLOSED, "taken after shutdown");
+    void *ret;
+    pthread_join(th, &ret);
+    CHECK(*(int *)ret == 0, "engine_run returned %d", *(int *)ret);
+    const outcome *lo = &B.o[long_id % MAXR], *so = &B.o[short_id % MAXR];
+    CHECK(lo->done && lo->finish == FINISH_CANCELLED && lo->n_tok < 80, "cancelled request: done %d, %s, %d tokens",
+          lo->done, finish_reason_name(lo->finish), lo->n_tok);
+    CHECK(so->done && so->finish == FINISH_LENGTH && so->n_tok == 5 && memcmp(so->tok, g->want[1], 5 * 4) == 0,
+          "the short request: %s, %d tokens", finish_reason_name(so->finish), so->n_tok);
+    engine_stats s;
+    engine_get_stats(e, &s);
+    CHECK(s.kv_blocks_free == s.kv_blocks, "%d of %d blocks free after shutdown", s.kv_blocks_free, s.kv_blocks);
+    printf("refusals answered; cancel after %d tokens; engine_run drained and returned\n", lo->n_tok);
+    engine_close(e);
+}
+
+int main(void) {
+    pthread_mutex_init(&B.mu, NULL);
+    pthread_cond_init(&B.cv, NULL);
+    golden g;
+    if (golden_load(&g) != 0) {
+        CHECK(0, "%s", llava_errmsg());
+        return check_done();
+    }
+    int fwd[3] = {0, 1, 2}, rev[3] = {2, 1, 0};
+    check_golden(&g, "each alone (max_batch 1)", 1, 0, 0, fwd);
+    check_golden(&g, "all in one batch", 8, 0, 0, fwd);
+    check_golden(&g, "all in one batch, reversed", 8, 0, 0, rev);
+    check_golden(&g, "joining as others leave (max_batch 2)", 2, 0, 0, rev);
+    // A cache of 48 tokens (3 blocks of 16) and a context of 48: a request promises blocks for its
+    // prompt and 12 new tokens (3 for rows 0 and 2, 2 for row 1), so each waits for the blocks of
+    // the one before it.
+    check_golden(&g, "waiting for cache blocks (48 tokens)", 8, 48, 48, fwd);
+    check_no_cache(&g);
+    check_sampling(&g);
+    check_stop(&g);
+    check_requests(&g);
+    free(g.pix);
+    return check_done();
+}
