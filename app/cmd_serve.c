@@ -46,6 +46,7 @@ static void usage(FILE *f) {
             "  --tokenizer PATH         default DIR/tokenizer.model\n"
             "  --device cpu|cuda        default cpu\n"
             "  --template NAME|FILE     conversation template (default vicuna_v1, LLaVA-1.5's)\n"
+            "  --mode legacy|hf431|hf437  the tokenizer's rules (default: data/tokenizer.h's)\n"
             "  --aspect pad|square      image preprocessing (default: the model's image_aspect_ratio, else pad)\n"
             "  --max-batch N            sequences decoded together (default 64)\n"
             "  --max-context N          prompt + answer tokens per request (default: the LM's context)\n"
@@ -131,6 +132,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) eo.tokenizer = val;
         else if (!strcmp(a, "--device")) eo.device = val;
         else if (!strcmp(a, "--template")) eo.template_name = val;
+        else if (!strcmp(a, "--mode")) eo.tokenizer_mode = val;
         else if (!strcmp(a, "--aspect")) eo.aspect = val;
         else if (!strcmp(a, "--model-id")) eo.model_id = val;
         else if (!strcmp(a, "--host")) host = val;
@@ -190,6 +192,9 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     const engine_info *info = engine_get_info(e);
+    if (info->unexpected_ignored)
+        fprintf(stderr, "llava serve: %s: %d tensors of the weights are not in the model's config (ignored)\n",
+                eo.model_dir, info->unexpected_ignored);
     engine_thread et = {.e = e};
     atomic_init(&et.finished, 0);
     pthread_t th;

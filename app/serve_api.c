@@ -20,8 +20,8 @@
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code,
-                     const char *fmt, ...) {
+void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code, const char *fmt,
+                     ...) {
     e->status = status;
     e->type = type;
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
@@ -105,8 +105,8 @@ static int get_integer(const cJSON *o, const char *key, double lo, double hi, do
         return bad_type(err, key, "an integer", v);
     double d = v->valuedouble;
     if (d < lo || d > hi) {
-        serve_error_set(err, 400, INVALID, key, "invalid_value", "Invalid value for '%s': %.0f is not between %.0f and %.0f.",
-                        key, d, lo, hi);
+        serve_error_set(err, 400, INVALID, key, "invalid_value",
+                        "Invalid value for '%s': %.0f is not between %.0f and %.0f.", key, d, lo, hi);
         return -1;
     }
     *out = d;
@@ -157,8 +157,8 @@ int serve_parse_data_url(const char *url, size_t len, const char **media, size_t
     return 0;
 }
 
-static int image_from_bytes(const uint8_t *bytes, size_t n, const serve_limits *lim, const char *param,
-                            image_u8 *out, serve_error *err) {
+static int image_from_bytes(const uint8_t *bytes, size_t n, const serve_limits *lim, const char *param, image_u8 *out,
+                            serve_error *err) {
     image_limits il = {.max_pixels = lim->max_image_pixels};
     if (image_decode_ex(bytes, n, param, &il, out) != 0) {
         serve_error_set(err, 400, INVALID, param, "invalid_image", "The image could not be read: %s", llava_errmsg());
@@ -174,8 +174,7 @@ static int too_large(serve_error *err, const char *param, size_t n, size_t max) 
     return -1;
 }
 
-static int load_data_url(const char *url, const serve_limits *lim, const char *param, image_u8 *out,
-                         serve_error *err) {
+static int load_data_url(const char *url, const serve_limits *lim, const char *param, image_u8 *out, serve_error *err) {
     const char *media, *data, *why;
     size_t media_len, data_len;
     if (serve_parse_data_url(url, strlen(url), &media, &media_len, &data, &data_len, &why) != 0) {
@@ -522,8 +521,8 @@ static int read_messages(const cJSON *root, const serve_limits *lim, serve_chat_
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         snprintf(param, sizeof param, "messages[%d].role", i);
         if (!role || cJSON_IsNull(role)) {
-            serve_error_set(err, 400, INVALID, param, "missing_required_parameter",
-                            "Missing required parameter: '%s'.", param);
+            serve_error_set(err, 400, INVALID, param, "missing_required_parameter", "Missing required parameter: '%s'.",
+                            param);
             goto out;
         }
         if (!cJSON_IsString(role)) {
@@ -717,8 +716,7 @@ static int read_params(const cJSON *root, serve_chat_request *r, serve_error *er
     return 0;
 }
 
-int serve_parse_chat(const char *body, size_t len, const serve_limits *lim, serve_chat_request *out,
-                     serve_error *err) {
+int serve_parse_chat(const char *body, size_t len, const serve_limits *lim, serve_chat_request *out, serve_error *err) {
     memset(out, 0, sizeof *out);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
@@ -780,9 +778,7 @@ static void put_json_string(strbuf *b, const char *s, size_t n) {
         case '\t': sb_put(b, "\\t", 2); break;
         case '\b': sb_put(b, "\\b", 2); break;
         case '\f': sb_put(b, "\\f", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_put(b, esc, 6);
+        default: snprintf(esc, sizeof esc, "\\u%04x", c); sb_put(b, esc, 6);
         }
     }
     sb_put(b, s + run, n - run);

@@ -25,17 +25,17 @@ typedef struct {
     char message[1024];
 } serve_error;
 
-void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code,
-                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void serve_error_set(serve_error *e, int status, const char *type, const char *param, const char *code, const char *fmt,
+                     ...) __attribute__((format(printf, 6, 7)));
 // The error's JSON body (NUL-terminated; free()).
 char *serve_error_json(const serve_error *e);
 
 // What a request may carry, from the server's options and the engine.
 typedef struct {
-    const char *allow_dir;     // the realpath of --allow-local-files DIR; NULL: local files are refused
-    size_t max_image_bytes;    // encoded bytes per image (a data: URL's decoded bytes, or a file's size)
-    uint64_t max_image_pixels; // decoded pixels per image (0: Pillow's limit, IMAGE_MAX_PIXELS_DEFAULT)
-    int max_images;            // images per request (the engine's)
+    const char *allow_dir;      // the realpath of --allow-local-files DIR; NULL: local files are refused
+    size_t max_image_bytes;     // encoded bytes per image (a data: URL's decoded bytes, or a file's size)
+    uint64_t max_image_pixels;  // decoded pixels per image (0: Pillow's limit, IMAGE_MAX_PIXELS_DEFAULT)
+    int max_images;             // images per request (the engine's)
 } serve_limits;
 
 // A chat request as the engine takes it. Everything it points to is its own.
@@ -68,8 +68,7 @@ typedef struct {
 // Unknown fields are ignored; a known field with the wrong type or range is a 400 naming it. Fields
 // that ask for what the server does not do (logprobs, tools, penalties, a JSON response format) are
 // a 400 when they ask for it and ignored when they hold their neutral value.
-int serve_parse_chat(const char *body, size_t len, const serve_limits *lim, serve_chat_request *out,
-                     serve_error *err);
+int serve_parse_chat(const char *body, size_t len, const serve_limits *lim, serve_chat_request *out, serve_error *err);
 void serve_chat_request_free(serve_chat_request *r);
 
 // The image an image_url part names: a data: URL (base64, decoded in memory), or with

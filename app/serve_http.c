@@ -22,6 +22,8 @@
 
 // How often a waiting connection thread looks at its socket.
 #define SERVE_POLL_MS 200
+// A stream with nothing to say for this long gets an SSE comment line (proxies close silent streams).
+#define SERVE_SSE_KEEPALIVE_S 15.0
 // A connection that sends nothing for this long is closed.
 #define SERVE_IDLE_TIMEOUT_S 300
 #define SERVE_MAX_CONNECTIONS 512
@@ -52,6 +54,7 @@ typedef struct {
     struct timespec t0;
     route_kind route;
     strbuf body;
+    size_t discarded;  // bytes of a body over the limit, read and dropped
     int too_big, status;
     char note[200];  // the error's message, for the log line
     int fd;
@@ -65,6 +68,7 @@ typedef struct {
 
     // A stream.
     int stream, include_usage, phase;  // phase 0: role chunk next, 1: text, 2: all written
+    struct timespec last_write;
     strbuf out;
     size_t out_pos;
     char cid[48];
@@ -244,6 +248,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             }
             serve_sse_done(&r->out);
             r->phase = 2;
+        } else if (ms_since(&r->last_write) > SERVE_SSE_KEEPALIVE_S * 1e3) {
+            sb_puts(&r->out, ": keep-alive\n\n");
         } else {
             int w = wait_engine(r);
             if (w == 1) {
@@ -264,6 +270,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     if (n > max) n = max;
     memcpy(buf, r->out.p + r->out_pos, n);
     r->out_pos += n;
+    clock_gettime(CLOCK_MONOTONIC, &r->last_write);
     pthread_mutex_unlock(&r->mu);
     return (ssize_t)n;
 }
@@ -289,7 +296,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, serve_req *r) {
     serve_server *s = r->srv;
     serve_chat_request q;
     serve_error e;
-    if (serve_parse_chat(r->body.p ? r->body.p : "", r->body.n, &s->lim, &q, &e) != 0) return queue_error(c, r, &e, NULL);
+    if (serve_parse_chat(r->body.p ? r->body.p : "", r->body.n, &s->lim, &q, &e) != 0)
+        return queue_error(c, r, &e, NULL);
     free(r->body.p);
     r->body = (strbuf){0};
     engine_chat ch = {q.messages, q.n_messages, q.images, q.n_images};
@@ -317,7 +325,8 @@ static enum MHD_Result chat(struct MHD_Connection *c, serve_req *r) {
     pthread_mutex_unlock(&r->mu);
 
     if (r->stream) {
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, r, stream_free);
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, r, stream_free);
         if (!resp) return MHD_NO;
         pthread_mutex_lock(&r->mu);
         r->refs++;  // the response's, given back by stream_free
@@ -381,6 +390,8 @@ static char *health_json(serve_server *s) {
     cJSON_AddNumberToObject(o, "generated_tokens", (double)st.generated_tokens);
     cJSON_AddNumberToObject(o, "prefill_passes", (double)st.prefill_passes);
     cJSON_AddNumberToObject(o, "decode_passes", (double)st.decode_passes);
+    cJSON_AddNumberToObject(o, "kv_blocks", st.kv_blocks);
+    cJSON_AddNumberToObject(o, "kv_blocks_free", st.kv_blocks_free);
     cJSON_AddNumberToObject(o, "uptime_s", (double)((long long)time(NULL) - s->created));
     char *j = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -484,6 +495,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         pthread_mutex_init(&r->mu, NULL);
         pthread_cond_init(&r->cv, NULL);
         clock_gettime(CLOCK_MONOTONIC, &r->t0);
+        r->last_write = r->t0;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -505,6 +517,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             r->body = (strbuf){0};
         }
         if (!r->too_big) sb_put(&r->body, upload, *upload_size);
+        else if ((r->discarded += *upload_size) > s->o.max_body_bytes + ((size_t)16 << 20))
+            return MHD_NO;  // a chunked body far over the limit: not worth reading to its end for the 413
         *upload_size = 0;
         return MHD_YES;
     }
@@ -529,11 +543,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         int status = r->status ? r->status : 500;
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->note[0])
             snprintf(r->note, sizeof r->note, "%s",
-                     toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED    ? "timed out"
-                     : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN  ? "the server stopped"
-                     : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT     ? "the client went away"
-                     : toe == MHD_REQUEST_TERMINATED_READ_ERROR       ? "read error"
-                                                                      : "connection error");
+                     toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "timed out"
+                     : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "the server stopped"
+                     : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "the client went away"
+                     : toe == MHD_REQUEST_TERMINATED_READ_ERROR      ? "read error"
+                                                                     : "connection error");
         fprintf(s->o.log, "llava serve: %s %s %d%s prompt_tokens=%d completion_tokens=%d %.1f ms%s%s%s\n", r->method,
                 r->path, status, r->stream ? " stream" : "", r->prompt_tokens, r->completion_tokens, ms_since(&r->t0),
                 r->note[0] ? " (" : "", r->note, r->note[0] ? ")" : "");
@@ -571,8 +585,7 @@ serve_server *serve_start(const serve_options *o) {
     if (o->allow_dir) {
         s->allow_dir = realpath(o->allow_dir, NULL);
         if (!s->allow_dir || !dir_exists(s->allow_dir)) {
-            llava_fail("--allow-local-files %s: %s", o->allow_dir,
-                       s->allow_dir ? "not a directory" : strerror(errno));
+            llava_fail("--allow-local-files %s: %s", o->allow_dir, s->allow_dir ? "not a directory" : strerror(errno));
             goto fail;
         }
     }
@@ -597,10 +610,10 @@ serve_server *serve_start(const serve_options *o) {
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     // (MHD_OPTION_LISTENING_ADDRESS_REUSE is left out: on Linux it sets SO_REUSEPORT, and a second
     // server on a port in use would start and share it instead of failing.)
-    s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,  //
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,              //
-                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,                   //
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,        //
+    s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s,            //
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,                         //
+                            MHD_OPTION_SOCK_ADDR, ai->ai_addr,                              //
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,                   //
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_IDLE_TIMEOUT_S,  //
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVE_MAX_CONNECTIONS,   //
                             MHD_OPTION_END);

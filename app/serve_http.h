@@ -32,14 +32,14 @@ typedef struct {
 } serve_engine;
 
 typedef struct {
-    const char *host;          // an address to listen on (numeric IPv4 or IPv6, or a name); NULL: 127.0.0.1
-    int port;                  // 0: a free port (serve_port says which)
-    const char *api_key;       // NULL: none; else every /v1 route needs "Authorization: Bearer KEY"
-    const char *allow_dir;     // --allow-local-files: image paths and file:// URLs inside it are read
-    size_t max_body_bytes;     // a larger request body is a 413
-    size_t max_image_bytes;    // a larger image (encoded) is a 413
-    uint64_t max_image_pixels; // a decoded image with more pixels is a 400 (0: Pillow's limit)
-    const engine_info *info;   // model_id, max_images and what /health shows
+    const char *host;           // an address to listen on (numeric IPv4 or IPv6, or a name); NULL: 127.0.0.1
+    int port;                   // 0: a free port (serve_port says which)
+    const char *api_key;        // NULL: none; else every /v1 route needs "Authorization: Bearer KEY"
+    const char *allow_dir;      // --allow-local-files: image paths and file:// URLs inside it are read
+    size_t max_body_bytes;      // a larger request body is a 413
+    size_t max_image_bytes;     // a larger image (encoded) is a 413
+    uint64_t max_image_pixels;  // a decoded image with more pixels is a 400 (0: Pillow's limit)
+    const engine_info *info;    // model_id, max_images and what /health shows
     serve_engine engine;
     FILE *log;  // one line per request (method, path, status, tokens, ms); NULL: none
 } serve_options;

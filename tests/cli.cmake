@@ -94,3 +94,8 @@ set_tests_properties(cli_plan_7b_stage2_acts PROPERTIES LABELS cpu
 # The demo recipe on the CUDA backend (skipped, exit 77, without a GPU).
 add_test(NAME gpu_demo_fast COMMAND llava demo --fast --check --device cuda --out ${CMAKE_BINARY_DIR}/demo-fast-cuda)
 set_tests_properties(gpu_demo_fast PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# `llava serve` over the demo's trained model (tests/test_serve_model.c): answers equal to `llava
+# generate`'s, 32 requests at once, the API key, every bad request class, a hang-up, SIGTERM mid-answer.
+set_tests_properties(test_serve_model PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model TIMEOUT 300
+                     ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")

@@ -61,8 +61,8 @@ static inline char *sc_data_url(const char *path) {
 }
 
 typedef struct {
-    int status;     // the HTTP status; 0 when curl got no answer
-    char *body;     // NUL-terminated
+    int status;  // the HTTP status; 0 when curl got no answer
+    char *body;  // NUL-terminated
     size_t len;
     char *headers;  // the response's header lines
 } sc_reply;

@@ -40,8 +40,13 @@ static void check_decode(const char *in, const char *want, const char *err) {
 
 int main(void) {
     // RFC 4648 section 10.
-    const char *vec[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},        {"foo", "Zm9v"},
-                            {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+    const char *vec[][2] = {{"", ""},
+                            {"f", "Zg=="},
+                            {"fo", "Zm8="},
+                            {"foo", "Zm9v"},
+                            {"foob", "Zm9vYg=="},
+                            {"fooba", "Zm9vYmE="},
+                            {"foobar", "Zm9vYmFy"}};
     for (int i = 0; i < 7; i++) {
         check_decode(vec[i][1], vec[i][0], NULL);
         char *e = encode((const uint8_t *)vec[i][0], strlen(vec[i][0]));
@@ -74,7 +79,7 @@ int main(void) {
 
     // Malformed.
     check_decode("Zm9v!", NULL, "'!' at offset 4 is not in the alphabet");
-    check_decode("Zm-v", NULL, "'-' at offset 2");   // the URL-safe alphabet is another encoding
+    check_decode("Zm-v", NULL, "'-' at offset 2");  // the URL-safe alphabet is another encoding
     check_decode("Zm_v", NULL, "'_' at offset 2");
     check_decode("Zm\x01v", NULL, "byte 0x01 at offset 2");
     check_decode("Z", NULL, "one character left over");

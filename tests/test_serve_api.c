@@ -55,7 +55,8 @@ static char *user_body(const char *content, const char *extra) {
 }
 
 static char *image_body(const char *url) {
-    char *c = xasprintf("[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"q\"}]", url);
+    char *c =
+        xasprintf("[{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"q\"}]", url);
     char *b = user_body(c, NULL);
     free(c);
     return b;
@@ -86,7 +87,8 @@ static void test_mapping(void) {
         "{\"model\":\"whatever\",\"messages\":["
         "{\"role\":\"system\",\"content\":\"Be brief.\"},"
         "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"first\"},"
-        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\",\"detail\":\"high\"}},{\"type\":\"text\",\"text\":\"second\"}]},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\",\"detail\":\"high\"}},{\"type\":\"text\",\"text\":"
+        "\"second\"}]},"
         "{\"role\":\"assistant\",\"content\":\"an answer\",\"name\":\"bot\"},"
         "{\"role\":\"user\",\"content\":\"and \\\"now\\\"?\\n\"}],"
         "\"max_tokens\":7,\"temperature\":0.5,\"top_p\":0.9,\"top_k\":5,\"seed\":42,\"stop\":[\"END\",\"\\n\\n\"],"
@@ -207,7 +209,8 @@ static void test_bad_requests(void) {
     bad("{\"messages\":[{\"role\":7,\"content\":\"x\"}]}", 400, I, "messages[0].role", "invalid_type");
     bad_msg("{\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", 400, "messages[0].role", "invalid_value",
             "\"robot\" is not one of");
-    bad_msg("{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages[0].role", "invalid_value", "tools");
+    bad_msg("{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages[0].role", "invalid_value",
+            "tools");
     bad("{\"messages\":[{\"role\":\"user\"}]}", 400, I, "messages[0].content", "missing_required_parameter");
     bad("{\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, I, "messages[0].content", "invalid_type");
     bad("{\"messages\":[{\"role\":\"user\",\"content\":{}}]}", 400, I, "messages[0].content", "invalid_type");
@@ -225,7 +228,8 @@ static void test_bad_requests(void) {
         {"[{\"type\":\"image_url\",\"image_url\":5}]", "messages[0].content[0].image_url", "invalid_type"},
         {"[{\"type\":\"image_url\",\"image_url\":{}}]", "messages[0].content[0].image_url.url",
          "missing_required_parameter"},
-        {"[{\"type\":\"image_url\",\"image_url\":{\"url\":5}}]", "messages[0].content[0].image_url.url", "invalid_type"},
+        {"[{\"type\":\"image_url\",\"image_url\":{\"url\":5}}]", "messages[0].content[0].image_url.url",
+         "invalid_type"},
         {"[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\",\"detail\":1}}]",
          "messages[0].content[0].image_url.detail", "invalid_type"},
     };
@@ -245,19 +249,21 @@ static void test_bad_requests(void) {
         {S, U, U, "messages[2].role"},    {S, A, U, "messages[1].role"},
     };
     for (size_t i = 0; i < sizeof orders / sizeof orders[0]; i++) {
-        b = xasprintf("{\"messages\":[%s%s%s%s%s]}", orders[i].a, orders[i].b ? "," : "", orders[i].b ? orders[i].b : "",
-                      orders[i].c ? "," : "", orders[i].c ? orders[i].c : "");
+        b = xasprintf("{\"messages\":[%s%s%s%s%s]}", orders[i].a, orders[i].b ? "," : "",
+                      orders[i].b ? orders[i].b : "", orders[i].c ? "," : "", orders[i].c ? orders[i].c : "");
         bad(b, 400, I, orders[i].param, "invalid_value");
         free(b);
     }
     // Images only from users, and no more than the engine takes.
-    b = xasprintf("{\"messages\":[%s,{\"role\":\"assistant\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"}]},%s]}",
-                  U, PNG_URL, U);
+    b = xasprintf(
+        "{\"messages\":[%s,{\"role\":\"assistant\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"}]},%s]}",
+        U, PNG_URL, U);
     bad(b, 400, I, "messages[1].content[0]", "invalid_value");
     free(b);
-    b = xasprintf("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"},"
-                  "{\"type\":\"image_url\",\"image_url\":\"%s\"}]}]}",
-                  PNG_URL, PNG_URL);
+    b = xasprintf(
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"},"
+        "{\"type\":\"image_url\",\"image_url\":\"%s\"}]}]}",
+        PNG_URL, PNG_URL);
     bad_msg(b, 400, "messages", "too_many_images", "at most 1");
     LIM.max_images = 2;
     serve_chat_request r;
@@ -319,7 +325,8 @@ static void test_bad_requests(void) {
         free(b);
     }
     b = user_body("\"x\"", "\"temperature\":\"hot\"");
-    bad_msg(b, 400, "temperature", "invalid_type", "Invalid type for 'temperature': expected a number, but got a string");
+    bad_msg(b, 400, "temperature", "invalid_type",
+            "Invalid type for 'temperature': expected a number, but got a string");
     free(b);
 }
 
@@ -416,16 +423,17 @@ static void test_data_url(void) {
     CHECK(serve_parse_data_url(u, strlen(u), &media, &ml, &data, &dl, &why) == 0 && dl == 0, "empty data");
     const char *bads[] = {"data:image/png,abc", "data:image/png;base64", "http://x", "data:base64,QQ==", "dat"};
     for (int i = 0; i < 5; i++)
-        CHECK(serve_parse_data_url(bads[i], strlen(bads[i]), &media, &ml, &data, &dl, &why) == -1 && why,
-              "%s accepted", bads[i]);
+        CHECK(serve_parse_data_url(bads[i], strlen(bads[i]), &media, &ml, &data, &dl, &why) == -1 && why, "%s accepted",
+              bads[i]);
 }
 
 static void test_json_out(void) {
     serve_error e;
     serve_error_set(&e, 400, "invalid_request_error", "temperature", "invalid_type", "Bad \"%s\"", "x");
     char *j = serve_error_json(&e);
-    CHECK_EQ_STR(j, "{\"error\":{\"message\":\"Bad \\\"x\\\"\",\"type\":\"invalid_request_error\",\"param\":"
-                    "\"temperature\",\"code\":\"invalid_type\"}}");
+    CHECK_EQ_STR(j,
+                 "{\"error\":{\"message\":\"Bad \\\"x\\\"\",\"type\":\"invalid_request_error\",\"param\":"
+                 "\"temperature\",\"code\":\"invalid_type\"}}");
     free(j);
     serve_error_set(&e, 500, "server_error", NULL, NULL, "boom");
     j = serve_error_json(&e);
@@ -442,15 +450,15 @@ static void test_json_out(void) {
     serve_answer_meta m = {"chatcmpl-abc", 1700000000, "demo \"m\""};
     const char *text = "a \"q\"\n\t\\ \x01 caf\xc3\xa9";
     j = serve_completion_json(&m, text, strlen(text), FINISH_STOP, 12, 3);
-    CHECK_EQ_STR(j, "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"demo "
-                    "\\\"m\\\"\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"a "
-                    "\\\"q\\\"\\n\\t\\\\ \\u0001 caf\xc3\xa9\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
-                    "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15}}");
+    CHECK_EQ_STR(j,
+                 "{\"id\":\"chatcmpl-abc\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":\"demo "
+                 "\\\"m\\\"\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"a "
+                 "\\\"q\\\"\\n\\t\\\\ \\u0001 caf\xc3\xa9\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                 "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15}}");
     cJSON *p = cJSON_Parse(j);
     CHECK(p != NULL, "not JSON: %s", j);
-    const cJSON *content =
-        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(p, "choices"), 0), "message"),
-                            "content");
+    const cJSON *content = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(p, "choices"), 0), "message"), "content");
     CHECK(cJSON_IsString(content) && !strcmp(content->valuestring, text), "content round trip");
     cJSON_Delete(p);
     free(j);
@@ -466,25 +474,29 @@ static void test_json_out(void) {
     strbuf sb = {0};
     serve_answer_meta s = {"chatcmpl-x", 5, "m"};
     serve_sse_role(&sb, &s, 0);
-    CHECK_EQ_STR(sb.p, "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
-                       "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
-                       "\"finish_reason\":null}]}\n\n");
+    CHECK_EQ_STR(sb.p,
+                 "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
+                 "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
+                 "\"finish_reason\":null}]}\n\n");
     sb.n = 0;
     serve_sse_text(&sb, &s, 0, "he said \"hi\"\n", 13);
-    CHECK_EQ_STR(sb.p, "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
-                       "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"he said \\\"hi\\\"\\n\"},\"logprobs\":null,"
-                       "\"finish_reason\":null}]}\n\n");
+    CHECK_EQ_STR(sb.p,
+                 "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
+                 "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"he said \\\"hi\\\"\\n\"},\"logprobs\":null,"
+                 "\"finish_reason\":null}]}\n\n");
     sb.n = 0;
     serve_sse_finish(&sb, &s, 0, FINISH_LENGTH);
-    CHECK_EQ_STR(sb.p, "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
-                       "\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}]}\n\n");
+    CHECK_EQ_STR(sb.p,
+                 "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
+                 "\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}]}\n\n");
     sb.n = 0;
     serve_sse_text(&sb, &s, 1, "x", 1);  // with include_usage every chunk carries "usage": null
     CHECK(strstr(sb.p, "\"finish_reason\":null}],\"usage\":null}\n\n") != NULL, "%s", sb.p);
     sb.n = 0;
     serve_sse_usage(&sb, &s, 10, 2);
-    CHECK_EQ_STR(sb.p, "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
-                       "\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,\"total_tokens\":12}}\n\n");
+    CHECK_EQ_STR(sb.p,
+                 "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\","
+                 "\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":2,\"total_tokens\":12}}\n\n");
     sb.n = 0;
     serve_sse_error(&sb, &e);
     CHECK(!strncmp(sb.p, "data: {\"error\":{", 16) && strstr(sb.p, "}}\n\n"), "%s", sb.p);
@@ -509,8 +521,9 @@ static void test_json_out(void) {
     free(sb.p);
 
     j = serve_models_json("demo", 7);
-    CHECK_EQ_STR(j, "{\"object\":\"list\",\"data\":[{\"id\":\"demo\",\"object\":\"model\",\"created\":7,\"owned_by\":"
-                    "\"llava.c\"}]}");
+    CHECK_EQ_STR(j,
+                 "{\"object\":\"list\",\"data\":[{\"id\":\"demo\",\"object\":\"model\",\"created\":7,\"owned_by\":"
+                 "\"llava.c\"}]}");
     free(j);
     j = serve_model_json("demo", 7);
     CHECK_EQ_STR(j, "{\"id\":\"demo\",\"object\":\"model\",\"created\":7,\"owned_by\":\"llava.c\"}");

@@ -195,8 +195,15 @@ static int fake_count(fake_engine *f, int *field) {
 
 // ---------------------------------------------------------------------------------------------
 
-static engine_info INFO = {.model_id = "fake-llava", .device = "fake", .max_context = 256, .max_batch = 8,
-                           .max_images = 1, .tokens_per_image = 36, .image_size = 48, .vocab_size = 700, .eos = 2,
+static engine_info INFO = {.model_id = "fake-llava",
+                           .device = "fake",
+                           .max_context = 256,
+                           .max_batch = 8,
+                           .max_images = 1,
+                           .tokens_per_image = 36,
+                           .image_size = 48,
+                           .vocab_size = 700,
+                           .eos = 2,
                            .kv_tokens = 2048};
 static char BASE[64];
 static char *PNG_URL;
@@ -338,9 +345,10 @@ static void test_chat(fake_engine *f) {
                    finish, NULL);
     CHECK(c && !strcmp(c, "you said: one two "), "content %s", c ? c : "(none)");
     free(c);
-    char *body = xasprintf("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"look\"},"
-                           "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}}]}]}",
-                           PNG_URL);
+    char *body = xasprintf(
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"look\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"%s\"}}]}]}",
+        PNG_URL);
     c = chat_plain(body, NULL, finish, NULL);
     CHECK(c && !strcmp(c, "you said: look [image 4x3]"), "content %s", c ? c : "(none)");
     free(c);
@@ -422,9 +430,10 @@ static void test_bad_requests(fake_engine *f) {
                  "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":"
                  "\"/etc/passwd\"}}]}]}",
                  NULL, 400, "invalid_request_error", "messages[0].content[0].image_url.url");
-    char *two = xasprintf("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"},"
-                          "{\"type\":\"image_url\",\"image_url\":\"%s\"}]}]}",
-                          PNG_URL, PNG_URL);
+    char *two = xasprintf(
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"},"
+        "{\"type\":\"image_url\",\"image_url\":\"%s\"}]}]}",
+        PNG_URL, PNG_URL);
     expect_error("POST", P, two, NULL, 400, "invalid_request_error", "messages");
     free(two);
     // Bodies over --max-body-bytes (64 KiB here): with a Content-Length, and chunked.
@@ -441,9 +450,10 @@ static void test_bad_requests(fake_engine *f) {
     char *img = xmalloc(4096);
     memset(img, 'A', 4000);
     img[4000] = 0;
-    char *b2 = xasprintf("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
-                         "\"data:image/png;base64,%s\"}]}]}",
-                         img);
+    char *b2 = xasprintf(
+        "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":"
+        "\"data:image/png;base64,%s\"}]}]}",
+        img);
     expect_error("POST", P, b2, NULL, 413, "invalid_request_error", "messages[0].content[0].image_url");
     free(b2);
     free(img);
@@ -527,8 +537,13 @@ static void test_concurrent(void) {
 }
 
 static void test_auth(fake_engine *f) {
-    serve_options o = {.host = "127.0.0.1", .port = 0, .api_key = "sekret-key", .max_body_bytes = 1 << 20,
-                       .max_image_bytes = 1 << 20, .info = &INFO, .engine = {f, fake_submit, fake_cancel, fake_stats},
+    serve_options o = {.host = "127.0.0.1",
+                       .port = 0,
+                       .api_key = "sekret-key",
+                       .max_body_bytes = 1 << 20,
+                       .max_image_bytes = 1 << 20,
+                       .info = &INFO,
+                       .engine = {f, fake_submit, fake_cancel, fake_stats},
                        .log = stderr};
     serve_server *s = serve_start(&o);
     CHECK(s != NULL, "start: %s", llava_errmsg());
@@ -568,8 +583,9 @@ static void test_auth(fake_engine *f) {
     free(c);
 
     // The engine's loop ends with a request unfinished: the waiting client gets a 500, not a hang.
-    int fd = sc_post_raw(serve_port(s), "/v1/chat/completions",
-                         "{\"messages\":[{\"role\":\"user\",\"content\":\"hang\"}]}", "Authorization: Bearer sekret-key");
+    int fd =
+        sc_post_raw(serve_port(s), "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hang\"}]}",
+                    "Authorization: Bearer sekret-key");
     usleep(200000);
     serve_engine_gone(s);
     char *buf = NULL;
@@ -621,8 +637,13 @@ int main(void) {
     fake_engine f;
     fake_start(&f);
     FILE *log = tmpfile();
-    serve_options o = {.host = "127.0.0.1", .port = 0, .max_body_bytes = 64 << 10, .max_image_bytes = 1 << 10,
-                       .info = &INFO, .engine = {&f, fake_submit, fake_cancel, fake_stats}, .log = log};
+    serve_options o = {.host = "127.0.0.1",
+                       .port = 0,
+                       .max_body_bytes = 64 << 10,
+                       .max_image_bytes = 1 << 10,
+                       .info = &INFO,
+                       .engine = {&f, fake_submit, fake_cancel, fake_stats},
+                       .log = log};
     serve_server *s = serve_start(&o);
     CHECK(s != NULL, "start: %s", llava_errmsg());
     if (!s) return check_done();
@@ -654,7 +675,8 @@ int main(void) {
     int lines = 0, chat_ok = 0, stream_ok = 0, e413 = 0;
     while (fgets(line, sizeof line, log)) {
         lines++;
-        chat_ok += strstr(line, "llava serve: POST /v1/chat/completions 200 prompt_tokens=10 completion_tokens=") != NULL;
+        chat_ok +=
+            strstr(line, "llava serve: POST /v1/chat/completions 200 prompt_tokens=10 completion_tokens=") != NULL;
         stream_ok += strstr(line, "POST /v1/chat/completions 200 stream prompt_tokens=10") != NULL;
         e413 += strstr(line, "POST /v1/chat/completions 413 ") != NULL;
     }
