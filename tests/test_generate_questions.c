@@ -76,7 +76,8 @@ int main(void) {
         const char *ask = cJSON_GetObjectItem(cJSON_GetArrayItem(conv, 0), "value")->valuestring;
         const char *nl = strchr(ask, '\n');  // "<image>\nQUESTION"
         snprintf(q[i].text, sizeof q[i].text, "%s", nl ? nl + 1 : ask);
-        snprintf(q[i].answer, sizeof q[i].answer, "%s", cJSON_GetObjectItem(cJSON_GetArrayItem(conv, 1), "value")->valuestring);
+        snprintf(q[i].answer, sizeof q[i].answer, "%s",
+                 cJSON_GetObjectItem(cJSON_GetArrayItem(conv, 1), "value")->valuestring);
         snprintf(q[i].image, sizeof q[i].image, "%s", cJSON_GetObjectItem(s, "image")->valuestring);
         // Question ids as LLaVA's files have them: numbers in some benchmarks, strings in others.
         if (i % 2) snprintf(q[i].qid, sizeof q[i].qid, "%d", 1000 + i);
@@ -90,9 +91,10 @@ int main(void) {
     free(path);
 
     char *model = xasprintf("%s/checkpoints/stage2/model", demo), *tok = xasprintf("%s/tokenizer.model", demo);
-    char *args = xasprintf("generate --model '%s' --tokenizer '%s' --questions '%s' --image-folder '%s/data' --answers "
-                           "'%s' --max-batch 8",
-                           model, tok, qfile, demo, afile);
+    char *args = xasprintf(
+        "generate --model '%s' --tokenizer '%s' --questions '%s' --image-folder '%s/data' --answers "
+        "'%s' --max-batch 8",
+        model, tok, qfile, demo, afile);
     char *out, *err;
     int rc = run(args, &out, &err);
     CHECK(rc == 0, "llava generate --questions: exit %d: %s", rc, err);
@@ -110,8 +112,8 @@ int main(void) {
         cJSON *o = cJSON_Parse(lines[i]);
         const cJSON *t = cJSON_GetObjectItem(o, "text"), *aid = cJSON_GetObjectItem(o, "answer_id");
         const cJSON *md = cJSON_GetObjectItem(o, "metadata"), *mid = cJSON_GetObjectItem(o, "model_id");
-        ok = ok && cJSON_IsString(t) && cJSON_IsString(aid) && strlen(aid->valuestring) == 22 &&
-             cJSON_IsObject(md) && !md->child && cJSON_IsString(mid) && !strcmp(mid->valuestring, "model") &&
+        ok = ok && cJSON_IsString(t) && cJSON_IsString(aid) && strlen(aid->valuestring) == 22 && cJSON_IsObject(md) &&
+             !md->child && cJSON_IsString(mid) && !strcmp(mid->valuestring, "model") &&
              !strcmp(cJSON_GetObjectItem(o, "prompt")->valuestring, q[i].text) &&
              strstr(lines[i], "\", \"text\": \"") && strstr(lines[i], ", \"metadata\": {}}");
         CHECK(ok, "answer %d is not laid out as model_vqa_loader writes it: %s", i, lines[i]);
@@ -129,8 +131,9 @@ int main(void) {
     // Each question alone through `llava generate --prompt` gives the batched answer.
     int same = 0;
     for (int i = 0; i < 10; i++) {
-        char *a1 = xasprintf("generate --model '%s' --tokenizer '%s' --image '%s/data/%s' --prompt '%s' --max-new-tokens 128",
-                             model, tok, demo, q[i].image, q[i].text);
+        char *a1 =
+            xasprintf("generate --model '%s' --tokenizer '%s' --image '%s/data/%s' --prompt '%s' --max-new-tokens 128",
+                      model, tok, demo, q[i].image, q[i].text);
         rc = run(a1, &out, &err);
         size_t L = strlen(out);
         while (L && out[L - 1] == '\n') out[--L] = 0;
