@@ -220,14 +220,16 @@ int cmd_bench_generate(int argc, char **argv) {
                batch, decB, decB / batch, many.ttft_sum / batch);
     printf("  weights read per token %.3f GB; copy bandwidth %.1f GB/s; batch-1 bound %.2f tokens/s; reached %.1f%%\n",
            weight_bytes / 1e9, bw, bound, 100.0 * dec1 / bound);
-    if (nocache_tps > 0) printf("  KV cache speed-up at batch 1, prompt %d: %.1fx the no-cache path\n", P, dec1 / nocache_tps);
+    if (nocache_tps > 0)
+        printf("  KV cache speed-up at batch 1, prompt %d: %.1fx the no-cache path\n", P, dec1 / nocache_tps);
     if (json)
-        printf("{\"device\": \"%s\", \"shape\": \"%s\", \"layers\": %d, \"ttft_ms\": %.3f, \"decode_tokens_per_s\": %.3f, "
-               "\"batch\": %d, \"batch_decode_tokens_per_s\": %.3f, \"prompt_tokens\": %d, \"new_tokens\": %d, "
-               "\"weight_bytes\": %.0f, \"copy_bandwidth_gbs\": %.2f, \"bound_tokens_per_s\": %.3f, "
-               "\"fraction_of_bound\": %.4f, \"nocache_tokens_per_s\": %.4f, \"cache_speedup\": %.2f}\n",
-               info.device, model_dir ? "model" : shape, tc->num_hidden_layers, ttft, dec1, batch, decB, P, N,
-               weight_bytes, bw, bound, dec1 / bound, nocache_tps, nocache_tps > 0 ? dec1 / nocache_tps : 0.0);
+        printf(
+            "{\"device\": \"%s\", \"shape\": \"%s\", \"layers\": %d, \"ttft_ms\": %.3f, \"decode_tokens_per_s\": %.3f, "
+            "\"batch\": %d, \"batch_decode_tokens_per_s\": %.3f, \"prompt_tokens\": %d, \"new_tokens\": %d, "
+            "\"weight_bytes\": %.0f, \"copy_bandwidth_gbs\": %.2f, \"bound_tokens_per_s\": %.3f, "
+            "\"fraction_of_bound\": %.4f, \"nocache_tokens_per_s\": %.4f, \"cache_speedup\": %.2f}\n",
+            info.device, model_dir ? "model" : shape, tc->num_hidden_layers, ttft, dec1, batch, decB, P, N,
+            weight_bytes, bw, bound, dec1 / bound, nocache_tps, nocache_tps > 0 ? dec1 / nocache_tps : 0.0);
     engine_close(e);
     llava_backend_close(be);
     return 0;
@@ -237,11 +239,13 @@ fail:
     llava_backend_close(be);
     return 1;
 usage_ok:
-    printf("usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] "
-           "[--batch B] [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n");
+    printf(
+        "usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] "
+        "[--batch B] [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n");
     return 0;
 usage:
-    fprintf(stderr, "usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] "
-                    "[--batch B] [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n");
+    fprintf(stderr,
+            "usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] "
+            "[--batch B] [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n");
     return 2;
 }

@@ -180,7 +180,6 @@ typedef struct {
 
 // The reference path: LLaVA's prompt, then one full forward pass per token, greedy.
 static int answer_no_cache(const gen_args *a, const engine_chat *chat) {
-    fprintf(stderr, "llava generate: --no-cache runs one full pass per token (slow, greedy only)\n");
     llava_backend *be = llava_backend_open(a->eo.device ? a->eo.device : "cpu", NULL);
     if (!be) {
         fprintf(stderr, "llava generate: %s\n", llava_errmsg());

@@ -45,7 +45,7 @@ typedef struct req {
     int n_prompt;
     float *pixels;  // (n_img, 3, S, S)
     int n_img;
-    int budget;  // new tokens at most
+    int budget;    // new tokens at most
     int promised;  // cache blocks promised to it while it runs
     int slot;      // its KV slot while running, else -1
     int32_t *gen;  // the tokens chosen so far
@@ -140,7 +140,7 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
     }
     if (o->aspect && strcmp(o->aspect, "pad") != 0 && strcmp(o->aspect, "square") != 0)
         return llava_fail("engine: aspect \"%s\" (pad or square)", o->aspect);
-    const char *asp = o->aspect ? o->aspect
+    const char *asp = o->aspect                             ? o->aspect
                       : e->m.cfg.glue.image_aspect_ratio[0] ? e->m.cfg.glue.image_aspect_ratio
                                                             : "pad";
     e->aspect = strcmp(asp, "pad") == 0 ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE;
@@ -363,7 +363,8 @@ static int enqueue(llava_engine *e, req *r, char *err, size_t cap) {
         return bad(err, cap, ENGINE_CLOSED, "the server is shutting down");
     }
     r->id = e->next_id++;
-    uint64_t seed = r->p.has_seed ? r->p.seed : ((uint64_t)(now_ms() * 1e3) ^ ((uint64_t)r->id * 0x9e3779b97f4a7c15ull));
+    uint64_t seed =
+        r->p.has_seed ? r->p.seed : ((uint64_t)(now_ms() * 1e3) ^ ((uint64_t)r->id * 0x9e3779b97f4a7c15ull));
     sample_rng_seed(&r->rng, seed);
     if (e->queue_tail) e->queue_tail->next = r;
     else e->queue_head = r;
@@ -676,8 +677,8 @@ static int req_take(llava_engine *e, req *r, int tok, finish_reason *why) {
     // text emitted so far did not already rule out.
     for (int i = 0; i < r->p.n_stop; i++) {
         size_t from = r->emitted > r->stop_len[i] ? r->emitted - r->stop_len[i] : 0;
-        const char *hit = r->text_len >= from ? memmem(r->text + from, r->text_len - from, r->stop[i], r->stop_len[i])
-                                              : NULL;
+        const char *hit =
+            r->text_len >= from ? memmem(r->text + from, r->text_len - from, r->stop[i], r->stop_len[i]) : NULL;
         if (hit) {
             r->text_len = (size_t)(hit - r->text);
             if (r->text_len < r->emitted) r->text_len = r->emitted;  // emitted text is never taken back
@@ -706,7 +707,8 @@ static int choose(llava_engine *e, req *r, const float *row, int *tok, char *err
     int V = e->info.vocab_size;
     size_t nbad = 0, at = f32_first_nonfinite(row, (size_t)V, &nbad);
     if (nbad) {
-        snprintf(err, cap, "step %d: %zu of the %d logits are not finite (%s for token %zu): the forward pass overflowed",
+        snprintf(err, cap,
+                 "step %d: %zu of the %d logits are not finite (%s for token %zu): the forward pass overflowed",
                  r->n_gen + 1, nbad, V, f32_nonfinite_name(row[at]), at);
         return -1;
     }
@@ -746,7 +748,8 @@ static void prefill(llava_engine *e, int from) {
         S = r->n_prompt > S ? r->n_prompt : S;
         n_img += r->n_img;
     }
-    int64_t *ids = xcalloc((size_t)n * (size_t)S, sizeof(int64_t)), *mask = xcalloc((size_t)n * (size_t)S, sizeof(int64_t));
+    int64_t *ids = xcalloc((size_t)n * (size_t)S, sizeof(int64_t)),
+            *mask = xcalloc((size_t)n * (size_t)S, sizeof(int64_t));
     int isz = e->info.image_size;
     size_t plane = 3 * (size_t)isz * (size_t)isz;
     float *pix = n_img ? xmalloc(sizeof(float) * plane * (size_t)n_img) : NULL;

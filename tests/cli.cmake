@@ -73,6 +73,29 @@ foreach(q "color:What color is the shape?:yellow" "shape:What is the shape?:squa
                        PASS_REGULAR_EXPRESSION "^${answer}\n")
 endforeach()
 
+# --json: the answer with its counts and timing.
+add_test(NAME cli_generate_json
+         COMMAND llava generate --model ${CMAKE_BINARY_DIR}/demo-fast/checkpoints/stage2/model
+                 --tokenizer ${CMAKE_BINARY_DIR}/demo-fast/tokenizer.model --json
+                 --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png --prompt "What color is the shape?")
+set_tests_properties(cli_generate_json PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                     PASS_REGULAR_EXPRESSION "^{\"text\":\"yellow\",\"tokens\":2,\"prompt_tokens\":77,\"ttft_ms\":[0-9.e-]+,\"tokens_per_s\":[0-9.e+-]+,\"finish_reason\":\"stop\"}")
+# The reference path (a full pass per token) gives the same answer.
+add_test(NAME cli_generate_no_cache
+         COMMAND llava generate --model ${CMAKE_BINARY_DIR}/demo-fast/checkpoints/stage2/model
+                 --tokenizer ${CMAKE_BINARY_DIR}/demo-fast/tokenizer.model --no-cache
+                 --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png --prompt "What color is the shape?")
+set_tests_properties(cli_generate_no_cache PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                     PASS_REGULAR_EXPRESSION "^yellow\n")
+# Question files in LLaVA's format (tests/test_generate_questions.c).
+set_tests_properties(test_generate_questions PROPERTIES FIXTURES_REQUIRED demo_model
+                     ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")
+# The generation benchmark's harness on the CPU (the demo's shape): it runs and reports its numbers.
+add_test(NAME cli_bench_generate_cpu COMMAND llava bench-generate --device cpu --prompt-tokens 128 --new-tokens 8
+         --batch 2 --no-cache-tokens 2)
+set_tests_properties(cli_bench_generate_cpu PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "KV cache speed-up at batch 1, prompt 128: [0-9.]+x")
+
 # The step benchmark's harness on the CPU (tiny model): it runs and reports a rate.
 add_test(NAME cli_bench_step_cpu COMMAND llava bench-step --device cpu --steps 2)
 set_tests_properties(cli_bench_step_cpu PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "bench-step: [0-9]+ tokens/s")

@@ -310,7 +310,8 @@ static void check_stop(const golden *g) {
     const outcome *o = &B.o[id % MAXR];
     CHECK(o->finish == FINISH_STOP, "finish %s", finish_reason_name(o->finish));
     CHECK(o->text_len == first && memcmp(o->text, full.text, first) == 0,
-          "with stop \"%s\" the answer is %zu bytes; the unstopped answer has it at byte %zu", stop, o->text_len, first);
+          "with stop \"%s\" the answer is %zu bytes; the unstopped answer has it at byte %zu", stop, o->text_len,
+          first);
     CHECK(o->streamed_len == o->text_len && memcmp(o->streamed, o->text, o->text_len) == 0,
           "streamed %zu bytes, result %zu", o->streamed_len, o->text_len);
     printf("stop string at byte %zu of a %zu-byte answer: answer cut there, streamed text identical\n", first,
@@ -340,8 +341,9 @@ static void check_requests(const golden *g) {
     CHECK(strstr(err, "the prompt is 128 tokens") != NULL, "%s", err);
     p.max_new_tokens = 100;
     CHECK(engine_submit_ids(e, ids, 40, NULL, 0, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST, "over the context");
-    CHECK(strstr(err, "max_tokens 100 with a prompt of 40 tokens exceeds the context of 128 tokens (at most 88") != NULL,
-          "%s", err);
+    CHECK(
+        strstr(err, "max_tokens 100 with a prompt of 40 tokens exceeds the context of 128 tokens (at most 88") != NULL,
+        "%s", err);
     p.max_new_tokens = 8;
     CHECK(engine_submit_ids(e, g->prompt[0], g->n_prompt[0], NULL, 0, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST,
           "image tokens without an image taken");

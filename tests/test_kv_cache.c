@@ -22,8 +22,7 @@
 #include "model/llava.h"
 
 // The logits of the last row of a full pass over ids (n), with the row's image if any.
-static int full_last_logits(llava_model *m, const int64_t *ids, int n, const float *pix, int n_img, int S,
-                            float *out) {
+static int full_last_logits(llava_model *m, const int64_t *ids, int n, const float *pix, int n_img, int S, float *out) {
     llava_batch b;
     if (llava_batch_from_hf(&b, m, ids, NULL, NULL, 1, n, pix, n_img, S, S) != 0) return -1;
     int V = m->cfg.text.vocab_size;
@@ -92,7 +91,8 @@ static void check_model(const char *name) {
     const st_tensor *pt = st_find(&in, "pixel_values");
     float *pix = xmalloc(sizeof(float) * pt->numel);
     st_tensor_to_f32(&in, pt, pix);
-    int S = (int)pt->shape[2], V = m.cfg.text.vocab_size, tpi = m.tokens_per_image, image_id = m.cfg.glue.image_token_index;
+    int S = (int)pt->shape[2], V = m.cfg.text.vocab_size, tpi = m.tokens_per_image,
+        image_id = m.cfg.glue.image_token_index;
     // Two prompts: one with image 0 in front of text, one text only; lengths not multiples of the block.
     int n0 = 1 + tpi + 7, n1 = 11, steps = 10;
     int64_t p0[512], p1[64];
@@ -116,8 +116,8 @@ static void check_model(const char *name) {
         int ni = q == 0 ? 1 : 0;
         CHECK(prefill_one(&m, &kv, slot, seq[q], len[q], pq, ni, S, lg) == 0, "%s", llava_errmsg());
         CHECK(full_last_logits(&m, seq[q], len[q], pq, ni, S, ref) == 0, "%s", llava_errmsg());
-        CHECK(memcmp(lg, ref, sizeof(float) * (size_t)V) == 0, "%s prompt %d: prefill logits differ from the full pass (max %.3g)",
-              name, q, max_abs_diff(lg, ref, V));
+        CHECK(memcmp(lg, ref, sizeof(float) * (size_t)V) == 0,
+              "%s prompt %d: prefill logits differ from the full pass (max %.3g)", name, q, max_abs_diff(lg, ref, V));
         for (int k = 0; k < steps; k++) {
             int best = 0;
             for (int v = 1; v < V; v++)
@@ -133,8 +133,8 @@ static void check_model(const char *name) {
         }
         llava_kv_close(&kv, slot);
     }
-    printf("%s: decode logits through the cache within %.3g of full recomputation (%d steps x 2 prompts)\n", name, worst,
-           steps);
+    printf("%s: decode logits through the cache within %.3g of full recomputation (%d steps x 2 prompts)\n", name,
+           worst, steps);
     CHECK(kv.n_free == kv.n_blocks, "%d of %d blocks free after both slots closed", kv.n_free, kv.n_blocks);
 
     // Both together: prefill in one pass (slot order reversed), then decode both in each pass. Their
@@ -167,7 +167,8 @@ static void check_model(const char *name) {
     // Blocks: 4-token blocks, so both slots hold several, interleaved.
     int inter = 0;
     for (int i = 0; i + 1 < kv.held[slots[0]]; i++)
-        inter |= kv.table[(size_t)slots[0] * kv.max_blocks + i + 1] != kv.table[(size_t)slots[0] * kv.max_blocks + i] + 1;
+        inter |=
+            kv.table[(size_t)slots[0] * kv.max_blocks + i + 1] != kv.table[(size_t)slots[0] * kv.max_blocks + i] + 1;
     CHECK(inter, "%s: the test meant the slots' blocks to interleave in the pool", name);
     llava_kv_close(&kv, slots[0]);
     llava_kv_close(&kv, slots[1]);
