@@ -12,7 +12,7 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DLLAVA_WERROR=ON
 endif
 SAN_FLAGS = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLAVA_CUDA=OFF -DLLAVA_FUZZ=OFF -DLLAVA_WERROR=ON
-TSAN_TESTS = test_loader test_prep test_prep_cli test_dist test_tokenizer test_train
+TSAN_TESTS = test_loader test_prep test_prep_cli test_dist test_tokenizer test_train test_serve_http
 
 .PHONY: all deps configure build test test-cpu test-gpu test-sanitize demo format format-check clean
 

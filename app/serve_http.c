@@ -160,6 +160,7 @@ static enum MHD_Result queue_error(struct MHD_Connection *c, serve_req *r, const
 static void on_text(void *ctx, int id, const char *text, size_t len) {
     (void)id;
     serve_req *r = ctx;
+    if (!r->stream) return;  // a plain answer is taken whole from on_done (set before submit: no race)
     pthread_mutex_lock(&r->mu);
     sb_put(&r->text, text, len);
     pthread_cond_broadcast(&r->cv);

@@ -122,3 +122,10 @@ set_tests_properties(gpu_demo_fast PROPERTIES LABELS gpu SKIP_RETURN_CODE 77 TIM
 # generate`'s, 32 requests at once, the API key, every bad request class, a hang-up, SIGTERM mid-answer.
 set_tests_properties(test_serve_model PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model TIMEOUT 300
                      ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")
+# Its arguments: no model, a port out of range, a model that is not there (each fails before listening).
+add_test(NAME cli_serve_no_model COMMAND llava serve --port 0)
+add_test(NAME cli_serve_bad_port COMMAND llava serve --model tests/data/golden/model/tiny64/model --port 70000
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+add_test(NAME cli_serve_missing_model COMMAND llava serve --model tests/data/hf/no-such-model --port 0
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_serve_no_model cli_serve_bad_port cli_serve_missing_model PROPERTIES LABELS cpu WILL_FAIL TRUE)

@@ -186,6 +186,13 @@ static void fake_stop(fake_engine *f) {
     pthread_mutex_destroy(&f->mu);
 }
 
+static float fake_temperature(fake_engine *f) {
+    pthread_mutex_lock(&f->mu);
+    float t = f->last_temperature;
+    pthread_mutex_unlock(&f->mu);
+    return t;
+}
+
 static int fake_count(fake_engine *f, int *field) {
     pthread_mutex_lock(&f->mu);
     int v = *field;
@@ -310,7 +317,7 @@ static void test_chat(fake_engine *f) {
     CHECK_EQ_STR(finish, "stop");
     CHECK_EQ_INT(ct, 4);
     free(c);
-    CHECK_NEAR(f->last_temperature, 1.0, 0);  // OpenAI's default
+    CHECK_NEAR(fake_temperature(f), 1.0, 0);  // OpenAI's default
     // The whole answer object.
     char *u = url("/v1/chat/completions");
     sc_reply r;
@@ -330,7 +337,7 @@ static void test_chat(fake_engine *f) {
     const cJSON *pt = jpath(j, "usage", -1, "prompt_tokens", NULL), *tt = jpath(j, "usage", -1, "total_tokens", NULL);
     CHECK(cJSON_IsNumber(pt) && pt->valueint == 10 && cJSON_IsNumber(tt) && tt->valueint == 13, "usage: %s", r.body);
     CHECK(strcasestr(r.headers, "content-type: application/json") != NULL, "headers %s", r.headers);
-    CHECK_NEAR(f->last_temperature, 0, 0);
+    CHECK_NEAR(fake_temperature(f), 0, 0);
     cJSON_Delete(j);
     sc_reply_free(&r);
     free(u);
