@@ -51,6 +51,14 @@ add_test(NAME cli_forward_tiny64
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_forward_tiny64 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "loss 6\\.38035[3-4]")
 
+# The grouped-query golden model (4 query heads over 2 key/value heads): transformers' loss 6.1331811.
+add_test(NAME cli_forward_tinygqa
+         COMMAND llava forward --model tests/data/golden/model/tinygqa/model
+                 --inputs tests/data/golden/model/tinygqa/inputs.safetensors
+                 --out ${CMAKE_BINARY_DIR}/forward_tinygqa.safetensors
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_forward_tinygqa PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "loss 6\\.13318[0-2]")
+
 # The end-to-end test: the demo's whole recipe (prep, stage 1, stage 2, held-out evaluation) must
 # reach its targets: accuracy_with_image >= 0.90 and accuracy_blind <= chance + 0.10.
 add_test(NAME demo_fast COMMAND llava demo --fast --check --out ${CMAKE_BINARY_DIR}/demo-fast)

@@ -1,11 +1,17 @@
-// The generation engine (infer/engine.h) on the golden tiny64 model (transformers-made weights) with
-// the LLaMA tokenizer for text (its eos, 2, is the golden's; ids below 300 decode to byte pieces and
+// The generation engine (infer/engine.h) on the golden tiny models (transformers-made weights) with
+// the LLaMA tokenizer for text (its eos, 2, is the goldens'; ids below 300 decode to byte pieces and
 // a few merges, which exercises the held-back partial characters).
 //
 //   - greedy tokens equal transformers 4.46.3's generate(do_sample=False) (tiny64/generate.json,
 //     tools/reference/make_generate_golden.py) for each golden prompt alone, all together, one at a
 //     time (max_batch 1), joining a running batch as others leave (max_batch 2), in reversed order,
 //     and with a cache so small that requests wait for blocks;
+//   - the same for six prompts of 3 to 46 tokens, three with an image, on tiny64, tiny128 and the
+//     grouped-query tinygqa (<cfg>/generate_batch.json, tools/reference/make_generate_batch_golden.py):
+//     each alone and all six in one batch give transformers' tokens for each prompt generated alone
+//     (16 each). (transformers' own left-padded batch of them is not the reference: 4.46.3 decodes
+//     padded LLaVA batches through its legacy path, which attends to the padding; the golden's
+//     `new_batched_fixed`, with that path off, equals its single runs, and so do we);
 //   - the cached engine equals the no-cache path (llava_generate_greedy: a full pass per token),
 //     token for token, on prompts with and without an image;
 //   - seeded sampling: the same seed gives the same tokens, alone or in a batch; another seed differs;
@@ -319,6 +325,73 @@ static void check_stop(const golden *g) {
     engine_close(e);
 }
 
+// <cfg>/generate_batch.json: six prompts, transformers' tokens for each generated alone.
+static void check_batch_golden(const char *cfg) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_batch.json", cfg);
+    size_t len;
+    char *text = read_file(path, 1 << 22, &len);
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    CHECK(root != NULL, "%s", path);
+    if (!root) return;
+    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_batch.safetensors", cfg);
+    st_file in;
+    if (st_open(&in, path) != 0) {
+        CHECK(0, "%s", llava_errmsg());
+        cJSON_Delete(root);
+        return;
+    }
+    const st_tensor *pt = st_find(&in, "pixel_values");
+    float *pix = xmalloc(sizeof(float) * pt->numel);
+    st_tensor_to_f32(&in, pt, pix);
+    size_t per = (size_t)3 * pt->shape[2] * pt->shape[3];
+    st_close(&in);
+    int max_new = cJSON_GetObjectItem(root, "max_new_tokens")->valueint;
+    const cJSON *prompts = cJSON_GetObjectItem(root, "prompts");
+    int np = cJSON_GetArraySize(prompts);
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
+    for (int together = 0; together < 2; together++) {
+        engine_options o = {.model_dir = dir, .tokenizer = TOK, .max_batch = together ? 8 : 1};
+        llava_engine *e = engine_open(&o);
+        CHECK(e != NULL, "%s: %s", cfg, llava_errmsg());
+        if (!e) break;
+        board_reset();
+        gen_params p;
+        gen_params_default(&p);
+        p.max_new_tokens = max_new;
+        int ids[8];
+        char err[256];
+        for (int k = 0; k < np && k < 8; k++) {
+            const cJSON *pr = cJSON_GetArrayItem(prompts, k), *iv = cJSON_GetObjectItem(pr, "ids");
+            int n = cJSON_GetArraySize(iv), img = cJSON_GetObjectItem(pr, "image")->valueint;
+            int64_t tok[128];
+            for (int i = 0; i < n && i < 128; i++) tok[i] = (int64_t)cJSON_GetArrayItem(iv, i)->valuedouble;
+            ids[k] = engine_submit_ids(e, tok, n, img >= 0 ? pix + per * (size_t)img : NULL, img >= 0, &p, &CB, err,
+                                       sizeof err);
+            CHECK(ids[k] >= 0, "%s prompt %d: %s", cfg, k, err);
+        }
+        engine_run_until_idle(e);
+        int same = 0;
+        for (int k = 0; k < np && k < 8; k++) {
+            const cJSON *want = cJSON_GetObjectItem(cJSON_GetArrayItem(prompts, k), "new_single");
+            const outcome *out = &B.o[ids[k] % MAXR];
+            int eq = out->n_tok == cJSON_GetArraySize(want);
+            for (int i = 0; eq && i < out->n_tok; i++)
+                eq = out->tok[i] == (int)cJSON_GetArrayItem(want, i)->valuedouble;
+            CHECK(eq, "%s prompt %d (%s): %d tokens differ from transformers' %d", cfg, k,
+                  together ? "in one batch" : "alone", out->n_tok, cJSON_GetArraySize(want));
+            same += eq;
+        }
+        printf("%-8s six prompts %-12s %d of %d identical to transformers' (16 tokens each)\n", cfg,
+               together ? "in one batch" : "each alone", same, np);
+        engine_close(e);
+    }
+    free(pix);
+    cJSON_Delete(root);
+}
+
 static void *run_thread(void *arg) {
     static int rc;
     rc = engine_run(arg);
@@ -399,6 +472,9 @@ int main(void) {
     // prompt and 12 new tokens (3 for rows 0 and 2, 2 for row 1), so each waits for the blocks of
     // the one before it.
     check_golden(&g, "waiting for cache blocks (48 tokens)", 8, 48, 48, fwd);
+    check_batch_golden("tiny64");
+    check_batch_golden("tiny128");
+    check_batch_golden("tinygqa");
     check_no_cache(&g);
     check_sampling(&g);
     check_stop(&g);

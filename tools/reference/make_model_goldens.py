@@ -96,7 +96,8 @@ def build_config(c):
     text = dict(model_type="llama", hidden_act="silu", rms_norm_eps=1e-5, rope_theta=10000.0,
                 max_position_embeddings=128, num_key_value_heads=c["text"]["num_attention_heads"],
                 bos_token_id=BOS, eos_token_id=EOS, pad_token_id=pad_token, tie_word_embeddings=False,
-                attention_bias=False, mlp_bias=False, **c["text"])
+                attention_bias=False, mlp_bias=False)
+    text.update(c["text"])  # a config may set num_key_value_heads (GQA)
     vision = dict(model_type="clip_vision_model", hidden_act="quick_gelu", layer_norm_eps=1e-5, num_channels=3,
                   **c["vision"])
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
