@@ -9,7 +9,10 @@
 // on zeros runs faster than on real data). Achieved GB/s count the fewest bytes the op must move
 // (each input read once, each output written once); GEMM and attention TFLOP/s count 2 flops per
 // multiply-add (causal attention half the square; its backward 2.5 times the forward,
-// FlashAttention's convention): opcheck_case_cost. Each case runs in the registry's guard regions,
+// FlashAttention's convention): opcheck_case_cost. attention_decode (generation against a paged KV
+// cache) is bandwidth-bound, so its rows give GB/s: the bytes of K and V its rows read (every key of
+// each row's context, once per kv head) plus q and out, over the time, against the copy's GB/s.
+// Each case runs in the registry's guard regions,
 // checked after its timing: a write past the end of a buffer fails the command, naming the op and
 // the buffer. Rows are printed as they finish, so a failing op leaves the rows before it on the screen.
 #include <stdint.h>
@@ -156,7 +159,8 @@ int cmd_bench_kernels(int argc, char **argv) {
         opcheck_case_name(c, name, sizeof name);
         opcheck_case_shape(c, shape, sizeof shape);
         if (only && !strstr(name, only)) continue;
-        if (no_attention && opcheck_op_family(c->op) == LLAVA_OP_ATTENTION) continue;
+        int family = opcheck_op_family(c->op);
+        if (no_attention && (family == LLAVA_OP_ATTENTION || family == LLAVA_OP_ATTENTION_DECODE)) continue;
         llava_op_shape s;
         opcheck_case_op_shape(c, &s);
         if (!llava_backend_supports(be, &s, why, sizeof why)) {

@@ -65,6 +65,7 @@ enum {
     OPCHECK_GRAD_SQ_SUM,             // n
     OPCHECK_ADD,                     // rows, cols
     OPCHECK_ADD_INPLACE,             // rows, cols
+    OPCHECK_ATTENTION_DECODE,        // T, Hq, Hkv, D, context, block_size; f = scale (I32 inputs drawn: below)
     OPCHECK_N_OPS
 };
 
@@ -97,9 +98,16 @@ enum {
                              // embedding: repeats of hot rows, image placeholders (< 0), ids past V, the
                              // padding row; rows: distinct rows in shuffled order; cross_entropy: 20%
                              // ignored (-100), 5% class 0, 5% class V-1, the rest uniform;
-                             // attention: n_seq sequences of T/n_seq tokens
+                             // attention: n_seq sequences of T/n_seq tokens; attention_decode: T/2 + 2
+                             // sequences (the last one without queries), each query row in a random
+                             // one, row 0 at position 0, row 1 at context - 1, the others anywhere
+                             // below context; block tables a shuffle of the cache's blocks, entries
+                             // past a sequence's last position out of range, and every cache row no
+                             // query may see NaN
     OPCHECK_GEN_BENCH,       // as the benchmark has them: positions 0..T-1; ids a third from 64 common
-                             // rows; two images spliced after a 35-token prompt; uniform targets
+                             // rows; two images spliced after a 35-token prompt; uniform targets;
+                             // attention_decode: T sequences of `context` tokens, one query each at
+                             // its last position
 };
 
 // Buffer roles: what the op does with it.
@@ -191,6 +199,10 @@ void opcheck_case_op_shape(const opcheck_case *c, llava_op_shape *s);  // for ll
 void opcheck_case_cost(const opcheck_case *c, double *flops, double *bytes);
 // 1 when the op allows outputs over inputs (what OPCHECK_ALIAS runs).
 int opcheck_op_aliases(int op);
+
+// attention_decode's sizes that follow from a case's n[] (and its draw): sequences, block-table
+// columns, cache blocks.
+void opcheck_decode_geometry(const opcheck_case *c, int *n_seq, int *max_blocks, int *n_blocks);
 
 // Lays out the case's buffers and draws their initial contents. Derived inputs (saved statistics,
 // attention's out and lse) come from the fp64 reference, except in benchmark-only cases, where

@@ -799,6 +799,157 @@ static void attn_shape(const opcheck_case *c, char *buf, size_t cap) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Attention against a paged KV cache (generation). n = T, Hq, Hkv, D, context, block_size; the
+// sequences, block table and cache size follow from them (decode_geom_of), so the run needs nothing
+// the case does not say.
+
+typedef struct {
+    int T, Hq, Hkv, D, ctx, bs;
+    int n_seq, max_blocks, n_blocks;
+} decode_geom;
+
+// Random draws: T/2 + 2 sequences (the last holds no query), a spare table column past the longest
+// context and 3 blocks nobody owns; the benchmark: one sequence per row, every block in use.
+static decode_geom decode_geom_of(const opcheck_case *c) {
+    decode_geom g = {dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4), dim(c, 5), 0, 0, 0};
+    int bench = c->gen == OPCHECK_GEN_BENCH;
+    g.n_seq = bench ? g.T : g.T / 2 + 2;
+    g.max_blocks = (g.ctx + g.bs - 1) / g.bs + (bench ? 0 : 1);
+    g.n_blocks = g.n_seq * g.max_blocks + (bench ? 0 : 3);
+    return g;
+}
+
+void opcheck_decode_geometry(const opcheck_case *c, int *n_seq, int *max_blocks, int *n_blocks) {
+    decode_geom g = decode_geom_of(c);
+    *n_seq = g.n_seq, *max_blocks = g.max_blocks, *n_blocks = g.n_blocks;
+}
+
+static void decode_layout(const opcheck_case *c, opcheck_data *d) {
+    decode_geom g = decode_geom_of(c);
+    size_t nq = (size_t)g.T * g.Hq * g.D, nk = (size_t)g.n_blocks * g.bs * g.Hkv * g.D;
+    opcheck_add_buf(d, "out", BUF_ACT, OPCHECK_OUT, nq, 0, 0);
+    // As attention_forward's: scores of a few units, peaked enough that a wrong key or mask shows.
+    opcheck_add_buf(d, "q", BUF_ACT, OPCHECK_IN, nq, -2, 2);
+    opcheck_add_buf(d, "k_cache", BUF_ACT, OPCHECK_IN, nk, -2, 2);
+    opcheck_add_buf(d, "v_cache", BUF_ACT, OPCHECK_IN, nk, -1, 1);
+    opcheck_add_buf(d, "block_table", BUF_I32, OPCHECK_IN, (size_t)g.n_seq * g.max_blocks, 0, 0);
+    opcheck_add_buf(d, "seq", BUF_I32, OPCHECK_IN, (size_t)g.T, 0, 0);
+    opcheck_add_buf(d, "pos", BUF_I32, OPCHECK_IN, (size_t)g.T, 0, 0);
+}
+
+// The queries' sequences and positions, the block tables (a shuffle of the cache's blocks, so a
+// sequence's blocks are in no order), and NaN in every cache row no query may read: the rows past
+// each sequence's last position in its last block, and the blocks no sequence reaches. Table
+// entries past a sequence's last block are outside [0, n_blocks): an op that reads one, or a cache
+// row it must not see, shows (a fault, or NaN in the output).
+static void decode_prepare(opcheck_data *d, uint64_t *rng, int bench) {
+    const opcheck_case *c = d->c;
+    decode_geom g = decode_geom_of(c);
+    LLAVA_REQUIRE(!c->ints, "opcheck: attention_decode draws its own sequences and positions");
+    int32_t *table = d->host[4], *seq = d->host[5], *pos = d->host[6];
+    int *reach = xcalloc((size_t)g.n_seq, sizeof(int));  // positions each sequence's queries reach
+    for (int t = 0; t < g.T; t++) {
+        if (c->gen == OPCHECK_GEN_BENCH) {
+            seq[t] = t, pos[t] = g.ctx - 1;
+        } else {
+            seq[t] = opcheck_rand_int(rng, 0, g.n_seq - 1);
+            pos[t] = t == 0 ? 0 : t == 1 ? g.ctx - 1 : opcheck_rand_int(rng, 0, g.ctx);
+        }
+        if (pos[t] + 1 > reach[seq[t]]) reach[seq[t]] = pos[t] + 1;
+    }
+    int32_t *perm = xmalloc((size_t)(g.n_blocks ? g.n_blocks : 1) * sizeof(int32_t));
+    for (int i = 0; i < g.n_blocks; i++) perm[i] = i;
+    for (int i = g.n_blocks - 1; i > 0; i--) {
+        int j = opcheck_rand_int(rng, 0, i + 1), x = perm[i];
+        perm[i] = perm[j], perm[j] = x;
+    }
+    unsigned char *seen = xcalloc((size_t)g.n_blocks * g.bs + 1, 1);  // cache rows some query reads
+    for (int s = 0; s < g.n_seq; s++)
+        for (int b = 0; b < g.max_blocks; b++) {
+            int32_t *e = &table[(size_t)s * g.max_blocks + b];
+            if (b * g.bs >= reach[s]) {
+                *e = b % 2 ? -1 - b : g.n_blocks + b;  // never read
+                continue;
+            }
+            *e = perm[s * g.max_blocks + b];
+            for (int r = 0; r < g.bs && b * g.bs + r < reach[s]; r++) seen[(size_t)*e * g.bs + r] = 1;
+        }
+    if (!bench) {
+        size_t row = (size_t)g.Hkv * g.D;
+        float *kc = d->host[2], *vc = d->host[3];
+        for (size_t r = 0; r < (size_t)g.n_blocks * g.bs; r++)
+            if (!seen[r])
+                for (size_t i = 0; i < row; i++) kc[r * row + i] = vc[r * row + i] = NAN;
+    }
+    free(seen), free(perm), free(reach);
+}
+
+static void decode_run(llava_backend *be, const opcheck_case *c, void *const *p) {
+    decode_geom g = decode_geom_of(c);
+    be->ops->attention_decode(be, p[0], p[1], p[2], p[3], p[4], p[5], p[6], g.T, g.n_seq, g.max_blocks, g.bs,
+                              g.n_blocks, g.Hq, g.Hkv, g.D, (float)c->f);
+}
+
+// From the definition (ops.h): row t, query head h attends to positions 0..pos[t] of sequence
+// seq[t], position j at cache row table[seq][j / bs] * bs + j % bs, kv head h / (Hq / Hkv).
+static void decode_ref(const opcheck_data *d, double **want) {
+    const opcheck_case *c = d->c;
+    decode_geom g = decode_geom_of(c);
+    const float *q = F(d, 1), *kc = F(d, 2), *vc = F(d, 3);
+    const int32_t *table = d->host[4], *seq = d->host[5], *pos = d->host[6];
+    double scale = (double)(float)c->f;
+    int group = g.Hq / g.Hkv;
+    size_t qs = (size_t)g.Hq * g.D, ks = (size_t)g.Hkv * g.D;
+    double *sc = xmalloc((size_t)(g.ctx ? g.ctx : 1) * sizeof(double));
+    size_t *rows = xmalloc((size_t)(g.ctx ? g.ctx : 1) * sizeof(size_t));
+    for (int t = 0; t < g.T; t++) {
+        int n = pos[t] + 1;
+        for (int j = 0; j < n; j++)
+            rows[j] = (size_t)table[(size_t)seq[t] * g.max_blocks + j / g.bs] * g.bs + (size_t)(j % g.bs);
+        for (int h = 0; h < g.Hq; h++) {
+            const float *qr = q + (size_t)t * qs + (size_t)h * g.D;
+            size_t koff = (size_t)(h / group) * g.D;
+            double m = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                const float *kr = kc + rows[j] * ks + koff;
+                double dot = 0.0;
+                for (int e = 0; e < g.D; e++) dot += (double)qr[e] * kr[e];
+                sc[j] = scale * dot;
+                m = fmax(m, sc[j]);
+            }
+            double sum = 0.0;
+            for (int j = 0; j < n; j++) sum += exp(sc[j] - m);
+            double lse = m + log(sum);
+            double *o = want[0] + (size_t)t * qs + (size_t)h * g.D;
+            for (int e = 0; e < g.D; e++) o[e] = 0.0;
+            for (int j = 0; j < n; j++) {
+                double p = exp(sc[j] - lse);
+                const float *vr = vc + rows[j] * ks + koff;
+                for (int e = 0; e < g.D; e++) o[e] += p * vr[e];
+            }
+        }
+    }
+    free(sc), free(rows);
+}
+
+// Bandwidth: every row reads K and V of its kv heads at every visible position (the benchmark's
+// rows all sit at `context`), plus q and out; the I32 inputs are noise. 4 D flops per (query head,
+// key) against 4 D bytes per (kv head, key): the bytes bound it.
+static void decode_cost(const opcheck_case *c, double *flops, double *bytes) {
+    double T = (double)c->n[0], Hq = (double)c->n[1], Hkv = (double)c->n[2], D = (double)c->n[3];
+    double ctx = (double)c->n[4];
+    *bytes = T * ctx * Hkv * D * 2.0 * 2.0 + 2.0 * T * Hq * D * 2.0;
+}
+
+static void decode_shape(const opcheck_case *c, char *buf, size_t cap) {
+    // rows x context (the longest), heads (query/kv where they differ), head dim, block size
+    char heads[32];
+    if (c->n[1] != c->n[2]) snprintf(heads, sizeof heads, "%d/%d", dim(c, 1), dim(c, 2));
+    else snprintf(heads, sizeof heads, "%d", dim(c, 1));
+    snprintf(buf, cap, "%dx%d H=%s D=%d bs=%d", dim(c, 0), dim(c, 4), heads, dim(c, 3), dim(c, 5));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Token embeddings and the row gather/scatter of the image splice.
 
 // The ids the model produces: repeats of a few hot rows, image placeholders (< 0), ids past the
@@ -1228,4 +1379,6 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                      {{0, 1}, {-1, -1}}},
     [OPCHECK_ADD_INPLACE] = {"add_inplace", LLAVA_OP_ELEMENTWISE, add_layout, NULL, add_run, add_ref, add_cost,
                              shape_rows_cols, NO_ALIAS},
+    [OPCHECK_ATTENTION_DECODE] = {"attention_decode", LLAVA_OP_ATTENTION_DECODE, decode_layout, decode_prepare,
+                                  decode_run, decode_ref, decode_cost, decode_shape, NO_ALIAS},
 };

@@ -48,6 +48,17 @@ static void v_attention_cu(llava_backend *be) {
     static const int32_t cu[3] = {0, 6, 4};  // decreasing: sequence 1 would run backwards
     be->ops->attention_backward(be, A, B, C, D, A, B, C, D, A, cu, 2, 6, 2, 2, 8, 0.3f, 0);
 }
+// attention_decode over a cache of 4 blocks of 16 rows, 2 sequences of up to 2 blocks, one query
+// (T = 1, Hq = Hkv = 2, D = 8): the table's second entry of sequence 0 is `blk1`.
+static void decode_call(llava_backend *be, int32_t sq, int32_t ps, int32_t blk1, int Hq) {
+    int32_t table[4] = {2, blk1, 0, 1}, seq[1] = {sq}, pos[1] = {ps};
+    be->ops->attention_decode(be, A, B, C, D, table, seq, pos, 1, 2, 2, 16, 4, Hq, 2, 8, 0.3f);
+}
+static void v_decode_control(llava_backend *be) { decode_call(be, 0, 31, 3, 2); }
+static void v_decode_seq(llava_backend *be) { decode_call(be, 2, 5, 3, 2); }
+static void v_decode_pos(llava_backend *be) { decode_call(be, 1, 32, 3, 2); }
+static void v_decode_block(llava_backend *be) { decode_call(be, 0, 16, 4, 2); }
+static void v_decode_heads(llava_backend *be) { decode_call(be, 0, 3, 3, 3); }
 static void v_embedding_negative(llava_backend *be) { be->ops->embedding_forward(be, A, IDS, B, -5, 8, 16); }
 static void v_gather_negative_row(llava_backend *be) {
     static const int32_t idx[3] = {2, -1, 0};
@@ -74,12 +85,24 @@ static const violation CASES[] = {
      "cpu",
      v_attention_cu,
      {"attention_backward", "cu_seqlens[2] = 4"}},
+    {"control: a valid attention_decode", "cpu", v_decode_control, {NULL, NULL}},
+    {"attention_decode with sequence 2 of 2", "cpu", v_decode_seq, {"attention_decode (cpu backend)", "sequence 2"}},
+    {"attention_decode at position 32 of 2 x 16",
+     "cpu",
+     v_decode_pos,
+     {"attention_decode", "position 32 outside the 2 blocks of 16"}},
+    {"attention_decode with block 4 of 4", "cpu", v_decode_block, {"attention_decode", "block 1 of sequence 0 is 4"}},
+    {"attention_decode with Hq = 3, Hkv = 2", "cpu", v_decode_heads, {"attention_decode", "Hkv = 2"}},
     {"embedding_forward with T = -5", "cpu", v_embedding_negative, {"embedding_forward", "T = -5"}},
     {"gather_rows with row -1", "cpu", v_gather_negative_row, {"gather_rows", "idx[1] = -1"}},
     {"cross_entropy over 0 classes", "cpu", v_cross_entropy_no_classes, {"cross_entropy", "V = 0"}},
     {"adamw at step 0", "cpu", v_adamw_step0, {"adamw", "step = 0"}},
     {"upload of kind 9", "cpu", v_upload_kind, {"upload", "kind 9"}},
     {"linear_forward with N = -1 on the GPU", "cuda", v_linear_negative, {"linear_forward (cuda backend)", "N = -1"}},
+    {"attention_decode with Hq = 3, Hkv = 2 on the GPU",
+     "cuda",
+     v_decode_heads,
+     {"attention_decode (cuda backend)", "Hkv = 2"}},
 };
 
 // Runs v in a child; its stderr into err. Returns the wait status, or -1 when the child could not run.

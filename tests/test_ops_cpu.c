@@ -13,7 +13,8 @@
 //   where the fp64 reference is exactly 0 (ignored rows, rows no token touches) the op gives 0.
 // The contracts that are not a comparison stay below as their own tests: memory, the registry's own
 // guard check, RMSNorm's HF rounding order, RoPE's positions and inverse, the spec's inv_freq values,
-// attention's sequence and causal isolation, the embedding's padding row, an out-of-range target.
+// attention's sequence and causal isolation, attention_decode against attention_forward's rows (and
+// each row alone against the batch), the embedding's padding row, an out-of-range target.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -356,6 +357,55 @@ static void attention_isolation(const opcheck_case *c, opcheck_data *d) {
     free(out), free(lse), free(out2), free(lse2), free(q2), free(k2), free(v2);
 }
 
+// attention_decode against attention_forward: row t of a decode case is the last row of a causal
+// forward over the first pos[t] + 1 keys of its sequence laid out contiguously (gathered from the
+// cache's shuffled blocks), with the row's query in that last row. Both take fp32 scores scaled
+// after the dot product and the same fp64 softmax rounded to fp32; only the order of the fp32 sums
+// differs (OpenBLAS's sgemm kernels against the decode's loops over D and over the keys), ~1e-7 per
+// dot product and P V sum: relative 1e-6, as the forward's own tolerance. And each row alone (T = 1)
+// gives the bits it gets in the batch (ops.h: a batch's composition changes no answer).
+static void decode_matches_forward(const opcheck_case *c, opcheck_data *d) {
+    int T = (int)c->n[0], Hq = (int)c->n[1], Hkv = (int)c->n[2], D = (int)c->n[3], bs = (int)c->n[5];
+    if (T == 0) return;
+    int n_seq, max_blocks, n_blocks;
+    opcheck_decode_geometry(c, &n_seq, &max_blocks, &n_blocks);
+    const float *q = d->host[1], *kc = d->host[2], *vc = d->host[3];
+    const int32_t *table = d->host[4], *seq = d->host[5], *pos = d->host[6];
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, nq = (size_t)T * qs;
+    float scale = (float)c->f;
+    float *out = xmalloc(nq * sizeof(float)), *one = xmalloc(qs * sizeof(float));
+    double *fwd = xmalloc(nq * sizeof(double));
+    ops->attention_decode(be, out, q, kc, vc, table, seq, pos, T, n_seq, max_blocks, bs, n_blocks, Hq, Hkv, D, scale);
+    int alone_same = 1;
+    for (int t = 0; t < T; t++) {
+        int L = pos[t] + 1;
+        int32_t cu[2] = {0, L};
+        float *qf = xmalloc((size_t)L * qs * sizeof(float)), *of = xmalloc((size_t)L * qs * sizeof(float));
+        float *kf = xmalloc((size_t)L * ks * sizeof(float)), *vf = xmalloc((size_t)L * ks * sizeof(float));
+        float *lse = xmalloc((size_t)L * Hq * sizeof(float));
+        for (int i = 0; i < L; i++) {
+            size_t row = (size_t)table[(size_t)seq[t] * max_blocks + i / bs] * bs + (size_t)(i % bs);
+            memcpy(qf + (size_t)i * qs, q + (size_t)t * qs, qs * sizeof(float));
+            memcpy(kf + (size_t)i * ks, kc + row * ks, ks * sizeof(float));
+            memcpy(vf + (size_t)i * ks, vc + row * ks, ks * sizeof(float));
+        }
+        ops->attention_forward(be, of, lse, qf, kf, vf, cu, 1, L, Hq, Hkv, D, scale, 1);
+        for (size_t i = 0; i < qs; i++) fwd[(size_t)t * qs + i] = of[(size_t)(L - 1) * qs + i];
+        ops->attention_decode(be, one, q + (size_t)t * qs, kc, vc, table, seq + t, pos + t, 1, n_seq, max_blocks, bs,
+                              n_blocks, Hq, Hkv, D, scale);
+        alone_same &= same_bits(one, out + (size_t)t * qs, qs);
+        free(qf), free(of), free(kf), free(vf), free(lse);
+    }
+    char what[320];
+    describe(c, "= attention_forward's rows", what, sizeof what);
+    opcheck_ref_tol tol = {.metric = OPCHECK_REL, .tol = 1e-6};
+    opcheck_verdict v;
+    opcheck_compare_ref(what, &tol, out, fwd, nq, &v);
+    print_verdict(&v);
+    CHECK(alone_same, "attention_decode: a row alone differs from the same row in the batch");
+    free(out), free(one), free(fwd);
+}
+
 // The padding row: nn.Embedding never updates it (its bits stay, onto random contents, over two
 // calls that accumulate); without a padding index it gets the gradient of the tokens that use it.
 static void embedding_padding(const opcheck_case *c, opcheck_data *d) {
@@ -415,6 +465,7 @@ int main(void) {
     for_cpu_cases(OPCHECK_ROPE_FORWARD, rope_contracts);
     test_rope_inv_freq();
     for_cpu_cases(OPCHECK_ATTENTION_FORWARD, attention_isolation);
+    for_cpu_cases(OPCHECK_ATTENTION_DECODE, decode_matches_forward);
     for_cpu_cases(OPCHECK_EMBEDDING_BACKWARD, embedding_padding);
     test_cross_entropy_bad_target();
     return check_done();

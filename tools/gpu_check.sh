@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, one call on a machine with an NVIDIA GPU: the GPU tests (ctest -L gpu), the kernel
-# benchmark, the training-step benchmark and the PyTorch baseline beside it, compute-sanitizer if
-# time is left, then a short table. Every log goes to OUTDIR (at most 8 files). Meant to finish in
-# about 7 minutes on one H100.
+# benchmark, the training-step benchmark and the PyTorch baseline beside it, generation speed
+# (llava bench-generate and PyTorch's generate beside it), compute-sanitizer if time is left, then a
+# short table. Every log goes to OUTDIR (at most 8 files). Meant to finish in about 7 minutes on one
+# H100.
 #
 #   tools/gpu_check.sh OUTDIR
 #
@@ -13,7 +14,9 @@
 # when this checkout lives elsewhere, /work/main is made a link to it.
 #
 # LLAVA_GPU_CHECK_BUDGET (seconds, default 420) bounds the optional steps at the end;
-# LLAVA_GPU_CHECK_SKIP="tests kernels step torch sanitizer" leaves those steps out (a rerun that needs only some);
+# LLAVA_GPU_CHECK_SKIP="tests kernels step torch generate sanitizer" leaves those steps out (a rerun that needs only some);
+# LLAVA_GPU_CHECK_GEN_LAYERS (default 32: all of LLaVA-7B's, 13.5 GB of bf16 weights) and
+# LLAVA_GPU_CHECK_GEN_ARGS (extra arguments to both generation benchmarks) shape the generation step;
 # LLAVA_GPU_CHECK_KERNEL_ARGS adds arguments to bench-kernels (--only attention, say);
 # LLAVA_GPU_CHECK_STAGE=1 runs both training-step benchmarks as stage 1 (projector only, captions);
 # LLAVA_PEAK_TFLOPS gives the bf16 peak for MFU when the kernel benchmark (which measures it) is skipped.
@@ -80,8 +83,8 @@ STAGE=${LLAVA_GPU_CHECK_STAGE:-2}  # the training-step benchmarks: 2 (665K mix, 
 SB=$([ "$STAGE" = 1 ] && echo 32 || echo 16)
 if ! skip kernels; then
   echo "== kernel benchmark ($(elapsed) s)"
-  timeout 90 "$B/llava" bench-kernels --reps 10 ${LLAVA_GPU_CHECK_KERNEL_ARGS:-} > "$OUT/bench-kernels.log" 2>&1
-  echo "   rc $?"; tail -45 "$OUT/bench-kernels.log"
+  timeout 120 "$B/llava" bench-kernels --reps 10 ${LLAVA_GPU_CHECK_KERNEL_ARGS:-} > "$OUT/bench-kernels.log" 2>&1
+  echo "   rc $?"; tail -55 "$OUT/bench-kernels.log"
   PEAK=$(grep -E "^peaks measured" "$OUT/bench-kernels.log" | grep -oE "= [0-9.]+ TFLOP/s" | grep -oE "[0-9.]+" | head -1)
 fi
 
@@ -97,6 +100,35 @@ if ! skip torch; then
   LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/torch_llava_step.py --stage "$STAGE" \
     --layers 4 --batch "$SB" --steps 5 ${PEAK:+--peak-tflops $PEAK} > "$OUT/torch-step.log" 2>&1
   echo "   rc $?"; tail -10 "$OUT/torch-step.log"
+fi
+
+# Generation, llava.c and PyTorch in turn on the same card: LLaVA-7B's language model (random
+# weights) after a 600-token prompt (the image prompt) at batch 1, and a batch of 64 prompts of 700
+# tokens (the length mix's typical one; torch_generate.py's own default is the mix itself), 128 new
+# tokens each, greedy, no early stop. Both print one JSON line; the summary compares them. Skipped
+# when less than 150 s of the budget is left.
+GEN_LAYERS=${LLAVA_GPU_CHECK_GEN_LAYERS:-32}
+if ! skip generate; then
+  left=$(( BUDGET - $(elapsed) ))
+  if [ $left -lt 150 ]; then
+    echo "== generation: skipped, ${left} s of the budget left"
+  else
+    : > "$OUT/generate.log"
+    for run in "1 600" "64 700"; do
+      read -r gb gp <<< "$run"
+      echo "== generation, llava.c: batch $gb, prompt $gp tokens, $GEN_LAYERS layers ($(elapsed) s)"
+      echo "#### llava bench-generate batch $gb prompt $gp" >> "$OUT/generate.log"
+      timeout 120 "$B/llava" bench-generate --device cuda --shape 7b --layers "$GEN_LAYERS" --batch "$gb" \
+        --prompt-tokens "$gp" --new-tokens 128 --json ${LLAVA_GPU_CHECK_GEN_ARGS:-} >> "$OUT/generate.log" 2>&1
+      echo "   rc $?"; grep -E '^\{' "$OUT/generate.log" | tail -1
+    done
+    echo "== generation, PyTorch + transformers generate (static cache, bf16, SDPA) ($(elapsed) s)"
+    echo "#### torch_generate.py" >> "$OUT/generate.log"
+    LD_LIBRARY_PATH=$ORIG_LD PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/torch_generate.py \
+      --layers "$GEN_LAYERS" --prompt-tokens 600 --new-tokens 128 --batch 64 --batch-prompts 700 \
+      ${LLAVA_GPU_CHECK_GEN_ARGS:-} >> "$OUT/generate.log" 2>&1
+    echo "   rc $?"; sed -n '/^#### torch_generate.py/,$p' "$OUT/generate.log" | tail -4
+  fi
 fi
 
 # Nsight Compute on the attention kernels (LLAVA_GPU_CHECK_PROFILE=1): the first forward, dK/dV
@@ -119,7 +151,8 @@ if [ "${LLAVA_GPU_CHECK_PROFILE:-0}" = 1 ]; then
 fi
 
 # compute-sanitizer, as far as the budget goes: memcheck of the whole model and of a short training
-# run, then racecheck (shared memory) and memcheck of the attention kernels on their quick set.
+# run, then racecheck (shared memory) and memcheck of the attention kernels on their quick set, then
+# of the decode kernels on their registry cases.
 if ! skip sanitizer && command -v compute-sanitizer >/dev/null; then
   : > "$OUT/sanitizer.log"
   while read -r tool name cmd; do
@@ -136,6 +169,8 @@ memcheck model $B/gpu_test_cuda_model
 memcheck demo-fast $B/llava demo --fast --check --device cuda --out /tmp/demo-sanitized
 racecheck attention-quick $B/gpu_test_cuda_attention
 memcheck attention-quick $B/gpu_test_cuda_attention
+memcheck attention-decode $B/gpu_test_cuda_ops attention_decode
+racecheck attention-decode $B/gpu_test_cuda_ops attention_decode
 LIST
 fi
 
@@ -151,5 +186,42 @@ ours=$(grep -soE '^bench-step: [0-9]+' "$OUT/bench-step.log" | grep -oE '[0-9]+$
 theirs=$(grep -soE '^torch-step: [0-9]+' "$OUT/torch-step.log" | grep -oE '[0-9]+$')
 if [ -n "${ours:-}" ] && [ -n "${theirs:-}" ]; then
   printf "%-28s %s\n" "tokens/s ratio (ours/torch)" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN{printf "%.2f", a/b}')"
+fi
+# Generation: llava.c's JSON lines (one per run, by batch) against torch_generate.py's (impl "torch").
+if [ -f "$OUT/generate.log" ]; then
+  python3 - "$OUT/generate.log" "$GEN_LAYERS" <<'PY' || echo "generation: no comparison (rc $?)"
+import json, sys
+ours, torch = {}, None
+for line in open(sys.argv[1], errors="replace"):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    try:
+        j = json.loads(line)
+    except ValueError:
+        continue
+    if j.get("impl") == "torch":
+        torch = j
+    elif "decode_tokens_per_s" in j:
+        ours[int(j.get("batch", 0))] = j
+theirs = {}
+for key in ("batch1", "batched"):
+    r = (torch or {}).get(key)
+    if r and "error" not in r:
+        theirs[int(r["batch"])] = r
+print(f"generation, {sys.argv[2]} layers (llava.c / PyTorch{' ' + torch['transformers'] if torch else ''})")
+print(f"  {'':<26} {'llava.c':>10} {'PyTorch':>10} {'ours/torch':>10}")
+def row(what, a, b, fmt="{:.1f}"):
+    fa = fmt.format(a) if a is not None else "n/a"
+    fb = fmt.format(b) if b is not None else "n/a"
+    ratio = f"{a / b:.2f}" if a and b else ""
+    print(f"  {what:<26} {fa:>10} {fb:>10} {ratio:>10}")
+for batch in sorted(set(ours) | set(theirs)):
+    o, t = ours.get(batch, {}), theirs.get(batch, {})
+    p = o.get("prompt_tokens", t.get("prompt_tokens"))
+    row(f"batch {batch} x {p}: TTFT ms", o.get("ttft_ms"), t.get("ttft_ms"))
+    row(f"  decode tokens/s", o.get("decode_tokens_per_s"), t.get("decode_tokens_per_s"))
+    row(f"  of the bandwidth bound", o.get("fraction_of_bound"), t.get("fraction_of_bound"), "{:.1%}")
+PY
 fi
 exit $ctest_rc

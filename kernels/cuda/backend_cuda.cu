@@ -39,6 +39,7 @@ static void fill_table(llava_ops *t) {
     t->rope_backward = cuda_rope_backward;
     t->attention_forward = cuda_attention_forward;    // attention.cu
     t->attention_backward = cuda_attention_backward;  // attention.cu
+    t->attention_decode = cuda_attention_decode;      // attention_decode.cu
     t->embedding_forward = cuda_embedding_forward;
     t->embedding_backward = cuda_embedding_backward;
     t->scatter_rows = cuda_scatter_rows;
@@ -146,6 +147,36 @@ static int cuda_supports(const llava_backend *be, const llava_op_shape *s, char 
             return 0;
         }
         return 1;
+    case LLAVA_OP_ATTENTION_DECODE:  // T, Hq, Hkv, D, context, block_size
+        if (n[1] <= 0 || n[2] <= 0 || n[1] % n[2] != 0) {
+            snprintf(why, cap, "attention_decode: %lld query heads are not a multiple of %lld key/value heads",
+                     (long long)n[1], (long long)n[2]);
+            return 0;
+        }
+        if (n[3] <= 0 || n[3] > 256) {
+            snprintf(why, cap,
+                     "attention_decode: head dim %lld (1 to 256; the split kernel takes 64 and 128, others run one "
+                     "warp per row and head)",
+                     (long long)n[3]);
+            return 0;
+        }
+        // Any positive block size: multiples of 16 take the split kernel, others the per-row one.
+        if (n[5] <= 0) {
+            snprintf(why, cap, "attention_decode: block size %lld", (long long)n[5]);
+            return 0;
+        }
+        {  // the split kernel's grid y: kv heads x CTAs per group (of 8, 4, 2 or 1 query heads)
+            int64_t group = n[1] / n[2], per = group % 8 == 0 ? 8 : group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+            if (n[2] * (group / per) > 65535) {
+                snprintf(why, cap, "attention_decode: more than 65535 CTAs per query row");
+                return 0;
+            }
+        }
+        if (n[4] > INT32_MAX) {
+            snprintf(why, cap, "attention_decode: a context above 2^31 keys");
+            return 0;
+        }
+        return 1;
     case LLAVA_OP_ROPE:  // T, H, D
         if (n[2] % 2 != 0 || n[2] / 2 > 512) {
             snprintf(why, cap, "rope: head dim %lld must be even and at most 1024", (long long)n[2]);
@@ -216,6 +247,10 @@ extern "C" llava_backend *llava_backend_open_cuda(const llava_backend_options *o
     }
     cuda_ctx *cx = (cuda_ctx *)xcalloc(1, sizeof *cx);
     cx->device = dev;
+    if (cudaDeviceGetAttribute(&cx->n_sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        cudaGetLastError();
+        cx->n_sms = 1;
+    }
     // A blocking stream: it orders itself with the legacy default stream, so a stray synchronous
     // cudaMemcpy elsewhere cannot race the ops.
     cudaError_t err = cudaStreamCreate(&cx->stream);

@@ -49,6 +49,7 @@ struct cuda_gemm_cache;  // linear.cu: the cuBLASLt handle, its workspace and th
 // contexts (on one device or two) never share a stream, a cache or a buffer.
 typedef struct {
     int device;           // the device ordinal this context runs on
+    int n_sms;            // its multiprocessors (attention_decode splits a row's keys by them)
     cudaStream_t stream;  // every op of the context, in order
     void *scratch;        // cuda_scratch's buffer, and its size
     size_t scratch_bytes;

@@ -81,6 +81,13 @@ void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, co
                              const void *k, const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
                              int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
 
+// attention_decode.cu: query rows against a paged KV cache, flash-decoding style (the keys split
+// over CTAs by the row's own context, so batch composition changes no bits), head dims 64 and 128
+// with block sizes that are multiples of 16; a one-warp-per-row kernel for every other shape.
+void cuda_attention_decode(llava_backend *be, void *out, const void *q, const void *k_cache, const void *v_cache,
+                           const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
+                           int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale);
+
 // cross_entropy.cu: fused with the softmax over the vocabulary in chunks.
 void cuda_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets,
                         int T, int V, float grad_scale);

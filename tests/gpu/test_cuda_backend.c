@@ -67,6 +67,17 @@ int main(void) {
           why);
     CHECK(llava_backend_supports(a, &gqa, why, sizeof why) == 0, "6 query heads over 4 key/value heads");
     CHECK(llava_backend_supports(a, &adam, why, sizeof why) == 0 && strstr(why, "master"), "AdamW without masters");
+    // attention_decode: T, Hq, Hkv, D, context, block_size. Any block size and head dims to 256 run
+    // (the split kernel or the per-row one).
+    llava_op_shape dec = {LLAVA_OP_ATTENTION_DECODE, {64, 32, 32, 128, 4096, 16}},
+                   dec_odd = {LLAVA_OP_ATTENTION_DECODE, {3, 4, 2, 80, 100, 8}},
+                   dec_big = {LLAVA_OP_ATTENTION_DECODE, {1, 4, 4, 320, 100, 16}},
+                   dec_gqa = {LLAVA_OP_ATTENTION_DECODE, {1, 6, 4, 64, 100, 16}};
+    CHECK(llava_backend_supports(a, &dec, why, sizeof why) == 1, "LLaVA-7B decode: %s", why);
+    CHECK(llava_backend_supports(a, &dec_odd, why, sizeof why) == 1, "decode, head dim 80, blocks of 8: %s", why);
+    CHECK(llava_backend_supports(a, &dec_big, why, sizeof why) == 0 && strstr(why, "head dim"),
+          "decode, head dim 320: \"%s\"", why);
+    CHECK(llava_backend_supports(a, &dec_gqa, why, sizeof why) == 0, "decode, 6 query heads over 4 key/value heads");
     free(x), free(w), free(ya), free(yb), free(yc), free(ya2);
     return check_done();
 }

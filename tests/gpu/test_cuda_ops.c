@@ -1,7 +1,8 @@
 // The CUDA backend (kernels/cuda/) op by op against the CPU reference (kernels/cpu/), through the
 // two backends' tables: every GPU case of the op-case registry (kernels/opcheck_cases.c holds the
-// shapes, the draws and the bounds with their reasons), every op except attention
-// (tests/gpu/test_cuda_attention.c has that), plus the tests that are not one op's comparison.
+// shapes, the draws and the bounds with their reasons), every op except attention_forward and
+// attention_backward (tests/gpu/test_cuda_attention.c has those), plus the tests that are not one
+// op's comparison.
 //
 // Method. Inputs are random (the registry's fixed seeds, never zero) and rounded to bf16 on the host
 // first, so the GPU's bf16 buffers and the CPU's fp32 buffers hold the same numbers and only the
@@ -23,6 +24,9 @@
 //     67M positive terms drifts by ~eps sqrt(n) = 1e-12 relative, the GPU's tree by less); bit-
 //     identical run to run.
 //   rope backward(forward(x)) = x: see there.
+//   attention_decode: each row alone gives the bits it gets in the batch, a second run the same
+//     bits; a row whose sequence or position is outside the table, or whose table names a block
+//     outside the cache, is NaN and the other rows keep their bits.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +98,12 @@ static float *bf16_of(const float *x, size_t n) {  // the bf16 rounding of an fp
 
 // ---------------------------------------------------------------------------------------------
 // Device buffers
+
+static int32_t *dup_i32(const int32_t *x, size_t n) {
+    int32_t *y = xmalloc((n ? n : 1) * sizeof(int32_t));
+    memcpy(y, x, n * sizeof(int32_t));
+    return y;
+}
 
 static void *dev_up(int kind, const float *h, size_t n) {
     void *d = gpu->alloc(gbe, kind, n);
@@ -294,6 +304,7 @@ static void test_table(void) {
     HAS(rope_backward);
     HAS(attention_forward);
     HAS(attention_backward);
+    HAS(attention_decode);
     HAS(embedding_forward);
     HAS(embedding_backward);
     HAS(scatter_rows);
@@ -456,6 +467,88 @@ static void test_cross_entropy_bad_target(void) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// attention_decode beyond the registry's comparison. ops.h: a row's result does not depend on the
+// other rows of the call (the kernel's splits follow the row's own context, never T), so every row
+// run alone, in place in the same output, must give the bits the batch gave; and the kernels are
+// deterministic. The GPU cannot stop on the table preconditions (they read device memory): a row
+// whose sequence or position is outside the table, or whose table names a block outside the cache,
+// gets NaN, and the other rows keep their bits.
+
+static void *elem(void *p, size_t i, size_t esz) { return (char *)p + i * esz; }
+
+static void decode_row_checks(const opcheck_case *c) {
+    int T = (int)c->n[0], Hq = (int)c->n[1], Hkv = (int)c->n[2], D = (int)c->n[3], bs = (int)c->n[5];
+    int n_seq, max_blocks, n_blocks;
+    opcheck_decode_geometry(c, &n_seq, &max_blocks, &n_blocks);
+    size_t qs = (size_t)Hq * D, nq = (size_t)T * qs, esz = gpu->act_bytes;
+    char name[96], shape[96], what[320];
+    opcheck_case_name(c, name, sizeof name);
+    opcheck_case_shape(c, shape, sizeof shape);
+    opcheck_data d;
+    opcheck_make(c, &d);
+    opcheck_run *r = opcheck_setup(gbe, &d, OPCHECK_RUN_PLAIN);
+    void *p[7];
+    for (int i = 0; i < 7; i++) p[i] = opcheck_ptr(r, i);
+    float scale = (float)c->f;
+    opcheck_exec(r);
+    float *batch = opcheck_fetch(r, 0);
+    opcheck_exec(r);
+    float *again = opcheck_fetch(r, 0);
+    snprintf(what, sizeof what, "  %s %s: run to run", name, shape);
+    check_same_bits(what, batch, again, nq);
+    free(again);
+    for (int t = 0; t < T; t++)
+        gpu->attention_decode(gbe, elem(p[0], (size_t)t * qs, esz), elem(p[1], (size_t)t * qs, esz), p[2], p[3], p[4],
+                              (int32_t *)p[5] + t, (int32_t *)p[6] + t, 1, n_seq, max_blocks, bs, n_blocks, Hq, Hkv, D,
+                              scale);
+    float *alone = opcheck_fetch(r, 0);
+    snprintf(what, sizeof what, "  %s: each row alone = its row in the batch", name);
+    check_same_bits(what, batch, alone, nq);
+    free(alone);
+
+    // Row 0's sequence past the table, row 2's position past it, and block 0 of row 1's sequence
+    // outside the cache (every row of that sequence reads block 0).
+    int32_t *table = dup_i32(d.host[4], (size_t)n_seq * max_blocks), *seq = dup_i32(d.host[5], T);
+    int32_t *pos = dup_i32(d.host[6], T);
+    int s1 = seq[1];
+    seq[0] = n_seq;
+    pos[2] = max_blocks * bs;
+    table[(size_t)s1 * max_blocks] = n_blocks;
+    gpu->upload_i32(gbe, p[4], table, (size_t)n_seq * max_blocks);
+    gpu->upload_i32(gbe, p[5], seq, T);
+    gpu->upload_i32(gbe, p[6], pos, T);
+    opcheck_exec(r);
+    float *bad = opcheck_fetch(r, 0);
+    size_t nan_rows = 0, kept_rows = 0, wrong = 0;
+    for (int t = 0; t < T; t++) {
+        int poisoned = t == 0 || t == 2 || seq[t] == s1;
+        size_t n_nan = 0;
+        for (size_t i = 0; i < qs; i++) n_nan += isnan(bad[(size_t)t * qs + i]) != 0;
+        if (poisoned) nan_rows += n_nan == qs, wrong += n_nan != qs;
+        else {
+            int same = memcmp(bad + (size_t)t * qs, batch + (size_t)t * qs, qs * sizeof(float)) == 0;
+            kept_rows += same, wrong += !same;
+        }
+    }
+    printf("  %-52s %zu rows NaN, %zu rows kept, %zu wrong\n", "  bad sequence, position and block", nan_rows,
+           kept_rows, wrong);
+    CHECK(wrong == 0, "%s %s: %zu rows wrong after a bad table (NaN expected in rows 0, 2 and sequence %d's)", name,
+          shape, wrong, s1);
+    check_guards(r, "cuda");
+    free(bad), free(batch), free(table), free(seq), free(pos);
+    opcheck_finish(r);
+    opcheck_data_free(&d);
+}
+
+static void test_attention_decode_rows(void) {
+    printf("attention_decode rows\n");
+    for (int i = 0; i < OPCHECK_N_CASES; i++) {
+        const opcheck_case *c = &OPCHECK_CASES[i];
+        if (c->op == OPCHECK_ATTENTION_DECODE && (c->flags & OPCHECK_GPU) && c->n[0] >= 3) decode_row_checks(c);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Optimizer
 
 static void test_adamw(void) {
@@ -527,21 +620,28 @@ static void test_grad_sq_sum(void) {
     CHECK(gpu->grad_sq_sum(gbe, NULL, 0) == 0.0, "grad_sq_sum of nothing");
 }
 
-int main(void) {
+// `gpu_test_cuda_ops OP` runs only the registry's cases of the ops whose name holds OP, and the
+// tests of those ops beyond it (tools/gpu_check.sh runs `attention_decode` under compute-sanitizer).
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
     gbe = test_cuda();
     cbe = test_cpu();
     cpu = cbe->ops;
     gpu = gbe->ops;
-    test_table();
-    test_memory();
-    test_rope_round_trip();
-    test_cross_entropy_bad_target();
-    test_adamw();
-    test_grad_sq_sum();
+    if (!only) {
+        test_table();
+        test_memory();
+        test_rope_round_trip();
+        test_cross_entropy_bad_target();
+        test_adamw();
+        test_grad_sq_sum();
+    }
+    if (!only || strstr("attention_decode", only)) test_attention_decode_rows();
     // The registry's cases in its order; its last ones have every pointer 2 bytes off 16-byte
     // alignment, which a cuBLASLt without an algorithm for them would end the program on.
     for (int i = 0; i < OPCHECK_N_CASES; i++)
-        if (OPCHECK_CASES[i].flags & OPCHECK_GPU) run_case(&OPCHECK_CASES[i]);
+        if ((OPCHECK_CASES[i].flags & OPCHECK_GPU) && (!only || strstr(opcheck_op_name(OPCHECK_CASES[i].op), only)))
+            run_case(&OPCHECK_CASES[i]);
     gpu->sync(gbe);
     return check_done();
 }
