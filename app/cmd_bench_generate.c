@@ -226,13 +226,14 @@ int cmd_bench_generate(int argc, char **argv) {
     // its sequences, the time to first token their mean); batch1_* and fraction_of_bound are batch 1's.
     double ttftB = batch > 1 ? many.ttft_sum / batch : ttft;
     if (json)
-        printf("{\"device\": \"%s\", \"shape\": \"%s\", \"layers\": %d, \"batch\": %d, \"prompt_tokens\": %d, "
-               "\"new_tokens\": %d, \"ttft_ms\": %.3f, \"decode_tokens_per_s\": %.3f, \"batch1_ttft_ms\": %.3f, "
-               "\"batch1_decode_tokens_per_s\": %.3f, \"weight_bytes\": %.0f, \"copy_bandwidth_gbs\": %.2f, "
-               "\"bound_tokens_per_s\": %.3f, \"fraction_of_bound\": %.4f, \"nocache_tokens_per_s\": %.4f, "
-               "\"cache_speedup\": %.2f}\n",
-               info.device, model_dir ? "model" : shape, tc->num_hidden_layers, batch, P, N, ttftB, decB, ttft, dec1,
-               weight_bytes, bw, bound, dec1 / bound, nocache_tps, nocache_tps > 0 ? dec1 / nocache_tps : 0.0);
+        printf(
+            "{\"device\": \"%s\", \"shape\": \"%s\", \"layers\": %d, \"batch\": %d, \"prompt_tokens\": %d, "
+            "\"new_tokens\": %d, \"ttft_ms\": %.3f, \"decode_tokens_per_s\": %.3f, \"batch1_ttft_ms\": %.3f, "
+            "\"batch1_decode_tokens_per_s\": %.3f, \"weight_bytes\": %.0f, \"copy_bandwidth_gbs\": %.2f, "
+            "\"bound_tokens_per_s\": %.3f, \"fraction_of_bound\": %.4f, \"nocache_tokens_per_s\": %.4f, "
+            "\"cache_speedup\": %.2f}\n",
+            info.device, model_dir ? "model" : shape, tc->num_hidden_layers, batch, P, N, ttftB, decB, ttft, dec1,
+            weight_bytes, bw, bound, dec1 / bound, nocache_tps, nocache_tps > 0 ? dec1 / nocache_tps : 0.0);
     engine_close(e);
     llava_backend_close(be);
     return 0;
