@@ -27,34 +27,18 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+// LLaVA-1.5's shapes, or the demo's (app/demo.c's models: LM hidden 96, 2 layers; CLIP 48 px).
 static void shape_config(const char *shape, model_config *mc) {
-    memset(mc, 0, sizeof *mc);
-    mc->kind = HF_LLAVA_ORIGINAL;
-    mc->has_text = mc->has_vision = mc->has_projector = 1;
-    llama_config_defaults(&mc->text);  // LlamaConfig's defaults: LLaMA-7B's shapes
-    mc->text.rms_norm_eps = 1e-5f;
-    mc->text.max_position_embeddings = 4096;
-    clip_vision_config_llava_default(&mc->vision);  // CLIP ViT-L/14-336
-    mc->glue = (llava_glue_config){.image_token_index = -200,
-                                   .projector = PROJ_MLP2X_GELU,
-                                   .projector_bias = 1,
-                                   .vision_feature_layer = -2,
-                                   .drop_cls = 1,
-                                   .image_seq_length = 576,
-                                   .pad_token_id = -1};
-    strcpy(mc->glue.projector_hidden_act, "gelu");
-    if (!strcmp(shape, "13b")) {
-        mc->text.hidden_size = 5120, mc->text.intermediate_size = 13824, mc->text.num_hidden_layers = 40;
-        mc->text.num_attention_heads = 40;
-    } else if (!strcmp(shape, "demo")) {  // app/demo.c's models
+    int demo = !strcmp(shape, "demo");
+    model_config_llava15(demo ? "7b" : shape, mc);
+    if (demo) {
         mc->text.hidden_size = 96, mc->text.intermediate_size = 192, mc->text.num_hidden_layers = 2;
-        mc->text.num_attention_heads = 4, mc->text.vocab_size = 128;
+        mc->text.num_attention_heads = mc->text.num_key_value_heads = 4, mc->text.head_dim = 24;
+        mc->text.vocab_size = 128;
         mc->vision.hidden_size = 64, mc->vision.intermediate_size = 128, mc->vision.num_hidden_layers = 2;
         mc->vision.num_attention_heads = 2, mc->vision.image_size = 48, mc->vision.patch_size = 8;
         mc->glue.image_seq_length = 36;
     }
-    mc->text.num_key_value_heads = mc->text.num_attention_heads;
-    mc->text.head_dim = mc->text.hidden_size / mc->text.num_attention_heads;
 }
 
 typedef struct {

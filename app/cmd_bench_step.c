@@ -102,22 +102,7 @@ int cmd_bench_step(int argc, char **argv) {
     if (peak <= 0) peak = info.peak_bf16_tflops;  // the card's nominal dense bf16 peak, when known
     int gpu = !strcmp(device, "cuda");
     model_config mc;
-    memset(&mc, 0, sizeof mc);
-    mc.kind = HF_LLAVA_ORIGINAL;
-    mc.has_text = mc.has_vision = mc.has_projector = 1;
-    llama_config_defaults(&mc.text);  // LlamaConfig's defaults are LLaMA-7B's shapes
-    mc.text.num_key_value_heads = mc.text.num_attention_heads;
-    mc.text.head_dim = mc.text.hidden_size / mc.text.num_attention_heads;
-    mc.text.rms_norm_eps = 1e-5f;
-    clip_vision_config_llava_default(&mc.vision);  // CLIP ViT-L/14-336
-    mc.glue = (llava_glue_config){.image_token_index = -200,
-                                  .projector = PROJ_MLP2X_GELU,
-                                  .projector_bias = 1,
-                                  .vision_feature_layer = -2,
-                                  .drop_cls = 1,
-                                  .image_seq_length = 576,
-                                  .pad_token_id = -1};
-    strcpy(mc.glue.projector_hidden_act, "gelu");
+    model_config_llava15("7b", &mc);
     if (!gpu) {  // a tiny model: the harness, not a measurement
         mc.text.hidden_size = 128, mc.text.intermediate_size = 344, mc.text.num_attention_heads = 4;
         mc.text.num_key_value_heads = 4, mc.text.head_dim = 32, mc.text.vocab_size = 1000;

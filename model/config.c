@@ -156,6 +156,30 @@ static void glue_defaults(llava_glue_config *g) {
     g->pad_token_id = -1;
 }
 
+int model_config_llava15(const char *size, model_config *mc) {
+    int b13 = strcmp(size, "13b") == 0;
+    if (!b13 && strcmp(size, "7b") != 0) return llava_fail("LLaVA-1.5 comes in 7b and 13b, not \"%s\"", size);
+    memset(mc, 0, sizeof *mc);
+    mc->kind = HF_LLAVA_ORIGINAL;
+    mc->has_text = mc->has_vision = mc->has_projector = 1;
+    llama_config_defaults(&mc->text);  // LlamaConfig's defaults are LLaMA-7B's shapes
+    mc->text.rms_norm_eps = 1e-5f;
+    mc->text.max_position_embeddings = 4096;
+    if (b13) {
+        mc->text.hidden_size = 5120;
+        mc->text.intermediate_size = 13824;
+        mc->text.num_hidden_layers = 40;
+        mc->text.num_attention_heads = 40;
+    }
+    mc->text.num_key_value_heads = mc->text.num_attention_heads;
+    mc->text.head_dim = mc->text.hidden_size / mc->text.num_attention_heads;
+    clip_vision_config_llava_default(&mc->vision);  // CLIP ViT-L/14-336
+    glue_defaults(&mc->glue);
+    mc->glue.image_token_index = -200;
+    snprintf(mc->glue.image_aspect_ratio, sizeof mc->glue.image_aspect_ratio, "pad");
+    return 0;
+}
+
 static int parse_original_glue(const cJSON *o, const char *where, model_config *mc) {
     llava_glue_config *g = &mc->glue;
     glue_defaults(g);

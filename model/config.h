@@ -81,6 +81,11 @@ void clip_vision_config_defaults(clip_vision_config *c);
 // LlavaConfig's vision config when none is given: CLIP ViT-L/14 at 336 px.
 void clip_vision_config_llava_default(clip_vision_config *c);
 
+// LLaVA-1.5's shapes without a file ("7b": Vicuna-7B, "13b": Vicuna-13B, each with CLIP ViT-L/14-336
+// and the 2-layer GELU projector), original-LLaVA layout: what the benchmarks build random models
+// of. 0, or -1 with an error for another name.
+int model_config_llava15(const char *size, model_config *mc);
+
 // Parses a config.json. `path` names the file in messages.
 int model_config_parse(const char *text, size_t len, const char *path, model_config *out);
 // `path` is a config.json file or a folder holding one.

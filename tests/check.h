@@ -34,6 +34,18 @@ static int check_pass_count, check_fail_count;
 #define CHECK_ERR_HAS(needle)                                                                                          \
     CHECK(strstr(llava_errmsg(), (needle)) != NULL, "error \"%s\" lacks \"%s\"", llava_errmsg(), (needle))
 
+// ||a - ref|| / ||ref|| in fp64 (||a - ref|| when ref is all zero); a NaN anywhere gives NaN, which
+// fails every <= bound.
+static inline double check_rel_l2(const float *a, const float *ref, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
 static inline int check_done(void) {
     printf("%d passed, %d failed\n", check_pass_count, check_fail_count);
     return check_fail_count ? 1 : 0;

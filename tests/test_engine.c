@@ -29,6 +29,7 @@
 
 #include "check.h"
 #include "common/util.h"
+#include "gen_golden.h"
 #include "infer/engine.h"
 #include "infer/generate.h"
 #include "model/io/safetensors.h"
@@ -327,26 +328,12 @@ static void check_stop(const golden *g) {
 
 // <cfg>/generate_batch.json: six prompts, transformers' tokens for each generated alone.
 static void check_batch_golden(const char *cfg) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_batch.json", cfg);
-    size_t len;
-    char *text = read_file(path, 1 << 22, &len);
-    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
-    free(text);
-    CHECK(root != NULL, "%s", path);
-    if (!root) return;
-    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_batch.safetensors", cfg);
-    st_file in;
-    if (st_open(&in, path) != 0) {
+    gen_golden gg;
+    if (gen_golden_load(cfg, &gg) != 0) {
         CHECK(0, "%s", llava_errmsg());
-        cJSON_Delete(root);
         return;
     }
-    const st_tensor *pt = st_find(&in, "pixel_values");
-    float *pix = xmalloc(sizeof(float) * pt->numel);
-    st_tensor_to_f32(&in, pt, pix);
-    size_t per = (size_t)3 * pt->shape[2] * pt->shape[3];
-    st_close(&in);
+    cJSON *root = gg.root;
     int max_new = cJSON_GetObjectItem(root, "max_new_tokens")->valueint;
     const cJSON *prompts = cJSON_GetObjectItem(root, "prompts");
     int np = cJSON_GetArraySize(prompts);
@@ -365,11 +352,11 @@ static void check_batch_golden(const char *cfg) {
         char err[256];
         for (int k = 0; k < np && k < 8; k++) {
             const cJSON *pr = cJSON_GetArrayItem(prompts, k), *iv = cJSON_GetObjectItem(pr, "ids");
-            int n = cJSON_GetArraySize(iv), img = cJSON_GetObjectItem(pr, "image")->valueint;
+            int n = cJSON_GetArraySize(iv);
+            const float *pix = gen_golden_pixels(&gg, pr);
             int64_t tok[128];
             for (int i = 0; i < n && i < 128; i++) tok[i] = (int64_t)cJSON_GetArrayItem(iv, i)->valuedouble;
-            ids[k] = engine_submit_ids(e, tok, n, img >= 0 ? pix + per * (size_t)img : NULL, img >= 0, &p, &CB, err,
-                                       sizeof err);
+            ids[k] = engine_submit_ids(e, tok, n, pix, pix != NULL, &p, &CB, err, sizeof err);
             CHECK(ids[k] >= 0, "%s prompt %d: %s", cfg, k, err);
         }
         engine_run_until_idle(e);
@@ -388,8 +375,7 @@ static void check_batch_golden(const char *cfg) {
                together ? "in one batch" : "each alone", same, np);
         engine_close(e);
     }
-    free(pix);
-    cJSON_Delete(root);
+    gen_golden_free(&gg);
 }
 
 static void *run_thread(void *arg) {

@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "common/util.h"
+#include "gen_golden.h"
 #include "model/batch_hf.h"
 #include "model/io/safetensors.h"
 #include "model/llava.h"
@@ -220,28 +221,19 @@ static void check_model(const char *name) {
 // Cached decode against transformers' per-step logits (generate_batch.json's step_logits): the prompt
 // prefilled, then transformers' own tokens fed one at a time.
 static void check_hf_steps(const char *cfg) {
+    gen_golden gg;
+    if (gen_golden_load(cfg, &gg) != 0) {
+        CHECK(0, "%s", llava_errmsg());
+        return;
+    }
+    cJSON *root = gg.root;
+    int S = gg.S;
     char path[256];
-    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_batch.json", cfg);
-    size_t len;
-    char *text = read_file(path, 1 << 22, &len);
-    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
-    free(text);
-    CHECK(root != NULL, "%s", path);
-    if (!root) return;
-    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_batch.safetensors", cfg);
-    st_file in;
-    CHECK(st_open(&in, path) == 0, "%s", llava_errmsg());
-    const st_tensor *pt = st_find(&in, "pixel_values");
-    float *pix = xmalloc(sizeof(float) * pt->numel);
-    st_tensor_to_f32(&in, pt, pix);
-    int S = (int)pt->shape[2];
-    st_close(&in);
     snprintf(path, sizeof path, "tests/data/golden/model/%s/model", cfg);
     llava_model m;
     if (llava_model_load(&m, path, test_cpu()) != 0) {
         CHECK(0, "%s", llava_errmsg());
-        cJSON_Delete(root);
-        free(pix);
+        gen_golden_free(&gg);
         return;
     }
     int V = m.cfg.text.vocab_size, steps_total = 0;
@@ -254,12 +246,12 @@ static void check_hf_steps(const char *cfg) {
         const cJSON *pr = cJSON_GetArrayItem(prompts, which->valueint);
         const cJSON *iv = cJSON_GetObjectItem(pr, "ids"), *steps = cJSON_GetObjectItem(pr, "step_logits");
         const cJSON *toks = cJSON_GetObjectItem(pr, "new_single");
-        int n = cJSON_GetArraySize(iv), img = cJSON_GetObjectItem(pr, "image")->valueint;
+        int n = cJSON_GetArraySize(iv);
+        const float *pix = gen_golden_pixels(&gg, pr);
         int64_t ids[128];
         for (int i = 0; i < n; i++) ids[i] = (int64_t)cJSON_GetArrayItem(iv, i)->valuedouble;
         int slot = llava_kv_open(&kv);
-        CHECK(prefill_one(&m, &kv, slot, ids, n, img >= 0 ? pix + (size_t)img * 3 * S * S : NULL, img >= 0, S, lg) == 0,
-              "%s", llava_errmsg());
+        CHECK(prefill_one(&m, &kv, slot, ids, n, pix, pix != NULL, S, lg) == 0, "%s", llava_errmsg());
         for (int k = 0; k < cJSON_GetArraySize(steps); k++) {
             if (k) {
                 int32_t t = (int32_t)cJSON_GetArrayItem(toks, k - 1)->valuedouble;
@@ -282,8 +274,7 @@ static void check_hf_steps(const char *cfg) {
     llava_kv_free(&kv, &m);
     llava_model_free(&m);
     free(lg);
-    free(pix);
-    cJSON_Delete(root);
+    gen_golden_free(&gg);
 }
 
 int main(void) {

@@ -23,16 +23,6 @@ static void golden(const char *cfg, const char *what, char out[256]) {
     snprintf(out, 256, "tests/data/golden/model/%s/%s", cfg, what);
 }
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 static void parity(const char *cfg) {
     char dir[256], inputs[256], outputs[256];
     golden(cfg, "model", dir);
@@ -93,7 +83,7 @@ static void parity(const char *cfg) {
                 CHECK_EQ_INT(rg->numel, v->numel);
                 float *want = xmalloc(sizeof(float) * rg->numel);
                 st_tensor_to_f32(&ref, rg, want);
-                double e = rel_l2(host + v->offset, want, v->numel);
+                double e = check_rel_l2(host + v->offset, want, v->numel);
                 CHECK(e <= 1e-4, "%s %s: ||diff||/||g|| %.3g", cfg, key, e);
                 if (e > worst_grad) worst_grad = e;
                 free(want);
@@ -186,7 +176,7 @@ static void packing(const char *cfg) {
     float *g_p = xmalloc(sizeof(float) * nP), *g_l = xmalloc(sizeof(float) * nL);
     m.ops->download(m.be, BUF_GRAD, g_p, m.grads[GROUP_PROJECTOR], nP);
     m.ops->download(m.be, BUF_GRAD, g_l, m.grads[GROUP_LM], nL);
-    double ep = rel_l2(g_p, g_all_p, nP), el = rel_l2(g_l, g_all_l, nL);
+    double ep = check_rel_l2(g_p, g_all_p, nP), el = check_rel_l2(g_l, g_all_l, nL);
     CHECK(ep <= 1e-5 && el <= 1e-5, "%s packed vs one-by-one gradients: projector %.3g, lm %.3g", cfg, ep, el);
     printf("%s packing: logits %.2e, loss rel %.2e, grads projector %.2e lm %.2e\n", cfg, max_logit_diff,
            fabs(loss_one - loss_all) / fabs(loss_all), ep, el);

@@ -19,16 +19,6 @@
 #include "model/io/safetensors.h"
 #include "model/llava.h"
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 // Decode through the CUDA cache, each step against the CPU's full pass over the same tokens.
 static void check_steps(const char *name) {
     char dir[256];
@@ -57,7 +47,7 @@ static void check_steps(const char *name) {
         llava_model_losses_reset(&cm);
         llava_pass(&cm, &fb, 0, 1.0f, all);
         llava_batch_free(&fb);
-        double r = rel_l2(lg, all + (size_t)(n - 1) * V, (size_t)V);
+        double r = check_rel_l2(lg, all + (size_t)(n - 1) * V, (size_t)V);
         worst = r > worst ? r : worst;
         CHECK(r <= 2e-2, "%s step %d: CUDA cached logits %.3g from the CPU's full pass", name, k, r);
         if (k == steps) break;

@@ -10,16 +10,6 @@
 #include "model/batch_hf.h"
 #include "model/llava.h"
 
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 typedef struct {
     float loss;
     float *logits;
@@ -61,7 +51,7 @@ int main(void) {
             result cpu, gpu;
             run(cfgs[c], test_cpu(), sets[s], &cpu);
             run(cfgs[c], test_cuda(), sets[s], &gpu);
-            double el = rel_l2(gpu.logits, cpu.logits, cpu.T * cpu.V);
+            double el = check_rel_l2(gpu.logits, cpu.logits, cpu.T * cpu.V);
             CHECK(el <= 2e-2, "%s set %d: logits ||diff||/||ref|| %.3g", cfgs[c], s, el);
             CHECK(fabs(gpu.loss - cpu.loss) <= 1e-2, "%s set %d: loss %.5f vs %.5f", cfgs[c], s, (double)gpu.loss,
                   (double)cpu.loss);
@@ -78,7 +68,7 @@ int main(void) {
                 if (!cpu.grads[g]) continue;
                 CHECK(gpu.grads[g] != NULL, "GPU lacks %s gradients", GROUP_NAMES[g]);
                 if (!gpu.grads[g]) continue;
-                double eg = rel_l2(gpu.grads[g], cpu.grads[g], pt.group_numel[g]);
+                double eg = check_rel_l2(gpu.grads[g], cpu.grads[g], pt.group_numel[g]);
                 CHECK(eg <= 2e-2, "%s set %d: %s gradients ||diff||/||ref|| %.3g", cfgs[c], s, GROUP_NAMES[g], eg);
                 printf(", %s grads %.2e", GROUP_NAMES[g], eg);
                 free(cpu.grads[g]);
