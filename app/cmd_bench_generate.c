@@ -181,7 +181,8 @@ int cmd_bench_generate(int argc, char **argv) {
     double bw = copy_bandwidth_gbs(be, gpu ? 1024 : 256);
     engine_options eo = {.max_batch = batch,
                          .max_context = P + N + 16,
-                         .max_prefill_tokens = P * batch,
+                         // prefill passes of up to 8192 tokens (whole prompts), as serving engines batch them
+                         .max_prefill_tokens = P * batch < 8192 ? P * batch : (P > 8192 ? P : 8192),
                          .kv_tokens = batch * (P + N + 16),
                          .model_id = shape};
     llava_engine *e = engine_open_model(&eo, &m, NULL);

@@ -22,6 +22,7 @@ enum {
     Z_ONE = 0,
     Z_T,
     Z_NSEQ1,
+    Z_NSEQ,
     Z_M,
     Z_NIMG1,
     Z_R,
@@ -145,6 +146,7 @@ static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COU
     z[Z_ONE] = 1;
     z[Z_T] = s->T;
     z[Z_NSEQ1] = (int64_t)s->n_seq + 1;
+    z[Z_NSEQ] = s->n_seq;
     z[Z_M] = (int64_t)s->n_img * tpi;
     z[Z_NIMG1] = (int64_t)s->n_img + 1;
     z[Z_R] = (int64_t)s->n_img * (np + 1);
@@ -219,15 +221,18 @@ int act_plan_make(const model_config *mc, const act_shape *s, int act_bytes, act
     for (int i = 0; i < N_ACTS; i++) {
         const act_spec *a = &ACTS[i];
         if (!exists(a, mc, s)) continue;
-        int count = a->per == PER_LAYER_INPUT ? L + 1 : a->per == PER_SAVED ? sets : 1;
+        int inputs = s->inference && L + 1 > 2 ? 2 : L + 1;  // generation: layer inputs used in turn
+        int count = a->per == PER_LAYER_INPUT ? inputs : a->per == PER_SAVED ? sets : 1;
         size_t elem = a->kind == BUF_ACT ? (size_t)act_bytes : 4;
+        int rows = a->rows;
+        if (s->inference && a->field == A(logits) && a->per == PER_PASS) rows = Z_NSEQ;  // last tokens only
         for (int k = 0; k < count; k++) {
             if (p->n_bufs == cap) {
                 cap = cap ? 2 * cap : 128;
                 p->bufs = xrealloc(p->bufs, sizeof(act_buf) * (size_t)cap);
             }
             act_buf *b = &p->bufs[p->n_bufs++];
-            *b = (act_buf){a->name, i, k, a->kind, (size_t)(z[a->rows] * z[a->cols]) * elem, 0, a->first, a->last};
+            *b = (act_buf){a->name, i, k, a->kind, (size_t)(z[rows] * z[a->cols]) * elem, 0, a->first, a->last};
         }
     }
     // Largest first, first fit.
@@ -262,6 +267,7 @@ int act_plan_holds(const act_plan *p, const act_shape *s) {
     if (!p->bufs) return 0;
     if (s->T > h->T || s->n_seq > h->n_seq || s->n_img > h->n_img) return 0;
     if (s->backward && !h->backward) return 0;
+    if (!s->inference && h->inference) return 0;  // a generation plan keeps two layer inputs only
     // A plan that recomputes keeps one saved set: a backward that keeps every layer needs more.
     if (s->backward && !s->checkpointing && h->checkpointing) return 0;
     return 1;
@@ -295,9 +301,9 @@ void act_plan_print(const act_plan *p, FILE *out) {
     static const char *const phase[ACT_N_PHASES] = {"input",       "vision",         "projector",         "lm",
                                                     "lm-backward", "embed-backward", "projector-backward"};
     static const char *const kind[3] = {"act", "f32", "i32"};
-    fprintf(out, "activations of a pass of %d tokens, %d sequences, %d images%s%s: %d buffers\n", p->shape.T,
+    fprintf(out, "activations of a pass of %d tokens, %d sequences, %d images%s%s%s: %d buffers\n", p->shape.T,
             p->shape.n_seq, p->shape.n_img, p->shape.backward ? ", with backward" : "",
-            p->shape.checkpointing ? ", checkpointing" : "", p->n_bufs);
+            p->shape.checkpointing ? ", checkpointing" : "", p->shape.inference ? ", generation" : "", p->n_bufs);
     for (int k = 0; k < 3; k++)
         fprintf(out, "  arena %-4s %14llu bytes\n", kind[k], (unsigned long long)p->arena_bytes[k]);
     fprintf(out, "  arenas     %14llu bytes; the most alive in one phase %llu\n", (unsigned long long)p->total_bytes,

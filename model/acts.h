@@ -33,6 +33,8 @@ typedef struct {
     int n_img;          // images
     int backward;       // the passes run backward
     int checkpointing;  // recompute each decoder layer in backward (one layer's activations kept)
+    int inference;      // generation passes (llava_infer_pass): two layer inputs used in turn instead of
+                        // L + 1, logits for each sequence's last token only; no backward
 } act_shape;
 
 // One decoder layer's activations that its backward reads.

@@ -357,6 +357,7 @@ int llava_model_reserve(llava_model *m, const act_shape *s) {
         want.n_img = want.n_img > h->n_img ? want.n_img : h->n_img;
         want.backward = want.backward || h->backward;
         want.checkpointing = want.checkpointing && h->checkpointing;
+        want.inference = want.inference && h->inference;
     }
     act_plan plan;
     if (act_plan_make(&m->cfg, &want, (int)ops->act_bytes, &plan) != 0) return -1;
@@ -458,7 +459,7 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
     // in backward: the same ops on the same inputs, so the same bits.
     int keep = backward && !m->checkpoint_layers;
-    act_shape shape = {T, b->n_seq, b->n_img, backward, m->checkpoint_layers};
+    act_shape shape = {T, b->n_seq, b->n_img, backward, m->checkpoint_layers, 0};
     if (llava_model_reserve(m, &shape) != 0) return -1;
     const llava_acts *a = &m->acts;
 
@@ -665,7 +666,7 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     }
     if (!ops->attention_decode && !prefill)
         return llava_fail("the %s backend has no attention_decode: it cannot continue a cached sequence", ops->name);
-    act_shape shape = {T, n, b->n_img, 0, 0};
+    act_shape shape = {T, n, b->n_img, 0, 0, 1};
     if (llava_model_reserve(m, &shape) != 0) return -1;
     const llava_acts *a = &m->acts;
     pass_inputs(m, b, a, 0);
@@ -698,9 +699,11 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     void **hs = a->hs;
     lm_dims z = {T,      d,     Hq * D, Hkv * D, I, Hq, Hkv, D, n, eps, (float)tc->rope_theta, 1.0f / sqrtf((float)D),
                  a->pos, a->cu, &cache};
-    for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l], hs[l + 1], &a->saved[0], &z, a->tmp);
-    // The head on each sequence's last token only: those rows of hs[L] gathered into tmp.
-    ops->gather_rows(be, a->tmp, hs[L], d_last, n, d);
+    // Layer inputs in turn in hs[0] and hs[1] (an inference plan keeps two); a training plan's hs[0]
+    // and hs[1] serve the same way.
+    for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l & 1], hs[(l + 1) & 1], &a->saved[0], &z, a->tmp);
+    // The head on each sequence's last token only: those rows of the last output gathered into tmp.
+    ops->gather_rows(be, a->tmp, hs[L & 1], d_last, n, d);
     ops->rmsnorm_forward(be, a->hn, a->rstd_f, a->tmp, P(m, p->norm), n, d, eps);
     ops->linear_forward(be, a->logits, a->hn, P(m, p->head), NULL, n, d, V);
     ops->download(be, BUF_ACT, logits, a->logits, (size_t)n * V);

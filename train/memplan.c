@@ -9,7 +9,7 @@
 
 act_shape mem_plan_act_shape(const run_settings *s) {
     int B = s->train.per_device_batch, S = s->data.model_max_length;
-    act_shape a = {B * S, B, B, 1, s->train.gradient_checkpointing};
+    act_shape a = {B * S, B, B, 1, s->train.gradient_checkpointing, 0};
     return a;
 }
 
