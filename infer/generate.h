@@ -1,7 +1,8 @@
-// Greedy decoding with a trained model: what `llava generate` answers with, and how a fine-tuned
-// checkpoint is looked at. The model runs over the prompt and the tokens made so far (no KV cache:
-// each new token costs one full forward pass, fine for answers of a few hundred tokens), and the
-// most likely next token is appended, until `eos` or `max_new` tokens.
+// The no-cache reference path of generation: each new token costs one full forward pass over the
+// prompt and the tokens made so far (llava_pass, the training forward), and the most likely next
+// token is appended, until `eos` or `max_new` tokens. Slow, and simple enough to trust: the engine
+// (engine.h), which decodes through the KV cache, is tested against it token for token
+// (tests/test_engine.c), and `llava generate --no-cache` answers with it.
 #ifndef LLAVA_INFER_GENERATE_H
 #define LLAVA_INFER_GENERATE_H
 
