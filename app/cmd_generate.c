@@ -178,69 +178,30 @@ typedef struct {
     int json, print_ids, no_cache, stream, window;
 } gen_args;
 
-// The reference path: LLaVA's prompt, then one full forward pass per token, greedy.
-static int answer_no_cache(const gen_args *a, const engine_chat *chat) {
-    llava_backend *be = llava_backend_open(a->eo.device ? a->eo.device : "cpu", NULL);
-    if (!be) {
-        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
-        return 1;
-    }
-    llava_backend_set_batch_invariant(be, 1);
-    llava_model m;
-    llava_load_options lo = {.ignore_unexpected = a->eo.ignore_unexpected};
-    if (llava_model_load_opts(&m, a->eo.model_dir, be, &lo) != 0) {
-        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
-        llava_backend_close(be);
-        return 1;
-    }
-    char *tp = a->eo.tokenizer ? xstrdup(a->eo.tokenizer) : path_join(a->eo.model_dir, "tokenizer.model");
-    tokenizer *tok = tok_load(tp);
-    free(tp);
-    int rc = 1;
-    prep_result r;
-    memset(&r, 0, sizeof r);
-    const conv_template *tm = conv_template_builtin(a->eo.template_name ? a->eo.template_name : "vicuna_v1");
+// The reference path: the engine's prompt (engine_chat_inputs), then one full forward pass per
+// token over its model, greedy.
+static int answer_no_cache(const gen_args *a, llava_engine *e, const engine_chat *chat) {
+    int64_t *ids = NULL;
     float *pix = NULL;
-    int64_t *ids = NULL, *out = NULL;
-    if (!tok || !tm) {
-        fprintf(stderr, "llava generate: --no-cache: %s\n", tok ? "a built-in template only" : llava_errmsg());
-        goto done;
+    int n = 0;
+    char err[512];
+    if (engine_chat_inputs(e, chat, &ids, &n, &pix, err, sizeof err) != ENGINE_OK) {
+        fprintf(stderr, "llava generate: %s\n", err);
+        return 1;
     }
-    char *q = chat->n_images
-                  ? xasprintf("%s\n%.*s", DEFAULT_IMAGE_TOKEN, (int)chat->messages[0].text_len, chat->messages[0].text)
-                  : strndup(chat->messages[0].text, chat->messages[0].text_len);
-    conv_turn turns[2] = {{tm->from[0], q, strlen(q)}, {tm->from[1], "", 0}};
-    prep_config pc = {.tok = tok, .mode = TOK_MODE_DEFAULT, .tmpl = tm};
-    int e1 = prep_sample(&pc, "prompt", turns, 2, chat->n_images > 0, &r);
-    free(q);
-    if (e1 != 0) goto done;
-    int tpi = m.tokens_per_image, n = 0, S = m.cfg.vision.image_size;
-    ids = xmalloc(sizeof(int64_t) * (r.ids.n + (size_t)tpi));
-    for (size_t i = 0; i < r.ids.n; i++) {
-        if (r.ids.v[i] == IMAGE_TOKEN_INDEX)
-            for (int k = 0; k < tpi; k++) ids[n++] = m.cfg.glue.image_token_index;
-        else ids[n++] = r.ids.v[i];
-    }
-    if (chat->n_images) {
-        pix = xmalloc(sizeof(float) * 3 * (size_t)S * (size_t)S);
-        uint8_t *u8 = xmalloc(3 * (size_t)S * (size_t)S);
-        const char *asp = a->eo.aspect ? a->eo.aspect : "pad";
-        int e2 = image_preprocess(&chat->images[0], S,
-                                  strcmp(asp, "square") == 0 ? IMAGE_ASPECT_SQUARE : IMAGE_ASPECT_PAD, u8, pix);
-        free(u8);
-        if (e2 != 0) goto done;
-    }
-    int max_new = a->gp.max_new_tokens ? a->gp.max_new_tokens : 256;
-    out = xmalloc(sizeof(int64_t) * (size_t)max_new);
-    int eos = tok_eos_id(tok);
-    int got = llava_generate_greedy(&m, ids, n, pix, chat->n_images, S, S, max_new, eos, out);
-    if (got < 0) goto done;
+    const engine_info *in = engine_get_info(e);
+    const tokenizer *tok = engine_tokenizer(e);
+    int max_new = a->gp.max_new_tokens, eos = in->eos, rc = 1;
+    if (a->gp.clamp_to_context && max_new > in->max_context - n) max_new = in->max_context - n;
+    int64_t *out = xmalloc(sizeof(int64_t) * (size_t)(max_new > 0 ? max_new : 1));
+    int got = llava_generate_greedy(engine_model(e), ids, n, pix, chat->n_images, in->image_size, in->image_size,
+                                    max_new, eos, out);
     int keep = got > 0 && out[got - 1] == eos ? got - 1 : got;
-    int32_t *o32 = xmalloc(sizeof(int32_t) * (size_t)(keep ? keep : 1));
+    int32_t *o32 = xmalloc(sizeof(int32_t) * (size_t)(keep > 0 ? keep : 1));
     for (int i = 0; i < keep; i++) o32[i] = (int32_t)out[i];
     char *txt = NULL;
     size_t tl = 0;
-    if (tok_decode(tok, o32, (size_t)keep, &txt, &tl) == 0) {
+    if (got >= 0 && tok_decode(tok, o32, (size_t)keep, &txt, &tl) == 0) {
         printf("%.*s\n", (int)tl, txt);
         if (a->print_ids) {
             printf("ids:");
@@ -248,18 +209,14 @@ static int answer_no_cache(const gen_args *a, const engine_chat *chat) {
             printf("\n");
         }
         rc = 0;
+    } else {
+        fprintf(stderr, "llava generate: %s\n", llava_errmsg());
     }
     free(txt);
     free(o32);
-done:
-    if (rc) fprintf(stderr, "llava generate: %s\n", llava_errmsg());
-    prep_result_free(&r);
-    free(ids);
     free(out);
+    free(ids);
     free(pix);
-    if (tok) tok_free(tok);
-    llava_model_free(&m);
-    llava_backend_close(be);
     return rc;
 }
 
@@ -283,11 +240,6 @@ static int answer_one(const gen_args *a) {
     engine_message msg = {"user", a->prompt, strlen(a->prompt), have_image};
     engine_chat chat = {&msg, 1, have_image ? &im : NULL, have_image};
     int rc = 1;
-    if (a->no_cache) {
-        rc = answer_no_cache(a, &chat);
-        if (have_image) image_free(&im);
-        return rc;
-    }
     engine_options eo = a->eo;
     eo.max_batch = 1;
     llava_engine *e = engine_open(&eo);
@@ -297,6 +249,12 @@ static int answer_one(const gen_args *a) {
         return 1;
     }
     note_ignored(e, a->eo.model_dir);
+    if (a->no_cache) {
+        rc = answer_no_cache(a, e, &chat);
+        engine_close(e);
+        if (have_image) image_free(&im);
+        return rc;
+    }
     one_result r;
     memset(&r, 0, sizeof r);
     r.stream = a->stream && !a->json;
@@ -553,7 +511,6 @@ static int answer_file(const gen_args *a) {
     pthread_t th;
     pthread_create(&th, NULL, engine_thread, e);
     int window = a->window > 0 ? a->window : 2 * engine_get_info(e)->max_batch;
-    int submitted = 0, refused = 0;
     for (int i = 0; i < nq; i++) {
         if (qs[i].answer) continue;
         image_u8 im;
@@ -567,7 +524,6 @@ static int answer_file(const gen_args *a) {
         }
         if (qs[i].image && !has) {
             fprintf(stderr, "llava generate: question %s: %s (skipped)\n", qs[i].qid, err);
-            refused++;
             pthread_mutex_lock(&b.mu);
             b.failed++;
             pthread_mutex_unlock(&b.mu);
@@ -582,14 +538,11 @@ static int answer_file(const gen_args *a) {
         ctxs[i] = (q_ctx){&b, i};
         engine_callbacks cb = {q_text, q_done, &ctxs[i]};
         int id = engine_submit_chat(e, &chat, &a->gp, &cb, err, sizeof err);
-        if (id >= 0) {
-            submitted++;
-        } else {
+        if (id < 0) {
             pthread_mutex_lock(&b.mu);
             b.in_flight--;
             b.failed++;
             pthread_mutex_unlock(&b.mu);
-            refused++;
         }
         if (has) image_free(&im);
         if (id < 0) fprintf(stderr, "\nllava generate: question %s: %s (skipped)\n", qs[i].qid, err);
@@ -640,8 +593,6 @@ static int answer_file(const gen_args *a) {
     free(ctxs);
     free(model_id);
     engine_close(e);
-    (void)refused;
-    (void)submitted;
     return rc ? rc : (b.failed ? 3 : 0);
 }
 

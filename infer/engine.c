@@ -376,6 +376,21 @@ static int enqueue(llava_engine *e, req *r, char *err, size_t cap) {
     return id;
 }
 
+// Checks and queues a prompt whose ids and pixels the engine takes over (freed here on refusal).
+static int submit_owned(llava_engine *e, int64_t *ids, int n, float *pix, int n_img, const gen_params *p,
+                        const engine_callbacks *cb, char *err, size_t errcap) {
+    req *r = NULL;
+    int st = req_make(e, ids, n, pix, n_img, p, cb, err, errcap, &r);
+    if (st == ENGINE_OK) {
+        st = enqueue(e, r, err, errcap);
+        if (st >= 0) return st;
+        req_free(r);  // enqueue handed the prompt back
+    }
+    free(ids);
+    free(pix);
+    return st;
+}
+
 int engine_submit_ids(llava_engine *e, const int64_t *ids, int n, const float *pixels, int n_img, const gen_params *p,
                       const engine_callbacks *cb, char *err, size_t errcap) {
     if (n < 0 || n_img < 0 || (n_img && !pixels)) return bad(err, errcap, ENGINE_BAD_REQUEST, "a malformed prompt");
@@ -392,20 +407,7 @@ int engine_submit_ids(llava_engine *e, const int64_t *ids, int n, const float *p
         pix = xmalloc(sizeof(float) * np);
         memcpy(pix, pixels, sizeof(float) * np);
     }
-    req *r = NULL;
-    int st = req_make(e, own, n, pix, n_img, p, cb, err, errcap, &r);
-    if (st != ENGINE_OK) {
-        free(own);
-        free(pix);
-        return st;
-    }
-    st = enqueue(e, r, err, errcap);
-    if (st < 0) {
-        free(own);
-        free(pix);
-        req_free(r);
-    }
-    return st;
+    return submit_owned(e, own, n, pix, n_img, p, cb, err, errcap);
 }
 
 // The conversation as the template's turns: the system message (first only) replaces the template's
@@ -508,7 +510,7 @@ char *engine_chat_prompt(llava_engine *e, const engine_chat *c, char *err, size_
     return s;
 }
 
-int engine_submit_chat(llava_engine *e, const engine_chat *c, const gen_params *p, const engine_callbacks *cb,
+int engine_chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out, int *n_out, float **pixels_out,
                        char *err, size_t errcap) {
     if (c->n_images > e->info.max_images)
         return bad(err, errcap, ENGINE_BAD_REQUEST, "%d images in one request; this server takes at most %d",
@@ -545,21 +547,25 @@ int engine_submit_chat(llava_engine *e, const engine_chat *c, const gen_params *
             return bad(err, errcap, ENGINE_BAD_REQUEST, "image %d: %s", i, llava_errmsg());
         }
     free(u8);
-    req *rq = NULL;
-    st = req_make(e, ids, (int)n, pix, c->n_images, p, cb, err, errcap, &rq);
-    if (st != ENGINE_OK) {
-        free(ids);
-        free(pix);
-        return st;
-    }
-    st = enqueue(e, rq, err, errcap);
-    if (st < 0) {
-        free(ids);
-        free(pix);
-        req_free(rq);
-    }
-    return st;
+    *ids_out = ids;
+    *n_out = (int)n;
+    *pixels_out = pix;
+    return ENGINE_OK;
 }
+
+int engine_submit_chat(llava_engine *e, const engine_chat *c, const gen_params *p, const engine_callbacks *cb,
+                       char *err, size_t errcap) {
+    int64_t *ids;
+    float *pix;
+    int n;
+    int st = engine_chat_inputs(e, c, &ids, &n, &pix, err, errcap);
+    if (st != ENGINE_OK) return st;
+    return submit_owned(e, ids, n, pix, c->n_images, p, cb, err, errcap);
+}
+
+llava_model *engine_model(llava_engine *e) { return &e->m; }
+
+const tokenizer *engine_tokenizer(const llava_engine *e) { return e->tok; }
 
 void engine_cancel(llava_engine *e, int id) {
     pthread_mutex_lock(&e->mu);
@@ -736,8 +742,6 @@ static void fail_running(llava_engine *e, int from, const char *why) {
     }
 }
 
-static void free_batch(llava_batch *b) { llava_batch_free(b); }
-
 // Prefill of the requests taken this step (running[from..]).
 static void prefill(llava_engine *e, int from) {
     int n = e->n_running - from;
@@ -770,7 +774,7 @@ static void prefill(llava_engine *e, int from) {
     free(pix);
     if (rc == 0) {
         rc = llava_infer_pass(&e->m, &e->kv, &b, slots, e->logits);
-        free_batch(&b);
+        llava_batch_free(&b);
     }
     free(slots);
     if (rc != 0) {
@@ -832,7 +836,7 @@ static void decode(llava_engine *e) {
     }
     b.cu_seqlens[n] = n;
     if (rc == 0) rc = llava_infer_pass(&e->m, &e->kv, &b, slots, e->logits);
-    free_batch(&b);
+    llava_batch_free(&b);
     free(slots);
     if (rc != 0) {
         snprintf(err, sizeof err, "decode: %s", llava_errmsg());
@@ -869,8 +873,8 @@ static void decode(llava_engine *e) {
     free(batch);
 }
 
-// One step. Returns 1 when there was work.
-static int step(llava_engine *e) {
+// One step: cancels, admissions, their prefill, one decode pass.
+static void step(llava_engine *e) {
     // Cancelled requests end first, queued or running.
     pthread_mutex_lock(&e->mu);
     req *cancelled = NULL, **pp = &e->queue_head, *prev = NULL;
@@ -927,16 +931,13 @@ static int step(llava_engine *e) {
         e->running[e->n_running++] = r;
     }
     pthread_mutex_unlock(&e->mu);
-    int had_new = e->n_running > from;
     prefill(e, from);
     // The sequences that just joined decode in this step too: their first token is chosen, their
     // second comes from this pass.
-    int work = had_new || e->n_running > 0;
     decode(e);
     pthread_mutex_lock(&e->mu);
     e->kv_free = e->kv.n_free;
     pthread_mutex_unlock(&e->mu);
-    return work;
 }
 
 int engine_run_until_idle(llava_engine *e) {

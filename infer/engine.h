@@ -156,6 +156,15 @@ int engine_submit_ids(llava_engine *e, const int64_t *ids, int n, const float *p
                       const engine_callbacks *cb, char *err, size_t errcap);
 // The prompt engine_submit_chat would build, as text (for --verbose and tests). Free with free().
 char *engine_chat_prompt(llava_engine *e, const engine_chat *c, char *err, size_t errcap);
+// The same prompt as the engine queues it: ids with each image's place as tokens_per_image image
+// tokens (*n of them) and the images preprocessed (n_images, 3, image_size, image_size), or NULL
+// without images. Free both with free(). An engine_status.
+int engine_chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids, int *n, float **pixels, char *err,
+                       size_t errcap);
+// The engine's model and tokenizer, for the no-cache reference path run beside it (`llava generate
+// --no-cache`); not to be used while the engine's loop runs.
+llava_model *engine_model(llava_engine *e);
+const tokenizer *engine_tokenizer(const llava_engine *e);
 
 // Ends a request early (a client went away): it finishes with FINISH_CANCELLED at the next step.
 void engine_cancel(llava_engine *e, int id);

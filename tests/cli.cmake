@@ -95,6 +95,15 @@ add_test(NAME cli_generate_no_cache
                  --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png --prompt "What color is the shape?")
 set_tests_properties(cli_generate_no_cache PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
                      PASS_REGULAR_EXPRESSION "^yellow\n")
+# Bad numbers and too many stop strings are usage errors naming the flag, before any model loads.
+add_test(NAME cli_generate_bad_number COMMAND llava generate --model x --prompt hi --temperature hot)
+set_tests_properties(cli_generate_bad_number PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "--temperature: cannot read \"hot\" as a number")
+add_test(NAME cli_generate_five_stops
+         COMMAND llava generate --model x --prompt hi --stop a --stop b --stop c --stop d --stop e)
+set_tests_properties(cli_generate_five_stops PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "at most 4 --stop strings")
+add_test(NAME cli_bench_generate_bad_shape COMMAND llava bench-generate --shape 70b)
+set_tests_properties(cli_bench_generate_bad_shape PROPERTIES LABELS cpu WILL_FAIL TRUE)
 # Question files in LLaVA's format (tests/test_generate_questions.c).
 set_tests_properties(test_generate_questions PROPERTIES FIXTURES_REQUIRED demo_model
                      ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")

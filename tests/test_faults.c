@@ -28,6 +28,7 @@
 #include "train/config.h"
 #include "train/runlock.h"
 #include "train/trainer.h"
+#include "train_run.h"
 
 static char *world;
 
@@ -40,39 +41,12 @@ enum { N_BASE = sizeof BASE_SETS / sizeof BASE_SETS[0] };
 // A stage-2 run in `out` with the base settings and `extra` ones; returns train_run's result.
 static int train(const char *out, const char *const *extra, int n_extra, int resume, int stop_after) {
     char *p = path_join(world, "stage2.json");
-    train_config c;
-    cfg_init_defaults(&c);
-    int rc = cfg_load(&c, p);
-    char *o = xasprintf("checkpoint.output_dir=%s", out);
-    if (rc == 0) rc = cfg_set(&c, o);
-    for (int i = 0; i < N_BASE && rc == 0; i++) rc = cfg_set(&c, BASE_SETS[i]);
-    for (int i = 0; i < n_extra && rc == 0; i++) rc = cfg_set(&c, extra[i]);
-    if (rc == 0) rc = cfg_validate(&c);
-    train_options opt = {.resume = resume, .quiet = 1, .stop_after = stop_after};
-    if (rc == 0) rc = train_run(&c, &opt);
-    free(o);
+    int rc = test_train_preset(p, out, BASE_SETS, N_BASE, extra, n_extra, resume, stop_after);
     free(p);
-    cfg_free(&c);
     return rc;
 }
 
-// metrics.jsonl without the timing fields.
-static char *curve(const char *out) {
-    char *p = path_join(out, "metrics.jsonl");
-    size_t len;
-    char *text = read_file(p, 1 << 24, &len);
-    free(p);
-    if (!text) return xstrdup("");
-    char *res = xcalloc(len + 1, 1);
-    size_t k = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *cut = strstr(line, ",\"tokens\"");
-        if (cut) *cut = 0;
-        k += (size_t)sprintf(res + k, "%s\n", line);
-    }
-    free(text);
-    return res;
-}
+static char *curve(const char *out) { return test_curve(out); }
 
 static int count_lines(const char *text) {
     int n = 0;

@@ -9,7 +9,8 @@
 //   - a rerun after a stop (15 answers and a torn line left) keeps those 15 lines byte for byte,
 //     answers the other 25 and writes the file whole, in order;
 //   - a question whose image is missing is skipped with an error naming it; the others are answered,
-//     and the exit status says something failed (3).
+//     and the exit status says something failed (3);
+//   - a question line without a question_id stops the run before it starts, naming file and line.
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,25 @@ int main(void) {
     char *l3[NQ + 4];
     CHECK(last && lines_of(last, l3, NQ + 4) == NQ, "the answers file after the failed question");
     free(last);
+
+    // A malformed question file: refused before anything runs, naming the file and the line.
+    char *bad = xasprintf("%s/bad.jsonl", tmp), *badans = xasprintf("%s/bad_answers.jsonl", tmp);
+    f = fopen(bad, "w");
+    fprintf(f, "{\"question_id\": 1, \"image\": \"%s\", \"text\": \"%s\"}\n\n", q[0].image, q[0].text);
+    fprintf(f, "{\"image\": \"%s\", \"text\": \"no id\"}\n", q[1].image);
+    fclose(f);
+    char *bargs = xasprintf(
+        "generate --model '%s' --tokenizer '%s' --questions '%s' --image-folder '%s/data' "
+        "--answers '%s'",
+        model, tok, bad, demo, badans);
+    rc = run(bargs, &out, &err);
+    CHECK(rc == 1 && strstr(err, "bad.jsonl line 3: no question_id") && !file_exists(badans),
+          "a question without an id: exit %d, %s", rc, err);
+    free(out);
+    free(err);
+    free(bargs);
+    free(bad);
+    free(badans);
 
     for (int i = 0; i < NQ; i++) free(answers[i]);
     free(ans);

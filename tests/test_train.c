@@ -23,44 +23,19 @@
 #include "train/config.h"
 #include "train/optim.h"
 #include "train/trainer.h"
+#include "train_run.h"
 
 static char *world;
 
 // Runs a stage-2 style training in `out` with extra overrides; returns train_run's result.
 static int train(const char *preset, const char *out, const char *const *sets, int n, int resume, int stop_after) {
     char *p = path_join(world, preset);
-    train_config c;
-    cfg_init_defaults(&c);
-    int rc = cfg_load(&c, p);
-    char *o = xasprintf("checkpoint.output_dir=%s", out);
-    if (rc == 0) rc = cfg_set(&c, o);
-    for (int i = 0; i < n && rc == 0; i++) rc = cfg_set(&c, sets[i]);
-    if (rc == 0) rc = cfg_validate(&c);
-    train_options opt = {.resume = resume, .quiet = 1, .stop_after = stop_after};
-    if (rc == 0) rc = train_run(&c, &opt);
-    free(o);
+    int rc = test_train_preset(p, out, NULL, 0, sets, n, resume, stop_after);
     free(p);
-    cfg_free(&c);
     return rc;
 }
 
-// metrics.jsonl without the timing fields: step, loss, lr, grad_norm per line.
-static char *curve(const char *out) {
-    char *p = path_join(out, "metrics.jsonl");
-    size_t len;
-    char *text = read_file(p, 1 << 24, &len);
-    free(p);
-    if (!text) return xstrdup("");
-    char *res = xcalloc(len + 1, 1);
-    size_t k = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *cut = strstr(line, ",\"tokens\"");
-        if (cut) *cut = 0;
-        k += (size_t)sprintf(res + k, "%s\n", line);
-    }
-    free(text);
-    return res;
-}
+static char *curve(const char *out) { return test_curve(out); }
 
 static const char *STAGE2_SETS[] = {
     "train.num_train_epochs=1",         "train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=2",

@@ -295,19 +295,24 @@ static void test_global_tokens_and_freeze(void) {
     free(out);
 }
 
+// The stage-2 run the resume and preemption tests stop and resume: 10 steps, a checkpoint at 5,
+// ZeRO-2. `data` (cap bytes) holds the data_path override sets[0] points to.
+static void resume_sets(char *data, size_t cap, const char *sets[8]) {
+    snprintf(data, cap, "data.data_path=%s", h5_stage2);
+    const char *rest[] = {
+        "train.max_steps=10",      "train.per_device_train_batch_size=2", "train.global_batch_size=8",
+        "checkpoint.save_steps=5", "data.dataloader_num_workers=0",       "model.pretrain_mm_mlp_adapter=null",
+        "train.zero_stage=2"};
+    sets[0] = data;
+    for (int i = 0; i < 7; i++) sets[i + 1] = rest[i];
+}
+
 // Saved on 2 ranks, resumed on 1; saved on 1, resumed on 2 (ZeRO-2: the optimizer state is
 // gathered into the rank-agnostic format, then cut into other shards).
 static void test_resume_across_world(void) {
     char data[600];
-    snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
-    const char *sets[] = {data,
-                          "train.max_steps=10",
-                          "train.per_device_train_batch_size=2",
-                          "train.global_batch_size=8",
-                          "checkpoint.save_steps=5",
-                          "data.dataloader_num_workers=0",
-                          "model.pretrain_mm_mlp_adapter=null",
-                          "train.zero_stage=2"};
+    const char *sets[8];
+    resume_sets(data, sizeof data, sets);
     char *ref = xasprintf("%s/s2_ref", world);
     const int from[2] = {2, 0}, to[2] = {0, 2};
     for (int c = 0; c < 2; c++) {
@@ -339,15 +344,8 @@ static void test_resume_across_world(void) {
 // ranks, the run ends where the uninterrupted 1-rank run does (within the equivalence bound).
 static void test_preemption(void) {
     char data[600];
-    snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
-    const char *sets[] = {data,
-                          "train.max_steps=10",
-                          "train.per_device_train_batch_size=2",
-                          "train.global_batch_size=8",
-                          "checkpoint.save_steps=5",
-                          "data.dataloader_num_workers=0",
-                          "model.pretrain_mm_mlp_adapter=null",
-                          "train.zero_stage=2"};
+    const char *sets[8];
+    resume_sets(data, sizeof data, sets);
     char *out = xasprintf("%s/preempt", world), *ref = xasprintf("%s/s2_ref", world);
     setenv("LLAVA_DEBUG_FAULT", "1:3:term", 1);
     int rc1 = train(2, "stage2.json", out, sets, 8, NULL, NULL);
