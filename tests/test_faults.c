@@ -297,10 +297,14 @@ static pid_t start_run(const char *bin, const char *run, int *ended) {
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    // Held by this run: the lock names its pid (a run ended by a second signal leaves its own pid
+    // there, and a signal sent on that would reach this run before its handlers are installed).
+    char mine[32];
+    snprintf(mine, sizeof mine, "pid %d ", (int)pid);
     for (int i = 0; i < 4000; i++) {  // up to 20 s
         size_t len = 0;
         char *t = read_file(lock, 256, &len);
-        int held = t && len > 0;
+        int held = t && len > 0 && strncmp(t, mine, strlen(mine)) == 0;
         free(t);
         if (held) break;
         if (waitpid(pid, ended, WNOHANG) == pid) {  // it ended before it was seen
