@@ -54,7 +54,8 @@ typedef struct {
     struct timespec t0;
     route_kind route;
     strbuf body;
-    size_t discarded;  // bytes of a body over the limit, read and dropped
+    size_t discarded;             // bytes of a body over the limit, read and dropped
+    unsigned long long declared;  // a Content-Length over the limit (0: none), answered once the body is read
     int too_big, status;
     char note[200];  // the error's message, for the log line
     int fd;
@@ -463,10 +464,19 @@ static enum MHD_Result begin(struct MHD_Connection *c, serve_req *r, const char 
             errno = 0;
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno == 0 && end != cl && n > s->o.max_body_bytes) {
-                serve_error_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
-                                "The request body is %llu bytes; this server takes at most %zu (--max-body-bytes).", n,
-                                s->o.max_body_bytes);
-                return queue_error(c, r, &e, NULL);
+                // Answered before the body only when the client waits for a 100 Continue or the body is
+                // far over the limit: a client that is sending its body would otherwise see the
+                // connection reset under it and never read the 413. Else the body is read and dropped.
+                const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+                if ((expect && strcasecmp(expect, "100-continue") == 0) ||
+                    n > s->o.max_body_bytes + ((size_t)16 << 20)) {
+                    serve_error_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                                    "The request body is %llu bytes; this server takes at most %zu (--max-body-bytes).",
+                                    n, s->o.max_body_bytes);
+                    return queue_error(c, r, &e, NULL);
+                }
+                r->declared = n;
+                r->too_big = 1;
             }
         }
         r->route = ROUTE_CHAT;
@@ -525,9 +535,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (r->too_big) {
         serve_error e;
-        serve_error_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
-                        "The request body is larger than this server takes (%zu bytes, --max-body-bytes).",
-                        s->o.max_body_bytes);
+        if (r->declared)
+            serve_error_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                            "The request body is %llu bytes; this server takes at most %zu (--max-body-bytes).",
+                            r->declared, s->o.max_body_bytes);
+        else
+            serve_error_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
+                            "The request body is larger than this server takes (%zu bytes, --max-body-bytes).",
+                            s->o.max_body_bytes);
         return queue_error(c, r, &e, NULL);
     }
     return chat(c, r);
