@@ -105,9 +105,10 @@ int main(void) {
                     fabs((double)logits[(size_t)(bt.cu_seqlens[r] + t) * Vo + v] - want[((size_t)r * S + t) * Vo + v]);
                 if (d > maxd) maxd = d;
             }
-    // fp32 on both sides (different summation orders): the tolerance of the model parity test.
-    CHECK(maxd <= 1e-4, "logits differ from transformers by %.3g", maxd);
-    CHECK(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "loss %.7f vs transformers %.7f", (double)loss,
+    // fp32 on both sides (different summation orders): the tolerances of the model parity test
+    // (measured here: 6e-7 on logits, loss equal to the printed digits).
+    CHECK(maxd <= 1e-5, "logits differ from transformers by %.3g", maxd);
+    CHECK(fabs(loss - ref_loss) <= 1e-6 * fabs(ref_loss), "loss %.7f vs transformers %.7f", (double)loss,
           (double)ref_loss);
     printf("export vs transformers 4.46.3: logits max |diff| %.2e, loss %.7f vs %.7f\n", maxd, (double)loss,
            (double)ref_loss);

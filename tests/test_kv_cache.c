@@ -5,15 +5,16 @@
 // Both run with the backend's batch-invariant arithmetic (kernels/backend.h), as the engine does.
 //   - prefill: the logits of a prompt's last token from llava_infer_pass are the bits llava_pass
 //     gives for that row (the same ops on the same inputs: attention_forward over the prompt);
-//   - decode: each next token's logits through the cache are within 1e-4 of the last row of a full
-//     pass over prompt + tokens so far (the bound; measured: a few 1e-7, summation order only);
+//   - decode: each next token's logits through the cache are within 1e-5 of the last row of a full
+//     pass over prompt + tokens so far (measured: at most 1.7e-6, summation order only; the bound of
+//     the model parity test, which a wrong norm eps already exceeds 3x);
 //   - several sequences in one decode pass, their blocks interleaved in the pool, give each the
 //     logits it gets alone (bit for bit: every row of attention_decode is computed on its own and the
 //     CPU's GEMM rows do not depend on the other rows);
 //   - the pool: blocks come back when a slot closes; a slot cannot grow past its table or the pool;
-//   - against transformers itself: each step's logits through the cache within 1e-4 of
+//   - against transformers itself: each step's logits through the cache within 1e-5 of
 //     generate(output_logits=True)'s for two prompts per golden model (one with an image), tiny64,
-//     tiny128 and the grouped-query tinygqa (<cfg>/generate_batch.json; measured: a few 1e-6, the
+//     tiny128 and the grouped-query tinygqa (<cfg>/generate_batch.json; measured: at most 2.2e-6, the
 //     distance of our forward pass from transformers' at fp32).
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -135,7 +136,7 @@ static void check_model(const char *name) {
             CHECK(full_last_logits(&m, seq[q], len[q], pq, ni, S, ref) == 0, "%s", llava_errmsg());
             double d = max_abs_diff(lg, ref, V);
             worst = d > worst ? d : worst;
-            CHECK(d <= 1e-4, "%s prompt %d step %d: cached logits %.3g from the full pass", name, q, k + 1, d);
+            CHECK(d <= 1e-5, "%s prompt %d step %d: cached logits %.3g from the full pass", name, q, k + 1, d);
         }
         llava_kv_close(&kv, slot);
     }
@@ -265,7 +266,7 @@ static void check_hf_steps(const char *cfg) {
                 d = x > d ? x : d;
             }
             worst = d > worst ? d : worst;
-            CHECK(d <= 1e-4, "%s prompt %d step %d: logits %.3g from transformers'", cfg, which->valueint, k, d);
+            CHECK(d <= 1e-5, "%s prompt %d step %d: logits %.3g from transformers'", cfg, which->valueint, k, d);
             steps_total++;
         }
         llava_kv_close(&kv, slot);

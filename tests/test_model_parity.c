@@ -2,11 +2,16 @@
 // goldens of tools/reference/make_model_goldens.py: logits, loss and every trainable gradient for
 // the projector and projector+lm sets. Then: a packed batch equals its samples run one by one.
 //
-// Tolerances (issue "CPU model"): logits max |diff| <= 1e-4, loss relative <= 1e-5, each gradient
-// ||diff|| / ||g|| <= 1e-4. Both sides are fp32 with different summation orders (OpenBLAS vs MKL
-// GEMMs, our fp64-accumulated norms): the reference script measured HF's own fp32 error against
-// fp64 at 3.6e-6 on logits and 1.2e-6 on gradients, so these bounds leave ~10-30x headroom and
-// still catch any wrong formula (those show up at 1e-2 and above).
+// Tolerances, set from the accuracy achieved (the "worst" line this test prints): logits max |diff|
+// <= 1e-5 (achieved 3.9e-6), loss relative <= 1e-6 (achieved 0), each gradient ||diff|| / ||g|| <= 5e-6
+// (achieved 1.4e-6): about 2.5-3.5x headroom. Both sides are fp32 with different summation orders
+// (OpenBLAS vs MKL GEMMs, our fp64-accumulated norms); the reference script measured HF's own fp32
+// error against fp64 at 3.6e-6 on logits and 1.2e-6 on gradients, so a correct implementation cannot
+// be held much tighter. What these bounds catch that 10x wider ones did not (measured with
+// transformers on these goldens, tools/mutate.sh plants them in our code): the LM's RMSNorm eps fixed
+// at 1e-6 instead of the config's 1e-5 moves logits by 3.2e-5 / 2.7e-5 (tiny64 / tiny128) and
+// gradients by 2.2e-5 / 1.5e-5; CLIP's LayerNorm eps fixed at 1e-6 moves logits by 2.8e-5 / 2.6e-5
+// and gradients by 7.6e-6. A wrong formula shows up at 1e-2 and above.
 #include <math.h>
 #include <string.h>
 
@@ -50,7 +55,7 @@ static void parity(const char *cfg) {
         float *logits = xmalloc(sizeof(float) * (size_t)b.T * V);
         float loss = llava_forward_backward(&m, &b, 1, 1.0f, logits);
         double rel_loss = fabs((double)loss - ref_loss) / fabs(ref_loss);
-        CHECK(rel_loss <= 1e-5, "%s/%s loss %.8f vs %.8f (rel %.2e)", cfg, sets[si], (double)loss, (double)ref_loss,
+        CHECK(rel_loss <= 1e-6, "%s/%s loss %.8f vs %.8f (rel %.2e)", cfg, sets[si], (double)loss, (double)ref_loss,
               rel_loss);
         if (rel_loss > worst_loss) worst_loss = rel_loss;
         // Logits at every real (non-padding) position.
@@ -62,7 +67,7 @@ static void parity(const char *cfg) {
                                     ref_logits[((size_t)r * S + t) * V + v]);
                     if (d > maxd) maxd = d;
                 }
-        CHECK(maxd <= 1e-4, "%s logits max |diff| %.3g", cfg, maxd);
+        CHECK(maxd <= 1e-5, "%s logits max |diff| %.3g", cfg, maxd);
         if (maxd > worst_logit) worst_logit = maxd;
         // Every trainable parameter's gradient.
         int n_checked = 0;
@@ -84,7 +89,7 @@ static void parity(const char *cfg) {
                 float *want = xmalloc(sizeof(float) * rg->numel);
                 st_tensor_to_f32(&ref, rg, want);
                 double e = check_rel_l2(host + v->offset, want, v->numel);
-                CHECK(e <= 1e-4, "%s %s: ||diff||/||g|| %.3g", cfg, key, e);
+                CHECK(e <= 5e-6, "%s %s: ||diff||/||g|| %.3g", cfg, key, e);
                 if (e > worst_grad) worst_grad = e;
                 free(want);
                 n_checked++;
