@@ -3,7 +3,9 @@
 // one in tests/data/export/model, which transformers 4.46.3 loaded (tools/reference/check_export.py)
 // to compute the logits and loss stored beside it; our forward on our export matches them. The
 // export holds the whole CLIP tower, the layers LLaVA never runs included.
+// transformers loaded that folder with no missing, unexpected or mismatched key (loading_info.json).
 // With LLAVA_UPDATE_GOLDEN=1 the test writes the folder instead (then rerun check_export.py).
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
@@ -78,6 +80,30 @@ int main(void) {
     CHECK(same_file(b, GOLDEN "/model/config.json"), "config.json differs from the checked export");
     free(a);
     free(b);
+    // transformers loaded that folder cleanly: from_pretrained(..., output_loading_info=True) reported
+    // no missing, unexpected or mismatched key and no error (check_export.py records it), and the model
+    // it built holds exactly as many tensors as the file.
+    {
+        size_t n;
+        char *text = read_file(GOLDEN "/loading_info.json", 1 << 20, &n);
+        CHECK(text != NULL, "%s", llava_errmsg());
+        cJSON *info = text ? cJSON_Parse(text) : NULL;
+        CHECK(info != NULL, GOLDEN "/loading_info.json does not parse");
+        const char *lists[] = {"missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"};
+        for (int i = 0; info && i < 4; i++) {
+            const cJSON *l = cJSON_GetObjectItem(info, lists[i]);
+            CHECK(cJSON_IsArray(l) && cJSON_GetArraySize(l) == 0, "transformers reported %s: %s", lists[i],
+                  l ? cJSON_PrintUnformatted(l) : "(absent)");
+        }
+        st_file f;
+        CHECK(st_open(&f, GOLDEN "/model/model.safetensors") == 0, "%s", llava_errmsg());
+        const cJSON *nt = info ? cJSON_GetObjectItem(info, "n_model_tensors") : NULL;
+        CHECK(cJSON_IsNumber(nt) && nt->valueint == f.n_tensors, "transformers' model holds %d tensors, the file %d",
+              nt ? nt->valueint : -1, f.n_tensors);
+        st_close(&f);
+        cJSON_Delete(info);
+        free(text);
+    }
     // The export reloads; its vocabulary grew by <image> and <pad> to a multiple of 64.
     llava_model e;
     CHECK(llava_model_load(&e, out, test_cpu()) == 0, "%s", llava_errmsg());

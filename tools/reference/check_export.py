@@ -4,7 +4,8 @@ Builds inputs for the folder's config (two rows, each with one image's tokens at
 place, right padding, labels), runs LlavaForConditionalGeneration.from_pretrained (fp32, eager
 attention) and writes tests/data/export/inputs.safetensors and hf_outputs.safetensors (logits,
 loss). tests/test_export.c checks that llava.c's export is byte-identical to the folder checked here
-and that its own forward gives these numbers.
+and that its own forward gives these numbers. loading_info.json records what from_pretrained(...,
+output_loading_info=True) reported: no missing, unexpected or mismatched keys.
 Pinned versions: tools/reference/requirements-model.txt. Run from the repository root:
     LLAVA_UPDATE_GOLDEN=1 build/test_export && python tools/reference/check_export.py
 """
@@ -12,6 +13,7 @@ import json
 import pathlib
 
 import torch
+import transformers
 from safetensors.torch import save_file
 from transformers import LlavaForConditionalGeneration
 
@@ -22,8 +24,20 @@ def main():
     torch.manual_seed(0)
     torch.backends.cudnn.allow_tf32 = False
     cfg = json.loads((DIR / "model" / "config.json").read_text())
-    model = LlavaForConditionalGeneration.from_pretrained(DIR / "model", torch_dtype=torch.float32,
-                                                          attn_implementation="eager").eval()
+    model, info = LlavaForConditionalGeneration.from_pretrained(DIR / "model", torch_dtype=torch.float32,
+                                                                attn_implementation="eager",
+                                                                output_loading_info=True)
+    model.eval()
+    # Every tensor of the folder is one the model expects, and every weight the model has came from the
+    # folder (none initialised at random): the four lists transformers reports are empty. Recorded for
+    # tests/test_export.c, which asserts it, with the number of tensors the model holds.
+    info = {k: sorted(str(x) for x in v) for k, v in info.items()}
+    info["n_model_tensors"] = len(model.state_dict())
+    info["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
+    (DIR / "loading_info.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+    bad = {k: v for k, v in info.items() if isinstance(v, list) and v}
+    if bad:
+        raise SystemExit(f"transformers did not load the export cleanly: {bad}")
     image_id, n_img = cfg["image_token_index"], cfg["image_seq_length"]
     vocab_real = image_id  # ids past the original vocabulary are the added <image>, <pad> and padding rows
     S = cfg["vision_config"]["image_size"]
