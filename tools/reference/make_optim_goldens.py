@@ -5,6 +5,13 @@ a fixed sequence of gradients and learning rates, and the parameters after every
 torch.optim.AdamW (fp32, CPU, default single-tensor path). Also the multipliers of
 transformers.get_cosine_schedule_with_warmup / get_linear_schedule_with_warmup at the step counts
 LLaVA-1.5's 8-GPU runs use (2181 steps, 66 warmup; 5198 steps, 156 warmup).
+
+And tests/data/optim/adamw_eps.json: AdamW where eps matters. Gradients of magnitude 1e-9..1e-7
+(log-uniform, random signs, two elements always 0) with eps 1e-8, so |g| / (|g| + eps) runs from
+0.09 to 0.91 and every update depends on eps: without it each element would move by about lr
+(0/0 for the zero-gradient ones), with eps inside the sqrt (sqrt(v + eps) ~ 1e-4) by about
+lr * 1e-3. A file of its own so that adamw.json stays as first committed: regenerated on another
+CPU, torch's fp32 results there can differ in the last bit (4 values of b did, by 1 ulp).
 Pinned versions: tools/reference/requirements-model.txt. Run from the repository root:
     python tools/reference/make_optim_goldens.py
 """
@@ -29,6 +36,30 @@ def schedule_multipliers(fn, warmup, total, steps):
         opt.step()
         sched.step()
     return out
+
+
+def eps_regime():
+    """AdamW with |grad| around eps: 5 steps of torch.optim.AdamW on 48 fp32 weights."""
+    g = torch.Generator().manual_seed(11)
+    n, eps, wd = 48, 1e-8, 0.1
+    p0 = torch.randn(n, generator=g) * 0.05
+    p = torch.nn.Parameter(p0.clone())
+    opt = torch.optim.AdamW([p], lr=1e-3, betas=(0.9, 0.999), eps=eps, weight_decay=wd)
+    lrs = [1e-3, 1e-3, 5e-4, 1e-3, 2e-4]
+    steps = []
+    for lr in lrs:
+        mag = 10.0 ** (-9.0 + 2.0 * torch.rand(n, generator=g))  # 1e-9 .. 1e-7
+        sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        grad = (mag * sign).to(torch.float32)
+        grad[0] = 0.0
+        grad[n - 1] = 0.0
+        p.grad = grad.clone()
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.step()
+        steps.append({"lr": lr, "grad": grad.tolist(), "p": p.detach().tolist()})
+    return {"p0": p0.tolist(), "betas": [0.9, 0.999], "eps": eps, "weight_decay": wd, "steps": steps,
+            "torch": torch.__version__}
 
 
 def main():
@@ -71,6 +102,8 @@ def main():
             "clip": clip, "schedules": sched, "torch": torch.__version__}
     (OUT / "adamw.json").write_text(json.dumps(data, indent=0) + "\n")
     print("wrote", OUT / "adamw.json")
+    (OUT / "adamw_eps.json").write_text(json.dumps(eps_regime(), indent=0) + "\n")
+    print("wrote", OUT / "adamw_eps.json")
 
 
 if __name__ == "__main__":
