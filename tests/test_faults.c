@@ -4,6 +4,8 @@
 //     the newest good one, bit for bit as the uninterrupted run; ckpt_verify on every damage;
 //   - a finite but absurd loss (weights scaled by 1e6 in a checkpoint with a valid manifest): the
 //     steps are skipped like non-finite ones and the run stops after train.max_nonfinite_steps;
+//   - a NaN in one step's gradient (planted, train/fault.h): that step skipped, nothing moved, the
+//     run goes on to its end;
 //   - two runs into one folder: the second fails at once naming the first; a stale lock is taken;
 //   - a memory plan beyond the machine, a step larger than the dataset: refused at start;
 //   - --resume with max_steps below the checkpoint's step: nothing trained, the results written
@@ -216,6 +218,54 @@ static void test_loss_spike(void) {
     free(c), free(ck), free(run);
 }
 
+// The tensors of two safetensors files are the same bytes, name by name.
+static int same_tensors(const char *a, const char *b) {
+    st_file fa, fb;
+    if (st_open(&fa, a) != 0) return 0;
+    if (st_open(&fb, b) != 0) {
+        st_close(&fa);
+        return 0;
+    }
+    int same = fa.n_tensors == fb.n_tensors && fa.n_tensors > 0;
+    for (int i = 0; same && i < fa.n_tensors; i++) {
+        const st_tensor *x = &fa.tensors[i], *y = st_find(&fb, x->name);
+        same = y && y->end - y->begin == x->end - x->begin && memcmp(x->data, y->data, x->end - x->begin) == 0;
+    }
+    st_close(&fa);
+    st_close(&fb);
+    return same;
+}
+
+// One step whose gradient holds a NaN (LLAVA_DEBUG_FAULT's nangrad: planted after the reduction,
+// with a finite loss) is skipped: no weight and no AdamW moment moves (checkpoint-3 holds what
+// checkpoint-2 holds), the step is logged as skipped with no gradient norm, and the run goes on to
+// its end with the steps after it applied.
+static void test_nan_gradient_step(void) {
+    char *run = path_join(world, "nangrad");
+    const char *every[] = {"checkpoint.save_steps=1"};
+    setenv("LLAVA_DEBUG_FAULT", "0:3:nangrad", 1);
+    CHECK(train(run, every, 1, 0, 3) == 0, "%s", llava_errmsg());
+    unsetenv("LLAVA_DEBUG_FAULT");
+    char *w2 = path_join(run, "checkpoint-2/weights.safetensors"),
+         *w3 = path_join(run, "checkpoint-3/weights.safetensors");
+    char *o2 = path_join(run, "checkpoint-2/optimizer.safetensors"),
+         *o3 = path_join(run, "checkpoint-3/optimizer.safetensors");
+    CHECK(same_tensors(w2, w3), "the skipped step 3 changed the weights");
+    CHECK(same_tensors(o2, o3), "the skipped step 3 changed AdamW's moments");
+    CHECK(train(run, every, 1, 1, 0) == 0, "the run goes on after a skipped step: %s", llava_errmsg());
+    char *mp = path_join(run, "metrics.jsonl");
+    size_t len = 0;
+    char *c = read_file(mp, 1 << 20, &len);
+    const char *s3 = c ? strstr(c, "{\"step\":3,") : NULL, *s8 = c ? strstr(c, "{\"step\":8,") : NULL;
+    int skipped_lines = 0;
+    for (const char *q = c; q && (q = strstr(q, "\"skipped\":1,")); q++) skipped_lines++;
+    CHECK(c && count_lines(c) == 8 && s3 && strstr(s3, "\"grad_norm\":null") && strstr(s3, "\"skipped\":1,") &&
+              skipped_lines == 1 && s8 && strstr(s8, "\"skipped\":0,\"skipped_total\":1"),
+          "8 steps, step 3 alone skipped (no gradient norm), counted to the end:\n%s", c ? c : "(no metrics)");
+    printf("a NaN gradient at step 3: step skipped (weights and moments unchanged), run finished its 8 steps\n");
+    free(c), free(mp), free(w2), free(w3), free(o2), free(o3), free(run);
+}
+
 static void test_run_lock(void) {
     char *run = path_join(world, "locked");
     run_lock held;
@@ -406,6 +456,7 @@ int main(void) {
     CHECK(demo_make_world(world, 64, 0, 1, NULL) == 0, "%s", llava_errmsg());
     test_damaged_checkpoint();
     test_loss_spike();
+    test_nan_gradient_step();
     test_nan_checkpoint();
     test_run_lock();
     test_refusals();

@@ -126,8 +126,40 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
-// SIGKILL a real `llava train` process at many moments (checkpoints every step, so many kills land
-// inside a checkpoint write), resume each time; the final curve equals the uninterrupted one.
+// Starts `llava train PRESET` into `run` with the settings `sets` and --resume, in a child process;
+// `fault` (or NULL) is its LLAVA_DEBUG_FAULT (train/fault.h).
+static pid_t spawn_train(const char *bin, const char *preset, const char *run, const char *const *sets, int n_sets,
+                         const char *fault) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fault) setenv("LLAVA_DEBUG_FAULT", fault, 1);
+        else unsetenv("LLAVA_DEBUG_FAULT");
+        const char *argv[32];
+        int n = 0;
+        argv[n++] = bin;
+        argv[n++] = "train";
+        argv[n++] = preset;
+        char o[512];
+        snprintf(o, sizeof o, "checkpoint.output_dir=%s", run);
+        argv[n++] = "--set";
+        argv[n++] = o;
+        for (int i = 0; i < n_sets; i++) argv[n++] = "--set", argv[n++] = sets[i];
+        argv[n++] = "--resume";
+        argv[n++] = "--quiet";
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        perror("exec llava");
+        _exit(127);
+    }
+    return pid;
+}
+
+// SIGKILL a real `llava train` process inside checkpoint writes, deterministically (the writer
+// pauses where LLAVA_DEBUG_FAULT says and the kill lands there, whatever the machine's speed), then
+// at varying moments, resuming each time; the final curve equals the uninterrupted one. The
+// planted kills leave each kind of half-written checkpoint: a temporary folder holding the weights
+// only (ckpt-tmp), and a checkpoint-N folder renamed into place without its manifest
+// (ckpt-nomarker), twice each.
 static void test_sigkill(void) {
     const char *bin = getenv("LLAVA_BIN");
     CHECK(bin != NULL, "LLAVA_BIN not set (run through ctest)");
@@ -135,24 +167,52 @@ static void test_sigkill(void) {
     char *ref = path_join(world, "kill_ref"), *run = path_join(world, "kill_run");
     const char *sets[] = {"train.num_train_epochs=2", "train.per_device_train_batch_size=2", "checkpoint.save_steps=1",
                           "checkpoint.save_total_limit=2", "model.pretrain_mm_mlp_adapter=null"};
-    CHECK(train("stage2.json", ref, sets, 5, 0, 0) == 0, "%s", llava_errmsg());
+    const int n_sets = 5;
+    CHECK(train("stage2.json", ref, sets, n_sets, 0, 0) == 0, "%s", llava_errmsg());
     char *want = curve(ref);
     char *preset = path_join(world, "stage2.json");
     // Bit-identical needs the same summation order: the same GEMM thread count as the reference run.
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    int kills = 0, finished = 0, torn = 0;
-    for (int attempt = 0; attempt < 40 && !finished; attempt++) {
-        pid_t pid = fork();
-        if (pid == 0) {
-            char o[512];
-            snprintf(o, sizeof o, "checkpoint.output_dir=%s", run);
-            execl(bin, bin, "train", preset, "--set", o, "--set", sets[0], "--set", sets[1], "--set", sets[2], "--set",
-                  sets[3], "--set", sets[4], "--resume", "--quiet", (char *)NULL);
-            perror("exec llava");
-            _exit(127);
+    int kills = 0, finished = 0, torn = 0, planted = 0;
+    // The planted kills: checkpoint STEP paused at MODE, found paused on disk, killed.
+    static const struct {
+        int step;
+        const char *mode;
+    } plant[] = {{1, "ckpt-tmp"}, {2, "ckpt-nomarker"}, {3, "ckpt-tmp"}, {4, "ckpt-nomarker"}};
+    enum { N_PLANT = sizeof plant / sizeof plant[0] };
+    for (int i = 0; i < N_PLANT; i++) {
+        char fault[64];
+        snprintf(fault, sizeof fault, "0:%d:%s", plant[i].step, plant[i].mode);
+        pid_t pid = spawn_train(bin, preset, run, sets, n_sets, fault);
+        char *tmp_w = xasprintf("%s/.tmp-checkpoint-%d-%d/weights.safetensors", run, plant[i].step, (int)pid);
+        char *ck = xasprintf("%s/checkpoint-%d", run, plant[i].step);
+        char *ck_mark = xasprintf("%s/COMPLETE", ck);
+        int paused = 0, status = 0, exited = 0;
+        for (int waited = 0; waited < 300000 && !paused && !exited; waited += 5) {
+            paused =
+                strcmp(plant[i].mode, "ckpt-tmp") == 0 ? file_exists(tmp_w) : dir_exists(ck) && !file_exists(ck_mark);
+            if (!paused && waitpid(pid, &status, WNOHANG) == pid) exited = 1;
+            else if (!paused) sleep_ms(5);
         }
-        // Kill after a varying delay; the later attempts get longer so the run finishes.
-        int delay = attempt < 30 ? 60 + (attempt * 37) % 400 : 100000;
+        CHECK(paused, "%s at step %d: the writer never paused there (exited %d, status %d)", plant[i].mode,
+              plant[i].step, exited, status);
+        if (!exited) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            kills++;
+        }
+        int left = partial_checkpoint_left(run);
+        CHECK(paused && left, "%s at step %d: no half-written checkpoint left by the kill", plant[i].mode,
+              plant[i].step);
+        planted += paused && left;
+        torn += left;
+        free(tmp_w), free(ck), free(ck_mark);
+    }
+    CHECK(planted == N_PLANT, "%d of %d planted kills landed inside a checkpoint write", planted, (int)N_PLANT);
+    // Then kills at varying moments; the later attempts get longer so the run finishes.
+    for (int attempt = 0; attempt < 30 && !finished; attempt++) {
+        pid_t pid = spawn_train(bin, preset, run, sets, n_sets, NULL);
+        int delay = attempt < 20 ? 60 + (attempt * 37) % 400 : 100000;
         int status = 0, done = 0;
         for (int waited = 0; waited < delay; waited += 5) {
             if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -171,13 +231,13 @@ static void test_sigkill(void) {
             CHECK(finished, "train exited with status %d", status);
         }
     }
-    CHECK(finished && kills >= 3, "finished %d after %d kills", finished, kills);
+    CHECK(finished && kills >= N_PLANT, "finished %d after %d kills", finished, kills);
     char *got = curve(run);
     CHECK(strcmp(want, got) == 0, "curve after %d kills differs:\n%s\nvs\n%s", kills, got, want);
-    // Kills land in checkpoint writes often (one per step here); the resume ignored what they left.
-    CHECK(torn >= 1, "no kill landed inside a checkpoint write (%d kills)", kills);
-    printf("sigkill: %d kills, %d inside a checkpoint write, curve identical: %s\n", kills, torn,
-           strcmp(want, got) == 0 ? "yes" : "no");
+    printf(
+        "sigkill: %d kills, %d planted inside checkpoint writes (2 torn temporary folders, 2 checkpoints without "
+        "a manifest), %d half-written checkpoints in all, curve identical: %s\n",
+        kills, planted, torn, strcmp(want, got) == 0 ? "yes" : "no");
     free(want);
     free(got);
     free(preset);

@@ -13,6 +13,7 @@
 #include "common/dtype.h"
 #include "common/json.h"
 #include "common/util.h"
+#include "fault.h"
 #include "model/io/safetensors.h"
 
 // The manifest, written last: its presence makes a checkpoint complete.
@@ -338,6 +339,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     manifest_file files[3] = {{"weights.safetensors", 0, 0}, {"optimizer.safetensors", 0, 0}, {"state.json", 0, 0}};
     if (rc == 0) rc = st_writer_save(&ww, wpath);  // each file is fsynced before it is renamed into place
     files[0].bytes = ww.bytes, files[0].crc = ww.crc32c;
+    if (rc == 0) debug_fault_pause("ckpt-tmp", 0, st->step);  // a test's kill: a torn temporary folder
     if (rc == 0) rc = st_writer_save(&wo, opath);
     files[1].bytes = wo.bytes, files[1].crc = wo.crc32c;
     if (rc == 0) {
@@ -367,6 +369,7 @@ static int save_files(const char *out_dir, const llava_model *m, group_host *h, 
     if (rc == 0 && rename(tmp, final) != 0)
         rc = llava_fail("checkpoint: rename %s -> %s: %s", tmp, final, strerror(errno));
     if (rc == 0) rc = fsync_dir(out_dir);
+    if (rc == 0) debug_fault_pause("ckpt-nomarker", 0, st->step);  // a test's kill: no manifest yet
     if (rc == 0) {
         char *marker = path_join(final, MARKER), *man = manifest_json(st->step, files, 3);
         rc = write_file_atomic(marker, man, strlen(man));  // fsyncs the manifest and the folder

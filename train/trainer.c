@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "common/util.h"
 #include "data/loader.h"
+#include "fault.h"
 #include "kernels/backend.h"
 #include "memplan.h"
 #include "model/io/export.h"
@@ -106,15 +107,13 @@ static int truncate_metrics(const char *path, int step) {
     return rc;
 }
 
-// LLAVA_DEBUG_FAULT=RANK:STEP:exit|kill|hang|term makes rank RANK exit (without saying goodbye to
-// its peers), die of SIGKILL, hang, or receive SIGTERM at the start of step STEP: how the tests check
-// that the other ranks stop within the collective timeout instead of waiting forever, and that a
-// signal to one rank stops every rank after the same step, with a checkpoint.
+// LLAVA_DEBUG_FAULT (train/fault.h) at the start of a step: exit (without saying goodbye to its
+// peers), die of SIGKILL, hang, or receive SIGTERM: how the tests check that the other ranks stop
+// within the collective timeout instead of waiting forever, and that a signal to one rank stops
+// every rank after the same step, with a checkpoint.
 static void debug_fault(int rank, int step) {
-    const char *f = getenv("LLAVA_DEBUG_FAULT");
-    int r, s;
-    char mode[8] = "";
-    if (!f || sscanf(f, "%d:%d:%7s", &r, &s, mode) != 3 || r != rank || s != step) return;
+    const char *mode = debug_fault_mode(rank, step);
+    if (!mode || strcmp(mode, "nangrad") == 0 || strncmp(mode, "ckpt-", 5) == 0) return;  // acting elsewhere
     fprintf(stderr, "\nllava: rank %d: LLAVA_DEBUG_FAULT: %s at step %d\n", rank, mode, step);
     fflush(stderr);
     if (strcmp(mode, "term") == 0) {
@@ -125,6 +124,23 @@ static void debug_fault(int rank, int step) {
         for (;;) pause();
     if (strcmp(mode, "kill") == 0) raise(SIGKILL);
     _exit(3);
+}
+
+// LLAVA_DEBUG_FAULT's nangrad: one reduced gradient value of this rank becomes NaN.
+static void debug_nan_gradient(trainer *t) {
+    const char *mode = debug_fault_mode(t->rank, t->step + 1);
+    if (!mode || strcmp(mode, "nangrad") != 0) return;
+    llava_model *m = &t->m;
+    const optim_state *os = &t->os;
+    const float nan = NAN;
+    for (int g = 0; g < N_GROUPS; g++) {
+        float *dst = os->zero == 0 ? m->grads[g] : (os->state_numel[g] ? os->grad_shard[g] : NULL);
+        if (!dst) continue;
+        m->ops->upload(m->be, BUF_GRAD, dst, &nan, 1);
+        fprintf(stderr, "\nllava: rank %d: LLAVA_DEBUG_FAULT: a NaN in the %s gradient at step %d\n", t->rank,
+                GROUP_NAMES[g], t->step + 1);
+        return;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,43 +417,22 @@ typedef struct {
     double w;
 } pass_weight;
 
-static int trainer_step(trainer *t, step_report *r) {
-    const run_settings *s = t->s;
-    llava_model *m = &t->m;
-    optim_state *os = &t->os;
-    int global_tokens = s->train.loss_global_tokens, V = t->V;
-    memset(r, 0, sizeof *r);
-    debug_fault(t->rank, t->step + 1);
-    loader_step ls;
-    double t0 = now_s();
-    if (loader_next(t->ld, &ls) != 0) return -1;
-    // The step's counts over every rank (global_tokens needs the target count before the backward).
-    double cnt[4] = {0, 0, 0, 0};  // targets, tokens, samples, non-empty micro-batches
+int train_step_passes(llava_model *m, optim_state *os, const loader_micro *micro, int accum, int V, int global_tokens,
+                      double step_targets, float **losses, size_t *losses_cap, double *loss_sum) {
     int n_chunks = 0;
-    for (int mi = 0; mi < ls.accum; mi++) {
-        cnt[0] += (double)ls.micro[mi].n_targets;
-        cnt[1] += (double)ls.micro[mi].n_tokens;
-        cnt[2] += ls.micro[mi].n_samples;
-        cnt[3] += ls.micro[mi].n_targets > 0;
-        n_chunks += ls.micro[mi].n_chunks;
-    }
-    dist_allreduce_host_f64(t->d, cnt, 4, "step counts");
-    double step_targets = cnt[0], n_micro_nonempty = cnt[3];
-    r->tokens = (int64_t)cnt[1];
-    r->samples = (int)cnt[2];
-    r->epoch = ls.pos.epoch;
+    for (int mi = 0; mi < accum; mi++) n_chunks += micro[mi].n_chunks;
     llava_model_zero_grads(m);
     llava_model_losses_reset(m);
     pass_weight *passes = xmalloc(sizeof(pass_weight) * (size_t)(n_chunks ? n_chunks : 1));
     int n_passes = 0, rc = 0;
-    for (int mi = 0; mi < ls.accum && rc == 0; mi++) {
-        const loader_micro *mb = &ls.micro[mi];
+    for (int mi = 0; mi < accum && rc == 0; mi++) {
+        const loader_micro *mb = &micro[mi];
         optim_micro_begin(os, m, mi);
         // The reduction starts inside the last backward before it (optim_arm).
         int last_chunk = -1;
         for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0; ch++)
             if (mb->chunks[ch].n_targets) last_chunk = ch;
-        int reduce_after = os->zero == 2 || mi == ls.accum - 1;
+        int reduce_after = os->zero == 2 || mi == accum - 1;
         // A fully masked micro-batch has no loss to learn from (but its rank still takes part in
         // the reduction).
         for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0 && rc == 0; ch++) {
@@ -455,24 +450,61 @@ static int trainer_step(trainer *t, step_report *r) {
     }
     optim_reduce(os, m);
     // The step's losses, read back once: each pass's mean over its targets, weighted as above.
-    double loss_sum = 0;  // the step's loss under the configured normalisation (this rank's part)
+    double sum = 0;
     size_t n_losses = m->ledger_used;
-    if (n_losses > t->losses_cap) {
-        t->losses_cap = n_losses;
-        t->losses = xrealloc(t->losses, sizeof(float) * n_losses);
+    if (n_losses > *losses_cap) {
+        *losses_cap = n_losses;
+        *losses = xrealloc(*losses, sizeof(float) * n_losses);
     }
-    llava_model_losses_read(m, t->losses);
+    llava_model_losses_read(m, *losses);
     for (int i = 0, off = 0; i < n_passes; off += passes[i].b->T, i++)
-        loss_sum += (double)(float)llava_pass_loss(t->losses + off, passes[i].b) * passes[i].w;
+        sum += (double)(float)llava_pass_loss(*losses + off, passes[i].b) * passes[i].w;
     free(passes);
+    *loss_sum = sum;
+    return rc;
+}
+
+double train_step_loss(int global_tokens, double loss_sum, int V, double n_micro_nonempty, float *grad_scale) {
+    // With LLaVA's normalisation a micro-batch without targets contributes nothing, so the mean
+    // runs over the others (LLaVA would get NaN from it).
+    *grad_scale = global_tokens || n_micro_nonempty == V ? 1.0f : (float)V / (float)n_micro_nonempty;
+    return global_tokens ? loss_sum : (n_micro_nonempty > 0 ? loss_sum * V / n_micro_nonempty : NAN);
+}
+
+static int trainer_step(trainer *t, step_report *r) {
+    const run_settings *s = t->s;
+    llava_model *m = &t->m;
+    optim_state *os = &t->os;
+    int global_tokens = s->train.loss_global_tokens, V = t->V;
+    memset(r, 0, sizeof *r);
+    debug_fault(t->rank, t->step + 1);
+    loader_step ls;
+    double t0 = now_s();
+    if (loader_next(t->ld, &ls) != 0) return -1;
+    // The step's counts over every rank (global_tokens needs the target count before the backward).
+    double cnt[4] = {0, 0, 0, 0};  // targets, tokens, samples, non-empty micro-batches
+    for (int mi = 0; mi < ls.accum; mi++) {
+        cnt[0] += (double)ls.micro[mi].n_targets;
+        cnt[1] += (double)ls.micro[mi].n_tokens;
+        cnt[2] += ls.micro[mi].n_samples;
+        cnt[3] += ls.micro[mi].n_targets > 0;
+    }
+    dist_allreduce_host_f64(t->d, cnt, 4, "step counts");
+    double step_targets = cnt[0], n_micro_nonempty = cnt[3];
+    r->tokens = (int64_t)cnt[1];
+    r->samples = (int)cnt[2];
+    r->epoch = ls.pos.epoch;
+    double loss_sum = 0;  // the step's loss under the configured normalisation (this rank's part)
+    int rc = train_step_passes(m, os, ls.micro, ls.accum, V, global_tokens, step_targets, &t->losses, &t->losses_cap,
+                               &loss_sum);
+    debug_nan_gradient(t);
     // The step's loss, and whether any rank was asked to stop (a signal): every rank stops together.
     double reduced[2] = {loss_sum, stop_signal ? 1.0 : 0.0};
     dist_allreduce_host_f64(t->d, reduced, 2, "step loss");
     loss_sum = reduced[0];
     t->stop = reduced[1] > 0;
-    // With LLaVA's normalisation a micro-batch without targets contributes nothing, so the mean
-    // runs over the others (LLaVA would get NaN from it).
-    r->loss = global_tokens ? loss_sum : (n_micro_nonempty > 0 ? loss_sum * V / n_micro_nonempty : NAN);
+    float scale;
+    r->loss = train_step_loss(global_tokens, loss_sum, V, n_micro_nonempty, &scale);
     r->lr = lr_at_update(&t->oc, t->step + 1, 0);
     r->gnorm = NAN;
     // A finite loss many orders of magnitude over the recent ones (broken weights or data) is no
@@ -489,7 +521,6 @@ static int trainer_step(trainer *t, step_report *r) {
             fprintf(stderr, "\ntrain: step %d: loss %.6g is over %g x the recent mean %.6g: skipped\n", t->step + 1,
                     r->loss, factor, mean);
     } else {
-        float scale = global_tokens || n_micro_nonempty == V ? 1.0f : (float)V / (float)n_micro_nonempty;
         r->gnorm = optim_step(os, m, &t->oc, scale, t->step + 1);
         r->skipped = !isfinite(r->gnorm);
     }

@@ -13,8 +13,10 @@
 
 #include "config.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "model/config.h"
 #include "model/llava.h"
+#include "optim.h"
 #include "settings.h"
 
 struct dist;
@@ -48,6 +50,26 @@ int train_run_settings(const run_settings *s, const train_options *opt);
 // checkpoint, on every rank: `llava train` exits with this status (EX_TEMPFAIL, "try again"), and
 // `--resume` continues bit for bit. A second signal ends the process at once (status 128 + signal).
 #define TRAIN_STOPPED 75
+
+// A step's forward and backward passes, as the trainer runs them (tests drive them directly): this
+// rank's micro-batches micro[0..accum), each pass (chunk) with its weight under
+// train.loss_normalization. LLaVA's (global_tokens 0): chunk targets / micro-batch targets / V, V the
+// micro-batches of the step over every rank, so that the gradient the reduction sums over the ranks
+// is that of the mean of the micro-batches' token means, as the Hugging Face Trainer with accelerate
+// and DDP computes it, when every micro-batch has targets (otherwise see train_step_loss).
+// global_tokens: chunk targets / step_targets (the step's targets over every rank), one token mean.
+// Zeroes the gradients first, reduces them over the ranks after the last pass (optim_reduce), and
+// reads the passes' losses back into *losses (grown as needed, *losses_cap its length). *loss_sum
+// receives this rank's part of the step's loss: each pass's mean loss times its weight, summed.
+// Returns 0, or -1 with llava_errmsg() (a malformed batch).
+int train_step_passes(llava_model *m, optim_state *os, const loader_micro *micro, int accum, int V, int global_tokens,
+                      double step_targets, float **losses, size_t *losses_cap, double *loss_sum);
+// The step's loss from train_step_passes' loss_sum summed over every rank, and in *grad_scale the
+// scale optim_step applies to the reduced gradient. LLaVA's: the mean over the n_micro_nonempty
+// micro-batches that have targets (a micro-batch without targets has no mean; LLaVA would get NaN),
+// so loss_sum * V / n_micro_nonempty and a gradient scale of V / n_micro_nonempty (1 when all have
+// targets); NaN when none has. global_tokens: loss_sum, and scale 1.
+double train_step_loss(int global_tokens, double loss_sum, int V, double n_micro_nonempty, float *grad_scale);
 
 // The model config a training run builds: from model.init, or from model.llm (a LLaMA folder)
 // plus model.vision_tower (a CLIP folder) and the mm_* keys (build.c).
