@@ -66,7 +66,11 @@ typedef struct {
     int armed;
     llava_model *armed_model;               // the model the hooks report on
     long issued_in_backward, issued_total;  // counts, for the log and the tests
-    char *issued;                           // per bucket: its reduction went out in this pass
+    // Issued after the backward: behind (or being) a bucket that no view of the pass finished (a
+    // text-only micro-batch leaves the projector's unwritten), and of those, the times the first
+    // one held back was partly finished (a view that never reported final: must stay 0).
+    long issued_after, stalled;
+    char *issued;  // per bucket: its reduction went out in this pass
     // ZeRO-2 gradient slots: the LM group has no GRAD buffer; per bucket the slot it holds in this
     // pass (-1: none), per slot its bucket (-1: free) and the mark after that bucket's reduction.
     int slotted;

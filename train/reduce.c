@@ -210,6 +210,11 @@ void optim_arm(optim_state *s, llava_model *m, int final_pass) {
 // Issues what the backward has not, in the same order, then waits for all of it.
 static void reduce_all(optim_state *s, llava_model *m, const char *what) {
     if (!s->armed) s->next = s->n_buckets - 1;
+    if (s->next >= 0) {  // what the backward held back starts at a bucket no view of the pass finished
+        const grad_bucket *k = &s->buckets[s->next];
+        if (s->armed && s->left[s->next] != k->view_last - k->view_first + 1) s->stalled++;
+        s->issued_after += s->next + 1;
+    }
     while (s->next >= 0) issue(s, m, s->next--);
     dist_wait_async(s->d, what);
     s->armed = 0;

@@ -652,8 +652,10 @@ static int trainer_finish(trainer *t, int rc) {
         if (rc == 0)
             fprintf(stderr, "train: done, %d steps, %ld skipped; results in %s\n", t->step, t->os.n_skipped, out_dir);
         if (rc == 0 && t->world > 1)
-            fprintf(stderr, "train: rank 0 issued %ld bucket reductions, %ld of them during the backward\n",
-                    t->os.issued_total, t->os.issued_in_backward);
+            fprintf(stderr,
+                    "train: rank 0 issued %ld bucket reductions, %ld of them during the backward, %ld after it "
+                    "behind a bucket the pass did not write, %ld held back by a bucket left partly final\n",
+                    t->os.issued_total, t->os.issued_in_backward, t->os.issued_after, t->os.stalled);
     }
     if (finished && t->world > 1) {
         // Every rank ends with rank 0's verdict on the export.
