@@ -1,6 +1,6 @@
 // Sample order against tools/reference/make_sampler_goldens.py: torch.randperm reproduced, LLaVA's
 // modality-length-grouped sampler against a Python re-statement (itself checked against LLaVA's own
-// functions at c121f04), and accelerate 0.21's BatchSamplerShard dealing batches to ranks with its
+// functions at c121f04, a cross-check the goldens record and this test asserts), and accelerate 0.21's BatchSamplerShard dealing batches to ranks with its
 // tail padding, over two epochs.
 #include <cjson/cJSON.h>
 #include <string.h>
@@ -78,9 +78,23 @@ int main(void) {
     free(text);
     CHECK(root != NULL, "golden");
     if (!root) return check_done();
-    int n_cases = 0;
-    for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, n_cases++) check_case(c);
+    int n_cases = 0, n_grouped = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next, n_cases++) {
+        check_case(c);
+        n_grouped += cJSON_IsArray(cJSON_GetObjectItem(c, "lengths"));
+    }
     CHECK(n_cases == 7, "7 cases, saw %d", n_cases);
+    // The goldens were written only after the re-statement gave LLaVA's own orders: the record of
+    // that cross-check names LLaVA's commit and covers every grouped case, with two seeds each.
+    const cJSON *x = cJSON_GetObjectItem(root, "llava_crosscheck");
+    const cJSON *commit = cJSON_GetObjectItem(x, "llava_commit"), *xc = cJSON_GetObjectItem(x, "cases");
+    const cJSON *nc = cJSON_GetObjectItem(x, "orders_compared"), *ni = cJSON_GetObjectItem(x, "orders_identical");
+    CHECK(cJSON_IsString(commit) && strcmp(commit->valuestring, "c121f0432da27facab705978f83c4ada465e46fd") == 0,
+          "the goldens record the cross-check against LLaVA c121f04");
+    CHECK(cJSON_GetArraySize(xc) == n_grouped && cJSON_IsNumber(nc) && nc->valueint == 2 * n_grouped &&
+              cJSON_IsNumber(ni) && ni->valueint == nc->valueint,
+          "LLaVA's own sampler gave every grouped case's order (%d cases, %d of %d orders identical)",
+          cJSON_GetArraySize(xc), ni ? ni->valueint : -1, nc ? nc->valueint : -1);
     cJSON_Delete(root);
 
     // torch.randperm with torch's default seed (what accelerate 0.21 gives LLaVA's stage-1 sampler):

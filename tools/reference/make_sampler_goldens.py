@@ -6,10 +6,12 @@ length, split into even chunks by running length sum, modality-separated megabat
 the sampler's generator and the two last ones merged and sorted at the end). Batches are dealt to
 ranks by accelerate 0.21's own BatchSamplerShard (even_batches=True), imported, not re-stated.
 
-With --llava DIR (a clone of haotian-liu/LLaVA), the re-statement is also checked against LLaVA's
-own functions at commit c121f04, run unmodified, before anything is written.
+--llava DIR (a clone of haotian-liu/LLaVA) is required: the re-statement is checked against LLaVA's own
+functions at commit c121f04, run unmodified, before anything is written, and orders.json records that
+cross-check (LLaVA's commit, the cases and seeds compared, how many orders were identical), which
+tests/test_sampler.c asserts.
 Pinned versions: tools/reference/requirements-sampler.txt. Run from the repository root:
-    python tools/reference/make_sampler_goldens.py [--llava /path/to/LLaVA]
+    python tools/reference/make_sampler_goldens.py --llava /path/to/LLaVA
 """
 import argparse
 import json
@@ -104,7 +106,7 @@ def rank_batches(order, batch, ranks):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--llava", help="a clone of haotian-liu/LLaVA to check the re-statement against")
+    ap.add_argument("--llava", required=True, help="a clone of haotian-liu/LLaVA to check the re-statement against")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(3)
@@ -126,18 +128,26 @@ def main():
                                                                               for i in range(96)]},
     ]
     reference = modality_grouped
-    if args.llava:
-        llava = llava_functions(args.llava)
-        for case in cases:
-            if case["lengths"] is None:
-                continue
-            for seed in (1, TORCH_DEFAULT_SEED):
-                torch.manual_seed(42)
-                a = modality_grouped(case["lengths"], case["batch"], case["ranks"], torch.Generator().manual_seed(seed))
-                torch.manual_seed(42)
-                b = llava(case["lengths"], case["batch"], case["ranks"], torch.Generator().manual_seed(seed))
-                assert a == b, f"re-statement differs from LLaVA on {case['name']}"
-        print("re-statement identical to LLaVA c121f04 on every grouped case")
+    llava = llava_functions(args.llava)
+    commit = subprocess.run(["git", "-C", args.llava, "rev-parse", "c121f04"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    seeds = [1, TORCH_DEFAULT_SEED]
+    compared, identical, checked_cases = 0, 0, []
+    for case in cases:
+        if case["lengths"] is None:
+            continue
+        checked_cases.append(case["name"])
+        for seed in seeds:
+            torch.manual_seed(42)
+            a = modality_grouped(case["lengths"], case["batch"], case["ranks"], torch.Generator().manual_seed(seed))
+            torch.manual_seed(42)
+            b = llava(case["lengths"], case["batch"], case["ranks"], torch.Generator().manual_seed(seed))
+            compared += 1
+            identical += a == b
+            assert a == b, f"re-statement differs from LLaVA on {case['name']}"
+    print(f"re-statement identical to LLaVA {commit[:7]} on {identical} of {compared} grouped orders")
+    crosscheck = {"llava_commit": commit, "function": "llava/train/llava_trainer.py:get_modality_length_grouped_indices",
+                  "cases": checked_cases, "seeds": seeds, "orders_compared": compared, "orders_identical": identical}
     for case in cases:
         case.setdefault("seed", TORCH_DEFAULT_SEED)
         case.setdefault("inner_seed", 42)
@@ -145,7 +155,7 @@ def main():
         orders = epoch_orders(case, 2, reference)
         case["orders"] = orders
         case["rank_batches"] = [rank_batches(o, case["batch"], case["ranks"]) for o in orders]
-    (OUT / "orders.json").write_text(json.dumps({"torch": torch.__version__, "cases": cases}) + "\n")
+    (OUT / "orders.json").write_text(json.dumps({"torch": torch.__version__, "llava_crosscheck": crosscheck, "cases": cases}) + "\n")
     print("wrote", OUT / "orders.json", sum(len(c["orders"][0]) for c in cases), "samples per epoch over", len(cases),
           "cases")
 
