@@ -20,6 +20,7 @@
 # LLAVA_GPU_CHECK_KERNEL_ARGS adds arguments to bench-kernels (--only attention, say);
 # LLAVA_GPU_CHECK_STAGE=1 runs both training-step benchmarks as stage 1 (projector only, captions);
 # LLAVA_PEAK_TFLOPS gives the bf16 peak for MFU when the kernel benchmark (which measures it) is skipped.
+# A GPU test that skips (no usable device) fails the check: the exit status is the tests' verdict.
 set -uo pipefail
 OUT=${1:?usage: tools/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
@@ -73,6 +74,14 @@ echo "== GPU tests (ctest -L gpu)"
 (cd "$B" && timeout 210 ctest -L gpu --timeout 100 -V) > "$OUT/ctest-gpu.log" 2>&1
 ctest_rc=$?
 grep -E "Test +#|tests passed|tests failed|passed, [0-9]+ failed" "$OUT/ctest-gpu.log"
+# On a GPU machine a skipped GPU test is a failure: it found no device it could use (ctest counts
+# a skip as passed), or was not run at all.
+skipped=$(grep -cE "\*\*\*Skipped|Not Run" "$OUT/ctest-gpu.log")
+if [ "$skipped" -gt 0 ]; then
+  echo "gpu_check: $skipped GPU test(s) skipped or not run on a GPU machine: that is a failure"
+  grep -E "\*\*\*Skipped|Not Run" "$OUT/ctest-gpu.log"
+  [ $ctest_rc -ne 0 ] || ctest_rc=1
+fi
 if [ $ctest_rc -ne 0 ]; then  # the failures, for the reply's tail
   grep -E "FAIL|rror" "$OUT/ctest-gpu.log" | grep -v "Test +#" | head -40
 fi
