@@ -12,6 +12,9 @@
 //     (16 each). (transformers' own left-padded batch of them is not the reference: 4.46.3 decodes
 //     padded LLaVA batches through its legacy path, which attends to the padding; the golden's
 //     `new_batched_fixed`, with that path off, equals its single runs, and so do we);
+//   - stopping at eos against transformers' generate (<cfg>/generate_eos.json,
+//     tools/reference/make_generate_eos_golden.py): with eos set to a token the answers emit, each
+//     prompt alone and all six in one batch stop where generate stops, eos included, "stop";
 //   - the cached engine equals the no-cache path (llava_generate_greedy: a full pass per token),
 //     token for token, on prompts with and without an image;
 //   - seeded sampling: the same seed gives the same tokens, alone or in a batch; another seed differs;
@@ -378,6 +381,110 @@ static void check_batch_golden(const char *cfg) {
     gen_golden_free(&gg);
 }
 
+// <cfg>/generate_eos.json (tools/reference/make_generate_eos_golden.py): the same six prompts with the
+// eos id set to a token the greedy answers do emit (the 5th new token of an image prompt), where
+// transformers' generate stops each row at its first eos (and pads it in a batch). The engine's eos
+// is the model's when it has no tokenizer (a tokenizer's would be 2), so the test loads the model,
+// sets its eos_token_id and opens the engine over it without a tokenizer. Each prompt alone and all
+// six in one batch: the tokens equal transformers' up to and including eos (its batched row, whose
+// padding follows the eos, cut there, equals them too), a row that emitted eos finishes "stop" and
+// the others "length" after 16. Planted in a scratch copy of infer/engine.c, each fails it: eos not
+// checked (every stopping row runs on to 16 tokens, "length"); the eos left out of the tokens (one
+// short); stopping one token after eos; eos finishing "length". No other check here saw any of
+// them: no answer of the other goldens emits eos 2.
+static void check_eos_golden(const char *cfg) {
+    gen_golden gg;
+    if (gen_golden_load(cfg, &gg) != 0) {
+        CHECK(0, "%s", llava_errmsg());
+        return;
+    }
+    char path[256], dir[256];
+    snprintf(path, sizeof path, "tests/data/golden/model/%s/generate_eos.json", cfg);
+    snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
+    size_t len;
+    char *text = read_file(path, 1 << 20, &len);
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    CHECK(root != NULL, "%s: missing or not JSON", path);
+    if (!root) {
+        gen_golden_free(&gg);
+        return;
+    }
+    int eos = cJSON_GetObjectItem(root, "eos")->valueint,
+        max_new = cJSON_GetObjectItem(root, "max_new_tokens")->valueint;
+    const cJSON *rows = cJSON_GetObjectItem(root, "prompts"), *prompts = cJSON_GetObjectItem(gg.root, "prompts");
+    int np = cJSON_GetArraySize(rows), n_stop = 0;
+    CHECK(np == cJSON_GetArraySize(prompts) && np <= 8, "%s: %d rows for %d prompts", cfg, np,
+          cJSON_GetArraySize(prompts));
+    if (np > 8) np = 8;
+    for (int together = 0; together < 2; together++) {
+        llava_backend *be = llava_backend_open("cpu", NULL);
+        llava_model m;
+        if (!be || llava_model_load(&m, dir, be) != 0) {
+            CHECK(0, "%s: %s", cfg, llava_errmsg());
+            if (be) llava_backend_close(be);
+            break;
+        }
+        CHECK(m.cfg.text.eos_token_id != eos, "%s: the model's own eos is already %d", cfg, eos);
+        m.cfg.text.eos_token_id = eos;
+        engine_options o = {.max_batch = together ? 8 : 1};
+        llava_engine *e = engine_open_model(&o, &m, NULL);
+        CHECK(e != NULL && engine_get_info(e)->eos == eos, "%s: engine over the model with eos %d: %s", cfg, eos,
+              e ? "another eos" : llava_errmsg());
+        if (!e) {
+            llava_model_free(&m);
+            llava_backend_close(be);
+            break;
+        }
+        board_reset();
+        gen_params p;
+        gen_params_default(&p);
+        p.max_new_tokens = max_new;
+        int ids[8];
+        char err[256];
+        for (int k = 0; k < np; k++) {
+            const cJSON *pr = cJSON_GetArrayItem(prompts, k), *iv = cJSON_GetObjectItem(pr, "ids");
+            int n = cJSON_GetArraySize(iv);
+            const float *pix = gen_golden_pixels(&gg, pr);
+            int64_t tok[128];
+            for (int i = 0; i < n && i < 128; i++) tok[i] = (int64_t)cJSON_GetArrayItem(iv, i)->valuedouble;
+            ids[k] = engine_submit_ids(e, tok, n, pix, pix != NULL, &p, &CB, err, sizeof err);
+            CHECK(ids[k] >= 0, "%s prompt %d: %s", cfg, k, err);
+        }
+        engine_run_until_idle(e);
+        int same = 0;
+        n_stop = 0;
+        for (int k = 0; k < np; k++) {
+            const cJSON *row = cJSON_GetArrayItem(rows, k), *want = cJSON_GetObjectItem(row, "new_single"),
+                        *hf_row = cJSON_GetObjectItem(row, "batched_row");
+            int stops = cJSON_IsTrue(cJSON_GetObjectItem(row, "stops_at_eos")), n_want = cJSON_GetArraySize(want);
+            const outcome *out = &B.o[ids[k] % MAXR];
+            int eq = out->done && out->n_tok == n_want;
+            for (int i = 0; eq && i < out->n_tok; i++)
+                eq = out->tok[i] == (int)cJSON_GetArrayItem(want, i)->valuedouble &&
+                     out->tok[i] == (int)cJSON_GetArrayItem(hf_row, i)->valuedouble;
+            int ends_eos = out->n_tok > 0 && out->tok[out->n_tok - 1] == eos;
+            CHECK(eq, "%s eos %d, prompt %d (%s): %d tokens (last %d), transformers' %d (last %d)", cfg, eos, k,
+                  together ? "in one batch" : "alone", out->n_tok, out->n_tok ? out->tok[out->n_tok - 1] : -1, n_want,
+                  n_want ? (int)cJSON_GetArrayItem(want, n_want - 1)->valuedouble : -1);
+            CHECK(stops == ends_eos && (stops ? n_want <= max_new : n_want == max_new),
+                  "%s prompt %d: the golden row stops at eos: %d, here %d", cfg, k, stops, ends_eos);
+            CHECK(out->finish == (stops ? FINISH_STOP : FINISH_LENGTH),
+                  "%s eos %d, prompt %d (%s): finished %s, not %s", cfg, eos, k, together ? "in one batch" : "alone",
+                  finish_reason_name(out->finish), stops ? "stop" : "length");
+            same += eq && out->finish == (stops ? FINISH_STOP : FINISH_LENGTH);
+            n_stop += stops;
+        }
+        printf("%-8s eos %-3d %-12s %d of %d prompts as transformers' generate (%d stop at eos)\n", cfg, eos,
+               together ? "in one batch" : "each alone", same, np, n_stop);
+        engine_close(e);
+        llava_backend_close(be);
+    }
+    CHECK(n_stop > 0, "%s: no prompt stops at eos", cfg);
+    cJSON_Delete(root);
+    gen_golden_free(&gg);
+}
+
 static void *run_thread(void *arg) {
     static int rc;
     rc = engine_run(arg);
@@ -461,6 +568,9 @@ int main(void) {
     check_batch_golden("tiny64");
     check_batch_golden("tiny128");
     check_batch_golden("tinygqa");
+    check_eos_golden("tiny64");
+    check_eos_golden("tiny128");
+    check_eos_golden("tinygqa");
     check_no_cache(&g);
     check_sampling(&g);
     check_stop(&g);
