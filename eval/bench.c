@@ -1,0 +1,25 @@
+// The benchmark registry (eval/eval.h): every benchmark is one eval_bench, defined beside its
+// scorer, listed here in the order of LLaVA-1.5's table.
+#include <string.h>
+
+#include "eval.h"
+
+// Each is defined in the file that scores it.
+extern const eval_bench eval_bench_demo;
+
+static const eval_bench *const BENCHES[] = {
+    &eval_bench_demo,  // the built-in demo's held-out questions (eval/bench_demo.c)
+};
+
+const eval_bench *const *eval_benches(int *n) {
+    *n = (int)(sizeof BENCHES / sizeof BENCHES[0]);
+    return BENCHES;
+}
+
+const eval_bench *eval_find(const char *name) {
+    int n;
+    const eval_bench *const *b = eval_benches(&n);
+    for (int i = 0; i < n; i++)
+        if (strcmp(b[i]->name, name) == 0) return b[i];
+    return NULL;
+}
