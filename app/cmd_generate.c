@@ -684,6 +684,7 @@ int cmd_generate(int argc, char **argv) {
         a.gp.max_new_tokens = file_mode ? 128 : 256;
         a.gp.clamp_to_context = 1;
     }
+    if (file_mode) a.gp.clamp_to_context = 1;  // a long question gets what the context leaves, as in LLaVA
     if (a.gp.max_new_tokens < 1) {
         fprintf(stderr, "llava generate: --max-new-tokens %d must be at least 1\n", a.gp.max_new_tokens);
         return 2;

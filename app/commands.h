@@ -25,5 +25,6 @@ int cmd_plan(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -5,7 +5,7 @@
 // SentencePiece tokenizer for its words, a random frozen CLIP tower and a random LLaMA, then runs
 // `llava prep` and `llava train` exactly as a user would on real data: stage 1 trains the projector
 // through the frozen LM, stage 2 the projector and the LM from the stage-1 projector. Finally it
-// asks the held-out questions twice: with each image, and with a blank one. A model that learned
+// asks the held-out questions (`llava eval --benchmark demo`) twice: with each image, and with a blank one. A model that learned
 // to see answers the first well and the second no better than chance.
 //
 // The LM needs no text pretraining: every answer is one word after a fixed prompt, which stage 2
@@ -18,6 +18,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
+#include "commands.h"
 #include "common/util.h"
 #include "data/dataset.h"
 #include "data/image.h"
@@ -130,6 +133,7 @@ typedef enum { Q_COLOR = 0, Q_SHAPE, Q_PLACE, Q_COUNT, N_QTYPES } qtype;
 static const char *QUESTIONS[N_QTYPES] = {"What color is the shape?", "What is the shape?", "Where is the shape?",
                                           "How many shapes are there?"};
 static const int N_OPTIONS[N_QTYPES] = {N_COLORS, N_SHAPES, N_PLACES, N_COUNTS};
+static const char *QTYPE_NAMES[N_QTYPES] = {"color", "shape", "position", "count"};
 
 static const char *answer(const scene *s, qtype q) {
     switch (q) {
@@ -150,7 +154,8 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
     torch_rng_seed(&r, seed);
     char *img_dir = path_join(dir, "images");
     if (mkdir_p(img_dir) != 0) return -1;
-    text cap = {0}, qa = {0};
+    text cap = {0}, qa = {0}, ques = {0};
+    tput(&ques, "");
     tput(&cap, "[");
     tput(&qa, "[");
     int rc = 0;
@@ -180,6 +185,17 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
         const char *turns[2 * N_QTYPES];
         int nt = 0;
         if (held_out) {
+            // The same question in LLaVA's question-file format (`llava eval --benchmark demo`),
+            // once with its image and once with the blank one.
+            char ql[512];
+            for (int blind = 0; blind < 2; blind++) {
+                snprintf(ql, sizeof ql,
+                         "{\"question_id\": \"%s%s\", \"image\": \"%s\", \"text\": \"%s\", \"answer\": \"%s\", "
+                         "\"category\": \"%s\"%s}\n",
+                         id, blind ? "-blind" : "", blind ? "images/blank.png" : relpath, QUESTIONS[q], answer(&s, q),
+                         QTYPE_NAMES[q], blind ? ", \"blind\": true" : "");
+                tput(&ques, ql);
+            }
             qtypes[i] = q;
             snprintf(human[0], sizeof human[0], "<image>\\n%s", QUESTIONS[q]);
             turns[nt++] = human[0];
@@ -213,8 +229,19 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
     p = path_join(dir, fn);
     if (rc == 0) rc = write_file_atomic(p, qa.buf, qa.len);
     free(p);
+    if (rc == 0 && held_out) {  // the blind questions' image, and the question file
+        image_u8 blank = {.w = S, .h = S, .rgb = xcalloc((size_t)S * S * 3, 1)};
+        p = path_join(img_dir, "blank.png");
+        rc = image_write_png(p, &blank);
+        free(p);
+        image_free(&blank);
+        p = path_join(dir, "eval_questions.jsonl");
+        if (rc == 0) rc = write_file_atomic(p, ques.buf, ques.len);
+        free(p);
+    }
     free(cap.buf);
     free(qa.buf);
+    free(ques.buf);
     free(img_dir);
     return rc;
 }
@@ -315,95 +342,43 @@ static int write_random_model(const char *dir, const char *config_json, weight_l
 }
 
 // ---------------------------------------------------------------------------------------------
-// Evaluation: the first answer token of every held-out sample, with its image and with a blank one
+// Evaluation: `llava eval --benchmark demo` on the held-out questions (data/eval_questions.jsonl),
+// each with its image and with a blank one; greedy answers, scored by exact word (eval/bench_demo.c).
 
-static int evaluate(const char *device, const char *model_dir, const char *data_h5, const char *image_folder, int S,
-                    const int *qtypes, double *acc_img, double *acc_blind, double *chance) {
-    llava_backend *be = llava_backend_open(device, NULL);
-    if (!be) return -1;
-    llava_model m;
-    if (llava_model_load(&m, model_dir, be) != 0) {
-        llava_backend_close(be);
-        return -1;
-    }
-    llava_dataset ds;
-    if (dataset_open(&ds, data_h5) != 0) {
-        llava_model_free(&m);
-        llava_backend_close(be);
-        return -1;
-    }
-    loader_config lc = {.ds = &ds,
-                        .batch = 8,
-                        .world = 1,
-                        .rank = 0,
-                        .accum = 1,
-                        .seed = 1,
-                        .inner_seed = 1,
-                        .tokens_per_image = m.tokens_per_image,
-                        .image_size = S,
-                        .aspect = IMAGE_ASPECT_PAD,
-                        .image_folder = image_folder,
-                        .threads = 0,
-                        .prefetch = 0};
-    loader *ld = loader_create(&lc, (loader_pos){0, 0});
-    if (!ld) {
-        dataset_close(&ds);
-        llava_model_free(&m);
-        llava_backend_close(be);
-        return -1;
-    }
-    int V = m.cfg.text.vocab_size;
-    float *blank = xmalloc(sizeof(float) * 3 * (size_t)S * S);
-    uint8_t *black = xcalloc((size_t)S * S * 3, 1);
-    image_normalize(black, S, S, blank);
-    free(black);
-    int64_t steps = loader_steps_per_epoch(ld), seen = 0;
-    int right[2] = {0, 0}, type_n[N_QTYPES] = {0}, type_right[2][N_QTYPES] = {{0}};
-    double chance_sum = 0;
-    for (int64_t st = 0; st < steps; st++) {
-        loader_step s;
-        if (loader_next(ld, &s) != 0) break;
-        llava_batch *b = &s.micro[0].chunks[0];
-        for (int pass = 0; pass < 2; pass++) {
-            if (pass == 1)
-                for (int i = 0; i < b->n_img; i++)
-                    memcpy(b->pixels + (size_t)i * 3 * S * S, blank, sizeof(float) * 3 * S * S);
-            float *logits = xmalloc(sizeof(float) * (size_t)b->T * V);
-            llava_forward_backward(&m, b, 0, 1.0f, logits);
-            for (int q = 0; q < b->n_seq; q++) {
-                int t0 = b->cu_seqlens[q], t1 = b->cu_seqlens[q + 1];
-                int t = t0;
-                while (t < t1 && b->targets[t] < 0) t++;  // the position that predicts the first answer token
-                if (t == t1) continue;
-                const float *row = logits + (size_t)t * V;
-                int best = 0;
-                for (int v = 1; v < V; v++)
-                    if (row[v] > row[best]) best = v;
-                int ok = best == b->targets[t], qt = qtypes[s.micro[0].samples[q]];
-                right[pass] += ok;
-                type_right[pass][qt] += ok;
-                type_n[qt] += pass == 0;
-            }
-            free(logits);
+static int evaluate(const char *device, const char *out, const char *data, const char *tok, const char *model,
+                    double *acc_img, double *acc_blind) {
+    char *res = path_join(out, "eval");
+    const char *argv[] = {"eval",  "--model", model,         "--benchmark", "demo",     "--data", data,
+                          "--out", res,       "--tokenizer", tok,           "--device", device,   NULL};
+    fflush(stdout);
+    int rc = cmd_eval((int)(sizeof argv / sizeof argv[0]) - 1, (char **)argv);
+    char *sp = path_join(res, "scores.json");
+    size_t len = 0;
+    char *js = rc == 0 ? read_file(sp, 1 << 20, &len) : NULL;
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "accuracy_with_image"),
+                *b = cJSON_GetObjectItemCaseSensitive(j, "accuracy_blind");
+    const cJSON *per = cJSON_GetObjectItemCaseSensitive(j, "per_category");
+    if (rc == 0 && !(cJSON_IsNumber(a) && cJSON_IsNumber(b))) rc = llava_fail("demo: %s holds no accuracies", sp);
+    if (rc == 0) {
+        *acc_img = a->valuedouble, *acc_blind = b->valuedouble;
+        for (int q = 0; q < N_QTYPES; q++) {
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(per, QTYPE_NAMES[q]);
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(c, "questions"),
+                        *wi = cJSON_GetObjectItemCaseSensitive(c, "with_image"),
+                        *bl = cJSON_GetObjectItemCaseSensitive(c, "blind");
+            if (cJSON_IsNumber(n) && cJSON_IsNumber(wi) && cJSON_IsNumber(bl))
+                printf("demo:   %-8s questions: %3d, with image %.2f, blind %.2f, chance %.2f\n", QTYPE_NAMES[q],
+                       n->valueint, wi->valuedouble, bl->valuedouble, 1.0 / N_OPTIONS[q]);
         }
-        seen += b->n_seq;  // the held-out set is a multiple of the batch: no sample repeats
-        loader_step_free(&s);
+    } else if (rc != 0 && !llava_errmsg()[0]) {
+        rc = llava_fail("demo: llava eval --benchmark demo failed (see above)");
     }
-    for (int64_t i = 0; i < ds.n; i++) chance_sum += 1.0 / N_OPTIONS[qtypes[i]];
-    static const char *names[N_QTYPES] = {"color", "shape", "position", "count"};
-    for (int q = 0; q < N_QTYPES; q++)
-        printf("demo:   %-8s questions: %3d, with image %.2f, blind %.2f, chance %.2f\n", names[q], type_n[q],
-               type_n[q] ? (double)type_right[0][q] / type_n[q] : 0,
-               type_n[q] ? (double)type_right[1][q] / type_n[q] : 0, 1.0 / N_OPTIONS[q]);
-    *acc_img = seen ? (double)right[0] / (double)seen : 0;
-    *acc_blind = seen ? (double)right[1] / (double)seen : 0;
-    *chance = chance_sum / (double)ds.n;
-    free(blank);
-    loader_free(ld);
-    dataset_close(&ds);
-    llava_model_free(&m);
-    llava_backend_close(be);
-    return 0;
+    cJSON_Delete(j);
+    free(js);
+    free(sp);
+    free(res);
+    return rc ? -1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -493,7 +468,6 @@ int demo_run(const demo_options *o) {
     // Tiny GEMMs run fastest single-threaded, and one thread makes the result the same on any machine.
     llava_cpu_set_threads(1);
     const char *out = o->out_dir;
-    const int S = DEMO_IMAGE_SIZE;
     int n_train = o->fast ? 2400 : 4800, n_eval = 200;
     int *qtypes = xmalloc(sizeof(int) * (size_t)n_eval);
     printf("demo: writing %d training and %d held-out images with captions and questions to %s\n", n_train, n_eval,
@@ -524,26 +498,11 @@ int demo_run(const demo_options *o) {
         fflush(stdout);
         rc = run_stage(s2, NULL, 0);
     }
-    // Held-out questions through the same preparation.
-    char *eval_h5 = path_join(out, "eval.h5");
-    if (rc == 0) {
-        prep_options po;
-        prep_options_default(&po);
-        char *ej = path_join(data, "eval_qa.json");
-        po.data_path = ej;
-        po.image_folder = data;
-        po.tokenizer_path = tok;
-        po.template_name = "vicuna_v1";
-        po.out_path = eval_h5;
-        po.model_max_length = 256;
-        po.aspect = IMAGE_ASPECT_PAD;
-        po.image_size = S;
-        rc = prep_run(&po, NULL);
-        free(ej);
-    }
+    // The held-out questions through `llava eval`.
     double a = 0, b = 0, chance = 0;
+    for (int i = 0; i < n_eval; i++) chance += 1.0 / N_OPTIONS[qtypes[i]] / n_eval;
     char *model = path_join(ck2, "model");
-    if (rc == 0) rc = evaluate(device, model, eval_h5, data, S, qtypes, &a, &b, &chance);
+    if (rc == 0) rc = evaluate(device, out, data, tok, model, &a, &b);
     if (rc == 0) {
         printf("demo: %d held-out questions; chance is %.2f; %.0f s of CPU time\n", n_eval, chance,
                ((double)clock() - t0) / CLOCKS_PER_SEC);
@@ -558,7 +517,6 @@ int demo_run(const demo_options *o) {
     free(s1);
     free(s2);
     free(ck2);
-    free(eval_h5);
     free(model);
     return rc;
 }

@@ -38,6 +38,10 @@ static const llava_command COMMANDS[] = {
      "--model DIR (--prompt TEXT [--image FILE] | --questions Q.jsonl --image-folder DIR --answers A.jsonl) "
      "[--temperature T --top-p P --top-k K --seed S --max-new-tokens N --stop S] [--json]",
      "answer questions (about images) with a trained model: LLaVA's prompt, KV-cached batched decoding"},
+    {"eval", cmd_eval,
+     "--model DIR --benchmark B --data DIR --out RESULTS [--limit N] | score --benchmark B --answers A.jsonl --data "
+     "DIR | list",
+     "LLaVA-1.5's benchmarks: answers and scores as LLaVA's scripts make them, beside the published numbers"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]",
@@ -92,7 +96,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
     // `llava COMMAND --help`: the commands with a longer usage of their own print it; the others
     // answer with their line of the table.
-    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "generate", "serve"};
+    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "generate", "serve", "eval"};
     int wants_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) {
