@@ -6,8 +6,22 @@
 
 // Each is defined in the file that scores it.
 extern const eval_bench eval_bench_demo;
+extern const eval_bench eval_bench_scienceqa;
+extern const eval_bench eval_bench_pope;
+extern const eval_bench eval_bench_mme;
+extern const eval_bench eval_bench_mmbench;
+extern const eval_bench eval_bench_mmbench_cn;
+extern const eval_bench eval_bench_seed;
 
 static const eval_bench *const BENCHES[] = {
+    &eval_bench_scienceqa,  // eval/score_scienceqa.c
+
+    &eval_bench_pope,        // eval/score_pope.c
+    &eval_bench_mme,         // eval/score_mme.c
+    &eval_bench_mmbench,     // eval/score_mmbench.c: CircularEval, exact matching (approximate)
+    &eval_bench_mmbench_cn,  // eval/score_mmbench.c
+    &eval_bench_seed,        // eval/score_seed.c
+
     &eval_bench_demo,  // the built-in demo's held-out questions (eval/bench_demo.c)
 };
 
