@@ -36,6 +36,7 @@ typedef struct eval_bench {
     int max_new_tokens;         // 128 (model_vqa_loader.py), 1024 where LLaVA uses model_vqa.py
     eval_kind kind;
     const char *primary;  // the key of the number LLaVA reports, in the scores object
+    // published_*: in the primary score's unit, the official script's (accuracies in percent: 58.2)
     double published_7b;  // LLaVA-1.5-7B's and -13B's published numbers (NAN: none)
     double published_13b;
     const char *download;  // what docs/Evaluation.md says to download, for error messages
