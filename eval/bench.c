@@ -17,6 +17,8 @@ extern const eval_bench eval_bench_vqav2_val;
 extern const eval_bench eval_bench_gqa;
 extern const eval_bench eval_bench_vizwiz;
 extern const eval_bench eval_bench_textvqa;
+extern const eval_bench eval_bench_llavabench;
+extern const eval_bench eval_bench_mmvet;
 
 static const eval_bench *const BENCHES[] = {
     &eval_bench_vqav2,      // eval/bench_vqav2.c: the test-dev submission file
@@ -31,6 +33,9 @@ static const eval_bench *const BENCHES[] = {
     &eval_bench_mmbench,     // eval/score_mmbench.c: CircularEval, exact matching (approximate)
     &eval_bench_mmbench_cn,  // eval/score_mmbench.c
     &eval_bench_seed,        // eval/score_seed.c
+
+    &eval_bench_llavabench,  // eval/bench_judged.c: answers; scored by a judge the user names
+    &eval_bench_mmvet,       // eval/bench_judged.c: answers and MM-Vet's results file
 
     &eval_bench_demo,  // the built-in demo's held-out questions (eval/bench_demo.c)
 };

@@ -19,6 +19,10 @@ typedef struct {
     const char *questions;  // the question file answered (NULL: the benchmark's own, under data)
     const char *out;        // a folder for the files a scorer writes beside its scores (submission
                             // files, converted answers), or NULL for none
+    // A judge for the judged benchmarks (never called unless given): an OpenAI-compatible base URL
+    // (".../v1"; POST <url>/chat/completions), its model, its key (NULL: none), and the rule file
+    // of LLaVA's eval_gpt_review_bench.py (llava/eval/table/rule.json in LLaVA's repository).
+    const char *judge_url, *judge_model, *judge_key, *judge_rule;
 } eval_inputs;
 
 typedef enum {

@@ -11,6 +11,7 @@ pkgs=(
   libjpeg62-turbo-dev libpng-dev          # image decoding (GIF is decoded by data/image_gif.c)
   libopenmpi-dev openmpi-bin             # data-parallel tests on the CPU
   libmicrohttpd-dev                      # llava serve's HTTP server
+  libcurl4-openssl-dev                   # llava eval's judge (an OpenAI-compatible endpoint)
   curl                                   # llava serve's tests talk to it with curl
   clang libclang-rt-14-dev               # libFuzzer targets run in the test suite
   clang-format                           # the formatting check (make format-check)
