@@ -34,19 +34,24 @@ static const char *KIND_NAMES[] = {"exact", "approximate (the official number co
                                    "submission file only", "judged (answers only without --judge-url)"};
 
 static int usage(void) {
-    fprintf(stderr,
-            "usage: llava eval --model DIR --benchmark B --data DIR --out RESULTS [--limit N]\n"
-            "                  [--chunks K --chunk-idx I] [generation flags]\n"
-            "       llava eval score --benchmark B --answers A.jsonl --data DIR [--questions Q.jsonl] [--out DIR]\n"
-            "       llava eval list\n"
-            "  --data       the benchmark's folder in LLaVA's layout (playground/data/eval/<bench>, see\n"
-            "               LLaVA's docs/Evaluation.md; `llava eval list` names each benchmark's files)\n"
-            "  --out        RESULTS/answers.jsonl (LLaVA's answers format: LLaVA's own scripts score it too),\n"
-            "               RESULTS/scores.json, and what the scorer writes (submission files)\n"
-            "  --limit N    the first N questions only (a quick look; scores of a subset)\n"
-            "  --chunks K --chunk-idx I   answer chunk I of K (automatic under mpirun and srun)\n"
-            "  generation flags are `llava generate`'s: --device --max-batch --threads --tokenizer --template\n"
-            "               --aspect --mode --model-id --kv-tokens --max-context (greedy always)\n");
+    fprintf(
+        stderr,
+        "usage: llava eval --model DIR --benchmark B --data DIR --out RESULTS [--limit N]\n"
+        "                  [--chunks K --chunk-idx I] [generation flags]\n"
+        "       llava eval score --benchmark B --answers A.jsonl --data DIR [--questions Q.jsonl] [--out DIR]\n"
+        "                        [--judge-url URL --judge-model M --judge-rule rule.json]\n"
+        "       llava eval list\n"
+        "  --data       the benchmark's folder in LLaVA's layout (playground/data/eval/<bench>, see\n"
+        "               LLaVA's docs/Evaluation.md; `llava eval list` names each benchmark's files)\n"
+        "  --out        RESULTS/answers.jsonl (LLaVA's answers format: LLaVA's own scripts score it too),\n"
+        "               RESULTS/scores.json, and what the scorer writes (submission files)\n"
+        "  --limit N    the first N questions only (a quick look; scores of a subset)\n"
+        "  --chunks K --chunk-idx I   answer chunk I of K (automatic under mpirun and srun)\n"
+        "  --judge-url URL --judge-model M --judge-rule rule.json   the judged benchmarks (llavabench):\n"
+        "               an OpenAI-compatible endpoint (.../v1), never called unless given; the key from\n"
+        "               LLAVA_JUDGE_API_KEY or OPENAI_API_KEY; the rule file is LLaVA's llava/eval/table/rule.json\n"
+        "  generation flags are `llava generate`'s: --device --max-batch --threads --tokenizer --template\n"
+        "               --aspect --mode --model-id --kv-tokens --max-context (greedy always)\n");
     return 2;
 }
 
@@ -62,6 +67,12 @@ static int list(void) {
                b[i]->question_file ? b[i]->question_file : "(built by llava eval)", p7, p13, KIND_NAMES[b[i]->kind]);
     }
     return 0;
+}
+
+// The judge's key: LLAVA_JUDGE_API_KEY, else OPENAI_API_KEY (never a flag: it would show in ps).
+static const char *judge_key(void) {
+    const char *k = getenv("LLAVA_JUDGE_API_KEY");
+    return k && *k ? k : getenv("OPENAI_API_KEY");
 }
 
 static const eval_bench *find_bench(const char *name) {
@@ -190,6 +201,9 @@ static int cmd_score(int argc, char **argv) {
         else if (!strcmp(s, "--data")) in.data = argv[++i];
         else if (!strcmp(s, "--questions")) in.questions = argv[++i];
         else if (!strcmp(s, "--out")) in.out = argv[++i];
+        else if (!strcmp(s, "--judge-url")) in.judge_url = argv[++i];
+        else if (!strcmp(s, "--judge-model")) in.judge_model = argv[++i];
+        else if (!strcmp(s, "--judge-rule")) in.judge_rule = argv[++i];
         else {
             fprintf(stderr, "llava eval score: unknown argument %s\n", s);
             return usage();
@@ -201,6 +215,7 @@ static int cmd_score(int argc, char **argv) {
         fprintf(stderr, "llava eval score: --answers and --data are required\n");
         return 2;
     }
+    in.judge_key = judge_key();
     if (in.out && mkdir_p(in.out) != 0) {
         fprintf(stderr, "llava eval score: cannot make %s\n", in.out);
         return 1;
@@ -212,6 +227,7 @@ int cmd_eval(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "score")) return cmd_score(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "list")) return list();
     const char *name = NULL, *model = NULL, *data = NULL, *out = NULL;
+    const char *judge_url = NULL, *judge_model = NULL, *judge_rule = NULL;
     long limit = 0;
     int chunks = 0, chunk_idx = -1;
     // Generation flags pass through to `llava generate`.
@@ -233,6 +249,9 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(s, "--model")) model = v;
         else if (!strcmp(s, "--data")) data = v;
         else if (!strcmp(s, "--out")) out = v;
+        else if (!strcmp(s, "--judge-url")) judge_url = v;
+        else if (!strcmp(s, "--judge-model")) judge_model = v;
+        else if (!strcmp(s, "--judge-rule")) judge_rule = v;
         else if (!strcmp(s, "--limit") || !strcmp(s, "--chunks") || !strcmp(s, "--chunk-idx")) {
             char *end;
             errno = 0;
@@ -276,7 +295,12 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "llava eval: cannot make %s: %s\n", out, llava_errmsg());
         return 1;
     }
-    eval_inputs in = {.data = data, .out = out};
+    eval_inputs in = {.data = data,
+                      .out = out,
+                      .judge_url = judge_url,
+                      .judge_model = judge_model,
+                      .judge_rule = judge_rule,
+                      .judge_key = judge_key()};
     int rc = 0;
     // 1. The question file.
     char *qfile = NULL, *own = path_join(out, "questions.jsonl");
