@@ -1,4 +1,5 @@
-// `llava plot OUT_DIR`: metrics.jsonl drawn as an SVG (loss and learning rate against the step)
+// `llava plot OUT_DIR`: metrics.jsonl drawn as an SVG (loss, the eval loss where a line has one, and
+// the learning rate against the step)
 // that any browser opens. Non-finite losses (skipped steps) are left out of the line and marked.
 #include "plot.h"
 
@@ -11,8 +12,8 @@
 #include "common/util.h"
 
 typedef struct {
-    double *step, *loss, *lr;
-    int n, cap;
+    double *step, *loss, *lr, *eval;  // eval: the eval loss where the line has one (NaN elsewhere)
+    int n, cap, n_eval;
 } series;
 
 static int read_metrics(const char *path, series *s) {
@@ -24,18 +25,21 @@ static int read_metrics(const char *path, series *s) {
         cJSON *j = cJSON_Parse(line);
         if (!j) continue;  // a torn last line
         const cJSON *st = cJSON_GetObjectItem(j, "step"), *lo = cJSON_GetObjectItem(j, "loss"),
-                    *lr = cJSON_GetObjectItem(j, "lr");
+                    *lr = cJSON_GetObjectItem(j, "lr"), *ev = cJSON_GetObjectItem(j, "eval_loss");
         if (cJSON_IsNumber(st)) {
             if (s->n == s->cap) {
                 s->cap = s->cap ? 2 * s->cap : 256;
                 s->step = xrealloc(s->step, sizeof(double) * (size_t)s->cap);
                 s->loss = xrealloc(s->loss, sizeof(double) * (size_t)s->cap);
                 s->lr = xrealloc(s->lr, sizeof(double) * (size_t)s->cap);
+                s->eval = xrealloc(s->eval, sizeof(double) * (size_t)s->cap);
             }
             s->step[s->n] = st->valuedouble;
             // A skipped step's loss is null.
             s->loss[s->n] = cJSON_IsNumber(lo) ? lo->valuedouble : NAN;
             s->lr[s->n] = cJSON_IsNumber(lr) ? lr->valuedouble : NAN;
+            s->eval[s->n] = cJSON_IsNumber(ev) ? ev->valuedouble : NAN;
+            s->n_eval += cJSON_IsNumber(ev);
             s->n++;
         }
         cJSON_Delete(j);
@@ -58,11 +62,19 @@ static void range(const double *v, int n, double *lo, double *hi) {
 }
 
 // One panel: a frame, tick labels at min/mid/max, and the polyline.
-static void panel(FILE *f, const char *title, const series *s, const double *v, int y0, const char *color) {
+static void panel(FILE *f, const char *title, const series *s, const double *v, const double *v2, int y0,
+                  const char *color) {
     const int x0 = 70, w = 620, h = 200;
     double smin, smax, vmin, vmax;
     range(s->step, s->n, &smin, &smax);
     range(v, s->n, &vmin, &vmax);
+    if (v2) {  // the overlay shares the axis
+        double lo2, hi2;
+        range(v2, s->n, &lo2, &hi2);
+        int any = 0;
+        for (int i = 0; i < s->n; i++) any |= isfinite(v2[i]);
+        if (any) vmin = lo2 < vmin ? lo2 : vmin, vmax = hi2 > vmax ? hi2 : vmax;
+    }
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">%s</text>\n", x0, y0 - 8, title);
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", x0, y0, w, h);
     for (int k = 0; k <= 2; k++) {
@@ -80,6 +92,23 @@ static void panel(FILE *f, const char *title, const series *s, const double *v, 
         fprintf(f, "%.2f,%.2f ", x, y);
     }
     fprintf(f, "\"/>\n");
+    if (v2) {  // the eval loss: a dashed line through its points, and the points
+        fprintf(f,
+                "<polyline fill=\"none\" stroke=\"#2a9d3a\" stroke-width=\"1.5\" stroke-dasharray=\"4,3\" points=\"");
+        for (int i = 0; i < s->n; i++)
+            if (isfinite(v2[i]))
+                fprintf(f, "%.2f,%.2f ", x0 + w * (s->step[i] - smin) / (smax - smin),
+                        y0 + h - h * (v2[i] - vmin) / (vmax - vmin));
+        fprintf(f, "\"/>\n");
+        for (int i = 0; i < s->n; i++)
+            if (isfinite(v2[i]))
+                fprintf(f, "<circle class=\"eval\" cx=\"%.2f\" cy=\"%.2f\" r=\"2.5\" fill=\"#2a9d3a\"/>\n",
+                        x0 + w * (s->step[i] - smin) / (smax - smin), y0 + h - h * (v2[i] - vmin) / (vmax - vmin));
+        fprintf(f,
+                "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#2a9d3a\" text-anchor=\"end\">eval loss "
+                "(dashed)</text>\n",
+                x0 + w, y0 - 8);
+    }
     for (int i = 0; i < s->n; i++)
         if (!isfinite(v[i]))
             fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#d33\" stroke-dasharray=\"2,2\"/>\n",
@@ -97,13 +126,13 @@ int plot_metrics(const char *out_dir, const char *svg_path, int *n_points) {
     FILE *f = fopen(tmp, "w");
     if (!f) {
         free(tmp);
-        free(s.step), free(s.loss), free(s.lr);
+        free(s.step), free(s.loss), free(s.lr), free(s.eval);
         return llava_fail("%s: cannot create", svg_path);
     }
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"540\" font-family=\"sans-serif\">\n");
     fprintf(f, "<rect width=\"720\" height=\"540\" fill=\"white\"/>\n");
-    panel(f, "training loss", &s, s.loss, 40, "#1f6fd1");
-    panel(f, "learning rate", &s, s.lr, 300, "#d1801f");
+    panel(f, "training loss", &s, s.loss, s.n_eval ? s.eval : NULL, 40, "#1f6fd1");
+    panel(f, "learning rate", &s, s.lr, NULL, 300, "#d1801f");
     fprintf(f, "<text x=\"380\" y=\"530\" font-size=\"12\" text-anchor=\"middle\">optimizer step (%d logged)</text>\n",
             s.n);
     fprintf(f, "</svg>\n");
@@ -114,5 +143,6 @@ int plot_metrics(const char *out_dir, const char *svg_path, int *n_points) {
     free(s.step);
     free(s.loss);
     free(s.lr);
+    free(s.eval);
     return rc;
 }

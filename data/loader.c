@@ -185,7 +185,8 @@ loader *loader_create(const loader_config *c, loader_pos start) {
                              .batch = c->batch,
                              .virtual_ranks = c->world * c->accum,
                              .seed = c->seed,
-                             .inner_seed = c->inner_seed};
+                             .inner_seed = c->inner_seed,
+                             .sequential = c->sequential};
     // Every step takes one batch from each virtual rank (accumulation included).
     l->steps_per_epoch = sampler_batches_per_rank(&l->sc);
     // Validate the sampler once (a zero modality length, say) so order_for cannot fail later.

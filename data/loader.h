@@ -21,6 +21,7 @@ typedef struct {
     int batch;                 // per-device batch (samples per micro-batch)
     int world, rank, accum;    // ranks and gradient accumulation: virtual ranks = world * accum
     int group_by_modality;     // LLaVA's grouped sampler (else the random one)
+    int sequential;            // the samples in file order (evaluation), neither of the above
     uint64_t seed;             // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
     uint64_t inner_seed;       // the global generator of the grouped sampler (LLaVA: the run's seed)
     int tokens_per_image;      // image features spliced in per image (576 for CLIP-L/336)

@@ -147,6 +147,10 @@ int sampler_epoch_order(const sampler_config *c, int epoch, int64_t *out) {
     if (c->n <= 0 || c->batch <= 0 || c->virtual_ranks <= 0)
         return llava_fail("sampler: empty dataset or bad batch/ranks");
     if (c->n >= ((int64_t)1 << 32)) return llava_fail("sampler: more than 2^32 samples");
+    if (c->sequential) {
+        for (int64_t i = 0; i < c->n; i++) out[i] = i;
+        return 0;
+    }
     torch_rng g, inner;
     torch_rng_seed(&g, c->seed);
     torch_rng_seed(&inner, c->inner_seed);

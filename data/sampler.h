@@ -20,6 +20,7 @@ typedef struct {
     uint64_t seed;                // the sampler's generator (accelerate's; TORCH_DEFAULT_SEED for LLaVA)
     uint64_t inner_seed;          // the global torch RNG drawn by the grouped sampler's inner shuffles (42)
     int inner_skip;               // 32-bit draws the global RNG made before the sampler runs
+    int sequential;               // 0, 1, ..., n-1 every epoch (the HF Trainer's evaluation sampler)
 } sampler_config;
 
 // The sampler's order of all n samples for `epoch` (0-based). Generators continue across epochs as

@@ -15,11 +15,14 @@
 #include "app/plot.h"
 #include "check.h"
 #include "common/util.h"
+#include "data/dataset.h"
+#include "data/loader.h"
 #include "kernels/ops.h"
 #include "model/batch_hf.h"
 #include "model/io/export.h"
 #include "model/io/safetensors.h"
 #include "model/llava.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/optim.h"
 #include "train/trainer.h"
@@ -243,6 +246,118 @@ static void test_sigkill(void) {
     free(preset);
     free(ref);
     free(run);
+}
+
+// eval.evaluation_strategy steps: the eval loss of held-out samples (here the training JSON itself,
+// 64 samples) every 3 steps and after the last, in metrics.jsonl; the training curve is bit for bit
+// the run without evaluation; the logged value at the last step equals the HF Trainer's formula
+// recomputed here another way: each sample alone (its summed token losses), grouped in file order
+// into batches of 4 (a batch's loss is its token mean), averaged over batches weighted by their
+// sizes, with checkpoint-8's weights (bound 1e-6 relative: the same fp32 arithmetic, packed or alone,
+// agrees to ~1e-7, tests/test_model_parity.c); `llava plot` draws the three points.
+static void test_eval_loss(void) {
+    char *run = path_join(world, "eval_run"), *ref = path_join(world, "run_full");
+    char *ed = xasprintf("eval.data_path=%s/data/train_qa.json", world);
+    const char *sets[] = {STAGE2_SETS[0],
+                          STAGE2_SETS[1],
+                          STAGE2_SETS[2],
+                          STAGE2_SETS[3],
+                          STAGE2_SETS[4],
+                          STAGE2_SETS[5],
+                          STAGE2_SETS[6],
+                          "eval.evaluation_strategy=steps",
+                          "eval.eval_steps=3",
+                          ed,
+                          "train.per_device_eval_batch_size=4"};
+    CHECK(train("stage2.json", run, sets, 11, 0, 0) == 0, "%s", llava_errmsg());
+    char *a = curve(ref), *b = curve(run);
+    CHECK(strcmp(a, b) == 0, "evaluating changed the training curve:\n%s\nvs\n%s", b, a);
+    char *mp = path_join(run, "metrics.jsonl");
+    size_t len = 0;
+    char *text = read_file(mp, 1 << 20, &len);
+    double logged = NAN;
+    int evals = 0, bad = 0;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        int step = 0;
+        sscanf(line, "{\"step\":%d", &step);
+        const char *e = strstr(line, "\"eval_loss\":");
+        int want = step == 3 || step == 6 || step == 8;
+        bad += want != (e != NULL);
+        if (e) {
+            evals++;
+            bad += strstr(line, "\"eval_samples\":64") == NULL;
+            if (step == 8) logged = strtod(e + 12, NULL);
+        }
+    }
+    CHECK(evals == 3 && bad == 0 && isfinite(logged),
+          "eval_loss at steps 3, 6 and 8 over 64 samples (%d lines, %d bad)", evals, bad);
+    // The recomputation.
+    // The model of the last step: built as the run builds it, with checkpoint-8's weights (the
+    // exported folder pads the vocabulary, which changes the softmax).
+    char *model_dir = path_join(run, "checkpoint-8"), *h5 = path_join(run, "eval_dataset.h5");
+    char *preset = path_join(world, "stage2.json");
+    run_settings rs;
+    CHECK(settings_load(preset, sets, 11, &rs) == 0, "%s", llava_errmsg());
+    llava_model m;
+    CHECK(train_build_model(&rs, test_cpu(), &m) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
+    optim_state os;
+    optim_init(&os, &m);
+    ckpt_state cks;
+    memset(&cks, 0, sizeof cks);
+    CHECK(ckpt_load(model_dir, &m, &os, &cks) == 0, "%s", llava_errmsg());
+    ckpt_state_free(&cks);
+    settings_free(&rs);
+    free(preset);
+    llava_dataset ds;
+    CHECK(dataset_open(&ds, h5) == 0, "%s", llava_errmsg());
+    loader_config lc = {.ds = &ds,
+                        .batch = 1,
+                        .world = 1,
+                        .rank = 0,
+                        .accum = 1,
+                        .sequential = 1,
+                        .tokens_per_image = m.tokens_per_image,
+                        .image_size = m.cfg.vision.image_size,
+                        .aspect = IMAGE_ASPECT_PAD};
+    loader *ld = loader_create(&lc, (loader_pos){0, 0});
+    CHECK(ld != NULL, "%s", llava_errmsg());
+    double batch_sum = 0, batch_targets = 0, weighted = 0;
+    int in_batch = 0, samples = 0;
+    for (int64_t i = 0; ld && i < ds.n; i++) {
+        loader_step st;
+        CHECK(loader_next(ld, &st) == 0, "%s", llava_errmsg());
+        const llava_batch *bt = &st.micro[0].chunks[0];
+        float l = llava_forward_backward(&m, bt, 0, 1.0f, NULL);
+        batch_sum += (double)l * bt->n_targets;
+        batch_targets += bt->n_targets;
+        in_batch++;
+        if (in_batch == 4 || i == ds.n - 1) {
+            weighted += batch_sum / batch_targets * in_batch;
+            samples += in_batch;
+            batch_sum = batch_targets = 0;
+            in_batch = 0;
+        }
+        loader_step_free(&st);
+    }
+    double want = weighted / samples;
+    CHECK(fabs(want - logged) <= 1e-6 * fabs(want), "eval_loss %.9g logged at the last step, %.9g recomputed", logged,
+          want);
+    printf("eval loss at the last step %.7f, recomputed sample by sample %.7f\n", logged, want);
+    if (ld) loader_free(ld);
+    dataset_close(&ds);
+    optim_free(&os, &m);
+    llava_model_free(&m);
+    // The plot marks the three evaluations.
+    char *svg = path_join(run, "loss.svg");
+    int n_points = 0;
+    CHECK(plot_metrics(run, svg, &n_points) == 0, "%s", llava_errmsg());
+    char *st = read_file(svg, 1 << 20, &len);
+    int circles = 0;
+    for (const char *q = st; q && (q = strstr(q, "class=\"eval\"")); q++) circles++;
+    CHECK(circles == 3, "the plot draws %d eval points", circles);
+    free(st), free(svg), free(model_dir), free(h5), free(text), free(mp), free(a), free(b), free(ed), free(run),
+        free(ref);
 }
 
 // Stage 1 trains the projector through the frozen LM: the LM and vision weights stay bit-identical.
@@ -478,6 +593,7 @@ int main(void) {
     world = check_tmpdir();
     CHECK(demo_make_world(world, 64, 0, 1, NULL) == 0, "%s", llava_errmsg());
     test_resume();
+    test_eval_loss();
     test_stage1_freezing();
     test_loss_normalisation();
     test_freeze_by_name();

@@ -136,12 +136,30 @@ static char *stale_reason(const data_settings *dd, const char *tok, const llava_
 
 int train_open_dataset(const run_settings *s, llava_dataset *ds) { return train_open_dataset_as(s, ds, 1); }
 
+// data.data_path (prepared into output_dir/dataset.h5), or eval.data_path (into eval_dataset.h5):
+// the same preparation, so the held-out samples get the training samples' tokens and masks.
+static int open_dataset(const run_settings *s, const char *key, const char *data, const char *image_folder,
+                        const char *h5_name, llava_dataset *ds, int check_source);
+
 int train_open_dataset_as(const run_settings *s, llava_dataset *ds, int check_source) {
-    const data_settings *dd = &s->data;
-    const char *data = dd->data_path;
+    return open_dataset(s, "data.data_path", s->data.data_path, s->data.image_folder, "dataset.h5", ds, check_source);
+}
+
+int train_open_eval_dataset(const run_settings *s, llava_dataset *ds, int check_source) {
+    return open_dataset(s, "eval.data_path", s->eval.data_path,
+                        s->eval.image_folder ? s->eval.image_folder : s->data.image_folder, "eval_dataset.h5", ds,
+                        check_source);
+}
+
+static int open_dataset(const run_settings *s, const char *key, const char *data, const char *image_folder,
+                        const char *h5_name, llava_dataset *ds, int check_source) {
+    data_settings dd_copy = s->data;  // the training data's settings, with this dataset's files
+    dd_copy.data_path = (char *)data;
+    dd_copy.image_folder = (char *)image_folder;
+    const data_settings *dd = &dd_copy;
     memset(ds, 0, sizeof *ds);
-    if (!data) return llava_fail("no data.data_path");
-    if (!file_exists(data)) return llava_fail("data.data_path %s: no such file", data);
+    if (!data) return llava_fail("no %s", key);
+    if (!file_exists(data)) return llava_fail("%s %s: no such file", key, data);
     size_t n = strlen(data);
     int is_json = n > 5 && strcmp(data + n - 5, ".json") == 0;
     char *h5 = NULL;
@@ -149,7 +167,7 @@ int train_open_dataset_as(const run_settings *s, llava_dataset *ds, int check_so
     if (is_json) {
         // output_dir/dataset.h5 is ours: used again only while prepared from what this run asks, else prepared
         // again (prep writes a temporary file and renames it over the old one).
-        h5 = path_join(s->checkpoint.output_dir, "dataset.h5");
+        h5 = path_join(s->checkpoint.output_dir, h5_name);
         char *tok = tokenizer_path(s), *why = NULL;
         if (!file_exists(h5)) {
             why = xstrdup("");

@@ -90,7 +90,10 @@ const cfg_key CFG_SCHEMA[] = {
     {"checkpoint.save_total_limit", CFG_INT, "2", NULL, "keep the newest K complete checkpoints [save_total_limit]"},
     {"log.logging_steps", CFG_INT, "1", NULL, "[logging_steps]"},
     {"log.report_to", CFG_ENUM, "\"jsonl\"", "jsonl|none", "metrics.jsonl in output_dir (LLaVA reports to wandb) [report_to]"},
-    {"eval.evaluation_strategy", CFG_ENUM, "\"no\"", "no", "[evaluation_strategy]"},
+    {"eval.evaluation_strategy", CFG_ENUM, "\"no\"", "no|steps", "steps: the eval loss of eval.data_path every eval.eval_steps optimizer steps, in metrics.jsonl and `llava plot` (LLaVA's scripts: no) [evaluation_strategy]"},
+    {"eval.eval_steps", CFG_INT, "0", NULL, "evaluate every N optimizer steps and after the last; 0: log.logging_steps, as the HF Trainer [eval_steps]"},
+    {"eval.data_path", CFG_STR, "null", NULL, "held-out samples, LLaVA JSON (prepared like data.data_path into output_dir/eval_dataset.h5) or a prepared HDF5 [eval_data_path]"},
+    {"eval.image_folder", CFG_STR, "null", NULL, "the held-out samples' image folder; null: data.image_folder"},
 };
 // clang-format on
 const int CFG_SCHEMA_LEN = (int)(sizeof CFG_SCHEMA / sizeof CFG_SCHEMA[0]);
@@ -527,6 +530,9 @@ int cfg_validate(const train_config *c) {
     if (!(cfg_float(c, "train.adam_epsilon") > 0))
         return llava_fail("%s: \"train.adam_epsilon\" must be positive", src);
     if (!(cfg_float(c, "train.max_grad_norm") >= 0)) return llava_fail("%s: \"train.max_grad_norm\" must be >= 0", src);
+    if (cfg_int(c, "eval.eval_steps") < 0) return llava_fail("%s: \"eval.eval_steps\" must be >= 0", src);
+    if (strcmp(cfg_str(c, "eval.evaluation_strategy"), "steps") == 0 && !cfg_str(c, "eval.data_path"))
+        return llava_fail("%s: \"eval.evaluation_strategy\" is \"steps\" but \"eval.data_path\" is not set", src);
     double spike = cfg_float(c, "train.loss_spike_factor");
     if (!(spike == 0 || spike > 1))
         return llava_fail("%s: \"train.loss_spike_factor\" must be 0 (off) or above 1", src);

@@ -112,6 +112,12 @@ int settings_from_config(const train_config *c, run_settings *s) {
     s->log.logging_steps = cfg_int(c, "log.logging_steps");
     s->log.jsonl = strcmp(cfg_str(c, "log.report_to"), "jsonl") == 0;
 
+    eval_settings *e = &s->eval;
+    e->steps = strcmp(cfg_str(c, "eval.evaluation_strategy"), "steps") == 0;
+    e->every = cfg_int(c, "eval.eval_steps") > 0 ? cfg_int(c, "eval.eval_steps") : s->log.logging_steps;
+    e->data_path = dup_or_null(cfg_str(c, "eval.data_path"));
+    e->image_folder = dup_or_null(cfg_str(c, "eval.image_folder"));
+
     if (tok_mode_parse(d->tokenizer_mode_name, &d->tokenizer_mode) != 0) {
         settings_free(s);
         return -1;
@@ -129,6 +135,7 @@ void settings_free(run_settings *s) {
     free(s->train.device);
     free_list(s->lora.target_modules, s->lora.n_target_modules);
     free(s->checkpoint.output_dir);
+    free(s->eval.data_path), free(s->eval.image_folder);
     free(s->source);
     free(s->config_json);
     memset(s, 0, sizeof *s);

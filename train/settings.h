@@ -80,12 +80,19 @@ typedef struct {
 } log_settings;
 
 typedef struct {
+    int steps;                       // evaluation_strategy "steps": the eval loss every `every` steps
+    int every;                       // eval_steps (logging_steps when 0)
+    char *data_path, *image_folder;  // image_folder NULL: data.image_folder
+} eval_settings;
+
+typedef struct {
     model_settings model;
     data_settings data;
     train_settings train;
     lora_settings lora;
     checkpoint_settings checkpoint;
     log_settings log;
+    eval_settings eval;
     char *source;       // the preset it came from
     char *config_json;  // the resolved configuration as JSON (what checkpoints record)
 } run_settings;

@@ -54,6 +54,8 @@ typedef struct {
     loader *ld;
     optim_state os;
     int have_model, have_ds, have_os;
+    llava_dataset eval_ds;  // eval.data_path, prepared (eval.evaluation_strategy "steps")
+    int have_eval_ds;
     trainable_set ts;
     optim_config oc;
     int per_device, accum, V;  // V: virtual ranks, the micro-batches of a step over every rank
@@ -81,6 +83,8 @@ typedef struct {
 // What one step did.
 typedef struct {
     double loss, lr, gnorm, seconds;
+    double eval_loss, eval_seconds;  // NaN: no evaluation after this step
+    int eval_samples;
     int skipped, spike, epoch, samples;
     int64_t tokens;
     loader_pos next;  // the loader's position after the step (what a checkpoint records)
@@ -230,6 +234,15 @@ static int open_data(trainer *t) {
     }
     t->V = t->accum * t->world;
     t->dataset_json = train_dataset_json(&t->ds);
+    if (s->eval.steps) {  // the held-out samples, prepared as the training data (rank 0 first)
+        int erc = t->lead ? train_open_eval_dataset(s, &t->eval_ds, 1) : 0, lead_erc = erc;
+        dist_broadcast_host(t->d, &lead_erc, sizeof lead_erc, 0, "start-up: rank 0 prepares the eval dataset");
+        if (!t->lead)
+            erc = lead_erc != 0 ? llava_fail("rank 0 could not open or prepare the eval dataset")
+                                : train_open_eval_dataset(s, &t->eval_ds, 0);
+        if (erc != 0) return -1;
+        t->have_eval_ds = 1;
+    }
     int64_t step_samples = (int64_t)t->per_device * t->V;
     if (step_samples > t->ds.n)
         return llava_fail(
@@ -551,19 +564,82 @@ static int trainer_step(trainer *t, step_report *r) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// eval: the loss on the held-out samples every eval.eval_steps steps and after the last, as the HF
+// Trainer's evaluation loop computes it: the samples in file order, in batches of
+// per_device_eval_batch_size, each batch's mean over its targets, averaged over batches weighted by
+// their sample counts (the loss repeated batch-size times, then the mean). The batches are dealt
+// round robin over the ranks without padding; one rank's value is HF's exactly, several ranks'
+// differ from HF only where accelerate pads the last batches with repeated samples.
+
+static int trainer_eval(trainer *t, step_report *r) {
+    const run_settings *s = t->s;
+    r->eval_loss = NAN;
+    if (!t->have_eval_ds || !(t->step % s->eval.every == 0 || t->step == t->total || t->stop)) return 0;
+    double t0 = now_s();
+    loader_config lc = loader_settings(t);
+    lc.ds = &t->eval_ds;
+    lc.batch = s->train.per_device_eval_batch;
+    lc.world = 1, lc.rank = 0, lc.accum = 1;  // every rank walks the batches and takes its share
+    lc.group_by_modality = 0;
+    lc.sequential = 1;
+    lc.prefetch = 0;
+    loader *ld = loader_create(&lc, (loader_pos){0, 0});
+    if (!ld) return -1;
+    double acc[2] = {0, 0};  // sum of batch loss x samples, samples
+    int64_t n_batches = loader_steps_per_epoch(ld);
+    int rc = 0;
+    for (int64_t b = 0; b < n_batches && rc == 0; b++) {
+        loader_step ls;
+        if (loader_next(ld, &ls) != 0) {
+            rc = -1;
+            break;
+        }
+        if (b % t->world == t->rank) {
+            const loader_micro *mb = &ls.micro[0];
+            double sum = 0;  // the batch's loss: its chunks' token means, weighted by their targets
+            for (int ch = 0; ch < mb->n_chunks; ch++) {
+                const llava_batch *bt = &mb->chunks[ch];
+                if (bt->n_targets == 0) continue;
+                float l = llava_forward_backward(&t->m, bt, 0, 1.0f, NULL);
+                sum += (double)l * bt->n_targets;
+            }
+            if (mb->n_targets > 0) {  // a batch with nothing to predict has no loss (HF: NaN)
+                acc[0] += sum / (double)mb->n_targets * mb->n_samples;
+                acc[1] += mb->n_samples;
+            }
+        }
+        loader_step_free(&ls);
+    }
+    loader_free(ld);
+    if (rc != 0) return -1;
+    dist_allreduce_host_f64(t->d, acc, 2, "eval loss");
+    r->eval_loss = acc[1] > 0 ? acc[0] / acc[1] : NAN;
+    r->eval_samples = (int)acc[1];
+    r->eval_seconds = now_s() - t0;
+    if (!t->opt->quiet && t->lead)
+        fprintf(stderr, "\neval: step %d: eval_loss %.6f over %d samples (%.1f s)\n", t->step, r->eval_loss,
+                r->eval_samples, r->eval_seconds);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
 // log: the metrics line (rank 0, every logging_steps and the last step) and the progress line.
 
 static void trainer_log(trainer *t, const step_report *r) {
-    if (t->mf && (t->step % t->s->log.logging_steps == 0 || t->step == t->total)) {
+    int evaluated = t->have_eval_ds && (isfinite(r->eval_loss) || r->eval_samples > 0);
+    if (t->mf && (t->step % t->s->log.logging_steps == 0 || t->step == t->total || evaluated)) {
         // JSON has no NaN: a skipped step's loss or norm is null.
-        char lbuf[32], gbuf[32];
+        char lbuf[32], gbuf[32], ebuf[96] = "";
         snprintf(lbuf, sizeof lbuf, isfinite(r->loss) ? "%.9g" : "null", r->loss);
         snprintf(gbuf, sizeof gbuf, isfinite(r->gnorm) ? "%.9g" : "null", r->gnorm);
+        if (evaluated && isfinite(r->eval_loss))  // the eval loss of the model after this step
+            snprintf(ebuf, sizeof ebuf, ",\"eval_loss\":%.9g,\"eval_samples\":%d", r->eval_loss, r->eval_samples);
+        else if (evaluated) snprintf(ebuf, sizeof ebuf, ",\"eval_loss\":null,\"eval_samples\":%d", r->eval_samples);
         fprintf(t->mf,
                 "{\"step\":%d,\"epoch\":%d,\"loss\":%s,\"lr\":%.9g,\"grad_norm\":%s,\"tokens\":%lld,\"samples\":%d,"
-                "\"tokens_per_s\":%.1f,\"skipped\":%d,\"skipped_total\":%ld}\n",
+                "\"tokens_per_s\":%.1f,\"skipped\":%d,\"skipped_total\":%ld%s}\n",
                 t->step, r->epoch, lbuf, r->lr, gbuf, (long long)r->tokens, r->samples, (double)r->tokens / r->seconds,
-                r->skipped, t->os.n_skipped);
+                r->skipped, t->os.n_skipped, ebuf);
         fflush(t->mf);
     }
     if (!t->opt->quiet && t->lead) {
@@ -693,6 +769,7 @@ static void trainer_close(trainer *t) {
     if (t->ld) loader_free(t->ld);
     if (t->have_os) optim_free(&t->os, &t->m);
     if (t->have_ds) dataset_close(&t->ds);
+    if (t->have_eval_ds) dataset_close(&t->eval_ds);
     if (t->have_model) llava_model_free(&t->m);
     if (!t->opt->dist) dist_finalize(t->d);
     else dist_bind_backend(t->d, NULL);
@@ -710,6 +787,8 @@ int train_run_settings(const run_settings *s, const train_options *opt) {
             int ran = t.ran;
             rc = trainer_step(&t, &r);
             if (t.ran == ran) break;  // the loader failed: no step ran
+            r.eval_loss = NAN, r.eval_samples = 0;
+            if (rc == 0) rc = trainer_eval(&t, &r);
             trainer_log(&t, &r);
             if (rc == 0) rc = trainer_checkpoint(&t, &r);  // not after a run of non-finite steps
             if (rc == 0 && t.stop) {

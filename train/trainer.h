@@ -89,6 +89,9 @@ int train_open_dataset(const run_settings *s, llava_dataset *ds);
 // The same where check_source = 0 skips comparing the file with its source (the other ranks of a
 // run, once rank 0 has checked or prepared it).
 int train_open_dataset_as(const run_settings *s, llava_dataset *ds, int check_source);
+// eval.data_path prepared the same way (the training data's template, tokenizer, aspect and length)
+// into output_dir/eval_dataset.h5, its images from eval.image_folder or data.image_folder.
+int train_open_eval_dataset(const run_settings *s, llava_dataset *ds, int check_source);
 // What a dataset was prepared from, as JSON (malloc'd): what a checkpoint's state.json records.
 char *train_dataset_json(const llava_dataset *ds);
 
