@@ -412,9 +412,9 @@ int engine_submit_ids(llava_engine *e, const int64_t *ids, int n, const float *p
 
 // The conversation as the template's turns: the system message (first only) replaces the template's
 // system prompt; "<image>\n" goes before the text of each message per image it carries.
-static int chat_turns(llava_engine *e, const engine_chat *c, conv_template *tm, conv_turn **turns_out, int *n_out,
-                      char ***texts_out, char *err, size_t cap) {
-    *tm = *e->tmpl;
+static int chat_turns(const conv_template *tmpl, const engine_chat *c, conv_template *tm, conv_turn **turns_out,
+                      int *n_out, char ***texts_out, char *err, size_t cap) {
+    *tm = *tmpl;
     int first = 0, n_img = 0;
     if (c->n_messages > 0 && strcmp(c->messages[0].role, "system") == 0) {
         if (c->messages[0].n_images) return bad(err, cap, ENGINE_BAD_REQUEST, "a system message carries no image");
@@ -487,19 +487,24 @@ static void turns_free(conv_turn *turns, char **texts, int n) {
 }
 
 // The template's prompt for a chat, tokenized (IMAGE_TOKEN_INDEX at the image places).
-static int chat_prompt(llava_engine *e, const engine_chat *c, prep_result *r, char *err, size_t cap) {
+int engine_prompt_ids(const tokenizer *tok, tok_mode mode, const conv_template *tmpl, const engine_chat *c,
+                      prep_result *r, char *err, size_t cap) {
     conv_template tm;
     conv_turn *turns = NULL;
     char **texts = NULL;
     int nt = 0;
-    int st = chat_turns(e, c, &tm, &turns, &nt, &texts, err, cap);
+    int st = chat_turns(tmpl, c, &tm, &turns, &nt, &texts, err, cap);
     if (st != ENGINE_OK) return st;
-    prep_config pc = {.tok = e->tok, .mode = e->mode, .tmpl = &tm, .model_max_length = 0, .strict = 0};
+    prep_config pc = {.tok = tok, .mode = mode, .tmpl = &tm, .model_max_length = 0, .strict = 0};
     memset(r, 0, sizeof *r);
     int rc = prep_sample(&pc, "request", turns, (size_t)nt, c->n_images > 0, r);
     turns_free(turns, texts, nt - 1);
     if (rc != 0) return bad(err, cap, ENGINE_BAD_REQUEST, "%s", llava_errmsg());
     return ENGINE_OK;
+}
+
+static int chat_prompt(llava_engine *e, const engine_chat *c, prep_result *r, char *err, size_t cap) {
+    return engine_prompt_ids(e->tok, e->mode, e->tmpl, c, r, err, cap);
 }
 
 char *engine_chat_prompt(llava_engine *e, const engine_chat *c, char *err, size_t errcap) {

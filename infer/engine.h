@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "data/image.h"
+#include "data/template.h"
 #include "data/tokenizer.h"
 #include "infer/sample.h"
 #include "model/llava.h"
@@ -154,6 +155,12 @@ int engine_submit_chat(llava_engine *e, const engine_chat *c, const gen_params *
 // image_size, image_size), or NULL.
 int engine_submit_ids(llava_engine *e, const int64_t *ids, int n, const float *pixels, int n_img, const gen_params *p,
                       const engine_callbacks *cb, char *err, size_t errcap);
+// The prompt of a chat as the engine builds it, without an engine: the template's turns (the system
+// message replacing the template's, "<image>\n" before a message's text per image, an empty
+// assistant turn last), its text in r->prompt and its ids in r->ids (IMAGE_TOKEN_INDEX at each image's
+// place), tokenized as `mode` says. Free with prep_result_free. An engine_status.
+int engine_prompt_ids(const tokenizer *tok, tok_mode mode, const conv_template *tmpl, const engine_chat *c,
+                      prep_result *r, char *err, size_t errcap);
 // The prompt engine_submit_chat would build, as text (for --verbose and tests). Free with free().
 char *engine_chat_prompt(llava_engine *e, const engine_chat *c, char *err, size_t errcap);
 // The same prompt as the engine queues it: ids with each image's place as tokens_per_image image
