@@ -77,6 +77,78 @@ static void py_string(buf *b, const char *s) {
     puts_(b, "\"");
 }
 
+// Python's repr of a float as json.dumps writes it: the shortest decimal that reads back, fixed
+// notation for exponents -4 to 15 ("8.0", "0.0001"), else "1e+16" / "1e-05"; NaN, Infinity.
+static void py_float(buf *b, double x) {
+    if (isnan(x) || isinf(x)) {
+        puts_(b, isnan(x) ? "NaN" : x < 0 ? "-Infinity" : "Infinity");
+        return;
+    }
+    char s[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(s, sizeof s, "%.*e", p - 1, x);
+        if (strtod(s, NULL) == x) break;
+    }
+    // s: [-]d[.ddd]e(+|-)XX
+    char digits[24];
+    int nd = 0, neg = s[0] == '-';
+    const char *q = s + neg;
+    for (; *q != 'e'; q++)
+        if (*q != '.') digits[nd++] = *q;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    int decpt = atoi(q + 1) + 1;  // x = 0.digits * 10^decpt
+    if (neg) puts_(b, "-");
+    char t[48];
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            puts_(b, "0.");
+            for (int i = 0; i < -decpt; i++) puts_(b, "0");
+            puts_(b, digits);
+        } else if (decpt >= nd) {
+            puts_(b, digits);
+            for (int i = nd; i < decpt; i++) puts_(b, "0");
+            puts_(b, ".0");
+        } else {
+            put(b, digits, (size_t)decpt);
+            puts_(b, ".");
+            puts_(b, digits + decpt);
+        }
+    } else {
+        snprintf(t, sizeof t, "%c%s%se%c%02d", digits[0], nd > 1 ? "." : "", digits + 1, decpt - 1 < 0 ? '-' : '+',
+                 abs(decpt - 1));
+        puts_(b, t);
+    }
+}
+
+// json.dumps of a value read from a JSON file: numbers that are whole as Python's ints (what they
+// were in the file, as far as cJSON can tell), others as floats; strings as py_string.
+static void py_json(buf *b, const cJSON *v) {
+    if (cJSON_IsString(v)) py_string(b, v->valuestring);
+    else if (cJSON_IsNumber(v)) {
+        double x = v->valuedouble;
+        if (isfinite(x) && x == floor(x) && fabs(x) < 1e17) {
+            char s[32];
+            snprintf(s, sizeof s, "%.0f", x);
+            puts_(b, s);
+        } else py_float(b, x);
+    } else if (cJSON_IsTrue(v)) puts_(b, "true");
+    else if (cJSON_IsFalse(v)) puts_(b, "false");
+    else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+        int obj = cJSON_IsObject(v);
+        puts_(b, obj ? "{" : "[");
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (e != v->child) puts_(b, ", ");
+            if (obj) {
+                py_string(b, e->string);
+                puts_(b, ": ");
+            }
+            py_json(b, e);
+        }
+        puts_(b, obj ? "}" : "]");
+    } else puts_(b, "null");
+}
+
 // Python's round(x, 1) and round(x, 3): the exact binary value rounded half to even, as printf does.
 static double py_round(double x, int places) {
     char s[64];
@@ -179,10 +251,10 @@ static cJSON *llavabench_score(const eval_inputs *in) {
         const cJSON *mine = cJSON_GetObjectItemCaseSensitive(ans, key),
                     *theirs = cJSON_GetObjectItemCaseSensitive(ref, key);
         free(key);
-        const cJSON *c = NULL;
-        for (c = ctx->child; c; c = c->next) {
-            const cJSON *ci = cJSON_GetObjectItemCaseSensitive(c, "image");
-            if (cJSON_IsString(ci) && strcmp(ci->valuestring, img->valuestring) == 0) break;
+        const cJSON *c = NULL;  // the last entry for the image, as the script's dict keeps it
+        for (const cJSON *e = ctx->child; e; e = e->next) {
+            const cJSON *ci = cJSON_GetObjectItemCaseSensitive(e, "image");
+            if (cJSON_IsString(ci) && strcmp(ci->valuestring, img->valuestring) == 0) c = e;
         }
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(rule, category);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(r, "role"),
@@ -218,30 +290,30 @@ static cJSON *llavabench_score(const eval_inputs *in) {
         rc = eval_judge_ask(in, JUDGE_SYSTEM, content, 0.2, 1024, 5, &review);
         free(content);
         if (rc != 0) break;
-        eval_judge_parse_score(review, sc);
-        // The review line, as eval_gpt_review_bench.py writes it.
+        int parsed = eval_judge_parse_score(review, sc);
+        // The review line, as eval_gpt_review_bench.py writes it (json.dumps).
         buf line = {0};
         char num[64];
         snprintf(num, sizeof num, "{\"id\": %d, \"question_id\": ", idx + 1);
         puts_(&line, num);
-        char *qs_json = cJSON_PrintUnformatted(qid);
-        puts_(&line, qs_json);
-        free(qs_json);
+        py_json(&line, qid);
         const cJSON *a1 = cJSON_GetObjectItemCaseSensitive(theirs, "answer_id");
         const cJSON *a2 = mine ? cJSON_GetObjectItemCaseSensitive(mine, "answer_id") : NULL;
         puts_(&line, ", \"answer1_id\": ");
-        char *a1s = cJSON_PrintUnformatted(a1 ? a1 : qid);
-        puts_(&line, a1s);
-        free(a1s);
+        py_json(&line, a1 ? a1 : qid);
         puts_(&line, ", \"answer2_id\": ");
-        if (cJSON_IsString(a2)) py_string(&line, a2->valuestring);
-        else puts_(&line, "null");
+        py_json(&line, a2);  // null: no answer (the script would stop there)
         puts_(&line, ", \"category\": ");
         py_string(&line, category);
         puts_(&line, ", \"content\": ");
         py_string(&line, review);
-        snprintf(num, sizeof num, ", \"tuple\": [%.17g, %.17g]}\n", sc[0], sc[1]);
-        puts_(&line, num);
+        puts_(&line, ", \"tuple\": [");
+        if (parsed) {  // parse_score's floats; its failure is [-1, -1], ints
+            py_float(&line, sc[0]);
+            puts_(&line, ", ");
+            py_float(&line, sc[1]);
+        } else puts_(&line, "-1, -1");
+        puts_(&line, "]}\n");
         fputs(line.p, rf);
         fflush(rf);
         free(line.p);

@@ -2,11 +2,14 @@
 #include "judge.h"
 
 #include <curl/curl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "pyunicode.h"
 
 typedef struct {
     char *p;
@@ -90,25 +93,92 @@ int eval_judge_ask(const eval_inputs *in, const char *system, const char *user, 
     return rc;
 }
 
-void eval_judge_parse_score(const char *review, double score[2]) {
+// Python 3's float() on one field of the score line (UTF-8, n bytes): code points other than ASCII
+// become ' ' when str.isspace() holds, their digit when they are Unicode decimals, else fail
+// (_PyUnicode_TransformDecimalAndSpaceToASCII); underscores only between digits; ASCII whitespace
+// stripped from both ends; then a decimal ([sign] digits [. digits] [e [sign] digits], a digit on one
+// side of the point at least) or [sign] inf / infinity / nan in any case, and nothing else (no hex,
+// no "nan(...)"). 1 with the value in *v, or 0.
+static int py_float(const char *s, size_t n, double *v) {
+    char *a = xmalloc(4 * n + 1);
+    size_t k = 0;
+    pyustr u = {0};
+    char *field = strndup(s, n);
+    pyustr_set(&u, field);
+    free(field);
+    int ok = 1;
+    for (size_t i = 0; i < u.n && ok; i++) {
+        uint32_t c = u.c[i];
+        if (c < 127) a[k++] = (char)c;
+        else if (pyu_isspace(PYU3, c)) a[k++] = ' ';
+        else if (pyu_re_digit(PYU3, c)) {
+            uint32_t z = c;  // Unicode's decimal digits come in runs of ten, from 0 to 9
+            while (pyu_re_digit(PYU3, z - 1)) z--;
+            a[k++] = (char)('0' + (c - z) % 10);
+        } else ok = 0;
+    }
+    pyustr_free(&u);
+    a[k] = 0;
+    // Underscores: each between two digits; dropped.
+    size_t m = 0;
+    for (size_t i = 0; i < k && ok; i++) {
+        char prev = i ? a[i - 1] : 0;
+        if (a[i] == '_') {
+            ok = prev >= '0' && prev <= '9' && i + 1 < k && a[i + 1] >= '0' && a[i + 1] <= '9';
+        } else a[m++] = a[i];
+    }
+    a[ok ? m : 0] = 0;
+    const char *b = a, *e = a + (ok ? m : 0);
+    while (b < e && strchr(" \t\n\v\f\r", *b) && *b) b++;
+    while (e > b + 1 && strchr(" \t\n\v\f\r", e[-1]) && e[-1]) e--;
+    const char *p = b;
+    if (ok && p < e && (*p == '+' || *p == '-')) p++;
+    size_t rest = (size_t)(e - p);
+    if (!ok || p == e) ok = 0;
+    else if ((rest == 3 && !strncasecmp(p, "inf", 3)) || (rest == 8 && !strncasecmp(p, "infinity", 8)))
+        *v = *b == '-' ? -INFINITY : INFINITY;
+    else if (rest == 3 && !strncasecmp(p, "nan", 3)) *v = NAN;
+    else {
+        int digits = 0;
+        while (p < e && *p >= '0' && *p <= '9') p++, digits++;
+        if (p < e && *p == '.') {
+            p++;
+            while (p < e && *p >= '0' && *p <= '9') p++, digits++;
+        }
+        ok = digits > 0;
+        if (ok && p < e && (*p == 'e' || *p == 'E')) {
+            p++;
+            if (p < e && (*p == '+' || *p == '-')) p++;
+            int ed = 0;
+            while (p < e && *p >= '0' && *p <= '9') p++, ed++;
+            ok = ed > 0;
+        }
+        ok = ok && p == e;
+        if (ok) {
+            char *num = strndup(b, (size_t)(e - b));
+            *v = strtod(num, NULL);  // a decimal: correctly rounded, as Python's
+            free(num);
+        }
+    }
+    free(a);
+    return ok;
+}
+
+int eval_judge_parse_score(const char *review, double score[2]) {
     score[0] = score[1] = -1;
     size_t n = strcspn(review, "\n");
     char *line = strndup(review, n);
     for (char *p = line; *p; p++)
         if (*p == ',') *p = ' ';
     // Python's str.split(' '): every single space separates (two spaces make an empty field).
-    int fields = 1;
+    int fields = 1, ok = 0;
     for (char *p = line; *p; p++) fields += *p == ' ';
     if (fields == 2) {
         char *sp = strchr(line, ' ');
-        *sp = 0;
-        char *e0, *e1;
-        double a = strtod(line, &e0), b = strtod(sp + 1, &e1);
-        // float() takes surrounding whitespace and nothing else; an empty field fails.
-        int ok0 = e0 != line && !strpbrk(line, "xX"), ok1 = e1 != sp + 1 && !strpbrk(sp + 1, "xX");  // no hex
-        while (ok0 && *e0 && (*e0 == '\t' || *e0 == '\r')) e0++;
-        while (ok1 && *e1 && (*e1 == '\t' || *e1 == '\r')) e1++;
-        if (ok0 && ok1 && !*e0 && !*e1) score[0] = a, score[1] = b;
+        double a, b;
+        ok = py_float(line, (size_t)(sp - line), &a) && py_float(sp + 1, strlen(sp + 1), &b);
+        if (ok) score[0] = a, score[1] = b;
     }
     free(line);
+    return ok;
 }

@@ -12,5 +12,6 @@ int eval_judge_ask(const eval_inputs *in, const char *system, const char *user, 
                    int tries, char **reply);
 
 // eval_gpt_review_bench.py's parse_score: the first line of a review, commas as spaces, split on
-// single spaces; exactly two fields give the two scores, anything else gives -1, -1.
-void eval_judge_parse_score(const char *review, double score[2]);
+// single spaces; exactly two fields that Python 3's float() takes give the two scores (returns 1),
+// anything else gives -1, -1 (returns 0; the script's [-1, -1] are ints, its scores floats).
+int eval_judge_parse_score(const char *review, double score[2]);
