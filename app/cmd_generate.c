@@ -9,7 +9,8 @@
 // model_vqa_loader.py does ({"question_id", "prompt", "text", "answer_id", "model_id", "metadata"},
 // the text stripped), in the order of the questions. The questions run batched (the engine batches
 // whatever is in flight); every answer is appended to the answers file the moment it is known, so
-// a run that is stopped loses nothing, and a rerun skips the question_ids the file already holds; at
+// a run that is stopped loses nothing, and a rerun skips the questions the file already answers (by
+// question_id and prompt: every line is a question, repeated ids included, as in LLaVA's loader); at
 // the end the file is rewritten, atomically, in question order.
 //
 // --no-cache answers with the reference path instead (one full forward pass per token, greedy):
@@ -455,7 +456,10 @@ static int answer_file(const gen_args *a) {
         fprintf(stderr, "llava generate: %s\n", llava_errmsg());
         return 1;
     }
-    // What an earlier run already answered: kept, keyed by question_id.
+    // What an earlier run already answered: kept. Every question line is answered, as LLaVA's
+    // loader answers every line (TextVQA's question_id is the image's, shared by its questions; MME
+    // asks two questions per image under one id): an answer belongs to the first unanswered
+    // question with its question_id and its prompt (the question's text), in file order.
     int kept = 0;
     if (file_exists(a->answers)) {
         size_t len;
@@ -465,10 +469,11 @@ static int answer_file(const gen_args *a) {
             size_t L = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
             cJSON *o = cJSON_ParseWithLength(p, L);
             const cJSON *qid = o ? cJSON_GetObjectItemCaseSensitive(o, "question_id") : NULL;
-            if (qid) {
+            const cJSON *pr = o ? cJSON_GetObjectItemCaseSensitive(o, "prompt") : NULL;
+            if (qid && cJSON_IsString(pr)) {
                 char *key = cJSON_PrintUnformatted(qid);
                 for (int i = 0; i < nq; i++)
-                    if (!qs[i].answer && strcmp(qs[i].qid, key) == 0) {
+                    if (!qs[i].answer && strcmp(qs[i].qid, key) == 0 && strcmp(qs[i].text, pr->valuestring) == 0) {
                         qs[i].answer = strndup(p, L);
                         kept++;
                         break;
@@ -480,10 +485,6 @@ static int answer_file(const gen_args *a) {
         }
         free(text);
     }
-    // Duplicated question_ids in the input: answered once, written once (the first).
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < i && !qs[i].answer; j++)
-            if (strcmp(qs[i].qid, qs[j].qid) == 0) qs[i].answer = xstrdup("");
     llava_engine *e = engine_open(&a->eo);
     if (!e) {
         fprintf(stderr, "llava generate: %s\n", llava_errmsg());
@@ -568,7 +569,7 @@ static int answer_file(const gen_args *a) {
     char *all = xmalloc(cap);
     int written = 0;
     for (int i = 0; i < nq; i++) {
-        if (!qs[i].answer || !qs[i].answer[0]) continue;
+        if (!qs[i].answer) continue;
         size_t L = strlen(qs[i].answer);
         while (n + L + 2 > cap) all = xrealloc(all, cap *= 2);
         memcpy(all + n, qs[i].answer, L);
@@ -612,7 +613,7 @@ static int usage(void) {
             "  output:   --json prints {\"text\", \"tokens\", \"prompt_tokens\", \"ttft_ms\", \"tokens_per_s\",\n"
             "            \"finish_reason\"}; --stream prints the answer as it is made; --ids the token ids\n"
             "  Questions are LLaVA's format (question_id, image, text per line); answers are written as\n"
-            "  model_vqa_loader.py writes them, in question order; a rerun skips answered question_ids.\n");
+            "  model_vqa_loader.py writes them, in question order; a rerun skips answered questions.\n");
     return 2;
 }
 

@@ -107,8 +107,9 @@ set_tests_properties(cli_bench_generate_bad_shape PROPERTIES LABELS cpu WILL_FAI
 # Question files in LLaVA's format (tests/test_generate_questions.c).
 set_tests_properties(test_generate_questions PROPERTIES FIXTURES_REQUIRED demo_model
                      ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")
-# `llava eval` on the demo's model (tests/test_eval_cli.c).
-set_tests_properties(test_eval_cli PROPERTIES FIXTURES_REQUIRED demo_model
+# `llava eval` on the demo's model (tests/test_eval_cli.c), and every benchmark end to end on its
+# synthetic data (tests/test_eval_e2e.c).
+set_tests_properties(test_eval_cli test_eval_e2e PROPERTIES FIXTURES_REQUIRED demo_model
                      ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")
 # The generation benchmark's harness on the CPU (the demo's shape): it runs and reports its numbers.
 add_test(NAME cli_bench_generate_cpu COMMAND llava bench-generate --device cpu --prompt-tokens 128 --new-tokens 8
