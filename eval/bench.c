@@ -16,17 +16,19 @@ extern const eval_bench eval_bench_vqav2;
 extern const eval_bench eval_bench_vqav2_val;
 extern const eval_bench eval_bench_gqa;
 extern const eval_bench eval_bench_vizwiz;
+extern const eval_bench eval_bench_vizwiz_val;
 extern const eval_bench eval_bench_textvqa;
 extern const eval_bench eval_bench_llavabench;
 extern const eval_bench eval_bench_mmvet;
 
 static const eval_bench *const BENCHES[] = {
-    &eval_bench_vqav2,      // eval/bench_vqav2.c: the test-dev submission file
-    &eval_bench_vqav2_val,  // eval/bench_vqav2.c: val2014 offline, the official VQA accuracy
-    &eval_bench_gqa,        // eval/bench_gqa.c
-    &eval_bench_vizwiz,     // eval/bench_vizwiz.c: the test submission file
-    &eval_bench_scienceqa,  // eval/score_scienceqa.c
-    &eval_bench_textvqa,    // eval/bench_textvqa.c
+    &eval_bench_vqav2,       // eval/bench_vqav2.c: the test-dev submission file
+    &eval_bench_vqav2_val,   // eval/bench_vqav2.c: val2014 offline, the official VQA accuracy
+    &eval_bench_gqa,         // eval/bench_gqa.c
+    &eval_bench_vizwiz,      // eval/bench_vizwiz.c: the test submission file
+    &eval_bench_vizwiz_val,  // eval/bench_vizwiz_val.c: val offline, the official VQA accuracy
+    &eval_bench_scienceqa,   // eval/score_scienceqa.c
+    &eval_bench_textvqa,     // eval/bench_textvqa.c
 
     &eval_bench_pope,        // eval/score_pope.c
     &eval_bench_mme,         // eval/score_mme.c

@@ -52,11 +52,20 @@ static const cJSON *at_path(const cJSON *o, const char *path) {
 
 static const struct {
     const char *bench, *dir;
-} CASES[] = {
-    {"vqav2", "vqav2"},         {"vqav2_val", "vqav2"},       {"gqa", "gqa"},         {"vizwiz", "vizwiz"},
-    {"scienceqa", "scienceqa"}, {"textvqa", "textvqa"},       {"pope", "pope"},       {"mme", "MME"},
-    {"mmbench", "mmbench"},     {"mmbench_cn", "mmbench_cn"}, {"seed", "seed_bench"}, {"llavabench", "llavabench"},
-    {"mmvet", "mmvet"}};
+} CASES[] = {{"vqav2", "vqav2"},
+             {"vqav2_val", "vqav2"},
+             {"gqa", "gqa"},
+             {"vizwiz", "vizwiz"},
+             {"vizwiz_val", "vizwiz"},
+             {"scienceqa", "scienceqa"},
+             {"textvqa", "textvqa"},
+             {"pope", "pope"},
+             {"mme", "MME"},
+             {"mmbench", "mmbench"},
+             {"mmbench_cn", "mmbench_cn"},
+             {"seed", "seed_bench"},
+             {"llavabench", "llavabench"},
+             {"mmvet", "mmvet"}};
 
 int main(void) {
     demo = getenv("LLAVA_DEMO_DIR");

@@ -14,7 +14,10 @@
 //     also for a question-file subset;
 //   - VQAv2: convert_vqav2_for_submission.py's upload file byte for byte; vqav2_val against
 //     vqaEval.py (Python 2.7) on that converter's output, also for a prepared --limit subset;
-//   - VizWiz: convert_vizwiz_for_submission.py's upload file byte for byte;
+//   - VizWiz: convert_vizwiz_for_submission.py's upload file byte for byte; vizwiz_val against vqaEval.py
+//     (Python 2.7) on that converter's output for VizWiz's val answers in the VQA v2 layout (overall and
+//     per answer_type, also with questions unanswered and for a prepared --limit subset), and the
+//     question file prepare() writes from val.json byte for byte;
 //   - errors name the file and line (a line that is not JSON, a line without text, a prompt
 //     prompt_processor refuses) and a missing annotation file names its path and the download.
 #include <cjson/cJSON.h>
@@ -107,10 +110,10 @@ static char *first_lines(const char *path, int n, const char *name) {
 }
 
 static void test_registry(void) {
-    const char *order[] = {"vqav2", "vqav2_val", "gqa", "vizwiz", "textvqa", "demo"};
-    int n, at[6];
+    const char *order[] = {"vqav2", "vqav2_val", "gqa", "vizwiz", "vizwiz_val", "textvqa", "demo"};
+    int n, at[7];
     const eval_bench *const *all = eval_benches(&n);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < 7; k++) {
         at[k] = -1;
         for (int i = 0; i < n; i++)
             if (strcmp(all[i]->name, order[k]) == 0) at[k] = i;
@@ -127,6 +130,13 @@ static void test_registry(void) {
     CHECK(t->prepare == NULL && g->prepare == NULL && eval_find("vqav2_val")->prepare != NULL, "prepare");
     CHECK_EQ_STR(t->question_file, "llava_textvqa_val_v051_ocr.jsonl");
     CHECK_EQ_STR(g->image_folder, "data/images");
+    const eval_bench *wv = eval_find("vizwiz_val");
+    if (!wv) return;
+    CHECK(isnan(wv->published_7b) && isnan(wv->published_13b) && wv->kind == EVAL_EXACT && wv->prepare != NULL,
+          "vizwiz_val: exact, prepared, no published number");
+    CHECK_EQ_STR(wv->primary, "accuracy");
+    CHECK_EQ_STR(wv->question_file, "val.json");
+    CHECK_EQ_STR(wv->image_folder, "val");
 }
 
 static void test_normalisation(void) {
@@ -363,6 +373,80 @@ static void test_vizwiz(void) {
     cJSON_Delete(g);
 }
 
+static void check_val_scores(const cJSON *s, const cJSON *gold, const char *what) {
+    check_number(s, gold, "accuracy", what);
+    check_counts(s, gold, what);
+    const cJSON *per = cJSON_GetObjectItemCaseSensitive(s, "perAnswerType");
+    const cJSON *gper = cJSON_GetObjectItemCaseSensitive(gold, "perAnswerType");
+    CHECK(cJSON_GetArraySize(per) == cJSON_GetArraySize(gper) && cJSON_GetArraySize(gper) > 0, "%s: answer types",
+          what);
+    for (const cJSON *t = gper ? gper->child : NULL; t; t = t->next) check_number(per, gper, t->string, t->string);
+}
+
+// vizwiz_val: the question file prepare() writes from val.json, and the accuracy against vqaEval.py's.
+static void test_vizwiz_val(void) {
+    cJSON *g = load(D "vizwiz/golden.json");
+    const eval_bench *val = eval_find("vizwiz_val");
+    CHECK(val != NULL, "vizwiz_val is registered");
+    if (!val) return;
+    eval_inputs in = {.data = D "vizwiz"};
+    char *prepared = path_join(tmp, "vizwiz_val.jsonl"), *prepared30 = path_join(tmp, "vizwiz_val30.jsonl");
+    CHECK(val->prepare(&in, prepared, 0) == 0, "prepare: %s", llava_errmsg());
+    check_same_file(prepared, D "vizwiz/llava_val.jsonl");
+    CHECK(val->prepare(&in, prepared30, 30) == 0, "prepare --limit 30: %s", llava_errmsg());
+    char *want30 = first_lines(D "vizwiz/llava_val.jsonl", 30, "vizwiz_val_first30_expected.jsonl");
+    check_same_file(prepared30, want30);
+    // The prompt: the question and the suffix of LLaVA's VizWiz files; the id and image the file name.
+    cJSON *qs = eval_read_jsonl(prepared), *test = eval_read_jsonl(D "vizwiz/llava_test.jsonl");
+    CHECK(cJSON_GetArraySize(qs) == 60, "%d val questions", cJSON_GetArraySize(qs));
+    if (qs && test) {
+        const cJSON *q0 = qs->child;
+        CHECK_EQ_STR(str(q0, "question_id"), "VizWiz_val_00000000.jpg");
+        CHECK_EQ_STR(str(q0, "image"), "VizWiz_val_00000000.jpg");
+        const char *t = str(test->child, "text"), *suffix = strchr(t, '\n');
+        CHECK(suffix && strlen(str(q0, "text")) > strlen(suffix) &&
+                  !strcmp(str(q0, "text") + strlen(str(q0, "text")) - strlen(suffix), suffix),
+              "the val prompt ends as llava_test.jsonl's: %s", str(q0, "text"));
+    }
+    cJSON_Delete(qs);
+    cJSON_Delete(test);
+    const char *runs[][3] = {{"val_complete", D "vizwiz/answers/val_complete.jsonl", NULL},
+                             {"val_missing", D "vizwiz/answers/val_missing.jsonl", NULL},
+                             {"val_first30", D "vizwiz/answers/val_complete.jsonl", "30"}};
+    for (int i = 0; i < 3; i++) {
+        cJSON *s = score("vizwiz_val", D "vizwiz", runs[i][1], runs[i][2] ? prepared30 : NULL, NULL);
+        CHECK(s != NULL, "vizwiz_val %s: %s", runs[i][0], llava_errmsg());
+        if (s) check_val_scores(s, cJSON_GetObjectItemCaseSensitive(g, runs[i][0]), runs[i][0]);
+        cJSON_Delete(s);
+    }
+    // The whole question file given: the numbers of val.json whole.
+    cJSON *s = score("vizwiz_val", D "vizwiz", D "vizwiz/answers/val_missing.jsonl", prepared, NULL);
+    CHECK(s != NULL, "vizwiz_val with --questions: %s", llava_errmsg());
+    if (s) check_val_scores(s, cJSON_GetObjectItemCaseSensitive(g, "val_missing"), "val_missing --questions");
+    CHECK(num(s, "missing") == 8, "8 questions unanswered: %g", num(s, "missing"));
+    cJSON_Delete(s);
+    // A question file naming a question val.json does not have.
+    s = score("vizwiz_val", D "vizwiz", D "vizwiz/answers/val_complete.jsonl", D "vizwiz/llava_test.jsonl", NULL);
+    CHECK(s == NULL, "test questions are not val questions");
+    CHECK_ERR_HAS("llava_test.jsonl line 1: question 0 is not in");
+    cJSON_Delete(s);
+    char *empty = path_join(tmp, "vizwiz_empty");
+    mkdir_p(empty);
+    s = score("vizwiz_val", empty, D "vizwiz/answers/val_complete.jsonl", NULL, NULL);
+    CHECK(s == NULL, "no val.json");
+    CHECK_ERR_HAS("val.json is missing");
+    CHECK_ERR_HAS("VizWiz_final/vqa_data/Annotations.zip");
+    cJSON_Delete(s);
+    eval_inputs ein = {.data = empty};
+    CHECK(val->prepare(&ein, prepared, 0) != 0, "prepare without val.json");
+    CHECK_ERR_HAS("val.json is missing");
+    free(empty);
+    free(want30);
+    free(prepared);
+    free(prepared30);
+    cJSON_Delete(g);
+}
+
 int main(void) {
     tmp = check_tmpdir();
     test_registry();
@@ -371,6 +455,7 @@ int main(void) {
     test_gqa();
     test_vqav2();
     test_vizwiz();
+    test_vizwiz_val();
     check_rm_rf(tmp);
     free(tmp);
     return check_done();

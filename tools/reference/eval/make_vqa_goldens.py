@@ -1,5 +1,5 @@
-"""Goldens for the VQA-family scorers (eval/bench_textvqa.c, bench_vqav2.c, bench_vizwiz.c, bench_gqa.c,
-eval/vqa_norm.c): synthetic benchmark data in each official format, answers files built to hit every
+"""Goldens for the VQA-family scorers (eval/bench_textvqa.c, bench_vqav2.c, bench_vizwiz.c, bench_vizwiz_val.c,
+bench_gqa.c, eval/vqa_norm.c): synthetic benchmark data in each official format, answers files built to hit every
 branch of the normalisations and of the pairing, and what the OFFICIAL code, run unmodified, makes of
 them. Writes tests/data/eval/{textvqa,vqav2,vizwiz,gqa}/ and tests/data/eval/vqa_norm.json, which
 tests/test_eval_vqa.c reads; nothing here is re-stated, only data is generated.
@@ -13,7 +13,11 @@ imports torch, is replaced by an empty one so that llava.eval.m4c_evaluator impo
            llava/eval/eval_textvqa.py, scripts/convert_vqav2_for_submission.py,
            scripts/convert_vizwiz_for_submission.py, scripts/convert_gqa_for_eval.py
   --vqa    GT-Vision-Lab/VQA @ a013f0043c1e2cdc995922dfe257f7149aa9af06
-           PythonHelperTools/vqaTools/vqa.py, PythonEvaluationTools/vqaEvaluation/vqaEval.py (Python 2.7)
+           PythonHelperTools/vqaTools/vqa.py, PythonEvaluationTools/vqaEvaluation/vqaEval.py (Python 2.7),
+           also for VizWiz val (vizwiz_val): VizWiz's own evaluation code (the VizWiz API) is not reachable
+           at a known source and commit, so its reference is this VQA evaluator on VizWiz's answers in the
+           VQA v2 layout (make_vizwiz_val says how they are converted); VizWiz's challenge reports the same
+           VQA accuracy
   --gqa-eval  GQA's eval.py as LLaVA's docs/Evaluation.md has it modified (the gist
            haotian-liu/db6eddc2a984b4cbcc8a7f26fd523187, which this machine cannot reach): a copy of it is
            afra-baas/LLaVA @ 57e09fef925779d620ea63c286179a807adfe015 playground/data/eval/gqa/data/eval.py
@@ -30,6 +34,10 @@ m4c_evaluator.py and eval.py import); vqaEval.py under Python 2.7 (--python2). F
     /tmp/vqa310/bin/python tools/reference/eval/make_vqa_goldens.py --llava /path/to/LLaVA \\
         --vqa /path/to/VQA --gqa-eval afra-baas+LLaVA:57e09fef...:playground/data/eval/gqa/data/eval.py \\
         --python2 python2.7
+
+(On this project's machines: Python 2.7 and 3.10 are pyenv's, /root/.pyenv/versions/2.7.18/bin/python2.7
+and a venv made from /root/.pyenv/versions/3.10.13; the clones are the bare mirrors
+/work/.mirror/<owner>+<name>/repo, a --gqa-eval given as /work/.mirror/afra-baas+LLaVA/repo:57e09fef...:PATH.)
 
 A --gqa-eval is a file path, or REPO:COMMIT:PATH read with git show.
 
@@ -605,7 +613,113 @@ def make_vizwiz(off, rng):
                    ["--annotation-file", str(d / "llava_test.jsonl"), "--result-file", str(d / "answers/complete.jsonl"),
                     "--result-upload-file", str(w / "answers_upload/llava-v1.5-7b.json")])
     write(d / "official" / "answers_upload.json", (w / "answers_upload/llava-v1.5-7b.json").read_bytes())
-    return {"complete": {"questions": len(test), "missing": 0}, "missing": {"questions": len(test), "missing": 3}}
+    golden = {"complete": {"questions": len(test), "missing": 0}, "missing": {"questions": len(test), "missing": 3}}
+    golden.update(make_vizwiz_val(off, rng, d))
+    return golden
+
+
+def make_vizwiz_val(off, rng, d):
+    """vizwiz_val (eval/bench_vizwiz_val.c): VizWiz's val.json (the Annotations.zip format), the question
+    file prepare() must write from it, and the official VQA accuracy of what convert_vizwiz_for_submission.py
+    would upload. VizWiz's own evaluation code (the VizWiz API's vqaEval.py) is not reachable at a known source
+    and commit (third-party copies, e.g. TRI-ML/vlm-evaluation vlm_eval/util/evaluation/vizwiz/eval.py, leave
+    out by position and normalise the answer always and the annotators' answers never), so the reference is
+    the VQA evaluator, whose accuracy VizWiz's challenge reports: GT-Vision-Lab's vqa.py/vqaEval.py, unmodified
+    (Python 2.7), on VizWiz's answers converted to the VQA v2 layout: a questions file and an annotations
+    file whose question_id and image_id are VizWiz's image name, question_type "none" (VizWiz has none),
+    and the ten answers with their answer_confidence and the answer_id 1..10 that VQA v2's answers carry
+    (without it vqaEval's `item != gtAnsDatum` would leave out every answer equal to the one held out,
+    answer_confidence included, not that one alone). The upload file's {"image", "answer"} become
+    {"question_id": image, "answer"}: VizWiz's question ids are its image names."""
+    types = {"yes": "yes/no", "no": "yes/no", "2": "number", "10": "number", "0": "number", "1000": "number",
+             "3.5": "number", "unanswerable": "unanswerable"}
+    concepts = [c for c in FORMS if c not in ("empty", "unicode")]
+    texts = {5: "\u00bfQu\u00e9 es esto? caf\u00e9 \U0001f44d", 9: 'Read "this" \\ label\nplease',
+             14: "  what color?  ", 21: "", 33: "Is it\ton?"}
+    val = []
+    for n in range(60):
+        image = "VizWiz_val_%08d.jpg" % n
+        if n % 11 == 0:  # the ten agree: compared as they are, unnormalised
+            gt = [rng.choice(["unanswerable", "yes", "Yes", " two ", "dog", "hot-dog", "Unanswerable"])] * 10
+            concept = {"yes": "yes", "Yes": "yes", " two ": "2", "dog": "dog", "hot-dog": "hot dog"}.get(
+                gt[0], "unanswerable")
+        elif n % 4 == 1:  # unanswerable for most annotators, as VizWiz's often are
+            k = rng.choice([10, 9, 8, 6, 4, 3])
+            gt = [rng.choice(FORMS["unanswerable"][:2]) for _ in range(k)] + \
+                [rng.choice(all_forms()) for _ in range(10 - k)]
+            rng.shuffle(gt)
+            concept = "unanswerable"
+        else:
+            gt, concept = pick_gt(rng, concepts + ["unicode", "empty"])
+        val.append({"image": image, "question": texts.get(n, "What is this %d?" % n),
+                    "answers": [{"answer": a, "answer_confidence": rng.choice(["yes", "maybe", "no"])} for a in gt],
+                    "answer_type": types.get(concept, "other"), "answerable": int(concept != "unanswerable"),
+                    "_concept": concept})
+    clean = [{k: v for k, v in q.items() if not k.startswith("_")} for q in val]
+    write(d / "val.json", compact(clean))
+    val_llava = [{"question_id": q["image"], "image": q["image"], "text": q["question"] + VIZWIZ_SUFFIX} for q in val]
+    write(d / "llava_val.jsonl", jsonl(val_llava))  # what prepare() must write
+
+    def val_answer(i):
+        q = val[i]
+        r = rng.random()
+        t = rng.choice(FORMS[q["_concept"]]) if r < 0.4 else (
+            rng.choice(q["answers"])["answer"] if r < 0.6 else
+            rng.choice(FORMS["unanswerable"]) if r < 0.75 else rng.choice(all_forms()))
+        return answer_line(val_llava[i]["question_id"], val_llava[i]["text"], t, i)
+
+    complete = [val_answer(i) for i in range(len(val))]
+    # a repeat: the last counts
+    complete.insert(12, answer_line(val_llava[20]["question_id"], val_llava[20]["text"], "Unanswerable.", 900))
+    complete.append(answer_line("VizWiz_test_00000001.jpg", "x", "yes", 901))  # not a val question: ignored
+    complete.append(answer_line(3, "x", "yes", 902))  # a number id: no val question has it
+    write(d / "answers" / "val_complete.jsonl", jsonl(complete))
+    # Questions left unanswered: only where an uploaded "" scores 0 (no annotator answer that is, or that
+    # vqaEval's steps make, empty).
+    gts = sorted({x["answer"] for q in val for x in q["answers"]})
+    normed = dict(zip(gts, off.python2(PY2_NORM, [g.strip() for g in gts])["out"]))
+    drop = [i for i in range(len(val)) if i % 5 == 2 and not any(
+        x["answer"].strip() == "" or normed[x["answer"]][1] == "" for x in val[i]["answers"])][:8]
+    assert len(drop) >= 5, drop
+    missing = [a for a in complete if a["question_id"] not in {val_llava[i]["question_id"] for i in drop}]
+    write(d / "answers" / "val_missing.jsonl", jsonl(missing))
+
+    info = {"description": "synthetic VizWiz val in the VQA v2 layout", "version": "2.0"}
+    lic = {"name": "none", "url": "none"}
+    w = pathlib.Path(tempfile.mkdtemp(dir=off.tmp))
+    (w / "questions.json").write_text(json.dumps(
+        {"info": info, "task_type": "Open-Ended", "data_type": "vizwiz", "license": lic, "data_subtype": "val",
+         "questions": [{"image_id": q["image"], "question": q["question"], "question_id": q["image"]} for q in val]}))
+    (w / "annotations.json").write_text(json.dumps(
+        {"info": info, "license": lic, "data_subtype": "val", "annotations": [
+            {"question_id": q["image"], "image_id": q["image"], "question_type": "none",
+             "answer_type": q["answer_type"], "multiple_choice_answer": q["answers"][0]["answer"],
+             "answers": [dict(a, answer_id=i + 1) for i, a in enumerate(q["answers"])]} for q in val]}))
+
+    def official_val(rows, first=None):
+        """convert_vizwiz_for_submission.py over the val question file (a missing answer given as "": the
+        converter asserts there is one), then vqaEval.py on its upload file."""
+        r = pathlib.Path(tempfile.mkdtemp(dir=off.tmp))
+        have = {a["question_id"] for a in rows}
+        filled = rows + [answer_line(q["question_id"], q["text"], "", 800 + i) for i, q in enumerate(val_llava)
+                         if q["question_id"] not in have]
+        (r / "merge.jsonl").write_text(jsonl(filled))
+        (r / "llava_val.jsonl").write_text(jsonl(val_llava))
+        off.run_script(off.pkg / "scripts/convert_vizwiz_for_submission.py",
+                       ["--annotation-file", str(r / "llava_val.jsonl"), "--result-file", str(r / "merge.jsonl"),
+                        "--result-upload-file", str(r / "answers_upload/val.json")])
+        upload = json.loads((r / "answers_upload/val.json").read_text())
+        results = [{"question_id": x["image"], "answer": x["answer"]} for x in upload]
+        (r / "results.json").write_text(json.dumps(results))
+        ids = [q["question_id"] for q in (val_llava[:first] if first else val_llava)]
+        e = off.python2(PY2_EVAL, {"annotations": str(w / "annotations.json"), "questions": str(w / "questions.json"),
+                                   "results": str(r / "results.json"), "quesIds": ids})
+        return {"accuracy": e["accuracy"]["overall"], "perAnswerType": e["accuracy"]["perAnswerType"],
+                "printed": "Overall Accuracy is: %.02f" % e["accuracy"]["overall"], "questions": len(ids),
+                "missing": sum(1 for i in ids if i not in have)}
+
+    return {"val_complete": official_val(complete), "val_missing": official_val(missing),
+            "val_first30": official_val(complete, first=30)}
 
 
 def main():
