@@ -32,7 +32,7 @@ static char *gqa_prediction(const char *text) {
 
 // The file convert_gqa_for_eval.py writes: json.dump of [{"questionId", "prediction"}] in the
 // answers' order.
-static int gqa_write_predictions(const char *path, const jsonl_lines *as, char *const *pred) {
+static int gqa_write_predictions(const char *path, const eval_lines *as, char *const *pred) {
     strbuf b = {0};
     sb_puts(&b, "[");
     for (int i = 0; i < as->n; i++) {
@@ -62,7 +62,7 @@ static cJSON *gqa_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_gqa;
     char *qpath = eval_data_file(b, in, GQA_QUESTIONS);
     cJSON *qs = qpath ? eval_read_json(qpath) : NULL, *out = NULL;
-    jsonl_lines as = {0};
+    eval_lines as = {0};
     strmap asked = {0}, last = {0}, groups = {0}, gold_at = {0}, pred_count = {0};
     char **pred = NULL, *ppath = NULL;
     gqa_count *gold = NULL;
@@ -177,7 +177,7 @@ static cJSON *gqa_score(const eval_inputs *in) {
     strmap_free(&groups);
     strmap_free(&gold_at);
     strmap_free(&pred_count);
-    jsonl_lines_free(&as);
+    eval_lines_free(&as);
     cJSON_Delete(qs);
     free(qpath);
     return out;

@@ -16,138 +16,15 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "data/strbuf.h"
 #include "eval.h"
 #include "judge.h"
+#include "pyunicode.h"
 
 extern const eval_bench eval_bench_llavabench, eval_bench_mmvet;
 
 // The system message eval_gpt_review_bench.py sends with every review request (the protocol's).
 static const char *JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer.";
-
-// Python's json.dumps of a string (ensure_ascii: non-ASCII as \uXXXX, astral characters as
-// surrogate pairs) appended to a growing buffer.
-typedef struct {
-    char *p;
-    size_t n, cap;
-} buf;
-
-static void put(buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
-
-static void py_string(buf *b, const char *s) {
-    puts_(b, "\"");
-    const unsigned char *u = (const unsigned char *)s;
-    char esc[16];
-    while (*u) {
-        unsigned cp = *u;
-        int len = 1;
-        if (cp >= 0xF0 && u[1] && u[2] && u[3])
-            cp = (cp & 7u) << 18 | (u[1] & 63u) << 12 | (u[2] & 63u) << 6 | (u[3] & 63u), len = 4;
-        else if (cp >= 0xE0 && u[1] && u[2]) cp = (cp & 15u) << 12 | (u[1] & 63u) << 6 | (u[2] & 63u), len = 3;
-        else if (cp >= 0xC0 && u[1]) cp = (cp & 31u) << 6 | (u[1] & 63u), len = 2;
-        if (cp == '"') puts_(b, "\\\"");
-        else if (cp == '\\') puts_(b, "\\\\");
-        else if (cp == '\n') puts_(b, "\\n");
-        else if (cp == '\r') puts_(b, "\\r");
-        else if (cp == '\t') puts_(b, "\\t");
-        else if (cp == '\b') puts_(b, "\\b");
-        else if (cp == '\f') puts_(b, "\\f");
-        else if (cp < 0x20 || (cp >= 0x7f && cp < 0x10000)) {
-            snprintf(esc, sizeof esc, "\\u%04x", cp);
-            puts_(b, esc);
-        } else if (cp >= 0x10000) {
-            unsigned v = cp - 0x10000;
-            snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-            puts_(b, esc);
-        } else {
-            char c = (char)cp;
-            put(b, &c, 1);
-        }
-        u += len;
-    }
-    puts_(b, "\"");
-}
-
-// Python's repr of a float as json.dumps writes it: the shortest decimal that reads back, fixed
-// notation for exponents -4 to 15 ("8.0", "0.0001"), else "1e+16" / "1e-05"; NaN, Infinity.
-static void py_float(buf *b, double x) {
-    if (isnan(x) || isinf(x)) {
-        puts_(b, isnan(x) ? "NaN" : x < 0 ? "-Infinity" : "Infinity");
-        return;
-    }
-    char s[40];
-    for (int p = 1; p <= 17; p++) {
-        snprintf(s, sizeof s, "%.*e", p - 1, x);
-        if (strtod(s, NULL) == x) break;
-    }
-    // s: [-]d[.ddd]e(+|-)XX
-    char digits[24];
-    int nd = 0, neg = s[0] == '-';
-    const char *q = s + neg;
-    for (; *q != 'e'; q++)
-        if (*q != '.') digits[nd++] = *q;
-    while (nd > 1 && digits[nd - 1] == '0') nd--;
-    digits[nd] = 0;
-    int decpt = atoi(q + 1) + 1;  // x = 0.digits * 10^decpt
-    if (neg) puts_(b, "-");
-    char t[48];
-    if (decpt > -4 && decpt <= 16) {
-        if (decpt <= 0) {
-            puts_(b, "0.");
-            for (int i = 0; i < -decpt; i++) puts_(b, "0");
-            puts_(b, digits);
-        } else if (decpt >= nd) {
-            puts_(b, digits);
-            for (int i = nd; i < decpt; i++) puts_(b, "0");
-            puts_(b, ".0");
-        } else {
-            put(b, digits, (size_t)decpt);
-            puts_(b, ".");
-            puts_(b, digits + decpt);
-        }
-    } else {
-        snprintf(t, sizeof t, "%c%s%se%c%02d", digits[0], nd > 1 ? "." : "", digits + 1, decpt - 1 < 0 ? '-' : '+',
-                 abs(decpt - 1));
-        puts_(b, t);
-    }
-}
-
-// json.dumps of a value read from a JSON file: numbers that are whole as Python's ints (what they
-// were in the file, as far as cJSON can tell), others as floats; strings as py_string.
-static void py_json(buf *b, const cJSON *v) {
-    if (cJSON_IsString(v)) py_string(b, v->valuestring);
-    else if (cJSON_IsNumber(v)) {
-        double x = v->valuedouble;
-        if (isfinite(x) && x == floor(x) && fabs(x) < 1e17) {
-            char s[32];
-            snprintf(s, sizeof s, "%.0f", x);
-            puts_(b, s);
-        } else py_float(b, x);
-    } else if (cJSON_IsTrue(v)) puts_(b, "true");
-    else if (cJSON_IsFalse(v)) puts_(b, "false");
-    else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
-        int obj = cJSON_IsObject(v);
-        puts_(b, obj ? "{" : "[");
-        for (const cJSON *e = v->child; e; e = e->next) {
-            if (e != v->child) puts_(b, ", ");
-            if (obj) {
-                py_string(b, e->string);
-                puts_(b, ": ");
-            }
-            py_json(b, e);
-        }
-        puts_(b, obj ? "}" : "]");
-    } else puts_(b, "null");
-}
 
 // Python's round(x, 1) and round(x, 3): the exact binary value rounded half to even, as printf does.
 static double py_round(double x, int places) {
@@ -267,16 +144,16 @@ static cJSON *llavabench_score(const eval_inputs *in) {
             break;
         }
         // The context: the caption, or the captions joined by newlines.
-        buf cap = {0};
+        strbuf cap = {0};
         const cJSON *capj = cJSON_GetObjectItemCaseSensitive(c, "caption");
         if (cJSON_IsArray(capj)) {
             int k = 0;
             for (const cJSON *e = capj->child; e; e = e->next, k++) {
-                if (k) puts_(&cap, "\n");
-                if (cJSON_IsString(e)) puts_(&cap, e->valuestring);
+                if (k) sb_puts(&cap, "\n");
+                if (cJSON_IsString(e)) sb_puts(&cap, e->valuestring);
             }
         } else if (cJSON_IsString(capj)) {
-            puts_(&cap, capj->valuestring);
+            sb_puts(&cap, capj->valuestring);
         }
         const char *t1 = cJSON_GetObjectItemCaseSensitive(theirs, "text")->valuestring;
         const char *t2 = mine ? cJSON_GetObjectItemCaseSensitive(mine, "text")->valuestring : "";
@@ -292,28 +169,28 @@ static cJSON *llavabench_score(const eval_inputs *in) {
         if (rc != 0) break;
         int parsed = eval_judge_parse_score(review, sc);
         // The review line, as eval_gpt_review_bench.py writes it (json.dumps).
-        buf line = {0};
+        strbuf line = {0};
         char num[64];
         snprintf(num, sizeof num, "{\"id\": %d, \"question_id\": ", idx + 1);
-        puts_(&line, num);
-        py_json(&line, qid);
+        sb_puts(&line, num);
+        pyu_json_value(&line, qid);
         const cJSON *a1 = cJSON_GetObjectItemCaseSensitive(theirs, "answer_id");
         const cJSON *a2 = mine ? cJSON_GetObjectItemCaseSensitive(mine, "answer_id") : NULL;
-        puts_(&line, ", \"answer1_id\": ");
-        py_json(&line, a1 ? a1 : qid);
-        puts_(&line, ", \"answer2_id\": ");
-        py_json(&line, a2);  // null: no answer (the script would stop there)
-        puts_(&line, ", \"category\": ");
-        py_string(&line, category);
-        puts_(&line, ", \"content\": ");
-        py_string(&line, review);
-        puts_(&line, ", \"tuple\": [");
+        sb_puts(&line, ", \"answer1_id\": ");
+        pyu_json_value(&line, a1 ? a1 : qid);
+        sb_puts(&line, ", \"answer2_id\": ");
+        pyu_json_value(&line, a2);  // null: no answer (the script would stop there)
+        sb_puts(&line, ", \"category\": ");
+        pyu_json_string(&line, category);
+        sb_puts(&line, ", \"content\": ");
+        pyu_json_string(&line, review);
+        sb_puts(&line, ", \"tuple\": [");
         if (parsed) {  // parse_score's floats; its failure is [-1, -1], ints
-            py_float(&line, sc[0]);
-            puts_(&line, ", ");
-            py_float(&line, sc[1]);
-        } else puts_(&line, "-1, -1");
-        puts_(&line, "]}\n");
+            pyu_json_float(&line, sc[0]);
+            sb_puts(&line, ", ");
+            pyu_json_float(&line, sc[1]);
+        } else sb_puts(&line, "-1, -1");
+        sb_puts(&line, "]}\n");
         fputs(line.p, rf);
         fflush(rf);
         free(line.p);
@@ -403,18 +280,18 @@ static cJSON *mmvet_score(const eval_inputs *in) {
     }
     cJSON *out = NULL;
     if (rc == 0) {
-        buf f = {0};
-        if (nk == 0) puts_(&f, "{}");
+        strbuf f = {0};
+        if (nk == 0) sb_puts(&f, "{}");
         else {
-            puts_(&f, "{\n");
+            sb_puts(&f, "{\n");
             for (int j = 0; j < nk; j++) {
-                puts_(&f, "  ");
-                py_string(&f, keys[j]);
-                puts_(&f, ": ");
-                py_string(&f, texts[j]);
-                puts_(&f, j + 1 < nk ? ",\n" : "\n");
+                sb_puts(&f, "  ");
+                pyu_json_string(&f, keys[j]);
+                sb_puts(&f, ": ");
+                pyu_json_string(&f, texts[j]);
+                sb_puts(&f, j + 1 < nk ? ",\n" : "\n");
             }
-            puts_(&f, "}");
+            sb_puts(&f, "}");
         }
         char *rp = path_join(in->out ? in->out : ".", "results.json");
         rc = write_file_atomic(rp, f.p, f.n);

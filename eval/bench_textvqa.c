@@ -89,10 +89,10 @@ static cJSON *textvqa_score(const eval_inputs *in) {
     char *qpath = in->questions ? xstrdup(in->questions) : eval_data_file(b, in, b->question_file);
     char *apath = qpath ? eval_data_file(b, in, TEXTVQA_ANNOTATIONS) : NULL;
     cJSON *ann = apath ? eval_read_json(apath) : NULL, *out = NULL;
-    jsonl_lines qs = {0}, as = {0};
+    eval_lines qs = {0}, as = {0};
     strmap by_key = {0}, buckets = {0};
     double *scores = NULL;
-    int ok = ann && jsonl_read_lines(qpath, &qs) == 0 && vqa_read_answers(in->answers, &as, 1) == 0;
+    int ok = ann && eval_read_lines(qpath, &qs) == 0 && vqa_read_answers(in->answers, &as, 1) == 0;
     const cJSON *data = ok ? cJSON_GetObjectItemCaseSensitive(ann, "data") : NULL;
     if (ok && !cJSON_IsArray(data)) ok = 0, llava_fail("%s: no \"data\" array", apath);
     // Annotations by (image_id, question.lower()): a repeated key keeps the last, as the dict does.
@@ -190,8 +190,8 @@ static cJSON *textvqa_score(const eval_inputs *in) {
     strmap_free(&buckets);
     strmap_free(&by_key);
     free(scores);
-    jsonl_lines_free(&qs);
-    jsonl_lines_free(&as);
+    eval_lines_free(&qs);
+    eval_lines_free(&as);
     cJSON_Delete(ann);
     free(apath);
     free(qpath);

@@ -20,13 +20,13 @@ extern const eval_bench eval_bench_vizwiz;
 static cJSON *vizwiz_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_vizwiz;
     char *tpath = eval_data_file(b, in, b->question_file), *upath = NULL;
-    jsonl_lines test = {0}, as = {0}, qs = {0};
+    eval_lines test = {0}, as = {0}, qs = {0};
     strmap last = {0};
     cJSON *out = NULL;
-    int ok = tpath && jsonl_read_lines(tpath, &test) == 0 && vqa_read_answers(in->answers, &as, 0) == 0 &&
-             (!in->questions || jsonl_read_lines(in->questions, &qs) == 0);
+    int ok = tpath && eval_read_lines(tpath, &test) == 0 && vqa_read_answers(in->answers, &as, 0) == 0 &&
+             (!in->questions || eval_read_lines(in->questions, &qs) == 0);
     if (ok) vqa_answers_last(&as, &last);
-    const jsonl_lines *asked = in->questions ? &qs : &test;
+    const eval_lines *asked = in->questions ? &qs : &test;
     const char *asked_path = in->questions ? in->questions : tpath;
     int missing = 0;
     for (int i = 0; ok && i < asked->n; i++) {
@@ -74,9 +74,9 @@ static cJSON *vizwiz_score(const eval_inputs *in) {
         cJSON_AddStringToObject(out, "submit_to", "https://eval.ai/web/challenges/challenge-page/2185/my-submission");
     }
     strmap_free(&last);
-    jsonl_lines_free(&test);
-    jsonl_lines_free(&as);
-    jsonl_lines_free(&qs);
+    eval_lines_free(&test);
+    eval_lines_free(&as);
+    eval_lines_free(&qs);
     free(upath);
     free(tpath);
     return out;

@@ -136,13 +136,13 @@ static cJSON *vizwiz_val_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_vizwiz_val;
     char *vpath = eval_data_file(b, in, VIZWIZ_VAL);
     cJSON *val = vpath ? vizwiz_val_read(vpath) : NULL, *out = NULL;
-    jsonl_lines as = {0}, qs = {0};
+    eval_lines as = {0}, qs = {0};
     strmap last = {0}, by_image = {0}, types = {0};
     type_acc *ta = NULL;
     const cJSON **order = NULL;
     int nt = 0, nq = 0;
     int ok = val && vqa_read_answers(in->answers, &as, 0) == 0 &&
-             (!in->questions || jsonl_read_lines(in->questions, &qs) == 0);
+             (!in->questions || eval_read_lines(in->questions, &qs) == 0);
     if (ok) {
         vqa_answers_last(&as, &last);
         for (const cJSON *q = val->child; q; q = q->next) {
@@ -211,8 +211,8 @@ static cJSON *vizwiz_val_score(const eval_inputs *in) {
     strmap_free(&types);
     strmap_free(&by_image);
     strmap_free(&last);
-    jsonl_lines_free(&as);
-    jsonl_lines_free(&qs);
+    eval_lines_free(&as);
+    eval_lines_free(&qs);
     cJSON_Delete(val);
     free(vpath);
     return out;

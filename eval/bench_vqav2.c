@@ -35,10 +35,10 @@ static cJSON *vqav2_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_vqav2;
     char *qpath = in->questions ? xstrdup(in->questions) : eval_data_file(b, in, b->question_file);
     char *tpath = qpath ? eval_data_file(b, in, VQAV2_TEST_ALL) : NULL, *upath = NULL;
-    jsonl_lines qs = {0}, test = {0}, as = {0};
+    eval_lines qs = {0}, test = {0}, as = {0};
     strmap last = {0};
     cJSON *out = NULL;
-    int ok = tpath && jsonl_read_lines(qpath, &qs) == 0 && jsonl_read_lines(tpath, &test) == 0 &&
+    int ok = tpath && eval_read_lines(qpath, &qs) == 0 && eval_read_lines(tpath, &test) == 0 &&
              vqa_read_answers(in->answers, &as, 0) == 0;
     if (ok) vqa_answers_last(&as, &last);
     int missing = 0;
@@ -87,9 +87,9 @@ static cJSON *vqav2_score(const eval_inputs *in) {
         cJSON_AddStringToObject(out, "submit_to", "https://eval.ai/web/challenges/challenge-page/830/my-submission");
     }
     strmap_free(&last);
-    jsonl_lines_free(&qs);
-    jsonl_lines_free(&test);
-    jsonl_lines_free(&as);
+    eval_lines_free(&qs);
+    eval_lines_free(&test);
+    eval_lines_free(&as);
     free(upath);
     free(tpath);
     free(qpath);
@@ -145,12 +145,12 @@ static cJSON *vqav2_val_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_vqav2_val;
     char *apath = eval_data_file(b, in, VQAV2_VAL_ANNOTATIONS);
     cJSON *ann = apath ? eval_read_json(apath) : NULL, *out = NULL;
-    jsonl_lines as = {0}, qs = {0};
+    eval_lines as = {0}, qs = {0};
     strmap last = {0}, by_qid = {0}, types = {0};
     vqa_type_acc *ta = NULL;
     int nt = 0;
     int ok = ann && vqa_read_answers(in->answers, &as, 0) == 0 &&
-             (!in->questions || jsonl_read_lines(in->questions, &qs) == 0);
+             (!in->questions || eval_read_lines(in->questions, &qs) == 0);
     const cJSON *anns = ok ? cJSON_GetObjectItemCaseSensitive(ann, "annotations") : NULL;
     if (ok && !cJSON_IsArray(anns)) ok = 0, llava_fail("%s: no \"annotations\" array", apath);
     if (ok) vqa_answers_last(&as, &last);
@@ -285,8 +285,8 @@ static cJSON *vqav2_val_score(const eval_inputs *in) {
     strmap_free(&types);
     strmap_free(&by_qid);
     strmap_free(&last);
-    jsonl_lines_free(&as);
-    jsonl_lines_free(&qs);
+    eval_lines_free(&as);
+    eval_lines_free(&qs);
     cJSON_Delete(ann);
     free(apath);
     return out;

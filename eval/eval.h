@@ -60,7 +60,18 @@ const eval_bench *eval_find(const char *name);  // NULL when there is none of th
 
 // --- helpers the scorers share (eval/common.c)
 
-// A JSON Lines file as an array of objects. NULL with an error naming the file and the line.
+// A JSON Lines file in order, each object with the line it came from: obj[i] (an item of arr) came
+// from line line[i]. Blank lines are skipped; a line that is not a JSON object fails (-1) naming the
+// file and the line.
+typedef struct {
+    cJSON *arr;
+    cJSON **obj;
+    int *line;
+    int n;
+} eval_lines;
+int eval_read_lines(const char *path, eval_lines *out);
+void eval_lines_free(eval_lines *l);  // NULL-safe
+// The same file as an array of objects only. NULL with an error naming the file and the line.
 cJSON *eval_read_jsonl(const char *path);
 // A JSON file. NULL with an error naming the file.
 cJSON *eval_read_json(const char *path);

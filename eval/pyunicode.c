@@ -232,6 +232,75 @@ void pyu_json_int(strbuf *b, double v) {
     sb_puts(b, t);
 }
 
+// Python's repr of a float as json.dumps writes it: the shortest decimal that reads back, fixed
+// notation for exponents -4 to 15 ("8.0", "0.0001"), else "1e+16" / "1e-05"; NaN, Infinity.
+void pyu_json_float(strbuf *b, double x) {
+    if (isnan(x) || isinf(x)) {
+        sb_puts(b, isnan(x) ? "NaN" : x < 0 ? "-Infinity" : "Infinity");
+        return;
+    }
+    char s[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(s, sizeof s, "%.*e", p - 1, x);
+        if (strtod(s, NULL) == x) break;
+    }
+    // s: [-]d[.ddd]e(+|-)XX
+    char digits[24];
+    int nd = 0, neg = s[0] == '-';
+    const char *q = s + neg;
+    for (; *q != 'e'; q++)
+        if (*q != '.') digits[nd++] = *q;
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    digits[nd] = 0;
+    int decpt = atoi(q + 1) + 1;  // x = 0.digits * 10^decpt
+    if (neg) sb_puts(b, "-");
+    char t[48];
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            sb_puts(b, "0.");
+            for (int i = 0; i < -decpt; i++) sb_puts(b, "0");
+            sb_puts(b, digits);
+        } else if (decpt >= nd) {
+            sb_puts(b, digits);
+            for (int i = nd; i < decpt; i++) sb_puts(b, "0");
+            sb_puts(b, ".0");
+        } else {
+            sb_put(b, digits, (size_t)decpt);
+            sb_puts(b, ".");
+            sb_puts(b, digits + decpt);
+        }
+    } else {
+        snprintf(t, sizeof t, "%c%s%se%c%02d", digits[0], nd > 1 ? "." : "", digits + 1, decpt - 1 < 0 ? '-' : '+',
+                 abs(decpt - 1));
+        sb_puts(b, t);
+    }
+}
+
+// json.dumps of a value read from a JSON file: numbers that are whole as Python's ints (what they
+// were in the file, as far as cJSON can tell), others as floats; strings as pyu_json_string.
+void pyu_json_value(strbuf *b, const cJSON *v) {
+    if (cJSON_IsString(v)) pyu_json_string(b, v->valuestring);
+    else if (cJSON_IsNumber(v)) {
+        double x = v->valuedouble;
+        if (isfinite(x) && x == floor(x) && fabs(x) < 1e17) pyu_json_int(b, x);
+        else pyu_json_float(b, x);
+    } else if (cJSON_IsTrue(v)) sb_puts(b, "true");
+    else if (cJSON_IsFalse(v)) sb_puts(b, "false");
+    else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+        int obj = cJSON_IsObject(v);
+        sb_puts(b, obj ? "{" : "[");
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (e != v->child) sb_puts(b, ", ");
+            if (obj) {
+                pyu_json_string(b, e->string);
+                sb_puts(b, ": ");
+            }
+            pyu_json_value(b, e);
+        }
+        sb_puts(b, obj ? "}" : "]");
+    } else sb_puts(b, "null");
+}
+
 double pyu_round2_py2(double x, int n) {
     if (!isfinite(x)) return x;
     // The exact decimal expansion of x (a double's binary fraction ends within 1100 digits), rounded

@@ -1,9 +1,12 @@
 // The Python str operations the official VQA-family scorers use, re-stated on code points for the
 // two interpreters they run on: Python 3.10 (LLaVA's m4c_evaluator.py, convert_gqa_for_eval.py) and
 // Python 2.7 (GT-Vision-Lab/VQA's vqaEval.py). The character tables are read off both interpreters
-// (eval/pyunicode_tables.h, tools/reference/eval/make_pyunicode_tables.py).
+// (eval/pyunicode_tables.h, tools/reference/eval/make_pyunicode_tables.py). Also the room's one
+// writer of Python's json.dumps text (strings with ensure_ascii, ints, floats, values read from
+// JSON), used by every scorer that writes a file the official scripts would have written.
 #pragma once
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +43,12 @@ char *pyu_rstrip_ascii(const char *s, const char *chars);
 // integral number, appended to b.
 void pyu_json_string(strbuf *b, const char *utf8);
 void pyu_json_int(strbuf *b, double v);
+// json.dumps's text for a float (Python's repr: the shortest decimal that reads back, "8.0", "0.0001",
+// "1e+16", "1e-05"; NaN, Infinity), and for a value read from a JSON file: whole numbers as ints
+// (what they were in the file, as far as cJSON can tell), others as floats, ", " and ": " between
+// items as json.dumps writes them without indent.
+void pyu_json_float(strbuf *b, double x);
+void pyu_json_value(strbuf *b, const cJSON *v);
 
 // Python 2.7's round(x, n): the correctly rounded decimal, halfway cases away from zero.
 double pyu_round2_py2(double x, int n);

@@ -1,6 +1,7 @@
-// What the scorers of POPE, ScienceQA, MME, SEED-Bench and MMBench share (eval/score_*.c): JSON Lines
-// read in order with their line numbers, Python's dictionary semantics for question ids, the few
-// Python str operations their official scripts apply, and Python's json.dumps for the files they write.
+// What the scorers of POPE, ScienceQA, MME, SEED-Bench and MMBench share (eval/score_*.c) beyond
+// eval/common.c (JSON Lines with their line numbers, eval/eval.h; the string map, eval/strmap.h):
+// answers files checked, Python's dictionary semantics for question ids, and the few Python str
+// operations their official scripts apply.
 #pragma once
 
 #include <stddef.h>
@@ -8,23 +9,11 @@
 
 #include "data/strbuf.h"
 #include "eval.h"
+#include "strmap.h"
 
-// A JSON Lines file in order: objects[i] came from line line[i] (blank lines skipped).
-typedef struct {
-    cJSON *arr;
-    cJSON **obj;
-    int *line;
-    int n;
-    char *path;
-} sc_lines;
-
-// NULL-safe free.
-void sc_lines_free(sc_lines *l);
-// Every line a JSON object; -1 naming the file and the line otherwise.
-int sc_read_lines(const char *path, sc_lines *out);
 // An answers file (LLaVA's format): also every line with a question_id (number or string) and a
 // string "text"; -1 naming the file, the line and what is wrong.
-int sc_read_answers(const char *path, sc_lines *out);
+int sc_read_answers(const char *path, eval_lines *out);
 
 // Python's dict key of a JSON question_id: a number by its value (1 and 1.0 are one key), a string
 // by its text, never equal to a number. NULL for anything else. Caller frees.
@@ -32,18 +21,6 @@ char *sc_key(const cJSON *qid);
 // The key of the string s as a Python str key, and of the integer v as a Python int key.
 char *sc_key_str(const char *s);
 char *sc_key_int(long long v);
-
-// A string -> int map (open addressing), for question ids.
-typedef struct {
-    char **k;
-    int *v;
-    size_t cap, n;
-} sc_map;
-void sc_map_free(sc_map *m);
-// Sets k -> v (replacing, as a Python dict assignment does). Takes a copy of k.
-void sc_map_set(sc_map *m, const char *k, int v);
-// The value, or -1.
-int sc_map_get(const sc_map *m, const char *k);
 
 // The question file a scorer reads: in->questions, else `name` under in->data (NULL with an error
 // naming it and what to download when it is missing).
@@ -53,10 +30,6 @@ char *sc_question_path(const eval_bench *b, const eval_inputs *in, const char *n
 uint32_t sc_utf8(const char *p, int *len);
 // Python 3's str.isspace() (what str.split() and str.strip() without arguments split and strip on).
 int sc_py_space(uint32_t c);
-
-// Python's json.dumps of a string (ensure_ascii: \uXXXX for everything past ASCII, surrogate pairs
-// past the BMP; \" \\ \n \r \t \b \f, \u00XX for the other control characters).
-void sc_py_json_str(strbuf *b, const char *s);
 
 // Writes `len` bytes to `name` under in->out (made if missing); 0 when in->out is NULL.
 int sc_write_out(const eval_inputs *in, const char *name, const char *data, size_t len);

@@ -520,8 +520,8 @@ static void tsv_put(strbuf *b, const mmb_cell *c) {
 static cJSON *mmb_score_bench(const eval_bench *b, const eval_inputs *in) {
     mmb_data d;
     if (data_read(b, in, &d) != 0) return NULL;
-    sc_lines ans = {0}, qs = {0};
-    sc_map amap = {0}, rawmap = {0}, only = {0};
+    eval_lines ans = {0}, qs = {0};
+    strmap amap = {0}, rawmap = {0}, only = {0};
     cJSON *out = NULL;
     if (d.cans < 0) {
         llava_fail("%s: no \"answer\" column (MMBench's test split is scored on its server only)", d.t.path);
@@ -532,37 +532,37 @@ static cJSON *mmb_score_bench(const eval_bench *b, const eval_inputs *in) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(ans.obj[i], "question_id");
         const cJSON *round = cJSON_GetObjectItemCaseSensitive(ans.obj[i], "round_id");
         char *k = sc_key(id);
-        sc_map_set(&rawmap, k, i);
+        strmap_set_int(&rawmap, k, i);
         free(k);
         if (!d.copies && cJSON_IsNumber(id) && cJSON_IsNumber(round) && round->valueint > 0)
             k = sc_key_int((long long)id->valuedouble + round->valueint * MMB_ROUND);
         else k = sc_key(id);
-        sc_map_set(&amap, k, i);
+        strmap_set_int(&amap, k, i);
         free(k);
     }
     int restrict_ids = 0;
     if (in->questions) {
-        if (sc_read_lines(in->questions, &qs) != 0) goto done;
+        if (eval_read_lines(in->questions, &qs) != 0) goto done;
         for (int i = 0; i < qs.n; i++) {
             char *k = sc_key(cJSON_GetObjectItemCaseSensitive(qs.obj[i], "question_id"));
-            if (k) sc_map_set(&only, k, 1);
+            if (k) strmap_set_int(&only, k, 1);
             free(k);
         }
         restrict_ids = 1;
     }
     // Every row (rotation) scored: hit[main] stays 1 while each of its rotations matches.
-    sc_map mains = {0};
+    strmap mains = {0};
     int nmain = 0, nrows = 0, missing = 0, matched = 0;
     int *mhit = xcalloc((size_t)d.t.nrow + 1, sizeof(int)), *mrow = xcalloc((size_t)d.t.nrow + 1, sizeof(int));
     // main questions first (index < 1e6), in index order as VLMEvalKit sorts them
     for (int r = 0; r < d.t.nrow; r++) {
         if (d.index[r] >= MMB_ROUND) continue;
         char *k = sc_key_int(d.index[r]);
-        if (!restrict_ids || sc_map_get(&only, k) >= 0) {
-            if (sc_map_get(&mains, k) < 0) {
+        if (!restrict_ids || strmap_get_int(&only, k) >= 0) {
+            if (strmap_get_int(&mains, k) < 0) {
                 mrow[nmain] = r;
                 mhit[nmain] = 1;
-                sc_map_set(&mains, k, nmain++);
+                strmap_set_int(&mains, k, nmain++);
             }
         }
         free(k);
@@ -574,14 +574,14 @@ static cJSON *mmb_score_bench(const eval_bench *b, const eval_inputs *in) {
         for (int k = 0; k < nr; k++) {
             long long qid = d.index[r] + k * MMB_ROUND;
             char *key = sc_key_int(qid);
-            if (restrict_ids && sc_map_get(&only, key) < 0) {
+            if (restrict_ids && strmap_get_int(&only, key) < 0) {
                 free(key);
                 continue;
             }
             char *mk = sc_key_int(qid % MMB_ROUND);
-            int m = sc_map_get(&mains, mk);
+            int m = strmap_get_int(&mains, mk);
             free(mk);
-            int a = sc_map_get(&amap, key);
+            int a = strmap_get_int(&amap, key);
             free(key);
             if (m < 0) continue;  // a rotation whose question is not asked
             nrows++;
@@ -627,7 +627,7 @@ static cJSON *mmb_score_bench(const eval_bench *b, const eval_inputs *in) {
     groups_out(cJSON_AddObjectToObject(out, "category"), cat, ncat);
     free(mhit);
     free(mrow);
-    sc_map_free(&mains);
+    strmap_free(&mains);
     if (in->out) {  // the upload table
         static const char *const DROP[] = {"hint", "category", "source", "image", "comment", "l2-category"};
         int keep[256], nk = 0;
@@ -647,7 +647,7 @@ static cJSON *mmb_score_bench(const eval_bench *b, const eval_inputs *in) {
         sb_puts(&up, "\n");
         for (int r = 0; r < d.t.nrow; r++) {
             char *k = sc_key_int(d.index[r]);
-            int a = sc_map_get(&rawmap, k);
+            int a = strmap_get_int(&rawmap, k);
             free(k);
             for (int j = 0; j <= nk; j++) {
                 if (j) sb_puts(&up, "\t");
@@ -671,11 +671,11 @@ static cJSON *mmb_score_bench(const eval_bench *b, const eval_inputs *in) {
         }
     }
 done:
-    sc_map_free(&amap);
-    sc_map_free(&rawmap);
-    sc_map_free(&only);
-    sc_lines_free(&ans);
-    sc_lines_free(&qs);
+    strmap_free(&amap);
+    strmap_free(&rawmap);
+    strmap_free(&only);
+    eval_lines_free(&ans);
+    eval_lines_free(&qs);
     data_free(&d);
     return out;
 }

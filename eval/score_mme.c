@@ -52,13 +52,13 @@ static const char *const MME_TASKS[14] = {"existence",
 
 // The ground truth: key "task\x1ffile\x1fquestion" -> index into gt_ans.
 typedef struct {
-    sc_map map;
+    strmap map;
     char **ans;
     int n, cap;
 } mme_gt;
 
 static void gt_free(mme_gt *g) {
-    sc_map_free(&g->map);
+    strmap_free(&g->map);
     for (int i = 0; i < g->n; i++) free(g->ans[i]);
     free(g->ans);
 }
@@ -114,7 +114,7 @@ static int gt_read_file(mme_gt *g, const char *task, const char *dir, const char
         char *a = xmalloc(an + 1);
         memcpy(a, tab + 1, an);
         a[an] = 0;
-        int at = sc_map_get(&g->map, k);
+        int at = strmap_get_int(&g->map, k);
         if (at >= 0) {  // a repeated question: the last line counts (a dict assignment)
             free(g->ans[at]);
             g->ans[at] = a;
@@ -124,7 +124,7 @@ static int gt_read_file(mme_gt *g, const char *task, const char *dir, const char
                 g->ans = xrealloc(g->ans, sizeof(char *) * (size_t)g->cap);
             }
             g->ans[g->n] = a;
-            sc_map_set(&g->map, k, g->n++);
+            strmap_set_int(&g->map, k, g->n++);
         }
         free(k);
         s = next;
@@ -205,7 +205,7 @@ static const char *gt_find(const mme_gt *g, const char *task, const char *file, 
         free(p);
         p = r;
         char *k = gt_key(task, file, p);
-        if (sc_map_get(&g->map, k) < 0) {
+        if (strmap_get_int(&g->map, k) < 0) {
             r = str_replace_all(p, MME_YN, MME_YN2);
             free(p);
             p = r;
@@ -213,7 +213,7 @@ static const char *gt_find(const mme_gt *g, const char *task, const char *file, 
         free(k);
     }
     char *k = gt_key(task, file, p);
-    int at = sc_map_get(&g->map, k);
+    int at = strmap_get_int(&g->map, k);
     free(k);
     *q_out = p;
     return at >= 0 ? g->ans[at] : NULL;
@@ -256,14 +256,14 @@ static cJSON *mme_score(const eval_inputs *in) {
     char *root = eval_data_file(b, in, "MME_Benchmark_release_version");
     char *qp = root ? sc_question_path(b, in, b->question_file) : NULL;
     mme_gt gt = {0};
-    sc_lines qs = {0}, ans = {0};
+    eval_lines qs = {0}, ans = {0};
     cJSON *out = NULL;
     int *match = NULL;
-    if (!qp || gt_read(&gt, root) != 0 || sc_read_lines(qp, &qs) != 0 || sc_read_answers(in->answers, &ans) != 0)
+    if (!qp || gt_read(&gt, root) != 0 || eval_read_lines(qp, &qs) != 0 || sc_read_answers(in->answers, &ans) != 0)
         goto done;
     // Answers to questions: by question_id and prompt (by order within the id without a prompt).
     match = xmalloc(sizeof(int) * ((size_t)qs.n + 1));
-    sc_map first = {0};  // qid key -> first question index; questions of one id chained by next[]
+    strmap first = {0};  // qid key -> first question index; questions of one id chained by next[]
     int *next = xmalloc(sizeof(int) * ((size_t)qs.n + 1));
     for (int i = qs.n - 1; i >= 0; i--) {
         match[i] = -1;
@@ -271,17 +271,17 @@ static cJSON *mme_score(const eval_inputs *in) {
         const cJSON *tx = cJSON_GetObjectItemCaseSensitive(qs.obj[i], "text");
         if (!cJSON_IsString(id) || !cJSON_IsString(tx)) {
             llava_fail("%s line %d: an MME question needs a string question_id and a text", qp, qs.line[i]);
-            sc_map_free(&first);
+            strmap_free(&first);
             free(next);
             goto done;
         }
-        next[i] = sc_map_get(&first, id->valuestring);
-        sc_map_set(&first, id->valuestring, i);
+        next[i] = strmap_get_int(&first, id->valuestring);
+        strmap_set_int(&first, id->valuestring, i);
     }
     for (int a = 0; a < ans.n; a++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(ans.obj[a], "question_id");
         const cJSON *pr = cJSON_GetObjectItemCaseSensitive(ans.obj[a], "prompt");
-        int q = cJSON_IsString(id) ? sc_map_get(&first, id->valuestring) : -1;
+        int q = cJSON_IsString(id) ? strmap_get_int(&first, id->valuestring) : -1;
         for (; q >= 0; q = next[q]) {
             if (match[q] >= 0) continue;
             if (!cJSON_IsString(pr) ||
@@ -293,13 +293,13 @@ static cJSON *mme_score(const eval_inputs *in) {
             llava_fail("%s line %d: no question of the question file %s has question_id %s%s", in->answers, ans.line[a],
                        qp, shown, cJSON_IsString(pr) ? " and this prompt (or it was answered twice)" : "");
             free(shown);
-            sc_map_free(&first);
+            strmap_free(&first);
             free(next);
             goto done;
         }
         match[q] = a;
     }
-    sc_map_free(&first);
+    strmap_free(&first);
     free(next);
     mme_task t[14];
     memset(t, 0, sizeof t);
@@ -449,8 +449,8 @@ static cJSON *mme_score(const eval_inputs *in) {
 done:
     free(match);
     gt_free(&gt);
-    sc_lines_free(&qs);
-    sc_lines_free(&ans);
+    eval_lines_free(&qs);
+    eval_lines_free(&ans);
     free(qp);
     free(root);
     return out;

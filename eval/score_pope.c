@@ -46,18 +46,18 @@ static cJSON *pope_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_pope;
     char *qp = sc_question_path(b, in, b->question_file);
     if (!qp) return NULL;
-    sc_lines qs, ans;
-    if (sc_read_lines(qp, &qs) != 0) {
+    eval_lines qs, ans;
+    if (eval_read_lines(qp, &qs) != 0) {
         free(qp);
         return NULL;
     }
     if (sc_read_answers(in->answers, &ans) != 0) {
-        sc_lines_free(&qs);
+        eval_lines_free(&qs);
         free(qp);
         return NULL;
     }
     cJSON *out = NULL;
-    sc_map qmap = {0}, answered = {0};
+    strmap qmap = {0}, answered = {0};
     int *qsplit = xcalloc((size_t)qs.n + 1, sizeof(int)), *qpos = xcalloc((size_t)qs.n + 1, sizeof(int));
     int nq[3] = {0, 0, 0};
     for (int i = 0; i < qs.n; i++) {
@@ -72,7 +72,7 @@ static cJSON *pope_score(const eval_inputs *in) {
         qsplit[i] = -1;
         for (int s = 0; s < 3; s++)
             if (!strcmp(cat->valuestring, POPE_SPLITS[s])) qsplit[i] = s, qpos[i] = nq[s]++;
-        sc_map_set(&qmap, k, i);
+        strmap_set_int(&qmap, k, i);
         free(k);
     }
     // Each split's answers in the answers file's order, as eval_pope.py selects them.
@@ -81,7 +81,7 @@ static cJSON *pope_score(const eval_inputs *in) {
     for (int i = 0; i < ans.n; i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(ans.obj[i], "question_id");
         char *k = sc_key(id);
-        int q = sc_map_get(&qmap, k);
+        int q = strmap_get_int(&qmap, k);
         if (q < 0) {
             char *shown = cJSON_PrintUnformatted(id);
             llava_fail("%s line %d: question_id %s is not in the question file %s (eval_pope.py stops here too)",
@@ -91,7 +91,7 @@ static cJSON *pope_score(const eval_inputs *in) {
             for (int s = 0; s < 3; s++) free(apred[s]);
             goto done;
         }
-        sc_map_set(&answered, k, 1);
+        strmap_set_int(&answered, k, 1);
         free(k);
         int s = qsplit[q];
         if (s < 0) continue;
@@ -107,8 +107,8 @@ static cJSON *pope_score(const eval_inputs *in) {
         char name[64];
         snprintf(name, sizeof name, "coco/coco_pope_%s.json", POPE_SPLITS[s]);
         char *lp = eval_data_file(b, in, name);
-        sc_lines lab;
-        if (!lp || sc_read_lines(lp, &lab) != 0) {
+        eval_lines lab;
+        if (!lp || eval_read_lines(lp, &lab) != 0) {
             free(lp);
             cJSON_Delete(splits);
             cJSON_Delete(out);
@@ -121,7 +121,7 @@ static cJSON *pope_score(const eval_inputs *in) {
             if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(lab.obj[i], "label"))) bad = lab.line[i];
         if (bad) {
             llava_fail("%s line %d: no \"label\"", lp, bad);
-            sc_lines_free(&lab);
+            eval_lines_free(&lab);
             free(lp);
             cJSON_Delete(splits);
             cJSON_Delete(out);
@@ -143,7 +143,7 @@ static cJSON *pope_score(const eval_inputs *in) {
         for (int i = 0; i < qs.n; i++)
             if (qsplit[i] == s) {
                 char *k = sc_key(cJSON_GetObjectItemCaseSensitive(qs.obj[i], "question_id"));
-                missing += sc_map_get(&answered, k) < 0;
+                missing += strmap_get_int(&answered, k) < 0;
                 free(k);
             }
         double precision = TP + FP ? (double)TP / (double)(TP + FP) : 0.0;
@@ -170,7 +170,7 @@ static cJSON *pope_score(const eval_inputs *in) {
         accsum += acc;
         nsplits++;
         missing_all += missing;
-        sc_lines_free(&lab);
+        eval_lines_free(&lab);
         free(lp);
     }
     for (int s = 0; s < 3; s++) free(apred[s]);
@@ -180,12 +180,12 @@ static cJSON *pope_score(const eval_inputs *in) {
     cJSON_AddNumberToObject(out, "missing", missing_all);
     cJSON_AddItemToObject(out, "splits", splits);
 done:
-    sc_map_free(&qmap);
-    sc_map_free(&answered);
+    strmap_free(&qmap);
+    strmap_free(&answered);
     free(qsplit);
     free(qpos);
-    sc_lines_free(&qs);
-    sc_lines_free(&ans);
+    eval_lines_free(&qs);
+    eval_lines_free(&ans);
     free(qp);
     return out;
 }

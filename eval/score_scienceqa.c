@@ -139,9 +139,9 @@ static cJSON *sqa_score(const eval_inputs *in) {
     const eval_bench *bn = &eval_bench_scienceqa;
     char *pp = eval_data_file(bn, in, "problems.json"), *sp = pp ? eval_data_file(bn, in, "pid_splits.json") : NULL;
     cJSON *problems = sp ? eval_read_json(pp) : NULL, *splits = problems ? eval_read_json(sp) : NULL;
-    sc_lines ans = {0};
+    eval_lines ans = {0};
     cJSON *out = NULL, *results = NULL, *sqa = NULL;
-    sc_map pred = {0}, only = {0};
+    strmap pred = {0}, only = {0};
     int restrict_ids = 0;
     if (!splits || sc_read_answers(in->answers, &ans) != 0) goto done;
     const cJSON *test = cJSON_GetObjectItemCaseSensitive(splits, "test");
@@ -151,16 +151,16 @@ static cJSON *sqa_score(const eval_inputs *in) {
     }
     for (int i = 0; i < ans.n; i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(ans.obj[i], "question_id");
-        if (cJSON_IsString(id)) sc_map_set(&pred, id->valuestring, i);  // problems.json's ids are strings
+        if (cJSON_IsString(id)) strmap_set_int(&pred, id->valuestring, i);  // problems.json's ids are strings
     }
     if (in->questions) {  // a question file answered (a --limit run): its problems only
-        sc_lines qs;
-        if (sc_read_lines(in->questions, &qs) != 0) goto done;
+        eval_lines qs;
+        if (eval_read_lines(in->questions, &qs) != 0) goto done;
         for (int i = 0; i < qs.n; i++) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(qs.obj[i], "question_id");
-            if (cJSON_IsString(id)) sc_map_set(&only, id->valuestring, 1);
+            if (cJSON_IsString(id)) strmap_set_int(&only, id->valuestring, 1);
         }
-        sc_lines_free(&qs);
+        eval_lines_free(&qs);
         restrict_ids = 1;
     }
     results = cJSON_CreateObject();
@@ -176,7 +176,7 @@ static cJSON *sqa_score(const eval_inputs *in) {
             cJSON_Delete(outs_map);
             goto done;
         }
-        if (restrict_ids && sc_map_get(&only, pid->valuestring) < 0) continue;
+        if (restrict_ids && strmap_get_int(&only, pid->valuestring) < 0) continue;
         const cJSON *prob = cJSON_GetObjectItemCaseSensitive(problems, pid->valuestring);
         const cJSON *choices = prob ? cJSON_GetObjectItemCaseSensitive(prob, "choices") : NULL;
         const cJSON *answer = prob ? cJSON_GetObjectItemCaseSensitive(prob, "answer") : NULL;
@@ -187,7 +187,7 @@ static cJSON *sqa_score(const eval_inputs *in) {
             cJSON_Delete(outs_map);
             goto done;
         }
-        int a = sc_map_get(&pred, pid->valuestring);
+        int a = strmap_get_int(&pred, pid->valuestring);
         const char *text = "FAILED", *prompt = "Unknown";
         if (a >= 0) {
             text = cJSON_GetObjectItemCaseSensitive(ans.obj[a], "text")->valuestring;
@@ -247,9 +247,9 @@ static cJSON *sqa_score(const eval_inputs *in) {
 done:
     cJSON_Delete(results);
     cJSON_Delete(sqa);
-    sc_map_free(&pred);
-    sc_map_free(&only);
-    sc_lines_free(&ans);
+    strmap_free(&pred);
+    strmap_free(&only);
+    eval_lines_free(&ans);
     cJSON_Delete(problems);
     cJSON_Delete(splits);
     free(pp);

@@ -20,6 +20,7 @@
 
 #include "common/util.h"
 #include "eval.h"
+#include "pyunicode.h"
 #include "score_choice.h"
 
 extern const eval_bench eval_bench_seed;
@@ -63,8 +64,8 @@ static cJSON *seed_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_seed;
     char *ap = eval_data_file(b, in, "SEED-Bench.json");
     cJSON *ann = ap ? eval_read_json(ap) : NULL, *out = NULL;
-    sc_lines ans = {0};
-    sc_map res = {0}, only = {0};
+    eval_lines ans = {0};
+    strmap res = {0}, only = {0};
     strbuf up = {0};
     char **tname = NULL;
     int ntype = 0;
@@ -83,19 +84,19 @@ static cJSON *seed_score(const eval_inputs *in) {
         if (cJSON_IsNumber(t) && t->valueint >= 0 && t->valueint < ntype) tname[t->valueint] = t->string;  // last wins
     for (int i = 0; i < ans.n; i++) {
         char *k = sc_key(cJSON_GetObjectItemCaseSensitive(ans.obj[i], "question_id"));
-        sc_map_set(&res, k, i);
+        strmap_set_int(&res, k, i);
         free(k);
     }
     int restrict_ids = 0;
     if (in->questions) {  // the questions answered (a --limit run): those only
-        sc_lines ql;
-        if (sc_read_lines(in->questions, &ql) != 0) goto done;
+        eval_lines ql;
+        if (eval_read_lines(in->questions, &ql) != 0) goto done;
         for (int i = 0; i < ql.n; i++) {
             char *k = sc_key(cJSON_GetObjectItemCaseSensitive(ql.obj[i], "question_id"));
-            if (k) sc_map_set(&only, k, 1);
+            if (k) strmap_set_int(&only, k, 1);
             free(k);
         }
-        sc_lines_free(&ql);
+        eval_lines_free(&ql);
         restrict_ids = 1;
     }
     long *tcount = xcalloc((size_t)ntype + 1, sizeof(long)), *tright = xcalloc((size_t)ntype + 1, sizeof(long));
@@ -117,12 +118,12 @@ static cJSON *seed_score(const eval_inputs *in) {
             break;
         }
         char *k = seed_lookup_key(qid);
-        int in_set = !restrict_ids || sc_map_get(&only, k) >= 0;
+        int in_set = !restrict_ids || strmap_get_int(&only, k) >= 0;
         if (!in_set) {
             free(k);
             continue;
         }
-        int a = sc_map_get(&res, k);
+        int a = strmap_get_int(&res, k);
         free(k);
         int ok =
             a >= 0 && !strcmp(cJSON_GetObjectItemCaseSensitive(ans.obj[a], "text")->valuestring, want->valuestring);
@@ -135,12 +136,12 @@ static cJSON *seed_score(const eval_inputs *in) {
         if (v || !strcmp(dt->valuestring, "image")) count[v]++, right[v] += ok;
         // The upload line: the answer found by the id's string, else by int(id).
         char *ks = cJSON_IsString(qid) ? sc_key_str(qid->valuestring) : sc_key(qid);
-        int u = sc_map_get(&res, ks);
+        int u = strmap_get_int(&res, ks);
         free(ks);
         long long iv;
         if (u < 0 && cJSON_IsString(qid) && seed_int(qid->valuestring, &iv)) {
             char *ki = sc_key_int(iv);
-            u = sc_map_get(&res, ki);
+            u = strmap_get_int(&res, ki);
             free(ki);
         }
         if (u < 0) {
@@ -149,14 +150,14 @@ static cJSON *seed_score(const eval_inputs *in) {
         }
         sb_puts(&up, "{\"question_id\": ");
         if (cJSON_IsString(qid)) {
-            sc_py_json_str(&up, qid->valuestring);
+            pyu_json_string(&up, qid->valuestring);
         } else {
             char num[64];
             snprintf(num, sizeof num, "%lld", (long long)qid->valuedouble);
             sb_puts(&up, num);
         }
         sb_puts(&up, ", \"prediction\": ");
-        sc_py_json_str(&up, cJSON_GetObjectItemCaseSensitive(ans.obj[u], "text")->valuestring);
+        pyu_json_string(&up, cJSON_GetObjectItemCaseSensitive(ans.obj[u], "text")->valuestring);
         sb_puts(&up, "}\n");
     }
     if (!failed) {
@@ -187,9 +188,9 @@ static cJSON *seed_score(const eval_inputs *in) {
 done:
     free(up.p);
     free(tname);
-    sc_map_free(&res);
-    sc_map_free(&only);
-    sc_lines_free(&ans);
+    strmap_free(&res);
+    strmap_free(&only);
+    eval_lines_free(&ans);
     cJSON_Delete(ann);
     free(ap);
     return out;

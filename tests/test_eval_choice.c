@@ -154,8 +154,8 @@ static void check_pope(void) {
 // ---- ScienceQA
 
 static int check_jsonl_equal(const char *got_path, const char *want_path, const char *what) {
-    sc_lines a, b;
-    if (sc_read_lines(got_path, &a) != 0 || sc_read_lines(want_path, &b) != 0) {
+    eval_lines a, b;
+    if (eval_read_lines(got_path, &a) != 0 || eval_read_lines(want_path, &b) != 0) {
         CHECK(0, "%s: %s", what, llava_errmsg());
         return 0;
     }
@@ -172,8 +172,8 @@ static int check_jsonl_equal(const char *got_path, const char *want_path, const 
         free(kx);
         free(ky);
     }
-    sc_lines_free(&a);
-    sc_lines_free(&b);
+    eval_lines_free(&a);
+    eval_lines_free(&b);
     return !bad;
 }
 
@@ -185,10 +185,10 @@ static void check_sqa(void) {
     check_jsonl_equal(qp, D "scienceqa/golden/prepare.jsonl", "scienceqa prepare");
     char *q3 = path_join(tmp, "sqa_q3.jsonl");
     CHECK(b->prepare(&in, q3, 3) == 0, "prepare limit");
-    sc_lines l3;
-    if (sc_read_lines(q3, &l3) == 0) {
+    eval_lines l3;
+    if (eval_read_lines(q3, &l3) == 0) {
         CHECK_EQ_INT(l3.n, 3);
-        sc_lines_free(&l3);
+        eval_lines_free(&l3);
     }
     const char *cases[] = {"model", "missing", "noimage_prompt"};
     for (int c = 0; c < 3; c++) {
@@ -384,8 +384,8 @@ static void check_mmbench(const char *bench, const char *dir, const char *model)
     CHECK(b->prepare(&in, qp, 0) == 0, "%s prepare: %s", bench, llava_errmsg());
     char *gq = xasprintf(D "%s/golden/prepare.jsonl", dir);
     check_jsonl_equal(qp, gq, bench);
-    sc_lines ql;
-    if (sc_read_lines(qp, &ql) == 0) {  // the images exist and are images
+    eval_lines ql;
+    if (eval_read_lines(qp, &ql) == 0) {  // the images exist and are images
         for (int i = 0; i < ql.n; i++) {
             char *ip = path_join(od, str(ql.obj[i], "image"));
             size_t n = 0;
@@ -397,7 +397,7 @@ static void check_mmbench(const char *bench, const char *dir, const char *model)
             free(bytes);
             free(ip);
         }
-        sc_lines_free(&ql);
+        eval_lines_free(&ql);
     }
     char *gp = xasprintf(D "%s/golden/golden.json", dir);
     cJSON *g = load(gp);
