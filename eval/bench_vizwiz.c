@@ -28,51 +28,15 @@ static cJSON *vizwiz_score(const eval_inputs *in) {
     if (ok) vqa_answers_last(&as, &last);
     const eval_lines *asked = in->questions ? &qs : &test;
     const char *asked_path = in->questions ? in->questions : tpath;
-    int missing = 0;
-    for (int i = 0; ok && i < asked->n; i++) {
-        const cJSON *qid = cJSON_GetObjectItemCaseSensitive(asked->obj[i], "question_id");
-        if (!qid) ok = 0, llava_fail("%s line %d: no question_id", asked_path, asked->line[i]);
-        char *k = ok ? eval_qid_key(qid) : NULL;
-        missing += ok && !strmap_get(&last, k);
-        free(k);
-    }
+    int missing = ok ? vqa_count_missing(asked, asked_path, &last) : 0;
+    if (missing < 0) ok = 0;
     if (ok && in->out) {
-        strbuf s = {0};
-        sb_puts(&s, "[");
-        for (int i = 0; ok && i < test.n; i++) {
-            const cJSON *qid = cJSON_GetObjectItemCaseSensitive(test.obj[i], "question_id");
-            const cJSON *img = cJSON_GetObjectItemCaseSensitive(test.obj[i], "image");
-            if (!qid || !cJSON_IsString(img)) {
-                ok = 0;
-                llava_fail("%s line %d: no question_id or image", tpath, test.line[i]);
-                break;
-            }
-            char *k = eval_qid_key(qid);
-            const cJSON *a = strmap_get(&last, k);
-            free(k);
-            char *ans = a ? evalai_answer(cJSON_GetObjectItemCaseSensitive(a, "text")->valuestring) : xstrdup("");
-            sb_puts(&s, i ? ", {\"image\": " : "{\"image\": ");
-            pyu_json_string(&s, img->valuestring);
-            sb_puts(&s, ", \"answer\": ");
-            pyu_json_string(&s, ans);
-            sb_puts(&s, "}");
-            free(ans);
-        }
-        sb_puts(&s, "]");
         upath = path_join(in->out, VIZWIZ_UPLOAD);
-        if (ok && vqa_write(upath, &s) != 0) ok = 0;
-        free(s.p);
+        if (vqa_write_submission(upath, &test, tpath, &last, 1) != 0) ok = 0;
     }
-    if (ok) {
-        out = cJSON_CreateObject();
-        cJSON_AddNumberToObject(out, "questions", asked->n);
-        cJSON_AddNumberToObject(out, "answered", asked->n - missing);
-        cJSON_AddNumberToObject(out, "missing", missing);
-        cJSON_AddNumberToObject(out, "submission_questions", test.n);
-        if (upath) cJSON_AddStringToObject(out, "submission_file", upath);
-        else cJSON_AddNullToObject(out, "submission_file");
-        cJSON_AddStringToObject(out, "submit_to", "https://eval.ai/web/challenges/challenge-page/2185/my-submission");
-    }
+    if (ok)
+        out = vqa_submission_scores(asked->n, missing, test.n, upath,
+                                    "https://eval.ai/web/challenges/challenge-page/2185/my-submission");
     strmap_free(&last);
     eval_lines_free(&test);
     eval_lines_free(&as);

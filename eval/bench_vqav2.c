@@ -41,51 +41,15 @@ static cJSON *vqav2_score(const eval_inputs *in) {
     int ok = tpath && eval_read_lines(qpath, &qs) == 0 && eval_read_lines(tpath, &test) == 0 &&
              vqa_read_answers(in->answers, &as, 0) == 0;
     if (ok) vqa_answers_last(&as, &last);
-    int missing = 0;
-    for (int i = 0; ok && i < qs.n; i++) {
-        const cJSON *qid = cJSON_GetObjectItemCaseSensitive(qs.obj[i], "question_id");
-        if (!qid) ok = 0, llava_fail("%s line %d: no question_id", qpath, qs.line[i]);
-        char *k = ok ? eval_qid_key(qid) : NULL;
-        missing += ok && !strmap_get(&last, k);
-        free(k);
-    }
+    int missing = ok ? vqa_count_missing(&qs, qpath, &last) : 0;
+    if (missing < 0) ok = 0;
     if (ok && in->out) {
-        // [{'question_id': ..., 'answer': EvalAIAnswerProcessor(text) or ''}] for all of test2015
-        strbuf s = {0};
-        sb_puts(&s, "[");
-        for (int i = 0; ok && i < test.n; i++) {
-            const cJSON *qid = cJSON_GetObjectItemCaseSensitive(test.obj[i], "question_id");
-            if (!cJSON_IsNumber(qid)) {
-                ok = 0;
-                llava_fail("%s line %d: no numeric question_id", tpath, test.line[i]);
-                break;
-            }
-            char *k = eval_qid_key(qid);
-            const cJSON *a = strmap_get(&last, k);
-            free(k);
-            char *ans = a ? evalai_answer(cJSON_GetObjectItemCaseSensitive(a, "text")->valuestring) : xstrdup("");
-            sb_puts(&s, i ? ", {\"question_id\": " : "{\"question_id\": ");
-            pyu_json_int(&s, qid->valuedouble);
-            sb_puts(&s, ", \"answer\": ");
-            pyu_json_string(&s, ans);
-            sb_puts(&s, "}");
-            free(ans);
-        }
-        sb_puts(&s, "]");
         upath = path_join(in->out, VQAV2_UPLOAD);
-        if (ok && vqa_write(upath, &s) != 0) ok = 0;
-        free(s.p);
+        if (vqa_write_submission(upath, &test, tpath, &last, 0) != 0) ok = 0;
     }
-    if (ok) {
-        out = cJSON_CreateObject();
-        cJSON_AddNumberToObject(out, "questions", qs.n);
-        cJSON_AddNumberToObject(out, "answered", qs.n - missing);
-        cJSON_AddNumberToObject(out, "missing", missing);
-        cJSON_AddNumberToObject(out, "submission_questions", test.n);
-        if (upath) cJSON_AddStringToObject(out, "submission_file", upath);
-        else cJSON_AddNullToObject(out, "submission_file");
-        cJSON_AddStringToObject(out, "submit_to", "https://eval.ai/web/challenges/challenge-page/830/my-submission");
-    }
+    if (ok)
+        out = vqa_submission_scores(qs.n, missing, test.n, upath,
+                                    "https://eval.ai/web/challenges/challenge-page/830/my-submission");
     strmap_free(&last);
     eval_lines_free(&qs);
     eval_lines_free(&test);

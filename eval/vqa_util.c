@@ -7,6 +7,8 @@
 
 #include "common/util.h"
 #include "eval.h"
+#include "pyunicode.h"
+#include "vqa_norm.h"
 
 int vqa_read_answers(const char *path, eval_lines *out, int need_prompt) {
     if (eval_read_lines(path, out) != 0) return -1;
@@ -61,4 +63,65 @@ int vqa_write(const char *path, const strbuf *b) {
     free(dir);
     if (rc == 0) rc = write_file_atomic(path, b->p ? b->p : "", b->n);
     return rc == 0 ? 0 : llava_fail_ctx("cannot write %s", path);
+}
+
+int vqa_count_missing(const eval_lines *asked, const char *path, const strmap *last) {
+    int missing = 0;
+    for (int i = 0; i < asked->n; i++) {
+        const cJSON *qid = cJSON_GetObjectItemCaseSensitive(asked->obj[i], "question_id");
+        if (!qid) return llava_fail("%s line %d: no question_id", path, asked->line[i]);
+        char *k = eval_qid_key(qid);
+        missing += !strmap_get(last, k);
+        free(k);
+    }
+    return missing;
+}
+
+int vqa_write_submission(const char *path, const eval_lines *test, const char *test_path, const strmap *last,
+                         int by_image) {
+    strbuf s = {0};
+    int ok = 1;
+    sb_puts(&s, "[");
+    for (int i = 0; i < test->n; i++) {
+        const cJSON *qid = cJSON_GetObjectItemCaseSensitive(test->obj[i], "question_id");
+        const cJSON *img = cJSON_GetObjectItemCaseSensitive(test->obj[i], "image");
+        if (by_image ? !qid || !cJSON_IsString(img) : !cJSON_IsNumber(qid)) {
+            ok = 0;
+            llava_fail(by_image ? "%s line %d: no question_id or image" : "%s line %d: no numeric question_id",
+                       test_path, test->line[i]);
+            break;
+        }
+        char *k = eval_qid_key(qid);
+        const cJSON *a = strmap_get(last, k);
+        free(k);
+        char *ans = a ? evalai_answer(cJSON_GetObjectItemCaseSensitive(a, "text")->valuestring) : xstrdup("");
+        if (by_image) {
+            sb_puts(&s, i ? ", {\"image\": " : "{\"image\": ");
+            pyu_json_string(&s, img->valuestring);
+        } else {
+            sb_puts(&s, i ? ", {\"question_id\": " : "{\"question_id\": ");
+            pyu_json_int(&s, qid->valuedouble);
+        }
+        sb_puts(&s, ", \"answer\": ");
+        pyu_json_string(&s, ans);
+        sb_puts(&s, "}");
+        free(ans);
+    }
+    sb_puts(&s, "]");
+    if (ok && vqa_write(path, &s) != 0) ok = 0;
+    free(s.p);
+    return ok ? 0 : -1;
+}
+
+cJSON *vqa_submission_scores(int questions, int missing, int submission_questions, const char *upath,
+                             const char *submit_to) {
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "questions", questions);
+    cJSON_AddNumberToObject(out, "answered", questions - missing);
+    cJSON_AddNumberToObject(out, "missing", missing);
+    cJSON_AddNumberToObject(out, "submission_questions", submission_questions);
+    if (upath) cJSON_AddStringToObject(out, "submission_file", upath);
+    else cJSON_AddNullToObject(out, "submission_file");
+    cJSON_AddStringToObject(out, "submit_to", submit_to);
+    return out;
 }

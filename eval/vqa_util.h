@@ -21,5 +21,20 @@ void vqa_answers_last(const eval_lines *a, strmap *by_id);
 // questions asked. Fails naming the file and line of a question without question_id.
 int vqa_question_ids(const char *path, strmap *ids);
 
+// The submission scorers' (VQAv2 test-dev, VizWiz test) pieces. How many of `asked`'s question_ids
+// have no answer in `last` (vqa_answers_last), or -1 naming `path` and the line of a question
+// without question_id.
+int vqa_count_missing(const eval_lines *asked, const char *path, const strmap *last);
+// The file LLaVA's convert_*_for_submission.py writes, as json.dump writes it: for every line of
+// `test` (read from test_path), in order, {"image": ..., "answer": ...} (by_image: VizWiz) or
+// {"question_id": <int>, "answer": ...} (VQAv2), the answer through EvalAIAnswerProcessor or ""
+// where there is none. -1 naming the line of a test question without them, or the file unwritten.
+int vqa_write_submission(const char *path, const eval_lines *test, const char *test_path, const strmap *last,
+                         int by_image);
+// Their scores: questions, answered, missing, submission_questions, submission_file (upath or null)
+// and submit_to.
+cJSON *vqa_submission_scores(int questions, int missing, int submission_questions, const char *upath,
+                             const char *submit_to);
+
 // Writes a file whole (creating its folder). -1 with an error naming it.
 int vqa_write(const char *path, const strbuf *b);
