@@ -125,22 +125,15 @@ static double vqa_question_acc(const char *uploaded, const cJSON *answers) {
     return acc_sum / n;
 }
 
-// A per-type sum in first-seen order.
-typedef struct {
-    const char *type;
-    double sum;
-    int n;
-} type_acc;
-
 static cJSON *vizwiz_val_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_vizwiz_val;
     char *vpath = eval_data_file(b, in, VIZWIZ_VAL);
     cJSON *val = vpath ? vizwiz_val_read(vpath) : NULL, *out = NULL;
     eval_lines as = {0}, qs = {0};
-    strmap last = {0}, by_image = {0}, types = {0};
-    type_acc *ta = NULL;
+    strmap last = {0}, by_image = {0};
+    vqa_acc_tally tally = {0};
     const cJSON **order = NULL;
-    int nt = 0, nq = 0;
+    int nq = 0;
     int ok = val && vqa_read_answers(in->answers, &as, 0) == 0 &&
              (!in->questions || eval_read_lines(in->questions, &qs) == 0);
     if (ok) {
@@ -169,7 +162,6 @@ static cJSON *vizwiz_val_score(const eval_inputs *in) {
         for (const cJSON *q = val->child; q; q = q->next) order[nq++] = q;
     }
     if (ok && nq == 0) ok = 0, llava_fail("vizwiz_val: no questions to score");
-    double sum = 0;
     int missing = 0;
     for (int i = 0; ok && i < nq; i++) {
         const cJSON *q = order[i];
@@ -185,30 +177,11 @@ static cJSON *vizwiz_val_score(const eval_inputs *in) {
             acc = vqa_question_acc(up, cJSON_GetObjectItemCaseSensitive(q, "answers"));
             free(up);
         }
-        sum += acc;
-        intptr_t ti = (intptr_t)strmap_get(&types, atype) - 1;
-        if (ti < 0) {
-            ta = xrealloc(ta, (size_t)(nt + 1) * sizeof *ta);
-            ta[nt] = (type_acc){atype, 0, 0};
-            ti = nt++;
-            strmap_put(&types, atype, (void *)(intptr_t)nt);
-        }
-        ta[ti].sum += acc;
-        ta[ti].n++;
+        vqa_tally_add(&tally, atype, acc);
     }
-    if (ok) {
-        out = cJSON_CreateObject();
-        // setAccuracy: round(100*float(sum(accQA))/len(accQA), 2), and per answer type
-        cJSON_AddNumberToObject(out, "accuracy", pyu_round2_py2(100 * sum / nq, 2));
-        cJSON *per = cJSON_AddObjectToObject(out, "perAnswerType");
-        for (int i = 0; i < nt; i++)
-            cJSON_AddNumberToObject(per, ta[i].type, pyu_round2_py2(100 * ta[i].sum / ta[i].n, 2));
-        cJSON_AddNumberToObject(out, "questions", nq);
-        cJSON_AddNumberToObject(out, "missing", missing);
-    }
+    if (ok) out = vqa_tally_scores(&tally, nq, missing);
     free(order);
-    free(ta);
-    strmap_free(&types);
+    vqa_tally_free(&tally);
     strmap_free(&by_image);
     strmap_free(&last);
     eval_lines_free(&as);

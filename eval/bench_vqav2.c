@@ -98,21 +98,13 @@ static int vqav2_val_prepare(const eval_inputs *in, const char *path, long limit
     return rc;
 }
 
-// A per-type sum in first-seen order.
-typedef struct {
-    const char *type;
-    double sum;
-    int n;
-} vqa_type_acc;
-
 static cJSON *vqav2_val_score(const eval_inputs *in) {
     const eval_bench *b = &eval_bench_vqav2_val;
     char *apath = eval_data_file(b, in, VQAV2_VAL_ANNOTATIONS);
     cJSON *ann = apath ? eval_read_json(apath) : NULL, *out = NULL;
     eval_lines as = {0}, qs = {0};
-    strmap last = {0}, by_qid = {0}, types = {0};
-    vqa_type_acc *ta = NULL;
-    int nt = 0;
+    strmap last = {0}, by_qid = {0};
+    vqa_acc_tally tally = {0};
     int ok = ann && vqa_read_answers(in->answers, &as, 0) == 0 &&
              (!in->questions || eval_read_lines(in->questions, &qs) == 0);
     const cJSON *anns = ok ? cJSON_GetObjectItemCaseSensitive(ann, "annotations") : NULL;
@@ -151,7 +143,6 @@ static cJSON *vqav2_val_score(const eval_inputs *in) {
         for (const cJSON *a = anns->child; a; a = a->next) order[nq++] = a;
     }
     if (ok && nq == 0) ok = 0, llava_fail("vqav2_val: no questions to score");
-    double sum = 0;
     int missing = 0;
     for (int i = 0; ok && i < nq; i++) {
         const cJSON *a = order[i];
@@ -223,30 +214,11 @@ static cJSON *vqav2_val_score(const eval_inputs *in) {
             free(gt);
             free(res);
         }
-        sum += avg;
-        vqa_type_acc *t = strmap_get(&types, atype->valuestring);
-        if (!t) {
-            ta = xrealloc(ta, (size_t)(nt + 1) * sizeof *ta);  // pointers into ta are not kept: index below
-            ta[nt] = (vqa_type_acc){atype->valuestring, 0, 0};
-            strmap_put(&types, atype->valuestring, (void *)(intptr_t)(++nt));
-        }
-        intptr_t ti = (intptr_t)strmap_get(&types, atype->valuestring) - 1;
-        ta[ti].sum += avg;
-        ta[ti].n++;
+        vqa_tally_add(&tally, atype->valuestring, avg);
     }
-    if (ok) {
-        out = cJSON_CreateObject();
-        // setAccuracy: round(100*float(sum(accQA))/len(accQA), 2)
-        cJSON_AddNumberToObject(out, "accuracy", pyu_round2_py2(100 * sum / nq, 2));
-        cJSON *per = cJSON_AddObjectToObject(out, "perAnswerType");
-        for (int i = 0; i < nt; i++)
-            cJSON_AddNumberToObject(per, ta[i].type, pyu_round2_py2(100 * ta[i].sum / ta[i].n, 2));
-        cJSON_AddNumberToObject(out, "questions", nq);
-        cJSON_AddNumberToObject(out, "missing", missing);
-    }
+    if (ok) out = vqa_tally_scores(&tally, nq, missing);
     free(order);
-    free(ta);
-    strmap_free(&types);
+    vqa_tally_free(&tally);
     strmap_free(&by_qid);
     strmap_free(&last);
     eval_lines_free(&as);

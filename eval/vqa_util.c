@@ -125,3 +125,34 @@ cJSON *vqa_submission_scores(int questions, int missing, int submission_question
     cJSON_AddStringToObject(out, "submit_to", submit_to);
     return out;
 }
+
+void vqa_tally_add(vqa_acc_tally *t, const char *type, double acc) {
+    t->sum += acc;
+    intptr_t ti = (intptr_t)strmap_get(&t->idx, type) - 1;
+    if (ti < 0) {
+        t->t = xrealloc(t->t, (size_t)(t->nt + 1) * sizeof *t->t);
+        t->t[t->nt] = (vqa_type_acc){type, 0, 0};
+        ti = t->nt++;
+        strmap_put(&t->idx, type, (void *)(intptr_t)t->nt);
+    }
+    t->t[ti].sum += acc;
+    t->t[ti].n++;
+}
+
+cJSON *vqa_tally_scores(const vqa_acc_tally *t, int questions, int missing) {
+    cJSON *out = cJSON_CreateObject();
+    // setAccuracy: round(100*float(sum(accQA))/len(accQA), 2), and per answer type
+    cJSON_AddNumberToObject(out, "accuracy", pyu_round2_py2(100 * t->sum / questions, 2));
+    cJSON *per = cJSON_AddObjectToObject(out, "perAnswerType");
+    for (int i = 0; i < t->nt; i++)
+        cJSON_AddNumberToObject(per, t->t[i].type, pyu_round2_py2(100 * t->t[i].sum / t->t[i].n, 2));
+    cJSON_AddNumberToObject(out, "questions", questions);
+    cJSON_AddNumberToObject(out, "missing", missing);
+    return out;
+}
+
+void vqa_tally_free(vqa_acc_tally *t) {
+    strmap_free(&t->idx);
+    free(t->t);
+    memset(t, 0, sizeof *t);
+}

@@ -1,6 +1,7 @@
 // What the VQA-family scorers (TextVQA, VQAv2, VizWiz, GQA) share beyond eval/common.c (JSON Lines
 // with their line numbers, eval/eval.h; the string map, eval/strmap.h): answers files checked and
-// keyed by question_id, and files written whole.
+// keyed by question_id, the submission files of VQAv2 test-dev and VizWiz test, VQA accuracy summed
+// per answer type (VQAv2 val, VizWiz val), and files written whole.
 #pragma once
 
 #include <cjson/cJSON.h>
@@ -35,6 +36,25 @@ int vqa_write_submission(const char *path, const eval_lines *test, const char *t
 // and submit_to.
 cJSON *vqa_submission_scores(int questions, int missing, int submission_questions, const char *upath,
                              const char *submit_to);
+
+// VQA accuracy as vqaEval.py's setAccuracy reports it: the sum over questions, and per answer_type
+// (first-seen order). `type` strings are not copied: they must outlive the tally.
+typedef struct {
+    const char *type;
+    double sum;
+    int n;
+} vqa_type_acc;
+typedef struct {
+    strmap idx;  // type -> index + 1 into t
+    vqa_type_acc *t;
+    int nt;
+    double sum;
+} vqa_acc_tally;
+void vqa_tally_add(vqa_acc_tally *t, const char *type, double acc);
+// {"accuracy": round(100 * sum / questions, 2), "perAnswerType": {type: the same per type},
+// "questions", "missing"}, rounded as Python 2.7 rounds.
+cJSON *vqa_tally_scores(const vqa_acc_tally *t, int questions, int missing);
+void vqa_tally_free(vqa_acc_tally *t);
 
 // Writes a file whole (creating its folder). -1 with an error naming it.
 int vqa_write(const char *path, const strbuf *b);
