@@ -342,6 +342,15 @@ static void check_batch_golden(const char *cfg) {
     int np = cJSON_GetArraySize(prompts);
     char dir[256];
     snprintf(dir, sizeof dir, "tests/data/golden/model/%s/model", cfg);
+    int shortest = 1 << 30, longest = 0, with_image = 0;
+    for (int k = 0; k < np; k++) {
+        const cJSON *pr = cJSON_GetArrayItem(prompts, k);
+        int n = cJSON_GetArraySize(cJSON_GetObjectItem(pr, "ids"));
+        shortest = n < shortest ? n : shortest;
+        longest = n > longest ? n : longest;
+        with_image += gen_golden_pixels(&gg, pr) != NULL;
+    }
+    printf("%-8s %d prompts of %d-%d tokens, %d with an image\n", cfg, np, shortest, longest, with_image);
     for (int together = 0; together < 2; together++) {
         engine_options o = {.model_dir = dir, .tokenizer = TOK, .max_batch = together ? 8 : 1};
         llava_engine *e = engine_open(&o);

@@ -100,6 +100,12 @@ int main(void) {
         const cJSON *nt = info ? cJSON_GetObjectItem(info, "n_model_tensors") : NULL;
         CHECK(cJSON_IsNumber(nt) && nt->valueint == f.n_tensors, "transformers' model holds %d tensors, the file %d",
               nt ? nt->valueint : -1, f.n_tensors);
+        printf(
+            "export loaded by transformers (loading_info.json): %d missing, %d unexpected, %d mismatched keys; "
+            "its model holds %d tensors, the file %d\n",
+            cJSON_GetArraySize(cJSON_GetObjectItem(info, "missing_keys")),
+            cJSON_GetArraySize(cJSON_GetObjectItem(info, "unexpected_keys")),
+            cJSON_GetArraySize(cJSON_GetObjectItem(info, "mismatched_keys")), nt ? nt->valueint : -1, f.n_tensors);
         st_close(&f);
         cJSON_Delete(info);
         free(text);

@@ -236,6 +236,7 @@ int main(void) {
     parity("tiny128");
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);
+    printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");
     packing("tiny64");
     packing("tiny128");
     return check_done();

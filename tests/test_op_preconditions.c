@@ -150,6 +150,7 @@ int main(int argc, char **argv) {
         printf("skipped: %s\n", why);
         return 77;
     }
+    int stopped = 0;
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
         const violation *v = &CASES[i];
         if (strcmp(v->backend, backend) != 0) continue;
@@ -175,6 +176,8 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 2; k++)
             CHECK(strstr(err, v->want[k]) != NULL, "%s: the message \"%s\" lacks \"%s\"", v->name, err, v->want[k]);
         printf("  %-48s %s\n", v->name, err);
+        stopped += aborted;
     }
+    printf("%d violations on %s, each stopped by abort naming the op and the value\n", stopped, backend);
     return check_done();
 }

@@ -30,6 +30,10 @@ static const llava_ops *ops;
 
 static int same_bits(const void *a, const void *b, size_t n_floats) { return memcmp(a, b, n_floats * 4) == 0; }
 
+// The worst measured error of the registry's CPU cases (first call), forwards and backwards apart.
+static double worst_fwd, worst_bwd;
+static int n_cpu_cases;
+
 static void print_verdict(const opcheck_verdict *v) {
     printf("%s\n", v->line);
     CHECK(v->ok, "%s", v->why);
@@ -75,7 +79,12 @@ static void run_case(const opcheck_case *c) {
         describe(c, b->name, what, sizeof what);
         opcheck_compare_ref(what, &c->ref[k], first[k], want[k], b->n, &v);
         print_verdict(&v);
+        if (c->ref[k].metric != OPCHECK_EXACT) {
+            double *w = strstr(opcheck_op_name(c->op), "backward") ? &worst_bwd : &worst_fwd;
+            if (v.err > *w) *w = v.err;
+        }
     }
+    n_cpu_cases++;
     // A second call onto what the first left (not for ops that rewrite their input in place).
     if (!in_place) {
         opcheck_exec(r);
@@ -468,5 +477,7 @@ int main(void) {
     for_cpu_cases(OPCHECK_ATTENTION_DECODE, decode_matches_forward);
     for_cpu_cases(OPCHECK_EMBEDDING_BACKWARD, embedding_padding);
     test_cross_entropy_bad_target();
+    printf("  %-22s %d CPU cases: forwards within %.2g relative of fp64, backwards %.2g of finite differences\n",
+           "worst", n_cpu_cases, worst_fwd, worst_bwd);
     return check_done();
 }

@@ -159,6 +159,8 @@ static void test_schedule(const cJSON *root) {
         }
     }
     CHECK(n == 27, "27 schedule points in the golden, saw %d", n);
+    printf("schedules vs transformers at %d points: cosine %d/%d, cosine %d/%d, linear %d/%d (total/warmup)\n", n,
+           cases[0].total, cases[0].warmup, cases[1].total, cases[1].warmup, cases[2].total, cases[2].warmup);
     // Update 1 uses lr 0; issue #601's log shows lr 2.8205128e-06 after update 22 (= what update 23 uses).
     optim_config c = {
         .lr = 2e-5, .projector_lr = NAN, .schedule = SCHED_COSINE, .total_steps = 5198, .warmup_steps = 156};

@@ -333,6 +333,8 @@ static void test_sigterm(void) {
           WIFEXITED(st) ? WEXITSTATUS(st) : -1, WIFSIGNALED(st), WIFSIGNALED(st) ? WTERMSIG(st) : -1);
     CHECK(!dir_has(sig, ".tmp"), "a temporary file was left in %s", sig);
     CHECK(!file_exists(out) && !file_exists(report), "an output appeared");
+    printf("SIGTERM during prep: exit %d, no temporary file left, no output written\n",
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     char *text = read_file(log, 1 << 20, NULL);
     char *want = xasprintf("llava prep: interrupted by signal %d (Terminated): nothing written (%s.tmp.%d removed)\n",
                            SIGTERM, out, (int)pid);

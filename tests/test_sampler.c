@@ -95,6 +95,14 @@ int main(void) {
               cJSON_IsNumber(ni) && ni->valueint == nc->valueint,
           "LLaVA's own sampler gave every grouped case's order (%d cases, %d of %d orders identical)",
           cJSON_GetArraySize(xc), ni ? ni->valueint : -1, nc ? nc->valueint : -1);
+    int n_orders = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(root, "cases")->child; c; c = c->next)
+        n_orders += cJSON_GetArraySize(cJSON_GetObjectItem(c, "orders"));
+    printf(
+        "sampler: %d cases, %d epoch orders and every rank's batches as the goldens; LLaVA %.7s's own grouped "
+        "sampler gave %d of %d of their grouped orders (%d cases, recorded with the goldens)\n",
+        n_cases, n_orders, cJSON_IsString(commit) ? commit->valuestring : "(none)", ni ? ni->valueint : -1,
+        nc ? nc->valueint : -1, cJSON_GetArraySize(xc));
     cJSON_Delete(root);
 
     // torch.randperm with torch's default seed (what accelerate 0.21 gives LLaVA's stage-1 sampler):

@@ -123,6 +123,9 @@ int main(void) {
     a3(t);
     size_t n = golden_check_prep(t, "llama");
     printf("llama: %zu samples compared with LLaVA's preprocessing (44e0562 + transformers 4.31, c121f04 + 4.37)\n", n);
+    golden_lines samples = golden_read_lines(GOLDEN_DIR "samples.jsonl");
+    printf("llama: %zu samples, each in the 3 modes (legacy, hf431, hf437)\n", samples.n);
+    golden_free(&samples);
     tok_free(t);
     return check_done();
 }
