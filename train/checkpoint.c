@@ -535,7 +535,8 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
     st_close(&fw);
     st_close(&fo);
     if (rc == 0) {
-        o->step = st->step;
+        // AdamW's own count of applied updates (its bias correction): the steps that were not skipped.
+        o->step = st->step - (int)st->n_skipped;
         o->n_skipped = st->n_skipped;
     } else {
         ckpt_state_free(st);  // a refused checkpoint leaves nothing behind
