@@ -150,3 +150,10 @@ add_test(NAME cli_serve_bad_port COMMAND llava serve --model tests/data/golden/m
 add_test(NAME cli_serve_missing_model COMMAND llava serve --model tests/data/hf/no-such-model --port 0
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_serve_no_model cli_serve_bad_port cli_serve_missing_model PROPERTIES LABELS cpu WILL_FAIL TRUE)
+# The progress line of `llava train` off a terminal: one line every log.logging_steps, with step,
+# epoch, loss, lr, gradient norm, throughput, memory, elapsed and ETA; and the summary of the data
+# prep that `llava train` runs itself.
+add_test(NAME cli_train_progress
+         COMMAND sh -c "rm -rf '${CMAKE_BINARY_DIR}/progress-run' && '$<TARGET_FILE:llava>' train '${CMAKE_BINARY_DIR}/demo-fast/stage2.json' --set 'checkpoint.output_dir=${CMAKE_BINARY_DIR}/progress-run' --set train.max_steps=4 --set log.logging_steps=2 --set model.pretrain_mm_mlp_adapter=null 2>&1")
+set_tests_properties(cli_train_progress PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                     PASS_REGULAR_EXPRESSION "train: prepared 2400 of 2400 samples \\(2400 with an image, 0 text-only\\).*\nstep 2/4 \\| epoch 0\\.01 \\| loss [0-9.]+ \\| lr [0-9.e+-]+ \\| grad norm [0-9.e+-]+ \\| [0-9]+ tok/s \\| [0-9.]+ samples/s \\| rss [0-9.]+ GiB \\| [0-9]+s elapsed \\| ETA [0-9]+s\nstep 4/4 ")

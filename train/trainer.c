@@ -625,6 +625,64 @@ static int trainer_eval(trainer *t, step_report *r) {
 // ---------------------------------------------------------------------------------------------
 // log: the metrics line (rank 0, every logging_steps and the last step) and the progress line.
 
+// "1h02m", "3m05s", "12s".
+static void fmt_time(char *buf, size_t cap, double s) {
+    long v = s > 0 && isfinite(s) ? (long)(s + 0.5) : 0;
+    if (v >= 3600) snprintf(buf, cap, "%ldh%02ldm", v / 3600, v / 60 % 60);
+    else if (v >= 60) snprintf(buf, cap, "%ldm%02lds", v / 60, v % 60);
+    else snprintf(buf, cap, "%lds", v);
+}
+
+// The progress line (rank 0, not --quiet): on a terminal refreshed in place every step; in a log
+// file one line every log.logging_steps and at the last step. Step/total, epoch (fractional), loss,
+// lr, gradient norm, tokens/s and samples/s of this step, the device's memory in use, the model
+// FLOP utilisation on a device with a known bf16 peak, elapsed time and the ETA.
+static void trainer_progress(trainer *t, const step_report *r) {
+    int tty = isatty(2);
+    if (!tty && !(t->step % t->s->log.logging_steps == 0 || t->step == t->total)) return;
+    double el = now_s() - t->t_start, eta = t->ran > 0 ? el / t->ran * (t->total - t->step) : 0;
+    char e1[48], e2[48], mem[48] = "", mfu[48] = "", gn[24];
+    fmt_time(e1, sizeof e1, el);
+    fmt_time(e2, sizeof e2, eta);
+    snprintf(gn, sizeof gn, isfinite(r->gnorm) ? "%.3g" : "skipped", r->gnorm);
+    llava_backend_info info;
+    llava_backend_describe(t->be, &info);
+    if (strcmp(t->s->train.device, "cuda") == 0 && info.memory_total > 0) {
+        snprintf(mem, sizeof mem, " | mem %.1f/%.0f GiB", (double)(info.memory_total - info.memory_free) / (1 << 30),
+                 (double)info.memory_total / (1 << 30));
+    } else {  // the CPU backend: this process's resident memory
+        long pages = 0, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (f && fscanf(f, "%ld %ld", &pages, &resident) == 2)
+            snprintf(mem, sizeof mem, " | rss %.1f GiB", (double)resident * (double)sysconf(_SC_PAGESIZE) / (1 << 30));
+        if (f) fclose(f);
+    }
+    if (info.peak_bf16_tflops > 0 && r->seconds > 0) {
+        // Model FLOPs, as bench-step counts them: 2 per parameter per token forward through the LM
+        // linears (and the head), x3 when the LM trains (x2 when only the projector does: the input
+        // gradients still run through it), and the vision tower's forward per image.
+        const model_config *mc = &t->m.cfg;
+        double d = mc->text.hidden_size, I = mc->text.intermediate_size, L = mc->text.num_hidden_layers;
+        double kv = mc->text.num_key_value_heads * (d / mc->text.num_attention_heads);
+        double lm = 2.0 * (L * (2 * d * d + 2 * d * kv + 3 * d * I) + d * mc->text.vocab_size);
+        double dv = mc->vision.hidden_size, Iv = mc->vision.intermediate_size, Lv = mc->vision.num_hidden_layers;
+        double patches =
+            (double)(mc->vision.image_size / mc->vision.patch_size) * (mc->vision.image_size / mc->vision.patch_size) +
+            1;
+        double vis = 2.0 * Lv * (4 * dv * dv + 2 * dv * Iv) * patches;
+        double mult = t->ts == TRAIN_PROJECTOR ? 2.0 : 3.0;
+        double flops = mult * lm * (double)r->tokens + vis * (double)r->samples;  // ~one image per sample
+        snprintf(mfu, sizeof mfu, " | MFU %.1f%%",
+                 100.0 * flops / r->seconds / (info.peak_bf16_tflops * 1e12 * t->world));
+    }
+    fprintf(stderr,
+            "%sstep %d/%d | epoch %.2f | loss %.4f | lr %.3g | grad norm %s | %.0f tok/s | %.1f samples/s%s%s | %s "
+            "elapsed | ETA %s%s",
+            tty ? "\r" : "", t->step, t->total, t->per_epoch > 0 ? (double)t->step / (double)t->per_epoch : 0.0,
+            r->loss, r->lr, gn, (double)r->tokens / r->seconds, r->samples / r->seconds, mfu, mem, e1, e2,
+            tty ? "\033[K" : "\n");
+}
+
 static void trainer_log(trainer *t, const step_report *r) {
     int evaluated = t->have_eval_ds && (isfinite(r->eval_loss) || r->eval_samples > 0);
     if (t->mf && (t->step % t->s->log.logging_steps == 0 || t->step == t->total || evaluated)) {
@@ -642,12 +700,7 @@ static void trainer_log(trainer *t, const step_report *r) {
                 r->skipped, t->os.n_skipped, ebuf);
         fflush(t->mf);
     }
-    if (!t->opt->quiet && t->lead) {
-        double el = now_s() - t->t_start, eta = el / t->ran * (t->total - t->step);
-        fprintf(stderr, "\rstep %d/%d | loss %.4f | lr %.3g | %.0f tok/s | %.1f samples/s | ETA %dm%02ds   ", t->step,
-                t->total, r->loss, r->lr, (double)r->tokens / r->seconds, r->samples / r->seconds, (int)(eta / 60),
-                (int)eta % 60);
-    }
+    if (!t->opt->quiet && t->lead) trainer_progress(t, r);
 }
 
 // ---------------------------------------------------------------------------------------------
