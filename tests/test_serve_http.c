@@ -384,7 +384,9 @@ static void test_stream(fake_engine *f) {
     CHECK_EQ_STR(text, "you said: stream \"this\" please");
     CHECK_EQ_STR(finish, "stop");
     CHECK_EQ_INT(usage, 1);
-    CHECK_EQ_INT(n, 1 + 5 + 1 + 1 + 1);  // role, 5 words, finish, usage, [DONE]
+    // role, the text, finish, usage, [DONE]: the fake engine gives 5 words, and the server sends the
+    // text that came since its last write as one event (a loaded machine joins some words).
+    CHECK(n >= 1 + 1 + 1 + 1 + 1 && n <= 1 + 5 + 1 + 1 + 1, "%d events", n);
     CHECK(strstr(r.body, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}") == r.body + 6 + 113 ||
               strstr(r.body, "\"delta\":{\"role\":\"assistant\"") != NULL,
           "first chunk: %s", r.body);
