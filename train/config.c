@@ -89,7 +89,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"checkpoint.save_steps", CFG_INT, "500", NULL, "write a resumable checkpoint every N optimizer steps [save_steps]"},
     {"checkpoint.save_total_limit", CFG_INT, "2", NULL, "keep the newest K complete checkpoints [save_total_limit]"},
     {"log.logging_steps", CFG_INT, "1", NULL, "[logging_steps]"},
-    {"log.report_to", CFG_ENUM, "\"jsonl\"", "jsonl|none", "metrics.jsonl in output_dir (LLaVA reports to wandb) [report_to]"},
+    {"log.report_to", CFG_STRLIST, "[\"jsonl\"]", "jsonl|tensorboard|none", "where metrics go, one name or a list: jsonl = output_dir/metrics.jsonl, tensorboard = event files in output_dir/runs/ (docs/logging.md), none = nowhere (LLaVA reports to wandb) [report_to]"},
     {"eval.evaluation_strategy", CFG_ENUM, "\"no\"", "no|steps", "steps: the eval loss of eval.data_path every eval.eval_steps optimizer steps, in metrics.jsonl and `llava plot` (LLaVA's scripts: no) [evaluation_strategy]"},
     {"eval.eval_steps", CFG_INT, "0", NULL, "evaluate every N optimizer steps and after the last; 0: log.logging_steps, as the HF Trainer [eval_steps]"},
     {"eval.data_path", CFG_STR, "null", NULL, "held-out samples, LLaVA JSON (prepared like data.data_path into output_dir/eval_dataset.h5) or a prepared HDF5 [eval_data_path]"},
@@ -196,7 +196,7 @@ static const char *type_words(const cfg_key *k) {
     case CFG_BOOL: return "true or false";
     case CFG_STR: return "a string or null";
     case CFG_ENUM: return "a string";
-    case CFG_STRLIST: return "a list of strings";
+    case CFG_STRLIST: return "a list of strings (or one string)";
     }
     return "a value";
 }
@@ -313,8 +313,18 @@ static int overlay(train_config *c, const cJSON *obj, const char *prefix, const 
             }
             return unknown_key(where, key);
         }
-        if (check_value(where, k, e, NULL) != 0) return -1;
-        put(c, key, cJSON_Duplicate(e, 1));
+        // A list key given one string is the one-item list (as HF's report_to takes either).
+        cJSON *v = cJSON_Duplicate(e, 1);
+        if (k->type == CFG_STRLIST && cJSON_IsString(e)) {
+            cJSON *one = cJSON_CreateArray();
+            cJSON_AddItemToArray(one, v);
+            v = one;
+        }
+        if (check_value(where, k, v, NULL) != 0) {
+            cJSON_Delete(v);
+            return -1;
+        }
+        put(c, key, v);
     }
     return 0;
 }
@@ -545,6 +555,8 @@ int cfg_validate(const train_config *c) {
         return llava_fail("%s: \"lora.enabled\" and \"lora\" in \"train.trainable\" must agree", src);
     if (lora && cfg_list_has(c, "train.trainable", "lm"))
         return llava_fail("%s: \"train.trainable\" has both lm and lora: LoRA trains adapters on a frozen LM", src);
+    if (cfg_list_has(c, "log.report_to", "none") && cfg_list_len(c, "log.report_to") > 1)
+        return llava_fail("%s: \"log.report_to\" lists \"none\" with other places", src);
     if (cfg_bool(c, "model.mm_use_im_start_end"))
         return llava_fail("%s: \"model.mm_use_im_start_end\" = true is not supported (LLaVA-1.5 uses false)", src);
     if (cfg_bool(c, "model.mm_use_im_patch_token"))

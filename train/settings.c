@@ -110,7 +110,8 @@ int settings_from_config(const train_config *c, run_settings *s) {
     k->save_total_limit = cfg_int(c, "checkpoint.save_total_limit");
 
     s->log.logging_steps = cfg_int(c, "log.logging_steps");
-    s->log.jsonl = strcmp(cfg_str(c, "log.report_to"), "jsonl") == 0;
+    s->log.jsonl = cfg_list_has(c, "log.report_to", "jsonl");
+    s->log.tensorboard = cfg_list_has(c, "log.report_to", "tensorboard");
 
     eval_settings *e = &s->eval;
     e->steps = strcmp(cfg_str(c, "eval.evaluation_strategy"), "steps") == 0;

@@ -76,7 +76,8 @@ typedef struct {
 
 typedef struct {
     int logging_steps;
-    int jsonl;  // report_to == "jsonl": metrics.jsonl in the output folder
+    int jsonl;        // report_to has "jsonl": metrics.jsonl in the output folder
+    int tensorboard;  // report_to has "tensorboard": event files in <output folder>/runs/ (tblog.h)
 } log_settings;
 
 typedef struct {

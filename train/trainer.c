@@ -19,6 +19,7 @@
 #include "model/llava.h"
 #include "optim.h"
 #include "runlock.h"
+#include "tblog.h"
 #include "train/dist/dist.h"
 
 static double now_s(void) {
@@ -67,6 +68,7 @@ typedef struct {
     double t_start;
     char *metrics_path;
     FILE *mf;
+    tblog *tb;             // rank 0, log.report_to "tensorboard": the event file in <output_dir>/runs/
     uint64_t device_used;  // the device's memory in use after the first step
     float *losses;         // the ledger read back: per-token losses of a step's passes (host)
     size_t losses_cap;
@@ -394,6 +396,11 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
     t->metrics_path = path_join(s->checkpoint.output_dir, "metrics.jsonl");
     if (open_start(t, &start) != 0) return -1;
     if (t->lead) truncate_metrics(t->metrics_path, t->step);
+    if (t->lead) {  // and the TensorBoard events past the step, whatever this run reports to
+        char *runs = path_join(s->checkpoint.output_dir, "runs");
+        if (tblog_truncate(runs, t->step) != 0) fprintf(stderr, "train: warning: %s\n", llava_errmsg());
+        free(runs);
+    }
 
     loader_config lc = loader_settings(t);
     t->ld = loader_create(&lc, start);
@@ -418,6 +425,12 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
     llava_model_reserve_losses(&t->m, (size_t)t->accum * (size_t)shape.T);
     if (t->lead) print_start(t);
     t->mf = t->lead && s->log.jsonl ? fopen(t->metrics_path, "a") : NULL;
+    if (t->lead && s->log.tensorboard) {
+        char *runs = path_join(s->checkpoint.output_dir, "runs");
+        t->tb = tblog_open(runs, -1, NULL);
+        if (!t->tb) fprintf(stderr, "train: warning: no TensorBoard log: %s\n", llava_errmsg());
+        free(runs);
+    }
     t->t_start = now_s();
     return 0;
 }
@@ -683,9 +696,30 @@ static void trainer_progress(trainer *t, const step_report *r) {
             tty ? "\033[K" : "\n");
 }
 
+// The metrics line's numbers as TensorBoard scalars, under its keys (tblog_metrics names the tags;
+// a null is left out).
+static void log_tensorboard(trainer *t, const step_report *r, int evaluated) {
+    const char *keys[] = {"loss",         "lr",      "grad_norm",     "epoch",     "tokens",      "samples",
+                          "tokens_per_s", "skipped", "skipped_total", "eval_loss", "eval_samples"};
+    double v[] = {r->loss,
+                  r->lr,
+                  r->gnorm,
+                  r->epoch,
+                  (double)r->tokens,
+                  r->samples,
+                  (double)r->tokens / r->seconds,
+                  r->skipped,
+                  (double)t->os.n_skipped,
+                  evaluated ? r->eval_loss : NAN,
+                  evaluated ? r->eval_samples : NAN};
+    if (tblog_metrics(t->tb, t->step, -1, keys, v, 11) != 0) fprintf(stderr, "train: warning: %s\n", llava_errmsg());
+}
+
 static void trainer_log(trainer *t, const step_report *r) {
     int evaluated = t->have_eval_ds && (isfinite(r->eval_loss) || r->eval_samples > 0);
-    if (t->mf && (t->step % t->s->log.logging_steps == 0 || t->step == t->total || evaluated)) {
+    int due = t->step % t->s->log.logging_steps == 0 || t->step == t->total || evaluated;
+    if (t->tb && due) log_tensorboard(t, r, evaluated);
+    if (t->mf && due) {
         // JSON has no NaN: a skipped step's loss or norm is null.
         char lbuf[32], gbuf[32], ebuf[96] = "";
         snprintf(lbuf, sizeof lbuf, isfinite(r->loss) ? "%.9g" : "null", r->loss);
@@ -721,6 +755,7 @@ static int trainer_checkpoint(trainer *t, const step_report *r) {
                      .n_loss_window = t->n_window,
                      .dataset_json = t->dataset_json};
     if (t->mf) fsync(fileno(t->mf));
+    tblog_sync(t->tb);
     double before = dist_timeout(t->d);
     dist_set_timeout(t->d, t->write_timeout);
     int rc =
@@ -817,6 +852,7 @@ static void trainer_close(trainer *t) {
         }
     }
     if (t->mf) fclose(t->mf);
+    tblog_close(t->tb);
     free(t->metrics_path);
     free(t->losses);
     if (t->ld) loader_free(t->ld);
