@@ -23,6 +23,7 @@ int cmd_bench_generate(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

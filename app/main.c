@@ -29,6 +29,10 @@ static const llava_command COMMANDS[] = {
      "--data FILE.json --image-folder DIR --tokenizer tokenizer.model --template plain|vicuna_v1 --out DATA.h5 [...]",
      "LLaVA JSON + images -> HDF5 of token ids, labels, modality lengths and images, with a report of every bad "
      "sample"},
+    {"data", cmd_data,
+     "check --data FILE.json ... | stats DATA.json|DATA.h5 [...] | convert --from F IN --out OUT | convert --to F IN "
+     "--out OUT",
+     "dataset tools: prep's report without writing, length statistics and histograms, ShareGPT/OpenAI conversion"},
     {"show", cmd_show, "DATA.h5 [--index I | --id ID] [--json] [--tokenizer PATH]",
      "print a prepared sample as LLaVA's preprocess returns it, supervised spans marked"},
     {"train", cmd_train, "CONFIG.json [--set key=value ...] [--resume]",
@@ -96,7 +100,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
     // `llava COMMAND --help`: the commands with a longer usage of their own print it; the others
     // answer with their line of the table.
-    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "generate", "serve", "eval"};
+    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "generate", "serve", "eval", "data"};
     int wants_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) {

@@ -415,20 +415,14 @@ static void fput_jstr(FILE *f, const char *s) {
 
 static const char REPORT_HEAD[] = "{\n  \"source\": ";  // how every report begins
 
-// Streams the report to a temporary file beside `path`, then renames it into place.
-static int write_report(const char *path, const prep_options *o, const prep_counts *c,
-                        report_list lists[PREP_N_KINDS]) {
-    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        llava_fail("%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+// The report's text, streamed to f (`path` names it in errors).
+static int report_body(FILE *f, const char *path, const prep_options *o, const prep_counts *c,
+                       report_list lists[PREP_N_KINDS]) {
     fputs(REPORT_HEAD, f);
     fput_jstr(f, o->data_path);
     fputs(",\n  \"out\": ", f);
-    fput_jstr(f, o->out_path);
+    if (o->dry_run) fputs("null", f);  // a check: nothing was written
+    else fput_jstr(f, o->out_path);
     fputs(",\n", f);
     fput_u64(f, "records", c->records);
     fput_u64(f, "written", c->written);
@@ -454,6 +448,20 @@ static int write_report(const char *path, const prep_options *o, const prep_coun
         fputs(k + 1 < PREP_N_KINDS ? ",\n" : "\n", f);
     }
     fputs("  }\n}\n", f);
+    return rc;
+}
+
+// Streams the report to a temporary file beside `path`, then renames it into place.
+static int write_report(const char *path, const prep_options *o, const prep_counts *c,
+                        report_list lists[PREP_N_KINDS]) {
+    char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        llava_fail("%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int rc = report_body(f, path, o, c, lists);
     if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)
         rc = rc ? rc : llava_fail("%s: write failed: %s", tmp, strerror(errno));
     fclose(f);
@@ -483,6 +491,7 @@ static void fmt_duration(double s, char *b, size_t cap) {
 typedef struct {
     int on, tty, shown;
     double t0, last;
+    const char *who;  // "llava prep", or "llava data check" for a dry run
 } progress;
 
 static void progress_show(progress *p, const json_stream *js, uint64_t records, uint64_t written, int final) {
@@ -506,11 +515,11 @@ static void progress_show(progress *p, const json_stream *js, uint64_t records, 
         int fill = (int)(frac * 30 + 0.5);
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        fprintf(stderr, "\rllava prep [%s] %5.1f%%  %s records (%s written)  %.0f/s  %s  ETA %s \033[K", bar,
+        fprintf(stderr, "\r%s [%s] %5.1f%%  %s records (%s written)  %.0f/s  %s  ETA %s \033[K", p->who, bar,
                 100 * frac, cb, wb, rate, elapsed, final ? "0s" : eta);
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "llava prep: %5.1f%%, %s records (%s written), %.0f/s, %s elapsed, ETA %s\n", 100 * frac, cb,
+        fprintf(stderr, "%s: %5.1f%%, %s records (%s written), %.0f/s, %s elapsed, ETA %s\n", p->who, 100 * frac, cb,
                 wb, rate, elapsed, final ? "0s" : eta);
     }
     fflush(stderr);
@@ -581,7 +590,7 @@ static int write_item(prep_writer *w, const prep_options *o, prep_item *it, prep
         .image = it->image,
         .pixels = it->pixels,
     };
-    if (prep_writer_add(w, &s)) return -1;
+    if (w && prep_writer_add(w, &s)) return -1;  // (no writer in a dry run)
     c->written++;
     c->tokens += it->r.ids.n;
     if (it->image) c->with_image++;
@@ -636,13 +645,14 @@ static int check_out_paths(const prep_options *o, const char *report) {
 
 static int interrupted(const atomic_int *stop, const char *tmp) {
     int sig = stopped(stop);
+    if (!tmp) return llava_fail("interrupted by signal %d (%s)", sig, strsignal(sig));  // a dry run
     return llava_fail("interrupted by signal %d (%s): nothing written (%s removed)", sig, strsignal(sig), tmp);
 }
 
 int prep_run(const prep_options *o, prep_counts *out_counts) {
     double t0 = now_s();
     prep_counts c = {0};
-    if (!o->data_path || !o->tokenizer_path || !o->template_name || !o->out_path)
+    if (!o->data_path || !o->tokenizer_path || !o->template_name || (!o->out_path && !o->dry_run))
         return llava_fail("the data, tokenizer, template and output paths are all required");
     if ((o->check_images || o->store_pixels) && !o->image_folder)
         return llava_fail("no image folder: one is needed to %s (or do not check the images)",
@@ -654,8 +664,8 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (o->compress < 0 || o->compress > 9) return llava_fail("compression level %d is not 0..9", o->compress);
     if (o->model_max_length < 0) return llava_fail("model_max_length %d is negative", o->model_max_length);
 
-    char *report = o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
-    if (check_out_paths(o, report)) {
+    char *report = o->dry_run ? NULL : o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
+    if (!o->dry_run && check_out_paths(o, report)) {
         free(report);
         return -1;
     }
@@ -684,9 +694,9 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     prep_md5_init(&src_md5);
     json_stream_on_read(js, md5_cb, &src_md5);
 
-    char *tmp = xasprintf("%s.tmp.%d", o->out_path, (int)getpid());
-    prep_writer *w = prep_writer_create(tmp, o->store_pixels ? o->image_size : 0, o->compress);
-    if (!w) {
+    char *tmp = o->dry_run ? NULL : xasprintf("%s.tmp.%d", o->out_path, (int)getpid());
+    prep_writer *w = o->dry_run ? NULL : prep_writer_create(tmp, o->store_pixels ? o->image_size : 0, o->compress);
+    if (!w && !o->dry_run) {
         free(tmp);
         free(report);
         json_stream_close(js);
@@ -711,7 +721,11 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     for (; started < threads; started++)
         if (pthread_create(&tids[started], NULL, worker, &p) != 0) break;
     report_list lists[PREP_N_KINDS] = {{0}};
-    progress pr = {.on = o->progress, .tty = isatty(2), .t0 = t0, .last = t0};
+    progress pr = {.on = o->progress,
+                   .tty = isatty(2),
+                   .t0 = t0,
+                   .last = t0,
+                   .who = o->dry_run ? "llava data check" : "llava prep"};
     int rc = 0, end = 0;
     if (started == 0) rc = llava_fail("cannot start threads");
 
@@ -753,7 +767,14 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     pthread_cond_destroy(&p.done);
 
     if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);
-    if (rc == 0) {
+    if (rc == 0 && o->dry_run) {
+        progress_show(&pr, js, c.records, c.written, 1);
+        if (o->report_to) {
+            rc = report_body(o->report_to, "the report", o, &c, lists);
+            if (rc == 0 && (fflush(o->report_to) != 0 || ferror(o->report_to)))
+                rc = llava_fail("the report: write failed: %s", strerror(errno));
+        }
+    } else if (rc == 0) {
         progress_show(&pr, js, c.records, c.written, 1);
         char src_hex[33];
         prep_md5_hex(&src_md5, src_hex);
@@ -795,7 +816,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
         if (pr.on && pr.tty && pr.shown) fputc('\n', stderr);
     }
     if (w) prep_writer_abort(w);
-    if (rc) unlink(tmp);
+    if (rc && tmp) unlink(tmp);
     for (int k = 0; k < PREP_N_KINDS; k++)
         if (lists[k].f) fclose(lists[k].f);
     c.seconds = now_s() - t0;

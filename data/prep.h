@@ -54,6 +54,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "image.h"
 #include "tokenizer.h"
@@ -84,6 +85,12 @@ typedef struct {
     // prep_run removes its temporary file and fails with "interrupted by signal N" (unless the output was
     // already in place). The caller's handler only stores into it (atomic_int is lock-free: signal-safe).
     const atomic_int *stop;
+    // Check only (`llava data check`): every sample goes through the same pipeline and is counted and reported
+    // alike, but nothing is written: no HDF5 file, no temporary file, no report file (out_path, report_path and
+    // force are not used; out_path may be NULL). The report, byte for byte what prep would write but for its
+    // "out" (null), goes to report_to when that is set. With strict, the first bad sample fails as in a real run.
+    int dry_run;
+    FILE *report_to;
 } prep_options;
 
 void prep_options_default(prep_options *o);
