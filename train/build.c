@@ -14,6 +14,11 @@
 
 int train_model_config(const run_settings *s, model_config *out) {
     const model_settings *ms = &s->model;
+    // A path that is not there is named with the absolute path it resolved to (train/config.h).
+    if (ms->init && access(ms->init, F_OK) != 0) return cfg_fail_missing("model.init", ms->init);
+    if (!ms->init && ms->llm && access(ms->llm, F_OK) != 0) return cfg_fail_missing("model.llm", ms->llm);
+    if (!ms->init && ms->vision_tower && access(ms->vision_tower, F_OK) != 0)
+        return cfg_fail_missing("model.vision_tower", ms->vision_tower);
     if (ms->init) {
         if (model_config_load(ms->init, out) != 0) return -1;
         if (out->kind != HF_LLAVA_HF && out->kind != HF_LLAVA_ORIGINAL)
@@ -61,6 +66,10 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     const int ALL = (1 << N_GROUPS) - 1, PROJ = 1 << GROUP_PROJECTOR;
     const char *adapter = ms->pretrain_mm_mlp_adapter;
     int rc = 0;
+    if (adapter && access(adapter, F_OK) != 0) {
+        llava_model_free(m);
+        return cfg_fail_missing("model.pretrain_mm_mlp_adapter", adapter);
+    }
     if (ms->init) {
         rc = llava_model_add_weights(m, ms->init, adapter ? ALL & ~PROJ : ALL, NULL);
     } else {
@@ -80,7 +89,7 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
 }
 
 // model.tokenizer, else the tokenizer.model beside the LM's (or the whole model's) weights.
-static char *tokenizer_path(const run_settings *s) {
+char *train_tokenizer_path(const run_settings *s) {
     if (s->model.tokenizer) return xstrdup(s->model.tokenizer);
     return path_join(s->model.init ? s->model.init : s->model.llm, "tokenizer.model");
 }
@@ -160,7 +169,7 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
     const data_settings *dd = &dd_copy;
     memset(ds, 0, sizeof *ds);
     if (!data) return llava_fail("no %s", key);
-    if (!file_exists(data)) return llava_fail("%s %s: no such file", key, data);
+    if (!file_exists(data)) return cfg_fail_missing(key, data);
     size_t n = strlen(data);
     int is_json = n > 5 && strcmp(data + n - 5, ".json") == 0;
     char *h5 = NULL;
@@ -169,7 +178,7 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
         // output_dir/dataset.h5 is ours: used again only while prepared from what this run asks, else prepared
         // again (prep writes a temporary file and renames it over the old one).
         h5 = path_join(s->checkpoint.output_dir, h5_name);
-        char *tok = tokenizer_path(s), *why = NULL;
+        char *tok = train_tokenizer_path(s), *why = NULL;
         if (!file_exists(h5)) {
             why = xstrdup("");
         } else if (dataset_open(ds, h5) != 0) {
@@ -177,6 +186,20 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
         } else if (check_source) {  // the other ranks open what rank 0 has just checked (or prepared)
             why = stale_reason(dd, tok, ds);
             if (why) dataset_close(ds);
+        }
+        if (why) {  // prep reads the tokenizer and the images: a path that is not there is named as resolved
+            const char *tok_key = s->model.tokenizer ? "model.tokenizer"
+                                  : s->model.init    ? "model.tokenizer (unset: the one in model.init)"
+                                                     : "model.tokenizer (unset: the one in model.llm)";
+            const char *img_key =
+                !strcmp(key, "eval.data_path") && s->eval.image_folder ? "eval.image_folder" : "data.image_folder";
+            if (!file_exists(tok)) rc = cfg_fail_missing(tok_key, tok);
+            else if (dd->image_folder && access(dd->image_folder, F_OK) != 0)
+                rc = cfg_fail_missing(img_key, dd->image_folder);
+            if (rc != 0) {
+                free(why);
+                why = NULL;
+            }
         }
         if (why) {
             if (why[0]) fprintf(stderr, "train: %s is stale (%s): preparing it again\n", h5, why);

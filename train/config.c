@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/util.h"
 
@@ -331,6 +332,9 @@ static int overlay(train_config *c, const cJSON *obj, const char *prefix, const 
 
 static int load_rec(train_config *c, const char *path, int depth);
 
+// Whether a path names something (a file or a folder).
+static int path_exists(const char *path) { return access(path, F_OK) == 0; }
+
 // How much of the text from `at` an error quotes: 40 bytes at most, never past `end`.
 static int near_len(const char *at, const char *end) { return end - at < 40 ? (int)(end - at) : 40; }
 
@@ -360,7 +364,16 @@ static int load_text(train_config *c, const char *text, size_t len, const char *
         else {
             char *dir = path_dirname(path);
             char *bp = base->valuestring[0] == '/' ? xstrdup(base->valuestring) : path_join(dir, base->valuestring);
-            rc = load_rec(c, bp, depth + 1);
+            if (!path_exists(bp)) {  // named with what it resolved to: the folder of this preset, not the working one
+                char *abs = cfg_abs_path(bp);
+                rc = llava_fail(
+                    "%s: \"base\" %s: no such file or directory (\"base\" resolves against the folder of the "
+                    "preset naming it: %s)",
+                    path, base->valuestring, abs);
+                free(abs);
+            } else {
+                rc = load_rec(c, bp, depth + 1);
+            }
             free(bp);
             free(dir);
         }
@@ -370,8 +383,50 @@ static int load_text(train_config *c, const char *text, size_t len, const char *
     return rc;
 }
 
+char *cfg_abs_path(const char *path) {
+    char *cwd = path[0] == '/' ? NULL : getcwd(NULL, 0);
+    if (path[0] != '/' && !cwd) return xstrdup(path);  // no working folder to resolve against
+    char *full = cwd ? path_join(cwd, path) : xstrdup(path);
+    free(cwd);
+    // "." and ".." by their text: the parts of an absolute path, each kept, dropped or taking back the last.
+    size_t n = strlen(full);
+    char *out = xmalloc(n + 2);
+    size_t o = 0;
+    for (const char *p = full; *p;) {
+        while (*p == '/') p++;
+        const char *e = p;
+        while (*e && *e != '/') e++;
+        size_t len = (size_t)(e - p);
+        if (len == 0 || (len == 1 && p[0] == '.')) {
+            // nothing
+        } else if (len == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && out[o - 1] != '/') o--;
+            if (o > 0) o--;
+        } else {
+            out[o++] = '/';
+            memcpy(out + o, p, len);
+            o += len;
+        }
+        p = e;
+    }
+    if (o == 0) out[o++] = '/';
+    out[o] = 0;
+    free(full);
+    return out;
+}
+
+int cfg_fail_missing(const char *key, const char *path) {
+    if (path[0] == '/') return llava_fail("%s %s: no such file or directory", key, path);
+    char *abs = cfg_abs_path(path);
+    llava_fail("%s %s: no such file or directory (relative paths resolve against the working folder: %s)", key, path,
+               abs);
+    free(abs);
+    return -1;
+}
+
 static int load_rec(train_config *c, const char *path, int depth) {
     if (depth > 8) return llava_fail("%s: \"base\" chain is deeper than 8 (a cycle?)", path);
+    if (depth == 0 && !path_exists(path)) return cfg_fail_missing("preset", path);
     size_t len;
     char *text = read_file(path, 4u << 20, &len);
     if (!text) return -1;

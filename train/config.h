@@ -55,4 +55,14 @@ int cfg_list_has(const train_config *c, const char *key, const char *item);
 // The resolved configuration as JSON text (malloc'd): what checkpoints store.
 char *cfg_to_json(const train_config *c);
 
+// Paths in a preset (docs/config.md): a relative path resolves against the working folder of the
+// process that reads it, as LLaVA's command-line flags do; "base" alone resolves against the folder
+// of the preset that names it. cfg_abs_path is the absolute path a path names now (against the
+// working folder, "." and ".." removed by their text; the file need not exist), malloc'd.
+char *cfg_abs_path(const char *path);
+// The error for a path a preset names that is not there, naming what it resolved to:
+// "KEY PATH: no such file or directory (relative paths resolve against the working folder: ABS)".
+// Returns -1.
+int cfg_fail_missing(const char *key, const char *path);
+
 #endif

@@ -79,6 +79,10 @@ int train_model_config(const run_settings *s, model_config *out);
 // model.vision_tower, and model.pretrain_mm_mlp_adapter or a freshly initialised projector.
 int train_build_model(const run_settings *s, llava_backend *be, llava_model *m);
 
+// The tokenizer a run uses (malloc'd): model.tokenizer, else the tokenizer.model beside the LM's (or the
+// whole model's) weights. Prep tokenizes with it, and the llava-hf export copies it.
+char *train_tokenizer_path(const run_settings *s);
+
 // The prepared dataset. A data.data_path that does not exist is refused by name. A LLaVA JSON (".json") is
 // prepared into output_dir/dataset.h5, which is used again only while it records the same inputs as the run
 // asks (the JSON's path, size and md5, the tokenizer's md5, template, tokenizer mode, image aspect,
