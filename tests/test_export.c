@@ -12,6 +12,10 @@
 #include "app/demo.h"
 #include "check.h"
 #include "common/util.h"
+#include "data/image.h"
+#include "data/prep.h"
+#include "data/template.h"
+#include "data/tokenizer.h"
 #include "kernels/ops.h"
 #include "model/batch_hf.h"
 #include "model/io/export.h"
@@ -31,6 +35,198 @@ static int same_file(const char *a, const char *b) {
     return same;
 }
 
+// The JSON object in dir/name (NULL with a failed check when it is not there or does not parse).
+static cJSON *load_json(const char *dir, const char *name) {
+    char *path = path_join(dir, name);
+    size_t n;
+    char *text = read_file(path, 1 << 20, &n);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    CHECK(cJSON_IsObject(j), "%s: %s", path, text ? "not a JSON object" : llava_errmsg());
+    free(text);
+    free(path);
+    return cJSON_IsObject(j) ? j : (cJSON_Delete(j), NULL);
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "(absent)";
+}
+static double jnum(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+static int jbool(const cJSON *o, const char *key) {  // 1 true, 0 false, -1 absent
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : -1;
+}
+
+// export_llava_hf_processor beside the export: every file transformers' AutoProcessor reads, with its keys
+// (model/io/export.h); and the record of transformers 4.46.3 loading the demo's trained export with them
+// (GOLDEN/processor_check.json, tools/reference/check_export_processor.py): its processor's input ids and
+// pixel values against ours, and its answer.
+static void check_processor_files(const llava_model *m, const char *world, const char *out) {
+    char *tok = path_join(world, "tokenizer.model");
+    export_processor_options po = {.tokenizer = tok, .model_max_length = 256, .template_name = "vicuna_v1"};
+    CHECK(export_llava_hf_processor(m, out, &po) == 0, "%s", llava_errmsg());
+    int V = m->cfg.text.vocab_size, S = m->cfg.vision.image_size, P = m->cfg.vision.patch_size;
+    char *copy = path_join(out, "tokenizer.model");
+    CHECK(same_file(tok, copy), "tokenizer.model is not the run's tokenizer, byte for byte");
+    free(copy);
+    char image_key[16], pad_key[16];
+    snprintf(image_key, sizeof image_key, "%d", V);  // the vocabulary grew by <image> and <pad>
+    snprintf(pad_key, sizeof pad_key, "%d", V + 1);
+
+    cJSON *tc = load_json(out, "tokenizer_config.json");
+    if (tc) {
+        CHECK_EQ_STR(jstr(tc, "tokenizer_class"), "LlamaTokenizer");
+        CHECK_EQ_STR(jstr(tc, "processor_class"), "LlavaProcessor");
+        CHECK(jbool(tc, "legacy") == 0 && jbool(tc, "add_bos_token") == 1 && jbool(tc, "add_eos_token") == 0,
+              "legacy %d, add_bos_token %d, add_eos_token %d", jbool(tc, "legacy"), jbool(tc, "add_bos_token"),
+              jbool(tc, "add_eos_token"));
+        CHECK_EQ_STR(jstr(tc, "bos_token"), "<s>");
+        CHECK_EQ_STR(jstr(tc, "eos_token"), "</s>");
+        CHECK_EQ_STR(jstr(tc, "unk_token"), "<unk>");
+        CHECK_EQ_STR(jstr(tc, "pad_token"), "<pad>");
+        CHECK(jnum(tc, "model_max_length") == 256, "model_max_length %g", jnum(tc, "model_max_length"));
+        CHECK(strstr(jstr(tc, "chat_template"), "ASSISTANT:") != NULL, "no vicuna_v1 chat_template");
+        const cJSON *dec = cJSON_GetObjectItemCaseSensitive(tc, "added_tokens_decoder");
+        const char *want[][2] = {
+            {"0", "<unk>"}, {"1", "<s>"}, {"2", "</s>"}, {image_key, "<image>"}, {pad_key, "<pad>"}};
+        for (int k = 0; k < 5; k++) {
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(dec, want[k][0]);
+            CHECK(e && !strcmp(jstr(e, "content"), want[k][1]) && jbool(e, "special") == 1,
+                  "added_tokens_decoder[%s] is not the special %s", want[k][0], want[k][1]);
+        }
+    }
+    cJSON *sm = load_json(out, "special_tokens_map.json");
+    const char *special[][2] = {
+        {"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}, {"pad_token", "<pad>"}};
+    for (int k = 0; sm && k < 4; k++)
+        CHECK(!strcmp(jstr(cJSON_GetObjectItemCaseSensitive(sm, special[k][0]), "content"), special[k][1]),
+              "special_tokens_map %s is not %s", special[k][0], special[k][1]);
+    cJSON *pp = load_json(out, "preprocessor_config.json");
+    if (pp) {
+        CHECK_EQ_STR(jstr(pp, "image_processor_type"), "CLIPImageProcessor");
+        const cJSON *crop = cJSON_GetObjectItemCaseSensitive(pp, "crop_size");
+        CHECK(jnum(crop, "height") == S && jnum(crop, "width") == S, "crop_size is not %d", S);
+        CHECK(jnum(cJSON_GetObjectItemCaseSensitive(pp, "size"), "shortest_edge") == S, "size is not %d", S);
+        CHECK(jbool(pp, "do_center_crop") == 1 && jbool(pp, "do_resize") == 1 && jbool(pp, "do_normalize") == 1 &&
+                  jbool(pp, "do_rescale") == 1 && jbool(pp, "do_convert_rgb") == 1,
+              "a do_* flag is off");
+        CHECK(jnum(pp, "resample") == 3, "resample %g (3 = bicubic)", jnum(pp, "resample"));
+        CHECK(fabs(jnum(pp, "rescale_factor") - 1.0 / 255.0) < 1e-15, "rescale_factor %g", jnum(pp, "rescale_factor"));
+        const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, sd[3] = {0.26862954, 0.26130258, 0.27577711};
+        const cJSON *jm = cJSON_GetObjectItemCaseSensitive(pp, "image_mean"),
+                    *js = cJSON_GetObjectItemCaseSensitive(pp, "image_std");
+        for (int k = 0; k < 3; k++)
+            CHECK(cJSON_GetArrayItem(jm, k) && cJSON_GetArrayItem(js, k) &&
+                      cJSON_GetArrayItem(jm, k)->valuedouble == mean[k] &&
+                      cJSON_GetArrayItem(js, k)->valuedouble == sd[k],
+                  "CLIP's mean and std, channel %d", k);
+    }
+    cJSON *pc = load_json(out, "processor_config.json"), *cfg = load_json(out, "config.json");
+    if (pc && cfg) {
+        CHECK_EQ_STR(jstr(pc, "processor_class"), "LlavaProcessor");
+        CHECK_EQ_STR(jstr(pc, "image_token"), "<image>");
+        CHECK(jnum(pc, "patch_size") == P, "patch_size %g, the tower's %d", jnum(pc, "patch_size"), P);
+        CHECK(jnum(pc, "num_additional_image_tokens") == 1, "num_additional_image_tokens %g",
+              jnum(pc, "num_additional_image_tokens"));
+        CHECK(!strcmp(jstr(pc, "vision_feature_select_strategy"), jstr(cfg, "vision_feature_select_strategy")),
+              "vision_feature_select_strategy %s, config.json's %s", jstr(pc, "vision_feature_select_strategy"),
+              jstr(cfg, "vision_feature_select_strategy"));
+        // What LlavaProcessor expands "<image>" to is what the model takes.
+        int grid = S / P, n = grid * grid + (int)jnum(pc, "num_additional_image_tokens") -
+                              !strcmp(jstr(pc, "vision_feature_select_strategy"), "default");
+        CHECK(n == m->tokens_per_image && jnum(cfg, "image_seq_length") == n,
+              "the processor expands <image> to %d, the "
+              "model takes %d",
+              n, m->tokens_per_image);
+    }
+    cJSON *ct = load_json(out, "chat_template.json");
+    if (ct && tc) CHECK_EQ_STR(jstr(ct, "chat_template"), jstr(tc, "chat_template"));
+    cJSON_Delete(tc), cJSON_Delete(sm), cJSON_Delete(pp), cJSON_Delete(pc), cJSON_Delete(cfg), cJSON_Delete(ct);
+
+    // transformers on the demo's export (the same tokenizer as this world's: the demo writes this world).
+    cJSON *g = load_json(GOLDEN, "processor_check.json");
+    if (!g) {
+        free(tok);
+        return;
+    }
+    char md5[33];
+    CHECK(prep_file_md5(tok, md5, NULL) == 0 && !strcmp(md5, jstr(g, "tokenizer_md5")),
+          "the demo's tokenizer (md5 %s) is not this world's (%s)", jstr(g, "tokenizer_md5"), md5);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(g, "processor");
+    CHECK_EQ_STR(jstr(pr, "class"), "LlavaProcessor");
+    CHECK_EQ_STR(jstr(pr, "tokenizer_class"), "LlamaTokenizerFast");
+    CHECK_EQ_STR(jstr(pr, "image_processor_class"), "CLIPImageProcessor");
+    CHECK(jnum(pr, "image_token_id") == V && jnum(pr, "pad_token_id") == V + 1, "transformers' <image> %g, <pad> %g",
+          jnum(pr, "image_token_id"), jnum(pr, "pad_token_id"));
+    // The chat template's prompt is LLaVA-1.5's vicuna_v1 prompt for one question with an image.
+    const conv_template *vt = conv_template_builtin("vicuna_v1");
+    char *prompt = xasprintf("%s USER: <image>\n%s ASSISTANT:", vt->system, jstr(g, "question"));
+    CHECK_EQ_STR(jstr(g, "prompt"), prompt);
+    // Its input ids are LLaVA's (tokenizer_image_token, hf431, the image's tokens expanded) but for one token:
+    // LLaVA tokenizes the text after <image> on its own, so it starts with SentencePiece's dummy "▁"; the fast
+    // tokenizer (legacy false) puts nothing between <image> and "\n" (docs/export.md).
+    tokenizer *t = tok_load(tok);
+    tok_ids ours = {0};
+    CHECK(t && tok_encode_with_images(t, TOK_HF431, prompt, strlen(prompt), &ours) == 0, "%s", llava_errmsg());
+    int space = t ? tok_piece_to_id(t, "\xe2\x96\x81", 3) : -1;
+    int32_t *want = xmalloc(sizeof(int32_t) * (ours.n + (size_t)m->tokens_per_image));
+    size_t n_want = 0;
+    int dropped = 0;
+    for (size_t i = 0; i < ours.n; i++) {
+        if (ours.v[i] == IMAGE_TOKEN_INDEX) {
+            for (int k = 0; k < m->tokens_per_image; k++) want[n_want++] = V;
+            if (i + 1 < ours.n && ours.v[i + 1] == space) i++, dropped++;
+        } else {
+            want[n_want++] = ours.v[i];
+        }
+    }
+    CHECK(dropped == 1, "LLaVA's ids have %d dummy pieces after the image (one expected)", dropped);
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(g, "input_ids");
+    int same = cJSON_GetArraySize(ids) == (int)n_want;
+    for (size_t i = 0; same && i < n_want; i++) same = cJSON_GetArrayItem(ids, (int)i)->valueint == want[i];
+    CHECK(same, "transformers' input ids (%d) are not LLaVA's less the dummy piece (%zu)", cJSON_GetArraySize(ids),
+          n_want);
+    CHECK(jnum(g, "image_tokens") == m->tokens_per_image, "%g image tokens", jnum(g, "image_tokens"));
+    // Its pixel values are LLaVA's: a square image, so crop (transformers) and pad (LLaVA-1.5) agree.
+    image_u8 im;
+    char *img = path_join(GOLDEN, jstr(g, "image"));
+    CHECK(image_load_file(img, &im) == 0, "%s", llava_errmsg());
+    float *chw = xmalloc(sizeof(float) * 3 * (size_t)S * S);
+    uint8_t *u8 = xmalloc(3 * (size_t)S * S);
+    for (int mode = 0; mode < 2; mode++) {
+        CHECK(image_preprocess(&im, S, mode ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE, u8, chw) == 0, "%s",
+              llava_errmsg());
+        double sum = 0, sq = 0;
+        for (size_t i = 0; i < 3 * (size_t)S * S; i++) sum += chw[i], sq += (double)chw[i] * chw[i];
+        const cJSON *pv = cJSON_GetObjectItemCaseSensitive(g, "pixel_values");
+        CHECK(fabs(sum - jnum(pv, "sum")) < 1e-3 && fabs(sq - jnum(pv, "sum_sq")) < 1e-3,
+              "%s: pixel sums %.6f %.6f, transformers' %.6f %.6f", mode ? "pad" : "square", sum, sq, jnum(pv, "sum"),
+              jnum(pv, "sum_sq"));
+        const cJSON *first = cJSON_GetObjectItemCaseSensitive(pv, "first");
+        for (int k = 0; k < 8; k++)
+            CHECK(fabs(chw[k] - cJSON_GetArrayItem(first, k)->valuedouble) < 1e-6, "pixel %d: %.7f vs %.7f", k,
+                  (double)chw[k], cJSON_GetArrayItem(first, k)->valuedouble);
+    }
+    image_free(&im);
+    // The answers: generate() on the processor's inputs, the pipeline, and `llava generate --model FOLDER`.
+    const char *a1 = jstr(cJSON_GetObjectItemCaseSensitive(g, "generate"), "text"),
+               *a2 = jstr(cJSON_GetObjectItemCaseSensitive(g, "pipeline"), "text"),
+               *a3 = jstr(cJSON_GetObjectItemCaseSensitive(g, "llava_generate"), "text");
+    CHECK(!strcmp(a1, "yellow") && !strcmp(a2, "yellow") && !strcmp(a3, "yellow"),
+          "answers: generate %s, pipeline %s, llava generate %s (the shape is yellow)", a1, a2, a3);
+    printf(
+        "transformers 4.46.3 on the export's processor files: %d input ids (LLaVA's less the dummy piece after "
+        "the image), pixel values equal, answer \"%s\" (llava generate: \"%s\")\n",
+        cJSON_GetArraySize(ids), a2, a3);
+    free(img), free(chw), free(u8), free(want), free(prompt), free(tok);
+    tok_ids_free(&ours);
+    tok_free(t);
+    cJSON_Delete(g);
+}
+
 int main(void) {
     char *world = check_tmpdir();
     CHECK(demo_make_world(world, 4, 0, 1, NULL) == 0, "%s", llava_errmsg());
@@ -44,6 +240,7 @@ int main(void) {
     const char *update = getenv("LLAVA_UPDATE_GOLDEN");
     char *out = (update && *update == '1') ? xstrdup(GOLDEN "/model") : path_join(world, "export");
     CHECK(export_llava_hf(&m, out, DT_F32) == 0, "%s", llava_errmsg());
+    if (!(update && *update == '1')) check_processor_files(&m, world, out);
     llava_model_free(&m);
     if (update && *update == '1') {
         printf("wrote %s; now run tools/reference/check_export.py\n", out);

@@ -811,6 +811,14 @@ static int trainer_finish(trainer *t, int rc) {
         if (rc == 0 && t->ts == TRAIN_PROJECTOR_LM) {
             char *md = path_join(out_dir, "model");
             rc = export_llava_hf(&t->m, md, DT_F32);
+            if (rc == 0) {  // with the tokenizer and processor files transformers' AutoProcessor reads
+                char *tok = train_tokenizer_path(t->s);
+                export_processor_options po = {.tokenizer = tok,
+                                               .model_max_length = t->s->data.model_max_length,
+                                               .template_name = t->s->data.template_name};
+                rc = export_llava_hf_processor(&t->m, md, &po);
+                free(tok);
+            }
             free(md);
         }
         if (rc == 0)

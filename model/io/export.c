@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "data/tokenizer.h"
 #include "model/params.h"
 #include "names.h"
 #include "safetensors.h"
@@ -77,18 +78,25 @@ static cJSON *vision_config_json(const clip_vision_config *v) {
     return j;
 }
 
+// The ids of <image> and <pad> in the export and its vocabulary size: llava-hf embeds the image token;
+// a vicuna vocabulary gets one (and <pad>) appended, padded to a multiple of 64.
+static void hf_vocab(const model_config *c, int *image_id, int *pad_id, int *V_out) {
+    int V = c->text.vocab_size;
+    *image_id = c->glue.image_token_index, *pad_id = c->glue.pad_token_id, *V_out = V;
+    if (*image_id < 0 || *image_id >= V) {
+        *image_id = V;
+        *pad_id = V + 1;
+        *V_out = (V + 2 + 63) / 64 * 64;
+    }
+}
+
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
     if (m->pt.linear_projector) return llava_fail("export: a single-Linear projector has no llava-hf layout");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int V = c->text.vocab_size, d = c->text.hidden_size;
-    // llava-hf embeds the image token; a vicuna vocabulary gets one (and <pad>) appended.
-    int image_id = c->glue.image_token_index, pad_id = c->glue.pad_token_id, V_out = V;
-    if (image_id < 0 || image_id >= V) {
-        image_id = V;
-        pad_id = V + 1;
-        V_out = (V + 2 + 63) / 64 * 64;
-    }
+    int image_id, pad_id, V_out;
+    hf_vocab(c, &image_id, &pad_id, &V_out);
     float *host[N_GROUPS];
     download_all(m, host);
     float *embed = NULL, *head = NULL;  // (V_out, d) when grown
@@ -181,5 +189,192 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
     rc = write_file_atomic(cpath, text, strlen(text));
     free(cpath);
     free(text);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The processor and tokenizer files (export.h).
+
+// LLaVA-1.5's vicuna_v1 conversation (llava/conversation.py conv_vicuna_v1, sep " ", sep2 "</s>"):
+// "SYSTEM USER: <image>\nQUESTION ASSISTANT: ANSWER</s>USER: ... ASSISTANT:". Messages are
+// transformers' chat format: content a string, or a list of {"type": "image"} and {"type": "text",
+// "text": ...} items (images first, as LLaVA puts "<image>\n" before the question). A first "system"
+// message replaces the system prompt.
+static const char VICUNA_V1_JINJA[] =
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- if messages[0]['content'] is string -%}{%- set system_message = messages[0]['content'] -%}"
+    "{%- else -%}{%- set system_message = messages[0]['content'][0]['text'] -%}{%- endif -%}"
+    "{%- set loop_messages = messages[1:] -%}"
+    "{%- else -%}"
+    "{%- set system_message = \"A chat between a curious user and an artificial intelligence assistant. The "
+    "assistant gives helpful, detailed, and polite answers to the user's questions.\" -%}"
+    "{%- set loop_messages = messages -%}"
+    "{%- endif -%}"
+    "{{- system_message + ' ' -}}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}{{- 'USER: ' -}}{%- else -%}{{- 'ASSISTANT: ' -}}{%- endif -%}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] == 'image' -%}{{- '<image>\\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- if message['role'] == 'user' -%}{{- ' ' -}}{%- else -%}{{- '</s>' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- 'ASSISTANT:' -}}{%- endif -%}";
+
+static cJSON *added_token(const char *content) {
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "content", content);
+    cJSON_AddBoolToObject(t, "lstrip", 0);
+    cJSON_AddBoolToObject(t, "normalized", 0);
+    cJSON_AddBoolToObject(t, "rstrip", 0);
+    cJSON_AddBoolToObject(t, "single_word", 0);
+    cJSON_AddBoolToObject(t, "special", 1);
+    return t;
+}
+
+static int write_json(const char *dir, const char *name, cJSON *j) {
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    size_t n = strlen(text);
+    text = xrealloc(text, n + 2);
+    text[n] = '\n', text[n + 1] = 0;
+    char *path = path_join(dir, name);
+    int rc = write_file_atomic(path, text, n + 1);
+    free(path);
+    free(text);
+    return rc;
+}
+
+static cJSON *number_array(const double *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+int export_llava_hf_processor(const llava_model *m, const char *dir, const export_processor_options *o) {
+    if (!o || !o->tokenizer) return llava_fail("export: the processor files need the run's tokenizer.model");
+    if (mkdir_p(dir) != 0) return -1;
+    const model_config *c = &m->cfg;
+    int image_id, pad_id, V_out;
+    hf_vocab(c, &image_id, &pad_id, &V_out);
+    size_t tok_len = 0;
+    char *tok_bytes = read_file(o->tokenizer, (size_t)64 << 20, &tok_len);
+    if (!tok_bytes) return llava_fail_ctx("export: the tokenizer");
+    tokenizer *t = tok_load_mem(tok_bytes, tok_len);
+    if (!t) {
+        free(tok_bytes);
+        return llava_fail_ctx("export: the tokenizer %s", o->tokenizer);
+    }
+    int n_pieces = tok_n_pieces(t);
+    if (n_pieces > image_id) {
+        tok_free(t);
+        free(tok_bytes);
+        return llava_fail("export: the tokenizer %s has %d pieces, but the export's <image> token is id %d",
+                          o->tokenizer, n_pieces, image_id);
+    }
+    // The special pieces by their strings in the tokenizer ("<unk>", "<s>", "</s>" in LLaMA's).
+    int ids[3] = {tok_unk_id(t), tok_bos_id(t), tok_eos_id(t)};
+    char *names[3];
+    for (int k = 0; k < 3; k++) {
+        size_t len = 0;
+        const char *p = tok_id_to_piece(t, ids[k], &len);
+        names[k] = p ? xasprintf("%.*s", (int)len, p) : xstrdup(k == 0 ? "<unk>" : k == 1 ? "<s>" : "</s>");
+    }
+    tok_free(t);
+    const char *unk = names[0], *bos = names[1], *eos = names[2];
+    int vicuna = !o->template_name || !strcmp(o->template_name, "vicuna_v1") || !strcmp(o->template_name, "v1");
+    char *tpath = path_join(dir, "tokenizer.model");
+    int rc = write_file_atomic(tpath, tok_bytes, tok_len);
+    free(tpath);
+    free(tok_bytes);
+
+    // tokenizer_config.json: the slow LlamaTokenizer's settings as llava-hf's folders write them.
+    cJSON *tc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(tc, "add_bos_token", 1);
+    cJSON_AddBoolToObject(tc, "add_eos_token", 0);
+    cJSON *dec = cJSON_AddObjectToObject(tc, "added_tokens_decoder");
+    char key[24];
+    for (int k = 0; k < 3; k++) {
+        snprintf(key, sizeof key, "%d", ids[k]);
+        if (!cJSON_GetObjectItemCaseSensitive(dec, key)) cJSON_AddItemToObject(dec, key, added_token(names[k]));
+    }
+    snprintf(key, sizeof key, "%d", image_id);
+    cJSON_AddItemToObject(dec, key, added_token("<image>"));
+    if (pad_id >= 0 && pad_id != image_id) {
+        snprintf(key, sizeof key, "%d", pad_id);
+        cJSON_AddItemToObject(dec, key, added_token("<pad>"));
+    }
+    cJSON_AddStringToObject(tc, "bos_token", bos);
+    if (vicuna) cJSON_AddStringToObject(tc, "chat_template", VICUNA_V1_JINJA);
+    cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", 0);
+    cJSON_AddStringToObject(tc, "eos_token", eos);
+    cJSON_AddBoolToObject(tc, "legacy", 0);
+    cJSON_AddNumberToObject(tc, "model_max_length", o->model_max_length > 0 ? o->model_max_length : 2048);
+    cJSON_AddStringToObject(tc, "pad_token", pad_id >= 0 ? "<pad>" : unk);
+    cJSON_AddStringToObject(tc, "padding_side", "left");
+    cJSON_AddStringToObject(tc, "processor_class", "LlavaProcessor");
+    cJSON_AddObjectToObject(tc, "sp_model_kwargs");
+    cJSON_AddStringToObject(tc, "tokenizer_class", "LlamaTokenizer");
+    cJSON_AddStringToObject(tc, "unk_token", unk);
+    cJSON_AddBoolToObject(tc, "use_default_system_prompt", 0);
+    if (rc == 0) rc = write_json(dir, "tokenizer_config.json", tc);
+    else cJSON_Delete(tc);
+
+    cJSON *sm = cJSON_CreateObject();
+    const char *special[4][2] = {
+        {"bos_token", bos}, {"eos_token", eos}, {"pad_token", pad_id >= 0 ? "<pad>" : unk}, {"unk_token", unk}};
+    for (int k = 0; k < 4; k++) {
+        cJSON *e = added_token(special[k][1]);
+        cJSON_DeleteItemFromObjectCaseSensitive(e, "special");
+        cJSON_AddItemToObject(sm, special[k][0], e);
+    }
+    if (rc == 0) rc = write_json(dir, "special_tokens_map.json", sm);
+    else cJSON_Delete(sm);
+
+    // preprocessor_config.json: LLaVA-1.5's CLIPImageProcessor (openai/clip-vit-large-patch14-336's), at
+    // the tower's image size. It crops; LLaVA-1.5's pad mode pads to a square first (docs/export.md).
+    int S = c->vision.image_size;
+    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
+    cJSON *pp = cJSON_CreateObject();
+    cJSON *crop = cJSON_AddObjectToObject(pp, "crop_size");
+    cJSON_AddNumberToObject(crop, "height", S);
+    cJSON_AddNumberToObject(crop, "width", S);
+    cJSON_AddBoolToObject(pp, "do_center_crop", 1);
+    cJSON_AddBoolToObject(pp, "do_convert_rgb", 1);
+    cJSON_AddBoolToObject(pp, "do_normalize", 1);
+    cJSON_AddBoolToObject(pp, "do_rescale", 1);
+    cJSON_AddBoolToObject(pp, "do_resize", 1);
+    cJSON_AddItemToObject(pp, "image_mean", number_array(mean, 3));
+    cJSON_AddStringToObject(pp, "image_processor_type", "CLIPImageProcessor");
+    cJSON_AddItemToObject(pp, "image_std", number_array(std, 3));
+    cJSON_AddStringToObject(pp, "processor_class", "LlavaProcessor");
+    cJSON_AddNumberToObject(pp, "resample", 3);  // PIL's BICUBIC
+    cJSON_AddNumberToObject(pp, "rescale_factor", 1.0 / 255.0);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(pp, "size"), "shortest_edge", S);
+    if (rc == 0) rc = write_json(dir, "preprocessor_config.json", pp);
+    else cJSON_Delete(pp);
+
+    // processor_config.json: how LlavaProcessor expands "<image>" (one token per visual feature):
+    // (S / patch)^2 + num_additional_image_tokens, less one under "default" (CLS dropped). transformers
+    // 4.46 adds the 1 itself and reports the key as unused; 4.47 and later read it.
+    cJSON *pc = cJSON_CreateObject();
+    cJSON_AddStringToObject(pc, "image_token", "<image>");
+    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", 1);
+    cJSON_AddNumberToObject(pc, "patch_size", c->vision.patch_size);
+    cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
+    cJSON_AddStringToObject(pc, "vision_feature_select_strategy", c->glue.drop_cls ? "default" : "full");
+    if (rc == 0) rc = write_json(dir, "processor_config.json", pc);
+    else cJSON_Delete(pc);
+
+    if (vicuna) {
+        cJSON *ct = cJSON_CreateObject();
+        cJSON_AddStringToObject(ct, "chat_template", VICUNA_V1_JINJA);
+        if (rc == 0) rc = write_json(dir, "chat_template.json", ct);
+        else cJSON_Delete(ct);
+    }
+    for (int k = 0; k < 3; k++) free(names[k]);
     return rc;
 }

@@ -16,4 +16,25 @@ int export_projector(const llava_model *m, const char *path, dtype_t dtype);
 // embed_tokens and lm_head are the mean of the existing rows.
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype);
 
+// What transformers' AutoProcessor reads beside an export_llava_hf folder, so that
+// LlavaProcessor.from_pretrained(dir) and pipeline(..., model=dir) run on it, and `llava generate
+// --model dir` finds its tokenizer (docs/export.md):
+//   tokenizer.model          the run's SentencePiece model, copied byte for byte
+//   tokenizer_config.json    LlamaTokenizer, legacy false, add_bos_token true, bos/eos/unk from the
+//                            tokenizer, <image> and <pad> at the export's ids, model_max_length,
+//                            padding_side left (batched generation), chat_template
+//   special_tokens_map.json  bos, eos, unk, pad
+//   preprocessor_config.json CLIPImageProcessor: resize the shortest edge to the tower's image size,
+//                            centre crop to it, bicubic (resample 3), CLIP's mean and std
+//   processor_config.json    LlavaProcessor: patch_size, vision_feature_select_strategy (as config.json),
+//                            image_token, num_additional_image_tokens 1 (CLIP's class token)
+//   chat_template.json       the vicuna_v1 conversation as a Jinja template (LLaVA-1.5's prompt)
+typedef struct {
+    const char *tokenizer;      // the run's tokenizer.model (required)
+    int model_max_length;       // tokenizer_config's model_max_length; <= 0: 2048 (LLaVA-1.5's)
+    const char *template_name;  // the template trained on: vicuna_v1 ("v1") or NULL gets its Jinja
+                                // chat template; any other none (LLaVA-1.5's would be wrong for it)
+} export_processor_options;
+int export_llava_hf_processor(const llava_model *m, const char *dir, const export_processor_options *o);
+
 #endif
