@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/torch_rng.h"
 #include "common/util.h"
@@ -99,18 +100,44 @@ static double copy_bandwidth_gbs(llava_backend *be, size_t mib) {
     return 2.0 * (double)n * (double)ops->act_bytes * reps / dt / 1e9;
 }
 
+static const char USAGE[] =
+    "usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] [--batch B]\n"
+    "                            [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n"
+    "\n"
+    "Generation speed through the engine on a model of a given shape with random weights (or a model folder):\n"
+    "time to first token, decode tokens/s at batch 1 and at --batch, the memory-bandwidth bound of batch-1\n"
+    "decode, and the speed-up the KV cache gives over a full pass per token. Numbers are printed; nothing is\n"
+    "asserted.\n"
+    "\n"
+    "  --device DEV         cpu or cuda (default: cuda when a device is there, else cpu)\n"
+    "  --shape S            demo (the demo's model), 7b or 13b (LLaVA-1.5; default: 7b on cuda, demo on cpu)\n"
+    "  --model DIR          a model folder instead of a shape (default: none)\n"
+    "  --layers L           truncate the shape's LM to L layers (default 0: all)\n"
+    "  --batch B            sequences decoded together in the batched run (default: 64 on cuda, 8 on cpu)\n"
+    "  --prompt-tokens P    prompt length (default: 600 on cuda, LLaVA's image prompt; 512 on cpu)\n"
+    "  --new-tokens N       tokens generated per sequence (default: 128 on cuda, 32 on cpu)\n"
+    "  --no-cache-tokens K  tokens of the no-cache path, at most 64 (default: 0 on cuda, 4 on cpu; 0: not run)\n"
+    "  --threads T          CPU threads (default 0: the backend's)\n"
+    "  --json               also one JSON line of the numbers (default: off)\n";
+
 int cmd_bench_generate(int argc, char **argv) {
+    static const char *const FLAGS[] = {"--device",  "--shape",         "--model",      "--layers",
+                                        "--batch",   "--prompt-tokens", "--new-tokens", "--no-cache-tokens",
+                                        "--threads", "--json",          "--help"};
     char why[256];
     int have_cuda = llava_backend_available("cuda", why, sizeof why);
     const char *device = have_cuda ? "cuda" : "cpu", *shape = NULL, *model_dir = NULL;
     int layers = 0, batch = -1, P = -1, N = -1, nocache = -1, json = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) goto usage_ok;
+        if (args_is_help(argv[i])) {
+            fputs(USAGE, stdout);
+            return 0;
+        }
         if (!strcmp(argv[i], "--json")) {
             json = 1;
             continue;
         }
-        if (i + 1 >= argc) goto usage;
+        if (i + 1 >= argc) return args_unknown("bench-generate", argv[i], FLAGS, ARGS_COUNT(FLAGS));
         if (!strcmp(argv[i], "--device")) device = argv[++i];
         else if (!strcmp(argv[i], "--shape")) shape = argv[++i];
         else if (!strcmp(argv[i], "--model")) model_dir = argv[++i];
@@ -120,11 +147,14 @@ int cmd_bench_generate(int argc, char **argv) {
         else if (!strcmp(argv[i], "--new-tokens")) N = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-cache-tokens")) nocache = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
-        else goto usage;
+        else return args_unknown("bench-generate", argv[i], FLAGS, ARGS_COUNT(FLAGS));
     }
     int gpu = !strcmp(device, "cuda");
     if (!shape) shape = gpu ? "7b" : "demo";
-    if (strcmp(shape, "demo") && strcmp(shape, "7b") && strcmp(shape, "13b")) goto usage;
+    if (strcmp(shape, "demo") && strcmp(shape, "7b") && strcmp(shape, "13b")) {
+        fprintf(stderr, "llava bench-generate: --shape %s: demo, 7b or 13b\n", shape);
+        return 2;
+    }
     if (batch <= 0) batch = gpu ? 64 : 8;
     if (P <= 0) P = gpu ? 600 : 512;  // LLaVA's image prompt (576 features + text); the CPU length
     if (N <= 0) N = gpu ? 128 : 32;
@@ -227,14 +257,4 @@ fail:
     if (m.be) llava_model_free(&m);
     llava_backend_close(be);
     return 1;
-usage_ok:
-    printf(
-        "usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] "
-        "[--batch B] [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n");
-    return 0;
-usage:
-    fprintf(stderr,
-            "usage: llava bench-generate [--device cpu|cuda] [--shape demo|7b|13b | --model DIR] [--layers L] "
-            "[--batch B] [--prompt-tokens P] [--new-tokens N] [--no-cache-tokens K] [--threads T] [--json]\n");
-    return 2;
 }

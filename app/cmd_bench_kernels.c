@@ -20,11 +20,57 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "kernels/backend.h"
 #include "kernels/device.h"
 #include "kernels/opcheck.h"
+
+enum { MAX_REPS = 200 };
+
+static const char USAGE[] =
+    "usage: llava bench-kernels [--reps N] [--only SUBSTRING] [--no-attention]\n"
+    "\n"
+    "Times every CUDA kernel of the op-case registry at LLaVA-1.5-7B shapes against the device's own peaks,\n"
+    "measured at start (a large bf16 GEMM for TFLOP/s, a 1 GiB device copy for GB/s). Without a CUDA device it\n"
+    "says so and exits 0.\n"
+    "\n"
+    "  --reps N          timed calls per kernel, the median reported, 1..200 (default 20)\n"
+    "  --only SUBSTRING  only the kernels whose name contains SUBSTRING (default: all)\n"
+    "  --no-attention    leave out the attention kernels (default: off)\n";
+
+typedef struct {
+    int reps, no_attention;
+    const char *only;
+} bench_args;
+
+// 0 to run, or the exit status (0 after --help, 2 on a usage error).
+static int parse_args(int argc, char **argv, bench_args *a, int *done) {
+    static const char *const FLAGS[] = {"--reps", "--only", "--no-attention", "--help"};
+    *a = (bench_args){.reps = 20};
+    *done = 1;
+    for (int i = 1; i < argc; i++) {
+        if (args_is_help(argv[i])) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            a->reps = atoi(argv[++i]);
+            if (a->reps < 1 || a->reps > MAX_REPS) {
+                fprintf(stderr, "bench-kernels: --reps must be 1..%d\n", MAX_REPS);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            a->only = argv[++i];
+        } else if (strcmp(argv[i], "--no-attention") == 0) {
+            a->no_attention = 1;
+        } else {
+            return args_unknown("bench-kernels", argv[i], FLAGS, ARGS_COUNT(FLAGS));
+        }
+    }
+    *done = 0;
+    return 0;
+}
 
 #ifdef LLAVA_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -33,8 +79,6 @@ static int cmp_float(const void *x, const void *y) {
     float a = *(const float *)x, b = *(const float *)y;
     return a < b ? -1 : a > b;
 }
-
-enum { MAX_REPS = 200 };
 
 // Median milliseconds of `reps` calls after `warmup` calls.
 static double time_run(llava_backend *be, opcheck_run *r, const char *name, int warmup, int reps) {
@@ -79,29 +123,12 @@ static int time_case(llava_backend *be, const opcheck_case *c, int warmup, int r
     return ok;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: llava bench-kernels [--reps N] [--only SUBSTRING] [--no-attention]\n");
-}
-
 int cmd_bench_kernels(int argc, char **argv) {
-    int reps = 20, no_attention = 0;
-    const char *only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-            if (reps < 1 || reps > MAX_REPS) {
-                fprintf(stderr, "bench-kernels: --reps must be 1..%d\n", MAX_REPS);
-                return 2;
-            }
-        } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-            only = argv[++i];
-        } else if (strcmp(argv[i], "--no-attention") == 0) {
-            no_attention = 1;
-        } else {
-            usage();
-            return 2;
-        }
-    }
+    bench_args args;
+    int done, rc = parse_args(argc, argv, &args, &done);
+    if (done) return rc;
+    int reps = args.reps, no_attention = args.no_attention;
+    const char *only = args.only;
     llava_backend *be = llava_backend_open("cuda", NULL);
     if (!be) {
         printf("no CUDA device (%s)\n", llava_errmsg());
@@ -189,7 +216,9 @@ int cmd_bench_kernels(int argc, char **argv) {
 #else  // a build without CUDA
 
 int cmd_bench_kernels(int argc, char **argv) {
-    (void)argc, (void)argv;
+    bench_args args;
+    int done, rc = parse_args(argc, argv, &args, &done);
+    if (done) return rc;
     char why[256];
     llava_backend_available("cuda", why, sizeof why);
     printf("no CUDA device (%s)\n", why);

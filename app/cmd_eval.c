@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "eval/eval.h"
@@ -33,25 +34,35 @@
 static const char *KIND_NAMES[] = {"exact", "approximate (the official number comes from a server)",
                                    "submission file only", "judged (answers only without --judge-url)"};
 
+static const char USAGE[] =
+    "usage: llava eval --model DIR --benchmark B --data DIR --out RESULTS [--limit N]\n"
+    "                  [--chunks K --chunk-idx I] [generation flags]\n"
+    "       llava eval score --benchmark B --answers A.jsonl --data DIR [--questions Q.jsonl] [--out DIR]\n"
+    "                        [--judge-url URL --judge-model M --judge-rule rule.json]\n"
+    "       llava eval list\n"
+    "\n"
+    "LLaVA-1.5's benchmarks: answers and scores as LLaVA's scripts make them, beside the published numbers.\n"
+    "\n"
+    "  --model DIR  the model folder (required; as `llava generate --model`)\n"
+    "  --benchmark  the benchmark's name (required; `llava eval list` names them and their files)\n"
+    "  --data       the benchmark's folder in LLaVA's layout (required; playground/data/eval/<bench>, see\n"
+    "               LLaVA's docs/Evaluation.md)\n"
+    "  --out        RESULTS/answers.jsonl (LLaVA's answers format: LLaVA's own scripts score it too),\n"
+    "               RESULTS/scores.json, and what the scorer writes (submission files) (required)\n"
+    "  --limit N    the first N questions only, a quick look; scores of a subset (default 0: all)\n"
+    "  --chunks K --chunk-idx I   answer chunk I of K (default: one chunk; automatic under mpirun and srun)\n"
+    "  --judge-url URL --judge-model M --judge-rule rule.json   the judged benchmarks (llavabench):\n"
+    "               an OpenAI-compatible endpoint (.../v1), never called unless given (default: none, answers\n"
+    "               only); the key from LLAVA_JUDGE_API_KEY or OPENAI_API_KEY; the rule file is LLaVA's\n"
+    "               llava/eval/table/rule.json\n"
+    "  generation flags are `llava generate`'s, with its defaults: --device --max-batch --threads --tokenizer\n"
+    "               --template --aspect --mode --model-id --kv-tokens --max-context --window\n"
+    "               --ignore-unexpected (greedy always)\n"
+    "  score:       --answers A.jsonl (required) scores answers already made; --questions Q.jsonl (default: the\n"
+    "               benchmark's own file in --data); --out DIR (default: none, scores printed only)\n";
+
 static int usage(void) {
-    fprintf(
-        stderr,
-        "usage: llava eval --model DIR --benchmark B --data DIR --out RESULTS [--limit N]\n"
-        "                  [--chunks K --chunk-idx I] [generation flags]\n"
-        "       llava eval score --benchmark B --answers A.jsonl --data DIR [--questions Q.jsonl] [--out DIR]\n"
-        "                        [--judge-url URL --judge-model M --judge-rule rule.json]\n"
-        "       llava eval list\n"
-        "  --data       the benchmark's folder in LLaVA's layout (playground/data/eval/<bench>, see\n"
-        "               LLaVA's docs/Evaluation.md; `llava eval list` names each benchmark's files)\n"
-        "  --out        RESULTS/answers.jsonl (LLaVA's answers format: LLaVA's own scripts score it too),\n"
-        "               RESULTS/scores.json, and what the scorer writes (submission files)\n"
-        "  --limit N    the first N questions only (a quick look; scores of a subset)\n"
-        "  --chunks K --chunk-idx I   answer chunk I of K (automatic under mpirun and srun)\n"
-        "  --judge-url URL --judge-model M --judge-rule rule.json   the judged benchmarks (llavabench):\n"
-        "               an OpenAI-compatible endpoint (.../v1), never called unless given; the key from\n"
-        "               LLAVA_JUDGE_API_KEY or OPENAI_API_KEY; the rule file is LLaVA's llava/eval/table/rule.json\n"
-        "  generation flags are `llava generate`'s: --device --max-batch --threads --tokenizer --template\n"
-        "               --aspect --mode --model-id --kv-tokens --max-context (greedy always)\n");
+    fputs(USAGE, stderr);
     return 2;
 }
 
@@ -192,10 +203,15 @@ static int score_and_report(const eval_bench *b, const eval_inputs *in, const ch
 static int cmd_score(int argc, char **argv) {
     const char *name = NULL;
     eval_inputs in = {0};
+    static const char *const FLAGS[] = {"--benchmark", "--answers",     "--data",       "--questions", "--out",
+                                        "--judge-url", "--judge-model", "--judge-rule", "--help"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) return usage(), 0;
-        if (i + 1 >= argc) return usage();
+        if (args_is_help(s)) {
+            fputs(USAGE, stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) return args_unknown("eval score", s, FLAGS, ARGS_COUNT(FLAGS));
         if (!strcmp(s, "--benchmark")) name = argv[++i];
         else if (!strcmp(s, "--answers")) in.answers = argv[++i];
         else if (!strcmp(s, "--data")) in.data = argv[++i];
@@ -204,10 +220,7 @@ static int cmd_score(int argc, char **argv) {
         else if (!strcmp(s, "--judge-url")) in.judge_url = argv[++i];
         else if (!strcmp(s, "--judge-model")) in.judge_model = argv[++i];
         else if (!strcmp(s, "--judge-rule")) in.judge_rule = argv[++i];
-        else {
-            fprintf(stderr, "llava eval score: unknown argument %s\n", s);
-            return usage();
-        }
+        else return args_unknown("eval score", s, FLAGS, ARGS_COUNT(FLAGS));
     }
     const eval_bench *b = find_bench(name);
     if (!b) return 2;
@@ -233,17 +246,31 @@ int cmd_eval(int argc, char **argv) {
     // Generation flags pass through to `llava generate`.
     const char *pass[64];
     int n_pass = 0;
+    static const char *const FLAGS[] = {"--benchmark",  "--model",
+                                        "--data",       "--out",
+                                        "--judge-url",  "--judge-model",
+                                        "--judge-rule", "--limit",
+                                        "--chunks",     "--chunk-idx",
+                                        "--device",     "--max-batch",
+                                        "--threads",    "--tokenizer",
+                                        "--template",   "--aspect",
+                                        "--mode",       "--model-id",
+                                        "--kv-tokens",  "--max-context",
+                                        "--window",     "--ignore-unexpected",
+                                        "--help"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) return usage(), 0;
+        if (args_is_help(s)) {
+            fputs(USAGE, stdout);
+            return 0;
+        }
         if (!strcmp(s, "--ignore-unexpected")) {
             pass[n_pass++] = s;
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "llava eval: %s needs a value\n", s);
-            return usage();
-        }
+        int known = 0;
+        for (int k = 0; k < ARGS_COUNT(FLAGS); k++) known |= !strcmp(s, FLAGS[k]);
+        if (!known || i + 1 >= argc) return args_unknown("eval", s, FLAGS, ARGS_COUNT(FLAGS));
         const char *v = argv[++i];
         if (!strcmp(s, "--benchmark")) name = v;
         else if (!strcmp(s, "--model")) model = v;
@@ -271,8 +298,7 @@ int cmd_eval(int argc, char **argv) {
             pass[n_pass++] = s;
             pass[n_pass++] = v;
         } else {
-            fprintf(stderr, "llava eval: unknown argument %s\n", s);
-            return usage();
+            return args_unknown("eval", s, FLAGS, ARGS_COUNT(FLAGS));
         }
     }
     const eval_bench *b = find_bench(name);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/dtype.h"
 #include "common/util.h"
@@ -13,12 +14,43 @@
 #include "model/io/safetensors.h"
 #include "model/llava.h"
 
+static const char USAGE[] =
+    "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
+    "                     [--grads projector|projector+lm] [--ignore-unexpected]\n"
+    "\n"
+    "One forward pass (and with --grads a backward pass) of a model folder on the inputs a Hugging Face\n"
+    "LlavaForConditionalGeneration takes, written under Hugging Face names: the tool to compare checkpoints and\n"
+    "implementations (transformers' model(**inputs) on the same file gives the same logits and loss).\n"
+    "\n"
+    "  --model DIR          a model folder, llava-hf or original LLaVA layout (config.json + safetensors;\n"
+    "                       required)\n"
+    "  --inputs IN          the inputs, a safetensors file (required; below)\n"
+    "  --out OUT            the outputs, a safetensors file (required; below)\n"
+    "  --device DEV         cpu or cuda (default: cpu)\n"
+    "  --grads WHICH        also the gradients of the loss: projector, or projector+lm (default: none, forward\n"
+    "                       only)\n"
+    "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place for\n"
+    "                       (skipped; default: off, they are an error naming them)\n"
+    "\n"
+    "IN.safetensors holds, as LlavaProcessor and a data collator make them (B rows of S positions):\n"
+    "  input_ids       I64 (B, S), required. Token ids of the language model's vocabulary; each image stands as\n"
+    "                  the model's image token id (config.json's image_token_index: 32000 in llava-hf folders,\n"
+    "                  -200 in original LLaVA ones) repeated once per visual token, i.e. the \"<image>\" of a\n"
+    "                  prompt already expanded as transformers' LlavaProcessor expands it: 576 copies for\n"
+    "                  LLaVA-1.5 (CLIP-L/14 at 336 px, (336/14)^2 patches, the CLS feature dropped), in a row.\n"
+    "  attention_mask  I64 (B, S), optional: 1 for a row's tokens, then 0 for its padding (right padding only);\n"
+    "                  absent: every position is a token.\n"
+    "  labels          I64 (B, S), optional: transformers' convention, not shifted (position t is scored on\n"
+    "                  labels[t+1]), -100 = not scored; absent: no loss (it prints nan over 0 targets).\n"
+    "  pixel_values    floating point (N, 3, H, W), optional: the N images in the order their image tokens appear\n"
+    "                  (row by row), preprocessed and CLIP-normalised (`llava image` writes one image's as\n"
+    "                  pixel_values, 3 x S x S); N times the visual tokens per image must equal the image ids\n"
+    "                  in input_ids. NaN or infinity is refused.\n"
+    "OUT.safetensors gets logits (F32, B x S x vocabulary, zeros at padding positions), loss (F32 scalar, the\n"
+    "mean over scored positions) and with --grads grad.<Hugging Face name> (F32) for every trained tensor.\n";
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
-            "                     [--grads projector|projector+lm] [--ignore-unexpected]\n"
-            "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place\n"
-            "                       for (skipped; without it they are an error naming them)\n");
+    fputs(USAGE, stderr);
     return 2;
 }
 
@@ -63,25 +95,37 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *device = "cpu", *grads = NULL;
     llava_load_options lo = {0};
+    static const char *const FLAGS[] = {"--model", "--inputs", "--out", "--device", "--grads", "--ignore-unexpected",
+                                        "--help"};
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--ignore-unexpected") == 0) {
-            lo.ignore_unexpected = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return usage();
-        if (strcmp(argv[i], "--model") == 0) model = argv[++i];
-        else if (strcmp(argv[i], "--inputs") == 0) inputs = argv[++i];
-        else if (strcmp(argv[i], "--out") == 0) out = argv[++i];
-        else if (strcmp(argv[i], "--device") == 0) device = argv[++i];
-        else if (strcmp(argv[i], "--grads") == 0) grads = argv[++i];
-        else return usage();
+        const char *a = argv[i];
+        int v = i + 1 < argc;
+        if (args_is_help(a)) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(a, "--ignore-unexpected") == 0) lo.ignore_unexpected = 1;
+        else if (strcmp(a, "--model") == 0 && v) model = argv[++i];
+        else if (strcmp(a, "--inputs") == 0 && v) inputs = argv[++i];
+        else if (strcmp(a, "--out") == 0 && v) out = argv[++i];
+        else if (strcmp(a, "--device") == 0 && v) device = argv[++i];
+        else if (strcmp(a, "--grads") == 0 && v) grads = argv[++i];
+        else return args_unknown("forward", a, FLAGS, ARGS_COUNT(FLAGS));
     }
-    if (!model || !inputs || !out) return usage();
+    if (!model || !inputs || !out) {
+        fprintf(stderr, "llava forward: --model, --inputs and --out are required\n");
+        return usage();
+    }
     trainable_set t = TRAIN_NONE;
     if (grads && strcmp(grads, "projector") == 0) t = TRAIN_PROJECTOR;
     else if (grads && strcmp(grads, "projector+lm") == 0) t = TRAIN_PROJECTOR_LM;
-    else if (grads) return usage();
-    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) return usage();
+    else if (grads) {
+        fprintf(stderr, "llava forward: --grads %s: projector or projector+lm\n", grads);
+        return 2;
+    }
+    if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) {
+        fprintf(stderr, "llava forward: --device %s: cpu or cuda\n", device);
+        return 2;
+    }
     llava_backend *be = llava_backend_open(device, NULL);
     if (!be) {
         fprintf(stderr, "llava forward: --device %s: %s\n", device, llava_errmsg());

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "data/image.h"
@@ -599,21 +600,35 @@ static int answer_file(const gen_args *a) {
 
 // ---------------------------------------------------------------------------------------------
 
+static const char USAGE[] =
+    "usage: llava generate --model DIR --prompt TEXT [--image FILE] [decoding] [--json] [--ids]\n"
+    "       llava generate --model DIR --questions Q.jsonl --image-folder DIR --answers A.jsonl [decoding]\n"
+    "\n"
+    "Answers a question (about an image) with a trained model: LLaVA's prompt, KV-cached batched decoding.\n"
+    "\n"
+    "  input:    --model DIR (required): a llava-hf folder (`llava train` and `llava demo` write one) or an\n"
+    "            original LLaVA folder\n"
+    "            --prompt TEXT  the question (one answer)          --image FILE  its image (default: none)\n"
+    "            --questions Q.jsonl --image-folder DIR --answers A.jsonl  a question file in LLaVA's format\n"
+    "  model:    --tokenizer PATH (default DIR/tokenizer.model)  --template vicuna_v1|plain|FILE.json (default\n"
+    "            vicuna_v1)  --mode legacy|hf431|hf437 (default hf431)  --aspect pad|square (default: the\n"
+    "            model's image_aspect_ratio, else pad)  --device cpu|cuda (default cpu)  --threads N (default:\n"
+    "            the backend's)  --ignore-unexpected (default off)  --model-id NAME (default: DIR's last part)\n"
+    "  decoding: --max-new-tokens N (256; 128 with --questions, as LLaVA's model_vqa_loader)\n"
+    "            --temperature T (0: greedy, LLaVA's evaluation)  --top-p P (1: off)  --top-k K (0: off)\n"
+    "            --seed S (default: from the clock)  --stop STRING (up to 4; default none)\n"
+    "            --no-cache (reference path: a full pass per token, greedy; default off)\n"
+    "  engine:   --max-batch N (64)  --max-context N (default: the LM's max_position_embeddings)\n"
+    "            --kv-tokens N (default max-batch x max-context)  --window N (questions in flight; default\n"
+    "            2 x max-batch)\n"
+    "  output:   --json prints {\"text\", \"tokens\", \"prompt_tokens\", \"ttft_ms\", \"tokens_per_s\",\n"
+    "            \"finish_reason\"}; --stream prints the answer as it is made; --ids the token ids (default: the\n"
+    "            answer's text)\n"
+    "  Questions are LLaVA's format (question_id, image, text per line); answers are written as\n"
+    "  model_vqa_loader.py writes them, in question order; a rerun skips answered questions.\n";
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: llava generate --model DIR --prompt TEXT [--image FILE] [decoding] [--json] [--ids]\n"
-            "       llava generate --model DIR --questions Q.jsonl --image-folder DIR --answers A.jsonl [decoding]\n"
-            "  model:    --tokenizer PATH (default DIR/tokenizer.model)  --template vicuna_v1|plain|FILE.json\n"
-            "            --mode legacy|hf431|hf437  --aspect pad|square (default: the model's, else pad)\n"
-            "            --device cpu|cuda  --threads N  --ignore-unexpected  --model-id NAME\n"
-            "  decoding: --max-new-tokens N (256; 128 with --questions, as LLaVA's model_vqa_loader)\n"
-            "            --temperature T (0: greedy, LLaVA's evaluation)  --top-p P  --top-k K  --seed S\n"
-            "            --stop STRING (up to 4)  --no-cache (reference path: a full pass per token, greedy)\n"
-            "  engine:   --max-batch N (64)  --max-context N  --kv-tokens N  --window N (questions in flight)\n"
-            "  output:   --json prints {\"text\", \"tokens\", \"prompt_tokens\", \"ttft_ms\", \"tokens_per_s\",\n"
-            "            \"finish_reason\"}; --stream prints the answer as it is made; --ids the token ids\n"
-            "  Questions are LLaVA's format (question_id, image, text per line); answers are written as\n"
-            "  model_vqa_loader.py writes them, in question order; a rerun skips answered questions.\n");
+    fputs(USAGE, stderr);
     return 2;
 }
 
@@ -624,17 +639,25 @@ int cmd_generate(int argc, char **argv) {
     a.gp.max_new_tokens = -1;
     const char *stops[4];
     int n_stop = 0;
+    static const char *const FLAGS[] = {"--model",     "--tokenizer",      "--template",     "--mode",
+                                        "--aspect",    "--device",         "--model-id",     "--image",
+                                        "--prompt",    "--questions",      "--image-folder", "--answers",
+                                        "--stop",      "--max-new-tokens", "--temperature",  "--top-p",
+                                        "--top-k",     "--seed",           "--max-batch",    "--max-context",
+                                        "--kv-tokens", "--threads",        "--window",       "--ids",
+                                        "--json",      "--stream",         "--no-cache",     "--ignore-unexpected",
+                                        "--help"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            usage();
+        if (args_is_help(s)) {
+            fputs(USAGE, stdout);
             return 0;
         } else if (!strcmp(s, "--ids")) a.print_ids = 1;
         else if (!strcmp(s, "--json")) a.json = 1;
         else if (!strcmp(s, "--stream")) a.stream = 1;
         else if (!strcmp(s, "--no-cache")) a.no_cache = 1;
         else if (!strcmp(s, "--ignore-unexpected")) a.eo.ignore_unexpected = 1;
-        else if (i + 1 >= argc) return usage();
+        else if (i + 1 >= argc) return args_unknown("generate", s, FLAGS, ARGS_COUNT(FLAGS));
         else if (!strcmp(s, "--model")) a.eo.model_dir = argv[++i];
         else if (!strcmp(s, "--tokenizer")) a.eo.tokenizer = argv[++i];
         else if (!strcmp(s, "--template")) a.eo.template_name = argv[++i];
@@ -654,6 +677,12 @@ int cmd_generate(int argc, char **argv) {
             }
             stops[n_stop++] = argv[++i];
         } else {
+            static const char *const NUMERIC[] = {"--max-new-tokens", "--temperature", "--top-p",       "--top-k",
+                                                  "--seed",           "--max-batch",   "--max-context", "--kv-tokens",
+                                                  "--threads",        "--window"};
+            int numeric = 0;
+            for (int k = 0; k < ARGS_COUNT(NUMERIC); k++) numeric |= !strcmp(s, NUMERIC[k]);
+            if (!numeric) return args_unknown("generate", s, FLAGS, ARGS_COUNT(FLAGS));
             // Numbers: read whole, an error names the flag.
             const char *v = argv[++i];
             char *end = NULL;
@@ -674,8 +703,7 @@ int cmd_generate(int argc, char **argv) {
             else if (!strcmp(s, "--max-context")) a.eo.max_context = (int)x;
             else if (!strcmp(s, "--kv-tokens")) a.eo.kv_tokens = (int)x;
             else if (!strcmp(s, "--threads")) a.eo.threads = (int)x;
-            else if (!strcmp(s, "--window")) a.window = (int)x;
-            else return usage();
+            else a.window = (int)x;
         }
     }
     if (!a.eo.model_dir) return usage();

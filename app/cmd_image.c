@@ -5,19 +5,28 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "data/image.h"
 #include "model/io/safetensors.h"
 
-static void image_usage(void) {
-    fprintf(stderr,
-            "usage: llava image [--aspect square|pad] [--size S] IN --out OUT.safetensors [--with-decoded]\n"
-            "       llava image --bench N [--aspect square|pad] [--size S] FILE...\n"
-            "  square: stage 1 (resize the short side to S, centre crop); pad: stage 2 (expand2square with\n"
-            "  (122,116,104), then resize). S defaults to 336. OUT holds pixels_u8 (U8 [S,S,3]) and\n"
-            "  pixel_values (F32 [3,S,S], CLIP-normalised); --with-decoded adds decoded_u8 (U8 [H,W,3]).\n");
-}
+static const char USAGE[] =
+    "usage: llava image [--aspect square|pad] [--size S] IN --out OUT.safetensors [--with-decoded]\n"
+    "       llava image --bench N [--aspect square|pad] [--size S] FILE...\n"
+    "\n"
+    "Decodes an image (JPEG, PNG or GIF, told by its content) and preprocesses it as LLaVA-1.5 does.\n"
+    "\n"
+    "  IN               the image (required unless --bench)\n"
+    "  --out OUT        the safetensors file to write (required unless --bench): pixels_u8 (U8 [S,S,3]) and\n"
+    "                   pixel_values (F32 [3,S,S], CLIP-normalised)\n"
+    "  --aspect A       square: stage 1 (resize the short side to S, centre crop); pad: stage 2 (expand2square\n"
+    "                   with the mean colour (122,116,104), then resize) (default: square)\n"
+    "  --size S         the side in pixels, 1..4096 (default: 336)\n"
+    "  --with-decoded   also write decoded_u8 (U8 [H,W,3]), the image as decoded (default: off)\n"
+    "  --bench N        time decode + preprocess of every FILE, N times over, on one thread (default: off)\n";
+
+static void image_usage(void) { fputs(USAGE, stderr); }
 
 static double now_s(void) {
     struct timespec ts;
@@ -85,6 +94,7 @@ int cmd_image(int argc, char **argv) {
     image_aspect mode = IMAGE_ASPECT_SQUARE;
     char **files = xcalloc((size_t)argc, sizeof *files);
     int n_files = 0;
+    static const char *const FLAGS[] = {"--aspect", "--size", "--out", "--bench", "--with-decoded", "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--aspect") == 0 && i + 1 < argc) {
@@ -120,15 +130,13 @@ int cmd_image(int argc, char **argv) {
             bench = (int)v;
         } else if (strcmp(a, "--with-decoded") == 0) {
             with_decoded = 1;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            image_usage();
+        } else if (args_is_help(a)) {
+            fputs(USAGE, stdout);
             free(files);
             return 0;
         } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "llava image: unknown option %s\n", a);
-            image_usage();
             free(files);
-            return 2;
+            return args_unknown("image", a, FLAGS, ARGS_COUNT(FLAGS));
         } else {
             files[n_files++] = argv[i];
         }

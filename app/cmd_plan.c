@@ -5,24 +5,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "train/config.h"
 #include "train/memplan.h"
 #include "train/trainer.h"
 
-#define PLAN_USAGE "usage: llava plan CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]"
+static const char USAGE[] =
+    "usage: llava plan CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]\n"
+    "\n"
+    "The memory of a training run per rank (parameters, gradients, optimizer state, activations), bytes per kind,\n"
+    "from the preset and the models' config.json files alone (no weights are read).\n"
+    "\n"
+    "  CONFIG.json      the preset (required; paths resolve as `llava config --help` says)\n"
+    "  --world N        ranks the run is spread over: ZeRO shards by it (default 8)\n"
+    "  --gpu-gib G      each GPU's memory in GiB, to check the plan against when train.device is cuda\n"
+    "                   (default 80)\n"
+    "  --acts           also print the activation arenas, buffer by buffer (default: off)\n"
+    "  --set key=value  override one key after the preset (repeatable; default: none)\n";
 
 int cmd_plan(int argc, char **argv) {
-    train_config c;
-    cfg_init_defaults(&c);
+    static const char *const FLAGS[] = {"--world", "--gpu-gib", "--acts", "--set", "--help"};
     const char *preset = NULL;
-    int world = 8, rc = 0, acts = 0;
+    const char **sets = xcalloc((size_t)argc, sizeof *sets);
+    int world = 8, rc = 0, acts = 0, n_sets = 0;
     double gib = 80;
     for (int i = 1; i < argc && rc == 0; i++) {
-        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
-            if (!preset) rc = llava_fail("give the preset before --set");
-            else rc = cfg_set(&c, argv[++i]);
+        if (args_is_help(argv[i])) {
+            fputs(USAGE, stdout);
+            free(sets);
+            return 0;
+        } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            sets[n_sets++] = argv[++i];
         } else if (strcmp(argv[i], "--world") == 0 && i + 1 < argc) {
             world = atoi(argv[++i]);
             if (world < 1 || world > 1 << 20) rc = llava_fail("--world %s: need a positive rank count", argv[i]);
@@ -33,12 +48,23 @@ int cmd_plan(int argc, char **argv) {
             acts = 1;
         } else if (argv[i][0] != '-' && !preset) {
             preset = argv[i];
-            rc = cfg_load(&c, preset);
+        } else if (argv[i][0] != '-') {
+            rc = llava_fail("%s: one preset only (%s is the first)", argv[i], preset);
         } else {
-            rc = llava_fail("unknown argument %s (%s)", argv[i], PLAN_USAGE);
+            free(sets);
+            return args_unknown("plan", argv[i], FLAGS, ARGS_COUNT(FLAGS));
         }
     }
-    if (rc == 0 && !preset) rc = llava_fail(PLAN_USAGE);
+    if (rc == 0 && !preset) {
+        fprintf(stderr, "llava plan: no preset\n%s", USAGE);
+        free(sets);
+        return 2;
+    }
+    train_config c;
+    cfg_init_defaults(&c);
+    if (rc == 0) rc = cfg_load(&c, preset);
+    for (int k = 0; k < n_sets && rc == 0; k++) rc = cfg_set(&c, sets[k]);
+    free(sets);
     model_config mc;
     mem_plan p;
     run_settings s;

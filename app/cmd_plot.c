@@ -3,19 +3,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "plot.h"
 
+static const char USAGE[] =
+    "usage: llava plot OUT_DIR [--out FILE.svg]\n"
+    "\n"
+    "Draws a run's OUT_DIR/metrics.jsonl (checkpoint.output_dir of `llava train`) as an SVG picture: the loss\n"
+    "(and the eval loss, when the run evaluated) and the learning rate over the steps.\n"
+    "\n"
+    "  OUT_DIR       the run's output folder (required)\n"
+    "  --out FILE    where the picture goes (default: OUT_DIR/loss.svg)\n";
+
 int cmd_plot(int argc, char **argv) {
+    static const char *const FLAGS[] = {"--out", "--help"};
     const char *dir = NULL, *out = NULL;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
-        else if (!dir) dir = argv[i];
-        else dir = NULL, i = argc;
+        if (args_is_help(argv[i])) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return args_unknown("plot", argv[i], FLAGS, ARGS_COUNT(FLAGS));
+        } else if (!dir) {
+            dir = argv[i];
+        } else {
+            fprintf(stderr, "llava plot: %s: one OUT_DIR only (%s is the first)\n", argv[i], dir);
+            return 2;
+        }
     }
     if (!dir) {
-        fprintf(stderr, "usage: llava plot OUT_DIR [--out FILE.svg]\n");
+        fprintf(stderr, "%s", USAGE);
         return 2;
     }
     char *svg = out ? xstrdup(out) : path_join(dir, "loss.svg");

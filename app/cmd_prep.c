@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "data/prep.h"
@@ -25,21 +26,37 @@ static const char USAGE[] =
     "does not grow with the file) on every core, and writes an HDF5 file that `llava train` reads and `llava show`\n"
     "prints. The same inputs give the same bytes, whatever the thread count.\n"
     "\n"
+    "  --data FILE.json    LLaVA's JSON array of samples (required, or data.data_path of --config)\n"
+    "  --image-folder DIR  the folder the samples' image paths are relative to (required unless neither images\n"
+    "                      are checked nor stored; or data.image_folder of --config)\n"
+    "  --tokenizer PATH    the SentencePiece tokenizer.model (required, or model.tokenizer of --config, else the\n"
+    "                      tokenizer.model in its model.llm / model.init)\n"
     "  --template          plain (stage 1), vicuna_v1 (stage 2) or a template JSON file (docs/tokenizer.md); no\n"
     "                      default: required unless a --config preset (or --set) sets data.template\n"
+    "  --out DATA.h5       the HDF5 file to write (required)\n"
     "  --mode              tokenizer rules: hf431 = the released checkpoints (default), hf437 = LLaVA HEAD, legacy\n"
-    "  --model-max-length  LLaVA's truncation (2048; 0 = none)\n"
-    "  --store-pixels      also store each image preprocessed (--aspect: square = stage 1, pad = stage 2) as uint8\n"
-    "                      S x S x 3 (336 by default): 338 KB per image, and no decoding while training\n"
-    "  --no-check-images   do not decode the images (faster; unreadable images then surface only in training)\n"
-    "  --strict            fail at the first sample that is left out or masked for a tokenization mismatch\n"
-    "  --compress          deflate level of the token datasets (1; 0 = none)\n"
+    "  --model-max-length  LLaVA's truncation (default 2048; 0 = none)\n"
+    "  --aspect            the image preprocessing, recorded in the file (training checks it) and used by\n"
+    "                      --store-pixels: square = stage 1, pad = stage 2 (default: square)\n"
+    "  --store-pixels      also store each image preprocessed (--aspect) as uint8 S x S x 3: 338 KB per image at\n"
+    "                      336, and no decoding while training (default: off)\n"
+    "  --image-size S      with --store-pixels: the side S (default 336)\n"
+    "  --no-check-images   do not decode the images (faster; unreadable images then surface only in training;\n"
+    "                      default: every image is decoded once)\n"
+    "  --threads N         worker threads (default 0: every core this process may use)\n"
+    "  --strict            fail at the first sample that is left out or masked for a tokenization mismatch (default:\n"
+    "                      off, they are reported)\n"
+    "  --compress          deflate level of the token datasets (default 1; 0 = none)\n"
     "  --report            where the report goes (default: DATA.report.json): the counts, and per kind the index,\n"
     "                      id and reason of every sample left out (missing_image, unreadable_image, path_refused,\n"
     "                      malformed, no_image_token, extra_image_token) or written masked (mismatch), cut\n"
     "                      (truncated) or with its <image> in an answer (image_in_answer)\n"
     "  --force             write over an existing --out (or --report) that prep did not write; never over --data\n"
-    "  --config            take data.* (and model.tokenizer / model.llm for the tokenizer) from a training preset\n";
+    "                      (default: off)\n"
+    "  --quiet             no progress line (default: off)\n"
+    "  --config PRESET     take data.* (and model.tokenizer / model.llm for the tokenizer) from a training preset\n"
+    "                      (default: none; its paths resolve as `llava config --help` says)\n"
+    "  --set key=value     override one key of the preset (repeatable; default: none)\n";
 
 // SIGTERM, SIGINT, SIGHUP while prep runs: the handler only records the signal; prep_run sees it, stops its
 // workers and removes its temporary file, and the command exits with 128 + the signal.
@@ -62,6 +79,11 @@ int cmd_prep(int argc, char **argv) {
     int max_len = -1, strict = 0, quiet = 0;
     char **sets = xcalloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0, rc = 0;
+    static const char *const FLAGS[] = {"--data",       "--image-folder", "--tokenizer",    "--template",
+                                        "--out",        "--report",       "--mode",         "--aspect",
+                                        "--config",     "--set",          "--store-pixels", "--no-check-images",
+                                        "--strict",     "--force",        "--quiet",        "--model-max-length",
+                                        "--image-size", "--threads",      "--compress",     "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int v = i + 1 < argc;
@@ -84,14 +106,13 @@ int cmd_prep(int argc, char **argv) {
         else if (strcmp(a, "--image-size") == 0 && v) rc = parse_int(argv[++i], 1, 4096, &o.image_size);
         else if (strcmp(a, "--threads") == 0 && v) rc = parse_int(argv[++i], 0, 1024, &o.threads);
         else if (strcmp(a, "--compress") == 0 && v) rc = parse_int(argv[++i], 0, 9, &o.compress);
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        else if (args_is_help(a)) {
             fputs(USAGE, stdout);
             free(sets);
             return 0;
         } else {
-            fprintf(stderr, "llava prep: unknown or incomplete argument %s\n\n%s", a, USAGE);
             free(sets);
-            return 2;
+            return args_unknown("prep", a, FLAGS, ARGS_COUNT(FLAGS));
         }
         if (rc) {
             fprintf(stderr, "llava prep: bad value for %s: %s\n", a, argv[i]);

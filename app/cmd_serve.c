@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "infer/engine.h"
@@ -106,9 +107,31 @@ int cmd_serve(int argc, char **argv) {
     const char *host = "127.0.0.1", *api_key = getenv("LLAVA_API_KEY"), *allow_dir = NULL;
     long long port = 8000, max_body = 32LL << 20, max_image = 20LL << 20, max_pixels = 32LL << 20, v = 0;
     int quiet = 0;
+    static const char *const FLAGS[] = {"--model",
+                                        "--tokenizer",
+                                        "--device",
+                                        "--template",
+                                        "--mode",
+                                        "--aspect",
+                                        "--model-id",
+                                        "--host",
+                                        "--api-key",
+                                        "--allow-local-files",
+                                        "--port",
+                                        "--max-batch",
+                                        "--max-context",
+                                        "--max-images",
+                                        "--kv-tokens",
+                                        "--threads",
+                                        "--max-body-bytes",
+                                        "--max-image-bytes",
+                                        "--max-image-pixels",
+                                        "--ignore-unexpected",
+                                        "--quiet",
+                                        "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (args_is_help(a)) {
             usage(stdout);
             return 0;
         }
@@ -120,11 +143,7 @@ int cmd_serve(int argc, char **argv) {
             quiet = 1;
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "llava serve: %s needs a value (or is unknown)\n", a);
-            usage(stderr);
-            return 2;
-        }
+        if (i + 1 >= argc) return args_unknown("serve", a, FLAGS, ARGS_COUNT(FLAGS));
         const char *val = argv[++i];
         int bad = 0;
 #define COUNT(lo, hi) (bad = parse_count(val, lo, hi, &v) != 0, v)
@@ -147,11 +166,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-body-bytes")) max_body = COUNT(1, 1LL << 40);
         else if (!strcmp(a, "--max-image-bytes")) max_image = COUNT(1, 1LL << 40);
         else if (!strcmp(a, "--max-image-pixels")) max_pixels = COUNT(1, 1LL << 40);
-        else {
-            fprintf(stderr, "llava serve: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
-        }
+        else return args_unknown("serve", a, FLAGS, ARGS_COUNT(FLAGS));
 #undef COUNT
         if (bad) {
             fprintf(stderr, "llava serve: %s: cannot read \"%s\" as a count in range\n", a, val);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "data/dataset.h"
@@ -23,7 +24,14 @@ static const char USAGE[] =
     "\"modality_length\", \"input_ids\", \"labels\", \"text\", \"supervised\"}, where \"text\" is unmarked and "
     "\"supervised\"\n"
     "lists the text of each supervised span. The tokenizer is the one prep used (its path is stored), or "
-    "--tokenizer.\n";
+    "--tokenizer.\n"
+    "\n"
+    "  DATA.h5           a dataset written by `llava prep` (or by `llava train` into its output folder; required)\n"
+    "  --index I         the sample's index (default 0)\n"
+    "  --id ID           the sample whose id is ID instead (default: none)\n"
+    "  --json            one JSON object instead of text (default: off)\n"
+    "  --tokenizer PATH  the tokenizer.model to decode with (default: the path prep stored)\n"
+    "  --color WHEN      colour the supervised spans: auto (on a terminal), always or never (default: auto)\n";
 
 static const char OPEN[] = "\xe2\x9f\xa6", CLOSE[] = "\xe2\x9f\xa7";  // ⟦ ⟧
 
@@ -44,6 +52,7 @@ int cmd_show(int argc, char **argv) {
     const char *path = NULL, *tok_path = NULL, *id = NULL, *color = "auto";
     long long index = 0;
     int json = 0;
+    static const char *const FLAGS[] = {"--index", "--id", "--json", "--tokenizer", "--color", "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int v = i + 1 < argc;
@@ -58,14 +67,14 @@ int cmd_show(int argc, char **argv) {
         else if (strcmp(a, "--json") == 0) json = 1;
         else if (strcmp(a, "--tokenizer") == 0 && v) tok_path = argv[++i];
         else if (strcmp(a, "--color") == 0 && v) color = argv[++i];
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        else if (args_is_help(a)) {
             fputs(USAGE, stdout);
             return 0;
         } else if (a[0] != '-' && !path) path = a;
-        else {
-            fprintf(stderr, "llava show: unknown or incomplete argument %s\n\n%s", a, USAGE);
+        else if (a[0] != '-') {
+            fprintf(stderr, "llava show: %s: one dataset only (%s is the first)\n", a, path);
             return 2;
-        }
+        } else return args_unknown("show", a, FLAGS, ARGS_COUNT(FLAGS));
     }
     if (!path) {
         fprintf(stderr, "%s", USAGE);

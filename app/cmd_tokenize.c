@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "data/jsonl.h"
@@ -18,17 +19,27 @@ static const char USAGE[] =
     "[--quiet]\n"
     "       llava tokenize --tokenizer PATH --bench FILE [--mode M | --sp] [--seconds S]\n"
     "\n"
-    "Reads JSON Lines on stdin, one JSON string per line, and prints one line per input:\n"
-    "  (default)   the input ids of Hugging Face's slow LlamaTokenizer, BOS first, in the given mode\n"
-    "              (hf431 = transformers 4.31, the released LLaVA-1.5 checkpoints; the default)\n"
-    "  --sp        the ids of plain SentencePiece (sp.encode: no BOS, no special tokens)\n"
-    "  --pieces    the pieces instead of the ids\n"
-    "  --decode    input lines are space-separated ids; prints the decoded text as a JSON string\n"
-    "  --template  input lines are LLaVA samples ({\"id\", \"image\"?, \"conversations\"}), or --data is LLaVA's JSON\n"
-    "              array; prints {\"id\", \"input_ids\", \"labels\"} per sample (image = -200, ignored label = -100)\n"
-    "              and a summary on stderr with the id of every sample LLaVA would mask for a length mismatch\n"
-    "              (--strict: stop at the first one instead). --max-length: model_max_length (2048).\n"
-    "  --bench     encodes every line of FILE (JSON strings, or raw text lines) on one core and prints the speed\n";
+    "Reads JSON Lines on stdin, one JSON string per line, and prints one line per input: the input ids of Hugging\n"
+    "Face's slow LlamaTokenizer, BOS first, in the given mode.\n"
+    "\n"
+    "  --tokenizer PATH  a SentencePiece tokenizer.model (required)\n"
+    "  --mode M          tokenizer rules: hf431 = transformers 4.31, the released LLaVA-1.5 checkpoints; hf437 =\n"
+    "                    LLaVA HEAD; legacy = legacy=True (default: hf431)\n"
+    "  --sp              the ids of plain SentencePiece instead (sp.encode: no BOS, no special tokens; default: off)\n"
+    "  --pieces          the pieces instead of the ids (default: off)\n"
+    "  --decode          input lines are space-separated ids; prints the decoded text as a JSON string (default:\n"
+    "                    off)\n"
+    "  --template T      plain, vicuna_v1 or a template JSON file (docs/tokenizer.md; default: none). Input lines\n"
+    "                    are LLaVA samples ({\"id\", \"image\"?, \"conversations\"}); prints {\"id\", \"input_ids\",\n"
+    "                    \"labels\"} per sample (image = -200, ignored label = -100) and a summary on stderr with the\n"
+    "                    id of every sample LLaVA would mask for a length mismatch\n"
+    "  --data FILE       with --template: read LLaVA's JSON array from FILE instead of stdin (default: stdin)\n"
+    "  --strict          with --template: stop at the first masked sample instead (default: off)\n"
+    "  --max-length N    with --template: model_max_length, LLaVA's truncation (default: 2048)\n"
+    "  --quiet           with --template: the summary only, no line per sample (default: off)\n"
+    "  --bench FILE      encode every line of FILE (JSON strings, or raw text lines) on one core and print the\n"
+    "                    speed (default: off)\n"
+    "  --seconds S       with --bench: run for at least S seconds of CPU time (default: 1)\n";
 
 static void sb_int(strbuf *o, long v) {
     char b[24];
@@ -208,10 +219,16 @@ int cmd_tokenize(int argc, char **argv) {
     int sp = 0, pieces = 0, decode = 0, strict = 0, quiet = 0, max_length = 2048;
     double seconds = 1.0;
     int rc = 0;
+    static const char *const FLAGS[] = {"--tokenizer", "--mode",       "--sp",    "--pieces",  "--decode",
+                                        "--strict",    "--quiet",      "--bench", "--seconds", "--template",
+                                        "--data",      "--max-length", "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
-        if (strcmp(a, "--tokenizer") == 0 && has_value) tok_path = argv[++i];
+        if (args_is_help(a)) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(a, "--tokenizer") == 0 && has_value) tok_path = argv[++i];
         else if (strcmp(a, "--mode") == 0 && has_value) {
             if (tok_mode_parse(argv[++i], &mode)) {
                 fprintf(stderr, "llava tokenize: %s\n", llava_errmsg());
@@ -227,12 +244,8 @@ int cmd_tokenize(int argc, char **argv) {
         else if (strcmp(a, "--template") == 0 && has_value) template_name = argv[++i];
         else if (strcmp(a, "--data") == 0 && has_value) data_path = argv[++i];
         else if (strcmp(a, "--max-length") == 0 && has_value) max_length = atoi(argv[++i]);
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "llava tokenize: unknown or incomplete argument %s\n\n%s", a, USAGE);
-            return 2;
+        else {
+            return args_unknown("tokenize", a, FLAGS, ARGS_COUNT(FLAGS));
         }
     }
     if (!tok_path) {

@@ -70,18 +70,23 @@ static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 static void usage(FILE *f) {
     fprintf(f, "llava.c: LLaVA-1.5 training and fine-tuning in C\n\nusage: llava COMMAND [ARGS]\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f, "\n`llava help COMMAND` shows a command's arguments.\n");
+    fprintf(f, "\n`llava COMMAND --help` (or `llava help COMMAND`) lists a command's flags with their defaults.\n");
 }
 
 static int cmd_help(int argc, char **argv) {
-    if (argc < 2) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
         return 0;
     }
+    // `llava help COMMAND` is `llava COMMAND --help`: every command prints its own usage.
     for (int i = 0; i < N_COMMANDS; i++) {
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) {
-            printf("usage: llava %s %s\n  %s\n", COMMANDS[i].name, COMMANDS[i].usage, COMMANDS[i].summary);
-            return 0;
+            if (COMMANDS[i].run == cmd_help) {
+                usage(stdout);
+                return 0;
+            }
+            char *help_argv[] = {argv[1], "--help", NULL};
+            return COMMANDS[i].run(2, help_argv);
         }
     }
     fprintf(stderr, "llava: no command \"%s\"\n", argv[1]);
@@ -98,18 +103,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) return cmd_help(1, argv);
-    // `llava COMMAND --help`: the commands with a longer usage of their own print it; the others
-    // answer with their line of the table.
-    static const char *const own_help[] = {"prep", "show", "tokenize", "image", "generate", "serve", "eval", "data"};
-    int wants_help = argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0);
+    // `llava COMMAND --help`: every command prints its own usage (a flag list with the defaults).
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(COMMANDS[i].name, argv[1]) == 0) {
-            int own = 0;
-            for (size_t k = 0; k < sizeof own_help / sizeof own_help[0]; k++) own |= strcmp(own_help[k], argv[1]) == 0;
-            if (wants_help && !own) {
-                char *help_argv[] = {"help", argv[1], NULL};
-                return cmd_help(2, help_argv);
-            }
             return COMMANDS[i].run(argc - 1, argv + 1);
         }
     fprintf(stderr, "llava: unknown command \"%s\"\n\n", argv[1]);

@@ -2,11 +2,45 @@
 add_test(NAME cli_help COMMAND llava help)
 set_tests_properties(cli_help PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "inspect.*config.*train.*demo")
 
-# Every command answers --help with its usage and exit status 0.
-foreach(cmd help inspect config forward tokenize image prep show train generate plan plot bench-kernels bench-step bench-generate demo serve)
-  add_test(NAME cli_help_${cmd} COMMAND llava ${cmd} --help)
-  set_tests_properties(cli_help_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage: llava")
+# Every command answers --help with its usage (each flag with its default) and exit status 0, and
+# `llava help COMMAND` prints the same. The commands are read from app/main.c's COMMANDS table, so a
+# command added there is tested too.
+file(STRINGS ${CMAKE_SOURCE_DIR}/app/main.c llava_command_lines REGEX "^ *{\"[a-z0-9-]+\", cmd_")
+set(llava_commands "")
+foreach(line ${llava_command_lines})
+  string(REGEX REPLACE "^ *{\"([a-z0-9-]+)\".*" "\\1" name "${line}")
+  list(APPEND llava_commands ${name})
 endforeach()
+foreach(cmd ${llava_commands})
+  add_test(NAME cli_help_${cmd} COMMAND llava ${cmd} --help)
+  add_test(NAME cli_help_cmd_${cmd} COMMAND llava help ${cmd})
+  set_tests_properties(cli_help_${cmd} cli_help_cmd_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage")
+endforeach()
+# --help anywhere in the arguments, after a preset or a path too.
+foreach(cmd train config plan inspect plot)
+  add_test(NAME cli_help_late_${cmd} COMMAND llava ${cmd} x.json --help)
+  set_tests_properties(cli_help_late_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage: llava ${cmd}")
+endforeach()
+# The usage lists every flag with its default.
+add_test(NAME cli_help_train_flags COMMAND llava train --help)
+set_tests_properties(cli_help_train_flags PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "--set key=value.*default: none.*--resume.*default: off.*--quiet.*--stop-after N.*default 0")
+# A misspelled flag names the nearest known one (app/args.c), before any file is read.
+foreach(t "train:x.json --reusme:--resume" "generate:--model x --prompt hi --temprature 0:--temperature"
+          "eval:--model x --benchmrak gqa:--benchmark" "generate:--modle x:--model" "plan:x.json --wrold 2:--world"
+          "config:x.json --sett a=1:--set" "serve:--prot 0:--port" "forward:--inptus x:--inputs")
+  string(REPLACE ":" ";" parts "${t}")
+  list(GET parts 0 cmd)
+  list(GET parts 1 args)
+  list(GET parts 2 want)
+  separate_arguments(args)
+  string(REGEX REPLACE "[^a-z]" "" tag "${cmd}_${want}")
+  add_test(NAME cli_suggest_${tag} COMMAND llava ${cmd} ${args})
+  set_tests_properties(cli_suggest_${tag} PROPERTIES LABELS cpu
+                       PASS_REGULAR_EXPRESSION "unknown argument; did you mean ${want}\\?")
+endforeach()
+add_test(NAME cli_suggest_exit_status COMMAND llava train x.json --reusme)
+set_tests_properties(cli_suggest_exit_status PROPERTIES LABELS cpu WILL_FAIL TRUE)
 
 add_test(NAME cli_unknown_command COMMAND llava frobnicate)
 set_tests_properties(cli_unknown_command PROPERTIES LABELS cpu WILL_FAIL TRUE)
@@ -94,6 +128,12 @@ add_test(NAME cli_generate_no_cache
                  --tokenizer ${CMAKE_BINARY_DIR}/demo-fast/tokenizer.model --no-cache
                  --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png --prompt "What color is the shape?")
 set_tests_properties(cli_generate_no_cache PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                     PASS_REGULAR_EXPRESSION "^yellow\n")
+# The export carries its tokenizer and processor files (model/io/export.h): no --tokenizer needed.
+add_test(NAME cli_generate_export_tokenizer
+         COMMAND llava generate --model ${CMAKE_BINARY_DIR}/demo-fast/checkpoints/stage2/model --max-new-tokens 8
+                 --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png --prompt "What color is the shape?")
+set_tests_properties(cli_generate_export_tokenizer PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
                      PASS_REGULAR_EXPRESSION "^yellow\n")
 # Bad numbers and too many stop strings are usage errors naming the flag, before any model loads.
 add_test(NAME cli_generate_bad_number COMMAND llava generate --model x --prompt hi --temperature hot)
