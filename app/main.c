@@ -46,6 +46,8 @@ static const llava_command COMMANDS[] = {
      "--model DIR --benchmark B --data DIR --out RESULTS [--limit N] | score --benchmark B --answers A.jsonl --data "
      "DIR | list",
      "LLaVA-1.5's benchmarks: answers and scores as LLaVA's scripts make them, beside the published numbers"},
+    {"export", cmd_export, "--format gguf --model DIR --out DIR [--type f16|bf16|q8_0|f32] [--tokenizer PATH]",
+     "a trained model as the GGUF files llama.cpp runs (language model + mmproj)"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]",
