@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common/util.h"
 #include "data/tokenizer.h"
@@ -43,11 +44,12 @@ static void report(const char *path, const char *what, const gguf_export_info *i
 }
 
 int cmd_export(int argc, char **argv) {
+    static const char *const FLAGS[] = {"--format", "--model", "--out", "--type", "--tokenizer", "--name", "--help"};
     const char *format = NULL, *model = NULL, *out = NULL, *type = "f16", *tok_path = NULL, *name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int v = i + 1 < argc;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (args_is_help(a)) {
             fputs(USAGE, stdout);
             return 0;
         } else if (strcmp(a, "--format") == 0 && v) format = argv[++i];
@@ -56,10 +58,7 @@ int cmd_export(int argc, char **argv) {
         else if (strcmp(a, "--type") == 0 && v) type = argv[++i];
         else if (strcmp(a, "--tokenizer") == 0 && v) tok_path = argv[++i];
         else if (strcmp(a, "--name") == 0 && v) name = argv[++i];
-        else {
-            fprintf(stderr, "llava export: %s: unknown argument%s\n", a, v ? "" : " (or its value is missing)");
-            return usage();
-        }
+        else return args_unknown("export", a, FLAGS, ARGS_COUNT(FLAGS));
     }
     if (!format || !model || !out) {
         fprintf(stderr, "llava export: --format, --model and --out are required\n");

@@ -874,6 +874,8 @@ int main(void) {
         char *bad_type[] = {"export", "--format", "gguf",   "--model", model_dir,
                             "--out",  cli_out,    "--type", "q4_0",    NULL};
         CHECK(cmd_export(9, bad_type) == 2, "--type q4_0 accepted");
+        char *misspelt[] = {"export", "--format", "gguf", "--modle", model_dir, "--out", cli_out, NULL};
+        CHECK(cmd_export(7, misspelt) == 2, "--modle accepted");
         char *bad_fmt[] = {"export", "--format", "onnx", "--model", model_dir, "--out", cli_out, NULL};
         CHECK(cmd_export(7, bad_fmt) == 2, "--format onnx accepted");
         // the golden tiny64 model (vocabulary 300) with a 700-piece tokenizer: refused, naming both
