@@ -356,6 +356,22 @@ static void test_eval_loss(void) {
     int circles = 0;
     for (const char *q = st; q && (q = strstr(q, "class=\"eval\"")); q++) circles++;
     CHECK(circles == 3, "the plot draws %d eval points", circles);
+    // Two runs overlaid: this one and the run without evaluation, one colour each, named by folder.
+    const char *dirs[2] = {ref, run}, *labels[2] = {"run_full", "eval_run"};
+    char *ov = path_join(world, "runs.svg");
+    CHECK(plot_runs(dirs, labels, 2, ov) == 0, "%s", llava_errmsg());
+    char *ot = read_file(ov, 1 << 20, &len);
+    int lines0 = 0, lines1 = 0, evals1 = 0, evals0_points = 0;
+    for (const char *q = ot; q && (q = strstr(q, "<polyline class=\"run")); q++) {
+        int r = q[20] - '0', is_eval = strncmp(q + 21, " eval", 5) == 0;
+        if (r == 0) lines0++, evals0_points += is_eval && strstr(q, "points=\"\"") != strstr(q, "points=\"");
+        if (r == 1) lines1++, evals1 += is_eval;
+    }
+    CHECK(ot && lines0 == 4 && lines1 == 4 && evals1 == 1 && evals0_points == 0 && strstr(ot, "eval_run (8 steps)") &&
+              strstr(ot, "run_full (8 steps)"),
+          "the overlay: %d and %d lines (loss, eval loss, lr, tokens/s), eval loss only for the run that evaluated",
+          lines0, lines1);
+    free(ot), free(ov);
     free(st), free(svg), free(model_dir), free(h5), free(text), free(mp), free(a), free(b), free(ed), free(run),
         free(ref);
 }
