@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -389,7 +390,7 @@ static int run_stage(const char *preset, const char *const *sets, int n_sets) {
     int rc = cfg_load(&c, preset);
     for (int i = 0; i < n_sets && rc == 0; i++) rc = cfg_set(&c, sets[i]);
     if (rc == 0) rc = cfg_validate(&c);
-    train_options opt = {.quiet = 1};
+    train_options opt = {.quiet = !isatty(2)};  // the progress line on a terminal, nothing in a log
     if (rc == 0) rc = train_run(&c, &opt);
     cfg_free(&c);
     return rc;

@@ -494,7 +494,10 @@ typedef struct {
     const char *who;  // "llava prep", or "llava data check" for a dry run
 } progress;
 
-static void progress_show(progress *p, const json_stream *js, uint64_t records, uint64_t written, int final) {
+static void progress_show(progress *p, const json_stream *js, const prep_counts *c, int final) {
+    uint64_t records = c->records, written = c->written, left = 0;
+    for (int k = 0; k < PREP_N_KINDS; k++)  // left out so far (a mismatch, a cut or an image in an answer is kept)
+        if (k != PREP_KIND_MISMATCH && k != PREP_KIND_TRUNCATED && k != PREP_KIND_IMAGE_IN_ANSWER) left += c->kind[k];
     if (!p->on) return;
     double t = now_s();
     // On a terminal a bar redrawn 5 times a second; in a log a line every 30 s (and a last one if any was).
@@ -505,22 +508,23 @@ static void progress_show(progress *p, const json_stream *js, uint64_t records, 
     double el = t - p->t0,
            frac = json_stream_size(js) ? (double)json_stream_offset(js) / (double)json_stream_size(js) : 0;
     double rate = el > 0 ? (double)records / el : 0;
-    char eta[32], elapsed[32], cb[32], wb[32];
+    char eta[32], elapsed[32], cb[32], wb[32], lb[32];
     fmt_duration(frac > 0 ? el * (1 - frac) / frac : -1, eta, sizeof eta);
     fmt_duration(el, elapsed, sizeof elapsed);
     fmt_count(records, cb);
     fmt_count(written, wb);
+    fmt_count(left, lb);
     if (p->tty) {
         char bar[31];
         int fill = (int)(frac * 30 + 0.5);
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        fprintf(stderr, "\r%s [%s] %5.1f%%  %s records (%s written)  %.0f/s  %s  ETA %s \033[K", p->who, bar,
-                100 * frac, cb, wb, rate, elapsed, final ? "0s" : eta);
+        fprintf(stderr, "\r%s [%s] %5.1f%%  %s records (%s written, %s left out)  %.0f/s  %s  ETA %s \033[K", p->who,
+                bar, 100 * frac, cb, wb, lb, rate, elapsed, final ? "0s" : eta);
         if (final) fputc('\n', stderr);
     } else {
-        fprintf(stderr, "%s: %5.1f%%, %s records (%s written), %.0f/s, %s elapsed, ETA %s\n", p->who, 100 * frac, cb,
-                wb, rate, elapsed, final ? "0s" : eta);
+        fprintf(stderr, "%s: %5.1f%%, %s records (%s written, %s left out), %.0f/s, %s elapsed, ETA %s\n", p->who,
+                100 * frac, cb, wb, lb, rate, elapsed, final ? "0s" : eta);
     }
     fflush(stderr);
 }
@@ -753,7 +757,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
             item_clear(&cur->items[i]);
         }
         block_free(cur);
-        progress_show(&pr, js, c.records, c.written, 0);
+        progress_show(&pr, js, &c, 0);
         cur = next;
     }
     pthread_mutex_lock(&p.mu);
@@ -768,14 +772,14 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
 
     if (rc == 0 && stopped(o->stop)) rc = interrupted(o->stop, tmp);
     if (rc == 0 && o->dry_run) {
-        progress_show(&pr, js, c.records, c.written, 1);
+        progress_show(&pr, js, &c, 1);
         if (o->report_to) {
             rc = report_body(o->report_to, "the report", o, &c, lists);
             if (rc == 0 && (fflush(o->report_to) != 0 || ferror(o->report_to)))
                 rc = llava_fail("the report: write failed: %s", strerror(errno));
         }
     } else if (rc == 0) {
-        progress_show(&pr, js, c.records, c.written, 1);
+        progress_show(&pr, js, &c, 1);
         char src_hex[33];
         prep_md5_hex(&src_md5, src_hex);
         static const char *aspects[] = {"square", "pad"};
