@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "args.h"
 #include "commands.h"
@@ -16,7 +17,8 @@ static const char USAGE[] =
     "are overlaid, one colour per run named by its folder: loss (eval loss dashed), learning rate, tokens/s.\n"
     "\n"
     "  OUT_DIR       a run's output folder (at least one; up to 64)\n"
-    "  --out FILE    where the picture goes (default: OUT_DIR/loss.svg for one run, runs.svg for several)\n";
+    "  --out FILE    where the picture goes (default: OUT_DIR/loss.svg for one run, runs.svg for several);\n"
+    "                a name ending in .png writes a PNG\n";
 
 int cmd_plot(int argc, char **argv) {
     static const char *const FLAGS[] = {"--out", "--help"};
@@ -41,7 +43,9 @@ int cmd_plot(int argc, char **argv) {
         fprintf(stderr, "%s", USAGE);
         return 2;
     }
-    if (n_dirs > 1) {
+    size_t ol = out ? strlen(out) : 0;
+    int png = ol > 4 && strcasecmp(out + ol - 4, ".png") == 0;
+    if (n_dirs > 1 || png) {
         const char *labels[64];
         for (int r = 0; r < n_dirs; r++) {  // the folder's last component names the run
             const char *d = dirs[r], *e = d + strlen(d);

@@ -16,6 +16,7 @@
 #include "check.h"
 #include "common/util.h"
 #include "data/dataset.h"
+#include "data/image.h"
 #include "data/loader.h"
 #include "kernels/ops.h"
 #include "model/batch_hf.h"
@@ -372,6 +373,21 @@ static void test_eval_loss(void) {
           "the overlay: %d and %d lines (loss, eval loss, lr, tokens/s), eval loss only for the run that evaluated",
           lines0, lines1);
     free(ot), free(ov);
+    // The same as a PNG: 720 pixels wide, both runs' colours drawn.
+    char *png = path_join(world, "runs.png");
+    CHECK(plot_runs(dirs, labels, 2, png) == 0, "%s", llava_errmsg());
+    image_u8 im;
+    CHECK(image_load_file(png, &im) == 0, "%s", llava_errmsg());
+    int blue = 0, red = 0;
+    for (int i = 0; i < im.w * im.h; i++) {
+        const uint8_t *q = im.rgb + 3 * i;
+        blue += q[0] == 0x1f && q[1] == 0x6f && q[2] == 0xd1;
+        red += q[0] == 0xd1 && q[1] == 0x40 && q[2] == 0x1f;
+    }
+    CHECK(im.w == 720 && blue > 500 && red > 500, "runs.png: %d wide, %d and %d pixels of the two runs' colours", im.w,
+          blue, red);
+    image_free(&im);
+    free(png);
     free(st), free(svg), free(model_dir), free(h5), free(text), free(mp), free(a), free(b), free(ed), free(run),
         free(ref);
 }
