@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "common/util.h"
 #include "kernels/backend.h"
@@ -62,6 +63,27 @@ static inline char *check_tmpdir(void) {
     char *out = malloc(strlen(d) + 1);
     strcpy(out, d);
     return out;
+}
+
+// Runs `'bin' args` through the shell with stdout and stderr caught in files under tmp; *out and *err
+// (either pointer may be NULL) get their text (malloc'd, "" when empty). Returns the exit status
+// (-1 when the command did not exit).
+static inline int check_run(const char *bin, const char *tmp, const char *args, char **out, char **err) {
+    char *o = xasprintf("%s/cmd.out", tmp), *e = xasprintf("%s/cmd.err", tmp);
+    char *cmd = xasprintf("'%s' %s > '%s' 2> '%s'", bin, args, o, e);
+    int st = system(cmd);
+    if (out) {
+        *out = read_file(o, 1 << 24, NULL);
+        if (!*out) *out = xstrdup("");
+    }
+    if (err) {
+        *err = read_file(e, 1 << 24, NULL);
+        if (!*err) *err = xstrdup("");
+    }
+    free(cmd);
+    free(o);
+    free(e);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static inline void check_rm_rf(const char *dir) {

@@ -24,19 +24,7 @@
 static const char *demo, *bin;
 static char *tmp;
 
-static int run(const char *args, char **out, char **err) {
-    char *o = xasprintf("%s/cmd.out", tmp), *e = xasprintf("%s/cmd.err", tmp);
-    char *cmd = xasprintf("'%s' %s > '%s' 2> '%s'", bin, args, o, e);
-    int st = system(cmd);
-    *out = read_file(o, 1 << 24, NULL);
-    *err = read_file(e, 1 << 24, NULL);
-    if (!*out) *out = xstrdup("");
-    if (!*err) *err = xstrdup("");
-    free(cmd);
-    free(o);
-    free(e);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run(const char *args, char **out, char **err) { return check_run(bin, tmp, args, out, err); }
 
 static cJSON *json_file(const char *path) {
     size_t n;

@@ -22,16 +22,7 @@
 static const char *demo, *bin;
 static char *tmp;
 
-static int run(const char *args, char **err) {
-    char *e = xasprintf("%s/cmd.err", tmp);
-    char *cmd = xasprintf("'%s' %s > /dev/null 2> '%s'", bin, args, e);
-    int st = system(cmd);
-    *err = read_file(e, 1 << 24, NULL);
-    if (!*err) *err = xstrdup("");
-    free(cmd);
-    free(e);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static int run(const char *args, char **err) { return check_run(bin, tmp, args, NULL, err); }
 
 static int count_lines(const char *path) {
     size_t n;
