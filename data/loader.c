@@ -186,7 +186,9 @@ loader *loader_create(const loader_config *c, loader_pos start) {
                              .virtual_ranks = c->world * c->accum,
                              .seed = c->seed,
                              .inner_seed = c->inner_seed,
-                             .sequential = c->sequential};
+                             .inner_skip = c->inner_skip,
+                             .sequential = c->sequential,
+                             .single_generator = c->single_generator};
     // Every step takes one batch from each virtual rank (accumulation included).
     l->steps_per_epoch = sampler_batches_per_rank(&l->sc);
     // Validate the sampler once (a zero modality length, say) so order_for cannot fail later.

@@ -24,6 +24,8 @@ typedef struct {
     int sequential;            // the samples in file order (evaluation), neither of the above
     uint64_t seed;             // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
     uint64_t inner_seed;       // the global generator of the grouped sampler (LLaVA: the run's seed)
+    int single_generator;      // every draw from the global generator (sampler.h: a single-process launch)
+    int inner_skip;            // 32-bit draws of the global generator before each epoch's order
     int tokens_per_image;      // image features spliced in per image (576 for CLIP-L/336)
     int image_size;            // side of the square input (336)
     image_aspect aspect;       // square (stage 1) or pad (stage 2)

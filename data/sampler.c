@@ -157,12 +157,13 @@ int sampler_epoch_order(const sampler_config *c, int epoch, int64_t *out) {
     // Generators continue across epochs: replay the earlier epochs' draws.
     for (int e = 0; e <= epoch; e++) {
         for (int k = 0; k < c->inner_skip; k++) torch_rng_next(&inner);
+        torch_rng *gp = c->single_generator ? &inner : &g;
         int rc;
         if (!c->modality_len) {
-            torch_randperm(&g, c->n, out);
+            torch_randperm(gp, c->n, out);
             rc = 0;
         } else {
-            rc = modality_grouped(c, &g, &inner, out);
+            rc = modality_grouped(c, gp, &inner, out);
         }
         if (rc != 0) return rc;
     }

@@ -21,6 +21,11 @@ typedef struct {
     uint64_t inner_seed;          // the global torch RNG drawn by the grouped sampler's inner shuffles (42)
     int inner_skip;               // 32-bit draws the global RNG made before the sampler runs
     int sequential;               // 0, 1, ..., n-1 every epoch (the HF Trainer's evaluation sampler)
+    // One generator for every draw, the global one (inner_seed, inner_skip draws first each epoch):
+    // LLaVA launched as one process without a launcher, whose grouped sampler has no generator of
+    // its own (the DataLoader's iterator takes one int64, inner_skip 2, before it runs). 0: the
+    // sampler's own generator (`seed`) shuffles, as under torchrun/accelerate.
+    int single_generator;
 } sampler_config;
 
 // The sampler's order of all n samples for `epoch` (0-based). Generators continue across epochs as

@@ -197,3 +197,10 @@ add_test(NAME cli_train_progress
          COMMAND sh -c "rm -rf '${CMAKE_BINARY_DIR}/progress-run' && '$<TARGET_FILE:llava>' train '${CMAKE_BINARY_DIR}/demo-fast/stage2.json' --set 'checkpoint.output_dir=${CMAKE_BINARY_DIR}/progress-run' --set train.max_steps=4 --set log.logging_steps=2 --set model.pretrain_mm_mlp_adapter=null 2>&1")
 set_tests_properties(cli_train_progress PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
                      PASS_REGULAR_EXPRESSION "train: prepared 2400 of 2400 samples \\(2400 with an image, 0 text-only\\).*\nstep 2/4 \\| epoch 0\\.01 \\| loss [0-9.]+ \\| lr [0-9.e+-]+ \\| grad norm [0-9.e+-]+ \\| [0-9]+ tok/s \\| [0-9.]+ samples/s \\| rss [0-9.]+ GiB \\| [0-9]+s elapsed \\| ETA [0-9]+s\nstep 4/4 ")
+# data.sampler_order llava-single-process reproduces LLaVA's grouped sampler as a one-process launch
+# draws it (tests/test_sampler.c checks the order); with the random sampler it is refused, named.
+add_test(NAME cli_config_single_process_order
+         COMMAND llava config configs/llava15-7b-stage1.json --set data.sampler_order=llava-single-process
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_config_single_process_order PROPERTIES LABELS cpu WILL_FAIL FALSE
+                     PASS_REGULAR_EXPRESSION "llava-single-process reproduces LLaVA's grouped sampler: it needs \"data.group_by_modality_length\": true")

@@ -38,6 +38,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"data.dataloader_num_workers", CFG_INT, "4", NULL, "loader threads [dataloader_num_workers]"},
     {"data.lazy_preprocess", CFG_BOOL, "true", NULL, "accepted for parity with LLaVA's flag, which nothing reads [lazy_preprocess]"},
     {"data.truncate_after_splice", CFG_BOOL, "false", NULL, "also cut each sequence to model_max_length after its image features are spliced in (LLaVA HEAD does; the release code did not)"},
+    {"data.sampler_order", CFG_ENUM, "\"llava-distributed\"", "llava-distributed|llava-single-process", "the sample order of which LLaVA launch to reproduce: llava-distributed = torchrun/deepspeed (the sampler's own generator, data.sampler_seed), llava-single-process = `python llava/train/train.py` without a launcher (every draw from the global generator seeded by train.seed, after the DataLoader's base-seed draw; needs group_by_modality_length and one rank)"},
     {"data.sampler_seed", CFG_INT, "-1", NULL, "seed of the sampler's generator; -1: torch's default generator seed (67280421310721), which LLaVA's runs used through accelerate 0.21"},
     {"data.prefetch", CFG_INT, "2", NULL, "optimizer steps whose images are decoded ahead of training"},
     {"data.token_budget", CFG_INT, "0", NULL, "if > 0, split each micro-batch into forward passes of at most this many tokens (same result, less memory)"},
@@ -595,6 +596,13 @@ int cfg_validate(const train_config *c) {
     if (!(cfg_float(c, "train.adam_epsilon") > 0))
         return llava_fail("%s: \"train.adam_epsilon\" must be positive", src);
     if (!(cfg_float(c, "train.max_grad_norm") >= 0)) return llava_fail("%s: \"train.max_grad_norm\" must be >= 0", src);
+    if (strcmp(cfg_str(c, "data.sampler_order"), "llava-single-process") == 0 &&
+        !cfg_bool(c, "data.group_by_modality_length"))
+        return llava_fail(
+            "%s: \"data.sampler_order\" llava-single-process reproduces LLaVA's grouped sampler: it needs "
+            "\"data.group_by_modality_length\": true (the random sampler's single-process order is not "
+            "implemented)",
+            src);
     if (cfg_int(c, "eval.eval_steps") < 0) return llava_fail("%s: \"eval.eval_steps\" must be >= 0", src);
     if (strcmp(cfg_str(c, "eval.evaluation_strategy"), "steps") == 0 && !cfg_str(c, "eval.data_path"))
         return llava_fail("%s: \"eval.evaluation_strategy\" is \"steps\" but \"eval.data_path\" is not set", src);

@@ -50,6 +50,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     d->num_workers = cfg_int(c, "data.dataloader_num_workers");
     d->truncate_after_splice = cfg_bool(c, "data.truncate_after_splice");
     d->sampler_seed = cfg_int(c, "data.sampler_seed");
+    d->single_process_order = strcmp(cfg_str(c, "data.sampler_order"), "llava-single-process") == 0;
     d->prefetch = cfg_int(c, "data.prefetch");
     d->token_budget = cfg_int(c, "data.token_budget");
     d->strict = cfg_bool(c, "data.strict");

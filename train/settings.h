@@ -30,7 +30,8 @@ typedef struct {
     int group_by_modality_length;
     int num_workers;
     int truncate_after_splice;
-    int sampler_seed;  // -1: torch's default generator seed
+    int sampler_seed;          // -1: torch's default generator seed
+    int single_process_order;  // data.sampler_order llava-single-process
     int prefetch;
     int token_budget;  // 0: one pass per micro-batch
     int strict;

@@ -235,6 +235,9 @@ static int open_data(trainer *t) {
         t->accum = global / (t->per_device * t->world);
     }
     t->V = t->accum * t->world;
+    if (s->data.single_process_order && t->world > 1)
+        return llava_fail(
+            "data.sampler_order llava-single-process reproduces a one-process launch; this run has %d ranks", t->world);
     t->dataset_json = train_dataset_json(&t->ds);
     if (s->eval.steps) {  // the held-out samples, prepared as the training data (rank 0 first)
         int erc = t->lead ? train_open_eval_dataset(s, &t->eval_ds, 1) : 0, lead_erc = erc;
@@ -265,6 +268,8 @@ static loader_config loader_settings(const trainer *t) {
                         .group_by_modality = d->group_by_modality_length,
                         .seed = d->sampler_seed < 0 ? TORCH_DEFAULT_SEED : (uint64_t)d->sampler_seed,
                         .inner_seed = (uint64_t)s->train.seed,
+                        .single_generator = d->single_process_order,
+                        .inner_skip = d->single_process_order ? 2 : 0,  // the DataLoader's int64 base seed
                         .tokens_per_image = t->m.tokens_per_image,
                         .image_size = t->m.cfg.vision.image_size,
                         .aspect = d->aspect,

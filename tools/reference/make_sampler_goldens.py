@@ -83,6 +83,18 @@ def llava_functions(llava_dir):
     return ns["get_modality_length_grouped_indices"]
 
 
+def single_process_orders(case, epochs, llava):
+    """LLaVA launched as one process (python, no launcher): its sampler has no generator of its own, so
+    every draw is the global generator's, seeded 42 by HF's set_seed; each epoch the DataLoader's
+    iterator first draws one int64 (its base seed), then LLaVA's own grouped function runs."""
+    torch.manual_seed(case["inner_seed"])
+    orders = []
+    for _ in range(epochs):
+        torch.empty((), dtype=torch.int64).random_()
+        orders.append(llava(case["lengths"], case["batch"], case["ranks"], None))
+    return orders
+
+
 def epoch_orders(case, epochs, reference):
     g = torch.Generator()
     g.manual_seed(case["seed"])
@@ -127,6 +139,14 @@ def main():
         {"name": "grouped_ties", "n": 96, "batch": 4, "ranks": 4, "lengths": [((i * 7) % 5 + 1) * (1 if i % 6 else -1)
                                                                               for i in range(96)]},
     ]
+    # Single-process launches (data.sampler_order llava-single-process): LLaVA's own function, run
+    # with the global generator as such a launch has it.
+    single = [
+        {"name": "single_mixed", "n": 203, "batch": 4, "ranks": 1, "lengths": signed_lengths(203, 0.2),
+         "single_process": True},
+        {"name": "single_image_only", "n": 120, "batch": 8, "ranks": 2, "lengths": signed_lengths(120, 0.0),
+         "single_process": True},
+    ]
     reference = modality_grouped
     llava = llava_functions(args.llava)
     commit = subprocess.run(["git", "-C", args.llava, "rev-parse", "c121f04"], check=True, capture_output=True,
@@ -148,6 +168,10 @@ def main():
     print(f"re-statement identical to LLaVA {commit[:7]} on {identical} of {compared} grouped orders")
     crosscheck = {"llava_commit": commit, "function": "llava/train/llava_trainer.py:get_modality_length_grouped_indices",
                   "cases": checked_cases, "seeds": seeds, "orders_compared": compared, "orders_identical": identical}
+    for case in single:
+        case["seed"], case["inner_seed"], case["inner_skip"] = 0, 42, 2  # 2: one int64 draw of 32-bit words
+        case["orders"] = single_process_orders(case, 2, llava)
+        case["rank_batches"] = [rank_batches(o, case["batch"], case["ranks"]) for o in case["orders"]]
     for case in cases:
         case.setdefault("seed", TORCH_DEFAULT_SEED)
         case.setdefault("inner_seed", 42)
@@ -155,7 +179,7 @@ def main():
         orders = epoch_orders(case, 2, reference)
         case["orders"] = orders
         case["rank_batches"] = [rank_batches(o, case["batch"], case["ranks"]) for o in orders]
-    (OUT / "orders.json").write_text(json.dumps({"torch": torch.__version__, "llava_crosscheck": crosscheck, "cases": cases}) + "\n")
+    (OUT / "orders.json").write_text(json.dumps({"torch": torch.__version__, "llava_crosscheck": crosscheck, "cases": cases + single}) + "\n")
     print("wrote", OUT / "orders.json", sum(len(c["orders"][0]) for c in cases), "samples per epoch over", len(cases),
           "cases")
 
