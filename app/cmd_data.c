@@ -217,16 +217,7 @@ static int data_check(int argc, char **argv) {
             "tokens); nothing written\n",
             o.data_path, fmt_count(c.records, b1), fmt_count(c.written, b2), fmt_count(c.with_image, b3),
             fmt_count(c.text_only, b4), fmt_count(c.tokens, b5));
-        static const char *what[PREP_N_KINDS] = {"left out, image missing",
-                                                 "left out, image unreadable",
-                                                 "left out, image path refused",
-                                                 "left out, malformed record",
-                                                 "written masked (tokenization mismatch)",
-                                                 "written truncated to model_max_length",
-                                                 "left out, an image but no <image> token",
-                                                 "left out, extra <image> tokens",
-                                                 "written with the <image> in an answer"};
-        for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", what[k], fmt_count(c.kind[k], b1));
+        for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", prep_kind_summary(k), fmt_count(c.kind[k], b1));
         cJSON *rep = cJSON_ParseWithLength(text, text_len);
         const cJSON *samples = cJSON_GetObjectItemCaseSensitive(rep, "samples");
         for (int k = 0; k < PREP_N_KINDS; k++) {

@@ -213,16 +213,7 @@ int cmd_prep(int argc, char **argv) {
                fmt_count(c.text_only, b4), fmt_count(c.tokens, b5));
         printf("  %.2f s on %d threads: %.0f records/s\n", c.seconds, c.threads,
                c.seconds > 0 ? (double)c.records / c.seconds : 0);
-        static const char *what[PREP_N_KINDS] = {"left out, image missing",
-                                                 "left out, image unreadable",
-                                                 "left out, image path refused",
-                                                 "left out, malformed record",
-                                                 "written masked (tokenization mismatch)",
-                                                 "written truncated to model_max_length",
-                                                 "left out, an image but no <image> token",
-                                                 "left out, extra <image> tokens",
-                                                 "written with the <image> in an answer"};
-        for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", what[k], fmt_count(c.kind[k], b1));
+        for (int k = 0; k < PREP_N_KINDS; k++) printf("  %-40s %s\n", prep_kind_summary(k), fmt_count(c.kind[k], b1));
         if (o.store_pixels)
             printf("  %s images stored preprocessed (%dx%d, %s)\n", fmt_count(c.pixels, b1), o.image_size, o.image_size,
                    o.aspect == IMAGE_ASPECT_PAD ? "pad" : "square");

@@ -38,6 +38,23 @@ const char *prep_kind_name(int kind) {
     return kind >= 0 && kind < PREP_N_KINDS ? names[kind] : "?";
 }
 
+int prep_kind_written(int kind) {
+    return kind == PREP_KIND_MISMATCH || kind == PREP_KIND_TRUNCATED || kind == PREP_KIND_IMAGE_IN_ANSWER;
+}
+
+const char *prep_kind_summary(int kind) {
+    static const char *what[PREP_N_KINDS] = {"left out, image missing",
+                                             "left out, image unreadable",
+                                             "left out, image path refused",
+                                             "left out, malformed record",
+                                             "written masked (tokenization mismatch)",
+                                             "written truncated to model_max_length",
+                                             "left out, an image but no <image> token",
+                                             "left out, extra <image> tokens",
+                                             "written with the <image> in an answer"};
+    return kind >= 0 && kind < PREP_N_KINDS ? what[kind] : "?";
+}
+
 char *prep_report_path(const char *out) {
     size_t n = strlen(out);
     if (n > 3 && strcmp(out + n - 3, ".h5") == 0) n -= 3;
@@ -496,8 +513,8 @@ typedef struct {
 
 static void progress_show(progress *p, const json_stream *js, const prep_counts *c, int final) {
     uint64_t records = c->records, written = c->written, left = 0;
-    for (int k = 0; k < PREP_N_KINDS; k++)  // left out so far (a mismatch, a cut or an image in an answer is kept)
-        if (k != PREP_KIND_MISMATCH && k != PREP_KIND_TRUNCATED && k != PREP_KIND_IMAGE_IN_ANSWER) left += c->kind[k];
+    for (int k = 0; k < PREP_N_KINDS; k++)  // left out so far
+        if (!prep_kind_written(k)) left += c->kind[k];
     if (!p->on) return;
     double t = now_s();
     // On a terminal a bar redrawn 5 times a second; in a log a line every 30 s (and a last one if any was).

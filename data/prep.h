@@ -111,6 +111,11 @@ enum {
 // "missing_image", "unreadable_image", "path_refused", "malformed", "mismatch", "truncated", "no_image_token",
 // "extra_image_token", "image_in_answer"
 const char *prep_kind_name(int kind);
+// 1 for the kinds that are written (with a note: a mismatch masked, a truncation, an <image> in an
+// answer), 0 for those left out.
+int prep_kind_written(int kind);
+// The kind as the summaries print it: "left out, image missing", "written masked (...)", ...
+const char *prep_kind_summary(int kind);
 
 typedef struct {
     uint64_t records;                // elements of the JSON array

@@ -221,8 +221,6 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
             rc = mkdir_p(s->checkpoint.output_dir);
             if (rc == 0) rc = prep_run(&o, &pc);
             if (rc == 0) {  // what was prepared, and what was left out and why (the report has every id)
-                // Written with a note: a mismatch (labels masked), a truncation, an <image> in an answer.
-                static const int kept[] = {PREP_KIND_MISMATCH, PREP_KIND_TRUNCATED, PREP_KIND_IMAGE_IN_ANSWER};
                 char *rp = prep_report_path(h5);
                 fprintf(stderr, "train: prepared %llu of %llu samples (%llu with an image, %llu text-only) in %.1f s",
                         (unsigned long long)pc.written, (unsigned long long)pc.records,
@@ -230,9 +228,8 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
                 int noted = 0;
                 for (int k = 0; k < PREP_N_KINDS; k++) {
                     if (!pc.kind[k]) continue;
-                    int is_kept = k == kept[0] || k == kept[1] || k == kept[2];
                     fprintf(stderr, "%s%s %llu%s", noted++ ? ", " : "; by kind: ", prep_kind_name(k),
-                            (unsigned long long)pc.kind[k], is_kept ? " (kept)" : " (left out)");
+                            (unsigned long long)pc.kind[k], prep_kind_written(k) ? " (kept)" : " (left out)");
                 }
                 if (noted) fprintf(stderr, "; every id in %s", rp);
                 fprintf(stderr, "\n");
