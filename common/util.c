@@ -221,6 +221,18 @@ const char *fmt_count(uint64_t n, char buf[32]) {
     return buf;
 }
 
+const char *fmt_duration(double s, char buf[32]) {
+    if (!(s >= 0) || s > 1e7) {
+        snprintf(buf, 32, "?");
+        return buf;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, 32, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, 32, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, 32, "%lds", t);
+    return buf;
+}
+
 int utf8_valid(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {

@@ -59,6 +59,8 @@ int mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *out);
 
 // Thousands separators for counts a person reads ("6,738,415,616").
 const char *fmt_count(uint64_t n, char buf[32]);
+// A duration a person reads: "1h02m", "3m05s", "12s"; "?" for a negative, non-finite or absurd one.
+const char *fmt_duration(double seconds, char buf[32]);
 
 // 1 when [s, s+n) is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
 int utf8_valid(const uint8_t *s, size_t n);

@@ -494,17 +494,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void fmt_duration(double s, char *b, size_t cap) {
-    if (!(s >= 0) || s > 1e7) {
-        snprintf(b, cap, "?");
-        return;
-    }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(b, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(b, cap, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(b, cap, "%lds", t);
-}
-
 typedef struct {
     int on, tty, shown;
     double t0, last;
@@ -526,8 +515,8 @@ static void progress_show(progress *p, const json_stream *js, const prep_counts 
            frac = json_stream_size(js) ? (double)json_stream_offset(js) / (double)json_stream_size(js) : 0;
     double rate = el > 0 ? (double)records / el : 0;
     char eta[32], elapsed[32], cb[32], wb[32], lb[32];
-    fmt_duration(frac > 0 ? el * (1 - frac) / frac : -1, eta, sizeof eta);
-    fmt_duration(el, elapsed, sizeof elapsed);
+    fmt_duration(frac > 0 ? el * (1 - frac) / frac : -1, eta);
+    fmt_duration(el, elapsed);
     fmt_count(records, cb);
     fmt_count(written, wb);
     fmt_count(left, lb);

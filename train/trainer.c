@@ -643,14 +643,6 @@ static int trainer_eval(trainer *t, step_report *r) {
 // ---------------------------------------------------------------------------------------------
 // log: the metrics line (rank 0, every logging_steps and the last step) and the progress line.
 
-// "1h02m", "3m05s", "12s".
-static void fmt_time(char *buf, size_t cap, double s) {
-    long v = s > 0 && isfinite(s) ? (long)(s + 0.5) : 0;
-    if (v >= 3600) snprintf(buf, cap, "%ldh%02ldm", v / 3600, v / 60 % 60);
-    else if (v >= 60) snprintf(buf, cap, "%ldm%02lds", v / 60, v % 60);
-    else snprintf(buf, cap, "%lds", v);
-}
-
 // The progress line (rank 0, not --quiet): on a terminal refreshed in place every step; in a log
 // file one line every log.logging_steps and at the last step. Step/total, epoch (fractional), loss,
 // lr, gradient norm, tokens/s and samples/s of this step, the device's memory in use, the model
@@ -659,9 +651,9 @@ static void trainer_progress(trainer *t, const step_report *r) {
     int tty = isatty(2);
     if (!tty && !(t->step % t->s->log.logging_steps == 0 || t->step == t->total)) return;
     double el = now_s() - t->t_start, eta = t->ran > 0 ? el / t->ran * (t->total - t->step) : 0;
-    char e1[48], e2[48], mem[48] = "", mfu[48] = "", gn[24];
-    fmt_time(e1, sizeof e1, el);
-    fmt_time(e2, sizeof e2, eta);
+    char e1[32], e2[32], mem[48] = "", mfu[48] = "", gn[24];
+    fmt_duration(el, e1);
+    fmt_duration(eta, e2);
     snprintf(gn, sizeof gn, isfinite(r->gnorm) ? "%.3g" : "skipped", r->gnorm);
     llava_backend_info info;
     llava_backend_describe(t->be, &info);
