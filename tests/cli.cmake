@@ -204,3 +204,10 @@ add_test(NAME cli_config_single_process_order
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_config_single_process_order PROPERTIES LABELS cpu WILL_FAIL FALSE
                      PASS_REGULAR_EXPRESSION "llava-single-process reproduces LLaVA's grouped sampler: it needs \"data.group_by_modality_length\": true")
+# llava eval's usage errors name the flag, before anything loads.
+add_test(NAME cli_eval_bad_limit COMMAND llava eval --model x --benchmark demo --data y --out y --limit abc)
+set_tests_properties(cli_eval_bad_limit PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--limit: cannot read \"abc\" as a count")
+add_test(NAME cli_eval_bad_chunk COMMAND llava eval --model x --benchmark demo --data y --out y --chunks 2 --chunk-idx 5)
+set_tests_properties(cli_eval_bad_chunk PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--chunk-idx must be in \\[0, 2\\)")
+add_test(NAME cli_eval_score_no_answers COMMAND llava eval score --benchmark demo --data y)
+set_tests_properties(cli_eval_score_no_answers PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--answers and --data are required")
