@@ -16,7 +16,7 @@
 
 static const char USAGE[] =
     "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
-    "                     [--grads projector|projector+lm] [--ignore-unexpected]\n"
+    "                     [--adapter DIR] [--grads projector|projector+lm|lora+projector] [--ignore-unexpected]\n"
     "\n"
     "One forward pass (and with --grads a backward pass) of a model folder on the inputs a Hugging Face\n"
     "LlavaForConditionalGeneration takes, written under Hugging Face names: the tool to compare checkpoints and\n"
@@ -27,8 +27,11 @@ static const char USAGE[] =
     "  --inputs IN          the inputs, a safetensors file (required; below)\n"
     "  --out OUT            the outputs, a safetensors file (required; below)\n"
     "  --device DEV         cpu or cuda (default: cpu)\n"
-    "  --grads WHICH        also the gradients of the loss: projector, or projector+lm (default: none, forward\n"
-    "                       only)\n"
+    "  --adapter DIR        a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) run on\n"
+    "                       top of the model, unmerged; gradients are then named as PEFT's PeftModel names them\n"
+    "                       (grad.base_model.model.<name>) (default: none)\n"
+    "  --grads WHICH        also the gradients of the loss: projector, projector+lm, or with --adapter\n"
+    "                       lora+projector (default: none, forward only)\n"
     "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place for\n"
     "                       (skipped; default: off, they are an error naming them)\n"
     "\n"
@@ -78,7 +81,7 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
             if (v->group != g || !v->used) continue;
             weight_layout lay = m->layout == LAYOUT_UNKNOWN ? LAYOUT_LLAVA_HF_LEGACY : m->layout;
             char *hf = name_from_internal(v->name, lay, m->pt.linear_projector);
-            char *key = xasprintf("grad.%s", hf ? hf : v->name);
+            char *key = xasprintf("grad.%s%s", m->cfg.lora.r > 0 ? "base_model.model." : "", hf ? hf : v->name);
             free(hf);
             rc = st_writer_add(&w, key, DT_F32, v->ndim, v->shape, host[g] + v->offset);  // copies the name
             free(key);
@@ -95,8 +98,8 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
 int cmd_forward(int argc, char **argv) {
     const char *model = NULL, *inputs = NULL, *out = NULL, *device = "cpu", *grads = NULL;
     llava_load_options lo = {0};
-    static const char *const FLAGS[] = {"--model", "--inputs", "--out", "--device", "--grads", "--ignore-unexpected",
-                                        "--help"};
+    static const char *const FLAGS[] = {
+        "--model", "--inputs", "--out", "--device", "--grads", "--adapter", "--ignore-unexpected", "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int v = i + 1 < argc;
@@ -109,6 +112,7 @@ int cmd_forward(int argc, char **argv) {
         else if (strcmp(a, "--out") == 0 && v) out = argv[++i];
         else if (strcmp(a, "--device") == 0 && v) device = argv[++i];
         else if (strcmp(a, "--grads") == 0 && v) grads = argv[++i];
+        else if (strcmp(a, "--adapter") == 0 && v) lo.adapter = argv[++i];
         else return args_unknown("forward", a, FLAGS, ARGS_COUNT(FLAGS));
     }
     if (!model || !inputs || !out) {
@@ -118,8 +122,15 @@ int cmd_forward(int argc, char **argv) {
     trainable_set t = TRAIN_NONE;
     if (grads && strcmp(grads, "projector") == 0) t = TRAIN_PROJECTOR;
     else if (grads && strcmp(grads, "projector+lm") == 0) t = TRAIN_PROJECTOR_LM;
+    else if (grads && strcmp(grads, "lora+projector") == 0) t = TRAIN_PROJECTOR_LORA;
     else if (grads) {
-        fprintf(stderr, "llava forward: --grads %s: projector or projector+lm\n", grads);
+        fprintf(stderr, "llava forward: --grads %s: projector, projector+lm or lora+projector\n", grads);
+        return 2;
+    }
+    if ((t == TRAIN_PROJECTOR_LORA) != (lo.adapter != NULL) && t != TRAIN_NONE) {
+        fprintf(stderr, "llava forward: --grads %s %s\n", grads,
+                lo.adapter ? "trains no adapter: with --adapter, --grads lora+projector"
+                           : "needs the adapter it trains (--adapter DIR)");
         return 2;
     }
     if (strcmp(device, "cpu") != 0 && strcmp(device, "cuda") != 0) {

@@ -66,6 +66,7 @@ enum {
     OPCHECK_ADD,                     // rows, cols
     OPCHECK_ADD_INPLACE,             // rows, cols
     OPCHECK_ATTENTION_DECODE,        // T, Hq, Hkv, D, context, block_size; f = scale (I32 inputs drawn: below)
+    OPCHECK_DROPOUT_SCALE,           // rows, cols, dropout rate in 1/1000; f = scale
     OPCHECK_N_OPS
 };
 

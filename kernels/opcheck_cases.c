@@ -456,6 +456,13 @@ const opcheck_case OPCHECK_CASES[] = {
     // Residual adds: one fp32 add rounded once, so exact on both backends; out may alias a.
     {.op = OPCHECK_ADD, .flags = CPU | OPCHECK_ALIAS, .n = {1031}, .ref = {REF_EXACT}},
     {.op = OPCHECK_ADD_INPLACE, .flags = CPU, .n = {1031}, .ref = {REF_EXACT}},
+    // LoRA's scaling (rate 0) and scaling with dropout (rate 0.05, LLaVA's lora_dropout, and 0.5): one
+    // fp32 multiply, exact; out may alias x.
+    {.op = OPCHECK_DROPOUT_SCALE, .flags = CPU | OPCHECK_ALIAS, .n = {1031, 0, 0}, .f = 2.0, .ref = {REF_EXACT}},
+    {.op = OPCHECK_DROPOUT_SCALE, .flags = CPU | OPCHECK_ALIAS, .n = {1031, 0, 50}, .f = 0.7, .ref = {REF_EXACT}},
+    {.op = OPCHECK_DROPOUT_SCALE, .flags = CPU, .n = {37, 7, 500}, .f = 1.0, .ref = {REF_EXACT}},
+    {.op = OPCHECK_DROPOUT_SCALE, .flags = GPU | OPCHECK_ALIAS, .n = {1000003, 0, 50}, .f = 2.0, .dev = {DEV_BF16}},
+    {.op = OPCHECK_DROPOUT_SCALE, .flags = GPU | OPCHECK_UNALIGNED, .n = {12347, 0, 0}, .f = 0.5, .dev = {DEV_BF16}},
     {.op = OPCHECK_ADD,
      .flags = GPU | OPCHECK_ALIAS,
      .n = {1000003},
@@ -873,6 +880,7 @@ const opcheck_case OPCHECK_CASES[] = {
     {.op = OPCHECK_SILU_MUL_FORWARD, .flags = BENCH, .n = {LM_T, LM_F}},
     {.op = OPCHECK_SILU_MUL_BACKWARD, .flags = BENCH, .n = {LM_T, LM_F}},
     {.op = OPCHECK_ADD, .flags = BENCH, .label = "(residual)", .n = {LM_T, LM_C}},
+    {.op = OPCHECK_DROPOUT_SCALE, .flags = BENCH, .label = "LoRA input", .n = {LM_T, LM_C, 50}, .f = 2.0},
     {.op = OPCHECK_ROPE_FORWARD,
      .flags = BENCH,
      .label = "q",

@@ -1255,6 +1255,33 @@ static void add_ref(const opcheck_data *d, double **want) {
 
 static void add_cost(const opcheck_case *c, double *flops, double *bytes) { *bytes = 6.0 * (double)ew_n(c); }
 
+// LoRA's scaling with dropout: the reference keeps the elements ops.h's mask keeps, and scales them
+// by the same fp32 factor, so one fp32 multiply rounded once: exact.
+#define DROPOUT_SEED 0x5EEDull
+
+static float dropout_p(const opcheck_case *c) { return (float)c->n[2] / 1000.0f; }
+
+static void dropout_layout(const opcheck_case *c, opcheck_data *d) {
+    opcheck_add_buf(d, "out", BUF_ACT, OPCHECK_OUT, ew_n(c), 0, 0);
+    opcheck_add_buf(d, "x", BUF_ACT, OPCHECK_IN, ew_n(c), -4, 4);
+}
+
+static void dropout_run(llava_backend *be, const opcheck_case *c, void *const *p) {
+    be->ops->dropout_scale(be, p[0], p[1], ew_n(c), (float)c->f, dropout_p(c), DROPOUT_SEED);
+}
+
+static void dropout_ref(const opcheck_data *d, double **want) {
+    size_t n = ew_n(d->c);
+    float p = dropout_p(d->c), scale = (float)d->c->f;
+    float f = p > 0.0f ? scale / (1.0f - p) : scale;
+    uint32_t thr = p > 0.0f ? lora_dropout_threshold(p) : 0;
+    const float *x = F(d, 1);
+    for (size_t i = 0; i < n; i++)
+        want[0][i] = (thr == 0 || lora_dropout_keeps(DROPOUT_SEED, i, thr)) ? (double)x[i] * (double)f : 0.0;
+}
+
+static void dropout_cost(const opcheck_case *c, double *flops, double *bytes) { *bytes = 4.0 * (double)ew_n(c); }
+
 // ---------------------------------------------------------------------------------------------
 
 #define NO_ALIAS                                                                                                       \
@@ -1379,6 +1406,15 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                      {{0, 1}, {-1, -1}}},
     [OPCHECK_ADD_INPLACE] = {"add_inplace", LLAVA_OP_ELEMENTWISE, add_layout, NULL, add_run, add_ref, add_cost,
                              shape_rows_cols, NO_ALIAS},
+    [OPCHECK_DROPOUT_SCALE] = {"dropout_scale",
+                               LLAVA_OP_ELEMENTWISE,
+                               dropout_layout,
+                               NULL,
+                               dropout_run,
+                               dropout_ref,
+                               dropout_cost,
+                               shape_rows_cols,
+                               {{0, 1}, {-1, -1}}},
     [OPCHECK_ATTENTION_DECODE] = {"attention_decode", LLAVA_OP_ATTENTION_DECODE, decode_layout, decode_prepare,
                                   decode_run, decode_ref, decode_cost, decode_shape, NO_ALIAS},
 };

@@ -189,7 +189,31 @@ struct llava_ops {
     // ---- elementwise arithmetic over n elements of ACT.
     void (*add)(llava_backend *be, void *out, const void *a, const void *b, size_t n);  // out may alias a or b
     void (*add_inplace)(llava_backend *be, void *acc, const void *x, size_t n);         // acc += x
+    // out = x * scale, with dropout at rate p (LoRA's adapters): element i is kept when
+    // lora_dropout_keeps(seed, i, p) and then scaled by scale / (1 - p) (computed once in fp32), else 0.
+    // The mask is a function of (seed, i), the same on every backend, so the backward draws it again
+    // instead of storing it. p = 0 keeps every element. out may alias x.
+    void (*dropout_scale)(llava_backend *be, void *out, const void *x, size_t n, float scale, float p, uint64_t seed);
 };
+
+// The dropout mask of dropout_scale: element i survives unless the top 24 bits of a 64-bit mix of
+// seed + i fall below p * 2^24 (an exact threshold: the keep rate is 1 - p to within 2^-24). Host and
+// device code both call these.
+#ifdef __CUDACC__
+#define LLAVA_HOST_DEVICE __host__ __device__
+#else
+#define LLAVA_HOST_DEVICE
+#endif
+static inline LLAVA_HOST_DEVICE uint64_t lora_mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+static inline LLAVA_HOST_DEVICE uint32_t lora_dropout_threshold(float p) { return (uint32_t)(p * 16777216.0f + 0.5f); }
+static inline LLAVA_HOST_DEVICE int lora_dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
+    return (uint32_t)(lora_mix64(seed + i) >> 40) >= threshold;
+}
 
 enum { BUF_ACT = 0, BUF_PARAM = 1, BUF_GRAD = 2, BUF_F32 = 3, BUF_I32 = 4 };
 

@@ -38,13 +38,15 @@ enum {
     Z_IV,
     Z_HV,
     Z_K,
+    Z_LX,    // the widest adapted linear's input or output: max(d, I, qd)
+    Z_RANK,  // LoRA's r
     Z_COUNT
 };
 
 // How many buffers a row stands for.
 enum { PER_PASS = 0, PER_LAYER_INPUT, PER_SAVED };
 // When a row exists.
-enum { ALWAYS = 0, IF_MLP2, IF_BACKWARD, IF_BACKWARD_MLP2 };
+enum { ALWAYS = 0, IF_MLP2, IF_BACKWARD, IF_BACKWARD_MLP2, IF_LORA, IF_BACKWARD_LORA };
 
 typedef struct {
     const char *name;
@@ -132,6 +134,11 @@ static const act_spec ACTS[] = {
     {"grad.v", BUF_ACT, A(dv), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
     {"grad.features", BUF_ACT, A(df), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD},
     {"grad.projector_g1", BUF_ACT, A(dg1), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD_MLP2},
+    // LoRA: one adapted linear at a time uses them, in the forward and again in the backward (which
+    // draws the dropout mask and A's output anew instead of keeping them per layer)
+    {"lora.x", BUF_ACT, A(lx), Z_T, Z_LX, LM, LMB, PER_PASS, IF_LORA},
+    {"lora.u", BUF_ACT, A(lu), Z_T, Z_RANK, LM, LMB, PER_PASS, IF_LORA},
+    {"lora.grad_u", BUF_ACT, A(ldu), Z_T, Z_RANK, LMB, LMB, PER_PASS, IF_BACKWARD_LORA},
 };
 enum { N_ACTS = sizeof ACTS / sizeof ACTS[0] };
 
@@ -162,6 +169,9 @@ static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COU
     z[Z_IV] = v->intermediate_size;
     z[Z_HV] = v->num_attention_heads;
     z[Z_K] = (int64_t)v->num_channels * v->patch_size * v->patch_size;
+    int64_t lx = z[Z_D] > z[Z_I] ? z[Z_D] : z[Z_I];
+    z[Z_LX] = lx > z[Z_QD] ? lx : z[Z_QD];
+    z[Z_RANK] = mc->lora.r;
 }
 
 static int exists(const act_spec *a, const model_config *mc, const act_shape *s) {
@@ -170,6 +180,8 @@ static int exists(const act_spec *a, const model_config *mc, const act_shape *s)
     case IF_MLP2: return mlp2;
     case IF_BACKWARD: return s->backward;
     case IF_BACKWARD_MLP2: return s->backward && mlp2;
+    case IF_LORA: return mc->lora.r > 0;
+    case IF_BACKWARD_LORA: return s->backward && mc->lora.r > 0;
     }
     return 1;
 }

@@ -66,6 +66,9 @@ typedef struct {
     float *rstd_f;
     // backward scratch
     void *dhn, *dh, *dx, *ds, *dgate, *dup, *dq, *datt, *dk, *dv, *df, *dg1;
+    // LoRA (models with adapters): an adapted linear's input after dropout, then its adapter's
+    // output (T, widest of d, I, qd); A's output (T, r); in backward its gradient (T, r)
+    void *lx, *lu, *ldu;
 } llava_acts;
 
 // One buffer of a plan.

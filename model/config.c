@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -355,4 +356,18 @@ int llava_vision_layers_used(const model_config *mc) {
     int fl = mc->glue.vision_feature_layer;
     int idx = fl < 0 ? n_hidden + fl : fl;  // index into hidden_states
     return idx;                             // hidden_states[idx] is the output of layer idx-1: idx layers run
+}
+
+const char *const LORA_TARGET_NAMES[LORA_N_TARGETS] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                       "gate_proj", "up_proj", "down_proj"};
+
+float lora_scaling(const lora_config *l) {
+    if (l->r <= 0) return 0.0f;
+    return (float)(l->rslora ? l->alpha / sqrt((double)l->r) : l->alpha / l->r);
+}
+
+int lora_target_of(const char *module) {
+    for (int i = 0; i < LORA_N_TARGETS; i++)
+        if (strcmp(module, LORA_TARGET_NAMES[i]) == 0) return i;
+    return -1;
 }

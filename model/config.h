@@ -56,6 +56,25 @@ typedef struct {
     char image_aspect_ratio[16];
 } llava_glue_config;
 
+// LoRA adapters on the language model's linears, PEFT's LoraConfig (adapter_config.json): each
+// adapted linear W (O, I) gains A (r, I) and B (O, r), and computes x W^T + scaling * (drop(x) A^T) B^T.
+// r == 0: the model has no adapters.
+enum { LORA_Q = 0, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_N_TARGETS };
+extern const char *const LORA_TARGET_NAMES[LORA_N_TARGETS];  // "q_proj" ... "down_proj", PEFT's module names
+
+typedef struct {
+    int r;             // rank; 0: no adapters
+    double alpha;      // lora_alpha
+    int rslora;        // use_rslora: scaling alpha / sqrt(r) instead of alpha / r
+    unsigned targets;  // bit LORA_* per adapted module, in every decoder layer
+    double dropout;    // lora_dropout, on the adapter's input in training passes only
+} lora_config;
+
+// alpha / r, or alpha / sqrt(r) with rslora, rounded to fp32 as the adapter's arithmetic uses it.
+float lora_scaling(const lora_config *l);
+// The target bit of a module name ("q_proj", ...), or -1.
+int lora_target_of(const char *module);
+
 typedef enum {
     HF_LLAMA = 0,       // LlamaForCausalLM (vicuna)
     HF_CLIP,            // CLIPModel (vision_config inside)
@@ -74,6 +93,7 @@ typedef struct {
     llava_glue_config glue;
     int vision_from_name;         // original LLaVA: vision config taken from the mm_vision_tower name
     char vision_tower_name[256];  // original LLaVA's mm_vision_tower
+    lora_config lora;             // adapters the model carries (not part of config.json: set by the caller)
 } model_config;
 
 void llama_config_defaults(llama_config *c);

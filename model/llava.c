@@ -6,6 +6,7 @@
 
 #include "common/torch_rng.h"
 #include "common/util.h"
+#include "model/io/peft.h"
 #include "model/io/safetensors.h"
 
 // Device pointer of a parameter view, and of its gradient (NULL when its group is frozen).
@@ -108,6 +109,21 @@ void llava_model_init_projector(llava_model *m, uint64_t seed) {
     }
 }
 
+void llava_model_init_lora(llava_model *m, uint64_t seed) {
+    torch_rng r;
+    torch_rng_seed(&r, seed);
+    for (int i = 0; i < m->pt.n_views; i++) {
+        const param_view *v = &m->pt.views[i];
+        float *p = v->group == GROUP_LORA ? param_ptr(&m->pt, v) : NULL;
+        if (!p) continue;
+        int is_a = strstr(v->name, ".lora_A.") != NULL;
+        float bound = 1.0f / sqrtf((float)v->shape[1]);
+        for (size_t k = 0; k < v->numel; k++)
+            p[k] = is_a ? bound * (2.0f * (float)((torch_rng_next(&r) >> 8) * (1.0 / 16777216.0)) - 1.0f) : 0.0f;
+        m->filled[i] = 1;
+    }
+}
+
 static void mark_all_filled(llava_model *m) {
     for (int i = 0; i < m->pt.n_views; i++)
         if (param_ptr(&m->pt, &m->pt.views[i])) m->filled[i] = 1;
@@ -153,9 +169,20 @@ int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, co
     if (model_config_load(dir, &cfg) != 0) return -1;
     if (cfg.kind != HF_LLAVA_HF && cfg.kind != HF_LLAVA_ORIGINAL)
         return llava_fail("%s: a %s folder is not a whole LLaVA model", dir, hf_kind_name(cfg.kind));
+    const char *adapter = o ? o->adapter : NULL;
+    char *aw = NULL;
+    if (adapter && (peft_read_config(adapter, &cfg.lora) != 0 || !(aw = peft_weights_path(adapter)))) {
+        llava_fail_ctx("--adapter");
+        return -1;
+    }
     int rc = llava_model_create(m, &cfg, be);
     if (rc == 0 && o) m->load_opts = *o;
-    if (rc != 0 || llava_model_add_weights(m, dir, (1 << N_GROUPS) - 1, NULL) != 0 || llava_model_finish(m) != 0) {
+    const int ALL = (1 << N_GROUPS) - 1;
+    if (rc == 0) rc = llava_model_add_weights(m, dir, ALL & ~(1 << GROUP_LORA), NULL);
+    // The adapter's file last: its tensors (the adapters, a projector it saved) replace the base's.
+    if (rc == 0 && aw) rc = llava_model_add_weights(m, aw, ALL, NULL);
+    free(aw);
+    if (rc != 0 || llava_model_finish(m) != 0) {
         if (strncmp(llava_errmsg(), dir, strlen(dir)) != 0) llava_fail_ctx("%s", dir);  // not twice
         llava_model_free(m);
         return -1;
@@ -164,7 +191,7 @@ int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, co
 }
 
 void llava_model_set_trainable(llava_model *m, trainable_set t) {
-    int want[N_GROUPS] = {0, t >= TRAIN_PROJECTOR, t >= TRAIN_PROJECTOR_LM};
+    int want[N_GROUPS] = {0, t != TRAIN_NONE, t == TRAIN_PROJECTOR_LM, t == TRAIN_PROJECTOR_LORA};
     for (int g = 0; g < N_GROUPS; g++) {
         if (want[g] && !m->grads[g] && m->pt.group_numel[g])
             m->grads[g] = m->ops->alloc(m->be, BUF_GRAD, m->pt.group_numel[g]);
@@ -229,6 +256,82 @@ static void linear_bwd(const llava_model *m, void *dx, const void *dout, const v
     if (gw) ops->linear_backward_weight(be, gw, dout, x, N, I, O);
     float *gb = G(m, bias);
     if (gb) ops->linear_backward_bias(be, gb, dout, N, O);
+}
+
+// ---- LoRA. An adapted linear W (O, I) computes y = x W^T + s (drop(x) A^T) B^T with A (r, I), B (O, r)
+// and s = lora_scaling: PEFT's lora.Linear. The base weight stays frozen (its GROUP_LM has no
+// gradient: no weight GEMM for it). Scratch: m->acts.lx (T, widest), lu and ldu (T, r).
+
+// The dropout seed of module `mod` of layer l in this pass: the pass's seed mixed with the module's
+// place, so every adapted module draws its own mask (PEFT keeps one nn.Dropout per module).
+static uint64_t lora_seed(const llava_model *m, int l, int mod) {
+    return lora_mix64(m->lora_pass_seed ^ ((uint64_t)(l * LORA_N_TARGETS + mod + 1) << 32));
+}
+
+// The adapter's input: x itself, or x through dropout into lx (training passes with lora.dropout).
+static const void *lora_input(const llava_model *m, int l, int mod, const void *x, int N, int I) {
+    if (!m->lora_dropout_on) return x;
+    float p = (float)m->cfg.lora.dropout;
+    m->ops->dropout_scale(m->be, m->acts.lx, x, (size_t)N * I, 1.0f, p, lora_seed(m, l, mod));
+    return m->acts.lx;
+}
+
+// out (N, O) already holds x W^T (+ bias): adds the adapter's s (drop(x) A^T) B^T.
+static void lora_forward(const llava_model *m, int l, int mod, void *out, const void *x, int N, int I, int O) {
+    const lm_layer_params *c = &m->pt.w.lm[l];
+    const param_view *A = c->lora_a[mod], *B = c->lora_b[mod];
+    if (!A) return;
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    int r = m->cfg.lora.r;
+    const void *xin = lora_input(m, l, mod, x, N, I);
+    ops->linear_forward(be, m->acts.lu, xin, P(m, A), NULL, N, I, r);                                    // u (N, r)
+    ops->dropout_scale(be, m->acts.lu, m->acts.lu, (size_t)N * r, lora_scaling(&m->cfg.lora), 0.0f, 0);  // s u
+    ops->linear_forward(be, m->acts.lx, m->acts.lu, P(m, B), NULL, N, r, O);                             // (N, O)
+    ops->add_inplace(be, out, m->acts.lx, (size_t)N * O);
+}
+
+// The adapter's backward, after the base linear's (dx, when asked for, holds dout W): the gradients
+// of A and B, and the adapter's part of dx. u and the dropout mask are drawn again from x.
+static void lora_backward(const llava_model *m, int l, int mod, void *dx, const void *dout, const void *x, int N, int I,
+                          int O) {
+    const lm_layer_params *c = &m->pt.w.lm[l];
+    const param_view *A = c->lora_a[mod], *B = c->lora_b[mod];
+    if (!A) return;
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    int r = m->cfg.lora.r;
+    float s = lora_scaling(&m->cfg.lora);
+    float *gA = G(m, A), *gB = G(m, B);
+    const void *xin = lora_input(m, l, mod, x, N, I);
+    if (gB) {
+        ops->linear_forward(be, m->acts.lu, xin, P(m, A), NULL, N, I, r);
+        ops->dropout_scale(be, m->acts.lu, m->acts.lu, (size_t)N * r, s, 0.0f, 0);
+        ops->linear_backward_weight(be, gB, dout, m->acts.lu, N, r, O);  // dB += dout^T (s u)
+    }
+    if (!gA && !dx) return;
+    ops->linear_backward_input(be, m->acts.ldu, dout, P(m, B), N, r, O);          // dout B (N, r)
+    ops->dropout_scale(be, m->acts.ldu, m->acts.ldu, (size_t)N * r, s, 0.0f, 0);  // du = s dout B
+    if (gA) ops->linear_backward_weight(be, gA, m->acts.ldu, xin, N, I, r);       // dA += du^T drop(x)
+    if (!dx) return;
+    ops->linear_backward_input(be, m->acts.lx, m->acts.ldu, P(m, A), N, I, r);  // du A (N, I)
+    if (m->lora_dropout_on)
+        ops->dropout_scale(be, m->acts.lx, m->acts.lx, (size_t)N * I, 1.0f, (float)m->cfg.lora.dropout,
+                           lora_seed(m, l, mod));
+    ops->add_inplace(be, dx, m->acts.lx, (size_t)N * I);
+}
+
+// A decoder layer's linear: the base weight and, where the model has one, its adapter.
+static void lm_linear(const llava_model *m, int l, int mod, void *out, const void *x, const param_view *w,
+                      const param_view *bias, int N, int I, int O) {
+    m->ops->linear_forward(m->be, out, x, P(m, w), P(m, bias), N, I, O);
+    lora_forward(m, l, mod, out, x, N, I, O);
+}
+
+static void lm_linear_bwd(const llava_model *m, int l, int mod, void *dx, const void *dout, const void *x,
+                          const param_view *w, const param_view *bias, int N, int I, int O) {
+    linear_bwd(m, dx, dout, x, w, bias, N, I, O);
+    lora_backward(m, l, mod, dx, dout, x, N, I, O);
 }
 
 // Tells m->grad_final that these views' gradients are final for this pass (views without a
@@ -313,9 +416,9 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     const lm_layer_params *c = &m->pt.w.lm[l];
     int T = z->T, d = z->d, qd = z->qd, kvd = z->kvd, I = z->I;
     ops->rmsnorm_forward(be, s->n1, s->rstd1, h_in, P(m, c->in_norm), T, d, z->eps);
-    ops->linear_forward(be, s->q, s->n1, P(m, c->q), P(m, c->q_b), T, d, qd);
-    ops->linear_forward(be, s->k, s->n1, P(m, c->k), P(m, c->k_b), T, d, kvd);
-    ops->linear_forward(be, s->v, s->n1, P(m, c->v), P(m, c->v_b), T, d, kvd);
+    lm_linear(m, l, LORA_Q, s->q, s->n1, c->q, c->q_b, T, d, qd);
+    lm_linear(m, l, LORA_K, s->k, s->n1, c->k, c->k_b, T, d, kvd);
+    lm_linear(m, l, LORA_V, s->v, s->n1, c->v, c->v_b, T, d, kvd);
     ops->rope_forward(be, s->q, z->pos, T, z->Hq, z->D, z->theta);
     ops->rope_forward(be, s->k, z->pos, T, z->Hkv, z->D, z->theta);
     const lm_cache *kc = z->cache;
@@ -329,13 +432,13 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     else
         ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale,
                                1);
-    ops->linear_forward(be, tmp, s->att, P(m, c->o), P(m, c->o_b), T, qd, d);
+    lm_linear(m, l, LORA_O, tmp, s->att, c->o, c->o_b, T, qd, d);
     ops->add(be, s->h_mid, h_in, tmp, (size_t)T * d);
     ops->rmsnorm_forward(be, s->n2, s->rstd2, s->h_mid, P(m, c->post_norm), T, d, z->eps);
-    ops->linear_forward(be, s->gate, s->n2, P(m, c->gate), P(m, c->gate_b), T, d, I);
-    ops->linear_forward(be, s->up, s->n2, P(m, c->up), P(m, c->up_b), T, d, I);
+    lm_linear(m, l, LORA_GATE, s->gate, s->n2, c->gate, c->gate_b, T, d, I);
+    lm_linear(m, l, LORA_UP, s->up, s->n2, c->up, c->up_b, T, d, I);
     ops->silu_mul_forward(be, s->s, s->gate, s->up, (size_t)T * I);
-    ops->linear_forward(be, tmp, s->s, P(m, c->down), P(m, c->down_b), T, I, d);
+    lm_linear(m, l, LORA_DOWN, tmp, s->s, c->down, c->down_b, T, I, d);
     ops->add(be, h_out, s->h_mid, tmp, (size_t)T * d);
 }
 
@@ -455,7 +558,10 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     if (T == 0) return llava_fail("empty batch");
     // Nothing to do backward when no target exists, or when only the projector trains and the batch
     // holds no image (text-only samples carry no projector gradient).
-    backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 && (llava_model_trains(m, GROUP_LM) || M > 0);
+    backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 &&
+               (llava_model_trains(m, GROUP_LM) || llava_model_trains(m, GROUP_LORA) || M > 0);
+    // LoRA's dropout acts in training passes only (PEFT's modules in train mode).
+    m->lora_dropout_on = backward && m->cfg.lora.r > 0 && m->cfg.lora.dropout > 0;
     // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
     // in backward: the same ops on the same inputs, so the same bits.
     int keep = backward && !m->checkpoint_layers;
@@ -490,23 +596,23 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
             const lm_saved *s = &a->saved[keep ? l : 0];
             if (!keep) lm_layer_forward(m, l, hs[l], a->tmp, s, &z, dx);  // recompute; the output is not needed
             // MLP: hs[l+1] = h_mid + down(silu(gate(n2)) * up(n2))
-            linear_bwd(m, a->ds, dh, s->s, c->down, c->down_b, T, I, d);
+            lm_linear_bwd(m, l, LORA_DOWN, a->ds, dh, s->s, c->down, c->down_b, T, I, d);
             ops->silu_mul_backward(be, a->dgate, a->dup, a->ds, s->gate, s->up, (size_t)T * I);
-            linear_bwd(m, dhn, a->dgate, s->n2, c->gate, c->gate_b, T, d, I);
-            linear_bwd(m, dx, a->dup, s->n2, c->up, c->up_b, T, d, I);
+            lm_linear_bwd(m, l, LORA_GATE, dhn, a->dgate, s->n2, c->gate, c->gate_b, T, d, I);
+            lm_linear_bwd(m, l, LORA_UP, dx, a->dup, s->n2, c->up, c->up_b, T, d, I);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
             ops->rmsnorm_backward(be, dx, G(m, c->post_norm), dhn, s->h_mid, P(m, c->post_norm), s->rstd2, T, d);
             ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d h_mid
             // Attention: h_mid = hs[l] + o(attn(rope(q(n1)), rope(k(n1)), v(n1)))
-            linear_bwd(m, a->datt, dh, s->att, c->o, c->o_b, T, qd, d);
+            lm_linear_bwd(m, l, LORA_O, a->datt, dh, s->att, c->o, c->o_b, T, qd, d);
             ops->attention_backward(be, a->dq, a->dk, a->dv, a->datt, s->q, s->k, s->v, s->att, s->lse, a->cu, b->n_seq,
                                     T, Hq, Hkv, D, z.scale, 1);
             ops->rope_backward(be, a->dq, a->pos, T, Hq, D, theta);
             ops->rope_backward(be, a->dk, a->pos, T, Hkv, D, theta);
-            linear_bwd(m, dhn, a->dq, s->n1, c->q, c->q_b, T, d, qd);
-            linear_bwd(m, dx, a->dk, s->n1, c->k, c->k_b, T, d, kvd);
+            lm_linear_bwd(m, l, LORA_Q, dhn, a->dq, s->n1, c->q, c->q_b, T, d, qd);
+            lm_linear_bwd(m, l, LORA_K, dx, a->dk, s->n1, c->k, c->k_b, T, d, kvd);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
-            linear_bwd(m, dx, a->dv, s->n1, c->v, c->v_b, T, d, kvd);
+            lm_linear_bwd(m, l, LORA_V, dx, a->dv, s->n1, c->v, c->v_b, T, d, kvd);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
             ops->rmsnorm_backward(be, dx, G(m, c->in_norm), dhn, hs[l], P(m, c->in_norm), s->rstd1, T, d);
             ops->add_inplace(be, dh, dx, (size_t)T * d);  // dh = d loss / d hs[l]
@@ -667,6 +773,7 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     if (!ops->attention_decode && !prefill)
         return llava_fail("the %s backend has no attention_decode: it cannot continue a cached sequence", ops->name);
     act_shape shape = {T, n, b->n_img, 0, 0, 1};
+    m->lora_dropout_on = 0;
     if (llava_model_reserve(m, &shape) != 0) return -1;
     const llava_acts *a = &m->acts;
     pass_inputs(m, b, a, 0);

@@ -14,8 +14,9 @@
 #include "params.h"
 
 // What receives gradients. Stage 1 trains the projector (gradients flow through the frozen LM);
-// stage 2 trains the projector and the LM. The vision tower is always frozen in LLaVA.
-typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2 } trainable_set;
+// stage 2 trains the projector and the LM, or with LoRA the projector and the adapters on a frozen
+// LM. The vision tower is always frozen in LLaVA.
+typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2, TRAIN_PROJECTOR_LORA = 3 } trainable_set;
 
 // How the loader treats what the weight files hold beyond this model's config.
 typedef struct {
@@ -25,6 +26,10 @@ typedef struct {
     // (llava_model.n_unexpected_ignored). Tensors the loader ignores on purpose (rotary inv_freq,
     // position_ids, CLIP's text tower, vision layers past the feature layer) are never unexpected.
     int ignore_unexpected;
+    // A PEFT LoRA adapter folder (model/io/peft.h) to run on top of the model, unmerged: its
+    // adapter_config.json gives the adapters' shape, its weights the adapters and whatever else it
+    // saved (the projector as modules_to_save), which replace the model's own. NULL: none.
+    const char *adapter;
 } llava_load_options;
 
 typedef struct {
@@ -72,6 +77,11 @@ typedef struct {
     // back once (llava_model_losses_read) instead of after every pass.
     float *ledger;
     size_t ledger_cap, ledger_used;
+    // LoRA's dropout: the seed of the next training pass's masks (the trainer sets it per pass from
+    // the run's seed, step and micro-batch, so a resumed run draws the same masks), and whether the
+    // pass under way drops (set by llava_pass).
+    uint64_t lora_pass_seed;
+    int lora_dropout_on;
 } llava_model;
 
 // 1 when group g receives gradients (its GRAD buffer, or slots handed out by the optimizer).
@@ -93,6 +103,9 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
 int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded);
 // The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.
 void llava_model_init_projector(llava_model *m, uint64_t seed);
+// Fresh LoRA adapters as PEFT initialises them: every A uniform in +-1/sqrt(in) (kaiming_uniform
+// with a = sqrt(5)) drawn from `seed` in table order, every B zero, so the model starts as its base.
+void llava_model_init_lora(llava_model *m, uint64_t seed);
 // Every weight random (matrices and embeddings N(0, std^2), norm weights 1, biases 0): for
 // benchmarks and tests that need a model of a given shape and no file.
 void llava_model_init_random(llava_model *m, float std, uint64_t seed);

@@ -9,7 +9,7 @@
 #include "common/torch_rng.h"
 #include "common/util.h"
 
-const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm"};
+const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm", "lora"};
 
 // The builder: views are appended to a growing array, so the fields of pt->w receive their view's
 // index while building and the pointers once the array has its final place (fix-ups).
@@ -26,10 +26,10 @@ typedef struct {
 } builder;
 
 // Dimension names of the shapes in the spec tables below, resolved against the config.
-enum { D_NONE = 0, D_DV, D_IV, D_CIN, D_PATCH, D_NPOS, D_DT, D_IT, D_QD, D_KVD, D_VOCAB };
+enum { D_NONE = 0, D_DV, D_IV, D_CIN, D_PATCH, D_NPOS, D_DT, D_IT, D_QD, D_KVD, D_VOCAB, D_RANK };
 
 typedef struct {
-    int64_t dv, iv, cin, patch, npos, dt, it, qd, kvd, vocab;
+    int64_t dv, iv, cin, patch, npos, dt, it, qd, kvd, vocab, rank;
 } dims;
 
 static int64_t dim_of(const dims *z, int d) {
@@ -44,12 +44,22 @@ static int64_t dim_of(const dims *z, int d) {
     case D_QD: return z->qd;
     case D_KVD: return z->kvd;
     case D_VOCAB: return z->vocab;
+    case D_RANK: return z->rank;
     }
     return 0;
 }
 
 // When a tensor exists.
-enum { ALWAYS = 0, IF_ATTN_BIAS, IF_MLP_BIAS, IF_PROJ_BIAS, IF_MLP2, IF_MLP2_BIAS, IF_UNTIED };
+enum {
+    ALWAYS = 0,
+    IF_ATTN_BIAS,
+    IF_MLP_BIAS,
+    IF_PROJ_BIAS,
+    IF_MLP2,
+    IF_MLP2_BIAS,
+    IF_UNTIED,
+    IF_LORA_Q,  // IF_LORA_Q + LORA_x: the module is adapted
+};
 
 // One tensor: its name (after the prefix of its part: "vision.encoder.layers.<l>." and so on), the
 // field of the part's struct it lands in, its shape in named dimensions, and when it exists.
@@ -121,6 +131,18 @@ static const view_spec LM_LAYER[] = {
     {"mlp.down_proj.weight", LM(down), {D_DT, D_IT}, ALWAYS},
     {"mlp.down_proj.bias", LM(down_b), {D_DT}, IF_MLP_BIAS},
 };
+// The adapters, in a group of their own (PEFT's names after the adapted module's name). A module's
+// A and B are side by side, so the layer's adapters are one contiguous run (one gradient bucket).
+#define LORA_SPEC(mod, field, in, out)                                                                                 \
+    {mod ".lora_A.weight", LM(lora_a[field]), {D_RANK, in}, IF_LORA_Q + field}, {                                      \
+        mod ".lora_B.weight", LM(lora_b[field]), {out, D_RANK}, IF_LORA_Q + field                                      \
+    }
+static const view_spec LM_LORA[] = {
+    LORA_SPEC("self_attn.q_proj", LORA_Q, D_DT, D_QD),  LORA_SPEC("self_attn.k_proj", LORA_K, D_DT, D_KVD),
+    LORA_SPEC("self_attn.v_proj", LORA_V, D_DT, D_KVD), LORA_SPEC("self_attn.o_proj", LORA_O, D_QD, D_DT),
+    LORA_SPEC("mlp.gate_proj", LORA_GATE, D_DT, D_IT),  LORA_SPEC("mlp.up_proj", LORA_UP, D_DT, D_IT),
+    LORA_SPEC("mlp.down_proj", LORA_DOWN, D_IT, D_DT),
+};
 static const view_spec LM_TOP[] = {
     {"lm.model.norm.weight", TOP(norm), {D_DT}, ALWAYS},
     {"lm.lm_head.weight", TOP(head), {D_VOCAB, D_DT}, IF_UNTIED},
@@ -135,6 +157,7 @@ static int spec_exists(const view_spec *s, const model_config *mc) {
     case IF_MLP2_BIAS: return mc->glue.projector == PROJ_MLP2X_GELU && mc->glue.projector_bias;
     case IF_UNTIED: return !mc->text.tie_word_embeddings;
     }
+    if (s->when >= IF_LORA_Q) return mc->lora.r > 0 && (mc->lora.targets >> (s->when - IF_LORA_Q) & 1);
     return 1;
 }
 
@@ -227,6 +250,11 @@ static void build_lm(builder *b, const model_config *mc, const dims *z) {
         add_specs(b, mc, z, LM_LAYER, N_OF(LM_LAYER), GROUP_LM, l, 1, prefix, &w->lm[l]);
     }
     add_specs(b, mc, z, LM_TOP, N_OF(LM_TOP), GROUP_LM, -1, 1, "", w);
+    for (int l = 0; l < w->n_lm && mc->lora.r > 0; l++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "lm.model.layers.%d.", l);
+        add_specs(b, mc, z, LM_LORA, N_OF(LM_LORA), GROUP_LORA, l, 1, prefix, &w->lm[l]);
+    }
 }
 
 static int cmp_view_idx(const void *a, const void *b, void *ctx) {
@@ -254,7 +282,8 @@ int param_table_build(const model_config *mc, param_table *pt) {
               .it = tc->intermediate_size,
               .qd = (int64_t)tc->num_attention_heads * tc->head_dim,
               .kvd = (int64_t)tc->num_key_value_heads * tc->head_dim,
-              .vocab = tc->vocab_size};
+              .vocab = tc->vocab_size,
+              .rank = mc->lora.r};
     if (mc->has_vision) build_vision(&b, mc, &z);
     if (mc->has_projector) build_projector(&b, mc, &z);
     if (mc->has_text) build_lm(&b, mc, &z);

@@ -14,7 +14,8 @@
 #include "model/io/names.h"
 #include "model/io/safetensors.h"
 
-enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, N_GROUPS = 3 };
+// GROUP_LORA holds the LoRA adapters (model_config.lora), empty when the model has none.
+enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, GROUP_LORA = 3, N_GROUPS = 4 };
 extern const char *const GROUP_NAMES[N_GROUPS];
 
 #define PARAM_MAX_DIMS 4
@@ -43,6 +44,8 @@ typedef struct {
 typedef struct {
     const param_view *in_norm, *q, *q_b, *k, *k_b, *v, *v_b, *o, *o_b;
     const param_view *post_norm, *gate, *gate_b, *up, *up_b, *down, *down_b;
+    // LoRA adapters (GROUP_LORA) per LORA_* module: A (r, in), B (out, r); NULL where not adapted
+    const param_view *lora_a[LORA_N_TARGETS], *lora_b[LORA_N_TARGETS];
 } lm_layer_params;
 
 typedef struct {

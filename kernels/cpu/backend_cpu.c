@@ -50,6 +50,7 @@ static const llava_ops cpu_table = {
     .cross_entropy = cpu_cross_entropy,
     .add = cpu_add,
     .add_inplace = cpu_add_inplace,
+    .dropout_scale = cpu_dropout_scale,
     .adamw = cpu_adamw,
     .grad_sq_sum = cpu_grad_sq_sum,
 };

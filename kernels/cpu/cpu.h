@@ -80,6 +80,7 @@ void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits, const vo
 // elementwise.c
 void cpu_add(llava_backend *be, void *out, const void *a, const void *b, size_t n);
 void cpu_add_inplace(llava_backend *be, void *acc, const void *x, size_t n);
+void cpu_dropout_scale(llava_backend *be, void *out, const void *x, size_t n, float scale, float p, uint64_t seed);
 
 // optim.c
 void cpu_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n,

@@ -122,6 +122,19 @@ __global__ void add_kernel(uint16_t *out, const uint16_t *a, const uint16_t *b, 
     store8(out, i0, n, vec, o);
 }
 
+// LoRA's scaling with dropout: the mask is the CPU's (ops.h's lora_dropout_keeps on the element's
+// global index), so both backends drop the same elements and the backward redraws it.
+__global__ void dropout_scale_kernel(uint16_t *out, const uint16_t *x, size_t n, int vec, float f, uint32_t thr,
+                                     uint64_t seed) {
+    size_t i0 = pack_start();
+    if (i0 >= n) return;
+    float xv[8], o[8];
+    load8(x, i0, n, vec, xv);
+#pragma unroll
+    for (int k = 0; k < 8; k++) o[k] = (thr == 0 || lora_dropout_keeps(seed, i0 + k, thr)) ? xv[k] * f : 0.0f;
+    store8(out, i0, n, vec, o);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Host entry points (cuda_ops.h).
 
@@ -193,4 +206,16 @@ extern "C" void cuda_add(llava_backend *be, void *out, const void *a, const void
 extern "C" void cuda_add_inplace(llava_backend *be, void *acc, const void *x, size_t n) {
     req_elementwise(be, "add_inplace", n, "acc x", acc, x, NULL, NULL, NULL);
     cuda_add(be, acc, acc, x, n);
+}
+
+extern "C" void cuda_dropout_scale(llava_backend *be, void *out, const void *x, size_t n, float scale, float p,
+                                   uint64_t seed) {
+    req_elementwise(be, "dropout_scale", n, "out x", out, x, NULL, NULL, NULL);
+    if (n == 0) return;
+    int vec = is_aligned16(out) && is_aligned16(x);
+    float f = p > 0.0f ? scale / (1.0f - p) : scale;
+    uint32_t thr = p > 0.0f ? lora_dropout_threshold(p) : 0;
+    dropout_scale_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n,
+                                                                              vec, f, thr, seed);
+    CUDA_CHECK_LAUNCH();
 }

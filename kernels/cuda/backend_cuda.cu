@@ -49,6 +49,7 @@ static void fill_table(llava_ops *t) {
     t->grad_sq_sum = cuda_grad_sq_sum;
     t->add = cuda_add;
     t->add_inplace = cuda_add_inplace;
+    t->dropout_scale = cuda_dropout_scale;
 }
 
 // The op table is constant after it is filled once; only contexts hold state.

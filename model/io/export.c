@@ -90,6 +90,30 @@ static void hf_vocab(const model_config *c, int *image_id, int *pad_id, int *V_o
     }
 }
 
+// Folds every LoRA adapter into its base weight on the host copies, as PEFT's merge_and_unload:
+// W += s (B A), the product in fp32 (here summed in fp64 and rounded once), then added in fp32.
+static void merge_lora(const llava_model *m, float *host[N_GROUPS]) {
+    const lm_layer_params *lm = m->pt.w.lm;
+    float s = lora_scaling(&m->cfg.lora);
+    int r = m->cfg.lora.r;
+    for (int l = 0; l < m->pt.w.n_lm; l++) {
+        const param_view *base[LORA_N_TARGETS] = {lm[l].q, lm[l].k, lm[l].v, lm[l].o, lm[l].gate, lm[l].up, lm[l].down};
+        for (int t = 0; t < LORA_N_TARGETS; t++) {
+            const param_view *A = lm[l].lora_a[t], *B = lm[l].lora_b[t], *W = base[t];
+            if (!A) continue;
+            int64_t O = W->shape[0], I = W->shape[1];
+            float *w = host[GROUP_LM] + W->offset;
+            const float *a = host[GROUP_LORA] + A->offset, *b = host[GROUP_LORA] + B->offset;  // (r, I), (O, r)
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t i = 0; i < I; i++) {
+                    double acc = 0;
+                    for (int k = 0; k < r; k++) acc += (double)b[o * r + k] * a[(int64_t)k * I + i];
+                    w[o * I + i] += (float)acc * s;
+                }
+        }
+    }
+}
+
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
     if (m->pt.linear_projector) return llava_fail("export: a single-Linear projector has no llava-hf layout");
     if (mkdir_p(dir) != 0) return -1;
@@ -99,13 +123,15 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
     hf_vocab(c, &image_id, &pad_id, &V_out);
     float *host[N_GROUPS];
     download_all(m, host);
-    float *embed = NULL, *head = NULL;  // (V_out, d) when grown
+    if (m->cfg.lora.r > 0) merge_lora(m, host);  // the adapters are part of the trained model
+    float *embed = NULL, *head = NULL;           // (V_out, d) when grown
     st_writer w;
     st_writer_init(&w);
     int rc = 0;
     for (int i = 0; i < m->pt.n_views && rc == 0; i++) {
         const param_view *v = &m->pt.views[i];
-        if (!v->used) continue;  // vision layers LLaVA never runs are not part of the trained model
+        if (!v->used) continue;                // vision layers LLaVA never runs are not part of the trained model
+        if (v->group == GROUP_LORA) continue;  // merged into their base weights
         const float *src = host[v->group] + v->offset;
         int64_t shape[PARAM_MAX_DIMS];
         memcpy(shape, v->shape, sizeof shape);

@@ -54,6 +54,9 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
         if (layout) *layout = LAYOUT_CLIP;
         return NAME_IGNORED;
     }
+    // PEFT's files name every tensor after the wrapped model's, behind "base_model.model."
+    // (adapter_model.safetensors, LLaVA's non_lora_trainables.bin).
+    if (starts(ext, "base_model.model.")) return name_to_internal(ext + strlen("base_model.model."), internal, layout);
     // Original LLaVA projector, also as saved alone in mm_projector.bin / non_lora_trainables.bin,
     // where names carry prefixes such as "base_model.model.model." before "mm_projector.". LLaVA's
     // own loader keys on the text after "mm_projector." and so do we.
@@ -84,6 +87,7 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
 }
 
 int name_group_of(const char *internal) {
+    if (strstr(internal, ".lora_A.") || strstr(internal, ".lora_B.")) return NAME_GROUP_LORA;
     if (starts(internal, "vision.")) return NAME_GROUP_VISION;
     if (starts(internal, "projector.")) return NAME_GROUP_PROJECTOR;
     if (starts(internal, "lm.")) return NAME_GROUP_LM;
@@ -93,6 +97,7 @@ int name_group_of(const char *internal) {
 char *name_from_internal(const char *internal, weight_layout layout, int linear_projector) {
     int g = name_group_of(internal);
     if (g < 0) return NULL;
+    if (g == NAME_GROUP_LORA) g = NAME_GROUP_LM;  // named after the LM module they adapt
     const char *rest = strchr(internal, '.') + 1;
     switch (layout) {
     case LAYOUT_LLAVA_HF_LEGACY:

@@ -18,7 +18,9 @@ typedef enum {
     LAYOUT_UNKNOWN,
 } weight_layout;
 
-typedef enum { NAME_GROUP_VISION = 0, NAME_GROUP_PROJECTOR = 1, NAME_GROUP_LM = 2 } name_group;
+// As the parameter groups (model/params.h). LoRA adapters are named after the module they adapt
+// (lm.model.layers.0.self_attn.q_proj.lora_A.weight) and form a group of their own.
+typedef enum { NAME_GROUP_VISION = 0, NAME_GROUP_PROJECTOR = 1, NAME_GROUP_LM = 2, NAME_GROUP_LORA = 3 } name_group;
 
 typedef enum {
     NAME_MAPPED = 0,   // *internal holds the internal name

@@ -1,0 +1,40 @@
+// LoRA adapters in PEFT's folder layout, the files people load with PeftModel.from_pretrained:
+//   adapter_config.json        LoraConfig: r, lora_alpha, use_rslora, lora_dropout, target_modules, ...
+//   adapter_model.safetensors  the adapters under the wrapped model's names behind "base_model.model."
+//                              (base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight
+//                              for a llava-hf base), and the modules_to_save (the projector) the same way.
+// LLaVA's own LoRA checkpoints name the same tensors after its LlavaLlamaForCausalLM
+// (base_model.model.model.layers.0...), with the projector in non_lora_trainables.bin: both name
+// schemes map onto the model's internal names (names.c).
+#ifndef LLAVA_MODEL_PEFT_H
+#define LLAVA_MODEL_PEFT_H
+
+#include "common/dtype.h"
+#include "model/config.h"
+#include "model/llava.h"
+
+// Reads dir/adapter_config.json into *out (r, alpha, rslora, dropout, the LM modules adapted).
+// target_modules may be a list of module names (PEFT matches each as the last part of a module's
+// name; only the language model's linears are adapted here, as LLaVA's find_all_linear_names
+// leaves out the vision tower and projector) or a regular expression PEFT matches against whole
+// module names (tried here on llava-hf's language-model names). Refused, naming the key: another
+// peft_type, use_dora, rank_pattern / alpha_pattern / layers_to_transform, bias other than "none",
+// a pattern that adapts the vision tower or no LM module. 0, or -1 with llava_errmsg().
+int peft_read_config(const char *dir, lora_config *out);
+
+// The weight file of an adapter folder: adapter_model.safetensors (malloc'd path), or an error
+// that names what the folder holds instead (adapter_model.bin: convert it with `llava convert`).
+char *peft_weights_path(const char *dir);
+
+typedef struct {
+    const char *base_model;  // adapter_config's base_model_name_or_path (NULL: "")
+    int with_projector;      // also the projector, as modules_to_save ["multi_modal_projector"]
+    dtype_t dtype;           // stored type of the tensors (F32, BF16, F16)
+} peft_write_options;
+
+// Writes the model's adapters (GROUP_LORA) as a PEFT folder for a llava-hf base (the layout
+// export_llava_hf writes): adapter_config.json and adapter_model.safetensors, each written to a
+// temporary file and renamed into place.
+int peft_write_adapter(const llava_model *m, const char *dir, const peft_write_options *o);
+
+#endif
