@@ -36,7 +36,7 @@ test-gpu: build
 test-sanitize: deps
 	@cmake -S . -B $(BUILD)-asan $(SAN_FLAGS) "-DLLAVA_SANITIZE=address,undefined" >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
-	@cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS) -L cpu -LE "fuzz|rooms"
+	@cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS) -L cpu -LE "fuzz|rooms|long"
 	@cmake -S . -B $(BUILD)-tsan $(SAN_FLAGS) -DLLAVA_MPI=OFF -DLLAVA_SANITIZE=thread >/dev/null
 	@cmake --build $(BUILD)-tsan -j $(JOBS) --target llava $(TSAN_TESTS)
 	@cd $(BUILD)-tsan && ctest --output-on-failure -j $(JOBS) -R "^($(subst $() ,|,$(TSAN_TESTS)))$$"

@@ -608,6 +608,8 @@ static const char USAGE[] =
     "\n"
     "  input:    --model DIR (required): a llava-hf folder (`llava train` and `llava demo` write one) or an\n"
     "            original LLaVA folder\n"
+    "            --adapter DIR  a LoRA adapter run on it unmerged (PEFT's folder, as `llava train` writes under\n"
+    "            OUTPUT/adapter, or one of LLaVA's LoRA checkpoints; default: none)\n"
     "            --prompt TEXT  the question (one answer)          --image FILE  its image (default: none)\n"
     "            --questions Q.jsonl --image-folder DIR --answers A.jsonl  a question file in LLaVA's format\n"
     "  model:    --tokenizer PATH (default DIR/tokenizer.model)  --template vicuna_v1|plain|FILE.json (default\n"
@@ -639,14 +641,21 @@ int cmd_generate(int argc, char **argv) {
     a.gp.max_new_tokens = -1;
     const char *stops[4];
     int n_stop = 0;
-    static const char *const FLAGS[] = {"--model",     "--tokenizer",      "--template",     "--mode",
-                                        "--aspect",    "--device",         "--model-id",     "--image",
-                                        "--prompt",    "--questions",      "--image-folder", "--answers",
-                                        "--stop",      "--max-new-tokens", "--temperature",  "--top-p",
-                                        "--top-k",     "--seed",           "--max-batch",    "--max-context",
-                                        "--kv-tokens", "--threads",        "--window",       "--ids",
-                                        "--json",      "--stream",         "--no-cache",     "--ignore-unexpected",
-                                        "--help"};
+    static const char *const FLAGS[] = {"--model",        "--tokenizer",
+                                        "--template",     "--mode",
+                                        "--aspect",       "--device",
+                                        "--model-id",     "--image",
+                                        "--prompt",       "--questions",
+                                        "--image-folder", "--answers",
+                                        "--stop",         "--max-new-tokens",
+                                        "--temperature",  "--top-p",
+                                        "--top-k",        "--seed",
+                                        "--max-batch",    "--max-context",
+                                        "--kv-tokens",    "--threads",
+                                        "--window",       "--ids",
+                                        "--json",         "--stream",
+                                        "--no-cache",     "--ignore-unexpected",
+                                        "--adapter",      "--help"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (args_is_help(s)) {
@@ -659,6 +668,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(s, "--ignore-unexpected")) a.eo.ignore_unexpected = 1;
         else if (i + 1 >= argc) return args_unknown("generate", s, FLAGS, ARGS_COUNT(FLAGS));
         else if (!strcmp(s, "--model")) a.eo.model_dir = argv[++i];
+        else if (!strcmp(s, "--adapter")) a.eo.adapter = argv[++i];
         else if (!strcmp(s, "--tokenizer")) a.eo.tokenizer = argv[++i];
         else if (!strcmp(s, "--template")) a.eo.template_name = argv[++i];
         else if (!strcmp(s, "--mode")) a.eo.tokenizer_mode = argv[++i];

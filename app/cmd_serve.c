@@ -45,6 +45,7 @@ static void usage(FILE *f) {
             "\n"
             "  engine:\n"
             "  --tokenizer PATH         default DIR/tokenizer.model\n"
+            "  --adapter DIR            a LoRA adapter run on the model unmerged (default: none)\n"
             "  --device cpu|cuda        default cpu\n"
             "  --template NAME|FILE     conversation template (default vicuna_v1, LLaVA-1.5's)\n"
             "  --mode legacy|hf431|hf437  the tokenizer's rules (default: data/tokenizer.h's)\n"
@@ -109,6 +110,7 @@ int cmd_serve(int argc, char **argv) {
     int quiet = 0;
     static const char *const FLAGS[] = {"--model",
                                         "--tokenizer",
+                                        "--adapter",
                                         "--device",
                                         "--template",
                                         "--mode",
@@ -149,6 +151,7 @@ int cmd_serve(int argc, char **argv) {
 #define COUNT(lo, hi) (bad = parse_count(val, lo, hi, &v) != 0, v)
         if (!strcmp(a, "--model")) eo.model_dir = val;
         else if (!strcmp(a, "--tokenizer")) eo.tokenizer = val;
+        else if (!strcmp(a, "--adapter")) eo.adapter = val;
         else if (!strcmp(a, "--device")) eo.device = val;
         else if (!strcmp(a, "--template")) eo.template_name = val;
         else if (!strcmp(a, "--mode")) eo.tokenizer_mode = val;

@@ -15,7 +15,8 @@ static const llava_command COMMANDS[] = {
     {"config", cmd_config, "[PRESET.json] [--set key=value ...] [--keys]",
      "print a training preset fully resolved (defaults, base presets, overrides), or every key"},
     {"forward", cmd_forward,
-     "--model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--grads projector|projector+lm]",
+     "--model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda] [--adapter DIR] "
+     "[--grads projector|projector+lm|lora+projector]",
      "one forward (and backward) pass: logits, loss and gradients under Hugging Face names"},
     {"tokenize", cmd_tokenize,
      "--tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces] [--decode] [--template NAME [--data FILE]] "
@@ -48,6 +49,8 @@ static const llava_command COMMANDS[] = {
      "LLaVA-1.5's benchmarks: answers and scores as LLaVA's scripts make them, beside the published numbers"},
     {"export", cmd_export, "--format gguf --model DIR --out DIR [--type f16|bf16|q8_0|f32] [--tokenizer PATH]",
      "a trained model as the GGUF files llama.cpp runs (language model + mmproj)"},
+    {"merge", cmd_merge, "--adapter DIR --out DIR (--base DIR | --config RUN.json [--set key=value ...]) [--dtype T]",
+     "fold a LoRA adapter into its base model: a llava-hf folder that loads without the adapter"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]",

@@ -220,7 +220,7 @@ llava_engine *engine_open(const engine_options *o) {
     }
     // A sequence's answer must not depend on what it is batched with (kernels/backend.h).
     llava_backend_set_batch_invariant(e->be, 1);
-    llava_load_options lo = {.ignore_unexpected = o->ignore_unexpected};
+    llava_load_options lo = {.ignore_unexpected = o->ignore_unexpected, .adapter = o->adapter};
     if (llava_model_load_opts(&e->m, o->model_dir, e->be, &lo) != 0) goto fail;
     e->model_loaded = 1;
     char *tok_path = o->tokenizer ? xstrdup(o->tokenizer) : path_join(o->model_dir, "tokenizer.model");

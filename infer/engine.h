@@ -33,6 +33,7 @@ typedef struct llava_engine llava_engine;
 
 typedef struct {
     const char *model_dir;       // a model folder (config.json + safetensors)
+    const char *adapter;         // a LoRA adapter folder run unmerged on model_dir (model/io/peft.h); NULL: none
     const char *tokenizer;       // NULL: model_dir/tokenizer.model
     const char *device;          // "cpu" (NULL) or "cuda"
     const char *template_name;   // NULL: "vicuna_v1" (LLaVA-1.5's conv_mode); or a template JSON file

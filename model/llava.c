@@ -91,6 +91,20 @@ int llava_model_add_weights(llava_model *m, const char *path, int group_mask, in
     return rc;
 }
 
+int llava_model_add_adapter(llava_model *m, const char *dir) {
+    char **files = NULL;
+    int n = 0, rc = peft_weight_files(dir, &files, &n), loaded = 0;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        if (rc == 0) rc = llava_model_add_weights(m, files[i], (1 << N_GROUPS) - 1, &k);
+        loaded += k;
+        free(files[i]);
+    }
+    free(files);
+    if (rc == 0 && !loaded) rc = llava_fail("%s: the adapter's files hold no tensor of this model", dir);
+    return rc;
+}
+
 void llava_model_init_projector(llava_model *m, uint64_t seed) {
     // nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in) (kaiming_uniform with a=sqrt(5)),
     // drawn in table order (weight, bias, next layer), as nn.Sequential initialises them.
@@ -170,18 +184,12 @@ int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, co
     if (cfg.kind != HF_LLAVA_HF && cfg.kind != HF_LLAVA_ORIGINAL)
         return llava_fail("%s: a %s folder is not a whole LLaVA model", dir, hf_kind_name(cfg.kind));
     const char *adapter = o ? o->adapter : NULL;
-    char *aw = NULL;
-    if (adapter && (peft_read_config(adapter, &cfg.lora) != 0 || !(aw = peft_weights_path(adapter)))) {
-        llava_fail_ctx("--adapter");
-        return -1;
-    }
+    if (adapter && peft_read_config(adapter, &cfg.lora) != 0) return -1;
     int rc = llava_model_create(m, &cfg, be);
     if (rc == 0 && o) m->load_opts = *o;
-    const int ALL = (1 << N_GROUPS) - 1;
-    if (rc == 0) rc = llava_model_add_weights(m, dir, ALL & ~(1 << GROUP_LORA), NULL);
-    // The adapter's file last: its tensors (the adapters, a projector it saved) replace the base's.
-    if (rc == 0 && aw) rc = llava_model_add_weights(m, aw, ALL, NULL);
-    free(aw);
+    if (rc == 0) rc = llava_model_add_weights(m, dir, ((1 << N_GROUPS) - 1) & ~(1 << GROUP_LORA), NULL);
+    // The adapter last: its tensors (the adapters, a projector it saved) replace the base's.
+    if (rc == 0 && adapter) rc = llava_model_add_adapter(m, adapter);
     if (rc != 0 || llava_model_finish(m) != 0) {
         if (strncmp(llava_errmsg(), dir, strlen(dir)) != 0) llava_fail_ctx("%s", dir);  // not twice
         llava_model_free(m);

@@ -101,6 +101,10 @@ int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, co
 // the first add_weights.
 int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *be);
 int llava_model_add_weights(llava_model *m, const char *path, int group_mask, int *n_loaded);
+// The weights of a LoRA adapter folder (model/io/peft.h) onto a model created with its
+// adapter_config's lora: the adapters and whatever else it saved (a projector), which replace what
+// earlier sources gave. 0, or -1 with llava_errmsg().
+int llava_model_add_adapter(llava_model *m, const char *dir);
 // The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.
 void llava_model_init_projector(llava_model *m, uint64_t seed);
 // Fresh LoRA adapters as PEFT initialises them: every A uniform in +-1/sqrt(in) (kaiming_uniform

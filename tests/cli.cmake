@@ -151,6 +151,10 @@ set_tests_properties(test_generate_questions PROPERTIES FIXTURES_REQUIRED demo_m
 # synthetic data (tests/test_eval_e2e.c).
 set_tests_properties(test_eval_cli test_eval_e2e PROPERTIES FIXTURES_REQUIRED demo_model
                      ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")
+# LoRA training on the demo (tests/test_lora_train.c): ~1 minute of training, so not run again under
+# the sanitizers (label long; test_lora checks the same code paths under them).
+set_tests_properties(test_lora_train PROPERTIES LABELS "cpu;long" FIXTURES_REQUIRED demo_model TIMEOUT 900
+                     ENVIRONMENT "LLAVA_BIN=$<TARGET_FILE:llava>;LLAVA_DEMO_DIR=${CMAKE_BINARY_DIR}/demo-fast")
 # The generation benchmark's harness on the CPU (the demo's shape): it runs and reports its numbers.
 add_test(NAME cli_bench_generate_cpu COMMAND llava bench-generate --device cpu --prompt-tokens 128 --new-tokens 8
          --batch 2 --no-cache-tokens 2)

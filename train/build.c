@@ -10,9 +10,33 @@
 #include "common/util.h"
 #include "data/dataset.h"
 #include "data/prep.h"
+#include "model/io/peft.h"
 #include "trainer.h"
 
+// The adapters lora.* asks for (none when LoRA is off).
+static void lora_of(const run_settings *s, lora_config *out) {
+    memset(out, 0, sizeof *out);
+    const lora_settings *l = &s->lora;
+    if (!l->enabled) return;
+    out->r = l->r;
+    out->alpha = l->alpha;
+    out->rslora = l->use_rslora;
+    out->dropout = l->dropout;
+    for (int i = 0; i < l->n_target_modules; i++) {
+        int t = lora_target_of(l->target_modules[i]);
+        if (t >= 0) out->targets |= 1u << t;
+    }
+}
+
+static int model_config_of(const run_settings *s, model_config *out);
+
 int train_model_config(const run_settings *s, model_config *out) {
+    if (model_config_of(s, out) != 0) return -1;
+    lora_of(s, &out->lora);
+    return 0;
+}
+
+static int model_config_of(const run_settings *s, model_config *out) {
     const model_settings *ms = &s->model;
     // A path that is not there is named with the absolute path it resolved to (train/config.h).
     if (ms->init && access(ms->init, F_OK) != 0) return cfg_fail_missing("model.init", ms->init);
@@ -82,6 +106,23 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
         if (rc == 0 && n == 0) rc = llava_fail("model.pretrain_mm_mlp_adapter %s holds no projector tensors", adapter);
     } else if (rc == 0 && !ms->init) {
         llava_model_init_projector(m, (uint64_t)s->train.seed);
+    }
+    // Fresh adapters (B zero: the run starts from the base model), drawn apart from the projector's;
+    // or those of lora.init_adapter, whose shape must be the run's.
+    const char *ia = s->lora.init_adapter;
+    if (rc == 0 && mc.lora.r > 0 && !ia) llava_model_init_lora(m, (uint64_t)s->train.seed + 0x10A0);
+    if (rc == 0 && ia) {
+        lora_config have;
+        if (access(ia, F_OK) != 0) rc = cfg_fail_missing("lora.init_adapter", ia);
+        else if (peft_read_config(ia, &have) != 0) rc = llava_fail_ctx("lora.init_adapter");
+        else if (have.r != mc.lora.r || have.alpha != mc.lora.alpha || have.targets != mc.lora.targets ||
+                 have.rslora != mc.lora.rslora)
+            rc = llava_fail(
+                "lora.init_adapter %s: r %d, alpha %g, rslora %d, modules %#x; the run's lora.* say r %d, alpha %g, "
+                "rslora %d, modules %#x (set them to the adapter's)",
+                ia, have.r, have.alpha, have.rslora, have.targets, mc.lora.r, mc.lora.alpha, mc.lora.rslora,
+                mc.lora.targets);
+        else rc = llava_model_add_adapter(m, ia);
     }
     if (rc == 0) rc = llava_model_finish(m);
     if (rc != 0) llava_model_free(m);

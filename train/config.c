@@ -81,7 +81,9 @@ const cfg_key CFG_SCHEMA[] = {
     {"lora.enabled", CFG_BOOL, "false", NULL, "[lora_enable]"},
     {"lora.r", CFG_INT, "128", NULL, "[lora_r]"},
     {"lora.alpha", CFG_FLOAT, "256", NULL, "scaling = alpha / r [lora_alpha]"},
-    {"lora.dropout", CFG_FLOAT, "0.05", NULL, "[lora_dropout]"},
+    {"lora.init_adapter", CFG_STR, "null", NULL, "start from this adapter instead of fresh ones: a PEFT folder (adapter_config.json + adapter_model.safetensors, as `llava train` writes) or one of LLaVA's LoRA checkpoints (adapter_model.bin + non_lora_trainables.bin); its r, alpha and target modules must be lora.*'s; what else it saved (the projector) is loaded too"},
+    {"lora.use_rslora", CFG_BOOL, "false", NULL, "rank-stabilised LoRA: scaling = alpha / sqrt(r) (PEFT's use_rslora)"},
+    {"lora.dropout", CFG_FLOAT, "0.05", NULL, "dropout on each adapter's input, in training passes [lora_dropout]"},
     {"lora.bias", CFG_ENUM, "\"none\"", "none", "[lora_bias]"},
     {"lora.target_modules", CFG_STRLIST, "[\"q_proj\",\"k_proj\",\"v_proj\",\"o_proj\",\"gate_proj\",\"up_proj\",\"down_proj\"]",
      "q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj", "LM linears that get adapters (find_all_linear_names)"},
@@ -616,6 +618,9 @@ int cfg_validate(const train_config *c) {
     int lora = cfg_bool(c, "lora.enabled");
     if (lora != cfg_list_has(c, "train.trainable", "lora"))
         return llava_fail("%s: \"lora.enabled\" and \"lora\" in \"train.trainable\" must agree", src);
+    double ld = cfg_float(c, "lora.dropout");
+    if (!(ld >= 0 && ld < 1)) return llava_fail("%s: \"lora.dropout\" must be in [0, 1)", src);
+    if (!(cfg_float(c, "lora.alpha") > 0)) return llava_fail("%s: \"lora.alpha\" must be positive", src);
     if (lora && cfg_list_has(c, "train.trainable", "lm"))
         return llava_fail("%s: \"train.trainable\" has both lm and lora: LoRA trains adapters on a frozen LM", src);
     if (cfg_list_has(c, "log.report_to", "none") && cfg_list_len(c, "log.report_to") > 1)

@@ -40,8 +40,8 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
     p->act_bytes = p->cuda ? 2 : 4;
     int want_p = s->train.projector, want_lm = s->train.lm;
     // As the trainer sets it up: the projector group always has gradient buffers (the LM's backward
-    // runs through them), the LM group when the LM trains.
-    p->grad_groups = 1 << GROUP_PROJECTOR | (want_lm ? 1 << GROUP_LM : 0);
+    // runs through them), the LM group when the LM trains, the LoRA group with LoRA (the LM frozen).
+    p->grad_groups = 1 << GROUP_PROJECTOR | (want_lm ? 1 << GROUP_LM : 0) | (s->train.lora ? 1 << GROUP_LORA : 0);
     for (int g = 0; g < N_GROUPS; g++) p->numel[g] = pt.group_numel[g];
 
     // The optimizer's buckets, as optim.c builds them, to count the state the fullest rank keeps.
@@ -115,7 +115,7 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
         p->cuda ? "cuda (bf16 params and activations)" : "cpu (fp32)", p->per_device_batch, p->seq_len,
         p->checkpointing ? "on" : "off");
     fprintf(out, "  parameters %s stored, %s trained; optimizer state of the fullest rank: %s elements\n",
-            fmt_count(p->numel[0] + p->numel[1] + p->numel[2], a), fmt_count(p->trainable, b),
+            fmt_count(p->numel[0] + p->numel[1] + p->numel[2] + p->numel[3], a), fmt_count(p->trainable, b),
             fmt_count(p->state_per_rank, c3));
     char note[96];
     snprintf(note, sizeof note, "%s, every group, replicated", pd);

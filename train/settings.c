@@ -101,6 +101,8 @@ int settings_from_config(const train_config *c, run_settings *s) {
     l->enabled = cfg_bool(c, "lora.enabled");
     l->r = cfg_int(c, "lora.r");
     l->alpha = cfg_float(c, "lora.alpha");
+    l->use_rslora = cfg_bool(c, "lora.use_rslora");
+    l->init_adapter = dup_or_null(cfg_str(c, "lora.init_adapter"));
     l->dropout = cfg_float(c, "lora.dropout");
     l->target_modules = dup_list(c, "lora.target_modules", &l->n_target_modules);
 
@@ -136,6 +138,7 @@ void settings_free(run_settings *s) {
     free_list(s->train.freeze, s->train.n_freeze);
     free(s->train.device);
     free_list(s->lora.target_modules, s->lora.n_target_modules);
+    free(s->lora.init_adapter);
     free(s->checkpoint.output_dir);
     free(s->eval.data_path), free(s->eval.image_folder);
     free(s->source);

@@ -63,10 +63,11 @@ typedef struct {
 } train_settings;
 
 typedef struct {
-    int enabled, r;
+    int enabled, r, use_rslora;
     double alpha, dropout;
     char **target_modules;
     int n_target_modules;
+    char *init_adapter;  // NULL: fresh adapters
 } lora_settings;
 
 typedef struct {

@@ -16,6 +16,7 @@
 #include "kernels/backend.h"
 #include "memplan.h"
 #include "model/io/export.h"
+#include "model/io/peft.h"
 #include "model/llava.h"
 #include "optim.h"
 #include "runlock.h"
@@ -192,11 +193,10 @@ static int open_model(trainer *t) {
         return llava_fail("train.device %s: %s (or use train.device=cpu)", device, why);
     }
     if (s->train.vision) return llava_fail("train.trainable: training the vision tower is not supported");
-    if (s->train.lora) return llava_fail("train.trainable: LoRA is not implemented yet");
-    if (!s->train.projector && !s->train.lm) return llava_fail("train.trainable: nothing to train");
-    // The LM trains with the projector's gradient buffers too (its backward runs through them); a
-    // frozen projector is then frozen by name.
-    t->ts = s->train.lm ? TRAIN_PROJECTOR_LM : TRAIN_PROJECTOR;
+    if (!s->train.projector && !s->train.lm && !s->train.lora) return llava_fail("train.trainable: nothing to train");
+    // The LM (or LoRA's adapters) trains with the projector's gradient buffers too (its backward runs
+    // through them); a frozen projector is then frozen by name.
+    t->ts = s->train.lm ? TRAIN_PROJECTOR_LM : s->train.lora ? TRAIN_PROJECTOR_LORA : TRAIN_PROJECTOR;
     if (check_memory(t) != 0) return -1;
     if (train_build_model(s, t->be, &t->m) != 0) return -1;
     t->have_model = 1;
@@ -346,7 +346,9 @@ static void print_start(const trainer *t) {
     fprintf(stderr,
             "train: %s backend, %d steps (%lld per epoch), warmup %d, %d x %d samples per step, trainable: %s\n",
             t->be->ops->name, t->total, (long long)t->per_epoch, t->oc.warmup_steps, t->V, t->per_device,
-            t->ts == TRAIN_PROJECTOR ? "projector" : "projector + language model");
+            t->ts == TRAIN_PROJECTOR        ? "projector"
+            : t->ts == TRAIN_PROJECTOR_LORA ? "projector + LoRA adapters"
+                                            : "projector + language model");
     if (t->world > 1)
         fprintf(
             stderr,
@@ -474,6 +476,7 @@ int train_step_passes(llava_model *m, optim_state *os, const loader_micro *micro
             // global_tokens: one mean over every target of the step. The reduction sums ranks.
             double w = global_tokens ? (double)b->n_targets / step_targets
                                      : (double)b->n_targets / (double)mb->n_targets / (double)V;
+            m->lora_pass_seed = lora_mix64(m->lora_pass_seed);  // each pass its own dropout masks
             rc = llava_pass(m, b, 1, (float)w, NULL);
             passes[n_passes++] = (pass_weight){b, w};
         }
@@ -526,6 +529,9 @@ static int trainer_step(trainer *t, step_report *r) {
     r->samples = (int)cnt[2];
     r->epoch = ls.pos.epoch;
     double loss_sum = 0;  // the step's loss under the configured normalisation (this rank's part)
+    // LoRA's dropout masks: a function of the run's seed, the step and the rank, so a resumed run
+    // draws the masks it would have drawn.
+    m->lora_pass_seed = ((uint64_t)(uint32_t)s->train.seed << 32) ^ ((uint64_t)t->step * (uint64_t)t->world + t->rank);
     int rc = train_step_passes(m, os, ls.micro, ls.accum, V, global_tokens, step_targets, &t->losses, &t->losses_cap,
                                &loss_sum);
     debug_nan_gradient(t);
@@ -792,19 +798,29 @@ static int trainer_finish(trainer *t, int rc) {
                     "train: the checkpoint is at step %d, past the run's %d steps (train.max_steps or the "
                     "epochs): nothing to train\n",
                     t->step, t->total);
-        char *pp = path_join(out_dir, "mm_projector.safetensors"), *md = path_join(out_dir, "model");
-        int exported = file_exists(pp) && (t->ts != TRAIN_PROJECTOR_LM || dir_exists(md));
+        char *pp = path_join(out_dir, "mm_projector.safetensors"),
+             *md = path_join(out_dir, t->ts == TRAIN_PROJECTOR_LORA ? "adapter" : "model");
+        int exported = file_exists(pp) && (t->ts == TRAIN_PROJECTOR || dir_exists(md));
         if (exported && t->lead) fprintf(stderr, "train: the results in %s are there already\n", out_dir);
         finished = !exported;
         free(pp);
         free(md);
     }
     if (finished && t->lead) {
-        // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model.
-        // Every rank holds all parameters, so rank 0 writes them.
+        // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model,
+        // or (LoRA) the adapters with the projector as a PEFT folder for the llava-hf export of the base
+        // (`llava merge` folds them in). Every rank holds all parameters, so rank 0 writes them.
         char *pp = path_join(out_dir, "mm_projector.safetensors");
         rc = export_projector(&t->m, pp, DT_F32);
         free(pp);
+        if (rc == 0 && t->ts == TRAIN_PROJECTOR_LORA) {
+            char *ad = path_join(out_dir, "adapter");
+            peft_write_options po = {.base_model = t->s->model.init ? t->s->model.init : t->s->model.llm,
+                                     .with_projector = 1,
+                                     .dtype = DT_F32};
+            rc = peft_write_adapter(&t->m, ad, &po);
+            free(ad);
+        }
         if (rc == 0 && t->ts == TRAIN_PROJECTOR_LM) {
             char *md = path_join(out_dir, "model");
             rc = export_llava_hf(&t->m, md, DT_F32);

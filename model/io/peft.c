@@ -129,16 +129,27 @@ int peft_read_config(const char *dir, lora_config *out) {
     return rc;
 }
 
-char *peft_weights_path(const char *dir) {
-    char *st = path_join(dir, "adapter_model.safetensors");
-    if (file_exists(st)) return st;
-    free(st);
-    char *bin = path_join(dir, "adapter_model.bin");
-    if (file_exists(bin))
-        llava_fail("%s: the adapter is adapter_model.bin (a pickle); `llava convert` turns it into safetensors", dir);
-    else llava_fail("%s: no adapter_model.safetensors", dir);
-    free(bin);
-    return NULL;
+int peft_weight_files(const char *dir, char ***paths, int *n) {
+    static const char *const MAIN[] = {"adapter_model.safetensors", "adapter_model.bin"};
+    static const char *const EXTRA[] = {"non_lora_trainables.safetensors", "non_lora_trainables.bin"};
+    *paths = xcalloc(2, sizeof(char *));
+    *n = 0;
+    for (int i = 0; i < 2 && !*n; i++) {
+        char *p = path_join(dir, MAIN[i]);
+        if (file_exists(p)) (*paths)[(*n)++] = p;
+        else free(p);
+    }
+    if (!*n) {
+        free(*paths);
+        *paths = NULL;
+        return llava_fail("%s: no adapter_model.safetensors (nor adapter_model.bin)", dir);
+    }
+    for (int i = 0; i < 2 && *n < 2; i++) {
+        char *p = path_join(dir, EXTRA[i]);
+        if (file_exists(p)) (*paths)[(*n)++] = p;
+        else free(p);
+    }
+    return 0;
 }
 
 static int write_json(const char *dir, const char *name, cJSON *j) {

@@ -22,9 +22,11 @@
 // a pattern that adapts the vision tower or no LM module. 0, or -1 with llava_errmsg().
 int peft_read_config(const char *dir, lora_config *out);
 
-// The weight file of an adapter folder: adapter_model.safetensors (malloc'd path), or an error
-// that names what the folder holds instead (adapter_model.bin: convert it with `llava convert`).
-char *peft_weights_path(const char *dir);
+// The weight files of an adapter folder, in the order they load (malloc'd paths, *n of them):
+// adapter_model.safetensors or adapter_model.bin (a torch.save zip, read without running its
+// pickle), then LLaVA's non_lora_trainables.bin (the projector) when the folder has one. 0, or -1
+// with an error naming the folder when it has no adapter weights.
+int peft_weight_files(const char *dir, char ***paths, int *n);
 
 typedef struct {
     const char *base_model;  // adapter_config's base_model_name_or_path (NULL: "")
