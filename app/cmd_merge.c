@@ -1,5 +1,6 @@
 // llava merge: a LoRA adapter folded into its base model, written as a llava-hf folder that
 // transformers, `llava generate/serve/eval` and `llava export` load without the adapter.
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,20 @@ static dtype_t base_dtype(const char *path) {
     return t == DT_BF16 || t == DT_F16 ? t : DT_F32;
 }
 
+// model_max_length of the base's tokenizer_config.json (0 when it has none).
+static int base_max_length(const char *base) {
+    char *p = path_join(base, "tokenizer_config.json");
+    size_t len = 0;
+    char *text = read_file(p, 1 << 22, &len);
+    free(p);
+    cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
+    free(text);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "model_max_length");
+    int n = cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble < 1e9 ? (int)v->valuedouble : 0;
+    cJSON_Delete(j);
+    return n;
+}
+
 int cmd_merge(int argc, char **argv) {
     static const char *const FLAGS[] = {"--adapter", "--out",   "--base",      "--config",
                                         "--set",     "--dtype", "--tokenizer", "--help"};
@@ -108,6 +123,7 @@ int cmd_merge(int argc, char **argv) {
     int rc = 0, have_m = 0;
     char *tok_path = tok ? xstrdup(tok) : NULL;
     char template_name[32] = "vicuna_v1";  // LLaVA-1.5's; a preset names its own
+    int max_length = 0;                    // the tokenizer's model_max_length: the base's, or the preset's
     if (base) {
         llava_load_options lo = {.adapter = adapter};
         rc = llava_model_load_opts(&m, base, be, &lo);
@@ -117,6 +133,7 @@ int cmd_merge(int argc, char **argv) {
             if (file_exists(t)) tok_path = t;
             else free(t);
         }
+        max_length = base_max_length(base);
     } else {
         // The run's own model, with the adapter as lora.init_adapter (whose shape must be lora.*'s).
         train_config c;
@@ -135,6 +152,7 @@ int cmd_merge(int argc, char **argv) {
             if (from_base) dtype = base_dtype(s.model.init ? s.model.init : s.model.llm);
             if (!tok_path) tok_path = train_tokenizer_path(&s);
             snprintf(template_name, sizeof template_name, "%s", s.data.template_name);
+            max_length = s.data.model_max_length;
             settings_free(&s);
         }
         cfg_free(&c);
@@ -142,7 +160,8 @@ int cmd_merge(int argc, char **argv) {
     have_m = rc == 0;
     if (rc == 0) rc = export_llava_hf(&m, out, dtype);
     if (rc == 0 && tok_path && file_exists(tok_path)) {
-        export_processor_options po = {.tokenizer = tok_path, .template_name = template_name};
+        export_processor_options po = {
+            .tokenizer = tok_path, .model_max_length = max_length, .template_name = template_name};
         rc = export_llava_hf_processor(&m, out, &po);
     }
     if (rc == 0)

@@ -81,7 +81,8 @@ int llava_model_add_weights(llava_model *m, const char *path, int group_mask, in
         else rc = unexpected_error(path, &rep);
     }
     if (rc == 0 && m->layout == LAYOUT_UNKNOWN) m->layout = rep.layout;
-    if (rc == 0 && (group_mask >> GROUP_VISION & 1) && rep.n_loaded) {
+    // The file the tower's weights came from (an adapter file that brings none is not it).
+    if (rc == 0 && (group_mask >> GROUP_VISION & 1) && rep.n_loaded_group[GROUP_VISION]) {
         free(m->vision_source);
         m->vision_source = xstrdup(path);
     }

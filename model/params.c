@@ -448,6 +448,7 @@ int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask
             }
         }
         rep->n_loaded++;
+        rep->n_loaded_group[v->group]++;
     }
     for (int i = 0; i < pt->n_views; i++)
         if (!found[i] && pt->views[i].used && (group_mask & (1 << pt->views[i].group)))

@@ -90,9 +90,10 @@ void param_init_random_fast(param_table *pt, float std, uint64_t seed);
 
 // What loading a set of safetensors files onto a table found.
 typedef struct {
-    int n_loaded;   // tensors copied into the table
-    int n_ignored;  // known tensors nobody uses (inv_freq, CLIP text tower, ...)
-    int n_unused;   // tensors of views that are not computed (vision layers past the selected one)
+    int n_loaded;                  // tensors copied into the table
+    int n_loaded_group[N_GROUPS];  // of them, per group
+    int n_ignored;                 // known tensors nobody uses (inv_freq, CLIP text tower, ...)
+    int n_unused;                  // tensors of views that are not computed (vision layers past the selected one)
     char **missing;
     int n_missing;  // used views no file provides
     char **unexpected;

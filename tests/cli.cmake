@@ -215,3 +215,17 @@ add_test(NAME cli_eval_bad_chunk COMMAND llava eval --model x --benchmark demo -
 set_tests_properties(cli_eval_bad_chunk PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--chunk-idx must be in \\[0, 2\\)")
 add_test(NAME cli_eval_score_no_answers COMMAND llava eval score --benchmark demo --data y)
 set_tests_properties(cli_eval_score_no_answers PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--answers and --data are required")
+# QLoRA's presets plan LLaVA-1.5-7B stage 2 within one 24 GB GPU and 13B within 40 GB (the NF4 layout;
+# model shapes from tests/data/hf's config.json files).
+foreach(p "7b:24" "13b:40")
+  string(REPLACE ":" ";" pg ${p})
+  list(GET pg 0 size)
+  list(GET pg 1 gib)
+  add_test(NAME cli_plan_qlora_${size}
+           COMMAND llava plan ${CMAKE_SOURCE_DIR}/configs/llava15-${size}-stage2-qlora.json --world 1 --gpu-gib ${gib}
+                   --set model.llm=${CMAKE_SOURCE_DIR}/tests/data/hf/vicuna-${size}-v1.5
+                   --set model.vision_tower=${CMAKE_SOURCE_DIR}/tests/data/hf/clip-vit-large-patch14-336
+                   --set train.device=cuda)
+  set_tests_properties(cli_plan_qlora_${size} PROPERTIES LABELS cpu
+                       PASS_REGULAR_EXPRESSION "LM's linears in NF4.*fits in ${gib} GiB per device")
+endforeach()

@@ -65,10 +65,20 @@ static void test_presets(void) {
     CHECK(cfg_float(&c, "train.mm_projector_lr") == 2e-5, "projector lr");
     CHECK_EQ_INT(cfg_list_len(&c, "lora.target_modules"), 7);
     CHECK(!cfg_list_has(&c, "train.trainable", "lm") && cfg_list_has(&c, "train.trainable", "lora"), "lora trainable");
+    CHECK_EQ_INT(cfg_int(&c, "lora.bits"), 16);
+    cfg_free(&c);
+    // QLoRA: the LoRA recipe with the frozen LM in NF4, 4 samples per micro-batch, the global batch kept.
+    CHECK(load(&c, "configs/llava15-7b-stage2-qlora.json") == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(cfg_int(&c, "lora.bits"), 4);
+    CHECK_EQ_INT(cfg_int(&c, "lora.r"), 128);
+    CHECK_EQ_INT(cfg_int(&c, "train.per_device_train_batch_size"), 4);
+    CHECK_EQ_INT(cfg_int(&c, "train.global_batch_size"), 128);
+    CHECK(cfg_set(&c, "lora.bits=8") == 0 && cfg_validate(&c) != 0, "lora.bits 8 accepted");
+    CHECK_ERR_HAS("lora.bits");
     cfg_free(&c);
     // 13B presets: same hyperparameters, 13B folders.
-    const char *names13[] = {"stage1", "stage2", "stage2-lora", "task", "task-lora"};
-    for (int i = 0; i < 5; i++) {
+    const char *names13[] = {"stage1", "stage2", "stage2-lora", "task", "task-lora", "stage2-qlora"};
+    for (int i = 0; i < 6; i++) {
         char p7[128], p13[128];
         snprintf(p7, sizeof p7, "configs/llava15-7b-%s.json", names13[i]);
         snprintf(p13, sizeof p13, "configs/llava15-13b-%s.json", names13[i]);

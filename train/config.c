@@ -38,7 +38,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"data.dataloader_num_workers", CFG_INT, "4", NULL, "loader threads [dataloader_num_workers]"},
     {"data.lazy_preprocess", CFG_BOOL, "true", NULL, "accepted for parity with LLaVA's flag, which nothing reads [lazy_preprocess]"},
     {"data.truncate_after_splice", CFG_BOOL, "false", NULL, "also cut each sequence to model_max_length after its image features are spliced in (LLaVA HEAD does; the release code did not)"},
-    {"data.sampler_order", CFG_ENUM, "\"llava-distributed\"", "llava-distributed|llava-single-process", "the sample order of which LLaVA launch to reproduce: llava-distributed = torchrun/deepspeed (the sampler's own generator, data.sampler_seed), llava-single-process = `python llava/train/train.py` without a launcher (every draw from the global generator seeded by train.seed, after the DataLoader's base-seed draw; needs group_by_modality_length and one rank)"},
+    {"data.sampler_order", CFG_ENUM, "\"llava-distributed\"", "llava-distributed|llava-single-process", "the sample order of which LLaVA launch to reproduce: llava-distributed = torchrun/deepspeed with 2 or more processes (the sampler's own generator, data.sampler_seed), llava-single-process = one process: `python llava/train/train.py`, torchrun --nproc_per_node 1, deepspeed on one GPU (every draw from the global generator seeded by train.seed, after the DataLoader's base-seed draw; needs group_by_modality_length and one rank)"},
     {"data.sampler_seed", CFG_INT, "-1", NULL, "seed of the sampler's generator; -1: torch's default generator seed (67280421310721), which LLaVA's runs used through accelerate 0.21"},
     {"data.prefetch", CFG_INT, "2", NULL, "optimizer steps whose images are decoded ahead of training"},
     {"data.token_budget", CFG_INT, "0", NULL, "if > 0, split each micro-batch into forward passes of at most this many tokens (same result, less memory)"},
@@ -82,6 +82,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"lora.r", CFG_INT, "128", NULL, "[lora_r]"},
     {"lora.alpha", CFG_FLOAT, "256", NULL, "scaling = alpha / r [lora_alpha]"},
     {"lora.init_adapter", CFG_STR, "null", NULL, "start from this adapter instead of fresh ones: a PEFT folder (adapter_config.json + adapter_model.safetensors, as `llava train` writes) or one of LLaVA's LoRA checkpoints (adapter_model.bin + non_lora_trainables.bin); its r, alpha and target modules must be lora.*'s; what else it saved (the projector) is loaded too"},
+    {"lora.bits", CFG_INT, "16", NULL, "4: QLoRA, the frozen LM's linears stored as bitsandbytes' NF4 with double quantisation (model/nf4.h), as LLaVA's --bits 4; 16: as loaded. Today both backends compute with the NF4 weights dequantised (QLoRA's arithmetic) but still hold them dequantised; `llava plan` shows the NF4 layout's memory [bits]"},
     {"lora.use_rslora", CFG_BOOL, "false", NULL, "rank-stabilised LoRA: scaling = alpha / sqrt(r) (PEFT's use_rslora)"},
     {"lora.dropout", CFG_FLOAT, "0.05", NULL, "dropout on each adapter's input, in training passes [lora_dropout]"},
     {"lora.bias", CFG_ENUM, "\"none\"", "none", "[lora_bias]"},
@@ -618,6 +619,10 @@ int cfg_validate(const train_config *c) {
     int lora = cfg_bool(c, "lora.enabled");
     if (lora != cfg_list_has(c, "train.trainable", "lora"))
         return llava_fail("%s: \"lora.enabled\" and \"lora\" in \"train.trainable\" must agree", src);
+    int bits = cfg_int(c, "lora.bits");
+    if (bits != 4 && bits != 16) return llava_fail("%s: \"lora.bits\" must be 4 (QLoRA) or 16", src);
+    if (bits == 4 && !lora)
+        return llava_fail("%s: \"lora.bits\" 4 quantises the frozen LM under LoRA: set lora.enabled", src);
     double ld = cfg_float(c, "lora.dropout");
     if (!(ld >= 0 && ld < 1)) return llava_fail("%s: \"lora.dropout\" must be in [0, 1)", src);
     if (!(cfg_float(c, "lora.alpha") > 0)) return llava_fail("%s: \"lora.alpha\" must be positive", src);

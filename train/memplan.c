@@ -4,6 +4,7 @@
 
 #include "common/util.h"
 #include "model/acts.h"
+#include "model/nf4.h"
 #include "optim.h"
 #include "train/dist/dist.h"
 
@@ -85,6 +86,16 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
         if (p->grad_groups >> g & 1) grad_numel += pt.group_numel[g];
     }
     p->params = all * (uint64_t)p->act_bytes;
+    // QLoRA: the decoder layers' linears as NF4 (codes, 8-bit statistics, their fp32 absmax2).
+    p->nf4 = s->lora.enabled && s->lora.bits == 4;
+    for (int l = 0; p->nf4 && l < pt.w.n_lm; l++) {
+        const lm_layer_params *c = &pt.w.lm[l];
+        const param_view *lin[] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
+        for (int i = 0; i < 7; i++) {
+            p->params -= lin[i]->numel * (uint64_t)p->act_bytes;
+            p->params += nf4_bytes(lin[i]->numel);
+        }
+    }
     p->grads = grad_numel * 4;
     // ZeRO-2 without a token budget: the LM's gradients live in OPTIM_GRAD_SLOTS slots of its
     // largest bucket (optim_use_grad_slots), not in a buffer of the whole group.
@@ -118,7 +129,10 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
             fmt_count(p->numel[0] + p->numel[1] + p->numel[2] + p->numel[3], a), fmt_count(p->trainable, b),
             fmt_count(p->state_per_rank, c3));
     char note[96];
-    snprintf(note, sizeof note, "%s, every group, replicated", pd);
+    snprintf(note, sizeof note,
+             p->nf4 ? "%s, the LM's linears in NF4 (QLoRA's layout: not what this build allocates yet)"
+                    : "%s, every group, replicated",
+             pd);
     row(out, "params", p->params, note);
     row(out, "grads", p->grads,
         p->grad_slots ? "fp32, the projector's, and the LM's in 3 slots of its largest bucket (ZeRO-2)"

@@ -35,6 +35,7 @@ typedef struct {
     int act_bytes;             // 2 (bf16) on CUDA, 4 on the CPU
     int grad_groups;           // bit g: group g has gradient buffers
     int grad_slots;            // ZeRO-2: the LM's gradients in OPTIM_GRAD_SLOTS per-layer slots
+    int nf4;                   // QLoRA: the decoder layers' linears counted as NF4
     uint64_t numel[N_GROUPS];  // parameters stored per group (vision: layers up to the feature layer)
     uint64_t trainable;        // parameters the optimizer updates
     uint64_t state_per_rank;   // optimizer-state elements of the rank holding the most

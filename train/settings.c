@@ -102,6 +102,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     l->r = cfg_int(c, "lora.r");
     l->alpha = cfg_float(c, "lora.alpha");
     l->use_rslora = cfg_bool(c, "lora.use_rslora");
+    l->bits = cfg_int(c, "lora.bits");
     l->init_adapter = dup_or_null(cfg_str(c, "lora.init_adapter"));
     l->dropout = cfg_float(c, "lora.dropout");
     l->target_modules = dup_list(c, "lora.target_modules", &l->n_target_modules);

@@ -64,6 +64,7 @@ typedef struct {
 
 typedef struct {
     int enabled, r, use_rslora;
+    int bits;  // 4: QLoRA (the LM's linears through NF4), 16: as loaded
     double alpha, dropout;
     char **target_modules;
     int n_target_modules;
