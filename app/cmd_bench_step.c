@@ -79,7 +79,7 @@ static void make_batch(llava_batch *b, const llava_model *m, int batch, int max_
 
 static const char USAGE[] =
     "usage: llava bench-step [--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] "
-    "[--peak-tflops P]\n"
+    "[--peak-tflops P] [--lora R]\n"
     "\n"
     "Training steps of a LLaVA-1.5-7B-shaped model (the LM truncated to L layers so it fits one GPU) on synthetic\n"
     "batches with LLaVA-1.5's length mix; prints tokens/s, samples/s, model TFLOP/s and MFU. On the CPU the model\n"
@@ -93,14 +93,17 @@ static const char USAGE[] =
     "  --stage S         2: projector + LM train on the 665K mix's lengths; 1: the projector alone on caption\n"
     "                    lengths (default 2)\n"
     "  --peak-tflops P   the peak MFU is reported against (default: the card's nominal dense bf16 peak, when\n"
-    "                    known)\n";
+    "                    known)\n"
+    "  --lora R          stage 2 with LoRA instead: rank-R adapters (alpha 2R, dropout 0.05) on all seven LM\n"
+    "                    linears and the projector train, the LM frozen (default 0: off); model FLOPs count the\n"
+    "                    frozen LM's forward and input-gradient passes and the adapters' own\n";
 
 int cmd_bench_step(int argc, char **argv) {
     static const char *const FLAGS[] = {"--device", "--layers",      "--steps", "--batch",
-                                        "--stage",  "--peak-tflops", "--help"};
+                                        "--stage",  "--peak-tflops", "--lora",  "--help"};
     char why[256];
     const char *device = NULL;
-    int layers = -1, steps = 5, batch = -1, stage = 2, warmup = 2;
+    int layers = -1, steps = 5, batch = -1, stage = 2, warmup = 2, lora = 0;
     double peak = 0;
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -115,6 +118,7 @@ int cmd_bench_step(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--stage")) stage = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--lora")) lora = atoi(argv[++i]);
         else peak = atof(argv[++i]);
     }
     if (!device) device = llava_backend_available("cuda", why, sizeof why) ? "cuda" : "cpu";
@@ -137,6 +141,14 @@ int cmd_bench_step(int argc, char **argv) {
         mc.vision.num_attention_heads = 2, mc.vision.image_size = 56;
     }
     mc.text.num_hidden_layers = layers > 0 ? layers : (gpu ? 4 : 2);
+    if (lora > 0) {
+        if (stage != 2) {
+            fprintf(stderr, "llava bench-step: --lora is a stage-2 run\n");
+            llava_backend_close(be);
+            return 2;
+        }
+        mc.lora = (lora_config){.r = lora, .alpha = 2.0 * lora, .targets = (1u << LORA_N_TARGETS) - 1, .dropout = 0.05};
+    }
     if (batch <= 0) batch = gpu ? (stage == 1 ? 32 : 16) : 4;  // LLaVA's per-device batches
     setvbuf(stdout, NULL, _IOLBF, 0);  // each line out at once, also when a time limit stops the run
     double t_setup = now_s();
@@ -144,7 +156,7 @@ int cmd_bench_step(int argc, char **argv) {
     if (llava_model_create(&m, &mc, be) != 0) goto fail;
     llava_model_init_random_fast(&m, 0.02f, 1);
     if (llava_model_finish(&m) != 0) goto fail;
-    llava_model_set_trainable(&m, stage == 1 ? TRAIN_PROJECTOR : TRAIN_PROJECTOR_LM);
+    llava_model_set_trainable(&m, stage == 1 ? TRAIN_PROJECTOR : lora ? TRAIN_PROJECTOR_LORA : TRAIN_PROJECTOR_LM);
     optim_state os;
     optim_init(&os, &m);
     optim_config oc = {.lr = 1e-5,
@@ -160,6 +172,9 @@ int cmd_bench_step(int argc, char **argv) {
     const clip_vision_config *v = &mc.vision;
     double d = t->hidden_size, I = t->intermediate_size, L = t->num_hidden_layers, Vv = t->vocab_size;
     double per_tok_lm = 2.0 * (L * (4.0 * d * d + 3.0 * d * I) + d * Vv);  // forward matmul FLOPs per token
+    // LoRA: A (r, in) and B (out, r) of the seven linears, 2 r (in + out) per token forward (q, k, v, o:
+    // d + d each; gate, up: d + I; down: I + d), counted x3 for forward and backward as the LM's are
+    double per_tok_lora = lora ? 3.0 * 2.0 * L * lora * (8.0 * d + 3.0 * (d + I)) : 0;
     double dv = v->hidden_size, Lv = llava_vision_layers_used(&mc), Nv = (v->image_size / v->patch_size);
     Nv = Nv * Nv + 1;
     double per_img =
@@ -167,10 +182,10 @@ int cmd_bench_step(int argc, char **argv) {
         Lv * 4.0 * Nv * Nv * dv + 2.0 * (mc.text.hidden_size * m.tokens_per_image) * (dv + d);
     ops->sync(be);
     printf(
-        "bench-step: %s (%s), LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d, %d samples per step "
+        "bench-step: %s (%s), LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d%s, %d samples per step "
         "(model and optimizer set up in %.1f s)\n",
-        ops->name, info.device, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)", Lv, stage, batch,
-        now_s() - t_setup);
+        ops->name, info.device, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)", Lv, stage,
+        lora ? " with LoRA" : "", batch, now_s() - t_setup);
     double total_time = 0, total_tokens = 0, total_flops = 0;
     int total_samples = 0;
     for (int s = 0; s < warmup + steps; s++) {
@@ -183,8 +198,9 @@ int cmd_bench_step(int argc, char **argv) {
         }
         // Training: the LM's backward costs two forwards (one when its weights are frozen), the
         // vision tower runs forward only.
-        double lm_mult = stage == 1 ? 2.0 : 3.0;
-        double flops = lm_mult * (per_tok_lm * b.T + attn) + per_img * b.n_img;
+        double lm_mult = stage == 1 || lora ? 2.0 : 3.0;
+        double flops = lm_mult * (per_tok_lm * b.T + attn) + per_tok_lora * b.T + per_img * b.n_img;
+        m.lora_pass_seed = (uint64_t)s + 1;
         ops->sync(be);
         double t0 = now_s();
         llava_model_zero_grads(&m);
