@@ -302,6 +302,29 @@ static void dropout_pass(void) {
     llava_model_free(&m);
 }
 
+// LLaVA's own LoRA checkpoint layout (adapter_model.bin + non_lora_trainables.bin, LlavaLlamaForCausalLM's
+// names, a list of target modules; tools/reference/make_lora_llava_layout.py re-saves the r4 golden so): the
+// same model as PEFT's folder, bit for bit.
+static void llava_layout(void) {
+    llava_model a, b;
+    CHECK(load(&a, "tests/data/golden/lora/r4/adapter") == 0, "%s", llava_errmsg());
+    CHECK(load(&b, "tests/data/golden/lora/r4_llava") == 0, "%s", llava_errmsg());
+    llava_batch ba, bb;
+    int B, S;
+    float *la, *lb;
+    pass(&a, 0, &la, &ba, &B, &S);
+    pass(&b, 0, &lb, &bb, &B, &S);
+    CHECK(memcmp(la, lb, sizeof(float) * (size_t)ba.T * a.cfg.text.vocab_size) == 0,
+          "LLaVA's layout gives other logits than PEFT's");
+    printf("  %-14s adapter_model.bin + non_lora_trainables.bin: PEFT's folder's logits bit for bit\n", "LLaVA layout");
+    free(la);
+    free(lb);
+    llava_batch_free(&ba);
+    llava_batch_free(&bb);
+    llava_model_free(&a);
+    llava_model_free(&b);
+}
+
 // adapter_config.json that cannot be honoured is refused, naming why.
 static void refusals(void) {
     char *tmp = check_tmpdir(), *cfg = path_join(tmp, "adapter_config.json");
@@ -354,6 +377,7 @@ static void refusals(void) {
 int main(void) {
     parity("r4", 1);
     parity("r8_rslora_qv", 0);
+    llava_layout();
     fresh();
     dropout_op();
     dropout_pass();
