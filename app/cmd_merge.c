@@ -142,6 +142,9 @@ int cmd_merge(int argc, char **argv) {
         for (int k = 0; k < n_sets && rc == 0; k++) rc = cfg_set(&c, sets[k]);
         char *ia = xasprintf("lora.init_adapter=%s", adapter);
         if (rc == 0) rc = cfg_set(&c, ia);
+        // A QLoRA run's adapter merges onto the unquantised base, as LLaVA's merge loads it (PEFT's
+        // merge of a 4-bit model would write the dequantised weights).
+        if (rc == 0) rc = cfg_set(&c, "lora.bits=16");
         free(ia);
         if (rc == 0 && !cfg_bool(&c, "lora.enabled"))
             rc = llava_fail("%s: the preset trains no LoRA (lora.enabled is false)", config);

@@ -194,6 +194,16 @@ struct llava_ops {
     // The mask is a function of (seed, i), the same on every backend, so the backward draws it again
     // instead of storing it. p = 0 keeps every element. out may alias x.
     void (*dropout_scale)(llava_backend *be, void *out, const void *x, size_t n, float scale, float p, uint64_t seed);
+
+    // ---- QLoRA's frozen weights: n weights out of NF4 with double quantisation (bitsandbytes'
+    // dequantize_4bit, model/nf4.h) into out (ACT). For block b = i / 64:
+    //   a = ftz(tables[16 + absmax_q[b]] * absmax2[b / 256]) + offset          (two fp32 roundings)
+    //   out[i] = ftz(tables[c_i] * a), c_i the high nibble of packed[i / 2] for even i, the low for odd
+    // with ftz flushing subnormals to zero (the kernels bitsandbytes ships are built with fast math);
+    // then rounded to bf16 when round_bf16 (what a bf16 ACT does anyway). tables (272) F32: the 16 NF4
+    // levels, then the 256 codes of the statistics. packed and absmax_q are bytes in I32 buffers.
+    void (*nf4_dequantize)(llava_backend *be, void *out, const uint8_t *packed, const uint8_t *absmax_q,
+                           const float *absmax2, const float *tables, float offset, size_t n, int round_bf16);
 };
 
 // The dropout mask of dropout_scale: element i survives unless the top 24 bits of a 64-bit mix of

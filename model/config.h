@@ -68,6 +68,11 @@ typedef struct {
     int rslora;        // use_rslora: scaling alpha / sqrt(r) instead of alpha / r
     unsigned targets;  // bit LORA_* per adapted module, in every decoder layer
     double dropout;    // lora_dropout, on the adapter's input in training passes only
+    // QLoRA: 4 stores the frozen decoder layers' linears in NF4 with double quantisation (model/nf4.h,
+    // GROUP_LM_NF4), dequantised into one scratch weight as each linear runs; 16 (or 0): as loaded.
+    int bits;
+    int quant_bf16;  // with bits 4: the weights rounded to bf16 before quantisation and dequantised to
+                     // bf16, as bitsandbytes treats a model loaded in bf16
 } lora_config;
 
 // alpha / r, or alpha / sqrt(r) with rslora, rounded to fp32 as the adapter's arithmetic uses it.

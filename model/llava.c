@@ -4,14 +4,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/torch_rng.h"
 #include "common/util.h"
 #include "model/io/peft.h"
 #include "model/io/safetensors.h"
+#include "model/nf4.h"
 
-// Device pointer of a parameter view, and of its gradient (NULL when its group is frozen).
+// Device pointer of a parameter view, and of its gradient (NULL when its group is frozen). The NF4
+// group has no parameter buffer: its weights are reached through W.
 static void *P(const llava_model *m, const param_view *v) {
-    return v ? (char *)m->params[v->group] + v->offset * m->ops->act_bytes : NULL;
+    return v && m->params[v->group] ? (char *)m->params[v->group] + v->offset * m->ops->act_bytes : NULL;
+}
+
+// A weight to compute with: its view, or for a QLoRA weight its NF4 codes dequantised into the
+// scratch weight (valid until the next W of an NF4 weight).
+static const void *W(const llava_model *m, const param_view *v) {
+    if (!v || v->group != GROUP_LM_NF4) return P(m, v);
+    const struct llava_nf4_weight *q = &m->nf4[v - m->pt.views];
+    m->ops->nf4_dequantize(m->be, m->nf4_scratch, q->bytes, q->bytes + q->packed_bytes, q->absmax2, m->nf4_tables,
+                           q->offset, v->numel, m->cfg.lora.quant_bf16);
+    return m->nf4_scratch;
 }
 
 static float *G(const llava_model *m, const param_view *v) {
@@ -154,6 +167,42 @@ void llava_model_init_random_fast(llava_model *m, float std, uint64_t seed) {
     mark_all_filled(m);
 }
 
+// QLoRA: every view of GROUP_LM_NF4 quantised from the host table (rounded to bf16 first with
+// quant_bf16, as bitsandbytes gets a bf16 model's weights) and uploaded as NF4; the host copy goes.
+static int nf4_upload(llava_model *m) {
+    const llava_ops *ops = m->ops;
+    size_t largest = 0;
+    m->nf4 = xcalloc((size_t)m->pt.n_views, sizeof *m->nf4);
+    for (int i = 0; i < m->pt.n_views; i++) {
+        const param_view *v = &m->pt.views[i];
+        float *w = v->group == GROUP_LM_NF4 ? param_ptr(&m->pt, v) : NULL;
+        if (!w) continue;
+        for (size_t k = 0; m->cfg.lora.quant_bf16 && k < v->numel; k++) w[k] = bf16_to_f32(f32_to_bf16(w[k]));
+        nf4_tensor q;
+        if (nf4_quantize(w, v->numel, &q) != 0) return llava_fail_ctx("QLoRA: %s", v->name);
+        struct llava_nf4_weight *d = &m->nf4[i];
+        d->packed_bytes = (q.n + 1) / 2;
+        size_t bytes = d->packed_bytes + q.n_blocks;
+        d->bytes = ops->alloc(m->be, BUF_I32, (bytes + 3) / 4);
+        ops->stage(m->be, d->bytes, q.packed, d->packed_bytes);
+        ops->stage(m->be, d->bytes + d->packed_bytes, q.absmax_q, q.n_blocks);
+        d->absmax2 = ops->alloc(m->be, BUF_F32, q.n_stat_blocks);
+        ops->upload(m->be, BUF_F32, d->absmax2, q.absmax2, q.n_stat_blocks);
+        d->offset = q.offset;
+        nf4_free(&q);
+        if (v->numel > largest) largest = v->numel;
+    }
+    float tables[272];
+    memcpy(tables, nf4_code, sizeof(float) * 16);
+    memcpy(tables + 16, nf4_dynamic_code, sizeof(float) * 256);
+    m->nf4_tables = ops->alloc(m->be, BUF_F32, 272);
+    ops->upload(m->be, BUF_F32, m->nf4_tables, tables, 272);
+    m->nf4_scratch = ops->alloc(m->be, BUF_ACT, largest);
+    free(m->pt.data[GROUP_LM_NF4]);
+    m->pt.data[GROUP_LM_NF4] = NULL;
+    return 0;
+}
+
 int llava_model_finish(llava_model *m) {
     int n_missing = 0;
     const char *first = NULL;
@@ -163,8 +212,9 @@ int llava_model_finish(llava_model *m) {
             n_missing++;
         }
     if (n_missing) return llava_fail("model: %d tensors were in no weight file (first: %s)", n_missing, first);
+    if (m->pt.group_numel[GROUP_LM_NF4] && nf4_upload(m) != 0) return -1;
     for (int g = 0; g < N_GROUPS; g++) {
-        if (!m->pt.group_numel[g]) continue;
+        if (!m->pt.group_numel[g] || g == GROUP_LM_NF4) continue;
         m->params[g] = m->ops->alloc(m->be, BUF_PARAM, m->pt.group_numel[g]);
         m->ops->upload(m->be, BUF_PARAM, m->params[g], m->pt.data[g], m->pt.group_numel[g]);
         free(m->pt.data[g]);
@@ -239,6 +289,13 @@ void llava_model_free(llava_model *m) {
     for (int k = 0; k < 3; k++)
         if (m->arena[k]) m->ops->free(m->be, m->arena[k]);
     if (m->ledger) m->ops->free(m->be, m->ledger);
+    for (int i = 0; m->nf4 && i < m->pt.n_views; i++) {
+        if (m->nf4[i].bytes) m->ops->free(m->be, m->nf4[i].bytes);
+        if (m->nf4[i].absmax2) m->ops->free(m->be, m->nf4[i].absmax2);
+    }
+    free(m->nf4);
+    if (m->nf4_tables) m->ops->free(m->be, m->nf4_tables);
+    if (m->nf4_scratch) m->ops->free(m->be, m->nf4_scratch);
     act_bind_free(&m->acts);
     act_plan_free(&m->acts_plan);
     for (int g = 0; g < N_GROUPS; g++) {
@@ -260,7 +317,7 @@ static void linear_bwd(const llava_model *m, void *dx, const void *dout, const v
                        const param_view *bias, int N, int I, int O) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
-    if (dx) ops->linear_backward_input(be, dx, dout, P(m, w), N, I, O);
+    if (dx) ops->linear_backward_input(be, dx, dout, W(m, w), N, I, O);
     float *gw = G(m, w);
     if (gw) ops->linear_backward_weight(be, gw, dout, x, N, I, O);
     float *gb = G(m, bias);
@@ -333,7 +390,7 @@ static void lora_backward(const llava_model *m, int l, int mod, void *dx, const 
 // A decoder layer's linear: the base weight and, where the model has one, its adapter.
 static void lm_linear(const llava_model *m, int l, int mod, void *out, const void *x, const param_view *w,
                       const param_view *bias, int N, int I, int O) {
-    m->ops->linear_forward(m->be, out, x, P(m, w), P(m, bias), N, I, O);
+    m->ops->linear_forward(m->be, out, x, W(m, w), P(m, bias), N, I, O);
     lora_forward(m, l, mod, out, x, N, I, O);
 }
 

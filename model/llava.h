@@ -82,6 +82,19 @@ typedef struct {
     // pass under way drops (set by llava_pass).
     uint64_t lora_pass_seed;
     int lora_dropout_on;
+    // QLoRA (cfg.lora.bits 4): GROUP_LM_NF4's weights as NF4 on the backend, per view (NULL for other
+    // views): the packed codes then the absmax codes (bytes, one I32 buffer), the fp32 second-level
+    // absmaxes and the offset. Each linear dequantises its weight into nf4_scratch (ACT, the largest
+    // such weight) when it runs, so no whole bf16 copy of the LM exists; nf4_tables (272 F32) are the
+    // NF4 levels and the statistics' codes.
+    struct llava_nf4_weight {
+        uint8_t *bytes;
+        float *absmax2;
+        float offset;
+        size_t packed_bytes;
+    } * nf4;
+    float *nf4_tables;
+    void *nf4_scratch;
 } llava_model;
 
 // 1 when group g receives gradients (its GRAD buffer, or slots handed out by the optimizer).

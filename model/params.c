@@ -9,7 +9,7 @@
 #include "common/torch_rng.h"
 #include "common/util.h"
 
-const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm", "lora"};
+const char *const GROUP_NAMES[N_GROUPS] = {"vision", "projector", "lm", "lora", "lm-nf4"};
 
 // The builder: views are appended to a growing array, so the fields of pt->w receive their view's
 // index while building and the pointers once the array has its final place (fix-ups).
@@ -207,7 +207,10 @@ static void add_specs(builder *b, const model_config *mc, const dims *z, const v
         }
         char name[192];
         snprintf(name, sizeof name, "%s%s", prefix, s->name);
-        int idx = add_view(b, group, layer, used, name, ndim, shape);
+        // QLoRA: a decoder layer's linear weights (not its norms or biases) in the NF4 group.
+        int g = group;
+        if (group == GROUP_LM && layer >= 0 && mc->lora.bits == 4 && ndim == 2) g = GROUP_LM_NF4;
+        int idx = add_view(b, g, layer, used, name, ndim, shape);
         if (b->n_fix == b->cap_fix) {
             b->cap_fix = b->cap_fix ? 2 * b->cap_fix : 256;
             b->fix = xrealloc(b->fix, sizeof(fixup) * (size_t)b->cap_fix);

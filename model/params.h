@@ -15,7 +15,9 @@
 #include "model/io/safetensors.h"
 
 // GROUP_LORA holds the LoRA adapters (model_config.lora), empty when the model has none.
-enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, GROUP_LORA = 3, N_GROUPS = 4 };
+// GROUP_LM_NF4 holds, with QLoRA (lora.bits 4), the decoder layers' seven linears: loaded into the
+// host table like any group, then quantised to NF4 and never uploaded (llava_model.nf4).
+enum { GROUP_VISION = 0, GROUP_PROJECTOR = 1, GROUP_LM = 2, GROUP_LORA = 3, GROUP_LM_NF4 = 4, N_GROUPS = 5 };
 extern const char *const GROUP_NAMES[N_GROUPS];
 
 #define PARAM_MAX_DIMS 4

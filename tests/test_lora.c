@@ -15,12 +15,14 @@
 #include <string.h>
 
 #include "check.h"
+#include "common/dtype.h"
 #include "common/util.h"
 #include "model/batch_hf.h"
 #include "model/io/export.h"
 #include "model/io/peft.h"
 #include "model/io/safetensors.h"
 #include "model/llava.h"
+#include "model/nf4.h"
 
 #define BASE "tests/data/golden/model/tiny64/model"
 #define INPUTS "tests/data/golden/model/tiny64/inputs.safetensors"
@@ -325,6 +327,69 @@ static void llava_layout(void) {
     llava_model_free(&b);
 }
 
+// QLoRA: the LM's linears held as NF4 and dequantised as each runs give, bit for bit, the logits and
+// adapter gradients of the same model whose weights were replaced on the host by bitsandbytes' round
+// trip (bf16, quantize_4bit, dequantize_4bit to bf16: model/nf4.h, checked against bitsandbytes'
+// goldens by test_nf4); and the NF4 group takes no parameter buffer.
+static void qlora(void) {
+    const char *ad = "tests/data/golden/lora/r4/adapter";
+    model_config cfg;
+    CHECK(model_config_load(BASE, &cfg) == 0 && peft_read_config(ad, &cfg.lora) == 0, "%s", llava_errmsg());
+    cfg.lora.bits = 4;
+    cfg.lora.quant_bf16 = 1;
+    llava_model q, ref;
+    CHECK(llava_model_create(&q, &cfg, test_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_add_weights(&q, BASE, (1 << N_GROUPS) - 1 - (1 << GROUP_LORA), NULL) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_add_adapter(&q, ad) == 0 && llava_model_finish(&q) == 0, "%s", llava_errmsg());
+    CHECK(q.pt.group_numel[GROUP_LM_NF4] > 0 && !q.params[GROUP_LM_NF4], "the NF4 group has a parameter buffer");
+    CHECK(load(&ref, ad) == 0, "%s", llava_errmsg());
+    // The reference: every decoder-layer linear through the round trip, in place.
+    size_t n_lm = ref.pt.group_numel[GROUP_LM];
+    float *host = xmalloc(sizeof(float) * n_lm);
+    ref.ops->download(ref.be, BUF_PARAM, host, ref.params[GROUP_LM], n_lm);
+    int n_q = 0;
+    for (int l = 0; l < ref.pt.w.n_lm; l++) {
+        const lm_layer_params *c = &ref.pt.w.lm[l];
+        const param_view *lin[] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
+        for (int i = 0; i < 7; i++) {
+            float *w = host + lin[i]->offset;
+            for (size_t k = 0; k < lin[i]->numel; k++) w[k] = bf16_to_f32(f32_to_bf16(w[k]));
+            nf4_tensor t;
+            CHECK(nf4_quantize(w, lin[i]->numel, &t) == 0, "%s", llava_errmsg());
+            CHECK(nf4_dequantize_as(&t, DT_BF16, w) == 0, "%s", llava_errmsg());
+            nf4_free(&t);
+            n_q++;
+        }
+    }
+    ref.ops->upload(ref.be, BUF_PARAM, ref.params[GROUP_LM], host, n_lm);
+    free(host);
+    llava_model_set_trainable(&q, TRAIN_PROJECTOR_LORA);
+    llava_model_set_trainable(&ref, TRAIN_PROJECTOR_LORA);
+    llava_batch b1, b2;
+    int B, S;
+    float *l1, *l2;
+    float loss1 = pass(&q, 1, &l1, &b1, &B, &S), loss2 = pass(&ref, 1, &l2, &b2, &B, &S);
+    size_t nl = q.pt.group_numel[GROUP_LORA];
+    float *g1 = xmalloc(sizeof(float) * nl), *g2 = xmalloc(sizeof(float) * nl);
+    q.ops->download(q.be, BUF_GRAD, g1, q.grads[GROUP_LORA], nl);
+    ref.ops->download(ref.be, BUF_GRAD, g2, ref.grads[GROUP_LORA], nl);
+    CHECK(loss1 == loss2 && memcmp(l1, l2, sizeof(float) * (size_t)b1.T * q.cfg.text.vocab_size) == 0,
+          "QLoRA: loss %.8f vs the round trip's %.8f, or other logits", (double)loss1, (double)loss2);
+    CHECK(memcmp(g1, g2, sizeof(float) * nl) == 0, "QLoRA: the adapters' gradients differ from the round trip's");
+    printf(
+        "  %-14s %d linears in NF4: loss %.7f, logits and adapter gradients those of the bitsandbytes round "
+        "trip bit for bit\n",
+        "QLoRA", n_q, (double)loss1);
+    free(g1);
+    free(g2);
+    free(l1);
+    free(l2);
+    llava_batch_free(&b1);
+    llava_batch_free(&b2);
+    llava_model_free(&q);
+    llava_model_free(&ref);
+}
+
 // adapter_config.json that cannot be honoured is refused, naming why.
 static void refusals(void) {
     char *tmp = check_tmpdir(), *cfg = path_join(tmp, "adapter_config.json");
@@ -378,6 +443,7 @@ int main(void) {
     parity("r4", 1);
     parity("r8_rslora_qv", 0);
     llava_layout();
+    qlora();
     fresh();
     dropout_op();
     dropout_pass();

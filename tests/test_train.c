@@ -584,21 +584,32 @@ static void test_errors(void) {
 // hands out (parameters, gradients, AdamW's moments, the activation arenas, the loss ledger), and
 // its peak over a run must agree with the plan's total within 5% (the plan is what decides whether a
 // run fits a GPU). Stage 1 and stage 2 of the demo world, with and without activation
-// checkpointing, two steps each.
+// checkpointing, and stage 2 with LoRA and with QLoRA, two steps each. LoRA against QLoRA: what NF4
+// saves in the plan is what it saves in the measured peak, to the byte.
 static void test_plan_vs_peak(void) {
     const struct {
-        const char *preset, *ckpt;
-    } runs[] = {{"stage1.json", "train.gradient_checkpointing=true"},
-                {"stage2.json", "train.gradient_checkpointing=true"},
-                {"stage2.json", "train.gradient_checkpointing=false"}};
+        const char *preset, *ckpt, *lora;
+    } runs[] = {{"stage1.json", "train.gradient_checkpointing=true", NULL},
+                {"stage2.json", "train.gradient_checkpointing=true", NULL},
+                {"stage2.json", "train.gradient_checkpointing=false", NULL},
+                {"stage2.json", "train.gradient_checkpointing=true", "lora.bits=16"},
+                {"stage2.json", "train.gradient_checkpointing=true", "lora.bits=4"}};
+    uint64_t plan[5] = {0}, peak[5] = {0};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         char *out = xasprintf("%s/plan%zu", world, i);
         char *p = path_join(world, runs[i].preset);
         char *o = xasprintf("checkpoint.output_dir=%s", out);
-        const char *sets[] = {o, runs[i].ckpt, "train.max_steps=2", "train.device=cpu",
-                              "model.pretrain_mm_mlp_adapter=null"};
+        const char *sets[] = {o,
+                              runs[i].ckpt,
+                              "train.max_steps=2",
+                              "train.device=cpu",
+                              "model.pretrain_mm_mlp_adapter=null",
+                              "train.trainable=projector,lora",
+                              "lora.enabled=true",
+                              "lora.r=8",
+                              runs[i].lora};
         run_settings c;
-        int rc = settings_load(p, sets, 5, &c), loaded = rc == 0;
+        int rc = settings_load(p, sets, runs[i].lora ? 9 : 5, &c), loaded = rc == 0;
         train_stats st;
         train_options opt = {.quiet = 1, .stats = &st};
         if (rc == 0) rc = train_run_settings(&c, &opt);
@@ -609,15 +620,25 @@ static void test_plan_vs_peak(void) {
             CHECK(st.steps == 2 && st.plan_activation_bytes > 0 && rel <= 0.05,
                   "%s, %s: plan %llu bytes, measured peak %llu (%.2f%% apart)", runs[i].preset, runs[i].ckpt,
                   (unsigned long long)st.plan_total_bytes, (unsigned long long)st.backend_peak_bytes, 100 * rel);
-            printf("plan vs measured, %s, %s: plan %llu bytes (activations %llu), backend peak %llu: %.3f%% apart\n",
-                   runs[i].preset, runs[i].ckpt, (unsigned long long)st.plan_total_bytes,
-                   (unsigned long long)st.plan_activation_bytes, (unsigned long long)st.backend_peak_bytes, 100 * rel);
+            printf(
+                "plan vs measured, %s, %s%s%s: plan %llu bytes (activations %llu), backend peak %llu: %.3f%% apart\n",
+                runs[i].preset, runs[i].ckpt, runs[i].lora ? ", LoRA " : "", runs[i].lora ? runs[i].lora : "",
+                (unsigned long long)st.plan_total_bytes, (unsigned long long)st.plan_activation_bytes,
+                (unsigned long long)st.backend_peak_bytes, 100 * rel);
+            plan[i] = st.plan_total_bytes;
+            peak[i] = st.backend_peak_bytes;
         }
         if (loaded) settings_free(&c);
         free(o);
         free(p);
         free(out);
     }
+    long long saved_plan = (long long)plan[3] - (long long)plan[4],
+              saved_peak = (long long)peak[3] - (long long)peak[4];
+    CHECK(saved_plan > 0 && saved_plan == saved_peak, "NF4 saves %lld bytes in the plan, %lld in the measured peak",
+          saved_plan, saved_peak);
+    printf("plan vs measured: QLoRA's NF4 saves %lld bytes in the plan and %lld in the backend's peak\n", saved_plan,
+           saved_peak);
 }
 
 int main(void) {

@@ -7,12 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/dtype.h"
 #include "common/util.h"
 #include "data/dataset.h"
 #include "data/prep.h"
 #include "model/io/peft.h"
-#include "model/nf4.h"
 #include "trainer.h"
 
 // The adapters lora.* asks for (none when LoRA is off).
@@ -24,6 +22,8 @@ static void lora_of(const run_settings *s, lora_config *out) {
     out->alpha = l->alpha;
     out->rslora = l->use_rslora;
     out->dropout = l->dropout;
+    out->bits = l->bits;
+    out->quant_bf16 = l->bits == 4 && s->train.bf16;
     for (int i = 0; i < l->n_target_modules; i++) {
         int t = lora_target_of(l->target_modules[i]);
         if (t >= 0) out->targets |= 1u << t;
@@ -83,30 +83,6 @@ static int model_config_of(const run_settings *s, model_config *out) {
     return 0;
 }
 
-// QLoRA: every linear of the language model's decoder layers (not lm_head, not the projector, not the
-// vision tower: LLaVA's --bits 4) replaced by what bitsandbytes' 4-bit layer computes with, the
-// weight (rounded to bf16 first when the run is bf16, as LLaVA loads it) through NF4 with double
-// quantisation and back, rounded to the weight's dtype as dequantize_4bit returns it. The NF4 bytes
-// themselves are not kept: the fused dequantising GEMM that would compute from them is not written.
-static int qlora_quantize(llava_model *m, int bf16) {
-    for (int l = 0; l < m->pt.w.n_lm; l++) {
-        const lm_layer_params *c = &m->pt.w.lm[l];
-        const param_view *lin[] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
-        for (int i = 0; i < 7; i++) {
-            float *w = param_ptr(&m->pt, lin[i]);
-            if (!w) continue;
-            size_t n = lin[i]->numel;
-            for (size_t k = 0; bf16 && k < n; k++) w[k] = bf16_to_f32(f32_to_bf16(w[k]));
-            nf4_tensor q;
-            if (nf4_quantize(w, n, &q) != 0) return llava_fail_ctx("QLoRA: %s", lin[i]->name);
-            int rc = nf4_dequantize_as(&q, bf16 ? DT_BF16 : DT_F32, w);
-            nf4_free(&q);
-            if (rc != 0) return llava_fail_ctx("QLoRA: %s", lin[i]->name);
-        }
-    }
-    return 0;
-}
-
 int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) {
     const model_settings *ms = &s->model;
     model_config mc;
@@ -133,7 +109,6 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     } else if (rc == 0 && !ms->init) {
         llava_model_init_projector(m, (uint64_t)s->train.seed);
     }
-    if (rc == 0 && s->lora.enabled && s->lora.bits == 4) rc = qlora_quantize(m, s->train.bf16);
     // Fresh adapters (B zero: the run starts from the base model), drawn apart from the projector's;
     // or those of lora.init_adapter, whose shape must be the run's.
     const char *ia = s->lora.init_adapter;

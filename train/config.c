@@ -82,7 +82,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"lora.r", CFG_INT, "128", NULL, "[lora_r]"},
     {"lora.alpha", CFG_FLOAT, "256", NULL, "scaling = alpha / r [lora_alpha]"},
     {"lora.init_adapter", CFG_STR, "null", NULL, "start from this adapter instead of fresh ones: a PEFT folder (adapter_config.json + adapter_model.safetensors, as `llava train` writes) or one of LLaVA's LoRA checkpoints (adapter_model.bin + non_lora_trainables.bin); its r, alpha and target modules must be lora.*'s; what else it saved (the projector) is loaded too"},
-    {"lora.bits", CFG_INT, "16", NULL, "4: QLoRA, the frozen LM's linears stored as bitsandbytes' NF4 with double quantisation (model/nf4.h), as LLaVA's --bits 4; 16: as loaded. Today both backends compute with the NF4 weights dequantised (QLoRA's arithmetic) but still hold them dequantised; `llava plan` shows the NF4 layout's memory [bits]"},
+    {"lora.bits", CFG_INT, "16", NULL, "4: QLoRA, the frozen LM's linears stored as bitsandbytes' NF4 with double quantisation (model/nf4.h), as LLaVA's --bits 4; 16: as loaded. Each linear is dequantised into one scratch weight as it runs: no whole bf16 copy of the LM is held, and `llava plan` counts exactly that [bits]"},
     {"lora.use_rslora", CFG_BOOL, "false", NULL, "rank-stabilised LoRA: scaling = alpha / sqrt(r) (PEFT's use_rslora)"},
     {"lora.dropout", CFG_FLOAT, "0.05", NULL, "dropout on each adapter's input, in training passes [lora_dropout]"},
     {"lora.bias", CFG_ENUM, "\"none\"", "none", "[lora_bias]"},

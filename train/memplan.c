@@ -86,15 +86,20 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
         if (p->grad_groups >> g & 1) grad_numel += pt.group_numel[g];
     }
     p->params = all * (uint64_t)p->act_bytes;
-    // QLoRA: the decoder layers' linears as NF4 (codes, 8-bit statistics, their fp32 absmax2).
-    p->nf4 = s->lora.enabled && s->lora.bits == 4;
-    for (int l = 0; p->nf4 && l < pt.w.n_lm; l++) {
-        const lm_layer_params *c = &pt.w.lm[l];
-        const param_view *lin[] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
-        for (int i = 0; i < 7; i++) {
-            p->params -= lin[i]->numel * (uint64_t)p->act_bytes;
-            p->params += nf4_bytes(lin[i]->numel);
+    // QLoRA: GROUP_LM_NF4 as the model allocates it (llava.c nf4_upload): per weight its codes and
+    // absmax codes in 4-byte words and its fp32 absmax2; the tables; one scratch weight, the largest.
+    p->nf4 = pt.group_numel[GROUP_LM_NF4] > 0;
+    if (p->nf4) {
+        p->params -= pt.group_numel[GROUP_LM_NF4] * (uint64_t)p->act_bytes;
+        uint64_t largest = 0;
+        for (int i = 0; i < pt.n_views; i++) {
+            const param_view *v = &pt.views[i];
+            if (v->group != GROUP_LM_NF4 || !v->used) continue;
+            uint64_t blocks = (v->numel + NF4_BLOCK - 1) / NF4_BLOCK;
+            p->params += ((v->numel + 1) / 2 + blocks + 3) / 4 * 4 + (blocks + NF4_STAT_BLOCK - 1) / NF4_STAT_BLOCK * 4;
+            if (v->numel > largest) largest = v->numel;
         }
+        p->params += 272 * 4 + largest * (uint64_t)p->act_bytes;
     }
     p->grads = grad_numel * 4;
     // ZeRO-2 without a token budget: the LM's gradients live in OPTIM_GRAD_SLOTS slots of its
@@ -130,7 +135,7 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
             fmt_count(p->state_per_rank, c3));
     char note[96];
     snprintf(note, sizeof note,
-             p->nf4 ? "%s, the LM's linears in NF4 (QLoRA's layout: not what this build allocates yet)"
+             p->nf4 ? "%s, the LM's linears in NF4 (QLoRA) with one dequantised scratch weight"
                     : "%s, every group, replicated",
              pd);
     row(out, "params", p->params, note);

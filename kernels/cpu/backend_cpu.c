@@ -51,6 +51,7 @@ static const llava_ops cpu_table = {
     .add = cpu_add,
     .add_inplace = cpu_add_inplace,
     .dropout_scale = cpu_dropout_scale,
+    .nf4_dequantize = cpu_nf4_dequantize,
     .adamw = cpu_adamw,
     .grad_sq_sum = cpu_grad_sq_sum,
 };

@@ -81,6 +81,8 @@ void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits, const vo
 void cpu_add(llava_backend *be, void *out, const void *a, const void *b, size_t n);
 void cpu_add_inplace(llava_backend *be, void *acc, const void *x, size_t n);
 void cpu_dropout_scale(llava_backend *be, void *out, const void *x, size_t n, float scale, float p, uint64_t seed);
+void cpu_nf4_dequantize(llava_backend *be, void *out, const uint8_t *packed, const uint8_t *absmax_q,
+                        const float *absmax2, const float *tables, float offset, size_t n, int round_bf16);
 
 // optim.c
 void cpu_adamw(llava_backend *be, void *param, float *master, const float *grad, float *m, float *v, size_t n,

@@ -50,6 +50,7 @@ static void fill_table(llava_ops *t) {
     t->add = cuda_add;
     t->add_inplace = cuda_add_inplace;
     t->dropout_scale = cuda_dropout_scale;
+    t->nf4_dequantize = cuda_nf4_dequantize;
 }
 
 // The op table is constant after it is filled once; only contexts hold state.

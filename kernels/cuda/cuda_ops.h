@@ -68,6 +68,8 @@ void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const voi
 void cuda_add(llava_backend *be, void *out, const void *a, const void *b, size_t n);
 void cuda_add_inplace(llava_backend *be, void *acc, const void *x, size_t n);
 void cuda_dropout_scale(llava_backend *be, void *out, const void *x, size_t n, float scale, float p, uint64_t seed);
+void cuda_nf4_dequantize(llava_backend *be, void *out, const uint8_t *packed, const uint8_t *absmax_q,
+                         const float *absmax2, const float *tables, float offset, size_t n, int round_bf16);
 
 // rope.cu
 void cuda_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta);

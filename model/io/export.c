@@ -14,7 +14,7 @@
 static void download_all(const llava_model *m, float *host[N_GROUPS]) {
     for (int g = 0; g < N_GROUPS; g++) {
         host[g] = NULL;
-        if (!m->pt.group_numel[g]) continue;
+        if (!m->pt.group_numel[g] || !m->params[g]) continue;  // QLoRA's NF4 group has no buffer
         host[g] = xmalloc(sizeof(float) * m->pt.group_numel[g]);
         m->ops->download(m->be, BUF_PARAM, host[g], m->params[g], m->pt.group_numel[g]);
     }
@@ -116,6 +116,10 @@ static void merge_lora(const llava_model *m, float *host[N_GROUPS]) {
 
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
     if (m->pt.linear_projector) return llava_fail("export: a single-Linear projector has no llava-hf layout");
+    if (m->pt.group_numel[GROUP_LM_NF4])
+        return llava_fail(
+            "export: the language model is held in NF4 (QLoRA): merge the adapter onto the unquantised base "
+            "instead (llava merge)");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int V = c->text.vocab_size, d = c->text.hidden_size;
