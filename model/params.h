@@ -1,7 +1,8 @@
 // Parameters in flat per-group buffers with named views (ARCHITECTURE.md decision 3).
 //
-// Three groups: the vision tower (frozen in LLaVA), the projector, and the language model. Each
-// group is one contiguous allocation; a view is a named (offset, shape) inside it. The table lists
+// Groups: the vision tower (frozen in LLaVA), the projector, the language model, and for LoRA the
+// adapters (and with QLoRA the LM's linears, held as NF4 instead of a buffer). Each group is one
+// contiguous allocation; a view is a named (offset, shape) inside it. The table lists
 // every tensor the checkpoint format has, including vision layers LLaVA never runs (the layer after
 // the selected feature layer, post_layernorm): those views are marked unused and take no storage.
 #ifndef LLAVA_MODEL_PARAMS_H
