@@ -153,7 +153,7 @@ typedef struct opcheck_case {
     int op;                                 // OPCHECK_<OP>
     unsigned flags;                         // OPCHECK_CPU | OPCHECK_GPU | OPCHECK_BENCH ...
     const char *label;                      // what the case is ("lm_head", "GQA causal"); may be NULL
-    int64_t n[6];                           // sizes, per op (above)
+    int64_t n[7];                           // sizes, per op (above)
     double f;                               // the op's scalar (eps, theta, scale, grad_scale)
     int pattern;                            // OPCHECK_PAT_*
     const int32_t *ints;                    // the I32 input as given (positions, ids, rows, targets,

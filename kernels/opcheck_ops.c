@@ -622,8 +622,8 @@ static void rope_prepare(opcheck_data *d, uint64_t *rng, int bench) {
 
 static void rope_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     if (c->op == OPCHECK_ROPE_FORWARD)
-        be->ops->rope_forward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f);
-    else be->ops->rope_backward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f);
+        be->ops->rope_forward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f, NULL);
+    else be->ops->rope_backward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), (float)c->f, NULL);
 }
 
 static void rope_ref(const opcheck_data *d, double **want) {
@@ -657,7 +657,7 @@ static void rope_shape(const opcheck_case *c, char *buf, size_t cap) {
 typedef struct {
     const double *q, *k, *v;  // (T, Hq*D), (T, Hkv*D), (T, Hkv*D)
     const int32_t *cu;
-    int n_seq, T, Hq, Hkv, D, causal;
+    int n_seq, T, Hq, Hkv, D, causal, window;
     double scale;
 } attn_ctx;
 
@@ -671,8 +671,10 @@ static void ref_attention(double *out, double *lse, const attn_ctx *a) {
             for (int h = 0; h < a->Hq; h++) {
                 const double *qi = a->q + (size_t)i * qs + (size_t)h * D;
                 int jend = a->causal ? i + 1 : a->cu[s + 1], kvh = h / group;
+                // a sliding window: key j (a position within the sequence) seen iff i - window < j
+                int j0 = a->causal && a->window > 0 && i - a->window + 1 > a->cu[s] ? i - a->window + 1 : a->cu[s];
                 double m = -INFINITY;
-                for (int j = a->cu[s]; j < jend; j++) {
+                for (int j = j0; j < jend; j++) {
                     const double *kj = a->k + (size_t)j * ks + (size_t)kvh * D;
                     double dot = 0.0;
                     for (int e = 0; e < D; e++) dot += qi[e] * kj[e];
@@ -680,11 +682,11 @@ static void ref_attention(double *out, double *lse, const attn_ctx *a) {
                     m = fmax(m, sc[j]);
                 }
                 double sum = 0.0;
-                for (int j = a->cu[s]; j < jend; j++) sum += exp(sc[j] - m);
+                for (int j = j0; j < jend; j++) sum += exp(sc[j] - m);
                 double l = m + log(sum);
                 double *oi = out + (size_t)i * qs + (size_t)h * D;
                 for (int e = 0; e < D; e++) oi[e] = 0.0;
-                for (int j = a->cu[s]; j < jend; j++) {
+                for (int j = j0; j < jend; j++) {
                     double pj = exp(sc[j] - l);
                     const double *vj = a->v + (size_t)j * ks + (size_t)kvh * D;
                     for (int e = 0; e < D; e++) oi[e] += pj * vj[e];
@@ -696,7 +698,7 @@ static void ref_attention(double *out, double *lse, const attn_ctx *a) {
 
 static void attn_f(const void *ctx, double *y) { ref_attention(y, NULL, ctx); }
 
-// n = T, Hq, Hkv, D, n_seq, causal
+// n = T, Hq, Hkv, D, n_seq, causal, window (0: none)
 static void attn_layout(const opcheck_case *c, opcheck_data *d) {
     size_t T = c->n[0], Hq = c->n[1], Hkv = c->n[2], D = c->n[3], n_seq = c->n[4];
     size_t nq = T * Hq * D, nk = T * Hkv * D;
@@ -722,8 +724,8 @@ static void attn_layout(const opcheck_case *c, opcheck_data *d) {
 
 static attn_ctx attn_ctx_of(const opcheck_data *d, const double *q, const double *k, const double *v) {
     const opcheck_case *c = d->c;
-    return (attn_ctx){q,         k,         v,         d->host[d->nbuf - 1], dim(c, 4), dim(c, 0), dim(c, 1),
-                      dim(c, 2), dim(c, 3), dim(c, 5), (double)(float)c->f};
+    return (attn_ctx){q,         k,         v,         d->host[d->nbuf - 1], dim(c, 4), dim(c, 0), dim(c, 1), dim(c, 2),
+                      dim(c, 3), dim(c, 5), dim(c, 6), (double)(float)c->f};
 }
 
 static void attn_prepare(opcheck_data *d, uint64_t *rng, int bench) {
@@ -751,12 +753,13 @@ static void attn_prepare(opcheck_data *d, uint64_t *rng, int bench) {
 
 static void attn_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     int T = dim(c, 0), Hq = dim(c, 1), Hkv = dim(c, 2), D = dim(c, 3), n_seq = dim(c, 4), causal = dim(c, 5);
+    int window = dim(c, 6);
     float scale = (float)c->f;
     if (c->op == OPCHECK_ATTENTION_FORWARD)
-        be->ops->attention_forward(be, p[0], p[1], p[2], p[3], p[4], p[5], n_seq, T, Hq, Hkv, D, scale, causal);
+        be->ops->attention_forward(be, p[0], p[1], p[2], p[3], p[4], p[5], n_seq, T, Hq, Hkv, D, scale, causal, window);
     else
         be->ops->attention_backward(be, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], n_seq, T, Hq, Hkv,
-                                    D, scale, causal);
+                                    D, scale, causal, window);
 }
 
 static void attn_ref(const opcheck_data *d, double **want) {

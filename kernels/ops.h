@@ -25,6 +25,19 @@
 extern "C" {
 #endif
 
+// RoPE frequency scaling, a config.json's rope_scaling. Only Llama-3.1's "llama3" rule is known:
+// frequencies whose wavelength exceeds original_max_position_embeddings / low_freq_factor are divided
+// by factor, those below original / high_freq_factor kept, and the band between blended.
+enum { LLAVA_ROPE_DEFAULT = 0, LLAVA_ROPE_LLAMA3 = 1 };
+typedef struct {
+    int type;
+    float factor, low_freq_factor, high_freq_factor;
+    int original_max_position_embeddings;
+} llava_rope_scaling;
+// The (D/2) inverse frequencies, every step in fp32 as transformers 4.46.3 computes them
+// (_compute_default_rope_parameters, _compute_llama3_parameters). Host code; both backends use it.
+void llava_rope_inv_freq(int D, float theta, const llava_rope_scaling *scaling, float *inv_freq);
+
 typedef struct llava_ops llava_ops;
 typedef struct llava_backend llava_backend;  // the context every op runs in (kernels/backend.h)
 
@@ -119,24 +132,29 @@ struct llava_ops {
 
     // ---- rotary embedding (HF half-split: pairs (i, i + D/2)), in place on x (T, H*D) ACT.
     // pos (T) I32 gives each token's position (restarting at 0 for each packed sequence).
-    // inv_freq[i] = 1 / theta^(2i/D) in fp32; angles and cos/sin are fp32.
-    void (*rope_forward)(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta);
+    // inv_freq = llava_rope_inv_freq(D, theta, scaling) (NULL scaling: 1 / theta^(2i/D)) in fp32;
+    // angles and cos/sin are fp32. scaling is read on the host during the call.
+    void (*rope_forward)(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta,
+                         const llava_rope_scaling *scaling);
     // The transpose: dx = g*cos - rotate_half(g*sin), in place on the gradient.
-    void (*rope_backward)(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta);
+    void (*rope_backward)(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta,
+                          const llava_rope_scaling *scaling);
 
     // ---- attention over packed sequences. q (T, Hq*D), k and v (T, Hkv*D) ACT, head-major
     // features (head h owns columns [h*D, (h+1)*D)); Hq a multiple of Hkv (grouped queries).
     // cu_seqlens (n_seq + 1) I32: sequence s spans rows [cu[s], cu[s+1]); attention never crosses
-    // sequences. causal: key j <= query i only. out (T, Hq*D) ACT; lse (Hq, T) F32 saved for backward
+    // sequences. causal: key j <= query i only. window > 0 (causal only; backends with
+    // attention_window): Mistral's sliding window, key j seen by query i iff i - window < j <= i
+    // (positions within the sequence). out (T, Hq*D) ACT; lse (Hq, T) F32 saved for backward
     // (log-sum-exp of the scaled scores of each query row).
     void (*attention_forward)(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                               const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                              int causal);
+                              int causal, int window);
     // dq, dk, dv overwritten (same shapes as q, k, v); probabilities recomputed from lse.
     void (*attention_backward)(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                                const void *k, const void *v, const void *out, const float *lse,
                                const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                               int causal);
+                               int causal, int window);
 
     // ---- attention of query rows against a paged KV cache (generation: each sequence's new token,
     // or a few). k_cache and v_cache (n_blocks * block_size, Hkv*D) ACT hold the keys and values of
@@ -194,6 +212,9 @@ struct llava_ops {
     // The mask is a function of (seed, i), the same on every backend, so the backward draws it again
     // instead of storing it. p = 0 keeps every element. out may alias x.
     void (*dropout_scale)(llava_backend *be, void *out, const void *x, size_t n, float scale, float p, uint64_t seed);
+    // 1 when attention_forward/backward take a sliding window (window > 0); the model refuses a
+    // window that binds on a backend without it.
+    int attention_window;
 
     // ---- QLoRA's frozen weights: n weights out of NF4 with double quantisation (bitsandbytes'
     // dequantize_4bit, model/nf4.h) into out (ACT). For block b = i / 64:

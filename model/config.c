@@ -90,6 +90,42 @@ static int parse_llama(const cJSON *o, const char *where, llama_config *c) {
     TRY(json_int(o, "pad_token_id", &c->pad_token_id, where));
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o, "rope_scaling");
     c->has_rope_scaling = rs && !cJSON_IsNull(rs);
+    if (c->has_rope_scaling) {
+        char type[32] = "";
+        TRY(json_str(rs, "rope_type", type, sizeof type, where));
+        if (!type[0]) TRY(json_str(rs, "type", type, sizeof type, where));
+        if (strcmp(type, "llama3") == 0) {
+            c->rope_llama3 = 1;
+            c->rope_factor = 8, c->rope_low_freq_factor = 1, c->rope_high_freq_factor = 4, c->rope_original_max = 8192;
+            TRY(json_double(rs, "factor", &c->rope_factor, where));
+            TRY(json_double(rs, "low_freq_factor", &c->rope_low_freq_factor, where));
+            TRY(json_double(rs, "high_freq_factor", &c->rope_high_freq_factor, where));
+            TRY(json_int(rs, "original_max_position_embeddings", &c->rope_original_max, where));
+            if (!(c->rope_factor > 0 && c->rope_high_freq_factor > c->rope_low_freq_factor &&
+                  c->rope_low_freq_factor > 0 && c->rope_original_max > 0))
+                return llava_fail(
+                    "%s: rope_scaling llama3 with factor %g, low_freq_factor %g, high_freq_factor %g, "
+                    "original_max_position_embeddings %d",
+                    where, c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max);
+        }
+    }
+    // The families: LLaMA (vicuna, Llama-3), Mistral (a sliding window) and Qwen2 (q/k/v biases).
+    strcpy(c->model_type, "llama");
+    TRY(json_str(o, "model_type", c->model_type, sizeof c->model_type, where));
+    // Original LLaVA's configs are LlamaConfig with model_type "llava".
+    if (strcmp(c->model_type, "llava") == 0 || strcmp(c->model_type, "llava_llama") == 0)
+        strcpy(c->model_type, "llama");
+    if (strcmp(c->model_type, "llama") != 0 && strcmp(c->model_type, "mistral") != 0 &&
+        strcmp(c->model_type, "qwen2") != 0)
+        return llava_fail("%s: language model_type \"%s\" is not supported (llama, mistral, qwen2)", where,
+                          c->model_type);
+    if (strcmp(c->model_type, "qwen2") == 0) {
+        c->qkv_bias = 1;
+        int use_window = 0;
+        TRY(json_bool(o, "use_sliding_window", &use_window, where));
+        if (use_window) return llava_fail("%s: Qwen2's use_sliding_window is not supported", where);
+    }
+    if (strcmp(c->model_type, "mistral") == 0) TRY(json_int(o, "sliding_window", &c->sliding_window, where));
     if (c->num_attention_heads <= 0 || c->hidden_size <= 0 || c->num_hidden_layers < 0 || c->vocab_size <= 0 ||
         c->intermediate_size <= 0)
         return llava_fail("%s: language model sizes must be positive", where);
@@ -245,10 +281,8 @@ static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(o, "text_config");
     if (tc && !cJSON_IsNull(tc)) {
         if (!cJSON_IsObject(tc)) return llava_fail("%s: text_config is not an object", where);
-        char mt[32] = "llama";
-        TRY(json_str(tc, "model_type", mt, sizeof mt, where));
-        if (strcmp(mt, "llama") != 0)
-            return llava_fail("%s: text_config model_type \"%s\" is not supported (llama)", where, mt);
+        // parse_llama checks the model_type (llama, mistral, qwen2). Keys a text_config leaves out
+        // are LlamaConfig's defaults: LlavaConfig saves its text_config as a diff against those.
         char *w = xasprintf("%s: text_config", where);
         int rc = parse_llama(tc, w, &mc->text);
         free(w);
@@ -305,7 +339,7 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
     } else if (strcmp(mt, "llava") == 0) {
         out->kind = HF_LLAVA_HF;
         rc = parse_llava_hf(o, path, out);
-    } else if (strcmp(mt, "llama") == 0) {
+    } else if (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0) {
         out->kind = HF_LLAMA;
         rc = parse_llama(o, path, &out->text);
         out->has_text = 1;

@@ -22,7 +22,14 @@ typedef struct {
     int attention_bias;
     int mlp_bias;
     int bos_token_id, eos_token_id, pad_token_id;  // -1 when the config has none
-    int has_rope_scaling;                          // rope_scaling is not null: not supported by the model
+    int has_rope_scaling;                          // rope_scaling is not null
+    // rope_scaling {"rope_type": "llama3", ...} (Llama-3.1): the only kind the model computes
+    int rope_llama3;
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max;
+    char model_type[16];  // "llama", "mistral", "qwen2"
+    int qkv_bias;         // Qwen2: q, k and v have biases, o does not
+    int sliding_window;   // Mistral: a key is seen by the queries within this many positions; 0: no window
 } llama_config;
 
 // CLIPVisionConfig.

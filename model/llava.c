@@ -50,7 +50,8 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
         return llava_fail("model config: language model hidden_act \"%s\" is not supported (silu)", c->text.hidden_act);
     if (strcmp(c->vision.hidden_act, "quick_gelu") != 0)
         return llava_fail("model config: vision hidden_act \"%s\" is not supported (quick_gelu)", c->vision.hidden_act);
-    if (c->text.has_rope_scaling) return llava_fail("model config: rope_scaling is not supported");
+    if (c->text.has_rope_scaling && !c->text.rope_llama3)
+        return llava_fail("model config: rope_scaling of a type other than llama3 is not supported");
     if (c->vision.num_channels != 3)
         return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
     if (param_table_build(c, &m->pt) != 0) return -1;
@@ -60,6 +61,10 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
     m->padding_idx =
         (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
     m->layout = LAYOUT_UNKNOWN;
+    if (c->text.rope_llama3)
+        m->rope =
+            (llava_rope_scaling){LLAVA_ROPE_LLAMA3, (float)c->text.rope_factor, (float)c->text.rope_low_freq_factor,
+                                 (float)c->text.rope_high_freq_factor, c->text.rope_original_max};
     param_alloc(&m->pt);
     m->filled = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
     return 0;
@@ -436,7 +441,7 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
         ops->linear_forward(be, a->vq, x, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
         ops->linear_forward(be, a->vk, x, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
         ops->linear_forward(be, a->vv, x, P(m, c->v_w), P(m, c->v_b), R, Dv, Dv);
-        ops->attention_forward(be, a->vatt, a->vlse, a->vq, a->vk, a->vv, a->vcu, b->n_img, R, Hv, Hv, Dh, scale, 0);
+        ops->attention_forward(be, a->vatt, a->vlse, a->vq, a->vk, a->vv, a->vcu, b->n_img, R, Hv, Hv, Dh, scale, 0, 0);
         ops->linear_forward(be, x, a->vatt, P(m, c->o_w), P(m, c->o_b), R, Dv, Dv);
         ops->add_inplace(be, h, x, (size_t)R * Dv);
         ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, eps);
@@ -465,12 +470,32 @@ typedef struct {
     const int32_t *table;  // (n_seq, kv->max_blocks) I32 (decode)
 } lm_cache;
 
+// Mistral's sliding window for a training pass: 0 when no sequence of the batch is longer than it
+// (the window then changes nothing), else the window, which a backend without it refuses (-1).
+static int lm_window(const llava_model *m, const llava_batch *b) {
+    int w = m->cfg.text.sliding_window, longest = 0;
+    for (int s = 0; s < b->n_seq; s++)
+        if (b->cu_seqlens[s + 1] - b->cu_seqlens[s] > longest) longest = b->cu_seqlens[s + 1] - b->cu_seqlens[s];
+    if (w <= 0 || longest <= w) return 0;
+    if (!m->ops->attention_window)
+        return llava_fail(
+            "a %d-token sequence is longer than the language model's sliding window (%d): the %s "
+            "backend's attention has no sliding window",
+            longest, w, m->ops->name);
+    return w;
+}
+
+// The LM's RoPE scaling as the ops take it (NULL: none).
+static const llava_rope_scaling *lm_rope(const llava_model *m) { return m->rope.type ? &m->rope : NULL; }
+
 // The shapes one decoder layer works with.
 typedef struct {
     int T, d, qd, kvd, I, Hq, Hkv, D, n_seq;
     float eps, theta, scale;
-    const int32_t *pos, *cu;  // (T) and (n_seq + 1) on the backend
-    const lm_cache *cache;    // NULL but in inference passes
+    const llava_rope_scaling *rope;  // NULL: none
+    int window;                      // Mistral's sliding window where it binds in this pass, else 0
+    const int32_t *pos, *cu;         // (T) and (n_seq + 1) on the backend
+    const lm_cache *cache;           // NULL but in inference passes
 } lm_dims;
 
 // Decoder layer l: h_out = h_in + attention + MLP, keeping in *s what its backward reads.
@@ -485,8 +510,8 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     lm_linear(m, l, LORA_Q, s->q, s->n1, c->q, c->q_b, T, d, qd);
     lm_linear(m, l, LORA_K, s->k, s->n1, c->k, c->k_b, T, d, kvd);
     lm_linear(m, l, LORA_V, s->v, s->n1, c->v, c->v_b, T, d, kvd);
-    ops->rope_forward(be, s->q, z->pos, T, z->Hq, z->D, z->theta);
-    ops->rope_forward(be, s->k, z->pos, T, z->Hkv, z->D, z->theta);
+    ops->rope_forward(be, s->q, z->pos, T, z->Hq, z->D, z->theta, z->rope);
+    ops->rope_forward(be, s->k, z->pos, T, z->Hkv, z->D, z->theta, z->rope);
     const lm_cache *kc = z->cache;
     if (kc) {  // generation: this pass's keys and values join the cache
         ops->scatter_rows(be, kc->kv->k[l], s->k, kc->rows, T, kvd);
@@ -497,7 +522,7 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
                               kc->kv->max_blocks, kc->kv->block_size, kc->kv->n_blocks, z->Hq, z->Hkv, z->D, z->scale);
     else
         ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale,
-                               1);
+                               1, z->window);
     lm_linear(m, l, LORA_O, tmp, s->att, c->o, c->o_b, T, qd, d);
     ops->add(be, s->h_mid, h_in, tmp, (size_t)T * d);
     ops->rmsnorm_forward(be, s->n2, s->rstd2, s->h_mid, P(m, c->post_norm), T, d, z->eps);
@@ -639,7 +664,10 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     int mlp2 = m->cfg.glue.projector == PROJ_MLP2X_GELU;
     // ---- language model. hs[l] (T, d) is the input of layer l; hs[L] the final residual stream.
     void **hs = a->hs;
-    lm_dims z = {T, d, qd, kvd, I, Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D), a->pos, a->cu, NULL};
+    int window = lm_window(m, b);
+    if (window < 0) return -1;
+    lm_dims z = {T,          d,      qd,     kvd,   I,   Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D),
+                 lm_rope(m), window, a->pos, a->cu, NULL};
     for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l], hs[l + 1], &a->saved[keep ? l : 0], &z, a->tmp);
     ops->rmsnorm_forward(be, a->hn, a->rstd_f, hs[L], P(m, p->norm), T, d, eps);
     ops->linear_forward(be, a->logits, a->hn, P(m, p->head), NULL, T, d, V);  // (T, V); dlogits in place
@@ -672,9 +700,9 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
             // Attention: h_mid = hs[l] + o(attn(rope(q(n1)), rope(k(n1)), v(n1)))
             lm_linear_bwd(m, l, LORA_O, a->datt, dh, s->att, c->o, c->o_b, T, qd, d);
             ops->attention_backward(be, a->dq, a->dk, a->dv, a->datt, s->q, s->k, s->v, s->att, s->lse, a->cu, b->n_seq,
-                                    T, Hq, Hkv, D, z.scale, 1);
-            ops->rope_backward(be, a->dq, a->pos, T, Hq, D, theta);
-            ops->rope_backward(be, a->dk, a->pos, T, Hkv, D, theta);
+                                    T, Hq, Hkv, D, z.scale, 1, z.window);
+            ops->rope_backward(be, a->dq, a->pos, T, Hq, D, theta, z.rope);
+            ops->rope_backward(be, a->dk, a->pos, T, Hkv, D, theta, z.rope);
             lm_linear_bwd(m, l, LORA_Q, dhn, a->dq, s->n1, c->q, c->q_b, T, d, qd);
             lm_linear_bwd(m, l, LORA_K, dx, a->dk, s->n1, c->k, c->k_b, T, d, kvd);
             ops->add_inplace(be, dhn, dx, (size_t)T * d);
@@ -835,6 +863,12 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
             return llava_fail("inference pass: slot %d holds blocks for %d tokens, not %d", sl,
                               kv->held[sl] * kv->block_size, kv->len[sl] + len);
         if (kv->len[sl]) prefill = 0;
+        // Generation attends to the whole cache: past Mistral's sliding window that is another model.
+        if (tc->sliding_window > 0 && kv->len[sl] + len > tc->sliding_window)
+            return llava_fail(
+                "inference pass: sequence %d reaches %d tokens, past the language model's sliding window "
+                "(%d): generation with the window is not implemented",
+                s, kv->len[sl] + len, tc->sliding_window);
     }
     if (!ops->attention_decode && !prefill)
         return llava_fail("the %s backend has no attention_decode: it cannot continue a cached sequence", ops->name);
@@ -870,8 +904,9 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     lm_cache cache = {kv, d_rows, !prefill, d_seq, d_table};
 
     void **hs = a->hs;
-    lm_dims z = {T,      d,     Hq * D, Hkv * D, I, Hq, Hkv, D, n, eps, (float)tc->rope_theta, 1.0f / sqrtf((float)D),
-                 a->pos, a->cu, &cache};
+    lm_dims z = {
+        T,          d, Hq * D, Hkv * D, I,     Hq, Hkv, D, n, eps, (float)tc->rope_theta, 1.0f / sqrtf((float)D),
+        lm_rope(m), 0, a->pos, a->cu,   &cache};
     // Layer inputs in turn in hs[0] and hs[1] (an inference plan keeps two); a training plan's hs[0]
     // and hs[1] serve the same way.
     for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l & 1], hs[(l + 1) & 1], &a->saved[0], &z, a->tmp);

@@ -95,6 +95,7 @@ typedef struct {
     } * nf4;
     float *nf4_tables;
     void *nf4_scratch;
+    llava_rope_scaling rope;  // the LM's rope_scaling (type LLAVA_ROPE_DEFAULT: none)
 } llava_model;
 
 // 1 when group g receives gradients (its GRAD buffer, or slots handed out by the optimizer).

@@ -53,6 +53,7 @@ static int64_t dim_of(const dims *z, int d) {
 enum {
     ALWAYS = 0,
     IF_ATTN_BIAS,
+    IF_QKV_BIAS,  // q, k, v biases: attention_bias, or Qwen2's (whose o_proj has none)
     IF_MLP_BIAS,
     IF_PROJ_BIAS,
     IF_MLP2,
@@ -116,11 +117,11 @@ static const view_spec LM_EMBED[] = {
 static const view_spec LM_LAYER[] = {
     {"input_layernorm.weight", LM(in_norm), {D_DT}, ALWAYS},
     {"self_attn.q_proj.weight", LM(q), {D_QD, D_DT}, ALWAYS},
-    {"self_attn.q_proj.bias", LM(q_b), {D_QD}, IF_ATTN_BIAS},
+    {"self_attn.q_proj.bias", LM(q_b), {D_QD}, IF_QKV_BIAS},
     {"self_attn.k_proj.weight", LM(k), {D_KVD, D_DT}, ALWAYS},
-    {"self_attn.k_proj.bias", LM(k_b), {D_KVD}, IF_ATTN_BIAS},
+    {"self_attn.k_proj.bias", LM(k_b), {D_KVD}, IF_QKV_BIAS},
     {"self_attn.v_proj.weight", LM(v), {D_KVD, D_DT}, ALWAYS},
-    {"self_attn.v_proj.bias", LM(v_b), {D_KVD}, IF_ATTN_BIAS},
+    {"self_attn.v_proj.bias", LM(v_b), {D_KVD}, IF_QKV_BIAS},
     {"self_attn.o_proj.weight", LM(o), {D_DT, D_QD}, ALWAYS},
     {"self_attn.o_proj.bias", LM(o_b), {D_DT}, IF_ATTN_BIAS},
     {"post_attention_layernorm.weight", LM(post_norm), {D_DT}, ALWAYS},
@@ -151,6 +152,7 @@ static const view_spec LM_TOP[] = {
 static int spec_exists(const view_spec *s, const model_config *mc) {
     switch (s->when) {
     case IF_ATTN_BIAS: return mc->text.attention_bias;
+    case IF_QKV_BIAS: return mc->text.attention_bias || mc->text.qkv_bias;
     case IF_MLP_BIAS: return mc->text.mlp_bias;
     case IF_PROJ_BIAS: return mc->glue.projector_bias;
     case IF_MLP2: return mc->glue.projector == PROJ_MLP2X_GELU;

@@ -52,12 +52,37 @@ static void test_defaults(void) {
     CHECK_EQ_INT(mc.glue.drop_cls, 0);
 }
 
+// The language-model families: Llama-3.1's rope_scaling, Mistral's window, Qwen2's q/k/v biases.
+static void test_families(void) {
+    model_config mc;
+    CHECK(parse("{\"model_type\":\"llama\",\"rope_theta\":500000.0,\"rope_scaling\":{\"factor\":8.0,"
+                "\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192,"
+                "\"rope_type\":\"llama3\"}}",
+                &mc) == 0,
+          "%s", llava_errmsg());
+    CHECK(mc.text.rope_llama3 && mc.text.rope_factor == 8 && mc.text.rope_high_freq_factor == 4 &&
+              mc.text.rope_original_max == 8192 && mc.text.rope_theta == 500000,
+          "llama3 rope_scaling");
+    CHECK(parse("{\"model_type\":\"mistral\",\"sliding_window\":4096,\"num_key_value_heads\":8}", &mc) == 0, "%s",
+          llava_errmsg());
+    CHECK(mc.text.sliding_window == 4096 && mc.text.num_key_value_heads == 8 && !mc.text.qkv_bias, "mistral");
+    CHECK(parse("{\"model_type\":\"mistral\",\"sliding_window\":null}", &mc) == 0 && mc.text.sliding_window == 0,
+          "mistral without a window");
+    CHECK(parse("{\"model_type\":\"llava\",\"text_config\":{\"model_type\":\"qwen2\",\"use_sliding_window\":false,"
+                "\"tie_word_embeddings\":true}}",
+                &mc) == 0,
+          "%s", llava_errmsg());
+    CHECK(mc.text.qkv_bias && !mc.text.attention_bias && mc.text.tie_word_embeddings &&
+              !strcmp(mc.text.model_type, "qwen2"),
+          "qwen2 text_config");
+}
+
 static void test_errors(void) {
     model_config mc;
     CHECK(parse("{\"model_type\":\"llama\",\"hidden_size\":\"4096\"}", &mc) != 0, "string size accepted");
     CHECK_ERR_HAS("hidden_size");
-    CHECK(parse("{\"model_type\":\"mistral\"}", &mc) != 0, "mistral accepted");
-    CHECK_ERR_HAS("mistral");
+    CHECK(parse("{\"model_type\":\"gemma\"}", &mc) != 0, "gemma accepted");
+    CHECK_ERR_HAS("gemma");
     CHECK(parse("{\"hidden_size\":4096}", &mc) != 0, "no model_type accepted");
     CHECK_ERR_HAS("model_type");
     CHECK(parse("{\"model_type\":\"llava\",\"vision_feature_layer\":[-2,-5]}", &mc) != 0, "layer list accepted");
@@ -67,8 +92,14 @@ static void test_errors(void) {
     CHECK(parse("{\"model_type\":\"llama\",\"hidden_size\":100,\"num_attention_heads\":3}", &mc) != 0,
           "100/3 accepted");
     CHECK_ERR_HAS("divisible");
-    CHECK(parse("{\"model_type\":\"llava\",\"text_config\":{\"model_type\":\"mistral\"}}", &mc) != 0, "mistral text");
+    CHECK(parse("{\"model_type\":\"llava\",\"text_config\":{\"model_type\":\"gemma\"}}", &mc) != 0, "gemma text");
     CHECK_ERR_HAS("text_config");
+    CHECK_ERR_HAS("llama, mistral, qwen2");
+    CHECK(parse("{\"model_type\":\"llama\",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", &mc) == 0 &&
+              mc.text.has_rope_scaling && !mc.text.rope_llama3,
+          "yarn read as llama3");
+    CHECK(parse("{\"model_type\":\"qwen2\",\"use_sliding_window\":true}", &mc) != 0, "Qwen2's window accepted");
+    CHECK_ERR_HAS("use_sliding_window");
     CHECK(parse("[1]", &mc) != 0, "array accepted");
     CHECK(parse("{\"model_type\":\"llava\",\"mm_vision_tower\":\"x\",\"mm_projector_type\":\"qformer\"}", &mc) != 0,
           "qformer");
@@ -403,6 +434,7 @@ static void test_save_pretrained_folders(void) {
 int main(void) {
     test_save_pretrained_folders();
     test_defaults();
+    test_families();
     test_errors();
     test_published_counts();
     test_names();

@@ -234,6 +234,12 @@ int main(void) {
     checkpointing("tiny64");
     parity("tiny64");
     parity("tiny128");
+    // The other language-model families (tools/reference/make_lm_family_goldens.py): Qwen2 (q/k/v
+    // biases, grouped queries, tied head), Llama-3.1 (rope_theta 500000 with llama3 rope scaling,
+    // positions past its original length), Mistral (a sliding window of 8 that binds).
+    parity("tinyqwen2");
+    parity("tinyllama3");
+    parity("tinymistral");
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);
     printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");

@@ -39,14 +39,14 @@ static void v_layernorm_no_features(llava_backend *be) {
 }
 static void v_rmsnorm_null(llava_backend *be) { be->ops->rmsnorm_backward(be, A, NULL, NULL, B, C, D, 3, 8); }
 static void v_silu_null(llava_backend *be) { be->ops->silu_mul_forward(be, A, B, NULL, 16); }
-static void v_rope_odd(llava_backend *be) { be->ops->rope_forward(be, A, IDS, 4, 2, 63, 10000.0f); }
+static void v_rope_odd(llava_backend *be) { be->ops->rope_forward(be, A, IDS, 4, 2, 63, 10000.0f, NULL); }
 static void v_attention_heads(llava_backend *be) {
     static const int32_t cu[2] = {0, 4};
-    be->ops->attention_forward(be, A, B, C, D, A, cu, 1, 4, 3, 2, 8, 0.3f, 1);
+    be->ops->attention_forward(be, A, B, C, D, A, cu, 1, 4, 3, 2, 8, 0.3f, 1, 0);
 }
 static void v_attention_cu(llava_backend *be) {
     static const int32_t cu[3] = {0, 6, 4};  // decreasing: sequence 1 would run backwards
-    be->ops->attention_backward(be, A, B, C, D, A, B, C, D, A, cu, 2, 6, 2, 2, 8, 0.3f, 0);
+    be->ops->attention_backward(be, A, B, C, D, A, B, C, D, A, cu, 2, 6, 2, 2, 8, 0.3f, 0, 0);
 }
 // attention_decode over a cache of 4 blocks of 16 rows, 2 sequences of up to 2 blocks, one query
 // (T = 1, Hq = Hkv = 2, D = 8): the table's second entry of sequence 0 is `blk1`.

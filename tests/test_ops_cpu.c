@@ -281,11 +281,11 @@ static void rope_contracts(const opcheck_case *c, opcheck_data *d) {
     const float *x = d->host[0];
     float *y = xmalloc(n * sizeof(float));
     memcpy(y, x, n * sizeof(float));
-    ops->rope_forward(be, y, d->host[1], T, H, D, (float)c->f);
+    ops->rope_forward(be, y, d->host[1], T, H, D, (float)c->f, NULL);
     CHECK(same_bits(y, x, row) && same_bits(y + 5 * row, x, row), "position 0 must leave the token unchanged");
     CHECK(same_bits(y + 5 * row, y, 5 * row), "positions restarting per sequence");
     CHECK(!same_bits(y + row, x + row, row), "position 1 must rotate");
-    ops->rope_backward(be, y, d->host[1], T, H, D, (float)c->f);
+    ops->rope_backward(be, y, d->host[1], T, H, D, (float)c->f, NULL);
     double *xd = xmalloc(n * sizeof(double));
     for (size_t i = 0; i < n; i++) xd[i] = x[i];
     char what[96];
@@ -306,7 +306,7 @@ static void test_rope_inv_freq(void) {
         x[i * D + i] = 1.0f;
         pos[i] = 1;
     }
-    ops->rope_forward(be, x, pos, half, 1, D, 10000.0f);
+    ops->rope_forward(be, x, pos, half, 1, D, 10000.0f, NULL);
     double f[half];
     for (int i = 0; i < half; i++) f[i] = atan2(x[i * D + i + half], x[i * D + i]);
     // Spec values have 7-8 significant digits; fp32 inv_freq carries ~6e-8 relative.
@@ -330,7 +330,7 @@ static void attention_isolation(const opcheck_case *c, opcheck_data *d) {
     float *out2 = xmalloc(nq * sizeof(float)), *lse2 = xmalloc(nl * sizeof(float));
     float *q2 = xmalloc(nq * sizeof(float)), *k2 = xmalloc(nk * sizeof(float)), *v2 = xmalloc(nk * sizeof(float));
     float scale = (float)c->f;
-    ops->attention_forward(be, out, lse, q, k, v, cu, n_seq, T, Hq, Hkv, D, scale, causal);
+    ops->attention_forward(be, out, lse, q, k, v, cu, n_seq, T, Hq, Hkv, D, scale, causal, 0);
     memcpy(q2, q, nq * sizeof(float)), memcpy(k2, k, nk * sizeof(float)), memcpy(v2, v, nk * sizeof(float));
     for (int t = cu[1]; t < cu[2]; t++) {
         for (int ch = 0; ch < Hq * D; ch++) q2[(size_t)t * Hq * D + ch] += 0.5f;
@@ -339,7 +339,7 @@ static void attention_isolation(const opcheck_case *c, opcheck_data *d) {
             v2[(size_t)t * Hkv * D + ch] += 1.0f;
         }
     }
-    ops->attention_forward(be, out2, lse2, q2, k2, v2, cu, n_seq, T, Hq, Hkv, D, scale, causal);
+    ops->attention_forward(be, out2, lse2, q2, k2, v2, cu, n_seq, T, Hq, Hkv, D, scale, causal, 0);
     size_t a0 = (size_t)cu[1] * Hq * D, a1 = (size_t)cu[2] * Hq * D;
     CHECK(same_bits(out2, out, a0) && same_bits(out2 + a1, out + a1, nq - a1),
           "changing sequence 1 changed another sequence's output");
@@ -356,7 +356,7 @@ static void attention_isolation(const opcheck_case *c, opcheck_data *d) {
             k2[(size_t)last * Hkv * D + ch] += 1.0f;
             v2[(size_t)last * Hkv * D + ch] -= 1.0f;
         }
-        ops->attention_forward(be, out2, lse2, q2, k2, v2, cu, n_seq, T, Hq, Hkv, D, scale, causal);
+        ops->attention_forward(be, out2, lse2, q2, k2, v2, cu, n_seq, T, Hq, Hkv, D, scale, causal, 0);
         CHECK(same_bits(out2, out, (size_t)last * Hq * D), "a future key changed an earlier row");
         size_t at = (size_t)last * Hq * D;
         CHECK(last == first || !same_bits(out2 + at, out + at, (size_t)Hq * D), "the last row ignores its own key");
@@ -398,7 +398,7 @@ static void decode_matches_forward(const opcheck_case *c, opcheck_data *d) {
             memcpy(kf + (size_t)i * ks, kc + row * ks, ks * sizeof(float));
             memcpy(vf + (size_t)i * ks, vc + row * ks, ks * sizeof(float));
         }
-        ops->attention_forward(be, of, lse, qf, kf, vf, cu, 1, L, Hq, Hkv, D, scale, 1);
+        ops->attention_forward(be, of, lse, qf, kf, vf, cu, 1, L, Hq, Hkv, D, scale, 1, 0);
         for (size_t i = 0; i < qs; i++) fwd[(size_t)t * qs + i] = of[(size_t)(L - 1) * qs + i];
         ops->attention_decode(be, one, q + (size_t)t * qs, kc, vc, table, seq + t, pos + t, 1, n_seq, max_blocks, bs,
                               n_blocks, Hq, Hkv, D, scale);

@@ -21,13 +21,17 @@ static int longest_sequence(const int32_t *cu_seqlens, int n_seq) {
     return longest;
 }
 
-// Keys a query row may see: all L of its sequence, or the first i+1 under the causal mask. HF's
-// eager mask adds finfo.min, whose exp underflows to exactly the 0 that skipping the keys gives.
+// Keys a query row may see: all L of its sequence, or the first i+1 under the causal mask, of which
+// a sliding window keeps the last `window`: [first, n). HF's eager mask adds finfo.min, whose exp
+// underflows to exactly the 0 that skipping the keys gives.
 static int visible_keys(int i, int L, int causal) { return causal ? i + 1 : L; }
+static int first_key(int i, int causal, int window) {
+    return causal && window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+}
 
 void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void *q_, const void *k_, const void *v_,
-                           const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                           int causal) {
+                           const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal,
+                           int window) {
     req_attention_forward(be, out_, lse, q_, k_, v_, cu_seqlens, n_seq, T, Hq, Hkv, D);
     req_cu_seqlens(be, "attention_forward", cu_seqlens, n_seq, T);
     float *out = out_;                                // (T, Hq*D); lse (Hq, T)
@@ -48,13 +52,14 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
                         L);
             for (int i = 0; i < L; i++) {
                 float *row = P + (size_t)i * L;
-                int n = visible_keys(i, L, causal);
-                float m = row[0];
-                for (int j = 1; j < n; j++) m = row[j] > m ? row[j] : m;
+                int n = visible_keys(i, L, causal), j0 = first_key(i, causal, window);
+                float m = row[j0];
+                for (int j = j0 + 1; j < n; j++) m = row[j] > m ? row[j] : m;
                 double sum = 0.0;
-                for (int j = 0; j < n; j++) sum += exp((double)row[j] - m);
+                for (int j = j0; j < n; j++) sum += exp((double)row[j] - m);
                 double row_lse = m + log(sum);
-                for (int j = 0; j < n; j++) row[j] = (float)exp((double)row[j] - row_lse);
+                for (int j = 0; j < j0; j++) row[j] = 0.0f;
+                for (int j = j0; j < n; j++) row[j] = (float)exp((double)row[j] - row_lse);
                 for (int j = n; j < L; j++) row[j] = 0.0f;
                 lse[(size_t)h * T + start + i] = (float)row_lse;
             }
@@ -72,7 +77,7 @@ void cpu_attention_forward(llava_backend *be, void *out_, float *lse, const void
 void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, const void *dout_, const void *q_,
                             const void *k_, const void *v_, const void *out_, const float *lse,
                             const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                            int causal) {
+                            int causal, int window) {
     req_attention_backward(be, dq_, dk_, dv_, dout_, q_, k_, v_, out_, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
     req_cu_seqlens(be, "attention_backward", cu_seqlens, n_seq, T);
     float *dq = dq_;            // (T, Hq*D)
@@ -100,9 +105,10 @@ void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, 
                         L);
             for (int i = 0; i < L; i++) {
                 float *row = P + (size_t)i * L;
-                int n = visible_keys(i, L, causal);
+                int n = visible_keys(i, L, causal), j0 = first_key(i, causal, window);
                 double row_lse = lse[(size_t)h * T + start + i];
-                for (int j = 0; j < n; j++) row[j] = (float)exp((double)row[j] - row_lse);
+                for (int j = 0; j < j0; j++) row[j] = 0.0f;
+                for (int j = j0; j < n; j++) row[j] = (float)exp((double)row[j] - row_lse);
                 for (int j = n; j < L; j++) row[j] = 0.0f;
                 const float *o = out + qoff + (size_t)i * qs, *g = dout + qoff + (size_t)i * qs;
                 double d = 0.0;

@@ -52,6 +52,7 @@ static const llava_ops cpu_table = {
     .add_inplace = cpu_add_inplace,
     .dropout_scale = cpu_dropout_scale,
     .nf4_dequantize = cpu_nf4_dequantize,
+    .attention_window = 1,
     .adamw = cpu_adamw,
     .grad_sq_sum = cpu_grad_sq_sum,
 };

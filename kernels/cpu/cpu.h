@@ -59,16 +59,18 @@ void cpu_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void
                            const void *up, size_t n);
 
 // rope.c
-void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta);
-void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta);
+void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta,
+                      const llava_rope_scaling *scaling);
+void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta,
+                       const llava_rope_scaling *scaling);
 
 // attention.c
 void cpu_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
-                           const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                           int causal);
+                           const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal,
+                           int window);
 void cpu_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                             const void *k, const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
-                            int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
+                            int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal, int window);
 void cpu_attention_decode(llava_backend *be, void *out, const void *q, const void *k_cache, const void *v_cache,
                           const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
                           int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale);

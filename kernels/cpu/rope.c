@@ -9,18 +9,13 @@
 #include "cpu.h"
 #include "kernels/op_require.h"
 
-// inv_freq[i] = 1 / theta^(fp32(2i) / D), every step in fp32 as _compute_default_rope_parameters.
-static float *rope_inv_freq(int D, float theta) {
-    float *f = xmalloc((size_t)(D / 2) * sizeof(float));  // (D/2)
-    for (int i = 0; i < D / 2; i++) f[i] = 1.0f / powf(theta, (float)(2 * i) / (float)D);
-    return f;
-}
-
 // Applies the rotation by +angle (forward) or -angle (backward: the transpose of a rotation is the
 // rotation back, which is spec §2.4's dx = g*cos - rotate_half(g*sin)).
-static void rope_rotate(float *x, const int32_t *pos, int T, int H, int D, float theta, float sign) {
+static void rope_rotate(float *x, const int32_t *pos, int T, int H, int D, float theta,
+                        const llava_rope_scaling *scaling, float sign) {
     int half = D / 2;
-    float *inv_freq = rope_inv_freq(D, theta);
+    float *inv_freq = xmalloc((size_t)half * sizeof(float));  // (D/2)
+    llava_rope_inv_freq(D, theta, scaling, inv_freq);
     float *cs = xmalloc((size_t)D * sizeof(float));  // (D): cos in [0, half), sin in [half, D)
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
@@ -43,12 +38,14 @@ static void rope_rotate(float *x, const int32_t *pos, int T, int H, int D, float
     free(inv_freq);
 }
 
-void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta) {
+void cpu_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta,
+                      const llava_rope_scaling *scaling) {
     req_rope(be, "rope_forward", x, pos, T, H, D);
-    rope_rotate(x, pos, T, H, D, theta, 1.0f);  // x (T, H*D); pos (T)
+    rope_rotate(x, pos, T, H, D, theta, scaling, 1.0f);  // x (T, H*D); pos (T)
 }
 
-void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta) {
+void cpu_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta,
+                       const llava_rope_scaling *scaling) {
     req_rope(be, "rope_backward", dx, pos, T, H, D);
-    rope_rotate(dx, pos, T, H, D, theta, -1.0f);  // dx (T, H*D); pos (T)
+    rope_rotate(dx, pos, T, H, D, theta, scaling, -1.0f);  // dx (T, H*D); pos (T)
 }

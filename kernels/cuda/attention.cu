@@ -759,8 +759,11 @@ void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, c
 
 extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k,
                                        const void *v, const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv,
-                                       int D, float scale, int causal) {
+                                       int D, float scale, int causal, int window) {
     req_attention_forward(be, out, lse, q, k, v, cu_seqlens, n_seq, T, Hq, Hkv, D);
+    // No sliding window here (ops attention_window 0): the model passes one only where it binds,
+    // and refuses that on this backend.
+    CUDA_REQUIRE(window == 0, "attention_forward: the CUDA kernels take no sliding window");
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
     cudaStream_t st = cuda_stream_of(be);
@@ -782,8 +785,9 @@ extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse,
 extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout,
                                         const void *q, const void *k, const void *v, const void *out, const float *lse,
                                         const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D,
-                                        float scale, int causal) {
+                                        float scale, int causal, int window) {
     req_attention_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
+    CUDA_REQUIRE(window == 0, "attention_backward: the CUDA kernels take no sliding window");
     check_args(n_seq, T, Hq, Hkv, D);
     if (T == 0 || n_seq == 0) return;
     cudaStream_t st = cuda_stream_of(be);

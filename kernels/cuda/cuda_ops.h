@@ -72,17 +72,19 @@ void cuda_nf4_dequantize(llava_backend *be, void *out, const uint8_t *packed, co
                          const float *absmax2, const float *tables, float offset, size_t n, int round_bf16);
 
 // rope.cu
-void cuda_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta);
-void cuda_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta);
+void cuda_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta,
+                       const llava_rope_scaling *scaling);
+void cuda_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta,
+                        const llava_rope_scaling *scaling);
 
 // attention.cu: flash-attention style (tiled, online softmax, mma.sync bf16 on sm_80+), packed
 // variable-length sequences, causal and bidirectional, grouped queries, head dims 64 and 128.
 void cuda_attention_forward(llava_backend *be, void *out, float *lse, const void *q, const void *k, const void *v,
                             const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D, float scale,
-                            int causal);
+                            int causal, int window);
 void cuda_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, const void *dout, const void *q,
                              const void *k, const void *v, const void *out, const float *lse, const int32_t *cu_seqlens,
-                             int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal);
+                             int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal, int window);
 
 // attention_decode.cu: query rows against a paged KV cache, flash-decoding style (the keys split
 // over CTAs by the row's own context, so batch composition changes no bits), head dims 64 and 128

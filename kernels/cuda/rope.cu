@@ -35,23 +35,25 @@ __global__ void rope_kernel(uint16_t *x, const int32_t *pos, int T, int H, int D
     }
 }
 
-static void rope_launch(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta, float sign) {
+static void rope_launch(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta,
+                        const llava_rope_scaling *scaling, float sign) {
     if (T <= 0 || H <= 0 || D <= 0) return;
     CUDA_REQUIRE(D % 2 == 0 && D / 2 <= ROPE_MAX_HALF, "rope: head dim must be even and at most 512");
     rope_freqs freqs;
-    // The same expression as kernels/cpu/rope.c rope_inv_freq, on the host.
-    for (int i = 0; i < D / 2; i++) freqs.f[i] = 1.0f / powf(theta, (float)(2 * i) / (float)D);
+    llava_rope_inv_freq(D, theta, scaling, freqs.f);  // the CPU backend's, on the host
     size_t work = (size_t)T * (D / 2);
     rope_kernel<<<grid_for(work, 256), 256, 0, cuda_stream_of(be)>>>((uint16_t *)x, pos, T, H, D, freqs, sign);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cuda_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta) {
+extern "C" void cuda_rope_forward(llava_backend *be, void *x, const int32_t *pos, int T, int H, int D, float theta,
+                                  const llava_rope_scaling *scaling) {
     req_rope(be, "rope_forward", x, pos, T, H, D);
-    rope_launch(be, x, pos, T, H, D, theta, 1.0f);
+    rope_launch(be, x, pos, T, H, D, theta, scaling, 1.0f);
 }
 
-extern "C" void cuda_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta) {
+extern "C" void cuda_rope_backward(llava_backend *be, void *dx, const int32_t *pos, int T, int H, int D, float theta,
+                                   const llava_rope_scaling *scaling) {
     req_rope(be, "rope_backward", dx, pos, T, H, D);
-    rope_launch(be, dx, pos, T, H, D, theta, -1.0f);
+    rope_launch(be, dx, pos, T, H, D, theta, scaling, -1.0f);
 }

@@ -43,7 +43,7 @@ int export_projector(const llava_model *m, const char *path, dtype_t dtype) {
 
 static cJSON *text_config_json(const llama_config *t, int vocab) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "model_type", "llama");
+    cJSON_AddStringToObject(j, "model_type", t->model_type[0] ? t->model_type : "llama");
     cJSON_AddNumberToObject(j, "vocab_size", vocab);
     cJSON_AddNumberToObject(j, "hidden_size", t->hidden_size);
     cJSON_AddNumberToObject(j, "intermediate_size", t->intermediate_size);
@@ -59,6 +59,22 @@ static cJSON *text_config_json(const llama_config *t, int vocab) {
     cJSON_AddNumberToObject(j, "bos_token_id", t->bos_token_id);
     cJSON_AddNumberToObject(j, "eos_token_id", t->eos_token_id);
     if (t->pad_token_id >= 0) cJSON_AddNumberToObject(j, "pad_token_id", t->pad_token_id);
+    // The families' own keys (Qwen2's q/k/v biases need none: Qwen2Config always has them).
+    if (t->attention_bias) cJSON_AddBoolToObject(j, "attention_bias", 1);
+    if (t->mlp_bias) cJSON_AddBoolToObject(j, "mlp_bias", 1);
+    if (t->rope_llama3) {
+        cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
+        cJSON_AddStringToObject(rs, "rope_type", "llama3");
+        cJSON_AddNumberToObject(rs, "factor", t->rope_factor);
+        cJSON_AddNumberToObject(rs, "low_freq_factor", t->rope_low_freq_factor);
+        cJSON_AddNumberToObject(rs, "high_freq_factor", t->rope_high_freq_factor);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", t->rope_original_max);
+    }
+    if (!strcmp(t->model_type, "mistral")) {
+        if (t->sliding_window > 0) cJSON_AddNumberToObject(j, "sliding_window", t->sliding_window);
+        else cJSON_AddNullToObject(j, "sliding_window");
+    }
+    if (!strcmp(t->model_type, "qwen2")) cJSON_AddBoolToObject(j, "use_sliding_window", 0);
     return j;
 }
 

@@ -109,7 +109,7 @@ static void gpu_forward(gpu_ctx *g) {
     g->ops->upload(g->be, BUF_ACT, g->out, g->nan_buf, g->nq);
     g->ops->upload(g->be, BUF_F32, g->lse, g->nan_buf, g->nl);
     g->ops->attention_forward(g->be, g->out, g->lse, g->q, g->k, g->v, g->cu, g->n_seq, g->T, g->Hq, g->Hkv, g->D,
-                              g->scale, g->causal);
+                              g->scale, g->causal, 0);
 }
 
 // Backward from the given out and lse (device buffers).
@@ -118,7 +118,7 @@ static void gpu_backward(gpu_ctx *g, const void *out, const float *lse) {
     g->ops->upload(g->be, BUF_ACT, g->dk, g->nan_buf, g->nk);
     g->ops->upload(g->be, BUF_ACT, g->dv, g->nan_buf, g->nk);
     g->ops->attention_backward(g->be, g->dq, g->dk, g->dv, g->dout, g->q, g->k, g->v, out, lse, g->cu, g->n_seq, g->T,
-                               g->Hq, g->Hkv, g->D, g->scale, g->causal);
+                               g->Hq, g->Hkv, g->D, g->scale, g->causal, 0);
 }
 
 static void gpu_download(gpu_ctx *g, results *r) {
@@ -218,11 +218,11 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
     results ref;
     results_alloc(&ref, &g);
     double t0 = seconds();
-    cpu->attention_forward(cbe, ref.out, ref.lse, q, k, v, cu, c->n_seq, T, c->Hq, c->Hkv, c->D, g.scale, c->causal);
+    cpu->attention_forward(cbe, ref.out, ref.lse, q, k, v, cu, c->n_seq, T, c->Hq, c->Hkv, c->D, g.scale, c->causal, 0);
     float *out_b = xmalloc(g.nq * sizeof(float));  // the backward's `out`: the reference's, in bf16
     for (size_t i = 0; i < g.nq; i++) out_b[i] = bf16_to_f32(f32_to_bf16(ref.out[i]));
     cpu->attention_backward(cbe, ref.dq, ref.dk, ref.dv, dout, q, k, v, out_b, ref.lse, cu, c->n_seq, T, c->Hq, c->Hkv,
-                            c->D, g.scale, c->causal);
+                            c->D, g.scale, c->causal, 0);
     double t_cpu = seconds() - t0;
 
     // Device buffers.
@@ -280,13 +280,13 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
         double tf = seconds();
         for (int i = 0; i < reps; i++)
             gpu->attention_forward(gbe, g.out, g.lse, g.q, g.k, g.v, g.cu, g.n_seq, T, g.Hq, g.Hkv, g.D, g.scale,
-                                   g.causal);
+                                   g.causal, 0);
         gpu->sync(gbe);
         tf = (seconds() - tf) / reps;
         double tb = seconds();
         for (int i = 0; i < reps; i++)
             gpu->attention_backward(gbe, g.dq, g.dk, g.dv, g.dout, g.q, g.k, g.v, g.out_in, g.lse_in, g.cu, g.n_seq, T,
-                                    g.Hq, g.Hkv, g.D, g.scale, g.causal);
+                                    g.Hq, g.Hkv, g.D, g.scale, g.causal, 0);
         gpu->sync(gbe);
         tb = (seconds() - tb) / reps;
         double pairs = 0.0;  // (query, key) pairs computed

@@ -418,7 +418,7 @@ static void test_rope_round_trip(void) {
         int T = (int)c->n[0], H = (int)c->n[1], D = (int)c->n[2];
         opcheck_run *r = opcheck_setup(gbe, &d, OPCHECK_RUN_PLAIN);
         opcheck_exec(r);
-        gpu->rope_backward(gbe, opcheck_ptr(r, 0), opcheck_ptr(r, 1), T, H, D, (float)c->f);
+        gpu->rope_backward(gbe, opcheck_ptr(r, 0), opcheck_ptr(r, 1), T, H, D, (float)c->f, NULL);
         float *h = opcheck_fetch(r, 0);
         char what[128];
         snprintf(what, sizeof what, "  rope_backward(rope_forward(x)) = x, T=%d H=%d D=%d", T, H, D);
