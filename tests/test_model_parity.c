@@ -18,6 +18,7 @@
 #include "check.h"
 #include "common/util.h"
 #include "model/batch_hf.h"
+#include "model/io/export.h"
 #include "model/io/safetensors.h"
 #include "model/llava.h"
 
@@ -230,6 +231,45 @@ static void checkpointing(const char *cfg) {
     llava_model_free(&m);
 }
 
+// A family's llava-hf export (its text_config keys: model_type, rope_scaling, sliding_window, the tied
+// head) reloads to the same logits bit for bit. LLAVA_KEEP_EXPORT=DIR keeps the folders (DIR/<cfg>)
+// for a look with transformers.
+static void export_roundtrip(const char *cfg) {
+    char dir[256], inputs[256];
+    golden(cfg, "model", dir);
+    golden(cfg, "inputs.safetensors", inputs);
+    const char *keep = getenv("LLAVA_KEEP_EXPORT");
+    char *tmp = keep ? NULL : check_tmpdir(), *out = path_join(keep ? keep : tmp, cfg);
+    llava_model a, b;
+    CHECK(llava_model_load(&a, dir, test_cpu()) == 0, "%s", llava_errmsg());
+    CHECK(export_llava_hf(&a, out, DT_F32) == 0, "%s", llava_errmsg());
+    CHECK(llava_model_load(&b, out, test_cpu()) == 0, "%s: %s", cfg, llava_errmsg());
+    llava_batch ba, bb;
+    CHECK(llava_batch_from_file(&ba, &a, inputs, NULL, NULL) == 0 &&
+              llava_batch_from_file(&bb, &b, inputs, NULL, NULL) == 0,
+          "%s", llava_errmsg());
+    size_t n = (size_t)ba.T * a.cfg.text.vocab_size;
+    float *la = xmalloc(sizeof(float) * n), *lb = xmalloc(sizeof(float) * n);
+    llava_forward_backward(&a, &ba, 0, 1.0f, la);
+    llava_forward_backward(&b, &bb, 0, 1.0f, lb);
+    CHECK(b.cfg.text.vocab_size == a.cfg.text.vocab_size && memcmp(la, lb, sizeof(float) * n) == 0 &&
+              !strcmp(b.cfg.text.model_type, a.cfg.text.model_type) &&
+              b.cfg.text.rope_llama3 == a.cfg.text.rope_llama3 &&
+              b.cfg.text.sliding_window == a.cfg.text.sliding_window && b.cfg.text.qkv_bias == a.cfg.text.qkv_bias &&
+              b.cfg.text.tie_word_embeddings == a.cfg.text.tie_word_embeddings,
+          "%s: the export reloads to another model", cfg);
+    printf("%s export: reloads as %s with the same logits bit for bit\n", cfg, b.cfg.text.model_type);
+    free(la);
+    free(lb);
+    llava_batch_free(&ba);
+    llava_batch_free(&bb);
+    llava_model_free(&a);
+    llava_model_free(&b);
+    if (tmp) check_rm_rf(tmp);
+    free(tmp);
+    free(out);
+}
+
 int main(void) {
     checkpointing("tiny64");
     parity("tiny64");
@@ -245,5 +285,8 @@ int main(void) {
     printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");
     packing("tiny64");
     packing("tiny128");
+    export_roundtrip("tinyqwen2");
+    export_roundtrip("tinyllama3");
+    export_roundtrip("tinymistral");
     return check_done();
 }

@@ -1,6 +1,7 @@
 #include "export.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,15 @@ int export_projector(const llava_model *m, const char *path, dtype_t dtype) {
     return rc;
 }
 
+// A JSON number written as a float even when integral ("8.0"): transformers' rope_scaling validation
+// warns about an int where it wants a float.
+static void add_float(cJSON *o, const char *key, double v) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0");
+    cJSON_AddRawToObject(o, key, buf);
+}
+
 static cJSON *text_config_json(const llama_config *t, int vocab) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model_type", t->model_type[0] ? t->model_type : "llama");
@@ -65,9 +75,9 @@ static cJSON *text_config_json(const llama_config *t, int vocab) {
     if (t->rope_llama3) {
         cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
         cJSON_AddStringToObject(rs, "rope_type", "llama3");
-        cJSON_AddNumberToObject(rs, "factor", t->rope_factor);
-        cJSON_AddNumberToObject(rs, "low_freq_factor", t->rope_low_freq_factor);
-        cJSON_AddNumberToObject(rs, "high_freq_factor", t->rope_high_freq_factor);
+        add_float(rs, "factor", t->rope_factor);
+        add_float(rs, "low_freq_factor", t->rope_low_freq_factor);
+        add_float(rs, "high_freq_factor", t->rope_high_freq_factor);
         cJSON_AddNumberToObject(rs, "original_max_position_embeddings", t->rope_original_max);
     }
     if (!strcmp(t->model_type, "mistral")) {
