@@ -12,6 +12,10 @@
 #include "data/template.h"
 #include "data/tokenizer.h"
 
+// tokenizer.json (byte-level BPE: Llama-3, Qwen2, GPT-2) is handled by cmd_tokenize_bpe.c.
+int tokenize_is_bpe(int argc, char **argv);
+int cmd_tokenize_bpe(int argc, char **argv);
+
 static const char USAGE[] =
     "usage: llava tokenize --tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces]\n"
     "       llava tokenize --tokenizer PATH --decode\n"
@@ -22,7 +26,8 @@ static const char USAGE[] =
     "Reads JSON Lines on stdin, one JSON string per line, and prints one line per input: the input ids of Hugging\n"
     "Face's slow LlamaTokenizer, BOS first, in the given mode.\n"
     "\n"
-    "  --tokenizer PATH  a SentencePiece tokenizer.model (required)\n"
+    "  --tokenizer PATH  a SentencePiece tokenizer.model (required); a tokenizer.json (byte-level BPE) has its own\n"
+    "                    options: llava tokenize --tokenizer tokenizer.json --help\n"
     "  --mode M          tokenizer rules: hf431 = transformers 4.31, the released LLaVA-1.5 checkpoints; hf437 =\n"
     "                    LLaVA HEAD; legacy = legacy=True (default: hf431)\n"
     "  --sp              the ids of plain SentencePiece instead (sp.encode: no BOS, no special tokens; default: off)\n"
@@ -214,6 +219,7 @@ static int run_sample(const prep_config *cfg, const cJSON *s, size_t index, int 
 }
 
 int cmd_tokenize(int argc, char **argv) {
+    if (tokenize_is_bpe(argc, argv)) return cmd_tokenize_bpe(argc, argv);
     const char *tok_path = NULL, *bench = NULL, *template_name = NULL, *data_path = NULL;
     tok_mode mode = TOK_MODE_DEFAULT;
     int sp = 0, pieces = 0, decode = 0, strict = 0, quiet = 0, max_length = 2048;
