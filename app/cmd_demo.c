@@ -9,7 +9,7 @@
 #include "kernels/backend.h"
 
 static const char USAGE[] =
-    "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda]\n"
+    "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda] [--lm llama|llama3|qwen2|mistral]\n"
     "\n"
     "The whole recipe in miniature, nothing downloaded: writes a world of coloured shapes (images, captions,\n"
     "questions), a tokenizer and random LM and CLIP models, trains stage 1 (projector) and stage 2 (projector +\n"
@@ -20,10 +20,13 @@ static const char USAGE[] =
     "  --fast          the CI variant: 2400 training images instead of 4800 (default: off)\n"
     "  --check         exit 1 unless accuracy_with_image >= 0.90 and accuracy_blind <= chance + 0.10\n"
     "                  (default: off, the numbers are printed)\n"
-    "  --device DEV    cpu or cuda (default: cpu; cuda without a GPU exits 77, skipped)\n";
+    "  --device DEV    cpu or cuda (default: cpu; cuda without a GPU exits 77, skipped)\n"
+    "  --lm FAMILY     the language model's architecture, at the demo's size: llama (default, vicuna's), llama3\n"
+    "                  (rope theta 500000 with Llama-3.1's rope scaling, grouped queries), qwen2 (q/k/v biases,\n"
+    "                  grouped queries, tied head) or mistral (grouped queries, a sliding window of 64; cpu)\n";
 
 int cmd_demo(int argc, char **argv) {
-    static const char *const FLAGS[] = {"--out", "--fast", "--check", "--device", "--help"};
+    static const char *const FLAGS[] = {"--out", "--fast", "--check", "--device", "--lm", "--help"};
     demo_options o = {.out_dir = "demo-run"};
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -33,6 +36,7 @@ int cmd_demo(int argc, char **argv) {
         else if (strcmp(argv[i], "--fast") == 0) o.fast = 1;
         else if (strcmp(argv[i], "--check") == 0) o.check = 1;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) o.device = argv[++i];
+        else if (strcmp(argv[i], "--lm") == 0 && i + 1 < argc) o.lm = argv[++i];
         else return args_unknown("demo", argv[i], FLAGS, ARGS_COUNT(FLAGS));
     }
     char why[256];

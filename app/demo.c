@@ -401,7 +401,46 @@ int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs,
 }
 
 int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device) {
+    return demo_make_world_lm(out, n_train, n_eval, stage2_epochs, qtypes, device, NULL);
+}
+
+// The families' own keys in the demo LM's config.json: Llama-3.1 (theta 500000 and llama3 rope
+// scaling with an original length of 256, the demo's model_max_length: the lowest frequencies divided,
+// one blended; grouped queries), Qwen2 (q/k/v biases, grouped queries, tied head) and Mistral (grouped
+// queries, a sliding window of 64 that the longer samples and prompts exceed; the CPU backend only).
+// *head: model_type and architectures; *shape: the keys that take num_attention_heads' place.
+static int lm_family_keys(const char *lm, const char **head, const char **shape) {
+    *head = "\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"]";
+    *shape = "\"num_attention_heads\": 4, ";
+    if (!lm || !strcmp(lm, "llama")) return 0;
+    if (!strcmp(lm, "llama3")) {
+        *shape =
+            "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"rope_theta\": 500000.0, "
+            "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+            "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 256}, ";
+        return 0;
+    }
+    if (!strcmp(lm, "qwen2")) {
+        *head = "\"model_type\": \"qwen2\", \"architectures\": [\"Qwen2ForCausalLM\"]";
+        *shape =
+            "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"rope_theta\": 1000000.0, "
+            "\"tie_word_embeddings\": true, \"use_sliding_window\": false, ";
+        return 0;
+    }
+    if (!strcmp(lm, "mistral")) {
+        *head = "\"model_type\": \"mistral\", \"architectures\": [\"MistralForCausalLM\"]";
+        *shape = "\"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"sliding_window\": 64, ";
+        return 0;
+    }
+    return -1;
+}
+
+int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
+                       const char *lm_family) {
     const int S = DEMO_IMAGE_SIZE, PATCH = 8;
+    const char *head, *shape;
+    if (lm_family_keys(lm_family, &head, &shape) != 0)
+        return llava_fail("demo: --lm %s: llama, llama3, qwen2 or mistral", lm_family);
     if (mkdir_p(out) != 0) return -1;
     char *data = path_join(out, "data");
     int rc = write_split(data, "train", n_train, S, 11, 0, NULL);
@@ -414,12 +453,12 @@ int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epoc
     tok_free(t);
     char lm_cfg[1024], clip_cfg[512];
     snprintf(lm_cfg, sizeof lm_cfg,
-             "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": %d, "
+             "{%s, \"vocab_size\": %d, "
              "\"hidden_size\": 96, "
-             "\"intermediate_size\": 192, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+             "\"intermediate_size\": 192, \"num_hidden_layers\": 2, %s"
              "\"max_position_embeddings\": 256, "
              "\"rms_norm_eps\": 1e-5, \"pad_token_id\": 0}",
-             V);
+             head, V, shape);
     snprintf(clip_cfg, sizeof clip_cfg,
              "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, \"intermediate_size\": 128, "
              "\"num_hidden_layers\": 2, "
@@ -480,14 +519,18 @@ int demo_run(const demo_options *o) {
         free(qtypes);
         return llava_fail("demo: --device %s: %s", device, why);
     }
-    int rc = demo_make_world_on(out, n_train, n_eval, 4, qtypes, device);
+    int rc = demo_make_world_lm(out, n_train, n_eval, 4, qtypes, device, o->lm);
     char *data = path_join(out, "data"), *tok = path_join(out, "tokenizer.model");
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck2 = path_join(out, "checkpoints/stage2");
-    if (rc == 0) {  // the demo's own runs start afresh: an earlier demo's checkpoints go
-        char *ck = path_join(out, "checkpoints");
-        rc = remove_tree(ck) == 0 ? 0 : llava_fail("demo: cannot clear %s", ck);
-        free(ck);
+    if (rc == 0) {  // the demo's own runs start afresh: an earlier demo's checkpoints and answers go
+        // (`llava eval` keeps the answers it finds, as a resumed evaluation should)
+        const char *old[] = {"checkpoints", "eval"};
+        for (int i = 0; i < 2 && rc == 0; i++) {
+            char *p = path_join(out, old[i]);
+            rc = remove_tree(p) == 0 ? 0 : llava_fail("demo: cannot clear %s", p);
+            free(p);
+        }
     }
     if (rc == 0) {
         printf("demo: stage 1 (projector only, plain template, square images)\n");

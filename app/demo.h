@@ -7,6 +7,7 @@ typedef struct {
     int fast;            // the CI variant: less data, fewer epochs
     int check;           // fail unless the accuracy targets are met
     const char *device;  // "cpu" (default) or "cuda"
+    const char *lm;      // the language model's family: "llama" (default: vicuna-like), "llama3", "qwen2", "mistral"
 } demo_options;
 
 int demo_run(const demo_options *o);
@@ -19,6 +20,9 @@ int demo_run(const demo_options *o);
 int demo_make_world(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes);
 // The same with the presets' train.device set to `device`.
 int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device);
+// The same with a language model of family `lm` (demo_options.lm; NULL: llama), shaped as the demo's.
+int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
+                       const char *lm);
 
 // Writes a SentencePiece BPE model file (identity normalizer, dummy prefix, byte fallback, unk/bos/eos
 // at 0/1/2): the demo builds its tokenizer with it (demo_tokenizer.c). Returns 0, or -1 with an error.

@@ -890,7 +890,7 @@ static void decode_prepare(opcheck_data *d, uint64_t *rng, int bench) {
 static void decode_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     decode_geom g = decode_geom_of(c);
     be->ops->attention_decode(be, p[0], p[1], p[2], p[3], p[4], p[5], p[6], g.T, g.n_seq, g.max_blocks, g.bs,
-                              g.n_blocks, g.Hq, g.Hkv, g.D, (float)c->f);
+                              g.n_blocks, g.Hq, g.Hkv, g.D, (float)c->f, 0);
 }
 
 // From the definition (ops.h): row t, query head h attends to positions 0..pos[t] of sequence

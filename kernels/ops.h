@@ -163,11 +163,12 @@ struct llava_ops {
     //     block_table[s * max_blocks + j / block_size] * block_size + j % block_size.
     // Query row t of q (T, Hq*D) ACT belongs to sequence seq[t] and sits at position pos[t] (both
     // (T) I32): it attends to positions 0..pos[t] of its sequence (causal; its own key is already in
-    // the cache). out (T, Hq*D) ACT. Each query row is computed on its own: the result for a row does
+    // the cache), or with window > 0 (backends with attention_window) to the last `window` of them. out (T, Hq*D) ACT. Each query row is computed on its own: the result for a row does
     // not depend on the other rows of the call (a batch's composition changes no answer).
     void (*attention_decode)(llava_backend *be, void *out, const void *q, const void *k_cache, const void *v_cache,
                              const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
-                             int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale);
+                             int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale,
+                             int window);
 
     // ---- embeddings. out (T, C) = table[ids[t]]; ids outside [0, V) give a zero row (the image
     // positions, which the splice overwrites).

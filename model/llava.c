@@ -519,7 +519,8 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     }
     if (kc && kc->decode)
         ops->attention_decode(be, s->att, s->q, kc->kv->k[l], kc->kv->v[l], kc->table, kc->seq, z->pos, T, z->n_seq,
-                              kc->kv->max_blocks, kc->kv->block_size, kc->kv->n_blocks, z->Hq, z->Hkv, z->D, z->scale);
+                              kc->kv->max_blocks, kc->kv->block_size, kc->kv->n_blocks, z->Hq, z->Hkv, z->D, z->scale,
+                              z->window);
     else
         ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, z->cu, z->n_seq, T, z->Hq, z->Hkv, z->D, z->scale,
                                1, z->window);
@@ -848,7 +849,7 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
         return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
                           m->cfg.vision.image_size, m->cfg.vision.image_size);
     // Every sequence continues its slot where the slot ends, inside the blocks the slot holds.
-    int prefill = 1;
+    int prefill = 1, window = 0;
     for (int s = 0; s < n; s++) {
         int sl = slots[s], start = b->cu_seqlens[s], len = b->cu_seqlens[s + 1] - start;
         if (sl < 0 || sl >= kv->max_seqs || !kv->open[sl]) return llava_fail("inference pass: slot %d is not open", sl);
@@ -863,12 +864,16 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
             return llava_fail("inference pass: slot %d holds blocks for %d tokens, not %d", sl,
                               kv->held[sl] * kv->block_size, kv->len[sl] + len);
         if (kv->len[sl]) prefill = 0;
-        // Generation attends to the whole cache: past Mistral's sliding window that is another model.
-        if (tc->sliding_window > 0 && kv->len[sl] + len > tc->sliding_window)
-            return llava_fail(
-                "inference pass: sequence %d reaches %d tokens, past the language model's sliding window "
-                "(%d): generation with the window is not implemented",
-                s, kv->len[sl] + len, tc->sliding_window);
+        // Past Mistral's sliding window the pass needs the window (the cache keeps every key; the
+        // attention ops skip those behind it).
+        if (tc->sliding_window > 0 && kv->len[sl] + len > tc->sliding_window) {
+            if (!ops->attention_window)
+                return llava_fail(
+                    "inference pass: sequence %d reaches %d tokens, past the language model's sliding "
+                    "window (%d): the %s backend's attention has no sliding window",
+                    s, kv->len[sl] + len, tc->sliding_window, ops->name);
+            window = tc->sliding_window;
+        }
     }
     if (!ops->attention_decode && !prefill)
         return llava_fail("the %s backend has no attention_decode: it cannot continue a cached sequence", ops->name);
@@ -905,8 +910,8 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
 
     void **hs = a->hs;
     lm_dims z = {
-        T,          d, Hq * D, Hkv * D, I,     Hq, Hkv, D, n, eps, (float)tc->rope_theta, 1.0f / sqrtf((float)D),
-        lm_rope(m), 0, a->pos, a->cu,   &cache};
+        T,          d,      Hq * D, Hkv * D, I,     Hq, Hkv, D, n, eps, (float)tc->rope_theta, 1.0f / sqrtf((float)D),
+        lm_rope(m), window, a->pos, a->cu,   &cache};
     // Layer inputs in turn in hs[0] and hs[1] (an inference plan keeps two); a training plan's hs[0]
     // and hs[1] serve the same way.
     for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l & 1], hs[(l + 1) & 1], &a->saved[0], &z, a->tmp);

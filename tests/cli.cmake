@@ -99,6 +99,13 @@ add_test(NAME demo_fast COMMAND llava demo --fast --check --out ${CMAKE_BINARY_D
 # --check makes the exit status the verdict (a pass regex would override it).
 set_tests_properties(demo_fast PROPERTIES LABELS "cpu;demo" TIMEOUT 900)
 set_tests_properties(demo_fast PROPERTIES FIXTURES_SETUP demo_model)
+# The same recipe with the other language-model families at the demo's size (Llama-3.1's rope scaling,
+# Qwen2's biases and tied head, Mistral's sliding window): each reaches the demo's targets. Not run
+# again under the sanitizers (label long).
+foreach(lm llama3 qwen2 mistral)
+  add_test(NAME demo_fast_${lm} COMMAND llava demo --fast --check --lm ${lm} --out ${CMAKE_BINARY_DIR}/demo-fast-${lm})
+  set_tests_properties(demo_fast_${lm} PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900)
+endforeach()
 # `llava generate` on the demo's trained model: LLaVA's prompt, the image, greedy decoding. Held-out
 # image 0 is yellow and held-out image 1 a square (the demo's data are deterministic).
 foreach(q "color:What color is the shape?:yellow" "shape:What is the shape?:square")

@@ -284,6 +284,12 @@ int main(void) {
     check_model("tiny64");
     check_model("tiny128");
     check_model("tinygqa");
+    // The other families (test_model_parity holds their full passes to transformers): Qwen2, Llama-3.1's
+    // scaled rope, and Mistral's window of 8, which prompts and decoding run past (the window in both
+    // the prefill and the decode attention).
+    check_model("tinyqwen2");
+    check_model("tinyllama3");
+    check_model("tinymistral");
     check_hf_steps("tiny64");
     check_hf_steps("tiny128");
     check_hf_steps("tinygqa");

@@ -52,7 +52,7 @@ static void v_attention_cu(llava_backend *be) {
 // (T = 1, Hq = Hkv = 2, D = 8): the table's second entry of sequence 0 is `blk1`.
 static void decode_call(llava_backend *be, int32_t sq, int32_t ps, int32_t blk1, int Hq) {
     int32_t table[4] = {2, blk1, 0, 1}, seq[1] = {sq}, pos[1] = {ps};
-    be->ops->attention_decode(be, A, B, C, D, table, seq, pos, 1, 2, 2, 16, 4, Hq, 2, 8, 0.3f);
+    be->ops->attention_decode(be, A, B, C, D, table, seq, pos, 1, 2, 2, 16, 4, Hq, 2, 8, 0.3f, 0);
 }
 static void v_decode_control(llava_backend *be) { decode_call(be, 0, 31, 3, 2); }
 static void v_decode_seq(llava_backend *be) { decode_call(be, 2, 5, 3, 2); }

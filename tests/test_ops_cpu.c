@@ -384,7 +384,8 @@ static void decode_matches_forward(const opcheck_case *c, opcheck_data *d) {
     float scale = (float)c->f;
     float *out = xmalloc(nq * sizeof(float)), *one = xmalloc(qs * sizeof(float));
     double *fwd = xmalloc(nq * sizeof(double));
-    ops->attention_decode(be, out, q, kc, vc, table, seq, pos, T, n_seq, max_blocks, bs, n_blocks, Hq, Hkv, D, scale);
+    ops->attention_decode(be, out, q, kc, vc, table, seq, pos, T, n_seq, max_blocks, bs, n_blocks, Hq, Hkv, D, scale,
+                          0);
     int alone_same = 1;
     for (int t = 0; t < T; t++) {
         int L = pos[t] + 1;
@@ -401,7 +402,7 @@ static void decode_matches_forward(const opcheck_case *c, opcheck_data *d) {
         ops->attention_forward(be, of, lse, qf, kf, vf, cu, 1, L, Hq, Hkv, D, scale, 1, 0);
         for (size_t i = 0; i < qs; i++) fwd[(size_t)t * qs + i] = of[(size_t)(L - 1) * qs + i];
         ops->attention_decode(be, one, q + (size_t)t * qs, kc, vc, table, seq + t, pos + t, 1, n_seq, max_blocks, bs,
-                              n_blocks, Hq, Hkv, D, scale);
+                              n_blocks, Hq, Hkv, D, scale, 0);
         alone_same &= same_bits(one, out + (size_t)t * qs, qs);
         free(qf), free(of), free(kf), free(vf), free(lse);
     }

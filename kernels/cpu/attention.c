@@ -142,7 +142,8 @@ void cpu_attention_backward(llava_backend *be, void *dq_, void *dk_, void *dv_, 
 // Rows are independent: what a row gets never depends on the other rows of the call.
 void cpu_attention_decode(llava_backend *be, void *out_, const void *q_, const void *k_cache_, const void *v_cache_,
                           const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
-                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale) {
+                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale,
+                          int window) {
     req_attention_decode(be, out_, q_, k_cache_, v_cache_, block_table, seq, pos, T, n_seq, max_blocks, block_size,
                          n_blocks, Hq, Hkv, D);
     req_decode_tables(be, block_table, seq, pos, T, n_seq, max_blocks, block_size, n_blocks);
@@ -156,14 +157,15 @@ void cpu_attention_decode(llava_backend *be, void *out_, const void *q_, const v
     float *p = xmalloc(sizeof(float) * (size_t)(longest ? longest : 1));       // one row's scores
     size_t *rows = xmalloc(sizeof(size_t) * (size_t)(longest ? longest : 1));  // its keys' cache rows
     for (int t = 0; t < T; t++) {
-        int n = pos[t] + 1;
+        // keys j0..pos[t]: all of them, or the last `window`
+        int n = pos[t] + 1, j0 = window > 0 && n > window ? n - window : 0;
         const int32_t *bt = block_table + (size_t)seq[t] * max_blocks;
-        for (int j = 0; j < n; j++) rows[j] = (size_t)bt[j / block_size] * block_size + (size_t)(j % block_size);
+        for (int j = j0; j < n; j++) rows[j] = (size_t)bt[j / block_size] * block_size + (size_t)(j % block_size);
         for (int h = 0; h < Hq; h++) {
             const float *qr = q + (size_t)t * qs + (size_t)h * D;
             size_t koff = (size_t)(h / group) * D;
             float m = -INFINITY;
-            for (int j = 0; j < n; j++) {
+            for (int j = j0; j < n; j++) {
                 const float *kr = kc + rows[j] * ks + koff;
                 float dot = 0.0f;
                 for (int c = 0; c < D; c++) dot += qr[c] * kr[c];
@@ -171,12 +173,12 @@ void cpu_attention_decode(llava_backend *be, void *out_, const void *q_, const v
                 m = p[j] > m ? p[j] : m;
             }
             double sum = 0.0;
-            for (int j = 0; j < n; j++) sum += exp((double)p[j] - m);
+            for (int j = j0; j < n; j++) sum += exp((double)p[j] - m);
             double row_lse = m + log(sum);
-            for (int j = 0; j < n; j++) p[j] = (float)exp((double)p[j] - row_lse);
+            for (int j = j0; j < n; j++) p[j] = (float)exp((double)p[j] - row_lse);
             float *o = out + (size_t)t * qs + (size_t)h * D;
             for (int c = 0; c < D; c++) o[c] = 0.0f;
-            for (int j = 0; j < n; j++) {
+            for (int j = j0; j < n; j++) {
                 const float *vr = vc + rows[j] * ks + koff;
                 for (int c = 0; c < D; c++) o[c] += p[j] * vr[c];
             }

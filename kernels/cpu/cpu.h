@@ -73,7 +73,8 @@ void cpu_attention_backward(llava_backend *be, void *dq, void *dk, void *dv, con
                             int n_seq, int T, int Hq, int Hkv, int D, float scale, int causal, int window);
 void cpu_attention_decode(llava_backend *be, void *out, const void *q, const void *k_cache, const void *v_cache,
                           const int32_t *block_table, const int32_t *seq, const int32_t *pos, int T, int n_seq,
-                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale);
+                          int max_blocks, int block_size, int n_blocks, int Hq, int Hkv, int D, float scale,
+                          int window);
 
 // cross_entropy.c
 void cpu_cross_entropy(llava_backend *be, float *losses, void *dlogits, const void *logits, const int32_t *targets,

@@ -430,7 +430,8 @@ void launch_d(const decode_args &a, int G, int T, cudaStream_t st) {
 extern "C" void cuda_attention_decode(llava_backend *be, void *out, const void *q, const void *k_cache,
                                       const void *v_cache, const int32_t *block_table, const int32_t *seq,
                                       const int32_t *pos, int T, int n_seq, int max_blocks, int block_size,
-                                      int n_blocks, int Hq, int Hkv, int D, float scale) {
+                                      int n_blocks, int Hq, int Hkv, int D, float scale, int window) {
+    CUDA_REQUIRE(window == 0, "attention_decode: the CUDA kernels take no sliding window");
     req_attention_decode(be, out, q, k_cache, v_cache, block_table, seq, pos, T, n_seq, max_blocks, block_size,
                          n_blocks, Hq, Hkv, D);
     CUDA_REQUIRE(D <= kGenMaxD, "attention_decode: head dims above 256 are not supported");

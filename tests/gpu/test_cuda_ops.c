@@ -500,7 +500,7 @@ static void decode_row_checks(const opcheck_case *c) {
     for (int t = 0; t < T; t++)
         gpu->attention_decode(gbe, elem(p[0], (size_t)t * qs, esz), elem(p[1], (size_t)t * qs, esz), p[2], p[3], p[4],
                               (int32_t *)p[5] + t, (int32_t *)p[6] + t, 1, n_seq, max_blocks, bs, n_blocks, Hq, Hkv, D,
-                              scale);
+                              scale, 0);
     float *alone = opcheck_fetch(r, 0);
     snprintf(what, sizeof what, "  %s: each row alone = its row in the batch", name);
     check_same_bits(what, batch, alone, nq);
