@@ -31,7 +31,8 @@ static const char *CONFIGS[] = {"stage1_full",
                                 "stage2_grouped_torchrun1",
                                 "stage2_grouped_torchrun2",
                                 "stage2_grouped_torchrun2_ga2",
-                                "stage2_full_release"};
+                                "stage2_full_release",
+                                "stage2_lora"};
 
 static cJSON *read_json(const char *path) {
     size_t len;

@@ -12,7 +12,7 @@ tokenizers 0.13.3). LLaVA's source: work trees at c121f04 and 44e0562, e.g.
     /tmp/llavatrain/bin/python tools/reference/make_llava_train_goldens.py --llava /tmp/llava_src \
         --llava-release /tmp/llava_rel --python-431 /tmp/llavatrain431/bin/python --demo /tmp/demo24 \
         --configs stage1_full,stage2_full,stage2_grouped_1proc,stage2_grouped_torchrun1,stage2_grouped_torchrun2,\
-stage2_grouped_torchrun2_ga2,stage2_full_release                   # tests/data/llava_train/<config>/
+stage2_grouped_torchrun2_ga2,stage2_full_release,stage2_lora       # tests/data/llava_train/<config>/
 
 Regenerate all configurations together: stage 2 starts from the mm_projector.bin LLaVA's stage-1 run writes, and
 stage 1 from the projector torch initialises inside train.py, which differs from run to run (torch seeds its global
@@ -30,7 +30,12 @@ file adds only observes:
   - Trainer._maybe_log_save_evaluate wrapped to read the step's loss before HF rounds it to 4 decimals (the same
     cross-rank gather HF does next);
   - Accelerator.clip_grad_norm_ wrapped to read the gradient norm it returns (transformers 4.37 does not log it);
-  - LazySupervisedDataset.__getitem__ wrapped to record which samples each rank read, in order.
+  - LazySupervisedDataset.__getitem__ wrapped to record which samples each rank read, in order;
+  - with --lora_enable (stage2_lora): train.py's find_all_linear_names wrapped to record the module names it returns
+    (LoraConfig's target_modules), and peft.get_peft_model wrapped to save the adapters it made, before the first
+    step, as a PEFT adapter folder (lora_init/): PEFT draws every A from torch's global generator inside train.py
+    (kaiming-uniform; B zero) before HF's set_seed, a draw llava.c cannot repeat, so llava.c starts from it
+    (lora.init_adapter). The callback also records which parameters train and LLaVATrainer.create_optimizer's groups.
 Stand-ins: train.py's savers import `deepspeed.zero` and `ZeroParamStatus` before they look whether a parameter is
 ZeRO-partitioned (never, here): empty modules stand for them and are never called (transformers and accelerate still
 find no deepspeed installed). flash-attn and bitsandbytes are not imported on these paths.
@@ -40,7 +45,11 @@ Each configuration writes tests/data/llava_train/<config>/: golden.json (per ste
 the gradient norm before clipping; the samples each rank took; and the command, versions, launch, the sampler's
 generator and the CRC-32C of the demo files and the starting projector) and config.json (the llava.c `--set` list
 that mirrors the run; @WORLD@ stands for the demo world's folder, @DATA@ for this folder). stage1_full also keeps
-projector_init.safetensors (the start) and mm_projector.bin (LLaVA's own stage-1 output, stage 2's start).
+projector_init.safetensors (the start) and mm_projector.bin (LLaVA's own stage-1 output, stage 2's start);
+stage2_lora keeps lora_init/ (adapter_config.json with target_modules as find_all_linear_names gave them, and
+adapter_model.safetensors, names base_model.model.model.layers.N.<module>.lora_{A,B}.weight), and its golden.json also
+every optimizer group's learning rate per step and a "lora" record: the target modules, the trainable parameters, the
+optimizer's groups (lr, weight decay, names) and the CRC-32C of the adapters it started from.
 """
 import argparse
 import json
@@ -117,6 +126,15 @@ CONFIGS = {
     # e. the release environment: LLaVA 44e0562 under transformers 4.31 (hf431 rules).
     "stage2_full_release": dict(stage=2, batch=96, ga=1, nproc=0, epochs=10, grouped=False, release=True,
                                 note="stage 2 as stage2_full, LLaVA 44e0562 (release) under transformers 4.31.0"),
+    # f. stage 2 with LoRA (LLaVA's --lora_enable, finetune_lora.sh's recipe scaled to the demo): adapters r 8,
+    # alpha 16 (finetune_lora.sh's alpha/r of 2) on what find_all_linear_names gives, dropout 0 (no dropout RNG);
+    # the adapters at lr 2e-3 and the projector at mm_projector_lr 2e-4 (finetune_lora.sh's 2e-4 and 2e-5, x10 so
+    # the loss moves in 10 steps); the LM frozen. PEFT draws every A from torch's global generator inside train.py
+    # (B zero): the adapters as get_peft_model made them are saved (lora_init/) and llava.c starts from them.
+    "stage2_lora": dict(stage=2, batch=96, ga=1, nproc=0, epochs=10, grouped=False,
+                        lora=dict(r=8, alpha=16, dropout="0.0", lr="2e-3", mm_projector_lr="2e-4"),
+                        note="stage 2 with LoRA (--lora_enable, r 8, alpha 16, dropout 0; lr 2e-3, mm_projector_lr "
+                             "2e-4), 96 conversations, one batch of 96 per step, 10 steps"),
 }
 
 
@@ -150,6 +168,35 @@ def crc_file(path):
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# The LoRA adapters as train.py's get_peft_model initialised them, as a PEFT adapter folder: adapter_config.json
+# (LoraConfig as PeftConfigMixin.save_pretrained writes it, target_modules the list find_all_linear_names returned)
+# and adapter_model.safetensors (get_peft_model_state_dict: base_model.model.model.layers.N.<module>.lora_{A,B}.weight,
+# names after LlavaLlamaForCausalLM). Called right after get_peft_model, before the projector exists.
+
+def save_lora_init(peft_model, peft_config, target_list, folder):
+    import dataclasses
+    import enum
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+    os.makedirs(folder, exist_ok=True)
+    sd = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    save_file({k: v.detach().clone().contiguous() for k, v in sd.items()},
+              os.path.join(folder, "adapter_model.safetensors"), metadata={"format": "pt"})
+    cfg = dataclasses.asdict(peft_config)
+    for k, v in cfg.items():
+        if isinstance(v, set):
+            cfg[k] = list(v)
+        elif isinstance(v, enum.Enum):
+            cfg[k] = v.value
+    assert set(cfg["target_modules"]) == set(target_list), (cfg["target_modules"], target_list)
+    cfg["target_modules"] = list(target_list)
+    cfg["base_model_name_or_path"] = "WORK/lm (the demo's language model)"
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # launch mode: inside the training process (one per rank under torchrun).
 
 def launch(argv):
@@ -157,6 +204,7 @@ def launch(argv):
     p.add_argument("--llava", required=True)
     p.add_argument("--record", required=True)
     p.add_argument("--save-projector", default=None)
+    p.add_argument("--save-lora-init", default=None)
     a, rest = p.parse_known_args(argv)
     if rest and rest[0] == "--":
         rest = rest[1:]
@@ -199,8 +247,30 @@ def launch(argv):
     rank = int(os.environ.get("RANK", "0"))
     rec = {"rank": rank, "steps": [], "logs": [], "raw_loss": [], "indices": []}
 
+    # --lora_enable: the target modules find_all_linear_names gives, and the adapters as get_peft_model made them
+    # (train.py imports get_peft_model from peft where it uses it, and calls its module's find_all_linear_names).
+    orig_fall = llava_train.find_all_linear_names
+
+    def find_all_linear_names(model):
+        names = orig_fall(model)
+        rec["find_all_linear_names"] = list(names)
+        return names
+
+    llava_train.find_all_linear_names = find_all_linear_names
+    if a.save_lora_init:
+        import peft
+        orig_gpm = peft.get_peft_model
+
+        def get_peft_model(model, peft_config, *args, **kwargs):
+            pm = orig_gpm(model, peft_config, *args, **kwargs)
+            if rank == 0:
+                save_lora_init(pm, peft_config, rec["find_all_linear_names"], a.save_lora_init)
+            return pm
+
+        peft.get_peft_model = get_peft_model
+
     class Recorder(transformers.TrainerCallback):
-        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kw):
+        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, optimizer=None, **kw):
             # Which generator the sampler draws from once accelerate prepared the loader: None means the global
             # one (seeded by set_seed), a Generator the fresh one accelerate gives it with more than one process.
             bs = getattr(train_dataloader, "batch_sampler", None)
@@ -208,6 +278,15 @@ def launch(argv):
             rec["sampler"] = {"class": type(smp).__name__, "world_size": args.world_size,
                               "generator": None if getattr(smp, "generator", None) is None else
                               "own torch.Generator (initial seed %d)" % smp.generator.initial_seed()}
+            # What trains and in which optimizer groups (LLaVATrainer.create_optimizer) at which peak lr.
+            m = model.module if hasattr(model, "module") else model
+            names = {id(p): n for n, p in m.named_parameters()}
+            rec["trainable"] = [n for n, p in m.named_parameters() if p.requires_grad]
+            rec["param_groups"] = [{"lr": g["lr"], "initial_lr": g.get("initial_lr"),
+                                    "weight_decay": g["weight_decay"], "n_params": len(g["params"]),
+                                    "numel": sum(p.numel() for p in g["params"]),
+                                    "names": [names.get(id(p), "?") for p in g["params"]]}
+                                   for g in optimizer.param_groups] if optimizer is not None else None
             if a.save_projector and rank == 0:
                 from safetensors.torch import save_file
                 m = model.module if hasattr(model, "module") else model
@@ -272,6 +351,8 @@ def launch(argv):
         rec["versions"]["tokenizers"] = tokenizers.__version__
     except ImportError:
         pass
+    if a.save_lora_init:
+        rec["versions"]["peft"] = peft.__version__
     rec["dist_env"] = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
     llava_train.train()
     import torch.distributed as dist
@@ -336,7 +417,7 @@ def train_args(cfg, work, demo, lm, clip, out_dir, adapter):
         "--gradient_accumulation_steps", str(cfg["ga"]),
         "--evaluation_strategy", "no",
         "--save_strategy", "no",
-        "--learning_rate", "1e-3" if stage2 else "2e-3",
+        "--learning_rate", cfg["lora"]["lr"] if cfg.get("lora") else "1e-3" if stage2 else "2e-3",
         "--weight_decay", "0.",
         "--warmup_ratio", "0.03",
         "--lr_scheduler_type", "cosine",
@@ -354,12 +435,16 @@ def train_args(cfg, work, demo, lm, clip, out_dir, adapter):
                  "--group_by_modality_length", str(cfg["grouped"])]
     else:
         args += ["--tune_mm_mlp_adapter", "True"]
+    if cfg.get("lora"):
+        lo = cfg["lora"]
+        args += ["--lora_enable", "True", "--lora_r", str(lo["r"]), "--lora_alpha", str(lo["alpha"]),
+                 "--lora_dropout", lo["dropout"], "--mm_projector_lr", lo["mm_projector_lr"]]
     if cfg["nproc"]:
         args += ["--ddp_backend", "gloo"]
     return args
 
 
-def llava_sets(name, cfg):
+def llava_sets(name, cfg, rec0=None):
     """The llava.c overrides that mirror the run (relative to the world the test makes with demo_make_world)."""
     stage2 = cfg["stage"] == 2
     ranks = max(cfg["nproc"], 1)
@@ -375,16 +460,27 @@ def llava_sets(name, cfg):
         # One process standing for the ranks: the same global batch and the same "virtual ranks" (ranks x
         # accumulation) the grouped sampler and the batch dealing see.
         "train.global_batch_size=%d" % (cfg["batch"] * cfg["ga"] * ranks),
-        "train.learning_rate=%s" % ("1e-3" if stage2 else "2e-3"),
+        "train.learning_rate=%s" % (cfg["lora"]["lr"] if cfg.get("lora") else "1e-3" if stage2 else "2e-3"),
         "train.weight_decay=0", "train.warmup_ratio=0.03", "train.lr_scheduler_type=cosine",
         "train.max_grad_norm=1.0", "train.seed=42", "train.gradient_checkpointing=false",
         "train.loss_normalization=llava", "checkpoint.save_steps=1000000", "log.logging_steps=1",
     ]
     if stage2:
         sets += ["data.data_path=@WORLD@/data/train_qa.json", "data.template=vicuna_v1",
-                 "data.image_aspect_ratio=pad", "train.stage=2", 'train.trainable=["projector","lm"]',
+                 "data.image_aspect_ratio=pad", "train.stage=2",
+                 'train.trainable=["projector","lora"]' if cfg.get("lora") else 'train.trainable=["projector","lm"]',
                  "model.pretrain_mm_mlp_adapter=@DATA@/../stage1_full/mm_projector.bin",
                  "data.group_by_modality_length=%s" % ("true" if cfg["grouped"] else "false")]
+        if cfg.get("lora"):
+            # LLaVA's run: the adapters on find_all_linear_names' modules, the projector (built after
+            # get_peft_model, so trainable) at mm_projector_lr; llava.c starts from the adapters it drew.
+            lo = cfg["lora"]
+            order = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+            mods = sorted(rec0["find_all_linear_names"], key=lambda x: order.index(x) if x in order else len(order))
+            sets += ["lora.enabled=true", "lora.r=%d" % lo["r"], "lora.alpha=%d" % lo["alpha"],
+                     "lora.dropout=%s" % lo["dropout"],
+                     "lora.target_modules=%s" % json.dumps(mods, separators=(",", ":")),
+                     "lora.init_adapter=@DATA@/lora_init", "train.mm_projector_lr=%s" % lo["mm_projector_lr"]]
         if cfg["grouped"]:
             sets += ["data.sampler_order=%s" % ("llava-single-process" if ranks == 1 else "llava-distributed")]
     else:
@@ -411,6 +507,9 @@ def run_config(name, cfg, a, work, lm, clip):
     targs = train_args(cfg, work, a.demo, lm, clip, os.path.join(run_dir, "out"), adapter)
     me = os.path.abspath(__file__)
     extra = ["--save-projector", os.path.join(out, "projector_init.safetensors")] if cfg["stage"] == 1 else []
+    if cfg.get("lora"):
+        shutil.rmtree(os.path.join(out, "lora_init"), ignore_errors=True)
+        extra += ["--save-lora-init", os.path.join(out, "lora_init")]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", TOKENIZERS_PARALLELISM="false")
     if cfg["nproc"]:
         torchrun = os.path.join(os.path.dirname(python), "torchrun")
@@ -440,9 +539,12 @@ def run_config(name, cfg, a, work, lm, clip):
     for i, (lg, st) in enumerate(zip(train_logs, r0["steps"])):
         assert st["step"] == i + 1
         samples = [rec["indices"][i * per_step:(i + 1) * per_step] for rec in recs]
-        steps.append({"step": i + 1, "epoch": lg["epoch"], "loss": lg["loss"], "loss_unrounded": r0["raw_loss"][i],
-                      "learning_rate_logged": lg["learning_rate"], "lr": st["lr_used"][0],
-                      "grad_norm": st.get("grad_norm"), "samples": samples if ranks > 1 else samples[0]})
+        s = {"step": i + 1, "epoch": lg["epoch"], "loss": lg["loss"], "loss_unrounded": r0["raw_loss"][i],
+             "learning_rate_logged": lg["learning_rate"], "lr": st["lr_used"][0],
+             "grad_norm": st.get("grad_norm"), "samples": samples if ranks > 1 else samples[0]}
+        if cfg.get("lora"):  # every optimizer group's lr (LLaVATrainer.create_optimizer's four; the projector's last)
+            s["lr_groups"] = st["lr_used"]
+        steps.append(s)
     assert len(steps) == len(r0["steps"]) == len(train_logs), (len(steps), len(r0["steps"]), len(train_logs))
     mismatches = log_text.count("WARNING: tokenization mismatch")
     demo_files = ["lm/model.safetensors", "lm/config.json", "clip/model.safetensors", "clip/config.json",
@@ -472,11 +574,19 @@ def run_config(name, cfg, a, work, lm, clip):
         "loss_logged_decimals": 4,
         "steps": steps,
     }
+    if cfg.get("lora"):
+        golden["lora"] = {
+            "find_all_linear_names": r0["find_all_linear_names"],
+            "init_adapter": os.path.relpath(os.path.join(out, "lora_init"), ROOT),
+            "init_adapter_crc32c": crc_file(os.path.join(out, "lora_init", "adapter_model.safetensors")),
+            "trainable": r0["trainable"],
+            "param_groups": r0["param_groups"],
+        }
     head = json.dumps({k: v for k, v in golden.items() if k != "steps"}, indent=1)
     with open(os.path.join(out, "golden.json"), "w") as f:  # one line per step
         f.write(head[:-2] + ',\n "steps": [\n' + ",\n".join("  " + json.dumps(s) for s in steps) + "\n ]\n}\n")
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({"config": name, "world_train_samples": N_SAMPLES, "set": llava_sets(name, cfg)}, f, indent=1)
+        json.dump({"config": name, "world_train_samples": N_SAMPLES, "set": llava_sets(name, cfg, r0)}, f, indent=1)
         f.write("\n")
     if cfg["stage"] == 1:
         # LLaVA's own stage-1 output: stage 2 starts from it.
