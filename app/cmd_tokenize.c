@@ -16,6 +16,21 @@
 int tokenize_is_bpe(int argc, char **argv);
 int cmd_tokenize_bpe(int argc, char **argv);
 
+// A --decode input line: token ids separated by blanks, appended to *ids. 0, or -1 with an error
+// naming stdin's line. Both tokenizer paths read their lines with it.
+int tokenize_parse_ids(const char *line, size_t lineno, tok_ids *ids) {
+    const char *p = line;
+    for (;;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        tok_ids_push(ids, (int32_t)v);
+        p = end;
+    }
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+    return *p ? llava_fail("stdin:%zu: expected space-separated ids", lineno) : 0;
+}
+
 static const char USAGE[] =
     "usage: llava tokenize --tokenizer PATH [--mode legacy|hf431|hf437] [--sp] [--pieces]\n"
     "       llava tokenize --tokenizer PATH --decode\n"
@@ -325,18 +340,7 @@ int cmd_tokenize(int argc, char **argv) {
             o.n = 0;
             ids.n = 0;
             if (decode) {
-                char *end, *p = line;
-                for (;;) {
-                    long v = strtol(p, &end, 10);
-                    if (end == p) break;
-                    tok_ids_push(&ids, (int32_t)v);
-                    p = end;
-                }
-                while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-                if (*p) {
-                    rc = llava_fail("stdin:%zu: expected space-separated ids", lineno);
-                    break;
-                }
+                if ((rc = tokenize_parse_ids(line, lineno, &ids)) != 0) break;
                 char *text;
                 size_t tl;
                 if (tok_decode(t, ids.v, ids.n, &text, &tl)) {

@@ -12,6 +12,7 @@
 
 int tokenize_is_bpe(int argc, char **argv);
 int cmd_tokenize_bpe(int argc, char **argv);
+int tokenize_parse_ids(const char *line, size_t lineno, tok_ids *ids);  // cmd_tokenize.c
 
 static const char USAGE[] =
     "usage: llava tokenize --tokenizer PATH/tokenizer.json [--no-special] [--pieces]\n"
@@ -190,18 +191,7 @@ int cmd_tokenize_bpe(int argc, char **argv) {
         o.n = 0;
         ids.n = 0;
         if (decode) {
-            char *end, *p = line;
-            for (;;) {
-                long v = strtol(p, &end, 10);
-                if (end == p) break;
-                tok_ids_push(&ids, (int32_t)v);
-                p = end;
-            }
-            while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-            if (*p) {
-                rc = llava_fail("stdin:%zu: expected space-separated ids", lineno);
-                break;
-            }
+            if ((rc = tokenize_parse_ids(line, lineno, &ids)) != 0) break;
             char *text;
             size_t tl;
             bpe_decode(t, ids.v, ids.n, skip_special, &text, &tl);
