@@ -80,6 +80,8 @@ typedef struct {
     int bits;
     int quant_bf16;  // with bits 4: the weights rounded to bf16 before quantisation and dequantised to
                      // bf16, as bitsandbytes treats a model loaded in bf16
+    int dora;        // PEFT's use_dora: a magnitude per output row (lora_magnitude_vector); run folded
+                     // into the base weights at load (llava_model_load_opts), not trained
 } lora_config;
 
 // alpha / r, or alpha / sqrt(r) with rslora, rounded to fp32 as the adapter's arithmetic uses it.

@@ -59,7 +59,8 @@ enum {
     IF_MLP2,
     IF_MLP2_BIAS,
     IF_UNTIED,
-    IF_LORA_Q,  // IF_LORA_Q + LORA_x: the module is adapted
+    IF_LORA_Q,                               // IF_LORA_Q + LORA_x: the module is adapted
+    IF_DORA_Q = IF_LORA_Q + LORA_N_TARGETS,  // IF_DORA_Q + LORA_x: the module is adapted with DoRA
 };
 
 // One tensor: its name (after the prefix of its part: "vision.encoder.layers.<l>." and so on), the
@@ -135,8 +136,9 @@ static const view_spec LM_LAYER[] = {
 // The adapters, in a group of their own (PEFT's names after the adapted module's name). A module's
 // A and B are side by side, so the layer's adapters are one contiguous run (one gradient bucket).
 #define LORA_SPEC(mod, field, in, out)                                                                                 \
-    {mod ".lora_A.weight", LM(lora_a[field]), {D_RANK, in}, IF_LORA_Q + field}, {                                      \
-        mod ".lora_B.weight", LM(lora_b[field]), {out, D_RANK}, IF_LORA_Q + field                                      \
+    {mod ".lora_A.weight", LM(lora_a[field]), {D_RANK, in}, IF_LORA_Q + field},                                        \
+        {mod ".lora_B.weight", LM(lora_b[field]), {out, D_RANK}, IF_LORA_Q + field}, {                                 \
+        mod ".lora_magnitude_vector", LM(lora_m[field]), {out}, IF_DORA_Q + field                                      \
     }
 static const view_spec LM_LORA[] = {
     LORA_SPEC("self_attn.q_proj", LORA_Q, D_DT, D_QD),  LORA_SPEC("self_attn.k_proj", LORA_K, D_DT, D_KVD),
@@ -159,6 +161,7 @@ static int spec_exists(const view_spec *s, const model_config *mc) {
     case IF_MLP2_BIAS: return mc->glue.projector == PROJ_MLP2X_GELU && mc->glue.projector_bias;
     case IF_UNTIED: return !mc->text.tie_word_embeddings;
     }
+    if (s->when >= IF_DORA_Q) return mc->lora.r > 0 && mc->lora.dora && (mc->lora.targets >> (s->when - IF_DORA_Q) & 1);
     if (s->when >= IF_LORA_Q) return mc->lora.r > 0 && (mc->lora.targets >> (s->when - IF_LORA_Q) & 1);
     return 1;
 }

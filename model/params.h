@@ -49,6 +49,7 @@ typedef struct {
     const param_view *post_norm, *gate, *gate_b, *up, *up_b, *down, *down_b;
     // LoRA adapters (GROUP_LORA) per LORA_* module: A (r, in), B (out, r); NULL where not adapted
     const param_view *lora_a[LORA_N_TARGETS], *lora_b[LORA_N_TARGETS];
+    const param_view *lora_m[LORA_N_TARGETS];  // DoRA's magnitudes (out); NULL without DoRA
 } lm_layer_params;
 
 typedef struct {

@@ -117,6 +117,11 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
         lora_config have;
         if (access(ia, F_OK) != 0) rc = cfg_fail_missing("lora.init_adapter", ia);
         else if (peft_read_config(ia, &have) != 0) rc = llava_fail_ctx("lora.init_adapter");
+        else if (have.dora)
+            rc = llava_fail(
+                "lora.init_adapter %s: a DoRA adapter (use_dora) runs folded into its base (generate, "
+                "serve, eval, merge --base) but does not train here",
+                ia);
         else if (have.r != mc.lora.r || have.alpha != mc.lora.alpha || have.targets != mc.lora.targets ||
                  have.rslora != mc.lora.rslora)
             rc = llava_fail(

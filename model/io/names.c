@@ -87,7 +87,8 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
 }
 
 int name_group_of(const char *internal) {
-    if (strstr(internal, ".lora_A.") || strstr(internal, ".lora_B.")) return NAME_GROUP_LORA;
+    if (strstr(internal, ".lora_A.") || strstr(internal, ".lora_B.") || strstr(internal, ".lora_magnitude_vector"))
+        return NAME_GROUP_LORA;
     if (starts(internal, "vision.")) return NAME_GROUP_VISION;
     if (starts(internal, "projector.")) return NAME_GROUP_PROJECTOR;
     if (starts(internal, "lm.")) return NAME_GROUP_LM;

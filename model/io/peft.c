@@ -76,7 +76,7 @@ int peft_read_config(const char *dir, lora_config *out) {
         rc = -1;
     if (rc == 0 && strcmp(type, "LORA") != 0) rc = llava_fail("%s: peft_type %s (LORA expected)", path, type);
     if (rc == 0 && out->r <= 0) rc = llava_fail("%s: r %d (a positive rank expected)", path, out->r);
-    if (rc == 0 && use_dora) rc = llava_fail("%s: use_dora: DoRA adapters are not supported yet", path);
+    out->dora = use_dora;
     if (rc == 0 && strcmp(bias, "none") != 0)
         rc = llava_fail("%s: bias \"%s\": only \"none\" is supported", path, bias);
     const char *unsupported[] = {"rank_pattern", "alpha_pattern", "layers_to_transform", "layer_replication"};

@@ -18,8 +18,9 @@
 // name; only the language model's linears are adapted here, as LLaVA's find_all_linear_names
 // leaves out the vision tower and projector) or a regular expression PEFT matches against whole
 // module names (tried here on llava-hf's language-model names). Refused, naming the key: another
-// peft_type, use_dora, rank_pattern / alpha_pattern / layers_to_transform, bias other than "none",
-// a pattern that adapts the vision tower or no LM module. 0, or -1 with llava_errmsg().
+// peft_type, rank_pattern / alpha_pattern / layers_to_transform, bias other than "none", a pattern
+// that adapts the vision tower or no LM module. use_dora sets out->dora (the model folds DoRA into its
+// base weights at load). 0, or -1 with llava_errmsg().
 int peft_read_config(const char *dir, lora_config *out);
 
 // The weight files of an adapter folder, in the order they load (malloc'd paths, *n of them):
