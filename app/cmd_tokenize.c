@@ -81,10 +81,55 @@ static void sb_piece(strbuf *o, const char *p, size_t n) {
     }
 }
 
-static int is_blank(const char *s, size_t n) {
+int tokenize_is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
     return 1;
+}
+
+// A --bench corpus: one text per non-blank line, a JSON string when the line starts with a quote,
+// raw text otherwise. keep (may be NULL) decides which texts stay. *lines and *lens (malloc'd; each
+// text NUL-terminated) get *n of them. 0, or -1 with an error naming the file and line.
+int tokenize_read_corpus(const char *path, int (*keep)(const char *s, size_t n), char ***lines, size_t **lens,
+                         size_t *n) {
+    size_t size;
+    char *data = read_file(path, (size_t)4 << 30, &size);
+    *lines = NULL, *lens = NULL, *n = 0;
+    if (!data) return -1;
+    size_t cap = 0, i = 0;
+    int rc = 0;
+    while (i < size && rc == 0) {
+        size_t j = i;
+        while (j < size && data[j] != '\n') j++;
+        if (!tokenize_is_blank(data + i, j - i)) {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 1024;
+                *lines = xrealloc(*lines, cap * sizeof **lines);
+                *lens = xrealloc(*lens, cap * sizeof **lens);
+            }
+            char **l = &(*lines)[*n];
+            size_t *ln = &(*lens)[*n], k = i;
+            while (k < j && (data[k] == ' ' || data[k] == '\t')) k++;
+            if (data[k] == '"') {
+                if (json_string_decode(data + i, j - i, l, ln)) rc = llava_fail_ctx("%s:%zu", path, *n + 1);
+            } else {
+                *l = xmalloc(j - i + 1);
+                memcpy(*l, data + i, j - i);
+                (*l)[j - i] = 0;
+                *ln = j - i;
+            }
+            if (rc == 0 && (!keep || keep(*l, *ln))) (*n)++;
+            else if (rc == 0) free(*l);
+        }
+        i = j + 1;
+    }
+    free(data);
+    if (rc != 0) {
+        for (size_t k = 0; k < *n; k++) free((*lines)[k]);
+        free(*lines), free(*lens);
+        *lines = NULL, *lens = NULL, *n = 0;
+    }
+    return rc;
 }
 
 static size_t count_chars(const char *s, size_t n) {
@@ -104,43 +149,13 @@ static int encode_one(const tokenizer *t, int sp, tok_mode mode, const char *s, 
 }
 
 static int run_bench(const tokenizer *t, int sp, tok_mode mode, const char *path, double min_seconds) {
-    size_t size;
-    char *data = read_file(path, (size_t)4 << 30, &size);
-    if (!data) return -1;
-    // Lines: JSON strings when they start with a quote, raw text otherwise.
-    size_t n_lines = 0, cap = 0, bytes = 0, chars = 0;
-    char **line = NULL;
-    size_t *len = NULL;
-    for (size_t i = 0; i < size;) {
-        size_t j = i;
-        while (j < size && data[j] != '\n') j++;
-        if (!is_blank(data + i, j - i)) {
-            if (n_lines == cap) {
-                cap = cap ? cap * 2 : 1024;
-                line = xrealloc(line, cap * sizeof *line);
-                len = xrealloc(len, cap * sizeof *len);
-            }
-            size_t k = i;
-            while (k < j && (data[k] == ' ' || data[k] == '\t')) k++;
-            if (data[k] == '"') {
-                if (json_string_decode(data + i, j - i, &line[n_lines], &len[n_lines])) {
-                    llava_fail_ctx("%s:%zu", path, n_lines + 1);
-                    free(data);
-                    return -1;
-                }
-            } else {
-                line[n_lines] = xmalloc(j - i + 1);
-                memcpy(line[n_lines], data + i, j - i);
-                line[n_lines][j - i] = 0;
-                len[n_lines] = j - i;
-            }
-            bytes += len[n_lines];
-            chars += count_chars(line[n_lines], len[n_lines]);
-            n_lines++;
-        }
-        i = j + 1;
+    char **line;
+    size_t *len, n_lines, bytes = 0, chars = 0;
+    if (tokenize_read_corpus(path, NULL, &line, &len, &n_lines) != 0) return -1;
+    for (size_t i = 0; i < n_lines; i++) {
+        bytes += len[i];
+        chars += count_chars(line[i], len[i]);
     }
-    free(data);
     tok_ids ids = {0};
     size_t tokens = 0, passes = 0;
     // CPU time of this (single-threaded) process measures one core even on a busy machine; wall time is shown too.
@@ -329,7 +344,7 @@ int cmd_tokenize(int argc, char **argv) {
         while (rc == 0 && (got = getline(&line, &cap, stdin)) >= 0) {
             lineno++;
             size_t n = (size_t)got;
-            if (is_blank(line, n)) continue;
+            if (tokenize_is_blank(line, n)) continue;
             if (tmpl) {
                 cJSON *s = cJSON_ParseWithLength(line, n);
                 if (!s || !cJSON_IsObject(s)) rc = llava_fail("stdin:%zu: not a JSON object", lineno);

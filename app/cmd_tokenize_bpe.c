@@ -12,7 +12,11 @@
 
 int tokenize_is_bpe(int argc, char **argv);
 int cmd_tokenize_bpe(int argc, char **argv);
-int tokenize_parse_ids(const char *line, size_t lineno, tok_ids *ids);  // cmd_tokenize.c
+// cmd_tokenize.c
+int tokenize_parse_ids(const char *line, size_t lineno, tok_ids *ids);
+int tokenize_is_blank(const char *s, size_t n);
+int tokenize_read_corpus(const char *path, int (*keep)(const char *s, size_t n), char ***lines, size_t **lens,
+                         size_t *n);
 
 static const char USAGE[] =
     "usage: llava tokenize --tokenizer PATH/tokenizer.json [--no-special] [--pieces]\n"
@@ -51,53 +55,15 @@ static double cpu_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int is_blank(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
-    return 1;
-}
+// Lines the library could not take (not UTF-8) are left out of the bench, so both measure the same text.
+static int is_utf8(const char *s, size_t n) { return utf8_valid((const uint8_t *)s, n); }
 
 static int run_bench(const bpe_tokenizer *t, const char *path, double min_seconds, int add_special) {
-    size_t size;
-    char *data = read_file(path, (size_t)4 << 30, &size);
-    if (!data) return -1;
-    size_t n_lines = 0, cap = 0, bytes = 0;
-    char **line = NULL;
-    size_t *len = NULL;
+    char **line;
+    size_t *len, n_lines, bytes = 0;
+    if (tokenize_read_corpus(path, is_utf8, &line, &len, &n_lines) != 0) return -1;
+    for (size_t i = 0; i < n_lines; i++) bytes += len[i];
     int rc = 0;
-    for (size_t i = 0; i < size && rc == 0;) {
-        size_t j = i;
-        while (j < size && data[j] != '\n') j++;
-        if (!is_blank(data + i, j - i)) {
-            if (n_lines == cap) {
-                cap = cap ? cap * 2 : 1024;
-                line = xrealloc(line, cap * sizeof *line);
-                len = xrealloc(len, cap * sizeof *len);
-            }
-            size_t k = i;
-            while (k < j && (data[k] == ' ' || data[k] == '\t')) k++;
-            if (data[k] == '"') {
-                if (json_string_decode(data + i, j - i, &line[n_lines], &len[n_lines])) {
-                    rc = llava_fail_ctx("%s:%zu", path, n_lines + 1);
-                    break;
-                }
-            } else {
-                line[n_lines] = xmalloc(j - i + 1);
-                memcpy(line[n_lines], data + i, j - i);
-                line[n_lines][j - i] = 0;
-                len[n_lines] = j - i;
-            }
-            // Lines the library could not take (not UTF-8) are left out, so that both measure the same text.
-            if (utf8_valid((const uint8_t *)line[n_lines], len[n_lines])) {
-                bytes += len[n_lines];
-                n_lines++;
-            } else {
-                free(line[n_lines]);
-            }
-        }
-        i = j + 1;
-    }
-    free(data);
     tok_ids ids = {0};
     size_t tokens = 0, passes = 0;
     double c0 = cpu_seconds(), cpu = 0;
@@ -187,7 +153,7 @@ int cmd_tokenize_bpe(int argc, char **argv) {
     while (rc == 0 && (got = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
         size_t n = (size_t)got;
-        if (is_blank(line, n)) continue;
+        if (tokenize_is_blank(line, n)) continue;
         o.n = 0;
         ids.n = 0;
         if (decode) {
