@@ -234,6 +234,15 @@ int llava_model_load(llava_model *m, const char *dir, llava_backend *be) {
     return llava_model_load_opts(m, dir, be, NULL);
 }
 
+void llava_lora_merged_row(const float *w, const float *a, const float *b, int r, int64_t I, int64_t o, float s,
+                           float *out) {
+    for (int64_t i = 0; i < I; i++) {
+        double acc = 0;
+        for (int k = 0; k < r; k++) acc += (double)b[o * r + k] * a[(int64_t)k * I + i];
+        out[i] = w[i] + (float)acc * s;
+    }
+}
+
 // DoRA (PEFT's use_dora), to run an adapter: each adapted weight becomes what PEFT's merge makes
 // of it, W' = m / ||W + s B A||_row * (W + s B A) (the norm of each output row, fp32 as PEFT, the
 // product summed in fp64), on the host before the upload; B is then zero, so the adapter path adds
@@ -243,24 +252,20 @@ static int dora_fold(llava_model *m) {
     int r = m->cfg.lora.r;
     for (int l = 0; l < m->pt.w.n_lm; l++) {
         const lm_layer_params *c = &m->pt.w.lm[l];
-        const param_view *base[LORA_N_TARGETS] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
         for (int t = 0; t < LORA_N_TARGETS; t++) {
             if (!c->lora_a[t]) continue;
-            float *w = param_ptr(&m->pt, base[t]), *a = param_ptr(&m->pt, c->lora_a[t]);
+            const param_view *base = lm_linear_weight(c, t);
+            float *w = param_ptr(&m->pt, base), *a = param_ptr(&m->pt, c->lora_a[t]);
             float *b = param_ptr(&m->pt, c->lora_b[t]), *mag = param_ptr(&m->pt, c->lora_m[t]);
             if (!w || !a || !b || !mag)
                 return llava_fail("DoRA: %s has no weight in host memory (a QLoRA base cannot take a DoRA adapter)",
-                                  base[t]->name);
-            int64_t O = base[t]->shape[0], I = base[t]->shape[1];
+                                  base->name);
+            int64_t O = base->shape[0], I = base->shape[1];
             float *row = xmalloc(sizeof(float) * (size_t)I);
             for (int64_t o = 0; o < O; o++) {
+                llava_lora_merged_row(w + o * I, a, b, r, I, o, s, row);
                 double sq = 0;
-                for (int64_t i = 0; i < I; i++) {
-                    double acc = 0;
-                    for (int k = 0; k < r; k++) acc += (double)b[o * r + k] * a[(int64_t)k * I + i];
-                    row[i] = w[o * I + i] + (float)acc * s;
-                    sq += (double)row[i] * row[i];
-                }
+                for (int64_t i = 0; i < I; i++) sq += (double)row[i] * row[i];
                 float factor = mag[o] / (float)sqrt(sq);
                 for (int64_t i = 0; i < I; i++) w[o * I + i] = factor * row[i];
                 for (int k = 0; k < r; k++) b[o * r + k] = 0.0f;

@@ -121,6 +121,11 @@ int llava_model_add_weights(llava_model *m, const char *path, int group_mask, in
 int llava_model_add_adapter(llava_model *m, const char *dir);
 // The projector as nn.Linear initialises a fresh one (uniform in +-1/sqrt(fan_in)), from `seed`.
 void llava_model_init_projector(llava_model *m, uint64_t seed);
+// Row o of an adapted weight with its adapter folded in, as PEFT's merge computes W + s B A:
+// out[i] = w[i] + s (B A)[o][i], the product summed in fp64 and rounded once. w, out (I); a (r, I),
+// b (O, r); out may be w.
+void llava_lora_merged_row(const float *w, const float *a, const float *b, int r, int64_t I, int64_t o, float s,
+                           float *out);
 // Fresh LoRA adapters as PEFT initialises them: every A uniform in +-1/sqrt(in) (kaiming_uniform
 // with a = sqrt(5)) drawn from `seed` in table order, every B zero, so the model starts as its base.
 void llava_model_init_lora(llava_model *m, uint64_t seed);

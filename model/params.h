@@ -52,6 +52,12 @@ typedef struct {
     const param_view *lora_m[LORA_N_TARGETS];  // DoRA's magnitudes (out); NULL without DoRA
 } lm_layer_params;
 
+// The weight of a decoder layer's linear by its LoRA module index (LORA_Q .. LORA_DOWN).
+static inline const param_view *lm_linear_weight(const lm_layer_params *c, int mod) {
+    const param_view *w[LORA_N_TARGETS] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
+    return w[mod];
+}
+
 typedef struct {
     // vision tower: embeddings, pre-layernorm, every layer of the checkpoint (those past the feature
     // layer are views with used = 0), post-layernorm

@@ -350,12 +350,12 @@ static void qlora(void) {
     int n_q = 0;
     for (int l = 0; l < ref.pt.w.n_lm; l++) {
         const lm_layer_params *c = &ref.pt.w.lm[l];
-        const param_view *lin[] = {c->q, c->k, c->v, c->o, c->gate, c->up, c->down};
-        for (int i = 0; i < 7; i++) {
-            float *w = host + lin[i]->offset;
-            for (size_t k = 0; k < lin[i]->numel; k++) w[k] = bf16_to_f32(f32_to_bf16(w[k]));
+        for (int i = 0; i < LORA_N_TARGETS; i++) {
+            const param_view *v = lm_linear_weight(c, i);
+            float *w = host + v->offset;
+            for (size_t k = 0; k < v->numel; k++) w[k] = bf16_to_f32(f32_to_bf16(w[k]));
             nf4_tensor t;
-            CHECK(nf4_quantize(w, lin[i]->numel, &t) == 0, "%s", llava_errmsg());
+            CHECK(nf4_quantize(w, v->numel, &t) == 0, "%s", llava_errmsg());
             CHECK(nf4_dequantize_as(&t, DT_BF16, w) == 0, "%s", llava_errmsg());
             nf4_free(&t);
             n_q++;

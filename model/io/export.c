@@ -123,19 +123,13 @@ static void merge_lora(const llava_model *m, float *host[N_GROUPS]) {
     float s = lora_scaling(&m->cfg.lora);
     int r = m->cfg.lora.r;
     for (int l = 0; l < m->pt.w.n_lm; l++) {
-        const param_view *base[LORA_N_TARGETS] = {lm[l].q, lm[l].k, lm[l].v, lm[l].o, lm[l].gate, lm[l].up, lm[l].down};
         for (int t = 0; t < LORA_N_TARGETS; t++) {
-            const param_view *A = lm[l].lora_a[t], *B = lm[l].lora_b[t], *W = base[t];
+            const param_view *A = lm[l].lora_a[t], *B = lm[l].lora_b[t], *W = lm_linear_weight(&lm[l], t);
             if (!A) continue;
             int64_t O = W->shape[0], I = W->shape[1];
             float *w = host[GROUP_LM] + W->offset;
             const float *a = host[GROUP_LORA] + A->offset, *b = host[GROUP_LORA] + B->offset;  // (r, I), (O, r)
-            for (int64_t o = 0; o < O; o++)
-                for (int64_t i = 0; i < I; i++) {
-                    double acc = 0;
-                    for (int k = 0; k < r; k++) acc += (double)b[o * r + k] * a[(int64_t)k * I + i];
-                    w[o * I + i] += (float)acc * s;
-                }
+            for (int64_t o = 0; o < O; o++) llava_lora_merged_row(w + o * I, a, b, r, I, o, s, w + o * I);
         }
     }
 }
