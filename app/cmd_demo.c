@@ -39,6 +39,10 @@ int cmd_demo(int argc, char **argv) {
         else if (strcmp(argv[i], "--lm") == 0 && i + 1 < argc) o.lm = argv[++i];
         else return args_unknown("demo", argv[i], FLAGS, ARGS_COUNT(FLAGS));
     }
+    if (o.lm && strcmp(o.lm, "llama") && strcmp(o.lm, "llama3") && strcmp(o.lm, "qwen2") && strcmp(o.lm, "mistral")) {
+        fprintf(stderr, "llava demo: --lm %s: llama, llama3, qwen2 or mistral\n", o.lm);
+        return 2;
+    }
     char why[256];
     if (o.device && strcmp(o.device, "cuda") == 0 && !llava_backend_available("cuda", why, sizeof why)) {
         printf("skipped: %s\n", why);

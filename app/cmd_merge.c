@@ -67,8 +67,9 @@ static dtype_t base_dtype(const char *path) {
 static int base_max_length(const char *base) {
     char *p = path_join(base, "tokenizer_config.json");
     size_t len = 0;
-    char *text = read_file(p, 1 << 22, &len);
+    char *text = file_exists(p) ? read_file(p, 1 << 22, &len) : NULL;
     free(p);
+    if (!text) llava_clear_error();  // a base without the file keeps the default
     cJSON *j = text ? cJSON_ParseWithLength(text, len) : NULL;
     free(text);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "model_max_length");
@@ -133,7 +134,7 @@ int cmd_merge(int argc, char **argv) {
             if (file_exists(t)) tok_path = t;
             else free(t);
         }
-        max_length = base_max_length(base);
+        if (rc == 0) max_length = base_max_length(base);
     } else {
         // The run's own model, with the adapter as lora.init_adapter (whose shape must be lora.*'s).
         train_config c;

@@ -236,3 +236,20 @@ foreach(p "7b:24" "13b:40")
   set_tests_properties(cli_plan_qlora_${size} PROPERTIES LABELS cpu
                        PASS_REGULAR_EXPRESSION "LM's linears in NF4.*fits in ${gib} GiB per device")
 endforeach()
+
+# LoRA's commands refuse bad input by name (exit 2 for usage, 1 for a folder that is not an adapter).
+add_test(NAME cli_merge_no_base COMMAND llava merge --adapter x --out y)
+add_test(NAME cli_merge_bad_dtype COMMAND llava merge --adapter x --out y --base z --dtype fp8)
+add_test(NAME cli_merge_not_adapter
+         COMMAND llava merge --adapter ${CMAKE_SOURCE_DIR}/tests/data/golden/model/tiny64/model
+                 --out ${CMAKE_BINARY_DIR}/merge_not_adapter --base ${CMAKE_SOURCE_DIR}/tests/data/golden/model/tiny64/model)
+add_test(NAME cli_forward_lora_without_adapter
+         COMMAND llava forward --model x --inputs i --out o --grads lora+projector)
+add_test(NAME cli_demo_bad_lm COMMAND llava demo --lm gemma --out ${CMAKE_BINARY_DIR}/demo-bad-lm)
+set_tests_properties(cli_merge_no_base PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "one of --base or --config")
+set_tests_properties(cli_merge_bad_dtype PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--dtype fp8: base, f32")
+set_tests_properties(cli_merge_not_adapter PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "not a PEFT adapter folder \\(no adapter_config.json\\)")
+set_tests_properties(cli_forward_lora_without_adapter PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "needs the adapter it trains")
+set_tests_properties(cli_demo_bad_lm PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--lm gemma: llama, llama3")
