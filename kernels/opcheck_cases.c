@@ -56,6 +56,12 @@
 //     fixed order) against the CPU's fp64 sums: ~1e-6.
 //   STAT (norm 1e-5, element 1e-4 |ref| + 1e-5 rms): fp32 row statistics (mean, rstd) and losses
 //     (log-sum-exp over 32000 logits in fp32): ~1e-6.
+//   ATTN (norm 1e-2, element 2^-6 |ref| + 2e-2 rms): the tiled attention kernels, which also round P
+//     and dS to bf16 to enter the tensor cores (2^-9 relative per term, FlashAttention's rounding;
+//     tests/gpu/test_cuda_attention.c holds their full check, with the same norm). A row's output
+//     sums a handful of terms under a small window, each off by up to 2^-9 of itself: the element
+//     bound leaves room for all of them rounding one way (~4e-3 against an rms of ~0.4). A key the
+//     window should hide, or one it should show, moves a row by ~1e-1.
 //   EXACT: copies, gathers, the embedding backward (same fp32 adds in the same order as the CPU),
 //     clip_embed and add (one fp32 add rounded once: the GPU's bits are bf16(CPU's fp32 value)).
 //   Determinism (RUN2RUN): gradients that reduce over rows (bias, norm weights, embedding) are run
@@ -93,6 +99,8 @@
     { 1e-4, 1e-3, 1e-4, 0 }
 #define DEV_STAT                                                                                                       \
     { 1e-5, 1e-4, 1e-5, 0 }
+#define DEV_ATTN                                                                                                       \
+    { 1e-2, 0x1p-6, 2e-2, 0 }
 #define DEV_EXACT                                                                                                      \
     { 0, 0, 0, 1 }
 
@@ -553,7 +561,10 @@ const opcheck_case OPCHECK_CASES[] = {
      .f = 0.125,
      .ints = CU_A,
      .ref = {REF_FWD, REF_FWD}},
-    // Mistral's sliding window (CPU only: the CUDA kernels take none), binding in the long sequences.
+    // Mistral's sliding window, binding in the long sequences; the same cases on the GPU (the CUDA
+    // backend against the CPU's: the GPU check's only attention_forward/backward cases, the rest are
+    // test_cuda_attention.c's). Separate cases, since a GPU case's draws are rounded to bf16 and the
+    // backward's `out` with them, which the CPU check's finite differences would not match.
     {.op = OPCHECK_ATTENTION_FORWARD,
      .flags = CPU,
      .label = "window 4",
@@ -568,6 +579,20 @@ const opcheck_case OPCHECK_CASES[] = {
      .f = 0.125,
      .ints = CU_A,
      .ref = {REF_BWD, REF_BWD, REF_BWD}},
+    {.op = OPCHECK_ATTENTION_FORWARD,
+     .flags = GPU,
+     .label = "window 4",
+     .n = {47, 4, 2, 64, 2, 1, 4},
+     .f = 0.125,
+     .ints = CU_D,
+     .dev = {DEV_ATTN, DEV_STAT}},
+    {.op = OPCHECK_ATTENTION_BACKWARD,
+     .flags = GPU,
+     .label = "window 3",
+     .n = {13, 4, 2, 64, 3, 1, 3},
+     .f = 0.125,
+     .ints = CU_A,
+     .dev = {DEV_ATTN, DEV_ATTN, DEV_ATTN}},
     {.op = OPCHECK_ATTENTION_FORWARD,
      .flags = CPU,
      .label = "full",
@@ -777,6 +802,61 @@ const opcheck_case OPCHECK_CASES[] = {
      .label = "per-row kernel",
      .n = {7, 4, 2, 64, 90, 16},
      .f = 0.125,
+     .dev = {DEV_BF16}},
+    // Mistral's sliding window (n[6]): each row attends to its last `window` keys, and every cache
+    // row outside all the windows of its sequence's rows holds NaN. The split kernel starts a row's
+    // splits at its first key rounded down to 16, skips its tiles wholly before that key (tiles of
+    // 16, 8 and 4 keys: G <= 2 at D = 64, G = 4 and G = 8 at D = 128) and masks the rest; windows
+    // of 1 and 3 (inside one tile), 70 (one split), 100 and 300 (several splits at 64 keys a split),
+    // and one longer than every context. The per-row kernel: head dim 80, blocks of 8. GPU only:
+    // test_ops_cpu.c checks every CPU case against attention_forward's rows without a window.
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 1, GQA 2",
+     .n = {9, 6, 3, 64, 129, 16, 1},
+     .f = 0.125,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 3, GQA 4, blocks of 32",
+     .n = {23, 16, 4, 128, 777, 32, 3},
+     .f = SCALE_128,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 70, GQA 8",
+     .n = {13, 8, 1, 128, 500, 16, 70},
+     .f = SCALE_128,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 100, MHA",
+     .n = {37, 5, 5, 128, 1031, 16, 100},
+     .f = SCALE_128,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 300, MHA",
+     .n = {9, 6, 6, 64, 1031, 16, 300},
+     .f = 0.125,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window past every context",
+     .n = {7, 4, 2, 128, 17, 16, 64},
+     .f = 0.3,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 7, head dim 80 (per-row kernel)",
+     .n = {7, 4, 2, 80, 100, 16, 7},
+     .f = 0.125,
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_ATTENTION_DECODE,
+     .flags = GPU,
+     .label = "window 20, blocks of 8 (per-row kernel)",
+     .n = {7, 4, 4, 128, 150, 8, 20},
+     .f = SCALE_128,
      .dev = {DEV_BF16}},
 
     // ---- token embeddings and the image splice's rows

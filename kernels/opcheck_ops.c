@@ -802,19 +802,23 @@ static void attn_shape(const opcheck_case *c, char *buf, size_t cap) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Attention against a paged KV cache (generation). n = T, Hq, Hkv, D, context, block_size; the
-// sequences, block table and cache size follow from them (decode_geom_of), so the run needs nothing
-// the case does not say.
+// Attention against a paged KV cache (generation). n = T, Hq, Hkv, D, context, block_size, window
+// (Mistral's sliding window, 0: none); the sequences, block table and cache size follow from them
+// (decode_geom_of), so the run needs nothing the case does not say.
 
 typedef struct {
-    int T, Hq, Hkv, D, ctx, bs;
+    int T, Hq, Hkv, D, ctx, bs, window;
     int n_seq, max_blocks, n_blocks;
 } decode_geom;
+
+// The first key a row at position p attends to: 0, or under a window the first of its last
+// `window` keys (ops.h).
+static int decode_first_key(int p, int window) { return window > 0 && p + 1 > window ? p + 1 - window : 0; }
 
 // Random draws: T/2 + 2 sequences (the last holds no query), a spare table column past the longest
 // context and 3 blocks nobody owns; the benchmark: one sequence per row, every block in use.
 static decode_geom decode_geom_of(const opcheck_case *c) {
-    decode_geom g = {dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4), dim(c, 5), 0, 0, 0};
+    decode_geom g = {dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4), dim(c, 5), dim(c, 6), 0, 0, 0};
     int bench = c->gen == OPCHECK_GEN_BENCH;
     g.n_seq = bench ? g.T : g.T / 2 + 2;
     g.max_blocks = (g.ctx + g.bs - 1) / g.bs + (bench ? 0 : 1);
@@ -842,7 +846,8 @@ static void decode_layout(const opcheck_case *c, opcheck_data *d) {
 
 // The queries' sequences and positions, the block tables (a shuffle of the cache's blocks, so a
 // sequence's blocks are in no order), and NaN in every cache row no query may read: the rows past
-// each sequence's last position in its last block, and the blocks no sequence reaches. Table
+// each sequence's last position in its last block, the blocks no sequence reaches, and under a
+// window the rows before every window of their sequence's queries. Table
 // entries past a sequence's last block are outside [0, n_blocks): an op that reads one, or a cache
 // row it must not see, shows (a fault, or NaN in the output).
 static void decode_prepare(opcheck_data *d, uint64_t *rng, int bench) {
@@ -870,14 +875,15 @@ static void decode_prepare(opcheck_data *d, uint64_t *rng, int bench) {
     for (int s = 0; s < g.n_seq; s++)
         for (int b = 0; b < g.max_blocks; b++) {
             int32_t *e = &table[(size_t)s * g.max_blocks + b];
-            if (b * g.bs >= reach[s]) {
-                *e = b % 2 ? -1 - b : g.n_blocks + b;  // never read
-                continue;
-            }
-            *e = perm[s * g.max_blocks + b];
-            for (int r = 0; r < g.bs && b * g.bs + r < reach[s]; r++) seen[(size_t)*e * g.bs + r] = 1;
+            if (b * g.bs >= reach[s]) *e = b % 2 ? -1 - b : g.n_blocks + b;  // never read
+            else *e = perm[s * g.max_blocks + b];
         }
     if (!bench) {
+        // Row t reads positions [first key, pos[t]] of its sequence: over a sequence's rows,
+        // [0, reach) without a window.
+        for (int t = 0; t < g.T; t++)
+            for (int j = decode_first_key(pos[t], g.window); j <= pos[t]; j++)
+                seen[(size_t)table[(size_t)seq[t] * g.max_blocks + j / g.bs] * g.bs + (size_t)(j % g.bs)] = 1;
         size_t row = (size_t)g.Hkv * g.D;
         float *kc = d->host[2], *vc = d->host[3];
         for (size_t r = 0; r < (size_t)g.n_blocks * g.bs; r++)
@@ -890,11 +896,12 @@ static void decode_prepare(opcheck_data *d, uint64_t *rng, int bench) {
 static void decode_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     decode_geom g = decode_geom_of(c);
     be->ops->attention_decode(be, p[0], p[1], p[2], p[3], p[4], p[5], p[6], g.T, g.n_seq, g.max_blocks, g.bs,
-                              g.n_blocks, g.Hq, g.Hkv, g.D, (float)c->f, 0);
+                              g.n_blocks, g.Hq, g.Hkv, g.D, (float)c->f, g.window);
 }
 
 // From the definition (ops.h): row t, query head h attends to positions 0..pos[t] of sequence
-// seq[t], position j at cache row table[seq][j / bs] * bs + j % bs, kv head h / (Hq / Hkv).
+// seq[t] (under a window, the last `window` of them), position j at cache row
+// table[seq][j / bs] * bs + j % bs, kv head h / (Hq / Hkv).
 static void decode_ref(const opcheck_data *d, double **want) {
     const opcheck_case *c = d->c;
     decode_geom g = decode_geom_of(c);
@@ -906,14 +913,14 @@ static void decode_ref(const opcheck_data *d, double **want) {
     double *sc = xmalloc((size_t)(g.ctx ? g.ctx : 1) * sizeof(double));
     size_t *rows = xmalloc((size_t)(g.ctx ? g.ctx : 1) * sizeof(size_t));
     for (int t = 0; t < g.T; t++) {
-        int n = pos[t] + 1;
-        for (int j = 0; j < n; j++)
+        int n = pos[t] + 1, j0 = decode_first_key(pos[t], g.window);
+        for (int j = j0; j < n; j++)
             rows[j] = (size_t)table[(size_t)seq[t] * g.max_blocks + j / g.bs] * g.bs + (size_t)(j % g.bs);
         for (int h = 0; h < g.Hq; h++) {
             const float *qr = q + (size_t)t * qs + (size_t)h * g.D;
             size_t koff = (size_t)(h / group) * g.D;
             double m = -INFINITY;
-            for (int j = 0; j < n; j++) {
+            for (int j = j0; j < n; j++) {
                 const float *kr = kc + rows[j] * ks + koff;
                 double dot = 0.0;
                 for (int e = 0; e < g.D; e++) dot += (double)qr[e] * kr[e];
@@ -921,11 +928,11 @@ static void decode_ref(const opcheck_data *d, double **want) {
                 m = fmax(m, sc[j]);
             }
             double sum = 0.0;
-            for (int j = 0; j < n; j++) sum += exp(sc[j] - m);
+            for (int j = j0; j < n; j++) sum += exp(sc[j] - m);
             double lse = m + log(sum);
             double *o = want[0] + (size_t)t * qs + (size_t)h * g.D;
             for (int e = 0; e < g.D; e++) o[e] = 0.0;
-            for (int j = 0; j < n; j++) {
+            for (int j = j0; j < n; j++) {
                 double p = exp(sc[j] - lse);
                 const float *vr = vc + rows[j] * ks + koff;
                 for (int e = 0; e < g.D; e++) o[e] += p * vr[e];
@@ -936,11 +943,11 @@ static void decode_ref(const opcheck_data *d, double **want) {
 }
 
 // Bandwidth: every row reads K and V of its kv heads at every visible position (the benchmark's
-// rows all sit at `context`), plus q and out; the I32 inputs are noise. 4 D flops per (query head,
-// key) against 4 D bytes per (kv head, key): the bytes bound it.
+// rows all sit at `context`; a window keeps the last `window`), plus q and out; the I32 inputs are
+// noise. 4 D flops per (query head, key) against 4 D bytes per (kv head, key): the bytes bound it.
 static void decode_cost(const opcheck_case *c, double *flops, double *bytes) {
     double T = (double)c->n[0], Hq = (double)c->n[1], Hkv = (double)c->n[2], D = (double)c->n[3];
-    double ctx = (double)c->n[4];
+    double ctx = (double)(c->n[6] > 0 && c->n[6] < c->n[4] ? c->n[6] : c->n[4]);
     *bytes = T * ctx * Hkv * D * 2.0 * 2.0 + 2.0 * T * Hq * D * 2.0;
 }
 
@@ -949,7 +956,9 @@ static void decode_shape(const opcheck_case *c, char *buf, size_t cap) {
     char heads[32];
     if (c->n[1] != c->n[2]) snprintf(heads, sizeof heads, "%d/%d", dim(c, 1), dim(c, 2));
     else snprintf(heads, sizeof heads, "%d", dim(c, 1));
-    snprintf(buf, cap, "%dx%d H=%s D=%d bs=%d", dim(c, 0), dim(c, 4), heads, dim(c, 3), dim(c, 5));
+    if (c->n[6] > 0)
+        snprintf(buf, cap, "%dx%d H=%s D=%d bs=%d w=%d", dim(c, 0), dim(c, 4), heads, dim(c, 3), dim(c, 5), dim(c, 6));
+    else snprintf(buf, cap, "%dx%d H=%s D=%d bs=%d", dim(c, 0), dim(c, 4), heads, dim(c, 3), dim(c, 5));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,19 +7,30 @@
 // Layout of the work (head dims 64 and 128; every other head dim, and pointers that are not
 // 16-byte aligned, take the scalar path at the end of this file: slow, fp32 throughout):
 //   forward     one CTA = 64 query rows of one (sequence, query head); 4 warps x 16 rows. Loops over
-//               key tiles of 64 (causal: only up to the diagonal), K/V double-buffered by cp.async.
+//               key tiles of 64 (causal: only up to the diagonal; with a sliding window, only from
+//               the tile holding the first row's first key), K/V double-buffered by cp.async.
 //   backward    (1) delta_i = rowsum(dO_i * O_i) in fp32, one warp per (row, head);
 //               (2) dK, dV: one CTA = 64 keys of one (sequence, kv head); 4 warps x 16 keys. Loops
-//                   over the query heads of the kv head's group, then over query tiles of 64, in a
-//                   fixed order, accumulating dK and dV in fp32 registers;
-//               (3) dQ: one CTA = 64 query rows of one (sequence, query head), looping over key tiles
-//                   and accumulating dQ in fp32 registers.
+//                   over the query heads of the kv head's group, then over query tiles of 64 (causal:
+//                   from the diagonal on; with a sliding window, only up to the tile holding the
+//                   last query that sees the last key), in a fixed order, accumulating dK and dV in
+//                   fp32 registers;
+//               (3) dQ: one CTA = 64 query rows of one (sequence, query head), looping over the key
+//                   tiles the forward visits and accumulating dQ in fp32 registers.
 //   Every output element is written by exactly one thread after a fixed-order loop: no atomics, so
 //   the results are bit-identical run to run (ops.h: deterministic). The price of a deterministic
 //   dQ is recomputing S and dP in (3): 7 tile GEMMs per (query tile, key tile) instead of 5.
 //
 // Rounding, as in FlashAttention: P (forward, and backward for dV) and dS are rounded to bf16 to
 // enter the tensor cores; S, dP, every sum and the softmax statistics stay fp32.
+//
+// Mistral's sliding window (ops.h: under the causal mask, key j seen by query i iff
+// i - window < j <= i): the tiles wholly outside every row's window are never visited, so the work
+// of a tile grows with the window, not with the sequence; the tiles the window cuts through mask
+// their scores element by element, exactly as the diagonal tiles do for the causal mask. The host
+// passes window 0 where the window cannot bind (no causal mask, or a window of T keys or more), and
+// window 0 takes the same loop bounds and masks as before the window existed, so its bits are
+// unchanged.
 //
 // Locating a tile: the host does not know the sequence lengths (cu_seqlens lives on the device), so
 // the grid has an upper bound of ceil(T/64) + n_seq tiles per head and each CTA walks cu_seqlens to
@@ -238,6 +249,20 @@ __device__ __forceinline__ int key_tiles(int q0, int L, int causal) {
     return (last + kCols - 1) / kCols;
 }
 
+// The first key tile a query tile [q0, q0 + kRows) sees: 0, or under a sliding window the one
+// holding the first key of its first row, q0 - window + 1 (later rows' windows start later). The
+// tiles before it are skipped whole.
+__device__ __forceinline__ int first_key_tile(int q0, int window) {
+    return window > 0 && q0 - window + 1 > 0 ? (q0 - window + 1) / kCols : 0;
+}
+
+// The end (exclusive) of the query tiles that see a key tile [k0, k0 + kCols): all n_qt of them, or
+// under a sliding window those up to the one holding k0 + kCols - 2 + window, the last query whose
+// window holds the tile's last key.
+__device__ __forceinline__ int query_tiles_end(int k0, int n_qt, int window) {
+    return window > 0 ? min(n_qt, (k0 + kCols - 2 + window) / kRows + 1) : n_qt;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward. grid (tiles, Hq); dynamic shared memory: Q (64 x D+8), then 2 stages of K, V (64 x D+8).
 
@@ -245,7 +270,7 @@ template <int D>
 __global__ void __launch_bounds__(kThreads, kFwdMinBlocks(D))
     attn_fwd_kernel(bf16 *__restrict__ out, float *__restrict__ lse, const bf16 *__restrict__ q,
                     const bf16 *__restrict__ k, const bf16 *__restrict__ v, const int32_t *__restrict__ cu, int n_seq,
-                    int T, int Hq, int Hkv, float scale_log2, int causal) {
+                    int T, int Hq, int Hkv, float scale_log2, int causal, int window) {
     constexpr int LDS = D + 8, LDB = LDS * 2;  // row stride in elements, bytes
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem);  // (64, D+8)
@@ -260,11 +285,12 @@ __global__ void __launch_bounds__(kThreads, kFwdMinBlocks(D))
     const int q0 = tile * kRows;
     const bf16 *kg = k + (size_t)start * ks + (size_t)hk * D;
     const bf16 *vg = v + (size_t)start * ks + (size_t)hk * D;
-    const int n_kt = key_tiles(q0, L, causal);
+    // Key tiles [kt0, n_kt); stage (j - kt0) & 1 holds tile j (kt0 = 0 without a window).
+    const int n_kt = key_tiles(q0, L, causal), kt0 = first_key_tile(q0, window), kb = kt0 * kCols;
 
     load_tile<kRows, D>(sQ, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, min(kRows, L - q0));
-    load_tile<kCols, D>(sK, kg, ks, min(kCols, L));
-    load_tile<kCols, D>(sV, vg, ks, min(kCols, L));
+    load_tile<kCols, D>(sK, kg + (size_t)kb * ks, ks, min(kCols, L - kb));
+    load_tile<kCols, D>(sV, vg + (size_t)kb * ks, ks, min(kCols, L - kb));
     cp_async_commit();
 
     // This thread's two query rows (within the sequence): r = 0 for row g, r = 1 for row g + 8.
@@ -274,9 +300,9 @@ __global__ void __launch_bounds__(kThreads, kFwdMinBlocks(D))
     float o[D / 8][4];                    // (16, D) output accumulator of the warp
     zero_acc(o);
 
-    for (int j = 0; j < n_kt; j++) {
+    for (int j = kt0; j < n_kt; j++) {
         if (j + 1 < n_kt) {
-            int k1 = (j + 1) * kCols, buf = (j + 1) & 1;
+            int k1 = (j + 1) * kCols, buf = (j + 1 - kt0) & 1;
             load_tile<kCols, D>(sK + buf * kCols * LDS, kg + (size_t)k1 * ks, ks, min(kCols, L - k1));
             load_tile<kCols, D>(sV + buf * kCols * LDS, vg + (size_t)k1 * ks, ks, min(kCols, L - k1));
             cp_async_commit();
@@ -285,14 +311,16 @@ __global__ void __launch_bounds__(kThreads, kFwdMinBlocks(D))
             cp_async_wait<0>();
         }
         __syncthreads();
-        const int buf = j & 1, k0 = j * kCols;
+        const int buf = (j - kt0) & 1, k0 = j * kCols;
 
         float s[kCols / 8][4];  // (16, 64) scores of this warp's rows
         zero_acc(s);
         warp_gemm_abt<kCols / 8, D>(s, smem_addr(sQ + warp * 16 * LDS), smem_addr(sK + buf * kCols * LDS), LDB);
 
-        // Mask (keys past the sequence's end; keys after the query under the causal mask) and scale.
-        const bool edge = k0 + kCols > L || (causal && k0 + kCols - 1 > q0);
+        // Mask (keys past the sequence's end; keys after the query under the causal mask; keys at or
+        // before query - window under a sliding window) and scale. A tile is on the window's edge
+        // when its first key falls out of its last row's window: k0 <= q0 + kRows - 1 - window.
+        const bool edge = k0 + kCols > L || (causal && k0 + kCols - 1 > q0) || (window > 0 && k0 + window < q0 + kRows);
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int nt = 0; nt < kCols / 8; nt++)
@@ -300,7 +328,8 @@ __global__ void __launch_bounds__(kThreads, kFwdMinBlocks(D))
             for (int e = 0; e < 4; e++) {
                 int col = k0 + nt * 8 + 2 * tq + (e & 1);
                 float x = s[nt][e] * scale_log2;
-                if (edge && (col >= L || (causal && col > row[e >> 1]))) x = -INFINITY;
+                if (edge && (col >= L || (causal && col > row[e >> 1]) || (window > 0 && col <= row[e >> 1] - window)))
+                    x = -INFINITY;
                 s[nt][e] = x;
                 mx[e >> 1] = fmaxf(mx[e >> 1], x);
             }
@@ -311,8 +340,10 @@ __global__ void __launch_bounds__(kThreads, kFwdMinBlocks(D))
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
             float mnew = fmaxf(m[r], mx[r]);
-            mref[r] = mnew == -INFINITY ? 0.0f : mnew;  // a row with nothing visible yet: keep exp2 finite
-            alpha[r] = exp2f(m[r] - mref[r]);           // 0 on the first visible tile (m = -inf)
+            // A row with nothing visible yet (under a sliding window, the first tile of a query
+            // tile can hold none of its later rows' keys): keep exp2 finite.
+            mref[r] = mnew == -INFINITY ? 0.0f : mnew;
+            alpha[r] = exp2f(m[r] - mref[r]);  // 0 on the first visible tile (m = -inf)
             m[r] = mnew;
             l[r] *= alpha[r];
         }
@@ -359,7 +390,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     attn_bwd_dkdv_kernel(bf16 *__restrict__ dk, bf16 *__restrict__ dv, const bf16 *__restrict__ dout,
                          const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                          const float *__restrict__ lse, const float *__restrict__ delta, const int32_t *__restrict__ cu,
-                         int n_seq, int T, int Hq, int Hkv, float scale, float scale_log2, int causal) {
+                         int n_seq, int T, int Hq, int Hkv, float scale, float scale_log2, int causal, int window) {
     constexpr int LDS = D + 8, LDB = LDS * 2;
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sK = reinterpret_cast<bf16 *>(smem);                    // (64, D+8)
@@ -380,9 +411,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     load_tile<kCols, D>(sV, v + (size_t)(start + k0) * ks + (size_t)hk * D, ks, min(kCols, L - k0));
 
     // Work list: for each query head of the group in order, the query tiles that see these keys
-    // (causal: from the one holding key k0 on). One flat index so the pipeline crosses heads.
+    // (causal: from the one holding key k0 on; with a sliding window, up to the one holding the
+    // last query whose window reaches these keys). One flat index so the pipeline crosses heads.
     const int qt_first = causal ? k0 / kRows : 0, n_qt = (L + kRows - 1) / kRows;
-    const int per_head = n_qt - qt_first, total = group * per_head;
+    const int per_head = query_tiles_end(k0, n_qt, window) - qt_first, total = group * per_head;
     auto load_stage = [&](int it, int buf) {
         int h = hk * group + it / per_head, i0 = (qt_first + it % per_head) * kRows;
         int valid = min(kRows, L - i0);
@@ -419,14 +451,18 @@ __global__ void __launch_bounds__(kThreads, 2)
         float st[kRows / 8][4];  // (16 keys, 64 queries): S^T, then P^T
         zero_acc(st);
         warp_gemm_abt<kRows / 8, D>(st, smem_addr(sK + warp * 16 * LDS), smem_addr(q_t), LDB);
-        const bool edge = i0 + kRows > L || (causal && i0 < k0 + kCols - 1);
+        // Masked: queries past the sequence's end, before the key (causal), or at or past key +
+        // window (a sliding window; the tile is on its edge when its last query is out of its
+        // first key's window: i0 + kRows - 1 >= k0 + window).
+        const bool edge = i0 + kRows > L || (causal && i0 < k0 + kCols - 1) || (window > 0 && i0 + kRows > k0 + window);
 #pragma unroll
         for (int nt = 0; nt < kRows / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int c = nt * 8 + 2 * tq + (e & 1), i = i0 + c;  // query
                 float p = exp2f(st[nt][e] * scale_log2 - l_t[c]);
-                if (edge && (i >= L || (causal && i < key[e >> 1]))) p = 0.0f;
+                if (edge && (i >= L || (causal && i < key[e >> 1]) || (window > 0 && i >= key[e >> 1] + window)))
+                    p = 0.0f;
                 st[nt][e] = p;
             }
         uint32_t pa[kRows / 16][4];
@@ -465,7 +501,7 @@ __global__ void __launch_bounds__(kThreads, kDqMinBlocks(D))
     attn_bwd_dq_kernel(bf16 *__restrict__ dq, const bf16 *__restrict__ dout, const bf16 *__restrict__ q,
                        const bf16 *__restrict__ k, const bf16 *__restrict__ v, const float *__restrict__ lse,
                        const float *__restrict__ delta, const int32_t *__restrict__ cu, int n_seq, int T, int Hq,
-                       int Hkv, float scale, float scale_log2, int causal) {
+                       int Hkv, float scale, float scale_log2, int causal, int window) {
     constexpr int LDS = D + 8, LDB = LDS * 2;
     extern __shared__ __align__(16) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem);  // (64, D+8)
@@ -481,13 +517,14 @@ __global__ void __launch_bounds__(kThreads, kDqMinBlocks(D))
     const int q0 = tile * kRows;
     const bf16 *kg = k + (size_t)start * ks + (size_t)hk * D;
     const bf16 *vg = v + (size_t)start * ks + (size_t)hk * D;
-    const int n_kt = key_tiles(q0, L, causal);
+    // The forward's key tiles [kt0, n_kt), stage (j - kt0) & 1 holding tile j.
+    const int n_kt = key_tiles(q0, L, causal), kt0 = first_key_tile(q0, window), kb = kt0 * kCols;
 
     const size_t qoff = (size_t)(start + q0) * qs + (size_t)h * D;
     load_tile<kRows, D>(sQ, q + qoff, qs, min(kRows, L - q0));
     load_tile<kRows, D>(sO, dout + qoff, qs, min(kRows, L - q0));
-    load_tile<kCols, D>(sK, kg, ks, min(kCols, L));
-    load_tile<kCols, D>(sV, vg, ks, min(kCols, L));
+    load_tile<kCols, D>(sK, kg + (size_t)kb * ks, ks, min(kCols, L - kb));
+    load_tile<kCols, D>(sV, vg + (size_t)kb * ks, ks, min(kCols, L - kb));
     cp_async_commit();
 
     const int row[2] = {q0 + warp * 16 + gq, q0 + warp * 16 + gq + 8};
@@ -501,9 +538,9 @@ __global__ void __launch_bounds__(kThreads, kDqMinBlocks(D))
     float dqa[D / 8][4];
     zero_acc(dqa);
 
-    for (int j = 0; j < n_kt; j++) {
+    for (int j = kt0; j < n_kt; j++) {
         if (j + 1 < n_kt) {
-            int k1 = (j + 1) * kCols, buf = (j + 1) & 1;
+            int k1 = (j + 1) * kCols, buf = (j + 1 - kt0) & 1;
             load_tile<kCols, D>(sK + buf * kCols * LDS, kg + (size_t)k1 * ks, ks, min(kCols, L - k1));
             load_tile<kCols, D>(sV + buf * kCols * LDS, vg + (size_t)k1 * ks, ks, min(kCols, L - k1));
             cp_async_commit();
@@ -512,20 +549,22 @@ __global__ void __launch_bounds__(kThreads, kDqMinBlocks(D))
             cp_async_wait<0>();
         }
         __syncthreads();
-        const int buf = j & 1, k0 = j * kCols;
+        const int buf = (j - kt0) & 1, k0 = j * kCols;
         const bf16 *k_t = sK + buf * kCols * LDS, *v_t = sV + buf * kCols * LDS;
 
         float s[kCols / 8][4];  // (16, 64): S, then P
         zero_acc(s);
         warp_gemm_abt<kCols / 8, D>(s, smem_addr(sQ + warp * 16 * LDS), smem_addr(k_t), LDB);
-        const bool edge = k0 + kCols > L || (causal && k0 + kCols - 1 > q0);
+        // The forward's mask: past the end, after the query, at or before query - window.
+        const bool edge = k0 + kCols > L || (causal && k0 + kCols - 1 > q0) || (window > 0 && k0 + window < q0 + kRows);
 #pragma unroll
         for (int nt = 0; nt < kCols / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int col = k0 + nt * 8 + 2 * tq + (e & 1);
                 float p = exp2f(s[nt][e] * scale_log2 - lse2[e >> 1]);
-                if (edge && (col >= L || (causal && col > row[e >> 1]))) p = 0.0f;
+                if (edge && (col >= L || (causal && col > row[e >> 1]) || (window > 0 && col <= row[e >> 1] - window)))
+                    p = 0.0f;
                 s[nt][e] = p;
             }
         float dp[kCols / 8][4];  // (16, 64): dP, then dS
@@ -564,7 +603,7 @@ __global__ void attn_bwd_delta_kernel(float *__restrict__ delta, const bf16 *__r
 // ---------------------------------------------------------------------------------------------
 // Scalar path for any head dim up to 256 (and misaligned pointers): one warp per row, lanes holding
 // columns lane, lane + 32, ..., keys one at a time with the same online softmax in fp32. No bf16
-// rounding of P or dS here.
+// rounding of P or dS here. A sliding window bounds the loops over keys (queries for dK, dV).
 
 constexpr int kGenMaxD = 256, kGenC = kGenMaxD / 32;
 
@@ -610,18 +649,18 @@ __device__ __forceinline__ void gen_store(bf16 *p, const float (&x)[kGenC], floa
 __global__ void attn_fwd_generic_kernel(bf16 *__restrict__ out, float *__restrict__ lse, const bf16 *__restrict__ q,
                                         const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                                         const int32_t *__restrict__ cu, int n_seq, int T, int Hq, int Hkv, int D,
-                                        float scale_log2, int causal) {
+                                        float scale_log2, int causal, int window) {
     size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31, start, L;
     if (w >= (size_t)T * Hq) return;
     int t = (int)(w / Hq), h = (int)(w % Hq), hk = h / (Hq / Hkv);
     if (!seq_of_row(cu, n_seq, t, &start, &L)) return;
-    int i = t - start, n_keys = causal ? i + 1 : L;
+    int i = t - start, n_keys = causal ? i + 1 : L, j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
     size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
     float qv[kGenC], acc[kGenC] = {0};
     gen_load(qv, q + (size_t)t * qs + (size_t)h * D, D, lane);
     float m = -INFINITY, l = 0.0f;
-    for (int j = 0; j < n_keys; j++) {
+    for (int j = j0; j < n_keys; j++) {
         const bf16 *kr = k + (size_t)(start + j) * ks + (size_t)hk * D;
         const bf16 *vr = v + (size_t)(start + j) * ks + (size_t)hk * D;
         float s = gen_dot(qv, kr, D, lane) * scale_log2;
@@ -642,19 +681,20 @@ __global__ void attn_bwd_dq_generic_kernel(bf16 *__restrict__ dq, const bf16 *__
                                            const bf16 *__restrict__ q, const bf16 *__restrict__ k,
                                            const bf16 *__restrict__ v, const float *__restrict__ lse,
                                            const float *__restrict__ delta, const int32_t *__restrict__ cu, int n_seq,
-                                           int T, int Hq, int Hkv, int D, float scale, float scale_log2, int causal) {
+                                           int T, int Hq, int Hkv, int D, float scale, float scale_log2, int causal,
+                                           int window) {
     size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31, start, L;
     if (w >= (size_t)T * Hq) return;
     int t = (int)(w / Hq), h = (int)(w % Hq), hk = h / (Hq / Hkv);
     if (!seq_of_row(cu, n_seq, t, &start, &L)) return;
-    int i = t - start, n_keys = causal ? i + 1 : L;
+    int i = t - start, n_keys = causal ? i + 1 : L, j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
     size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
     float qv[kGenC], gv[kGenC], acc[kGenC] = {0};
     gen_load(qv, q + (size_t)t * qs + (size_t)h * D, D, lane);
     gen_load(gv, dout + (size_t)t * qs + (size_t)h * D, D, lane);
     float lse2 = lse[(size_t)h * T + t] * ATT_LOG2E, dl = delta[(size_t)h * T + t];
-    for (int j = 0; j < n_keys; j++) {
+    for (int j = j0; j < n_keys; j++) {
         const bf16 *kr = k + (size_t)(start + j) * ks + (size_t)hk * D;
         const bf16 *vr = v + (size_t)(start + j) * ks + (size_t)hk * D;
         float p = exp2f(gen_dot(qv, kr, D, lane) * scale_log2 - lse2);
@@ -673,19 +713,19 @@ __global__ void attn_bwd_dkdv_generic_kernel(bf16 *__restrict__ dk, bf16 *__rest
                                              const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                                              const float *__restrict__ lse, const float *__restrict__ delta,
                                              const int32_t *__restrict__ cu, int n_seq, int T, int Hq, int Hkv, int D,
-                                             float scale, float scale_log2, int causal) {
+                                             float scale, float scale_log2, int causal, int window) {
     size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31, start, L;
     if (w >= (size_t)T * Hkv) return;
     int t = (int)(w / Hkv), hk = (int)(w % Hkv), group = Hq / Hkv;
     if (!seq_of_row(cu, n_seq, t, &start, &L)) return;
-    int j = t - start;
+    int j = t - start, i_end = window > 0 ? min(L, j + window) : L;  // queries [causal ? j : 0, i_end)
     size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
     float kv[kGenC], vv[kGenC], dka[kGenC] = {0}, dva[kGenC] = {0};
     gen_load(kv, k + (size_t)t * ks + (size_t)hk * D, D, lane);
     gen_load(vv, v + (size_t)t * ks + (size_t)hk * D, D, lane);
     for (int h = hk * group; h < (hk + 1) * group; h++)
-        for (int i = causal ? j : 0; i < L; i++) {
+        for (int i = causal ? j : 0; i < i_end; i++) {
             size_t r = (size_t)(start + i);
             const bf16 *qr = q + r * qs + (size_t)h * D, *gr = dout + r * qs + (size_t)h * D;
             float p = exp2f(gen_dot(kv, qr, D, lane) * scale_log2 - lse[(size_t)h * T + r] * ATT_LOG2E);
@@ -721,6 +761,11 @@ unsigned tile_grid(int T, int n_seq, int rows) {  // sum over s of ceil(L_s / ro
 
 unsigned warp_grid(size_t warps) { return (unsigned)((warps * 32 + kThreads - 1) / kThreads); }
 
+// The window the kernels get: ops.h's window where it can bind, else 0. It binds only under the
+// causal mask (as the CPU's first_key has it) and only when shorter than T, the longest any packed
+// sequence can be; 0 then keeps the plain loops and masks (and keeps window + k0 far from overflow).
+int binding_window(int causal, int window, int T) { return causal && window > 0 && window < T ? window : 0; }
+
 void check_args(int n_seq, int T, int Hq, int Hkv, int D) {
     CUDA_REQUIRE(n_seq >= 0 && T >= 0 && Hq > 0 && Hkv > 0 && Hq % Hkv == 0 && D > 0,
                  "attention: bad shape (Hq must be a positive multiple of Hkv)");
@@ -730,28 +775,29 @@ void check_args(int n_seq, int T, int Hq, int Hkv, int D) {
 
 template <int D>
 void launch_fwd(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, const int32_t *cu, int n_seq, int T,
-                int Hq, int Hkv, float scale_log2, int causal, cudaStream_t st) {
+                int Hq, int Hkv, float scale_log2, int causal, int window, cudaStream_t st) {
     size_t smem = fwd_smem<D>();
     CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid(tile_grid(T, n_seq, kRows), (unsigned)Hq);
-    attn_fwd_kernel<D><<<grid, kThreads, smem, st>>>(out, lse, q, k, v, cu, n_seq, T, Hq, Hkv, scale_log2, causal);
+    attn_fwd_kernel<D>
+        <<<grid, kThreads, smem, st>>>(out, lse, q, k, v, cu, n_seq, T, Hq, Hkv, scale_log2, causal, window);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int D>
 void launch_bwd(bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k, const bf16 *v,
                 const float *lse, const float *delta, const int32_t *cu, int n_seq, int T, int Hq, int Hkv, float scale,
-                float scale_log2, int causal, cudaStream_t st) {
+                float scale_log2, int causal, int window, cudaStream_t st) {
     size_t smem = bwd_smem<D>();
     CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_dkdv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid_kv(tile_grid(T, n_seq, kCols), (unsigned)Hkv);
     attn_bwd_dkdv_kernel<D><<<grid_kv, kThreads, smem, st>>>(dk, dv, dout, q, k, v, lse, delta, cu, n_seq, T, Hq, Hkv,
-                                                             scale, scale_log2, causal);
+                                                             scale, scale_log2, causal, window);
     CUDA_CHECK_LAUNCH();
     dim3 grid_q(tile_grid(T, n_seq, kRows), (unsigned)Hq);
     attn_bwd_dq_kernel<D><<<grid_q, kThreads, smem, st>>>(dq, dout, q, k, v, lse, delta, cu, n_seq, T, Hq, Hkv, scale,
-                                                          scale_log2, causal);
+                                                          scale_log2, causal, window);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -761,10 +807,8 @@ extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse,
                                        const void *v, const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv,
                                        int D, float scale, int causal, int window) {
     req_attention_forward(be, out, lse, q, k, v, cu_seqlens, n_seq, T, Hq, Hkv, D);
-    // No sliding window here (ops attention_window 0): the model passes one only where it binds,
-    // and refuses that on this backend.
-    CUDA_REQUIRE(window == 0, "attention_forward: the CUDA kernels take no sliding window");
     check_args(n_seq, T, Hq, Hkv, D);
+    window = binding_window(causal, window, T);
     if (T == 0 || n_seq == 0) return;
     cudaStream_t st = cuda_stream_of(be);
     float scale_log2 = scale * ATT_LOG2E;
@@ -772,12 +816,12 @@ extern "C" void cuda_attention_forward(llava_backend *be, void *out, float *lse,
     const bf16 *qb = (const bf16 *)q, *kb = (const bf16 *)k, *vb = (const bf16 *)v;
     bool tiled = is_aligned16(out) && is_aligned16(q) && is_aligned16(k) && is_aligned16(v);
     if (tiled && D == 64) {
-        launch_fwd<64>(o, lse, qb, kb, vb, cu_seqlens, n_seq, T, Hq, Hkv, scale_log2, causal, st);
+        launch_fwd<64>(o, lse, qb, kb, vb, cu_seqlens, n_seq, T, Hq, Hkv, scale_log2, causal, window, st);
     } else if (tiled && D == 128) {
-        launch_fwd<128>(o, lse, qb, kb, vb, cu_seqlens, n_seq, T, Hq, Hkv, scale_log2, causal, st);
+        launch_fwd<128>(o, lse, qb, kb, vb, cu_seqlens, n_seq, T, Hq, Hkv, scale_log2, causal, window, st);
     } else {
-        attn_fwd_generic_kernel<<<warp_grid((size_t)T * Hq), kThreads, 0, st>>>(o, lse, qb, kb, vb, cu_seqlens, n_seq,
-                                                                                T, Hq, Hkv, D, scale_log2, causal);
+        attn_fwd_generic_kernel<<<warp_grid((size_t)T * Hq), kThreads, 0, st>>>(
+            o, lse, qb, kb, vb, cu_seqlens, n_seq, T, Hq, Hkv, D, scale_log2, causal, window);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -787,8 +831,8 @@ extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, v
                                         const int32_t *cu_seqlens, int n_seq, int T, int Hq, int Hkv, int D,
                                         float scale, int causal, int window) {
     req_attention_backward(be, dq, dk, dv, dout, q, k, v, out, lse, cu_seqlens, n_seq, T, Hq, Hkv, D);
-    CUDA_REQUIRE(window == 0, "attention_backward: the CUDA kernels take no sliding window");
     check_args(n_seq, T, Hq, Hkv, D);
+    window = binding_window(causal, window, T);
     if (T == 0 || n_seq == 0) return;
     cudaStream_t st = cuda_stream_of(be);
     float scale_log2 = scale * ATT_LOG2E;
@@ -804,16 +848,16 @@ extern "C" void cuda_attention_backward(llava_backend *be, void *dq, void *dk, v
                  is_aligned16(k) && is_aligned16(v);
     if (tiled && D == 64) {
         launch_bwd<64>(dqb, dkb, dvb, gb, qb, kb, vb, lse, delta, cu_seqlens, n_seq, T, Hq, Hkv, scale, scale_log2,
-                       causal, st);
+                       causal, window, st);
     } else if (tiled && D == 128) {
         launch_bwd<128>(dqb, dkb, dvb, gb, qb, kb, vb, lse, delta, cu_seqlens, n_seq, T, Hq, Hkv, scale, scale_log2,
-                        causal, st);
+                        causal, window, st);
     } else {
         attn_bwd_dkdv_generic_kernel<<<warp_grid((size_t)T * Hkv), kThreads, 0, st>>>(
-            dkb, dvb, gb, qb, kb, vb, lse, delta, cu_seqlens, n_seq, T, Hq, Hkv, D, scale, scale_log2, causal);
+            dkb, dvb, gb, qb, kb, vb, lse, delta, cu_seqlens, n_seq, T, Hq, Hkv, D, scale, scale_log2, causal, window);
         CUDA_CHECK_LAUNCH();
         attn_bwd_dq_generic_kernel<<<warp_grid((size_t)T * Hq), kThreads, 0, st>>>(
-            dqb, gb, qb, kb, vb, lse, delta, cu_seqlens, n_seq, T, Hq, Hkv, D, scale, scale_log2, causal);
+            dqb, gb, qb, kb, vb, lse, delta, cu_seqlens, n_seq, T, Hq, Hkv, D, scale, scale_log2, causal, window);
         CUDA_CHECK_LAUNCH();
     }
 }

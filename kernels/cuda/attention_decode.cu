@@ -38,12 +38,21 @@
 // row groups are summed (butterfly), the 4 warps' states meet in shared memory, and the CTA either
 // writes the normalised row (one split) or its fp32 partial (acc unnormalised, max, sum).
 //
+// Mistral's sliding window (window > 0): a row attends to its last `window` keys, [first, ctx) with
+// first = ctx - window (0 while ctx <= window). The row's keys then start at span = first rounded
+// down to a multiple of 16 (so that tiles still never cross a cache block): the splits below cut
+// [span, ctx) instead of [0, ctx), so a windowed row costs its window, not its context. The tiles
+// wholly before `first` (only in split 0's first 16 keys) are skipped, the keys before `first` in
+// the tile that holds it load as zeros and score -inf as keys past the context do, and every tile
+// that runs still holds a key of the window. Window 0 gives span = first = 0: the plain path.
+//
 // Splits, and why they never depend on the batch. ops.h promises that a row's result does not
 // depend on the other rows of the call, so the number of splits is a function of the row's own
 // context, the model's head counts and the device's SM count, never of T:
 //   want  = ceil(2 x SMs / (kv heads x sub-groups))  splits that give a lone row 2 CTAs per SM
-//   n     = min(want, ceil(ctx / min_chunk), 64)     min_chunk = 64 keys (64 G / 2 for G > 2)
-//   chunk = ceil(ctx / n) rounded up to 16;  splits = ceil(ctx / chunk)
+//   n     = min(want, ceil(keys / min_chunk), 64)    min_chunk = 64 keys (64 G / 2 for G > 2)
+//   chunk = ceil(keys / n) rounded up to 16;  splits = ceil(keys / chunk)
+// with keys = ctx - span (ctx without a window).
 // LLaVA-7B (32 kv heads) on an H100 (132 SMs): want = 9; a 600-token row runs as 8 chunks of 80
 // keys (256 CTAs), a 2048-token row as 9 of 240 (288 CTAs). At batch 64 the same rule gives 18432
 // CTAs: more than enough, and no tail of a few CTAs on an otherwise idle GPU. Every sum runs in a
@@ -58,7 +67,8 @@
 //
 // Rows whose sequence or position is outside the table, or whose block table names a block outside
 // the cache, give NaN (the GPU cannot stop on the host's precondition checks, which read host
-// memory; the CPU backend does stop). A row never reads a table entry past its own position.
+// memory; the CPU backend does stop). A row never reads a table entry past its own position, nor,
+// under a window, one whose block lies wholly before the window.
 //
 // Head dims other than 64 and 128, block sizes that are not multiples of 16, and pointers that are
 // not 16-byte aligned take the scalar kernel at the end: one warp per (row, query head), keys one
@@ -93,6 +103,14 @@ __host__ __device__ __forceinline__ int row_splits(int ctx, int want, int min_ch
     *chunk = c;
     return ceil_div(ctx, c);  // <= n
 }
+
+// Where a row of `ctx` keys starts under a sliding window: its first key (ctx - window, or 0 while
+// the window holds the whole context), and that rounded down to a multiple of kAlign, where its
+// splits start. Both 0 without a window.
+__device__ __forceinline__ int window_first(int ctx, int window) {
+    return window > 0 && ctx > window ? ctx - window : 0;
+}
+__device__ __forceinline__ int window_span(int ctx, int window) { return window_first(ctx, window) / kAlign * kAlign; }
 
 // Row t's context (pos + 1) and sequence; 0 when the sequence or the position is outside the table.
 __device__ __forceinline__ int row_context(const int32_t *seq, const int32_t *pos, int t, int n_seq, int max_blocks,
@@ -140,6 +158,7 @@ struct decode_args {
     const int32_t *seq;    // (T)
     const int32_t *pos;    // (T)
     int n_seq, max_blocks, bs, n_blocks, Hq, Hkv, n_sub, S, want, min_chunk;
+    int window;        // Mistral's sliding window: each row's last `window` keys; 0: all of them
     float scale_log2;  // scale * log2(e): scores in log2 units, exp2 for exp
 };
 
@@ -170,10 +189,12 @@ __global__ void __launch_bounds__(kThreads, min_blocks(G)) decode_kernel(const d
             for (int i = threadIdx.x; i < G * D; i += kThreads) orow[i] = kBf16NaN;
         return;
     }
+    // Keys [first, ctx), split from span (first rounded down to 16): a split's keys [k0, k1).
+    const int first = window_first(ctx, a.window), span = window_span(ctx, a.window);
     int chunk;
-    const int n_split = row_splits(ctx, a.want, a.min_chunk, &chunk);
+    const int n_split = row_splits(ctx - span, a.want, a.min_chunk, &chunk);
     if (split >= n_split) return;
-    const int k0 = split * chunk, k1 = min(ctx, k0 + chunk);
+    const int k0 = span + split * chunk, k1 = min(ctx, k0 + chunk);
     const int32_t *bt = a.table + (size_t)sq * a.max_blocks;
 
     // The group's queries, dims [8 li, 8 li + 8), pre-scaled into log2 units.
@@ -194,8 +215,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks(G)) decode_kernel(const d
     }
     int bad = 0;
 
-    const int n_tiles = ceil_div(k1 - k0, TR);
-    for (int i = warp; i < n_tiles; i += kWarps) {
+    // Tiles [skip, n_tiles): those wholly before the window's first key (split 0 only) are skipped.
+    const int n_tiles = ceil_div(k1 - k0, TR), skip = first > k0 ? (first - k0) / TR : 0;
+    for (int i = skip + warp; i < n_tiles; i += kWarps) {
         const int kt = k0 + i * TR;  // a multiple of TR: the tile lies in one cache block
         const int blk = __ldg(bt + kt / a.bs);
         if (blk < 0 || blk >= a.n_blocks) {  // the same for the whole warp
@@ -204,11 +226,12 @@ __global__ void __launch_bounds__(kThreads, min_blocks(G)) decode_kernel(const d
         }
         const size_t off = ((size_t)blk * a.bs + (size_t)(kt % a.bs)) * ks + (size_t)hk * D + 8 * li;
         // Every load of the tile first: RPL independent 16-byte loads of K and RPL of V per lane.
+        // Keys outside [first, k1) load as zeros.
         uint4 kr[RPL], vr[RPL];
 #pragma unroll
         for (int rr = 0; rr < RPL; rr++) {
             const int r = rr * RPW + rw;
-            const bool ok = kt + r < k1;
+            const bool ok = kt + r < k1 && kt + r >= first;
             kr[rr] = ok ? ldg16(a.kc + off + (size_t)r * ks) : make_uint4(0u, 0u, 0u, 0u);
             vr[rr] = ok ? ldg16(a.vc + off + (size_t)r * ks) : make_uint4(0u, 0u, 0u, 0u);
         }
@@ -218,7 +241,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(G)) decode_kernel(const d
         for (int rr = 0; rr < RPL; rr++) {
             float kf[8];
             unpack8(kr[rr], kf);
-            const bool ok = kt + rr * RPW + rw < k1;
+            const bool ok = kt + rr * RPW + rw < k1 && kt + rr * RPW + rw >= first;
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 float d = 0.0f;
@@ -229,7 +252,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks(G)) decode_kernel(const d
                 sc[rr][g] = ok ? d : -INFINITY;
             }
         }
-        // The tile's max over the warp (every tile holds at least one key of the context), the
+        // The tile's max over the warp (every tile that gets here holds at least one key of the
+        // context and of the window: split 0 holds `first`, the later splits start after it), the
         // rescale of the running state, then P V.
 #pragma unroll
         for (int g = 0; g < G; g++) {
@@ -330,7 +354,7 @@ __global__ void decode_combine_kernel(const decode_args a, int T, int D) {
     const int ctx = row_context(a.seq, a.pos, t, a.n_seq, a.max_blocks, a.bs, &sq);
     if (ctx == 0) return;  // the split kernel wrote NaN
     int chunk;
-    const int n_split = row_splits(ctx, a.want, a.min_chunk, &chunk);
+    const int n_split = row_splits(ctx - window_span(ctx, a.window), a.want, a.min_chunk, &chunk);
     if (n_split == 1) return;  // the split kernel wrote the row
     const float *ml = a.part_ml + w * a.S * 2, *pa = a.part_acc + w * a.S * D;
     float M = -INFINITY, L = 0.0f;
@@ -347,7 +371,8 @@ __global__ void decode_combine_kernel(const decode_args a, int T, int D) {
 
 // ---------------------------------------------------------------------------------------------
 // Scalar kernel for every other shape: one warp per (row, query head), lane holding dims lane,
-// lane + 32, ... (D <= 256), keys one at a time with the same online softmax in fp32.
+// lane + 32, ... (D <= 256), keys one at a time (those of the window: [first, ctx)) with the same
+// online softmax in fp32.
 
 constexpr int kGenMaxD = 256, kGenC = kGenMaxD / 32;
 
@@ -369,7 +394,7 @@ __global__ void decode_generic_kernel(const decode_args a, int T, int D) {
     }
     const int32_t *bt = a.table + (size_t)sq * a.max_blocks;
     float m = -INFINITY, l = ctx == 0 ? NAN : 0.0f;
-    for (int j = 0; j < ctx; j++) {
+    for (int j = window_first(ctx, a.window); j < ctx; j++) {
         const int blk = bt[j / a.bs];
         if (blk < 0 || blk >= a.n_blocks) {
             l = NAN;
@@ -431,7 +456,6 @@ extern "C" void cuda_attention_decode(llava_backend *be, void *out, const void *
                                       const void *v_cache, const int32_t *block_table, const int32_t *seq,
                                       const int32_t *pos, int T, int n_seq, int max_blocks, int block_size,
                                       int n_blocks, int Hq, int Hkv, int D, float scale, int window) {
-    CUDA_REQUIRE(window == 0, "attention_decode: the CUDA kernels take no sliding window");
     req_attention_decode(be, out, q, k_cache, v_cache, block_table, seq, pos, T, n_seq, max_blocks, block_size,
                          n_blocks, Hq, Hkv, D);
     CUDA_REQUIRE(D <= kGenMaxD, "attention_decode: head dims above 256 are not supported");
@@ -449,6 +473,7 @@ extern "C" void cuda_attention_decode(llava_backend *be, void *out, const void *
     a.pos = pos;
     a.n_seq = n_seq, a.max_blocks = max_blocks, a.bs = block_size, a.n_blocks = n_blocks;
     a.Hq = Hq, a.Hkv = Hkv, a.n_sub = group / G;
+    a.window = window > 0 ? window : 0;
     a.scale_log2 = scale * 1.4426950408889634f;
 
     const bool fast = (D == 64 || D == 128) && block_size % kAlign == 0 && is_aligned16(out) && is_aligned16(q) &&
@@ -464,8 +489,11 @@ extern "C" void cuda_attention_decode(llava_backend *be, void *out, const void *
     const int cols = Hkv * a.n_sub;  // CTAs per row and split
     a.want = ceil_div(kCtasPerSm * sms, cols);
     a.min_chunk = 64 * (G > 2 ? G / 2 : 1);
-    // The most splits any row can have: positions are below max_blocks * block_size.
-    a.S = splits_bound((long long)max_blocks * block_size, a.want, a.min_chunk);
+    // The most splits any row can have: positions are below max_blocks * block_size, and under a
+    // window a row's keys span at most window + 15 (its first key's 16 rounded down).
+    long long keys = (long long)max_blocks * block_size;
+    if (a.window > 0 && (long long)a.window + kAlign - 1 < keys) keys = (long long)a.window + kAlign - 1;
+    a.S = splits_bound(keys, a.want, a.min_chunk);
     if (a.S > 1) {
         const size_t parts = (size_t)T * Hq * a.S;
         float *scratch = (float *)cuda_scratch(be, parts * (size_t)(D + 2) * sizeof(float));

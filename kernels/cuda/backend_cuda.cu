@@ -40,6 +40,7 @@ static void fill_table(llava_ops *t) {
     t->attention_forward = cuda_attention_forward;    // attention.cu
     t->attention_backward = cuda_attention_backward;  // attention.cu
     t->attention_decode = cuda_attention_decode;      // attention_decode.cu
+    t->attention_window = 1;                          // all three take Mistral's sliding window
     t->embedding_forward = cuda_embedding_forward;
     t->embedding_backward = cuda_embedding_backward;
     t->scatter_rows = cuda_scatter_rows;

@@ -21,6 +21,16 @@
 //   run to run: bit-identical (memcmp) outputs and gradients, as ops.h promises.
 //   sequence and causal isolation: changing inputs the contract says a row cannot see leaves that
 //     row's outputs exactly equal (masked scores contribute exact zeros).
+//
+// Mistral's sliding window (window > 0: key j seen by query i iff i - window < j <= i) runs through
+// the same comparisons against the CPU's windowed reference, with the same tolerances (a key the
+// window should hide, or one it should show, moves a row by far more than 1e-2; under a window of 1,
+// where dq and dk are 0 up to rounding, max |dq|, |dk| <= 1e-4 instead), on packs whose
+// sequences are shorter than the window, as long, and longer; windows of 1, 3, 64 (one key tile),
+// and 70 and 130 (the window's edge crossing key and query tiles); GQA and MHA; head dims 64, 128
+// and the scalar path's 80. Window isolation: changing a few rows of a long sequence leaves out, lse
+// and dq of the rows whose window starts past them, and dk, dv of the keys whose queries' windows
+// never reach them, exactly as they were.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,15 +77,16 @@ typedef struct {
     int lens[8];
     int Hq, Hkv, D, causal;
     float amp;    // q and k amplitude: larger means peakier softmax rows
-    int isolate;  // also run the sequence- and causal-isolation checks
+    int isolate;  // also run the sequence- and causal-isolation checks (and the window's)
     int timing;   // print the kernels' time (information, not a check)
+    int window;   // Mistral's sliding window (0: none)
 } attn_case;
 
 // The GPU side of one case: device buffers and the outputs last downloaded.
 typedef struct {
     llava_backend *be;
     const llava_ops *ops;
-    int T, n_seq, Hq, Hkv, D, causal;
+    int T, n_seq, Hq, Hkv, D, causal, window;
     float scale;
     size_t nq, nk, nl;  // elements of q/out/dq/dout (T, Hq*D); k/v/dk/dv (T, Hkv*D); lse (Hq, T)
     void *q, *k, *v, *dout, *out, *dq, *dk, *dv, *out_in;
@@ -109,7 +120,7 @@ static void gpu_forward(gpu_ctx *g) {
     g->ops->upload(g->be, BUF_ACT, g->out, g->nan_buf, g->nq);
     g->ops->upload(g->be, BUF_F32, g->lse, g->nan_buf, g->nl);
     g->ops->attention_forward(g->be, g->out, g->lse, g->q, g->k, g->v, g->cu, g->n_seq, g->T, g->Hq, g->Hkv, g->D,
-                              g->scale, g->causal, 0);
+                              g->scale, g->causal, g->window);
 }
 
 // Backward from the given out and lse (device buffers).
@@ -118,7 +129,7 @@ static void gpu_backward(gpu_ctx *g, const void *out, const float *lse) {
     g->ops->upload(g->be, BUF_ACT, g->dk, g->nan_buf, g->nk);
     g->ops->upload(g->be, BUF_ACT, g->dv, g->nan_buf, g->nk);
     g->ops->attention_backward(g->be, g->dq, g->dk, g->dv, g->dout, g->q, g->k, g->v, out, lse, g->cu, g->n_seq, g->T,
-                               g->Hq, g->Hkv, g->D, g->scale, g->causal, 0);
+                               g->Hq, g->Hkv, g->D, g->scale, g->causal, g->window);
 }
 
 static void gpu_download(gpu_ctx *g, results *r) {
@@ -143,6 +154,13 @@ static double lse_err(const float *a, const float *ref, size_t n) {
         if (!(e <= worst)) worst = e;  // NaN sticks
     }
     return worst;
+}
+
+static double max_abs(const float *x, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)x[i]) <= m)) m = fabs((double)x[i]);  // NaN sticks
+    return m;
 }
 
 // Elements of rows t with keep[t] that differ between a and b; (T, width) arrays.
@@ -206,10 +224,10 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
     for (int s = 0; s < c->n_seq; s++) cu[s + 1] = cu[s] + c->lens[s];
     int T = cu[c->n_seq];
     gpu_ctx g = {.be = gbe, .ops = gpu, .T = T, .n_seq = c->n_seq, .Hq = c->Hq, .Hkv = c->Hkv, .D = c->D};
-    g.causal = c->causal, g.scale = 1.0f / sqrtf((float)c->D);
+    g.causal = c->causal, g.window = c->window, g.scale = 1.0f / sqrtf((float)c->D);
     g.nq = (size_t)T * c->Hq * c->D, g.nk = (size_t)T * c->Hkv * c->D, g.nl = (size_t)c->Hq * T;
-    printf("%s: %d sequence(s), T=%d, Hq=%d, Hkv=%d, D=%d, %s\n", c->name, c->n_seq, T, c->Hq, c->Hkv, c->D,
-           c->causal ? "causal" : "bidirectional");
+    printf("%s: %d sequence(s), T=%d, Hq=%d, Hkv=%d, D=%d, %s, window %d\n", c->name, c->n_seq, T, c->Hq, c->Hkv, c->D,
+           c->causal ? "causal" : "bidirectional", c->window);
 
     // Host inputs (bf16 values) and the CPU reference.
     float *q = xmalloc(g.nq * sizeof(float)), *k = xmalloc(g.nk * sizeof(float)), *v = xmalloc(g.nk * sizeof(float));
@@ -218,11 +236,12 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
     results ref;
     results_alloc(&ref, &g);
     double t0 = seconds();
-    cpu->attention_forward(cbe, ref.out, ref.lse, q, k, v, cu, c->n_seq, T, c->Hq, c->Hkv, c->D, g.scale, c->causal, 0);
+    cpu->attention_forward(cbe, ref.out, ref.lse, q, k, v, cu, c->n_seq, T, c->Hq, c->Hkv, c->D, g.scale, c->causal,
+                           c->window);
     float *out_b = xmalloc(g.nq * sizeof(float));  // the backward's `out`: the reference's, in bf16
     for (size_t i = 0; i < g.nq; i++) out_b[i] = bf16_to_f32(f32_to_bf16(ref.out[i]));
     cpu->attention_backward(cbe, ref.dq, ref.dk, ref.dv, dout, q, k, v, out_b, ref.lse, cu, c->n_seq, T, c->Hq, c->Hkv,
-                            c->D, g.scale, c->causal, 0);
+                            c->D, g.scale, c->causal, c->window);
     double t_cpu = seconds() - t0;
 
     // Device buffers.
@@ -257,9 +276,24 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
           nan_dk, nan_dv);
     CHECK(e_out <= TOL_REL, "%s: out relative error %.3e", c->name, e_out);
     CHECK(e_lse <= TOL_LSE, "%s: lse error %.3e", c->name, e_lse);
-    CHECK(e_dq <= TOL_REL, "%s: dq relative error %.3e", c->name, e_dq);
-    CHECK(e_dk <= TOL_REL, "%s: dk relative error %.3e", c->name, e_dk);
     CHECK(e_dv <= TOL_REL, "%s: dv relative error %.3e", c->name, e_dv);
+    if (c->causal && c->window == 1) {
+        // Window 1: every row's softmax has a single key, so dq and dk are exactly 0 in exact
+        // arithmetic and both backends leave rounding noise (~1e-7) whose relative difference means
+        // nothing. The check there: max |dq|, |dk| <= 1e-4 on both sides (a key the window should
+        // hide gives dq and dk of order 0.1).
+        double g_dq = max_abs(r1.dq, g.nq), g_dk = max_abs(r1.dk, g.nk);
+        double c_dq = max_abs(ref.dq, g.nq), c_dk = max_abs(ref.dk, g.nk);
+        printf("    window 1: max |dq| gpu %.3e cpu %.3e, max |dk| gpu %.3e cpu %.3e (must be 0 up to rounding)\n",
+               g_dq, c_dq, g_dk, c_dk);
+        CHECK(g_dq <= 1e-4 && g_dk <= 1e-4, "%s: dq, dk not 0 under a window of 1: max %.3e, %.3e", c->name, g_dq,
+              g_dk);
+        CHECK(c_dq <= 1e-4 && c_dk <= 1e-4, "%s: the CPU's dq, dk not 0 under a window of 1: max %.3e, %.3e", c->name,
+              c_dq, c_dk);
+    } else {
+        CHECK(e_dq <= TOL_REL, "%s: dq relative error %.3e", c->name, e_dq);
+        CHECK(e_dk <= TOL_REL, "%s: dk relative error %.3e", c->name, e_dk);
+    }
 
     // Determinism: the same calls again give the same bits.
     gpu_forward(&g);
@@ -280,18 +314,20 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
         double tf = seconds();
         for (int i = 0; i < reps; i++)
             gpu->attention_forward(gbe, g.out, g.lse, g.q, g.k, g.v, g.cu, g.n_seq, T, g.Hq, g.Hkv, g.D, g.scale,
-                                   g.causal, 0);
+                                   g.causal, g.window);
         gpu->sync(gbe);
         tf = (seconds() - tf) / reps;
         double tb = seconds();
         for (int i = 0; i < reps; i++)
             gpu->attention_backward(gbe, g.dq, g.dk, g.dv, g.dout, g.q, g.k, g.v, g.out_in, g.lse_in, g.cu, g.n_seq, T,
-                                    g.Hq, g.Hkv, g.D, g.scale, g.causal, 0);
+                                    g.Hq, g.Hkv, g.D, g.scale, g.causal, g.window);
         gpu->sync(gbe);
         tb = (seconds() - tb) / reps;
-        double pairs = 0.0;  // (query, key) pairs computed
-        for (int s = 0; s < c->n_seq; s++)
-            pairs += c->causal ? 0.5 * (double)c->lens[s] * (c->lens[s] + 1) : (double)c->lens[s] * c->lens[s];
+        double pairs = 0.0;  // (query, key) pairs computed: under a window, row i sees min(i + 1, window)
+        for (int s = 0; s < c->n_seq; s++) {
+            double L = c->lens[s], w = c->causal && c->window > 0 && c->window < L ? c->window : L;
+            pairs += c->causal ? 0.5 * w * (w + 1) + (L - w) * w : L * L;
+        }
         double fl = 4.0 * pairs * c->D * c->Hq;  // forward: two GEMMs; backward counted as 2.5x (FA convention)
         printf("    time: forward %.3f ms (%.1f TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n", tf * 1e3, fl / tf * 1e-12,
                tb * 1e3, 2.5 * fl / tb * 1e-12);
@@ -326,6 +362,26 @@ static void run_case(llava_backend *gbe, const attn_case *c) {
             if (p + 1 < cu[ls + 1])
                 isolation_check(&g, "causal", &base, q, k, v, dout, p + 1, cu[ls + 1], keep_fwd, keep_kv, c->amp);
         }
+        if (c->causal && c->window > 0) {
+            // Window isolation: change rows [a, b) of the last sequence, 4 rows from a fifth of the
+            // way in. Row t's out, lse and dq read keys (t - window, t]: they must not move for
+            // t >= b - 1 + window (nor, causal, for t < a). Key t's dk and dv read the queries
+            // [t, t + window) and, through their softmax, those queries' keys (t - window, t +
+            // window): they must not move for t >= b - 1 + window nor for t < a - window + 1.
+            int ls = c->n_seq - 1, a = cu[ls] + c->lens[ls] / 5, b = a + 4;
+            if (b - 1 + c->window < cu[ls + 1]) {
+                gpu_upload_inputs(&g, q, k, v, dout);  // rebase on the inputs as the checks above left them
+                gpu_forward(&g);
+                gpu_backward(&g, g.out, g.lse);
+                gpu_download(&g, &base);
+                for (int t = 0; t < T; t++) {
+                    int in = t >= cu[ls] && t < cu[ls + 1];
+                    keep_fwd[t] = !in || t < a || t >= b - 1 + c->window;
+                    keep_kv[t] = !in || t < a - c->window + 1 || t >= b - 1 + c->window;
+                }
+                isolation_check(&g, "window", &base, q, k, v, dout, a, b, keep_fwd, keep_kv, c->amp);
+            }
+        }
         free(keep_fwd), free(keep_kv);
         results_free(&base);
     }
@@ -340,22 +396,43 @@ int main(void) {
     llava_backend *gpu = test_cuda();
 
     // Packs of odd lengths: 1 token, tile edges (64, 65), more than two tiles (130), a short one (5).
+    // The last field is the sliding window (0: none).
     const attn_case cases[] = {
-        {"pack causal GQA 8/2 D64", 6, {5, 1, 37, 64, 65, 130}, 8, 2, 64, 1, 2.0f, 1, 0},
-        {"pack bidirectional GQA 8/2 D64", 6, {5, 1, 37, 64, 65, 130}, 8, 2, 64, 0, 2.0f, 1, 0},
-        {"pack causal MHA 4 D128", 6, {5, 1, 37, 64, 65, 130}, 4, 4, 128, 1, 2.0f, 1, 0},
-        {"pack bidirectional MHA 4 D128", 6, {5, 1, 37, 64, 65, 130}, 4, 4, 128, 0, 2.0f, 1, 0},
-        {"pack causal GQA 8/2 D128", 6, {130, 65, 1, 64, 37, 5}, 8, 2, 128, 1, 2.0f, 1, 0},
-        {"long rows bidirectional GQA 8/2 D128", 2, {300, 129}, 8, 2, 128, 0, 2.0f, 1, 0},
+        {"pack causal GQA 8/2 D64", 6, {5, 1, 37, 64, 65, 130}, 8, 2, 64, 1, 2.0f, 1, 0, 0},
+        {"pack bidirectional GQA 8/2 D64", 6, {5, 1, 37, 64, 65, 130}, 8, 2, 64, 0, 2.0f, 1, 0, 0},
+        {"pack causal MHA 4 D128", 6, {5, 1, 37, 64, 65, 130}, 4, 4, 128, 1, 2.0f, 1, 0, 0},
+        {"pack bidirectional MHA 4 D128", 6, {5, 1, 37, 64, 65, 130}, 4, 4, 128, 0, 2.0f, 1, 0, 0},
+        {"pack causal GQA 8/2 D128", 6, {130, 65, 1, 64, 37, 5}, 8, 2, 128, 1, 2.0f, 1, 0, 0},
+        {"long rows bidirectional GQA 8/2 D128", 2, {300, 129}, 8, 2, 128, 0, 2.0f, 1, 0, 0},
         // Large scores (std ~3 after scaling): the running max moves a lot between key tiles.
-        {"peaky causal GQA 4/1 D64", 3, {200, 63, 131}, 4, 1, 64, 1, 3.0f, 1, 0},
+        {"peaky causal GQA 4/1 D64", 3, {200, 63, 131}, 4, 1, 64, 1, 3.0f, 1, 0, 0},
         // Head dims without a tiled kernel take the scalar path.
-        {"scalar path causal GQA 4/2 D80", 6, {5, 1, 37, 64, 65, 130}, 4, 2, 80, 1, 2.0f, 1, 0},
-        {"scalar path bidirectional MHA 2 D32", 3, {17, 1, 70}, 2, 2, 32, 0, 2.0f, 1, 0},
+        {"scalar path causal GQA 4/2 D80", 6, {5, 1, 37, 64, 65, 130}, 4, 2, 80, 1, 2.0f, 1, 0, 0},
+        {"scalar path bidirectional MHA 2 D32", 3, {17, 1, 70}, 2, 2, 32, 0, 2.0f, 1, 0, 0},
         // The shapes that matter: LLaVA-7B's language model (32 heads x 128, causal, a packed batch of
         // ~4k tokens) and CLIP ViT-L/14-336 (16 heads x 64, 577 tokens, bidirectional, 4 images).
-        {"LLaVA-7B LM", 3, {600, 1437, 2048}, 32, 32, 128, 1, 2.0f, 0, 1},
-        {"CLIP ViT-L/14-336", 4, {577, 577, 577, 577}, 16, 16, 64, 0, 2.0f, 1, 1},
+        {"LLaVA-7B LM", 3, {600, 1437, 2048}, 32, 32, 128, 1, 2.0f, 0, 1, 0},
+        {"CLIP ViT-L/14-336", 4, {577, 577, 577, 577}, 16, 16, 64, 0, 2.0f, 1, 1, 0},
+        // Mistral's sliding window on the same packs: window 1 (each row sees only itself), 3, one
+        // key tile (64), and 70 and 130, whose edges cut through key tiles and query tiles; in each
+        // pack some sequences are within the window (1, 5, 37, 64 tokens) and some run past it (65,
+        // 130, 200, 300).
+        {"window 1 pack GQA 8/2 D64", 6, {5, 1, 37, 64, 65, 130}, 8, 2, 64, 1, 2.0f, 1, 0, 1},
+        {"window 3 pack GQA 8/2 D64", 6, {5, 1, 37, 64, 65, 130}, 8, 2, 64, 1, 2.0f, 1, 0, 3},
+        {"window 3 pack MHA 4 D128", 6, {5, 1, 37, 64, 65, 130}, 4, 4, 128, 1, 2.0f, 1, 0, 3},
+        {"window 64 pack GQA 8/2 D128", 6, {130, 65, 1, 64, 37, 5}, 8, 2, 128, 1, 2.0f, 1, 0, 64},
+        {"window 70 pack GQA 8/2 D64", 7, {5, 1, 37, 64, 65, 130, 200}, 8, 2, 64, 1, 2.0f, 1, 0, 70},
+        {"window 70 pack GQA 8/2 D128", 7, {200, 130, 65, 1, 64, 37, 5}, 8, 2, 128, 1, 2.0f, 1, 0, 70},
+        {"window 130 long rows GQA 8/2 D128", 3, {300, 129, 200}, 8, 2, 128, 1, 2.0f, 1, 0, 130},
+        {"window 70 peaky GQA 4/1 D64", 3, {200, 63, 131}, 4, 1, 64, 1, 3.0f, 1, 0, 70},
+        // The scalar path's loops take the window too.
+        {"window 3 scalar path GQA 4/2 D80", 6, {5, 1, 37, 64, 65, 130}, 4, 2, 80, 1, 2.0f, 1, 0, 3},
+        {"window 70 scalar path GQA 4/2 D80", 3, {200, 63, 131}, 4, 2, 80, 1, 2.0f, 1, 0, 70},
+        // Without the causal mask a window does nothing (ops.h; the CPU ignores it too).
+        {"window 3 ignored, bidirectional GQA 8/2 D64", 3, {17, 1, 70}, 8, 2, 64, 0, 2.0f, 1, 0, 3},
+        // Mistral-7B's heads (32 query heads over 8 kv heads of 128) with a window of 512 over ~3.5k
+        // tokens: the time (information) grows with the window, not the sequence.
+        {"Mistral-7B heads, window 512", 2, {1500, 2048}, 32, 8, 128, 1, 2.0f, 0, 1, 512},
     };
     // LLAVA_TEST_QUICK=1 leaves out the two large shapes (for compute-sanitizer runs, which are slow).
     int quick = getenv("LLAVA_TEST_QUICK") && atoi(getenv("LLAVA_TEST_QUICK")) != 0;

@@ -1,8 +1,8 @@
 // The CUDA backend (kernels/cuda/) op by op against the CPU reference (kernels/cpu/), through the
 // two backends' tables: every GPU case of the op-case registry (kernels/opcheck_cases.c holds the
-// shapes, the draws and the bounds with their reasons), every op except attention_forward and
-// attention_backward (tests/gpu/test_cuda_attention.c has those), plus the tests that are not one
-// op's comparison.
+// shapes, the draws and the bounds with their reasons), every op (attention_forward and
+// attention_backward only in the registry's sliding-window cases: tests/gpu/test_cuda_attention.c
+// has the rest of them), plus the tests that are not one op's comparison.
 //
 // Method. Inputs are random (the registry's fixed seeds, never zero) and rounded to bf16 on the host
 // first, so the GPU's bf16 buffers and the CPU's fp32 buffers hold the same numbers and only the
@@ -478,6 +478,7 @@ static void *elem(void *p, size_t i, size_t esz) { return (char *)p + i * esz; }
 
 static void decode_row_checks(const opcheck_case *c) {
     int T = (int)c->n[0], Hq = (int)c->n[1], Hkv = (int)c->n[2], D = (int)c->n[3], bs = (int)c->n[5];
+    int window = (int)c->n[6];
     int n_seq, max_blocks, n_blocks;
     opcheck_decode_geometry(c, &n_seq, &max_blocks, &n_blocks);
     size_t qs = (size_t)Hq * D, nq = (size_t)T * qs, esz = gpu->act_bytes;
@@ -500,14 +501,15 @@ static void decode_row_checks(const opcheck_case *c) {
     for (int t = 0; t < T; t++)
         gpu->attention_decode(gbe, elem(p[0], (size_t)t * qs, esz), elem(p[1], (size_t)t * qs, esz), p[2], p[3], p[4],
                               (int32_t *)p[5] + t, (int32_t *)p[6] + t, 1, n_seq, max_blocks, bs, n_blocks, Hq, Hkv, D,
-                              scale, 0);
+                              scale, window);
     float *alone = opcheck_fetch(r, 0);
     snprintf(what, sizeof what, "  %s: each row alone = its row in the batch", name);
     check_same_bits(what, batch, alone, nq);
     free(alone);
 
     // Row 0's sequence past the table, row 2's position past it, and block 0 of row 1's sequence
-    // outside the cache (every row of that sequence reads block 0).
+    // outside the cache (every row of that sequence reads block 0, except under a window the rows
+    // whose window starts past it: their first key, pos + 1 - window, at or past bs).
     int32_t *table = dup_i32(d.host[4], (size_t)n_seq * max_blocks), *seq = dup_i32(d.host[5], T);
     int32_t *pos = dup_i32(d.host[6], T);
     int s1 = seq[1];
@@ -521,7 +523,8 @@ static void decode_row_checks(const opcheck_case *c) {
     float *bad = opcheck_fetch(r, 0);
     size_t nan_rows = 0, kept_rows = 0, wrong = 0;
     for (int t = 0; t < T; t++) {
-        int poisoned = t == 0 || t == 2 || seq[t] == s1;
+        int reads_block0 = !(window > 0 && pos[t] + 1 - window >= bs);
+        int poisoned = t == 0 || t == 2 || (seq[t] == s1 && reads_block0);
         size_t n_nan = 0;
         for (size_t i = 0; i < qs; i++) n_nan += isnan(bad[(size_t)t * qs + i]) != 0;
         if (poisoned) nan_rows += n_nan == qs, wrong += n_nan != qs;
@@ -532,8 +535,8 @@ static void decode_row_checks(const opcheck_case *c) {
     }
     printf("  %-52s %zu rows NaN, %zu rows kept, %zu wrong\n", "  bad sequence, position and block", nan_rows,
            kept_rows, wrong);
-    CHECK(wrong == 0, "%s %s: %zu rows wrong after a bad table (NaN expected in rows 0, 2 and sequence %d's)", name,
-          shape, wrong, s1);
+    CHECK(wrong == 0, "%s %s: %zu rows wrong after a bad table (NaN expected in rows 0, 2 and sequence %d's%s)", name,
+          shape, wrong, s1, window > 0 ? " that reach its block 0" : "");
     check_guards(r, "cuda");
     free(bad), free(batch), free(table), free(seq), free(pos);
     opcheck_finish(r);
