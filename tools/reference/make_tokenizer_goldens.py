@@ -12,6 +12,12 @@ Steps (each runs in the environment that has the pinned library; tools/reference
     hf       transformers        <model>.<mode>.ids for the modes of this environment, and <model>.<mode>.prep.jsonl
                                  (LLaVA's preprocess_plain / preprocess_v1 results for tests/data/tokenizer/samples.jsonl)
     samples  any Python 3        tests/data/tokenizer/samples.jsonl (conversation samples for the masks)
+    mistral  transformers 4.46.3 tests/data/tokenizer/mistral_v1/ for Mistral-7B's tokenizer.model (--mistral or
+             + sentencepiece     $LLAVA_TEST_MISTRAL_TOKENIZER; not committed, meta.json records its sha256 and where
+             (requirements-chat) it comes from): sp.ids, decode.tsv, and legacy.ids from LlamaTokenizerFast
+                                 (legacy=True; AutoTokenizer from a folder with tests/data/chat/mistral/
+                                 tokenizer_config.json, as LLaVA-NeXT loads Mistral-7B-Instruct's); the slow
+                                 LlamaTokenizer is compared with it on every line
 
 Modes: "legacy" (LlamaTokenizer legacy=True), "hf431" (transformers 4.31.0, legacy=False: the environment the
 released LLaVA-1.5 checkpoints were trained in), "hf437" (transformers 4.37.2 + tokenizers 0.15.1, legacy=False:
@@ -481,36 +487,43 @@ def checked(name, i):
     return name != "tiny" or i < 700 or i % 6 == 0 or i >= CORPUS_TARGET
 
 
+def write_sp_goldens(sp, corpus, ids_path, decode_path, covered=lambda i: True):
+    """sentencepiece's ids of every covered corpus line (one line each, "." for the others) and its decoding of
+    random id sequences (byte pieces that form invalid UTF-8, control and unknown ids, pieces with a leading "▁" at
+    the start) and of the ids of some corpus lines (a TSV: ids, then the text as a JSON string)."""
+    with open(ids_path, "w") as f:
+        for i, (b, _) in enumerate(corpus):
+            f.write((ids_line(sp.encode(b)) if covered(i) else ".") + "\n")
+    rng = random.Random(7)
+    n = sp.get_piece_size()
+    byte_ids = [i for i in range(n) if sp.is_byte(i)]
+    rows = []
+    for k in range(400):
+        ids = []
+        for _ in range(rng.randint(0, 20)):
+            r = rng.random()
+            if r < 0.35 and byte_ids:
+                ids.append(rng.choice(byte_ids))
+            elif r < 0.45:
+                ids.append(rng.choice([0, 1, 2]))
+            else:
+                ids.append(rng.randrange(n))
+        rows.append(ids)
+    for b, _ in corpus[:150]:
+        rows.append(sp.encode(b))
+    with open(decode_path, "w", encoding="utf-8") as f:
+        for ids in rows:
+            f.write(ids_line(ids) + "\t" + json.dumps(sp.decode(ids), ensure_ascii=False) + "\n")
+    return len(rows)
+
+
 def step_sp(models):
     import sentencepiece as spm
     corpus = read_corpus(os.path.join(OUT, "corpus.jsonl"))
     for name, path in models.items():
         sp = spm.SentencePieceProcessor(model_file=path)
-        with open(os.path.join(OUT, f"{name}.sp.ids"), "w") as f:
-            for i, (b, _) in enumerate(corpus):
-                f.write((ids_line(sp.encode(b)) if checked(name, i) else ".") + "\n")
-        # Decoding: random id sequences (byte pieces that form invalid UTF-8, control and unknown ids, pieces with
-        # a leading "▁" at the start) and the ids of some corpus lines.
-        rng = random.Random(7)
-        n = sp.get_piece_size()
-        byte_ids = [i for i in range(n) if sp.is_byte(i)]
-        rows = []
-        for k in range(400):
-            ids = []
-            for _ in range(rng.randint(0, 20)):
-                r = rng.random()
-                if r < 0.35 and byte_ids:
-                    ids.append(rng.choice(byte_ids))
-                elif r < 0.45:
-                    ids.append(rng.choice([0, 1, 2]))
-                else:
-                    ids.append(rng.randrange(n))
-            rows.append(ids)
-        for b, _ in corpus[:150]:
-            rows.append(sp.encode(b))
-        with open(os.path.join(OUT, f"{name}.decode.tsv"), "w", encoding="utf-8") as f:
-            for ids in rows:
-                f.write(ids_line(ids) + "\t" + json.dumps(sp.decode(ids), ensure_ascii=False) + "\n")
+        write_sp_goldens(sp, corpus, os.path.join(OUT, f"{name}.sp.ids"), os.path.join(OUT, f"{name}.decode.tsv"),
+                         lambda i: checked(name, i))
         print(name, "sentencepiece", spm.__version__, "lines", len(corpus))
 
 
@@ -696,10 +709,105 @@ def step_hf(models, llava_repo):
             f.write(json.dumps(p, ensure_ascii=False) + "\n")
 
 
+# ------------------------------------------------------------------------------------------------
+# Mistral-7B's tokenizer.model (not committed: named by $LLAVA_TEST_MISTRAL_TOKENIZER, checked by its sha256)
+
+MISTRAL_OUT = os.path.join(OUT, "mistral_v1")
+MISTRAL_SOURCE = {
+    "package": "mistral_common",
+    "version": "1.13.1",
+    "license": "Apache-2.0",
+    "path_in_package": "mistral_common/data/tokenizer.model.v1",
+    "how_to_get": "pip download --no-deps mistral_common==1.13.1 && "
+                  "unzip mistral_common-1.13.1-py3-none-any.whl mistral_common/data/tokenizer.model.v1",
+    "what": "the SentencePiece model of Mistral-7B v0.1 / v0.2 (and their -Instruct), 32000 pieces",
+}
+# Mistral-7B-Instruct's tokenizer config (legacy=True), as LLaVA-NeXT's mistral_instruct goldens use it.
+MISTRAL_CONFIG = "tests/data/chat/mistral/tokenizer_config.json"
+
+
+def load_mistral_hf(model_path, use_fast):
+    """AutoTokenizer from a folder holding the model and Mistral-Instruct's config, as LLaVA-NeXT loads it. (Built
+    directly, LlamaTokenizerFast(vocab_file=..., legacy=True) in 4.46.3 lacks the Prepend("▁") normalizer; see
+    tests/data/chat/README.md.)"""
+    import transformers
+    d = tempfile.mkdtemp(prefix="mistral_tok_")
+    shutil.copy(model_path, os.path.join(d, "tokenizer.model"))
+    shutil.copy(MISTRAL_CONFIG, os.path.join(d, "tokenizer_config.json"))
+    tok = transformers.AutoTokenizer.from_pretrained(d, use_fast=use_fast)
+    want = "LlamaTokenizerFast" if use_fast else "LlamaTokenizer"
+    assert type(tok).__name__ == want and tok.legacy and tok.bos_token_id == 1, (type(tok).__name__, tok.legacy)
+    shutil.rmtree(d)
+    return tok
+
+
+def step_mistral(model_path):
+    """tests/data/tokenizer/mistral_v1/: meta.json (the file, its sha256 and where it comes from), sp.ids and
+    decode.tsv (sentencepiece, as for the other models), legacy.ids (the fast LlamaTokenizerFast's input_ids, "=" when
+    they are [BOS] + the sentencepiece ids, "-" for lines that are not UTF-8). The slow LlamaTokenizer(legacy=True) is
+    compared with the fast one on every line; meta.json lists the lines where they differ."""
+    import hashlib
+    import sentencepiece as spm
+    import tokenizers
+    import transformers
+    transformers.logging.set_verbosity_error()  # "sequence length is longer than the specified maximum"
+    if not model_path or not os.path.exists(model_path):
+        sys.exit("mistral: --mistral (or $LLAVA_TEST_MISTRAL_TOKENIZER) must name " + MISTRAL_SOURCE["path_in_package"]
+                 + " (" + MISTRAL_SOURCE["how_to_get"] + ")")
+    data = open(model_path, "rb").read()
+    corpus = read_corpus(os.path.join(OUT, "corpus.jsonl"))
+    os.makedirs(MISTRAL_OUT, exist_ok=True)
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    assert sp.get_piece_size() == 32000 and (sp.unk_id(), sp.bos_id(), sp.eos_id()) == (0, 1, 2)
+    n_decode = write_sp_goldens(sp, corpus, os.path.join(MISTRAL_OUT, "sp.ids"),
+                                os.path.join(MISTRAL_OUT, "decode.tsv"))
+    fast, slow = load_mistral_hf(model_path, True), load_mistral_hf(model_path, False)
+    lines, same, na, differ = [], 0, 0, []
+    for i, (b, s) in enumerate(corpus):
+        if s is None:
+            lines.append("-")
+            na += 1
+            continue
+        ids = fast(s).input_ids
+        slow_ids = slow(s).input_ids
+        if slow_ids != ids:
+            differ.append({"line": i + 1, "fast": ids_line(ids), "slow": ids_line(slow_ids)})
+        if ids == [fast.bos_token_id] + sp.encode(b):
+            lines.append("=")
+            same += 1
+        else:
+            lines.append(ids_line(ids))
+    with open(os.path.join(MISTRAL_OUT, "legacy.ids"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    meta = {
+        "file": os.path.basename(MISTRAL_SOURCE["path_in_package"]),
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        **MISTRAL_SOURCE,
+        "env": "LLAVA_TEST_MISTRAL_TOKENIZER",
+        "pieces": sp.get_piece_size(),
+        "corpus_lines": len(corpus),
+        "legacy_same_as_bos_plus_sp": same,
+        "legacy_not_utf8": na,
+        "decode_rows": n_decode,
+        "fast_slow_differ": differ,
+        "hf_config": MISTRAL_CONFIG,
+        "versions": {"sentencepiece": spm.__version__, "transformers": transformers.__version__,
+                     "tokenizers": tokenizers.__version__, "python": sys.version.split()[0]},
+    }
+    with open(os.path.join(MISTRAL_OUT, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    print("mistral", meta["sha256"], "lines", len(corpus), "legacy = [BOS] + sentencepiece", same, "not UTF-8", na,
+          "fast != slow", len(differ))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("step", choices=["corpus", "tiny", "sp", "hf", "samples"])
+    ap.add_argument("step", choices=["corpus", "tiny", "sp", "hf", "samples", "mistral"])
     ap.add_argument("--llama", default=os.environ.get("LLAVA_TEST_TOKENIZER", LLAMA_DEFAULT))
+    ap.add_argument("--mistral", default=os.environ.get("LLAVA_TEST_MISTRAL_TOKENIZER"),
+                    help="Mistral-7B's tokenizer.model (`mistral`; see MISTRAL_SOURCE for where to get it)")
     ap.add_argument("--llava", help="a git checkout of haotian-liu/LLaVA (needed by `hf` for the masks)")
     ap.add_argument("--torch-site", help="a site-packages folder to take torch from when this environment lacks it "
                     "(LLaVA's preprocess functions use torch tensors only as containers)")
@@ -722,6 +830,8 @@ def main():
         step_sp(models)
     elif a.step == "hf":
         step_hf(models, a.llava)
+    elif a.step == "mistral":
+        step_mistral(a.mistral)
 
 
 if __name__ == "__main__":
