@@ -28,7 +28,7 @@
 
 static const char USAGE[] =
     "usage: llava data check --data FILE.json --image-folder DIR --tokenizer tokenizer.model\n"
-    "                        --template plain|vicuna_v1|FILE.json [--mode hf431|hf437|legacy] [--model-max-length N]\n"
+    "                        --template NAME|FILE.json [--mode hf431|hf437|legacy] [--model-max-length N]\n"
     "                        [--no-check-images] [--threads N] [--strict] [--json] [--all] [--quiet]\n"
     "       llava data stats DATA.json|DATA.h5 [--tokenizer tokenizer.model --template NAME [--mode M]]\n"
     "                        [--model-max-length N] [--tokens-per-image N] [--bin-width W] [--top K]\n"
@@ -696,7 +696,8 @@ static int data_stats(int argc, char **argv) {
             cfg.tmpl = conv_template_builtin(tmpl_name);
             if (!cfg.tmpl) cfg.tmpl = loaded = conv_template_load(tmpl_name);
             if (!cfg.tmpl) {
-                fprintf(stderr, "llava data stats: no template \"%s\" (built in: plain, vicuna_v1; or a JSON file)\n",
+                fprintf(stderr,
+                        "llava data stats: no template \"%s\" (built in: " CONV_TEMPLATE_BUILTINS "; or a JSON file)\n",
                         tmpl_name);
                 stats_free(&s);
                 return 2;

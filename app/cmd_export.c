@@ -29,7 +29,8 @@ static const char USAGE[] =
     "  --model DIR       the model folder (required)\n"
     "  --out DIR         where the files go (created if missing; required)\n"
     "  --type T          f16 (default), bf16, q8_0 or f32: the language model's matrices\n"
-    "  --tokenizer PATH  the SentencePiece tokenizer.model (default: DIR/tokenizer.model)\n"
+    "  --tokenizer PATH  the SentencePiece tokenizer.model (default: DIR/tokenizer.model; a tokenizer.json model\n"
+    "                    is refused: not yet)\n"
     "  --name NAME       general.name in both files (default: the model folder's name)\n";
 
 static int usage(void) {
@@ -73,7 +74,7 @@ int cmd_export(int argc, char **argv) {
         fprintf(stderr, "llava export: %s\n", llava_errmsg());
         return 2;
     }
-    char *tp = tok_path ? xstrdup(tok_path) : path_join(model, "tokenizer.model");
+    char *tp = tok_path ? xstrdup(tok_path) : tok_default_path(model);
     char *nm = NULL;
     if (name) {
         nm = xstrdup(name);
@@ -91,6 +92,13 @@ int cmd_export(int argc, char **argv) {
     int loaded = 0;
     if (!tok) {
         fprintf(stderr, "llava export: %s\n", llava_errmsg());
+        goto done;
+    }
+    if (tok_bpe(tok)) {  // before anything is loaded or written
+        fprintf(stderr,
+                "llava export: %s is a tokenizer.json (byte-level BPE); the GGUF export writes SentencePiece "
+                "vocabularies only, not yet BPE ones\n",
+                tp);
         goto done;
     }
     be = llava_backend_open("cpu", NULL);

@@ -612,8 +612,11 @@ static const char USAGE[] =
     "            OUTPUT/adapter, or one of LLaVA's LoRA checkpoints; default: none)\n"
     "            --prompt TEXT  the question (one answer)          --image FILE  its image (default: none)\n"
     "            --questions Q.jsonl --image-folder DIR --answers A.jsonl  a question file in LLaVA's format\n"
-    "  model:    --tokenizer PATH (default DIR/tokenizer.model)  --template vicuna_v1|plain|FILE.json (default\n"
-    "            vicuna_v1)  --mode legacy|hf431|hf437 (default hf431)  --aspect pad|square (default: the\n"
+    "  model:    --tokenizer PATH (default DIR/tokenizer.model, else DIR/tokenizer.json)\n"
+    "            --template NAME|FILE.json (" CONV_TEMPLATE_BUILTINS
+    ";\n"
+    "            default: the one the model's export records, else vicuna_v1)\n"
+    "            --mode legacy|hf431|hf437 (default hf431)  --aspect pad|square (default: the\n"
     "            model's image_aspect_ratio, else pad)  --device cpu|cuda (default cpu)  --threads N (default:\n"
     "            the backend's)  --ignore-unexpected (default off)  --model-id NAME (default: DIR's last part)\n"
     "  decoding: --max-new-tokens N (256; 128 with --questions, as LLaVA's model_vqa_loader)\n"

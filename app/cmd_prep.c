@@ -10,12 +10,13 @@
 #include "commands.h"
 #include "common/util.h"
 #include "data/prep.h"
+#include "data/template.h"
 #include "train/config.h"
 #include "train/settings.h"
 
 static const char USAGE[] =
-    "usage: llava prep --data FILE.json --image-folder DIR --tokenizer tokenizer.model --template "
-    "plain|vicuna_v1|FILE.json\n"
+    "usage: llava prep --data FILE.json --image-folder DIR --tokenizer tokenizer.model|tokenizer.json --template "
+    "NAME|FILE.json\n"
     "                  --out DATA.h5 [--mode hf431|hf437|legacy] [--model-max-length N] [--aspect square|pad]\n"
     "                  [--store-pixels [--image-size S]] [--no-check-images] [--threads N] [--strict] [--compress "
     "0-9]\n"
@@ -156,7 +157,7 @@ int cmd_prep(int argc, char **argv) {
             const char *t = rs.model.tokenizer;
             const char *dir = rs.model.llm ? rs.model.llm : rs.model.init;
             if (t) o.tokenizer_path = t;
-            else if (dir) o.tokenizer_path = tok_from_cfg = path_join(dir, "tokenizer.model");
+            else if (dir) o.tokenizer_path = tok_from_cfg = tok_default_path(dir);
         }
     }
     free(sets);
@@ -171,9 +172,8 @@ int cmd_prep(int argc, char **argv) {
         rc = 2;
     } else if (!o.template_name) {
         // No default: the template decides every label, and stage 1 (plain) and stage 2 (vicuna_v1) differ.
-        fprintf(stderr,
-                "llava prep: no template: give --template plain|vicuna_v1|FILE.json (or --config with a preset "
-                "that sets data.template)\n");
+        fprintf(stderr, "llava prep: no template: give --template NAME|FILE.json (built in: " CONV_TEMPLATE_BUILTINS
+                        "; or --config with a preset that sets data.template)\n");
         rc = 2;
     } else if (!o.data_path || !o.tokenizer_path || !o.out_path) {
         fprintf(stderr, "llava prep: --data, --tokenizer and --out are required (or --config for the first two)\n\n%s",

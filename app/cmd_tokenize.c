@@ -42,14 +42,15 @@ static const char USAGE[] =
     "Face's slow LlamaTokenizer, BOS first, in the given mode.\n"
     "\n"
     "  --tokenizer PATH  a SentencePiece tokenizer.model (required); a tokenizer.json (byte-level BPE) has its own\n"
-    "                    options: llava tokenize --tokenizer tokenizer.json --help\n"
+    "                    options (llava tokenize --tokenizer tokenizer.json --help) but takes --template too\n"
     "  --mode M          tokenizer rules: hf431 = transformers 4.31, the released LLaVA-1.5 checkpoints; hf437 =\n"
     "                    LLaVA HEAD; legacy = legacy=True (default: hf431)\n"
     "  --sp              the ids of plain SentencePiece instead (sp.encode: no BOS, no special tokens; default: off)\n"
     "  --pieces          the pieces instead of the ids (default: off)\n"
     "  --decode          input lines are space-separated ids; prints the decoded text as a JSON string (default:\n"
     "                    off)\n"
-    "  --template T      plain, vicuna_v1 or a template JSON file (docs/tokenizer.md; default: none). Input lines\n"
+    "  --template T      plain, vicuna_v1, llava_llama_2, mistral_instruct, llava_llama_3, qwen_1_5 or a template\n"
+    "                    JSON file (docs/tokenizer.md; default: none). Input lines\n"
     "                    are LLaVA samples ({\"id\", \"image\"?, \"conversations\"}); prints {\"id\", \"input_ids\",\n"
     "                    \"labels\"} per sample (image = -200, ignored label = -100) and a summary on stderr with the\n"
     "                    id of every sample LLaVA would mask for a length mismatch\n"
@@ -249,7 +250,10 @@ static int run_sample(const prep_config *cfg, const cJSON *s, size_t index, int 
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    if (tokenize_is_bpe(argc, argv)) return cmd_tokenize_bpe(argc, argv);
+    int with_template = 0;
+    for (int i = 1; i < argc; i++) with_template |= strcmp(argv[i], "--template") == 0;
+    // A tokenizer.json has its own options, but templates and masks are the same for both kinds.
+    if (!with_template && tokenize_is_bpe(argc, argv)) return cmd_tokenize_bpe(argc, argv);
     const char *tok_path = NULL, *bench = NULL, *template_name = NULL, *data_path = NULL;
     tok_mode mode = TOK_MODE_DEFAULT;
     int sp = 0, pieces = 0, decode = 0, strict = 0, quiet = 0, max_length = 2048;
@@ -308,7 +312,9 @@ int cmd_tokenize(int argc, char **argv) {
         if (!tmpl) {
             tmpl = loaded = conv_template_load(template_name);
             if (!tmpl) {
-                fprintf(stderr, "llava tokenize: no template \"%s\" (built in: plain, vicuna_v1; or a JSON file): %s\n",
+                fprintf(stderr,
+                        "llava tokenize: no template \"%s\" (built in: " CONV_TEMPLATE_BUILTINS
+                        "; or a JSON file): %s\n",
                         template_name, llava_errmsg());
                 tok_free(t);
                 return 2;

@@ -123,8 +123,7 @@ int cmd_tokenize_bpe(int argc, char **argv) {
         else if (strcmp(a, "--skip-special") == 0) skip_special = 1;
         else if (strcmp(a, "--bench") == 0 && has_value) bench = argv[++i];
         else if (strcmp(a, "--seconds") == 0 && has_value) seconds = atof(argv[++i]);
-        else if (strcmp(a, "--mode") == 0 || strcmp(a, "--sp") == 0 || strcmp(a, "--template") == 0 ||
-                 strcmp(a, "--data") == 0) {
+        else if (strcmp(a, "--mode") == 0 || strcmp(a, "--sp") == 0 || strcmp(a, "--data") == 0) {
             fprintf(stderr, "llava tokenize: %s is for SentencePiece tokenizer.model files, not tokenizer.json\n", a);
             return 2;
         } else {

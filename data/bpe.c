@@ -1184,6 +1184,7 @@ const char *bpe_id_to_token(const bpe_tokenizer *t, int id, size_t *len) {
 
 int bpe_is_special(const bpe_tokenizer *t, int id) { return id >= 0 && id < t->id_limit && t->special[id]; }
 int bpe_bos_id(const bpe_tokenizer *t) { return t->bos; }
+int bpe_unk_id(const bpe_tokenizer *t) { return t->unk_id; }
 int bpe_eos_id(const bpe_tokenizer *t) { return t->eos; }
 int bpe_vocab_size(const bpe_tokenizer *t) { return t->vocab_size; }
 int bpe_id_limit(const bpe_tokenizer *t) { return t->id_limit; }

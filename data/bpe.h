@@ -52,6 +52,8 @@ int bpe_token_to_id(const bpe_tokenizer *t, const char *s, size_t len);
 const char *bpe_id_to_token(const bpe_tokenizer *t, int id, size_t *len);
 // 1 when the id is a special added token (dropped by decode with skip_special).
 int bpe_is_special(const bpe_tokenizer *t, int id);
+// The id of the model's unk_token; -1 when none.
+int bpe_unk_id(const bpe_tokenizer *t);
 // The ids of tokenizer_config.json's bos_token and eos_token; -1 when none.
 int bpe_bos_id(const bpe_tokenizer *t);
 int bpe_eos_id(const bpe_tokenizer *t);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpe.h"
 #include "common/util.h"
 #include "dataset.h"
 #include "json_stream.h"
@@ -87,6 +88,20 @@ char *prep_render_text(const tokenizer *t, const int32_t *ids, const int32_t *la
             free(o.p);
             llava_fail("token %zu: id %d is not in the tokenizer's vocabulary of %d pieces", k, id, tok_n_pieces(t));
             return NULL;
+        }
+        const bpe_tokenizer *bpe = tok_bpe(t);
+        if (bpe) {  // byte-level: a run of tokens of one kind decodes together (a character may span tokens)
+            size_t e = k + 1;
+            while (e < n && ids[e] != IMAGE_TOKEN_INDEX && bpe_id_to_token(bpe, ids[e], NULL) &&
+                   (!labels || (labels[e] != IGNORE_INDEX) == sup))
+                e++;
+            char *d = NULL;
+            size_t dl = 0;
+            bpe_decode(bpe, ids + k, e - k, 0, &d, &dl);
+            sb_put(&o, d, dl);
+            free(d);
+            k = e - 1;
+            continue;
         }
         int type = tok_piece_type(t, id);
         unsigned byte;
@@ -685,7 +700,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
         tmpl = loaded = conv_template_load(o->template_name);
         if (!tmpl) {
             free(report);
-            return llava_fail_ctx("no template \"%s\" (built in: plain, vicuna_v1; or a template JSON file)",
+            return llava_fail_ctx("no template \"%s\" (built in: " CONV_TEMPLATE_BUILTINS "; or a template JSON file)",
                                   o->template_name);
         }
     }

@@ -44,10 +44,92 @@ static conv_template BUILTIN[] = {
     },
 };
 
+// LLaVA-NeXT df17966's llava/conversation.py conv_templates and llava/train/train.py preprocess_* of the same names.
+static char LLAVA_SYSTEM[] =
+    "You are a helpful language and vision assistant. You are able to understand the visual content that the user "
+    "provides, and assist the user with a variety of tasks using natural language.";
+static char *LLAMA3_UNMASK[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                                // preprocess_llama3 lists "\n\n" too, but convert_tokens_to_ids looks the string
+                                // up as a token, and the vocabulary spells it "ĊĊ": it resolves to no id.
+                                "\n\n"};
+static char *QWEN_UNMASK[] = {"<|im_start|>", "<|im_end|>"};  // tokenizer.additional_special_tokens_ids
+static int QWEN_UNMASK_IDS[] = {198};                         // hard-coded: "\n" (Ċ) of the Qwen2 vocabulary
+
+static conv_template NEXT_BUILTIN[] = {
+    {
+        // conv_llava_llama_2 (LLAMA_2 style): preprocess_llama_2, as in LLaVA-1.5's code
+        .name = "llava_llama_2",
+        .system = LLAVA_SYSTEM,
+        .roles = {"USER", "ASSISTANT"},
+        .from = {"human", "gpt"},
+        .prefix = "",
+        .first_turn = "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{message} [/INST]",
+        .turn = {"<s>[INST] {message} [/INST]", " {message} </s>"},
+        .empty_turn = {"", ""},
+        .round_sep = "</s>",
+        .answer_sep = "[/INST] ",
+        .instr_trim = 2,
+    },
+    {
+        // conv_mistral_instruct: LLAMA_2 style with an empty system and sep "" (no "<s>" before later turns)
+        .name = "mistral_instruct",
+        .system = "",
+        .roles = {"USER", "ASSISTANT"},
+        .from = {"human", "gpt"},
+        .prefix = "",
+        .first_turn = "[INST] {message} [/INST]",
+        .turn = {"[INST] {message} [/INST]", " {message} </s>"},
+        .empty_turn = {"", ""},
+        .round_sep = "</s>",
+        .answer_sep = "[/INST] ",
+        .instr_trim = 2,
+        .multimodal_next = 1,
+    },
+    {
+        // conv_llava_llama_3: preprocess_llama3 (the Llama-3-Instruct chat template, one message at a time)
+        .name = "llava_llama_3",
+        .system = LLAVA_SYSTEM,
+        .roles = {"user", "assistant"},
+        .from = {"human", "gpt"},
+        .prefix = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>",
+        .turn = {"<|start_header_id|>{role}<|end_header_id|>\n\n{message}<|eot_id|>",
+                 "<|start_header_id|>{role}<|end_header_id|>\n\n{message}<|eot_id|>"},
+        .empty_turn = {"<|start_header_id|>{role}<|end_header_id|>\n\n{message}<|eot_id|>",
+                       "<|start_header_id|>{role}<|end_header_id|>\n\n{message}<|eot_id|>"},
+        .messages = 1,
+        .trim_message = 1,
+        .unmask_tokens = LLAMA3_UNMASK,
+        .n_unmask_tokens = 5,
+        .generation_prompt = "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        .stop_token = "<|eot_id|>",
+        .multimodal_next = 1,
+    },
+    {
+        // conv_qwen: preprocess_qwen (ChatML, its system message "You are a helpful assistant.")
+        .name = "qwen_1_5",
+        .system = "You are a helpful assistant.",
+        .roles = {"user", "assistant"},
+        .from = {"human", "gpt"},
+        .prefix = "<|im_start|>system\n{system}<|im_end|>\n",
+        .turn = {"<|im_start|>{role}\n{message}<|im_end|>\n", "<|im_start|>{role}\n{message}<|im_end|>\n"},
+        .empty_turn = {"<|im_start|>{role}\n{message}<|im_end|>\n", "<|im_start|>{role}\n{message}<|im_end|>\n"},
+        .messages = 1,
+        .unmask_tokens = QWEN_UNMASK,
+        .n_unmask_tokens = 2,
+        .unmask_ids = QWEN_UNMASK_IDS,
+        .n_unmask_ids = 1,
+        .generation_prompt = "<|im_start|>assistant\n",
+        .stop_token = "<|im_end|>",
+        .multimodal_next = 1,
+    },
+};
+
 const conv_template *conv_template_builtin(const char *name) {
     if (strcmp(name, "v1") == 0) name = "vicuna_v1";
     for (size_t i = 0; i < sizeof BUILTIN / sizeof BUILTIN[0]; i++)
         if (strcmp(BUILTIN[i].name, name) == 0) return &BUILTIN[i];
+    for (size_t i = 0; i < sizeof NEXT_BUILTIN / sizeof NEXT_BUILTIN[0]; i++)
+        if (strcmp(NEXT_BUILTIN[i].name, name) == 0) return &NEXT_BUILTIN[i];
     return NULL;
 }
 
@@ -65,6 +147,11 @@ void conv_template_free(conv_template *t) {
     free(t->first_turn);
     free(t->round_sep);
     free(t->answer_sep);
+    for (int i = 0; i < t->n_unmask_tokens; i++) free(t->unmask_tokens[i]);
+    free(t->unmask_tokens);
+    free(t->unmask_ids);
+    free(t->generation_prompt);
+    free(t->stop_token);
     free(t);
 }
 
@@ -108,6 +195,47 @@ static int jint(const cJSON *o, const char *key, int *out) {
     return 0;
 }
 
+// "unmask_tokens": [strings], "unmask_ids": [integers]
+static int junmask(const cJSON *o, conv_template *t) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "unmask_tokens");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsArray(v)) return llava_fail("template: \"unmask_tokens\" must be an array of strings");
+        int n = cJSON_GetArraySize(v);
+        t->unmask_tokens = xcalloc((size_t)n + 1, sizeof *t->unmask_tokens);
+        for (int i = 0; i < n; i++) {
+            const cJSON *e = cJSON_GetArrayItem(v, i);
+            if (!cJSON_IsString(e)) return llava_fail("template: \"unmask_tokens\" must be an array of strings");
+            t->unmask_tokens[t->n_unmask_tokens++] = xstrdup(e->valuestring);
+        }
+    }
+    v = cJSON_GetObjectItemCaseSensitive(o, "unmask_ids");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsArray(v)) return llava_fail("template: \"unmask_ids\" must be an array of token ids");
+        int n = cJSON_GetArraySize(v);
+        t->unmask_ids = xcalloc((size_t)n + 1, sizeof *t->unmask_ids);
+        for (int i = 0; i < n; i++) {
+            const cJSON *e = cJSON_GetArrayItem(v, i);
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 2147483647.0 ||
+                e->valuedouble != (double)(int)e->valuedouble)
+                return llava_fail("template: \"unmask_ids\" must be an array of token ids");
+            t->unmask_ids[t->n_unmask_ids++] = (int)e->valuedouble;
+        }
+    }
+    return 0;
+}
+
+// "multimodal": "llava" (default) or "next"
+static int jmultimodal(const cJSON *o, conv_template *t) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "multimodal");
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "llava") == 0) return 0;
+    if (cJSON_IsString(v) && strcmp(v->valuestring, "next") == 0) {
+        t->multimodal_next = 1;
+        return 0;
+    }
+    return llava_fail("template: \"multimodal\" must be \"llava\" or \"next\"");
+}
+
 conv_template *conv_template_parse(const char *json, size_t len) {
     cJSON *o = cJSON_ParseWithLength(json, len);
     if (!o || !cJSON_IsObject(o)) {
@@ -121,7 +249,10 @@ conv_template *conv_template_parse(const char *json, size_t len) {
              jstr(o, "first_turn", &t->first_turn, 0) || jpair(o, "turn", t->turn, 1) ||
              jpair(o, "empty_turn", t->empty_turn, 0) || jint(o, "plain", &t->plain) ||
              jstr(o, "round_sep", &t->round_sep, 0) || jstr(o, "answer_sep", &t->answer_sep, 0) ||
-             jint(o, "instr_trim", &t->instr_trim) || jint(o, "later_round_fix", &t->later_round_fix);
+             jint(o, "instr_trim", &t->instr_trim) || jint(o, "later_round_fix", &t->later_round_fix) ||
+             jint(o, "messages", &t->messages) || jint(o, "trim_message", &t->trim_message) || junmask(o, t) ||
+             jstr(o, "generation_prompt", &t->generation_prompt, 0) || jstr(o, "stop_token", &t->stop_token, 0) ||
+             jmultimodal(o, t);
     cJSON_Delete(o);
     if (rc) {
         conv_template_free(t);
@@ -134,7 +265,12 @@ conv_template *conv_template_parse(const char *json, size_t len) {
         if (!t->from[i]) t->from[i] = xstrdup(i == 0 ? "human" : "gpt");
         if (!t->empty_turn[i]) t->empty_turn[i] = xstrdup(t->turn[i]);
     }
-    if (!t->plain && (!t->round_sep || !*t->round_sep || !t->answer_sep || !*t->answer_sep)) {
+    if (t->plain && t->messages) {
+        conv_template_free(t);
+        llava_fail("template: \"plain\" and \"messages\" are two styles; choose one");
+        return NULL;
+    }
+    if (!t->plain && !t->messages && (!t->round_sep || !*t->round_sep || !t->answer_sep || !*t->answer_sep)) {
         conv_template_free(t);
         llava_fail("template: a rounds template needs non-empty \"round_sep\" and \"answer_sep\"");
         return NULL;
@@ -304,6 +440,109 @@ static int role_of(const conv_template *t, const char *from) {
     return -1;
 }
 
+// Every occurrence of `what` deleted (Python's str.replace(what, "")).
+static void remove_all(strbuf *b, const char *what) {
+    size_t wl = strlen(what), w = 0;
+    if (!find(b->p, b->n, what, wl)) return;
+    for (size_t i = 0; i < b->n;) {
+        if (i + wl <= b->n && memcmp(b->p + i, what, wl) == 0) {
+            i += wl;
+            continue;
+        }
+        b->p[w++] = b->p[i++];
+    }
+    b->n = w;
+    b->p[w] = 0;
+}
+
+// tokenizer(text, add_special_tokens=False).input_ids, with "<image>" split out as the added special token `img`
+// when the sample has an image (the text between is tokenized piece by piece, as the added-token split does).
+static int encode_message(const prep_config *c, int has_image, int img, const char *s, size_t n, tok_ids *out) {
+    static const char IMG[] = DEFAULT_IMAGE_TOKEN;
+    const size_t il = sizeof IMG - 1;
+    for (const char *p = s, *end = s + n;;) {
+        const char *q = has_image ? find(p, (size_t)(end - p), IMG, il) : NULL;
+        size_t cl = q ? (size_t)(q - p) : (size_t)(end - p);
+        if (cl && tok_encode_nospecial(c->tok, c->mode, p, cl, out)) return -1;
+        if (!q) return 0;
+        tok_ids_push(out, img);
+        p = q + il;
+    }
+}
+
+// LLaVA-NeXT's preprocess_llama3 / preprocess_qwen (template.h, "messages"), and the tokens of a prompt to generate
+// from when the last turn's value is NULL.
+static int prep_messages(const prep_config *c, const char *id, const conv_turn *turns, const strbuf *val,
+                         size_t n_turns, int has_image, strbuf *prompt, prep_result *r) {
+    const conv_template *tp = c->tmpl;
+    const tokenizer *t = c->tok;
+    if (n_turns == 0) return llava_fail("sample %s: no turns", id);
+    int first = role_of(tp, turns[0].from);
+    if (first < 0)
+        return llava_fail("sample %s: turn 0 is from \"%s\", neither \"%s\" nor \"%s\"", id, turns[0].from, tp->from[0],
+                          tp->from[1]);
+    // The id "<image>" has: tokenizer.add_tokens(["<image>"], special_tokens=True) with an image (a token already
+    // there keeps its id; a new one comes after the vocabulary), else convert_tokens_to_ids (the unknown id, or none).
+    int img = tok_piece_to_id(t, DEFAULT_IMAGE_TOKEN, strlen(DEFAULT_IMAGE_TOKEN));
+    size_t pl = 0;
+    const char *piece = img >= 0 ? tok_id_to_piece(t, img, &pl) : NULL;
+    int exact = piece && pl == strlen(DEFAULT_IMAGE_TOKEN) && memcmp(piece, DEFAULT_IMAGE_TOKEN, pl) == 0;
+    if (has_image && !exact) img = tok_len(t);
+    int *unmask = xmalloc(sizeof(int) * (size_t)(tp->n_unmask_tokens + tp->n_unmask_ids + 1));
+    int nu = 0;
+    for (int k = 0; k < tp->n_unmask_tokens; k++) {
+        int u = tok_piece_to_id(t, tp->unmask_tokens[k], strlen(tp->unmask_tokens[k]));
+        if (u >= 0) unmask[nu++] = u;
+    }
+    for (int k = 0; k < tp->n_unmask_ids; k++) unmask[nu++] = tp->unmask_ids[k];
+    strbuf part = {0};
+    sb_put(&part, "", 0);
+    int rc = 0;
+    // The system message: apply_chat_template([{"role": "system", "content": system}]), all masked.
+    size_t sl = strlen(tp->system);
+    const char *sys = tp->trim_message ? py_strip(tp->system, sl, &sl) : tp->system;
+    char *sysz = xasprintf("%.*s", (int)sl, sys);
+    expand(&part, tp->prefix, sysz, "system", "", 0);
+    free(sysz);
+    size_t before = r->ids.n;
+    if (encode_message(c, has_image, img, part.p, part.n, &r->ids)) rc = -1;
+    for (size_t k = before; k < r->ids.n; k++) tok_ids_push(&r->labels, IGNORE_INDEX);
+    sb_put(prompt, part.p, part.n);
+    for (size_t j = (first == 0 ? 0 : 1); j < n_turns && rc == 0; j++) {
+        part.n = 0;
+        sb_put(&part, "", 0);
+        if (!turns[j].value) {  // the turn to generate: the generation prompt, and nothing after it
+            if (tp->generation_prompt) sb_puts(&part, tp->generation_prompt);
+            rc = encode_message(c, has_image, img, part.p, part.n, &r->ids);
+            for (size_t k = r->labels.n; k < r->ids.n; k++) tok_ids_push(&r->labels, IGNORE_INDEX);
+            sb_put(prompt, part.p, part.n);
+            break;
+        }
+        int role = role_of(tp, turns[j].from);
+        const char *name = role >= 0 ? tp->roles[role] : turns[j].from;
+        int masked = strcmp(name, tp->roles[0]) == 0 || strcmp(name, "system") == 0;
+        const char *m = val[j].p ? val[j].p : "";
+        size_t ml = val[j].n;
+        if (tp->trim_message) m = py_strip(m, ml, &ml);
+        expand(&part, tp->turn[masked ? 0 : 1], "", name, m, ml);
+        before = r->ids.n;
+        rc = encode_message(c, has_image, img, part.p, part.n, &r->ids);
+        for (size_t k = before; k < r->ids.n; k++) tok_ids_push(&r->labels, masked ? IGNORE_INDEX : r->ids.v[k]);
+        sb_put(prompt, part.p, part.n);
+    }
+    free(part.p);
+    if (rc == 0)
+        for (size_t k = 0; k < r->ids.n; k++) {
+            for (int u = 0; u < nu; u++)
+                if (r->ids.v[k] == unmask[u]) r->labels.v[k] = r->ids.v[k];
+            if (r->ids.v[k] == img) r->ids.v[k] = IMAGE_TOKEN_INDEX;
+        }
+    free(unmask);
+    r->full_len = r->ids.n;
+    if (rc) llava_fail_ctx("sample %s", id);
+    return rc;
+}
+
 int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, size_t n_turns, int has_image,
                 prep_result *r) {
     const conv_template *tp = c->tmpl;
@@ -312,12 +551,19 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
     memset(r, 0, sizeof *r);
     if (!id) id = "?";
     // preprocess_multimodal (image samples only): in every turn that mentions "<image>", remove each one, strip,
-    // put "<image>\n" in front, strip again.
+    // put "<image>\n" in front, strip again. LLaVA-NeXT's rule instead: only in a turn with exactly one "<image>"
+    // that does not start with it; and "QA_GT_caption_based_noisy" removed from every turn.
     strbuf *val = xcalloc(n_turns ? n_turns : 1, sizeof *val);
     for (size_t i = 0; i < n_turns; i++) {
-        const char *v = turns[i].value;
-        size_t vn = turns[i].value_len;
-        if (has_image && find(v, vn, IMG, il)) {
+        const char *v = turns[i].value ? turns[i].value : "";
+        size_t vn = turns[i].value ? turns[i].value_len : 0;
+        int move = has_image && find(v, vn, IMG, il);
+        if (move && tp->multimodal_next) {
+            size_t count = 0;
+            for (const char *p = v, *q; (q = find(p, (size_t)(v + vn - p), IMG, il)); p = q + il) count++;
+            move = count == 1 && memcmp(v, IMG, il) != 0;
+        }
+        if (move) {
             strbuf tmp = {0};
             sb_put(&tmp, "", 0);
             for (const char *p = v, *end = v + vn;;) {
@@ -339,12 +585,15 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
         } else {
             sb_put(&val[i], v, vn);
         }
+        if (has_image && tp->multimodal_next) remove_all(&val[i], "QA_GT_caption_based_noisy");
     }
     int rc = 0;
     strbuf prompt = {0};
     sb_put(&prompt, "", 0);
     long first_len = 0;  // plain: the tokens of the first turn
-    if (tp->plain) {
+    if (tp->messages) {
+        if (prep_messages(c, id, turns, val, n_turns, has_image, &prompt, r)) goto fail_named;
+    } else if (tp->plain) {
         // preprocess_plain: two turns; the first must mention "<image>" and is replaced by it.
         if (n_turns != 2) {
             rc = llava_fail("sample %s: the %s template needs exactly 2 turns, not %zu", id, tp->name, n_turns);
@@ -472,8 +721,9 @@ int prep_sample(const prep_config *c, const char *id, const conv_turn *turns, si
     prompt.p = NULL;
     goto done;
 fail:
-    rc = -1;
     llava_fail_ctx("sample %s", id);
+fail_named:
+    rc = -1;
 done:
     for (size_t i = 0; i < n_turns; i++) free(val[i].p);
     free(val);

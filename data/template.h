@@ -37,10 +37,32 @@ typedef struct {
     char *answer_sep;
     int instr_trim;
     int later_round_fix;
+    // LLaVA-NeXT's preprocess_llama3 / preprocess_qwen style ("messages": true). `prefix` is the system message's
+    // turn and `turn` every other turn (both roles alike); each is rendered and tokenized on its own without special
+    // tokens (apply_chat_template of one message), "<image>" splitting out as an added special token when the sample
+    // has an image. A turn is masked when its role is roles[0] or "system"; a first turn that is not the user's is
+    // dropped; a "from" other than the two passes through as its own role name. Then every id listed in unmask (the
+    // strings of unmask_tokens as convert_tokens_to_ids resolves them, and unmask_ids as they are) is supervised
+    // wherever it stands. An image inside a supervised turn keeps the added "<image>" token's id as its label.
+    int messages;
+    int trim_message;      // Python's str.strip() on each message, as the Llama-3 chat template's `| trim`
+    char **unmask_tokens;  // e.g. "<|eot_id|>"
+    int n_unmask_tokens;
+    int *unmask_ids;  // e.g. 198 (preprocess_qwen hard-codes "\n"'s id of the Qwen2 vocabulary)
+    int n_unmask_ids;
+    char *generation_prompt;  // a turn to be generated (conv_turn value NULL) in a messages template; NULL: ""
+    char *stop_token;         // generation also ends at this token (conv_llava_llama_3's stop_token_ids); or NULL
+    // preprocess_multimodal's rule: 0 = LLaVA-1.5's (every turn mentioning "<image>" gets it moved to the front);
+    // 1 = LLaVA-NeXT's ("multimodal": "next": only a turn with exactly one "<image>" that does not start with it;
+    // and "QA_GT_caption_based_noisy" is removed from every turn of an image sample).
+    int multimodal_next;
 } conv_template;
 
-// Built-in templates: "plain" (stage 1) and "vicuna_v1" (stage 2; alias "v1"). NULL for an unknown name.
+// Built-in templates: "plain" (stage 1), "vicuna_v1" (stage 2; alias "v1"), and LLaVA-NeXT's conv_templates of the same
+// names: "llava_llama_2", "mistral_instruct", "llava_llama_3", "qwen_1_5". NULL for an unknown name.
 const conv_template *conv_template_builtin(const char *name);
+// Their names, for messages.
+#define CONV_TEMPLATE_BUILTINS "plain, vicuna_v1, llava_llama_2, mistral_instruct, llava_llama_3, qwen_1_5"
 // A template from JSON (keys as the struct fields; roles/from/turn/empty_turn are arrays of two strings).
 // Free with conv_template_free.
 conv_template *conv_template_parse(const char *json, size_t len);
@@ -49,7 +71,7 @@ void conv_template_free(conv_template *t);
 
 typedef struct {
     const char *from;   // NUL-terminated
-    const char *value;  // UTF-8
+    const char *value;  // UTF-8; NULL: the turn the model is to generate (inference prompts)
     size_t value_len;
 } conv_turn;
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bpe.h"
 #include "common/util.h"
 #include "strbuf.h"
 
@@ -143,6 +144,8 @@ struct tokenizer {
     uint8_t special_first[256];
     int bos_id, eos_id;
     int unk_len_nodummy;  // len(sp.encode("<unk>")) without the dummy prefix (transformers 4.37's unk_token_length)
+    // A tokenizer.json (byte-level BPE) instead: every function below answers from it (see tokenizer.h).
+    bpe_tokenizer *bpe;
 };
 
 static int ht_find(const tokenizer *t, const htab *h, const char *s, size_t n) {
@@ -179,22 +182,32 @@ static void ht_init(htab *h, int n) {
     h->mask = cap - 1;
 }
 
-int tok_n_pieces(const tokenizer *t) { return t->n; }
-int tok_unk_id(const tokenizer *t) { return t->unk_id; }
-int tok_bos_id(const tokenizer *t) { return t->bos_id; }
-int tok_eos_id(const tokenizer *t) { return t->eos_id; }
-int tok_pad_id(const tokenizer *t) { return t->special[2].id; }
+int tok_n_pieces(const tokenizer *t) { return t->bpe ? bpe_id_limit(t->bpe) : t->n; }
+int tok_len(const tokenizer *t) { return t->bpe ? bpe_vocab_size(t->bpe) : t->n; }
+int tok_unk_id(const tokenizer *t) { return t->bpe ? bpe_unk_id(t->bpe) : t->unk_id; }
+int tok_bos_id(const tokenizer *t) { return t->bpe ? bpe_bos_id(t->bpe) : t->bos_id; }
+int tok_eos_id(const tokenizer *t) { return t->bpe ? bpe_eos_id(t->bpe) : t->eos_id; }
+int tok_pad_id(const tokenizer *t) { return t->bpe ? bpe_unk_id(t->bpe) : t->special[2].id; }
+const bpe_tokenizer *tok_bpe(const tokenizer *t) { return t->bpe; }
 
 const char *tok_id_to_piece(const tokenizer *t, int id, size_t *len) {
+    if (t->bpe) return bpe_id_to_token(t->bpe, id, len);
     if (id < 0 || id >= t->n) return NULL;
     if (len) *len = t->len[id];
     return t->pool + t->off[id];
 }
 
-int tok_piece_type(const tokenizer *t, int id) { return id < 0 || id >= t->n ? 0 : t->type[id]; }
-float tok_piece_score(const tokenizer *t, int id) { return id < 0 || id >= t->n ? 0.0f : t->score[id]; }
+int tok_piece_type(const tokenizer *t, int id) {
+    if (t->bpe) return !bpe_id_to_token(t->bpe, id, NULL) ? 0 : bpe_is_special(t->bpe, id) ? TOK_CONTROL : TOK_NORMAL;
+    return id < 0 || id >= t->n ? 0 : t->type[id];
+}
+float tok_piece_score(const tokenizer *t, int id) { return t->bpe || id < 0 || id >= t->n ? 0.0f : t->score[id]; }
 
 int tok_piece_to_id(const tokenizer *t, const char *s, size_t len) {
+    if (t->bpe) {  // convert_tokens_to_ids: the token, else the unknown token's id (-1 when there is none)
+        int id = bpe_token_to_id(t->bpe, s, len);
+        return id >= 0 ? id : bpe_unk_id(t->bpe);
+    }
     int id = ht_find(t, &t->reserved, s, len);
     if (id >= 0) return id;
     id = ht_find(t, &t->normal, s, len);
@@ -277,6 +290,7 @@ static void build_pairs(tokenizer *t) {
 
 void tok_free(tokenizer *t) {
     if (!t) return;
+    bpe_free(t->bpe);
     free(t->pair);
     free(t->normal_out);
     free(t->rank);
@@ -468,7 +482,22 @@ static int piece_to_byte(const char *s, size_t n) {
 
 static int count_pieces(const tokenizer *t, const char *text, size_t len, int add_dummy);
 
+static tokenizer *wrap_bpe(bpe_tokenizer *b) {
+    if (!b) return NULL;
+    tokenizer *t = xcalloc(1, sizeof *t);
+    t->bpe = b;
+    return t;
+}
+
+// A tokenizer.json is a JSON object; a tokenizer.model is a protobuf, whose first byte is a field tag (never '{').
+// Leading whitespace is not skipped: the tag of a model's first field is 0x0a, a newline.
+static int looks_like_json(const char *s, size_t n) {
+    size_t i = n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+    return i < n && s[i] == '{';
+}
+
 tokenizer *tok_load_mem(const void *data, size_t size) {
+    if (looks_like_json(data, size)) return wrap_bpe(bpe_load_mem(data, size, NULL, 0));
     const uint8_t *d = data;
     tokenizer *t = xcalloc(1, sizeof *t);
     trainer_spec ts = {.model_type = 1};
@@ -693,12 +722,30 @@ fail:
 
 tokenizer *tok_load(const char *path) {
     size_t len;
+    char head[64];
+    FILE *f = fopen(path, "rb");
+    size_t hn = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f) fclose(f);
+    size_t pl = strlen(path);
+    if (looks_like_json(head, hn) || (pl >= 5 && !strcmp(path + pl - 5, ".json"))) return wrap_bpe(bpe_load(path));
     char *data = read_file(path, TOK_MAX_FILE, &len);
     if (!data) return NULL;
     tokenizer *t = tok_load_mem(data, len);
     free(data);
     if (!t) llava_fail_ctx("%s", path);
     return t;
+}
+
+char *tok_default_path(const char *dir) {
+    char *sp = path_join(dir, "tokenizer.model");
+    if (file_exists(sp)) return sp;
+    char *js = path_join(dir, "tokenizer.json");
+    if (file_exists(js)) {
+        free(sp);
+        return js;
+    }
+    free(js);
+    return sp;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1028,6 +1075,7 @@ static int count_pieces(const tokenizer *t, const char *text, size_t len, int ad
 }
 
 int tok_sp_encode(const tokenizer *t, const char *text, size_t len, tok_ids *out) {
+    if (t->bpe) return bpe_encode(t->bpe, text, len, 0, out);
     enc e = {0};
     int rc = sp_encode_into(t, text, len, t->add_dummy_prefix, &e);
     if (rc == 0)
@@ -1140,6 +1188,7 @@ static int encode_chunk(const tokenizer *t, tok_mode mode, const char *c, size_t
 }
 
 int tok_encode(const tokenizer *t, tok_mode mode, const char *text, size_t len, tok_ids *out) {
+    if (t->bpe) return bpe_encode(t->bpe, text, len, 1, out);
     enc e = {0};
     strbuf w = {0};
     int rc = 0;
@@ -1199,10 +1248,24 @@ int tok_encode(const tokenizer *t, tok_mode mode, const char *text, size_t len, 
     return rc;
 }
 
+int tok_encode_nospecial(const tokenizer *t, tok_mode mode, const char *text, size_t len, tok_ids *out) {
+    if (t->bpe) return bpe_encode(t->bpe, text, len, 0, out);
+    size_t at = out->n;
+    if (tok_encode(t, mode, text, len, out)) return -1;
+    memmove(out->v + at, out->v + at + 1, (out->n - at - 1) * sizeof *out->v);  // the BOS tok_encode puts first
+    out->n--;
+    return 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding (SentencePieceProcessor::Decode)
 
 int tok_decode(const tokenizer *t, const int32_t *ids, size_t n, char **out, size_t *out_len) {
+    if (t->bpe) {
+        for (size_t k = 0; k < n; k++)
+            if (!bpe_id_to_token(t->bpe, ids[k], NULL)) return llava_fail("decode: id %d names no token", ids[k]);
+        return bpe_decode(t->bpe, ids, n, 1, out, out_len);
+    }
     strbuf o = {0};
     sb_reserve(&o, 16);
     o.p[0] = 0;

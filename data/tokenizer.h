@@ -41,11 +41,26 @@ void tok_ids_push(tok_ids *a, int32_t id);
 void tok_ids_free(tok_ids *a);
 
 typedef struct tokenizer tokenizer;
+typedef struct bpe_tokenizer bpe_tokenizer;
 
-// Loads a SentencePiece model file (at most 64 MiB). NULL with llava_errmsg() on any problem.
+// Loads a SentencePiece model file (at most 64 MiB), or a Hugging Face tokenizer.json (byte-level BPE, data/bpe.h;
+// with the tokenizer_config.json beside it when tok_load reads it from a path). NULL with llava_errmsg() on any problem.
+//
+// A tokenizer.json answers the functions below as the `tokenizers` library and transformers' fast tokenizers do:
+// tok_encode is encode(text) with the file's post-processor (add_special_tokens=True) whatever the mode (the modes are
+// SentencePiece's HF rules), tok_sp_encode is encode(text, add_special_tokens=False), tok_decode is
+// decode(ids, skip_special_tokens=True), tok_piece_to_id is convert_tokens_to_ids (the unknown id, or -1), special
+// added tokens have type TOK_CONTROL and the rest TOK_NORMAL, scores are 0, and the pad id is the unknown token's.
 tokenizer *tok_load(const char *path);
 tokenizer *tok_load_mem(const void *data, size_t len);
 void tok_free(tokenizer *t);
+// The tokenizer of a model folder: DIR/tokenizer.model when it exists, else DIR/tokenizer.json when that exists, else
+// DIR/tokenizer.model (for the error that names it). Malloc'ed.
+char *tok_default_path(const char *dir);
+// The byte-level BPE tokenizer inside, or NULL for a SentencePiece one.
+const bpe_tokenizer *tok_bpe(const tokenizer *t);
+// len(tokenizer): the pieces of a SentencePiece model; a tokenizer.json's vocabulary with its added tokens.
+int tok_len(const tokenizer *t);
 
 int tok_n_pieces(const tokenizer *t);
 // The piece string of an id (not NUL-terminated inside the vocabulary: use *len); NULL when out of range.
@@ -67,6 +82,10 @@ int tok_sp_encode(const tokenizer *t, const char *text, size_t len, tok_ids *out
 
 // LlamaTokenizer(text).input_ids in the given mode: BOS, then the text's ids. Appends to *out.
 int tok_encode(const tokenizer *t, tok_mode mode, const char *text, size_t len, tok_ids *out);
+
+// tokenizer(text, add_special_tokens=False).input_ids: tok_encode without its BOS; a tokenizer.json's encode without
+// its post-processor. Appends to *out.
+int tok_encode_nospecial(const tokenizer *t, tok_mode mode, const char *text, size_t len, tok_ids *out);
 
 // sp.decode(ids): byte pieces reassembled into UTF-8 (a byte that cannot start or continue a valid character
 // becomes U+FFFD), control pieces dropped, the unknown piece shown as " ⁇ ", the dummy-prefix space removed.

@@ -31,6 +31,7 @@
 #include "data/tokenizer.h"
 #include "kernels/backend.h"
 #include "model/batch_hf.h"
+#include "model/io/export.h"
 #include "model/llava.h"
 
 enum { MAX_STOP = 4 };
@@ -74,6 +75,7 @@ struct llava_engine {
     char *model_id, *device_desc;
     int max_prefill, block_size;
     int eos, image_id;
+    int stop_id;  // the template's end-of-turn token when it is not the tokenizer's eos (Llama-3's <|eot_id|>), or -1
     // The queue and what any thread may read: under mu.
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -129,15 +131,21 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
     e->mode = TOK_MODE_DEFAULT;
     if (o->tokenizer_mode && tok_mode_parse(o->tokenizer_mode, &e->mode) != 0)
         return llava_fail("engine: tokenizer mode \"%s\" (legacy, hf431, hf437)", o->tokenizer_mode);
-    const char *tn = o->template_name ? o->template_name : "vicuna_v1";
+    // No template named: the one the model was trained with, as its export records it, else LLaVA-1.5's.
+    char *recorded = !o->template_name && o->model_dir ? export_recorded_template(o->model_dir) : NULL;
+    const char *tn = o->template_name ? o->template_name : recorded ? recorded : "vicuna_v1";
     e->tmpl = conv_template_builtin(tn);
     if (!e->tmpl) {
         e->tmpl_owned = conv_template_load(tn);
-        if (!e->tmpl_owned)
-            return llava_fail_ctx("engine: template \"%s\" is neither built in (plain, vicuna_v1) nor a readable file",
-                                  tn);
+        if (!e->tmpl_owned) {
+            llava_fail_ctx(
+                "engine: template \"%s\" is neither built in (" CONV_TEMPLATE_BUILTINS ") nor a readable file", tn);
+            free(recorded);
+            return -1;
+        }
         e->tmpl = e->tmpl_owned;
     }
+    free(recorded);
     if (o->aspect && strcmp(o->aspect, "pad") != 0 && strcmp(o->aspect, "square") != 0)
         return llava_fail("engine: aspect \"%s\" (pad or square)", o->aspect);
     const char *asp = o->aspect                             ? o->aspect
@@ -157,6 +165,14 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
     in->vocab_size = tc->vocab_size;
     e->eos = e->tok ? tok_eos_id(e->tok) : tc->eos_token_id;
     in->eos = e->eos;
+    e->stop_id = -1;
+    if (e->tok && e->tmpl->stop_token) {
+        const char *st = e->tmpl->stop_token;
+        int id = tok_piece_to_id(e->tok, st, strlen(st));
+        size_t pl = 0;
+        const char *p = id >= 0 ? tok_id_to_piece(e->tok, id, &pl) : NULL;
+        if (p && pl == strlen(st) && memcmp(p, st, pl) == 0 && id != e->eos) e->stop_id = id;
+    }
     e->image_id = e->m.cfg.glue.image_token_index;
     e->model_id = xstrdup(o->model_id ? o->model_id : o->model_dir ? last_part(o->model_dir) : "model");
     in->model_id = e->model_id;
@@ -223,7 +239,7 @@ llava_engine *engine_open(const engine_options *o) {
     llava_load_options lo = {.ignore_unexpected = o->ignore_unexpected, .adapter = o->adapter};
     if (llava_model_load_opts(&e->m, o->model_dir, e->be, &lo) != 0) goto fail;
     e->model_loaded = 1;
-    char *tok_path = o->tokenizer ? xstrdup(o->tokenizer) : path_join(o->model_dir, "tokenizer.model");
+    char *tok_path = o->tokenizer ? xstrdup(o->tokenizer) : tok_default_path(o->model_dir);
     e->tok = tok_load(tok_path);
     free(tok_path);
     if (!e->tok || engine_setup(e, o) != 0) goto fail;
@@ -467,8 +483,8 @@ static int chat_turns(const conv_template *tmpl, const engine_chat *c, conv_temp
         free(turns);
         return bad(err, cap, ENGINE_BAD_REQUEST, "the messages carry %d images, %d were given", n_img, c->n_images);
     }
-    turns[n].from = tm->from[1];  // the assistant's turn, empty: the model continues from "ASSISTANT:"
-    turns[n].value = "";
+    turns[n].from = tm->from[1];  // the assistant's turn to generate: the model continues from "ASSISTANT:"
+    turns[n].value = NULL;
     turns[n].value_len = 0;
     if (first) {
         texts[n] = strndup(c->messages[0].text, c->messages[0].text_len);
@@ -622,7 +638,7 @@ static int req_decode(llava_engine *e, req *r, size_t *final_len) {
     *final_len = 0;
     if (!e->tok) return 0;  // a model without a tokenizer (benchmarks): tokens only
     int n = r->n_gen;
-    if (n && r->gen[n - 1] == e->eos && !r->p.ignore_eos) n--;
+    if (n && (r->gen[n - 1] == e->eos || r->gen[n - 1] == e->stop_id) && !r->p.ignore_eos) n--;
     char *text = NULL;
     size_t len = 0;
     if (tok_decode(e->tok, r->gen, (size_t)n, &text, &len) != 0) return -1;
@@ -630,7 +646,11 @@ static int req_decode(llava_engine *e, req *r, size_t *final_len) {
     r->text = text;
     r->text_len = len;
     size_t fin = len;
-    if (n && tok_piece_type(e->tok, r->gen[n - 1]) == TOK_BYTE) {
+    if (tok_bpe(e->tok)) {
+        // Byte-level tokens: a character cut between tokens decodes to U+FFFD until its last byte comes; the
+        // replacement characters at the end are held back (the finish sends whatever remains).
+        while (fin >= 3 && memcmp(text + fin - 3, "\xEF\xBF\xBD", 3) == 0) fin -= 3;
+    } else if (n && tok_piece_type(e->tok, r->gen[n - 1]) == TOK_BYTE) {
         int k = n;
         while (k > 0 && tok_piece_type(e->tok, r->gen[k - 1]) == TOK_BYTE) k--;
         char *head = NULL;
@@ -697,7 +717,7 @@ static int req_take(llava_engine *e, req *r, int tok, finish_reason *why) {
             return 1;
         }
     }
-    if (tok == e->eos && !r->p.ignore_eos) {
+    if ((tok == e->eos || (tok == e->stop_id && tok >= 0)) && !r->p.ignore_eos) {
         *why = FINISH_STOP;
         return 1;
     }

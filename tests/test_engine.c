@@ -15,6 +15,7 @@
 //   - stopping at eos against transformers' generate (<cfg>/generate_eos.json,
 //     tools/reference/make_generate_eos_golden.py): with eos set to a token the answers emit, each
 //     prompt alone and all six in one batch stop where generate stops, eos included, "stop";
+//   - a template's stop_token ends an answer where the unstopped answer has it, as eos does;
 //   - the cached engine equals the no-cache path (llava_generate_greedy: a full pass per token),
 //     token for token, on prompts with and without an image;
 //   - seeded sampling: the same seed gives the same tokens, alone or in a batch; another seed differs;
@@ -25,6 +26,7 @@
 //     FINISH_CANCELLED; the loop on its own thread (engine_run) drains and returns after shutdown;
 //   - afterwards every cache block is free.
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,7 @@
 
 #include "check.h"
 #include "common/util.h"
+#include "data/tokenizer.h"
 #include "gen_golden.h"
 #include "infer/engine.h"
 #include "infer/generate.h"
@@ -329,6 +332,73 @@ static void check_stop(const golden *g) {
     engine_close(e);
 }
 
+// A template's stop_token (Llama-3's <|eot_id|> beside a base model's eos) ends an answer as eos does: at its first
+// occurrence, FINISH_STOP, the token the last one generated and not in the text.
+static void check_stop_token(const golden *g) {
+    llava_engine *e = open_engine(4, 0);
+    if (!e) return;
+    gen_params p;
+    gen_params_default(&p);
+    p.max_new_tokens = 24;
+    char err[256];
+    board_reset();
+    int id = engine_submit_ids(e, g->prompt[1], g->n_prompt[1], NULL, 0, &p, &CB, err, sizeof err);
+    engine_run_until_idle(e);
+    outcome full = B.o[id % MAXR];
+    engine_close(e);
+    tokenizer *t = tok_load(TOK);
+    // A token of the answer, first seen at position k >= 2, whose piece is letters (and "▁"): the stop token.
+    int k = -1;
+    for (int i = 2; i < full.n_tok && k < 0 && t; i++) {
+        size_t pl = 0;
+        const char *pc = tok_id_to_piece(t, full.tok[i], &pl);
+        int plain = pc && pl > 0 && tok_piece_type(t, full.tok[i]) == TOK_NORMAL;
+        for (size_t c = 0; plain && c < pl; c++) plain = (unsigned char)pc[c] >= 0x80 || isalpha((unsigned char)pc[c]);
+        for (int j = 0; plain && j < i; j++) plain = full.tok[j] != full.tok[i];
+        if (plain) k = i;
+    }
+    CHECK(k > 0, "no token of the %d-token answer can be the stop token", full.n_tok);
+    if (k > 0) {
+        size_t pl = 0;
+        const char *pc = tok_id_to_piece(t, full.tok[k], &pl);
+        char *piece = xasprintf("%.*s", (int)pl, pc), *dir = check_tmpdir(), *path = path_join(dir, "stop.json");
+        cJSON *j = cJSON_Parse(
+            "{\"name\": \"stop_test\", \"system\": \"S\", \"roles\": [\"USER\", \"ASSISTANT\"], \"prefix\": \"{system} "
+            "\", "
+            "\"turn\": [\"{role}: {message} \", \"{role}: {message}</s>\"], \"empty_turn\": [\"{role}:\", "
+            "\"{role}:\"], "
+            "\"round_sep\": \"</s>\", \"answer_sep\": \" ASSISTANT: \", \"instr_trim\": 2}");
+        cJSON_AddStringToObject(j, "stop_token", piece);
+        char *js = cJSON_Print(j);
+        CHECK(write_file_atomic(path, js, strlen(js)) == 0, "%s", llava_errmsg());
+        engine_options o = {.model_dir = DIR "/model", .tokenizer = TOK, .max_batch = 4, .template_name = path};
+        e = engine_open(&o);
+        CHECK(e != NULL, "engine_open with a stop_token template: %s", llava_errmsg());
+        if (e) {
+            board_reset();
+            id = engine_submit_ids(e, g->prompt[1], g->n_prompt[1], NULL, 0, &p, &CB, err, sizeof err);
+            engine_run_until_idle(e);
+            const outcome *s = &B.o[id % MAXR];
+            char *want = NULL;
+            size_t wl = 0;
+            tok_decode(t, full.tok, (size_t)k, &want, &wl);
+            CHECK(s->finish == FINISH_STOP && s->n_tok == k + 1 && s->tok[k] == full.tok[k] &&
+                      !memcmp(s->tok, full.tok, sizeof(int32_t) * (size_t)k),
+                  "stop token %d (\"%s\"): %d tokens, finish %s; the answer has it at %d", full.tok[k], piece, s->n_tok,
+                  finish_reason_name(s->finish), k);
+            CHECK(s->text_len == wl && !memcmp(s->text, want, wl), "the text is the %d tokens before the stop token",
+                  k);
+            printf("stop token %d (\"%s\") of the template: the answer ends at token %d of %d, finish stop\n",
+                   full.tok[k], piece, k + 1, full.n_tok);
+            free(want);
+            engine_close(e);
+        }
+        cJSON_Delete(j);
+        free(js), free(piece), free(path), free(dir);
+    }
+    tok_free(t);
+}
+
 // <cfg>/generate_batch.json: six prompts, transformers' tokens for each generated alone.
 static void check_batch_golden(const char *cfg) {
     gen_golden gg;
@@ -583,6 +653,7 @@ int main(void) {
     check_no_cache(&g);
     check_sampling(&g);
     check_stop(&g);
+    check_stop_token(&g);
     check_requests(&g);
     free(g.pix);
     return check_done();

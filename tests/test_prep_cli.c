@@ -134,8 +134,9 @@ static void test_template_required(void) {
     CHECK_EQ_INT(run_cmd(args, &text, 1), 2);
     char *err = last_err();
     CHECK(strstr(err,
-                 "llava prep: no template: give --template plain|vicuna_v1|FILE.json (or --config with a "
-                 "preset that sets data.template)\n") == err,
+                 "llava prep: no template: give --template NAME|FILE.json (built in: plain, vicuna_v1, "
+                 "llava_llama_2, mistral_instruct, llava_llama_3, qwen_1_5; or --config with a preset that sets "
+                 "data.template)\n") == err,
           "stderr: %s", err);
     CHECK(!file_exists(out), "%s was written without a template", out);
     free(err);

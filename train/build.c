@@ -136,10 +136,10 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     return rc;
 }
 
-// model.tokenizer, else the tokenizer.model beside the LM's (or the whole model's) weights.
+// model.tokenizer, else the tokenizer.model (or tokenizer.json) beside the LM's (or the whole model's) weights.
 char *train_tokenizer_path(const run_settings *s) {
     if (s->model.tokenizer) return xstrdup(s->model.tokenizer);
-    return path_join(s->model.init ? s->model.init : s->model.llm, "tokenizer.model");
+    return tok_default_path(s->model.init ? s->model.init : s->model.llm);
 }
 
 // Whether two paths name the same file: equal strings, or the same resolved path.

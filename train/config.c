@@ -30,7 +30,7 @@ const cfg_key CFG_SCHEMA[] = {
     // ---- data
     {"data.data_path", CFG_STR, "null", NULL, "LLaVA JSON array, or an HDF5 file written by `llava prep` [data_path]"},
     {"data.image_folder", CFG_STR, "null", NULL, "folder that the samples' image paths are relative to [image_folder]"},
-    {"data.template", CFG_ENUM, "\"plain\"", "plain|vicuna_v1", "conversation template: plain (stage 1) or vicuna_v1 (stage 2) [version: plain / v1]"},
+    {"data.template", CFG_ENUM, "\"plain\"", "plain|vicuna_v1|llava_llama_2|mistral_instruct|llava_llama_3|qwen_1_5", "conversation template: plain (stage 1), vicuna_v1 (LLaVA-1.5 stage 2), or LLaVA-NeXT's for other LMs (docs/tokenizer.md) [version: plain / v1 / ...]"},
     {"data.tokenizer_mode", CFG_ENUM, "\"hf431\"", "hf431|hf437|legacy", "slow-tokenizer rules: hf431 = transformers 4.31 as the released checkpoints were trained, hf437 = LLaVA HEAD, legacy = legacy=True"},
     {"data.image_aspect_ratio", CFG_ENUM, "\"square\"", "square|pad", "square: resize shortest side + center crop; pad: expand to square with the mean colour first [image_aspect_ratio]"},
     {"data.model_max_length", CFG_INT, "2048", NULL, "truncate sequences (image features included) to this many positions [model_max_length]"},

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "data/strbuf.h"
+#include "data/template.h"
 #include "data/tokenizer.h"
 #include "model/params.h"
 #include "names.h"
@@ -304,12 +306,258 @@ static cJSON *number_array(const double *v, int n) {
     return a;
 }
 
+// The processor's files beside the tokenizer's: preprocessor_config.json, processor_config.json and, when the
+// template has one, chat_template.json.
+static int export_processor_files(const llava_model *m, const char *dir, const char *chat_template) {
+    const model_config *c = &m->cfg;
+    int rc = 0;
+    // preprocessor_config.json: LLaVA-1.5's CLIPImageProcessor (openai/clip-vit-large-patch14-336's), at
+    // the tower's image size. It crops; LLaVA-1.5's pad mode pads to a square first (docs/export.md).
+    int S = c->vision.image_size;
+    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
+    cJSON *pp = cJSON_CreateObject();
+    cJSON *crop = cJSON_AddObjectToObject(pp, "crop_size");
+    cJSON_AddNumberToObject(crop, "height", S);
+    cJSON_AddNumberToObject(crop, "width", S);
+    cJSON_AddBoolToObject(pp, "do_center_crop", 1);
+    cJSON_AddBoolToObject(pp, "do_convert_rgb", 1);
+    cJSON_AddBoolToObject(pp, "do_normalize", 1);
+    cJSON_AddBoolToObject(pp, "do_rescale", 1);
+    cJSON_AddBoolToObject(pp, "do_resize", 1);
+    cJSON_AddItemToObject(pp, "image_mean", number_array(mean, 3));
+    cJSON_AddStringToObject(pp, "image_processor_type", "CLIPImageProcessor");
+    cJSON_AddItemToObject(pp, "image_std", number_array(std, 3));
+    cJSON_AddStringToObject(pp, "processor_class", "LlavaProcessor");
+    cJSON_AddNumberToObject(pp, "resample", 3);  // PIL's BICUBIC
+    cJSON_AddNumberToObject(pp, "rescale_factor", 1.0 / 255.0);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(pp, "size"), "shortest_edge", S);
+    if (rc == 0) rc = write_json(dir, "preprocessor_config.json", pp);
+    else cJSON_Delete(pp);
+
+    // processor_config.json: how LlavaProcessor expands "<image>" (one token per visual feature):
+    // (S / patch)^2 + num_additional_image_tokens, less one under "default" (CLS dropped). transformers
+    // 4.46 adds the 1 itself and reports the key as unused; 4.47 and later read it.
+    cJSON *pc = cJSON_CreateObject();
+    cJSON_AddStringToObject(pc, "image_token", "<image>");
+    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", 1);
+    cJSON_AddNumberToObject(pc, "patch_size", c->vision.patch_size);
+    cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
+    cJSON_AddStringToObject(pc, "vision_feature_select_strategy", c->glue.drop_cls ? "default" : "full");
+    if (rc == 0) rc = write_json(dir, "processor_config.json", pc);
+    else cJSON_Delete(pc);
+
+    if (chat_template) {
+        cJSON *ct = cJSON_CreateObject();
+        cJSON_AddStringToObject(ct, "chat_template", chat_template);
+        if (rc == 0) rc = write_json(dir, "chat_template.json", ct);
+        else cJSON_Delete(ct);
+    }
+    return rc;
+}
+
+// A Jinja string literal of s: '...' with quotes, backslashes and line breaks escaped.
+static void jinja_lit(strbuf *o, const char *s, size_t n) {
+    sb_put(o, "'", 1);
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\'' || c == '\\') sb_put(o, "\\", 1);
+        if (c == '\n') sb_put(o, "\\n", 2);
+        else if (c == '\r') sb_put(o, "\\r", 2);
+        else if (c == '\t') sb_put(o, "\\t", 2);
+        else sb_put(o, &c, 1);
+    }
+    sb_put(o, "'", 1);
+}
+
+// `{{- fmt -}}` with {system}, {role} and {message} as the Jinja expressions given.
+static void jinja_fmt(strbuf *o, const char *fmt, const char *sys, const char *role, const char *msg) {
+    sb_puts(o, "{{- ''");
+    const char *p = fmt, *lit = fmt;
+    for (; *p; p++) {
+        const char *expr = !strncmp(p, "{system}", 8)    ? sys
+                           : !strncmp(p, "{role}", 6)    ? role
+                           : !strncmp(p, "{message}", 9) ? msg
+                                                         : NULL;
+        if (!expr) continue;
+        if (p > lit) {
+            sb_puts(o, " + ");
+            jinja_lit(o, lit, (size_t)(p - lit));
+        }
+        sb_puts(o, " + ");
+        sb_puts(o, expr);
+        p += expr == sys ? 7 : expr == role ? 5 : 8;
+        lit = p + 1;
+    }
+    if (p > lit) {
+        sb_puts(o, " + ");
+        jinja_lit(o, lit, (size_t)(p - lit));
+    }
+    sb_puts(o, " -}}");
+}
+
+// A messages template (template.h: llava_llama_3, qwen_1_5) as a chat template transformers' processors render:
+// the template's system message unless the first message is a system one, each message's images as "<image>\n"
+// before its text, the generation prompt with add_generation_prompt.
+static char *messages_jinja(const conv_template *t) {
+    strbuf o = {0};
+    const char *tr = t->trim_message ? " | trim" : "";
+    sb_puts(&o,
+            "{%- if messages[0]['role'] == 'system' -%}"
+            "{%- if messages[0]['content'] is string -%}{%- set system_message = messages[0]['content'] -%}"
+            "{%- else -%}{%- set system_message = messages[0]['content'][0]['text'] -%}{%- endif -%}"
+            "{%- set loop_messages = messages[1:] -%}"
+            "{%- else -%}{%- set system_message = ");
+    jinja_lit(&o, t->system, strlen(t->system));
+    sb_puts(&o, " -%}{%- set loop_messages = messages -%}{%- endif -%}");
+    char *sys = xasprintf("(system_message%s)", tr);
+    jinja_fmt(&o, t->prefix, sys, "'system'", "''");
+    free(sys);
+    sb_puts(&o,
+            "{%- for message in loop_messages -%}"
+            "{%- if message['content'] is string -%}{%- set text = message['content'] -%}"
+            "{%- else -%}{%- set text = namespace(s='') -%}"
+            "{%- for item in message['content'] -%}{%- if item['type'] == 'image' -%}"
+            "{%- set text.s = text.s + '<image>\\n' -%}{%- endif -%}{%- endfor -%}"
+            "{%- for item in message['content'] -%}{%- if item['type'] == 'text' -%}"
+            "{%- set text.s = text.s + item['text'] -%}{%- endif -%}{%- endfor -%}"
+            "{%- set text = text.s -%}{%- endif -%}");
+    char *msg = xasprintf("(text%s)", tr);
+    jinja_fmt(&o, t->turn[1], "''", "message['role']", msg);
+    free(msg);
+    sb_puts(&o, "{%- endfor -%}{%- if add_generation_prompt -%}");
+    jinja_fmt(&o, t->generation_prompt ? t->generation_prompt : "", "''", "''", "''");
+    sb_puts(&o, "{%- endif -%}");
+    return o.p;
+}
+
+// A tokenizer.json run (byte-level BPE: Llama-3, Qwen2): the file with "<image>" (and "<pad>") added as special
+// tokens at the export's ids, and a PreTrainedTokenizerFast tokenizer_config.json.
+static int export_bpe_tokenizer(const char *dir, const export_processor_options *o, int image_id, int pad_id,
+                                char **chat_template) {
+    *chat_template = NULL;
+    tokenizer *t = tok_load(o->tokenizer);  // and the tokenizer_config.json beside it: bos and eos
+    if (!t) return llava_fail_ctx("export: the tokenizer %s", o->tokenizer);
+    int limit = tok_n_pieces(t), bos_id = tok_bos_id(t), eos_id = tok_eos_id(t), stop_id = -1;
+    const conv_template *tmpl = o->template_name ? conv_template_builtin(o->template_name) : NULL;
+    if (tmpl && tmpl->stop_token) {
+        size_t sl = strlen(tmpl->stop_token), pl = 0;
+        int id = tok_piece_to_id(t, tmpl->stop_token, sl);
+        const char *p = id >= 0 ? tok_id_to_piece(t, id, &pl) : NULL;
+        if (p && pl == sl && memcmp(p, tmpl->stop_token, sl) == 0) stop_id = id;
+    }
+    char *names[2] = {NULL, NULL};  // bos, eos
+    for (int k = 0; k < 2; k++) {
+        size_t len = 0;
+        int id = k == 0 ? bos_id : eos_id;
+        const char *p = id >= 0 ? tok_id_to_piece(t, id, &len) : NULL;
+        if (p) names[k] = xasprintf("%.*s", (int)len, p);
+    }
+    int rc = 0;
+    const struct {
+        int id;
+        const char *s;
+    } add[2] = {{image_id, "<image>"}, {pad_id, "<pad>"}};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        size_t len = 0;
+        const char *p = add[k].id >= 0 ? tok_id_to_piece(t, add[k].id, &len) : NULL;
+        if (p && (len != strlen(add[k].s) || memcmp(p, add[k].s, len) != 0))
+            rc = llava_fail("export: the tokenizer %s has id %d as \"%.*s\", but the export's %s token is id %d",
+                            o->tokenizer, add[k].id, (int)len, p, add[k].s, add[k].id);
+    }
+    tok_free(t);
+    size_t len = 0;
+    char *js = rc == 0 ? read_file(o->tokenizer, (size_t)256 << 20, &len) : NULL;
+    cJSON *root = js ? cJSON_ParseWithLength(js, len) : NULL;
+    free(js);
+    if (rc == 0 && !root) rc = llava_fail("export: %s: not JSON", o->tokenizer);
+    if (rc == 0) {
+        cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+        if (!cJSON_IsArray(added)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, "added_tokens");
+            added = cJSON_AddArrayToObject(root, "added_tokens");
+        }
+        for (int k = 0; k < 2; k++) {
+            if (add[k].id < limit || (k == 1 && add[k].id == image_id)) continue;  // already a token
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "id", add[k].id);
+            cJSON *a = added_token(add[k].s);
+            for (cJSON *f = a->child; f; f = f->next) cJSON_AddItemToObject(e, f->string, cJSON_Duplicate(f, 1));
+            cJSON_Delete(a);
+            cJSON_AddItemToArray(added, e);
+        }
+        char *text = cJSON_PrintUnformatted(root);
+        char *path = path_join(dir, "tokenizer.json");
+        rc = write_file_atomic(path, text, strlen(text));
+        free(path);
+        free(text);
+    }
+    cJSON_Delete(root);
+
+    if (tmpl && tmpl->messages) *chat_template = messages_jinja(tmpl);
+    cJSON *tc = cJSON_CreateObject();
+    if (names[0]) cJSON_AddStringToObject(tc, "bos_token", names[0]);
+    else cJSON_AddNullToObject(tc, "bos_token");
+    if (*chat_template) cJSON_AddStringToObject(tc, "chat_template", *chat_template);
+    cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", 0);
+    if (names[1]) cJSON_AddStringToObject(tc, "eos_token", names[1]);
+    const char *inputs[2] = {"input_ids", "attention_mask"};  // no token_type_ids: the model takes none
+    cJSON_AddItemToObject(tc, "model_input_names", cJSON_CreateStringArray(inputs, 2));
+    cJSON_AddNumberToObject(tc, "model_max_length", o->model_max_length > 0 ? o->model_max_length : 2048);
+    if (pad_id >= 0) cJSON_AddStringToObject(tc, "pad_token", pad_id == image_id ? "<image>" : "<pad>");
+    cJSON_AddStringToObject(tc, "padding_side", "left");
+    cJSON_AddStringToObject(tc, "processor_class", "LlavaProcessor");
+    cJSON_AddStringToObject(tc, "tokenizer_class", "PreTrainedTokenizerFast");
+    if (o->template_name) cJSON_AddStringToObject(tc, "llava_template", o->template_name);
+    if (rc == 0) rc = write_json(dir, "tokenizer_config.json", tc);
+    else cJSON_Delete(tc);
+    // generation_config.json: transformers' generate stops at the tokenizer's eos and the template's end of turn
+    // (config.json's eos is the language model's own, which a base model's may not be).
+    int stops[2], ns = 0;
+    if (eos_id >= 0) stops[ns++] = eos_id;
+    if (stop_id >= 0 && stop_id != eos_id) stops[ns++] = stop_id;
+    if (ns) {
+        cJSON *gc = cJSON_CreateObject();
+        if (bos_id >= 0) cJSON_AddNumberToObject(gc, "bos_token_id", bos_id);
+        cJSON_AddItemToObject(gc, "eos_token_id",
+                              ns == 1 ? cJSON_CreateNumber(stops[0]) : cJSON_CreateIntArray(stops, ns));
+        if (pad_id >= 0) cJSON_AddNumberToObject(gc, "pad_token_id", pad_id);
+        if (rc == 0) rc = write_json(dir, "generation_config.json", gc);
+        else cJSON_Delete(gc);
+    }
+    free(names[0]);
+    free(names[1]);
+    return rc;
+}
+
+char *export_recorded_template(const char *dir) {
+    char *path = path_join(dir, "tokenizer_config.json");
+    size_t len = 0;
+    char *js = file_exists(path) ? read_file(path, (size_t)16 << 20, &len) : NULL;
+    free(path);
+    cJSON *j = js ? cJSON_ParseWithLength(js, len) : NULL;
+    free(js);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "llava_template");
+    char *r = cJSON_IsString(t) ? xstrdup(t->valuestring) : NULL;
+    cJSON_Delete(j);
+    return r;
+}
+
 int export_llava_hf_processor(const llava_model *m, const char *dir, const export_processor_options *o) {
     if (!o || !o->tokenizer) return llava_fail("export: the processor files need the run's tokenizer.model");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int image_id, pad_id, V_out;
     hf_vocab(c, &image_id, &pad_id, &V_out);
+    tokenizer *probe = tok_load(o->tokenizer);
+    int bpe = probe && tok_bpe(probe);
+    tok_free(probe);
+    char *chat = NULL;
+    if (bpe) {
+        int rc = export_bpe_tokenizer(dir, o, image_id, pad_id, &chat);
+        if (rc == 0) rc = export_processor_files(m, dir, chat);
+        free(chat);
+        return rc;
+    }
     size_t tok_len = 0;
     char *tok_bytes = read_file(o->tokenizer, (size_t)64 << 20, &tok_len);
     if (!tok_bytes) return llava_fail_ctx("export: the tokenizer");
@@ -370,6 +618,7 @@ int export_llava_hf_processor(const llava_model *m, const char *dir, const expor
     cJSON_AddStringToObject(tc, "tokenizer_class", "LlamaTokenizer");
     cJSON_AddStringToObject(tc, "unk_token", unk);
     cJSON_AddBoolToObject(tc, "use_default_system_prompt", 0);
+    if (o->template_name) cJSON_AddStringToObject(tc, "llava_template", o->template_name);
     if (rc == 0) rc = write_json(dir, "tokenizer_config.json", tc);
     else cJSON_Delete(tc);
 
@@ -384,47 +633,7 @@ int export_llava_hf_processor(const llava_model *m, const char *dir, const expor
     if (rc == 0) rc = write_json(dir, "special_tokens_map.json", sm);
     else cJSON_Delete(sm);
 
-    // preprocessor_config.json: LLaVA-1.5's CLIPImageProcessor (openai/clip-vit-large-patch14-336's), at
-    // the tower's image size. It crops; LLaVA-1.5's pad mode pads to a square first (docs/export.md).
-    int S = c->vision.image_size;
-    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
-    cJSON *pp = cJSON_CreateObject();
-    cJSON *crop = cJSON_AddObjectToObject(pp, "crop_size");
-    cJSON_AddNumberToObject(crop, "height", S);
-    cJSON_AddNumberToObject(crop, "width", S);
-    cJSON_AddBoolToObject(pp, "do_center_crop", 1);
-    cJSON_AddBoolToObject(pp, "do_convert_rgb", 1);
-    cJSON_AddBoolToObject(pp, "do_normalize", 1);
-    cJSON_AddBoolToObject(pp, "do_rescale", 1);
-    cJSON_AddBoolToObject(pp, "do_resize", 1);
-    cJSON_AddItemToObject(pp, "image_mean", number_array(mean, 3));
-    cJSON_AddStringToObject(pp, "image_processor_type", "CLIPImageProcessor");
-    cJSON_AddItemToObject(pp, "image_std", number_array(std, 3));
-    cJSON_AddStringToObject(pp, "processor_class", "LlavaProcessor");
-    cJSON_AddNumberToObject(pp, "resample", 3);  // PIL's BICUBIC
-    cJSON_AddNumberToObject(pp, "rescale_factor", 1.0 / 255.0);
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(pp, "size"), "shortest_edge", S);
-    if (rc == 0) rc = write_json(dir, "preprocessor_config.json", pp);
-    else cJSON_Delete(pp);
-
-    // processor_config.json: how LlavaProcessor expands "<image>" (one token per visual feature):
-    // (S / patch)^2 + num_additional_image_tokens, less one under "default" (CLS dropped). transformers
-    // 4.46 adds the 1 itself and reports the key as unused; 4.47 and later read it.
-    cJSON *pc = cJSON_CreateObject();
-    cJSON_AddStringToObject(pc, "image_token", "<image>");
-    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", 1);
-    cJSON_AddNumberToObject(pc, "patch_size", c->vision.patch_size);
-    cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
-    cJSON_AddStringToObject(pc, "vision_feature_select_strategy", c->glue.drop_cls ? "default" : "full");
-    if (rc == 0) rc = write_json(dir, "processor_config.json", pc);
-    else cJSON_Delete(pc);
-
-    if (vicuna) {
-        cJSON *ct = cJSON_CreateObject();
-        cJSON_AddStringToObject(ct, "chat_template", VICUNA_V1_JINJA);
-        if (rc == 0) rc = write_json(dir, "chat_template.json", ct);
-        else cJSON_Delete(ct);
-    }
+    if (rc == 0) rc = export_processor_files(m, dir, vicuna ? VICUNA_V1_JINJA : NULL);
     for (int k = 0; k < 3; k++) free(names[k]);
     return rc;
 }

@@ -37,4 +37,8 @@ typedef struct {
 } export_processor_options;
 int export_llava_hf_processor(const llava_model *m, const char *dir, const export_processor_options *o);
 
+// The template name an export recorded (tokenizer_config.json's "llava_template"), malloc'ed; NULL when none. The
+// engine takes it when no template is named, so a model trained with another template answers in it.
+char *export_recorded_template(const char *dir);
+
 #endif

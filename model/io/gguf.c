@@ -832,6 +832,10 @@ int gguf_export_lm(const llava_model *m, const tokenizer *tok, gguf_out_type t, 
                    gguf_export_info *info) {
     const llama_config *c = &m->cfg.text;
     const llava_params *p = &m->pt.w;
+    if (tok_bpe(tok))
+        return llava_fail(
+            "gguf: the tokenizer is a tokenizer.json (byte-level BPE); the GGUF export writes "
+            "SentencePiece vocabularies (llama.cpp's \"llama\" tokenizer) only, not yet BPE ones");
     int V = c->vocab_size, n_pieces = tok_n_pieces(tok);
     if (n_pieces > V)
         return llava_fail("gguf: the tokenizer has %d pieces, the language model's vocabulary only %d", n_pieces, V);
