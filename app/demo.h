@@ -27,5 +27,10 @@ int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epoc
 // Writes a SentencePiece BPE model file (identity normalizer, dummy prefix, byte fallback, unk/bos/eos
 // at 0/1/2): the demo builds its tokenizer with it (demo_tokenizer.c). Returns 0, or -1 with an error.
 int tok_write_model(const char *path, const char *const *pieces, const float *scores, const int *types, int n);
+// Writes DIR/tokenizer.json, a byte-level BPE (GPT-2's byte alphabet as ids 0..255, then every word as one token,
+// ignore_merges, no merges; the specials as added tokens; BOS through the post-processor when bos is given) and
+// DIR/tokenizer_config.json (bos_token, eos_token). Words are raw text (" word" gets the "Ġ" form). 0, or -1.
+int tok_write_bpe_json(const char *dir, const char *const *words, int n_words, const char *const *specials,
+                       int n_specials, const char *bos, const char *eos);
 
 #endif

@@ -61,6 +61,14 @@ add_test(NAME cli_inspect_missing COMMAND llava inspect tests/data/hf/no-such-mo
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_inspect_missing PROPERTIES LABELS cpu WILL_FAIL TRUE)
 
+# The GGUF export refuses a tokenizer.json model by name before loading or writing anything.
+add_test(NAME cli_export_gguf_bpe
+         COMMAND llava export --format gguf --model tests/data/hf/no-such-model --out ${CMAKE_BINARY_DIR}/gguf-bpe
+                 --tokenizer tests/data/bpe/qwen2/tokenizer.json
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_export_gguf_bpe PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "qwen2/tokenizer.json is a tokenizer.json \\(byte-level BPE\\).*not yet")
+
 add_test(NAME cli_config_stage2 COMMAND llava config configs/llava15-7b-stage2.json --set train.learning_rate=3e-5
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_config_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "\"learning_rate\":[ \t]*3e-05")
@@ -185,6 +193,18 @@ add_test(NAME cli_plan_7b_stage2_acts
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_plan_7b_stage2_acts PROPERTIES LABELS cpu
                      PASS_REGULAR_EXPRESSION "arena act +19748880384 bytes.*arena f32 +22341120 bytes.*arena i32 +467456 bytes")
+
+# The presets of the other language models plan within 80 GB on 8 ranks (ZeRO-2), shapes from tests/data/hf.
+foreach(p "llama3-8b:Meta-Llama-3-8B-Instruct" "qwen2-7b:Qwen2-7B-Instruct" "mistral-7b:Mistral-7B-Instruct-v0.2")
+  string(REPLACE ":" ";" pg ${p})
+  list(GET pg 0 name)
+  list(GET pg 1 folder)
+  add_test(NAME cli_plan_${name}_stage2
+           COMMAND llava plan ${CMAKE_SOURCE_DIR}/configs/llava15-${name}-stage2.json --world 8
+                   --set model.llm=${CMAKE_SOURCE_DIR}/tests/data/hf/${folder}
+                   --set model.vision_tower=${CMAKE_SOURCE_DIR}/tests/data/hf/clip-vit-large-patch14-336)
+  set_tests_properties(cli_plan_${name}_stage2 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "fits in 80 GiB per device")
+endforeach()
 
 # The demo recipe on the CUDA backend (skipped, exit 77, without a GPU).
 add_test(NAME gpu_demo_fast COMMAND llava demo --fast --check --device cuda --out ${CMAKE_BINARY_DIR}/demo-fast-cuda)

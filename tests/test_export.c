@@ -227,7 +227,111 @@ static void check_processor_files(const llava_model *m, const char *world, const
     cJSON_Delete(g);
 }
 
+// A run whose tokenizer is a tokenizer.json (the Qwen2-shaped demo's, qwen_1_5): the export's tokenizer.json is the
+// run's with <image> and <pad> added at the export's ids, tokenizer_config.json a PreTrainedTokenizerFast one naming
+// the template, generation_config.json stops at <|im_end|>; and transformers 4.46.3 on the Qwen2 demo's trained
+// export (GOLDEN/processor_check_qwen2.json) renders the chat template into our prompt and tokenizes it into our
+// ids, images expanded.
+static void check_bpe_export(void) {
+    char *world = check_tmpdir();
+    CHECK(demo_make_world_lm(world, 4, 0, 1, NULL, "cpu", "qwen2") == 0, "%s", llava_errmsg());
+    char *preset = path_join(world, "stage2.json"), *tok = path_join(world, "tokenizer/tokenizer.json");
+    run_settings c;
+    CHECK(settings_load(preset, NULL, 0, &c) == 0, "%s", llava_errmsg());
+    llava_model m;
+    c.model.pretrain_mm_mlp_adapter = NULL;  // stage 1 has not run: a fresh projector will do
+    CHECK(train_build_model(&c, test_cpu(), &m) == 0, "%s", llava_errmsg());
+    settings_free(&c);
+    char *out = path_join(world, "export");
+    export_processor_options po = {.tokenizer = tok, .model_max_length = 256, .template_name = "qwen_1_5"};
+    CHECK(export_llava_hf(&m, out, DT_F32) == 0 && export_llava_hf_processor(&m, out, &po) == 0, "%s", llava_errmsg());
+    int V = m.cfg.text.vocab_size;
+    tokenizer *src = tok_load(tok);
+    char *etp = path_join(out, "tokenizer.json");
+    tokenizer *ex = tok_load(etp);
+    CHECK(src && ex, "%s", llava_errmsg());
+    if (src && ex) {
+        CHECK_EQ_INT(tok_n_pieces(src), V);
+        CHECK_EQ_INT(tok_n_pieces(ex), V + 2);  // <image> = V, <pad> = V + 1
+        size_t l = 0;
+        const char *p = tok_id_to_piece(ex, V, &l);
+        CHECK(p && l == 7 && !memcmp(p, "<image>", 7) && tok_piece_type(ex, V) == TOK_CONTROL, "<image> at %d", V);
+        p = tok_id_to_piece(ex, V + 1, &l);
+        CHECK(p && l == 5 && !memcmp(p, "<pad>", 5), "<pad> at %d", V + 1);
+        const char *text = "<|im_start|>user\nWhat color is the shape?<|im_end|>\n";
+        tok_ids a = {0}, b = {0};
+        CHECK(tok_encode(src, TOK_MODE_DEFAULT, text, strlen(text), &a) == 0 &&
+                  tok_encode(ex, TOK_MODE_DEFAULT, text, strlen(text), &b) == 0 && a.n == b.n && a.n > 0 &&
+                  !memcmp(a.v, b.v, a.n * sizeof *a.v),
+              "the exported tokenizer encodes as the run's");
+        tok_ids_free(&a), tok_ids_free(&b);
+    }
+    cJSON *tc = load_json(out, "tokenizer_config.json"), *gc = load_json(out, "generation_config.json"),
+          *ct = load_json(out, "chat_template.json");
+    if (tc) {
+        CHECK_EQ_STR(jstr(tc, "tokenizer_class"), "PreTrainedTokenizerFast");
+        CHECK_EQ_STR(jstr(tc, "eos_token"), "<|im_end|>");
+        CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(tc, "bos_token")), "Qwen2 has no bos_token");
+        CHECK_EQ_STR(jstr(tc, "pad_token"), "<pad>");
+        CHECK_EQ_STR(jstr(tc, "llava_template"), "qwen_1_5");
+        CHECK(strstr(jstr(tc, "chat_template"), "<|im_start|>assistant\\n") != NULL, "qwen_1_5's chat template");
+        CHECK(ct && !strcmp(jstr(ct, "chat_template"), jstr(tc, "chat_template")), "chat_template.json");
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tc, "model_input_names")) == 2,
+              "model_input_names: input_ids, attention_mask");
+    }
+    int im_end = src ? tok_piece_to_id(src, "<|im_end|>", 10) : -2;
+    CHECK(gc && jnum(gc, "eos_token_id") == im_end, "generation_config.json stops at <|im_end|> (%d)", im_end);
+    char *rec = export_recorded_template(out);
+    CHECK(rec && !strcmp(rec, "qwen_1_5"), "the export records its template: %s", rec ? rec : "(none)");
+    free(rec);
+
+    cJSON *g = load_json(GOLDEN, "processor_check_qwen2.json");
+    if (g && src) {
+        char md5[33];
+        CHECK(prep_file_md5(etp, md5, NULL) == 0 && !strcmp(md5, jstr(g, "tokenizer_md5")),
+              "the Qwen2 demo's exported tokenizer.json (md5 %s) is not this export's (%s)", jstr(g, "tokenizer_md5"),
+              md5);
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(g, "processor");
+        CHECK_EQ_STR(jstr(pr, "tokenizer_class"), "PreTrainedTokenizerFast");
+        CHECK(jnum(pr, "image_token_id") == V && jnum(pr, "pad_token_id") == V + 1, "transformers' <image> %g",
+              jnum(pr, "image_token_id"));
+        // Our prompt for one question with an image (the engine's: a user turn, then the turn to generate).
+        char *q = xasprintf("<image>\n%s", jstr(g, "question"));
+        conv_turn turns[2] = {{"human", q, strlen(q)}, {"gpt", NULL, 0}};
+        prep_config pc = {.tok = src, .mode = TOK_MODE_DEFAULT, .tmpl = conv_template_builtin("qwen_1_5")};
+        prep_result r;
+        CHECK(prep_sample(&pc, "check", turns, 2, 1, &r) == 0, "%s", llava_errmsg());
+        CHECK_EQ_STR(jstr(g, "prompt"), r.prompt);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(g, "input_ids");
+        size_t k = 0;
+        int same = 1;
+        for (size_t i = 0; i < r.ids.n && same; i++)
+            for (int f = 0; f < (r.ids.v[i] == IMAGE_TOKEN_INDEX ? m.tokens_per_image : 1) && same; f++, k++) {
+                int want = r.ids.v[i] == IMAGE_TOKEN_INDEX ? V : r.ids.v[i];
+                same = (int)k < cJSON_GetArraySize(ids) && cJSON_GetArrayItem(ids, (int)k)->valueint == want;
+            }
+        CHECK(same && (int)k == cJSON_GetArraySize(ids), "transformers' %d input ids are ours, images expanded",
+              cJSON_GetArraySize(ids));
+        const char *a1 = jstr(cJSON_GetObjectItemCaseSensitive(g, "generate"), "text"),
+                   *a2 = jstr(cJSON_GetObjectItemCaseSensitive(g, "pipeline"), "text"),
+                   *a3 = jstr(cJSON_GetObjectItemCaseSensitive(g, "llava_generate"), "text");
+        CHECK(!strcmp(a1, "yellow") && !strcmp(a2, "yellow") && !strcmp(a3, "yellow"),
+              "answers: generate %s, pipeline %s, llava generate %s (the shape is yellow)", a1, a2, a3);
+        printf(
+            "transformers 4.46.3 on the Qwen2 demo's export: prompt and %d input ids ours, answer \"%s\" "
+            "(llava generate: \"%s\")\n",
+            cJSON_GetArraySize(ids), a1, a3);
+        prep_result_free(&r);
+        free(q);
+    }
+    cJSON_Delete(g), cJSON_Delete(tc), cJSON_Delete(gc), cJSON_Delete(ct);
+    tok_free(src), tok_free(ex);
+    llava_model_free(&m);
+    free(etp), free(out), free(preset), free(tok), free(world);
+}
+
 int main(void) {
+    check_bpe_export();
     char *world = check_tmpdir();
     CHECK(demo_make_world(world, 4, 0, 1, NULL) == 0, "%s", llava_errmsg());
     char *preset = path_join(world, "stage1.json");

@@ -103,6 +103,41 @@ static void test_presets(void) {
     cfg_free(&c);
 }
 
+// The presets of the other language models: LLaVA-1.5's recipe (the 7B presets' hyperparameters) with their LM,
+// template and tokenizer rules.
+static void test_family_presets(void) {
+    static const struct {
+        const char *name, *llm, *tmpl, *mode;
+    } fam[] = {
+        {"llama3-8b", "./models/Meta-Llama-3-8B-Instruct", "llava_llama_3", "hf431"},
+        {"qwen2-7b", "./models/Qwen2-7B-Instruct", "qwen_1_5", "hf431"},
+        {"mistral-7b", "./models/Mistral-7B-Instruct-v0.2", "mistral_instruct", "legacy"},
+    };
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++)
+        for (int st = 1; st <= 2; st++) {
+            char p[128], ref[64];
+            snprintf(p, sizeof p, "configs/llava15-%s-stage%d.json", fam[i].name, st);
+            snprintf(ref, sizeof ref, "configs/llava15-7b-stage%d.json", st);
+            train_config c, r;
+            CHECK(load(&c, p) == 0, "%s: %s", p, llava_errmsg());
+            CHECK(load(&r, ref) == 0, "%s: %s", ref, llava_errmsg());
+            CHECK_EQ_STR(cfg_str(&c, "model.llm"), fam[i].llm);
+            CHECK_EQ_STR(cfg_str(&c, "data.template"), st == 1 ? "plain" : fam[i].tmpl);
+            CHECK_EQ_STR(cfg_str(&c, "data.tokenizer_mode"), fam[i].mode);
+            CHECK_EQ_INT(cfg_int(&c, "train.stage"), st);
+            const char *same[] = {"train.learning_rate", "train.warmup_ratio", "train.weight_decay",
+                                  "train.num_train_epochs"};
+            for (int k = 0; k < 4; k++) CHECK(cfg_float(&c, same[k]) == cfg_float(&r, same[k]), "%s %s", p, same[k]);
+            CHECK_EQ_INT(cfg_int(&c, "train.global_batch_size"), cfg_int(&r, "train.global_batch_size"));
+            CHECK(strstr(cfg_str(&c, "checkpoint.output_dir"), fam[i].name) != NULL, "%s: its own output", p);
+            if (st == 2)
+                CHECK(strstr(cfg_str(&c, "model.pretrain_mm_mlp_adapter"), fam[i].name) != NULL,
+                      "%s: its own stage 1's projector", p);
+            cfg_free(&c);
+            cfg_free(&r);
+        }
+}
+
 static void test_overrides_and_errors(void) {
     train_config c;
     CHECK(load(&c, "configs/llava15-7b-stage1.json") == 0, "%s", llava_errmsg());
@@ -294,6 +329,7 @@ static void test_strict_values(void) {
 
 int main(void) {
     test_presets();
+    test_family_presets();
     test_overrides_and_errors();
     test_strict_values();
     return check_done();

@@ -19,7 +19,9 @@ static void print_list(FILE *out, const char *what, char **items, int n) {
 }
 
 static void print_config(FILE *out, const model_config *mc) {
-    fprintf(out, "architecture: %s (model_type \"%s\")\n", hf_kind_name(mc->kind), mc->model_type);
+    // A causal LM reads as its own class (Qwen2ForCausalLM, MistralForCausalLM): one model definition runs them all.
+    const char *arch = mc->kind == HF_LLAMA && mc->architecture[0] ? mc->architecture : hf_kind_name(mc->kind);
+    fprintf(out, "architecture: %s (model_type \"%s\")\n", arch, mc->model_type);
     if (mc->has_text) {
         const llama_config *t = &mc->text;
         fprintf(out,

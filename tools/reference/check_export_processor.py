@@ -7,14 +7,19 @@ preprocessor_config.json, processor_config.json and chat_template.json). The dem
     build/llava demo --fast --out /tmp/demo
     python tools/reference/check_export_processor.py --model /tmp/demo/checkpoints/stage2/model \
         --image tests/data/export/eval_00000.png --llava build/llava
-(tests/data/export/eval_00000.png is the demo's held-out image 0, a yellow shape, copied.)
+(tests/data/export/eval_00000.png is the demo's held-out image 0, a yellow shape, copied.) The Qwen2-shaped demo's
+export (a tokenizer.json run, template qwen_1_5) is recorded the same way:
+    build/llava demo --fast --lm qwen2 --out /tmp/demo-qwen2
+    python tools/reference/check_export_processor.py --model /tmp/demo-qwen2/checkpoints/stage2/model \
+        --image tests/data/export/eval_00000.png --llava build/llava --out tests/data/export/processor_check_qwen2.json
 It records (tests/data/export/processor_check.json, which tests/test_export.c reads):
   - the classes AutoProcessor built and the settings it read (patch size, feature strategy, crop, ...);
   - the prompt the folder's chat template makes for one user turn with an image, and the input ids and
     pixel values the processor makes of it (test_export compares them with llava.c's own tokenizer,
     template and image preprocessing);
   - the greedy answer of LlavaForConditionalGeneration.generate on them, of the pipeline, and of
-    `llava generate --model FOLDER` (no --tokenizer: it takes the folder's tokenizer.model).
+    `llava generate --model FOLDER` (no --tokenizer or --template: it takes the folder's tokenizer and the
+    template the export records).
 transformers 4.46.3 (tools/reference/requirements-model.txt, with sentencepiece, protobuf and pillow for
 the tokenizer and the images) has no "image-text-to-text" pipeline (transformers 4.47 added it): the script
 asks for it, records that it is absent, and runs the "image-to-text" pipeline with the chat template's
@@ -24,6 +29,7 @@ import argparse
 import hashlib
 import json
 import pathlib
+import re
 import subprocess
 
 import numpy as np
@@ -47,7 +53,8 @@ def main():
     rec = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
            "image": pathlib.Path(a.image).name, "question": a.prompt,
            "files": sorted(p.name for p in folder.iterdir()),
-           "tokenizer_md5": hashlib.md5((folder / "tokenizer.model").read_bytes()).hexdigest()}
+           "tokenizer_md5": hashlib.md5((folder / ("tokenizer.model" if (folder / "tokenizer.model").exists()
+                                                   else "tokenizer.json")).read_bytes()).hexdigest()}
 
     proc = AutoProcessor.from_pretrained(folder)
     tok, ip = proc.tokenizer, proc.image_processor
@@ -91,14 +98,17 @@ def main():
         pipe = pipeline("image-to-text", model=str(folder), torch_dtype=torch.float32)
         res = pipe(image, prompt=prompt, generate_kwargs={"max_new_tokens": a.max_new_tokens, "do_sample": False})
         text = res[0]["generated_text"]
-        # image-to-text returns the prompt with the answer; the answer is what follows "ASSISTANT:".
-        rec["pipeline"] = {"task": "image-to-text", "text": text.split("ASSISTANT:")[-1].strip()}
+        # image-to-text returns the prompt with the answer: the answer is what follows the prompt's last line
+        # ("ASSISTANT:" in vicuna_v1, "<|im_start|>assistant" in ChatML, ...).
+        # The decode skips special tokens: so does the marker.
+        marker = re.sub(r"<\|[^|]*\|>", "", prompt.rstrip().split("\n")[-1])
+        rec["pipeline"] = {"task": "image-to-text", "text": text.split(marker)[-1].strip()}
 
     if a.llava:
         cmd = [a.llava, "generate", "--model", str(folder), "--image", a.image, "--prompt", a.prompt,
                "--max-new-tokens", str(a.max_new_tokens), "--json", "--ids"]
         r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
         j = json.loads(lines[-1])
         rec["llava_generate"] = {"command": "llava generate --model FOLDER --image IMAGE --prompt QUESTION --json",
                                  "text": j["text"], "prompt_tokens": j["prompt_tokens"]}
