@@ -1,6 +1,7 @@
-// libFuzzer target for the tokenizer's two untrusted inputs. An input starting with byte 0 is a
-// tokenizer.model file (the protobuf parser); anything else is text encoded in every mode with the
-// small committed model, then decoded back. Neither may crash, leak or read out of bounds.
+// libFuzzer target for the tokenizer's untrusted inputs. An input starting with byte 0 is a tokenizer file: a
+// tokenizer.model (the protobuf parser) or, starting with '{', a tokenizer.json (data/bpe.c's JSON reader; seed
+// json_bytelevel is the Qwen2-shaped demo's); anything else is text encoded in every mode with the small committed
+// model, then decoded back. Neither may crash, leak or read out of bounds.
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
