@@ -239,7 +239,8 @@ static void check_bpe_export(void) {
     run_settings c;
     CHECK(settings_load(preset, NULL, 0, &c) == 0, "%s", llava_errmsg());
     llava_model m;
-    c.model.pretrain_mm_mlp_adapter = NULL;  // stage 1 has not run: a fresh projector will do
+    free(c.model.pretrain_mm_mlp_adapter);  // stage 1 has not run: a fresh projector will do
+    c.model.pretrain_mm_mlp_adapter = NULL;
     CHECK(train_build_model(&c, test_cpu(), &m) == 0, "%s", llava_errmsg());
     settings_free(&c);
     char *out = path_join(world, "export");
