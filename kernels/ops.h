@@ -39,6 +39,9 @@ typedef struct {
 void llava_rope_inv_freq(int D, float theta, const llava_rope_scaling *scaling, float *inv_freq);
 
 typedef struct llava_ops llava_ops;
+
+// grid_pool's modes (the values of model/config.h's spatial_pool_mode).
+enum { LLAVA_POOL_AVERAGE = 1, LLAVA_POOL_MAX = 2, LLAVA_POOL_BILINEAR = 3 };
 typedef struct llava_backend llava_backend;  // the context every op runs in (kernels/backend.h)
 
 // Op families, for llava_backend_supports() and the op-case registry (kernels/opcheck.h): forward and
@@ -57,6 +60,7 @@ typedef enum {
     LLAVA_OP_CROSS_ENTROPY,     // T, V
     LLAVA_OP_ADAMW,             // n, has_master (1 when an fp32 master copy is given)
     LLAVA_OP_ATTENTION_DECODE,  // T, Hq, Hkv, D, context (the longest pos + 1), block_size
+    LLAVA_OP_GRID_POOL,         // B, G, C, mode, stride
     LLAVA_OP_COUNT
 } llava_op_family;
 
@@ -182,6 +186,15 @@ struct llava_ops {
     // The splice of image features into the token stream, and its backward.
     void (*scatter_rows)(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
     void (*gather_rows)(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
+
+    // ---- visual-token reduction (model.mm_spatial_pool_*): in (B, G*G, C) ACT, each image's G x G feature
+    // grid row-major, to out (B, Go*Go, C) ACT. mode LLAVA_POOL_AVERAGE / LLAVA_POOL_MAX: the mean / max of
+    // each s x s window, Go = G / s (floor: a last partial row and column are dropped), as torch's
+    // avg_pool2d / max_pool2d(kernel s, stride s); LLAVA_POOL_BILINEAR: Go = ceil(G / s), each output the
+    // bilinear interpolation at source (o + 0.5) * G / Go - 0.5 (clamped at 0; align_corners false), as
+    // torch's F.interpolate(mode="bilinear"). Forward only: its input is the frozen tower's. NULL on a
+    // backend without it (the model refuses pooling there).
+    void (*grid_pool)(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
 
     // ---- cross-entropy over V classes with ignore index (targets < 0 are ignored).
     // losses (T) F32: -log softmax(logits[t])[targets[t]], 0 where ignored.

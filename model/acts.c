@@ -40,13 +40,16 @@ enum {
     Z_K,
     Z_LX,    // the widest adapted linear's input or output: max(d, I, qd)
     Z_RANK,  // LoRA's r
+    Z_MA,    // the projector's kept pre-activations: M * (depth - 1) rows (M for a single Linear, its output)
+    Z_MG,    // their GELUs: M * (depth - 1)
+    Z_NSEL,  // the tower's selected features before a reduction: n_img * (G^2 + CLS kept)
     Z_COUNT
 };
 
 // How many buffers a row stands for.
 enum { PER_PASS = 0, PER_LAYER_INPUT, PER_SAVED };
 // When a row exists.
-enum { ALWAYS = 0, IF_MLP2, IF_BACKWARD, IF_BACKWARD_MLP2, IF_LORA, IF_BACKWARD_LORA };
+enum { ALWAYS = 0, IF_PROJ, IF_MLP, IF_BACKWARD, IF_BACKWARD_MLP, IF_LORA, IF_BACKWARD_LORA, IF_REDUCE };
 
 typedef struct {
     const char *name;
@@ -94,13 +97,16 @@ static const act_spec ACTS[] = {
     {"vision.ln_rstd", BUF_F32, A(vrstd), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
     {"vision.lse", BUF_F32, A(vlse), Z_HV, Z_R, VIS, VIS, PER_PASS, ALWAYS},
     {"vision.cu_seqlens", BUF_I32, A(vcu), Z_NIMG1, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.feature_rows", BUF_I32, A(vrows), Z_M, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
-    // the projector: the features feed linear_1's weight gradient; a1 the GELU's backward; g1
-    // linear_2's weight gradient; f only the splice (a linear projector's f is a1 itself)
+    {"vision.feature_rows", BUF_I32, A(vrows), Z_NSEL, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    // pooling's input: every image's selected features (pruning gathers its kept rows directly)
+    {"vision.selected", BUF_ACT, A(vsel), Z_NSEL, Z_DV, VIS, VIS, PER_PASS, IF_REDUCE},
+    // the projector (depth N): the features feed linear_1's weight gradient; a1 holds linear_1 ..
+    // linear_{N-1}'s outputs (M rows each) for the GELUs' backward, g1 the GELUs for the next
+    // weight gradients; f only the splice (a single Linear's f is a1 itself, the identity's the features)
     {"features", BUF_ACT, A(feat), Z_M, Z_DV, VIS, PJB, PER_PASS, ALWAYS},
-    {"projector.a1", BUF_ACT, A(a1), Z_M, Z_D, PROJ, PJB, PER_PASS, ALWAYS},
-    {"projector.g1", BUF_ACT, A(g1), Z_M, Z_D, PROJ, PJB, PER_PASS, IF_MLP2},
-    {"projector.out", BUF_ACT, A(f), Z_M, Z_D, PROJ, LM, PER_PASS, IF_MLP2},
+    {"projector.a1", BUF_ACT, A(a1), Z_MA, Z_D, PROJ, PJB, PER_PASS, IF_PROJ},
+    {"projector.g1", BUF_ACT, A(g1), Z_MG, Z_D, PROJ, PJB, PER_PASS, IF_MLP},
+    {"projector.out", BUF_ACT, A(f), Z_M, Z_D, PROJ, LM, PER_PASS, IF_MLP},
     // the language model
     {"hs", BUF_ACT, 0, Z_T, Z_D, LM, LMB, PER_LAYER_INPUT, ALWAYS},
     {"saved.n1", BUF_ACT, S(n1), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
@@ -133,7 +139,7 @@ static const act_spec ACTS[] = {
     {"grad.k", BUF_ACT, A(dk), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
     {"grad.v", BUF_ACT, A(dv), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
     {"grad.features", BUF_ACT, A(df), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD},
-    {"grad.projector_g1", BUF_ACT, A(dg1), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD_MLP2},
+    {"grad.projector_g1", BUF_ACT, A(dg1), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD_MLP},
     // LoRA: one adapted linear at a time uses them, in the forward and again in the backward (which
     // draws the dropout mask and A's output anew instead of keeping them per layer)
     {"lora.x", BUF_ACT, A(lx), Z_T, Z_LX, LM, LMB, PER_PASS, IF_LORA},
@@ -148,13 +154,16 @@ static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COU
     const llama_config *t = &mc->text;
     const clip_vision_config *v = &mc->vision;
     int grid = v->patch_size ? v->image_size / v->patch_size : 0, np = grid * grid;
-    int tpi = np + (mc->glue.drop_cls ? 0 : 1);
+    int tpi = llava_tokens_per_image(mc), depth = mc->glue.projector_depth;
     memset(z, 0, sizeof(int64_t) * Z_COUNT);
     z[Z_ONE] = 1;
     z[Z_T] = s->T;
     z[Z_NSEQ1] = (int64_t)s->n_seq + 1;
     z[Z_NSEQ] = s->n_seq;
     z[Z_M] = (int64_t)s->n_img * tpi;
+    z[Z_MA] = z[Z_M] * (depth > 1 ? depth - 1 : 1);
+    z[Z_MG] = z[Z_M] * (depth > 1 ? depth - 1 : 0);
+    z[Z_NSEL] = (int64_t)s->n_img * (np + (mc->glue.drop_cls ? 0 : 1));
     z[Z_NIMG1] = (int64_t)s->n_img + 1;
     z[Z_R] = (int64_t)s->n_img * (np + 1);
     z[Z_NP] = (int64_t)s->n_img * np;
@@ -175,11 +184,13 @@ static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COU
 }
 
 static int exists(const act_spec *a, const model_config *mc, const act_shape *s) {
-    int mlp2 = mc->glue.projector == PROJ_MLP2X_GELU;
+    int mlp = mc->glue.projector_depth >= 2;
     switch (a->when) {
-    case IF_MLP2: return mlp2;
+    case IF_PROJ: return mc->glue.projector_depth >= 1;
+    case IF_MLP: return mlp;
     case IF_BACKWARD: return s->backward;
-    case IF_BACKWARD_MLP2: return s->backward && mlp2;
+    case IF_BACKWARD_MLP: return s->backward && mlp;
+    case IF_REDUCE: return mc->glue.pool_mode != POOL_NONE;
     case IF_LORA: return mc->lora.r > 0;
     case IF_BACKWARD_LORA: return s->backward && mc->lora.r > 0;
     }
@@ -299,8 +310,8 @@ void act_bind(const act_plan *p, void *const base[3], const model_config *mc, ll
         else if (spec->per == PER_SAVED) *(void **)((char *)&a->saved[b->index] + spec->field) = ptr;
         else *(void **)((char *)a + spec->field) = ptr;
     }
-    // A linear projector's output is linear_1's.
-    if (!a->f) a->f = a->a1;
+    // A single Linear's output is linear_1's; the identity's the features.
+    if (!a->f) a->f = mc->glue.projector_depth ? a->a1 : a->feat;
 }
 
 void act_bind_free(llava_acts *a) {

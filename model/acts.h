@@ -54,7 +54,10 @@ typedef struct {
     void *patches, *pe, *vh, *vx, *vq, *vk, *vv, *vatt, *vmid, *vact;
     float *vmean, *vrstd, *vlse;
     int32_t *vcu, *vrows;
-    // projector: the selected features (M, Dv); linear_1's output, its GELU, linear_2's output (M, d)
+    // a token reduction's input: the selected features of every image (n_img * G^2, Dv)
+    void *vsel;
+    // projector: its input features (M, Dv); linear_1 .. linear_{N-1}'s outputs and their GELUs (M rows
+    // each), the last Linear's output (M, d)
     void *feat, *a1, *g1, *f;
     // language model: every layer's input hs[0..L] (T, d); the saved activations of each decoder
     // layer kept for backward (n_saved sets: L, or 1 when recomputed or forward only); scratch; the

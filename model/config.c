@@ -185,8 +185,10 @@ static void glue_defaults(llava_glue_config *g) {
     memset(g, 0, sizeof *g);
     g->image_token_index = 32000;
     strcpy(g->projector_hidden_act, "gelu");
-    g->projector = PROJ_MLP2X_GELU;
+    g->projector_depth = 2;
     g->projector_bias = 1;
+    g->pool_mode = POOL_NONE;
+    g->pool_stride = 2;  // LLaVA-NeXT's default mm_spatial_pool_stride
     g->vision_feature_layer = -2;
     g->drop_cls = 1;
     g->image_seq_length = 576;
@@ -217,15 +219,24 @@ int model_config_llava15(const char *size, model_config *mc) {
     return 0;
 }
 
+// LLaVA-NeXT's mm_spatial_pool_mode / mm_spatial_pool_stride, and mm_vision_keep_tokens.
+static int parse_reduction(const cJSON *o, const char *where, llava_glue_config *g) {
+    char mode[32] = "none";
+    TRY(json_str(o, "mm_spatial_pool_mode", mode, sizeof mode, where));
+    if (llava_pool_parse(mode, &g->pool_mode)) return llava_fail_ctx("%s", where);
+    TRY(json_int(o, "mm_spatial_pool_stride", &g->pool_stride, where));
+    TRY(json_int(o, "mm_vision_keep_tokens", &g->keep_tokens, where));
+    return 0;
+}
+
 static int parse_original_glue(const cJSON *o, const char *where, model_config *mc) {
     llava_glue_config *g = &mc->glue;
     glue_defaults(g);
     g->image_token_index = -200;  // IMAGE_TOKEN_INDEX: a sentinel spliced out, never embedded
     char ptype[32] = "linear";    // build_vision_projector's default
     TRY(json_str(o, "mm_projector_type", ptype, sizeof ptype, where));
-    if (strcmp(ptype, "mlp2x_gelu") == 0) g->projector = PROJ_MLP2X_GELU;
-    else if (strcmp(ptype, "linear") == 0) g->projector = PROJ_LINEAR;
-    else return llava_fail("%s: mm_projector_type \"%s\" is not supported (mlp2x_gelu, linear)", where, ptype);
+    if (llava_projector_parse(ptype, &g->projector_depth)) return llava_fail_ctx("%s", where);
+    // (LLaVA-NeXT's mm_spatial_pool_* keys in such a config apply to video frames after the projector: not read.)
     TRY(json_int(o, "mm_vision_select_layer", &g->vision_feature_layer, where));
     char feat[32] = "patch";
     TRY(json_str(o, "mm_vision_select_feature", feat, sizeof feat, where));
@@ -249,17 +260,20 @@ static int parse_original_glue(const cJSON *o, const char *where, model_config *
     if (mc->has_vision && mm_hidden && mm_hidden != mc->vision.hidden_size)
         return llava_fail("%s: mm_hidden_size %d does not match the vision tower %s (hidden %d)", where, mm_hidden,
                           mc->vision_tower_name, mc->vision.hidden_size);
-    if (mc->has_vision) {
-        int g_side = mc->vision.image_size / mc->vision.patch_size;
-        g->image_seq_length = g_side * g_side + (g->drop_cls ? 0 : 1);
-    }
     mc->has_projector = 1;
+    if (mc->has_vision) g->image_seq_length = llava_tokens_per_image(mc);
     return 0;
 }
 
 static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
     llava_glue_config *g = &mc->glue;
     glue_defaults(g);
+    if (strcmp(mc->model_type, "llava_c") == 0) {  // a variant transformers' Llava cannot run: its keys
+        char ptype[32] = "mlp2x_gelu";
+        TRY(json_str(o, "mm_projector_type", ptype, sizeof ptype, where));
+        if (llava_projector_parse(ptype, &g->projector_depth)) return llava_fail_ctx("%s", where);
+        TRY(parse_reduction(o, where, g));
+    }
     TRY(json_int(o, "image_token_index", &g->image_token_index, where));
     TRY(json_int(o, "image_token_id", &g->image_token_index, where));
     TRY(json_str(o, "projector_hidden_act", g->projector_hidden_act, sizeof g->projector_hidden_act, where));
@@ -336,7 +350,9 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
         rc = parse_llama(o, path, &out->text);
         if (rc == 0) rc = parse_original_glue(o, path, out);
         out->has_text = 1;
-    } else if (strcmp(mt, "llava") == 0) {
+    } else if (strcmp(mt, "llava") == 0 || strcmp(mt, "llava_c") == 0) {
+        // llava_c: llava-hf's layout for a variant (projector depth, token reduction) that transformers' Llava
+        // cannot express; its model_type makes transformers refuse it rather than run another model.
         out->kind = HF_LLAVA_HF;
         rc = parse_llava_hf(o, path, out);
     } else if (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0 || strcmp(mt, "qwen2") == 0) {
@@ -362,8 +378,10 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
     } else if (!mt[0]) {
         rc = llava_fail("%s: no \"model_type\"", path);
     } else {
-        rc = llava_fail("%s: model_type \"%s\" is not supported (llama, clip, clip_vision_model, llava, llava_llama)",
-                        path, mt);
+        rc = llava_fail(
+            "%s: model_type \"%s\" is not supported (llama, mistral, qwen2, clip, clip_vision_model, llava, "
+            "llava_llama, llava_c)",
+            path, mt);
     }
     cJSON_Delete(o);
     if (rc == 0 && out->has_vision && out->has_projector) {
@@ -371,6 +389,7 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
         int fl = out->glue.vision_feature_layer;
         if (fl < -n_hidden || fl >= n_hidden)
             rc = llava_fail("%s: vision_feature_layer %d is outside the %d hidden states", path, fl, n_hidden);
+        else if (out->has_text && llava_glue_check(out) != 0) rc = llava_fail_ctx("%s", path);
     }
     return rc < 0 ? -1 : 0;
 }
@@ -390,6 +409,71 @@ int llava_vision_layers_used(const model_config *mc) {
     int fl = mc->glue.vision_feature_layer;
     int idx = fl < 0 ? n_hidden + fl : fl;  // index into hidden_states
     return idx;                             // hidden_states[idx] is the output of layer idx-1: idx layers run
+}
+
+int llava_projector_parse(const char *s, int *depth) {
+    if (!strcmp(s, "linear")) return *depth = 1, 0;
+    if (!strcmp(s, "identity")) return *depth = 0, 0;
+    int n = 0, used = 0;
+    if (sscanf(s, "mlp%dx_gelu%n", &n, &used) == 1 && used == (int)strlen(s) && s[3] >= '1' && s[3] <= '9' && n >= 1 &&
+        n <= PROJ_MAX_DEPTH)
+        return *depth = n, 0;
+    return llava_fail("mm_projector_type \"%s\" is not supported (linear, mlp{N}x_gelu for N in 1..%d, identity)", s,
+                      PROJ_MAX_DEPTH);
+}
+
+const char *llava_projector_name(int depth, char *buf) {
+    if (depth == 0) return strcpy(buf, "identity");
+    if (depth == 1) return strcpy(buf, "linear");
+    snprintf(buf, 24, "mlp%dx_gelu", depth);
+    return buf;
+}
+
+static const char *const POOL_NAMES[] = {"none", "average", "max", "bilinear"};
+
+int llava_pool_parse(const char *s, spatial_pool_mode *mode) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, POOL_NAMES[i])) return *mode = (spatial_pool_mode)i, 0;
+    return llava_fail("mm_spatial_pool_mode \"%s\" is not supported (none, average, max, bilinear)", s);
+}
+
+const char *llava_pool_name(spatial_pool_mode mode) {
+    return mode >= 0 && mode <= POOL_BILINEAR ? POOL_NAMES[mode] : "?";
+}
+
+int llava_tokens_per_image(const model_config *mc) {
+    const llava_glue_config *g = &mc->glue;
+    int G = mc->vision.patch_size ? mc->vision.image_size / mc->vision.patch_size : 0, s = g->pool_stride;
+    if (g->keep_tokens > 0) return g->keep_tokens;
+    if (g->pool_mode == POOL_AVERAGE || g->pool_mode == POOL_MAX) return s > 0 ? (G / s) * (G / s) : 0;
+    if (g->pool_mode == POOL_BILINEAR) return s > 0 ? ((G + s - 1) / s) * ((G + s - 1) / s) : 0;
+    return G * G + (g->drop_cls ? 0 : 1);
+}
+
+int llava_glue_check(const model_config *mc) {
+    const llava_glue_config *g = &mc->glue;
+    int G = mc->vision.patch_size ? mc->vision.image_size / mc->vision.patch_size : 0;
+    if (g->pool_mode != POOL_NONE || g->keep_tokens) {
+        if (!g->drop_cls)
+            return llava_fail(
+                "%s needs the patch grid: the CLS feature dropped (select feature patch / strategy "
+                "default)",
+                g->keep_tokens ? "mm_vision_keep_tokens" : "mm_spatial_pool_mode");
+        if (g->pool_mode != POOL_NONE && g->keep_tokens)
+            return llava_fail("mm_spatial_pool_mode %s and mm_vision_keep_tokens %d: choose one reduction",
+                              llava_pool_name(g->pool_mode), g->keep_tokens);
+    }
+    if (g->pool_mode != POOL_NONE && (g->pool_stride < 1 || g->pool_stride > G))
+        return llava_fail("mm_spatial_pool_stride %d is outside 1..%d (the %dx%d patch grid)", g->pool_stride, G, G, G);
+    if (g->keep_tokens < 0 || g->keep_tokens > G * G)
+        return llava_fail("mm_vision_keep_tokens %d is outside 0..%d (the %dx%d patch grid)", g->keep_tokens, G * G, G,
+                          G);
+    if (g->projector_depth == 0 && mc->vision.hidden_size != mc->text.hidden_size)
+        return llava_fail("mm_projector_type identity: the tower's width %d is not the language model's %d",
+                          mc->vision.hidden_size, mc->text.hidden_size);
+    if (g->projector_depth < 0 || g->projector_depth > PROJ_MAX_DEPTH)
+        return llava_fail("projector depth %d is outside 0..%d", g->projector_depth, PROJ_MAX_DEPTH);
+    return 0;
 }
 
 const char *const LORA_TARGET_NAMES[LORA_N_TARGETS] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",

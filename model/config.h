@@ -46,14 +46,27 @@ typedef struct {
     float layer_norm_eps;
 } clip_vision_config;
 
-typedef enum { PROJ_MLP2X_GELU = 0, PROJ_LINEAR = 1 } projector_type;
+// The projector: `projector_depth` Linear layers with an exact GELU between each two (LLaVA's build_vision_projector:
+// "linear" = 1, "mlp2x_gelu" = 2 (LLaVA-1.5), "mlp{N}x_gelu" = N), or 0: "identity" (the features as they are; the
+// tower's width must be the LM's).
+enum { PROJ_MAX_DEPTH = 16 };
+
+// Visual-token reduction between the tower's selected features (a G x G patch grid) and the projector:
+// average / max pooling with kernel and stride s (floor: (G / s)^2 tokens), or a bilinear resize to ceil(G / s)
+// squared (align_corners false), as LLaVA-NeXT's get_2dPool (which pools after the projector, for video frames).
+typedef enum { POOL_NONE = 0, POOL_AVERAGE, POOL_MAX, POOL_BILINEAR } spatial_pool_mode;
 
 // The LLaVA glue: which vision layer feeds the projector, the projector's shape, the image token.
 typedef struct {
     int image_token_index;          // llava-hf: 32000; original LLaVA splices at -200 instead
     char projector_hidden_act[24];  // "gelu" (exact erf)
-    projector_type projector;
+    int projector_depth;            // Linear layers; 0: identity
     int projector_bias;
+    spatial_pool_mode pool_mode;  // mm_spatial_pool_mode
+    int pool_stride;              // mm_spatial_pool_stride
+    // mm_vision_keep_tokens: keep the K patches the CLS query attends to most in the feature layer (mean over
+    // heads; ties to the lower index), in their order; 0: all.
+    int keep_tokens;
     int vision_feature_layer;  // -2 for LLaVA-1.5: hidden_states[-2]
     int drop_cls;              // select strategy "default" / select feature "patch"
     int image_seq_length;      // 576 for 336 px / patch 14
@@ -83,6 +96,14 @@ typedef struct {
     int dora;        // PEFT's use_dora: a magnitude per output row (lora_magnitude_vector); run folded
                      // into the base weights at load (llava_model_load_opts), not trained
 } lora_config;
+
+// LLaVA's projector names: "linear" (1), "mlp{N}x_gelu" (N in 1..PROJ_MAX_DEPTH), "identity" (0). 0 or -1.
+int llava_projector_parse(const char *s, int *depth);
+// The name of a depth ("mlp2x_gelu"); buf of at least 24 bytes.
+const char *llava_projector_name(int depth, char *buf);
+// "none", "average", "max", "bilinear". 0 or -1.
+int llava_pool_parse(const char *s, spatial_pool_mode *mode);
+const char *llava_pool_name(spatial_pool_mode mode);
 
 // alpha / r, or alpha / sqrt(r) with rslora, rounded to fp32 as the adapter's arithmetic uses it.
 float lora_scaling(const lora_config *l);
@@ -130,5 +151,10 @@ const char *hf_kind_name(hf_kind k);
 // The vision layer count actually computed: hidden_states[L] is the output of layer L-1, and a
 // negative index counts from the end of the 25 (for 24 layers) hidden states.
 int llava_vision_layers_used(const model_config *mc);
+// Visual tokens per image: the feature grid (and CLS unless dropped), after pooling or keeping K.
+int llava_tokens_per_image(const model_config *mc);
+// The glue against the tower and the LM: pooling and keeping need the CLS dropped (a patch grid), exclude each
+// other, a stride >= 1, K within the grid; identity needs the tower's width to be the LM's. 0, or -1 naming the key.
+int llava_glue_check(const model_config *mc);
 
 #endif

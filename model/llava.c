@@ -54,9 +54,12 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
         return llava_fail("model config: rope_scaling of a type other than llama3 is not supported");
     if (c->vision.num_channels != 3)
         return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
+    if (llava_glue_check(c) != 0) return llava_fail_ctx("model config");
+    if (c->glue.pool_mode != POOL_NONE && !m->ops->grid_pool)
+        return llava_fail("model config: mm_spatial_pool_mode %s: the %s backend has no grid_pool op",
+                          llava_pool_name(c->glue.pool_mode), m->ops->name);
     if (param_table_build(c, &m->pt) != 0) return -1;
-    int grid = c->vision.image_size / c->vision.patch_size;
-    m->tokens_per_image = grid * grid + (c->glue.drop_cls ? 0 : 1);
+    m->tokens_per_image = llava_tokens_per_image(c);
     m->vision_layers = llava_vision_layers_used(c);
     m->padding_idx =
         (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
@@ -130,9 +133,9 @@ void llava_model_init_projector(llava_model *m, uint64_t seed) {
     torch_rng r;
     torch_rng_seed(&r, seed);
     const llava_params *w = &m->pt.w;
-    const param_view *order[4][2] = {{w->p1_w, w->p1_w}, {w->p1_b, w->p1_w}, {w->p2_w, w->p2_w}, {w->p2_b, w->p2_w}};
-    for (int i = 0; i < 4; i++) {
-        const param_view *v = order[i][0], *weight = order[i][1];  // a bias takes its weight's fan_in
+    for (int i = 0; i < 2 * w->n_proj; i++) {
+        const param_view *weight = w->pw[i / 2],
+                         *v = i % 2 ? w->pb[i / 2] : weight;  // a bias takes its weight's fan_in
         if (!v) continue;
         float bound = 1.0f / sqrtf((float)weight->shape[1]);
         float *p = param_ptr(&m->pt, v);
@@ -456,6 +459,54 @@ static void grads_final(const llava_model *m, const param_view *const *v, size_t
         if (G(m, v[i])) m->grad_final(m->grad_final_ctx, (int)(v[i] - m->pt.views));
 }
 
+// mm_vision_keep_tokens: each image's K patches the CLS query attends to most in the feature layer (the last
+// layer run, whose q and k are still in vq and vk), the probabilities averaged over heads, ties to the lower
+// index, kept in their order: their rows of the residual stream in rows (n_img * K). The scores are computed on the
+// host in fp64 from the layer's q and k (one row of q and N + 1 of k per image): a pruning knob for ablations,
+// not a kernel.
+static void keep_rows(const llava_model *m, const llava_acts *a, int n_img, int N, int Hv, int Dh, float scale,
+                      int32_t *rows) {
+    int K = m->cfg.glue.keep_tokens, Dv = Hv * Dh, R = n_img * (N + 1);
+    float *q = xmalloc(sizeof(float) * (size_t)R * Dv), *k = xmalloc(sizeof(float) * (size_t)R * Dv);
+    m->ops->download(m->be, BUF_ACT, q, a->vq, (size_t)R * Dv);
+    m->ops->download(m->be, BUF_ACT, k, a->vk, (size_t)R * Dv);
+    double *score = xmalloc(sizeof(double) * (size_t)(N + 1)), *logit = xmalloc(sizeof(double) * (size_t)(N + 1));
+    int *order = xmalloc(sizeof(int) * (size_t)N);
+    for (int i = 0; i < n_img; i++) {
+        const float *qc = q + (size_t)i * (N + 1) * Dv;  // the CLS row
+        for (int j = 0; j <= N; j++) score[j] = 0;
+        for (int hd = 0; hd < Hv; hd++) {
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j <= N; j++) {
+                const float *kr = k + ((size_t)i * (N + 1) + j) * Dv + (size_t)hd * Dh;
+                double dot = 0;
+                for (int c = 0; c < Dh; c++) dot += (double)qc[hd * Dh + c] * kr[c];
+                logit[j] = dot * scale;
+                if (logit[j] > mx) mx = logit[j];
+            }
+            for (int j = 0; j <= N; j++) sum += exp(logit[j] - mx);
+            for (int j = 0; j <= N; j++) score[j] += exp(logit[j] - mx) / sum / Hv;
+        }
+        // Insertion order by descending score, the lower index first on a tie; the first K, then ascending.
+        for (int j = 0; j < N; j++) {
+            int at = j;
+            while (at > 0 && score[1 + order[at - 1]] < score[1 + j]) {
+                order[at] = order[at - 1];
+                at--;
+            }
+            order[at] = j;
+        }
+        for (int x = 1; x < K; x++)
+            for (int y = x; y > 0 && order[y - 1] > order[y]; y--) {
+                int t = order[y];
+                order[y] = order[y - 1];
+                order[y - 1] = t;
+            }
+        for (int x = 0; x < K; x++) rows[i * K + x] = i * (N + 1) + 1 + order[x];
+    }
+    free(q), free(k), free(score), free(logit), free(order);
+}
+
 // CLIP up to the feature layer, forward only (the tower is frozen: nothing is kept for backward).
 // Writes the features a->feat (n_img * tokens_per_image, Dv).
 static void vision_forward(const llava_model *m, const llava_batch *b, const llava_acts *a) {
@@ -493,14 +544,60 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
         ops->linear_forward(be, x, a->vact, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
         ops->add_inplace(be, h, x, (size_t)R * Dv);
     }
-    // Select the features: drop each image's CLS row unless the config keeps it.
-    int tpi = m->tokens_per_image;
-    int32_t *rows_host = xmalloc(sizeof(int32_t) * (size_t)b->n_img * tpi);
-    for (int i = 0; i < b->n_img; i++)
-        for (int n = 0; n < tpi; n++) rows_host[i * tpi + n] = i * (N + 1) + n + (m->cfg.glue.drop_cls ? 1 : 0);
-    ops->stage(be, a->vrows, rows_host, sizeof(int32_t) * (size_t)b->n_img * tpi);
+    // Select the features: drop each image's CLS row unless the config keeps it; then reduce them.
+    const llava_glue_config *g = &m->cfg.glue;
+    int tpi = m->tokens_per_image, nsel = N + (g->drop_cls ? 0 : 1), nrows = g->keep_tokens ? tpi : nsel;
+    int32_t *rows_host = xmalloc(sizeof(int32_t) * (size_t)b->n_img * nrows);
+    if (g->keep_tokens) {
+        keep_rows(m, a, b->n_img, N, Hv, Dh, scale, rows_host);
+    } else {
+        for (int i = 0; i < b->n_img; i++)
+            for (int n = 0; n < nsel; n++) rows_host[i * nsel + n] = i * (N + 1) + n + (g->drop_cls ? 1 : 0);
+    }
+    ops->stage(be, a->vrows, rows_host, sizeof(int32_t) * (size_t)b->n_img * nrows);
     free(rows_host);
-    ops->gather_rows(be, a->feat, h, a->vrows, b->n_img * tpi, Dv);
+    if (g->pool_mode == POOL_NONE) {
+        ops->gather_rows(be, a->feat, h, a->vrows, b->n_img * nrows, Dv);
+        return;
+    }
+    ops->gather_rows(be, a->vsel, h, a->vrows, b->n_img * nsel, Dv);
+    ops->grid_pool(be, a->feat, a->vsel, b->n_img, G, Dv, (int)g->pool_mode, g->pool_stride);
+}
+
+// One M-row slot of a projector buffer (a1, g1 hold linear_1 .. linear_{N-1}'s outputs and GELUs).
+static void *proj_slot(const llava_model *m, void *buf, int k, int M) {
+    return (char *)buf + (size_t)k * M * m->cfg.text.hidden_size * m->ops->act_bytes;
+}
+
+// The projector, LLaVA's build_vision_projector: mlp{N}x_gelu is Linear(Dv, d) then N - 1 times GELU and
+// Linear(d, d); a1 keeps each Linear's output but the last (a single Linear writes f, which is a1), g1 their GELUs,
+// f the last output; the identity (N = 0) leaves f as the features.
+static void projector_forward(const llava_model *m, const llava_acts *a, int M) {
+    const llava_params *p = &m->pt.w;
+    int N = p->n_proj, d = m->cfg.text.hidden_size, Dv = m->cfg.vision.hidden_size;
+    for (int k = 0; k < N; k++) {
+        const void *in = k == 0 ? a->feat : proj_slot(m, a->g1, k - 1, M);
+        void *out = k == N - 1 ? a->f : proj_slot(m, a->a1, k, M);
+        m->ops->linear_forward(m->be, out, in, P(m, p->pw[k]), P(m, p->pb[k]), M, k ? d : Dv, d);
+        if (k < N - 1) m->ops->gelu_forward(m->be, proj_slot(m, a->g1, k, M), out, (size_t)M * d);
+    }
+}
+
+// From df = the gradient of f: each Linear's weight gradient, back through the GELUs (dg1 scratch).
+static void projector_backward(const llava_model *m, const llava_acts *a, int M) {
+    const llava_params *p = &m->pt.w;
+    int N = p->n_proj, d = m->cfg.text.hidden_size, Dv = m->cfg.vision.hidden_size;
+    for (int k = N - 1; k >= 0; k--) {
+        if (k == 0) {
+            linear_bwd(m, NULL, a->df, a->feat, p->pw[0], p->pb[0], M, Dv, d);
+            break;
+        }
+        linear_bwd(m, a->dg1, a->df, proj_slot(m, a->g1, k - 1, M), p->pw[k], p->pb[k], M, d, d);
+        m->ops->gelu_backward(m->be, a->df, a->dg1, proj_slot(m, a->a1, k - 1, M), (size_t)M * d);
+    }
+    const param_view *views[2 * PROJ_MAX_DEPTH];
+    for (int k = 0; k < N; k++) views[2 * k] = p->pw[k], views[2 * k + 1] = p->pb[k];
+    grads_final(m, views, (size_t)(2 * N));
 }
 
 // Where an inference pass keeps keys and values: the cache, each token's row in it, and for
@@ -660,7 +757,6 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
     const llava_ops *ops = be->ops;
     const llava_params *p = &m->pt.w;
     int T = b->T, d = m->cfg.text.hidden_size, V = m->cfg.text.vocab_size, M = b->n_img * m->tokens_per_image;
-    int Dv = m->cfg.vision.hidden_size;
     ops->stage(be, a->ids, b->ids, sizeof(int32_t) * (size_t)T);
     if (targets) ops->stage(be, a->targets, b->targets, sizeof(int32_t) * (size_t)T);
     ops->stage(be, a->pos, b->pos, sizeof(int32_t) * (size_t)T);
@@ -668,11 +764,7 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
     if (M) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)M);
     if (M) {
         vision_forward(m, b, a);  // feat (M, Dv)
-        ops->linear_forward(be, a->a1, a->feat, P(m, p->p1_w), P(m, p->p1_b), M, Dv, d);
-        if (m->cfg.glue.projector == PROJ_MLP2X_GELU) {
-            ops->gelu_forward(be, a->g1, a->a1, (size_t)M * d);
-            ops->linear_forward(be, a->f, a->g1, P(m, p->p2_w), P(m, p->p2_b), M, d, d);
-        }
+        projector_forward(m, a, M);
     }
     ops->embedding_forward(be, a->hs[0], a->ids, P(m, p->embed), T, d, V);
     if (M) ops->scatter_rows(be, a->hs[0], a->f, a->img_rows, M, d);
@@ -685,7 +777,7 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     const llama_config *tc = &m->cfg.text;
     int T = b->T, d = tc->hidden_size, V = tc->vocab_size, L = tc->num_hidden_layers, I = tc->intermediate_size;
     int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim;
-    int qd = Hq * D, kvd = Hkv * D, M = b->n_img * m->tokens_per_image, Dv = m->cfg.vision.hidden_size;
+    int qd = Hq * D, kvd = Hkv * D, M = b->n_img * m->tokens_per_image;
     float eps = tc->rms_norm_eps, theta = (float)tc->rope_theta;
     if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size))
         return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
@@ -705,7 +797,6 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     const llava_acts *a = &m->acts;
 
     pass_inputs(m, b, a, 1);  // hs[0]: the embeddings with the image features spliced in
-    int mlp2 = m->cfg.glue.projector == PROJ_MLP2X_GELU;
     // ---- language model. hs[l] (T, d) is the input of layer l; hs[L] the final residual stream.
     void **hs = a->hs;
     int window = lm_window(m, b);
@@ -764,13 +855,7 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
         // ---- projector backward from the image positions' gradient
         if (M && llava_model_trains(m, GROUP_PROJECTOR)) {
             ops->gather_rows(be, a->df, dh, a->img_rows, M, d);
-            if (mlp2) {
-                linear_bwd(m, a->dg1, a->df, a->g1, p->p2_w, p->p2_b, M, d, d);
-                ops->gelu_backward(be, a->df, a->dg1, a->a1, (size_t)M * d);
-            }
-            linear_bwd(m, NULL, a->df, a->feat, p->p1_w, p->p1_b, M, Dv, d);
-            const param_view *proj[] = {p->p1_w, p->p1_b, p->p2_w, p->p2_b};
-            grads_final(m, proj, 4);
+            projector_backward(m, a, M);
         }
     }
     return 0;

@@ -56,8 +56,6 @@ enum {
     IF_QKV_BIAS,  // q, k, v biases: attention_bias, or Qwen2's (whose o_proj has none)
     IF_MLP_BIAS,
     IF_PROJ_BIAS,
-    IF_MLP2,
-    IF_MLP2_BIAS,
     IF_UNTIED,
     IF_LORA_Q,                               // IF_LORA_Q + LORA_x: the module is adapted
     IF_DORA_Q = IF_LORA_Q + LORA_N_TARGETS,  // IF_DORA_Q + LORA_x: the module is adapted with DoRA
@@ -106,12 +104,7 @@ static const view_spec VISION_POST[] = {
     {"vision.post_layernorm.weight", TOP(post_w), {D_DV}, ALWAYS},
     {"vision.post_layernorm.bias", TOP(post_b), {D_DV}, ALWAYS},
 };
-static const view_spec PROJECTOR[] = {
-    {"projector.linear_1.weight", TOP(p1_w), {D_DT, D_DV}, ALWAYS},
-    {"projector.linear_1.bias", TOP(p1_b), {D_DT}, IF_PROJ_BIAS},
-    {"projector.linear_2.weight", TOP(p2_w), {D_DT, D_DT}, IF_MLP2},
-    {"projector.linear_2.bias", TOP(p2_b), {D_DT}, IF_MLP2_BIAS},
-};
+
 static const view_spec LM_EMBED[] = {
     {"lm.model.embed_tokens.weight", TOP(embed), {D_VOCAB, D_DT}, ALWAYS},
 };
@@ -157,8 +150,6 @@ static int spec_exists(const view_spec *s, const model_config *mc) {
     case IF_QKV_BIAS: return mc->text.attention_bias || mc->text.qkv_bias;
     case IF_MLP_BIAS: return mc->text.mlp_bias;
     case IF_PROJ_BIAS: return mc->glue.projector_bias;
-    case IF_MLP2: return mc->glue.projector == PROJ_MLP2X_GELU;
-    case IF_MLP2_BIAS: return mc->glue.projector == PROJ_MLP2X_GELU && mc->glue.projector_bias;
     case IF_UNTIED: return !mc->text.tie_word_embeddings;
     }
     if (s->when >= IF_DORA_Q) return mc->lora.r > 0 && mc->lora.dora && (mc->lora.targets >> (s->when - IF_DORA_Q) & 1);
@@ -243,8 +234,20 @@ static void build_vision(builder *b, const model_config *mc, const dims *z) {
     add_specs(b, mc, z, VISION_POST, N_OF(VISION_POST), GROUP_VISION, -1, !mc->has_projector, "", w);
 }
 
+// linear_1 (d, Dv), then linear_2 .. linear_N (d, d): LLaVA's mlp{N}x_gelu in nn.Sequential's order.
 static void build_projector(builder *b, const model_config *mc, const dims *z) {
-    add_specs(b, mc, z, PROJECTOR, N_OF(PROJECTOR), GROUP_PROJECTOR, -1, 1, "", &b->pt->w);
+    llava_params *w = &b->pt->w;
+    w->n_proj = mc->glue.projector_depth;
+    for (int k = 0; k < w->n_proj; k++) {
+        char wn[48], bn[48];
+        snprintf(wn, sizeof wn, "projector.linear_%d.weight", k + 1);
+        snprintf(bn, sizeof bn, "projector.linear_%d.bias", k + 1);
+        view_spec s[2] = {
+            {wn, TOP(pw) + sizeof(const param_view *) * (size_t)k, {D_DT, k == 0 ? D_DV : D_DT}, ALWAYS},
+            {bn, TOP(pb) + sizeof(const param_view *) * (size_t)k, {D_DT}, IF_PROJ_BIAS},
+        };
+        add_specs(b, mc, z, s, 2, GROUP_PROJECTOR, -1, 1, "", w);
+    }
 }
 
 static void build_lm(builder *b, const model_config *mc, const dims *z) {
@@ -298,7 +301,7 @@ int param_table_build(const model_config *mc, param_table *pt) {
     for (int i = 0; i < b.n_fix; i++) *b.fix[i].slot = &pt->views[b.fix[i].view];
     free(b.fix);
     if (mc->has_text) pt->w.head = tc->tie_word_embeddings ? pt->w.embed : pt->w.head;
-    pt->linear_projector = mc->has_projector && mc->glue.projector == PROJ_LINEAR;
+    pt->linear_projector = mc->has_projector && mc->glue.projector_depth == 1;
     pt->sorted = xmalloc(sizeof(int) * (size_t)(pt->n_views ? pt->n_views : 1));
     for (int i = 0; i < pt->n_views; i++) pt->sorted[i] = i;
     qsort_r(pt->sorted, (size_t)pt->n_views, sizeof(int), cmp_view_idx, pt);

@@ -64,8 +64,9 @@ typedef struct {
     const param_view *patch_w, *cls, *pos_emb, *pre_w, *pre_b, *post_w, *post_b;
     clip_layer_params *clip;
     int n_clip;
-    // projector: linear_1 (and linear_2 for mlp2x_gelu)
-    const param_view *p1_w, *p1_b, *p2_w, *p2_b;
+    // projector: linear_1 .. linear_<n_proj> (weight, bias); none for the identity
+    const param_view *pw[PROJ_MAX_DEPTH], *pb[PROJ_MAX_DEPTH];
+    int n_proj;
     // language model: embeddings, layers, final norm, head (the embeddings when tied)
     const param_view *embed, *norm, *head;
     lm_layer_params *lm;
@@ -79,8 +80,8 @@ typedef struct {
     size_t group_numel[N_GROUPS];        // storage: used views only, with alignment padding
     uint64_t group_numel_all[N_GROUPS];  // every view, as the checkpoint format counts them
     float *data[N_GROUPS];               // fp32 storage (CPU backend); NULL until allocated
-    int linear_projector;
-    llava_params w;  // the views by their place in the model
+    int linear_projector;                // one Linear (original LLaVA names it mm_projector without an index)
+    llava_params w;                      // the views by their place in the model
 } param_table;
 
 // Builds the table implied by a model config. No storage is allocated.

@@ -190,8 +190,24 @@ static void test_names(void) {
         char *in = NULL;
         CHECK(name_to_internal(ignored[i], &in, NULL) == NAME_IGNORED, "%s ignored", ignored[i]);
     }
-    const char *unknown[] = {"image_newline", "multi_modal_projector.linear_3.weight", "model.mm_projector.0.scale",
-                             "language_model.model."};
+    // A projector of up to PROJ_MAX_DEPTH (16) Linear layers: linear_17 is none, nor is an odd nn.Sequential index
+    // (a GELU has no weights).
+    const char *unknown[] = {"image_newline", "multi_modal_projector.linear_17.weight", "model.mm_projector.0.scale",
+                             "model.mm_projector.1.weight", "language_model.model."};
+    {
+        char *in = NULL;
+        CHECK(name_to_internal("model.mm_projector.4.bias", &in, NULL) == NAME_MAPPED && in &&
+                  !strcmp(in, "projector.linear_3.bias"),
+              "mm_projector.4 is linear_3: %s", in ? in : "(none)");
+        char *back = in ? name_from_internal(in, LAYOUT_LLAVA_ORIGINAL, 0) : NULL;
+        CHECK(back && !strcmp(back, "model.mm_projector.4.bias"), "linear_3 is mm_projector.4: %s", back ? back : "");
+        free(in), free(back);
+        in = NULL;
+        CHECK(name_to_internal("multi_modal_projector.linear_3.weight", &in, NULL) == NAME_MAPPED && in &&
+                  !strcmp(in, "projector.linear_3.weight"),
+              "llava-hf linear_3: %s", in ? in : "(none)");
+        free(in);
+    }
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         char *in = NULL;
         CHECK(name_to_internal(unknown[i], &in, NULL) == NAME_UNKNOWN, "%s unknown", unknown[i]);

@@ -103,6 +103,8 @@ static void parity(const char *cfg) {
         snprintf(prefix, sizeof prefix, "grad.%s.", sets[si]);
         for (int i = 0; i < ref.n_tensors; i++) n_ref += strncmp(ref.tensors[i].name, prefix, strlen(prefix)) == 0;
         CHECK(n_checked == n_ref, "%s/%s: checked %d gradients, golden has %d", cfg, sets[si], n_checked, n_ref);
+        printf("%-13s %-13s logits max|diff| %.2e, loss rel %.2e, %2d gradients\n", cfg, sets[si], maxd, rel_loss,
+               n_checked);
         free(logits);
         llava_batch_free(&b);
     }
@@ -256,9 +258,13 @@ static void export_roundtrip(const char *cfg) {
               !strcmp(b.cfg.text.model_type, a.cfg.text.model_type) &&
               b.cfg.text.rope_llama3 == a.cfg.text.rope_llama3 &&
               b.cfg.text.sliding_window == a.cfg.text.sliding_window && b.cfg.text.qkv_bias == a.cfg.text.qkv_bias &&
-              b.cfg.text.tie_word_embeddings == a.cfg.text.tie_word_embeddings,
+              b.cfg.text.tie_word_embeddings == a.cfg.text.tie_word_embeddings &&
+              b.cfg.glue.projector_depth == a.cfg.glue.projector_depth &&
+              b.cfg.glue.pool_mode == a.cfg.glue.pool_mode && b.cfg.glue.keep_tokens == a.cfg.glue.keep_tokens &&
+              (b.cfg.glue.pool_mode == POOL_NONE || b.cfg.glue.pool_stride == a.cfg.glue.pool_stride),
           "%s: the export reloads to another model", cfg);
-    printf("%s export: reloads as %s with the same logits bit for bit\n", cfg, b.cfg.text.model_type);
+    printf("%s export: reloads as %s (%s) with the same logits bit for bit\n", cfg, b.cfg.text.model_type,
+           b.cfg.model_type);
     free(la);
     free(lb);
     llava_batch_free(&ba);
@@ -280,6 +286,12 @@ int main(void) {
     parity("tinyqwen2");
     parity("tinyllama3");
     parity("tinymistral");
+    // Research variants (tools/reference/make_ablation_goldens.py: transformers' tower and LM with the projector and
+    // the reduction stated after LLaVA's build_vision_projector and LLaVA-NeXT's get_2dPool, model_type llava_c):
+    // mlp3x_gelu, identity, a linear projector after max pooling, average pooling, bilinear resize, CLS-attention
+    // pruning (7 of 25).
+    const char *variants[] = {"abl_mlp3x", "abl_identity", "abl_avgpool", "abl_maxpool", "abl_bilinear", "abl_prune"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) parity(variants[i]);
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);
     printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");
@@ -288,5 +300,6 @@ int main(void) {
     export_roundtrip("tinyqwen2");
     export_roundtrip("tinyllama3");
     export_roundtrip("tinymistral");
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) export_roundtrip(variants[i]);
     return check_done();
 }

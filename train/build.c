@@ -69,17 +69,20 @@ static int model_config_of(const run_settings *s, model_config *out) {
     llava_glue_config *g = &out->glue;
     g->image_token_index = -200;
     strcpy(g->projector_hidden_act, "gelu");
-    g->projector = ms->projector;
+    g->projector_depth = ms->projector_depth;
     g->projector_bias = 1;
+    g->pool_mode = ms->pool_mode;
+    g->pool_stride = ms->pool_stride;
+    g->keep_tokens = ms->keep_tokens;
     g->vision_feature_layer = ms->vision_select_layer;
     g->drop_cls = ms->drop_cls;
-    int grid = out->vision.image_size / out->vision.patch_size;
-    g->image_seq_length = grid * grid + (g->drop_cls ? 0 : 1);
+    g->image_seq_length = llava_tokens_per_image(out);
     g->pad_token_id = -1;
     int n_hidden = out->vision.num_hidden_layers + 1;
     if (g->vision_feature_layer < -n_hidden || g->vision_feature_layer >= n_hidden)
         return llava_fail("model.mm_vision_select_layer %d is outside the tower's %d hidden states",
                           g->vision_feature_layer, n_hidden);
+    if (llava_glue_check(out) != 0) return llava_fail_ctx("model config");
     return 0;
 }
 

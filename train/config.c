@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "model/config.h"
 
 // One row per key. The LLaVA flag each key mirrors is named in its help text
 // (spec/llava15-recipe.md §1); keys for features that land later are here already so that presets
@@ -20,7 +21,10 @@ const cfg_key CFG_SCHEMA[] = {
     {"model.vision_tower", CFG_STR, "null", NULL, "CLIP vision tower folder (clip-vit-large-patch14-336) [vision_tower]"},
     {"model.init", CFG_STR, "null", NULL, "a whole LLaVA model to start from instead of llm+vision_tower (llava-hf or original layout) [finetune_task.sh model_name_or_path]"},
     {"model.tokenizer", CFG_STR, "null", NULL, "tokenizer.model path; null: the one in model.llm (or model.init)"},
-    {"model.mm_projector_type", CFG_ENUM, "\"mlp2x_gelu\"", "mlp2x_gelu|linear", "projector architecture [mm_projector_type]"},
+    {"model.mm_projector_type", CFG_STR, "\"mlp2x_gelu\"", NULL, "projector architecture: linear, mlp{N}x_gelu (N Linear layers with GELU between, N <= 16; LLaVA-1.5: mlp2x_gelu), identity (tower width = LM width) [mm_projector_type]"},
+    {"model.mm_spatial_pool_mode", CFG_ENUM, "\"none\"", "none|average|max|bilinear", "visual-token reduction between tower and projector: average/max pooling of the patch grid with kernel and stride mm_spatial_pool_stride ((G/s)^2 tokens), or a bilinear resize to ceil(G/s)^2 (LLaVA-NeXT's get_2dPool, which pools after the projector for video) [mm_spatial_pool_mode]"},
+    {"model.mm_spatial_pool_stride", CFG_INT, "2", NULL, "the pooling's kernel and stride s: 576 tokens -> 144 at s=2 (24x24 grid) [mm_spatial_pool_stride]"},
+    {"model.mm_vision_keep_tokens", CFG_INT, "0", NULL, "keep the K patch features the CLS query attends to most in the feature layer (mean over heads), in their order; 0 = all (parameter-free pruning; exclusive with pooling)"},
     {"model.mm_vision_select_layer", CFG_INT, "-2", NULL, "vision hidden state fed to the projector; -2 = output of the second-to-last layer [mm_vision_select_layer]"},
     {"model.mm_vision_select_feature", CFG_ENUM, "\"patch\"", "patch|cls_patch", "patch drops the CLS token [mm_vision_select_feature]"},
     {"model.mm_use_im_start_end", CFG_BOOL, "false", NULL, "wrap images in start/end tokens (false in LLaVA-1.5; true is not supported) [mm_use_im_start_end]"},
@@ -607,6 +611,18 @@ int cfg_validate(const train_config *c) {
             "implemented)",
             src);
     if (cfg_int(c, "eval.eval_steps") < 0) return llava_fail("%s: \"eval.eval_steps\" must be >= 0", src);
+    int depth;
+    if (llava_projector_parse(cfg_str(c, "model.mm_projector_type"), &depth))
+        return llava_fail_ctx("%s: \"model.mm_projector_type\"", src);
+    if (cfg_int(c, "model.mm_spatial_pool_stride") < 1)
+        return llava_fail("%s: \"model.mm_spatial_pool_stride\" must be >= 1", src);
+    if (cfg_int(c, "model.mm_vision_keep_tokens") < 0)
+        return llava_fail("%s: \"model.mm_vision_keep_tokens\" must be >= 0", src);
+    if (cfg_int(c, "model.mm_vision_keep_tokens") > 0 && strcmp(cfg_str(c, "model.mm_spatial_pool_mode"), "none"))
+        return llava_fail(
+            "%s: \"model.mm_vision_keep_tokens\" and \"model.mm_spatial_pool_mode\": choose one "
+            "reduction",
+            src);
     if (strcmp(cfg_str(c, "eval.evaluation_strategy"), "steps") == 0 && !cfg_str(c, "eval.data_path"))
         return llava_fail("%s: \"eval.evaluation_strategy\" is \"steps\" but \"eval.data_path\" is not set", src);
     double spike = cfg_float(c, "train.loss_spike_factor");

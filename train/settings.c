@@ -33,7 +33,11 @@ int settings_from_config(const train_config *c, run_settings *s) {
     m->init = dup_or_null(cfg_str(c, "model.init"));
     m->tokenizer = dup_or_null(cfg_str(c, "model.tokenizer"));
     m->pretrain_mm_mlp_adapter = dup_or_null(cfg_str(c, "model.pretrain_mm_mlp_adapter"));
-    m->projector = strcmp(cfg_str(c, "model.mm_projector_type"), "linear") == 0 ? PROJ_LINEAR : PROJ_MLP2X_GELU;
+    if (llava_projector_parse(cfg_str(c, "model.mm_projector_type"), &m->projector_depth) ||
+        llava_pool_parse(cfg_str(c, "model.mm_spatial_pool_mode"), &m->pool_mode))
+        return llava_fail_ctx("%s", s->source);
+    m->pool_stride = cfg_int(c, "model.mm_spatial_pool_stride");
+    m->keep_tokens = cfg_int(c, "model.mm_vision_keep_tokens");
     m->vision_select_layer = cfg_int(c, "model.mm_vision_select_layer");
     m->drop_cls = strcmp(cfg_str(c, "model.mm_vision_select_feature"), "patch") == 0;
     m->ignore_unexpected_weights = cfg_bool(c, "model.ignore_unexpected_weights");

@@ -12,9 +12,12 @@
 
 typedef struct {
     char *llm, *vision_tower, *init, *tokenizer, *pretrain_mm_mlp_adapter;  // NULL: not set
-    projector_type projector;
-    int vision_select_layer;  // mm_vision_select_layer
-    int drop_cls;             // mm_vision_select_feature == "patch"
+    int projector_depth;                                                    // mm_projector_type (model/config.h)
+    spatial_pool_mode pool_mode;                                            // mm_spatial_pool_mode
+    int pool_stride;                                                        // mm_spatial_pool_stride
+    int keep_tokens;                                                        // mm_vision_keep_tokens
+    int vision_select_layer;                                                // mm_vision_select_layer
+    int drop_cls;                                                           // mm_vision_select_feature == "patch"
     // model.ignore_unexpected_weights: skip tensors the model config has no place for (else an error)
     int ignore_unexpected_weights;
 } model_settings;

@@ -47,6 +47,7 @@ static const llava_ops cpu_table = {
     .embedding_backward = cpu_embedding_backward,
     .scatter_rows = cpu_scatter_rows,
     .gather_rows = cpu_gather_rows,
+    .grid_pool = cpu_grid_pool,
     .cross_entropy = cpu_cross_entropy,
     .add = cpu_add,
     .add_inplace = cpu_add_inplace,

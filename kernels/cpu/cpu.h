@@ -38,6 +38,7 @@ void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout, 
                             int padding_idx);
 void cpu_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 void cpu_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
+void cpu_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
 
 // norm.c
 void cpu_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,

@@ -136,8 +136,14 @@ static void merge_lora(const llava_model *m, float *host[N_GROUPS]) {
     }
 }
 
+// transformers' LlavaForConditionalGeneration is mlp2x_gelu on every selected feature: anything else (another
+// projector depth, a token reduction) is written as llava-hf's layout with model_type "llava_c" and LLaVA's keys for
+// it, which llava.c reads and transformers refuses by name instead of running another model.
+int export_is_llava_c(const model_config *c) {
+    return c->glue.projector_depth != 2 || c->glue.pool_mode != POOL_NONE || c->glue.keep_tokens > 0;
+}
+
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
-    if (m->pt.linear_projector) return llava_fail("export: a single-Linear projector has no llava-hf layout");
     if (m->pt.group_numel[GROUP_LM_NF4])
         return llava_fail(
             "export: the language model is held in NF4 (QLoRA): merge the adapter onto the unquantised base "
@@ -222,8 +228,19 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
 
     cJSON *j = cJSON_CreateObject();
     cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlavaForConditionalGeneration"));
-    cJSON_AddStringToObject(j, "model_type", "llava");
+    int variant = export_is_llava_c(c);
+    cJSON_AddItemToArray(
+        arch, cJSON_CreateString(variant ? "LlavaCForConditionalGeneration" : "LlavaForConditionalGeneration"));
+    cJSON_AddStringToObject(j, "model_type", variant ? "llava_c" : "llava");
+    if (variant) {
+        char pn[24];
+        cJSON_AddStringToObject(j, "mm_projector_type", llava_projector_name(c->glue.projector_depth, pn));
+        if (c->glue.pool_mode != POOL_NONE) {
+            cJSON_AddStringToObject(j, "mm_spatial_pool_mode", llava_pool_name(c->glue.pool_mode));
+            cJSON_AddNumberToObject(j, "mm_spatial_pool_stride", c->glue.pool_stride);
+        }
+        if (c->glue.keep_tokens) cJSON_AddNumberToObject(j, "mm_vision_keep_tokens", c->glue.keep_tokens);
+    }
     cJSON_AddNumberToObject(j, "image_token_index", image_id);
     if (pad_id >= 0) cJSON_AddNumberToObject(j, "pad_token_id", pad_id);
     cJSON_AddStringToObject(j, "projector_hidden_act", "gelu");

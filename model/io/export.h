@@ -15,6 +15,10 @@ int export_projector(const llava_model *m, const char *path, dtype_t dtype);
 // <image> = V, <pad> = V + 1, the vocabulary padded to a multiple of 64; the new rows of
 // embed_tokens and lm_head are the mean of the existing rows.
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype);
+// 1 when the model is a variant transformers' Llava cannot express (a projector other than mlp2x_gelu, a visual-
+// token reduction): export_llava_hf then writes model_type "llava_c" with mm_projector_type, mm_spatial_pool_mode /
+// mm_spatial_pool_stride and mm_vision_keep_tokens, a folder llava.c loads and transformers refuses.
+int export_is_llava_c(const model_config *c);
 
 // What transformers' AutoProcessor reads beside an export_llava_hf folder, so that
 // LlavaProcessor.from_pretrained(dir) and pipeline(..., model=dir) run on it, and `llava generate

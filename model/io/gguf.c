@@ -952,9 +952,15 @@ int gguf_export_mmproj(const llava_model *m, gguf_out_type t, const char *name, 
     const model_config *mc = &m->cfg;
     const clip_vision_config *vc = &mc->vision;
     const llava_params *p = &m->pt.w;
-    if (m->pt.linear_projector || !p->p2_w)
-        return llava_fail("gguf: a single-Linear projector: llama.cpp's LLaVA graph applies GELU after mm.0");
-    if (!p->p1_b || !p->p2_b) return llava_fail("gguf: a projector without biases: llama.cpp's LLaVA graph adds them");
+    char pn[24];
+    if (p->n_proj != 2)
+        return llava_fail("gguf: a %s projector: llama.cpp's LLaVA graph is mlp2x_gelu (mm.0, GELU, mm.2)",
+                          llava_projector_name(p->n_proj, pn));
+    if (mc->glue.pool_mode != POOL_NONE || mc->glue.keep_tokens)
+        return llava_fail("gguf: a visual-token reduction (%s): llama.cpp's LLaVA graph has none",
+                          mc->glue.keep_tokens ? "mm_vision_keep_tokens" : llava_pool_name(mc->glue.pool_mode));
+    if (!p->pb[0] || !p->pb[1])
+        return llava_fail("gguf: a projector without biases: llama.cpp's LLaVA graph adds them");
     if (!mc->glue.drop_cls)
         return llava_fail(
             "gguf: vision_feature_select_strategy \"full\": llama.cpp's LLaVA graph drops the CLS feature");
@@ -999,10 +1005,10 @@ int gguf_export_mmproj(const llava_model *m, gguf_out_type t, const char *name, 
         if (rc == 0 && (VIEW)) rc = add_view(w, &e, NAME, VIEW, TYPE, 0);                                              \
     } while (0)
     // The converter's order: the projector, then CLIPVisionModel's state dict.
-    ADD("mm.0.weight", p->p1_w, mat);
-    ADD("mm.0.bias", p->p1_b, vec);
-    ADD("mm.2.weight", p->p2_w, mat);
-    ADD("mm.2.bias", p->p2_b, vec);
+    ADD("mm.0.weight", p->pw[0], mat);
+    ADD("mm.0.bias", p->pb[0], vec);
+    ADD("mm.2.weight", p->pw[1], mat);
+    ADD("mm.2.bias", p->pb[1], vec);
     ADD("v.class_embd", p->cls, vec);
     ADD("v.patch_embd.weight", p->patch_w, GGML_TYPE_F16);  // the converter always writes the conv kernel as F16
     ADD("v.position_embd.weight", p->pos_emb, mat);

@@ -44,13 +44,16 @@ static void print_config(FILE *out, const model_config *mc) {
     if (mc->has_projector && mc->has_vision && mc->has_text) {
         const llava_glue_config *g = &mc->glue;
         int run = llava_vision_layers_used(mc);
-        if (g->projector == PROJ_MLP2X_GELU)
-            fprintf(out, "projector: mlp2x_gelu %d -> %d -> gelu -> %d", mc->vision.hidden_size, mc->text.hidden_size,
-                    mc->text.hidden_size);
-        else fprintf(out, "projector: linear %d -> %d", mc->vision.hidden_size, mc->text.hidden_size);
-        fprintf(out, "; features: hidden_states[%d] (%d of %d vision layers run), %s, %d tokens per image\n",
-                g->vision_feature_layer, run, mc->vision.num_hidden_layers, g->drop_cls ? "CLS dropped" : "CLS kept",
-                g->image_seq_length);
+        char pn[24];
+        fprintf(out, "projector: %s %d", llava_projector_name(g->projector_depth, pn), mc->vision.hidden_size);
+        for (int k = 0; k < g->projector_depth; k++)
+            fprintf(out, "%s -> %d", k ? " -> gelu" : "", mc->text.hidden_size);
+        fprintf(out, "; features: hidden_states[%d] (%d of %d vision layers run), %s", g->vision_feature_layer, run,
+                mc->vision.num_hidden_layers, g->drop_cls ? "CLS dropped" : "CLS kept");
+        if (g->pool_mode != POOL_NONE)
+            fprintf(out, ", %s pooling stride %d", llava_pool_name(g->pool_mode), g->pool_stride);
+        if (g->keep_tokens) fprintf(out, ", the %d the CLS attends to most kept", g->keep_tokens);
+        fprintf(out, ", %d tokens per image\n", llava_tokens_per_image(mc));
         if (g->image_token_index >= 0) fprintf(out, "image token id: %d\n", g->image_token_index);
         else fprintf(out, "image placeholder: %d (spliced, never embedded)\n", g->image_token_index);
     }

@@ -1,9 +1,11 @@
 #include "names.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "model/config.h"
 
 const char *layout_name(weight_layout l) {
     switch (l) {
@@ -60,16 +62,19 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
     // Original LLaVA projector, also as saved alone in mm_projector.bin / non_lora_trainables.bin,
     // where names carry prefixes such as "base_model.model.model." before "mm_projector.". LLaVA's
     // own loader keys on the text after "mm_projector." and so do we.
+    // nn.Sequential numbers its modules: Linear layers at 0, 2, 4, ... with the GELUs between.
     const char *mm = strstr(ext, "mm_projector.");
     if (mm && (mm == ext || mm[-1] == '.')) {
         const char *rest = mm + strlen("mm_projector.");
-        const char *lin = NULL;
-        if (starts(rest, "0.")) lin = "linear_1.";
-        else if (starts(rest, "2.")) lin = "linear_2.";
-        const char *param = lin ? rest + 2 : rest;  // a single-Linear projector has no index
-        if (!lin) lin = "linear_1.";
+        int idx = 0, used = 0;
+        const char *param = rest;  // a single-Linear projector has no index
+        if (rest[0] >= '0' && rest[0] <= '9') {
+            if (sscanf(rest, "%d.%n", &idx, &used) != 1 || used == 0 || idx % 2 || idx / 2 >= PROJ_MAX_DEPTH)
+                return NAME_UNKNOWN;
+            param = rest + used;
+        }
         if (strcmp(param, "weight") != 0 && strcmp(param, "bias") != 0) return NAME_UNKNOWN;
-        *internal = xasprintf("projector.%s%s", lin, param);
+        *internal = xasprintf("projector.linear_%d.%s", idx / 2 + 1, param);
         if (layout) *layout = LAYOUT_LLAVA_ORIGINAL;
         return NAME_MAPPED;
     }
@@ -77,7 +82,9 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
         if (!starts(ext, RULES[i].ext)) continue;
         const char *rest = ext + strlen(RULES[i].ext);
         if (!rest[0]) return NAME_UNKNOWN;
-        if (strcmp(RULES[i].internal, "projector.") == 0 && !starts(rest, "linear_1.") && !starts(rest, "linear_2."))
+        int k = 0, used = 0;
+        if (strcmp(RULES[i].internal, "projector.") == 0 &&
+            !(sscanf(rest, "linear_%d.%n", &k, &used) == 1 && used > 0 && k >= 1 && k <= PROJ_MAX_DEPTH))
             return NAME_UNKNOWN;
         *internal = xasprintf("%s%s", RULES[i].internal, rest);
         if (layout) *layout = RULES[i].layout;
@@ -116,7 +123,9 @@ char *name_from_internal(const char *internal, weight_layout layout, int linear_
         if (g == NAME_GROUP_PROJECTOR) {
             const char *param = strchr(rest, '.') + 1;
             if (linear_projector) return xasprintf("model.mm_projector.%s", param);
-            return xasprintf("model.mm_projector.%c.%s", starts(rest, "linear_1.") ? '0' : '2', param);
+            int k = 1;
+            sscanf(rest, "linear_%d.", &k);
+            return xasprintf("model.mm_projector.%d.%s", 2 * (k - 1), param);
         }
         return xstrdup(rest);
     case LAYOUT_LLAMA: return g == NAME_GROUP_LM ? xstrdup(rest) : NULL;
