@@ -29,5 +29,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 
 #endif

@@ -51,6 +51,9 @@ static const llava_command COMMANDS[] = {
      "a trained model as the GGUF files llama.cpp runs (language model + mmproj)"},
     {"merge", cmd_merge, "--adapter DIR --out DIR (--base DIR | --config RUN.json [--set key=value ...]) [--dtype T]",
      "fold a LoRA adapter into its base model: a llava-hf folder that loads without the adapter"},
+    {"sweep", cmd_sweep, "SWEEP.json [--dry-run] [--keep-going] [--quiet]",
+     "train (and evaluate) the variants of a preset one after another: a table of loss, tokens/s, memory and "
+     "scores per variant, resumable"},
     {"plan", cmd_plan, "CONFIG.json [--world N] [--gpu-gib G] [--acts] [--set key=value ...]",
      "memory per rank of a training run (parameters, gradients, optimizer state, activations), bytes per kind"},
     {"plot", cmd_plot, "OUT_DIR [--out FILE.svg]",

@@ -17,7 +17,7 @@ foreach(cmd ${llava_commands})
   set_tests_properties(cli_help_${cmd} cli_help_cmd_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage")
 endforeach()
 # --help anywhere in the arguments, after a preset or a path too.
-foreach(cmd train config plan inspect plot)
+foreach(cmd train config plan inspect plot sweep)
   add_test(NAME cli_help_late_${cmd} COMMAND llava ${cmd} x.json --help)
   set_tests_properties(cli_help_late_${cmd} PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "usage: llava ${cmd}")
 endforeach()
@@ -28,7 +28,8 @@ set_tests_properties(cli_help_train_flags PROPERTIES LABELS cpu
 # A misspelled flag names the nearest known one (app/args.c), before any file is read.
 foreach(t "train:x.json --reusme:--resume" "generate:--model x --prompt hi --temprature 0:--temperature"
           "eval:--model x --benchmrak gqa:--benchmark" "generate:--modle x:--model" "plan:x.json --wrold 2:--world"
-          "config:x.json --sett a=1:--set" "serve:--prot 0:--port" "forward:--inptus x:--inputs")
+          "config:x.json --sett a=1:--set" "serve:--prot 0:--port" "forward:--inptus x:--inputs"
+          "sweep:x.json --dry-rn:--dry-run")
   string(REPLACE ":" ";" parts "${t}")
   list(GET parts 0 cmd)
   list(GET parts 1 args)
@@ -273,3 +274,21 @@ set_tests_properties(cli_merge_not_adapter PROPERTIES LABELS cpu
 set_tests_properties(cli_forward_lora_without_adapter PROPERTIES LABELS cpu
                      PASS_REGULAR_EXPRESSION "needs the adapter it trains")
 set_tests_properties(cli_demo_bad_lm PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--lm gemma: llama, llama3")
+
+# llava sweep runs its variants in one process: launched as several ranks (mpirun, srun, torchrun) it
+# refuses to start, saying so, before reading anything (docs/sweep.md).
+add_test(NAME cli_sweep_world_mpi COMMAND llava sweep no-such-sweep.json)
+add_test(NAME cli_sweep_world_torchrun COMMAND llava sweep no-such-sweep.json)
+set_tests_properties(cli_sweep_world_mpi PROPERTIES LABELS cpu ENVIRONMENT "OMPI_COMM_WORLD_SIZE=2;OMPI_COMM_WORLD_RANK=0"
+                     PASS_REGULAR_EXPRESSION "launched as 2 processes.*one run per rank group is not implemented")
+set_tests_properties(cli_sweep_world_torchrun PROPERTIES LABELS cpu ENVIRONMENT "WORLD_SIZE=4;RANK=0"
+                     PASS_REGULAR_EXPRESSION "launched as 4 processes.*one run per rank group is not implemented")
+add_test(NAME cli_sweep_missing COMMAND llava sweep no-such-sweep.json)
+set_tests_properties(cli_sweep_missing PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "sweep file no-such-sweep.json: no such file or directory")
+if(LLAVA_HAVE_MPI)
+  add_test(NAME cli_sweep_mpirun COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe -np 2 $<TARGET_FILE:llava> sweep x.json)
+  set_tests_properties(cli_sweep_mpirun PROPERTIES LABELS "cpu;mpi"
+                       ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+                       PASS_REGULAR_EXPRESSION "launched as 2 processes")
+endif()
