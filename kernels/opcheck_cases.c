@@ -20,6 +20,7 @@
 //   adamw param master grad m v            grad_sq_sum grad
 //   add out a b                            add_inplace acc x
 //   attention_decode out q k_cache v_cache block_table seq pos
+//   grid_pool out in
 //
 // ---- The CPU check (tests/test_ops_cpu.c): the CPU backend against the fp64 reference.
 //   forward, ||ours - ref|| / ||ref|| <= 1e-6 (REF_FWD; per element for statistics, REF_MAXFWD).
@@ -35,6 +36,13 @@
 //     literally, itself loses more than 1e-8 relative in fp64.)
 //   copies, gathers, embeddings, adds: exact (bit-for-bit; REF_EXACT), since they do one fp32 add
 //     at most.
+//   grid_pool: max picks one input (NaN wherever its window holds one): exact. Average sums s^2
+//     fp32 values, rounding after each add (relative 6e-8 of the partial sums each), then divides
+//     once (one more rounding; none for s = 2): ~1e-7 against the fp64 mean, REF_FWD; exact at s = 1.
+//     The resize mixes four values with fp32 weights (a few roundings of 6e-8, and the fp32 source
+//     index: opcheck_ops.c): REF_FWD; exact where every weight is 0 or 1 (s = 1; s = G, the centre;
+//     6 -> 2 and 24 -> 8, whose sources 3 o + 1 are integers). The rows and columns average and max
+//     drop (G % s) hold NaN: an op that reads them shows.
 //
 // ---- The GPU check (tests/gpu/test_cuda_ops.c): the CUDA backend against the CPU backend. Each
 // comparison measures ||gpu - cpu|| / ||cpu|| and the worst element against its own bound
@@ -63,7 +71,14 @@
 //     bound leaves room for all of them rounding one way (~4e-3 against an rms of ~0.4). A key the
 //     window should hide, or one it should show, moves a row by ~1e-1.
 //   EXACT: copies, gathers, the embedding backward (same fp32 adds in the same order as the CPU),
-//     clip_embed and add (one fp32 add rounded once: the GPU's bits are bf16(CPU's fp32 value)).
+//     clip_embed and add (one fp32 add rounded once: the GPU's bits are bf16(CPU's fp32 value)),
+//     grid_pool's max (an input's bits) and average (the CPU's fp32 adds in its order, one IEEE
+//     division, rounded once to bf16).
+//   grid_pool's resize: BF16. The kernel does the CPU's fp32 operations unfused (__fmul_rn,
+//     __fadd_rn), so it should give the CPU's bits, but a host compiler that fuses the CPU's
+//     products into FMAs (-ffp-contract=fast with FMA hardware) would not: one bf16 rounding apart.
+//     NaN is not in the GPU's cases (the device's bf16 NaN is 0x7FFF, the CPU's 0x7FC0: no exact
+//     match), tests/gpu/test_cuda_ops.c checks it on its own; -inf is.
 //   Determinism (RUN2RUN): gradients that reduce over rows (bias, norm weights, embedding) are run
 //     twice from the same start and must be bit-identical.
 #include <stdint.h>
@@ -127,6 +142,9 @@ enum {
     ADAM_N = 1 << 27,
     PACKED_T = 16384,  // a packed micro-batch (16 samples of ~1000 tokens)
 };
+
+// grid_pool's modes (ops.h)
+enum { POOL_AVG = LLAVA_POOL_AVERAGE, POOL_MAX = LLAVA_POOL_MAX, POOL_BILINEAR = LLAVA_POOL_BILINEAR };
 
 // Three packed sequences (lengths 5, 6, 2); the last sits at the end of a 4096 context, where fp32
 // angles are the least precise. With OPCHECK_PAT_REPEAT5 sequence 2 repeats sequence 1's first
@@ -914,6 +932,129 @@ const opcheck_case OPCHECK_CASES[] = {
     {.op = OPCHECK_SCATTER_ROWS, .flags = GPU, .label = "2 images", .n = {576 * 2, 4096, 2048}, .dev = {DEV_EXACT}},
     {.op = OPCHECK_GATHER_ROWS, .flags = GPU, .label = "2 images", .n = {576 * 2, 4096, 2048}, .dev = {DEV_EXACT}},
 
+    // ---- grid_pool (model.mm_spatial_pool_*): n = B, G, C, mode, s. Grids of 5 and 7 with strides 2
+    // and 3 (average and max drop the last rows and columns, NaN in them; the resize rounds Go up),
+    // CLIP-L/336's 24 x 24 (576 -> 144 tokens at s = 2, 64 at s = 3).
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {1, 5, 7, POOL_AVG, 2}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {2, 7, 37, POOL_AVG, 2}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {3, 5, 7, POOL_AVG, 3}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {2, 7, 37, POOL_AVG, 3}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "576 -> 144", .n = {2, 24, 37, POOL_AVG, 2}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "576 -> 64", .n = {1, 24, 7, POOL_AVG, 3}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "one window", .n = {2, 5, 7, POOL_AVG, 5}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "a copy", .n = {2, 5, 7, POOL_AVG, 1}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {1, 5, 7, POOL_MAX, 2}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {2, 7, 37, POOL_MAX, 2}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {3, 5, 7, POOL_MAX, 3}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .n = {2, 7, 37, POOL_MAX, 3}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "576 -> 144", .n = {2, 24, 37, POOL_MAX, 2}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "-inf",
+     .n = {1, 5, 7, POOL_MAX, 2},
+     .pattern = OPCHECK_PAT_POOL_INF,
+     .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "NaN and -inf",
+     .n = {2, 7, 37, POOL_MAX, 3},
+     .pattern = OPCHECK_PAT_POOL_NAN,
+     .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "NaN and -inf, 576 -> 144",
+     .n = {3, 24, 7, POOL_MAX, 2},
+     .pattern = OPCHECK_PAT_POOL_NAN,
+     .ref = {REF_EXACT}},
+    // ceil(6 / 4) = 2 outputs a side, from rows 1 and 4 (sources 3 o + 1: weights 0 and 1)
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "6 -> 2 (ceil)",
+     .n = {2, 6, 7, POOL_BILINEAR, 4},
+     .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "5 -> 3", .n = {1, 5, 7, POOL_BILINEAR, 2}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "7 -> 4", .n = {3, 7, 37, POOL_BILINEAR, 2}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "5 -> 2", .n = {2, 5, 37, POOL_BILINEAR, 3}, .ref = {REF_FWD}},
+    // scale 7/3 is not an fp32 number: output 1's source, 3 exactly, is 3 in fp32 and 3 - 1.2e-7 in fp64
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "7 -> 3", .n = {2, 7, 7, POOL_BILINEAR, 3}, .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "576 -> 144",
+     .n = {3, 24, 37, POOL_BILINEAR, 2},
+     .ref = {REF_FWD}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "576 -> 64",
+     .n = {1, 24, 7, POOL_BILINEAR, 3},
+     .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = CPU, .label = "a copy", .n = {2, 5, 7, POOL_BILINEAR, 1}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU,
+     .label = "the centre",
+     .n = {1, 5, 7, POOL_BILINEAR, 5},
+     .ref = {REF_EXACT}},
+    // No images: nothing written.
+    {.op = OPCHECK_GRID_POOL,
+     .flags = CPU | GPU,
+     .label = "no images",
+     .n = {0, 24, 37, POOL_AVG, 2},
+     .ref = {REF_EXACT},
+     .dev = {DEV_EXACT}},
+    // GPU: CLIP-L/336's 16 images of 24 x 24 x 1024 (16-byte packs), odd sizes (element by element:
+    // C not a multiple of 8), C = 104 aligned (packs, dropped rows) and with every pointer one
+    // element off 16 bytes (element by element).
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "576 -> 144",
+     .n = {VIS_B, 24, VIS_C, POOL_AVG, 2},
+     .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "576 -> 144",
+     .n = {VIS_B, 24, VIS_C, POOL_MAX, 2},
+     .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "576 -> 144",
+     .n = {VIS_B, 24, VIS_C, POOL_BILINEAR, 2},
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "576 -> 64",
+     .n = {VIS_B, 24, VIS_C, POOL_AVG, 3},
+     .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "576 -> 64",
+     .n = {VIS_B, 24, VIS_C, POOL_MAX, 3},
+     .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "576 -> 64",
+     .n = {VIS_B, 24, VIS_C, POOL_BILINEAR, 3},
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .n = {3, 7, 37, POOL_AVG, 2}, .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .n = {3, 7, 37, POOL_MAX, 3}, .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU,
+     .label = "-inf",
+     .n = {3, 7, 37, POOL_MAX, 3},
+     .pattern = OPCHECK_PAT_POOL_INF,
+     .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .label = "5 -> 3", .n = {2, 5, 101, POOL_BILINEAR, 2}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .label = "6 -> 2", .n = {2, 6, 37, POOL_BILINEAR, 4}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .label = "7 -> 3", .n = {2, 7, 37, POOL_BILINEAR, 3}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .n = {3, 7, 104, POOL_AVG, 3}, .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .n = {3, 7, 104, POOL_MAX, 2}, .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU, .label = "5 -> 3", .n = {3, 5, 104, POOL_BILINEAR, 2}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU | OPCHECK_UNALIGNED, .n = {2, 7, 104, POOL_AVG, 2}, .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL, .flags = GPU | OPCHECK_UNALIGNED, .n = {2, 7, 104, POOL_MAX, 3}, .dev = {DEV_EXACT}},
+    {.op = OPCHECK_GRID_POOL,
+     .flags = GPU | OPCHECK_UNALIGNED,
+     .label = "7 -> 3",
+     .n = {2, 7, 104, POOL_BILINEAR, 3},
+     .dev = {DEV_BF16}},
+
     // ---- cross-entropy with ignore index; the losses-only form (dlogits NULL) and dlogits over the
     // logits are run as variants of each case.
     {.op = OPCHECK_CROSS_ENTROPY,
@@ -997,6 +1138,10 @@ const opcheck_case OPCHECK_CASES[] = {
      .gen = OPCHECK_GEN_BENCH},
     {.op = OPCHECK_PATCH_UNFOLD, .flags = BENCH, .label = "336px P14", .n = {VIS_B, 3, 336, 336, 14}},
     {.op = OPCHECK_CLIP_EMBED, .flags = BENCH, .n = {VIS_B, VIS_N, VIS_C}},
+    {.op = OPCHECK_GRID_POOL, .flags = BENCH, .label = "576 -> 144", .n = {VIS_B, 24, VIS_C, POOL_AVG, 2}},
+    {.op = OPCHECK_GRID_POOL, .flags = BENCH, .label = "576 -> 144", .n = {VIS_B, 24, VIS_C, POOL_MAX, 2}},
+    {.op = OPCHECK_GRID_POOL, .flags = BENCH, .label = "576 -> 144", .n = {VIS_B, 24, VIS_C, POOL_BILINEAR, 2}},
+    {.op = OPCHECK_GRID_POOL, .flags = BENCH, .label = "576 -> 64", .n = {VIS_B, 24, VIS_C, POOL_BILINEAR, 3}},
     {.op = OPCHECK_GATHER_ROWS,
      .flags = BENCH,
      .label = "(2 images)",

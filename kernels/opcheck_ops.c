@@ -1213,6 +1213,138 @@ static void ce_shape(const opcheck_case *c, char *buf, size_t cap) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// grid_pool: each image's G x G grid of C-channel rows (row-major) to a Go x Go grid (ops.h); n = B, G,
+// C, mode, s. The reference follows ops.h's contract in fp64: the window's sum over s * s divided
+// once, or its max (NaN wherever the window holds one, as torch's max_pool2d); the resize's source
+// index scale * (o + 0.5) - 0.5, at least 0, from the contract's fp32 scale = G / Go (the product
+// and the weights in fp64: where fp32 rounds the product onto an integer the op takes the next
+// row with weight 0 and the reference the previous with weight ~1 - 1e-7, a difference of ~1e-7).
+
+static int pool_go(const opcheck_case *c) {
+    int G = dim(c, 1), s = dim(c, 4);
+    if (G <= 0 || s <= 0) return 0;
+    return dim(c, 3) == LLAVA_POOL_BILINEAR ? (G + s - 1) / s : G / s;
+}
+
+static const char *pool_mode_name(int mode) {
+    return mode == LLAVA_POOL_AVERAGE    ? "avg"
+           : mode == LLAVA_POOL_MAX      ? "max"
+           : mode == LLAVA_POOL_BILINEAR ? "bilinear"
+                                         : "?";
+}
+
+static void pool_layout(const opcheck_case *c, opcheck_data *d) {
+    size_t B = c->n[0], G = c->n[1], C = c->n[2], Go = (size_t)pool_go(c);
+    opcheck_add_buf(d, "out", BUF_ACT, OPCHECK_OUT, B * Go * Go * C, 0, 0);
+    opcheck_add_buf(d, "in", BUF_ACT, OPCHECK_IN, B * G * G * C, -1, 1);
+}
+
+// Average and max: the rows and columns past Go * s, which no window reads, hold NaN (an op that
+// reads one shows). The patterns (max only): -inf entries, a window of nothing but -inf; with
+// OPCHECK_PAT_POOL_NAN also NaN, met first in image 0's second window (the even channels) and last in
+// the last image's last window (the odd channels); the other windows draw -inf (1 in 7) and NaN
+// (1 in 11) at random.
+static void pool_prepare(opcheck_data *d, uint64_t *rng, int bench) {
+    const opcheck_case *c = d->c;
+    int B = dim(c, 0), G = dim(c, 1), C = dim(c, 2), mode = dim(c, 3), s = dim(c, 4), Go = pool_go(c);
+    float *in = d->host[1];
+#define POOL_AT(b, y, x) (in + (((size_t)(b)*G + (size_t)(y)) * G + (size_t)(x)) * C)
+    if (mode != LLAVA_POOL_BILINEAR)
+        for (int b = 0; b < B; b++)
+            for (int y = 0; y < G; y++)
+                for (int x = 0; x < G; x++)
+                    if (y >= Go * s || x >= Go * s)
+                        for (int ch = 0; ch < C; ch++) POOL_AT(b, y, x)[ch] = NAN;
+    if (c->pattern != OPCHECK_PAT_POOL_INF && c->pattern != OPCHECK_PAT_POOL_NAN) return;
+    LLAVA_REQUIRE(mode == LLAVA_POOL_MAX && B >= 1 && Go >= 2 && C >= 2,
+                  "opcheck: the grid_pool patterns need max pooling, an image, 2 x 2 windows and 2 channels");
+    int with_nan = c->pattern == OPCHECK_PAT_POOL_NAN;
+    for (int b = 0; b < B; b++)
+        for (int y = 0; y < Go * s; y++)
+            for (int x = 0; x < Go * s; x++) {
+                int w = (y / s) * Go + x / s;
+                if ((b == 0 && w <= 1) || (b == B - 1 && w == Go * Go - 1)) continue;  // set below
+                for (int ch = 0; ch < C; ch++) {
+                    double u = opcheck_uniform(rng);
+                    if (u < 1.0 / 7) POOL_AT(b, y, x)[ch] = -INFINITY;
+                    else if (with_nan && u < 1.0 / 7 + 1.0 / 11) POOL_AT(b, y, x)[ch] = NAN;
+                }
+            }
+    for (int y = 0; y < s; y++)
+        for (int x = 0; x < s; x++)
+            for (int ch = 0; ch < C; ch++) POOL_AT(0, y, x)[ch] = -INFINITY;
+    if (with_nan)
+        for (int ch = 0; ch < C; ch++) {
+            if (ch % 2 == 0) POOL_AT(0, 0, s)[ch] = NAN;
+            else POOL_AT(B - 1, Go * s - 1, Go * s - 1)[ch] = NAN;
+        }
+#undef POOL_AT
+}
+
+static void pool_run(llava_backend *be, const opcheck_case *c, void *const *p) {
+    be->ops->grid_pool(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4));
+}
+
+// Source index of output o along one side: i0, i1 (the next one, or i0 again at the last), weight of i1.
+static void pool_source(int o, int G, float scale, int *i0, int *i1, double *l1) {
+    double src = (double)scale * (o + 0.5) - 0.5;
+    if (src < 0.0) src = 0.0;
+    *i0 = (int)floor(src);
+    *i1 = *i0 + 1 < G ? *i0 + 1 : G - 1;
+    *l1 = src - *i0;
+}
+
+static void pool_ref(const opcheck_data *d, double **want) {
+    const opcheck_case *c = d->c;
+    int B = dim(c, 0), G = dim(c, 1), C = dim(c, 2), mode = dim(c, 3), s = dim(c, 4), Go = pool_go(c);
+    const float *in = F(d, 1);
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Go; oy++)
+            for (int ox = 0; ox < Go; ox++) {
+                double *o = want[0] + (((size_t)b * Go + oy) * Go + ox) * C;
+                const float *img = in + (size_t)b * G * G * C;
+                if (mode == LLAVA_POOL_BILINEAR) {
+                    float scale = (float)G / (float)Go;
+                    int y0, y1, x0, x1;
+                    double ly, lx;
+                    pool_source(oy, G, scale, &y0, &y1, &ly);
+                    pool_source(ox, G, scale, &x0, &x1, &lx);
+                    const float *p00 = img + ((size_t)y0 * G + x0) * C, *p01 = img + ((size_t)y0 * G + x1) * C;
+                    const float *p10 = img + ((size_t)y1 * G + x0) * C, *p11 = img + ((size_t)y1 * G + x1) * C;
+                    for (int ch = 0; ch < C; ch++)
+                        o[ch] = (1.0 - ly) * ((1.0 - lx) * p00[ch] + lx * p01[ch]) +
+                                ly * ((1.0 - lx) * p10[ch] + lx * p11[ch]);
+                    continue;
+                }
+                for (int ch = 0; ch < C; ch++) {
+                    double acc = mode == LLAVA_POOL_MAX ? -INFINITY : 0.0;
+                    int nan = 0;
+                    for (int dy = 0; dy < s; dy++)
+                        for (int dx = 0; dx < s; dx++) {
+                            double v = img[((size_t)(oy * s + dy) * G + (size_t)(ox * s + dx)) * C + ch];
+                            if (isnan(v)) nan = 1;
+                            else if (mode == LLAVA_POOL_MAX) acc = v > acc ? v : acc;
+                            else acc += v;
+                        }
+                    o[ch] = nan ? NAN : mode == LLAVA_POOL_MAX ? acc : acc / ((double)s * s);
+                }
+            }
+}
+
+// bf16 in and out; the rows and columns read: the windows' Go * s for average and max, two per
+// output row and column (at most G) for the resize.
+static void pool_cost(const opcheck_case *c, double *flops, double *bytes) {
+    double B = (double)c->n[0], G = (double)c->n[1], C = (double)c->n[2], s = (double)c->n[4], Go = pool_go(c);
+    double side = c->n[3] == LLAVA_POOL_BILINEAR ? fmin(G, 2.0 * Go) : Go * s;
+    *bytes = 2.0 * B * C * (side * side + Go * Go);
+}
+
+static void pool_shape(const opcheck_case *c, char *buf, size_t cap) {
+    snprintf(buf, cap, "B=%d %dx%d C=%d %s/%d", dim(c, 0), dim(c, 1), dim(c, 1), dim(c, 2), pool_mode_name(dim(c, 3)),
+             dim(c, 4));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Optimizer (benchmark only here: tests/test_optim.c and tests/gpu/test_cuda_ops.c check AdamW's
 // arithmetic over several steps) and residual adds.
 
@@ -1429,4 +1561,6 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                                {{0, 1}, {-1, -1}}},
     [OPCHECK_ATTENTION_DECODE] = {"attention_decode", LLAVA_OP_ATTENTION_DECODE, decode_layout, decode_prepare,
                                   decode_run, decode_ref, decode_cost, decode_shape, NO_ALIAS},
+    [OPCHECK_GRID_POOL] = {"grid_pool", LLAVA_OP_GRID_POOL, pool_layout, pool_prepare, pool_run, pool_ref, pool_cost,
+                           pool_shape, NO_ALIAS},
 };

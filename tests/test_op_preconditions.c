@@ -69,6 +69,12 @@ static void v_adamw_step0(llava_backend *be) {
     be->ops->adamw(be, A, NULL, B, C, D, 16, 1e-3, 0.9, 0.999, 1e-8, 0.0, 0, 1.0f);
 }
 static void v_upload_kind(llava_backend *be) { be->ops->upload(be, 9, A, B, 16); }
+// grid_pool over 2 images of 5 x 5 x 8.
+static void v_pool_control(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_BILINEAR, 2); }
+static void v_pool_mode(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, 4, 2); }
+static void v_pool_stride0(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_AVERAGE, 0); }
+static void v_pool_stride_past(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_MAX, 6); }
+static void v_pool_negative(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, -5, 8, LLAVA_POOL_MAX, 2); }
 
 static const violation CASES[] = {
     {"control: a valid linear_forward", "cpu", v_control, {NULL, NULL}},
@@ -98,11 +104,17 @@ static const violation CASES[] = {
     {"cross_entropy over 0 classes", "cpu", v_cross_entropy_no_classes, {"cross_entropy", "V = 0"}},
     {"adamw at step 0", "cpu", v_adamw_step0, {"adamw", "step = 0"}},
     {"upload of kind 9", "cpu", v_upload_kind, {"upload", "kind 9"}},
+    {"control: a valid grid_pool", "cpu", v_pool_control, {NULL, NULL}},
+    {"grid_pool in mode 4", "cpu", v_pool_mode, {"grid_pool (cpu backend)", "mode 4 is not"}},
+    {"grid_pool with stride 0", "cpu", v_pool_stride0, {"grid_pool", "stride 0 is outside 1..G (5)"}},
+    {"grid_pool with stride 6 over G = 5", "cpu", v_pool_stride_past, {"grid_pool", "stride 6 is outside 1..G (5)"}},
+    {"grid_pool with G = -5", "cpu", v_pool_negative, {"grid_pool", "G = -5 is negative"}},
     {"linear_forward with N = -1 on the GPU", "cuda", v_linear_negative, {"linear_forward (cuda backend)", "N = -1"}},
     {"attention_decode with Hq = 3, Hkv = 2 on the GPU",
      "cuda",
      v_decode_heads,
      {"attention_decode (cuda backend)", "Hkv = 2"}},
+    {"grid_pool in mode 4 on the GPU", "cuda", v_pool_mode, {"grid_pool (cuda backend)", "mode 4 is not"}},
 };
 
 // Runs v in a child; its stderr into err. Returns the wait status, or -1 when the child could not run.

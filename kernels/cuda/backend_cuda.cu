@@ -45,6 +45,7 @@ static void fill_table(llava_ops *t) {
     t->embedding_backward = cuda_embedding_backward;
     t->scatter_rows = cuda_scatter_rows;
     t->gather_rows = cuda_gather_rows;
+    t->grid_pool = cuda_grid_pool;  // pool.cu
     t->cross_entropy = cuda_cross_entropy;
     t->adamw = cuda_adamw;
     t->grad_sq_sum = cuda_grad_sq_sum;

@@ -47,6 +47,9 @@ void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout,
 void cuda_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 void cuda_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 
+// pool.cu: grid_pool, the visual-token reduction (average, max, bilinear) of each image's feature grid.
+void cuda_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
+
 // norm.cu
 void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,
                             const void *b, int N, int C, float eps);

@@ -27,6 +27,8 @@
 //   attention_decode: each row alone gives the bits it gets in the batch, a second run the same
 //     bits; a row whose sequence or position is outside the table, or whose table names a block
 //     outside the cache, is NaN and the other rows keep their bits.
+//   grid_pool max with NaN: NaN exactly where the CPU has it (the device's bf16 NaN is not the
+//     CPU's 0x7FC0, so not bit for bit), the other elements the CPU's bits.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -309,6 +311,7 @@ static void test_table(void) {
     HAS(embedding_backward);
     HAS(scatter_rows);
     HAS(gather_rows);
+    HAS(grid_pool);
     HAS(cross_entropy);
     HAS(adamw);
     HAS(grad_sq_sum);
@@ -552,6 +555,55 @@ static void test_attention_decode_rows(void) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// grid_pool's max with NaN in its windows (the registry's GPU cases have -inf but no NaN: the device
+// rounds NaN to 0x7FFF, the CPU to 0x7FC0, so they cannot compare bit for bit): max_pool2d keeps a
+// NaN wherever it is met in the window, first or last, and drops none. On the registry's CPU cases
+// with NaN, their inputs rounded to bf16 (odd C: element by element), and on the same draws over
+// 16-byte packs (C = 104).
+
+static void grid_pool_nan_case(const opcheck_case *c) {
+    char name[96], shape[96], what[320];
+    opcheck_case_name(c, name, sizeof name);
+    opcheck_case_shape(c, shape, sizeof shape);
+    opcheck_data d;
+    opcheck_make(c, &d);
+    size_t n_out = d.buf[0].n, n_in = d.buf[1].n;
+    float *in = bf16_of(d.host[1], n_in), *ref = xmalloc((n_out ? n_out : 1) * sizeof(float));
+    int B = (int)c->n[0], G = (int)c->n[1], C = (int)c->n[2], mode = (int)c->n[3], st = (int)c->n[4];
+    cpu->grid_pool(cbe, ref, in, B, G, C, mode, st);
+    void *gi = dev_up(BUF_ACT, in, n_in), *go = dev_nan(BUF_ACT, n_out);
+    gpu->grid_pool(gbe, go, gi, B, G, C, mode, st);
+    float *got = dev_down(BUF_ACT, go, n_out);
+    size_t nan_ref = 0, wrong = 0, first = 0;
+    for (size_t i = 0; i < n_out; i++) {
+        float want = bf16r(ref[i]);
+        int ok = isnan(want) ? isnan(got[i]) != 0 : memcmp(&got[i], &want, sizeof want) == 0;
+        nan_ref += isnan(want) != 0;
+        if (!ok && !wrong++) first = i;
+    }
+    snprintf(what, sizeof what, "  %s %s: NaN where the CPU's", name, shape);
+    printf("  %-52s %zu NaN of %zu, %zu wrong\n", what, nan_ref, n_out, wrong);
+    CHECK(nan_ref > 0, "%s %s: the case has no NaN output", name, shape);
+    CHECK(wrong == 0, "%s %s: %zu of %zu outputs differ, first at %zu: %.9g vs %.9g", name, shape, wrong, n_out, first,
+          (double)got[first], (double)bf16r(ref[first]));
+    free(in), free(ref), free(got);
+    gpu->free(gbe, gi), gpu->free(gbe, go);
+    opcheck_data_free(&d);
+}
+
+static void test_grid_pool_nan(void) {
+    printf("grid_pool max with NaN\n");
+    for (int i = 0; i < OPCHECK_N_CASES; i++) {
+        const opcheck_case *c = &OPCHECK_CASES[i];
+        if (c->op != OPCHECK_GRID_POOL || c->pattern != OPCHECK_PAT_POOL_NAN) continue;
+        grid_pool_nan_case(c);
+        opcheck_case wide = *c;  // the same pattern over C = 104: the 16-byte packs
+        wide.n[2] = 104;
+        grid_pool_nan_case(&wide);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Optimizer
 
 static void test_adamw(void) {
@@ -640,6 +692,7 @@ int main(int argc, char **argv) {
         test_grad_sq_sum();
     }
     if (!only || strstr("attention_decode", only)) test_attention_decode_rows();
+    if (!only || strstr("grid_pool", only)) test_grid_pool_nan();
     // The registry's cases in its order; its last ones have every pointer 2 bytes off 16-byte
     // alignment, which a cuBLASLt without an algorithm for them would end the program on.
     for (int i = 0; i < OPCHECK_N_CASES; i++)

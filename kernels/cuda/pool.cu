@@ -1,0 +1,102 @@
+// grid_pool: the visual-token reduction between the vision tower and the projector
+// (model.mm_spatial_pool_*; ops.h). in (B, G*G, C) bf16, each image's G x G feature grid row-major, to
+// out (B, Go*Go, C) bf16: the mean or max of each s x s window (Go = G / s, the last partial rows and
+// columns dropped), or the bilinear resize to Go = ceil(G / s) with torch's align_corners=False source
+// index. The arithmetic is the CPU backend's (kernels/cpu/pool.c), in fp32 and in its order:
+//   average: the window's s * s values summed row by row, left to right, divided once (IEEE division,
+//     __fdiv_rn) and rounded once to bf16: the CPU's bits;
+//   max: a running max from -inf that keeps the first NaN it meets (v > acc || isnan(v)), as
+//     max_pool2d: the bits of the input it picks (a NaN comes out as the device's canonical one);
+//   bilinear: scale = G / Go, the source scale * (o + 0.5) - 0.5 clamped at 0, its integer part and
+//     fraction, the weights 1 - l and l, and ly0 (lx0 p00 + lx1 p01) + ly1 (lx0 p10 + lx1 p11), every
+//     step an unfused fp32 operation (__fmul_rn, __fadd_rn: nvcc would otherwise contract them into
+//     FMAs, which round once where the CPU rounds twice).
+//
+// Layout: one thread per (output row, pack of 8 channels), 256 threads per block over a flat index,
+// the pack index fastest, so a warp covers 256 consecutive channels of one output row and every load
+// of a window element and the store are contiguous runs. When C is a multiple of 8 and both pointers
+// are 16-byte aligned (CLIP-L's 1024 channels from the caching allocator) each pack moves as one
+// 16-byte access; otherwise element by element (C = 37, or a pointer off 16 bytes). The op is
+// bandwidth-bound (s * s loads per output, no reuse across threads worth a shared-memory tile: each
+// input element is read by one window, or by at most four resize outputs, and those hit L2), so the
+// kernel is a plain gather. Nothing is atomic and no thread depends on another: the same bits every run.
+#include "common.cuh"
+
+enum { POOL_THREADS = 256 };
+
+// torch's area_pixel_compute_source_index (align_corners false, linear) and the neighbour after it,
+// as kernels/cpu/pool.c computes them: every operation rounded on its own.
+__device__ __forceinline__ void pool_source(int o, int in, float scale, int *i0, int *i1, float *l1) {
+    float src = __fsub_rn(__fmul_rn(scale, __fadd_rn((float)o, 0.5f)), 0.5f);
+    if (src < 0.0f) src = 0.0f;
+    int i = (int)src;
+    *i0 = i;
+    *i1 = i + (i < in - 1 ? 1 : 0);
+    *l1 = __fsub_rn(src, (float)i);
+}
+
+__global__ void grid_pool_kernel(uint16_t *out, const uint16_t *in, int G, int C, int mode, int s, int Go,
+                                 size_t n_rows, int vec) {
+    const int packs = (C + 7) / 8;
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= n_rows * (size_t)packs) return;
+    const size_t row = idx / (size_t)packs;  // b * Go * Go + oy * Go + ox
+    const int c0 = (int)(idx % (size_t)packs) * 8;
+    const int per_img = Go * Go;
+    const size_t b = row / (size_t)per_img;
+    const int oy = (int)(row % (size_t)per_img) / Go, ox = (int)(row % (size_t)per_img) % Go;
+    const uint16_t *img = in + b * (size_t)G * G * C;
+    float acc[8];
+    if (mode == LLAVA_POOL_BILINEAR) {
+        const float scale = __fdiv_rn((float)G, (float)Go);
+        int y0, y1, x0, x1;
+        float ly1, lx1;
+        pool_source(oy, G, scale, &y0, &y1, &ly1);
+        pool_source(ox, G, scale, &x0, &x1, &lx1);
+        const float ly0 = __fsub_rn(1.0f, ly1), lx0 = __fsub_rn(1.0f, lx1);
+        float p00[8], p01[8], p10[8], p11[8];
+        load8(img + ((size_t)y0 * G + x0) * C, (size_t)c0, (size_t)C, vec, p00);
+        load8(img + ((size_t)y0 * G + x1) * C, (size_t)c0, (size_t)C, vec, p01);
+        load8(img + ((size_t)y1 * G + x0) * C, (size_t)c0, (size_t)C, vec, p10);
+        load8(img + ((size_t)y1 * G + x1) * C, (size_t)c0, (size_t)C, vec, p11);
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            float top = __fadd_rn(__fmul_rn(lx0, p00[k]), __fmul_rn(lx1, p01[k]));
+            float bottom = __fadd_rn(__fmul_rn(lx0, p10[k]), __fmul_rn(lx1, p11[k]));
+            acc[k] = __fadd_rn(__fmul_rn(ly0, top), __fmul_rn(ly1, bottom));
+        }
+    } else {
+        const int is_max = mode == LLAVA_POOL_MAX;
+#pragma unroll
+        for (int k = 0; k < 8; k++) acc[k] = is_max ? -INFINITY : 0.0f;
+        for (int dy = 0; dy < s; dy++)
+            for (int dx = 0; dx < s; dx++) {
+                float v[8];
+                load8(img + ((size_t)(oy * s + dy) * G + (size_t)(ox * s + dx)) * C, (size_t)c0, (size_t)C, vec, v);
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    if (is_max) acc[k] = (v[k] > acc[k] || isnan(v[k])) ? v[k] : acc[k];
+                    else acc[k] = __fadd_rn(acc[k], v[k]);
+                }
+            }
+        if (!is_max) {
+            const float n = (float)(s * s);
+#pragma unroll
+            for (int k = 0; k < 8; k++) acc[k] = __fdiv_rn(acc[k], n);
+        }
+    }
+    store8(out + row * (size_t)C, (size_t)c0, (size_t)C, vec, acc);
+}
+
+extern "C" void cuda_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s) {
+    req_grid_pool(be, out, in, B, G, C, mode, s);
+    if (B <= 0 || G <= 0 || C <= 0) return;
+    const int Go = mode == LLAVA_POOL_BILINEAR ? (G + s - 1) / s : G / s;
+    const size_t n_rows = (size_t)B * Go * Go, work = n_rows * (size_t)((C + 7) / 8);
+    if (work == 0) return;
+    CUDA_REQUIRE(work / POOL_THREADS < 0x7fffffffu, "grid_pool: more than 2^31 blocks of work");
+    const int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(in);
+    grid_pool_kernel<<<grid_for(work, POOL_THREADS), POOL_THREADS, 0, cuda_stream_of(be)>>>(
+        (uint16_t *)out, (const uint16_t *)in, G, C, mode, s, Go, n_rows, vec);
+    CUDA_CHECK_LAUNCH();
+}
