@@ -21,7 +21,7 @@ static void source(int o, int in, float scale, int *i0, int *i1, float *l1) {
 
 void cpu_grid_pool(llava_backend *be, void *out_, const void *in_, int B, int G, int C, int mode, int s) {
     req_grid_pool(be, out_, in_, B, G, C, mode, s);
-    float *out = out_;       // (B, Go*Go, C)
+    float *out = out_;      // (B, Go*Go, C)
     const float *in = in_;  // (B, G*G, C)
     if (mode == LLAVA_POOL_BILINEAR) {
         int Go = (G + s - 1) / s;
