@@ -44,15 +44,8 @@ static size_t check_template(const chat_case *cc, const golden_lines *samples, s
         cJSON *want = cJSON_Parse(gold.line[g++]);
         const char *id = cJSON_GetObjectItem(s, "id")->valuestring;
         CHECK(!strcmp(id, cJSON_GetObjectItem(want, "id")->valuestring), "%s: sample %s out of order", path, id);
-        const cJSON *conv = cJSON_GetObjectItem(s, "conversations");
-        size_t nt = (size_t)cJSON_GetArraySize(conv);
-        conv_turn *turns = xcalloc(nt + 1, sizeof *turns);
-        for (size_t k = 0; k < nt; k++) {
-            const cJSON *e = cJSON_GetArrayItem(conv, (int)k);
-            turns[k].from = cJSON_GetObjectItem(e, "from")->valuestring;
-            turns[k].value = cJSON_GetObjectItem(e, "value")->valuestring;
-            turns[k].value_len = strlen(turns[k].value);
-        }
+        size_t nt;
+        conv_turn *turns = golden_turns(s, &nt);
         prep_config cfg = {.tok = t, .mode = cc->mode, .tmpl = tmpl, .model_max_length = 2048};
         prep_result r;
         int rc = prep_sample(&cfg, id, turns, nt, cJSON_GetObjectItem(s, "image") != NULL, &r);

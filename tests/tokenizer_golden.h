@@ -227,6 +227,21 @@ static inline size_t golden_check_model(const tokenizer *t, const char *name) {
 
 // Checks prep_sample against LLaVA's own preprocessing (<model>.<mode>.prep.jsonl) for every sample of
 // samples.jsonl, in every mode. Returns the number of samples compared.
+// A golden sample's "conversations" as turns pointing into the JSON (free the array only).
+static inline conv_turn *golden_turns(const cJSON *sample, size_t *n) {
+    const cJSON *conv = cJSON_GetObjectItem(sample, "conversations");
+    size_t nt = (size_t)cJSON_GetArraySize(conv);
+    conv_turn *turns = xcalloc(nt + 1, sizeof *turns);
+    for (size_t k = 0; k < nt; k++) {
+        const cJSON *e = cJSON_GetArrayItem(conv, (int)k);
+        turns[k].from = cJSON_GetObjectItem(e, "from")->valuestring;
+        turns[k].value = cJSON_GetObjectItem(e, "value")->valuestring;
+        turns[k].value_len = strlen(turns[k].value);
+    }
+    *n = nt;
+    return turns;
+}
+
 static inline size_t golden_check_prep(const tokenizer *t, const char *name) {
     char path[512];
     golden_lines samples = golden_read_lines(GOLDEN_DIR "samples.jsonl");
@@ -255,15 +270,8 @@ static inline size_t golden_check_prep(const tokenizer *t, const char *name) {
                     exit(1);
                 }
             }
-            const cJSON *conv = cJSON_GetObjectItem(s, "conversations");
-            size_t nt = (size_t)cJSON_GetArraySize(conv);
-            conv_turn *turns = xcalloc(nt + 1, sizeof *turns);
-            for (size_t k = 0; k < nt; k++) {
-                const cJSON *e = cJSON_GetArrayItem(conv, (int)k);
-                turns[k].from = cJSON_GetObjectItem(e, "from")->valuestring;
-                turns[k].value = cJSON_GetObjectItem(e, "value")->valuestring;
-                turns[k].value_len = strlen(turns[k].value);
-            }
+            size_t nt;
+            conv_turn *turns = golden_turns(s, &nt);
             prep_config cfg = {.tok = t, .mode = modes[m], .tmpl = tmpl, .model_max_length = 2048};
             prep_result r;
             int rc = prep_sample(&cfg, id, turns, nt, cJSON_GetObjectItem(s, "image") != NULL, &r);

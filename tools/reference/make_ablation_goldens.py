@@ -613,11 +613,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
     ap.add_argument("--cases", default=",".join(CASES))
     args = ap.parse_args()
-    for k, want in mmg.PINNED.items():
-        have = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "safetensors": safetensors.__version__}[k]
-        if not have.startswith(want):
-            print(f"WARNING: {k} {have} != pinned {want}; goldens will not be byte-identical", file=sys.stderr)
+    mmg.warn_unpinned()
     mmg.set_determinism()
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)

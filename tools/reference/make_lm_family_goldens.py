@@ -661,11 +661,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
     ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     args = ap.parse_args()
-    for k, v in mmg.PINNED.items():
-        have = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "safetensors": safetensors.__version__}[k]
-        if not have.startswith(v):
-            print(f"WARNING: {k} {have} != pinned {v}; goldens will not be byte-identical", file=sys.stderr)
+    mmg.warn_unpinned()
     mmg.set_determinism()
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)

@@ -80,6 +80,15 @@ BOS, EOS = 1, 2
 N_PROMPT_MASKED = {"row0": 3, "row1": 4}  # prompt tokens (besides BOS) whose labels are -100
 
 
+def warn_unpinned():
+    """A warning for each package whose version is not the pinned one (the goldens would not be byte-identical)."""
+    have = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "safetensors": safetensors.__version__}
+    for k, v in PINNED.items():
+        if not have[k].startswith(v):
+            print(f"WARNING: {k} {have[k]} != pinned {v}; goldens will not be byte-identical", file=sys.stderr)
+
+
 def set_determinism():
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.allow_tf32 = False
@@ -496,11 +505,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
     ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     args = ap.parse_args()
-    for k, v in PINNED.items():
-        have = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "safetensors": safetensors.__version__}[k]
-        if not have.startswith(v):
-            print(f"WARNING: {k} {have} != pinned {v}; goldens will not be byte-identical", file=sys.stderr)
+    warn_unpinned()
     set_determinism()
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
