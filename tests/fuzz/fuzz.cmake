@@ -38,5 +38,5 @@ llava_fuzz_target(fuzz_torchbin tests/fuzz/corpus/torchbin
 llava_fuzz_target(fuzz_image tests/fuzz/corpus/image ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_image.c ${CMAKE_SOURCE_DIR}/data/image.c ${CMAKE_SOURCE_DIR}/data/image_jpeg.c ${CMAKE_SOURCE_DIR}/data/image_png.c ${CMAKE_SOURCE_DIR}/data/image_gif.c ${CMAKE_SOURCE_DIR}/common/util.c LIBS ${JPEG_LIBRARIES} ${PNG_LIBRARIES})
 llava_fuzz_target(fuzz_tokenizer tests/fuzz/corpus/tokenizer ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_tokenizer.c ${CMAKE_SOURCE_DIR}/data/tokenizer.c ${CMAKE_SOURCE_DIR}/data/bpe.c ${CMAKE_SOURCE_DIR}/common/util.c)
 llava_fuzz_target(fuzz_json_stream tests/fuzz/corpus/json_stream ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_json_stream.c ${CMAKE_SOURCE_DIR}/data/json_stream.c ${CMAKE_SOURCE_DIR}/common/util.c)
-llava_fuzz_target(fuzz_config tests/fuzz/corpus/config ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c ${CMAKE_SOURCE_DIR}/train/config.c ${CMAKE_SOURCE_DIR}/common/util.c)
+llava_fuzz_target(fuzz_config tests/fuzz/corpus/config ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_config.c ${CMAKE_SOURCE_DIR}/train/config.c ${CMAKE_SOURCE_DIR}/model/config.c ${CMAKE_SOURCE_DIR}/common/json.c ${CMAKE_SOURCE_DIR}/common/util.c)
 llava_fuzz_target(fuzz_prep_record tests/fuzz/corpus/prep_record ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_prep_record.c ${CMAKE_SOURCE_DIR}/data/prep_record.c ${CMAKE_SOURCE_DIR}/common/util.c)
