@@ -68,6 +68,7 @@ enum {
     OPCHECK_ATTENTION_DECODE,        // T, Hq, Hkv, D, context, block_size; f = scale (I32 inputs drawn: below)
     OPCHECK_DROPOUT_SCALE,           // rows, cols, dropout rate in 1/1000; f = scale
     OPCHECK_GRID_POOL,               // B, G, C, mode (LLAVA_POOL_*), stride s
+    OPCHECK_GELU_TANH_FORWARD,       // rows, cols (last: a case's data is seeded by its op's number)
     OPCHECK_N_OPS
 };
 

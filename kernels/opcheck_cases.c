@@ -33,7 +33,9 @@
 //     computed in fp64 and rounded once, so they must be within half an ulp of the fp64 formula.
 //     Inputs span [-5, 5] plus the tails, where exp and erf lose precision first if computed
 //     carelessly. (Below -5 the spec's 1 + erf(x / sqrt 2), which the reference evaluates
-//     literally, itself loses more than 1e-8 relative in fp64.)
+//     literally, itself loses more than 1e-8 relative in fp64. The tanh GELU's 1 + tanh(u), literal in
+//     both the CPU op and the reference, stays within an ulp of x sigmoid(2 u) down to x = -5.62 and
+//     then cancels: values below 2e-9 there.)
 //   copies, gathers, embeddings, adds: exact (bit-for-bit; REF_EXACT), since they do one fp32 add
 //     at most.
 //   grid_pool: max picks one input (NaN wherever its window holds one): exact. Average sums s^2
@@ -416,6 +418,14 @@ const opcheck_case OPCHECK_CASES[] = {
      .pattern = OPCHECK_PAT_TAILS,
      .range = {[2] = {-5, 5}},
      .ref = {REF_BWD}},
+    {.op = OPCHECK_GELU_TANH_FORWARD,
+     .flags = CPU,
+     .n = {1031},
+     .pattern = OPCHECK_PAT_TAILS,
+     .range = {[1] = {-5, 5}},
+     .ref = {REF_ULP}},
+    // rows x cols (n = 259), without the tails.
+    {.op = OPCHECK_GELU_TANH_FORWARD, .flags = CPU, .n = {7, 37}, .range = {[1] = {-3, 3}}, .ref = {REF_ULP}},
     {.op = OPCHECK_SILU_MUL_FORWARD,
      .flags = CPU,
      .n = {1031},
@@ -453,6 +463,15 @@ const opcheck_case OPCHECK_CASES[] = {
     {.op = OPCHECK_GELU_BACKWARD, .flags = GPU | OPCHECK_UNALIGNED, .n = {12347}, ACT_BWD_R, .dev = {DEV_BF16}},
     {.op = OPCHECK_GELU_FORWARD, .flags = GPU | OPCHECK_ALIAS, .n = {3, 4096}, ACT_FWD_R, .dev = {DEV_BF16}},
     {.op = OPCHECK_GELU_BACKWARD, .flags = GPU | OPCHECK_ALIAS, .n = {3, 4096}, ACT_BWD_R, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GELU_TANH_FORWARD, .flags = GPU, .n = {1000003}, ACT_FWD_R, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GELU_TANH_FORWARD, .flags = GPU | OPCHECK_UNALIGNED, .n = {12347}, ACT_FWD_R, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GELU_TANH_FORWARD, .flags = GPU | OPCHECK_ALIAS, .n = {3, 4096}, ACT_FWD_R, .dev = {DEV_BF16}},
+    {.op = OPCHECK_GELU_TANH_FORWARD,
+     .flags = GPU,
+     .label = "SigLIP-so400m MLP, 4 images",
+     .n = {729 * 4, 4304},
+     ACT_FWD_R,
+     .dev = {DEV_BF16}},
     {.op = OPCHECK_SILU_MUL_FORWARD, .flags = GPU, .n = {1000003}, SILU_FWD_R, .dev = {DEV_BF16}},
     {.op = OPCHECK_SILU_MUL_BACKWARD, .flags = GPU, .n = {1000003}, SILU_BWD_R, .dev = {DEV_BF16, DEV_BF16}},
     {.op = OPCHECK_SILU_MUL_FORWARD, .flags = GPU | OPCHECK_UNALIGNED, .n = {12347}, SILU_FWD_R, .dev = {DEV_BF16}},
@@ -1113,6 +1132,7 @@ const opcheck_case OPCHECK_CASES[] = {
     {.op = OPCHECK_QUICK_GELU_BACKWARD, .flags = BENCH, .n = {VIS_T, VIS_F}},
     {.op = OPCHECK_GELU_FORWARD, .flags = BENCH, .label = "projector", .n = {2 * VIS_N, LM_C}},
     {.op = OPCHECK_GELU_BACKWARD, .flags = BENCH, .label = "projector", .n = {2 * VIS_N, LM_C}},
+    {.op = OPCHECK_GELU_TANH_FORWARD, .flags = BENCH, .label = "vision mlp", .n = {VIS_T, VIS_F}},
     {.op = OPCHECK_SILU_MUL_FORWARD, .flags = BENCH, .n = {LM_T, LM_F}},
     {.op = OPCHECK_SILU_MUL_BACKWARD, .flags = BENCH, .n = {LM_T, LM_F}},
     {.op = OPCHECK_ADD, .flags = BENCH, .label = "(residual)", .n = {LM_T, LM_C}},

@@ -459,9 +459,10 @@ static void norm_shape(const opcheck_case *c, char *buf, size_t cap) {
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise activations, straight from their definitions (quick_gelu x sigmoid(1.702 x), exact
-// GELU 0.5 x (1 + erf(x / sqrt 2)), SwiGLU silu(gate) * up).
+// GELU 0.5 x (1 + erf(x / sqrt 2)), its tanh approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715
+// x^3))), SwiGLU silu(gate) * up).
 
-enum { ACT_QUICK_GELU, ACT_GELU, ACT_SILU_MUL };
+enum { ACT_QUICK_GELU, ACT_GELU, ACT_GELU_TANH, ACT_SILU_MUL };
 
 typedef struct {
     int kind;
@@ -476,6 +477,7 @@ static void act_f(const void *ctx, double *y) {
         switch (a->kind) {
         case ACT_QUICK_GELU: y[i] = x / (1.0 + exp(-1.702 * x)); break;
         case ACT_GELU: y[i] = 0.5 * x * (1.0 + erf(x / sqrt(2.0))); break;
+        case ACT_GELU_TANH: y[i] = 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * pow(x, 3)))); break;
         default: y[i] = x / (1.0 + exp(-x)) * a->up[i]; break;
         }
     }
@@ -484,11 +486,13 @@ static void act_f(const void *ctx, double *y) {
 static int act_kind(int op) {
     return op == OPCHECK_QUICK_GELU_FORWARD || op == OPCHECK_QUICK_GELU_BACKWARD ? ACT_QUICK_GELU
            : op == OPCHECK_GELU_FORWARD || op == OPCHECK_GELU_BACKWARD           ? ACT_GELU
+           : op == OPCHECK_GELU_TANH_FORWARD                                     ? ACT_GELU_TANH
                                                                                  : ACT_SILU_MUL;
 }
 
 static int act_is_forward(int op) {
-    return op == OPCHECK_QUICK_GELU_FORWARD || op == OPCHECK_GELU_FORWARD || op == OPCHECK_SILU_MUL_FORWARD;
+    return op == OPCHECK_QUICK_GELU_FORWARD || op == OPCHECK_GELU_FORWARD || op == OPCHECK_GELU_TANH_FORWARD ||
+           op == OPCHECK_SILU_MUL_FORWARD;
 }
 
 static void act_layout(const opcheck_case *c, opcheck_data *d) {
@@ -528,6 +532,7 @@ static void act_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     case OPCHECK_QUICK_GELU_BACKWARD: o->quick_gelu_backward(be, p[0], p[1], p[2], n); break;
     case OPCHECK_GELU_FORWARD: o->gelu_forward(be, p[0], p[1], n); break;
     case OPCHECK_GELU_BACKWARD: o->gelu_backward(be, p[0], p[1], p[2], n); break;
+    case OPCHECK_GELU_TANH_FORWARD: o->gelu_tanh_forward(be, p[0], p[1], n); break;
     case OPCHECK_SILU_MUL_FORWARD: o->silu_mul_forward(be, p[0], p[1], p[2], n); break;
     default: o->silu_mul_backward(be, p[0], p[1], p[2], p[3], p[4], n); break;
     }
@@ -1492,6 +1497,15 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                                act_cost,
                                shape_rows_cols,
                                {{0, 1}, {-1, -1}}},
+    [OPCHECK_GELU_TANH_FORWARD] = {"gelu_tanh_forward",
+                                   LLAVA_OP_ELEMENTWISE,
+                                   act_layout,
+                                   act_prepare,
+                                   act_run,
+                                   act_ref,
+                                   act_cost,
+                                   shape_rows_cols,
+                                   {{0, 1}, {-1, -1}}},
     [OPCHECK_SILU_MUL_FORWARD] = {"silu_mul_forward",
                                   LLAVA_OP_ELEMENTWISE,
                                   act_layout,

@@ -129,6 +129,9 @@ struct llava_ops {
     void (*quick_gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
     void (*gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);  // exact: 0.5 x (1 + erf(x / sqrt 2))
     void (*gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
+    // tanh approximation (SigLIP's gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). Forward
+    // only: the towers that use it are frozen. NULL on a backend without it.
+    void (*gelu_tanh_forward)(llava_backend *be, void *out, const void *x, size_t n);
     // SwiGLU product: out = silu(gate) * up.
     void (*silu_mul_forward)(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
     void (*silu_mul_backward)(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,

@@ -43,6 +43,18 @@ void cpu_gelu_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
     }
 }
 
+// The tanh approximation, in fp64 and rounded once, as the exact form above.
+void cpu_gelu_tanh_forward(llava_backend *be, void *out_, const void *x_, size_t n) {
+    req_elementwise(be, "gelu_tanh_forward", n, "out x", out_, x_, NULL, NULL, NULL);
+    float *out = out_;    // (n)
+    const float *x = x_;  // (n)
+    const double k = sqrt(2.0 / M_PI);
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[i];
+        out[i] = (float)(0.5 * xi * (1.0 + tanh(k * (xi + 0.044715 * xi * xi * xi))));
+    }
+}
+
 // d/dx [x Phi(x)] = Phi(x) + x phi(x), Phi and phi the standard normal CDF and density.
 void cpu_gelu_backward(llava_backend *be, void *dx_, const void *dout_, const void *x_, size_t n) {
     req_elementwise(be, "gelu_backward", n, "dx dout x", dx_, dout_, x_, NULL, NULL);

@@ -35,6 +35,7 @@ static const llava_ops cpu_table = {
     .quick_gelu_forward = cpu_quick_gelu_forward,
     .quick_gelu_backward = cpu_quick_gelu_backward,
     .gelu_forward = cpu_gelu_forward,
+    .gelu_tanh_forward = cpu_gelu_tanh_forward,
     .gelu_backward = cpu_gelu_backward,
     .silu_mul_forward = cpu_silu_mul_forward,
     .silu_mul_backward = cpu_silu_mul_backward,

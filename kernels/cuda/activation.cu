@@ -1,7 +1,8 @@
-// Elementwise activations (CLIP's quick_gelu, the projector's exact GELU, LLaMA's SwiGLU product)
-// and the residual adds, forward and backward. bf16 in and out, fp32 arithmetic with the accurate
-// library functions (expf, erfcf: a few fp32 ulps), so the one visible error is the final rounding
-// to bf16, as on the CPU reference (which computes in fp64 and rounds to fp32).
+// Elementwise activations (CLIP's quick_gelu, the projector's exact GELU, SigLIP's tanh GELU, LLaMA's
+// SwiGLU product) and the residual adds, forward and backward (the tanh GELU forward only). bf16 in
+// and out, fp32 arithmetic with the accurate library functions (expf, erfcf: a few fp32 ulps), so the
+// one visible error is the final rounding to bf16, as on the CPU reference (which computes in fp64
+// and rounds to fp32).
 //
 // Launch shape: one thread per pack of 8 elements, 256 threads per block, ceil(n/8/256) blocks. A
 // pack moves as one 16-byte access when every pointer is 16-byte aligned; the last partial pack
@@ -58,6 +59,24 @@ __global__ void gelu_forward_kernel(uint16_t *out, const uint16_t *x, size_t n, 
     load8(x, i0, n, vec, xv);
 #pragma unroll
     for (int k = 0; k < 8; k++) o[k] = 0.5f * xv[k] * erfcf(-xv[k] * 0.70710678118654752f);
+    store8(out, i0, n, vec, o);
+}
+
+// ---- GELU's tanh approximation (SigLIP's gelu_pytorch_tanh): 0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x +
+// 0.044715 x^3), written as x sigmoid(2 u), the same function (1 + tanh(u) = 2 sigmoid(2 u)): for x below
+// about -3, 1 + tanhf(u) cancels to a few significant bits in fp32 while the sigmoid keeps full relative
+// precision (the erfc form above for the same reason). Forward only: the towers that use it are frozen.
+
+__global__ void gelu_tanh_forward_kernel(uint16_t *out, const uint16_t *x, size_t n, int vec) {
+    size_t i0 = pack_start();
+    if (i0 >= n) return;
+    float xv[8], o[8];
+    load8(x, i0, n, vec, xv);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        float u2 = 1.5957691216057308f * (xv[k] + 0.044715f * xv[k] * xv[k] * xv[k]);  // 2 sqrt(2 / pi) (...)
+        o[k] = xv[k] * sigmoidf_acc(u2);
+    }
     store8(out, i0, n, vec, o);
 }
 
@@ -162,6 +181,15 @@ extern "C" void cuda_gelu_forward(llava_backend *be, void *out, const void *x, s
     int vec = is_aligned16(out) && is_aligned16(x);
     gelu_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x, n,
                                                                              vec);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_gelu_tanh_forward(llava_backend *be, void *out, const void *x, size_t n) {
+    req_elementwise(be, "gelu_tanh_forward", n, "out x", out, x, NULL, NULL, NULL);
+    if (n == 0) return;
+    int vec = is_aligned16(out) && is_aligned16(x);
+    gelu_tanh_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x,
+                                                                                  n, vec);
     CUDA_CHECK_LAUNCH();
 }
 

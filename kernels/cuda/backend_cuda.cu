@@ -32,6 +32,7 @@ static void fill_table(llava_ops *t) {
     t->quick_gelu_forward = cuda_quick_gelu_forward;
     t->quick_gelu_backward = cuda_quick_gelu_backward;
     t->gelu_forward = cuda_gelu_forward;
+    t->gelu_tanh_forward = cuda_gelu_tanh_forward;
     t->gelu_backward = cuda_gelu_backward;
     t->silu_mul_forward = cuda_silu_mul_forward;
     t->silu_mul_backward = cuda_silu_mul_backward;

@@ -64,6 +64,7 @@ void cuda_rmsnorm_backward(llava_backend *be, void *dx, float *dw, const void *d
 void cuda_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
 void cuda_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cuda_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
+void cuda_gelu_tanh_forward(llava_backend *be, void *out, const void *x, size_t n);
 void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cuda_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
 void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
