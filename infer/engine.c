@@ -146,6 +146,10 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
         e->tmpl = e->tmpl_owned;
     }
     free(recorded);
+    if (e->m.cfg.vision.siglip)
+        return llava_fail(
+            "engine: a SigLIP vision tower: SigLIP's image processor is not implemented yet (the "
+            "engine prepares images as CLIPImageProcessor does)");
     if (o->aspect && strcmp(o->aspect, "pad") != 0 && strcmp(o->aspect, "square") != 0)
         return llava_fail("engine: aspect \"%s\" (pad or square)", o->aspect);
     const char *asp = o->aspect                             ? o->aspect

@@ -163,9 +163,10 @@ static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COU
     z[Z_M] = (int64_t)s->n_img * tpi;
     z[Z_MA] = z[Z_M] * (depth > 1 ? depth - 1 : 1);
     z[Z_MG] = z[Z_M] * (depth > 1 ? depth - 1 : 0);
-    z[Z_NSEL] = (int64_t)s->n_img * (np + (mc->glue.drop_cls ? 0 : 1));
+    int per_img = np + vision_has_cls(v);  // each image's rows in the tower
+    z[Z_NSEL] = (int64_t)s->n_img * (per_img - (mc->glue.drop_cls ? 1 : 0));
     z[Z_NIMG1] = (int64_t)s->n_img + 1;
-    z[Z_R] = (int64_t)s->n_img * (np + 1);
+    z[Z_R] = (int64_t)s->n_img * (np + vision_has_cls(v));
     z[Z_NP] = (int64_t)s->n_img * np;
     z[Z_PIX] = (int64_t)s->n_img * v->num_channels * v->image_size * v->image_size;
     z[Z_D] = t->hidden_size;

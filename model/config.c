@@ -42,6 +42,20 @@ void clip_vision_config_defaults(clip_vision_config *c) {
     c->layer_norm_eps = 1e-5f;
 }
 
+void siglip_vision_config_defaults(clip_vision_config *c) {
+    memset(c, 0, sizeof *c);
+    c->siglip = 1;
+    c->hidden_size = 768;
+    c->intermediate_size = 3072;
+    c->num_hidden_layers = 12;
+    c->num_attention_heads = 12;
+    c->num_channels = 3;
+    c->image_size = 224;
+    c->patch_size = 16;
+    strcpy(c->hidden_act, "gelu_pytorch_tanh");
+    c->layer_norm_eps = 1e-6f;
+}
+
 void clip_vision_config_llava_default(clip_vision_config *c) {
     clip_vision_config_defaults(c);
     c->intermediate_size = 4096;
@@ -311,9 +325,12 @@ static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
         if (!cJSON_IsObject(vc)) return llava_fail("%s: vision_config is not an object", where);
         char mt[32] = "clip_vision_model";
         TRY(json_str(vc, "model_type", mt, sizeof mt, where));
-        if (strcmp(mt, "clip_vision_model") != 0)
-            return llava_fail("%s: vision_config model_type \"%s\" is not supported (clip_vision_model)", where, mt);
-        clip_vision_config_defaults(&mc->vision);
+        if (strcmp(mt, "siglip_vision_model") == 0) siglip_vision_config_defaults(&mc->vision);
+        else if (strcmp(mt, "clip_vision_model") == 0) clip_vision_config_defaults(&mc->vision);
+        else
+            return llava_fail(
+                "%s: vision_config model_type \"%s\" is not supported (clip_vision_model, siglip_vision_model)", where,
+                mt);
         char *w = xasprintf("%s: vision_config", where);
         int rc = parse_clip_vision(vc, w, &mc->vision);
         free(w);
@@ -375,11 +392,21 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
         clip_vision_config_defaults(&out->vision);
         rc = parse_clip_vision(o, path, &out->vision);
         out->has_vision = 1;
+    } else if (strcmp(mt, "siglip") == 0 || strcmp(mt, "siglip_vision_model") == 0) {
+        // A SigLIP folder (SiglipModel: vision_config inside; or SiglipVisionModel), read as a vision tower.
+        out->kind = strcmp(mt, "siglip") == 0 ? HF_CLIP : HF_CLIP_VISION;
+        siglip_vision_config_defaults(&out->vision);
+        const cJSON *vc = cJSON_GetObjectItemCaseSensitive(o, "vision_config");
+        char *w = xasprintf("%s%s", path, vc && cJSON_IsObject(vc) ? ": vision_config" : "");
+        rc = parse_clip_vision(vc && cJSON_IsObject(vc) ? vc : o, w, &out->vision);
+        free(w);
+        out->has_vision = 1;
     } else if (!mt[0]) {
         rc = llava_fail("%s: no \"model_type\"", path);
     } else {
         rc = llava_fail(
-            "%s: model_type \"%s\" is not supported (llama, mistral, qwen2, clip, clip_vision_model, llava, "
+            "%s: model_type \"%s\" is not supported (llama, mistral, qwen2, clip, clip_vision_model, siglip, "
+            "siglip_vision_model, llava, "
             "llava_llama, llava_c)",
             path, mt);
     }
@@ -447,18 +474,23 @@ int llava_tokens_per_image(const model_config *mc) {
     if (g->keep_tokens > 0) return g->keep_tokens;
     if (g->pool_mode == POOL_AVERAGE || g->pool_mode == POOL_MAX) return s > 0 ? (G / s) * (G / s) : 0;
     if (g->pool_mode == POOL_BILINEAR) return s > 0 ? ((G + s - 1) / s) * ((G + s - 1) / s) : 0;
-    return G * G + (g->drop_cls ? 0 : 1);
+    // Each image's rows: the patches and, for CLIP, the class token first; "default" drops the first row (on a
+    // SigLIP tower, which has no class token, a patch: what transformers' Llava does with such a config).
+    return G * G + vision_has_cls(&mc->vision) - (g->drop_cls ? 1 : 0);
 }
 
 int llava_glue_check(const model_config *mc) {
     const llava_glue_config *g = &mc->glue;
     int G = mc->vision.patch_size ? mc->vision.image_size / mc->vision.patch_size : 0;
+    if (g->keep_tokens && !vision_has_cls(&mc->vision))
+        return llava_fail(
+            "mm_vision_keep_tokens ranks patches by the class token's attention: a SigLIP tower has none");
     if (g->pool_mode != POOL_NONE || g->keep_tokens) {
-        if (!g->drop_cls)
+        if (g->drop_cls != vision_has_cls(&mc->vision))
             return llava_fail(
-                "%s needs the patch grid: the CLS feature dropped (select feature patch / strategy "
-                "default)",
-                g->keep_tokens ? "mm_vision_keep_tokens" : "mm_spatial_pool_mode");
+                "%s needs the whole patch grid: %s", g->keep_tokens ? "mm_vision_keep_tokens" : "mm_spatial_pool_mode",
+                vision_has_cls(&mc->vision) ? "the CLS feature dropped (select feature patch / strategy default)"
+                                            : "every patch kept (strategy full: SigLIP has no class token to drop)");
         if (g->pool_mode != POOL_NONE && g->keep_tokens)
             return llava_fail("mm_spatial_pool_mode %s and mm_vision_keep_tokens %d: choose one reduction",
                               llava_pool_name(g->pool_mode), g->keep_tokens);

@@ -32,8 +32,10 @@ typedef struct {
     int sliding_window;   // Mistral: a key is seen by the queries within this many positions; 0: no window
 } llama_config;
 
-// CLIPVisionConfig.
+// CLIPVisionConfig, or SiglipVisionConfig (siglip = 1): SigLIP's tower has no class token and no pre-layernorm,
+// a bias on its patch embedding, position embeddings for the patches only, and GELU's tanh approximation.
 typedef struct {
+    int siglip;
     int hidden_size;
     int intermediate_size;
     int num_hidden_layers;
@@ -135,6 +137,10 @@ void llama_config_defaults(llama_config *c);
 void clip_vision_config_defaults(clip_vision_config *c);
 // LlavaConfig's vision config when none is given: CLIP ViT-L/14 at 336 px.
 void clip_vision_config_llava_default(clip_vision_config *c);
+// SiglipVisionConfig's defaults (transformers 4.46: siglip-base-patch16-224's shape).
+void siglip_vision_config_defaults(clip_vision_config *c);
+// 1 when the tower has a class token (CLIP), 0 for SigLIP.
+static inline int vision_has_cls(const clip_vision_config *c) { return !c->siglip; }
 
 // LLaVA-1.5's shapes without a file ("7b": Vicuna-7B, "13b": Vicuna-13B, each with CLIP ViT-L/14-336
 // and the 2-layer GELU projector), original-LLaVA layout: what the benchmarks build random models

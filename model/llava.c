@@ -48,8 +48,12 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
         return llava_fail("model config: a LLaVA model needs a vision tower, a projector and a language model");
     if (strcmp(c->text.hidden_act, "silu") != 0)
         return llava_fail("model config: language model hidden_act \"%s\" is not supported (silu)", c->text.hidden_act);
-    if (strcmp(c->vision.hidden_act, "quick_gelu") != 0)
-        return llava_fail("model config: vision hidden_act \"%s\" is not supported (quick_gelu)", c->vision.hidden_act);
+    const char *want_act = c->vision.siglip ? "gelu_pytorch_tanh" : "quick_gelu";
+    if (strcmp(c->vision.hidden_act, want_act) != 0)
+        return llava_fail("model config: %s vision hidden_act \"%s\" is not supported (%s)",
+                          c->vision.siglip ? "SigLIP" : "CLIP", c->vision.hidden_act, want_act);
+    if (c->vision.siglip && !be->ops->gelu_tanh_forward)
+        return llava_fail("model config: a SigLIP tower: the %s backend has no gelu_tanh_forward op", be->ops->name);
     if (c->text.has_rope_scaling && !c->text.rope_llama3)
         return llava_fail("model config: rope_scaling of a type other than llama3 is not supported");
     if (c->vision.num_channels != 3)
@@ -515,17 +519,25 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
     const clip_vision_config *vc = &m->cfg.vision;
     const llava_params *p = &m->pt.w;
     int Dv = vc->hidden_size, Iv = vc->intermediate_size, Hv = vc->num_attention_heads, Dh = Dv / Hv;
-    int Pz = vc->patch_size, G = b->img_h / Pz, N = G * G, R = b->n_img * (N + 1), K = 3 * Pz * Pz;
+    // An image's rows: CLIP's class token, then its N patches; SigLIP has the patches only.
+    int Pz = vc->patch_size, G = b->img_h / Pz, N = G * G, cls = vision_has_cls(vc), NR = N + cls, R = b->n_img * NR,
+        K = 3 * Pz * Pz;
     float eps = vc->layer_norm_eps;
     ops->stage(be, a->pix, b->pixels, sizeof(float) * (size_t)b->n_img * 3 * b->img_h * b->img_w);
     ops->patch_unfold(be, a->patches, a->pix, b->n_img, 3, b->img_h, b->img_w, Pz);  // (n_img*N, 3*P*P)
-    ops->linear_forward(be, a->pe, a->patches, P(m, p->patch_w), NULL, b->n_img * N, K, Dv);
+    ops->linear_forward(be, a->pe, a->patches, P(m, p->patch_w), P(m, p->patch_b), b->n_img * N, K, Dv);
     void *h = a->vh, *x = a->vx;  // (R, Dv) residual stream and scratch
-    ops->clip_embed(be, h, a->pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, N, Dv);
-    ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, eps);
-    ops->copy(be, BUF_ACT, h, x, (size_t)R * Dv);  // hidden_states[0] is the pre-layernorm output
+    if (cls) {
+        ops->clip_embed(be, h, a->pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, N, Dv);
+        ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, eps);
+        ops->copy(be, BUF_ACT, h, x, (size_t)R * Dv);  // hidden_states[0] is the pre-layernorm output
+    } else {  // SigLIP: hidden_states[0] is the patch embeddings plus the position embeddings
+        size_t img = (size_t)N * Dv * ops->act_bytes;
+        for (int i = 0; i < b->n_img; i++)
+            ops->add(be, (char *)h + i * img, (const char *)a->pe + i * img, P(m, p->pos_emb), (size_t)N * Dv);
+    }
     int32_t *cu_host = xmalloc(sizeof(int32_t) * (size_t)(b->n_img + 1));
-    for (int i = 0; i <= b->n_img; i++) cu_host[i] = i * (N + 1);  // each image attends within itself
+    for (int i = 0; i <= b->n_img; i++) cu_host[i] = i * NR;  // each image attends within itself
     ops->stage(be, a->vcu, cu_host, sizeof(int32_t) * (size_t)(b->n_img + 1));
     free(cu_host);
     float scale = 1.0f / sqrtf((float)Dh);
@@ -540,19 +552,20 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
         ops->add_inplace(be, h, x, (size_t)R * Dv);
         ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, eps);
         ops->linear_forward(be, a->vmid, x, P(m, c->fc1_w), P(m, c->fc1_b), R, Dv, Iv);
-        ops->quick_gelu_forward(be, a->vact, a->vmid, (size_t)R * Iv);
+        if (cls) ops->quick_gelu_forward(be, a->vact, a->vmid, (size_t)R * Iv);
+        else ops->gelu_tanh_forward(be, a->vact, a->vmid, (size_t)R * Iv);
         ops->linear_forward(be, x, a->vact, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
         ops->add_inplace(be, h, x, (size_t)R * Dv);
     }
     // Select the features: drop each image's CLS row unless the config keeps it; then reduce them.
     const llava_glue_config *g = &m->cfg.glue;
-    int tpi = m->tokens_per_image, nsel = N + (g->drop_cls ? 0 : 1), nrows = g->keep_tokens ? tpi : nsel;
+    int tpi = m->tokens_per_image, nsel = NR - (g->drop_cls ? 1 : 0), nrows = g->keep_tokens ? tpi : nsel;
     int32_t *rows_host = xmalloc(sizeof(int32_t) * (size_t)b->n_img * nrows);
     if (g->keep_tokens) {
         keep_rows(m, a, b->n_img, N, Hv, Dh, scale, rows_host);
     } else {
         for (int i = 0; i < b->n_img; i++)
-            for (int n = 0; n < nsel; n++) rows_host[i * nsel + n] = i * (N + 1) + n + (g->drop_cls ? 1 : 0);
+            for (int n = 0; n < nsel; n++) rows_host[i * nsel + n] = i * NR + n + (g->drop_cls ? 1 : 0);
     }
     ops->stage(be, a->vrows, rows_host, sizeof(int32_t) * (size_t)b->n_img * nrows);
     free(rows_host);

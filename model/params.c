@@ -56,6 +56,8 @@ enum {
     IF_QKV_BIAS,  // q, k, v biases: attention_bias, or Qwen2's (whose o_proj has none)
     IF_MLP_BIAS,
     IF_PROJ_BIAS,
+    IF_CLIP,    // CLIP's tower only: the class token and the pre-layernorm
+    IF_SIGLIP,  // SigLIP's only: the patch embedding's bias
     IF_UNTIED,
     IF_LORA_Q,                               // IF_LORA_Q + LORA_x: the module is adapted
     IF_DORA_Q = IF_LORA_Q + LORA_N_TARGETS,  // IF_DORA_Q + LORA_x: the module is adapted with DoRA
@@ -76,11 +78,12 @@ typedef struct {
 
 // In checkpoint order, which fixes each view's place in its group's flat buffer.
 static const view_spec VISION_EMBED[] = {
-    {"vision.embeddings.class_embedding", TOP(cls), {D_DV}, ALWAYS},
+    {"vision.embeddings.class_embedding", TOP(cls), {D_DV}, IF_CLIP},
     {"vision.embeddings.patch_embedding.weight", TOP(patch_w), {D_DV, D_CIN, D_PATCH, D_PATCH}, ALWAYS},
+    {"vision.embeddings.patch_embedding.bias", TOP(patch_b), {D_DV}, IF_SIGLIP},
     {"vision.embeddings.position_embedding.weight", TOP(pos_emb), {D_NPOS, D_DV}, ALWAYS},
-    {"vision.pre_layrnorm.weight", TOP(pre_w), {D_DV}, ALWAYS},
-    {"vision.pre_layrnorm.bias", TOP(pre_b), {D_DV}, ALWAYS},
+    {"vision.pre_layrnorm.weight", TOP(pre_w), {D_DV}, IF_CLIP},
+    {"vision.pre_layrnorm.bias", TOP(pre_b), {D_DV}, IF_CLIP},
 };
 static const view_spec CLIP_LAYER[] = {
     {"layer_norm1.weight", CL(ln1_w), {D_DV}, ALWAYS},
@@ -150,6 +153,8 @@ static int spec_exists(const view_spec *s, const model_config *mc) {
     case IF_QKV_BIAS: return mc->text.attention_bias || mc->text.qkv_bias;
     case IF_MLP_BIAS: return mc->text.mlp_bias;
     case IF_PROJ_BIAS: return mc->glue.projector_bias;
+    case IF_CLIP: return !mc->vision.siglip;
+    case IF_SIGLIP: return mc->vision.siglip;
     case IF_UNTIED: return !mc->text.tie_word_embeddings;
     }
     if (s->when >= IF_DORA_Q) return mc->lora.r > 0 && mc->lora.dora && (mc->lora.targets >> (s->when - IF_DORA_Q) & 1);
@@ -288,7 +293,7 @@ int param_table_build(const model_config *mc, param_table *pt) {
               .iv = vc->intermediate_size,
               .cin = vc->num_channels,
               .patch = vc->patch_size,
-              .npos = grid * grid + 1,
+              .npos = grid * grid + vision_has_cls(vc),
               .dt = tc->hidden_size,
               .it = tc->intermediate_size,
               .qd = (int64_t)tc->num_attention_heads * tc->head_dim,

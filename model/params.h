@@ -61,7 +61,8 @@ static inline const param_view *lm_linear_weight(const lm_layer_params *c, int m
 typedef struct {
     // vision tower: embeddings, pre-layernorm, every layer of the checkpoint (those past the feature
     // layer are views with used = 0), post-layernorm
-    const param_view *patch_w, *cls, *pos_emb, *pre_w, *pre_b, *post_w, *post_b;
+    const param_view *patch_w, *patch_b, *cls, *pos_emb, *pre_w, *pre_b, *post_w, *post_b;  // SigLIP: patch_b, no
+                                                                                            // cls, pre_w, pre_b
     clip_layer_params *clip;
     int n_clip;
     // projector: linear_1 .. linear_<n_proj> (weight, bias); none for the identity

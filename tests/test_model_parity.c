@@ -292,6 +292,11 @@ int main(void) {
     // pruning (7 of 25).
     const char *variants[] = {"abl_mlp3x", "abl_identity", "abl_avgpool", "abl_maxpool", "abl_bilinear", "abl_prune"};
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) parity(variants[i]);
+    // A SigLIP tower (tools/reference/make_siglip_goldens.py): no class token, no pre-layernorm, a biased patch
+    // embedding, GELU's tanh form; "full" at the last layer (llava-onevision's configs), and "default" at -2, where
+    // transformers' Llava drops the first patch although SigLIP has no class token.
+    parity("siglip_full");
+    parity("siglip_default");
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);
     printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");
@@ -301,5 +306,6 @@ int main(void) {
     export_roundtrip("tinyllama3");
     export_roundtrip("tinymistral");
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) export_roundtrip(variants[i]);
+    export_roundtrip("siglip_full");
     return check_done();
 }

@@ -75,7 +75,8 @@ static int model_config_of(const run_settings *s, model_config *out) {
     g->pool_stride = ms->pool_stride;
     g->keep_tokens = ms->keep_tokens;
     g->vision_feature_layer = ms->vision_select_layer;
-    g->drop_cls = ms->drop_cls;
+    g->drop_cls =
+        ms->drop_cls && vision_has_cls(&out->vision);  // "patch" on a SigLIP tower: every patch (no class token)
     g->image_seq_length = llava_tokens_per_image(out);
     g->pad_token_id = -1;
     int n_hidden = out->vision.num_hidden_layers + 1;
@@ -90,6 +91,10 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     const model_settings *ms = &s->model;
     model_config mc;
     if (train_model_config(s, &mc) != 0) return -1;
+    if (mc.vision.siglip)  // the data pipeline prepares images as CLIPImageProcessor does
+        return llava_fail(
+            "a SigLIP vision tower: SigLIP's image processor (resize to S x S, mean and std 0.5) is not implemented "
+            "yet, so training would feed it CLIP-normalised images; the model itself runs (llava forward)");
     if (llava_model_create(m, &mc, be) != 0) return -1;
     m->load_opts.ignore_unexpected = ms->ignore_unexpected_weights;
     const int ALL = (1 << N_GROUPS) - 1, PROJ = 1 << GROUP_PROJECTOR;

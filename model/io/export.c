@@ -92,7 +92,7 @@ static cJSON *text_config_json(const llama_config *t, int vocab) {
 
 static cJSON *vision_config_json(const clip_vision_config *v) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "model_type", "clip_vision_model");
+    cJSON_AddStringToObject(j, "model_type", v->siglip ? "siglip_vision_model" : "clip_vision_model");
     cJSON_AddNumberToObject(j, "hidden_size", v->hidden_size);
     cJSON_AddNumberToObject(j, "intermediate_size", v->intermediate_size);
     cJSON_AddNumberToObject(j, "num_hidden_layers", v->num_hidden_layers);
@@ -100,7 +100,7 @@ static cJSON *vision_config_json(const clip_vision_config *v) {
     cJSON_AddNumberToObject(j, "num_channels", v->num_channels);
     cJSON_AddNumberToObject(j, "image_size", v->image_size);
     cJSON_AddNumberToObject(j, "patch_size", v->patch_size);
-    cJSON_AddNumberToObject(j, "projection_dim", v->projection_dim);
+    if (!v->siglip) cJSON_AddNumberToObject(j, "projection_dim", v->projection_dim);
     cJSON_AddStringToObject(j, "hidden_act", v->hidden_act);
     cJSON_AddNumberToObject(j, "layer_norm_eps", v->layer_norm_eps);
     return j;
@@ -561,6 +561,8 @@ char *export_recorded_template(const char *dir) {
 
 int export_llava_hf_processor(const llava_model *m, const char *dir, const export_processor_options *o) {
     if (!o || !o->tokenizer) return llava_fail("export: the processor files need the run's tokenizer.model");
+    if (m->cfg.vision.siglip)
+        return llava_fail("export: the processor files of a SigLIP tower (SiglipImageProcessor) are not written yet");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int image_id, pad_id, V_out;

@@ -33,11 +33,10 @@ static void print_config(FILE *out, const model_config *mc) {
     }
     if (mc->has_vision) {
         const clip_vision_config *v = &mc->vision;
-        fprintf(out,
-                "vision tower: clip%s, image %d, patch %d, hidden %d, layers %d, heads %d, mlp %d, act %s, eps %g\n",
-                mc->vision_from_name ? " (shape from the tower's name)" : "", v->image_size, v->patch_size,
-                v->hidden_size, v->num_hidden_layers, v->num_attention_heads, v->intermediate_size, v->hidden_act,
-                (double)v->layer_norm_eps);
+        fprintf(out, "vision tower: %s%s, image %d, patch %d, hidden %d, layers %d, heads %d, mlp %d, act %s, eps %g\n",
+                v->siglip ? "siglip" : "clip", mc->vision_from_name ? " (shape from the tower's name)" : "",
+                v->image_size, v->patch_size, v->hidden_size, v->num_hidden_layers, v->num_attention_heads,
+                v->intermediate_size, v->hidden_act, (double)v->layer_norm_eps);
     } else if (mc->has_projector) {
         fprintf(out, "vision tower: \"%s\" (shape unknown without its folder)\n", mc->vision_tower_name);
     }

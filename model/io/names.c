@@ -52,7 +52,7 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
     if (ends(ext, ".inv_freq") || ends(ext, ".position_ids")) return NAME_IGNORED;
     // CLIPModel's text tower and heads: LLaVA uses the vision tower alone.
     if (starts(ext, "text_model.") || starts(ext, "visual_projection.") || starts(ext, "text_projection.") ||
-        strcmp(ext, "logit_scale") == 0) {
+        strcmp(ext, "logit_scale") == 0 || strcmp(ext, "logit_bias") == 0) {
         if (layout) *layout = LAYOUT_CLIP;
         return NAME_IGNORED;
     }
@@ -82,6 +82,10 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
         if (!starts(ext, RULES[i].ext)) continue;
         const char *rest = ext + strlen(RULES[i].ext);
         if (!rest[0]) return NAME_UNKNOWN;
+        if (strcmp(RULES[i].internal, "vision.") == 0 && starts(rest, "head.")) {  // SigLIP's pooling head: unused
+            if (layout) *layout = RULES[i].layout;
+            return NAME_IGNORED;
+        }
         int k = 0, used = 0;
         if (strcmp(RULES[i].internal, "projector.") == 0 &&
             !(sscanf(rest, "linear_%d.%n", &k, &used) == 1 && used > 0 && k >= 1 && k <= PROJ_MAX_DEPTH))
