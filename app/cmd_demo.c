@@ -10,6 +10,7 @@
 
 static const char USAGE[] =
     "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda] [--lm llama|llama3|qwen2|mistral]\n"
+    "                  [--vision clip|siglip]\n"
     "\n"
     "The whole recipe in miniature, nothing downloaded: writes a world of coloured shapes (images, captions,\n"
     "questions), a tokenizer and random LM and CLIP models, trains stage 1 (projector) and stage 2 (projector +\n"
@@ -23,10 +24,12 @@ static const char USAGE[] =
     "  --device DEV    cpu or cuda (default: cpu; cuda without a GPU exits 77, skipped)\n"
     "  --lm FAMILY     the language model's architecture, at the demo's size: llama (default, vicuna's), llama3\n"
     "                  (rope theta 500000 with Llama-3.1's rope scaling, grouped queries), qwen2 (q/k/v biases,\n"
-    "                  grouped queries, tied head) or mistral (grouped queries, a sliding window of 64; cpu)\n";
+    "                  grouped queries, tied head) or mistral (grouped queries, a sliding window of 64)\n"
+    "  --vision TOWER  clip (default) or siglip: a SigLIP-shaped tower (no class token, GELU's tanh form) with\n"
+    "                  SigLIP's image processor (resize to S x S, mean and std 0.5)\n";
 
 int cmd_demo(int argc, char **argv) {
-    static const char *const FLAGS[] = {"--out", "--fast", "--check", "--device", "--lm", "--help"};
+    static const char *const FLAGS[] = {"--out", "--fast", "--check", "--device", "--lm", "--vision", "--help"};
     demo_options o = {.out_dir = "demo-run"};
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -37,10 +40,15 @@ int cmd_demo(int argc, char **argv) {
         else if (strcmp(argv[i], "--check") == 0) o.check = 1;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else if (strcmp(argv[i], "--lm") == 0 && i + 1 < argc) o.lm = argv[++i];
+        else if (strcmp(argv[i], "--vision") == 0 && i + 1 < argc) o.vision = argv[++i];
         else return args_unknown("demo", argv[i], FLAGS, ARGS_COUNT(FLAGS));
     }
     if (o.lm && strcmp(o.lm, "llama") && strcmp(o.lm, "llama3") && strcmp(o.lm, "qwen2") && strcmp(o.lm, "mistral")) {
         fprintf(stderr, "llava demo: --lm %s: llama, llama3, qwen2 or mistral\n", o.lm);
+        return 2;
+    }
+    if (o.vision && strcmp(o.vision, "clip") && strcmp(o.vision, "siglip")) {
+        fprintf(stderr, "llava demo: --vision %s: clip or siglip\n", o.vision);
         return 2;
     }
     char why[256];

@@ -493,7 +493,14 @@ static int lm_family_keys(const char *lm, const char **head, const char **shape)
 
 int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
                        const char *lm_family) {
+    return demo_make_world_ex(out, n_train, n_eval, stage2_epochs, qtypes, device, lm_family, NULL);
+}
+
+int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
+                       const char *lm_family, const char *vision) {
     const int S = DEMO_IMAGE_SIZE, PATCH = 8;
+    int siglip = vision && !strcmp(vision, "siglip");
+    if (vision && !siglip && strcmp(vision, "clip")) return llava_fail("demo: --vision %s: clip or siglip", vision);
     const char *head, *shape;
     if (lm_family_keys(lm_family, &head, &shape) != 0)
         return llava_fail("demo: --lm %s: llama, llama3, qwen2 or mistral", lm_family);
@@ -516,11 +523,13 @@ int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epoc
              "\"max_position_embeddings\": 256, "
              "\"rms_norm_eps\": 1e-5, \"pad_token_id\": 0}",
              head, V, shape);
+    // A SigLIP tower: no class token, GELU's tanh form, its own image processor (the loader and the engine follow the
+    // model's config); "patch" features are then every patch.
     snprintf(clip_cfg, sizeof clip_cfg,
-             "{\"model_type\": \"clip_vision_model\", \"hidden_size\": 64, \"intermediate_size\": 128, "
+             "{\"model_type\": \"%s\", \"hidden_size\": 64, \"intermediate_size\": 128, "
              "\"num_hidden_layers\": 2, "
              "\"num_attention_heads\": 2, \"image_size\": %d, \"patch_size\": %d}",
-             S, PATCH);
+             siglip ? "siglip_vision_model" : "clip_vision_model", S, PATCH);
     if (rc == 0) rc = write_random_model(lm, lm_cfg, LAYOUT_LLAMA, 0.02f, 21);
     if (rc == 0) rc = write_random_model(clip, clip_cfg, LAYOUT_CLIP, 0.05f, 22);
     // The two stages, with presets written like the LLaVA-1.5 ones. Qwen2's template supervises ChatML's markers and
@@ -579,7 +588,7 @@ int demo_run(const demo_options *o) {
         free(qtypes);
         return llava_fail("demo: --device %s: %s", device, why);
     }
-    int rc = demo_make_world_lm(out, n_train, n_eval, 4, qtypes, device, o->lm);
+    int rc = demo_make_world_ex(out, n_train, n_eval, 4, qtypes, device, o->lm, o->vision);
     char *data = path_join(out, "data"), *tok = demo_tokenizer_path(out, o->lm);
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck2 = path_join(out, "checkpoints/stage2");

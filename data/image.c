@@ -390,10 +390,14 @@ int image_shortest_edge_size(int w, int h, int size, int *out_w, int *out_h) {
 }
 
 void image_normalize(const uint8_t *u8, int w, int h, float *out_chw) {
+    image_normalize_proc(u8, w, h, IMAGE_PROC_CLIP, out_chw);
+}
+
+void image_normalize_proc(const uint8_t *u8, int w, int h, image_processor proc, float *out_chw) {
     float mean[3], stdv[3];
     for (int c = 0; c < 3; c++) {
-        mean[c] = (float)IMAGE_CLIP_MEAN[c];  // np.array(mean, dtype=float32): double -> float
-        stdv[c] = (float)IMAGE_CLIP_STD[c];
+        mean[c] = proc == IMAGE_PROC_SIGLIP ? 0.5f : (float)IMAGE_CLIP_MEAN[c];  // np.array(mean, float32)
+        stdv[c] = proc == IMAGE_PROC_SIGLIP ? 0.5f : (float)IMAGE_CLIP_STD[c];
     }
     const double scale = 1.0 / 255.0;  // rescale_factor 0.00392156862745098
     float lut[3][256];
@@ -408,6 +412,11 @@ void image_normalize(const uint8_t *u8, int w, int h, float *out_chw) {
 }
 
 int image_preprocess(const image_u8 *in, int size, image_aspect mode, uint8_t *out_u8, float *out_chw) {
+    return image_preprocess_proc(in, size, mode, IMAGE_PROC_CLIP, out_u8, out_chw);
+}
+
+int image_preprocess_proc(const image_u8 *in, int size, image_aspect mode, image_processor proc, uint8_t *out_u8,
+                          float *out_chw) {
     if (size <= 0 || size > 16384) return llava_fail("image: bad output size %d", size);
     if (!in || in->w <= 0 || in->h <= 0 || !in->rgb) return llava_fail("image: zero-size image");
     canvas cv = {in, in->w, in->h, 0, 0, {0, 0, 0}};
@@ -420,14 +429,19 @@ int image_preprocess(const image_u8 *in, int size, image_aspect mode, uint8_t *o
         cv.cw = cv.ch = side;
         cv.ox = in->w > in->h ? 0 : (in->h - in->w) / 2;
         cv.oy = in->w > in->h ? (in->w - in->h) / 2 : 0;
-        for (int c = 0; c < 3; c++) cv.bg[c] = IMAGE_PAD_RGB[c];
+        for (int c = 0; c < 3; c++) cv.bg[c] = proc == IMAGE_PROC_SIGLIP ? 127 : IMAGE_PAD_RGB[c];
+    }
+    image_u8 out = {size, size, out_u8};
+    if (proc == IMAGE_PROC_SIGLIP) {  // both sides to S: the aspect is not kept, nothing is cropped
+        if (resize_canvas(&cv, size, size, 0, 0, &out) != 0) return -1;
+        if (out_chw) image_normalize_proc(out_u8, size, size, proc, out_chw);
+        return 0;
     }
     int fw = 0, fh = 0;
     if (image_shortest_edge_size(cv.cw, cv.ch, size, &fw, &fh) != 0) return -1;
     // transformers' center_crop: top = (H - S) // 2, left = (W - S) // 2. The resized image is never
     // smaller than S x S here (its short side is S), so the padding branch of center_crop is not taken.
     int top = (fh - size) / 2, left = (fw - size) / 2;
-    image_u8 out = {size, size, out_u8};
     if (resize_canvas(&cv, fw, fh, left, top, &out) != 0) return -1;
     if (out_chw) image_normalize(out_u8, size, size, out_chw);
     return 0;

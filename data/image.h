@@ -22,6 +22,11 @@ typedef struct {
 } image_u8;
 
 typedef enum { IMAGE_ASPECT_SQUARE = 0, IMAGE_ASPECT_PAD = 1 } image_aspect;
+// Which image processor prepares pixels for the tower: CLIPImageProcessor (resize the shortest side to S, centre
+// crop S x S, CLIP's mean and std; pad colour (122,116,104)), or SiglipImageProcessor as google/siglip-so400m-
+// patch14-384 configures it (resize both sides to S, no crop, mean and std 0.5; LLaVA-NeXT's pad colour
+// int(0.5 * 255) = 127). Both resize with Pillow's bicubic and rescale by 1/255 the same way.
+typedef enum { IMAGE_PROC_CLIP = 0, IMAGE_PROC_SIGLIP = 1 } image_processor;
 typedef enum { IMAGE_FMT_UNKNOWN = 0, IMAGE_FMT_JPEG, IMAGE_FMT_PNG, IMAGE_FMT_GIF } image_format;
 
 // Pillow's Image.MAX_IMAGE_PIXELS is 89,478,485; Image.open raises DecompressionBombError above twice
@@ -82,6 +87,11 @@ int image_shortest_edge_size(int w, int h, int size, int *out_w, int *out_h);
 // out_u8 receives S*S*3 bytes (HWC, after resize and crop), out_chw (may be NULL) 3*S*S floats
 // normalised as CLIPImageProcessor does in float32.
 int image_preprocess(const image_u8 *in, int size, image_aspect mode, uint8_t *out_u8, float *out_chw);
+// The same with another processor (image_preprocess is IMAGE_PROC_CLIP's).
+int image_preprocess_proc(const image_u8 *in, int size, image_aspect mode, image_processor proc, uint8_t *out_u8,
+                          float *out_chw);
+// Rescale and normalise S x S pixels_u8 (HWC) into CHW floats as the processor does.
+void image_normalize_proc(const uint8_t *u8, int w, int h, image_processor proc, float *out_chw);
 
 // rescale (u8 * (1/255) in double, cast to float32) then (x - mean) / std in float32, HWC u8 -> CHW.
 void image_normalize(const uint8_t *u8, int w, int h, float *out_chw);

@@ -77,12 +77,12 @@ static void run_job(loader *l, slot *s, int k) {
         int rc = dataset_read_pixels(ds, i, u8);
         if (rc != 0) err = xstrdup(llava_errmsg());
         pthread_mutex_unlock(&l->h5);
-        if (!err) image_normalize(u8, S, S, px);
+        if (!err) image_normalize(u8, S, S, px);  // prep stores CLIP's pixels (a SigLIP run is refused them)
     } else {
         const char *folder = l->c.image_folder ? l->c.image_folder : (ds->image_folder ? ds->image_folder : ".");
         char *path = path_join(folder, ds->image_paths[i]);
         image_u8 im = {0};
-        if (image_load_file(path, &im) != 0 || image_preprocess(&im, S, l->c.aspect, u8, px) != 0)
+        if (image_load_file(path, &im) != 0 || image_preprocess_proc(&im, S, l->c.aspect, l->c.proc, u8, px) != 0)
             err = xstrdup(llava_errmsg());
         image_free(&im);
         free(path);
@@ -171,6 +171,12 @@ loader *loader_create(const loader_config *c, loader_pos start) {
     if (c->batch <= 0 || c->world <= 0 || c->accum <= 0 || c->rank < 0 || c->rank >= c->world ||
         c->tokens_per_image <= 0 || c->image_size <= 0) {
         llava_fail("loader: bad batch, world, rank, accumulation, tokens per image or image size");
+        return NULL;
+    }
+    if (c->ds->pixel_index && c->proc != IMAGE_PROC_CLIP) {
+        llava_fail(
+            "loader: the dataset stores CLIPImageProcessor's pixels (llava prep --store-pixels); a SigLIP "
+            "tower needs its own: prepare without --store-pixels, and the loader reads the images");
         return NULL;
     }
     if (c->ds->pixel_index && c->ds->image_size != c->image_size) {

@@ -29,6 +29,7 @@ typedef struct {
     int tokens_per_image;      // image features spliced in per image (576 for CLIP-L/336)
     int image_size;            // side of the square input (336)
     image_aspect aspect;       // square (stage 1) or pad (stage 2)
+    image_processor proc;      // the tower's image processor (CLIP's, or SigLIP's)
     const char *image_folder;  // images' paths are relative to it (NULL: the dataset's)
     int max_len_after_splice;  // > 0: truncate each sequence after the image is spliced in (LLaVA HEAD)
     int token_budget;          // > 0: split a micro-batch into chunks of at most this many tokens

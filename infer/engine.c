@@ -146,10 +146,6 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
         e->tmpl = e->tmpl_owned;
     }
     free(recorded);
-    if (e->m.cfg.vision.siglip)
-        return llava_fail(
-            "engine: a SigLIP vision tower: SigLIP's image processor is not implemented yet (the "
-            "engine prepares images as CLIPImageProcessor does)");
     if (o->aspect && strcmp(o->aspect, "pad") != 0 && strcmp(o->aspect, "square") != 0)
         return llava_fail("engine: aspect \"%s\" (pad or square)", o->aspect);
     const char *asp = o->aspect                             ? o->aspect
@@ -564,8 +560,9 @@ int engine_chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out,
     size_t plane = 3 * (size_t)S * (size_t)S;
     float *pix = c->n_images ? xmalloc(sizeof(float) * plane * (size_t)c->n_images) : NULL;
     uint8_t *u8 = c->n_images ? xmalloc(plane) : NULL;
+    image_processor proc = e->m.cfg.vision.siglip ? IMAGE_PROC_SIGLIP : IMAGE_PROC_CLIP;
     for (int i = 0; i < c->n_images; i++)
-        if (image_preprocess(&c->images[i], S, e->aspect, u8, pix + plane * (size_t)i) != 0) {
+        if (image_preprocess_proc(&c->images[i], S, e->aspect, proc, u8, pix + plane * (size_t)i) != 0) {
             free(u8);
             free(pix);
             free(ids);

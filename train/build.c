@@ -91,10 +91,6 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     const model_settings *ms = &s->model;
     model_config mc;
     if (train_model_config(s, &mc) != 0) return -1;
-    if (mc.vision.siglip)  // the data pipeline prepares images as CLIPImageProcessor does
-        return llava_fail(
-            "a SigLIP vision tower: SigLIP's image processor (resize to S x S, mean and std 0.5) is not implemented "
-            "yet, so training would feed it CLIP-normalised images; the model itself runs (llava forward)");
     if (llava_model_create(m, &mc, be) != 0) return -1;
     m->load_opts.ignore_unexpected = ms->ignore_unexpected_weights;
     const int ALL = (1 << N_GROUPS) - 1, PROJ = 1 << GROUP_PROJECTOR;

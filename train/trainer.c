@@ -273,6 +273,7 @@ static loader_config loader_settings(const trainer *t) {
                         .tokens_per_image = t->m.tokens_per_image,
                         .image_size = t->m.cfg.vision.image_size,
                         .aspect = d->aspect,
+                        .proc = t->m.cfg.vision.siglip ? IMAGE_PROC_SIGLIP : IMAGE_PROC_CLIP,
                         .image_folder = d->image_folder,
                         .max_len_after_splice = d->truncate_after_splice ? d->model_max_length : 0,
                         .token_budget = d->token_budget,

@@ -330,33 +330,46 @@ static int export_processor_files(const llava_model *m, const char *dir, const c
     int rc = 0;
     // preprocessor_config.json: LLaVA-1.5's CLIPImageProcessor (openai/clip-vit-large-patch14-336's), at
     // the tower's image size. It crops; LLaVA-1.5's pad mode pads to a square first (docs/export.md).
-    int S = c->vision.image_size;
-    static const double mean[3] = {0.48145466, 0.4578275, 0.40821073}, std[3] = {0.26862954, 0.26130258, 0.27577711};
+    // A SigLIP tower's: SiglipImageProcessor as google/siglip-so400m-patch14-384 configures it (both sides resized
+    // to S, no crop, mean and std 0.5).
+    int S = c->vision.image_size, siglip = c->vision.siglip;
+    static const double clip_mean[3] = {0.48145466, 0.4578275, 0.40821073},
+                        clip_std[3] = {0.26862954, 0.26130258, 0.27577711}, half[3] = {0.5, 0.5, 0.5};
+    const double *mean = siglip ? half : clip_mean, *std = siglip ? half : clip_std;
     cJSON *pp = cJSON_CreateObject();
-    cJSON *crop = cJSON_AddObjectToObject(pp, "crop_size");
-    cJSON_AddNumberToObject(crop, "height", S);
-    cJSON_AddNumberToObject(crop, "width", S);
-    cJSON_AddBoolToObject(pp, "do_center_crop", 1);
+    if (!siglip) {
+        cJSON *crop = cJSON_AddObjectToObject(pp, "crop_size");
+        cJSON_AddNumberToObject(crop, "height", S);
+        cJSON_AddNumberToObject(crop, "width", S);
+        cJSON_AddBoolToObject(pp, "do_center_crop", 1);
+    }
     cJSON_AddBoolToObject(pp, "do_convert_rgb", 1);
     cJSON_AddBoolToObject(pp, "do_normalize", 1);
     cJSON_AddBoolToObject(pp, "do_rescale", 1);
     cJSON_AddBoolToObject(pp, "do_resize", 1);
     cJSON_AddItemToObject(pp, "image_mean", number_array(mean, 3));
-    cJSON_AddStringToObject(pp, "image_processor_type", "CLIPImageProcessor");
+    cJSON_AddStringToObject(pp, "image_processor_type", siglip ? "SiglipImageProcessor" : "CLIPImageProcessor");
     cJSON_AddItemToObject(pp, "image_std", number_array(std, 3));
     cJSON_AddStringToObject(pp, "processor_class", "LlavaProcessor");
     cJSON_AddNumberToObject(pp, "resample", 3);  // PIL's BICUBIC
     cJSON_AddNumberToObject(pp, "rescale_factor", 1.0 / 255.0);
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(pp, "size"), "shortest_edge", S);
+    cJSON *size = cJSON_AddObjectToObject(pp, "size");
+    if (siglip) {
+        cJSON_AddNumberToObject(size, "height", S);
+        cJSON_AddNumberToObject(size, "width", S);
+    } else {
+        cJSON_AddNumberToObject(size, "shortest_edge", S);
+    }
     if (rc == 0) rc = write_json(dir, "preprocessor_config.json", pp);
     else cJSON_Delete(pp);
 
     // processor_config.json: how LlavaProcessor expands "<image>" (one token per visual feature):
     // (S / patch)^2 + num_additional_image_tokens, less one under "default" (CLS dropped). transformers
-    // 4.46 adds the 1 itself and reports the key as unused; 4.47 and later read it.
+    // 4.46 adds the 1 itself and reports the key as unused; 4.47 and later read it (0 for SigLIP, which has no
+    // class token: 4.46's processor counts one token too many for it).
     cJSON *pc = cJSON_CreateObject();
     cJSON_AddStringToObject(pc, "image_token", "<image>");
-    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", 1);
+    cJSON_AddNumberToObject(pc, "num_additional_image_tokens", vision_has_cls(&c->vision));
     cJSON_AddNumberToObject(pc, "patch_size", c->vision.patch_size);
     cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
     cJSON_AddStringToObject(pc, "vision_feature_select_strategy", c->glue.drop_cls ? "default" : "full");
@@ -561,8 +574,6 @@ char *export_recorded_template(const char *dir) {
 
 int export_llava_hf_processor(const llava_model *m, const char *dir, const export_processor_options *o) {
     if (!o || !o->tokenizer) return llava_fail("export: the processor files need the run's tokenizer.model");
-    if (m->cfg.vision.siglip)
-        return llava_fail("export: the processor files of a SigLIP tower (SiglipImageProcessor) are not written yet");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int image_id, pad_id, V_out;
