@@ -1,4 +1,5 @@
-"""Goldens for data/image.c: Pillow decoding and CLIPImageProcessor preprocessing, as LLaVA-1.5 runs them.
+"""Goldens for data/image.c: Pillow decoding and CLIPImageProcessor preprocessing, as LLaVA-1.5 runs them,
+and SiglipImageProcessor preprocessing, as LLaVA-NeXT runs it for a SigLIP tower.
 
 LLaVA-1.5 (llava/train/train.py) does, per image:
     image = Image.open(path).convert('RGB')
@@ -20,17 +21,42 @@ runs exactly that with pinned versions (tools/reference/requirements-image.txt) 
   tests/data/images/golden/pixel_values.safetensors
                                    CLIPImageProcessor's pixel_values (F32) at sampled positions, S=336
   tests/fuzz/corpus/image/         small seeds for the fuzz target
+  tests/data/images/golden/siglip/ the same for SiglipImageProcessor (below): 32/ (every fixture, both modes),
+                                   384/ (a subset), manifest.tsv (CRC-32 of pixels_u8 at S=384 of every
+                                   decodable fixture and of the two procedural images, both modes) and
+                                   pixel_values.safetensors (sampled pixel_values at S=384 for the CLIP
+                                   samples' fixtures, same draws; rescale_normalize.lut: the F32 value of each
+                                   u8, by the processor's own rescale and normalize)
 
 pixels_u8 is the uint8 image the processor holds after its resize and center_crop (the same calls with the
 same arguments that preprocess makes); the script checks that rescale + normalize of it reproduces the
 processor's pixel_values bit for bit.
 
+SigLIP (LLaVA-NeXT / LLaVA-OneVision with a SigLIP tower; --siglip writes only these, from the committed
+fixtures and manifest, nothing fetched): the same three lines with transformers' SiglipImageProcessor configured
+as google/siglip-so400m-patch14-384's published preprocessor_config.json (SIGLIP_PREPROCESSOR_CONFIG): do_resize
+true, size {"height": 384, "width": 384}, resample 3 (BICUBIC), do_rescale true, rescale_factor 1/255
+(0.00392156862745098), do_normalize true, image_mean [0.5, 0.5, 0.5], image_std [0.5, 0.5, 0.5]; S is the size
+(32 or 384). So pad fills with int(0.5 * 255) = (127, 127, 127). In 4.46.3 preprocess is:
+  - resize: image_transforms.resize to (S, S): the array goes back to a PIL image and Pillow's
+    Image.resize((S, S), BICUBIC, reducing_gap=None) runs once on the whole image; both sides go to S, the
+    aspect is not kept and nothing is cropped (the script checks it equals img.resize((S, S), BICUBIC));
+  - rescale: (u8 as float64 * rescale_factor) cast to float32;
+  - normalize: (x - float32(0.5)) / float32(0.5) in float32 (the division by 0.5 is exact).
+That is the CLIP sequence; with mean = std = 0.5 it is float32(2 * float32(u8 / 255) - 1) (u8 * (1/255) and
+u8 / 255 differ in float64 for 24 values of u8, never once rounded to float32), which is not the double
+(u8/255 - 0.5)/0.5 rounded once: the two are 1 ulp apart for the 128 values u8 = 64..191. pixels_u8 is the
+image after that resize; the same bit-for-bit check is made, and every pixel_values also equals the LUT
+indexed by pixels_u8.
+
 Where transformers would misread an image it is given: infer_channel_dimension_format takes an HxWx3 array
 with H == 1 or H == 3 for channels-first. LLaVA would then produce a wrong tensor (H == 3) or crash (H == 1);
-we pass input_data_format='channels_last' so that the goldens are the intended preprocessing.
+we pass input_data_format='channels_last' so that the goldens are the intended preprocessing. The same holds
+for SiglipImageProcessor (geom_200x3.png comes out scrambled, geom_500x1.png raises in normalize).
 
 Source images come from PyPI packages (pip download, nothing else is fetched). Run from the repository root:
     python tools/reference/make_image_goldens.py                  # writes the goldens above
+    python tools/reference/make_image_goldens.py --siglip         # only golden/siglip/, from the committed src/
     python tools/reference/make_image_goldens.py --verify BUILD/llava [--all]
         compares `llava image` with Pillow + transformers live on the fixtures (with --all also on every
         JPEG/PNG/GIF of the source packages) and prints the agreement.
@@ -54,7 +80,8 @@ import PIL
 from PIL import Image
 
 import transformers
-from transformers import CLIPImageProcessor
+from transformers import CLIPImageProcessor, SiglipImageProcessor
+from transformers.image_transforms import resize
 from transformers.image_utils import ChannelDimension, to_numpy_array
 
 warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning, transformers' notices
@@ -63,6 +90,7 @@ ROOT = pathlib.Path("tests/data/images")
 FUZZ = pathlib.Path("tests/fuzz/corpus/image")
 SIZE = 336
 SMALL = 32
+SIGLIP_SIZE = 384
 
 # openai/clip-vit-large-patch14-336 preprocessor_config.json
 PREPROCESSOR_CONFIG = {
@@ -75,6 +103,20 @@ PREPROCESSOR_CONFIG = {
     "image_std": [0.26862954, 0.26130258, 0.27577711],
     "resample": 3,
     "size": 336,
+}
+
+# google/siglip-so400m-patch14-384 preprocessor_config.json (LLaVA-NeXT's / LLaVA-OneVision's SigLIP tower)
+SIGLIP_PREPROCESSOR_CONFIG = {
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_processor_type": "SiglipImageProcessor",
+    "image_std": [0.5, 0.5, 0.5],
+    "processor_class": "SiglipProcessor",
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"height": 384, "width": 384},
 }
 
 PACKAGES = {
@@ -110,24 +152,37 @@ def expand2square(pil_img, background_color):  # llava/mm_utils.py
         return result
 
 
+def llava_aspect(rgb, proc, mode):
+    """LLaVA's image_aspect_ratio: 'pad' pastes the image centred on a square of the processor's mean, each
+    channel int(mean * 255) (truncated); 'square' leaves it to the processor."""
+    if mode == "pad":
+        return expand2square(rgb, tuple(int(x * 255) for x in proc.image_mean))
+    return rgb
+
+
 def reference(rgb, size, mode):
     """rgb: a PIL RGB image. Returns (pixels_u8 HWC uint8, pixel_values CHW float32)."""
     proc = processor(size)
-    img = rgb
-    if mode == "pad":
-        img = expand2square(img, tuple(int(x * 255) for x in proc.image_mean))
+    img = llava_aspect(rgb, proc, mode)
     pv = proc.preprocess(img, return_tensors="np", input_data_format="channels_last")["pixel_values"][0]
     # The processor's own resize and center_crop, as preprocess calls them, stopping before rescale.
     arr = to_numpy_array(img)
     arr = proc.resize(arr, size=proc.size, resample=proc.resample, input_data_format=ChannelDimension.LAST)
     arr = proc.center_crop(arr, size=proc.crop_size, input_data_format=ChannelDimension.LAST)
     assert arr.dtype == np.uint8 and arr.shape == (size, size, 3), arr.shape
-    # rescale + normalize of these bytes must be the processor's output, bit for bit.
+    check_rescale_normalize(arr, pv, proc)
+    return arr, pv
+
+
+def check_rescale_normalize(arr, pv, proc):
+    """rescale + normalize of pixels_u8 (HWC uint8) must be the processor's pixel_values (CHW), bit for bit:
+    transformers' rescale is (u8 as float64 * rescale_factor) cast to float32, its normalize
+    (x - float32(mean)) / float32(std) in float32."""
     mean = np.array(proc.image_mean, dtype=np.float32)
     std = np.array(proc.image_std, dtype=np.float32)
     again = ((arr.astype(np.float64) * proc.rescale_factor).astype(np.float32) - mean) / std
+    assert again.dtype == np.float32 and pv.dtype == np.float32
     assert np.array_equal(again.transpose(2, 0, 1), pv), "pixels_u8 does not explain pixel_values"
-    return arr, pv
 
 
 def decode(path):
@@ -584,6 +639,12 @@ FULL_336 = ["sk_rocket.jpg", "coffee_cmyk.jpg", "motorcycle_gray16.png", "geom_1
 PV_SAMPLES = ["sk_rocket.jpg", "coffee_cmyk.jpg", "geom_17x9.png", "noise_1x1.jpg", "chelsea.gif",
               "geom_1000x336.png"]
 PROCEDURAL = [(4000, 3000), (3001, 4003)]
+# Fixtures whose full S=384 SigLIP pixels_u8 are committed, small PNGs that still cover each axis scaled up or
+# down independently: 1x1, 1x500 (x up, y down), 1500x7 (x down, y up), 336x335 (both up, by different
+# factors), a colour and a grey photo scaled up; pad mode scales both down for the strips. Every fixture's
+# S=384 CRC is in golden/siglip/manifest.tsv, and the photos' sampled pixel_values in its safetensors.
+SIGLIP_FULL = ["noise_1x1.jpg", "geom_1x500.png", "geom_1500x7.png", "geom_336x335.png", "motorcycle_gray16.png",
+               "pil_sample_rgb.jpg"]
 
 
 def write_safetensors(path, tensors, meta):
@@ -695,6 +756,108 @@ def generate(args):
 
 
 # ---------------------------------------------------------------------------------------------------
+# --siglip: SiglipImageProcessor (LLaVA-NeXT's SigLIP towers) on the committed fixtures
+
+def siglip_processor(size):
+    return SiglipImageProcessor.from_dict(dict(SIGLIP_PREPROCESSOR_CONFIG, size={"height": size, "width": size}))
+
+
+def siglip_reference(rgb, size, mode):
+    """rgb: a PIL RGB image. Returns (pixels_u8 HWC uint8, pixel_values CHW float32) of SiglipImageProcessor."""
+    proc = siglip_processor(size)
+    img = llava_aspect(rgb, proc, mode)
+    pv = proc.preprocess(img, return_tensors="np", input_data_format="channels_last")["pixel_values"][0]
+    # preprocess's own resize call (image_transforms.resize: to PIL, Image.resize, back), stopping before rescale.
+    arr = to_numpy_array(img)
+    arr = resize(arr, size=(proc.size["height"], proc.size["width"]), resample=proc.resample,
+                 input_data_format=ChannelDimension.LAST)
+    assert arr.dtype == np.uint8 and arr.shape == (size, size, 3), arr.shape
+    # That is Pillow's one-pass resize of the whole image to SxS (reducing_gap None): no aspect kept, no crop.
+    assert np.array_equal(arr, np.asarray(img.resize((size, size), Image.BICUBIC))), "not Pillow's resize"
+    check_rescale_normalize(arr, pv, proc)
+    return arr, pv
+
+
+def siglip_lut(proc):
+    """pixel_values of every u8 value, by the processor's own rescale and normalize (one 16x16x3 image)."""
+    u8 = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    x = proc.rescale(u8, scale=proc.rescale_factor, input_data_format=ChannelDimension.LAST)
+    x = proc.normalize(x, mean=proc.image_mean, std=proc.image_std, input_data_format=ChannelDimension.LAST)
+    lut = x[..., 0].reshape(256)
+    assert x.dtype == np.float32 and all(np.array_equal(x[..., c].reshape(256), lut) for c in range(3))
+    # With mean = std = 0.5 this is float32(2 * float32(u8 * (1/255 in float64)) - 1): dividing by 0.5 is exact.
+    f = (np.arange(256, dtype=np.float64) * proc.rescale_factor).astype(np.float32)
+    assert np.array_equal(lut, (f - np.float32(0.5)) / np.float32(0.5))
+    assert np.array_equal(lut, np.float32(2) * f - np.float32(1))
+    return lut
+
+
+def committed_fixtures():
+    """The fixtures as the manifest lists them (tests/data/images/src/): [(name, kind, width, height)]."""
+    rows = []
+    for line in (ROOT / "manifest.tsv").read_text().splitlines():
+        if line and not line.startswith("#"):
+            f = line.split("\t")
+            rows.append((f[0], f[1], f[2], f[3]))
+    return rows
+
+
+def generate_siglip(args):
+    out = ROOT / "golden" / "siglip"
+    for d in [out / str(SMALL), out / str(SIGLIP_SIZE)]:
+        d.mkdir(parents=True, exist_ok=True)
+        for f in d.iterdir():
+            f.unlink()
+    lut = siglip_lut(siglip_processor(SIGLIP_SIZE))
+    pv_t = {"rescale_normalize.lut": lut}
+    rng = np.random.default_rng(2024)  # as the CLIP samples: same fixtures, same draws in manifest order
+    rows = []
+    n = {SMALL: 0, SIGLIP_SIZE: 0}
+    for name, kind, w, h in committed_fixtures():
+        if kind in ("error", "unsupported"):
+            continue
+        if kind == "procedural":
+            rgb = Image.fromarray(procedural(int(w), int(h)))
+        else:
+            rgb = decode(ROOT / "src" / name)
+        assert rgb.size == (int(w), int(h)), name
+        cells = [name, w, h]
+        for mode in ("square", "pad"):
+            u8, pv = siglip_reference(rgb, SIGLIP_SIZE, mode)
+            assert np.array_equal(lut[u8].transpose(2, 0, 1), pv), name
+            cells.append(crc(u8))
+            if name in SIGLIP_FULL:
+                Image.fromarray(u8).save(out / str(SIGLIP_SIZE) / ("%s.%s.png" % (name, mode)), optimize=True)
+                n[SIGLIP_SIZE] += 1
+            if name in PV_SAMPLES:
+                flat = pv.reshape(-1)
+                pos = np.sort(rng.choice(flat.size, 2048, replace=False)).astype(np.int32)
+                pv_t["%s.%s.index" % (name, mode)] = pos
+                pv_t["%s.%s.value" % (name, mode)] = flat[pos].astype(np.float32)
+            if kind != "procedural":
+                u8s, _ = siglip_reference(rgb, SMALL, mode)
+                Image.fromarray(u8s).save(out / str(SMALL) / ("%s.%s.png" % (name, mode)), optimize=True)
+                n[SMALL] += 1
+        flags = [f for f, on in (("full384", name in SIGLIP_FULL), ("pv", name in PV_SAMPLES)) if on]
+        rows.append(cells + [",".join(flags) or "-"])
+    assert all("%s.square.index" % k in pv_t for k in PV_SAMPLES) and n[SIGLIP_SIZE] == 2 * len(SIGLIP_FULL)
+    write_safetensors(out / "pixel_values.safetensors", pv_t,
+                      {"size": str(SIGLIP_SIZE), "processor": "SiglipImageProcessor",
+                       "transformers": transformers.__version__, "pillow": PIL.__version__})
+    head = ("# Written by tools/reference/make_image_goldens.py --siglip with Pillow %s, transformers %s, numpy %s.\n"
+            "# SiglipImageProcessor as google/siglip-so400m-patch14-384 (pad colour %s). CRC-32 (zlib) of pixels_u8\n"
+            "# at S=%d (SxSx3) in square and pad mode; kinds and decoded CRCs are in ../../manifest.tsv.\n"
+            "# name\twidth\theight\tsquare_crc\tpad_crc\tflags\n"
+            % (PIL.__version__, transformers.__version__, np.__version__,
+               tuple(int(x * 255) for x in SIGLIP_PREPROCESSOR_CONFIG["image_mean"]), SIGLIP_SIZE))
+    (out / "manifest.tsv").write_text(head + "".join("\t".join(r) + "\n" for r in rows))
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print("SigLIP: %d images (%d procedural); PNGs: %d at S=%d, %d at S=%d; %d bytes under %s"
+          % (len(rows), sum(r[0].startswith("procedural_") for r in rows), n[SMALL], SMALL, n[SIGLIP_SIZE],
+             SIGLIP_SIZE, total, out))
+
+
+# ---------------------------------------------------------------------------------------------------
 # --verify: `llava image` against Pillow + transformers, live
 
 def read_st(path):
@@ -780,11 +943,15 @@ def main():
                     help="where the downloaded source packages are kept")
     ap.add_argument("--verify", metavar="LLAVA_BIN", help="compare this llava executable with the reference")
     ap.add_argument("--all", action="store_true", help="with --verify: every image of the source packages too")
+    ap.add_argument("--siglip", action="store_true",
+                    help="only the SigLIP goldens (golden/siglip/), from the committed fixtures: nothing is fetched")
     args = ap.parse_args()
     print("Pillow %s, transformers %s, numpy %s" % (PIL.__version__, transformers.__version__, np.__version__))
     if args.verify:
         sys.exit(verify(args))
-    generate(args)
+    if not args.siglip:
+        generate(args)
+    generate_siglip(args)
 
 
 if __name__ == "__main__":
