@@ -227,6 +227,110 @@ static void test_manifest(st_file *pv) {
     free(chw);
 }
 
+// SigLIP's image processor (tools/reference/make_image_goldens.py --siglip, golden/siglip/): every decodable fixture
+// (and the two procedural images) at S = 384 by CRC and at S = 32 against the PNGs, both modes; pixel_values at
+// sampled positions equal to SiglipImageProcessor's; the rescale-and-normalise table bit for bit.
+static void test_siglip(void) {
+    enum { SL = 384 };
+    size_t len;
+    char *text = read_file(DIR "/golden/siglip/manifest.tsv", 1 << 20, &len);
+    CHECK(text != NULL, "%s", llava_errmsg());
+    if (!text) return;
+    st_file pv;
+    int have_pv = st_open(&pv, DIR "/golden/siglip/pixel_values.safetensors") == 0;
+    CHECK(have_pv, "%s", llava_errmsg());
+    uint8_t *u8 = xmalloc((size_t)SL * SL * 3), *u8s = xmalloc((size_t)SMALL * SMALL * 3);
+    float *chw = xmalloc(sizeof(float) * 3 * SL * SL);
+    int n = 0, n_png = 0, n_pv = 0;
+    double pv_max = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == '#' || !line[0]) continue;
+        row r;
+        split_tabs(line, &r);
+        const char *name = r.f[0];
+        char *path = xasprintf(DIR "/src/%s", name);
+        image_u8 im = {0, 0, NULL};
+        int fixture = file_exists(path);
+        if (fixture) CHECK(image_load_file(path, &im) == 0, "%s: %s", name, llava_errmsg());
+        else procedural(&im, atoi(r.f[1]), atoi(r.f[2]));
+        for (int m = 0; im.rgb && m < 2; m++) {
+            char what[300];
+            snprintf(what, sizeof what, "SigLIP %s %s S=%d", name, MODES[m], SL);
+            int rc = image_preprocess_proc(&im, SL, (image_aspect)m, IMAGE_PROC_SIGLIP, u8, chw);
+            CHECK(rc == 0, "%s: %s", what, llava_errmsg());
+            if (rc != 0) continue;
+            CHECK(crc_of(u8, (size_t)SL * SL * 3) == hexu(r.f[3 + m]), "%s: pixels_u8 differ from transformers'", what);
+            if (have_pv && strstr(r.f[5], "pv")) {
+                char key[300];
+                snprintf(key, sizeof key, "%s.%s.index", name, MODES[m]);
+                const st_tensor *ti = st_find(&pv, key);
+                snprintf(key, sizeof key, "%s.%s.value", name, MODES[m]);
+                const st_tensor *tv = st_find(&pv, key);
+                CHECK(ti && tv && ti->numel == tv->numel, "%s: pixel_values samples present", what);
+                if (ti && tv && ti->numel == tv->numel) {
+                    float *want = xmalloc(sizeof(float) * tv->numel);
+                    st_tensor_to_f32(&pv, tv, want);
+                    for (uint64_t i = 0; i < ti->numel; i++) {
+                        int32_t k;
+                        memcpy(&k, (const int32_t *)ti->data + i, 4);
+                        double d = fabs((double)chw[k] - (double)want[i]);
+                        if (d > pv_max) pv_max = d;
+                    }
+                    free(want);
+                    n_pv++;
+                }
+            }
+            if (fixture) {
+                snprintf(what, sizeof what, "SigLIP %s %s S=%d", name, MODES[m], SMALL);
+                CHECK(image_preprocess_proc(&im, SMALL, (image_aspect)m, IMAGE_PROC_SIGLIP, u8s, NULL) == 0, "%s: %s",
+                      what, llava_errmsg());
+                char *g = xasprintf(DIR "/golden/siglip/%d/%s.%s.png", SMALL, name, MODES[m]);
+                image_u8 want;
+                if (image_load_file(g, &want) == 0) {
+                    CHECK(want.w == SMALL && want.h == SMALL, "%s: golden size", what);
+                    compare_u8(what, u8s, want.rgb, (size_t)SMALL * SMALL * 3);
+                    image_free(&want);
+                    n_png++;
+                } else {
+                    CHECK(0, "%s", llava_errmsg());
+                }
+                free(g);
+            }
+        }
+        n += im.rgb != NULL;
+        image_free(&im);
+        free(path);
+        free_row(&r);
+    }
+    // transformers' rescale then normalise, float64 then float32 steps: every byte value bit for bit.
+    const st_tensor *lut = have_pv ? st_find(&pv, "rescale_normalize.lut") : NULL;
+    CHECK(lut && lut->numel == 256, "rescale_normalize.lut present");
+    if (lut && lut->numel == 256) {
+        float want[256], got[3 * 256];
+        uint8_t ramp[256 * 3];
+        st_tensor_to_f32(&pv, lut, want);
+        for (int v = 0; v < 256; v++) ramp[v * 3] = ramp[v * 3 + 1] = ramp[v * 3 + 2] = (uint8_t)v;
+        image_normalize_proc(ramp, 256, 1, IMAGE_PROC_SIGLIP, got);
+        int same = 0;
+        for (int v = 0; v < 256; v++)
+            same += memcmp(&got[v], &want[v], 4) == 0 && memcmp(&got[512 + v], &want[v], 4) == 0;
+        CHECK(same == 256, "SigLIP's rescale-normalise: %d of 256 byte values bit for bit", same);
+    }
+    CHECK(n >= 105 && n_png >= 200 && n_pv >= 12, "SigLIP goldens: %d images, %d PNGs, %d pixel_values sets", n, n_png,
+          n_pv);
+    CHECK(pv_max == 0, "SigLIP pixel_values differ from SiglipImageProcessor's by %.3g", pv_max);
+    printf(
+        "SigLIP's image processor: %d images in both modes as transformers (S=384 by CRC, %d S=32 PNGs), "
+        "pixel_values max diff %.3g over %d sampled sets\n",
+        n, n_png, pv_max, n_pv);
+    if (have_pv) st_close(&pv);
+    free(text);
+    free(u8);
+    free(u8s);
+    free(chw);
+}
+
 // Every prefix length class and some flipped bytes of every fixture: an image or an error, never a crash.
 static void test_mangled(void) {
     size_t len;
@@ -465,6 +569,7 @@ int main(void) {
     CHECK(have_pv, "%s", llava_errmsg());
     test_manifest(have_pv ? &pv : NULL);
     if (have_pv) st_close(&pv);
+    test_siglip();
     test_mangled();
     test_headers();
     test_geometry();
