@@ -339,6 +339,21 @@ static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
         clip_vision_config_llava_default(&mc->vision);
     }
     mc->has_text = mc->has_vision = mc->has_projector = 1;
+    if (strcmp(mc->model_type, "llava_c") == 0) {
+        int run = 0;
+        TRY(json_int(o, "mm_vision_image_size", &run, where));
+        if (run && vision_run_at(&mc->vision, run) != 0) return llava_fail_ctx("%s", where);
+    }
+    return 0;
+}
+
+int vision_run_at(clip_vision_config *v, int size) {
+    if (size == v->image_size) return 0;
+    if (size <= 0 || v->patch_size <= 0 || size % v->patch_size)
+        return llava_fail("mm_vision_image_size %d is not a positive multiple of the tower's patch %d", size,
+                          v->patch_size);
+    if (!v->pos_grid) v->pos_grid = v->image_size / v->patch_size;
+    v->image_size = size;
     return 0;
 }
 

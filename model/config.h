@@ -46,7 +46,15 @@ typedef struct {
     int projection_dim;
     char hidden_act[24];
     float layer_norm_eps;
+    // A tower run at another image_size than it was trained for (mm_vision_image_size): the side of the patch grid
+    // its stored position embeddings are for, interpolated to image_size's grid at load as transformers'
+    // interpolate_pos_encoding does (bicubic); 0: they are for image_size.
+    int pos_grid;
 } clip_vision_config;
+
+// Runs the tower at `size` pixels (a multiple of its patch): its position embeddings are interpolated at load.
+// 0, or -1 with an error.
+int vision_run_at(clip_vision_config *v, int size);
 
 // The projector: `projector_depth` Linear layers with an exact GELU between each two (LLaVA's build_vision_projector:
 // "linear" = 1, "mlp2x_gelu" = 2 (LLaVA-1.5), "mlp{N}x_gelu" = N), or 0: "identity" (the features as they are; the

@@ -307,6 +307,7 @@ int param_table_build(const model_config *mc, param_table *pt) {
     free(b.fix);
     if (mc->has_text) pt->w.head = tc->tie_word_embeddings ? pt->w.embed : pt->w.head;
     pt->linear_projector = mc->has_projector && mc->glue.projector_depth == 1;
+    if (mc->has_vision && mc->vision.pos_grid && mc->vision.pos_grid != grid) pt->pos_from_grid = mc->vision.pos_grid;
     pt->sorted = xmalloc(sizeof(int) * (size_t)(pt->n_views ? pt->n_views : 1));
     for (int i = 0; i < pt->n_views; i++) pt->sorted[i] = i;
     qsort_r(pt->sorted, (size_t)pt->n_views, sizeof(int), cmp_view_idx, pt);
@@ -401,6 +402,49 @@ int param_load(param_table *pt, const st_set *s, int copy, load_report *rep) {
     return param_load_groups(pt, s, copy, (1 << N_GROUPS) - 1, NULL, rep);
 }
 
+// torch's cubic convolution weights (A = -0.75) for a source offset t in [0, 1): the points at -1, 0, 1, 2.
+static void cubic_weights(float t, float w[4]) {
+    const float A = -0.75f;
+    float x1 = t + 1.0f, x2 = 1.0f - t, x3 = 2.0f - t;
+    w[0] = ((A * x1 - 5.0f * A) * x1 + 8.0f * A) * x1 - 4.0f * A;
+    w[1] = ((A + 2.0f) * t - (A + 3.0f)) * t * t + 1.0f;
+    w[2] = ((A + 2.0f) * x2 - (A + 3.0f)) * x2 * x2 + 1.0f;
+    w[3] = ((A * x3 - 5.0f * A) * x3 + 8.0f * A) * x3 - 4.0f * A;
+}
+
+// transformers' interpolate_pos_encoding (CLIP): the class position kept, the patch positions as a gs x gs grid
+// resized to gd x gd by F.interpolate(mode="bicubic", align_corners=False): source scale * (o + 0.5) - 0.5 with
+// scale = gs / gd in fp32, the four points around it on each axis clamped to the grid, rows then columns.
+static void interp_pos_bicubic(const float *src, int gs, float *dst, int gd, int C, int cls) {
+    if (cls) memcpy(dst, src, sizeof(float) * (size_t)C);
+    const float *s = src + (size_t)cls * C;
+    float *d = dst + (size_t)cls * C, scale = (float)gs / (float)gd;
+    for (int oy = 0; oy < gd; oy++) {
+        float ry = scale * ((float)oy + 0.5f) - 0.5f, fy = floorf(ry), wy[4];
+        cubic_weights(ry - fy, wy);
+        for (int ox = 0; ox < gd; ox++) {
+            float rx = scale * ((float)ox + 0.5f) - 0.5f, fx = floorf(rx), wx[4];
+            cubic_weights(rx - fx, wx);
+            for (int c = 0; c < C; c++) {
+                float rows[4];
+                for (int i = 0; i < 4; i++) {
+                    int y = (int)fy - 1 + i;
+                    y = y < 0 ? 0 : y >= gs ? gs - 1 : y;
+                    float acc = 0;
+                    for (int j = 0; j < 4; j++) {
+                        int x = (int)fx - 1 + j;
+                        x = x < 0 ? 0 : x >= gs ? gs - 1 : x;
+                        acc += wx[j] * s[((size_t)y * gs + x) * C + c];
+                    }
+                    rows[i] = acc;
+                }
+                d[((size_t)oy * gd + ox) * C + c] =
+                    wy[0] * rows[0] + wy[1] * rows[1] + wy[2] * rows[2] + wy[3] * rows[3];
+            }
+        }
+    }
+}
+
 int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask, char *filled, load_report *rep) {
     memset(rep, 0, sizeof *rep);
     rep->layout = LAYOUT_UNKNOWN;
@@ -437,6 +481,25 @@ int param_load_groups(param_table *pt, const st_set *s, int copy, int group_mask
         found[v - pt->views] = 1;
         int same = t->ndim == v->ndim && t->numel == v->numel;
         for (int k = 0; same && k < v->ndim; k++) same = t->shape[k] == v->shape[k];
+        // A tower run at another image size: the file's position embeddings (its own grid) are interpolated.
+        if (!same && pt->pos_from_grid && strcmp(v->name, "vision.embeddings.position_embedding.weight") == 0 &&
+            t->ndim == 2 && v->ndim == 2 && t->shape[1] == v->shape[1]) {
+            int gs = pt->pos_from_grid, gd = 0, cls = (int)(t->shape[0] - (int64_t)gs * gs);
+            while ((int64_t)(gd + 1) * (gd + 1) + cls <= v->shape[0]) gd++;
+            if ((cls == 0 || cls == 1) && (int64_t)gd * gd + cls == v->shape[0]) {
+                float *tmp = xmalloc(sizeof(float) * (size_t)t->numel), *dst = copy ? param_ptr(pt, v) : NULL;
+                int rc = copy ? st_tensor_to_f32(f, t, tmp) : 0;
+                if (rc == 0 && dst) interp_pos_bicubic(tmp, gs, dst, gd, (int)v->shape[1], cls);
+                free(tmp);
+                if (rc != 0) {
+                    if (!filled) free(found);
+                    return -1;
+                }
+                rep->n_loaded++;
+                rep->n_loaded_group[v->group]++;
+                continue;
+            }
+        }
         if (!same) {
             char a[96], b[96];
             shape_str(a, sizeof a, t->ndim, t->shape);

@@ -81,8 +81,9 @@ typedef struct {
     size_t group_numel[N_GROUPS];        // storage: used views only, with alignment padding
     uint64_t group_numel_all[N_GROUPS];  // every view, as the checkpoint format counts them
     float *data[N_GROUPS];               // fp32 storage (CPU backend); NULL until allocated
-    int linear_projector;                // one Linear (original LLaVA names it mm_projector without an index)
-    llava_params w;                      // the views by their place in the model
+    int pos_from_grid;     // the position embeddings a file holds are for this grid: interpolated at load (0: none)
+    int linear_projector;  // one Linear (original LLaVA names it mm_projector without an index)
+    llava_params w;        // the views by their place in the model
 } param_table;
 
 // Builds the table implied by a model config. No storage is allocated.

@@ -276,6 +276,36 @@ static void export_roundtrip(const char *cfg) {
     free(out);
 }
 
+// The interpolated position embeddings themselves against transformers' interpolate_pos_encoding (fp32 bicubic).
+static void interp_check(const char *cfg) {
+    char dir[256], outputs[256];
+    golden(cfg, "model", dir);
+    golden(cfg, "outputs.safetensors", outputs);
+    llava_model m;
+    st_file ref;
+    CHECK(llava_model_load(&m, dir, test_cpu()) == 0 && st_open(&ref, outputs) == 0, "%s", llava_errmsg());
+    const st_tensor *t = st_find(&ref, "interp.position_embedding");
+    const param_view *v = m.pt.w.pos_emb;
+    CHECK(t && v && t->numel == v->numel, "%s: interpolated position embeddings present, %zu values", cfg,
+          v ? v->numel : 0);
+    if (t && v && t->numel == v->numel) {
+        float *want = xmalloc(sizeof(float) * t->numel);
+        st_tensor_to_f32(&ref, t, want);
+        float *got = xmalloc(sizeof(float) * v->numel);  // the weights live on the backend
+        m.ops->download(m.be, BUF_PARAM, got, (const char *)m.params[v->group] + v->offset * m.ops->act_bytes,
+                        v->numel);
+        double maxd = 0;
+        for (size_t i = 0; i < v->numel; i++) maxd = fmax(maxd, fabs((double)got[i] - want[i]));
+        CHECK(maxd <= 1e-6, "%s: interpolated position embeddings differ by %.3g", cfg, maxd);
+        printf("%s: position embeddings %d -> %lld rows as interpolate_pos_encoding, max |diff| %.2e\n", cfg,
+               m.pt.pos_from_grid * m.pt.pos_from_grid + 1, (long long)v->shape[0], maxd);
+        free(want);
+        free(got);
+    }
+    st_close(&ref);
+    llava_model_free(&m);
+}
+
 int main(void) {
     checkpointing("tiny64");
     parity("tiny64");
@@ -297,6 +327,13 @@ int main(void) {
     // transformers' Llava drops the first patch although SigLIP has no class token.
     parity("siglip_full");
     parity("siglip_default");
+    // A tower run at another resolution (tools/reference/make_interp_goldens.py): its position embeddings
+    // interpolated at load as transformers' interpolate_pos_encoding (bicubic) computes them, up (4x4 -> 6x6) and
+    // down (6x6 -> 4x4).
+    parity("interp_up");
+    parity("interp_down");
+    interp_check("interp_up");
+    interp_check("interp_down");
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);
     printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");
@@ -307,5 +344,6 @@ int main(void) {
     export_roundtrip("tinymistral");
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) export_roundtrip(variants[i]);
     export_roundtrip("siglip_full");
+    export_roundtrip("interp_up");
     return check_done();
 }

@@ -66,6 +66,8 @@ static int model_config_of(const run_settings *s, model_config *out) {
     out->has_text = out->has_vision = out->has_projector = 1;
     out->text = lm.text;
     out->vision = vis.vision;
+    if (ms->vision_image_size && vision_run_at(&out->vision, ms->vision_image_size) != 0)
+        return llava_fail_ctx("model.mm_vision_image_size");
     llava_glue_config *g = &out->glue;
     g->image_token_index = -200;
     strcpy(g->projector_hidden_act, "gelu");

@@ -38,6 +38,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
         return llava_fail_ctx("%s", s->source);
     m->pool_stride = cfg_int(c, "model.mm_spatial_pool_stride");
     m->keep_tokens = cfg_int(c, "model.mm_vision_keep_tokens");
+    m->vision_image_size = cfg_int(c, "model.mm_vision_image_size");
     m->vision_select_layer = cfg_int(c, "model.mm_vision_select_layer");
     m->drop_cls = strcmp(cfg_str(c, "model.mm_vision_select_feature"), "patch") == 0;
     m->ignore_unexpected_weights = cfg_bool(c, "model.ignore_unexpected_weights");

@@ -16,6 +16,7 @@ typedef struct {
     spatial_pool_mode pool_mode;                                            // mm_spatial_pool_mode
     int pool_stride;                                                        // mm_spatial_pool_stride
     int keep_tokens;                                                        // mm_vision_keep_tokens
+    int vision_image_size;                                                  // mm_vision_image_size (0: the tower's)
     int vision_select_layer;                                                // mm_vision_select_layer
     int drop_cls;                                                           // mm_vision_select_feature == "patch"
     // model.ignore_unexpected_weights: skip tensors the model config has no place for (else an error)
