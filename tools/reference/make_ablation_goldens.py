@@ -94,7 +94,6 @@ Pinned versions: tools/reference/requirements-ablation.txt (torch 2.5.1, transfo
 numpy 2.1.3: the model venv). Two runs give byte-identical files (one thread, deterministic algorithms).
 """
 
-import argparse
 import copy
 import json
 import logging
@@ -601,23 +600,12 @@ def run_case(name, out_root):
         image_token_id=image_token, pad_token_id=pad_token, bos_token_id=BOS, eos_token_id=EOS,
         text=TEXT, vision=v["vision"], attention_classes=attn_classes, loss=float(loss), stats=stats,
         checks=checks, grad_stats=gstats)
-    with open(os.path.join(d, "meta.json"), "w") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+    mmg.write_meta(d, meta)
     return meta
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
-    ap.add_argument("--cases", default=",".join(CASES))
-    args = ap.parse_args()
-    mmg.warn_unpinned()
-    mmg.set_determinism()
-    out = os.path.normpath(args.out)
-    os.makedirs(out, exist_ok=True)
-    metas = [run_case(n, out) for n in args.cases.split(",")]
+    metas, out = mmg.run_cases(__doc__, CASES, run_case)
 
     print(f"{'case':<13} {'projector':<11} {'reduction':<14} {'tok':>3} {'T':>3} {'loss':>10} {'HF32 vs 64':>10} "
           f"{'grad rel':>9} {'self-check':>10}")

@@ -106,7 +106,6 @@ Pinned versions: tools/reference/requirements-ablation.txt (torch 2.5.1, transfo
 numpy 2.1.3), unchanged. Two runs give byte-identical files (one thread, deterministic algorithms).
 """
 
-import argparse
 import copy
 import json
 import math
@@ -633,23 +632,12 @@ def run_case(name, out_root):
         vision_feature_select_strategy=cfg.vision_feature_select_strategy, projector="mlp2x_gelu",
         text=TEXT, vision=vision_of(v["train_size"]), attention_classes=attn_classes, loss=float(loss),
         stats=stats, checks=checks, grad_stats=gstats)
-    with open(os.path.join(d, "meta.json"), "w") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+    mmg.write_meta(d, meta)
     return meta
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
-    ap.add_argument("--cases", default=",".join(CASES))
-    args = ap.parse_args()
-    mmg.warn_unpinned()
-    mmg.set_determinism()
-    out = os.path.normpath(args.out)
-    os.makedirs(out, exist_ok=True)
-    metas = [run_case(n, out) for n in args.cases.split(",")]
+    metas, out = mmg.run_cases(__doc__, CASES, run_case)
 
     print(f"{'case':<12} {'trained':>7} {'run':>4} {'tok':>3} {'T':>3} {'loss':>11} {'HF32 vs 64':>10} "
           f"{'grad rel':>9} {'loop64-torch64':>14} {'loop64-fp32':>11} {'dflt-fp32':>9} {'self-check':>10}")

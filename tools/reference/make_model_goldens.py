@@ -89,6 +89,29 @@ def warn_unpinned():
             print(f"WARNING: {k} {have[k]} != pinned {v}; goldens will not be byte-identical", file=sys.stderr)
 
 
+def write_meta(d, meta):
+    """meta.json of a golden case: indented, keys sorted, a final newline."""
+    with open(os.path.join(d, "meta.json"), "w") as fh:
+        json.dump(meta, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+
+
+def run_cases(doc, cases, run_case):
+    """The command line of a golden-case script: --out (tests/data/golden/model) and --cases (all by default); runs
+    each case into its folder with the pins checked and torch made deterministic; returns their meta dicts and the
+    output folder."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
+    ap.add_argument("--cases", default=",".join(cases))
+    args = ap.parse_args()
+    warn_unpinned()
+    set_determinism()
+    out = os.path.normpath(args.out)
+    os.makedirs(out, exist_ok=True)
+    return [run_case(n, out) for n in args.cases.split(",")], out
+
+
 def set_determinism():
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.allow_tf32 = False

@@ -94,7 +94,6 @@ numpy 2.1.3; the model venv), which this script shares with make_ablation_golden
 files (one thread, deterministic algorithms).
 """
 
-import argparse
 import contextlib
 import copy
 import json
@@ -493,23 +492,12 @@ def run_case(name, out_root):
         tokens_per_image=n_tok, image_token_id=image_token, pad_token_id=pad_token, bos_token_id=BOS,
         eos_token_id=EOS, text=mag.TEXT, vision=SIGLIP, attention_classes=attn_classes, loss=float(loss),
         stats=stats, checks=checks, grad_stats=gstats)
-    with open(os.path.join(d, "meta.json"), "w") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+    mmg.write_meta(d, meta)
     return meta
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
-    ap.add_argument("--cases", default=",".join(CASES))
-    args = ap.parse_args()
-    mmg.warn_unpinned()
-    mmg.set_determinism()
-    out = os.path.normpath(args.out)
-    os.makedirs(out, exist_ok=True)
-    metas = [run_case(n, out) for n in args.cases.split(",")]
+    metas, out = mmg.run_cases(__doc__, CASES, run_case)
 
     print(f"{'case':<15} {'strategy':<8} {'layer':>5} {'tok':>3} {'T':>3} {'loss':>11} {'HF32 vs 64':>10} "
           f"{'grad rel':>9} {'spec64 hs':>9}")
