@@ -43,14 +43,9 @@ void clip_vision_config_defaults(clip_vision_config *c) {
 }
 
 void siglip_vision_config_defaults(clip_vision_config *c) {
-    memset(c, 0, sizeof *c);
+    clip_vision_config_defaults(c);  // the widths, depth, channels and image size are CLIPVisionConfig's too
     c->siglip = 1;
-    c->hidden_size = 768;
-    c->intermediate_size = 3072;
-    c->num_hidden_layers = 12;
-    c->num_attention_heads = 12;
-    c->num_channels = 3;
-    c->image_size = 224;
+    c->projection_dim = 0;
     c->patch_size = 16;
     strcpy(c->hidden_act, "gelu_pytorch_tanh");
     c->layer_norm_eps = 1e-6f;

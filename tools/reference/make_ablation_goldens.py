@@ -629,19 +629,7 @@ def main():
                       f"{pr['k1th_score'][i]:.6f}, margin {mg:.3e}")
             print(f"    scores fp32 vs fp64 max |diff| {pr['scores_fp32_vs_fp64_max_abs']:.2e}")
     print()
-    total = 0
-    for m in metas:
-        root = os.path.join(out, m["case"])
-        sub = 0
-        for dp, _, fns in sorted(os.walk(root)):
-            for fn in sorted(fns):
-                pth = os.path.join(dp, fn)
-                sz = os.path.getsize(pth)
-                sub += sz
-                print(f"  {os.path.relpath(pth, out):<45} {sz:>9}  {mmg.md5(pth)}")
-        print(f"  {m['case']} total {sub} bytes")
-        total += sub
-    print(f"  total {total} bytes")
+    mmg.print_sizes(out, [m["case"] for m in metas])
 
 
 if __name__ == "__main__":

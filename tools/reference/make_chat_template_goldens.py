@@ -65,7 +65,6 @@ os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("TRANSFORMERS_CACHE", None)
 
 import argparse  # noqa: E402
-import ast  # noqa: E402
 import atexit  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
@@ -419,14 +418,9 @@ class NeXTSource:
         import transformers
 
         def src(path):
-            return subprocess.run(["git", "-C", repo, "show", f"{NEXT_COMMIT}:{path}"], check=True,
-                                  capture_output=True, text=True).stdout
+            return mtg.git_show(repo, NEXT_COMMIT, path)
 
-        def functions(code, names):
-            tree = ast.parse(code)
-            keep = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
-            assert sorted(n.name for n in keep) == sorted(names), (names, [n.name for n in keep])
-            return ast.unparse(ast.Module(body=keep, type_ignores=[]))
+        functions = mtg.source_functions
 
         consts = {}
         exec(src("llava/constants.py"), consts)

@@ -666,19 +666,7 @@ def main():
             + f"; bilinear end to end: logits {ch['end_to_end_bilinear_max_abs_logit_diff']:.2e}")
         print("    transformers: " + json.dumps(ch["transformers_with_this_folder"]))
     print()
-    total = 0
-    for m in metas:
-        root = os.path.join(out, m["case"])
-        sub = 0
-        for dp, _, fns in sorted(os.walk(root)):
-            for fn in sorted(fns):
-                pth = os.path.join(dp, fn)
-                sz = os.path.getsize(pth)
-                sub += sz
-                print(f"  {os.path.relpath(pth, out):<45} {sz:>9}  {mmg.md5(pth)}")
-        print(f"  {m['case']} total {sub} bytes")
-        total += sub
-    print(f"  total {total} bytes")
+    mmg.print_sizes(out, [m["case"] for m in metas])
 
 
 if __name__ == "__main__":

@@ -96,20 +96,37 @@ def write_meta(d, meta):
         fh.write("\n")
 
 
-def run_cases(doc, cases, run_case):
-    """The command line of a golden-case script: --out (tests/data/golden/model) and --cases (all by default); runs
-    each case into its folder with the pins checked and torch made deterministic; returns their meta dicts and the
-    output folder."""
+def run_cases(doc, cases, run_case, flag="--cases"):
+    """The command line of a golden-case script: --out (tests/data/golden/model) and `flag` (--cases: all by
+    default); runs each case into its folder with the pins checked and torch made deterministic; returns their meta
+    dicts and the output folder."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
-    ap.add_argument("--cases", default=",".join(cases))
+    ap.add_argument(flag, dest="cases", default=",".join(cases))
     args = ap.parse_args()
     warn_unpinned()
     set_determinism()
     out = os.path.normpath(args.out)
     os.makedirs(out, exist_ok=True)
     return [run_case(n, out) for n in args.cases.split(",")], out
+
+
+def print_sizes(out, names):
+    """Every file of the named case folders under `out`: its size and md5, a total per case and in all."""
+    total = 0
+    for name in names:
+        root = os.path.join(out, name)
+        sub = 0
+        for dp, _, fns in sorted(os.walk(root)):
+            for fn in sorted(fns):
+                pth = os.path.join(dp, fn)
+                sz = os.path.getsize(pth)
+                sub += sz
+                print(f"  {os.path.relpath(pth, out):<45} {sz:>9}  {md5(pth)}")
+        print(f"  {name} total {sub} bytes")
+        total += sub
+    print(f"  total {total} bytes")
 
 
 def set_determinism():
@@ -516,23 +533,12 @@ def run_config(name, out_root):
         image_token_id=image_token, pad_token_id=pad_token, bos_token_id=BOS, eos_token_id=EOS,
         attention_classes=attn_classes, stats=stats, checks=notes, grad_stats=gstats,
     )
-    with open(os.path.join(d, "meta.json"), "w") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.write("\n")
+    write_meta(d, meta)
     return meta
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "golden", "model"))
-    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
-    args = ap.parse_args()
-    warn_unpinned()
-    set_determinism()
-    out = os.path.normpath(args.out)
-    os.makedirs(out, exist_ok=True)
-    metas = [run_config(n, out) for n in args.configs.split(",")]
+    metas, out = run_cases(__doc__, DEFAULT_CONFIGS, run_config, flag="--configs")
 
     print()
     print(f"{'config':<10} {'B':>2} {'T':>3} {'V':>4} {'img':>3} {'loss':>10} {'ln V':>7} {'max|logit|':>10} "

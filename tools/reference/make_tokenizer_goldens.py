@@ -573,6 +573,21 @@ def load_hf(model_path, legacy):
     return tok
 
 
+def git_show(repo, commit, path):
+    """A file of a git repository (a clone or a bare mirror) at a commit, as text."""
+    return subprocess.run(["git", "-C", repo, "show", f"{commit}:{path}"], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def source_functions(code, names):
+    """The top-level functions `names` of a Python source, as source text to exec (unmodified)."""
+    import ast
+    tree = ast.parse(code)
+    keep = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
+    assert sorted(n.name for n in keep) == sorted(names), (names, [n.name for n in keep])
+    return ast.unparse(ast.Module(body=keep, type_ignores=[]))
+
+
 class LLaVASource:
     """LLaVA's preprocessing functions, read from a git checkout at one commit and run unmodified."""
 
@@ -584,15 +599,9 @@ class LLaVASource:
         from packaging import version
 
         def src(path):
-            return subprocess.run(["git", "-C", repo, "show", f"{commit}:{path}"], check=True,
-                                  capture_output=True, text=True).stdout
+            return git_show(repo, commit, path)
 
-        def functions(code, names):
-            import ast
-            tree = ast.parse(code)
-            keep = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
-            assert len(keep) == len(names), (names, [n.name for n in keep])
-            return ast.unparse(ast.Module(body=keep, type_ignores=[]))
+        functions = source_functions
 
         consts = {}
         exec(src("llava/constants.py"), consts)
