@@ -288,6 +288,8 @@ set_tests_properties(cli_merge_not_adapter PROPERTIES LABELS cpu
 set_tests_properties(cli_forward_lora_without_adapter PROPERTIES LABELS cpu
                      PASS_REGULAR_EXPRESSION "needs the adapter it trains")
 set_tests_properties(cli_demo_bad_lm PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--lm gemma: llama, llama3")
+add_test(NAME cli_demo_bad_vision COMMAND llava demo --vision eva --out ${CMAKE_BINARY_DIR}/demo-bad-vision)
+set_tests_properties(cli_demo_bad_vision PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "--vision eva: clip or siglip")
 
 # llava sweep runs its variants in one process: launched as several ranks (mpirun, srun, torchrun) it
 # refuses to start, saying so, before reading anything (docs/sweep.md).

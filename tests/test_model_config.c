@@ -447,7 +447,41 @@ static void test_save_pretrained_folders(void) {
     }
 }
 
+// The research variants' combinations that cannot work are refused with the key named (llava_glue_check), and the
+// tokens per image follow each reduction.
+static void test_glue_checks(void) {
+    model_config c;
+    CHECK(model_config_load("tests/data/golden/model/abl_avgpool/model", &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(llava_tokens_per_image(&c), 4);  // 5x5 grid, average pooling at stride 2: floor, 2x2
+    c.glue.pool_mode = POOL_BILINEAR;
+    CHECK_EQ_INT(llava_tokens_per_image(&c), 9);  // ceil(5 / 2)^2
+    c.glue.pool_stride = 6;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "mm_spatial_pool_stride 6"), "stride past the grid: %s",
+          llava_errmsg());
+    c.glue.pool_stride = 2;
+    c.glue.drop_cls = 0;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "whole patch grid"), "pooling with CLS kept: %s",
+          llava_errmsg());
+    c.glue.drop_cls = 1, c.glue.pool_mode = POOL_NONE, c.glue.keep_tokens = 26;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "mm_vision_keep_tokens 26"), "K past the grid: %s",
+          llava_errmsg());
+    c.glue.keep_tokens = 0, c.glue.projector_depth = 0;  // tower 32 wide, LM 64
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "identity"), "identity across widths: %s",
+          llava_errmsg());
+    CHECK(model_config_load("tests/data/golden/model/siglip_full/model", &c) == 0, "%s", llava_errmsg());
+    CHECK(llava_glue_check(&c) == 0, "%s", llava_errmsg());
+    c.glue.keep_tokens = 4;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "SigLIP tower has none"), "pruning on SigLIP: %s",
+          llava_errmsg());
+    c.glue.keep_tokens = 0;
+    CHECK(vision_run_at(&c.vision, 22) != 0 && strstr(llava_errmsg(), "not a positive multiple"),
+          "22 px on patch 4: %s", llava_errmsg());
+    CHECK(vision_run_at(&c.vision, 24) == 0 && c.vision.pos_grid == 5 && llava_tokens_per_image(&c) == 36,
+          "run at 24 px: grid of the stored positions %d, %d tokens", c.vision.pos_grid, llava_tokens_per_image(&c));
+}
+
 int main(void) {
+    test_glue_checks();
     test_save_pretrained_folders();
     test_defaults();
     test_families();

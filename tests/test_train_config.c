@@ -163,6 +163,25 @@ static void test_overrides_and_errors(void) {
     CHECK(cfg_set(&c, "train.bf16=yes") != 0, "yes accepted as bool");
     CHECK(cfg_set(&c, "data.template=llama2") != 0, "unknown template accepted");
     CHECK_ERR_HAS("plain|vicuna_v1");
+    // The research variants' keys: a projector name outside LLaVA's, a stride of 0, two reductions at once.
+    CHECK(cfg_set(&c, "model.mm_projector_type=mlp0x_gelu") == 0 && cfg_validate(&c) != 0, "mlp0x_gelu validated");
+    CHECK_ERR_HAS("mlp{N}x_gelu");
+    cfg_set(&c, "model.mm_projector_type=mlp3x_gelu");
+    CHECK(cfg_validate(&c) == 0, "mlp3x_gelu refused: %s", llava_errmsg());
+    CHECK(cfg_set(&c, "model.mm_spatial_pool_stride=0") == 0 && cfg_validate(&c) != 0, "stride 0 validated");
+    CHECK_ERR_HAS("mm_spatial_pool_stride");
+    cfg_set(&c, "model.mm_spatial_pool_stride=2");
+    CHECK(cfg_set(&c, "model.mm_spatial_pool_mode=average") == 0 && cfg_set(&c, "model.mm_vision_keep_tokens=9") == 0 &&
+              cfg_validate(&c) != 0,
+          "pooling and pruning at once validated");
+    CHECK_ERR_HAS("choose one");
+    CHECK(cfg_set(&c, "model.mm_spatial_pool_mode=ring") != 0, "pool mode ring accepted");
+    CHECK(cfg_set(&c, "model.mm_vision_image_size=-8") == 0 && cfg_validate(&c) != 0, "negative image size validated");
+    CHECK_ERR_HAS("mm_vision_image_size");
+    cfg_set(&c, "model.mm_vision_image_size=0");
+    cfg_set(&c, "model.mm_vision_keep_tokens=0");
+    cfg_set(&c, "model.mm_spatial_pool_mode=none");
+    cfg_set(&c, "model.mm_projector_type=mlp2x_gelu");
     CHECK(cfg_set(&c, "train.trainable=projector,everything") != 0, "unknown module accepted");
     CHECK_ERR_HAS("everything");
     CHECK(cfg_set(&c, "novalue") != 0, "no '=' accepted");
