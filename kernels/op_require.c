@@ -288,6 +288,19 @@ void req_grid_pool(llava_backend *be, const void *out, const void *in, int B, in
     given(be, op, work, "in", in);
 }
 
+void req_grid_pool_backward(llava_backend *be, const void *din, const void *dout, const void *in, int B, int G, int C,
+                            int mode, int s) {
+    const char *op = "grid_pool_backward", *names_[] = {"B", "G", "C"};
+    SIZES(B, G, C);
+    REQ(mode == LLAVA_POOL_AVERAGE || mode == LLAVA_POOL_MAX || mode == LLAVA_POOL_BILINEAR,
+        "mode %d is not average (1), max (2) or bilinear (3)", mode);
+    REQ(s >= 1 && (G == 0 || s <= G), "stride %d is outside 1..G (%d)", s, G);
+    int work = B > 0 && G > 0 && C > 0;
+    given(be, op, work, "din", din);
+    given(be, op, work, "dout", dout);
+    given(be, op, work && mode == LLAVA_POOL_MAX, "in", in);
+}
+
 void req_row_indices(llava_backend *be, const char *op, const int32_t *idx, int n) {
     for (int i = 0; i < n; i++) REQ(idx[i] >= 0, "row index idx[%d] = %d is negative", i, idx[i]);
 }

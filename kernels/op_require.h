@@ -68,6 +68,9 @@ void req_embedding_backward(llava_backend *be, const void *dtable, const void *d
 void req_rows(llava_backend *be, const char *op, const void *dst, const void *src, const int32_t *idx, int n, int C);
 // mode one of LLAVA_POOL_*, 1 <= s <= G.
 void req_grid_pool(llava_backend *be, const void *out, const void *in, int B, int G, int C, int mode, int s);
+// The same, and `in` given for max (the other modes do not read it).
+void req_grid_pool_backward(llava_backend *be, const void *din, const void *dout, const void *in, int B, int G, int C,
+                            int mode, int s);
 // The CPU's: every row index >= 0.
 void req_row_indices(llava_backend *be, const char *op, const int32_t *idx, int n);
 void req_cross_entropy(llava_backend *be, const void *losses, const void *logits, const int32_t *targets, int T, int V);

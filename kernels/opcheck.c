@@ -44,6 +44,8 @@ void opcheck_case_op_shape(const opcheck_case *c, llava_op_shape *s) {
     case OPCHECK_QUICK_GELU_BACKWARD:
     case OPCHECK_GELU_FORWARD:
     case OPCHECK_GELU_BACKWARD:
+    case OPCHECK_GELU_TANH_FORWARD:
+    case OPCHECK_GELU_TANH_BACKWARD:
     case OPCHECK_SILU_MUL_FORWARD:
     case OPCHECK_SILU_MUL_BACKWARD:
     case OPCHECK_ADD:

@@ -68,7 +68,10 @@ enum {
     OPCHECK_ATTENTION_DECODE,        // T, Hq, Hkv, D, context, block_size; f = scale (I32 inputs drawn: below)
     OPCHECK_DROPOUT_SCALE,           // rows, cols, dropout rate in 1/1000; f = scale
     OPCHECK_GRID_POOL,               // B, G, C, mode (LLAVA_POOL_*), stride s
-    OPCHECK_GELU_TANH_FORWARD,       // rows, cols (last: a case's data is seeded by its op's number)
+    OPCHECK_GELU_TANH_FORWARD,       // rows, cols
+    OPCHECK_GELU_TANH_BACKWARD,      // rows, cols
+    OPCHECK_GRID_POOL_BACKWARD,      // B, G, C, mode, stride s (new ops go last: a case's data is seeded by its
+                                     // op's number)
     OPCHECK_N_OPS
 };
 
@@ -93,12 +96,14 @@ enum {
     OPCHECK_PAT_CE_CHUNKS,  // cross_entropy T=6, V=4099: row 0's max in the last 2048-column chunk, row 1's in
                             // the first, row 2's logits offset by 1000 (a naive exp overflows)
     OPCHECK_PAT_CE_PEAKY,   // cross_entropy: every 7th row has one logit of 30 (a peaky softmax)
-    OPCHECK_PAT_POOL_INF,   // grid_pool: -inf entries: image 0's first window wholly -inf, and about one
-                            // element in 7 of the windows -inf
+    OPCHECK_PAT_POOL_INF,   // grid_pool (and its backward's `in`): -inf entries: image 0's first window
+                            // wholly -inf, and about one element in 7 of the windows -inf
     OPCHECK_PAT_POOL_NAN,   // grid_pool: the same -inf entries, and NaN met first in its window (image 0's
                             // second window, the even channels), met last (the last image's last window,
                             // the odd channels) and about one element in 11 elsewhere (max: the window's
-                            // max is NaN wherever it holds one)
+                            // max is NaN wherever it holds one; the backward gives dout to the last NaN)
+    OPCHECK_PAT_POOL_TIES,  // grid_pool max (backward): ties, inputs drawn from {-1, 0.5, 1} (about half of
+                            // the windows hold their maximum twice or more: the first one gets dout)
 };
 
 // How I32 inputs are drawn when a case gives none (`ints`).

@@ -486,7 +486,7 @@ static void act_f(const void *ctx, double *y) {
 static int act_kind(int op) {
     return op == OPCHECK_QUICK_GELU_FORWARD || op == OPCHECK_QUICK_GELU_BACKWARD ? ACT_QUICK_GELU
            : op == OPCHECK_GELU_FORWARD || op == OPCHECK_GELU_BACKWARD           ? ACT_GELU
-           : op == OPCHECK_GELU_TANH_FORWARD                                     ? ACT_GELU_TANH
+           : op == OPCHECK_GELU_TANH_FORWARD || op == OPCHECK_GELU_TANH_BACKWARD ? ACT_GELU_TANH
                                                                                  : ACT_SILU_MUL;
 }
 
@@ -533,6 +533,7 @@ static void act_run(llava_backend *be, const opcheck_case *c, void *const *p) {
     case OPCHECK_GELU_FORWARD: o->gelu_forward(be, p[0], p[1], n); break;
     case OPCHECK_GELU_BACKWARD: o->gelu_backward(be, p[0], p[1], p[2], n); break;
     case OPCHECK_GELU_TANH_FORWARD: o->gelu_tanh_forward(be, p[0], p[1], n); break;
+    case OPCHECK_GELU_TANH_BACKWARD: o->gelu_tanh_backward(be, p[0], p[1], p[2], n); break;
     case OPCHECK_SILU_MUL_FORWARD: o->silu_mul_forward(be, p[0], p[1], p[2], n); break;
     default: o->silu_mul_backward(be, p[0], p[1], p[2], p[3], p[4], n); break;
     }
@@ -1248,11 +1249,14 @@ static void pool_layout(const opcheck_case *c, opcheck_data *d) {
 // reads one shows). The patterns (max only): -inf entries, a window of nothing but -inf; with
 // OPCHECK_PAT_POOL_NAN also NaN, met first in image 0's second window (the even channels) and last in
 // the last image's last window (the odd channels); the other windows draw -inf (1 in 7) and NaN
-// (1 in 11) at random.
+// (1 in 11) at random. OPCHECK_PAT_POOL_TIES: every value a window reads one of -1, 0.5 and 1. The
+// forward's input and its backward's (`in`, which average and the resize's backward do not have).
 static void pool_prepare(opcheck_data *d, uint64_t *rng, int bench) {
     const opcheck_case *c = d->c;
     int B = dim(c, 0), G = dim(c, 1), C = dim(c, 2), mode = dim(c, 3), s = dim(c, 4), Go = pool_go(c);
-    float *in = d->host[1];
+    int at = opcheck_find(d, "in");
+    if (at < 0) return;
+    float *in = d->host[at];
 #define POOL_AT(b, y, x) (in + (((size_t)(b)*G + (size_t)(y)) * G + (size_t)(x)) * C)
     if (mode != LLAVA_POOL_BILINEAR)
         for (int b = 0; b < B; b++)
@@ -1260,6 +1264,15 @@ static void pool_prepare(opcheck_data *d, uint64_t *rng, int bench) {
                 for (int x = 0; x < G; x++)
                     if (y >= Go * s || x >= Go * s)
                         for (int ch = 0; ch < C; ch++) POOL_AT(b, y, x)[ch] = NAN;
+    if (c->pattern == OPCHECK_PAT_POOL_TIES) {
+        static const float levels[3] = {-1.0f, 0.5f, 1.0f};
+        LLAVA_REQUIRE(mode == LLAVA_POOL_MAX, "opcheck: the grid_pool ties are for max pooling");
+        for (int b = 0; b < B; b++)
+            for (int y = 0; y < Go * s; y++)
+                for (int x = 0; x < Go * s; x++)
+                    for (int ch = 0; ch < C; ch++) POOL_AT(b, y, x)[ch] = levels[opcheck_rand_int(rng, 0, 3)];
+        return;
+    }
     if (c->pattern != OPCHECK_PAT_POOL_INF && c->pattern != OPCHECK_PAT_POOL_NAN) return;
     LLAVA_REQUIRE(mode == LLAVA_POOL_MAX && B >= 1 && Go >= 2 && C >= 2,
                   "opcheck: the grid_pool patterns need max pooling, an image, 2 x 2 windows and 2 channels");
@@ -1347,6 +1360,86 @@ static void pool_cost(const opcheck_case *c, double *flops, double *bytes) {
 static void pool_shape(const opcheck_case *c, char *buf, size_t cap) {
     snprintf(buf, cap, "B=%d %dx%d C=%d %s/%d", dim(c, 0), dim(c, 1), dim(c, 1), dim(c, 2), pool_mode_name(dim(c, 3)),
              dim(c, 4));
+}
+
+// grid_pool_backward: din (B, G*G, C) from dout (B, Go*Go, C), and for max the forward's input `in`. The
+// reference walks the forward's outputs and hands each one's dout to the inputs it read (the loops of the
+// transposed operation, in fp64), with its own reading of ops.h's rules rather than the ops' scan: average,
+// dout / (s * s) to each input of the window; max, the whole dout to one input: the window's last NaN if
+// it holds one, else the first input equal to its maximum, the first input when that maximum is -inf;
+// the resize, weight_y * weight_x * dout to each of the four taps (two on one input add), with the
+// forward reference's fp64 source and weights (the same ~1e-7 apart from the op's fp32 ones).
+
+static void pool_bwd_layout(const opcheck_case *c, opcheck_data *d) {
+    size_t B = c->n[0], G = c->n[1], C = c->n[2], Go = (size_t)pool_go(c);
+    opcheck_add_buf(d, "din", BUF_ACT, OPCHECK_OUT, B * G * G * C, 0, 0);
+    opcheck_add_buf(d, "dout", BUF_ACT, OPCHECK_IN, B * Go * Go * C, -1, 1);
+    if (c->n[3] == LLAVA_POOL_MAX) opcheck_add_buf(d, "in", BUF_ACT, OPCHECK_IN, B * G * G * C, -1, 1);
+}
+
+// `in` only for max: the other modes get NULL, which ops.h allows.
+static void pool_bwd_run(llava_backend *be, const opcheck_case *c, void *const *p) {
+    be->ops->grid_pool_backward(be, p[0], p[1], c->n[3] == LLAVA_POOL_MAX ? p[2] : NULL, dim(c, 0), dim(c, 1),
+                                dim(c, 2), dim(c, 3), dim(c, 4));
+}
+
+static void pool_bwd_ref(const opcheck_data *d, double **want) {
+    const opcheck_case *c = d->c;
+    int B = dim(c, 0), G = dim(c, 1), C = dim(c, 2), mode = dim(c, 3), s = dim(c, 4), Go = pool_go(c);
+    size_t n_in = (size_t)B * G * G * C;
+    double *din = want[0];
+    for (size_t i = 0; i < n_in; i++) din[i] = 0.0;
+    const float *dout = F(d, 1), *in = mode == LLAVA_POOL_MAX ? F(d, 2) : NULL;
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Go; oy++)
+            for (int ox = 0; ox < Go; ox++) {
+                const float *g = dout + (((size_t)b * Go + oy) * Go + ox) * C;
+#define DIN_AT(y, x) (din + (((size_t)b * G + (size_t)(y)) * G + (size_t)(x)) * C)
+                if (mode == LLAVA_POOL_BILINEAR) {
+                    float scale = (float)G / (float)Go;
+                    int ys[2], xs[2];
+                    double ly, lx;
+                    pool_source(oy, G, scale, &ys[0], &ys[1], &ly);
+                    pool_source(ox, G, scale, &xs[0], &xs[1], &lx);
+                    double wy[2] = {1.0 - ly, ly}, wx[2] = {1.0 - lx, lx};
+                    for (int ty = 0; ty < 2; ty++)
+                        for (int tx = 0; tx < 2; tx++)
+                            for (int ch = 0; ch < C; ch++) DIN_AT(ys[ty], xs[tx])[ch] += wy[ty] * wx[tx] * g[ch];
+                    continue;
+                }
+                for (int ch = 0; ch < C; ch++) {
+                    if (mode == LLAVA_POOL_AVERAGE) {
+                        for (int dy = 0; dy < s; dy++)
+                            for (int dx = 0; dx < s; dx++)
+                                DIN_AT(oy * s + dy, ox * s + dx)[ch] += (double)g[ch] / ((double)s * s);
+                        continue;
+                    }
+                    // max: the last NaN; else the maximum's first occurrence; -inf throughout: the first
+                    double top = -INFINITY;
+                    int last_nan = -1, first_top = 0;
+                    for (int k = 0; k < s * s; k++) {
+                        double v =
+                            in[(((size_t)b * G + (size_t)(oy * s + k / s)) * G + (size_t)(ox * s + k % s)) * C + ch];
+                        if (isnan(v)) last_nan = k;
+                        else if (v > top) top = v;
+                    }
+                    for (int k = s * s - 1; k >= 0; k--) {
+                        double v =
+                            in[(((size_t)b * G + (size_t)(oy * s + k / s)) * G + (size_t)(ox * s + k % s)) * C + ch];
+                        if (v == top) first_top = k;
+                    }
+                    int k = last_nan >= 0 ? last_nan : first_top;
+                    DIN_AT(oy * s + k / s, ox * s + k % s)[ch] += g[ch];
+                }
+#undef DIN_AT
+            }
+}
+
+// bf16: din written, dout read, and for max the windows of `in` read.
+static void pool_bwd_cost(const opcheck_case *c, double *flops, double *bytes) {
+    double B = (double)c->n[0], G = (double)c->n[1], C = (double)c->n[2], s = (double)c->n[4], Go = pool_go(c);
+    double windows = c->n[3] == LLAVA_POOL_MAX ? Go * s * Go * s : 0.0;
+    *bytes = 2.0 * B * C * (G * G + Go * Go + windows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1577,4 +1670,15 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                                   decode_run, decode_ref, decode_cost, decode_shape, NO_ALIAS},
     [OPCHECK_GRID_POOL] = {"grid_pool", LLAVA_OP_GRID_POOL, pool_layout, pool_prepare, pool_run, pool_ref, pool_cost,
                            pool_shape, NO_ALIAS},
+    [OPCHECK_GELU_TANH_BACKWARD] = {"gelu_tanh_backward",
+                                    LLAVA_OP_ELEMENTWISE,
+                                    act_layout,
+                                    act_prepare,
+                                    act_run,
+                                    act_ref,
+                                    act_cost,
+                                    shape_rows_cols,
+                                    {{0, 1}, {-1, -1}}},
+    [OPCHECK_GRID_POOL_BACKWARD] = {"grid_pool_backward", LLAVA_OP_GRID_POOL, pool_bwd_layout, pool_prepare,
+                                    pool_bwd_run, pool_bwd_ref, pool_bwd_cost, pool_shape, NO_ALIAS},
 };

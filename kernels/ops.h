@@ -129,9 +129,10 @@ struct llava_ops {
     void (*quick_gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
     void (*gelu_forward)(llava_backend *be, void *out, const void *x, size_t n);  // exact: 0.5 x (1 + erf(x / sqrt 2))
     void (*gelu_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
-    // tanh approximation (SigLIP's gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). Forward
-    // only: the towers that use it are frozen. NULL on a backend without it.
+    // tanh approximation (SigLIP's gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), and its
+    // backward (a trainable SigLIP tower): dx = dout * d/dx of the same formula. NULL on a backend without them.
     void (*gelu_tanh_forward)(llava_backend *be, void *out, const void *x, size_t n);
+    void (*gelu_tanh_backward)(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
     // SwiGLU product: out = silu(gate) * up.
     void (*silu_mul_forward)(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
     void (*silu_mul_backward)(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,
@@ -195,9 +196,18 @@ struct llava_ops {
     // each s x s window, Go = G / s (floor: a last partial row and column are dropped), as torch's
     // avg_pool2d / max_pool2d(kernel s, stride s); LLAVA_POOL_BILINEAR: Go = ceil(G / s), each output the
     // bilinear interpolation at source (o + 0.5) * G / Go - 0.5 (clamped at 0; align_corners false), as
-    // torch's F.interpolate(mode="bilinear"). Forward only: its input is the frozen tower's. NULL on a
-    // backend without it (the model refuses pooling there).
+    // torch's F.interpolate(mode="bilinear"). NULL on a backend without it (the model refuses pooling there).
     void (*grid_pool)(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
+    // Its transpose (a trainable tower below the pooling), torch's backward of the same three: din (B, G*G, C)
+    // ACT overwritten, every element (0 where no output reads the input: the rows and columns average and max
+    // drop); dout (B, Go*Go, C) ACT. average: each input of a window gets dout / (s * s); max: the whole dout
+    // goes to the input the forward picks (the first maximum in window order, the last NaN met in a window
+    // holding NaN, the window's first input when every value is -inf, as max_pool2d's saved index), which
+    // is read from `in` (B, G*G, C) ACT, the forward's input (read by max only: NULL is fine for the others);
+    // bilinear: each input gets the sum over the outputs and their four taps that land on it of the tap's
+    // weight times dout (taps on the same input, as at the last row, each add). NULL on a backend without it.
+    void (*grid_pool_backward)(llava_backend *be, void *din, const void *dout, const void *in, int B, int G, int C,
+                               int mode, int s);
 
     // ---- cross-entropy over V classes with ignore index (targets < 0 are ignored).
     // losses (T) F32: -log softmax(logits[t])[targets[t]], 0 where ignored.

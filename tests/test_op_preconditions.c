@@ -75,6 +75,18 @@ static void v_pool_mode(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 
 static void v_pool_stride0(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_AVERAGE, 0); }
 static void v_pool_stride_past(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_MAX, 6); }
 static void v_pool_negative(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, -5, 8, LLAVA_POOL_MAX, 2); }
+// grid_pool_backward over the same grids: `in` may be NULL except for max, which reads it.
+static void v_pool_bwd_control(llava_backend *be) {
+    be->ops->grid_pool_backward(be, A, B, NULL, 2, 5, 8, LLAVA_POOL_BILINEAR, 2);
+    be->ops->grid_pool_backward(be, A, B, NULL, 2, 5, 8, LLAVA_POOL_AVERAGE, 2);
+    be->ops->grid_pool_backward(be, A, B, C, 2, 5, 8, LLAVA_POOL_MAX, 2);
+}
+static void v_pool_bwd_max_no_in(llava_backend *be) {
+    be->ops->grid_pool_backward(be, A, B, NULL, 2, 5, 8, LLAVA_POOL_MAX, 2);
+}
+static void v_pool_bwd_stride_past(llava_backend *be) {
+    be->ops->grid_pool_backward(be, A, B, C, 2, 5, 8, LLAVA_POOL_AVERAGE, 6);
+}
 
 static const violation CASES[] = {
     {"control: a valid linear_forward", "cpu", v_control, {NULL, NULL}},
@@ -109,12 +121,25 @@ static const violation CASES[] = {
     {"grid_pool with stride 0", "cpu", v_pool_stride0, {"grid_pool", "stride 0 is outside 1..G (5)"}},
     {"grid_pool with stride 6 over G = 5", "cpu", v_pool_stride_past, {"grid_pool", "stride 6 is outside 1..G (5)"}},
     {"grid_pool with G = -5", "cpu", v_pool_negative, {"grid_pool", "G = -5 is negative"}},
+    {"control: valid grid_pool_backward calls", "cpu", v_pool_bwd_control, {NULL, NULL}},
+    {"grid_pool_backward max with in NULL",
+     "cpu",
+     v_pool_bwd_max_no_in,
+     {"grid_pool_backward (cpu backend)", "in is NULL"}},
+    {"grid_pool_backward with stride 6 over G = 5",
+     "cpu",
+     v_pool_bwd_stride_past,
+     {"grid_pool_backward", "stride 6 is outside 1..G (5)"}},
     {"linear_forward with N = -1 on the GPU", "cuda", v_linear_negative, {"linear_forward (cuda backend)", "N = -1"}},
     {"attention_decode with Hq = 3, Hkv = 2 on the GPU",
      "cuda",
      v_decode_heads,
      {"attention_decode (cuda backend)", "Hkv = 2"}},
     {"grid_pool in mode 4 on the GPU", "cuda", v_pool_mode, {"grid_pool (cuda backend)", "mode 4 is not"}},
+    {"grid_pool_backward max with in NULL on the GPU",
+     "cuda",
+     v_pool_bwd_max_no_in,
+     {"grid_pool_backward (cuda backend)", "in is NULL"}},
 };
 
 // Runs v in a child; its stderr into err. Returns the wait status, or -1 when the child could not run.

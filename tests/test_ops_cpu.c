@@ -14,7 +14,8 @@
 // The contracts that are not a comparison stay below as their own tests: memory, the registry's own
 // guard check, RMSNorm's HF rounding order, RoPE's positions and inverse, the spec's inv_freq values,
 // attention's sequence and causal isolation, attention_decode against attention_forward's rows (and
-// each row alone against the batch), the embedding's padding row, an out-of-range target.
+// each row alone against the batch), the embedding's padding row, an out-of-range target, and
+// grid_pool_backward as grid_pool's adjoint.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -451,6 +452,39 @@ static void embedding_padding(const opcheck_case *c, opcheck_data *d) {
     free(init), free(dtable), free(twice), free(row);
 }
 
+// grid_pool_backward is grid_pool's transpose: <grid_pool(x), y> = <x, grid_pool_backward(y)> for any x
+// and y, on each of the registry's CPU cases (y its dout). Average and the resize are linear in x; max is
+// linear on the selection its forward makes for x, and the backward given in = x routes y to exactly those
+// inputs, so the identity holds for max too (on finite x, ties included). x: the case's `in` for max, its
+// non-finite values (the patterns', and the NaN of the rows no window reads) replaced by finite ones; a
+// fixed finite draw otherwise. Both sides summed in fp64 over fp32 values: they differ by the ops' fp32
+// roundings (the average's sum, the resize's weights and products, a few 6e-8 each), well inside 1e-6 of
+// sum |x_i| |grid_pool_backward(y)_i|; a wrong index, weight or window moves it by 1e-2 or more.
+static void pool_adjoint(const opcheck_case *c, opcheck_data *d) {
+    int B = (int)c->n[0], G = (int)c->n[1], C = (int)c->n[2], mode = (int)c->n[3], s = (int)c->n[4];
+    if (B == 0) return;
+    int Go = mode == LLAVA_POOL_BILINEAR ? (G + s - 1) / s : G / s;
+    size_t n_in = (size_t)B * G * G * C, n_out = (size_t)B * Go * Go * C;
+    const float *y = d->host[1];
+    float *x = xmalloc(n_in * sizeof(float)), *fwd = xmalloc(n_out * sizeof(float)),
+          *bwd = xmalloc(n_in * sizeof(float));
+    for (size_t i = 0; i < n_in; i++) {
+        float v = mode == LLAVA_POOL_MAX ? ((const float *)d->host[2])[i] : NAN;
+        x[i] = isfinite(v) ? v : (float)sin(0.7 * (double)i + 0.3);
+    }
+    ops->grid_pool(be, fwd, x, B, G, C, mode, s);
+    ops->grid_pool_backward(be, bwd, y, x, B, G, C, mode, s);
+    double lhs = 0.0, rhs = 0.0, mag = 0.0;
+    for (size_t i = 0; i < n_out; i++) lhs += (double)fwd[i] * y[i];
+    for (size_t i = 0; i < n_in; i++) rhs += (double)x[i] * bwd[i], mag += fabs((double)x[i] * bwd[i]);
+    double err = fabs(lhs - rhs) / mag;
+    char what[320];
+    describe(c, "adjoint of grid_pool", what, sizeof what);
+    printf("  %-68s %.2e  (tol 1.0e-06)\n", what, err);
+    CHECK(err <= 1e-6, "%s: %.17g vs %.17g (relative %.3e of %.6g)", what, lhs, rhs, err, mag);
+    free(x), free(fwd), free(bwd);
+}
+
 // A target past the vocabulary poisons the loss instead of reading out of bounds.
 static void test_cross_entropy_bad_target(void) {
     enum { V = 37 };
@@ -477,6 +511,7 @@ int main(void) {
     for_cpu_cases(OPCHECK_ATTENTION_FORWARD, attention_isolation);
     for_cpu_cases(OPCHECK_ATTENTION_DECODE, decode_matches_forward);
     for_cpu_cases(OPCHECK_EMBEDDING_BACKWARD, embedding_padding);
+    for_cpu_cases(OPCHECK_GRID_POOL_BACKWARD, pool_adjoint);
     test_cross_entropy_bad_target();
     printf("  %-22s %d CPU cases: forwards within %.2g relative of fp64, backwards %.2g of finite differences\n",
            "worst", n_cpu_cases, worst_fwd, worst_bwd);

@@ -1,4 +1,5 @@
-// Elementwise activations: CLIP's quick_gelu, the projector's exact GELU and LLaMA's SwiGLU product.
+// Elementwise activations: CLIP's quick_gelu, the projector's exact GELU, SigLIP's tanh GELU and LLaMA's
+// SwiGLU product.
 // Each value is computed in fp64 and rounded once to fp32, so the final rounding is the only error
 // that shows (HF's fp32 kernels land within an ulp or so of these values).
 // Every element is read before its output is written, so outputs may alias inputs index for index.
@@ -52,6 +53,24 @@ void cpu_gelu_tanh_forward(llava_backend *be, void *out_, const void *x_, size_t
     for (size_t i = 0; i < n; i++) {
         double xi = x[i];
         out[i] = (float)(0.5 * xi * (1.0 + tanh(k * (xi + 0.044715 * xi * xi * xi))));
+    }
+}
+
+// d/dx of 0.5 x (1 + tanh(u)), u = k (x + 0.044715 x^3), k = sqrt(2 / pi):
+//     0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) k (1 + 3 * 0.044715 x^2)
+//   = s + 2 k x s (1 - s) (1 + 0.134145 x^2),  s = sigmoid(2 u), 1 - s = sigmoid(-2 u)
+// (1 + tanh(u) = 2 s and 1 - tanh(u) = 2 (1 - s)): the sigmoid form keeps full relative precision in
+// both tails, where 1 + tanh(u) or 1 - tanh(u) cancel. fp64, rounded once.
+void cpu_gelu_tanh_backward(llava_backend *be, void *dx_, const void *dout_, const void *x_, size_t n) {
+    req_elementwise(be, "gelu_tanh_backward", n, "dx dout x", dx_, dout_, x_, NULL, NULL);
+    float *dx = dx_;            // (n)
+    const float *dout = dout_;  // (n)
+    const float *x = x_;        // (n)
+    const double k = sqrt(2.0 / M_PI);
+    for (size_t i = 0; i < n; i++) {
+        double xi = x[i], u2 = 2.0 * k * (xi + 0.044715 * xi * xi * xi);
+        double s = sigmoid(u2), sm = sigmoid(-u2);
+        dx[i] = (float)(dout[i] * (s + 2.0 * k * xi * s * sm * (1.0 + 3.0 * 0.044715 * xi * xi)));
     }
 }
 

@@ -39,6 +39,8 @@ void cpu_embedding_backward(llava_backend *be, float *dtable, const void *dout, 
 void cpu_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 void cpu_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 void cpu_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
+void cpu_grid_pool_backward(llava_backend *be, void *din, const void *dout, const void *in, int B, int G, int C,
+                            int mode, int s);
 
 // norm.c
 void cpu_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,
@@ -55,6 +57,7 @@ void cpu_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t 
 void cpu_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cpu_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
 void cpu_gelu_tanh_forward(llava_backend *be, void *out, const void *x, size_t n);
+void cpu_gelu_tanh_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cpu_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cpu_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
 void cpu_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,

@@ -3,9 +3,13 @@
 // s x s window per output, the bilinear resize mixes the four source points around each output's centre.
 // Average and max follow torch's avg_pool2d / max_pool2d (kernel = stride = s, no padding, floor); the
 // resize follows torch's upsample_bilinear2d with align_corners false and no antialias, its source index and
-// weights computed in fp32 as torch computes them for fp32 tensors.
+// weights computed in fp32 as torch computes them for fp32 tensors. The backward is the transpose of each, as
+// torch's backward of the same three (ops.h).
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "common/util.h"
 #include "cpu.h"
 #include "kernels/op_require.h"
 
@@ -60,6 +64,109 @@ void cpu_grid_pool(llava_backend *be, void *out_, const void *in_, int B, int G,
                             else acc += v;
                         }
                     o[c] = mode == LLAVA_POOL_MAX ? acc : acc / (float)(s * s);
+                }
+            }
+}
+
+// One side's taps of the resize, listed per input: tap k of input i (k in [first[i], first[i + 1])) is
+// output out[k] with weight w[k], in output order, and an output's two taps are two entries even where
+// both land on the same input (the last row: i0 == i1), as the forward adds both.
+typedef struct {
+    int *first, *out;
+    float *w;
+} pool_taps;
+
+static void taps_of_side(int G, int Go, float scale, pool_taps *t) {
+    t->first = xcalloc((size_t)G + 1, sizeof(int));
+    t->out = xmalloc((size_t)2 * Go * sizeof(int));
+    t->w = xmalloc((size_t)2 * Go * sizeof(float));
+    int *fill = xcalloc((size_t)G + 1, sizeof(int));
+    for (int o = 0; o < Go; o++) {
+        int i0, i1;
+        float l1;
+        source(o, G, scale, &i0, &i1, &l1);
+        t->first[i0 + 1]++;
+        t->first[i1 + 1]++;
+    }
+    for (int i = 0; i < G; i++) t->first[i + 1] += t->first[i];
+    for (int o = 0; o < Go; o++) {
+        int i0, i1;
+        float l1;
+        source(o, G, scale, &i0, &i1, &l1);
+        int k0 = t->first[i0] + fill[i0]++;
+        t->out[k0] = o, t->w[k0] = 1.0f - l1;  // the forward's weights, fp32 as it computes them
+        int k1 = t->first[i1] + fill[i1]++;
+        t->out[k1] = o, t->w[k1] = l1;
+    }
+    free(fill);
+}
+
+static void taps_free(pool_taps *t) { free(t->first), free(t->out), free(t->w); }
+
+// Average and max write every input of each window (the dropped rows and columns and the inputs max does not
+// pick are 0): avg_pool2d's backward divides dout by the window's area once, in fp32 (one rounding, the same
+// bits for every input of the window); max_pool2d's gives the whole dout to the input its forward's scan
+// picks, the scan of cpu_grid_pool above, its index starting at the window's first input (torch's saved
+// index, where a window of -inf values never replaces it). The resize gathers, per input, over the taps of
+// its row times those of its column: weight_y * weight_x * dout summed in fp64 in output order (rows, then
+// columns; an output's taps in the forward's order) and rounded once to fp32 (torch's CPU kernel adds the
+// same products into fp32 as it goes, within a few fp32 roundings of this).
+void cpu_grid_pool_backward(llava_backend *be, void *din_, const void *dout_, const void *in_, int B, int G, int C,
+                            int mode, int s) {
+    req_grid_pool_backward(be, din_, dout_, in_, B, G, C, mode, s);
+    if (B <= 0 || G <= 0 || C <= 0) return;
+    float *din = din_;          // (B, G*G, C)
+    const float *dout = dout_;  // (B, Go*Go, C)
+    const float *in = in_;      // (B, G*G, C), max only
+    if (mode == LLAVA_POOL_BILINEAR) {
+        int Go = (G + s - 1) / s;
+        pool_taps t;
+        taps_of_side(G, Go, (float)G / (float)Go, &t);
+        double *acc = xmalloc((size_t)C * sizeof(double));
+        for (int b = 0; b < B; b++)
+            for (int iy = 0; iy < G; iy++)
+                for (int ix = 0; ix < G; ix++) {
+                    for (int c = 0; c < C; c++) acc[c] = 0.0;
+                    for (int ky = t.first[iy]; ky < t.first[iy + 1]; ky++)
+                        for (int kx = t.first[ix]; kx < t.first[ix + 1]; kx++) {
+                            double w = (double)t.w[ky] * (double)t.w[kx];  // exact: two fp32 factors
+                            const float *g = dout + ((size_t)b * Go * Go + (size_t)t.out[ky] * Go + t.out[kx]) * C;
+                            for (int c = 0; c < C; c++) acc[c] += w * g[c];
+                        }
+                    float *d = din + ((size_t)b * G * G + (size_t)iy * G + ix) * C;
+                    for (int c = 0; c < C; c++) d[c] = (float)acc[c];
+                }
+        free(acc);
+        taps_free(&t);
+        return;
+    }
+    int Go = G / s;
+    memset(din, 0, (size_t)B * G * G * C * sizeof(float));
+    const float area = (float)(s * s);
+    for (int b = 0; b < B; b++)
+        for (int oy = 0; oy < Go; oy++)
+            for (int ox = 0; ox < Go; ox++) {
+                const float *g = dout + ((size_t)b * Go * Go + (size_t)oy * Go + ox) * C;
+                // the row (of din and in) of the window's first input
+                size_t corner = (size_t)b * G * G + (size_t)(oy * s) * G + (size_t)(ox * s);
+                if (mode == LLAVA_POOL_AVERAGE) {
+                    for (int dy = 0; dy < s; dy++)
+                        for (int dx = 0; dx < s; dx++) {
+                            float *d = din + (corner + (size_t)dy * G + dx) * C;
+                            for (int c = 0; c < C; c++) d[c] = g[c] / area;
+                        }
+                    continue;
+                }
+                for (int c = 0; c < C; c++) {
+                    float acc = -INFINITY;
+                    size_t pick = corner;
+                    for (int dy = 0; dy < s; dy++)
+                        for (int dx = 0; dx < s; dx++) {
+                            size_t at = corner + (size_t)dy * G + dx;
+                            float v = in[at * C + c];
+                            if (v > acc || isnan(v)) acc = v, pick = at;
+                        }
+                    din[pick * C + c] = g[c];
                 }
             }
 }

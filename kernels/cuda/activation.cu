@@ -1,5 +1,5 @@
 // Elementwise activations (CLIP's quick_gelu, the projector's exact GELU, SigLIP's tanh GELU, LLaMA's
-// SwiGLU product) and the residual adds, forward and backward (the tanh GELU forward only). bf16 in
+// SwiGLU product) and the residual adds, forward and backward. bf16 in
 // and out, fp32 arithmetic with the accurate library functions (expf, erfcf: a few fp32 ulps), so the
 // one visible error is the final rounding to bf16, as on the CPU reference (which computes in fp64
 // and rounds to fp32).
@@ -65,7 +65,7 @@ __global__ void gelu_forward_kernel(uint16_t *out, const uint16_t *x, size_t n, 
 // ---- GELU's tanh approximation (SigLIP's gelu_pytorch_tanh): 0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x +
 // 0.044715 x^3), written as x sigmoid(2 u), the same function (1 + tanh(u) = 2 sigmoid(2 u)): for x below
 // about -3, 1 + tanhf(u) cancels to a few significant bits in fp32 while the sigmoid keeps full relative
-// precision (the erfc form above for the same reason). Forward only: the towers that use it are frozen.
+// precision (the erfc form above for the same reason).
 
 __global__ void gelu_tanh_forward_kernel(uint16_t *out, const uint16_t *x, size_t n, int vec) {
     size_t i0 = pack_start();
@@ -78,6 +78,25 @@ __global__ void gelu_tanh_forward_kernel(uint16_t *out, const uint16_t *x, size_
         o[k] = xv[k] * sigmoidf_acc(u2);
     }
     store8(out, i0, n, vec, o);
+}
+
+// d/dx = s + 2 sqrt(2 / pi) x s (1 - s) (1 + 3 * 0.044715 x^2), s = sigmoid(2 u) (the CPU's form,
+// kernels/cpu/activation.c): 1 - s taken as sigmoid(-2 u), not by subtraction, which would keep only the
+// absolute precision of s where s is near 1 (x above ~2).
+__global__ void gelu_tanh_backward_kernel(uint16_t *dx, const uint16_t *dout, const uint16_t *x, size_t n, int vec) {
+    size_t i0 = pack_start();
+    if (i0 >= n) return;
+    float xv[8], g[8], o[8];
+    load8(x, i0, n, vec, xv);
+    load8(dout, i0, n, vec, g);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        float x2 = xv[k] * xv[k];
+        float u2 = 1.5957691216057308f * (xv[k] + 0.044715f * x2 * xv[k]);
+        float s = sigmoidf_acc(u2), sm = sigmoidf_acc(-u2);
+        o[k] = g[k] * (s + 1.5957691216057308f * xv[k] * s * sm * (1.0f + 0.134145f * x2));
+    }
+    store8(dx, i0, n, vec, o);
 }
 
 // d/dx [x Phi(x)] = Phi(x) + x phi(x)
@@ -190,6 +209,15 @@ extern "C" void cuda_gelu_tanh_forward(llava_backend *be, void *out, const void 
     int vec = is_aligned16(out) && is_aligned16(x);
     gelu_tanh_forward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>((uint16_t *)out, (const uint16_t *)x,
                                                                                   n, vec);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cuda_gelu_tanh_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n) {
+    req_elementwise(be, "gelu_tanh_backward", n, "dx dout x", dx, dout, x, NULL, NULL);
+    if (n == 0) return;
+    int vec = is_aligned16(dx) && is_aligned16(dout) && is_aligned16(x);
+    gelu_tanh_backward_kernel<<<ew_blocks(n), EW_THREADS, 0, cuda_stream_of(be)>>>(
+        (uint16_t *)dx, (const uint16_t *)dout, (const uint16_t *)x, n, vec);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -33,6 +33,7 @@ static void fill_table(llava_ops *t) {
     t->quick_gelu_backward = cuda_quick_gelu_backward;
     t->gelu_forward = cuda_gelu_forward;
     t->gelu_tanh_forward = cuda_gelu_tanh_forward;
+    t->gelu_tanh_backward = cuda_gelu_tanh_backward;
     t->gelu_backward = cuda_gelu_backward;
     t->silu_mul_forward = cuda_silu_mul_forward;
     t->silu_mul_backward = cuda_silu_mul_backward;
@@ -46,7 +47,8 @@ static void fill_table(llava_ops *t) {
     t->embedding_backward = cuda_embedding_backward;
     t->scatter_rows = cuda_scatter_rows;
     t->gather_rows = cuda_gather_rows;
-    t->grid_pool = cuda_grid_pool;  // pool.cu
+    t->grid_pool = cuda_grid_pool;                    // pool.cu
+    t->grid_pool_backward = cuda_grid_pool_backward;  // pool.cu
     t->cross_entropy = cuda_cross_entropy;
     t->adamw = cuda_adamw;
     t->grad_sq_sum = cuda_grad_sq_sum;

@@ -47,8 +47,11 @@ void cuda_embedding_backward(llava_backend *be, float *dtable, const void *dout,
 void cuda_scatter_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 void cuda_gather_rows(llava_backend *be, void *dst, const void *src, const int32_t *idx, int n, int C);
 
-// pool.cu: grid_pool, the visual-token reduction (average, max, bilinear) of each image's feature grid.
+// pool.cu: grid_pool, the visual-token reduction (average, max, bilinear) of each image's feature grid, and
+// its transpose.
 void cuda_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
+void cuda_grid_pool_backward(llava_backend *be, void *din, const void *dout, const void *in, int B, int G, int C,
+                             int mode, int s);
 
 // norm.cu
 void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,
@@ -65,6 +68,7 @@ void cuda_quick_gelu_forward(llava_backend *be, void *out, const void *x, size_t
 void cuda_quick_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cuda_gelu_forward(llava_backend *be, void *out, const void *x, size_t n);
 void cuda_gelu_tanh_forward(llava_backend *be, void *out, const void *x, size_t n);
+void cuda_gelu_tanh_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cuda_gelu_backward(llava_backend *be, void *dx, const void *dout, const void *x, size_t n);
 void cuda_silu_mul_forward(llava_backend *be, void *out, const void *gate, const void *up, size_t n);
 void cuda_silu_mul_backward(llava_backend *be, void *dgate, void *dup, const void *dout, const void *gate,

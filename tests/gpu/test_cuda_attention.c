@@ -28,7 +28,8 @@
 // where dq and dk are 0 up to rounding, max |dq|, |dk| <= 1e-4 instead), on packs whose
 // sequences are shorter than the window, as long, and longer; windows of 1, 3, 64 (one key tile),
 // and 70 and 130 (the window's edge crossing key and query tiles); GQA and MHA; head dims 64, 128
-// and the scalar path's 80. Window isolation: changing a few rows of a long sequence leaves out, lse
+// and the scalar path's 80. Bidirectional (the vision towers', whose backward trains them): head dims
+// 64 and 128 (tiled), 16, 32 and SigLIP-so400m's 72 (the scalar path). Window isolation: changing a few rows of a long sequence leaves out, lse
 // and dq of the rows whose window starts past them, and dk, dv of the keys whose queries' windows
 // never reach them, exactly as they were.
 #include <math.h>
@@ -409,10 +410,15 @@ int main(void) {
         // Head dims without a tiled kernel take the scalar path.
         {"scalar path causal GQA 4/2 D80", 6, {5, 1, 37, 64, 65, 130}, 4, 2, 80, 1, 2.0f, 1, 0, 0},
         {"scalar path bidirectional MHA 2 D32", 3, {17, 1, 70}, 2, 2, 32, 0, 2.0f, 1, 0, 0},
+        // The trainable vision towers' other head dims, bidirectional within each image: the test
+        // configs' 16, SigLIP-so400m's 72 (16 heads, 729 tokens per image at 384 px).
+        {"scalar path bidirectional MHA 4 D16", 3, {17, 1, 70}, 4, 4, 16, 0, 2.0f, 1, 0, 0},
+        {"scalar path bidirectional MHA 4 D72", 6, {5, 1, 37, 64, 65, 130}, 4, 4, 72, 0, 2.0f, 1, 0, 0},
         // The shapes that matter: LLaVA-7B's language model (32 heads x 128, causal, a packed batch of
         // ~4k tokens) and CLIP ViT-L/14-336 (16 heads x 64, 577 tokens, bidirectional, 4 images).
         {"LLaVA-7B LM", 3, {600, 1437, 2048}, 32, 32, 128, 1, 2.0f, 0, 1, 0},
         {"CLIP ViT-L/14-336", 4, {577, 577, 577, 577}, 16, 16, 64, 0, 2.0f, 1, 1, 0},
+        {"SigLIP-so400m/14-384 (scalar path)", 4, {729, 729, 729, 729}, 16, 16, 72, 0, 2.0f, 0, 1, 0},
         // Mistral's sliding window on the same packs: window 1 (each row sees only itself), 3, one
         // key tile (64), and 70 and 130, whose edges cut through key tiles and query tiles; in each
         // pack some sequences are within the window (1, 5, 37, 64 tokens) and some run past it (65,

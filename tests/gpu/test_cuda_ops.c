@@ -300,6 +300,8 @@ static void test_table(void) {
     HAS(quick_gelu_backward);
     HAS(gelu_forward);
     HAS(gelu_backward);
+    HAS(gelu_tanh_forward);
+    HAS(gelu_tanh_backward);
     HAS(silu_mul_forward);
     HAS(silu_mul_backward);
     HAS(rope_forward);
@@ -312,6 +314,7 @@ static void test_table(void) {
     HAS(scatter_rows);
     HAS(gather_rows);
     HAS(grid_pool);
+    HAS(grid_pool_backward);
     HAS(cross_entropy);
     HAS(adamw);
     HAS(grad_sq_sum);
