@@ -188,7 +188,7 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
     // per sequence).
     int tpi = e->m.tokens_per_image, max_img = in->max_batch * in->max_images;
     if (tpi > 0 && max_img > e->max_prefill / tpi) max_img = e->max_prefill / tpi;
-    act_shape shape = {e->max_prefill, in->max_batch, max_img, 0, 0, 1};
+    act_shape shape = {e->max_prefill, in->max_batch, max_img, 0, 0, 1, 0, 0};
     if (llava_model_reserve(&e->m, &shape) != 0) return -1;
 
     // The cache: every running sequence at full length by default, at least one whole context.

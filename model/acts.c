@@ -43,13 +43,28 @@ enum {
     Z_MA,    // the projector's kept pre-activations: M * (depth - 1) rows (M for a single Linear, its output)
     Z_MG,    // their GELUs: M * (depth - 1)
     Z_NSEL,  // the tower's selected features before a reduction: n_img * (G^2 + CLS kept)
+    Z_R3,    // the embeddings' backward's ids: three per tower row (at most)
     Z_COUNT
 };
 
 // How many buffers a row stands for.
-enum { PER_PASS = 0, PER_LAYER_INPUT, PER_SAVED };
+enum { PER_PASS = 0, PER_LAYER_INPUT, PER_SAVED, PER_VISION_INPUT, PER_VISION_SAVED };
 // When a row exists.
-enum { ALWAYS = 0, IF_PROJ, IF_MLP, IF_BACKWARD, IF_BACKWARD_MLP, IF_LORA, IF_BACKWARD_LORA, IF_REDUCE };
+enum {
+    ALWAYS = 0,
+    IF_PROJ,
+    IF_MLP,
+    IF_BACKWARD,
+    IF_BACKWARD_MLP,
+    IF_LORA,
+    IF_BACKWARD_LORA,
+    IF_REDUCE,
+    IF_VTRAIN,         // the tower trains
+    IF_VTRAIN_REDUCE,  // ... and a reduction follows it
+    IF_VTRAIN_EMBED    // ... all of it: the embeddings too
+};
+// Whose backward a forward buffer also serves (its lifetime then runs on to the tower's backward).
+enum { EXT_NONE = 0, EXT_VTRAIN, EXT_VTRAIN_EMBED };
 
 typedef struct {
     const char *name;
@@ -58,10 +73,12 @@ typedef struct {
     int rows, cols;
     int first, last;
     int per, when;
+    int ext;  // EXT_*: lives to the tower's backward when the tower trains
 } act_spec;
 
 #define A(f) offsetof(llava_acts, f)
 #define S(f) offsetof(lm_saved, f)
+#define VS(f) offsetof(vis_saved, f)
 
 enum {
     IN = ACT_PHASE_INPUT,
@@ -70,81 +87,114 @@ enum {
     LM = ACT_PHASE_LM,
     LMB = ACT_PHASE_LM_BACKWARD,
     EMB = ACT_PHASE_EMBED_BACKWARD,
-    PJB = ACT_PHASE_PROJECTOR_BACKWARD
+    PJB = ACT_PHASE_PROJECTOR_BACKWARD,
+    VIB = ACT_PHASE_VISION_BACKWARD
 };
 
 static const act_spec ACTS[] = {
     // the batch: targets feed the loss only; positions and boundaries serve the layers' backward;
     // ids the embeddings' backward; image rows the splice and its backward
-    {"ids", BUF_I32, A(ids), Z_T, Z_ONE, IN, EMB, PER_PASS, ALWAYS},
-    {"targets", BUF_I32, A(targets), Z_T, Z_ONE, IN, LM, PER_PASS, ALWAYS},
-    {"pos", BUF_I32, A(pos), Z_T, Z_ONE, IN, LMB, PER_PASS, ALWAYS},
-    {"cu_seqlens", BUF_I32, A(cu), Z_NSEQ1, Z_ONE, IN, LMB, PER_PASS, ALWAYS},
-    {"img_rows", BUF_I32, A(img_rows), Z_M, Z_ONE, IN, PJB, PER_PASS, ALWAYS},
-    // the vision tower, forward only: nothing of it outlives its phase but the features
-    {"vision.pixels", BUF_F32, A(pix), Z_PIX, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.patches", BUF_ACT, A(patches), Z_NP, Z_K, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.patch_embeds", BUF_ACT, A(pe), Z_NP, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.residual", BUF_ACT, A(vh), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.x", BUF_ACT, A(vx), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.q", BUF_ACT, A(vq), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.k", BUF_ACT, A(vk), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.v", BUF_ACT, A(vv), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.attn", BUF_ACT, A(vatt), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.mlp", BUF_ACT, A(vmid), Z_R, Z_IV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.mlp_act", BUF_ACT, A(vact), Z_R, Z_IV, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.ln_mean", BUF_F32, A(vmean), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.ln_rstd", BUF_F32, A(vrstd), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.lse", BUF_F32, A(vlse), Z_HV, Z_R, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.cu_seqlens", BUF_I32, A(vcu), Z_NIMG1, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
-    {"vision.feature_rows", BUF_I32, A(vrows), Z_NSEL, Z_ONE, VIS, VIS, PER_PASS, ALWAYS},
+    {"ids", BUF_I32, A(ids), Z_T, Z_ONE, IN, EMB, PER_PASS, ALWAYS, EXT_NONE},
+    {"targets", BUF_I32, A(targets), Z_T, Z_ONE, IN, LM, PER_PASS, ALWAYS, EXT_NONE},
+    {"pos", BUF_I32, A(pos), Z_T, Z_ONE, IN, LMB, PER_PASS, ALWAYS, EXT_NONE},
+    {"cu_seqlens", BUF_I32, A(cu), Z_NSEQ1, Z_ONE, IN, LMB, PER_PASS, ALWAYS, EXT_NONE},
+    {"img_rows", BUF_I32, A(img_rows), Z_M, Z_ONE, IN, PJB, PER_PASS, ALWAYS, EXT_NONE},
+    // the vision tower: with the tower frozen nothing of it outlives its phase but the features; these
+    // serve every layer of a frozen tower and the frozen layers below a trained one
+    {"vision.pixels", BUF_F32, A(pix), Z_PIX, Z_ONE, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.patches", BUF_ACT, A(patches), Z_NP, Z_K, VIS, VIS, PER_PASS, ALWAYS, EXT_VTRAIN_EMBED},
+    {"vision.patch_embeds", BUF_ACT, A(pe), Z_NP, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.residual", BUF_ACT, A(vh), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.x", BUF_ACT, A(vx), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.q", BUF_ACT, A(vq), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.k", BUF_ACT, A(vk), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.v", BUF_ACT, A(vv), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.attn", BUF_ACT, A(vatt), Z_R, Z_DV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.mlp", BUF_ACT, A(vmid), Z_R, Z_IV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.mlp_act", BUF_ACT, A(vact), Z_R, Z_IV, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.ln_mean", BUF_F32, A(vmean), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.ln_rstd", BUF_F32, A(vrstd), Z_R, Z_ONE, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.lse", BUF_F32, A(vlse), Z_HV, Z_R, VIS, VIS, PER_PASS, ALWAYS, EXT_NONE},
+    {"vision.cu_seqlens", BUF_I32, A(vcu), Z_NIMG1, Z_ONE, VIS, VIS, PER_PASS, ALWAYS, EXT_VTRAIN},
+    {"vision.feature_rows", BUF_I32, A(vrows), Z_NSEL, Z_ONE, VIS, VIS, PER_PASS, ALWAYS, EXT_VTRAIN},
     // pooling's input: every image's selected features (pruning gathers its kept rows directly)
-    {"vision.selected", BUF_ACT, A(vsel), Z_NSEL, Z_DV, VIS, VIS, PER_PASS, IF_REDUCE},
+    {"vision.selected", BUF_ACT, A(vsel), Z_NSEL, Z_DV, VIS, VIS, PER_PASS, IF_REDUCE, EXT_VTRAIN},
+    // a trainable tower: each trained layer's input and saved activations, the embeddings before the
+    // pre-layernorm; its backward's ids, gradients and scratch
+    {"vision.layer_in", BUF_ACT, 0, Z_R, Z_DV, VIS, VIB, PER_VISION_INPUT, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.x1", BUF_ACT, VS(x1), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.q", BUF_ACT, VS(q), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.k", BUF_ACT, VS(k), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.v", BUF_ACT, VS(v), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.attn", BUF_ACT, VS(att), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.h_mid", BUF_ACT, VS(h_mid), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.x2", BUF_ACT, VS(x2), Z_R, Z_DV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.mlp", BUF_ACT, VS(mid), Z_R, Z_IV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.mlp_act", BUF_ACT, VS(act), Z_R, Z_IV, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.mean1", BUF_F32, VS(mean1), Z_R, Z_ONE, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.rstd1", BUF_F32, VS(rstd1), Z_R, Z_ONE, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.mean2", BUF_F32, VS(mean2), Z_R, Z_ONE, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.rstd2", BUF_F32, VS(rstd2), Z_R, Z_ONE, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.saved.lse", BUF_F32, VS(lse), Z_HV, Z_R, VIS, VIB, PER_VISION_SAVED, IF_VTRAIN, EXT_NONE},
+    {"vision.embed", BUF_ACT, A(vemb), Z_R, Z_DV, VIS, VIB, PER_PASS, IF_VTRAIN_EMBED, EXT_NONE},
+    {"vision.pre_mean", BUF_F32, A(vpre_mean), Z_R, Z_ONE, VIS, VIB, PER_PASS, IF_VTRAIN_EMBED, EXT_NONE},
+    {"vision.pre_rstd", BUF_F32, A(vpre_rstd), Z_R, Z_ONE, VIS, VIB, PER_PASS, IF_VTRAIN_EMBED, EXT_NONE},
+    {"vision.embed_ids", BUF_I32, A(vids), Z_R3, Z_ONE, VIB, VIB, PER_PASS, IF_VTRAIN_EMBED, EXT_NONE},
+    {"vision.grad_features", BUF_ACT, A(dfeat), Z_M, Z_DV, PJB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_selected", BUF_ACT, A(dsel), Z_NSEL, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN_REDUCE, EXT_NONE},
+    {"vision.grad", BUF_ACT, A(dvh), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_x", BUF_ACT, A(dvx), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_y", BUF_ACT, A(dvy), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_q", BUF_ACT, A(dvq), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_k", BUF_ACT, A(dvk), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_v", BUF_ACT, A(dvv), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_attn", BUF_ACT, A(dvatt), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    {"vision.grad_mlp", BUF_ACT, A(dvmid), Z_R, Z_IV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
     // the projector (depth N): the features feed linear_1's weight gradient; a1 holds linear_1 ..
     // linear_{N-1}'s outputs (M rows each) for the GELUs' backward, g1 the GELUs for the next
     // weight gradients; f only the splice (a single Linear's f is a1 itself, the identity's the features)
-    {"features", BUF_ACT, A(feat), Z_M, Z_DV, VIS, PJB, PER_PASS, ALWAYS},
-    {"projector.a1", BUF_ACT, A(a1), Z_MA, Z_D, PROJ, PJB, PER_PASS, IF_PROJ},
-    {"projector.g1", BUF_ACT, A(g1), Z_MG, Z_D, PROJ, PJB, PER_PASS, IF_MLP},
-    {"projector.out", BUF_ACT, A(f), Z_M, Z_D, PROJ, LM, PER_PASS, IF_MLP},
+    {"features", BUF_ACT, A(feat), Z_M, Z_DV, VIS, PJB, PER_PASS, ALWAYS, EXT_NONE},
+    {"projector.a1", BUF_ACT, A(a1), Z_MA, Z_D, PROJ, PJB, PER_PASS, IF_PROJ, EXT_NONE},
+    {"projector.g1", BUF_ACT, A(g1), Z_MG, Z_D, PROJ, PJB, PER_PASS, IF_MLP, EXT_NONE},
+    {"projector.out", BUF_ACT, A(f), Z_M, Z_D, PROJ, LM, PER_PASS, IF_MLP, EXT_NONE},
     // the language model
-    {"hs", BUF_ACT, 0, Z_T, Z_D, LM, LMB, PER_LAYER_INPUT, ALWAYS},
-    {"saved.n1", BUF_ACT, S(n1), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.q", BUF_ACT, S(q), Z_T, Z_QD, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.k", BUF_ACT, S(k), Z_T, Z_KVD, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.v", BUF_ACT, S(v), Z_T, Z_KVD, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.attn", BUF_ACT, S(att), Z_T, Z_QD, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.h_mid", BUF_ACT, S(h_mid), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.n2", BUF_ACT, S(n2), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.gate", BUF_ACT, S(gate), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.up", BUF_ACT, S(up), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.silu_up", BUF_ACT, S(s), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.rstd1", BUF_F32, S(rstd1), Z_T, Z_ONE, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.rstd2", BUF_F32, S(rstd2), Z_T, Z_ONE, LM, LMB, PER_SAVED, ALWAYS},
-    {"saved.lse", BUF_F32, S(lse), Z_HQ, Z_T, LM, LMB, PER_SAVED, ALWAYS},
-    {"lm.tmp", BUF_ACT, A(tmp), Z_T, Z_D, LM, LMB, PER_PASS, ALWAYS},
-    {"lm.final_norm", BUF_ACT, A(hn), Z_T, Z_D, LM, LMB, PER_PASS, ALWAYS},
-    {"lm.final_rstd", BUF_F32, A(rstd_f), Z_T, Z_ONE, LM, LMB, PER_PASS, ALWAYS},
-    {"logits", BUF_ACT, A(logits), Z_T, Z_V, LM, LMB, PER_PASS, ALWAYS},
+    {"hs", BUF_ACT, 0, Z_T, Z_D, LM, LMB, PER_LAYER_INPUT, ALWAYS, EXT_NONE},
+    {"saved.n1", BUF_ACT, S(n1), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.q", BUF_ACT, S(q), Z_T, Z_QD, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.k", BUF_ACT, S(k), Z_T, Z_KVD, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.v", BUF_ACT, S(v), Z_T, Z_KVD, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.attn", BUF_ACT, S(att), Z_T, Z_QD, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.h_mid", BUF_ACT, S(h_mid), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.n2", BUF_ACT, S(n2), Z_T, Z_D, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.gate", BUF_ACT, S(gate), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.up", BUF_ACT, S(up), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.silu_up", BUF_ACT, S(s), Z_T, Z_I, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.rstd1", BUF_F32, S(rstd1), Z_T, Z_ONE, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.rstd2", BUF_F32, S(rstd2), Z_T, Z_ONE, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"saved.lse", BUF_F32, S(lse), Z_HQ, Z_T, LM, LMB, PER_SAVED, ALWAYS, EXT_NONE},
+    {"lm.tmp", BUF_ACT, A(tmp), Z_T, Z_D, LM, LMB, PER_PASS, ALWAYS, EXT_NONE},
+    {"lm.final_norm", BUF_ACT, A(hn), Z_T, Z_D, LM, LMB, PER_PASS, ALWAYS, EXT_NONE},
+    {"lm.final_rstd", BUF_F32, A(rstd_f), Z_T, Z_ONE, LM, LMB, PER_PASS, ALWAYS, EXT_NONE},
+    {"logits", BUF_ACT, A(logits), Z_T, Z_V, LM, LMB, PER_PASS, ALWAYS, EXT_NONE},
     // backward scratch: dh carries the gradient down the stack and on to the embeddings and the
     // splice; the rest serves the decoder layers only
-    {"grad.hidden", BUF_ACT, A(dh), Z_T, Z_D, LMB, PJB, PER_PASS, IF_BACKWARD},
-    {"grad.norm_in", BUF_ACT, A(dhn), Z_T, Z_D, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.x", BUF_ACT, A(dx), Z_T, Z_D, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.silu_up", BUF_ACT, A(ds), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.gate", BUF_ACT, A(dgate), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.up", BUF_ACT, A(dup), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.q", BUF_ACT, A(dq), Z_T, Z_QD, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.attn", BUF_ACT, A(datt), Z_T, Z_QD, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.k", BUF_ACT, A(dk), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.v", BUF_ACT, A(dv), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD},
-    {"grad.features", BUF_ACT, A(df), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD},
-    {"grad.projector_g1", BUF_ACT, A(dg1), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD_MLP},
+    {"grad.hidden", BUF_ACT, A(dh), Z_T, Z_D, LMB, PJB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.norm_in", BUF_ACT, A(dhn), Z_T, Z_D, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.x", BUF_ACT, A(dx), Z_T, Z_D, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.silu_up", BUF_ACT, A(ds), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.gate", BUF_ACT, A(dgate), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.up", BUF_ACT, A(dup), Z_T, Z_I, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.q", BUF_ACT, A(dq), Z_T, Z_QD, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.attn", BUF_ACT, A(datt), Z_T, Z_QD, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.k", BUF_ACT, A(dk), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.v", BUF_ACT, A(dv), Z_T, Z_KVD, LMB, LMB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.features", BUF_ACT, A(df), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD, EXT_NONE},
+    {"grad.projector_g1", BUF_ACT, A(dg1), Z_M, Z_D, PJB, PJB, PER_PASS, IF_BACKWARD_MLP, EXT_NONE},
     // LoRA: one adapted linear at a time uses them, in the forward and again in the backward (which
     // draws the dropout mask and A's output anew instead of keeping them per layer)
-    {"lora.x", BUF_ACT, A(lx), Z_T, Z_LX, LM, LMB, PER_PASS, IF_LORA},
-    {"lora.u", BUF_ACT, A(lu), Z_T, Z_RANK, LM, LMB, PER_PASS, IF_LORA},
-    {"lora.grad_u", BUF_ACT, A(ldu), Z_T, Z_RANK, LMB, LMB, PER_PASS, IF_BACKWARD_LORA},
+    {"lora.x", BUF_ACT, A(lx), Z_T, Z_LX, LM, LMB, PER_PASS, IF_LORA, EXT_NONE},
+    {"lora.u", BUF_ACT, A(lu), Z_T, Z_RANK, LM, LMB, PER_PASS, IF_LORA, EXT_NONE},
+    {"lora.grad_u", BUF_ACT, A(ldu), Z_T, Z_RANK, LMB, LMB, PER_PASS, IF_BACKWARD_LORA, EXT_NONE},
 };
 enum { N_ACTS = sizeof ACTS / sizeof ACTS[0] };
 
@@ -167,6 +217,7 @@ static void sizes_of(const model_config *mc, const act_shape *s, int64_t z[Z_COU
     z[Z_NSEL] = (int64_t)s->n_img * (per_img - (mc->glue.drop_cls ? 1 : 0));
     z[Z_NIMG1] = (int64_t)s->n_img + 1;
     z[Z_R] = (int64_t)s->n_img * (np + vision_has_cls(v));
+    z[Z_R3] = 3 * z[Z_R];
     z[Z_NP] = (int64_t)s->n_img * np;
     z[Z_PIX] = (int64_t)s->n_img * v->num_channels * v->image_size * v->image_size;
     z[Z_D] = t->hidden_size;
@@ -192,6 +243,9 @@ static int exists(const act_spec *a, const model_config *mc, const act_shape *s)
     case IF_BACKWARD: return s->backward;
     case IF_BACKWARD_MLP: return s->backward && mlp;
     case IF_REDUCE: return mc->glue.pool_mode != POOL_NONE;
+    case IF_VTRAIN: return s->vision_train > 0;
+    case IF_VTRAIN_REDUCE: return s->vision_train > 0 && mc->glue.pool_mode != POOL_NONE;
+    case IF_VTRAIN_EMBED: return s->vision_train > 0 && s->vision_train >= llava_vision_layers_used(mc);
     case IF_LORA: return mc->lora.r > 0;
     case IF_BACKWARD_LORA: return s->backward && mc->lora.r > 0;
     }
@@ -205,6 +259,19 @@ static int saved_sets(const model_config *mc, const act_shape *s) {
     int L = mc->text.num_hidden_layers;
     if (L == 0) return 0;
     return s->backward && !s->checkpointing ? L : 1;
+}
+
+// Trained vision layers whose activations a pass keeps at once (the same rule for the tower).
+static int vision_saved_sets(const act_shape *s) {
+    if (s->vision_train <= 0) return 0;
+    return s->vision_checkpointing ? 1 : s->vision_train;
+}
+
+// The last phase of a row: the tower's backward for a forward buffer it also reads.
+static int last_phase(const act_spec *a, const model_config *mc, const act_shape *s) {
+    int embed = s->vision_train > 0 && s->vision_train >= llava_vision_layers_used(mc);
+    if ((a->ext == EXT_VTRAIN && s->vision_train > 0) || (a->ext == EXT_VTRAIN_EMBED && embed)) return VIB;
+    return a->last;
 }
 
 static int cmp_size_desc(const void *x, const void *y) {
@@ -246,7 +313,11 @@ int act_plan_make(const model_config *mc, const act_shape *s, int act_bytes, act
         const act_spec *a = &ACTS[i];
         if (!exists(a, mc, s)) continue;
         int inputs = s->inference && L + 1 > 2 ? 2 : L + 1;  // generation: layer inputs used in turn
-        int count = a->per == PER_LAYER_INPUT ? inputs : a->per == PER_SAVED ? sets : 1;
+        int count = a->per == PER_LAYER_INPUT    ? inputs
+                    : a->per == PER_SAVED        ? sets
+                    : a->per == PER_VISION_INPUT ? s->vision_train
+                    : a->per == PER_VISION_SAVED ? vision_saved_sets(s)
+                                                 : 1;
         size_t elem = a->kind == BUF_ACT ? (size_t)act_bytes : 4;
         int rows = a->rows;
         if (s->inference && a->field == A(logits) && a->per == PER_PASS) rows = Z_NSEQ;  // last tokens only
@@ -256,7 +327,8 @@ int act_plan_make(const model_config *mc, const act_shape *s, int act_bytes, act
                 p->bufs = xrealloc(p->bufs, sizeof(act_buf) * (size_t)cap);
             }
             act_buf *b = &p->bufs[p->n_bufs++];
-            *b = (act_buf){a->name, i, k, a->kind, (size_t)(z[rows] * z[a->cols]) * elem, 0, a->first, a->last};
+            *b = (act_buf){
+                a->name, i, k, a->kind, (size_t)(z[rows] * z[a->cols]) * elem, 0, a->first, last_phase(a, mc, s)};
         }
     }
     // Largest first, first fit.
@@ -294,6 +366,9 @@ int act_plan_holds(const act_plan *p, const act_shape *s) {
     if (!s->inference && h->inference) return 0;  // a generation plan keeps two layer inputs only
     // A plan that recomputes keeps one saved set: a backward that keeps every layer needs more.
     if (s->backward && !s->checkpointing && h->checkpointing) return 0;
+    // The same for the tower: a plan for fewer trained layers (or recomputing them) is too small.
+    if (s->vision_train > h->vision_train) return 0;
+    if (s->vision_train && !s->vision_checkpointing && h->vision_checkpointing) return 0;
     return 1;
 }
 
@@ -303,12 +378,18 @@ void act_bind(const act_plan *p, void *const base[3], const model_config *mc, ll
     a->hs = xcalloc((size_t)L + 1, sizeof(void *));
     a->n_saved = saved_sets(mc, &p->shape);
     a->saved = xcalloc((size_t)(a->n_saved ? a->n_saved : 1), sizeof(lm_saved));
+    a->n_vin = p->shape.vision_train;
+    a->n_vsaved = vision_saved_sets(&p->shape);
+    a->vin = xcalloc((size_t)(a->n_vin ? a->n_vin : 1), sizeof(void *));
+    a->vsaved = xcalloc((size_t)(a->n_vsaved ? a->n_vsaved : 1), sizeof(vis_saved));
     for (int i = 0; i < p->n_bufs; i++) {
         const act_buf *b = &p->bufs[i];
         void *ptr = (char *)base[act_kind_slot(b->kind)] + b->offset;
         const act_spec *spec = &ACTS[b->row];
         if (spec->per == PER_LAYER_INPUT) a->hs[b->index] = ptr;
         else if (spec->per == PER_SAVED) *(void **)((char *)&a->saved[b->index] + spec->field) = ptr;
+        else if (spec->per == PER_VISION_INPUT) a->vin[b->index] = ptr;
+        else if (spec->per == PER_VISION_SAVED) *(void **)((char *)&a->vsaved[b->index] + spec->field) = ptr;
         else *(void **)((char *)a + spec->field) = ptr;
     }
     // A single Linear's output is linear_1's; the identity's the features.
@@ -318,16 +399,21 @@ void act_bind(const act_plan *p, void *const base[3], const model_config *mc, ll
 void act_bind_free(llava_acts *a) {
     free(a->hs);
     free(a->saved);
+    free(a->vin);
+    free(a->vsaved);
     memset(a, 0, sizeof *a);
 }
 
 void act_plan_print(const act_plan *p, FILE *out) {
-    static const char *const phase[ACT_N_PHASES] = {"input",       "vision",         "projector",         "lm",
-                                                    "lm-backward", "embed-backward", "projector-backward"};
+    static const char *const phase[ACT_N_PHASES] = {
+        "input", "vision", "projector", "lm", "lm-backward", "embed-backward", "projector-backward", "vision-backward"};
     static const char *const kind[3] = {"act", "f32", "i32"};
     fprintf(out, "activations of a pass of %d tokens, %d sequences, %d images%s%s%s: %d buffers\n", p->shape.T,
             p->shape.n_seq, p->shape.n_img, p->shape.backward ? ", with backward" : "",
             p->shape.checkpointing ? ", checkpointing" : "", p->shape.inference ? ", generation" : "", p->n_bufs);
+    if (p->shape.vision_train)
+        fprintf(out, "  the tower trains %d layer%s%s\n", p->shape.vision_train, p->shape.vision_train == 1 ? "" : "s",
+                p->shape.vision_checkpointing ? ", recomputed in backward" : "");
     for (int k = 0; k < 3; k++)
         fprintf(out, "  arena %-4s %14llu bytes\n", kind[k], (unsigned long long)p->arena_bytes[k]);
     fprintf(out, "  arenas     %14llu bytes; the most alive in one phase %llu\n", (unsigned long long)p->total_bytes,

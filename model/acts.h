@@ -17,25 +17,36 @@
 // The phases of a pass, in order. A buffer lives from its first phase to its last, inclusive.
 enum {
     ACT_PHASE_INPUT = 0,    // the batch's integer arrays arrive
-    ACT_PHASE_VISION,       // the vision tower, forward only
+    ACT_PHASE_VISION,       // the vision tower's forward
     ACT_PHASE_PROJECTOR,    // the projector's forward
     ACT_PHASE_LM,           // embeddings, the splice, the decoder layers, the head and the loss
     ACT_PHASE_LM_BACKWARD,  // the head's and the decoder layers' backward
     ACT_PHASE_EMBED_BACKWARD,
     ACT_PHASE_PROJECTOR_BACKWARD,
+    ACT_PHASE_VISION_BACKWARD,  // a trainable tower's layers (from the top) and embeddings
     ACT_N_PHASES
 };
 
 // The largest pass a plan must hold.
 typedef struct {
-    int T;              // tokens in the packed batch
-    int n_seq;          // sequences
-    int n_img;          // images
-    int backward;       // the passes run backward
-    int checkpointing;  // recompute each decoder layer in backward (one layer's activations kept)
-    int inference;      // generation passes (llava_infer_pass): two layer inputs used in turn instead of
-                        // L + 1, logits for each sequence's last token only; no backward
+    int T;                     // tokens in the packed batch
+    int n_seq;                 // sequences
+    int n_img;                 // images
+    int backward;              // the passes run backward
+    int checkpointing;         // recompute each decoder layer in backward (one layer's activations kept)
+    int inference;             // generation passes (llava_infer_pass): two layer inputs used in turn instead of
+                               // L + 1, logits for each sequence's last token only; no backward
+    int vision_train;          // the passes train this many vision layers from the feature layer down (0: the tower is
+                               // frozen); all the layers run: the embeddings and the pre-layernorm too
+    int vision_checkpointing;  // recompute each trained vision layer in backward (one layer's activations kept)
 } act_shape;
+
+// One vision layer's activations that its backward reads (a frozen layer's forward computes with one such
+// set as scratch, where x1, x2 and the MLP's output share a buffer and h_mid is the residual stream itself).
+typedef struct {
+    void *x1, *q, *k, *v, *att, *h_mid, *x2, *mid, *act;  // ACT (R rows)
+    float *mean1, *rstd1, *mean2, *rstd2, *lse;           // F32
+} vis_saved;
 
 // One decoder layer's activations that its backward reads.
 typedef struct {
@@ -56,6 +67,18 @@ typedef struct {
     int32_t *vcu, *vrows;
     // a token reduction's input: the selected features of every image (n_img * G^2, Dv)
     void *vsel;
+    // a trainable tower: the input of each trained layer (vin[j] for layer first + j), their saved
+    // activations (vsaved: one set per trained layer, or one when recomputed), the embeddings before the
+    // pre-layernorm and its statistics (the whole tower trained), the ids of the embeddings' backward
+    // (each row's position, the class-token rows' 0, the patch rows); in backward the features' gradient (M, Dv),
+    // the selected features' (before a reduction), and the tower's gradients and scratch (R rows)
+    void **vin;
+    vis_saved *vsaved;
+    int n_vin, n_vsaved;
+    void *vemb;
+    float *vpre_mean, *vpre_rstd;
+    int32_t *vids;
+    void *dfeat, *dsel, *dvh, *dvx, *dvy, *dvq, *dvk, *dvv, *dvatt, *dvmid;
     // projector: its input features (M, Dv); linear_1 .. linear_{N-1}'s outputs and their GELUs (M rows
     // each), the last Linear's output (M, d)
     void *feat, *a1, *g1, *f;

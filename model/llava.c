@@ -305,7 +305,8 @@ int llava_model_load_opts(llava_model *m, const char *dir, llava_backend *be, co
 }
 
 void llava_model_set_trainable(llava_model *m, trainable_set t) {
-    int want[N_GROUPS] = {0, t != TRAIN_NONE, t == TRAIN_PROJECTOR_LM, t == TRAIN_PROJECTOR_LORA};
+    int want[N_GROUPS] = {t != TRAIN_NONE && m->vision_train > 0, t != TRAIN_NONE, t == TRAIN_PROJECTOR_LM,
+                          t == TRAIN_PROJECTOR_LORA};
     for (int g = 0; g < N_GROUPS; g++) {
         if (want[g] && !m->grads[g] && m->pt.group_numel[g])
             m->grads[g] = m->ops->alloc(m->be, BUF_GRAD, m->pt.group_numel[g]);
@@ -315,6 +316,56 @@ void llava_model_set_trainable(llava_model *m, trainable_set t) {
         }
     }
     m->trainable = t;
+}
+
+int llava_model_set_vision_trainable(llava_model *m, int last_n) {
+    int Lv = m->vision_layers, n = last_n < 0 || last_n > Lv ? Lv : last_n;
+    if (n == Lv && n > 0 && m->pt.pos_from_grid)
+        return llava_fail(
+            "a trainable tower with its embeddings: the position embeddings were interpolated at load from a %dx%d "
+            "grid to the run's, so the table trained would not be the checkpoint's; train its last layers "
+            "(train.vision_unfreeze_last) instead",
+            m->pt.pos_from_grid, m->pt.pos_from_grid);
+    if (n > 0 && m->cfg.vision.siglip && !m->ops->gelu_tanh_backward)
+        return llava_fail("a trainable SigLIP tower: the %s backend has no gelu_tanh_backward op", m->ops->name);
+    if (n > 0 && m->cfg.glue.pool_mode != POOL_NONE && !m->ops->grid_pool_backward)
+        return llava_fail(
+            "a trainable tower under mm_spatial_pool_mode %s: the %s backend has no grid_pool_backward op",
+            llava_pool_name(m->cfg.glue.pool_mode), m->ops->name);
+    if (!m->frozen) m->frozen = xcalloc((size_t)(m->pt.n_views ? m->pt.n_views : 1), 1);
+    // The layers below the trained ones, and the embeddings unless all train: frozen by name.
+    for (int i = 0; i < m->pt.n_views; i++) {
+        const param_view *v = &m->pt.views[i];
+        if (v->group == GROUP_VISION && v->used) m->frozen[i] = n == 0 || (v->layer < 0 ? n < Lv : v->layer < Lv - n);
+    }
+    m->vision_train = n;
+    if (m->trainable != TRAIN_NONE) llava_model_set_trainable(m, m->trainable);
+    return n;
+}
+
+int llava_parse_grad_set(const char *s, trainable_set *t, int *vision_last) {
+    int proj = 0, lm = 0, lora = 0, vis = 0;
+    *t = TRAIN_NONE;
+    *vision_last = 0;
+    if (!s || !*s) return 0;
+    char *copy = xstrdup(s), *save = NULL;
+    int rc = 0;
+    for (char *part = strtok_r(copy, "+", &save); part && rc == 0; part = strtok_r(NULL, "+", &save)) {
+        char *end;
+        if (strcmp(part, "projector") == 0) proj = 1;
+        else if (strcmp(part, "lm") == 0) lm = 1;
+        else if (strcmp(part, "lora") == 0) lora = 1;
+        else if (strcmp(part, "vision") == 0) vis = -1;
+        else if (strncmp(part, "vision", 6) == 0 && (vis = (int)strtol(part + 6, &end, 10)) > 0 && !*end) {
+        } else rc = llava_fail("gradient set \"%s\": \"%s\" is none of projector, lm, lora, vision, visionN", s, part);
+    }
+    free(copy);
+    if (rc != 0) return -1;
+    if (lm && lora) return llava_fail("gradient set \"%s\": lm and lora are two ways to train the LM; pick one", s);
+    if (!proj) return llava_fail("gradient set \"%s\": the projector trains in every set; add +projector", s);
+    *t = lm ? TRAIN_PROJECTOR_LM : lora ? TRAIN_PROJECTOR_LORA : TRAIN_PROJECTOR;
+    *vision_last = vis;
+    return 0;
 }
 
 int llava_model_freeze(llava_model *m, const char *prefix) {
@@ -468,12 +519,12 @@ static void grads_final(const llava_model *m, const param_view *const *v, size_t
 // index, kept in their order: their rows of the residual stream in rows (n_img * K). The scores are computed on the
 // host in fp64 from the layer's q and k (one row of q and N + 1 of k per image): a pruning knob for ablations,
 // not a kernel.
-static void keep_rows(const llava_model *m, const llava_acts *a, int n_img, int N, int Hv, int Dh, float scale,
-                      int32_t *rows) {
+static void keep_rows(const llava_model *m, const void *vq, const void *vk, int n_img, int N, int Hv, int Dh,
+                      float scale, int32_t *rows) {
     int K = m->cfg.glue.keep_tokens, Dv = Hv * Dh, R = n_img * (N + 1);
     float *q = xmalloc(sizeof(float) * (size_t)R * Dv), *k = xmalloc(sizeof(float) * (size_t)R * Dv);
-    m->ops->download(m->be, BUF_ACT, q, a->vq, (size_t)R * Dv);
-    m->ops->download(m->be, BUF_ACT, k, a->vk, (size_t)R * Dv);
+    m->ops->download(m->be, BUF_ACT, q, vq, (size_t)R * Dv);
+    m->ops->download(m->be, BUF_ACT, k, vk, (size_t)R * Dv);
     double *score = xmalloc(sizeof(double) * (size_t)(N + 1)), *logit = xmalloc(sizeof(double) * (size_t)(N + 1));
     int *order = xmalloc(sizeof(int) * (size_t)N);
     for (int i = 0; i < n_img; i++) {
@@ -511,61 +562,124 @@ static void keep_rows(const llava_model *m, const llava_acts *a, int n_img, int 
     free(q), free(k), free(score), free(logit), free(order);
 }
 
-// CLIP up to the feature layer, forward only (the tower is frozen: nothing is kept for backward).
-// Writes the features a->feat (n_img * tokens_per_image, Dv).
-static void vision_forward(const llava_model *m, const llava_batch *b, const llava_acts *a) {
+// The shapes the tower works with in a pass.
+typedef struct {
+    int n_img, G, N, cls, NR, R, Dv, Iv, Hv, Dh, Pz, K;
+    float eps, scale;
+} vis_dims;
+
+static vis_dims vision_dims(const llava_model *m, const llava_batch *b) {
+    const clip_vision_config *vc = &m->cfg.vision;
+    vis_dims z;
+    z.n_img = b->n_img;
+    z.Pz = vc->patch_size;
+    z.G = b->img_h / z.Pz;
+    z.N = z.G * z.G;
+    z.cls = vision_has_cls(vc);  // an image's rows: CLIP's class token, then its N patches; SigLIP the patches only
+    z.NR = z.N + z.cls;
+    z.R = z.n_img * z.NR;
+    z.Dv = vc->hidden_size;
+    z.Iv = vc->intermediate_size;
+    z.Hv = vc->num_attention_heads;
+    z.Dh = z.Dv / z.Hv;
+    z.K = 3 * z.Pz * z.Pz;
+    z.eps = vc->layer_norm_eps;
+    z.scale = 1.0f / sqrtf((float)z.Dh);
+    return z;
+}
+
+// The set a frozen layer computes with: the one-layer scratch, the norms' outputs and the MLP's output sharing
+// vx, the residual stream updated in place (h_mid NULL).
+static vis_saved vision_scratch(const llava_acts *a) {
+    return (vis_saved){a->vx,   a->vq,   a->vk,    a->vv,    a->vatt,  NULL,     a->vx,
+                       a->vmid, a->vact, a->vmean, a->vrstd, a->vmean, a->vrstd, a->vlse};
+}
+
+// Tower layer l: h_out = h_mid + fc2(act(fc1(ln2(h_mid)))), h_mid = h_in + o(attn(ln1(h_in))), keeping in *s what its
+// backward reads. A frozen layer (s->h_mid NULL) runs in place (h_out == h_in); h_out NULL stops after the MLP's
+// activation (the backward's recomputation, which needs no output).
+static void vision_layer_forward(const llava_model *m, int l, const void *h_in, void *h_out, const vis_saved *s,
+                                 const vis_dims *z, const int32_t *vcu) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
-    const clip_vision_config *vc = &m->cfg.vision;
+    const clip_layer_params *c = &m->pt.w.clip[l];
+    int R = z->R, Dv = z->Dv, Iv = z->Iv;
+    ops->layernorm_forward(be, s->x1, s->mean1, s->rstd1, h_in, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, z->eps);
+    ops->linear_forward(be, s->q, s->x1, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
+    ops->linear_forward(be, s->k, s->x1, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
+    ops->linear_forward(be, s->v, s->x1, P(m, c->v_w), P(m, c->v_b), R, Dv, Dv);
+    ops->attention_forward(be, s->att, s->lse, s->q, s->k, s->v, vcu, z->n_img, R, z->Hv, z->Hv, z->Dh, z->scale, 0, 0);
+    // x2 is free until the second norm (in a frozen layer x1 is, and q, k, v are computed)
+    ops->linear_forward(be, s->x2, s->att, P(m, c->o_w), P(m, c->o_b), R, Dv, Dv);
+    void *h_mid = s->h_mid ? s->h_mid : h_out;
+    if (s->h_mid) ops->add(be, s->h_mid, h_in, s->x2, (size_t)R * Dv);
+    else ops->add_inplace(be, h_out, s->x2, (size_t)R * Dv);
+    ops->layernorm_forward(be, s->x2, s->mean2, s->rstd2, h_mid, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, z->eps);
+    ops->linear_forward(be, s->mid, s->x2, P(m, c->fc1_w), P(m, c->fc1_b), R, Dv, Iv);
+    if (z->cls) ops->quick_gelu_forward(be, s->act, s->mid, (size_t)R * Iv);
+    else ops->gelu_tanh_forward(be, s->act, s->mid, (size_t)R * Iv);
+    if (!h_out) return;
+    if (s->h_mid) {
+        ops->linear_forward(be, h_out, s->act, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
+        ops->add_inplace(be, h_out, s->h_mid, (size_t)R * Dv);
+    } else {
+        ops->linear_forward(be, s->x2, s->act, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
+        ops->add_inplace(be, h_out, s->x2, (size_t)R * Dv);
+    }
+}
+
+// The saved set of trained layer j (of vt) in this pass.
+static const vis_saved *vision_set(const llava_model *m, const llava_acts *a, int j) {
+    return &a->vsaved[m->checkpoint_vision ? 0 : j];
+}
+
+// The tower up to the feature layer. With vt > 0 its last vt layers train: each keeps its input (a->vin) and
+// activations (a->vsaved), and with all of them the embeddings keep theirs. Writes the features a->feat
+// (n_img * tokens_per_image, Dv).
+static void vision_forward(const llava_model *m, const llava_batch *b, const llava_acts *a, int vt) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
     const llava_params *p = &m->pt.w;
-    int Dv = vc->hidden_size, Iv = vc->intermediate_size, Hv = vc->num_attention_heads, Dh = Dv / Hv;
-    // An image's rows: CLIP's class token, then its N patches; SigLIP has the patches only.
-    int Pz = vc->patch_size, G = b->img_h / Pz, N = G * G, cls = vision_has_cls(vc), NR = N + cls, R = b->n_img * NR,
-        K = 3 * Pz * Pz;
-    float eps = vc->layer_norm_eps;
+    vis_dims z = vision_dims(m, b);
+    int Dv = z.Dv, R = z.R, Lv = m->vision_layers, first = Lv - vt;
     ops->stage(be, a->pix, b->pixels, sizeof(float) * (size_t)b->n_img * 3 * b->img_h * b->img_w);
-    ops->patch_unfold(be, a->patches, a->pix, b->n_img, 3, b->img_h, b->img_w, Pz);  // (n_img*N, 3*P*P)
-    ops->linear_forward(be, a->pe, a->patches, P(m, p->patch_w), P(m, p->patch_b), b->n_img * N, K, Dv);
-    void *h = a->vh, *x = a->vx;  // (R, Dv) residual stream and scratch
-    if (cls) {
-        ops->clip_embed(be, h, a->pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, N, Dv);
-        ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, eps);
-        ops->copy(be, BUF_ACT, h, x, (size_t)R * Dv);  // hidden_states[0] is the pre-layernorm output
+    ops->patch_unfold(be, a->patches, a->pix, b->n_img, 3, b->img_h, b->img_w, z.Pz);  // (n_img*N, 3*P*P)
+    ops->linear_forward(be, a->pe, a->patches, P(m, p->patch_w), P(m, p->patch_b), b->n_img * z.N, z.K, Dv);
+    void *h = a->vh;  // (R, Dv) the residual stream
+    if (z.cls) {      // hidden_states[0] is the pre-layernorm's output
+        if (first == 0) {
+            ops->clip_embed(be, a->vemb, a->pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, z.N, Dv);
+            ops->layernorm_forward(be, h, a->vpre_mean, a->vpre_rstd, a->vemb, P(m, p->pre_w), P(m, p->pre_b), R, Dv,
+                                   z.eps);
+        } else {
+            ops->clip_embed(be, h, a->pe, P(m, p->cls), P(m, p->pos_emb), b->n_img, z.N, Dv);
+            ops->layernorm_forward(be, a->vx, a->vmean, a->vrstd, h, P(m, p->pre_w), P(m, p->pre_b), R, Dv, z.eps);
+            ops->copy(be, BUF_ACT, h, a->vx, (size_t)R * Dv);
+        }
     } else {  // SigLIP: hidden_states[0] is the patch embeddings plus the position embeddings
-        size_t img = (size_t)N * Dv * ops->act_bytes;
+        size_t img = (size_t)z.N * Dv * ops->act_bytes;
         for (int i = 0; i < b->n_img; i++)
-            ops->add(be, (char *)h + i * img, (const char *)a->pe + i * img, P(m, p->pos_emb), (size_t)N * Dv);
+            ops->add(be, (char *)h + i * img, (const char *)a->pe + i * img, P(m, p->pos_emb), (size_t)z.N * Dv);
     }
     int32_t *cu_host = xmalloc(sizeof(int32_t) * (size_t)(b->n_img + 1));
-    for (int i = 0; i <= b->n_img; i++) cu_host[i] = i * NR;  // each image attends within itself
+    for (int i = 0; i <= b->n_img; i++) cu_host[i] = i * z.NR;  // each image attends within itself
     ops->stage(be, a->vcu, cu_host, sizeof(int32_t) * (size_t)(b->n_img + 1));
     free(cu_host);
-    float scale = 1.0f / sqrtf((float)Dh);
-    for (int l = 0; l < m->vision_layers; l++) {
-        const clip_layer_params *c = &p->clip[l];
-        ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, eps);
-        ops->linear_forward(be, a->vq, x, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
-        ops->linear_forward(be, a->vk, x, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
-        ops->linear_forward(be, a->vv, x, P(m, c->v_w), P(m, c->v_b), R, Dv, Dv);
-        ops->attention_forward(be, a->vatt, a->vlse, a->vq, a->vk, a->vv, a->vcu, b->n_img, R, Hv, Hv, Dh, scale, 0, 0);
-        ops->linear_forward(be, x, a->vatt, P(m, c->o_w), P(m, c->o_b), R, Dv, Dv);
-        ops->add_inplace(be, h, x, (size_t)R * Dv);
-        ops->layernorm_forward(be, x, a->vmean, a->vrstd, h, P(m, c->ln2_w), P(m, c->ln2_b), R, Dv, eps);
-        ops->linear_forward(be, a->vmid, x, P(m, c->fc1_w), P(m, c->fc1_b), R, Dv, Iv);
-        if (cls) ops->quick_gelu_forward(be, a->vact, a->vmid, (size_t)R * Iv);
-        else ops->gelu_tanh_forward(be, a->vact, a->vmid, (size_t)R * Iv);
-        ops->linear_forward(be, x, a->vact, P(m, c->fc2_w), P(m, c->fc2_b), R, Iv, Dv);
-        ops->add_inplace(be, h, x, (size_t)R * Dv);
-    }
+    vis_saved scratch = vision_scratch(a);
+    for (int l = 0; l < first; l++) vision_layer_forward(m, l, h, h, &scratch, &z, a->vcu);
+    if (vt) ops->copy(be, BUF_ACT, a->vin[0], h, (size_t)R * Dv);
+    for (int j = 0; j < vt; j++)
+        vision_layer_forward(m, first + j, a->vin[j], j + 1 < vt ? a->vin[j + 1] : h, vision_set(m, a, j), &z, a->vcu);
     // Select the features: drop each image's CLS row unless the config keeps it; then reduce them.
     const llava_glue_config *g = &m->cfg.glue;
-    int tpi = m->tokens_per_image, nsel = NR - (g->drop_cls ? 1 : 0), nrows = g->keep_tokens ? tpi : nsel;
+    int tpi = m->tokens_per_image, nsel = z.NR - (g->drop_cls ? 1 : 0), nrows = g->keep_tokens ? tpi : nsel;
     int32_t *rows_host = xmalloc(sizeof(int32_t) * (size_t)b->n_img * nrows);
-    if (g->keep_tokens) {
-        keep_rows(m, a, b->n_img, N, Hv, Dh, scale, rows_host);
+    if (g->keep_tokens) {  // the feature layer's q and k: the last layer run
+        const vis_saved *last = vt ? vision_set(m, a, vt - 1) : &scratch;
+        keep_rows(m, last->q, last->k, b->n_img, z.N, z.Hv, z.Dh, z.scale, rows_host);
     } else {
         for (int i = 0; i < b->n_img; i++)
-            for (int n = 0; n < nsel; n++) rows_host[i * nsel + n] = i * NR + n + (g->drop_cls ? 1 : 0);
+            for (int n = 0; n < nsel; n++) rows_host[i * nsel + n] = i * z.NR + n + (g->drop_cls ? 1 : 0);
     }
     ops->stage(be, a->vrows, rows_host, sizeof(int32_t) * (size_t)b->n_img * nrows);
     free(rows_host);
@@ -574,7 +688,86 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
         return;
     }
     ops->gather_rows(be, a->vsel, h, a->vrows, b->n_img * nsel, Dv);
-    ops->grid_pool(be, a->feat, a->vsel, b->n_img, G, Dv, (int)g->pool_mode, g->pool_stride);
+    ops->grid_pool(be, a->feat, a->vsel, b->n_img, z.G, Dv, (int)g->pool_mode, g->pool_stride);
+}
+
+// The tower's backward from the features' gradient a->dfeat: back through the reduction and the selection to
+// the residual stream, down the trained layers (recomputing each from its input under checkpoint_vision), and
+// with the whole tower trained through the pre-layernorm into the class and position embeddings and the patch
+// embedding's weight.
+static void vision_backward(const llava_model *m, const llava_batch *b, const llava_acts *a, int vt) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const llava_params *p = &m->pt.w;
+    const llava_glue_config *g = &m->cfg.glue;
+    vis_dims z = vision_dims(m, b);
+    int R = z.R, Dv = z.Dv, Iv = z.Iv, Lv = m->vision_layers, first = Lv - vt;
+    int nsel = z.NR - (g->drop_cls ? 1 : 0), nrows = g->keep_tokens ? m->tokens_per_image : nsel;
+    size_t RD = (size_t)R * Dv;
+    void *dh = a->dvh, *dx = a->dvx, *dy = a->dvy;
+    // Rows the features did not come from (CLS, pruned patches) get no gradient.
+    ops->zero(be, BUF_ACT, dh, RD);
+    if (g->pool_mode == POOL_NONE) {
+        ops->scatter_rows(be, dh, a->dfeat, a->vrows, b->n_img * nrows, Dv);
+    } else {
+        ops->grid_pool_backward(be, a->dsel, a->dfeat, a->vsel, b->n_img, z.G, Dv, (int)g->pool_mode, g->pool_stride);
+        ops->scatter_rows(be, dh, a->dsel, a->vrows, b->n_img * nsel, Dv);
+    }
+    for (int l = Lv - 1; l >= first; l--) {
+        int j = l - first;
+        const clip_layer_params *c = &p->clip[l];
+        const vis_saved *s = vision_set(m, a, j);
+        if (m->checkpoint_vision) vision_layer_forward(m, l, a->vin[j], NULL, s, &z, a->vcu);
+        // MLP: h_out = h_mid + fc2(act(fc1(x2)))
+        linear_bwd(m, a->dvmid, dh, s->act, c->fc2_w, c->fc2_b, R, Iv, Dv);
+        if (z.cls) ops->quick_gelu_backward(be, a->dvmid, a->dvmid, s->mid, (size_t)R * Iv);
+        else ops->gelu_tanh_backward(be, a->dvmid, a->dvmid, s->mid, (size_t)R * Iv);
+        linear_bwd(m, dx, a->dvmid, s->x2, c->fc1_w, c->fc1_b, R, Dv, Iv);
+        ops->layernorm_backward(be, dy, G(m, c->ln2_w), G(m, c->ln2_b), dx, s->h_mid, P(m, c->ln2_w), s->mean2,
+                                s->rstd2, R, Dv);
+        ops->add_inplace(be, dh, dy, RD);  // d h_mid
+        // Attention: h_mid = h_in + o(attn(q(x1), k(x1), v(x1)))
+        linear_bwd(m, a->dvatt, dh, s->att, c->o_w, c->o_b, R, Dv, Dv);
+        ops->attention_backward(be, a->dvq, a->dvk, a->dvv, a->dvatt, s->q, s->k, s->v, s->att, s->lse, a->vcu, z.n_img,
+                                R, z.Hv, z.Hv, z.Dh, z.scale, 0, 0);
+        // x1's gradient: the first norm's weights want it even where nothing below trains
+        linear_bwd(m, dx, a->dvq, s->x1, c->q_w, c->q_b, R, Dv, Dv);
+        linear_bwd(m, dy, a->dvk, s->x1, c->k_w, c->k_b, R, Dv, Dv);
+        ops->add_inplace(be, dx, dy, RD);
+        linear_bwd(m, dy, a->dvv, s->x1, c->v_w, c->v_b, R, Dv, Dv);
+        ops->add_inplace(be, dx, dy, RD);
+        ops->layernorm_backward(be, dy, G(m, c->ln1_w), G(m, c->ln1_b), dx, a->vin[j], P(m, c->ln1_w), s->mean1,
+                                s->rstd1, R, Dv);
+        ops->add_inplace(be, dh, dy, RD);  // d h_in
+        grads_final(m, (const param_view *const *)c, sizeof *c / sizeof(const param_view *));
+    }
+    if (first > 0) return;
+    // The embeddings: each row's position id, then (CLIP) 0 at the class-token rows, -1 elsewhere, then the
+    // patch rows.
+    int np = b->n_img * z.N;
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(2 * R + np));
+    for (int r = 0; r < R; r++) {
+        ids[r] = r % z.NR;
+        ids[R + r] = z.cls && r % z.NR == 0 ? 0 : -1;
+    }
+    for (int i = 0; i < b->n_img; i++)
+        for (int n = 0; n < z.N; n++) ids[2 * R + i * z.N + n] = i * z.NR + z.cls + n;
+    ops->stage(be, a->vids, ids, sizeof(int32_t) * (size_t)(2 * R + np));
+    free(ids);
+    const void *demb = dh;
+    if (z.cls) {
+        ops->layernorm_backward(be, dy, G(m, p->pre_w), G(m, p->pre_b), dh, a->vemb, P(m, p->pre_w), a->vpre_mean,
+                                a->vpre_rstd, R, Dv);
+        demb = dy;
+        float *gcls = G(m, p->cls);
+        if (gcls) ops->embedding_backward(be, gcls, demb, a->vids + R, R, Dv, 1, -1);
+        ops->gather_rows(be, dx, demb, a->vids + 2 * R, np, Dv);  // the patch rows
+    }
+    float *gpos = G(m, p->pos_emb);
+    if (gpos) ops->embedding_backward(be, gpos, demb, a->vids, R, Dv, z.NR, -1);
+    linear_bwd(m, NULL, z.cls ? dx : demb, a->patches, p->patch_w, p->patch_b, np, z.K, Dv);
+    const param_view *emb[] = {p->patch_w, p->patch_b, p->cls, p->pos_emb, p->pre_w, p->pre_b};
+    grads_final(m, emb, sizeof emb / sizeof emb[0]);
 }
 
 // One M-row slot of a projector buffer (a1, g1 hold linear_1 .. linear_{N-1}'s outputs and GELUs).
@@ -596,13 +789,15 @@ static void projector_forward(const llava_model *m, const llava_acts *a, int M) 
     }
 }
 
-// From df = the gradient of f: each Linear's weight gradient, back through the GELUs (dg1 scratch).
-static void projector_backward(const llava_model *m, const llava_acts *a, int M) {
+// From df = the gradient of f: each Linear's weight gradient, back through the GELUs (dg1 scratch), and for a
+// trained tower (vt > 0) the features' gradient dfeat.
+static void projector_backward(const llava_model *m, const llava_acts *a, int M, int vt) {
     const llava_params *p = &m->pt.w;
     int N = p->n_proj, d = m->cfg.text.hidden_size, Dv = m->cfg.vision.hidden_size;
+    if (N == 0 && vt) m->ops->copy(m->be, BUF_ACT, a->dfeat, a->df, (size_t)M * Dv);  // the identity
     for (int k = N - 1; k >= 0; k--) {
         if (k == 0) {
-            linear_bwd(m, NULL, a->df, a->feat, p->pw[0], p->pb[0], M, Dv, d);
+            linear_bwd(m, vt ? a->dfeat : NULL, a->df, a->feat, p->pw[0], p->pb[0], M, Dv, d);
             break;
         }
         linear_bwd(m, a->dg1, a->df, proj_slot(m, a->g1, k - 1, M), p->pw[k], p->pb[k], M, d, d);
@@ -706,6 +901,10 @@ int llava_model_reserve(llava_model *m, const act_shape *s) {
         want.backward = want.backward || h->backward;
         want.checkpointing = want.checkpointing && h->checkpointing;
         want.inference = want.inference && h->inference;
+        if (h->vision_train)
+            want.vision_checkpointing =
+                want.vision_train ? want.vision_checkpointing && h->vision_checkpointing : h->vision_checkpointing;
+        want.vision_train = want.vision_train > h->vision_train ? want.vision_train : h->vision_train;
     }
     act_plan plan;
     if (act_plan_make(&m->cfg, &want, (int)ops->act_bytes, &plan) != 0) return -1;
@@ -765,7 +964,7 @@ double llava_pass_loss(const float *losses, const llava_batch *b) {
 // The start of every pass: the batch's integer arrays to the backend (targets only for a pass with
 // a loss), the vision tower and the projector over its images (f, M rows), and hs[0], the token
 // embeddings with the image features spliced in at their rows.
-static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_acts *a, int targets) {
+static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_acts *a, int targets, int vt) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const llava_params *p = &m->pt.w;
@@ -776,7 +975,7 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
     ops->stage(be, a->cu, b->cu_seqlens, sizeof(int32_t) * ((size_t)b->n_seq + 1));
     if (M) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)M);
     if (M) {
-        vision_forward(m, b, a);  // feat (M, Dv)
+        vision_forward(m, b, a, vt);  // feat (M, Dv)
         projector_forward(m, a, M);
     }
     ops->embedding_forward(be, a->hs[0], a->ids, P(m, p->embed), T, d, V);
@@ -800,16 +999,18 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     // holds no image (text-only samples carry no projector gradient).
     backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 &&
                (llava_model_trains(m, GROUP_LM) || llava_model_trains(m, GROUP_LORA) || M > 0);
+    // The tower's trained layers, in a pass that goes backward over images.
+    int vt = backward && M > 0 && llava_model_trains(m, GROUP_VISION) ? m->vision_train : 0;
     // LoRA's dropout acts in training passes only (PEFT's modules in train mode).
     m->lora_dropout_on = backward && m->cfg.lora.r > 0 && m->cfg.lora.dropout > 0;
     // With activation checkpointing a layer keeps only its input (hs[l]) and recomputes the rest
     // in backward: the same ops on the same inputs, so the same bits.
     int keep = backward && !m->checkpoint_layers;
-    act_shape shape = {T, b->n_seq, b->n_img, backward, m->checkpoint_layers, 0};
+    act_shape shape = {T, b->n_seq, b->n_img, backward, m->checkpoint_layers, 0, vt, m->checkpoint_vision};
     if (llava_model_reserve(m, &shape) != 0) return -1;
     const llava_acts *a = &m->acts;
 
-    pass_inputs(m, b, a, 1);  // hs[0]: the embeddings with the image features spliced in
+    pass_inputs(m, b, a, 1, vt);  // hs[0]: the embeddings with the image features spliced in
     // ---- language model. hs[l] (T, d) is the input of layer l; hs[L] the final residual stream.
     void **hs = a->hs;
     int window = lm_window(m, b);
@@ -866,10 +1067,12 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
         if (gembed) ops->embedding_backward(be, gembed, dh, a->ids, T, d, V, m->padding_idx);
         grads_final(m, &p->embed, 1);
         // ---- projector backward from the image positions' gradient
-        if (M && llava_model_trains(m, GROUP_PROJECTOR)) {
+        if (M && (llava_model_trains(m, GROUP_PROJECTOR) || vt)) {
             ops->gather_rows(be, a->df, dh, a->img_rows, M, d);
-            projector_backward(m, a, M);
+            projector_backward(m, a, M, vt);
         }
+        // ---- the tower's backward from the features' gradient
+        if (vt) vision_backward(m, b, a, vt);
     }
     return 0;
 }
@@ -1018,11 +1221,11 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     }
     if (!ops->attention_decode && !prefill)
         return llava_fail("the %s backend has no attention_decode: it cannot continue a cached sequence", ops->name);
-    act_shape shape = {T, n, b->n_img, 0, 0, 1};
+    act_shape shape = {T, n, b->n_img, 0, 0, 1, 0, 0};
     m->lora_dropout_on = 0;
     if (llava_model_reserve(m, &shape) != 0) return -1;
     const llava_acts *a = &m->acts;
-    pass_inputs(m, b, a, 0);
+    pass_inputs(m, b, a, 0, 0);
 
     // The pass's index arrays, staged as one: each token's cache row (T), each query's sequence in
     // the pass (T), each sequence's last token (n), and the pass's block table (n, max_blocks).

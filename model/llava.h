@@ -15,7 +15,8 @@
 
 // What receives gradients. Stage 1 trains the projector (gradients flow through the frozen LM);
 // stage 2 trains the projector and the LM, or with LoRA the projector and the adapters on a frozen
-// LM. The vision tower is always frozen in LLaVA.
+// LM. The vision tower is frozen in LLaVA-1.5; llava_model_set_vision_trainable adds it (or its top
+// layers) to any of these sets, as LLaVA-NeXT's unfreeze_mm_vision_tower does.
 typedef enum { TRAIN_NONE = 0, TRAIN_PROJECTOR = 1, TRAIN_PROJECTOR_LM = 2, TRAIN_PROJECTOR_LORA = 3 } trainable_set;
 
 // How the loader treats what the weight files hold beyond this model's config.
@@ -48,6 +49,9 @@ typedef struct {
     char *frozen;           // per view: frozen inside a trainable group (NULL: none)
     int checkpoint_layers;  // recompute each decoder layer in backward instead of keeping
                             // its activations (less memory, one more forward)
+    int vision_train;       // tower layers that train, from the feature layer down (0: a frozen tower); all
+                            // vision_layers of them: the embeddings and the pre-layernorm too
+    int checkpoint_vision;  // the same recomputation for the trained tower layers
     // The loader's options (set between llava_model_create and the first llava_model_add_weights),
     // and how many tensors of the files it skipped under load_opts.ignore_unexpected.
     llava_load_options load_opts;
@@ -138,6 +142,18 @@ int llava_model_finish(llava_model *m);
 void llava_model_set_trainable(llava_model *m, trainable_set t);
 void llava_model_free(llava_model *m);
 void llava_model_zero_grads(llava_model *m);
+// The vision tower trains: its last `last_n` layers that run (counted down from the feature layer), or
+// every one with the embeddings and the pre-layernorm when last_n < 0 or >= m->vision_layers; 0 freezes
+// it again. The group's gradients exist while the model trains anything (llava_model_set_trainable, in
+// either order); the layers below the trained ones are frozen by name. Refused (-1 with llava_errmsg())
+// for a tower whose position embeddings were interpolated at load, whose table then is not the file's.
+// Returns the number of trained layers.
+int llava_model_set_vision_trainable(llava_model *m, int last_n);
+// Reads a gradient set as `llava forward --grads` and the golden files name them: parts joined by '+',
+// each "projector", "lm", "lora" or "vision" ("visionN": the tower's last N layers). The projector is
+// part of every set that trains anything (as LLaVA's stages), so "lm" stands for "projector+lm".
+// Sets *t and *vision_last (0: tower frozen; -1: all of it). 0, or -1 with llava_errmsg().
+int llava_parse_grad_set(const char *s, trainable_set *t, int *vision_last);
 // Freezes every parameter whose internal name starts with `prefix` (e.g. "lm.model.embed_tokens",
 // "lm.model.layers.0.", "projector."): no weight gradient is computed for it and the optimizer
 // leaves it alone. Returns how many parameters matched, or -1 (with an error) for none.

@@ -348,7 +348,7 @@ static void test_plan(void) {
     CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 2, &c) == 0, "%s", llava_errmsg());
     model_config mc;
     CHECK(train_model_config(&c, &mc) == 0, "%s", llava_errmsg());
-    act_shape keep_all = {16 * 2048, 16, 16, 1, 0, 0};
+    act_shape keep_all = {16 * 2048, 16, 16, 1, 0, 0, 0, 0};
     CHECK_EQ_INT(mem_plan_activations(&mc, &keep_all, 2, 1),
                  19748880384ull + 31ull * 4043309056ull + 142737408ull + 467456ull + 131072ull);
     settings_free(&c);

@@ -113,6 +113,133 @@ static void parity(const char *cfg) {
     llava_model_free(&m);
 }
 
+// The vision tower trainable (tools/reference/make_vision_train_goldens.py): every gradient set the case's
+// vision_grads.safetensors holds ("vision+projector", "vision1+projector", "vision+projector+lm"), with and without
+// recomputing the tower's layers (bitwise the same), against transformers. Bounds as parity()'s: the reference's own
+// fp32 error against fp64 is at most 1.4e-6 on these tensors. The key biases are not in the golden (their gradient is
+// zero in exact arithmetic: a key bias moves every score of a query alike); ours must be fp32 noise, below 1e-6.
+static void vision_parity(const char *cfg) {
+    char dir[256], inputs[256], outputs[256];
+    golden(cfg, "model", dir);
+    golden(cfg, "inputs.safetensors", inputs);
+    golden(cfg, "vision_grads.safetensors", outputs);
+    st_file ref;
+    CHECK(st_open(&ref, outputs) == 0, "%s", llava_errmsg());
+    const st_tensor *rl = st_find(&ref, "logits"), *rloss = st_find(&ref, "loss");
+    float ref_loss;
+    st_tensor_to_f32(&ref, rloss, &ref_loss);
+    float *ref_logits = xmalloc(sizeof(float) * rl->numel);
+    st_tensor_to_f32(&ref, rl, ref_logits);
+    // The sets, in the file's order.
+    char sets[8][64];
+    int n_sets = 0;
+    for (int i = 0; i < ref.n_tensors && n_sets < 8; i++) {
+        const char *nm = ref.tensors[i].name, *dot = strncmp(nm, "grad.", 5) == 0 ? strchr(nm + 5, '.') : NULL;
+        if (!dot) continue;  // a set's name has no dot: grad.<set>.<hf name>
+        int len = (int)(dot - (nm + 5));
+        char set[64];
+        snprintf(set, sizeof set, "%.*s", len, nm + 5);
+        int seen = 0;
+        for (int k = 0; k < n_sets; k++) seen |= strcmp(sets[k], set) == 0;
+        if (!seen && strstr(set, "vision")) snprintf(sets[n_sets++], 64, "%s", set);
+    }
+    CHECK(n_sets >= 2, "%s: %d gradient sets with the tower in vision_grads.safetensors", cfg, n_sets);
+    for (int si = 0; si < n_sets; si++) {
+        trainable_set ts;
+        int vlast;
+        CHECK(llava_parse_grad_set(sets[si], &ts, &vlast) == 0, "%s", llava_errmsg());
+        float *first_grads[N_GROUPS] = {0};
+        for (int ck = 0; ck < 2; ck++) {
+            llava_model m;
+            CHECK(llava_model_load(&m, dir, test_cpu()) == 0, "%s", llava_errmsg());
+            llava_model_set_trainable(&m, ts);
+            int n = llava_model_set_vision_trainable(&m, vlast);
+            CHECK(n == (vlast < 0 ? m.vision_layers : vlast), "%s/%s: %d tower layers train", cfg, sets[si], n);
+            m.checkpoint_vision = ck;
+            m.checkpoint_layers = ck;
+            llava_model_zero_grads(&m);
+            llava_batch b;
+            int B, S;
+            CHECK(llava_batch_from_file(&b, &m, inputs, &B, &S) == 0, "%s", llava_errmsg());
+            int V = m.cfg.text.vocab_size;
+            float *logits = xmalloc(sizeof(float) * (size_t)b.T * V);
+            float loss = llava_forward_backward(&m, &b, 1, 1.0f, logits);
+            double rel_loss = fabs((double)loss - ref_loss) / fabs(ref_loss), maxd = 0;
+            for (int r = 0; r < B; r++)
+                for (int t = 0; t < b.cu_seqlens[r + 1] - b.cu_seqlens[r]; t++)
+                    for (int v = 0; v < V; v++) {
+                        double d = fabs((double)logits[(size_t)(b.cu_seqlens[r] + t) * V + v] -
+                                        ref_logits[((size_t)r * S + t) * V + v]);
+                        if (d > maxd) maxd = d;
+                    }
+            CHECK(rel_loss <= 1e-6 && maxd <= 1e-5, "%s/%s loss rel %.2e, logits %.2e", cfg, sets[si], rel_loss, maxd);
+            int n_checked = 0, n_key_bias = 0;
+            double worst = 0, key_bias = 0;
+            for (int g = 0; g < N_GROUPS; g++) {
+                if (!m.grads[g]) continue;
+                float *host = xmalloc(sizeof(float) * m.pt.group_numel[g]);
+                m.ops->download(m.be, BUF_GRAD, host, m.grads[g], m.pt.group_numel[g]);
+                if (ck == 0) {
+                    first_grads[g] = host;
+                } else {
+                    CHECK(memcmp(host, first_grads[g], sizeof(float) * m.pt.group_numel[g]) == 0,
+                          "%s/%s: %s gradients differ when the layers are recomputed", cfg, sets[si], GROUP_NAMES[g]);
+                    free(host);
+                    continue;
+                }
+                for (int i = 0; i < m.pt.n_views; i++) {
+                    const param_view *v = &m.pt.views[i];
+                    if (v->group != g || !v->used || llava_model_is_frozen(&m, v)) continue;
+                    char *hf = name_from_internal(v->name, LAYOUT_LLAVA_HF_LEGACY, 0);
+                    char key[1024];
+                    snprintf(key, sizeof key, "grad.%s.%s", sets[si], hf);
+                    int is_key_bias = strstr(hf, "vision_tower.") && strstr(hf, "k_proj.bias");
+                    free(hf);
+                    const float *got = host + v->offset;
+                    if (is_key_bias) {
+                        for (size_t k = 0; k < v->numel; k++)
+                            if (fabs(got[k]) > key_bias) key_bias = fabs(got[k]);
+                        n_key_bias++;
+                        continue;
+                    }
+                    const st_tensor *rg = st_find(&ref, key);
+                    CHECK(rg != NULL, "golden lacks %s", key);
+                    if (!rg) continue;
+                    CHECK_EQ_INT(rg->numel, v->numel);
+                    float *want = xmalloc(sizeof(float) * rg->numel);
+                    st_tensor_to_f32(&ref, rg, want);
+                    double e = check_rel_l2(got, want, v->numel);
+                    CHECK(e <= 5e-6, "%s %s: ||diff||/||g|| %.3g", cfg, key, e);
+                    if (e > worst) worst = e;
+                    free(want);
+                    n_checked++;
+                }
+            }
+            if (ck == 0) {
+                CHECK(key_bias <= 1e-6, "%s/%s: the key biases' gradient %.3g (zero in exact arithmetic)", cfg,
+                      sets[si], key_bias);
+                int n_ref = 0;
+                char prefix[640];
+                snprintf(prefix, sizeof prefix, "grad.%s.", sets[si]);
+                for (int i = 0; i < ref.n_tensors; i++)
+                    n_ref += strncmp(ref.tensors[i].name, prefix, strlen(prefix)) == 0;
+                CHECK(n_checked == n_ref, "%s/%s: checked %d gradients, golden has %d", cfg, sets[si], n_checked,
+                      n_ref);
+                if (worst > worst_grad) worst_grad = worst;
+                if (maxd > worst_logit) worst_logit = maxd;
+                printf("%-14s %-20s logits %.2e, loss rel %.2e, %2d gradients (worst %.2e), key biases |g| <= %.1e\n",
+                       cfg, sets[si], maxd, rel_loss, n_checked, worst, key_bias);
+            }
+            free(logits);
+            llava_batch_free(&b);
+            llava_model_free(&m);
+        }
+        for (int g = 0; g < N_GROUPS; g++) free(first_grads[g]);
+    }
+    free(ref_logits);
+    st_close(&ref);
+}
+
 // A packed batch of several samples (a text-only one among them) gives the same logits, loss and
 // gradients as the samples run one by one: per-sample gradients weighted by their target counts
 // sum to the batch's (the batch loss is the mean over all its targets).
@@ -334,6 +461,11 @@ int main(void) {
     parity("interp_down");
     interp_check("interp_up");
     interp_check("interp_down");
+    // The tower trainable: CLIP (whole, or its last used layer; with the LM too), under average, max and bilinear
+    // reduction and CLS-attention pruning, and SigLIP at both feature layers.
+    const char *vision_cases[] = {"tiny64",    "abl_avgpool", "abl_maxpool",   "abl_bilinear",
+                                  "abl_prune", "siglip_full", "siglip_default"};
+    for (size_t i = 0; i < sizeof vision_cases / sizeof vision_cases[0]; i++) vision_parity(vision_cases[i]);
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);
     printf("bounds: logits max|diff| 1e-5, loss rel 1e-6, gradient ||diff||/||g|| 5e-6\n");
