@@ -1,5 +1,6 @@
 // llava demo [--out DIR] [--fast] [--check]
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
@@ -10,7 +11,7 @@
 
 static const char USAGE[] =
     "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda] [--lm llama|llama3|qwen2|mistral]\n"
-    "                  [--vision clip|siglip]\n"
+    "                  [--vision clip|siglip] [--train-vision all|N]\n"
     "\n"
     "The whole recipe in miniature, nothing downloaded: writes a world of coloured shapes (images, captions,\n"
     "questions), a tokenizer and random LM and CLIP models, trains stage 1 (projector) and stage 2 (projector +\n"
@@ -26,10 +27,14 @@ static const char USAGE[] =
     "                  (rope theta 500000 with Llama-3.1's rope scaling, grouped queries), qwen2 (q/k/v biases,\n"
     "                  grouped queries, tied head) or mistral (grouped queries, a sliding window of 64)\n"
     "  --vision TOWER  clip (default) or siglip: a SigLIP-shaped tower (no class token, GELU's tanh form) with\n"
-    "                  SigLIP's image processor (resize to S x S, mean and std 0.5)\n";
+    "                  SigLIP's image processor (resize to S x S, mean and std 0.5)\n"
+    "  --train-vision WHICH\n"
+    "                  stage 2 trains the vision tower too (train.trainable vision, mm_vision_tower_lr a fifth of\n"
+    "                  the LM's): all of it, or its last N layers that run (default: frozen, as LLaVA-1.5)\n";
 
 int cmd_demo(int argc, char **argv) {
-    static const char *const FLAGS[] = {"--out", "--fast", "--check", "--device", "--lm", "--vision", "--help"};
+    static const char *const FLAGS[] = {"--out", "--fast",   "--check",        "--device",
+                                        "--lm",  "--vision", "--train-vision", "--help"};
     demo_options o = {.out_dir = "demo-run"};
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -41,7 +46,16 @@ int cmd_demo(int argc, char **argv) {
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else if (strcmp(argv[i], "--lm") == 0 && i + 1 < argc) o.lm = argv[++i];
         else if (strcmp(argv[i], "--vision") == 0 && i + 1 < argc) o.vision = argv[++i];
-        else return args_unknown("demo", argv[i], FLAGS, ARGS_COUNT(FLAGS));
+        else if (strcmp(argv[i], "--train-vision") == 0 && i + 1 < argc) {
+            const char *w = argv[++i];
+            char *end;
+            long n = strtol(w, &end, 10);
+            if (strcmp(w, "all") != 0 && (*end || n < 1 || n > 64)) {
+                fprintf(stderr, "llava demo: --train-vision %s: all, or a number of layers from 1\n", w);
+                return 2;
+            }
+            o.train_vision = strcmp(w, "all") == 0 ? -1 : (int)n;
+        } else return args_unknown("demo", argv[i], FLAGS, ARGS_COUNT(FLAGS));
     }
     if (o.lm && strcmp(o.lm, "llama") && strcmp(o.lm, "llama3") && strcmp(o.lm, "qwen2") && strcmp(o.lm, "mistral")) {
         fprintf(stderr, "llava demo: --lm %s: llama, llama3, qwen2 or mistral\n", o.lm);

@@ -16,7 +16,7 @@
 
 static const char USAGE[] =
     "usage: llava forward --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu|cuda]\n"
-    "                     [--adapter DIR] [--grads projector|projector+lm|lora+projector] [--ignore-unexpected]\n"
+    "                     [--adapter DIR] [--grads SET] [--ignore-unexpected]\n"
     "\n"
     "One forward pass (and with --grads a backward pass) of a model folder on the inputs a Hugging Face\n"
     "LlavaForConditionalGeneration takes, written under Hugging Face names: the tool to compare checkpoints and\n"
@@ -30,8 +30,11 @@ static const char USAGE[] =
     "  --adapter DIR        a PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) run on\n"
     "                       top of the model, unmerged; gradients are then named as PEFT's PeftModel names them\n"
     "                       (grad.base_model.model.<name>) (default: none)\n"
-    "  --grads WHICH        also the gradients of the loss: projector, projector+lm, or with --adapter\n"
-    "                       lora+projector (default: none, forward only)\n"
+    "  --grads SET          also the gradients of the loss for a set of parts joined by '+': projector (always\n"
+    "                       in), lm, with --adapter lora, vision (the tower up to its feature layer, with its\n"
+    "                       embeddings) or visionN (its last N layers that run): projector, projector+lm,\n"
+    "                       lora+projector, vision+projector+lm, vision1+projector ... (default: none, forward\n"
+    "                       only)\n"
     "  --ignore-unexpected  load the model although its weights hold tensors its config.json has no place for\n"
     "                       (skipped; default: off, they are an error naming them)\n"
     "\n"
@@ -50,7 +53,8 @@ static const char USAGE[] =
     "                  pixel_values, 3 x S x S); N times the visual tokens per image must equal the image ids\n"
     "                  in input_ids. NaN or infinity is refused.\n"
     "OUT.safetensors gets logits (F32, B x S x vocabulary, zeros at padding positions), loss (F32 scalar, the\n"
-    "mean over scored positions) and with --grads grad.<Hugging Face name> (F32) for every trained tensor.\n";
+    "mean over scored positions) and with --grads grad.<Hugging Face name> (F32) for every trained tensor (the\n"
+    "tower's layers past the feature layer never run and have none).\n";
 
 static int usage(void) {
     fputs(USAGE, stderr);
@@ -78,7 +82,7 @@ static int write_outputs(const llava_model *m, const llava_batch *b, int B, int 
         m->ops->download(m->be, BUF_GRAD, host[g], m->grads[g], m->pt.group_numel[g]);
         for (int i = 0; i < m->pt.n_views && rc == 0; i++) {
             const param_view *v = &m->pt.views[i];
-            if (v->group != g || !v->used) continue;
+            if (v->group != g || !v->used || llava_model_is_frozen(m, v)) continue;
             weight_layout lay = m->layout == LAYOUT_UNKNOWN ? LAYOUT_LLAVA_HF_LEGACY : m->layout;
             char *hf = name_from_internal(v->name, lay, m->pt.linear_projector);
             char *key = xasprintf("grad.%s%s", m->cfg.lora.r > 0 ? "base_model.model." : "", hf ? hf : v->name);
@@ -120,11 +124,9 @@ int cmd_forward(int argc, char **argv) {
         return usage();
     }
     trainable_set t = TRAIN_NONE;
-    if (grads && strcmp(grads, "projector") == 0) t = TRAIN_PROJECTOR;
-    else if (grads && strcmp(grads, "projector+lm") == 0) t = TRAIN_PROJECTOR_LM;
-    else if (grads && strcmp(grads, "lora+projector") == 0) t = TRAIN_PROJECTOR_LORA;
-    else if (grads) {
-        fprintf(stderr, "llava forward: --grads %s: projector, projector+lm or lora+projector\n", grads);
+    int vision_last = 0;
+    if (grads && llava_parse_grad_set(grads, &t, &vision_last) != 0) {
+        fprintf(stderr, "llava forward: --grads: %s\n", llava_errmsg());
         return 2;
     }
     if ((t == TRAIN_PROJECTOR_LORA) != (lo.adapter != NULL) && t != TRAIN_NONE) {
@@ -152,6 +154,12 @@ int cmd_forward(int argc, char **argv) {
         fprintf(stderr, "llava forward: %s: %d tensors of the weights are not in the model's config (ignored)\n", model,
                 m.n_unexpected_ignored);
     llava_model_set_trainable(&m, t);
+    if (vision_last && llava_model_set_vision_trainable(&m, vision_last) < 0) {
+        fprintf(stderr, "llava forward: --grads %s: %s\n", grads, llava_errmsg());
+        llava_model_free(&m);
+        llava_backend_close(be);
+        return 1;
+    }
     llava_batch b;
     int B = 0, S = 0;
     if (llava_batch_from_file(&b, &m, inputs, &B, &S) != 0) {

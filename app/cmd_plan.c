@@ -77,7 +77,7 @@ int cmd_plan(int argc, char **argv) {
         int cuda = strcmp(s.train.device, "cuda") == 0;
         mem_plan_print(&p, cuda ? (uint64_t)(gib * (double)(1ull << 30)) : 0, stdout);
         act_plan ap;
-        act_shape shape = mem_plan_act_shape(&s);
+        act_shape shape = mem_plan_act_shape(&s, &mc);
         if (acts && act_plan_make(&mc, &shape, p.act_bytes, &ap) == 0) {
             act_plan_print(&ap, stdout);
             act_plan_free(&ap);

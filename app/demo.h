@@ -9,6 +9,7 @@ typedef struct {
     const char *device;  // "cpu" (default) or "cuda"
     const char *lm;      // the language model's family: "llama" (default: vicuna-like), "llama3", "qwen2", "mistral"
     const char *vision;  // the vision tower: "clip" (default) or "siglip"
+    int train_vision;    // stage 2 trains the tower too: 0 no (default), -1 all of it, N its last N layers
 } demo_options;
 
 int demo_run(const demo_options *o);
@@ -24,9 +25,10 @@ int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epoc
 // The same with a language model of family `lm` (demo_options.lm; NULL: llama), shaped as the demo's.
 int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
                        const char *lm);
-// The same with a vision tower of kind `vision` ("clip", the default for NULL, or "siglip").
+// The same with a vision tower of kind `vision` ("clip", the default for NULL, or "siglip"), and stage 2
+// training the tower as demo_options.train_vision says.
 int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
-                       const char *lm, const char *vision);
+                       const char *lm, const char *vision, int train_vision);
 
 // Writes a SentencePiece BPE model file (identity normalizer, dummy prefix, byte fallback, unk/bos/eos
 // at 0/1/2): the demo builds its tokenizer with it (demo_tokenizer.c). Returns 0, or -1 with an error.

@@ -108,6 +108,15 @@ add_test(NAME cli_forward_tiny64
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_forward_tiny64 PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "loss 6\\.38035[3-4]")
 
+# The tower trainable from the command line: its last used layer and the projector (abl_avgpool: transformers'
+# loss 5.4906354, tests/data/golden/model/abl_avgpool/vision_grads.json); the file then holds the layer's gradients
+# under transformers' names (grep counts encoder.layers.1's 16 tensors, and none of layer 0 or 2).
+add_test(NAME cli_forward_vision_grads
+         COMMAND sh -c "'$<TARGET_FILE:llava>' forward --model tests/data/golden/model/abl_avgpool/model --inputs tests/data/golden/model/abl_avgpool/inputs.safetensors --out '${CMAKE_BINARY_DIR}/forward_vision.safetensors' --grads vision1+projector && echo layer1 $(grep -ao 'grad.vision_tower.vision_model.encoder.layers.1[.][a-z_0-9.]*' '${CMAKE_BINARY_DIR}/forward_vision.safetensors' | sort -u | wc -l) others $(grep -aoc 'encoder.layers.[02][.]' '${CMAKE_BINARY_DIR}/forward_vision.safetensors')"
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_forward_vision_grads PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "loss 5\\.49063[5-6].*layer1 16 others 0")
+
 # The grouped-query golden model (4 query heads over 2 key/value heads): transformers' loss 6.1331811.
 add_test(NAME cli_forward_tinygqa
          COMMAND llava forward --model tests/data/golden/model/tinygqa/model
@@ -125,6 +134,14 @@ set_tests_properties(demo_fast PROPERTIES FIXTURES_SETUP demo_model)
 # The same recipe with the other language-model families at the demo's size (Llama-3.1's rope scaling,
 # Qwen2's biases and tied head, Mistral's sliding window): each reaches the demo's targets. Not run
 # again under the sanitizers (label long).
+# The demo with the vision tower trained in stage 2 (all of it, with its embeddings, at a fifth of the LM's rate):
+# the same targets.
+add_test(NAME demo_fast_train_vision
+         COMMAND llava demo --fast --check --train-vision all --out ${CMAKE_BINARY_DIR}/demo-fast-train-vision)
+set_tests_properties(demo_fast_train_vision PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900)
+add_test(NAME cli_demo_bad_train_vision COMMAND llava demo --train-vision 0 --out ${CMAKE_BINARY_DIR}/demo-bad-tv)
+set_tests_properties(cli_demo_bad_train_vision PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "--train-vision 0: all, or a number of layers from 1")
 foreach(lm llama3 qwen2 mistral)
   add_test(NAME demo_fast_${lm} COMMAND llava demo --fast --check --lm ${lm} --out ${CMAKE_BINARY_DIR}/demo-fast-${lm})
   set_tests_properties(demo_fast_${lm} PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900)
@@ -208,6 +225,22 @@ add_test(NAME cli_plan_7b_stage2_acts
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_plan_7b_stage2_acts PROPERTIES LABELS cpu
                      PASS_REGULAR_EXPRESSION "arena act +19748880384 bytes.*arena f32 +22341120 bytes.*arena i32 +467456 bytes")
+
+# LLaVA-1.5 7B stage 2 with the CLIP-L tower trained too (LLaVA-NeXT's unfreeze_mm_vision_tower): 303M more
+# parameters trained (7,050,304,512 in all: the 23 layers that run and the embeddings) and the tower's activations;
+# its layers kept (24.94 GiB of activations) or recomputed (19.11 GiB) in backward, both within 80 GB on 8 ranks.
+foreach(ck "true:50.80" "false:56.63")
+  string(REPLACE ":" ";" ckg ${ck})
+  list(GET ckg 0 flag)
+  list(GET ckg 1 gib)
+  add_test(NAME cli_plan_7b_stage2_vision_ck_${flag}
+           COMMAND llava plan configs/llava15-7b-stage2.json --world 8 --set model.llm=tests/data/hf/vicuna-7b-v1.5
+                   --set model.vision_tower=tests/data/hf/clip-vit-large-patch14-336
+                   --set train.trainable=vision,projector,lm --set train.vision_gradient_checkpointing=${flag}
+           WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(cli_plan_7b_stage2_vision_ck_${flag} PROPERTIES LABELS cpu
+                       PASS_REGULAR_EXPRESSION "7,050,304,512 trained.*the tower's and the projector's.*total +${gib} GiB.*fits in 80 GiB")
+endforeach()
 
 # The presets of the other language models plan within 80 GB on 8 ranks (ZeRO-2), shapes from tests/data/hf.
 foreach(p "llama3-8b:Meta-Llama-3-8B-Instruct" "qwen2-7b:Qwen2-7B-Instruct" "mistral-7b:Mistral-7B-Instruct-v0.2")

@@ -170,6 +170,19 @@ static void test_schedule(const cJSON *root) {
     c.projector_lr = 2e-6;
     CHECK(fabs(lr_at_update(&c, 157, 1) - 2e-6) < 1e-18 && fabs(lr_at_update(&c, 157, 0) - 2e-5) < 1e-18,
           "projector lr");
+    // The tower's own peak (mm_vision_tower_lr) follows the same schedule; unset (NaN) it is the base rate.
+    c.vision_lr = NAN;
+    CHECK(lr_for_group(&c, 157, GROUP_VISION) == lr_for_group(&c, 157, GROUP_LM), "unset tower lr is the base");
+    c.vision_lr = 2e-7;
+    CHECK(fabs(lr_for_group(&c, 157, GROUP_VISION) - 2e-7) < 1e-20 &&
+              fabs(lr_for_group(&c, 23, GROUP_VISION) - 2.8205128e-08) < 1e-15 &&
+              lr_for_group(&c, 157, GROUP_PROJECTOR) == lr_at_update(&c, 157, 1) &&
+              lr_for_group(&c, 157, GROUP_LM) == lr_at_update(&c, 157, 0),
+          "tower lr %.10g at update 23", lr_for_group(&c, 23, GROUP_VISION));
+    CHECK(param_decays("vision.encoder.layers.0.mlp.fc1.weight") &&
+              !param_decays("vision.encoder.layers.0.layer_norm1.weight") &&
+              param_decays("vision.embeddings.class_embedding"),
+          "the tower's decay: linears and embeddings, not its layer norms");
     // No-decay names: biases and norm weights.
     CHECK(param_decays("lm.model.layers.0.mlp.up_proj.weight"), "linear weight decays");
     CHECK(!param_decays("lm.model.layers.0.input_layernorm.weight"), "RMSNorm weight");

@@ -589,7 +589,7 @@ static void test_errors(void) {
 // saves in the plan is what it saves in the measured peak, to the byte.
 static void test_plan_vs_peak(void) {
     const struct {
-        const char *preset, *ckpt, *lora, *variant[2];
+        const char *preset, *ckpt, *lora, *variant[3];
     } runs[] = {{"stage1.json", "train.gradient_checkpointing=true", NULL, {NULL}},
                 {"stage2.json", "train.gradient_checkpointing=true", NULL, {NULL}},
                 {"stage2.json", "train.gradient_checkpointing=false", NULL, {NULL}},
@@ -603,8 +603,20 @@ static void test_plan_vs_peak(void) {
                 {"stage2.json",
                  "train.gradient_checkpointing=false",
                  NULL,
-                 {"model.mm_projector_type=linear", "model.mm_vision_keep_tokens=9"}}};
-    uint64_t plan[7] = {0}, peak[7] = {0};
+                 {"model.mm_projector_type=linear", "model.mm_vision_keep_tokens=9"}},
+                // the tower trained (both of its layers: the feature layer is the last), its layers kept or
+                // recomputed
+                {"stage2.json",
+                 "train.gradient_checkpointing=true",
+                 NULL,
+                 {"train.trainable=vision,projector,lm", "model.mm_vision_select_layer=-1",
+                  "train.vision_gradient_checkpointing=false"}},
+                {"stage2.json",
+                 "train.gradient_checkpointing=true",
+                 NULL,
+                 {"train.trainable=vision,projector,lm", "model.mm_vision_select_layer=-1",
+                  "train.vision_gradient_checkpointing=true"}}};
+    uint64_t plan[9] = {0}, peak[9] = {0};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         char *out = xasprintf("%s/plan%zu", world, i);
         char *p = path_join(world, runs[i].preset);
@@ -616,7 +628,7 @@ static void test_plan_vs_peak(void) {
             const char *lora[] = {"train.trainable=projector,lora", "lora.enabled=true", "lora.r=8", runs[i].lora};
             for (int k = 0; k < 4; k++) sets[ns++] = lora[k];
         }
-        for (int k = 0; k < 2 && runs[i].variant[k]; k++) sets[ns++] = runs[i].variant[k];
+        for (int k = 0; k < 3 && runs[i].variant[k]; k++) sets[ns++] = runs[i].variant[k];
         run_settings c;
         int rc = settings_load(p, sets, ns, &c), loaded = rc == 0;
         train_stats st;
@@ -655,6 +667,58 @@ static void test_plan_vs_peak(void) {
     CHECK(plan[5] && plan[5] < plan[2] && peak[5] < peak[2], "pooled run: plan %llu / peak %llu vs plain %llu / %llu",
           (unsigned long long)plan[5], (unsigned long long)peak[5], (unsigned long long)plan[2],
           (unsigned long long)peak[2]);
+    // Recomputing the tower's layers keeps one layer's activations instead of two: less plan and less peak.
+    CHECK(plan[8] && plan[8] < plan[7] && peak[8] < peak[7],
+          "recomputed tower: plan %llu / peak %llu vs kept %llu / %llu", (unsigned long long)plan[8],
+          (unsigned long long)peak[8], (unsigned long long)plan[7], (unsigned long long)peak[7]);
+}
+
+// The tower trained (train.trainable vision): its last layer only (vision_unfreeze_last 1 of the 2 that run, at
+// feature layer -1) at its own learning rate. A run stopped and resumed gives the uninterrupted curve bit for bit,
+// and so does recomputing the tower's layers; the export carries the trained layer, the frozen layer and the
+// embeddings unchanged.
+static void test_vision_train(void) {
+    const char *sets[] = {"train.max_steps=4",
+                          "train.per_device_train_batch_size=4",
+                          "train.gradient_accumulation_steps=2",
+                          "checkpoint.save_steps=2",
+                          "model.pretrain_mm_mlp_adapter=null",
+                          "model.mm_vision_select_layer=-1",
+                          "train.trainable=vision,projector,lm",
+                          "train.vision_unfreeze_last=1",
+                          "train.mm_vision_tower_lr=2e-4",
+                          "train.vision_gradient_checkpointing=false"};
+    int n = sizeof sets / sizeof sets[0];
+    char *full = path_join(world, "run_vision"), *part = path_join(world, "run_vision_part"),
+         *ck = path_join(world, "run_vision_ck");
+    CHECK(train("stage2.json", full, sets, n, 0, 0) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, sets, n, 0, 3) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, sets, n, 1, 0) == 0, "%s", llava_errmsg());
+    sets[n - 1] = "train.vision_gradient_checkpointing=true";
+    CHECK(train("stage2.json", ck, sets, n, 0, 0) == 0, "%s", llava_errmsg());
+    char *a = curve(full), *b = curve(part), *c = curve(ck);
+    CHECK(strcmp(a, b) == 0, "resumed curve with a trained tower differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    CHECK(strcmp(a, c) == 0, "recomputing the tower's layers changed the curve:\n%s\nvs\n%s", c, a);
+    // The checkpoint holds the tower's tensors; the export the trained layer 1, layer 0 and the embeddings as they were.
+    char *w = path_join(full, "checkpoint-4/weights.safetensors"), *init = path_join(world, "clip/model.safetensors"),
+         *done = path_join(full, "model/model.safetensors");
+    st_file f;
+    int vision = 0;
+    if (st_open(&f, w) == 0) {
+        for (int i = 0; i < f.n_tensors; i++) vision += strncmp(f.tensors[i].name, "vision.", 7) == 0;
+        st_close(&f);
+    }
+    CHECK(vision > 0, "the checkpoint holds %d tower tensors", vision);
+    static const char *const T[][2] = {
+        {"vision_model.encoder.layers.1.mlp.fc1.weight", "vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight"},
+        {"vision_model.encoder.layers.0.mlp.fc1.weight", "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"},
+        {"vision_model.embeddings.patch_embedding.weight",
+         "vision_tower.vision_model.embeddings.patch_embedding.weight"}};
+    CHECK(tensors_equal(init, T[0][0], done, T[0][1], 0) == 0, "the trained tower layer did not change");
+    CHECK(tensors_equal(init, T[1][0], done, T[1][1], 0) == 1, "the frozen tower layer changed");
+    CHECK(tensors_equal(init, T[2][0], done, T[2][1], 0) == 1, "the frozen patch embedding changed");
+    printf("vision training: %d tower tensors in the checkpoint; resumed and recomputed curves equal\n", vision);
+    free(a), free(b), free(c), free(w), free(init), free(done), free(full), free(part), free(ck);
 }
 
 int main(void) {
@@ -666,6 +730,7 @@ int main(void) {
     test_stage1_freezing();
     test_loss_normalisation();
     test_freeze_by_name();
+    test_vision_train();
     test_errors();
     test_plan_vs_peak();
     test_sigkill();

@@ -182,6 +182,19 @@ static void test_overrides_and_errors(void) {
     cfg_set(&c, "model.mm_vision_keep_tokens=0");
     cfg_set(&c, "model.mm_spatial_pool_mode=none");
     cfg_set(&c, "model.mm_projector_type=mlp2x_gelu");
+    // The tower's knobs: a layer count without the tower trainable, a negative one, a tower rate of 0.
+    CHECK(cfg_set(&c, "train.vision_unfreeze_last=2") == 0 && cfg_validate(&c) != 0, "unfreeze_last without vision");
+    CHECK_ERR_HAS("lacks \"vision\"");
+    CHECK(cfg_set(&c, "train.trainable=vision,projector,lm") == 0 && cfg_validate(&c) == 0, "vision refused: %s",
+          llava_errmsg());
+    CHECK(cfg_set(&c, "train.vision_unfreeze_last=-1") == 0 && cfg_validate(&c) != 0, "negative layer count");
+    CHECK_ERR_HAS("vision_unfreeze_last");
+    cfg_set(&c, "train.vision_unfreeze_last=0");
+    CHECK(cfg_set(&c, "train.mm_vision_tower_lr=0") == 0 && cfg_validate(&c) != 0, "tower lr 0 validated");
+    CHECK_ERR_HAS("mm_vision_tower_lr");
+    CHECK(cfg_set(&c, "train.mm_vision_tower_lr=2e-6") == 0 && cfg_validate(&c) == 0, "tower lr refused");
+    cfg_set(&c, "train.mm_vision_tower_lr=null");
+    cfg_set(&c, "train.trainable=projector,lm");
     CHECK(cfg_set(&c, "train.trainable=projector,everything") != 0, "unknown module accepted");
     CHECK_ERR_HAS("everything");
     CHECK(cfg_set(&c, "novalue") != 0, "no '=' accepted");

@@ -13,6 +13,12 @@ double lr_at_update(const optim_config *c, int k, int projector) {
     return peak * lr_lambda(c->schedule, k - 1, c->warmup_steps, c->total_steps);
 }
 
+double lr_for_group(const optim_config *c, int k, int g) {
+    if (g == GROUP_VISION && c->vision_lr > 0)
+        return c->vision_lr * lr_lambda(c->schedule, k - 1, c->warmup_steps, c->total_steps);
+    return lr_at_update(c, k, g == GROUP_PROJECTOR);
+}
+
 int param_decays(const char *name) {
     return strstr(name, "bias") == NULL && strstr(name, "norm") == NULL && strstr(name, "layrnorm") == NULL;
 }
@@ -58,7 +64,7 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
             size_t e = v->offset + v->numel < own_hi ? v->offset + v->numel : own_hi;
             if (a >= e) continue;
             size_t si = bk->state_off + (a - bk->own_lo);  // ZeRO-0: si == a
-            double lr = lr_at_update(c, k, g == GROUP_PROJECTOR);
+            double lr = lr_for_group(c, k, g);
             double wd = param_decays(v->name) ? c->weight_decay : 0.0;
             void *param = (char *)m->params[g] + a * ops->act_bytes;
             float *master = s->master[g] ? s->master[g] + si : NULL;

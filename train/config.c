@@ -50,7 +50,10 @@ const cfg_key CFG_SCHEMA[] = {
     {"data.strict", CFG_BOOL, "false", NULL, "fail on a bad sample instead of counting and skipping it"},
     // ---- optimisation
     {"train.stage", CFG_INT, "1", NULL, "1: projector pretraining, 2: instruction tuning (selects defaults and what is saved)"},
-    {"train.trainable", CFG_STRLIST, "[\"projector\"]", "vision|projector|lm|lora", "modules that receive updates; the rest are frozen [tune_mm_mlp_adapter / freeze_backbone / lora_enable]"},
+    {"train.trainable", CFG_STRLIST, "[\"projector\"]", "vision|projector|lm|lora", "modules that receive updates; the rest are frozen; vision trains the tower up to its feature layer (LLaVA-NeXT's unfreeze_mm_vision_tower) [tune_mm_mlp_adapter / freeze_backbone / lora_enable]"},
+    {"train.vision_unfreeze_last", CFG_INT, "0", NULL, "with vision trainable: train only the tower's last N layers that run (down from the feature layer), the rest and the embeddings frozen; 0 = the whole tower"},
+    {"train.mm_vision_tower_lr", CFG_FLOAT, "null", NULL, "separate peak learning rate for the vision tower; null: learning_rate [mm_vision_tower_lr]"},
+    {"train.vision_gradient_checkpointing", CFG_BOOL, "true", NULL, "recompute each trained vision layer's activations in backward (one layer's kept) [gradient_checkpointing]"},
     {"train.freeze", CFG_STRLIST, "[]", NULL, "parameters to keep frozen inside trainable modules, by name prefix: e.g. lm.model.embed_tokens, lm.model.layers.0., projector. (`llava inspect` lists names)"},
     {"train.num_train_epochs", CFG_FLOAT, "1", NULL, "[num_train_epochs]"},
     {"train.max_steps", CFG_INT, "-1", NULL, "stop after this many optimizer steps; -1: run the epochs [max_steps]"},
@@ -617,6 +620,12 @@ int cfg_validate(const train_config *c) {
         return llava_fail_ctx("%s: \"model.mm_projector_type\"", src);
     if (cfg_int(c, "model.mm_spatial_pool_stride") < 1)
         return llava_fail("%s: \"model.mm_spatial_pool_stride\" must be >= 1", src);
+    if (cfg_int(c, "train.vision_unfreeze_last") < 0)
+        return llava_fail("%s: \"train.vision_unfreeze_last\" must be >= 0 (0: the whole tower)", src);
+    if (cfg_int(c, "train.vision_unfreeze_last") > 0 && !cfg_list_has(c, "train.trainable", "vision"))
+        return llava_fail("%s: \"train.vision_unfreeze_last\" is set but \"train.trainable\" lacks \"vision\"", src);
+    if (!(cfg_float(c, "train.mm_vision_tower_lr") > 0) && !isnan(cfg_float(c, "train.mm_vision_tower_lr")))
+        return llava_fail("%s: \"train.mm_vision_tower_lr\" must be > 0, or null for learning_rate", src);
     if (cfg_int(c, "model.mm_vision_image_size") < 0)
         return llava_fail("%s: \"model.mm_vision_image_size\" must be >= 0", src);
     if (cfg_int(c, "model.mm_vision_keep_tokens") < 0)

@@ -8,9 +8,22 @@
 #include "optim.h"
 #include "train/dist/dist.h"
 
-act_shape mem_plan_act_shape(const run_settings *s) {
+int mem_plan_vision_layers(const run_settings *s, const model_config *mc) {
+    int used = llava_vision_layers_used(mc), n = s->train.vision_last;
+    if (!s->train.vision) return 0;
+    return n > 0 && n < used ? n : used;
+}
+
+act_shape mem_plan_act_shape(const run_settings *s, const model_config *mc) {
     int B = s->train.per_device_batch, S = s->data.model_max_length;
-    act_shape a = {B * S, B, B, 1, s->train.gradient_checkpointing, 0};
+    act_shape a = {B * S,
+                   B,
+                   B,
+                   1,
+                   s->train.gradient_checkpointing,
+                   0,
+                   mem_plan_vision_layers(s, mc),
+                   s->train.vision_checkpointing};
     return a;
 }
 
@@ -42,7 +55,9 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
     int want_p = s->train.projector, want_lm = s->train.lm;
     // As the trainer sets it up: the projector group always has gradient buffers (the LM's backward
     // runs through them), the LM group when the LM trains, the LoRA group with LoRA (the LM frozen).
-    p->grad_groups = 1 << GROUP_PROJECTOR | (want_lm ? 1 << GROUP_LM : 0) | (s->train.lora ? 1 << GROUP_LORA : 0);
+    p->grad_groups = 1 << GROUP_PROJECTOR | (want_lm ? 1 << GROUP_LM : 0) | (s->train.lora ? 1 << GROUP_LORA : 0) |
+                     (s->train.vision ? 1 << GROUP_VISION : 0);
+    int vision_layers = mem_plan_vision_layers(s, mc), vision_first = llava_vision_layers_used(mc) - vision_layers;
     for (int g = 0; g < N_GROUPS; g++) p->numel[g] = pt.group_numel[g];
 
     // The optimizer's buckets, as optim.c builds them, to count the state the fullest rank keeps.
@@ -54,6 +69,8 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
         int trainable = 0;
         if (v && v->used && v->numel && (p->grad_groups >> v->group & 1)) {
             trainable = v->group != GROUP_PROJECTOR || want_p;
+            // the tower: its layers from the first trained one; the embeddings when all train
+            if (v->group == GROUP_VISION) trainable = v->layer < 0 ? vision_first == 0 : v->layer >= vision_first;
             for (int f = 0; f < s->train.n_freeze && trainable; f++) {
                 const char *pre = s->train.freeze[f];
                 if (strncmp(v->name, pre, strlen(pre)) == 0) trainable = 0;
@@ -109,7 +126,7 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
     p->grad_shard = p->zero_stage ? state * 4 : 0;
     p->master = p->act_bytes != 4 ? state * 4 : 0;
     p->adam_m = p->adam_v = state * 4;
-    act_shape shape = mem_plan_act_shape(s);
+    act_shape shape = mem_plan_act_shape(s, mc);
     p->activations = mem_plan_activations(mc, &shape, p->act_bytes, mem_plan_accum(s, world));
     p->reserve = p->cuda ? (uint64_t)2 << 30 : 0;
     p->total = p->params + p->grads + p->grad_shard + p->master + p->adam_m + p->adam_v + p->activations + p->reserve;
@@ -140,7 +157,9 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
              pd);
     row(out, "params", p->params, note);
     row(out, "grads", p->grads,
-        p->grad_slots ? "fp32, the projector's, and the LM's in 3 slots of its largest bucket (ZeRO-2)"
+        p->grad_slots ? (p->grad_groups >> GROUP_VISION & 1
+                             ? "fp32, the tower's and the projector's, and the LM's in 3 slots of its largest bucket"
+                             : "fp32, the projector's, and the LM's in 3 slots of its largest bucket (ZeRO-2)")
                       : "fp32, whole trainable groups (the backward accumulates into them)");
     if (p->zero_stage) row(out, "grad shard", p->grad_shard, "fp32, this rank's reduced slices");
     if (p->master) row(out, "master", p->master, p->zero_stage ? "fp32, sharded" : "fp32");

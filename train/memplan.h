@@ -47,7 +47,9 @@ typedef struct {
 int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_plan *p);
 // The largest pass of a run (per_device_batch samples of model_max_length tokens, one image each):
 // what the trainer reserves before its first step and what the plan counts.
-act_shape mem_plan_act_shape(const run_settings *s);
+act_shape mem_plan_act_shape(const run_settings *s, const model_config *mc);
+// The tower layers a run trains (train.trainable vision, train.vision_unfreeze_last): 0 with a frozen tower.
+int mem_plan_vision_layers(const run_settings *s, const model_config *mc);
 // Micro-batches per rank per step (train.global_batch_size fixes it when set).
 int mem_plan_accum(const run_settings *s, int world);
 // Activation bytes of a run: the arenas of model/acts.c's plan for `shape` and the loss ledger of

@@ -12,6 +12,7 @@
 typedef struct {
     double lr;            // peak learning rate
     double projector_lr;  // the projector's peak (LLaVA's mm_projector_lr); NaN: lr
+    double vision_lr;     // the vision tower's (LLaVA-NeXT's mm_vision_tower_lr); NaN or 0 (unset): lr
     double beta1, beta2, eps, weight_decay;
     double max_grad_norm;  // 0: no clipping
     sched_type schedule;
@@ -21,6 +22,8 @@ typedef struct {
 
 // Learning rate of update k (1-based) for the projector or the rest.
 double lr_at_update(const optim_config *c, int k, int projector);
+// The same for the parameters of group g (GROUP_*): the projector's, the tower's or the base rate's schedule.
+double lr_for_group(const optim_config *c, int k, int g);
 // Names that LLaVA keeps out of weight decay: biases and LayerNorm / RMSNorm weights.
 int param_decays(const char *internal_name);
 

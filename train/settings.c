@@ -75,6 +75,9 @@ int settings_from_config(const train_config *c, run_settings *s) {
     t->global_batch = cfg_int(c, "train.global_batch_size");
     t->learning_rate = cfg_float(c, "train.learning_rate");
     t->projector_lr = cfg_float(c, "train.mm_projector_lr");
+    t->vision_lr = cfg_float(c, "train.mm_vision_tower_lr");
+    t->vision_last = cfg_int(c, "train.vision_unfreeze_last");
+    t->vision_checkpointing = cfg_bool(c, "train.vision_gradient_checkpointing");
     t->weight_decay = cfg_float(c, "train.weight_decay");
     t->beta1 = cfg_float(c, "train.adam_beta1");
     t->beta2 = cfg_float(c, "train.adam_beta2");

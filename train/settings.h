@@ -50,6 +50,9 @@ typedef struct {
     int max_steps;  // <= 0: run the epochs
     int per_device_batch, per_device_eval_batch, grad_accum, global_batch;
     double learning_rate, projector_lr;  // projector_lr NaN: learning_rate
+    double vision_lr;                    // mm_vision_tower_lr; NaN: learning_rate
+    int vision_last;                     // train.vision_unfreeze_last (0: the whole tower, when vision trains)
+    int vision_checkpointing;            // train.vision_gradient_checkpointing
     double weight_decay, beta1, beta2, eps, max_grad_norm;
     sched_type schedule;
     double warmup_ratio;

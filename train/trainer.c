@@ -192,7 +192,6 @@ static int open_model(trainer *t) {
         snprintf(why, sizeof why, "%s", llava_errmsg());
         return llava_fail("train.device %s: %s (or use train.device=cpu)", device, why);
     }
-    if (s->train.vision) return llava_fail("train.trainable: training the vision tower is not supported");
     if (!s->train.projector && !s->train.lm && !s->train.lora) return llava_fail("train.trainable: nothing to train");
     // The LM (or LoRA's adapters) trains with the projector's gradient buffers too (its backward runs
     // through them); a frozen projector is then frozen by name.
@@ -203,6 +202,10 @@ static int open_model(trainer *t) {
     dist_bind_backend(t->d, t->be);  // the NCCL collectives order themselves after the ops on its stream
     llava_model_set_trainable(&t->m, t->ts);
     t->m.checkpoint_layers = s->train.gradient_checkpointing;
+    if (s->train.vision &&
+        llava_model_set_vision_trainable(&t->m, s->train.vision_last ? s->train.vision_last : -1) < 0)
+        return llava_fail_ctx("train.trainable vision");
+    t->m.checkpoint_vision = s->train.vision_checkpointing;
     int rcf = s->train.projector ? 0 : llava_model_freeze(&t->m, "projector.");
     for (int i = 0; i < s->train.n_freeze && rcf >= 0; i++) rcf = llava_model_freeze(&t->m, s->train.freeze[i]);
     return rcf < 0 ? -1 : 0;
@@ -350,6 +353,11 @@ static void print_start(const trainer *t) {
             t->ts == TRAIN_PROJECTOR        ? "projector"
             : t->ts == TRAIN_PROJECTOR_LORA ? "projector + LoRA adapters"
                                             : "projector + language model");
+    if (t->m.vision_train)
+        fprintf(stderr, "train: the vision tower trains too: %d of its %d layers that run%s, peak learning rate %g\n",
+                t->m.vision_train, t->m.vision_layers,
+                t->m.vision_train == t->m.vision_layers ? " and its embeddings" : "",
+                t->oc.vision_lr > 0 ? t->oc.vision_lr : t->oc.lr);
     if (t->world > 1)
         fprintf(
             stderr,
@@ -418,6 +426,7 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
         s->train.max_steps > 0 ? s->train.max_steps : (int)ceil(s->train.num_train_epochs * (double)t->per_epoch);
     t->oc = (optim_config){.lr = s->train.learning_rate,
                            .projector_lr = s->train.projector_lr,
+                           .vision_lr = s->train.vision_lr,
                            .beta1 = s->train.beta1,
                            .beta2 = s->train.beta2,
                            .eps = s->train.eps,
@@ -428,7 +437,7 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
                            .warmup_steps = warmup_steps_for(t->total, s->train.warmup_ratio, s->train.warmup_steps)};
     // The activations of the largest micro-batch and a step's losses, planned and allocated once:
     // the steps allocate nothing.
-    act_shape shape = mem_plan_act_shape(s);
+    act_shape shape = mem_plan_act_shape(s, &t->m.cfg);
     if (llava_model_reserve(&t->m, &shape) != 0) return -1;
     llava_model_reserve_losses(&t->m, (size_t)t->accum * (size_t)shape.T);
     if (t->lead) print_start(t);
@@ -800,8 +809,11 @@ static int trainer_finish(trainer *t, int rc) {
                     "epochs): nothing to train\n",
                     t->step, t->total);
         char *pp = path_join(out_dir, "mm_projector.safetensors"),
-             *md = path_join(out_dir, t->ts == TRAIN_PROJECTOR_LORA ? "adapter" : "model");
-        int exported = file_exists(pp) && (t->ts == TRAIN_PROJECTOR || dir_exists(md));
+             *md = path_join(out_dir, t->ts == TRAIN_PROJECTOR_LORA ? "adapter" : "model"),
+             *mv = path_join(out_dir, "model");
+        int exported =
+            file_exists(pp) && (t->ts == TRAIN_PROJECTOR || dir_exists(md)) && (!t->m.vision_train || dir_exists(mv));
+        free(mv);
         if (exported && t->lead) fprintf(stderr, "train: the results in %s are there already\n", out_dir);
         finished = !exported;
         free(pp);
@@ -810,7 +822,9 @@ static int trainer_finish(trainer *t, int rc) {
     if (finished && t->lead) {
         // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model,
         // or (LoRA) the adapters with the projector as a PEFT folder for the llava-hf export of the base
-        // (`llava merge` folds them in). Every rank holds all parameters, so rank 0 writes them.
+        // (`llava merge` folds them in); a trained tower is only in the whole model, which is then written
+        // whatever else trained (with LoRA's adapters merged). Every rank holds all parameters, so rank 0
+        // writes them.
         char *pp = path_join(out_dir, "mm_projector.safetensors");
         rc = export_projector(&t->m, pp, DT_F32);
         free(pp);
@@ -822,7 +836,7 @@ static int trainer_finish(trainer *t, int rc) {
             rc = peft_write_adapter(&t->m, ad, &po);
             free(ad);
         }
-        if (rc == 0 && t->ts == TRAIN_PROJECTOR_LM) {
+        if (rc == 0 && (t->ts == TRAIN_PROJECTOR_LM || t->m.vision_train)) {
             char *md = path_join(out_dir, "model");
             rc = export_llava_hf(&t->m, md, DT_F32);
             if (rc == 0) {  // with the tokenizer and processor files transformers' AutoProcessor reads
