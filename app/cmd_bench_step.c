@@ -80,6 +80,7 @@ static void make_batch(llava_batch *b, const llava_model *m, int batch, int max_
 static const char USAGE[] =
     "usage: llava bench-step [--device cpu|cuda] [--layers L] [--batch B] [--steps N] [--stage 1|2] "
     "[--peak-tflops P] [--lora R]\n"
+    "                        [--train-vision all|N] [--pool S]\n"
     "\n"
     "Training steps of a LLaVA-1.5-7B-shaped model (the LM truncated to L layers so it fits one GPU) on synthetic\n"
     "batches with LLaVA-1.5's length mix; prints tokens/s, samples/s, model TFLOP/s and MFU. On the CPU the model\n"
@@ -96,14 +97,19 @@ static const char USAGE[] =
     "                    known)\n"
     "  --lora R          stage 2 with LoRA instead: rank-R adapters (alpha 2R, dropout 0.05) on all seven LM\n"
     "                    linears and the projector train, the LM frozen (default 0: off); model FLOPs count the\n"
-    "                    frozen LM's forward and input-gradient passes and the adapters' own\n";
+    "                    frozen LM's forward and input-gradient passes and the adapters' own\n"
+    "  --train-vision W  the vision tower trains too: all of it (with its embeddings) or its last N layers that run,\n"
+    "                    each recomputed in backward (train.vision_gradient_checkpointing); model FLOPs count their\n"
+    "                    backward (default: frozen)\n"
+    "  --pool S          average-pool each image's patch grid with stride S before the projector (576 -> 144\n"
+    "                    visual tokens at 2 for CLIP-L/336; default: none)\n";
 
 int cmd_bench_step(int argc, char **argv) {
-    static const char *const FLAGS[] = {"--device", "--layers",      "--steps", "--batch",
-                                        "--stage",  "--peak-tflops", "--lora",  "--help"};
+    static const char *const FLAGS[] = {"--device",      "--layers", "--steps",        "--batch", "--stage",
+                                        "--peak-tflops", "--lora",   "--train-vision", "--pool",  "--help"};
     char why[256];
     const char *device = NULL;
-    int layers = -1, steps = 5, batch = -1, stage = 2, warmup = 2, lora = 0;
+    int layers = -1, steps = 5, batch = -1, stage = 2, warmup = 2, lora = 0, train_vision = 0, pool = 0;
     double peak = 0;
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -119,6 +125,14 @@ int cmd_bench_step(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--stage")) stage = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--lora")) lora = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--train-vision")) {
+            i++;
+            train_vision = !strcmp(argv[i], "all") ? -1 : atoi(argv[i]);
+            if (!train_vision) {
+                fprintf(stderr, "llava bench-step: --train-vision %s: all, or a number of layers from 1\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--pool")) pool = atoi(argv[++i]);
         else peak = atof(argv[++i]);
     }
     if (!device) device = llava_backend_available("cuda", why, sizeof why) ? "cuda" : "cpu";
@@ -149,6 +163,7 @@ int cmd_bench_step(int argc, char **argv) {
         }
         mc.lora = (lora_config){.r = lora, .alpha = 2.0 * lora, .targets = (1u << LORA_N_TARGETS) - 1, .dropout = 0.05};
     }
+    if (pool > 0) mc.glue.pool_mode = POOL_AVERAGE, mc.glue.pool_stride = pool;
     if (batch <= 0) batch = gpu ? (stage == 1 ? 32 : 16) : 4;  // LLaVA's per-device batches
     setvbuf(stdout, NULL, _IOLBF, 0);  // each line out at once, also when a time limit stops the run
     double t_setup = now_s();
@@ -157,6 +172,9 @@ int cmd_bench_step(int argc, char **argv) {
     llava_model_init_random_fast(&m, 0.02f, 1);
     if (llava_model_finish(&m) != 0) goto fail;
     llava_model_set_trainable(&m, stage == 1 ? TRAIN_PROJECTOR : lora ? TRAIN_PROJECTOR_LORA : TRAIN_PROJECTOR_LM);
+    int vt = train_vision ? llava_model_set_vision_trainable(&m, train_vision) : 0;
+    if (vt < 0) goto fail;
+    m.checkpoint_vision = 1;
     optim_state os;
     optim_init(&os, &m);
     optim_config oc = {.lr = 1e-5,
@@ -177,15 +195,17 @@ int cmd_bench_step(int argc, char **argv) {
     double per_tok_lora = lora ? 3.0 * 2.0 * L * lora * (8.0 * d + 3.0 * (d + I)) : 0;
     double dv = v->hidden_size, Lv = llava_vision_layers_used(&mc), Nv = (v->image_size / v->patch_size);
     Nv = Nv * Nv + 1;
-    double per_img =
-        2.0 * Nv * (Lv * (4.0 * dv * dv + 2.0 * dv * v->intermediate_size) + 3.0 * v->patch_size * v->patch_size * dv) +
-        Lv * 4.0 * Nv * Nv * dv + 2.0 * (mc.text.hidden_size * m.tokens_per_image) * (dv + d);
+    double layer_img = 2.0 * Nv * (4.0 * dv * dv + 2.0 * dv * v->intermediate_size) + 4.0 * Nv * Nv * dv,
+           patch_img = 2.0 * Nv * 3.0 * v->patch_size * v->patch_size * dv;
+    double per_img = Lv * layer_img + patch_img + 2.0 * (mc.text.hidden_size * m.tokens_per_image) * (dv + d);
+    // a trained tower: its layers' backward (two forwards each), and the patch embedding's weight gradient
+    per_img += 2.0 * vt * layer_img + (vt == (int)Lv ? patch_img : 0);
     ops->sync(be);
     printf(
-        "bench-step: %s (%s), LM %d layers of LLaVA-7B shape%s, CLIP %g layers, stage %d%s, %d samples per step "
-        "(model and optimizer set up in %.1f s)\n",
-        ops->name, info.device, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)", Lv, stage,
-        lora ? " with LoRA" : "", batch, now_s() - t_setup);
+        "bench-step: %s (%s), LM %d layers of LLaVA-7B shape%s, CLIP %g layers (%d trained), %d visual tokens per "
+        "image, stage %d%s, %d samples per step (model and optimizer set up in %.1f s)\n",
+        ops->name, info.device, t->num_hidden_layers, gpu ? "" : " (tiny: CPU harness check)", Lv, vt,
+        m.tokens_per_image, stage, lora ? " with LoRA" : "", batch, now_s() - t_setup);
     double total_time = 0, total_tokens = 0, total_flops = 0;
     int total_samples = 0;
     for (int s = 0; s < warmup + steps; s++) {
@@ -197,7 +217,7 @@ int cmd_bench_step(int argc, char **argv) {
             attn += 2.0 * n * n * d * L;  // causal QK^T and PV, forward
         }
         // Training: the LM's backward costs two forwards (one when its weights are frozen), the
-        // vision tower runs forward only.
+        // vision tower runs forward only unless it trains (per_img).
         double lm_mult = stage == 1 || lora ? 2.0 : 3.0;
         double flops = lm_mult * (per_tok_lm * b.T + attn) + per_tok_lora * b.T + per_img * b.n_img;
         m.lora_pass_seed = (uint64_t)s + 1;

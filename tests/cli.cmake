@@ -211,6 +211,10 @@ set_tests_properties(cli_bench_generate_cpu PROPERTIES LABELS cpu
 # The step benchmark's harness on the CPU (tiny model): it runs and reports a rate.
 add_test(NAME cli_bench_step_cpu COMMAND llava bench-step --device cpu --steps 2)
 set_tests_properties(cli_bench_step_cpu PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "bench-step: [0-9]+ tokens/s")
+# ... with the research knobs the GPU check times: the tower trained and its 16 patches pooled to 4.
+add_test(NAME cli_bench_step_cpu_vision COMMAND llava bench-step --device cpu --steps 2 --train-vision all --pool 2)
+set_tests_properties(cli_bench_step_cpu_vision PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "CLIP 2 layers \\(2 trained\\), 4 visual tokens per image.*bench-step: [0-9]+ tokens/s")
 
 # The memory plan of LLaVA-1.5 7B stage 2 on 8 ranks with ZeRO-2 (hand-checked in tests/test_dist.c).
 add_test(NAME cli_plan_7b_stage2

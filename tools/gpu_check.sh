@@ -107,6 +107,15 @@ if ! skip step; then
     timeout 90 "$B/llava" bench-step --device cuda --stage 2 --lora 128 --layers 4 --batch "$SB" --steps 5 \
       ${PEAK:+--peak-tflops $PEAK} > "$OUT/bench-step-lora.log" 2>&1
     echo "   rc $?"; tail -3 "$OUT/bench-step-lora.log"
+    # Research knobs (docs/ablations.md): 144 visual tokens (average pooling, stride 2) instead of 576, and the
+    # whole CLIP tower trained (its layers recomputed) on the 576-token shapes.
+    echo "== training step with 144 visual tokens, then with the tower trained, llava.c ($(elapsed) s)"
+    timeout 60 "$B/llava" bench-step --device cuda --stage 2 --pool 2 --layers 4 --batch "$SB" --steps 5 \
+      ${PEAK:+--peak-tflops $PEAK} > "$OUT/bench-step-pool.log" 2>&1
+    echo "   rc $?"; tail -2 "$OUT/bench-step-pool.log"
+    timeout 60 "$B/llava" bench-step --device cuda --stage 2 --train-vision all --layers 4 --batch "$SB" --steps 5 \
+      ${PEAK:+--peak-tflops $PEAK} > "$OUT/bench-step-vision.log" 2>&1
+    echo "   rc $?"; tail -2 "$OUT/bench-step-vision.log"
   fi
 fi
 
@@ -195,6 +204,8 @@ printf "%-28s %s\n" "GPU tests" "$(grep -sE 'tests passed' "$OUT/ctest-gpu.log" 
 grep -sE "^ *[0-9]+/[0-9]+ Test" "$OUT/ctest-gpu.log" | sed 's/^/  /'
 printf "%-28s %s\n" "llava.c step" "$(grep -sE '^bench-step:' "$OUT/bench-step.log" | tail -1 || echo n/a)"
 printf "%-28s %s\n" "llava.c LoRA step" "$(grep -sE '^bench-step:' "$OUT/bench-step-lora.log" | tail -1 || echo n/a)"
+printf "%-28s %s\n" "llava.c 144-token step" "$(grep -sE '^bench-step:' "$OUT/bench-step-pool.log" | tail -1 || echo n/a)"
+printf "%-28s %s\n" "llava.c tower-trained step" "$(grep -sE '^bench-step:' "$OUT/bench-step-vision.log" | tail -1 || echo n/a)"
 printf "%-28s %s\n" "PyTorch step" "$(grep -sE '^torch-step:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
 grep -sE '^torch-attention' "$OUT/torch-step.log" | sed 's/^/  /'
 [ -f "$OUT/bench-kernels.log" ] && grep -E '^attention' "$OUT/bench-kernels.log" | tr -s ' ' | sed 's/^/  llava.c /'
