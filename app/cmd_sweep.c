@@ -16,7 +16,9 @@
 //   3. After each variant OUT/sweep.json (every row, machine-readable) and OUT/sweep.md (the same rows
 //      as a markdown table) are written again.
 //
-// One process: under mpirun (or any launcher of several ranks) the sweep refuses to start.
+// Under mpirun (MPI's launchers) with W ranks, each rank is a group of one process: rank r trains the variants
+// i with i % W == r, each on its own process as above, and rank 0 alone writes the tables (re-reading the other
+// ranks' finished variants from their folders) and, once every rank is through, the final ones.
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
@@ -63,9 +65,10 @@ static const char USAGE[] =
     "  --keep-going  after a variant fails, go on with the next (default: off, the sweep stops there)\n"
     "  --quiet       no training progress lines (default: off)\n"
     "\n"
-    "One process runs the whole sweep: one run per rank group under mpirun is not implemented, so under\n"
-    "mpirun, srun or torchrun with more than one rank the sweep refuses to start (each variant then trains on\n"
-    "one process; run a variant's preset with `mpirun llava train` to spread it over ranks).\n"
+    "Under mpirun (or srun with MPI) with N ranks the variants are dealt out: rank r trains variants r, r + N,\n"
+    "r + 2N, ... each on its own process, and rank 0 writes the tables, the last once every rank is through\n"
+    "(--keep-going then applies per rank). One variant is not spread over several ranks: run its preset with\n"
+    "`mpirun llava train` for that. torchrun-style variables without MPI are refused (the CPU needs MPI).\n"
     "\n"
     "Exit status: 0 every variant complete (or --dry-run checked); 1 a variant failed or the sweep is invalid;\n"
     "2 usage error; 75 a signal stopped a variant after its checkpoint (run the sweep again to continue).\n";
@@ -1071,23 +1074,28 @@ static int launcher_world(void) {
     return world;
 }
 
-static int refuse_world(int world) {
-    const char *r = getenv("OMPI_COMM_WORLD_RANK");
-    if (!r) r = getenv("PMI_RANK");
-    if (!r) r = getenv("RANK");
-    if (!r || atoi(r) == 0)
-        fprintf(stderr,
-                "llava sweep: launched as %d processes: a sweep runs its variants one after another in one process "
-                "(one run per rank group is not implemented). Start `llava sweep` without mpirun/srun/torchrun; to "
-                "spread one variant over ranks, run its preset with `mpirun llava train`.\n",
-                world);
-    return 1;
+// Rank 0's view of the variants other ranks train: their rows as their folders say (complete, or still pending).
+static void refresh_others(sweep *sw, int rank, int world) {
+    for (int i = 0; i < sw->n_v; i++) {
+        if (i % world == rank) continue;
+        cJSON *done = read_done(&sw->v[i]);
+        if (done) {
+            cJSON_ReplaceItemInObjectCaseSensitive(done, "status", cJSON_CreateString("complete"));
+            cJSON_DeleteItemFromObjectCaseSensitive(done, "complete");
+            set_row(&sw->v[i], done);
+        } else {
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(sw->v[i].row, "status");
+            if (!cJSON_IsString(st) || strcmp(st->valuestring, "failed") != 0)
+                set_row(&sw->v[i], new_row(&sw->v[i], "pending"));
+        }
+    }
 }
 
-static void print_row_line(const sweep *sw, int i, const char *what) {
+// `who`: "rank R: " under several ranks, else "".
+static void print_row_line(const sweep *sw, int i, const char *who, const char *what) {
     const cJSON *r = sw->v[i].row;
     double loss = num_of(r, "loss"), tps = num_of(r, "tokens_per_s");
-    printf("sweep: [%d/%d] %s: %s (loss %.4f, %.0f tokens/s", i + 1, sw->n_v, sw->v[i].name, what, loss, tps);
+    printf("sweep: %s[%d/%d] %s: %s (loss %.4f, %.0f tokens/s", who, i + 1, sw->n_v, sw->v[i].name, what, loss, tps);
     const cJSON *sc = dotted(r, "eval.scores");
     for (const cJSON *e = sc ? sc->child : NULL; e; e = e->next) printf(", %s %.4g", e->string, e->valuedouble);
     printf(")\n");
@@ -1114,27 +1122,23 @@ int cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "llava sweep: no sweep file\n%s", USAGE);
         return 2;
     }
-    // One process: refused under a launcher of several, before MPI is started or anything read.
-    int world = launcher_world();
-    if (world > 1) return refuse_world(world);
+    // Under a launcher of several ranks, each rank takes its share of the variants (MPI: the CPU's collectives).
+    int launched = launcher_world();
     dist_options dopt = {.cuda = 0, .timeout_s = 60};
     dist *d = dist_init(&dopt);
     if (!d) {
-        fprintf(stderr, "llava sweep: %s\n", llava_errmsg());
+        fprintf(stderr, "llava sweep: launched as %d processes: %s\n", launched, llava_errmsg());
         return 1;
     }
-    if (dist_world(d) > 1) {
-        world = dist_world(d);
-        dist_finalize(d);
-        return refuse_world(world);
-    }
+    int world = dist_world(d), rank = dist_rank(d), lead = rank == 0;
+    if (!lead) o.quiet = 1;  // one set of progress lines: rank 0's
     sweep sw;
     int rc = sweep_read(&sw, file);
     // Every variant resolved and checked before anything trains.
     for (int i = 0; i < sw.n_v && rc == 0; i++)
         if (resolve_variant(&sw, &sw.v[i]) != 0) rc = llava_fail_ctx("%s", file);
     if (rc != 0) {
-        fprintf(stderr, "llava sweep: %s\nllava sweep: nothing was trained\n", llava_errmsg());
+        if (lead) fprintf(stderr, "llava sweep: %s\nllava sweep: nothing was trained\n", llava_errmsg());
         sweep_free(&sw);
         dist_finalize(d);
         return 1;
@@ -1150,14 +1154,20 @@ int cmd_sweep(int argc, char **argv) {
         }
         set_row(v, done ? done : new_row(v, "pending"));
     }
-    printf("sweep: %s: %d variant(s) (%d done), %d stage(s) each, results in %s\n", sw.name, sw.n_v, n_done, sw.n_st,
-           sw.out);
+    if (lead) {
+        printf("sweep: %s: %d variant(s) (%d done), %d stage(s) each, results in %s\n", sw.name, sw.n_v, n_done,
+               sw.n_st, sw.out);
+        if (world > 1)
+            printf("sweep: %d ranks, each a group of one process: rank r trains variants r, r + %d, ...\n", world,
+                   world);
+    }
     if (o.dry_run) {
-        for (int i = 0; i < sw.n_v; i++) {
+        for (int i = 0; i < sw.n_v && lead; i++) {
             variant *v = &sw.v[i];
             const cJSON *st = cJSON_GetObjectItemCaseSensitive(v->row, "status");
             printf("  %s [%s]: %s", v->name, st->valuestring, v->sets.n ? "" : "(no overrides)");
             for (int k = 0; k < v->sets.n; k++) printf("%s%s", k ? " " : "", v->sets.v[k]);
+            if (world > 1) printf(" (rank %d)", i % world);
             printf("\n");
             for (int k = 0; k < sw.n_st; k++) {
                 char b[32];
@@ -1170,46 +1180,71 @@ int cmd_sweep(int argc, char **argv) {
         dist_finalize(d);
         return 0;
     }
-    // One sweep per output folder at a time.
+    // One sweep per output folder at a time: rank 0 holds the folder's lock for all ranks, and writes the tables.
     run_lock lock = {.fd = -1};
-    rc = run_lock_take(&lock, sw.out);
-    if (rc == 0) rc = write_tables(&sw);
+    if (lead) {
+        rc = run_lock_take(&lock, sw.out);
+        if (rc == 0) rc = write_tables(&sw);
+        if (rc != 0) fprintf(stderr, "llava sweep: %s\n", llava_errmsg());
+    }
+    if (world > 1) {
+        double ok = rc == 0;
+        if (dist_broadcast_host(d, &ok, sizeof ok, 0, "sweep start") != 0) ok = 0;
+        rc = ok ? 0 : -1;
+    }
     if (rc != 0) {
-        fprintf(stderr, "llava sweep: %s\n", llava_errmsg());
         run_lock_release(&lock);
         sweep_free(&sw);
         dist_finalize(d);
         return 1;
     }
+    char who[32] = "";
+    if (world > 1) snprintf(who, sizeof who, "rank %d: ", rank);
     int failed = 0, stopped = 0;
-    for (int i = 0; i < sw.n_v && !stopped; i++) {
+    for (int i = rank; i < sw.n_v && !stopped; i += world) {
         variant *v = &sw.v[i];
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(v->row, "status");
         if (cJSON_IsString(st) && !strcmp(st->valuestring, "complete")) {
-            print_row_line(&sw, i, "done");
+            print_row_line(&sw, i, who, "done");
             continue;
         }
         if (failed && !o.keep_going) break;
-        printf("sweep: [%d/%d] %s: training", i + 1, sw.n_v, v->name);
+        printf("sweep: %s[%d/%d] %s: training", who, i + 1, sw.n_v, v->name);
         for (int k = 0; k < v->sets.n; k++) printf(" %s", v->sets.v[k]);
         printf("\n");
         fflush(stdout);
         int r = run_variant(&sw, v, &o);
-        if (r == 0) print_row_line(&sw, i, "complete");
-        else if (r == TRAIN_STOPPED) {
+        if (r == 0) {
+            print_row_line(&sw, i, who, "complete");
+        } else if (r == TRAIN_STOPPED) {
             stopped = 1;
-            printf("sweep: [%d/%d] %s: stopped by a signal after a checkpoint; run the sweep again to continue\n",
-                   i + 1, sw.n_v, v->name);
+            printf("sweep: %s[%d/%d] %s: stopped by a signal after a checkpoint; run the sweep again to continue\n",
+                   who, i + 1, sw.n_v, v->name);
         } else {
             failed++;
-            fprintf(stderr, "llava sweep: variant \"%s\": %s\n", v->name, llava_errmsg());
+            fprintf(stderr, "llava sweep: %svariant \"%s\": %s\n", who, v->name, llava_errmsg());
         }
         fflush(stdout);
-        if (write_tables(&sw) != 0) fprintf(stderr, "llava sweep: %s\n", llava_errmsg());
+        if (lead && world > 1) refresh_others(&sw, rank, world);
+        if (lead && write_tables(&sw) != 0) fprintf(stderr, "llava sweep: %s\n", llava_errmsg());
     }
-    char *mdp = path_join(sw.out, "sweep.md");
-    printf("sweep: %s%s\n", mdp, failed ? " (some variants failed)" : "");
-    free(mdp);
+    if (world > 1) {
+        // Every rank through its share, then the last table. Variants take as long as they take: a deadline of
+        // years (a rank that dies ends the job through mpirun, which aborts the others).
+        dist_set_timeout(d, 1e9);
+        double counts[2] = {failed, stopped};
+        if (dist_allreduce_host_f64(d, counts, 2, "sweep end") != 0) counts[0] += 1;
+        failed = (int)counts[0], stopped = counts[1] > 0;
+        if (lead) {
+            refresh_others(&sw, rank, world);
+            if (write_tables(&sw) != 0) fprintf(stderr, "llava sweep: %s\n", llava_errmsg());
+        }
+    }
+    if (lead) {
+        char *mdp = path_join(sw.out, "sweep.md");
+        printf("sweep: %s%s\n", mdp, failed ? " (some variants failed)" : "");
+        free(mdp);
+    }
     run_lock_release(&lock);
     sweep_free(&sw);
     dist_finalize(d);

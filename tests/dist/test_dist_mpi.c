@@ -7,6 +7,7 @@
 //     resumes on 2;
 //   - a rank that dies, or hangs, stops the whole job with an error within the collective timeout.
 // Run by ctest with LLAVA_BIN (the llava executable) and LLAVA_MPIEXEC (mpirun) set.
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,6 +464,68 @@ static void test_rank_failure(void) {
     }
 }
 
+// `llava sweep` under mpirun: 2 ranks deal out 3 variants (rank 0 trains the first and third, rank 1 the
+// second), each on its own process, and rank 0's table holds all three, complete, with the losses the same sweep
+// gives on one process, bit for bit (each variant is a one-process run either way).
+static void test_sweep_ranks(void) {
+    char *file = path_join(world, "sweep-ranks.json");
+    const char *text =
+        "{\"base\": \"stage2.json\", \"out\": \"sweep-ranks-OUT\",\n"
+        " \"set\": {\"model.pretrain_mm_mlp_adapter\": null, \"train.max_steps\": 2,\n"
+        "         \"train.warmup_ratio\": 0,"
+        "         \"train.per_device_train_batch_size\": 4, \"data.dataloader_num_workers\": 1},\n"
+        " \"variants\": [{\"name\": \"lr_a\", \"set\": {\"train.learning_rate\": 3e-3}},\n"
+        "              {\"name\": \"lr_b\", \"set\": {\"train.learning_rate\": 1e-4}},\n"
+        "              {\"name\": \"lr_c\", \"set\": {\"train.learning_rate\": 1e-5}}]}\n";
+    double loss[2][3];
+    char *logs[2] = {NULL, NULL};
+    for (int mpi = 0; mpi < 2; mpi++) {
+        char *t = xstrdup(text), *at = strstr(t, "OUT");
+        memcpy(at, mpi ? "mpi" : "one", 3);
+        CHECK(write_file_atomic(file, t, strlen(t)) == 0, "%s", llava_errmsg());
+        free(t);
+        char *out = xasprintf("%s/sweep-ranks-%s", world, mpi ? "mpi" : "one"), *log = xasprintf("%s.log", out);
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "timeout -k 5 400 %s%s%s sweep %s --quiet > %s 2>&1", mpi ? mpiexec : "",
+                 mpi ? " --oversubscribe --bind-to none -np 2 -x OPENBLAS_NUM_THREADS " : "", bin, file, log);
+        int st = system(cmd);
+        logs[mpi] = read_file(log, 1 << 24, NULL);
+        if (!logs[mpi]) logs[mpi] = xstrdup("");
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sweep (%s): %s", mpi ? "2 ranks" : "1 process", logs[mpi]);
+        char *jp = path_join(out, "sweep.json");
+        char *jt = read_file(jp, 1 << 24, NULL);
+        cJSON *j = jt ? cJSON_Parse(jt) : NULL;
+        const cJSON *rows = j ? cJSON_GetObjectItemCaseSensitive(j, "variants") : NULL;
+        int n = 0, complete = 0;
+        for (const cJSON *r = rows ? rows->child : NULL; r; r = r->next, n++) {
+            const cJSON *status = cJSON_GetObjectItemCaseSensitive(r, "status"),
+                        *l = cJSON_GetObjectItemCaseSensitive(r, "loss");
+            complete += cJSON_IsString(status) && !strcmp(status->valuestring, "complete");
+            if (n < 3) loss[mpi][n] = cJSON_IsNumber(l) ? l->valuedouble : NAN;
+        }
+        CHECK(n == 3 && complete == 3, "sweep (%s): %d rows, %d complete", mpi ? "2 ranks" : "1 process", n, complete);
+        cJSON_Delete(j);
+        free(jt);
+        free(jp);
+        free(out);
+        free(log);
+    }
+    const char *m = logs[1];
+    CHECK(strstr(m, "rank 0: [1/3] lr_a: training") && strstr(m, "rank 1: [2/3] lr_b: training") &&
+              strstr(m, "rank 0: [3/3] lr_c: training") && !strstr(m, "rank 1: [1/3]"),
+          "the variants dealt out over the ranks:\n%s", m);
+    int same = 1;
+    for (int i = 0; i < 3; i++) same &= loss[0][i] == loss[1][i] && isfinite(loss[0][i]);
+    CHECK(loss[0][0] != loss[0][1] && loss[0][1] != loss[0][2], "the learning rates show in the losses");
+    CHECK(same, "losses on 2 ranks %.6g %.6g %.6g vs one process %.6g %.6g %.6g", loss[1][0], loss[1][1], loss[1][2],
+          loss[0][0], loss[0][1], loss[0][2]);
+    printf("sweep on 2 ranks: 3 variants dealt out (0, 1, 0), losses equal to one process's: %.6g %.6g %.6g\n",
+           loss[1][0], loss[1][1], loss[1][2]);
+    free(logs[0]);
+    free(logs[1]);
+    free(file);
+}
+
 int main(void) {
     bin = getenv("LLAVA_BIN");
     mpiexec = getenv("LLAVA_MPIEXEC");
@@ -500,6 +563,7 @@ int main(void) {
     test_resume_across_world();
     test_preemption();
     test_rank_failure();
+    test_sweep_ranks();
     printf("largest relative parameter difference vs 1 rank after 10 steps: stage 1 %.3g, stage 2 %.3g (bound %.1g)\n",
            w1, w2, EQUIV_BOUND);
     printf("test_dist_mpi: %.1f s\n", now_s() - t0);
