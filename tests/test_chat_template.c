@@ -4,32 +4,59 @@
 // tools/reference/make_chat_template_goldens.py), a sample NeXT's code raises on refused here, and NeXT's
 // "tokenization mismatch" flagged with its two lengths. The tokenizers are the committed Llama-3- and Qwen2-shaped
 // tokenizer.json files and LLaMA's tokenizer.model (legacy=True, as Mistral's fast tokenizer behaves).
+// Multi-image conversations (tests/data/chat/multi_image.jsonl: "image" a list of 2-4 paths, as many "<image>"
+// placed every way) against <golden>.multi.prep.jsonl, for those three templates and vicuna_v1 (NeXT's
+// preprocess_v1, the slow LlamaTokenizer with legacy=False as hf437 and legacy=True): ids and labels identical, and
+// one IMAGE_TOKEN_INDEX in the ids per path of the sample's list.
 #include "data/prep.h"
 #include "tokenizer_golden.h"
 
 #define CHAT_DIR "tests/data/chat/"
 
 typedef struct {
-    const char *name;  // the template, and its golden file
+    const char *name;    // the template
+    const char *golden;  // its golden file in CHAT_DIR
     const char *tokenizer;
     tok_mode mode;
 } chat_case;
 
-static size_t check_template(const chat_case *cc, const golden_lines *samples, size_t *errors, size_t *masked,
-                             size_t *image_labels) {
+typedef struct {
+    size_t compared;      // samples compared (NeXT's refusals included)
+    size_t identical;     // of them, samples NeXT takes whose ids and labels are identical to its
+    size_t errors;        // refused as NeXT raises
+    size_t masked;        // NeXT's "tokenization mismatch"
+    size_t image_labels;  // image places with a label
+    size_t images;        // multi: IMAGE_TOKEN_INDEX places counted against the samples' lists
+} chat_counts;
+
+// `multi`: the samples are multi-image ones (every one has an "image" list).
+static void check_template(const chat_case *cc, const char *samples_path, const golden_lines *samples, int multi,
+                           chat_counts *n) {
     tokenizer *t = tok_load(cc->tokenizer);
     CHECK(t != NULL, "%s", llava_errmsg());
-    if (!t) return 0;
-    const conv_template *tmpl = conv_template_builtin(cc->name);
-    CHECK(tmpl != NULL, "built-in template %s", cc->name);
+    if (!t) return;
+    const conv_template *builtin = conv_template_builtin(cc->name);
+    CHECK(builtin != NULL, "built-in template %s", cc->name);
+    if (!builtin) {
+        tok_free(t);
+        return;
+    }
+    // Multi-image samples take LLaVA-NeXT's preprocess_multimodal rule whatever the template (only a turn with
+    // exactly one "<image>" that does not start with it has it moved to the front; "QA_GT_caption_based_noisy"
+    // removed): NeXT's own code runs every template so. vicuna_v1 keeps LLaVA-1.5's rule for single-image samples,
+    // so for these samples the test runs a copy of the template with multimodal_next set, as data/prep.c does for a
+    // sample with more than one image.
+    conv_template next_rule = *builtin;
+    if (multi) next_rule.multimodal_next = 1;
+    const conv_template *tmpl = multi ? &next_rule : builtin;
     char path[512];
-    snprintf(path, sizeof path, CHAT_DIR "%s.prep.jsonl", cc->name);
+    snprintf(path, sizeof path, CHAT_DIR "%s", cc->golden);
     golden_lines gold = golden_read_lines(path);
-    size_t g = 0, compared = 0;
+    size_t g = 0;
     for (size_t i = 0; i < samples->n; i++) {
         cJSON *s = cJSON_Parse(samples->line[i]);
         if (!s) {
-            fprintf(stderr, CHAT_DIR "samples.jsonl: line %zu is not JSON\n", i + 1);
+            fprintf(stderr, "%s: line %zu is not JSON\n", samples_path, i + 1);
             exit(1);
         }
         if (strcmp(cJSON_GetObjectItem(s, "template")->valuestring, cc->name) != 0) {
@@ -48,12 +75,16 @@ static size_t check_template(const chat_case *cc, const golden_lines *samples, s
         conv_turn *turns = golden_turns(s, &nt);
         prep_config cfg = {.tok = t, .mode = cc->mode, .tmpl = tmpl, .model_max_length = 2048};
         prep_result r;
-        int rc = prep_sample(&cfg, id, turns, nt, cJSON_GetObjectItem(s, "image") != NULL, &r);
+        const cJSON *image = cJSON_GetObjectItem(s, "image");
+        if (multi)
+            CHECK(cJSON_IsArray(image) && cJSON_GetArraySize(image) >= 2, "%s: sample %s has no image list",
+                  samples_path, id);
+        int rc = prep_sample(&cfg, id, turns, nt, image != NULL, &r);
         const cJSON *err = cJSON_GetObjectItem(want, "error");
         if (err) {
             CHECK(rc != 0, "%s sample %s: NeXT raises %s, we do not", cc->name, id, err->valuestring);
             if (rc == 0) prep_result_free(&r);
-            (*errors)++;
+            n->errors++;
         } else if (rc != 0) {
             CHECK(0, "%s sample %s: %s", cc->name, id, llava_errmsg());
         } else {
@@ -66,7 +97,15 @@ static size_t check_template(const chat_case *cc, const golden_lines *samples, s
             CHECK(ok_labels, "%s sample %s: labels differ", cc->name, id);
             if (!ok_labels) ids_report("labels", g, &r.labels, &labels);
             for (size_t k = 0; k < labels.n && k < ids.n; k++)
-                *image_labels += ids.v[k] == IMAGE_TOKEN_INDEX && labels.v[k] != IGNORE_INDEX;
+                n->image_labels += ids.v[k] == IMAGE_TOKEN_INDEX && labels.v[k] != IGNORE_INDEX;
+            if (multi) {  // one image place per path of the list (fewer only where the sample is cut at 2048)
+                size_t places = 0, paths = (size_t)cJSON_GetArraySize(image);
+                for (size_t k = 0; k < r.ids.n; k++) places += r.ids.v[k] == IMAGE_TOKEN_INDEX;
+                if (r.flags & PREP_TRUNCATED)
+                    CHECK(places <= paths, "%s sample %s: %zu image places, %zu paths", cc->name, id, places, paths);
+                else CHECK(places == paths, "%s sample %s: %zu image places, %zu paths", cc->name, id, places, paths);
+                n->images += places;
+            }
             const cJSON *mm = cJSON_GetObjectItem(want, "mismatch");
             int want_mm = mm && cJSON_IsArray(mm);
             CHECK(want_mm == !!(r.flags & PREP_MISMATCH), "%s sample %s: mismatch %d, NeXT %d", cc->name, id,
@@ -74,13 +113,14 @@ static size_t check_template(const chat_case *cc, const golden_lines *samples, s
             if (want_mm) {
                 CHECK_EQ_INT(r.cur_len, cJSON_GetArrayItem(mm, 0)->valueint);
                 CHECK_EQ_INT(r.total_len, cJSON_GetArrayItem(mm, 1)->valueint);
-                (*masked)++;
+                n->masked++;
             }
             tok_ids_free(&ids);
             tok_ids_free(&labels);
             prep_result_free(&r);
+            n->identical += ok_ids && ok_labels;
         }
-        compared++;
+        n->compared++;
         free(turns);
         cJSON_Delete(s);
         cJSON_Delete(want);
@@ -88,7 +128,6 @@ static size_t check_template(const chat_case *cc, const golden_lines *samples, s
     CHECK_EQ_INT(g, gold.n);
     golden_free(&gold);
     tok_free(t);
-    return compared;
 }
 
 // The inference side of the same templates: the prompt a chat turns into ends with the generation prompt, where the
@@ -179,21 +218,44 @@ static void template_files(void) {
 int main(void) {
     golden_lines samples = golden_read_lines(CHAT_DIR "samples.jsonl");
     const chat_case cases[] = {
-        {"llava_llama_3", "tests/data/bpe/llama3/tokenizer.json", TOK_MODE_DEFAULT},
-        {"qwen_1_5", "tests/data/bpe/qwen2/tokenizer.json", TOK_MODE_DEFAULT},
-        {"mistral_instruct", GOLDEN_LLAMA_MODEL, TOK_LEGACY},
+        {"llava_llama_3", "llava_llama_3.prep.jsonl", "tests/data/bpe/llama3/tokenizer.json", TOK_MODE_DEFAULT},
+        {"qwen_1_5", "qwen_1_5.prep.jsonl", "tests/data/bpe/qwen2/tokenizer.json", TOK_MODE_DEFAULT},
+        {"mistral_instruct", "mistral_instruct.prep.jsonl", GOLDEN_LLAMA_MODEL, TOK_LEGACY},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        size_t errors = 0, masked = 0, image_labels = 0;
-        size_t n = check_template(&cases[c], &samples, &errors, &masked, &image_labels);
+        chat_counts n = {0};
+        check_template(&cases[c], CHAT_DIR "samples.jsonl", &samples, 0, &n);
         printf(
             "%s: %zu samples identical to LLaVA-NeXT's preprocessing (%zu refused as NeXT raises, %zu masked for "
             "a length mismatch, %zu image places with a label, dropped with the image at batching as NeXT's forward "
             "drops it)\n",
-            cases[c].name, n, errors, masked, image_labels);
-        CHECK(n >= 150, "%s: at least 150 conversations compared (%zu)", cases[c].name, n);
+            cases[c].name, n.compared, n.errors, n.masked, n.image_labels);
+        CHECK(n.compared >= 150, "%s: at least 150 conversations compared (%zu)", cases[c].name, n.compared);
     }
     golden_free(&samples);
+
+    golden_lines multi = golden_read_lines(CHAT_DIR "multi_image.jsonl");
+    const chat_case multi_cases[] = {
+        {"llava_llama_3", "llava_llama_3.multi.prep.jsonl", "tests/data/bpe/llama3/tokenizer.json", TOK_MODE_DEFAULT},
+        {"qwen_1_5", "qwen_1_5.multi.prep.jsonl", "tests/data/bpe/qwen2/tokenizer.json", TOK_MODE_DEFAULT},
+        {"mistral_instruct", "mistral_instruct.multi.prep.jsonl", GOLDEN_LLAMA_MODEL, TOK_LEGACY},
+        // Vicuna-7B-v1.5's legacy=False under transformers 4.46.3 and tokenizers >= 0.14: the hf437 rules
+        {"vicuna_v1", "vicuna_v1.multi.prep.jsonl", GOLDEN_LLAMA_MODEL, TOK_HF437},
+        {"vicuna_v1", "vicuna_v1.legacy.multi.prep.jsonl", GOLDEN_LLAMA_MODEL, TOK_LEGACY},
+    };
+    for (size_t c = 0; c < sizeof multi_cases / sizeof multi_cases[0]; c++) {
+        chat_counts n = {0};
+        check_template(&multi_cases[c], CHAT_DIR "multi_image.jsonl", &multi, 1, &n);
+        printf(
+            "%s (%s): %zu multi-image samples compared with LLaVA-NeXT's preprocessing, %zu of them with ids and "
+            "labels identical (%zu refused as NeXT raises, %zu masked for a length mismatch, %zu image places, one "
+            "per path, %zu of them with a label)\n",
+            multi_cases[c].name, tok_mode_name(multi_cases[c].mode), n.compared, n.identical, n.errors, n.masked,
+            n.images, n.image_labels);
+        CHECK(n.identical >= 100, "%s: at least 100 multi-image conversations compared (%zu)", multi_cases[c].golden,
+              n.identical);
+    }
+    golden_free(&multi);
     generation_prompts();
     template_files();
     return check_done();

@@ -1,10 +1,11 @@
-"""Golden token ids and label masks of LLaVA-NeXT's chat templates (llava_llama_3, qwen_1_5, mistral_instruct), for
-the C templates and masks (data/template.c): what LLaVA-NeXT's own training code makes of a conversation sample.
+"""Golden token ids and label masks of LLaVA-NeXT's chat templates (llava_llama_3, qwen_1_5, mistral_instruct; and
+vicuna_v1 for multi-image samples), for the C templates and masks (data/template.c): what LLaVA-NeXT's own training
+code makes of a conversation sample.
 
 What is reference: LLaVA-NeXT's preprocessing functions, read at run time from a git repository of
 LLaVA-VL/LLaVA-NeXT at commit df179663ae8b83207df100a1f7af24caec633ff9 (`git show`, never copied here) and exec()d
-unmodified: preprocess_multimodal, preprocess_llama_2, preprocess_qwen, preprocess_llama3 and preprocess of
-llava/train/train.py, tokenizer_image_token of llava/mm_utils.py, llava/conversation.py whole (conv_templates) and
+unmodified: preprocess_multimodal, preprocess_llama_2, preprocess_qwen, preprocess_llama3, preprocess_v1 and
+preprocess of llava/train/train.py (and its IS_TOKENIZER_GREATER_THAN_0_14 line), tokenizer_image_token of llava/mm_utils.py, llava/conversation.py whole (conv_templates) and
 llava/constants.py. Around them this script does what LazySupervisedDataset._get_item and
 DataCollatorForSupervisedDataset do for the text side (nothing else of train.py runs):
 
@@ -34,6 +35,17 @@ tests/data/chat/<name>/tokenizer_config.json are the configs written here and us
                       also tokenized by the slow LlamaTokenizer(legacy=True) (what the C tokenizer implements), and the
                       whole pipeline is run with it too; differences are printed and listed in the golden's
                       "slow_differs" (absent when there are none).
+    vicuna_v1         (multi-image samples only) conv_templates["v1"], routed to preprocess_v1;
+                      tests/data/tokenizer/llama.model + tests/data/chat/vicuna/tokenizer_config.json (Vicuna-7B-v1.5's
+                      keys, legacy=False); AutoTokenizer(use_fast=False, padding_side="right") as train.py loads a
+                      vicuna / llama model: the slow LlamaTokenizer. A second golden file runs the same samples with
+                      legacy=True.
+
+Multi-image samples (multi_image.jsonl, make_multi_samples): "image" a list of 2-4 paths (LLaVA-NeXT / OneVision's
+multi-image format) and as many "<image>" in the conversation, placed every way (all at the start, interleaved,
+adjacent, over several turns, in an answer, one alone mid-turn so that preprocess_multimodal's num_im == 1 rule moves
+it); the same pipeline (has_image = "image" in sample, true for a list). Asserted: every sample NeXT takes has one
+-200 per path in its ids (fewer only when cut at 2048), and which turns preprocess_multimodal moved.
 
 Quirks asserted (the script stops when one is not so; check_facts(), listed in the README it writes): in
 preprocess_llama3, convert_tokens_to_ids("\n\n") is None (this vocabulary, like Llama-3's, spells it "ĊĊ"), so "\n\n"
@@ -48,7 +60,8 @@ conversation.py imports PIL), Python 3.11. A few seconds on one core. From the r
 
     python tools/reference/make_chat_template_goldens.py --next-repo /work/.mirror/LLaVA-VL+LLaVA-NeXT/repo
 
-Outputs (tests/data/chat/, formats in its README.md): samples.jsonl (deterministic), <template>.prep.jsonl, and
+Outputs (tests/data/chat/, formats in its README.md): samples.jsonl (deterministic), <template>.prep.jsonl,
+multi_image.jsonl (deterministic), <template>.multi.prep.jsonl (and vicuna_v1.legacy.multi.prep.jsonl), and
 <name>/tokenizer_config.json.
 """
 import os
@@ -131,6 +144,21 @@ CONFIGS = {
         "spaces_between_special_tokens": False,
         "tokenizer_class": "LlamaTokenizer",
     },
+    # lmsys/vicuna-7b-v1.5's keys that matter (as make_tokenizer_goldens.py's VICUNA_TOKENIZER_CONFIG), on LLaMA's
+    # tokenizer.model: a slow LlamaTokenizer with legacy=False.
+    "vicuna": {
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "pad_token": None,
+        "legacy": False,
+        "model_max_length": 4096,
+        "padding_side": "right",
+        "clean_up_tokenization_spaces": False,
+        "tokenizer_class": "LlamaTokenizer",
+    },
 }
 
 # template -> (tokenizer name, its model file, the file name it takes in the folder, how train.py loads it, routed to)
@@ -141,12 +169,28 @@ TEMPLATES = {
                  dict(padding_side="right"), "preprocess_qwen"),
     "mistral_instruct": ("mistral", "tests/data/tokenizer/llama.model", "tokenizer.model",
                          dict(padding_side="left"), "preprocess_llama_2"),
+    # Multi-image samples only (multi_image.jsonl). train.py loads a "vicuna" / "llama" model's tokenizer with
+    # use_fast=False: the slow LlamaTokenizer, with Vicuna-7B-v1.5's config (legacy=False); a second golden file runs
+    # the same samples with legacy=True.
+    "vicuna_v1": ("vicuna", "tests/data/tokenizer/llama.model", "tokenizer.model",
+                  dict(padding_side="right", use_fast=False), "preprocess_v1"),
 }
-PREFIX = {"llava_llama_3": "l3", "qwen_1_5": "qw", "mistral_instruct": "mi"}
+SINGLE_TEMPLATES = ["llava_llama_3", "qwen_1_5", "mistral_instruct"]  # samples.jsonl, <template>.prep.jsonl
+NEXT_KEY = {"vicuna_v1": "v1"}  # conv_templates key (train.py's --version) where it differs from the template name
+PREFIX = {"llava_llama_3": "l3", "qwen_1_5": "qw", "mistral_instruct": "mi", "vicuna_v1": "v1"}
 SEEDS = {"llava_llama_3": 3001, "qwen_1_5": 3002, "mistral_instruct": 3003}
 N_RANDOM = 150
+MULTI_SEEDS = {"llava_llama_3": 4001, "qwen_1_5": 4002, "mistral_instruct": 4003, "vicuna_v1": 4004}
+N_MULTI_RANDOM = 110
+# Golden files of multi_image.jsonl: (template, file name, tokenizer overrides, what the C side runs it as)
+MULTI_GOLDENS = [("llava_llama_3", "llava_llama_3.multi.prep.jsonl", {}),
+                 ("qwen_1_5", "qwen_1_5.multi.prep.jsonl", {}),
+                 ("mistral_instruct", "mistral_instruct.multi.prep.jsonl", {}),
+                 ("vicuna_v1", "vicuna_v1.multi.prep.jsonl", {}),
+                 ("vicuna_v1", "vicuna_v1.legacy.multi.prep.jsonl", {"legacy": True})]
 
-TRAIN_FUNCTIONS = ["preprocess_multimodal", "preprocess_llama_2", "preprocess_qwen", "preprocess_llama3", "preprocess"]
+TRAIN_FUNCTIONS = ["preprocess_multimodal", "preprocess_llama_2", "preprocess_qwen", "preprocess_llama3", "preprocess_v1",
+                   "preprocess"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,7 +399,7 @@ def edge_cases(rng):
 
 def make_samples():
     samples = []
-    for template in TEMPLATES:
+    for template in SINGLE_TEMPLATES:
         rng = random.Random(SEEDS[template])
         p = PREFIX[template]
         for name, conv, image in edge_cases(rng):
@@ -366,6 +410,174 @@ def make_samples():
             samples.append(s)
         for i in range(N_RANDOM):
             samples.append(random_sample(rng, "%s_rand%03d" % (p, i), template))
+    return samples
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-image samples (LLaVA-NeXT / OneVision's format: "image" a list of paths, one "<image>" per path)
+
+IMG = "<image>"
+
+
+def multi_edge_cases(rng):
+    """[(name, conversation, number of images)]: every "<image>" placement by hand."""
+    long_a = " ".join(rng.choice(mtg.WORDS) for _ in range(2000))
+    long_b = " ".join(rng.choice(mtg.WORDS) for _ in range(400))
+    return [
+        ("start_two", [("human", "<image>\n<image>\nCompare the two pictures."), ("gpt", "The first is darker.")], 2),
+        ("start_three", [("human", "<image>\n<image>\n<image>\nWhat do these have in common?"), ("gpt", "Cats.")],
+         3),
+        ("start_four_glued", [("human", "<image><image><image><image>Describe each."), ("gpt", "A, B, C and D.")], 4),
+        ("start_spaces", [("human", "<image> <image> Which one is larger?"), ("gpt", "The second.")], 2),
+        ("start_no_nl", [("human", "<image><image>What changed?"), ("gpt", "The light.")], 2),
+        ("interleaved", [("human", "Compare <image> and <image>: which is brighter?"), ("gpt", "The first one.")], 2),
+        ("interleaved_labels", [("human", "Image 1: <image>\nImage 2: <image>\nImage 3: <image>\nWhich is the odd "
+                                 "one out?"), ("gpt", "Image 2.")], 3),
+        ("start_and_mid", [("human", "<image>\nThis one, and this <image> one: are they the same?"), ("gpt", "No.")],
+         2),
+        ("adjacent_mid", [("human", "Look: <image><image> now tell me."), ("gpt", "Two dogs.")], 2),
+        ("adjacent_nl", [("human", "Look:\n<image>\n<image>\nnow tell me."), ("gpt", "Two dogs.")], 2),
+        ("end_two", [("human", "Which is bigger?\n<image>\n<image>"), ("gpt", "The left one.")], 2),
+        ("end_glued", [("human", "Which is bigger?<image><image>"), ("gpt", "The right one.")], 2),
+        ("only_tokens", [("human", "<image><image><image>"), ("gpt", "Three images.")], 3),
+        ("only_tokens_nl", [("human", "<image>\n<image>\n"), ("gpt", "Two.")], 2),
+        ("spread_start", [("human", "<image>\nWhat is this?"), ("gpt", "A cat."), ("human", "<image>\nAnd this?"),
+                          ("gpt", "A dog."), ("human", "<image>\nAnd this one?"), ("gpt", "A bird.")], 3),
+        ("spread_mid", [("human", "What is in <image> this one?"), ("gpt", "A cat."), ("human", "And in <image> that "
+                        "one?"), ("gpt", "A dog.")], 2),
+        ("spread_end", [("human", "What is this? <image>"), ("gpt", "A cat."), ("human", "And this?\n<image>"),
+                        ("gpt", "A dog.")], 2),
+        ("spread_glued", [("human", "<image>What?"), ("gpt", "A."), ("human", "Then?<image>"), ("gpt", "B."),
+                          ("human", "x<image>y"), ("gpt", "C."), ("human", "<image>"), ("gpt", "D.")], 4),
+        ("one_moved_then_two", [("human", "Look at this <image> first."), ("gpt", "Ok."),
+                                ("human", "Now <image> and <image>: same?"), ("gpt", "Yes.")], 3),
+        ("two_then_one_moved", [("human", "<image>\n<image>\nCompare."), ("gpt", "Similar."),
+                                ("human", "And versus this one <image>?"), ("gpt", "Different.")], 3),
+        ("start_then_mid", [("human", "<image>\nFirst."), ("gpt", "Seen."), ("human", "Second: <image>, noted?"),
+                            ("gpt", "Noted.")], 2),
+        ("mid_then_start", [("human", "First one is <image> here."), ("gpt", "Seen."), ("human", "<image>Second."),
+                            ("gpt", "Noted.")], 2),
+        ("gpt_has_image", [("human", "<image>\nWhat matches?"), ("gpt", "It matches <image> exactly.")], 2),
+        ("gpt_starts_image", [("human", "<image>\nShow me another."), ("gpt", "<image>\nHere it is.")], 2),
+        ("gpt_two_images", [("human", "Pick two."), ("gpt", "These: <image> and <image>.")], 2),
+        ("gpt_later_image", [("human", "<image> <image> Which?"), ("gpt", "Left."), ("human", "Why?"),
+                             ("gpt", "Because of <image>, see.")], 3),
+        ("gpt_mentions_text", [("human", "<image>\n<image>\nDescribe both."),
+                               ("gpt", "The first image shows a cat; the second image shows a dog.")], 2),
+        ("noisy_multi", [("human", "QA_GT_caption_based_noisy<image>\n<image>\nWhat?"),
+                         ("gpt", "QA_GT_caption_based_noisy Both.")], 2),
+        ("noisy_one_moved", [("human", "<image>\n<image>\nQ"), ("gpt", "A"),
+                             ("human", "QA_GT_caption_based_noisy look <image> here"), ("gpt", "B")], 3),
+        ("ws_multi", [("human", "  <image>\n  <image>\t Compare.  "), ("gpt", "\tOk. ")], 2),
+        ("ws_one_moved", [("human", " \n What <image> is it? \n"), ("gpt", "X"), ("human", "<image> <image>"),
+                          ("gpt", "Y")], 3),
+        ("unicode_multi", [("human", "<image>\n" + mtg.CJK[0] + "<image>"), ("gpt", mtg.CJK[1])], 2),
+        ("unicode_moved", [("human", mtg.CJK[3] + "<image>"), ("gpt", mtg.EMOJI[0]), ("human", "<image>\n\u3000Q"),
+                           ("gpt", mtg.MIXED[6])], 2),
+        ("empty_answer", [("human", "<image>\n<image>\nQ1"), ("gpt", ""), ("human", "Q2"), ("gpt", "A2")], 2),
+        ("ends_human", [("human", "<image>\nQ1"), ("gpt", "A1"), ("human", "<image>\nQ2")], 2),
+        ("first_gpt", [("gpt", "dropped"), ("human", "<image>\n<image>\nWhat?"), ("gpt", "This.")], 2),
+        ("system_mid", [("human", "<image>\n<image>\nHi"), ("gpt", "Hello"), ("system", "Be brief."),
+                        ("human", "Why?"), ("gpt", "Because.")], 2),
+        ("special_seps", [("human", "<image>\n<image>\nSay </s>"), ("gpt", "</s> ASSISTANT: x [/INST] y")], 2),
+        ("long_multi", [("human", "<image>\n<image>\nWrite a lot."), ("gpt", long_a), ("human", "More. <image>"),
+                        ("gpt", long_b)], 3),
+    ]
+
+
+def _place_images(rng, q, k):
+    """q with k "<image>" in it, in one of several places."""
+    if k == 0:
+        return q
+    if k == 1:
+        j = rng.randrange(8)
+        if j == 6 and " " in q:  # mid-sentence (moved to the front by NeXT's num_im == 1 rule)
+            w = q.split(" ")
+            c = rng.randrange(1, len(w))
+            return " ".join(w[:c]) + rng.choice([" <image> ", " <image>", "<image> "]) + " ".join(w[c:])
+        return ["<image>\n" + q, "<image>" + q, "<image> " + q, q + "\n<image>", q + " <image>", q + "<image>",
+                "<image>\n" + q, "<image>\n\n" + q][j]
+    sep = rng.choice(["\n", "\n", "", " ", "\n\n"])
+    j = rng.randrange(8)
+    if j == 0:  # all at the start
+        return sep.join([IMG] * k) + (sep or rng.choice(["\n", ""])) + q
+    if j == 1:  # all at the end
+        return q + rng.choice(["\n", " ", ""]) + sep.join([IMG] * k)
+    if j == 2:  # labelled, one a line
+        return "".join("%s %d: <image>\n" % (rng.choice(["Image", "Picture", "Frame"]), i + 1) for i in range(k)) + q
+    if j == 3:  # "Compare <image>, <image> and <image>: ..."
+        return (rng.choice(["Compare ", "Between ", "Look at "]) + ", ".join([IMG] * (k - 1)) + " and <image>: " + q)
+    if j == 4:  # one at the very start, the others mid-sentence
+        w = q.split(" ")
+        for _ in range(k - 1):
+            c = rng.randrange(0, len(w) + 1)
+            w.insert(c, IMG)
+        return "<image>" + rng.choice(["\n", " ", ""]) + " ".join(w)
+    if j == 5:  # adjacent, glued, somewhere inside
+        c = rng.randrange(0, len(q) + 1)
+        return q[:c] + IMG * k + q[c:]
+    if j == 6:  # scattered between the words
+        w = q.split(" ")
+        for _ in range(k):
+            w.insert(rng.randrange(0, len(w) + 1), IMG)
+        return " ".join(w)
+    return "".join(IMG + rng.choice(["\n", " ", ""]) for _ in range(k)) + q  # at the start, mixed separators
+
+
+def multi_random_sample(rng, sid, template):
+    """2-4 images over 1-5 rounds: all in the first question (half the samples), spread over several questions, or
+    one of them in an answer; text as random_sample's, decorated now and then; a few with a trailing question, a
+    dropped first "gpt" turn or a "system" turn in the middle."""
+    n = rng.randint(2, 4)
+    rounds = rng.randint(1, 5)
+    mode = rng.random()
+    per_q = [0] * rounds
+    per_a = [0] * rounds
+    if mode < 0.5 or rounds == 1:
+        per_q[0] = n
+    elif mode < 0.85:
+        for _ in range(n):
+            per_q[rng.randrange(rounds)] += 1
+    else:
+        per_a[rng.randrange(rounds)] = 1
+        for _ in range(n - 1):
+            per_q[rng.randrange(rounds)] += 1
+    conv = []
+    for r in range(rounds):
+        q, a = _text(rng), _text(rng)
+        if rng.random() < 0.3:
+            q = _decorate(rng, q)
+        if rng.random() < 0.3:
+            a = _decorate(rng, a)
+        if rng.random() < 0.15 and per_q[0] >= 2:
+            a = rng.choice(["The first image", "In the second picture,", "Image 2"]) + " " + a
+        conv += [("human", _place_images(rng, q, per_q[r])), ("gpt", _place_images(rng, a, per_a[r]))]
+    r = rng.random()
+    if r < 0.04:
+        conv.insert(0, ("gpt", _text(rng)))
+    elif r < 0.07 and len(conv) > 2:
+        conv.insert(2, ("system", _text(rng)))
+    elif r < 0.15:
+        conv.append(("human", _text(rng)))
+    return {"id": sid, "template": template, "conversations": [{"from": f, "value": v} for f, v in conv],
+            "image": ["multi/%s_%d.jpg" % (sid, k) for k in range(n)]}
+
+
+def make_multi_samples():
+    samples = []
+    for template in MULTI_SEEDS:
+        rng = random.Random(MULTI_SEEDS[template])
+        p = PREFIX[template]
+        for name, conv, n in multi_edge_cases(rng):
+            sid = "%s_multi_%s" % (p, name)
+            samples.append({"id": sid, "template": template,
+                            "conversations": [{"from": f, "value": v} for f, v in conv],
+                            "image": ["multi/%s_%d.jpg" % (sid, k) for k in range(n)]})
+        for i in range(N_MULTI_RANDOM):
+            samples.append(multi_random_sample(rng, "%s_multi_rand%03d" % (p, i), template))
+    for s in samples:  # one "<image>" per path, 2 to 4 of them
+        assert 2 <= len(s["image"]) <= 4 and sum(t["value"].count(IMG) for t in s["conversations"]) == len(
+            s["image"]), s
     return samples
 
 
@@ -435,10 +647,21 @@ class NeXTSource:
               "DataArguments": object}
         ns.update({k: v for k, v in consts.items() if k.isupper()})
         exec(functions(src("llava/mm_utils.py"), ["tokenizer_image_token"]), ns)
-        exec(functions(src("llava/train/train.py"), TRAIN_FUNCTIONS), ns)
+        train_py = src("llava/train/train.py")
+        # preprocess_v1's module-level flag, as train.py computes it (its own line, exec'd)
+        import ast
+        import packaging.version
+        import tokenizers
+        flag = [n for n in ast.parse(train_py).body if isinstance(n, ast.Assign) and
+                [t.id for t in n.targets if isinstance(t, ast.Name)] == ["IS_TOKENIZER_GREATER_THAN_0_14"]]
+        assert len(flag) == 1
+        ns.update(version=packaging.version, tokenizers=tokenizers)
+        exec(ast.unparse(flag[0]), ns)
+        assert ns["IS_TOKENIZER_GREATER_THAN_0_14"] is True
+        exec(functions(train_py, TRAIN_FUNCTIONS), ns)
         # Which preprocess_* preprocess() routes to: wrappers in the namespace its global lookups use.
         self.called = []
-        for fn in ["preprocess_llama_2", "preprocess_qwen", "preprocess_llama3"]:
+        for fn in ["preprocess_llama_2", "preprocess_qwen", "preprocess_llama3", "preprocess_v1"]:
             def wrap(*a, _fn=ns[fn], _name=fn, **k):
                 self.called.append(_name)
                 return _fn(*a, **k)
@@ -448,11 +671,13 @@ class NeXTSource:
     def run(self, sample, tok):
         """LazySupervisedDataset._get_item (text side), then the collator's truncation."""
         template = sample["template"]
-        self.conv.default_conversation = self.conv.conv_templates[template]  # train.py, from --version
+        # train.py, from --version ("v1" for vicuna_v1: the same Conversation object)
+        self.conv.default_conversation = self.conv.conv_templates[NEXT_KEY.get(template, template)]
         data_args = type("DataArguments", (), {"is_multimodal": True, "mm_use_im_start_end": False})()
         sources = [sample]
         out = StringIO()
         self.called.clear()
+        turns = None  # the messages as preprocess_multimodal left them
         try:
             with redirect_stdout(out):
                 if "image" in sources[0]:
@@ -460,13 +685,14 @@ class NeXTSource:
                                                             data_args)
                 else:
                     srcs = copy.deepcopy([e["conversations"] for e in sources])
+                turns = [t["value"] for t in srcs[0]]
                 has_image = "image" in sample
                 d = self.ns["preprocess"](srcs, tok, has_image=has_image)
         except NameError:
             raise  # a name this script's namespace lacks, not NeXT's behaviour
         except Exception as e:  # KeyError, IndexError, AssertionError: NeXT's _get_item raises
             assert self.called == [TEMPLATES[template][4]], (sample["id"], self.called)
-            return {"id": sample["id"], "error": type(e).__name__}, {"message": str(e)}
+            return {"id": sample["id"], "error": type(e).__name__}, {"message": str(e), "turns": turns}
         assert self.called == [TEMPLATES[template][4]], (sample["id"], self.called)
         d = dict(input_ids=d["input_ids"][0], labels=d["labels"][0])
         full = len(d["input_ids"])
@@ -480,7 +706,7 @@ class NeXTSource:
             assert m and mismatch is None, (sample["id"], printed)
             mismatch = [int(m.group(1)), int(m.group(2))]
         rec = {"id": sample["id"], "ids": mtg.ids_line(ids), "labels": mtg.ids_line(labels), "mismatch": mismatch}
-        return rec, {"full_len": full, "ids": ids, "labels": labels}
+        return rec, {"full_len": full, "ids": ids, "labels": labels, "turns": turns}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -553,9 +779,51 @@ def check_facts(template, tok, results):
     return facts
 
 
+def check_multi_facts(template, tok, mine, results):
+    """The multi-image samples: one -200 per path, NeXT's num_im == 1 rule, the vicuna tokenizer. Lines for the
+    summary."""
+    facts = []
+    if template == "vicuna_v1":
+        assert type(tok).__name__ == "LlamaTokenizer", type(tok)
+        assert tok.pad_token == "<unk>" and tok.pad_token_id == 0 and tok.padding_side == "right"
+        facts.append("slow LlamaTokenizer (use_fast=False, as train.py loads a vicuna / llama model), legacy=%s, pad = "
+                     "unk = 0; preprocess_v1 %s" % (tok.legacy, "takes 1 off both lengths of every round after the "
+                                                    "first (not tokenizer.legacy and tokenizers >= 0.14)"
+                                                    if not tok.legacy else "counts every round as it tokenizes"))
+    ok = [(s, r, x) for s, (r, x) in zip(mine, results) if "error" not in r]
+    cut = 0
+    for s, r, x in ok:
+        n = sum(1 for i in x["ids"] if i == IMAGE_TOKEN_INDEX)
+        if x["full_len"] > MAX_LEN:
+            assert n <= len(s["image"]), (r["id"], n)
+            cut += 1
+        else:
+            assert n == len(s["image"]), (r["id"], n, len(s["image"]))
+    facts.append("the ids of every sample NeXT takes hold one -200 per path of its \"image\" list (%d samples; %d cut at "
+                 "2048 hold at most as many)" % (len(ok), cut))
+    moved_turns, moved_samples = 0, 0
+    for s, (r, x) in zip(mine, results):
+        m = 0
+        for t, after in zip(s["conversations"], x["turns"]):
+            v = t["value"]
+            if v.count(IMG) == 1 and not v.startswith(IMG):
+                v = (IMG + "\n" + v.replace(IMG, "").strip()).strip()
+                m += 1
+            assert after == v.replace("QA_GT_caption_based_noisy", ""), (r["id"], after, v)
+        moved_turns += m
+        moved_samples += m > 0
+    facts.append('preprocess_multimodal moved the "<image>" of %d turns in %d samples to their front (a turn with '
+                 "exactly one that does not start with it); turns with two or more kept theirs in place" %
+                 (moved_turns, moved_samples))
+    ans = [r["id"] for s, r, x in ok if any(i == IMAGE_TOKEN_INDEX and l != IGNORE_INDEX
+                                             for i, l in zip(x["ids"], x["labels"]))]
+    facts.append('"<image>" in a supervised answer: %d samples' % len(ans))
+    return facts
+
+
 # ------------------------------------------------------------------------------------------------
 
-def write_readme(summary, versions, tf_version, slow_report):
+def write_readme(summary, multi_summary, versions, tf_version, slow_report):
     lines = []
     lines.append("""# LLaVA-NeXT chat templates: golden ids and label masks
 
@@ -650,11 +918,109 @@ check because cur_len >= model_max_length). Errors and mismatches by sample:
   removed, stripped, and put in front as "<image>\\n" (answers too); two or more are left in place; it deletes
   "QA_GT_caption_based_noisy" from every message.
 """)
+    lines.append("""## Multi-image samples
+
+`multi_image.jsonl`: LLaVA-NeXT / OneVision's multi-image format, `"image"` a list of 2-4 paths and as many
+`"<image>"` in the conversation, for llava_llama_3, qwen_1_5, mistral_instruct and vicuna_v1 (ids `<p>_multi_<name>`
+for the edge cases every template shares and `<p>_multi_randNNN` for %d random ones, p = l3 / qw / mi / v1;
+deterministic). Placements: all at the start of the first question, at its end, one a line with a label,
+"Compare <image> and <image>: ...", one at the very start and the others mid-sentence, adjacent `<image><image>`
+(glued or inside the text), with and without "\\n" after, spread over several questions, one in an answer, and
+turns with exactly one `"<image>"` not at their start (NeXT's `preprocess_multimodal` moves it to the front: its
+num_im == 1 rule) beside turns with two or more (left in place).
+
+Golden files, one line per sample in the order of multi_image.jsonl, in the format of `<template>.prep.jsonl`:
+
+- `llava_llama_3.multi.prep.jsonl`, `qwen_1_5.multi.prep.jsonl`, `mistral_instruct.multi.prep.jsonl`: the
+  tokenizers and loading above.
+- `vicuna_v1.multi.prep.jsonl`: `conv_templates["v1"]` (conv_vicuna_v1, the object `"vicuna_v1"` names too), which
+  `preprocess` routes to `preprocess_v1`; tokenizer `tests/data/tokenizer/llama.model` + `vicuna/tokenizer_config.json`
+  (lmsys/vicuna-7b-v1.5's keys: legacy=False), loaded as train.py loads a vicuna / llama model:
+  `AutoTokenizer(use_fast=False, padding_side="right")`, the slow `LlamaTokenizer`, then pad = unk. Under tokenizers
+  >= 0.14 and legacy=False preprocess_v1 takes 1 off both lengths of every round after the first.
+- `vicuna_v1.legacy.multi.prep.jsonl`: the same samples with `legacy=True` passed to `from_pretrained` (no such
+  correction).
+
+| golden | samples | errors | mismatches | cut at 2048 |
+|---|---|---|---|---|""" % N_MULTI_RANDOM)
+    for t, s in multi_summary.items():
+        errs = ", ".join("%s %d" % (k, v) for k, v in sorted(s["errors"].items())) or "0"
+        lines.append("| %s | %d | %s | %d | %d |" % (t, s["samples"], errs, s["mismatch"], s["truncated"]))
+    lines.append("")
+    for t, s in multi_summary.items():
+        for k, v in sorted(s["error_ids"].items()):
+            lines.append("- %s %s: %s" % (t, k, ", ".join("`%s` (%s)" % (i, m) for i, m in v)))
+        if s["mismatch_ids"]:
+            lines.append("- %s mismatch: %s" % (t, ", ".join("`%s`" % i for i in s["mismatch_ids"])))
+    lines.append("\nAsserted:\n")
+    for t, s in multi_summary.items():
+        for f in s["facts"]:
+            lines.append("- %s: %s" % (t, f))
+    lines.append("")
     if slow_report:
         lines.append("## Fast and slow LLaMA tokenizers (mistral_instruct)\n")
-        lines += slow_report
+        lines.append("\n\n".join(slow_report))
     with open(os.path.join(OUT, "README.md"), "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
+
+
+def run_goldens(src, template, mine, tok, path, kind="samples"):
+    """NeXT's pipeline on each sample; for mistral_instruct the slow tokenizer beside the fast one. Writes the golden
+    file; returns [(record, extra)] and the fast/slow comparison's line (or None)."""
+    results = [src.run(s, tok) for s in mine]
+    slow_differs, line = {}, None
+    if template == "mistral_instruct":
+        slow = Recording(load_tokenizer(template, use_fast=False))
+        assert type(slow._tok).__name__ == "LlamaTokenizer" and slow._tok.legacy is True
+        texts_by_sample = {}
+        for s, (r, _) in zip(mine, results):
+            slow.texts.clear()
+            rs, _ = src.run(s, slow)
+            texts_by_sample[s["id"]] = list(slow.texts)
+            if rs != r:
+                slow_differs.setdefault(s["id"], []).append("pipeline output")
+        n_texts = 0
+        for sid, texts in texts_by_sample.items():
+            for t in texts:
+                n_texts += 1
+                a_ids, b_ids = tok(t).input_ids, slow._tok(t).input_ids
+                if a_ids != b_ids:
+                    slow_differs.setdefault(sid, []).append(t)
+        line = ("The fast LlamaTokenizerFast and the slow LlamaTokenizer (both legacy=True) were compared on "
+                "every string NeXT's code tokenized for the %d mistral_instruct %s (%d strings) and on the "
+                "pipeline's output: %s." % (len(mine), kind, n_texts, "identical" if not slow_differs else
+                                             "they differ on %d samples (listed in the goldens' "
+                                             "\"slow_differs\")" % len(slow_differs)))
+        print(line)
+        for sid, what in slow_differs.items():
+            print("  slow differs:", sid, [w[:80] for w in what])
+    with open(path, "w", encoding="utf-8") as f:
+        for r, _ in results:
+            if r["id"] in slow_differs:
+                r = dict(r, slow_differs=True)
+            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+    return results, line
+
+
+def summarize(name, results, facts):
+    errors, err_ids = {}, {}
+    for r, x in results:
+        if "error" in r:
+            errors[r["error"]] = errors.get(r["error"], 0) + 1
+            err_ids.setdefault(r["error"], []).append((r["id"], x["message"][:60].replace("\n", " ")))
+    s = {"samples": len(results), "errors": errors,
+         "mismatch": sum(1 for r, _ in results if r.get("mismatch")),
+         "truncated": sum(1 for r, x in results if "error" not in r and x["full_len"] >= MAX_LEN),
+         "facts": facts, "error_ids": err_ids,
+         "mismatch_ids": [r["id"] for r, _ in results if r.get("mismatch")]}
+    print("%s: %d samples, errors %s, mismatches %d, cut at 2048 %d" % (name, s["samples"], errors or 0,
+                                                                      s["mismatch"], s["truncated"]))
+    for k, v in err_ids.items():
+        print("   ", k, v)
+    print("    mismatch:", s["mismatch_ids"])
+    for f_ in facts:
+        print("    fact:", f_)
+    return s
 
 
 def main():
@@ -694,62 +1060,29 @@ def main():
     logging.getLogger("transformers").setLevel(logging.ERROR)
     src = NeXTSource(a.next_repo)
     summary, slow_report = {}, []
-    for template in TEMPLATES:
+    for template in SINGLE_TEMPLATES:
         tok = load_tokenizer(template)
         mine = [s for s in samples if s["template"] == template]
-        results = [src.run(s, tok) for s in mine]
-        slow_differs = {}
-        if template == "mistral_instruct":
-            slow = Recording(load_tokenizer(template, use_fast=False))
-            assert type(slow._tok).__name__ == "LlamaTokenizer" and slow._tok.legacy is True
-            texts_by_sample = {}
-            for s, (r, _) in zip(mine, results):
-                slow.texts.clear()
-                rs, _ = src.run(s, slow)
-                texts_by_sample[s["id"]] = list(slow.texts)
-                if rs != r:
-                    slow_differs.setdefault(s["id"], []).append("pipeline output")
-            n_texts = 0
-            for sid, texts in texts_by_sample.items():
-                for t in texts:
-                    n_texts += 1
-                    a_ids, b_ids = tok(t).input_ids, slow._tok(t).input_ids
-                    if a_ids != b_ids:
-                        slow_differs.setdefault(sid, []).append(t)
-            line = ("The fast LlamaTokenizerFast and the slow LlamaTokenizer (both legacy=True) were compared on "
-                    "every string NeXT's code tokenized for the %d mistral_instruct samples (%d strings) and on the "
-                    "pipeline's output: %s." % (len(mine), n_texts, "identical" if not slow_differs else
-                                                 "they differ on %d samples (listed in the goldens' "
-                                                 "\"slow_differs\")" % len(slow_differs)))
-            print(line)
+        results, line = run_goldens(src, template, mine, tok, os.path.join(OUT, "%s.prep.jsonl" % template))
+        if line:
             slow_report.append(line)
-            for sid, what in slow_differs.items():
-                print("  slow differs:", sid, [w[:80] for w in what])
-        with open(os.path.join(OUT, "%s.prep.jsonl" % template), "w", encoding="utf-8") as f:
-            for r, _ in results:
-                if r["id"] in slow_differs:
-                    r = dict(r, slow_differs=True)
-                f.write(json.dumps(r, separators=(",", ":")) + "\n")
         facts = check_facts(template, tok, results)
-        errors, err_ids = {}, {}
-        for r, x in results:
-            if "error" in r:
-                errors[r["error"]] = errors.get(r["error"], 0) + 1
-                err_ids.setdefault(r["error"], []).append((r["id"], x["message"][:60].replace("\n", " ")))
-        s = {"samples": len(results), "errors": errors,
-             "mismatch": sum(1 for r, _ in results if r.get("mismatch")),
-             "truncated": sum(1 for r, x in results if "error" not in r and x["full_len"] >= MAX_LEN),
-             "facts": facts, "error_ids": err_ids,
-             "mismatch_ids": [r["id"] for r, _ in results if r.get("mismatch")]}
-        summary[template] = s
-        print("%s: %d samples, errors %s, mismatches %d, cut at 2048 %d" % (template, s["samples"], errors or 0,
-                                                                          s["mismatch"], s["truncated"]))
-        for k, v in err_ids.items():
-            print("   ", k, v)
-        print("    mismatch:", s["mismatch_ids"])
-        for f_ in facts:
-            print("    fact:", f_)
-    write_readme(summary, versions, transformers.__version__, slow_report)
+        summary[template] = summarize(template, results, facts)
+
+    multi = make_multi_samples()
+    with open(os.path.join(OUT, "multi_image.jsonl"), "w", encoding="utf-8") as f:
+        for s in multi:
+            f.write(json.dumps(s, ensure_ascii=False) + "\n")
+    multi_summary = {}
+    for template, name, override in MULTI_GOLDENS:
+        tok = load_tokenizer(template, **override)
+        mine = [s for s in multi if s["template"] == template]
+        results, line = run_goldens(src, template, mine, tok, os.path.join(OUT, name), "multi-image samples")
+        if line:
+            slow_report.append(line)
+        facts = check_multi_facts(template, tok, mine, results)
+        multi_summary[name] = summarize(name, results, facts)
+    write_readme(summary, multi_summary, versions, transformers.__version__, slow_report)
 
 
 if __name__ == "__main__":
