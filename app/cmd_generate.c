@@ -173,10 +173,14 @@ static void one_done(void *ctx, const engine_result *res) {
     r->done = 1;
 }
 
+enum { GEN_MAX_IMAGES = 8 };
+
 typedef struct {
     engine_options eo;
     gen_params gp;
     const char *image, *prompt, *questions, *image_folder, *answers;
+    const char *images[GEN_MAX_IMAGES];  // every --image, in order (image is the first)
+    int n_images;
     int json, print_ids, no_cache, stream, window;
 } gen_args;
 
@@ -229,32 +233,39 @@ static void note_ignored(llava_engine *e, const char *dir) {
                 n);
 }
 
+static void free_images(image_u8 *im, int n) {
+    for (int i = 0; i < n; i++) image_free(&im[i]);
+}
+
 static int answer_one(const gen_args *a) {
-    image_u8 im;
+    // Its images (several: each before the question, "<image>\n" each, in order).
+    image_u8 im[GEN_MAX_IMAGES];
     int have_image = 0;
-    if (a->image) {
-        if (image_load_file(a->image, &im) != 0) {
+    for (int i = 0; i < a->n_images; i++) {
+        if (image_load_file(a->images[i], &im[i]) != 0) {
             fprintf(stderr, "llava generate: %s\n", llava_errmsg());
+            free_images(im, have_image);
             return 1;
         }
-        have_image = 1;
+        have_image++;
     }
     engine_message msg = {"user", a->prompt, strlen(a->prompt), have_image};
-    engine_chat chat = {&msg, 1, have_image ? &im : NULL, have_image};
+    engine_chat chat = {&msg, 1, have_image ? im : NULL, have_image};
     int rc = 1;
     engine_options eo = a->eo;
     eo.max_batch = 1;
+    if (have_image > eo.max_images) eo.max_images = have_image;
     llava_engine *e = engine_open(&eo);
     if (!e) {
         fprintf(stderr, "llava generate: %s\n", llava_errmsg());
-        if (have_image) image_free(&im);
+        free_images(im, have_image);
         return 1;
     }
     note_ignored(e, a->eo.model_dir);
     if (a->no_cache) {
         rc = answer_no_cache(a, e, &chat);
         engine_close(e);
-        if (have_image) image_free(&im);
+        free_images(im, have_image);
         return rc;
     }
     one_result r;
@@ -263,7 +274,7 @@ static int answer_one(const gen_args *a) {
     engine_callbacks cb = {one_text, one_done, &r};
     char err[512];
     int id = engine_submit_chat(e, &chat, &a->gp, &cb, err, sizeof err);
-    if (have_image) image_free(&im);
+    free_images(im, have_image);
     if (id < 0) {
         fprintf(stderr, "llava generate: %s\n", err);
         engine_close(e);
@@ -610,7 +621,8 @@ static const char USAGE[] =
     "            original LLaVA folder\n"
     "            --adapter DIR  a LoRA adapter run on it unmerged (PEFT's folder, as `llava train` writes under\n"
     "            OUTPUT/adapter, or one of LLaVA's LoRA checkpoints; default: none)\n"
-    "            --prompt TEXT  the question (one answer)          --image FILE  its image (default: none)\n"
+    "            --prompt TEXT  the question (one answer)          --image FILE  its image (default: none); given\n"
+    "            again, more images (up to 8), each \"<image>\\n\" before the question in order\n"
     "            --questions Q.jsonl --image-folder DIR --answers A.jsonl  a question file in LLaVA's format\n"
     "  model:    --tokenizer PATH (default DIR/tokenizer.model, else DIR/tokenizer.json)\n"
     "            --template NAME|FILE.json (" CONV_TEMPLATE_BUILTINS
@@ -678,8 +690,14 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(s, "--aspect")) a.eo.aspect = argv[++i];
         else if (!strcmp(s, "--device")) a.eo.device = argv[++i];
         else if (!strcmp(s, "--model-id")) a.eo.model_id = argv[++i];
-        else if (!strcmp(s, "--image")) a.image = argv[++i];
-        else if (!strcmp(s, "--prompt")) a.prompt = argv[++i];
+        else if (!strcmp(s, "--image")) {
+            if (a.n_images == GEN_MAX_IMAGES) {
+                fprintf(stderr, "llava generate: at most %d --image\n", GEN_MAX_IMAGES);
+                return 2;
+            }
+            a.images[a.n_images++] = argv[++i];
+            if (!a.image) a.image = a.images[0];
+        } else if (!strcmp(s, "--prompt")) a.prompt = argv[++i];
         else if (!strcmp(s, "--questions")) a.questions = argv[++i];
         else if (!strcmp(s, "--image-folder")) a.image_folder = argv[++i];
         else if (!strcmp(s, "--answers")) a.answers = argv[++i];

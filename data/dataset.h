@@ -15,7 +15,8 @@ typedef struct {
     int32_t *labels;        // (offsets[n]) -100 where not supervised
     int32_t *modality_len;  // (n) sum of whitespace-split word counts over turns; < 0 for text-only
     char **sample_ids;      // (n) the JSON "id" of each sample
-    char **image_paths;     // (n) relative path, or NULL for a text-only sample
+    char **image_paths;     // (n) relative path, or NULL for a text-only sample; several images' paths joined by '\n'
+                            // (prep_image_count / prep_image_path, data/prep_record.h)
     uint8_t *flags;         // (n) PREP_TRUNCATED | PREP_MISMATCH (data/template.h)
     // Preprocessed pixels, when prep stored them: (n_pixels, S, S, 3) uint8 after resize and crop;
     // pixel_index[i] is sample i's row, or -1. image_size = S. NULL / 0 when not stored.

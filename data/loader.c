@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/util.h"
+#include "prep_record.h"
 
 #define IMAGE_TOKEN (-200)
 
@@ -64,15 +65,28 @@ static const int64_t *order_for(loader *l, int epoch) {
     return l->order[victim];
 }
 
-// Decodes and preprocesses sample k of a slot. Runs on a worker (or the caller without workers).
+// Decodes and preprocesses sample k of a slot: its image, or its images in order (n x 3 x S x S). Runs on a worker
+// (or the caller without workers).
 static void run_job(loader *l, slot *s, int k) {
     int64_t i = s->samples[k];
     const llava_dataset *ds = l->c.ds;
-    int S = l->c.image_size;
-    float *px = xmalloc(sizeof(float) * 3 * (size_t)S * S);
+    int S = l->c.image_size, n = prep_image_count(ds->image_paths[i]);
+    float *px = xmalloc(sizeof(float) * 3 * (size_t)S * S * (size_t)n);
     uint8_t *u8 = xmalloc((size_t)S * S * 3);
     char *err = NULL;
-    if (ds->pixel_index && ds->pixel_index[i] >= 0) {
+    if (n > 1) {
+        const char *folder = l->c.image_folder ? l->c.image_folder : (ds->image_folder ? ds->image_folder : ".");
+        for (int j = 0; j < n && !err; j++) {
+            char *one = prep_image_path(ds->image_paths[i], j), *path = path_join(folder, one);
+            image_u8 im = {0};
+            if (image_load_file(path, &im) != 0 ||
+                image_preprocess_proc(&im, S, l->c.aspect, l->c.proc, u8, px + (size_t)j * 3 * S * S) != 0)
+                err = xasprintf("image %d of %d: %s", j + 1, n, llava_errmsg());
+            image_free(&im);
+            free(path);
+            free(one);
+        }
+    } else if (ds->pixel_index && ds->pixel_index[i] >= 0) {
         pthread_mutex_lock(&l->h5);
         int rc = dataset_read_pixels(ds, i, u8);
         if (rc != 0) err = xstrdup(llava_errmsg());
@@ -352,7 +366,8 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
             b->targets[start + t] = y < 0 ? -100 : y;
             b->n_targets += y >= 0;
         }
-        if (imgs) memcpy(b->pixels + (size_t)k_img++ * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S);
+        if (imgs) memcpy(b->pixels + (size_t)k_img * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S * imgs);
+        k_img += imgs;
         k_tok += keep;
         b->cu_seqlens[k + 1] = k_tok;
     }
@@ -388,18 +403,29 @@ int loader_next(loader *l, loader_step *out) {
             int64_t i = s->samples[idx];
             int imgs, len;
             sample_shape(l, i, &imgs, &len);
-            int has_path = l->c.ds->image_paths[i] != NULL;
+            int n_paths = prep_image_count(l->c.ds->image_paths[i]);
             const char *why = NULL;
+            char msg[96];
             loader_drop reason = LOADER_DROP_IMAGE_UNREADABLE;
             if (s->error[idx]) why = s->error[idx];
-            else if (imgs > 1) why = "more than one <image> in the sample", reason = LOADER_DROP_TOO_MANY_IMAGES;
-            else if (imgs && !has_path) why = "an <image> token but no image file", reason = LOADER_DROP_TOKEN_NO_IMAGE;
-            else if (!imgs && has_path) why = "an image but no <image> token", reason = LOADER_DROP_IMAGE_NO_TOKEN;
-            else if (imgs && l->c.max_len_after_splice > 0) {
-                int first = 0;  // position of the image in the expanded sequence
-                while (l->c.ds->input_ids[l->c.ds->offsets[i] + first] != IMAGE_TOKEN) first++;
-                if (first + l->c.tokens_per_image > l->c.max_len_after_splice)
-                    why = "truncation would cut the image", reason = LOADER_DROP_IMAGE_CUT;
+            else if (imgs > n_paths && n_paths) {
+                snprintf(msg, sizeof msg, "%d <image> tokens for %d images", imgs, n_paths);
+                why = n_paths == 1 ? "more than one <image> in the sample" : msg, reason = LOADER_DROP_TOO_MANY_IMAGES;
+            } else if (imgs && !n_paths)
+                why = "an <image> token but no image file", reason = LOADER_DROP_TOKEN_NO_IMAGE;
+            else if (imgs < n_paths) {
+                snprintf(msg, sizeof msg, "%d <image> token%s for %d images", imgs, imgs == 1 ? "" : "s", n_paths);
+                why = imgs ? msg : "an image but no <image> token", reason = LOADER_DROP_IMAGE_NO_TOKEN;
+            } else if (imgs && l->c.max_len_after_splice > 0) {
+                // the end of the last image in the expanded sequence
+                int at = 0, seen = 0, end = 0;
+                for (int t = 0; seen < imgs; t++) {
+                    int img = l->c.ds->input_ids[l->c.ds->offsets[i] + t] == IMAGE_TOKEN;
+                    at += img ? l->c.tokens_per_image : 1;
+                    if (img) seen++, end = at;
+                }
+                if (end > l->c.max_len_after_splice)
+                    why = "truncation would cut an image", reason = LOADER_DROP_IMAGE_CUT;
             }
             if (why) {
                 drop(l, i, reason, why);

@@ -212,13 +212,22 @@ static int load_image(const char *path, image_u8 *im, int *missing) {
 // so training never meets it; a single <image> in an answer is written (LLaVA trains on it) and noted.
 static int check_image_tokens(const work_ctx *w, const prep_record *rec, int has_image, prep_item *it) {
     const conv_template *tp = w->cfg.tmpl;
-    size_t n_img = 0;
+    size_t n_img = 0, n_want = (size_t)rec->n_images;
     for (size_t k = 0; k < it->r.ids.n; k++) n_img += it->r.ids.v[k] == IMAGE_TOKEN_INDEX;
     // The turns in the prompt: a rounds template (preprocess_v1) drops a first turn that is not the user's.
     size_t start = !tp->plain && strcmp(rec->turns[0].from, tp->from[0]) != 0, first = rec->n_turns, any = 0;
     for (size_t k = 0; k < rec->n_turns; k++) {
         any += rec->turn_image[k];
         if (k >= start && rec->turn_image[k] && first == rec->n_turns) first = k;
+    }
+    // A list of images (LLaVA-NeXT's multi-image samples): one <image> per image, in order.
+    if (n_want > 1) {
+        if (n_img == n_want) return 0;
+        char msg[200];
+        snprintf(msg, sizeof msg, "%zu <image> tokens for the %zu images of its \"image\" list (one each, in order)",
+                 n_img, n_want);
+        prep_result_free(&it->r);
+        return skip(it, n_img > n_want ? PREP_KIND_EXTRA_IMAGE_TOKEN : PREP_KIND_NO_IMAGE_TOKEN, msg);
     }
     if (n_img == (size_t)(has_image != 0)) {
         if (n_img && !tp->plain && first < rec->n_turns && strcmp(rec->turns[first].from, tp->from[1]) == 0)
@@ -278,12 +287,34 @@ static void process(const work_ctx *w, prep_item *it) {
     else snprintf(label, sizeof label, "#%llu", (unsigned long long)it->index);
     int has_image = it->image != NULL;
     it->modality_len = (int32_t)(rec.words > INT32_MAX ? INT32_MAX : rec.words) * (has_image ? 1 : -1);
-    if (prep_sample(&w->cfg, label, rec.turns, rec.n_turns, has_image, &it->r)) {
+    // Several images: LLaVA-NeXT's preprocess_multimodal whatever the template (LLaVA-1.5's would pull every
+    // <image> out and put one in front; NeXT's leaves a turn's images where they are unless it holds only one).
+    prep_config cfg = w->cfg;
+    conv_template multi;
+    if (rec.n_images > 1 && !cfg.tmpl->multimodal_next) {
+        multi = *cfg.tmpl;
+        multi.multimodal_next = 1;
+        cfg.tmpl = &multi;
+    }
+    if (prep_sample(&cfg, label, rec.turns, rec.n_turns, has_image, &it->r)) {
         skip(it, PREP_KIND_MALFORMED, llava_errmsg());
         goto done;
     }
     if (check_image_tokens(w, &rec, has_image, it)) goto done;
-    if (has_image && (o->check_images || o->store_pixels)) {
+    // Several images: each checked; their pixels are never stored (the loader reads the files).
+    for (int k = 1; has_image && rec.n_images > 1 && o->check_images && k <= rec.n_images && it->kind == KIND_OK; k++) {
+        char *one = prep_image_path(it->image, k - 1), *full = path_join(o->image_folder, one);
+        image_u8 im = {0};
+        int missing;
+        if (load_image(full, &im, &missing)) {
+            skip(it, missing ? PREP_KIND_MISSING_IMAGE : PREP_KIND_UNREADABLE_IMAGE, llava_errmsg());
+            prep_result_free(&it->r);
+        }
+        image_free(&im);
+        free(full);
+        free(one);
+    }
+    if (has_image && rec.n_images == 1 && (o->check_images || o->store_pixels)) {
         char *full = path_join(o->image_folder, it->image);
         image_u8 im = {0};
         int missing;

@@ -46,6 +46,10 @@ int prep_check_image_path(const char *path, const char **why) {
         *why = "an empty image path";
         return -1;
     }
+    if (strchr(path, '\n') || strchr(path, '\r')) {
+        *why = "a line break in the image path";
+        return -1;
+    }
     if (path[0] == '/') {
         *why = "an absolute image path (image paths are relative to the image folder)";
         return -1;
@@ -226,20 +230,71 @@ static int parse_object(const cJSON *rec, const nul_set *nuls, prep_record *r) {
         r->words += prep_word_count(r->turns[k].value, r->turns[k].value_len);
     }
     r->n_turns = k;
-    // LLaVA decides modality by the key alone ('image' in sample).
+    // LLaVA decides modality by the key alone ('image' in sample). LLaVA-NeXT / OneVision's multi-image samples give
+    // a list of paths, one per <image> in order.
     const cJSON *img = get_last(rec, "image", nuls);
-    if (img && !cJSON_IsString(img)) return refuse(r, PREP_KIND_MALFORMED, "\"image\" is not a string");
+    if (img && !cJSON_IsString(img) && !cJSON_IsArray(img))
+        return refuse(r, PREP_KIND_MALFORMED, "\"image\" is neither a string nor a list of strings");
+    if (img && cJSON_IsArray(img)) {
+        int n_list = cJSON_GetArraySize(img);
+        if (n_list == 0) return refuse(r, PREP_KIND_MALFORMED, "\"image\" is an empty list");
+        for (const cJSON *e = img->child; e; e = e->next) {
+            if (!cJSON_IsString(e)) return refuse(r, PREP_KIND_MALFORMED, "an \"image\" list entry is not a string");
+            if (has_nul(nuls, e, 0)) return refuse_nul(r, PREP_KIND_PATH_REFUSED, "an image path", e->valuestring);
+        }
+    }
     // Python would keep the whole string (and open() refuse it); cJSON's copy ends at the NUL.
-    if (img && has_nul(nuls, img, 0)) return refuse_nul(r, PREP_KIND_PATH_REFUSED, "the image path", img->valuestring);
+    if (img && cJSON_IsString(img) && has_nul(nuls, img, 0))
+        return refuse_nul(r, PREP_KIND_PATH_REFUSED, "the image path", img->valuestring);
     if (r->words == 0)
         return refuse(r, PREP_KIND_MALFORMED,
                       "no words in the conversation (LLaVA's length-grouped sampler asserts a non-zero length)");
     if (img) {
-        r->image = xstrdup(img->valuestring);
-        const char *why;
-        if (prep_check_image_path(r->image, &why)) return refuse(r, PREP_KIND_PATH_REFUSED, why);
+        size_t len = 0;
+        int n_img = cJSON_IsString(img) ? 1 : cJSON_GetArraySize(img);
+        const cJSON *e = cJSON_IsString(img) ? img : img->child;
+        for (int j = 0; j < n_img; j++, e = e->next) {
+            const char *why;
+            if (prep_check_image_path(e->valuestring, &why)) {
+                char msg[200];
+                snprintf(msg, sizeof msg, "%s%s", why, n_img > 1 ? " (in the \"image\" list)" : "");
+                return refuse(r, PREP_KIND_PATH_REFUSED, msg);
+            }
+            len += strlen(e->valuestring) + 1;
+        }
+        r->image = xmalloc(len);
+        r->image[0] = 0;
+        e = cJSON_IsString(img) ? img : img->child;
+        for (int j = 0; j < n_img; j++, e = e->next) {
+            if (j) strcat(r->image, "\n");
+            strcat(r->image, e->valuestring);
+        }
+        r->n_images = n_img;
     }
     return 0;
+}
+
+int prep_image_count(const char *image) {
+    if (!image) return 0;
+    int n = 1;
+    for (const char *p = image; *p; p++) n += *p == '\n';
+    return n;
+}
+
+char *prep_image_path(const char *image, int k) {
+    if (!image || k < 0) return NULL;
+    const char *p = image;
+    for (int i = 0; i < k; i++) {
+        p = strchr(p, '\n');
+        if (!p) return NULL;
+        p++;
+    }
+    const char *e = strchr(p, '\n');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    char *out = xmalloc(n + 1);
+    memcpy(out, p, n);
+    out[n] = 0;
+    return out;
 }
 
 void prep_record_free(prep_record *r) {

@@ -17,7 +17,9 @@
 
 typedef struct {
     char *id;          // the record's "id" as text ("" when it has none); set whatever the outcome
-    char *image;       // the "image" path; NULL for a text-only sample (no "image" key)
+    char *image;       // the "image" path; NULL for a text-only sample (no "image" key). A list of paths (LLaVA-NeXT /
+                       // OneVision's multi-image samples) is kept as its paths joined by '\n' (prep_image_count)
+    int n_images;      // paths in image (0, 1, or the list's length)
     conv_turn *turns;  // n_turns, pointing into the parsed record (valid until prep_record_free)
     size_t n_turns;    // at least 1 when the record is usable
     int *turn_image;   // (n_turns) 1 where the turn's value contains "<image>"
@@ -32,5 +34,9 @@ typedef struct {
 // way. The image path, when there is one, has passed prep_check_image_path.
 int prep_record_parse(const char *json, size_t len, prep_record *r);
 void prep_record_free(prep_record *r);
+// The number of paths in a stored image string (its '\n'-joined list; 0 for NULL).
+int prep_image_count(const char *image);
+// Path k of a stored image string, copied (NULL past the end).
+char *prep_image_path(const char *image, int k);
 
 #endif

@@ -511,6 +511,9 @@ int engine_prompt_ids(const tokenizer *tok, tok_mode mode, const conv_template *
     int nt = 0;
     int st = chat_turns(tmpl, c, &tm, &turns, &nt, &texts, err, cap);
     if (st != ENGINE_OK) return st;
+    // Several images: LLaVA-NeXT's multimodal rule, as prep gives multi-image training samples (LLaVA-1.5's would
+    // pull every "<image>" of a turn to its front and keep one).
+    if (c->n_images > 1) tm.multimodal_next = 1;
     prep_config pc = {.tok = tok, .mode = mode, .tmpl = &tm, .model_max_length = 0, .strict = 0};
     memset(r, 0, sizeof *r);
     int rc = prep_sample(&pc, "request", turns, (size_t)nt, c->n_images > 0, r);

@@ -176,6 +176,20 @@ add_test(NAME cli_generate_no_cache
                  --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png --prompt "What color is the shape?")
 set_tests_properties(cli_generate_no_cache PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
                      PASS_REGULAR_EXPRESSION "^yellow\n")
+# Two images (--image twice, multi-image as LLaVA-NeXT lays it out: "<image>\n" each before the question): the prompt
+# holds both (77 tokens with one image, + 36 features and "\n"'s 2 tokens), and the KV-cached answer's ids are the
+# reference path's.
+set(two_images --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00000.png
+               --image ${CMAKE_BINARY_DIR}/demo-fast/data/images/eval_00001.png --prompt "What color is the shape?")
+add_test(NAME cli_generate_two_images
+         COMMAND llava generate --model ${CMAKE_BINARY_DIR}/demo-fast/checkpoints/stage2/model
+                 --tokenizer ${CMAKE_BINARY_DIR}/demo-fast/tokenizer.model --json ${two_images})
+set_tests_properties(cli_generate_two_images PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                     PASS_REGULAR_EXPRESSION "\"prompt_tokens\":115,.*\"finish_reason\":\"stop\"")
+add_test(NAME cli_generate_two_images_no_cache
+         COMMAND sh -c "g='$<TARGET_FILE:llava>' && m='${CMAKE_BINARY_DIR}/demo-fast' && a=$($g generate --model $m/checkpoints/stage2/model --tokenizer $m/tokenizer.model --ids --image $m/data/images/eval_00000.png --image $m/data/images/eval_00001.png --prompt 'What color is the shape?') && b=$($g generate --model $m/checkpoints/stage2/model --tokenizer $m/tokenizer.model --ids --no-cache --image $m/data/images/eval_00000.png --image $m/data/images/eval_00001.png --prompt 'What color is the shape?') && [ \"$a\" = \"$b\" ] && echo same: $a")
+set_tests_properties(cli_generate_two_images_no_cache PROPERTIES LABELS cpu FIXTURES_REQUIRED demo_model
+                     PASS_REGULAR_EXPRESSION "same: [a-z]+ ids: [0-9 ]+")
 # The export carries its tokenizer and processor files (model/io/export.h): no --tokenizer needed.
 add_test(NAME cli_generate_export_tokenizer
          COMMAND llava generate --model ${CMAKE_BINARY_DIR}/demo-fast/checkpoints/stage2/model --max-new-tokens 8

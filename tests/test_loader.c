@@ -8,6 +8,7 @@
 #include "check.h"
 #include "common/util.h"
 #include "data/loader.h"
+#include "data/prep_record.h"
 
 #define N 23
 #define TPI 5  // image features per image
@@ -275,10 +276,106 @@ static void test_virtual_ranks_and_budget(void) {
     loader_free(l);
 }
 
+// Several images per sample (LLaVA-NeXT's multi-image lists, paths joined by '\n'): each <image> takes the next
+// image in order, the pixels follow each other in the batch, and a count that does not match (fewer or more
+// tokens than images) or an unreadable image in the list drops the sample with its reason.
+static void test_multi_image(void) {
+    static const struct {
+        const char *ids, *paths;  // 'I' an <image>, digits ordinary tokens
+    } SAMPLES[] = {{"1I56I789", "astronaut_tiny40x30.png\ngeom_1x1.png"},
+                   {"1II5I6789", "geom_1x1.png\nastronaut_p256.png\nastronaut_tiny40x30.png"},
+                   {"1I5I6789", "geom_1x1.png\ngeom_1x1.png\ngeom_1x1.png"},
+                   {"1I5I6I789", "geom_1x1.png\ngeom_1x1.png"},
+                   {"1I5I6789", "geom_1x1.png\nmissing.png"},
+                   {"1I56789", "astronaut_p256.png"}};
+    enum { M = 6 };
+    llava_dataset d = {0};
+    d.n = M;
+    d.offsets = xmalloc(sizeof(int64_t) * (M + 1));
+    d.modality_len = xmalloc(sizeof(int32_t) * M);
+    d.sample_ids = xmalloc(sizeof(char *) * M);
+    d.image_paths = xmalloc(sizeof(char *) * M);
+    d.input_ids = xmalloc(sizeof(int32_t) * 64);
+    d.labels = xmalloc(sizeof(int32_t) * 64);
+    int64_t k = 0;
+    for (int i = 0; i < M; i++) {
+        d.offsets[i] = k;
+        for (const char *ch = SAMPLES[i].ids; *ch; ch++, k++) {
+            d.input_ids[k] = *ch == 'I' ? -200 : 10 + i * 10 + (*ch - '0');
+            d.labels[k] = *ch == 'I' ? -100 : d.input_ids[k];
+        }
+        d.modality_len[i] = 5;
+        d.sample_ids[i] = xasprintf("m%d", i);
+        d.image_paths[i] = xstrdup(SAMPLES[i].paths);
+    }
+    d.offsets[M] = k;
+    d.image_folder = xstrdup("tests/data/images/src");
+    loader_config c = base_config();
+    c.ds = &d;
+    c.batch = M;
+    c.accum = 1;
+    c.group_by_modality = 0;
+    loader *l = loader_create(&c, (loader_pos){0, 0});
+    CHECK(l != NULL, "%s", llava_errmsg());
+    if (!l) return;
+    loader_step st;
+    CHECK(loader_next(l, &st) == 0, "%s", llava_errmsg());
+    const llava_batch *b = &st.micro[0].chunks[0];
+    // Samples 0, 1 and 5 stay: 2 + 3 + 1 images.
+    CHECK(b->n_seq == 3 && b->n_img == 6, "%d sequences, %d images", b->n_seq, b->n_img);
+    int64_t by[LOADER_N_DROP];
+    CHECK_EQ_INT(loader_dropped(l, NULL, by), 3);
+    CHECK(by[LOADER_DROP_IMAGE_NO_TOKEN] == 1 && by[LOADER_DROP_TOO_MANY_IMAGES] == 1 &&
+              by[LOADER_DROP_IMAGE_UNREADABLE] == 1,
+          "dropped: %lld no-token, %lld too-many, %lld unreadable", (long long)by[LOADER_DROP_IMAGE_NO_TOKEN],
+          (long long)by[LOADER_DROP_TOO_MANY_IMAGES], (long long)by[LOADER_DROP_IMAGE_UNREADABLE]);
+    // Each sequence's image rows where its <image> tokens were, and the pixels in the list's order.
+    int img = 0, row = 0;
+    for (int q = 0; q < b->n_seq; q++) {
+        int start = b->cu_seqlens[q], i = -1;
+        for (int j = 0; j < M && i < 0; j++)
+            if (b->ids[start] == 11 + j * 10) i = j;
+        CHECK(i == 0 || i == 1 || i == 5, "sequence %d is sample %d", q, i);
+        if (i < 0) continue;
+        int p = 0, n = prep_image_count(d.image_paths[i]);
+        for (const char *ch = SAMPLES[i].ids; *ch; ch++) {
+            if (*ch != 'I') {
+                CHECK_EQ_INT(b->ids[start + p], 10 + i * 10 + (*ch - '0'));
+                p++;
+                continue;
+            }
+            for (int f = 0; f < TPI; f++, p++) CHECK_EQ_INT(b->img_rows[row++], start + p);
+        }
+        CHECK_EQ_INT(b->cu_seqlens[q + 1] - start, p);
+        for (int j = 0; j < n; j++, img++) {
+            char *one = prep_image_path(d.image_paths[i], j), *path = path_join("tests/data/images/src", one);
+            image_u8 im = {0};
+            float *want = xmalloc(sizeof(float) * 3 * S * S);
+            uint8_t *u8 = xmalloc(S * S * 3);
+            CHECK(image_load_file(path, &im) == 0 && image_preprocess(&im, S, IMAGE_ASPECT_PAD, u8, want) == 0, "%s",
+                  llava_errmsg());
+            CHECK(memcmp(b->pixels + (size_t)img * 3 * S * S, want, sizeof(float) * 3 * S * S) == 0,
+                  "sample %d's image %d", i, j);
+            image_free(&im);
+            free(want), free(u8), free(path), free(one);
+        }
+    }
+    CHECK_EQ_INT(row, 6 * TPI);
+    printf(
+        "multi-image: 3 samples with 2, 3 and 1 images packed in order; 3 dropped (fewer tokens, more tokens, an "
+        "unreadable image)\n");
+    loader_step_free(&st);
+    loader_free(l);
+    for (int i = 0; i < M; i++) free(d.sample_ids[i]), free(d.image_paths[i]);
+    free(d.offsets), free(d.modality_len), free(d.sample_ids), free(d.image_paths), free(d.input_ids), free(d.labels);
+    free(d.image_folder);
+}
+
 int main(void) {
     build_dataset();
     test_packing();
     test_resume_and_threads();
     test_virtual_ranks_and_budget();
+    test_multi_image();
     return check_done();
 }

@@ -12,6 +12,7 @@
 #include "data/image.h"
 #include "data/json_stream.h"
 #include "data/prep.h"
+#include "data/prep_record.h"
 #include "tokenizer_golden.h"
 
 #define PREP_DIR "tests/data/prep/"
@@ -722,6 +723,76 @@ static void test_image_tokens(void) {
     free(json);
 }
 
+// Multi-image samples (LLaVA-NeXT's "image" lists): written when their <image> tokens match the list, one each in
+// order, with the list kept as the sample's paths; LLaVA-NeXT's multimodal rule whatever the template (the vicuna_v1
+// here would pull every <image> to the front under LLaVA-1.5's); a count that does not match, an empty list, a
+// non-string entry, a refused path and a missing image are left out with their reasons.
+static void test_multi_image(void) {
+    static const char text[] =
+        "[\n"
+        "{\"id\": \"two\", \"image\": [\"coco/000000000001.png\", \"coco/000000000001.png\"], \"conversations\": [" TURN(
+            "human", "Compare <image> with <image>.") ", " TURN("gpt", "Same.") "]},\n"
+        "{\"id\": \"spread\", \"image\": [\"coco/000000000001.png\", \"coco/000000000001.png\"], \"conversations\": [" TURN(
+            "human", "<image>\\nWhat?") ", " TURN("gpt", "A.") ", " TURN("human", "And <image>?") ", " TURN("gpt", "B.") "]},\n"
+        "{\"id\": \"fewer\", \"image\": [\"coco/000000000001.png\", \"coco/000000000001.png\"], \"conversations\": [" TURN(
+            "human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"more\", \"image\": [\"coco/000000000001.png\", \"coco/000000000001.png\"], \"conversations\": [" TURN(
+            "human", "<image> <image> <image>?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"empty\", \"image\": [], \"conversations\": [" TURN("human", "What?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"number\", \"image\": [\"coco/000000000001.png\", 7], \"conversations\": [" TURN(
+            "human", "<image> <image>?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"escape\", \"image\": [\"coco/000000000001.png\", \"../x.png\"], \"conversations\": [" TURN(
+            "human", "<image> <image>?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"missing\", \"image\": [\"coco/000000000001.png\", \"coco/none.png\"], \"conversations\": [" TURN(
+            "human", "<image> <image>?") ", " TURN("gpt", "A.") "]}\n"
+        "]\n";
+    char *json = write_json("multi.json", text, sizeof text - 1);
+    char *out = tmp_path("multi.h5");
+    prep_options o = base_options(out);
+    o.data_path = json;
+    o.check_images = 1;
+    prep_counts c;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.records, 8);
+    CHECK_EQ_INT(c.written, 2);
+    char *report = prep_report_path(out);
+    CHECK_EQ_INT(report_count(report, "no_image_token"), 1);
+    CHECK_EQ_INT(report_count(report, "extra_image_token"), 1);
+    CHECK_EQ_INT(report_count(report, "malformed"), 2);
+    CHECK_EQ_INT(report_count(report, "path_refused"), 1);
+    CHECK_EQ_INT(report_count(report, "missing_image"), 1);
+    CHECK_ENTRY(report, "no_image_token", 0,
+                "fewer\t1 <image> tokens for the 2 images of its \"image\" list (one each, in order)");
+    CHECK_ENTRY(report, "extra_image_token", 0,
+                "more\t3 <image> tokens for the 2 images of its \"image\" list (one each, in order)");
+    CHECK_ENTRY(report, "malformed", 0, "empty\t\"image\" is an empty list");
+    CHECK_ENTRY(report, "malformed", 1, "number\tan \"image\" list entry is not a string");
+    CHECK_ENTRY(
+        report, "path_refused", 0,
+        "escape\ta \"..\" component in the image path (it would leave the image folder) (in the \"image\" list)");
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_INT(d.n, 2);
+        CHECK_EQ_STR(d.image_paths[0], "coco/000000000001.png\ncoco/000000000001.png");
+        CHECK_EQ_INT(prep_image_count(d.image_paths[1]), 2);
+        // "Compare <image> with <image>." keeps both where they are (LLaVA-NeXT: a turn with two is left alone).
+        int n_img = 0, first = -1, second = -1;
+        for (int64_t t = d.offsets[0]; t < d.offsets[1]; t++)
+            if (d.input_ids[t] == IMAGE_TOKEN_INDEX) {
+                if (n_img++) second = (int)(t - d.offsets[0]);
+                else first = (int)(t - d.offsets[0]);
+            }
+        CHECK(n_img == 2 && second > first + 1, "two <image> with text between them (%d at %d and %d)", n_img, first,
+              second);
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    free(report);
+    free(out);
+    free(json);
+}
+
 // Many samples (more than one HDF5 chunk of tokens, many blocks): 1 and 3 threads give the same bytes.
 static void test_many(void) {
     char *json = tmp_path("many.json");
@@ -797,6 +868,7 @@ int main(void) {
     test_options_and_failures();
     test_nul();
     test_image_tokens();
+    test_multi_image();
     test_many();
     cJSON_Delete(arr);
     check_rm_rf(dir);
