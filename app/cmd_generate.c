@@ -28,6 +28,7 @@
 #include "commands.h"
 #include "common/util.h"
 #include "data/image.h"
+#include "data/prep_record.h"
 #include "data/strbuf.h"
 #include "data/template.h"
 #include "data/tokenizer.h"
@@ -429,13 +430,18 @@ static int read_questions(const char *path, question **out) {
         const cJSON *qid = o ? cJSON_GetObjectItemCaseSensitive(o, "question_id") : NULL;
         const cJSON *tx = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
         const cJSON *im = o ? cJSON_GetObjectItemCaseSensitive(o, "image") : NULL;
+        // "image": a path, or a list of them (several images, in order)
+        int im_list_ok = cJSON_IsArray(im) && cJSON_GetArraySize(im) > 0 && cJSON_GetArraySize(im) <= GEN_MAX_IMAGES;
+        for (const cJSON *e = cJSON_IsArray(im) ? im->child : NULL; e; e = e->next)
+            im_list_ok &= cJSON_IsString(e) && !strchr(e->valuestring, '\n');
         if (!o || !qid || !(cJSON_IsNumber(qid) || cJSON_IsString(qid)) || !cJSON_IsString(tx) ||
-            (im && !cJSON_IsString(im) && !cJSON_IsNull(im))) {
+            (im && !cJSON_IsString(im) && !cJSON_IsNull(im) && !im_list_ok)) {
             llava_fail("%s line %d: %s", path, lineno,
                        !o                    ? "not JSON"
                        : !qid                ? "no question_id"
                        : !cJSON_IsString(tx) ? "\"text\" is not a string"
-                                             : "question_id must be a number or a string, image a string");
+                                             : "question_id must be a number or a string, image a string or a list of "
+                                               "up to 8");
             cJSON_Delete(o);
             free(text);
             for (int i = 0; i < n; i++) {
@@ -452,6 +458,15 @@ static int read_questions(const char *path, question **out) {
         qs[n].qid_v = cJSON_Duplicate(qid, 1);
         qs[n].qid = cJSON_PrintUnformatted(qid);
         qs[n].image = cJSON_IsString(im) ? xstrdup(im->valuestring) : NULL;
+        if (cJSON_IsArray(im)) {  // the paths joined by '\n' (prep_image_path takes them apart)
+            strbuf sb = {0};
+            for (const cJSON *e = im->child; e; e = e->next) {
+                if (e != im->child) sb_put(&sb, "\n", 1);
+                sb_put(&sb, e->valuestring, strlen(e->valuestring));
+            }
+            sb_put(&sb, "", 0);
+            qs[n].image = sb.p;
+        }
         qs[n].text = xstrdup(tx->valuestring);
         n++;
         cJSON_Delete(o);
@@ -497,7 +512,10 @@ static int answer_file(const gen_args *a) {
         }
         free(text);
     }
-    llava_engine *e = engine_open(&a->eo);
+    engine_options eo = a->eo;  // room for the question with the most images
+    for (int i = 0; i < nq; i++)
+        if (prep_image_count(qs[i].image) > eo.max_images) eo.max_images = prep_image_count(qs[i].image);
+    llava_engine *e = engine_open(&eo);
     if (!e) {
         fprintf(stderr, "llava generate: %s\n", llava_errmsg());
         return 1;
@@ -526,16 +544,19 @@ static int answer_file(const gen_args *a) {
     int window = a->window > 0 ? a->window : 2 * engine_get_info(e)->max_batch;
     for (int i = 0; i < nq; i++) {
         if (qs[i].answer) continue;
-        image_u8 im;
-        int has = 0;
+        image_u8 im[GEN_MAX_IMAGES];
+        int has = 0, want = prep_image_count(qs[i].image);
         char err[512] = "";
-        if (qs[i].image) {
-            char *path = a->image_folder ? path_join(a->image_folder, qs[i].image) : xstrdup(qs[i].image);
-            if (image_load_file(path, &im) == 0) has = 1;
+        for (int k = 0; k < want && !err[0]; k++) {
+            char *one = prep_image_path(qs[i].image, k);
+            char *path = a->image_folder ? path_join(a->image_folder, one) : xstrdup(one);
+            if (image_load_file(path, &im[k]) == 0) has++;
             else snprintf(err, sizeof err, "%s", llava_errmsg());
             free(path);
+            free(one);
         }
-        if (qs[i].image && !has) {
+        if (has < want) {
+            free_images(im, has);
             fprintf(stderr, "llava generate: question %s: %s (skipped)\n", qs[i].qid, err);
             pthread_mutex_lock(&b.mu);
             b.failed++;
@@ -543,7 +564,7 @@ static int answer_file(const gen_args *a) {
             continue;
         }
         engine_message msg = {"user", qs[i].text, strlen(qs[i].text), has};
-        engine_chat chat = {&msg, 1, has ? &im : NULL, has};
+        engine_chat chat = {&msg, 1, has ? im : NULL, has};
         pthread_mutex_lock(&b.mu);
         while (b.in_flight >= window) pthread_cond_wait(&b.cv, &b.mu);
         b.in_flight++;
@@ -557,7 +578,7 @@ static int answer_file(const gen_args *a) {
             b.failed++;
             pthread_mutex_unlock(&b.mu);
         }
-        if (has) image_free(&im);
+        free_images(im, has);
         if (id < 0) fprintf(stderr, "\nllava generate: question %s: %s (skipped)\n", qs[i].qid, err);
         pthread_mutex_lock(&b.mu);
         progress(&b, 0);

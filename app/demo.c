@@ -117,10 +117,12 @@ static void tput(text *t, const char *s) {
     t->len += n;
 }
 
-static void sample_json(text *t, int first, const char *id, const char *image, const char *const *turns, int n_turns) {
+// image_json: the "image" value as JSON (a quoted path, or a list of them).
+static void sample_json_raw(text *t, int first, const char *id, const char *image_json, const char *const *turns,
+                            int n_turns) {
     char line[512];
-    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"image\": \"%s\", \"conversations\": [", first ? "" : ",", id,
-             image);
+    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"image\": %s, \"conversations\": [", first ? "" : ",", id,
+             image_json);
     tput(t, line);
     for (int i = 0; i < n_turns; i++) {
         snprintf(line, sizeof line, "%s{\"from\": \"%s\", \"value\": \"%s\"}", i ? ", " : "", i % 2 ? "gpt" : "human",
@@ -129,6 +131,19 @@ static void sample_json(text *t, int first, const char *id, const char *image, c
     }
     tput(t, "]}");
 }
+
+static void sample_json(text *t, int first, const char *id, const char *image, const char *const *turns, int n_turns) {
+    char quoted[160];
+    snprintf(quoted, sizeof quoted, "\"%s\"", image);
+    sample_json_raw(t, first, id, quoted, turns, n_turns);
+}
+
+// Two-image questions (llava demo --multi-image): the colour of the shape in the first or the second of two one-shape
+// images of different colours, the images given as LLaVA-NeXT's multi-image list with an <image> for each, both
+// before the question (the question file's text is the question alone: the engine puts "<image>\n" per image first).
+static const char *const PAIR_WHICH[2] = {"first", "second"};
+#define PAIR_PROMPT "<image>\\n<image>\\n"  // as the engine lays out a question's images
+#define PAIR_QUESTION "What color is the shape in the %s image?"
 
 typedef enum { Q_COLOR = 0, Q_SHAPE, Q_PLACE, Q_COUNT, N_QTYPES } qtype;
 static const char *QUESTIONS[N_QTYPES] = {"What color is the shape?", "What is the shape?", "Where is the shape?",
@@ -150,9 +165,13 @@ static const char *answer(const scene *s, qtype q) {
 // a random order (one shape: colour, shape, position and count; several: the count). Held-out
 // samples ask one question each, the types in rotation and every answer equally likely, so a
 // blind model can do no better than chance. qtypes receives each held-out sample's question type.
-static int write_split(const char *dir, const char *name, int n, int S, uint64_t seed, int held_out, int *qtypes) {
+// With pairs > 0 also that many two-image samples (training: both questions; held out: one question each, with its
+// images and with two blank ones, category "two-images") over the split's one-shape images.
+static int write_split(const char *dir, const char *name, int n, int S, uint64_t seed, int held_out, int *qtypes,
+                       int pairs) {
     torch_rng r;
     torch_rng_seed(&r, seed);
+    int *single_color = xmalloc(sizeof(int) * (size_t)(n ? n : 1));  // -1: not a one-shape image
     char *img_dir = path_join(dir, "images");
     if (mkdir_p(img_dir) != 0) return -1;
     text cap = {0}, qa = {0}, ques = {0};
@@ -175,6 +194,7 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
         image_free(&im);
         char relpath[80], caption[160], human[N_QTYPES][160];
         snprintf(relpath, sizeof relpath, "images/%s", rel);
+        single_color[i] = s.n == 1 ? s.color[0] : -1;
         if (s.n == 1)
             snprintf(caption, sizeof caption, "a %s %s on the %s", COLORS[s.color[0]], SHAPES[s.shape[0]],
                      PLACES[s.place]);
@@ -219,6 +239,42 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
         }
         sample_json(&qa, i == 0, id, relpath, turns, nt);
     }
+    // Pairs: each one-shape image i in turn with the next one-shape image of another colour (a separate draw keeps
+    // the single-image samples above as they are without pairs).
+    torch_rng pr;
+    torch_rng_seed(&pr, seed + 1000);
+    for (int p = 0, i = 0, tries = 0; p < pairs && rc == 0 && tries < 4 * n; tries++, i = (i + 1) % n) {
+        if (single_color[i] < 0) continue;
+        int j = (i + 1 + (int)rnd(&pr, (uint32_t)n)) % n;
+        while (j != i && (single_color[j] < 0 || single_color[j] == single_color[i])) j = (j + 1) % n;
+        if (j == i) continue;
+        char id[64], images[160], q1[128], q2[128], h1[192];
+        snprintf(id, sizeof id, "%s-pair-%05d", name, p);
+        snprintf(images, sizeof images, "[\"images/%s_%05d.png\", \"images/%s_%05d.png\"]", name, i, name, j);
+        int which = (int)rnd(&pr, 2);
+        int col[2] = {single_color[i], single_color[j]};
+        snprintf(q1, sizeof q1, PAIR_QUESTION, PAIR_WHICH[which]);
+        snprintf(q2, sizeof q2, PAIR_QUESTION, PAIR_WHICH[!which]);
+        snprintf(h1, sizeof h1, PAIR_PROMPT "%s", q1);
+        if (held_out) {
+            char ql[640];
+            for (int blind = 0; blind < 2; blind++) {
+                snprintf(ql, sizeof ql,
+                         "{\"question_id\": \"%s%s\", \"image\": %s, \"text\": \"%s\", \"answer\": \"%s\", "
+                         "\"category\": \"two-images\"%s}\n",
+                         id, blind ? "-blind" : "", blind ? "[\"images/blank.png\", \"images/blank.png\"]" : images, q1,
+                         COLORS[col[which]], blind ? ", \"blind\": true" : "");
+                tput(&ques, ql);
+            }
+            const char *turns[2] = {h1, COLORS[col[which]]};
+            sample_json_raw(&qa, 0, id, images, turns, 2);
+        } else {
+            const char *turns[4] = {h1, COLORS[col[which]], q2, COLORS[col[!which]]};
+            sample_json_raw(&qa, 0, id, images, turns, 4);
+        }
+        p++;
+    }
+    free(single_color);
     tput(&cap, "\n]\n");
     tput(&qa, "\n]\n");
     char fn[64];
@@ -249,13 +305,14 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
 
 // Every word the demo's conversations use, space-separated: the template's system prompt and roles, the captions'
 // and questions' words.
-static void demo_corpus(text *corpus, const conv_template *tmpl) {
+static void demo_corpus(text *corpus, const conv_template *tmpl, int multi_image) {
     tput(corpus, tmpl->system);
     tput(corpus, " "), tput(corpus, tmpl->roles[0]), tput(corpus, " "), tput(corpus, tmpl->roles[1]);
     if (tmpl->messages) tput(corpus, " system");
     if (tmpl->first_turn) tput(corpus, " [INST] [/INST]");  // the llama-2 style's markers
     tput(corpus, " Describe the image. a on the shapes, one is ");
     for (int i = 0; i < N_QTYPES; i++) tput(corpus, " "), tput(corpus, QUESTIONS[i]);
+    if (multi_image) tput(corpus, " in first second image?");
     const char *const *lists[4] = {COLORS, SHAPES, PLACES, COUNTS};
     int sizes[4] = {N_COLORS, N_SHAPES, N_PLACES, N_COUNTS};
     for (int l = 0; l < 4; l++)
@@ -280,9 +337,9 @@ static char *demo_tokenizer_path(const char *out, const char *lm) {
 
 // A tokenizer.json for the Llama-3 or Qwen2 demo: every corpus word whole, with and without its leading space,
 // and the family's special tokens.
-static int write_bpe_tokenizer(const char *out, const char *lm) {
+static int write_bpe_tokenizer(const char *out, const char *lm, int multi_image) {
     text corpus = {0};
-    demo_corpus(&corpus, conv_template_builtin(demo_template(lm)));
+    demo_corpus(&corpus, conv_template_builtin(demo_template(lm)), multi_image);
     int cap = 1024, n = 0;
     char **words = xmalloc(sizeof(char *) * (size_t)cap);
     char *copy = xstrdup(corpus.buf);
@@ -312,9 +369,9 @@ static int write_bpe_tokenizer(const char *out, const char *lm) {
 
 // The tokenizer: specials, the 256 byte pieces, every character of the corpus, and every word as
 // "▁word" and "word" with all their prefixes, scored so that BPE merges each word whole.
-static int write_tokenizer(const char *path, const char *tmpl) {
+static int write_tokenizer(const char *path, const char *tmpl, int multi_image) {
     text corpus = {0};
-    demo_corpus(&corpus, conv_template_builtin(tmpl));
+    demo_corpus(&corpus, conv_template_builtin(tmpl), multi_image);
     int cap = 4096, n = 0;
     char **pieces = xmalloc(sizeof(char *) * (size_t)cap);
     float *scores = xmalloc(sizeof(float) * (size_t)cap);
@@ -403,7 +460,7 @@ static int write_random_model(const char *dir, const char *config_json, weight_l
 // each with its image and with a blank one; greedy answers, scored by exact word (eval/bench_demo.c).
 
 static int evaluate(const char *device, const char *out, const char *data, const char *tok, const char *tmpl,
-                    const char *model, double *acc_img, double *acc_blind) {
+                    const char *model, double *acc_img, double *acc_blind, double *pair_acc) {
     char *res = path_join(out, "eval");
     const char *argv[] = {"eval", "--model",     model, "--benchmark", "demo", "--data",   data,   "--out",
                           res,    "--tokenizer", tok,   "--template",  tmpl,   "--device", device, NULL};
@@ -427,6 +484,15 @@ static int evaluate(const char *device, const char *out, const char *data, const
             if (cJSON_IsNumber(n) && cJSON_IsNumber(wi) && cJSON_IsNumber(bl))
                 printf("demo:   %-8s questions: %3d, with image %.2f, blind %.2f, chance %.2f\n", QTYPE_NAMES[q],
                        n->valueint, wi->valuedouble, bl->valuedouble, 1.0 / N_OPTIONS[q]);
+        }
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(per, "two-images");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(c, "questions"),
+                    *wi = cJSON_GetObjectItemCaseSensitive(c, "with_image"),
+                    *bl = cJSON_GetObjectItemCaseSensitive(c, "blind");
+        if (cJSON_IsNumber(n) && cJSON_IsNumber(wi) && cJSON_IsNumber(bl)) {
+            printf("demo:   two images questions: %3d, with both images %.2f, blind %.2f, chance %.2f\n", n->valueint,
+                   wi->valuedouble, bl->valuedouble, 1.0 / N_COLORS);
+            if (pair_acc) *pair_acc = wi->valuedouble;
         }
     } else if (rc != 0 && !llava_errmsg()[0]) {
         rc = llava_fail("demo: llava eval --benchmark demo failed (see above)");
@@ -493,11 +559,11 @@ static int lm_family_keys(const char *lm, const char **head, const char **shape)
 
 int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
                        const char *lm_family) {
-    return demo_make_world_ex(out, n_train, n_eval, stage2_epochs, qtypes, device, lm_family, NULL, 0);
+    return demo_make_world_ex(out, n_train, n_eval, stage2_epochs, qtypes, device, lm_family, NULL, 0, 0);
 }
 
 int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
-                       const char *lm_family, const char *vision, int train_vision) {
+                       const char *lm_family, const char *vision, int train_vision, int multi_image) {
     const int S = DEMO_IMAGE_SIZE, PATCH = 8;
     int siglip = vision && !strcmp(vision, "siglip");
     if (vision && !siglip && strcmp(vision, "clip")) return llava_fail("demo: --vision %s: clip or siglip", vision);
@@ -506,11 +572,14 @@ int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epoc
         return llava_fail("demo: --lm %s: llama, llama3, qwen2 or mistral", lm_family);
     if (mkdir_p(out) != 0) return -1;
     char *data = path_join(out, "data");
-    int rc = write_split(data, "train", n_train, S, 11, 0, NULL);
-    if (rc == 0 && n_eval > 0) rc = write_split(data, "eval", n_eval, S, 12, 1, qtypes);
+    int rc = write_split(data, "train", n_train, S, 11, 0, NULL, multi_image ? DEMO_TRAIN_PAIRS(n_train) : 0);
+    if (rc == 0 && n_eval > 0)
+        rc = write_split(data, "eval", n_eval, S, 12, 1, qtypes, multi_image ? DEMO_EVAL_PAIRS(n_eval) : 0);
     char *tok = demo_tokenizer_path(out, lm_family), *lm = path_join(out, "lm"), *clip = path_join(out, "clip");
     const char *tmpl = demo_template(lm_family);
-    if (rc == 0) rc = demo_bpe(lm_family) ? write_bpe_tokenizer(out, lm_family) : write_tokenizer(tok, tmpl);
+    if (rc == 0)
+        rc = demo_bpe(lm_family) ? write_bpe_tokenizer(out, lm_family, multi_image)
+                                 : write_tokenizer(tok, tmpl, multi_image);
     tokenizer *t = rc == 0 ? tok_load(tok) : NULL;
     if (!t) rc = -1;
     int V = t ? tok_n_pieces(t) : 0;
@@ -595,7 +664,8 @@ int demo_run(const demo_options *o) {
         free(qtypes);
         return llava_fail("demo: --device %s: %s", device, why);
     }
-    int rc = demo_make_world_ex(out, n_train, n_eval, 4, qtypes, device, o->lm, o->vision, o->train_vision);
+    int rc =
+        demo_make_world_ex(out, n_train, n_eval, 4, qtypes, device, o->lm, o->vision, o->train_vision, o->multi_image);
     char *data = path_join(out, "data"), *tok = demo_tokenizer_path(out, o->lm);
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck2 = path_join(out, "checkpoints/stage2");
@@ -620,16 +690,22 @@ int demo_run(const demo_options *o) {
     }
     // The held-out questions through `llava eval`.
     double a = 0, b = 0, chance = 0;
-    for (int i = 0; i < n_eval; i++) chance += 1.0 / N_OPTIONS[qtypes[i]] / n_eval;
+    int n_pairs = o->multi_image ? DEMO_EVAL_PAIRS(n_eval) : 0, n_q = n_eval + n_pairs;
+    for (int i = 0; i < n_eval; i++) chance += 1.0 / N_OPTIONS[qtypes[i]] / n_q;
+    chance += (double)n_pairs / N_COLORS / n_q;  // a two-image question asks a colour
     char *model = path_join(ck2, "model");
-    if (rc == 0) rc = evaluate(device, out, data, tok, demo_template(o->lm), model, &a, &b);
+    double pa = -1;
+    if (rc == 0) rc = evaluate(device, out, data, tok, demo_template(o->lm), model, &a, &b, &pa);
     if (rc == 0) {
-        printf("demo: %d held-out questions; chance is %.2f; %.0f s of CPU time\n", n_eval, chance,
+        printf("demo: %d held-out questions; chance is %.2f; %.0f s of CPU time\n", n_q, chance,
                ((double)clock() - t0) / CLOCKS_PER_SEC);
         printf("demo: accuracy_with_image=%.3f accuracy_blind=%.3f\n", a, b);
         if (o->check && !(a >= 0.90 && b <= chance + 0.10))
             rc = llava_fail("demo: targets missed (want accuracy_with_image >= 0.90 and accuracy_blind <= %.2f)",
                             chance + 0.10);
+        // With two-image questions, those alone must reach the bar too (the other questions cannot carry them).
+        if (rc == 0 && o->check && o->multi_image && !(pa >= 0.90))
+            rc = llava_fail("demo: the two-image questions' accuracy %.3f is under 0.90", pa);
     }
     free(qtypes);
     free(data);

@@ -10,7 +10,12 @@ typedef struct {
     const char *lm;      // the language model's family: "llama" (default: vicuna-like), "llama3", "qwen2", "mistral"
     const char *vision;  // the vision tower: "clip" (default) or "siglip"
     int train_vision;    // stage 2 trains the tower too: 0 no (default), -1 all of it, N its last N layers
+    int multi_image;     // also two-image questions (LLaVA-NeXT's multi-image samples), trained and held out
 } demo_options;
+
+// Two-image samples with --multi-image: a quarter of the training images' count, half the held-out count.
+#define DEMO_TRAIN_PAIRS(n_train) (n_train)
+#define DEMO_EVAL_PAIRS(n_eval) ((n_eval) / 2)
 
 int demo_run(const demo_options *o);
 
@@ -25,10 +30,10 @@ int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epoc
 // The same with a language model of family `lm` (demo_options.lm; NULL: llama), shaped as the demo's.
 int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
                        const char *lm);
-// The same with a vision tower of kind `vision` ("clip", the default for NULL, or "siglip"), and stage 2
-// training the tower as demo_options.train_vision says.
+// The same with a vision tower of kind `vision` ("clip", the default for NULL, or "siglip"), stage 2 training the
+// tower as demo_options.train_vision says, and with multi_image the two-image samples and questions.
 int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
-                       const char *lm, const char *vision, int train_vision);
+                       const char *lm, const char *vision, int train_vision, int multi_image);
 
 // Writes a SentencePiece BPE model file (identity normalizer, dummy prefix, byte fallback, unk/bos/eos
 // at 0/1/2): the demo builds its tokenizer with it (demo_tokenizer.c). Returns 0, or -1 with an error.
