@@ -45,6 +45,9 @@ static const char USAGE[] =
     "  --no-check-images   do not decode the images (faster; unreadable images then surface only in training;\n"
     "                      default: every image is decoded once)\n"
     "  --threads N         worker threads (default 0: every core this process may use)\n"
+    "  --video-frames N    a video sample (\"video\": a list of its frames' image paths, one <image> for them all)\n"
+    "                      keeps N frames, uniformly spaced as LLaVA-NeXT samples them (default: data.video_frames\n"
+    "                      of --config, else 0: every frame)\n"
     "  --strict            fail at the first sample that is left out or masked for a tokenization mismatch (default:\n"
     "                      off, they are reported)\n"
     "  --compress          deflate level of the token datasets (default 1; 0 = none)\n"
@@ -77,14 +80,15 @@ int cmd_prep(int argc, char **argv) {
     prep_options_default(&o);
     o.progress = 1;
     const char *config = NULL, *mode = NULL, *aspect = NULL;
-    int max_len = -1, strict = 0, quiet = 0;
+    int max_len = -1, strict = 0, quiet = 0, video_frames = -1;
     char **sets = xcalloc((size_t)argc + 1, sizeof *sets);
     int n_sets = 0, rc = 0;
     static const char *const FLAGS[] = {"--data",       "--image-folder", "--tokenizer",    "--template",
                                         "--out",        "--report",       "--mode",         "--aspect",
                                         "--config",     "--set",          "--store-pixels", "--no-check-images",
                                         "--strict",     "--force",        "--quiet",        "--model-max-length",
-                                        "--image-size", "--threads",      "--compress",     "--help"};
+                                        "--image-size", "--threads",      "--compress",     "--video-frames",
+                                        "--help"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int v = i + 1 < argc;
@@ -107,6 +111,7 @@ int cmd_prep(int argc, char **argv) {
         else if (strcmp(a, "--image-size") == 0 && v) rc = parse_int(argv[++i], 1, 4096, &o.image_size);
         else if (strcmp(a, "--threads") == 0 && v) rc = parse_int(argv[++i], 0, 1024, &o.threads);
         else if (strcmp(a, "--compress") == 0 && v) rc = parse_int(argv[++i], 0, 9, &o.compress);
+        else if (strcmp(a, "--video-frames") == 0 && v) rc = parse_int(argv[++i], 0, 1 << 20, &video_frames);
         else if (args_is_help(a)) {
             fputs(USAGE, stdout);
             free(sets);
@@ -152,6 +157,7 @@ int cmd_prep(int argc, char **argv) {
         if (!mode) mode = rs.data.tokenizer_mode_name;
         if (!aspect) aspect = rs.data.aspect_name;
         if (max_len < 0) max_len = rs.data.model_max_length;
+        if (video_frames < 0) video_frames = rs.data.video_frames;
         strict |= rs.data.strict;
         if (!o.tokenizer_path) {
             const char *t = rs.model.tokenizer;
@@ -162,6 +168,7 @@ int cmd_prep(int argc, char **argv) {
     }
     free(sets);
     if (max_len >= 0) o.model_max_length = max_len;
+    if (video_frames >= 0) o.video_frames = video_frames;
     o.strict = strict;
     o.progress = !quiet;
     if (mode && tok_mode_parse(mode, &o.mode)) {

@@ -204,6 +204,7 @@ static int open_locked(llava_dataset *d, const char *path) {
     d->source_bytes = attr_int(f, "source_bytes", &v) == 0 ? v : -1;
     d->records = attr_int(f, "records", &v) == 0 ? v : -1;
     if (attr_int(f, "model_max_length", &v) == 0) d->model_max_length = (int)v;
+    if (attr_int(f, "video_frames", &v) == 0) d->video_frames = (int)v;
     if (attr_int(f, "image_size", &v) == 0) d->prep_image_size = (int)v;
     if (attr_int(f, "checked_images", &v) == 0) d->checked_images = (int)v;
 

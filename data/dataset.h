@@ -17,7 +17,7 @@ typedef struct {
     char **sample_ids;      // (n) the JSON "id" of each sample
     char **image_paths;     // (n) relative path, or NULL for a text-only sample; several images' paths joined by '\n'
                             // (prep_image_count / prep_image_path, data/prep_record.h)
-    uint8_t *flags;         // (n) PREP_TRUNCATED | PREP_MISMATCH (data/template.h)
+    uint8_t *flags;         // (n) PREP_TRUNCATED | PREP_MISMATCH | PREP_VIDEO (data/template.h); may be NULL (none)
     // Preprocessed pixels, when prep stored them: (n_pixels, S, S, 3) uint8 after resize and crop;
     // pixel_index[i] is sample i's row, or -1. image_size = S. NULL / 0 when not stored.
     int32_t *pixel_index;
@@ -35,6 +35,7 @@ typedef struct {
     char *tokenizer_md5;
     char *source;         // the source JSON (as given to prep)
     int prep_image_size;  // the image size and checks prep ran with (image_size is 0 without pixels)
+    int video_frames;     // the frames prep kept per video (prep_options.video_frames; 0: all)
     int checked_images;
     // Provenance: where this dataset came from, as prep recorded it, for a run to check it against what it asks
     // (train/build.c, train_open_dataset) and to write beside its checkpoints (state.json). With `source`,

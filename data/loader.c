@@ -297,14 +297,28 @@ int64_t loader_dropped(const loader *l, const char **last_id, int64_t *by_reason
     return l->dropped;
 }
 
-// Expanded length of sample i: the image placeholder becomes tokens_per_image positions.
+// A video sample (PREP_VIDEO): its one <image> stands for all its frames.
+static int is_video(const llava_dataset *ds, int64_t i) { return ds->flags && (ds->flags[i] & PREP_VIDEO); }
+
+// Positions one <image> of sample i becomes: tokens_per_image, or for a video that many per frame.
+static int per_placeholder(const loader *l, int64_t i) {
+    int frames = is_video(l->c.ds, i) ? prep_image_count(l->c.ds->image_paths[i]) : 1;
+    return l->c.tokens_per_image * (frames > 0 ? frames : 1);
+}
+
+// Expanded length of sample i: each image placeholder becomes per_placeholder positions. *n_img: its <image> tokens.
 static int sample_shape(const loader *l, int64_t i, int *n_img, int *len) {
     const llava_dataset *ds = l->c.ds;
     int n = (int)(ds->offsets[i + 1] - ds->offsets[i]), imgs = 0;
     for (int t = 0; t < n; t++) imgs += ds->input_ids[ds->offsets[i] + t] == IMAGE_TOKEN;
     *n_img = imgs;
-    *len = n + imgs * (l->c.tokens_per_image - 1);
+    *len = n + imgs * (per_placeholder(l, i) - 1);
     return n;
+}
+
+// The images sample i brings into a batch: one per <image>, or a video's frames.
+static int sample_images(const loader *l, int64_t i, int placeholders) {
+    return is_video(l->c.ds, i) && placeholders ? prep_image_count(l->c.ds->image_paths[i]) : placeholders;
 }
 
 static void drop(loader *l, int64_t i, loader_drop reason, const char *why) {
@@ -324,7 +338,7 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
         int imgs, len;
         sample_shape(l, samples[k], &imgs, &len);
         T += (cap > 0 && len > cap) ? cap : len;
-        n_img += imgs;
+        n_img += sample_images(l, samples[k], imgs);
     }
     memset(b, 0, sizeof *b);
     b->T = T;
@@ -343,13 +357,13 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
     for (int k = 0; k < n; k++) {
         int64_t i = samples[k];
         int imgs, len;
-        int raw = sample_shape(l, i, &imgs, &len);
+        int raw = sample_shape(l, i, &imgs, &len), per = per_placeholder(l, i);
         int keep = (cap > 0 && len > cap) ? cap : len;
         int start = k_tok, p = 0;
         for (int t = 0; t < raw && p < keep; t++) {
             int32_t id = ds->input_ids[ds->offsets[i] + t], y = ds->labels[ds->offsets[i] + t];
             if (id == IMAGE_TOKEN) {
-                for (int f = 0; f < tpi && p < keep; f++, p++) {
+                for (int f = 0; f < per && p < keep; f++, p++) {
                     b->ids[start + p] = -1;
                     labels[start + p] = -100;
                     b->img_rows[k_row++] = start + p;
@@ -366,8 +380,10 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
             b->targets[start + t] = y < 0 ? -100 : y;
             b->n_targets += y >= 0;
         }
-        if (imgs) memcpy(b->pixels + (size_t)k_img * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S * imgs);
-        k_img += imgs;
+        int frames = sample_images(l, i, imgs);
+        if (frames)
+            memcpy(b->pixels + (size_t)k_img * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S * frames);
+        k_img += frames;
         k_tok += keep;
         b->cu_seqlens[k + 1] = k_tok;
     }
@@ -404,6 +420,7 @@ int loader_next(loader *l, loader_step *out) {
             int imgs, len;
             sample_shape(l, i, &imgs, &len);
             int n_paths = prep_image_count(l->c.ds->image_paths[i]);
+            if (is_video(l->c.ds, i) && n_paths) n_paths = 1;  // a video: one <image> for its frames
             const char *why = NULL;
             char msg[96];
             loader_drop reason = LOADER_DROP_IMAGE_UNREADABLE;
@@ -421,7 +438,7 @@ int loader_next(loader *l, loader_step *out) {
                 int at = 0, seen = 0, end = 0;
                 for (int t = 0; seen < imgs; t++) {
                     int img = l->c.ds->input_ids[l->c.ds->offsets[i] + t] == IMAGE_TOKEN;
-                    at += img ? l->c.tokens_per_image : 1;
+                    at += img ? per_placeholder(l, i) : 1;
                     if (img) seen++, end = at;
                 }
                 if (end > l->c.max_len_after_splice)

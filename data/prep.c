@@ -213,6 +213,15 @@ static int load_image(const char *path, image_u8 *im, int *missing) {
 static int check_image_tokens(const work_ctx *w, const prep_record *rec, int has_image, prep_item *it) {
     const conv_template *tp = w->cfg.tmpl;
     size_t n_img = 0, n_want = (size_t)rec->n_images;
+    if (rec->video) {  // LLaVA-NeXT-Video / OneVision: one <image> stands for the frames
+        for (size_t k = 0; k < it->r.ids.n; k++) n_img += it->r.ids.v[k] == IMAGE_TOKEN_INDEX;
+        if (n_img == 1) return 0;
+        char msg[200];
+        snprintf(msg, sizeof msg, "%zu <image> tokens in a video sample (one stands for its %zu frames)", n_img,
+                 n_want);
+        prep_result_free(&it->r);
+        return skip(it, n_img > 1 ? PREP_KIND_EXTRA_IMAGE_TOKEN : PREP_KIND_NO_IMAGE_TOKEN, msg);
+    }
     for (size_t k = 0; k < it->r.ids.n; k++) n_img += it->r.ids.v[k] == IMAGE_TOKEN_INDEX;
     // The turns in the prompt: a rounds template (preprocess_v1) drops a first turn that is not the user's.
     size_t start = !tp->plain && strcmp(rec->turns[0].from, tp->from[0]) != 0, first = rec->n_turns, any = 0;
@@ -283,6 +292,24 @@ static void process(const work_ctx *w, prep_item *it) {
         skip(it, rec.kind, rec.reason);
         goto done;
     }
+    // A video's frames: uniformly video_frames of them when it has more (LLaVA-NeXT's np.linspace(0, F - 1, N,
+    // dtype=int): each index the float64 value truncated).
+    if (rec.video && o->video_frames > 0 && rec.n_images > o->video_frames) {
+        int F = rec.n_images, N = o->video_frames;
+        strbuf sb = {0};
+        for (int k = 0; k < N; k++) {
+            double step = N == 1 ? 0 : (double)(F - 1) / (double)(N - 1);     // numpy: arange(N) * (delta / div)
+            int idx = k == N - 1 && N > 1 ? F - 1 : (int)((double)k * step);  // endpoint: stop exactly
+            char *one = prep_image_path(it->image, idx);
+            if (k) sb_put(&sb, "\n", 1);
+            sb_put(&sb, one, strlen(one));
+            free(one);
+        }
+        sb_put(&sb, "", 0);
+        free(it->image);
+        it->image = sb.p;
+        rec.n_images = N;
+    }
     if (it->id[0]) snprintf(label, sizeof label, "%.60s", it->id);
     else snprintf(label, sizeof label, "#%llu", (unsigned long long)it->index);
     int has_image = it->image != NULL;
@@ -291,7 +318,7 @@ static void process(const work_ctx *w, prep_item *it) {
     // <image> out and put one in front; NeXT's leaves a turn's images where they are unless it holds only one).
     prep_config cfg = w->cfg;
     conv_template multi;
-    if (rec.n_images > 1 && !cfg.tmpl->multimodal_next) {
+    if ((rec.n_images > 1 || rec.video) && !cfg.tmpl->multimodal_next) {
         multi = *cfg.tmpl;
         multi.multimodal_next = 1;
         cfg.tmpl = &multi;
@@ -301,8 +328,11 @@ static void process(const work_ctx *w, prep_item *it) {
         goto done;
     }
     if (check_image_tokens(w, &rec, has_image, it)) goto done;
+    if (rec.video) it->r.flags |= PREP_VIDEO;
     // Several images: each checked; their pixels are never stored (the loader reads the files).
-    for (int k = 1; has_image && rec.n_images > 1 && o->check_images && k <= rec.n_images && it->kind == KIND_OK; k++) {
+    for (int k = 1;
+         has_image && (rec.n_images > 1 || rec.video) && o->check_images && k <= rec.n_images && it->kind == KIND_OK;
+         k++) {
         char *one = prep_image_path(it->image, k - 1), *full = path_join(o->image_folder, one);
         image_u8 im = {0};
         int missing;
@@ -314,7 +344,7 @@ static void process(const work_ctx *w, prep_item *it) {
         free(full);
         free(one);
     }
-    if (has_image && rec.n_images == 1 && (o->check_images || o->store_pixels)) {
+    if (has_image && rec.n_images == 1 && !rec.video && (o->check_images || o->store_pixels)) {
         char *full = path_join(o->image_folder, it->image);
         image_u8 im = {0};
         int missing;
@@ -719,6 +749,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
         return llava_fail("image size %d is out of range (1..4096)", o->image_size);
     if (o->compress < 0 || o->compress > 9) return llava_fail("compression level %d is not 0..9", o->compress);
     if (o->model_max_length < 0) return llava_fail("model_max_length %d is negative", o->model_max_length);
+    if (o->video_frames < 0) return llava_fail("video_frames %d is negative (0: every frame)", o->video_frames);
 
     char *report = o->dry_run ? NULL : o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
     if (!o->dry_run && check_out_paths(o, report)) {
@@ -846,6 +877,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
              prep_writer_attr_str(w, "aspect", aspects[o->aspect == IMAGE_ASPECT_PAD]) ||
              prep_writer_attr_int(w, "image_size", o->image_size) ||
              prep_writer_attr_int(w, "model_max_length", o->model_max_length) ||
+             prep_writer_attr_int(w, "video_frames", o->video_frames) ||
              prep_writer_attr_str(w, "image_folder", o->image_folder ? o->image_folder : "") ||
              prep_writer_attr_str(w, "source", o->data_path) ||
              prep_writer_attr_int(w, "source_bytes", (int64_t)json_stream_offset(js)) ||

@@ -75,6 +75,8 @@ typedef struct {
     int image_size;  // S of the stored pixels (336)
     int store_pixels;
     int check_images;  // decode every image to find unreadable ones (on by default)
+    int video_frames;  // a video sample's frames: uniformly N of them (numpy.linspace(0, F - 1, N, dtype=int), as
+                       // LLaVA-NeXT samples), when it has more; 0 = all (data.video_frames)
     int threads;       // 0: every core this process may use
     int strict;
     int force;     // write over an existing out_path (or report) that prep did not write; never over the input

@@ -231,15 +231,29 @@ static int parse_object(const cJSON *rec, const nul_set *nuls, prep_record *r) {
     }
     r->n_turns = k;
     // LLaVA decides modality by the key alone ('image' in sample). LLaVA-NeXT / OneVision's multi-image samples give
-    // a list of paths, one per <image> in order.
-    const cJSON *img = get_last(rec, "image", nuls);
+    // a list of paths, one per <image> in order; a video sample gives "video", here the list of its frames' paths
+    // (video files are not decoded), all of them behind its one <image>.
+    const cJSON *img = get_last(rec, "image", nuls), *vid = get_last(rec, "video", nuls);
+    if (img && vid) return refuse(r, PREP_KIND_MALFORMED, "both \"image\" and \"video\": one or the other");
+    if (vid && !cJSON_IsArray(vid))
+        return refuse(r, PREP_KIND_MALFORMED,
+                      "\"video\" is not a list: give its frames as a list of image paths (video files are not decoded; "
+                      "extract the frames first)");
+    if (vid) {
+        img = vid;
+        r->video = 1;
+    }
+    const char *key = r->video ? "video" : "image";
+    char why_list[96];
     if (img && !cJSON_IsString(img) && !cJSON_IsArray(img))
         return refuse(r, PREP_KIND_MALFORMED, "\"image\" is neither a string nor a list of strings");
     if (img && cJSON_IsArray(img)) {
         int n_list = cJSON_GetArraySize(img);
-        if (n_list == 0) return refuse(r, PREP_KIND_MALFORMED, "\"image\" is an empty list");
+        snprintf(why_list, sizeof why_list, "\"%s\" is an empty list", key);
+        if (n_list == 0) return refuse(r, PREP_KIND_MALFORMED, why_list);
+        snprintf(why_list, sizeof why_list, "an \"%s\" list entry is not a string", key);
         for (const cJSON *e = img->child; e; e = e->next) {
-            if (!cJSON_IsString(e)) return refuse(r, PREP_KIND_MALFORMED, "an \"image\" list entry is not a string");
+            if (!cJSON_IsString(e)) return refuse(r, PREP_KIND_MALFORMED, why_list);
             if (has_nul(nuls, e, 0)) return refuse_nul(r, PREP_KIND_PATH_REFUSED, "an image path", e->valuestring);
         }
     }
@@ -257,7 +271,8 @@ static int parse_object(const cJSON *rec, const nul_set *nuls, prep_record *r) {
             const char *why;
             if (prep_check_image_path(e->valuestring, &why)) {
                 char msg[200];
-                snprintf(msg, sizeof msg, "%s%s", why, n_img > 1 ? " (in the \"image\" list)" : "");
+                snprintf(msg, sizeof msg, "%s%s%s%s", why, n_img > 1 || r->video ? " (in the \"" : "",
+                         n_img > 1 || r->video ? key : "", n_img > 1 || r->video ? "\" list)" : "");
                 return refuse(r, PREP_KIND_PATH_REFUSED, msg);
             }
             len += strlen(e->valuestring) + 1;

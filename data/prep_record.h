@@ -20,6 +20,8 @@ typedef struct {
     char *image;       // the "image" path; NULL for a text-only sample (no "image" key). A list of paths (LLaVA-NeXT /
                        // OneVision's multi-image samples) is kept as its paths joined by '\n' (prep_image_count)
     int n_images;      // paths in image (0, 1, or the list's length)
+    int video;         // 1: the sample's "video" (a list of its frames' paths) is in image/n_images: one <image>
+                       // stands for every frame (LLaVA-NeXT-Video / OneVision's layout)
     conv_turn *turns;  // n_turns, pointing into the parsed record (valid until prep_record_free)
     size_t n_turns;    // at least 1 when the record is usable
     int *turn_image;   // (n_turns) 1 where the turn's value contains "<image>"

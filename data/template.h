@@ -86,12 +86,13 @@ typedef struct {
 enum {
     PREP_TRUNCATED = 1,  // cut at model_max_length (text-only: at tokenization; with an image: at collation)
     PREP_MISMATCH = 2,   // LLaVA's "tokenization mismatch": every label was set to IGNORE_INDEX
+    PREP_VIDEO = 4,      // a video: its one <image> stands for all its frames (the sample's image paths), in order
 };
 
 typedef struct {
     tok_ids ids;             // input_ids: IMAGE_TOKEN_INDEX where an image goes
     tok_ids labels;          // same length: the id where supervised, IGNORE_INDEX elsewhere
-    int flags;               // PREP_TRUNCATED | PREP_MISMATCH
+    int flags;               // PREP_TRUNCATED | PREP_MISMATCH | PREP_VIDEO
     int cur_len, total_len;  // LLaVA's counters of the length check (rounds templates)
     size_t full_len;         // the length before truncation
     char *prompt;            // the conversation string that was tokenized

@@ -287,14 +287,17 @@ static void test_multi_image(void) {
                    {"1I5I6789", "geom_1x1.png\ngeom_1x1.png\ngeom_1x1.png"},
                    {"1I5I6I789", "geom_1x1.png\ngeom_1x1.png"},
                    {"1I5I6789", "geom_1x1.png\nmissing.png"},
-                   {"1I56789", "astronaut_p256.png"}};
-    enum { M = 6 };
+                   {"1I56789", "astronaut_p256.png"},
+                   {"1I567", "geom_1x1.png\nastronaut_tiny40x30.png\nastronaut_p256.png"}};  // a video: 3 frames
+    enum { M = 7, VIDEO = 6 };
     llava_dataset d = {0};
     d.n = M;
     d.offsets = xmalloc(sizeof(int64_t) * (M + 1));
     d.modality_len = xmalloc(sizeof(int32_t) * M);
     d.sample_ids = xmalloc(sizeof(char *) * M);
     d.image_paths = xmalloc(sizeof(char *) * M);
+    d.flags = xcalloc(M, 1);
+    d.flags[VIDEO] = PREP_VIDEO;
     d.input_ids = xmalloc(sizeof(int32_t) * 64);
     d.labels = xmalloc(sizeof(int32_t) * 64);
     int64_t k = 0;
@@ -321,8 +324,8 @@ static void test_multi_image(void) {
     loader_step st;
     CHECK(loader_next(l, &st) == 0, "%s", llava_errmsg());
     const llava_batch *b = &st.micro[0].chunks[0];
-    // Samples 0, 1 and 5 stay: 2 + 3 + 1 images.
-    CHECK(b->n_seq == 3 && b->n_img == 6, "%d sequences, %d images", b->n_seq, b->n_img);
+    // Samples 0, 1, 5 and the video stay: 2 + 3 + 1 images and 3 frames.
+    CHECK(b->n_seq == 4 && b->n_img == 9, "%d sequences, %d images", b->n_seq, b->n_img);
     int64_t by[LOADER_N_DROP];
     CHECK_EQ_INT(loader_dropped(l, NULL, by), 3);
     CHECK(by[LOADER_DROP_IMAGE_NO_TOKEN] == 1 && by[LOADER_DROP_TOO_MANY_IMAGES] == 1 &&
@@ -335,7 +338,7 @@ static void test_multi_image(void) {
         int start = b->cu_seqlens[q], i = -1;
         for (int j = 0; j < M && i < 0; j++)
             if (b->ids[start] == 11 + j * 10) i = j;
-        CHECK(i == 0 || i == 1 || i == 5, "sequence %d is sample %d", q, i);
+        CHECK(i == 0 || i == 1 || i == 5 || i == VIDEO, "sequence %d is sample %d", q, i);
         if (i < 0) continue;
         int p = 0, n = prep_image_count(d.image_paths[i]);
         for (const char *ch = SAMPLES[i].ids; *ch; ch++) {
@@ -344,7 +347,8 @@ static void test_multi_image(void) {
                 p++;
                 continue;
             }
-            for (int f = 0; f < TPI; f++, p++) CHECK_EQ_INT(b->img_rows[row++], start + p);
+            int per = i == VIDEO ? 3 * TPI : TPI;  // the video's one <image>: every frame's features
+            for (int f = 0; f < per; f++, p++) CHECK_EQ_INT(b->img_rows[row++], start + p);
         }
         CHECK_EQ_INT(b->cu_seqlens[q + 1] - start, p);
         for (int j = 0; j < n; j++, img++) {
@@ -360,14 +364,15 @@ static void test_multi_image(void) {
             free(want), free(u8), free(path), free(one);
         }
     }
-    CHECK_EQ_INT(row, 6 * TPI);
+    CHECK_EQ_INT(row, 9 * TPI);
     printf(
-        "multi-image: 3 samples with 2, 3 and 1 images packed in order; 3 dropped (fewer tokens, more tokens, an "
-        "unreadable image)\n");
+        "multi-image: 3 samples with 2, 3 and 1 images and a video of 3 frames packed in order; 3 dropped (fewer "
+        "tokens, more tokens, an unreadable image)\n");
     loader_step_free(&st);
     loader_free(l);
     for (int i = 0; i < M; i++) free(d.sample_ids[i]), free(d.image_paths[i]);
     free(d.offsets), free(d.modality_len), free(d.sample_ids), free(d.image_paths), free(d.input_ids), free(d.labels);
+    free(d.flags);
     free(d.image_folder);
 }
 

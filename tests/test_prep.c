@@ -793,6 +793,67 @@ static void test_multi_image(void) {
     free(json);
 }
 
+// Video samples (LLaVA-NeXT-Video / OneVision): "video" lists the frames' image paths and one <image> stands for all
+// of them; --video-frames N keeps N uniformly (numpy 2.1.3's linspace(0, F - 1, N, dtype=int): 7 frames to 4 are 0,
+// 2, 4, 6; 10 to 4 are 0, 3, 6, 9; 7 to 3 are 0, 3, 6). A video file (a string), both keys, two <image> tokens are left out with their reasons.
+static void test_video(void) {
+    static const char text[] =
+        "[\n"
+        "{\"id\": \"seven\", \"video\": [\"f0.png\", \"f1.png\", \"f2.png\", \"f3.png\", \"f4.png\", \"f5.png\", "
+        "\"f6.png\"], \"conversations\": [" TURN("human", "What happens? <image>") ", " TURN("gpt", "It moves.") "]},\n"
+        "{\"id\": \"ten\", \"video\": [\"g0.png\", \"g1.png\", \"g2.png\", \"g3.png\", \"g4.png\", \"g5.png\", "
+        "\"g6.png\", \"g7.png\", \"g8.png\", \"g9.png\"], \"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN(
+            "gpt", "A.") "]},\n"
+        "{\"id\": \"two\", \"video\": [\"h0.png\", \"h1.png\"], \"conversations\": [" TURN(
+            "human", "<image> and <image>?") ", " TURN("gpt", "A.") "]},\n"
+        "{\"id\": \"file\", \"video\": \"clip.mp4\", \"conversations\": [" TURN("human", "<image>\\nWhat?") ", " TURN(
+            "gpt", "A.") "]},\n"
+        "{\"id\": \"both\", \"image\": \"a.png\", \"video\": [\"h0.png\"], \"conversations\": [" TURN(
+            "human", "<image>\\nWhat?") ", " TURN("gpt", "A.") "]}\n"
+        "]\n";
+    char *json = write_json("video.json", text, sizeof text - 1);
+    char *out = tmp_path("video.h5");
+    prep_options o = base_options(out);
+    o.data_path = json;
+    o.check_images = 0;  // the frames are not there: their paths are what is checked
+    o.video_frames = 4;
+    prep_counts c;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(c.records, 5);
+    CHECK_EQ_INT(c.written, 2);
+    char *report = prep_report_path(out);
+    CHECK_ENTRY(report, "extra_image_token", 0,
+                "two\t2 <image> tokens in a video sample (one stands for its 2 frames)");
+    CHECK_ENTRY(report, "malformed", 0,
+                "file\t\"video\" is not a list: give its frames as a list of image paths (video files are not decoded; "
+                "extract the frames first)");
+    CHECK_ENTRY(report, "malformed", 1, "both\tboth \"image\" and \"video\": one or the other");
+    llava_dataset d;
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_INT(d.n, 2);
+        CHECK_EQ_INT(d.video_frames, 4);
+        CHECK_EQ_STR(d.image_paths[0], "f0.png\nf2.png\nf4.png\nf6.png");  // 7 to 4: linspace 0, 2, 4, 6
+        CHECK_EQ_STR(d.image_paths[1], "g0.png\ng3.png\ng6.png\ng9.png");  // 10 to 4: 0, 3, 6, 9
+        CHECK(d.flags && (d.flags[0] & PREP_VIDEO) && (d.flags[1] & PREP_VIDEO), "video flags");
+        int n_img = 0;
+        for (int64_t t = d.offsets[0]; t < d.offsets[1]; t++) n_img += d.input_ids[t] == IMAGE_TOKEN_INDEX;
+        CHECK_EQ_INT(n_img, 1);
+        dataset_close(&d);
+    } else {
+        CHECK(0, "%s", llava_errmsg());
+    }
+    // 7 frames to 3: 0, 3, 6.
+    o.video_frames = 3;
+    CHECK(prep_run(&o, &c) == 0, "%s", llava_errmsg());
+    if (dataset_open(&d, out) == 0) {
+        CHECK_EQ_STR(d.image_paths[0], "f0.png\nf3.png\nf6.png");
+        dataset_close(&d);
+    }
+    free(report);
+    free(out);
+    free(json);
+}
+
 // Many samples (more than one HDF5 chunk of tokens, many blocks): 1 and 3 threads give the same bytes.
 static void test_many(void) {
     char *json = tmp_path("many.json");
@@ -869,6 +930,7 @@ int main(void) {
     test_nul();
     test_image_tokens();
     test_multi_image();
+    test_video();
     test_many();
     cJSON_Delete(arr);
     check_rm_rf(dir);

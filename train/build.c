@@ -193,6 +193,8 @@ static char *stale_reason(const data_settings *dd, const char *tok, const llava_
         return xasprintf("image aspect %s, the run asks for %s", ds->aspect ? ds->aspect : "?", dd->aspect_name);
     if (ds->model_max_length != dd->model_max_length)
         return xasprintf("model_max_length %d, the run asks for %d", ds->model_max_length, dd->model_max_length);
+    if (ds->video_frames != dd->video_frames)
+        return xasprintf("video_frames %d, the run asks for %d", ds->video_frames, dd->video_frames);
     const char *f0 = ds->image_folder ? ds->image_folder : "", *f1 = dd->image_folder ? dd->image_folder : "";
     if (strcmp(f0, f1) != 0) return xasprintf("image folder %s, the run asks for %s", f0, f1);
     return NULL;
@@ -266,6 +268,7 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
             o.out_path = h5;
             o.mode = dd->tokenizer_mode;
             o.model_max_length = dd->model_max_length;
+            o.video_frames = dd->video_frames;
             o.aspect = dd->aspect;
             o.strict = dd->strict;
             fprintf(stderr, "train: preparing %s into %s\n", data, h5);

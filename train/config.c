@@ -39,6 +39,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"data.tokenizer_mode", CFG_ENUM, "\"hf431\"", "hf431|hf437|legacy", "slow-tokenizer rules: hf431 = transformers 4.31 as the released checkpoints were trained, hf437 = LLaVA HEAD, legacy = legacy=True"},
     {"data.image_aspect_ratio", CFG_ENUM, "\"square\"", "square|pad", "square: resize shortest side + center crop; pad: expand to square with the mean colour first [image_aspect_ratio]"},
     {"data.model_max_length", CFG_INT, "2048", NULL, "truncate sequences (image features included) to this many positions [model_max_length]"},
+    {"data.video_frames", CFG_INT, "0", NULL, "a video sample (\"video\": its frames' image paths) keeps this many frames, uniformly spaced as LLaVA-NeXT samples them; 0 = all [frames_upbound]"},
     {"data.group_by_modality_length", CFG_BOOL, "false", NULL, "LLaVA's modality-grouped length sampler [group_by_modality_length]"},
     {"data.dataloader_num_workers", CFG_INT, "4", NULL, "loader threads [dataloader_num_workers]"},
     {"data.lazy_preprocess", CFG_BOOL, "true", NULL, "accepted for parity with LLaVA's flag, which nothing reads [lazy_preprocess]"},
@@ -591,6 +592,8 @@ int cfg_validate(const train_config *c) {
         if (cfg_int(c, positive[i]) <= 0) return llava_fail("%s: \"%s\" must be positive", src, positive[i]);
     int stage = cfg_int(c, "train.stage");
     if (stage != 1 && stage != 2) return llava_fail("%s: \"train.stage\" must be 1 or 2", src);
+    if (cfg_int(c, "data.video_frames") < 0)
+        return llava_fail("%s: \"data.video_frames\" must be >= 0 (0: every frame)", src);
     if (cfg_int(c, "data.dataloader_num_workers") < 0)
         return llava_fail("%s: \"data.dataloader_num_workers\" must be >= 0", src);
     if (cfg_int(c, "train.global_batch_size") < 0)

@@ -51,6 +51,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     d->aspect_name = xstrdup(cfg_str(c, "data.image_aspect_ratio"));
     d->aspect = strcmp(d->aspect_name, "pad") == 0 ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE;
     d->model_max_length = cfg_int(c, "data.model_max_length");
+    d->video_frames = cfg_int(c, "data.video_frames");
     d->group_by_modality_length = cfg_bool(c, "data.group_by_modality_length");
     d->num_workers = cfg_int(c, "data.dataloader_num_workers");
     d->truncate_after_splice = cfg_bool(c, "data.truncate_after_splice");

@@ -31,6 +31,7 @@ typedef struct {
     char *aspect_name;  // "square" or "pad"
     image_aspect aspect;
     int model_max_length;
+    int video_frames;  // data.video_frames
     int group_by_modality_length;
     int num_workers;
     int truncate_after_splice;
