@@ -29,6 +29,29 @@ static void golden(const char *cfg, const char *what, char out[256]) {
     snprintf(out, 256, "tests/data/golden/model/%s/%s", cfg, what);
 }
 
+// Opens a golden outputs file: its logits (returned, malloc'd) and loss.
+static float *read_ref(st_file *ref, const char *path, float *loss) {
+    CHECK(st_open(ref, path) == 0, "%s", llava_errmsg());
+    const st_tensor *rl = st_find(ref, "logits"), *rloss = st_find(ref, "loss");
+    st_tensor_to_f32(ref, rloss, loss);
+    float *ref_logits = xmalloc(sizeof(float) * rl->numel);
+    st_tensor_to_f32(ref, rl, ref_logits);
+    return ref_logits;
+}
+
+// The largest |logit difference| at every real (non-padding) position: ours packed, the golden (B, S, V).
+static double logit_diff(const llava_batch *b, int B, int S, int V, const float *logits, const float *ref_logits) {
+    double maxd = 0;
+    for (int r = 0; r < B; r++)
+        for (int t = 0; t < b->cu_seqlens[r + 1] - b->cu_seqlens[r]; t++)
+            for (int v = 0; v < V; v++) {
+                double d = fabs((double)logits[(size_t)(b->cu_seqlens[r] + t) * V + v] -
+                                ref_logits[((size_t)r * S + t) * V + v]);
+                if (d > maxd) maxd = d;
+            }
+    return maxd;
+}
+
 static void parity(const char *cfg) {
     char dir[256], inputs[256], outputs[256];
     golden(cfg, "model", dir);
@@ -37,12 +60,8 @@ static void parity(const char *cfg) {
     llava_model m;
     CHECK(llava_model_load(&m, dir, test_cpu()) == 0, "%s", llava_errmsg());
     st_file ref;
-    CHECK(st_open(&ref, outputs) == 0, "%s", llava_errmsg());
-    const st_tensor *rl = st_find(&ref, "logits"), *rloss = st_find(&ref, "loss");
-    float ref_loss;
-    st_tensor_to_f32(&ref, rloss, &ref_loss);
-    float *ref_logits = xmalloc(sizeof(float) * rl->numel);
-    st_tensor_to_f32(&ref, rl, ref_logits);
+    float ref_loss, *ref_logits = read_ref(&ref, outputs, &ref_loss);
+    const st_tensor *rl = st_find(&ref, "logits");
     const char *sets[2] = {"projector", "projector+lm"};
     for (int si = 0; si < 2; si++) {
         llava_model_set_trainable(&m, si == 0 ? TRAIN_PROJECTOR : TRAIN_PROJECTOR_LM);
@@ -60,14 +79,7 @@ static void parity(const char *cfg) {
               rel_loss);
         if (rel_loss > worst_loss) worst_loss = rel_loss;
         // Logits at every real (non-padding) position.
-        double maxd = 0;
-        for (int r = 0; r < B; r++)
-            for (int t = 0; t < b.cu_seqlens[r + 1] - b.cu_seqlens[r]; t++)
-                for (int v = 0; v < V; v++) {
-                    double d = fabs((double)logits[(size_t)(b.cu_seqlens[r] + t) * V + v] -
-                                    ref_logits[((size_t)r * S + t) * V + v]);
-                    if (d > maxd) maxd = d;
-                }
+        double maxd = logit_diff(&b, B, S, V, logits, ref_logits);
         CHECK(maxd <= 1e-5, "%s logits max |diff| %.3g", cfg, maxd);
         if (maxd > worst_logit) worst_logit = maxd;
         // Every trainable parameter's gradient.
@@ -124,12 +136,7 @@ static void vision_parity(const char *cfg) {
     golden(cfg, "inputs.safetensors", inputs);
     golden(cfg, "vision_grads.safetensors", outputs);
     st_file ref;
-    CHECK(st_open(&ref, outputs) == 0, "%s", llava_errmsg());
-    const st_tensor *rl = st_find(&ref, "logits"), *rloss = st_find(&ref, "loss");
-    float ref_loss;
-    st_tensor_to_f32(&ref, rloss, &ref_loss);
-    float *ref_logits = xmalloc(sizeof(float) * rl->numel);
-    st_tensor_to_f32(&ref, rl, ref_logits);
+    float ref_loss, *ref_logits = read_ref(&ref, outputs, &ref_loss);
     // The sets, in the file's order.
     char sets[8][64];
     int n_sets = 0;
@@ -164,14 +171,8 @@ static void vision_parity(const char *cfg) {
             int V = m.cfg.text.vocab_size;
             float *logits = xmalloc(sizeof(float) * (size_t)b.T * V);
             float loss = llava_forward_backward(&m, &b, 1, 1.0f, logits);
-            double rel_loss = fabs((double)loss - ref_loss) / fabs(ref_loss), maxd = 0;
-            for (int r = 0; r < B; r++)
-                for (int t = 0; t < b.cu_seqlens[r + 1] - b.cu_seqlens[r]; t++)
-                    for (int v = 0; v < V; v++) {
-                        double d = fabs((double)logits[(size_t)(b.cu_seqlens[r] + t) * V + v] -
-                                        ref_logits[((size_t)r * S + t) * V + v]);
-                        if (d > maxd) maxd = d;
-                    }
+            double rel_loss = fabs((double)loss - ref_loss) / fabs(ref_loss);
+            double maxd = logit_diff(&b, B, S, V, logits, ref_logits);
             CHECK(rel_loss <= 1e-6 && maxd <= 1e-5, "%s/%s loss rel %.2e, logits %.2e", cfg, sets[si], rel_loss, maxd);
             int n_checked = 0, n_key_bias = 0;
             double worst = 0, key_bias = 0;
