@@ -139,6 +139,15 @@ set_tests_properties(demo_fast PROPERTIES FIXTURES_SETUP demo_model)
 add_test(NAME demo_fast_train_vision
          COMMAND llava demo --fast --check --train-vision all --out ${CMAKE_BINARY_DIR}/demo-fast-train-vision)
 set_tests_properties(demo_fast_train_vision PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900)
+# AnyRes (LLaVA-NeXT's high resolution): one image into its tiles, as LlavaNextImageProcessor makes them
+# (tests/test_image_anyres.c checks the pixels against transformers 4.46.3 and LLaVA-NeXT's own code).
+add_test(NAME cli_image_anyres
+         COMMAND llava image --aspect anyres --size 28 --grid-pinpoints "[[28,56],[56,28],[56,56]]"
+                 tests/data/images/anyres/src/wide3x1.png --out ${CMAKE_BINARY_DIR}/cli_image_anyres.safetensors
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_image_anyres PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "300x100 -> anyres \\(hf\\) at 56x28 \\(width x height\\), 3 tiles of 28x28")
+
 # Several images per sample (LLaVA-NeXT's "image" lists) trained end to end: two-image questions (the colour of the
 # shape in the first or the second image) that need both images in order, besides the usual ones; --check holds them
 # alone to 0.90 too (measured 1.00, blind 0.14, chance 0.25).
