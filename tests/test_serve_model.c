@@ -1,7 +1,8 @@
 // `llava serve` over the demo's trained model (the ctest fixture demo_model), as a client sees it:
 // the executable started on a free loopback port with an API key, then
 //   - plain and streamed chat completions (temperature 0) answer exactly what `llava generate` answers
-//     for the same image and question (both its engine path and its --no-cache reference path);
+//     for the same image and question (both its engine path and its --no-cache reference path), and for
+//     two images in one message (--max-images 2);
 //   - 32 requests at once (half streamed, images 0..31, their own questions) all answer what
 //     `llava generate --questions` answers for them;
 //   - the key: /v1 routes refuse a missing or wrong key (401), /health needs none;
@@ -68,7 +69,7 @@ static int start_server(void) {
         close(pfd[1]);
         execl(BIN, "llava", "serve", "--model", MODEL, "--tokenizer", TOK, "--port", "0", "--api-key", KEY,
               "--model-id", "demo-llava", "--allow-local-files", IMAGES, "--max-body-bytes", "256K",
-              "--max-image-bytes", "64K", (char *)NULL);
+              "--max-image-bytes", "64K", "--max-images", "2", (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
@@ -256,6 +257,32 @@ static void test_same_as_generate(void) {
     free(img);
 }
 
+// Two images in one message (two image parts, --max-images 2): the answer `llava generate --image a --image b` gives,
+// with both images' features in the prompt.
+static void test_two_images(void) {
+    char *a0 = xasprintf("%s/data/images/eval_00000.png", DEMO), *a1 = xasprintf("%s/data/images/eval_00001.png", DEMO);
+    const char *g[] = {BIN, "generate", "--model", MODEL,      "--tokenizer", TOK, "--image",
+                       a0,  "--image",  a1,        "--prompt", QUESTION[0],   NULL};
+    char *o = NULL;
+    CHECK(run(g, &o) == 0, "llava generate with two images failed");
+    size_t l = strlen(o);
+    if (l && o[l - 1] == '\n') o[l - 1] = 0;
+#define PART "{\"type\":\"image_url\",\"image_url\":\"%s\"}"
+    char *p0 = xasprintf(PART, "eval_00000.png"), *p1 = xasprintf(PART, "eval_00001.png");
+#undef PART
+    char *b = xasprintf(
+        "{\"messages\":[{\"role\":\"user\",\"content\":[%s,%s,{\"type\":\"text\",\"text\":\"%s\"}]}],"
+        "\"temperature\":0}",
+        p0, p1, QUESTION[0]);
+    answer a;
+    ask(b, 0, NULL, &a);
+    CHECK(a.status == 200 && !strcmp(a.text, o), "two images: %d \"%s\" vs generate's \"%s\" %s", a.status, a.text, o,
+          a.body);
+    CHECK(a.prompt_tokens > 2 * 36, "prompt_tokens %d (two images' 36 features each and the text)", a.prompt_tokens);
+    printf("two images in one message: \"%s\", as llava generate answers (three: test_bad_requests)\n", o);
+    free(b), free(p0), free(p1), free(o), free(a0), free(a1);
+}
+
 typedef struct {
     int i;
     answer a;
@@ -336,9 +363,10 @@ static void test_bad_requests(void) {
     free(longq.p);
     char *two = xasprintf(
         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"%s\"},"
-        "{\"type\":\"image_url\",\"image_url\":\"%s\"},{\"type\":\"text\",\"text\":\"x\"}]}]}",
-        URL[0], URL[1]);
-    expect_error("POST", P, two, AUTH, 400, I, "at most 1");
+        "{\"type\":\"image_url\",\"image_url\":\"%s\"},{\"type\":\"image_url\",\"image_url\":\"%s\"},"
+        "{\"type\":\"text\",\"text\":\"x\"}]}]}",
+        URL[0], URL[1], URL[2]);
+    expect_error("POST", P, two, AUTH, 400, I, "at most 2");
     free(two);
     const char *urls[][2] = {
         {"https://example.com/cat.png", "the server fetches nothing: send the image as a data: URL"},
@@ -498,6 +526,7 @@ int main(void) {
     printf("server up in %.2f s (references included)\n", sc_now() - t0);
     test_auth_and_routes();
     test_same_as_generate();
+    test_two_images();
     test_concurrent();
     test_bad_requests();
     test_hangup();
