@@ -184,6 +184,15 @@ int image_unpad_shape_int(int orig_h, int orig_w, int cur_h, int cur_w, int *new
 // the number of <image> tokens transformers' LlavaNextProcessor expands. -1 on error.
 int image_anyres_num_features(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
                               int grid, int processor);
+// The order of those features, as source rows: rows[k] (k < the count image_anyres_num_features returns with
+// processor 0) is t * grid^2 + y * grid + x for feature (y, x) of tile t (t = 0 the base tile, tiles 1.. the grid's
+// row-major), or -1 for the image_newline. The base tile's features first, in order; then for each kept row Y of the
+// tiles' (rows * grid) x (cols * grid) grid (after unpadding) its kept columns X, each from tile 1 + (Y / grid) * cols +
+// X / grid at (Y % grid, X % grid), then a newline (transformers' permute(4, 0, 2, 1, 3) + unpad_image + newline
+// concat). A model splices an image's projected features into the LM in this order. rows: room for the count
+// (NULL: count only). Returns the count, or -1.
+int image_anyres_feature_rows(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
+                              int grid, int32_t *rows);
 // LLaVA-NeXT's anyres_max_N (llava_arch.py, image_aspect_ratio "anyres_max_N" with an unpad merge): after
 // unpadding to h x w features of a tower with unit x unit features per tile, times = sqrt(h * w / (N * unit^2));
 // when times > 1.1 the features are resized (bilinear, not done here) to int(h // times) x int(w // times)

@@ -238,6 +238,26 @@ int image_anyres_num_features(int orig_h, int orig_w, const image_pinpoints *pp,
     return (int)n;
 }
 
+int image_anyres_feature_rows(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
+                              int grid, int32_t *rows) {
+    int n = image_anyres_num_features(orig_h, orig_w, pp, f, tile, grid, 0);
+    if (n < 0 || !rows) return n;
+    int r = 0, c = 0, top = 0, left = 0, kh = 0, kw = 0;
+    if (image_anyres_grid_shape(orig_h, orig_w, pp, f, tile, &r, &c) != 0 ||
+        image_unpad_shape(orig_h, orig_w, r * grid, c * grid, &top, &left, &kh, &kw) != 0)
+        return -1;
+    int k = 0, gg = grid * grid;
+    for (int i = 0; i < gg; i++) rows[k++] = i;  // the base tile, whole
+    for (int Y = top; Y < top + kh; Y++) {
+        for (int X = left; X < left + kw; X++) {
+            int t = 1 + (Y / grid) * c + X / grid;
+            rows[k++] = t * gg + (Y % grid) * grid + X % grid;
+        }
+        rows[k++] = -1;  // image_newline after each kept row
+    }
+    return k == n ? n : llava_fail("anyres feature rows: %d written, %d counted", k, n);
+}
+
 // CPython's float floor division (float_floor_div / _float_div_mod), for vx // wx with wx > 0.
 static double py_float_floordiv(double vx, double wx) {
     double mod = fmod(vx, wx);

@@ -424,10 +424,47 @@ static void test_cli(void) {
     free(bin);
 }
 
+// The order transformers' LlavaNextForConditionalGeneration.pack_image_features lays out an image's features
+// (tools/reference/make_anyres_feature_goldens.py: row-id features through it): image_anyres_feature_rows on 161
+// image sizes under three pinpoint sets (grids 1x1 to 3x1; crops that keep nothing, newlines with no features, float
+// truncation moving the crop), every index equal.
+static void test_feature_rows(void) {
+    cJSON *j = load_json("tests/data/images/anyres/feature_rows.json");
+    CHECK(j != NULL, "feature_rows.json");
+    if (!j) return;
+    int n_cases = 0, n_rows = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(j, "configs")->child; c; c = c->next) {
+        int S = cJSON_GetObjectItem(c, "image_size")->valueint, G = cJSON_GetObjectItem(c, "grid")->valueint;
+        image_pinpoints pp;
+        CHECK(pinpoints_from(cJSON_GetObjectItem(c, "pinpoints"), &pp) == 0, "pinpoints");
+        for (const cJSON *e = cJSON_GetObjectItem(c, "cases")->child; e; e = e->next) {
+            const cJSON *hw = cJSON_GetObjectItem(e, "image_hw"), *order = cJSON_GetObjectItem(e, "order");
+            int h = ival(hw, 0), w = ival(hw, 1), n = cJSON_GetArraySize(order), rows = 0, cols = 0;
+            CHECK(image_anyres_grid_shape(h, w, &pp, IMAGE_ANYRES_HF, S, &rows, &cols) == 0 &&
+                      rows == cJSON_GetObjectItem(e, "rows")->valueint &&
+                      cols == cJSON_GetObjectItem(e, "cols")->valueint,
+                  "%dx%d at %d: grid %dx%d", h, w, S, rows, cols);
+            int32_t *got = xmalloc(sizeof(int32_t) * (size_t)(n + 1));
+            int k = image_anyres_feature_rows(h, w, &pp, IMAGE_ANYRES_HF, S, G, got);
+            CHECK(k == n && k == cJSON_GetObjectItem(e, "feature_len")->valueint, "%dx%d at %d: %d features, want %d",
+                  h, w, S, k, n);
+            int same = k == n;
+            for (int i = 0; i < n && same; i++) same = got[i] == ival(order, i);
+            CHECK(same, "%dx%d at %d (grid %d): the feature order differs from transformers'", h, w, S, G);
+            free(got);
+            n_cases++;
+            n_rows += n;
+        }
+    }
+    cJSON_Delete(j);
+    printf("anyres feature order: %d images, %d rows, equal to transformers' pack_image_features\n", n_cases, n_rows);
+}
+
 int main(void) {
     test_parse_and_errors();
     test_shapes();
     test_pixels();
     test_cli();
+    test_feature_rows();
     return check_done();
 }
