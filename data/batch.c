@@ -10,5 +10,6 @@ void llava_batch_free(llava_batch *b) {
     free(b->pos);
     free(b->pixels);
     free(b->img_rows);
+    free(b->feat_rows);
     memset(b, 0, sizeof *b);
 }

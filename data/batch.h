@@ -19,6 +19,12 @@ typedef struct {
     int32_t *img_rows;  // (n_img * tokens_per_image) stream positions of the image features,
                         //     in (image, feature) order
     int n_targets;      // positions with targets >= 0
+    // AnyRes (LLaVA-NeXT): the n_img images above are the tiles through the tower; the stream's image positions
+    // (n_feat of them, img_rows) take, in order, the projected tile feature of row feat_rows[k] (tile * tokens
+    // per image + feature) or, where -1, the image_newline. NULL / 0 without AnyRes (n_img * tokens_per_image
+    // positions, each tile's features in order).
+    int32_t *feat_rows;
+    int n_feat;
 } llava_batch;
 
 void llava_batch_free(llava_batch *b);

@@ -61,7 +61,9 @@ enum {
     IF_REDUCE,
     IF_VTRAIN,         // the tower trains
     IF_VTRAIN_REDUCE,  // ... and a reduction follows it
-    IF_VTRAIN_EMBED    // ... all of it: the embeddings too
+    IF_VTRAIN_EMBED,   // ... all of it: the embeddings too
+    IF_ANYRES,         // LLaVA-NeXT's AnyRes merge
+    IF_ANYRES_BACKWARD
 };
 // Whose backward a forward buffer also serves (its lifetime then runs on to the tower's backward).
 enum { EXT_NONE = 0, EXT_VTRAIN, EXT_VTRAIN_EMBED };
@@ -150,6 +152,14 @@ static const act_spec ACTS[] = {
     {"vision.grad_v", BUF_ACT, A(dvv), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
     {"vision.grad_attn", BUF_ACT, A(dvatt), Z_R, Z_DV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
     {"vision.grad_mlp", BUF_ACT, A(dvmid), Z_R, Z_IV, VIB, VIB, PER_PASS, IF_VTRAIN, EXT_NONE},
+    // AnyRes: the merge's ids and the features laid out for the stream (image positions are at most T)
+    {"anyres.img_rows", BUF_I32, A(any_rows), Z_T, Z_ONE, IN, PJB, PER_PASS, IF_ANYRES, EXT_NONE},
+    {"anyres.source_rows", BUF_I32, A(any_src), Z_T, Z_ONE, PROJ, PROJ, PER_PASS, IF_ANYRES, EXT_NONE},
+    {"anyres.newline_ids", BUF_I32, A(any_nl), Z_T, Z_ONE, PROJ, PJB, PER_PASS, IF_ANYRES, EXT_NONE},
+    {"anyres.positions", BUF_I32, A(any_inv), Z_M, Z_ONE, PROJ, PJB, PER_PASS, IF_ANYRES, EXT_NONE},
+    {"anyres.features", BUF_ACT, A(any_feat), Z_T, Z_D, PROJ, LM, PER_PASS, IF_ANYRES, EXT_NONE},
+    {"anyres.newlines", BUF_ACT, A(any_tmp), Z_T, Z_D, PROJ, PROJ, PER_PASS, IF_ANYRES, EXT_NONE},
+    {"anyres.grad", BUF_ACT, A(any_grad), Z_T, Z_D, PJB, PJB, PER_PASS, IF_ANYRES_BACKWARD, EXT_NONE},
     // the projector (depth N): the features feed linear_1's weight gradient; a1 holds linear_1 ..
     // linear_{N-1}'s outputs (M rows each) for the GELUs' backward, g1 the GELUs for the next
     // weight gradients; f only the splice (a single Linear's f is a1 itself, the identity's the features)
@@ -246,6 +256,8 @@ static int exists(const act_spec *a, const model_config *mc, const act_shape *s)
     case IF_VTRAIN: return s->vision_train > 0;
     case IF_VTRAIN_REDUCE: return s->vision_train > 0 && mc->glue.pool_mode != POOL_NONE;
     case IF_VTRAIN_EMBED: return s->vision_train > 0 && s->vision_train >= llava_vision_layers_used(mc);
+    case IF_ANYRES: return mc->glue.anyres;
+    case IF_ANYRES_BACKWARD: return mc->glue.anyres && s->backward;
     case IF_LORA: return mc->lora.r > 0;
     case IF_BACKWARD_LORA: return s->backward && mc->lora.r > 0;
     }
@@ -394,6 +406,8 @@ void act_bind(const act_plan *p, void *const base[3], const model_config *mc, ll
     }
     // A single Linear's output is linear_1's; the identity's the features.
     if (!a->f) a->f = mc->glue.projector_depth ? a->a1 : a->feat;
+    // AnyRes: the stream's image positions outnumber the tiles' features (the newlines).
+    if (a->any_rows) a->img_rows = a->any_rows;
 }
 
 void act_bind_free(llava_acts *a) {

@@ -79,6 +79,11 @@ typedef struct {
     float *vpre_mean, *vpre_rstd;
     int32_t *vids;
     void *dfeat, *dsel, *dvh, *dvx, *dvy, *dvq, *dvk, *dvv, *dvatt, *dvmid;
+    // AnyRes: the image positions (up to T), each one's source row of the projected tile features (-1: the
+    // newline), the newline's ids (0 at its rows, -1 elsewhere), each tile feature's position (-1: cropped); the
+    // features in the stream's order, the newline rows, and in backward their gradient
+    int32_t *any_rows, *any_src, *any_nl, *any_inv;
+    void *any_feat, *any_tmp, *any_grad;
     // projector: its input features (M, Dv); linear_1 .. linear_{N-1}'s outputs and their GELUs (M rows
     // each), the last Linear's output (M, d)
     void *feat, *a1, *g1, *f;

@@ -9,8 +9,10 @@
 #include "common/util.h"
 #include "model/io/safetensors.h"
 
-int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
-                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
+// The same with the number of image positions the tokens must hold (n_img * tokens_per_image without AnyRes).
+static int batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                         const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W,
+                         int expect_feat) {
     memset(b, 0, sizeof *b);
     int image_id = m->cfg.glue.image_token_index;
     int V = m->cfg.text.vocab_size;
@@ -31,8 +33,10 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
         T += L;
         for (int t = 0; t < L; t++) n_feat += input_ids[(size_t)r * S + t] == image_id;
     }
-    if (n_feat != n_img * m->tokens_per_image) {
+    if (n_feat != expect_feat) {
         free(len);
+        if (expect_feat != n_img * m->tokens_per_image)
+            return llava_fail("batch: %d image tokens where the AnyRes images' features are %d", n_feat, expect_feat);
         return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img,
                           m->tokens_per_image);
     }
@@ -97,6 +101,53 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
     return 0;
 }
 
+int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
+                        const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
+    return batch_from_hf(b, m, input_ids, attention_mask, labels, B, S, pixels, n_img, H, W, n_img * m->tokens_per_image);
+}
+
+// AnyRes (LLaVA-NeXT, transformers' LlavaNextForConditionalGeneration inputs): pixel_values (N, T_max, 3, S, S) with
+// image_sizes (N, 2) (height, width); image i takes the first 1 + rows * cols tiles of its slot (rows, cols: its grid
+// for the model's pinpoints), its features in LLaVA-NeXT's merged order (image_anyres_feature_rows).
+static int batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64_t *ids, const int64_t *mask,
+                                const int64_t *labels, int B, int S, const float *pix5, int N, int T_max, int side,
+                                const int64_t *sizes) {
+    const llava_glue_config *g = &m->cfg.glue;
+    int tile = m->cfg.vision.image_size, grid = tile / m->cfg.vision.patch_size, tpi = m->tokens_per_image;
+    if (side != tile) return llava_fail("AnyRes tiles of %d pixels; the vision tower takes %d", side, tile);
+    size_t plane = (size_t)3 * side * side;
+    int total_tiles = 0, total_feat = 0;
+    int *tiles = xmalloc(sizeof(int) * (size_t)(N ? N : 1)), *nf = xmalloc(sizeof(int) * (size_t)(N ? N : 1));
+    int rc = 0;
+    for (int i = 0; i < N && rc == 0; i++) {
+        int h = (int)sizes[2 * i], w = (int)sizes[2 * i + 1], r = 0, c = 0;
+        if (image_anyres_grid_shape(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, &r, &c) != 0) rc = -1;
+        else if ((tiles[i] = 1 + r * c) > T_max)
+            rc = llava_fail("image %d (%dx%d) needs %d tiles; pixel_values holds %d", i, h, w, tiles[i], T_max);
+        else if ((nf[i] = image_anyres_feature_rows(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, grid, NULL)) < 0)
+            rc = -1;
+        if (rc == 0) total_tiles += tiles[i], total_feat += nf[i];
+    }
+    float *flat = rc == 0 ? xmalloc(sizeof(float) * plane * (size_t)(total_tiles ? total_tiles : 1)) : NULL;
+    for (int i = 0, o = 0; i < N && rc == 0; o += tiles[i], i++)
+        memcpy(flat + (size_t)o * plane, pix5 + (size_t)i * T_max * plane, sizeof(float) * plane * (size_t)tiles[i]);
+    if (rc == 0) rc = batch_from_hf(b, m, ids, mask, labels, B, S, flat, total_tiles, side, side, total_feat);
+    if (rc == 0) {
+        b->n_feat = total_feat;
+        b->feat_rows = xmalloc(sizeof(int32_t) * (size_t)(total_feat ? total_feat : 1));
+        for (int i = 0, o = 0, k = 0; i < N; o += tiles[i], k += nf[i], i++) {
+            image_anyres_feature_rows((int)sizes[2 * i], (int)sizes[2 * i + 1], &g->pinpoints, IMAGE_ANYRES_HF, tile,
+                                      grid, b->feat_rows + k);
+            for (int j = k; j < k + nf[i]; j++)
+                if (b->feat_rows[j] >= 0) b->feat_rows[j] += o * tpi;
+        }
+    }
+    free(flat);
+    free(tiles);
+    free(nf);
+    return rc;
+}
+
 static int read_i64(const st_file *f, const char *name, int64_t **out, int want_dims, int64_t *shape) {
     const st_tensor *t = st_find(f, name);
     if (!t) return 0;
@@ -123,6 +174,29 @@ int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path
     float *pix = NULL;
     int n_img = 0, H = 0, W = 0;
     const st_tensor *pt = st_find(&f, "pixel_values");
+    if (rc >= 0 && m->cfg.glue.anyres && pt && pt->ndim == 5) {  // LLaVA-NeXT's tiles
+        int64_t *sizes = NULL, s_sz[2] = {0};
+        rc = read_i64(&f, "image_sizes", &sizes, 2, s_sz);
+        if (rc == 0 || (rc > 0 && (s_sz[0] != pt->shape[0] || s_sz[1] != 2)))
+            rc = llava_fail("%s: AnyRes pixel_values (n, tiles, 3, S, S) need image_sizes (n, 2)", path);
+        if (rc > 0 && (pt->shape[2] != 3 || pt->shape[3] != pt->shape[4]))
+            rc = llava_fail("%s: pixel_values must be (n, tiles, 3, S, S)", path);
+        if (rc > 0) {
+            pix = xmalloc(sizeof(float) * (size_t)(pt->numel ? pt->numel : 1));
+            if (st_tensor_to_f32(&f, pt, pix) != 0) rc = -1;
+        }
+        if (rc > 0)
+            rc = batch_from_hf_anyres(b, m, ids, mask, labels, (int)s_ids[0], (int)s_ids[1], pix, (int)pt->shape[0],
+                                      (int)pt->shape[1], (int)pt->shape[3], sizes);
+        free(sizes);
+        if (rc >= 0) {
+            if (B_out) *B_out = (int)s_ids[0];
+            if (S_out) *S_out = (int)s_ids[1];
+        }
+        free(ids), free(mask), free(labels), free(pix);
+        st_close(&f);
+        return rc < 0 ? -1 : 0;
+    }
     if (rc >= 0 && pt) {
         if (pt->ndim != 4 || pt->shape[1] != 3) rc = llava_fail("%s: pixel_values must be (n, 3, H, W)", path);
         else {

@@ -342,6 +342,26 @@ static int parse_llava_hf(const cJSON *o, const char *where, model_config *mc) {
     return 0;
 }
 
+// image_grid_pinpoints ([[h, w], ...]) of a llava_next config; the unpad merge needs the patch grid without CLS.
+static int parse_anyres(const cJSON *o, const char *where, model_config *mc) {
+    llava_glue_config *g = &mc->glue;
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(o, "image_grid_pinpoints");
+    if (!cJSON_IsArray(pp) || cJSON_GetArraySize(pp) == 0)
+        return llava_fail("%s: a llava_next config without image_grid_pinpoints", where);
+    char *text = cJSON_PrintUnformatted(pp);
+    int rc = image_parse_pinpoints(text, mc->vision.image_size, &g->pinpoints);
+    free(text);
+    if (rc != 0) return llava_fail_ctx("%s: image_grid_pinpoints", where);
+    if (!g->drop_cls)
+        return llava_fail("%s: AnyRes with vision_feature_select_strategy \"full\" (LLaVA-NeXT's merge views each tile's "
+                          "features as its patch grid: \"default\" only)",
+                          where);
+    if (g->pool_mode != POOL_NONE || g->keep_tokens)
+        return llava_fail("%s: AnyRes with a visual-token reduction is not supported", where);
+    g->anyres = 1;
+    return 0;
+}
+
 int vision_run_at(clip_vision_config *v, int size) {
     if (size == v->image_size) return 0;
     if (size <= 0 || v->patch_size <= 0 || size % v->patch_size)
@@ -377,6 +397,11 @@ int model_config_parse(const char *text, size_t len, const char *path, model_con
         rc = parse_llama(o, path, &out->text);
         if (rc == 0) rc = parse_original_glue(o, path, out);
         out->has_text = 1;
+    } else if (strcmp(mt, "llava_next") == 0) {
+        // LLaVA-NeXT in llava-hf's layout (LlavaNextForConditionalGeneration): Llava's keys plus AnyRes.
+        out->kind = HF_LLAVA_HF;
+        rc = parse_llava_hf(o, path, out);
+        if (rc == 0) rc = parse_anyres(o, path, out);
     } else if (strcmp(mt, "llava") == 0 || strcmp(mt, "llava_c") == 0) {
         // llava_c: llava-hf's layout for a variant (projector depth, token reduction) that transformers' Llava
         // cannot express; its model_type makes transformers refuse it rather than run another model.

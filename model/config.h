@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "data/image.h"
+
 // LlamaConfig (vicuna v1.5 is a LlamaForCausalLM).
 typedef struct {
     int vocab_size;
@@ -84,6 +86,11 @@ typedef struct {
     // Original LLaVA's image_aspect_ratio ("pad" for LLaVA-1.5, "square", ...), "" when the config has
     // none (llava-hf configs: the processor decides).
     char image_aspect_ratio[16];
+    // LLaVA-NeXT's AnyRes (model_type llava_next): each image is its base tile and a grid of tiles through the tower,
+    // their features unpadded and laid out with image_newline after each row (data/image.h
+    // image_anyres_feature_rows); pinpoints: image_grid_pinpoints, (height, width) each as transformers reads them.
+    int anyres;
+    image_pinpoints pinpoints;
 } llava_glue_config;
 
 // LoRA adapters on the language model's linears, PEFT's LoraConfig (adapter_config.json): each

@@ -964,22 +964,57 @@ double llava_pass_loss(const float *losses, const llava_batch *b) {
 // The start of every pass: the batch's integer arrays to the backend (targets only for a pass with
 // a loss), the vision tower and the projector over its images (f, M rows), and hs[0], the token
 // embeddings with the image features spliced in at their rows.
+// The stream's image positions: n_img * tokens_per_image (each tile's projected features in order), or with AnyRes
+// n_feat (LLaVA-NeXT's merge: the features in feat_rows' order, newlines among them).
+static int image_positions(const llava_model *m, const llava_batch *b) {
+    return b->feat_rows ? b->n_feat : b->n_img * m->tokens_per_image;
+}
+
+// AnyRes: each image position's row of f (M projected tile features), or the newline; stages the ids the merge and
+// its backward gather by (source rows, the newline's ids, each tile feature's position or -1 where cropped).
+static void anyres_stage(const llava_model *m, const llava_batch *b, const llava_acts *a, int M) {
+    int n = b->n_feat;
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(2 * n + M + 1));
+    int32_t *src = ids, *nl = ids + n, *inv = ids + 2 * n;
+    for (int r = 0; r < M; r++) inv[r] = -1;
+    for (int k = 0; k < n; k++) {
+        int s = b->feat_rows[k];
+        src[k] = s;
+        nl[k] = s < 0 ? 0 : -1;
+        if (s >= 0 && s < M) inv[s] = k;
+    }
+    m->ops->stage(m->be, a->any_src, src, sizeof(int32_t) * (size_t)n);
+    m->ops->stage(m->be, a->any_nl, nl, sizeof(int32_t) * (size_t)n);
+    m->ops->stage(m->be, a->any_inv, inv, sizeof(int32_t) * (size_t)M);
+    free(ids);
+}
+
 static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_acts *a, int targets, int vt) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const llava_params *p = &m->pt.w;
     int T = b->T, d = m->cfg.text.hidden_size, V = m->cfg.text.vocab_size, M = b->n_img * m->tokens_per_image;
+    int Mf = image_positions(m, b);
     ops->stage(be, a->ids, b->ids, sizeof(int32_t) * (size_t)T);
     if (targets) ops->stage(be, a->targets, b->targets, sizeof(int32_t) * (size_t)T);
     ops->stage(be, a->pos, b->pos, sizeof(int32_t) * (size_t)T);
     ops->stage(be, a->cu, b->cu_seqlens, sizeof(int32_t) * ((size_t)b->n_seq + 1));
-    if (M) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)M);
+    if (Mf) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)Mf);
     if (M) {
         vision_forward(m, b, a, vt);  // feat (M, Dv)
         projector_forward(m, a, M);
     }
     ops->embedding_forward(be, a->hs[0], a->ids, P(m, p->embed), T, d, V);
-    if (M) ops->scatter_rows(be, a->hs[0], a->f, a->img_rows, M, d);
+    if (M && b->feat_rows) {
+        // LLaVA-NeXT's merge: each position's tile feature (a zero row at a newline), plus the newline there.
+        anyres_stage(m, b, a, M);
+        ops->embedding_forward(be, a->any_feat, a->any_src, a->f, Mf, d, M);
+        ops->embedding_forward(be, a->any_tmp, a->any_nl, P(m, p->newline), Mf, d, 1);
+        ops->add_inplace(be, a->any_feat, a->any_tmp, (size_t)Mf * d);
+        ops->scatter_rows(be, a->hs[0], a->any_feat, a->img_rows, Mf, d);
+    } else if (M) {
+        ops->scatter_rows(be, a->hs[0], a->f, a->img_rows, M, d);
+    }
 }
 
 int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out) {
@@ -1068,7 +1103,16 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
         grads_final(m, &p->embed, 1);
         // ---- projector backward from the image positions' gradient
         if (M && (llava_model_trains(m, GROUP_PROJECTOR) || vt)) {
-            ops->gather_rows(be, a->df, dh, a->img_rows, M, d);
+            if (b->feat_rows) {  // AnyRes: back through the merge (a cropped feature gets no gradient)
+                int Mf = image_positions(m, b);
+                ops->gather_rows(be, a->any_grad, dh, a->img_rows, Mf, d);
+                ops->embedding_forward(be, a->df, a->any_inv, a->any_grad, M, d, Mf);
+                float *gnl = G(m, p->newline);
+                if (gnl) ops->embedding_backward(be, gnl, a->any_grad, a->any_nl, Mf, d, 1, -1);
+                grads_final(m, &p->newline, 1);
+            } else {
+                ops->gather_rows(be, a->df, dh, a->img_rows, M, d);
+            }
             projector_backward(m, a, M, vt);
         }
         // ---- the tower's backward from the features' gradient

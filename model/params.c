@@ -253,6 +253,11 @@ static void build_projector(builder *b, const model_config *mc, const dims *z) {
         };
         add_specs(b, mc, z, s, 2, GROUP_PROJECTOR, -1, 1, "", w);
     }
+    // LLaVA-NeXT's AnyRes: the newline after each row of an image's unpadded features (trained with the projector).
+    if (mc->glue.anyres) {
+        view_spec nl[1] = {{"projector.image_newline", TOP(newline), {D_DT}, ALWAYS}};
+        add_specs(b, mc, z, nl, 1, GROUP_PROJECTOR, -1, 1, "", w);
+    }
 }
 
 static void build_lm(builder *b, const model_config *mc, const dims *z) {

@@ -68,6 +68,7 @@ typedef struct {
     // projector: linear_1 .. linear_<n_proj> (weight, bias); none for the identity
     const param_view *pw[PROJ_MAX_DEPTH], *pb[PROJ_MAX_DEPTH];
     int n_proj;
+    const param_view *newline;  // LLaVA-NeXT's image_newline (d) with AnyRes; NULL without
     // language model: embeddings, layers, final norm, head (the embeddings when tied)
     const param_view *embed, *norm, *head;
     lm_layer_params *lm;

@@ -192,7 +192,20 @@ static void test_names(void) {
     }
     // A projector of up to PROJ_MAX_DEPTH (16) Linear layers: linear_17 is none, nor is an odd nn.Sequential index
     // (a GELU has no weights).
-    const char *unknown[] = {"image_newline", "multi_modal_projector.linear_17.weight", "model.mm_projector.0.scale",
+    // LLaVA-NeXT's AnyRes newline: top-level in the legacy layout, under model. in the new one, both ways.
+    {
+        char *in = NULL, *back = NULL;
+        CHECK(
+            name_to_internal("image_newline", &in, NULL) == NAME_MAPPED && in && !strcmp(in, "projector.image_newline"),
+            "image_newline: %s", in ? in : "(none)");
+        back = in ? name_from_internal(in, LAYOUT_LLAVA_HF_LEGACY, 0) : NULL;
+        CHECK(back && !strcmp(back, "image_newline"), "back: %s", back ? back : "");
+        free(back);
+        back = in ? name_from_internal(in, LAYOUT_LLAVA_HF, 0) : NULL;
+        CHECK(back && !strcmp(back, "model.image_newline"), "back (new layout): %s", back ? back : "");
+        free(back), free(in);
+    }
+    const char *unknown[] = {"multi_modal_projector.linear_17.weight", "model.mm_projector.0.scale",
                              "model.mm_projector.1.weight", "language_model.model."};
     {
         char *in = NULL;

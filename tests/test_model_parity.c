@@ -460,6 +460,9 @@ int main(void) {
     // down (6x6 -> 4x4).
     parity("interp_up");
     parity("interp_down");
+    // LLaVA-NeXT's AnyRes (tools/reference/make_llava_next_goldens.py: transformers' LlavaNextForConditionalGeneration):
+    // two images of other sizes, a 2x2 and a 2x1 grid of tiles, each unpadded one way, the newline after each row.
+    parity("next_tiny");
     interp_check("interp_up");
     interp_check("interp_down");
     // The tower trainable: CLIP (whole, or its last used layer; with the LM too), under average, max and bilinear

@@ -148,6 +148,8 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
         return llava_fail(
             "export: the language model is held in NF4 (QLoRA): merge the adapter onto the unquantised base "
             "instead (llava merge)");
+    if (m->cfg.glue.anyres)
+        return llava_fail("export: an AnyRes (llava_next) model: the llava-next export is not written yet");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int V = c->text.vocab_size, d = c->text.hidden_size;

@@ -953,6 +953,7 @@ int gguf_export_mmproj(const llava_model *m, gguf_out_type t, const char *name, 
     const clip_vision_config *vc = &mc->vision;
     const llava_params *p = &m->pt.w;
     char pn[24];
+    if (mc->glue.anyres) return llava_fail("gguf: an AnyRes (llava_next) model is not exported (not written yet)");
     if (p->n_proj != 2)
         return llava_fail("gguf: a %s projector: llama.cpp's LLaVA graph is mlp2x_gelu (mm.0, GELU, mm.2)",
                           llava_projector_name(p->n_proj, pn));

@@ -56,6 +56,12 @@ name_status name_to_internal(const char *ext, char **internal, weight_layout *la
         if (layout) *layout = LAYOUT_CLIP;
         return NAME_IGNORED;
     }
+    // LLaVA-NeXT's AnyRes newline: top-level in llava-hf's legacy layout, under "model." in the new one.
+    if (strcmp(ext, "image_newline") == 0 || strcmp(ext, "model.image_newline") == 0) {
+        *internal = xstrdup("projector.image_newline");
+        if (layout) *layout = ext[0] == 'i' ? LAYOUT_LLAVA_HF_LEGACY : LAYOUT_LLAVA_HF;
+        return NAME_MAPPED;
+    }
     // PEFT's files name every tensor after the wrapped model's, behind "base_model.model."
     // (adapter_model.safetensors, LLaVA's non_lora_trainables.bin).
     if (starts(ext, "base_model.model.")) return name_to_internal(ext + strlen("base_model.model."), internal, layout);
@@ -111,6 +117,8 @@ char *name_from_internal(const char *internal, weight_layout layout, int linear_
     if (g < 0) return NULL;
     if (g == NAME_GROUP_LORA) g = NAME_GROUP_LM;  // named after the LM module they adapt
     const char *rest = strchr(internal, '.') + 1;
+    if (strcmp(internal, "projector.image_newline") == 0)  // LLaVA-NeXT's: a model parameter, not the projector's
+        return layout == LAYOUT_LLAVA_HF ? xstrdup("model.image_newline") : xstrdup("image_newline");
     switch (layout) {
     case LAYOUT_LLAVA_HF_LEGACY:
         if (g == NAME_GROUP_VISION) return xasprintf("vision_tower.vision_model.%s", rest);
