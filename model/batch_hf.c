@@ -103,7 +103,8 @@ static int batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *in
 
 int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
                         const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
-    return batch_from_hf(b, m, input_ids, attention_mask, labels, B, S, pixels, n_img, H, W, n_img * m->tokens_per_image);
+    return batch_from_hf(b, m, input_ids, attention_mask, labels, B, S, pixels, n_img, H, W,
+                         n_img * m->tokens_per_image);
 }
 
 // AnyRes (LLaVA-NeXT, transformers' LlavaNextForConditionalGeneration inputs): pixel_values (N, T_max, 3, S, S) with

@@ -353,9 +353,10 @@ static int parse_anyres(const cJSON *o, const char *where, model_config *mc) {
     free(text);
     if (rc != 0) return llava_fail_ctx("%s: image_grid_pinpoints", where);
     if (!g->drop_cls)
-        return llava_fail("%s: AnyRes with vision_feature_select_strategy \"full\" (LLaVA-NeXT's merge views each tile's "
-                          "features as its patch grid: \"default\" only)",
-                          where);
+        return llava_fail(
+            "%s: AnyRes with vision_feature_select_strategy \"full\" (LLaVA-NeXT's merge views each tile's "
+            "features as its patch grid: \"default\" only)",
+            where);
     if (g->pool_mode != POOL_NONE || g->keep_tokens)
         return llava_fail("%s: AnyRes with a visual-token reduction is not supported", where);
     g->anyres = 1;
