@@ -14,7 +14,8 @@
 # when this checkout lives elsewhere, /work/main is made a link to it.
 #
 # LLAVA_GPU_CHECK_BUDGET (seconds, default 420) bounds the optional steps at the end;
-# LLAVA_GPU_CHECK_SKIP="tests kernels step torch generate sanitizer" leaves those steps out (a rerun that needs only some);
+# LLAVA_GPU_CHECK_SKIP="tests kernels step torch ideal generate sanitizer" leaves those steps out (a rerun that needs only some);
+# LLAVA_GPU_CHECK_IDEAL_ARGS adds arguments to tools/bench/torch_ideal_step.py (--attn varlen, say);
 # LLAVA_GPU_CHECK_GEN_LAYERS (default 32: all of LLaVA-7B's, 13.5 GB of bf16 weights) and
 # LLAVA_GPU_CHECK_GEN_ARGS (extra arguments to both generation benchmarks) shape the generation step;
 # LLAVA_GPU_CHECK_KERNEL_ARGS adds arguments to bench-kernels (--only attention, say);
@@ -126,6 +127,24 @@ if ! skip torch; then
   echo "   rc $?"; tail -10 "$OUT/torch-step.log"
 fi
 
+# The ideal PyTorch stack on the same samples (issue 17): one packed sequence per step with document
+# masking (flex_attention), regional torch.compile, Liger kernels, fused AdamW on fp32 masters. Liger
+# comes from its wheel in .whl/ (carried: pip download --no-deps -d .whl liger-kernel==0.8.5), unpacked
+# onto PYTHONPATH; without it the script says so and runs plain torch.
+if ! skip ideal; then
+  echo "== training step, ideal PyTorch (packed, flex_attention, torch.compile, Liger), same shapes and samples ($(elapsed) s)"
+  IDEAL_PATH=
+  LIGER_WHL=$(ls .whl/liger_kernel-*.whl 2>/dev/null | head -1)
+  if [ -n "$LIGER_WHL" ]; then
+    IDEAL_PATH=$(mktemp -d) && python3 -m zipfile -e "$LIGER_WHL" "$IDEAL_PATH" && echo "   liger-kernel: $LIGER_WHL" ||
+      { echo "   liger-kernel: cannot unpack $LIGER_WHL"; IDEAL_PATH=; }
+  fi
+  LD_LIBRARY_PATH=$ORIG_LD PYTHONPATH="${IDEAL_PATH}${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 timeout 240 \
+    python3 tools/bench/torch_ideal_step.py --stage "$STAGE" --layers 4 --batch "$SB" --steps 5 \
+    ${PEAK:+--peak-tflops $PEAK} ${LLAVA_GPU_CHECK_IDEAL_ARGS:-} > "$OUT/torch-ideal-step.log" 2>&1
+  echo "   rc $?"; grep -vE '^ +(File|\^)' "$OUT/torch-ideal-step.log" | tail -14
+fi
+
 # Generation, llava.c and PyTorch in turn on the same card: LLaVA-7B's language model (random
 # weights) after a 600-token prompt (the image prompt) at batch 1, and a batch of 64 prompts of 700
 # tokens (the length mix's typical one; torch_generate.py's own default is the mix itself), 128 new
@@ -208,11 +227,17 @@ printf "%-28s %s\n" "llava.c 144-token step" "$(grep -sE '^bench-step:' "$OUT/be
 printf "%-28s %s\n" "llava.c tower-trained step" "$(grep -sE '^bench-step:' "$OUT/bench-step-vision.log" | tail -1 || echo n/a)"
 printf "%-28s %s\n" "PyTorch step" "$(grep -sE '^torch-step:' "$OUT/torch-step.log" | tail -1 || echo n/a)"
 grep -sE '^torch-attention' "$OUT/torch-step.log" | sed 's/^/  /'
+printf "%-28s %s\n" "PyTorch ideal step" "$(grep -sE '^torch-ideal-step:' "$OUT/torch-ideal-step.log" | tail -1 || echo n/a)"
+grep -sE '^ideal: attention' "$OUT/torch-ideal-step.log" | tail -1 | sed 's/^/  /'
 [ -f "$OUT/bench-kernels.log" ] && grep -E '^attention' "$OUT/bench-kernels.log" | tr -s ' ' | sed 's/^/  llava.c /'
 ours=$(grep -soE '^bench-step: [0-9]+' "$OUT/bench-step.log" | grep -oE '[0-9]+$')
 theirs=$(grep -soE '^torch-step: [0-9]+' "$OUT/torch-step.log" | grep -oE '[0-9]+$')
 if [ -n "${ours:-}" ] && [ -n "${theirs:-}" ]; then
   printf "%-28s %s\n" "tokens/s ratio (ours/torch)" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN{printf "%.2f", a/b}')"
+fi
+ideal=$(grep -soE '^torch-ideal-step: [0-9]+' "$OUT/torch-ideal-step.log" | tail -1 | grep -oE '[0-9]+$')
+if [ -n "${ours:-}" ] && [ -n "${ideal:-}" ]; then
+  printf "%-28s %s\n" "tokens/s ratio (ours/ideal)" "$(awk -v a="$ours" -v b="$ideal" 'BEGIN{printf "%.2f", a/b}')"
 fi
 # Generation: llava.c's JSON lines (one per run, by batch) against torch_generate.py's (impl "torch").
 if [ -f "$OUT/generate.log" ]; then
