@@ -961,9 +961,6 @@ double llava_pass_loss(const float *losses, const llava_batch *b) {
 // ---------------------------------------------------------------------------------------------
 // One pass
 
-// The start of every pass: the batch's integer arrays to the backend (targets only for a pass with
-// a loss), the vision tower and the projector over its images (f, M rows), and hs[0], the token
-// embeddings with the image features spliced in at their rows.
 // The stream's image positions: n_img * tokens_per_image (each tile's projected features in order), or with AnyRes
 // n_feat (LLaVA-NeXT's merge: the features in feat_rows' order, newlines among them).
 static int image_positions(const llava_model *m, const llava_batch *b) {
@@ -989,6 +986,9 @@ static void anyres_stage(const llava_model *m, const llava_batch *b, const llava
     free(ids);
 }
 
+// The start of every pass: the batch's integer arrays to the backend (targets only for a pass with
+// a loss), the vision tower and the projector over its images (f, M rows), and hs[0], the token
+// embeddings with the image features spliced in at their rows.
 static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_acts *a, int targets, int vt) {
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
