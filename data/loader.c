@@ -17,7 +17,8 @@ typedef struct {
     int used;          // scheduled and not yet handed out
     int64_t *samples;  // (accum * batch) sample indices; -1 past a short batch
     int *count;        // (accum) samples in each micro-batch
-    float **pixels;    // (accum * batch) (3, S, S) or NULL for text-only / dropped
+    float **pixels;    // (accum * batch) (3, S, S) or NULL for text-only / dropped; with anyres each image's tiles
+    int **info;        // (accum * batch) with anyres: images n, then per image tiles, features, height, width
     char **error;      // (accum * batch) why a sample was dropped, or NULL
     int pending;       // image jobs not done yet
 } slot;
@@ -74,7 +75,35 @@ static void run_job(loader *l, slot *s, int k) {
     float *px = xmalloc(sizeof(float) * 3 * (size_t)S * S * (size_t)n);
     uint8_t *u8 = xmalloc((size_t)S * S * 3);
     char *err = NULL;
-    if (n > 1) {
+    int *info = NULL;
+    if (l->c.anyres) {  // LLaVA-NeXT's tiles of each image, one after another
+        const char *folder = l->c.image_folder ? l->c.image_folder : (ds->image_folder ? ds->image_folder : ".");
+        size_t plane = 3 * (size_t)S * S, per = (size_t)image_anyres_max_tiles(&l->c.anyres_cfg) * plane, at = 0;
+        free(px);
+        px = xmalloc(sizeof(float) * per * (size_t)n);
+        info = xmalloc(sizeof(int) * (size_t)(1 + 4 * n));
+        info[0] = n;
+        for (int j = 0; j < n && !err; j++) {
+            char *one = prep_image_path(ds->image_paths[i], j), *path = path_join(folder, one);
+            image_u8 im = {0};
+            image_anyres_plan plan;
+            int nf = -1;
+            if (image_load_file(path, &im) != 0 ||
+                image_anyres_preprocess(&im, &l->c.anyres_cfg, &plan, NULL, px + at) != 0 ||
+                (nf = image_anyres_feature_rows(plan.orig_h, plan.orig_w, &l->c.anyres_cfg.pinpoints,
+                                                l->c.anyres_cfg.flavor, l->c.anyres_cfg.size, l->c.anyres_grid, NULL)) <
+                    0)
+                err = xasprintf("image %d of %d: %s", j + 1, n, llava_errmsg());
+            else {
+                info[1 + 4 * j] = plan.n_tiles, info[2 + 4 * j] = nf;
+                info[3 + 4 * j] = plan.orig_h, info[4 + 4 * j] = plan.orig_w;
+                at += (size_t)plan.n_tiles * plane;
+            }
+            image_free(&im);
+            free(path);
+            free(one);
+        }
+    } else if (n > 1) {
         const char *folder = l->c.image_folder ? l->c.image_folder : (ds->image_folder ? ds->image_folder : ".");
         for (int j = 0; j < n && !err; j++) {
             char *one = prep_image_path(ds->image_paths[i], j), *path = path_join(folder, one);
@@ -105,8 +134,11 @@ static void run_job(loader *l, slot *s, int k) {
     if (err) {
         free(px);
         px = NULL;
+        free(info);
+        info = NULL;
     }
     pthread_mutex_lock(&l->mu);
+    s->info[k] = info;
     s->pixels[k] = px;
     s->error[k] = err;
     s->pending--;
@@ -160,6 +192,7 @@ static void schedule(loader *l) {
     pthread_mutex_lock(&l->mu);
     for (int k = 0; k < l->c.accum * B; k++) {
         s->pixels[k] = NULL;
+        s->info[k] = NULL;
         s->error[k] = NULL;
         int64_t i = s->samples[k];
         if (i >= 0 && l->c.ds->image_paths[i]) {
@@ -191,6 +224,10 @@ loader *loader_create(const loader_config *c, loader_pos start) {
         llava_fail(
             "loader: the dataset stores CLIPImageProcessor's pixels (llava prep --store-pixels); a SigLIP "
             "tower needs its own: prepare without --store-pixels, and the loader reads the images");
+        return NULL;
+    }
+    if (c->ds->pixel_index && c->anyres) {
+        llava_fail("loader: the dataset stores pixels; anyres tiles each image by its size: prepare without them");
         return NULL;
     }
     if (c->ds->pixel_index && c->ds->image_size != c->image_size) {
@@ -228,6 +265,7 @@ loader *loader_create(const loader_config *c, loader_pos start) {
         l->slots[i].samples = xmalloc(sizeof(int64_t) * per);
         l->slots[i].count = xmalloc(sizeof(int) * (size_t)c->accum);
         l->slots[i].pixels = xcalloc(per, sizeof(float *));
+        l->slots[i].info = xcalloc(per, sizeof(int *));
         l->slots[i].error = xcalloc(per, sizeof(char *));
     }
     pthread_mutex_init(&l->mu, NULL);
@@ -247,6 +285,8 @@ loader *loader_create(const loader_config *c, loader_pos start) {
 static void slot_release(slot *s, int per) {
     for (int k = 0; k < per; k++) {
         free(s->pixels[k]);
+        free(s->info[k]);
+        s->info[k] = NULL;
         free(s->error[k]);
         s->pixels[k] = NULL;
         s->error[k] = NULL;
@@ -267,6 +307,7 @@ void loader_free(loader *l) {
         free(l->slots[i].samples);
         free(l->slots[i].count);
         free(l->slots[i].pixels);
+        free(l->slots[i].info);
         free(l->slots[i].error);
     }
     free(l->slots);
@@ -306,18 +347,31 @@ static int per_placeholder(const loader *l, int64_t i) {
     return l->c.tokens_per_image * (frames > 0 ? frames : 1);
 }
 
-// Expanded length of sample i: each image placeholder becomes per_placeholder positions. *n_img: its <image> tokens.
-static int sample_shape(const loader *l, int64_t i, int *n_img, int *len) {
+// Positions the j-th <image> of a sample becomes: per_placeholder, or with anyres its image's merged features
+// (info: the sample's decoded images, run_job's; NULL before decoding or without anyres).
+static int placeholder_len(const loader *l, int64_t i, const int *info, int j) {
+    if (l->c.anyres && info && j < info[0]) return info[2 + 4 * j];
+    return per_placeholder(l, i);
+}
+
+// Expanded length of sample i: each image placeholder becomes placeholder_len positions. *n_img: its <image> tokens.
+static int sample_shape(const loader *l, int64_t i, const int *info, int *n_img, int *len) {
     const llava_dataset *ds = l->c.ds;
-    int n = (int)(ds->offsets[i + 1] - ds->offsets[i]), imgs = 0;
-    for (int t = 0; t < n; t++) imgs += ds->input_ids[ds->offsets[i] + t] == IMAGE_TOKEN;
+    int n = (int)(ds->offsets[i + 1] - ds->offsets[i]), imgs = 0, extra = 0;
+    for (int t = 0; t < n; t++)
+        if (ds->input_ids[ds->offsets[i] + t] == IMAGE_TOKEN) extra += placeholder_len(l, i, info, imgs++) - 1;
     *n_img = imgs;
-    *len = n + imgs * (per_placeholder(l, i) - 1);
+    *len = n + extra;
     return n;
 }
 
-// The images sample i brings into a batch: one per <image>, or a video's frames.
-static int sample_images(const loader *l, int64_t i, int placeholders) {
+// The images sample i brings into the tower: one per <image>, a video's frames, or with anyres every tile.
+static int sample_images(const loader *l, int64_t i, const int *info, int placeholders) {
+    if (l->c.anyres && info && placeholders) {
+        int tiles = 0;
+        for (int j = 0; j < info[0] && j < placeholders; j++) tiles += info[1 + 4 * j];
+        return tiles;
+    }
     return is_video(l->c.ds, i) && placeholders ? prep_image_count(l->c.ds->image_paths[i]) : placeholders;
 }
 
@@ -330,15 +384,17 @@ static void drop(loader *l, int64_t i, loader_drop reason, const char *why) {
 }
 
 // Packs samples [from, to) of a list into one llava_batch.
-static void pack(const loader *l, const int64_t *samples, float *const *pixels, int n, llava_batch *b) {
+static void pack(const loader *l, const int64_t *samples, float *const *pixels, int *const *infos, int n,
+                 llava_batch *b) {
     const llava_dataset *ds = l->c.ds;
     int tpi = l->c.tokens_per_image, S = l->c.image_size, cap = l->c.max_len_after_splice;
-    int T = 0, n_img = 0;
+    int T = 0, n_img = 0, n_pos = 0;
     for (int k = 0; k < n; k++) {
         int imgs, len;
-        sample_shape(l, samples[k], &imgs, &len);
+        sample_shape(l, samples[k], infos[k], &imgs, &len);
         T += (cap > 0 && len > cap) ? cap : len;
-        n_img += sample_images(l, samples[k], imgs);
+        n_img += sample_images(l, samples[k], infos[k], imgs);
+        for (int j = 0; j < imgs; j++) n_pos += placeholder_len(l, samples[k], infos[k], j);
     }
     memset(b, 0, sizeof *b);
     b->T = T;
@@ -347,7 +403,11 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
     b->ids = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
     b->targets = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
     b->pos = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
-    b->img_rows = xmalloc(sizeof(int32_t) * (size_t)(n_img * tpi + 1));
+    b->img_rows = xmalloc(sizeof(int32_t) * (size_t)((n_img * tpi > n_pos ? n_img * tpi : n_pos) + 1));
+    if (l->c.anyres) {  // LLaVA-NeXT's merge: every image position's tile feature, or a newline (-1)
+        b->feat_rows = xmalloc(sizeof(int32_t) * (size_t)(n_pos + 1));
+        b->n_feat = 0;
+    }
     b->n_img = n_img;
     b->img_h = b->img_w = S;
     b->pixels = n_img ? xmalloc(sizeof(float) * (size_t)n_img * 3 * S * S) : NULL;
@@ -357,12 +417,24 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
     for (int k = 0; k < n; k++) {
         int64_t i = samples[k];
         int imgs, len;
-        int raw = sample_shape(l, i, &imgs, &len), per = per_placeholder(l, i);
+        int raw = sample_shape(l, i, infos[k], &imgs, &len);
         int keep = (cap > 0 && len > cap) ? cap : len;
-        int start = k_tok, p = 0;
+        int start = k_tok, p = 0, j = 0, tile0 = k_img;
         for (int t = 0; t < raw && p < keep; t++) {
             int32_t id = ds->input_ids[ds->offsets[i] + t], y = ds->labels[ds->offsets[i] + t];
             if (id == IMAGE_TOKEN) {
+                int per = placeholder_len(l, i, infos[k], j);
+                if (b->feat_rows) {  // image j's features in LLaVA-NeXT's order, its tiles after the sample's earlier
+                    const int *in = infos[k];
+                    int32_t *rows = b->feat_rows + b->n_feat;
+                    image_anyres_feature_rows(in[3 + 4 * j], in[4 + 4 * j], &l->c.anyres_cfg.pinpoints,
+                                              l->c.anyres_cfg.flavor, l->c.anyres_cfg.size, l->c.anyres_grid, rows);
+                    for (int f = 0; f < per; f++)
+                        if (rows[f] >= 0) rows[f] += tile0 * tpi;
+                    tile0 += in[1 + 4 * j];
+                    b->n_feat += per;
+                }
+                j++;
                 for (int f = 0; f < per && p < keep; f++, p++) {
                     b->ids[start + p] = -1;
                     labels[start + p] = -100;
@@ -380,7 +452,7 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
             b->targets[start + t] = y < 0 ? -100 : y;
             b->n_targets += y >= 0;
         }
-        int frames = sample_images(l, i, imgs);
+        int frames = sample_images(l, i, infos[k], imgs);
         if (frames)
             memcpy(b->pixels + (size_t)k_img * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S * frames);
         k_img += frames;
@@ -411,6 +483,7 @@ int loader_next(loader *l, loader_step *out) {
     int B = l->c.batch;
     int64_t *keep = xmalloc(sizeof(int64_t) * (size_t)B);
     float **px = xmalloc(sizeof(float *) * (size_t)B);
+    int **inf = xmalloc(sizeof(int *) * (size_t)B);
     for (int m = 0; m < l->c.accum; m++) {
         loader_micro *mb = &out->micro[m];
         int n = 0;
@@ -418,7 +491,7 @@ int loader_next(loader *l, loader_step *out) {
             int idx = m * B + k;
             int64_t i = s->samples[idx];
             int imgs, len;
-            sample_shape(l, i, &imgs, &len);
+            sample_shape(l, i, s->info[idx], &imgs, &len);
             int n_paths = prep_image_count(l->c.ds->image_paths[i]);
             if (is_video(l->c.ds, i) && n_paths) n_paths = 1;  // a video: one <image> for its frames
             const char *why = NULL;
@@ -438,7 +511,7 @@ int loader_next(loader *l, loader_step *out) {
                 int at = 0, seen = 0, end = 0;
                 for (int t = 0; seen < imgs; t++) {
                     int img = l->c.ds->input_ids[l->c.ds->offsets[i] + t] == IMAGE_TOKEN;
-                    at += img ? per_placeholder(l, i) : 1;
+                    at += img ? placeholder_len(l, i, s->info[idx], seen) : 1;
                     if (img) seen++, end = at;
                 }
                 if (end > l->c.max_len_after_splice)
@@ -451,6 +524,7 @@ int loader_next(loader *l, loader_step *out) {
             }
             keep[n] = i;
             px[n] = s->pixels[idx];
+            inf[n] = s->info[idx];
             n++;
         }
         mb->n_samples = n;
@@ -462,14 +536,14 @@ int loader_next(loader *l, loader_step *out) {
             int to = from, tokens = 0;
             while (to < n) {
                 int imgs, len;
-                sample_shape(l, keep[to], &imgs, &len);
+                sample_shape(l, keep[to], inf[to], &imgs, &len);
                 if (l->c.max_len_after_splice > 0 && len > l->c.max_len_after_splice) len = l->c.max_len_after_splice;
                 if (l->c.token_budget > 0 && to > from && tokens + len > l->c.token_budget) break;
                 tokens += len;
                 to++;
             }
             mb->chunks = xrealloc(mb->chunks, sizeof(llava_batch) * (size_t)(mb->n_chunks + 1));
-            pack(l, keep + from, px + from, to - from, &mb->chunks[mb->n_chunks]);
+            pack(l, keep + from, px + from, inf + from, to - from, &mb->chunks[mb->n_chunks]);
             mb->n_tokens += mb->chunks[mb->n_chunks].T;
             mb->n_targets += mb->chunks[mb->n_chunks].n_targets;
             mb->n_chunks++;
@@ -478,6 +552,7 @@ int loader_next(loader *l, loader_step *out) {
     }
     free(keep);
     free(px);
+    free(inf);
     slot_release(s, l->c.accum * B);
     if (++l->next.step == l->steps_per_epoch) {
         l->next.step = 0;

@@ -35,6 +35,11 @@ typedef struct {
     int token_budget;          // > 0: split a micro-batch into chunks of at most this many tokens
     int threads;               // image workers (0: none, decode on the calling thread)
     int prefetch;              // steps prepared ahead
+    // LLaVA-NeXT's anyres: each image becomes its tiles (anyres_cfg; tokens_per_image per tile, anyres_grid per
+    // side) and its <image> the features LLaVA-NeXT's merge lays out (image_anyres_feature_rows); 0: off
+    int anyres;
+    int anyres_grid;
+    image_anyres_config anyres_cfg;
 } loader_config;
 
 typedef struct {

@@ -750,6 +750,8 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
     if (o->compress < 0 || o->compress > 9) return llava_fail("compression level %d is not 0..9", o->compress);
     if (o->model_max_length < 0) return llava_fail("model_max_length %d is negative", o->model_max_length);
     if (o->video_frames < 0) return llava_fail("video_frames %d is negative (0: every frame)", o->video_frames);
+    if (o->anyres && o->store_pixels)
+        return llava_fail("stored pixels with anyres: the tiles depend on each image's size; prepare without them");
 
     char *report = o->dry_run ? NULL : o->report_path ? xstrdup(o->report_path) : prep_report_path(o->out_path);
     if (!o->dry_run && check_out_paths(o, report)) {
@@ -874,7 +876,7 @@ int prep_run(const prep_options *o, prep_counts *out_counts) {
              prep_writer_attr_str(w, "tokenizer_md5", tok_md5) ||
              prep_writer_attr_int(w, "tokenizer_bytes", (int64_t)tok_size) ||
              prep_writer_attr_str(w, "tokenizer_mode", tok_mode_name(o->mode)) ||
-             prep_writer_attr_str(w, "aspect", aspects[o->aspect == IMAGE_ASPECT_PAD]) ||
+             prep_writer_attr_str(w, "aspect", o->anyres ? "anyres" : aspects[o->aspect == IMAGE_ASPECT_PAD]) ||
              prep_writer_attr_int(w, "image_size", o->image_size) ||
              prep_writer_attr_int(w, "model_max_length", o->model_max_length) ||
              prep_writer_attr_int(w, "video_frames", o->video_frames) ||

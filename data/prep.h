@@ -75,6 +75,7 @@ typedef struct {
     int image_size;  // S of the stored pixels (336)
     int store_pixels;
     int check_images;  // decode every image to find unreadable ones (on by default)
+    int anyres;        // the run tiles its images (LLaVA-NeXT's anyres): recorded as the aspect; no stored pixels
     int video_frames;  // a video sample's frames: uniformly N of them (numpy.linspace(0, F - 1, N, dtype=int), as
                        // LLaVA-NeXT samples), when it has more; 0 = all (data.video_frames)
     int threads;       // 0: every core this process may use

@@ -348,10 +348,20 @@ static int parse_anyres(const cJSON *o, const char *where, model_config *mc) {
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(o, "image_grid_pinpoints");
     if (!cJSON_IsArray(pp) || cJSON_GetArraySize(pp) == 0)
         return llava_fail("%s: a llava_next config without image_grid_pinpoints", where);
-    char *text = cJSON_PrintUnformatted(pp);
-    int rc = image_parse_pinpoints(text, mc->vision.image_size, &g->pinpoints);
-    free(text);
-    if (rc != 0) return llava_fail_ctx("%s: image_grid_pinpoints", where);
+    if (cJSON_GetArraySize(pp) > IMAGE_ANYRES_MAX_PINPOINTS)
+        return llava_fail("%s: more than %d image_grid_pinpoints", where, IMAGE_ANYRES_MAX_PINPOINTS);
+    g->pinpoints.n = 0;
+    for (const cJSON *e = pp->child; e; e = e->next) {  // [height, width] each, as transformers reads them
+        const cJSON *h = cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 ? e->child : NULL, *w = h ? h->next : NULL;
+        if (!h || !cJSON_IsNumber(h) || !cJSON_IsNumber(w) || h->valuedouble < 1 || w->valuedouble < 1 ||
+            h->valuedouble > 1 << 20 || w->valuedouble > 1 << 20 || h->valuedouble != (int)h->valuedouble ||
+            w->valuedouble != (int)w->valuedouble)
+            return llava_fail("%s: image_grid_pinpoints entry %d is not [height, width] in positive pixels", where,
+                              g->pinpoints.n);
+        g->pinpoints.res[g->pinpoints.n][0] = h->valueint;
+        g->pinpoints.res[g->pinpoints.n][1] = w->valueint;
+        g->pinpoints.n++;
+    }
     if (!g->drop_cls)
         return llava_fail(
             "%s: AnyRes with vision_feature_select_strategy \"full\" (LLaVA-NeXT's merge views each tile's "

@@ -149,6 +149,20 @@ void llava_model_init_projector(llava_model *m, uint64_t seed) {
     }
 }
 
+void llava_model_init_newline(llava_model *m, uint64_t seed) {
+    const param_view *v = m->pt.w.newline;
+    if (!v) return;
+    torch_rng r;
+    torch_rng_seed(&r, seed);
+    float *p = param_ptr(&m->pt, v);
+    double scale = 1.0 / sqrt((double)v->numel);
+    for (size_t k = 0; k < v->numel; k++) {  // Box-Muller on two uniform draws
+        double u1 = ((double)torch_rng_next(&r) + 1.0) / 4294967297.0, u2 = (double)torch_rng_next(&r) / 4294967296.0;
+        p[k] = (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2) * scale);
+    }
+    m->filled[v - m->pt.views] = 1;
+}
+
 void llava_model_init_lora(llava_model *m, uint64_t seed) {
     torch_rng r;
     torch_rng_seed(&r, seed);

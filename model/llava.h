@@ -130,6 +130,8 @@ void llava_model_init_projector(llava_model *m, uint64_t seed);
 // b (O, r); out may be w.
 void llava_lora_merged_row(const float *w, const float *a, const float *b, int r, int64_t I, int64_t o, float s,
                            float *out);
+// AnyRes' image_newline as LLaVA-NeXT initialises it: N(0, 1) / sqrt(hidden size), from `seed`.
+void llava_model_init_newline(llava_model *m, uint64_t seed);
 // Fresh LoRA adapters as PEFT initialises them: every A uniform in +-1/sqrt(in) (kaiming_uniform
 // with a = sqrt(5)) drawn from `seed` in table order, every B zero, so the model starts as its base.
 void llava_model_init_lora(llava_model *m, uint64_t seed);

@@ -9,6 +9,7 @@
 #include "common/util.h"
 #include "data/loader.h"
 #include "data/prep_record.h"
+#include "model/io/safetensors.h"
 
 #define N 23
 #define TPI 5  // image features per image
@@ -376,11 +377,82 @@ static void test_multi_image(void) {
     free(d.image_folder);
 }
 
+// AnyRes (LLaVA-NeXT): the loader tiles each image as transformers' LlavaNextImageProcessor does and lays its
+// features out in the merge's order: on the LlavaNext golden case's two images (tests/data/golden/model/next_tiny,
+// 60x36 -> 5 tiles, 30x24 -> 3 tiles, 28-pixel tiles of 2x2 features), the batch's tiles equal the processor's
+// pixel_values bit for bit and the image positions are the model's 16 + 10.
+static void test_anyres(void) {
+    llava_dataset d = {0};
+    enum { M2 = 2 };
+    d.n = M2;
+    d.offsets = xmalloc(sizeof(int64_t) * (M2 + 1));
+    d.modality_len = xmalloc(sizeof(int32_t) * M2);
+    d.sample_ids = xmalloc(sizeof(char *) * M2);
+    d.image_paths = xmalloc(sizeof(char *) * M2);
+    d.input_ids = xmalloc(sizeof(int32_t) * 8);
+    d.labels = xmalloc(sizeof(int32_t) * 8);
+    for (int i = 0; i < M2; i++) {
+        d.offsets[i] = 4 * i;
+        int32_t ids[4] = {1, -200, 20 + i, 30 + i};
+        for (int t = 0; t < 4; t++) d.input_ids[4 * i + t] = ids[t], d.labels[4 * i + t] = t > 1 ? ids[t] : -100;
+        d.modality_len[i] = 2;
+        d.sample_ids[i] = xasprintf("a%d", i);
+        d.image_paths[i] = xstrdup(i ? "b.png" : "a.png");
+    }
+    d.offsets[M2] = 8;
+    d.image_folder = xstrdup("tests/data/golden/model/next_tiny/images");
+    loader_config c = base_config();
+    c.ds = &d;
+    c.batch = M2;
+    c.accum = 1;
+    c.group_by_modality = 0;
+    c.sequential = 1;
+    c.tokens_per_image = 4;
+    c.image_size = 28;
+    c.anyres = 1;
+    c.anyres_grid = 2;
+    c.anyres_cfg.size = 28;
+    c.anyres_cfg.flavor = IMAGE_ANYRES_HF;
+    CHECK(image_parse_pinpoints("[[28,56],[56,28],[56,56]]", 0, &c.anyres_cfg.pinpoints) == 0, "pinpoints");
+    loader *l = loader_create(&c, (loader_pos){0, 0});
+    CHECK(l != NULL, "%s", llava_errmsg());
+    if (!l) return;
+    loader_step st;
+    CHECK(loader_next(l, &st) == 0, "%s", llava_errmsg());
+    const llava_batch *b = &st.micro[0].chunks[0];
+    CHECK(b->n_seq == 2 && b->n_img == 8 && b->n_feat == 26 && b->feat_rows,
+          "%d sequences, %d tiles, %d image positions", b->n_seq, b->n_img, b->n_feat);
+    st_file ref;
+    CHECK(st_open(&ref, "tests/data/golden/model/next_tiny/inputs.safetensors") == 0, "%s", llava_errmsg());
+    const st_tensor *pv = st_find(&ref, "pixel_values");
+    float *want = xmalloc(sizeof(float) * pv->numel);
+    st_tensor_to_f32(&ref, pv, want);
+    size_t plane = 3 * 28 * 28;
+    // The golden's image 0 holds 5 tiles, image 1 its 3 then 2 zero slots: ours are the 5 then the 3.
+    CHECK(memcmp(b->pixels, want, sizeof(float) * 5 * plane) == 0 &&
+              memcmp(b->pixels + 5 * plane, want + 5 * plane, sizeof(float) * 3 * plane) == 0,
+          "AnyRes tiles differ from LlavaNextImageProcessor's");
+    // The second image's features start at its first tile (5 tiles x 4 features in).
+    int first_b = -1;
+    for (int k = 16; k < 26 && first_b < 0; k++)
+        if (b->feat_rows[k] >= 0) first_b = b->feat_rows[k];
+    CHECK(b->feat_rows[0] == 0 && first_b == 20, "feature rows start at %d and %d", b->feat_rows[0], first_b);
+    printf("anyres loader: 60x36 and 30x24 -> 5 + 3 tiles equal to LlavaNextImageProcessor's, 16 + 10 positions\n");
+    st_close(&ref);
+    free(want);
+    loader_step_free(&st);
+    loader_free(l);
+    for (int i = 0; i < M2; i++) free(d.sample_ids[i]), free(d.image_paths[i]);
+    free(d.offsets), free(d.modality_len), free(d.sample_ids), free(d.image_paths), free(d.input_ids), free(d.labels);
+    free(d.image_folder);
+}
+
 int main(void) {
     build_dataset();
     test_packing();
     test_resume_and_threads();
     test_virtual_ranks_and_budget();
     test_multi_image();
+    test_anyres();
     return check_done();
 }

@@ -34,6 +34,11 @@ static int model_config_of(const run_settings *s, model_config *out);
 
 int train_model_config(const run_settings *s, model_config *out) {
     if (model_config_of(s, out) != 0) return -1;
+    if (out->glue.anyres != s->data.anyres)
+        return llava_fail(out->glue.anyres
+                              ? "model.init is an AnyRes (llava_next) model: set data.image_aspect_ratio anyres"
+                              : "data.image_aspect_ratio anyres: model.init is not an AnyRes (llava_next) "
+                                "model (start from model.llm and model.vision_tower instead)");
     lora_of(s, &out->lora);
     return 0;
 }
@@ -85,6 +90,15 @@ static int model_config_of(const run_settings *s, model_config *out) {
     if (g->vision_feature_layer < -n_hidden || g->vision_feature_layer >= n_hidden)
         return llava_fail("model.mm_vision_select_layer %d is outside the tower's %d hidden states",
                           g->vision_feature_layer, n_hidden);
+    if (s->data.anyres) {  // LLaVA-NeXT's AnyRes on a model built from its parts
+        if (image_parse_pinpoints(s->data.grid_pinpoints, out->vision.image_size, &g->pinpoints) != 0)
+            return llava_fail_ctx("data.image_grid_pinpoints");
+        if (!g->drop_cls || g->pool_mode != POOL_NONE || g->keep_tokens)
+            return llava_fail(
+                "data.image_aspect_ratio anyres needs the patch features (mm_vision_select_feature patch) "
+                "and no token reduction");
+        g->anyres = 1;
+    }
     if (llava_glue_check(out) != 0) return llava_fail_ctx("model config");
     return 0;
 }
@@ -115,6 +129,9 @@ int train_build_model(const run_settings *s, llava_backend *be, llava_model *m) 
     } else if (rc == 0 && !ms->init) {
         llava_model_init_projector(m, (uint64_t)s->train.seed);
     }
+    // AnyRes' image_newline when no file gave it (LLaVA-NeXT draws it fresh: N(0, 1) / sqrt(d)).
+    if (rc == 0 && m->pt.w.newline && !m->filled[m->pt.w.newline - m->pt.views])
+        llava_model_init_newline(m, (uint64_t)s->train.seed + 0x4E4C);
     // Fresh adapters (B zero: the run starts from the base model), drawn apart from the projector's;
     // or those of lora.init_adapter, whose shape must be the run's.
     const char *ia = s->lora.init_adapter;
@@ -269,6 +286,7 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
             o.mode = dd->tokenizer_mode;
             o.model_max_length = dd->model_max_length;
             o.video_frames = dd->video_frames;
+            o.anyres = dd->anyres;
             o.aspect = dd->aspect;
             o.strict = dd->strict;
             fprintf(stderr, "train: preparing %s into %s\n", data, h5);

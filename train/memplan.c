@@ -15,10 +15,14 @@ int mem_plan_vision_layers(const run_settings *s, const model_config *mc) {
 }
 
 act_shape mem_plan_act_shape(const run_settings *s, const model_config *mc) {
-    int B = s->train.per_device_batch, S = s->data.model_max_length;
+    int B = s->train.per_device_batch, S = s->data.model_max_length, tiles = 1;
+    if (mc->glue.anyres) {  // every image at its most tiles
+        image_anyres_config ac = {.size = mc->vision.image_size, .pinpoints = mc->glue.pinpoints};
+        tiles = image_anyres_max_tiles(&ac);
+    }
     act_shape a = {B * S,
                    B,
-                   B,
+                   B * tiles,
                    1,
                    s->train.gradient_checkpointing,
                    0,

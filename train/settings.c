@@ -50,6 +50,8 @@ int settings_from_config(const train_config *c, run_settings *s) {
     d->tokenizer_mode_name = xstrdup(cfg_str(c, "data.tokenizer_mode"));
     d->aspect_name = xstrdup(cfg_str(c, "data.image_aspect_ratio"));
     d->aspect = strcmp(d->aspect_name, "pad") == 0 ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE;
+    d->anyres = strcmp(d->aspect_name, "anyres") == 0;
+    d->grid_pinpoints = xstrdup(cfg_str(c, "data.image_grid_pinpoints"));
     d->model_max_length = cfg_int(c, "data.model_max_length");
     d->video_frames = cfg_int(c, "data.video_frames");
     d->group_by_modality_length = cfg_bool(c, "data.group_by_modality_length");
@@ -145,6 +147,7 @@ void settings_free(run_settings *s) {
     data_settings *d = &s->data;
     free(d->data_path), free(d->image_folder), free(d->template_name), free(d->tokenizer_mode_name),
         free(d->aspect_name);
+    free(d->grid_pinpoints);
     free_list(s->train.freeze, s->train.n_freeze);
     free(s->train.device);
     free_list(s->lora.target_modules, s->lora.n_target_modules);

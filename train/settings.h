@@ -28,8 +28,10 @@ typedef struct {
     char *template_name;  // "plain" or "vicuna_v1"
     char *tokenizer_mode_name;
     tok_mode tokenizer_mode;
-    char *aspect_name;  // "square" or "pad"
+    char *aspect_name;  // "square", "pad" or "anyres"
     image_aspect aspect;
+    int anyres;            // image_aspect_ratio anyres: LLaVA-NeXT's tiles (aspect is pad for the tiles' own)
+    char *grid_pinpoints;  // data.image_grid_pinpoints
     int model_max_length;
     int video_frames;  // data.video_frames
     int group_by_modality_length;

@@ -282,6 +282,13 @@ static loader_config loader_settings(const trainer *t) {
                         .token_budget = d->token_budget,
                         .threads = d->num_workers,
                         .prefetch = d->prefetch};
+    if (t->m.cfg.glue.anyres) {  // LLaVA-NeXT's tiles, as transformers' LlavaNextImageProcessor makes them
+        lc.anyres = 1;
+        lc.anyres_grid = t->m.cfg.vision.image_size / t->m.cfg.vision.patch_size;
+        lc.anyres_cfg.size = t->m.cfg.vision.image_size;
+        lc.anyres_cfg.pinpoints = t->m.cfg.glue.pinpoints;
+        lc.anyres_cfg.flavor = IMAGE_ANYRES_HF;
+    }
     return lc;
 }
 

@@ -148,8 +148,6 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
         return llava_fail(
             "export: the language model is held in NF4 (QLoRA): merge the adapter onto the unquantised base "
             "instead (llava merge)");
-    if (m->cfg.glue.anyres)
-        return llava_fail("export: an AnyRes (llava_next) model: the llava-next export is not written yet");
     if (mkdir_p(dir) != 0) return -1;
     const model_config *c = &m->cfg;
     int V = c->text.vocab_size, d = c->text.hidden_size;
@@ -230,10 +228,18 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
 
     cJSON *j = cJSON_CreateObject();
     cJSON *arch = cJSON_AddArrayToObject(j, "architectures");
-    int variant = export_is_llava_c(c);
-    cJSON_AddItemToArray(
-        arch, cJSON_CreateString(variant ? "LlavaCForConditionalGeneration" : "LlavaForConditionalGeneration"));
-    cJSON_AddStringToObject(j, "model_type", variant ? "llava_c" : "llava");
+    int variant = export_is_llava_c(c), next = c->glue.anyres;
+    cJSON_AddItemToArray(arch, cJSON_CreateString(variant ? "LlavaCForConditionalGeneration"
+                                                  : next  ? "LlavaNextForConditionalGeneration"
+                                                          : "LlavaForConditionalGeneration"));
+    cJSON_AddStringToObject(j, "model_type", variant ? "llava_c" : next ? "llava_next" : "llava");
+    if (next) {  // LlavaNextConfig: the tile grids, each (height, width) as transformers reads them
+        cJSON *pp = cJSON_AddArrayToObject(j, "image_grid_pinpoints");
+        for (int k = 0; k < c->glue.pinpoints.n; k++) {
+            int hw[2] = {c->glue.pinpoints.res[k][0], c->glue.pinpoints.res[k][1]};
+            cJSON_AddItemToArray(pp, cJSON_CreateIntArray(hw, 2));
+        }
+    }
     if (variant) {
         char pn[24];
         cJSON_AddStringToObject(j, "mm_projector_type", llava_projector_name(c->glue.projector_depth, pn));
@@ -350,9 +356,23 @@ static int export_processor_files(const llava_model *m, const char *dir, const c
     cJSON_AddBoolToObject(pp, "do_rescale", 1);
     cJSON_AddBoolToObject(pp, "do_resize", 1);
     cJSON_AddItemToObject(pp, "image_mean", number_array(mean, 3));
-    cJSON_AddStringToObject(pp, "image_processor_type", siglip ? "SiglipImageProcessor" : "CLIPImageProcessor");
+    // AnyRes: LlavaNextImageProcessor (CLIP's settings and the tile grids) and LlavaNextProcessor.
+    int next = c->glue.anyres;
+    const char *proc_class = next ? "LlavaNextProcessor" : "LlavaProcessor";
+    cJSON_AddStringToObject(pp, "image_processor_type",
+                            next     ? "LlavaNextImageProcessor"
+                            : siglip ? "SiglipImageProcessor"
+                                     : "CLIPImageProcessor");
+    if (next) {
+        cJSON *gp = cJSON_AddArrayToObject(pp, "image_grid_pinpoints");
+        for (int k = 0; k < c->glue.pinpoints.n; k++) {
+            int hw[2] = {c->glue.pinpoints.res[k][0], c->glue.pinpoints.res[k][1]};
+            cJSON_AddItemToArray(gp, cJSON_CreateIntArray(hw, 2));
+        }
+        cJSON_AddBoolToObject(pp, "do_pad", 1);
+    }
     cJSON_AddItemToObject(pp, "image_std", number_array(std, 3));
-    cJSON_AddStringToObject(pp, "processor_class", "LlavaProcessor");
+    cJSON_AddStringToObject(pp, "processor_class", proc_class);
     cJSON_AddNumberToObject(pp, "resample", 3);  // PIL's BICUBIC
     cJSON_AddNumberToObject(pp, "rescale_factor", 1.0 / 255.0);
     cJSON *size = cJSON_AddObjectToObject(pp, "size");
@@ -373,7 +393,7 @@ static int export_processor_files(const llava_model *m, const char *dir, const c
     cJSON_AddStringToObject(pc, "image_token", "<image>");
     cJSON_AddNumberToObject(pc, "num_additional_image_tokens", vision_has_cls(&c->vision));
     cJSON_AddNumberToObject(pc, "patch_size", c->vision.patch_size);
-    cJSON_AddStringToObject(pc, "processor_class", "LlavaProcessor");
+    cJSON_AddStringToObject(pc, "processor_class", proc_class);
     cJSON_AddStringToObject(pc, "vision_feature_select_strategy", c->glue.drop_cls ? "default" : "full");
     if (rc == 0) rc = write_json(dir, "processor_config.json", pc);
     else cJSON_Delete(pc);
