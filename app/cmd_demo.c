@@ -11,7 +11,7 @@
 
 static const char USAGE[] =
     "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda] [--lm llama|llama3|qwen2|mistral]\n"
-    "                  [--vision clip|siglip] [--train-vision all|N] [--multi-image]\n"
+    "                  [--vision clip|siglip] [--train-vision all|N] [--multi-image] [--anyres]\n"
     "\n"
     "The whole recipe in miniature, nothing downloaded: writes a world of coloured shapes (images, captions,\n"
     "questions), a tokenizer and random LM and CLIP models, trains stage 1 (projector) and stage 2 (projector +\n"
@@ -33,11 +33,13 @@ static const char USAGE[] =
     "                  the LM's): all of it, or its last N layers that run (default: frozen, as LLaVA-1.5)\n"
     "  --multi-image   also questions about two images (LLaVA-NeXT's multi-image samples: an \"image\" list, an\n"
     "                  <image> for each): the colour of the shape in the first or the second; with --check those\n"
-    "                  alone must reach 0.90 too (default: off)\n";
+    "                  alone must reach 0.90 too (default: off)\n"
+    "  --anyres        both stages with LLaVA-NeXT's AnyRes (data.image_aspect_ratio anyres: each 48-pixel image as\n"
+    "                  3 tiles, 78 features with image_newline; default: off)\n";
 
 int cmd_demo(int argc, char **argv) {
     static const char *const FLAGS[] = {"--out",    "--fast",         "--check",       "--device", "--lm",
-                                        "--vision", "--train-vision", "--multi-image", "--help"};
+                                        "--vision", "--train-vision", "--multi-image", "--anyres", "--help"};
     demo_options o = {.out_dir = "demo-run"};
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -47,6 +49,7 @@ int cmd_demo(int argc, char **argv) {
         else if (strcmp(argv[i], "--fast") == 0) o.fast = 1;
         else if (strcmp(argv[i], "--check") == 0) o.check = 1;
         else if (strcmp(argv[i], "--multi-image") == 0) o.multi_image = 1;
+        else if (strcmp(argv[i], "--anyres") == 0) o.anyres = 1;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else if (strcmp(argv[i], "--lm") == 0 && i + 1 < argc) o.lm = argv[++i];
         else if (strcmp(argv[i], "--vision") == 0 && i + 1 < argc) o.vision = argv[++i];

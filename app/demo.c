@@ -648,6 +648,13 @@ int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epoc
     return rc;
 }
 
+// llava demo --anyres: LLaVA-NeXT's tiles for both stages. The demo's 48-pixel images go to a 1 x 2 grid (the
+// first of the tied pinpoints): 3 tiles through the tower and 36 + 6 x 7 = 78 features in the stream per image.
+// Stage 2 takes twice the epochs: on the fast world the position questions reach 0.50 in 4 and 0.98 in 8.
+static const char *const ANYRES_SETS[] = {"data.image_aspect_ratio=anyres",
+                                          "data.image_grid_pinpoints=[[48,96],[96,48],[96,96]]",
+                                          "train.num_train_epochs=8"};
+
 int demo_run(const demo_options *o) {
     double t0 = (double)clock();
     // Tiny GEMMs run fastest single-threaded, and one thread makes the result the same on any machine.
@@ -681,12 +688,13 @@ int demo_run(const demo_options *o) {
     if (rc == 0) {
         printf("demo: stage 1 (projector only, plain template, square images)\n");
         fflush(stdout);
-        rc = run_stage(s1, NULL, 0);
+        rc = run_stage(s1, o->anyres ? ANYRES_SETS : NULL, o->anyres ? 2 : 0);  // stage 1: its own epochs
     }
     if (rc == 0) {
-        printf("demo: stage 2 (projector + language model, %s template, padded images)\n", demo_template(o->lm));
+        printf("demo: stage 2 (projector + language model, %s template, %s images)\n", demo_template(o->lm),
+               o->anyres ? "AnyRes" : "padded");
         fflush(stdout);
-        rc = run_stage(s2, NULL, 0);
+        rc = run_stage(s2, o->anyres ? ANYRES_SETS : NULL, o->anyres ? 3 : 0);
     }
     // The held-out questions through `llava eval`.
     double a = 0, b = 0, chance = 0;

@@ -11,6 +11,7 @@ typedef struct {
     const char *vision;  // the vision tower: "clip" (default) or "siglip"
     int train_vision;    // stage 2 trains the tower too: 0 no (default), -1 all of it, N its last N layers
     int multi_image;     // also two-image questions (LLaVA-NeXT's multi-image samples), trained and held out
+    int anyres;          // both stages with LLaVA-NeXT's AnyRes (data.image_aspect_ratio anyres)
 } demo_options;
 
 // Two-image samples with --multi-image: a quarter of the training images' count, half the held-out count.

@@ -46,6 +46,8 @@ typedef struct req {
     int n_prompt;
     float *pixels;  // (n_img, 3, S, S)
     int n_img;
+    int64_t *sizes;  // AnyRes: each image's (height, width); its n_img tiles are the images' tiles in order
+    int n_images;
     int budget;    // new tokens at most
     int promised;  // cache blocks promised to it while it runs
     int slot;      // its KV slot while running, else -1
@@ -187,6 +189,10 @@ static int engine_setup(llava_engine *e, const engine_options *o) {
     // The activations of the largest prefill pass, planned once (a decode pass is smaller: one token
     // per sequence).
     int tpi = e->m.tokens_per_image, max_img = in->max_batch * in->max_images;
+    if (e->m.cfg.glue.anyres) {  // AnyRes: every image at its most tiles
+        image_anyres_config ac = {.size = e->m.cfg.vision.image_size, .pinpoints = e->m.cfg.glue.pinpoints};
+        max_img *= image_anyres_max_tiles(&ac);
+    }
     if (tpi > 0 && max_img > e->max_prefill / tpi) max_img = e->max_prefill / tpi;
     act_shape shape = {e->max_prefill, in->max_batch, max_img, 0, 0, 1, 0, 0};
     if (llava_model_reserve(&e->m, &shape) != 0) return -1;
@@ -269,6 +275,7 @@ static void req_free(req *r) {
     for (int i = 0; i < MAX_STOP; i++) free(r->stop[i]);
     free(r->prompt);
     free(r->pixels);
+    free(r->sizes);
     free(r->gen);
     free(r->text);
     free(r);
@@ -318,7 +325,7 @@ static int req_make(llava_engine *e, int64_t *ids, int n, float *pixels, int n_i
                     const engine_callbacks *cb, char *err, size_t cap, req **out) {
     const engine_info *in = &e->info;
     if (n < 1) return bad(err, cap, ENGINE_BAD_REQUEST, "the prompt is empty");
-    if (n_img > in->max_images)
+    if (n_img > in->max_images && !e->m.cfg.glue.anyres)  // AnyRes: n_img counts tiles (images checked before)
         return bad(err, cap, ENGINE_BAD_REQUEST, "%d images in one request; this server takes at most %d", n_img,
                    in->max_images);
     if (sample_params_check(&p->sample) != 0) return bad(err, cap, ENGINE_BAD_REQUEST, "%s", llava_errmsg());
@@ -345,7 +352,7 @@ static int req_make(llava_engine *e, int64_t *ids, int n, float *pixels, int n_i
             return bad(err, cap, ENGINE_BAD_REQUEST, "prompt token %d is %lld, outside the vocabulary of %d", i,
                        (long long)ids[i], V);
     }
-    if (feats != n_img * in->tokens_per_image)
+    if (!e->m.cfg.glue.anyres && feats != n_img * in->tokens_per_image)
         return bad(err, cap, ENGINE_BAD_REQUEST, "the prompt holds %d image tokens for %d images of %d features", feats,
                    n_img, in->tokens_per_image);
     req *r = xcalloc(1, sizeof *r);
@@ -534,21 +541,77 @@ char *engine_chat_prompt(llava_engine *e, const engine_chat *c, char *err, size_
     return s;
 }
 
+// The prompt's ids and pixels; with AnyRes each image's tiles (*n_tiles in all) and its (height, width) in *sizes_out
+// (NULL without AnyRes).
+static int chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out, int *n_out, float **pixels_out,
+                       int *n_tiles, int64_t **sizes_out, char *err, size_t errcap);
+
 int engine_chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out, int *n_out, float **pixels_out,
                        char *err, size_t errcap) {
+    if (e->m.cfg.glue.anyres)
+        return bad(err, errcap, ENGINE_BAD_REQUEST, "an AnyRes model's prompt needs its images' tiles and sizes");
+    int n_tiles;
+    int64_t *sizes;
+    return chat_inputs(e, c, ids_out, n_out, pixels_out, &n_tiles, &sizes, err, errcap);
+}
+
+static int chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out, int *n_out, float **pixels_out,
+                       int *n_tiles, int64_t **sizes_out, char *err, size_t errcap) {
+    *sizes_out = NULL;
+    *n_tiles = c->n_images;
     if (c->n_images > e->info.max_images)
         return bad(err, errcap, ENGINE_BAD_REQUEST, "%d images in one request; this server takes at most %d",
                    c->n_images, e->info.max_images);
     prep_result r;
     int st = chat_prompt(e, c, &r, err, errcap);
     if (st != ENGINE_OK) return st;
-    // Each image's place becomes one image token per feature, as transformers' processor writes it.
-    int tpi = e->info.tokens_per_image, marks = 0;
+    // Each image's place becomes one image token per feature, as transformers' processor writes it (AnyRes: the
+    // image's merged features, its tiles through LlavaNextImageProcessor's steps).
+    int tpi = e->info.tokens_per_image, marks = 0, anyres = e->m.cfg.glue.anyres;
     for (size_t i = 0; i < r.ids.n; i++) marks += r.ids.v[i] == IMAGE_TOKEN_INDEX;
     if (marks != c->n_images) {
         prep_result_free(&r);
         return bad(err, errcap, ENGINE_BAD_REQUEST, "the prompt holds %d image places for %d images", marks,
                    c->n_images);
+    }
+    int S = e->info.image_size;
+    size_t plane = 3 * (size_t)S * (size_t)S;
+    if (anyres) {
+        image_anyres_config ac = {.size = S, .pinpoints = e->m.cfg.glue.pinpoints, .flavor = IMAGE_ANYRES_HF};
+        int grid = S / e->m.cfg.vision.patch_size, max_t = image_anyres_max_tiles(&ac), tiles = 0;
+        int *nf = xmalloc(sizeof(int) * (size_t)(c->n_images + 1));
+        int64_t *sizes = xmalloc(sizeof(int64_t) * (size_t)(2 * c->n_images + 1));
+        float *pix = xmalloc(sizeof(float) * plane * (size_t)max_t * (size_t)(c->n_images ? c->n_images : 1));
+        size_t n = r.ids.n;
+        for (int i = 0; i < c->n_images; i++) {
+            image_anyres_plan plan;
+            if (image_anyres_preprocess(&c->images[i], &ac, &plan, NULL, pix + plane * (size_t)tiles) != 0 ||
+                (nf[i] = image_anyres_feature_rows(plan.orig_h, plan.orig_w, &ac.pinpoints, ac.flavor, S, grid, NULL)) <
+                    0) {
+                free(nf), free(sizes), free(pix);
+                prep_result_free(&r);
+                return bad(err, errcap, ENGINE_BAD_REQUEST, "image %d: %s", i, llava_errmsg());
+            }
+            tiles += plan.n_tiles;
+            sizes[2 * i] = plan.orig_h, sizes[2 * i + 1] = plan.orig_w;
+            n += (size_t)nf[i] - 1;
+        }
+        int64_t *ids = xmalloc(sizeof(int64_t) * (n ? n : 1));
+        size_t k = 0;
+        for (size_t i = 0, j = 0; i < r.ids.n; i++) {
+            if (r.ids.v[i] == IMAGE_TOKEN_INDEX)
+                for (int f = 0; f < nf[j]; f++) ids[k++] = e->image_id;
+            else ids[k++] = r.ids.v[i];
+            j += r.ids.v[i] == IMAGE_TOKEN_INDEX;
+        }
+        prep_result_free(&r);
+        free(nf);
+        *ids_out = ids;
+        *n_out = (int)n;
+        *pixels_out = pix;
+        *n_tiles = tiles;
+        *sizes_out = sizes;
+        return ENGINE_OK;
     }
     size_t n = r.ids.n + (size_t)marks * (size_t)(tpi - 1);
     int64_t *ids = xmalloc(sizeof(int64_t) * (n ? n : 1));
@@ -559,8 +622,6 @@ int engine_chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out,
         else ids[k++] = r.ids.v[i];
     }
     prep_result_free(&r);
-    int S = e->info.image_size;
-    size_t plane = 3 * (size_t)S * (size_t)S;
     float *pix = c->n_images ? xmalloc(sizeof(float) * plane * (size_t)c->n_images) : NULL;
     uint8_t *u8 = c->n_images ? xmalloc(plane) : NULL;
     image_processor proc = e->m.cfg.vision.siglip ? IMAGE_PROC_SIGLIP : IMAGE_PROC_CLIP;
@@ -582,10 +643,24 @@ int engine_submit_chat(llava_engine *e, const engine_chat *c, const gen_params *
                        char *err, size_t errcap) {
     int64_t *ids;
     float *pix;
-    int n;
-    int st = engine_chat_inputs(e, c, &ids, &n, &pix, err, errcap);
+    int n, n_tiles;
+    int64_t *sizes;
+    int st = chat_inputs(e, c, &ids, &n, &pix, &n_tiles, &sizes, err, errcap);
     if (st != ENGINE_OK) return st;
-    return submit_owned(e, ids, n, pix, c->n_images, p, cb, err, errcap);
+    if (!sizes) return submit_owned(e, ids, n, pix, c->n_images, p, cb, err, errcap);
+    // AnyRes: the request's tiles go through the tower, its sizes lay their features out at prefill.
+    req *r;
+    st = req_make(e, ids, n, pix, n_tiles, p, cb, err, errcap, &r);
+    if (st == ENGINE_OK) {
+        r->sizes = sizes;
+        r->n_images = c->n_images;
+        st = enqueue(e, r, err, errcap);
+        if (st >= 0) return st;
+        req_free(r);  // enqueue handed the prompt and pixels back (the sizes went with the request)
+        sizes = NULL;
+    }
+    free(ids), free(pix), free(sizes);
+    return st;
 }
 
 llava_model *engine_model(llava_engine *e) { return &e->m; }
@@ -775,29 +850,35 @@ static void fail_running(llava_engine *e, int from, const char *why) {
 static void prefill(llava_engine *e, int from) {
     int n = e->n_running - from;
     if (n <= 0) return;
-    int S = 0, n_img = 0;
+    int S = 0, n_img = 0, n_images = 0;
     for (int i = from; i < e->n_running; i++) {
         req *r = e->running[i];
         S = r->n_prompt > S ? r->n_prompt : S;
         n_img += r->n_img;
+        n_images += r->n_images;
     }
+    int64_t *sizes = e->m.cfg.glue.anyres ? xmalloc(sizeof(int64_t) * (size_t)(2 * n_images + 1)) : NULL;
     int64_t *ids = xcalloc((size_t)n * (size_t)S, sizeof(int64_t)),
             *mask = xcalloc((size_t)n * (size_t)S, sizeof(int64_t));
     int isz = e->info.image_size;
     size_t plane = 3 * (size_t)isz * (size_t)isz;
     float *pix = n_img ? xmalloc(sizeof(float) * plane * (size_t)n_img) : NULL;
-    int *slots = xmalloc(sizeof(int) * (size_t)n), k = 0;
+    int *slots = xmalloc(sizeof(int) * (size_t)n), k = 0, n_sz = 0;
     for (int i = 0; i < n; i++) {
         req *r = e->running[from + i];
         memcpy(ids + (size_t)i * S, r->prompt, sizeof(int64_t) * (size_t)r->n_prompt);
         for (int t = 0; t < r->n_prompt; t++) mask[(size_t)i * S + t] = 1;
         if (r->n_img) memcpy(pix + plane * (size_t)k, r->pixels, sizeof(float) * plane * (size_t)r->n_img);
         k += r->n_img;
+        if (sizes && r->n_images) memcpy(sizes + 2 * n_sz, r->sizes, sizeof(int64_t) * 2 * (size_t)r->n_images);
+        n_sz += r->n_images;
         slots[i] = r->slot;
     }
     llava_batch b;
     char err[512];
-    int rc = llava_batch_from_hf(&b, &e->m, ids, mask, NULL, n, S, pix, n_img, isz, isz);
+    int rc = sizes ? llava_batch_from_hf_anyres(&b, &e->m, ids, mask, NULL, n, S, pix, n_images, sizes)
+                   : llava_batch_from_hf(&b, &e->m, ids, mask, NULL, n, S, pix, n_img, isz, isz);
+    free(sizes);
     free(ids);
     free(mask);
     free(pix);

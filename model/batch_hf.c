@@ -107,45 +107,63 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
                          n_img * m->tokens_per_image);
 }
 
-// AnyRes (LLaVA-NeXT, transformers' LlavaNextForConditionalGeneration inputs): pixel_values (N, T_max, 3, S, S) with
-// image_sizes (N, 2) (height, width); image i takes the first 1 + rows * cols tiles of its slot (rows, cols: its grid
-// for the model's pinpoints), its features in LLaVA-NeXT's merged order (image_anyres_feature_rows).
-static int batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64_t *ids, const int64_t *mask,
-                                const int64_t *labels, int B, int S, const float *pix5, int N, int T_max, int side,
-                                const int64_t *sizes) {
+int llava_batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64_t *ids, const int64_t *mask,
+                               const int64_t *labels, int B, int S, const float *tiles, int n_images,
+                               const int64_t *sizes) {
     const llava_glue_config *g = &m->cfg.glue;
     int tile = m->cfg.vision.image_size, grid = tile / m->cfg.vision.patch_size, tpi = m->tokens_per_image;
-    if (side != tile) return llava_fail("AnyRes tiles of %d pixels; the vision tower takes %d", side, tile);
-    size_t plane = (size_t)3 * side * side;
-    int total_tiles = 0, total_feat = 0;
-    int *tiles = xmalloc(sizeof(int) * (size_t)(N ? N : 1)), *nf = xmalloc(sizeof(int) * (size_t)(N ? N : 1));
-    int rc = 0;
-    for (int i = 0; i < N && rc == 0; i++) {
+    if (!g->anyres) return llava_fail("AnyRes inputs for a model without AnyRes");
+    int total_tiles = 0, total_feat = 0, rc = 0;
+    int *nt = xmalloc(sizeof(int) * (size_t)(n_images ? n_images : 1)),
+        *nf = xmalloc(sizeof(int) * (size_t)(n_images ? n_images : 1));
+    for (int i = 0; i < n_images && rc == 0; i++) {
         int h = (int)sizes[2 * i], w = (int)sizes[2 * i + 1], r = 0, c = 0;
-        if (image_anyres_grid_shape(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, &r, &c) != 0) rc = -1;
-        else if ((tiles[i] = 1 + r * c) > T_max)
-            rc = llava_fail("image %d (%dx%d) needs %d tiles; pixel_values holds %d", i, h, w, tiles[i], T_max);
-        else if ((nf[i] = image_anyres_feature_rows(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, grid, NULL)) < 0)
+        if (image_anyres_grid_shape(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, &r, &c) != 0 ||
+            (nf[i] = image_anyres_feature_rows(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, grid, NULL)) < 0)
             rc = -1;
-        if (rc == 0) total_tiles += tiles[i], total_feat += nf[i];
+        nt[i] = 1 + r * c;
+        total_tiles += nt[i], total_feat += nf[i];
     }
-    float *flat = rc == 0 ? xmalloc(sizeof(float) * plane * (size_t)(total_tiles ? total_tiles : 1)) : NULL;
-    for (int i = 0, o = 0; i < N && rc == 0; o += tiles[i], i++)
-        memcpy(flat + (size_t)o * plane, pix5 + (size_t)i * T_max * plane, sizeof(float) * plane * (size_t)tiles[i]);
-    if (rc == 0) rc = batch_from_hf(b, m, ids, mask, labels, B, S, flat, total_tiles, side, side, total_feat);
+    if (rc == 0) rc = batch_from_hf(b, m, ids, mask, labels, B, S, tiles, total_tiles, tile, tile, total_feat);
     if (rc == 0) {
         b->n_feat = total_feat;
         b->feat_rows = xmalloc(sizeof(int32_t) * (size_t)(total_feat ? total_feat : 1));
-        for (int i = 0, o = 0, k = 0; i < N; o += tiles[i], k += nf[i], i++) {
+        for (int i = 0, o = 0, k = 0; i < n_images; o += nt[i], k += nf[i], i++) {
             image_anyres_feature_rows((int)sizes[2 * i], (int)sizes[2 * i + 1], &g->pinpoints, IMAGE_ANYRES_HF, tile,
                                       grid, b->feat_rows + k);
             for (int j = k; j < k + nf[i]; j++)
                 if (b->feat_rows[j] >= 0) b->feat_rows[j] += o * tpi;
         }
     }
+    free(nt);
+    free(nf);
+    return rc;
+}
+
+// AnyRes (LLaVA-NeXT, transformers' LlavaNextForConditionalGeneration inputs): pixel_values (N, T_max, 3, S, S) with
+// image_sizes (N, 2) (height, width); image i takes the first 1 + rows * cols tiles of its slot.
+static int batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64_t *ids, const int64_t *mask,
+                                const int64_t *labels, int B, int S, const float *pix5, int N, int T_max, int side,
+                                const int64_t *sizes) {
+    const llava_glue_config *g = &m->cfg.glue;
+    int tile = m->cfg.vision.image_size;
+    if (side != tile) return llava_fail("AnyRes tiles of %d pixels; the vision tower takes %d", side, tile);
+    size_t plane = (size_t)3 * side * side;
+    int total = 0, rc = 0;
+    int *tiles = xmalloc(sizeof(int) * (size_t)(N ? N : 1));
+    for (int i = 0; i < N && rc == 0; i++) {
+        int h = (int)sizes[2 * i], w = (int)sizes[2 * i + 1], r = 0, c = 0;
+        if (image_anyres_grid_shape(h, w, &g->pinpoints, IMAGE_ANYRES_HF, tile, &r, &c) != 0) rc = -1;
+        else if ((tiles[i] = 1 + r * c) > T_max)
+            rc = llava_fail("image %d (%dx%d) needs %d tiles; pixel_values holds %d", i, h, w, tiles[i], T_max);
+        else total += tiles[i];
+    }
+    float *flat = rc == 0 ? xmalloc(sizeof(float) * plane * (size_t)(total ? total : 1)) : NULL;
+    for (int i = 0, o = 0; i < N && rc == 0; o += tiles[i], i++)
+        memcpy(flat + (size_t)o * plane, pix5 + (size_t)i * T_max * plane, sizeof(float) * plane * (size_t)tiles[i]);
+    if (rc == 0) rc = llava_batch_from_hf_anyres(b, m, ids, mask, labels, B, S, flat, N, sizes);
     free(flat);
     free(tiles);
-    free(nf);
     return rc;
 }
 

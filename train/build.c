@@ -93,10 +93,10 @@ static int model_config_of(const run_settings *s, model_config *out) {
     if (s->data.anyres) {  // LLaVA-NeXT's AnyRes on a model built from its parts
         if (image_parse_pinpoints(s->data.grid_pinpoints, out->vision.image_size, &g->pinpoints) != 0)
             return llava_fail_ctx("data.image_grid_pinpoints");
-        if (!g->drop_cls || g->pool_mode != POOL_NONE || g->keep_tokens)
+        if (!g->drop_cls || g->pool_mode != POOL_NONE || g->keep_tokens || out->vision.siglip)
             return llava_fail(
-                "data.image_aspect_ratio anyres needs the patch features (mm_vision_select_feature patch) "
-                "and no token reduction");
+                "data.image_aspect_ratio anyres needs a CLIP tower, its patch features (mm_vision_select_feature "
+                "patch) and no token reduction");
         g->anyres = 1;
     }
     if (llava_glue_check(out) != 0) return llava_fail_ctx("model config");
