@@ -376,3 +376,20 @@ if(LLAVA_HAVE_MPI)
                        ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
                        PASS_REGULAR_EXPRESSION "sweep file x.json: no such file or directory")
 endif()
+
+# Bad inputs of this stop's knobs, each refused by name: a tower-training count of 0, a ninth image, a negative
+# frame count (the config's check and prep's own flag).
+add_test(NAME cli_bench_step_bad_train_vision COMMAND llava bench-step --device cpu --train-vision 0)
+set_tests_properties(cli_bench_step_bad_train_vision PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "--train-vision 0: all, or a number of layers from 1")
+add_test(NAME cli_generate_nine_images
+         COMMAND llava generate --model x --prompt p --image 1 --image 2 --image 3 --image 4 --image 5 --image 6
+                 --image 7 --image 8 --image 9)
+set_tests_properties(cli_generate_nine_images PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "at most 8 --image")
+add_test(NAME cli_config_bad_video_frames
+         COMMAND llava config configs/llava15-7b-stage2.json --set data.video_frames=-1
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_config_bad_video_frames PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "\"data.video_frames\" must be >= 0")
+add_test(NAME cli_prep_bad_video_frames COMMAND llava prep --video-frames -2)
+set_tests_properties(cli_prep_bad_video_frames PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "bad value for --video-frames: -2")
