@@ -11,7 +11,7 @@
 
 static const char USAGE[] =
     "usage: llava demo [--out DIR] [--fast] [--check] [--device cpu|cuda] [--lm llama|llama3|qwen2|mistral]\n"
-    "                  [--vision clip|siglip] [--train-vision all|N] [--multi-image] [--anyres]\n"
+    "                  [--vision clip|siglip] [--train-vision all|N] [--multi-image] [--video] [--anyres]\n"
     "\n"
     "The whole recipe in miniature, nothing downloaded: writes a world of coloured shapes (images, captions,\n"
     "questions), a tokenizer and random LM and CLIP models, trains stage 1 (projector) and stage 2 (projector +\n"
@@ -34,12 +34,16 @@ static const char USAGE[] =
     "  --multi-image   also questions about two images (LLaVA-NeXT's multi-image samples: an \"image\" list, an\n"
     "                  <image> for each): the colour of the shape in the first or the second; with --check those\n"
     "                  alone must reach 0.90 too (default: off)\n"
+    "  --video         also questions about videos (LLaVA-NeXT-Video's samples: a \"video\" list of 4 frames, one\n"
+    "                  <image> for them): the colour of the shape at the start or at the end; stage 2 and the\n"
+    "                  evaluation take 2 of the 4 frames (data.video_frames 2, --video-frames 2); with --check those\n"
+    "                  alone must reach 0.90 too (default: off; not with --anyres)\n"
     "  --anyres        both stages with LLaVA-NeXT's AnyRes (data.image_aspect_ratio anyres: each 48-pixel image as\n"
     "                  3 tiles, 78 features with image_newline; default: off)\n";
 
 int cmd_demo(int argc, char **argv) {
-    static const char *const FLAGS[] = {"--out",    "--fast",         "--check",       "--device", "--lm",
-                                        "--vision", "--train-vision", "--multi-image", "--anyres", "--help"};
+    static const char *const FLAGS[] = {"--out",          "--fast",        "--check",  "--device", "--lm",  "--vision",
+                                        "--train-vision", "--multi-image", "--anyres", "--video",  "--help"};
     demo_options o = {.out_dir = "demo-run"};
     for (int i = 1; i < argc; i++) {
         if (args_is_help(argv[i])) {
@@ -50,6 +54,7 @@ int cmd_demo(int argc, char **argv) {
         else if (strcmp(argv[i], "--check") == 0) o.check = 1;
         else if (strcmp(argv[i], "--multi-image") == 0) o.multi_image = 1;
         else if (strcmp(argv[i], "--anyres") == 0) o.anyres = 1;
+        else if (strcmp(argv[i], "--video") == 0) o.video = 1;
         else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) o.device = argv[++i];
         else if (strcmp(argv[i], "--lm") == 0 && i + 1 < argc) o.lm = argv[++i];
         else if (strcmp(argv[i], "--vision") == 0 && i + 1 < argc) o.vision = argv[++i];
@@ -70,6 +75,10 @@ int cmd_demo(int argc, char **argv) {
     }
     if (o.vision && strcmp(o.vision, "clip") && strcmp(o.vision, "siglip")) {
         fprintf(stderr, "llava demo: --vision %s: clip or siglip\n", o.vision);
+        return 2;
+    }
+    if (o.video && o.anyres) {
+        fprintf(stderr, "llava demo: --video with --anyres: AnyRes tiles images, not video frames\n");
         return 2;
     }
     char why[256];

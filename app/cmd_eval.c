@@ -57,7 +57,7 @@ static const char USAGE[] =
     "               llava/eval/table/rule.json\n"
     "  generation flags are `llava generate`'s, with its defaults: --device --max-batch --threads --tokenizer\n"
     "               --template --aspect --mode --model-id --kv-tokens --max-context --window --adapter\n"
-    "               --ignore-unexpected (greedy always)\n"
+    "               --video-frames --ignore-unexpected (greedy always)\n"
     "  score:       --answers A.jsonl (required) scores answers already made; --questions Q.jsonl (default: the\n"
     "               benchmark's own file in --data); --out DIR (default: none, scores printed only)\n";
 
@@ -257,7 +257,8 @@ int cmd_eval(int argc, char **argv) {
                                         "--mode",       "--model-id",
                                         "--kv-tokens",  "--max-context",
                                         "--window",     "--ignore-unexpected",
-                                        "--adapter",    "--help"};
+                                        "--adapter",    "--video-frames",
+                                        "--help"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (args_is_help(s)) {
@@ -293,7 +294,8 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(s, "--device") || !strcmp(s, "--max-batch") || !strcmp(s, "--threads") ||
                    !strcmp(s, "--tokenizer") || !strcmp(s, "--template") || !strcmp(s, "--aspect") ||
                    !strcmp(s, "--mode") || !strcmp(s, "--model-id") || !strcmp(s, "--kv-tokens") ||
-                   !strcmp(s, "--max-context") || !strcmp(s, "--window") || !strcmp(s, "--adapter")) {
+                   !strcmp(s, "--max-context") || !strcmp(s, "--window") || !strcmp(s, "--adapter") ||
+                   !strcmp(s, "--video-frames")) {
             if (n_pass + 2 > 60) return usage();
             pass[n_pass++] = s;
             pass[n_pass++] = v;

@@ -5,7 +5,7 @@
 // empty assistant turn), and the answer is printed (or, with --json, one JSON object with the timing).
 //
 // A question file: --questions Q.jsonl --image-folder D --answers A.jsonl reads LLaVA's question
-// format ({"question_id", "image", "text"} per line) and writes LLaVA's answer format as
+// format ({"question_id", "image", "text"} per line; "image" may be a list, or "video" a list of frames) and writes LLaVA's answer format as
 // model_vqa_loader.py does ({"question_id", "prompt", "text", "answer_id", "model_id", "metadata"},
 // the text stripped), in the order of the questions. The questions run batched (the engine batches
 // whatever is in flight); every answer is appended to the answers file the moment it is known, so
@@ -174,7 +174,7 @@ static void one_done(void *ctx, const engine_result *res) {
     r->done = 1;
 }
 
-enum { GEN_MAX_IMAGES = 8 };
+enum { GEN_MAX_IMAGES = 8, GEN_MAX_FRAMES = 64 };
 
 typedef struct {
     engine_options eo;
@@ -182,6 +182,9 @@ typedef struct {
     const char *image, *prompt, *questions, *image_folder, *answers;
     const char *images[GEN_MAX_IMAGES];  // every --image, in order (image is the first)
     int n_images;
+    const char *frames[GEN_MAX_FRAMES];  // every --video frame, in order
+    int n_frames;
+    int video_frames;  // a video's frames taken uniformly (prep_video_frame); 0: all
     int json, print_ids, no_cache, stream, window;
 } gen_args;
 
@@ -239,11 +242,15 @@ static void free_images(image_u8 *im, int n) {
 }
 
 static int answer_one(const gen_args *a) {
-    // Its images (several: each before the question, "<image>\n" each, in order).
-    image_u8 im[GEN_MAX_IMAGES];
-    int have_image = 0;
-    for (int i = 0; i < a->n_images; i++) {
-        if (image_load_file(a->images[i], &im[i]) != 0) {
+    // Its images (several: each before the question, "<image>\n" each, in order), or its video's frames (one
+    // "<image>\n" for them all), video_frames of them taken uniformly.
+    image_u8 im[GEN_MAX_FRAMES];
+    int have_image = 0, video = a->n_frames > 0;
+    int n_load =
+        video ? (a->video_frames > 0 && a->video_frames < a->n_frames ? a->video_frames : a->n_frames) : a->n_images;
+    for (int i = 0; i < n_load; i++) {
+        const char *path = video ? a->frames[prep_video_frame(a->n_frames, n_load, i)] : a->images[i];
+        if (image_load_file(path, &im[i]) != 0) {
             fprintf(stderr, "llava generate: %s\n", llava_errmsg());
             free_images(im, have_image);
             return 1;
@@ -251,7 +258,7 @@ static int answer_one(const gen_args *a) {
         have_image++;
     }
     engine_message msg = {"user", a->prompt, strlen(a->prompt), have_image};
-    engine_chat chat = {&msg, 1, have_image ? im : NULL, have_image};
+    engine_chat chat = {&msg, 1, have_image ? im : NULL, have_image, video};
     int rc = 1;
     engine_options eo = a->eo;
     eo.max_batch = 1;
@@ -324,7 +331,8 @@ static int answer_one(const gen_args *a) {
 typedef struct {
     char *qid;     // the question_id as JSON (a number or a string), the key of the answers
     cJSON *qid_v;  // the value itself
-    char *image;   // relative to the image folder, or NULL
+    char *image;   // relative to the image folder, or NULL ('\n'-joined when several: prep_image_path)
+    int video;     // 1: image is a video's frames (the question's "video" list), one <image> for them all
     char *text;    // the question as the file has it (LLaVA's "prompt" field of the answer)
     char *answer;  // the answer line (JSON) once known
 } question;
@@ -430,16 +438,23 @@ static int read_questions(const char *path, question **out) {
         const cJSON *qid = o ? cJSON_GetObjectItemCaseSensitive(o, "question_id") : NULL;
         const cJSON *tx = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
         const cJSON *im = o ? cJSON_GetObjectItemCaseSensitive(o, "image") : NULL;
-        // "image": a path, or a list of them (several images, in order)
-        int im_list_ok = cJSON_IsArray(im) && cJSON_GetArraySize(im) > 0 && cJSON_GetArraySize(im) <= GEN_MAX_IMAGES;
+        const cJSON *vid = o ? cJSON_GetObjectItemCaseSensitive(o, "video") : NULL;
+        // "image": a path, or a list of them (several images, in order); "video": its frames' paths, in order
+        int video = vid && !cJSON_IsNull(vid), max_list = video ? GEN_MAX_FRAMES : GEN_MAX_IMAGES;
+        if (video) im = vid;
+        int im_list_ok = cJSON_IsArray(im) && cJSON_GetArraySize(im) > 0 && cJSON_GetArraySize(im) <= max_list;
         for (const cJSON *e = cJSON_IsArray(im) ? im->child : NULL; e; e = e->next)
             im_list_ok &= cJSON_IsString(e) && !strchr(e->valuestring, '\n');
-        if (!o || !qid || !(cJSON_IsNumber(qid) || cJSON_IsString(qid)) || !cJSON_IsString(tx) ||
-            (im && !cJSON_IsString(im) && !cJSON_IsNull(im) && !im_list_ok)) {
+        int both = video && o && cJSON_GetObjectItemCaseSensitive(o, "image") &&
+                   !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "image"));
+        if (!o || !qid || !(cJSON_IsNumber(qid) || cJSON_IsString(qid)) || !cJSON_IsString(tx) || both ||
+            (video && !im_list_ok) || (im && !cJSON_IsString(im) && !cJSON_IsNull(im) && !im_list_ok)) {
             llava_fail("%s line %d: %s", path, lineno,
                        !o                    ? "not JSON"
                        : !qid                ? "no question_id"
                        : !cJSON_IsString(tx) ? "\"text\" is not a string"
+                       : both                ? "both \"image\" and \"video\": one or the other"
+                       : video               ? "\"video\" must be a list of 1 to 64 frame paths"
                                              : "question_id must be a number or a string, image a string or a list of "
                                                "up to 8");
             cJSON_Delete(o);
@@ -458,6 +473,7 @@ static int read_questions(const char *path, question **out) {
         qs[n].qid_v = cJSON_Duplicate(qid, 1);
         qs[n].qid = cJSON_PrintUnformatted(qid);
         qs[n].image = cJSON_IsString(im) ? xstrdup(im->valuestring) : NULL;
+        qs[n].video = video;
         if (cJSON_IsArray(im)) {  // the paths joined by '\n' (prep_image_path takes them apart)
             strbuf sb = {0};
             for (const cJSON *e = im->child; e; e = e->next) {
@@ -513,8 +529,11 @@ static int answer_file(const gen_args *a) {
         free(text);
     }
     engine_options eo = a->eo;  // room for the question with the most images
-    for (int i = 0; i < nq; i++)
-        if (prep_image_count(qs[i].image) > eo.max_images) eo.max_images = prep_image_count(qs[i].image);
+    for (int i = 0; i < nq; i++) {
+        int k = prep_image_count(qs[i].image);
+        if (qs[i].video && a->video_frames > 0 && a->video_frames < k) k = a->video_frames;
+        if (k > eo.max_images) eo.max_images = k;
+    }
     llava_engine *e = engine_open(&eo);
     if (!e) {
         fprintf(stderr, "llava generate: %s\n", llava_errmsg());
@@ -544,11 +563,12 @@ static int answer_file(const gen_args *a) {
     int window = a->window > 0 ? a->window : 2 * engine_get_info(e)->max_batch;
     for (int i = 0; i < nq; i++) {
         if (qs[i].answer) continue;
-        image_u8 im[GEN_MAX_IMAGES];
-        int has = 0, want = prep_image_count(qs[i].image);
+        image_u8 im[GEN_MAX_FRAMES];
+        int has = 0, want = prep_image_count(qs[i].image), F = want;
+        if (qs[i].video && a->video_frames > 0 && a->video_frames < F) want = a->video_frames;
         char err[512] = "";
         for (int k = 0; k < want && !err[0]; k++) {
-            char *one = prep_image_path(qs[i].image, k);
+            char *one = prep_image_path(qs[i].image, qs[i].video ? prep_video_frame(F, want, k) : k);
             char *path = a->image_folder ? path_join(a->image_folder, one) : xstrdup(one);
             if (image_load_file(path, &im[k]) == 0) has++;
             else snprintf(err, sizeof err, "%s", llava_errmsg());
@@ -564,7 +584,7 @@ static int answer_file(const gen_args *a) {
             continue;
         }
         engine_message msg = {"user", qs[i].text, strlen(qs[i].text), has};
-        engine_chat chat = {&msg, 1, has ? im : NULL, has};
+        engine_chat chat = {&msg, 1, has ? im : NULL, has, qs[i].video};
         pthread_mutex_lock(&b.mu);
         while (b.in_flight >= window) pthread_cond_wait(&b.cv, &b.mu);
         b.in_flight++;
@@ -633,7 +653,7 @@ static int answer_file(const gen_args *a) {
 // ---------------------------------------------------------------------------------------------
 
 static const char USAGE[] =
-    "usage: llava generate --model DIR --prompt TEXT [--image FILE] [decoding] [--json] [--ids]\n"
+    "usage: llava generate --model DIR --prompt TEXT [--image FILE | --video FRAME ...] [decoding] [--json] [--ids]\n"
     "       llava generate --model DIR --questions Q.jsonl --image-folder DIR --answers A.jsonl [decoding]\n"
     "\n"
     "Answers a question (about an image) with a trained model: LLaVA's prompt, KV-cached batched decoding.\n"
@@ -644,6 +664,11 @@ static const char USAGE[] =
     "            OUTPUT/adapter, or one of LLaVA's LoRA checkpoints; default: none)\n"
     "            --prompt TEXT  the question (one answer)          --image FILE  its image (default: none); given\n"
     "            again, more images (up to 8), each \"<image>\\n\" before the question in order\n"
+    "            --video FRAME  a frame of the question's video, given again the next frames in order (up to 64;\n"
+    "            frames as image files: video files are not decoded); one \"<image>\\n\" stands for them all\n"
+    "            (LLaVA-NeXT-Video's layout)   --video-frames N  take N of them uniformly (LLaVA-NeXT's\n"
+    "            np.linspace sampling, as `llava prep --video-frames`; default 0: all); also a question file's\n"
+    "            \"video\" lists\n"
     "            --questions Q.jsonl --image-folder DIR --answers A.jsonl  a question file in LLaVA's format\n"
     "  model:    --tokenizer PATH (default DIR/tokenizer.model, else DIR/tokenizer.json)\n"
     "            --template NAME|FILE.json (" CONV_TEMPLATE_BUILTINS
@@ -677,21 +702,14 @@ int cmd_generate(int argc, char **argv) {
     a.gp.max_new_tokens = -1;
     const char *stops[4];
     int n_stop = 0;
-    static const char *const FLAGS[] = {"--model",        "--tokenizer",
-                                        "--template",     "--mode",
-                                        "--aspect",       "--device",
-                                        "--model-id",     "--image",
-                                        "--prompt",       "--questions",
-                                        "--image-folder", "--answers",
-                                        "--stop",         "--max-new-tokens",
-                                        "--temperature",  "--top-p",
-                                        "--top-k",        "--seed",
-                                        "--max-batch",    "--max-context",
-                                        "--kv-tokens",    "--threads",
-                                        "--window",       "--ids",
-                                        "--json",         "--stream",
-                                        "--no-cache",     "--ignore-unexpected",
-                                        "--adapter",      "--help"};
+    static const char *const FLAGS[] = {"--model",     "--tokenizer",      "--template",     "--mode",
+                                        "--aspect",    "--device",         "--model-id",     "--image",
+                                        "--prompt",    "--questions",      "--image-folder", "--answers",
+                                        "--stop",      "--max-new-tokens", "--temperature",  "--top-p",
+                                        "--top-k",     "--seed",           "--max-batch",    "--max-context",
+                                        "--kv-tokens", "--threads",        "--window",       "--ids",
+                                        "--json",      "--stream",         "--no-cache",     "--ignore-unexpected",
+                                        "--adapter",   "--video",          "--video-frames", "--help"};
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (args_is_help(s)) {
@@ -718,6 +736,12 @@ int cmd_generate(int argc, char **argv) {
             }
             a.images[a.n_images++] = argv[++i];
             if (!a.image) a.image = a.images[0];
+        } else if (!strcmp(s, "--video")) {
+            if (a.n_frames == GEN_MAX_FRAMES) {
+                fprintf(stderr, "llava generate: at most %d --video frames\n", GEN_MAX_FRAMES);
+                return 2;
+            }
+            a.frames[a.n_frames++] = argv[++i];
         } else if (!strcmp(s, "--prompt")) a.prompt = argv[++i];
         else if (!strcmp(s, "--questions")) a.questions = argv[++i];
         else if (!strcmp(s, "--image-folder")) a.image_folder = argv[++i];
@@ -731,7 +755,7 @@ int cmd_generate(int argc, char **argv) {
         } else {
             static const char *const NUMERIC[] = {"--max-new-tokens", "--temperature", "--top-p",       "--top-k",
                                                   "--seed",           "--max-batch",   "--max-context", "--kv-tokens",
-                                                  "--threads",        "--window"};
+                                                  "--threads",        "--window",      "--video-frames"};
             int numeric = 0;
             for (int k = 0; k < ARGS_COUNT(NUMERIC); k++) numeric |= !strcmp(s, NUMERIC[k]);
             if (!numeric) return args_unknown("generate", s, FLAGS, ARGS_COUNT(FLAGS));
@@ -755,12 +779,22 @@ int cmd_generate(int argc, char **argv) {
             else if (!strcmp(s, "--max-context")) a.eo.max_context = (int)x;
             else if (!strcmp(s, "--kv-tokens")) a.eo.kv_tokens = (int)x;
             else if (!strcmp(s, "--threads")) a.eo.threads = (int)x;
-            else a.window = (int)x;
+            else if (!strcmp(s, "--video-frames")) {
+                if (x < 0 || x != (int)x) {
+                    fprintf(stderr, "llava generate: --video-frames %s: a count of frames (0: all)\n", v);
+                    return 2;
+                }
+                a.video_frames = (int)x;
+            } else a.window = (int)x;
         }
     }
     if (!a.eo.model_dir) return usage();
     int file_mode = a.questions || a.answers || a.image_folder;
-    if (file_mode ? (!a.questions || !a.answers || a.prompt || a.image) : !a.prompt) return usage();
+    if (file_mode ? (!a.questions || !a.answers || a.prompt || a.image || a.n_frames) : !a.prompt) return usage();
+    if (a.n_frames && a.n_images) {
+        fprintf(stderr, "llava generate: --image and --video: a question takes images or one video's frames\n");
+        return 2;
+    }
     if (a.gp.max_new_tokens == -1) {  // the default budget, cut to what the context leaves
         a.gp.max_new_tokens = file_mode ? 128 : 256;
         a.gp.clamp_to_context = 1;

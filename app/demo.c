@@ -117,11 +117,11 @@ static void tput(text *t, const char *s) {
     t->len += n;
 }
 
-// image_json: the "image" value as JSON (a quoted path, or a list of them).
-static void sample_json_raw(text *t, int first, const char *id, const char *image_json, const char *const *turns,
-                            int n_turns) {
+// image_json: the value of `key` ("image": a quoted path or a list of them; "video": its frames' list) as JSON.
+static void sample_json_key(text *t, int first, const char *id, const char *key, const char *image_json,
+                            const char *const *turns, int n_turns) {
     char line[512];
-    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"image\": %s, \"conversations\": [", first ? "" : ",", id,
+    snprintf(line, sizeof line, "%s\n {\"id\": \"%s\", \"%s\": %s, \"conversations\": [", first ? "" : ",", id, key,
              image_json);
     tput(t, line);
     for (int i = 0; i < n_turns; i++) {
@@ -130,6 +130,11 @@ static void sample_json_raw(text *t, int first, const char *id, const char *imag
         tput(t, line);
     }
     tput(t, "]}");
+}
+
+static void sample_json_raw(text *t, int first, const char *id, const char *image_json, const char *const *turns,
+                            int n_turns) {
+    sample_json_key(t, first, id, "image", image_json, turns, n_turns);
 }
 
 static void sample_json(text *t, int first, const char *id, const char *image, const char *const *turns, int n_turns) {
@@ -144,6 +149,15 @@ static void sample_json(text *t, int first, const char *id, const char *image, c
 static const char *const PAIR_WHICH[2] = {"first", "second"};
 #define PAIR_PROMPT "<image>\\n<image>\\n"  // as the engine lays out a question's images
 #define PAIR_QUESTION "What color is the shape in the %s image?"
+
+// Videos (llava demo --video): four frames, each one shape, the first and the last of different colours; the question
+// asks the colour at the start or at the end. Stage 2 and the evaluation take 2 of the 4 frames uniformly (data.video_frames
+// 2, --video-frames 2: numpy.linspace(0, 3, 2) keeps frames 0 and 3), so the frames between never count; one <image>
+// stands for the frames (LLaVA-NeXT-Video's layout), before the question.
+#define VIDEO_FRAMES 4
+#define VIDEO_TAKEN 2
+static const char *const VIDEO_WHEN[2] = {"start", "end"};
+#define VIDEO_QUESTION "What color is the shape at the %s of the video?"
 
 typedef enum { Q_COLOR = 0, Q_SHAPE, Q_PLACE, Q_COUNT, N_QTYPES } qtype;
 static const char *QUESTIONS[N_QTYPES] = {"What color is the shape?", "What is the shape?", "Where is the shape?",
@@ -166,9 +180,10 @@ static const char *answer(const scene *s, qtype q) {
 // samples ask one question each, the types in rotation and every answer equally likely, so a
 // blind model can do no better than chance. qtypes receives each held-out sample's question type.
 // With pairs > 0 also that many two-image samples (training: both questions; held out: one question each, with its
-// images and with two blank ones, category "two-images") over the split's one-shape images.
+// images and with two blank ones, category "two-images") over the split's one-shape images; with videos > 0 that many
+// video samples (VIDEO_QUESTION; the same way, category "video").
 static int write_split(const char *dir, const char *name, int n, int S, uint64_t seed, int held_out, int *qtypes,
-                       int pairs) {
+                       int pairs, int videos) {
     torch_rng r;
     torch_rng_seed(&r, seed);
     int *single_color = xmalloc(sizeof(int) * (size_t)(n ? n : 1));  // -1: not a one-shape image
@@ -274,6 +289,56 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
         }
         p++;
     }
+    // Videos: frames drawn from the split's one-shape images, the first and the last of different colours (a draw of
+    // their own, so the samples above stay as they are).
+    torch_rng vr;
+    torch_rng_seed(&vr, seed + 2000);
+    int n_single = 0;
+    for (int i = 0; i < n; i++) n_single += single_color[i] >= 0;
+    for (int v = 0, tries = 0; v < videos && rc == 0 && n_single > 1 && tries < 100 * videos; tries++) {
+        int fr[VIDEO_FRAMES];
+        for (int f = 0; f < VIDEO_FRAMES; f++) {
+            int i = (int)rnd(&vr, (uint32_t)n);
+            while (single_color[i] < 0) i = (i + 1) % n;
+            fr[f] = i;
+        }
+        int c0 = single_color[fr[0]], c1 = single_color[fr[VIDEO_FRAMES - 1]];
+        if (c0 == c1) continue;
+        char id[64], frames[320], q1[128], q2[128], h1[192];
+        snprintf(id, sizeof id, "%s-video-%05d", name, v);
+        size_t at = 0;
+        at += (size_t)snprintf(frames + at, sizeof frames - at, "[");
+        for (int f = 0; f < VIDEO_FRAMES; f++)
+            at += (size_t)snprintf(frames + at, sizeof frames - at, "%s\"images/%s_%05d.png\"", f ? ", " : "", name,
+                                   fr[f]);
+        snprintf(frames + at, sizeof frames - at, "]");
+        int which = (int)rnd(&vr, 2);
+        int col[2] = {c0, c1};
+        snprintf(q1, sizeof q1, VIDEO_QUESTION, VIDEO_WHEN[which]);
+        snprintf(q2, sizeof q2, VIDEO_QUESTION, VIDEO_WHEN[!which]);
+        snprintf(h1, sizeof h1, "<image>\\n%s", q1);
+        if (held_out) {
+            char ql[900], blank[200];
+            at = (size_t)snprintf(blank, sizeof blank, "[");
+            for (int f = 0; f < VIDEO_FRAMES; f++)
+                at += (size_t)snprintf(blank + at, sizeof blank - at, "%s\"images/blank.png\"", f ? ", " : "");
+            snprintf(blank + at, sizeof blank - at, "]");
+            for (int blind = 0; blind < 2; blind++) {
+                snprintf(ql, sizeof ql,
+                         "{\"question_id\": \"%s%s\", \"video\": %s, \"text\": \"%s\", \"answer\": \"%s\", "
+                         "\"category\": \"video\"%s}\n",
+                         id, blind ? "-blind" : "", blind ? blank : frames, q1, COLORS[col[which]],
+                         blind ? ", \"blind\": true" : "");
+                tput(&ques, ql);
+            }
+            const char *turns[2] = {h1, COLORS[col[which]]};
+            sample_json_key(&qa, 0, id, "video", frames, turns, 2);
+        } else {
+            const char *turns[4] = {h1, COLORS[col[which]], q2, COLORS[col[!which]]};
+            sample_json_key(&qa, 0, id, "video", frames, turns, 4);
+        }
+        v++;
+    }
     free(single_color);
     tput(&cap, "\n]\n");
     tput(&qa, "\n]\n");
@@ -305,14 +370,15 @@ static int write_split(const char *dir, const char *name, int n, int S, uint64_t
 
 // Every word the demo's conversations use, space-separated: the template's system prompt and roles, the captions'
 // and questions' words.
-static void demo_corpus(text *corpus, const conv_template *tmpl, int multi_image) {
+static void demo_corpus(text *corpus, const conv_template *tmpl, int multi_image) {  // multi_image: DEMO_* bits
     tput(corpus, tmpl->system);
     tput(corpus, " "), tput(corpus, tmpl->roles[0]), tput(corpus, " "), tput(corpus, tmpl->roles[1]);
     if (tmpl->messages) tput(corpus, " system");
     if (tmpl->first_turn) tput(corpus, " [INST] [/INST]");  // the llama-2 style's markers
     tput(corpus, " Describe the image. a on the shapes, one is ");
     for (int i = 0; i < N_QTYPES; i++) tput(corpus, " "), tput(corpus, QUESTIONS[i]);
-    if (multi_image) tput(corpus, " in first second image?");
+    if (multi_image & DEMO_PAIRS) tput(corpus, " in first second image?");
+    if (multi_image & DEMO_VIDEO) tput(corpus, " at start end of video?");
     const char *const *lists[4] = {COLORS, SHAPES, PLACES, COUNTS};
     int sizes[4] = {N_COLORS, N_SHAPES, N_PLACES, N_COUNTS};
     for (int l = 0; l < 4; l++)
@@ -460,10 +526,13 @@ static int write_random_model(const char *dir, const char *config_json, weight_l
 // each with its image and with a blank one; greedy answers, scored by exact word (eval/bench_demo.c).
 
 static int evaluate(const char *device, const char *out, const char *data, const char *tok, const char *tmpl,
-                    const char *model, double *acc_img, double *acc_blind, double *pair_acc) {
+                    const char *model, double *acc_img, double *acc_blind, double *pair_acc, double *video_acc) {
     char *res = path_join(out, "eval");
-    const char *argv[] = {"eval", "--model",     model, "--benchmark", "demo", "--data",   data,   "--out",
-                          res,    "--tokenizer", tok,   "--template",  tmpl,   "--device", device, NULL};
+    char taken[16];
+    snprintf(taken, sizeof taken, "%d", VIDEO_TAKEN);
+    const char *argv[] = {"eval", "--model",  model,  "--benchmark",    "demo", "--data",
+                          data,   "--out",    res,    "--tokenizer",    tok,    "--template",
+                          tmpl,   "--device", device, "--video-frames", taken,  NULL};
     fflush(stdout);
     int rc = cmd_eval((int)(sizeof argv / sizeof argv[0]) - 1, (char **)argv);
     char *sp = path_join(res, "scores.json");
@@ -493,6 +562,14 @@ static int evaluate(const char *device, const char *out, const char *data, const
             printf("demo:   two images questions: %3d, with both images %.2f, blind %.2f, chance %.2f\n", n->valueint,
                    wi->valuedouble, bl->valuedouble, 1.0 / N_COLORS);
             if (pair_acc) *pair_acc = wi->valuedouble;
+        }
+        c = cJSON_GetObjectItemCaseSensitive(per, "video");
+        n = cJSON_GetObjectItemCaseSensitive(c, "questions"), wi = cJSON_GetObjectItemCaseSensitive(c, "with_image"),
+        bl = cJSON_GetObjectItemCaseSensitive(c, "blind");
+        if (cJSON_IsNumber(n) && cJSON_IsNumber(wi) && cJSON_IsNumber(bl)) {
+            printf("demo:   video questions: %3d, with the frames %.2f, blind %.2f, chance %.2f\n", n->valueint,
+                   wi->valuedouble, bl->valuedouble, 1.0 / N_COLORS);
+            if (video_acc) *video_acc = wi->valuedouble;
         }
     } else if (rc != 0 && !llava_errmsg()[0]) {
         rc = llava_fail("demo: llava eval --benchmark demo failed (see above)");
@@ -572,9 +649,12 @@ int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epoc
         return llava_fail("demo: --lm %s: llama, llama3, qwen2 or mistral", lm_family);
     if (mkdir_p(out) != 0) return -1;
     char *data = path_join(out, "data");
-    int rc = write_split(data, "train", n_train, S, 11, 0, NULL, multi_image ? DEMO_TRAIN_PAIRS(n_train) : 0);
+    int rc =
+        write_split(data, "train", n_train, S, 11, 0, NULL, multi_image & DEMO_PAIRS ? DEMO_TRAIN_PAIRS(n_train) : 0,
+                    multi_image & DEMO_VIDEO ? DEMO_TRAIN_VIDEOS(n_train) : 0);
     if (rc == 0 && n_eval > 0)
-        rc = write_split(data, "eval", n_eval, S, 12, 1, qtypes, multi_image ? DEMO_EVAL_PAIRS(n_eval) : 0);
+        rc = write_split(data, "eval", n_eval, S, 12, 1, qtypes, multi_image & DEMO_PAIRS ? DEMO_EVAL_PAIRS(n_eval) : 0,
+                         multi_image & DEMO_VIDEO ? DEMO_EVAL_VIDEOS(n_eval) : 0);
     char *tok = demo_tokenizer_path(out, lm_family), *lm = path_join(out, "lm"), *clip = path_join(out, "clip");
     const char *tmpl = demo_template(lm_family);
     if (rc == 0)
@@ -655,7 +735,11 @@ static const char *const ANYRES_SETS[] = {"data.image_aspect_ratio=anyres",
                                           "data.image_grid_pinpoints=[[48,96],[96,48],[96,96]]",
                                           "train.num_train_epochs=8"};
 
+// llava demo --video: stage 2 takes VIDEO_TAKEN of each video's frames.
+static const char *const VIDEO_SETS[] = {"data.video_frames=2"};
+
 int demo_run(const demo_options *o) {
+    if (o->video && o->anyres) return llava_fail("demo: --video with --anyres: AnyRes tiles images, not video frames");
     double t0 = (double)clock();
     // Tiny GEMMs run fastest single-threaded, and one thread makes the result the same on any machine.
     llava_cpu_set_threads(1);
@@ -671,8 +755,8 @@ int demo_run(const demo_options *o) {
         free(qtypes);
         return llava_fail("demo: --device %s: %s", device, why);
     }
-    int rc =
-        demo_make_world_ex(out, n_train, n_eval, 4, qtypes, device, o->lm, o->vision, o->train_vision, o->multi_image);
+    int rc = demo_make_world_ex(out, n_train, n_eval, 4, qtypes, device, o->lm, o->vision, o->train_vision,
+                                (o->multi_image ? DEMO_PAIRS : 0) | (o->video ? DEMO_VIDEO : 0));
     char *data = path_join(out, "data"), *tok = demo_tokenizer_path(out, o->lm);
     char *s1 = path_join(out, "stage1.json"), *s2 = path_join(out, "stage2.json");
     char *ck2 = path_join(out, "checkpoints/stage2");
@@ -694,16 +778,17 @@ int demo_run(const demo_options *o) {
         printf("demo: stage 2 (projector + language model, %s template, %s images)\n", demo_template(o->lm),
                o->anyres ? "AnyRes" : "padded");
         fflush(stdout);
-        rc = run_stage(s2, o->anyres ? ANYRES_SETS : NULL, o->anyres ? 3 : 0);
+        rc = run_stage(s2, o->anyres ? ANYRES_SETS : o->video ? VIDEO_SETS : NULL, o->anyres ? 3 : o->video ? 1 : 0);
     }
     // The held-out questions through `llava eval`.
     double a = 0, b = 0, chance = 0;
-    int n_pairs = o->multi_image ? DEMO_EVAL_PAIRS(n_eval) : 0, n_q = n_eval + n_pairs;
+    int n_pairs = o->multi_image ? DEMO_EVAL_PAIRS(n_eval) : 0, n_videos = o->video ? DEMO_EVAL_VIDEOS(n_eval) : 0;
+    int n_q = n_eval + n_pairs + n_videos;
     for (int i = 0; i < n_eval; i++) chance += 1.0 / N_OPTIONS[qtypes[i]] / n_q;
-    chance += (double)n_pairs / N_COLORS / n_q;  // a two-image question asks a colour
+    chance += (double)(n_pairs + n_videos) / N_COLORS / n_q;  // a two-image or video question asks a colour
     char *model = path_join(ck2, "model");
-    double pa = -1;
-    if (rc == 0) rc = evaluate(device, out, data, tok, demo_template(o->lm), model, &a, &b, &pa);
+    double pa = -1, va = -1;
+    if (rc == 0) rc = evaluate(device, out, data, tok, demo_template(o->lm), model, &a, &b, &pa, &va);
     if (rc == 0) {
         printf("demo: %d held-out questions; chance is %.2f; %.0f s of CPU time\n", n_q, chance,
                ((double)clock() - t0) / CLOCKS_PER_SEC);
@@ -714,6 +799,8 @@ int demo_run(const demo_options *o) {
         // With two-image questions, those alone must reach the bar too (the other questions cannot carry them).
         if (rc == 0 && o->check && o->multi_image && !(pa >= 0.90))
             rc = llava_fail("demo: the two-image questions' accuracy %.3f is under 0.90", pa);
+        if (rc == 0 && o->check && o->video && !(va >= 0.90))
+            rc = llava_fail("demo: the video questions' accuracy %.3f is under 0.90", va);
     }
     free(qtypes);
     free(data);

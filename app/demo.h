@@ -11,12 +11,19 @@ typedef struct {
     const char *vision;  // the vision tower: "clip" (default) or "siglip"
     int train_vision;    // stage 2 trains the tower too: 0 no (default), -1 all of it, N its last N layers
     int multi_image;     // also two-image questions (LLaVA-NeXT's multi-image samples), trained and held out
+    int video;           // also video questions (LLaVA-NeXT-Video's frame lists), trained and held out
     int anyres;          // both stages with LLaVA-NeXT's AnyRes (data.image_aspect_ratio anyres)
 } demo_options;
 
 // Two-image samples with --multi-image: a quarter of the training images' count, half the held-out count.
 #define DEMO_TRAIN_PAIRS(n_train) (n_train)
 #define DEMO_EVAL_PAIRS(n_eval) ((n_eval) / 2)
+// Video samples with --video: half the training images' count, half the held-out count.
+#define DEMO_TRAIN_VIDEOS(n_train) ((n_train) / 2)
+#define DEMO_EVAL_VIDEOS(n_eval) ((n_eval) / 2)
+// demo_make_world_ex's multi_image bits.
+#define DEMO_PAIRS 1
+#define DEMO_VIDEO 2
 
 int demo_run(const demo_options *o);
 
@@ -32,7 +39,8 @@ int demo_make_world_on(const char *out, int n_train, int n_eval, int stage2_epoc
 int demo_make_world_lm(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
                        const char *lm);
 // The same with a vision tower of kind `vision` ("clip", the default for NULL, or "siglip"), stage 2 training the
-// tower as demo_options.train_vision says, and with multi_image the two-image samples and questions.
+// tower as demo_options.train_vision says, and with multi_image's bits the two-image samples and questions
+// (DEMO_PAIRS) and the video samples and questions (DEMO_VIDEO).
 int demo_make_world_ex(const char *out, int n_train, int n_eval, int stage2_epochs, int *qtypes, const char *device,
                        const char *lm, const char *vision, int train_vision, int multi_image);
 

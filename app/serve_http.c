@@ -302,7 +302,7 @@ static enum MHD_Result chat(struct MHD_Connection *c, serve_req *r) {
         return queue_error(c, r, &e, NULL);
     free(r->body.p);
     r->body = (strbuf){0};
-    engine_chat ch = {q.messages, q.n_messages, q.images, q.n_images};
+    engine_chat ch = {q.messages, q.n_messages, q.images, q.n_images, 0};
     engine_callbacks cb = {on_text, on_done, r};
     r->stream = q.stream;
     r->include_usage = q.stream && q.include_usage;

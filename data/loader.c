@@ -328,9 +328,12 @@ loader_pos loader_position(const loader *l) { return l->next; }
 
 double loader_wait_seconds(const loader *l) { return l->wait_s; }
 
-const char *const LOADER_DROP_NAMES[LOADER_N_DROP] = {"image unreadable", "more than one <image>",
-                                                      "an image but no <image> token", "an <image> token but no image",
-                                                      "truncation would cut the image"};
+const char *const LOADER_DROP_NAMES[LOADER_N_DROP] = {"image unreadable",
+                                                      "more than one <image>",
+                                                      "an image but no <image> token",
+                                                      "an <image> token but no image",
+                                                      "truncation would cut the image",
+                                                      "a video under AnyRes"};
 
 int64_t loader_dropped(const loader *l, const char **last_id, int64_t *by_reason) {
     if (last_id) *last_id = l->last_dropped;
@@ -498,6 +501,9 @@ int loader_next(loader *l, loader_step *out) {
             char msg[96];
             loader_drop reason = LOADER_DROP_IMAGE_UNREADABLE;
             if (s->error[idx]) why = s->error[idx];
+            else if (l->c.anyres && is_video(l->c.ds, i) && imgs)
+                why = "a video sample under AnyRes (LLaVA-NeXT tiles images, not video frames: not supported)",
+                reason = LOADER_DROP_VIDEO_ANYRES;
             else if (imgs > n_paths && n_paths) {
                 snprintf(msg, sizeof msg, "%d <image> tokens for %d images", imgs, n_paths);
                 why = n_paths == 1 ? "more than one <image> in the sample" : msg, reason = LOADER_DROP_TOO_MANY_IMAGES;

@@ -86,6 +86,7 @@ typedef enum {
     LOADER_DROP_IMAGE_NO_TOKEN,        // an image file but no <image> in the text
     LOADER_DROP_TOKEN_NO_IMAGE,        // an <image> in the text but no image file
     LOADER_DROP_IMAGE_CUT,             // truncation after the splice would cut the image
+    LOADER_DROP_VIDEO_ANYRES,          // a video sample under AnyRes (which tiles images, not frames)
     LOADER_N_DROP
 } loader_drop;
 extern const char *const LOADER_DROP_NAMES[LOADER_N_DROP];

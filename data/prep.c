@@ -292,15 +292,12 @@ static void process(const work_ctx *w, prep_item *it) {
         skip(it, rec.kind, rec.reason);
         goto done;
     }
-    // A video's frames: uniformly video_frames of them when it has more (LLaVA-NeXT's np.linspace(0, F - 1, N,
-    // dtype=int): each index the float64 value truncated).
+    // A video's frames: uniformly video_frames of them when it has more (prep_video_frame: LLaVA-NeXT's sampling).
     if (rec.video && o->video_frames > 0 && rec.n_images > o->video_frames) {
         int F = rec.n_images, N = o->video_frames;
         strbuf sb = {0};
         for (int k = 0; k < N; k++) {
-            double step = N == 1 ? 0 : (double)(F - 1) / (double)(N - 1);     // numpy: arange(N) * (delta / div)
-            int idx = k == N - 1 && N > 1 ? F - 1 : (int)((double)k * step);  // endpoint: stop exactly
-            char *one = prep_image_path(it->image, idx);
+            char *one = prep_image_path(it->image, prep_video_frame(F, N, k));
             if (k) sb_put(&sb, "\n", 1);
             sb_put(&sb, one, strlen(one));
             free(one);

@@ -312,6 +312,12 @@ char *prep_image_path(const char *image, int k) {
     return out;
 }
 
+int prep_video_frame(int F, int n, int k) {
+    if (n >= F || n < 1) return k;
+    double step = n == 1 ? 0 : (double)(F - 1) / (double)(n - 1);  // numpy: arange(n) * (delta / div)
+    return k == n - 1 && n > 1 ? F - 1 : (int)((double)k * step);  // endpoint: stop exactly
+}
+
 void prep_record_free(prep_record *r) {
     free(r->id);
     free(r->image);

@@ -40,5 +40,8 @@ void prep_record_free(prep_record *r);
 int prep_image_count(const char *image);
 // Path k of a stored image string, copied (NULL past the end).
 char *prep_image_path(const char *image, int k);
+// Of a video's F frames, the k-th of the n taken uniformly (LLaVA-NeXT's np.linspace(0, F - 1, n, dtype=int): each
+// index the float64 value truncated, the last exactly F - 1); n >= F takes every frame (k itself).
+int prep_video_frame(int F, int n, int k);
 
 #endif

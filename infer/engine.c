@@ -462,6 +462,10 @@ static int chat_turns(const conv_template *tmpl, const engine_chat *c, conv_temp
             st = bad(err, cap, ENGINE_BAD_REQUEST,
                      "message %d: the text holds \"%s\"; send images as image parts, not as this marker", first + i,
                      DEFAULT_IMAGE_TOKEN);
+        else if (c->video && msg->n_images && msg->n_images != c->n_images)
+            st = bad(err, cap, ENGINE_BAD_REQUEST,
+                     "message %d carries %d of the video's %d frames: one user message carries them all", first + i,
+                     msg->n_images, c->n_images);
         if (st != ENGINE_OK) {
             for (int k = 0; k < i; k++) free(texts[k]);
             free(texts);
@@ -469,7 +473,8 @@ static int chat_turns(const conv_template *tmpl, const engine_chat *c, conv_temp
             return st;
         }
         strbuf sb = {0};
-        for (int k = 0; k < msg->n_images; k++) sb_put(&sb, DEFAULT_IMAGE_TOKEN "\n", strlen(DEFAULT_IMAGE_TOKEN) + 1);
+        int places = c->video && msg->n_images ? 1 : msg->n_images;  // a video: one <image> for its frames
+        for (int k = 0; k < places; k++) sb_put(&sb, DEFAULT_IMAGE_TOKEN "\n", strlen(DEFAULT_IMAGE_TOKEN) + 1);
         sb_put(&sb, msg->text, msg->text_len);
         sb_put(&sb, "", 0);
         texts[i] = sb.p ? sb.p : xstrdup("");
@@ -520,7 +525,7 @@ int engine_prompt_ids(const tokenizer *tok, tok_mode mode, const conv_template *
     if (st != ENGINE_OK) return st;
     // Several images: LLaVA-NeXT's multimodal rule, as prep gives multi-image training samples (LLaVA-1.5's would
     // pull every "<image>" of a turn to its front and keep one).
-    if (c->n_images > 1) tm.multimodal_next = 1;
+    if (c->n_images > 1 || c->video) tm.multimodal_next = 1;
     prep_config pc = {.tok = tok, .mode = mode, .tmpl = &tm, .model_max_length = 0, .strict = 0};
     memset(r, 0, sizeof *r);
     int rc = prep_sample(&pc, "request", turns, (size_t)nt, c->n_images > 0, r);
@@ -562,6 +567,10 @@ static int chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out,
     if (c->n_images > e->info.max_images)
         return bad(err, errcap, ENGINE_BAD_REQUEST, "%d images in one request; this server takes at most %d",
                    c->n_images, e->info.max_images);
+    if (c->video && c->n_images < 1) return bad(err, errcap, ENGINE_BAD_REQUEST, "a video without frames");
+    if (c->video && e->m.cfg.glue.anyres)
+        return bad(err, errcap, ENGINE_BAD_REQUEST,
+                   "a video with an AnyRes model: LLaVA-NeXT's AnyRes tiles images, not video frames (not supported)");
     prep_result r;
     int st = chat_prompt(e, c, &r, err, errcap);
     if (st != ENGINE_OK) return st;
@@ -569,10 +578,11 @@ static int chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out,
     // image's merged features, its tiles through LlavaNextImageProcessor's steps).
     int tpi = e->info.tokens_per_image, marks = 0, anyres = e->m.cfg.glue.anyres;
     for (size_t i = 0; i < r.ids.n; i++) marks += r.ids.v[i] == IMAGE_TOKEN_INDEX;
-    if (marks != c->n_images) {
+    int want = c->video ? 1 : c->n_images, per_mark = c->video ? c->n_images * tpi : tpi;
+    if (marks != want) {
         prep_result_free(&r);
-        return bad(err, errcap, ENGINE_BAD_REQUEST, "the prompt holds %d image places for %d images", marks,
-                   c->n_images);
+        return bad(err, errcap, ENGINE_BAD_REQUEST, "the prompt holds %d image places for %d %s", marks, c->n_images,
+                   c->video ? "frames of one video" : "images");
     }
     int S = e->info.image_size;
     size_t plane = 3 * (size_t)S * (size_t)S;
@@ -613,12 +623,12 @@ static int chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out,
         *sizes_out = sizes;
         return ENGINE_OK;
     }
-    size_t n = r.ids.n + (size_t)marks * (size_t)(tpi - 1);
+    size_t n = r.ids.n + (size_t)marks * (size_t)(per_mark - 1);
     int64_t *ids = xmalloc(sizeof(int64_t) * (n ? n : 1));
     size_t k = 0;
     for (size_t i = 0; i < r.ids.n; i++) {
         if (r.ids.v[i] == IMAGE_TOKEN_INDEX)
-            for (int f = 0; f < tpi; f++) ids[k++] = e->image_id;
+            for (int f = 0; f < per_mark; f++) ids[k++] = e->image_id;
         else ids[k++] = r.ids.v[i];
     }
     prep_result_free(&r);

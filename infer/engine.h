@@ -80,6 +80,10 @@ typedef struct {
     int n_messages;
     const image_u8 *images;  // decoded RGB, in the order the messages take them
     int n_images;
+    // 1: the images are one video's frames, in order (LLaVA-NeXT-Video / OneVision's layout, as `llava prep` reads a
+    // sample's "video"): the one user message that carries them all gets a single "<image>\n", which stands for
+    // every frame (the frames' features one after another in its place). Not with an AnyRes model.
+    int video;
 } engine_chat;
 
 typedef enum {

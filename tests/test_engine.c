@@ -24,6 +24,8 @@
 //   - requests the engine must refuse (too long, over the context, image tokens without an image,
 //     after shutdown) get ENGINE_BAD_REQUEST / ENGINE_CLOSED and a message; a cancelled request ends
 //     FINISH_CANCELLED; the loop on its own thread (engine_run) drains and returns after shutdown;
+//   - a video's frames behind one <image>: the one-image prompt with frames x tokens_per_image image tokens, each
+//     frame's pixels, cached = no-cache; frames spread over messages or none refused;
 //   - afterwards every cache block is free.
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -627,6 +629,96 @@ static void check_requests(const golden *g) {
     engine_close(e);
 }
 
+// A video (engine_chat.video): its frames behind one "<image>\n". The prompt's text is a one-image chat's; its ids are
+// that chat's with the one image's tokens_per_image image tokens become frames x tokens_per_image, one run in the same
+// place; its pixels are each frame's own, in order; the cached answer on those inputs equals the no-cache path's.
+// Refused: frames spread over two messages, a video without frames.
+static void check_video(void) {
+    enum { F = 3 };
+    engine_options o = {.model_dir = DIR "/model", .tokenizer = TOK, .max_batch = 2, .max_images = F};
+    llava_engine *e = engine_open(&o);
+    CHECK(e != NULL, "engine_open: %s", llava_errmsg());
+    if (!e) return;
+    image_u8 fr[F];
+    for (int f = 0; f < F; f++) {  // three different frames, 20 x 30
+        fr[f] = (image_u8){.w = 30, .h = 20, .rgb = xmalloc(20 * 30 * 3)};
+        for (int i = 0; i < 20 * 30 * 3; i++) fr[f].rgb[i] = (uint8_t)((i * (7 + 5 * f) + 40 * f) % 251);
+    }
+    const char *q = "What changed?";
+    engine_message vm = {"user", q, strlen(q), F}, om = {"user", q, strlen(q), 1};
+    engine_chat video = {&vm, 1, fr, F, 1}, one = {&om, 1, fr, 1, 0};
+    char err[256];
+    char *pv = engine_chat_prompt(e, &video, err, sizeof err), *po = engine_chat_prompt(e, &one, err, sizeof err);
+    CHECK(pv && po && strcmp(pv, po) == 0, "a video's prompt text differs from a one-image chat's:\n%s\n%s", pv, po);
+    int64_t *iv = NULL, *io = NULL;
+    float *xv = NULL, *xo = NULL;
+    int nv = 0, no = 0, tpi = engine_get_info(e)->tokens_per_image, img = -1;
+    CHECK(engine_chat_inputs(e, &video, &iv, &nv, &xv, err, sizeof err) == ENGINE_OK, "video inputs: %s", err);
+    CHECK(engine_chat_inputs(e, &one, &io, &no, &xo, err, sizeof err) == ENGINE_OK, "one-image inputs: %s", err);
+    int at = -1, run = 0, same = iv && io && nv == no + (F - 1) * tpi;
+    for (int i = 0; same && i < no; i++) {
+        if (at < 0 && i + tpi <= no && io[i] == io[i + tpi - 1] && (i == 0 || io[i - 1] != io[i])) {
+            int k = 0;
+            while (k < tpi && io[i + k] == io[i]) k++;
+            if (k == tpi) at = i, img = (int)io[i];
+        }
+        int j = at >= 0 && i >= at + tpi ? i + (F - 1) * tpi : i;  // past the image: shifted by the extra frames
+        if (at >= 0 && i >= at && i < at + tpi) continue;
+        same &= iv[j] == io[i];
+    }
+    for (int i = at; same && at >= 0 && i < at + F * tpi; i++) run += iv[i] == img;
+    CHECK(same && at >= 0 && run == F * tpi, "video ids: %d tokens (one image: %d), image run %d of %d at %d", nv, no,
+          run, F * tpi, at);
+    int S = engine_get_info(e)->image_size, pix_same = xv != NULL;
+    size_t plane = 3 * (size_t)S * S;
+    for (int f = 0; f < F && pix_same; f++) {  // each frame alone, as a one-image chat
+        engine_chat alone = {&om, 1, &fr[f], 1, 0};
+        int64_t *ia = NULL;
+        float *xa = NULL;
+        int na = 0;
+        pix_same = engine_chat_inputs(e, &alone, &ia, &na, &xa, err, sizeof err) == ENGINE_OK &&
+                   memcmp(xa, xv + plane * (size_t)f, sizeof(float) * plane) == 0;
+        free(ia), free(xa);
+    }
+    CHECK(pix_same, "the video's pixels are not its frames' own, in order");
+    // The cached engine against the no-cache path on the video's inputs (its text ids folded into the tiny model's
+    // vocabulary of 300: the LLaMA tokenizer's are larger).
+    for (int i = 0; iv && i < nv; i++)
+        if (iv[i] != img) iv[i] = 3 + iv[i] % 290;
+    board_reset();
+    gen_params p;
+    gen_params_default(&p);
+    p.max_new_tokens = 8;
+    p.ignore_eos = 1;
+    int id = iv ? engine_submit_ids(e, iv, nv, xv, F, &p, &CB, err, sizeof err) : -1;
+    CHECK(id >= 0, "video submit: %s", err);
+    engine_run_until_idle(e);
+    int64_t out[8];
+    int n_ref = iv ? llava_generate_greedy(engine_model(e), iv, nv, xv, F, S, S, 8, -1, out) : -1;
+    const outcome *oc = id >= 0 ? &B.o[id % MAXR] : NULL;
+    int eq = oc && oc->done && oc->n_tok == n_ref && n_ref == 8;
+    for (int i = 0; eq && i < n_ref; i++) eq &= oc->tok[i] == (int32_t)out[i];
+    CHECK(eq, "the video's cached answer (%d tokens) differs from the no-cache path's (%d)", oc ? oc->n_tok : -1,
+          n_ref);
+    // Refusals.
+    engine_message split[3] = {{"user", q, strlen(q), 2}, {"assistant", "x", 1, 0}, {"user", q, strlen(q), 1}};
+    engine_chat spread = {split, 3, fr, F, 1}, none = {&om, 1, NULL, 0, 1};
+    om.n_images = 0;
+    CHECK(engine_submit_chat(e, &spread, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST &&
+              strstr(err, "message 0 carries 2 of the video's 3 frames") != NULL,
+          "frames over two messages: %s", err);
+    CHECK(engine_submit_chat(e, &none, &p, &CB, err, sizeof err) == ENGINE_BAD_REQUEST &&
+              strstr(err, "a video without frames") != NULL,
+          "a video without frames: %s", err);
+    printf(
+        "a video of %d frames: the one-image prompt with %d image tokens in one run, each frame's pixels, the "
+        "no-cache path's %d tokens; spread frames and no frames refused\n",
+        F, run, n_ref);
+    free(pv), free(po), free(iv), free(io), free(xv), free(xo);
+    for (int f = 0; f < F; f++) image_free(&fr[f]);
+    engine_close(e);
+}
+
 int main(void) {
     pthread_mutex_init(&B.mu, NULL);
     pthread_cond_init(&B.cv, NULL);
@@ -655,6 +747,7 @@ int main(void) {
     check_stop(&g);
     check_stop_token(&g);
     check_requests(&g);
+    check_video();
     free(g.pix);
     return check_done();
 }

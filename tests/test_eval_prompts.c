@@ -39,7 +39,7 @@ int main(void) {
         if (b == n_bench && n_bench < 16) snprintf(benches[n_bench++], 32, "%s", bench);
         engine_message msg = {"user", q, strlen(q), img};
         image_u8 dummy = {0};
-        engine_chat chat = {&msg, 1, img ? &dummy : NULL, img};
+        engine_chat chat = {&msg, 1, img ? &dummy : NULL, img, 0};
         prep_result r;
         char err[512];
         // Both slow-tokenizer rules (4.31's, under which the released checkpoints were trained and

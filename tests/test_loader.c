@@ -380,26 +380,29 @@ static void test_multi_image(void) {
 // AnyRes (LLaVA-NeXT): the loader tiles each image as transformers' LlavaNextImageProcessor does and lays its
 // features out in the merge's order: on the LlavaNext golden case's two images (tests/data/golden/model/next_tiny,
 // 60x36 -> 5 tiles, 30x24 -> 3 tiles, 28-pixel tiles of 2x2 features), the batch's tiles equal the processor's
-// pixel_values bit for bit and the image positions are the model's 16 + 10.
+// pixel_values bit for bit and the image positions are the model's 16 + 10. A video sample beside them (its two frames
+// behind one <image>) is dropped by name: AnyRes tiles images, not frames.
 static void test_anyres(void) {
     llava_dataset d = {0};
-    enum { M2 = 2 };
+    enum { M2 = 3 };
     d.n = M2;
     d.offsets = xmalloc(sizeof(int64_t) * (M2 + 1));
     d.modality_len = xmalloc(sizeof(int32_t) * M2);
     d.sample_ids = xmalloc(sizeof(char *) * M2);
     d.image_paths = xmalloc(sizeof(char *) * M2);
-    d.input_ids = xmalloc(sizeof(int32_t) * 8);
-    d.labels = xmalloc(sizeof(int32_t) * 8);
+    d.input_ids = xmalloc(sizeof(int32_t) * 4 * M2);
+    d.labels = xmalloc(sizeof(int32_t) * 4 * M2);
+    d.flags = xcalloc(M2, 1);
+    d.flags[2] = PREP_VIDEO;
     for (int i = 0; i < M2; i++) {
         d.offsets[i] = 4 * i;
         int32_t ids[4] = {1, -200, 20 + i, 30 + i};
         for (int t = 0; t < 4; t++) d.input_ids[4 * i + t] = ids[t], d.labels[4 * i + t] = t > 1 ? ids[t] : -100;
         d.modality_len[i] = 2;
         d.sample_ids[i] = xasprintf("a%d", i);
-        d.image_paths[i] = xstrdup(i ? "b.png" : "a.png");
+        d.image_paths[i] = xstrdup(i == 2 ? "a.png\nb.png" : i ? "b.png" : "a.png");
     }
-    d.offsets[M2] = 8;
+    d.offsets[M2] = 4 * M2;
     d.image_folder = xstrdup("tests/data/golden/model/next_tiny/images");
     loader_config c = base_config();
     c.ds = &d;
@@ -422,6 +425,8 @@ static void test_anyres(void) {
     const llava_batch *b = &st.micro[0].chunks[0];
     CHECK(b->n_seq == 2 && b->n_img == 8 && b->n_feat == 26 && b->feat_rows,
           "%d sequences, %d tiles, %d image positions", b->n_seq, b->n_img, b->n_feat);
+    int64_t by[LOADER_N_DROP];
+    CHECK(loader_dropped(l, NULL, by) == 1 && by[LOADER_DROP_VIDEO_ANYRES] == 1, "the video under AnyRes not dropped");
     st_file ref;
     CHECK(st_open(&ref, "tests/data/golden/model/next_tiny/inputs.safetensors") == 0, "%s", llava_errmsg());
     const st_tensor *pv = st_find(&ref, "pixel_values");
@@ -437,13 +442,16 @@ static void test_anyres(void) {
     for (int k = 16; k < 26 && first_b < 0; k++)
         if (b->feat_rows[k] >= 0) first_b = b->feat_rows[k];
     CHECK(b->feat_rows[0] == 0 && first_b == 20, "feature rows start at %d and %d", b->feat_rows[0], first_b);
-    printf("anyres loader: 60x36 and 30x24 -> 5 + 3 tiles equal to LlavaNextImageProcessor's, 16 + 10 positions\n");
+    printf(
+        "anyres loader: 60x36 and 30x24 -> 5 + 3 tiles equal to LlavaNextImageProcessor's, 16 + 10 positions; a video "
+        "dropped\n");
     st_close(&ref);
     free(want);
     loader_step_free(&st);
     loader_free(l);
     for (int i = 0; i < M2; i++) free(d.sample_ids[i]), free(d.image_paths[i]);
     free(d.offsets), free(d.modality_len), free(d.sample_ids), free(d.image_paths), free(d.input_ids), free(d.labels);
+    free(d.flags);
     free(d.image_folder);
 }
 

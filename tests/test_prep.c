@@ -793,9 +793,35 @@ static void test_multi_image(void) {
     free(json);
 }
 
+// prep_video_frame (which prep, `llava generate --video-frames` and the question files' "video" share) against numpy
+// 2.1.3's linspace(0, F - 1, N, dtype=int), printed by it for these (F, N); N >= F keeps every frame.
+static void test_video_frame_index(void) {
+    static const struct {
+        int F, N, want[16];
+    } CASES[] = {{4, 2, {0, 3}},
+                 {10, 4, {0, 3, 6, 9}},
+                 {5, 3, {0, 2, 4}},
+                 {32, 8, {0, 4, 8, 13, 17, 22, 26, 31}},
+                 {100, 7, {0, 16, 33, 49, 66, 82, 99}},
+                 {3, 1, {0}},
+                 {64, 16, {0, 4, 8, 12, 16, 21, 25, 29, 33, 37, 42, 46, 50, 54, 58, 63}},
+                 {17, 5, {0, 4, 8, 12, 16}},
+                 {3, 5, {0, 1, 2}}};
+    int n = 0;
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+        int take = CASES[c].N < CASES[c].F ? CASES[c].N : CASES[c].F;
+        for (int k = 0; k < take; k++, n++)
+            CHECK(prep_video_frame(CASES[c].F, CASES[c].N, k) == CASES[c].want[k],
+                  "%d frames to %d: index %d is %d, numpy %d", CASES[c].F, CASES[c].N, k,
+                  prep_video_frame(CASES[c].F, CASES[c].N, k), CASES[c].want[k]);
+    }
+    printf("video frame sampling: %d indices equal numpy.linspace's\n", n);
+}
+
 // Video samples (LLaVA-NeXT-Video / OneVision): "video" lists the frames' image paths and one <image> stands for all
 // of them; --video-frames N keeps N uniformly (numpy 2.1.3's linspace(0, F - 1, N, dtype=int): 7 frames to 4 are 0,
-// 2, 4, 6; 10 to 4 are 0, 3, 6, 9; 7 to 3 are 0, 3, 6). A video file (a string), both keys, two <image> tokens are left out with their reasons.
+// 2, 4, 6; 10 to 4 are 0, 3, 6, 9; 7 to 3 are 0, 3, 6). A video file (a string), both keys, two <image> tokens are
+// left out with their reasons.
 static void test_video(void) {
     static const char text[] =
         "[\n"
@@ -835,6 +861,11 @@ static void test_video(void) {
         CHECK_EQ_STR(d.image_paths[0], "f0.png\nf2.png\nf4.png\nf6.png");  // 7 to 4: linspace 0, 2, 4, 6
         CHECK_EQ_STR(d.image_paths[1], "g0.png\ng3.png\ng6.png\ng9.png");  // 10 to 4: 0, 3, 6, 9
         CHECK(d.flags && (d.flags[0] & PREP_VIDEO) && (d.flags[1] & PREP_VIDEO), "video flags");
+        // The modality-length sampler's lengths as LLaVA-NeXT's modality_lengths: the words of the turns (str.split),
+        // positive for a sample with "image" or "video" ("What happens? <image>" + "It moves.": 5; "<image>\nWhat?" +
+        // "A.": 3).
+        CHECK(d.modality_len[0] == 5 && d.modality_len[1] == 3, "video modality lengths %d, %d", d.modality_len[0],
+              d.modality_len[1]);
         int n_img = 0;
         for (int64_t t = d.offsets[0]; t < d.offsets[1]; t++) n_img += d.input_ids[t] == IMAGE_TOKEN_INDEX;
         CHECK_EQ_INT(n_img, 1);
@@ -930,6 +961,7 @@ int main(void) {
     test_nul();
     test_image_tokens();
     test_multi_image();
+    test_video_frame_index();
     test_video();
     test_many();
     cJSON_Delete(arr);
