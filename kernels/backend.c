@@ -10,8 +10,8 @@
 #include "device.h"
 
 const char *const LLAVA_OP_NAMES[LLAVA_OP_COUNT] = {
-    "linear",    "patch_unfold", "clip_embed", "layernorm",     "rmsnorm", "elementwise",      "rope",
-    "attention", "embedding",    "rows",       "cross_entropy", "adamw",   "attention_decode", "grid_pool",
+    "linear",    "patch_unfold", "clip_embed",    "layernorm", "rmsnorm",          "elementwise", "rope",   "attention",
+    "embedding", "rows",         "cross_entropy", "adamw",     "attention_decode", "grid_pool",   "resize",
 };
 
 llava_backend *llava_backend_open(const char *name, const llava_backend_options *o) {

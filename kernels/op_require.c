@@ -3,6 +3,8 @@
 // condition, and aborts.
 #include "kernels/op_require.h"
 
+#include <string.h>
+
 #include "common/util.h"
 
 // In every function below: `be` and `op` name the call.
@@ -299,6 +301,17 @@ void req_grid_pool_backward(llava_backend *be, const void *din, const void *dout
     given(be, op, work, "din", din);
     given(be, op, work, "dout", dout);
     given(be, op, work && mode == LLAVA_POOL_MAX, "in", in);
+}
+
+void req_resize_bilinear(llava_backend *be, const char *op, const void *a, const void *b, int H, int W, int OH, int OW,
+                         int C) {
+    const char *names_[] = {"H", "W", "OH", "OW", "C"};
+    SIZES(H, W, OH, OW, C);
+    REQ((H > 0 && W > 0) == (OH > 0 && OW > 0), "%dx%d -> %dx%d: an empty image resizes to an empty one only", H, W, OH,
+        OW);
+    int work = H > 0 && W > 0 && OH > 0 && OW > 0 && C > 0, fwd = strcmp(op, "resize_bilinear") == 0;
+    given(be, op, work, fwd ? "out" : "din", a);
+    given(be, op, work, fwd ? "in" : "dout", b);
 }
 
 void req_row_indices(llava_backend *be, const char *op, const int32_t *idx, int n) {

@@ -71,6 +71,10 @@ void req_grid_pool(llava_backend *be, const void *out, const void *in, int B, in
 // The same, and `in` given for max (the other modes do not read it).
 void req_grid_pool_backward(llava_backend *be, const void *din, const void *dout, const void *in, int B, int G, int C,
                             int mode, int s);
+// Sizes non-negative, all positive or an empty image (H * W == 0 and OH * OW == 0); the two pointers given
+// when there is work. op: resize_bilinear or resize_bilinear_backward (a: out or din, b: in or dout).
+void req_resize_bilinear(llava_backend *be, const char *op, const void *a, const void *b, int H, int W, int OH, int OW,
+                         int C);
 // The CPU's: every row index >= 0.
 void req_row_indices(llava_backend *be, const char *op, const int32_t *idx, int n);
 void req_cross_entropy(llava_backend *be, const void *losses, const void *logits, const int32_t *targets, int T, int V);

@@ -72,6 +72,10 @@ enum {
     OPCHECK_GELU_TANH_BACKWARD,      // rows, cols
     OPCHECK_GRID_POOL_BACKWARD,      // B, G, C, mode, stride s (new ops go last: a case's data is seeded by its
                                      // op's number)
+
+    // anyres_max_N's resize of one image (H x W -> OH x OW rows of C)
+    OPCHECK_RESIZE_BILINEAR,           // H, W, OH, OW, C
+    OPCHECK_RESIZE_BILINEAR_BACKWARD,  // H, W, OH, OW, C
     OPCHECK_N_OPS
 };
 

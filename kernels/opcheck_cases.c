@@ -21,6 +21,7 @@
 //   add out a b                            add_inplace acc x
 //   attention_decode out q k_cache v_cache block_table seq pos
 //   grid_pool out in                       grid_pool_backward din dout [in] (in: max only)
+//   resize_bilinear out in                 resize_bilinear_backward din dout
 //
 // ---- The CPU check (tests/test_ops_cpu.c): the CPU backend against the fp64 reference.
 //   forward, ||ours - ref|| / ||ref|| <= 1e-6 (REF_FWD; per element for statistics, REF_MAXFWD).
@@ -1292,6 +1293,55 @@ const opcheck_case OPCHECK_CASES[] = {
      .n = {2, 7, 104, POOL_BILINEAR, 3},
      .dev = {DEV_BF16}},
 
+    // ---- resize_bilinear (anyres_max_N): n = H, W, OH, OW, C. An unpadded AnyRes map shrunk by a
+    // non-integer factor per side (24 x 48 -> 16 x 33, LLaVA-NeXT's int(h // times) shape), odd ratios, an
+    // upsampling (the source clamped at 0 and the last row's two taps on one input), one row, a copy (every
+    // source an integer: exact) and 6 x 6 -> 2 x 2 (sources 3 o + 1: weights 0 and 1, exact).
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .label = "anyres_max", .n = {24, 48, 16, 33, 7}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .n = {5, 7, 3, 4, 37}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .n = {7, 5, 4, 4, 8}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .label = "upsample", .n = {3, 4, 7, 9, 5}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .label = "one row", .n = {1, 6, 1, 4, 3}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .label = "a copy", .n = {7, 5, 7, 5, 6}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = CPU, .label = "6 -> 2", .n = {6, 6, 2, 2, 6}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = GPU, .label = "anyres_max", .n = {24, 48, 16, 33, 104}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = GPU, .n = {5, 7, 3, 4, 37}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = GPU, .label = "upsample", .n = {3, 4, 7, 9, 16}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_RESIZE_BILINEAR,
+     .flags = GPU | OPCHECK_UNALIGNED,
+     .label = "anyres_max",
+     .n = {24, 48, 16, 33, 104},
+     .dev = {DEV_BF16}},
+    // its backward against the transposed loops in fp64: REF_FWD (the op sums in fp64 and rounds once, with
+    // fp32 weights ~1e-7 from the reference's fp64 ones); exact where every weight is 0 or 1.
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD,
+     .flags = CPU,
+     .label = "anyres_max",
+     .n = {24, 48, 16, 33, 7},
+     .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = CPU, .n = {5, 7, 3, 4, 37}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = CPU, .n = {7, 5, 4, 4, 8}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = CPU, .label = "upsample", .n = {3, 4, 7, 9, 5}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = CPU, .label = "one row", .n = {1, 6, 1, 4, 3}, .ref = {REF_FWD}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = CPU, .label = "a copy", .n = {7, 5, 7, 5, 6}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = CPU, .label = "6 -> 2", .n = {6, 6, 2, 2, 6}, .ref = {REF_EXACT}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD,
+     .flags = GPU,
+     .label = "anyres_max",
+     .n = {24, 48, 16, 33, 104},
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = GPU, .n = {5, 7, 3, 4, 37}, .dev = {DEV_BF16}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD,
+     .flags = GPU,
+     .label = "upsample",
+     .n = {3, 4, 7, 9, 16},
+     .dev = {DEV_BF16}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD,
+     .flags = GPU | OPCHECK_UNALIGNED,
+     .label = "anyres_max",
+     .n = {24, 48, 16, 33, 104},
+     .dev = {DEV_BF16}},
+
     // ---- cross-entropy with ignore index; the losses-only form (dlogits NULL) and dlogits over the
     // logits are run as variants of each case.
     {.op = OPCHECK_CROSS_ENTROPY,
@@ -1388,6 +1438,9 @@ const opcheck_case OPCHECK_CASES[] = {
      .label = "576 -> 144",
      .n = {VIS_B, 24, VIS_C, POOL_BILINEAR, 2}},
     {.op = OPCHECK_GRID_POOL_BACKWARD, .flags = BENCH, .label = "576 -> 64", .n = {VIS_B, 24, VIS_C, POOL_BILINEAR, 3}},
+    // anyres_max_9 on a 4 x 4 tile grid of 24 x 24 features, projected to the LM's width: times = 4/3
+    {.op = OPCHECK_RESIZE_BILINEAR, .flags = BENCH, .label = "anyres_max_9", .n = {96, 96, 72, 72, LM_C}},
+    {.op = OPCHECK_RESIZE_BILINEAR_BACKWARD, .flags = BENCH, .label = "anyres_max_9", .n = {96, 96, 72, 72, LM_C}},
     {.op = OPCHECK_GATHER_ROWS,
      .flags = BENCH,
      .label = "(2 images)",

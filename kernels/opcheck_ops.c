@@ -1308,6 +1308,7 @@ static void pool_source(int o, int G, float scale, int *i0, int *i1, double *l1)
     double src = (double)scale * (o + 0.5) - 0.5;
     if (src < 0.0) src = 0.0;
     *i0 = (int)floor(src);
+    if (*i0 > G - 1) *i0 = G - 1;
     *i1 = *i0 + 1 < G ? *i0 + 1 : G - 1;
     *l1 = src - *i0;
 }
@@ -1440,6 +1441,101 @@ static void pool_bwd_cost(const opcheck_case *c, double *flops, double *bytes) {
     double B = (double)c->n[0], G = (double)c->n[1], C = (double)c->n[2], s = (double)c->n[4], Go = pool_go(c);
     double windows = c->n[3] == LLAVA_POOL_MAX ? Go * s * Go * s : 0.0;
     *bytes = 2.0 * B * C * (G * G + Go * Go + windows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// resize_bilinear: one image's H x W grid of C-channel rows to OH x OW (ops.h); n = H, W, OH, OW, C. The
+// reference is grid_pool's resize with a scale per side: the contract's fp32 scale in / out and source
+// (resize_source), the weights and the mix in fp64.
+// Its backward's reference walks the outputs and hands weight_y * weight_x * dout to the four taps.
+
+static void resize_layout(const opcheck_case *c, opcheck_data *d) {
+    size_t H = c->n[0], W = c->n[1], OH = c->n[2], OW = c->n[3], C = c->n[4];
+    opcheck_add_buf(d, "out", BUF_ACT, OPCHECK_OUT, OH * OW * C, 0, 0);
+    opcheck_add_buf(d, "in", BUF_ACT, OPCHECK_IN, H * W * C, -1, 1);
+}
+
+static void resize_run(llava_backend *be, const opcheck_case *c, void *const *p) {
+    be->ops->resize_bilinear(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4));
+}
+
+// The source along one side as the contract computes it, every step rounded to fp32 (torch's float opmath):
+// the product scale * (o + 0.5) near a 48-wide side is off by up to 2e-6 in fp64 (an fp32 ulp of ~47), which
+// moves the mix by ~1e-6, more than the forward's tolerance; the integer part at most in - 1.
+static void resize_source(int o, int in, int out, int *i0, int *i1, double *l1) {
+    volatile float scale = (float)in / (float)out, prod = scale * ((float)o + 0.5f), src = prod - 0.5f;
+    float s = src < 0.0f ? 0.0f : src;
+    *i0 = (int)floor(s);
+    if (*i0 > in - 1) *i0 = in - 1;
+    *i1 = *i0 + 1 < in ? *i0 + 1 : in - 1;
+    *l1 = (double)s - *i0;
+}
+
+// The taps of output (oy, ox): rows ys, columns xs, their fp64 weights.
+static void resize_taps(const opcheck_case *c, int oy, int ox, int ys[2], int xs[2], double wy[2], double wx[2]) {
+    int H = dim(c, 0), W = dim(c, 1), OH = dim(c, 2), OW = dim(c, 3);
+    double ly, lx;
+    resize_source(oy, H, OH, &ys[0], &ys[1], &ly);
+    resize_source(ox, W, OW, &xs[0], &xs[1], &lx);
+    wy[0] = 1.0 - ly, wy[1] = ly, wx[0] = 1.0 - lx, wx[1] = lx;
+}
+
+static void resize_ref(const opcheck_data *d, double **want) {
+    const opcheck_case *c = d->c;
+    int W = dim(c, 1), OH = dim(c, 2), OW = dim(c, 3), C = dim(c, 4);
+    const float *in = F(d, 1);
+    for (int oy = 0; oy < OH; oy++)
+        for (int ox = 0; ox < OW; ox++) {
+            int ys[2], xs[2];
+            double wy[2], wx[2];
+            resize_taps(c, oy, ox, ys, xs, wy, wx);
+            double *o = want[0] + ((size_t)oy * OW + ox) * C;
+            for (int ch = 0; ch < C; ch++) {
+                double v = 0.0;
+                for (int ty = 0; ty < 2; ty++)
+                    for (int tx = 0; tx < 2; tx++) v += wy[ty] * wx[tx] * in[((size_t)ys[ty] * W + xs[tx]) * C + ch];
+                o[ch] = v;
+            }
+        }
+}
+
+// bf16 in and out: the rows read (two per output row and column, at most the input's) and the outputs.
+static void resize_cost(const opcheck_case *c, double *flops, double *bytes) {
+    double H = (double)c->n[0], W = (double)c->n[1], OH = (double)c->n[2], OW = (double)c->n[3], C = (double)c->n[4];
+    *bytes = 2.0 * C * (fmin(H, 2.0 * OH) * fmin(W, 2.0 * OW) + OH * OW);
+}
+
+static void resize_shape(const opcheck_case *c, char *buf, size_t cap) {
+    snprintf(buf, cap, "%dx%d -> %dx%d C=%d", dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4));
+}
+
+static void resize_bwd_layout(const opcheck_case *c, opcheck_data *d) {
+    size_t H = c->n[0], W = c->n[1], OH = c->n[2], OW = c->n[3], C = c->n[4];
+    opcheck_add_buf(d, "din", BUF_ACT, OPCHECK_OUT, H * W * C, 0, 0);
+    opcheck_add_buf(d, "dout", BUF_ACT, OPCHECK_IN, OH * OW * C, -1, 1);
+}
+
+static void resize_bwd_run(llava_backend *be, const opcheck_case *c, void *const *p) {
+    be->ops->resize_bilinear_backward(be, p[0], p[1], dim(c, 0), dim(c, 1), dim(c, 2), dim(c, 3), dim(c, 4));
+}
+
+static void resize_bwd_ref(const opcheck_data *d, double **want) {
+    const opcheck_case *c = d->c;
+    int H = dim(c, 0), W = dim(c, 1), OH = dim(c, 2), OW = dim(c, 3), C = dim(c, 4);
+    double *din = want[0];
+    for (size_t i = 0; i < (size_t)H * W * C; i++) din[i] = 0.0;
+    const float *dout = F(d, 1);
+    for (int oy = 0; oy < OH; oy++)
+        for (int ox = 0; ox < OW; ox++) {
+            int ys[2], xs[2];
+            double wy[2], wx[2];
+            resize_taps(c, oy, ox, ys, xs, wy, wx);
+            const float *g = dout + ((size_t)oy * OW + ox) * C;
+            for (int ty = 0; ty < 2; ty++)
+                for (int tx = 0; tx < 2; tx++)
+                    for (int ch = 0; ch < C; ch++)
+                        din[((size_t)ys[ty] * W + xs[tx]) * C + ch] += wy[ty] * wx[tx] * g[ch];
+        }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1681,4 +1777,8 @@ const opcheck_op_desc OPCHECK_OPS[OPCHECK_N_OPS] = {
                                     {{0, 1}, {-1, -1}}},
     [OPCHECK_GRID_POOL_BACKWARD] = {"grid_pool_backward", LLAVA_OP_GRID_POOL, pool_bwd_layout, pool_prepare,
                                     pool_bwd_run, pool_bwd_ref, pool_bwd_cost, pool_shape, NO_ALIAS},
+    [OPCHECK_RESIZE_BILINEAR] = {"resize_bilinear", LLAVA_OP_RESIZE, resize_layout, NULL, resize_run, resize_ref,
+                                 resize_cost, resize_shape, NO_ALIAS},
+    [OPCHECK_RESIZE_BILINEAR_BACKWARD] = {"resize_bilinear_backward", LLAVA_OP_RESIZE, resize_bwd_layout, NULL,
+                                          resize_bwd_run, resize_bwd_ref, resize_cost, resize_shape, NO_ALIAS},
 };

@@ -61,6 +61,7 @@ typedef enum {
     LLAVA_OP_ADAMW,             // n, has_master (1 when an fp32 master copy is given)
     LLAVA_OP_ATTENTION_DECODE,  // T, Hq, Hkv, D, context (the longest pos + 1), block_size
     LLAVA_OP_GRID_POOL,         // B, G, C, mode, stride
+    LLAVA_OP_RESIZE,            // H, W, OH, OW, C (resize_bilinear)
     LLAVA_OP_COUNT
 } llava_op_family;
 
@@ -208,6 +209,18 @@ struct llava_ops {
     // weight times dout (taps on the same input, as at the last row, each add). NULL on a backend without it.
     void (*grid_pool_backward)(llava_backend *be, void *din, const void *dout, const void *in, int B, int G, int C,
                                int mode, int s);
+    // ---- one image's bilinear resize (LLaVA-NeXT's anyres_max_N cap on an image's unpadded features): in
+    // (H*W, C) ACT, an H x W grid of C-channel rows, row-major, to out (OH*OW, C) ACT, as torch's
+    // F.interpolate(size=(OH, OW), mode="bilinear", align_corners=False) on the (C, H, W) map: per side the
+    // fp32 scale in / out, the source scale * (o + 0.5) - 0.5 clamped at 0, its integer part (at most in - 1)
+    // and the next index (the same one at the last), weights 1 - l and l; ly0 (lx0 p00 + lx1 p01) +
+    // ly1 (lx0 p10 + lx1 p11). Sizes all positive, or the image empty (H * W == 0 and OH * OW == 0).
+    // grid_pool's bilinear mode is this op on a square grid. NULL on a backend without it.
+    void (*resize_bilinear)(llava_backend *be, void *out, const void *in, int H, int W, int OH, int OW, int C);
+    // Its transpose: din (H*W, C) ACT overwritten, each input the sum over the outputs' taps that land on it of
+    // weight_y * weight_x * dout (0 where none does: a weight-0 tap still lands); dout (OH*OW, C) ACT.
+    void (*resize_bilinear_backward)(llava_backend *be, void *din, const void *dout, int H, int W, int OH, int OW,
+                                     int C);
 
     // ---- cross-entropy over V classes with ignore index (targets < 0 are ignored).
     // losses (T) F32: -log softmax(logits[t])[targets[t]], 0 where ignored.

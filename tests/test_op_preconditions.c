@@ -75,6 +75,14 @@ static void v_pool_mode(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 
 static void v_pool_stride0(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_AVERAGE, 0); }
 static void v_pool_stride_past(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, 5, 8, LLAVA_POOL_MAX, 6); }
 static void v_pool_negative(llava_backend *be) { be->ops->grid_pool(be, A, B, 2, -5, 8, LLAVA_POOL_MAX, 2); }
+// resize_bilinear over one 5 x 8 grid of 8 channels (an empty image to an empty one is fine).
+static void v_resize_control(llava_backend *be) {
+    be->ops->resize_bilinear(be, A, B, 5, 8, 3, 4, 8);
+    be->ops->resize_bilinear_backward(be, A, B, 5, 8, 3, 4, 8);
+    be->ops->resize_bilinear(be, A, B, 0, 8, 0, 0, 8);
+}
+static void v_resize_to_empty(llava_backend *be) { be->ops->resize_bilinear(be, A, B, 5, 8, 0, 3, 8); }
+static void v_resize_bwd_negative(llava_backend *be) { be->ops->resize_bilinear_backward(be, A, B, 5, 8, 3, -1, 8); }
 // grid_pool_backward over the same grids: `in` may be NULL except for max, which reads it.
 static void v_pool_bwd_control(llava_backend *be) {
     be->ops->grid_pool_backward(be, A, B, NULL, 2, 5, 8, LLAVA_POOL_BILINEAR, 2);
@@ -117,6 +125,12 @@ static const violation CASES[] = {
     {"adamw at step 0", "cpu", v_adamw_step0, {"adamw", "step = 0"}},
     {"upload of kind 9", "cpu", v_upload_kind, {"upload", "kind 9"}},
     {"control: a valid grid_pool", "cpu", v_pool_control, {NULL, NULL}},
+    {"control: valid resize_bilinear calls", "cpu", v_resize_control, {NULL, NULL}},
+    {"resize_bilinear of a 5x8 grid to 0x3", "cpu", v_resize_to_empty, {"resize_bilinear (cpu backend)", "5x8 -> 0x3"}},
+    {"resize_bilinear_backward with OW = -1",
+     "cpu",
+     v_resize_bwd_negative,
+     {"resize_bilinear_backward", "OW = -1 is negative"}},
     {"grid_pool in mode 4", "cpu", v_pool_mode, {"grid_pool (cpu backend)", "mode 4 is not"}},
     {"grid_pool with stride 0", "cpu", v_pool_stride0, {"grid_pool", "stride 0 is outside 1..G (5)"}},
     {"grid_pool with stride 6 over G = 5", "cpu", v_pool_stride_past, {"grid_pool", "stride 6 is outside 1..G (5)"}},

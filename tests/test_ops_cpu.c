@@ -485,6 +485,29 @@ static void pool_adjoint(const opcheck_case *c, opcheck_data *d) {
     free(x), free(fwd), free(bwd);
 }
 
+// resize_bilinear_backward is resize_bilinear's transpose, as pool_adjoint above: x a fixed finite draw, y the
+// case's dout.
+static void resize_adjoint(const opcheck_case *c, opcheck_data *d) {
+    int H = (int)c->n[0], W = (int)c->n[1], OH = (int)c->n[2], OW = (int)c->n[3], C = (int)c->n[4];
+    size_t n_in = (size_t)H * W * C, n_out = (size_t)OH * OW * C;
+    if (!n_in || !n_out) return;
+    const float *y = d->host[1];
+    float *x = xmalloc(n_in * sizeof(float)), *fwd = xmalloc(n_out * sizeof(float)),
+          *bwd = xmalloc(n_in * sizeof(float));
+    for (size_t i = 0; i < n_in; i++) x[i] = (float)sin(0.7 * (double)i + 0.3);
+    ops->resize_bilinear(be, fwd, x, H, W, OH, OW, C);
+    ops->resize_bilinear_backward(be, bwd, y, H, W, OH, OW, C);
+    double lhs = 0.0, rhs = 0.0, mag = 0.0;
+    for (size_t i = 0; i < n_out; i++) lhs += (double)fwd[i] * y[i];
+    for (size_t i = 0; i < n_in; i++) rhs += (double)x[i] * bwd[i], mag += fabs((double)x[i] * bwd[i]);
+    double err = fabs(lhs - rhs) / mag;
+    char what[320];
+    describe(c, "adjoint of resize_bilinear", what, sizeof what);
+    printf("  %-68s %.2e  (tol 1.0e-06)\n", what, err);
+    CHECK(err <= 1e-6, "%s: %.17g vs %.17g (relative %.3e of %.6g)", what, lhs, rhs, err, mag);
+    free(x), free(fwd), free(bwd);
+}
+
 // A target past the vocabulary poisons the loss instead of reading out of bounds.
 static void test_cross_entropy_bad_target(void) {
     enum { V = 37 };
@@ -512,6 +535,7 @@ int main(void) {
     for_cpu_cases(OPCHECK_ATTENTION_DECODE, decode_matches_forward);
     for_cpu_cases(OPCHECK_EMBEDDING_BACKWARD, embedding_padding);
     for_cpu_cases(OPCHECK_GRID_POOL_BACKWARD, pool_adjoint);
+    for_cpu_cases(OPCHECK_RESIZE_BILINEAR_BACKWARD, resize_adjoint);
     test_cross_entropy_bad_target();
     printf("  %-22s %d CPU cases: forwards within %.2g relative of fp64, backwards %.2g of finite differences\n",
            "worst", n_cpu_cases, worst_fwd, worst_bwd);

@@ -41,6 +41,8 @@ void cpu_gather_rows(llava_backend *be, void *dst, const void *src, const int32_
 void cpu_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
 void cpu_grid_pool_backward(llava_backend *be, void *din, const void *dout, const void *in, int B, int G, int C,
                             int mode, int s);
+void cpu_resize_bilinear(llava_backend *be, void *out, const void *in, int H, int W, int OH, int OW, int C);
+void cpu_resize_bilinear_backward(llava_backend *be, void *din, const void *dout, int H, int W, int OH, int OW, int C);
 
 // norm.c
 void cpu_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,

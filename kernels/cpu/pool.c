@@ -13,14 +13,39 @@
 #include "cpu.h"
 #include "kernels/op_require.h"
 
-// torch's area_pixel_compute_source_index (align_corners false, linear): scale * (o + 0.5) - 0.5, at least 0.
+// torch's area_pixel_compute_source_index (align_corners false, linear): scale * (o + 0.5) - 0.5, at least 0;
+// then its guard_index_and_lambda: the index at most in - 1 and the weight clamped to [0, 1] (neither bites
+// in exact arithmetic, where the source stays below in - 0.5; they keep an fp32 rounding from reading past).
 static void source(int o, int in, float scale, int *i0, int *i1, float *l1) {
     float src = scale * ((float)o + 0.5f) - 0.5f;
     if (src < 0) src = 0;
     int i = (int)src;
+    if (i > in - 1) i = in - 1;
+    float l = src - (float)i;
     *i0 = i;
     *i1 = i + (i < in - 1 ? 1 : 0);
-    *l1 = src - (float)i;
+    *l1 = l < 0.0f ? 0.0f : l > 1.0f ? 1.0f : l;
+}
+
+// One image's bilinear resize, H x W -> OH x OW rows of C (both row-major), the scales fp32 as torch takes
+// in / out for a given output size: ly0 (lx0 p00 + lx1 p01) + ly1 (lx0 p10 + lx1 p11), torch's order.
+static void resize_image(float *out, const float *in, int H, int W, int OH, int OW, int C) {
+    float sh = (float)H / (float)OH, sw = (float)W / (float)OW;
+    for (int oy = 0; oy < OH; oy++) {
+        int y0, y1, x0, x1;
+        float ly1, lx1;
+        source(oy, H, sh, &y0, &y1, &ly1);
+        float ly0 = 1.0f - ly1;
+        for (int ox = 0; ox < OW; ox++) {
+            source(ox, W, sw, &x0, &x1, &lx1);
+            float lx0 = 1.0f - lx1;
+            const float *p00 = in + ((size_t)y0 * W + x0) * C, *p01 = in + ((size_t)y0 * W + x1) * C,
+                        *p10 = in + ((size_t)y1 * W + x0) * C, *p11 = in + ((size_t)y1 * W + x1) * C;
+            float *o = out + ((size_t)oy * OW + ox) * C;
+            for (int c = 0; c < C; c++)
+                o[c] = ly0 * (lx0 * p00[c] + lx1 * p01[c]) + ly1 * (lx0 * p10[c] + lx1 * p11[c]);
+        }
+    }
 }
 
 void cpu_grid_pool(llava_backend *be, void *out_, const void *in_, int B, int G, int C, int mode, int s) {
@@ -29,24 +54,8 @@ void cpu_grid_pool(llava_backend *be, void *out_, const void *in_, int B, int G,
     const float *in = in_;  // (B, G*G, C)
     if (mode == LLAVA_POOL_BILINEAR) {
         int Go = (G + s - 1) / s;
-        float scale = (float)G / (float)Go;
         for (int b = 0; b < B; b++)
-            for (int oy = 0; oy < Go; oy++) {
-                int y0, y1, x0, x1;
-                float ly1, lx1;
-                source(oy, G, scale, &y0, &y1, &ly1);
-                float ly0 = 1.0f - ly1;
-                for (int ox = 0; ox < Go; ox++) {
-                    source(ox, G, scale, &x0, &x1, &lx1);
-                    float lx0 = 1.0f - lx1;
-                    const float *base = in + (size_t)b * G * G * C;
-                    const float *p00 = base + ((size_t)y0 * G + x0) * C, *p01 = base + ((size_t)y0 * G + x1) * C,
-                                *p10 = base + ((size_t)y1 * G + x0) * C, *p11 = base + ((size_t)y1 * G + x1) * C;
-                    float *o = out + ((size_t)b * Go * Go + (size_t)oy * Go + ox) * C;
-                    for (int c = 0; c < C; c++)
-                        o[c] = ly0 * (lx0 * p00[c] + lx1 * p01[c]) + ly1 * (lx0 * p10[c] + lx1 * p11[c]);
-                }
-            }
+            resize_image(out + (size_t)b * Go * Go * C, in + (size_t)b * G * G * C, G, G, Go, Go, C);
         return;
     }
     int Go = G / s;
@@ -103,6 +112,30 @@ static void taps_of_side(int G, int Go, float scale, pool_taps *t) {
 
 static void taps_free(pool_taps *t) { free(t->first), free(t->out), free(t->w); }
 
+// One image's resize transposed (see cpu_grid_pool_backward below for the order and the fp64 sum): din
+// (H*W, C) from dout (OH*OW, C).
+static void resize_image_backward(float *din, const float *dout, int H, int W, int OH, int OW, int C) {
+    pool_taps ty, tx;
+    taps_of_side(H, OH, (float)H / (float)OH, &ty);
+    taps_of_side(W, OW, (float)W / (float)OW, &tx);
+    double *acc = xmalloc((size_t)C * sizeof(double));
+    for (int iy = 0; iy < H; iy++)
+        for (int ix = 0; ix < W; ix++) {
+            for (int c = 0; c < C; c++) acc[c] = 0.0;
+            for (int ky = ty.first[iy]; ky < ty.first[iy + 1]; ky++)
+                for (int kx = tx.first[ix]; kx < tx.first[ix + 1]; kx++) {
+                    double w = (double)ty.w[ky] * (double)tx.w[kx];  // exact: two fp32 factors
+                    const float *g = dout + ((size_t)ty.out[ky] * OW + tx.out[kx]) * C;
+                    for (int c = 0; c < C; c++) acc[c] += w * g[c];
+                }
+            float *d = din + ((size_t)iy * W + ix) * C;
+            for (int c = 0; c < C; c++) d[c] = (float)acc[c];
+        }
+    free(acc);
+    taps_free(&ty);
+    taps_free(&tx);
+}
+
 // Average and max write every input of each window (the dropped rows and columns and the inputs max does not
 // pick are 0): avg_pool2d's backward divides dout by the window's area once, in fp32 (one rounding, the same
 // bits for every input of the window); max_pool2d's gives the whole dout to the input its forward's scan
@@ -120,24 +153,8 @@ void cpu_grid_pool_backward(llava_backend *be, void *din_, const void *dout_, co
     const float *in = in_;      // (B, G*G, C), max only
     if (mode == LLAVA_POOL_BILINEAR) {
         int Go = (G + s - 1) / s;
-        pool_taps t;
-        taps_of_side(G, Go, (float)G / (float)Go, &t);
-        double *acc = xmalloc((size_t)C * sizeof(double));
         for (int b = 0; b < B; b++)
-            for (int iy = 0; iy < G; iy++)
-                for (int ix = 0; ix < G; ix++) {
-                    for (int c = 0; c < C; c++) acc[c] = 0.0;
-                    for (int ky = t.first[iy]; ky < t.first[iy + 1]; ky++)
-                        for (int kx = t.first[ix]; kx < t.first[ix + 1]; kx++) {
-                            double w = (double)t.w[ky] * (double)t.w[kx];  // exact: two fp32 factors
-                            const float *g = dout + ((size_t)b * Go * Go + (size_t)t.out[ky] * Go + t.out[kx]) * C;
-                            for (int c = 0; c < C; c++) acc[c] += w * g[c];
-                        }
-                    float *d = din + ((size_t)b * G * G + (size_t)iy * G + ix) * C;
-                    for (int c = 0; c < C; c++) d[c] = (float)acc[c];
-                }
-        free(acc);
-        taps_free(&t);
+            resize_image_backward(din + (size_t)b * G * G * C, dout + (size_t)b * Go * Go * C, G, G, Go, Go, C);
         return;
     }
     int Go = G / s;
@@ -169,4 +186,20 @@ void cpu_grid_pool_backward(llava_backend *be, void *din_, const void *dout_, co
                     din[pick * C + c] = g[c];
                 }
             }
+}
+
+// ---------------------------------------------------------------------------------------------
+// resize_bilinear (LLaVA-NeXT's anyres_max_N): one image's H x W grid to OH x OW, the resize above with
+// a scale per side; its backward the transposed gather above.
+
+void cpu_resize_bilinear(llava_backend *be, void *out, const void *in, int H, int W, int OH, int OW, int C) {
+    req_resize_bilinear(be, "resize_bilinear", out, in, H, W, OH, OW, C);
+    if (H <= 0 || W <= 0 || OH <= 0 || OW <= 0 || C <= 0) return;
+    resize_image(out, in, H, W, OH, OW, C);  // out (OH*OW, C), in (H*W, C)
+}
+
+void cpu_resize_bilinear_backward(llava_backend *be, void *din, const void *dout, int H, int W, int OH, int OW, int C) {
+    req_resize_bilinear(be, "resize_bilinear_backward", din, dout, H, W, OH, OW, C);
+    if (H <= 0 || W <= 0 || OH <= 0 || OW <= 0 || C <= 0) return;
+    resize_image_backward(din, dout, H, W, OH, OW, C);  // din (H*W, C), dout (OH*OW, C)
 }

@@ -49,6 +49,8 @@ static void fill_table(llava_ops *t) {
     t->gather_rows = cuda_gather_rows;
     t->grid_pool = cuda_grid_pool;                    // pool.cu
     t->grid_pool_backward = cuda_grid_pool_backward;  // pool.cu
+    t->resize_bilinear = cuda_resize_bilinear;        // pool.cu
+    t->resize_bilinear_backward = cuda_resize_bilinear_backward;
     t->cross_entropy = cuda_cross_entropy;
     t->adamw = cuda_adamw;
     t->grad_sq_sum = cuda_grad_sq_sum;

@@ -52,6 +52,9 @@ void cuda_gather_rows(llava_backend *be, void *dst, const void *src, const int32
 void cuda_grid_pool(llava_backend *be, void *out, const void *in, int B, int G, int C, int mode, int s);
 void cuda_grid_pool_backward(llava_backend *be, void *din, const void *dout, const void *in, int B, int G, int C,
                              int mode, int s);
+// and resize_bilinear (anyres_max_N), one image H x W -> OH x OW, and its transpose.
+void cuda_resize_bilinear(llava_backend *be, void *out, const void *in, int H, int W, int OH, int OW, int C);
+void cuda_resize_bilinear_backward(llava_backend *be, void *din, const void *dout, int H, int W, int OH, int OW, int C);
 
 // norm.cu
 void cuda_layernorm_forward(llava_backend *be, void *out, float *mean, float *rstd, const void *x, const void *w,

@@ -43,9 +43,11 @@ __device__ __forceinline__ void pool_source(int o, int in, float scale, int *i0,
     float src = __fsub_rn(__fmul_rn(scale, __fadd_rn((float)o, 0.5f)), 0.5f);
     if (src < 0.0f) src = 0.0f;
     int i = (int)src;
+    if (i > in - 1) i = in - 1;  // torch's guard_index_and_lambda, as the CPU's
+    const float l = __fsub_rn(src, (float)i);
     *i0 = i;
     *i1 = i + (i < in - 1 ? 1 : 0);
-    *l1 = __fsub_rn(src, (float)i);
+    *l1 = l < 0.0f ? 0.0f : l > 1.0f ? 1.0f : l;
 }
 
 __global__ void grid_pool_kernel(uint16_t *out, const uint16_t *in, int G, int C, int mode, int s, int Go,
@@ -136,7 +138,7 @@ __device__ __forceinline__ int tap_weight(int o, int i, int G, float scale, floa
 __device__ __forceinline__ void tap_range(int i, int Go, float scale, int *lo, int *hi) {
     int a = (int)floorf(((float)i - 0.5f) / scale - 0.5f) - 1;
     int b = (int)ceilf(((float)i + 1.5f) / scale - 0.5f) + 1;
-    *lo = a < 0 ? 0 : a;
+    *lo = a < 0 || i <= 1 ? 0 : a;  // inputs 0 and 1: also the outputs whose source is clamped to 0
     *hi = b > Go - 1 ? Go - 1 : b;
 }
 
@@ -212,5 +214,93 @@ extern "C" void cuda_grid_pool_backward(llava_backend *be, void *din, const void
         C % 8 == 0 && is_aligned16(din) && is_aligned16(dout) && (mode != LLAVA_POOL_MAX || is_aligned16(in));
     grid_pool_backward_kernel<<<grid_for(work, POOL_THREADS), POOL_THREADS, 0, cuda_stream_of(be)>>>(
         (uint16_t *)din, (const uint16_t *)dout, (const uint16_t *)in, G, C, mode, s, Go, n_rows, vec);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------------------------------------
+// resize_bilinear (ops.h; anyres_max_N): one image's H x W grid to OH x OW, grid_pool's bilinear arithmetic with
+// a scale per side (fp32 H / OH and W / OW), the same layout (one thread per output row and pack of 8 channels);
+// its backward the same gather per input, the tap range per side from that side's scale (an upsampling side,
+// scale < 1, walks about 2 / scale outputs).
+
+__global__ void resize_bilinear_kernel(uint16_t *out, const uint16_t *in, int H, int W, int OH, int OW, int C,
+                                       int vec) {
+    const int packs = (C + 7) / 8;
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)OH * OW * packs) return;
+    const size_t row = idx / (size_t)packs;  // oy * OW + ox
+    const int c0 = (int)(idx % (size_t)packs) * 8;
+    const int oy = (int)(row / (size_t)OW), ox = (int)(row % (size_t)OW);
+    const float sh = __fdiv_rn((float)H, (float)OH), sw = __fdiv_rn((float)W, (float)OW);
+    int y0, y1, x0, x1;
+    float ly1, lx1;
+    pool_source(oy, H, sh, &y0, &y1, &ly1);
+    pool_source(ox, W, sw, &x0, &x1, &lx1);
+    const float ly0 = __fsub_rn(1.0f, ly1), lx0 = __fsub_rn(1.0f, lx1);
+    float p00[8], p01[8], p10[8], p11[8], acc[8];
+    load8(in + ((size_t)y0 * W + x0) * C, (size_t)c0, (size_t)C, vec, p00);
+    load8(in + ((size_t)y0 * W + x1) * C, (size_t)c0, (size_t)C, vec, p01);
+    load8(in + ((size_t)y1 * W + x0) * C, (size_t)c0, (size_t)C, vec, p10);
+    load8(in + ((size_t)y1 * W + x1) * C, (size_t)c0, (size_t)C, vec, p11);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        float top = __fadd_rn(__fmul_rn(lx0, p00[k]), __fmul_rn(lx1, p01[k]));
+        float bottom = __fadd_rn(__fmul_rn(lx0, p10[k]), __fmul_rn(lx1, p11[k]));
+        acc[k] = __fadd_rn(__fmul_rn(ly0, top), __fmul_rn(ly1, bottom));
+    }
+    store8(out + row * (size_t)C, (size_t)c0, (size_t)C, vec, acc);
+}
+
+extern "C" void cuda_resize_bilinear(llava_backend *be, void *out, const void *in, int H, int W, int OH, int OW,
+                                     int C) {
+    req_resize_bilinear(be, "resize_bilinear", out, in, H, W, OH, OW, C);
+    if (H <= 0 || W <= 0 || OH <= 0 || OW <= 0 || C <= 0) return;
+    const size_t work = (size_t)OH * OW * (size_t)((C + 7) / 8);
+    CUDA_REQUIRE(work / POOL_THREADS < 0x7fffffffu, "resize_bilinear: more than 2^31 blocks of work");
+    const int vec = C % 8 == 0 && is_aligned16(out) && is_aligned16(in);
+    resize_bilinear_kernel<<<grid_for(work, POOL_THREADS), POOL_THREADS, 0, cuda_stream_of(be)>>>(
+        (uint16_t *)out, (const uint16_t *)in, H, W, OH, OW, C, vec);
+    CUDA_CHECK_LAUNCH();
+}
+
+__global__ void resize_bilinear_backward_kernel(uint16_t *din, const uint16_t *dout, int H, int W, int OH, int OW,
+                                                int C, int vec) {
+    const int packs = (C + 7) / 8;
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)H * W * packs) return;
+    const size_t row = idx / (size_t)packs;  // iy * W + ix
+    const int c0 = (int)(idx % (size_t)packs) * 8;
+    const int iy = (int)(row / (size_t)W), ix = (int)(row % (size_t)W);
+    const float sh = __fdiv_rn((float)H, (float)OH), sw = __fdiv_rn((float)W, (float)OW);
+    float acc[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) acc[k] = 0.0f;
+    int ylo, yhi, xlo, xhi;
+    tap_range(iy, OH, sh, &ylo, &yhi);
+    tap_range(ix, OW, sw, &xlo, &xhi);
+    for (int oy = ylo; oy <= yhi; oy++) {
+        float wy, wx;
+        if (!tap_weight(oy, iy, H, sh, &wy)) continue;
+        for (int ox = xlo; ox <= xhi; ox++) {
+            if (!tap_weight(ox, ix, W, sw, &wx)) continue;
+            const float w = __fmul_rn(wy, wx);
+            float g[8];
+            load8(dout + ((size_t)oy * OW + ox) * C, (size_t)c0, (size_t)C, vec, g);
+#pragma unroll
+            for (int k = 0; k < 8; k++) acc[k] = __fadd_rn(acc[k], __fmul_rn(w, g[k]));
+        }
+    }
+    store8(din + row * (size_t)C, (size_t)c0, (size_t)C, vec, acc);
+}
+
+extern "C" void cuda_resize_bilinear_backward(llava_backend *be, void *din, const void *dout, int H, int W, int OH,
+                                              int OW, int C) {
+    req_resize_bilinear(be, "resize_bilinear_backward", din, dout, H, W, OH, OW, C);
+    if (H <= 0 || W <= 0 || OH <= 0 || OW <= 0 || C <= 0) return;
+    const size_t work = (size_t)H * W * (size_t)((C + 7) / 8);
+    CUDA_REQUIRE(work / POOL_THREADS < 0x7fffffffu, "resize_bilinear_backward: more than 2^31 blocks of work");
+    const int vec = C % 8 == 0 && is_aligned16(din) && is_aligned16(dout);
+    resize_bilinear_backward_kernel<<<grid_for(work, POOL_THREADS), POOL_THREADS, 0, cuda_stream_of(be)>>>(
+        (uint16_t *)din, (const uint16_t *)dout, H, W, OH, OW, C, vec);
     CUDA_CHECK_LAUNCH();
 }

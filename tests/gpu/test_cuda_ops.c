@@ -315,6 +315,8 @@ static void test_table(void) {
     HAS(gather_rows);
     HAS(grid_pool);
     HAS(grid_pool_backward);
+    HAS(resize_bilinear);
+    HAS(resize_bilinear_backward);
     HAS(cross_entropy);
     HAS(adamw);
     HAS(grad_sq_sum);
