@@ -11,5 +11,7 @@ void llava_batch_free(llava_batch *b) {
     free(b->pixels);
     free(b->img_rows);
     free(b->feat_rows);
+    free(b->resize_dims);
+    free(b->resize_rows);
     memset(b, 0, sizeof *b);
 }

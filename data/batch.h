@@ -25,6 +25,13 @@ typedef struct {
     // positions, each tile's features in order).
     int32_t *feat_rows;
     int n_feat;
+    // anyres_max_N (image_anyres_resize_plan): n_resize images whose unpadded features the model resizes
+    // (bilinear) before the newlines; their resized features sit where feat_rows holds -2, in order, image after
+    // image, each row-major. resize_dims (n_resize, 4): kept h, w and resized oh, ow; resize_rows: each such
+    // image's h * w kept features as rows of the projected tile features (numbered as feat_rows), row-major,
+    // concatenated. 0 / NULL otherwise.
+    int n_resize;
+    int32_t *resize_dims, *resize_rows;
 } llava_batch;
 
 void llava_batch_free(llava_batch *b);

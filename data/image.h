@@ -130,6 +130,11 @@ typedef enum { IMAGE_ANYRES_HF = 0, IMAGE_ANYRES_LLAVA_NEXT = 1 } image_anyres_f
 typedef struct {
     int n;
     int res[IMAGE_ANYRES_MAX_PINPOINTS][2];
+    // LLaVA-NeXT's anyres_max_N (image_aspect_ratio "anyres_max_9"; LlavaOnevision's vision_aspect_ratio): N, the
+    // most tiles' worth of unpadded features an image keeps (image_anyres_max_shape); 0: no cap. Not part of the
+    // list's text: the parsers below leave it 0, the model's config sets it. It travels with the list so that
+    // every count of an image's features (image_anyres_num_features, _feature_rows) applies it.
+    int max_num_patches;
 } image_pinpoints;
 
 // Parses a pinpoint list: JSON "[[336,672],[672,336],...]" (every entry two positive integers), or LLaVA-NeXT's
@@ -184,9 +189,12 @@ int image_unpad_shape_int(int orig_h, int orig_w, int cur_h, int cur_w, int *new
 // the number of <image> tokens transformers' LlavaNextProcessor expands. -1 on error.
 int image_anyres_num_features(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
                               int grid, int processor);
+// With pp->max_num_patches (anyres_max_N) the kept block counts as its resized h x w (image_anyres_max_shape on
+// the kept rows and columns, unit = grid): grid^2 + h * (w + 1).
 // The order of those features, as source rows: rows[k] (k < the count image_anyres_num_features returns with
 // processor 0) is t * grid^2 + y * grid + x for feature (y, x) of tile t (t = 0 the base tile, tiles 1.. the grid's
-// row-major), or -1 for the image_newline. The base tile's features first, in order; then for each kept row Y of the
+// row-major), or -1 for the image_newline, or -2 for a resized feature (anyres_max_N when it resizes: each
+// resized row's -2s, then its newline; image_anyres_resize_plan says from what). The base tile's features first, in order; then for each kept row Y of the
 // tiles' (rows * grid) x (cols * grid) grid (after unpadding) its kept columns X, each from tile 1 + (Y / grid) * cols +
 // X / grid at (Y % grid, X % grid), then a newline (transformers' permute(4, 0, 2, 1, 3) + unpad_image + newline
 // concat). A model splices an image's projected features into the LM in this order. rows: room for the count
@@ -198,6 +206,13 @@ int image_anyres_feature_rows(int orig_h, int orig_w, const image_pinpoints *pp,
 // when times > 1.1 the features are resized (bilinear, not done here) to int(h // times) x int(w // times)
 // (Python's float floor division). Writes the size after; returns 1 if they are resized, 0 if not, -1 on error.
 int image_anyres_max_shape(int h, int w, int unit, int max_num_patches, int *out_h, int *out_w);
+// anyres_max_N on one image (pp->max_num_patches > 0): whether its unpadded features are resized and from what.
+// dims = kept rows h, kept columns w, resized oh, ow; grid_rows (room for h * w; NULL: shape only) the kept
+// features' source rows as image_anyres_feature_rows numbers them, row-major: the (h, w) map the model resizes
+// to (oh, ow) and lays out where feature_rows holds -2. Returns 1 when resized, 0 when not (dims h, w, h, w),
+// -1 on error.
+int image_anyres_resize_plan(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
+                             int grid, int dims[4], int32_t *grid_rows);
 
 typedef struct {
     int size;  // S: the tile side, the processor's shortest_edge and crop size (336 for CLIP-L/336)

@@ -78,6 +78,7 @@ static int parse_range_form(const char *text, int patch, image_pinpoints *out) {
 
 int image_parse_pinpoints(const char *text, int patch_size, image_pinpoints *out) {
     out->n = 0;
+    out->max_num_patches = 0;
     if (!text) return llava_fail("grid pinpoints: none given");
     if (strchr(text, 'x')) return parse_range_form(text, patch_size, out);
     // JSON: [[a, b], ...]
@@ -221,19 +222,33 @@ int image_unpad_shape_int(int orig_h, int orig_w, int cur_h, int cur_w, int *new
     return 0;
 }
 
+// An image's merged layout: the tile grid (rows x cols), the kept block of its (rows * grid) x (cols * grid) canvas
+// (top, left, kh x kw; processor: image_unpad_shape_int's counts, top and left unset) and its size after
+// anyres_max_N (oh x ow; kh x kw without the cap or under it). Returns 1 when resized, 0 when not, -1 on error.
+static int anyres_layout(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile, int grid,
+                         int processor, int *rows, int *cols, int *top, int *left, int *kh, int *kw, int *oh, int *ow) {
+    if (grid < 1 || tile < 1) return llava_fail("anyres features: tile %d, grid %d", tile, grid);
+    *top = *left = 0;
+    if (image_anyres_grid_shape(orig_h, orig_w, pp, f, tile, rows, cols) != 0) return -1;
+    if (*rows < 1 || *cols < 1)
+        return llava_fail("anyres features: a %dx%d pinpoint holds no %d-pixel tile", *rows * tile, *cols * tile, tile);
+    int64_t ch = (int64_t)*rows * grid, cw = (int64_t)*cols * grid;
+    if (ch > INT_MAX || cw > INT_MAX) return llava_fail("anyres features: grid too large");
+    int rc = processor ? image_unpad_shape_int(orig_h, orig_w, (int)ch, (int)cw, kh, kw)
+                       : image_unpad_shape(orig_h, orig_w, (int)ch, (int)cw, top, left, kh, kw);
+    if (rc != 0) return -1;
+    *oh = *kh, *ow = *kw;
+    if (pp->max_num_patches > 0 && *kh > 0 && *kw > 0)
+        return image_anyres_max_shape(*kh, *kw, grid, pp->max_num_patches, oh, ow);
+    return 0;
+}
+
 int image_anyres_num_features(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
                               int grid, int processor) {
-    if (grid < 1 || tile < 1) return llava_fail("anyres features: tile %d, grid %d", tile, grid);
-    int rows, cols, top, left, kh, kw;
-    if (image_anyres_grid_shape(orig_h, orig_w, pp, f, tile, &rows, &cols) != 0) return -1;
-    if (rows < 1 || cols < 1)
-        return llava_fail("anyres features: a %dx%d pinpoint holds no %d-pixel tile", rows * tile, cols * tile, tile);
-    int64_t ch = (int64_t)rows * grid, cw = (int64_t)cols * grid;
-    if (ch > INT_MAX || cw > INT_MAX) return llava_fail("anyres features: grid too large");
-    int rc = processor ? image_unpad_shape_int(orig_h, orig_w, (int)ch, (int)cw, &kh, &kw)
-                       : image_unpad_shape(orig_h, orig_w, (int)ch, (int)cw, &top, &left, &kh, &kw);
-    if (rc != 0) return -1;
-    int64_t n = (int64_t)grid * grid + (int64_t)kh * (kw + 1);
+    int r, c, top, left, kh, kw, oh, ow;
+    if (anyres_layout(orig_h, orig_w, pp, f, tile, grid, processor, &r, &c, &top, &left, &kh, &kw, &oh, &ow) < 0)
+        return -1;
+    int64_t n = (int64_t)grid * grid + (int64_t)oh * (ow + 1);
     if (n > INT_MAX) return llava_fail("anyres features: too many");
     return (int)n;
 }
@@ -242,12 +257,18 @@ int image_anyres_feature_rows(int orig_h, int orig_w, const image_pinpoints *pp,
                               int grid, int32_t *rows) {
     int n = image_anyres_num_features(orig_h, orig_w, pp, f, tile, grid, 0);
     if (n < 0 || !rows) return n;
-    int r = 0, c = 0, top = 0, left = 0, kh = 0, kw = 0;
-    if (image_anyres_grid_shape(orig_h, orig_w, pp, f, tile, &r, &c) != 0 ||
-        image_unpad_shape(orig_h, orig_w, r * grid, c * grid, &top, &left, &kh, &kw) != 0)
-        return -1;
+    int r = 0, c = 0, top = 0, left = 0, kh = 0, kw = 0, oh = 0, ow = 0;
+    int resized = anyres_layout(orig_h, orig_w, pp, f, tile, grid, 0, &r, &c, &top, &left, &kh, &kw, &oh, &ow);
+    if (resized < 0) return -1;
     int k = 0, gg = grid * grid;
     for (int i = 0; i < gg; i++) rows[k++] = i;  // the base tile, whole
+    if (resized) {                               // the model's resized map, row by row, each row then a newline
+        for (int y = 0; y < oh; y++) {
+            for (int x = 0; x < ow; x++) rows[k++] = -2;
+            rows[k++] = -1;
+        }
+        return k == n ? n : llava_fail("anyres feature rows: %d written, %d counted", k, n);
+    }
     for (int Y = top; Y < top + kh; Y++) {
         for (int X = left; X < left + kw; X++) {
             int t = 1 + (Y / grid) * c + X / grid;
@@ -256,6 +277,21 @@ int image_anyres_feature_rows(int orig_h, int orig_w, const image_pinpoints *pp,
         rows[k++] = -1;  // image_newline after each kept row
     }
     return k == n ? n : llava_fail("anyres feature rows: %d written, %d counted", k, n);
+}
+
+int image_anyres_resize_plan(int orig_h, int orig_w, const image_pinpoints *pp, image_anyres_flavor f, int tile,
+                             int grid, int dims[4], int32_t *grid_rows) {
+    int r = 0, c = 0, top = 0, left = 0, kh = 0, kw = 0, oh = 0, ow = 0;
+    int resized = anyres_layout(orig_h, orig_w, pp, f, tile, grid, 0, &r, &c, &top, &left, &kh, &kw, &oh, &ow);
+    if (resized < 0) return -1;
+    dims[0] = kh, dims[1] = kw, dims[2] = oh, dims[3] = ow;
+    if (resized && grid_rows) {
+        int k = 0, gg = grid * grid;
+        for (int Y = top; Y < top + kh; Y++)
+            for (int X = left; X < left + kw; X++)
+                grid_rows[k++] = (1 + (Y / grid) * c + X / grid) * gg + (Y % grid) * grid + X % grid;
+    }
+    return resized;
 }
 
 // CPython's float floor division (float_floor_div / _float_div_mod), for vx // wx with wx > 0.

@@ -410,11 +410,15 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
     if (l->c.anyres) {  // LLaVA-NeXT's merge: every image position's tile feature, or a newline (-1)
         b->feat_rows = xmalloc(sizeof(int32_t) * (size_t)(n_pos + 1));
         b->n_feat = 0;
+        if (l->c.anyres_cfg.pinpoints.max_num_patches > 0) {  // anyres_max_N: at most every tile feature, once
+            b->resize_dims = xmalloc(sizeof(int32_t) * 4 * (size_t)(n_pos + 1));
+            b->resize_rows = xmalloc(sizeof(int32_t) * ((size_t)n_img * tpi + 1));
+        }
     }
     b->n_img = n_img;
     b->img_h = b->img_w = S;
     b->pixels = n_img ? xmalloc(sizeof(float) * (size_t)n_img * 3 * S * S) : NULL;
-    int k_tok = 0, k_img = 0, k_row = 0;
+    int k_tok = 0, k_img = 0, k_row = 0, resize_at = 0;
     int32_t *labels = xmalloc(sizeof(int32_t) * (size_t)(T ? T : 1));
     b->cu_seqlens[0] = 0;
     for (int k = 0; k < n; k++) {
@@ -434,6 +438,18 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
                                               l->c.anyres_cfg.flavor, l->c.anyres_cfg.size, l->c.anyres_grid, rows);
                     for (int f = 0; f < per; f++)
                         if (rows[f] >= 0) rows[f] += tile0 * tpi;
+                    if (b->resize_dims) {  // anyres_max_N: the map the model resizes, if it does
+                        int32_t *dims = b->resize_dims + 4 * b->n_resize, *from = b->resize_rows + resize_at;
+                        int dd[4];
+                        if (image_anyres_resize_plan(in[3 + 4 * j], in[4 + 4 * j], &l->c.anyres_cfg.pinpoints,
+                                                     l->c.anyres_cfg.flavor, l->c.anyres_cfg.size, l->c.anyres_grid, dd,
+                                                     from) == 1) {
+                            for (int f = 0; f < dd[0] * dd[1]; f++) from[f] += tile0 * tpi;
+                            for (int q = 0; q < 4; q++) dims[q] = dd[q];
+                            resize_at += dd[0] * dd[1];
+                            b->n_resize++;
+                        }
+                    }
                     tile0 += in[1 + 4 * j];
                     b->n_feat += per;
                 }

@@ -63,7 +63,9 @@ enum {
     IF_VTRAIN_REDUCE,  // ... and a reduction follows it
     IF_VTRAIN_EMBED,   // ... all of it: the embeddings too
     IF_ANYRES,         // LLaVA-NeXT's AnyRes merge
-    IF_ANYRES_BACKWARD
+    IF_ANYRES_BACKWARD,
+    IF_ANYRES_MAX,  // ... with anyres_max_N's resize
+    IF_ANYRES_MAX_BACKWARD
 };
 // Whose backward a forward buffer also serves (its lifetime then runs on to the tower's backward).
 enum { EXT_NONE = 0, EXT_VTRAIN, EXT_VTRAIN_EMBED };
@@ -160,6 +162,13 @@ static const act_spec ACTS[] = {
     {"anyres.features", BUF_ACT, A(any_feat), Z_T, Z_D, PROJ, LM, PER_PASS, IF_ANYRES, EXT_NONE},
     {"anyres.newlines", BUF_ACT, A(any_tmp), Z_T, Z_D, PROJ, PROJ, PER_PASS, IF_ANYRES, EXT_NONE},
     {"anyres.grad", BUF_ACT, A(any_grad), Z_T, Z_D, PJB, PJB, PER_PASS, IF_ANYRES_BACKWARD, EXT_NONE},
+    // anyres_max_N: the resized images' kept features are tile features (at most M), their resized ones image
+    // positions (at most T); the resize writes into anyres.newlines once the newlines are added
+    {"anyres.resize_rows", BUF_I32, A(rz_rows), Z_M, Z_ONE, PROJ, PJB, PER_PASS, IF_ANYRES_MAX, EXT_NONE},
+    {"anyres.resize_positions", BUF_I32, A(rz_pos), Z_T, Z_ONE, PROJ, PJB, PER_PASS, IF_ANYRES_MAX, EXT_NONE},
+    {"anyres.resize_in", BUF_ACT, A(rz_grid), Z_M, Z_D, PROJ, PROJ, PER_PASS, IF_ANYRES_MAX, EXT_NONE},
+    {"anyres.resize_grad_out", BUF_ACT, A(rz_dout), Z_T, Z_D, PJB, PJB, PER_PASS, IF_ANYRES_MAX_BACKWARD, EXT_NONE},
+    {"anyres.resize_grad_in", BUF_ACT, A(rz_dgrid), Z_M, Z_D, PJB, PJB, PER_PASS, IF_ANYRES_MAX_BACKWARD, EXT_NONE},
     // the projector (depth N): the features feed linear_1's weight gradient; a1 holds linear_1 ..
     // linear_{N-1}'s outputs (M rows each) for the GELUs' backward, g1 the GELUs for the next
     // weight gradients; f only the splice (a single Linear's f is a1 itself, the identity's the features)
@@ -258,6 +267,8 @@ static int exists(const act_spec *a, const model_config *mc, const act_shape *s)
     case IF_VTRAIN_EMBED: return s->vision_train > 0 && s->vision_train >= llava_vision_layers_used(mc);
     case IF_ANYRES: return mc->glue.anyres;
     case IF_ANYRES_BACKWARD: return mc->glue.anyres && s->backward;
+    case IF_ANYRES_MAX: return mc->glue.anyres && mc->glue.pinpoints.max_num_patches > 0;
+    case IF_ANYRES_MAX_BACKWARD: return mc->glue.anyres && mc->glue.pinpoints.max_num_patches > 0 && s->backward;
     case IF_LORA: return mc->lora.r > 0;
     case IF_BACKWARD_LORA: return s->backward && mc->lora.r > 0;
     }

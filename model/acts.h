@@ -84,6 +84,11 @@ typedef struct {
     // features in the stream's order, the newline rows, and in backward their gradient
     int32_t *any_rows, *any_src, *any_nl, *any_inv;
     void *any_feat, *any_tmp, *any_grad;
+    // anyres_max_N: the resized images' kept features (source rows, image after image) and the positions of their
+    // resized features among the image positions; one image's kept map gathered (the resize's input), and in
+    // backward the resized features' gradient and one image's map's gradient
+    int32_t *rz_rows, *rz_pos;
+    void *rz_grid, *rz_dout, *rz_dgrid;
     // projector: its input features (M, Dv); linear_1 .. linear_{N-1}'s outputs and their GELUs (M rows
     // each), the last Linear's output (M, d)
     void *feat, *a1, *g1, *f;

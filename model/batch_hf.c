@@ -134,6 +134,21 @@ int llava_batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64
             for (int j = k; j < k + nf[i]; j++)
                 if (b->feat_rows[j] >= 0) b->feat_rows[j] += o * tpi;
         }
+        if (g->pinpoints.max_num_patches > 0) {  // anyres_max_N: each image's map the model resizes, if it does
+            b->resize_dims = xmalloc(sizeof(int32_t) * 4 * (size_t)(n_images + 1));
+            b->resize_rows = xmalloc(sizeof(int32_t) * ((size_t)total_tiles * tpi + 1));
+            for (int i = 0, o = 0, at = 0; i < n_images; o += nt[i], i++) {
+                int dd[4];
+                int32_t *from = b->resize_rows + at;
+                if (image_anyres_resize_plan((int)sizes[2 * i], (int)sizes[2 * i + 1], &g->pinpoints, IMAGE_ANYRES_HF,
+                                             tile, grid, dd, from) != 1)
+                    continue;
+                for (int f = 0; f < dd[0] * dd[1]; f++) from[f] += o * tpi;
+                for (int q = 0; q < 4; q++) b->resize_dims[4 * b->n_resize + q] = dd[q];
+                at += dd[0] * dd[1];
+                b->n_resize++;
+            }
+        }
     }
     free(nt);
     free(nf);

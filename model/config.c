@@ -371,8 +371,27 @@ static int parse_anyres(const cJSON *o, const char *where, model_config *mc) {
         return llava_fail("%s: AnyRes with a visual-token reduction is not supported", where);
     if (mc->vision.siglip)
         return llava_fail("%s: AnyRes with a SigLIP tower is not supported (CLIP's processor)", where);
+    // anyres_max_N: transformers' LlavaOnevisionConfig key (vision_aspect_ratio), else LLaVA-NeXT's
+    // (image_aspect_ratio, as its training scripts write it); "anyres" or any other value: no cap.
+    char var[32] = "";
+    TRY(json_str(o, "vision_aspect_ratio", var, sizeof var, where));
+    const char *ar = var[0] ? var : g->image_aspect_ratio;
+    g->pinpoints.max_num_patches = 0;
+    if (strncmp(ar, "anyres_max_", 11) == 0 && (g->pinpoints.max_num_patches = llava_anyres_max_parse(ar)) <= 0)
+        return llava_fail("%s: %s \"%s\" is not anyres_max_N with N a positive integer", where,
+                          var[0] ? "vision_aspect_ratio" : "image_aspect_ratio", ar);
     g->anyres = 1;
     return 0;
+}
+
+int llava_anyres_max_parse(const char *s) {
+    if (strncmp(s, "anyres_max_", 11) != 0) return 0;
+    const char *p = s + 11;
+    long n = 0;
+    if (*p < '1' || *p > '9') return -1;  // re.match(r"anyres_max_(\d+)") would take 0 and leading zeros; N >= 1 here
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((n = n * 10 + (*p - '0')) > 1000000) return -1;
+    return *p ? -1 : (int)n;
 }
 
 int vision_run_at(clip_vision_config *v, int size) {

@@ -88,7 +88,9 @@ typedef struct {
     char image_aspect_ratio[16];
     // LLaVA-NeXT's AnyRes (model_type llava_next): each image is its base tile and a grid of tiles through the tower,
     // their features unpadded and laid out with image_newline after each row (data/image.h
-    // image_anyres_feature_rows); pinpoints: image_grid_pinpoints, (height, width) each as transformers reads them.
+    // image_anyres_feature_rows); pinpoints: image_grid_pinpoints, (height, width) each as transformers reads them,
+    // and its max_num_patches the anyres_max_N cap (vision_aspect_ratio or image_aspect_ratio "anyres_max_N";
+    // 0: none), each image's unpadded features resized bilinear to at most about N tiles' worth.
     int anyres;
     image_pinpoints pinpoints;
 } llava_glue_config;
@@ -177,5 +179,8 @@ int llava_tokens_per_image(const model_config *mc);
 // The glue against the tower and the LM: pooling and keeping need the CLS dropped (a patch grid), exclude each
 // other, a stride >= 1, K within the grid; identity needs the tower's width to be the LM's. 0, or -1 naming the key.
 int llava_glue_check(const model_config *mc);
+// N of "anyres_max_N" (LLaVA-NeXT's image_aspect_ratio, LlavaOnevision's vision_aspect_ratio; N >= 1, digits only,
+// at most 10^6); 0 for a string without that prefix; -1 for the prefix with anything else after it.
+int llava_anyres_max_parse(const char *s);
 
 #endif

@@ -59,6 +59,9 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
     if (c->vision.num_channels != 3)
         return llava_fail("model config: vision num_channels %d (3 expected)", c->vision.num_channels);
     if (llava_glue_check(c) != 0) return llava_fail_ctx("model config");
+    if (c->glue.anyres && c->glue.pinpoints.max_num_patches > 0 && !m->ops->resize_bilinear)
+        return llava_fail("model config: anyres_max_%d: the %s backend has no resize_bilinear op",
+                          c->glue.pinpoints.max_num_patches, m->ops->name);
     if (c->glue.pool_mode != POOL_NONE && !m->ops->grid_pool)
         return llava_fail("model config: mm_spatial_pool_mode %s: the %s backend has no grid_pool op",
                           llava_pool_name(c->glue.pool_mode), m->ops->name);
@@ -982,22 +985,88 @@ static int image_positions(const llava_model *m, const llava_batch *b) {
 }
 
 // AnyRes: each image position's row of f (M projected tile features), or the newline; stages the ids the merge and
-// its backward gather by (source rows, the newline's ids, each tile feature's position or -1 where cropped).
+// its backward gather by (source rows, the newline's ids, each tile feature's position or -1 where cropped or
+// resized). anyres_max_N: also the resized images' kept rows and the positions of their resized features (-2).
 static void anyres_stage(const llava_model *m, const llava_batch *b, const llava_acts *a, int M) {
-    int n = b->n_feat;
-    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(2 * n + M + 1));
-    int32_t *src = ids, *nl = ids + n, *inv = ids + 2 * n;
+    int n = b->n_feat, n_rz = 0;
+    int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(3 * n + M + 1));
+    int32_t *src = ids, *nl = ids + n, *inv = ids + 2 * n, *pos = ids + 2 * n + M;
     for (int r = 0; r < M; r++) inv[r] = -1;
     for (int k = 0; k < n; k++) {
         int s = b->feat_rows[k];
         src[k] = s;
-        nl[k] = s < 0 ? 0 : -1;
+        nl[k] = s == -1 ? 0 : -1;
         if (s >= 0 && s < M) inv[s] = k;
+        if (s == -2) pos[n_rz++] = k;
     }
     m->ops->stage(m->be, a->any_src, src, sizeof(int32_t) * (size_t)n);
     m->ops->stage(m->be, a->any_nl, nl, sizeof(int32_t) * (size_t)n);
     m->ops->stage(m->be, a->any_inv, inv, sizeof(int32_t) * (size_t)M);
+    if (b->n_resize) {
+        size_t kept = 0;
+        for (int i = 0; i < b->n_resize; i++) kept += (size_t)b->resize_dims[4 * i] * b->resize_dims[4 * i + 1];
+        m->ops->stage(m->be, a->rz_rows, b->resize_rows, sizeof(int32_t) * kept);
+        m->ops->stage(m->be, a->rz_pos, pos, sizeof(int32_t) * (size_t)n_rz);
+    }
     free(ids);
+}
+
+// The resized features of a batch (anyres_max_N): the sum of oh * ow over its resized images.
+static int anyres_resized(const llava_batch *b) {
+    int n = 0;
+    for (int i = 0; i < b->n_resize; i++) n += b->resize_dims[4 * i + 2] * b->resize_dims[4 * i + 3];
+    return n;
+}
+
+// A batch's resize plan against its feat_rows: as many -2 entries as resized features (else those positions would
+// silently take zero rows), each kept row a tile feature.
+static int anyres_check(const llava_model *m, const llava_batch *b) {
+    if (!b->feat_rows) return 0;
+    int marks = 0, M = b->n_img * m->tokens_per_image;
+    for (int k = 0; k < b->n_feat; k++) marks += b->feat_rows[k] == -2;
+    if (marks != anyres_resized(b))
+        return llava_fail("AnyRes batch: %d resized feature positions for a plan of %d", marks, anyres_resized(b));
+    if (b->n_resize && !m->ops->resize_bilinear)
+        return llava_fail("anyres_max: the %s backend has no resize_bilinear op", m->ops->name);
+    size_t kept = 0;
+    for (int i = 0; i < b->n_resize; i++) kept += (size_t)b->resize_dims[4 * i] * b->resize_dims[4 * i + 1];
+    for (size_t i = 0; i < kept; i++)
+        if (b->resize_rows[i] < 0 || b->resize_rows[i] >= M)
+            return llava_fail("AnyRes batch: resized image's feature row %d outside the %d tile features",
+                              b->resize_rows[i], M);
+    return 0;
+}
+
+// anyres_max_N's forward: each resized image's kept map, gathered from f row-major, resized bilinear into
+// any_tmp (its resized features one after another), then scattered to their positions in any_feat (which holds
+// zero rows there).
+static void anyres_resize_forward(const llava_model *m, const llava_batch *b, const llava_acts *a, int M) {
+    const llava_ops *ops = m->ops;
+    int d = m->cfg.text.hidden_size;
+    size_t at_in = 0, at_out = 0, row = (size_t)d * ops->act_bytes;
+    for (int i = 0; i < b->n_resize; i++) {
+        const int32_t *z = b->resize_dims + 4 * i;
+        ops->embedding_forward(m->be, a->rz_grid, a->rz_rows + at_in, a->f, z[0] * z[1], d, M);  // (h*w, d)
+        ops->resize_bilinear(m->be, (char *)a->any_tmp + at_out * row, a->rz_grid, z[0], z[1], z[2], z[3], d);
+        at_in += (size_t)z[0] * z[1], at_out += (size_t)z[2] * z[3];
+    }
+    ops->scatter_rows(m->be, a->any_feat, a->any_tmp, a->rz_pos, (int)at_out, d);
+}
+
+// Its backward: the resized features' gradient gathered from any_grad, each image's through the resize's transpose
+// to its kept map, scattered into df's rows of those features (which the merge's backward left 0: a kept feature
+// of a resized image reaches the stream through the resize only).
+static void anyres_resize_backward(const llava_model *m, const llava_batch *b, const llava_acts *a) {
+    const llava_ops *ops = m->ops;
+    int d = m->cfg.text.hidden_size, n_out = anyres_resized(b);
+    size_t at_in = 0, at_out = 0, row = (size_t)d * ops->act_bytes;
+    ops->gather_rows(m->be, a->rz_dout, a->any_grad, a->rz_pos, n_out, d);  // (n_out, d)
+    for (int i = 0; i < b->n_resize; i++) {
+        const int32_t *z = b->resize_dims + 4 * i;
+        ops->resize_bilinear_backward(m->be, a->rz_dgrid, (char *)a->rz_dout + at_out * row, z[0], z[1], z[2], z[3], d);
+        ops->scatter_rows(m->be, a->df, a->rz_dgrid, a->rz_rows + at_in, z[0] * z[1], d);
+        at_in += (size_t)z[0] * z[1], at_out += (size_t)z[2] * z[3];
+    }
 }
 
 // The start of every pass: the batch's integer arrays to the backend (targets only for a pass with
@@ -1025,6 +1094,7 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
         ops->embedding_forward(be, a->any_feat, a->any_src, a->f, Mf, d, M);
         ops->embedding_forward(be, a->any_tmp, a->any_nl, P(m, p->newline), Mf, d, 1);
         ops->add_inplace(be, a->any_feat, a->any_tmp, (size_t)Mf * d);
+        if (b->n_resize) anyres_resize_forward(m, b, a, M);
         ops->scatter_rows(be, a->hs[0], a->any_feat, a->img_rows, Mf, d);
     } else if (M) {
         ops->scatter_rows(be, a->hs[0], a->f, a->img_rows, M, d);
@@ -1044,6 +1114,7 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
         return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
                           m->cfg.vision.image_size, m->cfg.vision.image_size);
     if (T == 0) return llava_fail("empty batch");
+    if (anyres_check(m, b) != 0) return -1;
     // Nothing to do backward when no target exists, or when only the projector trains and the batch
     // holds no image (text-only samples carry no projector gradient).
     backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 &&
@@ -1121,6 +1192,7 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
                 int Mf = image_positions(m, b);
                 ops->gather_rows(be, a->any_grad, dh, a->img_rows, Mf, d);
                 ops->embedding_forward(be, a->df, a->any_inv, a->any_grad, M, d, Mf);
+                if (b->n_resize) anyres_resize_backward(m, b, a);
                 float *gnl = G(m, p->newline);
                 if (gnl) ops->embedding_backward(be, gnl, a->any_grad, a->any_nl, Mf, d, 1, -1);
                 grads_final(m, &p->newline, 1);
@@ -1247,6 +1319,7 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim, n = b->n_seq;
     float eps = tc->rms_norm_eps;
     if (T == 0 || n == 0) return llava_fail("inference pass: an empty batch");
+    if (anyres_check(m, b) != 0) return -1;
     if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size))
         return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
                           m->cfg.vision.image_size, m->cfg.vision.image_size);

@@ -460,8 +460,41 @@ static void test_feature_rows(void) {
     printf("anyres feature order: %d images, %d rows, equal to transformers' pack_image_features\n", n_cases, n_rows);
 }
 
+// anyres_max_N in the counts and the order (data/image.h): a 60 x 36 image under tiny pinpoints (28-pixel tiles of
+// 2 x 2 features) has a 2 x 2 grid, a 4 x 4 canvas, columns 1..2 kept (4 x 2 = 8 features). Under anyres_max_1,
+// times = sqrt(8 / 4) = 1.414 > 1.1: resized to 4 // 1.414 = 2 rows of 2 // 1.414 = 1, each then a newline; under
+// anyres_max_2 times = 1: as without the cap. The kept map's source rows, row-major, by hand: canvas (Y, X) is
+// tile 1 + (Y / 2) * 2 + X / 2 at (Y % 2, X % 2).
+static void test_feature_rows_max(void) {
+    image_pinpoints pp;
+    CHECK(image_parse_pinpoints("[[28,56],[56,28],[56,56]]", 14, &pp) == 0 && pp.max_num_patches == 0, "pinpoints");
+    int32_t rows[32], grid[16], dims[4];
+    pp.max_num_patches = 1;
+    CHECK_EQ_INT(image_anyres_num_features(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, 0), 8);
+    CHECK_EQ_INT(image_anyres_num_features(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, 1), 8);
+    CHECK_EQ_INT(image_anyres_feature_rows(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, rows), 8);
+    const int32_t want_rows[8] = {0, 1, 2, 3, -2, -1, -2, -1}, want_grid[8] = {5, 8, 7, 10, 13, 16, 15, 18};
+    CHECK(memcmp(rows, want_rows, sizeof want_rows) == 0, "anyres_max_1 feature rows");
+    CHECK_EQ_INT(image_anyres_resize_plan(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, dims, grid), 1);
+    CHECK(dims[0] == 4 && dims[1] == 2 && dims[2] == 2 && dims[3] == 1, "resize 4x2 -> 2x1, got %dx%d -> %dx%d",
+          dims[0], dims[1], dims[2], dims[3]);
+    CHECK(memcmp(grid, want_grid, sizeof want_grid) == 0, "the kept map's source rows");
+    pp.max_num_patches = 2;
+    CHECK_EQ_INT(image_anyres_num_features(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, 0), 16);
+    CHECK_EQ_INT(image_anyres_resize_plan(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, dims, grid), 0);
+    CHECK(dims[0] == 4 && dims[1] == 2 && dims[2] == 4 && dims[3] == 2, "no resize under anyres_max_2");
+    int32_t plain[32];
+    pp.max_num_patches = 0;
+    CHECK_EQ_INT(image_anyres_feature_rows(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, plain), 16);
+    pp.max_num_patches = 2;
+    CHECK_EQ_INT(image_anyres_feature_rows(60, 36, &pp, IMAGE_ANYRES_HF, 28, 2, rows), 16);
+    CHECK(memcmp(rows, plain, sizeof(int32_t) * 16) == 0, "anyres_max_2 under the cap: the plain order");
+    printf("anyres_max: 60x36 kept 4x2 -> 2x1 under N = 1 (8 features), unchanged under N = 2 (16)\n");
+}
+
 int main(void) {
     test_parse_and_errors();
+    test_feature_rows_max();
     test_shapes();
     test_pixels();
     test_cli();

@@ -772,6 +772,55 @@ static void test_anyres(void) {
     free(a), free(b), free(model), free(full), free(part);
 }
 
+// anyres_max_N (data.image_aspect_ratio anyres_max_3) through the loader: the demo's square 48-pixel images on a 2x2
+// grid of 48-pixel tiles (the only pinpoint [96,96]: 5 tiles) keep a 12 x 12 map of 6 x 6-feature tiles; times =
+// sqrt(144 / 108) = 1.155 > 1.1, so each image's map is resized to 10 x 10 (36 + 10 x 11 = 146 features). A run
+// stopped after 2 of 3 steps and resumed gives the uninterrupted curve bit for bit, and the export carries the cap
+// back (vision_aspect_ratio).
+static void test_anyres_max(void) {
+    const char *sets[] = {"train.max_steps=3",
+                          "train.per_device_train_batch_size=2",
+                          "checkpoint.save_steps=2",
+                          "model.pretrain_mm_mlp_adapter=null",
+                          "data.image_aspect_ratio=anyres_max_3",
+                          "data.image_grid_pinpoints=[[96,96]]"};
+    int n = sizeof sets / sizeof sets[0];
+    char *full = path_join(world, "run_anyres_max"), *part = path_join(world, "run_anyres_max_part");
+    CHECK(train("stage2.json", full, sets, n, 0, 0) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, sets, n, 0, 2) == 0, "%s", llava_errmsg());
+    CHECK(train("stage2.json", part, sets, n, 1, 0) == 0, "%s", llava_errmsg());
+    char *a = curve(full), *b = curve(part);
+    CHECK(strcmp(a, b) == 0, "resumed anyres_max curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    char *model = path_join(full, "model");
+    llava_model m;
+    if (llava_model_load(&m, model, test_cpu()) == 0) {
+        CHECK(m.cfg.glue.anyres && m.cfg.glue.pinpoints.max_num_patches == 3, "the export keeps anyres_max_3 (got %d)",
+              m.cfg.glue.pinpoints.max_num_patches);
+        llava_model_free(&m);
+    } else {
+        CHECK(0, "the anyres_max export does not load: %s", llava_errmsg());
+    }
+    // llava generate on the export (the engine counts the capped features and lays out the resize plan)
+    const char *bin = getenv("LLAVA_BIN");
+    if (bin) {
+        char *img = path_join(world, "data/images/train_00000.png");
+        char *args = xasprintf(
+            "generate --model '%s' --image '%s' --prompt 'What color is the shape?' --json "
+            "--max-new-tokens 4 --threads 1",
+            model, img);
+        char *o = NULL, *e = NULL;
+        int rc = check_run(bin, world, args, &o, &e);
+        const char *pt = strstr(o, "\"prompt_tokens\":");
+        int n_prompt = pt ? atoi(pt + 16) : 0;
+        CHECK(rc == 0 && pt && n_prompt > 146 && strstr(o, "\"finish_reason\""),
+              "generate on the anyres_max export: %d prompt tokens\n%s%s", n_prompt, o, e);
+        printf("anyres_max generate: %d prompt tokens (146 of them the image's capped features)\n", n_prompt);
+        free(img), free(args), free(o), free(e);
+    }
+    printf("anyres_max_3: 3 steps of 5-tile images resized 12x12 -> 10x10, resumed bit for bit, the cap exported\n");
+    free(a), free(b), free(model), free(full), free(part);
+}
+
 int main(void) {
     llava_cpu_set_threads(1);
     world = check_tmpdir();
@@ -783,6 +832,7 @@ int main(void) {
     test_freeze_by_name();
     test_vision_train();
     test_anyres();
+    test_anyres_max();
     test_errors();
     test_plan_vs_peak();
     test_sigkill();

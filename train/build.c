@@ -39,6 +39,9 @@ int train_model_config(const run_settings *s, model_config *out) {
                               ? "model.init is an AnyRes (llava_next) model: set data.image_aspect_ratio anyres"
                               : "data.image_aspect_ratio anyres: model.init is not an AnyRes (llava_next) "
                                 "model (start from model.llm and model.vision_tower instead)");
+    // anyres_max_N: the data setting decides, as LLaVA-NeXT's training arguments overwrite the model config's
+    // image_aspect_ratio (plain anyres on a capped model.init drops the cap; the export writes the run's).
+    if (out->glue.anyres) out->glue.pinpoints.max_num_patches = s->data.anyres_max;
     lora_of(s, &out->lora);
     return 0;
 }
@@ -183,6 +186,10 @@ static int same_template(const char *recorded, const char *want) {
 // What differs between the inputs a prepared dataset records and those the run asks for (malloc'd), or NULL
 // when it was prepared from exactly these: the JSON (path, size, md5), the tokenizer (md5), the template, the
 // tokenizer mode, the image aspect, model_max_length and the image folder (whose files prep checked).
+// The aspect a prepared dataset records for the run: "anyres" for anyres_max_N too (its cap acts in the model, on
+// features; the prepared samples and the loader's tiles are the same).
+static const char *prepared_aspect(const data_settings *dd) { return dd->anyres ? "anyres" : dd->aspect_name; }
+
 static char *stale_reason(const data_settings *dd, const char *tok, const llava_dataset *ds) {
     const char *data = dd->data_path;
     struct stat st;
@@ -206,8 +213,8 @@ static char *stale_reason(const data_settings *dd, const char *tok, const llava_
     if (!ds->tokenizer_mode || strcmp(ds->tokenizer_mode, dd->tokenizer_mode_name) != 0)
         return xasprintf("tokenizer mode %s, the run asks for %s", ds->tokenizer_mode ? ds->tokenizer_mode : "?",
                          dd->tokenizer_mode_name);
-    if (!ds->aspect || strcmp(ds->aspect, dd->aspect_name) != 0)
-        return xasprintf("image aspect %s, the run asks for %s", ds->aspect ? ds->aspect : "?", dd->aspect_name);
+    if (!ds->aspect || strcmp(ds->aspect, prepared_aspect(dd)) != 0)
+        return xasprintf("image aspect %s, the run asks for %s", ds->aspect ? ds->aspect : "?", prepared_aspect(dd));
     if (ds->model_max_length != dd->model_max_length)
         return xasprintf("model_max_length %d, the run asks for %d", ds->model_max_length, dd->model_max_length);
     if (ds->video_frames != dd->video_frames)
@@ -323,7 +330,7 @@ static int open_dataset(const run_settings *s, const char *key, const char *data
         return -1;
     }
     // A dataset prepared with other settings would train on other tokens: refuse it.
-    const char *want_t = dd->template_name, *want_m = dd->tokenizer_mode_name, *want_a = dd->aspect_name;
+    const char *want_t = dd->template_name, *want_m = dd->tokenizer_mode_name, *want_a = prepared_aspect(dd);
     if (!same_template(ds->template_name, want_t) || !ds->tokenizer_mode || strcmp(ds->tokenizer_mode, want_m) != 0)
         rc = llava_fail("%s was prepared with template %s / tokenizer mode %s, the config asks for %s / %s", data,
                         ds->template_name ? ds->template_name : "?", ds->tokenizer_mode ? ds->tokenizer_mode : "?",

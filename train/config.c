@@ -37,7 +37,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"data.image_folder", CFG_STR, "null", NULL, "folder that the samples' image paths are relative to [image_folder]"},
     {"data.template", CFG_ENUM, "\"plain\"", "plain|vicuna_v1|llava_llama_2|mistral_instruct|llava_llama_3|qwen_1_5", "conversation template: plain (stage 1), vicuna_v1 (LLaVA-1.5 stage 2), or LLaVA-NeXT's for other LMs (docs/tokenizer.md) [version: plain / v1 / ...]"},
     {"data.tokenizer_mode", CFG_ENUM, "\"hf431\"", "hf431|hf437|legacy", "slow-tokenizer rules: hf431 = transformers 4.31 as the released checkpoints were trained, hf437 = LLaVA HEAD, legacy = legacy=True"},
-    {"data.image_aspect_ratio", CFG_ENUM, "\"square\"", "square|pad|anyres", "square: resize shortest side + center crop; pad: expand to square with the mean colour first; anyres: LLaVA-NeXT's tiles (the whole image and a grid of crops at the best of data.image_grid_pinpoints), the model merging their features with image_newline [image_aspect_ratio]"},
+    {"data.image_aspect_ratio", CFG_ENUM, "\"square\"", "square|pad|anyres|anyres_max_N", "square: resize shortest side + center crop; pad: expand to square with the mean colour first; anyres: LLaVA-NeXT's tiles (the whole image and a grid of crops at the best of data.image_grid_pinpoints), the model merging their features with image_newline; anyres_max_N (e.g. anyres_max_9): the same, each image's unpadded features resized (bilinear) to about N tiles' worth when above 1.1 times that [image_aspect_ratio]"},
     {"data.image_grid_pinpoints", CFG_STR, "\"[[336,672],[672,336],[672,672],[1008,336],[336,1008]]\"", NULL, "with anyres: the resolutions a tile grid may take, [[height, width], ...] as transformers reads them, or LLaVA-NeXT's range form \"(1x1),...,(3x3)\" in tiles [image_grid_pinpoints]"},
     {"data.model_max_length", CFG_INT, "2048", NULL, "truncate sequences (image features included) to this many positions [model_max_length]"},
     {"data.video_frames", CFG_INT, "0", NULL, "a video sample (\"video\": its frames' image paths) keeps this many frames, uniformly spaced as LLaVA-NeXT samples them; 0 = all [frames_upbound]"},
@@ -191,12 +191,15 @@ static const cJSON *lookup(const train_config *c, const char *key) {
     return o ? cJSON_GetObjectItemCaseSensitive(o, p) : NULL;
 }
 
+// A choice ending in "_N" takes its prefix and a positive integer (anyres_max_N: llava_anyres_max_parse's rule).
 static int choice_ok(const char *choices, const char *v) {
     size_t n = strlen(v);
     for (const char *p = choices; *p;) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
         if (len == n && strncmp(p, v, n) == 0) return 1;
+        if (len == strlen("anyres_max_N") && strncmp(p, "anyres_max_N", len) == 0 && llava_anyres_max_parse(v) > 0)
+            return 1;
         if (!bar) break;
         p = bar + 1;
     }

@@ -50,7 +50,8 @@ int settings_from_config(const train_config *c, run_settings *s) {
     d->tokenizer_mode_name = xstrdup(cfg_str(c, "data.tokenizer_mode"));
     d->aspect_name = xstrdup(cfg_str(c, "data.image_aspect_ratio"));
     d->aspect = strcmp(d->aspect_name, "pad") == 0 ? IMAGE_ASPECT_PAD : IMAGE_ASPECT_SQUARE;
-    d->anyres = strcmp(d->aspect_name, "anyres") == 0;
+    d->anyres_max = llava_anyres_max_parse(d->aspect_name);  // the config's check let only N >= 1 through
+    d->anyres = strcmp(d->aspect_name, "anyres") == 0 || d->anyres_max > 0;
     d->grid_pinpoints = xstrdup(cfg_str(c, "data.image_grid_pinpoints"));
     d->model_max_length = cfg_int(c, "data.model_max_length");
     d->video_frames = cfg_int(c, "data.video_frames");

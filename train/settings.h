@@ -31,6 +31,7 @@ typedef struct {
     char *aspect_name;  // "square", "pad" or "anyres"
     image_aspect aspect;
     int anyres;            // image_aspect_ratio anyres: LLaVA-NeXT's tiles (aspect is pad for the tiles' own)
+    int anyres_max;        // image_aspect_ratio anyres_max_N (AnyRes too): N, the model's cap; 0 for plain anyres
     char *grid_pinpoints;  // data.image_grid_pinpoints
     int model_max_length;
     int video_frames;  // data.video_frames

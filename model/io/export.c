@@ -239,6 +239,13 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
             int hw[2] = {c->glue.pinpoints.res[k][0], c->glue.pinpoints.res[k][1]};
             cJSON_AddItemToArray(pp, cJSON_CreateIntArray(hw, 2));
         }
+        // anyres_max_N under LlavaOnevisionConfig's key (model/config.c reads it back). transformers' LlavaNext
+        // ignores it and would lay out the uncapped features: such an export is for llava.c and LLaVA-NeXT's code.
+        if (c->glue.pinpoints.max_num_patches > 0) {
+            char v[32];
+            snprintf(v, sizeof v, "anyres_max_%d", c->glue.pinpoints.max_num_patches);
+            cJSON_AddStringToObject(j, "vision_aspect_ratio", v);
+        }
     }
     if (variant) {
         char pn[24];
