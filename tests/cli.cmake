@@ -401,11 +401,12 @@ set_tests_properties(cli_prep_bad_video_frames PROPERTIES LABELS cpu PASS_REGULA
 set(DEMO_VIDEO ${CMAKE_BINARY_DIR}/demo-fast-video)
 add_test(NAME demo_fast_video COMMAND llava demo --fast --check --video --out ${DEMO_VIDEO})
 set_tests_properties(demo_fast_video PROPERTIES LABELS "cpu;demo;long" TIMEOUT 900 FIXTURES_SETUP demo_video_model)
-# `llava generate --video` on its model: the held-out video eval-video-00000 (frames 18, 32, 128, 72 of the eval split;
-# blue at the start, red at the end, the world's own answers), cached and through the no-cache reference path.
+# `llava generate --video` on its model: the held-out video eval-video-00045 (frames 85, 194, 90, 68 of the eval split:
+# blue, green, red, yellow shapes; the world's own answers blue at the start, yellow at the end, so frames taken other
+# than 0 and 3 give another colour), cached and through the no-cache reference path.
 set(DEMO_VIDEO_ARGS --model ${DEMO_VIDEO}/checkpoints/stage2/model --tokenizer ${DEMO_VIDEO}/tokenizer.model
-    --video ${DEMO_VIDEO}/data/images/eval_00018.png --video ${DEMO_VIDEO}/data/images/eval_00032.png
-    --video ${DEMO_VIDEO}/data/images/eval_00128.png --video ${DEMO_VIDEO}/data/images/eval_00072.png --video-frames 2)
+    --video ${DEMO_VIDEO}/data/images/eval_00085.png --video ${DEMO_VIDEO}/data/images/eval_00194.png
+    --video ${DEMO_VIDEO}/data/images/eval_00090.png --video ${DEMO_VIDEO}/data/images/eval_00068.png --video-frames 2)
 add_test(NAME cli_generate_video_end
          COMMAND llava generate ${DEMO_VIDEO_ARGS} --prompt "What color is the shape at the end of the video?")
 add_test(NAME cli_generate_video_start
@@ -413,7 +414,7 @@ add_test(NAME cli_generate_video_start
 add_test(NAME cli_generate_video_no_cache
          COMMAND llava generate ${DEMO_VIDEO_ARGS} --no-cache --prompt "What color is the shape at the end of the video?")
 set_tests_properties(cli_generate_video_end cli_generate_video_no_cache PROPERTIES LABELS "cpu;long"
-                     FIXTURES_REQUIRED demo_video_model PASS_REGULAR_EXPRESSION "^red\n")
+                     FIXTURES_REQUIRED demo_video_model PASS_REGULAR_EXPRESSION "^yellow\n")
 set_tests_properties(cli_generate_video_start PROPERTIES LABELS "cpu;long" FIXTURES_REQUIRED demo_video_model
                      PASS_REGULAR_EXPRESSION "^blue\n")
 # Refused by name: images and a video in one question; a question file's line with both keys, or an empty video.
