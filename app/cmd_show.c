@@ -12,6 +12,7 @@
 #include "data/dataset.h"
 #include "data/jsonl.h"
 #include "data/prep.h"
+#include "data/prep_record.h"
 #include "data/template.h"
 
 static const char USAGE[] =
@@ -20,11 +21,11 @@ static const char USAGE[] =
     "Prints sample I (default 0) of a dataset written by `llava prep`: its id, image, input_ids (-200 = the image),\n"
     "labels (-100 = not supervised) and the text the tokens stand for, with the supervised spans in \xe2\x9f\xa6 "
     "\xe2\x9f\xa7\n"
-    "(in colour on a terminal). --json prints one object: {\"index\", \"id\", \"image\", \"source_index\", \"flags\",\n"
-    "\"modality_length\", \"input_ids\", \"labels\", \"text\", \"supervised\"}, where \"text\" is unmarked and "
-    "\"supervised\"\n"
-    "lists the text of each supervised span. The tokenizer is the one prep used (its path is stored), or "
-    "--tokenizer.\n"
+    "(in colour on a terminal). --json prints one object: {\"index\", \"id\", \"image\" (a path, or the list of\n"
+    "a sample's images or video frames), \"source_index\", \"flags\" (\"truncated\", \"mismatch\", \"video\"),\n"
+    "\"modality_length\", \"input_ids\", \"labels\", \"text\", \"supervised\"}, where \"text\" is unmarked and\n"
+    "\"supervised\" lists the text of each supervised span. The tokenizer is the one prep used (its path is stored),\n"
+    "or --tokenizer.\n"
     "\n"
     "  DATA.h5           a dataset written by `llava prep` (or by `llava train` into its output folder; required)\n"
     "  --index I         the sample's index (default 0)\n"
@@ -152,12 +153,29 @@ int cmd_show(int argc, char **argv) {
         sb_puts(&o, buf);
         sb_jstr(&o, d.sample_ids[i]);
         sb_puts(&o, ", \"image\": ");
-        sb_jstr(&o, d.image_paths[i]);
-        snprintf(buf, sizeof buf,
-                 ", \"source_index\": %lld, \"flags\": [%s%s%s], \"modality_length\": %d, \"input_ids\": [",
-                 (long long)d.source_index[i], d.flags[i] & PREP_TRUNCATED ? "\"truncated\"" : "",
-                 (d.flags[i] & PREP_TRUNCATED) && (d.flags[i] & PREP_MISMATCH) ? ", " : "",
-                 d.flags[i] & PREP_MISMATCH ? "\"mismatch\"" : "", d.modality_len[i]);
+        // one image: its path; several images or a video's frames: the list of paths, in order
+        int n_paths = prep_image_count(d.image_paths[i]), video = (d.flags[i] & PREP_VIDEO) != 0;
+        if (n_paths > 1 || video) {
+            sb_puts(&o, "[");
+            for (int k = 0; k < n_paths; k++) {
+                char *one = prep_image_path(d.image_paths[i], k);
+                if (k) sb_puts(&o, ", ");
+                sb_jstr(&o, one);
+                free(one);
+            }
+            sb_puts(&o, "]");
+        } else {
+            sb_jstr(&o, d.image_paths[i]);
+        }
+        const char *fl[3];
+        int nf = 0;
+        if (d.flags[i] & PREP_TRUNCATED) fl[nf++] = "\"truncated\"";
+        if (d.flags[i] & PREP_MISMATCH) fl[nf++] = "\"mismatch\"";
+        if (video) fl[nf++] = "\"video\"";
+        snprintf(buf, sizeof buf, ", \"source_index\": %lld, \"flags\": [%s%s%s%s%s]", (long long)d.source_index[i],
+                 nf > 0 ? fl[0] : "", nf > 1 ? ", " : "", nf > 1 ? fl[1] : "", nf > 2 ? ", " : "", nf > 2 ? fl[2] : "");
+        sb_puts(&o, buf);
+        snprintf(buf, sizeof buf, ", \"modality_length\": %d, \"input_ids\": [", d.modality_len[i]);
         sb_puts(&o, buf);
         sb_ids(&o, ids, n, ", ");
         sb_puts(&o, "], \"labels\": [");
@@ -196,7 +214,18 @@ int cmd_show(int argc, char **argv) {
                d.aspect ? d.aspect : "?", d.model_max_length, d.pixel_index ? ", pixels stored" : "");
         printf("sample %lld: id %s, record %lld of %s\n", (long long)i, d.sample_ids[i][0] ? d.sample_ids[i] : "(none)",
                (long long)d.source_index[i], d.source ? d.source : "?");
-        printf("  image: %s\n", d.image_paths[i] ? d.image_paths[i] : "(none: text-only)");
+        int n_paths = prep_image_count(d.image_paths[i]), video = (d.flags[i] & PREP_VIDEO) != 0;
+        if (n_paths > 1 || video) {  // several images, or a video's frames: one line, in order
+            printf("  %s (%d%s):", video ? "video" : "images", n_paths, video ? " frames behind its one <image>" : "");
+            for (int k = 0; k < n_paths; k++) {
+                char *one = prep_image_path(d.image_paths[i], k);
+                printf("%s %s", k ? "," : "", one);
+                free(one);
+            }
+            printf("\n");
+        } else {
+            printf("  image: %s\n", d.image_paths[i] ? d.image_paths[i] : "(none: text-only)");
+        }
         printf("  %zu tokens, %zu supervised; modality length %d%s%s\n", n, supervised, d.modality_len[i],
                d.flags[i] & PREP_MISMATCH ? "; MASKED: LLaVA's tokenization mismatch (no label counts)" : "",
                d.flags[i] & PREP_TRUNCATED ? "; truncated to model_max_length" : "");

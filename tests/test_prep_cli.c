@@ -350,6 +350,43 @@ static void test_sigterm(void) {
     free(report);
 }
 
+// `llava show` of several images and of a video: the paths in order on one line, JSON's "image" their list, and a
+// video flagged "video".
+static void test_show_lists(void) {
+    char *json = tmp_path("lists.json"), *out = tmp_path("lists.h5"), *text;
+    static const char data[] =
+        "[{\"id\": \"two\", \"image\": [\"coco/000000000001.png\", \"coco/000000000002.jpg\"], \"conversations\": "
+        "[{\"from\": \"human\", \"value\": \"<image>\\n<image>\\nSame?\"}, {\"from\": \"gpt\", \"value\": \"No.\"}]},\n"
+        " {\"id\": \"clip\", \"video\": [\"coco/000000000002.jpg\", \"ocr_vqa/images/0001.jpg\", "
+        "\"coco/000000000001.png\"], \"conversations\": [{\"from\": \"human\", \"value\": \"<image>\\nWhat "
+        "changed?\"}, "
+        "{\"from\": \"gpt\", \"value\": \"The colour.\"}]}]\n";
+    write_file_atomic(json, data, sizeof data - 1);
+    free(prep_into(json, out, "", 0));
+    char *args = xasprintf("show '%s' --id clip --color never", out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text,
+                 "  video (3 frames behind its one <image>): coco/000000000002.jpg, ocr_vqa/images/0001.jpg, "
+                 "coco/000000000001.png\n") != NULL,
+          "show: %s", text);
+    free(text), free(args);
+    args = xasprintf("show '%s' --id two --color never", out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    CHECK(strstr(text, "  images (2): coco/000000000001.png, coco/000000000002.jpg\n") != NULL, "show: %s", text);
+    free(text), free(args);
+    args = xasprintf("show '%s' --id clip --json", out);
+    CHECK_EQ_INT(run_cmd(args, &text, 0), 0);
+    cJSON *o = cJSON_Parse(text);
+    const cJSON *im = cJSON_GetObjectItemCaseSensitive(o, "image"), *fl = cJSON_GetObjectItemCaseSensitive(o, "flags");
+    CHECK(cJSON_GetArraySize(im) == 3 && !strcmp(cJSON_GetArrayItem(im, 1)->valuestring, "ocr_vqa/images/0001.jpg") &&
+              cJSON_GetArraySize(fl) == 1 && !strcmp(cJSON_GetArrayItem(fl, 0)->valuestring, "video"),
+          "show --json: %s", text);
+    cJSON_Delete(o);
+    free(text), free(args);
+    printf("show: two images and a video of three frames listed in order; the video flagged\n");
+    free(json), free(out);
+}
+
 int main(void) {
     dir = check_tmpdir();
     char *data = read_file(PREP_DIR "data.json", 1 << 20, NULL);
@@ -363,6 +400,7 @@ int main(void) {
     test_template_required();
     test_out_paths();
     test_sigterm();
+    test_show_lists();
     cJSON_Delete(arr);
     check_rm_rf(dir);
     free(dir);
