@@ -40,6 +40,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"data.image_aspect_ratio", CFG_ENUM, "\"square\"", "square|pad|anyres|anyres_max_N", "square: resize shortest side + center crop; pad: expand to square with the mean colour first; anyres: LLaVA-NeXT's tiles (the whole image and a grid of crops at the best of data.image_grid_pinpoints), the model merging their features with image_newline; anyres_max_N (e.g. anyres_max_9): the same, each image's unpadded features resized (bilinear) to about N tiles' worth when above 1.1 times that [image_aspect_ratio]"},
     {"data.image_grid_pinpoints", CFG_STR, "\"[[336,672],[672,336],[672,672],[1008,336],[336,1008]]\"", NULL, "with anyres: the resolutions a tile grid may take, [[height, width], ...] as transformers reads them, or LLaVA-NeXT's range form \"(1x1),...,(3x3)\" in tiles [image_grid_pinpoints]"},
     {"data.model_max_length", CFG_INT, "2048", NULL, "truncate sequences (image features included) to this many positions [model_max_length]"},
+    {"data.max_images_per_sample", CFG_INT, "0", NULL, "the most images a sample brings into the tower (several images, or a video's frames): the memory plan and the activations hold per_device_train_batch_size x this many (x tiles with AnyRes); 0 = the dataset's own maximum when training starts (llava plan: data.video_frames when set, else 1, LLaVA-1.5's)"},
     {"data.video_frames", CFG_INT, "0", NULL, "a video sample (\"video\": its frames' image paths) keeps this many frames, uniformly spaced as LLaVA-NeXT samples them; 0 = all [frames_upbound]"},
     {"data.group_by_modality_length", CFG_BOOL, "false", NULL, "LLaVA's modality-grouped length sampler [group_by_modality_length]"},
     {"data.dataloader_num_workers", CFG_INT, "4", NULL, "loader threads [dataloader_num_workers]"},
@@ -596,6 +597,8 @@ int cfg_validate(const train_config *c) {
         if (cfg_int(c, positive[i]) <= 0) return llava_fail("%s: \"%s\" must be positive", src, positive[i]);
     int stage = cfg_int(c, "train.stage");
     if (stage != 1 && stage != 2) return llava_fail("%s: \"train.stage\" must be 1 or 2", src);
+    if (cfg_int(c, "data.max_images_per_sample") < 0)
+        return llava_fail("%s: \"data.max_images_per_sample\" must be >= 0 (0: the dataset's own maximum)", src);
     if (cfg_int(c, "data.video_frames") < 0)
         return llava_fail("%s: \"data.video_frames\" must be >= 0 (0: every frame)", src);
     if (cfg_int(c, "data.dataloader_num_workers") < 0)

@@ -14,11 +14,16 @@ int mem_plan_vision_layers(const run_settings *s, const model_config *mc) {
     return n > 0 && n < used ? n : used;
 }
 
+int mem_plan_images_per_sample(const run_settings *s) {
+    if (s->data.max_images > 0) return s->data.max_images;
+    return s->data.video_frames > 0 ? s->data.video_frames : 1;
+}
+
 act_shape mem_plan_act_shape(const run_settings *s, const model_config *mc) {
-    int B = s->train.per_device_batch, S = s->data.model_max_length, tiles = 1;
+    int B = s->train.per_device_batch, S = s->data.model_max_length, tiles = mem_plan_images_per_sample(s);
     if (mc->glue.anyres) {  // every image at its most tiles
         image_anyres_config ac = {.size = mc->vision.image_size, .pinpoints = mc->glue.pinpoints};
-        tiles = image_anyres_max_tiles(&ac);
+        tiles *= image_anyres_max_tiles(&ac);
     }
     act_shape a = {B * S,
                    B,
@@ -55,6 +60,7 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
     p->checkpointing = s->train.gradient_checkpointing;
     p->per_device_batch = s->train.per_device_batch;
     p->seq_len = s->data.model_max_length;
+    p->images_per_sample = mem_plan_images_per_sample(s);
     p->act_bytes = p->cuda ? 2 : 4;
     int want_p = s->train.projector, want_lm = s->train.lm;
     // As the trainer sets it up: the projector group always has gradient buffers (the LM's backward
@@ -151,6 +157,9 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
         p->world, p->world == 1 ? "" : "s", p->zero_stage,
         p->cuda ? "cuda (bf16 params and activations)" : "cpu (fp32)", p->per_device_batch, p->seq_len,
         p->checkpointing ? "on" : "off");
+    if (p->images_per_sample > 1)
+        fprintf(out, "  %d images per sample (a video's frames; data.max_images_per_sample, else data.video_frames)\n",
+                p->images_per_sample);
     fprintf(out, "  parameters %s stored, %s trained; optimizer state of the fullest rank: %s elements\n",
             fmt_count(p->numel[0] + p->numel[1] + p->numel[2] + p->numel[3], a), fmt_count(p->trainable, b),
             fmt_count(p->state_per_rank, c3));

@@ -32,6 +32,7 @@ typedef struct {
     // the run
     int world, zero_stage, cuda, checkpointing;
     int per_device_batch, seq_len;
+    int images_per_sample;     // mem_plan_images_per_sample
     int act_bytes;             // 2 (bf16) on CUDA, 4 on the CPU
     int grad_groups;           // bit g: group g has gradient buffers
     int grad_slots;            // ZeRO-2: the LM's gradients in OPTIM_GRAD_SLOTS per-layer slots
@@ -45,8 +46,11 @@ typedef struct {
 
 // The plan of the run `c` describes on `world` ranks (its ZeRO stage, device, batch, model).
 int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_plan *p);
-// The largest pass of a run (per_device_batch samples of model_max_length tokens, one image each):
-// what the trainer reserves before its first step and what the plan counts.
+// The images (a video's frames) the plan gives each sample: data.max_images_per_sample, else data.video_frames when
+// set, else 1 (the trainer sets max_images to the dataset's own maximum before planning).
+int mem_plan_images_per_sample(const run_settings *s);
+// The largest pass of a run (per_device_batch samples of model_max_length tokens, mem_plan_images_per_sample images
+// each, every one at its most AnyRes tiles): what the trainer reserves before its first step and what the plan counts.
 act_shape mem_plan_act_shape(const run_settings *s, const model_config *mc);
 // The tower layers a run trains (train.trainable vision, train.vision_unfreeze_last): 0 with a frozen tower.
 int mem_plan_vision_layers(const run_settings *s, const model_config *mc);

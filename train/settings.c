@@ -55,6 +55,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     d->grid_pinpoints = xstrdup(cfg_str(c, "data.image_grid_pinpoints"));
     d->model_max_length = cfg_int(c, "data.model_max_length");
     d->video_frames = cfg_int(c, "data.video_frames");
+    d->max_images = cfg_int(c, "data.max_images_per_sample");
     d->group_by_modality_length = cfg_bool(c, "data.group_by_modality_length");
     d->num_workers = cfg_int(c, "data.dataloader_num_workers");
     d->truncate_after_splice = cfg_bool(c, "data.truncate_after_splice");

@@ -35,6 +35,8 @@ typedef struct {
     char *grid_pinpoints;  // data.image_grid_pinpoints
     int model_max_length;
     int video_frames;  // data.video_frames
+    int max_images;    // data.max_images_per_sample: the most images (a video's frames) a sample brings; 0: the
+                       // dataset's own maximum at train time (mem_plan_images_per_sample)
     int group_by_modality_length;
     int num_workers;
     int truncate_after_splice;

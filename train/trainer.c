@@ -12,6 +12,7 @@
 #include "checkpoint.h"
 #include "common/util.h"
 #include "data/loader.h"
+#include "data/prep_record.h"
 #include "fault.h"
 #include "kernels/backend.h"
 #include "memplan.h"
@@ -53,6 +54,7 @@ typedef struct {
     llava_backend *be;
     llava_model m;
     llava_dataset ds;
+    int images_per_sample;  // what the plan and the activations hold per sample: the run's, or the dataset's most
     loader *ld;
     optim_state os;
     int have_model, have_ds, have_os;
@@ -444,7 +446,17 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
                            .warmup_steps = warmup_steps_for(t->total, s->train.warmup_ratio, s->train.warmup_steps)};
     // The activations of the largest micro-batch and a step's losses, planned and allocated once:
     // the steps allocate nothing.
-    act_shape shape = mem_plan_act_shape(s, &t->m.cfg);
+    // Images per sample: the dataset's own maximum (several images, a video's frames) unless the run names one.
+    run_settings sp = *s;
+    if (sp.data.max_images <= 0) {
+        sp.data.max_images = 1;
+        for (int64_t i = 0; i < t->ds.n; i++) {
+            int k = prep_image_count(t->ds.image_paths[i]);
+            if (k > sp.data.max_images) sp.data.max_images = k;
+        }
+    }
+    t->images_per_sample = sp.data.max_images;
+    act_shape shape = mem_plan_act_shape(&sp, &t->m.cfg);
     if (llava_model_reserve(&t->m, &shape) != 0) return -1;
     llava_model_reserve_losses(&t->m, (size_t)t->accum * (size_t)shape.T);
     if (t->lead) print_start(t);
@@ -889,7 +901,9 @@ static void trainer_close(trainer *t) {
         st->backend_peak_bytes = t->be ? t->be->bytes_peak : 0;
         st->device_used_bytes = t->device_used;
         mem_plan mp;
-        if (t->have_model && mem_plan_make(t->s, &t->m.cfg, t->world, &mp) == 0) {
+        run_settings sp = *t->s;  // planned as the run reserved: its images per sample
+        if (t->images_per_sample > 0) sp.data.max_images = t->images_per_sample;
+        if (t->have_model && mem_plan_make(&sp, &t->m.cfg, t->world, &mp) == 0) {
             st->plan_total_bytes = mp.total;
             st->plan_activation_bytes = mp.activations;
         }
