@@ -5,9 +5,9 @@
 // empty assistant turn), and the answer is printed (or, with --json, one JSON object with the timing).
 //
 // A question file: --questions Q.jsonl --image-folder D --answers A.jsonl reads LLaVA's question
-// format ({"question_id", "image", "text"} per line; "image" may be a list, or "video" a list of frames) and writes LLaVA's answer format as
-// model_vqa_loader.py does ({"question_id", "prompt", "text", "answer_id", "model_id", "metadata"},
-// the text stripped), in the order of the questions. The questions run batched (the engine batches
+// format ({"question_id", "image", "text"} per line; "image" may be a list, or "video" a list of frames)
+// and writes LLaVA's answer format as model_vqa_loader.py does ({"question_id", "prompt", "text",
+// "answer_id", "model_id", "metadata"}, the text stripped), in the order of the questions. The questions run batched (the engine batches
 // whatever is in flight); every answer is appended to the answers file the moment it is known, so
 // a run that is stopped loses nothing, and a rerun skips the questions the file already answers (by
 // question_id and prompt: every line is a question, repeated ids included, as in LLaVA's loader); at
@@ -780,7 +780,7 @@ int cmd_generate(int argc, char **argv) {
             else if (!strcmp(s, "--kv-tokens")) a.eo.kv_tokens = (int)x;
             else if (!strcmp(s, "--threads")) a.eo.threads = (int)x;
             else if (!strcmp(s, "--video-frames")) {
-                if (x < 0 || x != (int)x) {
+                if (x < 0 || x > 1e6 || x != (int)x) {
                     fprintf(stderr, "llava generate: --video-frames %s: a count of frames (0: all)\n", v);
                     return 2;
                 }
