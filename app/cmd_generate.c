@@ -5,13 +5,14 @@
 // empty assistant turn), and the answer is printed (or, with --json, one JSON object with the timing).
 //
 // A question file: --questions Q.jsonl --image-folder D --answers A.jsonl reads LLaVA's question
-// format ({"question_id", "image", "text"} per line; "image" may be a list, or "video" a list of frames)
-// and writes LLaVA's answer format as model_vqa_loader.py does ({"question_id", "prompt", "text",
-// "answer_id", "model_id", "metadata"}, the text stripped), in the order of the questions. The
-// questions run batched (the engine batches whatever is in flight); every answer is appended to the answers file the moment it is known, so
-// a run that is stopped loses nothing, and a rerun skips the questions the file already answers (by
-// question_id and prompt: every line is a question, repeated ids included, as in LLaVA's loader); at
-// the end the file is rewritten, atomically, in question order.
+// format ({"question_id", "image", "text"} per line; "image" may be a list, or "video" a list of
+// frames) and writes LLaVA's answer format as model_vqa_loader.py does ({"question_id", "prompt",
+// "text", "answer_id", "model_id", "metadata"}, the text stripped), in the order of the questions. The
+// questions run batched (the engine batches whatever is in flight); every answer is appended to the
+// answers file the moment it is known, so a run that is stopped loses nothing, and a rerun skips the
+// questions the file already answers (by question_id and prompt: every line is a question, repeated
+// ids included, as in LLaVA's loader); at the end the file is rewritten, atomically, in question
+// order.
 //
 // --no-cache answers with the reference path instead (one full forward pass per token, greedy):
 // what the KV cache is checked against.
