@@ -150,10 +150,10 @@ static const char *const PAIR_WHICH[2] = {"first", "second"};
 #define PAIR_PROMPT "<image>\\n<image>\\n"  // as the engine lays out a question's images
 #define PAIR_QUESTION "What color is the shape in the %s image?"
 
-// Videos (llava demo --video): four frames, each one shape, the first and the last of different colours; the question
-// asks the colour at the start or at the end. Stage 2 and the evaluation take 2 of the 4 frames uniformly (data.video_frames
-// 2, --video-frames 2: numpy.linspace(0, 3, 2) keeps frames 0 and 3), so the frames between never count; one <image>
-// stands for the frames (LLaVA-NeXT-Video's layout), before the question.
+// Videos (llava demo --video): four frames, each one shape, the first and the last of different colours; the
+// question asks the colour at the start or at the end. Stage 2 and the evaluation take 2 of the 4 frames uniformly
+// (data.video_frames 2, --video-frames 2: numpy.linspace(0, 3, 2) keeps frames 0 and 3), so the frames between never
+// count; one <image> stands for the frames (LLaVA-NeXT-Video's layout), before the question.
 #define VIDEO_FRAMES 4
 #define VIDEO_TAKEN 2
 static const char *const VIDEO_WHEN[2] = {"start", "end"};
@@ -735,8 +735,9 @@ static const char *const ANYRES_SETS[] = {"data.image_aspect_ratio=anyres",
                                           "data.image_grid_pinpoints=[[48,96],[96,48],[96,96]]",
                                           "train.num_train_epochs=8"};
 
-// llava demo --video: stage 2 takes VIDEO_TAKEN of each video's frames.
+// llava demo --video: stage 2 takes VIDEO_TAKEN (2) of each video's frames.
 static const char *const VIDEO_SETS[] = {"data.video_frames=2"};
+_Static_assert(VIDEO_TAKEN == 2, "VIDEO_SETS names VIDEO_TAKEN's value");
 
 int demo_run(const demo_options *o) {
     if (o->video && o->anyres) return llava_fail("demo: --video with --anyres: AnyRes tiles images, not video frames");
