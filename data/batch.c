@@ -13,5 +13,6 @@ void llava_batch_free(llava_batch *b) {
     free(b->feat_rows);
     free(b->resize_dims);
     free(b->resize_rows);
+    free(b->video_frame);
     memset(b, 0, sizeof *b);
 }

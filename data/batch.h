@@ -32,6 +32,11 @@ typedef struct {
     // concatenated. 0 / NULL otherwise.
     int n_resize;
     int32_t *resize_dims, *resize_rows;
+    // (n_img) 1 where the image is a video frame, 0 for an image; NULL: no video frame. Under the model's
+    // video_pool_mode a frame's features are pooled to tokens_per_video_frame rows (img_rows then holds, image after
+    // image in order, each image's tokens_per_image or each frame's tokens_per_video_frame positions); without it a
+    // frame is an image.
+    uint8_t *video_frame;
 } llava_batch;
 
 void llava_batch_free(llava_batch *b);

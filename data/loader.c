@@ -344,10 +344,13 @@ int64_t loader_dropped(const loader *l, const char **last_id, int64_t *by_reason
 // A video sample (PREP_VIDEO): its one <image> stands for all its frames.
 static int is_video(const llava_dataset *ds, int64_t i) { return ds->flags && (ds->flags[i] & PREP_VIDEO); }
 
-// Positions one <image> of sample i becomes: tokens_per_image, or for a video that many per frame.
+// Positions one <image> of sample i becomes: tokens_per_image, or for a video tokens_per_video_frame (the model's
+// video pooling) per frame.
 static int per_placeholder(const loader *l, int64_t i) {
-    int frames = is_video(l->c.ds, i) ? prep_image_count(l->c.ds->image_paths[i]) : 1;
-    return l->c.tokens_per_image * (frames > 0 ? frames : 1);
+    if (!is_video(l->c.ds, i)) return l->c.tokens_per_image;
+    int frames = prep_image_count(l->c.ds->image_paths[i]),
+        per = l->c.tokens_per_video_frame > 0 ? l->c.tokens_per_video_frame : l->c.tokens_per_image;
+    return per * (frames > 0 ? frames : 1);
 }
 
 // Positions the j-th <image> of a sample becomes: per_placeholder, or with anyres its image's merged features
@@ -474,6 +477,10 @@ static void pack(const loader *l, const int64_t *samples, float *const *pixels, 
         int frames = sample_images(l, i, infos[k], imgs);
         if (frames)
             memcpy(b->pixels + (size_t)k_img * 3 * S * S, pixels[k], sizeof(float) * 3 * (size_t)S * S * frames);
+        if (frames && is_video(ds, i) && !l->c.anyres) {  // its frames, for the model's video pooling
+            if (!b->video_frame) b->video_frame = xcalloc((size_t)n_img, 1);
+            memset(b->video_frame + k_img, 1, (size_t)frames);
+        }
         k_img += frames;
         k_tok += keep;
         b->cu_seqlens[k + 1] = k_tok;

@@ -18,15 +18,18 @@
 
 typedef struct {
     const llava_dataset *ds;
-    int batch;                 // per-device batch (samples per micro-batch)
-    int world, rank, accum;    // ranks and gradient accumulation: virtual ranks = world * accum
-    int group_by_modality;     // LLaVA's grouped sampler (else the random one)
-    int sequential;            // the samples in file order (evaluation), neither of the above
-    uint64_t seed;             // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
-    uint64_t inner_seed;       // the global generator of the grouped sampler (LLaVA: the run's seed)
-    int single_generator;      // every draw from the global generator (sampler.h: a single-process launch)
-    int inner_skip;            // 32-bit draws of the global generator before each epoch's order
-    int tokens_per_image;      // image features spliced in per image (576 for CLIP-L/336)
+    int batch;               // per-device batch (samples per micro-batch)
+    int world, rank, accum;  // ranks and gradient accumulation: virtual ranks = world * accum
+    int group_by_modality;   // LLaVA's grouped sampler (else the random one)
+    int sequential;          // the samples in file order (evaluation), neither of the above
+    uint64_t seed;           // the sampler generator's seed (TORCH_DEFAULT_SEED reproduces LLaVA)
+    uint64_t inner_seed;     // the global generator of the grouped sampler (LLaVA: the run's seed)
+    int single_generator;    // every draw from the global generator (sampler.h: a single-process launch)
+    int inner_skip;          // 32-bit draws of the global generator before each epoch's order
+    int tokens_per_image;    // image features spliced in per image (576 for CLIP-L/336)
+    // Features per video frame (the model's video_pool_mode: (G / s)^2); 0: tokens_per_image. A video sample's frames
+    // are marked in the batch's video_frame.
+    int tokens_per_video_frame;
     int image_size;            // side of the square input (336)
     image_aspect aspect;       // square (stage 1) or pad (stage 2)
     image_processor proc;      // the tower's image processor (CLIP's, or SigLIP's)

@@ -48,6 +48,7 @@ typedef struct req {
     int n_img;
     int64_t *sizes;  // AnyRes: each image's (height, width); its n_img tiles are the images' tiles in order
     int n_images;
+    int video;     // 1: its n_img images are one video's frames (the model's video_pool_mode pools them)
     int budget;    // new tokens at most
     int promised;  // cache blocks promised to it while it runs
     int slot;      // its KV slot while running, else -1
@@ -321,7 +322,7 @@ static int bad(char *err, size_t cap, int status, const char *fmt, ...) {
 
 // Checks a request's parameters and makes its record; the prompt and pixels are the caller's to
 // hand over (taken on success).
-static int req_make(llava_engine *e, int64_t *ids, int n, float *pixels, int n_img, const gen_params *p,
+static int req_make(llava_engine *e, int64_t *ids, int n, float *pixels, int n_img, int video, const gen_params *p,
                     const engine_callbacks *cb, char *err, size_t cap, req **out) {
     const engine_info *in = &e->info;
     if (n < 1) return bad(err, cap, ENGINE_BAD_REQUEST, "the prompt is empty");
@@ -352,9 +353,10 @@ static int req_make(llava_engine *e, int64_t *ids, int n, float *pixels, int n_i
             return bad(err, cap, ENGINE_BAD_REQUEST, "prompt token %d is %lld, outside the vocabulary of %d", i,
                        (long long)ids[i], V);
     }
-    if (!e->m.cfg.glue.anyres && feats != n_img * in->tokens_per_image)
-        return bad(err, cap, ENGINE_BAD_REQUEST, "the prompt holds %d image tokens for %d images of %d features", feats,
-                   n_img, in->tokens_per_image);
+    int per = video ? e->m.tokens_per_video_frame : in->tokens_per_image;
+    if (!e->m.cfg.glue.anyres && feats != n_img * per)
+        return bad(err, cap, ENGINE_BAD_REQUEST, "the prompt holds %d image tokens for %d %s of %d features", feats,
+                   n_img, video ? "video frames" : "images", per);
     req *r = xcalloc(1, sizeof *r);
     r->p = *p;
     r->p.stop = NULL;
@@ -367,6 +369,7 @@ static int req_make(llava_engine *e, int64_t *ids, int n, float *pixels, int n_i
     r->n_prompt = n;
     r->pixels = pixels;
     r->n_img = n_img;
+    r->video = video;
     r->budget = p->max_new_tokens && p->max_new_tokens < room ? p->max_new_tokens : room;
     r->promised = llava_kv_blocks_for(&e->kv, n + r->budget);
     r->slot = -1;
@@ -400,10 +403,10 @@ static int enqueue(llava_engine *e, req *r, char *err, size_t cap) {
 }
 
 // Checks and queues a prompt whose ids and pixels the engine takes over (freed here on refusal).
-static int submit_owned(llava_engine *e, int64_t *ids, int n, float *pix, int n_img, const gen_params *p,
+static int submit_owned(llava_engine *e, int64_t *ids, int n, float *pix, int n_img, int video, const gen_params *p,
                         const engine_callbacks *cb, char *err, size_t errcap) {
     req *r = NULL;
-    int st = req_make(e, ids, n, pix, n_img, p, cb, err, errcap, &r);
+    int st = req_make(e, ids, n, pix, n_img, video, p, cb, err, errcap, &r);
     if (st == ENGINE_OK) {
         st = enqueue(e, r, err, errcap);
         if (st >= 0) return st;
@@ -430,7 +433,7 @@ int engine_submit_ids(llava_engine *e, const int64_t *ids, int n, const float *p
         pix = xmalloc(sizeof(float) * np);
         memcpy(pix, pixels, sizeof(float) * np);
     }
-    return submit_owned(e, own, n, pix, n_img, p, cb, err, errcap);
+    return submit_owned(e, own, n, pix, n_img, 0, p, cb, err, errcap);
 }
 
 // The conversation as the template's turns: the system message (first only) replaces the template's
@@ -578,7 +581,8 @@ static int chat_inputs(llava_engine *e, const engine_chat *c, int64_t **ids_out,
     // image's merged features, its tiles through LlavaNextImageProcessor's steps).
     int tpi = e->info.tokens_per_image, marks = 0, anyres = e->m.cfg.glue.anyres;
     for (size_t i = 0; i < r.ids.n; i++) marks += r.ids.v[i] == IMAGE_TOKEN_INDEX;
-    int want = c->video ? 1 : c->n_images, per_mark = c->video ? c->n_images * tpi : tpi;
+    // A video's frames: tokens_per_video_frame each (the model's video_pool_mode; else tokens_per_image).
+    int want = c->video ? 1 : c->n_images, per_mark = c->video ? c->n_images * e->m.tokens_per_video_frame : tpi;
     if (marks != want) {
         prep_result_free(&r);
         return bad(err, errcap, ENGINE_BAD_REQUEST, "the prompt holds %d image places for %d %s", marks, c->n_images,
@@ -657,10 +661,10 @@ int engine_submit_chat(llava_engine *e, const engine_chat *c, const gen_params *
     int64_t *sizes;
     int st = chat_inputs(e, c, &ids, &n, &pix, &n_tiles, &sizes, err, errcap);
     if (st != ENGINE_OK) return st;
-    if (!sizes) return submit_owned(e, ids, n, pix, c->n_images, p, cb, err, errcap);
+    if (!sizes) return submit_owned(e, ids, n, pix, c->n_images, c->video != 0, p, cb, err, errcap);
     // AnyRes: the request's tiles go through the tower, its sizes lay their features out at prefill.
     req *r;
-    st = req_make(e, ids, n, pix, n_tiles, p, cb, err, errcap, &r);
+    st = req_make(e, ids, n, pix, n_tiles, 0, p, cb, err, errcap, &r);
     if (st == ENGINE_OK) {
         r->sizes = sizes;
         r->n_images = c->n_images;
@@ -873,12 +877,14 @@ static void prefill(llava_engine *e, int from) {
     int isz = e->info.image_size;
     size_t plane = 3 * (size_t)isz * (size_t)isz;
     float *pix = n_img ? xmalloc(sizeof(float) * plane * (size_t)n_img) : NULL;
+    uint8_t *frames = n_img ? xcalloc((size_t)n_img, 1) : NULL;  // which images are video frames
     int *slots = xmalloc(sizeof(int) * (size_t)n), k = 0, n_sz = 0;
     for (int i = 0; i < n; i++) {
         req *r = e->running[from + i];
         memcpy(ids + (size_t)i * S, r->prompt, sizeof(int64_t) * (size_t)r->n_prompt);
         for (int t = 0; t < r->n_prompt; t++) mask[(size_t)i * S + t] = 1;
         if (r->n_img) memcpy(pix + plane * (size_t)k, r->pixels, sizeof(float) * plane * (size_t)r->n_img);
+        if (r->n_img && r->video) memset(frames + k, 1, (size_t)r->n_img);
         k += r->n_img;
         if (sizes && r->n_images) memcpy(sizes + 2 * n_sz, r->sizes, sizeof(int64_t) * 2 * (size_t)r->n_images);
         n_sz += r->n_images;
@@ -887,8 +893,9 @@ static void prefill(llava_engine *e, int from) {
     llava_batch b;
     char err[512];
     int rc = sizes ? llava_batch_from_hf_anyres(&b, &e->m, ids, mask, NULL, n, S, pix, n_images, sizes)
-                   : llava_batch_from_hf(&b, &e->m, ids, mask, NULL, n, S, pix, n_img, isz, isz);
+                   : llava_batch_from_hf_frames(&b, &e->m, ids, mask, NULL, n, S, pix, n_img, isz, isz, frames);
     free(sizes);
+    free(frames);
     free(ids);
     free(mask);
     free(pix);

@@ -16,9 +16,19 @@ int llava_generate_greedy(llava_model *m, const int64_t *prompt, int n_prompt, c
     memcpy(ids, prompt, sizeof(int64_t) * (size_t)n_prompt);
     float *logits = xmalloc(sizeof(float) * (size_t)(n_prompt + max_new) * (size_t)V);
     int n = 0, rc = 0;
+    // One video's frames (engine_chat_inputs lays them out so): under video_pool_mode the prompt holds their pooled
+    // features, tokens_per_video_frame each, and the images are marked as frames.
+    int marks = 0;
+    for (int t = 0; t < n_prompt; t++) marks += prompt[t] == m->cfg.glue.image_token_index;
+    uint8_t *frames = NULL;
+    if (n_img && m->cfg.glue.video_pool_mode != POOL_NONE && marks != n_img * m->tokens_per_image &&
+        marks == n_img * m->tokens_per_video_frame) {
+        frames = xmalloc((size_t)n_img);
+        memset(frames, 1, (size_t)n_img);
+    }
     while (n < max_new) {
         llava_batch b;
-        if (llava_batch_from_hf(&b, m, ids, NULL, NULL, 1, n_prompt + n, pixels, n_img, H, W) != 0) {
+        if (llava_batch_from_hf_frames(&b, m, ids, NULL, NULL, 1, n_prompt + n, pixels, n_img, H, W, frames) != 0) {
             rc = -1;
             break;
         }
@@ -48,6 +58,7 @@ int llava_generate_greedy(llava_model *m, const int64_t *prompt, int n_prompt, c
         out[n++] = best;
         if (best == eos) break;
     }
+    free(frames);
     free(ids);
     free(logits);
     return rc ? -1 : n;

@@ -261,9 +261,10 @@ static int exists(const act_spec *a, const model_config *mc, const act_shape *s)
     case IF_MLP: return mlp;
     case IF_BACKWARD: return s->backward;
     case IF_BACKWARD_MLP: return s->backward && mlp;
-    case IF_REDUCE: return mc->glue.pool_mode != POOL_NONE;
+    case IF_REDUCE: return mc->glue.pool_mode != POOL_NONE || mc->glue.video_pool_mode != POOL_NONE;
     case IF_VTRAIN: return s->vision_train > 0;
-    case IF_VTRAIN_REDUCE: return s->vision_train > 0 && mc->glue.pool_mode != POOL_NONE;
+    case IF_VTRAIN_REDUCE:
+        return s->vision_train > 0 && (mc->glue.pool_mode != POOL_NONE || mc->glue.video_pool_mode != POOL_NONE);
     case IF_VTRAIN_EMBED: return s->vision_train > 0 && s->vision_train >= llava_vision_layers_used(mc);
     case IF_ANYRES: return mc->glue.anyres;
     case IF_ANYRES_BACKWARD: return mc->glue.anyres && s->backward;

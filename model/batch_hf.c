@@ -12,9 +12,8 @@
 // The same with the number of image positions the tokens must hold (n_img * tokens_per_image without AnyRes).
 static int batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
                          const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W,
-                         int expect_feat) {
+                         int expect_feat, int image_id) {
     memset(b, 0, sizeof *b);
-    int image_id = m->cfg.glue.image_token_index;
     int V = m->cfg.text.vocab_size;
     int *len = xcalloc((size_t)B, sizeof(int));
     int T = 0, n_feat = 0;
@@ -35,8 +34,14 @@ static int batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *in
     }
     if (n_feat != expect_feat) {
         free(len);
+        if (image_id != m->cfg.glue.image_token_index)
+            return llava_fail("batch: %d video tokens for %d frames of %d features each", n_feat, n_img,
+                              m->tokens_per_video_frame);
         if (expect_feat != n_img * m->tokens_per_image)
             return llava_fail("batch: %d image tokens where the AnyRes images' features are %d", n_feat, expect_feat);
+        if (expect_feat != n_img * m->tokens_per_image)
+            return llava_fail("batch: %d image tokens where the images' and video frames' features are %d", n_feat,
+                              expect_feat);
         return llava_fail("batch: %d image tokens for %d images of %d features each", n_feat, n_img,
                           m->tokens_per_image);
     }
@@ -104,7 +109,24 @@ static int batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *in
 int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
                         const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W) {
     return batch_from_hf(b, m, input_ids, attention_mask, labels, B, S, pixels, n_img, H, W,
-                         n_img * m->tokens_per_image);
+                         n_img * m->tokens_per_image, m->cfg.glue.image_token_index);
+}
+
+int llava_batch_from_hf_frames(llava_batch *b, const llava_model *m, const int64_t *input_ids,
+                               const int64_t *attention_mask, const int64_t *labels, int B, int S, const float *pixels,
+                               int n_img, int H, int W, const uint8_t *video_frame) {
+    int any = 0, feats = 0;
+    for (int i = 0; i < n_img; i++) {
+        any |= video_frame && video_frame[i];
+        feats += video_frame && video_frame[i] ? m->tokens_per_video_frame : m->tokens_per_image;
+    }
+    if (!any) return llava_batch_from_hf(b, m, input_ids, attention_mask, labels, B, S, pixels, n_img, H, W);
+    if (batch_from_hf(b, m, input_ids, attention_mask, labels, B, S, pixels, n_img, H, W, feats,
+                      m->cfg.glue.image_token_index) != 0)
+        return -1;
+    b->video_frame = xmalloc((size_t)n_img);
+    for (int i = 0; i < n_img; i++) b->video_frame[i] = video_frame[i] != 0;
+    return 0;
 }
 
 int llava_batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64_t *ids, const int64_t *mask,
@@ -124,7 +146,9 @@ int llava_batch_from_hf_anyres(llava_batch *b, const llava_model *m, const int64
         nt[i] = 1 + r * c;
         total_tiles += nt[i], total_feat += nf[i];
     }
-    if (rc == 0) rc = batch_from_hf(b, m, ids, mask, labels, B, S, tiles, total_tiles, tile, tile, total_feat);
+    if (rc == 0)
+        rc = batch_from_hf(b, m, ids, mask, labels, B, S, tiles, total_tiles, tile, tile, total_feat,
+                           g->image_token_index);
     if (rc == 0) {
         b->n_feat = total_feat;
         b->feat_rows = xmalloc(sizeof(int32_t) * (size_t)(total_feat ? total_feat : 1));
@@ -224,6 +248,33 @@ int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path
                                       (int)pt->shape[1], (int)pt->shape[3], sizes);
         free(sizes);
         if (rc >= 0) {
+            if (B_out) *B_out = (int)s_ids[0];
+            if (S_out) *S_out = (int)s_ids[1];
+        }
+        free(ids), free(mask), free(labels), free(pix);
+        st_close(&f);
+        return rc < 0 ? -1 : 0;
+    }
+    const st_tensor *vt = st_find(&f, "pixel_values_videos");
+    if (rc >= 0 && vt) {  // LlavaNextVideo's inputs: video frames only, each frame's tokens video_token_index
+        if (pt) rc = llava_fail("%s: pixel_values beside pixel_values_videos is not supported", path);
+        else if (m->cfg.glue.video_token_index < 0)
+            rc = llava_fail("%s: pixel_values_videos for a model without a video_token_index", path);
+        else if (vt->ndim != 5 || vt->shape[2] != 3)
+            rc = llava_fail("%s: pixel_values_videos must be (videos, frames, 3, H, W)", path);
+        else {
+            n_img = (int)(vt->shape[0] * vt->shape[1]);
+            H = (int)vt->shape[3];
+            W = (int)vt->shape[4];
+            pix = xmalloc(sizeof(float) * (size_t)(vt->numel ? vt->numel : 1));
+            if (st_tensor_to_f32(&f, vt, pix) != 0) rc = -1;
+        }
+        if (rc >= 0)
+            rc = batch_from_hf(b, m, ids, mask, labels, (int)s_ids[0], (int)s_ids[1], pix, n_img, H, W,
+                               n_img * m->tokens_per_video_frame, m->cfg.glue.video_token_index);
+        if (rc >= 0) {
+            b->video_frame = xmalloc((size_t)(n_img ? n_img : 1));
+            memset(b->video_frame, 1, (size_t)(n_img ? n_img : 1));
             if (B_out) *B_out = (int)s_ids[0];
             if (S_out) *S_out = (int)s_ids[1];
         }

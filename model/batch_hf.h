@@ -14,8 +14,15 @@
 int llava_batch_from_hf(llava_batch *b, const llava_model *m, const int64_t *input_ids, const int64_t *attention_mask,
                         const int64_t *labels, int B, int S, const float *pixels, int n_img, int H, int W);
 
+// The same where video_frame (n_img; NULL: none) marks the images that are video frames: under the model's
+// video_pool_mode each frame's tokens are tokens_per_video_frame; the batch gets video_frame.
+int llava_batch_from_hf_frames(llava_batch *b, const llava_model *m, const int64_t *input_ids,
+                               const int64_t *attention_mask, const int64_t *labels, int B, int S, const float *pixels,
+                               int n_img, int H, int W, const uint8_t *video_frame);
+
 // The same from a safetensors file holding input_ids, and optionally attention_mask, labels and
-// pixel_values (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
+// pixel_values, or instead pixel_values_videos (videos, frames, 3, H, W) with the config's video_token_index repeated
+// per frame feature, as LlavaNextVideo takes them (what `llava forward --inputs` reads). *B and *S receive input_ids' shape.
 int llava_batch_from_file(llava_batch *b, const llava_model *m, const char *path, int *B, int *S);
 
 // The same for an AnyRes model (LLaVA-NeXT): `tiles` holds every image's tiles one after another (image i's 1 + rows

@@ -198,6 +198,9 @@ static void glue_defaults(llava_glue_config *g) {
     g->projector_bias = 1;
     g->pool_mode = POOL_NONE;
     g->pool_stride = 2;  // LLaVA-NeXT's default mm_spatial_pool_stride
+    g->video_pool_mode = POOL_NONE;
+    g->video_pool_stride = 2;  // LlavaNextVideoConfig's default spatial_pool_stride
+    g->video_token_index = -1;
     g->vision_feature_layer = -2;
     g->drop_cls = 1;
     g->image_seq_length = 576;
@@ -235,6 +238,15 @@ static int parse_reduction(const cJSON *o, const char *where, llava_glue_config 
     if (llava_pool_parse(mode, &g->pool_mode)) return llava_fail_ctx("%s", where);
     TRY(json_int(o, "mm_spatial_pool_stride", &g->pool_stride, where));
     TRY(json_int(o, "mm_vision_keep_tokens", &g->keep_tokens, where));
+    // Video frames only: LlavaNextVideoConfig's names (transformers pools the frames before the projector).
+    char vmode[32] = "none";
+    TRY(json_str(o, "spatial_pool_mode", vmode, sizeof vmode, where));
+    if (strcmp(vmode, "none") != 0 && strcmp(vmode, "average") != 0 && strcmp(vmode, "max") != 0)
+        return llava_fail("%s: spatial_pool_mode \"%s\" is not supported (average, max; none: no video pooling)", where,
+                          vmode);
+    if (llava_pool_parse(vmode, &g->video_pool_mode)) return llava_fail_ctx("%s", where);
+    TRY(json_int(o, "spatial_pool_stride", &g->video_pool_stride, where));
+    TRY(json_int(o, "video_token_index", &g->video_token_index, where));
     return 0;
 }
 
@@ -546,9 +558,35 @@ int llava_tokens_per_image(const model_config *mc) {
     return G * G + vision_has_cls(&mc->vision) - (g->drop_cls ? 1 : 0);
 }
 
+int llava_tokens_per_video_frame(const model_config *mc) {
+    const llava_glue_config *g = &mc->glue;
+    int G = mc->vision.patch_size ? mc->vision.image_size / mc->vision.patch_size : 0, s = g->video_pool_stride;
+    if (g->video_pool_mode == POOL_AVERAGE || g->video_pool_mode == POOL_MAX) return s > 0 ? (G / s) * (G / s) : 0;
+    return llava_tokens_per_image(mc);
+}
+
 int llava_glue_check(const model_config *mc) {
     const llava_glue_config *g = &mc->glue;
     int G = mc->vision.patch_size ? mc->vision.image_size / mc->vision.patch_size : 0;
+    if (g->video_pool_mode != POOL_NONE) {
+        const char *vm = llava_pool_name(g->video_pool_mode);
+        if (g->video_pool_mode != POOL_AVERAGE && g->video_pool_mode != POOL_MAX)
+            return llava_fail("video_pool_mode %s is not supported (average, max)", vm);
+        if (g->pool_mode != POOL_NONE || g->keep_tokens)
+            return llava_fail(
+                "video_pool_mode %s with %s: the video pooling acts on the frames' whole feature grids, which the "
+                "reduction of every image already changed; choose one",
+                vm, g->keep_tokens ? "mm_vision_keep_tokens" : "mm_spatial_pool_mode");
+        if (g->anyres) return llava_fail("video_pool_mode %s with AnyRes (image_grid_pinpoints) is not supported", vm);
+        if (g->drop_cls != vision_has_cls(&mc->vision))
+            return llava_fail("video_pool_mode %s needs the whole patch grid: %s", vm,
+                              vision_has_cls(&mc->vision)
+                                  ? "the CLS feature dropped (select feature patch / strategy default)"
+                                  : "every patch kept (strategy full: SigLIP has no class token to drop)");
+        if (g->video_pool_stride < 1 || g->video_pool_stride > G)
+            return llava_fail("video_pool_stride %d is outside 1..%d (the %dx%d patch grid)", g->video_pool_stride, G,
+                              G, G);
+    }
     if (g->keep_tokens && !vision_has_cls(&mc->vision))
         return llava_fail(
             "mm_vision_keep_tokens ranks patches by the class token's attention: a SigLIP tower has none");

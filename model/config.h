@@ -76,6 +76,13 @@ typedef struct {
     int projector_bias;
     spatial_pool_mode pool_mode;  // mm_spatial_pool_mode
     int pool_stride;              // mm_spatial_pool_stride
+    // Video frames only (transformers' LlavaNextVideoForConditionalGeneration: spatial_pool_mode /
+    // spatial_pool_stride): each video frame's selected G x G patch features pooled (average or max, kernel and stride
+    // s, floor: (G / s)^2 tokens) before the projector; images are not pooled. LLaVA-NeXT's own code pools after the
+    // projector (get_2dPool); we follow transformers. Excludes pool_mode, keep_tokens and AnyRes.
+    spatial_pool_mode video_pool_mode;
+    int video_pool_stride;
+    int video_token_index;  // LlavaNextVideo's video_token_index (inputs with video tokens); -1: none
     // mm_vision_keep_tokens: keep the K patches the CLS query attends to most in the feature layer (mean over
     // heads; ties to the lower index), in their order; 0: all.
     int keep_tokens;
@@ -176,6 +183,8 @@ const char *hf_kind_name(hf_kind k);
 int llava_vision_layers_used(const model_config *mc);
 // Visual tokens per image: the feature grid (and CLS unless dropped), after pooling or keeping K.
 int llava_tokens_per_image(const model_config *mc);
+// Visual tokens per video frame: llava_tokens_per_image's, or (G / s)^2 under video_pool_mode.
+int llava_tokens_per_video_frame(const model_config *mc);
 // The glue against the tower and the LM: pooling and keeping need the CLS dropped (a patch grid), exclude each
 // other, a stride >= 1, K within the grid; identity needs the tower's width to be the LM's. 0, or -1 naming the key.
 int llava_glue_check(const model_config *mc);

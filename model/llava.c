@@ -65,8 +65,12 @@ int llava_model_create(llava_model *m, const model_config *cfg, llava_backend *b
     if (c->glue.pool_mode != POOL_NONE && !m->ops->grid_pool)
         return llava_fail("model config: mm_spatial_pool_mode %s: the %s backend has no grid_pool op",
                           llava_pool_name(c->glue.pool_mode), m->ops->name);
+    if (c->glue.video_pool_mode != POOL_NONE && !m->ops->grid_pool)
+        return llava_fail("model config: video_pool_mode %s: the %s backend has no grid_pool op",
+                          llava_pool_name(c->glue.video_pool_mode), m->ops->name);
     if (param_table_build(c, &m->pt) != 0) return -1;
     m->tokens_per_image = llava_tokens_per_image(c);
+    m->tokens_per_video_frame = llava_tokens_per_video_frame(c);
     m->vision_layers = llava_vision_layers_used(c);
     m->padding_idx =
         (c->text.pad_token_id >= 0 && c->text.pad_token_id < c->text.vocab_size) ? c->text.pad_token_id : -1;
@@ -345,6 +349,9 @@ int llava_model_set_vision_trainable(llava_model *m, int last_n) {
             m->pt.pos_from_grid, m->pt.pos_from_grid);
     if (n > 0 && m->cfg.vision.siglip && !m->ops->gelu_tanh_backward)
         return llava_fail("a trainable SigLIP tower: the %s backend has no gelu_tanh_backward op", m->ops->name);
+    if (n > 0 && m->cfg.glue.video_pool_mode != POOL_NONE && !m->ops->grid_pool_backward)
+        return llava_fail("a trainable tower under video_pool_mode %s: the %s backend has no grid_pool_backward op",
+                          llava_pool_name(m->cfg.glue.video_pool_mode), m->ops->name);
     if (n > 0 && m->cfg.glue.pool_mode != POOL_NONE && !m->ops->grid_pool_backward)
         return llava_fail(
             "a trainable tower under mm_spatial_pool_mode %s: the %s backend has no grid_pool_backward op",
@@ -650,6 +657,50 @@ static const vis_saved *vision_set(const llava_model *m, const llava_acts *a, in
     return &a->vsaved[m->checkpoint_vision ? 0 : j];
 }
 
+// Whether the batch has video frames the model pools (video_pool_mode, transformers' LlavaNextVideo).
+static int video_pooled(const llava_model *m, const llava_batch *b) {
+    if (m->cfg.glue.video_pool_mode == POOL_NONE || !b->video_frame) return 0;
+    for (int i = 0; i < b->n_img; i++)
+        if (b->video_frame[i]) return 1;
+    return 0;
+}
+
+int llava_batch_features(const llava_model *m, const llava_batch *b) {
+    if (!video_pooled(m, b)) return b->n_img * m->tokens_per_image;
+    int n = 0;
+    for (int i = 0; i < b->n_img; i++) n += b->video_frame[i] ? m->tokens_per_video_frame : m->tokens_per_image;
+    return n;
+}
+
+// video_pool_mode over the selected features vsel (n_img * nsel rows, each image's G x G grid): each run of
+// consecutive video frames pooled into its rows of feat, each run of images copied. LlavaNextVideoPooler (transformers
+// 4.46) pools the frames' selected features before the projector, as AvgPool2d / MaxPool2d(s, s) without padding;
+// LLaVA-NeXT's own code pools after the projector (get_2dPool): we follow transformers. Backward (dfeat -> dsel):
+// grid_pool_backward over the frames (max routes through vsel), a copy for the images.
+static void video_pool_runs(const llava_model *m, const llava_batch *b, const llava_acts *a, int G, int nsel, int Dv,
+                            int backward) {
+    llava_backend *be = m->be;
+    const llava_ops *ops = be->ops;
+    const llava_glue_config *g = &m->cfg.glue;
+    size_t row = (size_t)Dv * ops->act_bytes;
+    int out = 0;
+    for (int i = 0; i < b->n_img;) {
+        int j = i, video = b->video_frame[i] != 0;
+        while (j < b->n_img && (b->video_frame[j] != 0) == video) j++;
+        int n = j - i, per = video ? m->tokens_per_video_frame : nsel;
+        char *sel = (char *)(backward ? a->dsel : a->vsel) + (size_t)i * nsel * row;
+        char *ft = (char *)(backward ? a->dfeat : a->feat) + (size_t)out * row;
+        if (!video && backward) ops->copy(be, BUF_ACT, sel, ft, (size_t)n * nsel * Dv);
+        else if (!video) ops->copy(be, BUF_ACT, ft, sel, (size_t)n * nsel * Dv);
+        else if (backward)
+            ops->grid_pool_backward(be, sel, ft, (char *)a->vsel + (size_t)i * nsel * row, n, G, Dv,
+                                    (int)g->video_pool_mode, g->video_pool_stride);
+        else ops->grid_pool(be, ft, sel, n, G, Dv, (int)g->video_pool_mode, g->video_pool_stride);
+        out += n * per;
+        i = j;
+    }
+}
+
 // The tower up to the feature layer. With vt > 0 its last vt layers train: each keeps its input (a->vin) and
 // activations (a->vsaved), and with all of them the embeddings keep theirs. Writes the features a->feat
 // (n_img * tokens_per_image, Dv).
@@ -700,6 +751,11 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
     }
     ops->stage(be, a->vrows, rows_host, sizeof(int32_t) * (size_t)b->n_img * nrows);
     free(rows_host);
+    if (video_pooled(m, b)) {  // video frames pooled, images as they are (llava_batch_features rows)
+        ops->gather_rows(be, a->vsel, h, a->vrows, b->n_img * nsel, Dv);
+        video_pool_runs(m, b, a, z.G, nsel, Dv, 0);
+        return;
+    }
     if (g->pool_mode == POOL_NONE) {
         ops->gather_rows(be, a->feat, h, a->vrows, b->n_img * nrows, Dv);
         return;
@@ -724,7 +780,10 @@ static void vision_backward(const llava_model *m, const llava_batch *b, const ll
     void *dh = a->dvh, *dx = a->dvx, *dy = a->dvy;
     // Rows the features did not come from (CLS, pruned patches) get no gradient.
     ops->zero(be, BUF_ACT, dh, RD);
-    if (g->pool_mode == POOL_NONE) {
+    if (video_pooled(m, b)) {
+        video_pool_runs(m, b, a, z.G, nsel, Dv, 1);
+        ops->scatter_rows(be, dh, a->dsel, a->vrows, b->n_img * nsel, Dv);
+    } else if (g->pool_mode == POOL_NONE) {
         ops->scatter_rows(be, dh, a->dfeat, a->vrows, b->n_img * nrows, Dv);
     } else {
         ops->grid_pool_backward(be, a->dsel, a->dfeat, a->vsel, b->n_img, z.G, Dv, (int)g->pool_mode, g->pool_stride);
@@ -981,7 +1040,7 @@ double llava_pass_loss(const float *losses, const llava_batch *b) {
 // The stream's image positions: n_img * tokens_per_image (each tile's projected features in order), or with AnyRes
 // n_feat (LLaVA-NeXT's merge: the features in feat_rows' order, newlines among them).
 static int image_positions(const llava_model *m, const llava_batch *b) {
-    return b->feat_rows ? b->n_feat : b->n_img * m->tokens_per_image;
+    return b->feat_rows ? b->n_feat : llava_batch_features(m, b);
 }
 
 // AnyRes: each image position's row of f (M projected tile features), or the newline; stages the ids the merge and
@@ -1020,6 +1079,19 @@ static int anyres_resized(const llava_batch *b) {
 
 // A batch's resize plan against its feat_rows: as many -2 entries as resized features (else those positions would
 // silently take zero rows), each kept row a tile feature.
+// A batch with pooled video frames against its stream: as many image positions (ids -1) as the images' and frames'
+// features (a loader or engine counting a frame's unpooled features would otherwise splice rows silently astray).
+static int video_check(const llava_model *m, const llava_batch *b) {
+    if (!video_pooled(m, b)) return 0;
+    if (b->feat_rows) return llava_fail("a batch with video frames and AnyRes tiles: video_pool_mode excludes AnyRes");
+    int marks = 0, want = llava_batch_features(m, b);
+    for (int t = 0; t < b->T; t++) marks += b->ids[t] < 0;
+    if (marks != want)
+        return llava_fail("batch: %d image positions for its images' and video frames' %d features (%d per frame)",
+                          marks, want, m->tokens_per_video_frame);
+    return 0;
+}
+
 static int anyres_check(const llava_model *m, const llava_batch *b) {
     if (!b->feat_rows) return 0;
     int marks = 0, M = b->n_img * m->tokens_per_image;
@@ -1076,7 +1148,7 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
     const llava_params *p = &m->pt.w;
-    int T = b->T, d = m->cfg.text.hidden_size, V = m->cfg.text.vocab_size, M = b->n_img * m->tokens_per_image;
+    int T = b->T, d = m->cfg.text.hidden_size, V = m->cfg.text.vocab_size, M = llava_batch_features(m, b);
     int Mf = image_positions(m, b);
     ops->stage(be, a->ids, b->ids, sizeof(int32_t) * (size_t)T);
     if (targets) ops->stage(be, a->targets, b->targets, sizeof(int32_t) * (size_t)T);
@@ -1108,13 +1180,13 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     const llama_config *tc = &m->cfg.text;
     int T = b->T, d = tc->hidden_size, V = tc->vocab_size, L = tc->num_hidden_layers, I = tc->intermediate_size;
     int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim;
-    int qd = Hq * D, kvd = Hkv * D, M = b->n_img * m->tokens_per_image;
+    int qd = Hq * D, kvd = Hkv * D, M = llava_batch_features(m, b);
     float eps = tc->rms_norm_eps, theta = (float)tc->rope_theta;
     if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size))
         return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
                           m->cfg.vision.image_size, m->cfg.vision.image_size);
     if (T == 0) return llava_fail("empty batch");
-    if (anyres_check(m, b) != 0) return -1;
+    if (anyres_check(m, b) != 0 || video_check(m, b) != 0) return -1;
     // Nothing to do backward when no target exists, or when only the projector trains and the batch
     // holds no image (text-only samples carry no projector gradient).
     backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 &&
@@ -1319,7 +1391,7 @@ int llava_infer_pass(llava_model *m, llava_kv *kv, const llava_batch *b, const i
     int Hq = tc->num_attention_heads, Hkv = tc->num_key_value_heads, D = tc->head_dim, n = b->n_seq;
     float eps = tc->rms_norm_eps;
     if (T == 0 || n == 0) return llava_fail("inference pass: an empty batch");
-    if (anyres_check(m, b) != 0) return -1;
+    if (anyres_check(m, b) != 0 || video_check(m, b) != 0) return -1;
     if (b->n_img && (b->img_h != m->cfg.vision.image_size || b->img_w != m->cfg.vision.image_size))
         return llava_fail("batch images are %dx%d; the vision tower takes %dx%d", b->img_h, b->img_w,
                           m->cfg.vision.image_size, m->cfg.vision.image_size);

@@ -41,17 +41,18 @@ typedef struct {
     void *params[N_GROUPS];  // PARAM buffers on the backend, one per group
     float *grads[N_GROUPS];  // GRAD buffers for trainable groups, NULL for frozen ones
     trainable_set trainable;
-    weight_layout layout;   // the layout the weights were loaded from
-    int tokens_per_image;   // patches after dropping CLS
-    int vision_layers;      // layers actually run
-    int padding_idx;        // embed_tokens row that never gets a gradient (-1: none)
-    char *filled;           // while building: which views have weights
-    char *frozen;           // per view: frozen inside a trainable group (NULL: none)
-    int checkpoint_layers;  // recompute each decoder layer in backward instead of keeping
-                            // its activations (less memory, one more forward)
-    int vision_train;       // tower layers that train, from the feature layer down (0: a frozen tower); all
-                            // vision_layers of them: the embeddings and the pre-layernorm too
-    int checkpoint_vision;  // the same recomputation for the trained tower layers
+    weight_layout layout;        // the layout the weights were loaded from
+    int tokens_per_image;        // patches after dropping CLS
+    int tokens_per_video_frame;  // a video frame's, under cfg.glue.video_pool_mode (else tokens_per_image)
+    int vision_layers;           // layers actually run
+    int padding_idx;             // embed_tokens row that never gets a gradient (-1: none)
+    char *filled;                // while building: which views have weights
+    char *frozen;                // per view: frozen inside a trainable group (NULL: none)
+    int checkpoint_layers;       // recompute each decoder layer in backward instead of keeping
+                                 // its activations (less memory, one more forward)
+    int vision_train;            // tower layers that train, from the feature layer down (0: a frozen tower); all
+                                 // vision_layers of them: the embeddings and the pre-layernorm too
+    int checkpoint_vision;       // the same recomputation for the trained tower layers
     // The loader's options (set between llava_model_create and the first llava_model_add_weights),
     // and how many tensors of the files it skipped under load_opts.ignore_unexpected.
     llava_load_options load_opts;
@@ -169,6 +170,10 @@ int llava_model_is_frozen(const llava_model *m, const param_view *v);
 int llava_model_reserve(llava_model *m, const act_shape *s);
 // Makes room in the loss ledger for n per-token losses (a step's tokens), so no pass grows it.
 void llava_model_reserve_losses(llava_model *m, size_t n);
+
+// The projected image-feature rows of a batch (without AnyRes, its image positions): tokens_per_image per image,
+// tokens_per_video_frame per video frame (b->video_frame) under cfg.glue.video_pool_mode.
+int llava_batch_features(const llava_model *m, const llava_batch *b);
 
 // One forward (and, with `backward`, backward) pass over a packed batch, enqueued on the backend:
 // nothing waits for the device. Its per-token losses (b->T of them, 0 where no target) are appended

@@ -481,6 +481,26 @@ static void test_glue_checks(void) {
     c.glue.keep_tokens = 0, c.glue.projector_depth = 0;  // tower 32 wide, LM 64
     CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "identity"), "identity across widths: %s",
           llava_errmsg());
+    // Video frames only (LlavaNextVideo's spatial_pool_mode): images keep their 25 tokens, frames (5 / 2)^2 = 4.
+    c.glue.projector_depth = 2, c.glue.video_pool_mode = POOL_MAX, c.glue.video_pool_stride = 2;
+    CHECK(llava_glue_check(&c) == 0, "%s", llava_errmsg());
+    CHECK_EQ_INT(llava_tokens_per_image(&c), 25);
+    CHECK_EQ_INT(llava_tokens_per_video_frame(&c), 4);
+    c.glue.video_pool_stride = 3;
+    CHECK_EQ_INT(llava_tokens_per_video_frame(&c), 1);  // floor(5 / 3)^2, as AvgPool2d without padding
+    c.glue.pool_mode = POOL_AVERAGE;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "video_pool_mode max with mm_spatial_pool_mode"),
+          "video pooling with the all-images pooling: %s", llava_errmsg());
+    c.glue.pool_mode = POOL_NONE, c.glue.anyres = 1;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "video_pool_mode max with AnyRes"),
+          "video pooling with AnyRes: %s", llava_errmsg());
+    c.glue.anyres = 0, c.glue.video_pool_stride = 6;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "video_pool_stride 6"), "stride past the grid: %s",
+          llava_errmsg());
+    c.glue.video_pool_stride = 2, c.glue.video_pool_mode = POOL_BILINEAR;
+    CHECK(llava_glue_check(&c) != 0 && strstr(llava_errmsg(), "video_pool_mode bilinear"), "bilinear: %s",
+          llava_errmsg());
+    c.glue.video_pool_mode = POOL_NONE;
     CHECK(model_config_load("tests/data/golden/model/siglip_full/model", &c) == 0, "%s", llava_errmsg());
     CHECK(llava_glue_check(&c) == 0, "%s", llava_errmsg());
     c.glue.keep_tokens = 4;

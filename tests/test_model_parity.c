@@ -437,6 +437,76 @@ static void interp_check(const char *cfg) {
     llava_model_free(&m);
 }
 
+// Images and pooled video frames in one batch (video_pool_runs' runs): the golden's video 0 given as three plain
+// images (25 tokens each, not pooled) in one row and video 1 as a video (4 tokens per frame) in another. The video row
+// gives the golden's logits (transformers' row 2); the image row gives what it gives alone, with no frame in its batch.
+static void video_mixed(void) {
+    char dir[256], inputs[256], outputs[256];
+    golden("next_video_avg", "model", dir);
+    golden("next_video_avg", "inputs.safetensors", inputs);
+    golden("next_video_avg", "outputs.safetensors", outputs);
+    llava_model m;
+    CHECK(llava_model_load(&m, dir, test_cpu()) == 0, "%s", llava_errmsg());
+    st_file in, ref;
+    float ref_loss, *ref_logits = read_ref(&ref, outputs, &ref_loss);
+    CHECK(st_open(&in, inputs) == 0, "%s", llava_errmsg());
+    const st_tensor *ti = st_find(&in, "input_ids"), *tm = st_find(&in, "attention_mask"),
+                    *tp = st_find(&in, "pixel_values_videos");
+    int S = (int)ti->shape[1], V = m.cfg.text.vocab_size, tpi = m.tokens_per_image, vid = m.cfg.glue.video_token_index,
+        img = m.cfg.glue.image_token_index, frames = (int)(tp->shape[0] * tp->shape[1]);
+    const int64_t *ids = (const int64_t *)ti->data, *mask = (const int64_t *)tm->data;
+    float *pix = xmalloc(sizeof(float) * tp->numel);
+    st_tensor_to_f32(&in, tp, pix);
+    int len0 = 0, len2 = 0;
+    for (int t = 0; t < S; t++) len0 += mask[t] != 0, len2 += mask[2 * S + t] != 0;
+    int lenA = len0 - 3 * m.tokens_per_video_frame + 3 * tpi, SB = lenA > len2 ? lenA : len2;
+    int64_t *ids2 = xcalloc((size_t)2 * SB, sizeof(int64_t)), *mask2 = xcalloc((size_t)2 * SB, sizeof(int64_t));
+    for (int t = 0, k = 0, first = 1; t < len0; t++) {
+        if (ids[t] != vid) ids2[k++] = ids[t];
+        else if (first)
+            for (first = 0; k < t + 3 * tpi;) ids2[k++] = img;
+    }
+    for (int t = 0; t < len2; t++) ids2[SB + t] = ids[2 * S + t] == vid ? img : ids[2 * S + t];
+    for (int t = 0; t < lenA; t++) mask2[t] = 1;
+    for (int t = 0; t < len2; t++) mask2[SB + t] = 1;
+    uint8_t flags[6] = {0, 0, 0, 1, 1, 1};
+    CHECK_EQ_INT(frames, 6);
+    llava_batch b, a;
+    CHECK(llava_batch_from_hf_frames(&b, &m, ids2, mask2, NULL, 2, SB, pix, 6, 20, 20, flags) == 0, "%s",
+          llava_errmsg());
+    CHECK(llava_batch_from_hf_frames(&a, &m, ids2, mask2, NULL, 1, SB, pix, 3, 20, 20, NULL) == 0, "%s",
+          llava_errmsg());
+    CHECK_EQ_INT(llava_batch_features(&m, &b), 3 * tpi + 3 * m.tokens_per_video_frame);
+    float *lb = xmalloc(sizeof(float) * (size_t)b.T * V), *la = xmalloc(sizeof(float) * (size_t)a.T * V);
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR);
+    llava_forward_backward(&m, &b, 0, 1.0f, lb);
+    llava_forward_backward(&m, &a, 0, 1.0f, la);
+    double dv = 0, di = 0;
+    for (int t = 0; t < len2; t++)
+        for (int v = 0; v < V; v++) {
+            double d =
+                fabs((double)lb[(size_t)(b.cu_seqlens[1] + t) * V + v] - ref_logits[((size_t)2 * S + t) * V + v]);
+            if (d > dv) dv = d;
+        }
+    for (int t = 0; t < lenA; t++)
+        for (int v = 0; v < V; v++) {
+            double d = fabs((double)lb[(size_t)t * V + v] - la[(size_t)t * V + v]);
+            if (d > di) di = d;
+        }
+    CHECK(dv <= 1e-5, "mixed batch: the video row's logits are %.3g from transformers'", dv);
+    CHECK(di <= 1e-5, "mixed batch: the image row's logits are %.3g from the row alone", di);
+    printf(
+        "video_mixed    images and pooled frames in one batch: video row vs transformers %.2e, image row vs alone "
+        "%.2e\n",
+        dv, di);
+    free(lb), free(la), free(ids2), free(mask2), free(pix), free(ref_logits);
+    llava_batch_free(&b);
+    llava_batch_free(&a);
+    st_close(&in);
+    st_close(&ref);
+    llava_model_free(&m);
+}
+
 int main(void) {
     checkpointing("tiny64");
     parity("tiny64");
@@ -470,12 +540,20 @@ int main(void) {
     // pack_image_features): a 2x3 grid's kept 4x6 map resized bilinear to 2x4 before its newlines, beside an image
     // under the cap; the resize's backward into the projector (and through it the LM's gradients).
     parity("next_max_tiny");
+    // Video frames pooled before the projector, images not (tools/reference/make_llava_next_video_goldens.py:
+    // transformers' LlavaNextVideoForConditionalGeneration, spatial_pool_mode average / max at stride 2): two videos of
+    // three frames, each frame's 5x5 grid pooled to 2x2 (floor), beside a text-only row; pixel_values_videos and
+    // video_token_index as the model takes them.
+    parity("next_video_avg");
+    parity("next_video_max");
+    video_mixed();
     interp_check("interp_up");
     interp_check("interp_down");
     // The tower trainable: CLIP (whole, or its last used layer; with the LM too), under average, max and bilinear
-    // reduction and CLS-attention pruning, and SigLIP at both feature layers.
-    const char *vision_cases[] = {"tiny64",    "abl_avgpool", "abl_maxpool",   "abl_bilinear",
-                                  "abl_prune", "siglip_full", "siglip_default"};
+    // reduction and CLS-attention pruning, SigLIP at both feature layers, and video frames pooled (average, max: the
+    // gradient back through each frame's pooling into the tower).
+    const char *vision_cases[] = {"tiny64",      "abl_avgpool",    "abl_maxpool",    "abl_bilinear",  "abl_prune",
+                                  "siglip_full", "siglip_default", "next_video_avg", "next_video_max"};
     for (size_t i = 0; i < sizeof vision_cases / sizeof vision_cases[0]; i++) vision_parity(vision_cases[i]);
     printf("worst vs transformers: logits max|diff| %.3g, loss rel %.3g, gradient ||diff||/||g|| %.3g\n", worst_logit,
            worst_loss, worst_grad);

@@ -821,6 +821,90 @@ static void test_anyres_max(void) {
     free(a), free(b), free(model), free(full), free(part);
 }
 
+// Video frames pooled as transformers' LlavaNextVideo (model.video_pool_mode average): the demo's video world (48-pixel
+// images in 8-pixel patches, G = 6; four-frame videos, 2 taken: data.video_frames 2) trains with each frame's 36
+// features pooled to 3 x 3 = 9 while the images keep 36, images and videos in the same batches. A run stopped after 2
+// of 3 steps and resumed gives the uninterrupted curve bit for bit; the export carries the pooling back
+// (spatial_pool_mode / spatial_pool_stride), and llava generate on a video through the engine counts its frames'
+// pooled features: the video prompt is the one-image prompt less 36 plus 2 x 9 tokens, exactly.
+static void test_video_pool(void) {
+    char *vworld = path_join(world, "video_world"), *preset = path_join(vworld, "stage2.json");
+    CHECK(demo_make_world_ex(vworld, 16, 0, 1, NULL, "cpu", NULL, NULL, 0, DEMO_VIDEO) == 0, "%s", llava_errmsg());
+    const char *sets[] = {"train.max_steps=3",        "train.per_device_train_batch_size=4",
+                          "checkpoint.save_steps=2",  "model.pretrain_mm_mlp_adapter=null",
+                          "data.video_frames=2",      "model.video_pool_mode=average",
+                          "model.video_pool_stride=2"};
+    int n = sizeof sets / sizeof sets[0];
+    char *full = path_join(vworld, "run_video_pool"), *part = path_join(vworld, "run_video_pool_part");
+    CHECK(test_train_preset(preset, full, NULL, 0, sets, n, 0, 0) == 0, "%s", llava_errmsg());
+    CHECK(test_train_preset(preset, part, NULL, 0, sets, n, 0, 2) == 0, "%s", llava_errmsg());
+    CHECK(test_train_preset(preset, part, NULL, 0, sets, n, 1, 0) == 0, "%s", llava_errmsg());
+    char *a = curve(full), *b = curve(part);
+    CHECK(strcmp(a, b) == 0, "resumed video-pooling curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    CHECK(a[0] != 0, "no loss curve in %s", full);
+    // The whole-images pooling and AnyRes are refused beside it, by name.
+    const char *both[] = {"model.mm_spatial_pool_mode=max"};
+    char *bad = path_join(vworld, "run_video_pool_bad");
+    const char *base[] = {"model.video_pool_mode=average", "model.pretrain_mm_mlp_adapter=null"};
+    CHECK(test_train_preset(preset, bad, base, 2, both, 1, 0, 0) != 0 &&
+              strstr(llava_errmsg(), "model.video_pool_mode") && strstr(llava_errmsg(), "mm_spatial_pool_mode"),
+          "video pooling with mm_spatial_pool_mode: %s", llava_errmsg());
+    const char *anyres[] = {"data.image_aspect_ratio=anyres", "data.image_grid_pinpoints=[[48,96],[96,48]]"};
+    CHECK(test_train_preset(preset, bad, base, 2, anyres, 2, 0, 0) != 0 && strstr(llava_errmsg(), "AnyRes"),
+          "video pooling with AnyRes: %s", llava_errmsg());
+    char *model = path_join(full, "model");
+    llava_model m;
+    if (llava_model_load(&m, model, test_cpu()) == 0) {
+        CHECK(m.cfg.glue.video_pool_mode == POOL_AVERAGE && m.cfg.glue.video_pool_stride == 2 &&
+                  m.tokens_per_video_frame == 9 && m.tokens_per_image == 36,
+              "the export's video pooling: %s stride %d, %d tokens per frame, %d per image",
+              llava_pool_name(m.cfg.glue.video_pool_mode), m.cfg.glue.video_pool_stride, m.tokens_per_video_frame,
+              m.tokens_per_image);
+        llava_model_free(&m);
+    } else {
+        CHECK(0, "the video-pooling export does not load: %s", llava_errmsg());
+    }
+    const char *bin = getenv("LLAVA_BIN");
+    if (bin) {
+        char *f[4];
+        for (int i = 0; i < 4; i++) f[i] = xasprintf("%s/data/images/train_%05d.png", vworld, i);
+        char *vargs = xasprintf(
+            "generate --model '%s' --video '%s' --video '%s' --video '%s' --video '%s' --video-frames 2 --prompt "
+            "'What color is the shape at the end of the video?' --json --max-new-tokens 4 --threads 1",
+            model, f[0], f[1], f[2], f[3]);
+        char *iargs = xasprintf(
+            "generate --model '%s' --image '%s' --prompt 'What color is the shape at the end of the video?' --json "
+            "--max-new-tokens 4 --threads 1",
+            model, f[0]);
+        char *vo = NULL, *ve = NULL, *io = NULL, *ie = NULL;
+        int rv = check_run(bin, vworld, vargs, &vo, &ve), ri = check_run(bin, vworld, iargs, &io, &ie);
+        const char *vp = vo ? strstr(vo, "\"prompt_tokens\":") : NULL,
+                   *ip = io ? strstr(io, "\"prompt_tokens\":") : NULL;
+        int nv = vp ? atoi(vp + 16) : 0, ni = ip ? atoi(ip + 16) : 0;
+        CHECK(rv == 0 && ri == 0 && vp && ip && nv == ni - 36 + 2 * 9 && strstr(vo, "\"finish_reason\""),
+              "generate on a video with the video-pooling export: %d prompt tokens, %d with one image\n%s%s%s%s", nv,
+              ni, vo, ve, io, ie);
+        printf("video pooling generate: %d prompt tokens (2 frames x 9 pooled features), %d with one image (36)\n", nv,
+               ni);
+        // The engine's cached answer is the reference path's (a full pass per token, the frames pooled there too).
+        char *cargs = xasprintf(
+            "generate --model '%s' --video '%s' --video '%s' --video '%s' --video '%s' --video-frames 2 --prompt "
+            "'What color is the shape at the end of the video?' --max-new-tokens 4 --threads 1",
+            model, f[0], f[1], f[2], f[3]);
+        char *nargs = xasprintf("%s --no-cache", cargs);
+        char *co = NULL, *ce = NULL, *no = NULL, *ne = NULL;
+        int rc1 = check_run(bin, vworld, cargs, &co, &ce), rc2 = check_run(bin, vworld, nargs, &no, &ne);
+        CHECK(rc1 == 0 && rc2 == 0 && co && no && co[0] && strcmp(co, no) == 0,
+              "video pooling: cached answer \"%s\" vs no-cache \"%s\"\n%s%s", co ? co : "", no ? no : "", ce ? ce : "",
+              ne ? ne : "");
+        free(cargs), free(nargs), free(co), free(ce), free(no), free(ne);
+        for (int i = 0; i < 4; i++) free(f[i]);
+        free(vargs), free(iargs), free(vo), free(ve), free(io), free(ie);
+    }
+    printf("video pooling: 3 steps of images (36 tokens) and 2-frame videos (9 per frame), resumed bit for bit\n");
+    free(a), free(b), free(model), free(full), free(part), free(bad), free(preset), free(vworld);
+}
+
 int main(void) {
     llava_cpu_set_threads(1);
     world = check_tmpdir();
@@ -833,6 +917,7 @@ int main(void) {
     test_vision_train();
     test_anyres();
     test_anyres_max();
+    test_video_pool();
     test_errors();
     test_plan_vs_peak();
     test_sigkill();

@@ -57,6 +57,11 @@ static int model_config_of(const run_settings *s, model_config *out) {
         if (model_config_load(ms->init, out) != 0) return -1;
         if (out->kind != HF_LLAVA_HF && out->kind != HF_LLAVA_ORIGINAL)
             return llava_fail("model.init %s: a %s folder, not a whole LLaVA model", ms->init, hf_kind_name(out->kind));
+        if (ms->video_pool_mode != POOL_NONE) {  // the frames' pooling has no parameters: set on a whole model too
+            out->glue.video_pool_mode = ms->video_pool_mode;
+            out->glue.video_pool_stride = ms->video_pool_stride;
+            if (llava_glue_check(out) != 0) return llava_fail_ctx("model.video_pool_mode");
+        }
         return 0;
     }
     model_config lm, vis;
@@ -84,6 +89,9 @@ static int model_config_of(const run_settings *s, model_config *out) {
     g->pool_mode = ms->pool_mode;
     g->pool_stride = ms->pool_stride;
     g->keep_tokens = ms->keep_tokens;
+    g->video_pool_mode = ms->video_pool_mode;
+    g->video_pool_stride = ms->video_pool_stride;
+    g->video_token_index = -1;
     g->vision_feature_layer = ms->vision_select_layer;
     g->drop_cls =
         ms->drop_cls && vision_has_cls(&out->vision);  // "patch" on a SigLIP tower: every patch (no class token)

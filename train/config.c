@@ -24,6 +24,8 @@ const cfg_key CFG_SCHEMA[] = {
     {"model.mm_projector_type", CFG_STR, "\"mlp2x_gelu\"", NULL, "projector architecture: linear, mlp{N}x_gelu (N Linear layers with GELU between, N <= 16; LLaVA-1.5: mlp2x_gelu), identity (tower width = LM width) [mm_projector_type]"},
     {"model.mm_spatial_pool_mode", CFG_ENUM, "\"none\"", "none|average|max|bilinear", "visual-token reduction between tower and projector: average/max pooling of the patch grid with kernel and stride mm_spatial_pool_stride ((G/s)^2 tokens), or a bilinear resize to ceil(G/s)^2 (LLaVA-NeXT's get_2dPool, which pools after the projector for video) [mm_spatial_pool_mode]"},
     {"model.mm_spatial_pool_stride", CFG_INT, "2", NULL, "the pooling's kernel and stride s: 576 tokens -> 144 at s=2 (24x24 grid) [mm_spatial_pool_stride]"},
+    {"model.video_pool_mode", CFG_ENUM, "\"none\"", "none|average|max", "video frames only, as transformers' LlavaNextVideo: each frame's patch grid average/max pooled with kernel and stride model.video_pool_stride before the projector ((G/s)^2 tokens per frame); images are not pooled. Not with mm_spatial_pool_mode, mm_vision_keep_tokens or AnyRes [LlavaNextVideoConfig spatial_pool_mode]"},
+    {"model.video_pool_stride", CFG_INT, "2", NULL, "the video pooling's kernel and stride s: a 24x24 grid's 576 tokens per frame -> 144 at s=2 [LlavaNextVideoConfig spatial_pool_stride]"},
     {"model.mm_vision_image_size", CFG_INT, "0", NULL, "run the vision tower at this image size (a multiple of its patch) with its position embeddings interpolated bicubically at load, as transformers' interpolate_pos_encoding; 0 = the tower's own size"},
     {"model.mm_vision_keep_tokens", CFG_INT, "0", NULL, "keep the K patch features the CLS query attends to most in the feature layer (mean over heads), in their order; 0 = all (parameter-free pruning; exclusive with pooling)"},
     {"model.mm_vision_select_layer", CFG_INT, "-2", NULL, "vision hidden state fed to the projector; -2 = output of the second-to-last layer [mm_vision_select_layer]"},
@@ -638,6 +640,14 @@ int cfg_validate(const train_config *c) {
         return llava_fail("%s: \"train.mm_vision_tower_lr\" must be > 0, or null for learning_rate", src);
     if (cfg_int(c, "model.mm_vision_image_size") < 0)
         return llava_fail("%s: \"model.mm_vision_image_size\" must be >= 0", src);
+    if (cfg_int(c, "model.video_pool_stride") < 1)
+        return llava_fail("%s: \"model.video_pool_stride\" must be >= 1", src);
+    if (strcmp(cfg_str(c, "model.video_pool_mode"), "none") &&
+        (strcmp(cfg_str(c, "model.mm_spatial_pool_mode"), "none") || cfg_int(c, "model.mm_vision_keep_tokens") > 0))
+        return llava_fail(
+            "%s: \"model.video_pool_mode\" with \"model.%s\": the frames' pooling needs their whole grids; choose "
+            "one reduction",
+            src, cfg_int(c, "model.mm_vision_keep_tokens") > 0 ? "mm_vision_keep_tokens" : "mm_spatial_pool_mode");
     if (cfg_int(c, "model.mm_vision_keep_tokens") < 0)
         return llava_fail("%s: \"model.mm_vision_keep_tokens\" must be >= 0", src);
     if (cfg_int(c, "model.mm_vision_keep_tokens") > 0 && strcmp(cfg_str(c, "model.mm_spatial_pool_mode"), "none"))

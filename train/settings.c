@@ -38,6 +38,9 @@ int settings_from_config(const train_config *c, run_settings *s) {
         return llava_fail_ctx("%s", s->source);
     m->pool_stride = cfg_int(c, "model.mm_spatial_pool_stride");
     m->keep_tokens = cfg_int(c, "model.mm_vision_keep_tokens");
+    if (llava_pool_parse(cfg_str(c, "model.video_pool_mode"), &m->video_pool_mode))
+        return llava_fail_ctx("%s: model.video_pool_mode", s->source);
+    m->video_pool_stride = cfg_int(c, "model.video_pool_stride");
     m->vision_image_size = cfg_int(c, "model.mm_vision_image_size");
     m->vision_select_layer = cfg_int(c, "model.mm_vision_select_layer");
     m->drop_cls = strcmp(cfg_str(c, "model.mm_vision_select_feature"), "patch") == 0;

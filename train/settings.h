@@ -15,6 +15,8 @@ typedef struct {
     int projector_depth;                                                    // mm_projector_type (model/config.h)
     spatial_pool_mode pool_mode;                                            // mm_spatial_pool_mode
     int pool_stride;                                                        // mm_spatial_pool_stride
+    spatial_pool_mode video_pool_mode;                                      // video frames only (LlavaNextVideo)
+    int video_pool_stride;                                                  // its kernel and stride
     int keep_tokens;                                                        // mm_vision_keep_tokens
     int vision_image_size;                                                  // mm_vision_image_size (0: the tower's)
     int vision_select_layer;                                                // mm_vision_select_layer

@@ -276,6 +276,7 @@ static loader_config loader_settings(const trainer *t) {
                         .single_generator = d->single_process_order,
                         .inner_skip = d->single_process_order ? 2 : 0,  // the DataLoader's int64 base seed
                         .tokens_per_image = t->m.tokens_per_image,
+                        .tokens_per_video_frame = t->m.tokens_per_video_frame,
                         .image_size = t->m.cfg.vision.image_size,
                         .aspect = d->aspect,
                         .proc = t->m.cfg.vision.siglip ? IMAGE_PROC_SIGLIP : IMAGE_PROC_CLIP,

@@ -140,7 +140,8 @@ static void merge_lora(const llava_model *m, float *host[N_GROUPS]) {
 // projector depth, a token reduction) is written as llava-hf's layout with model_type "llava_c" and LLaVA's keys for
 // it, which llava.c reads and transformers refuses by name instead of running another model.
 int export_is_llava_c(const model_config *c) {
-    return c->glue.projector_depth != 2 || c->glue.pool_mode != POOL_NONE || c->glue.keep_tokens > 0;
+    return c->glue.projector_depth != 2 || c->glue.pool_mode != POOL_NONE || c->glue.keep_tokens > 0 ||
+           c->glue.video_pool_mode != POOL_NONE;
 }
 
 int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
@@ -255,6 +256,12 @@ int export_llava_hf(const llava_model *m, const char *dir, dtype_t dtype) {
             cJSON_AddNumberToObject(j, "mm_spatial_pool_stride", c->glue.pool_stride);
         }
         if (c->glue.keep_tokens) cJSON_AddNumberToObject(j, "mm_vision_keep_tokens", c->glue.keep_tokens);
+        if (c->glue.video_pool_mode != POOL_NONE) {  // video frames only: LlavaNextVideoConfig's names
+            cJSON_AddStringToObject(j, "spatial_pool_mode", llava_pool_name(c->glue.video_pool_mode));
+            cJSON_AddNumberToObject(j, "spatial_pool_stride", c->glue.video_pool_stride);
+            if (c->glue.video_token_index >= 0)
+                cJSON_AddNumberToObject(j, "video_token_index", c->glue.video_token_index);
+        }
     }
     cJSON_AddNumberToObject(j, "image_token_index", image_id);
     if (pad_id >= 0) cJSON_AddNumberToObject(j, "pad_token_id", pad_id);

@@ -960,6 +960,9 @@ int gguf_export_mmproj(const llava_model *m, gguf_out_type t, const char *name, 
     if (mc->glue.pool_mode != POOL_NONE || mc->glue.keep_tokens)
         return llava_fail("gguf: a visual-token reduction (%s): llama.cpp's LLaVA graph has none",
                           mc->glue.keep_tokens ? "mm_vision_keep_tokens" : llava_pool_name(mc->glue.pool_mode));
+    if (mc->glue.video_pool_mode != POOL_NONE)
+        return llava_fail("gguf: video frames pooled (video_pool_mode %s): llama.cpp's LLaVA graph pools none",
+                          llava_pool_name(mc->glue.video_pool_mode));
     if (!p->pb[0] || !p->pb[1])
         return llava_fail("gguf: a projector without biases: llama.cpp's LLaVA graph adds them");
     if (!mc->glue.drop_cls)

@@ -52,7 +52,11 @@ static void print_config(FILE *out, const model_config *mc) {
         if (g->pool_mode != POOL_NONE)
             fprintf(out, ", %s pooling stride %d", llava_pool_name(g->pool_mode), g->pool_stride);
         if (g->keep_tokens) fprintf(out, ", the %d the CLS attends to most kept", g->keep_tokens);
-        fprintf(out, ", %d tokens per image\n", llava_tokens_per_image(mc));
+        fprintf(out, ", %d tokens per image", llava_tokens_per_image(mc));
+        if (g->video_pool_mode != POOL_NONE)
+            fprintf(out, "; video frames %s pooled stride %d: %d tokens per frame", llava_pool_name(g->video_pool_mode),
+                    g->video_pool_stride, llava_tokens_per_video_frame(mc));
+        fprintf(out, "\n");
         if (g->image_token_index >= 0) fprintf(out, "image token id: %d\n", g->image_token_index);
         else fprintf(out, "image placeholder: %d (spliced, never embedded)\n", g->image_token_index);
     }
