@@ -1082,8 +1082,13 @@ static int anyres_resized(const llava_batch *b) {
 // A batch with pooled video frames against its stream: as many image positions (ids -1) as the images' and frames'
 // features (a loader or engine counting a frame's unpooled features would otherwise splice rows silently astray).
 static int video_check(const llava_model *m, const llava_batch *b) {
-    if (!video_pooled(m, b)) return 0;
-    if (b->feat_rows) return llava_fail("a batch with video frames and AnyRes tiles: video_pool_mode excludes AnyRes");
+    // Every batch of a pooling model (frames left unmarked would otherwise read img_rows past its end).
+    if (m->cfg.glue.video_pool_mode == POOL_NONE) return 0;
+    if (b->feat_rows)
+        return video_pooled(m, b) ? llava_fail(
+                                        "a batch with video frames and AnyRes tiles: video_pool_mode excludes "
+                                        "AnyRes")
+                                  : 0;
     int marks = 0, want = llava_batch_features(m, b);
     for (int t = 0; t < b->T; t++) marks += b->ids[t] < 0;
     if (marks != want)

@@ -508,7 +508,7 @@ int train_step_passes(llava_model *m, optim_state *os, const loader_micro *micro
                                      : (double)b->n_targets / (double)mb->n_targets / (double)V;
             m->lora_pass_seed = lora_mix64(m->lora_pass_seed);  // each pass its own dropout masks
             rc = llava_pass(m, b, 1, (float)w, NULL);
-            passes[n_passes++] = (pass_weight){b, w};
+            if (rc == 0) passes[n_passes++] = (pass_weight){b, w};  // a failed pass wrote no losses
         }
         optim_micro_end(os, m);
     }
