@@ -33,7 +33,7 @@ static cJSON *load_json(const char *path) {
 static int ival(const cJSON *a, int i) { return cJSON_GetArrayItem(a, i)->valueint; }
 
 static int pinpoints_from(const cJSON *arr, image_pinpoints *pp) {
-    pp->n = 0;
+    memset(pp, 0, sizeof *pp);  // no anyres_max cap (max_num_patches 0) unless a case sets one
     const cJSON *e;
     cJSON_ArrayForEach(e, arr) {
         if (pp->n >= IMAGE_ANYRES_MAX_PINPOINTS) return -1;
