@@ -41,6 +41,18 @@ static int train(const char *preset, const char *out, const char *const *sets, i
 
 static char *curve(const char *out) { return test_curve(out); }
 
+// `preset` (a path) with `sets` trained into `full`, and into `part` stopped after stop_after steps then resumed: the
+// two loss curves must be equal bit for bit and not empty (`what` names the run in a failure).
+static void check_resumed_curve(const char *preset, const char *full, const char *part, const char *const *sets, int n,
+                                int stop_after, const char *what) {
+    CHECK(test_train_preset(preset, full, NULL, 0, sets, n, 0, 0) == 0, "%s: %s", what, llava_errmsg());
+    CHECK(test_train_preset(preset, part, NULL, 0, sets, n, 0, stop_after) == 0, "%s: %s", what, llava_errmsg());
+    CHECK(test_train_preset(preset, part, NULL, 0, sets, n, 1, 0) == 0, "%s: %s", what, llava_errmsg());
+    char *a = curve(full), *b = curve(part);
+    CHECK(a[0] && strcmp(a, b) == 0, "resumed %s curve differs:\n%s\nvs uninterrupted:\n%s", what, b, a);
+    free(a), free(b);
+}
+
 static const char *STAGE2_SETS[] = {
     "train.num_train_epochs=1",         "train.per_device_train_batch_size=4", "train.gradient_accumulation_steps=2",
     "checkpoint.save_steps=2",          "checkpoint.save_total_limit=2",       "model.pretrain_mm_mlp_adapter=null",
@@ -754,11 +766,8 @@ static void test_anyres(void) {
                           "data.image_grid_pinpoints=[[48,96],[96,48],[96,96]]"};
     int n = sizeof sets / sizeof sets[0];
     char *full = path_join(world, "run_anyres"), *part = path_join(world, "run_anyres_part");
-    CHECK(train("stage2.json", full, sets, n, 0, 0) == 0, "%s", llava_errmsg());
-    CHECK(train("stage2.json", part, sets, n, 0, 3) == 0, "%s", llava_errmsg());
-    CHECK(train("stage2.json", part, sets, n, 1, 0) == 0, "%s", llava_errmsg());
-    char *a = curve(full), *b = curve(part);
-    CHECK(strcmp(a, b) == 0, "resumed AnyRes curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    char *preset = path_join(world, "stage2.json");
+    check_resumed_curve(preset, full, part, sets, n, 3, "AnyRes");
     char *model = path_join(full, "model");
     llava_model m;
     if (llava_model_load(&m, model, test_cpu()) == 0) {
@@ -777,7 +786,7 @@ static void test_anyres(void) {
         printf("anyres generate: %d prompt tokens (78 of them the image's merged features)\n", n_prompt);
     }
     printf("anyres: 4 steps of 3-tile images, resumed bit for bit, exported as llava_next\n");
-    free(a), free(b), free(model), free(full), free(part);
+    free(preset), free(model), free(full), free(part);
 }
 
 // anyres_max_N (data.image_aspect_ratio anyres_max_3) through the loader: the demo's square 48-pixel images on a 2x2
@@ -794,11 +803,8 @@ static void test_anyres_max(void) {
                           "data.image_grid_pinpoints=[[96,96]]"};
     int n = sizeof sets / sizeof sets[0];
     char *full = path_join(world, "run_anyres_max"), *part = path_join(world, "run_anyres_max_part");
-    CHECK(train("stage2.json", full, sets, n, 0, 0) == 0, "%s", llava_errmsg());
-    CHECK(train("stage2.json", part, sets, n, 0, 2) == 0, "%s", llava_errmsg());
-    CHECK(train("stage2.json", part, sets, n, 1, 0) == 0, "%s", llava_errmsg());
-    char *a = curve(full), *b = curve(part);
-    CHECK(strcmp(a, b) == 0, "resumed anyres_max curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
+    char *preset = path_join(world, "stage2.json");
+    check_resumed_curve(preset, full, part, sets, n, 2, "anyres_max");
     char *model = path_join(full, "model");
     llava_model m;
     if (llava_model_load(&m, model, test_cpu()) == 0) {
@@ -815,7 +821,7 @@ static void test_anyres_max(void) {
         printf("anyres_max generate: %d prompt tokens (146 of them the image's capped features)\n", n_prompt);
     }
     printf("anyres_max_3: 3 steps of 5-tile images resized 12x12 -> 10x10, resumed bit for bit, the cap exported\n");
-    free(a), free(b), free(model), free(full), free(part);
+    free(preset), free(model), free(full), free(part);
 }
 
 // Video frames pooled as transformers' LlavaNextVideo (model.video_pool_mode average): the demo's video world (48-pixel
@@ -833,12 +839,7 @@ static void test_video_pool(void) {
                           "model.video_pool_stride=2"};
     int n = sizeof sets / sizeof sets[0];
     char *full = path_join(vworld, "run_video_pool"), *part = path_join(vworld, "run_video_pool_part");
-    CHECK(test_train_preset(preset, full, NULL, 0, sets, n, 0, 0) == 0, "%s", llava_errmsg());
-    CHECK(test_train_preset(preset, part, NULL, 0, sets, n, 0, 2) == 0, "%s", llava_errmsg());
-    CHECK(test_train_preset(preset, part, NULL, 0, sets, n, 1, 0) == 0, "%s", llava_errmsg());
-    char *a = curve(full), *b = curve(part);
-    CHECK(strcmp(a, b) == 0, "resumed video-pooling curve differs:\n%s\nvs uninterrupted:\n%s", b, a);
-    CHECK(a[0] != 0, "no loss curve in %s", full);
+    check_resumed_curve(preset, full, part, sets, n, 2, "video-pooling");
     // The whole-images pooling and AnyRes are refused beside it, by name.
     const char *both[] = {"model.mm_spatial_pool_mode=max"};
     char *bad = path_join(vworld, "run_video_pool_bad");
@@ -899,7 +900,7 @@ static void test_video_pool(void) {
         free(vargs), free(iargs), free(vo), free(ve), free(io), free(ie);
     }
     printf("video pooling: 3 steps of images (36 tokens) and 2-frame videos (9 per frame), resumed bit for bit\n");
-    free(a), free(b), free(model), free(full), free(part), free(bad), free(preset), free(vworld);
+    free(model), free(full), free(part), free(bad), free(preset), free(vworld);
 }
 
 int main(void) {
