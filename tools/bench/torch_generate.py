@@ -46,7 +46,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_llava_step import length_mix  # noqa: E402  (the same length mix as the step benchmark)
+from length_mix import length_mix  # noqa: E402  (the same length mix as the step benchmark)
 
 
 class StepClock(BaseStreamer):

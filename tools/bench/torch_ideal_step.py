@@ -10,10 +10,9 @@ GELU projector; LLaMA-7B decoder layers (hidden 4096, 32 heads x 128, SwiGLU 110
 RoPE theta 10000, vocabulary 32000 as llava.c's config has it) truncated to --layers. Stage 2 trains
 projector + LM (embeddings and head included), stage 1 the projector alone, as `llava bench-step`.
 
-The batches: each step's samples are torch_llava_step.py's (its `length_mix`, imported, drawn from
-the same seeded generator in the same order: lengths, token ids, pixels; a copy of its rule is used
-when the import fails, which needs transformers), so step k holds the same samples as that script's
-step k: LLaVA-1.5's 665K mix (94% image samples of 576 image features + 40-500 text tokens, 6%
+The batches: each step's samples are torch_llava_step.py's (tools/bench/length_mix.py, shared, drawn
+from the same seeded generator in the same order: lengths, token ids, pixels), so step k holds the
+same samples as that script's step k: LLaVA-1.5's 665K mix (94% image samples of 576 image features + 40-500 text tokens, 6%
 text-only of 600-2048), or stage 1's captions (BOS, 576 features, 20-80 tokens). Targets follow app/cmd_bench_step.c: the
 second half of each sample, next-token, never an image position.
 
@@ -62,8 +61,8 @@ image), so the last line compares with `bench-step:` and `torch-step:`:
 
 Versions (tools/bench/requirements-ideal.txt): torch 2.11.0 (the GPU machines' image, with Triton
 3.6.0), liger-kernel 0.8.5 (pure Python + Triton: carried to the GPU machine as its wheel, unpacked
-onto PYTHONPATH; absent, the plain torch path runs); transformers only for the import of the length
-mix. tools/gpu_check.sh runs it after torch_llava_step.py with the same stage, layers and batch:
+onto PYTHONPATH; absent, the plain torch path runs); no transformers. tools/gpu_check.sh runs it
+after torch_llava_step.py with the same stage, layers and batch:
     python3 tools/bench/torch_ideal_step.py --stage 2 --layers 4 --batch 16 --steps 5 --peak-tflops P
 with the liger-kernel wheel from .whl/ when one is there, and prints the last line and the ratio
 llava.c / ideal in its summary.
@@ -91,26 +90,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-try:  # the same samples as the transformers baseline (its module imports transformers)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from torch_llava_step import length_mix  # noqa: E402
-    MIX_FROM = "torch_llava_step.length_mix"
-except Exception as _e:  # noqa: BLE001  (any import failure: the same rule, copied)
-    MIX_FROM = f"a copy of torch_llava_step.length_mix (import failed: {type(_e).__name__})"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from length_mix import length_mix  # noqa: E402  (the same samples as the transformers baseline)
 
-    def length_mix(batch, gen, tpi=576, max_len=2048, captions=False):
-        out = []
-        for _ in range(batch):
-            if captions:
-                out.append((1 + tpi + 20 + int(torch.randint(0, 61, (1,), generator=gen)), True))
-                continue
-            image = int(torch.randint(0, 100, (1,), generator=gen)) >= 6
-            if image:
-                n = 40 + int(torch.randint(0, 461, (1,), generator=gen)) + tpi
-            else:
-                n = 600 + int(torch.randint(0, 1449, (1,), generator=gen))
-            out.append((min(n, max_len), image))
-        return out
+MIX_FROM = "length_mix.length_mix (torch_llava_step.py's samples)"
 
 try:
     from torch.nn.attention.flex_attention import BlockMask, flex_attention

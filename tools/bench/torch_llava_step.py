@@ -20,28 +20,16 @@ The attention timing runs first and the model step after it, each reporting its 
 that one broken half (a transformers API change, say) does not lose the other's number.
 """
 import argparse
-import time
-
+import os
 import sys
+import time
 
 import torch
 import transformers
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-
-def length_mix(batch, gen, tpi=576, max_len=2048, captions=False):
-    out = []
-    for _ in range(batch):
-        if captions:  # stage 1: LLaVA's 558K captions, every sample an image and 20-80 caption tokens
-            out.append((1 + tpi + 20 + int(torch.randint(0, 61, (1,), generator=gen)), True))
-            continue
-        image = int(torch.randint(0, 100, (1,), generator=gen)) >= 6
-        if image:
-            n = 40 + int(torch.randint(0, 461, (1,), generator=gen)) + tpi
-        else:
-            n = 600 + int(torch.randint(0, 1449, (1,), generator=gen))
-        out.append((min(n, max_len), image))
-    return out
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from length_mix import length_mix  # noqa: E402  (the step benchmarks' shared samples)
 
 
 def step_benchmark(args, dev, gen):
