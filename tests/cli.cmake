@@ -391,6 +391,21 @@ add_test(NAME cli_config_bad_video_frames
          WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
 set_tests_properties(cli_config_bad_video_frames PROPERTIES LABELS cpu
                      PASS_REGULAR_EXPRESSION "\"data.video_frames\" must be >= 0")
+add_test(NAME cli_config_bad_max_images
+         COMMAND llava config configs/llava15-7b-stage2.json --set data.max_images_per_sample=-1
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(cli_config_bad_max_images PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "\"data.max_images_per_sample\" must be >= 0")
+add_test(NAME cli_generate_bad_video_frames
+         COMMAND llava generate --model none --prompt x --video a.png --video-frames -1)
+set_tests_properties(cli_generate_bad_video_frames PROPERTIES LABELS cpu
+                     PASS_REGULAR_EXPRESSION "--video-frames -1: a count of frames \\(0: all\\)")
+set(SIXTY_FIVE_FRAMES "")
+foreach(i RANGE 64)
+  list(APPEND SIXTY_FIVE_FRAMES --video f${i}.png)
+endforeach()
+add_test(NAME cli_generate_too_many_frames COMMAND llava generate --model none --prompt x ${SIXTY_FIVE_FRAMES})
+set_tests_properties(cli_generate_too_many_frames PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "at most 64 --video frames")
 add_test(NAME cli_prep_bad_video_frames COMMAND llava prep --video-frames -2)
 set_tests_properties(cli_prep_bad_video_frames PROPERTIES LABELS cpu PASS_REGULAR_EXPRESSION "bad value for --video-frames: -2")
 
