@@ -78,6 +78,10 @@ int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *ou
     return d->impl->reduce_scatter_f32_async ? d->impl->reduce_scatter_f32_async(d, buf, n, out, what)
                                              : d->impl->reduce_scatter_f32(d, buf, n, out, what);
 }
+int dist_allgather_async(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
+    return d->impl->allgather_async ? d->impl->allgather_async(d, buf, n, elem_bytes, what)
+                                    : d->impl->allgather(d, buf, n, elem_bytes, what);
+}
 int dist_wait_async(dist *d, const char *what) { return d->impl->wait_async ? d->impl->wait_async(d, what) : 0; }
 uint64_t dist_async_mark(dist *d) { return d->impl->async_mark ? d->impl->async_mark(d) : 0; }
 void dist_compute_after(dist *d, uint64_t mark, const char *what) {

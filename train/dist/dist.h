@@ -99,6 +99,10 @@ int dist_broadcast(dist *d, void *buf, size_t bytes, int root, const char *what)
 // Every blocking collective waits for the outstanding ones first (under the deadline).
 int dist_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what);
 int dist_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what);
+// ZeRO-3's parameter gathers: dist_allgather's layout, issued without waiting (on nccl after the
+// work queued on the compute stream, so a buffer still being read is not overwritten early). The
+// compute stream waits for it through dist_async_mark / dist_compute_after before reading buf.
+int dist_allgather_async(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what);
 // Returns when every collective issued so far is complete (the deadline applies, as to any).
 int dist_wait_async(dist *d, const char *what);
 // A mark after the asynchronous collectives issued so far, and a wait for it on the compute stream

@@ -19,6 +19,7 @@ typedef struct {
     // Optional (NULL: the blocking versions above, run at once).
     int (*allreduce_f32_async)(dist *d, float *buf, size_t n, const char *what);
     int (*reduce_scatter_f32_async)(dist *d, const float *buf, size_t n, float *out, const char *what);
+    int (*allgather_async)(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what);
     int (*wait_async)(dist *d, const char *what);
     uint64_t (*async_mark)(dist *d);
     void (*compute_after)(dist *d, uint64_t mark, const char *what);

@@ -137,6 +137,7 @@ static const dist_impl MPI_IMPL = {mpi_allreduce_f32,
                                    NULL,
                                    NULL,
                                    NULL,
+                                   NULL,
                                    NULL};
 
 int dist_mpi_start(dist *d) {

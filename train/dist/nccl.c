@@ -181,11 +181,11 @@ static int nccl_wait_async(dist *d, const char *what) {
     return s->pending ? nccl_wait_done(d, what, dist_now() + d->timeout_s) : 0;
 }
 
-static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
+// Enqueues the all-gather of dist.h's layout, in place, on this backend's stream.
+static void enqueue_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
     nccl_state *s = d->state;
     size_t per = n / (size_t)d->world, tail = n - per * (size_t)d->world;
     char *b = buf;
-    nccl_begin(d, what);
     ck_nccl(d, ncclGroupStart(), what);
     if (per)  // in place: this rank's slice sits at its offset in the output
         ck_nccl(
@@ -197,7 +197,23 @@ static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const
         ck_nccl(d, ncclBroadcast(t, t, tail * elem_bytes, ncclUint8, d->world - 1, s->comm, s->stream), what);
     }
     ck_nccl(d, ncclGroupEnd(), what);
+}
+
+static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
+    nccl_begin(d, what);
+    enqueue_allgather(d, buf, n, elem_bytes, what);
     return nccl_wait(d, what);
+}
+
+// ZeRO-3's prefetch: after what the compute stream has queued (a layer still reading the buffer it
+// overwrites), on the communication stream, without waiting.
+static int nccl_allgather_async(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
+    nccl_state *s = d->state;
+    nccl_async_begin(d, what);
+    enqueue_allgather(d, buf, n, elem_bytes, what);
+    nccl_issued(d, what, dist_now() + d->timeout_s);
+    s->pending++;
+    return 0;
 }
 
 static int nccl_broadcast(dist *d, void *buf, size_t bytes, int root, const char *what) {
@@ -293,10 +309,22 @@ static void nccl_finalize(dist *d) {
     dist_finalize(boot);
 }
 
-static const dist_impl NCCL_IMPL = {
-    nccl_allreduce_f32,       nccl_reduce_scatter_f32,       nccl_allgather,  nccl_broadcast,  nccl_allreduce_host_f64,
-    nccl_broadcast_host,      nccl_gather_host_f32,          nccl_barrier,    nccl_abort,      nccl_finalize,
-    nccl_allreduce_f32_async, nccl_reduce_scatter_f32_async, nccl_wait_async, nccl_async_mark, nccl_compute_after};
+static const dist_impl NCCL_IMPL = {nccl_allreduce_f32,
+                                    nccl_reduce_scatter_f32,
+                                    nccl_allgather,
+                                    nccl_broadcast,
+                                    nccl_allreduce_host_f64,
+                                    nccl_broadcast_host,
+                                    nccl_gather_host_f32,
+                                    nccl_barrier,
+                                    nccl_abort,
+                                    nccl_finalize,
+                                    nccl_allreduce_f32_async,
+                                    nccl_reduce_scatter_f32_async,
+                                    nccl_allgather_async,
+                                    nccl_wait_async,
+                                    nccl_async_mark,
+                                    nccl_compute_after};
 
 size_t dist_nccl_id_bytes(void) { return sizeof(ncclUniqueId); }
 

@@ -37,6 +37,7 @@ static const dist_impl SINGLE_IMPL = {single_allreduce_f32,
                                       NULL,
                                       NULL,
                                       NULL,
+                                      NULL,
                                       NULL};
 
 void dist_single_start(dist *d) {
