@@ -14,7 +14,43 @@
 // Device pointer of a parameter view, and of its gradient (NULL when its group is frozen). The NF4
 // group has no parameter buffer: its weights are reached through W.
 static void *P(const llava_model *m, const param_view *v) {
+    if (v && m->param_sharded[v->group]) return m->param_at(m->param_ctx, (int)(v - m->pt.views));
     return v && m->params[v->group] ? (char *)m->params[v->group] + v->offset * m->ops->act_bytes : NULL;
+}
+
+// ZeRO-3: the segment holding view v is about to be computed with (llava_model.param_need); dir is
+// the way the pass goes (+1 forward, -1 backward). Nothing for groups that are not sharded.
+static void need(const llava_model *m, const param_view *v, int dir) {
+    if (v && m->param_sharded[v->group]) m->param_need(m->param_ctx, (int)(v - m->pt.views), dir);
+}
+
+// The projector's segment: any of its views (the identity projector has at most AnyRes' newline).
+static const param_view *proj_view(const llava_params *p) { return p->n_proj ? p->pw[0] : p->newline; }
+
+// The backward half of a training pass's param_need calls (llava_model_param_walk).
+static void need_backward(const llava_model *m) {
+    const llava_params *p = &m->pt.w;
+    need(m, p->head, -1);
+    need(m, p->norm, -1);
+    for (int l = m->cfg.text.num_hidden_layers - 1; l >= 0; l--) need(m, p->lm[l].in_norm, -1);
+    need(m, proj_view(p), -1);
+}
+
+static int any_sharded(const llava_model *m) {
+    for (int g = 0; g < N_GROUPS; g++)
+        if (m->param_sharded[g]) return 1;
+    return 0;
+}
+
+void llava_model_param_walk(llava_model *m, int backward) {
+    if (!any_sharded(m)) return;
+    const llava_params *p = &m->pt.w;
+    need(m, proj_view(p), 1);
+    need(m, p->embed, 1);
+    for (int l = 0; l < m->cfg.text.num_hidden_layers; l++) need(m, p->lm[l].in_norm, 1);
+    need(m, p->norm, 1);
+    need(m, p->head, 1);
+    if (backward) need_backward(m);
 }
 
 // A weight to compute with: its view, or for a QLoRA weight its NF4 codes dequantised into the
@@ -857,6 +893,7 @@ static void *proj_slot(const llava_model *m, void *buf, int k, int M) {
 static void projector_forward(const llava_model *m, const llava_acts *a, int M) {
     const llava_params *p = &m->pt.w;
     int N = p->n_proj, d = m->cfg.text.hidden_size, Dv = m->cfg.vision.hidden_size;
+    if (N) need(m, p->pw[0], 1);
     for (int k = 0; k < N; k++) {
         const void *in = k == 0 ? a->feat : proj_slot(m, a->g1, k - 1, M);
         void *out = k == N - 1 ? a->f : proj_slot(m, a->a1, k, M);
@@ -871,6 +908,7 @@ static void projector_backward(const llava_model *m, const llava_acts *a, int M,
     const llava_params *p = &m->pt.w;
     int N = p->n_proj, d = m->cfg.text.hidden_size, Dv = m->cfg.vision.hidden_size;
     if (N == 0 && vt) m->ops->copy(m->be, BUF_ACT, a->dfeat, a->df, (size_t)M * Dv);  // the identity
+    if (N) need(m, p->pw[0], -1);
     for (int k = N - 1; k >= 0; k--) {
         if (k == 0) {
             linear_bwd(m, vt ? a->dfeat : NULL, a->df, a->feat, p->pw[0], p->pb[0], M, Dv, d);
@@ -930,6 +968,7 @@ static void lm_layer_forward(const llava_model *m, int l, const void *h_in, void
     const llava_ops *ops = be->ops;
     const lm_layer_params *c = &m->pt.w.lm[l];
     int T = z->T, d = z->d, qd = z->qd, kvd = z->kvd, I = z->I;
+    need(m, c->in_norm, 1);  // ZeRO-3: the layer's parameters (a no-op in the backward's recompute)
     ops->rmsnorm_forward(be, s->n1, s->rstd1, h_in, P(m, c->in_norm), T, d, z->eps);
     lm_linear(m, l, LORA_Q, s->q, s->n1, c->q, c->q_b, T, d, qd);
     lm_linear(m, l, LORA_K, s->k, s->n1, c->k, c->k_b, T, d, kvd);
@@ -1160,15 +1199,18 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
     ops->stage(be, a->pos, b->pos, sizeof(int32_t) * (size_t)T);
     ops->stage(be, a->cu, b->cu_seqlens, sizeof(int32_t) * ((size_t)b->n_seq + 1));
     if (Mf) ops->stage(be, a->img_rows, b->img_rows, sizeof(int32_t) * (size_t)Mf);
+    need(m, proj_view(p), 1);  // ZeRO-3: gathered whether or not the batch has images
     if (M) {
         vision_forward(m, b, a, vt);  // feat (M, Dv)
         projector_forward(m, a, M);
     }
+    need(m, p->embed, 1);
     ops->embedding_forward(be, a->hs[0], a->ids, P(m, p->embed), T, d, V);
     if (M && b->feat_rows) {
         // LLaVA-NeXT's merge: each position's tile feature (a zero row at a newline), plus the newline there.
         anyres_stage(m, b, a, M);
         ops->embedding_forward(be, a->any_feat, a->any_src, a->f, Mf, d, M);
+        need(m, p->newline, 1);
         ops->embedding_forward(be, a->any_tmp, a->any_nl, P(m, p->newline), Mf, d, 1);
         ops->add_inplace(be, a->any_feat, a->any_tmp, (size_t)Mf * d);
         if (b->n_resize) anyres_resize_forward(m, b, a, M);
@@ -1192,6 +1234,7 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
                           m->cfg.vision.image_size, m->cfg.vision.image_size);
     if (T == 0) return llava_fail("empty batch");
     if (anyres_check(m, b) != 0 || video_check(m, b) != 0) return -1;
+    int asked_backward = backward;
     // Nothing to do backward when no target exists, or when only the projector trains and the batch
     // holds no image (text-only samples carry no projector gradient).
     backward = backward && m->trainable != TRAIN_NONE && b->n_targets > 0 &&
@@ -1215,7 +1258,9 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     lm_dims z = {T,          d,      qd,     kvd,   I,   Hq, Hkv, D, b->n_seq, eps, theta, 1.0f / sqrtf((float)D),
                  lm_rope(m), window, a->pos, a->cu, NULL};
     for (int l = 0; l < L; l++) lm_layer_forward(m, l, hs[l], hs[l + 1], &a->saved[keep ? l : 0], &z, a->tmp);
+    need(m, p->norm, 1);
     ops->rmsnorm_forward(be, a->hn, a->rstd_f, hs[L], P(m, p->norm), T, d, eps);
+    need(m, p->head, 1);                                                      // tied: the embeddings' segment
     ops->linear_forward(be, a->logits, a->hn, P(m, p->head), NULL, T, d, V);  // (T, V); dlogits in place
     if (logits_out) ops->download(be, BUF_ACT, logits_out, a->logits, (size_t)T * V);
 
@@ -1227,13 +1272,16 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
     if (backward) {
         // ---- LM backward. dh (T, d) carries d loss / d hs[l+1] down the stack.
         void *dhn = a->dhn, *dh = a->dh, *dx = a->dx;
+        need(m, p->head, -1);
         linear_bwd(m, dhn, a->logits, a->hn, p->head, NULL, T, d, V);
+        need(m, p->norm, -1);
         ops->rmsnorm_backward(be, dh, G(m, p->norm), dhn, hs[L], P(m, p->norm), a->rstd_f, T, d);
         const param_view *top[] = {p->norm, p->head != p->embed ? p->head : NULL};  // tied: the embeddings' turn
         grads_final(m, top, 2);
         for (int l = L - 1; l >= 0; l--) {
             const lm_layer_params *c = &p->lm[l];
             const lm_saved *s = &a->saved[keep ? l : 0];
+            need(m, c->in_norm, -1);  // ZeRO-3: gathered again (the next one down ahead of it)
             if (!keep) lm_layer_forward(m, l, hs[l], a->tmp, s, &z, dx);  // recompute; the output is not needed
             // MLP: hs[l+1] = h_mid + down(silu(gate(n2)) * up(n2))
             lm_linear_bwd(m, l, LORA_DOWN, a->ds, dh, s->s, c->down, c->down_b, T, I, d);
@@ -1280,6 +1328,11 @@ int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_sc
         }
         // ---- the tower's backward from the features' gradient
         if (vt) vision_backward(m, b, a, vt);
+        need(m, proj_view(p), -1);  // ZeRO-3: whether or not the batch had images
+    } else if (asked_backward) {
+        // ZeRO-3: the backward's gathers happen whatever this pass needed (a rank whose batch has no
+        // image or target takes part in the same all-gathers as the others).
+        need_backward(m);
     }
     return 0;
 }

@@ -73,6 +73,16 @@ typedef struct {
     char grad_slotted[N_GROUPS];
     float *(*grad_slot)(void *ctx, int view);
     void *grad_slot_ctx;
+    // ZeRO-3: a group marked here has no whole PARAM buffer (params[g] is NULL); its parameters are
+    // sharded over the ranks and gathered a segment (a decoder layer, the embeddings, the final norm
+    // and head, the projector) at a time. The model calls param_need(ctx, view, dir) before it
+    // computes with a segment (the view is any of its views; dir +1 in the forward, -1 in the
+    // backward, the direction the next segment lies in, which the optimizer gathers ahead), and
+    // reads each view at param_at(ctx, view), valid until the next param_need of another segment.
+    char param_sharded[N_GROUPS];
+    void (*param_need)(void *ctx, int view, int dir);
+    void *(*param_at)(void *ctx, int view);
+    void *param_ctx;
     // The activations (model/acts.h): the plan, its three arenas on the backend (ACT, F32, I32) and
     // where each buffer is in them. Planned on the first pass, or ahead by llava_model_reserve.
     act_plan acts_plan;
@@ -181,6 +191,11 @@ int llava_batch_features(const llava_model *m, const llava_batch *b);
 // below. `logits_out` (T, V) host, if not NULL, receives the logits (that waits). Returns 0, or -1
 // with llava_errmsg() when the batch is malformed.
 int llava_pass(llava_model *m, const llava_batch *b, int backward, float loss_scale, float *logits_out);
+// ZeRO-3: the param_need calls of one pass's forward (and with `backward` its backward), in the
+// order a pass makes them, without computing: a rank whose micro-batch has nothing to train on (or
+// whose evaluation batch is another rank's) runs this in its pass's place, so every rank gathers the
+// same segments in the same order. Nothing without sharding.
+void llava_model_param_walk(llava_model *m, int backward);
 // Empties the ledger (before a step's passes).
 void llava_model_losses_reset(llava_model *m);
 // Copies the ledger's losses to host `out` (the sum of the passes' T since the reset) and returns

@@ -7,8 +7,15 @@
 //     every rank's slices partitioning each bucket;
 //   - the sampler giving every rank a disjoint share of each global batch, with LLaVA's tail
 //     (accelerate's even_batches) at the end of the epoch;
+//   - ZeRO-3: buckets of a sharded group hold its frozen views too, segments cover every view of
+//     the LM and the projector one layer each, and every rank's slices add up to the groups;
+//   - ZeRO-2, ZeRO-3 (with recomputation) and the optimizer offload on a group of one rank train
+//     exactly as one process does (bit for bit), through the real gathers and updates;
+//   - ZeRO-3's gather schedule is the same for a pass with images, one without, one without
+//     targets (whose backward is skipped), one with recomputation, and llava_model_param_walk;
 //   - the memory plan of the 7B and 13B presets against hand-computed numbers.
 // The multi-rank runs themselves (mpirun) are tests/dist/test_dist_mpi.c.
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -191,6 +198,231 @@ static void test_buckets(void) {
     llava_model_free(&m);
 }
 
+// ZeRO-3's layout on a pretend rank of 3: the LM with layer 0 frozen by name is sharded whole.
+static void test_zero3_layout(void) {
+    llava_model m;
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
+    CHECK(llava_model_freeze(&m, "lm.model.layers.0.") > 0, "%s", llava_errmsg());
+    size_t shard_sum[N_GROUPS] = {0};
+    int L = m.cfg.text.num_hidden_layers;
+    for (int r = 0; r < 3; r++) {
+        llava_model mr;
+        CHECK(llava_model_load(&mr, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
+        llava_model_set_trainable(&mr, TRAIN_PROJECTOR_LM);
+        llava_model_freeze(&mr, "lm.model.layers.0.");
+        dist *d = dist_layout_only(r, 3);
+        optim_state s;
+        optim_init_dist(&s, &mr, d, 3);
+        CHECK(s.zero == 3 && s.sharded[GROUP_LM] && s.sharded[GROUP_PROJECTOR] && !s.sharded[GROUP_VISION],
+              "ZeRO-3 shards the LM and the projector, not the tower");
+        CHECK(optim_shard_params(&s, &mr) == 2, "two groups sharded");
+        CHECK(mr.params[GROUP_LM] == NULL && mr.params[GROUP_PROJECTOR] == NULL && mr.params[GROUP_VISION] != NULL,
+              "the sharded groups' whole PARAM buffers are freed, the tower's kept");
+        // projector, embeddings, L layers, final norm with head
+        CHECK(s.n_segs == L + 3, "%d segments, want %d", s.n_segs, L + 3);
+        int bad = 0, frozen_in = 0;
+        for (int i = 0; i < mr.pt.n_views; i++) {
+            const param_view *v = &mr.pt.views[i];
+            int sharded = v->group == GROUP_LM || v->group == GROUP_PROJECTOR;
+            if (!v->used || !v->numel) continue;
+            int q = s.view_seg[i];
+            if (sharded != (q >= 0)) bad++;
+            if (q >= 0) {
+                const param_segment *sg = &s.segs[q];
+                bad += sg->group != v->group || sg->layer != v->layer || v->offset < sg->lo ||
+                       v->offset + v->numel > sg->lo + sg->n;
+                frozen_in += llava_model_is_frozen(&mr, v);
+            }
+        }
+        CHECK(bad == 0 && frozen_in > 0, "%d views outside their segment; %d frozen views in segments", bad, frozen_in);
+        for (int g = 0; g < N_GROUPS; g++) shard_sum[g] += s.state_numel[g];
+        optim_free(&s, &mr);
+        dist_finalize(d);
+        llava_model_free(&mr);
+    }
+    // The slices of the three ranks together: every used view of the two groups and the padding between.
+    size_t want_lm = 0;
+    for (int i = 0; i < m.pt.n_views; i++)
+        if (m.pt.views[i].group == GROUP_LM && m.pt.views[i].used) want_lm += m.pt.views[i].numel;
+    CHECK(shard_sum[GROUP_LM] >= want_lm && shard_sum[GROUP_LM] <= m.pt.group_numel[GROUP_LM],
+          "the LM's slices add up to %zu (views %zu, group %zu)", shard_sum[GROUP_LM], want_lm,
+          (size_t)m.pt.group_numel[GROUP_LM]);
+    llava_model_free(&m);
+}
+
+// ZeRO-3's gathers follow the model's param_need calls; every rank must make the same ones. A
+// recorder stands in for the optimizer: it keeps, per sharded group, the segment in use, and notes
+// each change (what would gather). The sequence must not depend on the batch.
+static int rec_seg[4096], rec_cur[N_GROUPS], rec_log[4096], rec_n;
+static llava_model *rec_m;
+static void rec_need(void *ctx, int view, int dir) {
+    (void)ctx;
+    (void)dir;
+    int q = rec_seg[view], g = rec_m->pt.views[view].group;
+    if (rec_cur[g] != q && rec_n < 4096) rec_log[rec_n++] = q;
+    rec_cur[g] = q;
+}
+static void *rec_at(void *ctx, int view) {
+    (void)ctx;
+    const param_view *v = &rec_m->pt.views[view];
+    CHECK(rec_cur[v->group] == rec_seg[view], "%s read while segment %d is in use (its own: %d)", v->name,
+          rec_cur[v->group], rec_seg[view]);
+    return (char *)rec_m->params[v->group] + v->offset * rec_m->ops->act_bytes;
+}
+static void rec_reset(void) {
+    rec_n = 0;
+    for (int g = 0; g < N_GROUPS; g++) rec_cur[g] = -1;
+}
+
+static void test_zero3_schedule(void) {
+    llava_model m;
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
+    llava_batch b;
+    CHECK(llava_batch_from_file(&b, &m, "tests/data/golden/model/tiny64/inputs.safetensors", NULL, NULL) == 0, "%s",
+          llava_errmsg());
+    CHECK(b.n_img > 0 && b.n_targets > 0, "the golden batch has images and targets");
+    // Segments as the optimizer makes them: runs of one group and layer of the LM's and projector's views.
+    int n_seg = 0, last_g = -1, last_l = -2, L = m.cfg.text.num_hidden_layers;
+    CHECK(m.pt.n_views <= 4096, "%d views", m.pt.n_views);
+    for (int i = 0; i < m.pt.n_views; i++) {
+        const param_view *v = &m.pt.views[i];
+        rec_seg[i] = -1;
+        if (!v->used || !v->numel || (v->group != GROUP_LM && v->group != GROUP_PROJECTOR)) {
+            last_g = -1;
+            continue;
+        }
+        if (v->group != last_g || v->layer != last_l) n_seg++;
+        last_g = v->group, last_l = v->layer;
+        rec_seg[i] = n_seg - 1;
+    }
+    CHECK(n_seg == L + 3, "%d segments", n_seg);
+    // projector 0, embeddings 1, layers 2 .. L + 1, final norm and head L + 2: forward up, backward down
+    int want[64], nw = 0;
+    for (int q = 0; q < L + 3; q++) want[nw++] = q;
+    for (int l = L - 1; l >= 0; l--) want[nw++] = 2 + l;
+    rec_m = &m;
+    m.param_sharded[GROUP_LM] = m.param_sharded[GROUP_PROJECTOR] = 1;
+    m.param_need = rec_need;
+    m.param_at = rec_at;
+    // A text-only batch: the image positions become token 1, no images; a batch without targets.
+    llava_batch text = b, none = b;
+    text.ids = xmalloc(sizeof(int32_t) * (size_t)b.T);
+    memcpy(text.ids, b.ids, sizeof(int32_t) * (size_t)b.T);
+    for (int i = 0; i < b.T; i++)
+        if (text.ids[i] < 0) text.ids[i] = 1;
+    text.n_img = 0;
+    text.img_rows = NULL;
+    text.pixels = NULL;
+    none.targets = xmalloc(sizeof(int32_t) * (size_t)b.T);
+    for (int i = 0; i < b.T; i++) none.targets[i] = -100;
+    none.n_targets = 0;
+    const char *names[] = {"with images", "text only", "without targets", "recomputing layers", "param_walk"};
+    for (int k = 0; k < 5; k++) {
+        rec_reset();
+        m.checkpoint_layers = k == 3;
+        const llava_batch *pb = k == 1 ? &text : k == 2 ? &none : &b;
+        if (k < 4) CHECK(llava_pass(&m, pb, 1, 1.0f, NULL) == 0, "%s: %s", names[k], llava_errmsg());
+        else llava_model_param_walk(&m, 1);
+        int same = rec_n == nw;
+        for (int i = 0; same && i < nw; i++) same = rec_log[i] == want[i];
+        CHECK(same, "%s: %d segment changes, want %d (first: %d)", names[k], rec_n, nw, rec_n ? rec_log[0] : -1);
+    }
+    // An inference-style pass (no backward asked) goes forward only.
+    rec_reset();
+    CHECK(llava_pass(&m, &b, 0, 1.0f, NULL) == 0, "%s", llava_errmsg());
+    CHECK(rec_n == L + 3, "a forward-only pass: %d segment changes, want %d", rec_n, L + 3);
+    m.param_sharded[GROUP_LM] = m.param_sharded[GROUP_PROJECTOR] = 0;
+    free(text.ids);
+    free(none.targets);
+    llava_batch_free(&b);
+    llava_model_free(&m);
+}
+
+// ZeRO-3 and offload in one process: a group of one rank that shards as a real one would
+// (dist_layout_only(0, 1): its collectives over one rank are exact, as mpirun -np 1's are) trains
+// the golden model 3 steps of 2 micro-batches with the step loop's calls, through the real gathers,
+// slots and updates, and ends with the one-process ZeRO-0 run's parameters bit for bit: ZeRO-2,
+// ZeRO-3, ZeRO-3 with recomputation, and each with the optimizer offloaded. A stale gathered buffer,
+// a gather into the buffer in use or an update left on the host changes the result or stops the run.
+static void zero3_train(int zero, int offload, int recompute, int steps, float *out, size_t *n_out) {
+    llava_model m;
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
+    llava_model_set_trainable(&m, TRAIN_PROJECTOR_LM);
+    m.checkpoint_layers = recompute;
+    llava_batch b;
+    CHECK(llava_batch_from_file(&b, &m, "tests/data/golden/model/tiny64/inputs.safetensors", NULL, NULL) == 0, "%s",
+          llava_errmsg());
+    dist *d = zero ? dist_layout_only(0, 1) : NULL;
+    optim_state s;
+    optim_init_ex(&s, &m, d, zero, offload);
+    CHECK(s.zero == zero && s.offload == offload, "ZeRO-%d offload %d: state says ZeRO-%d offload %d", zero, offload,
+          s.zero, s.offload);
+    if (zero == 3) CHECK(optim_shard_params(&s, &m) == 2, "ZeRO-3 shards the LM and the projector");
+    if (zero >= 2) CHECK(optim_use_grad_slots(&s, &m) == 1, "ZeRO-%d: gradient slots", zero);
+    optim_config oc = {.lr = 1e-3,
+                       .projector_lr = NAN,
+                       .vision_lr = NAN,
+                       .beta1 = 0.9,
+                       .beta2 = 0.999,
+                       .eps = 1e-8,
+                       .weight_decay = 0.1,
+                       .max_grad_norm = 1.0,
+                       .schedule = SCHED_CONSTANT,
+                       .total_steps = 3};
+    for (int step = 0; step < steps; step++) {
+        llava_model_zero_grads(&m);
+        llava_model_losses_reset(&m);
+        for (int mi = 0; mi < 2; mi++) {
+            optim_micro_begin(&s, &m, mi);
+            optim_arm(&s, &m, s.zero >= 2 || mi == 1);
+            CHECK(llava_pass(&m, &b, 1, 0.5f, NULL) == 0, "%s", llava_errmsg());
+            optim_micro_end(&s, &m);
+        }
+        optim_reduce(&s, &m);
+        optim_step(&s, &m, &oc, 1.0f, step + 1);
+    }
+    if (zero == 3) {
+        CHECK(s.gathers_on_demand == steps * 2 && s.gathers_ahead > 0, "ZeRO-3: %ld gathers on demand, %ld ahead",
+              s.gathers_on_demand, s.gathers_ahead);
+        optim_params_whole(&s, &m);
+    }
+    *n_out = 0;
+    for (int g = GROUP_PROJECTOR; g <= GROUP_LM; g++) {
+        m.ops->download(m.be, BUF_PARAM, out + *n_out, m.params[g], m.pt.group_numel[g]);
+        *n_out += m.pt.group_numel[g];
+    }
+    optim_free(&s, &m);
+    dist_finalize(d);
+    llava_batch_free(&b);
+    llava_model_free(&m);
+}
+
+static void test_zero3_one_rank(void) {
+    llava_model m;
+    CHECK(llava_model_load(&m, "tests/data/golden/model/tiny64/model", test_cpu()) == 0, "%s", llava_errmsg());
+    size_t cap = m.pt.group_numel[GROUP_PROJECTOR] + m.pt.group_numel[GROUP_LM];
+    llava_model_free(&m);
+    float *ref = xmalloc(sizeof(float) * cap), *got = xmalloc(sizeof(float) * cap);
+    size_t n_ref, n;
+    zero3_train(0, 0, 0, 0, got, &n);  // the initial parameters
+    zero3_train(0, 0, 0, 3, ref, &n_ref);
+    size_t moved = 0;
+    for (size_t i = 0; i < n; i++) moved += got[i] != ref[i];
+    CHECK(moved > n / 2, "3 steps moved %zu of %zu parameters", moved, n);
+    const int runs[][3] = {{0, 1, 0}, {2, 0, 0}, {2, 1, 0}, {3, 0, 0}, {3, 1, 0}, {3, 0, 1}, {3, 1, 1}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        zero3_train(runs[r][0], runs[r][1], runs[r][2], 3, got, &n);
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++) diff += memcmp(&got[i], &ref[i], sizeof(float)) != 0;
+        CHECK(n == n_ref && diff == 0, "ZeRO-%d%s%s on one rank: %zu of %zu parameters differ from the one-process run",
+              runs[r][0], runs[r][1] ? " offloaded" : "", runs[r][2] ? " recomputing" : "", diff, n);
+    }
+    free(ref);
+    free(got);
+}
+
 // accelerate's BatchSamplerShard over virtual ranks: rank r's micro-batch i is virtual rank
 // i * world + r (data/loader.h). Every step's shares are disjoint and together make the same global
 // batch as one rank with all the accumulation.
@@ -317,9 +549,10 @@ static void test_plan(void) {
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         char *llm = xasprintf("model.llm=%s", want[i].llm);
-        const char *sets[] = {llm, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336"};
+        // ZeRO-2 here (the stage-2 presets run ZeRO-3: test_plan_zero3)
+        const char *sets[] = {llm, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336", "train.zero_stage=2"};
         run_settings c;
-        int rc = settings_load(want[i].preset, sets, 2, &c);
+        int rc = settings_load(want[i].preset, sets, 3, &c);
         model_config mc;
         mem_plan p;
         if (rc == 0) rc = train_model_config(&c, &mc);
@@ -344,8 +577,9 @@ static void test_plan(void) {
     // (2 x T + 32 x T) x 4 + the final norm's T x 4 = 142,737,408) rather than the pixels.
     run_settings c;
     const char *sets[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5",
-                          "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336", "data.token_budget=4096"};
-    CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 2, &c) == 0, "%s", llava_errmsg());
+                          "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336", "train.zero_stage=2",
+                          "data.token_budget=4096"};
+    CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 3, &c) == 0, "%s", llava_errmsg());
     model_config mc;
     CHECK(train_model_config(&c, &mc) == 0, "%s", llava_errmsg());
     act_shape keep_all = {16 * 2048, 16, 16, 1, 0, 0, 0, 0};
@@ -354,12 +588,77 @@ static void test_plan(void) {
     settings_free(&c);
     // With a token budget a micro-batch runs in several passes and the LM keeps its whole buffer.
     mem_plan p;
-    CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 3, &c) == 0 && train_model_config(&c, &mc) == 0 &&
+    CHECK(settings_load("configs/llava15-7b-stage2.json", sets, 4, &c) == 0 && train_model_config(&c, &mc) == 0 &&
               mem_plan_make(&c, &mc, 8, &p) == 0,
           "%s", llava_errmsg());
     CHECK(!p.grad_slots && p.grads == 27037581312ull && p.total == 76576284672ull,
           "7B stage 2 with a token budget: grads %llu, total %llu", (unsigned long long)p.grads,
           (unsigned long long)p.total);
+    settings_free(&c);
+}
+
+// ZeRO-3 and offload plans (the stage-2 presets run ZeRO-3), by hand:
+//   7B: the LM (6,738,415,616) and projector (20,979,712) sharded: this rank's 844,924,416 (as the
+//   state), and two buffers of each group's largest segment: a decoder layer 202,383,360 and the
+//   projector 20,979,712, so 446,726,144; the tower's 290,909,184 whole: params (290,909,184 +
+//   844,924,416 + 446,726,144) x 2 = 3,165,119,488; total 52,051,222,528 - 14,100,609,024 +
+//   3,165,119,488 = 41,115,732,992 (38.29 GiB). Collectives, 1 micro-batch per step: ZeRO-3 7/8 x 3 x
+//   6,759,395,328 = 17,743,412,736 elements, ZeRO-2 7/8 x 2 x that = 11,828,941,824: 1.5.
+//   13B: a layer (317,204,480) is one segment of two buckets; projector 31,467,520: gather
+//   697,344,000; params (290,909,184 + 1,630,916,480 + 697,344,000) x 2 = 5,238,339,328; total
+//   84,891,160,576 - 26,676,482,048 + 5,238,339,328 = 63,453,017,856 (59.10 GiB, 20.9 to spare);
+//   collectives 7/8 x 3 x 13,047,331,840 = 34,249,246,080 elements, ZeRO-2 22,832,830,720.
+//   7B on 24 GB (8 per device, offload): the masters, m and v (3 x 3,379,697,664) and one bucket's
+//   slice (a layer's, 25,297,920 x 4) in host memory: 10,240,284,672 bytes; not in the device's total.
+static void test_plan_zero3(void) {
+    struct {
+        const char *preset, *llm;
+        uint64_t params, gather, total;
+        double volume, volume2;
+    } want[] = {
+        {"configs/llava15-7b-stage2.json", "tests/data/hf/vicuna-7b-v1.5", 3165119488ull, 446726144ull, 41115732992ull,
+         17743412736.0, 11828941824.0},
+        {"configs/llava15-13b-stage2.json", "tests/data/hf/vicuna-13b-v1.5", 5238339328ull, 697344000ull,
+         63453017856ull, 34249246080.0, 22832830720.0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char *llm = xasprintf("model.llm=%s", want[i].llm);
+        const char *sets[] = {llm, "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336"};
+        run_settings c;
+        model_config mc;
+        mem_plan p;
+        int rc = settings_load(want[i].preset, sets, 2, &c);
+        if (rc == 0) rc = train_model_config(&c, &mc);
+        if (rc == 0) rc = mem_plan_make(&c, &mc, 8, &p);
+        CHECK(rc == 0, "%s: %s", want[i].preset, llava_errmsg());
+        if (rc == 0) {
+            CHECK(p.zero_stage == 3 && p.params == want[i].params && p.gather_numel == want[i].gather &&
+                      p.shard_per_rank == p.state_per_rank && p.total == want[i].total && !p.offload && p.host == 0,
+                  "%s: ZeRO-%d params %llu gather %llu shard %llu total %llu", want[i].preset, p.zero_stage,
+                  (unsigned long long)p.params, (unsigned long long)p.gather_numel,
+                  (unsigned long long)p.shard_per_rank, (unsigned long long)p.total);
+            CHECK(p.volume_elems == want[i].volume && p.volume_elems_zero2 == want[i].volume2,
+                  "%s: collectives %.0f, ZeRO-2 %.0f elements", want[i].preset, p.volume_elems, p.volume_elems_zero2);
+            settings_free(&c);
+        }
+        free(llm);
+    }
+    CHECK(63453017856ull + ((uint64_t)10 << 30) <= MEM_PLAN_GPU_BYTES, "13B stage 2 under ZeRO-3 keeps 10 GiB spare");
+    // The 24 GB preset: ZeRO-3, offload, 8 per device with 2 accumulation steps.
+    const char *sets[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5",
+                          "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336"};
+    run_settings c;
+    model_config mc;
+    mem_plan p;
+    CHECK(settings_load("configs/llava15-7b-stage2-24gb.json", sets, 2, &c) == 0 && train_model_config(&c, &mc) == 0 &&
+              mem_plan_make(&c, &mc, 8, &p) == 0,
+          "%s", llava_errmsg());
+    CHECK(p.zero_stage == 3 && p.offload && p.per_device_batch == 8 && mem_plan_accum(&c, 8) == 2 &&
+              p.host == 10240284672ull && p.master == 3379697664ull &&
+              p.total == p.params + p.grads + p.grad_shard + p.activations + p.reserve &&
+              p.total <= ((uint64_t)24 << 30),
+          "24 GB: ZeRO-%d offload %d batch %d host %llu total %llu", p.zero_stage, p.offload, p.per_device_batch,
+          (unsigned long long)p.host, (unsigned long long)p.total);
     settings_free(&c);
 }
 
@@ -381,8 +680,12 @@ int main(void) {
     test_single();
     test_rendezvous();
     test_buckets();
+    test_zero3_layout();
+    test_zero3_schedule();
+    test_zero3_one_rank();
     test_sampler_shares();
     test_plan();
+    test_plan_zero3();
     test_timeout_keys();
     return check_done();
 }

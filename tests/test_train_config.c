@@ -198,8 +198,16 @@ static void test_overrides_and_errors(void) {
     CHECK(cfg_set(&c, "train.trainable=projector,everything") != 0, "unknown module accepted");
     CHECK_ERR_HAS("everything");
     CHECK(cfg_set(&c, "novalue") != 0, "no '=' accepted");
-    CHECK(cfg_set(&c, "train.zero_stage=3") == 0 && cfg_validate(&c) != 0, "ZeRO-3 validated");
-    CHECK_ERR_HAS("ZeRO-3");
+    CHECK(cfg_set(&c, "train.zero_stage=4") == 0 && cfg_validate(&c) != 0, "ZeRO-4 validated");
+    CHECK_ERR_HAS("0, 1, 2 or 3");
+    CHECK(cfg_set(&c, "train.zero_stage=3") == 0 && cfg_validate(&c) == 0, "ZeRO-3 refused: %s", llava_errmsg());
+    // ZeRO-3's gathers must be the same on every rank: one pass per micro-batch.
+    CHECK(cfg_set(&c, "data.token_budget=4096") == 0 && cfg_validate(&c) != 0, "ZeRO-3 with a token budget validated");
+    CHECK_ERR_HAS("token_budget");
+    cfg_set(&c, "data.token_budget=0");
+    CHECK(cfg_set(&c, "train.offload_optimizer=gpu") != 0, "offload_optimizer gpu accepted");
+    CHECK(cfg_set(&c, "train.offload_optimizer=cpu") == 0 && cfg_validate(&c) == 0, "offload refused");
+    cfg_set(&c, "train.offload_optimizer=none");
     cfg_set(&c, "train.zero_stage=2");
     CHECK(cfg_set(&c, "train.per_device_train_batch_size=0") == 0 && cfg_validate(&c) != 0, "batch 0 validated");
     cfg_set(&c, "train.per_device_train_batch_size=4");

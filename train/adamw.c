@@ -58,27 +58,45 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
         const grad_bucket *bk = &s->buckets[b];
         int g = bk->group;
         size_t own_hi = bk->own_lo + bk->own_n;
+        // ZeRO-3: this rank's slice of the parameters, laid out as the state.
+        char *pdst = s->sharded[g] ? (char *)s->pshard[g] + bk->state_off * ops->act_bytes
+                                   : (char *)m->params[g] + bk->own_lo * ops->act_bytes;
+        // Offload: the bucket's gradient slice to the host, where the update runs.
+        if (s->offload && bk->own_n)
+            ops->download(be, BUF_GRAD, s->host_grad,
+                          s->zero == 0 ? m->grads[g] + bk->own_lo : s->grad_shard[g] + bk->state_off, bk->own_n);
         for (int i = bk->view_first; i <= bk->view_last; i++) {
             const param_view *v = &m->pt.views[i];
+            if (s->sharded[g] && llava_model_is_frozen(m, v)) continue;  // ZeRO-3 buckets hold frozen views too
             size_t a = v->offset > bk->own_lo ? v->offset : bk->own_lo;
             size_t e = v->offset + v->numel < own_hi ? v->offset + v->numel : own_hi;
             if (a >= e) continue;
             size_t si = bk->state_off + (a - bk->own_lo);  // ZeRO-0: si == a
             double lr = lr_for_group(c, k, g);
             double wd = param_decays(v->name) ? c->weight_decay : 0.0;
-            void *param = (char *)m->params[g] + a * ops->act_bytes;
+            if (s->offload) {  // the host's fp32 master is the parameter the CPU's AdamW updates
+                s->host->ops->adamw(s->host, s->master[g] + si, NULL, s->host_grad + (a - bk->own_lo), s->m[g] + si,
+                                    s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
+                continue;
+            }
+            void *param = pdst + (si - bk->state_off) * ops->act_bytes;
             float *master = s->master[g] ? s->master[g] + si : NULL;
             const float *grad = s->zero == 0 ? m->grads[g] + a : s->grad_shard[g] + si;
             ops->adamw(be, param, master, grad, s->m[g] + si, s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd,
                        t, scale);
         }
+        // Offload: the updated masters become the working parameters (rounded to bf16 on the GPU, as
+        // the kernel rounds them; views frozen by name in a ZeRO-3 bucket go back unchanged).
+        if (s->offload && bk->own_n) ops->upload(be, BUF_PARAM, pdst, s->master[g] + bk->state_off, bk->own_n);
     }
     if (s->zero > 0)
         for (int b = 0; b < s->n_buckets; b++) {
             const grad_bucket *bk = &s->buckets[b];
+            if (s->sharded[bk->group]) continue;  // ZeRO-3 gathers them when they are next used
             dist_allgather(s->d, (char *)m->params[bk->group] + bk->lo * ops->act_bytes, bk->n, ops->act_bytes,
                            "all-gather parameters");
         }
+    if (s->zero == 3) optim_params_changed(s);  // what the gather buffers hold is out of date
     s->step = t;
     return norm;
 }

@@ -37,19 +37,21 @@ static void gather_group(const llava_model *m, const optim_state *o, int g, grou
         h->m = xmalloc(sizeof(float) * n);
         h->v = xmalloc(sizeof(float) * n);
         // The fp32 masters where the working copy is narrower; otherwise the parameters themselves.
-        if (o->master[g]) ops->download(be, BUF_F32, h->w, o->master[g], n);
+        if (o->master[g]) optim_state_read(o, m, o->master[g], h->w, n);
         else ops->download(be, BUF_PARAM, h->w, m->params[g], n);
-        ops->download(be, BUF_F32, h->m, o->m[g], n);
-        ops->download(be, BUF_F32, h->v, o->v[g], n);
+        optim_state_read(o, m, o->m[g], h->m, n);
+        optim_state_read(o, m, o->v[g], h->v, n);
         return;
     }
+    int sharded = o->sharded[g] && m->param_sharded[g];
     if (root) {
-        // Every rank holds all parameters after the all-gather; the masters (GPU) and the moments
-        // are sharded. Frozen views keep zero moments, as on one rank.
-        h->w = xmalloc(sizeof(float) * n);
+        // Every rank holds all parameters after the all-gather (ZeRO-3: its slices of them, gathered
+        // here like the state); the masters (GPU) and the moments are sharded. Frozen views keep zero
+        // moments, as on one rank.
+        h->w = xcalloc(n, sizeof(float));
         h->m = xcalloc(n, sizeof(float));
         h->v = xcalloc(n, sizeof(float));
-        ops->download(be, BUF_PARAM, h->w, m->params[g], n);
+        if (!sharded) ops->download(be, BUF_PARAM, h->w, m->params[g], n);
     }
     for (int b = 0; b < o->n_buckets; b++) {
         const grad_bucket *k = &o->buckets[b];
@@ -58,8 +60,13 @@ static void gather_group(const llava_model *m, const optim_state *o, int g, grou
         float *srcs[3] = {o->m[g], o->v[g], o->master[g]};
         float *dsts[3] = {root ? h->m + k->lo : NULL, root ? h->v + k->lo : NULL, root ? h->w + k->lo : NULL};
         for (int j = 0; j < 3; j++) {
+            if (j == 2 && !srcs[j] && sharded) {  // ZeRO-3 on the CPU: the parameter slices are the masters
+                optim_pshard_download(o, m, g, b, slice);
+                dist_gather_host_f32(o->d, slice, k->n, dsts[j], 0, "checkpoint: gather parameters");
+                continue;
+            }
             if (!srcs[j]) continue;
-            if (k->own_n) ops->download(be, BUF_F32, slice, srcs[j] + k->state_off, k->own_n);
+            if (k->own_n) optim_state_read(o, m, srcs[j] + k->state_off, slice, k->own_n);
             dist_gather_host_f32(o->d, slice, k->n, dsts[j], 0, "checkpoint: gather optimizer state");
         }
         free(slice);
@@ -512,19 +519,19 @@ int ckpt_load(const char *dir, llava_model *m, optim_state *o, ckpt_state *st) {
         }
         if (rc == 0) {
             // Rank-agnostic: every rank reads the whole file and keeps its own slices.
-            m->ops->upload(m->be, BUF_PARAM, m->params[g], w, n);
+            if (o->sharded[g] && m->param_sharded[g]) optim_pshard_upload(o, m, g, w);  // ZeRO-3: its slices
+            else m->ops->upload(m->be, BUF_PARAM, m->params[g], w, n);
             if (o->zero == 0) {
-                if (o->master[g]) m->ops->upload(m->be, BUF_F32, o->master[g], w, n);
-                m->ops->upload(m->be, BUF_F32, o->m[g], mm, n);
-                m->ops->upload(m->be, BUF_F32, o->v[g], vv, n);
+                if (o->master[g]) optim_state_write(o, m, o->master[g], w, n);
+                optim_state_write(o, m, o->m[g], mm, n);
+                optim_state_write(o, m, o->v[g], vv, n);
             } else {
                 for (int b = 0; b < o->n_buckets; b++) {
                     const grad_bucket *k = &o->buckets[b];
                     if (k->group != g || !k->own_n) continue;
-                    if (o->master[g])
-                        m->ops->upload(m->be, BUF_F32, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
-                    m->ops->upload(m->be, BUF_F32, o->m[g] + k->state_off, mm + k->own_lo, k->own_n);
-                    m->ops->upload(m->be, BUF_F32, o->v[g] + k->state_off, vv + k->own_lo, k->own_n);
+                    if (o->master[g]) optim_state_write(o, m, o->master[g] + k->state_off, w + k->own_lo, k->own_n);
+                    optim_state_write(o, m, o->m[g] + k->state_off, mm + k->own_lo, k->own_n);
+                    optim_state_write(o, m, o->v[g] + k->state_off, vv + k->own_lo, k->own_n);
                 }
             }
         }

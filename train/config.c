@@ -82,8 +82,9 @@ const cfg_key CFG_SCHEMA[] = {
     {"train.bf16", CFG_BOOL, "true", NULL, "bf16 weights and activations on the GPU (fp32 master weights and optimizer) [bf16]"},
     {"train.tf32", CFG_BOOL, "true", NULL, "allow TF32 in fp32 GEMMs on the GPU [tf32]"},
     {"train.gradient_checkpointing", CFG_BOOL, "true", NULL, "recompute each decoder layer's activations in backward [gradient_checkpointing]"},
-    {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too [deepspeed zero2.json / zero3.json]"},
+    {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too, 3: and the trained LM's and projector's parameters, gathered a layer at a time [deepspeed zero2.json / zero3.json]"},
     {"train.device", CFG_ENUM, "\"cuda\"", "cpu|cuda", "backend"},
+    {"train.offload_optimizer", CFG_ENUM, "\"none\"", "none|cpu", "cpu: fp32 masters and AdamW moments in host memory, the AdamW step on the host (the same arithmetic as the GPU's) [deepspeed offload_optimizer]"},
     {"train.ignore_memory_plan", CFG_BOOL, "false", NULL, "run even when `llava plan`'s total exceeds the memory there is (CPU: MemAvailable per rank; GPU: the device's memory)"},
     {"train.max_nonfinite_steps", CFG_INT, "10", NULL, "stop after this many consecutive steps with non-finite loss or gradients, or loss spikes (each is skipped)"},
     {"train.loss_spike_factor", CFG_FLOAT, "1000", NULL, "a step whose loss exceeds this many times the mean of the last 32 accepted losses (at least 1) is skipped like a non-finite one; 0: off"},
@@ -609,8 +610,14 @@ int cfg_validate(const train_config *c) {
         return llava_fail("%s: \"train.global_batch_size\" must be >= 0", src);
     if (cfg_int(c, "train.nccl_timeout_s") < 0) return llava_fail("%s: \"train.nccl_timeout_s\" must be >= 0", src);
     int zs = cfg_int(c, "train.zero_stage");
-    if (zs < 0 || zs > 2)
-        return llava_fail("%s: \"train.zero_stage\" must be 0, 1 or 2 (ZeRO-3 is not implemented)", src);
+    if (zs < 0 || zs > 3) return llava_fail("%s: \"train.zero_stage\" must be 0, 1, 2 or 3", src);
+    // Every rank must gather the same parameter segments in the same order: one pass per micro-batch.
+    if (zs == 3 && cfg_int(c, "data.token_budget") > 0)
+        return llava_fail(
+            "%s: \"train.zero_stage\" 3 with \"data.token_budget\": a token budget runs a rank's micro-batch "
+            "in as many passes as it needs, and ZeRO-3's parameter gathers must be the same on every rank (set "
+            "one of them)",
+            src);
     if (!(cfg_float(c, "train.learning_rate") >= 0)) return llava_fail("%s: \"train.learning_rate\" must be >= 0", src);
     double wr = cfg_float(c, "train.warmup_ratio");
     if (!(wr >= 0 && wr <= 1)) return llava_fail("%s: \"train.warmup_ratio\" must be in [0, 1]", src);

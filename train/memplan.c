@@ -70,13 +70,20 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
     int vision_layers = mem_plan_vision_layers(s, mc), vision_first = llava_vision_layers_used(mc) - vision_layers;
     for (int g = 0; g < N_GROUPS; g++) p->numel[g] = pt.group_numel[g];
 
+    // ZeRO-3 shards the groups that train of the LM and the projector (optim_init_dist), whole:
+    // their views frozen by name are in the buckets too.
+    int zero3 = p->zero_stage == 3;
+    int shard_g[N_GROUPS] = {0};
+    shard_g[GROUP_LM] = zero3 && want_lm;
+    shard_g[GROUP_PROJECTOR] = zero3;
     // The optimizer's buckets, as optim.c builds them, to count the state the fullest rank keeps.
     int cur_group = -1, cur_layer = -2;
     size_t cur_end = 0, cur_n = 0;
-    uint64_t state = 0, max_lm_bucket = 0;
+    uint64_t state = 0, max_lm_bucket = 0, max_own = 0, shard = 0, seg_n = 0, max_seg[N_GROUPS] = {0}, trained_all = 0;
+    int seg_group = -1, seg_layer = -2;
     for (int i = 0; i <= pt.n_views; i++) {
         const param_view *v = i < pt.n_views ? &pt.views[i] : NULL;
-        int trainable = 0;
+        int trainable = 0, in_bucket = 0;
         if (v && v->used && v->numel && (p->grad_groups >> v->group & 1)) {
             trainable = v->group != GROUP_PROJECTOR || want_p;
             // the tower: its layers from the first trained one; the embeddings when all train
@@ -86,21 +93,42 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
                 if (strncmp(v->name, pre, strlen(pre)) == 0) trainable = 0;
             }
         }
-        int cont = trainable && cur_n && v->group == cur_group && v->layer == cur_layer && v->offset == cur_end &&
-                   cur_n + v->numel <= OPTIM_BUCKET_MAX;
+        in_bucket = trainable || (v && v->used && v->numel && shard_g[v->group]);
+        int cont = in_bucket && cur_n && v->group == cur_group && v->layer == cur_layer &&
+                   v->offset - cur_end < PARAM_ALIGN && v->offset + v->numel - (cur_end - cur_n) <= OPTIM_BUCKET_MAX;
         if (!cont && cur_n) {  // close the bucket
-            state += p->zero_stage ? dist_shard_count(cur_n, world, world - 1) : 0;
+            uint64_t own = p->zero_stage ? dist_shard_count(cur_n, world, world - 1) : 0;
+            state += own;
+            if ((p->zero_stage ? own : cur_n) > max_own) max_own = p->zero_stage ? own : cur_n;
+            if (shard_g[cur_group]) shard += own;
+            trained_all += cur_n;
             if (cur_group == GROUP_LM && cur_n > max_lm_bucket) max_lm_bucket = cur_n;
             cur_n = 0;
         }
-        if (!trainable) continue;
+        // ZeRO-3's segments: runs of buckets of one sharded group and layer.
+        int seg_cont = in_bucket && v->group == seg_group && v->layer == seg_layer;
+        if (!seg_cont && seg_n) {
+            if (seg_n > max_seg[seg_group]) max_seg[seg_group] = seg_n;
+            seg_n = 0;
+        }
+        if (!in_bucket) {
+            seg_group = -1;
+            continue;
+        }
         if (!cont) {
             cur_group = v->group;
             cur_layer = v->layer;
+            cur_end = v->offset;
         }
-        cur_n += v->numel;
+        if (shard_g[v->group]) {
+            if (!seg_cont) seg_group = v->group, seg_layer = v->layer;
+            seg_n += v->offset + v->numel - (cur_n ? cur_end : v->offset);
+        } else {
+            seg_group = -1;
+        }
+        cur_n += v->offset + v->numel - cur_end;
         cur_end = v->offset + v->numel;
-        p->trainable += v->numel;
+        if (trainable) p->trainable += v->numel;
     }
     if (!p->zero_stage)
         for (int g = 0; g < N_GROUPS; g++)
@@ -113,6 +141,15 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
         if (p->grad_groups >> g & 1) grad_numel += pt.group_numel[g];
     }
     p->params = all * (uint64_t)p->act_bytes;
+    if (zero3) {  // the sharded groups as this rank's slices and two buffers of their largest segment
+        for (int g = 0; g < N_GROUPS; g++)
+            if (shard_g[g]) {
+                p->sharded_numel += pt.group_numel[g];
+                p->gather_numel += 2 * max_seg[g];
+            }
+        p->shard_per_rank = shard;
+        p->params = (all - p->sharded_numel + shard + p->gather_numel) * (uint64_t)p->act_bytes;
+    }
     // QLoRA: GROUP_LM_NF4 as the model allocates it (llava.c nf4_upload): per weight its codes and
     // absmax codes in 4-byte words and its fp32 absmax2; the tables; one scratch weight, the largest.
     p->nf4 = pt.group_numel[GROUP_LM_NF4] > 0;
@@ -131,15 +168,42 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
     p->grads = grad_numel * 4;
     // ZeRO-2 without a token budget: the LM's gradients live in OPTIM_GRAD_SLOTS slots of its
     // largest bucket (optim_use_grad_slots), not in a buffer of the whole group.
-    p->grad_slots = p->zero_stage == 2 && want_lm && max_lm_bucket && s->data.token_budget == 0;
+    p->grad_slots = p->zero_stage >= 2 && want_lm && max_lm_bucket && s->data.token_budget == 0;
     if (p->grad_slots) p->grads = (grad_numel - pt.group_numel[GROUP_LM] + OPTIM_GRAD_SLOTS * max_lm_bucket) * 4;
     p->grad_shard = p->zero_stage ? state * 4 : 0;
-    p->master = p->act_bytes != 4 ? state * 4 : 0;
+    p->offload = s->train.offload_optimizer;
+    p->master = p->act_bytes != 4 || p->offload ? state * 4 : 0;
     p->adam_m = p->adam_v = state * 4;
+    // Collective volume per rank per step (ring algorithms: each rank sends and receives (w - 1) / w
+    // of the buffer per reduce-scatter or all-gather, twice that per all-reduce). Psi: the elements
+    // in buckets; A micro-batches per step. ZeRO-0: one all-reduce (2 Psi); ZeRO-1: a reduce-scatter
+    // and the parameters' all-gather (2 Psi); ZeRO-2: a reduce-scatter per micro-batch and the
+    // all-gather (A Psi + Psi); ZeRO-3: a reduce-scatter per micro-batch and each sharded segment
+    // gathered for the forward and again for the backward ((A + 2 A) Psi_s, plus the other trained
+    // groups' all-gather). With A = 1 ZeRO-3 over ZeRO-2 is the paper's 3 Psi / 2 Psi = 1.5.
+    {
+        double A = (double)mem_plan_accum(s, world), f = world > 1 ? (double)(world - 1) / world : 0;
+        double psi = (double)trained_all, psi_s = 0;
+        for (int g = 0; g < N_GROUPS; g++)
+            if (shard_g[g]) psi_s += (double)pt.group_numel[g];
+        if (psi_s > psi) psi_s = psi;
+        double rs = 0, ag = 0;  // reduce-scattered gradient elements, all-gathered parameter elements
+        switch (p->zero_stage) {
+        case 0: rs = 2 * psi; break;
+        case 1: rs = psi, ag = psi; break;
+        case 2: rs = A * psi, ag = psi; break;
+        default: rs = A * psi, ag = 2 * A * psi_s + (psi - psi_s); break;
+        }
+        p->volume_elems = f * (rs + ag);
+        p->volume_bytes = f * (rs * 4 + ag * p->act_bytes);
+        p->volume_elems_zero2 = f * (A * psi + psi);
+    }
     act_shape shape = mem_plan_act_shape(s, mc);
     p->activations = mem_plan_activations(mc, &shape, p->act_bytes, mem_plan_accum(s, world));
     p->reserve = p->cuda ? (uint64_t)2 << 30 : 0;
-    p->total = p->params + p->grads + p->grad_shard + p->master + p->adam_m + p->adam_v + p->activations + p->reserve;
+    p->total = p->params + p->grads + p->grad_shard + p->activations + p->reserve;
+    if (p->offload) p->host = p->master + p->adam_m + p->adam_v + max_own * 4;
+    else p->total += p->master + p->adam_m + p->adam_v;
     param_table_free(&pt);
     return 0;
 }
@@ -164,24 +228,42 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
             fmt_count(p->numel[0] + p->numel[1] + p->numel[2] + p->numel[3], a), fmt_count(p->trainable, b),
             fmt_count(p->state_per_rank, c3));
     char note[96];
-    snprintf(note, sizeof note,
-             p->nf4 ? "%s, the LM's linears in NF4 (QLoRA) with one dequantised scratch weight"
-                    : "%s, every group, replicated",
-             pd);
+    if (p->zero_stage == 3 && p->sharded_numel)
+        snprintf(note, sizeof note, "%s, %s sharded (this rank's slices) + 2 gather buffers, the rest replicated", pd,
+                 p->sharded_numel > p->numel[GROUP_PROJECTOR] ? "LM and projector" : "projector");
+    else
+        snprintf(note, sizeof note,
+                 p->nf4 ? "%s, the LM's linears in NF4 (QLoRA) with one dequantised scratch weight"
+                        : "%s, every group, replicated",
+                 pd);
     row(out, "params", p->params, note);
     row(out, "grads", p->grads,
         p->grad_slots ? (p->grad_groups >> GROUP_VISION & 1
                              ? "fp32, the tower's and the projector's, and the LM's in 3 slots of its largest bucket"
-                             : "fp32, the projector's, and the LM's in 3 slots of its largest bucket (ZeRO-2)")
+                             : "fp32, the projector's, and the LM's in 3 slots of its largest bucket")
                       : "fp32, whole trainable groups (the backward accumulates into them)");
     if (p->zero_stage) row(out, "grad shard", p->grad_shard, "fp32, this rank's reduced slices");
-    if (p->master) row(out, "master", p->master, p->zero_stage ? "fp32, sharded" : "fp32");
-    row(out, "adam m", p->adam_m, p->zero_stage ? "fp32, sharded" : "fp32");
-    row(out, "adam v", p->adam_v, p->zero_stage ? "fp32, sharded" : "fp32");
+    const char *sn =
+        p->offload ? (p->zero_stage ? "fp32, sharded, in host memory (offload)" : "fp32, in host memory (offload)")
+                   : (p->zero_stage ? "fp32, sharded" : "fp32");
+    if (p->master) row(out, "master", p->master, sn);
+    row(out, "adam m", p->adam_m, sn);
+    row(out, "adam v", p->adam_v, sn);
     snprintf(note, sizeof note, "%s, peak of forward + backward", pd);
     row(out, "activations", p->activations, note);
     if (p->reserve) row(out, "reserve", p->reserve, "CUDA context, cuBLAS workspace, NCCL buffers");
-    row(out, "total", p->total, "");
+    row(out, "total", p->total, p->offload ? "on the device (the optimizer's rows are host memory)" : "");
+    if (p->offload)
+        fprintf(
+            out,
+            "  host memory per rank: %.2f GiB (masters, m, v and one bucket's gradient slice); %.2f GiB for 8 ranks\n",
+            (double)p->host / (double)(1ull << 30), 8.0 * (double)p->host / (double)(1ull << 30));
+    if (p->world > 1)
+        fprintf(out,
+                "  collectives per rank per step: %.2f G elements, %.2f GiB (ZeRO-2 on this run: %.2f G elements; "
+                "ratio %.2f)\n",
+                p->volume_elems / 1e9, p->volume_bytes / (double)(1ull << 30), p->volume_elems_zero2 / 1e9,
+                p->volume_elems_zero2 > 0 ? p->volume_elems / p->volume_elems_zero2 : 0);
     if (capacity)
         fprintf(out, "  %s %.0f GiB per device (%.1f GiB %s)\n", p->total <= capacity ? "fits in" : "DOES NOT FIT in",
                 (double)capacity / (double)(1ull << 30),

@@ -3,11 +3,13 @@
 // prints it for any rank count).
 //
 // Kinds, and their element sizes on the CUDA backend (CPU: 4 bytes everywhere):
-//   params       PARAM, every group (frozen vision tower included), bf16, replicated on every rank
+//   params       PARAM, every group (frozen vision tower included), bf16, replicated on every rank;
+//                under ZeRO-3 the trained LM's and projector's as this rank's slices plus two gather
+//                buffers of their largest segment (a decoder layer, the embeddings, the head)
 //   grads        GRAD, fp32, the whole of every trainable group: the buffers the backward
 //                accumulates into; under ZeRO-2 (no token budget) the LM's are OPTIM_GRAD_SLOTS
 //                slots of its largest bucket instead.
-//   grad shard   ZeRO-1/2: the reduced gradient of this rank's slices, fp32
+//   grad shard   ZeRO-1/2/3: the reduced gradient of this rank's slices, fp32
 //   master       fp32 masters of the trainable groups (CUDA only), sharded with ZeRO-1/2
 //   adam m, v    fp32, sharded with ZeRO-1/2
 //   activations  the model's activation arenas, planned by model/acts.c's table for the largest
@@ -16,6 +18,9 @@
 //                every decoder layer keeps only its input and one layer's activations; plus the
 //                loss ledger of a step (fp32 per token). The same plan the model allocates.
 //   reserve      CUDA context, cuBLAS workspace and NCCL buffers: a fixed 2 GiB on the GPU
+// With train.offload_optimizer cpu the masters (then on the CPU backend too) and m, v are host
+// memory, not counted in the device's total; `host` has them and the staging of one bucket's
+// gradient slice.
 // The sharded kinds count the last rank, which holds the most (it takes each bucket's leftover).
 #ifndef LLAVA_TRAIN_MEMPLAN_H
 #define LLAVA_TRAIN_MEMPLAN_H
@@ -42,6 +47,14 @@ typedef struct {
     uint64_t state_per_rank;   // optimizer-state elements of the rank holding the most
     // bytes per rank
     uint64_t params, grads, grad_shard, master, adam_m, adam_v, activations, reserve, total;
+    // ZeRO-3: parameters sharded (the fullest rank's slices) and the two gather buffers
+    uint64_t sharded_numel, shard_per_rank, gather_numel;
+    // What each rank sends and receives per step in the ring collectives (the ZeRO paper's count,
+    // (world - 1) / world of each): in elements, and in bytes (fp32 gradients, PARAM-dtype
+    // parameters); and the same run's under ZeRO-2, for the ratio the paper puts at 1.5 for ZeRO-3.
+    double volume_elems, volume_bytes, volume_elems_zero2;
+    int offload;    // train.offload_optimizer cpu
+    uint64_t host;  // host bytes per rank (offload: masters, m, v and the gradient staging)
 } mem_plan;
 
 // The plan of the run `c` describes on `world` ranks (its ZeRO stage, device, batch, model).

@@ -47,6 +47,14 @@ typedef struct {
     size_t state_off;           // where that slice starts in the group's state arrays
 } grad_bucket;
 
+// ZeRO-3: a segment is what is gathered at once: the buckets of one group and layer (a decoder
+// layer, the embeddings, the final norm with the head, the projector), contiguous in the group.
+typedef struct {
+    int group, layer;
+    int b_first, b_last;  // its buckets
+    size_t lo, n;         // elements [lo, lo + n) of the group buffer
+} param_segment;
+
 typedef struct {
     // F32 on the backend, for trainable groups. ZeRO-0: the group's whole length, indexed like the
     // group buffer (frozen views' entries stay 0). ZeRO-1/2: this rank's slices back to back.
@@ -84,6 +92,27 @@ typedef struct {
     uint64_t slot_mark[OPTIM_GRAD_SLOTS];
     int slot_next;
     int passes;  // reductions done in this step so far (ZeRO-2)
+    // ZeRO-3 (optim_shard_params): per group whether its parameters are sharded; then this rank's
+    // slices of them (PARAM, the state layout: the fp32 masters' twin in the working dtype), the
+    // segments, two gather buffers per sharded group (the segment in use and the next one, gathered
+    // ahead), which segment each buffer holds and the mark after its gather, per segment the buffer
+    // holding it (-1: none), per group the segment in use (-1: none).
+    char sharded[N_GROUPS];
+    void *pshard[N_GROUPS];
+    param_segment *segs;
+    int n_segs;
+    int *view_seg;
+    void *gbuf[N_GROUPS][2];
+    int gbuf_seg[N_GROUPS][2];
+    uint64_t gbuf_mark[N_GROUPS][2];
+    int *seg_buf;
+    int cur_seg[N_GROUPS];
+    long gathers_ahead, gathers_on_demand;  // counts, for the log and the tests
+    // Offload (optim_init_ex): m, v and fp32 masters (always, also on the CPU backend) in host memory
+    // of the `host` CPU backend, which runs AdamW on them; host_grad stages a bucket's gradient slice.
+    int offload;
+    llava_backend *host;
+    float *host_grad;
 } optim_state;
 
 // Allocates state for every group that has gradients, on one process.
@@ -92,6 +121,16 @@ void optim_init(optim_state *s, const llava_model *m);
 // (the single backend) never shards: its arithmetic is exactly the one-process path. A group of one
 // rank of MPI or NCCL runs the stage asked for (each collective is then a copy).
 void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage);
+// The same with the optimizer offloaded (offload 1, train.offload_optimizer cpu): m, v and the fp32
+// masters in host memory; each step's update downloads this rank's reduced gradient slices (the
+// gradient norm is still computed where they are), runs the CPU backend's AdamW on the host, the
+// same arithmetic as the GPU kernel's (kernels/cuda/optim.cu), and uploads the updated masters as
+// the working parameters. On the CPU backend the result is bit-identical to no offload.
+void optim_init_ex(optim_state *s, const llava_model *m, dist *d, int zero_stage, int offload);
+// The optimizer state (m, v, master) to or from host fp32, wherever it lives (the backend, or the
+// host when offloaded): what checkpoints use.
+void optim_state_read(const optim_state *s, const llava_model *m, const float *state, float *out, size_t n);
+void optim_state_write(const optim_state *s, const llava_model *m, float *state, const float *in, size_t n);
 void optim_free(optim_state *s, const llava_model *m);
 // ZeRO-2 without the LM's full-size GRAD buffer: frees it and has the backward accumulate each
 // bucket into one of OPTIM_GRAD_SLOTS slots, zeroed (or, after the step's first reduction, loaded
@@ -101,6 +140,25 @@ void optim_free(optim_state *s, const llava_model *m);
 // every bucket between passes). Returns 1 when slots are in use, 0 when the state does not allow
 // them (not ZeRO-2, or the LM does not train).
 int optim_use_grad_slots(optim_state *s, llava_model *m);
+
+// ZeRO-3 (zero stage 3 on two or more ranks, or one MPI / NCCL rank): the trained LM's and
+// projector's parameters are sharded like their optimizer state (the vision tower, LoRA adapters
+// and frozen groups stay whole on every rank). Frees those groups' PARAM buffers, keeps this rank's
+// slices, and has the model gather each segment into one of two buffers when it computes with it
+// (llava_model.param_need), the next segment's gather issued as that one starts (ahead, on the
+// NCCL stream while the layer computes). Every update invalidates the gathered buffers. Returns
+// the number of sharded groups (0: the state shards none). Call after optim_init_dist, before
+// optim_use_grad_slots.
+int optim_shard_params(optim_state *s, llava_model *m);
+// Makes every sharded group whole again on every rank (PARAM buffers all-gathered), for what
+// needs the model as one piece after training: the export. The state stays as it was.
+void optim_params_whole(optim_state *s, llava_model *m);
+// This rank's slices of a sharded group's parameters to host fp32 `out` (state layout), or from
+// host `in` (whole group layout: each bucket's own slice is taken), for checkpoints.
+void optim_pshard_download(const optim_state *s, const llava_model *m, int g, int b, float *out);
+void optim_pshard_upload(optim_state *s, llava_model *m, int g, const float *whole);
+// Forgets what the gather buffers hold (the parameters changed under them).
+void optim_params_changed(optim_state *s);
 
 // The global L2 norm of all gradients (NaN/inf when any is non-finite), from this process's full
 // gradient buffers.

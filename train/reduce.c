@@ -14,7 +14,9 @@ static void build_buckets(optim_state *s, const llava_model *m) {
     grad_bucket *cur = NULL;
     for (int i = 0; i < m->pt.n_views; i++) {
         const param_view *v = &m->pt.views[i];
-        if (!v->used || v->numel == 0 || llava_model_is_frozen(m, v)) {
+        // ZeRO-3 shards a group whole: its views frozen by name are in its buckets too (their
+        // gradients stay zero and AdamW passes them over), so every view is gathered with its layer.
+        if (!v->used || v->numel == 0 || (llava_model_is_frozen(m, v) && !s->sharded[v->group])) {
             cur = NULL;
             continue;
         }
@@ -56,7 +58,21 @@ static void build_buckets(optim_state *s, const llava_model *m) {
     s->issued = xcalloc((size_t)(s->n_buckets ? s->n_buckets : 1), 1);
 }
 
+void optim_state_read(const optim_state *s, const llava_model *m, const float *state, float *out, size_t n) {
+    if (s->offload) memcpy(out, state, sizeof(float) * n);
+    else m->ops->download(m->be, BUF_F32, out, state, n);
+}
+
+void optim_state_write(const optim_state *s, const llava_model *m, float *state, const float *in, size_t n) {
+    if (s->offload) memcpy(state, in, sizeof(float) * n);
+    else m->ops->upload(m->be, BUF_F32, state, in, n);
+}
+
 void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage) {
+    optim_init_ex(s, m, d, zero_stage, 0);
+}
+
+void optim_init_ex(optim_state *s, const llava_model *m, dist *d, int zero_stage, int offload) {
     memset(s, 0, sizeof *s);
     s->d = d;
     if (!s->d) {
@@ -66,29 +82,47 @@ void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_sta
     // One process never shards. A group of one (mpirun -np 1, a 1-GPU NCCL run) goes through the
     // same collectives as many ranks would: the way to check them against the one-process path.
     s->zero = dist_kind(s->d) == DIST_SINGLE ? 0 : zero_stage;
+    // ZeRO-3 shards the parameters of the LM and the projector where they train (optim_shard_params).
+    for (int g = 0; g < N_GROUPS; g++)
+        s->sharded[g] = s->zero == 3 && (g == GROUP_LM || g == GROUP_PROJECTOR) && m->grads[g] != NULL;
     build_buckets(s, m);
     llava_backend *be = m->be;
     const llava_ops *ops = be->ops;
+    if (offload) {
+        s->offload = 1;
+        s->host = llava_backend_open("cpu", NULL);
+        if (!s->host) {
+            fprintf(stderr, "llava: optimizer offload: no CPU backend (%s)\n", llava_errmsg());
+            abort();
+        }
+        size_t mx = 1;
+        for (int b = 0; b < s->n_buckets; b++)
+            if (s->buckets[b].own_n > mx) mx = s->buckets[b].own_n;
+        s->host_grad = xmalloc(sizeof(float) * mx);
+    }
+    // Where the state lives: the backend, or the host when offloaded.
+    llava_backend *sbe = offload ? s->host : be;
     for (int g = 0; g < N_GROUPS; g++) {
         if (!m->grads[g]) continue;
         size_t n = s->state_numel[g];
         // A rank may own nothing of a small group: keep one element so every pointer is real.
-        s->m[g] = ops->alloc(be, BUF_F32, n ? n : 1);
-        s->v[g] = ops->alloc(be, BUF_F32, n ? n : 1);
+        s->m[g] = sbe->ops->alloc(sbe, BUF_F32, n ? n : 1);
+        s->v[g] = sbe->ops->alloc(sbe, BUF_F32, n ? n : 1);
         if (s->zero > 0) s->grad_shard[g] = ops->alloc(be, BUF_GRAD, n ? n : 1);
-        if (ops->act_bytes != sizeof(float)) {
+        if (ops->act_bytes != sizeof(float) || offload) {
             // The masters start as the working weights widened: the model holds no other copy.
-            s->master[g] = ops->alloc(be, BUF_F32, n ? n : 1);
+            // (offloaded: always, the host's fp32 copy the update works on)
+            s->master[g] = sbe->ops->alloc(sbe, BUF_F32, n ? n : 1);
             size_t gn = m->pt.group_numel[g];
             float *host = xmalloc(sizeof(float) * gn);
             ops->download(be, BUF_PARAM, host, m->params[g], gn);
             if (s->zero == 0) {
-                ops->upload(be, BUF_F32, s->master[g], host, gn);
+                optim_state_write(s, m, s->master[g], host, gn);
             } else {
                 for (int b = 0; b < s->n_buckets; b++) {
                     const grad_bucket *k = &s->buckets[b];
                     if (k->group == g && k->own_n)
-                        ops->upload(be, BUF_F32, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
+                        optim_state_write(s, m, s->master[g] + k->state_off, host + k->own_lo, k->own_n);
                 }
             }
             free(host);
@@ -141,7 +175,7 @@ static float *slot_of(void *ctx, int view) {
 
 int optim_use_grad_slots(optim_state *s, llava_model *m) {
     const int g = GROUP_LM;
-    if (s->zero != 2 || !m->grads[g]) return 0;
+    if (s->zero < 2 || !m->grads[g]) return 0;
     size_t mx = 0;
     for (int b = 0; b < s->n_buckets; b++)
         if (s->buckets[b].group == g && s->buckets[b].n > mx) mx = s->buckets[b].n;
@@ -203,7 +237,11 @@ void optim_arm(optim_state *s, llava_model *m, int final_pass) {
     m->grad_final_ctx = s->armed ? s : NULL;
     s->armed_model = m;
     if (!s->armed) return;
-    for (int b = 0; b < s->n_buckets; b++) s->left[b] = s->buckets[b].view_last - s->buckets[b].view_first + 1;
+    for (int b = 0; b < s->n_buckets; b++) {  // the views that will report final: not those frozen (ZeRO-3)
+        s->left[b] = 0;
+        for (int i = s->buckets[b].view_first; i <= s->buckets[b].view_last; i++)
+            s->left[b] += !llava_model_is_frozen(m, &m->pt.views[i]);
+    }
     s->next = s->n_buckets - 1;
 }
 
@@ -212,7 +250,9 @@ static void reduce_all(optim_state *s, llava_model *m, const char *what) {
     if (!s->armed) s->next = s->n_buckets - 1;
     if (s->next >= 0) {  // what the backward held back starts at a bucket no view of the pass finished
         const grad_bucket *k = &s->buckets[s->next];
-        if (s->armed && s->left[s->next] != k->view_last - k->view_first + 1) s->stalled++;
+        int views = 0;
+        for (int i = k->view_first; i <= k->view_last; i++) views += !llava_model_is_frozen(m, &m->pt.views[i]);
+        if (s->armed && s->left[s->next] != views) s->stalled++;
         s->issued_after += s->next + 1;
     }
     while (s->next >= 0) issue(s, m, s->next--);
@@ -229,17 +269,28 @@ static void reduce_all(optim_state *s, llava_model *m, const char *what) {
 }
 
 void optim_free(optim_state *s, const llava_model *m) {
+    llava_backend *sbe = s->offload ? s->host : m->be;
     for (int g = 0; g < N_GROUPS; g++) {
-        if (s->m[g]) m->ops->free(m->be, s->m[g]);
-        if (s->v[g]) m->ops->free(m->be, s->v[g]);
-        if (s->master[g]) m->ops->free(m->be, s->master[g]);
+        if (s->m[g]) sbe->ops->free(sbe, s->m[g]);
+        if (s->v[g]) sbe->ops->free(sbe, s->v[g]);
+        if (s->master[g]) sbe->ops->free(sbe, s->master[g]);
         if (s->grad_shard[g]) m->ops->free(m->be, s->grad_shard[g]);
     }
+    free(s->host_grad);
+    if (s->host) llava_backend_close(s->host);
     free(s->buckets);
     free(s->view_bucket);
     free(s->left);
     free(s->issued);
     free(s->bucket_slot);
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (s->pshard[g]) m->ops->free(m->be, s->pshard[g]);
+        for (int j = 0; j < 2; j++)
+            if (s->gbuf[g][j]) m->ops->free(m->be, s->gbuf[g][j]);
+    }
+    free(s->segs);
+    free(s->view_seg);
+    free(s->seg_buf);
     for (int i = 0; i < OPTIM_GRAD_SLOTS; i++)
         if (s->slots[i]) m->ops->free(m->be, s->slots[i]);
     if (s->own_dist) dist_finalize(s->d);
@@ -248,7 +299,7 @@ void optim_free(optim_state *s, const llava_model *m) {
 
 void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
     if (micro == 0) s->passes = 0;
-    if (s->zero != 2 || micro == 0) return;
+    if (s->zero < 2 || micro == 0) return;
     llava_model_zero_grads(m);
     for (int b = 0; b < s->n_buckets; b++) {  // slotted groups load their slices when a slot is taken
         const grad_bucket *k = &s->buckets[b];
@@ -259,7 +310,7 @@ void optim_micro_begin(optim_state *s, llava_model *m, int micro) {
 }
 
 void optim_micro_end(optim_state *s, llava_model *m) {
-    if (s->zero == 2) reduce_all(s, m, "reduce-scatter gradients (micro-batch)");
+    if (s->zero >= 2) reduce_all(s, m, "reduce-scatter gradients (micro-batch)");
 }
 
 void optim_reduce(optim_state *s, llava_model *m) {

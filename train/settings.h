@@ -69,7 +69,8 @@ typedef struct {
     int seed;
     int bf16, tf32, gradient_checkpointing;
     int zero_stage;
-    char *device;  // "cpu" or "cuda"
+    int offload_optimizer;  // train.offload_optimizer cpu: optimizer state and update on the host
+    char *device;           // "cpu" or "cuda"
     int max_nonfinite_steps;
     double loss_spike_factor;  // 0: off
     int ignore_memory_plan;

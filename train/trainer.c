@@ -374,6 +374,14 @@ static void print_start(const trainer *t) {
             "train: %d ranks (%s collectives), %d micro-batch%s per rank per step, ZeRO-%d, %d gradient buckets%s\n",
             t->world, dist_backend_name(dist_kind(t->d)), t->accum, t->accum == 1 ? "" : "es", t->os.zero,
             t->os.n_buckets, t->os.slotted ? ", LM gradients in slots" : "");
+    if (t->lead && t->os.offload)
+        fprintf(stderr,
+                "train: optimizer offloaded: fp32 masters and AdamW moments in host memory, the update on the host\n");
+    if (t->lead && t->os.n_segs)
+        fprintf(stderr, "train: ZeRO-3: the %s%s parameters sharded, gathered in %d segments\n",
+                t->os.sharded[GROUP_PROJECTOR] ? "projector's" : "",
+                t->os.sharded[GROUP_LM] ? (t->os.sharded[GROUP_PROJECTOR] ? " and the LM's" : "LM's") : "",
+                t->os.n_segs);
     if (t->world > 1 && t->os.slotted)
         fprintf(stderr, "train: LM gradients: %d slots of %zu elements instead of a buffer of %zu\n", OPTIM_GRAD_SLOTS,
                 t->os.slot_n, (size_t)t->m.pt.group_numel[GROUP_LM]);
@@ -413,8 +421,10 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
     if (lock_ok != 1.0) return llava_fail("rank 0 could not lock %s", s->checkpoint.output_dir);
     if (open_model(t) != 0 || open_data(t) != 0) return -1;
 
-    optim_init_dist(&t->os, &t->m, t->d, s->train.zero_stage);
+    optim_init_ex(&t->os, &t->m, t->d, s->train.zero_stage, s->train.offload_optimizer);
     t->have_os = 1;
+    // ZeRO-3: the trained LM's and projector's parameters sharded, gathered a segment at a time.
+    optim_shard_params(&t->os, &t->m);
     // ZeRO-2 keeps no full-size LM gradient buffer: per-layer slots instead (one pass per
     // micro-batch, so not with a token budget).
     if (s->data.token_budget == 0) optim_use_grad_slots(&t->os, &t->m);
@@ -495,7 +505,8 @@ int train_step_passes(llava_model *m, optim_state *os, const loader_micro *micro
         int last_chunk = -1;
         for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0; ch++)
             if (mb->chunks[ch].n_targets) last_chunk = ch;
-        int reduce_after = os->zero == 2 || mi == accum - 1;
+        int reduce_after = os->zero >= 2 || mi == accum - 1;
+        int passed = 0;
         // A fully masked micro-batch has no loss to learn from (but its rank still takes part in
         // the reduction).
         for (int ch = 0; ch < mb->n_chunks && mb->n_targets > 0 && rc == 0; ch++) {
@@ -508,8 +519,11 @@ int train_step_passes(llava_model *m, optim_state *os, const loader_micro *micro
                                      : (double)b->n_targets / (double)mb->n_targets / (double)V;
             m->lora_pass_seed = lora_mix64(m->lora_pass_seed);  // each pass its own dropout masks
             rc = llava_pass(m, b, 1, (float)w, NULL);
+            passed = 1;
             if (rc == 0) passes[n_passes++] = (pass_weight){b, w};  // a failed pass wrote no losses
         }
+        // ZeRO-3: a rank with nothing to train on still takes part in the pass's parameter gathers.
+        if (!passed && rc == 0) llava_model_param_walk(m, 1);
         optim_micro_end(os, m);
     }
     optim_reduce(os, m);
@@ -648,9 +662,13 @@ static int trainer_eval(trainer *t, step_report *r) {
             rc = -1;
             break;
         }
+        // ZeRO-3: every rank takes part in every pass's parameter gathers, its own or not (one pass
+        // per batch: a token budget is refused with ZeRO-3).
+        if (b % t->world != t->rank && t->os.n_segs) llava_model_param_walk(&t->m, 0);
         if (b % t->world == t->rank) {
             const loader_micro *mb = &ls.micro[0];
             double sum = 0;  // the batch's loss: its chunks' token means, weighted by their targets
+            if (mb->n_chunks == 0 || mb->chunks[0].n_targets == 0) llava_model_param_walk(&t->m, 0);
             for (int ch = 0; ch < mb->n_chunks; ch++) {
                 const llava_batch *bt = &mb->chunks[ch];
                 if (bt->n_targets == 0) continue;
@@ -839,6 +857,8 @@ static int trainer_finish(trainer *t, int rc) {
         free(pp);
         free(md);
     }
+    // ZeRO-3: every rank takes part in putting the model back together for rank 0's export.
+    if (finished && t->os.n_segs) optim_params_whole(&t->os, &t->m);
     if (finished && t->lead) {
         // The results: the projector in LLaVA's own layout, and (when the LM trained) the whole model,
         // or (LoRA) the adapters with the projector as a PEFT folder for the llava-hf export of the base
@@ -876,6 +896,10 @@ static int trainer_finish(trainer *t, int rc) {
                     "train: rank 0 issued %ld bucket reductions, %ld of them during the backward, %ld after it "
                     "behind a bucket the pass did not write, %ld held back by a bucket left partly final\n",
                     t->os.issued_total, t->os.issued_in_backward, t->os.issued_after, t->os.stalled);
+        if (rc == 0 && t->os.n_segs)
+            fprintf(stderr,
+                    "train: rank 0 gathered %ld parameter segments, %ld of them ahead of use and %ld on demand\n",
+                    t->os.gathers_ahead + t->os.gathers_on_demand, t->os.gathers_ahead, t->os.gathers_on_demand);
     }
     if (finished && t->world > 1) {
         // Every rank ends with rank 0's verdict on the export.

@@ -2,9 +2,10 @@
 // `llava train` on a small world from the demo generator:
 //   - 2 and 4 ranks with the same global batch end with the same parameters as 1 rank after 10
 //     steps (an epoch boundary included), within fp32 reduction-order rounding, for stage 1 and
-//     stage 2 and ZeRO-0, 1 and 2;
+//     stage 2 and ZeRO-0, 1, 2 and 3 (ZeRO-3 also with activation checkpointing), and every ZeRO-3
+//     gather but the first of each group after an update is issued ahead of the segment's use;
 //   - checkpoints are rank-agnostic: a run saved on 2 ranks resumes on 1, and one saved on 1
-//     resumes on 2;
+//     resumes on 2 (ZeRO-2); under ZeRO-3 one saved on 2 ranks resumes on 4, then on 1;
 //   - a rank that dies, or hangs, stops the whole job with an error within the collective timeout.
 // Run by ctest with LLAVA_BIN (the llava executable) and LLAVA_MPIEXEC (mpirun) set.
 #include <cjson/cJSON.h>
@@ -160,6 +161,33 @@ static int count_lines(const char *out, const char *file) {
 
 static char *h5_stage1, *h5_stage2;
 
+// ZeRO-3's gathers from a run's log: stage 1 shards the projector alone (one segment), stage 2 the
+// projector and the LM (the embeddings, each decoder layer, the final norm with the head). Each
+// group's first segment after an update is gathered on demand; every other gather is issued one
+// segment ahead of its use: per step, the first pass's forward gathers the L layers and the final
+// segment ahead, each backward the layers below the last and the embeddings, and every later
+// forward the layers but the first and the final segment, i.e. 2 L accum + 1 per step. A missed
+// re-gather or a segment used before its gather was issued changes these counts.
+static void check_gathers(const char *lg, int stage, int np, int accum, int steps) {
+    int segs = -1;
+    long total = -1, ahead = -1, demand = -1;
+    const char *z = strstr(lg, "train: ZeRO-3: the ");
+    const char *g = z ? strstr(z, " gathered in ") : NULL;
+    if (g) segs = atoi(g + strlen(" gathered in "));
+    const char *r = strstr(lg, "train: rank 0 gathered ");
+    if (r)
+        sscanf(r, "train: rank 0 gathered %ld parameter segments, %ld of them ahead of use and %ld on demand", &total,
+               &ahead, &demand);
+    int L = segs - 3;  // stage 2: projector, embeddings, L layers, final norm and head
+    long want_demand = (long)steps * (stage == 1 ? 1 : 2);
+    long want_ahead = stage == 1 ? 0 : (long)steps * (2L * L * accum + 1);
+    CHECK((stage == 1 ? segs == 1 : L == 2) && demand == want_demand && ahead == want_ahead && total == ahead + demand,
+          "stage %d ZeRO-3 %d ranks: %d segments, %ld gathers, %ld ahead (want %ld), %ld on demand (want %ld)", stage,
+          np, segs, total, ahead, want_ahead, demand, want_demand);
+    printf("stage %d ZeRO-3 %d ranks: %d segments, %ld gathers per rank, %ld of them ahead of use, %ld on demand\n",
+           stage, np, segs, total, ahead, demand);
+}
+
 static void test_equivalence(int stage, double *worst_out) {
     const char *preset = stage == 1 ? "stage1.json" : "stage2.json";
     char data[600];
@@ -176,30 +204,35 @@ static void test_equivalence(int stage, double *worst_out) {
     double t;
     CHECK(train(0, preset, ref, base, 8, NULL, &t) == 0, "stage %d reference run failed:\n%s", stage, log_of(ref));
     printf("stage %d: 1 rank (reference) %.1f s\n", stage, t);
-    // mpirun -np 1 with ZeRO-2: the MPI collectives over one rank are copies, so the result is the
-    // one-process run's, bit for bit.
-    {
+    // mpirun -np 1 with ZeRO-2 and ZeRO-3: the MPI collectives over one rank are copies, so the
+    // result is the one-process run's, bit for bit (ZeRO-3's gathers included).
+    for (int zero = 2; zero <= 3; zero++) {
         const char *sets[8];
         memcpy(sets, base, sizeof sets);
-        sets[7] = "train.zero_stage=2";
-        char *out = xasprintf("%s/s%d_z2_np1", world, stage);
+        sets[7] = zero == 2 ? "train.zero_stage=2" : "train.zero_stage=3";
+        char *out = xasprintf("%s/s%d_z%d_np1", world, stage, zero);
         CHECK(train(1, preset, out, sets, 8, NULL, &t) == 0, "stage %d on mpirun -np 1:\n%s", stage, log_of(out));
         double max_abs;
         int nt;
         double rel = weights_diff(ref, out, 10, &max_abs, &nt);
-        CHECK(rel == 0 && nt > 0, "stage %d ZeRO-2 on mpirun -np 1 differs from one process: %.3g", stage, rel);
+        CHECK(rel == 0 && nt > 0, "stage %d ZeRO-%d on mpirun -np 1 differs from one process: %.3g", stage, zero, rel);
         free(out);
     }
     double worst = 0;
-    for (int zero = 0; zero <= 2; zero++)
+    // ZeRO-3 a second time on 2 ranks in stage 2 with activation checkpointing: each layer's
+    // parameters gathered again for its recomputation.
+    for (int run = 0; run <= 4; run++)
         for (int np = 2; np <= 4; np += 2) {
+            int recompute = run == 4, zero = recompute ? 3 : run;
+            if (recompute && (stage == 1 || np == 4)) continue;
             char zs[32];
             snprintf(zs, sizeof zs, "train.zero_stage=%d", zero);
-            const char *sets[8];
-            memcpy(sets, base, sizeof sets);
+            const char *sets[9];
+            memcpy(sets, base, sizeof base);
             sets[7] = zs;
-            char *out = xasprintf("%s/s%d_z%d_np%d", world, stage, zero, np);
-            int rc = train(np, preset, out, sets, 8, NULL, &t);
+            sets[8] = "train.gradient_checkpointing=true";
+            char *out = xasprintf("%s/s%d_z%d_np%d%s", world, stage, zero, np, recompute ? "_recompute" : "");
+            int rc = train(np, preset, out, sets, recompute ? 9 : 8, NULL, &t);
             CHECK(rc == 0, "stage %d ZeRO-%d on %d ranks: exit %d\n%s", stage, zero, np, rc, log_of(out));
             double max_abs;
             int nt;
@@ -230,7 +263,7 @@ static void test_equivalence(int stage, double *worst_out) {
                        "behind a bucket the pass did not write, %ld held back",
                        &total, &in_bwd, &after, &stalled);
             int accum = 8 / (2 * np);
-            long want = 10L * (zero == 2 ? accum : 1) * nb;
+            long want = 10L * (zero >= 2 ? accum : 1) * nb;
             CHECK(nb > 0 && total == want, "stage %d ZeRO-%d %d ranks: %ld bucket reductions, want %ld (%d buckets)",
                   stage, zero, np, total, want, nb);
             // Every bucket went out inside the backward but those behind one the pass never wrote
@@ -241,8 +274,19 @@ static void test_equivalence(int stage, double *worst_out) {
                   stage, zero, np, total, in_bwd, after, stalled);
             // Stage 2 on ZeRO-2 keeps no full-size LM gradient buffer (optim_use_grad_slots).
             int slotted = strstr(lg, "LM gradients: 3 slots of ") != NULL;
-            CHECK(slotted == (stage == 2 && zero == 2), "stage %d ZeRO-%d %d ranks: LM gradient slots %s", stage, zero,
+            CHECK(slotted == (stage == 2 && zero >= 2), "stage %d ZeRO-%d %d ranks: LM gradient slots %s", stage, zero,
                   np, slotted ? "in use" : "not in use");
+            if (zero == 3) {
+                check_gathers(lg, stage, np, accum, 10);
+                // The same arithmetic as ZeRO-2 on as many ranks, only the parameters' home differs.
+                char *z2 = xasprintf("%s/s%d_z2_np%d", world, stage, np);
+                double ma;
+                int n2;
+                double r2 = weights_diff(z2, out, 10, &ma, &n2);
+                CHECK(r2 == 0 && n2 == nt, "stage %d ZeRO-3%s %d ranks vs ZeRO-2: relative difference %.3g", stage,
+                      recompute ? " with recomputation" : "", np, r2);
+                free(z2);
+            }
             free(lg);
             printf(
                 "stage %d ZeRO-%d %d ranks: %d tensors, max |diff| %.3g, max relative %.3g, %ld of %ld bucket "
@@ -389,6 +433,84 @@ static void test_resume_across_world(void) {
         free(out);
     }
     free(ref);
+}
+
+// Optimizer offload and ZeRO-3 across restarts. Offload on the CPU backend runs the same AdamW on
+// the host copy: bit-identical to no offload, on one process and on 2 ranks under ZeRO-3. Then one
+// ZeRO-3 run with an evaluation every 3 steps (22 batches of 3 dealt over the ranks, so they own
+// unequal shares and walk the others' gathers) is saved on 2 ranks with offload, resumed on 4 without,
+// then on one process with offload, and ends where the uninterrupted 1-rank run does.
+static void test_zero3_offload_resume(void) {
+    char data[600];
+    snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
+    char *eval = xasprintf("eval.data_path=%s", h5_stage2);
+    const char *sets[13] = {data,
+                            "train.max_steps=10",
+                            "train.per_device_train_batch_size=2",
+                            "train.global_batch_size=8",
+                            "checkpoint.save_steps=10",
+                            "data.dataloader_num_workers=0",
+                            "model.pretrain_mm_mlp_adapter=null",
+                            "train.zero_stage=3",
+                            "train.offload_optimizer=cpu"};
+    char *ref = xasprintf("%s/s2_ref", world), *z3 = xasprintf("%s/s2_z3_np2", world);
+    const int np[2] = {0, 2};
+    for (int c = 0; c < 2; c++) {
+        char *out = xasprintf("%s/offload_np%d", world, np[c]);
+        CHECK(train(np[c], "stage2.json", out, sets, 9, NULL, NULL) == 0, "offload on %d ranks:\n%s", np[c],
+              log_of(out));
+        char *lg = log_of(out);
+        CHECK(strstr(lg, "train: optimizer offloaded") != NULL, "the offload was not reported:\n%s", lg);
+        free(lg);
+        double ma;
+        int nt;
+        double rel = weights_diff(c ? z3 : ref, out, 10, &ma, &nt);
+        CHECK(rel == 0 && nt > 0, "offload on %s differs from no offload: relative %.3g",
+              c ? "2 ranks (ZeRO-3)" : "one process", rel);
+        printf("offload %s: bit-identical to no offload (%d tensors)\n", c ? "on 2 ranks, ZeRO-3" : "on one process",
+               nt);
+        free(out);
+    }
+    sets[4] = "checkpoint.save_steps=3";
+    sets[9] = eval;
+    sets[10] = "eval.evaluation_strategy=steps";
+    sets[11] = "eval.eval_steps=3";
+    sets[12] = "train.per_device_eval_batch_size=3";
+    char *out = xasprintf("%s/z3_resume", world);
+    // 2 ranks with offload, to step 3; 4 ranks without, to step 6; one process with offload, to 10.
+    int rc1 = train(2, "stage2.json", out, sets, 13, "--stop-after 3", NULL);
+    sets[8] = "train.offload_optimizer=none";
+    int rc2 = train(4, "stage2.json", out, sets, 13, "--resume --stop-after 3", NULL);
+    sets[8] = "train.offload_optimizer=cpu";
+    int rc3 = train(0, "stage2.json", out, sets, 13, "--resume", NULL);
+    char *lg = log_of(out);
+    CHECK(rc1 == 0 && rc2 == 0 && rc3 == 0, "ZeRO-3 resume 2 -> 4 -> 1 ranks: exits %d, %d, %d\n%s", rc1, rc2, rc3, lg);
+    CHECK(strstr(lg, "written by 2 ranks") != NULL && strstr(lg, "written by 4 ranks") != NULL,
+          "the runs did not resume from the 2- and 4-rank checkpoints:\n%s", lg);
+    double ma;
+    int nt;
+    double rel = weights_diff(ref, out, 10, &ma, &nt);
+    CHECK(rel >= 0 && rel <= EQUIV_BOUND, "ZeRO-3 resume 2 -> 4 -> 1 ranks vs 1 rank throughout: relative %.3g", rel);
+    CHECK(count_lines(out, "metrics.jsonl") == 10, "resumed metrics.jsonl has %d lines",
+          count_lines(out, "metrics.jsonl"));
+    char *mp = path_join(out, "metrics.jsonl");
+    size_t len;
+    char *mt = read_file(mp, 1 << 20, &len);
+    int n_eval = 0;
+    for (const char *q = mt ? mt : ""; (q = strstr(q, "\"eval_loss\":")) != NULL; q++)
+        n_eval += q[strlen("\"eval_loss\":")] != 'n';  // a number, not null
+    CHECK(n_eval == 4, "%d evaluations with a loss in metrics.jsonl (steps 3, 6, 9, 10 expected)", n_eval);
+    printf(
+        "ZeRO-3 resume 2 (offload) -> 4 -> 1 (offload) ranks with evaluations: max relative %.3g vs 1 rank, %d "
+        "evaluations\n",
+        rel, n_eval);
+    free(mt);
+    free(mp);
+    free(lg);
+    free(out);
+    free(ref);
+    free(z3);
+    free(eval);
 }
 
 // Preemption: rank 1 alone receives SIGTERM at the start of step 3. Every rank finishes step 3,
@@ -561,6 +683,7 @@ int main(void) {
     test_global_tokens_and_freeze();
     test_lora();
     test_resume_across_world();
+    test_zero3_offload_resume();
     test_preemption();
     test_rank_failure();
     test_sweep_ranks();
