@@ -359,6 +359,10 @@ static void zero3_train(const char *dir, int zero, int offload, int recompute, i
     optim_init_ex(&s, &m, d, zero, offload);
     CHECK(s.zero == zero && s.offload == offload, "ZeRO-%d offload %d: state says ZeRO-%d offload %d", zero, offload,
           s.zero, s.offload);
+    if (offload) {  // the host update split over 3 threads, down to chunks of 64 elements
+        s.host_threads = 3;
+        s.host_chunk_min = 64;
+    }
     if (zero == 3) CHECK(optim_shard_params(&s, &m) == 2, "ZeRO-3 shards the LM and the projector");
     if (zero >= 2) CHECK(optim_use_grad_slots(&s, &m) == 1, "ZeRO-%d: gradient slots", zero);
     optim_config oc = {.lr = 1e-3,

@@ -1,6 +1,7 @@
 // The update half of the optimizer (optim.h): the global gradient norm, torch's clipping, and
 // AdamW view by view (over this rank's slices under ZeRO-1/2) at the schedule's learning rate.
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,51 @@ double grad_global_norm(const llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++)
         if (m->grads[g]) sq += m->ops->grad_sq_sum(m->be, m->grads[g], m->pt.group_numel[g]);
     return sqrt(sq);
+}
+
+// The offloaded update of n elements on the host: the CPU backend's AdamW, split into contiguous
+// chunks over s->host_threads threads. AdamW is elementwise, so the split changes no bit.
+typedef struct {
+    llava_backend *host;
+    float *p, *m, *v;
+    const float *g;
+    size_t n;
+    const optim_config *c;
+    double lr, wd;
+    int t;
+    float scale;
+} host_chunk;
+
+static void *host_chunk_run(void *arg) {
+    const host_chunk *h = arg;
+    if (h->n)
+        h->host->ops->adamw(h->host, h->p, NULL, h->g, h->m, h->v, h->n, h->lr, h->c->beta1, h->c->beta2, h->c->eps,
+                            h->wd, h->t, h->scale);
+    return NULL;
+}
+
+#define HOST_THREADS_MAX 256
+
+static void host_adamw(const optim_state *s, float *p, const float *g, float *m, float *v, size_t n,
+                       const optim_config *c, double lr, double wd, int t, float scale) {
+    int T = s->host_threads < 1 ? 1 : s->host_threads > HOST_THREADS_MAX ? HOST_THREADS_MAX : s->host_threads;
+    size_t cmin = s->host_chunk_min ? s->host_chunk_min : 1;
+    if ((size_t)T > n / cmin) T = (int)(n / cmin);
+    if (T < 1) T = 1;
+    host_chunk ch[HOST_THREADS_MAX];
+    pthread_t th[HOST_THREADS_MAX];
+    int started[HOST_THREADS_MAX] = {0};
+    size_t per = (n / (size_t)T + 15) / 16 * 16;
+    for (int i = 0; i < T; i++) {
+        size_t a = (size_t)i * per < n ? (size_t)i * per : n, e = a + per < n ? a + per : n;
+        if (i == T - 1) e = n;
+        ch[i] = (host_chunk){s->host, p + a, m + a, v + a, g + a, e - a, c, lr, wd, t, scale};
+        // the last chunk runs here; a thread that cannot start runs its chunk here too
+        if (i < T - 1) started[i] = pthread_create(&th[i], NULL, host_chunk_run, &ch[i]) == 0;
+        if (i == T - 1 || !started[i]) host_chunk_run(&ch[i]);
+    }
+    for (int i = 0; i < T - 1; i++)
+        if (started[i]) pthread_join(th[i], NULL);
 }
 
 double optim_step(optim_state *s, llava_model *m, const optim_config *c, float grad_scale, int k) {
@@ -75,8 +121,8 @@ double optim_step(optim_state *s, llava_model *m, const optim_config *c, float g
             double lr = lr_for_group(c, k, g);
             double wd = param_decays(v->name) ? c->weight_decay : 0.0;
             if (s->offload) {  // the host's fp32 master is the parameter the CPU's AdamW updates
-                s->host->ops->adamw(s->host, s->master[g] + si, NULL, s->host_grad + (a - bk->own_lo), s->m[g] + si,
-                                    s->v[g] + si, e - a, lr, c->beta1, c->beta2, c->eps, wd, t, scale);
+                host_adamw(s, s->master[g] + si, s->host_grad + (a - bk->own_lo), s->m[g] + si, s->v[g] + si, e - a, c,
+                           lr, wd, t, scale);
                 continue;
             }
             void *param = pdst + (si - bk->state_off) * ops->act_bytes;

@@ -84,6 +84,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"train.gradient_checkpointing", CFG_BOOL, "true", NULL, "recompute each decoder layer's activations in backward [gradient_checkpointing]"},
     {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too, 3: and the trained LM's and projector's parameters, gathered a layer at a time [deepspeed zero2.json / zero3.json]"},
     {"train.device", CFG_ENUM, "\"cuda\"", "cpu|cuda", "backend"},
+    {"train.offload_threads", CFG_INT, "0", NULL, "threads of the offloaded AdamW step per rank; 0: the node's cores shared among its ranks"},
     {"train.offload_optimizer", CFG_ENUM, "\"none\"", "none|cpu", "cpu: fp32 masters and AdamW moments in host memory, the AdamW step on the host (the same arithmetic as the GPU's) [deepspeed offload_optimizer]"},
     {"train.ignore_memory_plan", CFG_BOOL, "false", NULL, "run even when `llava plan`'s total exceeds the memory there is (CPU: MemAvailable per rank; GPU: the device's memory)"},
     {"train.max_nonfinite_steps", CFG_INT, "10", NULL, "stop after this many consecutive steps with non-finite loss or gradients, or loss spikes (each is skipped)"},
@@ -611,6 +612,7 @@ int cfg_validate(const train_config *c) {
     if (cfg_int(c, "train.nccl_timeout_s") < 0) return llava_fail("%s: \"train.nccl_timeout_s\" must be >= 0", src);
     int zs = cfg_int(c, "train.zero_stage");
     if (zs < 0 || zs > 3) return llava_fail("%s: \"train.zero_stage\" must be 0, 1, 2 or 3", src);
+    if (cfg_int(c, "train.offload_threads") < 0) return llava_fail("%s: \"train.offload_threads\" must be >= 0", src);
     // Every rank must gather the same parameter segments in the same order: one pass per micro-batch.
     if (zs == 3 && cfg_int(c, "data.token_budget") > 0)
         return llava_fail(

@@ -113,6 +113,8 @@ typedef struct {
     int offload;
     llava_backend *host;
     float *host_grad;
+    int host_threads;       // threads the host update is split over (elementwise, so the same bits); 1 at init
+    size_t host_chunk_min;  // the fewest elements worth a thread (1 << 16 at init)
 } optim_state;
 
 // Allocates state for every group that has gradients, on one process.

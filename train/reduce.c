@@ -90,6 +90,8 @@ void optim_init_ex(optim_state *s, const llava_model *m, dist *d, int zero_stage
     const llava_ops *ops = be->ops;
     if (offload) {
         s->offload = 1;
+        s->host_threads = 1;
+        s->host_chunk_min = (size_t)1 << 16;  // below this a thread costs more than it saves
         s->host = llava_backend_open("cpu", NULL);
         if (!s->host) {
             fprintf(stderr, "llava: optimizer offload: no CPU backend (%s)\n", llava_errmsg());

@@ -70,6 +70,7 @@ typedef struct {
     int bf16, tf32, gradient_checkpointing;
     int zero_stage;
     int offload_optimizer;  // train.offload_optimizer cpu: optimizer state and update on the host
+    int offload_threads;    // its threads per rank (0: the node's cores shared among its ranks)
     char *device;           // "cpu" or "cuda"
     int max_nonfinite_steps;
     double loss_spike_factor;  // 0: off

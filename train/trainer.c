@@ -152,6 +152,20 @@ static void debug_nan_gradient(trainer *t) {
     }
 }
 
+// The offloaded AdamW's threads per rank: train.offload_threads, or the node's cores shared among
+// the ranks on it (as the launcher tells: Open MPI, torchrun, Slurm; else all ranks on one node).
+static int offload_threads(int asked, int world) {
+    if (asked > 0) return asked;
+    const char *keys[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"};
+    int local = 0;
+    for (int i = 0; i < 3 && local <= 0; i++)
+        if (getenv(keys[i])) local = atoi(getenv(keys[i]));
+    if (local <= 0) local = world;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cores > 0 ? (int)(cores / local) : 1;
+    return n > 0 ? n : 1;
+}
+
 // ---------------------------------------------------------------------------------------------
 // open: the backend, the model, the dataset, the loader, the optimizer, where to start.
 
@@ -376,7 +390,9 @@ static void print_start(const trainer *t) {
             t->os.n_buckets, t->os.slotted ? ", LM gradients in slots" : "");
     if (t->lead && t->os.offload)
         fprintf(stderr,
-                "train: optimizer offloaded: fp32 masters and AdamW moments in host memory, the update on the host\n");
+                "train: optimizer offloaded: fp32 masters and AdamW moments in host memory, the update on the host "
+                "(%d thread%s per rank)\n",
+                t->os.host_threads, t->os.host_threads == 1 ? "" : "s");
     if (t->lead && t->os.n_segs)
         fprintf(stderr, "train: ZeRO-3: the %s%s parameters sharded, gathered in %d segments\n",
                 t->os.sharded[GROUP_PROJECTOR] ? "projector's" : "",
@@ -423,6 +439,7 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
 
     optim_init_ex(&t->os, &t->m, t->d, s->train.zero_stage, s->train.offload_optimizer);
     t->have_os = 1;
+    if (t->os.offload) t->os.host_threads = offload_threads(s->train.offload_threads, t->world);
     // ZeRO-3: the trained LM's and projector's parameters sharded, gathered a segment at a time.
     optim_shard_params(&t->os, &t->m);
     // ZeRO-2 keeps no full-size LM gradient buffer: per-layer slots instead (one pass per
