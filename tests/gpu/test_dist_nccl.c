@@ -4,7 +4,9 @@
 // through the NCCL group with ZeRO-0, 1 and 2 (gradients through ncclAllReduce or ncclReduceScatter
 // issued from inside the backward on the NCCL stream, parameters through ncclAllGather) end with the
 // same parameters, bit for bit, as the one-process path; ZeRO-2 with the LM's gradients in
-// per-layer slots reused after their reduce-scatter (ordered by events on the compute stream).
+// per-layer slots reused after their reduce-scatter (ordered by events on the compute stream);
+// ZeRO-3 with the LM's and projector's parameters gathered a segment at a time on the NCCL stream;
+// and the optimizer offloaded to the host (one process, ZeRO-2 and ZeRO-3).
 // Skipped (77) without a GPU or without NCCL in the build.
 #include <netinet/in.h>
 #include <stdio.h>
@@ -59,7 +61,8 @@ static void test_collectives(dist *d, llava_backend *be) {
 // ends the gradients it sends, so the buckets go out on the NCCL stream while the backward runs.
 // Returns the LM group's parameters (host, malloc'd) and their count; `issued` gets the number of
 // bucket reductions issued inside backward passes and in all.
-static float *three_steps(llava_backend *be, dist *d, int zero, size_t *n_out, long issued[2], int *n_buckets) {
+static float *three_steps(llava_backend *be, dist *d, int zero, int offload, size_t *n_out, long issued[2],
+                          int *n_buckets) {
     const llava_ops *ops = be->ops;
     llava_model m;
     if (llava_model_load(&m, "tests/data/golden/model/tiny64/model", be) != 0) return NULL;
@@ -71,8 +74,10 @@ static float *three_steps(llava_backend *be, dist *d, int zero, size_t *n_out, l
         return NULL;
     }
     optim_state os;
-    optim_init_dist(&os, &m, d, zero);
-    if (d && zero == 2) {  // ZeRO-2 as the trainer runs it: no full LM gradient buffer, per-layer slots
+    optim_init_ex(&os, &m, d, zero, offload);
+    // ZeRO-3: the LM's and projector's parameters sharded, gathered on the NCCL stream ahead of use.
+    if (d && zero == 3) CHECK(optim_shard_params(&os, &m) == 2, "ZeRO-3 did not shard the LM and the projector");
+    if (d && zero >= 2) {  // ZeRO-2 as the trainer runs it: no full LM gradient buffer, per-layer slots
         int on = optim_use_grad_slots(&os, &m);
         CHECK(on == 1 && m.grads[GROUP_LM] == NULL, "ZeRO-2 gradient slots not in use");
     }
@@ -87,7 +92,7 @@ static float *three_steps(llava_backend *be, dist *d, int zero, size_t *n_out, l
         llava_model_zero_grads(&m);
         for (int mi = 0; mi < 2; mi++) {
             optim_micro_begin(&os, &m, mi);
-            optim_arm(&os, &m, os.zero == 2 || mi == 1);
+            optim_arm(&os, &m, os.zero >= 2 || mi == 1);
             llava_forward_backward(&m, &b, 1, 0.5f, NULL);
             optim_micro_end(&os, &m);
         }
@@ -97,6 +102,7 @@ static float *three_steps(llava_backend *be, dist *d, int zero, size_t *n_out, l
     issued[0] = os.issued_in_backward;
     issued[1] = os.issued_total;
     *n_buckets = os.n_buckets;
+    if (os.n_segs) optim_params_whole(&os, &m);  // ZeRO-3: the whole LM back for the comparison
     size_t n = m.pt.group_numel[GROUP_LM];
     float *w = xmalloc(sizeof(float) * n);
     ops->download(be, BUF_PARAM, w, m.params[GROUP_LM], n);
@@ -136,28 +142,33 @@ int main(void) {
     size_t n1 = 0;
     long issued[2];
     int nb = 0;
-    float *a = three_steps(be, NULL, 0, &n1, issued, &nb);
+    float *a = three_steps(be, NULL, 0, 0, &n1, issued, &nb);
     CHECK(a != NULL, "one-process training steps: %s", llava_errmsg());
     // ZeRO-0 (gradients through ncclAllReduce), ZeRO-1 and 2 (ncclReduceScatter, then the
-    // parameters through ncclAllGather): on one GPU every collective is a copy.
-    for (int zero = 0; zero <= 2 && a; zero++) {
+    // parameters through ncclAllGather), ZeRO-3 (each segment ncclAllGather'ed ahead on the NCCL
+    // stream), then the optimizer offloaded to the host (one process, ZeRO-2 and ZeRO-3): on one GPU
+    // every collective is a copy, and the host AdamW is the GPU kernel's arithmetic.
+    const int runs[][3] = {{1, 0, 0}, {1, 1, 0}, {1, 2, 0}, {1, 3, 0}, {0, 0, 1}, {1, 2, 1}, {1, 3, 1}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0] && a; r++) {
+        int zero = runs[r][1], offload = runs[r][2];
+        dist *dr = runs[r][0] ? d : NULL;
         size_t n2 = 0;
-        float *b = three_steps(be, d, zero, &n2, issued, &nb);
+        float *b = three_steps(be, dr, zero, offload, &n2, issued, &nb);
         CHECK(b && n1 == n2, "NCCL training steps: %s", llava_errmsg());
         // Every bucket's reduction went out from inside the backward (the batch has images, so the
         // projector's too): ZeRO-2 after each micro-batch, ZeRO-0/1 after the last one.
-        long want = 3L * (zero == 2 ? 2 : 1) * nb;
+        long want = dr ? 3L * (zero >= 2 ? 2 : 1) * nb : 0;
         CHECK(issued[1] == want && issued[0] == want,
               "ZeRO-%d: %ld of %ld reductions issued in the backward, %ld in all", zero, issued[0], want, issued[1]);
-        printf("1-GPU NCCL run, ZeRO-%d: %ld bucket reductions, %ld of them issued during the backward\n", zero,
-               issued[1], issued[0]);
+        printf("1-GPU %s, ZeRO-%d%s: %ld bucket reductions, %ld of them issued during the backward\n",
+               dr ? "NCCL run" : "one process", zero, offload ? " offloaded" : "", issued[1], issued[0]);
         if (b && n1 == n2) {
             size_t differ = 0;
             for (size_t i = 0; i < n1; i++) differ += memcmp(&a[i], &b[i], sizeof(float)) != 0;
-            CHECK(differ == 0, "1-GPU NCCL ZeRO-%d vs one process: %zu of %zu LM parameters differ after 3 steps", zero,
-                  differ, n1);
-            printf("1-GPU NCCL run, ZeRO-%d, vs one process, 3 steps: %zu of %zu LM parameters differ\n", zero, differ,
-                   n1);
+            CHECK(differ == 0, "1-GPU %s ZeRO-%d%s vs one process: %zu of %zu LM parameters differ after 3 steps",
+                  dr ? "NCCL" : "one-process", zero, offload ? " offloaded" : "", differ, n1);
+            printf("1-GPU %s, ZeRO-%d%s, vs one process, 3 steps: %zu of %zu LM parameters differ\n",
+                   dr ? "NCCL run" : "one process", zero, offload ? " offloaded" : "", differ, n1);
         }
         free(b);
     }
