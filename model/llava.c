@@ -36,6 +36,14 @@ static void need_backward(const llava_model *m) {
     need(m, proj_view(p), -1);
 }
 
+// The tower's segments in the order its forward computes them (train.shard_frozen): the embeddings,
+// then each layer that runs. A pass without images still makes these calls.
+static void need_vision(const llava_model *m) {
+    const llava_params *p = &m->pt.w;
+    need(m, p->patch_w, 1);
+    for (int l = 0; l < m->vision_layers; l++) need(m, p->clip[l].ln1_w, 1);
+}
+
 static int any_sharded(const llava_model *m) {
     for (int g = 0; g < N_GROUPS; g++)
         if (m->param_sharded[g]) return 1;
@@ -46,6 +54,7 @@ void llava_model_param_walk(llava_model *m, int backward) {
     if (!any_sharded(m)) return;
     const llava_params *p = &m->pt.w;
     need(m, proj_view(p), 1);
+    need_vision(m);
     need(m, p->embed, 1);
     for (int l = 0; l < m->cfg.text.num_hidden_layers; l++) need(m, p->lm[l].in_norm, 1);
     need(m, p->norm, 1);
@@ -664,6 +673,7 @@ static void vision_layer_forward(const llava_model *m, int l, const void *h_in, 
     const llava_ops *ops = be->ops;
     const clip_layer_params *c = &m->pt.w.clip[l];
     int R = z->R, Dv = z->Dv, Iv = z->Iv;
+    need(m, c->ln1_w, 1);  // train.shard_frozen: the layer's parameters
     ops->layernorm_forward(be, s->x1, s->mean1, s->rstd1, h_in, P(m, c->ln1_w), P(m, c->ln1_b), R, Dv, z->eps);
     ops->linear_forward(be, s->q, s->x1, P(m, c->q_w), P(m, c->q_b), R, Dv, Dv);
     ops->linear_forward(be, s->k, s->x1, P(m, c->k_w), P(m, c->k_b), R, Dv, Dv);
@@ -748,6 +758,7 @@ static void vision_forward(const llava_model *m, const llava_batch *b, const lla
     int Dv = z.Dv, R = z.R, Lv = m->vision_layers, first = Lv - vt;
     ops->stage(be, a->pix, b->pixels, sizeof(float) * (size_t)b->n_img * 3 * b->img_h * b->img_w);
     ops->patch_unfold(be, a->patches, a->pix, b->n_img, 3, b->img_h, b->img_w, z.Pz);  // (n_img*N, 3*P*P)
+    need(m, p->patch_w, 1);  // train.shard_frozen: the embeddings' segment
     ops->linear_forward(be, a->pe, a->patches, P(m, p->patch_w), P(m, p->patch_b), b->n_img * z.N, z.K, Dv);
     void *h = a->vh;  // (R, Dv) the residual stream
     if (z.cls) {      // hidden_states[0] is the pre-layernorm's output
@@ -1203,6 +1214,8 @@ static void pass_inputs(const llava_model *m, const llava_batch *b, const llava_
     if (M) {
         vision_forward(m, b, a, vt);  // feat (M, Dv)
         projector_forward(m, a, M);
+    } else {
+        need_vision(m);  // a sharded tower is gathered whether or not the batch has images
     }
     need(m, p->embed, 1);
     ops->embedding_forward(be, a->hs[0], a->ids, P(m, p->embed), T, d, V);

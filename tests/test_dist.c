@@ -11,8 +11,9 @@
 //     the LM and the projector one layer each, and every rank's slices add up to the groups;
 //   - ZeRO-2, ZeRO-3 (with recomputation) and the optimizer offload on a group of one rank train
 //     exactly as one process does (bit for bit), through the real gathers and updates;
-//   - ZeRO-3's gather schedule is the same for a pass with images, one without, one without
-//     targets (whose backward is skipped), one with recomputation, and llava_model_param_walk;
+//   - ZeRO-3's gather schedule (the frozen tower's included) is the same for a pass with images, one
+//     without, one without targets (whose backward is skipped), one with recomputation, and
+//     llava_model_param_walk;
 //   - the memory plan of the 7B and 13B presets against hand-computed numbers.
 // The multi-rank runs themselves (mpirun) are tests/dist/test_dist_mpi.c.
 #include <math.h>
@@ -216,7 +217,7 @@ static void test_zero3_layout(void) {
         optim_init_dist(&s, &mr, d, 3);
         CHECK(s.zero == 3 && s.sharded[GROUP_LM] && s.sharded[GROUP_PROJECTOR] && !s.sharded[GROUP_VISION],
               "ZeRO-3 shards the LM and the projector, not the tower");
-        CHECK(optim_shard_params(&s, &mr) == 2, "two groups sharded");
+        CHECK(optim_shard_params(&s, &mr, 0) == 2, "two groups sharded");
         CHECK(mr.params[GROUP_LM] == NULL && mr.params[GROUP_PROJECTOR] == NULL && mr.params[GROUP_VISION] != NULL,
               "the sharded groups' whole PARAM buffers are freed, the tower's kept");
         // projector, embeddings, L layers, final norm with head
@@ -283,13 +284,14 @@ static void test_zero3_schedule(void) {
     CHECK(llava_batch_from_file(&b, &m, "tests/data/golden/model/tiny64/inputs.safetensors", NULL, NULL) == 0, "%s",
           llava_errmsg());
     CHECK(b.n_img > 0 && b.n_targets > 0, "the golden batch has images and targets");
-    // Segments as the optimizer makes them: runs of one group and layer of the LM's and projector's views.
-    int n_seg = 0, last_g = -1, last_l = -2, L = m.cfg.text.num_hidden_layers;
+    // Segments as the optimizer makes them: runs of one group and layer of the used views of the tower
+    // (sharded under train.shard_frozen), the projector and the LM.
+    int n_seg = 0, last_g = -1, last_l = -2, L = m.cfg.text.num_hidden_layers, Lv = m.vision_layers;
     CHECK(m.pt.n_views <= 4096, "%d views", m.pt.n_views);
     for (int i = 0; i < m.pt.n_views; i++) {
         const param_view *v = &m.pt.views[i];
         rec_seg[i] = -1;
-        if (!v->used || !v->numel || (v->group != GROUP_LM && v->group != GROUP_PROJECTOR)) {
+        if (!v->used || !v->numel || v->group > GROUP_LM) {
             last_g = -1;
             continue;
         }
@@ -297,13 +299,17 @@ static void test_zero3_schedule(void) {
         last_g = v->group, last_l = v->layer;
         rec_seg[i] = n_seg - 1;
     }
-    CHECK(n_seg == L + 3, "%d segments", n_seg);
-    // projector 0, embeddings 1, layers 2 .. L + 1, final norm and head L + 2: forward up, backward down
-    int want[64], nw = 0;
-    for (int q = 0; q < L + 3; q++) want[nw++] = q;
-    for (int l = L - 1; l >= 0; l--) want[nw++] = 2 + l;
+    CHECK(n_seg == Lv + 1 + L + 3, "%d segments", n_seg);
+    // The tower's embeddings 0 and layers 1 .. Lv, the projector P = Lv + 1, the LM's embeddings P + 1,
+    // layers P + 2 .. P + L + 1, final norm and head P + L + 2. The projector first, the tower, then the LM
+    // up; backward down.
+    int want[64], nw = 0, P = Lv + 1;
+    want[nw++] = P;
+    for (int q = 0; q <= Lv; q++) want[nw++] = q;
+    for (int q = P + 1; q <= P + L + 2; q++) want[nw++] = q;
+    for (int l = L - 1; l >= 0; l--) want[nw++] = P + 2 + l;
     rec_m = &m;
-    m.param_sharded[GROUP_LM] = m.param_sharded[GROUP_PROJECTOR] = 1;
+    m.param_sharded[GROUP_LM] = m.param_sharded[GROUP_PROJECTOR] = m.param_sharded[GROUP_VISION] = 1;
     m.param_need = rec_need;
     m.param_at = rec_at;
     // A text-only batch: the image positions become token 1, no images; a batch without targets.
@@ -332,8 +338,8 @@ static void test_zero3_schedule(void) {
     // An inference-style pass (no backward asked) goes forward only.
     rec_reset();
     CHECK(llava_pass(&m, &b, 0, 1.0f, NULL) == 0, "%s", llava_errmsg());
-    CHECK(rec_n == L + 3, "a forward-only pass: %d segment changes, want %d", rec_n, L + 3);
-    m.param_sharded[GROUP_LM] = m.param_sharded[GROUP_PROJECTOR] = 0;
+    CHECK(rec_n == Lv + 1 + L + 3, "a forward-only pass: %d segment changes, want %d", rec_n, Lv + 1 + L + 3);
+    m.param_sharded[GROUP_LM] = m.param_sharded[GROUP_PROJECTOR] = m.param_sharded[GROUP_VISION] = 0;
     free(text.ids);
     free(none.targets);
     llava_batch_free(&b);
@@ -346,7 +352,8 @@ static void test_zero3_schedule(void) {
 // slots and updates, and ends with the one-process ZeRO-0 run's parameters bit for bit: ZeRO-2,
 // ZeRO-3, ZeRO-3 with recomputation, and each with the optimizer offloaded. A stale gathered buffer,
 // a gather into the buffer in use or an update left on the host changes the result or stops the run.
-static void zero3_train(const char *dir, int zero, int offload, int recompute, int steps, float *out, size_t *n_out) {
+static void zero3_train(const char *dir, int zero, int offload, int recompute, int shard_frozen, int steps, float *out,
+                        size_t *n_out) {
     llava_model m;
     char *md = xasprintf("%s/model", dir), *in = xasprintf("%s/inputs.safetensors", dir);
     CHECK(llava_model_load(&m, md, test_cpu()) == 0, "%s", llava_errmsg());
@@ -363,7 +370,9 @@ static void zero3_train(const char *dir, int zero, int offload, int recompute, i
         s.host_threads = 3;
         s.host_chunk_min = 64;
     }
-    if (zero == 3) CHECK(optim_shard_params(&s, &m) == 2, "ZeRO-3 shards the LM and the projector");
+    if (zero == 3)
+        CHECK(optim_shard_params(&s, &m, shard_frozen) == 2 + shard_frozen, "ZeRO-3 shards the LM, the projector%s",
+              shard_frozen ? " and the frozen tower" : "");
     if (zero >= 2) CHECK(optim_use_grad_slots(&s, &m) == 1, "ZeRO-%d: gradient slots", zero);
     optim_config oc = {.lr = 1e-3,
                        .projector_lr = NAN,
@@ -392,14 +401,15 @@ static void zero3_train(const char *dir, int zero, int offload, int recompute, i
         // back at the end of each forward (on demand, in the last layer's buffer), so the last layer is
         // gathered again on demand for its backward: 2 more per pass, 2 passes per step.
         int tied = m.pt.w.head == m.pt.w.embed;
-        long want = (long)steps * (2 + (tied ? 2 * 2 : 0));
+        // A sharded frozen tower: its first segment once in the run (its gathers outlive the updates).
+        long want = (long)steps * (2 + (tied ? 2 * 2 : 0)) + shard_frozen;
         CHECK(s.gathers_on_demand == want && s.gathers_ahead > 0,
               "%s ZeRO-3: %ld gathers on demand (want %ld), %ld ahead", dir, s.gathers_on_demand, want,
               s.gathers_ahead);
         optim_params_whole(&s, &m);
     }
     *n_out = 0;
-    for (int g = GROUP_PROJECTOR; g <= GROUP_LM; g++) {
+    for (int g = GROUP_VISION; g <= GROUP_LM; g++) {  // the tower too: gathered whole again when sharded
         m.ops->download(m.be, BUF_PARAM, out + *n_out, m.params[g], m.pt.group_numel[g]);
         *n_out += m.pt.group_numel[g];
     }
@@ -417,22 +427,25 @@ static void test_zero3_one_rank(const char *dir) {
     char *md = xasprintf("%s/model", dir);
     CHECK(llava_model_load(&m, md, test_cpu()) == 0, "%s", llava_errmsg());
     free(md);
-    size_t cap = m.pt.group_numel[GROUP_PROJECTOR] + m.pt.group_numel[GROUP_LM];
+    size_t cap = m.pt.group_numel[GROUP_VISION] + m.pt.group_numel[GROUP_PROJECTOR] + m.pt.group_numel[GROUP_LM];
     llava_model_free(&m);
     float *ref = xmalloc(sizeof(float) * cap), *got = xmalloc(sizeof(float) * cap);
     size_t n_ref, n;
-    zero3_train(dir, 0, 0, 0, 0, got, &n);  // the initial parameters
-    zero3_train(dir, 0, 0, 0, 3, ref, &n_ref);
+    zero3_train(dir, 0, 0, 0, 0, 0, got, &n);  // the initial parameters
+    zero3_train(dir, 0, 0, 0, 0, 3, ref, &n_ref);
     size_t moved = 0;
     for (size_t i = 0; i < n; i++) moved += got[i] != ref[i];
-    CHECK(moved > n / 2, "3 steps moved %zu of %zu parameters", moved, n);
-    const int runs[][3] = {{0, 1, 0}, {2, 0, 0}, {2, 1, 0}, {3, 0, 0}, {3, 1, 0}, {3, 0, 1}, {3, 1, 1}};
+    CHECK(moved > n / 4, "3 steps moved %zu of %zu parameters", moved, n);
+    // ZeRO stage, offload, recomputation, the frozen tower sharded (train.shard_frozen)
+    const int runs[][4] = {{0, 1, 0, 0}, {2, 0, 0, 0}, {2, 1, 0, 0}, {3, 0, 0, 0}, {3, 1, 0, 0},
+                           {3, 0, 1, 0}, {3, 1, 1, 0}, {3, 0, 0, 1}, {3, 1, 1, 1}};
     for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
-        zero3_train(dir, runs[r][0], runs[r][1], runs[r][2], 3, got, &n);
+        zero3_train(dir, runs[r][0], runs[r][1], runs[r][2], runs[r][3], 3, got, &n);
         size_t diff = 0;
         for (size_t i = 0; i < n; i++) diff += memcmp(&got[i], &ref[i], sizeof(float)) != 0;
-        CHECK(n == n_ref && diff == 0, "%s: ZeRO-%d%s%s on one rank: %zu of %zu parameters differ from one process",
-              dir, runs[r][0], runs[r][1] ? " offloaded" : "", runs[r][2] ? " recomputing" : "", diff, n);
+        CHECK(n == n_ref && diff == 0, "%s: ZeRO-%d%s%s%s on one rank: %zu of %zu parameters differ from one process",
+              dir, runs[r][0], runs[r][1] ? " offloaded" : "", runs[r][2] ? " recomputing" : "",
+              runs[r][3] ? " tower sharded" : "", diff, n);
     }
     free(ref);
     free(got);
@@ -659,6 +672,28 @@ static void test_plan_zero3(void) {
         free(llm);
     }
     CHECK(63453017856ull + ((uint64_t)10 << 30) <= MEM_PLAN_GPU_BYTES, "13B stage 2 under ZeRO-3 keeps 10 GiB spare");
+    // train.shard_frozen on 7B: the tower's 290,909,184 sharded in layer runs (the embeddings
+    // 1,196,032 and 23 layers of 12,596,224, each / 8 exactly: 36,363,648 per rank) with two buffers
+    // of a layer (25,192,448): params (844,924,416 + 36,363,648 + 446,726,144 + 25,192,448) x 2 =
+    // 2,706,413,312; total 41,115,732,992 - 458,706,176 = 40,657,026,816; each forward gathers the
+    // tower once more: 7/8 x 290,909,184 = 254,545,536 elements over ZeRO-3's.
+    {
+        const char *sf[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5",
+                            "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336", "train.shard_frozen=true"};
+        run_settings c;
+        model_config mc;
+        mem_plan p;
+        CHECK(settings_load("configs/llava15-7b-stage2.json", sf, 3, &c) == 0 && train_model_config(&c, &mc) == 0 &&
+                  mem_plan_make(&c, &mc, 8, &p) == 0,
+              "%s", llava_errmsg());
+        CHECK(p.shard_frozen && p.params == 2706413312ull && p.gather_numel == 471918592ull &&
+                  p.shard_per_rank == 844924416ull + 36363648ull && p.total == 40657026816ull &&
+                  p.volume_elems == 17743412736.0 + 254545536.0,
+              "shard_frozen: params %llu gather %llu shard %llu total %llu volume %.0f", (unsigned long long)p.params,
+              (unsigned long long)p.gather_numel, (unsigned long long)p.shard_per_rank, (unsigned long long)p.total,
+              p.volume_elems);
+        settings_free(&c);
+    }
     // The 24 GB preset: ZeRO-3, offload, 8 per device with 2 accumulation steps.
     const char *sets[] = {"model.llm=tests/data/hf/vicuna-7b-v1.5",
                           "model.vision_tower=tests/data/hf/clip-vit-large-patch14-336"};

@@ -84,6 +84,7 @@ const cfg_key CFG_SCHEMA[] = {
     {"train.gradient_checkpointing", CFG_BOOL, "true", NULL, "recompute each decoder layer's activations in backward [gradient_checkpointing]"},
     {"train.zero_stage", CFG_INT, "2", NULL, "0: replicate, 1: shard optimizer state, 2: shard gradients too, 3: and the trained LM's and projector's parameters, gathered a layer at a time [deepspeed zero2.json / zero3.json]"},
     {"train.device", CFG_ENUM, "\"cuda\"", "cpu|cuda", "backend"},
+    {"train.shard_frozen", CFG_BOOL, "false", NULL, "with zero_stage 3, shard the frozen vision tower too (each layer gathered as it runs) instead of keeping it whole on every rank"},
     {"train.offload_threads", CFG_INT, "0", NULL, "threads of the offloaded AdamW step per rank; 0: the node's cores shared among its ranks"},
     {"train.offload_optimizer", CFG_ENUM, "\"none\"", "none|cpu", "cpu: fp32 masters and AdamW moments in host memory, the AdamW step on the host (the same arithmetic as the GPU's) [deepspeed offload_optimizer]"},
     {"train.ignore_memory_plan", CFG_BOOL, "false", NULL, "run even when `llava plan`'s total exceeds the memory there is (CPU: MemAvailable per rank; GPU: the device's memory)"},

@@ -141,6 +141,33 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
         if (p->grad_groups >> g & 1) grad_numel += pt.group_numel[g];
     }
     p->params = all * (uint64_t)p->act_bytes;
+    // train.shard_frozen: a frozen tower sharded too, in runs of one layer's used views (zero3.c).
+    p->shard_frozen =
+        zero3 && s->train.shard_frozen && !(p->grad_groups >> GROUP_VISION & 1) && pt.group_numel[GROUP_VISION] > 0;
+    if (p->shard_frozen) {
+        int layer = -2;
+        uint64_t lo = 0, end = 0, seg = 0;
+        for (int i = 0; i <= pt.n_views; i++) {
+            const param_view *v = i < pt.n_views ? &pt.views[i] : NULL;
+            int in = v && v->group == GROUP_VISION && v->used && v->numel;
+            int cont = in && end > lo && v->layer == layer && v->offset >= end && v->offset - end < PARAM_ALIGN &&
+                       v->offset + v->numel - lo <= OPTIM_BUCKET_MAX;
+            int same_layer = in && v->layer == layer;
+            if (!cont && end > lo) {
+                shard += dist_shard_count(end - lo, world, world - 1);
+                seg += end - lo;
+                lo = end = 0;
+            }
+            if (!same_layer && seg) {
+                if (seg > max_seg[GROUP_VISION]) max_seg[GROUP_VISION] = seg;
+                seg = 0;
+            }
+            if (!in) continue;
+            if (!cont) lo = v->offset, layer = v->layer;
+            end = v->offset + v->numel;
+        }
+        shard_g[GROUP_VISION] = 1;
+    }
     if (zero3) {  // the sharded groups as this rank's slices and two buffers of their largest segment
         for (int g = 0; g < N_GROUPS; g++)
             if (shard_g[g]) {
@@ -185,14 +212,16 @@ int mem_plan_make(const run_settings *s, const model_config *mc, int world, mem_
         double A = (double)mem_plan_accum(s, world), f = world > 1 ? (double)(world - 1) / world : 0;
         double psi = (double)trained_all, psi_s = 0;
         for (int g = 0; g < N_GROUPS; g++)
-            if (shard_g[g]) psi_s += (double)pt.group_numel[g];
+            if (shard_g[g] && g != GROUP_VISION) psi_s += (double)pt.group_numel[g];
         if (psi_s > psi) psi_s = psi;
+        // a sharded frozen tower: gathered for each forward
+        double psi_v = p->shard_frozen ? (double)pt.group_numel[GROUP_VISION] : 0;
         double rs = 0, ag = 0;  // reduce-scattered gradient elements, all-gathered parameter elements
         switch (p->zero_stage) {
         case 0: rs = 2 * psi; break;
         case 1: rs = psi, ag = psi; break;
         case 2: rs = A * psi, ag = psi; break;
-        default: rs = A * psi, ag = 2 * A * psi_s + (psi - psi_s); break;
+        default: rs = A * psi, ag = 2 * A * psi_s + (psi - psi_s) + A * psi_v; break;
         }
         p->volume_elems = f * (rs + ag);
         p->volume_bytes = f * (rs * 4 + ag * p->act_bytes);
@@ -227,10 +256,15 @@ void mem_plan_print(const mem_plan *p, uint64_t capacity, FILE *out) {
     fprintf(out, "  parameters %s stored, %s trained; optimizer state of the fullest rank: %s elements\n",
             fmt_count(p->numel[0] + p->numel[1] + p->numel[2] + p->numel[3], a), fmt_count(p->trainable, b),
             fmt_count(p->state_per_rank, c3));
-    char note[96];
+    char note[160];
     if (p->zero_stage == 3 && p->sharded_numel)
-        snprintf(note, sizeof note, "%s, %s sharded (this rank's slices) + 2 gather buffers, the rest replicated", pd,
-                 p->sharded_numel > p->numel[GROUP_PROJECTOR] ? "LM and projector" : "projector");
+        snprintf(note, sizeof note, "%s, %s sharded (this rank's slices) + 2 gather buffers%s", pd,
+                 p->shard_frozen ? (p->sharded_numel > p->numel[GROUP_PROJECTOR] + p->numel[GROUP_VISION]
+                                        ? "LM, projector and tower"
+                                        : "projector and tower")
+                 : p->sharded_numel > p->numel[GROUP_PROJECTOR] ? "LM and projector"
+                                                                : "projector",
+                 p->shard_frozen ? "" : ", the rest replicated");
     else
         snprintf(note, sizeof note,
                  p->nf4 ? "%s, the LM's linears in NF4 (QLoRA) with one dequantised scratch weight"

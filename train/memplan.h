@@ -49,6 +49,7 @@ typedef struct {
     uint64_t params, grads, grad_shard, master, adam_m, adam_v, activations, reserve, total;
     // ZeRO-3: parameters sharded (the fullest rank's slices) and the two gather buffers
     uint64_t sharded_numel, shard_per_rank, gather_numel;
+    int shard_frozen;  // train.shard_frozen: the frozen tower among them
     // What each rank sends and receives per step in the ring collectives (the ZeRO paper's count,
     // (world - 1) / world of each): in elements, and in bytes (fp32 gradients, PARAM-dtype
     // parameters); and the same run's under ZeRO-2, for the ratio the paper puts at 1.5 for ZeRO-3.

@@ -47,11 +47,20 @@ typedef struct {
     size_t state_off;           // where that slice starts in the group's state arrays
 } grad_bucket;
 
-// ZeRO-3: a segment is what is gathered at once: the buckets of one group and layer (a decoder
-// layer, the embeddings, the final norm with the head, the projector), contiguous in the group.
+// ZeRO-3: a part is a run of a sharded group cut into `world` slices as dist.h lays them out: a
+// bucket of a trained group (its slice is the optimizer state's), or for the frozen tower under
+// train.shard_frozen a layer's run of views; `off` is where this rank's slice sits in the group's
+// shard. A segment is what is gathered at once: the parts of one group and layer (a decoder layer,
+// the embeddings, the final norm with the head, the projector, a tower layer), contiguous.
+typedef struct {
+    size_t lo, n;          // elements [lo, lo + n) of the group buffer
+    size_t own_lo, own_n;  // this rank's slice
+    size_t off;            // the slice's place in the group's shard (pshard)
+} shard_part;
+
 typedef struct {
     int group, layer;
-    int b_first, b_last;  // its buckets
+    int p_first, p_last;  // its parts
     size_t lo, n;         // elements [lo, lo + n) of the group buffer
 } param_segment;
 
@@ -98,7 +107,10 @@ typedef struct {
     // ahead), which segment each buffer holds and the mark after its gather, per segment the buffer
     // holding it (-1: none), per group the segment in use (-1: none).
     char sharded[N_GROUPS];
+    char frozen_shard[N_GROUPS];  // sharded though frozen (train.shard_frozen: the tower)
     void *pshard[N_GROUPS];
+    shard_part *parts;
+    int n_parts;
     param_segment *segs;
     int n_segs;
     int *view_seg;
@@ -149,9 +161,12 @@ int optim_use_grad_slots(optim_state *s, llava_model *m);
 // slices, and has the model gather each segment into one of two buffers when it computes with it
 // (llava_model.param_need), the next segment's gather issued as that one starts (ahead, on the
 // NCCL stream while the layer computes). Every update invalidates the gathered buffers. Returns
-// the number of sharded groups (0: the state shards none). Call after optim_init_dist, before
-// optim_use_grad_slots.
-int optim_shard_params(optim_state *s, llava_model *m);
+// the number of sharded groups (0: the state shards none). With `shard_frozen` a frozen vision tower
+// is sharded too (train.shard_frozen; a tower that trains stays whole): the layers that run, each
+// gathered as the tower computes it, the next ahead (after the last layer, the first again: a
+// frozen tower never changes, so its gathers outlive the updates). Call after optim_init_dist,
+// before optim_use_grad_slots.
+int optim_shard_params(optim_state *s, llava_model *m, int shard_frozen);
 // Makes every sharded group whole again on every rank (PARAM buffers all-gathered), for what
 // needs the model as one piece after training: the export. The state stays as it was.
 void optim_params_whole(optim_state *s, llava_model *m);

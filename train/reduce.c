@@ -291,6 +291,7 @@ void optim_free(optim_state *s, const llava_model *m) {
             if (s->gbuf[g][j]) m->ops->free(m->be, s->gbuf[g][j]);
     }
     free(s->segs);
+    free(s->parts);
     free(s->view_seg);
     free(s->seg_buf);
     for (int i = 0; i < OPTIM_GRAD_SLOTS; i++)

@@ -106,6 +106,7 @@ int settings_from_config(const train_config *c, run_settings *s) {
     t->zero_stage = cfg_int(c, "train.zero_stage");
     t->offload_optimizer = strcmp(cfg_str(c, "train.offload_optimizer"), "cpu") == 0;
     t->offload_threads = cfg_int(c, "train.offload_threads");
+    t->shard_frozen = cfg_bool(c, "train.shard_frozen");
     t->device = xstrdup(cfg_str(c, "train.device"));
     t->max_nonfinite_steps = cfg_int(c, "train.max_nonfinite_steps");
     t->loss_spike_factor = cfg_float(c, "train.loss_spike_factor");

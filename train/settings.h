@@ -71,6 +71,7 @@ typedef struct {
     int zero_stage;
     int offload_optimizer;  // train.offload_optimizer cpu: optimizer state and update on the host
     int offload_threads;    // its threads per rank (0: the node's cores shared among its ranks)
+    int shard_frozen;       // train.shard_frozen: ZeRO-3 shards the frozen tower too
     char *device;           // "cpu" or "cuda"
     int max_nonfinite_steps;
     double loss_spike_factor;  // 0: off

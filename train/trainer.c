@@ -393,11 +393,15 @@ static void print_start(const trainer *t) {
                 "train: optimizer offloaded: fp32 masters and AdamW moments in host memory, the update on the host "
                 "(%d thread%s per rank)\n",
                 t->os.host_threads, t->os.host_threads == 1 ? "" : "s");
-    if (t->lead && t->os.n_segs)
-        fprintf(stderr, "train: ZeRO-3: the %s%s parameters sharded, gathered in %d segments\n",
-                t->os.sharded[GROUP_PROJECTOR] ? "projector's" : "",
-                t->os.sharded[GROUP_LM] ? (t->os.sharded[GROUP_PROJECTOR] ? " and the LM's" : "LM's") : "",
-                t->os.n_segs);
+    if (t->lead && t->os.n_segs) {
+        char which[96] = "";
+        const char *names[] = {"the frozen tower", "the projector", "the LM"};
+        const int groups[] = {GROUP_VISION, GROUP_PROJECTOR, GROUP_LM};
+        for (int i = 0; i < 3; i++)
+            if (t->os.sharded[groups[i]])
+                snprintf(which + strlen(which), sizeof which - strlen(which), "%s%s", which[0] ? ", " : "", names[i]);
+        fprintf(stderr, "train: ZeRO-3: parameters sharded (%s), gathered in %d segments\n", which, t->os.n_segs);
+    }
     if (t->world > 1 && t->os.slotted)
         fprintf(stderr, "train: LM gradients: %d slots of %zu elements instead of a buffer of %zu\n", OPTIM_GRAD_SLOTS,
                 t->os.slot_n, (size_t)t->m.pt.group_numel[GROUP_LM]);
@@ -441,7 +445,7 @@ static int trainer_open(trainer *t, const run_settings *s, const train_options *
     t->have_os = 1;
     if (t->os.offload) t->os.host_threads = offload_threads(s->train.offload_threads, t->world);
     // ZeRO-3: the trained LM's and projector's parameters sharded, gathered a segment at a time.
-    optim_shard_params(&t->os, &t->m);
+    optim_shard_params(&t->os, &t->m, s->train.shard_frozen);
     // ZeRO-2 keeps no full-size LM gradient buffer: per-layer slots instead (one pass per
     // micro-batch, so not with a token budget).
     if (s->data.token_budget == 0) optim_use_grad_slots(&t->os, &t->m);

@@ -76,7 +76,7 @@ static float *three_steps(llava_backend *be, dist *d, int zero, int offload, siz
     optim_state os;
     optim_init_ex(&os, &m, d, zero, offload);
     // ZeRO-3: the LM's and projector's parameters sharded, gathered on the NCCL stream ahead of use.
-    if (d && zero == 3) CHECK(optim_shard_params(&os, &m) == 2, "ZeRO-3 did not shard the LM and the projector");
+    if (d && zero == 3) CHECK(optim_shard_params(&os, &m, 0) == 2, "ZeRO-3 did not shard the LM and the projector");
     if (d && zero >= 2) {  // ZeRO-2 as the trainer runs it: no full LM gradient buffer, per-layer slots
         int on = optim_use_grad_slots(&os, &m);
         CHECK(on == 1 && m.grads[GROUP_LM] == NULL, "ZeRO-2 gradient slots not in use");
