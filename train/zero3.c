@@ -5,8 +5,8 @@
 //
 // Why the schedule is the model's calls and not the batch: every rank must issue the same
 // all-gathers in the same order, and the model's param_need calls are the same on every rank
-// (the projector's are made whether or not the batch has images, the backward's whether or not it
-// has targets, llava_model_param_walk stands in for a skipped pass). The state machine below turns
+// (the projector's and a sharded tower's are made whether or not the batch has images, the
+// backward's whether or not it has targets, llava_model_param_walk stands in for a skipped pass). The state machine below turns
 // that sequence into gathers deterministically, so the gathers agree too.
 //
 // Per sharded group: two buffers of the largest segment's size. param_need(view, dir) makes the
@@ -29,7 +29,7 @@ static void fatal(const char *msg, const char *name) {
 }
 
 // Gathers segment q into buffer j of its group: this rank's slices copied into place, then each
-// bucket all-gathered in place, without waiting (the mark tells the compute stream when it may read).
+// part all-gathered in place, without waiting (the mark tells the compute stream when it may read).
 static void gather(optim_state *s, llava_model *m, int q, int j) {
     const param_segment *sg = &s->segs[q];
     int g = sg->group;
