@@ -90,6 +90,11 @@ struct llava_ops {
     // it into pinned staging first). How a pass sends its batch.
     void (*stage)(llava_backend *be, void *dst, const void *src, size_t bytes);
     void (*sync)(llava_backend *be);
+    // `bytes` of zeroed host memory that upload and download move fastest (page-locked on CUDA, so
+    // the copies go by DMA without a bounce; plain memory on the CPU): where the optimizer offload
+    // keeps its state. Freed with host_free.
+    void *(*host_alloc)(llava_backend *be, size_t bytes);
+    void (*host_free)(llava_backend *be, void *p);
 
     // ---- linear layers: y = x W^T + b, W (O, I) as nn.Linear stores it.
     // out (N, O) ACT; x (N, I) ACT; W (O, I) PARAM; bias (O) PARAM or NULL.

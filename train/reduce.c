@@ -68,6 +68,13 @@ void optim_state_write(const optim_state *s, const llava_model *m, float *state,
     else m->ops->upload(m->be, BUF_F32, state, in, n);
 }
 
+// Where the state lives: the backend, or (offloaded) host memory the backend moves fastest
+// (page-locked on CUDA), which the host's CPU backend computes on.
+static float *state_alloc(const llava_model *m, int offload, size_t n) {
+    if (offload) return m->ops->host_alloc(m->be, sizeof(float) * n);
+    return m->ops->alloc(m->be, BUF_F32, n);
+}
+
 void optim_init_dist(optim_state *s, const llava_model *m, dist *d, int zero_stage) {
     optim_init_ex(s, m, d, zero_stage, 0);
 }
@@ -100,21 +107,19 @@ void optim_init_ex(optim_state *s, const llava_model *m, dist *d, int zero_stage
         size_t mx = 1;
         for (int b = 0; b < s->n_buckets; b++)
             if (s->buckets[b].own_n > mx) mx = s->buckets[b].own_n;
-        s->host_grad = xmalloc(sizeof(float) * mx);
+        s->host_grad = ops->host_alloc(be, sizeof(float) * mx);
     }
-    // Where the state lives: the backend, or the host when offloaded.
-    llava_backend *sbe = offload ? s->host : be;
     for (int g = 0; g < N_GROUPS; g++) {
         if (!m->grads[g]) continue;
         size_t n = s->state_numel[g];
         // A rank may own nothing of a small group: keep one element so every pointer is real.
-        s->m[g] = sbe->ops->alloc(sbe, BUF_F32, n ? n : 1);
-        s->v[g] = sbe->ops->alloc(sbe, BUF_F32, n ? n : 1);
+        s->m[g] = state_alloc(m, offload, n ? n : 1);
+        s->v[g] = state_alloc(m, offload, n ? n : 1);
         if (s->zero > 0) s->grad_shard[g] = ops->alloc(be, BUF_GRAD, n ? n : 1);
         if (ops->act_bytes != sizeof(float) || offload) {
             // The masters start as the working weights widened: the model holds no other copy.
             // (offloaded: always, the host's fp32 copy the update works on)
-            s->master[g] = sbe->ops->alloc(sbe, BUF_F32, n ? n : 1);
+            s->master[g] = state_alloc(m, offload, n ? n : 1);
             size_t gn = m->pt.group_numel[g];
             float *host = xmalloc(sizeof(float) * gn);
             ops->download(be, BUF_PARAM, host, m->params[g], gn);
@@ -271,14 +276,16 @@ static void reduce_all(optim_state *s, llava_model *m, const char *what) {
 }
 
 void optim_free(optim_state *s, const llava_model *m) {
-    llava_backend *sbe = s->offload ? s->host : m->be;
     for (int g = 0; g < N_GROUPS; g++) {
-        if (s->m[g]) sbe->ops->free(sbe, s->m[g]);
-        if (s->v[g]) sbe->ops->free(sbe, s->v[g]);
-        if (s->master[g]) sbe->ops->free(sbe, s->master[g]);
+        float *state[3] = {s->m[g], s->v[g], s->master[g]};
+        for (int j = 0; j < 3; j++)
+            if (state[j]) {
+                if (s->offload) m->ops->host_free(m->be, state[j]);
+                else m->ops->free(m->be, state[j]);
+            }
         if (s->grad_shard[g]) m->ops->free(m->be, s->grad_shard[g]);
     }
-    free(s->host_grad);
+    if (s->host_grad) m->ops->host_free(m->be, s->host_grad);
     if (s->host) llava_backend_close(s->host);
     free(s->buckets);
     free(s->view_bucket);

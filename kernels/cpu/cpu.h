@@ -20,6 +20,8 @@ void cpu_upload(llava_backend *be, int kind, void *dst, const float *src, size_t
 void cpu_download(llava_backend *be, int kind, float *dst, const void *src, size_t n);
 void cpu_upload_i32(llava_backend *be, int32_t *dst, const int32_t *src, size_t n);
 void cpu_stage(llava_backend *be, void *dst, const void *src, size_t bytes);
+void *cpu_host_alloc(llava_backend *be, size_t bytes);
+void cpu_host_free(llava_backend *be, void *p);
 void cpu_sync(llava_backend *be);
 
 // linear.c (ops.h's I, the input features, is K here: <complex.h>, which cblas.h includes, defines I)

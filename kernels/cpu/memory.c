@@ -65,3 +65,7 @@ void cpu_stage(llava_backend *be, void *dst, const void *src, size_t bytes) {
 
 // Every op has finished when it returns.
 void cpu_sync(llava_backend *be) {}
+
+// Host memory is what this backend computes on: nothing to pin.
+void *cpu_host_alloc(llava_backend *be, size_t bytes) { return xcalloc(1, bytes ? bytes : 1); }
+void cpu_host_free(llava_backend *be, void *p) { free(p); }

@@ -18,6 +18,8 @@ static void fill_table(llava_ops *t) {
     t->download = cuda_download;
     t->upload_i32 = cuda_upload_i32;
     t->stage = cuda_stage;
+    t->host_alloc = cuda_host_alloc;
+    t->host_free = cuda_host_free;
     t->sync = cuda_sync;
     t->linear_forward = cuda_linear_forward;
     t->linear_backward_input = cuda_linear_backward_input;

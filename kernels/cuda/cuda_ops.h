@@ -27,6 +27,8 @@ void cuda_upload(llava_backend *be, int kind, void *dst, const float *src, size_
 void cuda_download(llava_backend *be, int kind, float *dst, const void *src, size_t n);
 void cuda_upload_i32(llava_backend *be, int32_t *dst, const int32_t *src, size_t n);
 void cuda_stage(llava_backend *be, void *dst, const void *src, size_t bytes);
+void *cuda_host_alloc(llava_backend *be, size_t bytes);
+void cuda_host_free(llava_backend *be, void *p);
 void cuda_sync(llava_backend *be);
 
 // linear.cu: cuBLASLt GEMMs (bf16 inputs, fp32 accumulation; descriptors and algorithms cached).

@@ -259,3 +259,17 @@ extern "C" void cuda_sync(llava_backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(be)));
     CUDA_CHECK(cudaGetLastError());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Page-locked host memory (the optimizer offload's state): uploads and downloads from it go by DMA
+// straight from the pages, without the driver's bounce through its own pinned buffer.
+extern "C" void *cuda_host_alloc(llava_backend *be, size_t bytes) {
+    void *p = NULL;
+    CUDA_CHECK(cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault));
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+extern "C" void cuda_host_free(llava_backend *be, void *p) {
+    if (p) CUDA_CHECK(cudaFreeHost(p));
+}
