@@ -726,6 +726,9 @@ static void test_timeout_keys(void) {
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
+    // OpenBLAS's own threads are invisible to ThreadSanitizer (the suite runs this test under it): one
+    // GEMM thread; the offloaded AdamW's threads (pthreads) are still checked.
+    llava_cpu_set_threads(1);
     test_layout();
     test_single();
     test_rendezvous();
