@@ -161,6 +161,26 @@ static int count_lines(const char *out, const char *file) {
 
 static char *h5_stage1, *h5_stage2;
 
+// The 10-step run every equivalence check starts from: the prepared data at data_path, 2 per rank,
+// global batch 8, a checkpoint at step 10, the given ZeRO stage (`zero`, a "train.zero_stage=N").
+static void ten_steps(const char *sets[8], const char *data_path, const char *zero) {
+    const char *rest[] = {
+        "train.max_steps=10",       "train.per_device_train_batch_size=2", "train.global_batch_size=8",
+        "checkpoint.save_steps=10", "data.dataloader_num_workers=0",       "model.pretrain_mm_mlp_adapter=null"};
+    sets[0] = data_path;
+    for (int i = 0; i < 6; i++) sets[i + 1] = rest[i];
+    sets[7] = zero;
+}
+
+// The counts of the trainer's last line on ZeRO-3's gathers (-1 where the log has none).
+static void read_gathers(const char *lg, long *total, long *ahead, long *demand) {
+    *total = *ahead = *demand = -1;
+    const char *r = strstr(lg, "train: rank 0 gathered ");
+    if (r)
+        sscanf(r, "train: rank 0 gathered %ld parameter segments, %ld of them ahead of use and %ld on demand", total,
+               ahead, demand);
+}
+
 // ZeRO-3's gathers from a run's log: stage 1 shards the projector alone (one segment), stage 2 the
 // projector and the LM (the embeddings, each decoder layer, the final norm with the head). Each
 // group's first segment after an update is gathered on demand; every other gather is issued one
@@ -174,10 +194,7 @@ static void check_gathers(const char *lg, int stage, int np, int accum, int step
     const char *z = strstr(lg, "train: ZeRO-3: parameters sharded (");
     const char *g = z ? strstr(z, " gathered in ") : NULL;
     if (g) segs = atoi(g + strlen(" gathered in "));
-    const char *r = strstr(lg, "train: rank 0 gathered ");
-    if (r)
-        sscanf(r, "train: rank 0 gathered %ld parameter segments, %ld of them ahead of use and %ld on demand", &total,
-               &ahead, &demand);
+    read_gathers(lg, &total, &ahead, &demand);
     int L = segs - 3;  // stage 2: projector, embeddings, L layers, final norm and head
     long want_demand = (long)steps * (stage == 1 ? 1 : 2);
     long want_ahead = stage == 1 ? 0 : (long)steps * (2L * L * accum + 1);
@@ -193,14 +210,8 @@ static void test_equivalence(int stage, double *worst_out) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", stage == 1 ? h5_stage1 : h5_stage2);
     char *ref = xasprintf("%s/s%d_ref", world, stage);
-    const char *base[] = {data,
-                          "train.max_steps=10",
-                          "train.per_device_train_batch_size=2",
-                          "train.global_batch_size=8",
-                          "checkpoint.save_steps=10",
-                          "data.dataloader_num_workers=0",
-                          "model.pretrain_mm_mlp_adapter=null",
-                          "train.zero_stage=0"};
+    const char *base[8];
+    ten_steps(base, data, "train.zero_stage=0");
     double t;
     CHECK(train(0, preset, ref, base, 8, NULL, &t) == 0, "stage %d reference run failed:\n%s", stage, log_of(ref));
     printf("stage %d: 1 rank (reference) %.1f s\n", stage, t);
@@ -444,15 +455,9 @@ static void test_zero3_offload_resume(void) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
     char *eval = xasprintf("eval.data_path=%s", h5_stage2);
-    const char *sets[13] = {data,
-                            "train.max_steps=10",
-                            "train.per_device_train_batch_size=2",
-                            "train.global_batch_size=8",
-                            "checkpoint.save_steps=10",
-                            "data.dataloader_num_workers=0",
-                            "model.pretrain_mm_mlp_adapter=null",
-                            "train.zero_stage=3",
-                            "train.offload_optimizer=cpu"};
+    const char *sets[13];
+    ten_steps(sets, data, "train.zero_stage=3");
+    sets[8] = "train.offload_optimizer=cpu";
     char *ref = xasprintf("%s/s2_ref", world), *z3 = xasprintf("%s/s2_z3_np2", world);
     // train.shard_frozen: the tower sharded too, on 2 ranks: ZeRO-3's parameters bit for bit, and the
     // tower's first segment the only gather on demand beyond ZeRO-3's 2 per step (its gathers outlive
@@ -467,11 +472,8 @@ static void test_zero3_offload_resume(void) {
         int nt;
         double rel = weights_diff(z3, out, 10, &ma, &nt);
         char *lg = log_of(out);
-        long total = -1, ahead = -1, demand = -1;
-        const char *r = strstr(lg, "train: rank 0 gathered ");
-        if (r)
-            sscanf(r, "train: rank 0 gathered %ld parameter segments, %ld of them ahead of use and %ld on demand",
-                   &total, &ahead, &demand);
+        long total, ahead, demand;
+        read_gathers(lg, &total, &ahead, &demand);
         CHECK(rel == 0 && nt > 0 && strstr(lg, "(the frozen tower, the projector, the LM)") != NULL && demand == 21,
               "shard_frozen on 2 ranks: relative %.3g from ZeRO-3 (want 0), %ld gathers on demand (want 21):\n%s", rel,
               demand, lg);

@@ -144,22 +144,26 @@ static void nccl_async_begin(dist *d, const char *what) {
     ck_cuda(d, cudaStreamWaitEvent(s->stream, s->ready, 0), what);
 }
 
-static int nccl_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what) {
+// After enqueueing an asynchronous collective: issued by NCCL (under the deadline), and counted
+// as outstanding until dist_wait_async.
+static int nccl_async_end(dist *d, const char *what) {
     nccl_state *s = d->state;
-    nccl_async_begin(d, what);
-    ck_nccl(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, s->comm, s->stream), what);
     nccl_issued(d, what, dist_now() + d->timeout_s);
     s->pending++;
     return 0;
 }
 
-static int nccl_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what) {
+static int nccl_allreduce_f32_async(dist *d, float *buf, size_t n, const char *what) {
     nccl_state *s = d->state;
     nccl_async_begin(d, what);
+    ck_nccl(d, ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, s->comm, s->stream), what);
+    return nccl_async_end(d, what);
+}
+
+static int nccl_reduce_scatter_f32_async(dist *d, const float *buf, size_t n, float *out, const char *what) {
+    nccl_async_begin(d, what);
     enqueue_reduce_scatter(d, buf, n, out, what);
-    nccl_issued(d, what, dist_now() + d->timeout_s);
-    s->pending++;
-    return 0;
+    return nccl_async_end(d, what);
 }
 
 static uint64_t nccl_async_mark(dist *d) {
@@ -208,12 +212,9 @@ static int nccl_allgather(dist *d, void *buf, size_t n, size_t elem_bytes, const
 // ZeRO-3's prefetch: after what the compute stream has queued (a layer still reading the buffer it
 // overwrites), on the communication stream, without waiting.
 static int nccl_allgather_async(dist *d, void *buf, size_t n, size_t elem_bytes, const char *what) {
-    nccl_state *s = d->state;
     nccl_async_begin(d, what);
     enqueue_allgather(d, buf, n, elem_bytes, what);
-    nccl_issued(d, what, dist_now() + d->timeout_s);
-    s->pending++;
-    return 0;
+    return nccl_async_end(d, what);
 }
 
 static int nccl_broadcast(dist *d, void *buf, size_t bytes, int root, const char *what) {
