@@ -1,5 +1,6 @@
 // The update half of the optimizer (optim.h): the global gradient norm, torch's clipping, and
-// AdamW view by view (over this rank's slices under ZeRO-1/2) at the schedule's learning rate.
+// AdamW view by view (over this rank's slices under ZeRO-1/2/3; on the host's copy when offloaded)
+// at the schedule's learning rate.
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
