@@ -355,8 +355,9 @@ static void test_lora(void) {
 }
 
 // The other loss normalisation (the step's target count is summed over ranks before the backward),
-// with layer 0 of the LM frozen by name: 4 ranks as 1, and the frozen tensors not touched.
-static void test_global_tokens_and_freeze(void) {
+// with layer 0 of the LM frozen by name: 4 ranks as 1, and the frozen tensors not touched, under
+// ZeRO-2 and ZeRO-3 (whose buckets hold the frozen views: sharded, gathered, never updated).
+static void test_global_tokens_and_freeze(int zero) {
     char data[600];
     snprintf(data, sizeof data, "data.data_path=%s", h5_stage2);
     const char *sets[] = {data,
@@ -368,9 +369,9 @@ static void test_global_tokens_and_freeze(void) {
                           "model.pretrain_mm_mlp_adapter=null",
                           "train.loss_normalization=global_tokens",
                           "train.freeze=lm.model.layers.0.",
-                          "train.zero_stage=2"};
-    char *ref = xasprintf("%s/gt_ref", world), *out = xasprintf("%s/gt_np4", world);
-    CHECK(train(0, "stage2.json", ref, sets, 10, NULL, NULL) == 0, "%s", log_of(ref));
+                          zero == 3 ? "train.zero_stage=3" : "train.zero_stage=2"};
+    char *ref = xasprintf("%s/gt_ref", world), *out = xasprintf("%s/gt_np4_z%d", world, zero);
+    if (zero == 2) CHECK(train(0, "stage2.json", ref, sets, 10, NULL, NULL) == 0, "%s", log_of(ref));
     CHECK(train(4, "stage2.json", out, sets, 10, NULL, NULL) == 0, "%s", log_of(out));
     double max_abs, frozen = 0;
     int nt;
@@ -394,8 +395,9 @@ static void test_global_tokens_and_freeze(void) {
     }
     CHECK(same == 1, "frozen lm.model.layers.0.mlp.up_proj.weight changed on 4 ranks (%d)", same);
     printf(
-        "global_tokens + frozen layer 0, ZeRO-2 4 ranks: max relative %.3g, metrics %.3g, frozen tensors identical\n",
-        rel, md);
+        "global_tokens + frozen layer 0, ZeRO-%d 4 ranks: max relative %.3g, metrics %.3g, frozen tensors "
+        "identical\n",
+        zero, rel, md);
     free(init);
     free(ck);
     free(ref);
@@ -708,7 +710,8 @@ int main(void) {
     double w1 = 0, w2 = 0;
     test_equivalence(1, &w1);
     test_equivalence(2, &w2);
-    test_global_tokens_and_freeze();
+    test_global_tokens_and_freeze(2);
+    test_global_tokens_and_freeze(3);  // the frozen layer's views in the LM's sharded buckets, gathered, never updated
     test_lora();
     test_resume_across_world();
     test_zero3_offload_resume();
