@@ -156,8 +156,8 @@ void optim_free(optim_state *s, const llava_model *m);
 int optim_use_grad_slots(optim_state *s, llava_model *m);
 
 // ZeRO-3 (zero stage 3 on two or more ranks, or one MPI / NCCL rank): the trained LM's and
-// projector's parameters are sharded like their optimizer state (the vision tower, LoRA adapters
-// and frozen groups stay whole on every rank). Frees those groups' PARAM buffers, keeps this rank's
+// projector's parameters are sharded like their optimizer state (LoRA adapters, a trained tower
+// and frozen groups stay whole on every rank; the frozen tower too unless `shard_frozen`). Frees those groups' PARAM buffers, keeps this rank's
 // slices, and has the model gather each segment into one of two buffers when it computes with it
 // (llava_model.param_need), the next segment's gather issued as that one starts (ahead, on the
 // NCCL stream while the layer computes). Every update invalidates the gathered buffers. Returns
@@ -170,8 +170,8 @@ int optim_shard_params(optim_state *s, llava_model *m, int shard_frozen);
 // Makes every sharded group whole again on every rank (PARAM buffers all-gathered), for what
 // needs the model as one piece after training: the export. The state stays as it was.
 void optim_params_whole(optim_state *s, llava_model *m);
-// This rank's slices of a sharded group's parameters to host fp32 `out` (state layout), or from
-// host `in` (whole group layout: each bucket's own slice is taken), for checkpoints.
+// Checkpoints: this rank's slice of bucket b of sharded group g to host fp32 `out` (own_n values);
+// and from host `whole` (the group's layout) this rank's slice of every bucket of g.
 void optim_pshard_download(const optim_state *s, const llava_model *m, int g, int b, float *out);
 void optim_pshard_upload(optim_state *s, llava_model *m, int g, const float *whole);
 // Forgets what the gather buffers hold (the parameters changed under them).
