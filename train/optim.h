@@ -56,6 +56,7 @@ typedef struct {
     size_t lo, n;          // elements [lo, lo + n) of the group buffer
     size_t own_lo, own_n;  // this rank's slice
     size_t off;            // the slice's place in the group's shard (pshard)
+    int group;
 } shard_part;
 
 typedef struct {

@@ -87,13 +87,6 @@ static void *param_at(void *ctx, int view) {
     return (char *)s->gbuf[sg->group][s->seg_buf[q]] + (m->pt.views[view].offset - sg->lo) * m->ops->act_bytes;
 }
 
-// The group of part i (its segment's).
-static int part_group(const optim_state *s, int i) {
-    for (int q = 0; q < s->n_segs; q++)
-        if (i >= s->segs[q].p_first && i <= s->segs[q].p_last) return s->segs[q].group;
-    return -1;
-}
-
 // Forgets what the gather buffers hold: the trained groups' (with `all`, the frozen ones' too).
 static void forget(optim_state *s, int all) {
     for (int q = 0; q < s->n_segs; q++)
@@ -112,7 +105,7 @@ void optim_params_changed(optim_state *s) { forget(s, 0); }
 static void add_part(optim_state *s, int group, int layer, size_t lo, size_t n, size_t own_lo, size_t own_n,
                      size_t off) {
     s->parts = xrealloc(s->parts, sizeof(shard_part) * (size_t)(s->n_parts + 1));
-    s->parts[s->n_parts] = (shard_part){lo, n, own_lo, own_n, off};
+    s->parts[s->n_parts] = (shard_part){lo, n, own_lo, own_n, off, group};
     param_segment *sg = s->n_segs ? &s->segs[s->n_segs - 1] : NULL;
     if (!sg || sg->group != group || sg->layer != layer) {
         s->segs = xrealloc(s->segs, sizeof(param_segment) * (size_t)(s->n_segs + 1));
@@ -190,7 +183,7 @@ int optim_shard_params(optim_state *s, llava_model *m, int shard_frozen) {
         s->pshard[g] = ops->alloc(be, BUF_PARAM, shard_n[g] ? shard_n[g] : 1);
         for (int i = 0; i < s->n_parts; i++) {
             const shard_part *k = &s->parts[i];
-            if (part_group(s, i) == g && k->own_n)
+            if (k->group == g && k->own_n)
                 ops->copy(be, BUF_PARAM, (char *)s->pshard[g] + k->off * ab, (char *)m->params[g] + k->own_lo * ab,
                           k->own_n);
         }
@@ -217,7 +210,7 @@ void optim_params_whole(optim_state *s, llava_model *m) {
         ops->zero(be, BUF_PARAM, m->params[g], m->pt.group_numel[g]);
         for (int i = 0; i < s->n_parts; i++) {
             const shard_part *k = &s->parts[i];
-            if (part_group(s, i) != g) continue;
+            if (k->group != g) continue;
             if (k->own_n)
                 ops->copy(be, BUF_PARAM, (char *)m->params[g] + k->own_lo * ab, (char *)s->pshard[g] + k->off * ab,
                           k->own_n);
